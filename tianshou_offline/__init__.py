@@ -1,0 +1,47 @@
+"""tianshou-offline: offline-RL datasets as Tianshou ReplayBuffers stored as HDF5.
+
+Public API (re-exported here):
+
+- :func:`load_buffer` / :func:`save_buffer`: read and write the HDF5 buffer format
+  (``docs/FORMAT.md``), Tianshou's own ``save_hdf5`` files and the D4RL key layout.
+- :class:`BufferWriter`: the streaming, atomic writer every converter and the recorder use.
+- :class:`EpisodeRecorder`: a gymnasium wrapper that records finished episodes to a file.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from tianshou_offline.data.buffer import load_buffer, save_buffer
+from tianshou_offline.data.format import FORMAT_VERSION, Provenance, read_metadata
+from tianshou_offline.data.writer import BufferWriter
+from tianshou_offline.errors import (
+    DatasetFormatError,
+    DataValidationError,
+    OutputExistsError,
+    SchemaVersionError,
+    SourceNotFoundError,
+    SpaceSerializationError,
+    TianshouOfflineError,
+    UnsafeDataError,
+)
+from tianshou_offline.recording import EpisodeRecorder
+
+__all__ = [
+    "FORMAT_VERSION",
+    "BufferWriter",
+    "DataValidationError",
+    "DatasetFormatError",
+    "EpisodeRecorder",
+    "OutputExistsError",
+    "Provenance",
+    "SchemaVersionError",
+    "SourceNotFoundError",
+    "SpaceSerializationError",
+    "TianshouOfflineError",
+    "UnsafeDataError",
+    "__version__",
+    "load_buffer",
+    "read_metadata",
+    "save_buffer",
+]

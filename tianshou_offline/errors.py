@@ -1,0 +1,39 @@
+"""The exceptions raised by tianshou-offline.
+
+Every error names the file, the field, what was found and what was expected, in one line,
+so that the CLI can print it verbatim (exit code 2) and API users can catch a precise type.
+"""
+
+from __future__ import annotations
+
+
+class TianshouOfflineError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class DatasetFormatError(TianshouOfflineError, ValueError):
+    """A file exists but does not hold what the format (or the source layout) requires."""
+
+
+class SchemaVersionError(DatasetFormatError):
+    """The file was written with a format version this package cannot read."""
+
+
+class UnsafeDataError(DatasetFormatError):
+    """The file stores pickled objects and the caller did not opt in to unpickling them."""
+
+
+class SourceNotFoundError(TianshouOfflineError, FileNotFoundError):
+    """A file, dataset id or directory that was asked for does not exist."""
+
+
+class OutputExistsError(TianshouOfflineError, FileExistsError):
+    """The output path exists and overwriting was not requested."""
+
+
+class SpaceSerializationError(TianshouOfflineError, ValueError):
+    """A gymnasium space cannot be serialised to (or read back from) the format's JSON."""
+
+
+class DataValidationError(TianshouOfflineError, ValueError):
+    """Arrays handed to a writer are inconsistent (lengths, dtypes, shapes, NaNs)."""
