@@ -614,7 +614,7 @@ class BufferWriter:
             ea[k] = str(v)
         eps = f.create_group(EPISODES_GROUP)
         for name, dtype in (("start", np.int64), ("length", np.int64), ("return", np.float64)):
-            self._create_column(eps, name, (), np.dtype(dtype), chunk_rows=4096)
+            self._create_column(eps, name, (), np.dtype(dtype), chunk_rows=1024)
         if self._meta_keys or (self._ep_meta and self._ep_meta[0]):
             keys = self._meta_keys or sorted(self._ep_meta[0])
             md = eps.create_group("metadata")
@@ -629,7 +629,7 @@ class BufferWriter:
                     dt = np.dtype(np.int64)
                 else:
                     dt = np.dtype(np.float64)
-                self._create_column(md, k, (), dt, chunk_rows=4096)
+                self._create_column(md, k, (), dt, chunk_rows=1024)
 
     def _create_column(
         self,

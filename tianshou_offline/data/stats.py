@@ -1,0 +1,180 @@
+"""Dataset statistics (episode returns and lengths, action distribution) and plots."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tianshou_offline.data.format import (
+    EPISODES_GROUP,
+    META_GROUP,
+    committed_counts,
+    detect_layout,
+    open_h5,
+)
+
+
+@dataclass(frozen=True)
+class EpisodeTable:
+    """Per-episode facts of a buffer file; arrays of shape ``(num_episodes,)``."""
+
+    starts: np.ndarray
+    """int64 first row of each episode."""
+    lengths: np.ndarray
+    """int64 number of transitions."""
+    returns: np.ndarray
+    """float64 undiscounted sum of rewards."""
+    terminated: np.ndarray
+    """bool: the episode ended in a terminal state."""
+    truncated: np.ndarray
+    """bool: the episode was truncated (time limit)."""
+    metadata: dict[str, np.ndarray]
+    """per-episode attributes stored by a recorder callback."""
+
+
+def episode_table_from_flags(rew: np.ndarray, done: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Starts, lengths and returns of the episodes delimited by ``done`` (a trailing
+    unfinished episode counts as an episode)."""
+    n = int(rew.shape[0])
+    ends = np.flatnonzero(done)
+    if n and (len(ends) == 0 or ends[-1] != n - 1):
+        ends = np.append(ends, n - 1)
+    starts = np.concatenate([[0], ends[:-1] + 1]).astype(np.int64) if len(ends) else np.zeros(0, np.int64)
+    lengths = (ends + 1 - starts).astype(np.int64)
+    csum = np.concatenate([[0.0], np.cumsum(rew, dtype=np.float64)])
+    returns = csum[ends + 1] - csum[starts]
+    return starts, lengths, returns
+
+
+def episode_table(path: str | os.PathLike[str]) -> EpisodeTable:
+    """Read the per-episode table of any layout :func:`~tianshou_offline.load_buffer` reads.
+
+    tianshou-offline files answer from their stored episode table (no data scan); other
+    layouts are loaded and split at their episode boundaries.
+    """
+    p = Path(path)
+    with open_h5(p) as f:
+        if detect_layout(f) == "tianshou_offline":
+            n, n_ep = committed_counts(f)
+            eps = f[EPISODES_GROUP]
+            starts = eps["start"][:n_ep]
+            lengths = eps["length"][:n_ep]
+            ends = starts + lengths - 1
+            meta = f[META_GROUP]
+            term = meta["terminated"][:n] if n else np.zeros(0, bool)
+            trunc = meta["truncated"][:n] if n else np.zeros(0, bool)
+            md: dict[str, np.ndarray] = {}
+            if "metadata" in eps:
+                for k in eps["metadata"].keys():
+                    arr = eps["metadata"][k][:n_ep]
+                    if arr.dtype == object:
+                        arr = np.asarray([v.decode() if isinstance(v, bytes) else v for v in arr])
+                    md[k] = arr
+            return EpisodeTable(
+                starts=starts,
+                lengths=lengths,
+                returns=eps["return"][:n_ep],
+                terminated=term[ends] if n_ep else np.zeros(0, bool),
+                truncated=trunc[ends] if n_ep else np.zeros(0, bool),
+                metadata=md,
+            )
+    from tianshou_offline.data.buffer import load_buffer
+
+    buf = load_buffer(p, include_info=False)
+    rew = np.asarray(buf.rew[: len(buf)], dtype=np.float64)
+    done = np.asarray(buf.done[: len(buf)], dtype=bool)
+    starts, lengths, returns = episode_table_from_flags(rew, done)
+    ends = starts + lengths - 1
+    return EpisodeTable(
+        starts=starts,
+        lengths=lengths,
+        returns=returns,
+        terminated=np.asarray(buf.terminated)[ends],
+        truncated=np.asarray(buf.truncated)[ends],
+        metadata={},
+    )
+
+
+def describe(values: np.ndarray) -> dict[str, float]:
+    """mean, std, min, median, max of a 1-D array (NaN when empty)."""
+    if values.size == 0:
+        return dict.fromkeys(("mean", "std", "min", "median", "max"), float("nan"))
+    v = values.astype(np.float64)
+    return {
+        "mean": float(v.mean()),
+        "std": float(v.std()),
+        "min": float(v.min()),
+        "median": float(np.median(v)),
+        "max": float(v.max()),
+    }
+
+
+def read_actions(path: str | os.PathLike[str], max_rows: int = 1_000_000) -> np.ndarray:
+    """Up to ``max_rows`` actions of a buffer file (evenly strided when there are more)."""
+    with open_h5(path) as f:
+        layout = detect_layout(f)
+        if layout == "d4rl":
+            ds = f["actions"]
+            n = ds.shape[0]
+        else:
+            ds = f[META_GROUP]["act"]
+            n = committed_counts(f)[0] if layout == "tianshou_offline" else ds.shape[0]
+        stride = max(1, n // max_rows)
+        return np.asarray(ds[:n:stride])
+
+
+def plot_dataset(path: str | os.PathLike[str], out: str | os.PathLike[str]) -> Path:
+    """Draw return and length histograms and the action distribution to a PNG file."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    table = episode_table(path)
+    act = read_actions(path)
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    axes[0].hist(table.returns, bins=min(50, max(5, len(table.returns) // 2)), color="tab:blue")
+    axes[0].set_title(f"episode return (n={len(table.returns)})")
+    axes[0].set_xlabel("return")
+    axes[0].set_ylabel("episodes")
+    axes[1].hist(table.lengths, bins=min(50, max(5, len(table.lengths) // 2)), color="tab:green")
+    axes[1].set_title("episode length")
+    axes[1].set_xlabel("steps")
+    ax = axes[2]
+    if np.issubdtype(act.dtype, np.integer) and act.ndim == 1:
+        values, counts = np.unique(act, return_counts=True)
+        ax.bar(values.astype(str), counts, color="tab:orange")
+        ax.set_title("action counts")
+        ax.set_xlabel("action")
+    else:
+        flat = act.reshape(act.shape[0], -1)
+        dims = min(flat.shape[1], 8)
+        ax.violinplot([flat[:, i] for i in range(dims)], showmedians=True)
+        ax.set_title(f"action distribution per dimension (first {dims})")
+        ax.set_xlabel("dimension")
+    fig.suptitle(Path(path).name)
+    fig.tight_layout()
+    o = Path(out)
+    tmp = o.with_name(f".{o.name}.tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, o)
+    return o
+
+
+def summary(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Episode statistics as a JSON-able dict (used by ``tianshou-offline inspect``)."""
+    t = episode_table(path)
+    return {
+        "episodes": len(t.returns),
+        "transitions": int(np.sum(t.lengths)),
+        "terminated_episodes": int(np.sum(t.terminated)),
+        "truncated_episodes": int(np.sum(t.truncated)),
+        "return": describe(t.returns),
+        "length": describe(t.lengths),
+        "metadata_columns": sorted(t.metadata),
+    }
