@@ -353,6 +353,8 @@ def _load_meta_layout(
     done = done.copy() if not done.flags.writeable else done
     for row in cut_rows:
         done[row] = True
+    if n:
+        done[n - 1] = True  # a trailing unfinished episode is cut there, as in save_buffer
     columns["done"] = done
     return buffer_from_columns(
         columns,
