@@ -12,9 +12,8 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from tianshou_offline.data.buffer import load_buffer, save_buffer
-from tianshou_offline.data.format import FORMAT_VERSION, Provenance, read_metadata
-from tianshou_offline.data.writer import BufferWriter
+from typing import TYPE_CHECKING, Any
+
 from tianshou_offline.errors import (
     DatasetFormatError,
     DataValidationError,
@@ -25,7 +24,36 @@ from tianshou_offline.errors import (
     TianshouOfflineError,
     UnsafeDataError,
 )
-from tianshou_offline.recording import EpisodeRecorder
+
+if TYPE_CHECKING:
+    from tianshou_offline.data.buffer import load_buffer, save_buffer
+    from tianshou_offline.data.format import FORMAT_VERSION, Provenance, read_metadata
+    from tianshou_offline.data.writer import BufferWriter
+    from tianshou_offline.recording import EpisodeRecorder
+
+# Imported on first use: importing tianshou (and through it tensorboard) takes seconds, which
+# commands such as `tianshou-offline inspect` should not pay.
+_LAZY = {
+    "load_buffer": "tianshou_offline.data.buffer",
+    "save_buffer": "tianshou_offline.data.buffer",
+    "FORMAT_VERSION": "tianshou_offline.data.format",
+    "Provenance": "tianshou_offline.data.format",
+    "read_metadata": "tianshou_offline.data.format",
+    "BufferWriter": "tianshou_offline.data.writer",
+    "EpisodeRecorder": "tianshou_offline.recording",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tianshou_offline' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "FORMAT_VERSION",

@@ -19,12 +19,13 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 import numpy as np
-import torch
-from tianshou.utils.net.common import Net
+
+if TYPE_CHECKING:
+    from tianshou.utils.net.common import Net
 
 from tianshou_offline.errors import DatasetFormatError, SourceNotFoundError
 
@@ -81,6 +82,8 @@ def save_policy_checkpoint(
     hidden_sizes: Sequence[int],
 ) -> Path:
     """Save an MLP policy's weights with the architecture needed to rebuild it."""
+    import torch
+
     p = Path(path)
     action_shape: int | list[int] = (
         int(action_space.n)
@@ -111,6 +114,9 @@ def load_policy_checkpoint(path: str | os.PathLike[str]) -> ActFn:
     :raises SourceNotFoundError: no such file.
     :raises DatasetFormatError: not a tianshou-offline policy checkpoint.
     """
+    import torch
+    from tianshou.utils.net.common import Net
+
     p = Path(path)
     if not p.exists():
         raise SourceNotFoundError(f"{p}: no such policy checkpoint (expected 'random' or a .pt file)")
@@ -139,8 +145,11 @@ def load_policy_checkpoint(path: str | os.PathLike[str]) -> ActFn:
     net.eval()
     action = payload["action"]
 
-    @torch.no_grad()
     def act(obs: Any) -> Any:
+        return _act(obs)
+
+    @torch.no_grad()
+    def _act(obs: Any) -> Any:
         x = torch.as_tensor(np.asarray(obs, dtype=np.float32)[None])
         out, _ = net(x)
         if action["type"] == "discrete":

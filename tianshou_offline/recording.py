@@ -144,7 +144,13 @@ class EpisodeRecorder(gym.Wrapper[Any, Any, Any, Any]):
             store_obs_next=store_obs_next,
             append=True,
         )
-        self._episodes_written = self._writer.num_episodes
+        existing_keys = self._writer.metadata_keys
+        if existing_keys and episode_metadata is None:
+            self._writer.abort()
+            raise DataValidationError(
+                f"{self.path}: its episodes carry metadata {existing_keys}; pass an "
+                "episode_metadata callback that returns the same keys to append to it"
+            )
         self._reset_episode()
         self._last_obs: Any = None
 

@@ -22,12 +22,10 @@ import os
 import pickle
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import gymnasium as gym
 import h5py
 import numpy as np
-from tianshou.data import Batch, ReplayBuffer
 from tqdm import tqdm
 
 from tianshou_offline.data.format import (
@@ -43,6 +41,10 @@ from tianshou_offline.data.format import (
 )
 from tianshou_offline.data.writer import BufferWriter, Compression
 from tianshou_offline.errors import DatasetFormatError, UnsafeDataError
+
+if TYPE_CHECKING:
+    import gymnasium as gym
+    from tianshou.data import Batch, ReplayBuffer
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +70,8 @@ def buffer_from_columns(
         Without ``obs_next`` the buffer derives it from ``obs[next(i)]`` (``ignore_obs_next``).
     :returns: a full buffer with ``maxsize == len == N``, ``last_index == [N - 1]``.
     """
+    from tianshou.data import Batch, ReplayBuffer
+
     rew = np.asarray(columns["rew"])
     n = int(rew.shape[0])
     term = np.asarray(columns["terminated"], dtype=bool)
@@ -395,6 +399,8 @@ def _chronological_indices(buffer: ReplayBuffer) -> tuple[np.ndarray, list[int]]
 
 
 def _batch_to_columns(batch: Batch) -> dict[str, Any]:
+    from tianshou.data import Batch
+
     out: dict[str, Any] = {}
     for key in batch.get_keys():
         value = batch[key]

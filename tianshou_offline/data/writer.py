@@ -213,6 +213,11 @@ class BufferWriter:
         """Episodes finished so far."""
         return len(self._ep_start)
 
+    @property
+    def metadata_keys(self) -> list[str]:
+        """The per-episode metadata keys fixed by the first episode (or the existing file)."""
+        return list(self._meta_keys or [])
+
     def add_episode(
         self,
         *,
@@ -811,10 +816,7 @@ def repair_file(path: str | os.PathLike[str]) -> Path:
                     if isinstance(item, h5py.Group):
                         copy_group(item, d.create_group(key), rows)
                     else:
-                        if rows is None or item.ndim == 0 or item.maxshape[0] is not None:
-                            data = item[:rows] if rows is not None and item.ndim else item[()]
-                        else:
-                            data = item[()]
+                        data = item[:rows] if rows is not None and item.ndim else item[()]
                         kw: dict[str, Any] = {}
                         if item.chunks is not None:
                             kw = {
