@@ -9,9 +9,9 @@ import gymnasium as gym
 import h5py
 import numpy as np
 import pytest
+from _buffers import episodes_of, fill
 from tianshou.data import Batch, ReplayBuffer
 
-from _buffers import episodes_of, fill
 from tianshou_offline import (
     BufferWriter,
     DatasetFormatError,
@@ -25,7 +25,12 @@ from tianshou_offline import (
     read_metadata,
     save_buffer,
 )
-from tianshou_offline.data.format import space_from_dict, space_from_json, space_to_dict, space_to_json
+from tianshou_offline.data.format import (
+    space_from_dict,
+    space_from_json,
+    space_to_dict,
+    space_to_json,
+)
 
 SPACES = [
     gym.spaces.Box(-1.0, 1.0, (3,), np.float32),
@@ -107,7 +112,7 @@ def test_round_trip_every_column_type(tmp_path: Path) -> None:
             "pair": (rng.integers(0, 3, size=n1), rng.random((n1, 2)).astype(np.float32)),
         }
 
-        def cut(tree, sl):  # noqa: ANN001, ANN202
+        def cut(tree, sl):
             if isinstance(tree, dict):
                 return {k: cut(v, sl) for k, v in tree.items()}
             if isinstance(tree, tuple):
@@ -163,7 +168,7 @@ def test_round_trip_every_column_type(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("compression", [None, "gzip", "lzf"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.uint8, np.int32, np.bool_])
-def test_round_trip_dtypes_and_compression(tmp_path: Path, compression, dtype) -> None:  # noqa: ANN001
+def test_round_trip_dtypes_and_compression(tmp_path: Path, compression, dtype) -> None:
     rng = np.random.default_rng(0)
     obs = (rng.random((50, 4)) * 100).astype(dtype)
     path = tmp_path / "d.hdf5"
@@ -212,7 +217,7 @@ def test_frame_stacking_settings_round_trip(tmp_path: Path) -> None:
     """save_only_last_obs + stack_num=4 buffers (one frame per step) keep their stacks."""
     buf = ReplayBuffer(40, stack_num=4, ignore_obs_next=True, save_only_last_obs=True)
     rng = np.random.default_rng(3)
-    for e, length in enumerate((7, 9, 5)):
+    for _e, length in enumerate((7, 9, 5)):
         frames = rng.integers(0, 255, size=(length + 4, 6, 6), dtype=np.uint8)
         for t in range(length):
             stack = frames[t : t + 4]

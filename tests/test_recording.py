@@ -14,10 +14,16 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import pytest
+from _buffers import episodes_of
 from tianshou.data import ReplayBuffer
 
-from _buffers import episodes_of
-from tianshou_offline import DataValidationError, EpisodeRecorder, OutputExistsError, load_buffer, read_metadata
+from tianshou_offline import (
+    DataValidationError,
+    EpisodeRecorder,
+    OutputExistsError,
+    load_buffer,
+    read_metadata,
+)
 from tianshou_offline.data.stats import episode_table
 
 

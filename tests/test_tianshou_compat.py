@@ -8,10 +8,10 @@ import gymnasium as gym
 import h5py
 import numpy as np
 import pytest
+from _buffers import episodes_of, fill
 from tianshou.data import Batch, Collector, ReplayBuffer, VectorReplayBuffer
 from tianshou.env import DummyVectorEnv
 
-from _buffers import episodes_of, fill
 from tianshou_offline import BufferWriter, load_buffer, save_buffer
 
 
@@ -95,7 +95,7 @@ def test_tianshou_vector_file_loads_without_unpickling(tmp_path: Path, monkeypat
 
     import pickle
 
-    def no_unpickling(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+    def no_unpickling(*args, **kwargs):
         raise AssertionError("load_buffer must not unpickle")
 
     monkeypatch.setattr(pickle, "loads", no_unpickling)
@@ -151,7 +151,7 @@ def test_collector_buffer_round_trip(tmp_path: Path) -> None:
     np.testing.assert_array_equal(c.obs, b.obs)
 
 
-def _d4rl_file(path: Path, *, next_obs: bool, timeouts: bool, dtype=np.float32) -> dict:  # noqa: ANN001
+def _d4rl_file(path: Path, *, next_obs: bool, timeouts: bool, dtype=np.float32) -> dict:
     rng = np.random.default_rng(3)
     n = 30
     obs = rng.normal(size=(n, 4)).astype(dtype)

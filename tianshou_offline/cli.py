@@ -14,7 +14,7 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -86,7 +86,9 @@ def cmd_record(args: argparse.Namespace) -> int:
     except gym.error.Error as e:
         raise UsageError(f"--env {args.env}: {e}") from e
     policy = make_policy(args.policy, env, eps=args.eps, seed=args.seed)
-    if_exists = "overwrite" if args.overwrite else "append" if args.append else "error"
+    if_exists: Literal["error", "append", "overwrite"] = (
+        "overwrite" if args.overwrite else "append" if args.append else "error"
+    )
     rec = EpisodeRecorder(
         env,
         out,
@@ -199,7 +201,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         width = max((len(k) for k in md.columns), default=4)
         for name, (shape, dtype) in md.columns.items():
             nbytes = np.dtype(dtype).itemsize * int(np.prod(shape)) if shape else 0
-            print(f"  {name:<{width}}  {str(shape):<22} {np.dtype(dtype).name:<9} {_fmt_bytes(nbytes)}")
+            print(f"  {name:<{width}}  {shape!s:<22} {np.dtype(dtype).name:<9} {_fmt_bytes(nbytes)}")
         for key, label in (("return", "episode return"), ("length", "episode length")):
             d = stats[key]
             print(

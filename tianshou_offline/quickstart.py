@@ -89,7 +89,7 @@ def evaluate(policy: Any, env_id: str, episodes: int, seed: int) -> np.ndarray:
     """Returns of ``episodes`` evaluation episodes of a Tianshou policy (deterministic)."""
     envs = DummyVectorEnv([lambda: gym.make(env_id) for _ in range(min(episodes, 5))])
     envs.seed(seed)
-    collector = Collector(policy, envs)
+    collector: Collector[Any] = Collector(policy, envs)
     policy.eval()
     stats = collector.collect(n_episode=episodes, reset_before_collect=True)
     envs.close()

@@ -22,7 +22,7 @@ import os
 import pickle
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import h5py
 import numpy as np
@@ -102,7 +102,7 @@ def buffer_from_columns(
     if info is not None and len(info) > 0:
         data["info"] = info
     batch = Batch(data)
-    buf.set_batch(batch)  # type: ignore[arg-type]
+    buf.set_batch(batch)
     buf._size = n
     buf._insertion_idx = 0
     buf.last_index = np.array([n - 1])
@@ -459,7 +459,7 @@ def save_buffer(
         step = 1 << 16
         for s in range(0, len(order), step):
             idx = order[s : s + step]
-            cols = _batch_to_columns(meta[idx])
+            cols = _batch_to_columns(cast("Batch", meta[idx]))
             done = np.asarray(cols.get("done", cols["terminated"] | cols["truncated"]), bool)
             done = done.copy()
             for c in cuts:

@@ -240,14 +240,18 @@ class BufferWriter:
         """
         term = np.asarray(terminated, dtype=bool)
         trunc = np.asarray(truncated, dtype=bool)
-        ends = np.flatnonzero(term[:-1] | trunc[:-1]) if term.ndim == 1 and term.shape == trunc.shape else []
+        ends = (
+            np.flatnonzero(term[:-1] | trunc[:-1])
+            if term.ndim == 1 and term.shape == trunc.shape
+            else np.zeros(0, dtype=np.int64)
+        )
         if len(ends):
             raise DataValidationError(
                 f"add_episode(): row {int(ends[0])} of {term.shape[0]} is terminated/truncated; "
                 "only the last row of an episode may be (use add_transitions for many episodes)"
             )
         done = np.zeros(term.shape, dtype=bool)
-        if done.ndim == 1 and done.shape[0]:
+        if done.ndim == 1 and len(done):
             done[-1] = True
         self._add(
             obs=obs,
@@ -376,15 +380,14 @@ class BufferWriter:
         ends = np.flatnonzero(done_arr)
         rew64 = rew_arr.astype(np.float64, copy=False)
         prev = 0
-        for e in ends:
-            e = int(e)
+        for end_row in ends.tolist():
             self._close_episode(
                 start=self._open_start,
-                end=base + e + 1,
-                ret=self._open_return + float(rew64[prev : e + 1].sum()),
-                metadata=end_metadata if e == n - 1 else None,
+                end=base + end_row + 1,
+                ret=self._open_return + float(rew64[prev : end_row + 1].sum()),
+                metadata=end_metadata if end_row == n - 1 else None,
             )
-            prev = e + 1
+            prev = end_row + 1
         self._open_return += float(rew64[prev:].sum())
         self._total_rows += n
         self._pending_rows += n
@@ -618,23 +621,23 @@ class BufferWriter:
         for k, v in self.extra_attrs.items():
             ea[k] = str(v)
         eps = f.create_group(EPISODES_GROUP)
-        for name, dtype in (("start", np.int64), ("length", np.int64), ("return", np.float64)):
-            self._create_column(eps, name, (), np.dtype(dtype), chunk_rows=1024)
+        for name, col_dtype in (("start", "<i8"), ("length", "<i8"), ("return", "<f8")):
+            self._create_column(eps, name, (), np.dtype(col_dtype), chunk_rows=1024)
         if self._meta_keys or (self._ep_meta and self._ep_meta[0]):
             keys = self._meta_keys or sorted(self._ep_meta[0])
             md = eps.create_group("metadata")
             first = self._ep_meta[0] if self._ep_meta else {}
-            for k in keys:
-                v = first.get(k)
-                if isinstance(v, str):
+            for key in keys:
+                value = first.get(key)
+                if isinstance(value, str):
                     dt: np.dtype[Any] = h5py.string_dtype("utf-8")
-                elif isinstance(v, bool):
+                elif isinstance(value, bool):
                     dt = np.dtype(bool)
-                elif isinstance(v, int):
+                elif isinstance(value, int):
                     dt = np.dtype(np.int64)
                 else:
                     dt = np.dtype(np.float64)
-                self._create_column(md, k, (), dt, chunk_rows=1024)
+                self._create_column(md, key, (), dt, chunk_rows=1024)
 
     def _create_column(
         self,

@@ -1,0 +1,105 @@
+"""Write and load 1M transitions (obs 17, act 6): BufferWriter/load_buffer vs raw h5py.
+
+Reference: raw h5py writing the same arrays with ``create_dataset(data=...)`` (one contiguous
+dataset per column) and reading them back with ``ds[()]``. Ours writes the full format
+(chunked, resizable columns + done flags + Tianshou bookkeeping + episode table) and loads a
+ready ``tianshou.data.ReplayBuffer``. Throughput counts the payload (obs, obs_next, act, rew,
+terminated, truncated) for both. Runs are interleaved; medians are reported.
+
+Target: ours >= 0.5x raw h5py in both directions.
+
+    python benchmarks/io_speed.py [--transitions 1000000] [--repeats 5] [--dir /tmp]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from tianshou_offline import BufferWriter, Provenance, load_buffer
+
+
+def make_data(n: int, ep_len: int = 1000) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    obs = rng.standard_normal((n + 1, 17), dtype=np.float32)
+    term = np.zeros(n, bool)
+    trunc = np.zeros(n, bool)
+    trunc[ep_len - 1 :: ep_len] = True
+    return {
+        "obs": obs[:-1],
+        "obs_next": obs[1:],
+        "act": rng.uniform(-1, 1, (n, 6)).astype(np.float32),
+        "rew": rng.standard_normal(n, dtype=np.float32),
+        "terminated": term,
+        "truncated": trunc,
+    }
+
+
+def write_raw(path: Path, data: dict[str, np.ndarray]) -> None:
+    with h5py.File(path, "w") as f:
+        for k, v in data.items():
+            f.create_dataset(k, data=v)
+
+
+def read_raw(path: Path) -> dict[str, np.ndarray]:
+    with h5py.File(path, "r") as f:
+        return {k: f[k][()] for k in f.keys()}
+
+
+def write_ours(path: Path, data: dict[str, np.ndarray], block: int = 100_000) -> None:
+    n = len(data["rew"])
+    with BufferWriter(path, provenance=Provenance(source="buffer", dataset_id="bench"),
+                      overwrite=True) as w:
+        for s in range(0, n, block):
+            w.add_transitions(**{k: v[s : s + block] for k, v in data.items()})
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--transitions", type=int, default=1_000_000)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--dir", default=None, help="directory for the files (default: a temp dir)")
+    args = ap.parse_args()
+    data = make_data(args.transitions)
+    payload = sum(v.nbytes for v in data.values())
+    print(f"{args.transitions} transitions, obs 17 / act 6 float32: payload {payload / 2**20:.1f} MiB")
+    tmp = Path(tempfile.mkdtemp(dir=args.dir, prefix="io_speed_"))
+    raw_path, ours_path = tmp / "raw.hdf5", tmp / "ours.hdf5"
+    times: dict[str, list[float]] = {k: [] for k in ("raw_w", "ours_w", "raw_r", "ours_r")}
+    for _ in range(args.repeats):
+        for name, fn in (("raw_w", lambda: write_raw(raw_path, data)),
+                         ("ours_w", lambda: write_ours(ours_path, data))):
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+        for name, fn in (("raw_r", lambda: read_raw(raw_path)), ("ours_r", lambda: load_buffer(ours_path))):
+            t0 = time.perf_counter()
+            out = fn()
+            times[name].append(time.perf_counter() - t0)
+            del out
+    buf = load_buffer(ours_path)
+    assert len(buf) == args.transitions
+    np.testing.assert_array_equal(buf.obs[-5:], data["obs"][-5:])
+    med = {k: statistics.median(v) for k, v in times.items()}
+    mbps = {k: payload / 2**20 / v for k, v in med.items()}
+    print(f"{'':<8}{'raw h5py':>14}{'tianshou-offline':>20}{'ratio (ours/raw)':>20}")
+    print(f"{'write':<8}{mbps['raw_w']:>10.0f} MB/s{mbps['ours_w']:>16.0f} MB/s"
+          f"{mbps['ours_w'] / mbps['raw_w']:>19.2f}x")
+    print(f"{'load':<8}{mbps['raw_r']:>10.0f} MB/s{mbps['ours_r']:>16.0f} MB/s"
+          f"{mbps['ours_r'] / mbps['raw_r']:>19.2f}x")
+    print(f"(medians of {args.repeats}; seconds: " +
+          ", ".join(f"{k}={v:.3f}" for k, v in med.items()) + ")")
+    print(f"file sizes: raw {raw_path.stat().st_size / 2**20:.1f} MiB, ours {ours_path.stat().st_size / 2**20:.1f} MiB")
+    for p in (raw_path, ours_path):
+        p.unlink()
+    tmp.rmdir()
+
+
+if __name__ == "__main__":
+    main()
