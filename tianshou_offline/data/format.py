@@ -422,85 +422,47 @@ def read_metadata(path: str | os.PathLike[str]) -> DatasetMetadata:
     p = Path(path)
     with open_h5(p) as f:
         layout = detect_layout(f)
-        columns: dict[str, tuple[tuple[int, ...], str]] = {}
-        if layout == "d4rl":
-            for name, ds in iter_datasets(f):
-                columns[name] = (tuple(ds.shape), ds.dtype.str)
-            n = int(f["observations"].shape[0])
-            return DatasetMetadata(
-                path=p,
-                layout=layout,
-                format_version=None,
-                num_transitions=n,
-                num_episodes=None,
-                observation_space=None,
-                action_space=None,
-                env_id=None,
-                env_spec=None,
-                stack_num=1,
-                save_only_last_obs=False,
-                obs_next_stored="next_observations" in f,
-                provenance=None,
-                columns=columns,
-                file_size=p.stat().st_size,
-            )
-        meta = f[META_GROUP]
-        for name, ds in iter_datasets(meta):
-            columns[name] = (tuple(ds.shape), ds.dtype.str)
+        group = f if layout == "d4rl" else f[META_GROUP]
+        columns = {name: (tuple(ds.shape), ds.dtype.str) for name, ds in iter_datasets(group)}
         root = f.attrs
-        stack_num = int(root.get("stack_num", 1))
-        save_only_last = bool(root.get("_save_only_last_obs", False))
-        obs_next_stored = "obs_next" in meta
-        if layout == "tianshou_offline":
-            version = check_version(f)
-            n, n_ep = committed_counts(f)
+        md = DatasetMetadata(
+            path=p,
+            layout=layout,
+            format_version=None,
+            num_transitions=int(root.get("_size", 0)),
+            num_episodes=None,
+            observation_space=None,
+            action_space=None,
+            env_id=None,
+            env_spec=None,
+            stack_num=int(root.get("stack_num", 1)),
+            save_only_last_obs=bool(root.get("_save_only_last_obs", False)),
+            obs_next_stored=("next_observations" if layout == "d4rl" else "obs_next") in group,
+            provenance=None,
+            columns=columns,
+            file_size=p.stat().st_size,
+        )
+        if layout == "d4rl":
+            md.num_transitions = int(f["observations"].shape[0])
+        elif layout == "tianshou_vector" and "_lengths" in f:
+            md.num_transitions = int(np.sum(f["_lengths"][()]))
+        elif layout == "tianshou_offline":
+            md.format_version = check_version(f)
+            md.num_transitions, md.num_episodes = committed_counts(f)
             ext = f[EXT_GROUP].attrs
             known = {
                 "format", "format_version", "num_transitions", "num_episodes",
                 "observation_space", "action_space", "env_id", "env_spec", "stack_num",
                 "save_only_last_obs", "obs_next_stored",
             }
-            extra = {
+            md.extra_attrs = {
                 k: _attr_str(v)
                 for k, v in ext.items()
                 if not k.startswith("provenance.") and k not in known
             }
-            return DatasetMetadata(
-                path=p,
-                layout=layout,
-                format_version=version,
-                num_transitions=n,
-                num_episodes=n_ep,
-                observation_space=space_from_json(_attr_str(ext.get("observation_space", ""))),
-                action_space=space_from_json(_attr_str(ext.get("action_space", ""))),
-                env_id=_attr_str(ext.get("env_id", "")) or None,
-                env_spec=_attr_str(ext.get("env_spec", "")) or None,
-                stack_num=stack_num,
-                save_only_last_obs=save_only_last,
-                obs_next_stored=obs_next_stored,
-                provenance=Provenance.from_attrs(ext),
-                columns=columns,
-                file_size=p.stat().st_size,
-                extra_attrs=extra,
-            )
-        if layout == "tianshou_vector":
-            n = int(np.sum(f["_lengths"][()])) if "_lengths" in f else int(root.get("_size", 0))
-        else:
-            n = int(root.get("_size", 0))
-        return DatasetMetadata(
-            path=p,
-            layout=layout,
-            format_version=None,
-            num_transitions=n,
-            num_episodes=None,
-            observation_space=None,
-            action_space=None,
-            env_id=None,
-            env_spec=None,
-            stack_num=stack_num,
-            save_only_last_obs=save_only_last,
-            obs_next_stored=obs_next_stored,
-            provenance=None,
-            columns=columns,
-            file_size=p.stat().st_size,
-        )
+            md.observation_space = space_from_json(_attr_str(ext.get("observation_space", "")))
+            md.action_space = space_from_json(_attr_str(ext.get("action_space", "")))
+            md.env_id = _attr_str(ext.get("env_id", "")) or None
+            md.env_spec = _attr_str(ext.get("env_spec", "")) or None
+            md.provenance = Provenance.from_attrs(ext)
+        return md
