@@ -115,3 +115,25 @@ def test_repair_command(tmp_path: Path) -> None:
     with h5py.File(out) as f:
         assert f["_meta/obs"].shape[0] == n
     np.testing.assert_array_equal(load_buffer(out).obs.shape, (n, 4))
+
+
+def test_convert_tianshou_file(tmp_path: Path) -> None:
+    from tianshou.data import Batch, ReplayBuffer
+
+    buf = ReplayBuffer(20)
+    for t in range(25):
+        buf.add(Batch(obs=np.array([t, -t]), act=t % 2, rew=1.0, terminated=t % 7 == 6, truncated=False,
+                      obs_next=np.array([t + 1, -t - 1]), info={"tag": "x" if t % 2 else None}))
+    src = tmp_path / "ts.hdf5"
+    buf.save_hdf5(str(src))
+    out = tmp_path / "ours.hdf5"
+    assert_clean_error(cli("convert", "tianshou", str(src), "-o", str(out)), "ts.hdf5", "_meta/info/tag",
+                       "--allow-pickle")
+    assert not out.exists()
+    p = cli("convert", "tianshou", str(src), "-o", str(out), "--no-info", "--env-id", "CartPole-v1")
+    assert p.returncode == 0, p.stderr
+    md = read_metadata(out)
+    assert md.provenance is not None and md.provenance.source == "tianshou" and md.env_id == "CartPole-v1"
+    loaded = load_buffer(out)
+    np.testing.assert_array_equal(loaded.obs[:, 0], np.arange(5, 25))
+    assert_clean_error(cli("convert", "tianshou", str(src), "-o", str(out), "--no-info"), "exists")

@@ -227,6 +227,32 @@ def cmd_repair(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_convert_tianshou(args: argparse.Namespace) -> int:
+    from tianshou_offline.data.buffer import load_buffer, save_buffer
+    from tianshou_offline.data.format import Provenance, read_metadata, space_from_json
+
+    src = Path(args.input)
+    md = read_metadata(src)
+    buf = load_buffer(src, allow_pickle=args.allow_pickle, include_info=not args.no_info)
+    out = save_buffer(
+        buf,
+        args.output,
+        observation_space=space_from_json(args.observation_space) if args.observation_space else None,
+        action_space=space_from_json(args.action_space) if args.action_space else None,
+        env_id=args.env_id,
+        provenance=Provenance(
+            source="tianshou" if md.layout.startswith("tianshou") else md.layout,
+            dataset_id=src.name,
+            converter="tianshou-offline convert tianshou",
+            extra={"input_layout": md.layout},
+        ),
+        compression=args.compression,
+        overwrite=args.overwrite,
+    )
+    print(f"wrote {len(buf)} transitions ({md.layout} layout) to {out}")
+    return 0
+
+
 # --------------------------------------------------------------------------------------
 # parser
 # --------------------------------------------------------------------------------------
@@ -281,6 +307,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     conv = sub.add_parser("convert", help="convert a public dataset to an HDF5 buffer")
     conv_sub = conv.add_subparsers(dest="source", metavar="SOURCE", required=True)
+    ct = conv_sub.add_parser(
+        "tianshou",
+        help="a Tianshou save_hdf5 file (ReplayBuffer/VectorReplayBuffer) or D4RL-key file",
+    )
+    ct.add_argument("input")
+    ct.add_argument("-o", "--output", required=True)
+    ct.add_argument("--overwrite", action="store_true")
+    ct.add_argument("--compression", choices=("gzip", "lzf"), default=None)
+    ct.add_argument("--allow-pickle", action="store_true",
+                    help="unpickle pickled data columns (only for files you trust)")
+    ct.add_argument("--no-info", action="store_true", help="drop the info columns")
+    ct.add_argument("--env-id", help="gymnasium id of the environment, stored in the file")
+    ct.add_argument("--observation-space", help="observation space as format JSON")
+    ct.add_argument("--action-space", help="action space as format JSON")
+    ct.set_defaults(func=cmd_convert_tianshou)
     for name in CONVERTER_MODULES:
         _register(f"tianshou_offline.converters.{name}", "register_cli", conv_sub)
     exp = sub.add_parser("export", help="export an HDF5 buffer to another format")
