@@ -1,0 +1,239 @@
+#!/usr/bin/env python3
+"""Speed and memory of the RL Unplugged Atari converter, against two references, in one run.
+
+On one synthetic RL Unplugged-style shard (GZIP TFRecord of ``tf.train.Example`` records made
+of real Atari frames from ale-py when installed, else of synthetic frames) this measures:
+
+1. **decode bound**: one PNG decode per transition (the newest frame of each record),
+   spread over all cores with a process pool (PNG bytes handed over in bulk, no parsing,
+   no I/O) — what any exact converter storing one frame per step must at least do;
+2. **converter**: :func:`tianshou_offline.converters.rl_unplugged.convert_shard` with all
+   cores (read + CRC + parse + decode + verify every stack + write HDF5), its peak RSS
+   (main process, and the largest worker) and the output size;
+3. **per-record eager TensorFlow loop** (the approach of Tianshou's example script):
+   ``TFRecordDataset`` → ``tf.io.parse_single_example`` → 8 ``tf.image.decode_png`` →
+   per-record copy into preallocated ``obs``/``obs_next`` arrays.
+
+It prints a table with transitions/s and the ratios converter/TF-loop and converter/decode
+bound. Usage::
+
+    python benchmarks/rlu_speed.py [--transitions 50000] [--workers N] [--workdir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as cf
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def _frames(n: int, seed: int) -> tuple[list[np.ndarray], list[int], list[float], list[bool]]:
+    """``n`` transitions of Atari frames: (frames incl. final ones, actions, rewards, ends)."""
+    try:
+        import ale_py
+        import gymnasium as gym
+        from gymnasium.wrappers import AtariPreprocessing
+    except ImportError:  # synthetic frames: moving bars on noise
+        rng = np.random.default_rng(seed)
+        base = rng.integers(0, 40, (84, 84), dtype=np.uint8)
+        frames = []
+        for t in range(n + n // 200 + 2):
+            f = base.copy()
+            f[(t * 3) % 84, :] = 200
+            f[:, (t * 5) % 84] = 120
+            frames.append(f)
+        return frames, [], [], []
+    gym.register_envs(ale_py)
+    env = gym.make("ALE/Breakout-v5", frameskip=1, repeat_action_probability=0.25)
+    env = AtariPreprocessing(env, frame_skip=4, screen_size=84, grayscale_obs=True, noop_max=30)
+    rng = np.random.default_rng(seed)
+    obs, _ = env.reset(seed=seed)
+    frames, acts, rews, ends = [obs], [], [], []
+    steps = 0
+    while steps < n:
+        a = int(rng.integers(4))
+        obs, r, term, trunc, _ = env.step(a)
+        frames.append(obs)
+        acts.append(a)
+        rews.append(float(r))
+        ends.append(bool(term or trunc))
+        steps += 1
+        if term or trunc:
+            obs, _ = env.reset()
+            frames.append(obs)
+    env.close()
+    return frames, acts, rews, ends
+
+
+def make_shard(path: Path, n: int, seed: int = 0) -> int:
+    """Write an RL Unplugged-style shard of ``n`` records with TensorFlow; returns ``n``."""
+    import cv2
+    import tensorflow as tf
+
+    frames, acts, rews, ends = _frames(n, seed)
+    if not acts:  # synthetic: episodes of 1000 steps
+        acts = [t % 4 for t in range(n)]
+        rews = [float(t % 7 == 0) for t in range(n)]
+        ends = [(t + 1) % 1000 == 0 for t in range(n)]
+    pngs = [cv2.imencode(".png", f)[1].tobytes() for f in frames]
+    zero = cv2.imencode(".png", np.zeros((84, 84), np.uint8))[1].tobytes()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fi = 0  # frame index of the current step's observation
+    ep_start = 0
+    ep_id = 0
+    with tf.io.TFRecordWriter(str(path), options="GZIP") as w:
+        for t in range(n):
+
+            def stack(k: int, start: int = ep_start) -> list[bytes]:
+                return [pngs[j] if j >= start else zero for j in range(k - 3, k + 1)]
+
+            ex = tf.train.Example(features=tf.train.Features(feature={
+                "o_t": tf.train.Feature(bytes_list=tf.train.BytesList(value=stack(fi))),
+                "o_tp1": tf.train.Feature(bytes_list=tf.train.BytesList(value=stack(fi + 1))),
+                "a_t": tf.train.Feature(int64_list=tf.train.Int64List(value=[acts[t]])),
+                "a_tp1": tf.train.Feature(int64_list=tf.train.Int64List(value=[acts[min(t + 1, n - 1)]])),
+                "r_t": tf.train.Feature(float_list=tf.train.FloatList(value=[rews[t]])),
+                "d_t": tf.train.Feature(float_list=tf.train.FloatList(value=[0.0 if ends[t] else 1.0])),
+                "episode_id": tf.train.Feature(int64_list=tf.train.Int64List(value=[ep_id])),
+                "episode_return": tf.train.Feature(float_list=tf.train.FloatList(value=[0.0])),
+            }))  # fmt: skip
+            w.write(ex.SerializeToString())
+            fi += 1
+            if ends[t]:
+                fi += 1  # the reset frame starts the next episode
+                ep_start = fi
+                ep_id += 1
+    return n
+
+
+# --------------------------------------------------------------------------------------
+
+
+def _decode_many(pngs: list[bytes]) -> int:
+    from tianshou_offline.converters._tfrecord import png_decoder
+
+    _, decode = png_decoder("auto")
+    for p in pngs:
+        decode(p)
+    return len(pngs)
+
+
+def decode_bound(path: Path, workers: int) -> tuple[float, int]:
+    """Transitions/s of one PNG decode per transition on ``workers`` processes."""
+    from tianshou_offline.converters._rlu_decode import parse_example
+    from tianshou_offline.converters._tfrecord import iter_records
+
+    newest = [
+        parse_example(r, path=str(path), record=i, offset=0)[0][-1]
+        for i, r in enumerate(iter_records(path))
+    ]
+    n = len(newest)
+    step = 2048
+    parts = [newest[i : i + step] for i in range(0, n, step)]
+    with cf.ProcessPoolExecutor(workers) as pool:
+        list(pool.map(_decode_many, parts[:workers]))  # warm up the workers
+        t = time.perf_counter()
+        done = sum(pool.map(_decode_many, parts))
+        dt = time.perf_counter() - t
+    return done / dt, n
+
+
+def run_converter(path: Path, out: Path, workers: int) -> tuple[float, int, float, float, int]:
+    """(transitions/s, transitions, peak RSS of main MiB, of largest worker MiB, file bytes)."""
+    from tianshou_offline.converters.rl_unplugged import convert_shard
+
+    res = convert_shard(path, out, workers=workers, overwrite=True, num_actions=4)
+    main_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    child_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return res.transitions_per_second, res.num_transitions, main_rss, child_rss, out.stat().st_size
+
+
+TF_LOOP = r"""
+import sys, time, numpy as np, resource
+import tensorflow as tf
+tf.config.set_visible_devices([], "GPU")
+path, limit = sys.argv[1], int(sys.argv[2])
+spec = {
+    "o_t": tf.io.FixedLenFeature([4], tf.string), "o_tp1": tf.io.FixedLenFeature([4], tf.string),
+    "a_t": tf.io.FixedLenFeature([], tf.int64), "a_tp1": tf.io.FixedLenFeature([], tf.int64),
+    "r_t": tf.io.FixedLenFeature([], tf.float32), "d_t": tf.io.FixedLenFeature([], tf.float32),
+    "episode_id": tf.io.FixedLenFeature([], tf.int64),
+    "episode_return": tf.io.FixedLenFeature([], tf.float32),
+}
+obs = np.empty((limit, 4, 84, 84), np.uint8); obs_next = np.empty_like(obs)
+act = np.empty(limit, np.int64); rew = np.empty(limit, np.float32); done = np.empty(limit, bool)
+ds = tf.data.TFRecordDataset(path, compression_type="GZIP").take(limit)
+t = time.perf_counter(); n = 0
+for raw in ds:
+    d = tf.io.parse_single_example(raw, spec)
+    o = tf.squeeze(tf.stack([tf.image.decode_png(d["o_t"][i], channels=1) for i in range(4)]))
+    o1 = tf.squeeze(tf.stack([tf.image.decode_png(d["o_tp1"][i], channels=1) for i in range(4)]))
+    obs[n] = o.numpy(); obs_next[n] = o1.numpy()
+    act[n] = d["a_t"].numpy(); rew[n] = d["r_t"].numpy(); done[n] = d["d_t"].numpy() == 0
+    n += 1
+dt = time.perf_counter() - t
+print(n / dt, n, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+"""
+
+
+def tf_loop(path: Path, limit: int) -> tuple[float, int, float]:
+    """Per-record eager TensorFlow loop in a fresh process: (transitions/s, n, peak RSS MiB)."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
+    out = subprocess.run(
+        [sys.executable, "-c", TF_LOOP, str(path), str(limit)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
+    rate, n, rss = out.stdout.strip().splitlines()[-1].split()
+    return float(rate), int(n), float(rss)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--transitions", type=int, default=50_000)
+    ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--tf-records", type=int, default=None,
+                    help="records for the TF loop (default: all)")  # fmt: skip
+    ap.add_argument("--workdir", type=Path, default=None)
+    args = ap.parse_args()
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="rlu_speed_"))
+    shard = work / "Breakout" / f"synthetic-{args.transitions}"
+    if not shard.exists():
+        t = time.perf_counter()
+        make_shard(shard, args.transitions)
+        print(
+            f"made {shard} ({shard.stat().st_size / 2**20:.1f} MiB) in {time.perf_counter() - t:.0f}s"
+        )
+    out = work / "out.hdf5"
+    conv_rate, n, main_rss, child_rss, size = run_converter(shard, out, args.workers)
+    bound_rate, _ = decode_bound(shard, args.workers)
+    tf_rate, tf_n, tf_rss = tf_loop(shard, args.tf_records or n)
+    print()
+    print(f"shard: {n} transitions, {shard.stat().st_size / 2**20:.1f} MiB GZIP TFRecord; "
+          f"{args.workers} worker processes on {os.cpu_count()} cores")  # fmt: skip
+    print(f"{'method':58s} {'transitions/s':>14s}")
+    print(f"{'per-record eager TF loop (' + str(tf_n) + ' records)':58s} {tf_rate:14,.0f}")
+    print(f"{'raw decode bound (1 PNG decode / transition, all cores)':58s} {bound_rate:14,.0f}")
+    print(f"{'tianshou-offline convert_shard (all cores)':58s} {conv_rate:14,.0f}")
+    print()
+    print(f"converter / TF loop      = {conv_rate / tf_rate:8.1f}x   (target >= 100x)")
+    print(f"converter / decode bound = {conv_rate / bound_rate:8.1%}   (target >= 50%)")
+    print(f"output file: {size / 2**20:.1f} MiB; peak RSS: main {main_rss:.0f} MiB, largest worker "
+          f"{child_rss:.0f} MiB; main / file = {main_rss * 2**20 / size:.2f}x (target <= 2x); "
+          f"TF loop peak RSS {tf_rss:.0f} MiB")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
