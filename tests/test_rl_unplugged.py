@@ -448,3 +448,15 @@ def test_default_path_needs_no_tensorflow(shard: Path, tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == str(len(list(iter_records(shard))))
+
+
+def test_script_main_with_tianshou_flag_names(
+    cache: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["--task", GAME, "--run-id", "1", "--shard-id", "2", "--dataset-dir", str(cache),
+            "--buffer-dir", str(tmp_path / "b"), "--workers", "1", "--no-progress"]  # fmt: skip
+    assert rlu.main(argv) == 0
+    assert (tmp_path / "b" / GAME / f"{rlu.shard_filename(1, 2)}.hdf5").exists()
+    assert rlu.main(argv) == 2  # exists: refused with a one-line error
+    assert "error:" in capsys.readouterr().err
+    assert rlu.main([*argv, "--resume"]) == 0

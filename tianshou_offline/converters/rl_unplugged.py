@@ -846,3 +846,24 @@ def register_cli(convert_subparsers: argparse._SubParsersAction) -> None:  # typ
     )
     add_arguments(p)
     p.set_defaults(func=run_from_args)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``converters/convert_rl_unplugged_atari.py``: Tianshou's script flags, exit 2 on errors.
+
+    Accepts ``--task``, ``--run-id``, ``--shard-id``, ``--total-num-shards``,
+    ``--dataset-dir``/``--buffer-dir`` (Tianshou's names; also ``--cache-dir``/``--output-dir``)
+    and this converter's ``--workers``, ``--resume``, ``--overwrite``, ``--download``.
+    """
+    parser = argparse.ArgumentParser(
+        prog="convert_rl_unplugged_atari.py",
+        description="Convert RL Unplugged Atari shards to compact, exact tianshou-offline buffers.",
+    )
+    add_arguments(parser, legacy_names=True)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        return run_from_args(args)
+    except TianshouOfflineError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
