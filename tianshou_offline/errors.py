@@ -37,3 +37,8 @@ class SpaceSerializationError(TianshouOfflineError, ValueError):
 
 class DataValidationError(TianshouOfflineError, ValueError):
     """Arrays handed to a writer are inconsistent (lengths, dtypes, shapes, NaNs)."""
+
+
+class MissingDependencyError(TianshouOfflineError, ImportError):
+    """An optional dependency needed for this operation is not installed (the message names
+    the pip extra that provides it)."""

@@ -1,118 +1,896 @@
-"""D4RL-layout HDF5 files → transitions (read with h5py; no d4rl, gym or mujoco needed).
+"""D4RL-layout HDF5 files → tianshou-offline buffers, read with h5py (no d4rl, gym or mujoco).
 
-Default semantics (used by :func:`tianshou_offline.load_buffer` on D4RL-layout files):
+A D4RL file holds flat, time-ordered columns: ``observations`` ``(N, *obs_shape)``,
+``actions`` ``(N, *act_shape)``, ``rewards`` ``(N,)`` (or ``(N, 1)``), ``terminals`` ``(N,)``,
+and optionally ``timeouts`` ``(N,)``, ``next_observations`` (like ``observations``),
+``infos/*`` (``(N, ...)`` per key) and ``metadata/*`` (anything). Episodes are consecutive
+rows; an episode ends at a row with ``terminals`` or ``timeouts`` set.
 
-- ``terminated = terminals``, ``truncated = timeouts`` (all False when absent).
-- ``obs_next`` comes from ``next_observations`` when the file has it; otherwise it is the
-  next row's observation inside the episode. Without ``next_observations`` the last
-  transition of a timed-out episode has no successor and is dropped, and the row before it
-  becomes the episode's (truncated) end; a terminal row's ``obs_next`` is its own ``obs``
-  (never bootstrapped from); a final row that is neither terminal nor timed out is dropped
-  likewise and the episode is marked as cut.
+**Default semantics** (:func:`d4rl_transitions`, ``load_buffer`` on a D4RL file, and
+``convert d4rl`` without options):
+
+- ``terminated = terminals``; ``truncated = timeouts`` on rows that are not terminal.
+- With ``next_observations``: every row is kept and ``obs_next = next_observations``. An
+  unfinished last row ends its episode as *cut* (``done`` set, neither flag).
+- Without ``next_observations``: ``obs_next[i] = observations[i + 1]``. A timed-out row has no
+  successor in the file (the next row is a reset), so **the last transition of every
+  timed-out episode is dropped** and the row before it becomes the episode's end, marked
+  ``truncated``. A terminal row keeps its own observation as ``obs_next`` (a placeholder:
+  targets never bootstrap from a terminal). An unfinished last row of the file has no
+  successor either: it is dropped and the row before it ends the episode as cut.
+- Without ``timeouts`` (old v0 files) no row is a timeout, unless ``max_episode_steps`` is
+  given (or known for the dataset name): then the row at which an episode reaches the limit
+  is a timeout.
+- Dtypes are kept as stored (float64 "replay" files stay float64: the conversion is
+  lossless); ``float32=True`` (CLI ``--float32``) casts float64 ``observations``,
+  ``next_observations``, ``actions`` and ``rewards`` to float32. ``infos/*`` keep their dtype.
+
+**``qlearning_compat``** reproduces ``d4rl.qlearning_dataset(env, terminate_on_end=False)``
+row for row: for ``i in range(N - 1)``, rows whose ``timeouts`` is set (or, without
+``timeouts``, whose step count reaches ``max_episode_steps - 1``, counted the way D4RL counts)
+are dropped, and ``obs_next[i] = observations[i + 1]`` for every kept row (also for terminal
+rows, and ``next_observations`` is ignored, as D4RL does); every column is float32 and
+``terminated = terminals``. The only addition: the row before a dropped timeout row is marked
+``truncated``, so episode boundaries (n-step returns, episode statistics) stay right without
+changing any of D4RL's rows.
+
+Reading is chunked (``chunk_rows`` rows at a time, one row of look-ahead), so memory stays
+near the size of one chunk plus the actions and rewards columns, whatever ``N`` is.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
 
+import gymnasium as gym
 import h5py
 import numpy as np
+from tqdm import tqdm
 
-from tianshou_offline.errors import DatasetFormatError
+from tianshou_offline.converters.d4rl_scores import D4RLDatasetInfo, find_dataset_info
+from tianshou_offline.data.format import Provenance, iter_datasets, open_h5
+from tianshou_offline.data.writer import BufferWriter, Compression, NanPolicy
+from tianshou_offline.errors import (
+    DatasetFormatError,
+    DataValidationError,
+    OutputExistsError,
+    SourceNotFoundError,
+    TianshouOfflineError,
+)
+
+log = logging.getLogger(__name__)
 
 D4RL_REQUIRED_KEYS = ("observations", "actions", "rewards", "terminals")
+DEFAULT_CHUNK_ROWS = 1 << 18
+"""Rows read per chunk (262,144: ~45 MB for 17-dim observations and 6-dim actions)."""
+METADATA_MAX_ELEMENTS = 64
+"""``metadata/*`` arrays up to this many elements are kept in the provenance; larger ones
+(e.g. policy weights) are listed by name and shape only."""
+CONVERTER_NAME = "tianshou_offline.converters.d4rl"
 
 
-def _read(f: h5py.File, key: str) -> np.ndarray:
-    ds = f[key]
-    if not isinstance(ds, h5py.Dataset):
-        raise DatasetFormatError(f"{f.filename}: '{key}' is a group; expected a dataset")
-    return np.asarray(ds[()])
+def d4rl_dataset_dir() -> Path:
+    """Where D4RL caches downloads: ``$D4RL_DATASET_DIR`` or ``~/.d4rl/datasets``."""
+    env = os.environ.get("D4RL_DATASET_DIR")
+    return Path(env).expanduser() if env else Path("~/.d4rl/datasets").expanduser()
 
 
-def d4rl_transitions(f: h5py.File) -> dict[str, Any]:
-    """Read a D4RL-layout file into transition columns with the default semantics.
+def _looks_like_path(text: str) -> bool:
+    return (
+        os.sep in text
+        or (os.altsep is not None and os.altsep in text)
+        or text.startswith(("~", "."))
+        or text.lower().endswith((".hdf5", ".h5", ".hdf"))
+    )
 
-    :returns: a dict with ``obs`` ``(N, obs_dim)``, ``act`` ``(N, act_dim)``, ``rew`` ``(N,)``,
-        ``terminated``/``truncated``/``done`` ``(N,)`` bool and ``obs_next`` like ``obs``;
-        ``done`` marks every episode end (including episodes cut by the end of the data).
-    :raises DatasetFormatError: a required key is missing or lengths disagree.
+
+def resolve_d4rl_source(
+    name_or_path: str | os.PathLike[str],
+) -> tuple[Path, D4RLDatasetInfo | None]:
+    """Find the HDF5 file for a D4RL dataset name or a path.
+
+    A path that exists is used as is. A name (``hopper-medium-v2``) is looked up in
+    :func:`d4rl_dataset_dir` under the file name D4RL downloads it as
+    (``hopper_medium-v2.hdf5``) or as ``NAME.hdf5``.
+
+    :returns: the file and, when the name (or the file's name) is a known D4RL dataset, its
+        reference-score/time-limit entry.
+    :raises SourceNotFoundError: no such file; the message says where it looked and how to get it.
     """
+    text = os.fspath(name_or_path)
+    p = Path(text).expanduser()
+    if p.is_file():
+        info = find_dataset_info(p.stem)
+        if info is None:
+            info = next((i for i in _known() if i.filename == p.name), None)
+        return p, info
+    if p.exists():
+        raise DatasetFormatError(f"{p}: is a directory, expected a D4RL HDF5 file")
+    if _looks_like_path(text):
+        raise SourceNotFoundError(f"{p}: no such file")
+    info = find_dataset_info(text)
+    root = d4rl_dataset_dir()
+    candidates = [root / info.filename] if info is not None else []
+    candidates.append(root / f"{info.name if info else text}.hdf5")
+    for c in candidates:
+        if c.is_file():
+            return c, info
+    looked = ", ".join(str(c) for c in dict.fromkeys(candidates))
+    if info is None:
+        from tianshou_offline.converters.d4rl_scores import dataset_info
+
+        try:
+            dataset_info(text)  # raises with close matches
+        except SourceNotFoundError as e:
+            raise SourceNotFoundError(
+                f"{e}; no file at {looked} either (pass the path of a D4RL-layout HDF5 file)"
+            ) from None
+    assert info is not None
+    raise SourceNotFoundError(
+        f"D4RL dataset {info.name!r} is not downloaded: looked for {looked} "
+        f"(D4RL_DATASET_DIR={os.environ.get('D4RL_DATASET_DIR', '<unset>')}); "
+        f"get it with: mkdir -p {root} && curl -L -o {root / info.filename} {info.url}"
+    )
+
+
+def _known() -> list[D4RLDatasetInfo]:
+    from tianshou_offline.converters.d4rl_scores import D4RL_DATASETS
+
+    return list(D4RL_DATASETS.values())
+
+
+# --------------------------------------------------------------------------------------
+# planning: validate the file, compute which rows are kept and their flags
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Plan:
+    """Everything about a D4RL file except the large columns, which are read per chunk."""
+
+    filename: str
+    n: int
+    obs: h5py.Dataset
+    next_obs: h5py.Dataset | None
+    obs_dtype: np.dtype[Any]
+    act: np.ndarray
+    rew: np.ndarray
+    keep: np.ndarray
+    terminated: np.ndarray
+    truncated: np.ndarray
+    done: np.ndarray
+    self_next: np.ndarray | None
+    """Default semantics without next_observations: rows whose obs_next is their own obs."""
+    infos: list[tuple[str, h5py.Dataset]] = field(default_factory=list)
+    semantics: str = "default"
+    timeouts_source: str = "file"
+
+    @property
+    def n_kept(self) -> int:
+        return int(np.count_nonzero(self.keep))
+
+
+def _dataset(f: h5py.File, key: str) -> h5py.Dataset:
+    item = f[key]
+    if not isinstance(item, h5py.Dataset):
+        raise DatasetFormatError(f"{f.filename}: '{key}' is a group; expected a dataset")
+    return item
+
+
+def _read_flat(f: h5py.File, key: str, n: int) -> np.ndarray:
+    """A per-row scalar column as a 1-D array (``(N,)`` or ``(N, 1)`` accepted)."""
+    ds = _dataset(f, key)
+    if ds.ndim == 0 or ds.shape[0] != n:
+        rows = ds.shape[0] if ds.ndim else 0
+        raise DatasetFormatError(
+            f"{f.filename}: '{key}' has {rows} rows; expected {n} (the length of 'observations')"
+        )
+    if ds.ndim > 2 or (ds.ndim == 2 and ds.shape[1] != 1):
+        raise DatasetFormatError(
+            f"{f.filename}: '{key}' has shape {ds.shape}; expected ({n},) or ({n}, 1)"
+        )
+    return np.asarray(ds[()]).reshape(n)
+
+
+def _float_dtype(dtype: np.dtype[Any], float32: bool) -> np.dtype[Any]:
+    if np.issubdtype(dtype, np.floating):
+        if dtype == np.float64 and float32:
+            return np.dtype(np.float32)
+        return np.dtype(dtype)
+    return np.dtype(dtype)
+
+
+def _synth_timeouts(
+    terminals: np.ndarray, max_episode_steps: int, *, d4rl_quirk: bool
+) -> np.ndarray:
+    """Rows at which an episode reaches its time limit, for files without ``timeouts``.
+
+    ``d4rl_quirk`` replays ``qlearning_dataset``'s counter exactly: it restarts at 0 after a
+    time-limit row but at 1 after a terminal row, and only looks at rows ``0 .. N-2``.
+    """
+    n = terminals.shape[0]
+    out = np.zeros(n, dtype=bool)
+    limit = max_episode_steps - 1
+    term = terminals.tolist()
+    step = 0
+    if d4rl_quirk:
+        for i in range(n - 1):
+            if step == limit:
+                out[i] = True
+                step = 0
+                continue
+            if term[i]:
+                step = 0
+            step += 1
+        return out
+    for i in range(n):
+        if term[i]:
+            step = 0
+        elif step == limit:
+            out[i] = True
+            step = 0
+        else:
+            step += 1
+    return out
+
+
+def _plan(
+    f: h5py.File,
+    *,
+    qlearning_compat: bool,
+    float32: bool,
+    with_infos: bool,
+    max_episode_steps: int | None,
+) -> _Plan:
+    fname = f.filename
     missing = [k for k in D4RL_REQUIRED_KEYS if k not in f]
     if missing:
+        present = ", ".join(sorted(f.keys())[:12]) or "(none)"
         raise DatasetFormatError(
-            f"{f.filename}: D4RL layout is missing {', '.join(missing)}; expected keys "
-            f"{', '.join(D4RL_REQUIRED_KEYS)} (+ optional timeouts, next_observations)"
+            f"{fname}: D4RL layout is missing {', '.join(repr(m) for m in missing)}; expected keys "
+            f"{', '.join(D4RL_REQUIRED_KEYS)} (+ optional timeouts, next_observations, infos/*); "
+            f"found {present}"
         )
-    obs = _read(f, "observations")
-    act = _read(f, "actions")
-    rew = _read(f, "rewards").reshape(-1)
-    terminals = _read(f, "terminals").reshape(-1).astype(bool)
-    n = obs.shape[0]
-    timeouts = (
-        _read(f, "timeouts").reshape(-1).astype(bool)
-        if "timeouts" in f
-        else np.zeros(n, dtype=bool)
-    )
-    next_obs = _read(f, "next_observations") if "next_observations" in f else None
-    for name, arr in (
-        ("actions", act),
-        ("rewards", rew),
-        ("terminals", terminals),
-        ("timeouts", timeouts),
-        ("next_observations", next_obs),
-    ):
-        if arr is not None and arr.shape[0] != n:
+    obs = _dataset(f, "observations")
+    if obs.ndim < 1:
+        raise DatasetFormatError(f"{fname}: 'observations' is a scalar; expected (N, *obs_shape)")
+    n = int(obs.shape[0])
+    act_ds = _dataset(f, "actions")
+    if act_ds.ndim < 1 or act_ds.shape[0] != n:
+        rows = act_ds.shape[0] if act_ds.ndim else 0
+        raise DatasetFormatError(
+            f"{fname}: 'actions' has {rows} rows; expected {n} (the length of 'observations')"
+        )
+    rew = _read_flat(f, "rewards", n)
+    terminals = _read_flat(f, "terminals", n).astype(bool)
+    has_timeouts = "timeouts" in f
+    timeouts_source = "file"
+    if has_timeouts:
+        timeouts = _read_flat(f, "timeouts", n).astype(bool)
+    elif max_episode_steps is not None:
+        if max_episode_steps < 1:
+            raise DataValidationError(f"max_episode_steps={max_episode_steps}: expected >= 1")
+        timeouts = _synth_timeouts(terminals, max_episode_steps, d4rl_quirk=qlearning_compat)
+        timeouts_source = f"max_episode_steps={max_episode_steps}"
+        log.info(
+            "%s: no 'timeouts'; time limits derived from max_episode_steps=%d",
+            fname,
+            max_episode_steps,
+        )
+    elif qlearning_compat:
+        raise DataValidationError(
+            f"{fname}: has no 'timeouts', and d4rl.qlearning_dataset then splits episodes at "
+            "the environment's time limit: pass max_episode_steps (CLI: --max-episode-steps), "
+            "e.g. 1000 for the MuJoCo locomotion tasks"
+        )
+    else:
+        timeouts = np.zeros(n, dtype=bool)
+        timeouts_source = "none"
+        log.info(
+            "%s: no 'timeouts' and no max_episode_steps: episodes end only at terminals", fname
+        )
+    next_obs: h5py.Dataset | None = None
+    if "next_observations" in f and not qlearning_compat:
+        next_obs = _dataset(f, "next_observations")
+        if next_obs.shape != obs.shape:
             raise DatasetFormatError(
-                f"{f.filename}: '{name}' has {arr.shape[0]} rows; expected {n} "
-                "(the length of 'observations')"
+                f"{fname}: 'next_observations' has shape {next_obs.shape}; expected {obs.shape} "
+                "(the shape of 'observations')"
             )
-    if next_obs is not None:
-        done = terminals | timeouts
-        if n:
-            done[-1] = True
-        return {
-            "obs": obs,
-            "act": act,
-            "rew": rew,
-            "terminated": terminals,
-            "truncated": timeouts & ~terminals,
-            "done": done,
-            "obs_next": next_obs,
-        }
-    # rebuild obs_next from the following row; drop rows that have no successor
-    keep = np.ones(n, dtype=bool)
-    drop = timeouts & ~terminals
+    infos: list[tuple[str, h5py.Dataset]] = []
+    if with_infos and "infos" in f:
+        group = f["infos"]
+        if isinstance(group, h5py.Group):
+            for name, ds in iter_datasets(group):
+                if ds.ndim == 0 or ds.shape[0] != n:
+                    raise DatasetFormatError(
+                        f"{fname}: 'infos/{name}' has shape {ds.shape}; expected {n} rows"
+                    )
+                if ds.dtype.kind in "OUV" or h5py.check_string_dtype(ds.dtype) is not None:
+                    log.warning(
+                        "%s: skipping 'infos/%s' (dtype %s is not numeric)", fname, name, ds.dtype
+                    )
+                    continue
+                infos.append((name, ds))
+
+    if qlearning_compat:
+        obs_dtype = np.dtype(np.float32)
+        act_dtype = np.dtype(np.float32)
+        rew_dtype = np.dtype(np.float32)
+    else:
+        obs_dtype = _float_dtype(obs.dtype, float32)
+        act_dtype = _float_dtype(act_ds.dtype, float32)
+        rew_dtype = _float_dtype(rew.dtype, float32)
+        if not np.issubdtype(rew_dtype, np.floating):
+            rew_dtype = np.dtype(np.float32)
+    act = np.empty(act_ds.shape, dtype=act_dtype)
     if n:
-        if not terminals[-1]:
+        act_ds.read_direct(act)
+    rew = rew.astype(rew_dtype, copy=False)
+
+    if qlearning_compat:
+        keep = np.zeros(n, dtype=bool)
+        if n > 1:
+            keep[: n - 1] = ~timeouts[: n - 1]
+        terminated = terminals.copy()
+        truncated = np.zeros(n, dtype=bool)
+        if n > 2:
+            # the row before a dropped time-limit row ends its episode (data goes on elsewhere)
+            truncated[: n - 2] = keep[: n - 2] & ~terminals[: n - 2] & timeouts[1 : n - 1]
+        done = terminated | truncated
+        self_next = None
+        semantics = "qlearning_compat"
+    elif next_obs is not None:
+        keep = np.ones(n, dtype=bool)
+        terminated = terminals.copy()
+        truncated = timeouts & ~terminals
+        done = terminated | truncated
+        self_next = None
+        semantics = "default"
+    else:
+        drop = timeouts & ~terminals
+        tail_cut = n > 0 and not terminals[-1] and not timeouts[-1]
+        if n and not terminals[-1]:
             drop[-1] = True
-    keep &= ~drop
-    obs_next = np.empty_like(obs)
-    if n > 1:
-        obs_next[:-1] = obs[1:]
-    if n:
-        obs_next[-1] = obs[-1]
-    obs_next[terminals] = obs[terminals]
-    # the row before a dropped row ends its episode (truncated: data continues in the env)
-    before_drop = np.zeros(n, dtype=bool)
-    if n > 1:
-        before_drop[:-1] = drop[1:] & ~terminals[:-1] & ~drop[:-1]
-    truncated = before_drop & ~terminals
-    # the row before a dropped final row (not a timeout) is a cut, not a truncation
-    if n > 1 and drop[-1] and not timeouts[-1]:
-        truncated[-2] = False
-    done = terminals | truncated
-    if n > 1 and drop[-1] and not terminals[-2]:
-        done[-2] = True
-    idx = np.flatnonzero(keep)
-    if idx.size:
-        done[idx[-1]] = True
-    return {
-        "obs": obs[idx],
-        "act": act[idx],
-        "rew": rew[idx],
-        "terminated": terminals[idx],
-        "truncated": truncated[idx],
-        "done": done[idx],
-        "obs_next": obs_next[idx],
+        keep = ~drop
+        terminated = terminals.copy()
+        truncated = np.zeros(n, dtype=bool)
+        if n > 1:
+            truncated[:-1] = keep[:-1] & ~terminals[:-1] & timeouts[1:] & ~terminals[1:]
+        done = terminated | truncated
+        if tail_cut and n > 1 and keep[-2]:
+            done[-2] = True  # the file stops mid-episode: cut, not truncated
+        self_next = terminals
+        semantics = "default"
+    kept = np.flatnonzero(keep)
+    if kept.size:
+        done[kept[-1]] = True
+    return _Plan(
+        filename=fname,
+        n=n,
+        obs=obs,
+        next_obs=next_obs,
+        obs_dtype=obs_dtype,
+        act=act,
+        rew=rew,
+        keep=keep,
+        terminated=terminated,
+        truncated=truncated,
+        done=done,
+        self_next=self_next,
+        infos=infos,
+        semantics=semantics,
+        timeouts_source=timeouts_source,
+    )
+
+
+def _read_rows(ds: h5py.Dataset, start: int, stop: int, dtype: np.dtype[Any]) -> np.ndarray:
+    """Rows ``[start, stop)`` of ``ds`` into a new array of ``dtype`` (HDF5 converts types)."""
+    out = np.empty((stop - start, *ds.shape[1:]), dtype=dtype)
+    if stop > start:
+        ds.read_direct(out, np.s_[start:stop])
+    return out
+
+
+def _nest(flat: Sequence[tuple[str, np.ndarray]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for path, arr in flat:
+        parts = path.split("/")
+        node = out
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = arr
+    return out
+
+
+def _iter_chunks(plan: _Plan, chunk_rows: int) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield ``(source rows consumed, columns)`` for consecutive chunks of source rows."""
+    n = plan.n
+    chunk_rows = max(1, int(chunk_rows))
+    for a in range(0, n, chunk_rows):
+        b = min(n, a + chunk_rows)
+        keep = plan.keep[a:b]
+        all_kept = bool(keep.all())
+        idx = None if all_kept else np.flatnonzero(keep)
+        if idx is not None and idx.size == 0:
+            yield b - a, {}
+            continue
+        if plan.next_obs is not None:
+            block = _read_rows(plan.obs, a, b, plan.obs_dtype)
+            nxt = _read_rows(plan.next_obs, a, b, plan.obs_dtype)
+            obs = block if idx is None else block[idx]
+            obs_next = nxt if idx is None else nxt[idx]
+        else:
+            block = _read_rows(plan.obs, a, min(n, b + 1), plan.obs_dtype)
+            rel = np.arange(b - a) if idx is None else idx
+            self_rows = None if plan.self_next is None else plan.self_next[a:b][rel]
+            obs = block[: b - a] if idx is None else block[idx]
+            if (
+                idx is None
+                and (self_rows is None or not self_rows.any())
+                and block.shape[0] > b - a
+            ):
+                obs_next = block[1:]
+            else:
+                src = rel + 1 if self_rows is None else rel + 1 - self_rows.astype(np.intp)
+                obs_next = block[src]
+        sel: slice | np.ndarray = slice(a, b) if idx is None else idx + a
+        cols: dict[str, Any] = {
+            "obs": obs,
+            "act": plan.act[sel],
+            "rew": plan.rew[sel],
+            "terminated": plan.terminated[sel],
+            "truncated": plan.truncated[sel],
+            "done": plan.done[sel],
+            "obs_next": obs_next,
+        }
+        if plan.infos:
+            flat = []
+            for name, ds in plan.infos:
+                arr = _read_rows(ds, a, b, ds.dtype)
+                flat.append((name, arr if idx is None else arr[idx]))
+            cols["info"] = _nest(flat)
+        yield b - a, cols
+
+
+def d4rl_transitions(
+    f: h5py.File,
+    *,
+    qlearning_compat: bool = False,
+    float32: bool = False,
+    with_infos: bool = False,
+    max_episode_steps: int | None = None,
+) -> dict[str, Any]:
+    """Read a whole D4RL-layout file into transition columns (see the module doc for rules).
+
+    :param f: an open D4RL-layout HDF5 file.
+    :param qlearning_compat: reproduce ``d4rl.qlearning_dataset`` row for row.
+    :param float32: cast float64 observations/actions/rewards to float32 (default: keep).
+    :param with_infos: also return ``info`` (a nested dict of the ``infos/*`` columns).
+    :param max_episode_steps: time limit used when the file has no ``timeouts``.
+    :returns: ``obs`` ``(M, *obs_shape)``, ``act`` ``(M, *act_shape)``, ``rew`` ``(M,)`` float,
+        ``terminated``/``truncated``/``done`` ``(M,)`` bool and ``obs_next`` like ``obs``
+        (``M <= N`` rows); ``done`` marks every episode end, including cut ones.
+    :raises DatasetFormatError: a required key is missing, or lengths/shapes disagree.
+    """
+    plan = _plan(
+        f,
+        qlearning_compat=qlearning_compat,
+        float32=float32,
+        with_infos=with_infos,
+        max_episode_steps=max_episode_steps,
+    )
+    for _, cols in _iter_chunks(plan, max(plan.n, 1)):
+        if cols:
+            return cols
+    obs_shape = plan.obs.shape[1:]
+    empty_obs = np.empty((0, *obs_shape), dtype=plan.obs_dtype)
+    out: dict[str, Any] = {
+        "obs": empty_obs,
+        "act": plan.act[:0],
+        "rew": plan.rew[:0],
+        "terminated": np.zeros(0, dtype=bool),
+        "truncated": np.zeros(0, dtype=bool),
+        "done": np.zeros(0, dtype=bool),
+        "obs_next": empty_obs.copy(),
     }
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# spaces, metadata, conversion
+# --------------------------------------------------------------------------------------
+
+
+def _infer_spaces(plan: _Plan) -> tuple[gym.Space[Any], gym.Space[Any]]:
+    """Box observations (unbounded); Box actions in [-1, 1] (D4RL's tasks) when the data fits,
+    else bounded by the data; Discrete when the actions are integers."""
+    obs_shape = tuple(plan.obs.shape[1:])
+    if np.issubdtype(plan.obs_dtype, np.integer):
+        ii = np.iinfo(plan.obs_dtype)
+        obs_space: gym.Space[Any] = gym.spaces.Box(
+            low=ii.min, high=ii.max, shape=obs_shape, dtype=plan.obs_dtype.type
+        )
+    else:
+        obs_space = gym.spaces.Box(
+            low=-np.inf, high=np.inf, shape=obs_shape, dtype=plan.obs_dtype.type
+        )
+    act = plan.act
+    if np.issubdtype(act.dtype, np.integer) or act.dtype == np.bool_:
+        if act.ndim == 1:
+            n_act = int(act.max()) + 1 if act.size else 1
+            return obs_space, gym.spaces.Discrete(max(n_act, 1))
+        nvec = (act.max(axis=0) + 1) if act.size else np.ones(act.shape[1:], dtype=np.int64)
+        return obs_space, gym.spaces.MultiDiscrete(np.asarray(nvec, dtype=np.int64))
+    shape = tuple(act.shape[1:])
+    if act.size == 0 or (np.nanmin(act) >= -1.0 and np.nanmax(act) <= 1.0):
+        return obs_space, gym.spaces.Box(-1.0, 1.0, shape=shape, dtype=act.dtype.type)
+    lo = np.nanmin(act, axis=0)
+    hi = np.nanmax(act, axis=0)
+    log.warning(
+        "%s: actions exceed [-1, 1] (min %.4g, max %.4g); the action space's bounds are taken "
+        "from the data",
+        plan.filename,
+        float(np.min(lo)),
+        float(np.max(hi)),
+    )
+    return obs_space, gym.spaces.Box(low=lo, high=hi, shape=shape, dtype=act.dtype.type)
+
+
+def _json_scalar(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    if isinstance(value, np.generic):
+        return _json_scalar(value.item())
+    if isinstance(value, float) and not np.isfinite(value):
+        return str(value)
+    return value
+
+
+def read_d4rl_metadata(f: h5py.File) -> tuple[dict[str, Any], dict[str, list[int]]]:
+    """The ``metadata/*`` entries of a D4RL file, JSON-ready.
+
+    :returns: ``(kept, skipped)``: scalars, strings and arrays of at most
+        :data:`METADATA_MAX_ELEMENTS` elements by path; larger arrays by path → shape.
+    """
+    kept: dict[str, Any] = {}
+    skipped: dict[str, list[int]] = {}
+    group = f.get("metadata")
+    if not isinstance(group, h5py.Group):
+        return kept, skipped
+    for name, ds in iter_datasets(group):
+        if ds.size > METADATA_MAX_ELEMENTS:
+            skipped[name] = list(ds.shape)
+            continue
+        value = ds[()]
+        if isinstance(value, np.ndarray):
+            kept[name] = (
+                [_json_scalar(v) for v in value.ravel().tolist()]
+                if value.ndim
+                else _json_scalar(value[()])
+            )
+        else:
+            kept[name] = _json_scalar(value)
+    for key, value in group.attrs.items():
+        if np.size(value) <= METADATA_MAX_ELEMENTS:
+            kept.setdefault(
+                f"@{key}",
+                _json_scalar(value)
+                if np.ndim(value) == 0
+                else [_json_scalar(v) for v in np.ravel(value).tolist()],
+            )
+    return kept, skipped
+
+
+def _check_rewards(plan: _Plan, nan_policy: NanPolicy) -> None:
+    if nan_policy == "ignore" or not np.issubdtype(plan.rew.dtype, np.floating):
+        return
+    bad = ~np.isfinite(plan.rew) & plan.keep
+    if not bad.any():
+        return
+    first = int(np.flatnonzero(bad)[0])
+    msg = (
+        f"{plan.filename}: 'rewards' has {int(bad.sum())} NaN/inf values among the rows "
+        f"converted (first at source row {first})"
+    )
+    if nan_policy == "error":
+        raise DataValidationError(
+            msg + "; pass nan_policy='warn' (CLI: --nan-policy warn) to keep them"
+        )
+    log.warning("%s; kept as they are", msg)
+
+
+def convert_d4rl(
+    source: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    *,
+    qlearning_compat: bool = False,
+    float32: bool = False,
+    with_infos: bool = False,
+    max_episode_steps: int | None = None,
+    env_id: str | None = None,
+    compression: Compression = None,
+    nan_policy: NanPolicy = "error",
+    overwrite: bool = False,
+    progress: bool | None = None,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+) -> Path:
+    """Convert a D4RL dataset (name or file) to a tianshou-offline buffer file.
+
+    :param source: a D4RL name (``hopper-medium-v2``, resolved in :func:`d4rl_dataset_dir`)
+        or the path of a D4RL-layout HDF5 file (gzip-compressed files are read transparently).
+    :param output: the ``.hdf5`` buffer file to write (atomically).
+    :param qlearning_compat: reproduce ``d4rl.qlearning_dataset`` row for row (module doc).
+    :param float32: cast float64 observations/actions/rewards to float32 (default: keep dtypes).
+    :param with_infos: store ``infos/*`` columns as the buffer's ``info`` (rows aligned).
+    :param max_episode_steps: time limit for files without ``timeouts`` (defaults to D4RL's
+        limit for known dataset names).
+    :param env_id: gymnasium id to record for evaluation (D4RL files carry none).
+    :param compression: output compression: None, ``"gzip"`` or ``"lzf"``.
+    :param nan_policy: non-finite rewards: ``"error"`` (refuse, default), ``"warn"`` (keep and
+        log a warning) or ``"ignore"``.
+    :param overwrite: replace an existing output.
+    :param progress: tqdm progress bar on stderr (None: only when stderr is a terminal).
+    :param chunk_rows: source rows read per chunk.
+    :returns: the output path.
+    :raises SourceNotFoundError: unknown name / missing file (says where it looked, how to get it).
+    :raises DatasetFormatError: missing keys, mismatched lengths or shapes.
+    :raises DataValidationError: NaN rewards with ``nan_policy="error"``; no rows to write.
+    :raises OutputExistsError: ``output`` exists and ``overwrite`` is False.
+    """
+    out = Path(output)
+    src, info = resolve_d4rl_source(source)
+    if out.exists() and not overwrite:
+        raise OutputExistsError(
+            f"{out}: output exists; pass overwrite=True (CLI: --overwrite) to replace it"
+        )
+    if max_episode_steps is None and info is not None:
+        max_episode_steps = info.max_episode_steps
+    with open_h5(src) as f:
+        plan = _plan(
+            f,
+            qlearning_compat=qlearning_compat,
+            float32=float32,
+            with_infos=with_infos,
+            max_episode_steps=max_episode_steps,
+        )
+        if plan.timeouts_source == "file":
+            max_episode_steps_used = None
+        else:
+            max_episode_steps_used = max_episode_steps
+        _check_rewards(plan, nan_policy)
+        obs_space, act_space = _infer_spaces(plan)
+        meta_kept, meta_skipped = read_d4rl_metadata(f)
+        dataset_id = info.name if info is not None else src.stem
+        extra: dict[str, Any] = {
+            "source_file": str(src.resolve()),
+            "semantics": plan.semantics,
+            "source_rows": plan.n,
+            "rows_dropped": plan.n - plan.n_kept,
+            "next_observations_used": plan.next_obs is not None,
+            "timeouts": plan.timeouts_source,
+            "float32": float32,
+            "with_infos": with_infos,
+            "source_dtypes": {
+                k: _dataset(f, k).dtype.str
+                for k in ("observations", "actions", "rewards", "next_observations")
+                if k in f
+            },
+            "metadata": meta_kept,
+        }
+        if meta_skipped:
+            extra["metadata_skipped"] = meta_skipped
+        if max_episode_steps_used is not None:
+            extra["max_episode_steps"] = max_episode_steps_used
+        extra_attrs: dict[str, str] = {"d4rl_semantics": plan.semantics}
+        if info is not None:
+            extra["ref_min_score"] = info.ref_min_score
+            extra["ref_max_score"] = info.ref_max_score
+            extra["url"] = info.url
+            extra_attrs["ref_min_score"] = repr(info.ref_min_score)
+            extra_attrs["ref_max_score"] = repr(info.ref_max_score)
+            extra_attrs["max_episode_steps"] = str(info.max_episode_steps)
+        provenance = Provenance(
+            source="d4rl", dataset_id=dataset_id, converter=CONVERTER_NAME, extra=extra
+        )
+        with (
+            BufferWriter(
+                out,
+                observation_space=obs_space,
+                action_space=act_space,
+                env_id=env_id,
+                provenance=provenance,
+                compression=compression,
+                overwrite=overwrite,
+                nan_policy="ignore",  # checked above, once, over the whole column
+                extra_attrs=extra_attrs,
+            ) as writer,
+            tqdm(
+                total=plan.n,
+                unit="row",
+                unit_scale=True,
+                desc=f"converting {dataset_id}",
+                file=sys.stderr,
+                disable=_disable(progress),
+            ) as bar,
+        ):
+            for consumed, cols in _iter_chunks(plan, chunk_rows):
+                if cols:
+                    writer.add_transitions(**cols)
+                bar.update(consumed)
+    n_written, n_episodes = writer.num_transitions, writer.num_episodes
+    log.info(
+        "%s → %s: %d transitions in %d episodes (%d of %d source rows dropped, %s semantics)",
+        src,
+        out,
+        n_written,
+        n_episodes,
+        plan.n - plan.n_kept,
+        plan.n,
+        plan.semantics,
+    )
+    return out
+
+
+def _disable(progress: bool | None) -> bool | None:
+    """tqdm's ``disable``: None lets tqdm decide (off when stderr is not a terminal)."""
+    return None if progress is None else not progress
+
+
+# --------------------------------------------------------------------------------------
+# command line
+# --------------------------------------------------------------------------------------
+
+
+def add_d4rl_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``convert d4rl`` (shared by the CLI and ``converters/convert_d4rl.py``)."""
+    parser.add_argument(
+        "source",
+        metavar="NAME_OR_PATH",
+        help="D4RL dataset name (hopper-medium-v2: looked up in $D4RL_DATASET_DIR or "
+        "~/.d4rl/datasets) or a D4RL-layout HDF5 file",
+    )
+    parser.add_argument("-o", "--output", required=True, help="output .hdf5 buffer file")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    parser.add_argument(
+        "--qlearning-compat",
+        action="store_true",
+        help="reproduce d4rl.qlearning_dataset row for row (drops time-limit rows and the "
+        "final row, obs_next = next row, float32), for comparability with papers",
+    )
+    parser.add_argument(
+        "--float32",
+        action="store_true",
+        help="cast float64 observations/actions/rewards to float32 (default: keep dtypes)",
+    )
+    parser.add_argument(
+        "--with-infos", action="store_true", help="store the infos/* columns as the buffer's info"
+    )
+    parser.add_argument(
+        "--max-episode-steps",
+        type=int,
+        default=None,
+        metavar="N",
+        help="time limit for files without 'timeouts' (default: D4RL's limit for known names)",
+    )
+    parser.add_argument("--env-id", default=None, help="gymnasium env id to record for evaluation")
+    parser.add_argument(
+        "--compression",
+        choices=("gzip", "lzf"),
+        default=None,
+        help="compress the output (default: none, fastest)",
+    )
+    parser.add_argument(
+        "--nan-policy",
+        choices=("error", "warn", "ignore"),
+        default="error",
+        help="non-finite rewards: refuse (default), keep with a warning, or keep silently",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def register_cli(convert_subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``convert d4rl NAME_OR_PATH -o OUT`` to the ``tianshou-offline`` command."""
+    parser = convert_subparsers.add_parser(
+        "d4rl",
+        help="D4RL HDF5 file or dataset name → buffer (no d4rl/gym/mujoco needed)",
+        description="Convert a D4RL dataset (name or HDF5 file) to a tianshou-offline buffer. "
+        "Default: terminated = terminals, truncated = timeouts, obs_next from "
+        "next_observations (else the next row; the last transition of a timed-out episode is "
+        "then dropped). See docs/CONVERTERS.md.",
+    )
+    add_d4rl_arguments(parser)
+    parser.set_defaults(func=run_d4rl_command)
+
+
+def run_d4rl_command(args: argparse.Namespace) -> int:
+    """Run ``convert d4rl`` from parsed arguments; print a one-line summary."""
+    from tianshou_offline.data.format import read_metadata
+
+    out = convert_d4rl(
+        args.source,
+        args.output,
+        qlearning_compat=args.qlearning_compat,
+        float32=args.float32,
+        with_infos=args.with_infos,
+        max_episode_steps=args.max_episode_steps,
+        env_id=args.env_id,
+        compression=args.compression,
+        nan_policy=cast(NanPolicy, args.nan_policy),
+        overwrite=args.overwrite,
+        progress=False if args.no_progress else None,
+    )
+    md = read_metadata(out)
+    dropped = md.provenance.extra.get("rows_dropped", 0) if md.provenance else 0
+    print(
+        f"wrote {out}: {md.num_transitions} transitions, {md.num_episodes} episodes "
+        f"({dropped} source rows dropped)"
+    )
+    return 0
+
+
+def run_script(
+    add_arguments: Callable[[argparse.ArgumentParser], None],
+    func: Callable[[argparse.Namespace], int],
+    argv: Sequence[str] | None = None,
+    *,
+    prog: str,
+    description: str,
+) -> int:
+    """Entry point of the stand-alone ``converters/*.py`` scripts.
+
+    Builds a parser from ``add_arguments`` and runs ``func`` the way ``tianshou-offline``
+    does: typed errors print ``error: <message>`` to stderr and return 2, no traceback.
+    """
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    add_arguments(parser)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(func(args) or 0)
+    except TianshouOfflineError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m tianshou_offline.converters.d4rl NAME_OR_PATH -o OUT`` (same as the CLI)."""
+    return run_script(
+        add_d4rl_arguments,
+        run_d4rl_command,
+        argv,
+        prog="convert_d4rl.py",
+        description="Convert a D4RL dataset (name or HDF5 file) to a tianshou-offline buffer.",
+    )
+
+
+__all__ = [
+    "D4RL_REQUIRED_KEYS",
+    "DEFAULT_CHUNK_ROWS",
+    "convert_d4rl",
+    "d4rl_dataset_dir",
+    "d4rl_transitions",
+    "read_d4rl_metadata",
+    "register_cli",
+    "resolve_d4rl_source",
+    "run_d4rl_command",
+    "run_script",
+]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,407 @@
+"""Converter speed and memory: D4RL files and Minari datasets → tianshou-offline buffers.
+
+Workloads (issue 3):
+
+- a D4RL-shaped file with 1,000,000 transitions (observations 17, actions 6, float32, with
+  ``next_observations`` and ``timeouts``), uncompressed and gzip-compressed;
+- a Minari dataset of 1,000 episodes × 1,000 steps (same shapes), in Minari's HDF5 and Arrow
+  storage, written by ``minari.create_dataset_from_buffers``.
+
+References, timed in the same run and interleaved with the converter (medians of
+``--repeats`` runs; the machine may be shared, so only same-run ratios mean much):
+
+- D4RL: **raw h5py read** of every column the converter reads (``read_direct`` into
+  preallocated arrays: the I/O bound), and **raw h5py copy** (that read plus writing the same
+  arrays to a new HDF5 file: the bound for any converter that writes its output);
+- Minari: the **naive path** ``minari.load_dataset(...).iterate_episodes()`` + concatenation +
+  ``ReplayBuffer.from_data`` (in memory, no file written), and the same plus
+  ``ReplayBuffer.save_hdf5`` (it then writes a file, as the converter does).
+
+Peak memory: each converter runs once more in a fresh subprocess; the figure is the peak
+resident set (VmHWM) minus the resident set just before converting, against the output size.
+
+Usage::
+
+    python benchmarks/convert_speed.py                      # full size (~2 min, ~1.5 GB disk)
+    python benchmarks/convert_speed.py --transitions 100000 --episodes 100 --repeats 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+OBS_DIM = 17
+ACT_DIM = 6
+
+
+# --------------------------------------------------------------------------------------
+# data
+# --------------------------------------------------------------------------------------
+
+
+def make_d4rl_file(path: Path, n: int, *, compression: str | None, seed: int = 0) -> None:
+    rng = np.random.default_rng(seed)
+    obs = rng.standard_normal((n + 1, OBS_DIM), dtype=np.float32)
+    terminals = np.zeros(n, dtype=bool)
+    terminals[rng.choice(n, size=max(1, n // 3000), replace=False)] = True
+    timeouts = np.zeros(n, dtype=bool)
+    timeouts[999::1000] = True
+    timeouts &= ~terminals
+    kw: dict[str, Any] = {"compression": compression} if compression else {}
+    with h5py.File(path, "w") as f:
+        f.create_dataset("observations", data=obs[:-1], **kw)
+        f.create_dataset("next_observations", data=obs[1:], **kw)
+        f.create_dataset("actions", data=rng.uniform(-1, 1, (n, ACT_DIM)).astype(np.float32), **kw)
+        f.create_dataset("rewards", data=rng.standard_normal(n).astype(np.float32), **kw)
+        f.create_dataset("terminals", data=terminals, **kw)
+        f.create_dataset("timeouts", data=timeouts, **kw)
+
+
+def make_minari_dataset(dataset_id: str, episodes: int, steps: int, data_format: str) -> None:
+    import gymnasium as gym
+    import minari
+    from minari.data_collector import EpisodeBuffer
+
+    rng = np.random.default_rng(1)
+    buffers = []
+    for i in range(episodes):
+        trunc = np.zeros(steps, dtype=bool)
+        trunc[-1] = True
+        buffers.append(
+            EpisodeBuffer(
+                id=i,
+                seed=i,
+                observations=rng.standard_normal((steps + 1, OBS_DIM), dtype=np.float32),
+                actions=rng.uniform(-1, 1, (steps, ACT_DIM)).astype(np.float32),
+                rewards=rng.standard_normal(steps),
+                terminations=np.zeros(steps, dtype=bool),
+                truncations=trunc,
+            )
+        )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        minari.create_dataset_from_buffers(
+            dataset_id,
+            buffers,
+            observation_space=gym.spaces.Box(-np.inf, np.inf, (OBS_DIM,), np.float32),
+            action_space=gym.spaces.Box(-1, 1, (ACT_DIM,), np.float32),
+            data_format=data_format,
+            algorithm_name="random",
+            author="benchmark",
+            author_email="benchmark@example.com",
+            code_permalink="benchmarks/convert_speed.py",
+            description="convert_speed benchmark data",
+        )
+
+
+# --------------------------------------------------------------------------------------
+# the timed paths
+# --------------------------------------------------------------------------------------
+
+D4RL_COLUMNS = ("observations", "next_observations", "actions", "rewards", "terminals", "timeouts")
+
+
+def raw_h5py_read(path: Path) -> dict[str, np.ndarray]:
+    out = {}
+    with h5py.File(path, "r") as f:
+        for key in D4RL_COLUMNS:
+            ds = f[key]
+            arr = np.empty(ds.shape, dtype=ds.dtype)
+            ds.read_direct(arr)
+            out[key] = arr
+    return out
+
+
+def raw_h5py_copy(path: Path, out: Path) -> None:
+    arrays = raw_h5py_read(path)
+    with h5py.File(out, "w") as f:
+        for key, arr in arrays.items():
+            f.create_dataset(key, data=arr)
+
+
+def naive_minari(dataset_id: str, save_to: Path | None = None) -> int:
+    import minari
+    from tianshou.data import ReplayBuffer
+
+    ds = minari.load_dataset(dataset_id)
+    obs, obs_next, act, rew, term, trunc = [], [], [], [], [], []
+    for ep in ds.iterate_episodes():
+        obs.append(ep.observations[:-1])
+        obs_next.append(ep.observations[1:])
+        act.append(ep.actions)
+        rew.append(ep.rewards)
+        term.append(ep.terminations)
+        trunc.append(ep.truncations)
+    terminated = np.concatenate(term)
+    truncated = np.concatenate(trunc)
+    buf = ReplayBuffer.from_data(
+        obs=np.concatenate(obs),
+        act=np.concatenate(act),
+        rew=np.concatenate(rew),
+        terminated=terminated,
+        truncated=truncated,
+        done=terminated | truncated,
+        obs_next=np.concatenate(obs_next),
+    )
+    if save_to is not None:
+        buf.save_hdf5(str(save_to))
+    return len(buf)
+
+
+def _remove(path: Path) -> None:
+    if path.exists():
+        path.unlink()
+
+
+def timed(fn: Callable[[], Any], before: Callable[[], None] | None = None) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this process: user + system)."""
+    if before is not None:
+        before()
+    c = time.process_time()
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t, time.process_time() - c
+
+
+def run_interleaved(
+    cases: dict[str, tuple[Callable[[], Any], Callable[[], None] | None]], repeats: int
+) -> dict[str, tuple[float, float]]:
+    """Median wall and CPU time of each case; the cases take turns so that load on the
+    machine affects them alike. One untimed warm-up round first (page cache, imports)."""
+    times: dict[str, list[tuple[float, float]]] = {k: [] for k in cases}
+    for r in range(repeats + 1):
+        for name, (fn, before) in cases.items():
+            dt = timed(fn, before)
+            if r > 0:
+                times[name].append(dt)
+    return {
+        k: (statistics.median(w for w, _ in v), statistics.median(c for _, c in v))
+        for k, v in times.items()
+    }
+
+
+# --------------------------------------------------------------------------------------
+# peak memory (fresh subprocess per converter)
+# --------------------------------------------------------------------------------------
+
+
+def _status_kib(field: str) -> int:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def memprobe(kind: str, source: str, output: str, minari_root: str) -> None:
+    """(subprocess) convert once; print JSON with the RSS before and the peak after."""
+    os.environ["MINARI_DATASETS_PATH"] = minari_root
+    # everything the converters import lazily is imported before the baseline: the figure
+    # is the memory that grows with the data, not the size of shared libraries
+    import minari
+    import pyarrow.ipc
+    from minari.dataset._storages import get_arrow_storage, get_hdf5_storage
+
+    from tianshou_offline.converters.d4rl import convert_d4rl
+    from tianshou_offline.converters.minari import convert_minari
+
+    del minari, pyarrow
+    get_arrow_storage()
+    get_hdf5_storage()
+
+    before = _status_kib("VmRSS")
+    if kind == "d4rl":
+        convert_d4rl(source, output, overwrite=True, progress=False)
+    else:
+        convert_minari(source, output, overwrite=True, progress=False)
+    peak = _status_kib("VmHWM")
+    print(json.dumps({"before_kib": before, "peak_kib": peak}))
+
+
+def measure_memory(kind: str, source: str, output: Path, minari_root: Path) -> dict[str, float]:
+    _remove(output)
+    res = subprocess.run(
+        [sys.executable, __file__, "--_memprobe", kind, source, str(output), str(minari_root)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    doc = json.loads(res.stdout.strip().splitlines()[-1])
+    size = output.stat().st_size
+    delta = (doc["peak_kib"] - doc["before_kib"]) * 1024
+    return {"peak_delta": delta, "output_size": size, "ratio": delta / size}
+
+
+# --------------------------------------------------------------------------------------
+# main
+# --------------------------------------------------------------------------------------
+
+
+def _mb(n: float) -> str:
+    return f"{n / 1e6:.0f} MB"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument(
+        "--workdir", type=Path, default=None, help="data directory (kept; default: temp)"
+    )
+    p.add_argument("--transitions", type=int, default=1_000_000)
+    p.add_argument("--episodes", type=int, default=1000)
+    p.add_argument("--steps", type=int, default=1000)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--formats", default="hdf5,arrow", help="Minari storages to benchmark")
+    p.add_argument("--_memprobe", nargs=4, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args._memprobe:
+        memprobe(*args._memprobe)
+        return 0
+
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="convert_speed_"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    minari_root = workdir / "minari"
+    os.environ["MINARI_DATASETS_PATH"] = str(minari_root)
+    from tianshou_offline.converters.d4rl import convert_d4rl
+    from tianshou_offline.converters.minari import convert_minari
+
+    print(
+        f"workdir {workdir}; {args.repeats} timed repeats (medians), "
+        f"{os.cpu_count()} CPUs, numpy {np.__version__}, h5py {h5py.__version__}",
+        flush=True,
+    )
+    rows: list[tuple[str, str, tuple[float, float], str, tuple[float, float]]] = []
+    mem_rows: list[tuple[str, dict[str, float]]] = []
+
+    # ---------------------------------------------------------------- D4RL
+    out = workdir / "out.hdf5"
+    copy_out = workdir / "copy.hdf5"
+    for label, compression in (("uncompressed", None), ("gzip", "gzip")):
+        src = workdir / f"d4rl_{label}_{args.transitions}.hdf5"
+        if not src.exists():
+            print(f"writing {src.name} ...", flush=True)
+            make_d4rl_file(src, args.transitions, compression=compression)
+        med = run_interleaved(
+            {
+                "raw_read": (lambda s=src: raw_h5py_read(s), None),
+                "raw_copy": (lambda s=src: raw_h5py_copy(s, copy_out), lambda: _remove(copy_out)),
+                "convert": (
+                    lambda s=src: convert_d4rl(s, out, progress=False),
+                    lambda: _remove(out),
+                ),
+            },
+            args.repeats,
+        )
+        name = f"D4RL {args.transitions:,} rows ({label})"
+        rows.append(
+            (name, "raw h5py read (I/O bound)", med["raw_read"], "convert d4rl", med["convert"])
+        )
+        rows.append(
+            (name, "raw h5py read + write", med["raw_copy"], "convert d4rl", med["convert"])
+        )
+        mem_rows.append(
+            (f"convert d4rl ({label})", measure_memory("d4rl", str(src), out, minari_root))
+        )
+
+    # ---------------------------------------------------------------- Minari
+    from tianshou_offline.converters.minari import minari_datasets_root
+
+    assert minari_datasets_root() == minari_root
+    naive_out = workdir / "naive.hdf5"
+    for fmt in [f for f in args.formats.split(",") if f]:
+        ds_id = f"bench/{fmt}-{args.episodes}x{args.steps}-v0"
+        if not (minari_root / ds_id / "data" / "metadata.json").exists():
+            print(f"writing Minari dataset {ds_id} ...", flush=True)
+            make_minari_dataset(ds_id, args.episodes, args.steps, fmt)
+        med = run_interleaved(
+            {
+                "naive": (lambda d=ds_id: naive_minari(d), None),
+                "naive_save": (
+                    lambda d=ds_id: naive_minari(d, naive_out),
+                    lambda: _remove(naive_out),
+                ),
+                "convert": (
+                    lambda d=ds_id: convert_minari(d, out, progress=False),
+                    lambda: _remove(out),
+                ),
+                "convert_minari_reader": (
+                    lambda d=ds_id: convert_minari(d, out, reader="minari", progress=False),
+                    lambda: _remove(out),
+                ),
+            },
+            args.repeats,
+        )
+        name = f"Minari {args.episodes}x{args.steps} ({fmt})"
+        rows.append(
+            (
+                name,
+                "naive: iterate+concat+from_data",
+                med["naive"],
+                "convert minari",
+                med["convert"],
+            )
+        )
+        rows.append(
+            (name, "naive + save_hdf5", med["naive_save"], "convert minari", med["convert"])
+        )
+        rows.append(
+            (
+                name,
+                "naive: iterate+concat+from_data",
+                med["naive"],
+                "convert minari --reader minari",
+                med["convert_minari_reader"],
+            )
+        )
+        mem_rows.append(
+            (f"convert minari ({fmt})", measure_memory("minari", ds_id, out, minari_root))
+        )
+
+    # ---------------------------------------------------------------- report
+    print()
+    print(
+        "| workload | reference | ref. wall (CPU) | converter | conv. wall (CPU) | "
+        "speed-up wall (CPU) |"
+    )
+    print("|---|---|---:|---|---:|---:|")
+    for name, ref, (w_ref, c_ref), conv, (w_conv, c_conv) in rows:
+        print(
+            f"| {name} | {ref} | {w_ref:.3f} s ({c_ref:.3f} s) | {conv} | "
+            f"{w_conv:.3f} s ({c_conv:.3f} s) | {w_ref / w_conv:.2f}x ({c_ref / c_conv:.2f}x) |"
+        )
+    print()
+    print(
+        "speed-up = reference time / converter time (< 1: the converter takes longer; "
+        "1 / speed-up = converter time as a multiple of the reference)"
+    )
+    print()
+    print("| converter | peak RSS increase | output size | peak / output |")
+    print("|---|---:|---:|---:|")
+    for name, m in mem_rows:
+        print(f"| {name} | {_mb(m['peak_delta'])} | {_mb(m['output_size'])} | {m['ratio']:.2f}x |")
+    print()
+    print(
+        "targets: convert d4rl <= 2x raw h5py read; convert minari >= 5x faster than naive; "
+        "peak memory <= 1.5x output size"
+    )
+    if args.workdir is None:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
