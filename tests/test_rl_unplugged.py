@@ -143,19 +143,25 @@ def test_compact_size(shard: Path, tmp_path: Path, reference: dict[str, np.ndarr
     assert out.stat().st_size < full / 6  # ~8x smaller, less the patches and columns
 
 
-def test_plain_load_buffer_matches_except_patched_rows(
+def test_load_buffer_is_exact_and_tianshou_matches_except_patched_rows(
     shard: Path, reference: dict[str, np.ndarray], tmp_path: Path
 ) -> None:
-    """``load_buffer`` gives Tianshou's own rebuild: exact wherever no stack was patched."""
+    """``load_buffer`` applies the stack patches; Tianshou's own ``load_hdf5`` (which knows
+    nothing of them) gives its own rebuild, exact wherever no stack was patched."""
+    from tianshou.data import ReplayBuffer
+
     out = tmp_path / "out.hdf5"
     rlu.convert_shard(shard, out, task=GAME, workers=1)
-    plain = load_buffer(out)
+    assert_exact(load_buffer(out), reference)
+    plain = ReplayBuffer.load_hdf5(str(out))
     exact = rlu.load_rl_unplugged(out)
     obs_rows, next_rows = exact.patch_rows()
+    assert len(obs_rows) and len(next_rows)
     n = len(plain)
     b = plain[np.arange(n)]
     ok_obs = np.setdiff1d(np.arange(n), obs_rows)
     np.testing.assert_array_equal(b.obs[ok_obs], reference["obs"][ok_obs])
+    assert not np.array_equal(b.obs[obs_rows], reference["obs"][obs_rows])
     # obs_next[i] = obs[i + 1] inside an episode
     affected = set(next_rows.tolist()) | {r - 1 for r in obs_rows.tolist()}
     ok_next = np.asarray([i for i in range(n) if i not in affected])

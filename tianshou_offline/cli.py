@@ -258,7 +258,11 @@ def cmd_convert_tianshou(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The argument parser. Converter sub-commands (whose modules import tianshou, which
+    takes seconds) are only registered when ``argv`` asks for ``convert`` or ``export``."""
+    words = [a for a in (sys.argv[1:] if argv is None else argv) if not a.startswith("-")]
+    wants_converters = bool(words) and words[0] in ("convert", "export")
     parser = argparse.ArgumentParser(
         prog="tianshou-offline",
         description="Offline-RL datasets as Tianshou ReplayBuffers (HDF5): record, convert, "
@@ -305,7 +309,11 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("file")
     rp.set_defaults(func=cmd_repair)
 
-    conv = sub.add_parser("convert", help="convert a public dataset to an HDF5 buffer")
+    conv = sub.add_parser(
+        "convert",
+        help="convert a public dataset to an HDF5 buffer (d4rl, minari, rl-unplugged-atari, "
+        "tfds, tianshou)",
+    )
     conv_sub = conv.add_subparsers(dest="source", metavar="SOURCE", required=True)
     ct = conv_sub.add_parser(
         "tianshou",
@@ -322,11 +330,11 @@ def build_parser() -> argparse.ArgumentParser:
     ct.add_argument("--observation-space", help="observation space as format JSON")
     ct.add_argument("--action-space", help="action space as format JSON")
     ct.set_defaults(func=cmd_convert_tianshou)
-    for name in CONVERTER_MODULES:
+    for name in CONVERTER_MODULES if wants_converters else ():
         _register(f"tianshou_offline.converters.{name}", "register_cli", conv_sub)
     exp = sub.add_parser("export", help="export an HDF5 buffer to another format")
     exp_sub = exp.add_subparsers(dest="target", metavar="TARGET", required=True)
-    for name in EXPORT_MODULES:
+    for name in EXPORT_MODULES if wants_converters else ():
         _register(f"tianshou_offline.converters.{name}", "register_export_cli", exp_sub)
     return parser
 
@@ -343,7 +351,7 @@ def _register(module: str, func: str, subparsers: Any) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,

@@ -18,7 +18,7 @@ record ``i`` of the run the worker
 
    Frames are compared as PNG bytes first (equal bytes decode to equal pixels); frames whose
    bytes differ are decoded and compared pixel by pixel. A stack that differs is decoded in
-   full and returned as a *patch* (see :mod:`tianshou_offline.converters._framestack`).
+   full and returned as a *patch* (see :mod:`tianshou_offline.data.framestack`).
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ per record in worker processes and writes one row per record:
 - every rebuilt ``obs``/``obs_next`` is checked against the record while converting; where
   they differ (e.g. padding frames at episode starts, the final ``obs_next`` of an episode),
   the exact stack is stored in ``/tianshou_offline/stack_patches`` (see
-  :mod:`tianshou_offline.converters._framestack`). :func:`load_rl_unplugged` returns a
+  :mod:`tianshou_offline.data.framestack`). :func:`load_rl_unplugged` returns a
   :class:`FrameStackReplayBuffer` whose ``buffer[i].obs``/``.obs_next`` equal the records.
 
 No padding: a shard of N records gives exactly N transitions.
@@ -49,7 +49,7 @@ import gymnasium as gym
 import numpy as np
 from tqdm import tqdm
 
-from tianshou_offline.converters._framestack import (
+from tianshou_offline.data.framestack import (
     KEY_OBS,
     KEY_OBS_NEXT,
     FrameStackReplayBuffer,
@@ -719,7 +719,7 @@ def load_rl_unplugged(
     ``buffer[i].obs`` and ``buffer[i].obs_next`` are ``(4, 84, 84)`` uint8 stacks equal to the
     records' ``o_t``/``o_tp1``; ``act``, ``rew``, ``terminated`` as converted. Shards are
     concatenated in the given order; an episode cut at the end of one shard and continued by
-    the next is joined (see :func:`~tianshou_offline.converters._framestack.load_framestack_files`).
+    the next is joined (see :func:`~tianshou_offline.data.framestack.load_framestack_files`).
 
     :param paths: a file, a directory (all ``*.hdf5`` in it, sorted), or a list of files.
     """

@@ -19,7 +19,7 @@ file is compact instead: one ``(H, W)`` frame per step, Tianshou ``stack_num=S``
 exact final ``obs_next`` of each episode stored as a stack patch; stacks at an episode start
 repeat its first frame (Tianshou's convention). Open such files with
 :func:`tianshou_offline.converters.rl_unplugged.load_rl_unplugged` (or
-:func:`~tianshou_offline.converters._framestack.load_framestack_files`).
+:func:`~tianshou_offline.data.framestack.load_framestack_files`).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ import gymnasium as gym
 import numpy as np
 from tqdm import tqdm
 
-from tianshou_offline.converters._framestack import (
+from tianshou_offline.data.framestack import (
     KEY_OBS_NEXT,
     PatchSpool,
     hidden_temp_path,

@@ -360,12 +360,19 @@ def _load_meta_layout(
     if n:
         done[n - 1] = True  # a trailing unfinished episode is cut there, as in save_buffer
     columns["done"] = done
-    return buffer_from_columns(
+    buf = buffer_from_columns(
         columns,
         stack_num=stack_num or file_stack,
         save_only_last_obs=save_only_last,
         sample_avail=file_sample_avail if sample_avail is None else sample_avail,
     )
+    if layout == "tianshou_offline" and save_only_last:
+        from tianshou_offline.data.framestack import PATCH_GROUP, wrap_with_patches
+
+        if PATCH_GROUP in f:
+            # exact stacks where Tianshou's rebuild differs from the source (docs/FORMAT.md)
+            return wrap_with_patches(f, buf)
+    return buf
 
 
 # --------------------------------------------------------------------------------------

@@ -40,6 +40,7 @@ from tqdm import tqdm
 
 from tianshou_offline.data.buffer import buffer_from_columns
 from tianshou_offline.data.format import (
+    DATA_TYPE_ATTR,
     EXT_GROUP,
     META_GROUP,
     committed_counts,
@@ -145,6 +146,9 @@ class PatchSpool:
                 for s in range(0, k, step):
                     ds[s : s + step] = mm[s : s + step]
                 del mm
+            for name in ("row", "key", "stack"):
+                # Tianshou's load_hdf5 requires the tag on every dataset of the file
+                g[name].attrs[DATA_TYPE_ATTR] = "ndarray"
             if attrs:
                 ea = f[EXT_GROUP].attrs
                 for key, value in attrs.items():
@@ -357,6 +361,18 @@ def read_patches(f: h5py.File, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarr
             "transitions"
         )
     return rows, keys, stacks
+
+
+def wrap_with_patches(f: h5py.File, buffer: ReplayBuffer) -> FrameStackReplayBuffer:
+    """Wrap a buffer loaded from ``f`` with the file's stack patches (used by ``load_buffer``)."""
+    rows, keys, stacks = read_patches(f, len(buffer))
+    obs_sel = keys == KEY_OBS
+    next_sel = keys == KEY_OBS_NEXT
+    return FrameStackReplayBuffer.from_buffer(
+        buffer,
+        obs_patches=(rows[obs_sel], stacks[obs_sel]) if obs_sel.any() else None,
+        obs_next_patches=(rows[next_sel], stacks[next_sel]) if next_sel.any() else None,
+    )
 
 
 def load_framestack_files(
