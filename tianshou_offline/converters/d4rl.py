@@ -530,7 +530,10 @@ def _infer_spaces(plan: _Plan) -> tuple[gym.Space[Any], gym.Space[Any]]:
         nvec = (act.max(axis=0) + 1) if act.size else np.ones(act.shape[1:], dtype=np.int64)
         return obs_space, gym.spaces.MultiDiscrete(np.asarray(nvec, dtype=np.int64))
     shape = tuple(act.shape[1:])
-    if act.size == 0 or (np.nanmin(act) >= -1.0 and np.nanmax(act) <= 1.0):
+    lo_all, hi_all = (float(act.min()), float(act.max())) if act.size else (0.0, 0.0)
+    if np.isnan(lo_all) or np.isnan(hi_all):  # min/max propagate NaN; nanmin is slower
+        lo_all, hi_all = float(np.nanmin(act)), float(np.nanmax(act))
+    if act.size == 0 or (lo_all >= -1.0 and hi_all <= 1.0):
         return obs_space, gym.spaces.Box(-1.0, 1.0, shape=shape, dtype=act.dtype.type)
     lo = np.nanmin(act, axis=0)
     hi = np.nanmax(act, axis=0)

@@ -362,15 +362,28 @@ class _HDF5FastReader:
         self.path = data_path / "main_data.hdf5"
         self.obs_leaves = obs_leaves
         self.obs_space = obs_space
+        # numpy dtype and HDF5 memory type per array name, taken from the first episode:
+        # asking libhdf5 for them again on every read costs more than the read itself
+        self._types: dict[str, tuple[np.dtype[Any], Any]] = {}
+        self._int64 = h5py.h5t.py_create(np.dtype(np.int64))
 
-    def _read(self, fid: Any, path: str) -> np.ndarray:
+    def _read(self, fid: Any, group: str, name: str) -> np.ndarray:
+        path = f"{group}/{name}"
         try:
             dsid = h5py.h5d.open(fid, path.encode())
         except KeyError:
             raise DatasetFormatError(f"{self.path}: '{path}' is missing") from None
-        out = np.empty(dsid.shape, dtype=dsid.dtype)
+        types = self._types.get(name)
+        if types is None:
+            dtype = np.dtype(dsid.dtype)
+            if dtype.kind not in "biuf":
+                raise DatasetFormatError(
+                    f"{self.path}: '{path}' has dtype {dtype}; expected numbers or booleans"
+                )
+            types = self._types[name] = (dtype, h5py.h5t.py_create(dtype))
+        out = np.empty(dsid.shape, dtype=types[0])
         if out.size:
-            dsid.read(h5py.h5s.ALL, h5py.h5s.ALL, out)
+            dsid.read(h5py.h5s.ALL, h5py.h5s.ALL, out, types[1])
         return out
 
     def _seed(self, fid: Any, group: str) -> int | None:
@@ -378,8 +391,8 @@ class _HDF5FastReader:
         if not h5py.h5a.exists(fid, b"seed", obj_name=name):
             return None
         attr = h5py.h5a.open(fid, b"seed", obj_name=name)
-        value = np.empty(attr.shape, dtype=attr.dtype)
-        attr.read(value)
+        value = np.empty(attr.shape, dtype=np.int64)
+        attr.read(value, self._int64)
         return int(value)
 
     def episodes(self, ids: Sequence[int]) -> Iterator[_Episode]:
@@ -387,11 +400,11 @@ class _HDF5FastReader:
             fid = f.id
             for ep in ids:
                 name = f"episode_{ep}"
-                rew = self._read(fid, f"{name}/rewards")
+                rew = self._read(fid, name, "rewards")
                 t = int(rew.shape[0]) if rew.ndim else 0
                 values = {}
                 for leaf in self.obs_leaves:
-                    arr = self._read(fid, f"{name}/observations{leaf.hdf5}")
+                    arr = self._read(fid, name, f"observations{leaf.hdf5}")
                     if arr.ndim == 0 or arr.shape[0] != t + 1:
                         raise DatasetFormatError(
                             f"{self.path}: {name}/observations{leaf.hdf5} has "
@@ -400,7 +413,7 @@ class _HDF5FastReader:
                     values[leaf.key] = arr
                 cols = []
                 for key in ("actions", "terminations", "truncations"):
-                    arr = self._read(fid, f"{name}/{key}")
+                    arr = self._read(fid, name, key)
                     if arr.ndim == 0 or arr.shape[0] != t:
                         raise DatasetFormatError(
                             f"{self.path}: {name}/{key} has {arr.shape[0] if arr.ndim else 0} "
