@@ -36,7 +36,6 @@ exactly. Images are stored losslessly unless ``jpeg_encoding=True``.
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import logging
 import os
@@ -445,14 +444,15 @@ class _ArrowFastReader:
     def _table(self, ep: int) -> Any:
         import pyarrow as pa
 
-        ext = "arrow" if self.fmt == "arrow" else "parquet"
-        files = sorted(
-            glob.glob(os.path.join(glob.escape(str(self.data_path / str(ep))), f"*.{ext}"))
-        )
+        ext = "." + ("arrow" if self.fmt == "arrow" else "parquet")
+        folder = self.data_path / str(ep)
+        try:
+            with os.scandir(folder) as it:
+                files = sorted(e.path for e in it if e.name.endswith(ext) and e.is_file())
+        except FileNotFoundError:
+            files = []
         if not files:
-            raise DatasetFormatError(
-                f"{self.data_path / str(ep)}: no *.{ext} file for episode {ep}"
-            )
+            raise DatasetFormatError(f"{folder}: no *{ext} file for episode {ep}")
         tables = []
         for fn in files:
             if self.fmt == "arrow":
