@@ -81,21 +81,43 @@ def cmd_record(args: argparse.Namespace) -> int:
     out = Path(args.output)
     if not out.parent.exists():
         raise UsageError(f"{out.parent}: output directory does not exist")
+    atari = _is_atari(args.env)
     try:
-        env = gym.make(args.env)
+        if atari:
+            from tianshou_offline.atari import make_atari_env
+
+            env = make_atari_env(
+                args.env,
+                frame_stack=args.frames_stack,
+                max_episode_steps=args.max_episode_steps,
+            )
+        else:
+            env = gym.make(args.env, max_episode_steps=args.max_episode_steps)
     except gym.error.Error as e:
         raise UsageError(f"--env {args.env}: {e}") from e
-    policy = make_policy(args.policy, env, eps=args.eps, seed=args.seed)
+    scale_obs = None if args.scale_obs is None else bool(args.scale_obs)
+    policy = make_policy(args.policy, env, eps=args.eps, seed=args.seed, scale_obs=scale_obs)
     if_exists: Literal["error", "append", "overwrite"] = (
         "overwrite" if args.overwrite else "append" if args.append else "error"
     )
+    # Atari: one 84×84 frame per step, stacks rebuilt by the loaded buffer (stack_num)
+    compact = atari and args.frames_stack > 1
+    extra: dict[str, Any] = {}
+    if atari:
+        extra = {
+            "preprocessing": "AtariPreprocessing+FrameStackObservation",
+            "frames_stack": args.frames_stack,
+        }
     rec = EpisodeRecorder(
         env,
         out,
         if_exists=if_exists,
         episode_metadata=lambda ep: {"return": ep.episode_return, "length": ep.length},
         compression=args.compression,
-        provenance_extra={"policy": args.policy, "eps": args.eps, "seed": args.seed},
+        store_obs_next=not compact,
+        stack_num=args.frames_stack if compact else 1,
+        save_only_last_obs=compact,
+        provenance_extra={"policy": args.policy, "eps": args.eps, "seed": args.seed, **extra},
     )
     episodes = steps = 0
     total = args.episodes if args.episodes is not None else args.steps
@@ -131,6 +153,14 @@ def cmd_record(args: argparse.Namespace) -> int:
         f"(mean return {np.mean(returns):.2f}; file now holds {rec.num_episodes} episodes)"
     )
     return 0
+
+
+def _is_atari(env_id: str) -> bool:
+    try:
+        from tianshou_offline.atari import is_atari_env_id
+    except ImportError:  # pragma: no cover
+        return False
+    return is_atari_env_id(env_id)
 
 
 # --------------------------------------------------------------------------------------
@@ -287,7 +317,8 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     r.add_argument(
         "--policy",
         default="random",
-        help="'random', 'scripted' (built-in CartPole expert) or a policy checkpoint (.pt)",
+        help="'random', 'scripted' (built-in CartPole expert), a policy checkpoint (.pt) or a "
+        "Tianshou Atari DQN/QR-DQN policy.pth (weights only)",
     )
     r.add_argument("--episodes", type=int, help="number of episodes to record")
     r.add_argument("--steps", type=int, help="record whole episodes until this many steps")
@@ -297,6 +328,28 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     r.add_argument("--overwrite", action="store_true", help="replace an existing output")
     r.add_argument("--append", action="store_true", help="append to an existing output")
     r.add_argument("--compression", choices=("gzip", "lzf"), default=None)
+    r.add_argument(
+        "--max-episode-steps",
+        type=int,
+        default=None,
+        help="time limit per episode (agent steps; default: the env's own)",
+    )
+    atari = r.add_argument_group(
+        "Atari",
+        "ale-py ids (PongNoFrameskip-v4, ALE/Pong-v5) get AtariPreprocessing + "
+        "FrameStackObservation and are written compactly: one 84x84 frame per step, "
+        "stack_num=--frames-stack, save_only_last_obs (the loaded buffer rebuilds the stacks)",
+    )
+    atari.add_argument("--frames-stack", dest="frames_stack", type=int, default=4)
+    atari.add_argument(
+        "--scale-obs",
+        dest="scale_obs",
+        type=int,
+        choices=(0, 1),
+        default=None,
+        help="the checkpoint's net expects pixels / 255 (default: the checkpoint's setting; "
+        "0 for Tianshou DQN/QR-DQN state dicts)",
+    )
     r.set_defaults(func=cmd_record)
 
     i = sub.add_parser("inspect", help="print schema, sizes, provenance and statistics")

@@ -32,7 +32,8 @@ class RecordedEpisode:
     """A finished episode, handed to the ``episode_metadata`` callback.
 
     Arrays have T rows (one per step); ``obs`` holds the T observations the actions were
-    taken in and ``obs_next`` the T observations that followed.
+    taken in and ``obs_next`` the T observations that followed (``None`` when the recorder
+    stores only the newest frame of stacked observations; ``obs`` then holds those frames).
     """
 
     index: int
@@ -77,6 +78,13 @@ class EpisodeRecorder(gym.Wrapper[Any, Any, Any, Any]):
     :param info_keys: keys of the step ``info`` dict to record as columns (numeric values).
     :param store_obs_next: store ``obs_next`` explicitly (default). False keeps one obs per
         step (obs_next rebuilt from the next row; the final obs of each episode is lost).
+    :param stack_num: the env's observations are stacks of this many frames (e.g.
+        gymnasium's ``FrameStackObservation``); recorded as Tianshou's ``stack_num``.
+    :param save_only_last_obs: with ``stack_num > 1``, store only the newest frame of each
+        stacked observation (``obs[-1]``, one frame per step instead of ``stack_num``); the
+        loaded buffer rebuilds the stacks (Tianshou's ``save_only_last_obs``; episode starts
+        repeat the first frame, as ``FrameStackObservation``'s default padding). Needs
+        ``store_obs_next=False``. :class:`RecordedEpisode` then holds frames ``(T, *frame)``.
     :param compression: ``None``, ``"gzip"`` or ``"lzf"``.
     :param provenance_extra: JSON-able facts stored with the provenance (e.g. the policy).
     :param dataset_id: a name for the data (defaults to the env id).
@@ -91,11 +99,27 @@ class EpisodeRecorder(gym.Wrapper[Any, Any, Any, Any]):
         episode_metadata: Callable[[RecordedEpisode], Mapping[str, Any]] | None = None,
         info_keys: Sequence[str] = (),
         store_obs_next: bool = True,
+        stack_num: int = 1,
+        save_only_last_obs: bool = False,
         compression: Compression = None,
         provenance_extra: Mapping[str, Any] | None = None,
         dataset_id: str | None = None,
     ) -> None:
         super().__init__(env)
+        if save_only_last_obs:
+            shape = getattr(env.observation_space, "shape", None)
+            if stack_num < 2 or not shape or shape[0] != stack_num:
+                raise ValueError(
+                    f"save_only_last_obs=True needs stacked observations with stack_num >= 2 "
+                    f"frames on the first axis; observation space is {env.observation_space}, "
+                    f"stack_num={stack_num}"
+                )
+            if store_obs_next:
+                raise ValueError(
+                    "save_only_last_obs=True stores one frame per step; pass store_obs_next=False"
+                )
+        self.stack_num = stack_num
+        self.save_only_last_obs = save_only_last_obs
         self.path = Path(path)
         if if_exists not in ("error", "append", "overwrite"):
             raise ValueError(f"if_exists={if_exists!r}: expected 'error', 'append' or 'overwrite'")
@@ -142,6 +166,8 @@ class EpisodeRecorder(gym.Wrapper[Any, Any, Any, Any]):
             ),
             compression=compression,
             store_obs_next=store_obs_next,
+            stack_num=stack_num,
+            save_only_last_obs=save_only_last_obs,
             append=True,
         )
         existing_keys = self._writer.metadata_keys
@@ -184,8 +210,11 @@ class EpisodeRecorder(gym.Wrapper[Any, Any, Any, Any]):
         if self._last_obs is None:
             raise RuntimeError("EpisodeRecorder.step() called before reset()")
         obs, rew, terminated, truncated, info = self.env.step(action)
-        self._obs.append(self._last_obs)
-        self._obs_next.append(obs)
+        if self.save_only_last_obs:
+            self._obs.append(np.array(self._last_obs[-1]))  # the newest frame only
+        else:
+            self._obs.append(self._last_obs)
+            self._obs_next.append(obs)
         self._act.append(np.asarray(action))
         self._rew.append(float(rew))
         self._infos.append(info)
@@ -201,7 +230,7 @@ class EpisodeRecorder(gym.Wrapper[Any, Any, Any, Any]):
         term[-1] = terminated
         trunc[-1] = truncated and not terminated
         obs = stack_steps(self._obs)
-        obs_next = stack_steps(self._obs_next)
+        obs_next = stack_steps(self._obs_next) if self._obs_next else None
         act = np.stack(self._act)
         rew = np.asarray(self._rew, dtype=np.float64)
         info_cols: dict[str, np.ndarray] | None = None

@@ -1,0 +1,254 @@
+"""Discrete CRR: critic-regularised regression for discrete actions, with an optional CQL
+regulariser on the critic.
+
+References: Wang, Novikov, Żołna, Springenberg, Reed, Shahriari, Siegel, Merel, Gulcehre,
+Heess & de Freitas (2020), "Critic Regularized Regression", NeurIPS, arXiv:2006.15134 —
+Sec. 3 and Algorithm 1; the regulariser is CQL(H), Kumar et al. (2020), arXiv:2006.04779,
+Eq. 4.
+
+A network with two heads on one trunk gives the policy logits ``π(·|s)`` and ``Q(s, ·)``
+(Tianshou's examples share the feature net between actor and critic the same way). One
+gradient step, all losses from the same parameters and one backward pass:
+
+1. **Critic** (policy evaluation of π, Sec. 3): ``y = R + γ^m (1 − d) Σ_a π'(a|s') Q'(s', a)``
+   with the target network (actor and critic) ``π', Q'`` — the expectation over the
+   discrete actions is exact; minimise ``½ E (Q(s, a) − y)²``. The paper's critic is
+   distributional; this one is scalar (as Tianshou's discrete CRR).
+2. **Advantage** (Sec. 3): ``Â(s, a) = Q(s, a) − Σ_a' π(a'|s) Q(s, a')`` (``advantage="mean"``,
+   the paper's mean estimator with the exact expectation) or ``Q(s, a) − max_a' Q(s, a')``
+   (``advantage="max"``). Â is a weight: no gradient flows through it.
+3. **Actor** (Sec. 3, the filtered regression objective): minimise
+   ``−E_{(s,a)~D}[ f(Â(s, a)) log π(a|s) ]`` with ``f = 1[Â > 0]`` (``"binary"``),
+   ``f = min(exp(Â / β), ratio_upper_bound)`` (``"exp"``) or ``f = 1`` (``"all"``,
+   behaviour cloning).
+4. **CQL regulariser** (optional, ``min_q_weight > 0``): ``w · E_s[log Σ_a exp Q(s, a) −
+   Q(s, a_D)]``.
+5. The target network is copied every ``target_update_freq`` steps (0: no target network).
+
+Differences to Tianshou 2.0.1's ``DiscreteCRR``: a time-limit truncation bootstraps (Tianshou
+zeroes the target on every ``done``); no gradient through the ``exp`` weight; one trunk pass
+for both heads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from tianshou.algorithm.algorithm_base import TrainingStats
+from tianshou.algorithm.optim import OptimizerFactory
+from tianshou.data.types import RolloutBatchProtocol
+from typing_extensions import TypeVar
+
+from tianshou_offline.algorithms.base import to_floats
+from tianshou_offline.algorithms.discrete_base import (
+    DiscreteActorPolicy,
+    DiscreteOfflineAlgorithm,
+    DiscreteTransitions,
+    hard_update,
+)
+from tianshou_offline.algorithms.discrete_nets import DualHeadNet
+
+__all__ = ["DiscreteCRR", "DiscreteCRRStep", "DiscreteCRRTrainingStats"]
+
+
+@dataclass(kw_only=True)
+class DiscreteCRRTrainingStats(TrainingStats):
+    """Statistics of one discrete CRR step."""
+
+    loss: float
+    """The minimised loss ``actor_loss + critic_loss + w · cql_loss``."""
+    actor_loss: float
+    """Weighted negative log-likelihood ``−E[f(Â) log π(a|s)]``."""
+    critic_loss: float
+    """``½ E (Q(s, a) − y)²``."""
+    cql_loss: float
+    """The conservative gap ``E[logsumexp_a Q(s, a) − Q(s, a_D)]`` (before the weight)."""
+    advantage: float
+    """Mean advantage ``Â(s, a)`` of the dataset actions."""
+    weight: float
+    """Mean regression weight ``f(Â)``."""
+    q_data: float
+    """Mean ``Q(s, a)`` of the dataset actions."""
+    q_target: float
+    """Mean TD target y."""
+    entropy: float
+    """Mean entropy of ``π(·|s)``."""
+
+
+TDiscreteCRRStats = TypeVar(
+    "TDiscreteCRRStats", bound=DiscreteCRRTrainingStats, default=DiscreteCRRTrainingStats
+)
+
+
+@dataclass(frozen=True, slots=True)
+class DiscreteCRRStep:
+    """Tensors of one step, detached, for :meth:`DiscreteCRR._extend_stats`.
+
+    :ivar batch: the mini-batch.
+    :ivar logits: ``(B, A)`` policy logits at ``s``.
+    :ivar q: ``(B, A)`` Q-values at ``s``.
+    :ivar advantage: ``(B,)`` Â of the dataset actions.
+    :ivar weight: ``(B,)`` the regression weights f(Â).
+    :ivar target: ``(B,)`` TD targets.
+    """
+
+    batch: DiscreteTransitions
+    logits: torch.Tensor
+    q: torch.Tensor
+    advantage: torch.Tensor
+    weight: torch.Tensor
+    target: torch.Tensor
+
+
+class DiscreteCRR(DiscreteOfflineAlgorithm[DiscreteActorPolicy, TDiscreteCRRStats]):
+    """Discrete CRR (Wang et al. 2020) with an optional CQL regulariser; see the module
+    docstring for the losses.
+
+    :param policy: a :class:`DiscreteActorPolicy` whose actor is a
+        :class:`~tianshou_offline.algorithms.discrete_nets.DualHeadNet` with the policy
+        logits as first head and Q-values as second head (``logits_index=0``).
+    :param optim: optimizer factory for the network (actor and critic heads and the trunk).
+    :param gamma: discount factor.
+    :param n_step_return_horizon: n of the n-step target.
+    :param policy_improvement_mode: ``"exp"``, ``"binary"`` or ``"all"``.
+    :param ratio_upper_bound: the upper clip of ``exp(Â/β)``.
+    :param beta: β, the temperature of ``exp(Â/β)``.
+    :param advantage: ``"mean"`` (``Q − E_π Q``) or ``"max"`` (``Q − max Q``).
+    :param min_q_weight: w of the CQL regulariser (0 disables it; Tianshou's default 10).
+    :param target_update_freq: copy the network into the target every this many steps;
+        0 uses the online network (without gradient) for the target.
+    :param max_grad_norm: clip the gradient norm (None: no clipping).
+    """
+
+    def __init__(
+        self,
+        *,
+        policy: DiscreteActorPolicy,
+        optim: OptimizerFactory,
+        gamma: float = 0.99,
+        n_step_return_horizon: int = 1,
+        policy_improvement_mode: Literal["exp", "binary", "all"] = "exp",
+        ratio_upper_bound: float = 20.0,
+        beta: float = 1.0,
+        advantage: Literal["mean", "max"] = "mean",
+        min_q_weight: float = 10.0,
+        target_update_freq: int = 0,
+        max_grad_norm: float | None = None,
+    ) -> None:
+        super().__init__(policy=policy)
+        net = policy.actor
+        if not isinstance(net, DualHeadNet) or policy.logits_index != 0:
+            raise TypeError(
+                "DiscreteCRR needs a DiscreteActorPolicy over a DualHeadNet (policy logits, "
+                "Q-values) with logits_index=0"
+            )
+        if policy_improvement_mode not in ("exp", "binary", "all"):
+            raise ValueError(
+                f"policy_improvement_mode={policy_improvement_mode!r}: expected 'exp', 'binary' or 'all'"
+            )
+        if advantage not in ("mean", "max"):
+            raise ValueError(f"advantage={advantage!r}: expected 'mean' or 'max'")
+        if not 0.0 <= gamma <= 1.0:
+            raise ValueError(f"gamma={gamma}: expected a value in [0, 1]")
+        if target_update_freq < 0:
+            raise ValueError(f"target_update_freq={target_update_freq}: expected >= 0")
+        if beta <= 0:
+            raise ValueError(f"beta={beta}: expected > 0")
+        self.net = net
+        self.net_target = self._make_target(net) if target_update_freq > 0 else None
+        self.optim = self._make_optimizer(net, optim, max_grad_norm)
+        self.gamma = gamma
+        self.n_step = n_step_return_horizon
+        self.policy_improvement_mode = policy_improvement_mode
+        self.ratio_upper_bound = float(ratio_upper_bound)
+        self.beta = float(beta)
+        self.advantage = advantage
+        self.min_q_weight = float(min_q_weight)
+        self.target_update_freq = int(target_update_freq)
+
+    def _update_with_batch(
+        self, batch: RolloutBatchProtocol | DiscreteTransitions
+    ) -> TDiscreteCRRStats:
+        b = self._as_transitions(batch)
+        if self.net_target is not None and self.num_updates % self.target_update_freq == 0:
+            hard_update(self.net_target, self.net)
+        rows = torch.arange(len(b), device=b.act.device)
+
+        # 1. critic target: expected Q' under the target policy at s'
+        with torch.no_grad():
+            target_net = self.net_target if self.net_target is not None else self.net
+            logits_next, q_next = target_net(b.obs_next)
+            v_next = (torch.softmax(logits_next, dim=1) * q_next).sum(dim=1)
+            target = b.rew + b.discount * v_next
+
+        logits, q = self.net(b.obs)
+        q_data = q[rows, b.act]
+        critic_loss = 0.5 * F.mse_loss(q_data, target)
+
+        # 2. advantage of the dataset action (a weight: no gradient)
+        log_probs = torch.log_softmax(logits, dim=1)
+        with torch.no_grad():
+            probs = log_probs.exp()
+            q_d = q.detach()
+            baseline = (
+                (probs * q_d).sum(dim=1) if self.advantage == "mean" else q_d.max(dim=1).values
+            )
+            adv = q_d[rows, b.act] - baseline
+            if self.policy_improvement_mode == "binary":
+                weight = (adv > 0).to(q_d.dtype)
+            elif self.policy_improvement_mode == "exp":
+                weight = (adv / self.beta).exp().clamp(max=self.ratio_upper_bound)
+            else:
+                weight = torch.ones_like(adv)
+
+        # 3. actor: weighted log-likelihood of the dataset actions
+        actor_loss = -(weight * log_probs[rows, b.act]).mean()
+
+        # 4. optional CQL(H) regulariser on the critic head
+        cql_loss = (torch.logsumexp(q, dim=1) - q_data).mean()
+        loss = actor_loss + critic_loss
+        if self.min_q_weight > 0:
+            loss = loss + self.min_q_weight * cql_loss
+        self.optim.step(loss)
+
+        entropy = -(probs * log_probs.detach()).sum(dim=1).mean()
+        values = to_floats(
+            loss,
+            actor_loss,
+            critic_loss,
+            cql_loss,
+            adv.mean(),
+            weight.mean(),
+            q_data.mean(),
+            target.mean(),
+            entropy,
+        )
+        stats = self.stats_type(
+            loss=values[0],
+            actor_loss=values[1],
+            critic_loss=values[2],
+            cql_loss=values[3],
+            advantage=values[4],
+            weight=values[5],
+            q_data=values[6],
+            q_target=values[7],
+            entropy=values[8],
+        )
+        self._extend_stats(
+            stats,
+            DiscreteCRRStep(
+                batch=b,
+                logits=logits.detach(),
+                q=q_d,
+                advantage=adv,
+                weight=weight,
+                target=target,
+            ),
+        )
+        return stats
+
+    def _extend_stats(self, stats: TDiscreteCRRStats, step: DiscreteCRRStep) -> None:
+        """Override to fill in extra fields of a stats subclass (see ``examples/extend_stats.py``)."""
