@@ -1,0 +1,217 @@
+"""BCQ: batch-constrained deep Q-learning for continuous actions.
+
+Reference: Fujimoto, Meger & Precup (2019), "Off-Policy Deep Reinforcement Learning without
+Exploration", ICML, arXiv:1812.02900 — Algorithm 1 and Sec. 4.
+
+The update, in the order of Algorithm 1:
+
+1. **Generative model** ``G_ω`` (a conditional VAE of the behaviour policy): minimise the
+   reconstruction error plus the KL term, ``Σ (a − ã)² + ½ D_KL(N(μ, σ) ‖ N(0, 1))``
+   (the ½ weight of the authors' code), ``ã`` decoded from ``z ~ N(μ, σ)``.
+2. **Critic**: sample n actions per next state from ``G_ω``, perturb them with the *target*
+   perturbation model, and back up the soft clipped double-Q value of the best one
+   (Eq. 13): ``y = r + γ max_{a_i} [ λ min_{j=1,2} Q'_j(s', a_i) + (1 − λ) max_{j=1,2} Q'_j(s', a_i) ]``;
+   minimise ``Σ_j E (Q_j(s, a) − y)²``.
+3. **Perturbation model** ``ξ_φ`` (Eq. 11): ``φ ← argmax_φ Σ Q_1(s, a + ξ_φ(s, a, Φ))``,
+   ``a ~ G_ω(s)``.
+4. **Targets**: Polyak averaging of the critics and of the perturbation model.
+
+Acting (Eq. 10, :class:`~tianshou_offline.algorithms.policies.BCQPolicy`): the perturbed
+VAE sample with the highest ``Q_1`` among ``num_candidate_actions``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from tianshou.algorithm.algorithm_base import TrainingStats
+from tianshou.algorithm.optim import OptimizerFactory
+from tianshou.data.types import RolloutBatchProtocol
+from typing_extensions import TypeVar
+
+from tianshou_offline.algorithms.base import (
+    OfflineAlgorithmBase,
+    Transitions,
+    to_floats,
+)
+from tianshou_offline.algorithms.policies import BCQPolicy
+
+
+@dataclass(kw_only=True)
+class BCQTrainingStats(TrainingStats):
+    """Statistics of one BCQ step."""
+
+    actor_loss: float
+    """Perturbation loss ``−mean Q_1(s, ξ_φ(s, a))``."""
+    critic_loss: float
+    """``Σ_j MSE(Q_j(s, a), y)``."""
+    vae_loss: float
+    """``recon_loss + kl_weight · kl_loss``."""
+    recon_loss: float
+    """VAE reconstruction MSE."""
+    kl_loss: float
+    """``D_KL(N(μ, σ) ‖ N(0, 1))`` per latent dimension."""
+    q_data: float
+    """Mean Q of dataset actions."""
+    q_target: float
+    """Mean TD target."""
+    q_policy: float
+    """Mean ``Q_1`` of perturbed VAE actions."""
+
+
+TBCQStats = TypeVar("TBCQStats", bound=BCQTrainingStats, default=BCQTrainingStats)
+
+
+@dataclass(frozen=True, slots=True)
+class BCQStep:
+    """Tensors of one step, detached, for :meth:`BCQ._extend_stats`.
+
+    :ivar batch: the mini-batch.
+    :ivar recon: ``(B, A)`` VAE reconstructions of the dataset actions.
+    :ivar q_data: ``(E, B)`` Q of the dataset actions.
+    :ivar target: ``(B,)`` TD targets.
+    :ivar act_policy: ``(B, A)`` perturbed VAE samples used by the actor loss.
+    :ivar q_policy: ``(B,)`` their ``Q_1``.
+    """
+
+    batch: Transitions
+    recon: torch.Tensor
+    q_data: torch.Tensor
+    target: torch.Tensor
+    act_policy: torch.Tensor
+    q_policy: torch.Tensor
+
+
+class BCQ(OfflineAlgorithmBase[BCQPolicy, TBCQStats]):
+    """BCQ (Fujimoto et al. 2019); see the module docstring for the equations.
+
+    :param policy: a :class:`BCQPolicy` holding the VAE, the perturbation model and the critics.
+    :param vae_optim: optimizer factory for the VAE (authors: Adam, default lr).
+    :param actor_perturbation_optim: optimizer factory for ``ξ_φ`` (authors: Adam, lr 1e-3).
+    :param critic_optim: optimizer factory for the critics (authors: Adam, lr 1e-3).
+    :param gamma: discount factor.
+    :param tau: Polyak factor of the targets.
+    :param lmbda: λ of the soft clipped double-Q target (0.75).
+    :param num_sampled_action: n, actions sampled per next state for the target (10).
+    :param kl_weight: weight of the VAE's KL term (0.5).
+    :param perturb_target_actions: perturb the sampled next actions with the target
+        perturbation model, as Algorithm 1 does. ``False`` backs up unperturbed VAE samples
+        (what Tianshou 2.0.1's BCQ computes; cheaper, not the paper's target).
+    :param n_step_return_horizon: n of the n-step TD target.
+    :param max_grad_norm: clip gradient norms (None: no clipping).
+    """
+
+    def __init__(
+        self,
+        *,
+        policy: BCQPolicy,
+        vae_optim: OptimizerFactory,
+        actor_perturbation_optim: OptimizerFactory,
+        critic_optim: OptimizerFactory,
+        gamma: float = 0.99,
+        tau: float = 0.005,
+        lmbda: float = 0.75,
+        num_sampled_action: int = 10,
+        kl_weight: float = 0.5,
+        perturb_target_actions: bool = True,
+        n_step_return_horizon: int = 1,
+        max_grad_norm: float | None = None,
+    ) -> None:
+        super().__init__(policy=policy)
+        if policy.critics.num_critics < 2:
+            raise ValueError("BCQ needs a CriticEnsemble with at least 2 members")
+        self.critics_target = self._add_target(policy.critics)
+        self.perturbation_target = self._add_target(policy.perturbation)
+        self.vae_optim = self._make_optimizer(policy.vae, vae_optim, max_grad_norm)
+        self.critic_optim = self._make_optimizer(policy.critics, critic_optim, max_grad_norm)
+        self.actor_optim = self._make_optimizer(
+            policy.perturbation, actor_perturbation_optim, max_grad_norm
+        )
+        self.gamma = gamma
+        self.tau = tau
+        self.lmbda = lmbda
+        self.num_sampled_action = num_sampled_action
+        self.kl_weight = kl_weight
+        self.perturb_target_actions = perturb_target_actions
+        self.n_step = n_step_return_horizon
+
+    def _update_with_batch(self, batch: RolloutBatchProtocol | Transitions) -> TBCQStats:
+        b = self._as_transitions(batch)
+        vae, perturbation, critics = self.policy.vae, self.policy.perturbation, self.policy.critics
+
+        # 1. generative model
+        recon, mean, log_std = vae(b.obs, b.act)
+        recon_loss = F.mse_loss(recon, b.act)
+        kl_loss = (-0.5 * (1.0 + 2.0 * log_std - mean.pow(2) - (2.0 * log_std).exp())).mean()
+        vae_loss = recon_loss + self.kl_weight * kl_loss
+        self.vae_optim.zero_grad()
+        torch.autograd.backward(vae_loss)
+        self.vae_optim.step()
+
+        # 2. critic (Eq. 13)
+        with torch.no_grad():
+            act_next = vae.decode(b.obs_next, num_samples=self.num_sampled_action)  # (B, n, A)
+            if self.perturb_target_actions:
+                act_next = self.perturbation_target(b.obs_next, act_next)
+            q_next = self.critics_target(b.obs_next, act_next)  # (E, B, n)
+            q_next = (
+                self.lmbda * q_next.min(dim=0).values
+                + (1.0 - self.lmbda) * q_next.max(dim=0).values
+            )
+            target = b.rew + b.discount * q_next.max(dim=1).values  # (B,)
+        q_data = critics(b.obs, b.act)  # (E, B)
+        critic_loss = (q_data - target).pow(2).mean(dim=1).sum()
+        self.critic_optim.zero_grad()
+        torch.autograd.backward(critic_loss)
+        self.critic_optim.step()
+
+        # 3. perturbation model (Eq. 11)
+        with torch.no_grad():
+            act_vae = vae.decode(b.obs)
+        act_pi = perturbation(b.obs, act_vae)
+        q_pi = critics(b.obs, act_pi, member=0, detach_params=True)  # (B,)
+        actor_loss = -q_pi.mean()
+        self.actor_optim.zero_grad()
+        torch.autograd.backward(actor_loss)
+        self.actor_optim.step()
+
+        # 4. targets
+        self._update_targets(self.tau)
+
+        values = to_floats(
+            actor_loss,
+            critic_loss,
+            vae_loss,
+            recon_loss,
+            kl_loss,
+            q_data.mean(),
+            target.mean(),
+            q_pi.mean(),
+        )
+        stats = self.stats_type(
+            actor_loss=values[0],
+            critic_loss=values[1],
+            vae_loss=values[2],
+            recon_loss=values[3],
+            kl_loss=values[4],
+            q_data=values[5],
+            q_target=values[6],
+            q_policy=values[7],
+        )
+        self._extend_stats(
+            stats,
+            BCQStep(
+                batch=b,
+                recon=recon.detach(),
+                q_data=q_data.detach(),
+                target=target,
+                act_policy=act_pi.detach(),
+                q_policy=q_pi.detach(),
+            ),
+        )
+        return stats
+
+    def _extend_stats(self, stats: TBCQStats, step: BCQStep) -> None:
+        """Override to fill in extra fields of a stats subclass (see ``examples/extend_stats.py``)."""

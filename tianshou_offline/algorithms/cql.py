@@ -1,0 +1,328 @@
+"""CQL: conservative Q-learning on top of SAC, for continuous actions.
+
+Reference: Kumar, Zhou, Tucker & Levine (2020), "Conservative Q-Learning for Offline
+Reinforcement Learning", NeurIPS, arXiv:2006.04779; SAC from Haarnoja et al. (2018),
+arXiv:1812.05905.
+
+One gradient step computes every loss from the same parameters and applies one backward
+pass (as the authors' implementation does, which computes all losses before stepping):
+
+1. **Critic, CQL(H)** (Kumar et al. 2020, Eq. 4 with the entropy regulariser ``R(μ) = H(μ)``,
+   Sec. 3.2), per ensemble member ``j``::
+
+       L_j = w · E_s[ T log Σ_a exp(Q_j(s, a) / T) − E_{a~D} Q_j(s, a) ] + ½·2 E (Q_j(s, a) − y)²
+
+   The log-sum-exp over actions is estimated by importance sampling (Appendix F) with N
+   uniform actions and N actions from each of ``π(·|s)`` and ``π(·|s')``, each sample's
+   Q-value corrected by the log-density it was drawn with. The TD target is the SAC backup
+   ``y = r + γ (1 − d) (min_j Q'_j(s', a') − [α log π(a'|s')])``, ``a' ~ π(·|s')`` (the entropy
+   term only with ``backup_entropy=True``).
+2. **Lagrange variant** (Appendix F): ``min_Q max_{α'≥0} α' (w·gap − τ) + TD``; α' is learned
+   by gradient ascent on ``α' (w·gap − τ)`` (``with_lagrange=True``, τ = ``lagrange_threshold``).
+3. **Actor** (SAC, Haarnoja et al. 2018, Eq. 7 with the reparameterisation of Eq. 11):
+   ``L_π = E_s[ α log π(ã|s) − min_j Q_j(s, ã) ]``, ``ã ~ π(·|s)`` reparameterised; the critic
+   parameters are not differentiated.
+4. **Temperature** (Haarnoja et al. 2018, Eq. 18): ``L_α = −E[ log α · (log π(ã|s) + H̄) ]``
+   with target entropy ``H̄ = −A`` (``alpha="auto"``).
+5. **Targets**: Polyak averaging of the critic ensemble.
+
+Speed: the actor network runs once on ``s`` and once on ``s'`` (all N + 1 samples per state
+come from those two evaluations, not from N copies of each state); the critic ensemble runs
+once over ``(s, [a, a_rand, a_π(s), a_π(s')])`` — ``B·(1 + 3N)`` actions — with observations
+broadcast, not copied. Samples used by the CQL term are detached from the actor.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from tianshou.algorithm.algorithm_base import TrainingStats
+from tianshou.algorithm.optim import AdamOptimizerFactory, OptimizerFactory
+from tianshou.data.types import RolloutBatchProtocol
+from torch import nn
+from typing_extensions import TypeVar
+
+from tianshou_offline.algorithms.base import (
+    GradientStep,
+    OfflineAlgorithmBase,
+    Transitions,
+    to_floats,
+)
+from tianshou_offline.algorithms.nets import CriticEnsemble
+from tianshou_offline.algorithms.policies import GaussianPolicy, gaussian_sample
+
+
+@dataclass(kw_only=True)
+class CQLTrainingStats(TrainingStats):
+    """Statistics of one CQL step."""
+
+    actor_loss: float
+    """SAC actor loss ``E[α log π − min_j Q_j]``."""
+    critic_loss: float
+    """Total critic loss (TD + weighted CQL term), summed over the ensemble."""
+    td_loss: float
+    """``Σ_j MSE(Q_j(s, a), y)``."""
+    cql_loss: float
+    """The conservative gap ``E[T logsumexp(Q/T) − Q(s, a)]``, averaged over the ensemble
+    (before the weight ``w`` and the Lagrange multiplier)."""
+    alpha: float
+    """The entropy temperature α."""
+    alpha_loss: float | None = None
+    """Temperature loss (``alpha="auto"`` only)."""
+    cql_alpha: float | None = None
+    """The Lagrange multiplier α' (``with_lagrange`` only)."""
+    cql_alpha_loss: float | None = None
+    """The multiplier's loss (``with_lagrange`` only)."""
+    q_data: float
+    """Mean Q of dataset actions."""
+    q_policy: float
+    """Mean Q of actions sampled from π(·|s) (CQL samples)."""
+    q_random: float
+    """Mean Q of uniform random actions."""
+    q_target: float
+    """Mean TD target y."""
+    log_prob: float
+    """Mean log π(ã|s) of the actor's samples (−entropy)."""
+
+
+TCQLStats = TypeVar("TCQLStats", bound=CQLTrainingStats, default=CQLTrainingStats)
+
+
+@dataclass(frozen=True, slots=True)
+class CQLStep:
+    """Tensors of one step, detached, for :meth:`CQL._extend_stats`.
+
+    :ivar batch: the mini-batch.
+    :ivar q_data: ``(E, B)`` Q of the dataset actions.
+    :ivar q_random: ``(E, B, N)`` Q of uniform actions.
+    :ivar q_policy: ``(E, B, N)`` Q of actions from π(·|s).
+    :ivar q_policy_next: ``(E, B, N)`` Q(s, ·) of actions from π(·|s').
+    :ivar logsumexp: ``(E, B)`` the importance-sampled ``T log Σ exp(Q/T)``.
+    :ivar target: ``(B,)`` TD targets.
+    :ivar log_prob: ``(B,)`` log π(ã|s) of the actor-loss samples.
+    """
+
+    batch: Transitions
+    q_data: torch.Tensor
+    q_random: torch.Tensor
+    q_policy: torch.Tensor
+    q_policy_next: torch.Tensor
+    logsumexp: torch.Tensor
+    target: torch.Tensor
+    log_prob: torch.Tensor
+
+
+class CQL(OfflineAlgorithmBase[GaussianPolicy, TCQLStats]):
+    """CQL(H) with SAC (Kumar et al. 2020); see the module docstring for the equations.
+
+    :param policy: a ``tanh``-squashed :class:`GaussianPolicy` (``squash=True``).
+    :param policy_optim: optimizer factory for the actor (authors: Adam, lr 1e-4).
+    :param critics: the critic ensemble (2 members).
+    :param critic_optim: optimizer factory for the critics (authors: Adam, lr 3e-4).
+    :param tau: Polyak factor of the target critics.
+    :param gamma: discount factor.
+    :param alpha: a fixed entropy temperature, or ``"auto"`` to learn it (Eq. 18 of SAC).
+    :param alpha_optim: optimizer factory for ``log α`` (default Adam, lr 3e-4).
+    :param init_alpha: initial α when learned.
+    :param target_entropy: H̄; ``None`` → ``−A``.
+    :param cql_weight: w, the weight of the conservative term (α in the CQL paper).
+    :param temperature: T of the log-sum-exp.
+    :param num_sampled_actions: N actions per state from each of the three proposals.
+    :param with_lagrange: learn a multiplier α' that keeps the gap near ``lagrange_threshold``.
+    :param lagrange_threshold: τ of the Lagrange variant.
+    :param cql_alpha_optim: optimizer factory for ``log α'`` (default Adam, lr 3e-4).
+    :param cql_alpha_bounds: clamp of α'.
+    :param backup_entropy: subtract ``α log π(a'|s')`` in the TD target (soft backup).
+    :param n_step_return_horizon: n of the n-step TD target.
+    :param max_grad_norm: clip the critics' gradient norm (None: no clipping).
+    """
+
+    def __init__(
+        self,
+        *,
+        policy: GaussianPolicy,
+        policy_optim: OptimizerFactory,
+        critics: CriticEnsemble,
+        critic_optim: OptimizerFactory,
+        tau: float = 0.005,
+        gamma: float = 0.99,
+        alpha: float | Literal["auto"] = "auto",
+        alpha_optim: OptimizerFactory | None = None,
+        init_alpha: float = 1.0,
+        target_entropy: float | None = None,
+        cql_weight: float = 1.0,
+        temperature: float = 1.0,
+        num_sampled_actions: int = 10,
+        with_lagrange: bool = False,
+        lagrange_threshold: float = 10.0,
+        cql_alpha_optim: OptimizerFactory | None = None,
+        cql_alpha_bounds: tuple[float, float] = (0.0, 1e6),
+        backup_entropy: bool = False,
+        n_step_return_horizon: int = 1,
+        max_grad_norm: float | None = None,
+    ) -> None:
+        super().__init__(policy=policy)
+        if not policy.squash:
+            raise ValueError("CQL needs a tanh-squashed GaussianPolicy (squash=True)")
+        self.critics = critics
+        self.critics_target = self._add_target(critics)
+        self.actor_optim = self._make_optimizer(policy.actor, policy_optim)
+        self.critic_optim = self._make_optimizer(critics, critic_optim, max_grad_norm)
+        self.tau = tau
+        self.gamma = gamma
+        self.n_step = n_step_return_horizon
+        self.cql_weight = cql_weight
+        self.temperature = temperature
+        self.num_sampled_actions = num_sampled_actions
+        self.with_lagrange = with_lagrange
+        self.lagrange_threshold = lagrange_threshold
+        self.cql_alpha_bounds = cql_alpha_bounds
+        self.backup_entropy = backup_entropy
+        self.target_entropy = (
+            float(target_entropy) if target_entropy is not None else -float(policy.act_dim)
+        )
+        device = policy.device
+        self.auto_alpha = alpha == "auto"
+        start = init_alpha if alpha == "auto" else float(alpha)
+        self.log_alpha = nn.Parameter(
+            torch.tensor(math.log(start), device=device), requires_grad=self.auto_alpha
+        )
+        self.alpha_optim: GradientStep | None = None
+        if self.auto_alpha:
+            self.alpha_optim = self._make_optimizer(
+                [self.log_alpha], alpha_optim or AdamOptimizerFactory(lr=3e-4)
+            )
+        self.log_cql_alpha = nn.Parameter(
+            torch.zeros((), device=device), requires_grad=with_lagrange
+        )
+        self.cql_alpha_optim: GradientStep | None = None
+        if with_lagrange:
+            self.cql_alpha_optim = self._make_optimizer(
+                [self.log_cql_alpha], cql_alpha_optim or AdamOptimizerFactory(lr=3e-4)
+            )
+        self._random_log_density = -policy.act_dim * math.log(2.0)  # log U(−1, 1)^A
+
+    def _update_with_batch(self, batch: RolloutBatchProtocol | Transitions) -> TCQLStats:
+        b = self._as_transitions(batch)
+        actor = self.policy.actor
+        n, temp = self.num_sampled_actions, self.temperature
+        alpha = self.log_alpha.detach().exp()
+
+        # 3. actor: N + 1 samples at s; the first is the reparameterised actor-loss sample
+        mean, log_std = actor(b.obs)
+        act_s, logp_s = gaussian_sample(mean, log_std, squash=True, num_samples=n + 1)
+        act_pi, logp_pi = act_s[:, 0], logp_s[:, 0]
+        q_pi = self.critics(b.obs, act_pi, detach_params=True).min(dim=0).values  # (B,)
+        actor_loss = (alpha * logp_pi - q_pi).mean()
+        # 4. temperature
+        alpha_loss: torch.Tensor | None = None
+        if self.auto_alpha:
+            alpha_loss = -(self.log_alpha * (logp_pi.detach() + self.target_entropy)).mean()
+
+        # 1. critic: TD target from π(·|s'), CQL proposals
+        with torch.no_grad():
+            mean_n, log_std_n = actor(b.obs_next)
+            act_n, logp_n = gaussian_sample(mean_n, log_std_n, squash=True, num_samples=n + 1)
+            q_next = self.critics_target(b.obs_next, act_n[:, 0]).min(dim=0).values
+            if self.backup_entropy:
+                q_next = q_next - alpha * logp_n[:, 0]
+            target = b.rew + b.discount * q_next  # (B,)
+            act_rand = torch.rand_like(act_n[:, 1:]) * 2.0 - 1.0  # (B, N, A)
+            proposals = torch.cat([act_rand, act_s[:, 1:].detach(), act_n[:, 1:]], dim=1)
+            log_density = torch.cat(
+                [
+                    torch.full_like(logp_n[:, 1:], self._random_log_density),
+                    logp_s[:, 1:].detach(),
+                    logp_n[:, 1:],
+                ],
+                dim=1,
+            )  # (B, 3N)
+        acts = torch.cat([b.act.unsqueeze(1), proposals], dim=1)  # (B, 1 + 3N, A)
+        q_all = self.critics(b.obs, acts)  # (E, B, 1 + 3N)
+        q_data, q_prop = q_all[..., 0], q_all[..., 1:]
+        td_loss = (q_data - target).pow(2).mean(dim=1).sum()
+        logsumexp = temp * torch.logsumexp((q_prop - log_density) / temp, dim=-1)  # (E, B)
+        gap = (logsumexp - q_data).mean(dim=1)  # (E,)
+        # 2. Lagrange multiplier
+        cql_alpha_loss: torch.Tensor | None = None
+        cql_alpha: torch.Tensor | None = None
+        if self.with_lagrange:
+            low, high = self.cql_alpha_bounds
+            cql_alpha = self.log_cql_alpha.exp().clamp(low, high)
+            penalty = cql_alpha.detach() * (self.cql_weight * gap - self.lagrange_threshold)
+            cql_alpha_loss = -(
+                cql_alpha * (self.cql_weight * gap.detach() - self.lagrange_threshold)
+            ).mean()
+        else:
+            penalty = self.cql_weight * gap
+        critic_loss = td_loss + penalty.sum()
+
+        # one backward for all losses (disjoint parameters), then every optimizer steps
+        total = critic_loss + actor_loss
+        steps: list[GradientStep] = [self.critic_optim, self.actor_optim]
+        if alpha_loss is not None and self.alpha_optim is not None:
+            total = total + alpha_loss
+            steps.append(self.alpha_optim)
+        if cql_alpha_loss is not None and self.cql_alpha_optim is not None:
+            total = total + cql_alpha_loss
+            steps.append(self.cql_alpha_optim)
+        for step in steps:
+            step.zero_grad()
+        torch.autograd.backward(total)
+        for step in steps:
+            step.step()
+        # 5. targets
+        self._update_targets(self.tau)
+
+        q_prop = q_prop.detach()
+        q_random, q_policy, q_policy_next = q_prop.split(n, dim=-1)
+        values = to_floats(
+            actor_loss,
+            critic_loss,
+            td_loss,
+            gap.mean(),
+            alpha,
+            alpha_loss,
+            cql_alpha,
+            cql_alpha_loss,
+            q_data.mean(),
+            q_policy.mean(),
+            q_random.mean(),
+            target.mean(),
+            logp_pi.mean(),
+        )
+        stats = self.stats_type(
+            actor_loss=values[0],
+            critic_loss=values[1],
+            td_loss=values[2],
+            cql_loss=values[3],
+            alpha=values[4],
+            alpha_loss=None if alpha_loss is None else values[5],
+            cql_alpha=None if cql_alpha is None else values[6],
+            cql_alpha_loss=None if cql_alpha_loss is None else values[7],
+            q_data=values[8],
+            q_policy=values[9],
+            q_random=values[10],
+            q_target=values[11],
+            log_prob=values[12],
+        )
+        self._extend_stats(
+            stats,
+            CQLStep(
+                batch=b,
+                q_data=q_data.detach(),
+                q_random=q_random,
+                q_policy=q_policy,
+                q_policy_next=q_policy_next,
+                logsumexp=logsumexp.detach(),
+                target=target,
+                log_prob=logp_pi.detach(),
+            ),
+        )
+        return stats
+
+    def _extend_stats(self, stats: TCQLStats, step: CQLStep) -> None:
+        """Override to fill in extra fields of a stats subclass (see ``examples/extend_stats.py``)."""

@@ -1,0 +1,230 @@
+"""CRR: critic-regularised regression for continuous actions.
+
+Reference: Wang, Novikov, Żołna, Springenberg, Reed, Shahriari, Siegel, Merel, Gulcehre,
+Heess & de Freitas (2020), "Critic Regularized Regression", NeurIPS, arXiv:2006.15134 —
+Sec. 3 and Algorithm 1.
+
+The update (critic and actor losses are computed from the same parameters and applied
+with one backward pass):
+
+1. **Critic** (policy evaluation of π, Sec. 3): ``y = r + γ (1 − d) min_j Q'_j(s', a')`` with
+   ``a' ~ π'(·|s')`` from the target policy; minimise ``Σ_j E (Q_j(s, a) − y)²``. The paper
+   uses a distributional critic; this implementation uses a scalar one (as Tianshou's
+   discrete CRR and d3rlpy do) and takes the minimum over an ensemble of size E ≥ 1.
+2. **Advantage**, estimated from m actions ``a_k ~ π(·|s)`` (Sec. 3):
+   ``Â(s, a) = Q(s, a) − (1/m) Σ_k Q(s, a_k)`` (``advantage="mean"``) or
+   ``Q(s, a) − max_k Q(s, a_k)`` (``advantage="max"``).
+3. **Actor** (Sec. 3, the filtered regression objective):
+   ``π = argmax_π E_{(s,a)~D} [ f(Â(s, a)) log π(a|s) ]`` with
+   ``f = 1[Â > 0]`` (``weight="binary"``) or ``f = min(exp(Â / β), max_weight)``
+   (``weight="exp"``).
+4. **Targets**: Polyak averaging of critic and actor.
+
+Speed: one actor evaluation on ``s`` gives both the log-likelihood of the dataset actions
+and the m advantage samples; the m Q-values are one ensemble call with observations
+broadcast, not copied.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from tianshou.algorithm.algorithm_base import TrainingStats
+from tianshou.algorithm.optim import OptimizerFactory
+from tianshou.data.types import RolloutBatchProtocol
+from typing_extensions import TypeVar
+
+from tianshou_offline.algorithms.base import (
+    OfflineAlgorithmBase,
+    Transitions,
+    to_floats,
+)
+from tianshou_offline.algorithms.nets import CriticEnsemble
+from tianshou_offline.algorithms.policies import (
+    GaussianPolicy,
+    gaussian_log_prob,
+    gaussian_sample,
+)
+
+
+@dataclass(kw_only=True)
+class CRRTrainingStats(TrainingStats):
+    """Statistics of one CRR step."""
+
+    actor_loss: float
+    """``−mean f(Â) log π(a|s)``."""
+    critic_loss: float
+    """``Σ_j MSE(Q_j(s, a), y)``."""
+    advantage: float
+    """Mean advantage estimate Â(s, a)."""
+    weight: float
+    """Mean regression weight f(Â)."""
+    positive_advantage: float
+    """Fraction of the batch with Â > 0."""
+    log_prob: float
+    """Mean log π(a|s) of the dataset actions."""
+    q_data: float
+    """Mean Q of dataset actions."""
+    q_target: float
+    """Mean TD target."""
+
+
+TCRRStats = TypeVar("TCRRStats", bound=CRRTrainingStats, default=CRRTrainingStats)
+
+
+@dataclass(frozen=True, slots=True)
+class CRRStep:
+    """Tensors of one step, detached, for :meth:`CRR._extend_stats`.
+
+    :ivar batch: the mini-batch.
+    :ivar q_data: ``(E, B)`` Q of the dataset actions.
+    :ivar q_sampled: ``(B, m)`` ensemble-reduced Q of the m policy samples.
+    :ivar advantage: ``(B,)`` Â(s, a).
+    :ivar weight: ``(B,)`` f(Â).
+    :ivar log_prob: ``(B,)`` log π(a|s).
+    :ivar target: ``(B,)`` TD targets.
+    """
+
+    batch: Transitions
+    q_data: torch.Tensor
+    q_sampled: torch.Tensor
+    advantage: torch.Tensor
+    weight: torch.Tensor
+    log_prob: torch.Tensor
+    target: torch.Tensor
+
+
+class CRR(OfflineAlgorithmBase[GaussianPolicy, TCRRStats]):
+    """CRR (Wang et al. 2020); see the module docstring for the equations.
+
+    :param policy: a :class:`GaussianPolicy` (``squash=False`` recommended: dataset actions
+        on the bounds have a finite likelihood).
+    :param policy_optim: optimizer factory for the actor.
+    :param critics: the critic ensemble (E ≥ 1; the minimum over members is used).
+    :param critic_optim: optimizer factory for the critics.
+    :param gamma: discount factor.
+    :param tau: Polyak factor of the target networks.
+    :param weight: ``"exp"`` (``exp(Â/β)`` clipped) or ``"binary"`` (``1[Â > 0]``).
+    :param beta: β of the exponential weight.
+    :param max_weight: clip of the exponential weight (20 in the paper).
+    :param advantage: ``"mean"`` or ``"max"`` over the sampled actions' Q-values.
+    :param num_action_samples: m, actions sampled per state for the advantage (4).
+    :param n_step_return_horizon: n of the n-step TD target.
+    :param max_grad_norm: clip gradient norms (None: no clipping).
+    """
+
+    def __init__(
+        self,
+        *,
+        policy: GaussianPolicy,
+        policy_optim: OptimizerFactory,
+        critics: CriticEnsemble,
+        critic_optim: OptimizerFactory,
+        gamma: float = 0.99,
+        tau: float = 0.005,
+        weight: Literal["exp", "binary"] = "exp",
+        beta: float = 1.0,
+        max_weight: float = 20.0,
+        advantage: Literal["mean", "max"] = "mean",
+        num_action_samples: int = 4,
+        n_step_return_horizon: int = 1,
+        max_grad_norm: float | None = None,
+    ) -> None:
+        super().__init__(policy=policy)
+        if weight not in ("exp", "binary"):
+            raise ValueError(f"weight={weight!r}: expected 'exp' or 'binary'")
+        if advantage not in ("mean", "max"):
+            raise ValueError(f"advantage={advantage!r}: expected 'mean' or 'max'")
+        self.critics = critics
+        self.critics_target = self._add_target(critics)
+        self.actor_target = self._add_target(policy.actor)
+        self.actor_optim = self._make_optimizer(policy.actor, policy_optim, max_grad_norm)
+        self.critic_optim = self._make_optimizer(critics, critic_optim, max_grad_norm)
+        self.gamma = gamma
+        self.tau = tau
+        self.weight = weight
+        self.beta = beta
+        self.max_weight = max_weight
+        self.advantage = advantage
+        self.num_action_samples = num_action_samples
+        self.n_step = n_step_return_horizon
+
+    def _sample(self, mean: torch.Tensor, log_std: torch.Tensor, num: int | None) -> torch.Tensor:
+        act, _ = gaussian_sample(mean, log_std, squash=self.policy.squash, num_samples=num)
+        return act if self.policy.squash else act.clamp(-1.0, 1.0)
+
+    def _update_with_batch(self, batch: RolloutBatchProtocol | Transitions) -> TCRRStats:
+        b = self._as_transitions(batch)
+        actor = self.policy.actor
+
+        # 1. critic: evaluate the (target) policy
+        with torch.no_grad():
+            mean_next, log_std_next = self.actor_target(b.obs_next)
+            act_next = self._sample(mean_next, log_std_next, None)
+            q_next = self.critics_target(b.obs_next, act_next).min(dim=0).values
+            target = b.rew + b.discount * q_next  # (B,)
+        q_data = self.critics(b.obs, b.act)  # (E, B)
+        critic_loss = (q_data - target).pow(2).mean(dim=1).sum()
+
+        # 2. advantage from m policy samples
+        mean, log_std = actor(b.obs)
+        with torch.no_grad():
+            act_k = self._sample(mean.detach(), log_std.detach(), self.num_action_samples)
+            q_k = self.critics(b.obs, act_k).min(dim=0).values  # (B, m)
+            baseline = q_k.mean(dim=1) if self.advantage == "mean" else q_k.max(dim=1).values
+            adv = q_data.detach().min(dim=0).values - baseline  # (B,)
+            if self.weight == "binary":
+                w = (adv > 0).to(adv.dtype)
+            else:
+                w = torch.exp(adv / self.beta).clamp(max=self.max_weight)
+
+        # 3. actor: advantage-filtered regression
+        log_prob = gaussian_log_prob(mean, log_std, b.act, squash=self.policy.squash)
+        actor_loss = -(w * log_prob).mean()
+
+        self.critic_optim.zero_grad()
+        self.actor_optim.zero_grad()
+        torch.autograd.backward(critic_loss + actor_loss)
+        self.critic_optim.step()
+        self.actor_optim.step()
+        # 4. targets
+        self._update_targets(self.tau)
+
+        values = to_floats(
+            actor_loss,
+            critic_loss,
+            adv.mean(),
+            w.mean(),
+            (adv > 0).float().mean(),
+            log_prob.mean(),
+            q_data.mean(),
+            target.mean(),
+        )
+        stats = self.stats_type(
+            actor_loss=values[0],
+            critic_loss=values[1],
+            advantage=values[2],
+            weight=values[3],
+            positive_advantage=values[4],
+            log_prob=values[5],
+            q_data=values[6],
+            q_target=values[7],
+        )
+        self._extend_stats(
+            stats,
+            CRRStep(
+                batch=b,
+                q_data=q_data.detach(),
+                q_sampled=q_k,
+                advantage=adv,
+                weight=w,
+                log_prob=log_prob.detach(),
+                target=target,
+            ),
+        )
+        return stats
+
+    def _extend_stats(self, stats: TCRRStats, step: CRRStep) -> None:
+        """Override to fill in extra fields of a stats subclass (see ``examples/extend_stats.py``)."""

@@ -1,0 +1,131 @@
+"""Imitation learning (behaviour cloning) for continuous actions.
+
+Reference: Pomerleau (1991), "Efficient Training of Artificial Neural Networks for
+Autonomous Navigation"; in offline RL the standard baseline (e.g. Fu et al. 2020, D4RL).
+
+Losses (``π`` the policy, ``(s, a)`` dataset pairs, actions in ``[-1, 1]``):
+
+- deterministic actor (:class:`~tianshou_offline.algorithms.policies.DeterministicPolicy`):
+  the regression loss ``L(θ) = E_{(s,a)~D} ‖π_θ(s) − a‖² / A`` (mean squared error);
+- Gaussian actor (:class:`~tianshou_offline.algorithms.policies.GaussianPolicy`):
+  maximum likelihood, ``L(θ) = −E_{(s,a)~D} log π_θ(a | s)`` (the negative log-likelihood;
+  with ``squash=True`` it includes the tanh change of variables of Haarnoja et al. 2018,
+  Eq. 21 — prefer ``squash=False`` when the data holds actions on the bounds).
+
+A discrete variant (cross-entropy on logits) will live next to this one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from tianshou.algorithm.algorithm_base import TrainingStats
+from tianshou.algorithm.optim import OptimizerFactory
+from tianshou.data.types import RolloutBatchProtocol
+from typing_extensions import TypeVar
+
+from tianshou_offline.algorithms.base import OfflineAlgorithmBase, Transitions, to_floats
+from tianshou_offline.algorithms.policies import (
+    DeterministicPolicy,
+    GaussianPolicy,
+    gaussian_log_prob,
+)
+
+
+@dataclass(kw_only=True)
+class ImitationTrainingStats(TrainingStats):
+    """Statistics of one behaviour-cloning step."""
+
+    loss: float
+    """The minimised loss (MSE, or NLL for a Gaussian actor)."""
+    mse: float
+    """Mean squared error between the (mode) action and the dataset action."""
+    log_prob: float | None = None
+    """Mean ``log π(a | s)`` of the dataset actions (Gaussian actor only)."""
+    policy_std: float | None = None
+    """Mean standard deviation of the Gaussian (Gaussian actor only)."""
+
+
+TImitationStats = TypeVar(
+    "TImitationStats", bound=ImitationTrainingStats, default=ImitationTrainingStats
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ImitationStep:
+    """Tensors of one step, detached, for :meth:`ImitationLearning._extend_stats`.
+
+    :ivar batch: the mini-batch.
+    :ivar act_pred: ``(B, A)`` the predicted (mode) action.
+    :ivar log_prob: ``(B,)`` ``log π(a | s)`` of the dataset actions (Gaussian actor), else None.
+    """
+
+    batch: Transitions
+    act_pred: torch.Tensor
+    log_prob: torch.Tensor | None
+
+
+class ImitationLearning(
+    OfflineAlgorithmBase[DeterministicPolicy | GaussianPolicy, TImitationStats]
+):
+    """Behaviour cloning with a deterministic or a Gaussian actor (see the module docstring).
+
+    :param policy: a :class:`DeterministicPolicy` (MSE regression) or a :class:`GaussianPolicy`
+        (maximum likelihood).
+    :param optim: optimizer factory for the actor, e.g. ``AdamOptimizerFactory(lr=1e-3)``.
+    :param max_grad_norm: clip the actor's gradient norm (None: no clipping).
+    """
+
+    def __init__(
+        self,
+        *,
+        policy: DeterministicPolicy | GaussianPolicy,
+        optim: OptimizerFactory,
+        max_grad_norm: float | None = None,
+    ) -> None:
+        super().__init__(policy=policy)
+        self.optim = self._make_optimizer(policy.actor, optim, max_grad_norm)
+
+    def _update_with_batch(self, batch: RolloutBatchProtocol | Transitions) -> TImitationStats:
+        b = self._as_transitions(batch)
+        policy = self.policy
+        log_prob: torch.Tensor | None = None
+        std: torch.Tensor | None = None
+        if isinstance(policy, GaussianPolicy):
+            mean, log_std = policy.actor(b.obs)
+            log_prob = gaussian_log_prob(mean, log_std, b.act, squash=policy.squash)
+            loss = -log_prob.mean()  # negative log-likelihood
+            act_pred = policy.mode(mean)
+            std = log_std.exp().mean()
+        else:
+            act_pred = policy.actor(b.obs)
+            loss = F.mse_loss(act_pred, b.act)  # regression
+        self.optim.zero_grad()
+        torch.autograd.backward(loss)
+        self.optim.step()
+
+        act_pred = act_pred.detach()
+        mse = F.mse_loss(act_pred, b.act)
+        loss_f, mse_f, log_prob_f, std_f = to_floats(
+            loss, mse, None if log_prob is None else log_prob.mean(), std
+        )
+        stats = self.stats_type(
+            loss=loss_f,
+            mse=mse_f,
+            log_prob=None if log_prob is None else log_prob_f,
+            policy_std=None if std is None else std_f,
+        )
+        self._extend_stats(
+            stats,
+            ImitationStep(
+                batch=b,
+                act_pred=act_pred,
+                log_prob=None if log_prob is None else log_prob.detach(),
+            ),
+        )
+        return stats
+
+    def _extend_stats(self, stats: TImitationStats, step: ImitationStep) -> None:
+        """Override to fill in extra fields of a stats subclass (see ``examples/extend_stats.py``)."""

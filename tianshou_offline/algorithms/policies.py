@@ -1,0 +1,320 @@
+"""Tianshou policies (the acting side) for the continuous-control algorithms.
+
+A policy maps a Tianshou observation batch to actions; Tianshou's ``Collector`` calls it to
+evaluate an algorithm. Every policy here
+
+- owns an :class:`ObsNormalizer` (identity unless enabled), fitted on the dataset by the
+  algorithm's ``process_buffer``, so evaluation in the raw environment needs no wrapper and
+  checkpoints (``state_dict``) carry the statistics;
+- outputs actions in ``[-1, 1]`` that Tianshou's ``map_action`` scales to the environment's
+  bounds (``action_scaling=True``);
+- runs its forward pass without autograd (acting only; algorithms call the networks).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, cast
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tianshou.algorithm.algorithm_base import Policy
+from tianshou.data import Batch
+from tianshou.data.batch import BatchProtocol
+from tianshou.data.types import ActStateBatchProtocol, ObsBatchProtocol
+from torch import nn
+
+from tianshou_offline.algorithms.nets import VAE, CriticEnsemble, Perturbation
+
+_LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
+_ATANH_CLIP = 1.0 - 1e-6
+
+
+class ObsNormalizer(nn.Module):
+    """``(obs - mean) / std`` with dataset statistics (Fujimoto & Gu 2021, Sec. 5).
+
+    :param obs_dim: D, the flat observation size.
+    :param enabled: when False the module is the identity (and :meth:`fit` does nothing).
+    :param eps: added to the standard deviation (1e-3 as in TD3+BC).
+
+    ``mean`` and ``std`` are buffers, so they are saved with the policy's ``state_dict``.
+    """
+
+    mean: torch.Tensor
+    std: torch.Tensor
+
+    def __init__(self, obs_dim: int, *, enabled: bool = False, eps: float = 1e-3) -> None:
+        super().__init__()
+        self.enabled = enabled
+        self.eps = eps
+        self.register_buffer("mean", torch.zeros(obs_dim))
+        self.register_buffer("std", torch.ones(obs_dim))
+
+    @torch.no_grad()
+    def fit(self, obs: np.ndarray | torch.Tensor) -> None:
+        """Set the statistics from ``obs`` of shape ``(N, D)`` (any float dtype)."""
+        if not self.enabled:
+            return
+        x = torch.as_tensor(np.asarray(obs) if not isinstance(obs, torch.Tensor) else obs)
+        x = x.reshape(x.shape[0], -1).to(torch.float64)
+        self.mean.copy_(x.mean(0).to(self.mean))
+        self.std.copy_((x.std(0, correction=0) + self.eps).to(self.std))
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        if not self.enabled:
+            return obs
+        return (obs - self.mean) / self.std
+
+
+def _flat_dim(space: gym.Space[Any]) -> int:
+    if not isinstance(space, gym.spaces.Box):
+        raise TypeError(
+            f"observation_space={space}: the continuous algorithms need a Box observation space"
+        )
+    return int(np.prod(space.shape))
+
+
+class ContinuousPolicy(Policy):
+    """Base of the policies below: observation conversion, normalisation, action scaling.
+
+    :param action_space: the environment's ``Box`` action space.
+    :param observation_space: the environment's ``Box`` observation space (flattened).
+    :param normalize_obs: normalise observations with dataset statistics.
+    :param action_scaling: scale ``[-1, 1]`` actions to the action space's bounds.
+    :param action_bound_method: how actions are bounded to ``[-1, 1]`` before scaling.
+    """
+
+    def __init__(
+        self,
+        *,
+        action_space: gym.Space[Any],
+        observation_space: gym.Space[Any],
+        normalize_obs: bool = False,
+        action_scaling: bool = True,
+        action_bound_method: Any = "clip",
+    ) -> None:
+        if not isinstance(action_space, gym.spaces.Box):
+            raise TypeError(f"action_space={action_space}: expected a gymnasium Box")
+        super().__init__(
+            action_space=action_space,
+            observation_space=observation_space,
+            action_scaling=action_scaling,
+            action_bound_method=action_bound_method,
+        )
+        self.obs_dim = _flat_dim(observation_space)
+        self.act_dim = int(np.prod(action_space.shape))
+        self.obs_normalizer = ObsNormalizer(self.obs_dim, enabled=normalize_obs)
+
+    @property
+    def device(self) -> torch.device:
+        return self.obs_normalizer.mean.device
+
+    def obs_to_tensor(self, obs: Any) -> torch.Tensor:
+        """Raw observations (numpy or tensor, ``(B, *obs_shape)``) → normalised ``(B, D)`` float32."""
+        x = torch.as_tensor(np.asarray(obs) if not isinstance(obs, torch.Tensor) else obs)
+        x = x.to(device=self.device, dtype=torch.float32)
+        return cast(torch.Tensor, self.obs_normalizer(x.reshape(x.shape[0], -1)))
+
+    def _act_batch(self, act: torch.Tensor, state: Any) -> ActStateBatchProtocol:
+        return cast(ActStateBatchProtocol, Batch(act=act, state=state))
+
+
+class DeterministicPolicy(ContinuousPolicy):
+    """Acts with a deterministic actor ``obs (B, D) -> act (B, A) ∈ [-1, 1]``.
+
+    Used by :class:`~tianshou_offline.algorithms.TD3BC` and by deterministic behaviour
+    cloning. See :class:`ContinuousPolicy` for the other parameters.
+
+    :param actor: e.g. :class:`~tianshou_offline.algorithms.nets.DeterministicActor`.
+    """
+
+    def __init__(
+        self,
+        *,
+        actor: nn.Module,
+        action_space: gym.Space[Any],
+        observation_space: gym.Space[Any],
+        normalize_obs: bool = False,
+        action_scaling: bool = True,
+    ) -> None:
+        super().__init__(
+            action_space=action_space,
+            observation_space=observation_space,
+            normalize_obs=normalize_obs,
+            action_scaling=action_scaling,
+            action_bound_method="clip",
+        )
+        self.actor = actor
+
+    def forward(
+        self,
+        batch: ObsBatchProtocol,
+        state: dict[str, Any] | BatchProtocol | np.ndarray | None = None,
+        **kwargs: Any,
+    ) -> ActStateBatchProtocol:
+        with torch.no_grad():
+            act = self.actor(self.obs_to_tensor(batch.obs))
+        return self._act_batch(act, state)
+
+
+def gaussian_sample(
+    mean: torch.Tensor,
+    log_std: torch.Tensor,
+    *,
+    squash: bool,
+    num_samples: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Reparameterised samples of a (tanh-squashed) diagonal Gaussian and their log-density.
+
+    :param mean: ``(B, A)``.
+    :param log_std: ``(B, A)``.
+    :param squash: apply ``tanh`` and the change-of-variables correction
+        (Haarnoja et al. 2018, Eq. 21).
+    :param num_samples: N samples per state; ``None`` for one.
+    :returns: ``act (B, A)`` or ``(B, N, A)`` and ``log_prob (B,)`` or ``(B, N)``.
+    """
+    if num_samples is not None:
+        mean, log_std = mean.unsqueeze(1), log_std.unsqueeze(1)
+        noise = torch.randn(
+            (mean.shape[0], num_samples, mean.shape[-1]), device=mean.device, dtype=mean.dtype
+        )
+    else:
+        noise = torch.randn_like(mean)
+    u = mean + log_std.exp() * noise
+    log_prob = (-0.5 * noise.pow(2) - log_std - _LOG_SQRT_2PI).sum(-1)
+    if not squash:
+        return u, log_prob
+    # log(1 - tanh(u)^2) = 2 * (log 2 - u - softplus(-2u)), numerically stable
+    log_prob = log_prob - (2.0 * (math.log(2.0) - u - F.softplus(-2.0 * u))).sum(-1)
+    return torch.tanh(u), log_prob
+
+
+def gaussian_log_prob(
+    mean: torch.Tensor, log_std: torch.Tensor, act: torch.Tensor, *, squash: bool
+) -> torch.Tensor:
+    """Log-density of given actions ``act (B, A)`` (or ``(B, N, A)`` with ``mean (B, 1, A)``).
+
+    For a squashed Gaussian the actions are un-squashed with ``atanh`` after clipping to
+    ``±(1 - 1e-6)``. :returns: ``(B,)`` (or ``(B, N)``).
+    """
+    if squash:
+        act = act.clamp(-_ATANH_CLIP, _ATANH_CLIP)
+        u = torch.atanh(act)
+    else:
+        u = act
+    z = (u - mean) * torch.exp(-log_std)
+    log_prob = (-0.5 * z.pow(2) - log_std - _LOG_SQRT_2PI).sum(-1)
+    if squash:
+        log_prob = log_prob - (2.0 * (math.log(2.0) - u - F.softplus(-2.0 * u))).sum(-1)
+    return log_prob
+
+
+class GaussianPolicy(ContinuousPolicy):
+    """Acts with a Gaussian actor ``obs (B, D) -> (mean, log_std)``, each ``(B, A)``.
+
+    Used by :class:`~tianshou_offline.algorithms.CQL`, :class:`~tianshou_offline.algorithms.CRR`
+    and Gaussian behaviour cloning. See :class:`ContinuousPolicy` for the other parameters.
+
+    :param actor: e.g. :class:`~tianshou_offline.algorithms.nets.GaussianActor`.
+    :param squash: ``tanh``-squash samples into ``[-1, 1]`` (SAC/CQL); otherwise samples are
+        unbounded and clipped when acting (CRR, behaviour cloning).
+    :param deterministic_eval: act with the mode (``tanh(mean)`` / ``mean``) outside of
+        training steps instead of sampling.
+    """
+
+    def __init__(
+        self,
+        *,
+        actor: nn.Module,
+        action_space: gym.Space[Any],
+        observation_space: gym.Space[Any],
+        squash: bool = True,
+        deterministic_eval: bool = True,
+        normalize_obs: bool = False,
+        action_scaling: bool = True,
+    ) -> None:
+        super().__init__(
+            action_space=action_space,
+            observation_space=observation_space,
+            normalize_obs=normalize_obs,
+            action_scaling=action_scaling,
+            action_bound_method=None if squash else "clip",
+        )
+        self.actor = actor
+        self.squash = squash
+        self.deterministic_eval = deterministic_eval
+
+    def mode(self, mean: torch.Tensor) -> torch.Tensor:
+        """The most likely action for ``mean (B, A)``."""
+        return torch.tanh(mean) if self.squash else mean
+
+    def forward(
+        self,
+        batch: ObsBatchProtocol,
+        state: dict[str, Any] | BatchProtocol | np.ndarray | None = None,
+        **kwargs: Any,
+    ) -> ActStateBatchProtocol:
+        with torch.no_grad():
+            mean, log_std = self.actor(self.obs_to_tensor(batch.obs))
+            if self.deterministic_eval and not self.is_within_training_step:
+                act = self.mode(mean)
+            else:
+                act, _ = gaussian_sample(mean, log_std, squash=self.squash)
+        return self._act_batch(act, state)
+
+
+class BCQPolicy(ContinuousPolicy):
+    """BCQ's action selection (Fujimoto et al. 2019, Eq. 10 / Algorithm 1): decode
+    ``num_candidate_actions`` actions per state with the VAE, perturb them, and take the one
+    with the highest ``Q_1``. All states of a batch are evaluated in one call.
+
+    :param vae: the generative model ``G_ω``.
+    :param perturbation: ``ξ_φ``.
+    :param critics: the critic ensemble (member 0 ranks the candidates).
+    :param num_candidate_actions: candidates per state (100 in the authors' code).
+    """
+
+    def __init__(
+        self,
+        *,
+        vae: VAE,
+        perturbation: Perturbation,
+        critics: CriticEnsemble,
+        action_space: gym.Space[Any],
+        observation_space: gym.Space[Any],
+        num_candidate_actions: int = 100,
+        normalize_obs: bool = False,
+        action_scaling: bool = True,
+    ) -> None:
+        super().__init__(
+            action_space=action_space,
+            observation_space=observation_space,
+            normalize_obs=normalize_obs,
+            action_scaling=action_scaling,
+            action_bound_method="clip",
+        )
+        self.vae = vae
+        self.perturbation = perturbation
+        self.critics = critics
+        self.num_candidate_actions = num_candidate_actions
+
+    def select_action(self, obs: torch.Tensor) -> torch.Tensor:
+        """``obs (B, D)`` (normalised) → the best of the candidate actions, ``(B, A)``."""
+        candidates: torch.Tensor = self.perturbation(
+            obs, self.vae.decode(obs, num_samples=self.num_candidate_actions)
+        )  # (B, N, A)
+        q: torch.Tensor = self.critics(obs, candidates, member=0)  # (B, N)
+        best = q.argmax(dim=1)
+        return candidates[torch.arange(obs.shape[0], device=obs.device), best]
+
+    def forward(
+        self,
+        batch: ObsBatchProtocol,
+        state: dict[str, Any] | BatchProtocol | np.ndarray | None = None,
+        **kwargs: Any,
+    ) -> ActStateBatchProtocol:
+        with torch.no_grad():
+            act = self.select_action(self.obs_to_tensor(batch.obs))
+        return self._act_batch(act, state)

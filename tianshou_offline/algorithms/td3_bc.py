@@ -1,0 +1,198 @@
+"""TD3+BC: TD3 with a behaviour-cloning term and normalised observations.
+
+Reference: Fujimoto & Gu (2021), "A Minimalist Approach to Offline Reinforcement Learning",
+NeurIPS, arXiv:2106.06860; TD3 from Fujimoto, van Hoof & Meger (2018), arXiv:1802.09477.
+
+The update, in the order of the paper (Sec. 5, on top of TD3's Algorithm 1):
+
+1. **Critic** (TD3, Fujimoto et al. 2018, Eqs. 14–15: clipped double Q with target-policy
+   smoothing): ``ã' = clip(π'(s') + clip(ε, −c, c), −1, 1)``, ``ε ~ N(0, σ²)``;
+   ``y = r + γ (1 − d) min_{j=1,2} Q'_j(s', ã')``; minimise ``Σ_j E (Q_j(s, a) − y)²``.
+   With n-step returns ``r`` is the discounted n-step sum and ``γ`` becomes ``γ^n``.
+2. **Actor**, every ``update_actor_freq`` steps (TD3+BC, Sec. 5):
+   ``π = argmax_π E_{(s,a)~D} [λ Q_1(s, π(s)) − (π(s) − a)²]`` with
+   ``λ = α / ( (1/N) Σ_i |Q_1(s_i, π(s_i))| )`` (the normaliser is not differentiated; the
+   authors' code evaluates it at the policy's actions). The squared error is averaged over
+   the action dimensions as in the authors' ``mse_loss``.
+3. **Targets**: Polyak averaging of critic and actor on actor steps.
+4. **State normalisation** (Sec. 5): ``s ← (s − μ) / (σ + 10⁻³)`` with the dataset's mean and
+   standard deviation — enable it with ``DeterministicPolicy(normalize_obs=True)``; the
+   statistics are stored in the policy, so evaluation needs no environment wrapper.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from tianshou.algorithm.algorithm_base import TrainingStats
+from tianshou.algorithm.optim import OptimizerFactory
+from tianshou.data.types import RolloutBatchProtocol
+from typing_extensions import TypeVar
+
+from tianshou_offline.algorithms.base import (
+    OfflineAlgorithmBase,
+    Transitions,
+    to_floats,
+)
+from tianshou_offline.algorithms.nets import CriticEnsemble
+from tianshou_offline.algorithms.policies import DeterministicPolicy
+
+
+@dataclass(kw_only=True)
+class TD3BCTrainingStats(TrainingStats):
+    """Statistics of one TD3+BC step (actor fields hold the latest actor update's values)."""
+
+    critic_loss: float
+    """``Σ_j MSE(Q_j(s, a), y)`` over the ensemble."""
+    actor_loss: float
+    """``−λ mean Q_1(s, π(s)) + MSE(π(s), a)``."""
+    bc_loss: float
+    """``MSE(π(s), a)``."""
+    lmbda: float
+    """λ = α / mean |Q_1(s, π(s))|."""
+    q_data: float
+    """Mean ``Q(s, a)`` of the dataset actions (over members and batch)."""
+    q_target: float
+    """Mean TD target ``y``."""
+    q_policy: float
+    """Mean ``Q_1(s, π(s))``."""
+
+
+TTD3BCStats = TypeVar("TTD3BCStats", bound=TD3BCTrainingStats, default=TD3BCTrainingStats)
+
+
+@dataclass(frozen=True, slots=True)
+class TD3BCStep:
+    """Tensors of one step, detached, for :meth:`TD3BC._extend_stats`.
+
+    :ivar batch: the mini-batch.
+    :ivar q_data: ``(E, B)`` Q-values of the dataset actions.
+    :ivar target: ``(B,)`` TD targets.
+    :ivar act_policy: ``(B, A)`` π(s) on actor steps, else None.
+    :ivar q_policy: ``(B,)`` Q_1(s, π(s)) on actor steps, else None.
+    """
+
+    batch: Transitions
+    q_data: torch.Tensor
+    target: torch.Tensor
+    act_policy: torch.Tensor | None
+    q_policy: torch.Tensor | None
+
+
+class TD3BC(OfflineAlgorithmBase[DeterministicPolicy, TTD3BCStats]):
+    """TD3+BC (Fujimoto & Gu 2021); see the module docstring for the equations.
+
+    :param policy: a :class:`DeterministicPolicy` (``normalize_obs=True`` as in the paper).
+    :param policy_optim: optimizer factory for the actor (paper: Adam, lr 3e-4).
+    :param critics: the critic ensemble (2 members for clipped double Q).
+    :param critic_optim: optimizer factory for the critics (paper: Adam, lr 3e-4).
+    :param tau: Polyak factor of the target networks.
+    :param gamma: discount factor.
+    :param policy_noise: σ of the target-policy smoothing noise (in ``[-1, 1]`` action units).
+    :param noise_clip: c, the clip of that noise.
+    :param update_actor_freq: the actor and the targets are updated every this many steps.
+    :param alpha: α of the Q normalisation λ = α / mean|Q| (2.5 in the paper).
+    :param n_step_return_horizon: n of the n-step TD target (1 in the paper).
+    :param max_grad_norm: clip gradient norms (None: no clipping, as in the paper).
+    """
+
+    def __init__(
+        self,
+        *,
+        policy: DeterministicPolicy,
+        policy_optim: OptimizerFactory,
+        critics: CriticEnsemble,
+        critic_optim: OptimizerFactory,
+        tau: float = 0.005,
+        gamma: float = 0.99,
+        policy_noise: float = 0.2,
+        noise_clip: float = 0.5,
+        update_actor_freq: int = 2,
+        alpha: float = 2.5,
+        n_step_return_horizon: int = 1,
+        max_grad_norm: float | None = None,
+    ) -> None:
+        super().__init__(policy=policy)
+        if critics.num_critics < 2:
+            raise ValueError("TD3+BC needs a CriticEnsemble with at least 2 members")
+        self.critics = critics
+        self.critics_target = self._add_target(critics)
+        self.actor_target = self._add_target(policy.actor)
+        self.actor_optim = self._make_optimizer(policy.actor, policy_optim, max_grad_norm)
+        self.critic_optim = self._make_optimizer(critics, critic_optim, max_grad_norm)
+        self.tau = tau
+        self.gamma = gamma
+        self.policy_noise = policy_noise
+        self.noise_clip = noise_clip
+        self.update_actor_freq = update_actor_freq
+        self.alpha = alpha
+        self.n_step = n_step_return_horizon
+        self._num_updates = 0
+        self._last_actor = (0.0, 0.0, 0.0, 0.0)  # actor_loss, bc_loss, lmbda, q_policy
+
+    def _update_with_batch(self, batch: RolloutBatchProtocol | Transitions) -> TTD3BCStats:
+        b = self._as_transitions(batch)
+        actor = self.policy.actor
+
+        # 1. critic: clipped double Q-learning with target-policy smoothing
+        with torch.no_grad():
+            noise = (torch.randn_like(b.act) * self.policy_noise).clamp(
+                -self.noise_clip, self.noise_clip
+            )
+            act_next = (self.actor_target(b.obs_next) + noise).clamp(-1.0, 1.0)
+            q_next = self.critics_target(b.obs_next, act_next).min(dim=0).values  # (B,)
+            target = b.rew + b.discount * q_next
+        q_data = self.critics(b.obs, b.act)  # (E, B)
+        critic_loss = (q_data - target).pow(2).mean(dim=1).sum()
+        self.critic_optim.zero_grad()
+        torch.autograd.backward(critic_loss)
+        self.critic_optim.step()
+
+        # 2. actor (delayed): λ Q_1(s, π(s)) − (π(s) − a)²
+        act_pi: torch.Tensor | None = None
+        q_pi: torch.Tensor | None = None
+        actor_values: tuple[torch.Tensor, ...] = ()
+        if self._num_updates % self.update_actor_freq == 0:
+            act_pi = actor(b.obs)
+            q_pi = self.critics(b.obs, act_pi, member=0, detach_params=True)  # (B,)
+            lmbda = self.alpha / q_pi.abs().mean().detach()
+            bc_loss = F.mse_loss(act_pi, b.act)
+            actor_loss = -lmbda * q_pi.mean() + bc_loss
+            self.actor_optim.zero_grad()
+            torch.autograd.backward(actor_loss)
+            self.actor_optim.step()
+            # 3. targets
+            self._update_targets(self.tau)
+            actor_values = (actor_loss, bc_loss, lmbda, q_pi.mean())
+        self._num_updates += 1
+
+        values = to_floats(critic_loss, q_data.mean(), target.mean(), *actor_values)
+        critic_f, q_data_f, target_f = values[:3]
+        if actor_values:
+            self._last_actor = (values[3], values[4], values[5], values[6])
+        actor_f, bc_f, lmbda_f, q_pi_f = self._last_actor
+        stats = self.stats_type(
+            critic_loss=critic_f,
+            actor_loss=actor_f,
+            bc_loss=bc_f,
+            lmbda=lmbda_f,
+            q_data=q_data_f,
+            q_target=target_f,
+            q_policy=q_pi_f,
+        )
+        self._extend_stats(
+            stats,
+            TD3BCStep(
+                batch=b,
+                q_data=q_data.detach(),
+                target=target,
+                act_policy=None if act_pi is None else act_pi.detach(),
+                q_policy=None if q_pi is None else q_pi.detach(),
+            ),
+        )
+        return stats
+
+    def _extend_stats(self, stats: TTD3BCStats, step: TD3BCStep) -> None:
+        """Override to fill in extra fields of a stats subclass (see ``examples/extend_stats.py``)."""
