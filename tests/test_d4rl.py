@@ -653,3 +653,10 @@ def test_script_convert_d4rl(tmp_path: Path) -> None:
     np.testing.assert_array_equal(load_buffer(tmp_path / "o.hdf5").obs, ref_default(data)["obs"])
     line = _one_line_error(_run([script, str(tmp_path / "d.hdf5"), "-o", str(tmp_path / "o.hdf5")]))
     assert "output exists" in line
+
+
+def test_progress_bar(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write_d4rl(tmp_path / "d.hdf5")
+    convert_d4rl(tmp_path / "d.hdf5", tmp_path / "o.hdf5", progress=True)
+    err = capsys.readouterr().err
+    assert "converting d" in err and "120/120" in err

@@ -593,3 +593,36 @@ def test_script_convert_minari(
     assert "not found" in line
     meta = json.loads((minari_root / ds_id / "data" / "metadata.json").read_text())
     assert meta["data_format"] == "arrow"
+
+
+def test_download_passes_through_to_minari(
+    minari_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[str] = []
+
+    def fake_download(dataset_id: str, force_download: bool = False) -> None:
+        calls.append(dataset_id)
+        if dataset_id == "remote/box-v0":  # what Minari's download leaves on disk
+            make_dataset(dataset_id, "box", [3, 4], data_format="hdf5")
+        else:
+            raise ValueError(f"no dataset {dataset_id} on the server")
+
+    monkeypatch.setattr(minari, "download_dataset", fake_download)
+    with pytest.raises(SourceNotFoundError, match="--download"):
+        convert_minari("remote/box-v0", tmp_path / "o.hdf5", progress=False)
+    assert calls == []
+    out = convert_minari("remote/box-v0", tmp_path / "o.hdf5", download=True, progress=False)
+    assert calls == ["remote/box-v0"]
+    assert_matches_minari(out, "remote/box-v0")
+    with pytest.raises(SourceNotFoundError, match="download failed: no dataset"):
+        convert_minari("remote/none-v0", tmp_path / "x.hdf5", download=True, progress=False)
+
+
+def test_progress_bar(
+    datasets: dict[tuple[str, str], str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    convert_minari(datasets[("box", "hdf5")], tmp_path / "o.hdf5", progress=True)
+    err = capsys.readouterr().err
+    assert "converting test/box-hdf5-v0" in err and "5/5" in err
+    export_minari(tmp_path / "o.hdf5", "progress/box-v0", progress=True)
+    assert "exporting progress/box-v0" in capsys.readouterr().err
