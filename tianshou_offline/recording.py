@@ -108,7 +108,7 @@ class EpisodeRecorder(gym.Wrapper[Any, Any, Any, Any]):
         super().__init__(env)
         if save_only_last_obs:
             shape = getattr(env.observation_space, "shape", None)
-            if stack_num < 2 or not shape or shape[0] != stack_num:
+            if stack_num < 2 or not shape or len(shape) < 2 or shape[0] != stack_num:
                 raise ValueError(
                     f"save_only_last_obs=True needs stacked observations with stack_num >= 2 "
                     f"frames on the first axis; observation space is {env.observation_space}, "
