@@ -22,8 +22,7 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import torch
-from tianshou.algorithm import QRDQN
-from tianshou.algorithm.modelfree.qrdqn import QRDQNPolicy
+from tianshou.algorithm.modelfree.qrdqn import QRDQN, QRDQNPolicy
 from tianshou.algorithm.optim import AdamOptimizerFactory
 from tianshou.data import Collector, CollectStats, VectorReplayBuffer
 from tianshou.env import DummyVectorEnv

@@ -337,7 +337,8 @@ def test_update_on_tianshou_batch_and_checkpoint_roundtrip(name: str, tmp_path: 
         stats_batch = algorithm._update_with_batch(batch)  # a Tianshou numpy Batch
     assert np.isfinite(stats.loss) and np.isfinite(stats_batch.loss)
     assert stats.train_time > 0
-    torch.save(algorithm.state_dict(), tmp_path / "policy.pth")
+    saved: Any = algorithm  # Tianshou's Algorithm.state_dict (with optimizers) is untyped
+    torch.save(saved.state_dict(), tmp_path / "policy.pth")
     restored = BUILDERS[name](1)
     restored.load_state_dict(torch.load(tmp_path / "policy.pth", weights_only=True))
     obs = Batch(obs=cols["obs"][:8], info={})
@@ -371,8 +372,11 @@ def test_bcq_policy_masks_unlikely_actions() -> None:
         for head in (net.first, net.second):
             for p in head.parameters():
                 p.zero_()
-        net.first[-1].bias.copy_(torch.tensor([0.0, 5.0, 1.0]))  # Q: action 1 best
-        net.second[-1].bias.copy_(torch.tensor([2.0, -3.0, 1.9]))  # G(1|s) tiny
+        q_out = net.first[-1]
+        g_out = net.second[-1]
+        assert isinstance(q_out, torch.nn.Linear) and isinstance(g_out, torch.nn.Linear)
+        q_out.bias.copy_(torch.tensor([0.0, 5.0, 1.0]))  # Q: action 1 best
+        g_out.bias.copy_(torch.tensor([2.0, -3.0, 1.9]))  # G(1|s) tiny
     act = policy(Batch(obs=np.zeros((1, 4), np.float32), info={})).act
     assert act.tolist() == [2]  # the best allowed action
 

@@ -220,7 +220,7 @@ def test_example_runs_on_recorded_pong(
     )
     assert code == 0, out[-3000:] + err[-3000:]
     assert "Loaded agent from" in out
-    out = tmp_path / "recorded.hdf5"
+    recorded = tmp_path / "recorded.hdf5"
     code = cli_main(
         [
             "record",
@@ -235,11 +235,11 @@ def test_example_runs_on_recorded_pong(
             "--max-episode-steps",
             "100",
             "-o",
-            str(out),
+            str(recorded),
         ]
     )
     assert code == 0
-    assert len(load_buffer(out)) == 100
+    assert len(load_buffer(recorded)) == 100
 
 
 def test_example_flags(
@@ -321,15 +321,14 @@ def test_example_reads_tianshou_saved_buffer_and_rl_unplugged_output(
 def test_record_with_tianshou_atari_checkpoint(quantiles: int, tmp_path: Path) -> None:
     """A ``policy.pth`` saved by Tianshou's Atari DQN / QR-DQN examples (an algorithm
     ``state_dict``) drives ``record``: same actions as Tianshou's own policy."""
-    from tianshou.algorithm import DQN, QRDQN
-    from tianshou.algorithm.modelfree.dqn import DiscreteQLearningPolicy
-    from tianshou.algorithm.modelfree.qrdqn import QRDQNPolicy
+    from tianshou.algorithm.modelfree.dqn import DQN, DiscreteQLearningPolicy
+    from tianshou.algorithm.modelfree.qrdqn import QRDQN, QRDQNPolicy
     from tianshou.algorithm.optim import AdamOptimizerFactory
     from tianshou.env.atari.atari_network import DQNet, QRDQNet
 
     env = make_atari_env(TASK, max_episode_steps=30)
     torch.manual_seed(0)
-    algorithm: DQN[DiscreteQLearningPolicy] | QRDQN[QRDQNPolicy]
+    algorithm: DQN[DiscreteQLearningPolicy[Any]] | QRDQN[QRDQNPolicy]
     if quantiles:
         qnet = QRDQNet(c=4, h=84, w=84, action_shape=6, num_quantiles=quantiles)
         qpolicy = QRDQNPolicy(model=qnet, action_space=env.action_space)
@@ -341,10 +340,13 @@ def test_record_with_tianshou_atari_checkpoint(quantiles: int, tmp_path: Path) -
         )
     else:
         dnet = DQNet(4, 84, 84, 6)
-        dpolicy = DiscreteQLearningPolicy(model=dnet, action_space=env.action_space)
+        dpolicy: DiscreteQLearningPolicy[Any] = DiscreteQLearningPolicy(
+            model=dnet, action_space=env.action_space
+        )
         algorithm = DQN(policy=dpolicy, optim=AdamOptimizerFactory(), target_update_freq=10)
     ckpt = tmp_path / "policy.pth"
-    torch.save(algorithm.state_dict(), ckpt)
+    saved: Any = algorithm  # Tianshou's Algorithm.state_dict (with optimizers) is untyped
+    torch.save(saved.state_dict(), ckpt)
     act = make_policy(str(ckpt), env)
     rng = np.random.default_rng(0)
     obs = rng.integers(0, 255, size=(8, 4, 84, 84), dtype=np.uint8)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import _no_tensorflow  # noqa: F401  (first: keeps TensorFlow out of this process)
 import gymnasium as gym
 import numpy as np
 import torch

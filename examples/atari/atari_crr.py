@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import _no_tensorflow  # noqa: F401  (first: keeps TensorFlow out of this process)
 from _common import main_guard, make_parser, make_setup, parse_args, run
 from tianshou.algorithm.optim import AdamOptimizerFactory
 

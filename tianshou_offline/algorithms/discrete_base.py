@@ -166,8 +166,8 @@ class FrameDataset:
         column; plus its ``obs_next`` column when the buffer stores one; plus the frames of
         any exact stacks the buffer patches in), in their storage dtype (``uint8`` stays
         ``uint8``; other dtypes become ``float32``).
-    :ivar obs_index: ``(N, S)`` int64 rows of ``frames`` forming each observation (S =
-        ``stack_num``; ``(N,)`` without stacking).
+    :ivar obs_index: ``(N, S)`` rows of ``frames`` forming each observation (S =
+        ``stack_num``; ``(N,)`` without stacking); int32 (int64 beyond 2³¹ rows).
     :ivar next_index: like ``obs_index``, the observation to bootstrap from (n-step).
     :ivar act: ``(N,)`` int64.
     :ivar rew: ``(N,)`` float32 n-step reward sums.
@@ -208,13 +208,19 @@ class FrameDataset:
             )
         )
 
+    def _frames_at(self, index: torch.Tensor) -> torch.Tensor:
+        """``frames`` rows for an index tensor ``(B,)`` or ``(B, S)``: one ``index_select``
+        (a row copy, ~10× faster than advanced indexing for image rows)."""
+        rows = self.frames.index_select(0, index.reshape(-1))
+        return rows.view(*index.shape, *self.frames.shape[1:])
+
     def gather(self, pos: torch.Tensor) -> DiscreteTransitions:
         """The transitions at positions ``pos`` (``(B,)`` int64 on :attr:`device`)."""
         return DiscreteTransitions(
-            obs=self.frames[self.obs_index[pos]],
+            obs=self._frames_at(self.obs_index[pos]),
             act=self.act[pos],
             rew=self.rew[pos],
-            obs_next=self.frames[self.next_index[pos]],
+            obs_next=self._frames_at(self.next_index[pos]),
             discount=self.discount[pos],
             terminated=self.terminated[pos],
         )
@@ -289,10 +295,11 @@ class FrameDataset:
         maxsize = raw_obs.shape[0]
         position = np.full(maxsize, -1, dtype=np.int64)
         position[indices] = np.arange(len(indices))
-        base_rows = _stack_rows(buffer, indices, stack_num) if stack_num > 1 else indices.copy()
-        obs_rows = base_rows.copy()
+        obs_rows = _stack_rows(buffer, indices, stack_num) if stack_num > 1 else indices.copy()
+        next_rows_all: np.ndarray | None = None
         if has_obs_next:
             parts.append(_storage_column(buffer, "obs_next"))
+            next_rows_all = obs_rows + maxsize  # the obs_next column, stacked like obs
         offset = sum(p.shape[0] for p in parts)
 
         def add_patches(table: tuple[np.ndarray, np.ndarray] | None, target: np.ndarray) -> None:
@@ -314,23 +321,25 @@ class FrameDataset:
             offset += frames.shape[0]
 
         add_patches(_patch_table(buffer, "_obs_patch_index", "_obs_patch_stacks"), obs_rows)
-        if has_obs_next:
-            next_rows_all = base_rows + maxsize  # the obs_next column, stacked like obs
-        else:
+        if next_rows_all is None:
             # obs_next(i) = obs(next(i)), with obs patches applied (as the buffer does)
             nxt = np.asarray(buffer.next(indices), dtype=np.int64)
             pos_next = position[nxt]
             if np.all(pos_next >= 0):
                 next_rows_all = obs_rows[pos_next]
             else:  # pragma: no cover - next() left the valid rows
-                next_rows_all = _stack_rows(buffer, nxt, stack_num) if stack_num > 1 else nxt.copy()
+                next_rows_all = (
+                    _stack_rows(buffer, nxt, stack_num) if stack_num > 1 else nxt.copy()
+                )
+            del nxt, pos_next
         add_patches(
             _patch_table(buffer, "_obs_next_patch_index", "_obs_next_patch_stacks"),
             next_rows_all,
         )
 
         rew, last, discount, terminated = _n_step_targets(buffer, indices, gamma, n_step)
-        next_rows = next_rows_all[position[last]]
+        next_rows = next_rows_all if n_step == 1 else next_rows_all[position[last]]
+        del next_rows_all
 
         dtype = _frames_dtype(raw_obs)
         row_shape = raw_obs.shape[1:]
@@ -350,13 +359,18 @@ class FrameDataset:
         def long(x: np.ndarray) -> torch.Tensor:
             return torch.from_numpy(np.ascontiguousarray(x, dtype=np.int64)).to(dev)
 
+        index_dtype = np.int32 if frames_t.shape[0] < 2**31 else np.int64
+
+        def index(x: np.ndarray) -> torch.Tensor:
+            return torch.from_numpy(np.ascontiguousarray(x, dtype=index_dtype)).to(dev)
+
         def f32(x: np.ndarray) -> torch.Tensor:
             return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(dev)
 
         return cls(
             frames=frames_t.to(dev),
-            obs_index=long(obs_rows),
-            next_index=long(next_rows),
+            obs_index=index(obs_rows),
+            next_index=index(next_rows),
             act=long(act_i),
             rew=f32(rew),
             discount=f32(discount),
@@ -599,6 +613,7 @@ class DiscreteOfflineAlgorithm(
         self._dataset_key: int | None = None
         self._stats_type: type[TStats] | None = None
         self._num_updates = 0
+        self._modules_cache: list[nn.Module] | None = None
 
     @property
     def device(self) -> torch.device:
@@ -683,13 +698,24 @@ class DiscreteOfflineAlgorithm(
         start = time.perf_counter()
         dataset = self.dataset_for(buffer)
         batch = dataset.sample(sample_size) if sample_size else dataset.all()
-        with torch_train_mode(self):
+        if self._all_in_train_mode():
             stats = self._update_with_batch(batch)
+        else:
+            with torch_train_mode(self):
+                stats = self._update_with_batch(batch)
         self._num_updates += 1
         for scheduler in self.lr_schedulers:
             scheduler.step()
         stats.train_time = time.perf_counter() - start
         return stats
+
+    def _all_in_train_mode(self) -> bool:
+        """Whether every submodule is already in training mode (the usual case between
+        updates), so that switching modes — a recursive walk with costly attribute sets —
+        can be skipped."""
+        if self._modules_cache is None:
+            self._modules_cache = list(self.modules())
+        return all(m.training for m in self._modules_cache)
 
     def _as_transitions(
         self, batch: RolloutBatchProtocol | DiscreteTransitions

@@ -92,15 +92,15 @@ class DiscreteImitationLearning(
     ) -> TDiscreteImitationStats:
         b = self._as_transitions(batch)
         logits = self.policy.logits(b.obs)
-        loss = F.cross_entropy(logits, b.act)
+        log_probs = torch.log_softmax(logits, dim=1)
+        loss = F.nll_loss(log_probs, b.act)  # the cross-entropy
         self.optim.step(loss)
 
-        logits_d = logits.detach()
-        log_probs = torch.log_softmax(logits_d, dim=1)
+        logits_d, log_probs_d = logits.detach(), log_probs.detach()
         loss_f, acc_f, ent_f = to_floats(
             loss,
             (logits_d.argmax(dim=1) == b.act).float().mean(),
-            -(log_probs.exp() * log_probs).sum(dim=1).mean(),
+            -(log_probs_d.exp() * log_probs_d).sum(dim=1).mean(),
         )
         stats = self.stats_type(loss=loss_f, accuracy=acc_f, entropy=ent_f)
         self._extend_stats(stats, DiscreteImitationStep(batch=b, logits=logits_d))

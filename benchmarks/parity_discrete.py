@@ -1,0 +1,213 @@
+#!/usr/bin/env python3
+"""Return parity of the discrete algorithms with Tianshou 2.0.1's own implementations.
+
+Same data, budget, networks, hyperparameters and seeds for both sides:
+
+- data: CartPole-v1 expert buffer gathered as Tianshou's offline tests do (QR-DQN trained
+  online to a test return >= 190, then 20k steps at ε = 0.2; ``tests/_cartpole_expert.py``,
+  cached);
+- networks: the same modules on both sides (MLP trunk 64, heads 64; QR-DQN head with 200
+  quantiles), see ``train_speed_discrete.py``;
+- hyperparameters: those of Tianshou's CartPole offline tests (lr, n-step, target updates,
+  BCQ threshold 0.6, CQL weight 10, batch sizes);
+- budget: ``--epochs`` × ``--updates`` gradient steps with Tianshou's ``OfflineTrainer``,
+  evaluated on ``--episodes`` seeded test episodes after every epoch.
+
+Reference: Tianshou 2.0.1 ``OfflineImitationLearning``, ``DiscreteBCQ``, ``DiscreteCQL``,
+``DiscreteCRR``. Ours run with their library defaults where Tianshou has no counterpart
+(CQL's target action from the target network, as QR-DQN's Algorithm 1). Reported: mean ± std
+over seeds of the final policy's return and of the best epoch's return (Tianshou's tests use
+the best epoch). Runs are interleaved (seed-major), so machine load affects both alike.
+
+Usage: ``python benchmarks/parity_discrete.py [--seeds 0 1 2] [--epochs 5] [--updates 1000]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from tianshou.data import Collector, CollectStats
+from tianshou.env import DummyVectorEnv
+from tianshou.trainer import OfflineTrainerParams
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent / "tests"))
+
+from _cartpole_expert import TASK, cached_expert_file  # noqa: E402
+from train_speed_discrete import ALGORITHMS, CARTPOLE, build_ours, build_tianshou  # noqa: E402
+
+from tianshou_offline import load_buffer  # noqa: E402
+
+LABELS = {
+    "il": ("DiscreteImitationLearning", "OfflineImitationLearning"),
+    "bcq": ("DiscreteBCQ", "DiscreteBCQ"),
+    "cql": ("DiscreteCQL", "DiscreteCQL"),
+    "crr": ("DiscreteCRR", "DiscreteCRR"),
+}
+
+
+@dataclass
+class Run:
+    algorithm: str
+    implementation: str
+    seed: int
+    final_return: float
+    best_return: float
+    epoch_returns: list[float]
+    train_seconds: float
+
+
+def _evaluate(algorithm: Any, episodes: int, seed: int) -> float:
+    envs = DummyVectorEnv([lambda: gym.make(TASK) for _ in range(episodes)])
+    envs.seed(seed)
+    collector = Collector[CollectStats](algorithm, envs)
+    collector.reset()
+    stats = collector.collect(n_episode=episodes)
+    envs.close()
+    assert stats.returns_stat is not None
+    return float(stats.returns_stat.mean)
+
+
+def train_one(
+    name: str, impl: str, seed: int, buffer: Any, *, epochs: int, updates: int, episodes: int
+) -> Run:
+    """Train one algorithm for ``epochs × updates`` steps; evaluate after every epoch."""
+    np.random.seed(seed)
+    algorithm = (
+        build_ours(name, CARTPOLE, seed, double_q=False)
+        if impl == "ours"
+        else build_tianshou(name, CARTPOLE, seed)
+    )
+    torch.manual_seed(seed)
+    test_envs = DummyVectorEnv([lambda: gym.make(TASK) for _ in range(episodes)])
+    epoch_returns: list[float] = []
+
+    def test_fn(epoch: int, step: int | None) -> None:
+        test_envs.seed(1000 + seed)  # the same test episodes after every epoch, both sides
+
+    class _Record:
+        def __call__(self, stats: CollectStats) -> float:
+            assert stats.returns_stat is not None
+            epoch_returns.append(float(stats.returns_stat.mean))
+            return float(stats.returns_stat.mean)
+
+    start = time.perf_counter()
+    result = algorithm.run_training(
+        OfflineTrainerParams(
+            buffer=buffer,
+            test_collector=Collector[CollectStats](algorithm, test_envs),
+            max_epochs=epochs,
+            epoch_num_steps=updates,
+            batch_size=CARTPOLE.batch_size[name],
+            test_step_num_episodes=episodes,
+            test_fn=test_fn,
+            compute_score_fn=_Record(),
+            show_progress=False,
+            verbose=False,
+        )
+    )
+    seconds = time.perf_counter() - start
+    test_envs.close()
+    final = _evaluate(algorithm, episodes, 2000 + seed)
+    # epoch_returns[0] is the initial (untrained) test
+    return Run(
+        algorithm=name,
+        implementation=impl,
+        seed=seed,
+        final_return=final,
+        best_return=float(result.best_reward),
+        epoch_returns=epoch_returns[1:],
+        train_seconds=seconds,
+    )
+
+
+def _mean_std(values: Sequence[float]) -> str:
+    if len(values) < 2:
+        return f"{values[0]:.1f}" if values else "-"
+    return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}"
+
+
+def format_table(runs: Sequence[Run]) -> str:
+    rows = [
+        "| algorithm | ours: final | Tianshou: final | ours: best epoch | Tianshou: best epoch | seeds |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name in ALGORITHMS:
+        ours = [r for r in runs if r.algorithm == name and r.implementation == "ours"]
+        ts = [r for r in runs if r.algorithm == name and r.implementation == "tianshou"]
+        if not ours or not ts:
+            continue
+        rows.append(
+            f"| {LABELS[name][0]} vs {LABELS[name][1]} "
+            f"| {_mean_std([r.final_return for r in ours])} "
+            f"| {_mean_std([r.final_return for r in ts])} "
+            f"| {_mean_std([r.best_return for r in ours])} "
+            f"| {_mean_std([r.best_return for r in ts])} | {len(ours)} |"
+        )
+    return "\n".join(rows)
+
+
+def main(argv: Sequence[str] | None = None) -> list[Run]:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--updates", type=int, default=1000, help="gradient steps per epoch")
+    p.add_argument("--episodes", type=int, default=20, help="test episodes per evaluation")
+    p.add_argument("--algorithms", nargs="*", default=list(ALGORITHMS), choices=ALGORITHMS)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument(
+        "--data-dir",
+        type=str,
+        default=str(Path.home() / ".cache" / "tianshou_offline" / "bench"),
+        help="where the expert file is cached ($TIANSHOU_OFFLINE_EXPERT_CACHE wins)",
+    )
+    p.add_argument("--json", type=str, default=None)
+    args = p.parse_args(argv)
+    if len(args.seeds) < 3:
+        p.error("use at least 3 seeds")
+    torch.set_num_threads(args.threads)
+    data = cached_expert_file(args.data_dir)
+    buffer = load_buffer(data)
+    print(f"data: {data} ({len(buffer)} transitions); budget {args.epochs}×{args.updates} steps")
+    runs: list[Run] = []
+    for seed in args.seeds:
+        for name in args.algorithms:
+            for impl in ("ours", "tianshou"):
+                run = train_one(
+                    name,
+                    impl,
+                    seed,
+                    buffer,
+                    epochs=args.epochs,
+                    updates=args.updates,
+                    episodes=args.episodes,
+                )
+                runs.append(run)
+                print(
+                    f"seed {seed} {name:4s} {impl:9s} final {run.final_return:6.1f} "
+                    f"best {run.best_return:6.1f} epochs {[round(x) for x in run.epoch_returns]} "
+                    f"({run.train_seconds:.0f} s)",
+                    flush=True,
+                )
+    print()
+    print(format_table(runs))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump([asdict(r) for r in runs], f, indent=2)
+    return runs
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
