@@ -96,6 +96,12 @@ def cmd_record(args: argparse.Namespace) -> int:
     except gym.error.Error as e:
         raise UsageError(f"--env {args.env}: {e}") from e
     scale_obs = None if args.scale_obs is None else bool(args.scale_obs)
+    if args.policy not in ("random", "scripted"):
+        import torch
+
+        # batch-1 inference: extra intra-op threads only add synchronisation (20-50x slower
+        # Atari steps on a busy 2-core machine)
+        torch.set_num_threads(args.threads)
     policy = make_policy(args.policy, env, eps=args.eps, seed=args.seed, scale_obs=scale_obs)
     if_exists: Literal["error", "append", "overwrite"] = (
         "overwrite" if args.overwrite else "append" if args.append else "error"
@@ -341,6 +347,12 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         "stack_num=--frames-stack, save_only_last_obs (the loaded buffer rebuilds the stacks)",
     )
     atari.add_argument("--frames-stack", dest="frames_stack", type=int, default=4)
+    r.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads for a checkpoint policy (batch-1 inference: 1 is fastest)",
+    )
     atari.add_argument(
         "--scale-obs",
         dest="scale_obs",
