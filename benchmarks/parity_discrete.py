@@ -16,8 +16,9 @@ Same data, budget, networks, hyperparameters and seeds for both sides:
 Reference: Tianshou 2.0.1 ``OfflineImitationLearning``, ``DiscreteBCQ``, ``DiscreteCQL``,
 ``DiscreteCRR``. Ours run with their library defaults where Tianshou has no counterpart
 (CQL's target action from the target network, as QR-DQN's Algorithm 1). Reported: mean ± std
-over seeds of the final policy's return and of the best epoch's return (Tianshou's tests use
-the best epoch). Runs are interleaved (seed-major), so machine load affects both alike.
+over seeds of the final policy's return (``--final-episodes`` episodes) with the difference of
+the means ± its standard error, and of the best epoch's return (Tianshou's tests use the best
+epoch). Runs are interleaved (seed-major), so machine load affects both alike.
 
 Usage: ``python benchmarks/parity_discrete.py [--seeds 0 1 2] [--epochs 5] [--updates 1000]``
 """
@@ -81,7 +82,15 @@ def _evaluate(algorithm: Any, episodes: int, seed: int) -> float:
 
 
 def train_one(
-    name: str, impl: str, seed: int, buffer: Any, *, epochs: int, updates: int, episodes: int
+    name: str,
+    impl: str,
+    seed: int,
+    buffer: Any,
+    *,
+    epochs: int,
+    updates: int,
+    episodes: int,
+    final_episodes: int,
 ) -> Run:
     """Train one algorithm for ``epochs × updates`` steps; evaluate after every epoch."""
     np.random.seed(seed)
@@ -120,7 +129,7 @@ def train_one(
     )
     seconds = time.perf_counter() - start
     test_envs.close()
-    final = _evaluate(algorithm, episodes, 2000 + seed)
+    final = _evaluate(algorithm, final_episodes, 2000 + seed)
     # epoch_returns[0] is the initial (untrained) test
     return Run(
         algorithm=name,
@@ -139,10 +148,19 @@ def _mean_std(values: Sequence[float]) -> str:
     return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}"
 
 
+def _diff(a: Sequence[float], b: Sequence[float]) -> str:
+    """Difference of means ± its standard error (Welch)."""
+    if len(a) < 2 or len(b) < 2:
+        return "-"
+    se = (statistics.variance(a) / len(a) + statistics.variance(b) / len(b)) ** 0.5
+    return f"{statistics.mean(a) - statistics.mean(b):+.1f} ± {se:.1f}"
+
+
 def format_table(runs: Sequence[Run]) -> str:
     rows = [
-        "| algorithm | ours: final | Tianshou: final | ours: best epoch | Tianshou: best epoch | seeds |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| algorithm | ours: final | Tianshou: final | difference | ours: best epoch "
+        "| Tianshou: best epoch | seeds |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for name in ALGORITHMS:
         ours = [r for r in runs if r.algorithm == name and r.implementation == "ours"]
@@ -153,6 +171,7 @@ def format_table(runs: Sequence[Run]) -> str:
             f"| {LABELS[name][0]} vs {LABELS[name][1]} "
             f"| {_mean_std([r.final_return for r in ours])} "
             f"| {_mean_std([r.final_return for r in ts])} "
+            f"| {_diff([r.final_return for r in ours], [r.final_return for r in ts])} "
             f"| {_mean_std([r.best_return for r in ours])} "
             f"| {_mean_std([r.best_return for r in ts])} | {len(ours)} |"
         )
@@ -164,7 +183,10 @@ def main(argv: Sequence[str] | None = None) -> list[Run]:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--updates", type=int, default=1000, help="gradient steps per epoch")
-    p.add_argument("--episodes", type=int, default=20, help="test episodes per evaluation")
+    p.add_argument("--episodes", type=int, default=20, help="test episodes per epoch")
+    p.add_argument(
+        "--final-episodes", type=int, default=100, help="episodes of the final policy's evaluation"
+    )
     p.add_argument("--algorithms", nargs="*", default=list(ALGORITHMS), choices=ALGORITHMS)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument(
@@ -193,6 +215,7 @@ def main(argv: Sequence[str] | None = None) -> list[Run]:
                     epochs=args.epochs,
                     updates=args.updates,
                     episodes=args.episodes,
+                    final_episodes=args.final_episodes,
                 )
                 runs.append(run)
                 print(
