@@ -328,9 +328,7 @@ class FrameDataset:
             if np.all(pos_next >= 0):
                 next_rows_all = obs_rows[pos_next]
             else:  # pragma: no cover - next() left the valid rows
-                next_rows_all = (
-                    _stack_rows(buffer, nxt, stack_num) if stack_num > 1 else nxt.copy()
-                )
+                next_rows_all = _stack_rows(buffer, nxt, stack_num) if stack_num > 1 else nxt.copy()
             del nxt, pos_next
         add_patches(
             _patch_table(buffer, "_obs_next_patch_index", "_obs_next_patch_stacks"),
@@ -431,7 +429,6 @@ class DiscretePolicy(Policy):
         self.num_actions = int(action_space.n)
         self.eps_inference = float(eps_inference)
         self.eps_training = float(eps_training)
-        self._rng = np.random.default_rng()
 
     @property
     def device(self) -> torch.device:
@@ -476,9 +473,10 @@ class DiscretePolicy(Policy):
             return act
         if not isinstance(act, np.ndarray):
             raise NotImplementedError("ε-greedy noise needs numpy actions")
+        # numpy's global generator, as Tianshou's policies (seeded by np.random.seed)
         noisy = act.copy()
-        mask = self._rng.random(len(noisy)) < eps
-        noisy[mask] = self._rng.integers(self.num_actions, size=int(mask.sum()))
+        mask = np.random.random(len(noisy)) < eps
+        noisy[mask] = np.random.randint(self.num_actions, size=int(mask.sum()))
         return cast(TArrOrActBatch, noisy)
 
 
