@@ -151,6 +151,8 @@ def make_setup(args: argparse.Namespace) -> Setup:
     }
     env = make_atari_env(args.task, seed=args.seed, **env_kwargs)
     assert isinstance(env.action_space, gym.spaces.Discrete)
+    if args.render > 0:  # --render: show the test episodes in a window
+        env_kwargs["render_mode"] = "human"
     test_envs = make_atari_vector_env(args.task, args.test_num, seed=args.seed, **env_kwargs)
     shape = tuple(int(x) for x in env.observation_space.shape or ())
     print("Observations shape:", shape)
