@@ -2,8 +2,10 @@
 """Gradient steps per second of the discrete algorithms vs Tianshou 2.0.1's own
 implementations, with identical networks, buffers, batch sizes and hyperparameters.
 
-Two settings, every (algorithm, implementation) pair timed in interleaved rounds in one
-process with a fixed thread count (median over rounds reported):
+Two settings; within each round every algorithm's implementations run in alternating blocks
+of gradient steps (ours, Tianshou, ours, …) in one process with a fixed thread count, so
+both see the same machine load; reported: the median speed over rounds and the median of
+the per-round ratios:
 
 - **CartPole**: MLPs as in Tianshou's CartPole offline tests (trunk 64, heads 64; QR-DQN with
   200 quantiles), batch 64 (CQL: 32), 3-step targets, on a 20k-transition buffer.
@@ -322,14 +324,23 @@ class Result:
     steps_per_s: float
     rounds: list[float]
     prepare_s: float
+    ratio_to_tianshou: float | None = None
+    """Median over rounds of (this implementation's speed / Tianshou's), both measured in
+    alternating blocks within the round (robust to machine load changing over time)."""
 
 
-def _timed_steps(alg: OfflineAlgorithm[Any], buffer: ReplayBuffer, batch: int, steps: int) -> float:
+def _timed_block(alg: OfflineAlgorithm[Any], buffer: ReplayBuffer, batch: int, steps: int) -> float:
+    """Seconds for ``steps`` gradient steps."""
     with policy_within_training_step(alg.policy):
         start = time.perf_counter()
         for _ in range(steps):
             alg.update(buffer=buffer, sample_size=batch)
-        return steps / (time.perf_counter() - start)
+        return time.perf_counter() - start
+
+
+def _timed_steps(alg: OfflineAlgorithm[Any], buffer: ReplayBuffer, batch: int, steps: int) -> float:
+    """Gradient steps per second over ``steps`` steps."""
+    return steps / _timed_block(alg, buffer, batch, steps)
 
 
 def run_benchmark(
@@ -338,15 +349,22 @@ def run_benchmark(
     algorithms: Sequence[str] = ALGORITHMS,
     rounds: int = 5,
     steps: dict[str, int] | None = None,
+    blocks: int = 5,
     warmup: int = 5,
     tianshou_nets: bool = False,
     log: Callable[[str], None] = print,
 ) -> list[Result]:
-    """Time every (setting, algorithm, implementation) in interleaved rounds.
+    """Time every (setting, algorithm, implementation).
 
-    :param steps: gradient steps per round per setting name (default CartPole 200, Atari 20).
+    Each round times every algorithm's implementations in ``blocks`` alternating blocks of
+    ``steps[setting] / blocks`` gradient steps (ours, Tianshou, ours, Tianshou, …), so both
+    see the same machine load; the reported speed is the median over rounds and the ratio the
+    median of the per-round ratios.
+
+    :param steps: gradient steps per round per implementation (default CartPole 250,
+        Atari 20).
     """
-    steps = steps or {"cartpole": 200, "atari": 20}
+    steps = steps or {"cartpole": 250, "atari": 20}
     results: list[Result] = []
     for s in settings:
         buffer = (
@@ -354,8 +372,7 @@ def run_benchmark(
             if s.name == "cartpole"
             else synthetic_buffer(s, 10_000, 1000)
         )
-        built: dict[tuple[str, str], OfflineAlgorithm[Any]] = {}
-        prepare: dict[tuple[str, str], float] = {}
+        block = max(1, steps[s.name] // blocks)
         for name in algorithms:
             impls: dict[str, Callable[[], OfflineAlgorithm[Any]]] = {
                 "ours": partial(build_ours, name, s),
@@ -365,31 +382,46 @@ def run_benchmark(
                 impls["ours-default"] = partial(build_ours, "cql", s, double_q=False)
             if tianshou_nets and s.name == "atari":
                 impls["tianshou+DQNet"] = partial(build_tianshou, name, s, tianshou_nets=True)
+            built: dict[str, OfflineAlgorithm[Any]] = {}
+            prepare: dict[str, float] = {}
             for impl, make in impls.items():
                 alg = make()
                 t0 = time.perf_counter()
                 alg.process_buffer(buffer)
-                prepare[(name, impl)] = time.perf_counter() - t0
+                prepare[impl] = time.perf_counter() - t0
                 _timed_steps(alg, buffer, s.batch_size[name], warmup)
-                built[(name, impl)] = alg
-        per_round: dict[tuple[str, str], list[float]] = {k: [] for k in built}
-        for r in range(rounds):
-            for key, alg in built.items():
-                per_round[key].append(
-                    _timed_steps(alg, buffer, s.batch_size[key[0]], steps[s.name])
+                built[impl] = alg
+            speeds: dict[str, list[float]] = {impl: [] for impl in built}
+            for _ in range(rounds):
+                seconds = dict.fromkeys(built, 0.0)
+                for _ in range(blocks):
+                    for impl, alg in built.items():
+                        seconds[impl] += _timed_block(alg, buffer, s.batch_size[name], block)
+                for impl in built:
+                    speeds[impl].append(block * blocks / seconds[impl])
+            ref = speeds["tianshou"]
+            for impl, values in speeds.items():
+                ratio = (
+                    None
+                    if impl == "tianshou"
+                    else statistics.median(v / t for v, t in zip(values, ref, strict=True))
                 )
-            log(f"  {s.name} round {r + 1}/{rounds} done")
-        for (name, impl), values in per_round.items():
-            results.append(
-                Result(
-                    setting=s.name,
-                    algorithm=name,
-                    implementation=impl,
-                    steps_per_s=statistics.median(values),
-                    rounds=values,
-                    prepare_s=prepare[(name, impl)],
+                if impl == "tianshou+DQNet":  # ratio of ours to this reference
+                    ratio = statistics.median(
+                        o / v for o, v in zip(speeds["ours"], values, strict=True)
+                    )
+                results.append(
+                    Result(
+                        setting=s.name,
+                        algorithm=name,
+                        implementation=impl,
+                        steps_per_s=statistics.median(values),
+                        rounds=values,
+                        prepare_s=prepare[impl],
+                        ratio_to_tianshou=ratio,
+                    )
                 )
-            )
+            log(f"  {s.name} {name} done")
     return results
 
 
@@ -409,20 +441,21 @@ def format_table(results: Sequence[Result]) -> str:
     ]
     by_key = {(r.setting, r.algorithm, r.implementation): r for r in results}
     pairs = [
-        ("ours", "tianshou", ""),
-        ("ours-default", "tianshou", " (ours: default target, 1 pass fewer)"),
-        ("ours", "tianshou+DQNet", " (Tianshou with its own DQNet)"),
+        ("ours", "tianshou", "", "ours"),
+        ("ours-default", "tianshou", " (ours: default target, 1 pass fewer)", "ours-default"),
+        ("ours", "tianshou+DQNet", " (Tianshou with its own DQNet)", "tianshou+DQNet"),
     ]
     for setting in dict.fromkeys(r.setting for r in results):
         for name in LABELS:
-            for mine, theirs, note in pairs:
+            for mine, theirs, note, ratio_of in pairs:
                 a = by_key.get((setting, name, mine))
                 b = by_key.get((setting, name, theirs))
-                if a is None or b is None:
+                r = by_key.get((setting, name, ratio_of))
+                if a is None or b is None or r is None or r.ratio_to_tianshou is None:
                     continue
                 rows.append(
                     f"| {setting} | {LABELS[name]}{note} | {a.steps_per_s:.1f} | "
-                    f"{b.steps_per_s:.1f} | {a.steps_per_s / b.steps_per_s:.2f}x |"
+                    f"{b.steps_per_s:.1f} | {r.ratio_to_tianshou:.2f}x |"
                 )
     return "\n".join(rows)
 
@@ -431,7 +464,8 @@ def main(argv: Sequence[str] | None = None) -> list[Result]:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--threads", type=int, default=1, help="torch threads (fixed for both sides)")
     p.add_argument("--rounds", type=int, default=5)
-    p.add_argument("--cartpole-steps", type=int, default=200)
+    p.add_argument("--cartpole-steps", type=int, default=250)
+    p.add_argument("--blocks", type=int, default=5, help="alternating blocks per round")
     p.add_argument("--atari-steps", type=int, default=20)
     p.add_argument("--only", choices=("cartpole", "atari"), default=None)
     p.add_argument("--algorithms", nargs="*", default=list(ALGORITHMS), choices=ALGORITHMS)
@@ -452,9 +486,11 @@ def main(argv: Sequence[str] | None = None) -> list[Result]:
         algorithms=args.algorithms,
         rounds=args.rounds,
         steps={"cartpole": args.cartpole_steps, "atari": args.atari_steps},
+        blocks=args.blocks,
         tianshou_nets=args.tianshou_nets,
     )
     print()
+    print("ratio = median over rounds of the per-round speed ratio (alternating blocks)")
     print(format_table(results))
     print()
     print("dataset preparation (process_buffer, once per training run):")
