@@ -569,3 +569,131 @@ def test_examples_reject_unknown_flags(examples_on_path: None) -> None:
         ["--expert-data-task", "x.hdf5", "--norm_obs", "0", "--epoch-num-steps", "7"]
     )
     assert args.expert_data_task == "x.hdf5" and args.norm_obs == 0 and args.step_per_epoch == 7
+
+
+def test_critic_ensemble_clips_each_member_separately() -> None:
+    torch.manual_seed(0)
+    critics = CriticEnsemble(3, 1, (8,), num_critics=2)
+    q = critics(torch.randn(16, 3), torch.randn(16, 1))
+    (q[0].sum() * 100.0 + q[1].sum() * 1e-3).backward()
+    norms = critics.clip_grad_norm_(1.0)
+    assert norms[0] > 1.0 and norms[1] < 1.0
+    after = torch.stack(
+        [torch.cat([p.grad[e].flatten() for p in critics.parameters()]).norm() for e in range(2)]
+    )
+    assert after[0].item() == pytest.approx(1.0, rel=1e-4)
+    assert after[1].item() == pytest.approx(norms[1].item(), rel=1e-6)
+
+
+def _write_d4rl_layout(path: Path, n: int, obs_dim: int, act_dim: int) -> None:
+    import h5py
+
+    rng = np.random.default_rng(0)
+    timeouts = np.zeros(n, dtype=bool)
+    timeouts[99::100] = True
+    with h5py.File(path, "w") as f:
+        f["observations"] = rng.standard_normal((n, obs_dim)).astype(np.float32)
+        f["next_observations"] = rng.standard_normal((n, obs_dim)).astype(np.float32)
+        f["actions"] = rng.uniform(-1, 1, (n, act_dim)).astype(np.float32)
+        f["rewards"] = rng.standard_normal(n).astype(np.float32)
+        f["terminals"] = np.zeros(n, dtype=bool)
+        f["timeouts"] = timeouts
+
+
+def test_examples_resolve_a_d4rl_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, examples_on_path: None
+) -> None:
+    pytest.importorskip("tianshou_offline.converters.d4rl")
+    from tianshou_offline.converters.d4rl_scores import dataset_info
+
+    info = dataset_info("hopper-medium-v2")
+    d4rl_dir = tmp_path / "d4rl"
+    d4rl_dir.mkdir()
+    _write_d4rl_layout(d4rl_dir / info.filename, 500, obs_dim=11, act_dim=3)
+    monkeypatch.setenv("D4RL_DATASET_DIR", str(d4rl_dir))
+    common = importlib.import_module("d4rl_common")
+    dataset = common.load_dataset("hopper-medium-v2", str(tmp_path / "cache"))
+    assert dataset.buffer is not None and len(dataset.buffer) == 500
+    assert dataset.env_id == "Hopper-v5"
+    assert dataset.ref_scores == (info.ref_min_score, info.ref_max_score)
+    assert common.normalized_score(info.ref_max_score, dataset.ref_scores) == pytest.approx(100.0)
+    assert dataset.path.parent == tmp_path / "cache" / "d4rl"  # converted once, cached
+    again = common.load_dataset("hopper-medium-v2", str(tmp_path / "cache"))
+    assert again.path == dataset.path
+    with pytest.raises(Exception, match="hopper-medium-v9|not"):
+        common.load_dataset("hopper-medium-v9", str(tmp_path / "cache"))
+
+
+@pytest.mark.slow
+def test_example_trains_on_a_minari_id(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, examples_on_path: None
+) -> None:
+    minari = pytest.importorskip("minari")
+    import warnings
+
+    from minari.data_collector import EpisodeBuffer
+
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
+    env = gym.make("Pendulum-v1")
+    episodes = []
+    for i in range(4):
+        obs = [env.reset(seed=i)[0]]
+        acts, rews = [], []
+        for _ in range(200):
+            act = env.action_space.sample()
+            o, r, _, _, _ = env.step(act)
+            obs.append(o)
+            acts.append(act)
+            rews.append(r)
+        truncations = np.zeros(200, dtype=bool)
+        truncations[-1] = True
+        episodes.append(
+            EpisodeBuffer(
+                id=i,
+                observations=np.array(obs),
+                actions=np.array(acts),
+                rewards=np.array(rews),
+                terminations=np.zeros(200, dtype=bool),
+                truncations=truncations,
+            )
+        )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        minari.create_dataset_from_buffers(
+            "test/pendulum/random-v0",
+            episodes,
+            env="Pendulum-v1",
+            algorithm_name="random",
+            author="tests",
+            author_email="tests@example.com",
+            code_permalink="https://example.com",
+            description="random Pendulum episodes",
+            data_format="hdf5",
+        )
+    module = importlib.import_module("d4rl_cql")
+    result = module.main(
+        [
+            "--expert-data-task", "test/pendulum/random-v0",
+            "--data-dir", str(tmp_path / "cache"),
+            "--hidden-sizes", "16", "16",
+            "--epoch", "1",
+            "--step-per-epoch", "10",
+            "--test-num", "1",
+            "--logdir", str(tmp_path / "log"),
+            "--show-progress", "0",
+        ]
+    )  # fmt: skip
+    assert math.isfinite(result["final_return_mean"])
+    assert list((tmp_path / "cache" / "minari").glob("*.hdf5"))
+
+
+@pytest.mark.slow
+def test_quickstart_continuous_part_reaches_expert_level(tmp_path: Path) -> None:
+    from tianshou_offline.quickstart import QuickstartResult, run_pendulum_td3bc
+
+    result = QuickstartResult()
+    rows = run_pendulum_td3bc(tmp_path, result, steps=2000, eval_episodes=10, seed=0)
+    dataset, td3bc = rows
+    assert dataset.episodes == 50 and dataset.mean_return > -250
+    assert td3bc.mean_return > -300, td3bc  # the scripted expert scores about -150
+    assert result.files["td3bc_policy"].exists()

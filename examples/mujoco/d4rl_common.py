@@ -41,14 +41,8 @@ from tianshou_offline.errors import SourceNotFoundError
 
 log = logging.getLogger("d4rl_example")
 
-D4RL_REF_SCORES: dict[str, tuple[float, float]] = {
-    # environment prefix: (random policy return, expert return), from D4RL's infos
-    "halfcheetah": (-280.178953, 12135.0),
-    "hopper": (-20.272305, 3234.3),
-    "walker2d": (1.629008, 4592.3),
-    "ant": (-325.6, 3879.7),
-}
 D4RL_ENV_IDS = {
+    # the gymnasium environments that evaluate policies trained on D4RL locomotion data
     "halfcheetah": "HalfCheetah-v5",
     "hopper": "Hopper-v5",
     "walker2d": "Walker2d-v5",
@@ -164,7 +158,13 @@ def _convert(module_name: str, name: str, out_dir: Path) -> Path:
         fn = getattr(module, fn_name, None)
         if callable(fn):
             params = inspect.signature(fn).parameters
-            kwargs = {"overwrite": True} if "overwrite" in params else {}
+            kwargs: dict[str, Any] = {"overwrite": True} if "overwrite" in params else {}
+            env_id = D4RL_ENV_IDS.get(name.split("-")[0]) if module_name == "d4rl" else None
+            if env_id and "env_id" in params:
+                kwargs["env_id"] = env_id
+            if "download" in params:
+                kwargs["download"] = True
+            log.info("converting %s with %s.%s → %s", name, module.__name__, fn_name, out)
             result = fn(name, out, **kwargs)
             return Path(result) if isinstance(result, str | os.PathLike) else out
     raise SourceNotFoundError(
@@ -174,15 +174,20 @@ def _convert(module_name: str, name: str, out_dir: Path) -> Path:
 
 
 def _ref_scores(dataset_id: str | None, extra: dict[str, Any]) -> tuple[float, float] | None:
-    lo, hi = extra.get("ref_min_score"), extra.get("ref_max_score")
-    if isinstance(lo, int | float) and isinstance(hi, int | float):
-        return float(lo), float(hi)
+    """(random, expert) reference returns: stored with the data (Minari's ``ref_min_score``
+    / ``ref_max_score``), else D4RL's table for a D4RL dataset name."""
+    for source in (extra, extra.get("minari", {}) if isinstance(extra.get("minari"), dict) else {}):
+        lo, hi = source.get("ref_min_score"), source.get("ref_max_score")
+        if isinstance(lo, int | float) and isinstance(hi, int | float):
+            return float(lo), float(hi)
     if dataset_id:
-        prefix = dataset_id.split("/")[-1].split("-")[0].lower()
-        if "/" in dataset_id:  # Minari: mujoco/halfcheetah/expert-v0
-            parts = dataset_id.split("/")
-            prefix = parts[1].lower() if len(parts) > 2 else prefix
-        return D4RL_REF_SCORES.get(prefix)
+        try:
+            from tianshou_offline.converters.d4rl_scores import find_dataset_info
+        except ImportError:
+            return None
+        info = find_dataset_info(dataset_id.split("/")[-1])
+        if info is not None:
+            return info.ref_min_score, info.ref_max_score
     return None
 
 

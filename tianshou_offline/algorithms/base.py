@@ -376,7 +376,9 @@ class GradientStep:
 
     Wraps a Tianshou ``Algorithm.Optimizer`` (so the algorithm's ``state_dict`` saves it and
     learning-rate schedulers work) and exposes ``zero_grad`` / ``step`` separately, with
-    optional gradient-norm clipping.
+    optional gradient-norm clipping. A module with its own ``clip_grad_norm_`` (a
+    :class:`~tianshou_offline.algorithms.nets.CriticEnsemble` clips each member separately)
+    is clipped with it.
     """
 
     def __init__(
@@ -384,17 +386,22 @@ class GradientStep:
         optim: torch.optim.Optimizer,
         params: Sequence[nn.Parameter],
         max_grad_norm: float | None,
+        module: nn.Module | None = None,
     ) -> None:
         self.optim = optim
         self.params = list(params)
         self.max_grad_norm = max_grad_norm
+        self._clip = getattr(module, "clip_grad_norm_", None)
 
     def zero_grad(self) -> None:
         self.optim.zero_grad(set_to_none=True)
 
     def step(self) -> None:
         if self.max_grad_norm is not None:
-            nn.utils.clip_grad_norm_(self.params, max_norm=self.max_grad_norm)
+            if callable(self._clip):
+                self._clip(self.max_grad_norm)
+            else:
+                nn.utils.clip_grad_norm_(self.params, max_norm=self.max_grad_norm)
         self.optim.step()
 
 
@@ -481,7 +488,7 @@ class OfflineAlgorithmBase(
         wrapped = self._create_optimizer(holder, factory)
         inner = wrapped._optim
         _prefer_fused(inner, params)
-        step = GradientStep(inner, params, max_grad_norm)
+        step = GradientStep(inner, params, max_grad_norm, holder)
         self._gradient_steps.append(step)
         return step
 

@@ -5,19 +5,27 @@ Exploration", ICML, arXiv:1812.02900 — Algorithm 1 and Sec. 4.
 
 The update, in the order of Algorithm 1:
 
-1. **Generative model** ``G_ω`` (a conditional VAE of the behaviour policy): minimise the
-   reconstruction error plus the KL term, ``Σ (a − ã)² + ½ D_KL(N(μ, σ) ‖ N(0, 1))``
-   (the ½ weight of the authors' code), ``ã`` decoded from ``z ~ N(μ, σ)``.
-2. **Critic**: sample n actions per next state from ``G_ω``, perturb them with the *target*
-   perturbation model, and back up the soft clipped double-Q value of the best one
-   (Eq. 13): ``y = r + γ max_{a_i} [ λ min_{j=1,2} Q'_j(s', a_i) + (1 − λ) max_{j=1,2} Q'_j(s', a_i) ]``;
-   minimise ``Σ_j E (Q_j(s, a) − y)²``.
-3. **Perturbation model** ``ξ_φ`` (Eq. 11): ``φ ← argmax_φ Σ Q_1(s, a + ξ_φ(s, a, Φ))``,
-   ``a ~ G_ω(s)``.
+1. **Generative model** ``G_ω`` — a conditional VAE of the behaviour policy (Algorithm 1,
+   the VAE step; Kingma & Welling 2014)::
+
+       L_G = E (a − ã)² + ½ D_KL(N(μ, σ) ‖ N(0, 1)),   ã = D_ω(s, z),  z ~ N(μ, σ) = E_ω(s, a)
+
+   (the ½ KL weight of the authors' code).
+2. **Critic** — n actions per next state from ``G_ω``, perturbed by the *target* perturbation
+   model, and the soft clipped double-Q backup of the best one (Eq. 13)::
+
+       y = r + γ (1 − d) max_{a_i} [ λ min_{j=1,2} Q'_j(s', a_i) + (1 − λ) max_{j=1,2} Q'_j(s', a_i) ]
+       L_Q = Σ_j E (Q_j(s, a) − y)²
+
+3. **Perturbation model** ``ξ_φ`` (Eq. 12)::
+
+       φ ← argmax_φ Σ Q_1(s, a + ξ_φ(s, a, Φ)),   a ~ G_ω(s)
+
 4. **Targets**: Polyak averaging of the critics and of the perturbation model.
 
-Acting (Eq. 10, :class:`~tianshou_offline.algorithms.policies.BCQPolicy`): the perturbed
-VAE sample with the highest ``Q_1`` among ``num_candidate_actions``.
+Acting (Eq. 11, :class:`~tianshou_offline.algorithms.policies.BCQPolicy`): the perturbed
+VAE sample with the highest ``Q_1`` among ``num_candidate_actions``. Tianshou 2.0.1's BCQ
+backs up *unperturbed* VAE samples; ``perturb_target_actions=False`` reproduces that.
 """
 
 from __future__ import annotations

@@ -7,24 +7,30 @@ arXiv:1812.05905.
 One gradient step computes every loss from the same parameters and applies one backward
 pass (as the authors' implementation does, which computes all losses before stepping):
 
-1. **Critic, CQL(H)** (Kumar et al. 2020, Eq. 4 with the entropy regulariser ``R(μ) = H(μ)``,
-   Sec. 3.2), per ensemble member ``j``::
+1. **Critic** — the CQL(H) objective (Kumar et al. 2020, Eq. 4: CQL(R) of Eq. 3 with the
+   entropy regulariser), for every ensemble member ``j``::
 
-       L_j = w · E_s[ T log Σ_a exp(Q_j(s, a) / T) − E_{a~D} Q_j(s, a) ] + ½·2 E (Q_j(s, a) − y)²
+       gap_j = E_{s~D}[ T log Σ_a exp(Q_j(s, a) / T) − E_{a~D} Q_j(s, a) ]
+       L_j   = w · gap_j + E_{(s,a)~D} (Q_j(s, a) − y)²
 
-   The log-sum-exp over actions is estimated by importance sampling (Appendix F) with N
-   uniform actions and N actions from each of ``π(·|s)`` and ``π(·|s')``, each sample's
-   Q-value corrected by the log-density it was drawn with. The TD target is the SAC backup
-   ``y = r + γ (1 − d) (min_j Q'_j(s', a') − [α log π(a'|s')])``, ``a' ~ π(·|s')`` (the entropy
-   term only with ``backup_entropy=True``).
-2. **Lagrange variant** (Appendix F): ``min_Q max_{α'≥0} α' (w·gap − τ) + TD``; α' is learned
-   by gradient ascent on ``α' (w·gap − τ)`` (``with_lagrange=True``, τ = ``lagrange_threshold``).
-3. **Actor** (SAC, Haarnoja et al. 2018, Eq. 7 with the reparameterisation of Eq. 11):
-   ``L_π = E_s[ α log π(ã|s) − min_j Q_j(s, ã) ]``, ``ã ~ π(·|s)`` reparameterised; the critic
+   (the authors' code drops the ½ of the TD term). ``log Σ_a exp`` is estimated by
+   importance sampling (Appendix F) from N uniform actions and N actions from each of
+   ``π(·|s)`` and ``π(·|s')``, each Q-value corrected by the log-density it was drawn with.
+   ``y`` is the SAC backup ``r + γ (1 − d)(min_j Q'_j(s', a') − [α log π(a'|s')])``,
+   ``a' ~ π(·|s')``, with the entropy term only when ``backup_entropy=True``; ``d`` is
+   termination only (truncation bootstraps).
+2. **Lagrange variant** (Appendix F): ``min_Q max_{α'≥0} α' (w·gap_j − τ) + TD``; α' follows
+   gradient ascent on that term (``with_lagrange=True``, τ = ``lagrange_threshold``).
+3. **Actor** — SAC's reparameterised policy loss (Haarnoja et al. 2018a, arXiv:1801.01290,
+   Eq. 12; tanh correction Eq. 21): ``L_π = E_s[α log π(ã|s) − min_j Q_j(s, ã)]``; the critic
    parameters are not differentiated.
-4. **Temperature** (Haarnoja et al. 2018, Eq. 18): ``L_α = −E[ log α · (log π(ã|s) + H̄) ]``
-   with target entropy ``H̄ = −A`` (``alpha="auto"``).
+4. **Temperature** (Haarnoja et al. 2018b, arXiv:1812.05905, Eq. 18):
+   ``L_α = −E[log α · (log π(ã|s) + H̄)]`` with target entropy ``H̄ = −A`` (``alpha="auto"``).
 5. **Targets**: Polyak averaging of the critic ensemble.
+
+Two deliberate differences from Tianshou 2.0.1's CQL: uniform proposals really are uniform on
+``[−1, 1]^A`` (Tianshou draws ``uniform_(−min_action, max_action)``, i.e. all ones with the
+default bounds), and time-limit truncations bootstrap (Tianshou uses ``done``).
 
 Speed: the actor network runs once on ``s`` and once on ``s'`` (all N + 1 samples per state
 come from those two evaluations, not from N copies of each state); the critic ensemble runs
@@ -128,7 +134,8 @@ class CQL(OfflineAlgorithmBase[GaussianPolicy, TCQLStats]):
     :param alpha_optim: optimizer factory for ``log α`` (default Adam, lr 3e-4).
     :param init_alpha: initial α when learned.
     :param target_entropy: H̄; ``None`` → ``−A``.
-    :param cql_weight: w, the weight of the conservative term (α in the CQL paper).
+    :param cql_weight: w, the weight of the conservative term (α in the CQL paper; 5 as in
+        the authors' MuJoCo runs).
     :param temperature: T of the log-sum-exp.
     :param num_sampled_actions: N actions per state from each of the three proposals.
     :param with_lagrange: learn a multiplier α' that keeps the gap near ``lagrange_threshold``.
@@ -153,7 +160,7 @@ class CQL(OfflineAlgorithmBase[GaussianPolicy, TCQLStats]):
         alpha_optim: OptimizerFactory | None = None,
         init_alpha: float = 1.0,
         target_entropy: float | None = None,
-        cql_weight: float = 1.0,
+        cql_weight: float = 5.0,
         temperature: float = 1.0,
         num_sampled_actions: int = 10,
         with_lagrange: bool = False,

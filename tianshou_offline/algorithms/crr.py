@@ -7,18 +7,24 @@ Sec. 3 and Algorithm 1.
 The update (critic and actor losses are computed from the same parameters and applied
 with one backward pass):
 
-1. **Critic** (policy evaluation of π, Sec. 3): ``y = r + γ (1 − d) min_j Q'_j(s', a')`` with
-   ``a' ~ π'(·|s')`` from the target policy; minimise ``Σ_j E (Q_j(s, a) − y)²``. The paper
-   uses a distributional critic; this implementation uses a scalar one (as Tianshou's
-   discrete CRR and d3rlpy do) and takes the minimum over an ensemble of size E ≥ 1.
-2. **Advantage**, estimated from m actions ``a_k ~ π(·|s)`` (Sec. 3):
-   ``Â(s, a) = Q(s, a) − (1/m) Σ_k Q(s, a_k)`` (``advantage="mean"``) or
-   ``Q(s, a) − max_k Q(s, a_k)`` (``advantage="max"``).
-3. **Actor** (Sec. 3, the filtered regression objective):
-   ``π = argmax_π E_{(s,a)~D} [ f(Â(s, a)) log π(a|s) ]`` with
-   ``f = 1[Â > 0]`` (``weight="binary"``) or ``f = min(exp(Â / β), max_weight)``
-   (``weight="exp"``).
-4. **Targets**: Polyak averaging of critic and actor.
+1. **Critic** — policy evaluation of π (Sec. 3, the TD objective)::
+
+       y = r + γ (1 − d) min_j Q'_j(s', a'),   a' ~ π'(·|s')   (target policy)
+       L_Q = Σ_j E_{(s,a)~D} (Q_j(s, a) − y)²
+
+   The paper's critic is distributional; this one is scalar (as in Tianshou's discrete CRR
+   and d3rlpy) with the minimum over an ensemble of E ≥ 1 members (E = 1: the paper's single
+   critic).
+2. **Advantage** from m actions ``a_k ~ π(·|s)`` (Sec. 3, the two estimators)::
+
+       Â_mean(s, a) = Q(s, a) − (1/m) Σ_k Q(s, a_k)      Â_max(s, a) = Q(s, a) − max_k Q(s, a_k)
+
+3. **Actor** — the critic-filtered regression objective (Sec. 3)::
+
+       π = argmax_π E_{(s,a)~D} [ f(Q, π, s, a) · log π(a|s) ],
+       f = 1[Â(s, a) > 0]  (binary)   or   f = min(exp(Â(s, a) / β), max_weight)  (exp)
+
+4. **Targets**: Polyak averaging of critics and actor.
 
 Speed: one actor evaluation on ``s`` gives both the log-likelihood of the dataset actions
 and the m advantage samples; the m Q-values are one ensemble call with observations
@@ -44,8 +50,8 @@ from tianshou_offline.algorithms.base import (
 from tianshou_offline.algorithms.nets import CriticEnsemble
 from tianshou_offline.algorithms.policies import (
     GaussianPolicy,
+    gaussian_actions,
     gaussian_log_prob,
-    gaussian_sample,
 )
 
 
@@ -151,18 +157,15 @@ class CRR(OfflineAlgorithmBase[GaussianPolicy, TCRRStats]):
         self.num_action_samples = num_action_samples
         self.n_step = n_step_return_horizon
 
-    def _sample(self, mean: torch.Tensor, log_std: torch.Tensor, num: int | None) -> torch.Tensor:
-        act, _ = gaussian_sample(mean, log_std, squash=self.policy.squash, num_samples=num)
-        return act if self.policy.squash else act.clamp(-1.0, 1.0)
-
     def _update_with_batch(self, batch: RolloutBatchProtocol | Transitions) -> TCRRStats:
         b = self._as_transitions(batch)
         actor = self.policy.actor
+        squash = self.policy.squash
 
         # 1. critic: evaluate the (target) policy
         with torch.no_grad():
             mean_next, log_std_next = self.actor_target(b.obs_next)
-            act_next = self._sample(mean_next, log_std_next, None)
+            act_next = gaussian_actions(mean_next, log_std_next, squash=squash)
             q_next = self.critics_target(b.obs_next, act_next).min(dim=0).values
             target = b.rew + b.discount * q_next  # (B,)
         q_data = self.critics(b.obs, b.act)  # (E, B)
@@ -171,7 +174,9 @@ class CRR(OfflineAlgorithmBase[GaussianPolicy, TCRRStats]):
         # 2. advantage from m policy samples
         mean, log_std = actor(b.obs)
         with torch.no_grad():
-            act_k = self._sample(mean.detach(), log_std.detach(), self.num_action_samples)
+            act_k = gaussian_actions(
+                mean.detach(), log_std.detach(), squash=squash, num_samples=self.num_action_samples
+            )
             q_k = self.critics(b.obs, act_k).min(dim=0).values  # (B, m)
             baseline = q_k.mean(dim=1) if self.advantage == "mean" else q_k.max(dim=1).values
             adv = q_data.detach().min(dim=0).values - baseline  # (B,)
@@ -181,7 +186,7 @@ class CRR(OfflineAlgorithmBase[GaussianPolicy, TCRRStats]):
                 w = torch.exp(adv / self.beta).clamp(max=self.max_weight)
 
         # 3. actor: advantage-filtered regression
-        log_prob = gaussian_log_prob(mean, log_std, b.act, squash=self.policy.squash)
+        log_prob = gaussian_log_prob(mean, log_std, b.act, squash=squash)
         actor_loss = -(w * log_prob).mean()
 
         self.critic_optim.zero_grad()

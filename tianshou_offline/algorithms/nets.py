@@ -236,6 +236,20 @@ class CriticEnsemble(nn.Module):
             self.weights.append(nn.Parameter(w))
             self.biases.append(nn.Parameter(b))
 
+    @torch.no_grad()
+    def clip_grad_norm_(self, max_norm: float) -> torch.Tensor:
+        """Clip each member's gradient norm to ``max_norm`` separately — what clipping E
+        separate critics would do. :returns: the members' norms before clipping, ``(E,)``."""
+        grads = [p.grad for p in self.parameters() if p.grad is not None]
+        if not grads:
+            return torch.zeros(self.num_critics)
+        e = self.num_critics
+        norms = torch.stack([g.reshape(e, -1).pow(2).sum(1) for g in grads]).sum(0).sqrt()
+        coef = (max_norm / (norms + 1e-6)).clamp(max=1.0)
+        for g in grads:
+            g.mul_(coef.view(e, *([1] * (g.dim() - 1))))
+        return norms
+
     def forward(
         self,
         obs: torch.Tensor,

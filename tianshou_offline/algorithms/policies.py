@@ -191,6 +191,24 @@ def gaussian_sample(
     return torch.tanh(u), log_prob
 
 
+def gaussian_actions(
+    mean: torch.Tensor,
+    log_std: torch.Tensor,
+    *,
+    squash: bool,
+    num_samples: int | None = None,
+) -> torch.Tensor:
+    """Samples as :func:`gaussian_sample` without their log-density (cheaper); unsquashed
+    samples are clipped to ``[-1, 1]`` (the actions the policy would execute)."""
+    if num_samples is not None:
+        mean, log_std = mean.unsqueeze(1), log_std.unsqueeze(1)
+        shape = (mean.shape[0], num_samples, mean.shape[-1])
+        u = torch.addcmul(mean, log_std.exp(), torch.randn(shape, device=mean.device))
+    else:
+        u = torch.addcmul(mean, log_std.exp(), torch.randn_like(mean))
+    return torch.tanh(u) if squash else u.clamp(-1.0, 1.0)
+
+
 def gaussian_log_prob(
     mean: torch.Tensor, log_std: torch.Tensor, act: torch.Tensor, *, squash: bool
 ) -> torch.Tensor:
@@ -266,7 +284,7 @@ class GaussianPolicy(ContinuousPolicy):
 
 
 class BCQPolicy(ContinuousPolicy):
-    """BCQ's action selection (Fujimoto et al. 2019, Eq. 10 / Algorithm 1): decode
+    """BCQ's action selection (Fujimoto et al. 2019, Eq. 11): decode
     ``num_candidate_actions`` actions per state with the VAE, perturb them, and take the one
     with the highest ``Q_1``. All states of a batch are evaluated in one call.
 

@@ -5,19 +5,27 @@ NeurIPS, arXiv:2106.06860; TD3 from Fujimoto, van Hoof & Meger (2018), arXiv:180
 
 The update, in the order of the paper (Sec. 5, on top of TD3's Algorithm 1):
 
-1. **Critic** (TD3, Fujimoto et al. 2018, Eqs. 14–15: clipped double Q with target-policy
-   smoothing): ``ã' = clip(π'(s') + clip(ε, −c, c), −1, 1)``, ``ε ~ N(0, σ²)``;
-   ``y = r + γ (1 − d) min_{j=1,2} Q'_j(s', ã')``; minimise ``Σ_j E (Q_j(s, a) − y)²``.
-   With n-step returns ``r`` is the discounted n-step sum and ``γ`` becomes ``γ^n``.
-2. **Actor**, every ``update_actor_freq`` steps (TD3+BC, Sec. 5):
-   ``π = argmax_π E_{(s,a)~D} [λ Q_1(s, π(s)) − (π(s) − a)²]`` with
-   ``λ = α / ( (1/N) Σ_i |Q_1(s_i, π(s_i))| )`` (the normaliser is not differentiated; the
-   authors' code evaluates it at the policy's actions). The squared error is averaged over
-   the action dimensions as in the authors' ``mse_loss``.
-3. **Targets**: Polyak averaging of critic and actor on actor steps.
-4. **State normalisation** (Sec. 5): ``s ← (s − μ) / (σ + 10⁻³)`` with the dataset's mean and
-   standard deviation — enable it with ``DeterministicPolicy(normalize_obs=True)``; the
-   statistics are stored in the policy, so evaluation needs no environment wrapper.
+1. **Critic** — TD3's clipped double Q-learning (Fujimoto et al. 2018, Sec. 4.2, Eq. 10) with
+   target-policy smoothing (Sec. 5.3)::
+
+       ã' = clip(π'(s') + clip(ε, −c, c), −1, 1),   ε ~ N(0, σ²)
+       y  = r + γ (1 − d) min_{j=1,2} Q'_j(s', ã')
+       L_Q = Σ_j E_{(s,a,r,s')~D} (Q_j(s, a) − y)²
+
+   ``d`` is *termination* only: a time-limit truncation still bootstraps. With n-step
+   returns ``r`` is the discounted n-step sum and ``γ`` becomes ``γ^n``.
+2. **Actor**, every ``update_actor_freq`` steps — the TD3+BC objective (Fujimoto & Gu 2021,
+   Sec. 5, Eq. 3) with the normaliser λ (Eq. 4)::
+
+       π = argmax_π E_{(s,a)~D} [ λ Q_1(s, π(s)) − (π(s) − a)² ],   λ = α / ((1/N) Σ_i |Q_1(s_i, ·)|)
+
+   λ is not differentiated; as in the authors' code it is evaluated at the policy's actions
+   and the squared error is averaged over action dimensions.
+3. **Targets**: Polyak averaging of critics and actor on actor steps.
+4. **State normalisation** (Sec. 5, Eq. 5): ``s ← (s − μ) / (σ + 10⁻³)`` with the dataset's
+   mean and standard deviation — enable it with ``DeterministicPolicy(normalize_obs=True)``;
+   the statistics live in the policy (and its checkpoints), so evaluation in the raw
+   environment needs no wrapper.
 """
 
 from __future__ import annotations
