@@ -1,6 +1,6 @@
 """The Atari workflow end to end: gymnasium preprocessing, compact recording with
 ``tianshou-offline record``, every ``examples/atari/atari_*.py`` on a recorded Pong buffer
-(a few hundred updates, one evaluation episode), Tianshou's own saved buffers and
+(200 updates, one evaluation episode per test), Tianshou's own saved buffers and
 checkpoints."""
 
 from __future__ import annotations
@@ -167,7 +167,7 @@ SHORT_RUN = (
     "--epoch",
     "1",
     "--update_per_epoch",  # the underscore spelling
-    "300",
+    "200",
     "--test-num",
     "1",
     "--max-episode-steps",
