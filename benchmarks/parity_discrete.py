@@ -91,11 +91,12 @@ def train_one(
     updates: int,
     episodes: int,
     final_episodes: int,
+    cql_double_q: bool = False,
 ) -> Run:
     """Train one algorithm for ``epochs × updates`` steps; evaluate after every epoch."""
     np.random.seed(seed)
     algorithm = (
-        build_ours(name, CARTPOLE, seed, double_q=False)
+        build_ours(name, CARTPOLE, seed, double_q=cql_double_q)
         if impl == "ours"
         else build_tianshou(name, CARTPOLE, seed)
     )
@@ -156,11 +157,19 @@ def _diff(a: Sequence[float], b: Sequence[float]) -> str:
     return f"{statistics.mean(a) - statistics.mean(b):+.1f} ± {se:.1f}"
 
 
+def _last3(r: Run) -> float:
+    return statistics.mean(r.epoch_returns[-3:])
+
+
 def format_table(runs: Sequence[Run]) -> str:
+    """Three views of the same runs: the final policy (``--final-episodes`` episodes), the
+    mean of the last three epochs' evaluations (less sensitive to where the last update
+    happened to leave the weights), and the best epoch (as Tianshou's tests)."""
     rows = [
-        "| algorithm | ours: final | Tianshou: final | difference | ours: best epoch "
-        "| Tianshou: best epoch | seeds |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| algorithm | ours: final | Tianshou: final | difference "
+        "| ours: last 3 epochs | Tianshou: last 3 epochs | difference "
+        "| ours: best epoch | Tianshou: best epoch | seeds |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name in ALGORITHMS:
         ours = [r for r in runs if r.algorithm == name and r.implementation == "ours"]
@@ -172,6 +181,9 @@ def format_table(runs: Sequence[Run]) -> str:
             f"| {_mean_std([r.final_return for r in ours])} "
             f"| {_mean_std([r.final_return for r in ts])} "
             f"| {_diff([r.final_return for r in ours], [r.final_return for r in ts])} "
+            f"| {_mean_std([_last3(r) for r in ours])} "
+            f"| {_mean_std([_last3(r) for r in ts])} "
+            f"| {_diff([_last3(r) for r in ours], [_last3(r) for r in ts])} "
             f"| {_mean_std([r.best_return for r in ours])} "
             f"| {_mean_std([r.best_return for r in ts])} | {len(ours)} |"
         )
@@ -195,10 +207,26 @@ def main(argv: Sequence[str] | None = None) -> list[Run]:
         default=str(Path.home() / ".cache" / "tianshou_offline" / "bench"),
         help="where the expert file is cached ($TIANSHOU_OFFLINE_EXPERT_CACHE wins)",
     )
+    p.add_argument(
+        "--cql-double-q",
+        action="store_true",
+        help="our CQL selects the target action with the online network, as Tianshou",
+    )
+    p.add_argument("--implementations", nargs="+", default=["ours", "tianshou"])
     p.add_argument("--json", type=str, default=None)
+    p.add_argument(
+        "--table-from",
+        nargs="+",
+        default=None,
+        help="only print the table of earlier --json result files (combined)",
+    )
     args = p.parse_args(argv)
     if len(args.seeds) < 3:
         p.error("use at least 3 seeds")
+    if args.table_from:
+        combined = [Run(**r) for f in args.table_from for r in json.loads(Path(f).read_text())]
+        print(format_table(combined))
+        return combined
     torch.set_num_threads(args.threads)
     data = cached_expert_file(args.data_dir)
     buffer = load_buffer(data)
@@ -206,7 +234,7 @@ def main(argv: Sequence[str] | None = None) -> list[Run]:
     runs: list[Run] = []
     for seed in args.seeds:
         for name in args.algorithms:
-            for impl in ("ours", "tianshou"):
+            for impl in args.implementations:
                 run = train_one(
                     name,
                     impl,
@@ -216,6 +244,7 @@ def main(argv: Sequence[str] | None = None) -> list[Run]:
                     updates=args.updates,
                     episodes=args.episodes,
                     final_episodes=args.final_episodes,
+                    cql_double_q=args.cql_double_q,
                 )
                 runs.append(run)
                 print(
