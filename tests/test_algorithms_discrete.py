@@ -456,3 +456,28 @@ def test_stats_subclass_is_mypy_strict_clean(tmp_path: Path) -> None:
         text=True,
     )
     assert p.returncode == 0, p.stdout + p.stderr
+
+
+@pytest.mark.parametrize("name", ["il", "bcq", "cql"])
+def test_one_update_matches_tianshou(name: str) -> None:
+    """Given the same mini-batch, initial weights and hyperparameters, one gradient step of
+    ours equals one of Tianshou 2.0.1's (n-step targets, losses, optimizer step)."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from train_speed_discrete import CARTPOLE, build_ours, build_tianshou, synthetic_buffer
+
+    buffer = synthetic_buffer(CARTPOLE, 2000, 50)
+    ours = build_ours(name, CARTPOLE, 0, double_q=True)
+    theirs = build_tianshou(name, CARTPOLE, 0)
+    for a, b in zip(ours.policy.parameters(), theirs.policy.parameters(), strict=True):
+        assert torch.equal(a, b)
+    np.random.seed(0)
+    batch, indices = buffer.sample(64)
+    with policy_within_training_step(ours.policy), policy_within_training_step(theirs.policy):
+        stats_theirs: Any = theirs._update_with_batch(
+            theirs._preprocess_batch(batch, buffer, indices)
+        )
+        dataset = ours.dataset_for(buffer)
+        stats_ours: Any = ours._update_with_batch(dataset.gather(torch.as_tensor(indices)))
+    assert stats_ours.loss == pytest.approx(stats_theirs.loss, rel=1e-5)
+    for a, b in zip(ours.policy.parameters(), theirs.policy.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
