@@ -49,15 +49,6 @@ import gymnasium as gym
 import numpy as np
 from tqdm import tqdm
 
-from tianshou_offline.data.framestack import (
-    KEY_OBS,
-    KEY_OBS_NEXT,
-    FrameStackReplayBuffer,
-    PatchSpool,
-    hidden_temp_path,
-    load_framestack_files,
-    remove_stale_temps,
-)
 from tianshou_offline.converters._rlu_decode import (
     ChunkResult,
     ChunkTask,
@@ -71,6 +62,15 @@ from tianshou_offline.converters._tfrecord import (
     png_decoder,
 )
 from tianshou_offline.data.format import Provenance, read_metadata
+from tianshou_offline.data.framestack import (
+    KEY_OBS,
+    KEY_OBS_NEXT,
+    FrameStackReplayBuffer,
+    PatchSpool,
+    hidden_temp_path,
+    load_framestack_files,
+    remove_stale_temps,
+)
 from tianshou_offline.data.writer import BufferWriter, Compression
 from tianshou_offline.errors import (
     DatasetFormatError,

@@ -36,12 +36,12 @@ import gymnasium as gym
 import numpy as np
 from tqdm import tqdm
 
+from tianshou_offline.data.format import Provenance
 from tianshou_offline.data.framestack import (
     KEY_OBS_NEXT,
     PatchSpool,
     hidden_temp_path,
 )
-from tianshou_offline.data.format import Provenance
 from tianshou_offline.data.writer import BufferWriter, Compression
 from tianshou_offline.errors import (
     DatasetFormatError,
