@@ -293,8 +293,12 @@ def run(
     steps: int,
     eval_episodes: int,
     obs_rms: RunningMeanStd | None,
-) -> tuple[float, float, float]:
-    """Train, then evaluate the final policy. Returns (final mean return, best test, seconds)."""
+) -> tuple[float, float, float, float]:
+    """Train, then evaluate the final policy.
+
+    :returns: (final mean return over ``eval_episodes``, mean of the last 3 per-epoch test
+        returns, best per-epoch test return, seconds of training).
+    """
 
     def envs(n: int, env_seed: int) -> BaseVectorEnv:
         venv: BaseVectorEnv = DummyVectorEnv([lambda: gym.make(TASK) for _ in range(n)])
@@ -303,6 +307,13 @@ def run(
             venv.set_obs_rms(obs_rms)
         venv.seed(env_seed)
         return venv
+
+    tests: list[float] = []
+
+    def record_score(stats: CollectStats) -> float:
+        assert stats.returns_stat is not None
+        tests.append(float(stats.returns_stat.mean))
+        return tests[-1]
 
     start = time.perf_counter()
     info = algo.run_training(  # type: ignore[attr-defined]
@@ -315,14 +326,17 @@ def run(
             batch_size=256,
             show_progress=False,
             verbose=False,
+            compute_score_fn=record_score,
         )
     )
     seconds = time.perf_counter() - start
+    epoch_tests = tests[1:]  # tests[0] is the initial test before training
     final = Collector[CollectStats](algo, envs(10, 10_000 + seed)).collect(
         n_episode=eval_episodes, reset_before_collect=True
     )
     assert final.returns_stat is not None
-    return float(final.returns_stat.mean), float(info.best_reward), seconds
+    last3 = float(np.mean(epoch_tests[-3:]))
+    return float(final.returns_stat.mean), last3, float(info.best_reward), seconds
 
 
 def fmt(xs: list[float]) -> str:
@@ -382,30 +396,28 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 results.setdefault((name, side), []).append(out)
                 print(
-                    f"  {name:6s} {side:8s} seed {seed}: final {out[0]:8.1f}  best {out[1]:8.1f}"
-                    f"  ({out[2]:.0f} s)",
+                    f"  {name:6s} {side:8s} seed {seed}: final {out[0]:8.1f}  last-3 {out[1]:8.1f}"
+                    f"  best {out[2]:8.1f}  ({out[3]:.0f} s)",
                     flush=True,
                 )
     print()
     print(
-        "| algorithm | final return, ours | final return, Tianshou | best test, ours "
-        "| best test, Tianshou | ours ≥ Tianshou |"
+        "| algorithm | final, ours | final, Tianshou | last-3 tests, ours | last-3 tests, Tianshou "
+        "| best test, ours | best test, Tianshou |"
     )
-    print("|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|")
     for name in names:
         ours = results.get((name, "ours"), [])
         ts = results.get((name, "tianshou"), [])
-        ok = "—"
-        if ts:
-            ok = (
-                "yes"
-                if statistics.mean(r[0] for r in ours) >= statistics.mean(r[0] for r in ts)
-                else "no"
-            )
-        print(
-            f"| {LABELS[name]} | {fmt([r[0] for r in ours])} | {fmt([r[0] for r in ts])} | "
-            f"{fmt([r[1] for r in ours])} | {fmt([r[1] for r in ts])} | {ok} |"
-        )
+        cells = []
+        for k in range(3):
+            ours_k, ts_k = [r[k] for r in ours], [r[k] for r in ts]
+            mark = ""
+            if ts_k:
+                mark = " ✓" if statistics.mean(ours_k) >= statistics.mean(ts_k) else " ✗"
+            cells += [fmt(ours_k) + mark, fmt(ts_k)]
+        print(f"| {LABELS[name]} | " + " | ".join(cells) + " |")
+    print("\n✓/✗: our mean ≥ / < Tianshou's mean for that metric.")
     return 0
 
 

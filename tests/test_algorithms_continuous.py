@@ -546,6 +546,7 @@ def test_example_trains_checkpoints_resumes_and_watches(
         "--logdir", str(tmp_path),
         "--threads", "1",
         "--show-progress", "0",
+        "--log-interval", "5",
     ]  # fmt: skip
     if example == "d4rl_bcq":
         common += ["--vae-hidden-sizes", "32", "32", "--num-candidate-actions", "10"]
@@ -553,6 +554,12 @@ def test_example_trains_checkpoints_resumes_and_watches(
     log_path = Path(result["log_path"])
     assert (log_path / "policy.pt").exists() and (log_path / "last.pt").exists()
     assert list(log_path.glob("events.out.tfevents*"))
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(log_path))
+    events.Reload()
+    update_tags = [t for t in events.Tags()["scalars"] if t.startswith("update/")]
+    assert len(update_tags) >= 4, update_tags  # the typed training stats reach TensorBoard
     assert math.isfinite(result["final_return_mean"]) and result["normalized_score"] is None
     resumed = module.main([*common, "--epoch", "2", "--resume-path", str(log_path / "last.pt")])
     assert resumed["log_path"] == str(log_path)

@@ -109,6 +109,7 @@ def make_parser(description: str, *, task: str, expert_data_task: str) -> argpar
     p.add_argument("--subproc-envs", action="store_true", help="evaluate in subprocesses")
     p.add_argument("--logdir", default="log")
     p.add_argument("--logger", default="tensorboard", choices=["tensorboard", "none"])
+    p.add_argument("--log-interval", type=int, default=100, help="log training stats every N steps")
     p.add_argument(
         "--render", type=float, default=0.0, help="render the final episode with this delay (s)"
     )
@@ -305,7 +306,7 @@ def train_and_evaluate(
         if args.logger == "tensorboard":
             writer = SummaryWriter(str(log_path))
             writer.add_text("args", str(args))
-            logger = TensorboardLogger(writer, save_interval=1)
+            logger = TensorboardLogger(writer, save_interval=1, update_interval=args.log_interval)
         elif resume_from_log:
             resume_from_log = False
         info = algorithm.run_training(
