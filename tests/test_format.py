@@ -381,3 +381,151 @@ def test_pickled_dataset_in_our_format_is_refused(good_file: Path) -> None:
         f["_meta/act"].attrs["__data_type__"] = "pickled_ndarray"
     with pytest.raises(UnsafeDataError, match="never stores pickles"):
         load_buffer(good_file, allow_pickle=True)
+
+
+# --------------------------------------------------------------------------------------
+# writer internals: batched episodes, whole-chunk writes, held-back rows
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("compression", [None, "lzf"])
+@pytest.mark.parametrize("flush_bytes", [3000, 40000])
+@pytest.mark.parametrize("seed", range(4))
+def test_random_call_sizes_write_the_same_file(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    compression: str | None,
+    flush_bytes: int,
+    seed: int,
+) -> None:
+    """Any sequence of add_transitions/add_episode/end_episode/flush calls, with flushes of
+    held-back rows, whole chunks written directly and a padded last chunk, stores exactly the
+    rows and episodes given (small chunks and flush sizes exercise every path)."""
+    from tianshou_offline.data import writer as writer_mod
+
+    monkeypatch.setattr(writer_mod, "_FLUSH_BYTES", flush_bytes)
+    monkeypatch.setattr(writer_mod, "_PART_BYTES", 200)
+    held_back: list[int] = []
+    direct_chunks: list[int] = []
+    original_split, original_write = writer_mod._split_rows, writer_mod._write_rows
+
+    def split(parts: list, rows: int) -> tuple:
+        head, rest = original_split(parts, rows)
+        held_back.append(sum(len(r) for r in rest))
+        return head, rest
+
+    def write(ds: h5py.Dataset, start: int, parts: list, chunk_rows: int | None, final: bool = False) -> int:
+        if chunk_rows is not None:
+            direct_chunks.append(sum(len(p) for p in parts) // chunk_rows)
+        return original_write(ds, start, parts, chunk_rows, final)
+
+    monkeypatch.setattr(writer_mod, "_split_rows", split)
+    monkeypatch.setattr(writer_mod, "_write_rows", write)
+    rng = np.random.default_rng(seed)
+    n = 3000
+    obs = {"a": rng.standard_normal((n + 1, 3)).astype(np.float32),
+           "b": rng.integers(0, 9, (n + 1,)).astype(np.int64)}
+    act = rng.integers(0, 4, n).astype(np.uint8)
+    rew = rng.standard_normal(n)
+    term = rng.random(n) < 0.01
+    trunc = (rng.random(n) < 0.01) & ~term
+    info = rng.random(n).astype(np.float32)
+    done = term | trunc
+    cut_rows: list[int] = []  # rows where end_episode() ends an episode without a flag
+    path = tmp_path / "r.hdf5"
+    with BufferWriter(path, compression=compression, chunk_bytes=256) as w:
+        row = 0
+        while row < n:
+            k = int(min(n - row, rng.choice([1, 7, 40, 129, 300, 700])))
+            sl = slice(row, row + k)
+            ends = np.flatnonzero(done[sl])
+            mode = rng.integers(0, 4)
+            cols = dict(
+                obs={key: v[sl] for key, v in obs.items()},
+                obs_next={key: v[row + 1 : row + k + 1] for key, v in obs.items()},
+                act=act[sl], rew=rew[sl], terminated=term[sl], truncated=trunc[sl],
+                info={"x": info[sl]},
+            )
+            if mode == 0 and len(ends) <= 1 and (len(ends) == 0 or ends[0] == k - 1):
+                w.add_episode(**cols, metadata={"i": len(w._ep_start), "s": f"e{row}"})
+                if not len(ends):
+                    cut_rows.append(row + k - 1)
+                    done[row + k - 1] = True
+            else:
+                meta = [{"i": len(w._ep_start) + j, "s": f"m{row + int(e)}"} for j, e in enumerate(ends)]
+                w.add_transitions(**cols, episode_metadata=meta)
+                if mode == 1 and row + k < n and not done[row + k - 1]:
+                    w.end_episode(metadata={"i": len(w._ep_start), "s": "end"})
+                    cut_rows.append(row + k - 1)
+                    done[row + k - 1] = True
+            if mode == 2 and rng.random() < 0.15:
+                w.flush()
+            row += k
+        if not done[-1]:
+            cut_rows.append(n - 1)
+            done[-1] = True
+            w.end_episode(metadata={"i": len(w._ep_start), "s": "last"})
+    buf = load_buffer(path)
+    np.testing.assert_array_equal(buf.obs.a, obs["a"][:-1])
+    np.testing.assert_array_equal(buf.obs.b, obs["b"][:-1])
+    np.testing.assert_array_equal(buf.obs_next.a, obs["a"][1:])
+    np.testing.assert_array_equal(buf.act, act)
+    np.testing.assert_array_equal(buf.rew, rew)
+    np.testing.assert_array_equal(buf.terminated, term)
+    np.testing.assert_array_equal(buf.truncated, trunc)
+    np.testing.assert_array_equal(buf.done, done)
+    np.testing.assert_array_equal(buf.info.x, info)
+    ends = np.flatnonzero(done)
+    starts = np.concatenate([[0], ends[:-1] + 1])
+    with h5py.File(path) as f:
+        eps = f["tianshou_offline/episodes"]
+        np.testing.assert_array_equal(eps["start"][()], starts)
+        np.testing.assert_array_equal(eps["length"][()], ends + 1 - starts)
+        np.testing.assert_allclose(
+            eps["return"][()], [rew[s : e + 1].sum() for s, e in zip(starts, ends, strict=True)], rtol=1e-12
+        )
+        np.testing.assert_array_equal(eps["metadata/i"][()], np.arange(len(ends)))
+        np.testing.assert_array_equal(f["_indices"][()], np.arange(n))
+        assert f["_meta/obs/a"].chunks is not None and f["_meta/obs/a"].maxshape[0] is None
+    md = read_metadata(path)
+    assert md.num_transitions == n and md.num_episodes == len(ends)
+    # the paths meant to be exercised were
+    assert (sum(direct_chunks) > 0) == (compression is None)
+    assert (max(held_back) > 0) == (compression is None and flush_bytes == 40000)
+
+
+def test_add_transitions_episode_metadata(tmp_path: Path) -> None:
+    """One metadata mapping per episode ending in the call; the count and keys are checked
+    before anything of the call is kept."""
+    rng = np.random.default_rng(5)
+    ep = _episode(rng, 6, last="terminated")
+    two = {k: np.concatenate([v, v]) for k, v in ep.items()}
+    path = tmp_path / "m.hdf5"
+    with BufferWriter(path) as w:
+        w.add_transitions(**two, episode_metadata=[{"k": 1, "name": "a"}, {"k": 2, "name": "b"}])
+        with pytest.raises(DataValidationError, match="episode_metadata has 1 entries; expected 2"):
+            w.add_transitions(**two, episode_metadata=[{"k": 3, "name": "c"}])
+        with pytest.raises(DataValidationError, match="differ from the first episode"):
+            w.add_transitions(**two, episode_metadata=[{"k": 3, "name": "c"}, {"k": 4}])
+        with pytest.raises(DataValidationError, match="has no metadata"):
+            w.add_transitions(**two)
+        with pytest.raises(DataValidationError, match="sequence of mappings"):
+            w.add_transitions(**two, episode_metadata={"k": 3, "name": "c"})  # type: ignore[arg-type]
+        assert w.num_transitions == 12 and w.num_episodes == 2
+        w.add_episode(**ep, metadata={"k": 5, "name": "e"})
+    with h5py.File(path) as f:
+        md = f["tianshou_offline/episodes/metadata"]
+        assert list(md["k"][()]) == [1, 2, 5]
+        assert list(md["name"].asstr()[()]) == ["a", "b", "e"]
+    assert read_metadata(path).num_episodes == 3
+    assert len(load_buffer(path)) == 18
+
+
+def test_end_episode_does_not_modify_the_callers_arrays(tmp_path: Path) -> None:
+    rng = np.random.default_rng(6)
+    ep = _episode(rng, 5, last="none")
+    done = np.zeros(5, dtype=bool)
+    with BufferWriter(tmp_path / "d.hdf5") as w:
+        w.add_transitions(**ep, done=done)
+    assert not done.any()
+    assert load_buffer(tmp_path / "d.hdf5").done[-1]
