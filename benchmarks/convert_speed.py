@@ -15,7 +15,12 @@ References, timed in the same run and interleaved with the converter (medians of
   arrays to a new HDF5 file: the bound for any converter that writes its output);
 - Minari: the **naive path** ``minari.load_dataset(...).iterate_episodes()`` + concatenation +
   ``ReplayBuffer.from_data`` (in memory, no file written), and the same plus
-  ``ReplayBuffer.save_hdf5`` (it then writes a file, as the converter does).
+  ``ReplayBuffer.save_hdf5`` (it then writes a file, as the converter does);
+- Minari floors (bounds, not converters): the **read floor** (the least any reader of the
+  storage does: every episode's arrays read with the cheapest calls, nothing kept or
+  written) and the **write floor** (raw h5py writing arrays of the output's shapes from
+  memory); ``naive / (read floor + write floor)`` is the best speed-up any converter could
+  reach on this machine.
 
 Peak memory: each converter runs once more in a fresh subprocess; the figure is the peak
 resident set (VmHWM) minus the resident set just before converting, against the output size.
@@ -163,6 +168,70 @@ def naive_minari(dataset_id: str, save_to: Path | None = None) -> int:
     return len(buf)
 
 
+MINARI_ARRAYS = (b"observations", b"actions", b"rewards", b"terminations", b"truncations")
+
+
+def minari_read_floor(data_path: Path, fmt: str) -> None:
+    """The least any reader of the storage has to do (a floor, not a converter): every
+    episode's arrays are read, nothing is kept, decoded further or written.
+
+    HDF5: open, get the extent of and read the five arrays of each episode group (and close
+    the file) with h5py's low-level calls and cached types. Arrow: read each episode's file
+    into one reused buffer and let pyarrow parse it (no numpy conversion)."""
+    if fmt == "hdf5":
+        all_ = h5py.h5s.ALL
+        with h5py.File(data_path / "main_data.hdf5", "r") as f:
+            fid = f.id
+            types: dict[bytes, tuple[np.dtype[Any], Any]] = {}
+            for group in [k.encode() for k in f.keys()]:
+                for name in MINARI_ARRAYS:
+                    dsid = h5py.h5d.open(fid, group + b"/" + name)
+                    t = types.get(name)
+                    if t is None:
+                        dt = np.dtype(dsid.dtype)
+                        t = types[name] = (dt, h5py.h5t.py_create(dt))
+                    arr = np.empty(dsid.get_space().get_simple_extent_dims(), dtype=t[0])
+                    dsid.read(all_, all_, arr, t[1])
+        return
+    import pyarrow as pa
+    import pyarrow.ipc as ipc
+
+    buf = bytearray(1 << 20)
+    for entry in os.scandir(data_path):
+        if not entry.is_dir():
+            continue
+        for part in os.scandir(entry.path):
+            if part.name.endswith(".arrow"):
+                with open(part.path, "rb", buffering=0) as fh:
+                    size = os.fstat(fh.fileno()).st_size
+                    if size > len(buf):
+                        buf = bytearray(size)
+                    view = memoryview(buf)[:size]
+                    fh.readinto(view)
+                ipc.open_file(pa.py_buffer(view)).read_all()
+
+
+def output_columns(n: int) -> dict[str, np.ndarray]:
+    """Arrays shaped like a converted Minari benchmark dataset (n transitions)."""
+    rng = np.random.default_rng(2)
+    obs = rng.standard_normal((n, OBS_DIM), dtype=np.float32)
+    return {
+        "obs": obs,
+        "obs_next": obs.copy(),
+        "act": rng.uniform(-1, 1, (n, ACT_DIM)).astype(np.float32),
+        "rew": rng.standard_normal(n),
+        "terminated": np.zeros(n, dtype=bool),
+        "truncated": np.zeros(n, dtype=bool),
+    }
+
+
+def raw_h5py_write(arrays: dict[str, np.ndarray], out: Path) -> None:
+    """Write arrays already in memory to a new HDF5 file (contiguous): the write floor."""
+    with h5py.File(out, "w") as f:
+        for key, arr in arrays.items():
+            f.create_dataset(key, data=arr)
+
+
 def _remove(path: Path) -> None:
     if path.exists():
         path.unlink()
@@ -286,6 +355,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     rows: list[tuple[str, str, tuple[float, float], str, tuple[float, float]]] = []
     mem_rows: list[tuple[str, dict[str, float]]] = []
+    Timing = tuple[float, float]
+    bounds: list[tuple[str, Timing, Timing, Timing, Timing]] = []
 
     # ---------------------------------------------------------------- D4RL
     out = workdir / "out.hdf5"
@@ -322,6 +393,8 @@ def main(argv: list[str] | None = None) -> int:
 
     assert minari_datasets_root() == minari_root
     naive_out = workdir / "naive.hdf5"
+    floor_out = workdir / "floor.hdf5"
+    out_arrays = output_columns(args.episodes * args.steps)
     for fmt in [f for f in args.formats.split(",") if f]:
         ds_id = f"bench/{fmt}-{args.episodes}x{args.steps}-v0"
         if not (minari_root / ds_id / "data" / "metadata.json").exists():
@@ -341,6 +414,14 @@ def main(argv: list[str] | None = None) -> int:
                 "convert_minari_reader": (
                     lambda d=ds_id: convert_minari(d, out, reader="minari", progress=False),
                     lambda: _remove(out),
+                ),
+                "read_floor": (
+                    lambda d=ds_id, fmt=fmt: minari_read_floor(minari_root / d / "data", fmt),
+                    None,
+                ),
+                "write_floor": (
+                    lambda: raw_h5py_write(out_arrays, floor_out),
+                    lambda: _remove(floor_out),
                 ),
             },
             args.repeats,
@@ -367,9 +448,11 @@ def main(argv: list[str] | None = None) -> int:
                 med["convert_minari_reader"],
             )
         )
+        bounds.append((name, med["naive"], med["read_floor"], med["write_floor"], med["convert"]))
         mem_rows.append(
             (f"convert minari ({fmt})", measure_memory("minari", ds_id, out, minari_root))
         )
+    _remove(floor_out)
 
     # ---------------------------------------------------------------- report
     print()
@@ -388,6 +471,24 @@ def main(argv: list[str] | None = None) -> int:
         "speed-up = reference time / converter time (< 1: the converter takes longer; "
         "1 / speed-up = converter time as a multiple of the reference)"
     )
+    if bounds:
+        print()
+        print(
+            "Floors (no converter of the storage can be faster than reading it plus writing "
+            "its output): best possible speed-up = naive / (read floor + write floor)"
+        )
+        print()
+        print(
+            "| workload | naive wall (CPU) | read floor | write floor | best possible speed-up "
+            "wall (CPU) | convert minari speed-up wall (CPU) |"
+        )
+        print("|---|---:|---:|---:|---:|---:|")
+        for name, (wn, cn), (wr, cr), (ww, cw), (wc, cc) in bounds:
+            print(
+                f"| {name} | {wn:.3f} s ({cn:.3f} s) | {wr:.3f} s ({cr:.3f} s) | "
+                f"{ww:.3f} s ({cw:.3f} s) | {wn / (wr + ww):.2f}x ({cn / (cr + cw):.2f}x) | "
+                f"{wn / wc:.2f}x ({cn / cc:.2f}x) |"
+            )
     print()
     print("| converter | peak RSS increase | output size | peak / output |")
     print("|---|---:|---:|---:|")

@@ -312,6 +312,70 @@ def test_chunking_does_not_change_the_result(tmp_path: Path, next_obs: bool) -> 
             )
 
 
+@pytest.mark.parametrize(
+    "variant",
+    [
+        {},
+        {"next_obs": False},
+        {"dtype": np.float64},
+        {"column_rewards": True, "last": "terminal"},
+    ],
+    ids=repr,
+)
+def test_memory_mapped_source_gives_the_same_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, variant: dict[str, Any]
+) -> None:
+    """Uncompressed contiguous columns are read as memory maps (no copy); the output equals
+    the one from reading them with h5py, for every chunk size."""
+    from tianshou_offline.converters import d4rl as conv
+
+    write_d4rl(tmp_path / "d.hdf5", n=300, **variant)
+    mapped: list[int] = []
+    original = conv._map_rows
+
+    def spy(*args: Any) -> np.ndarray:
+        out = original(*args)
+        mapped.append(out.shape[0])
+        assert not out.flags.writeable
+        return out
+
+    monkeypatch.setattr(conv, "_map_rows", spy)
+    for rows in (7, 64, 1 << 18):
+        convert_d4rl(tmp_path / "d.hdf5", tmp_path / f"m{rows}.hdf5", chunk_rows=rows, progress=False)
+    assert mapped
+    monkeypatch.setattr(conv, "_mappable_fd", lambda f: None)
+    convert_d4rl(tmp_path / "d.hdf5", tmp_path / "r.hdf5", progress=False)
+    read = load_buffer(tmp_path / "r.hdf5")
+    for rows in (7, 64, 1 << 18):
+        got = load_buffer(tmp_path / f"m{rows}.hdf5")
+        for key in ("obs", "obs_next", "act", "rew", "terminated", "truncated", "done"):
+            np.testing.assert_array_equal(getattr(got, key), getattr(read, key), err_msg=key)
+    # arrays returned to callers are never maps of the file
+    with h5py.File(tmp_path / "d.hdf5") as f:
+        cols = d4rl_transitions(f)
+    assert all(np.asarray(v).flags.writeable for v in cols.values())
+
+
+def test_compressed_or_chunked_sources_are_not_mapped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tianshou_offline.converters import d4rl as conv
+
+    def fail(*args: Any) -> np.ndarray:
+        raise AssertionError("mapped")
+
+    monkeypatch.setattr(conv, "_map_rows", fail)
+    write_d4rl(tmp_path / "g.hdf5", gzip=True)
+    convert_d4rl(tmp_path / "g.hdf5", tmp_path / "g_out.hdf5", progress=False)
+    data = write_d4rl(tmp_path / "d.hdf5")
+    with h5py.File(tmp_path / "c.hdf5", "w") as f:  # chunked, unfiltered
+        for k, v in data.items():
+            f.create_dataset(k, data=v, chunks=True)
+    convert_d4rl(tmp_path / "c.hdf5", tmp_path / "c_out.hdf5", progress=False)
+    for out in ("g_out.hdf5", "c_out.hdf5"):
+        assert len(load_buffer(tmp_path / out)) == 120
+
+
 def test_without_timeouts_episodes_end_at_terminals_or_max_steps(tmp_path: Path) -> None:
     data = write_d4rl(
         tmp_path / "d.hdf5",

@@ -168,6 +168,39 @@ def test_conversion_matches_iterate_episodes(
     assert extra["minari_metadata"]["data_format"] == fmt
 
 
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("kind", ["box", "dict", "tuple"])
+@pytest.mark.parametrize("block_steps", [1, 6, 9, 40])
+def test_blocks_of_any_size_give_the_same_episodes(
+    datasets: dict[tuple[str, str], str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    fmt: str,
+    kind: str,
+    block_steps: int,
+) -> None:
+    """The fast readers batch episodes into blocks (one writer call each); episodes longer
+    than a block, blocks of one episode and of all of them give the same file."""
+    from tianshou_offline.converters import minari as conv
+
+    obs_space, act_space = SPACES[kind]
+    row = 2 * conv._row_bytes(obs_space) + conv._row_bytes(act_space) + 8 + 2
+    monkeypatch.setattr(conv, "BLOCK_BYTES", block_steps * row)
+    calls: list[int] = []
+    original = conv.BufferWriter.add_transitions
+
+    def spy(self: Any, **kw: Any) -> None:
+        calls.append(len(kw["episode_metadata"]))
+        original(self, **kw)
+
+    monkeypatch.setattr(conv.BufferWriter, "add_transitions", spy)
+    ds_id = datasets[(kind, fmt)]
+    out = convert_minari(ds_id, tmp_path / "o.hdf5", episodes="4,0:3", progress=False)
+    assert_matches_minari(out, ds_id, positions=[4, 0, 1, 2])
+    # episodes of 7, 5, 8 and 1 steps: a block closes when the next episode would not fit
+    assert calls == {1: [1, 1, 1, 1], 6: [1, 1, 1, 1], 9: [1, 1, 2], 40: [4]}[block_steps]
+
+
 def test_local_dataset_directory_and_episode_subsets(
     datasets: dict[tuple[str, str], str], minari_root: Path, tmp_path: Path
 ) -> None:
@@ -453,17 +486,22 @@ def test_output_exists_and_interrupted_conversion(
 
     from tianshou_offline.converters import minari as conv
 
-    original = conv._HDF5FastReader.episodes
+    original = conv._HDF5FastReader.blocks
+    blocks_read = []
 
     def failing(self: Any, ids: Any) -> Any:
-        for i, ep in enumerate(original(self, ids)):
-            if i == 3:
+        for i, block in enumerate(original(self, ids)):
+            if i == 2:
                 raise OSError("read error")
-            yield ep
+            blocks_read.append(block)
+            yield block
 
-    monkeypatch.setattr(conv._HDF5FastReader, "episodes", failing)
+    # blocks of 8 steps: the first two blocks reach the writer before the error
+    monkeypatch.setattr(conv, "BLOCK_BYTES", 8 * (2 * 16 + 8 + 8 + 2))
+    monkeypatch.setattr(conv._HDF5FastReader, "blocks", failing)
     with pytest.raises(OSError, match="read error"):
         convert_minari(ds_id, tmp_path / "new.hdf5", progress=False)
+    assert len(blocks_read) == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["o.hdf5"]
 
 

@@ -36,12 +36,16 @@ changing any of D4RL's rows.
 
 Reading is chunked (``chunk_rows`` rows at a time, one row of look-ahead), so memory stays
 near the size of one chunk plus the actions and rewards columns, whatever ``N`` is.
+Uncompressed contiguous columns stored with the dtype they are converted to (the common case
+for uncompressed files) are not copied at all: the converter memory-maps them read-only and
+the writer copies the values from the page cache straight into the output.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import mmap
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -171,6 +175,9 @@ class _Plan:
     infos: list[tuple[str, h5py.Dataset]] = field(default_factory=list)
     semantics: str = "default"
     timeouts_source: str = "file"
+    obs_where: tuple[int, int] | None = None
+    """``(fd, offset)`` of ``observations`` when it is read memory-mapped (:func:`_where`)."""
+    next_obs_where: tuple[int, int] | None = None
 
     @property
     def n_kept(self) -> int:
@@ -184,7 +191,7 @@ def _dataset(f: h5py.File, key: str) -> h5py.Dataset:
     return item
 
 
-def _read_flat(f: h5py.File, key: str, n: int) -> np.ndarray:
+def _read_flat(f: h5py.File, key: str, n: int, fd: int | None = None) -> np.ndarray:
     """A per-row scalar column as a 1-D array (``(N,)`` or ``(N, 1)`` accepted)."""
     ds = _dataset(f, key)
     if ds.ndim == 0 or ds.shape[0] != n:
@@ -196,14 +203,12 @@ def _read_flat(f: h5py.File, key: str, n: int) -> np.ndarray:
         raise DatasetFormatError(
             f"{f.filename}: '{key}' has shape {ds.shape}; expected ({n},) or ({n}, 1)"
         )
-    return np.asarray(ds[()]).reshape(n)
+    return _read_rows(ds, 0, n, ds.dtype, _where(ds, ds.dtype, fd)).reshape(n)
 
 
 def _float_dtype(dtype: np.dtype[Any], float32: bool) -> np.dtype[Any]:
-    if np.issubdtype(dtype, np.floating):
-        if dtype == np.float64 and float32:
-            return np.dtype(np.float32)
-        return np.dtype(dtype)
+    if float32 and dtype == np.float64:
+        return np.dtype(np.float32)
     return np.dtype(dtype)
 
 
@@ -248,7 +253,14 @@ def _plan(
     float32: bool,
     with_infos: bool,
     max_episode_steps: int | None,
+    map_source: bool = False,
 ) -> _Plan:
+    """Validate the file and compute the rows kept and their flags.
+
+    :param map_source: read large uncompressed columns as read-only memory maps of the file
+        (:func:`_file_offset`) instead of copies: for the converter, which only hands them
+        to the writer; never for arrays returned to callers.
+    """
     fname = f.filename
     missing = [k for k in D4RL_REQUIRED_KEYS if k not in f]
     if missing:
@@ -268,12 +280,13 @@ def _plan(
         raise DatasetFormatError(
             f"{fname}: 'actions' has {rows} rows; expected {n} (the length of 'observations')"
         )
-    rew = _read_flat(f, "rewards", n)
-    terminals = _read_flat(f, "terminals", n).astype(bool)
+    fd = _mappable_fd(f) if map_source else None
+    rew = _read_flat(f, "rewards", n, fd)
+    terminals = _read_flat(f, "terminals", n, fd).astype(bool, copy=False)
     has_timeouts = "timeouts" in f
     timeouts_source = "file"
     if has_timeouts:
-        timeouts = _read_flat(f, "timeouts", n).astype(bool)
+        timeouts = _read_flat(f, "timeouts", n, fd).astype(bool, copy=False)
     elif max_episode_steps is not None:
         if max_episode_steps < 1:
             raise DataValidationError(f"max_episode_steps={max_episode_steps}: expected >= 1")
@@ -330,9 +343,7 @@ def _plan(
         rew_dtype = _float_dtype(rew.dtype, float32)
         if not np.issubdtype(rew_dtype, np.floating):
             rew_dtype = np.dtype(np.float32)
-    act = np.empty(act_ds.shape, dtype=act_dtype)
-    if n:
-        act_ds.read_direct(act)
+    act = _read_rows(act_ds, 0, n, act_dtype, _where(act_ds, act_dtype, fd))
     rew = rew.astype(rew_dtype, copy=False)
 
     if qlearning_compat:
@@ -349,7 +360,7 @@ def _plan(
         semantics = "qlearning_compat"
     elif next_obs is not None:
         keep = np.ones(n, dtype=bool)
-        terminated = terminals.copy()
+        terminated = terminals  # read only from here on
         truncated = timeouts & ~terminals
         done = terminated | truncated
         self_next = None
@@ -369,9 +380,10 @@ def _plan(
             done[-2] = True  # the file stops mid-episode: cut, not truncated
         self_next = terminals
         semantics = "default"
-    kept = np.flatnonzero(keep)
-    if kept.size:
-        done[kept[-1]] = True
+    if n and keep[-1]:
+        done[-1] = True  # the last kept row ends its episode
+    elif n and keep.any():
+        done[n - 1 - int(np.argmax(keep[::-1]))] = True
     return _Plan(
         filename=fname,
         n=n,
@@ -388,11 +400,89 @@ def _plan(
         infos=infos,
         semantics=semantics,
         timeouts_source=timeouts_source,
+        obs_where=_where(obs, obs_dtype, fd),
+        next_obs_where=None if next_obs is None else _where(next_obs, obs_dtype, fd),
     )
 
 
-def _read_rows(ds: h5py.Dataset, start: int, stop: int, dtype: np.dtype[Any]) -> np.ndarray:
-    """Rows ``[start, stop)`` of ``ds`` into a new array of ``dtype`` (HDF5 converts types)."""
+def _mappable_fd(f: h5py.File) -> int | None:
+    """The file descriptor of ``f`` when its datasets can be memory-mapped (see
+    :func:`_file_offset`): a plain (``sec2``) file without a user block, on a POSIX system."""
+    if os.name != "posix":
+        return None
+    try:
+        if f.driver != "sec2" or f.userblock_size:
+            return None
+        return int(f.id.get_vfd_handle())
+    except (OSError, ValueError, TypeError, AttributeError, NotImplementedError):
+        return None
+
+
+def _file_offset(ds: h5py.Dataset, dtype: np.dtype[Any], fd: int | None) -> int | None:
+    """Where ``ds``'s values start in its file (descriptor ``fd``, from :func:`_mappable_fd`),
+    when they can be memory-mapped as ``dtype``.
+
+    That is: a contiguous, fully allocated dataset without filters or external storage,
+    stored with exactly ``dtype`` (numbers or booleans), in a file at least as long as the
+    data. Otherwise None (read with h5py).
+    """
+    if fd is None or ds.dtype != dtype or dtype.kind not in "biuf" or ds.ndim == 0:
+        return None
+    try:
+        offset = ds.id.get_offset()
+        dcpl = ds.id.get_create_plist()
+        if (
+            offset is None
+            or dcpl.get_layout() != h5py.h5d.CONTIGUOUS
+            or dcpl.get_nfilters()
+            or dcpl.get_external_count()
+        ):
+            return None
+        nbytes = int(np.prod(ds.shape, dtype=np.int64)) * dtype.itemsize
+        if ds.id.get_storage_size() != nbytes or os.fstat(fd).st_size < offset + nbytes:
+            return None
+    except (OSError, ValueError, TypeError, AttributeError, NotImplementedError):
+        return None
+    return int(offset)
+
+
+def _where(ds: h5py.Dataset, dtype: np.dtype[Any], fd: int | None) -> tuple[int, int] | None:
+    """``(fd, offset)`` for :func:`_read_rows` when ``ds`` can be mapped, else None."""
+    offset = _file_offset(ds, dtype, fd)
+    return None if fd is None or offset is None else (fd, offset)
+
+
+def _map_rows(
+    ds: h5py.Dataset, fd: int, offset: int, start: int, stop: int, dtype: np.dtype[Any]
+) -> np.ndarray:
+    """Rows ``[start, stop)`` of a contiguous dataset as a read-only view of the page cache.
+
+    No copy is made: the writer then copies the values from the page cache straight to the
+    output. The mapping is released when the last view of it is.
+    """
+    row = int(np.prod(ds.shape[1:], dtype=np.int64)) * dtype.itemsize
+    first = offset + start * row
+    aligned = first - first % mmap.ALLOCATIONGRANULARITY
+    length = (stop - start) * row + (first - aligned)
+    flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)  # fault pages in at once
+    m = mmap.mmap(fd, length, flags=flags, prot=mmap.PROT_READ, offset=aligned)
+    count = (stop - start) * (row // dtype.itemsize)
+    out = np.frombuffer(m, dtype=dtype, count=count, offset=first - aligned)
+    return out.reshape(stop - start, *ds.shape[1:])
+
+
+def _read_rows(
+    ds: h5py.Dataset,
+    start: int,
+    stop: int,
+    dtype: np.dtype[Any],
+    mapped: tuple[int, int] | None = None,
+) -> np.ndarray:
+    """Rows ``[start, stop)`` of ``ds`` as ``dtype``: mapped from the file when ``mapped``
+    (``(fd, offset)``, see :func:`_file_offset`) is given, else read into a new array (HDF5
+    converts types)."""
+    if mapped is not None and stop > start:
+        return _map_rows(ds, mapped[0], mapped[1], start, stop, dtype)
     out = np.empty((stop - start, *ds.shape[1:]), dtype=dtype)
     if stop > start:
         ds.read_direct(out, np.s_[start:stop])
@@ -423,12 +513,12 @@ def _iter_chunks(plan: _Plan, chunk_rows: int) -> Iterator[tuple[int, dict[str, 
             yield b - a, {}
             continue
         if plan.next_obs is not None:
-            block = _read_rows(plan.obs, a, b, plan.obs_dtype)
-            nxt = _read_rows(plan.next_obs, a, b, plan.obs_dtype)
+            block = _read_rows(plan.obs, a, b, plan.obs_dtype, plan.obs_where)
+            nxt = _read_rows(plan.next_obs, a, b, plan.obs_dtype, plan.next_obs_where)
             obs = block if idx is None else block[idx]
             obs_next = nxt if idx is None else nxt[idx]
         else:
-            block = _read_rows(plan.obs, a, min(n, b + 1), plan.obs_dtype)
+            block = _read_rows(plan.obs, a, min(n, b + 1), plan.obs_dtype, plan.obs_where)
             rel = np.arange(b - a) if idx is None else idx
             self_rows = None if plan.self_next is None else plan.self_next[a:b][rel]
             obs = block[: b - a] if idx is None else block[idx]
@@ -593,7 +683,9 @@ def read_d4rl_metadata(f: h5py.File) -> tuple[dict[str, Any], dict[str, list[int
 
 
 def _check_rewards(plan: _Plan, nan_policy: NanPolicy) -> None:
-    if nan_policy == "ignore" or not np.issubdtype(plan.rew.dtype, np.floating):
+    if nan_policy == "ignore" or plan.rew.dtype.kind != "f":
+        return
+    if np.isfinite(plan.rew.sum()):  # NaN/inf propagate into the sum: all finite (fast path)
         return
     bad = ~np.isfinite(plan.rew) & plan.keep
     if not bad.any():
@@ -663,6 +755,7 @@ def convert_d4rl(
             float32=float32,
             with_infos=with_infos,
             max_episode_steps=max_episode_steps,
+            map_source=True,
         )
         if plan.timeouts_source == "file":
             max_episode_steps_used = None
