@@ -54,8 +54,9 @@ def read_raw(path: Path) -> dict[str, np.ndarray]:
 
 def write_ours(path: Path, data: dict[str, np.ndarray], block: int = 100_000) -> None:
     n = len(data["rew"])
-    with BufferWriter(path, provenance=Provenance(source="buffer", dataset_id="bench"),
-                      overwrite=True) as w:
+    with BufferWriter(
+        path, provenance=Provenance(source="buffer", dataset_id="bench"), overwrite=True
+    ) as w:
         for s in range(0, n, block):
             w.add_transitions(**{k: v[s : s + block] for k, v in data.items()})
 
@@ -68,17 +69,24 @@ def main() -> None:
     args = ap.parse_args()
     data = make_data(args.transitions)
     payload = sum(v.nbytes for v in data.values())
-    print(f"{args.transitions} transitions, obs 17 / act 6 float32: payload {payload / 2**20:.1f} MiB")
+    print(
+        f"{args.transitions} transitions, obs 17 / act 6 float32: payload {payload / 2**20:.1f} MiB"
+    )
     tmp = Path(tempfile.mkdtemp(dir=args.dir, prefix="io_speed_"))
     raw_path, ours_path = tmp / "raw.hdf5", tmp / "ours.hdf5"
     times: dict[str, list[float]] = {k: [] for k in ("raw_w", "ours_w", "raw_r", "ours_r")}
     for _ in range(args.repeats):
-        for name, fn in (("raw_w", lambda: write_raw(raw_path, data)),
-                         ("ours_w", lambda: write_ours(ours_path, data))):
+        for name, fn in (
+            ("raw_w", lambda: write_raw(raw_path, data)),
+            ("ours_w", lambda: write_ours(ours_path, data)),
+        ):
             t0 = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - t0)
-        for name, fn in (("raw_r", lambda: read_raw(raw_path)), ("ours_r", lambda: load_buffer(ours_path))):
+        for name, fn in (
+            ("raw_r", lambda: read_raw(raw_path)),
+            ("ours_r", lambda: load_buffer(ours_path)),
+        ):
             t0 = time.perf_counter()
             out = fn()
             times[name].append(time.perf_counter() - t0)
@@ -89,13 +97,22 @@ def main() -> None:
     med = {k: statistics.median(v) for k, v in times.items()}
     mbps = {k: payload / 2**20 / v for k, v in med.items()}
     print(f"{'':<8}{'raw h5py':>14}{'tianshou-offline':>20}{'ratio (ours/raw)':>20}")
-    print(f"{'write':<8}{mbps['raw_w']:>10.0f} MB/s{mbps['ours_w']:>16.0f} MB/s"
-          f"{mbps['ours_w'] / mbps['raw_w']:>19.2f}x")
-    print(f"{'load':<8}{mbps['raw_r']:>10.0f} MB/s{mbps['ours_r']:>16.0f} MB/s"
-          f"{mbps['ours_r'] / mbps['raw_r']:>19.2f}x")
-    print(f"(medians of {args.repeats}; seconds: " +
-          ", ".join(f"{k}={v:.3f}" for k, v in med.items()) + ")")
-    print(f"file sizes: raw {raw_path.stat().st_size / 2**20:.1f} MiB, ours {ours_path.stat().st_size / 2**20:.1f} MiB")
+    print(
+        f"{'write':<8}{mbps['raw_w']:>10.0f} MB/s{mbps['ours_w']:>16.0f} MB/s"
+        f"{mbps['ours_w'] / mbps['raw_w']:>19.2f}x"
+    )
+    print(
+        f"{'load':<8}{mbps['raw_r']:>10.0f} MB/s{mbps['ours_r']:>16.0f} MB/s"
+        f"{mbps['ours_r'] / mbps['raw_r']:>19.2f}x"
+    )
+    print(
+        f"(medians of {args.repeats}; seconds: "
+        + ", ".join(f"{k}={v:.3f}" for k, v in med.items())
+        + ")"
+    )
+    print(
+        f"file sizes: raw {raw_path.stat().st_size / 2**20:.1f} MiB, ours {ours_path.stat().st_size / 2**20:.1f} MiB"
+    )
     for p in (raw_path, ours_path):
         p.unlink()
     tmp.rmdir()
