@@ -12,7 +12,7 @@ import json
 import logging
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -422,8 +422,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    return run_command(args.func, args)
+
+
+def run_command(func: Callable[[argparse.Namespace], int | None], args: argparse.Namespace) -> int:
+    """Run a command handler the way every entry point does (``tianshou-offline`` and the
+    ``converters/*.py`` scripts): a typed error prints ``error: <message>`` and returns 2,
+    no traceback; Ctrl-C returns 130."""
     try:
-        code = args.func(args)
+        code = func(args)
     except TianshouOfflineError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

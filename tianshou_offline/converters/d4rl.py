@@ -66,7 +66,6 @@ from tianshou_offline.errors import (
     DataValidationError,
     OutputExistsError,
     SourceNotFoundError,
-    TianshouOfflineError,
 )
 
 log = logging.getLogger(__name__)
@@ -953,14 +952,9 @@ def run_script(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
-    try:
-        return int(func(args) or 0)
-    except TianshouOfflineError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    from tianshou_offline.cli import run_command
+
+    return run_command(func, args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -832,7 +832,9 @@ def run_from_args(args: argparse.Namespace) -> int:
     return 0
 
 
-def register_cli(convert_subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register_cli(
+    convert_subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> None:
     """Add ``convert rl-unplugged-atari`` to the ``tianshou-offline convert`` subcommands."""
     p = convert_subparsers.add_parser(
         "rl-unplugged-atari",
@@ -862,8 +864,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_arguments(parser, legacy_names=True)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        return run_from_args(args)
-    except TianshouOfflineError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    from tianshou_offline.cli import run_command
+
+    return run_command(run_from_args, args)

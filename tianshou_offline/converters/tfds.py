@@ -302,7 +302,9 @@ def run_from_args(args: argparse.Namespace) -> int:
     return 0
 
 
-def register_cli(convert_subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register_cli(
+    convert_subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> None:
     """Add ``convert tfds`` to the ``tianshou-offline convert`` subcommands."""
     p = convert_subparsers.add_parser(
         "tfds",
