@@ -9,10 +9,17 @@ thread count fixed, and the table reports medians and the median of the per-roun
 
 Tianshou has no continuous CRR; CRR is compared with our TD3+BC instead (target: ≥ 1×).
 
+After the rounds each side is profiled for the time its steps spend in matrix products
+(``_floor.py``): the *ceiling* column, reference ms/step ÷ our GEMM ms/step, is the largest
+ratio this machine allows for our amount of GEMM work.
+
+The discrete suite (CartPole MLPs and the Atari conv net vs Tianshou's discrete algorithms)
+is ``train_speed_discrete.py``; this script runs it after the continuous table.
+
 Usage::
 
-    python benchmarks/train_speed.py                  # all algorithms, 1 thread
-    python benchmarks/train_speed.py --threads 2 --rounds 7 --algorithms cql,bcq
+    python benchmarks/train_speed.py                  # everything, 1 thread
+    python benchmarks/train_speed.py --suite continuous --threads 2 --algorithms cql,bcq
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -52,6 +60,9 @@ from tianshou.utils.net.continuous import (
     Perturbation as TsPerturbation,
 )
 from tianshou.utils.torch_utils import policy_within_training_step
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _floor import gemm_ms_per_step
 
 from tianshou_offline.algorithms import (
     BCQ,
@@ -337,22 +348,17 @@ def measure(algo: Algorithm, buffer: ReplayBuffer, batch_size: int, seconds: flo
                 return steps / elapsed
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--seconds", type=float, default=2.0)
-    parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--hidden", type=int, nargs="+", default=[256, 256])
-    parser.add_argument("--obs-dim", type=int, default=17)
-    parser.add_argument("--act-dim", type=int, default=6)
-    parser.add_argument("--buffer-size", type=int, default=100_000)
-    parser.add_argument("--algorithms", default=",".join(PAIRS))
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
+def gemm_ms(algo: Algorithm, buffer: ReplayBuffer, batch_size: int, steps: int) -> float:
+    """Milliseconds per gradient step spent in matrix products (see ``_floor.py``)."""
+    with policy_within_training_step(algo.policy):
+        return gemm_ms_per_step(
+            lambda: algo.update(buffer=buffer, sample_size=batch_size),  # type: ignore[attr-defined]
+            steps,
+        )
 
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
+
+def run_continuous(args: argparse.Namespace, keys: list[str]) -> None:
+    """The continuous table: interleaved rates, then each side's GEMM time per step."""
     setup = Setup(
         obs_dim=args.obs_dim,
         act_dim=args.act_dim,
@@ -361,11 +367,6 @@ def main(argv: list[str] | None = None) -> int:
         act_space=gym.spaces.Box(-1.0, 1.0, (args.act_dim,), np.float32),
     )
     buffer = synthetic_buffer(args.obs_dim, args.act_dim, args.buffer_size, args.seed)
-    keys = [k.strip() for k in args.algorithms.split(",") if k.strip()]
-    unknown = [k for k in keys if k not in PAIRS]
-    if unknown:
-        parser.error(f"unknown algorithms {unknown}; choose from {list(PAIRS)}")
-
     algos: dict[str, tuple[Algorithm, Algorithm]] = {}
     for key in keys:
         _, ref_factory, our_factory, _ = PAIRS[key]
@@ -376,9 +377,9 @@ def main(argv: list[str] | None = None) -> int:
         algos[key] = (ref, ours)
 
     print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), batch "
-        f"{args.batch_size}, hidden {args.hidden}, obs {args.obs_dim}, act {args.act_dim}, "
-        f"{args.rounds} interleaved rounds × {args.seconds:.1f} s",
+        f"\n## Continuous control — torch {torch.__version__}, {torch.get_num_threads()} "
+        f"thread(s), batch {args.batch_size}, hidden {args.hidden}, obs {args.obs_dim}, act "
+        f"{args.act_dim}, {args.rounds} interleaved rounds × {args.seconds:.1f} s\n",
         flush=True,
     )
     rates: dict[str, tuple[list[float], list[float]]] = {k: ([], []) for k in keys}
@@ -391,23 +392,89 @@ def main(argv: list[str] | None = None) -> int:
             for side, algo in order:
                 rates[key][side].append(measure(algo, buffer, args.batch_size, args.seconds))
         print(f"  round {r + 1}/{args.rounds} done", file=sys.stderr, flush=True)
+    gemm: dict[str, tuple[float, float]] = {}
+    if args.floor:
+        for key in keys:
+            ref, ours = algos[key]
+            steps = max(5, int(statistics.median(rates[key][1]) * 0.5))
+            gemm[key] = (
+                gemm_ms(ref, buffer, args.batch_size, steps),
+                gemm_ms(ours, buffer, args.batch_size, steps),
+            )
 
-    header = f"| {'algorithm':<26} | {'reference':<11} | {'ref steps/s':>11} | {'ours steps/s':>12} | {'ratio (median)':>14} | {'ratio range':>13} |"
+    header = (
+        f"| {'algorithm':<26} | {'reference':<11} | {'ref steps/s':>11} | {'ours steps/s':>12} "
+        f"| {'ratio (median)':>14} | {'ratio range':>13} | {'ref GEMM ms':>11} "
+        f"| {'our GEMM ms':>11} | {'ceiling':>7} |"
+    )
     print(header)
     print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
     for key in keys:
         label, _, _, ref_name = PAIRS[key]
         ref_r, our_r = rates[key]
         ratios = [o / t for o, t in zip(our_r, ref_r, strict=True)]
+        if key in gemm:
+            ref_ms = 1000.0 / statistics.median(ref_r)
+            floor = (
+                f"{gemm[key][0]:>11.2f} | {gemm[key][1]:>11.2f} | {ref_ms / gemm[key][1]:>6.2f}×"
+            )
+        else:
+            floor = f"{'n/a':>11} | {'n/a':>11} | {'n/a':>7}"
         print(
             f"| {label:<26} | {ref_name:<11} | {statistics.median(ref_r):>11.1f} | "
             f"{statistics.median(our_r):>12.1f} | {statistics.median(ratios):>13.2f}× | "
-            f"{min(ratios):>5.2f}–{max(ratios):.2f}× |"
+            f"{min(ratios):>5.2f}–{max(ratios):.2f}× | {floor} |"
         )
     if "bcq-ts-target" in keys:
         print(
             "\n¹ our BCQ with perturb_target_actions=False: the TD target uses unperturbed VAE "
             "samples, as Tianshou 2.0.1 does (the paper perturbs them with the target ξ_φ')."
+        )
+    if gemm:
+        print(
+            "GEMM ms: time per step in matrix products (forward and backward), profiled; "
+            "ceiling = reference ms/step ÷ our GEMM ms/step, the largest ratio reachable on "
+            "this machine with our amount of GEMM work even if everything else were free."
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--suite", choices=("all", "continuous", "discrete"), default="all")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seconds", type=float, default=2.0)
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--hidden", type=int, nargs="+", default=[256, 256])
+    parser.add_argument("--obs-dim", type=int, default=17)
+    parser.add_argument("--act-dim", type=int, default=6)
+    parser.add_argument("--buffer-size", type=int, default=100_000)
+    parser.add_argument("--algorithms", default=",".join(PAIRS), help="continuous suite")
+    parser.add_argument(
+        "--no-floor", dest="floor", action="store_false", help="skip the GEMM-time profile"
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    keys = [k.strip() for k in args.algorithms.split(",") if k.strip()]
+    unknown = [k for k in keys if k not in PAIRS]
+    if unknown:
+        parser.error(f"unknown algorithms {unknown}; choose from {list(PAIRS)}")
+    if args.suite in ("all", "continuous"):
+        run_continuous(args, keys)
+    if args.suite in ("all", "discrete"):
+        import train_speed_discrete
+
+        print(
+            f"\n## Discrete actions — {torch.get_num_threads()} thread(s), CartPole MLPs and "
+            "the Atari conv net (train_speed_discrete.py)\n",
+            flush=True,
+        )
+        train_speed_discrete.main(
+            ["--threads", str(args.threads), "--rounds", str(args.rounds)]
+            + ([] if args.floor else ["--no-floor"])
         )
     return 0
 

@@ -32,7 +32,7 @@ import logging
 import time
 import typing
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, cast
 
@@ -48,6 +48,7 @@ from tianshou.utils.torch_utils import torch_train_mode
 from torch import nn
 from typing_extensions import TypeVar
 
+from tianshou_offline.algorithms._optim import FastStep, prefer_fused, zero_grad
 from tianshou_offline.algorithms.policies import ContinuousPolicy
 
 log = logging.getLogger(__name__)
@@ -392,9 +393,10 @@ class GradientStep:
         self.params = list(params)
         self.max_grad_norm = max_grad_norm
         self._clip = getattr(module, "clip_grad_norm_", None)
+        self._step = FastStep(optim)
 
     def zero_grad(self) -> None:
-        self.optim.zero_grad(set_to_none=True)
+        zero_grad(self.params)
 
     def step(self) -> None:
         if self.max_grad_norm is not None:
@@ -402,31 +404,7 @@ class GradientStep:
                 self._clip(self.max_grad_norm)
             else:
                 nn.utils.clip_grad_norm_(self.params, max_norm=self.max_grad_norm)
-        self.optim.step()
-
-
-def _prefer_fused(optim: torch.optim.Optimizer, params: Iterable[torch.Tensor]) -> None:
-    """Use PyTorch's fused Adam/AdamW kernel when the factory left the choice open.
-
-    The fused kernel computes the same update in one call for all parameters instead of a
-    loop over them (3× faster for small networks on CPU). Applied only before the first step
-    and only where PyTorch supports it (float parameters on CPU or CUDA).
-    """
-    if not isinstance(optim, torch.optim.Adam | torch.optim.AdamW):
-        return
-    ps = list(params)
-    if not ps or not all(
-        p.dtype in (torch.float32, torch.float16, torch.bfloat16, torch.float64)
-        and p.device.type in ("cpu", "cuda")
-        for p in ps
-    ):
-        return
-    groups = optim.param_groups
-    if any(g.get("fused") or g.get("foreach") or g.get("differentiable") for g in groups):
-        return
-    for g in groups:
-        g["fused"] = True
-    optim.defaults["fused"] = True
+        self._step()
 
 
 class OfflineAlgorithmBase(
@@ -487,7 +465,7 @@ class OfflineAlgorithmBase(
         params = list(holder.parameters())
         wrapped = self._create_optimizer(holder, factory)
         inner = wrapped._optim
-        _prefer_fused(inner, params)
+        prefer_fused(inner, params)
         step = GradientStep(inner, params, max_grad_norm, holder)
         self._gradient_steps.append(step)
         return step
