@@ -35,6 +35,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from functools import partial
+from pathlib import Path
 from typing import Any, cast
 
 import gymnasium as gym
@@ -45,6 +46,9 @@ from tianshou.algorithm.optim import AdamOptimizerFactory
 from tianshou.data import ReplayBuffer
 from tianshou.utils.torch_utils import policy_within_training_step
 from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _floor import floor_available, gemm_ms_per_step
 
 from tianshou_offline.algorithms import (
     AtariTrunk,
@@ -327,6 +331,8 @@ class Result:
     ratio_to_tianshou: float | None = None
     """Median over rounds of (this implementation's speed / Tianshou's), both measured in
     alternating blocks within the round (robust to machine load changing over time)."""
+    gemm_ms: float | None = None
+    """Milliseconds per step spent in matrix products and convolutions (``_floor.py``)."""
 
 
 def _timed_block(alg: OfflineAlgorithm[Any], buffer: ReplayBuffer, batch: int, steps: int) -> float:
@@ -352,6 +358,7 @@ def run_benchmark(
     blocks: int = 5,
     warmup: int = 5,
     tianshou_nets: bool = False,
+    floor: bool = True,
     log: Callable[[str], None] = print,
 ) -> list[Result]:
     """Time every (setting, algorithm, implementation).
@@ -363,6 +370,8 @@ def run_benchmark(
 
     :param steps: gradient steps per round per implementation (default CartPole 250,
         Atari 20).
+    :param floor: afterwards, profile each implementation's GEMM/convolution time per step
+        (:func:`_floor.gemm_ms_per_step`, CPU only).
     """
     steps = steps or {"cartpole": 250, "atari": 20}
     results: list[Result] = []
@@ -399,6 +408,14 @@ def run_benchmark(
                         seconds[impl] += _timed_block(alg, buffer, s.batch_size[name], block)
                 for impl in built:
                     speeds[impl].append(block * blocks / seconds[impl])
+            gemm: dict[str, float | None] = dict.fromkeys(built)
+            for impl, alg in built.items():
+                if floor and floor_available(next(alg.parameters()).device):
+                    with policy_within_training_step(alg.policy):
+                        gemm[impl] = gemm_ms_per_step(
+                            partial(alg.update, buffer=buffer, sample_size=s.batch_size[name]),
+                            max(3, steps[s.name] // 2),
+                        )
             ref = speeds["tianshou"]
             for impl, values in speeds.items():
                 ratio = (
@@ -419,6 +436,7 @@ def run_benchmark(
                         rounds=values,
                         prepare_s=prepare[impl],
                         ratio_to_tianshou=ratio,
+                        gemm_ms=gemm[impl],
                     )
                 )
             log(f"  {s.name} {name} done")
@@ -436,8 +454,9 @@ LABELS = {
 def format_table(results: Sequence[Result]) -> str:
     """Markdown table: ours vs Tianshou (same nets), and the variants when timed."""
     rows = [
-        "| setting | algorithm | ours (steps/s) | Tianshou 2.0.1 (steps/s) | ratio |",
-        "|---|---|---:|---:|---:|",
+        "| setting | algorithm | ours (steps/s) | Tianshou 2.0.1 (steps/s) | ratio "
+        "| our GEMM ms | ceiling |",
+        "|---|---|---:|---:|---:|---:|---:|",
     ]
     by_key = {(r.setting, r.algorithm, r.implementation): r for r in results}
     pairs = [
@@ -453,9 +472,12 @@ def format_table(results: Sequence[Result]) -> str:
                 r = by_key.get((setting, name, ratio_of))
                 if a is None or b is None or r is None or r.ratio_to_tianshou is None:
                     continue
+                floor = "n/a | n/a"
+                if a.gemm_ms:
+                    floor = f"{a.gemm_ms:.2f} | {1000.0 / b.steps_per_s / a.gemm_ms:.2f}x"
                 rows.append(
                     f"| {setting} | {LABELS[name]}{note} | {a.steps_per_s:.1f} | "
-                    f"{b.steps_per_s:.1f} | {r.ratio_to_tianshou:.2f}x |"
+                    f"{b.steps_per_s:.1f} | {r.ratio_to_tianshou:.2f}x | {floor} |"
                 )
     return "\n".join(rows)
 
@@ -471,6 +493,9 @@ def main(argv: Sequence[str] | None = None) -> list[Result]:
     p.add_argument("--algorithms", nargs="*", default=list(ALGORITHMS), choices=ALGORITHMS)
     p.add_argument(
         "--tianshou-nets", action="store_true", help="also time Tianshou's own DQNet (Atari)"
+    )
+    p.add_argument(
+        "--no-floor", dest="floor", action="store_false", help="skip the GEMM-time profile"
     )
     p.add_argument("--json", type=str, default=None, help="write the results here")
     args = p.parse_args(argv)
@@ -488,10 +513,16 @@ def main(argv: Sequence[str] | None = None) -> list[Result]:
         steps={"cartpole": args.cartpole_steps, "atari": args.atari_steps},
         blocks=args.blocks,
         tianshou_nets=args.tianshou_nets,
+        floor=args.floor,
     )
     print()
     print("ratio = median over rounds of the per-round speed ratio (alternating blocks)")
     print(format_table(results))
+    print(
+        "our GEMM ms: time per step in matrix products and convolutions (profiled); ceiling = "
+        "Tianshou's ms/step ÷ our GEMM ms/step, the largest ratio this machine allows with our "
+        "amount of GEMM work even if everything else were free"
+    )
     print()
     print("dataset preparation (process_buffer, once per training run):")
     for r in results:
