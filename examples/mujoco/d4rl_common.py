@@ -57,7 +57,7 @@ _D4RL_NAME = re.compile(r"^[a-z0-9]+(-[a-z0-9_]+)*-v\d+$")
 class _Parser(argparse.ArgumentParser):
     """``add_argument('--some-flag', ...)`` also accepts ``--some_flag`` (and vice versa)."""
 
-    def add_argument(self, *names: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+    def add_argument(self, *names: Any, **kwargs: Any) -> Any:
         spelled: list[str] = []
         for name in names:
             spelled.append(name)
@@ -294,8 +294,10 @@ def train_and_evaluate(
     def save_best_fn(algo: Any) -> None:
         torch.save(algo.policy.state_dict(), best_path)
 
+    untyped: Any = algorithm  # Tianshou's Algorithm.state_dict (with optimizer states) is untyped
+
     def save_checkpoint_fn(epoch: int, env_step: int, gradient_step: int) -> str:
-        torch.save(algorithm.state_dict(), last_path)
+        torch.save(untyped.state_dict(), last_path)
         return str(last_path)
 
     result: dict[str, Any] = {"log_path": str(log_path)}
@@ -326,7 +328,7 @@ def train_and_evaluate(
             )
         )
         if not last_path.exists():
-            torch.save(algorithm.state_dict(), last_path)
+            torch.save(untyped.state_dict(), last_path)
         result["best_reward"] = info.best_reward
         result["gradient_steps"] = info.update_step
         log.info("training done: best test return %.2f", info.best_reward)
