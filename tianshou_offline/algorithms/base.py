@@ -61,6 +61,7 @@ __all__ = [
     "TrainingStats",
     "TransitionDataset",
     "Transitions",
+    "n_step_targets",
     "polyak_update",
     "resolve_stats_type",
     "to_floats",
@@ -222,8 +223,10 @@ class TransitionDataset:
         if len(indices) == 0:
             raise ValueError("the replay buffer is empty")
         batch = buffer[indices]
-        rew, next_pos, discount, terminated = _n_step_targets(buffer, indices, gamma, n_step)
-        obs_next = np.asarray(batch.obs_next).reshape(len(indices), -1)[next_pos]
+        rew, last, discount, terminated = n_step_targets(buffer, indices, gamma, n_step)
+        position = np.empty(int(indices.max()) + 1, dtype=np.int64)
+        position[indices] = np.arange(len(indices))
+        obs_next = np.asarray(batch.obs_next).reshape(len(indices), -1)[position[last]]
         return cls.from_arrays(
             policy=policy,
             obs=batch.obs,
@@ -311,17 +314,18 @@ def _warn_if_outside(act: np.ndarray, space: gym.Space[Any]) -> None:
         )
 
 
-def _n_step_targets(
+def n_step_targets(
     buffer: ReplayBuffer, indices: np.ndarray, gamma: float, n_step: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """n-step reward sums and where to bootstrap from, for every transition at ``indices``.
+    """n-step reward sums for every transition at ``indices`` (storage rows).
 
     Follows ``buffer.next`` for up to ``n_step`` transitions, stopping at the end of an
-    episode (terminated, truncated, or the last stored step).
+    episode (terminated, truncated, cut, or the last stored step). Shared by the continuous
+    and the discrete datasets.
 
-    :returns: ``rew`` (N,) = Σ_{k<m} γ^k r_{t+k}; ``next_pos`` (N,) int, the position (into
-        ``indices``) of the last transition used, whose ``obs_next`` is bootstrapped from;
-        ``discount`` (N,) = γ^m (1 − terminated); ``terminated`` (N,) in {0, 1}.
+    :returns: ``rew`` (N,) = Σ_{k<m} γ^k r_{t+k}; ``last`` (N,) the storage row of the last
+        transition used (its ``obs_next`` is bootstrapped from); ``discount`` (N,) =
+        γ^m (1 − terminated); ``terminated`` (N,) in {0, 1}.
     """
     n = len(indices)
     rew_all = np.asarray(buffer.rew, dtype=np.float64)
@@ -338,16 +342,13 @@ def _n_step_targets(
         last[alive] = cur[alive]
         if k == n_step - 1:
             break
-        nxt = buffer.next(cur)
+        nxt = np.asarray(buffer.next(cur))
         alive &= ~done_all[cur] & (nxt != cur)
-        cur = np.where(alive, nxt, cur)
         if not alive.any():
             break
+        cur = np.where(alive, nxt, cur)
     terminated = term_all[last].astype(np.float64)
-    discount = disc * (1.0 - terminated)
-    position = np.empty(int(indices.max()) + 1, dtype=np.int64)
-    position[indices] = np.arange(n)
-    return ret, position[last], discount, terminated
+    return ret, last, disc * (1.0 - terminated), terminated
 
 
 # --------------------------------------------------------------------------- training

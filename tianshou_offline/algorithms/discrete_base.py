@@ -47,7 +47,7 @@ from torch import nn
 from typing_extensions import TypeVar
 
 from tianshou_offline.algorithms._optim import FastStep, prefer_fused, zero_grad
-from tianshou_offline.algorithms.base import resolve_stats_type
+from tianshou_offline.algorithms.base import n_step_targets, resolve_stats_type
 
 log = logging.getLogger(__name__)
 
@@ -90,42 +90,6 @@ class DiscreteTransitions:
 
     def __len__(self) -> int:
         return int(self.act.shape[0])
-
-
-def _n_step_targets(
-    buffer: ReplayBuffer, indices: np.ndarray, gamma: float, n_step: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """n-step reward sums for every transition at ``indices`` (storage rows).
-
-    Follows ``buffer.next`` for up to ``n_step`` transitions, stopping at the end of an
-    episode (terminated, truncated, cut, or the last stored step).
-
-    :returns: ``rew`` (N,) = Σ_{k<m} γ^k r_{t+k}; ``last`` (N,) the storage row of the last
-        transition used (its ``obs_next`` is bootstrapped from); ``discount`` (N,) =
-        γ^m (1 − terminated); ``terminated`` (N,) in {0, 1}.
-    """
-    n = len(indices)
-    rew_all = np.asarray(buffer.rew, dtype=np.float64)
-    term_all = np.asarray(buffer.terminated, dtype=bool)
-    done_all = np.asarray(buffer.done, dtype=bool)
-    cur = indices.copy()
-    ret = np.zeros(n, dtype=np.float64)
-    disc = np.ones(n, dtype=np.float64)
-    alive = np.ones(n, dtype=bool)
-    last = cur.copy()
-    for k in range(n_step):
-        ret[alive] += disc[alive] * rew_all[cur[alive]]
-        disc[alive] *= gamma
-        last[alive] = cur[alive]
-        if k == n_step - 1:
-            break
-        nxt = np.asarray(buffer.next(cur))
-        alive &= ~done_all[cur] & (nxt != cur)
-        if not alive.any():
-            break
-        cur = np.where(alive, nxt, cur)
-    terminated = term_all[last].astype(np.float64)
-    return ret, last, disc * (1.0 - terminated), terminated
 
 
 def _stack_rows(buffer: ReplayBuffer, rows: np.ndarray, stack_num: int) -> np.ndarray:
@@ -335,7 +299,7 @@ class FrameDataset:
             next_rows_all,
         )
 
-        rew, last, discount, terminated = _n_step_targets(buffer, indices, gamma, n_step)
+        rew, last, discount, terminated = n_step_targets(buffer, indices, gamma, n_step)
         next_rows = next_rows_all if n_step == 1 else next_rows_all[position[last]]
         del next_rows_all
 
