@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import time
 from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
 import torch
+from _expert_cache import cached_file, script_main
 from tianshou.algorithm.modelfree.qrdqn import QRDQN, QRDQNPolicy
 from tianshou.algorithm.optim import AdamOptimizerFactory
 from tianshou.data import Collector, CollectStats, VectorReplayBuffer
@@ -158,17 +158,8 @@ def gather(path: str | os.PathLike[str], *, seed: int = 1, num_steps: int = NUM_
 def cached_expert_file(directory: str | os.PathLike[str]) -> Path:
     """The expert file in ``directory`` (or in ``$TIANSHOU_OFFLINE_EXPERT_CACHE`` when set),
     gathered first if it does not exist yet."""
-    cache = os.environ.get("TIANSHOU_OFFLINE_EXPERT_CACHE")
-    folder = Path(cache) if cache else Path(directory)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / FILE_NAME
-    if not path.exists():
-        gather(path)
-    return path
+    return cached_file(directory, FILE_NAME, gather)
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO)
-    torch.set_num_threads(1)
-    target = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(FILE_NAME)
-    print(gather(target))
+    script_main(FILE_NAME, gather)
