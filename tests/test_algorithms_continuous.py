@@ -337,6 +337,33 @@ def test_targets_track_their_networks(name: str) -> None:
         assert max(gaps) < 0.5  # but close (τ = 0.005, few steps)
 
 
+def test_crr_hard_target_updates_every_interval() -> None:
+    """tau=1, target_update_interval=3: targets are exact copies taken every 3rd step."""
+    torch.manual_seed(0)
+    buf = synthetic_buffer()
+    algo = make("crr", tau=1.0, target_update_interval=3)
+    assert isinstance(algo, CRR)
+
+    def max_gap() -> float:
+        return max(
+            (s - t).abs().max().item()
+            for source, target in algo._target_pairs
+            for s, t in zip(source.parameters(), target.parameters(), strict=True)
+        )
+
+    with policy_within_training_step(algo.policy):
+        gaps = []
+        for _ in range(6):
+            algo.update(buf, 32)
+            gaps.append(max_gap())
+    assert gaps[2] == 0.0 and gaps[5] == 0.0  # copied after steps 3 and 6
+    assert gaps[0] > 0 and gaps[1] > 0 and gaps[3] > 0 and gaps[4] > 0
+    with pytest.raises(ValueError, match="target_update_interval"):
+        make("crr", target_update_interval=0)
+    with pytest.raises(ValueError, match="tau"):
+        make("crr", tau=0.0)
+
+
 def test_cql_lagrange_multiplier_moves() -> None:
     torch.manual_seed(0)
     buf = synthetic_buffer()

@@ -27,6 +27,12 @@ def get_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-weight", type=float, default=20.0)
     p.add_argument("--num-action-samples", type=int, default=4, help="m, samples for the advantage")
     p.add_argument("--num-critics", type=int, default=2)
+    p.add_argument(
+        "--target-update-interval",
+        type=int,
+        default=1,
+        help="update targets every N steps (with --tau 1: d3rlpy's hard copies, N=100)",
+    )
     return p.parse_args(argv)
 
 
@@ -51,6 +57,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         critic_optim=AdamOptimizerFactory(lr=args.critic_lr),
         gamma=args.gamma,
         tau=args.tau,
+        target_update_interval=args.target_update_interval,
         weight=args.weight,
         beta=args.beta,
         max_weight=args.max_weight,

@@ -24,7 +24,9 @@ with one backward pass):
        π = argmax_π E_{(s,a)~D} [ f(Q, π, s, a) · log π(a|s) ],
        f = 1[Â(s, a) > 0]  (binary)   or   f = min(exp(Â(s, a) / β), max_weight)  (exp)
 
-4. **Targets**: Polyak averaging of critics and actor.
+4. **Targets**: ``θ' ← τ θ + (1 − τ) θ'`` for critics and actor every
+   ``target_update_interval`` steps — soft updates every step by default; ``tau=1.0,
+   target_update_interval=100`` gives the hard copies every 100 steps of d3rlpy's CRR.
 
 Speed: one actor evaluation on ``s`` gives both the log-likelihood of the dataset actions
 and the m advantage samples; the m Q-values are one ensemble call with observations
@@ -119,6 +121,8 @@ class CRR(OfflineAlgorithmBase[GaussianPolicy, TCRRStats]):
     :param num_action_samples: m, actions sampled per state for the advantage (4).
     :param n_step_return_horizon: n of the n-step TD target.
     :param max_grad_norm: clip gradient norms (None: no clipping).
+    :param target_update_interval: update the target networks every this many steps (with
+        factor ``tau``; ``tau=1.0`` makes it a hard copy).
     """
 
     def __init__(
@@ -137,8 +141,13 @@ class CRR(OfflineAlgorithmBase[GaussianPolicy, TCRRStats]):
         num_action_samples: int = 4,
         n_step_return_horizon: int = 1,
         max_grad_norm: float | None = None,
+        target_update_interval: int = 1,
     ) -> None:
         super().__init__(policy=policy)
+        if target_update_interval < 1:
+            raise ValueError(f"target_update_interval={target_update_interval}: expected >= 1")
+        if not 0.0 < tau <= 1.0:
+            raise ValueError(f"tau={tau}: expected 0 < tau <= 1")
         if weight not in ("exp", "binary"):
             raise ValueError(f"weight={weight!r}: expected 'exp' or 'binary'")
         if advantage not in ("mean", "max"):
@@ -156,6 +165,8 @@ class CRR(OfflineAlgorithmBase[GaussianPolicy, TCRRStats]):
         self.advantage = advantage
         self.num_action_samples = num_action_samples
         self.n_step = n_step_return_horizon
+        self.target_update_interval = target_update_interval
+        self._num_updates = 0
 
     def _update_with_batch(self, batch: RolloutBatchProtocol | Transitions) -> TCRRStats:
         b = self._as_transitions(batch)
@@ -195,7 +206,9 @@ class CRR(OfflineAlgorithmBase[GaussianPolicy, TCRRStats]):
         self.critic_optim.step()
         self.actor_optim.step()
         # 4. targets
-        self._update_targets(self.tau)
+        self._num_updates += 1
+        if self._num_updates % self.target_update_interval == 0:
+            self._update_targets(self.tau)
 
         values = to_floats(
             actor_loss,
