@@ -658,6 +658,60 @@ def test_examples_resolve_a_d4rl_name(
         common.load_dataset("hopper-medium-v9", str(tmp_path / "cache"))
 
 
+def test_example_on_real_mujoco_halfcheetah(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, examples_on_path: None
+) -> None:
+    """The README's MuJoCo workflow end to end: a D4RL-named file recorded from the real
+    HalfCheetah-v5 (random actions, 1000-step episodes), resolved by name, trained, evaluated
+    in MuJoCo and scored against D4RL's reference returns."""
+    pytest.importorskip("mujoco")
+    pytest.importorskip("tianshou_offline.converters.d4rl")
+    import h5py
+
+    from tianshou_offline.converters.d4rl_scores import dataset_info
+
+    info = dataset_info("halfcheetah-random-v2")
+    env = gym.make("HalfCheetah-v5")
+    rng = np.random.default_rng(0)
+    cols: dict[str, list[Any]] = {k: [] for k in ("obs", "next", "act", "rew", "term", "out")}
+    obs, _ = env.reset(seed=0)
+    for t in range(2000):
+        act = rng.uniform(-1, 1, env.action_space.shape).astype(np.float32)
+        nxt, rew, terminated, truncated, _ = env.step(act)
+        for key, value in zip(
+            cols, (obs, nxt, act, rew, terminated, truncated or t % 1000 == 999), strict=True
+        ):
+            cols[key].append(value)
+        obs = env.reset()[0] if (terminated or truncated or t % 1000 == 999) else nxt
+    d4rl_dir = tmp_path / "d4rl"
+    d4rl_dir.mkdir()
+    with h5py.File(d4rl_dir / info.filename, "w") as f:
+        f["observations"] = np.asarray(cols["obs"], dtype=np.float32)
+        f["next_observations"] = np.asarray(cols["next"], dtype=np.float32)
+        f["actions"] = np.asarray(cols["act"], dtype=np.float32)
+        f["rewards"] = np.asarray(cols["rew"], dtype=np.float32)
+        f["terminals"] = np.asarray(cols["term"], dtype=bool)
+        f["timeouts"] = np.asarray(cols["out"], dtype=bool)
+    monkeypatch.setenv("D4RL_DATASET_DIR", str(d4rl_dir))
+    module = importlib.import_module("d4rl_td3_bc")
+    result = module.main(
+        [
+            "--expert-data-task", "halfcheetah-random-v2",
+            "--hidden-sizes", "32", "32",
+            "--epoch", "1",
+            "--step-per-epoch", "20",
+            "--test-num", "1",
+            "--logdir", str(tmp_path / "log"),
+            "--threads", "1",
+            "--show-progress", "0",
+        ]
+    )  # fmt: skip
+    assert math.isfinite(result["final_return_mean"])
+    expected = 100 * (result["final_return_mean"] - info.ref_min_score)
+    expected /= info.ref_max_score - info.ref_min_score
+    assert result["normalized_score"] == pytest.approx(expected)
+
+
 @pytest.mark.slow
 def test_example_trains_on_a_minari_id(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, examples_on_path: None
