@@ -671,6 +671,7 @@ def test_example_on_real_mujoco_halfcheetah(
     from tianshou_offline.converters.d4rl_scores import dataset_info
 
     info = dataset_info("halfcheetah-random-v2")
+    monkeypatch.chdir(tmp_path)  # MuJoCo writes MUJOCO_LOG.TXT into the working directory
     env = gym.make("HalfCheetah-v5")
     rng = np.random.default_rng(0)
     cols: dict[str, list[Any]] = {k: [] for k in ("obs", "next", "act", "rew", "term", "out")}
