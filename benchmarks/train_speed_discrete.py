@@ -48,7 +48,7 @@ from tianshou.utils.torch_utils import policy_within_training_step
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _floor import floor_available, gemm_ms_per_step
+from _floor import floor_available, floor_ms_per_step
 
 from tianshou_offline.algorithms import (
     AtariTrunk,
@@ -331,8 +331,9 @@ class Result:
     ratio_to_tianshou: float | None = None
     """Median over rounds of (this implementation's speed / Tianshou's), both measured in
     alternating blocks within the round (robust to machine load changing over time)."""
-    gemm_ms: float | None = None
-    """Milliseconds per step spent in matrix products and convolutions (``_floor.py``)."""
+    floor_ms: float | None = None
+    """Milliseconds per step spent in matrix products, convolutions, activations and the
+    fused Adam kernel (``_floor.py``)."""
 
 
 def _timed_block(alg: OfflineAlgorithm[Any], buffer: ReplayBuffer, batch: int, steps: int) -> float:
@@ -370,8 +371,8 @@ def run_benchmark(
 
     :param steps: gradient steps per round per implementation (default CartPole 250,
         Atari 20).
-    :param floor: afterwards, profile each implementation's GEMM/convolution time per step
-        (:func:`_floor.gemm_ms_per_step`, CPU only).
+    :param floor: afterwards, profile each implementation's floor time per step
+        (:func:`_floor.floor_ms_per_step`, CPU only).
     """
     steps = steps or {"cartpole": 250, "atari": 20}
     results: list[Result] = []
@@ -408,11 +409,11 @@ def run_benchmark(
                         seconds[impl] += _timed_block(alg, buffer, s.batch_size[name], block)
                 for impl in built:
                     speeds[impl].append(block * blocks / seconds[impl])
-            gemm: dict[str, float | None] = dict.fromkeys(built)
+            floor_t: dict[str, float | None] = dict.fromkeys(built)
             for impl, alg in built.items():
                 if floor and floor_available(next(alg.parameters()).device):
                     with policy_within_training_step(alg.policy):
-                        gemm[impl] = gemm_ms_per_step(
+                        floor_t[impl] = floor_ms_per_step(
                             partial(alg.update, buffer=buffer, sample_size=s.batch_size[name]),
                             max(3, steps[s.name] // 2),
                         )
@@ -436,7 +437,7 @@ def run_benchmark(
                         rounds=values,
                         prepare_s=prepare[impl],
                         ratio_to_tianshou=ratio,
-                        gemm_ms=gemm[impl],
+                        floor_ms=floor_t[impl],
                     )
                 )
             log(f"  {s.name} {name} done")
@@ -455,7 +456,7 @@ def format_table(results: Sequence[Result]) -> str:
     """Markdown table: ours vs Tianshou (same nets), and the variants when timed."""
     rows = [
         "| setting | algorithm | ours (steps/s) | Tianshou 2.0.1 (steps/s) | ratio "
-        "| our GEMM ms | ceiling |",
+        "| our floor ms | ceiling |",
         "|---|---|---:|---:|---:|---:|---:|",
     ]
     by_key = {(r.setting, r.algorithm, r.implementation): r for r in results}
@@ -473,8 +474,8 @@ def format_table(results: Sequence[Result]) -> str:
                 if a is None or b is None or r is None or r.ratio_to_tianshou is None:
                     continue
                 floor = "n/a | n/a"
-                if a.gemm_ms:
-                    floor = f"{a.gemm_ms:.2f} | {1000.0 / b.steps_per_s / a.gemm_ms:.2f}x"
+                if a.floor_ms:
+                    floor = f"{a.floor_ms:.2f} | {1000.0 / b.steps_per_s / a.floor_ms:.2f}x"
                 rows.append(
                     f"| {setting} | {LABELS[name]}{note} | {a.steps_per_s:.1f} | "
                     f"{b.steps_per_s:.1f} | {r.ratio_to_tianshou:.2f}x | {floor} |"
@@ -495,7 +496,7 @@ def main(argv: Sequence[str] | None = None) -> list[Result]:
         "--tianshou-nets", action="store_true", help="also time Tianshou's own DQNet (Atari)"
     )
     p.add_argument(
-        "--no-floor", dest="floor", action="store_false", help="skip the GEMM-time profile"
+        "--no-floor", dest="floor", action="store_false", help="skip the floor-time profile"
     )
     p.add_argument("--json", type=str, default=None, help="write the results here")
     args = p.parse_args(argv)
@@ -519,9 +520,10 @@ def main(argv: Sequence[str] | None = None) -> list[Result]:
     print("ratio = median over rounds of the per-round speed ratio (alternating blocks)")
     print(format_table(results))
     print(
-        "our GEMM ms: time per step in matrix products and convolutions (profiled); ceiling = "
-        "Tianshou's ms/step ÷ our GEMM ms/step, the largest ratio this machine allows with our "
-        "amount of GEMM work even if everything else were free"
+        "our floor ms: time per step in matrix products, convolutions, activations and the "
+        "fused Adam kernel (profiled, _floor.py); ceiling = Tianshou's ms/step ÷ our floor "
+        "ms/step, the largest ratio this machine allows with our amount of that work even if "
+        "everything else were free"
     )
     print()
     print("dataset preparation (process_buffer, once per training run):")
