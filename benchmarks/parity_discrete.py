@@ -11,16 +11,37 @@ Same data, budget, networks, hyperparameters and seeds for both sides:
 - hyperparameters: those of Tianshou's CartPole offline tests (lr, n-step, target updates,
   BCQ threshold 0.6, CQL weight 10, batch sizes);
 - budget: ``--epochs`` × ``--updates`` gradient steps with Tianshou's ``OfflineTrainer``,
-  evaluated on ``--episodes`` seeded test episodes after every epoch.
+  evaluated on ``--episodes`` seeded test episodes after every epoch;
+- evaluation: greedy actions on both sides, on the same seeded test and final episodes
+  (Tianshou's CRR policy, a ``DiscreteActorPolicy``, samples its actions at test time by
+  default while ours takes the argmax: the benchmark sets Tianshou's
+  ``deterministic_eval=True``);
+- mini-batches (**paired**, the default): for a seed, both sides start from the same initial
+  weights *and* train on the same sequence of mini-batches. Ours draws its indices with
+  ``torch.randint`` from torch's global generator (``FrameDataset.sample``); the Tianshou
+  buffer's private ``RandomState`` (seeded 42 at construction, untouched by
+  ``np.random.seed``, and shared by every run in the process, so Tianshou's batches used to
+  depend on which runs came before) is replaced during Tianshou's runs by the same draw from
+  the same generator, re-seeded with the run's sampling seed. The difference between the two
+  sides is then the implementations alone, not the luck of the draw: the final return's
+  seed-to-seed spread (IL ~6, CQL ~30) otherwise swamps any real difference at 10 seeds.
+  ``--unpaired``: each side samples with its own generator (ours torch, Tianshou its buffer's
+  ``RandomState``), both seeded per run.
 
 Reference: Tianshou 2.0.1 ``OfflineImitationLearning``, ``DiscreteBCQ``, ``DiscreteCQL``,
 ``DiscreteCRR``. Ours run with their library defaults where Tianshou has no counterpart
-(CQL's target action from the target network, as QR-DQN's Algorithm 1). Reported: mean ± std
-over seeds of the final policy's return (``--final-episodes`` episodes) with the difference of
-the means ± its standard error, and of the best epoch's return (Tianshou's tests use the best
-epoch). Runs are interleaved (seed-major), so machine load affects both alike.
+(CQL's target action from the target network, as QR-DQN's Algorithm 1; ``--cql-double-q``
+selects it with the online network, as Tianshou). Reported: mean ± std over seeds of the final
+policy's return (``--final-episodes`` episodes), of the mean of the last three epochs' tests
+and of the best epoch's (Tianshou's tests use the best epoch), with the difference of the
+means ± its standard error (paired over seeds when both sides ran the same seeds). Runs are
+interleaved (seed-major), so machine load affects both alike. Paired, IL and BCQ match
+Tianshou per seed to a fraction of a point (the same update, tested by
+``test_paired_training_matches_tianshou``); what remains are the two algorithmic
+differences: CQL's target-action rule and Tianshou's CRR actor loss (every sample weighted by
+the batch-mean ``exp`` weight, with a gradient through it; see docs/ATARI.md).
 
-Usage: ``python benchmarks/parity_discrete.py [--seeds 0 1 2] [--epochs 5] [--updates 1000]``
+Usage: ``python benchmarks/parity_discrete.py [--seeds 0 1 2] [--algorithms il cql] [--unpaired]``
 """
 
 from __future__ import annotations
@@ -59,6 +80,12 @@ LABELS = {
 }
 
 
+SAMPLING_SEED_OFFSET = 10_000
+"""The mini-batch stream of seed ``s`` is seeded with ``SAMPLING_SEED_OFFSET + s``: not the
+seed of the initial weights, so the indices are not drawn from the very random numbers that
+made the weights."""
+
+
 @dataclass
 class Run:
     algorithm: str
@@ -68,6 +95,24 @@ class Run:
     best_return: float
     epoch_returns: list[float]
     train_seconds: float
+    sampling: str = "unpaired"
+    """``paired`` (both sides drew the same mini-batches) or ``unpaired``."""
+    rng_check: int | None = None
+    """A draw from torch's generator right after training: equal on both sides of a paired
+    seed exactly when both consumed the same random numbers (the same mini-batches)."""
+
+
+class _TorchIndexSampler:
+    """Stands in for a Tianshou buffer's private ``RandomState``, whose only use is
+    ``choice(size, n)`` in ``ReplayBuffer.sample_indices``: draws exactly what our
+    ``FrameDataset.sample`` draws, ``torch.randint(size, (n,))`` from torch's global generator
+    (our dataset positions are the buffer's indices, checked in :func:`main`)."""
+
+    def choice(self, a: Any, size: int) -> np.ndarray:
+        if not isinstance(a, int | np.integer):
+            raise TypeError("paired sampling supports buffers without frame stacking only")
+        indices: np.ndarray = torch.randint(int(a), (int(size),)).numpy()
+        return indices
 
 
 def _evaluate(algorithm: Any, episodes: int, seed: int) -> float:
@@ -92,15 +137,26 @@ def train_one(
     episodes: int,
     final_episodes: int,
     cql_double_q: bool = False,
+    paired: bool = True,
 ) -> Run:
-    """Train one algorithm for ``epochs × updates`` steps; evaluate after every epoch."""
+    """Train one algorithm for ``epochs × updates`` steps; evaluate after every epoch.
+
+    :param paired: Tianshou's side samples its mini-batches as ours does (see the module
+        docstring), so both sides of a seed train on the same batches.
+    """
     np.random.seed(seed)
     algorithm = (
         build_ours(name, CARTPOLE, seed, double_q=cql_double_q)
         if impl == "ours"
         else build_tianshou(name, CARTPOLE, seed)
     )
-    torch.manual_seed(seed)
+    if impl == "tianshou" and name == "crr":
+        # Tianshou's DiscreteActorPolicy samples at test time by default; ours is greedy
+        algorithm.policy.deterministic_eval = True
+    sampling_seed = SAMPLING_SEED_OFFSET + seed
+    torch.manual_seed(sampling_seed)  # ours: FrameDataset.sample draws from this generator
+    buffer_rng = buffer._random_state  # Tianshou: ReplayBuffer.sample_indices draws from this
+    buffer._random_state = _TorchIndexSampler() if paired else np.random.RandomState(sampling_seed)
     test_envs = DummyVectorEnv([lambda: gym.make(TASK) for _ in range(episodes)])
     epoch_returns: list[float] = []
 
@@ -114,21 +170,25 @@ def train_one(
             return float(stats.returns_stat.mean)
 
     start = time.perf_counter()
-    result = algorithm.run_training(
-        OfflineTrainerParams(
-            buffer=buffer,
-            test_collector=Collector[CollectStats](algorithm, test_envs),
-            max_epochs=epochs,
-            epoch_num_steps=updates,
-            batch_size=CARTPOLE.batch_size[name],
-            test_step_num_episodes=episodes,
-            test_fn=test_fn,
-            compute_score_fn=_Record(),
-            show_progress=False,
-            verbose=False,
+    try:
+        result = algorithm.run_training(
+            OfflineTrainerParams(
+                buffer=buffer,
+                test_collector=Collector[CollectStats](algorithm, test_envs),
+                max_epochs=epochs,
+                epoch_num_steps=updates,
+                batch_size=CARTPOLE.batch_size[name],
+                test_step_num_episodes=episodes,
+                test_fn=test_fn,
+                compute_score_fn=_Record(),
+                show_progress=False,
+                verbose=False,
+            )
         )
-    )
+    finally:
+        buffer._random_state = buffer_rng
     seconds = time.perf_counter() - start
+    rng_check = int(torch.randint(2**62, (1,)))
     test_envs.close()
     final = _evaluate(algorithm, final_episodes, 2000 + seed)
     # epoch_returns[0] is the initial (untrained) test
@@ -140,6 +200,8 @@ def train_one(
         best_return=float(result.best_reward),
         epoch_returns=epoch_returns[1:],
         train_seconds=seconds,
+        sampling="paired" if paired else "unpaired",
+        rng_check=rng_check,
     )
 
 
@@ -149,11 +211,16 @@ def _mean_std(values: Sequence[float]) -> str:
     return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}"
 
 
-def _diff(a: Sequence[float], b: Sequence[float]) -> str:
-    """Difference of means ± its standard error (Welch)."""
+def _diff(a: Sequence[float], b: Sequence[float], paired: bool) -> str:
+    """Difference of means ± its standard error: over the per-seed differences when
+    ``paired`` (same seeds on both sides, in the same order), else Welch's."""
     if len(a) < 2 or len(b) < 2:
         return "-"
-    se = (statistics.variance(a) / len(a) + statistics.variance(b) / len(b)) ** 0.5
+    if paired:
+        d = [x - y for x, y in zip(a, b, strict=True)]
+        se = statistics.stdev(d) / len(d) ** 0.5
+    else:
+        se = (statistics.variance(a) / len(a) + statistics.variance(b) / len(b)) ** 0.5
     return f"{statistics.mean(a) - statistics.mean(b):+.1f} ± {se:.1f}"
 
 
@@ -164,7 +231,8 @@ def _last3(r: Run) -> float:
 def format_table(runs: Sequence[Run]) -> str:
     """Three views of the same runs: the final policy (``--final-episodes`` episodes), the
     mean of the last three epochs' evaluations (less sensitive to where the last update
-    happened to leave the weights), and the best epoch (as Tianshou's tests)."""
+    happened to leave the weights), and the best epoch (as Tianshou's tests). Differences are
+    paired over seeds when both sides ran the same seeds."""
     rows = [
         "| algorithm | ours: final | Tianshou: final | difference "
         "| ours: last 3 epochs | Tianshou: last 3 epochs | difference "
@@ -172,22 +240,46 @@ def format_table(runs: Sequence[Run]) -> str:
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name in ALGORITHMS:
-        ours = [r for r in runs if r.algorithm == name and r.implementation == "ours"]
-        ts = [r for r in runs if r.algorithm == name and r.implementation == "tianshou"]
+        ours = sorted(
+            (r for r in runs if r.algorithm == name and r.implementation == "ours"),
+            key=lambda r: r.seed,
+        )
+        ts = sorted(
+            (r for r in runs if r.algorithm == name and r.implementation == "tianshou"),
+            key=lambda r: r.seed,
+        )
         if not ours or not ts:
             continue
+        paired = [r.seed for r in ours] == [r.seed for r in ts]
         rows.append(
             f"| {LABELS[name][0]} vs {LABELS[name][1]} "
             f"| {_mean_std([r.final_return for r in ours])} "
             f"| {_mean_std([r.final_return for r in ts])} "
-            f"| {_diff([r.final_return for r in ours], [r.final_return for r in ts])} "
+            f"| {_diff([r.final_return for r in ours], [r.final_return for r in ts], paired)} "
             f"| {_mean_std([_last3(r) for r in ours])} "
             f"| {_mean_std([_last3(r) for r in ts])} "
-            f"| {_diff([_last3(r) for r in ours], [_last3(r) for r in ts])} "
+            f"| {_diff([_last3(r) for r in ours], [_last3(r) for r in ts], paired)} "
             f"| {_mean_std([r.best_return for r in ours])} "
             f"| {_mean_std([r.best_return for r in ts])} | {len(ours)} |"
         )
     return "\n".join(rows)
+
+
+def pairing_summary(runs: Sequence[Run]) -> str:
+    """How many (algorithm, seed) pairs of a paired run consumed the same random numbers on
+    both sides, i.e. trained on the same mini-batches."""
+    by_key = {(r.algorithm, r.seed, r.implementation): r for r in runs if r.sampling == "paired"}
+    pairs = [
+        (r, by_key[(r.algorithm, r.seed, "tianshou")])
+        for r in runs
+        if r.sampling == "paired"
+        and r.implementation == "ours"
+        and (r.algorithm, r.seed, "tianshou") in by_key
+    ]
+    if not pairs:
+        return "mini-batches: unpaired (each side its own generator)"
+    same = sum(a.rng_check is not None and a.rng_check == b.rng_check for a, b in pairs)
+    return f"mini-batches: paired; the same random stream on both sides in {same}/{len(pairs)} runs"
 
 
 def main(argv: Sequence[str] | None = None) -> list[Run]:
@@ -212,7 +304,15 @@ def main(argv: Sequence[str] | None = None) -> list[Run]:
         action="store_true",
         help="our CQL selects the target action with the online network, as Tianshou",
     )
-    p.add_argument("--implementations", nargs="+", default=["ours", "tianshou"])
+    p.add_argument(
+        "--unpaired",
+        action="store_true",
+        help="each side samples its mini-batches with its own generator (seeded per run) "
+        "instead of both drawing the same ones",
+    )
+    p.add_argument(
+        "--implementations", nargs="+", default=["ours", "tianshou"], choices=("ours", "tianshou")
+    )
     p.add_argument("--json", type=str, default=None)
     p.add_argument(
         "--table-from",
@@ -226,11 +326,20 @@ def main(argv: Sequence[str] | None = None) -> list[Run]:
     if args.table_from:
         combined = [Run(**r) for f in args.table_from for r in json.loads(Path(f).read_text())]
         print(format_table(combined))
+        print(pairing_summary(combined))
         return combined
     torch.set_num_threads(args.threads)
     data = cached_expert_file(args.data_dir)
     buffer = load_buffer(data)
-    print(f"data: {data} ({len(buffer)} transitions); budget {args.epochs}×{args.updates} steps")
+    # paired sampling relies on our dataset's position i being the buffer's index i
+    if buffer.stack_num != 1 or not np.array_equal(
+        np.sort(buffer.sample_indices(0)), np.arange(len(buffer))
+    ):
+        raise RuntimeError(f"{data}: expected a full, unstacked buffer for paired sampling")
+    print(
+        f"data: {data} ({len(buffer)} transitions); budget {args.epochs}×{args.updates} steps; "
+        f"mini-batches {'unpaired' if args.unpaired else 'paired'}"
+    )
     runs: list[Run] = []
     for seed in args.seeds:
         for name in args.algorithms:
@@ -245,6 +354,7 @@ def main(argv: Sequence[str] | None = None) -> list[Run]:
                     episodes=args.episodes,
                     final_episodes=args.final_episodes,
                     cql_double_q=args.cql_double_q,
+                    paired=not args.unpaired,
                 )
                 runs.append(run)
                 print(
@@ -255,6 +365,7 @@ def main(argv: Sequence[str] | None = None) -> list[Run]:
                 )
     print()
     print(format_table(runs))
+    print(pairing_summary(runs))
     if args.json:
         with open(args.json, "w") as f:
             json.dump([asdict(r) for r in runs], f, indent=2)
