@@ -13,21 +13,54 @@ Same data, same budget, same seeds, same networks and hyperparameters on both si
   normalisation on both sides; Tianshou's via its example's recipe: normalised buffer +
   ``VectorEnvNormObs``). CRR has no Tianshou counterpart and is reported alone.
 
-Reports mean ± std over seeds of the final return and of the best per-epoch test return.
+- initial weights: every Tianshou network starts from our network's initial weights for the
+  seed, copied layer by layer (exact: the same function class and input order on both
+  sides). Our ``MLP`` is Tianshou's ``Net`` + output ``MLP``; our ``GaussianActor``'s output
+  layer is the row-concatenation of Tianshou's ``mu`` and ``sigma`` heads; member ``e`` of our
+  ``CriticEnsemble`` is Tianshou's ``critic``/``critic2`` (``weights[l][e]`` is the transposed
+  ``Linear.weight``); our VAE's ``mean_and_log_std`` is Tianshou's ``mean`` and ``log_std``.
+  The copy is made before Tianshou's algorithm is constructed, so its target networks are
+  copies of the same weights.
+- mini-batches (**paired**, the default): for a seed, both sides train on the same sequence
+  of mini-batches. The batch stream is a dedicated ``torch.Generator`` seeded
+  ``SAMPLING_SEED_OFFSET + seed``, separate from the weights' seed and from the generator the
+  algorithms draw their noise from (the continuous algorithms draw different amounts of noise
+  per update on the two sides, so one shared generator would not stay aligned). Ours: during
+  the run ``TransitionDataset.sample`` makes its usual draw, ``torch.randint(len, (n,))``,
+  from that generator. Tianshou: the buffer's private ``RandomState`` (whose only use is
+  ``choice(size, n)`` in ``ReplayBuffer.sample_indices``) is replaced by the same draw from a
+  generator seeded alike, mapped through ``buffer.sample_indices(0)`` (the order of our
+  dataset's rows), so index ``k`` of a draw is the same transition on both sides. Each side
+  hashes the buffer indices it trained on; the script prints in how many runs the two hashes
+  matched. ``--unpaired``: the old behaviour, ours samples from torch's global generator and
+  Tianshou from its buffer's ``RandomState``, both seeded per run.
+- evaluation: the same seeded test and final episodes on both sides; deterministic actions
+  (IL, TD3+BC: the actor; CQL: ``tanh`` of the Gaussian mean on both sides). BCQ acts by the
+  argmax of Q over 10 perturbed VAE samples on both sides, stochastic by design.
+
+Reports mean ± std over seeds of the final return (``--eval-episodes`` episodes), of the mean
+of the last three epochs' tests and of the best epoch's test, and the difference ours −
+Tianshou as mean ± standard error of the per-seed differences (Welch's when unpaired). Runs are
+interleaved (seed-major), so machine load affects both sides alike.
 
 Usage::
 
     python benchmarks/parity_continuous.py                      # 3 seeds, all algorithms
     python benchmarks/parity_continuous.py --seeds 0 1 2 3 4 --algorithms cql,td3bc
+    python benchmarks/parity_continuous.py --unpaired           # each side its own batches
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +89,7 @@ from tianshou.utils.net.continuous import (
     ContinuousCritic,
 )
 from tianshou.utils.net.continuous import Perturbation as TsPerturbation
+from torch import nn
 
 from tianshou_offline import load_buffer
 from tianshou_offline.algorithms import (
@@ -72,7 +106,9 @@ from tianshou_offline.algorithms import (
     GaussianPolicy,
     ImitationLearning,
     Perturbation,
+    TransitionDataset,
 )
+from tianshou_offline.algorithms.nets import MLP as OurMLP
 
 REPO = Path(__file__).resolve().parent.parent
 TASK = "Pendulum-v1"
@@ -81,6 +117,11 @@ CQL_WEIGHT = 5.0
 """The CQL weight of Kumar et al.'s MuJoCo runs, without the Lagrange multiplier: with
 Tianshou's defaults (Lagrange, τ = 10, gradient clipping at 1) the multiplier decays to ~0 on
 this data and both implementations degrade to unregularised SAC and collapse after ~5k steps."""
+SAMPLING_SEED_OFFSET = 10_000
+"""The mini-batch stream of seed ``s`` is seeded ``SAMPLING_SEED_OFFSET + s``."""
+NOISE_SEED_OFFSET = 20_000
+"""torch's global generator (the algorithms' noise) is seeded ``NOISE_SEED_OFFSET + s`` after
+the networks are built, so both sides' noise streams start alike."""
 
 
 # ------------------------------------------------------------------- data
@@ -117,6 +158,63 @@ def normalized_obs_copy(buffer: ReplayBuffer) -> tuple[ReplayBuffer, RunningMean
     return buffer_from_columns(cols), rms
 
 
+# ------------------------------------------------------------------- initial weights
+
+
+def _our_linears(mlp: OurMLP) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(weight (out, in), bias (out,)) of every layer of our MLP, input to output."""
+    layers: list[tuple[torch.Tensor, torch.Tensor]] = [(mlp.first.weight, mlp.first.bias)]
+    layers += [(m.weight, m.bias) for m in mlp.rest if isinstance(m, nn.Linear)]
+    return layers
+
+
+def _ts_linears(module: nn.Module) -> list[nn.Linear]:
+    """Tianshou's ``Linear`` layers in registration order (= input to output for its nets)."""
+    return [m for m in module.modules() if isinstance(m, nn.Linear)]
+
+
+@torch.no_grad()
+def _copy_layers(
+    src: Sequence[tuple[torch.Tensor, torch.Tensor]], dst: Sequence[nn.Linear]
+) -> None:
+    if len(src) != len(dst):
+        raise ValueError(f"{len(src)} source layers for {len(dst)} target layers")
+    for (w, b), lin in zip(src, dst, strict=True):
+        if lin.weight.shape != w.shape or lin.bias.shape != b.shape:
+            raise ValueError(f"layer shapes differ: {tuple(w.shape)} vs {tuple(lin.weight.shape)}")
+        lin.weight.copy_(w)
+        lin.bias.copy_(b)
+
+
+def copy_mlp(src: OurMLP, dst: nn.Module) -> None:
+    """Our MLP (hidden layers + output layer) into a Tianshou net of the same layers."""
+    _copy_layers(_our_linears(src), _ts_linears(dst))
+
+
+def copy_gaussian_actor(src: GaussianActor, dst: ContinuousActorProbabilistic) -> None:
+    """Our output layer ``(2A, H)`` = [mean rows; log_std rows] → Tianshou's ``mu``, ``sigma``."""
+    layers = _our_linears(src.net)
+    (w, b), a = layers[-1], src.act_dim
+    _copy_layers(layers[:-1], _ts_linears(dst.preprocess))
+    _copy_layers([(w[:a], b[:a])], _ts_linears(dst.mu))
+    _copy_layers([(w[a:], b[a:])], _ts_linears(dst.sigma))
+
+
+def copy_critic(src: CriticEnsemble, member: int, dst: ContinuousCritic) -> None:
+    """Member ``member`` of our ensemble (weights ``(E, in, out)``) → one Tianshou critic."""
+    layers = [(w[member].T, b[member, 0]) for w, b in zip(src.weights, src.biases, strict=True)]
+    _copy_layers(layers, _ts_linears(dst))
+
+
+def copy_vae(src: VAE, dst: TsVAE) -> None:
+    """Encoder, [mean; log_std] head (split), decoder."""
+    _copy_layers(_our_linears(src.encoder), _ts_linears(dst.encoder))
+    w, b, latent = src.mean_and_log_std.weight, src.mean_and_log_std.bias, src.latent_dim
+    _copy_layers([(w[:latent], b[:latent])], [dst.mean])
+    _copy_layers([(w[latent:], b[latent:])], [dst.log_std])
+    _copy_layers(_our_linears(src.decoder), _ts_linears(dst.decoder))
+
+
 # ------------------------------------------------------------------- builders
 
 
@@ -128,12 +226,25 @@ def _ts_critic(h: list[int]) -> ContinuousCritic:
     )
 
 
-def build_tianshou(name: str, env: gym.Env[Any, Any], h: list[int]) -> Algorithm:
+def build_tianshou(
+    name: str,
+    env: gym.Env[Any, Any],
+    h: list[int],
+    init: Algorithm | None = None,
+    *,
+    bcq_net: bool = False,
+) -> Algorithm:
+    """Tianshou's algorithm ``name``; with ``init`` (our algorithm of the same name, freshly
+    built), its networks start from ``init``'s weights (copied before the algorithm makes its
+    target networks)."""
     space = env.action_space
+    src: Any = init
     if name == "il":
         actor = ContinuousActorDeterministic(
             preprocess_net=Net(state_shape=(OBS_DIM,), hidden_sizes=h), action_shape=(ACT_DIM,)
         )
+        if src is not None:
+            copy_mlp(src.policy.actor.net, actor)
         policy = ImitationPolicy(actor=actor, action_space=space, action_scaling=True)
         return OfflineImitationLearning(policy=policy, optim=Adam(lr=1e-3))
     if name == "bcq":
@@ -144,14 +255,29 @@ def build_tianshou(name: str, env: gym.Env[Any, Any], h: list[int]) -> Algorithm
             latent_dim=2 * ACT_DIM,
             max_action=1.0,
         )
+        # Tianshou's Perturbation takes ``preprocess_net(...)[0]``, meant for a ``Net``'s
+        # ``(logits, state)``; with the plain ``MLP`` of Tianshou's own BCQ example that is
+        # the first row of the batch, so every state gets the first state's perturbation.
+        # ``bcq_net=True`` uses a ``Net`` (same layers), which makes it per-state.
+        perturbation_net: nn.Module = (
+            Net(state_shape=(OBS_DIM + ACT_DIM,), action_shape=(ACT_DIM,), hidden_sizes=h)
+            if bcq_net
+            else TsMLP(input_dim=OBS_DIM + ACT_DIM, output_dim=ACT_DIM, hidden_sizes=h)
+        )
         perturbation = TsPerturbation(
-            preprocess_net=TsMLP(input_dim=OBS_DIM + ACT_DIM, output_dim=ACT_DIM, hidden_sizes=h),
+            preprocess_net=perturbation_net,
             max_action=1.0,
             phi=0.05,
         )
+        critic, critic2 = _ts_critic(h), _ts_critic(h)
+        if src is not None:
+            copy_vae(src.policy.vae, vae)
+            copy_mlp(src.policy.perturbation.net, perturbation)
+            copy_critic(src.policy.critics, 0, critic)
+            copy_critic(src.policy.critics, 1, critic2)
         policy = TsBCQPolicy(
             actor_perturbation=perturbation,
-            critic=_ts_critic(h),
+            critic=critic,
             vae=vae,
             action_space=space,
             action_scaling=True,
@@ -161,7 +287,7 @@ def build_tianshou(name: str, env: gym.Env[Any, Any], h: list[int]) -> Algorithm
             actor_perturbation_optim=Adam(lr=1e-3),
             critic_optim=Adam(lr=1e-3),
             vae_optim=Adam(lr=1e-3),
-            critic2=_ts_critic(h),
+            critic2=critic2,
             gamma=0.99,
             tau=0.005,
             lmbda=0.75,
@@ -174,12 +300,17 @@ def build_tianshou(name: str, env: gym.Env[Any, Any], h: list[int]) -> Algorithm
             unbounded=True,
             conditioned_sigma=True,
         )
+        critic, critic2 = _ts_critic(h), _ts_critic(h)
+        if src is not None:
+            copy_gaussian_actor(src.policy.actor, actor)
+            copy_critic(src.critics, 0, critic)
+            copy_critic(src.critics, 1, critic2)
         return TsCQL(
             policy=SACPolicy(actor=actor, action_space=space),
             policy_optim=Adam(lr=1e-3),
-            critic=_ts_critic(h),
+            critic=critic,
             critic_optim=Adam(lr=1e-3),
-            critic2=_ts_critic(h),
+            critic2=critic2,
             critic2_optim=Adam(lr=1e-3),
             alpha=AutoAlpha(target_entropy=-float(ACT_DIM), log_alpha=0.0, optim=Adam(lr=1e-3)),
             cql_alpha_lr=1e-3,
@@ -196,12 +327,17 @@ def build_tianshou(name: str, env: gym.Env[Any, Any], h: list[int]) -> Algorithm
         actor = ContinuousActorDeterministic(
             preprocess_net=Net(state_shape=(OBS_DIM,), hidden_sizes=h), action_shape=(ACT_DIM,)
         )
+        critic, critic2 = _ts_critic(h), _ts_critic(h)
+        if src is not None:
+            copy_mlp(src.policy.actor.net, actor)
+            copy_critic(src.critics, 0, critic)
+            copy_critic(src.critics, 1, critic2)
         return TsTD3BC(
             policy=ContinuousDeterministicPolicy(actor=actor, action_space=space),
             policy_optim=Adam(lr=3e-4),
-            critic=_ts_critic(h),
+            critic=critic,
             critic_optim=Adam(lr=3e-4),
-            critic2=_ts_critic(h),
+            critic2=critic2,
             critic2_optim=Adam(lr=3e-4),
             tau=0.005,
             gamma=0.99,
@@ -284,6 +420,82 @@ def build_ours(name: str, env: gym.Env[Any, Any], h: list[int]) -> Algorithm:
 # ------------------------------------------------------------------- running
 
 
+class BatchStream:
+    """The mini-batch indices of one run: ``torch.randint(size, (n,))`` from a dedicated
+    generator (what ``TransitionDataset.sample`` draws), mapped to buffer indices through
+    ``order`` (``buffer.sample_indices(0)``, the order of our dataset's rows), with a running
+    hash of every index drawn."""
+
+    def __init__(self, seed: int, order: np.ndarray) -> None:
+        self.generator = torch.Generator().manual_seed(seed)
+        self.order = order
+        self.hash = hashlib.blake2b(digest_size=8)
+        self.draws = 0
+
+    def positions(self, size: int, n: int, device: torch.device | None = None) -> torch.Tensor:
+        if size != len(self.order):
+            raise RuntimeError(f"sampling from {size} transitions, expected {len(self.order)}")
+        idx = torch.randint(size, (n,), generator=self.generator).to(device)
+        self.hash.update(self.order[idx.cpu().numpy()].astype(np.int64).tobytes())
+        self.draws += 1
+        return idx
+
+    def choice(self, a: Any, size: int) -> np.ndarray:
+        """Stands in for a Tianshou buffer's ``RandomState.choice(self._size, batch_size)``."""
+        if not isinstance(a, int | np.integer):
+            raise TypeError("paired sampling supports buffers without frame stacking only")
+        indices: np.ndarray = self.order[self.positions(int(a), int(size)).numpy()]
+        return indices
+
+    def digest(self) -> str:
+        return f"{self.draws}:{self.hash.hexdigest()}"
+
+
+@contextmanager
+def batches_from(stream: BatchStream | None) -> Iterator[None]:
+    """During the block, our ``TransitionDataset.sample`` draws from ``stream``'s generator."""
+    if stream is None:
+        yield
+        return
+    original = TransitionDataset.sample
+
+    def sample(self: TransitionDataset, batch_size: int) -> Any:
+        idx = stream.positions(len(self), batch_size, self.device)
+        return self._unpack(torch.index_select(self.packed, 0, idx))
+
+    TransitionDataset.sample = sample  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        TransitionDataset.sample = original  # type: ignore[method-assign]
+
+
+@contextmanager
+def buffer_sampling(buffer: ReplayBuffer, sampler: Any) -> Iterator[None]:
+    """During the block, ``buffer.sample_indices`` draws its indices from ``sampler``."""
+    saved = buffer._random_state
+    buffer._random_state = sampler
+    try:
+        yield
+    finally:
+        buffer._random_state = saved
+
+
+@dataclass
+class Run:
+    algorithm: str
+    implementation: str
+    seed: int
+    final_return: float
+    last3_return: float
+    best_return: float
+    epoch_returns: list[float] = field(default_factory=list)
+    train_seconds: float = 0.0
+    sampling: str = "unpaired"
+    batch_digest: str | None = None
+    """``draws:hash`` of the buffer indices trained on (paired runs)."""
+
+
 def run(
     algo: Algorithm,
     buffer: ReplayBuffer,
@@ -293,11 +505,11 @@ def run(
     steps: int,
     eval_episodes: int,
     obs_rms: RunningMeanStd | None,
-) -> tuple[float, float, float, float]:
+) -> tuple[float, list[float], float, float]:
     """Train, then evaluate the final policy.
 
-    :returns: (final mean return over ``eval_episodes``, mean of the last 3 per-epoch test
-        returns, best per-epoch test return, seconds of training).
+    :returns: (final mean return over ``eval_episodes``, the per-epoch test returns, best
+        per-epoch test return, seconds of training).
     """
 
     def envs(n: int, env_seed: int) -> BaseVectorEnv:
@@ -335,21 +547,134 @@ def run(
         n_episode=eval_episodes, reset_before_collect=True
     )
     assert final.returns_stat is not None
-    last3 = float(np.mean(epoch_tests[-3:]))
-    return float(final.returns_stat.mean), last3, float(info.best_reward), seconds
+    return float(final.returns_stat.mean), epoch_tests, float(info.best_reward), seconds
 
 
-def fmt(xs: list[float]) -> str:
+def train_one(
+    name: str,
+    side: str,
+    seed: int,
+    *,
+    env: gym.Env[Any, Any],
+    hidden: list[int],
+    buffer: ReplayBuffer,
+    order: np.ndarray,
+    obs_rms: RunningMeanStd | None,
+    paired: bool,
+    epochs: int,
+    steps: int,
+    eval_episodes: int,
+    bcq_net: bool = False,
+) -> Run:
+    """One run of ``side``'s ``name``: our initial weights for the seed (copied into
+    Tianshou's networks), the seed's batch stream when ``paired``."""
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    algo = build_ours(name, env, hidden)
+    if side == "tianshou":
+        algo = build_tianshou(name, env, hidden, init=algo, bcq_net=bcq_net)
+    torch.manual_seed(NOISE_SEED_OFFSET + seed)
+    sampling_seed = SAMPLING_SEED_OFFSET + seed
+    stream = BatchStream(sampling_seed, order) if paired else None
+    if side == "ours":
+        context = batches_from(stream)
+    else:
+        sampler = stream if stream is not None else np.random.RandomState(sampling_seed)
+        context = buffer_sampling(buffer, sampler)
+    if not paired:
+        torch.manual_seed(seed)  # the old behaviour: ours samples from the global generator
+    with context:
+        final, tests, best, seconds = run(
+            algo,
+            buffer,
+            seed=seed,
+            epochs=epochs,
+            steps=steps,
+            eval_episodes=eval_episodes,
+            obs_rms=obs_rms,
+        )
+    return Run(
+        algorithm=name,
+        implementation=side,
+        seed=seed,
+        final_return=final,
+        last3_return=float(np.mean(tests[-3:])),
+        best_return=best,
+        epoch_returns=tests,
+        train_seconds=seconds,
+        sampling="paired" if paired else "unpaired",
+        batch_digest=stream.digest() if stream is not None else None,
+    )
+
+
+def _mean_std(xs: Sequence[float]) -> str:
     if not xs:
         return "—"
     sd = statistics.stdev(xs) if len(xs) > 1 else 0.0
-    return f"{statistics.mean(xs):8.1f} ± {sd:6.1f}"
+    return f"{statistics.mean(xs):.1f} ± {sd:.1f}"
+
+
+def _diff(a: Sequence[float], b: Sequence[float], paired: bool) -> str:
+    """Difference of means ± its standard error: of the per-seed differences when ``paired``
+    (same seeds on both sides, in the same order), else Welch's."""
+    if len(a) < 2 or len(b) < 2:
+        return "—"
+    if paired:
+        d = [x - y for x, y in zip(a, b, strict=True)]
+        se = statistics.stdev(d) / len(d) ** 0.5
+    else:
+        se = (statistics.variance(a) / len(a) + statistics.variance(b) / len(b)) ** 0.5
+    return f"{statistics.mean(a) - statistics.mean(b):+.1f} ± {se:.1f}"
 
 
 LABELS = {"il": "IL (BC)", "bcq": "BCQ", "cql": "CQL", "td3bc": "TD3+BC", "crr": "CRR"}
 
 
-def main(argv: list[str] | None = None) -> int:
+def format_table(runs: Sequence[Run]) -> str:
+    rows = [
+        "| algorithm | ours: final | Tianshou: final | difference "
+        "| ours: last 3 epochs | Tianshou: last 3 epochs | difference "
+        "| ours: best epoch | Tianshou: best epoch | difference | seeds |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name in LABELS:
+        ours = sorted(
+            (r for r in runs if r.algorithm == name and r.implementation == "ours"),
+            key=lambda r: r.seed,
+        )
+        ts = sorted(
+            (r for r in runs if r.algorithm == name and r.implementation == "tianshou"),
+            key=lambda r: r.seed,
+        )
+        if not ours:
+            continue
+        paired = [r.seed for r in ours] == [r.seed for r in ts]
+        cells = []
+        for metric in ("final_return", "last3_return", "best_return"):
+            a = [getattr(r, metric) for r in ours]
+            b = [getattr(r, metric) for r in ts]
+            cells += [_mean_std(a), _mean_std(b), _diff(a, b, paired) if b else "—"]
+        rows.append(f"| {LABELS[name]} | " + " | ".join(cells) + f" | {len(ours)} |")
+    return "\n".join(rows)
+
+
+def pairing_summary(runs: Sequence[Run]) -> str:
+    """In how many (algorithm, seed) pairs both sides trained on the same index stream."""
+    by_key = {(r.algorithm, r.seed, r.implementation): r for r in runs if r.sampling == "paired"}
+    pairs = [
+        (r, by_key[(r.algorithm, r.seed, "tianshou")])
+        for r in runs
+        if r.sampling == "paired"
+        and r.implementation == "ours"
+        and (r.algorithm, r.seed, "tianshou") in by_key
+    ]
+    if not pairs:
+        return "mini-batches: unpaired (each side its own generator)"
+    same = sum(a.batch_digest is not None and a.batch_digest == b.batch_digest for a, b in pairs)
+    return f"mini-batches: paired; same random stream in {same}/{len(pairs)} runs"
+
+
+def main(argv: list[str] | None = None) -> list[Run]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--algorithms", default="il,bcq,cql,td3bc,crr")
@@ -359,67 +684,89 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eval-episodes", type=int, default=20)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument(
+        "--unpaired",
+        action="store_true",
+        help="each side samples its mini-batches with its own generator (seeded per run)",
+    )
+    parser.add_argument(
+        "--tianshou-bcq-net",
+        action="store_true",
+        help="build Tianshou's BCQ perturbation on a Net instead of its example's MLP, whose "
+        "output Tianshou's Perturbation indexes with [0] (the first state's perturbation "
+        "for the whole batch)",
+    )
+    parser.add_argument("--json", type=Path, default=None, help="write the runs here")
+    parser.add_argument("--table-from", type=Path, nargs="+", default=None)
+    parser.add_argument(
         "--data-dir", type=Path, default=Path.home() / ".cache" / "tianshou_offline" / "bench"
     )
     args = parser.parse_args(argv)
+    if args.table_from:
+        loaded = [Run(**r) for f in args.table_from for r in json.loads(f.read_text())]
+        print(format_table(loaded))
+        print(pairing_summary(loaded))
+        return loaded
     torch.set_num_threads(args.threads)
     names = [n.strip() for n in args.algorithms.split(",") if n.strip()]
     ours_buf, ts_buf = expert_buffers(args.data_dir)
     ts_td3bc_buf, ts_rms = normalized_obs_copy(ts_buf)
+    # index k of our dataset is buffer index order[k] in all three buffers (same transitions)
+    order = ours_buf.sample_indices(0)
+    high = float(np.asarray(gym.make(TASK).action_space.high)[0])  # type: ignore[attr-defined]
+    for theirs in (ts_buf, ts_td3bc_buf):
+        if theirs.stack_num != 1 or len(theirs) != len(ours_buf):
+            raise RuntimeError("paired sampling needs unstacked buffers of equal length")
+        if not np.allclose(theirs.act[order] * high, ours_buf.act[order], atol=1e-5) or not (
+            np.array_equal(theirs.rew[order], ours_buf.rew[order])
+        ):
+            raise RuntimeError("Tianshou's buffer holds different transitions at the same index")
     env = gym.make(TASK)
+    paired = not args.unpaired
     print(
-        f"Pendulum-v1 SAC expert (20k steps), hidden {args.hidden}, batch 256, "
-        f"{args.epochs}×{args.steps} steps, seeds {args.seeds}, {args.threads} thread(s)",
+        f"Pendulum-v1 SAC expert ({len(ours_buf)} transitions), hidden {args.hidden}, batch 256, "
+        f"{args.epochs}×{args.steps} steps, seeds {args.seeds}, {args.threads} thread(s), "
+        f"mini-batches {'paired' if paired else 'unpaired'}",
         flush=True,
     )
-    results: dict[tuple[str, str], list[tuple[float, float, float]]] = {}
-    for name in names:
-        for seed in args.seeds:
-            Builder = Callable[[str, gym.Env[Any, Any], list[int]], Algorithm]
-            sides: list[tuple[str, Builder, ReplayBuffer, Any]] = [
-                ("ours", build_ours, ours_buf, None)
+    runs: list[Run] = []
+    for seed in args.seeds:
+        for name in names:
+            sides: list[tuple[str, ReplayBuffer, RunningMeanStd | None]] = [
+                ("ours", ours_buf, None)
             ]
             if name != "crr":
                 buf, rms = (ts_td3bc_buf, ts_rms) if name == "td3bc" else (ts_buf, None)
-                sides.append(("tianshou", build_tianshou, buf, rms))
-            for side, build, buffer, rms in sides:
-                torch.manual_seed(seed)
-                np.random.seed(seed)
-                out = run(
-                    build(name, env, args.hidden),
-                    buffer,
-                    seed=seed,
+                sides.append(("tianshou", buf, rms))
+            for side, buffer, rms in sides:
+                r = train_one(
+                    name,
+                    side,
+                    seed,
+                    env=env,
+                    hidden=args.hidden,
+                    buffer=buffer,
+                    order=order,
+                    obs_rms=rms,
+                    paired=paired,
                     epochs=args.epochs,
                     steps=args.steps,
                     eval_episodes=args.eval_episodes,
-                    obs_rms=rms,
+                    bcq_net=args.tianshou_bcq_net,
                 )
-                results.setdefault((name, side), []).append(out)
+                runs.append(r)
                 print(
-                    f"  {name:6s} {side:8s} seed {seed}: final {out[0]:8.1f}  last-3 {out[1]:8.1f}"
-                    f"  best {out[2]:8.1f}  ({out[3]:.0f} s)",
+                    f"  {name:6s} {side:8s} seed {seed}: final {r.final_return:8.1f}  "
+                    f"last-3 {r.last3_return:8.1f}  best {r.best_return:8.1f}  "
+                    f"({r.train_seconds:.0f} s)",
                     flush=True,
                 )
+                if args.json:
+                    args.json.write_text(json.dumps([asdict(x) for x in runs], indent=2))
     print()
-    print(
-        "| algorithm | final, ours | final, Tianshou | last-3 tests, ours | last-3 tests, Tianshou "
-        "| best test, ours | best test, Tianshou |"
-    )
-    print("|---|---|---|---|---|---|---|")
-    for name in names:
-        ours = results.get((name, "ours"), [])
-        ts = results.get((name, "tianshou"), [])
-        cells = []
-        for k in range(3):
-            ours_k, ts_k = [r[k] for r in ours], [r[k] for r in ts]
-            mark = ""
-            if ts_k:
-                mark = " ✓" if statistics.mean(ours_k) >= statistics.mean(ts_k) else " ✗"
-            cells += [fmt(ours_k) + mark, fmt(ts_k)]
-        print(f"| {LABELS[name]} | " + " | ".join(cells) + " |")
-    print("\n✓/✗: our mean ≥ / < Tianshou's mean for that metric.")
-    return 0
+    print(format_table(runs))
+    print(pairing_summary(runs))
+    return runs
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    main()

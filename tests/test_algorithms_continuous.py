@@ -786,3 +786,41 @@ def test_quickstart_continuous_part_reaches_expert_level(tmp_path: Path) -> None
     assert dataset.episodes == 50 and dataset.mean_return > -250
     assert td3bc.mean_return > -300, td3bc  # the scripted expert scores about -150
     assert result.files["td3bc_policy"].exists()
+
+
+def test_paired_parity_il_matches_tianshou() -> None:
+    """``benchmarks/parity_continuous.py``'s pairing: Tianshou's networks start from our
+    initial weights (copied layer by layer) and its buffer draws the indices our dataset
+    draws, so 40 updates of our IL and of Tianshou 2.0.1's end at the same actor, both sides
+    having hashed the same index stream. (IL draws no other random numbers, so it must match
+    exactly; the other algorithms also consume noise.)"""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from parity_continuous import (
+        BatchStream,
+        batches_from,
+        buffer_sampling,
+        build_ours,
+        build_tianshou,
+    )
+
+    env = gym.make("Pendulum-v1")
+    ours_buf = synthetic_buffer()
+    theirs_buf = synthetic_buffer()
+    theirs_buf.act[:] = theirs_buf.act / 2.0  # Tianshou trains on policy-range actions
+    order = ours_buf.sample_indices(0)
+    torch.manual_seed(0)
+    ours = build_ours("il", env, list(H))
+    torch.manual_seed(0)
+    theirs = build_tianshou("il", env, list(H), init=build_ours("il", env, list(H)))
+    for a, b in zip(ours.policy.parameters(), theirs.policy.parameters(), strict=True):
+        torch.testing.assert_close(a, b)
+    streams = [BatchStream(7, order), BatchStream(7, order)]
+    with batches_from(streams[0]), policy_within_training_step(ours.policy):
+        for _ in range(40):
+            ours.update(ours_buf, 64)
+    with buffer_sampling(theirs_buf, streams[1]), policy_within_training_step(theirs.policy):
+        for _ in range(40):
+            theirs.update(theirs_buf, 64)
+    assert streams[0].digest() == streams[1].digest()
+    for a, b in zip(ours.policy.parameters(), theirs.policy.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
