@@ -55,7 +55,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import statistics
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -90,6 +89,10 @@ from tianshou.utils.net.continuous import (
 )
 from tianshou.utils.net.continuous import Perturbation as TsPerturbation
 from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _parity
+from _parity import diff, mean_std
 
 from tianshou_offline import load_buffer
 from tianshou_offline.algorithms import (
@@ -607,26 +610,6 @@ def train_one(
     )
 
 
-def _mean_std(xs: Sequence[float]) -> str:
-    if not xs:
-        return "—"
-    sd = statistics.stdev(xs) if len(xs) > 1 else 0.0
-    return f"{statistics.mean(xs):.1f} ± {sd:.1f}"
-
-
-def _diff(a: Sequence[float], b: Sequence[float], paired: bool) -> str:
-    """Difference of means ± its standard error: of the per-seed differences when ``paired``
-    (same seeds on both sides, in the same order), else Welch's."""
-    if len(a) < 2 or len(b) < 2:
-        return "—"
-    if paired:
-        d = [x - y for x, y in zip(a, b, strict=True)]
-        se = statistics.stdev(d) / len(d) ** 0.5
-    else:
-        se = (statistics.variance(a) / len(a) + statistics.variance(b) / len(b)) ** 0.5
-    return f"{statistics.mean(a) - statistics.mean(b):+.1f} ± {se:.1f}"
-
-
 LABELS = {"il": "IL (BC)", "bcq": "BCQ", "cql": "CQL", "td3bc": "TD3+BC", "crr": "CRR"}
 
 
@@ -653,25 +636,14 @@ def format_table(runs: Sequence[Run]) -> str:
         for metric in ("final_return", "last3_return", "best_return"):
             a = [getattr(r, metric) for r in ours]
             b = [getattr(r, metric) for r in ts]
-            cells += [_mean_std(a), _mean_std(b), _diff(a, b, paired) if b else "—"]
+            cells += [mean_std(a), mean_std(b), diff(a, b, paired) if b else "—"]
         rows.append(f"| {LABELS[name]} | " + " | ".join(cells) + f" | {len(ours)} |")
     return "\n".join(rows)
 
 
 def pairing_summary(runs: Sequence[Run]) -> str:
-    """In how many (algorithm, seed) pairs both sides trained on the same index stream."""
-    by_key = {(r.algorithm, r.seed, r.implementation): r for r in runs if r.sampling == "paired"}
-    pairs = [
-        (r, by_key[(r.algorithm, r.seed, "tianshou")])
-        for r in runs
-        if r.sampling == "paired"
-        and r.implementation == "ours"
-        and (r.algorithm, r.seed, "tianshou") in by_key
-    ]
-    if not pairs:
-        return "mini-batches: unpaired (each side its own generator)"
-    same = sum(a.batch_digest is not None and a.batch_digest == b.batch_digest for a, b in pairs)
-    return f"mini-batches: paired; same random stream in {same}/{len(pairs)} runs"
+    """In how many (algorithm, seed) pairs both sides trained on the same mini-batches."""
+    return _parity.pairing_summary(runs, lambda r: r.batch_digest)
 
 
 def main(argv: list[str] | None = None) -> list[Run]:

@@ -67,7 +67,9 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests"))
 
+import _parity  # noqa: E402
 from _cartpole_expert import TASK, cached_expert_file  # noqa: E402
+from _parity import diff, mean_std  # noqa: E402
 from train_speed_discrete import ALGORITHMS, CARTPOLE, build_ours, build_tianshou  # noqa: E402
 
 from tianshou_offline import load_buffer  # noqa: E402
@@ -205,25 +207,6 @@ def train_one(
     )
 
 
-def _mean_std(values: Sequence[float]) -> str:
-    if len(values) < 2:
-        return f"{values[0]:.1f}" if values else "-"
-    return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}"
-
-
-def _diff(a: Sequence[float], b: Sequence[float], paired: bool) -> str:
-    """Difference of means ± its standard error: over the per-seed differences when
-    ``paired`` (same seeds on both sides, in the same order), else Welch's."""
-    if len(a) < 2 or len(b) < 2:
-        return "-"
-    if paired:
-        d = [x - y for x, y in zip(a, b, strict=True)]
-        se = statistics.stdev(d) / len(d) ** 0.5
-    else:
-        se = (statistics.variance(a) / len(a) + statistics.variance(b) / len(b)) ** 0.5
-    return f"{statistics.mean(a) - statistics.mean(b):+.1f} ± {se:.1f}"
-
-
 def _last3(r: Run) -> float:
     return statistics.mean(r.epoch_returns[-3:])
 
@@ -253,33 +236,21 @@ def format_table(runs: Sequence[Run]) -> str:
         paired = [r.seed for r in ours] == [r.seed for r in ts]
         rows.append(
             f"| {LABELS[name][0]} vs {LABELS[name][1]} "
-            f"| {_mean_std([r.final_return for r in ours])} "
-            f"| {_mean_std([r.final_return for r in ts])} "
-            f"| {_diff([r.final_return for r in ours], [r.final_return for r in ts], paired)} "
-            f"| {_mean_std([_last3(r) for r in ours])} "
-            f"| {_mean_std([_last3(r) for r in ts])} "
-            f"| {_diff([_last3(r) for r in ours], [_last3(r) for r in ts], paired)} "
-            f"| {_mean_std([r.best_return for r in ours])} "
-            f"| {_mean_std([r.best_return for r in ts])} | {len(ours)} |"
+            f"| {mean_std([r.final_return for r in ours])} "
+            f"| {mean_std([r.final_return for r in ts])} "
+            f"| {diff([r.final_return for r in ours], [r.final_return for r in ts], paired)} "
+            f"| {mean_std([_last3(r) for r in ours])} "
+            f"| {mean_std([_last3(r) for r in ts])} "
+            f"| {diff([_last3(r) for r in ours], [_last3(r) for r in ts], paired)} "
+            f"| {mean_std([r.best_return for r in ours])} "
+            f"| {mean_std([r.best_return for r in ts])} | {len(ours)} |"
         )
     return "\n".join(rows)
 
 
 def pairing_summary(runs: Sequence[Run]) -> str:
-    """How many (algorithm, seed) pairs of a paired run consumed the same random numbers on
-    both sides, i.e. trained on the same mini-batches."""
-    by_key = {(r.algorithm, r.seed, r.implementation): r for r in runs if r.sampling == "paired"}
-    pairs = [
-        (r, by_key[(r.algorithm, r.seed, "tianshou")])
-        for r in runs
-        if r.sampling == "paired"
-        and r.implementation == "ours"
-        and (r.algorithm, r.seed, "tianshou") in by_key
-    ]
-    if not pairs:
-        return "mini-batches: unpaired (each side its own generator)"
-    same = sum(a.rng_check is not None and a.rng_check == b.rng_check for a, b in pairs)
-    return f"mini-batches: paired; the same random stream on both sides in {same}/{len(pairs)} runs"
+    """In how many (algorithm, seed) pairs both sides trained on the same mini-batches."""
+    return _parity.pairing_summary(runs, lambda r: r.rng_check)
 
 
 def main(argv: Sequence[str] | None = None) -> list[Run]:
