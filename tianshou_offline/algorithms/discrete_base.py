@@ -37,7 +37,6 @@ from tianshou.algorithm.algorithm_base import (
     TArrOrActBatch,
     TrainingStats,
 )
-from tianshou.algorithm.optim import OptimizerFactory
 from tianshou.data import Batch, ReplayBuffer
 from tianshou.data.batch import BatchProtocol
 from tianshou.data.buffer.buffer_base import TBuffer
@@ -537,13 +536,15 @@ def hard_update(target: nn.Module, source: nn.Module) -> None:
 class _FastOptimizer(OfflineAlgorithm.Optimizer):
     """Tianshou's optimizer wrapper (``step(loss)``: zero the gradients, backpropagate, clip,
     step) with the short paths of :mod:`~tianshou_offline.algorithms._optim` — the same
-    update with less fixed cost per call."""
+    update with less fixed cost per call. Tianshou's ``_create_optimizer`` builds it through
+    the algorithm's ``Optimizer`` attribute."""
 
     def __init__(
-        self, optim: torch.optim.Optimizer, module: nn.Module, max_grad_norm: float | None
+        self, optim: torch.optim.Optimizer, module: nn.Module, max_grad_norm: float | None = None
     ) -> None:
         super().__init__(optim, module, max_grad_norm=max_grad_norm)
         self._params = list(module.parameters())
+        prefer_fused(optim, self._params)
         self._fast_step = FastStep(optim)
 
     def step(
@@ -573,6 +574,8 @@ class DiscreteOfflineAlgorithm(
 
     gamma: float = 0.99
     n_step: int = 1
+    Optimizer = _FastOptimizer
+    """The wrapper Tianshou's ``_create_optimizer`` builds (fused Adam, short step path)."""
 
     def __init__(self, *, policy: TDiscretePolicy) -> None:
         super().__init__(policy=policy)
@@ -602,19 +605,6 @@ class DiscreteOfflineAlgorithm(
                     found = arg
             self._stats_type = cast(type[TStats], found or resolve_stats_type(type(self)))
         return self._stats_type
-
-    def _make_optimizer(
-        self, module: nn.Module, factory: OptimizerFactory, max_grad_norm: float | None = None
-    ) -> OfflineAlgorithm.Optimizer:
-        """A Tianshou optimizer (saved in ``state_dict``; schedulers stepped after updates),
-        using PyTorch's fused Adam kernel when the factory creates a plain Adam."""
-        optimizer, scheduler = factory.create_instances(module)
-        prefer_fused(optimizer, module.parameters())
-        if scheduler is not None:
-            self.lr_schedulers.append(scheduler)
-        optim = _FastOptimizer(optimizer, module, max_grad_norm)
-        self._optimizers.append(optim)
-        return optim
 
     @staticmethod
     def _make_target(module: nn.Module) -> nn.Module:

@@ -191,7 +191,7 @@ class DiscreteBCQ(DiscreteOfflineAlgorithm[DiscreteBCQPolicy, TDiscreteBCQStats]
             raise ValueError(f"gamma={gamma}: expected a value in [0, 1]")
         self.model = policy.model
         self.model_target = self._make_target(self.model)
-        self.optim = self._make_optimizer(self.model, optim, max_grad_norm)
+        self.optim = self._create_optimizer(self.model, optim, max_grad_norm)
         self.gamma = gamma
         self.n_step = n_step_return_horizon
         self.target_update_freq = int(target_update_freq)

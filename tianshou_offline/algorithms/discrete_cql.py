@@ -262,7 +262,7 @@ class DiscreteCQL(DiscreteOfflineAlgorithm[QValuePolicy, TDiscreteCQLStats]):
         if target_update_freq < 0:
             raise ValueError(f"target_update_freq={target_update_freq}: expected >= 0")
         self.model = model
-        self.optim = self._make_optimizer(model, optim, max_grad_norm)
+        self.optim = self._create_optimizer(model, optim, max_grad_norm)
         self.min_q_weight = float(min_q_weight)
         self.gamma = gamma
         self.n_step = n_step_return_horizon

@@ -159,7 +159,7 @@ class DiscreteCRR(DiscreteOfflineAlgorithm[DiscreteActorPolicy, TDiscreteCRRStat
             raise ValueError(f"beta={beta}: expected > 0")
         self.net = net
         self.net_target = self._make_target(net) if target_update_freq > 0 else None
-        self.optim = self._make_optimizer(net, optim, max_grad_norm)
+        self.optim = self._create_optimizer(net, optim, max_grad_norm)
         self.gamma = gamma
         self.n_step = n_step_return_horizon
         self.policy_improvement_mode = policy_improvement_mode
