@@ -432,6 +432,7 @@ class OfflineAlgorithmBase(
         self._gradient_steps: list[GradientStep] = []
         self._target_pairs: list[tuple[nn.Module, nn.Module]] = []
         self._target_params: tuple[list[torch.Tensor], list[torch.Tensor]] | None = None
+        self._num_updates = 0
 
     # ------------------------------------------------------------------ plumbing
 
@@ -439,6 +440,11 @@ class OfflineAlgorithmBase(
     def device(self) -> torch.device:
         """The device of the policy (and of the prepared dataset)."""
         return self.policy.device
+
+    @property
+    def num_updates(self) -> int:
+        """Gradient steps completed so far (the current step reads the count before it)."""
+        return self._num_updates
 
     @property
     def stats_type(self) -> type[TStats]:
@@ -535,6 +541,7 @@ class OfflineAlgorithmBase(
         else:
             with torch_train_mode(self):
                 stats = self._update_with_batch(batch)
+        self._num_updates += 1
         for scheduler in self.lr_schedulers:
             scheduler.step()
         stats.train_time = time.perf_counter() - start

@@ -166,7 +166,6 @@ class CRR(OfflineAlgorithmBase[GaussianPolicy, TCRRStats]):
         self.num_action_samples = num_action_samples
         self.n_step = n_step_return_horizon
         self.target_update_interval = target_update_interval
-        self._num_updates = 0
 
     def _update_with_batch(self, batch: RolloutBatchProtocol | Transitions) -> TCRRStats:
         b = self._as_transitions(batch)
@@ -206,8 +205,7 @@ class CRR(OfflineAlgorithmBase[GaussianPolicy, TCRRStats]):
         self.critic_optim.step()
         self.actor_optim.step()
         # 4. targets
-        self._num_updates += 1
-        if self._num_updates % self.target_update_interval == 0:
+        if (self.num_updates + 1) % self.target_update_interval == 0:
             self._update_targets(self.tau)
 
         values = to_floats(

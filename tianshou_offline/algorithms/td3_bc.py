@@ -137,7 +137,6 @@ class TD3BC(OfflineAlgorithmBase[DeterministicPolicy, TTD3BCStats]):
         self.update_actor_freq = update_actor_freq
         self.alpha = alpha
         self.n_step = n_step_return_horizon
-        self._num_updates = 0
         self._last_actor = (0.0, 0.0, 0.0, 0.0)  # actor_loss, bc_loss, lmbda, q_policy
 
     def _update_with_batch(self, batch: RolloutBatchProtocol | Transitions) -> TTD3BCStats:
@@ -162,7 +161,7 @@ class TD3BC(OfflineAlgorithmBase[DeterministicPolicy, TTD3BCStats]):
         act_pi: torch.Tensor | None = None
         q_pi: torch.Tensor | None = None
         actor_values: tuple[torch.Tensor, ...] = ()
-        if self._num_updates % self.update_actor_freq == 0:
+        if self.num_updates % self.update_actor_freq == 0:
             act_pi = actor(b.obs)
             q_pi = self.critics(b.obs, act_pi, member=0, detach_params=True)  # (B,)
             lmbda = self.alpha / q_pi.abs().mean().detach()
@@ -174,7 +173,6 @@ class TD3BC(OfflineAlgorithmBase[DeterministicPolicy, TTD3BCStats]):
             # 3. targets
             self._update_targets(self.tau)
             actor_values = (actor_loss, bc_loss, lmbda, q_pi.mean())
-        self._num_updates += 1
 
         values = to_floats(critic_loss, q_data.mean(), target.mean(), *actor_values)
         critic_f, q_data_f, target_f = values[:3]
