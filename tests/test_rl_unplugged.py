@@ -34,6 +34,7 @@ from _rlu_helpers import (  # noqa: E402
 )
 
 from tianshou_offline import load_buffer, read_metadata  # noqa: E402
+from tianshou_offline.cli import reports_on_stdout  # noqa: E402
 from tianshou_offline.converters import rl_unplugged as rlu  # noqa: E402
 from tianshou_offline.converters._tfrecord import iter_records  # noqa: E402
 from tianshou_offline.errors import (  # noqa: E402
@@ -374,7 +375,8 @@ def _cli(argv: list[str]) -> int:
     convert = sub.add_parser("convert").add_subparsers(dest="source")
     rlu.register_cli(convert)
     args = parser.parse_args(argv)
-    rc: int = args.func(args)
+    with reports_on_stdout():  # as the CLI shows the handler's reports; errors still raise
+        rc: int = args.func(args)
     return rc
 
 

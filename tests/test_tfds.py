@@ -15,6 +15,7 @@ pytest.importorskip("ale_py")
 from _rlu_helpers import Episode, atari_episodes  # noqa: E402
 
 from tianshou_offline import load_buffer  # noqa: E402
+from tianshou_offline.cli import reports_on_stdout  # noqa: E402
 from tianshou_offline.converters import tfds as tfds_conv  # noqa: E402
 from tianshou_offline.converters.rl_unplugged import load_rl_unplugged  # noqa: E402
 from tianshou_offline.errors import SourceNotFoundError  # noqa: E402
@@ -188,7 +189,8 @@ def test_cli_and_errors(data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFi
     args = parser.parse_args(
         ["tfds", "tiny_rlds_vector", "--data-dir", str(data_dir), "-o", str(out), "--no-progress"]
     )
-    assert args.func(args) == 0 and out.exists()
+    with reports_on_stdout():  # as the CLI shows the handler's reports
+        assert args.func(args) == 0 and out.exists()
     assert "transitions" in capsys.readouterr().out
     with pytest.raises(SourceNotFoundError, match="not prepared"):
         tfds_conv.convert_tfds("tiny_rlds_vector", tmp_path, tmp_path / "x.hdf5")

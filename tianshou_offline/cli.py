@@ -12,13 +12,15 @@ import json
 import logging
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
 from tianshou_offline import __version__
+from tianshou_offline._report import REPORT_LOGGER
 from tianshou_offline.errors import TianshouOfflineError
 
 log = logging.getLogger("tianshou_offline.cli")
@@ -425,10 +427,40 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run_command(args.func, args)
 
 
+class _StdoutHandler(logging.Handler):
+    """Shows a handler's :func:`~tianshou_offline._report.report` lines on (the current)
+    stdout, as plain lines."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(self.format(record), flush=True)
+
+
 def run_command(func: Callable[[argparse.Namespace], int | None], args: argparse.Namespace) -> int:
     """Run a command handler the way every entry point does (``tianshou-offline`` and the
-    ``converters/*.py`` scripts): a typed error prints ``error: <message>`` and returns 2,
-    no traceback; Ctrl-C returns 130."""
+    ``converters/*.py`` scripts): its reported results go to stdout; a typed error prints
+    ``error: <message>`` and returns 2, no traceback; Ctrl-C returns 130."""
+    with reports_on_stdout():
+        return _run(func, args)
+
+
+@contextmanager
+def reports_on_stdout() -> Iterator[None]:
+    """Within the block, :func:`~tianshou_offline._report.report` lines go to stdout (and
+    nowhere else)."""
+    handler = _StdoutHandler(logging.INFO)
+    level, propagate = REPORT_LOGGER.level, REPORT_LOGGER.propagate
+    REPORT_LOGGER.addHandler(handler)
+    REPORT_LOGGER.setLevel(logging.INFO)
+    REPORT_LOGGER.propagate = False
+    try:
+        yield
+    finally:
+        REPORT_LOGGER.removeHandler(handler)
+        REPORT_LOGGER.setLevel(level)
+        REPORT_LOGGER.propagate = propagate
+
+
+def _run(func: Callable[[argparse.Namespace], int | None], args: argparse.Namespace) -> int:
     try:
         code = func(args)
     except TianshouOfflineError as e:

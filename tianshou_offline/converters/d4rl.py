@@ -58,6 +58,7 @@ import h5py
 import numpy as np
 from tqdm import tqdm
 
+from tianshou_offline._report import report
 from tianshou_offline.converters.d4rl_scores import D4RLDatasetInfo, find_dataset_info
 from tianshou_offline.data.format import Provenance, iter_datasets, open_h5
 from tianshou_offline.data.writer import BufferWriter, Compression, NanPolicy
@@ -906,7 +907,7 @@ def register_cli(convert_subparsers: argparse._SubParsersAction[argparse.Argumen
 
 
 def run_d4rl_command(args: argparse.Namespace) -> int:
-    """Run ``convert d4rl`` from parsed arguments; print a one-line summary."""
+    """Run ``convert d4rl`` from parsed arguments; report a one-line summary."""
     from tianshou_offline.data.format import read_metadata
 
     out = convert_d4rl(
@@ -924,7 +925,7 @@ def run_d4rl_command(args: argparse.Namespace) -> int:
     )
     md = read_metadata(out)
     dropped = md.provenance.extra.get("rows_dropped", 0) if md.provenance else 0
-    print(
+    report(
         f"wrote {out}: {md.num_transitions} transitions, {md.num_episodes} episodes "
         f"({dropped} source rows dropped)"
     )

@@ -56,6 +56,7 @@ import h5py
 import numpy as np
 from tqdm import tqdm
 
+from tianshou_offline._report import report
 from tianshou_offline.converters.d4rl import run_script
 from tianshou_offline.data.format import Provenance
 from tianshou_offline.data.writer import BufferWriter, Compression, NanPolicy
@@ -1513,7 +1514,7 @@ def add_minari_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_minari_command(args: argparse.Namespace) -> int:
-    """Run ``convert minari`` from parsed arguments; print a one-line summary."""
+    """Run ``convert minari`` from parsed arguments; report a one-line summary."""
     from tianshou_offline.data.format import read_metadata
 
     out = convert_minari(
@@ -1529,7 +1530,7 @@ def run_minari_command(args: argparse.Namespace) -> int:
         progress=False if args.no_progress else None,
     )
     md = read_metadata(out)
-    print(f"wrote {out}: {md.num_transitions} transitions, {md.num_episodes} episodes")
+    report(f"wrote {out}: {md.num_transitions} transitions, {md.num_episodes} episodes")
     return 0
 
 
@@ -1574,7 +1575,7 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_export_command(args: argparse.Namespace) -> int:
-    """Run ``export minari`` from parsed arguments; print a one-line summary."""
+    """Run ``export minari`` from parsed arguments; report a one-line summary."""
     data = export_minari(
         args.buffer,
         args.dataset_id,
@@ -1591,7 +1592,7 @@ def run_export_command(args: argparse.Namespace) -> int:
     )
     with open(data / "metadata.json") as fh:
         meta = json.load(fh)
-    print(
+    report(
         f"wrote Minari dataset {args.dataset_id} at {data.parent}: "
         f"{meta.get('total_episodes')} episodes, {meta.get('total_steps')} steps"
     )

@@ -49,6 +49,7 @@ import gymnasium as gym
 import numpy as np
 from tqdm import tqdm
 
+from tianshou_offline._report import report
 from tianshou_offline.converters._rlu_decode import (
     ChunkResult,
     ChunkTask,
@@ -619,7 +620,7 @@ def convert_rl_unplugged_atari(
         (:func:`is_converted`); other existing outputs are converted again.
     :param overwrite: replace existing outputs.
     :param download: fetch missing shards from ``url_prefix`` into ``cache_dir`` first.
-    :param on_result: called after every shard (e.g. to print a line).
+    :param on_result: called after every shard (e.g. to report a line).
     :raises OutputExistsError: an output exists and neither ``resume`` nor ``overwrite`` is set
         (checked for every shard before any work starts).
     """
@@ -800,11 +801,11 @@ def run_from_args(args: argparse.Namespace) -> int:
         raise SourceNotFoundError("--task is required with shard ids (e.g. --task Breakout)")
     compression: Compression = None if args.compression == "none" else args.compression
 
-    def report(res: ShardResult) -> None:
+    def report_shard(res: ShardResult) -> None:
         if res.skipped:
-            print(f"skipped (already converted): {res.output}")
+            report(f"skipped (already converted): {res.output}")
         else:
-            print(
+            report(
                 f"{res.output}: {res.num_transitions} transitions, {res.num_episodes} episodes, "
                 f"{res.obs_patches + res.obs_next_patches} full stacks kept, "
                 f"{res.seconds:.1f}s ({res.transitions_per_second:,.0f} transitions/s)"
@@ -827,7 +828,7 @@ def run_from_args(args: argparse.Namespace) -> int:
         num_actions=args.num_actions,
         decoder=args.decoder,
         progress=not args.no_progress,
-        on_result=report,
+        on_result=report_shard,
     )
     return 0
 

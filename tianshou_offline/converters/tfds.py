@@ -36,6 +36,7 @@ import gymnasium as gym
 import numpy as np
 from tqdm import tqdm
 
+from tianshou_offline._report import report
 from tianshou_offline.data.format import Provenance
 from tianshou_offline.data.framestack import (
     KEY_OBS_NEXT,
@@ -298,7 +299,7 @@ def run_from_args(args: argparse.Namespace) -> int:
         max_episodes=args.max_episodes,
         progress=not args.no_progress,
     )
-    print(f"{res.output}: {res.num_transitions} transitions, {res.num_episodes} episodes")
+    report(f"{res.output}: {res.num_transitions} transitions, {res.num_episodes} episodes")
     return 0
 
 
