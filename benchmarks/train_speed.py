@@ -1,51 +1,67 @@
-"""Gradient steps per second: tianshou-offline's algorithms vs Tianshou 2.0.1's own.
+"""Time per gradient step: tianshou-offline vs Tianshou 2.0.1 and d3rlpy 2.8.1, on equal footing.
 
-Both sides get identical networks (hidden 256×256 everywhere unless ``--hidden``), batch
-size 256 and hyperparameters, and train on the same buffer (synthetic, HalfCheetah-shaped by
-default: 17-d observations, 6-d actions, 100k transitions in 1000-step episodes; the data's
-values do not affect speed). Measurements are interleaved — for every round and algorithm,
-Tianshou then ours (alternating the order each round), each for ``--seconds`` — with the
-thread count fixed, and the table reports medians and the median of the per-round ratios.
+Every side gets the same networks (256×256 ReLU MLPs unless ``--hidden``), batch size (256),
+critic count, sampled-action counts and hyperparameters, and trains on the same synthetic
+data (HalfCheetah-shaped by default: 17-d observations, 6-d actions, 100k transitions in
+1000-step episodes; the values do not affect speed). The sides, **each in its own process**:
 
-Tianshou has no continuous CRR; CRR is compared with our TD3+BC instead (target: ≥ 1×).
+- **ours** — tianshou-offline (which steps PyTorch's fused Adam kernel);
+- **Tianshou fused** — Tianshou 2.0.1 with ``TorchOptimizerFactory(torch.optim.Adam, lr=…,
+  fused=True)``: the same optimizer kernel as ours, the headline comparison;
+- **Tianshou default** — Tianshou with its default ``AdamOptimizerFactory`` (PyTorch's
+  for-loop Adam on CPU), for context: what a Tianshou user runs;
+- **d3rlpy** — d3rlpy 2.8.1 in its own virtual environment (``--d3rlpy-python``, or created
+  under ``~/.cache/tianshou-offline/d3rlpy-venv``; never a dependency of this package), with a
+  fused Adam through its public ``OptimizerFactory`` interface (``_d3rlpy_runner.py``). A step
+  is its ``fit`` loop's: ``sample_transition_batch`` then ``update``.
 
-After the rounds each side is profiled for the time its steps spend in the networks' and the
-optimizer's own work — matrix products, activations, the fused Adam kernel (``_floor.py``):
-the *ceiling* column, reference ms/step ÷ our floor ms/step, is the largest ratio this machine
-allows for our amount of that work.
+Measurement (``_peers.py``): every process builds and warms up its algorithm, then the driver
+runs them one at a time for ``--seconds`` each, in an order rotated every round, for
+``--rounds`` rounds, with the same torch thread count (``--threads``; several values run one
+after another). Reported: median ms per step, and for each peer the median (and range) of the
+per-round ratios ours ÷ peer (speed ratio: >1 is ours faster). Target: ≥ 1.5× the faster
+peer on the same footing (Tianshou fused, d3rlpy); the ``≥ 1.5×`` column says where missed.
 
-The discrete suite (CartPole MLPs and the Atari conv net vs Tianshou's discrete algorithms)
-is ``train_speed_discrete.py``; this script runs it after the continuous table.
+Floors (``_floor.py``): after the rounds every side is profiled for the time its step spends in
+matrix products, activations and the fused Adam kernel — the kernels a side cannot avoid for
+the network passes it makes. A side with a larger floor does more network work. The ceiling
+(the faster peer's ms ÷ our floor) is the largest ratio reachable with our amount of network
+work; an implementation making fewer passes has a higher one. ``--profile-top K`` also lists
+each side's K operators with the most self time.
+
+Tianshou has no continuous CRR: its row compares with d3rlpy only.
+
+The discrete suite (CartPole MLPs and the Atari conv net) is ``train_speed_discrete.py``; this
+script runs it after the continuous table (``--suite``).
 
 Usage::
 
-    python benchmarks/train_speed.py                  # everything, 1 thread
-    python benchmarks/train_speed.py --suite continuous --threads 2 --algorithms cql,bcq
+    python benchmarks/train_speed.py --threads 1 2          # everything, 1 then 2 threads
+    python benchmarks/train_speed.py --suite continuous --algorithms cql,bcq --profile-top 15
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
+import json
 import sys
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import torch
-from tianshou.algorithm import BCQ as TsBCQ
-from tianshou.algorithm import CQL as TsCQL
-from tianshou.algorithm import TD3BC as TsTD3BC
-from tianshou.algorithm.algorithm_base import Algorithm
+from tianshou.algorithm.algorithm_base import OfflineAlgorithm
+from tianshou.algorithm.imitation.bcq import BCQ as TsBCQ
 from tianshou.algorithm.imitation.bcq import BCQPolicy as TsBCQPolicy
+from tianshou.algorithm.imitation.cql import CQL as TsCQL
 from tianshou.algorithm.imitation.imitation_base import ImitationPolicy, OfflineImitationLearning
+from tianshou.algorithm.imitation.td3_bc import TD3BC as TsTD3BC
 from tianshou.algorithm.modelfree.ddpg import ContinuousDeterministicPolicy
 from tianshou.algorithm.modelfree.sac import AutoAlpha, SACPolicy
-from tianshou.algorithm.optim import AdamOptimizerFactory as Adam
+from tianshou.algorithm.optim import AdamOptimizerFactory, OptimizerFactory, TorchOptimizerFactory
 from tianshou.data import Batch, ReplayBuffer
 from tianshou.utils.net.common import MLP as TsMLP
 from tianshou.utils.net.common import Net
@@ -63,7 +79,8 @@ from tianshou.utils.net.continuous import (
 from tianshou.utils.torch_utils import policy_within_training_step
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _floor import floor_ms_per_step
+from _floor import describe_optimizers, find_optimizers
+from _peers import Row, Side, Step, d3rlpy_python, print_rows, run_rows
 
 from tianshou_offline.algorithms import (
     BCQ,
@@ -90,6 +107,16 @@ class Setup:
     obs_space: gym.spaces.Box
     act_space: gym.spaces.Box
 
+    @classmethod
+    def make(cls, obs_dim: int, act_dim: int, hidden: tuple[int, ...]) -> Setup:
+        return cls(
+            obs_dim=obs_dim,
+            act_dim=act_dim,
+            hidden=hidden,
+            obs_space=gym.spaces.Box(-np.inf, np.inf, (obs_dim,), np.float32),
+            act_space=gym.spaces.Box(-1.0, 1.0, (act_dim,), np.float32),
+        )
+
 
 def synthetic_buffer(obs_dim: int, act_dim: int, size: int, seed: int = 0) -> ReplayBuffer:
     """A full ReplayBuffer of random transitions in 1000-step (truncated) episodes."""
@@ -101,7 +128,7 @@ def synthetic_buffer(obs_dim: int, act_dim: int, size: int, seed: int = 0) -> Re
     terminated = np.zeros(size, dtype=bool)
     buf = ReplayBuffer(size)
     buf.set_batch(
-        Batch(  # type: ignore[arg-type]
+        Batch(
             obs=obs[:-1],
             act=rng.uniform(-1, 1, (size, act_dim)).astype(np.float32),
             rew=rng.standard_normal(size).astype(np.float32),
@@ -115,6 +142,68 @@ def synthetic_buffer(obs_dim: int, act_dim: int, size: int, seed: int = 0) -> Re
     buf._size = size
     buf.last_index = np.array([size - 1])
     return buf
+
+
+# ------------------------------------------------------------------- hyperparameters
+
+HP: dict[str, dict[str, Any]] = {
+    "il": {"lr": 1e-3},
+    "bcq": {
+        "lr": 1e-3,
+        "gamma": 0.99,
+        "tau": 0.005,
+        "lmbda": 0.75,
+        "num_sampled_action": 10,
+        "phi": 0.05,
+        "kl_weight": 0.5,
+        "num_critics": 2,
+    },
+    "cql": {
+        "actor_lr": 1e-4,
+        "critic_lr": 3e-4,
+        "alpha_lr": 1e-4,
+        "cql_alpha_lr": 1e-4,
+        "cql_weight": 1.0,
+        "tau": 0.005,
+        "gamma": 0.99,
+        "lagrange_threshold": 10.0,
+        "num_sampled_actions": 10,
+        "max_grad_norm": 1.0,
+        "num_critics": 2,
+    },
+    "td3bc": {
+        "lr": 3e-4,
+        "tau": 0.005,
+        "gamma": 0.99,
+        "policy_noise": 0.2,
+        "noise_clip": 0.5,
+        "update_actor_freq": 2,
+        "alpha": 2.5,
+        "num_critics": 2,
+    },
+    "crr": {
+        "lr": 3e-4,
+        "gamma": 0.99,
+        "tau": 0.005,
+        "target_update_interval": 1,
+        "num_action_samples": 4,
+        "beta": 1.0,
+        "max_weight": 20.0,
+        "num_critics": 1,
+    },
+}
+"""One set of hyperparameters per algorithm, read by every side's builder (ours, Tianshou's
+and :func:`d3rlpy_spec`), so the sides cannot drift apart."""
+
+
+def ts_adam(lr: float, adam: str) -> OptimizerFactory:
+    """Tianshou's optimizer factory: ``fused`` — ``torch.optim.Adam(fused=True)``;
+    ``default`` — Tianshou's ``AdamOptimizerFactory`` (the for-loop kernel on CPU)."""
+    if adam == "fused":
+        return TorchOptimizerFactory(torch.optim.Adam, lr=lr, fused=True)
+    if adam == "default":
+        return AdamOptimizerFactory(lr=lr)
+    raise ValueError(f"adam={adam!r}: expected 'fused' or 'default'")
 
 
 # ------------------------------------------------------------------- Tianshou 2.0.1 side
@@ -131,39 +220,42 @@ def _ts_critic(s: Setup) -> ContinuousCritic:
     )
 
 
-def ts_il(s: Setup) -> Algorithm:
+def ts_il(s: Setup, adam: str) -> OfflineAlgorithm[Any]:
     actor = ContinuousActorDeterministic(
         preprocess_net=Net(state_shape=(s.obs_dim,), hidden_sizes=list(s.hidden)),
         action_shape=(s.act_dim,),
     )
     return OfflineImitationLearning(
-        policy=ImitationPolicy(actor=actor, action_space=s.act_space), optim=Adam(lr=1e-3)
+        policy=ImitationPolicy(actor=actor, action_space=s.act_space),
+        optim=ts_adam(HP["il"]["lr"], adam),
     )
 
 
-def ts_td3bc(s: Setup) -> Algorithm:
+def ts_td3bc(s: Setup, adam: str) -> OfflineAlgorithm[Any]:
+    hp = HP["td3bc"]
     actor = ContinuousActorDeterministic(
         preprocess_net=Net(state_shape=(s.obs_dim,), hidden_sizes=list(s.hidden)),
         action_shape=(s.act_dim,),
     )
     return TsTD3BC(
         policy=ContinuousDeterministicPolicy(actor=actor, action_space=s.act_space),
-        policy_optim=Adam(lr=3e-4),
+        policy_optim=ts_adam(hp["lr"], adam),
         critic=_ts_critic(s),
-        critic_optim=Adam(lr=3e-4),
+        critic_optim=ts_adam(hp["lr"], adam),
         critic2=_ts_critic(s),
-        critic2_optim=Adam(lr=3e-4),
-        tau=0.005,
-        gamma=0.99,
-        policy_noise=0.2,
-        noise_clip=0.5,
-        update_actor_freq=2,
-        alpha=2.5,
+        critic2_optim=ts_adam(hp["lr"], adam),
+        tau=hp["tau"],
+        gamma=hp["gamma"],
+        policy_noise=hp["policy_noise"],
+        noise_clip=hp["noise_clip"],
+        update_actor_freq=hp["update_actor_freq"],
+        alpha=hp["alpha"],
         n_step_return_horizon=1,
     )
 
 
-def ts_cql(s: Setup) -> Algorithm:
+def ts_cql(s: Setup, adam: str) -> OfflineAlgorithm[Any]:
+    hp = HP["cql"]
     actor = ContinuousActorProbabilistic(
         preprocess_net=Net(state_shape=(s.obs_dim,), hidden_sizes=list(s.hidden)),
         action_shape=(s.act_dim,),
@@ -172,31 +264,36 @@ def ts_cql(s: Setup) -> Algorithm:
     )
     return TsCQL(
         policy=SACPolicy(actor=actor, action_space=s.act_space),
-        policy_optim=Adam(lr=1e-4),
+        policy_optim=ts_adam(hp["actor_lr"], adam),
         critic=_ts_critic(s),
-        critic_optim=Adam(lr=3e-4),
+        critic_optim=ts_adam(hp["critic_lr"], adam),
         critic2=_ts_critic(s),
-        critic2_optim=Adam(lr=3e-4),
-        alpha=AutoAlpha(target_entropy=-float(s.act_dim), log_alpha=0.0, optim=Adam(lr=1e-4)),
-        cql_alpha_lr=1e-4,
-        cql_weight=1.0,
-        tau=0.005,
-        gamma=0.99,
+        critic2_optim=ts_adam(hp["critic_lr"], adam),
+        alpha=AutoAlpha(
+            target_entropy=-float(s.act_dim),
+            log_alpha=0.0,
+            optim=ts_adam(hp["alpha_lr"], adam),
+        ),
+        cql_alpha_lr=hp["cql_alpha_lr"],
+        cql_weight=hp["cql_weight"],
+        tau=hp["tau"],
+        gamma=hp["gamma"],
         temperature=1.0,
         with_lagrange=True,
-        lagrange_threshold=10.0,
-        num_repeat_actions=10,
-        max_grad_norm=1.0,
+        lagrange_threshold=hp["lagrange_threshold"],
+        num_repeat_actions=hp["num_sampled_actions"],
+        max_grad_norm=hp["max_grad_norm"],
         calibrated=False,
     )
 
 
-def ts_bcq(s: Setup) -> Algorithm:
+def ts_bcq(s: Setup, adam: str) -> OfflineAlgorithm[Any]:
+    hp = HP["bcq"]
     d, a, h = s.obs_dim, s.act_dim, list(s.hidden)
     perturbation = TsPerturbation(
         preprocess_net=TsMLP(input_dim=d + a, output_dim=a, hidden_sizes=h),
         max_action=1.0,
-        phi=0.05,
+        phi=hp["phi"],
     )
     vae = TsVAE(
         encoder=TsMLP(input_dim=d + a, hidden_sizes=h),
@@ -210,30 +307,36 @@ def ts_bcq(s: Setup) -> Algorithm:
     )
     return TsBCQ(
         policy=policy,
-        actor_perturbation_optim=Adam(lr=1e-3),
-        critic_optim=Adam(lr=1e-3),
-        vae_optim=Adam(lr=1e-3),
+        actor_perturbation_optim=ts_adam(hp["lr"], adam),
+        critic_optim=ts_adam(hp["lr"], adam),
+        vae_optim=ts_adam(hp["lr"], adam),
         critic2=_ts_critic(s),
-        gamma=0.99,
-        tau=0.005,
-        lmbda=0.75,
-        num_sampled_action=10,
+        gamma=hp["gamma"],
+        tau=hp["tau"],
+        lmbda=hp["lmbda"],
+        num_sampled_action=hp["num_sampled_action"],
     )
 
 
 # ------------------------------------------------------------------- tianshou-offline side
 
 
-def ours_il(s: Setup) -> Algorithm:
+def _ours_adam(lr: float) -> OptimizerFactory:
+    """Tianshou's default Adam factory: our algorithms switch it to the fused kernel."""
+    return AdamOptimizerFactory(lr=lr)
+
+
+def ours_il(s: Setup) -> OfflineAlgorithm[Any]:
     policy = DeterministicPolicy(
         actor=DeterministicActor(s.obs_dim, s.act_dim, s.hidden),
         action_space=s.act_space,
         observation_space=s.obs_space,
     )
-    return ImitationLearning(policy=policy, optim=Adam(lr=1e-3))
+    return ImitationLearning(policy=policy, optim=_ours_adam(HP["il"]["lr"]))
 
 
-def ours_td3bc(s: Setup) -> Algorithm:
+def ours_td3bc(s: Setup) -> OfflineAlgorithm[Any]:
+    hp = HP["td3bc"]
     policy = DeterministicPolicy(
         actor=DeterministicActor(s.obs_dim, s.act_dim, s.hidden),
         action_space=s.act_space,
@@ -241,19 +344,20 @@ def ours_td3bc(s: Setup) -> Algorithm:
     )
     return TD3BC(
         policy=policy,
-        policy_optim=Adam(lr=3e-4),
-        critics=CriticEnsemble(s.obs_dim, s.act_dim, s.hidden, num_critics=2),
-        critic_optim=Adam(lr=3e-4),
-        tau=0.005,
-        gamma=0.99,
-        policy_noise=0.2,
-        noise_clip=0.5,
-        update_actor_freq=2,
-        alpha=2.5,
+        policy_optim=_ours_adam(hp["lr"]),
+        critics=CriticEnsemble(s.obs_dim, s.act_dim, s.hidden, num_critics=hp["num_critics"]),
+        critic_optim=_ours_adam(hp["lr"]),
+        tau=hp["tau"],
+        gamma=hp["gamma"],
+        policy_noise=hp["policy_noise"],
+        noise_clip=hp["noise_clip"],
+        update_actor_freq=hp["update_actor_freq"],
+        alpha=hp["alpha"],
     )
 
 
-def ours_cql(s: Setup) -> Algorithm:
+def ours_cql(s: Setup) -> OfflineAlgorithm[Any]:
+    hp = HP["cql"]
     policy = GaussianPolicy(
         actor=GaussianActor(s.obs_dim, s.act_dim, s.hidden),
         action_space=s.act_space,
@@ -261,54 +365,57 @@ def ours_cql(s: Setup) -> Algorithm:
     )
     return CQL(
         policy=policy,
-        policy_optim=Adam(lr=1e-4),
-        critics=CriticEnsemble(s.obs_dim, s.act_dim, s.hidden, num_critics=2),
-        critic_optim=Adam(lr=3e-4),
+        policy_optim=_ours_adam(hp["actor_lr"]),
+        critics=CriticEnsemble(s.obs_dim, s.act_dim, s.hidden, num_critics=hp["num_critics"]),
+        critic_optim=_ours_adam(hp["critic_lr"]),
         alpha="auto",
-        alpha_optim=Adam(lr=1e-4),
-        cql_alpha_optim=Adam(lr=1e-4),
-        cql_weight=1.0,
-        tau=0.005,
-        gamma=0.99,
+        alpha_optim=_ours_adam(hp["alpha_lr"]),
+        cql_alpha_optim=_ours_adam(hp["cql_alpha_lr"]),
+        cql_weight=hp["cql_weight"],
+        tau=hp["tau"],
+        gamma=hp["gamma"],
         temperature=1.0,
         with_lagrange=True,
-        lagrange_threshold=10.0,
-        num_sampled_actions=10,
+        lagrange_threshold=hp["lagrange_threshold"],
+        num_sampled_actions=hp["num_sampled_actions"],
         backup_entropy=True,
-        max_grad_norm=1.0,
+        max_grad_norm=hp["max_grad_norm"],
     )
 
 
-def _ours_bcq(s: Setup, perturb_target_actions: bool) -> Algorithm:
+def _ours_bcq(s: Setup, perturb_target_actions: bool) -> OfflineAlgorithm[Any]:
+    hp = HP["bcq"]
     policy = BCQPolicy(
         vae=VAE(s.obs_dim, s.act_dim, s.hidden),
-        perturbation=Perturbation(s.obs_dim, s.act_dim, s.hidden, phi=0.05),
-        critics=CriticEnsemble(s.obs_dim, s.act_dim, s.hidden, num_critics=2),
+        perturbation=Perturbation(s.obs_dim, s.act_dim, s.hidden, phi=hp["phi"]),
+        critics=CriticEnsemble(s.obs_dim, s.act_dim, s.hidden, num_critics=hp["num_critics"]),
         action_space=s.act_space,
         observation_space=s.obs_space,
     )
     return BCQ(
         policy=policy,
-        vae_optim=Adam(lr=1e-3),
-        actor_perturbation_optim=Adam(lr=1e-3),
-        critic_optim=Adam(lr=1e-3),
-        gamma=0.99,
-        tau=0.005,
-        lmbda=0.75,
-        num_sampled_action=10,
+        vae_optim=_ours_adam(hp["lr"]),
+        actor_perturbation_optim=_ours_adam(hp["lr"]),
+        critic_optim=_ours_adam(hp["lr"]),
+        gamma=hp["gamma"],
+        tau=hp["tau"],
+        lmbda=hp["lmbda"],
+        num_sampled_action=hp["num_sampled_action"],
+        kl_weight=hp["kl_weight"],
         perturb_target_actions=perturb_target_actions,
     )
 
 
-def ours_bcq(s: Setup) -> Algorithm:
+def ours_bcq(s: Setup) -> OfflineAlgorithm[Any]:
     return _ours_bcq(s, perturb_target_actions=True)
 
 
-def ours_bcq_ts_target(s: Setup) -> Algorithm:
+def ours_bcq_ts_target(s: Setup) -> OfflineAlgorithm[Any]:
     return _ours_bcq(s, perturb_target_actions=False)
 
 
-def ours_crr(s: Setup) -> Algorithm:
+def ours_crr(s: Setup) -> OfflineAlgorithm[Any]:
+    hp = HP["crr"]
     policy = GaussianPolicy(
         actor=GaussianActor(s.obs_dim, s.act_dim, s.hidden),
         action_space=s.act_space,
@@ -317,167 +424,332 @@ def ours_crr(s: Setup) -> Algorithm:
     )
     return CRR(
         policy=policy,
-        policy_optim=Adam(lr=3e-4),
-        critics=CriticEnsemble(s.obs_dim, s.act_dim, s.hidden, num_critics=1),
-        critic_optim=Adam(lr=3e-4),
-        num_action_samples=4,
+        policy_optim=_ours_adam(hp["lr"]),
+        critics=CriticEnsemble(s.obs_dim, s.act_dim, s.hidden, num_critics=hp["num_critics"]),
+        critic_optim=_ours_adam(hp["lr"]),
+        gamma=hp["gamma"],
+        tau=hp["tau"],
+        target_update_interval=hp["target_update_interval"],
+        num_action_samples=hp["num_action_samples"],
+        beta=hp["beta"],
+        max_weight=hp["max_weight"],
+        weight="exp",
+        advantage="mean",
     )
 
 
-Factory = Callable[[Setup], Algorithm]
-PAIRS: dict[str, tuple[str, Factory, Factory, str]] = {
-    # key: (label, reference factory, our factory, reference name)
-    "il": ("IL (deterministic BC)", ts_il, ours_il, "Tianshou"),
-    "bcq": ("BCQ", ts_bcq, ours_bcq, "Tianshou"),
-    "bcq-ts-target": ("BCQ, Tianshou's target¹", ts_bcq, ours_bcq_ts_target, "Tianshou"),
-    "cql": ("CQL (Lagrange, auto α)", ts_cql, ours_cql, "Tianshou"),
-    "td3bc": ("TD3+BC", ts_td3bc, ours_td3bc, "Tianshou"),
-    "crr": ("CRR (1 critic)", ours_td3bc, ours_crr, "our TD3+BC"),
+OURS: dict[str, Callable[[Setup], OfflineAlgorithm[Any]]] = {
+    "il": ours_il,
+    "bcq": ours_bcq,
+    "bcq-ts-target": ours_bcq_ts_target,
+    "cql": ours_cql,
+    "td3bc": ours_td3bc,
+    "crr": ours_crr,
+}
+TIANSHOU: dict[str, Callable[[Setup, str], OfflineAlgorithm[Any]]] = {
+    "il": ts_il,
+    "bcq": ts_bcq,
+    "cql": ts_cql,
+    "td3bc": ts_td3bc,
 }
 
 
-def measure(algo: Algorithm, buffer: ReplayBuffer, batch_size: int, seconds: float) -> float:
-    """Gradient steps per second over about ``seconds`` (at least 3 steps)."""
-    steps = 0
-    with policy_within_training_step(algo.policy):
-        start = time.perf_counter()
-        while True:
-            algo.update(buffer=buffer, sample_size=batch_size)  # type: ignore[attr-defined]
-            steps += 1
-            elapsed = time.perf_counter() - start
-            if elapsed >= seconds and steps >= 3:
-                return steps / elapsed
+# ------------------------------------------------------------------- d3rlpy side
 
 
-def floor_ms(algo: Algorithm, buffer: ReplayBuffer, batch_size: int, steps: int) -> float:
-    """Milliseconds per gradient step spent in the networks' and optimizer's own work
-    (matrix products, activations, the fused Adam kernel; see ``_floor.py``)."""
-    with policy_within_training_step(algo.policy):
-        return floor_ms_per_step(
-            lambda: algo.update(buffer=buffer, sample_size=batch_size),  # type: ignore[attr-defined]
-            steps,
-        )
+def d3rlpy_spec(key: str, common: dict[str, Any]) -> dict[str, Any] | None:
+    """What ``_d3rlpy_runner.py`` builds for ``key``: d3rlpy's config fields, from :data:`HP`
+    (d3rlpy's own defaults differ: e.g. BCQ samples 100 actions, CQL weights the conservative
+    term by 5, CRR copies its targets every 100 steps). None: d3rlpy has no such algorithm.
+
+    :param common: ``obs_dim``, ``act_dim``, ``hidden``, ``batch_size``, ``buffer_size``,
+        ``seed``, ``adam`` (every side's).
+    """
+    params: dict[str, Any]
+    if key == "il":
+        params = {"lr": HP["il"]["lr"]}
+        algo = "bc"
+    elif key == "bcq":
+        hp = HP["bcq"]
+        params = {
+            "actor_lr": hp["lr"],
+            "critic_lr": hp["lr"],
+            "imitator_lr": hp["lr"],
+            "gamma": hp["gamma"],
+            "tau": hp["tau"],
+            "n_critics": hp["num_critics"],
+            "lam": hp["lmbda"],
+            "n_action_samples": hp["num_sampled_action"],
+            "action_flexibility": hp["phi"],
+            "beta": hp["kl_weight"],
+        }
+        algo = "bcq"
+    elif key == "cql":
+        hp = HP["cql"]
+        params = {
+            "actor_lr": hp["actor_lr"],
+            "critic_lr": hp["critic_lr"],
+            "temp_lr": hp["alpha_lr"],
+            "alpha_lr": hp["cql_alpha_lr"],
+            "critic_clip_grad_norm": hp["max_grad_norm"],
+            "gamma": hp["gamma"],
+            "tau": hp["tau"],
+            "n_critics": hp["num_critics"],
+            "conservative_weight": hp["cql_weight"],
+            "alpha_threshold": hp["lagrange_threshold"],
+            "n_action_samples": hp["num_sampled_actions"],
+            "soft_q_backup": True,  # ours: backup_entropy=True
+        }
+        algo = "cql"
+    elif key == "td3bc":
+        hp = HP["td3bc"]
+        params = {
+            "actor_lr": hp["lr"],
+            "critic_lr": hp["lr"],
+            "gamma": hp["gamma"],
+            "tau": hp["tau"],
+            "n_critics": hp["num_critics"],
+            "policy_noise": hp["policy_noise"],
+            "noise_clip": hp["noise_clip"],
+            "alpha": hp["alpha"],
+            "update_actor_interval": hp["update_actor_freq"],
+        }
+        algo = "td3bc"
+    elif key == "crr":
+        hp = HP["crr"]
+        params = {
+            "actor_lr": hp["lr"],
+            "critic_lr": hp["lr"],
+            "gamma": hp["gamma"],
+            "tau": hp["tau"],
+            "n_critics": hp["num_critics"],
+            "beta": hp["beta"],
+            "n_action_samples": hp["num_action_samples"],
+            "advantage_type": "mean",
+            "weight_type": "exp",
+            "max_weight": hp["max_weight"],
+            "target_update_type": "soft" if hp["target_update_interval"] == 1 else "hard",
+            "target_update_interval": hp["target_update_interval"],
+        }
+        algo = "crr"
+    else:
+        return None
+    return {"suite": "continuous", "algo": algo, "params": params, **common}
 
 
-def run_continuous(args: argparse.Namespace, keys: list[str]) -> None:
-    """The continuous table: interleaved rates, then each side's floor time per step."""
-    setup = Setup(
-        obs_dim=args.obs_dim,
-        act_dim=args.act_dim,
-        hidden=tuple(args.hidden),
-        obs_space=gym.spaces.Box(-np.inf, np.inf, (args.obs_dim,), np.float32),
-        act_space=gym.spaces.Box(-1.0, 1.0, (args.act_dim,), np.float32),
-    )
-    buffer = synthetic_buffer(args.obs_dim, args.act_dim, args.buffer_size, args.seed)
-    algos: dict[str, tuple[Algorithm, Algorithm]] = {}
+# ------------------------------------------------------------------- worker side
+
+
+_BUFFERS: dict[tuple[int, int, int, int], ReplayBuffer] = {}
+
+
+def build_side(spec: dict[str, Any]) -> tuple[Step, dict[str, Any]]:
+    """Build ours or Tianshou's algorithm from a spec (``_tianshou_runner.py``): its gradient
+    step (``algorithm.update(buffer, batch_size)``, as Tianshou's ``OfflineTrainer`` calls
+    it) and facts for the table."""
+    torch.manual_seed(spec["seed"])
+    setup = Setup.make(spec["obs_dim"], spec["act_dim"], tuple(spec["hidden"]))
+    key = (spec["obs_dim"], spec["act_dim"], spec["buffer_size"], spec["seed"])
+    if key not in _BUFFERS:
+        _BUFFERS[key] = synthetic_buffer(*key)
+    buffer = _BUFFERS[key]
+    if spec["impl"] == "ours":
+        algo = OURS[spec["algo"]](setup)
+        library = "tianshou-offline"
+    else:
+        algo = TIANSHOU[spec["algo"]](setup, spec["adam"])
+        library = "tianshou 2.0.1"
+    algo.process_buffer(buffer)
+    batch_size = spec["batch_size"]
+
+    def step() -> None:
+        with policy_within_training_step(algo.policy):
+            algo.update(buffer=buffer, sample_size=batch_size)
+
+    step()  # optimizers create their state (and ours choose the fused kernel) at step 1
+    info = {
+        "library": library,
+        "optimizer": describe_optimizers(find_optimizers(algo)),
+        "parameters": sum(p.numel() for p in algo.policy.parameters()),
+    }
+    return step, info
+
+
+# ------------------------------------------------------------------- rows
+
+ROWS: dict[str, tuple[str, list[str]]] = {
+    # key: (label, notes on differences in work)
+    "il": ("BC (deterministic)", []),
+    "bcq": (
+        "BCQ",
+        [
+            "the TD target: ours and d3rlpy perturb the sampled next actions with the target "
+            "perturbation network (the paper's ξ_φ'), Tianshou 2.0.1 does not (one perturbation "
+            "pass fewer on 10 × batch); the second 'ours' line uses Tianshou's rule "
+            "(perturb_target_actions=False) — equal work with Tianshou",
+        ],
+    ),
+    "cql": (
+        "CQL (Lagrange, auto α)",
+        [
+            "d3rlpy evaluates the critics on the dataset actions twice per step (TD error and "
+            "conservative term) where ours evaluates them once",
+        ],
+    ),
+    "td3bc": ("TD3+BC", []),
+    "crr": ("CRR (1 critic, 4 samples)", ["Tianshou 2.0.1 has no continuous CRR"]),
+}
+
+
+def continuous_rows(args: argparse.Namespace, keys: list[str]) -> list[Row]:
+    """The rows to measure: sides and specs for each algorithm."""
+    common = {
+        "obs_dim": args.obs_dim,
+        "act_dim": args.act_dim,
+        "hidden": list(args.hidden),
+        "batch_size": args.batch_size,
+        "buffer_size": args.buffer_size,
+        "seed": args.seed,
+    }
+    rows: list[Row] = []
     for key in keys:
-        _, ref_factory, our_factory, _ = PAIRS[key]
-        ref, ours = ref_factory(setup), our_factory(setup)
-        for algo in (ref, ours):
-            algo.process_buffer(buffer)  # type: ignore[attr-defined]
-            measure(algo, buffer, args.batch_size, 0.0)  # warm-up
-        algos[key] = (ref, ours)
+        label, notes = ROWS[key]
+        base = {"suite": "continuous", "algo": key, **common}
+        sides = [Side("ours", "ours", {**base, "impl": "ours", "adam": "fused"})]
+        ours = [("ours", "")]
+        if key == "bcq":
+            sides.append(
+                Side(
+                    "ours-ts-target",
+                    "ours",
+                    {**base, "algo": "bcq-ts-target", "impl": "ours", "adam": "fused"},
+                )
+            )
+            ours.append(("ours-ts-target", " — ours with Tianshou's target rule"))
+        if key in TIANSHOU:
+            for adam in ("fused", "default"):
+                sides.append(
+                    Side(
+                        f"tianshou-{adam}",
+                        f"tianshou-{adam}",
+                        {**base, "impl": "tianshou", "adam": adam},
+                    )
+                )
+        spec = d3rlpy_spec(key, {**common, "adam": "fused"})
+        if spec is not None:
+            sides.append(Side("d3rlpy", "d3rlpy", spec))
+        rows.append(Row(key=f"continuous:{key}", label=label, sides=sides, ours=ours, notes=notes))
+    return rows
 
+
+COLUMNS = [
+    ("tianshou-fused", "Tianshou fused"),
+    ("tianshou-default", "Tianshou default"),
+    ("d3rlpy", "d3rlpy"),
+]
+
+
+def add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options shared with ``train_speed_discrete.py``."""
+    parser.add_argument("--threads", type=int, nargs="+", default=[1], help="one run per value")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seconds", type=float, default=1.0, help="per side per round")
+    parser.add_argument(
+        "--floor-steps", type=int, default=30, help="steps profiled per side (0: no floors)"
+    )
+    parser.add_argument("--profile-top", type=int, default=0, metavar="K")
+    parser.add_argument(
+        "--d3rlpy-python",
+        default=None,
+        help="d3rlpy 2.8.1's interpreter (default: ~/.cache/tianshou-offline/d3rlpy-venv)",
+    )
+    parser.add_argument(
+        "--no-d3rlpy", action="store_true", help="skip d3rlpy (else its venv is created if missing)"
+    )
+    parser.add_argument("--json", default=None, help="write every row's measurements here")
+
+
+def resolve_d3rlpy(args: argparse.Namespace) -> str | None:
+    if args.no_d3rlpy:
+        return None
+    return d3rlpy_python(args.d3rlpy_python, create=True, torch_version=torch.__version__)
+
+
+def run_and_print(
+    title: str,
+    make_rows: Callable[[], list[Row]],
+    columns: list[tuple[str, str]],
+    args: argparse.Namespace,
+    d3rlpy: str | None,
+    threads: int,
+) -> list[Row]:
+    rows = run_rows(
+        make_rows(),
+        threads=threads,
+        d3rlpy=d3rlpy,
+        rounds=args.rounds,
+        seconds=args.seconds,
+        floor_steps=args.floor_steps or None,
+        top=args.profile_top,
+    )
     print(
-        f"\n## Continuous control — torch {torch.__version__}, {torch.get_num_threads()} "
-        f"thread(s), batch {args.batch_size}, hidden {args.hidden}, obs {args.obs_dim}, act "
-        f"{args.act_dim}, {args.rounds} interleaved rounds × {args.seconds:.1f} s\n",
+        f"\n## {title} — torch {torch.__version__}, {threads} thread(s), {args.rounds} "
+        f"interleaved rounds × {args.seconds:.1f} s per side\n",
         flush=True,
     )
-    rates: dict[str, tuple[list[float], list[float]]] = {k: ([], []) for k in keys}
-    for r in range(args.rounds):
-        for key in keys:
-            ref, ours = algos[key]
-            order: list[tuple[int, Any]] = [(0, ref), (1, ours)]
-            if r % 2:
-                order.reverse()
-            for side, algo in order:
-                rates[key][side].append(measure(algo, buffer, args.batch_size, args.seconds))
-        print(f"  round {r + 1}/{args.rounds} done", file=sys.stderr, flush=True)
-    floor_t: dict[str, tuple[float, float]] = {}
-    if args.floor:
-        for key in keys:
-            ref, ours = algos[key]
-            steps = max(5, int(statistics.median(rates[key][1]) * 0.5))
-            floor_t[key] = (
-                floor_ms(ref, buffer, args.batch_size, steps),
-                floor_ms(ours, buffer, args.batch_size, steps),
-            )
-
-    header = (
-        f"| {'algorithm':<26} | {'reference':<11} | {'ref steps/s':>11} | {'ours steps/s':>12} "
-        f"| {'ratio (median)':>14} | {'ratio range':>13} | {'ref floor ms':>11} "
-        f"| {'our floor ms':>11} | {'ceiling':>7} |"
+    print(
+        "ms = median ms per gradient step; ÷ X = ours ÷ X, the median (range) of per-round "
+        "speed ratios (> 1: ours faster); faster peer = the faster of Tianshou fused and "
+        "d3rlpy (same optimizer kernel as ours); floor = ms per step in matrix products, "
+        "activations and the fused Adam kernel (_floor.py); ceiling = faster peer ms ÷ our "
+        "floor: the most a ratio can be with our amount of network work\n"
     )
-    print(header)
-    print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
-    for key in keys:
-        label, _, _, ref_name = PAIRS[key]
-        ref_r, our_r = rates[key]
-        ratios = [o / t for o, t in zip(our_r, ref_r, strict=True)]
-        if key in floor_t:
-            ref_ms = 1000.0 / statistics.median(ref_r)
-            ref_floor, our_floor = floor_t[key]
-            floor = f"{ref_floor:>12.2f} | {our_floor:>12.2f} | {ref_ms / our_floor:>6.2f}×"
-        else:
-            floor = f"{'n/a':>12} | {'n/a':>12} | {'n/a':>7}"
-        print(
-            f"| {label:<26} | {ref_name:<11} | {statistics.median(ref_r):>11.1f} | "
-            f"{statistics.median(our_r):>12.1f} | {statistics.median(ratios):>13.2f}× | "
-            f"{min(ratios):>5.2f}–{max(ratios):.2f}× | {floor} |"
-        )
-    if "bcq-ts-target" in keys:
-        print(
-            "\n¹ our BCQ with perturb_target_actions=False: the TD target uses unperturbed VAE "
-            "samples, as Tianshou 2.0.1 does (the paper perturbs them with the target ξ_φ')."
-        )
-    if floor_t:
-        print(
-            "floor ms: time per step in matrix products, activations (forward and backward) "
-            "and the fused Adam kernel, profiled (_floor.py); ceiling = reference ms/step ÷ "
-            "our floor ms/step, the largest ratio reachable on this machine with our amount "
-            "of that work even if everything else were free."
-        )
+    print_rows(rows, columns, bool(args.profile_top))
+    sys.stdout.flush()
+    return rows
+
+
+def dump_json(path: str, results: dict[str, list[Row]]) -> None:
+    with open(path, "w") as f:
+        json.dump({k: [asdict(r) for r in rows] for k, rows in results.items()}, f, indent=1)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--suite", choices=("all", "continuous", "discrete"), default="all")
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--seconds", type=float, default=2.0)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--hidden", type=int, nargs="+", default=[256, 256])
     parser.add_argument("--obs-dim", type=int, default=17)
     parser.add_argument("--act-dim", type=int, default=6)
     parser.add_argument("--buffer-size", type=int, default=100_000)
-    parser.add_argument("--algorithms", default=",".join(PAIRS), help="continuous suite")
-    parser.add_argument(
-        "--no-floor", dest="floor", action="store_false", help="skip the floor-time profile"
-    )
+    parser.add_argument("--algorithms", default=",".join(ROWS), help="continuous suite")
     parser.add_argument("--seed", type=int, default=0)
+    add_common_arguments(parser)
     args = parser.parse_args(argv)
-
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
     keys = [k.strip() for k in args.algorithms.split(",") if k.strip()]
-    unknown = [k for k in keys if k not in PAIRS]
+    unknown = [k for k in keys if k not in ROWS]
     if unknown:
-        parser.error(f"unknown algorithms {unknown}; choose from {list(PAIRS)}")
-    if args.suite in ("all", "continuous"):
-        run_continuous(args, keys)
-    if args.suite in ("all", "discrete"):
-        import train_speed_discrete
+        parser.error(f"unknown algorithms {unknown}; choose from {list(ROWS)}")
+    d3rlpy = resolve_d3rlpy(args)
+    results: dict[str, list[Row]] = {}
+    for threads in args.threads:
+        if args.suite in ("all", "continuous"):
+            results[f"continuous-{threads}"] = run_and_print(
+                f"Continuous control (obs {args.obs_dim}, act {args.act_dim}, hidden "
+                f"{args.hidden}, batch {args.batch_size})",
+                lambda: continuous_rows(args, keys),
+                COLUMNS,
+                args,
+                d3rlpy,
+                threads,
+            )
+        if args.suite in ("all", "discrete"):
+            import train_speed_discrete
 
-        print(
-            f"\n## Discrete actions — {torch.get_num_threads()} thread(s), CartPole MLPs and "
-            "the Atari conv net (train_speed_discrete.py)\n",
-            flush=True,
-        )
-        train_speed_discrete.main(
-            ["--threads", str(args.threads), "--rounds", str(args.rounds)]
-            + ([] if args.floor else ["--no-floor"])
-        )
+            for name, rows in train_speed_discrete.run_suite(args, d3rlpy, threads).items():
+                results[f"{name}-{threads}"] = rows
+        if args.json:
+            dump_json(args.json, results)
     return 0
 
 

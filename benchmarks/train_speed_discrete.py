@@ -1,40 +1,43 @@
 #!/usr/bin/env python3
-"""Gradient steps per second of the discrete algorithms vs Tianshou 2.0.1's own
-implementations, with identical networks, buffers, batch sizes and hyperparameters.
+"""Time per gradient step of the discrete algorithms: ours vs Tianshou 2.0.1 and d3rlpy 2.8.1,
+with the same network modules, buffers, batch sizes and hyperparameters.
 
-Two settings; within each round every algorithm's implementations run in alternating blocks
-of gradient steps (ours, Tianshou, ours, …) in one process with a fixed thread count, so
-both see the same machine load; reported: the median speed over rounds and the median of
-the per-round ratios:
+Two settings:
 
 - **CartPole**: MLPs as in Tianshou's CartPole offline tests (trunk 64, heads 64; QR-DQN with
   200 quantiles), batch 64 (CQL: 32), 3-step targets, on a 20k-transition buffer.
 - **Atari**: the Nature-DQN conv net on 4×84×84 uint8 frames, head 512, batch 32, QR-DQN
   with 200 quantiles, on a compact 10k-step buffer (one frame per step, ``stack_num=4``).
 
-Reference: Tianshou 2.0.1 ``OfflineImitationLearning``, ``DiscreteBCQ``, ``DiscreteCQL`` and
-``DiscreteCRR``, trained with ``algorithm.update(buffer, batch_size)`` as its
-``OfflineTrainer`` does. Both sides use the *same network modules* (ours, behind a thin
-adapter giving Tianshou's ``(obs, state, info) -> (out, state)`` interface; shared trunks
-shared as in Tianshou's examples), so the ratio measures the algorithm implementations
-(sampling, target computation, loss, number of network passes), not the networks.
-``--tianshou-nets`` adds a row with Tianshou's own ``DQNet``/``QRDQNet`` for the Atari
-setting (what a Tianshou user runs).
+Sides, each in its own process (``_peers.py``; see ``train_speed.py`` for the measurement):
+ours; Tianshou 2.0.1's ``OfflineImitationLearning``, ``DiscreteBCQ``, ``DiscreteCQL`` and
+``DiscreteCRR`` with fused Adam (the headline) and with its default Adam (context), trained
+with ``algorithm.update(buffer, batch_size)`` as its ``OfflineTrainer`` does; d3rlpy 2.8.1's
+``DiscreteBC``, ``DiscreteBCQ`` and ``DiscreteCQL`` (it has no discrete CRR) with fused Adam.
+Tianshou gets *our network modules* (behind a thin adapter giving its ``(obs, state, info) ->
+(out, state)`` interface; shared trunks shared as in its examples) and d3rlpy an encoder with
+our layers under its own last ``Linear`` (``_d3rlpy_runner.py``), so the ratios measure the
+algorithm implementations (sampling, targets, losses, number of network passes), not the
+networks.
 
-Usage: ``python benchmarks/train_speed_discrete.py [--threads 1] [--rounds 5] [--only atari]``
-(importable: :func:`main`, :func:`run_benchmark`).
+DiscreteCQL: ours and Tianshou's are CQL(H) on QR-DQN; d3rlpy's is on (double) DQN, a mean
+Q-value per action. The ``mean-Q`` rows run ours and Tianshou's with 2 quantiles (the fewest
+either accepts; the network is d3rlpy's up to an output layer of 2A instead of A) and the
+double-DQN target rule that d3rlpy and Tianshou use (the online network selects the next
+action); the ``ours, 1 pass fewer`` lines use our default rule (the target network selects:
+QR-DQN's Algorithm 1).
+
+Usage: ``python benchmarks/train_speed_discrete.py [--threads 1 2] [--only atari]``
+(also run by ``train_speed.py``).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import statistics
+import itertools
 import sys
-import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
-from functools import partial
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -42,13 +45,14 @@ import gymnasium as gym
 import numpy as np
 import torch
 from tianshou.algorithm.algorithm_base import OfflineAlgorithm
-from tianshou.algorithm.optim import AdamOptimizerFactory
-from tianshou.data import ReplayBuffer
+from tianshou.algorithm.optim import AdamOptimizerFactory, OptimizerFactory, TorchOptimizerFactory
+from tianshou.data import Batch, ReplayBuffer
 from tianshou.utils.torch_utils import policy_within_training_step
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _floor import floor_available, floor_ms_per_step
+from _floor import describe_optimizers, find_optimizers
+from _peers import Row, Side, Step
 
 from tianshou_offline.algorithms import (
     AtariTrunk,
@@ -64,8 +68,6 @@ from tianshou_offline.algorithms import (
     QuantileQNet,
     QValuePolicy,
 )
-from tianshou_offline.algorithms.discrete_nets import Trunk
-from tianshou_offline.data.buffer import buffer_from_columns
 
 ALGORITHMS = ("il", "bcq", "cql", "crr")
 
@@ -88,7 +90,7 @@ class Setting:
     lr: dict[str, float]
     bcq_threshold: float = 0.3
 
-    def trunk(self) -> Trunk:
+    def trunk(self) -> AtariTrunk | MLPTrunk:
         shape = self.obs_space.shape
         if len(shape) == 3:
             return AtariTrunk(*shape)
@@ -124,24 +126,37 @@ ATARI = Setting(
 
 
 def synthetic_buffer(setting: Setting, size: int, episode_len: int, seed: int = 0) -> ReplayBuffer:
-    """Random transitions with the setting's shapes: CartPole-like rows with a stored
-    ``obs_next``; Atari as a compact buffer (one frame per step, ``stack_num=4``)."""
+    """Random transitions with the setting's shapes in a full Tianshou ``ReplayBuffer``:
+    CartPole-like rows with a stored ``obs_next``; Atari as a compact buffer (one frame per
+    step, ``stack_num=4``, ``obs_next`` derived from the next row)."""
     rng = np.random.default_rng(seed)
     term = np.zeros(size, bool)
     term[episode_len - 1 :: episode_len] = True
-    cols: dict[str, Any] = {
+    data: dict[str, Any] = {
         "act": rng.integers(0, setting.num_actions, size=size),
         "rew": rng.normal(size=size).astype(np.float32),
         "terminated": term,
         "truncated": np.zeros(size, bool),
+        "done": term,
     }
     shape = setting.obs_space.shape
-    if len(shape) == 3:
-        cols["obs"] = rng.integers(0, 255, size=(size, *shape[1:]), dtype=np.uint8)
-        return buffer_from_columns(cols, stack_num=shape[0], save_only_last_obs=True)
-    cols["obs"] = rng.normal(size=(size, *shape)).astype(np.float32)
-    cols["obs_next"] = rng.normal(size=(size, *shape)).astype(np.float32)
-    return buffer_from_columns(cols)
+    image = len(shape) == 3
+    if image:
+        data["obs"] = rng.integers(0, 255, size=(size, *shape[1:]), dtype=np.uint8)
+    else:
+        data["obs"] = rng.normal(size=(size, *shape)).astype(np.float32)
+        data["obs_next"] = rng.normal(size=(size, *shape)).astype(np.float32)
+    buf = ReplayBuffer(
+        size,
+        stack_num=shape[0] if image else 1,
+        ignore_obs_next=image,
+        save_only_last_obs=image,
+    )
+    buf.set_batch(Batch(data))
+    buf._size = size
+    buf._insertion_idx = 0
+    buf.last_index = np.array([size - 1])
+    return buf
 
 
 # --------------------------------------------------------------------------- builders
@@ -202,6 +217,17 @@ def build_ours(
     raise ValueError(name)
 
 
+def _head(in_dim: int, out_dim: int, hidden_sizes: Sequence[int] = ()) -> nn.Sequential:
+    """``Linear``/``ReLU`` layers ``in_dim → hidden… → out_dim``: the layers of our networks'
+    heads (``QNet``, ``QuantileQNet``, ``DualHeadNet``), for Tianshou's side."""
+    sizes = [int(in_dim), *(int(h) for h in hidden_sizes)]
+    layers: list[nn.Module] = []
+    for h_in, h_out in itertools.pairwise(sizes):
+        layers += [nn.Linear(h_in, h_out), nn.ReLU(inplace=True)]
+    layers.append(nn.Linear(sizes[-1], int(out_dim)))
+    return nn.Sequential(*layers)
+
+
 class TianshouAPI(nn.Module):
     """One of our tensor → tensor modules (or a trunk and a head) behind Tianshou's net
     interface ``(obs, state, info) -> (out, state)``; numpy observations are converted as
@@ -221,10 +247,14 @@ class TianshouAPI(nn.Module):
 
 
 def build_tianshou(
-    name: str, s: Setting, seed: int = 0, *, tianshou_nets: bool = False
+    name: str, s: Setting, seed: int = 0, *, tianshou_nets: bool = False, adam: str = "default"
 ) -> OfflineAlgorithm[Any]:
     """Tianshou 2.0.1's algorithm with the same network modules (``tianshou_nets``: its own
-    Atari ``DQNet``/``QRDQNet`` instead)."""
+    Atari ``DQNet`` instead).
+
+    :param adam: ``default`` — Tianshou's ``AdamOptimizerFactory`` (for-loop kernel on CPU);
+        ``fused`` — ``TorchOptimizerFactory(torch.optim.Adam, lr=…, fused=True)``.
+    """
     from tianshou.algorithm.imitation.discrete_bcq import DiscreteBCQ as TsBCQ
     from tianshou.algorithm.imitation.discrete_bcq import DiscreteBCQPolicy as TsBCQPolicy
     from tianshou.algorithm.imitation.discrete_cql import DiscreteCQL as TsCQL
@@ -238,7 +268,11 @@ def build_tianshou(
 
     torch.manual_seed(seed)
     space = gym.spaces.Discrete(s.num_actions)
-    optim = AdamOptimizerFactory(lr=s.lr[name])
+    optim: OptimizerFactory = (
+        TorchOptimizerFactory(torch.optim.Adam, lr=s.lr[name], fused=True)
+        if adam == "fused"
+        else AdamOptimizerFactory(lr=s.lr[name])
+    )
     ts_trunk: nn.Module
     if tianshou_nets:
         from tianshou.env.atari.atari_network import DQNet
@@ -249,14 +283,12 @@ def build_tianshou(
     else:
         trunk = s.trunk()
         ts_trunk, width = trunk, trunk.output_dim
-    from tianshou_offline.algorithms.discrete_nets import make_head
-
     if name == "il":
-        actor = TianshouAPI(ts_trunk, make_head(width, s.num_actions, s.hidden))
+        actor = TianshouAPI(ts_trunk, _head(width, s.num_actions, s.hidden))
         return TsIL(policy=ImitationPolicy(actor=actor, action_space=space), optim=optim)
     if name == "bcq":
-        q = TianshouAPI(ts_trunk, make_head(width, s.num_actions, s.hidden))
-        imitator = TianshouAPI(ts_trunk, make_head(width, s.num_actions, s.hidden))
+        q = TianshouAPI(ts_trunk, _head(width, s.num_actions, s.hidden))
+        imitator = TianshouAPI(ts_trunk, _head(width, s.num_actions, s.hidden))
         return TsBCQ(
             policy=TsBCQPolicy(
                 model=q,
@@ -271,7 +303,7 @@ def build_tianshou(
         )
     if name == "cql":
         qr = _QuantileAPI(
-            ts_trunk, make_head(width, s.num_actions * s.num_quantiles, s.hidden), s.num_actions
+            ts_trunk, _head(width, s.num_actions * s.num_quantiles, s.hidden), s.num_actions
         )
         return TsCQL(
             policy=QRDQNPolicy(model=qr, action_space=space),
@@ -282,8 +314,8 @@ def build_tianshou(
             target_update_freq=s.target_update_freq[name],
         )
     if name == "crr":
-        actor = TianshouAPI(ts_trunk, make_head(width, s.num_actions, s.hidden))
-        critic = TianshouAPI(ts_trunk, make_head(width, s.num_actions, s.hidden), tuple_out=False)
+        actor = TianshouAPI(ts_trunk, _head(width, s.num_actions, s.hidden))
+        critic = TianshouAPI(ts_trunk, _head(width, s.num_actions, s.hidden), tuple_out=False)
         return TsCRR(
             policy=TsActorPolicy(actor=cast(Any, actor), action_space=space),
             critic=critic,
@@ -317,224 +349,215 @@ class _TianshouTrunk(nn.Module):
         return features
 
 
-# --------------------------------------------------------------------------- timing
+# --------------------------------------------------------------------------- worker side
+
+_BUFFERS: dict[str, ReplayBuffer] = {}
+
+SETTINGS = {s.name: s for s in (CARTPOLE, ATARI)}
 
 
-@dataclass
-class Result:
-    setting: str
-    algorithm: str
-    implementation: str
-    steps_per_s: float
-    rounds: list[float]
-    prepare_s: float
-    ratio_to_tianshou: float | None = None
-    """Median over rounds of (this implementation's speed / Tianshou's), both measured in
-    alternating blocks within the round (robust to machine load changing over time)."""
-    floor_ms: float | None = None
-    """Milliseconds per step spent in matrix products, convolutions, activations and the
-    fused Adam kernel (``_floor.py``)."""
+def _buffer_shape(setting: Setting) -> tuple[int, int]:
+    """(transitions, episode length) of the synthetic buffer."""
+    return (20_000, 200) if setting.name == "cartpole" else (10_000, 1000)
 
 
-def _timed_block(alg: OfflineAlgorithm[Any], buffer: ReplayBuffer, batch: int, steps: int) -> float:
-    """Seconds for ``steps`` gradient steps."""
-    with policy_within_training_step(alg.policy):
-        start = time.perf_counter()
-        for _ in range(steps):
-            alg.update(buffer=buffer, sample_size=batch)
-        return time.perf_counter() - start
+def build_side(spec: dict[str, Any]) -> tuple[Step, dict[str, Any]]:
+    """Build ours or Tianshou's algorithm from a spec (``_tianshou_runner.py``)."""
+    s = replace(SETTINGS[spec["setting"]], num_quantiles=spec["num_quantiles"])
+    if s.name not in _BUFFERS:
+        _BUFFERS[s.name] = synthetic_buffer(s, *_buffer_shape(s))
+    buffer = _BUFFERS[s.name]
+    name = spec["algo"]
+    if spec["impl"] == "ours":
+        alg = build_ours(name, s, spec["seed"], double_q=spec.get("double_q", True))
+        library = "tianshou-offline"
+    else:
+        alg = build_tianshou(name, s, spec["seed"], adam=spec["adam"])
+        library = "tianshou 2.0.1"
+    alg.process_buffer(buffer)
+    batch_size = s.batch_size[name]
+
+    def step() -> None:
+        with policy_within_training_step(alg.policy):
+            alg.update(buffer=buffer, sample_size=batch_size)
+
+    step()  # optimizer state (and our fused-kernel choice) are made at the first step
+    info = {
+        "library": library,
+        "optimizer": describe_optimizers(find_optimizers(alg)),
+        "parameters": sum(p.numel() for p in alg.policy.parameters()),
+    }
+    return step, info
 
 
-def _timed_steps(alg: OfflineAlgorithm[Any], buffer: ReplayBuffer, batch: int, steps: int) -> float:
-    """Gradient steps per second over ``steps`` steps."""
-    return steps / _timed_block(alg, buffer, batch, steps)
+# --------------------------------------------------------------------------- rows
 
 
-def run_benchmark(
-    settings: Sequence[Setting],
-    *,
-    algorithms: Sequence[str] = ALGORITHMS,
-    rounds: int = 5,
-    steps: dict[str, int] | None = None,
-    blocks: int = 5,
-    warmup: int = 5,
-    tianshou_nets: bool = False,
-    floor: bool = True,
-    log: Callable[[str], None] = print,
-) -> list[Result]:
-    """Time every (setting, algorithm, implementation).
-
-    Each round times every algorithm's implementations in ``blocks`` alternating blocks of
-    ``steps[setting] / blocks`` gradient steps (ours, Tianshou, ours, Tianshou, …), so both
-    see the same machine load; the reported speed is the median over rounds and the ratio the
-    median of the per-round ratios.
-
-    :param steps: gradient steps per round per implementation (default CartPole 250,
-        Atari 20).
-    :param floor: afterwards, profile each implementation's floor time per step
-        (:func:`_floor.floor_ms_per_step`, CPU only).
-    """
-    steps = steps or {"cartpole": 250, "atari": 20}
-    results: list[Result] = []
-    for s in settings:
-        buffer = (
-            synthetic_buffer(s, 20_000, 200)
-            if s.name == "cartpole"
-            else synthetic_buffer(s, 10_000, 1000)
+def d3rlpy_spec(name: str, s: Setting, seed: int = 0, adam: str = "fused") -> dict[str, Any] | None:
+    """What ``_d3rlpy_runner.py`` builds: d3rlpy's config fields from this setting (d3rlpy's
+    defaults differ: e.g. its BC's logit penalty β = 0.5). None: d3rlpy has no such algorithm
+    (discrete CRR)."""
+    params: dict[str, Any] = {"lr": s.lr[name]}
+    if name == "il":
+        params["beta"] = 0.0  # ours: plain cross-entropy
+    elif name == "bcq":
+        params.update(
+            action_flexibility=s.bcq_threshold,
+            beta=1e-2,  # ours: imitation_logits_penalty
+            target_update_interval=s.target_update_freq[name],
         )
-        block = max(1, steps[s.name] // blocks)
-        for name in algorithms:
-            impls: dict[str, Callable[[], OfflineAlgorithm[Any]]] = {
-                "ours": partial(build_ours, name, s),
-                "tianshou": partial(build_tianshou, name, s),
-            }
-            if name == "cql":  # our default target: QR-DQN's Algorithm 1 (one pass fewer)
-                impls["ours-default"] = partial(build_ours, "cql", s, double_q=False)
-            if tianshou_nets and s.name == "atari":
-                impls["tianshou+DQNet"] = partial(build_tianshou, name, s, tianshou_nets=True)
-            built: dict[str, OfflineAlgorithm[Any]] = {}
-            prepare: dict[str, float] = {}
-            for impl, make in impls.items():
-                alg = make()
-                t0 = time.perf_counter()
-                alg.process_buffer(buffer)
-                prepare[impl] = time.perf_counter() - t0
-                _timed_steps(alg, buffer, s.batch_size[name], warmup)
-                built[impl] = alg
-            speeds: dict[str, list[float]] = {impl: [] for impl in built}
-            for _ in range(rounds):
-                seconds = dict.fromkeys(built, 0.0)
-                for _ in range(blocks):
-                    for impl, alg in built.items():
-                        seconds[impl] += _timed_block(alg, buffer, s.batch_size[name], block)
-                for impl in built:
-                    speeds[impl].append(block * blocks / seconds[impl])
-            floor_t: dict[str, float | None] = dict.fromkeys(built)
-            for impl, alg in built.items():
-                if floor and floor_available(next(alg.parameters()).device):
-                    with policy_within_training_step(alg.policy):
-                        floor_t[impl] = floor_ms_per_step(
-                            partial(alg.update, buffer=buffer, sample_size=s.batch_size[name]),
-                            max(3, steps[s.name] // 2),
-                        )
-            ref = speeds["tianshou"]
-            for impl, values in speeds.items():
-                ratio = (
-                    None
-                    if impl == "tianshou"
-                    else statistics.median(v / t for v, t in zip(values, ref, strict=True))
-                )
-                if impl == "tianshou+DQNet":  # ratio of ours to this reference
-                    ratio = statistics.median(
-                        o / v for o, v in zip(speeds["ours"], values, strict=True)
-                    )
-                results.append(
-                    Result(
-                        setting=s.name,
-                        algorithm=name,
-                        implementation=impl,
-                        steps_per_s=statistics.median(values),
-                        rounds=values,
-                        prepare_s=prepare[impl],
-                        ratio_to_tianshou=ratio,
-                        floor_ms=floor_t[impl],
-                    )
-                )
-            log(f"  {s.name} {name} done")
-    return results
+    elif name == "cql":
+        params.update(alpha=10.0, target_update_interval=s.target_update_freq[name])  # min_q_weight
+    else:
+        return None
+    size, episode_len = _buffer_shape(s)
+    shape = s.obs_space.shape
+    return {
+        "suite": "discrete",
+        "algo": name,
+        "params": params,
+        "obs_shape": list(shape),
+        "num_actions": s.num_actions,
+        "trunk_hidden": [] if len(shape) == 3 else [64],
+        "head_hidden": list(s.hidden),
+        "channels_last": True,
+        "scale_obs": True,
+        "batch_size": s.batch_size[name],
+        "buffer_size": size,
+        "episode_len": episode_len,
+        "n_step": s.n_step if name != "il" else 1,
+        "gamma": 0.99,
+        "seed": seed,
+        "adam": adam,
+    }
 
 
 LABELS = {
     "il": "DiscreteImitationLearning",
     "bcq": "DiscreteBCQ",
-    "cql": "DiscreteCQL",
+    "cql": "DiscreteCQL (200 quantiles)",
+    "cql-mean": "DiscreteCQL, mean-Q (2 quantiles)",
     "crr": "DiscreteCRR",
+}
+ROW_KEYS = tuple(LABELS)
+
+NOTES: dict[str, list[str]] = {
+    "bcq": [
+        "d3rlpy (share_encoder=True) evaluates the shared encoder separately for the Q head "
+        "and the imitator, at s and at s' (ours: one trunk pass serves both heads), and its "
+        "imitator head has no hidden layer of its own (it shares the Q head's); Tianshou gets "
+        "our trunk shared between its two nets but evaluates it once per net",
+    ],
+    "cql": [
+        "Tianshou's target selects the next action with the online network (one more forward "
+        "pass at s'): the first line runs ours with that rule, the second with our default",
+    ],
+    "cql-mean": [
+        "d3rlpy's DiscreteCQL is (double) DQN with a mean Q per action; ours and Tianshou's "
+        "are QR-DQN, here with 2 quantiles (the fewest they accept; output layer 2A instead of "
+        "A) and double-DQN targets like d3rlpy's; d3rlpy evaluates Q(s) twice per step (TD "
+        "error and conservative term)",
+    ],
+    "crr": ["d3rlpy has no discrete CRR"],
 }
 
 
-def format_table(results: Sequence[Result]) -> str:
-    """Markdown table: ours vs Tianshou (same nets), and the variants when timed."""
-    rows = [
-        "| setting | algorithm | ours (steps/s) | Tianshou 2.0.1 (steps/s) | ratio "
-        "| our floor ms | ceiling |",
-        "|---|---|---:|---:|---:|---:|---:|",
-    ]
-    by_key = {(r.setting, r.algorithm, r.implementation): r for r in results}
-    pairs = [
-        ("ours", "tianshou", "", "ours"),
-        ("ours-default", "tianshou", " (ours: default target, 1 pass fewer)", "ours-default"),
-        ("ours", "tianshou+DQNet", " (Tianshou with its own DQNet)", "tianshou+DQNet"),
-    ]
-    for setting in dict.fromkeys(r.setting for r in results):
-        for name in LABELS:
-            for mine, theirs, note, ratio_of in pairs:
-                a = by_key.get((setting, name, mine))
-                b = by_key.get((setting, name, theirs))
-                r = by_key.get((setting, name, ratio_of))
-                if a is None or b is None or r is None or r.ratio_to_tianshou is None:
-                    continue
-                floor = "n/a | n/a"
-                if a.floor_ms:
-                    floor = f"{a.floor_ms:.2f} | {1000.0 / b.steps_per_s / a.floor_ms:.2f}x"
-                rows.append(
-                    f"| {setting} | {LABELS[name]}{note} | {a.steps_per_s:.1f} | "
-                    f"{b.steps_per_s:.1f} | {r.ratio_to_tianshou:.2f}x | {floor} |"
+def discrete_rows(settings: Sequence[Setting], keys: Sequence[str], seed: int = 0) -> list[Row]:
+    rows: list[Row] = []
+    for s in settings:
+        for key in keys:
+            name = "cql" if key == "cql-mean" else key
+            quantiles = 2 if key == "cql-mean" else s.num_quantiles
+            base = {
+                "suite": "discrete",
+                "setting": s.name,
+                "algo": name,
+                "num_quantiles": quantiles,
+                "seed": seed,
+            }
+            sides = [Side("ours", "ours", {**base, "impl": "ours", "adam": "fused"})]
+            ours = [("ours", "")]
+            if name == "cql":
+                sides.append(
+                    Side(
+                        "ours-default-target",
+                        "ours",
+                        {**base, "impl": "ours", "adam": "fused", "double_q": False},
+                    )
                 )
-    return "\n".join(rows)
+                ours.append(("ours-default-target", " — ours, default target (1 pass fewer)"))
+            for adam in ("fused", "default"):
+                sides.append(
+                    Side(
+                        f"tianshou-{adam}",
+                        f"tianshou-{adam}",
+                        {**base, "impl": "tianshou", "adam": adam},
+                    )
+                )
+            spec = d3rlpy_spec(name, s, seed) if key != "cql" else None
+            if spec is not None:
+                sides.append(Side("d3rlpy", "d3rlpy", spec))
+            rows.append(
+                Row(
+                    key=f"{s.name}:{key}",
+                    label=f"{s.name} {LABELS[key]}",
+                    sides=sides,
+                    ours=ours,
+                    notes=NOTES.get(key, []),
+                )
+            )
+    return rows
 
 
-def main(argv: Sequence[str] | None = None) -> list[Result]:
+def run_suite(args: argparse.Namespace, d3rlpy: str | None, threads: int) -> dict[str, list[Row]]:
+    """Measure and print the discrete rows at ``threads`` (one table per setting)."""
+    from train_speed import COLUMNS, run_and_print
+
+    only = getattr(args, "only", None)
+    keys = getattr(args, "discrete_algorithms", None) or list(ROW_KEYS)
+    out: dict[str, list[Row]] = {}
+    for s in (CARTPOLE, ATARI):
+        if only not in (None, s.name):
+            continue
+        title = (
+            "Discrete, CartPole MLPs (trunk 64, head 64)"
+            if s.name == "cartpole"
+            else "Discrete, Atari Nature-DQN conv net (head 512, batch 32)"
+        )
+        out[s.name] = run_and_print(
+            title,
+            lambda s=s: discrete_rows([s], keys),  # type: ignore[misc]
+            COLUMNS,
+            args,
+            d3rlpy,
+            threads,
+        )
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from train_speed import add_common_arguments, dump_json, resolve_d3rlpy
+
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--threads", type=int, default=1, help="torch threads (fixed for both sides)")
-    p.add_argument("--rounds", type=int, default=5)
-    p.add_argument("--cartpole-steps", type=int, default=250)
-    p.add_argument("--blocks", type=int, default=5, help="alternating blocks per round")
-    p.add_argument("--atari-steps", type=int, default=20)
     p.add_argument("--only", choices=("cartpole", "atari"), default=None)
-    p.add_argument("--algorithms", nargs="*", default=list(ALGORITHMS), choices=ALGORITHMS)
     p.add_argument(
-        "--tianshou-nets", action="store_true", help="also time Tianshou's own DQNet (Atari)"
+        "--algorithms",
+        dest="discrete_algorithms",
+        nargs="*",
+        default=list(ROW_KEYS),
+        choices=ROW_KEYS,
     )
-    p.add_argument(
-        "--no-floor", dest="floor", action="store_false", help="skip the floor-time profile"
-    )
-    p.add_argument("--json", type=str, default=None, help="write the results here")
+    add_common_arguments(p)
     args = p.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    settings = [s for s in (CARTPOLE, ATARI) if args.only in (None, s.name)]
-    print(
-        f"torch {torch.__version__}, {args.threads} thread(s); interleaved rounds: {args.rounds}; "
-        f"steps/round: cartpole {args.cartpole_steps}, atari {args.atari_steps}",
-        flush=True,
-    )
-    results = run_benchmark(
-        settings,
-        algorithms=args.algorithms,
-        rounds=args.rounds,
-        steps={"cartpole": args.cartpole_steps, "atari": args.atari_steps},
-        blocks=args.blocks,
-        tianshou_nets=args.tianshou_nets,
-        floor=args.floor,
-    )
-    print()
-    print("ratio = median over rounds of the per-round speed ratio (alternating blocks)")
-    print(format_table(results))
-    print(
-        "our floor ms: time per step in matrix products, convolutions, activations and the "
-        "fused Adam kernel (profiled, _floor.py); ceiling = Tianshou's ms/step ÷ our floor "
-        "ms/step, the largest ratio this machine allows with our amount of that work even if "
-        "everything else were free"
-    )
-    print()
-    print("dataset preparation (process_buffer, once per training run):")
-    for r in results:
-        if r.implementation == "ours":
-            print(f"  {r.setting:9s} {r.algorithm:4s} {r.prepare_s * 1000:.0f} ms")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump([asdict(r) for r in results], f, indent=2)
-    return results
+    d3rlpy = resolve_d3rlpy(args)
+    results: dict[str, list[Row]] = {}
+    for threads in args.threads:
+        for name, rows in run_suite(args, d3rlpy, threads).items():
+            results[f"{name}-{threads}"] = rows
+        if args.json:
+            dump_json(args.json, results)
+    return 0
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    raise SystemExit(main(sys.argv[1:]))

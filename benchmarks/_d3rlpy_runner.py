@@ -1,0 +1,365 @@
+"""d3rlpy 2.8.1's side of the speed benchmarks, run in d3rlpy's own virtual environment.
+
+Started by ``train_speed.py``/``train_speed_discrete.py`` as ``python _d3rlpy_runner.py
+--threads N`` with d3rlpy's interpreter; serves the protocol of ``_peers.py``. It imports
+d3rlpy, torch and numpy only (never this package), and builds every algorithm from the
+plain-data spec the driver sends (``d3rlpy_spec`` in the scripts: the equal-footing mapping
+of our hyperparameters lives there, where it is tested without d3rlpy).
+
+One gradient step is what d3rlpy's own ``fit`` loop does per step:
+``dataset.sample_transition_batch(batch_size)`` then ``algo.update(batch)``.
+
+Networks. Continuous: d3rlpy's ``VectorEncoderFactory(hidden_units)`` (ReLU MLPs, the
+observation and action concatenated for critics; the same 256×256 MLPs as ours). Discrete:
+an encoder with our layers — the trunk (CartPole: ``Linear(4, 64)``/ReLU; Atari: the
+Nature-DQN convolutions, ``channels_last``, inputs × 1/255) and the head's hidden layers
+(``Linear``/ReLU) — under d3rlpy's own last ``Linear(hidden, A)``: the layers of our
+``QNet``.
+
+Optimizer. d3rlpy's ``AdamFactory`` builds ``torch.optim.Adam`` without ``fused`` (the
+for-loop kernel on CPU); ``adam="fused"`` uses :class:`FusedAdamFactory`, a subclass of
+d3rlpy's public ``OptimizerFactory`` that passes ``fused=True`` (d3rlpy's ``OptimizerWrapper``
+still does the zero-grad, clipping and step, unchanged).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import numpy as np
+import torch
+from torch import nn
+
+
+def _d3rlpy() -> Any:
+    import d3rlpy
+
+    return d3rlpy
+
+
+def _optimizer_factory(adam: str, clip_grad_norm: float | None = None) -> Any:
+    from d3rlpy.optimizers import AdamFactory, OptimizerFactory
+
+    if adam == "default":
+        return AdamFactory(clip_grad_norm=clip_grad_norm)
+
+    @dataclasses.dataclass()
+    class FusedAdamFactory(OptimizerFactory):  # type: ignore[misc]
+        """``torch.optim.Adam(..., fused=True)`` behind d3rlpy's optimizer interface."""
+
+        def create_optimizer(self, named_modules: Any, lr: float) -> torch.optim.Adam:
+            params: dict[nn.Parameter, None] = {}
+            for _, module in named_modules:
+                for p in module.parameters():
+                    params.setdefault(p, None)
+            return torch.optim.Adam(list(params), lr=lr, fused=True)
+
+        @staticmethod
+        def get_type() -> str:
+            return "fused_adam"
+
+    return FusedAdamFactory(clip_grad_norm=clip_grad_norm)
+
+
+def _same_nets_encoder_factory(
+    obs_shape: tuple[int, ...],
+    trunk_hidden: list[int],
+    head_hidden: list[int],
+    channels_last: bool,
+    scale_obs: bool,
+) -> Any:
+    """An ``EncoderFactory`` with our discrete trunk and head hidden layers."""
+    from d3rlpy.models import EncoderFactory
+    from d3rlpy.models.torch import Encoder
+
+    class SameNetsEncoder(Encoder):  # type: ignore[misc]
+        def __init__(self) -> None:
+            super().__init__()
+            layers: list[nn.Module] = []
+            if len(obs_shape) == 3:
+                c = obs_shape[0]
+                layers += [
+                    nn.Conv2d(c, 32, kernel_size=8, stride=4),
+                    nn.ReLU(inplace=True),
+                    nn.Conv2d(32, 64, kernel_size=4, stride=2),
+                    nn.ReLU(inplace=True),
+                    nn.Conv2d(64, 64, kernel_size=3, stride=1),
+                    nn.ReLU(inplace=True),
+                    nn.Flatten(),
+                ]
+                with torch.no_grad():
+                    width = int(nn.Sequential(*layers)(torch.zeros(1, *obs_shape)).shape[1])
+            else:
+                width = int(np.prod(obs_shape))
+                for h in trunk_hidden:
+                    layers += [nn.Linear(width, h), nn.ReLU(inplace=True)]
+                    width = h
+            for h in head_hidden:
+                layers += [nn.Linear(width, h), nn.ReLU(inplace=True)]
+                width = h
+            self.net = nn.Sequential(*layers)
+            self.image = len(obs_shape) == 3
+            if self.image and channels_last:
+                for m in self.net.modules():
+                    if isinstance(m, nn.Conv2d):
+                        m.weight.data = m.weight.data.contiguous(memory_format=torch.channels_last)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            if self.image:
+                if channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                if scale_obs:
+                    x = x.mul(1.0 / 255.0)
+            else:
+                x = x.reshape(x.shape[0], -1)
+            out: torch.Tensor = self.net(x)
+            return out
+
+    @dataclasses.dataclass()
+    class SameNetsEncoderFactory(EncoderFactory):  # type: ignore[misc]
+        def create(self, observation_shape: Any) -> SameNetsEncoder:
+            return SameNetsEncoder()
+
+        @staticmethod
+        def get_type() -> str:
+            return "tianshou_offline_benchmark"
+
+    return SameNetsEncoderFactory()
+
+
+# --------------------------------------------------------------------------- datasets
+
+
+def _continuous_dataset(spec: dict[str, Any]) -> Any:
+    from d3rlpy.constants import ActionSpace
+    from d3rlpy.dataset import MDPDataset
+
+    rng = np.random.default_rng(spec["seed"])
+    n, d, a = spec["buffer_size"], spec["obs_dim"], spec["act_dim"]
+    timeouts = np.zeros(n, dtype=np.float32)
+    timeouts[999::1000] = 1.0
+    timeouts[-1] = 1.0
+    return MDPDataset(
+        observations=rng.standard_normal((n, d)).astype(np.float32),
+        actions=rng.uniform(-1, 1, (n, a)).astype(np.float32),
+        rewards=rng.standard_normal(n).astype(np.float32),
+        terminals=np.zeros(n, dtype=np.float32),
+        timeouts=timeouts,
+        action_space=ActionSpace.CONTINUOUS,
+        action_size=a,
+    )
+
+
+def _discrete_dataset(spec: dict[str, Any]) -> Any:
+    from d3rlpy.constants import ActionSpace
+    from d3rlpy.dataset import FrameStackTransitionPicker, MDPDataset, MultiStepTransitionPicker
+
+    rng = np.random.default_rng(spec["seed"])
+    n, ep = spec["buffer_size"], spec["episode_len"]
+    shape = tuple(spec["obs_shape"])
+    terminals = np.zeros(n, dtype=np.float32)
+    terminals[ep - 1 :: ep] = 1.0
+    picker: Any = None
+    if len(shape) == 3:  # compact: one frame per step, stacked by the picker
+        obs = rng.integers(0, 255, size=(n, 1, *shape[1:]), dtype=np.uint8)
+        picker = FrameStackTransitionPicker(n_frames=shape[0])
+    else:
+        obs = rng.normal(size=(n, *shape)).astype(np.float32)
+    if spec["n_step"] > 1:
+        if picker is not None:
+            raise ValueError("frame stacking with n-step targets: no d3rlpy picker does both")
+        picker = MultiStepTransitionPicker(n_steps=spec["n_step"], gamma=spec["gamma"])
+    return MDPDataset(
+        observations=obs,
+        actions=rng.integers(0, spec["num_actions"], size=n),
+        rewards=rng.normal(size=n).astype(np.float32),
+        terminals=terminals,
+        transition_picker=picker,
+        action_space=ActionSpace.DISCRETE,
+        action_size=spec["num_actions"],
+    )
+
+
+# --------------------------------------------------------------------------- algorithms
+
+
+def _continuous_algo(spec: dict[str, Any]) -> Any:
+    d3rlpy = _d3rlpy()
+    from d3rlpy.models import VectorEncoderFactory
+
+    algo, p, adam = spec["algo"], spec["params"], spec["adam"]
+    enc = VectorEncoderFactory(hidden_units=list(spec["hidden"]))
+    common = {"batch_size": spec["batch_size"]}
+    if algo == "bc":
+        return d3rlpy.algos.BCConfig(
+            learning_rate=p["lr"],
+            policy_type="deterministic",
+            optim_factory=_optimizer_factory(adam),
+            encoder_factory=enc,
+            **common,
+        )
+    nets = {"actor_encoder_factory": enc, "critic_encoder_factory": enc}
+    if algo == "bcq":
+        return d3rlpy.algos.BCQConfig(
+            actor_learning_rate=p["actor_lr"],
+            critic_learning_rate=p["critic_lr"],
+            imitator_learning_rate=p["imitator_lr"],
+            actor_optim_factory=_optimizer_factory(adam),
+            critic_optim_factory=_optimizer_factory(adam),
+            imitator_optim_factory=_optimizer_factory(adam),
+            imitator_encoder_factory=enc,
+            gamma=p["gamma"],
+            tau=p["tau"],
+            n_critics=p["n_critics"],
+            lam=p["lam"],
+            n_action_samples=p["n_action_samples"],
+            action_flexibility=p["action_flexibility"],
+            beta=p["beta"],
+            **nets,
+            **common,
+        )
+    if algo == "cql":
+        return d3rlpy.algos.CQLConfig(
+            actor_learning_rate=p["actor_lr"],
+            critic_learning_rate=p["critic_lr"],
+            temp_learning_rate=p["temp_lr"],
+            alpha_learning_rate=p["alpha_lr"],
+            actor_optim_factory=_optimizer_factory(adam),
+            critic_optim_factory=_optimizer_factory(adam, p["critic_clip_grad_norm"]),
+            temp_optim_factory=_optimizer_factory(adam),
+            alpha_optim_factory=_optimizer_factory(adam),
+            gamma=p["gamma"],
+            tau=p["tau"],
+            n_critics=p["n_critics"],
+            conservative_weight=p["conservative_weight"],
+            alpha_threshold=p["alpha_threshold"],
+            n_action_samples=p["n_action_samples"],
+            soft_q_backup=p["soft_q_backup"],
+            **nets,
+            **common,
+        )
+    if algo == "td3bc":
+        return d3rlpy.algos.TD3PlusBCConfig(
+            actor_learning_rate=p["actor_lr"],
+            critic_learning_rate=p["critic_lr"],
+            actor_optim_factory=_optimizer_factory(adam),
+            critic_optim_factory=_optimizer_factory(adam),
+            gamma=p["gamma"],
+            tau=p["tau"],
+            n_critics=p["n_critics"],
+            target_smoothing_sigma=p["policy_noise"],
+            target_smoothing_clip=p["noise_clip"],
+            alpha=p["alpha"],
+            update_actor_interval=p["update_actor_interval"],
+            **nets,
+            **common,
+        )
+    if algo == "crr":
+        return d3rlpy.algos.CRRConfig(
+            actor_learning_rate=p["actor_lr"],
+            critic_learning_rate=p["critic_lr"],
+            actor_optim_factory=_optimizer_factory(adam),
+            critic_optim_factory=_optimizer_factory(adam),
+            gamma=p["gamma"],
+            tau=p["tau"],
+            n_critics=p["n_critics"],
+            beta=p["beta"],
+            n_action_samples=p["n_action_samples"],
+            advantage_type=p["advantage_type"],
+            weight_type=p["weight_type"],
+            max_weight=p["max_weight"],
+            target_update_type=p["target_update_type"],
+            target_update_interval=p["target_update_interval"],
+            **nets,
+            **common,
+        )
+    raise ValueError(f"unknown continuous algorithm {algo!r}")
+
+
+def _discrete_algo(spec: dict[str, Any]) -> Any:
+    d3rlpy = _d3rlpy()
+    algo, p, adam = spec["algo"], spec["params"], spec["adam"]
+    enc = _same_nets_encoder_factory(
+        tuple(spec["obs_shape"]),
+        list(spec["trunk_hidden"]),
+        list(spec["head_hidden"]),
+        spec["channels_last"],
+        spec["scale_obs"],
+    )
+    common = {
+        "batch_size": spec["batch_size"],
+        "learning_rate": p["lr"],
+        "optim_factory": _optimizer_factory(adam),
+        "encoder_factory": enc,
+    }
+    if algo == "il":
+        return d3rlpy.algos.DiscreteBCConfig(beta=p["beta"], **common)
+    if algo == "bcq":
+        return d3rlpy.algos.DiscreteBCQConfig(
+            gamma=spec["gamma"],
+            n_critics=1,
+            action_flexibility=p["action_flexibility"],
+            beta=p["beta"],
+            target_update_interval=p["target_update_interval"],
+            share_encoder=True,
+            **common,
+        )
+    if algo == "cql":
+        return d3rlpy.algos.DiscreteCQLConfig(
+            gamma=spec["gamma"],
+            n_critics=1,
+            target_update_interval=p["target_update_interval"],
+            alpha=p["alpha"],
+            **common,
+        )
+    raise ValueError(f"unknown discrete algorithm {algo!r}")
+
+
+def _optimizer_kinds(algo: Any) -> str:
+    """The optimizers the built algorithm steps, e.g. ``Adam fused ×3``."""
+    from _floor import describe_optimizers
+    from d3rlpy.optimizers import OptimizerWrapper
+
+    modules = algo.impl.modules
+    wrappers = [getattr(modules, f.name) for f in dataclasses.fields(modules)]
+    return describe_optimizers([w.optim for w in wrappers if isinstance(w, OptimizerWrapper)])
+
+
+def build(spec: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    d3rlpy = _d3rlpy()
+    d3rlpy.seed(spec["seed"])
+    torch.manual_seed(spec["seed"])
+    if spec["suite"] == "continuous":
+        dataset, config = _continuous_dataset(spec), _continuous_algo(spec)
+    else:
+        dataset, config = _discrete_dataset(spec), _discrete_algo(spec)
+    algo = config.create(device="cpu:0")
+    algo.build_with_dataset(dataset)
+    batch_size = spec["batch_size"]
+
+    def step() -> None:
+        algo.update(dataset.sample_transition_batch(batch_size))
+
+    unique: dict[int, int] = {}
+    for f in dataclasses.fields(algo.impl.modules):
+        m = getattr(algo.impl.modules, f.name)
+        if isinstance(m, nn.Module) and not f.name.startswith("targ_"):
+            unique.update((id(p), p.numel()) for p in m.parameters())
+    params = sum(unique.values())
+    info = {
+        "library": f"d3rlpy {d3rlpy.__version__}",
+        "optimizer": _optimizer_kinds(algo),
+        "parameters": params,
+    }
+    return step, info
+
+
+if __name__ == "__main__":
+    from _peers import main_worker
+
+    main_worker(build)
