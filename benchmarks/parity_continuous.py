@@ -111,7 +111,7 @@ from tianshou_offline.algorithms import (
     Perturbation,
     TransitionDataset,
 )
-from tianshou_offline.algorithms.nets import MLP as OurMLP
+from tianshou_offline.algorithms import MLP as OurMLP
 
 REPO = Path(__file__).resolve().parent.parent
 TASK = "Pendulum-v1"

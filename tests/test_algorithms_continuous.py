@@ -56,7 +56,7 @@ from tianshou_offline.algorithms import (
     Transitions,
     resolve_stats_type,
 )
-from tianshou_offline.algorithms.policies import gaussian_log_prob, gaussian_sample
+from tianshou_offline.algorithms.continuous.policies import gaussian_log_prob, gaussian_sample
 
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent

@@ -39,7 +39,7 @@ from tianshou_offline.algorithms import (
     QuantileQNet,
     QValuePolicy,
 )
-from tianshou_offline.algorithms.discrete_cql import (
+from tianshou_offline.algorithms.discrete.cql import (
     DiscreteCQLStep,
     quantile_huber_loss,
     quantile_huber_loss_pairwise,

@@ -4,27 +4,27 @@ Continuous control: :class:`ImitationLearning` (behaviour cloning, deterministic
 actor), :class:`BCQ`, :class:`CQL`, :class:`CRR` and :class:`TD3BC`. Each is trained with
 ``algorithm.run_training(OfflineTrainerParams(buffer=..., ...))``, evaluated with Tianshou's
 ``Collector`` and logged with Tianshou's loggers. Each is generic in its ``TrainingStats``
-dataclass (``class MyCQL(CQL[MyCQLStats])``); see :mod:`tianshou_offline.algorithms.base`.
+dataclass (``class MyCQL(CQL[MyCQLStats])``); see :mod:`tianshou_offline.algorithms.core`.
 
-Networks (:mod:`~tianshou_offline.algorithms.nets`) and policies
-(:mod:`~tianshou_offline.algorithms.policies`) are re-exported here.
+Layout: :mod:`~tianshou_offline.algorithms.core` (shared by both action kinds),
+:mod:`~tianshou_offline.algorithms.continuous` and :mod:`~tianshou_offline.algorithms.discrete`
+(each: ``dataset``, ``nets``, ``policies``, ``base`` and one module per algorithm).
+Everything public is re-exported here.
 """
 
 from __future__ import annotations
 
-from tianshou_offline.algorithms.base import (
-    OfflineAlgorithmBase,
-    TransitionDataset,
-    Transitions,
-    polyak_update,
-    resolve_stats_type,
-    to_floats,
+from tianshou_offline.algorithms.continuous.base import OfflineAlgorithmBase
+from tianshou_offline.algorithms.continuous.bcq import BCQ, BCQStep, BCQTrainingStats
+from tianshou_offline.algorithms.continuous.cql import CQL, CQLStep, CQLTrainingStats
+from tianshou_offline.algorithms.continuous.crr import CRR, CRRStep, CRRTrainingStats
+from tianshou_offline.algorithms.continuous.dataset import TransitionDataset, Transitions
+from tianshou_offline.algorithms.continuous.il import (
+    ImitationLearning,
+    ImitationStep,
+    ImitationTrainingStats,
 )
-from tianshou_offline.algorithms.bcq import BCQ, BCQStep, BCQTrainingStats
-from tianshou_offline.algorithms.cql import CQL, CQLStep, CQLTrainingStats
-from tianshou_offline.algorithms.crr import CRR, CRRStep, CRRTrainingStats
-from tianshou_offline.algorithms.il import ImitationLearning, ImitationStep, ImitationTrainingStats
-from tianshou_offline.algorithms.nets import (
+from tianshou_offline.algorithms.continuous.nets import (
     MLP,
     VAE,
     CriticEnsemble,
@@ -32,14 +32,15 @@ from tianshou_offline.algorithms.nets import (
     GaussianActor,
     Perturbation,
 )
-from tianshou_offline.algorithms.policies import (
+from tianshou_offline.algorithms.continuous.policies import (
     BCQPolicy,
     ContinuousPolicy,
     DeterministicPolicy,
     GaussianPolicy,
     ObsNormalizer,
 )
-from tianshou_offline.algorithms.td3_bc import TD3BC, TD3BCStep, TD3BCTrainingStats
+from tianshou_offline.algorithms.continuous.td3_bc import TD3BC, TD3BCStep, TD3BCTrainingStats
+from tianshou_offline.algorithms.core import polyak_update, resolve_stats_type, to_floats
 
 __all__ = [
     "BCQ",
@@ -77,43 +78,42 @@ __all__ = [
 ]
 
 # --- discrete actions: DiscreteImitationLearning, DiscreteBCQ, DiscreteCQL, DiscreteCRR ---
-from tianshou_offline.algorithms.discrete_base import (
-    DiscreteActorPolicy,
-    DiscreteOfflineAlgorithm,
-    DiscretePolicy,
-    DiscreteTransitions,
-    FrameDataset,
-    QValuePolicy,
-)
-from tianshou_offline.algorithms.discrete_bcq import (
+from tianshou_offline.algorithms.discrete.base import DiscreteOfflineAlgorithm
+from tianshou_offline.algorithms.discrete.bcq import (
     DiscreteBCQ,
-    DiscreteBCQPolicy,
     DiscreteBCQStep,
     DiscreteBCQTrainingStats,
 )
-from tianshou_offline.algorithms.discrete_cql import (
+from tianshou_offline.algorithms.discrete.cql import (
     DiscreteCQL,
     DiscreteCQLStep,
     DiscreteCQLTrainingStats,
     quantile_huber_loss,
 )
-from tianshou_offline.algorithms.discrete_crr import (
+from tianshou_offline.algorithms.discrete.crr import (
     DiscreteCRR,
     DiscreteCRRStep,
     DiscreteCRRTrainingStats,
 )
-from tianshou_offline.algorithms.discrete_il import (
+from tianshou_offline.algorithms.discrete.dataset import DiscreteTransitions, FrameDataset
+from tianshou_offline.algorithms.discrete.il import (
     DiscreteImitationLearning,
     DiscreteImitationStep,
     DiscreteImitationTrainingStats,
 )
-from tianshou_offline.algorithms.discrete_nets import (
+from tianshou_offline.algorithms.discrete.nets import (
     AtariTrunk,
     DualHeadNet,
     MLPTrunk,
     QNet,
     QuantileQNet,
     make_trunk,
+)
+from tianshou_offline.algorithms.discrete.policies import (
+    DiscreteActorPolicy,
+    DiscreteBCQPolicy,
+    DiscretePolicy,
+    QValuePolicy,
 )
 
 __all__ += [

@@ -26,7 +26,7 @@ from tianshou.data.batch import BatchProtocol
 from tianshou.data.types import ActStateBatchProtocol, ObsBatchProtocol
 from torch import nn
 
-from tianshou_offline.algorithms.nets import VAE, CriticEnsemble, Perturbation
+from tianshou_offline.algorithms.continuous.nets import VAE, CriticEnsemble, Perturbation
 
 _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
 _ATANH_CLIP = 1.0 - 1e-6
@@ -127,7 +127,7 @@ class DeterministicPolicy(ContinuousPolicy):
     Used by :class:`~tianshou_offline.algorithms.TD3BC` and by deterministic behaviour
     cloning. See :class:`ContinuousPolicy` for the other parameters.
 
-    :param actor: e.g. :class:`~tianshou_offline.algorithms.nets.DeterministicActor`.
+    :param actor: e.g. :class:`~tianshou_offline.algorithms.continuous.nets.DeterministicActor`.
     """
 
     def __init__(
@@ -235,7 +235,7 @@ class GaussianPolicy(ContinuousPolicy):
     Used by :class:`~tianshou_offline.algorithms.CQL`, :class:`~tianshou_offline.algorithms.CRR`
     and Gaussian behaviour cloning. See :class:`ContinuousPolicy` for the other parameters.
 
-    :param actor: e.g. :class:`~tianshou_offline.algorithms.nets.GaussianActor`.
+    :param actor: e.g. :class:`~tianshou_offline.algorithms.continuous.nets.GaussianActor`.
     :param squash: ``tanh``-squash samples into ``[-1, 1]`` (SAC/CQL); otherwise samples are
         unbounded and clipped when acting (CRR, behaviour cloning).
     :param deterministic_eval: act with the mode (``tanh(mean)`` / ``mean``) outside of

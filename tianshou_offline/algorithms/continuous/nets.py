@@ -134,7 +134,7 @@ class GaussianActor(nn.Module):
         otherwise it is a state-independent parameter.
     :param log_std_bounds: clamp of the log standard deviation.
 
-    The mean is unbounded; :class:`~tianshou_offline.algorithms.policies.GaussianPolicy`
+    The mean is unbounded; :class:`~tianshou_offline.algorithms.continuous.policies.GaussianPolicy`
     squashes samples with ``tanh`` (or clips them).
     """
 

@@ -42,14 +42,11 @@ from tianshou.algorithm.optim import OptimizerFactory
 from tianshou.data.types import RolloutBatchProtocol
 from typing_extensions import TypeVar
 
-from tianshou_offline.algorithms.base import to_floats
-from tianshou_offline.algorithms.discrete_base import (
-    DiscreteActorPolicy,
-    DiscreteOfflineAlgorithm,
-    DiscreteTransitions,
-    hard_update,
-)
-from tianshou_offline.algorithms.discrete_nets import DualHeadNet
+from tianshou_offline.algorithms.core import hard_update, to_floats
+from tianshou_offline.algorithms.discrete.base import DiscreteOfflineAlgorithm
+from tianshou_offline.algorithms.discrete.dataset import DiscreteTransitions
+from tianshou_offline.algorithms.discrete.nets import DualHeadNet
+from tianshou_offline.algorithms.discrete.policies import DiscreteActorPolicy
 
 __all__ = ["DiscreteCRR", "DiscreteCRRStep", "DiscreteCRRTrainingStats"]
 
@@ -108,7 +105,7 @@ class DiscreteCRR(DiscreteOfflineAlgorithm[DiscreteActorPolicy, TDiscreteCRRStat
     docstring for the losses.
 
     :param policy: a :class:`DiscreteActorPolicy` whose actor is a
-        :class:`~tianshou_offline.algorithms.discrete_nets.DualHeadNet` with the policy
+        :class:`~tianshou_offline.algorithms.discrete.nets.DualHeadNet` with the policy
         logits as first head and Q-values as second head (``logits_index=0``).
     :param optim: optimizer factory for the network (actor and critic heads and the trunk).
     :param gamma: discount factor.

@@ -5,9 +5,9 @@ Autonomous Navigation"; in offline RL the standard baseline (e.g. Fu et al. 2020
 
 Losses (``π`` the policy, ``(s, a)`` dataset pairs, actions in ``[-1, 1]``):
 
-- deterministic actor (:class:`~tianshou_offline.algorithms.policies.DeterministicPolicy`):
+- deterministic actor (:class:`~tianshou_offline.algorithms.continuous.policies.DeterministicPolicy`):
   the regression loss ``L(θ) = E_{(s,a)~D} ‖π_θ(s) − a‖² / A`` (mean squared error);
-- Gaussian actor (:class:`~tianshou_offline.algorithms.policies.GaussianPolicy`):
+- Gaussian actor (:class:`~tianshou_offline.algorithms.continuous.policies.GaussianPolicy`):
   maximum likelihood, ``L(θ) = −E_{(s,a)~D} log π_θ(a | s)`` (the negative log-likelihood;
   with ``squash=True`` it includes the tanh change of variables of Haarnoja et al. 2018,
   Eq. 21 — prefer ``squash=False`` when the data holds actions on the bounds).
@@ -26,12 +26,14 @@ from tianshou.algorithm.optim import OptimizerFactory
 from tianshou.data.types import RolloutBatchProtocol
 from typing_extensions import TypeVar
 
-from tianshou_offline.algorithms.base import OfflineAlgorithmBase, Transitions, to_floats
-from tianshou_offline.algorithms.policies import (
+from tianshou_offline.algorithms.continuous.base import OfflineAlgorithmBase
+from tianshou_offline.algorithms.continuous.dataset import Transitions
+from tianshou_offline.algorithms.continuous.policies import (
     DeterministicPolicy,
     GaussianPolicy,
     gaussian_log_prob,
 )
+from tianshou_offline.algorithms.core import to_floats
 
 
 @dataclass(kw_only=True)

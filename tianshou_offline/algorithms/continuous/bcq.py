@@ -23,7 +23,7 @@ The update, in the order of Algorithm 1:
 
 4. **Targets**: Polyak averaging of the critics and of the perturbation model.
 
-Acting (Eq. 11, :class:`~tianshou_offline.algorithms.policies.BCQPolicy`): the perturbed
+Acting (Eq. 11, :class:`~tianshou_offline.algorithms.continuous.policies.BCQPolicy`): the perturbed
 VAE sample with the highest ``Q_1`` among ``num_candidate_actions``. Tianshou 2.0.1's BCQ
 backs up *unperturbed* VAE samples; ``perturb_target_actions=False`` reproduces that.
 """
@@ -39,12 +39,10 @@ from tianshou.algorithm.optim import OptimizerFactory
 from tianshou.data.types import RolloutBatchProtocol
 from typing_extensions import TypeVar
 
-from tianshou_offline.algorithms.base import (
-    OfflineAlgorithmBase,
-    Transitions,
-    to_floats,
-)
-from tianshou_offline.algorithms.policies import BCQPolicy
+from tianshou_offline.algorithms.continuous.base import OfflineAlgorithmBase
+from tianshou_offline.algorithms.continuous.dataset import Transitions
+from tianshou_offline.algorithms.continuous.policies import BCQPolicy
+from tianshou_offline.algorithms.core import to_floats
 
 
 @dataclass(kw_only=True)

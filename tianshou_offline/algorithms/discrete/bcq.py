@@ -32,11 +32,8 @@ online and ``s'`` target) instead of five.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from typing import Any
 
-import gymnasium as gym
 import torch
 import torch.nn.functional as F
 from tianshou.algorithm.algorithm_base import TrainingStats
@@ -44,71 +41,20 @@ from tianshou.algorithm.optim import OptimizerFactory
 from tianshou.data.types import RolloutBatchProtocol
 from typing_extensions import TypeVar
 
-from tianshou_offline.algorithms.base import to_floats
-from tianshou_offline.algorithms.discrete_base import (
-    DiscreteOfflineAlgorithm,
-    DiscretePolicy,
-    DiscreteTransitions,
-    hard_update,
+from tianshou_offline.algorithms.core import hard_update, to_floats
+from tianshou_offline.algorithms.discrete.base import DiscreteOfflineAlgorithm
+from tianshou_offline.algorithms.discrete.dataset import DiscreteTransitions
+from tianshou_offline.algorithms.discrete.policies import (
+    DiscreteBCQPolicy,
+    allowed_actions,
+    constrained_argmax,
 )
-from tianshou_offline.algorithms.discrete_nets import DualHeadNet
 
 __all__ = [
     "DiscreteBCQ",
-    "DiscreteBCQPolicy",
     "DiscreteBCQStep",
     "DiscreteBCQTrainingStats",
 ]
-
-
-def allowed_actions(logits: torch.Tensor, log_threshold: float) -> torch.Tensor:
-    """``(B, A)`` bool: ``G(a|s) / max_â G(â|s) > τ``, computed on log-probabilities
-    (``log_softmax`` differences equal logit differences)."""
-    return logits - logits.max(dim=1, keepdim=True).values > log_threshold
-
-
-def constrained_argmax(q: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
-    """``argmax`` of ``q (B, A)`` over the ``allowed (B, A)`` actions (the most likely action is
-    always allowed)."""
-    return q.masked_fill(~allowed, -math.inf).argmax(dim=1)
-
-
-class DiscreteBCQPolicy(DiscretePolicy):
-    """Acts with ``argmax_{a : G(a|s)/max G > τ} Q(s, a)`` (Fujimoto et al. 2019, Sec. 4).
-
-    :param model: a :class:`~tianshou_offline.algorithms.discrete_nets.DualHeadNet` whose
-        first head gives Q-values and second head the imitation logits.
-    :param unlikely_action_threshold: τ ∈ [0, 1).
-    :param eps_inference: ε-greedy noise when evaluating.
-    """
-
-    def __init__(
-        self,
-        *,
-        model: DualHeadNet,
-        action_space: gym.Space[Any],
-        observation_space: gym.Space[Any] | None = None,
-        unlikely_action_threshold: float = 0.3,
-        eps_inference: float = 0.0,
-    ) -> None:
-        super().__init__(
-            action_space=action_space,
-            observation_space=observation_space,
-            eps_inference=eps_inference,
-        )
-        if not 0.0 <= unlikely_action_threshold < 1.0:
-            raise ValueError(
-                f"unlikely_action_threshold={unlikely_action_threshold}: expected a value in [0, 1)"
-            )
-        self.model = model
-        self.unlikely_action_threshold = float(unlikely_action_threshold)
-        self.log_threshold = (
-            math.log(unlikely_action_threshold) if unlikely_action_threshold > 0 else -math.inf
-        )
-
-    def select_action(self, obs: torch.Tensor) -> torch.Tensor:
-        q, logits = self.model(obs)
-        return constrained_argmax(q, allowed_actions(logits, self.log_threshold))
 
 
 @dataclass(kw_only=True)

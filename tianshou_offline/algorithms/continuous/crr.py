@@ -44,17 +44,15 @@ from tianshou.algorithm.optim import OptimizerFactory
 from tianshou.data.types import RolloutBatchProtocol
 from typing_extensions import TypeVar
 
-from tianshou_offline.algorithms.base import (
-    OfflineAlgorithmBase,
-    Transitions,
-    to_floats,
-)
-from tianshou_offline.algorithms.nets import CriticEnsemble
-from tianshou_offline.algorithms.policies import (
+from tianshou_offline.algorithms.continuous.base import OfflineAlgorithmBase
+from tianshou_offline.algorithms.continuous.dataset import Transitions
+from tianshou_offline.algorithms.continuous.nets import CriticEnsemble
+from tianshou_offline.algorithms.continuous.policies import (
     GaussianPolicy,
     gaussian_actions,
     gaussian_log_prob,
 )
+from tianshou_offline.algorithms.core import to_floats
 
 
 @dataclass(kw_only=True)

@@ -51,14 +51,11 @@ from tianshou.data.types import RolloutBatchProtocol
 from torch import nn
 from typing_extensions import TypeVar
 
-from tianshou_offline.algorithms.base import (
-    GradientStep,
-    OfflineAlgorithmBase,
-    Transitions,
-    to_floats,
-)
-from tianshou_offline.algorithms.nets import CriticEnsemble
-from tianshou_offline.algorithms.policies import GaussianPolicy, gaussian_sample
+from tianshou_offline.algorithms.continuous.base import GradientStep, OfflineAlgorithmBase
+from tianshou_offline.algorithms.continuous.dataset import Transitions
+from tianshou_offline.algorithms.continuous.nets import CriticEnsemble
+from tianshou_offline.algorithms.continuous.policies import GaussianPolicy, gaussian_sample
+from tianshou_offline.algorithms.core import to_floats
 
 
 @dataclass(kw_only=True)

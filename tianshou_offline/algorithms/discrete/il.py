@@ -7,7 +7,7 @@ arXiv:1910.01708, Sec. 5; Agarwal et al. 2020, arXiv:1907.04543).
 Loss (maximum likelihood of the dataset actions under a categorical policy with logits
 ``f_θ(s)``): ``L(θ) = −E_{(s,a)~D} log softmax(f_θ(s))_a`` — the cross-entropy, as
 Tianshou's ``OfflineImitationLearning`` for discrete actions. The policy acts with
-``argmax_a f_θ(s)_a`` (:class:`~tianshou_offline.algorithms.discrete_base.DiscreteActorPolicy`
+``argmax_a f_θ(s)_a`` (:class:`~tianshou_offline.algorithms.discrete.policies.DiscreteActorPolicy`
 with ``deterministic_eval=True``).
 """
 
@@ -22,12 +22,10 @@ from tianshou.algorithm.optim import OptimizerFactory
 from tianshou.data.types import RolloutBatchProtocol
 from typing_extensions import TypeVar
 
-from tianshou_offline.algorithms.base import to_floats
-from tianshou_offline.algorithms.discrete_base import (
-    DiscreteActorPolicy,
-    DiscreteOfflineAlgorithm,
-    DiscreteTransitions,
-)
+from tianshou_offline.algorithms.core import to_floats
+from tianshou_offline.algorithms.discrete.base import DiscreteOfflineAlgorithm
+from tianshou_offline.algorithms.discrete.dataset import DiscreteTransitions
+from tianshou_offline.algorithms.discrete.policies import DiscreteActorPolicy
 
 __all__ = [
     "DiscreteImitationLearning",

@@ -45,14 +45,11 @@ from tianshou.algorithm.optim import OptimizerFactory
 from tianshou.data.types import RolloutBatchProtocol
 from typing_extensions import TypeVar
 
-from tianshou_offline.algorithms.base import to_floats
-from tianshou_offline.algorithms.discrete_base import (
-    DiscreteOfflineAlgorithm,
-    DiscreteTransitions,
-    QValuePolicy,
-    hard_update,
-)
-from tianshou_offline.algorithms.discrete_nets import QuantileQNet
+from tianshou_offline.algorithms.core import hard_update, to_floats
+from tianshou_offline.algorithms.discrete.base import DiscreteOfflineAlgorithm
+from tianshou_offline.algorithms.discrete.dataset import DiscreteTransitions
+from tianshou_offline.algorithms.discrete.nets import QuantileQNet
+from tianshou_offline.algorithms.discrete.policies import QValuePolicy
 
 __all__ = [
     "DiscreteCQL",
@@ -224,7 +221,7 @@ class DiscreteCQL(DiscreteOfflineAlgorithm[QValuePolicy, TDiscreteCQLStats]):
     """CQL(H) on QR-DQN (Kumar et al. 2020; Dabney et al. 2018); see the module docstring.
 
     :param policy: a :class:`QValuePolicy` whose model is a
-        :class:`~tianshou_offline.algorithms.discrete_nets.QuantileQNet` (``(B, A, N)``).
+        :class:`~tianshou_offline.algorithms.discrete.nets.QuantileQNet` (``(B, A, N)``).
     :param optim: optimizer factory for the network (Tianshou's examples: Adam, lr 1e-4 on
         Atari).
     :param min_q_weight: w, the weight of the conservative term (Tianshou's default 10).

@@ -1,0 +1,213 @@
+"""Continuous-action data: :class:`Transitions` (a device-resident mini-batch) and
+:class:`TransitionDataset` (every transition of a buffer, packed row-wise on the device).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from tianshou.data import ReplayBuffer
+
+from tianshou_offline.algorithms.continuous.policies import ContinuousPolicy
+from tianshou_offline.algorithms.core import n_step_targets
+
+log = logging.getLogger(__name__)
+
+__all__ = ["TransitionDataset", "Transitions"]
+
+
+@dataclass(frozen=True, slots=True)
+class Transitions:
+    """A mini-batch of transitions as tensors on the training device.
+
+    All tensors are float32 and share the batch size B.
+
+    :ivar obs: ``(B, D)`` observations, normalised when the policy normalises observations.
+    :ivar act: ``(B, A)`` dataset actions in the policy's range (``[-1, 1]`` with action
+        scaling).
+    :ivar rew: ``(B,)`` reward — the discounted n-step sum ``Σ_{k<n} γ^k r_{t+k}`` when the
+        algorithm uses n-step returns.
+    :ivar obs_next: ``(B, D)`` the observation to bootstrap from (``s_{t+1}``, or ``s_{t+n}``).
+    :ivar discount: ``(B,)`` the bootstrap factor ``γ^n · (1 − terminated)``: 0 after a true
+        termination; a time-limit truncation still bootstraps.
+    :ivar terminated: ``(B,)`` 1.0 where the episode terminated within the n steps.
+    """
+
+    obs: torch.Tensor
+    act: torch.Tensor
+    rew: torch.Tensor
+    obs_next: torch.Tensor
+    discount: torch.Tensor
+    terminated: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.obs.shape[0])
+
+
+@dataclass(frozen=True, slots=True)
+class TransitionDataset:
+    """Every transition of a buffer as one device-resident tensor, packed row-wise as
+    ``[obs | act | rew | obs_next | discount | terminated]`` (``(N, 2D + A + 3)`` float32) so
+    that a mini-batch is a single gather. Built once by :meth:`from_buffer`; :meth:`sample`
+    draws uniform mini-batches with ``torch.randint`` on the same device."""
+
+    packed: torch.Tensor
+    obs_dim: int
+    act_dim: int
+
+    def __len__(self) -> int:
+        return int(self.packed.shape[0])
+
+    @property
+    def device(self) -> torch.device:
+        return self.packed.device
+
+    @property
+    def data(self) -> Transitions:
+        """All transitions, in buffer order (views of :attr:`packed`)."""
+        return self._unpack(self.packed)
+
+    def _unpack(self, rows: torch.Tensor) -> Transitions:
+        d, a = self.obs_dim, self.act_dim
+        obs, act, rew, obs_next, discount, terminated = torch.split(rows, [d, a, 1, d, 1, 1], dim=1)
+        return Transitions(
+            obs=obs,
+            act=act,
+            rew=rew.squeeze(1),
+            obs_next=obs_next,
+            discount=discount.squeeze(1),
+            terminated=terminated.squeeze(1),
+        )
+
+    def sample(self, batch_size: int) -> Transitions:
+        """Uniformly sample ``batch_size`` transitions (with replacement)."""
+        idx = torch.randint(len(self), (batch_size,), device=self.device)
+        return self._unpack(torch.index_select(self.packed, 0, idx))
+
+    def all(self, shuffle: bool = True) -> Transitions:
+        """All transitions as one batch (in random order when ``shuffle``)."""
+        if not shuffle:
+            return self.data
+        return self._unpack(self.packed[torch.randperm(len(self), device=self.device)])
+
+    @classmethod
+    def from_buffer(
+        cls,
+        buffer: ReplayBuffer,
+        *,
+        policy: ContinuousPolicy,
+        gamma: float = 0.99,
+        n_step: int = 1,
+        fit_obs_normalizer: bool = True,
+    ) -> TransitionDataset:
+        """Copy a buffer's transitions to ``policy``'s device.
+
+        :param buffer: any Tianshou ``ReplayBuffer`` (vector buffers included). Its actions
+            are in the environment's units; they are mapped to the policy's range with
+            ``policy.map_action_inverse``.
+        :param policy: provides the device, the observation normaliser and the action mapping.
+        :param gamma: discount for the n-step sums and the bootstrap factor.
+        :param n_step: n of the n-step return (1 = one-step TD).
+        :param fit_obs_normalizer: fit the policy's normaliser (if enabled) on ``buffer.obs``.
+        :raises ValueError: the buffer is empty or its shapes do not match the policy.
+        """
+        if n_step < 1:
+            raise ValueError(f"n_step={n_step}: expected >= 1")
+        indices = buffer.sample_indices(0)
+        if len(indices) == 0:
+            raise ValueError("the replay buffer is empty")
+        batch = buffer[indices]
+        rew, last, discount, terminated = n_step_targets(buffer, indices, gamma, n_step)
+        position = np.empty(int(indices.max()) + 1, dtype=np.int64)
+        position[indices] = np.arange(len(indices))
+        obs_next = np.asarray(batch.obs_next).reshape(len(indices), -1)[position[last]]
+        return cls.from_arrays(
+            policy=policy,
+            obs=batch.obs,
+            act=batch.act,
+            rew=rew,
+            obs_next=obs_next,
+            discount=discount,
+            terminated=terminated,
+            fit_obs_normalizer=fit_obs_normalizer,
+        )
+
+    @classmethod
+    def from_arrays(
+        cls,
+        *,
+        policy: ContinuousPolicy,
+        obs: Any,
+        act: Any,
+        rew: Any,
+        obs_next: Any,
+        discount: Any,
+        terminated: Any,
+        fit_obs_normalizer: bool = False,
+    ) -> TransitionDataset:
+        """Build a dataset from columns (numpy or tensors, first dimension N).
+
+        ``obs``/``obs_next`` are raw observations (normalised here), ``act`` is in the
+        environment's units (mapped here), the others as in :class:`Transitions`.
+        """
+
+        def numpy(x: Any) -> np.ndarray:
+            return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+
+        n = len(numpy(rew).reshape(-1))
+        obs_np = numpy(obs).astype(np.float32).reshape(n, -1)
+        act_np = numpy(act).astype(np.float32).reshape(n, -1)
+        if obs_np.shape[1] != policy.obs_dim or act_np.shape[1] != policy.act_dim:
+            raise ValueError(
+                f"dataset obs/act sizes {obs_np.shape[1]}/{act_np.shape[1]} do not match the "
+                f"policy's observation/action spaces ({policy.obs_dim}/{policy.act_dim})"
+            )
+        _warn_if_outside(act_np, policy.action_space)
+        act_np = np.asarray(policy.map_action_inverse(act_np), dtype=np.float32)
+        if fit_obs_normalizer:
+            policy.obs_normalizer.fit(obs_np)
+        device = policy.device
+        norm = policy.obs_normalizer
+
+        def column(x: Any) -> torch.Tensor:
+            return torch.as_tensor(numpy(x).astype(np.float32).reshape(n)).to(device)
+
+        obs_next_np = numpy(obs_next).astype(np.float32).reshape(n, -1)
+
+        with torch.no_grad():
+            packed = torch.cat(
+                [
+                    norm(torch.as_tensor(obs_np).to(device)),
+                    torch.as_tensor(act_np).to(device),
+                    column(rew).unsqueeze(1),
+                    norm(torch.as_tensor(obs_next_np).to(device)),
+                    column(discount).unsqueeze(1),
+                    column(terminated).unsqueeze(1),
+                ],
+                dim=1,
+            )
+        return cls(packed, policy.obs_dim, policy.act_dim)
+
+
+def _warn_if_outside(act: np.ndarray, space: gym.Space[Any]) -> None:
+    if not isinstance(space, gym.spaces.Box):
+        return
+    low = np.asarray(space.low, dtype=np.float64).reshape(-1)
+    high = np.asarray(space.high, dtype=np.float64).reshape(-1)
+    tol = 1e-4 * np.maximum(1.0, high - low)
+    below = act < low - tol
+    above = act > high + tol
+    if below.any() or above.any():
+        frac = float((below | above).any(axis=1).mean())
+        log.warning(
+            "%.1f%% of the dataset's actions lie outside the action space [%s, %s]; the "
+            "algorithms expect actions in the environment's units",
+            100 * frac,
+            low.min(),
+            high.max(),
+        )
