@@ -450,16 +450,18 @@ def format_notes(rows: Sequence[Row]) -> str:
 
 
 def format_kernels(rows: Sequence[Row]) -> str:
-    """Per side: the optimizer kernel it was built with and the fused-Adam kernel calls per
+    """Per row and side: the optimizers it was built with and the fused-Adam kernel calls per
     step its profile saw (the check that "fused" is true)."""
-    seen: dict[str, set[str]] = {}
+    out: list[str] = []
     for row in rows:
+        cells = []
         for s in row.sides:
-            label = s.info.get("optimizer", "?")
+            label = f"{s.key}: {s.info.get('optimizer', '?')}"
             if s.floor is not None:
-                label += f", profiled {s.floor['fused_adam_per_step']:.1f} fused-Adam calls/step"
-            seen.setdefault(s.key, set()).add(label)
-    return "\n".join(f"- {k}: {'; '.join(sorted(v))}" for k, v in seen.items())
+                label += f" ({s.floor['fused_adam_per_step']:.1f} fused calls/step)"
+            cells.append(label)
+        out.append(f"- {row.label}: " + "; ".join(cells))
+    return "\n".join(out)
 
 
 def format_top(rows: Sequence[Row]) -> str:

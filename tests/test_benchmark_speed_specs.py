@@ -1,0 +1,105 @@
+"""The speed benchmarks compare on equal footing: the spec each peer is built from carries our
+networks, batch sizes, critic counts and sampled-action counts (not the peer's defaults).
+
+Runs without d3rlpy (it only inspects the plain-data specs sent to ``_d3rlpy_runner.py``)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))
+
+import train_speed  # noqa: E402
+import train_speed_discrete  # noqa: E402
+
+
+def _args(**kw: Any) -> Any:
+    import argparse
+
+    base = {
+        "obs_dim": 17,
+        "act_dim": 6,
+        "hidden": [256, 256],
+        "batch_size": 256,
+        "buffer_size": 1000,
+        "seed": 0,
+    }
+    return argparse.Namespace(**{**base, **kw})
+
+
+def test_continuous_peers_share_networks_batch_and_counts() -> None:
+    rows = {
+        r.key.split(":")[1]: r for r in train_speed.continuous_rows(_args(), list(train_speed.ROWS))
+    }
+    for key, row in rows.items():
+        specs = {s.key: s.spec for s in row.sides}
+        for side_key, spec in specs.items():
+            assert spec["batch_size"] == 256, (key, side_key)
+            assert spec["hidden"] == [256, 256], (key, side_key)
+            assert spec["adam"] == "fused" or side_key == "tianshou-default", (key, side_key)
+        d3 = specs["d3rlpy"]
+        hp = train_speed.HP[key]
+        p = d3["params"]
+        if "num_critics" in hp:
+            assert p["n_critics"] == hp["num_critics"]
+    samples = {"bcq": 10, "cql": 10, "crr": 4}  # d3rlpy's defaults: 100, 10, 4
+    for key, n in samples.items():
+        d3 = rows[key].side("d3rlpy")
+        assert d3 is not None
+        assert d3.spec["params"]["n_action_samples"] == n
+    assert rows["crr"].side("tianshou-fused") is None  # Tianshou has no continuous CRR
+
+
+@pytest.mark.parametrize("key", ["bcq", "cql", "crr", "td3bc"])
+def test_our_side_uses_the_shared_hyperparameters(key: str) -> None:
+    """Our algorithm, built as the benchmark builds it, has the counts the peers get."""
+    setup = train_speed.Setup.make(17, 6, (32, 32))
+    algo: Any = train_speed.OURS[key](setup)
+    hp = train_speed.HP[key]
+    critics = getattr(algo, "critics", None) or algo.policy.critics
+    assert critics.num_critics == hp["num_critics"]
+    counts = {
+        "bcq": ("num_sampled_action", "num_sampled_action"),
+        "cql": ("num_sampled_actions", "num_sampled_actions"),
+        "crr": ("num_action_samples", "num_action_samples"),
+    }
+    if key in counts:
+        attr, hp_key = counts[key]
+        assert getattr(algo, attr) == hp[hp_key]
+
+
+def test_tianshou_fused_side_is_really_fused() -> None:
+    from _floor import find_optimizers
+
+    setup = train_speed.Setup.make(17, 6, (32, 32))
+    for adam, fused in (("fused", True), ("default", False)):
+        algo = train_speed.ts_td3bc(setup, adam)
+        optims = find_optimizers(algo)
+        assert len(optims) == 3
+        assert all(bool(o.param_groups[0].get("fused")) is fused for o in optims)
+        assert all(isinstance(o, torch.optim.Adam) for o in optims)
+
+
+def test_discrete_peers_share_networks_and_batch() -> None:
+    for setting in (train_speed_discrete.CARTPOLE, train_speed_discrete.ATARI):
+        for row in train_speed_discrete.discrete_rows([setting], train_speed_discrete.ROW_KEYS):
+            d3 = row.side("d3rlpy")
+            name = row.key.split(":")[1]
+            if name in ("cql", "crr"):  # 200-quantile CQL and CRR: d3rlpy has none
+                assert d3 is None
+                continue
+            assert d3 is not None
+            algo = "cql" if name == "cql-mean" else name
+            assert d3.spec["batch_size"] == setting.batch_size[algo]
+            assert d3.spec["head_hidden"] == list(setting.hidden)
+            assert d3.spec["obs_shape"] == list(setting.obs_space.shape)
+            if name == "cql-mean":  # ours and Tianshou's run the fewest quantiles they accept
+                for s in row.sides:
+                    if s.key != "d3rlpy":
+                        assert s.spec["num_quantiles"] == 2
