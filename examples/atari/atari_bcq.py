@@ -11,61 +11,58 @@ share one Nature-DQN trunk, as in Tianshou's example. Outputs as ``atari_cql.py`
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import _no_tensorflow  # noqa: F401  (first: keeps TensorFlow out of this process)
-from _common import main_guard, make_parser, make_setup, parse_args, run
+from _common import make_setup, run
 from tianshou.algorithm.optim import AdamOptimizerFactory
 
 from tianshou_offline.algorithms import AtariTrunk, DiscreteBCQ, DiscreteBCQPolicy, DualHeadNet
-from tianshou_offline.policies import save_atari_checkpoint
+from tianshou_offline.cli.example_args import AtariConfig, parse_config, run_example
+from tianshou_offline.recording.policies import save_atari_checkpoint
+
+
+@dataclass(kw_only=True)
+class BCQConfig(AtariConfig):
+    """Discrete BCQ on offline Atari data."""
+
+    lr: float = 6.25e-5
+    n_step: int = 1
+    """n-step return horizon"""
+    target_update_freq: int = 8000
+    """gradient steps between target-network copies"""
+    unlikely_action_threshold: float = 0.3
+    """τ: actions whose imitation probability, relative to the most likely one, is below
+    this are never chosen"""
+    imitation_logits_penalty: float = 0.01
+    """weight of the L2 penalty on the imitation logits"""
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = make_parser("bcq", "Discrete BCQ on offline Atari data", lr=6.25e-5)
-    parser.add_argument("--n-step", "--n_step", dest="n_step", type=int, default=1)
-    parser.add_argument(
-        "--target-update-freq",
-        "--target_update_freq",
-        dest="target_update_freq",
-        type=int,
-        default=8000,
-    )
-    parser.add_argument(
-        "--unlikely-action-threshold",
-        "--unlikely_action_threshold",
-        dest="unlikely_action_threshold",
-        type=float,
-        default=0.3,
-    )
-    parser.add_argument(
-        "--imitation-logits-penalty",
-        "--imitation_logits_penalty",
-        dest="imitation_logits_penalty",
-        type=float,
-        default=0.01,
-    )
-    args = parse_args(parser, argv)
-    setup = make_setup(args)
+    config = parse_config(BCQConfig, argv, prog="atari_bcq.py", description=__doc__ or "")
+    setup = make_setup(config)
     c, h, w = setup.state_shape
 
     # one trunk, two heads: Q-values and the imitation (behaviour) logits
     model = DualHeadNet(
-        AtariTrunk(c, h, w, scale_obs=bool(args.scale_obs)), setup.num_actions, args.hidden_sizes
+        AtariTrunk(c, h, w, scale_obs=bool(config.scale_obs)),
+        setup.num_actions,
+        config.hidden_sizes,
     )
     policy = DiscreteBCQPolicy(
         model=model,
         action_space=setup.env.action_space,
         observation_space=setup.env.observation_space,
-        unlikely_action_threshold=args.unlikely_action_threshold,
-        eps_inference=args.eps_test,
+        unlikely_action_threshold=config.unlikely_action_threshold,
+        eps_inference=config.eps_test,
     )
     algorithm: DiscreteBCQ = DiscreteBCQ(
         policy=policy,
-        optim=AdamOptimizerFactory(lr=args.lr),
-        gamma=args.gamma,
-        n_step_return_horizon=args.n_step,
-        target_update_freq=args.target_update_freq,
-        imitation_logits_penalty=args.imitation_logits_penalty,
+        optim=AdamOptimizerFactory(lr=config.lr),
+        gamma=config.gamma,
+        n_step_return_horizon=config.n_step,
+        target_update_freq=config.target_update_freq,
+        imitation_logits_penalty=config.imitation_logits_penalty,
     )
 
     def save_actor(path: str) -> None:
@@ -76,13 +73,13 @@ def main(argv: Sequence[str] | None = None) -> None:
             num_actions=setup.num_actions,
             frame_stack=c,
             frame_shape=(h, w),
-            hidden_sizes=args.hidden_sizes,
-            scale_obs=bool(args.scale_obs),
-            unlikely_action_threshold=args.unlikely_action_threshold,
+            hidden_sizes=config.hidden_sizes,
+            scale_obs=bool(config.scale_obs),
+            unlikely_action_threshold=config.unlikely_action_threshold,
         )
 
-    run(args, "bcq", setup, algorithm, save_actor)
+    run(config, "bcq", setup, algorithm, save_actor)
 
 
 if __name__ == "__main__":
-    main_guard(main)
+    run_example(main)

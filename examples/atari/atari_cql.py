@@ -13,55 +13,56 @@ The flags are those of Tianshou's ``examples/offline/atari_cql.py`` (both ``--a-
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import _no_tensorflow  # noqa: F401  (first: keeps TensorFlow out of this process)
-from _common import main_guard, make_parser, make_setup, parse_args, run
+from _common import make_setup, run
 from tianshou.algorithm.optim import AdamOptimizerFactory
 
 from tianshou_offline.algorithms import AtariTrunk, DiscreteCQL, QuantileQNet, QValuePolicy
-from tianshou_offline.policies import save_atari_checkpoint
+from tianshou_offline.cli.example_args import AtariConfig, parse_config, run_example
+from tianshou_offline.recording.policies import save_atari_checkpoint
+
+
+@dataclass(kw_only=True)
+class CQLConfig(AtariConfig):
+    """Discrete CQL (QR-DQN) on offline Atari data."""
+
+    num_quantiles: int = 200
+    """quantiles of the QR-DQN head"""
+    n_step: int = 1
+    """n-step return horizon"""
+    target_update_freq: int = 500
+    """gradient steps between target-network copies"""
+    min_q_weight: float = 10.0
+    """α, weight of the CQL regulariser"""
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = make_parser("cql", "Discrete CQL (QR-DQN) on offline Atari data", lr=1e-4)
-    parser.add_argument(
-        "--num-quantiles", "--num_quantiles", dest="num_quantiles", type=int, default=200
-    )
-    parser.add_argument("--n-step", "--n_step", dest="n_step", type=int, default=1)
-    parser.add_argument(
-        "--target-update-freq",
-        "--target_update_freq",
-        dest="target_update_freq",
-        type=int,
-        default=500,
-    )
-    parser.add_argument(
-        "--min-q-weight", "--min_q_weight", dest="min_q_weight", type=float, default=10.0
-    )
-    args = parse_args(parser, argv)
-    setup = make_setup(args)
+    config = parse_config(CQLConfig, argv, prog="atari_cql.py", description=__doc__ or "")
+    setup = make_setup(config)
     c, h, w = setup.state_shape
 
     # QR-DQN network: Nature-DQN trunk, head with A × N quantile outputs
     model = QuantileQNet(
-        AtariTrunk(c, h, w, scale_obs=bool(args.scale_obs)),
+        AtariTrunk(c, h, w, scale_obs=bool(config.scale_obs)),
         setup.num_actions,
-        args.num_quantiles,
-        args.hidden_sizes,
+        config.num_quantiles,
+        config.hidden_sizes,
     )
     policy = QValuePolicy(
         model=model,
         action_space=setup.env.action_space,
         observation_space=setup.env.observation_space,
-        eps_inference=args.eps_test,
+        eps_inference=config.eps_test,
     )
     algorithm: DiscreteCQL = DiscreteCQL(
         policy=policy,
-        optim=AdamOptimizerFactory(lr=args.lr),
-        min_q_weight=args.min_q_weight,
-        gamma=args.gamma,
-        n_step_return_horizon=args.n_step,
-        target_update_freq=args.target_update_freq,
+        optim=AdamOptimizerFactory(lr=config.lr),
+        min_q_weight=config.min_q_weight,
+        gamma=config.gamma,
+        n_step_return_horizon=config.n_step,
+        target_update_freq=config.target_update_freq,
     )
 
     def save_actor(path: str) -> None:
@@ -72,13 +73,13 @@ def main(argv: Sequence[str] | None = None) -> None:
             num_actions=setup.num_actions,
             frame_stack=c,
             frame_shape=(h, w),
-            hidden_sizes=args.hidden_sizes,
-            num_quantiles=args.num_quantiles,
-            scale_obs=bool(args.scale_obs),
+            hidden_sizes=config.hidden_sizes,
+            num_quantiles=config.num_quantiles,
+            scale_obs=bool(config.scale_obs),
         )
 
-    run(args, "cql", setup, algorithm, save_actor)
+    run(config, "cql", setup, algorithm, save_actor)
 
 
 if __name__ == "__main__":
-    main_guard(main)
+    run_example(main)

@@ -12,69 +12,64 @@ Tianshou's example. Outputs as ``atari_cql.py``.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
 
 import _no_tensorflow  # noqa: F401  (first: keeps TensorFlow out of this process)
-from _common import main_guard, make_parser, make_setup, parse_args, run
+from _common import make_setup, run
 from tianshou.algorithm.optim import AdamOptimizerFactory
 
 from tianshou_offline.algorithms import AtariTrunk, DiscreteActorPolicy, DiscreteCRR, DualHeadNet
-from tianshou_offline.policies import save_atari_checkpoint
+from tianshou_offline.cli.example_args import AtariConfig, parse_config, run_example
+from tianshou_offline.recording.policies import save_atari_checkpoint
+
+
+@dataclass(kw_only=True)
+class CRRConfig(AtariConfig):
+    """Discrete CRR on offline Atari data."""
+
+    policy_improvement_mode: Literal["exp", "binary", "all"] = "exp"
+    """advantage weighting of the actor loss: exp(A/β), 1[A > 0] or 1 (behaviour cloning)"""
+    ratio_upper_bound: float = 20.0
+    """clip of the exp weight"""
+    beta: float = 1.0
+    """β, temperature of the exp weight"""
+    min_q_weight: float = 10.0
+    """weight of the CQL regulariser (0: off)"""
+    target_update_freq: int = 500
+    """gradient steps between target-network copies"""
+    n_step: int = 1
+    """n-step return horizon"""
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = make_parser("crr", "Discrete CRR on offline Atari data", lr=1e-4)
-    parser.add_argument(
-        "--policy-improvement-mode",
-        "--policy_improvement_mode",
-        dest="policy_improvement_mode",
-        type=str,
-        default="exp",
-        choices=["exp", "binary", "all"],
-    )
-    parser.add_argument(
-        "--ratio-upper-bound",
-        "--ratio_upper_bound",
-        dest="ratio_upper_bound",
-        type=float,
-        default=20.0,
-    )
-    parser.add_argument("--beta", type=float, default=1.0)
-    parser.add_argument(
-        "--min-q-weight", "--min_q_weight", dest="min_q_weight", type=float, default=10.0
-    )
-    parser.add_argument(
-        "--target-update-freq",
-        "--target_update_freq",
-        dest="target_update_freq",
-        type=int,
-        default=500,
-    )
-    parser.add_argument("--n-step", "--n_step", dest="n_step", type=int, default=1)
-    args = parse_args(parser, argv)
-    setup = make_setup(args)
+    config = parse_config(CRRConfig, argv, prog="atari_crr.py", description=__doc__ or "")
+    setup = make_setup(config)
     c, h, w = setup.state_shape
 
     # one trunk, two heads: policy logits (first) and Q-values (second)
     model = DualHeadNet(
-        AtariTrunk(c, h, w, scale_obs=bool(args.scale_obs)), setup.num_actions, args.hidden_sizes
+        AtariTrunk(c, h, w, scale_obs=bool(config.scale_obs)),
+        setup.num_actions,
+        config.hidden_sizes,
     )
     policy = DiscreteActorPolicy(
         actor=model,
         action_space=setup.env.action_space,
         observation_space=setup.env.observation_space,
         logits_index=0,
-        eps_inference=args.eps_test,
+        eps_inference=config.eps_test,
     )
     algorithm: DiscreteCRR = DiscreteCRR(
         policy=policy,
-        optim=AdamOptimizerFactory(lr=args.lr),
-        gamma=args.gamma,
-        n_step_return_horizon=args.n_step,
-        policy_improvement_mode=args.policy_improvement_mode,
-        ratio_upper_bound=args.ratio_upper_bound,
-        beta=args.beta,
-        min_q_weight=args.min_q_weight,
-        target_update_freq=args.target_update_freq,
+        optim=AdamOptimizerFactory(lr=config.lr),
+        gamma=config.gamma,
+        n_step_return_horizon=config.n_step,
+        policy_improvement_mode=config.policy_improvement_mode,
+        ratio_upper_bound=config.ratio_upper_bound,
+        beta=config.beta,
+        min_q_weight=config.min_q_weight,
+        target_update_freq=config.target_update_freq,
     )
 
     def save_actor(path: str) -> None:
@@ -85,12 +80,12 @@ def main(argv: Sequence[str] | None = None) -> None:
             num_actions=setup.num_actions,
             frame_stack=c,
             frame_shape=(h, w),
-            hidden_sizes=args.hidden_sizes,
-            scale_obs=bool(args.scale_obs),
+            hidden_sizes=config.hidden_sizes,
+            scale_obs=bool(config.scale_obs),
         )
 
-    run(args, "crr", setup, algorithm, save_actor)
+    run(config, "crr", setup, algorithm, save_actor)
 
 
 if __name__ == "__main__":
-    main_guard(main)
+    run_example(main)

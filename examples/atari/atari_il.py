@@ -10,9 +10,10 @@ The flags are those of Tianshou's ``examples/offline/atari_il.py`` (both ``--a-b
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import _no_tensorflow  # noqa: F401  (first: keeps TensorFlow out of this process)
-from _common import main_guard, make_parser, make_setup, parse_args, run
+from _common import make_setup, run
 from tianshou.algorithm.optim import AdamOptimizerFactory
 
 from tianshou_offline.algorithms import (
@@ -21,27 +22,34 @@ from tianshou_offline.algorithms import (
     DiscreteImitationLearning,
     QNet,
 )
-from tianshou_offline.policies import save_atari_checkpoint
+from tianshou_offline.cli.example_args import AtariConfig, parse_config, run_example
+from tianshou_offline.recording.policies import save_atari_checkpoint
+
+
+@dataclass(kw_only=True)
+class ILConfig(AtariConfig):
+    """Behaviour cloning on offline Atari data."""
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = make_parser("il", "Behaviour cloning on offline Atari data", lr=1e-4)
-    args = parse_args(parser, argv)
-    setup = make_setup(args)
+    config = parse_config(ILConfig, argv, prog="atari_il.py", description=__doc__ or "")
+    setup = make_setup(config)
     c, h, w = setup.state_shape
 
     # Nature-DQN trunk with a head of action logits
     model = QNet(
-        AtariTrunk(c, h, w, scale_obs=bool(args.scale_obs)), setup.num_actions, args.hidden_sizes
+        AtariTrunk(c, h, w, scale_obs=bool(config.scale_obs)),
+        setup.num_actions,
+        config.hidden_sizes,
     )
     policy = DiscreteActorPolicy(
         actor=model,
         action_space=setup.env.action_space,
         observation_space=setup.env.observation_space,
-        eps_inference=args.eps_test,
+        eps_inference=config.eps_test,
     )
     algorithm: DiscreteImitationLearning = DiscreteImitationLearning(
-        policy=policy, optim=AdamOptimizerFactory(lr=args.lr)
+        policy=policy, optim=AdamOptimizerFactory(lr=config.lr)
     )
 
     def save_actor(path: str) -> None:
@@ -52,12 +60,12 @@ def main(argv: Sequence[str] | None = None) -> None:
             num_actions=setup.num_actions,
             frame_stack=c,
             frame_shape=(h, w),
-            hidden_sizes=args.hidden_sizes,
-            scale_obs=bool(args.scale_obs),
+            hidden_sizes=config.hidden_sizes,
+            scale_obs=bool(config.scale_obs),
         )
 
-    run(args, "il", setup, algorithm, save_actor)
+    run(config, "il", setup, algorithm, save_actor)
 
 
 if __name__ == "__main__":
-    main_guard(main)
+    run_example(main)

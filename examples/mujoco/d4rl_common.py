@@ -1,31 +1,34 @@
 """Shared plumbing of the ``examples/mujoco/d4rl_*.py`` scripts.
 
-- :func:`make_parser`: the flags users know from Tianshou's offline examples, each accepted
-  in both spellings (``--expert-data-task`` and ``--expert_data_task``); unknown flags are
-  an error.
+- Flags: each script declares its hyperparameters as a dataclass extending
+  :class:`~tianshou_offline.cli.example_args.MujocoConfig` (the flags users know from
+  Tianshou's offline examples, each in both spellings: ``--expert-data-task`` and
+  ``--expert_data_task``; unknown flags are an error).
 - :func:`load_dataset`: ``--expert-data-task`` as a buffer file, a D4RL name
   (``halfcheetah-expert-v2``) or a Minari id (``mujoco/halfcheetah/expert-v0``); names are
-  converted once into a cached HDF5 file by :mod:`tianshou_offline.converters`.
+  converted once into a cached HDF5 file by ``convert_d4rl`` / ``convert_minari``.
+- :func:`setup` / :func:`make_env`: the data loaded and the environment made and checked
+  against it (continuous actions, observation and action sizes) before any network is
+  built; every problem is a typed error (one ``error:`` line, exit code 2, see
+  :func:`~tianshou_offline.cli.example_args.run_example`).
 - :func:`train_and_evaluate`: TensorBoard logging, best (policy weights) and last
   (algorithm weights + optimizer state) checkpoints, ``--resume-path``, ``--watch``, and a
   final evaluation reporting the D4RL-normalised score when reference scores are known.
+  The log directory is made only then.
 """
 
 from __future__ import annotations
 
-import argparse
 import datetime
-import importlib
-import inspect
 import json
 import logging
-import os
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import _without_tensorflow  # noqa: F401  (first: keeps TensorFlow out of this process)
 import gymnasium as gym
 import numpy as np
 import torch
@@ -37,7 +40,13 @@ from torch.utils.tensorboard import SummaryWriter
 
 from tianshou_offline import load_buffer, read_metadata
 from tianshou_offline.algorithms import OfflineAlgorithmBase
-from tianshou_offline.errors import SourceNotFoundError
+from tianshou_offline.cli.example_args import MujocoConfig, config_dict, training_progress
+from tianshou_offline.errors import (
+    DatasetFormatError,
+    DataValidationError,
+    MissingDependencyError,
+    SourceNotFoundError,
+)
 
 log = logging.getLogger("d4rl_example")
 
@@ -49,82 +58,7 @@ D4RL_ENV_IDS = {
     "ant": "Ant-v5",
 }
 _D4RL_NAME = re.compile(r"^[a-z0-9]+(-[a-z0-9_]+)*-v\d+$")
-
-
-# --------------------------------------------------------------------------- flags
-
-
-class _Parser(argparse.ArgumentParser):
-    """``add_argument('--some-flag', ...)`` also accepts ``--some_flag`` (and vice versa)."""
-
-    def add_argument(self, *names: Any, **kwargs: Any) -> Any:
-        spelled: list[str] = []
-        for name in names:
-            spelled.append(name)
-            if isinstance(name, str) and name.startswith("--"):
-                for alt in (name.replace("-", "_"), name.replace("_", "-")):
-                    alt = "--" + alt[2:]
-                    if alt != name and alt not in spelled:
-                        spelled.append(alt)
-        return super().add_argument(*spelled, **kwargs)
-
-
-def make_parser(description: str, *, task: str, expert_data_task: str) -> argparse.ArgumentParser:
-    """The common flags; each script adds its algorithm's hyperparameters."""
-    p = _Parser(description=description, allow_abbrev=False)
-    p.add_argument(
-        "--task",
-        default=None,
-        help=f"gymnasium env id (default: from the data; {task} for the default data)",
-    )
-    p.add_argument(
-        "--expert-data-task", default=expert_data_task, help="buffer file, D4RL name or Minari id"
-    )
-    p.add_argument(
-        "--data-dir",
-        default=os.environ.get(
-            "TIANSHOU_OFFLINE_DATA", str(Path.home() / ".cache" / "tianshou_offline")
-        ),
-        help="where converted datasets are cached",
-    )
-    p.add_argument(
-        "--buffer-size", type=int, default=None, help="use at most this many transitions"
-    )
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--hidden-sizes", type=int, nargs="*", default=[256, 256])
-    p.add_argument("--actor-lr", type=float, default=3e-4)
-    p.add_argument("--critic-lr", type=float, default=3e-4)
-    p.add_argument("--epoch", type=int, default=200)
-    p.add_argument(
-        "--step-per-epoch", "--epoch-num-steps", type=int, default=5000, dest="step_per_epoch"
-    )
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--n-step", type=int, default=1)
-    p.add_argument("--gamma", type=float, default=0.99)
-    p.add_argument("--tau", type=float, default=0.005)
-    p.add_argument(
-        "--norm-obs", type=int, default=0, help="1: normalise observations with dataset statistics"
-    )
-    p.add_argument("--test-num", "--num-test-envs", type=int, default=10, dest="test_num")
-    p.add_argument("--subproc-envs", action="store_true", help="evaluate in subprocesses")
-    p.add_argument("--logdir", default="log")
-    p.add_argument("--logger", default="tensorboard", choices=["tensorboard", "none"])
-    p.add_argument("--log-interval", type=int, default=100, help="log training stats every N steps")
-    p.add_argument(
-        "--render", type=float, default=0.0, help="render the final episode with this delay (s)"
-    )
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument(
-        "--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)"
-    )
-    p.add_argument(
-        "--resume-path", default=None, help="a checkpoint to start from (last.pt or policy.pt)"
-    )
-    p.add_argument(
-        "--watch", action="store_true", help="only evaluate the checkpoint in --resume-path"
-    )
-    p.add_argument("--show-progress", type=int, default=1)
-    return p
+_MINARI_ID = re.compile(r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*/[A-Za-z0-9_-]+-v\d+$")
 
 
 # --------------------------------------------------------------------------- data
@@ -142,36 +76,34 @@ class Dataset:
     ref_scores: tuple[float, float] | None
 
 
-def _convert(module_name: str, name: str, out_dir: Path) -> Path:
-    """Convert ``name`` with :mod:`tianshou_offline.converters.<module_name>` into ``out_dir``."""
-    try:
-        module = importlib.import_module(f"tianshou_offline.converters.{module_name}")
-    except ImportError as e:
-        raise SourceNotFoundError(
-            f"{name}: looks like a {module_name} dataset id, but tianshou_offline.converters."
-            f"{module_name} cannot be imported ({e}); pass a buffer file instead"
-        ) from e
-    out = out_dir / (re.sub(r"[^A-Za-z0-9_.-]+", "_", name) + ".hdf5")
+def _cache_path(name: str, out_dir: Path) -> Path:
+    return out_dir / (re.sub(r"[^A-Za-z0-9_.-]+", "_", name) + ".hdf5")
+
+
+def _convert(kind: str, name: str, out_dir: Path) -> Path:
+    """Convert the D4RL name or Minari id ``name`` once into ``out_dir`` (a cache); returns
+    the cached file. A failed conversion leaves no new directory behind."""
+    out = _cache_path(name, out_dir)
     if out.exists():
         return out
+    made = [d for d in (out_dir, *out_dir.parents) if not d.exists()]
     out_dir.mkdir(parents=True, exist_ok=True)
-    for fn_name in (f"convert_{module_name}", "convert", "convert_dataset"):
-        fn = getattr(module, fn_name, None)
-        if callable(fn):
-            params = inspect.signature(fn).parameters
-            kwargs: dict[str, Any] = {"overwrite": True} if "overwrite" in params else {}
-            env_id = D4RL_ENV_IDS.get(name.split("-")[0]) if module_name == "d4rl" else None
-            if env_id and "env_id" in params:
-                kwargs["env_id"] = env_id
-            if "download" in params:
-                kwargs["download"] = True
-            log.info("converting %s with %s.%s → %s", name, module.__name__, fn_name, out)
-            result = fn(name, out, **kwargs)
-            return Path(result) if isinstance(result, str | os.PathLike) else out
-    raise SourceNotFoundError(
-        f"{name}: tianshou_offline.converters.{module_name} has no convert function; "
-        f"convert it with `tianshou-offline convert` and pass the file"
-    )
+    log.info("converting %s (%s) → %s", name, kind, out)
+    try:
+        if kind == "d4rl":
+            from tianshou_offline.converters.d4rl import convert_d4rl
+
+            convert_d4rl(name, out, env_id=D4RL_ENV_IDS.get(name.split("-")[0]), overwrite=True)
+        else:
+            from tianshou_offline.converters.minari import convert_minari
+
+            convert_minari(name, out, download=True, overwrite=True)
+    except BaseException:
+        for d in made:  # innermost first; only the directories made here, if still empty
+            if d.is_dir() and not any(d.iterdir()):
+                d.rmdir()
+        raise
+    return out  # the path passed in (the converters' return value is being changed)
 
 
 def _ref_scores(dataset_id: str | None, extra: dict[str, Any]) -> tuple[float, float] | None:
@@ -198,19 +130,19 @@ def load_dataset(
     """Resolve ``--expert-data-task`` into a buffer and its metadata."""
     path = Path(spec).expanduser()
     if not path.is_file():
-        if "/" in spec:
+        if path.is_dir() or _MINARI_ID.match(spec):  # a local Minari dataset, or its id
             path = _convert("minari", spec, Path(data_dir) / "minari")
         elif _D4RL_NAME.match(spec):
             path = _convert("d4rl", spec, Path(data_dir) / "d4rl")
         else:
             raise SourceNotFoundError(
-                f"{spec}: not a file, a D4RL name (e.g. halfcheetah-expert-v2) or a Minari id "
-                "(e.g. mujoco/halfcheetah/expert-v0)"
+                f"{spec}: no such file, and not a D4RL name (e.g. halfcheetah-expert-v2) or a "
+                "Minari id (e.g. mujoco/halfcheetah/expert-v0) (--expert-data-task)"
             )
     meta = read_metadata(path)
     buffer = None if metadata_only else load_buffer(path)
     if buffer is not None and buffer_size is not None and buffer_size < len(buffer):
-        from tianshou_offline.data.buffer import buffer_from_columns
+        from tianshou_offline.data.columns import buffer_from_columns
 
         batch = buffer[np.arange(buffer_size)]
         buffer = buffer_from_columns(
@@ -233,15 +165,80 @@ def load_dataset(
     )
 
 
-def make_env(args: argparse.Namespace, dataset: Dataset | None) -> gym.Env[Any, Any]:
-    """The evaluation environment: ``--task``, else the env id stored with the data."""
-    task = args.task or (dataset.env_id if dataset else None)
+def make_env(config: MujocoConfig, dataset: Dataset | None) -> gym.Env[Any, Any]:
+    """The evaluation environment (``--task``, else the env id stored with the data; written
+    back to ``config.task``), checked against the data: continuous observations and actions
+    of the data's sizes.
+
+    :raises SourceNotFoundError: no env id, or gymnasium does not know it.
+    :raises MissingDependencyError: the env needs a package that is not installed (MuJoCo).
+    :raises DataValidationError: discrete spaces, or sizes that do not match the data.
+    """
+    task = config.task or (dataset.env_id if dataset else None)
     if task is None:
-        raise SystemExit(
-            "error: the dataset does not name its environment; pass --task (a gymnasium id)"
-        )
-    args.task = task
-    return gym.make(task)
+        where = f"{dataset.path} does not name its environment" if dataset else "no data"
+        raise SourceNotFoundError(f"{where}; pass --task (a gymnasium env id)")
+    if dataset is not None:
+        _check_continuous(f"{dataset.path}: the data's", dataset.action_space)
+    try:
+        env = gym.make(task)
+    except gym.error.DependencyNotInstalled as e:
+        raise MissingDependencyError(f"--task {task}: {' '.join(str(e).split())}") from e
+    except (gym.error.UnregisteredEnv, gym.error.DeprecatedEnv) as e:
+        raise SourceNotFoundError(
+            f"--task {task}: not a gymnasium env id ({' '.join(str(e).split())})"
+        ) from e
+    config.task = task
+    _check_continuous(f"--task {task}:", env.action_space)
+    _check_continuous(f"--task {task}:", env.observation_space, what="observations")
+    if dataset is not None:
+        _check_sizes(dataset, env, task)
+    return env
+
+
+def _check_continuous(where: str, space: gym.Space[Any] | None, *, what: str = "actions") -> None:
+    if space is None or isinstance(space, gym.spaces.Box):
+        return
+    raise DataValidationError(
+        f"{where} {what} are {space}; these examples need continuous (Box) {what} "
+        "(for discrete data see examples/atari or tianshou_offline.algorithms' Discrete*)"
+    )
+
+
+def _check_sizes(dataset: Dataset, env: gym.Env[Any, Any], task: str) -> None:
+    """The data's observation and action sizes against the env's (before networks are
+    built from the env's)."""
+    assert env.observation_space.shape is not None and env.action_space.shape is not None
+    expected = {
+        "observations": int(np.prod(env.observation_space.shape)),
+        "actions": int(np.prod(env.action_space.shape)),
+    }
+    found: dict[str, tuple[int, ...]] = {}
+    if dataset.buffer is not None and len(dataset.buffer) > 0:
+        first = dataset.buffer[np.array([0])]
+        found["observations"] = tuple(np.asarray(first.obs).shape[1:])
+        found["actions"] = tuple(np.asarray(first.act).shape[1:])
+    else:  # --watch: only the metadata was read
+        for what, space in (
+            ("observations", dataset.observation_space),
+            ("actions", dataset.action_space),
+        ):
+            if isinstance(space, gym.spaces.Box):
+                found[what] = tuple(space.shape)
+    if dataset.buffer is not None:
+        act = np.asarray(dataset.buffer.act[: min(len(dataset.buffer), 1)])
+        if act.dtype.kind in "iub":
+            raise DataValidationError(
+                f"{dataset.path}: actions are {act.dtype} (discrete); these examples need "
+                "continuous actions (for discrete data see examples/atari)"
+            )
+    for what, shape in found.items():
+        size = int(np.prod(shape)) if shape else 1
+        if size != expected[what]:
+            raise DataValidationError(
+                f"{dataset.path}: {what} have {size} values (shape {shape}); {task}'s have "
+                f"{expected[what]} (another environment? pass the right --task)"
+            )
 
 
 # --------------------------------------------------------------------------- training
@@ -256,39 +253,35 @@ def normalized_score(mean_return: float, ref: tuple[float, float] | None) -> flo
 
 
 def train_and_evaluate(
-    args: argparse.Namespace,
+    config: MujocoConfig,
     algo_name: str,
     dataset: Dataset | None,
     algorithm: OfflineAlgorithmBase[Any, Any],
     env: gym.Env[Any, Any],
 ) -> dict[str, Any]:
-    """Train (unless ``--watch``), then evaluate the best policy; returns the final results."""
-    task: str = args.task
-    env_fns: Sequence[Callable[[], gym.Env[Any, Any]]] = [lambda: gym.make(task)] * args.test_num
-    test_envs = SubprocVectorEnv(env_fns) if args.subproc_envs else DummyVectorEnv(env_fns)
-    test_envs.seed(args.seed)
+    """Train (unless ``--watch``), then evaluate the best policy; returns the final results.
+
+    :raises DatasetFormatError: ``--resume-path`` is not a checkpoint.
+    :raises DataValidationError: the checkpoint's networks differ from this run's.
+    """
+    assert config.task is not None  # set by make_env
+    task: str = config.task
+    resume = Path(config.resume_path) if config.resume_path else None
+    if resume is not None:
+        _load_checkpoint(algorithm, resume, config.device)
+    env_fns: Sequence[Callable[[], gym.Env[Any, Any]]] = [lambda: gym.make(task)] * config.test_num
+    test_envs = SubprocVectorEnv(env_fns) if config.subproc_envs else DummyVectorEnv(env_fns)
+    test_envs.seed(config.seed)
     test_collector = Collector[CollectStats](algorithm, test_envs)
 
-    resume = Path(args.resume_path) if args.resume_path else None
-    if resume is not None:
-        state = torch.load(resume, map_location=args.device, weights_only=True)
-        if resume.name.startswith("policy"):
-            algorithm.policy.load_state_dict(state)
-        else:
-            algorithm.load_state_dict(state)
-        log.info("loaded %s", resume)
     resume_from_log = bool(
-        resume and not args.watch and list(resume.parent.glob("events.out.tfevents*"))
+        resume and not config.watch and list(resume.parent.glob("events.out.tfevents*"))
     )
     if resume_from_log and resume is not None:
         log_path = resume.parent
     else:
         now = datetime.datetime.now().strftime("%y%m%d-%H%M%S")
-        log_path = Path(args.logdir) / task / algo_name / str(args.seed) / now
-    if not args.watch:
-        log_path.mkdir(parents=True, exist_ok=True)
-        (log_path / "args.json").write_text(json.dumps(vars(args), indent=2, default=str))
-
+        log_path = Path(config.logdir) / task / algo_name / str(config.seed) / now
     best_path, last_path = log_path / "policy.pt", log_path / "last.pt"
 
     def save_best_fn(algo: Any) -> None:
@@ -301,30 +294,39 @@ def train_and_evaluate(
         return str(last_path)
 
     result: dict[str, Any] = {"log_path": str(log_path)}
-    if not args.watch:
+    if not config.watch:
         if dataset is None or dataset.buffer is None:
-            raise SystemExit("error: no dataset to train on")
+            raise SourceNotFoundError("no dataset to train on (--expert-data-task)")
+        # data, env and checkpoint are checked: only now the run's directory is made
+        log_path.mkdir(parents=True, exist_ok=True)
+        (log_path / "args.json").write_text(json.dumps(config_dict(config), indent=2))
         logger = None
-        if args.logger == "tensorboard":
+        if config.logger == "tensorboard":
             writer = SummaryWriter(str(log_path))
-            writer.add_text("args", str(args))
-            logger = TensorboardLogger(writer, save_interval=1, update_interval=args.log_interval)
+            writer.add_text("args", str(config_dict(config)))
+            logger = TensorboardLogger(writer, save_interval=1, update_interval=config.log_interval)
         elif resume_from_log:
             resume_from_log = False
+        progress_logger, show_progress = training_progress(
+            logger,
+            enabled=bool(config.show_progress),
+            total_steps=config.epoch * config.step_per_epoch,
+            desc=f"{algo_name} on {task}",
+        )
         info = algorithm.run_training(
             OfflineTrainerParams(
                 buffer=dataset.buffer,
                 test_collector=test_collector,
-                max_epochs=args.epoch,
-                epoch_num_steps=args.step_per_epoch,
-                test_step_num_episodes=args.test_num,
-                batch_size=args.batch_size,
+                max_epochs=config.epoch,
+                epoch_num_steps=config.step_per_epoch,
+                test_step_num_episodes=config.test_num,
+                batch_size=config.batch_size,
                 save_best_fn=save_best_fn,
                 save_checkpoint_fn=save_checkpoint_fn,
                 resume_from_log=resume_from_log and logger is not None,
-                logger=logger,
-                show_progress=bool(args.show_progress),
-                verbose=False,
+                logger=progress_logger,
+                show_progress=show_progress,
+                verbose=False,  # the epoch lines reach stderr through logging (setup)
             )
         )
         if not last_path.exists():
@@ -335,46 +337,75 @@ def train_and_evaluate(
         if best_path.exists():
             algorithm.policy.load_state_dict(torch.load(best_path, weights_only=True))
 
-    test_envs.seed(args.seed)
+    test_envs.seed(config.seed)
     test_collector.reset()
-    stats = test_collector.collect(n_episode=args.test_num)
+    stats = test_collector.collect(n_episode=config.test_num)
     assert stats.returns_stat is not None
     mean, std = float(stats.returns_stat.mean), float(stats.returns_stat.std)
     score = normalized_score(mean, dataset.ref_scores if dataset else None)
     result.update(final_return_mean=mean, final_return_std=std, normalized_score=score)
-    line = f"Final reward: {mean:.2f} ± {std:.2f} over {args.test_num} episodes"
+    line = f"Final reward: {mean:.2f} ± {std:.2f} over {config.test_num} episodes"
     if score is not None:
         line += f", D4RL normalised score {score:.1f}"
     print(line, flush=True)
-    if args.render > 0:
+    if config.render > 0:
         render_env = gym.make(task, render_mode="human")
-        Collector[CollectStats](algorithm, render_env).collect(n_episode=1, render=args.render)
-    if not args.watch:
+        Collector[CollectStats](algorithm, render_env).collect(n_episode=1, render=config.render)
+    if not config.watch:
         print(f"checkpoints: {best_path} (policy), {last_path} (algorithm)", flush=True)
     return result
 
 
-def setup(args: argparse.Namespace) -> Dataset | None:
-    """Seeds, threads, logging and the dataset (metadata only with ``--watch``)."""
+def _load_checkpoint(algorithm: OfflineAlgorithmBase[Any, Any], path: Path, device: str) -> None:
+    """``policy*.pt``: the policy's weights; anything else: the algorithm's state."""
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except Exception as e:  # a text file, a truncated or pickled (non-weights) file
+        raise DatasetFormatError(
+            f"{path}: not a weights checkpoint written by torch.save "
+            f"({type(e).__name__}: {' '.join(str(e).split())[:80]}…)"
+        ) from e
+    try:
+        if path.name.startswith("policy"):
+            algorithm.policy.load_state_dict(state)
+        else:
+            algorithm.load_state_dict(state)
+    except (RuntimeError, KeyError, TypeError, AttributeError) as e:
+        raise DataValidationError(
+            f"{path}: the checkpoint does not fit this script's networks (other "
+            f"--hidden-sizes or algorithm?): {' '.join(str(e).split())[:300]}"
+        ) from e
+    log.info("loaded %s", path)
+
+
+def setup(config: MujocoConfig) -> Dataset | None:
+    """Threads, seeds, logging and the dataset (metadata only with ``--watch``).
+
+    :raises TianshouOfflineError: missing data, checkpoint or D4RL/Minari dataset; a file
+        that is not a buffer.
+    """
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    np.random.seed(args.seed)
-    torch.manual_seed(args.seed)
-    if args.watch and not args.resume_path:
-        raise SystemExit("error: --watch needs --resume-path")
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    np.random.seed(config.seed)
+    torch.manual_seed(config.seed)
+    if config.resume_path and not Path(config.resume_path).is_file():
+        raise SourceNotFoundError(f"{config.resume_path}: no such checkpoint (--resume-path)")
     try:
         return load_dataset(
-            args.expert_data_task, args.data_dir, args.buffer_size, metadata_only=args.watch
+            config.expert_data_task,
+            config.data_dir,
+            config.buffer_size,
+            metadata_only=config.watch,
         )
     except SourceNotFoundError:
-        if args.watch and args.task:
+        if config.watch and config.task:
             return None
         raise
 
 
 def spaces(env: gym.Env[Any, Any]) -> tuple[int, int]:
-    """Flat observation and action sizes of a Box/Box environment."""
-    assert isinstance(env.observation_space, gym.spaces.Box)
-    assert isinstance(env.action_space, gym.spaces.Box)
+    """Flat observation and action sizes of a Box/Box environment (checked by
+    :func:`make_env`)."""
+    assert env.observation_space.shape is not None and env.action_space.shape is not None
     return int(np.prod(env.observation_space.shape)), int(np.prod(env.action_space.shape))

@@ -7,67 +7,85 @@ python examples/mujoco/d4rl_cql.py --task Pendulum-v1 --expert-data-task expert.
 
 from __future__ import annotations
 
-import argparse
-import sys
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
 
-from d4rl_common import make_env, make_parser, setup, spaces, train_and_evaluate
+import _without_tensorflow  # noqa: F401  (first: keeps TensorFlow out of this process)
+from d4rl_common import make_env, setup, spaces, train_and_evaluate
 from tianshou.algorithm.optim import AdamOptimizerFactory
 
 from tianshou_offline.algorithms import CQL, CriticEnsemble, GaussianActor, GaussianPolicy
+from tianshou_offline.cli.example_args import MujocoConfig, parse_config, run_example
 
 
-def get_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = make_parser(__doc__ or "", task="HalfCheetah-v5", expert_data_task="halfcheetah-expert-v2")
-    p.set_defaults(actor_lr=1e-4, critic_lr=3e-4)
-    p.add_argument(
-        "--alpha", type=float, default=0.2, help="entropy temperature (with --auto-alpha 0)"
-    )
-    p.add_argument("--auto-alpha", type=int, default=1)
-    p.add_argument("--alpha-lr", type=float, default=1e-4)
-    p.add_argument("--cql-alpha-lr", type=float, default=3e-4)
-    p.add_argument("--cql-weight", type=float, default=5.0)
-    p.add_argument("--temperature", type=float, default=1.0)
-    p.add_argument("--num-sampled-actions", type=int, default=10)
-    p.add_argument("--with-lagrange", type=int, default=0)
-    p.add_argument("--lagrange-threshold", type=float, default=10.0)
-    p.add_argument("--backup-entropy", type=int, default=0)
-    p.add_argument("--max-grad-norm", type=float, default=None)
-    return p.parse_args(argv)
+@dataclass(kw_only=True)
+class CQLConfig(MujocoConfig):
+    """The flags of this script: the common ones and CQL's hyperparameters."""
+
+    actor_lr: float = 1e-4
+    alpha: float = 0.2
+    """entropy temperature (with --auto-alpha 0)"""
+    auto_alpha: Literal[0, 1] = 1
+    """1: tune the entropy temperature to a target entropy"""
+    alpha_lr: float = 1e-4
+    """learning rate of the entropy temperature"""
+    cql_alpha_lr: float = 3e-4
+    """learning rate of the Lagrange multiplier (--with-lagrange 1)"""
+    cql_weight: float = 5.0
+    """weight of the conservative penalty"""
+    temperature: float = 1.0
+    """temperature of the penalty's log-sum-exp"""
+    num_sampled_actions: int = 10
+    """random and policy actions per state for the penalty"""
+    with_lagrange: Literal[0, 1] = 0
+    """1: tune the penalty's weight to keep it near --lagrange-threshold"""
+    lagrange_threshold: float = 10.0
+    """target of the penalty (--with-lagrange 1)"""
+    backup_entropy: Literal[0, 1] = 0
+    """1: subtract the entropy term in the TD target"""
+    max_grad_norm: float | None = None
+    """clip the critics' gradient norm (default: no clipping)"""
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    args = get_args(argv)
-    dataset = setup(args)
-    env = make_env(args, dataset)
+def get_args(argv: Sequence[str] | None = None) -> CQLConfig:
+    return parse_config(CQLConfig, argv, prog="d4rl_cql.py", description=__doc__ or "")
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    config = get_args(argv)
+    dataset = setup(config)
+    env = make_env(config, dataset)
     obs_dim, act_dim = spaces(env)
     policy = GaussianPolicy(
-        actor=GaussianActor(obs_dim, act_dim, args.hidden_sizes),
+        actor=GaussianActor(obs_dim, act_dim, config.hidden_sizes),
         action_space=env.action_space,
         observation_space=env.observation_space,
-        normalize_obs=bool(args.norm_obs),
-    ).to(args.device)
+        normalize_obs=bool(config.norm_obs),
+    ).to(config.device)
     algorithm: CQL = CQL(
         policy=policy,
-        policy_optim=AdamOptimizerFactory(lr=args.actor_lr),
-        critics=CriticEnsemble(obs_dim, act_dim, args.hidden_sizes, num_critics=2).to(args.device),
-        critic_optim=AdamOptimizerFactory(lr=args.critic_lr),
-        tau=args.tau,
-        gamma=args.gamma,
-        alpha="auto" if args.auto_alpha else args.alpha,
-        alpha_optim=AdamOptimizerFactory(lr=args.alpha_lr),
-        cql_weight=args.cql_weight,
-        temperature=args.temperature,
-        num_sampled_actions=args.num_sampled_actions,
-        with_lagrange=bool(args.with_lagrange),
-        lagrange_threshold=args.lagrange_threshold,
-        cql_alpha_optim=AdamOptimizerFactory(lr=args.cql_alpha_lr),
-        backup_entropy=bool(args.backup_entropy),
-        n_step_return_horizon=args.n_step,
-        max_grad_norm=args.max_grad_norm,
+        policy_optim=AdamOptimizerFactory(lr=config.actor_lr),
+        critics=CriticEnsemble(obs_dim, act_dim, config.hidden_sizes, num_critics=2).to(
+            config.device
+        ),
+        critic_optim=AdamOptimizerFactory(lr=config.critic_lr),
+        tau=config.tau,
+        gamma=config.gamma,
+        alpha="auto" if config.auto_alpha else config.alpha,
+        alpha_optim=AdamOptimizerFactory(lr=config.alpha_lr),
+        cql_weight=config.cql_weight,
+        temperature=config.temperature,
+        num_sampled_actions=config.num_sampled_actions,
+        with_lagrange=bool(config.with_lagrange),
+        lagrange_threshold=config.lagrange_threshold,
+        cql_alpha_optim=AdamOptimizerFactory(lr=config.cql_alpha_lr),
+        backup_entropy=bool(config.backup_entropy),
+        n_step_return_horizon=config.n_step,
+        max_grad_norm=config.max_grad_norm,
     )
-    return train_and_evaluate(args, "cql", dataset, algorithm, env)
+    return train_and_evaluate(config, "cql", dataset, algorithm, env)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    run_example(main)

@@ -7,11 +7,12 @@ python examples/mujoco/d4rl_il.py --actor gaussian --task Pendulum-v1 --expert-d
 
 from __future__ import annotations
 
-import argparse
-import sys
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
 
-from d4rl_common import make_env, make_parser, setup, spaces, train_and_evaluate
+import _without_tensorflow  # noqa: F401  (first: keeps TensorFlow out of this process)
+from d4rl_common import make_env, setup, spaces, train_and_evaluate
 from tianshou.algorithm.optim import AdamOptimizerFactory
 
 from tianshou_offline.algorithms import (
@@ -21,46 +22,48 @@ from tianshou_offline.algorithms import (
     GaussianPolicy,
     ImitationLearning,
 )
+from tianshou_offline.cli.example_args import MujocoConfig, arg, parse_config, run_example
 
 
-def get_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = make_parser(__doc__ or "", task="HalfCheetah-v5", expert_data_task="halfcheetah-expert-v2")
-    p.set_defaults(actor_lr=1e-3)
-    p.add_argument(
-        "--actor",
-        choices=["deterministic", "gaussian"],
-        default="deterministic",
-        help="MSE regression or maximum likelihood of a Gaussian",
-    )
-    p.add_argument("--lr", type=float, default=None, help="alias of --actor-lr")
-    return p.parse_args(argv)
+@dataclass(kw_only=True)
+class ILConfig(MujocoConfig):
+    """The flags of this script: the common ones and IL's hyperparameters."""
+
+    actor_lr: float = arg(1e-3, aliases=("lr",))
+    """learning rate (--lr as in Tianshou's imitation examples)"""
+    actor: Literal["deterministic", "gaussian"] = "deterministic"
+    """MSE regression or maximum likelihood of a Gaussian"""
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    args = get_args(argv)
-    dataset = setup(args)
-    env = make_env(args, dataset)
+def get_args(argv: Sequence[str] | None = None) -> ILConfig:
+    return parse_config(ILConfig, argv, prog="d4rl_il.py", description=__doc__ or "")
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    config = get_args(argv)
+    dataset = setup(config)
+    env = make_env(config, dataset)
     obs_dim, act_dim = spaces(env)
     common: dict[str, Any] = dict(
         action_space=env.action_space,
         observation_space=env.observation_space,
-        normalize_obs=bool(args.norm_obs),
+        normalize_obs=bool(config.norm_obs),
     )
     policy: DeterministicPolicy | GaussianPolicy
-    if args.actor == "gaussian":
+    if config.actor == "gaussian":
         policy = GaussianPolicy(
-            actor=GaussianActor(obs_dim, act_dim, args.hidden_sizes), squash=False, **common
+            actor=GaussianActor(obs_dim, act_dim, config.hidden_sizes), squash=False, **common
         )
     else:
         policy = DeterministicPolicy(
-            actor=DeterministicActor(obs_dim, act_dim, args.hidden_sizes), **common
+            actor=DeterministicActor(obs_dim, act_dim, config.hidden_sizes), **common
         )
-    policy.to(args.device)
+    policy.to(config.device)
     algorithm: ImitationLearning = ImitationLearning(
-        policy=policy, optim=AdamOptimizerFactory(lr=args.lr or args.actor_lr)
+        policy=policy, optim=AdamOptimizerFactory(lr=config.actor_lr)
     )
-    return train_and_evaluate(args, "il", dataset, algorithm, env)
+    return train_and_evaluate(config, "il", dataset, algorithm, env)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    run_example(main)

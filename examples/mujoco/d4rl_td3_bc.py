@@ -7,11 +7,12 @@ python examples/mujoco/d4rl_td3_bc.py --task Pendulum-v1 --expert-data-task expe
 
 from __future__ import annotations
 
-import argparse
-import sys
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
 
-from d4rl_common import make_env, make_parser, setup, spaces, train_and_evaluate
+import _without_tensorflow  # noqa: F401  (first: keeps TensorFlow out of this process)
+from d4rl_common import make_env, setup, spaces, train_and_evaluate
 from tianshou.algorithm.optim import AdamOptimizerFactory
 
 from tianshou_offline.algorithms import (
@@ -20,44 +21,56 @@ from tianshou_offline.algorithms import (
     DeterministicActor,
     DeterministicPolicy,
 )
+from tianshou_offline.cli.example_args import MujocoConfig, parse_config, run_example
 
 
-def get_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = make_parser(__doc__ or "", task="HalfCheetah-v5", expert_data_task="halfcheetah-expert-v2")
-    p.set_defaults(norm_obs=1)
-    p.add_argument("--alpha", type=float, default=2.5)
-    p.add_argument("--policy-noise", type=float, default=0.2)
-    p.add_argument("--noise-clip", type=float, default=0.5)
-    p.add_argument("--update-actor-freq", type=int, default=2)
-    return p.parse_args(argv)
+@dataclass(kw_only=True)
+class TD3BCConfig(MujocoConfig):
+    """The flags of this script: the common ones and TD3BC's hyperparameters."""
+
+    norm_obs: Literal[0, 1] = 1
+    alpha: float = 2.5
+    """α: the actor maximises λQ − (π(s) − a)² with λ = α / mean|Q|"""
+    policy_noise: float = 0.2
+    """std of the target policy smoothing noise"""
+    noise_clip: float = 0.5
+    """clip of the target policy smoothing noise"""
+    update_actor_freq: int = 2
+    """critic updates per actor update"""
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    args = get_args(argv)
-    dataset = setup(args)
-    env = make_env(args, dataset)
+def get_args(argv: Sequence[str] | None = None) -> TD3BCConfig:
+    return parse_config(TD3BCConfig, argv, prog="d4rl_td3_bc.py", description=__doc__ or "")
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    config = get_args(argv)
+    dataset = setup(config)
+    env = make_env(config, dataset)
     obs_dim, act_dim = spaces(env)
     policy = DeterministicPolicy(
-        actor=DeterministicActor(obs_dim, act_dim, args.hidden_sizes),
+        actor=DeterministicActor(obs_dim, act_dim, config.hidden_sizes),
         action_space=env.action_space,
         observation_space=env.observation_space,
-        normalize_obs=bool(args.norm_obs),
-    ).to(args.device)
+        normalize_obs=bool(config.norm_obs),
+    ).to(config.device)
     algorithm: TD3BC = TD3BC(
         policy=policy,
-        policy_optim=AdamOptimizerFactory(lr=args.actor_lr),
-        critics=CriticEnsemble(obs_dim, act_dim, args.hidden_sizes, num_critics=2).to(args.device),
-        critic_optim=AdamOptimizerFactory(lr=args.critic_lr),
-        tau=args.tau,
-        gamma=args.gamma,
-        policy_noise=args.policy_noise,
-        noise_clip=args.noise_clip,
-        update_actor_freq=args.update_actor_freq,
-        alpha=args.alpha,
-        n_step_return_horizon=args.n_step,
+        policy_optim=AdamOptimizerFactory(lr=config.actor_lr),
+        critics=CriticEnsemble(obs_dim, act_dim, config.hidden_sizes, num_critics=2).to(
+            config.device
+        ),
+        critic_optim=AdamOptimizerFactory(lr=config.critic_lr),
+        tau=config.tau,
+        gamma=config.gamma,
+        policy_noise=config.policy_noise,
+        noise_clip=config.noise_clip,
+        update_actor_freq=config.update_actor_freq,
+        alpha=config.alpha,
+        n_step_return_horizon=config.n_step,
     )
-    return train_and_evaluate(args, "td3_bc", dataset, algorithm, env)
+    return train_and_evaluate(config, "td3_bc", dataset, algorithm, env)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    run_example(main)

@@ -1,0 +1,417 @@
+"""Every example script's flags and its answer to bad input.
+
+The flags: one typed definition (``tianshou_offline.cli.example_args``), Tianshou's names in
+both spellings and with their aliases, unknown flags and abbreviations an error.
+
+Bad input — a missing file or D4RL name, a text file, data whose sizes do not fit the env, an
+unknown env id, discrete data for a continuous script, a checkpoint that is not one — makes
+every script print exactly one ``error: ...`` line to stderr and exit with code 2, with no
+traceback and no log or cache directory left behind. All cases run in one driver process
+(each script executed as ``__main__`` with :func:`runpy.run_path`, as ``python script.py``
+runs it), so imports are paid once; a few cases also run as real processes.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import gymnasium as gym
+import pytest
+
+from tianshou_offline.cli.example_args import (
+    AtariConfig,
+    ExampleConfig,
+    MujocoConfig,
+    arg,
+    field_docs,
+    iter_flags,
+    make_parser,
+    parse_config,
+    training_progress,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+MUJOCO = ["d4rl_il", "d4rl_bcq", "d4rl_cql", "d4rl_crr", "d4rl_td3_bc"]
+ATARI = ["atari_il", "atari_bcq", "atari_cql", "atari_crr"]
+HAS_ALE = bool(__import__("importlib.util").util.find_spec("ale_py"))
+
+
+def _script(name: str) -> Path:
+    return ROOT / "examples" / ("mujoco" if name.startswith("d4rl") else "atari") / f"{name}.py"
+
+
+# ------------------------------------------------------------------------------------ flags
+
+
+@dataclass(kw_only=True)
+class _Demo(MujocoConfig):
+    """A script's config as the examples declare them."""
+
+    alpha: float = 2.5
+    """weight of the Q term"""
+    norm_obs: Literal[0, 1] = 1
+    mode: Literal["exp", "binary"] = "exp"
+    """advantage weighting"""
+    sizes: list[int] = field(default_factory=lambda: [7, 8])
+    """widths"""
+    steps: int = arg(3, aliases=("num-steps",))
+    """steps"""
+
+
+def test_both_spellings_and_aliases_parse_to_the_same_config() -> None:
+    dash = parse_config(
+        _Demo,
+        ["--expert-data-task", "x.hdf5", "--step-per-epoch", "7", "--test-num", "3",
+         "--hidden-sizes", "4", "5", "--num-steps", "9"],
+        description="",
+    )  # fmt: skip
+    underscore = parse_config(
+        _Demo,
+        ["--expert_data_task", "x.hdf5", "--epoch_num_steps", "7", "--num_test_envs", "3",
+         "--hidden_sizes", "4", "5", "--num_steps", "9"],
+        description="",
+    )  # fmt: skip
+    alias = parse_config(
+        _Demo,
+        ["--expert-data-task", "x.hdf5", "--epoch-num-steps", "7", "--num-test-envs", "3",
+         "--hidden-sizes", "4", "5", "--steps", "9"],
+        description="",
+    )  # fmt: skip
+    assert dash == underscore == alias
+    assert isinstance(dash, _Demo)
+    assert (dash.step_per_epoch, dash.test_num, dash.hidden_sizes, dash.steps) == (7, 3, [4, 5], 9)
+    # defaults: the subclass's own, a redeclared base default, fresh lists per config
+    assert (dash.alpha, dash.norm_obs, dash.mode, dash.threads) == (2.5, 1, "exp", 1)
+    a, b = parse_config(_Demo, [], description=""), parse_config(_Demo, [], description="")
+    assert a.sizes == [7, 8] and a.sizes is not b.sizes
+
+
+def test_atari_flags_and_aliases() -> None:
+    one = parse_config(
+        AtariConfig, ["--update_per_epoch", "5", "--load-buffer-name", "b.hdf5", "--scale-obs", "0"],
+        description="",
+    )  # fmt: skip
+    two = parse_config(
+        AtariConfig, ["--epoch-num-steps", "5", "--load_buffer_name", "b.hdf5", "--scale_obs", "0"],
+        description="",
+    )  # fmt: skip
+    assert one == two and one.update_per_epoch == 5 and one.scale_obs == 0
+    assert one.threads is None and one.seed == 1626 and one.hidden_sizes == [512]
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--no-such-flag", "1"], "unrecognized arguments: --no-such-flag"),
+        (["--expert-data", "x"], "unrecognized arguments: --expert-data"),  # an abbreviation
+        (["--norm-obs", "2"], "invalid choice"),
+        (["--epoch", "x"], "invalid int value"),
+        (["--watch"], "--watch needs --resume-path"),
+        (["--epoch", "0"], "--epoch must be at least 1"),
+    ],
+)
+def test_bad_flags_are_errors(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as e:
+        parse_config(_Demo, argv, prog="demo.py", description="")
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert [line for line in err.splitlines() if "error:" in line] == [
+        line for line in err.splitlines() if line.startswith("demo.py: error:")
+    ] and err.count("error:") == 1
+
+
+def test_help_shows_each_default_once() -> None:
+    for cls in (AtariConfig, MujocoConfig, _Demo):
+        text = make_parser(cls, prog="x.py", description="").format_help()
+        assert "(default: None)" not in text and "torch's)" not in text.replace(
+            "torch's choice", ""
+        )
+        for line in text.splitlines():
+            assert line.count("(default:") <= 1, line
+    text = make_parser(_Demo, prog="x.py", description="").format_help()
+    assert "--step-per-epoch STEP_PER_EPOCH, --epoch-num-steps STEP_PER_EPOCH" in text
+    assert "--step_per_epoch" not in text  # underscore spellings are accepted, not listed
+    assert "weight of the Q term (default: 2.5)" in text
+    assert "1: normalise observations" in text  # a base field's docstring, new default
+    assert "The default, 1, is the fastest" in text  # --threads documents its default
+
+
+def test_every_field_has_help_and_both_spellings() -> None:
+    for cls in (ExampleConfig, AtariConfig, MujocoConfig):
+        docs = field_docs(cls)
+        for name, flags in iter_flags(cls):
+            assert docs.get(name), f"{cls.__name__}.{name} has no docstring"
+            assert f"--{name.replace('_', '-')}" in flags and f"--{name}" in flags
+
+
+def _load_script_module(name: str) -> Any:
+    import importlib
+
+    path = str(_script(name).parent)
+    sys.path.insert(0, path)
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(path)
+
+
+@pytest.mark.parametrize("name", MUJOCO)
+def test_mujoco_scripts_keep_their_flags(name: str) -> None:
+    module = _load_script_module(name)
+    config = module.get_args(
+        ["--expert_data_task", "x.hdf5", "--epoch-num-steps", "7", "--num_test_envs", "2"]
+    )
+    assert isinstance(config, MujocoConfig)
+    assert (config.expert_data_task, config.step_per_epoch, config.test_num) == ("x.hdf5", 7, 2)
+    expected_lr = {"d4rl_il": 1e-3, "d4rl_bcq": 1e-3, "d4rl_cql": 1e-4}.get(name, 3e-4)
+    assert config.actor_lr == expected_lr
+    assert config.norm_obs == (1 if name == "d4rl_td3_bc" else 0)
+    with pytest.raises(SystemExit):
+        module.get_args(["--expert-data", "x.hdf5"])  # abbreviations are errors
+
+
+# ------------------------------------------------------------------------------------ progress
+
+
+class _Stream(io.StringIO):
+    def __init__(self, tty: bool) -> None:
+        super().__init__()
+        self._tty = tty
+
+    def isatty(self) -> bool:
+        return self._tty
+
+
+def test_progress_policy() -> None:
+    logger, bar = training_progress(
+        None, enabled=True, total_steps=10, desc="x", stream=_Stream(True)
+    )
+    assert logger is None and bar  # a terminal: Tianshou's tqdm bar
+    assert training_progress(None, enabled=False, total_steps=10, desc="x")[1] is False
+    pipe = _Stream(False)
+    logger, bar = training_progress(
+        None, enabled=True, total_steps=10, desc="il on X", stream=pipe, interval_s=0.0
+    )
+    assert not bar and logger is not None  # not a terminal: plain lines instead
+    for step in range(1, 4):
+        logger.log_update_data({"loss": 1.0}, step)
+    text = pipe.getvalue()
+    assert "\r" not in text and "\x1b" not in text
+    lines = text.splitlines()
+    assert lines[0] == "il on X: update 1/10"
+    assert lines[-1].startswith("il on X: update 3/10 (30%)")
+    assert logger.restore_data() == (0, 0, 0)
+
+
+# ------------------------------------------------------------------------------------ bad input
+
+_DRIVER = r"""
+import contextlib, io, json, os, runpy, sys, traceback
+cases_path, results_path = sys.argv[1], sys.argv[2]
+cases = json.loads(open(cases_path).read())
+results = {}
+for case in cases:
+    script = case["script"]
+    os.chdir(case["cwd"])
+    sys.argv = [script, *case["argv"]]
+    sys.path.insert(0, os.path.dirname(script))
+    out, err = io.StringIO(), io.StringIO()
+    code = 0
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            runpy.run_path(script, run_name="__main__")
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+            if not isinstance(e.code, int | None):
+                print(e.code, file=sys.stderr)
+        except BaseException:
+            traceback.print_exc()
+            code = 1
+    sys.path.remove(os.path.dirname(script))
+    results[case["id"]] = {"code": code, "stdout": out.getvalue(), "stderr": err.getvalue()}
+open(results_path, "w").write(json.dumps(results))
+"""
+
+
+def _random_episodes_file(path: Path, env_id: str, steps: int) -> Path:
+    """A buffer file of random-action episodes of ``env_id`` (env id and spaces stored)."""
+    from tianshou.data import Batch, ReplayBuffer
+
+    from tianshou_offline import save_buffer
+
+    env = gym.make(env_id)
+    buffer = ReplayBuffer(steps)
+    obs, _ = env.reset(seed=0)
+    env.action_space.seed(0)
+    for _ in range(steps):
+        act = env.action_space.sample()
+        nxt, rew, terminated, truncated, _ = env.step(act)
+        buffer.add(
+            Batch(obs=obs, act=act, rew=float(rew), terminated=terminated, truncated=truncated,
+                  obs_next=nxt, info={})
+        )  # fmt: skip
+        obs = env.reset()[0] if terminated or truncated else nxt
+    save_buffer(
+        buffer,
+        path,
+        observation_space=env.observation_space,
+        action_space=env.action_space,
+        env_id=env_id,
+    )
+    return path
+
+
+@dataclass
+class _Case:
+    id: str
+    script: str
+    argv: list[str]
+    message: str
+    """expected in the error line"""
+
+
+def _bad_cases(data: Path) -> list[_Case]:
+    """Every script × every bad input of its family."""
+    missing, text = str(data / "missing.hdf5"), str(data / "text.hdf5")
+    pendulum, cartpole = str(data / "pendulum.hdf5"), str(data / "cartpole.hdf5")
+    cases: list[_Case] = []
+    for name in MUJOCO:
+
+        def add(kind: str, argv: list[str], message: str, name: str = name) -> None:
+            cases.append(_Case(f"{name}-{kind}", name, argv, message))
+
+        add("missing-file", ["--expert-data-task", missing], "no such file")
+        add(
+            "d4rl-not-downloaded", ["--expert-data-task", "halfcheetah-expert-v2"], "not downloaded"
+        )
+        add("unknown-d4rl-name", ["--expert-data-task", "hopper-medium-v9"], "hopper-medium-v9")
+        add("text-file", ["--expert-data-task", text], "text.hdf5")
+        add("sizes", ["--expert-data-task", pendulum, "--task", "MountainCarContinuous-v0"],
+            "observations have 3 values")  # fmt: skip
+        add("unknown-env", ["--expert-data-task", pendulum, "--task", "NoSuchEnv-v0"], "NoSuchEnv")
+        add("env-version", ["--expert-data-task", pendulum, "--task", "Pendulum-v9"], "Pendulum-v9")
+        add("discrete-data", ["--expert-data-task", cartpole], "Discrete(2)")
+        add("missing-checkpoint", ["--expert-data-task", pendulum, "--resume-path", missing],
+            "no such checkpoint")  # fmt: skip
+        add("text-checkpoint", ["--expert-data-task", pendulum, "--resume-path", text],
+            "not a weights checkpoint")  # fmt: skip
+    if HAS_ALE:
+        for name in ATARI:
+
+            def add(kind: str, argv: list[str], message: str, name: str = name) -> None:
+                cases.append(_Case(f"{name}-{kind}", name, argv, message))
+
+            add("missing-file", ["--load-buffer-name", missing], "no such buffer file")
+            add("text-file", ["--load-buffer-name", text], "text.hdf5")
+            add("unknown-task", ["--task", "Pong-v9", "--load-buffer-name", pendulum], "Pong-v9")
+            add("unknown-env", ["--task", "NoSuchEnv-v0"], "NoSuchEnv-v0")
+            add("continuous-data", ["--load-buffer-name", pendulum], "observations have shape")
+            add("cartpole-data", ["--load-buffer-name", cartpole], "observations have shape")
+            add("missing-checkpoint", ["--watch", "--resume-path", missing], "no such checkpoint")
+    return cases
+
+
+@pytest.fixture(scope="module")
+def data_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    data = tmp_path_factory.mktemp("data")
+    (data / "text.hdf5").write_text("not a buffer, just some text\n")
+    _random_episodes_file(data / "pendulum.hdf5", "Pendulum-v1", 400)
+    _random_episodes_file(data / "cartpole.hdf5", "CartPole-v1", 200)
+    return data
+
+
+def _example_env(tmp: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "PYTHONUNBUFFERED": "1",
+        "D4RL_DATASET_DIR": str(tmp / "d4rl-downloads"),  # nothing downloaded there
+        "MINARI_DATASETS_PATH": str(tmp / "minari-datasets"),
+        "TIANSHOU_OFFLINE_DATA": str(tmp / "cache"),  # the default --data-dir
+    }
+
+
+@pytest.fixture(scope="module")
+def bad_input_runs(
+    data_files: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Path, dict[str, Any]]]:
+    """Run every bad case in one driver process; yields (work dir, results by case id)."""
+    tmp = tmp_path_factory.mktemp("runs")
+    cases = _bad_cases(data_files)
+    payload = []
+    for case in cases:
+        cwd = tmp / case.id
+        cwd.mkdir()
+        payload.append(
+            {"id": case.id, "script": str(_script(case.script)), "cwd": str(cwd),
+             "argv": [*case.argv, "--logdir", str(cwd / "log"), "--test-num", "1"]}
+        )  # fmt: skip
+    (tmp / "cases.json").write_text(json.dumps(payload))
+    subprocess.run(
+        [sys.executable, "-c", _DRIVER, str(tmp / "cases.json"), str(tmp / "results.json")],
+        cwd=tmp,
+        env=_example_env(tmp),
+        timeout=900,
+        check=True,
+    )
+    yield tmp, json.loads((tmp / "results.json").read_text())
+
+
+def _assert_one_error_line(code: int, stderr: str, message: str) -> None:
+    assert "Traceback" not in stderr, stderr[-3000:]
+    errors = [line for line in stderr.splitlines() if "error:" in line]
+    assert code == 2, stderr[-3000:]
+    assert len(errors) == 1 and errors[0].startswith("error: "), stderr[-3000:]
+    assert message in errors[0], errors[0]
+
+
+@pytest.mark.parametrize("case", [c.id for c in _bad_cases(Path("/data"))], ids=lambda c: str(c))
+def test_bad_input_is_one_error_line_and_leaves_nothing(
+    case: str, bad_input_runs: tuple[Path, dict[str, Any]]
+) -> None:
+    tmp, results = bad_input_runs
+    result = results[case]
+    message = {c.id: c.message for c in _bad_cases(Path("/data"))}[case]
+    _assert_one_error_line(result["code"], result["stderr"], message)
+    left = sorted(p.name for p in (tmp / case).iterdir())
+    assert left == [], f"left behind: {left}"  # no log directory, nothing in the cwd
+    assert not (tmp / "cache").exists() or not any((tmp / "cache").rglob("*")), "cache dirs left"
+
+
+@pytest.mark.parametrize(
+    "script, argv, message",
+    [
+        ("d4rl_td3_bc", ["--expert-data-task", "missing.hdf5"], "no such file"),
+        ("d4rl_il", ["--expert-data-task", "halfcheetah-medium-v2"], "not downloaded"),
+        pytest.param(
+            "atari_cql", ["--task", "Pong-v9"], "Pong-v9",
+            marks=pytest.mark.skipif(not HAS_ALE, reason="ale-py"),
+        ),
+    ],
+)  # fmt: skip
+def test_bad_input_in_a_real_process(
+    script: str, argv: list[str], message: str, tmp_path: Path
+) -> None:
+    p = subprocess.run(
+        [sys.executable, str(_script(script)), *argv, "--logdir", str(tmp_path / "log")],
+        cwd=tmp_path,
+        env=_example_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    _assert_one_error_line(p.returncode, p.stderr, message)
+    assert p.stdout == "" or "error" not in p.stdout
+    assert sorted(x.name for x in tmp_path.iterdir()) == [], "left behind"
+    assert "tensorflow" not in p.stderr.lower()  # TensorBoard used its stub, no TF logs
