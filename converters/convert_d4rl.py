@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import sys
 
-from tianshou_offline.converters.d4rl import main
+from tianshou_offline.cli.convert import main_d4rl as main
 
 if __name__ == "__main__":
     sys.exit(main())

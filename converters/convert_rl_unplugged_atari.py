@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import sys
 
-from tianshou_offline.converters.rl_unplugged import main
+from tianshou_offline.cli.convert import main_rl_unplugged_atari as main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -28,14 +28,14 @@ from tianshou_offline.algorithms import (
     QuantileQNet,
     QValuePolicy,
 )
-from tianshou_offline.atari import (
+from tianshou_offline.cli import main as cli_main
+from tianshou_offline.recording.atari import (
     compact_recorder,
     is_atari_env_id,
     make_atari_env,
     make_atari_vector_env,
 )
-from tianshou_offline.cli import main as cli_main
-from tianshou_offline.policies import make_policy, save_atari_checkpoint
+from tianshou_offline.recording.policies import make_policy, save_atari_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples" / "atari"

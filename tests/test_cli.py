@@ -56,7 +56,7 @@ def test_record_from_checkpoint_with_steps_and_append(tmp_path: Path) -> None:
     import torch
     from tianshou.utils.net.common import Net
 
-    from tianshou_offline.policies import save_policy_checkpoint
+    from tianshou_offline.recording.policies import save_policy_checkpoint
 
     torch.manual_seed(0)
     net = Net(state_shape=4, action_shape=2, hidden_sizes=[16])

@@ -327,11 +327,12 @@ def test_memory_mapped_source_gives_the_same_file(
 ) -> None:
     """Uncompressed contiguous columns are read as memory maps (no copy); the output equals
     the one from reading them with h5py, for every chunk size."""
-    from tianshou_offline.converters import d4rl as conv
+    from tianshou_offline.data import d4rl_layout
+    from tianshou_offline.data import mapped as mapped_io
 
     write_d4rl(tmp_path / "d.hdf5", n=300, **variant)
     mapped: list[int] = []
-    original = conv._map_rows
+    original = mapped_io.map_rows
 
     def spy(*args: Any) -> np.ndarray:
         out = original(*args)
@@ -339,11 +340,11 @@ def test_memory_mapped_source_gives_the_same_file(
         assert not out.flags.writeable
         return out
 
-    monkeypatch.setattr(conv, "_map_rows", spy)
+    monkeypatch.setattr(mapped_io, "map_rows", spy)
     for rows in (7, 64, 1 << 18):
         convert_d4rl(tmp_path / "d.hdf5", tmp_path / f"m{rows}.hdf5", chunk_rows=rows, progress=False)
     assert mapped
-    monkeypatch.setattr(conv, "_mappable_fd", lambda f: None)
+    monkeypatch.setattr(d4rl_layout, "mappable_fd", lambda f: None)
     convert_d4rl(tmp_path / "d.hdf5", tmp_path / "r.hdf5", progress=False)
     read = load_buffer(tmp_path / "r.hdf5")
     for rows in (7, 64, 1 << 18):
@@ -359,12 +360,12 @@ def test_memory_mapped_source_gives_the_same_file(
 def test_compressed_or_chunked_sources_are_not_mapped(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tianshou_offline.converters import d4rl as conv
+    from tianshou_offline.data import mapped
 
     def fail(*args: Any) -> np.ndarray:
         raise AssertionError("mapped")
 
-    monkeypatch.setattr(conv, "_map_rows", fail)
+    monkeypatch.setattr(mapped, "map_rows", fail)
     write_d4rl(tmp_path / "g.hdf5", gzip=True)
     convert_d4rl(tmp_path / "g.hdf5", tmp_path / "g_out.hdf5", progress=False)
     data = write_d4rl(tmp_path / "d.hdf5")
@@ -600,16 +601,17 @@ def test_exception_midway_leaves_nothing(tmp_path: Path, monkeypatch: pytest.Mon
 
 _SLOW_CONVERT = """
 import sys, time, pathlib
+from tianshou_offline.cli.convert import main_d4rl
 from tianshou_offline.converters import d4rl
-original = d4rl._iter_chunks
+original = d4rl.iter_d4rl_chunks
 def slow(plan, rows):
     for i, item in enumerate(original(plan, 1000)):
         yield item
         if i == 2:
             pathlib.Path(sys.argv[3]).write_text("midway")
             time.sleep(60)
-d4rl._iter_chunks = slow
-sys.exit(d4rl.main([sys.argv[1], "-o", sys.argv[2], "--no-progress"]))
+d4rl.iter_d4rl_chunks = slow
+sys.exit(main_d4rl([sys.argv[1], "-o", sys.argv[2], "--no-progress"]))
 """
 
 

@@ -181,19 +181,20 @@ def test_blocks_of_any_size_give_the_same_episodes(
 ) -> None:
     """The fast readers batch episodes into blocks (one writer call each); episodes longer
     than a block, blocks of one episode and of all of them give the same file."""
-    from tianshou_offline.converters import minari as conv
+    from tianshou_offline.converters.minari import readers as conv
+    from tianshou_offline.data.writer import BufferWriter
 
     obs_space, act_space = SPACES[kind]
     row = 2 * conv._row_bytes(obs_space) + conv._row_bytes(act_space) + 8 + 2
     monkeypatch.setattr(conv, "BLOCK_BYTES", block_steps * row)
     calls: list[int] = []
-    original = conv.BufferWriter.add_transitions
+    original = BufferWriter.add_transitions
 
     def spy(self: Any, **kw: Any) -> None:
         calls.append(len(kw["episode_metadata"]))
         original(self, **kw)
 
-    monkeypatch.setattr(conv.BufferWriter, "add_transitions", spy)
+    monkeypatch.setattr(BufferWriter, "add_transitions", spy)
     ds_id = datasets[(kind, fmt)]
     out = convert_minari(ds_id, tmp_path / "o.hdf5", episodes="4,0:3", progress=False)
     assert_matches_minari(out, ds_id, positions=[4, 0, 1, 2])
@@ -484,7 +485,7 @@ def test_output_exists_and_interrupted_conversion(
         convert_minari(ds_id, tmp_path / "o.hdf5", progress=False)
     assert (tmp_path / "o.hdf5").read_bytes() == b"precious"
 
-    from tianshou_offline.converters import minari as conv
+    from tianshou_offline.converters.minari import readers as conv
 
     original = conv._HDF5FastReader.blocks
     blocks_read = []

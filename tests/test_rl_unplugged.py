@@ -7,7 +7,6 @@ reference is ``tf.io.parse_single_example`` + ``tf.image.decode_png`` of the sam
 
 from __future__ import annotations
 
-import argparse
 import gzip
 import http.server
 import os
@@ -34,7 +33,8 @@ from _rlu_helpers import (  # noqa: E402
 )
 
 from tianshou_offline import load_buffer, read_metadata  # noqa: E402
-from tianshou_offline.cli import reports_on_stdout  # noqa: E402
+from tianshou_offline.cli import build_parser  # noqa: E402
+from tianshou_offline.cli.convert import main_rl_unplugged_atari  # noqa: E402
 from tianshou_offline.converters import rl_unplugged as rlu  # noqa: E402
 from tianshou_offline.converters._tfrecord import iter_records  # noqa: E402
 from tianshou_offline.errors import (  # noqa: E402
@@ -336,7 +336,7 @@ def test_interrupted_multi_shard_run_resumes(cache: Path, tmp_path: Path) -> Non
 
     with pytest.raises(Interrupt):
         rlu.convert_rl_unplugged_atari(
-            GAME, shard_ids=[0, 1, 2], cache_dir=cache, output_dir=outdir, workers=2,
+            GAME, shard_ids=[0, 1, 2], cache_dir=cache, output=outdir, workers=2,
             on_result=stop_after_first,
         )  # fmt: skip
     game_dir = outdir / GAME
@@ -346,12 +346,12 @@ def test_interrupted_multi_shard_run_resumes(cache: Path, tmp_path: Path) -> Non
     stale.write_bytes(b"partial")
     with pytest.raises(OutputExistsError, match="--resume"):
         rlu.convert_rl_unplugged_atari(
-            GAME, shard_ids=[0, 1, 2], cache_dir=cache, output_dir=outdir
+            GAME, shard_ids=[0, 1, 2], cache_dir=cache, output=outdir
         )
     results = rlu.convert_rl_unplugged_atari(
-        GAME, shard_ids=[0, 1, 2], cache_dir=cache, output_dir=outdir, workers=2, resume=True
+        GAME, shard_ids=[0, 1, 2], cache_dir=cache, output=outdir, workers=2, resume=True
     )
-    assert [r.skipped for r in results] == [True, False, False]
+    assert [r.skipped for r in results.parts] == [True, False, False]
     assert not stale.exists() and no_temp_files(game_dir)
     buf = rlu.load_rl_unplugged(game_dir)
     ref = {
@@ -363,20 +363,15 @@ def test_interrupted_multi_shard_run_resumes(cache: Path, tmp_path: Path) -> Non
     damaged = game_dir / f"{rlu.shard_filename(1, 2)}.hdf5"
     damaged.write_bytes(damaged.read_bytes()[:1000])
     results = rlu.convert_rl_unplugged_atari(
-        GAME, shard_ids=[0, 1, 2], cache_dir=cache, output_dir=outdir, workers=1, resume=True
+        GAME, shard_ids=[0, 1, 2], cache_dir=cache, output=outdir, workers=1, resume=True
     )
-    assert [r.skipped for r in results] == [True, True, False]
+    assert [r.skipped for r in results.parts] == [True, True, False]
     assert rlu.is_converted(damaged, cache / GAME / rlu.shard_filename(1, 2))
 
 
 def _cli(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="tianshou-offline")
-    sub = parser.add_subparsers(dest="command")
-    convert = sub.add_parser("convert").add_subparsers(dest="source")
-    rlu.register_cli(convert)
-    args = parser.parse_args(argv)
-    with reports_on_stdout():  # as the CLI shows the handler's reports; errors still raise
-        rc: int = args.func(args)
+    args = build_parser().parse_args(argv)
+    rc: int = args.func(args)  # the handler prints its lines; errors still raise
     return rc
 
 
@@ -431,12 +426,12 @@ def http_root(cache: Path) -> Iterator[str]:
 def test_download_from_local_server(http_root: str, cache: Path, tmp_path: Path) -> None:
     local_cache = tmp_path / "dl"
     results = rlu.convert_rl_unplugged_atari(
-        GAME, shard_ids=[1], cache_dir=local_cache, output_dir=tmp_path / "o", workers=1,
+        GAME, shard_ids=[1], cache_dir=local_cache, output=tmp_path / "o", workers=1,
         download=True, url_prefix=http_root,
     )  # fmt: skip
     name = rlu.shard_filename(1, 1)
     assert (local_cache / GAME / name).read_bytes() == (cache / GAME / name).read_bytes()
-    assert results[0].num_transitions == 270
+    assert results.parts[0].num_transitions == 270
     with pytest.raises(SourceNotFoundError, match="404"):
         rlu.download_file(f"{http_root}/{GAME}/nope", tmp_path / "nope", progress=False)
     assert not (tmp_path / "nope").exists()
@@ -463,8 +458,8 @@ def test_script_main_with_tianshou_flag_names(
 ) -> None:
     argv = ["--task", GAME, "--run-id", "1", "--shard-id", "2", "--dataset-dir", str(cache),
             "--buffer-dir", str(tmp_path / "b"), "--workers", "1", "--no-progress"]  # fmt: skip
-    assert rlu.main(argv) == 0
+    assert main_rl_unplugged_atari(argv) == 0
     assert (tmp_path / "b" / GAME / f"{rlu.shard_filename(1, 2)}.hdf5").exists()
-    assert rlu.main(argv) == 2  # exists: refused with a one-line error
+    assert main_rl_unplugged_atari(argv) == 2  # exists: refused with a one-line error
     assert "error:" in capsys.readouterr().err
-    assert rlu.main([*argv, "--resume"]) == 0
+    assert main_rl_unplugged_atari([*argv, "--resume"]) == 0

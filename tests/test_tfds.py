@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,7 @@ pytest.importorskip("ale_py")
 from _rlu_helpers import Episode, atari_episodes  # noqa: E402
 
 from tianshou_offline import load_buffer  # noqa: E402
-from tianshou_offline.cli import reports_on_stdout  # noqa: E402
+from tianshou_offline.cli import build_parser  # noqa: E402
 from tianshou_offline.converters import tfds as tfds_conv  # noqa: E402
 from tianshou_offline.converters.rl_unplugged import load_rl_unplugged  # noqa: E402
 from tianshou_offline.errors import SourceNotFoundError  # noqa: E402
@@ -137,7 +136,7 @@ def _stack(frames: np.ndarray, t: int) -> np.ndarray:
 
 def test_rlds_atari_compact_frame_stack(data_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "atari.hdf5"
-    res = tfds_conv.convert_tfds("tiny_rlds_atari", data_dir, out, frame_stack=4)
+    res = tfds_conv.convert_tfds("tiny_rlds_atari", out, data_dir=data_dir, frame_stack=4)
     # order of episodes in a tfds split is the builder's (shuffled by key); compare by episode
     buf = load_rl_unplugged(out)
     assert res.num_transitions == sum(len(e.actions) for e in ATARI_EPISODES) == len(buf)
@@ -165,8 +164,8 @@ def test_rlds_atari_compact_frame_stack(data_dir: Path, tmp_path: Path) -> None:
 
 def test_rlds_vector_with_obs_next(data_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "vec.hdf5"
-    res = tfds_conv.convert_tfds("tiny_rlds_vector", data_dir, out)
-    assert res.skipped_episodes == 1  # the one-step episode has no transition
+    res = tfds_conv.convert_tfds("tiny_rlds_vector", out, data_dir=data_dir)
+    assert res.details["skipped_episodes"] == 1  # the one-step episode has no transition
     buf = load_buffer(out)
     assert len(buf) == 4 + 7 + 5
     ends = np.flatnonzero(buf.done)
@@ -182,16 +181,12 @@ def test_rlds_vector_with_obs_next(data_dir: Path, tmp_path: Path) -> None:
 
 
 def test_cli_and_errors(data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    parser = argparse.ArgumentParser()
-    sub = parser.add_subparsers()
-    tfds_conv.register_cli(sub)
     out = tmp_path / "cli.hdf5"
-    args = parser.parse_args(
-        ["tfds", "tiny_rlds_vector", "--data-dir", str(data_dir), "-o", str(out), "--no-progress"]
+    args = build_parser().parse_args(
+        ["convert", "tfds", "tiny_rlds_vector", "--data-dir", str(data_dir), "-o", str(out), "--no-progress"]
     )
-    with reports_on_stdout():  # as the CLI shows the handler's reports
-        assert args.func(args) == 0 and out.exists()
+    assert args.func(args) == 0 and out.exists()
     assert "transitions" in capsys.readouterr().out
     with pytest.raises(SourceNotFoundError, match="not prepared"):
-        tfds_conv.convert_tfds("tiny_rlds_vector", tmp_path, tmp_path / "x.hdf5")
+        tfds_conv.convert_tfds("tiny_rlds_vector", tmp_path / "x.hdf5", data_dir=tmp_path)
     assert not (tmp_path / "x.hdf5").exists()

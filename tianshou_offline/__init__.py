@@ -10,10 +10,9 @@ Public API (re-exported here):
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 from typing import TYPE_CHECKING, Any
 
+from tianshou_offline._version import __version__
 from tianshou_offline.errors import (
     DatasetFormatError,
     DataValidationError,

@@ -31,8 +31,8 @@ from tianshou.utils.net.common import Net
 
 from tianshou_offline.data.buffer import load_buffer
 from tianshou_offline.data.stats import episode_table
-from tianshou_offline.policies import ScriptedCartPoleExpert, save_policy_checkpoint
 from tianshou_offline.recording import EpisodeRecorder
+from tianshou_offline.recording.policies import ScriptedCartPoleExpert, save_policy_checkpoint
 
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,6 @@ No padding: a shard of N records gives exactly N transitions.
 
 from __future__ import annotations
 
-import argparse
 import collections
 import concurrent.futures as cf
 import difflib
@@ -49,7 +48,6 @@ import gymnasium as gym
 import numpy as np
 from tqdm import tqdm
 
-from tianshou_offline._report import report
 from tianshou_offline.converters._rlu_decode import (
     ChunkResult,
     ChunkTask,
@@ -62,6 +60,7 @@ from tianshou_offline.converters._tfrecord import (
     TFRecordChunkReader,
     png_decoder,
 )
+from tianshou_offline.converters.result import ConversionResult
 from tianshou_offline.data.format import Provenance, read_metadata
 from tianshou_offline.data.framestack import (
     KEY_OBS,
@@ -224,23 +223,17 @@ def download_file(url: str, dest: Path, *, progress: bool = True, timeout: float
 # --------------------------------------------------------------------------------------
 
 
-@dataclass
-class ShardResult:
-    """What converting (or skipping) one shard did."""
+@dataclass(frozen=True)
+class ShardResult(ConversionResult):
+    """What converting (or skipping) one shard did: a :class:`ConversionResult` with the
+    shard's frame-stack counts."""
 
-    source: Path
-    output: Path
-    num_transitions: int
-    num_episodes: int
-    obs_patches: int
-    obs_next_patches: int
-    pixel_compares: int
-    seconds: float
-    skipped: bool = False
-
-    @property
-    def transitions_per_second(self) -> float:
-        return self.num_transitions / self.seconds if self.seconds > 0 else float("nan")
+    obs_patches: int = 0
+    """Rows whose ``obs`` stack is stored whole (it differs from Tianshou's stacking)."""
+    obs_next_patches: int = 0
+    """Rows whose ``obs_next`` stack is stored whole."""
+    pixel_compares: int = 0
+    """Stacks compared pixel by pixel against the records."""
 
 
 def atari_num_actions(task: str) -> int | None:
@@ -549,7 +542,7 @@ def convert_shard(
     )
     return ShardResult(
         source=src,
-        output=out,
+        outputs=(out,),
         num_transitions=rows,
         num_episodes=num_episodes,
         obs_patches=n_obs,
@@ -591,13 +584,13 @@ def is_converted(
 
 
 def convert_rl_unplugged_atari(
-    task: str | None,
+    source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] = (),
+    output: str | os.PathLike[str] = DEFAULT_OUTPUT_DIR,
     *,
+    task: str | None = None,
     run_id: int = 1,
     shard_ids: Sequence[int] = (),
-    paths: Sequence[str | os.PathLike[str]] = (),
     cache_dir: str | os.PathLike[str] = DEFAULT_CACHE_DIR,
-    output_dir: str | os.PathLike[str] = DEFAULT_OUTPUT_DIR,
     total_num_shards: int = TOTAL_NUM_SHARDS,
     workers: int | None = None,
     resume: bool = False,
@@ -609,23 +602,32 @@ def convert_rl_unplugged_atari(
     decoder: str = "auto",
     progress: bool = False,
     on_result: Callable[[ShardResult], None] | None = None,
-) -> list[ShardResult]:
-    """Convert many shards, one output file each: ``{output_dir}/{task}/{shard}.hdf5``.
+) -> ConversionResult:
+    """Convert many shards, one output file each: ``{output}/{task}/{shard}.hdf5``.
 
-    :param task: the game; required with ``shard_ids`` (optional with explicit ``paths``,
+    :param source: shard files (one or a sequence; converted after the ``shard_ids``), or
+        the game's name when it is a name, not a file (same as ``task``).
+    :param output: the output directory.
+    :param task: the game; required with ``shard_ids`` (optional with explicit files,
         where it defaults to each file's directory name).
     :param shard_ids: shard numbers, read from ``{cache_dir}/{task}/run_{run_id}-XXXXX-of-00100``.
-    :param paths: explicit shard files (converted after the ids).
     :param resume: skip shards whose output is already converted and verified
         (:func:`is_converted`); other existing outputs are converted again.
     :param overwrite: replace existing outputs.
     :param download: fetch missing shards from ``url_prefix`` into ``cache_dir`` first.
     :param on_result: called after every shard (e.g. to report a line).
+    :returns: every shard's output (``outputs``, ``parts``: one :class:`ShardResult` per
+        shard, in order, ``skipped`` for shards left as they were), total counts and time.
     :raises OutputExistsError: an output exists and neither ``resume`` nor ``overwrite`` is set
         (checked for every shard before any work starts).
     """
+    start = time.perf_counter()
+    paths = [source] if isinstance(source, str | os.PathLike) else list(source)
+    if shard_ids and task is None and len(paths) == 1 and isinstance(paths[0], str):
+        if not Path(paths[0]).expanduser().exists():  # ("Breakout", out, shard_ids=[0])
+            task, paths = paths[0], []
     cache = Path(cache_dir).expanduser()
-    outdir = Path(output_dir).expanduser()
+    outdir = Path(output).expanduser()
     jobs: list[tuple[Path, Path, str, int | None, int | None]] = []
     if shard_ids:
         if task is None:
@@ -670,7 +672,7 @@ def convert_rl_unplugged_atari(
             meta = read_metadata(out)
             res = ShardResult(
                 source=src,
-                output=out,
+                outputs=(out,),
                 num_transitions=meta.num_transitions,
                 num_episodes=meta.num_episodes or 0,
                 obs_patches=int(meta.extra_attrs.get("rlu.obs_patches", 0)),
@@ -700,7 +702,14 @@ def convert_rl_unplugged_atari(
         results.append(res)
         if on_result is not None:
             on_result(res)
-    return results
+    return ConversionResult(
+        source=", ".join([*([task] if shard_ids and task else []), *map(str, paths)]),
+        outputs=tuple(r.output for r in results),
+        num_transitions=sum(r.num_transitions for r in results),
+        num_episodes=sum(r.num_episodes for r in results),
+        seconds=time.perf_counter() - start,
+        parts=tuple(results),
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -734,137 +743,3 @@ def load_rl_unplugged(
     return load_framestack_files(
         files, join_episodes=join_episodes, include_info=include_info, progress=progress
     )
-
-
-# --------------------------------------------------------------------------------------
-# CLI
-# --------------------------------------------------------------------------------------
-
-
-def add_arguments(p: argparse.ArgumentParser, *, legacy_names: bool = False) -> None:
-    """Add the converter's options to ``p`` (``legacy_names``: also Tianshou's script names)."""
-    p.add_argument("--task", help="Atari game, e.g. Breakout (one of the 46 RL Unplugged games)")
-    p.add_argument("--run-id", type=int, default=1, help="run 1..5 (default 1)")
-    p.add_argument(
-        "--shard-id",
-        nargs="+",
-        default=None,
-        metavar="ID|RANGE|FILE",
-        help="shard ids (1, 0-99, 1,3,5-7) and/or TFRecord files to convert",
-    )
-    p.add_argument("--total-num-shards", type=int, default=TOTAL_NUM_SHARDS, help=argparse.SUPPRESS)
-    p.add_argument(
-        "--workers",
-        type=int,
-        default=None,
-        help="decoding processes (default: all cores; 1 = in-process)",
-    )
-    p.add_argument(
-        "--resume", action="store_true", help="skip shards already converted and verified"
-    )
-    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
-    p.add_argument(
-        "--download", action="store_true", help="download missing shards into the cache dir"
-    )
-    cache_names = ["--cache-dir", "--dataset-dir"] if legacy_names else ["--cache-dir"]
-    out_names = ["--output-dir", "--buffer-dir"] if legacy_names else ["--output-dir"]
-    p.add_argument(
-        *cache_names,
-        dest="cache_dir",
-        default=os.environ.get("RLU_DATASET_DIR", str(DEFAULT_CACHE_DIR)),
-        help="raw shards (default ~/.rl_unplugged/cache, or $RLU_DATASET_DIR)",
-    )
-    p.add_argument(
-        *out_names,
-        dest="output_dir",
-        default=os.environ.get("RLU_BUFFER_DIR", str(DEFAULT_OUTPUT_DIR)),
-        help="converted buffers (default ~/.rl_unplugged/buffers, or $RLU_BUFFER_DIR)",
-    )
-    p.add_argument(
-        "--compression",
-        choices=("none", "gzip", "lzf"),
-        default="none",
-        help="HDF5 compression of the output (default none: fastest to load)",
-    )
-    p.add_argument("--num-actions", type=int, default=None, help=argparse.SUPPRESS)
-    p.add_argument("--url-prefix", default=URL_PREFIX, help=argparse.SUPPRESS)
-    p.add_argument("--decoder", default="auto", choices=("auto", "pyspng", "cv2", "pillow"),
-                   help=argparse.SUPPRESS)  # fmt: skip
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
-
-
-def run_from_args(args: argparse.Namespace) -> int:
-    """Run a conversion from parsed arguments (the CLI's and the script's entry)."""
-    tokens = args.shard_id if args.shard_id is not None else ["0"]
-    ids, paths = parse_shard_spec(tokens, args.total_num_shards)
-    if ids and not args.task:
-        raise SourceNotFoundError("--task is required with shard ids (e.g. --task Breakout)")
-    compression: Compression = None if args.compression == "none" else args.compression
-
-    def report_shard(res: ShardResult) -> None:
-        if res.skipped:
-            report(f"skipped (already converted): {res.output}")
-        else:
-            report(
-                f"{res.output}: {res.num_transitions} transitions, {res.num_episodes} episodes, "
-                f"{res.obs_patches + res.obs_next_patches} full stacks kept, "
-                f"{res.seconds:.1f}s ({res.transitions_per_second:,.0f} transitions/s)"
-            )
-
-    convert_rl_unplugged_atari(
-        args.task,
-        run_id=args.run_id,
-        shard_ids=ids,
-        paths=paths,
-        cache_dir=args.cache_dir,
-        output_dir=args.output_dir,
-        total_num_shards=args.total_num_shards,
-        workers=args.workers,
-        resume=args.resume,
-        overwrite=args.overwrite,
-        download=args.download,
-        url_prefix=args.url_prefix,
-        compression=compression,
-        num_actions=args.num_actions,
-        decoder=args.decoder,
-        progress=not args.no_progress,
-        on_result=report_shard,
-    )
-    return 0
-
-
-def register_cli(
-    convert_subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
-) -> None:
-    """Add ``convert rl-unplugged-atari`` to the ``tianshou-offline convert`` subcommands."""
-    p = convert_subparsers.add_parser(
-        "rl-unplugged-atari",
-        help="RL Unplugged Atari TFRecord shards -> compact exact buffers (no TensorFlow)",
-        description=(
-            "Convert RL Unplugged Atari shards ({Game}/run_N-XXXXX-of-00100) into compact "
-            "tianshou-offline buffers: one frame per step, Tianshou stack_num=4, every stack "
-            "verified against the records. Open them with "
-            "tianshou_offline.converters.rl_unplugged.load_rl_unplugged()."
-        ),
-    )
-    add_arguments(p)
-    p.set_defaults(func=run_from_args)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``converters/convert_rl_unplugged_atari.py``: Tianshou's script flags, exit 2 on errors.
-
-    Accepts ``--task``, ``--run-id``, ``--shard-id``, ``--total-num-shards``,
-    ``--dataset-dir``/``--buffer-dir`` (Tianshou's names; also ``--cache-dir``/``--output-dir``)
-    and this converter's ``--workers``, ``--resume``, ``--overwrite``, ``--download``.
-    """
-    parser = argparse.ArgumentParser(
-        prog="convert_rl_unplugged_atari.py",
-        description="Convert RL Unplugged Atari shards to compact, exact tianshou-offline buffers.",
-    )
-    add_arguments(parser, legacy_names=True)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    from tianshou_offline.cli import run_command
-
-    return run_command(run_from_args, args)

@@ -24,11 +24,10 @@ repeat its first frame (Tianshou's convention). Open such files with
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
+import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +35,7 @@ import gymnasium as gym
 import numpy as np
 from tqdm import tqdm
 
-from tianshou_offline._report import report
+from tianshou_offline.converters.result import ConversionResult
 from tianshou_offline.data.format import Provenance
 from tianshou_offline.data.framestack import (
     KEY_OBS_NEXT,
@@ -54,16 +53,6 @@ log = logging.getLogger(__name__)
 
 CONVERTER_NAME = "tianshou_offline.converters.tfds"
 _STEP_KEYS = ("observation", "action", "reward", "is_first", "is_last", "is_terminal")
-
-
-@dataclass
-class TfdsResult:
-    """What :func:`convert_tfds` wrote."""
-
-    output: Path
-    num_transitions: int
-    num_episodes: int
-    skipped_episodes: int
 
 
 def _import_tfds() -> Any:
@@ -142,29 +131,33 @@ def iter_episodes(builder: Any, split: str) -> Iterator[dict[str, Any]]:
 
 
 def convert_tfds(
-    name: str,
-    data_dir: str | os.PathLike[str],
+    source: str,
     output: str | os.PathLike[str],
     *,
+    data_dir: str | os.PathLike[str],
     split: str = "train",
     frame_stack: int | None = None,
     overwrite: bool = False,
     compression: Compression = None,
     max_episodes: int | None = None,
     progress: bool = False,
-) -> TfdsResult:
+) -> ConversionResult:
     """Convert a prepared RLDS dataset to a buffer file.
 
-    :param name: the tfds name, with config/version as tfds accepts it
+    :param source: the tfds name, with config/version as tfds accepts it
         (``rlu_atari/Breakout_run_1``), or a directory name under ``data_dir``.
     :param data_dir: the tensorflow-datasets data directory holding the prepared dataset.
     :param output: the ``.hdf5`` file (written atomically).
     :param split: the split to read.
     :param frame_stack: store image observations compactly with this Tianshou ``stack_num``.
     :param max_episodes: stop after this many episodes.
+    :returns: the output and its counts; ``details["skipped_episodes"]`` counts episodes of
+        fewer than 2 steps (no transition).
     :raises SourceNotFoundError: the dataset is not prepared in ``data_dir``.
     :raises DatasetFormatError: episodes lack the RLDS step fields.
     """
+    start = time.perf_counter()
+    name = source
     tfds = _import_tfds()
     data = Path(data_dir).expanduser()
     out = Path(output)
@@ -282,52 +275,11 @@ def convert_tfds(
             tmp.unlink()
     if skipped:
         log.info("%s: skipped %d episodes of fewer than 2 steps", name, skipped)
-    return TfdsResult(out, n_trans, n_eps, skipped)
-
-
-def run_from_args(args: argparse.Namespace) -> int:
-    """``tianshou-offline convert tfds`` entry."""
-    compression: Compression = None if args.compression == "none" else args.compression
-    res = convert_tfds(
-        args.name,
-        args.data_dir,
-        args.output,
-        split=args.split,
-        frame_stack=args.frame_stack,
-        overwrite=args.overwrite,
-        compression=compression,
-        max_episodes=args.max_episodes,
-        progress=not args.no_progress,
+    return ConversionResult(
+        source=name,
+        outputs=(out,),
+        num_transitions=n_trans,
+        num_episodes=n_eps,
+        seconds=time.perf_counter() - start,
+        details={"skipped_episodes": skipped},
     )
-    report(f"{res.output}: {res.num_transitions} transitions, {res.num_episodes} episodes")
-    return 0
-
-
-def register_cli(
-    convert_subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
-) -> None:
-    """Add ``convert tfds`` to the ``tianshou-offline convert`` subcommands."""
-    p = convert_subparsers.add_parser(
-        "tfds",
-        help="an RLDS dataset prepared with tensorflow-datasets -> buffer (needs [tfds] extra)",
-        description=(
-            "Convert an RLDS dataset already prepared with tensorflow-datasets in a local "
-            "data dir (rlu_atari/Breakout_run_1, d4rl_mujoco_hopper/v2-medium, ...)."
-        ),
-    )
-    p.add_argument("name", help="tfds name[/config][:version], e.g. rlu_atari/Breakout_run_1")
-    p.add_argument("--data-dir", required=True, help="tensorflow-datasets data directory")
-    p.add_argument("-o", "--output", required=True, help="output .hdf5 file")
-    p.add_argument("--split", default="train")
-    p.add_argument(
-        "--frame-stack",
-        type=int,
-        default=None,
-        metavar="S",
-        help="store image observations one frame per step with Tianshou stack_num=S",
-    )
-    p.add_argument("--max-episodes", type=int, default=None)
-    p.add_argument("--overwrite", action="store_true")
-    p.add_argument("--compression", choices=("none", "gzip", "lzf"), default="none")
-    p.add_argument("--no-progress", action="store_true")
-    p.set_defaults(func=run_from_args)

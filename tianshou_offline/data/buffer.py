@@ -20,7 +20,6 @@ from __future__ import annotations
 import logging
 import os
 import pickle
-from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -28,6 +27,7 @@ import h5py
 import numpy as np
 from tqdm import tqdm
 
+from tianshou_offline.data.columns import buffer_from_columns
 from tianshou_offline.data.format import (
     DATA_TYPE_ATTR,
     META_GROUP,
@@ -52,61 +52,6 @@ Segments = list[tuple[int, int]]
 """Chronological list of ``[start, stop)`` row ranges of the stored arrays."""
 
 _PROGRESS_BYTES = 1 << 30
-
-
-def buffer_from_columns(
-    columns: Mapping[str, Any],
-    *,
-    stack_num: int = 1,
-    save_only_last_obs: bool = False,
-    sample_avail: bool = False,
-) -> ReplayBuffer:
-    """Build a ``ReplayBuffer`` from chronological columns, with correct episode boundaries.
-
-    :param columns: ``obs``, ``act``, ``rew``, ``terminated``, ``truncated`` (and optionally
-        ``done``, ``obs_next``, ``info``): arrays with N rows (``obs``/``obs_next``/``info``
-        may be nested mappings). ``done`` defaults to ``terminated | truncated``; it marks
-        episode ends, so an episode cut by the data source can end without either flag.
-        Without ``obs_next`` the buffer derives it from ``obs[next(i)]`` (``ignore_obs_next``).
-    :returns: a full buffer with ``maxsize == len == N``, ``last_index == [N - 1]``.
-    """
-    from tianshou.data import Batch, ReplayBuffer
-
-    rew = np.asarray(columns["rew"])
-    n = int(rew.shape[0])
-    term = np.asarray(columns["terminated"], dtype=bool)
-    trunc = np.asarray(columns["truncated"], dtype=bool)
-    done = columns.get("done")
-    done_arr = term | trunc if done is None else np.asarray(done, dtype=bool) | term | trunc
-    has_obs_next = columns.get("obs_next") is not None
-    buf = ReplayBuffer(
-        max(n, 1),
-        stack_num=stack_num,
-        ignore_obs_next=not has_obs_next,
-        save_only_last_obs=save_only_last_obs,
-        sample_avail=sample_avail,
-    )
-    if n == 0:
-        return buf
-    data: dict[str, Any] = {
-        "obs": columns["obs"],
-        "act": columns["act"],
-        "rew": rew,
-        "terminated": term,
-        "truncated": trunc,
-        "done": done_arr,
-    }
-    if has_obs_next:
-        data["obs_next"] = columns["obs_next"]
-    info = columns.get("info")
-    if info is not None and len(info) > 0:
-        data["info"] = info
-    batch = Batch(data)
-    buf.set_batch(batch)
-    buf._size = n
-    buf._insertion_idx = 0
-    buf.last_index = np.array([n - 1])
-    return buf
 
 
 # --------------------------------------------------------------------------------------
@@ -250,7 +195,7 @@ def load_buffer(
         try:
             layout = detect_layout(f)
             if layout == "d4rl":
-                from tianshou_offline.converters.d4rl import d4rl_transitions
+                from tianshou_offline.data.d4rl_layout import d4rl_transitions
 
                 columns = d4rl_transitions(f)
                 return buffer_from_columns(

@@ -58,7 +58,7 @@ SOURCE_KINDS = (
 
 
 def package_version() -> str:
-    from tianshou_offline import __version__
+    from tianshou_offline._version import __version__
 
     return __version__
 

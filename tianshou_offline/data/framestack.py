@@ -38,7 +38,7 @@ import numpy as np
 from tianshou.data import Batch, ReplayBuffer
 from tqdm import tqdm
 
-from tianshou_offline.data.buffer import buffer_from_columns
+from tianshou_offline.data.columns import buffer_from_columns
 from tianshou_offline.data.format import (
     DATA_TYPE_ATTR,
     EXT_GROUP,

@@ -255,7 +255,7 @@ def save_atari_checkpoint(
     unlikely_action_threshold: float | None = None,
 ) -> Path:
     """Save an Atari policy network (Nature-DQN trunk, see
-    :mod:`tianshou_offline.algorithms.discrete_nets`) with what is needed to rebuild it.
+    :mod:`tianshou_offline.algorithms.discrete.nets`) with what is needed to rebuild it.
 
     :param model: a ``QNet`` (``head="q"`` or ``"logits"``), ``QuantileQNet``
         (``"quantiles"``) or ``DualHeadNet`` (``"bcq"``: Q, imitation logits; ``"logits"``:
@@ -290,7 +290,7 @@ def save_atari_checkpoint(
 
 
 def _build_atari_net(spec: dict[str, Any]) -> tuple[nn.Module, str, float | None]:
-    from tianshou_offline.algorithms.discrete_nets import (
+    from tianshou_offline.algorithms import (
         AtariTrunk,
         DualHeadNet,
         QNet,
@@ -340,7 +340,7 @@ def _tianshou_atari_state(payload: dict[str, Any]) -> tuple[nn.Module, str, floa
         side = {3136: 84}.get(flat)
         if side is None:
             continue
-        from tianshou_offline.algorithms.discrete_nets import AtariTrunk, QNet
+        from tianshou_offline.algorithms import AtariTrunk, QNet
 
         trunk = AtariTrunk(in_channels, side, side, scale_obs=False)
         model = QNet(trunk, int(out.shape[0]), [int(hidden.shape[0])])

@@ -1,0 +1,76 @@
+"""How every entry point runs a command: typed errors become one ``error:`` line and exit
+code 2, Ctrl-C exit code 130, a closed pipe exit code 0; no traceback for bad input."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, TypeAlias
+
+from tianshou_offline.errors import TianshouOfflineError
+
+Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+"""What ``add_subparsers`` returns; each command group's ``register`` adds to it."""
+
+Handler = Callable[[argparse.Namespace], int | None]
+"""A command handler: parsed arguments in, exit code (None: 0) out."""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """``argparse.ArgumentParser`` without abbreviations (``--episode`` is not
+    ``--episodes``); the sub-command parsers it makes are of the same class."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+
+class UsageError(TianshouOfflineError):
+    """Invalid combination of command-line options."""
+
+
+def configure_logging(verbose: bool) -> None:
+    """Log records at INFO with ``-v``/``--verbose``, else warnings only, to stderr."""
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+
+
+def run_command(func: Handler, args: argparse.Namespace) -> int:
+    """Run a command handler the way every entry point does (``tianshou-offline`` and the
+    ``converters/*.py`` scripts): a typed error prints ``error: <message>`` to stderr and
+    returns 2, no traceback; Ctrl-C returns 130; a closed output pipe returns 0."""
+    try:
+        code = func(args)
+    except TianshouOfflineError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # output piped into e.g. `head`
+        sys.stderr.close()
+        return 0
+    return int(code or 0)
+
+
+def run_script(
+    add_arguments: Callable[[argparse.ArgumentParser], None],
+    func: Handler,
+    argv: Sequence[str] | None,
+    *,
+    prog: str,
+    description: str,
+) -> int:
+    """Entry point of a stand-alone script (``converters/*.py``): builds a parser from
+    ``add_arguments`` (plus ``-v``/``--verbose``) and runs ``func`` as ``tianshou-offline``
+    does (:func:`run_command`)."""
+    parser = ArgumentParser(prog=prog, description=description)
+    add_arguments(parser)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    args = parser.parse_args(argv)
+    configure_logging(args.verbose)
+    return run_command(func, args)

@@ -1,0 +1,122 @@
+"""``tianshou-offline inspect`` and ``repair``: look at a buffer file, mend a killed one."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from tianshou_offline.cli._run import Subparsers
+
+
+def _fmt_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024:
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from tianshou_offline.data.format import read_metadata, space_to_dict
+    from tianshou_offline.data.stats import plot_dataset, summary
+
+    md = read_metadata(args.file)
+    stats = summary(args.file)
+    if args.json:
+        doc: dict[str, Any] = {
+            "path": str(md.path),
+            "layout": md.layout,
+            "format_version": md.format_version,
+            "file_size": md.file_size,
+            "num_transitions": md.num_transitions,
+            "num_episodes": stats["episodes"],
+            "observation_space": space_to_dict(md.observation_space)
+            if md.observation_space
+            else None,
+            "action_space": space_to_dict(md.action_space) if md.action_space else None,
+            "env_id": md.env_id,
+            "stack_num": md.stack_num,
+            "save_only_last_obs": md.save_only_last_obs,
+            "obs_next_stored": md.obs_next_stored,
+            "provenance": vars(md.provenance) if md.provenance else None,
+            "columns": {k: {"shape": list(s), "dtype": d} for k, (s, d) in md.columns.items()},
+            "statistics": stats,
+        }
+        print(json.dumps(doc, indent=2, default=str))
+    else:
+        print(f"file:            {md.path} ({_fmt_bytes(md.file_size)})")
+        print(
+            f"layout:          {md.layout}"
+            + (f" (format version {md.format_version})" if md.format_version else "")
+        )
+        print(f"transitions:     {md.num_transitions}")
+        print(
+            f"episodes:        {stats['episodes']} "
+            f"({stats['terminated_episodes']} terminated, {stats['truncated_episodes']} truncated)"
+        )
+        if md.env_id:
+            print(f"env id:          {md.env_id}")
+        if md.observation_space is not None:
+            print(f"observation:     {md.observation_space}")
+        if md.action_space is not None:
+            print(f"action:          {md.action_space}")
+        print(
+            f"frame stacking:  stack_num={md.stack_num} save_only_last_obs={md.save_only_last_obs} "
+            f"obs_next_stored={md.obs_next_stored}"
+        )
+        if md.provenance is not None:
+            p = md.provenance
+            print(f"provenance:      source={p.source} dataset_id={p.dataset_id}")
+            print(
+                f"                 converter={p.converter} {p.converter_version} "
+                f"(tianshou-offline {p.package_version}) created={p.created}"
+            )
+            if p.extra:
+                print(f"                 {json.dumps(p.extra, default=str)[:300]}")
+        print("columns:")
+        width = max((len(k) for k in md.columns), default=4)
+        for name, (shape, dtype) in md.columns.items():
+            nbytes = np.dtype(dtype).itemsize * int(np.prod(shape)) if shape else 0
+            print(
+                f"  {name:<{width}}  {shape!s:<22} {np.dtype(dtype).name:<9} {_fmt_bytes(nbytes)}"
+            )
+        for key, label in (("return", "episode return"), ("length", "episode length")):
+            d = stats[key]
+            print(
+                f"{label + ':':<17}mean {d['mean']:.3f}  std {d['std']:.3f}  min {d['min']:.3f}  "
+                f"median {d['median']:.3f}  max {d['max']:.3f}"
+            )
+        if stats["metadata_columns"]:
+            print(f"episode metadata: {', '.join(stats['metadata_columns'])}")
+    if args.plot:
+        out = plot_dataset(args.file, args.plot)
+        print(f"plot written to {out}", file=sys.stderr if args.json else sys.stdout)
+    return 0
+
+
+def cmd_repair(args: argparse.Namespace) -> int:
+    from tianshou_offline.data.format import committed_counts, open_h5
+    from tianshou_offline.data.repair import repair_file
+
+    repair_file(args.file)
+    with open_h5(args.file) as f:
+        n, n_ep = committed_counts(f)
+    print(f"{args.file}: rewritten with {n_ep} committed episodes ({n} transitions)")
+    return 0
+
+
+def register(sub: Subparsers) -> None:
+    """Add ``inspect`` and ``repair`` to the ``tianshou-offline`` command."""
+    i = sub.add_parser("inspect", help="print schema, sizes, provenance and statistics")
+    i.add_argument("file")
+    i.add_argument("--plot", metavar="OUT.png", help="draw return/length histograms and actions")
+    i.add_argument("--json", action="store_true", help="machine-readable output")
+    i.set_defaults(func=cmd_inspect)
+
+    rp = sub.add_parser("repair", help="rewrite a file whose recorder was killed, cleanly")
+    rp.add_argument("file")
+    rp.set_defaults(func=cmd_repair)

@@ -1,0 +1,357 @@
+"""``export_minari``: a buffer file → a Minari dataset that ``minari.load_dataset`` loads,
+restoring seeds, infos and Minari metadata of converted datasets."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import shutil
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+from tqdm import tqdm
+
+from tianshou_offline.converters.minari.source import (
+    RESET_INFO_KEY,
+    _import_minari,
+    _parse_dataset_id,
+    minari_datasets_root,
+)
+from tianshou_offline.converters.minari.spaces import (
+    _batch_tree,
+    _infer_space,
+    _tree_leaves,
+    _tree_map,
+    _tree_map2,
+)
+from tianshou_offline.errors import (
+    DataValidationError,
+    OutputExistsError,
+)
+
+log = logging.getLogger(__name__)
+
+
+# --------------------------------------------------------------------------------------
+# export
+# --------------------------------------------------------------------------------------
+
+
+def _env_spec_object(text: str | None) -> Any:
+    """``EnvSpec`` from its JSON, tolerating fields of other gymnasium versions (or None)."""
+    if not text:
+        return None
+    from dataclasses import fields
+
+    from gymnasium.envs.registration import EnvSpec
+
+    try:
+        return EnvSpec.from_json(text)
+    except Exception:
+        try:
+            doc = json.loads(text)
+            known = {f.name for f in fields(EnvSpec)}
+            return EnvSpec.from_json(json.dumps({k: v for k, v in doc.items() if k in known}))
+        except Exception as e:
+            log.warning(
+                "env spec cannot be rebuilt with this gymnasium (%s); exporting without it", e
+            )
+            return None
+
+
+def _read_episode_metadata(path: Path) -> dict[str, np.ndarray]:
+    from tianshou_offline.data.format import (
+        EPISODES_GROUP,
+        committed_counts,
+        detect_layout,
+        open_h5,
+    )
+
+    with open_h5(path) as f:
+        if detect_layout(f) != "tianshou_offline":
+            return {}
+        _, n_ep = committed_counts(f)
+        eps = f[EPISODES_GROUP]
+        out = {"start": np.asarray(eps["start"][:n_ep]), "length": np.asarray(eps["length"][:n_ep])}
+        md = eps.get("metadata")
+        if isinstance(md, h5py.Group):
+            for k in md.keys():
+                out[f"metadata/{k}"] = np.asarray(md[k][:n_ep])
+        return out
+
+
+def _restore_infos(info: Any, s: int, e: int) -> dict[str, Any] | None:
+    """Minari infos of rows ``[s, e)``: step infos, prefixed by the reset row where stored."""
+    if info is None:
+        return None
+    step = {k: v for k, v in info.items() if k != RESET_INFO_KEY}
+    reset = info.get(RESET_INFO_KEY, {})
+
+    def merge(st: Mapping[str, Any], rs: Mapping[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for k, v in st.items():
+            if isinstance(v, Mapping):
+                out[k] = merge(v, rs.get(k, {}) if isinstance(rs.get(k), Mapping) else {})
+            elif k in rs:
+                out[k] = np.concatenate([rs[k][s : s + 1], v[s:e]], axis=0)
+            else:
+                out[k] = v[s:e]
+        return out
+
+    merged = merge(step, reset)
+    return merged or None
+
+
+def _info_has_t_rows_only(info: Any) -> bool:
+    """True when some info leaf has no reset row (T rows per episode)."""
+    if not info:
+        return False
+    step = {k: v for k, v in info.items() if k != RESET_INFO_KEY}
+    reset = info.get(RESET_INFO_KEY, {})
+    step_paths = {p for p, _ in _tree_leaves(step)}
+    reset_paths = {p for p, _ in _tree_leaves(reset)} if reset else set()
+    return bool(step_paths - reset_paths)
+
+
+def export_minari(
+    buffer_path: str | os.PathLike[str],
+    dataset_id: str,
+    *,
+    data_format: str = "hdf5",
+    overwrite: bool = False,
+    include_infos: bool = True,
+    jpeg_encoding: bool = False,
+    author: str | None = None,
+    author_email: str | None = None,
+    algorithm_name: str | None = None,
+    code_permalink: str | None = None,
+    description: str | None = None,
+    progress: bool | None = None,
+) -> Path:
+    """Write a buffer file as a Minari dataset under ``$MINARI_DATASETS_PATH`` (see module doc).
+
+    :param buffer_path: any file :func:`tianshou_offline.load_buffer` reads.
+    :param dataset_id: the new dataset's id, ``(namespace/)name-vN``.
+    :param data_format: Minari storage: ``"hdf5"`` (default), ``"arrow"`` or ``"parquet"``.
+    :param overwrite: replace an existing dataset with that id.
+    :param include_infos: export the buffer's ``info`` columns as episode infos.
+    :param jpeg_encoding: let Minari JPEG-encode image spaces (lossy); default stores raw arrays.
+    :param author, author_email, algorithm_name, code_permalink, description: dataset metadata
+        (defaults: those of the Minari dataset the buffer was converted from, if any).
+    :param progress: tqdm progress bar on stderr (None: only when stderr is a terminal).
+    :returns: the dataset's data directory.
+    :raises OutputExistsError: a dataset with that id exists and ``overwrite`` is False.
+    :raises DataValidationError: malformed id; empty buffer; infos Arrow cannot store.
+    """
+    minari = _import_minari()
+    from minari.data_collector import EpisodeBuffer
+    from minari.dataset.minari_storage import MinariStorage
+    from minari.namespace import create_namespace, list_local_namespaces
+
+    from tianshou_offline.data.buffer import load_buffer
+    from tianshou_offline.data.format import read_metadata
+
+    if data_format not in ("hdf5", "arrow", "parquet"):
+        raise DataValidationError(f"data_format={data_format!r}: expected hdf5, arrow or parquet")
+    namespace, _, _ = _parse_dataset_id(dataset_id)
+    src = Path(buffer_path)
+    md = read_metadata(src)
+    root = minari_datasets_root()
+    target = root / dataset_id
+    if target.exists():
+        if not overwrite:
+            raise OutputExistsError(
+                f"Minari dataset {dataset_id!r} exists at {target}; pass overwrite=True "
+                "(CLI: --overwrite) to replace it"
+            )
+        if not (target / "data" / "metadata.json").is_file():
+            raise OutputExistsError(
+                f"{target} exists and is not a Minari dataset; refusing to replace it"
+            )
+
+    buf = load_buffer(src, include_info=include_infos)
+    n = len(buf)
+    if n == 0:
+        raise DataValidationError(f"{src}: the buffer is empty; nothing to export")
+    table = _read_episode_metadata(src)
+    if table:
+        starts = table["start"].astype(np.int64)
+        ends = starts + table["length"].astype(np.int64)
+    else:
+        done = np.asarray(buf.done, dtype=bool).copy()
+        done[-1] = True
+        ends = np.flatnonzero(done) + 1
+        starts = np.concatenate([[0], ends[:-1]])
+    seeds = table.get("metadata/seed")
+
+    obs_space = md.observation_space
+    act_space = md.action_space
+    obs_tree = _batch_tree(buf.obs, obs_space)
+    meta_keys = set(buf._meta.get_keys())
+    has_next = "obs_next" in meta_keys
+    next_tree = _batch_tree(buf.obs_next, obs_space) if has_next else None
+    act = np.asarray(buf.act)
+    if obs_space is None:
+        obs_space = _infer_space(obs_tree)
+    if act_space is None:
+        act_space = _infer_space(act)
+    if not has_next:
+        log.warning(
+            "%s stores no obs_next: each episode's final observation is repeated from its last obs",
+            src,
+        )
+    # Minari keeps one observation per step: check obs_next[t] == obs[t + 1] inside episodes
+    inside = np.ones(n, dtype=bool)
+    inside[ends - 1] = False
+    inside_rows = np.flatnonzero(inside)
+    mismatches = 0
+    if has_next and inside_rows.size:
+        for (_, a), (_, b) in zip(_tree_leaves(obs_tree), _tree_leaves(next_tree), strict=True):
+            x, y = a[inside_rows + 1], b[inside_rows]
+            same = x == y
+            if np.issubdtype(x.dtype, np.floating):
+                same |= np.isnan(x) & np.isnan(y)
+            mismatches += int(np.count_nonzero(~same.reshape(len(inside_rows), -1).all(axis=1)))
+    if mismatches:
+        log.warning(
+            "%s: %d transitions have obs_next different from the next row's obs (e.g. D4RL "
+            "terminal placeholders); Minari stores one observation per step, so the next "
+            "row's obs is exported",
+            src,
+            mismatches,
+        )
+    info = buf.info if include_infos and "info" in meta_keys else None
+    info_tree = _batch_tree(info, None) if info is not None and len(info.get_keys()) else None
+    if info_tree is not None and data_format != "hdf5" and _info_has_t_rows_only(info_tree):
+        raise DataValidationError(
+            f"{src}: its info columns have one row per step (no reset row), but Minari's "
+            f"{data_format} storage needs one per observation; export with data_format='hdf5' "
+            "(CLI: --data-format hdf5) or without infos (CLI: --no-infos)"
+        )
+
+    prov = md.provenance
+    src_meta: Mapping[str, Any] = {}
+    if prov is not None and isinstance(prov.extra.get("minari_metadata"), Mapping):
+        src_meta = prov.extra["minari_metadata"]
+
+    def pick(value: str | None, key: str) -> str | None:
+        if value is not None:
+            return value
+        v = src_meta.get(key)
+        return str(v) if isinstance(v, str) else None
+
+    def pick_set(value: str | None, key: str) -> set[str] | None:
+        if value is not None:
+            return {value}
+        v = src_meta.get(key)
+        if isinstance(v, list | tuple | set):
+            return {str(x) for x in v}
+        return {v} if isinstance(v, str) else None
+
+    dataset_meta: dict[str, Any] = {"dataset_id": dataset_id, "minari_version": minari.__version__}
+    authors = pick_set(author, "author")
+    emails = pick_set(author_email, "author_email")
+    if authors:
+        dataset_meta["author"] = authors
+    if emails:
+        dataset_meta["author_email"] = emails
+    for key, value in (
+        ("algorithm_name", algorithm_name),
+        ("code_permalink", code_permalink),
+        ("description", description),
+    ):
+        got = pick(value, key)
+        if got is not None:
+            dataset_meta[key] = got
+    for key in ("ref_min_score", "ref_max_score"):
+        raw = md.extra_attrs.get(key)
+        if raw:
+            dataset_meta[key] = float(raw)
+    if isinstance(md.extra_attrs.get("eval_env_spec"), str) and md.extra_attrs["eval_env_spec"]:
+        dataset_meta["eval_env_spec"] = md.extra_attrs["eval_env_spec"]
+    if isinstance(src_meta.get("requirements"), list):
+        dataset_meta["requirements"] = list(src_meta["requirements"])
+    if src_meta.get("num_episodes_average_score") is not None and "ref_max_score" in dataset_meta:
+        dataset_meta["num_episodes_average_score"] = int(src_meta["num_episodes_average_score"])
+
+    if namespace is not None and namespace not in list_local_namespaces():
+        create_namespace(namespace)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    try:
+        data_path = tmp / "data"
+        tmp.mkdir()
+        storage = MinariStorage.new(
+            data_path,
+            observation_space=obs_space,
+            action_space=act_space,
+            env_spec=_env_spec_object(md.env_spec),
+            data_format=data_format,
+            jpeg_encoding=jpeg_encoding,
+        )
+        storage.update_metadata(dataset_meta)
+        batch: list[Any] = []
+        with tqdm(
+            total=len(starts),
+            unit="ep",
+            desc=f"exporting {dataset_id}",
+            file=sys.stderr,
+            disable=None if progress is None else not progress,
+        ) as bar:
+            for i, (s, e) in enumerate(zip(starts.tolist(), ends.tolist(), strict=True)):
+                last_next = (
+                    _tree_map(lambda a, e=e: a[e - 1 : e], next_tree)
+                    if next_tree is not None
+                    else _tree_map(lambda a, e=e: a[e - 1 : e], obs_tree)
+                )
+                observations = _tree_map2(
+                    lambda a, b, s=s, e=e: np.concatenate([a[s:e], b], axis=0), obs_tree, last_next
+                )
+                seed = None
+                if seeds is not None and int(seeds[i]) >= 0:
+                    seed = int(seeds[i])
+                batch.append(
+                    EpisodeBuffer(
+                        id=i,
+                        seed=seed,
+                        observations=observations,
+                        actions=act[s:e],
+                        rewards=np.asarray(buf.rew[s:e]),
+                        terminations=np.asarray(buf.terminated[s:e], dtype=bool),
+                        truncations=np.asarray(buf.truncated[s:e], dtype=bool),
+                        infos=_restore_infos(info_tree, s, e),
+                    )
+                )
+                if len(batch) >= 64:
+                    storage.update_episodes(batch)
+                    bar.update(len(batch))
+                    batch = []
+            if batch:
+                storage.update_episodes(batch)
+                bar.update(len(batch))
+        if target.exists():
+            trash = target.parent / f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.old"
+            os.replace(target, trash)
+            os.replace(tmp, target)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    minari.load_dataset(dataset_id)  # what users will call: must succeed
+    log.info(
+        "%s → Minari dataset %s (%d episodes, %d steps) at %s",
+        src,
+        dataset_id,
+        len(starts),
+        n,
+        target,
+    )
+    return target / "data"
