@@ -1,27 +1,90 @@
-"""The algorithm core shared by the continuous and the discrete offline algorithms:
-one-sync statistics, typed-stats resolution, n-step targets and target-network updates.
+"""The core shared by the continuous and the discrete offline algorithms.
+
+:class:`OfflineAlgorithmCore` holds everything that does not depend on the kind of action:
+dataset preparation and caching, :meth:`~OfflineAlgorithmCore.update`, the typed statistics,
+the gradient-step count, target networks and the gradient step. The continuous
+(:class:`~tianshou_offline.algorithms.continuous.base.OfflineAlgorithmBase`) and the discrete
+(:class:`~tianshou_offline.algorithms.discrete.base.DiscreteOfflineAlgorithm`) bases only
+supply their dataset kind (how a buffer becomes a device-resident dataset, how a Tianshou
+``Batch`` becomes a mini-batch) and the policy's device.
+
+**Typed, generic statistics.** Every algorithm is generic in its ``TrainingStats``
+dataclass: ``CQL[TStats]`` returns ``TStats`` from ``_update_with_batch``. A user extends the
+statistics by subclassing both::
+
+    @dataclass(kw_only=True)
+    class MyCQLStats(CQLTrainingStats):
+        q_gap: float = 0.0
+
+    class MyCQL(CQL[MyCQLStats]):
+        def _extend_stats(self, stats: MyCQLStats, step: CQLStep) -> None:
+            stats.q_gap = float((step.q_random.mean() - step.q_data.mean()).item())
+
+No update code is copied and ``mypy --strict`` accepts it: the stats class is resolved at
+run time from the type argument (:func:`resolve_stats_type`), and each algorithm's TypeVar
+defaults to its own stats class, so a plain ``CQL(...)`` is ``CQL[CQLTrainingStats]``.
+Extra fields need a default (they are filled in by ``_extend_stats`` after construction).
+
+**Device-resident sampling.** :meth:`OfflineAlgorithmCore.process_buffer` (called once by
+Tianshou's ``OfflineTrainer``) turns the buffer into a dataset on the algorithm's device
+(:class:`OfflineDataset`: n-step rewards and bootstrap discounts precomputed, see
+:func:`n_step_targets`); :meth:`OfflineAlgorithmCore.update` then samples mini-batches with
+``torch.randint`` and indexing — no ``Batch``, no numpy, no per-step conversion.
+
+**One gradient step.** Tianshou's ``_create_optimizer`` builds a :class:`GradientStep` (the
+core's ``Optimizer`` attribute), so Tianshou's optimizer factories, learning-rate schedulers
+and the algorithm's ``state_dict`` work unchanged. ``optim.step(loss)`` is Tianshou's
+contract (zero the gradients, backpropagate, clip, step) with the short paths of
+:mod:`~tianshou_offline.algorithms._optim` (PyTorch's fused Adam kernel called directly:
+the same update, less fixed cost per step); :func:`joint_step` is the same for several
+optimizers after one backward pass of a summed loss (CQL, CRR).
 """
 
 from __future__ import annotations
 
 import copy
+import logging
+import time
 import typing
-from typing import Any
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any, Generic, Protocol, cast
 
 import numpy as np
 import torch
-from tianshou.algorithm.algorithm_base import TrainingStats
+from tianshou.algorithm.algorithm_base import OfflineAlgorithm, Policy, TrainingStats
+from tianshou.algorithm.optim import OptimizerFactory
 from tianshou.data import ReplayBuffer
+from tianshou.data.buffer.buffer_base import TBuffer
+from tianshou.data.types import RolloutBatchProtocol
+from tianshou.utils.torch_utils import torch_train_mode
 from torch import nn
+from typing_extensions import TypeVar
+
+from tianshou_offline.algorithms._optim import FastStep, prefer_fused, zero_grad
+
+log = logging.getLogger(__name__)
 
 __all__ = [
+    "GradientStep",
+    "OfflineAlgorithmCore",
+    "OfflineDataset",
     "hard_update",
+    "joint_step",
     "make_target",
     "n_step_targets",
     "polyak_update",
     "resolve_stats_type",
     "to_floats",
 ]
+
+TBatch = TypeVar("TBatch")
+"""The mini-batch kind (``Transitions``, ``DiscreteTransitions``)."""
+TBatch_co = TypeVar("TBatch_co", covariant=True)
+TDataset = TypeVar("TDataset", bound="OfflineDataset[Any]")
+"""The dataset kind (``TransitionDataset``, ``FrameDataset``)."""
+TPolicy = TypeVar("TPolicy", bound=Policy)
+TStats = TypeVar("TStats", bound=TrainingStats)
 
 
 # --------------------------------------------------------------------------- statistics
@@ -78,6 +141,29 @@ def _stats_from_type_arg(arg: Any, bound: type[TrainingStats]) -> type[Any] | No
 # --------------------------------------------------------------------------- data
 
 
+class OfflineDataset(Protocol[TBatch_co]):
+    """What the core needs of a device-resident dataset (``TransitionDataset``,
+    ``FrameDataset``): its size, device and memory, and uniform mini-batches."""
+
+    def __len__(self) -> int: ...
+
+    @property
+    def device(self) -> torch.device: ...
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the dataset's tensors."""
+        ...
+
+    def sample(self, batch_size: int) -> TBatch_co:
+        """``batch_size`` transitions drawn uniformly with replacement (``torch.randint``)."""
+        ...
+
+    def all(self, shuffle: bool = True) -> TBatch_co:
+        """All transitions as one batch (in random order when ``shuffle``)."""
+        ...
+
+
 def n_step_targets(
     buffer: ReplayBuffer, indices: np.ndarray, gamma: float, n_step: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -115,7 +201,7 @@ def n_step_targets(
     return ret, last, disc * (1.0 - terminated), terminated
 
 
-# --------------------------------------------------------------------------- training
+# --------------------------------------------------------------------------- target networks
 
 
 @torch.no_grad()
@@ -143,3 +229,257 @@ def hard_update(target: nn.Module, source: nn.Module) -> None:
     if len(tgt) != len(src):
         raise ValueError("target and source networks have different parameter lists")
     torch._foreach_copy_(tgt, src)
+
+
+# --------------------------------------------------------------------------- gradient step
+
+
+class GradientStep(OfflineAlgorithm.Optimizer):
+    """Tianshou's optimizer wrapper with the short paths of
+    :mod:`~tianshou_offline.algorithms._optim` — the same update with less fixed cost per call.
+
+    Tianshou's ``_create_optimizer`` builds it through the algorithm's ``Optimizer``
+    attribute (and registers it for ``state_dict``). :meth:`step` keeps Tianshou's contract:
+    zero the gradients, backpropagate ``loss``, clip the gradient norm (when
+    ``max_grad_norm`` is set), step. A module with its own ``clip_grad_norm_`` (a
+    :class:`~tianshou_offline.algorithms.continuous.nets.CriticEnsemble` clips each member
+    separately) is clipped with it. Several optimizers after one backward pass:
+    :func:`joint_step`.
+
+    :param optim: the torch optimizer (an Adam/AdamW left to defaults is switched to the fused
+        kernel, see :func:`~tianshou_offline.algorithms._optim.prefer_fused`).
+    :param module: the module whose parameters ``optim`` updates.
+    :param max_grad_norm: clip the gradient norm to this value (None: no clipping).
+    """
+
+    def __init__(
+        self, optim: torch.optim.Optimizer, module: nn.Module, max_grad_norm: float | None = None
+    ) -> None:
+        super().__init__(optim, module, max_grad_norm=max_grad_norm)
+        self.params = list(module.parameters())
+        prefer_fused(optim, self.params)
+        self._clip = getattr(module, "clip_grad_norm_", None)
+        self._fast_step = FastStep(optim)
+
+    @property
+    def optim(self) -> torch.optim.Optimizer:
+        """The wrapped torch optimizer."""
+        return self._optim
+
+    def step(
+        self, loss: torch.Tensor, retain_graph: bool | None = None, create_graph: bool = False
+    ) -> None:
+        """Zero the gradients, backpropagate ``loss``, clip and step (Tianshou's contract)."""
+        self.zero_grad()
+        torch.autograd.backward(loss, retain_graph=retain_graph, create_graph=create_graph)
+        self.apply_gradients()
+
+    def zero_grad(self) -> None:
+        """Drop the gradients of the optimized parameters."""
+        zero_grad(self.params)
+
+    def apply_gradients(self) -> None:
+        """Clip (when ``max_grad_norm`` is set) and step on the gradients already computed."""
+        if self._max_grad_norm is not None:
+            if callable(self._clip):
+                self._clip(self._max_grad_norm)
+            else:
+                nn.utils.clip_grad_norm_(self.params, max_norm=self._max_grad_norm)
+        self._fast_step()
+
+
+def joint_step(loss: torch.Tensor, optimizers: Sequence[GradientStep]) -> None:
+    """One backward pass of ``loss`` (a sum of losses over disjoint parameters), then every
+    optimizer clips and steps, in order."""
+    for optim in optimizers:
+        optim.zero_grad()
+    torch.autograd.backward(loss)
+    for optim in optimizers:
+        optim.apply_gradients()
+
+
+# --------------------------------------------------------------------------- algorithm
+
+
+class OfflineAlgorithmCore(
+    OfflineAlgorithm[TPolicy], Generic[TPolicy, TDataset, TBatch, TStats], ABC
+):
+    """Base of every offline algorithm: device-resident sampling, typed statistics, target
+    networks and the gradient step (see the module docstring).
+
+    Algorithms implement ``_update_with_batch(batch) -> TStats`` (the whole update, in the
+    order of the paper) and set :attr:`gamma` / :attr:`n_step` for the dataset's n-step
+    targets. The continuous and the discrete bases implement :meth:`_build_dataset`,
+    :meth:`_as_transitions` and :attr:`device`. Training goes through Tianshou:
+    ``algorithm.run_training(OfflineTrainerParams(buffer=..., ...))``.
+
+    :param policy: the acting policy.
+    """
+
+    gamma: float = 0.99
+    n_step: int = 1
+    Optimizer = GradientStep
+    """The wrapper Tianshou's ``_create_optimizer`` builds (fused Adam, short step path)."""
+
+    def __init__(self, *, policy: TPolicy) -> None:
+        super().__init__(policy=policy)
+        self._dataset: TDataset | None = None
+        self._dataset_key: int | None = None
+        self._stats_type: type[TStats] | None = None
+        self._num_updates = 0
+        self._modules_cache: list[nn.Module] | None = None
+        self._target_pairs: list[tuple[nn.Module, nn.Module]] = []
+        self._polyak_tensors: tuple[list[torch.Tensor], list[torch.Tensor]] | None = None
+
+    # ------------------------------------------------------------------ supplied per kind
+
+    @property
+    @abstractmethod
+    def device(self) -> torch.device:
+        """The device of the policy (and of the prepared dataset)."""
+
+    @abstractmethod
+    def _build_dataset(self, buffer: ReplayBuffer) -> TDataset:
+        """The device-resident dataset of ``buffer`` with this algorithm's n-step targets."""
+
+    @abstractmethod
+    def _as_transitions(self, batch: RolloutBatchProtocol | TBatch) -> TBatch:
+        """A Tianshou numpy ``Batch`` (as Tianshou's own update path passes, one-step
+        targets) as a mini-batch on the device; a mini-batch passes through."""
+
+    # ------------------------------------------------------------------ statistics
+
+    @property
+    def num_updates(self) -> int:
+        """Gradient steps completed so far (the current step reads the count before it)."""
+        return self._num_updates
+
+    @property
+    def stats_type(self) -> type[TStats]:
+        """The ``TrainingStats`` class this algorithm returns (see :func:`resolve_stats_type`)."""
+        if self._stats_type is None:
+            found = None
+            for arg in typing.get_args(getattr(self, "__orig_class__", None)):
+                found = found or _stats_from_type_arg(arg, TrainingStats)
+            self._stats_type = cast(type[TStats], found or resolve_stats_type(type(self)))
+        return self._stats_type
+
+    def _extend_stats(self, stats: TStats, step: Any) -> None:
+        """Hook for subclasses: fill in extra statistics fields from the step's tensors."""
+
+    # ------------------------------------------------------------------ optimizers, targets
+
+    def _make_optimizer(
+        self,
+        module: nn.Module | Sequence[nn.Parameter],
+        factory: OptimizerFactory,
+        max_grad_norm: float | None = None,
+    ) -> GradientStep:
+        """Create an optimizer from a Tianshou factory through ``_create_optimizer`` (saved in
+        ``state_dict``; its scheduler, if any, stepped after every update). ``module`` may be
+        a list of parameters (e.g. a learned temperature)."""
+        if isinstance(module, nn.Module):
+            holder = module
+        else:
+            holder = nn.Module()
+            holder.params = nn.ParameterList(module)
+        optim = self._create_optimizer(holder, factory, max_grad_norm)
+        if not isinstance(optim, GradientStep):
+            raise TypeError(
+                f"{type(self).__name__}.Optimizer builds {type(optim).__name__}; expected a "
+                "GradientStep subclass"
+            )
+        return optim
+
+    def _add_target(self, source: nn.Module) -> nn.Module:
+        """A frozen copy of ``source`` that :meth:`_update_targets` / :meth:`_copy_targets`
+        keep up to date. Assign the result to an attribute so that it is part of the
+        ``state_dict``."""
+        target = make_target(source)
+        self._target_pairs.append((source, target))
+        self._polyak_tensors = None
+        return target
+
+    @torch.no_grad()
+    def _update_targets(self, tau: float) -> None:
+        """Polyak-average every target network, ``θ' ← τ θ + (1 − τ) θ'``, in one fused call."""
+        if self._polyak_tensors is None:
+            src: list[torch.Tensor] = [p for s, _ in self._target_pairs for p in s.parameters()]
+            tgt: list[torch.Tensor] = [p for _, t in self._target_pairs for p in t.parameters()]
+            self._polyak_tensors = (tgt, src)
+        targets, sources = self._polyak_tensors
+        torch._foreach_lerp_(targets, sources, tau)
+
+    def _copy_targets(self) -> None:
+        """Copy every source network into its target (parameters and buffers)."""
+        for source, target in self._target_pairs:
+            hard_update(target, source)
+
+    # ------------------------------------------------------------------ training
+
+    def process_buffer(self, buffer: TBuffer) -> TBuffer:
+        """Prepare the device-resident dataset (called once by Tianshou's ``OfflineTrainer``)."""
+        assert isinstance(buffer, ReplayBuffer)
+        self._prepare(buffer)
+        return buffer
+
+    def _prepare(self, buffer: ReplayBuffer) -> TDataset:
+        dataset = self._build_dataset(buffer)
+        self._dataset, self._dataset_key = dataset, id(buffer)
+        log.info(
+            "%s: %d transitions, %.1f MB on %s (n_step=%d)",
+            type(self).__name__,
+            len(dataset),
+            dataset.nbytes / 1e6,
+            dataset.device,
+            self.n_step,
+        )
+        return dataset
+
+    def dataset_for(self, buffer: ReplayBuffer) -> TDataset:
+        """The prepared dataset of ``buffer`` (prepared now if ``process_buffer`` was not called)."""
+        if self._dataset is None or self._dataset_key != id(buffer):
+            return self._prepare(buffer)
+        return self._dataset
+
+    def update(self, buffer: ReplayBuffer, sample_size: int | None) -> TStats:
+        """One gradient step on a mini-batch of ``sample_size`` transitions from ``buffer``.
+
+        Same contract as Tianshou's ``OfflineAlgorithm.update`` (must run within a training
+        step; ``sample_size`` None or 0 uses the whole buffer, shuffled), but the batch is
+        drawn from the device-resident dataset.
+        """
+        if not self.policy.is_within_training_step:
+            raise RuntimeError(
+                "update() was called outside of a training step; use Tianshou's trainer or "
+                "tianshou.utils.torch_utils.policy_within_training_step(algorithm.policy)"
+            )
+        start = time.perf_counter()
+        dataset = self.dataset_for(buffer)
+        batch: TBatch = dataset.sample(sample_size) if sample_size else dataset.all()
+        if self._all_in_train_mode():
+            stats = self._update_with_batch(batch)
+        else:
+            with torch_train_mode(self):
+                stats = self._update_with_batch(batch)
+        self._num_updates += 1
+        for scheduler in self.lr_schedulers:
+            scheduler.step()
+        stats.train_time = time.perf_counter() - start
+        return stats
+
+    def _all_in_train_mode(self) -> bool:
+        """Whether every submodule is already in training mode (the usual case between
+        updates), so that switching modes — a recursive walk with costly attribute sets —
+        can be skipped."""
+        if self._modules_cache is None:
+            self._modules_cache = list(self.modules())
+        return all(m.training for m in self._modules_cache)
+
+    @abstractmethod
+    def _update_with_batch(self, batch: RolloutBatchProtocol | TBatch) -> TStats:
+        """The algorithm's update on one mini-batch; returns its typed statistics.
+
+        :param batch: a device-resident mini-batch (or a Tianshou numpy ``Batch``, converted
+            with :meth:`_as_transitions`).
+        """

@@ -152,9 +152,7 @@ class BCQ(OfflineAlgorithmBase[BCQPolicy, TBCQStats]):
         recon_loss = F.mse_loss(recon, b.act)
         kl_loss = (-0.5 * (1.0 + 2.0 * log_std - mean.pow(2) - (2.0 * log_std).exp())).mean()
         vae_loss = recon_loss + self.kl_weight * kl_loss
-        self.vae_optim.zero_grad()
-        torch.autograd.backward(vae_loss)
-        self.vae_optim.step()
+        self.vae_optim.step(vae_loss)
 
         # 2. critic (Eq. 13)
         with torch.no_grad():
@@ -169,9 +167,7 @@ class BCQ(OfflineAlgorithmBase[BCQPolicy, TBCQStats]):
             target = b.rew + b.discount * q_next.max(dim=1).values  # (B,)
         q_data = critics(b.obs, b.act)  # (E, B)
         critic_loss = (q_data - target).pow(2).mean(dim=1).sum()
-        self.critic_optim.zero_grad()
-        torch.autograd.backward(critic_loss)
-        self.critic_optim.step()
+        self.critic_optim.step(critic_loss)
 
         # 3. perturbation model (Eq. 11)
         with torch.no_grad():
@@ -179,9 +175,7 @@ class BCQ(OfflineAlgorithmBase[BCQPolicy, TBCQStats]):
         act_pi = perturbation(b.obs, act_vae)
         q_pi = critics(b.obs, act_pi, member=0, detach_params=True)  # (B,)
         actor_loss = -q_pi.mean()
-        self.actor_optim.zero_grad()
-        torch.autograd.backward(actor_loss)
-        self.actor_optim.step()
+        self.actor_optim.step(actor_loss)
 
         # 4. targets
         self._update_targets(self.tau)

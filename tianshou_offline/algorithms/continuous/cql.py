@@ -51,11 +51,11 @@ from tianshou.data.types import RolloutBatchProtocol
 from torch import nn
 from typing_extensions import TypeVar
 
-from tianshou_offline.algorithms.continuous.base import GradientStep, OfflineAlgorithmBase
+from tianshou_offline.algorithms.continuous.base import OfflineAlgorithmBase
 from tianshou_offline.algorithms.continuous.dataset import Transitions
 from tianshou_offline.algorithms.continuous.nets import CriticEnsemble
 from tianshou_offline.algorithms.continuous.policies import GaussianPolicy, gaussian_sample
-from tianshou_offline.algorithms.core import to_floats
+from tianshou_offline.algorithms.core import GradientStep, joint_step, to_floats
 
 
 @dataclass(kw_only=True)
@@ -273,11 +273,7 @@ class CQL(OfflineAlgorithmBase[GaussianPolicy, TCQLStats]):
         if cql_alpha_loss is not None and self.cql_alpha_optim is not None:
             total = total + cql_alpha_loss
             steps.append(self.cql_alpha_optim)
-        for step in steps:
-            step.zero_grad()
-        torch.autograd.backward(total)
-        for step in steps:
-            step.step()
+        joint_step(total, steps)
         # 5. targets
         self._update_targets(self.tau)
 

@@ -52,7 +52,7 @@ from tianshou_offline.algorithms.continuous.policies import (
     gaussian_actions,
     gaussian_log_prob,
 )
-from tianshou_offline.algorithms.core import to_floats
+from tianshou_offline.algorithms.core import joint_step, to_floats
 
 
 @dataclass(kw_only=True)
@@ -197,11 +197,8 @@ class CRR(OfflineAlgorithmBase[GaussianPolicy, TCRRStats]):
         log_prob = gaussian_log_prob(mean, log_std, b.act, squash=squash)
         actor_loss = -(w * log_prob).mean()
 
-        self.critic_optim.zero_grad()
-        self.actor_optim.zero_grad()
-        torch.autograd.backward(critic_loss + actor_loss)
-        self.critic_optim.step()
-        self.actor_optim.step()
+        # one backward for both losses (disjoint parameters), then both optimizers step
+        joint_step(critic_loss + actor_loss, [self.critic_optim, self.actor_optim])
         # 4. targets
         if (self.num_updates + 1) % self.target_update_interval == 0:
             self._update_targets(self.tau)

@@ -68,6 +68,11 @@ class TransitionDataset:
         return self.packed.device
 
     @property
+    def nbytes(self) -> int:
+        """Bytes held by the dataset (its packed tensor)."""
+        return self.packed.element_size() * self.packed.numel()
+
+    @property
     def data(self) -> Transitions:
         """All transitions, in buffer order (views of :attr:`packed`)."""
         return self._unpack(self.packed)

@@ -104,9 +104,7 @@ class ImitationLearning(
         else:
             act_pred = policy.actor(b.obs)
             loss = F.mse_loss(act_pred, b.act)  # regression
-        self.optim.zero_grad()
-        torch.autograd.backward(loss)
-        self.optim.step()
+        self.optim.step(loss)
 
         act_pred = act_pred.detach()
         mse = F.mse_loss(act_pred, b.act)

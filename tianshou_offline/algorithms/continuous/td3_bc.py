@@ -151,9 +151,7 @@ class TD3BC(OfflineAlgorithmBase[DeterministicPolicy, TTD3BCStats]):
             target = b.rew + b.discount * q_next
         q_data = self.critics(b.obs, b.act)  # (E, B)
         critic_loss = (q_data - target).pow(2).mean(dim=1).sum()
-        self.critic_optim.zero_grad()
-        torch.autograd.backward(critic_loss)
-        self.critic_optim.step()
+        self.critic_optim.step(critic_loss)
 
         # 2. actor (delayed): λ Q_1(s, π(s)) − (π(s) − a)²
         act_pi: torch.Tensor | None = None
@@ -165,9 +163,7 @@ class TD3BC(OfflineAlgorithmBase[DeterministicPolicy, TTD3BCStats]):
             lmbda = self.alpha / q_pi.abs().mean().detach()
             bc_loss = F.mse_loss(act_pi, b.act)
             actor_loss = -lmbda * q_pi.mean() + bc_loss
-            self.actor_optim.zero_grad()
-            torch.autograd.backward(actor_loss)
-            self.actor_optim.step()
+            self.actor_optim.step(actor_loss)
             # 3. targets
             self._update_targets(self.tau)
             actor_values = (actor_loss, bc_loss, lmbda, q_pi.mean())

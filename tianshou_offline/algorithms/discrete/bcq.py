@@ -41,7 +41,7 @@ from tianshou.algorithm.optim import OptimizerFactory
 from tianshou.data.types import RolloutBatchProtocol
 from typing_extensions import TypeVar
 
-from tianshou_offline.algorithms.core import hard_update, to_floats
+from tianshou_offline.algorithms.core import to_floats
 from tianshou_offline.algorithms.discrete.base import DiscreteOfflineAlgorithm
 from tianshou_offline.algorithms.discrete.dataset import DiscreteTransitions
 from tianshou_offline.algorithms.discrete.policies import (
@@ -136,8 +136,8 @@ class DiscreteBCQ(DiscreteOfflineAlgorithm[DiscreteBCQPolicy, TDiscreteBCQStats]
         if not 0.0 <= gamma <= 1.0:
             raise ValueError(f"gamma={gamma}: expected a value in [0, 1]")
         self.model = policy.model
-        self.model_target = self._make_target(self.model)
-        self.optim = self._create_optimizer(self.model, optim, max_grad_norm)
+        self.model_target = self._add_target(self.model)
+        self.optim = self._make_optimizer(self.model, optim, max_grad_norm)
         self.gamma = gamma
         self.n_step = n_step_return_horizon
         self.target_update_freq = int(target_update_freq)
@@ -149,7 +149,7 @@ class DiscreteBCQ(DiscreteOfflineAlgorithm[DiscreteBCQPolicy, TDiscreteBCQStats]
     ) -> TDiscreteBCQStats:
         b = self._as_transitions(batch)
         if self.num_updates % self.target_update_freq == 0:
-            hard_update(self.model_target, self.model)
+            self._copy_targets()
         rows = torch.arange(len(b), device=b.act.device)
 
         # 1. target: the best allowed action at s' (online), valued by the target network

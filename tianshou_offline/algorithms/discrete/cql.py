@@ -45,7 +45,7 @@ from tianshou.algorithm.optim import OptimizerFactory
 from tianshou.data.types import RolloutBatchProtocol
 from typing_extensions import TypeVar
 
-from tianshou_offline.algorithms.core import hard_update, to_floats
+from tianshou_offline.algorithms.core import to_floats
 from tianshou_offline.algorithms.discrete.base import DiscreteOfflineAlgorithm
 from tianshou_offline.algorithms.discrete.dataset import DiscreteTransitions
 from tianshou_offline.algorithms.discrete.nets import QuantileQNet
@@ -259,14 +259,14 @@ class DiscreteCQL(DiscreteOfflineAlgorithm[QValuePolicy, TDiscreteCQLStats]):
         if target_update_freq < 0:
             raise ValueError(f"target_update_freq={target_update_freq}: expected >= 0")
         self.model = model
-        self.optim = self._create_optimizer(model, optim, max_grad_norm)
+        self.optim = self._make_optimizer(model, optim, max_grad_norm)
         self.min_q_weight = float(min_q_weight)
         self.gamma = gamma
         self.n_step = n_step_return_horizon
         self.target_update_freq = int(target_update_freq)
         self.kappa = float(kappa)
         self.double_q = double_q
-        self.model_target = self._make_target(model) if target_update_freq > 0 else None
+        self.model_target = self._add_target(model) if target_update_freq > 0 else None
         self.register_buffer(
             "tau_hat", quantile_midpoints(model.num_quantiles, policy.device), persistent=False
         )
@@ -277,7 +277,7 @@ class DiscreteCQL(DiscreteOfflineAlgorithm[QValuePolicy, TDiscreteCQLStats]):
     ) -> TDiscreteCQLStats:
         b = self._as_transitions(batch)
         if self.model_target is not None and self.num_updates % self.target_update_freq == 0:
-            hard_update(self.model_target, self.model)
+            self._copy_targets()
         rows = torch.arange(len(b), device=b.act.device)
 
         # 1. distributional target (QR-DQN, Algorithm 1)

@@ -42,7 +42,7 @@ from tianshou.algorithm.optim import OptimizerFactory
 from tianshou.data.types import RolloutBatchProtocol
 from typing_extensions import TypeVar
 
-from tianshou_offline.algorithms.core import hard_update, to_floats
+from tianshou_offline.algorithms.core import to_floats
 from tianshou_offline.algorithms.discrete.base import DiscreteOfflineAlgorithm
 from tianshou_offline.algorithms.discrete.dataset import DiscreteTransitions
 from tianshou_offline.algorithms.discrete.nets import DualHeadNet
@@ -155,8 +155,8 @@ class DiscreteCRR(DiscreteOfflineAlgorithm[DiscreteActorPolicy, TDiscreteCRRStat
         if beta <= 0:
             raise ValueError(f"beta={beta}: expected > 0")
         self.net = net
-        self.net_target = self._make_target(net) if target_update_freq > 0 else None
-        self.optim = self._create_optimizer(net, optim, max_grad_norm)
+        self.net_target = self._add_target(net) if target_update_freq > 0 else None
+        self.optim = self._make_optimizer(net, optim, max_grad_norm)
         self.gamma = gamma
         self.n_step = n_step_return_horizon
         self.policy_improvement_mode = policy_improvement_mode
@@ -171,7 +171,7 @@ class DiscreteCRR(DiscreteOfflineAlgorithm[DiscreteActorPolicy, TDiscreteCRRStat
     ) -> TDiscreteCRRStats:
         b = self._as_transitions(batch)
         if self.net_target is not None and self.num_updates % self.target_update_freq == 0:
-            hard_update(self.net_target, self.net)
+            self._copy_targets()
         rows = torch.arange(len(b), device=b.act.device)
 
         # 1. critic target: expected Q' under the target policy at s'

@@ -83,7 +83,7 @@ class DiscreteImitationLearning(
         max_grad_norm: float | None = None,
     ) -> None:
         super().__init__(policy=policy)
-        self.optim = self._create_optimizer(policy.actor, optim, max_grad_norm)
+        self.optim = self._make_optimizer(policy.actor, optim, max_grad_norm)
 
     def _update_with_batch(
         self, batch: RolloutBatchProtocol | DiscreteTransitions
