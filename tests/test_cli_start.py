@@ -38,7 +38,7 @@ with contextlib.redirect_stdout(out):
     except SystemExit as e:
         code = e.code
 print(json.dumps({"code": code, "help": out.getvalue(),
-                  "modules": sorted({m.split(".")[0] for m in sys.modules})}))
+                  "modules": sorted(m for m in sys.modules if "." not in m)}))
 """
 
 

@@ -15,7 +15,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "tianshou_offline"
 
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("errors", "_version"),  # the foundation: imports nothing of ours
+    ("errors", "_version", "progress"),  # the foundation: imports nothing of ours
     ("data", "algorithms"),  # the HDF5 format and loaders | offline algorithms; independent
     ("converters", "recording"),  # sources → the writer | episodes → the writer; independent
     ("quickstart",),  # workflows that combine the layers below

@@ -14,7 +14,14 @@ import argparse
 from collections.abc import Sequence
 
 from tianshou_offline._version import __version__
-from tianshou_offline.cli import convert, export, inspect, quickstart, record
+from tianshou_offline.cli import (
+    _no_tensorflow,  # noqa: F401  (first: no TensorFlow via TensorBoard)
+    convert,
+    export,
+    inspect,
+    quickstart,
+    record,
+)
 from tianshou_offline.cli._run import (
     ArgumentParser,
     UsageError,

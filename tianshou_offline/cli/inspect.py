@@ -56,7 +56,13 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         print(f"transitions:     {md.num_transitions}")
         print(
             f"episodes:        {stats['episodes']} "
-            f"({stats['terminated_episodes']} terminated, {stats['truncated_episodes']} truncated)"
+            f"({stats['terminated_episodes']} terminated, {stats['truncated_episodes']} truncated"
+            + (
+                f", {stats['cut_episodes']} cut: neither flag set, the data stops mid-episode"
+                if stats["cut_episodes"]
+                else ""
+            )
+            + ")"
         )
         if md.env_id:
             print(f"env id:          {md.env_id}")
@@ -93,7 +99,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         if stats["metadata_columns"]:
             print(f"episode metadata: {', '.join(stats['metadata_columns'])}")
     if args.plot:
-        out = plot_dataset(args.file, args.plot)
+        out = plot_dataset(args.file, args.plot, overwrite=args.overwrite)
         print(f"plot written to {out}", file=sys.stderr if args.json else sys.stdout)
     return 0
 
@@ -115,6 +121,7 @@ def register(sub: Subparsers) -> None:
     i.add_argument("file")
     i.add_argument("--plot", metavar="OUT.png", help="draw return/length histograms and actions")
     i.add_argument("--json", action="store_true", help="machine-readable output")
+    i.add_argument("--overwrite", action="store_true", help="replace an existing --plot file")
     i.set_defaults(func=cmd_inspect)
 
     rp = sub.add_parser("repair", help="rewrite a file whose recorder was killed, cleanly")

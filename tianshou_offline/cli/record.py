@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any, Literal
 
@@ -13,8 +12,8 @@ from tianshou_offline.cli._run import Subparsers, UsageError
 def cmd_record(args: argparse.Namespace) -> int:
     import gymnasium as gym
     import numpy as np
-    from tqdm import tqdm
 
+    from tianshou_offline.progress import progress
     from tianshou_offline.recording import EpisodeRecorder
     from tianshou_offline.recording.policies import make_policy
 
@@ -74,7 +73,7 @@ def cmd_record(args: argparse.Namespace) -> int:
     unit = "episode" if args.episodes is not None else "step"
     returns: list[float] = []
     try:
-        with tqdm(total=total, unit=unit, desc=f"recording {args.env}", file=sys.stderr) as bar:
+        with progress(total=total, unit=unit, desc=f"recording {args.env}") as bar:
             seed = args.seed
             while True:
                 if args.episodes is not None and episodes >= args.episodes:
@@ -90,7 +89,7 @@ def cmd_record(args: argparse.Namespace) -> int:
                     ep_return += float(rew)
                     done = terminated or truncated
                     steps += 1
-                    if unit == "step":
+                    if unit == "step" and steps <= total:  # the last episode may go past N
                         bar.update(1)
                 episodes += 1
                 returns.append(ep_return)

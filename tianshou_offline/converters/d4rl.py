@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from tianshou_offline.converters.d4rl_scores import D4RLDatasetInfo, find_dataset_info
 from tianshou_offline.converters.result import ConversionResult
@@ -37,6 +35,7 @@ from tianshou_offline.errors import (
     OutputExistsError,
     SourceNotFoundError,
 )
+from tianshou_offline.progress import progress as progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +162,8 @@ def convert_d4rl(
     :param nan_policy: non-finite rewards: ``"error"`` (refuse, default), ``"warn"`` (keep and
         log a warning) or ``"ignore"``.
     :param overwrite: replace an existing output.
-    :param progress: tqdm progress bar on stderr (None: only when stderr is a terminal).
+    :param progress: progress on stderr (a bar on a terminal, plain lines every 30 s
+        otherwise; False: none).
     :param chunk_rows: source rows read per chunk.
     :returns: the output, transition and episode counts; ``details`` holds ``source_rows``
         and ``rows_dropped``.
@@ -241,13 +241,12 @@ def convert_d4rl(
                 nan_policy="ignore",  # checked above, once, over the whole column
                 extra_attrs=extra_attrs,
             ) as writer,
-            tqdm(
+            progress_bar(
                 total=plan.n,
                 unit="row",
                 unit_scale=True,
                 desc=f"converting {dataset_id}",
-                file=sys.stderr,
-                disable=_disable(progress),
+                enabled=progress,
             ) as bar,
         ):
             for consumed, cols in iter_d4rl_chunks(plan, chunk_rows):

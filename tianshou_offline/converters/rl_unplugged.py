@@ -46,7 +46,6 @@ from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
-from tqdm import tqdm
 
 from tianshou_offline.converters._rlu_decode import (
     ChunkResult,
@@ -78,6 +77,7 @@ from tianshou_offline.errors import (
     SourceNotFoundError,
     TianshouOfflineError,
 )
+from tianshou_offline.progress import progress as progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -191,13 +191,12 @@ def download_file(url: str, dest: Path, *, progress: bool = True, timeout: float
             got = 0
             with (
                 open(tmp, "wb") as fh,
-                tqdm(
+                progress_bar(
                     total=total,
                     unit="B",
                     unit_scale=True,
-                    unit_divisor=1024,
                     desc=f"download {dest.name}",
-                    disable=not progress,
+                    enabled=progress,
                 ) as bar,
             ):
                 while True:
@@ -413,13 +412,8 @@ def convert_shard(
     workers = max(1, workers if workers is not None else (os.cpu_count() or 1))
     decoder_name, _ = png_decoder(decoder)
     file_size = src.stat().st_size
-    bar = tqdm(
-        total=file_size,
-        unit="B",
-        unit_scale=True,
-        unit_divisor=1024,
-        desc=f"convert {src.name}",
-        disable=not progress,
+    bar = progress_bar(
+        total=file_size, unit="B", unit_scale=True, desc=f"convert {src.name}", enabled=progress
     )
     reader = TFRecordChunkReader(src, max_records=chunk_records, on_read=bar.update)
     chunks = iter(reader)

@@ -33,7 +33,6 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-from tqdm import tqdm
 
 from tianshou_offline.converters.result import ConversionResult
 from tianshou_offline.data.format import Provenance
@@ -48,6 +47,7 @@ from tianshou_offline.errors import (
     OutputExistsError,
     SourceNotFoundError,
 )
+from tianshou_offline.progress import track
 
 log = logging.getLogger(__name__)
 
@@ -176,8 +176,12 @@ def convert_tfds(
     n_trans = n_eps = skipped = 0
     try:
         total = builder.info.splits[split].num_examples
-        for ep in tqdm(
-            iter_episodes(builder, split), total=total, desc=f"convert {name}", disable=not progress
+        for ep in track(
+            iter_episodes(builder, split),
+            total=total,
+            desc=f"convert {name}",
+            unit="episode",
+            enabled=progress,
         ):
             steps = ep["steps"]
             missing = [k for k in _STEP_KEYS if k not in steps]

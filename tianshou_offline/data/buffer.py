@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING, Any, cast
 
 import h5py
 import numpy as np
-from tqdm import tqdm
 
 from tianshou_offline.data.columns import buffer_from_columns
 from tianshou_offline.data.format import (
@@ -41,6 +40,8 @@ from tianshou_offline.data.format import (
 )
 from tianshou_offline.data.writer import BufferWriter, Compression
 from tianshou_offline.errors import DatasetFormatError, UnsafeDataError
+from tianshou_offline.progress import Progress
+from tianshou_offline.progress import progress as progress_bar
 
 if TYPE_CHECKING:
     import gymnasium as gym
@@ -59,7 +60,7 @@ _PROGRESS_BYTES = 1 << 30
 # --------------------------------------------------------------------------------------
 
 
-def _read_segments(ds: h5py.Dataset, segments: Segments, bar: tqdm | None) -> np.ndarray:
+def _read_segments(ds: h5py.Dataset, segments: Segments, bar: Progress | None) -> np.ndarray:
     total = sum(b - a for a, b in segments)
     out = np.empty((total, *ds.shape[1:]), dtype=ds.dtype)
     pos = 0
@@ -93,7 +94,7 @@ def _read_group(
     *,
     allow_pickle: bool,
     include_info: bool,
-    bar: tqdm | None,
+    bar: Progress | None,
     path: str = "",
 ) -> dict[str, Any]:
     out: dict[str, Any] = {}
@@ -157,7 +158,9 @@ def _tianshou_segments(f: h5py.File, layout: str) -> tuple[Segments, list[int]]:
             segs = [(off, off + length)]
         else:
             ins = (int(last_index[i]) - off + 1) % sub_size
-            segs = [(off + ins, off + sub_size), (off, off + ins)] if ins else [(off, off + sub_size)]
+            segs = (
+                [(off + ins, off + sub_size), (off, off + ins)] if ins else [(off, off + sub_size)]
+            )
         segments += [s for s in segs if s[1] > s[0]]
         pos += length
         cut_rows.append(pos - 1)
@@ -282,12 +285,12 @@ def _load_meta_layout(
         for _, ds in iter_datasets(meta)
     )
     show = progress if progress is not None else total_bytes >= _PROGRESS_BYTES
-    with tqdm(
+    with progress_bar(
         total=total_bytes,
         unit="B",
         unit_scale=True,
         desc=f"loading {Path(fname).name}",
-        disable=not show,
+        enabled=show,
     ) as bar:
         columns = _read_group(
             meta, segments, allow_pickle=allow_pickle, include_info=include_info, bar=bar

@@ -36,7 +36,6 @@ from typing import Any
 import h5py
 import numpy as np
 from tianshou.data import Batch, ReplayBuffer
-from tqdm import tqdm
 
 from tianshou_offline.data.columns import buffer_from_columns
 from tianshou_offline.data.format import (
@@ -49,6 +48,7 @@ from tianshou_offline.data.format import (
     open_h5,
 )
 from tianshou_offline.errors import DatasetFormatError
+from tianshou_offline.progress import progress as progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -439,8 +439,8 @@ def load_framestack_files(
     )
     show = progress if progress is not None else total * row_bytes >= (1 << 30)
     offset = 0
-    with tqdm(
-        total=total * row_bytes, unit="B", unit_scale=True, desc="loading", disable=not show
+    with progress_bar(
+        total=total * row_bytes, unit="B", unit_scale=True, desc="loading", enabled=show
     ) as bar:
         for info in infos:
             n = info["n"]

@@ -16,6 +16,7 @@ from tianshou_offline.data.format import (
     detect_layout,
     open_h5,
 )
+from tianshou_offline.errors import OutputExistsError
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,11 @@ def episode_table_from_flags(rew: np.ndarray, done: np.ndarray) -> tuple[np.ndar
     ends = np.flatnonzero(done)
     if n and (len(ends) == 0 or ends[-1] != n - 1):
         ends = np.append(ends, n - 1)
-    starts = np.concatenate([[0], ends[:-1] + 1]).astype(np.int64) if len(ends) else np.zeros(0, np.int64)
+    starts = (
+        np.concatenate([[0], ends[:-1] + 1]).astype(np.int64)
+        if len(ends)
+        else np.zeros(0, np.int64)
+    )
     lengths = (ends + 1 - starts).astype(np.int64)
     csum = np.concatenate([[0.0], np.cumsum(rew, dtype=np.float64)])
     returns = csum[ends + 1] - csum[starts]
@@ -127,8 +132,18 @@ def read_actions(path: str | os.PathLike[str], max_rows: int = 1_000_000) -> np.
         return np.asarray(ds[:n:stride])
 
 
-def plot_dataset(path: str | os.PathLike[str], out: str | os.PathLike[str]) -> Path:
-    """Draw return and length histograms and the action distribution to a PNG file."""
+def plot_dataset(
+    path: str | os.PathLike[str], out: str | os.PathLike[str], *, overwrite: bool = False
+) -> Path:
+    """Draw return and length histograms and the action distribution to a PNG file.
+
+    :param overwrite: replace an existing ``out``.
+    :raises OutputExistsError: ``out`` exists and ``overwrite`` is False.
+    """
+    if Path(out).exists() and not overwrite:
+        raise OutputExistsError(
+            f"{out}: output exists; pass overwrite=True (CLI: --overwrite) to replace it"
+        )
     import matplotlib
 
     matplotlib.use("Agg")
@@ -174,6 +189,7 @@ def summary(path: str | os.PathLike[str]) -> dict[str, Any]:
         "transitions": int(np.sum(t.lengths)),
         "terminated_episodes": int(np.sum(t.terminated)),
         "truncated_episodes": int(np.sum(t.truncated)),
+        "cut_episodes": int(np.sum(~(t.terminated | t.truncated))),
         "return": describe(t.returns),
         "length": describe(t.lengths),
         "metadata_columns": sorted(t.metadata),

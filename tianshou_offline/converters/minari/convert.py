@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -14,7 +13,6 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-from tqdm import tqdm
 
 from tianshou_offline.converters.minari.readers import (
     _ArrowFastReader,
@@ -46,6 +44,7 @@ from tianshou_offline.errors import (
     MissingDependencyError,
     OutputExistsError,
 )
+from tianshou_offline.progress import progress as progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +108,8 @@ def convert_minari(
     :param compression: output compression: None, ``"gzip"`` or ``"lzf"``.
     :param nan_policy: non-finite rewards: ``"error"`` (refuse), ``"warn"`` or ``"ignore"``.
     :param overwrite: replace an existing output.
-    :param progress: tqdm progress bar on stderr (None: only when stderr is a terminal).
+    :param progress: progress on stderr (a bar on a terminal, plain lines every 30 s
+        otherwise; False: none).
     :returns: the output, transition and episode counts; ``details["reader"]`` names the
         reader used.
     :raises MissingDependencyError: ``minari`` (or ``pyarrow`` for Arrow data) not installed.
@@ -219,12 +219,8 @@ def convert_minari(
             nan_policy="ignore",  # checked per episode below, reported once
             extra_attrs=extra_attrs,
         ) as writer,
-        tqdm(
-            total=len(ids),
-            unit="ep",
-            desc=f"converting {ds_id}",
-            file=sys.stderr,
-            disable=None if progress is None else not progress,
+        progress_bar(
+            total=len(ids), unit="episode", desc=f"converting {ds_id}", enabled=progress
         ) as bar,
     ):
         for block in block_iter:

@@ -8,14 +8,12 @@ import logging
 import os
 import secrets
 import shutil
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import h5py
 import numpy as np
-from tqdm import tqdm
 
 from tianshou_offline.converters.minari.source import (
     RESET_INFO_KEY,
@@ -34,6 +32,7 @@ from tianshou_offline.errors import (
     DataValidationError,
     OutputExistsError,
 )
+from tianshou_offline.progress import progress as progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +143,8 @@ def export_minari(
     :param jpeg_encoding: let Minari JPEG-encode image spaces (lossy); default stores raw arrays.
     :param author, author_email, algorithm_name, code_permalink, description: dataset metadata
         (defaults: those of the Minari dataset the buffer was converted from, if any).
-    :param progress: tqdm progress bar on stderr (None: only when stderr is a terminal).
+    :param progress: progress on stderr (a bar on a terminal, plain lines every 30 s
+        otherwise; False: none).
     :returns: the dataset's data directory.
     :raises OutputExistsError: a dataset with that id exists and ``overwrite`` is False.
     :raises DataValidationError: malformed id; empty buffer; infos Arrow cannot store.
@@ -297,12 +297,8 @@ def export_minari(
         )
         storage.update_metadata(dataset_meta)
         batch: list[Any] = []
-        with tqdm(
-            total=len(starts),
-            unit="ep",
-            desc=f"exporting {dataset_id}",
-            file=sys.stderr,
-            disable=None if progress is None else not progress,
+        with progress_bar(
+            total=len(starts), unit="episode", desc=f"exporting {dataset_id}", enabled=progress
         ) as bar:
             for i, (s, e) in enumerate(zip(starts.tolist(), ends.tolist(), strict=True)):
                 last_next = (
