@@ -26,7 +26,8 @@ Columns are chunked and resizable (chunks of about ``chunk_bytes``, a power of t
 In atomic mode without compression, whole chunks go to libhdf5 as they are
 (``H5Dwrite_chunk``, no copy into a chunk buffer), rows that would leave a chunk half-written
 wait for the next flush, and disk blocks are reserved ahead of the writes (Linux
-``fallocate``); the file's content is the same either way.
+``fallocate``); the file's content is the same either way. The writer decides what is
+written when; :class:`~tianshou_offline.data.h5io.H5Store` does the HDF5 I/O.
 
 Columns are numpy arrays whose first axis is time; ``obs``/``obs_next``/``info`` may be
 nested mappings (gymnasium ``Dict`` spaces) or tuples (``Tuple`` spaces, stored as groups
@@ -37,55 +38,29 @@ from __future__ import annotations
 
 import logging
 import os
-import secrets
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType, TracebackType
 from typing import Any, Literal
 
 import gymnasium as gym
-import h5py
 import numpy as np
 
 from tianshou_offline.data.format import (
-    DATA_TYPE_ATTR,
-    EPISODES_GROUP,
-    EXT_GROUP,
     FORMAT_NAME,
     FORMAT_VERSION,
-    META_GROUP,
     Provenance,
-    check_version,
-    committed_counts,
-    detect_layout,
-    iter_datasets,
-    open_h5,
     space_to_json,
     utc_now_iso,
 )
-from tianshou_offline.data.h5io import (
-    _PART_BYTES,
-    _extend,
-    _modify_attr,
-    _preallocate,
-    _put_attrs,
-    _write_block,
-    _write_rows,
-)
-from tianshou_offline.data.repair import repair_file
-from tianshou_offline.errors import (
-    DatasetFormatError,
-    DataValidationError,
-    OutputExistsError,
-    SourceNotFoundError,
-)
+from tianshou_offline.data.h5io import FileSpec, H5Store, Schema
+from tianshou_offline.errors import DataValidationError, OutputExistsError, SourceNotFoundError
 
 log = logging.getLogger(__name__)
 
 Compression = Literal["gzip", "lzf"] | None
 NanPolicy = Literal["error", "warn", "ignore"]
 
-_FLAG_KEYS = ("terminated", "truncated", "done")
 _DEFAULT_CHUNK_BYTES = 1 << 20
 _FLUSH_BYTES = 32 << 20
 
@@ -128,6 +103,8 @@ def _check_array(path: str, arr: np.ndarray) -> None:
 
 _NO_METADATA: Mapping[str, Any] = MappingProxyType({})
 """The metadata of episodes that have none (one shared, read-only mapping)."""
+
+
 def _split_rows(
     parts: Sequence[np.ndarray], rows: int
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -143,6 +120,57 @@ def _split_rows(
             head.append(part[:rows])
         return head, [part[rows:], *parts[i + 1 :]]
     return head, []
+
+
+class _PendingRows:
+    """Rows added but not yet written: for each column path, consecutive blocks of rows
+    (C-contiguous, of the column's dtype). Every column holds ``rows`` rows; ``nbytes`` is
+    the size of all the blocks."""
+
+    __slots__ = ("nbytes", "parts", "rows")
+
+    def __init__(
+        self, parts: dict[str, list[np.ndarray]] | None = None, rows: int = 0, nbytes: int = 0
+    ) -> None:
+        self.parts: dict[str, list[np.ndarray]] = {} if parts is None else parts
+        self.rows = rows
+        self.nbytes = nbytes
+
+    def add(self, cols: Sequence[tuple[str, np.ndarray]], schema: Schema, rows: int) -> None:
+        """Add ``rows`` rows of every column (``(path, array)`` pairs, converted to the
+        schema's dtype and made C-contiguous where they are not)."""
+        parts = self.parts
+        for path, arr in cols:
+            want = schema[path][1]
+            if arr.dtype != want or not arr.flags.c_contiguous:
+                arr = np.ascontiguousarray(arr, dtype=want)
+            parts.setdefault(path, []).append(arr)
+            self.nbytes += arr.nbytes
+        self.rows += rows
+
+    def split(self, rows: int) -> tuple[dict[str, list[np.ndarray]], _PendingRows]:
+        """The first ``rows`` rows of every column (views) and the pending rows after them."""
+        head: dict[str, list[np.ndarray]] = {}
+        left: dict[str, list[np.ndarray]] = {}
+        left_bytes = 0
+        for path, all_parts in self.parts.items():
+            head[path], rest = _split_rows(all_parts, rows)
+            if rest:
+                left[path] = rest
+                left_bytes += sum(a.nbytes for a in rest)
+        return head, _PendingRows(left, self.rows - rows, left_bytes)
+
+    def set_true(self, path: str, row: int) -> None:
+        """Set pending row ``row`` (0: the first pending row) of the bool column ``path``."""
+        offset = 0
+        parts = self.parts[path]
+        for i, arr in enumerate(parts):
+            if row < offset + arr.shape[0]:
+                arr = arr.copy()  # the pending part may be the caller's array
+                arr[row - offset] = True
+                parts[i] = arr
+                return
+            offset += arr.shape[0]
 
 
 class BufferWriter:
@@ -208,21 +236,12 @@ class BufferWriter:
         self.nan_policy = nan_policy
         self.extra_attrs = dict(extra_attrs or {})
 
-        self._file: h5py.File | None = None
-        self._datasets: dict[str, h5py.Dataset] = {}
-        self._preallocated = False
-        self._align = 0
-        """Rows at multiples of which every directly written column's chunks end (0: none)."""
-        self._direct_rows: dict[str, int] = {}
-        """Chunk rows of the columns whose whole chunks are written directly (atomic mode,
-        no compression)."""
-        self._tmp_path: Path | None = None
+        self._store: H5Store | None = None
+        """The file, from the first write on (or from the start when appending to one)."""
         self._closed = False
         self._schema: dict[str, tuple[tuple[int, ...], np.dtype[Any]]] | None = None
         self._meta_keys: list[str] | None = None
-        self._pending: dict[str, list[np.ndarray]] = {}
-        self._pending_rows = 0
-        self._pending_bytes = 0
+        self._pending = _PendingRows()
         self._written_rows = 0  # rows on disk
         self._total_rows = 0  # rows on disk + pending
         # episode table (committed on flush)
@@ -437,19 +456,12 @@ class BufferWriter:
         except BaseException:
             self._meta_keys = keys_before
             raise
-        if self._pending_bytes >= _FLUSH_BYTES and not self.append:
+        if self._pending.nbytes >= _FLUSH_BYTES and not self.append:
             # written before these rows join them: the last rows of a file stay pending
             # until close(), which writes their final chunk whole (see _write_rows)
             self._write_pending(final=False)
-        schema = self._schema
-        assert schema is not None
-        pending = self._pending
-        for path, arr in cols:
-            want = schema[path][1]
-            if arr.dtype != want or not arr.flags.c_contiguous:
-                arr = np.ascontiguousarray(arr, dtype=want)
-            pending.setdefault(path, []).append(arr)
-            self._pending_bytes += arr.nbytes
+        assert self._schema is not None
+        self._pending.add(cols, self._schema, n)
         # episode bookkeeping, vectorised: one segment sum per episode ending here
         base = self._total_rows
         if ends.size:
@@ -470,7 +482,6 @@ class BufferWriter:
         else:
             self._open_return += float(rew_arr.sum(dtype=np.float64))
         self._total_rows += n
-        self._pending_rows += n
 
     def end_episode(self, metadata: Mapping[str, Any] | None = None) -> None:
         """End the episode in progress at the last row added (``done`` set on that row)."""
@@ -500,24 +511,16 @@ class BufferWriter:
         try:
             if self._open_start < self._total_rows:
                 self.end_episode()
-            if self._total_rows == 0 and self._file is None:
+            if self._total_rows == 0 and self._store is None:
                 raise DataValidationError(
                     f"{self.path}: no transitions were written; nothing saved"
                 )
             self._write_pending(final=True)
             self._commit_episodes()
-            assert self._file is not None
-            self._finalize_attrs()
-            self._file.close()
-            self._set_file(None)
-            if self._preallocated and self._tmp_path is not None:
-                st = os.stat(self._tmp_path)
-                if st.st_blocks * 512 > st.st_size + (1 << 20):
-                    # blocks reserved past the end: released (the size does not change)
-                    os.truncate(self._tmp_path, st.st_size)
-            if not self.append and self._tmp_path is not None:
-                os.replace(self._tmp_path, self.path)
-                self._tmp_path = None
+            assert self._store is not None
+            if self._ep_start:
+                self._write_counts()
+            self._store.finish()
         except BaseException:
             self.abort()
             raise
@@ -526,15 +529,8 @@ class BufferWriter:
 
     def abort(self) -> None:
         """Discard everything not yet committed; in atomic mode nothing reaches ``path``."""
-        if self._file is not None:
-            try:
-                self._file.close()
-            except Exception:  # pragma: no cover - best effort cleanup
-                pass
-            self._set_file(None)
-        if self._tmp_path is not None and self._tmp_path.exists():
-            self._tmp_path.unlink()
-        self._tmp_path = None
+        if self._store is not None:
+            self._store.discard()
         self._closed = True
 
     def __enter__(self) -> BufferWriter:
@@ -551,10 +547,9 @@ class BufferWriter:
         else:
             if self.append:
                 # commit nothing more; what is on disk is complete episodes only
-                self._pending.clear()
-                if self._file is not None:
-                    self._file.close()
-                    self._set_file(None)
+                self._pending = _PendingRows()
+                if self._store is not None:
+                    self._store.close()
                 self._closed = True
             else:
                 self.abort()
@@ -623,19 +618,10 @@ class BufferWriter:
 
     def _set_done(self, row: int) -> None:
         if row >= self._written_rows:
-            # in the pending buffer
-            offset = self._written_rows
-            parts = self._pending["done"]
-            for i, arr in enumerate(parts):
-                if row < offset + arr.shape[0]:
-                    arr = arr.copy()  # the pending part may be the caller's array
-                    arr[row - offset] = True
-                    parts[i] = arr
-                    return
-                offset += arr.shape[0]
+            self._pending.set_true("done", row - self._written_rows)
         else:
-            assert self._file is not None
-            self._file[f"{META_GROUP}/done"][row] = True
+            assert self._store is not None
+            self._store.set_true("done", row)
 
     def _accept_schema(self, cols: Sequence[tuple[str, np.ndarray]]) -> None:
         if self._schema is None:
@@ -663,77 +649,10 @@ class BufferWriter:
                     f"column {path!r} has dtype {arr.dtype}; expected {dtype}"
                 )
 
-    # --- file creation
+    # --- the file (H5Store does the I/O)
 
-    def _chunk_rows(self, shape: tuple[int, ...], dtype: np.dtype[Any]) -> int:
-        """Rows per chunk: about ``chunk_bytes``, rounded to the nearest power of two (so
-        every column's chunks end at the same multiples of 2**17 rows and writers that add
-        rows in such blocks never leave a chunk half-written), at most 2**17 rows."""
-        row_bytes = max(1, int(np.prod(shape, dtype=np.int64)) * dtype.itemsize)
-        # small files get small chunks (HDF5 allocates whole chunks): never more rows per
-        # chunk than the first write holds (at least 1024)
-        cap = max(self._pending_rows, 1024)
-        rows = int(min(max(1, self.chunk_bytes // row_bytes), cap, 1 << 17))
-        lower = 1 << (rows.bit_length() - 1)
-        return lower if rows < lower * 3 // 2 or lower * 2 > cap else lower * 2
-
-    def _create_file(self) -> None:
-        assert self._schema is not None
-        if self.append:
-            self._tmp_path = self.path.with_name(
-                f".{self.path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-            )
-            f = h5py.File(self._tmp_path, "w", libver="latest")
-        else:
-            self._tmp_path = self.path.with_name(
-                f".{self.path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-            )
-            f = h5py.File(self._tmp_path, "w")
-        self._set_file(f)
-        # whole chunks go straight to the file when no filter transforms them and no reader
-        # can see the file before it is complete (atomic mode)
-        direct = not self.append and self.compression is None
-        meta = f.create_group(META_GROUP)
-        _put_attrs(meta, {DATA_TYPE_ATTR: "Batch"})
-        for path, (shape, dtype) in self._schema.items():
-            rows = self._create_column(meta, path, shape, dtype)
-            if direct and dtype.kind in "biufS":
-                self._direct_rows[path] = rows
-        rows = self._create_column(f, "_indices", (), np.dtype(np.int64))
-        if direct:
-            self._direct_rows["_indices"] = rows
-            # chunk rows are powers of two: the largest is a multiple of all the others;
-            # held-back rows (fewer than that) must stay a small part of a flush
-            align = max(self._direct_rows.values())
-            row_bytes = 8 + sum(
-                int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-                for shape, dtype in self._schema.values()
-            )
-            self._align = align if align * row_bytes <= _FLUSH_BYTES else 0
-        last_index = f.create_dataset("last_index", data=np.zeros(1, dtype=np.int64))
-        _put_attrs(last_index, {DATA_TYPE_ATTR: "ndarray"})
-        self._datasets["last_index"] = last_index
-        options = f.create_group("options")
-        _put_attrs(
-            options,
-            {
-                "stack_num": np.int64(self.stack_num),
-                "ignore_obs_next": np.bool_(not self.store_obs_next),
-                "save_only_last_obs": np.bool_(self.save_only_last_obs),
-                "sample_avail": np.bool_(False),
-            },
-        )
-        root: dict[str, Any] = {
-            key: np.int64(0)
-            for key in ("maxsize", "_size", "_insertion_idx", "_ep_len", "_ep_start_idx")
-        }
-        root["_ep_return"] = np.float64(0.0)
-        root["stack_num"] = np.int64(self.stack_num)
-        root["_save_obs_next"] = np.bool_(self.store_obs_next)
-        root["_save_only_last_obs"] = np.bool_(self.save_only_last_obs)
-        root["_sample_avail"] = np.bool_(False)
-        _put_attrs(f, root)
-        ext = f.create_group(EXT_GROUP)
+    def _header(self) -> dict[str, Any]:
+        """The attributes of ``/tianshou_offline`` in a new file (the counts start at 0)."""
         ea: dict[str, Any] = {
             "format": FORMAT_NAME,
             "format_version": np.int64(FORMAT_VERSION),
@@ -752,234 +671,99 @@ class BufferWriter:
         prov.created = utc_now_iso()
         ea.update(prov.to_attrs())
         ea.update({k: str(v) for k, v in self.extra_attrs.items()})
-        _put_attrs(ext, ea)
-        eps = f.create_group(EPISODES_GROUP)
-        for name, col_dtype in (("start", "<i8"), ("length", "<i8"), ("return", "<f8")):
-            self._create_column(eps, name, (), np.dtype(col_dtype), chunk_rows=1024)
-        if self._meta_keys or (self._ep_meta and self._ep_meta[0]):
-            keys = self._meta_keys or sorted(self._ep_meta[0])
-            md = eps.create_group("metadata")
-            first = self._ep_meta[0] if self._ep_meta else {}
-            for key in keys:
-                value = first.get(key)
-                if isinstance(value, str):
-                    dt: np.dtype[Any] = h5py.string_dtype("utf-8")
-                elif isinstance(value, bool):
-                    dt = np.dtype(bool)
-                elif isinstance(value, int):
-                    dt = np.dtype(np.int64)
-                else:
-                    dt = np.dtype(np.float64)
-                self._create_column(md, key, (), dt, chunk_rows=1024)
+        return ea
 
-    def _create_column(
-        self,
-        group: h5py.Group,
-        path: str,
-        shape: tuple[int, ...],
-        dtype: np.dtype[Any],
-        chunk_rows: int | None = None,
-    ) -> int:
-        """Create an empty resizable chunked column; returns its rows per chunk."""
-        rows = chunk_rows or self._chunk_rows(shape, dtype)
-        kwargs: dict[str, Any] = {}
-        if self.compression is not None:
-            kwargs["compression"] = self.compression
-            if self.compression_opts is not None:
-                kwargs["compression_opts"] = self.compression_opts
-        parent, _, name = path.rpartition("/")
-        g = group.require_group(parent) if parent else group
-        ds = g.create_dataset(
-            name,
-            shape=(0, *shape),
-            maxshape=(None, *shape),
-            chunks=(rows, *shape),
-            dtype=dtype,
-            **kwargs,
+    def _create_store(self) -> H5Store:
+        """Create the file (at a temporary path) for the schema, the pending rows and the
+        first episode's metadata keys."""
+        assert self._schema is not None
+        first = self._ep_meta[0] if self._ep_meta else {}
+        keys = self._meta_keys or sorted(first)
+        spec = FileSpec(
+            schema=self._schema,
+            header=self._header(),
+            stack_num=self.stack_num,
+            store_obs_next=self.store_obs_next,
+            save_only_last_obs=self.save_only_last_obs,
+            compression=self.compression,
+            compression_opts=self.compression_opts,
+            chunk_bytes=self.chunk_bytes,
+            first_rows=self._pending.rows,
+            flush_bytes=_FLUSH_BYTES,
+            metadata_examples={key: first.get(key) for key in keys},
         )
-        _put_attrs(ds, {DATA_TYPE_ATTR: "ndarray"})
-        self._datasets[ds.name.lstrip("/")] = ds  # saves a lookup by name later
-        return rows
+        return H5Store.create(self.path, spec, swmr=self.append)
 
     def _open_existing_for_append(self) -> None:
         """Continue a file written by an earlier append-mode writer (repairing it if needed)."""
-        with open_h5(self.path) as f:
-            if detect_layout(f) != "tianshou_offline":
-                raise DatasetFormatError(
-                    f"{self.path}: cannot append: not a tianshou-offline buffer file"
-                )
-            check_version(f)
-            swmr_crashed = f.swmr_mode
-            n, n_ep = committed_counts(f)
-            lengths = {p: ds.shape[0] for p, ds in iter_datasets(f[META_GROUP])}
-        if swmr_crashed or any(v != n for v in lengths.values()):
-            log.warning("%s: was not closed cleanly; keeping its %d committed episodes", self.path, n_ep)
-            repair_file(self.path)
-        f = h5py.File(self.path, "a", libver="latest")
-        try:
-            meta = f[META_GROUP]
-            self._schema = {
-                p: (tuple(ds.shape[1:]), ds.dtype) for p, ds in iter_datasets(meta)
-            }
-            self.store_obs_next = any(p.split("/")[0] == "obs_next" for p in self._schema)
-            self.stack_num = int(f.attrs.get("stack_num", 1))
-            self.save_only_last_obs = bool(f.attrs.get("_save_only_last_obs", False))
-            eps = f[EPISODES_GROUP]
-            if "metadata" in eps:
-                self._meta_keys = sorted(eps["metadata"].keys())
-            n, n_ep = committed_counts(f)
-            self._written_rows = self._total_rows = self._open_start = n
-            self._episodes_on_disk = n_ep
-            # keep python-side episode table complete for num_episodes
-            self._ep_start = [int(x) for x in eps["start"][:n_ep]]
-            self._ep_length = [int(x) for x in eps["length"][:n_ep]]
-            self._ep_return = [float(x) for x in eps["return"][:n_ep]]
-            self._ep_meta = [_NO_METADATA] * n_ep
-            f.swmr_mode = True
-        except BaseException:
-            f.close()
-            raise
-        self._set_file(f)
-
-    # --- writing
-
-    def _dataset(self, path: str) -> h5py.Dataset:
-        """The dataset at ``path`` in the open file (looked up once: h5py lookups are slow)."""
-        ds = self._datasets.get(path)
-        if ds is None:
-            assert self._file is not None
-            ds = self._datasets[path] = self._file[path]
-        return ds
-
-    def _set_file(self, f: h5py.File | None) -> None:
-        self._file = f
-        self._datasets = {}
+        store, committed = H5Store.open_for_append(self.path)
+        self._schema = committed.schema
+        self.store_obs_next = any(p.split("/")[0] == "obs_next" for p in committed.schema)
+        self.stack_num = committed.stack_num
+        self.save_only_last_obs = committed.save_only_last_obs
+        self._meta_keys = committed.metadata_keys
+        n = committed.num_transitions
+        self._written_rows = self._total_rows = self._open_start = n
+        # keep python-side episode table complete for num_episodes
+        self._ep_start = committed.episode_start
+        self._ep_length = committed.episode_length
+        self._ep_return = committed.episode_return
+        self._ep_meta = [_NO_METADATA] * len(committed.episode_start)
+        self._episodes_on_disk = len(committed.episode_start)
+        self._store = store
 
     def _write_pending(self, *, final: bool) -> None:
-        """Write the pending rows.
+        """Write the pending rows (creating the file at the first write).
 
         ``final`` (``flush``/``close``): all of them (the last chunk of each column is written
-        whole, see :func:`_write_rows`). Otherwise (enough rows are pending, more will come):
-        only up to the last multiple of ``_align`` rows, where every column's chunks end, so
-        that only whole chunks are written; the rows after it stay pending.
+        whole). Otherwise (enough rows are pending, more will come): only up to the last
+        multiple of the store's ``align`` rows, where every column's chunks end, so that only
+        whole chunks are written; the rows after it stay pending.
         """
-        if self._pending_rows == 0:
+        pending = self._pending
+        if pending.rows == 0:
             return
-        if self._file is None:
-            self._create_file()
-            if self.append:
-                self._finalize_attrs()
+        store = self._store
+        if store is None:
+            store = self._store = self._create_store()
+            if self.append and self._ep_start:
+                self._write_counts()
                 # first commit happens in the temp file; after it, rename and go SWMR
-        assert self._file is not None
         start = self._written_rows
-        stop = start + self._pending_rows
-        cut = stop if final or not self._align else stop - stop % self._align
+        stop = start + pending.rows
+        cut = stop if final or not store.align else stop - stop % store.align
         if cut <= start:
             return
-        schema = self._schema
-        assert schema is not None
-        if self._direct_rows:
-            # the rows about to be written (libhdf5's own structures come on top, so the
-            # file normally ends past the reserved blocks)
-            size = sum(a.nbytes for parts in self._pending.values() for a in parts)
-            self._preallocated |= _preallocate(self._file, size + 8 * (stop - start))
-        left: dict[str, list[np.ndarray]] = {}
-        left_bytes = 0
-        for path, all_parts in self._pending.items():
-            parts, rest = _split_rows(all_parts, cut - start)
-            if rest:
-                left[path] = rest
-                left_bytes += sum(a.nbytes for a in rest)
-            ds = self._dataset(f"{META_GROUP}/{path}")
-            _extend(ds, cut, schema[path][0])
-            direct = self._direct_rows.get(path)
-            row = start
-            small: list[np.ndarray] = []  # consecutive small parts are written as one block
-            for i, part in enumerate(parts):
-                if part.nbytes < _PART_BYTES:
-                    small.append(part)
-                    continue
-                if small:
-                    row = _write_rows(ds, row, small, direct)
-                    small = []
-                row = _write_rows(ds, row, [part], direct, final and i == len(parts) - 1)
-            if small:
-                row = _write_rows(ds, row, small, direct, final)
-            assert row == cut
-        idx = self._dataset("_indices")
-        _extend(idx, cut)
-        _write_rows(
-            idx,
-            start,
-            [np.arange(start, cut, dtype=np.int64)],
-            self._direct_rows.get("_indices"),
-            final,
-        )
-        self._pending = left
-        self._pending_rows = stop - cut
-        self._pending_bytes = left_bytes
+        # the rows about to be written (libhdf5's own structures come on top, so the file
+        # normally ends past the reserved blocks)
+        store.reserve(pending.nbytes + 8 * (stop - start))
+        rows, rest = pending.split(cut - start)
+        store.write_rows(start, rows, cut, final=final)
+        self._pending = rest
         self._written_rows = cut
 
     def _commit_episodes(self) -> None:
-        """Extend the episode table (written last: it is what readers trust) and flush."""
-        if self._file is None:
-            return
-        f = self._file
-        n_ep = len(self._ep_start)
+        """Extend the episode table (written last: it is what readers trust) and the counts;
+        append mode: flush (the first time, move the file into place and go SWMR)."""
+        store = self._store
         first = self._episodes_on_disk
-        if n_ep > first:
-            eps = f[EPISODES_GROUP]
-            if self.append:
-                f.flush()  # data rows reach the disk before the table that points at them
-            if self._meta_keys and "metadata" not in eps:
-                raise DataValidationError(
-                    f"{self.path}: episode metadata {self._meta_keys} appeared after the file "
-                    "was created without metadata; every episode must report the same keys"
-                )
-            cols: dict[str, np.ndarray] = {
-                "start": np.asarray(self._ep_start[first:], dtype=np.int64),
-                "length": np.asarray(self._ep_length[first:], dtype=np.int64),
-                "return": np.asarray(self._ep_return[first:], dtype=np.float64),
-            }
-            if "metadata" in eps:
-                md = eps["metadata"]
-                for k in md.keys():
-                    vals = [m.get(k) for m in self._ep_meta[first:]]
-                    cols[f"metadata/{k}"] = np.asarray(vals, dtype=md[k].dtype)
-            # length and start last: committed_counts() reads min(len(start), len(length))
-            for name in sorted(cols, key=lambda c: c in ("start", "length")):
-                ds = self._dataset(f"{EPISODES_GROUP}/{name}")
-                _extend(ds, n_ep)
-                if name.startswith("metadata/"):
-                    ds[first:n_ep] = cols[name]  # h5py converts str to its vlen strings
-                else:
-                    _write_block(ds, first, cols[name])
-            self._episodes_on_disk = n_ep
-            self._update_counts()
-            if self.append:
-                f.flush()
-                if self._tmp_path is not None:
-                    # first commit of a new append-mode file: move it into place, go SWMR
-                    f.close()
-                    os.replace(self._tmp_path, self.path)
-                    self._tmp_path = None
-                    reopened = h5py.File(self.path, "a", libver="latest")
-                    self._set_file(reopened)
-                    reopened.swmr_mode = True
+        if store is None or len(self._ep_start) <= first:
+            return
+        store.append_episodes(
+            first,
+            self._ep_start[first:],
+            self._ep_length[first:],
+            self._ep_return[first:],
+            self._ep_meta[first:],
+            self._meta_keys,
+        )
+        self._episodes_on_disk = len(self._ep_start)
+        self._write_counts()
+        if self.append:
+            store.publish()
 
-    def _update_counts(self) -> None:
-        assert self._file is not None
-        f = self._file
+    def _write_counts(self) -> None:
+        """Record the finished episodes' rows and count in the file."""
+        assert self._store is not None
         n = self._ep_start[-1] + self._ep_length[-1] if self._ep_start else 0
-        n_ep = len(self._ep_start)
-        ext = f[EXT_GROUP]
-        _modify_attr(ext, "num_transitions", np.int64(n))
-        _modify_attr(ext, "num_episodes", np.int64(n_ep))
-        _modify_attr(f, "maxsize", np.int64(n))
-        _modify_attr(f, "_size", np.int64(n))
-        _write_block(self._dataset("last_index"), 0, np.array([max(n - 1, 0)], dtype=np.int64))
-
-    def _finalize_attrs(self) -> None:
-        assert self._file is not None
-        if self._ep_start:
-            self._update_counts()
+        self._store.write_counts(n, len(self._ep_start))
