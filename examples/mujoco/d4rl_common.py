@@ -11,10 +11,20 @@
   against it (continuous actions, observation and action sizes) before any network is
   built; every problem is a typed error (one ``error:`` line, exit code 2, see
   :func:`~tianshou_offline.cli.example_args.run_example`).
-- :func:`train_and_evaluate`: TensorBoard logging, best (policy weights) and last
-  (algorithm weights + optimizer state) checkpoints, ``--resume-path``, ``--watch``, and a
-  final evaluation reporting the D4RL-normalised score when reference scores are known.
-  The log directory is made only then.
+- :func:`train_and_evaluate`: TensorBoard logging, best and last checkpoints,
+  ``--resume-path``, ``--watch``, and a final evaluation reporting the D4RL-normalised score
+  when reference scores are known. The log directory is made only then.
+
+Checkpoints, in ``--logdir/TASK/ALGO/SEED/TIME``:
+
+- ``policy.pt``, the best policy: a weights-only policy checkpoint
+  (:func:`~tianshou_offline.recording.policies.save_policy_checkpoint`: the policy's
+  ``state_dict`` with its sizes, flags and spaces). It replays with
+  ``tianshou-offline record --env TASK --policy .../policy.pt --episodes 10 -o out.hdf5`` and
+  resumes with ``--resume-path`` / ``--watch`` (which also read a bare ``state_dict`` saved by
+  earlier versions);
+- ``last.pt``, the algorithm's ``state_dict`` with its optimizers' (``--resume-path``
+  continues the run and its log).
 """
 
 from __future__ import annotations
@@ -47,6 +57,7 @@ from tianshou_offline.errors import (
     MissingDependencyError,
     SourceNotFoundError,
 )
+from tianshou_offline.recording.policies import CHECKPOINT_FORMAT, save_policy_checkpoint
 
 log = logging.getLogger("d4rl_example")
 
@@ -285,7 +296,7 @@ def train_and_evaluate(
     best_path, last_path = log_path / "policy.pt", log_path / "last.pt"
 
     def save_best_fn(algo: Any) -> None:
-        torch.save(algo.policy.state_dict(), best_path)
+        save_policy_checkpoint(best_path, algo.policy)  # replays with `record --policy`
 
     untyped: Any = algorithm  # Tianshou's Algorithm.state_dict (with optimizer states) is untyped
 
@@ -335,7 +346,8 @@ def train_and_evaluate(
         result["gradient_steps"] = info.update_step
         log.info("training done: best test return %.2f", info.best_reward)
         if best_path.exists():
-            algorithm.policy.load_state_dict(torch.load(best_path, weights_only=True))
+            best = torch.load(best_path, map_location=config.device, weights_only=True)
+            algorithm.policy.load_state_dict(_policy_weights(best))
 
     test_envs.seed(config.seed)
     test_collector.reset()
@@ -353,11 +365,18 @@ def train_and_evaluate(
         Collector[CollectStats](algorithm, render_env).collect(n_episode=1, render=config.render)
     if not config.watch:
         print(f"checkpoints: {best_path} (policy), {last_path} (algorithm)", flush=True)
+        if best_path.exists():
+            print(
+                f"replay the policy: tianshou-offline record --env {task} --policy {best_path} "
+                "--episodes 10 -o replay.hdf5",
+                flush=True,
+            )
     return result
 
 
 def _load_checkpoint(algorithm: OfflineAlgorithmBase[Any, Any], path: Path, device: str) -> None:
-    """``policy*.pt``: the policy's weights; anything else: the algorithm's state."""
+    """A policy checkpoint (``policy.pt``) or ``policy*.pt``: the policy's weights; anything
+    else: the algorithm's state."""
     try:
         state = torch.load(path, map_location=device, weights_only=True)
     except Exception as e:  # a text file, a truncated or pickled (non-weights) file
@@ -365,9 +384,10 @@ def _load_checkpoint(algorithm: OfflineAlgorithmBase[Any, Any], path: Path, devi
             f"{path}: not a weights checkpoint written by torch.save "
             f"({type(e).__name__}: {' '.join(str(e).split())[:80]}…)"
         ) from e
+    is_policy = isinstance(state, dict) and state.get("format") == CHECKPOINT_FORMAT
     try:
-        if path.name.startswith("policy"):
-            algorithm.policy.load_state_dict(state)
+        if is_policy or path.name.startswith("policy"):
+            algorithm.policy.load_state_dict(_policy_weights(state))
         else:
             algorithm.load_state_dict(state)
     except (RuntimeError, KeyError, TypeError, AttributeError) as e:
@@ -376,6 +396,14 @@ def _load_checkpoint(algorithm: OfflineAlgorithmBase[Any, Any], path: Path, devi
             f"--hidden-sizes or algorithm?): {' '.join(str(e).split())[:300]}"
         ) from e
     log.info("loaded %s", path)
+
+
+def _policy_weights(state: Any) -> Any:
+    """A policy checkpoint's ``state_dict`` (``policy.pt`` as written by this module), or
+    ``state`` itself (a bare ``state_dict``, as earlier versions wrote)."""
+    if isinstance(state, dict) and state.get("format") == CHECKPOINT_FORMAT:
+        return state.get("state_dict")
+    return state
 
 
 def setup(config: MujocoConfig) -> Dataset | None:

@@ -1,31 +1,60 @@
 """Policies that drive recording: random, the built-in scripted CartPole expert, and
-weights-only checkpoints of MLP policies (loaded with ``torch.load(weights_only=True)``;
-never unpickled).
+weights-only policy checkpoints (read with ``torch.load(weights_only=True)``: never
+unpickled).
 
-A checkpoint is a ``torch.save``d dict::
+Every policy the package saves replays with ``tianshou-offline record --policy FILE``
+(:func:`make_policy`). A checkpoint is a ``torch.save``d dict of plain data and tensors::
 
-    {"format": "tianshou-offline-policy", "version": 1,
-     "net": {"type": "mlp", "state_shape": [4], "action_shape": 2, "hidden_sizes": [64, 64]},
-     "action": {"type": "discrete"} | {"type": "continuous", "low": [...], "high": [...]},
-     "state_dict": {...}}
+    {"format": "tianshou-offline-policy", "version": 1 | 2,
+     "net": {...},                      # what rebuilds the networks (below)
+     "observation_space": {...},        # gymnasium spaces as JSON (data.format.space_to_dict);
+     "action_space": {...},             #   version 2 always, version 1 MLP files optionally
+     "action": {...},                   # version 1: the action space in short (below)
+     "state_dict": {name: tensor}}
 
-For a discrete action space the net outputs action values/logits and the policy takes the
-argmax; for a continuous one the net outputs the action in the env's units (clipped to
-the bounds).
+``net`` is one of
 
-Atari (stacked-frame) policies use ``"net": {"type": "atari", ...}`` (written by
-:func:`save_atari_checkpoint`, e.g. by ``examples/atari/atari_*.py``): the Nature-DQN conv
-trunk with a Q, quantile, BCQ or logits head. :func:`load_policy_checkpoint` also reads the
-``state_dict`` files Tianshou's own Atari DQN / QR-DQN examples save (``policy.pth``, e.g.
-from ``atari_qrdqn.py``), weights only; the architecture is inferred from the tensor shapes.
+- ``{"type": "continuous", "policy": "DeterministicPolicy" | "GaussianPolicy" | "BCQPolicy",
+  "normalize_obs": bool, "obs_norm_eps": float, "action_scaling": bool,
+  "squash": bool, "deterministic_eval": bool,   # GaussianPolicy
+  "num_candidate_actions": int,                 # BCQPolicy
+  "modules": {attribute: module spec}}`` (version 2, :func:`save_policy_checkpoint` given a
+  policy of :mod:`tianshou_offline.algorithms`): the policy is rebuilt with its class,
+  flags, spaces and networks, and ``state_dict`` is the policy's own (networks and
+  :class:`~tianshou_offline.algorithms.ObsNormalizer` statistics). A module spec is
+  ``{"type": "DeterministicActor" | "GaussianActor" | "VAE" | "Perturbation" |
+  "CriticEnsemble", "obs_dim": D, "act_dim": A, "hidden_sizes": [...], ...}`` with the
+  class's other constructor arguments (``conditioned_std``, ``log_std_bounds``;
+  ``latent_dim``, ``latent_clip``; ``phi``; ``num_critics``). The policy acts with its
+  deterministic action (Tianshou's ``Policy.compute_action``: the actor's output, a
+  Gaussian's mode; BCQ's best of its sampled candidates, from a generator seeded by
+  ``seed``) scaled to the action space's bounds.
+- ``{"type": "mlp", "state_shape": [4], "action_shape": 2, "hidden_sizes": [64, 64]}``
+  (version 1): a Tianshou ``Net`` with ``"action": {"type": "discrete", "n": 2, "start": 0}``
+  (argmax of its outputs) or ``{"type": "continuous", "low": [...], "high": [...],
+  "shape": [...]}`` (the output in the env's units, clipped to the bounds).
+- ``{"type": "atari", ...}`` (version 1, :func:`save_atari_checkpoint`, e.g. by
+  ``examples/atari/atari_*.py``): the Nature-DQN conv trunk with a Q, quantile, BCQ or
+  logits head.
+
+:func:`load_policy_checkpoint` also reads the ``state_dict`` files Tianshou's own Atari DQN /
+QR-DQN examples save (``policy.pth``, e.g. from ``atari_qrdqn.py``), weights only; the
+architecture is inferred from the tensor shapes.
+
+Before a policy acts, its observation and action spaces are checked against the env's
+(:class:`~tianshou_offline.errors.DataValidationError` naming the file, the field, what
+was found and what was expected): the observation shape, the action space's kind, size and
+bounds.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+import re
+import zipfile
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import gymnasium as gym
 import numpy as np
@@ -34,10 +63,24 @@ if TYPE_CHECKING:
     from tianshou.utils.net.common import Net
     from torch import nn
 
-from tianshou_offline.errors import DatasetFormatError, SourceNotFoundError
+    from tianshou_offline.algorithms import ContinuousPolicy
+
+from tianshou_offline.errors import (
+    DatasetFormatError,
+    DataValidationError,
+    SourceNotFoundError,
+    TianshouOfflineError,
+    UnsafeDataError,
+)
 
 CHECKPOINT_FORMAT = "tianshou-offline-policy"
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2
+"""The newest checkpoint version read and written. Version 2 added the continuous policies
+(``net.type == "continuous"``); MLP and Atari checkpoints are still written as version 1, so
+that older readers load them."""
+
+POLICY_CHOICES = "'random', 'scripted' (the CartPole-v1 expert) or a policy checkpoint file"
+"""What ``--policy`` accepts, for messages."""
 
 AtariHead = Literal["q", "quantiles", "bcq", "logits"]
 """How an Atari checkpoint acts: ``argmax`` of Q-values (``"q"``), of quantile means
@@ -72,6 +115,162 @@ def random_policy(space: gym.Space[Any], seed: int | None = None) -> ActFn:
     return lambda _obs: space.sample()
 
 
+# --------------------------------------------------------------------------------------
+# reading and writing checkpoint files
+# --------------------------------------------------------------------------------------
+
+
+def _write(payload: dict[str, Any], path: Path) -> Path:
+    """``torch.save`` atomically (a temporary file renamed into place)."""
+    import torch
+
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def _describe_bytes(p: Path) -> str:
+    """What a file that ``torch.load`` cannot read looks like, for the message."""
+    with open(p, "rb") as fh:
+        head = fh.read(64)
+    if not head:
+        return "an empty file"
+    if head.startswith(b"\x89HDF"):
+        return "an HDF5 file (a dataset? datasets go to -o, policies to --policy)"
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return f"binary data starting with {head[:8]!r}"
+    shown = " ".join(text.split())[:40]
+    return f"text ({shown!r}…)" if shown else "blank text"
+
+
+def _read(p: Path) -> Any:
+    """The checkpoint's payload, loaded weights-only.
+
+    :raises SourceNotFoundError: no such file.
+    :raises DatasetFormatError: a directory, or not a ``torch.save`` file.
+    :raises UnsafeDataError: it holds pickled objects other than tensors and plain data.
+    """
+    import pickle
+
+    import torch
+
+    if not p.exists():
+        raise SourceNotFoundError(f"{p}: no such policy checkpoint (expected {POLICY_CHOICES})")
+    if p.is_dir():
+        raise DatasetFormatError(f"{p}: is a directory; expected a weights-only policy checkpoint")
+    try:
+        return torch.load(p, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:  # torch's weights-only unpickler refused an object
+        if "weights only" in str(e).lower():
+            names = re.findall(r"GLOBAL ([\w.]+)", str(e))
+            what = f" (e.g. {names[0]})" if names else ""
+            raise UnsafeDataError(
+                f"{p}: not a weights-only policy checkpoint: it holds pickled objects{what}, "
+                "which are never unpickled here; expected a file of tensors and plain data "
+                "written by save_policy_checkpoint"
+            ) from e
+        found = _describe_bytes(p)
+        raise DatasetFormatError(
+            f"{p}: not a weights-only policy checkpoint: found {found}; expected a torch.save "
+            "file written by save_policy_checkpoint (or a Tianshou Atari policy.pth)"
+        ) from e
+    except Exception as e:  # text, truncated archives, …: torch raises many types
+        found = _describe_bytes(p) if not zipfile.is_zipfile(p) else "a damaged torch.save file"
+        raise DatasetFormatError(
+            f"{p}: not a weights-only policy checkpoint: found {found} "
+            f"({type(e).__name__}); expected a torch.save file written by "
+            "save_policy_checkpoint (or a Tianshou Atari policy.pth)"
+        ) from e
+
+
+def read_policy_state_dict(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The weights of a policy file: a checkpoint's ``state_dict``, or the file itself when it
+    is a bare ``state_dict`` (``torch.save(policy.state_dict())``). For code that rebuilds the
+    policy itself (``--resume-path`` of the MuJoCo examples).
+
+    :raises SourceNotFoundError: no such file.
+    :raises DatasetFormatError: not a weights-only ``torch.save`` file of tensors.
+    """
+    p = Path(path)
+    payload = _read(p)
+    if isinstance(payload, dict) and payload.get("format") == CHECKPOINT_FORMAT:
+        payload = payload.get("state_dict")
+    if not isinstance(payload, dict):
+        raise DatasetFormatError(
+            f"{p}: holds a {type(payload).__name__}; expected a policy checkpoint or state_dict"
+        )
+    return payload
+
+
+# --------------------------------------------------------------------------------------
+# the checkpoint's spaces against the env's
+# --------------------------------------------------------------------------------------
+
+
+def _one_line(space: gym.Space[Any]) -> str:
+    return " ".join(str(space).split())
+
+
+def _squeezed(shape: Sequence[int] | None) -> tuple[int, ...]:
+    return tuple(int(d) for d in (shape or ()) if int(d) != 1)
+
+
+def _obs_mismatch(found: tuple[int, ...] | gym.Space[Any], env: gym.Space[Any]) -> str | None:
+    """None when observations of ``env`` fit a policy made for ``found`` (a shape, or a
+    space), else ``"found …; expected …"``. Bounds are not compared (the same env's bounds
+    differ between versions); sizes of 1 are ignored (``(1, 84, 84)`` is ``(84, 84)``)."""
+    if isinstance(found, gym.Space) and not isinstance(found, gym.spaces.Box):
+        if type(found) is type(env) and found == env:
+            return None
+        return f"is {_one_line(found)}; expected {_one_line(env)}"
+    shape = tuple(found.shape or ()) if isinstance(found, gym.spaces.Box) else found
+    if not isinstance(env, gym.spaces.Box):
+        return f"has shape {shape}; expected {_one_line(env)}"
+    if _squeezed(shape) != _squeezed(env.shape):
+        return f"has shape {shape}; expected shape {tuple(env.shape or ())}"
+    return None
+
+
+def _act_mismatch(found: gym.Space[Any], env: gym.Space[Any]) -> str | None:
+    """None when ``env``'s actions are the policy's (kind, size, start, bounds), else
+    ``"found …; expected …"``."""
+    expected = f"expected {_one_line(env)}"
+    if isinstance(found, gym.spaces.Discrete) and isinstance(env, gym.spaces.Discrete):
+        if int(found.n) == int(env.n) and int(found.start) == int(env.start):
+            return None
+        return f"is {_one_line(found)}; {expected}"
+    if isinstance(found, gym.spaces.Box) and isinstance(env, gym.spaces.Box):
+        if tuple(found.shape or ()) != tuple(env.shape or ()):
+            return f"is {_one_line(found)}; {expected} (another action size)"
+        same = np.allclose(found.low, env.low, equal_nan=True) and np.allclose(
+            found.high, env.high, equal_nan=True
+        )
+        if same:
+            return None
+        return f"is {_one_line(found)}; {expected} (other action bounds)"
+    return f"is {_one_line(found)}; {expected}"
+
+
+def _check(p: Path, field: str, mismatch: str | None, env_name: str | None, what: str) -> None:
+    if mismatch is None:
+        return
+    env = f"{env_name}'s {what}" if env_name else f"the env's {what}"
+    raise DataValidationError(
+        f"{p}: field {field!r} {mismatch} ({env}): the policy was made for another environment"
+    )
+
+
+# --------------------------------------------------------------------------------------
+# MLP policies (Tianshou Net)
+# --------------------------------------------------------------------------------------
+
+
 def _action_spec(space: gym.Space[Any]) -> dict[str, Any]:
     if isinstance(space, gym.spaces.Discrete):
         return {"type": "discrete", "n": int(space.n), "start": int(space.start)}
@@ -85,6 +284,21 @@ def _action_spec(space: gym.Space[Any]) -> dict[str, Any]:
     raise ValueError(f"policy checkpoints support Discrete and Box actions, not {space}")
 
 
+def _action_space_of(action: Mapping[str, Any]) -> gym.Space[Any]:
+    """The action space a version-1 ``"action"`` field describes."""
+    if action["type"] == "discrete":
+        if "n" not in action:  # the oldest files: the size is the net's action_shape
+            raise KeyError("n")
+        return gym.spaces.Discrete(int(action["n"]), start=int(action.get("start", 0)))
+    shape = tuple(int(x) for x in action["shape"])
+    low = np.asarray(action["low"], dtype=np.float32).reshape(shape)
+    high = np.asarray(action["high"], dtype=np.float32).reshape(shape)
+    return gym.spaces.Box(low, high, shape=shape, dtype=np.float32)
+
+
+@overload
+def save_policy_checkpoint(path: str | os.PathLike[str], net: ContinuousPolicy) -> Path: ...
+@overload
 def save_policy_checkpoint(
     path: str | os.PathLike[str],
     net: Net,
@@ -92,32 +306,354 @@ def save_policy_checkpoint(
     state_shape: Sequence[int],
     action_space: gym.Space[Any],
     hidden_sizes: Sequence[int],
+    observation_space: gym.Space[Any] | None = None,
+) -> Path: ...
+def save_policy_checkpoint(
+    path: str | os.PathLike[str],
+    net: Net | ContinuousPolicy,
+    *,
+    state_shape: Sequence[int] | None = None,
+    action_space: gym.Space[Any] | None = None,
+    hidden_sizes: Sequence[int] | None = None,
+    observation_space: gym.Space[Any] | None = None,
 ) -> Path:
-    """Save an MLP policy's weights with the architecture needed to rebuild it."""
-    import torch
+    """Save a policy's weights with what rebuilds it, so that
+    ``tianshou-offline record --policy PATH`` replays it (written atomically).
+
+    - A policy of :mod:`tianshou_offline.algorithms` (``DeterministicPolicy``,
+      ``GaussianPolicy``, ``BCQPolicy`` with the package's networks): pass it alone; its
+      spaces, flags and network sizes are read from it (version 2).
+    - A Tianshou MLP ``Net`` (e.g. the actor of Tianshou's ``ImitationPolicy``): pass
+      ``state_shape``, ``action_space`` and ``hidden_sizes`` (version 1);
+      ``observation_space`` is stored too when given.
+
+    :raises ValueError: a network this format cannot describe.
+    """
+    from tianshou_offline.algorithms import ContinuousPolicy
 
     p = Path(path)
+    if isinstance(net, ContinuousPolicy):
+        return _write(_continuous_payload(net), p)
+    if state_shape is None or action_space is None or hidden_sizes is None:
+        raise ValueError("an MLP Net needs state_shape, action_space and hidden_sizes")
+    from tianshou_offline.data.format import space_to_dict
+
     action_shape: int | list[int] = (
         int(action_space.n)
         if isinstance(action_space, gym.spaces.Discrete)
         else list(action_space.shape or ())
     )
-    payload = {
+    payload: dict[str, Any] = {
         "format": CHECKPOINT_FORMAT,
-        "version": CHECKPOINT_VERSION,
+        "version": 1,
         "net": {
             "type": "mlp",
-            "state_shape": list(state_shape),
+            "state_shape": [int(x) for x in state_shape],
             "action_shape": action_shape,
-            "hidden_sizes": list(hidden_sizes),
+            "hidden_sizes": [int(h) for h in hidden_sizes],
         },
         "action": _action_spec(action_space),
-        "state_dict": net.state_dict(),
+        "action_space": space_to_dict(action_space),
+        "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
     }
-    tmp = p.with_name(f".{p.name}.tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, p)
-    return p
+    if observation_space is not None:
+        payload["observation_space"] = space_to_dict(observation_space)
+    return _write(payload, p)
+
+
+def _mlp_act_fn(p: Path, payload: Mapping[str, Any]) -> ActFn:
+    import torch
+    from tianshou.utils.net.common import Net
+
+    spec = payload["net"]
+    action = payload["action"]
+    net = Net(
+        state_shape=tuple(int(x) for x in spec["state_shape"]),
+        action_shape=spec["action_shape"],
+        hidden_sizes=tuple(int(h) for h in spec["hidden_sizes"]),
+    )
+    _load_weights(p, net, payload["state_dict"])
+    net.eval()
+    start = int(action.get("start", 0))
+    if action["type"] == "discrete":
+
+        @torch.no_grad()
+        def act_discrete(obs: Any) -> int:
+            out, _ = net(torch.as_tensor(np.asarray(obs, dtype=np.float32)[None]))
+            return int(out.argmax(dim=-1).item()) + start
+
+        return act_discrete
+    shape = tuple(int(x) for x in action["shape"])
+    low = np.asarray(action["low"], dtype=np.float32).reshape(shape)
+    high = np.asarray(action["high"], dtype=np.float32).reshape(shape)
+
+    @torch.no_grad()
+    def act_continuous(obs: Any) -> np.ndarray:
+        out, _ = net(torch.as_tensor(np.asarray(obs, dtype=np.float32)[None]))
+        clipped: np.ndarray = np.clip(out.numpy()[0].reshape(shape), low, high)
+        return clipped
+
+    return act_continuous
+
+
+def _load_weights(p: Path, module: nn.Module, state: Any) -> None:
+    if not isinstance(state, dict):
+        raise DatasetFormatError(
+            f"{p}: field 'state_dict' is a {type(state).__name__}; expected tensors by name"
+        )
+    try:
+        module.load_state_dict(state)
+    except (RuntimeError, KeyError, TypeError, ValueError) as e:
+        raise DatasetFormatError(
+            f"{p}: field 'state_dict' does not fit the networks of field 'net' "
+            f"({' '.join(str(e).split())[:240]})"
+        ) from e
+
+
+# --------------------------------------------------------------------------------------
+# continuous policies of tianshou_offline.algorithms
+# --------------------------------------------------------------------------------------
+
+_POLICY_MODULES = {
+    "DeterministicPolicy": ("actor",),
+    "GaussianPolicy": ("actor",),
+    "BCQPolicy": ("vae", "perturbation", "critics"),
+}
+"""The networks each policy class owns, by attribute (its constructor's argument)."""
+
+
+def _mlp_sizes(mlp: nn.Module) -> tuple[list[int], int, list[int]]:
+    """``(in_dims, out_dim, hidden_sizes)`` of an :class:`~tianshou_offline.algorithms.MLP`,
+    read from its layers (``out_dim`` 0: no output layer)."""
+    from torch import nn
+
+    from tianshou_offline.algorithms import MLP
+
+    if not isinstance(mlp, MLP):
+        raise ValueError(f"expected an MLP, found a {type(mlp).__name__}")
+    widths = [int(mlp.first.weight.shape[0])] + [
+        int(m.out_features) for m in mlp.rest if isinstance(m, nn.Linear)
+    ]
+    in_dims = [int(d) for d in mlp.first.in_dims]
+    if len(mlp.rest) == 0 or isinstance(mlp.rest[-1], nn.Linear):  # an output layer
+        return in_dims, widths[-1], widths[:-1]
+    return in_dims, 0, widths
+
+
+def _module_spec(module: nn.Module, where: str) -> dict[str, Any]:
+    """What rebuilds one of the continuous-control networks (see the module docstring)."""
+    from tianshou_offline.algorithms import (
+        VAE,
+        CriticEnsemble,
+        DeterministicActor,
+        GaussianActor,
+        Perturbation,
+    )
+
+    kind = type(module)
+    if kind is DeterministicActor or kind is GaussianActor or kind is Perturbation:
+        in_dims, out_dim, hidden = _mlp_sizes(module.get_submodule("net"))
+        spec: dict[str, Any] = {
+            "type": kind.__name__,
+            "obs_dim": in_dims[0],
+            "act_dim": out_dim,
+            "hidden_sizes": hidden,
+        }
+        if isinstance(module, GaussianActor):
+            spec["act_dim"] = int(module.act_dim)
+            spec["conditioned_std"] = bool(module.conditioned_std)
+            spec["log_std_bounds"] = [float(module.log_std_min), float(module.log_std_max)]
+        if isinstance(module, Perturbation):
+            spec["phi"] = float(module.phi)
+        return spec
+    if kind is VAE:
+        assert isinstance(module, VAE)
+        in_dims, _, hidden = _mlp_sizes(module.encoder)
+        return {
+            "type": "VAE",
+            "obs_dim": in_dims[0],
+            "act_dim": in_dims[1],
+            "hidden_sizes": hidden,
+            "latent_dim": int(module.latent_dim),
+            "latent_clip": float(module.latent_clip),
+        }
+    if kind is CriticEnsemble:
+        assert isinstance(module, CriticEnsemble)
+        return {
+            "type": "CriticEnsemble",
+            "obs_dim": int(module.obs_dim),
+            "act_dim": int(module.act_dim),
+            "hidden_sizes": [int(w.shape[-1]) for w in list(module.weights)[:-1]],
+            "num_critics": int(module.num_critics),
+        }
+    raise ValueError(
+        f"{where} is a {kind.__name__}; policy checkpoints describe DeterministicActor, "
+        "GaussianActor, VAE, Perturbation and CriticEnsemble networks"
+    )
+
+
+def _build_module(spec: Mapping[str, Any]) -> nn.Module:
+    from tianshou_offline.algorithms import (
+        VAE,
+        CriticEnsemble,
+        DeterministicActor,
+        GaussianActor,
+        Perturbation,
+    )
+
+    kind = spec["type"]
+    obs_dim, act_dim = int(spec["obs_dim"]), int(spec["act_dim"])
+    hidden = [int(h) for h in spec["hidden_sizes"]]
+    if kind == "DeterministicActor":
+        return DeterministicActor(obs_dim, act_dim, hidden)
+    if kind == "GaussianActor":
+        lo, hi = (float(x) for x in spec["log_std_bounds"])
+        return GaussianActor(
+            obs_dim,
+            act_dim,
+            hidden,
+            conditioned_std=bool(spec["conditioned_std"]),
+            log_std_bounds=(lo, hi),
+        )
+    if kind == "VAE":
+        return VAE(
+            obs_dim,
+            act_dim,
+            hidden,
+            latent_dim=int(spec["latent_dim"]),
+            latent_clip=float(spec["latent_clip"]),
+        )
+    if kind == "Perturbation":
+        return Perturbation(obs_dim, act_dim, hidden, phi=float(spec["phi"]))
+    if kind == "CriticEnsemble":
+        return CriticEnsemble(obs_dim, act_dim, hidden, num_critics=int(spec["num_critics"]))
+    raise ValueError(f"unknown network type {kind!r}")
+
+
+def _build_policy(
+    spec: Mapping[str, Any], observation_space: gym.Space[Any], action_space: gym.Space[Any]
+) -> ContinuousPolicy:
+    from tianshou_offline.algorithms import (
+        VAE,
+        BCQPolicy,
+        ContinuousPolicy,
+        CriticEnsemble,
+        DeterministicPolicy,
+        GaussianPolicy,
+        Perturbation,
+    )
+
+    kind = spec["policy"]
+    if kind not in _POLICY_MODULES:
+        raise ValueError(f"unknown policy type {kind!r}")
+    modules = {name: _build_module(spec["modules"][name]) for name in _POLICY_MODULES[kind]}
+    common: dict[str, Any] = {
+        "action_space": action_space,
+        "observation_space": observation_space,
+        "normalize_obs": bool(spec["normalize_obs"]),
+        "action_scaling": bool(spec["action_scaling"]),
+    }
+    policy: ContinuousPolicy
+    if kind == "DeterministicPolicy":
+        policy = DeterministicPolicy(actor=modules["actor"], **common)
+    elif kind == "GaussianPolicy":
+        policy = GaussianPolicy(
+            actor=modules["actor"],
+            squash=bool(spec["squash"]),
+            deterministic_eval=bool(spec["deterministic_eval"]),
+            **common,
+        )
+    else:
+        vae, perturbation, critics = modules["vae"], modules["perturbation"], modules["critics"]
+        assert isinstance(vae, VAE) and isinstance(perturbation, Perturbation)
+        assert isinstance(critics, CriticEnsemble)
+        policy = BCQPolicy(
+            vae=vae,
+            perturbation=perturbation,
+            critics=critics,
+            num_candidate_actions=int(spec["num_candidate_actions"]),
+            **common,
+        )
+    assert isinstance(policy, ContinuousPolicy)
+    policy.obs_normalizer.eps = float(spec.get("obs_norm_eps", policy.obs_normalizer.eps))
+    return policy
+
+
+def _continuous_payload(policy: ContinuousPolicy) -> dict[str, Any]:
+    """The version-2 checkpoint of a policy; rebuilt and reloaded once here, so that a
+    checkpoint that is written also loads."""
+    from tianshou_offline.algorithms import BCQPolicy, GaussianPolicy
+    from tianshou_offline.data.format import space_to_dict
+
+    kind = type(policy).__name__
+    if kind not in _POLICY_MODULES:
+        raise ValueError(
+            f"policy checkpoints describe {', '.join(_POLICY_MODULES)}; not a {kind} "
+            "(a subclass may have other networks)"
+        )
+    spec: dict[str, Any] = {
+        "type": "continuous",
+        "policy": kind,
+        "normalize_obs": bool(policy.obs_normalizer.enabled),
+        "obs_norm_eps": float(policy.obs_normalizer.eps),
+        "action_scaling": bool(policy.action_scaling),
+        "modules": {
+            name: _module_spec(policy.get_submodule(name), f"{kind}.{name}")
+            for name in _POLICY_MODULES[kind]
+        },
+    }
+    if isinstance(policy, GaussianPolicy):
+        spec["squash"] = bool(policy.squash)
+        spec["deterministic_eval"] = bool(policy.deterministic_eval)
+    if isinstance(policy, BCQPolicy):
+        spec["num_candidate_actions"] = int(policy.num_candidate_actions)
+    state = {k: v.detach().cpu() for k, v in policy.state_dict().items()}
+    assert policy.observation_space is not None  # ContinuousPolicy requires one
+    try:
+        _build_policy(spec, policy.observation_space, policy.action_space).load_state_dict(state)
+    except (RuntimeError, KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"cannot describe this {kind}'s networks: {e}") from e
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "version": 2,
+        "net": spec,
+        "observation_space": space_to_dict(policy.observation_space),
+        "action_space": space_to_dict(policy.action_space),
+        "state_dict": state,
+    }
+
+
+def _continuous_act_fn(policy: ContinuousPolicy, seed: int | None) -> ActFn:
+    """Act with the policy's deterministic action in the env's units. Random draws (BCQ's
+    candidates) come from a private generator seeded by ``seed``: torch's global one is
+    left as it was."""
+    import torch
+
+    policy.eval()
+    space = policy.action_space
+    assert isinstance(space, gym.spaces.Box)
+    shape, dtype = tuple(space.shape), space.dtype
+    generator = torch.Generator()
+    if seed is None:
+        generator.seed()
+    else:
+        generator.manual_seed(seed)
+    rng_state = generator.get_state()
+
+    def act(obs: Any) -> np.ndarray:
+        nonlocal rng_state
+        with torch.random.fork_rng(devices=[]):
+            torch.set_rng_state(rng_state)
+            action = policy.compute_action(np.asarray(obs, dtype=np.float32))
+            rng_state = torch.get_rng_state()
+        return np.asarray(action, dtype=dtype).reshape(shape)
+
+    return act
+
+
+# --------------------------------------------------------------------------------------
+# loading any checkpoint
+# --------------------------------------------------------------------------------------
 
 
 def load_policy_checkpoint(
@@ -125,6 +661,10 @@ def load_policy_checkpoint(
     *,
     scale_obs: bool | None = None,
     num_actions: int | None = None,
+    observation_space: gym.Space[Any] | None = None,
+    action_space: gym.Space[Any] | None = None,
+    env_name: str | None = None,
+    seed: int | None = None,
 ) -> ActFn:
     """Load a policy checkpoint as an obs → action function: one written by
     :func:`save_policy_checkpoint` / :func:`save_atari_checkpoint`, or a Tianshou Atari
@@ -133,69 +673,120 @@ def load_policy_checkpoint(
     :param scale_obs: Atari nets only: divide pixels by 255 (default: the checkpoint's own
         setting; unscaled for Tianshou checkpoints, as Tianshou's ``--scale-obs 0`` default).
     :param num_actions: the env's number of actions; tells a Tianshou QR-DQN checkpoint
-        (``A × N`` outputs) from a DQN one (``A`` outputs).
+        (``A × N`` outputs) from a DQN one (``A`` outputs). Default: ``action_space.n``.
+    :param observation_space: the env's; when given (with ``action_space``), the
+        checkpoint's spaces are checked against them before anything is built.
+    :param action_space: the env's.
+    :param env_name: names the env in mismatch messages (e.g. ``"Pendulum-v1"``).
+    :param seed: seed of a stochastic policy's random draws (BCQ's candidate actions).
     :raises SourceNotFoundError: no such file.
-    :raises DatasetFormatError: not a policy checkpoint.
+    :raises DatasetFormatError: not a policy checkpoint (or a damaged one).
+    :raises DataValidationError: the checkpoint's spaces are not the env's.
     """
-    import torch
-    from tianshou.utils.net.common import Net
-
     p = Path(path)
-    if not p.exists():
-        raise SourceNotFoundError(f"{p}: no such policy checkpoint (expected 'random' or a .pt file)")
-    try:
-        payload = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise DatasetFormatError(
-            f"{p}: not a weights-only policy checkpoint ({type(e).__name__}: {e})"
-        ) from e
+    if num_actions is None and isinstance(action_space, gym.spaces.Discrete):
+        num_actions = int(action_space.n)
+    payload = _read(p)
     if isinstance(payload, dict) and payload.get("format") is None:
         tianshou_net = _tianshou_atari_state(payload)
         if tianshou_net is not None:
+            model, in_shape, outputs = tianshou_net
+            _check_tianshou_atari(p, in_shape, outputs, observation_space, action_space, env_name)
             return _atari_act_fn(
-                *tianshou_net, scale_obs=bool(scale_obs), num_actions=num_actions
+                model, "tianshou", None, scale_obs=bool(scale_obs), num_actions=num_actions
+            )
+        if any(isinstance(k, str) and k.startswith("obs_normalizer.") for k in payload):
+            raise DatasetFormatError(
+                f"{p}: field 'format' is missing: a bare policy state_dict (e.g. "
+                "torch.save(policy.state_dict())), without the sizes and flags that rebuild the "
+                f"policy; expected {CHECKPOINT_FORMAT!r} (write it with "
+                "tianshou_offline.recording.policies.save_policy_checkpoint(path, policy))"
             )
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        found = payload.get("format") if isinstance(payload, dict) else None
         raise DatasetFormatError(
-            f"{p}: field 'format' is {payload.get('format') if isinstance(payload, dict) else None!r}; "
-            f"expected {CHECKPOINT_FORMAT!r}"
+            f"{p}: field 'format' is {found!r}; expected {CHECKPOINT_FORMAT!r} "
+            "(a checkpoint written by save_policy_checkpoint)"
         )
-    if int(payload.get("version", 0)) > CHECKPOINT_VERSION:
+    version = payload.get("version", 0)
+    if not isinstance(version, int) or version > CHECKPOINT_VERSION:
         raise DatasetFormatError(
-            f"{p}: checkpoint version {payload.get('version')} is newer than {CHECKPOINT_VERSION}"
+            f"{p}: field 'version' is {version!r}; expected at most {CHECKPOINT_VERSION} "
+            "(written by a newer tianshou-offline?)"
         )
+    try:
+        return _from_payload(p, payload, scale_obs, observation_space, action_space, env_name, seed)
+    except TianshouOfflineError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
+        raise DatasetFormatError(
+            f"{p}: field 'net' is malformed ({type(e).__name__}: "
+            f"{' '.join(str(e).split())[:200]}); expected the description written by "
+            "save_policy_checkpoint"
+        ) from e
+
+
+def _from_payload(
+    p: Path,
+    payload: Mapping[str, Any],
+    scale_obs: bool | None,
+    observation_space: gym.Space[Any] | None,
+    action_space: gym.Space[Any] | None,
+    env_name: str | None,
+    seed: int | None,
+) -> ActFn:
+    from tianshou_offline.data.format import space_from_dict
+
     spec = payload["net"]
-    if spec.get("type") == "atari":
+    kind = spec.get("type", "mlp")
+    stored_obs = payload.get("observation_space")
+    stored_act = payload.get("action_space")
+    if kind == "continuous":
+        if stored_obs is None or stored_act is None:
+            raise KeyError("observation_space" if stored_obs is None else "action_space")
+        obs_space, act_space = space_from_dict(stored_obs), space_from_dict(stored_act)
+        if observation_space is not None:
+            _check(p, "observation_space", _obs_mismatch(obs_space, observation_space),
+                   env_name, "observations")  # fmt: skip
+        if action_space is not None:
+            _check(p, "action_space", _act_mismatch(act_space, action_space), env_name,
+                   "actions")  # fmt: skip
+        policy = _build_policy(spec, obs_space, act_space)
+        _load_weights(p, policy, payload["state_dict"])
+        return _continuous_act_fn(policy, seed)
+    if kind == "atari":
+        frames = (int(spec["frame_stack"]), *(int(x) for x in spec.get("frame_shape", (84, 84))))
+        if observation_space is not None:
+            _check(p, "net.frame_stack", _obs_mismatch(frames, observation_space), env_name,
+                   "observations")  # fmt: skip
+        if action_space is not None:
+            found = gym.spaces.Discrete(int(spec["num_actions"]))
+            _check(p, "net.num_actions", _act_mismatch(found, action_space), env_name,
+                   "actions")  # fmt: skip
         model, head, threshold = _build_atari_net(spec)
-        model.load_state_dict(payload["state_dict"])
+        _load_weights(p, model, payload["state_dict"])
         return _atari_act_fn(
             model,
             head,
             threshold,
             scale_obs=bool(spec.get("scale_obs", True)) if scale_obs is None else scale_obs,
         )
-    net = Net(
-        state_shape=tuple(spec["state_shape"]),
-        action_shape=spec["action_shape"],
-        hidden_sizes=tuple(spec["hidden_sizes"]),
-    )
-    net.load_state_dict(payload["state_dict"])
-    net.eval()
-    action = payload["action"]
-
-    def act(obs: Any) -> Any:
-        return _act(obs)
-
-    @torch.no_grad()
-    def _act(obs: Any) -> Any:
-        x = torch.as_tensor(np.asarray(obs, dtype=np.float32)[None])
-        out, _ = net(x)
-        if action["type"] == "discrete":
-            return int(out.argmax(dim=-1).item()) + int(action.get("start", 0))
-        a = out.numpy()[0].reshape(action["shape"])
-        return np.clip(a, np.asarray(action["low"]).reshape(a.shape), np.asarray(action["high"]).reshape(a.shape))
-
-    return act
+    if kind != "mlp":
+        raise DatasetFormatError(
+            f"{p}: field 'net.type' is {kind!r}; expected 'continuous', 'mlp' or 'atari'"
+        )
+    if observation_space is not None:
+        state_shape = tuple(int(x) for x in spec["state_shape"])
+        field = "observation_space" if stored_obs is not None else "net.state_shape"
+        found_obs = space_from_dict(stored_obs) if stored_obs is not None else state_shape
+        _check(p, field, _obs_mismatch(found_obs, observation_space), env_name, "observations")
+    if action_space is not None:
+        action = payload["action"]
+        if "n" not in action and action["type"] == "discrete":  # the oldest files
+            action = {**action, "n": int(spec["action_shape"])}
+        _check(p, "action", _act_mismatch(_action_space_of(action), action_space), env_name,
+               "actions")  # fmt: skip
+    return _mlp_act_fn(p, payload)
 
 
 def make_policy(
@@ -207,23 +798,39 @@ def make_policy(
     scale_obs: bool | None = None,
 ) -> ActFn:
     """Resolve a ``--policy`` value: ``random``, ``scripted`` (CartPole) or a checkpoint path.
+    A checkpoint's spaces are checked against ``env``'s before it acts.
 
     :param eps: probability of taking a random action instead (ε-greedy noise).
+    :param seed: seed of the noise (and of a stochastic policy's draws).
     :param scale_obs: for Atari checkpoints, see :func:`load_policy_checkpoint`.
+    :raises SourceNotFoundError: no such file.
+    :raises DatasetFormatError: not a policy checkpoint.
+    :raises DataValidationError: the policy was made for another env.
     """
+    env_name = env.spec.id if env.spec is not None else type(env.unwrapped).__name__
     if spec == "random":
         return random_policy(env.action_space, seed)
     if spec == "scripted":
-        if env.spec is None or not env.spec.id.startswith("CartPole"):
-            raise ValueError(
-                f"--policy scripted is the built-in CartPole expert; env is {env.spec.id if env.spec else env}"
+        cartpole = (
+            env_name.startswith("CartPole")
+            and _obs_mismatch((4,), env.observation_space) is None
+            and _act_mismatch(gym.spaces.Discrete(2), env.action_space) is None
+        )
+        if not cartpole:
+            raise DataValidationError(
+                f"--policy scripted: the built-in expert drives CartPole (4 observations, 2 "
+                f"actions); the env is {env_name} (for it, give 'random' or a policy "
+                "checkpoint file)"
             )
         return ScriptedCartPoleExpert(eps=eps, seed=seed or 0)
     space = env.action_space
     base = load_policy_checkpoint(
         spec,
         scale_obs=scale_obs,
-        num_actions=int(space.n) if isinstance(space, gym.spaces.Discrete) else None,
+        observation_space=env.observation_space,
+        action_space=space,
+        env_name=env_name,
+        seed=seed,
     )
     if eps <= 0:
         return base
@@ -316,10 +923,15 @@ def _build_atari_net(spec: dict[str, Any]) -> tuple[nn.Module, str, float | None
     return model, head, None if threshold is None else float(threshold)
 
 
-def _tianshou_atari_state(payload: dict[str, Any]) -> tuple[nn.Module, str, float | None] | None:
+def _tianshou_atari_state(
+    payload: dict[str, Any],
+) -> tuple[nn.Module, tuple[int, int, int], int] | None:
     """Rebuild a Tianshou ``DQNet`` / ``QRDQNet`` (Nature-DQN conv net) from a ``state_dict``
     saved by Tianshou's Atari examples (keys ``…model.net.0.0.weight`` … ``…model.net.3.bias``,
-    possibly under ``policy.``), as one of our networks with the same weights."""
+    possibly under ``policy.``), as one of our networks with the same weights.
+
+    :returns: the network, its input shape ``(C, H, W)`` and its number of outputs
+        (``A`` for DQN, ``A × N`` for QR-DQN); None when ``payload`` is not such a file."""
     import torch
 
     tensors = {k: v for k, v in payload.items() if isinstance(v, torch.Tensor)}
@@ -358,7 +970,7 @@ def _tianshou_atari_state(payload: dict[str, Any]) -> tuple[nn.Module, str, floa
         }
         model.load_state_dict(state)
         model.eval()
-        return model, "tianshou", None
+        return model, (in_channels, side, side), int(out.shape[0])
     return None
 
 
@@ -396,3 +1008,26 @@ def _atari_act_fn(
         return int(values.argmax(dim=1).item())
 
     return act
+
+
+def _check_tianshou_atari(
+    p: Path,
+    in_shape: tuple[int, int, int],
+    outputs: int,
+    observation_space: gym.Space[Any] | None,
+    action_space: gym.Space[Any] | None,
+    env_name: str | None,
+) -> None:
+    """A Tianshou DQN / QR-DQN ``state_dict``'s input shape and outputs (``A`` or ``A × N``)
+    against the env's."""
+    if observation_space is not None:
+        _check(p, "net.0.0.weight", _obs_mismatch(in_shape, observation_space), env_name,
+               "observations")  # fmt: skip
+    if action_space is None:
+        return
+    if not isinstance(action_space, gym.spaces.Discrete) or outputs % int(action_space.n):
+        raise DataValidationError(
+            f"{p}: field 'net.3.weight' is a Q-network with {outputs} outputs; expected a "
+            f"multiple of the number of actions of {env_name or 'the env'} "
+            f"({_one_line(action_space)}): the policy was made for another environment"
+        )
