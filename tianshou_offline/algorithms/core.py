@@ -48,7 +48,8 @@ import time
 import typing
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import Any, Generic, Protocol, cast
+from dataclasses import dataclass
+from typing import Any, Generic, cast
 
 import numpy as np
 import torch
@@ -69,6 +70,7 @@ __all__ = [
     "GradientStep",
     "OfflineAlgorithmCore",
     "OfflineDataset",
+    "TransitionBatch",
     "hard_update",
     "joint_step",
     "make_target",
@@ -78,9 +80,8 @@ __all__ = [
     "to_floats",
 ]
 
-TBatch = TypeVar("TBatch")
+TBatch = TypeVar("TBatch", bound="TransitionBatch")
 """The mini-batch kind (``Transitions``, ``DiscreteTransitions``)."""
-TBatch_co = TypeVar("TBatch_co", covariant=True)
 TDataset = TypeVar("TDataset", bound="OfflineDataset[Any]")
 """The dataset kind (``TransitionDataset``, ``FrameDataset``)."""
 TPolicy = TypeVar("TPolicy", bound=Policy)
@@ -141,27 +142,67 @@ def _stats_from_type_arg(arg: Any, bound: type[TrainingStats]) -> type[Any] | No
 # --------------------------------------------------------------------------- data
 
 
-class OfflineDataset(Protocol[TBatch_co]):
-    """What the core needs of a device-resident dataset (``TransitionDataset``,
-    ``FrameDataset``): its size, device and memory, and uniform mini-batches."""
+@dataclass(frozen=True, slots=True)
+class TransitionBatch:
+    """A mini-batch of transitions on the training device, batch size B — the fields every
+    update reads. The kinds (``Transitions``, ``DiscreteTransitions``) give the shapes and
+    dtypes of ``obs`` and ``act``.
 
+    :ivar obs: ``(B, …)`` observations.
+    :ivar act: ``(B, …)`` dataset actions.
+    :ivar rew: ``(B,)`` float32 reward — the discounted n-step sum ``Σ_{k<m} γ^k r_{t+k}``.
+    :ivar obs_next: ``(B, …)`` the observation to bootstrap from (``s_{t+m}``).
+    :ivar discount: ``(B,)`` float32 bootstrap factor ``γ^m (1 − terminated)``: 0 after a true
+        termination; a time-limit truncation still bootstraps.
+    :ivar terminated: ``(B,)`` float32, 1.0 where the episode terminated within the m steps.
+    """
+
+    obs: torch.Tensor
+    act: torch.Tensor
+    rew: torch.Tensor
+    obs_next: torch.Tensor
+    discount: torch.Tensor
+    terminated: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.rew.shape[0])
+
+
+class OfflineDataset(ABC, Generic[TBatch]):
+    """Every transition of a replay buffer as device-resident tensors (``TransitionDataset``,
+    ``FrameDataset``). A kind implements :meth:`gather`; sampling is shared."""
+
+    __slots__ = ()
+
+    @abstractmethod
     def __len__(self) -> int: ...
 
     @property
-    def device(self) -> torch.device: ...
+    @abstractmethod
+    def device(self) -> torch.device:
+        """Where the tensors live."""
 
     @property
+    @abstractmethod
     def nbytes(self) -> int:
         """Bytes held by the dataset's tensors."""
-        ...
 
-    def sample(self, batch_size: int) -> TBatch_co:
-        """``batch_size`` transitions drawn uniformly with replacement (``torch.randint``)."""
-        ...
+    @abstractmethod
+    def gather(self, pos: torch.Tensor) -> TBatch:
+        """The transitions at positions ``pos`` (``(B,)`` int64 on :attr:`device`)."""
 
-    def all(self, shuffle: bool = True) -> TBatch_co:
+    def sample(self, batch_size: int) -> TBatch:
+        """Uniformly sample ``batch_size`` transitions (with replacement, ``torch.randint``)."""
+        return self.gather(torch.randint(len(self), (batch_size,), device=self.device))
+
+    def all(self, shuffle: bool = True) -> TBatch:
         """All transitions as one batch (in random order when ``shuffle``)."""
-        ...
+        pos = (
+            torch.randperm(len(self), device=self.device)
+            if shuffle
+            else torch.arange(len(self), device=self.device)
+        )
+        return self.gather(pos)
 
 
 def n_step_targets(

@@ -14,7 +14,7 @@ import torch
 from tianshou.data import ReplayBuffer
 
 from tianshou_offline.algorithms.continuous.policies import ContinuousPolicy
-from tianshou_offline.algorithms.core import n_step_targets
+from tianshou_offline.algorithms.core import OfflineDataset, TransitionBatch, n_step_targets
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +22,7 @@ __all__ = ["TransitionDataset", "Transitions"]
 
 
 @dataclass(frozen=True, slots=True)
-class Transitions:
+class Transitions(TransitionBatch):
     """A mini-batch of transitions as tensors on the training device.
 
     All tensors are float32 and share the batch size B.
@@ -38,19 +38,9 @@ class Transitions:
     :ivar terminated: ``(B,)`` 1.0 where the episode terminated within the n steps.
     """
 
-    obs: torch.Tensor
-    act: torch.Tensor
-    rew: torch.Tensor
-    obs_next: torch.Tensor
-    discount: torch.Tensor
-    terminated: torch.Tensor
-
-    def __len__(self) -> int:
-        return int(self.obs.shape[0])
-
 
 @dataclass(frozen=True, slots=True)
-class TransitionDataset:
+class TransitionDataset(OfflineDataset[Transitions]):
     """Every transition of a buffer as one device-resident tensor, packed row-wise as
     ``[obs | act | rew | obs_next | discount | terminated]`` (``(N, 2D + A + 3)`` float32) so
     that a mini-batch is a single gather. Built once by :meth:`from_buffer`; :meth:`sample`
@@ -89,16 +79,10 @@ class TransitionDataset:
             terminated=terminated.squeeze(1),
         )
 
-    def sample(self, batch_size: int) -> Transitions:
-        """Uniformly sample ``batch_size`` transitions (with replacement)."""
-        idx = torch.randint(len(self), (batch_size,), device=self.device)
-        return self._unpack(torch.index_select(self.packed, 0, idx))
-
-    def all(self, shuffle: bool = True) -> Transitions:
-        """All transitions as one batch (in random order when ``shuffle``)."""
-        if not shuffle:
-            return self.data
-        return self._unpack(self.packed[torch.randperm(len(self), device=self.device)])
+    def gather(self, pos: torch.Tensor) -> Transitions:
+        """The transitions at positions ``pos`` (``(B,)`` int64 on :attr:`device`): one
+        ``index_select`` of the packed rows."""
+        return self._unpack(torch.index_select(self.packed, 0, pos))
 
     @classmethod
     def from_buffer(

@@ -22,13 +22,13 @@ import numpy as np
 import torch
 from tianshou.data import Batch, ReplayBuffer
 
-from tianshou_offline.algorithms.core import n_step_targets
+from tianshou_offline.algorithms.core import OfflineDataset, TransitionBatch, n_step_targets
 
 __all__ = ["DiscreteTransitions", "FrameDataset"]
 
 
 @dataclass(frozen=True, slots=True)
-class DiscreteTransitions:
+class DiscreteTransitions(TransitionBatch):
     """A mini-batch of discrete-action transitions on the training device.
 
     :ivar obs: ``(B, *obs_shape)`` observations in their storage dtype (``uint8`` frames stay
@@ -40,16 +40,6 @@ class DiscreteTransitions:
         termination; a time-limit truncation still bootstraps.
     :ivar terminated: ``(B,)`` float32, 1.0 where the episode terminated within the m steps.
     """
-
-    obs: torch.Tensor
-    act: torch.Tensor
-    rew: torch.Tensor
-    obs_next: torch.Tensor
-    discount: torch.Tensor
-    terminated: torch.Tensor
-
-    def __len__(self) -> int:
-        return int(self.act.shape[0])
 
 
 def _stack_rows(buffer: ReplayBuffer, rows: np.ndarray, stack_num: int) -> np.ndarray:
@@ -83,7 +73,7 @@ def _frames_dtype(arr: np.ndarray) -> np.dtype[Any]:
 
 
 @dataclass(frozen=True, slots=True)
-class FrameDataset:
+class FrameDataset(OfflineDataset[DiscreteTransitions]):
     """All transitions of a replay buffer as device-resident tensors, observations held once.
 
     :ivar frames: ``(F, *row_shape)`` the buffer's stored observation rows (its ``obs``
@@ -148,19 +138,6 @@ class FrameDataset:
             discount=self.discount[pos],
             terminated=self.terminated[pos],
         )
-
-    def sample(self, batch_size: int) -> DiscreteTransitions:
-        """Uniformly sample ``batch_size`` transitions (with replacement)."""
-        return self.gather(torch.randint(len(self), (batch_size,), device=self.device))
-
-    def all(self, shuffle: bool = True) -> DiscreteTransitions:
-        """All transitions as one batch (in random order when ``shuffle``)."""
-        pos = (
-            torch.randperm(len(self), device=self.device)
-            if shuffle
-            else torch.arange(len(self), device=self.device)
-        )
-        return self.gather(pos)
 
     @classmethod
     def from_buffer(
