@@ -14,6 +14,7 @@ evaluate an algorithm. Every policy here
 from __future__ import annotations
 
 import math
+from abc import abstractmethod
 from typing import Any, cast
 
 import gymnasium as gym
@@ -79,6 +80,9 @@ def _flat_dim(space: gym.Space[Any]) -> int:
 class ContinuousPolicy(Policy):
     """Base of the policies below: observation conversion, normalisation, action scaling.
 
+    Subclasses implement :meth:`select_action` on a normalised tensor batch (as the discrete
+    policies do); :meth:`forward` converts Tianshou's batch and calls it without gradients.
+
     :param action_space: the environment's ``Box`` action space.
     :param observation_space: the environment's ``Box`` observation space (flattened).
     :param normalize_obs: normalise observations with dataset statistics.
@@ -117,7 +121,18 @@ class ContinuousPolicy(Policy):
         x = x.to(device=self.device, dtype=torch.float32)
         return cast(torch.Tensor, self.obs_normalizer(x.reshape(x.shape[0], -1)))
 
-    def _act_batch(self, act: torch.Tensor, state: Any) -> ActStateBatchProtocol:
+    @abstractmethod
+    def select_action(self, obs: torch.Tensor) -> torch.Tensor:
+        """``obs (B, D)`` (normalised) → actions ``(B, A)`` in the policy's ``[-1, 1]`` range."""
+
+    def forward(
+        self,
+        batch: ObsBatchProtocol,
+        state: dict[str, Any] | BatchProtocol | np.ndarray | None = None,
+        **kwargs: Any,
+    ) -> ActStateBatchProtocol:
+        with torch.no_grad():
+            act = self.select_action(self.obs_to_tensor(batch.obs))
         return cast(ActStateBatchProtocol, Batch(act=act, state=state))
 
 
@@ -148,15 +163,9 @@ class DeterministicPolicy(ContinuousPolicy):
         )
         self.actor = actor
 
-    def forward(
-        self,
-        batch: ObsBatchProtocol,
-        state: dict[str, Any] | BatchProtocol | np.ndarray | None = None,
-        **kwargs: Any,
-    ) -> ActStateBatchProtocol:
-        with torch.no_grad():
-            act = self.actor(self.obs_to_tensor(batch.obs))
-        return self._act_batch(act, state)
+    def select_action(self, obs: torch.Tensor) -> torch.Tensor:
+        """``π(s)``: the actor's action for ``obs (B, D)`` (normalised), ``(B, A)``."""
+        return cast(torch.Tensor, self.actor(obs))
 
 
 def gaussian_sample(
@@ -268,19 +277,14 @@ class GaussianPolicy(ContinuousPolicy):
         """The most likely action for ``mean (B, A)``."""
         return torch.tanh(mean) if self.squash else mean
 
-    def forward(
-        self,
-        batch: ObsBatchProtocol,
-        state: dict[str, Any] | BatchProtocol | np.ndarray | None = None,
-        **kwargs: Any,
-    ) -> ActStateBatchProtocol:
-        with torch.no_grad():
-            mean, log_std = self.actor(self.obs_to_tensor(batch.obs))
-            if self.deterministic_eval and not self.is_within_training_step:
-                act = self.mode(mean)
-            else:
-                act, _ = gaussian_sample(mean, log_std, squash=self.squash)
-        return self._act_batch(act, state)
+    def select_action(self, obs: torch.Tensor) -> torch.Tensor:
+        """The mode (``deterministic_eval`` outside training steps) or a sample of
+        ``π(·|s)`` for ``obs (B, D)`` (normalised), ``(B, A)``."""
+        mean, log_std = self.actor(obs)
+        if self.deterministic_eval and not self.is_within_training_step:
+            return self.mode(mean)
+        act, _ = gaussian_sample(mean, log_std, squash=self.squash)
+        return act
 
 
 class BCQPolicy(ContinuousPolicy):
@@ -326,13 +330,3 @@ class BCQPolicy(ContinuousPolicy):
         q: torch.Tensor = self.critics(obs, candidates, member=0)  # (B, N)
         best = q.argmax(dim=1)
         return candidates[torch.arange(obs.shape[0], device=obs.device), best]
-
-    def forward(
-        self,
-        batch: ObsBatchProtocol,
-        state: dict[str, Any] | BatchProtocol | np.ndarray | None = None,
-        **kwargs: Any,
-    ) -> ActStateBatchProtocol:
-        with torch.no_grad():
-            act = self.select_action(self.obs_to_tensor(batch.obs))
-        return self._act_batch(act, state)
