@@ -395,6 +395,8 @@ class BufferWriter:
         done: Any,
         end_metadata: Sequence[Mapping[str, Any]] | None,
     ) -> None:
+        """Check and flatten the columns of one add (see :meth:`add_transitions`), then
+        keep them."""
         self._check_open()
         rew_arr = np.asarray(rew)
         n = int(rew_arr.shape[0]) if rew_arr.ndim else 0
@@ -434,21 +436,23 @@ class BufferWriter:
                 raise DataValidationError(
                     f"column {path!r} has {arr.shape[0]} rows; expected {n} (the length of 'rew')"
                 )
+        self._keep(cols, rew_arr, done_arr, end_metadata)
+
+    def _keep(
+        self,
+        cols: Sequence[tuple[str, np.ndarray]],
+        rew: np.ndarray,
+        done: np.ndarray,
+        end_metadata: Sequence[Mapping[str, Any]] | None,
+    ) -> None:
+        """Keep the checked columns of one add (N rows; ``rew`` and ``done`` among them) as
+        pending rows, and the episodes that end in it."""
+        n = int(rew.shape[0])
         if n == 0:
             return
-        if self.nan_policy != "ignore" and np.issubdtype(rew_arr.dtype, np.floating):
-            bad = ~np.isfinite(rew_arr)
-            if bad.any():
-                row = int(np.flatnonzero(bad)[0]) + self._total_rows
-                msg = (
-                    f"column 'rew' has {int(bad.sum())} non-finite values (first at row {row}); "
-                    "expected finite rewards"
-                )
-                if self.nan_policy == "error":
-                    raise DataValidationError(msg + " (pass nan_policy='warn' to keep them)")
-                log.warning(msg)
+        self._check_rewards(rew)
         # episodes ending in this call, validated before anything is kept
-        ends = np.flatnonzero(done_arr)
+        ends = np.flatnonzero(done)
         keys_before = self._meta_keys
         metas = self._episode_metas(ends.size, end_metadata)
         try:
@@ -458,29 +462,11 @@ class BufferWriter:
             raise
         if self._pending.nbytes >= _FLUSH_BYTES and not self.append:
             # written before these rows join them: the last rows of a file stay pending
-            # until close(), which writes their final chunk whole (see _write_rows)
+            # until close(), which writes their final chunk whole (see h5io._write_rows)
             self._write_pending(final=False)
         assert self._schema is not None
         self._pending.add(cols, self._schema, n)
-        # episode bookkeeping, vectorised: one segment sum per episode ending here
-        base = self._total_rows
-        if ends.size:
-            last = int(ends[-1])
-            firsts = np.empty(ends.size, dtype=np.int64)
-            firsts[0] = 0
-            firsts[1:] = ends[:-1] + 1
-            returns = np.add.reduceat(rew_arr[: last + 1], firsts, dtype=np.float64)
-            returns[0] += self._open_return
-            starts = firsts + base
-            starts[0] = self._open_start
-            self._ep_start.extend(starts.tolist())
-            self._ep_length.extend((ends + (base + 1) - starts).tolist())
-            self._ep_return.extend(returns.tolist())
-            self._ep_meta.extend(metas)
-            self._open_start = base + last + 1
-            self._open_return = float(rew_arr[last + 1 :].sum(dtype=np.float64))
-        else:
-            self._open_return += float(rew_arr.sum(dtype=np.float64))
+        self._record_episodes(ends, rew, metas)
         self._total_rows += n
 
     def end_episode(self, metadata: Mapping[str, Any] | None = None) -> None:
@@ -559,6 +545,44 @@ class BufferWriter:
     def _check_open(self) -> None:
         if self._closed:
             raise RuntimeError(f"BufferWriter for {self.path} is closed")
+
+    def _check_rewards(self, rew: np.ndarray) -> None:
+        """Apply ``nan_policy`` to the rewards of one add."""
+        if self.nan_policy != "ignore" and np.issubdtype(rew.dtype, np.floating):
+            bad = ~np.isfinite(rew)
+            if bad.any():
+                row = int(np.flatnonzero(bad)[0]) + self._total_rows
+                msg = (
+                    f"column 'rew' has {int(bad.sum())} non-finite values (first at row {row}); "
+                    "expected finite rewards"
+                )
+                if self.nan_policy == "error":
+                    raise DataValidationError(msg + " (pass nan_policy='warn' to keep them)")
+                log.warning(msg)
+
+    def _record_episodes(
+        self, ends: np.ndarray, rew: np.ndarray, metas: Sequence[Mapping[str, Any]]
+    ) -> None:
+        """The episodes that end at rows ``ends`` of the add whose rewards are ``rew``
+        (first row: ``num_transitions`` before it), vectorised: one segment sum per episode."""
+        base = self._total_rows
+        if ends.size:
+            last = int(ends[-1])
+            firsts = np.empty(ends.size, dtype=np.int64)
+            firsts[0] = 0
+            firsts[1:] = ends[:-1] + 1
+            returns = np.add.reduceat(rew[: last + 1], firsts, dtype=np.float64)
+            returns[0] += self._open_return
+            starts = firsts + base
+            starts[0] = self._open_start
+            self._ep_start.extend(starts.tolist())
+            self._ep_length.extend((ends + (base + 1) - starts).tolist())
+            self._ep_return.extend(returns.tolist())
+            self._ep_meta.extend(metas)
+            self._open_start = base + last + 1
+            self._open_return = float(rew[last + 1 :].sum(dtype=np.float64))
+        else:
+            self._open_return += float(rew.sum(dtype=np.float64))
 
     def _check_meta(self, metadata: Mapping[str, Any] | None) -> dict[str, Any]:
         md = dict(metadata or {})
