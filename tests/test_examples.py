@@ -144,7 +144,7 @@ def test_help_shows_each_default_once() -> None:
     assert "--step_per_epoch" not in text  # underscore spellings are accepted, not listed
     assert "weight of the Q term (default: 2.5)" in text
     assert "1: normalise observations" in text  # a base field's docstring, new default
-    assert "The default, 1, is the fastest" in text  # --threads documents its default
+    assert "The default, 1, suits" in text  # --threads documents its default
 
 
 def test_every_field_has_help_and_both_spellings() -> None:
@@ -415,3 +415,25 @@ def test_bad_input_in_a_real_process(
     assert p.stdout == "" or "error" not in p.stdout
     assert sorted(x.name for x in tmp_path.iterdir()) == [], "left behind"
     assert "tensorflow" not in p.stderr.lower()  # TensorBoard used its stub, no TF logs
+
+
+def test_training_progress_without_a_terminal_is_plain_lines(
+    data_files: Path, tmp_path: Path
+) -> None:
+    """A short run with stderr piped (a log file): plain progress lines, no bar, no cursor
+    escapes; the run's directory holds its checkpoints."""
+    p = subprocess.run(
+        [sys.executable, str(_script("d4rl_il")), "--expert-data-task",
+         str(data_files / "pendulum.hdf5"), "--epoch", "1", "--step-per-epoch", "10",
+         "--test-num", "1", "--hidden-sizes", "16", "--logdir", str(tmp_path / "log")],
+        cwd=tmp_path,
+        env=_example_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )  # fmt: skip
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "il on Pendulum-v1: update 1/10" in p.stderr.splitlines()
+    assert "\r" not in p.stderr and "\x1b" not in p.stderr and "it/s" not in p.stderr
+    assert "Final reward" in p.stdout
+    assert len(list((tmp_path / "log").glob("Pendulum-v1/il/0/*/policy.pt"))) == 1

@@ -54,9 +54,11 @@ C = TypeVar("C", bound="ExampleConfig")
 
 MUJOCO_DEFAULT_THREADS = 1
 """Torch threads of the MuJoCo examples. Their networks (two 256-wide layers, batches of
-256) are too small to split across cores: on a 2-core machine 2 threads ran TD3+BC and CQL
-updates no faster than 1, and under load (another process on the other core) several times
-slower; ``tianshou-offline record --threads`` makes the same choice for batch-1 inference."""
+256) are small: on a 2-core machine shared with other work (load 5-6), HalfCheetah-sized
+TD3+BC updates ran at 26-30 steps/s with 1 thread and 2-5 with 2, CQL at 2-4 and 1; at load
+1.6, TD3+BC 123 against 10, CQL 7 against 14 (a single run). 1 is never much slower and often
+many times faster; ``tianshou-offline record --threads`` makes the same choice for batch-1
+inference."""
 
 PLAIN_PROGRESS_INTERVAL_S = 30.0
 """Seconds between plain progress lines when stderr is not a terminal."""
@@ -187,9 +189,6 @@ class AtariConfig(ExampleConfig):
     allow_pickle: bool = False
     """allow unpickling (.pkl buffers, pickled columns of Tianshou files): runs code from the
     file, only for files you trust"""
-    threads: int | None = None
-    """torch CPU threads (default: torch's choice, one per core; the convolutions of Atari
-    networks use several cores well)"""
     max_episode_steps: int | None = None
     """time limit of evaluation episodes in agent steps (default: the game's own)"""
 
@@ -234,9 +233,9 @@ class MujocoConfig(ExampleConfig):
     render: float = 0.0
     """render the final evaluation episode with this delay between frames (s)"""
     threads: int | None = MUJOCO_DEFAULT_THREADS
-    """torch CPU threads. The default, 1, is the fastest for these small networks: on a
-    2-core machine 2 threads were no faster, and several times slower under load; raise it
-    for wide networks or large batches"""
+    """torch CPU threads. The default, 1, suits these small networks: on a 2-core machine
+    shared with other work, 2 threads ran TD3+BC 6-15x and CQL 2-4x slower; raise it on idle
+    cores, for wide networks or large batches"""
     resume_path: str | None = None
     """a checkpoint to start from (last.pt: algorithm and optimizers, continues the run's
     log; policy.pt: the policy's weights)"""
@@ -288,13 +287,19 @@ def make_parser(
         kwargs = _argparse_kwargs(f.name, hints[f.name])
         default = _default(f)
         help_text = " ".join(docs.get(f.name, "").split())
-        if default is not None and default is not False and "default" not in help_text:
+        if default is not None and default is not False and not _states_default(help_text):
             shown = " ".join(map(str, default)) if isinstance(default, list) else default
             help_text = f"{help_text} (default: {shown})".strip()
         parser.add_argument(
             *names, dest=f.name, default=default, help=help_text.replace("%", "%%"), **kwargs
         )
     return parser
+
+
+def _states_default(help_text: str) -> bool:
+    """Whether a flag's help already says its default (``(default: all)``, ``The default,
+    1, ...``): then no ``(default: ...)`` is appended."""
+    return "(default" in help_text or "the default" in help_text.lower()
 
 
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
