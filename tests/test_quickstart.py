@@ -129,6 +129,15 @@ def test_quickstart_rejects_bad_values(flag: str) -> None:
     assert p.returncode == 2 and "invalid int value" in p.stderr and "Traceback" not in p.stderr
 
 
+@pytest.mark.parametrize("flag", ["--episodes", "--epochs", "--td3bc-steps", "--eval-episodes"])
+def test_quickstart_rejects_non_positive_sizes(flag: str, tmp_path: Path) -> None:
+    p = _run("--workdir", str(tmp_path / "w"), flag, "0", cwd=tmp_path)
+    assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr
+    errors = [line for line in p.stderr.splitlines() if "error:" in line]
+    assert errors == [f"error: quickstart: {flag} is 0; expected at least 1"], p.stderr
+    assert not (tmp_path / "w").exists()
+
+
 def _readme_transcript() -> tuple[list[str], list[str]]:
     """The README Quickstart section's command (argv after ``tianshou-offline``) and the
     output lines it shows."""

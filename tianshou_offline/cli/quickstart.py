@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tianshou_offline.cli._run import Subparsers
+from tianshou_offline.cli._run import Subparsers, UsageError
 
 if TYPE_CHECKING:
     from tianshou.utils import BaseLogger
@@ -35,6 +35,17 @@ def _progress(desc: str, total_steps: int) -> tuple[BaseLogger | None, bool]:
 
 
 def cmd_quickstart(args: argparse.Namespace) -> int:
+    for flag in (
+        "episodes",
+        "epochs",
+        "steps_per_epoch",
+        "batch_size",
+        "td3bc_steps",
+        "eval_episodes",
+    ):
+        if getattr(args, flag) < 1:
+            name = "--" + flag.replace("_", "-")
+            raise UsageError(f"quickstart: {name} is {getattr(args, flag)}; expected at least 1")
     from tianshou_offline.quickstart import (
         TABLE_HEADER,
         QuickstartRow,
