@@ -29,15 +29,20 @@ import numpy as np
 from tianshou_offline.data.columns import buffer_from_columns
 from tianshou_offline.data.format import (
     DATA_TYPE_ATTR,
+    MAX_STACK_NUM,
     META_GROUP,
     SAFE_DATA_TYPES,
     Provenance,
+    check_episode_ends,
     check_version,
-    committed_counts,
     detect_layout,
+    episode_bounds,
+    group_at,
     iter_datasets,
     open_h5,
 )
+from tianshou_offline.data.reading import attr_bool, attr_int, attr_str, check_extent, row_bytes
+from tianshou_offline.data.tianshou_layout import Segments, tianshou_segments
 from tianshou_offline.data.writer import BufferWriter, Compression
 from tianshou_offline.errors import DatasetFormatError, UnsafeDataError
 from tianshou_offline.progress import Progress
@@ -49,10 +54,14 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-Segments = list[tuple[int, int]]
-"""Chronological list of ``[start, stop)`` row ranges of the stored arrays."""
-
 _PROGRESS_BYTES = 1 << 30
+
+FLAG_KEYS = ("terminated", "truncated", "done")
+NUMBER_KINDS = "biuf"
+"""numpy dtype kinds of flags and rewards: bool, int, uint, float."""
+COLUMN_KINDS = "biufcS"
+"""numpy dtype kinds a data column may have: numbers, bools and fixed-size bytes (variable
+length strings and compound types are not part of the format)."""
 
 
 # --------------------------------------------------------------------------------------
@@ -77,94 +86,57 @@ def _read_segments(ds: h5py.Dataset, segments: Segments, bar: Progress | None) -
     return out
 
 
+def _tag(ds: h5py.Dataset) -> str:
+    """Tianshou's ``__data_type__`` of a dataset (``ndarray`` when absent)."""
+    return attr_str(ds, DATA_TYPE_ATTR, "ndarray")
+
+
 def _unsafe_fields(group: h5py.Group, prefix: str) -> list[str]:
-    bad = []
-    for name, ds in iter_datasets(group):
-        tag = ds.attrs.get(DATA_TYPE_ATTR)
-        if tag is not None:
-            tag = tag.decode() if isinstance(tag, bytes) else str(tag)
-        if tag is not None and tag not in SAFE_DATA_TYPES:
-            bad.append(f"{prefix}{name} ({tag})")
-    return bad
+    return [
+        f"{prefix}{name} ({_tag(ds)[:40]})"
+        for name, ds in iter_datasets(group)
+        if DATA_TYPE_ATTR in ds.attrs and _tag(ds) not in SAFE_DATA_TYPES
+    ]
 
 
-def _read_group(
-    group: h5py.Group,
-    segments: Segments,
-    *,
-    allow_pickle: bool,
-    include_info: bool,
-    bar: Progress | None,
-    path: str = "",
-) -> dict[str, Any]:
+def _nest(flat: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for key in group.keys():
-        name = f"{path}{key}"
-        if not include_info and name == "info":
-            continue
-        item = group[key]
-        if isinstance(item, h5py.Group):
-            out[key] = _read_group(
-                item,
-                segments,
-                allow_pickle=allow_pickle,
-                include_info=include_info,
-                bar=bar,
-                path=name + "/",
-            )
-            continue
-        tag = item.attrs.get(DATA_TYPE_ATTR, "ndarray")
-        tag = tag.decode() if isinstance(tag, bytes) else str(tag)
-        if tag in SAFE_DATA_TYPES:
-            out[key] = _read_segments(item, segments, bar)
-        else:
-            if not allow_pickle:  # pragma: no cover - checked before reading
-                raise UnsafeDataError(f"{group.file.filename}: {name} is pickled")
-            obj = pickle.loads(item[()].tobytes())
-            arr = np.asarray(obj)
-            out[key] = np.concatenate([arr[a:b] for a, b in segments], axis=0)
+    for path, arr in flat.items():
+        parts = path.split("/")
+        node = out
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = arr
     return out
 
 
-def _tianshou_segments(f: h5py.File, layout: str) -> tuple[Segments, list[int]]:
-    """Chronological row ranges of a Tianshou save_hdf5 file, and the rows that end a
-    sub-buffer (whose episode must end there even if it was unfinished)."""
-    root = f.attrs
-    maxsize = int(root.get("maxsize", 0))
-    if layout == "tianshou":
-        size = int(root.get("_size", 0))
-        ins = int(root.get("_insertion_idx", size % max(maxsize, 1)))
-        if size < maxsize or ins == 0:
-            return ([(0, size)] if size else []), []
-        return [(ins, maxsize), (0, ins)], []
-    # VectorReplayBuffer / ReplayBufferManager
-    offsets = np.asarray(f["_offset"][()]) if "_offset" in f else None
-    lengths = np.asarray(f["_lengths"][()]) if "_lengths" in f else None
-    last_index = np.asarray(f["last_index"][()]) if "last_index" in f else None
-    if offsets is None or lengths is None or last_index is None:
+def _check_column(fname: str, name: str, ds: h5py.Dataset, stored: int) -> None:
+    """A data column that is read: an array of numbers (flags and rewards: 1-D) with at
+    least ``stored`` rows that the file really holds."""
+    where = f"'{META_GROUP}/{name}'"
+    if ds.shape is None or ds.ndim == 0:
         raise DatasetFormatError(
-            f"{f.filename}: VectorReplayBuffer file lacks '_offset', '_lengths' or 'last_index'"
+            f"{fname}: column {where} is {'null' if ds.shape is None else 'a scalar'}; "
+            f"expected an array with one row per transition ({stored} rows)"
         )
-    edges = [*offsets.tolist(), maxsize]
-    segments: Segments = []
-    cut_rows: list[int] = []
-    pos = 0
-    for i, off in enumerate(offsets.tolist()):
-        sub_size = edges[i + 1] - off
-        length = int(lengths[i])
-        if length == 0:
-            continue
-        if length < sub_size:
-            segs = [(off, off + length)]
-        else:
-            ins = (int(last_index[i]) - off + 1) % sub_size
-            segs = (
-                [(off + ins, off + sub_size), (off, off + ins)] if ins else [(off, off + sub_size)]
-            )
-        segments += [s for s in segs if s[1] > s[0]]
-        pos += length
-        cut_rows.append(pos - 1)
-    return segments, cut_rows[:-1]
+    flag_or_rew = name in (*FLAG_KEYS, "rew")
+    kinds = NUMBER_KINDS if flag_or_rew else COLUMN_KINDS
+    if ds.dtype.kind not in kinds or ds.dtype.names is not None:
+        raise DatasetFormatError(
+            f"{fname}: column {where} has dtype {ds.dtype}; expected "
+            + ("numbers or bools" if flag_or_rew else "numbers, bools or fixed-size bytes")
+        )
+    if flag_or_rew and ds.ndim != 1:
+        raise DatasetFormatError(
+            f"{fname}: column {where} has shape {ds.shape}; expected ({stored},) (one value per "
+            "transition)"
+        )
+    if ds.shape[0] < stored:
+        raise DatasetFormatError(
+            f"{fname}: column {where} has {ds.shape[0]} rows; expected at least {stored} "
+            "(mismatched column lengths)"
+        )
+    check_extent(ds, stored)
 
 
 def load_buffer(
@@ -189,36 +161,34 @@ def load_buffer(
     :returns: a ``ReplayBuffer`` with ``len(buf) == maxsize == N`` transitions in
         chronological order and correct episode boundaries.
     :raises SourceNotFoundError: no such file.
-    :raises DatasetFormatError: not HDF5, truncated, unknown layout, inconsistent columns.
+    :raises DatasetFormatError: not HDF5, truncated, unknown layout, inconsistent columns
+        (every count, index and shape in the file is checked before it is used; a file that
+        loads is self-consistent).
     :raises SchemaVersionError: unsupported format version.
     :raises UnsafeDataError: pickled data columns without ``allow_pickle=True``.
     """
     p = Path(path)
-    with open_h5(p) as f:
-        try:
-            layout = detect_layout(f)
-            if layout == "d4rl":
-                from tianshou_offline.data.d4rl_layout import d4rl_transitions
+    with open_h5(p) as f:  # the boundary: h5py's errors become DatasetFormatError
+        layout = detect_layout(f)
+        if layout == "d4rl":
+            from tianshou_offline.data.d4rl_layout import d4rl_transitions
 
-                columns = d4rl_transitions(f)
-                return buffer_from_columns(
-                    columns, stack_num=stack_num or 1, sample_avail=bool(sample_avail)
-                )
-            return _load_meta_layout(
-                f,
-                layout,
-                allow_pickle=allow_pickle,
-                include_info=include_info,
-                stack_num=stack_num,
-                sample_avail=sample_avail,
-                progress=progress,
+            columns = d4rl_transitions(f)
+            return buffer_from_columns(
+                columns,
+                stack_num=stack_num or 1,
+                sample_avail=bool(sample_avail),
+                source=str(p),
             )
-        except (KeyError, ValueError, TypeError) as e:
-            if isinstance(e, DatasetFormatError):
-                raise
-            raise DatasetFormatError(f"{p}: malformed buffer file: {e}") from e
-        except OSError as e:
-            raise DatasetFormatError(f"{p}: cannot read data (corrupt or truncated?): {e}") from e
+        return _load_meta_layout(
+            f,
+            layout,
+            allow_pickle=allow_pickle,
+            include_info=include_info,
+            stack_num=stack_num,
+            sample_avail=sample_avail,
+            progress=progress,
+        )
 
 
 def _load_meta_layout(
@@ -232,9 +202,9 @@ def _load_meta_layout(
     progress: bool | None,
 ) -> ReplayBuffer:
     fname = f.filename
-    meta = f[META_GROUP]
-    if not isinstance(meta, h5py.Group):
-        raise DatasetFormatError(f"{fname}: '{META_GROUP}' is not a group")
+    if META_GROUP not in f:
+        raise DatasetFormatError(f"{fname}: '/{META_GROUP}' (the data columns) is missing")
+    meta = group_at(f, META_GROUP)
     missing = [k for k in ("obs", "act", "rew") if k not in meta]
     if missing:
         raise DatasetFormatError(
@@ -257,34 +227,44 @@ def _load_meta_layout(
         )
         raise UnsafeDataError(f"{fname}: refusing to unpickle {', '.join(unsafe)}; {hint}")
 
-    root = f.attrs
-    file_stack = int(root.get("stack_num", 1))
-    save_only_last = bool(root.get("_save_only_last_obs", False))
-    file_sample_avail = bool(root.get("_sample_avail", False))
+    file_stack = attr_int(f, "stack_num", 1, lo=1, hi=MAX_STACK_NUM)
+    save_only_last = attr_bool(f, "_save_only_last_obs", False)
+    file_sample_avail = attr_bool(f, "_sample_avail", False)
+    if stack_num is not None and not 1 <= stack_num <= MAX_STACK_NUM:
+        raise DatasetFormatError(f"stack_num={stack_num}: expected 1..{MAX_STACK_NUM}")
     cut_rows: list[int] = []
+    starts = lengths = np.zeros(0, np.int64)
     if layout == "tianshou_offline":
         check_version(f)
-        n, _ = committed_counts(f)
+        starts, lengths = episode_bounds(f)
+        n = int(starts[-1] + lengths[-1]) if len(starts) else 0
         segments: Segments = [(0, n)] if n else []
     else:
-        segments, cut_rows = _tianshou_segments(f, layout)
+        segments, cut_rows = tianshou_segments(f, layout)
         n = sum(b - a for a, b in segments)
     stored = max((b for _, b in segments), default=0)
+    flat: dict[str, Any] = {}
+    pickled: dict[str, h5py.Dataset] = {}
     for name, ds in iter_datasets(meta):
-        if not include_info and name.startswith("info"):
+        if not include_info and (name == "info" or name.startswith("info/")):
             continue
-        tag = ds.attrs.get(DATA_TYPE_ATTR, "ndarray")
-        tag = tag.decode() if isinstance(tag, bytes) else str(tag)
-        if tag in SAFE_DATA_TYPES and (ds.ndim == 0 or ds.shape[0] < stored):
+        if _tag(ds) in SAFE_DATA_TYPES:
+            _check_column(fname, name, ds, stored)
+            flat[name] = ds
+        else:
+            pickled[name] = ds
+    for key in ("obs", "act", "rew"):
+        if (
+            key not in flat
+            and not any(k.startswith(key + "/") for k in flat)
+            and key not in pickled
+        ):
             raise DatasetFormatError(
-                f"{fname}: column '{META_GROUP}/{name}' has {ds.shape[0] if ds.ndim else 0} rows; "
-                f"expected at least {stored} (mismatched column lengths)"
+                f"{fname}: '{META_GROUP}/{key}' holds no data arrays; expected the {key} column"
             )
-    total_bytes = sum(
-        ds.dtype.itemsize * int(np.prod(ds.shape[1:], dtype=np.int64)) * n
-        for _, ds in iter_datasets(meta)
-    )
+    total_bytes = sum(row_bytes(ds) * n for ds in flat.values())
     show = progress if progress is not None else total_bytes >= _PROGRESS_BYTES
+    values: dict[str, Any] = {}
     with progress_bar(
         total=total_bytes,
         unit="B",
@@ -292,27 +272,43 @@ def _load_meta_layout(
         desc=f"loading {Path(fname).name}",
         enabled=show,
     ) as bar:
-        columns = _read_group(
-            meta, segments, allow_pickle=allow_pickle, include_info=include_info, bar=bar
-        )
+        for name, ds in flat.items():
+            values[name] = _read_segments(ds, segments, bar)
+    for name, ds in pickled.items():  # allow_pickle=True: the caller trusts the file
+        arr = np.asarray(pickle.loads(ds[()].tobytes()))
+        if arr.ndim == 0 or arr.shape[0] < stored:
+            raise DatasetFormatError(
+                f"{fname}: pickled column '{META_GROUP}/{name}' has shape {arr.shape}; expected "
+                f"at least {stored} rows"
+            )
+        values[name] = np.concatenate([arr[a:b] for a, b in segments], axis=0)
+    columns = _nest(values)
     for key in ("terminated", "truncated"):
+        if not isinstance(columns.get(key, np.zeros(0)), np.ndarray):
+            raise DatasetFormatError(f"{fname}: '{META_GROUP}/{key}' is a group; expected flags")
         if key not in columns:
-            if key == "terminated" and "done" in columns:
+            if key == "terminated" and isinstance(columns.get("done"), np.ndarray):
                 columns[key] = np.asarray(columns["done"], dtype=bool)
             else:
                 columns[key] = np.zeros(n, dtype=bool)
-    done = np.asarray(columns.get("done", columns["terminated"] | columns["truncated"]), dtype=bool)
-    done = done.copy() if not done.flags.writeable else done
+    if "done" in columns and not isinstance(columns["done"], np.ndarray):
+        raise DatasetFormatError(f"{fname}: '{META_GROUP}/done' is a group; expected flags")
+    term = np.asarray(columns["terminated"], dtype=bool)
+    trunc = np.asarray(columns["truncated"], dtype=bool)
+    done = np.asarray(columns.get("done", term | trunc), dtype=bool) | term | trunc
     for row in cut_rows:
         done[row] = True
     if n:
         done[n - 1] = True  # a trailing unfinished episode is cut there, as in save_buffer
+    if layout == "tianshou_offline":
+        check_episode_ends(fname, done, starts, lengths)
     columns["done"] = done
     buf = buffer_from_columns(
         columns,
         stack_num=stack_num or file_stack,
         save_only_last_obs=save_only_last,
         sample_avail=file_sample_avail if sample_avail is None else sample_avail,
+        source=fname,
     )
     if layout == "tianshou_offline" and save_only_last:
         from tianshou_offline.data.framestack import PATCH_GROUP, wrap_with_patches

@@ -54,6 +54,7 @@ import numpy as np
 
 from tianshou_offline.data.format import iter_datasets
 from tianshou_offline.data.mapped import mappable_fd, mapped_location, read_rows
+from tianshou_offline.data.reading import check_extent, dataset
 from tianshou_offline.errors import DatasetFormatError, DataValidationError
 
 log = logging.getLogger(__name__)
@@ -101,10 +102,8 @@ class D4RLPlan:
 
 
 def dataset_at(f: h5py.File, key: str) -> h5py.Dataset:
-    item = f[key]
-    if not isinstance(item, h5py.Dataset):
-        raise DatasetFormatError(f"{f.filename}: '{key}' is a group; expected a dataset")
-    return item
+    """``f[key]``: a dataset of numbers or bools with a simple dataspace (checked)."""
+    return dataset(f, key, kinds="biuf")
 
 
 def _read_flat(f: h5py.File, key: str, n: int, fd: int | None = None) -> np.ndarray:
@@ -119,6 +118,7 @@ def _read_flat(f: h5py.File, key: str, n: int, fd: int | None = None) -> np.ndar
         raise DatasetFormatError(
             f"{f.filename}: '{key}' has shape {ds.shape}; expected ({n},) or ({n}, 1)"
         )
+    check_extent(ds, n)
     return read_rows(ds, 0, n, ds.dtype, mapped_location(ds, ds.dtype, fd)).reshape(n)
 
 
@@ -190,12 +190,14 @@ def plan_d4rl(
     if obs.ndim < 1:
         raise DatasetFormatError(f"{fname}: 'observations' is a scalar; expected (N, *obs_shape)")
     n = int(obs.shape[0])
+    check_extent(obs, n)
     act_ds = dataset_at(f, "actions")
     if act_ds.ndim < 1 or act_ds.shape[0] != n:
         rows = act_ds.shape[0] if act_ds.ndim else 0
         raise DatasetFormatError(
             f"{fname}: 'actions' has {rows} rows; expected {n} (the length of 'observations')"
         )
+    check_extent(act_ds, n)
     fd = mappable_fd(f) if map_source else None
     rew = _read_flat(f, "rewards", n, fd)
     terminals = _read_flat(f, "terminals", n, fd).astype(bool, copy=False)
@@ -233,20 +235,22 @@ def plan_d4rl(
                 f"{fname}: 'next_observations' has shape {next_obs.shape}; expected {obs.shape} "
                 "(the shape of 'observations')"
             )
+        check_extent(next_obs, n)
     infos: list[tuple[str, h5py.Dataset]] = []
     if with_infos and "infos" in f:
         group = f["infos"]
         if isinstance(group, h5py.Group):
             for name, ds in iter_datasets(group):
-                if ds.ndim == 0 or ds.shape[0] != n:
+                if ds.shape is None or ds.ndim == 0 or ds.shape[0] != n:
                     raise DatasetFormatError(
                         f"{fname}: 'infos/{name}' has shape {ds.shape}; expected {n} rows"
                     )
-                if ds.dtype.kind in "OUV" or h5py.check_string_dtype(ds.dtype) is not None:
+                if ds.dtype.kind not in "biuf" or ds.dtype.names is not None:
                     log.warning(
                         "%s: skipping 'infos/%s' (dtype %s is not numeric)", fname, name, ds.dtype
                     )
                     continue
+                check_extent(ds, n)
                 infos.append((name, ds))
 
     if qlearning_compat:
@@ -433,11 +437,15 @@ def d4rl_transitions(
 
 def infer_d4rl_spaces(plan: D4RLPlan) -> tuple[gym.Space[Any], gym.Space[Any]]:
     """Box observations (unbounded); Box actions in [-1, 1] (D4RL's tasks) when the data fits,
-    else bounded by the data; Discrete when the actions are integers."""
+    else bounded by the data; Discrete (MultiDiscrete) when the actions are integers from 0,
+    a Box bounded by the data for other integers."""
     obs_shape = tuple(plan.obs.shape[1:])
-    if np.issubdtype(plan.obs_dtype, np.integer):
+    obs_space: gym.Space[Any]
+    if plan.obs_dtype == np.bool_:
+        obs_space = gym.spaces.Box(low=0, high=1, shape=obs_shape, dtype=np.bool_)
+    elif np.issubdtype(plan.obs_dtype, np.integer):
         ii = np.iinfo(plan.obs_dtype)
-        obs_space: gym.Space[Any] = gym.spaces.Box(
+        obs_space = gym.spaces.Box(
             low=ii.min, high=ii.max, shape=obs_shape, dtype=plan.obs_dtype.type
         )
     else:
@@ -445,20 +453,31 @@ def infer_d4rl_spaces(plan: D4RLPlan) -> tuple[gym.Space[Any], gym.Space[Any]]:
             low=-np.inf, high=np.inf, shape=obs_shape, dtype=plan.obs_dtype.type
         )
     act = plan.act
-    if np.issubdtype(act.dtype, np.integer) or act.dtype == np.bool_:
-        if act.ndim == 1:
-            n_act = int(act.max()) + 1 if act.size else 1
-            return obs_space, gym.spaces.Discrete(max(n_act, 1))
-        nvec = (act.max(axis=0) + 1) if act.size else np.ones(act.shape[1:], dtype=np.int64)
-        return obs_space, gym.spaces.MultiDiscrete(np.asarray(nvec, dtype=np.int64))
     shape = tuple(act.shape[1:])
+    if np.issubdtype(act.dtype, np.integer) or act.dtype == np.bool_:
+        if act.size == 0:
+            return obs_space, (
+                gym.spaces.Discrete(1)
+                if act.ndim == 1
+                else gym.spaces.MultiDiscrete(np.ones(shape, dtype=np.int64))
+            )
+        lo_i, hi_i = act.min(axis=0).astype(np.int64), act.max(axis=0).astype(np.int64)
+        if lo_i.min() >= 0 and hi_i.max() < 2**31:
+            if act.ndim == 1:
+                return obs_space, gym.spaces.Discrete(int(hi_i) + 1)
+            return obs_space, gym.spaces.MultiDiscrete(hi_i + 1)
+        return obs_space, gym.spaces.Box(low=lo_i, high=hi_i, shape=shape, dtype=act.dtype.type)
     lo_all, hi_all = (float(act.min()), float(act.max())) if act.size else (0.0, 0.0)
     if np.isnan(lo_all) or np.isnan(hi_all):  # min/max propagate NaN; nanmin is slower
-        lo_all, hi_all = float(np.nanmin(act)), float(np.nanmax(act))
+        finite = act[np.isfinite(act)] if act.size else act
+        lo_all, hi_all = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
     if act.size == 0 or (lo_all >= -1.0 and hi_all <= 1.0):
         return obs_space, gym.spaces.Box(-1.0, 1.0, shape=shape, dtype=act.dtype.type)
-    lo = np.nanmin(act, axis=0)
-    hi = np.nanmax(act, axis=0)
+    with np.errstate(invalid="ignore"):
+        lo = np.fmin.reduce(act, axis=0)  # ignores NaN unless a whole column is NaN
+        hi = np.fmax.reduce(act, axis=0)
+    lo = np.where(np.isnan(lo), -np.inf, lo)
+    hi = np.where(np.isnan(hi), np.inf, hi)
     log.warning(
         "%s: actions exceed [-1, 1] (min %.4g, max %.4g); the action space's bounds are taken "
         "from the data",
@@ -472,11 +491,13 @@ def infer_d4rl_spaces(plan: D4RLPlan) -> tuple[gym.Space[Any], gym.Space[Any]]:
 def _json_scalar(value: Any) -> Any:
     if isinstance(value, bytes):
         return value.decode("utf-8", errors="replace")
-    if isinstance(value, np.generic):
+    if isinstance(value, np.generic) and not isinstance(value, np.void):
         return _json_scalar(value.item())
     if isinstance(value, float) and not np.isfinite(value):
         return str(value)
-    return value
+    if value is None or isinstance(value, str | int | float):
+        return value
+    return str(value)  # compound records, objects: as text
 
 
 def read_d4rl_metadata(f: h5py.File) -> tuple[dict[str, Any], dict[str, list[int]]]:
@@ -491,9 +512,13 @@ def read_d4rl_metadata(f: h5py.File) -> tuple[dict[str, Any], dict[str, list[int
     if not isinstance(group, h5py.Group):
         return kept, skipped
     for name, ds in iter_datasets(group):
+        if ds.shape is None:
+            kept[name] = None
+            continue
         if ds.size > METADATA_MAX_ELEMENTS:
             skipped[name] = list(ds.shape)
             continue
+        check_extent(ds, ds.shape[0] if ds.shape else 1)
         value = ds[()]
         if isinstance(value, np.ndarray):
             kept[name] = (

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import math
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
@@ -23,6 +24,17 @@ import gymnasium as gym
 import h5py
 import numpy as np
 
+from tianshou_offline.data.reading import (
+    ReadOnlyFile,
+    as_text,
+    attr_bool,
+    attr_int,
+    attr_str,
+    dataset,
+    read_errors,
+    read_index,
+    rows,
+)
 from tianshou_offline.errors import (
     DatasetFormatError,
     SchemaVersionError,
@@ -45,6 +57,12 @@ DATA_TYPE_ATTR = "__data_type__"
 """Tianshou tags every dataset with this attribute; ``ndarray``/``Tensor`` are plain arrays,
 anything else is a pickle that Tianshou's loader would ``pickle.loads``."""
 SAFE_DATA_TYPES = ("ndarray", "Tensor")
+
+MAX_STACK_NUM = 1024
+"""The largest frame-stacking ``stack_num`` a reader accepts (Atari uses 4)."""
+MAX_SPACE_ELEMENTS = 1 << 24
+"""The most elements a serialised space's shape (or ``nvec``) may have: Box bounds are
+allocated in full when a space is read back."""
 
 SOURCE_KINDS = (
     "recorded",
@@ -103,8 +121,10 @@ class Provenance:
         extra_raw = get("extra") or "{}"
         try:
             extra = json.loads(extra_raw)
-        except json.JSONDecodeError:
-            extra = {"unparsed": extra_raw}
+        except (ValueError, RecursionError):  # not JSON, or nested too deeply to parse
+            extra = None
+        if not isinstance(extra, dict):
+            extra = {"unparsed": extra_raw[:10_000]}
         return cls(
             source=get("source") or "unknown",
             dataset_id=get("dataset_id") or None,
@@ -126,12 +146,7 @@ def _json_default(o: Any) -> Any:
     raise TypeError(f"{type(o).__name__} is not JSON serialisable")
 
 
-def _attr_str(v: Any) -> str:
-    if isinstance(v, bytes):
-        return v.decode("utf-8")
-    if isinstance(v, np.ndarray) and v.shape == ():
-        return _attr_str(v.item())
-    return str(v)
+_attr_str = as_text
 
 
 # --------------------------------------------------------------------------------------
@@ -159,12 +174,51 @@ def _float_json(x: Any) -> Any:
 
 
 def _json_to_array(d: Any, shape: tuple[int, ...], dtype: np.dtype[Any]) -> np.ndarray:
-    def conv(x: Any) -> float:
-        return float(x) if isinstance(x, str) else x  # "inf", "-inf", "nan"
+    def conv(x: Any) -> Any:
+        if isinstance(x, str):
+            if x not in ("inf", "-inf", "nan"):
+                raise ValueError(f"bound {x!r} is not a number, 'inf', '-inf' or 'nan'")
+            return float(x)
+        if isinstance(x, bool) or not isinstance(x, int | float):
+            raise ValueError(f"bound {x!r} is not a number")
+        return x
 
+    if not isinstance(d, Mapping):
+        raise ValueError(f"bounds {d!r} are not {{'fill': x}} or {{'values': [...]}}")
     if "fill" in d:
         return np.full(shape, conv(d["fill"]), dtype=dtype)
-    return np.asarray([conv(x) for x in d["values"]], dtype=dtype).reshape(shape)
+    values = d["values"]
+    if not isinstance(values, list) or len(values) != math.prod(shape):
+        raise ValueError(f"bounds have {np.size(values)} values; expected {math.prod(shape)}")
+    return np.asarray([conv(x) for x in values], dtype=dtype).reshape(shape)
+
+
+def _json_int(d: Mapping[str, Any], key: str, default: int | None = None, lo: int = 0) -> int:
+    value = d.get(key, default) if default is not None else d[key]
+    if isinstance(value, bool) or not isinstance(value, int) or value < lo:
+        raise ValueError(f"{key}={value!r}: expected an integer >= {lo}")
+    return value
+
+
+def _json_ints(value: Any, key: str, lo: int) -> np.ndarray:
+    """A list (or nested lists) of integers >= lo, of at most MAX_SPACE_ELEMENTS elements."""
+    arr = np.asarray(value)
+    if arr.size > MAX_SPACE_ELEMENTS or arr.dtype.kind not in "iu" or (arr.size and arr.min() < lo):
+        raise ValueError(f"{key}={str(value)[:60]}: expected integers >= {lo}")
+    return arr
+
+
+def _json_shape(value: Any) -> tuple[int, ...]:
+    if not isinstance(value, list) or len(value) > 32:
+        raise ValueError(f"shape {value!r}: expected a list of at most 32 sizes")
+    if any(isinstance(x, bool) or not isinstance(x, int) or x < 0 for x in value):
+        raise ValueError(f"shape {value!r}: expected sizes >= 0")
+    if math.prod(value) > MAX_SPACE_ELEMENTS:
+        raise ValueError(
+            f"shape {value!r} has {math.prod(value)} elements; at most {MAX_SPACE_ELEMENTS} "
+            "are read back"
+        )
+    return tuple(value)
 
 
 def space_to_dict(space: gym.Space[Any]) -> dict[str, Any]:
@@ -208,13 +262,26 @@ def space_to_dict(space: gym.Space[Any]) -> dict[str, Any]:
     )
 
 
-def space_from_dict(d: Mapping[str, Any]) -> gym.Space[Any]:
-    """Inverse of :func:`space_to_dict`."""
+def space_from_dict(d: Mapping[str, Any], _depth: int = 0) -> gym.Space[Any]:
+    """Inverse of :func:`space_to_dict`.
+
+    :raises SpaceSerializationError: not a description :func:`space_to_dict` writes (unknown
+        type, missing or malformed fields, bounds that do not fit the shape, a shape of more
+        than :data:`MAX_SPACE_ELEMENTS` elements, nesting deeper than 32 levels).
+    """
+    if not isinstance(d, Mapping):
+        raise SpaceSerializationError(
+            f"malformed space description {str(d)[:200]!r}: expected a JSON object"
+        )
+    if _depth > 32:
+        raise SpaceSerializationError("space description is nested more than 32 levels deep")
+    kind = d.get("type")
     try:
-        kind = d["type"]
         if kind == "Box":
-            shape = tuple(int(x) for x in d["shape"])
+            shape = _json_shape(d["shape"])
             dtype = np.dtype(d["dtype"])
+            if dtype.kind not in "biuf":
+                raise ValueError(f"dtype {dtype} is not a number or bool type")
             return gym.spaces.Box(
                 low=_json_to_array(d["low"], shape, dtype),
                 high=_json_to_array(d["high"], shape, dtype),
@@ -222,29 +289,50 @@ def space_from_dict(d: Mapping[str, Any]) -> gym.Space[Any]:
                 dtype=dtype.type,
             )
         if kind == "Discrete":
-            return gym.spaces.Discrete(int(d["n"]), start=int(d.get("start", 0)))
-        if kind == "MultiDiscrete":
-            return gym.spaces.MultiDiscrete(
-                np.asarray(d["nvec"]),
-                dtype=np.dtype(d.get("dtype", "<i8")).type,
-                start=np.asarray(d.get("start", 0)),
+            return gym.spaces.Discrete(
+                _json_int(d, "n", lo=1), start=_json_int(d, "start", 0, lo=-(2**62))
             )
+        if kind == "MultiDiscrete":
+            dtype = np.dtype(d.get("dtype", "<i8"))
+            if dtype.kind not in "iu":
+                raise ValueError(f"dtype {dtype} is not an integer type")
+            nvec = _json_ints(d["nvec"], "nvec", 1)
+            start = _json_ints(d.get("start", 0), "start", -(2**62))
+            return gym.spaces.MultiDiscrete(nvec, dtype=dtype.type, start=start)
         if kind == "MultiBinary":
             n = d["n"]
-            return gym.spaces.MultiBinary(n if isinstance(n, int) else list(n))
+            if isinstance(n, list):
+                return gym.spaces.MultiBinary(list(_json_shape(n)))
+            return gym.spaces.MultiBinary(_json_shape([n])[0])
         if kind == "Text":
+            charset = d["charset"]
+            if not isinstance(charset, str) or not charset:
+                raise ValueError(f"charset {str(charset)[:40]!r}: expected a non-empty string")
             return gym.spaces.Text(
-                max_length=int(d["max_length"]),
-                min_length=int(d.get("min_length", 1)),
-                charset=d["charset"],
+                max_length=_json_int(d, "max_length", lo=0),
+                min_length=_json_int(d, "min_length", 1, lo=0),
+                charset=charset,
             )
         if kind == "Dict":
-            return gym.spaces.Dict({k: space_from_dict(v) for k, v in d["spaces"].items()})
+            spaces = d["spaces"]
+            if not isinstance(spaces, Mapping):
+                raise ValueError("'spaces' is not an object")
+            return gym.spaces.Dict(
+                {str(k): space_from_dict(v, _depth + 1) for k, v in spaces.items()}
+            )
         if kind == "Tuple":
-            return gym.spaces.Tuple([space_from_dict(v) for v in d["spaces"]])
-    except (KeyError, TypeError, ValueError) as e:
-        raise SpaceSerializationError(f"malformed space description {dict(d)!r}: {e}") from e
-    raise SpaceSerializationError(f"unknown space type {kind!r} in {dict(d)!r}")
+            spaces = d["spaces"]
+            if not isinstance(spaces, list):
+                raise ValueError("'spaces' is not a list")
+            return gym.spaces.Tuple([space_from_dict(v, _depth + 1) for v in spaces])
+    except SpaceSerializationError:
+        raise
+    except (KeyError, TypeError, ValueError, OverflowError, AssertionError) as e:
+        # gymnasium checks its arguments with assert (Discrete(0), Box(low > high), ...)
+        raise SpaceSerializationError(
+            f"malformed space description {str(dict(d))[:200]!r}: {type(e).__name__}: {e}"
+        ) from e
+    raise SpaceSerializationError(f"unknown space type {kind!r} in {str(dict(d))[:200]!r}")
 
 
 def space_to_json(space: gym.Space[Any] | None) -> str:
@@ -255,9 +343,10 @@ def space_from_json(text: str) -> gym.Space[Any] | None:
     if not text:
         return None
     try:
-        return space_from_dict(json.loads(text))
-    except json.JSONDecodeError as e:
+        doc = json.loads(text)
+    except (ValueError, RecursionError) as e:  # RecursionError: nested too deeply to parse
         raise SpaceSerializationError(f"space attribute is not valid JSON: {e}") from e
+    return space_from_dict(doc)
 
 
 # --------------------------------------------------------------------------------------
@@ -267,8 +356,13 @@ def space_from_json(text: str) -> gym.Space[Any] | None:
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
 
-def open_h5(path: str | os.PathLike[str]) -> h5py.File:
+def open_h5(path: str | os.PathLike[str]) -> ReadOnlyFile:
     """Open ``path`` read-only, turning every failure into a one-line typed error.
+
+    Use it as ``with open_h5(path) as f:`` (``f`` is the ``h5py.File``): the ``with`` block
+    is the package's boundary for h5py's low-level exceptions (corrupted metadata), which
+    become :class:`DatasetFormatError` naming the file
+    (:class:`~tianshou_offline.data.reading.ReadOnlyFile`).
 
     A file that a recorder was appending to when its process was killed is still open
     "for SWMR write" in its superblock; it is opened in SWMR-read mode, which sees every
@@ -285,21 +379,22 @@ def open_h5(path: str | os.PathLike[str]) -> h5py.File:
         raise DatasetFormatError(
             f"{p}: not an HDF5 file (no HDF5 signature found; first bytes {head[:8]!r})"
         )
-    try:
-        return h5py.File(p, "r")
-    except OSError as e:
-        msg = str(e)
-        if "already open for write" in msg or "SWMR" in msg:
-            try:
-                return h5py.File(p, "r", libver="latest", swmr=True)
-            except OSError as e2:
-                raise DatasetFormatError(f"{p}: cannot open HDF5 file: {e2}") from e2
-        if "truncated" in msg:
-            raise DatasetFormatError(
-                f"{p}: HDF5 file is truncated (the file is shorter than its header says; "
-                "an interrupted copy or download?)"
-            ) from e
-        raise DatasetFormatError(f"{p}: cannot open HDF5 file: {msg}") from e
+    with read_errors(p):
+        try:
+            return ReadOnlyFile(h5py.File(p, "r"))
+        except OSError as e:
+            msg = str(e)
+            if "already open for write" in msg or "SWMR" in msg:
+                try:
+                    return ReadOnlyFile(h5py.File(p, "r", libver="latest", swmr=True))
+                except OSError as e2:
+                    raise DatasetFormatError(f"{p}: cannot open HDF5 file: {e2}") from e2
+            if "truncated" in msg:
+                raise DatasetFormatError(
+                    f"{p}: HDF5 file is truncated (the file is shorter than its header says; "
+                    "an interrupted copy or download?)"
+                ) from e
+            raise DatasetFormatError(f"{p}: cannot open HDF5 file: {msg}") from e
 
 
 def _has_hdf5_signature_at_offset(p: Path) -> bool:
@@ -346,20 +441,46 @@ class DatasetMetadata:
 
 
 def iter_datasets(group: h5py.Group, prefix: str = "") -> Iterator[tuple[str, h5py.Dataset]]:
-    """Yield ``(relative path, dataset)`` for every dataset below ``group``, sorted."""
+    """Yield ``(relative path, dataset)`` for every dataset below ``group``, sorted (named
+    datatypes are skipped; a link that loops back is refused)."""
+    yield from _iter_datasets(group, prefix, 0)
+
+
+def _iter_datasets(
+    group: h5py.Group, prefix: str, depth: int
+) -> Iterator[tuple[str, h5py.Dataset]]:
+    if depth > 32:
+        raise DatasetFormatError(
+            f"{group.file.filename}: '{group.name}' is nested more than 32 groups deep "
+            "(a link that loops back?)"
+        )
     for key in sorted(group.keys()):
         item = group[key]
         name = f"{prefix}{key}"
         if isinstance(item, h5py.Group):
-            yield from iter_datasets(item, name + "/")
-        else:
+            yield from _iter_datasets(item, name + "/", depth + 1)
+        elif isinstance(item, h5py.Dataset):
             yield name, item
+
+
+def group_at(f: h5py.File, key: str) -> h5py.Group:
+    """``f[key]`` checked to be a group."""
+    item = f[key]
+    if not isinstance(item, h5py.Group):
+        raise DatasetFormatError(
+            f"{f.filename}: '/{key}' is a {type(item).__name__}; expected a group"
+        )
+    return item
 
 
 def detect_layout(f: h5py.File) -> str:
     if EXT_GROUP in f:
+        group_at(f, EXT_GROUP)
+        if META_GROUP in f:
+            group_at(f, META_GROUP)
         return "tianshou_offline"
     if META_GROUP in f:
+        group_at(f, META_GROUP)
         return "tianshou_vector" if "buffer_num" in f.attrs or "_offset" in f else "tianshou"
     if "observations" in f and "actions" in f:
         return "d4rl"
@@ -372,7 +493,7 @@ def detect_layout(f: h5py.File) -> str:
 
 
 def check_version(f: h5py.File) -> int:
-    attrs = f[EXT_GROUP].attrs
+    attrs = group_at(f, EXT_GROUP).attrs
     if "format_version" not in attrs:
         raise SchemaVersionError(
             f"{f.filename}: '/{EXT_GROUP}' has no 'format_version' attribute; expected "
@@ -381,9 +502,10 @@ def check_version(f: h5py.File) -> int:
     raw = attrs["format_version"]
     try:
         version = int(raw)
-    except (TypeError, ValueError) as e:
+    except (TypeError, ValueError, OverflowError) as e:
         raise SchemaVersionError(
-            f"{f.filename}: format_version {raw!r} is not an integer; expected <= {FORMAT_VERSION}"
+            f"{f.filename}: format_version {_attr_str(raw)[:40]!r} is not an integer; expected "
+            f"<= {FORMAT_VERSION}"
         ) from e
     if version < 1 or version > FORMAT_VERSION:
         raise SchemaVersionError(
@@ -393,21 +515,91 @@ def check_version(f: h5py.File) -> int:
     return version
 
 
-def committed_counts(f: h5py.File) -> tuple[int, int]:
-    """(transitions, episodes) committed to a tianshou-offline file.
+def episode_bounds(f: h5py.File) -> tuple[np.ndarray, np.ndarray]:
+    """``(start, length)`` (int64, ``(E,)``) of the episodes committed to a tianshou-offline
+    file, checked: the first starts at row 0, each starts where the one before ends, every
+    length is >= 1 and the last ends within the stored rows of ``_meta/rew``.
 
     The episode table is written last, so a file whose writer was killed mid-append still
-    reports exactly the episodes that were complete.
+    reports exactly the episodes that were complete: ``E = min(len(start), len(length),
+    num_episodes)``.
+
+    :raises DatasetFormatError: the table is missing, malformed or contradicts itself or
+        the data.
     """
-    ep = f[EPISODES_GROUP]
-    n_ep = min(len(ep["start"]), len(ep["length"]))
-    declared = int(f[EXT_GROUP].attrs.get("num_episodes", n_ep))
-    n_ep = min(n_ep, declared)
+    fname = f.filename
+    ext = group_at(f, EXT_GROUP)
+    if EPISODES_GROUP not in f:
+        raise DatasetFormatError(f"{fname}: '/{EPISODES_GROUP}' (the episode table) is missing")
+    ep = group_at(f, EPISODES_GROUP)
+    start_ds = dataset(ep, "start")
+    length_ds = dataset(ep, "length")
+    n_ep = min(rows(start_ds), rows(length_ds))
+    n_ep = min(n_ep, attr_int(ext, "num_episodes", n_ep, lo=0))
     if n_ep == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    if META_GROUP not in f:
+        raise DatasetFormatError(f"{fname}: '/{META_GROUP}' (the data columns) is missing")
+    stored = min(rows(dataset(group_at(f, META_GROUP), "rew")), 2**62)
+    starts = read_index(start_ds, n_ep)
+    lengths = read_index(length_ds, n_ep)
+    where = f"'/{EPISODES_GROUP}'"
+    if starts[0] != 0:
+        raise DatasetFormatError(
+            f"{fname}: {where}: episode 0 starts at row {starts[0]}; expected row 0"
+        )
+    bad = np.flatnonzero((lengths < 1) | (lengths > stored) | (starts > stored))
+    if bad.size:
+        i = int(bad[0])
+        raise DatasetFormatError(
+            f"{fname}: {where}: episode {i} has start {starts[i]} and length {lengths[i]}; "
+            f"expected a length >= 1 within the {stored} stored rows"
+        )
+    ends = starts + lengths  # no overflow: both are <= stored (a dataset's extent)
+    gap = np.flatnonzero(starts[1:] != ends[:-1])
+    if gap.size:
+        i = int(gap[0]) + 1
+        raise DatasetFormatError(
+            f"{fname}: {where}: episode {i} starts at row {starts[i]}; expected row "
+            f"{ends[i - 1]} (where episode {i - 1} ends)"
+        )
+    if ends[-1] > stored:
+        raise DatasetFormatError(
+            f"{fname}: {where}: the episodes cover {ends[-1]} rows; '/{META_GROUP}/rew' stores "
+            f"{stored}"
+        )
+    return starts, lengths
+
+
+def committed_counts(f: h5py.File) -> tuple[int, int]:
+    """(transitions, episodes) committed to a tianshou-offline file (see
+    :func:`episode_bounds`, which checks the episode table)."""
+    starts, lengths = episode_bounds(f)
+    if not len(starts):
         return 0, 0
-    start = int(ep["start"][n_ep - 1])
-    length = int(ep["length"][n_ep - 1])
-    return start + length, n_ep
+    return int(starts[-1] + lengths[-1]), len(starts)
+
+
+def check_episode_ends(
+    fname: str, done: np.ndarray, starts: np.ndarray, lengths: np.ndarray
+) -> None:
+    """The rows that end an episode in the loaded data (``done | terminated | truncated``)
+    are exactly those the episode table says.
+
+    :raises DatasetFormatError: they differ (the first differing row is named).
+    """
+    n = int(done.shape[0])
+    want = np.zeros(n, dtype=bool)
+    if len(starts):
+        want[starts + lengths - 1] = True
+    diff = np.flatnonzero(want != done)
+    if diff.size:
+        row = int(diff[0])
+        raise DatasetFormatError(
+            f"{fname}: row {row} {'ends' if done[row] else 'does not end'} an episode in "
+            f"'/{META_GROUP}' (done/terminated/truncated) but the episode table "
+            f"'/{EPISODES_GROUP}' says it {'ends' if want[row] else 'does not end'} one"
+        )
 
 
 def read_metadata(path: str | os.PathLike[str]) -> DatasetMetadata:
@@ -422,47 +614,68 @@ def read_metadata(path: str | os.PathLike[str]) -> DatasetMetadata:
     p = Path(path)
     with open_h5(p) as f:
         layout = detect_layout(f)
-        group = f if layout == "d4rl" else f[META_GROUP]
-        columns = {name: (tuple(ds.shape), ds.dtype.str) for name, ds in iter_datasets(group)}
-        root = f.attrs
+        group = f if layout == "d4rl" else group_at(f, META_GROUP)
+        columns = {
+            name: (tuple(ds.shape) if ds.shape is not None else (), ds.dtype.str)
+            for name, ds in iter_datasets(group)
+        }
         md = DatasetMetadata(
             path=p,
             layout=layout,
             format_version=None,
-            num_transitions=int(root.get("_size", 0)),
+            num_transitions=0,
             num_episodes=None,
             observation_space=None,
             action_space=None,
             env_id=None,
             env_spec=None,
-            stack_num=int(root.get("stack_num", 1)),
-            save_only_last_obs=bool(root.get("_save_only_last_obs", False)),
+            stack_num=attr_int(f, "stack_num", 1, lo=1, hi=MAX_STACK_NUM),
+            save_only_last_obs=attr_bool(f, "_save_only_last_obs", False),
             obs_next_stored=("next_observations" if layout == "d4rl" else "obs_next") in group,
             provenance=None,
             columns=columns,
             file_size=p.stat().st_size,
         )
         if layout == "d4rl":
-            md.num_transitions = int(f["observations"].shape[0])
-        elif layout == "tianshou_vector" and "_lengths" in f:
-            md.num_transitions = int(np.sum(f["_lengths"][()]))
-        elif layout == "tianshou_offline":
+            md.num_transitions = rows(dataset(f, "observations"))
+        elif layout in ("tianshou", "tianshou_vector"):
+            from tianshou_offline.data.tianshou_layout import tianshou_segments
+
+            segments, _ = tianshou_segments(f, layout)
+            md.num_transitions = sum(b - a for a, b in segments)
+        else:
             md.format_version = check_version(f)
             md.num_transitions, md.num_episodes = committed_counts(f)
-            ext = f[EXT_GROUP].attrs
+            ext = group_at(f, EXT_GROUP)
             known = {
                 "format", "format_version", "num_transitions", "num_episodes",
                 "observation_space", "action_space", "env_id", "env_spec", "stack_num",
                 "save_only_last_obs", "obs_next_stored",
-            }
+            }  # fmt: skip
             md.extra_attrs = {
                 k: _attr_str(v)
-                for k, v in ext.items()
+                for k, v in ext.attrs.items()
                 if not k.startswith("provenance.") and k not in known
             }
-            md.observation_space = space_from_json(_attr_str(ext.get("observation_space", "")))
-            md.action_space = space_from_json(_attr_str(ext.get("action_space", "")))
-            md.env_id = _attr_str(ext.get("env_id", "")) or None
-            md.env_spec = _attr_str(ext.get("env_spec", "")) or None
-            md.provenance = Provenance.from_attrs(ext)
+            md.observation_space = read_space(ext, "observation_space")
+            md.action_space = read_space(ext, "action_space")
+            md.env_id = attr_str(ext, "env_id") or None
+            md.env_spec = attr_str(ext, "env_spec") or None
+            md.provenance = Provenance.from_attrs(ext.attrs)
         return md
+
+
+def read_space(group: h5py.Group, name: str) -> gym.Space[Any] | None:
+    """The gymnasium space stored as JSON in attribute ``name`` of ``group`` (None when
+    empty or absent).
+
+    :raises DatasetFormatError: the attribute does not hold a space (names the file and the
+        attribute; the :class:`SpaceSerializationError` is the cause).
+    """
+    try:
+        return space_from_json(attr_str(group, name))
+    except SpaceSerializationError as e:
+        raise DatasetFormatError(
+            f"{group.file.filename}: attribute '{group.name}@{name}' does not describe a "
+            f"gymnasium space: {e}"
+        ) from e

@@ -37,15 +37,29 @@ import h5py
 import numpy as np
 from tianshou.data import Batch, ReplayBuffer
 
-from tianshou_offline.data.columns import buffer_from_columns
+from tianshou_offline.data.columns import buffer_from_columns, verify_buffer
 from tianshou_offline.data.format import (
     DATA_TYPE_ATTR,
     EXT_GROUP,
+    MAX_STACK_NUM,
     META_GROUP,
-    committed_counts,
+    check_episode_ends,
+    check_version,
     detect_layout,
+    episode_bounds,
+    group_at,
     iter_datasets,
     open_h5,
+)
+from tianshou_offline.data.reading import (
+    attr_bool,
+    attr_int,
+    check_extent,
+    check_rows,
+    dataset,
+    read_index,
+    rows,
+    shape_of,
 )
 from tianshou_offline.errors import DatasetFormatError
 from tianshou_offline.progress import progress as progress_bar
@@ -337,42 +351,78 @@ def _nest(flat: Mapping[str, np.ndarray]) -> dict[str, Any]:
     return out
 
 
-def read_patches(f: h5py.File, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(row, key, stack)`` of a file's side table (empty arrays when it has none)."""
+def read_patches(
+    f: h5py.File, n: int, frame: tuple[tuple[int, ...], np.dtype[Any]] | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(row, key, stack)`` of a file's side table (empty arrays when it has none), checked:
+    ``row``/``key``/``stack`` have one entry per patch, rows are within the ``n`` transitions,
+    keys are 0 (obs) or 1 (obs_next), no row is patched twice for the same key, and stacks
+    are ``(K, S, *frame_shape)`` with ``S`` the file's ``stack_num``.
+
+    :param frame: ``(frame shape, dtype)`` of the file's ``obs`` column, which every stack
+        must match.
+    """
     if PATCH_GROUP not in f:
         return np.empty(0, np.int64), np.empty(0, np.uint8), np.empty((0,))
-    g = f[PATCH_GROUP]
-    version = int(g.attrs.get("version", 0))
+    fname = f.filename
+    g = group_at(f, PATCH_GROUP)
+    version = attr_int(g, "version", 0)
     if version < 1 or version > PATCH_VERSION:
         raise DatasetFormatError(
-            f"{f.filename}: stack patches version {version}; this package reads 1..{PATCH_VERSION}"
+            f"{fname}: stack patches version {version}; this package reads 1..{PATCH_VERSION}"
         )
-    rows = np.asarray(g["row"][()], dtype=np.int64)
-    keys = np.asarray(g["key"][()], dtype=np.uint8)
-    stacks = np.asarray(g["stack"][()])
-    if not (len(rows) == len(keys) == len(stacks)):
+    k = rows(dataset(g, "row"))
+    for name in ("key", "stack"):
+        if rows(dataset(g, name)) != k:
+            raise DatasetFormatError(
+                f"{fname}: stack_patches row/key/stack lengths differ ({k} rows, "
+                f"{rows(g[name])} {name}s)"
+            )
+    rows_ = read_index(g["row"], k)
+    keys = read_index(g["key"], k)
+    stack_ds = dataset(g, "stack", kinds="biuf")
+    stack_num = attr_int(f, "stack_num", 1, lo=1, hi=MAX_STACK_NUM)
+    if frame is not None:
+        want = (k, stack_num, *frame[0])
+        if shape_of(stack_ds) != want or stack_ds.dtype != frame[1]:
+            raise DatasetFormatError(
+                f"{fname}: stack_patches/stack has shape {stack_ds.shape} {stack_ds.dtype}; "
+                f"expected {want} {frame[1]} (stack_num stacks of the obs frames)"
+            )
+    check_extent(stack_ds, k)
+    if k and (rows_.min() < 0 or rows_.max() >= n):
         raise DatasetFormatError(
-            f"{f.filename}: stack_patches row/key/stack lengths differ "
-            f"({len(rows)}, {len(keys)}, {len(stacks)})"
-        )
-    if len(rows) and (rows.min() < 0 or rows.max() >= n):
-        raise DatasetFormatError(
-            f"{f.filename}: stack_patches rows span {rows.min()}..{rows.max()}; the file has {n} "
+            f"{fname}: stack_patches rows span {rows_.min()}..{rows_.max()}; the file has {n} "
             "transitions"
         )
-    return rows, keys, stacks
+    if k and not np.isin(keys, (KEY_OBS, KEY_OBS_NEXT)).all():
+        raise DatasetFormatError(
+            f"{fname}: stack_patches/key holds {sorted(set(keys.tolist()) - {0, 1})[:5]}; "
+            "expected 0 (obs) or 1 (obs_next)"
+        )
+    if k and len(np.unique(rows_ * 2 + keys)) != k:
+        raise DatasetFormatError(f"{fname}: stack_patches name the same row twice")
+    stacks = np.asarray(stack_ds[()]) if k else np.empty((0, stack_num, *shape_of(stack_ds)[2:]))
+    return rows_, keys.astype(np.uint8), stacks
+
+
+def _frame(f: h5py.File) -> tuple[tuple[int, ...], np.dtype[Any]]:
+    obs = dataset(group_at(f, META_GROUP), "obs")
+    return shape_of(obs)[1:], obs.dtype
 
 
 def wrap_with_patches(f: h5py.File, buffer: ReplayBuffer) -> FrameStackReplayBuffer:
     """Wrap a buffer loaded from ``f`` with the file's stack patches (used by ``load_buffer``)."""
-    rows, keys, stacks = read_patches(f, len(buffer))
+    rows, keys, stacks = read_patches(f, len(buffer), _frame(f))
     obs_sel = keys == KEY_OBS
     next_sel = keys == KEY_OBS_NEXT
-    return FrameStackReplayBuffer.from_buffer(
+    buf = FrameStackReplayBuffer.from_buffer(
         buffer,
         obs_patches=(rows[obs_sel], stacks[obs_sel]) if obs_sel.any() else None,
         obs_next_patches=(rows[next_sel], stacks[next_sel]) if next_sel.any() else None,
     )
+    verify_buffer(buf, f.filename)
+    return buf
 
 
 def load_framestack_files(
@@ -405,18 +455,43 @@ def load_framestack_files(
         with open_h5(p) as f:
             if detect_layout(f) != "tianshou_offline":
                 raise DatasetFormatError(f"{p}: not a tianshou-offline buffer file")
-            s = int(f.attrs.get("stack_num", 1))
-            if not bool(f.attrs.get("_save_only_last_obs", False)) or "obs_next" in f[META_GROUP]:
+            check_version(f)
+            s = attr_int(f, "stack_num", 1, lo=1, hi=MAX_STACK_NUM)
+            if (
+                not attr_bool(f, "_save_only_last_obs", False)
+                or META_GROUP not in f
+                or "obs_next" in group_at(f, META_GROUP)
+            ):
                 raise DatasetFormatError(
                     f"{p}: not a compact frame-stacked file (expected save_only_last_obs=True "
                     "and no stored obs_next); open it with load_buffer()"
                 )
-            n, _ = committed_counts(f)
-            cols = {
-                name: (tuple(ds.shape[1:]), ds.dtype)
-                for name, ds in iter_datasets(f[META_GROUP])
-                if include_info or not name.startswith("info/")
-            }
+            starts, lengths = episode_bounds(f)
+            n = int(starts[-1] + lengths[-1]) if len(starts) else 0
+            cols = {}
+            for name, ds in iter_datasets(group_at(f, META_GROUP)):
+                if not include_info and (name == "info" or name.startswith("info/")):
+                    continue
+                if ds.shape is None or ds.ndim == 0 or ds.dtype.kind not in "biuf":
+                    raise DatasetFormatError(
+                        f"{p}: column '{META_GROUP}/{name}' has shape {ds.shape} and dtype "
+                        f"{ds.dtype}; expected rows of numbers or bools"
+                    )
+                check_rows(ds, n)
+                check_extent(ds, n)
+                cols[name] = (tuple(ds.shape[1:]), ds.dtype)
+            for col in ("obs", "act", "rew"):
+                if col not in cols:
+                    raise DatasetFormatError(
+                        f"{p}: '{META_GROUP}/{col}' is missing or not an array; expected a "
+                        "compact frame-stacked file"
+                    )
+            for col in ("rew", "terminated", "truncated", "done"):
+                if col in cols and cols[col][0] != ():
+                    raise DatasetFormatError(
+                        f"{p}: column '{META_GROUP}/{col}' has rows of shape {cols[col][0]}; "
+                        "expected one value per transition"
+                    )
             if schema is None:
                 schema, stack_num = cols, s
             elif cols != schema or s != stack_num:
@@ -424,7 +499,7 @@ def load_framestack_files(
                     f"{p}: columns or stack_num differ from {paths[0]} "
                     f"({sorted(cols)} stack_num={s} vs {sorted(schema)} stack_num={stack_num})"
                 )
-            infos.append({"path": Path(p), "n": n})
+            infos.append({"path": Path(p), "n": n, "starts": starts, "lengths": lengths})
     assert schema is not None and stack_num is not None
     total = sum(i["n"] for i in infos)
     flat: dict[str, np.ndarray] = {
@@ -452,7 +527,8 @@ def load_framestack_files(
                     if n:
                         ds.read_direct(flat[name], np.s_[0:n], np.s_[offset : offset + n])
                 bar.update(n * row_bytes)
-                rows, keys, stacks = read_patches(f, n)
+                rows, keys, stacks = read_patches(f, n, (schema["obs"][0], schema["obs"][1]))
+            _check_file_episodes(flat, info, offset)
             for key, r_out, s_out in (
                 (KEY_OBS, obs_rows, obs_stacks),
                 (KEY_OBS_NEXT, next_rows, next_stacks),
@@ -472,13 +548,28 @@ def load_framestack_files(
             return np.empty(0, np.int64), empty_stacks
         return np.concatenate(rows), np.concatenate(stacks)
 
-    plain = buffer_from_columns(columns, stack_num=stack_num, save_only_last_obs=True)
+    source = ", ".join(str(i["path"]) for i in infos)
+    plain = buffer_from_columns(
+        columns, stack_num=stack_num, save_only_last_obs=True, source=source
+    )
     buf = FrameStackReplayBuffer.from_buffer(
         plain, obs_patches=cat(obs_rows, obs_stacks), obs_next_patches=cat(next_rows, next_stacks)
     )
     if join_episodes and len(infos) > 1:
         _join_files(buf, infos, columns, stack_num)
+    verify_buffer(buf, source)
     return buf
+
+
+def _check_file_episodes(flat: Mapping[str, np.ndarray], info: dict[str, Any], offset: int) -> None:
+    """One file's rows of the joint columns end episodes where its episode table says."""
+    n = info["n"]
+    rows = slice(offset, offset + n)
+    done = np.zeros(n, dtype=bool)
+    for key in ("done", "terminated", "truncated"):
+        if key in flat:
+            done |= np.asarray(flat[key][rows], dtype=bool)
+    check_episode_ends(str(info["path"]), done, info["starts"], info["lengths"])
 
 
 def _join_files(
@@ -492,6 +583,8 @@ def _join_files(
     ep_id = (
         columns.get("info", {}).get("episode_id") if isinstance(columns.get("info"), dict) else None
     )
+    if ep_id is not None and np.ndim(ep_id) != 1:
+        ep_id = None  # not one id per row: not evidence either way
     joins: list[int] = []
     extra_rows: list[int] = []
     for a, b in itertools.pairwise(infos):

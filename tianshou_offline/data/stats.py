@@ -7,16 +7,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import h5py
 import numpy as np
 
 from tianshou_offline.data.format import (
     EPISODES_GROUP,
     META_GROUP,
+    check_version,
     committed_counts,
     detect_layout,
+    episode_bounds,
+    group_at,
     open_h5,
 )
-from tianshou_offline.errors import OutputExistsError
+from tianshou_offline.data.reading import check_extent, check_rows, dataset
+from tianshou_offline.errors import DatasetFormatError, OutputExistsError
 
 
 @dataclass(frozen=True)
@@ -64,29 +69,7 @@ def episode_table(path: str | os.PathLike[str]) -> EpisodeTable:
     p = Path(path)
     with open_h5(p) as f:
         if detect_layout(f) == "tianshou_offline":
-            n, n_ep = committed_counts(f)
-            eps = f[EPISODES_GROUP]
-            starts = eps["start"][:n_ep]
-            lengths = eps["length"][:n_ep]
-            ends = starts + lengths - 1
-            meta = f[META_GROUP]
-            term = meta["terminated"][:n] if n else np.zeros(0, bool)
-            trunc = meta["truncated"][:n] if n else np.zeros(0, bool)
-            md: dict[str, np.ndarray] = {}
-            if "metadata" in eps:
-                for k in eps["metadata"].keys():
-                    arr = eps["metadata"][k][:n_ep]
-                    if arr.dtype == object:
-                        arr = np.asarray([v.decode() if isinstance(v, bytes) else v for v in arr])
-                    md[k] = arr
-            return EpisodeTable(
-                starts=starts,
-                lengths=lengths,
-                returns=eps["return"][:n_ep],
-                terminated=term[ends] if n_ep else np.zeros(0, bool),
-                truncated=trunc[ends] if n_ep else np.zeros(0, bool),
-                metadata=md,
-            )
+            return _stored_table(f)
     from tianshou_offline.data.buffer import load_buffer
 
     buf = load_buffer(p, include_info=False)
@@ -101,6 +84,64 @@ def episode_table(path: str | os.PathLike[str]) -> EpisodeTable:
         terminated=np.asarray(buf.terminated)[ends],
         truncated=np.asarray(buf.truncated)[ends],
         metadata={},
+    )
+
+
+def _column(group: h5py.Group, key: str, n: int) -> np.ndarray:
+    """The first ``n`` values of a 1-D column of numbers or bools (checked)."""
+    ds = dataset(group, key, kinds="biuf")
+    if ds.ndim != 1:
+        raise DatasetFormatError(
+            f"{group.file.filename}: '{ds.name}' has shape {ds.shape}; expected ({n},)"
+        )
+    check_rows(ds, n)
+    check_extent(ds, n)
+    return np.asarray(ds[:n])
+
+
+def _stored_table(f: h5py.File) -> EpisodeTable:
+    """The episode table of a tianshou-offline file, checked against its data columns."""
+    check_version(f)
+    starts, lengths = episode_bounds(f)
+    n_ep = len(starts)
+    n = int(starts[-1] + lengths[-1]) if n_ep else 0
+    ends = starts + lengths - 1
+    eps = group_at(f, EPISODES_GROUP)
+    meta = group_at(f, META_GROUP)
+    flags = {}
+    for key in ("terminated", "truncated"):
+        flags[key] = (
+            _column(meta, key, n).astype(bool)[ends] if key in meta else np.zeros(n_ep, bool)
+        )
+    if "return" in eps:
+        returns = _column(eps, "return", n_ep).astype(np.float64)
+    else:  # recompute what the writer stores
+        csum = np.concatenate([[0.0], np.cumsum(_column(meta, "rew", n), dtype=np.float64)])
+        returns = csum[ends + 1] - csum[starts]
+    md: dict[str, np.ndarray] = {}
+    group = eps.get("metadata")
+    if isinstance(group, h5py.Group):
+        for k in group.keys():
+            ds = dataset(group, k, kinds="biufSO")
+            if ds.ndim != 1:
+                raise DatasetFormatError(
+                    f"{f.filename}: '{ds.name}' has shape {ds.shape}; expected ({n_ep},)"
+                )
+            check_rows(ds, n_ep)
+            check_extent(ds, n_ep)
+            arr = ds[:n_ep]
+            if arr.dtype.kind in "OS":
+                arr = np.asarray(
+                    [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in arr]
+                )
+            md[k] = arr
+    return EpisodeTable(
+        starts=starts,
+        lengths=lengths,
+        returns=returns,
+        terminated=flags["terminated"],
+        truncated=flags["truncated"],
+        metadata=md,
     )
 
 
@@ -123,11 +164,21 @@ def read_actions(path: str | os.PathLike[str], max_rows: int = 1_000_000) -> np.
     with open_h5(path) as f:
         layout = detect_layout(f)
         if layout == "d4rl":
-            ds = f["actions"]
-            n = ds.shape[0]
+            ds = dataset(f, "actions")
+            n = ds.shape[0] if ds.ndim else 0
         else:
-            ds = f[META_GROUP]["act"]
-            n = committed_counts(f)[0] if layout == "tianshou_offline" else ds.shape[0]
+            ds = dataset(group_at(f, META_GROUP), "act")
+            if layout == "tianshou_offline":
+                n = committed_counts(f)[0]
+            else:
+                n = ds.shape[0] if ds.ndim else 0
+        if ds.ndim == 0 or ds.dtype.kind not in "biuf":
+            raise DatasetFormatError(
+                f"{f.filename}: '{ds.name}' has shape {ds.shape} and dtype {ds.dtype}; expected "
+                "one row of numbers per transition"
+            )
+        check_rows(ds, n)
+        check_extent(ds, n)
         stride = max(1, n // max_rows)
         return np.asarray(ds[:n:stride])
 

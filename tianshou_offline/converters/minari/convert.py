@@ -174,7 +174,7 @@ def convert_minari(
                 "buffer format does not store"
             )
         block_iter = _episode_blocks(
-            _minari_episodes(dataset, ids, with_infos), data_path, with_infos
+            _minari_episodes(dataset, ids, with_infos, data_path), data_path, with_infos
         )
 
     env_spec = metadata.get("env_spec")

@@ -16,7 +16,7 @@ import gymnasium as gym
 import h5py
 import numpy as np
 
-from tianshou_offline.converters.minari.source import RESET_INFO_KEY
+from tianshou_offline.converters.minari.source import RESET_INFO_KEY, minari_errors
 from tianshou_offline.converters.minari.spaces import (
     _as_storable,
     _build_tree,
@@ -24,6 +24,8 @@ from tianshou_offline.converters.minari.spaces import (
     _tree_leaves,
     _tree_map,
 )
+from tianshou_offline.data.format import open_h5
+from tianshou_offline.data.reading import check_extent
 from tianshou_offline.data.writer import NanPolicy
 from tianshou_offline.errors import (
     DatasetFormatError,
@@ -226,7 +228,7 @@ class _HDF5FastReader:
             dsid = h5py.h5d.open(gid, self._bnames[name])
         except KeyError:
             raise DatasetFormatError(f"{self.path}: '{group}/{name}' is missing") from None
-        shape = dsid.get_space().get_simple_extent_dims()
+        shape = tuple(dsid.get_space().get_simple_extent_dims() or ())
         if not shape or shape[0] != rows:
             raise DatasetFormatError(
                 f"{self.path}: {group}/{name} has {shape[0] if shape else 0} rows; expected "
@@ -236,6 +238,7 @@ class _HDF5FastReader:
                     else f"{rows} (the length of rewards)"
                 )
             )
+        _check_storage(dsid, rows, shape, f"{self.path}: '{group}/{name}'")
         types = self._types.get(name)
         if types is None:
             dtype = np.dtype(dsid.dtype)
@@ -254,15 +257,20 @@ class _HDF5FastReader:
         if not h5py.h5a.exists(gid, b"seed"):
             return None
         attr = h5py.h5a.open(gid, b"seed")
+        if attr.shape not in ((), (1,)) or np.dtype(attr.dtype).kind not in "iu":
+            raise DatasetFormatError(
+                f"{self.path}: attribute 'seed' of an episode has shape {attr.shape} and dtype "
+                f"{attr.dtype}; expected one integer"
+            )
         value = np.empty(attr.shape, dtype=np.int64)
         attr.read(value, self._int64)
-        return int(value)
+        return int(value.reshape(-1)[0])
 
     def blocks(self, ids: Sequence[int]) -> Iterator[_Block]:
         """The selected episodes, in order, in blocks of about ``block_rows`` steps."""
         buf: _BlockBuffer | None = None
         skipped = 0
-        with h5py.File(self.path, "r") as f:
+        with open_h5(self.path) as f:  # the boundary: h5py's errors become typed errors
             fid = f.id
             for ep in ids:
                 group = f"episode_{ep}"
@@ -274,12 +282,13 @@ class _HDF5FastReader:
                     rew_id = h5py.h5d.open(gid, b"rewards")
                 except KeyError:
                     raise DatasetFormatError(f"{self.path}: '{group}/rewards' is missing") from None
-                rew_shape = rew_id.get_space().get_simple_extent_dims()
+                rew_shape = tuple(rew_id.get_space().get_simple_extent_dims() or ())
                 if len(rew_shape) != 1:
                     raise DatasetFormatError(
                         f"{self.path}: {group}/rewards has shape {rew_shape}; expected (steps,)"
                     )
                 t = rew_shape[0]
+                _check_storage(rew_id, t, rew_shape, f"{self.path}: '{group}/rewards'")
                 if t == 0:  # no steps, no transitions: nothing to store
                     skipped += 1
                     continue
@@ -439,8 +448,27 @@ class _ArrowFastReader:
             yield _empty_block(skipped)
 
 
-def _minari_episodes(dataset: Any, ids: Sequence[int], with_infos: bool) -> Iterator[_Episode]:
+def _check_storage(dsid: Any, rows: int, shape: tuple[int, ...], where: str) -> None:
+    """Before a dataset's rows are allocated and read: the file stores them (the low-level
+    twin of :func:`~tianshou_offline.data.reading.check_extent`, one call in the common
+    case of uncompressed data)."""
+    need = rows * int(np.prod(shape[1:], dtype=np.int64)) * np.dtype(dsid.dtype).itemsize
+    if need <= dsid.get_storage_size():
+        return
+    check_extent(h5py.Dataset(dsid), rows)
+
+
+def _minari_episodes(
+    dataset: Any, ids: Sequence[int], with_infos: bool, data_path: Path
+) -> Iterator[_Episode]:
     """Episodes through Minari's own ``iterate_episodes`` (any storage, decodes JPEG)."""
+    with minari_errors(data_path):
+        yield from _minari_episodes_unchecked(dataset, ids, with_infos)
+
+
+def _minari_episodes_unchecked(
+    dataset: Any, ids: Sequence[int], with_infos: bool
+) -> Iterator[_Episode]:
     metas = dataset.storage.get_episode_metadata(ids)
     for ep, meta in zip(dataset.iterate_episodes(ids), metas, strict=True):
         seed = meta.get("seed") if isinstance(meta, Mapping) else None

@@ -3,22 +3,25 @@ episodes (``--episodes`` selections)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any, cast
 
 import numpy as np
 
+from tianshou_offline.data.reading import read_errors
 from tianshou_offline.errors import (
     DatasetFormatError,
     DataValidationError,
     MissingDependencyError,
     SourceNotFoundError,
+    TianshouOfflineError,
 )
 
 log = logging.getLogger(__name__)
@@ -112,13 +115,90 @@ def resolve_minari_source(
     )
 
 
-def open_minari_dataset(data_path: Path) -> Any:
-    """``minari.MinariDataset`` for a data directory, with typed errors."""
-    minari = _import_minari()
+MAX_METADATA_BYTES = 64 << 20
+"""A ``metadata.json`` larger than this is refused (Minari's are a few kilobytes)."""
+
+
+@contextlib.contextmanager
+def minari_errors(data_path: Path) -> Iterator[None]:
+    """The boundary around Minari's own reading code: h5py's errors become typed errors (as
+    everywhere, :func:`~tianshou_offline.data.reading.read_errors`), and so does anything
+    else Minari raises while it parses a dataset (it checks its metadata with ``assert`` and
+    lets its parsers' exceptions through), naming the dataset directory."""
     try:
+        with read_errors(data_path / "main_data.hdf5"):
+            yield
+    except (TianshouOfflineError, MemoryError, KeyboardInterrupt):
+        raise
+    except Exception as e:  # whatever Minari's parsers raise is about the data
+        raise DatasetFormatError(
+            f"{data_path}: Minari cannot read the dataset: {type(e).__name__}: {e}"
+        ) from e
+
+
+def _stored_episodes(data_path: Path, fmt: str) -> int:
+    """How many episodes the storage really holds (HDF5: ``episode_<i>`` groups; Arrow and
+    Parquet: one directory per episode)."""
+    if fmt == "hdf5":
+        from tianshou_offline.data.format import open_h5
+
+        with open_h5(data_path / "main_data.hdf5") as f:
+            return sum(1 for k in f.keys() if k.startswith("episode_"))
+    return sum(1 for p in data_path.iterdir() if p.is_dir() and p.name.isdigit())
+
+
+def check_minari_metadata(data_path: Path) -> dict[str, Any]:
+    """``metadata.json`` of a Minari data directory, checked before Minari trusts it: a JSON
+    object whose counts are integers within what the storage holds and whose spaces and
+    specs are strings.
+
+    :raises DatasetFormatError: naming the file, the field, what was found and expected.
+    """
+    path = data_path / "metadata.json"
+    if path.stat().st_size > MAX_METADATA_BYTES:
+        raise DatasetFormatError(
+            f"{path}: is {path.stat().st_size} bytes; expected a Minari metadata file of at most "
+            f"{MAX_METADATA_BYTES}"
+        )
+    try:
+        doc = json.loads(path.read_bytes())
+    except (ValueError, RecursionError) as e:  # UnicodeDecodeError, JSONDecodeError
+        raise DatasetFormatError(f"{path}: not valid JSON: {e}") from e
+    if not isinstance(doc, dict):
+        raise DatasetFormatError(f"{path}: holds a {type(doc).__name__}; expected a JSON object")
+
+    def fail(key: str, expected: str) -> DatasetFormatError:
+        return DatasetFormatError(
+            f"{path}: {key!r} is {str(doc.get(key))[:60]!r}; expected {expected}"
+        )
+
+    for key in ("total_episodes", "total_steps"):
+        value = doc.get(key, 0)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise fail(key, "an integer >= 0")
+    fmt = doc.get("data_format", "hdf5")
+    if fmt not in ("hdf5", "arrow", "parquet"):
+        raise fail("data_format", "'hdf5', 'arrow' or 'parquet'")
+    for key in ("observation_space", "action_space", "env_spec", "eval_env_spec", "dataset_id",
+                "minari_version"):  # fmt: skip
+        if key in doc and doc[key] is not None and not isinstance(doc[key], str):
+            raise fail(key, "a string")
+    stored = _stored_episodes(data_path, fmt)
+    if doc.get("total_episodes", 0) > stored:
+        raise DatasetFormatError(
+            f"{path}: 'total_episodes' is {doc['total_episodes']} but the {fmt} storage holds "
+            f"{stored} episodes"
+        )
+    return doc
+
+
+def open_minari_dataset(data_path: Path) -> Any:
+    """``minari.MinariDataset`` for a data directory, with typed errors (its metadata is
+    checked first: :func:`check_minari_metadata`)."""
+    minari = _import_minari()
+    check_minari_metadata(data_path)
+    with minari_errors(data_path):
         return minari.MinariDataset(data_path)
-    except (ValueError, KeyError, json.JSONDecodeError, OSError) as e:
-        raise DatasetFormatError(f"{data_path}: cannot open Minari dataset: {e}") from e
 
 
 # --------------------------------------------------------------------------------------

@@ -1,0 +1,94 @@
+"""Hostile input: every mutant of a valid file is either read into a consistent buffer or
+refused with one typed error, within a time and a memory limit.
+
+A seeded run over a few hundred mutants of small valid files (``tests/_fuzz.py`` writes the
+seeds with the package's writers, Tianshou, Minari and a TFRecord shard, and mutates them:
+byte flips, truncations, semantic h5py mutations, corrupt records) through every reading
+entry point: ``load_buffer``, ``tianshou-offline inspect``, ``convert tianshou``, ``convert
+d4rl``, the Minari and RL Unplugged readers. Each run happens in a worker process under a
+time limit and an address-space limit (``RLIMIT_AS``). ``benchmarks/fuzz.py`` runs the same at
+10,000+ mutants and prints the table.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+pytest.importorskip("minari")
+pytest.importorskip("crc32c")
+
+import _fuzz
+
+TIME_LIMIT_S = 20.0
+MEMORY_LIMIT = 1 << 30
+N_MUTANTS = 270  # 30 of each of the 9 seeds
+SEED = 12
+
+
+@pytest.fixture(scope="module")
+def seeds(tmp_path_factory: pytest.TempPathFactory) -> list[_fuzz.Seed]:
+    return _fuzz.make_seeds(tmp_path_factory.mktemp("fuzz-seeds"))
+
+
+@pytest.fixture(scope="module")
+def pool() -> Iterator[_fuzz.Pool]:
+    # importing every entry point before the workers are forked keeps each run fast
+    import tianshou_offline.cli
+    import tianshou_offline.converters.d4rl
+    import tianshou_offline.converters.minari
+    import tianshou_offline.converters.rl_unplugged
+    import tianshou_offline.converters.tianshou
+    import tianshou_offline.data.stats  # noqa: F401
+
+    yield _fuzz.Pool(workers=2, time_limit=TIME_LIMIT_S, mem_limit=MEMORY_LIMIT)
+
+
+def test_seeds_load_and_convert(seeds: list[_fuzz.Seed], pool: _fuzz.Pool) -> None:
+    """The unmutated seeds pass every entry point: the harness reports real failures only."""
+    results = list(pool.run(_fuzz.seed_jobs(seeds, variants=2)))
+    assert {s.name for s in seeds} == set(_fuzz.SEED_ENTRY_POINTS)
+    bad = [
+        f"{r.job.entry} {r.job.seed}: {r.outcome} {r.detail}" for r in results if r.outcome != "ok"
+    ]
+    assert not bad, "\n".join(bad)
+
+
+def test_mutants_are_refused_with_typed_errors_or_load_consistently(
+    seeds: list[_fuzz.Seed], pool: _fuzz.Pool, tmp_path: Path
+) -> None:
+    summary = _fuzz.Summary()
+    jobs = _fuzz.jobs_for(seeds, N_MUTANTS, SEED, tmp_path, entries_per_mutant=1)
+    for result in pool.run(jobs):
+        summary.add(result)
+    counts = {o: sum(c[o] for c in summary.counts.values()) for o in _fuzz.OUTCOMES}
+    assert len(summary.mutants) == N_MUTANTS
+    assert counts["typed"] > N_MUTANTS // 5 and counts["ok"] > N_MUTANTS // 10, summary.table()
+    assert set(summary.counts) == set(_fuzz.ENTRY_POINTS), summary.table()
+    assert not summary.failures, summary.report()
+
+
+def test_the_checker_catches_a_buffer_that_crosses_an_episode_end(
+    seeds: list[_fuzz.Seed],
+) -> None:
+    """``check_buffer`` is not vacuous: a buffer whose ``done`` lost an episode end (as
+    Tianshou's ``from_data`` leaves ``last_index``) is reported."""
+    from tianshou_offline import load_buffer
+
+    buf = load_buffer(next(s.path for s in seeds if s.name == "writer"))
+    assert _fuzz.check_buffer(buf) is None
+    buf.last_index = [0]
+    assert _fuzz.check_buffer(buf) is not None
+
+
+@pytest.mark.slow
+def test_many_mutants(seeds: list[_fuzz.Seed], pool: _fuzz.Pool, tmp_path: Path) -> None:
+    summary = _fuzz.Summary()
+    for result in pool.run(_fuzz.jobs_for(seeds, 2000, SEED + 1, tmp_path)):
+        summary.add(result)
+    assert not summary.failures, summary.report()

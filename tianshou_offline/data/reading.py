@@ -1,0 +1,347 @@
+"""Reading files that may be hostile: the one boundary between h5py's exceptions and the
+package's errors, and checked access to what a file declares.
+
+**The boundary.** h5py and libhdf5 answer corrupted metadata (a flipped bit in an object
+header, a dangling link, a truncated heap) with plain ``OSError``, ``RuntimeError``,
+``KeyError``, ``ValueError`` or ``TypeError``. :func:`read_errors` (a context manager) turns
+any of them raised from inside h5py into a :class:`~tianshou_offline.errors.DatasetFormatError`
+naming the file, with the original as ``__cause__``. Every file :func:`open_h5
+<tianshou_offline.data.format.open_h5>` returns is a :class:`ReadOnlyFile` whose ``with``
+block is such a boundary, so readers do not catch h5py's errors one call at a time. Errors
+of the operating system while writing elsewhere (a full disk, a read-only directory) pass
+through unchanged, as do the package's own errors and errors raised outside h5py (which
+the checks below are there to prevent).
+
+**Validate before trusting.** Counts, lengths, indices and shapes read from a file are
+checked against each other and against what the file really stores before anything is
+allocated or looped over: :func:`attr_int` / :func:`attr_bool` / :func:`attr_str` read
+attributes with a type and a range; :func:`dataset`, :func:`rows` and :func:`check_rows`
+check that an object is a dataset with a simple dataspace, the dtype expected and enough
+rows; :func:`check_extent` refuses to read more bytes than the dataset's stored data can
+hold (an extent declared far beyond the data, a chunk shape of gigabytes), so allocations are
+bounded by the file's size.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import traceback
+from collections.abc import Iterator
+from types import TracebackType
+from typing import Any
+
+import h5py
+import numpy as np
+
+from tianshou_offline.errors import DatasetFormatError, TianshouOfflineError
+
+READ_ERRORS: tuple[type[Exception], ...] = (OSError, RuntimeError, KeyError, ValueError, TypeError)
+"""What h5py raises for corrupted metadata (libhdf5's error stack mapped to builtins)."""
+
+_SYSTEM_ERRNOS = frozenset(
+    getattr(errno, name)
+    for name in ("ENOSPC", "EDQUOT", "EACCES", "EPERM", "EROFS", "EMFILE", "ENFILE", "ENOMEM")
+)
+"""OS errors that are not about the file's content (they are never translated)."""
+
+MAX_FILTER_RATIO = 1100
+"""A filtered (compressed) chunk expands to at most this many times its stored size (gzip's
+limit is about 1032:1; LZF's and shuffle's are far lower)."""
+MAX_CHUNK_BYTES = 1 << 28
+"""Largest chunk (256 MiB uncompressed) a reader accepts: libhdf5 holds one whole chunk in
+memory to read any element of it."""
+_H5PY_DIR = os.path.dirname(h5py.__file__)
+
+
+def _raised_in_h5py(exc: BaseException) -> bool:
+    for frame in traceback.extract_tb(exc.__traceback__):
+        name = frame.filename
+        if name.startswith(_H5PY_DIR) or name.startswith("h5py/") or "/h5py/" in name:
+            return True
+    return False
+
+
+def translate(path: str | os.PathLike[str], exc: BaseException) -> DatasetFormatError | None:
+    """The typed error for a low-level exception raised by h5py while reading ``path``, or
+    None when ``exc`` is not one (a package error, an OS error such as a full disk, or an
+    exception raised outside h5py)."""
+    if isinstance(exc, TianshouOfflineError) or not isinstance(exc, READ_ERRORS):
+        return None
+    if isinstance(exc, OSError) and exc.errno in _SYSTEM_ERRNOS:
+        return None
+    if not _raised_in_h5py(exc):
+        return None
+    text = str(exc).strip() or type(exc).__name__
+    if isinstance(exc, KeyError) and text.startswith(("'", '"')) and text.endswith(("'", '"')):
+        text = text[1:-1]
+    return DatasetFormatError(
+        f"{os.fspath(path)}: cannot read the HDF5 file (corrupt or truncated?): "
+        f"{type(exc).__name__}: {text}"
+    )
+
+
+@contextlib.contextmanager
+def read_errors(path: str | os.PathLike[str]) -> Iterator[None]:
+    """The boundary: h5py's low-level exceptions inside the block become
+    :class:`DatasetFormatError` naming ``path`` (original as ``__cause__``)."""
+    try:
+        yield
+    except READ_ERRORS as e:
+        typed = translate(path, e)
+        if typed is None:
+            raise
+        raise typed from e
+
+
+class ReadOnlyFile:
+    """An open ``h5py.File`` whose ``with`` block is a :func:`read_errors` boundary (made by
+    :func:`~tianshou_offline.data.format.open_h5`).
+
+    ``with open_h5(path) as f:`` binds ``f`` to the ``h5py.File`` itself; outside a ``with``
+    statement the object forwards attribute and item access to it (and ``close()``).
+    """
+
+    def __init__(self, file: Any) -> None:
+        self.file = file
+        self.filename: str = file.filename
+
+    def __enter__(self) -> Any:
+        return self.file
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.file.close()
+        if exc is not None:
+            typed = translate(self.filename, exc)
+            if typed is not None:
+                raise typed from exc
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.file, name)
+
+    def __getitem__(self, key: str) -> Any:
+        return self.file[key]
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.file
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.file)
+
+    def __len__(self) -> int:
+        return len(self.file)
+
+
+# --------------------------------------------------------------------------------------
+# attributes
+# --------------------------------------------------------------------------------------
+
+
+def _where(obj: h5py.HLObject) -> str:
+    return obj.name or "/"
+
+
+def attr_int(
+    obj: h5py.HLObject,
+    name: str,
+    default: int,
+    *,
+    lo: int | None = None,
+    hi: int | None = None,
+) -> int:
+    """Attribute ``name`` of ``obj`` as an int in ``[lo, hi]`` (``default`` when absent).
+
+    :raises DatasetFormatError: not an integer (a string, an array, a float with a fraction,
+        NaN) or out of range; the message names the file and the attribute.
+    """
+    if name not in obj.attrs:
+        return default
+    raw = obj.attrs[name]
+    value: int | None = None
+    arr = np.asarray(raw) if not isinstance(raw, bytes | str) else None
+    if arr is not None and arr.shape == () and arr.dtype.kind in "biu":
+        value = int(arr.item())
+    elif arr is not None and arr.shape == () and arr.dtype.kind == "f":
+        f = float(arr)
+        if np.isfinite(f) and f == int(f):
+            value = int(f)
+    if value is None or (lo is not None and value < lo) or (hi is not None and value > hi):
+        bounds = (
+            f"an integer in [{lo}, {hi}]" if lo is not None and hi is not None
+            else f"an integer >= {lo}" if lo is not None
+            else "an integer"
+        )  # fmt: skip
+        raise DatasetFormatError(
+            f"{obj.file.filename}: attribute '{_where(obj)}@{name}' is {_show(raw)}; "
+            f"expected {bounds}"
+        )
+    return value
+
+
+def attr_bool(obj: h5py.HLObject, name: str, default: bool) -> bool:
+    """Attribute ``name`` as a bool (a bool or the integers 0/1; ``default`` when absent)."""
+    if name not in obj.attrs:
+        return default
+    raw = obj.attrs[name]
+    arr = np.asarray(raw) if not isinstance(raw, bytes | str) else None
+    if arr is not None and arr.shape == () and arr.dtype.kind in "biu" and int(arr) in (0, 1):
+        return bool(arr)
+    raise DatasetFormatError(
+        f"{obj.file.filename}: attribute '{_where(obj)}@{name}' is {_show(raw)}; expected a bool"
+    )
+
+
+def attr_str(obj: h5py.HLObject, name: str, default: str = "") -> str:
+    """Attribute ``name`` as text (bytes decoded as UTF-8, undecodable bytes replaced)."""
+    if name not in obj.attrs:
+        return default
+    return as_text(obj.attrs[name])
+
+
+def as_text(v: Any) -> str:
+    """An attribute value as text."""
+    if isinstance(v, bytes):
+        return v.decode("utf-8", errors="replace")
+    if isinstance(v, np.ndarray) and v.shape == ():
+        return as_text(v.item())
+    if isinstance(v, np.bytes_):
+        return as_text(bytes(v))
+    return str(v)
+
+
+def _show(v: Any) -> str:
+    text = repr(v.item() if isinstance(v, np.ndarray) and v.shape == () else v)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+# --------------------------------------------------------------------------------------
+# datasets
+# --------------------------------------------------------------------------------------
+
+
+def dataset(group: h5py.Group, key: str, *, kinds: str | None = None) -> h5py.Dataset:
+    """``group[key]`` checked to be a dataset with a simple (not null) dataspace and, when
+    ``kinds`` is given, a dtype of one of those numpy kinds (``"biuf"``: numbers or bools).
+
+    :raises DatasetFormatError: missing, a group, a null dataspace or the wrong dtype.
+    """
+    fname = group.file.filename
+    where = f"{group.name.rstrip('/')}/{key}"
+    if key not in group:
+        raise DatasetFormatError(f"{fname}: '{where}' is missing")
+    item = group[key]
+    if not isinstance(item, h5py.Dataset):
+        raise DatasetFormatError(
+            f"{fname}: '{where}' is a {type(item).__name__}; expected a dataset"
+        )
+    if item.shape is None:
+        raise DatasetFormatError(f"{fname}: '{where}' has a null dataspace; expected an array")
+    if kinds is not None and item.dtype.kind not in kinds:
+        raise DatasetFormatError(
+            f"{fname}: '{where}' has dtype {item.dtype}; expected " + _kinds_text(kinds)
+        )
+    return item
+
+
+def _kinds_text(kinds: str) -> str:
+    names = {"b": "bool", "i": "int", "u": "uint", "f": "float", "S": "bytes", "O": "object"}
+    return "/".join(names.get(k, k) for k in kinds) + " values"
+
+
+def shape_of(ds: h5py.Dataset) -> tuple[int, ...]:
+    """The dataset's shape (a null dataspace is refused)."""
+    if ds.shape is None:
+        raise DatasetFormatError(
+            f"{ds.file.filename}: '{ds.name}' has a null dataspace; expected an array"
+        )
+    return tuple(int(x) for x in ds.shape)
+
+
+def rows(ds: h5py.Dataset) -> int:
+    """Length of the first axis (a scalar or null dataspace is refused)."""
+    shape = shape_of(ds)
+    if not shape:
+        raise DatasetFormatError(
+            f"{ds.file.filename}: '{ds.name}' is a scalar; expected one row per element"
+        )
+    return shape[0]
+
+
+def check_rows(ds: h5py.Dataset, n: int, *, exact: bool = False, what: str = "") -> None:
+    """``ds`` has at least (``exact``: exactly) ``n`` rows."""
+    have = rows(ds)
+    if have < n or (exact and have != n):
+        raise DatasetFormatError(
+            f"{ds.file.filename}: '{ds.name}' has {have} rows; expected "
+            f"{'' if exact else 'at least '}{n}{f' ({what})' if what else ''}"
+        )
+
+
+def row_bytes(ds: h5py.Dataset) -> int:
+    """Bytes of one row in memory (numpy's itemsize; 16 per variable-length element)."""
+    shape = shape_of(ds)
+    return int(np.prod(shape[1:], dtype=np.int64)) * int(ds.dtype.itemsize)
+
+
+def check_extent(ds: h5py.Dataset, n_rows: int) -> None:
+    """Refuse to read rows ``[0, n_rows)`` of ``ds`` when the file cannot hold them.
+
+    An unfiltered dataset stores every byte it returns (its storage must be at least what is
+    read); a filtered one expands each chunk at most :data:`MAX_FILTER_RATIO` times; a chunk
+    is at most :data:`MAX_CHUNK_BYTES`. Reading data the file does not store would allocate
+    (and return) fill values sized by whatever extent the file declares.
+    """
+    shape = shape_of(ds)
+    need = (n_rows if shape else 1) * row_bytes(ds)
+    fname = ds.file.filename
+    if ds.chunks is not None:
+        chunk_bytes = int(np.prod(ds.chunks, dtype=np.int64)) * ds.dtype.itemsize
+        if chunk_bytes > MAX_CHUNK_BYTES:
+            raise DatasetFormatError(
+                f"{fname}: '{ds.name}' has chunks of shape {ds.chunks} ({chunk_bytes} bytes); "
+                f"expected chunks of at most {MAX_CHUNK_BYTES} bytes"
+            )
+    if need == 0:
+        return
+    plist = ds.id.get_create_plist()
+    layout = plist.get_layout()
+    if layout not in (h5py.h5d.CONTIGUOUS, h5py.h5d.CHUNKED, h5py.h5d.COMPACT):
+        return  # virtual datasets: their sources are checked when read
+    if plist.get_external_count():
+        return  # raw data in external files: libhdf5 checks their sizes
+    stored = int(ds.id.get_storage_size())
+    filtered = layout == h5py.h5d.CHUNKED and plist.get_nfilters() > 0
+    can_hold = stored * MAX_FILTER_RATIO if filtered else stored
+    if need > can_hold:
+        raise DatasetFormatError(
+            f"{fname}: '{ds.name}' declares shape {shape} but stores {stored} bytes"
+            f"{' (compressed)' if filtered else ''}; reading {n_rows} rows needs {need} bytes "
+            "(truncated or tampered data)"
+        )
+
+
+def read_index(ds: h5py.Dataset, n: int) -> np.ndarray:
+    """The first ``n`` values of a 1-D integer dataset (an index, a count), as int64."""
+    if ds.ndim != 1 or ds.dtype.kind not in "iu":
+        raise DatasetFormatError(
+            f"{ds.file.filename}: '{ds.name}' has shape {ds.shape} and dtype {ds.dtype}; "
+            "expected a 1-D array of integers"
+        )
+    check_rows(ds, n)
+    check_extent(ds, n)
+    if ds.dtype.kind == "u" and ds.dtype.itemsize >= 8:
+        raw = ds[:n]
+        if raw.size and int(raw.max()) > np.iinfo(np.int64).max:
+            raise DatasetFormatError(
+                f"{ds.file.filename}: '{ds.name}' holds {int(raw.max())}; expected values "
+                "below 2**63"
+            )
+        return np.asarray(raw, dtype=np.int64)
+    out: np.ndarray = np.asarray(ds[:n], dtype=np.int64)
+    return out
