@@ -7,6 +7,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, TypeAlias
 
 from tianshou_offline.errors import TianshouOfflineError
@@ -29,6 +30,46 @@ class ArgumentParser(argparse.ArgumentParser):
 
 class UsageError(TianshouOfflineError):
     """Invalid combination of command-line options."""
+
+
+CLEAN_HELP = (
+    "remove the temporary files and directories that killed runs of this command left beside "
+    "its output(s), list them (and those of runs still going, which are kept), and exit "
+    "without doing anything else; a normal run removes them too, with a warning"
+)
+
+
+def add_clean_argument(parser: argparse.ArgumentParser) -> None:
+    """``--clean`` (see :data:`CLEAN_HELP`) for a command that writes outputs."""
+    parser.add_argument("--clean", action="store_true", help=CLEAN_HELP)
+
+
+def clean_outputs(outputs: Sequence[Path]) -> int:
+    """``--clean``: remove the stale temporaries beside each of ``outputs`` (temporaries of
+    processes that no longer run; see :mod:`tianshou_offline.data.atomic`), print a line per
+    temporary found and a summary; exit code 0."""
+    from tianshou_offline.data.atomic import find_temps, format_size, remove_temp
+
+    removed = kept = 0
+    freed = 0
+    for out in outputs:
+        for t in find_temps(out):
+            name = f"{t.path}{'/' if t.is_dir else ''}"
+            if t.running:
+                print(f"kept {name}: process {t.pid} still runs ({format_size(t.size)})")
+                kept += 1
+                continue
+            remove_temp(t.path)
+            size = format_size(t.size)
+            print(f"removed {name}: left by process {t.pid}, which no longer runs ({size})")
+            removed += 1
+            freed += t.size
+    where = str(outputs[0]) if len(outputs) == 1 else f"{len(outputs)} outputs"
+    print(
+        f"{removed} temporaries of killed runs removed ({format_size(freed)}), {kept} of running "
+        f"ones kept, beside {where}"
+    )
+    return 0
 
 
 def configure_logging(verbose: bool) -> None:

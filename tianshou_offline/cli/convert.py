@@ -10,9 +10,10 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
-from tianshou_offline.cli._run import Subparsers, run_script
+from tianshou_offline.cli._run import Subparsers, add_clean_argument, clean_outputs, run_script
 
 _COMPRESSION = ("gzip", "lzf")
 
@@ -76,9 +77,12 @@ def add_d4rl_arguments(parser: argparse.ArgumentParser) -> None:
         help="non-finite rewards: refuse (default), keep with a warning, or keep silently",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_clean_argument(parser)
 
 
 def cmd_d4rl(args: argparse.Namespace) -> int:
+    if args.clean:
+        return clean_outputs([Path(args.output)])
     from tianshou_offline.converters.d4rl import convert_d4rl
 
     res = convert_d4rl(
@@ -159,9 +163,12 @@ def add_minari_arguments(parser: argparse.ArgumentParser) -> None:
         help="non-finite rewards: refuse (default), keep with a warning, or keep",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_clean_argument(parser)
 
 
 def cmd_minari(args: argparse.Namespace) -> int:
+    if args.clean:
+        return clean_outputs([Path(args.output)])
     from tianshou_offline.converters.minari import convert_minari
 
     res = convert_minari(
@@ -247,6 +254,7 @@ def add_rl_unplugged_arguments(p: argparse.ArgumentParser, *, legacy_names: bool
     p.add_argument("--decoder", default="auto", choices=("auto", "pyspng", "cv2", "pillow"),
                    help=argparse.SUPPRESS)  # fmt: skip
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_clean_argument(p)
 
 
 def cmd_rl_unplugged(args: argparse.Namespace) -> int:
@@ -258,6 +266,18 @@ def cmd_rl_unplugged(args: argparse.Namespace) -> int:
     ids, paths = rlu.parse_shard_spec(tokens, total)
     cache_dir = args.cache_dir or os.environ.get("RLU_DATASET_DIR") or rlu.DEFAULT_CACHE_DIR
     output_dir = args.output_dir or os.environ.get("RLU_BUFFER_DIR") or rlu.DEFAULT_OUTPUT_DIR
+    if args.clean:  # the outputs, and the downloads of shards given by id
+        return clean_outputs(
+            rlu.shard_outputs(
+                paths,
+                output_dir,
+                task=args.task,
+                run_id=args.run_id,
+                shard_ids=ids,
+                cache_dir=cache_dir,
+                total_num_shards=total,
+            )
+        )
 
     def report_shard(res: ConversionResult) -> None:
         if res.skipped:
@@ -330,9 +350,12 @@ def add_tfds_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--compression", choices=("none", *_COMPRESSION), default="none")
     p.add_argument("--no-progress", action="store_true")
+    add_clean_argument(p)
 
 
 def cmd_tfds(args: argparse.Namespace) -> int:
+    if args.clean:
+        return clean_outputs([Path(args.output)])
     from tianshou_offline.converters.tfds import convert_tfds
 
     res = convert_tfds(
@@ -370,9 +393,12 @@ def add_tianshou_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--env-id", help="gymnasium id of the environment, stored in the file")
     p.add_argument("--observation-space", help="observation space as format JSON")
     p.add_argument("--action-space", help="action space as format JSON")
+    add_clean_argument(p)
 
 
 def cmd_tianshou(args: argparse.Namespace) -> int:
+    if args.clean:
+        return clean_outputs([Path(args.output)])
     from tianshou_offline.converters.tianshou import convert_tianshou
     from tianshou_offline.data.format import space_from_json
 

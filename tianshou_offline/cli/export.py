@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from tianshou_offline.cli._run import Subparsers
+from tianshou_offline.cli._run import Subparsers, add_clean_argument, clean_outputs
 
 
 def add_minari_export_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,9 +33,14 @@ def add_minari_export_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--code-permalink", default=None)
     parser.add_argument("--description", default=None)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_clean_argument(parser)
 
 
 def cmd_export_minari(args: argparse.Namespace) -> int:
+    if args.clean:
+        from tianshou_offline.converters.minari.export import export_target
+
+        return clean_outputs([export_target(args.dataset_id)])
     from tianshou_offline.converters.minari import export_minari
 
     data = export_minari(

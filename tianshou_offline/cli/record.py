@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any, Literal
 
-from tianshou_offline.cli._run import Subparsers, UsageError
+from tianshou_offline.cli._run import Subparsers, UsageError, add_clean_argument, clean_outputs
 
 
 def cmd_record(args: argparse.Namespace) -> int:
@@ -17,6 +17,8 @@ def cmd_record(args: argparse.Namespace) -> int:
     from tianshou_offline.recording import EpisodeRecorder
     from tianshou_offline.recording.policies import make_policy
 
+    if args.clean:
+        return clean_outputs([Path(args.output)])
     if args.episodes is None and args.steps is None:
         raise UsageError("record: give --episodes N or --steps N")
     if args.overwrite and args.append:
@@ -130,6 +132,7 @@ def register(sub: Subparsers) -> None:
     r.add_argument("--overwrite", action="store_true", help="replace an existing output")
     r.add_argument("--append", action="store_true", help="append to an existing output")
     r.add_argument("--compression", choices=("gzip", "lzf"), default=None)
+    add_clean_argument(r)
     r.add_argument(
         "--max-episode-steps",
         type=int,

@@ -8,7 +8,10 @@ record ``i`` of the run the worker
    ``episode_id``: int64; ``r_t``, ``d_t``, ``episode_return``: float32);
 2. derives ``terminated = d_t == 0``, ``truncated`` (the next record starts another
    ``episode_id`` without a terminal) and ``done`` (either, or the last record of the file);
-3. decodes **one** PNG, the newest frame ``o_t[S-1]``: the frame stored for row ``i``;
+3. checks ``a_t`` against the declared ``Discrete(n)`` action space and decodes **one** PNG,
+   the newest frame ``o_t[S-1]``: the frame stored for row ``i`` (every PNG's header, its
+   size, bit depth and colour type, is checked before it is decoded, so that a PNG announcing
+   a huge image is refused without allocating it);
 4. checks that Tianshou's rebuild of the stacks equals the record:
 
    - ``obs[i]`` is rebuilt from the stored frames of ``prev``-chain rows (``prev`` stops at
@@ -25,6 +28,8 @@ from __future__ import annotations
 
 import itertools
 import os
+import struct
+import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +41,95 @@ from tianshou_offline.errors import DatasetFormatError
 _FLOAT_FIELDS = ("r_t", "d_t", "episode_return")
 _INT_FIELDS = ("a_t", "a_tp1", "episode_id")
 _BYTES_FIELDS = ("o_t", "o_tp1")
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_IHDR = struct.Struct(">I4sIIBBBBB")
+
+
+@dataclass(frozen=True)
+class PngHeader:
+    """A PNG's ``IHDR``: what decoding it would make, read without decoding it."""
+
+    width: int
+    height: int
+    bit_depth: int
+    colour_type: int
+    """0 grayscale, 2 RGB, 3 palette, 4 grayscale + alpha, 6 RGBA."""
+
+    @property
+    def is_gray8(self) -> bool:
+        """8-bit grayscale without alpha (an Atari frame)."""
+        return self.bit_depth == 8 and self.colour_type == 0
+
+    def describe(self) -> str:
+        kind = {0: "grayscale", 2: "RGB", 3: "palette", 4: "grayscale+alpha", 6: "RGBA"}.get(
+            self.colour_type, f"colour type {self.colour_type}"
+        )
+        return f"{self.width}x{self.height} {self.bit_depth}-bit {kind}"
+
+
+def png_header(data: bytes) -> PngHeader:
+    """The ``IHDR`` of a PNG (its first chunk, right after the signature), checked for its
+    CRC and legal values; nothing is decompressed.
+
+    :raises ValueError: not a PNG, or a malformed header.
+    """
+    if data[:8] != PNG_SIGNATURE:
+        raise ValueError(f"does not start with the PNG signature (starts with {data[:8]!r})")
+    if len(data) < 8 + _IHDR.size + 4:
+        raise ValueError(f"{len(data)} bytes: too short for a PNG header")
+    length, kind, width, height, depth, colour, comp, filt, interlace = _IHDR.unpack_from(data, 8)
+    if kind != b"IHDR" or length != 13:
+        raise ValueError(f"first chunk is {kind!r} of {length} bytes; expected IHDR of 13 bytes")
+    crc = struct.unpack_from(">I", data, 8 + _IHDR.size)[0]
+    if zlib.crc32(data[12 : 8 + _IHDR.size]) != crc:
+        raise ValueError("IHDR CRC mismatch")
+    if not (0 < width < 2**31 and 0 < height < 2**31) or comp != 0 or filt != 0 or interlace > 1:
+        raise ValueError(
+            f"IHDR holds {width}x{height}, compression {comp}, filter {filt}, interlace "
+            f"{interlace}; not a valid PNG"
+        )
+    allowed = {0: (1, 2, 4, 8, 16), 2: (8, 16), 3: (1, 2, 4, 8), 4: (8, 16), 6: (8, 16)}
+    if depth not in allowed.get(colour, ()):
+        raise ValueError(f"IHDR: bit depth {depth} with colour type {colour} is not valid")
+    return PngHeader(width, height, depth, colour)
+
+
+MAX_FRAME_SIDE = 256
+"""The largest frame width/height the first record may announce (RL Unplugged's frames are
+84x84; ALE's raw screen is 210x160): a bound on the memory one chunk of frames takes."""
+
+
+def check_png_frame(
+    png: bytes, shape: tuple[int, int] | None, *, where: str, what: str
+) -> tuple[int, int]:
+    """Check a frame's PNG header (nothing is decoded): an 8-bit grayscale image of
+    ``shape`` ``(H, W)`` (None: any size up to :data:`MAX_FRAME_SIDE`).
+
+    :returns: ``(H, W)`` the header announces.
+    :raises DatasetFormatError: not a PNG, or another size, bit depth or colour type (the
+        message names ``where``, ``what``, the header found and what was expected).
+    """
+    try:
+        head = png_header(png)
+    except ValueError as e:
+        raise DatasetFormatError(f"{where}: {what} is not a valid PNG: {e}") from e
+    hw = (head.height, head.width)
+    if shape is not None:
+        ok = head.is_gray8 and hw == shape
+        expected = f"an 8-bit grayscale {shape[0]}x{shape[1]} frame (as in the first record)"
+    else:
+        ok = head.is_gray8 and max(hw) <= MAX_FRAME_SIDE
+        expected = (
+            f"an 8-bit grayscale frame of at most {MAX_FRAME_SIDE}x{MAX_FRAME_SIDE} pixels "
+            "(RL Unplugged's are 84x84)"
+        )
+    if not ok:
+        raise DatasetFormatError(
+            f"{where}: {what} is a PNG of {head.describe()} (width x height); expected "
+            f"{expected}; not decoded"
+        )
+    return hw
 
 
 @dataclass
@@ -50,6 +144,8 @@ class ChunkTask:
     :ivar stream_offsets: uncompressed byte offset of every record (error messages).
     :ivar stack_num: frames per stack ``S``.
     :ivar frame_shape: ``(H, W)`` every frame must have.
+    :ivar num_actions: ``n`` of the declared ``Discrete(n)`` action space: every ``a_t`` must
+        be in ``0..n-1`` (None: not checked).
     """
 
     path: str
@@ -60,6 +156,7 @@ class ChunkTask:
     stream_offsets: list[int]
     stack_num: int
     frame_shape: tuple[int, int]
+    num_actions: int | None = None
 
 
 @dataclass
@@ -202,7 +299,20 @@ def process_chunk(task: ChunkTask) -> ChunkResult:
     def where(w: int) -> str:
         return f"{task.path}: record {row0 + w} (uncompressed byte offset {task.stream_offsets[w]})"
 
+    n_act = task.num_actions
+    if n_act is not None:
+        act = ints[ctx : ctx + n_run, 0]
+        bad = np.flatnonzero((act < 0) | (act >= n_act))
+        if bad.size:
+            w = ctx + int(bad[0])
+            raise DatasetFormatError(
+                f"{where(w)}: a_t is {int(ints[w, 0])}; expected an action of the declared "
+                f"action space Discrete({n_act}), 0..{n_act - 1} ({bad.size} records of this "
+                "chunk are outside it)"
+            )
+
     def dec(png: bytes, w: int, what: str) -> np.ndarray:
+        check_png_frame(png, (H, W), where=where(w), what=what)
         try:
             img = decode(png)
         except Exception as e:

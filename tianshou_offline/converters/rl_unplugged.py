@@ -50,6 +50,7 @@ import numpy as np
 from tianshou_offline.converters._rlu_decode import (
     ChunkResult,
     ChunkTask,
+    check_png_frame,
     init_worker,
     parse_example,
     process_chunk,
@@ -60,15 +61,14 @@ from tianshou_offline.converters._tfrecord import (
     png_decoder,
 )
 from tianshou_offline.converters.result import ConversionResult
+from tianshou_offline.data.atomic import publish, remove_stale_temps, remove_temp, temp_path
 from tianshou_offline.data.format import Provenance, read_metadata
 from tianshou_offline.data.framestack import (
     KEY_OBS,
     KEY_OBS_NEXT,
     FrameStackReplayBuffer,
     PatchSpool,
-    hidden_temp_path,
     load_framestack_files,
-    remove_stale_temps,
 )
 from tianshou_offline.data.writer import BufferWriter, Compression
 from tianshou_offline.errors import (
@@ -178,7 +178,8 @@ def download_file(url: str, dest: Path, *, progress: bool = True, timeout: float
     :raises DatasetFormatError: the download is shorter than the server announced.
     """
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = hidden_temp_path(dest, "part")
+    remove_stale_temps(dest)
+    tmp = temp_path(dest, "part")
     try:
         try:
             resp = urllib.request.urlopen(url, timeout=timeout)
@@ -210,10 +211,9 @@ def download_file(url: str, dest: Path, *, progress: bool = True, timeout: float
             raise DatasetFormatError(
                 f"{url}: download incomplete: got {got} of {total} bytes; try again"
             )
-        os.replace(tmp, dest)
+        publish(tmp, dest, overwrite=True)  # another download of the same shard: same bytes
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        remove_temp(tmp)
     return dest
 
 
@@ -264,9 +264,15 @@ def _mp_context(name: str | None) -> multiprocessing.context.BaseContext:
 def _inspect_first_record(
     source: Path, first: RecordChunk, decoder: str
 ) -> tuple[int, tuple[int, int]]:
-    """Stack size and frame shape from the first record."""
-    o_t, _, _, _ = parse_example(
-        first.record(0), path=str(source), record=0, offset=int(first.stream_offsets[0])
+    """Stack size and frame shape from the first record (its PNG header is checked before
+    the frame is decoded: 8-bit grayscale, at most ``MAX_FRAME_SIDE`` pixels a side)."""
+    offset = int(first.stream_offsets[0])
+    o_t, _, _, _ = parse_example(first.record(0), path=str(source), record=0, offset=offset)
+    check_png_frame(
+        o_t[-1],
+        None,
+        where=f"{source}: record 0 (uncompressed byte offset {offset})",
+        what=f"o_t[{len(o_t) - 1}]",
     )
     _, decode = png_decoder(decoder)
     try:
@@ -292,6 +298,7 @@ def _make_tasks(
     first: RecordChunk,
     stack_num: int,
     frame_shape: tuple[int, int],
+    num_actions: int | None = None,
 ) -> Iterator[ChunkTask]:
     """Chunks → worker tasks with ``S - 1`` records of context and one look-ahead record."""
     ctx_recs: list[bytes] = []
@@ -313,6 +320,7 @@ def _make_tasks(
             stream_offsets=offsets,
             stack_num=stack_num,
             frame_shape=frame_shape,
+            num_actions=num_actions,
         )
         if nxt is None:
             return
@@ -402,6 +410,7 @@ def convert_shard(
     out = Path(output)
     if not src.exists():
         raise SourceNotFoundError(f"{src}: no such file")
+    remove_stale_temps(out)
     if out.exists() and not overwrite:
         raise OutputExistsError(
             f"{out}: output exists; pass overwrite=True (CLI: --overwrite or --resume) to replace it"
@@ -417,7 +426,7 @@ def convert_shard(
     )
     reader = TFRecordChunkReader(src, max_records=chunk_records, on_read=bar.update)
     chunks = iter(reader)
-    tmp_main = hidden_temp_path(out, "rlu")
+    tmp_main = temp_path(out, "rlu")
     spool: PatchSpool | None = None
     n_actions = num_actions
     try:
@@ -465,7 +474,7 @@ def convert_shard(
                 "rlu.preprocessing": json.dumps(PREPROCESSING, sort_keys=True),
             },
         ) as writer:
-            tasks = _make_tasks(src, chunks, first, stack_num, frame_shape)
+            tasks = _make_tasks(src, chunks, first, stack_num, frame_shape, n_actions)
             for res in _ordered_map(process_chunk, tasks, workers, decoder_name, mp_context):
                 if res.first_row != rows:  # pragma: no cover - ordering invariant
                     raise AssertionError(f"chunk order broken: {res.first_row} != {rows}")
@@ -503,15 +512,13 @@ def convert_shard(
                 "rlu.pixel_compares": pixel_compares,
             },
         )
-        if out.exists() and not overwrite:  # appeared while we converted
-            raise OutputExistsError(f"{out}: output appeared while converting; not replaced")
-        os.replace(tmp_main, out)
+        # a file that appeared at ``out`` meanwhile is kept unless overwrite
+        publish(tmp_main, out, overwrite=overwrite)
     finally:
         bar.close()
         if spool is not None:
             spool.discard()
-        if tmp_main.exists():
-            tmp_main.unlink()
+        remove_temp(tmp_main)
     seconds = time.perf_counter() - t0
     if rows and (n_obs + n_next) > 0.1 * rows:
         log.warning(
@@ -577,6 +584,68 @@ def is_converted(
     return True
 
 
+_Job = tuple[Path, Path, str, int | None, int | None]
+"""(source, output, game, run id, shard id) of one shard to convert."""
+
+
+def _plan_jobs(
+    paths: Sequence[str | os.PathLike[str]],
+    output: str | os.PathLike[str],
+    *,
+    task: str | None,
+    run_id: int,
+    shard_ids: Sequence[int],
+    cache_dir: str | os.PathLike[str],
+    total_num_shards: int,
+) -> list[_Job]:
+    """The shards :func:`convert_rl_unplugged_atari` converts, in order."""
+    cache = Path(cache_dir).expanduser()
+    outdir = Path(output).expanduser()
+    jobs: list[_Job] = []
+    if shard_ids:
+        if task is None:
+            raise SourceNotFoundError("--task is required with shard ids")
+        check_game(task)
+        for sid in shard_ids:
+            if not 0 <= sid < total_num_shards:
+                raise SourceNotFoundError(
+                    f"shard id {sid} does not exist; expected 0..{total_num_shards - 1}"
+                )
+            name = shard_filename(run_id, sid, total_num_shards)
+            jobs.append((cache / task / name, outdir / task / f"{name}.hdf5", task, run_id, sid))
+    for p in paths:
+        src = Path(p).expanduser()
+        game = task or src.resolve().parent.name
+        jobs.append((src, outdir / game / f"{src.name}.hdf5", game, None, None))
+    if not jobs:
+        raise SourceNotFoundError("no shards given: pass shard ids (--shard-id 0-99) or files")
+    return jobs
+
+
+def shard_outputs(
+    source: Sequence[str | os.PathLike[str]] = (),
+    output: str | os.PathLike[str] = DEFAULT_OUTPUT_DIR,
+    *,
+    task: str | None = None,
+    run_id: int = 1,
+    shard_ids: Sequence[int] = (),
+    cache_dir: str | os.PathLike[str] = DEFAULT_CACHE_DIR,
+    total_num_shards: int = TOTAL_NUM_SHARDS,
+) -> list[Path]:
+    """The output files :func:`convert_rl_unplugged_atari` writes for these arguments (and
+    their downloads, for shard ids), in order; nothing is read or written."""
+    jobs = _plan_jobs(
+        source,
+        output,
+        task=task,
+        run_id=run_id,
+        shard_ids=shard_ids,
+        cache_dir=cache_dir,
+        total_num_shards=total_num_shards,
+    )
+    return [out for _, out, *_ in jobs] + [src for src, _, _, _, sid in jobs if sid is not None]
+
+
 def convert_rl_unplugged_atari(
     source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] = (),
     output: str | os.PathLike[str] = DEFAULT_OUTPUT_DIR,
@@ -620,26 +689,15 @@ def convert_rl_unplugged_atari(
     if shard_ids and task is None and len(paths) == 1 and isinstance(paths[0], str):
         if not Path(paths[0]).expanduser().exists():  # ("Breakout", out, shard_ids=[0])
             task, paths = paths[0], []
-    cache = Path(cache_dir).expanduser()
-    outdir = Path(output).expanduser()
-    jobs: list[tuple[Path, Path, str, int | None, int | None]] = []
-    if shard_ids:
-        if task is None:
-            raise SourceNotFoundError("--task is required with shard ids")
-        check_game(task)
-        for sid in shard_ids:
-            if not 0 <= sid < total_num_shards:
-                raise SourceNotFoundError(
-                    f"shard id {sid} does not exist; expected 0..{total_num_shards - 1}"
-                )
-            name = shard_filename(run_id, sid, total_num_shards)
-            jobs.append((cache / task / name, outdir / task / f"{name}.hdf5", task, run_id, sid))
-    for p in paths:
-        src = Path(p).expanduser()
-        game = task or src.resolve().parent.name
-        jobs.append((src, outdir / game / f"{src.name}.hdf5", game, None, None))
-    if not jobs:
-        raise SourceNotFoundError("no shards given: pass shard ids (--shard-id 0-99) or files")
+    jobs = _plan_jobs(
+        paths,
+        output,
+        task=task,
+        run_id=run_id,
+        shard_ids=shard_ids,
+        cache_dir=cache_dir,
+        total_num_shards=total_num_shards,
+    )
     # refuse early, before hours of work
     if not (resume or overwrite):
         existing = [str(o) for _, o, *_ in jobs if o.exists()]
@@ -659,9 +717,7 @@ def convert_rl_unplugged_atari(
     results: list[ShardResult] = []
     for src, out, game, job_run, job_sid in jobs:
         out.parent.mkdir(parents=True, exist_ok=True)
-        removed = remove_stale_temps(out)
-        if removed:
-            log.info("removed %d stale temporary files of %s", len(removed), out.name)
+        remove_stale_temps(out)
         if resume and is_converted(out, src if src.exists() else None):
             meta = read_metadata(out)
             res = ShardResult(

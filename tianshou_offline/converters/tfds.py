@@ -35,11 +35,11 @@ import gymnasium as gym
 import numpy as np
 
 from tianshou_offline.converters.result import ConversionResult
+from tianshou_offline.data.atomic import publish, remove_stale_temps, remove_temp, temp_path
 from tianshou_offline.data.format import Provenance
 from tianshou_offline.data.framestack import (
     KEY_OBS_NEXT,
     PatchSpool,
-    hidden_temp_path,
 )
 from tianshou_offline.data.writer import BufferWriter, Compression
 from tianshou_offline.errors import (
@@ -161,6 +161,7 @@ def convert_tfds(
     tfds = _import_tfds()
     data = Path(data_dir).expanduser()
     out = Path(output)
+    remove_stale_temps(out)
     if out.exists() and not overwrite:
         raise OutputExistsError(f"{out}: output exists; pass overwrite=True (CLI: --overwrite)")
     if not data.is_dir():
@@ -172,7 +173,7 @@ def convert_tfds(
         )
     writer: BufferWriter | None = None
     spool: PatchSpool | None = None
-    tmp = hidden_temp_path(out, "tfds")
+    tmp = temp_path(out, "tfds")
     n_trans = n_eps = skipped = 0
     try:
         total = builder.info.splits[split].num_examples
@@ -267,7 +268,8 @@ def convert_tfds(
         writer.close()
         if spool is not None:
             spool.attach(tmp, compression=compression, attrs={"tfds.frame_stack": frame_stack or 0})
-        os.replace(tmp, out)
+        # a file that appeared at ``out`` meanwhile is kept unless overwrite
+        publish(tmp, out, overwrite=overwrite)
     except BaseException:
         if writer is not None:
             writer.abort()
@@ -275,8 +277,7 @@ def convert_tfds(
     finally:
         if spool is not None:
             spool.discard()
-        if tmp.exists():
-            tmp.unlink()
+        remove_temp(tmp)
     if skipped:
         log.info("%s: skipped %d episodes of fewer than 2 steps", name, skipped)
     return ConversionResult(

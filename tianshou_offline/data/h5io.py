@@ -18,7 +18,6 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
-import secrets
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from typing import Any, NamedTuple
 import h5py
 import numpy as np
 
+from tianshou_offline.data.atomic import publish, rename_noreplace, temp_path
 from tianshou_offline.data.format import (
     DATA_TYPE_ATTR,
     EPISODES_GROUP,
@@ -208,11 +208,6 @@ def _metadata_dtype(value: Any) -> np.dtype[Any]:
     return np.dtype(np.float64)
 
 
-def _temp_path(path: Path) -> Path:
-    """A hidden temporary path beside ``path``, unique to this process and call."""
-    return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-
-
 @dataclass(frozen=True)
 class FileSpec:
     """What a new buffer file holds before its first row (see :meth:`H5Store.create`)."""
@@ -270,6 +265,10 @@ class H5Store:
     :param path: the output path (the file's final place).
     :param swmr: append mode: the file is opened with ``libver="latest"`` and, once at
         ``path``, in SWMR mode; every commit is flushed.
+    :param overwrite: :meth:`finish` replaces a file at ``path``; otherwise (and always in
+        append mode) a file that appeared there during the run is left untouched and
+        :class:`~tianshou_offline.errors.OutputExistsError` raised (the temporary file stays
+        for :meth:`discard`).
     """
 
     def __init__(
@@ -281,8 +280,10 @@ class H5Store:
         swmr: bool,
         schema: Schema,
         filters: Mapping[str, Any] | None = None,
+        overwrite: bool = False,
     ) -> None:
         self.path = path
+        self.overwrite = overwrite
         self.tmp_path = tmp_path
         """Where the file is while it is not at ``path`` yet (None once it is)."""
         self.swmr = swmr
@@ -307,10 +308,13 @@ class H5Store:
     # ------------------------------------------------------------------ opening
 
     @classmethod
-    def create(cls, path: Path, spec: FileSpec, *, swmr: bool) -> H5Store:
+    def create(
+        cls, path: Path, spec: FileSpec, *, swmr: bool, overwrite: bool = False
+    ) -> H5Store:
         """Create an empty buffer file as ``spec`` describes, at a temporary path beside
-        ``path`` (:meth:`finish` or, in append mode, :meth:`publish` moves it there)."""
-        tmp_path = _temp_path(path)
+        ``path`` (:func:`~tianshou_offline.data.atomic.temp_path`; :meth:`finish` or, in
+        append mode, :meth:`publish` moves it there)."""
+        tmp_path = temp_path(path)
         f = h5py.File(tmp_path, "w", libver="latest") if swmr else h5py.File(tmp_path, "w")
         filters: dict[str, Any] = {}
         if spec.compression is not None:
@@ -318,7 +322,13 @@ class H5Store:
             if spec.compression_opts is not None:
                 filters["compression_opts"] = spec.compression_opts
         store = cls(
-            f, path=path, tmp_path=tmp_path, swmr=swmr, schema=spec.schema, filters=filters
+            f,
+            path=path,
+            tmp_path=tmp_path,
+            swmr=swmr,
+            schema=spec.schema,
+            filters=filters,
+            overwrite=overwrite and not swmr,
         )
         try:
             store._create_layout(spec)
@@ -577,14 +587,17 @@ class H5Store:
 
     def publish(self) -> None:
         """Append mode, after a commit: flush the file; the first time, move it into place
-        and reopen it in SWMR mode (readers may open it from then on)."""
+        and reopen it in SWMR mode (readers may open it from then on). A file that appeared
+        at ``path`` meanwhile is left untouched
+        (:class:`~tianshou_offline.errors.OutputExistsError`)."""
         f = self.file
         f.flush()
         if self.tmp_path is not None:
             f.close()
-            os.replace(self.tmp_path, self.path)
-            self.tmp_path = None
+            self._file = None
             self._datasets = {}
+            rename_noreplace(self.tmp_path, self.path)
+            self.tmp_path = None
             self._file = h5py.File(self.path, "a", libver="latest")
             self._file.swmr_mode = True
 
@@ -599,7 +612,8 @@ class H5Store:
 
     def finish(self) -> None:
         """Close the file; atomic mode: release disk blocks reserved past its end and
-        rename it into place."""
+        move it into place (:func:`~tianshou_offline.data.atomic.publish`: replacing a file
+        at ``path`` only with ``overwrite``)."""
         self.close()
         if self._preallocated and self.tmp_path is not None:
             st = os.stat(self.tmp_path)
@@ -607,7 +621,7 @@ class H5Store:
                 # blocks reserved past the end: released (the size does not change)
                 os.truncate(self.tmp_path, st.st_size)
         if not self.swmr and self.tmp_path is not None:
-            os.replace(self.tmp_path, self.path)
+            publish(self.tmp_path, self.path, overwrite=self.overwrite)
             self.tmp_path = None
 
     def discard(self) -> None:

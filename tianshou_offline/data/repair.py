@@ -10,20 +10,22 @@ episodes; the writer calls it before appending to such a file.
 from __future__ import annotations
 
 import os
-import secrets
 from pathlib import Path
 from typing import Any
 
 import h5py
 import numpy as np
 
+from tianshou_offline.data.atomic import publish, remove_temp, temp_path
 from tianshou_offline.data.format import (
     DATA_TYPE_ATTR,
     EXT_GROUP,
     META_GROUP,
     committed_counts,
+    detect_layout,
     open_h5,
 )
+from tianshou_offline.errors import DatasetFormatError
 
 
 def repair_file(path: str | os.PathLike[str]) -> Path:
@@ -31,9 +33,23 @@ def repair_file(path: str | os.PathLike[str]) -> Path:
 
     The result is a cleanly closed file (readable by Tianshou's ``load_hdf5`` as well);
     the rewrite goes to a temporary file that replaces ``path`` atomically.
+
+    :raises SourceNotFoundError: no such file.
+    :raises DatasetFormatError: not an HDF5 file, or not a tianshou-offline buffer file (e.g. a
+        Tianshou ``save_hdf5`` or D4RL file: ``repair`` mends only files this package writes).
     """
     p = Path(path)
-    tmp = p.with_name(f".{p.name}.{os.getpid()}.{secrets.token_hex(4)}.repair.tmp")
+    with open_h5(p) as f:
+        layout = detect_layout(f)
+    if layout != "tianshou_offline":
+        source = "d4rl" if layout == "d4rl" else "tianshou"
+        raise DatasetFormatError(
+            f"{p}: a {layout} file, not a tianshou-offline buffer; repair rewrites only files "
+            "written by tianshou-offline (BufferWriter, EpisodeRecorder, convert, record) "
+            f"whose writer was killed (to read this one, 'tianshou-offline convert {source}' "
+            "it)"
+        )
+    tmp = temp_path(p, "repair")
     try:
         with open_h5(p) as src, h5py.File(tmp, "w", libver="latest") as dst:
             n, n_ep = committed_counts(src)
@@ -89,8 +105,7 @@ def repair_file(path: str | os.PathLike[str]) -> Path:
                     dst[key].attrs[DATA_TYPE_ATTR] = "ndarray"
                 else:
                     src.copy(item, dst, name=key)
-        os.replace(tmp, p)
+        publish(tmp, p, overwrite=True)
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        remove_temp(tmp)
     return p

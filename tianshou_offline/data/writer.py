@@ -17,7 +17,9 @@ Two modes:
 - **atomic** (default): everything is written to a hidden temporary file beside the output,
   which is renamed into place by :meth:`BufferWriter.close`. An exception inside the
   ``with`` block (or a killed process) never leaves anything at the output path; an existing
-  output is refused unless ``overwrite=True``.
+  output is refused unless ``overwrite=True``, also one that appears while the file is
+  written (the rename does not replace it: :mod:`tianshou_offline.data.atomic`). Temporary
+  files of killed writers of the same output are removed when the next writer starts.
 - **append** (``append=True``, used by :class:`~tianshou_offline.recording.EpisodeRecorder`):
   the file at ``path`` grows one committed episode at a time in HDF5 SWMR mode, so a process
   killed at any moment leaves a readable file holding every committed episode.
@@ -46,6 +48,7 @@ from typing import Any, Literal
 import gymnasium as gym
 import numpy as np
 
+from tianshou_offline.data.atomic import remove_stale_temps
 from tianshou_offline.data.format import (
     FORMAT_NAME,
     FORMAT_VERSION,
@@ -232,6 +235,7 @@ class BufferWriter:
         self.stack_num = stack_num
         self.save_only_last_obs = save_only_last_obs
         self.append = append
+        self.overwrite = overwrite and not append
         self.chunk_bytes = chunk_bytes
         self.nan_policy = nan_policy
         self.extra_attrs = dict(extra_attrs or {})
@@ -256,6 +260,7 @@ class BufferWriter:
         if append:
             if overwrite:
                 raise ValueError("append=True and overwrite=True are mutually exclusive")
+            remove_stale_temps(self.path)
             if self.path.exists():
                 self._open_existing_for_append()
         else:
@@ -265,6 +270,7 @@ class BufferWriter:
                 )
             if not self.path.parent.exists():
                 raise SourceNotFoundError(f"{self.path.parent}: output directory does not exist")
+            remove_stale_temps(self.path)
 
     # ------------------------------------------------------------------ public API
 
@@ -535,7 +541,10 @@ class BufferWriter:
                 # commit nothing more; what is on disk is complete episodes only
                 self._pending = _PendingRows()
                 if self._store is not None:
-                    self._store.close()
+                    if self._store.tmp_path is not None:  # nothing reached the path yet
+                        self._store.discard()
+                    else:
+                        self._store.close()
                 self._closed = True
             else:
                 self.abort()
@@ -716,7 +725,7 @@ class BufferWriter:
             flush_bytes=_FLUSH_BYTES,
             metadata_examples={key: first.get(key) for key in keys},
         )
-        return H5Store.create(self.path, spec, swmr=self.append)
+        return H5Store.create(self.path, spec, swmr=self.append, overwrite=self.overwrite)
 
     def _open_existing_for_append(self) -> None:
         """Continue a file written by an earlier append-mode writer (repairing it if needed)."""
@@ -784,7 +793,11 @@ class BufferWriter:
         self._episodes_on_disk = len(self._ep_start)
         self._write_counts()
         if self.append:
-            store.publish()
+            try:
+                store.publish()
+            except BaseException:  # e.g. a file appeared at the path: nothing of ours stays
+                self.abort()
+                raise
 
     def _write_counts(self) -> None:
         """Record the finished episodes' rows and count in the file."""

@@ -121,15 +121,20 @@ def random_policy(space: gym.Space[Any], seed: int | None = None) -> ActFn:
 
 
 def _write(payload: dict[str, Any], path: Path) -> Path:
-    """``torch.save`` atomically (a temporary file renamed into place)."""
+    """``torch.save`` atomically: to a temporary file beside ``path``
+    (:func:`~tianshou_offline.data.atomic.temp_path`) that replaces ``path`` (a checkpoint
+    is saved again and again during training: it always replaces the previous one)."""
     import torch
 
-    tmp = path.with_name(f".{path.name}.tmp")
+    from tianshou_offline.data.atomic import publish, remove_stale_temps, remove_temp, temp_path
+
+    remove_stale_temps(path)
+    tmp = temp_path(path, "ckpt")
     try:
         torch.save(payload, tmp)
-        os.replace(tmp, path)
+        publish(tmp, path, overwrite=True)
     finally:
-        tmp.unlink(missing_ok=True)
+        remove_temp(tmp)
     return path
 
 
@@ -869,8 +874,6 @@ def save_atari_checkpoint(
         CRR's policy logits, Q-values).
     :param unlikely_action_threshold: BCQ's τ (``head="bcq"``).
     """
-    import torch
-
     p = Path(path)
     payload = {
         "format": CHECKPOINT_FORMAT,
@@ -890,10 +893,7 @@ def save_atari_checkpoint(
         "action": {"type": "discrete", "n": int(num_actions), "start": 0},
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
     }
-    tmp = p.with_name(f".{p.name}.tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, p)
-    return p
+    return _write(payload, p)
 
 
 def _build_atari_net(spec: dict[str, Any]) -> tuple[nn.Module, str, float | None]:

@@ -20,6 +20,7 @@ from typing import Any, Literal, SupportsFloat
 import gymnasium as gym
 import numpy as np
 
+from tianshou_offline.data.atomic import publish, remove_stale_temps, temp_path
 from tianshou_offline.data.format import Provenance
 from tianshou_offline.data.writer import BufferWriter, Compression
 from tianshou_offline.errors import DataValidationError, OutputExistsError
@@ -148,9 +149,8 @@ class EpisodeRecorder(gym.Wrapper[Any, Any, Any, Any]):
                 env_spec = None
         write_path = self.path
         if self._replace_target is not None:
-            write_path = self.path.with_name(f".{self.path.name}.{os.getpid()}.new")
-            if write_path.exists():
-                write_path.unlink()
+            remove_stale_temps(self.path)
+            write_path = temp_path(self.path, "new")
         self._write_path = write_path
         self._writer = BufferWriter(
             write_path,
@@ -274,7 +274,7 @@ class EpisodeRecorder(gym.Wrapper[Any, Any, Any, Any]):
         if self._replace_target is not None:
             # first committed episode of an overwrite: move the new file into place
             self._writer.close()
-            os.replace(self._write_path, self._replace_target)
+            publish(self._write_path, self._replace_target, overwrite=True)
             self._replace_target = None
             self._writer = BufferWriter(self.path, append=True)
             self._write_path = self.path

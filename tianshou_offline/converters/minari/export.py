@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import secrets
-import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -28,6 +26,7 @@ from tianshou_offline.converters.minari.spaces import (
     _tree_map,
     _tree_map2,
 )
+from tianshou_offline.data.atomic import publish, remove_stale_temps, remove_temp, temp_path
 from tianshou_offline.errors import (
     DataValidationError,
     OutputExistsError,
@@ -118,6 +117,12 @@ def _info_has_t_rows_only(info: Any) -> bool:
     return bool(step_paths - reset_paths)
 
 
+def export_target(dataset_id: str) -> Path:
+    """The directory :func:`export_minari` writes the dataset ``dataset_id`` to:
+    ``$MINARI_DATASETS_PATH/<dataset_id>`` (Minari's layout; ``data/`` inside)."""
+    return minari_datasets_root() / dataset_id
+
+
 def export_minari(
     buffer_path: str | os.PathLike[str],
     dataset_id: str,
@@ -146,7 +151,8 @@ def export_minari(
     :param progress: progress on stderr (a bar on a terminal, plain lines every 30 s
         otherwise; False: none).
     :returns: the dataset's data directory.
-    :raises OutputExistsError: a dataset with that id exists and ``overwrite`` is False.
+    :raises OutputExistsError: a dataset with that id exists and ``overwrite`` is False (also
+        one, or any directory, that appears there while the export runs: it is left as it is).
     :raises DataValidationError: malformed id; empty buffer; infos Arrow cannot store.
     """
     minari = _import_minari()
@@ -162,8 +168,7 @@ def export_minari(
     namespace, _, _ = _parse_dataset_id(dataset_id)
     src = Path(buffer_path)
     md = read_metadata(src)
-    root = minari_datasets_root()
-    target = root / dataset_id
+    target = export_target(dataset_id)
     if target.exists():
         if not overwrite:
             raise OutputExistsError(
@@ -283,7 +288,8 @@ def export_minari(
     if namespace is not None and namespace not in list_local_namespaces():
         create_namespace(namespace)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    remove_stale_temps(target)
+    tmp = temp_path(target)
     try:
         data_path = tmp / "data"
         tmp.mkdir()
@@ -331,15 +337,10 @@ def export_minari(
             if batch:
                 storage.update_episodes(batch)
                 bar.update(len(batch))
-        if target.exists():
-            trash = target.parent / f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.old"
-            os.replace(target, trash)
-            os.replace(tmp, target)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            os.replace(tmp, target)
+        # a directory that appeared at the target meanwhile is kept unless overwrite
+        publish(tmp, target, overwrite=overwrite)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        remove_temp(tmp)
         raise
     minari.load_dataset(dataset_id)  # what users will call: must succeed
     log.info(
