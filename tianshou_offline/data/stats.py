@@ -10,6 +10,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from tianshou_offline.data.atomic import publish, remove_stale_temps, remove_temp, temp_path
 from tianshou_offline.data.format import (
     EPISODES_GROUP,
     META_GROUP,
@@ -189,7 +190,8 @@ def plot_dataset(
     """Draw return and length histograms and the action distribution to a PNG file.
 
     :param overwrite: replace an existing ``out``.
-    :raises OutputExistsError: ``out`` exists and ``overwrite`` is False.
+    :raises OutputExistsError: ``out`` exists and ``overwrite`` is False (also a file that
+        appears there while the plot is drawn: it is left untouched).
     """
     if Path(out).exists() and not overwrite:
         raise OutputExistsError(
@@ -225,10 +227,14 @@ def plot_dataset(
     fig.suptitle(Path(path).name)
     fig.tight_layout()
     o = Path(out)
-    tmp = o.with_name(f".{o.name}.tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, o)
+    remove_stale_temps(o)
+    tmp = temp_path(o, "png")
+    try:
+        fig.savefig(tmp, dpi=100, format="png")
+        plt.close(fig)
+        publish(tmp, o, overwrite=overwrite)
+    finally:
+        remove_temp(tmp)
     return o
 
 
