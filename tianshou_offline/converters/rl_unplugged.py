@@ -455,7 +455,7 @@ def convert_shard(
             },
         )
         obs_space = gym.spaces.Box(0, 255, (stack_num, *frame_shape), np.uint8)
-        spool = PatchSpool(out.parent, (stack_num, *frame_shape), np.dtype(np.uint8))
+        spool = PatchSpool(out, (stack_num, *frame_shape), np.dtype(np.uint8))
         rows = 0
         pixel_compares = 0
         with BufferWriter(

@@ -243,7 +243,7 @@ def convert_tfds(
                     overwrite=True,
                 )
                 if frame_stack:
-                    spool = PatchSpool(out.parent, (frame_stack, *obs.shape[1:]), obs.dtype)
+                    spool = PatchSpool(out, (frame_stack, *obs.shape[1:]), obs.dtype)
             writer.add_episode(
                 obs=obs,
                 act=act,

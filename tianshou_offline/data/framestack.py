@@ -27,8 +27,6 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-import secrets
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -37,6 +35,7 @@ import h5py
 import numpy as np
 from tianshou.data import Batch, ReplayBuffer
 
+from tianshou_offline.data.atomic import temp_path
 from tianshou_offline.data.columns import buffer_from_columns, verify_buffer
 from tianshou_offline.data.format import (
     DATA_TYPE_ATTR,
@@ -81,17 +80,18 @@ KEY_OBS_NEXT = 1
 class PatchSpool:
     """Collects stack patches on disk while a file is converted (memory stays bounded).
 
-    :param directory: where the temporary spool file lives (the output directory).
+    :param output: the file being converted: the spool is a temporary beside it
+        (:func:`~tianshou_offline.data.atomic.temp_path`, tag ``patches``), which a later run
+        for the same output removes if this process is killed.
     :param stack_shape: ``(S, H, W)`` of one stack.
     :param dtype: frame dtype (uint8 for Atari).
     """
 
-    def __init__(self, directory: Path, stack_shape: tuple[int, ...], dtype: np.dtype[Any]) -> None:
+    def __init__(self, output: Path, stack_shape: tuple[int, ...], dtype: np.dtype[Any]) -> None:
         self.stack_shape = tuple(stack_shape)
         self.dtype = np.dtype(dtype)
-        fd, name = tempfile.mkstemp(prefix=".stack_patches.", suffix=".tmp", dir=directory)
-        self.path = Path(name)
-        self._fh = os.fdopen(fd, "wb")
+        self.path = temp_path(output, "patches")
+        self._fh = open(self.path, "xb")  # closed by close() / discard()
         self.rows: list[int] = []
         self.keys: list[int] = []
 
@@ -168,37 +168,6 @@ class PatchSpool:
                 for key, value in attrs.items():
                     ea[key] = value if isinstance(value, str) else np.int64(value)
         self.discard()
-
-
-def hidden_temp_path(output: Path, tag: str) -> Path:
-    """A hidden temporary path beside ``output`` (``.NAME.PID.TOKEN.TAG.tmp``)."""
-    return output.with_name(f".{output.name}.{os.getpid()}.{secrets.token_hex(4)}.{tag}.tmp")
-
-
-def remove_stale_temps(output: Path) -> list[Path]:
-    """Delete ``.NAME.PID.*.tmp`` files beside ``output`` whose process no longer runs."""
-    removed: list[Path] = []
-    if not output.parent.is_dir():
-        return removed
-    for p in output.parent.glob(f".{output.name}.*.tmp"):
-        parts = p.name[len(output.name) + 2 :].split(".")
-        if not parts or not parts[0].isdigit():
-            continue
-        pid = int(parts[0])
-        try:
-            os.kill(pid, 0)
-            alive = True
-        except ProcessLookupError:
-            alive = False
-        except PermissionError:  # pragma: no cover - someone else's process
-            alive = True
-        if not alive:
-            try:
-                p.unlink()
-                removed.append(p)
-            except OSError:  # pragma: no cover
-                pass
-    return removed
 
 
 # --------------------------------------------------------------------------------------
