@@ -204,6 +204,10 @@ class Side:
     ms: list[float] = field(default_factory=list)
     """ms per gradient step, one per round."""
     floor: dict[str, Any] | None = None
+    """The last profile (``_floor.profile_steps``), with ``floor_ms`` and ``profiled_ms``
+    replaced by the medians over the floor rounds."""
+    floors: list[float] = field(default_factory=list)
+    profiled: list[float] = field(default_factory=list)
 
     @property
     def median_ms(self) -> float:
@@ -241,6 +245,7 @@ def measure_row(
     rounds: int,
     seconds: float,
     floor_steps: int | None,
+    floor_rounds: int = 3,
     top: int = 0,
     log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr, flush=True),
 ) -> None:
@@ -249,8 +254,10 @@ def measure_row(
     Round ``r`` runs the sides in an order rotated by ``r`` (and reversed every other round),
     each for ``seconds``; one process runs at a time.
 
-    :param floor_steps: steps to profile per side (None: no profile; a side whose median step
-        is long gets fewer, at least 3).
+    :param floor_steps: steps to profile per side and floor round (None: no profile; a side
+        whose median step is long gets fewer: about 1 s each, at least 2).
+    :param floor_rounds: profile every side this many times, interleaved as the timing
+        rounds are; the floor is the median (a loaded machine inflates single profiles).
     :param top: also return each side's ``top`` operators by self time.
     """
     ids = {s.key: f"{row.key}:{s.key}" for s in row.sides}
@@ -266,11 +273,20 @@ def measure_row(
                 out = workers[s.worker].request(cmd="run", id=ids[s.key], seconds=seconds)
                 s.ms.append(1000.0 * out["elapsed"] / out["steps"])
         if floor_steps:
+            for r in range(floor_rounds):
+                order = row.sides[r % n :] + row.sides[: r % n]
+                for s in order:
+                    steps = max(2, min(floor_steps, int(1000.0 / s.median_ms)))
+                    prof = workers[s.worker].request(
+                        cmd="floor", id=ids[s.key], steps=steps, top=top
+                    )
+                    s.floors.append(prof["floor_ms"])
+                    s.profiled.append(prof["profiled_ms"])
+                    s.floor = prof
             for s in row.sides:
-                steps = max(3, min(floor_steps, int(2000.0 / s.median_ms)))
-                s.floor = workers[s.worker].request(
-                    cmd="floor", id=ids[s.key], steps=steps, top=top
-                )
+                assert s.floor is not None
+                s.floor["floor_ms"] = statistics.median(s.floors)
+                s.floor["profiled_ms"] = statistics.median(s.profiled)
     finally:
         for s in row.sides:
             w = workers.get(s.worker)
@@ -294,6 +310,7 @@ def run_rows(
     rounds: int,
     seconds: float,
     floor_steps: int | None,
+    floor_rounds: int = 3,
     top: int = 0,
 ) -> list[Row]:
     """Start one worker per side family the rows need (``ours``, ``tianshou-fused``,
@@ -318,7 +335,13 @@ def run_rows(
             )
         for row in rows:
             measure_row(
-                row, workers, rounds=rounds, seconds=seconds, floor_steps=floor_steps, top=top
+                row,
+                workers,
+                rounds=rounds,
+                seconds=seconds,
+                floor_steps=floor_steps,
+                floor_rounds=floor_rounds,
+                top=top,
             )
     finally:
         for w in workers.values():

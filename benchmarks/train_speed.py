@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -57,11 +58,18 @@ from tianshou.algorithm.algorithm_base import OfflineAlgorithm
 from tianshou.algorithm.imitation.bcq import BCQ as TsBCQ
 from tianshou.algorithm.imitation.bcq import BCQPolicy as TsBCQPolicy
 from tianshou.algorithm.imitation.cql import CQL as TsCQL
-from tianshou.algorithm.imitation.imitation_base import ImitationPolicy, OfflineImitationLearning
+from tianshou.algorithm.imitation.imitation_base import (
+    ImitationPolicy,
+    OfflineImitationLearning,
+)
 from tianshou.algorithm.imitation.td3_bc import TD3BC as TsTD3BC
 from tianshou.algorithm.modelfree.ddpg import ContinuousDeterministicPolicy
 from tianshou.algorithm.modelfree.sac import AutoAlpha, SACPolicy
-from tianshou.algorithm.optim import AdamOptimizerFactory, OptimizerFactory, TorchOptimizerFactory
+from tianshou.algorithm.optim import (
+    AdamOptimizerFactory,
+    OptimizerFactory,
+    TorchOptimizerFactory,
+)
 from tianshou.data import Batch, ReplayBuffer
 from tianshou.utils.net.common import MLP as TsMLP
 from tianshou.utils.net.common import Net
@@ -303,7 +311,10 @@ def ts_bcq(s: Setup, adam: str) -> OfflineAlgorithm[Any]:
         max_action=1.0,
     )
     policy = TsBCQPolicy(
-        actor_perturbation=perturbation, action_space=s.act_space, critic=_ts_critic(s), vae=vae
+        actor_perturbation=perturbation,
+        action_space=s.act_space,
+        critic=_ts_critic(s),
+        vae=vae,
     )
     return TsBCQ(
         policy=policy,
@@ -638,7 +649,15 @@ def continuous_rows(args: argparse.Namespace, keys: list[str]) -> list[Row]:
         spec = d3rlpy_spec(key, {**common, "adam": "fused"})
         if spec is not None:
             sides.append(Side("d3rlpy", "d3rlpy", spec))
-        rows.append(Row(key=f"continuous:{key}", label=label, sides=sides, ours=ours, notes=notes))
+        rows.append(
+            Row(
+                key=f"continuous:{key}",
+                label=label,
+                sides=sides,
+                ours=ours,
+                notes=notes,
+            )
+        )
     return rows
 
 
@@ -655,7 +674,16 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=1.0, help="per side per round")
     parser.add_argument(
-        "--floor-steps", type=int, default=30, help="steps profiled per side (0: no floors)"
+        "--floor-steps",
+        type=int,
+        default=30,
+        help="steps profiled per side (0: no floors)",
+    )
+    parser.add_argument(
+        "--floor-rounds",
+        type=int,
+        default=3,
+        help="interleaved profiles per side (median)",
     )
     parser.add_argument("--profile-top", type=int, default=0, metavar="K")
     parser.add_argument(
@@ -664,7 +692,9 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
         help="d3rlpy 2.8.1's interpreter (default: ~/.cache/tianshou-offline/d3rlpy-venv)",
     )
     parser.add_argument(
-        "--no-d3rlpy", action="store_true", help="skip d3rlpy (else its venv is created if missing)"
+        "--no-d3rlpy",
+        action="store_true",
+        help="skip d3rlpy (else its venv is created if missing)",
     )
     parser.add_argument("--json", default=None, help="write every row's measurements here")
 
@@ -683,6 +713,7 @@ def run_and_print(
     d3rlpy: str | None,
     threads: int,
 ) -> list[Row]:
+    load_before = os.getloadavg()[0]
     rows = run_rows(
         make_rows(),
         threads=threads,
@@ -690,11 +721,14 @@ def run_and_print(
         rounds=args.rounds,
         seconds=args.seconds,
         floor_steps=args.floor_steps or None,
+        floor_rounds=args.floor_rounds,
         top=args.profile_top,
     )
+    load_after = os.getloadavg()[0]
     print(
         f"\n## {title} — torch {torch.__version__}, {threads} thread(s), {args.rounds} "
-        f"interleaved rounds × {args.seconds:.1f} s per side\n",
+        f"interleaved rounds × {args.seconds:.1f} s per side; {os.cpu_count()} CPUs, load "
+        f"average {load_before:.1f} → {load_after:.1f}\n",
         flush=True,
     )
     print(
@@ -714,6 +748,75 @@ def dump_json(path: str, results: dict[str, list[Row]]) -> None:
         json.dump({k: [asdict(r) for r in rows] for k, rows in results.items()}, f, indent=1)
 
 
+def summary_table(path: str) -> str:
+    """README's table from a ``--json`` file: per row and our line, at each thread count,
+    ours ms/step and ours ÷ each peer (median per-round ratio), whether ≥ 1.5× the faster
+    fused-Adam peer; then each side's floor and the ceiling at the first thread count."""
+    import statistics as st
+
+    with open(path) as f:
+        data: dict[str, list[dict[str, Any]]] = json.load(f)
+    suites = list(dict.fromkeys(k.rsplit("-", 1)[0] for k in data))
+    threads = list(dict.fromkeys(k.rsplit("-", 1)[1] for k in data))
+
+    def sides(row: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        return {s["key"]: s for s in row["sides"]}
+
+    def ratio(row: dict[str, Any], ours: str, peer: str) -> float | None:
+        ss = sides(row)
+        if peer not in ss or not ss[peer]["ms"]:
+            return None
+        return float(st.median(p / o for o, p in zip(ss[ours]["ms"], ss[peer]["ms"], strict=True)))
+
+    peers = [k for k, _ in COLUMNS]
+    head = ["algorithm"]
+    for t in threads:
+        head += [f"{t}t: ours ms", *(f"÷ {h}" for _, h in COLUMNS), "≥ 1.5×"]
+    lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
+    floor_lines = [
+        f"| algorithm | floor ms ({threads[0]}t): ours | "
+        + " | ".join(h for _, h in COLUMNS)
+        + " | ceiling |",
+        "|---|" + "---:|" * (len(COLUMNS) + 2),
+    ]
+    for suite in suites:
+        rows_by_t = {t: data[f"{suite}-{t}"] for t in threads if f"{suite}-{t}" in data}
+        first = rows_by_t[threads[0]]
+        for i, row in enumerate(first):
+            for ours, suffix in row["ours"]:
+                cells = [row["label"] + suffix]
+                for t in threads:
+                    r_t = rows_by_t[t][i]
+                    ss = sides(r_t)
+                    cells.append(f"{st.median(ss[ours]['ms']):.2f}")
+                    values = {p: ratio(r_t, ours, p) for p in peers}
+                    cells += [f"{v:.2f}×" if v is not None else "–" for v in values.values()]
+                    footing = [v for p, v in values.items() if v is not None and "default" not in p]
+                    cells.append(("yes" if min(footing) >= 1.5 else "**no**") if footing else "–")
+                lines.append("| " + " | ".join(cells) + " |")
+                ss = sides(row)
+                floors = [
+                    ss[k]["floor"]["floor_ms"] if k in ss and ss[k]["floor"] else None
+                    for k in [ours, *peers]
+                ]
+                fused_ms = [
+                    st.median(ss[p]["ms"])
+                    for p in peers
+                    if p in ss and "default" not in p and ss[p]["ms"]
+                ]
+                ceiling = f"{min(fused_ms) / floors[0]:.2f}×" if fused_ms and floors[0] else "–"
+                floor_lines.append(
+                    "| "
+                    + " | ".join(
+                        [row["label"] + suffix]
+                        + [f"{x:.2f}" if x is not None else "–" for x in floors]
+                        + [ceiling]
+                    )
+                    + " |"
+                )
+    return "\n".join(lines) + "\n\n" + "\n".join(floor_lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--suite", choices=("all", "continuous", "discrete"), default="all")
@@ -724,8 +827,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--buffer-size", type=int, default=100_000)
     parser.add_argument("--algorithms", default=",".join(ROWS), help="continuous suite")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--summary-from",
+        metavar="JSON",
+        default=None,
+        help="print README's tables from --json",
+    )
     add_common_arguments(parser)
     args = parser.parse_args(argv)
+    if args.summary_from:
+        print(summary_table(args.summary_from))
+        return 0
     keys = [k.strip() for k in args.algorithms.split(",") if k.strip()]
     unknown = [k for k in keys if k not in ROWS]
     if unknown:

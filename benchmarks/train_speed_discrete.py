@@ -500,7 +500,7 @@ def discrete_rows(settings: Sequence[Setting], keys: Sequence[str], seed: int = 
             rows.append(
                 Row(
                     key=f"{s.name}:{key}",
-                    label=f"{s.name} {LABELS[key]}",
+                    label=f"{'CartPole' if s.name == 'cartpole' else 'Atari'} {LABELS[key]}",
                     sides=sides,
                     ours=ours,
                     notes=NOTES.get(key, []),

@@ -43,16 +43,15 @@ def test_continuous_peers_share_networks_batch_and_counts() -> None:
             assert spec["batch_size"] == 256, (key, side_key)
             assert spec["hidden"] == [256, 256], (key, side_key)
             assert spec["adam"] == "fused" or side_key == "tianshou-default", (key, side_key)
-        d3 = specs["d3rlpy"]
         hp = train_speed.HP[key]
-        p = d3["params"]
+        p = specs["d3rlpy"]["params"]
         if "num_critics" in hp:
             assert p["n_critics"] == hp["num_critics"]
     samples = {"bcq": 10, "cql": 10, "crr": 4}  # d3rlpy's defaults: 100, 10, 4
     for key, n in samples.items():
-        d3 = rows[key].side("d3rlpy")
-        assert d3 is not None
-        assert d3.spec["params"]["n_action_samples"] == n
+        side = rows[key].side("d3rlpy")
+        assert side is not None
+        assert side.spec["params"]["n_action_samples"] == n
     assert rows["crr"].side("tianshou-fused") is None  # Tianshou has no continuous CRR
 
 
