@@ -32,6 +32,35 @@ def _progress(args: argparse.Namespace) -> bool | None:
 # --------------------------------------------------------------------------------------
 
 
+def add_output_arguments(
+    parser: argparse.ArgumentParser,
+    *,
+    output: str | None = "output .hdf5 buffer file",
+    nan_policy: bool = False,
+) -> None:
+    """The options every conversion shares: ``-o/--output`` (unless ``output`` is None),
+    ``--overwrite``, ``--compression``, ``--nan-policy`` (with ``nan_policy``),
+    ``--no-progress`` and ``--clean``."""
+    if output is not None:
+        parser.add_argument("-o", "--output", required=True, help=output)
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    parser.add_argument(
+        "--compression",
+        choices=("none", *_COMPRESSION),
+        default=None,
+        help="HDF5 compression of the output (default: none, fastest to write and load)",
+    )
+    if nan_policy:
+        parser.add_argument(
+            "--nan-policy",
+            choices=("error", "warn", "ignore"),
+            default="error",
+            help="non-finite rewards: refuse (default), keep with a warning, or keep silently",
+        )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_clean_argument(parser)
+
+
 def add_d4rl_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``convert d4rl`` (also ``converters/convert_d4rl.py``)."""
     parser.add_argument(
@@ -40,8 +69,7 @@ def add_d4rl_arguments(parser: argparse.ArgumentParser) -> None:
         help="D4RL dataset name (hopper-medium-v2: looked up in $D4RL_DATASET_DIR or "
         "~/.d4rl/datasets) or a D4RL-layout HDF5 file",
     )
-    parser.add_argument("-o", "--output", required=True, help="output .hdf5 buffer file")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    add_output_arguments(parser, nan_policy=True)
     parser.add_argument(
         "--qlearning-compat",
         action="store_true",
@@ -64,20 +92,6 @@ def add_d4rl_arguments(parser: argparse.ArgumentParser) -> None:
         help="time limit for files without 'timeouts' (default: D4RL's limit for known names)",
     )
     parser.add_argument("--env-id", default=None, help="gymnasium env id to record for evaluation")
-    parser.add_argument(
-        "--compression",
-        choices=_COMPRESSION,
-        default=None,
-        help="compress the output (default: none, fastest)",
-    )
-    parser.add_argument(
-        "--nan-policy",
-        choices=("error", "warn", "ignore"),
-        default="error",
-        help="non-finite rewards: refuse (default), keep with a warning, or keep silently",
-    )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    add_clean_argument(parser)
 
 
 def cmd_d4rl(args: argparse.Namespace) -> int:
@@ -129,8 +143,7 @@ def add_minari_arguments(parser: argparse.ArgumentParser) -> None:
         help="Minari dataset id (looked up in $MINARI_DATASETS_PATH or ~/.minari/datasets) or "
         "a local dataset directory",
     )
-    parser.add_argument("-o", "--output", required=True, help="output .hdf5 buffer file")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    add_output_arguments(parser, nan_policy=True)
     parser.add_argument(
         "--download",
         action="store_true",
@@ -150,20 +163,6 @@ def add_minari_arguments(parser: argparse.ArgumentParser) -> None:
         help="auto: bulk fast path when possible (default); minari: always "
         "MinariDataset.iterate_episodes",
     )
-    parser.add_argument(
-        "--compression",
-        choices=_COMPRESSION,
-        default=None,
-        help="compress the output (default: none, fastest)",
-    )
-    parser.add_argument(
-        "--nan-policy",
-        choices=("error", "warn", "ignore"),
-        default="error",
-        help="non-finite rewards: refuse (default), keep with a warning, or keep",
-    )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    add_clean_argument(parser)
 
 
 def cmd_minari(args: argparse.Namespace) -> int:
@@ -225,7 +224,7 @@ def add_rl_unplugged_arguments(p: argparse.ArgumentParser, *, legacy_names: bool
     p.add_argument(
         "--resume", action="store_true", help="skip shards already converted and verified"
     )
-    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    add_output_arguments(p, output=None)
     p.add_argument(
         "--download", action="store_true", help="download missing shards into the cache dir"
     )
@@ -243,18 +242,10 @@ def add_rl_unplugged_arguments(p: argparse.ArgumentParser, *, legacy_names: bool
         default=None,
         help="converted buffers (default $RLU_BUFFER_DIR, else ~/.rl_unplugged/buffers)",
     )
-    p.add_argument(
-        "--compression",
-        choices=("none", *_COMPRESSION),
-        default="none",
-        help="HDF5 compression of the output (default none: fastest to load)",
-    )
     p.add_argument("--num-actions", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--url-prefix", default=None, help=argparse.SUPPRESS)
     p.add_argument("--decoder", default="auto", choices=("auto", "pyspng", "cv2", "pillow"),
                    help=argparse.SUPPRESS)  # fmt: skip
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    add_clean_argument(p)
 
 
 def cmd_rl_unplugged(args: argparse.Namespace) -> int:
@@ -337,7 +328,7 @@ def add_tfds_arguments(p: argparse.ArgumentParser) -> None:
     """The options of ``convert tfds``."""
     p.add_argument("name", help="tfds name[/config][:version], e.g. rlu_atari/Breakout_run_1")
     p.add_argument("--data-dir", required=True, help="tensorflow-datasets data directory")
-    p.add_argument("-o", "--output", required=True, help="output .hdf5 file")
+    add_output_arguments(p)
     p.add_argument("--split", default="train")
     p.add_argument(
         "--frame-stack",
@@ -347,10 +338,6 @@ def add_tfds_arguments(p: argparse.ArgumentParser) -> None:
         help="store image observations one frame per step with Tianshou stack_num=S",
     )
     p.add_argument("--max-episodes", type=int, default=None)
-    p.add_argument("--overwrite", action="store_true")
-    p.add_argument("--compression", choices=("none", *_COMPRESSION), default="none")
-    p.add_argument("--no-progress", action="store_true")
-    add_clean_argument(p)
 
 
 def cmd_tfds(args: argparse.Namespace) -> int:
@@ -381,9 +368,7 @@ def cmd_tfds(args: argparse.Namespace) -> int:
 def add_tianshou_arguments(p: argparse.ArgumentParser) -> None:
     """The options of ``convert tianshou``."""
     p.add_argument("input")
-    p.add_argument("-o", "--output", required=True)
-    p.add_argument("--overwrite", action="store_true")
-    p.add_argument("--compression", choices=_COMPRESSION, default=None)
+    add_output_arguments(p)
     p.add_argument(
         "--allow-pickle",
         action="store_true",
@@ -393,7 +378,6 @@ def add_tianshou_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--env-id", help="gymnasium id of the environment, stored in the file")
     p.add_argument("--observation-space", help="observation space as format JSON")
     p.add_argument("--action-space", help="action space as format JSON")
-    add_clean_argument(p)
 
 
 def cmd_tianshou(args: argparse.Namespace) -> int:
