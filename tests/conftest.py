@@ -1,10 +1,14 @@
-"""Shared pytest configuration: keep torch on one thread (2-core CI machines)."""
+"""Shared pytest configuration: keep torch on one thread (2-core CI machines), and keep
+TensorBoard (imported by tianshou) from importing TensorFlow in the test process, as the CLI
+does (tests that read TFRecords through TensorFlow still import it themselves)."""
 
 from __future__ import annotations
 
 import os
 
 import pytest
+
+import tianshou_offline.cli._no_tensorflow  # noqa: F401
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
