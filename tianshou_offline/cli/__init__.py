@@ -1,4 +1,4 @@
-"""The ``tianshou-offline`` command: quickstart, record, inspect, repair, convert, export.
+"""The ``tianshou-offline`` command: quickstart, record, inspect, repair, convert, export, make-datasets.
 
 One module per command group (``quickstart``, ``record``, ``inspect``, ``convert``,
 ``export``), each with a ``register(subparsers)`` that adds its parsers and handlers. This
@@ -17,6 +17,7 @@ from tianshou_offline._version import __version__
 from tianshou_offline.cli import (
     _no_tensorflow,  # noqa: F401  (first: no TensorFlow via TensorBoard)
     convert,
+    datasets,
     export,
     inspect,
     quickstart,
@@ -30,7 +31,7 @@ from tianshou_offline.cli._run import (
     run_script,
 )
 
-GROUPS = (quickstart, record, inspect, convert, export)
+GROUPS = (quickstart, record, inspect, convert, export, datasets)
 
 
 def build_parser() -> argparse.ArgumentParser:

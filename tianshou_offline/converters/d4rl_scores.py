@@ -13,9 +13,12 @@ AntMaze (v0, v1, v2), Adroit (pen, hammer, door, relocate; v0, v1), Kitchen (v0)
 from __future__ import annotations
 
 import difflib
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from types import MappingProxyType
+from typing import Any
 
 from tianshou_offline.errors import SourceNotFoundError
 
@@ -235,24 +238,75 @@ def dataset_info(name: str) -> D4RLDatasetInfo:
     return info
 
 
-def reference_scores(dataset_name: str) -> tuple[float, float]:
-    """``(ref_min_score, ref_max_score)`` of a D4RL dataset, in undiscounted episode return.
+def stored_reference_scores(path: str | os.PathLike[str]) -> tuple[float, float] | None:
+    """``(ref_min_score, ref_max_score)`` stored in a buffer file, or None when it has none.
 
-    :raises SourceNotFoundError: unknown name.
+    Files written by ``make-datasets`` (:mod:`tianshou_offline.datasets`), ``convert d4rl``
+    and ``convert minari`` store them in the provenance (``ref_min_score``/``ref_max_score``
+    of ``provenance.extra``, or of its ``minari`` metadata) and as attributes of
+    ``/tianshou_offline``.
+
+    :raises SourceNotFoundError: no such file.
+    :raises DatasetFormatError: not a buffer file.
     """
-    info = dataset_info(dataset_name)
+    from tianshou_offline.data.format import read_metadata
+
+    md = read_metadata(path)
+    extra: Mapping[str, Any] = md.provenance.extra if md.provenance is not None else {}
+    minari = extra.get("minari")
+    for source in (extra, minari if isinstance(minari, Mapping) else {}, md.extra_attrs):
+        lo, hi = _number(source.get("ref_min_score")), _number(source.get("ref_max_score"))
+        if lo is not None and hi is not None:
+            return lo, hi
+    return None
+
+
+def _number(value: Any) -> float | None:
+    """A stored score (a number, or its text in an HDF5 attribute), or None."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        return None
+
+
+def reference_scores(dataset_name: str | os.PathLike[str]) -> tuple[float, float]:
+    """``(ref_min_score, ref_max_score)`` of a D4RL dataset, in undiscounted episode return;
+    for a name D4RL does not know, the scores stored in the buffer file at that path
+    (:func:`stored_reference_scores`: e.g. a ``make-datasets`` family file).
+
+    :raises SourceNotFoundError: unknown name (and no such file), or a file without
+        reference scores.
+    """
+    if isinstance(dataset_name, str):
+        info = find_dataset_info(dataset_name)
+        if info is not None:
+            return info.ref_min_score, info.ref_max_score
+    path = Path(dataset_name)
+    if path.is_file():
+        stored = stored_reference_scores(path)
+        if stored is None:
+            raise SourceNotFoundError(
+                f"{path}: stores no reference scores (ref_min_score/ref_max_score); expected "
+                "a file written by make-datasets, convert d4rl or convert minari"
+            )
+        return stored
+    info = dataset_info(os.fspath(dataset_name))  # raises, naming the closest D4RL names
     return info.ref_min_score, info.ref_max_score
 
 
-def normalized_score(dataset_name: str, raw_return: float) -> float:
+def normalized_score(dataset_name: str | os.PathLike[str], raw_return: float) -> float:
     """D4RL normalised score of an undiscounted episode return, as D4RL computes it.
 
     ``(raw_return - ref_min_score) / (ref_max_score - ref_min_score)``: 0.0 is the random
     policy, 1.0 the expert. Multiply by 100 for the scale papers report.
 
-    :param dataset_name: e.g. ``hopper-medium-v2`` (the reference depends only on the task).
+    :param dataset_name: e.g. ``hopper-medium-v2`` (the reference depends only on the task),
+        or the path of a buffer file that stores its reference scores (a ``make-datasets``
+        family file: any environment); a D4RL name is looked up in D4RL's table first.
     :param raw_return: undiscounted return of one evaluation episode (or a mean of several).
-    :raises SourceNotFoundError: unknown name.
+    :raises SourceNotFoundError: unknown name, or a file without reference scores.
     """
     lo, hi = reference_scores(dataset_name)
     return (float(raw_return) - lo) / (hi - lo)

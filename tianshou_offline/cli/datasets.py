@@ -1,0 +1,167 @@
+"""``tianshou-offline make-datasets``: a D4RL-style dataset family for any gymnasium env."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from tianshou_offline.cli._run import Subparsers, UsageError
+
+LEVEL_NAMES = ("random", "medium", "expert", "medium-replay", "medium-expert")
+"""``tianshou_offline.datasets.LEVELS`` (repeated so that ``--help`` imports nothing heavy;
+tests/test_datasets.py checks that they agree)."""
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, found {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, found {value}")
+    return value
+
+
+def _levels(text: str) -> tuple[str, ...]:
+    names = tuple(s.strip() for s in text.split(",") if s.strip())
+    unknown = [n for n in names if n not in LEVEL_NAMES]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown level(s) {', '.join(unknown) or '(none)'}; expected a comma-separated "
+            f"list of {', '.join(LEVEL_NAMES)}"
+        )
+    return names
+
+
+def cmd_make_datasets(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    import torch
+
+    from tianshou_offline.datasets import DQNParams, FamilyConfig, SACParams, make_datasets
+
+    env_kwargs: dict[str, Any] = {}
+    if args.env_kwargs:
+        try:
+            env_kwargs = json.loads(args.env_kwargs)
+        except ValueError as e:
+            raise UsageError(f"--env-kwargs: not JSON ({e}); expected an object") from e
+        if not isinstance(env_kwargs, dict):
+            raise UsageError(f"--env-kwargs: found {type(env_kwargs).__name__}; expected an object")
+    if not 0.0 < args.medium_fraction <= 1.0:
+        raise UsageError(f"--medium-fraction {args.medium_fraction}: expected in (0, 1]")
+    if not 0.0 <= args.data_eps <= 1.0:
+        raise UsageError(f"--data-eps {args.data_eps}: expected in [0, 1]")
+    torch.set_num_threads(args.threads)
+    d4rl = args.scale == "d4rl"
+    sac, dqn = SACParams(), DQNParams()
+    net: dict[str, Any] = {}
+    if args.hidden_sizes:
+        net["hidden_sizes"] = tuple(args.hidden_sizes)
+    if args.batch_size:
+        net["batch_size"] = args.batch_size
+    if args.start_steps is not None:
+        net["start_steps"] = args.start_steps
+    sac, dqn = dataclasses.replace(sac, **net), dataclasses.replace(dqn, **net)
+    config = FamilyConfig(
+        algorithm=args.algorithm,
+        budget=args.budget if args.budget is not None else (1_000_000 if d4rl else None),
+        seed=args.seed,
+        dataset_steps=(
+            args.dataset_steps if args.dataset_steps is not None else (1_000_000 if d4rl else None)
+        ),
+        levels=args.levels,
+        medium_fraction=args.medium_fraction,
+        expert=args.expert,
+        reference_episodes=args.reference_episodes,
+        eval_episodes=args.eval_episodes,
+        checkpoint_every=args.checkpoint_every,
+        data_eps=args.data_eps,
+        sac=sac,
+        dqn=dqn,
+        compression=args.compression,
+    )
+    result = make_datasets(
+        args.env,
+        args.output,
+        config=config,
+        env_kwargs=env_kwargs,
+        max_episode_steps=args.max_episode_steps,
+        overwrite=args.overwrite,
+    )
+    lo, hi = result.reference_scores
+    print(
+        f"{result.env_id}: {result.algorithm.upper()} for {result.budget:,} steps"
+        + (f" (resumed at {result.resumed_from:,})" if result.resumed_from else "")
+        + f"; reference scores: random {lo:.2f}, expert {hi:.2f}; medium = step "
+        f"{result.medium.env_step:,} (eval {result.medium.eval_return:.2f}), expert = step "
+        f"{result.expert.env_step:,} (eval {result.expert.eval_return:.2f})"
+    )
+    for r in result.levels.values():
+        print(
+            f"{r.path}: {r.num_transitions:,} transitions, {r.num_episodes:,} episodes, mean "
+            f"return {r.mean_return:.2f} (normalised {r.normalized_score:.1f})"
+            + (" — complete, verified" if r.skipped else "")
+        )
+    print(f"done in {result.seconds:.0f} s; settings and checkpoints: {result.output}/family.json")
+    return 0
+
+
+def register(sub: Subparsers) -> None:
+    """Add ``make-datasets`` to the ``tianshou-offline`` command."""
+    p = sub.add_parser(
+        "make-datasets",
+        help="train an online agent and write a D4RL-style dataset family (random, medium, "
+        "expert, medium-replay, medium-expert) with reference scores",
+        description="Train SAC (Box actions) or DQN (Discrete) online with Tianshou, keep its "
+        "checkpoints, and write the D4RL family as HDF5 buffer files with provenance and "
+        "reference scores (random and expert mean returns). A rerun with the same settings "
+        "resumes and skips complete files; same seed, same data.",
+    )
+    p.add_argument(
+        "--env",
+        required=True,
+        help="a registered gymnasium id (Hopper-v5) or an entry point module:Class",
+    )
+    p.add_argument("-o", "--output", required=True, help="output directory (created)")
+    p.add_argument("--algorithm", choices=("sac", "dqn"), default=None,
+                   help="online agent (default: sac for Box actions, dqn for Discrete)")  # fmt: skip
+    p.add_argument("--budget", type=_positive, default=None,
+                   help="online environment steps (default: 300k for SAC, 100k for DQN)")  # fmt: skip
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dataset-steps", type=_positive, default=None,
+                   help="transitions per recorded file, whole episodes (default 100k)")  # fmt: skip
+    p.add_argument("--levels", type=_levels, default=LEVEL_NAMES,
+                   help=f"comma-separated files to write (default: {','.join(LEVEL_NAMES)})")  # fmt: skip
+    p.add_argument("--scale", choices=("default", "d4rl"), default="default",
+                   help="d4rl: 1M online steps and 1M transitions per file unless given")  # fmt: skip
+    p.add_argument("--medium-fraction", type=float, default=1.0 / 3.0,
+                   help="medium = first checkpoint at this fraction from random to expert return "
+                   "(default 1/3, D4RL's)")  # fmt: skip
+    p.add_argument("--expert", choices=("final", "best"), default="final",
+                   help="the expert checkpoint: the last (D4RL) or the best evaluated")  # fmt: skip
+    p.add_argument("--reference-episodes", type=_positive, default=100,
+                   help="episodes of the random and expert policies for the reference scores")  # fmt: skip
+    p.add_argument("--eval-episodes", type=_positive, default=10,
+                   help="evaluation episodes per online checkpoint")  # fmt: skip
+    p.add_argument("--checkpoint-every", type=_positive, default=None,
+                   help="online steps between checkpoints (default: budget / 20)")  # fmt: skip
+    p.add_argument("--data-eps", type=float, default=0.05,
+                   help="ε of DQN's behaviour policy in medium/expert (SAC samples its policy)")  # fmt: skip
+    p.add_argument("--hidden-sizes", type=_positive, nargs="+", default=None,
+                   help="agent MLP widths (default: 256 256 for SAC, 128 128 for DQN)")  # fmt: skip
+    p.add_argument("--batch-size", type=_positive, default=None,
+                   help="agent batch size (default: 256 for SAC, 64 for DQN)")  # fmt: skip
+    p.add_argument("--start-steps", type=int, default=None,
+                   help="random actions first (default: 10k SAC, 1k DQN; at most budget / 10)")  # fmt: skip
+    p.add_argument(
+        "--env-kwargs", default=None, help="JSON object: the env's constructor arguments"
+    )
+    p.add_argument("--max-episode-steps", type=_positive, default=None,
+                   help="time limit (default: the registered one; 1000 for module:Class)")  # fmt: skip
+    p.add_argument("--compression", choices=("gzip", "lzf"), default=None)
+    p.add_argument("--threads", type=_positive, default=1, help="torch threads (default 1)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a family made with other settings, or other files in --output")  # fmt: skip
+    p.set_defaults(func=cmd_make_datasets)
