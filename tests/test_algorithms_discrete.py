@@ -300,7 +300,8 @@ def test_frame_dataset_obs_next_column_and_n_step() -> None:
 
 
 def test_frame_dataset_honours_stack_patches() -> None:
-    framestack = pytest.importorskip("tianshou_offline.data.framestack")
+    from tianshou_offline.data import framestack
+
     plain = buffer_from_columns(_columns([5, 4], (2, 2)), stack_num=3, save_only_last_obs=True)
     patch_obs = np.full((1, 3, 2, 2), 7, np.uint8)
     patch_next = np.full((1, 3, 2, 2), 9, np.uint8)
@@ -333,8 +334,11 @@ def test_update_on_tianshou_batch_and_checkpoint_roundtrip(name: str, tmp_path: 
     algorithm = BUILDERS[name](0)
     with policy_within_training_step(algorithm.policy):
         stats = algorithm.update(buffer, 16)  # device-resident sampling
-        batch, _ = buffer.sample(16)
-        stats_batch = algorithm._update_with_batch(batch)  # a Tianshou numpy Batch
+        batch, indices = buffer.sample(16)
+        # a Tianshou numpy Batch, through Tianshou's own path (n-step targets attached)
+        stats_batch = algorithm._update_with_batch(
+            algorithm._preprocess_batch(batch, buffer, indices)
+        )
     assert np.isfinite(stats.loss) and np.isfinite(stats_batch.loss)
     assert stats.train_time > 0
     saved: Any = algorithm  # Tianshou's Algorithm.state_dict (with optimizers) is untyped

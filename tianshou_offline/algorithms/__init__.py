@@ -35,6 +35,7 @@ from tianshou_offline.algorithms.continuous.nets import (
 from tianshou_offline.algorithms.continuous.policies import (
     BCQPolicy,
     ContinuousPolicy,
+    CriticWeightedPolicy,
     DeterministicPolicy,
     GaussianPolicy,
     ObsNormalizer,
@@ -58,6 +59,7 @@ __all__ = [
     "CRRTrainingStats",
     "ContinuousPolicy",
     "CriticEnsemble",
+    "CriticWeightedPolicy",
     "DeterministicActor",
     "DeterministicPolicy",
     "GaussianActor",

@@ -38,6 +38,26 @@ contract (zero the gradients, backpropagate, clip, step) with the short paths of
 :mod:`~tianshou_offline.algorithms._optim` (PyTorch's fused Adam kernel called directly:
 the same update, less fixed cost per step); :func:`joint_step` is the same for several
 optimizers after one backward pass of a summed loss (CQL, CRR).
+
+**Saved state.** Besides parameters and optimizer moments (Tianshou's ``state_dict``), an
+algorithm's ``state_dict`` holds what changes its behaviour by step count: the gradient-step
+count :attr:`~OfflineAlgorithmCore.num_updates` (TD3+BC's policy delay, CRR's target
+interval, the discrete algorithms' target copies) and the learning-rate schedulers' state
+(``get_extra_state``). A run resumed from a checkpoint continues as the uninterrupted run
+would: it neither re-copies the targets nor restarts the actor-update phase.
+
+**Target networks** (:func:`make_target`) are frozen copies that stay in eval mode, also when
+the algorithm is switched to training mode (:meth:`OfflineAlgorithmCore.train`), as
+Tianshou's lagged networks: they are only ever evaluated.
+
+**n-step targets everywhere.** :meth:`~OfflineAlgorithmCore.update` reads the dataset's
+n-step targets; on Tianshou's own path (``_preprocess_batch(batch, buffer, indices)`` then
+``_update_with_batch(batch)``) the same targets are attached to the numpy batch. A numpy
+batch without them is accepted only for ``n_step == 1``: an algorithm with ``n_step > 1``
+raises instead of silently learning one-step targets.
+
+**Uniform sampling only.** A ``PrioritizedReplayBuffer`` is rejected (``TypeError``): the
+dataset samples uniformly, and priorities and importance weights would be silently ignored.
 """
 
 from __future__ import annotations
@@ -49,13 +69,13 @@ import typing
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, cast
+from typing import Any, Generic, Self, cast
 
 import numpy as np
 import torch
 from tianshou.algorithm.algorithm_base import OfflineAlgorithm, Policy, TrainingStats
 from tianshou.algorithm.optim import OptimizerFactory
-from tianshou.data import ReplayBuffer
+from tianshou.data import PrioritizedReplayBuffer, ReplayBuffer
 from tianshou.data.buffer.buffer_base import TBuffer
 from tianshou.data.types import RolloutBatchProtocol
 from tianshou.utils.torch_utils import torch_train_mode
@@ -256,9 +276,16 @@ def polyak_update(target: nn.Module, source: nn.Module, tau: float) -> None:
 
 
 def make_target(module: nn.Module) -> nn.Module:
-    """A frozen deep copy of ``module`` to serve as its target network."""
+    """A frozen deep copy of ``module`` to serve as its target network, in eval mode.
+
+    A target network is only ever evaluated (to compute TD targets), never trained, so it
+    stays in eval mode (dropout off, batch-norm statistics frozen) — as Tianshou's lagged
+    networks (``EvalModeModuleWrapper``). :meth:`OfflineAlgorithmCore.train` keeps it there
+    when the algorithm switches modes.
+    """
     target = copy.deepcopy(module)
     target.requires_grad_(False)
+    target.eval()
     return target
 
 
@@ -342,6 +369,20 @@ def joint_step(loss: torch.Tensor, optimizers: Sequence[GradientStep]) -> None:
 # --------------------------------------------------------------------------- algorithm
 
 
+def _plain(value: Any) -> Any:
+    """``value`` with numpy scalars as Python numbers (recursively through dicts, lists and
+    tuples), so that ``torch.load(..., weights_only=True)`` reads it back — a scheduler whose
+    lambda returns numpy floats (Tianshou's ``LRSchedulerFactoryLinear``) keeps them in its
+    state."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_plain(v) for v in value)
+    return value
+
+
 class OfflineAlgorithmCore(
     OfflineAlgorithm[TPolicy], Generic[TPolicy, TDataset, TBatch, TStats], ABC
 ):
@@ -358,7 +399,7 @@ class OfflineAlgorithmCore(
     """
 
     gamma: float = 0.99
-    n_step: int = 1
+    _n_step: int = 1
     Optimizer = GradientStep
     """The wrapper Tianshou's ``_create_optimizer`` builds (fused Adam, short step path)."""
 
@@ -389,6 +430,19 @@ class OfflineAlgorithmCore(
         targets) as a mini-batch on the device; a mini-batch passes through."""
 
     # ------------------------------------------------------------------ statistics
+
+    @property
+    def n_step(self) -> int:
+        """n of the n-step TD targets (1 = one-step TD; the algorithms' ``n_step_return_horizon``)."""
+        return self._n_step
+
+    @n_step.setter
+    def n_step(self, value: int) -> None:
+        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+            raise ValueError(
+                f"{type(self).__name__}: n_step_return_horizon={value!r}; expected an integer >= 1"
+            )
+        self._n_step = int(value)
 
     @property
     def num_updates(self) -> int:
@@ -439,6 +493,7 @@ class OfflineAlgorithmCore(
         target = make_target(source)
         self._target_pairs.append((source, target))
         self._polyak_tensors = None
+        self._modules_cache = None
         return target
 
     @torch.no_grad()
@@ -456,6 +511,71 @@ class OfflineAlgorithmCore(
         for source, target in self._target_pairs:
             hard_update(target, source)
 
+    def train(self, mode: bool = True) -> Self:
+        """Set training mode (``mode``) on every module except the target networks, which
+        stay in eval mode (see :func:`make_target`)."""
+        super().train(mode)
+        for _, target in self._target_pairs:
+            target.eval()
+        return self
+
+    # ------------------------------------------------------------------ saved state
+
+    def get_extra_state(self) -> dict[str, Any]:
+        """The state that is not a tensor of a module or an optimizer but changes what the next
+        updates do: the gradient-step count and the learning-rate schedulers' state. Saved by
+        ``state_dict`` (key ``_extra_state``) and restored by ``load_state_dict``. Subclasses
+        add their own entries (call ``super()``)."""
+        return {
+            "num_updates": self._num_updates,
+            "lr_schedulers": [_plain(s.state_dict()) for s in self.lr_schedulers],
+        }
+
+    def set_extra_state(self, state: Any) -> None:
+        """Restore what :meth:`get_extra_state` saved.
+
+        :raises ValueError: ``state`` is not such a dict, or it holds a different number of
+            learning-rate schedulers than this algorithm has.
+        """
+        if not isinstance(state, dict) or "num_updates" not in state:
+            raise ValueError(
+                f"{type(self).__name__}: the checkpoint's _extra_state is "
+                f"{type(state).__name__}; expected a dict with 'num_updates'"
+            )
+        schedulers = state.get("lr_schedulers", [])
+        if len(schedulers) != len(self.lr_schedulers):
+            raise ValueError(
+                f"{type(self).__name__}: the checkpoint holds {len(schedulers)} learning-rate "
+                f"scheduler state(s); this algorithm has {len(self.lr_schedulers)}"
+            )
+        self._num_updates = int(state["num_updates"])
+        for scheduler, scheduler_state in zip(self.lr_schedulers, schedulers, strict=True):
+            scheduler.load_state_dict(scheduler_state)
+
+    def _load_from_state_dict(
+        self,
+        state_dict: dict[str, Any],
+        prefix: str,
+        local_metadata: dict[str, Any],
+        strict: bool,
+        missing_keys: list[str],
+        unexpected_keys: list[str],
+        error_msgs: list[str],
+    ) -> None:
+        key = prefix + "_extra_state"
+        if key not in state_dict:
+            log.warning(
+                "%s: the checkpoint holds no step count (_extra_state; written by an earlier "
+                "version): the step count stays at %d, so step-count schedules (target copies, "
+                "policy delay, learning-rate schedules) restart",
+                type(self).__name__,
+                self._num_updates,
+            )
+            state_dict[key] = self.get_extra_state()
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+        )
+
     # ------------------------------------------------------------------ training
 
     def process_buffer(self, buffer: TBuffer) -> TBuffer:
@@ -464,7 +584,17 @@ class OfflineAlgorithmCore(
         self._prepare(buffer)
         return buffer
 
+    def _check_buffer(self, buffer: ReplayBuffer) -> None:
+        if isinstance(buffer, PrioritizedReplayBuffer):
+            raise TypeError(
+                f"{type(self).__name__}: got a {type(buffer).__name__}; the offline algorithms "
+                "sample uniformly and would ignore its priorities and importance weights. "
+                "Expected a ReplayBuffer or VectorReplayBuffer (e.g. from "
+                "tianshou_offline.load_buffer)"
+            )
+
     def _prepare(self, buffer: ReplayBuffer) -> TDataset:
+        self._check_buffer(buffer)
         dataset = self._build_dataset(buffer)
         self._dataset, self._dataset_key = dataset, id(buffer)
         log.info(
@@ -514,8 +644,56 @@ class OfflineAlgorithmCore(
         updates), so that switching modes — a recursive walk with costly attribute sets —
         can be skipped."""
         if self._modules_cache is None:
-            self._modules_cache = list(self.modules())
+            frozen = {id(m) for _, target in self._target_pairs for m in target.modules()}
+            self._modules_cache = [m for m in self.modules() if id(m) not in frozen]
         return all(m.training for m in self._modules_cache)
+
+    # ------------------------------------------------------------------ Tianshou's batch path
+
+    def _preprocess_batch(
+        self, batch: RolloutBatchProtocol, buffer: ReplayBuffer, indices: np.ndarray
+    ) -> RolloutBatchProtocol:
+        """Tianshou's hook between sampling and ``_update_with_batch`` (its own update path):
+        attach this algorithm's n-step targets — the ones :meth:`update` reads from the
+        dataset — to the numpy batch sampled at storage rows ``indices`` of ``buffer``.
+
+        Adds ``n_step_rew`` (``Σ_{k<m} γ^k r_{t+k}``), ``n_step_obs_next`` (``s_{t+m}``),
+        ``n_step_discount`` (``γ^m (1 − terminated)``) and ``n_step_terminated``.
+
+        :raises TypeError: ``buffer`` is a ``PrioritizedReplayBuffer``.
+        """
+        self._check_buffer(buffer)
+        rows = np.asarray(indices, dtype=np.int64)
+        rew, last, discount, terminated = n_step_targets(buffer, rows, self.gamma, self.n_step)
+        batch.n_step_rew = rew
+        batch.n_step_obs_next = batch.obs_next if self.n_step == 1 else buffer[last].obs_next
+        batch.n_step_discount = discount
+        batch.n_step_terminated = terminated
+        return batch
+
+    def _batch_targets(self, batch: RolloutBatchProtocol) -> tuple[Any, Any, Any, Any]:
+        """``(rew, obs_next, discount, terminated)`` of a Tianshou numpy batch: the n-step
+        targets :meth:`_preprocess_batch` attached, else the batch's one-step fields.
+
+        :raises ValueError: ``n_step > 1`` and the batch holds no n-step targets (its
+            rewards are one-step: learning from them would silently be one-step TD).
+        """
+        if "n_step_rew" in batch.get_keys():
+            return (
+                batch.n_step_rew,
+                batch.n_step_obs_next,
+                batch.n_step_discount,
+                batch.n_step_terminated,
+            )
+        if self.n_step > 1:
+            raise ValueError(
+                f"{type(self).__name__} (n_step={self.n_step}): this Tianshou batch holds "
+                "one-step rewards and no n-step targets; attach them with "
+                "algorithm._preprocess_batch(batch, buffer, indices) (as Tianshou's update "
+                "does), or train with algorithm.update(buffer, batch_size) / OfflineTrainer"
+            )
+        terminated = np.asarray(batch.terminated, dtype=np.float64)
+        return batch.rew, batch.obs_next, self.gamma * (1.0 - terminated), terminated
 
     @abstractmethod
     def _update_with_batch(self, batch: RolloutBatchProtocol | TBatch) -> TStats:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from abc import ABC
 
-import numpy as np
 import torch
 from tianshou.data import ReplayBuffer
 from tianshou.data.types import RolloutBatchProtocol
@@ -52,16 +51,19 @@ class OfflineAlgorithmBase(
 
     def _as_transitions(self, batch: RolloutBatchProtocol | Transitions) -> Transitions:
         """Convert a Tianshou numpy ``Batch`` (as Tianshou's own update path passes) into
-        :class:`Transitions` on the algorithm's device; :class:`Transitions` pass through."""
+        :class:`Transitions` on the algorithm's device; :class:`Transitions` pass through.
+
+        The batch's n-step targets come from ``_preprocess_batch``; without them only
+        ``n_step == 1`` is accepted (see ``_batch_targets``)."""
         if isinstance(batch, Transitions):
             return batch
-        terminated = np.asarray(batch.terminated, dtype=np.float64)
+        rew, obs_next, discount, terminated = self._batch_targets(batch)
         return TransitionDataset.from_arrays(
             policy=self.policy,
             obs=batch.obs,
             act=batch.act,
-            rew=batch.rew,
-            obs_next=batch.obs_next,
-            discount=self.gamma * (1.0 - terminated),
+            rew=rew,
+            obs_next=obs_next,
+            discount=discount,
             terminated=terminated,
         ).data

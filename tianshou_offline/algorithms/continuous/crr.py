@@ -28,6 +28,27 @@ with one backward pass):
    ``target_update_interval`` steps — soft updates every step by default; ``tau=1.0,
    target_update_interval=100`` gives the hard copies every 100 steps of d3rlpy's CRR.
 
+**Acting.** A :class:`~tianshou_offline.algorithms.continuous.policies.GaussianPolicy`
+acts with the Gaussian's mode (its mean, clipped to the bounds) at evaluation
+(``deterministic_eval=True``) and samples within training steps. The critic-weighted
+selection d3rlpy's CRR evaluates with (m samples of π, one re-sampled with probability
+``softmax(Q)``) is :class:`~tianshou_offline.algorithms.continuous.policies.CriticWeightedPolicy`:
+pass it as ``policy`` with the same ``critics``.
+
+**Differences from the paper and d3rlpy 2.8**, deliberate:
+
+- the critic is scalar, not distributional (as d3rlpy and Tianshou's discrete CRR);
+- the advantage (step 2) is computed from the critic *before* this step's update, and the
+  critic and actor losses are applied with one backward pass (one optimizer step each, from
+  the same parameters). d3rlpy steps the critic first and computes the advantage with the
+  updated critic; the two differ by one gradient step of the critic (the next step uses the
+  updated one);
+- targets: soft (Polyak) updates every step by default; d3rlpy's CRR defaults to hard copies
+  every 100 steps (``tau=1.0, target_update_interval=100`` here, copying after the 0-based
+  steps 99, 199, …; d3rlpy copies after its steps 0, 100, 200, …);
+- acting: the Gaussian's mode by default (see above); d3rlpy's ``predict`` uses the
+  critic-weighted selection.
+
 Speed: one actor evaluation on ``s`` gives both the log-likelihood of the dataset actions
 and the m advantage samples; the m Q-values are one ensemble call with observations
 broadcast, not copied.
@@ -48,6 +69,7 @@ from tianshou_offline.algorithms.continuous.base import OfflineAlgorithmBase
 from tianshou_offline.algorithms.continuous.dataset import Transitions
 from tianshou_offline.algorithms.continuous.nets import CriticEnsemble
 from tianshou_offline.algorithms.continuous.policies import (
+    CriticWeightedPolicy,
     GaussianPolicy,
     gaussian_actions,
     gaussian_log_prob,
@@ -106,7 +128,8 @@ class CRR(OfflineAlgorithmBase[GaussianPolicy, TCRRStats]):
     """CRR (Wang et al. 2020); see the module docstring for the equations.
 
     :param policy: a :class:`GaussianPolicy` (``squash=False`` recommended: dataset actions
-        on the bounds have a finite likelihood).
+        on the bounds have a finite likelihood), or a :class:`CriticWeightedPolicy` over the
+        same ``critics`` to act with the critic-weighted selection.
     :param policy_optim: optimizer factory for the actor.
     :param critics: the critic ensemble (E ≥ 1; the minimum over members is used).
     :param critic_optim: optimizer factory for the critics.
@@ -150,6 +173,11 @@ class CRR(OfflineAlgorithmBase[GaussianPolicy, TCRRStats]):
             raise ValueError(f"weight={weight!r}: expected 'exp' or 'binary'")
         if advantage not in ("mean", "max"):
             raise ValueError(f"advantage={advantage!r}: expected 'mean' or 'max'")
+        if isinstance(policy, CriticWeightedPolicy) and policy.critics is not critics:
+            raise ValueError(
+                "CRR: the CriticWeightedPolicy acts with other critics than the ones CRR "
+                "trains; pass the same CriticEnsemble to both"
+            )
         self.critics = critics
         self.critics_target = self._add_target(critics)
         self.actor_target = self._add_target(policy.actor)

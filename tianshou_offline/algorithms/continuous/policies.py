@@ -287,6 +287,70 @@ class GaussianPolicy(ContinuousPolicy):
         return act
 
 
+class CriticWeightedPolicy(GaussianPolicy):
+    """CRR's critic-weighted action selection ("critic weighted policy", CWP): draw
+    ``num_action_samples`` actions ``a_j ~ π(·|s)`` and act with one of them, drawn with
+    probability ``softmax_j(Q(s, a_j) / temperature)`` (``Q`` the minimum over the critic
+    ensemble, as in :class:`~tianshou_offline.algorithms.CRR`'s advantage).
+
+    This is how d3rlpy 2.8's CRR acts at evaluation (``predict``: ``n_action_samples``
+    samples, softmax of their Q-values, temperature 1; its documentation, citing Wang et al.
+    2020: "In evaluation, the action is determined by Critic Weighted Policy"): the
+    regression-trained π proposes, the critic re-weights. A plain :class:`GaussianPolicy`
+    acts with the Gaussian's mode instead (``deterministic_eval``).
+    Every call samples, inside and outside training steps. Pass the same ``critics`` to
+    :class:`~tianshou_offline.algorithms.CRR`.
+
+    :param critics: the critic ensemble ``(obs (B, D), act (B, N, A)) -> (E, B, N)``.
+    :param num_action_samples: m, the proposals per state (d3rlpy: its ``n_action_samples``,
+        4 by default).
+    :param temperature: T of the softmax (> 0; large values approach sampling from π, small
+        ones the proposal with the highest Q).
+    See :class:`GaussianPolicy` for the other parameters (``squash=False`` as for CRR).
+    """
+
+    def __init__(
+        self,
+        *,
+        actor: nn.Module,
+        critics: nn.Module,
+        action_space: gym.Space[Any],
+        observation_space: gym.Space[Any],
+        num_action_samples: int = 4,
+        temperature: float = 1.0,
+        squash: bool = False,
+        normalize_obs: bool = False,
+        action_scaling: bool = True,
+    ) -> None:
+        if num_action_samples < 1:
+            raise ValueError(f"num_action_samples={num_action_samples}: expected >= 1")
+        if not temperature > 0:
+            raise ValueError(f"temperature={temperature}: expected > 0")
+        super().__init__(
+            actor=actor,
+            action_space=action_space,
+            observation_space=observation_space,
+            squash=squash,
+            deterministic_eval=False,
+            normalize_obs=normalize_obs,
+            action_scaling=action_scaling,
+        )
+        self.critics = critics
+        self.num_action_samples = int(num_action_samples)
+        self.temperature = float(temperature)
+
+    def select_action(self, obs: torch.Tensor) -> torch.Tensor:
+        """``obs (B, D)`` (normalised) → one of m policy samples per state, drawn with
+        probability ``softmax(Q / T)``, ``(B, A)``."""
+        mean, log_std = self.actor(obs)
+        proposals = gaussian_actions(
+            mean, log_std, squash=self.squash, num_samples=self.num_action_samples
+        )  # (B, m, A)
+        q = cast(torch.Tensor, self.critics(obs, proposals)).min(dim=0).values  # (B, m)
+        choice = torch.multinomial(torch.softmax(q / self.temperature, dim=1), 1).squeeze(1)
+        return proposals[torch.arange(obs.shape[0], device=obs.device), choice]
+
+
 class BCQPolicy(ContinuousPolicy):
     """BCQ's action selection (Fujimoto et al. 2019, Eq. 11): decode
     ``num_candidate_actions`` actions per state with the VAE, perturb them, and take the one

@@ -14,7 +14,9 @@ The update, in the order of the paper (Sec. 5, on top of TD3's Algorithm 1):
 
    ``d`` is *termination* only: a time-limit truncation still bootstraps. With n-step
    returns ``r`` is the discounted n-step sum and ``γ`` becomes ``γ^n``.
-2. **Actor**, every ``update_actor_freq`` steps — the TD3+BC objective (Fujimoto & Gu 2021,
+2. **Actor**, every ``update_actor_freq`` steps (the steps whose 0-based count is a multiple
+   of it: the first, third, … for 2 — as Tianshou's TD3; the authors' code counts from 1 and
+   starts with the second step) — the TD3+BC objective (Fujimoto & Gu 2021,
    Sec. 5, Eq. 3) with the normaliser λ (Eq. 4)::
 
        π = argmax_π E_{(s,a)~D} [ λ Q_1(s, π(s)) − (π(s) − a)² ],   λ = α / ((1/N) Σ_i |Q_1(s_i, ·)|)
@@ -31,6 +33,7 @@ The update, in the order of the paper (Sec. 5, on top of TD3's Algorithm 1):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -136,6 +139,18 @@ class TD3BC(OfflineAlgorithmBase[DeterministicPolicy, TTD3BCStats]):
         self.alpha = alpha
         self.n_step = n_step_return_horizon
         self._last_actor = (0.0, 0.0, 0.0, 0.0)  # actor_loss, bc_loss, lmbda, q_policy
+
+    def get_extra_state(self) -> dict[str, Any]:
+        """The core's saved state and the latest actor step's statistics (reported on the
+        critic-only steps in between, also after a resume)."""
+        return {**super().get_extra_state(), "last_actor": list(self._last_actor)}
+
+    def set_extra_state(self, state: Any) -> None:
+        super().set_extra_state(state)
+        last = state.get("last_actor")
+        if last is not None:
+            a, b, c, d = (float(v) for v in last)
+            self._last_actor = (a, b, c, d)
 
     def _update_with_batch(self, batch: RolloutBatchProtocol | Transitions) -> TTD3BCStats:
         b = self._as_transitions(batch)

@@ -59,12 +59,18 @@ class DiscreteOfflineAlgorithm(
     def _as_transitions(
         self, batch: RolloutBatchProtocol | DiscreteTransitions
     ) -> DiscreteTransitions:
-        """Convert a Tianshou numpy ``Batch`` (one-step targets) into
-        :class:`DiscreteTransitions` on the device; :class:`DiscreteTransitions` pass through."""
+        """Convert a Tianshou numpy ``Batch`` into :class:`DiscreteTransitions` on the device;
+        :class:`DiscreteTransitions` pass through.
+
+        The batch's n-step targets come from ``_preprocess_batch``; without them only
+        ``n_step == 1`` is accepted (see ``_batch_targets``)."""
         if isinstance(batch, DiscreteTransitions):
             return batch
         dev = self.device
-        terminated = np.asarray(batch.terminated, dtype=np.float32)
+        rew, obs_next, discount, terminated = self._batch_targets(batch)
+
+        def f32(x: Any) -> torch.Tensor:
+            return torch.as_tensor(np.asarray(x, dtype=np.float32).reshape(-1), device=dev)
 
         def obs(x: Any) -> torch.Tensor:
             t = torch.as_tensor(np.asarray(x))
@@ -73,8 +79,8 @@ class DiscreteOfflineAlgorithm(
         return DiscreteTransitions(
             obs=obs(batch.obs),
             act=torch.as_tensor(np.asarray(batch.act).reshape(-1), dtype=torch.long, device=dev),
-            rew=torch.as_tensor(np.asarray(batch.rew, dtype=np.float32), device=dev),
-            obs_next=obs(batch.obs_next),
-            discount=torch.as_tensor(self.gamma * (1.0 - terminated), device=dev),
-            terminated=torch.as_tensor(terminated, device=dev),
+            rew=f32(rew),
+            obs_next=obs(obs_next),
+            discount=f32(discount),
+            terminated=f32(terminated),
         )

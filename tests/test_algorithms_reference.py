@@ -1,0 +1,644 @@
+"""Reference tests: one update of each algorithm on a fixed mini-batch equals an independent
+computation of its paper's equations, written out here.
+
+Each test builds an algorithm whose optimizers are plain SGD (learning rate ``LR``), copies
+its networks, draws the same random numbers the update draws (same seed, same shapes, in the
+update's order), computes the losses from the paper with those copies — networks are only
+*evaluated* through their modules; every loss, target, sample, log-density, weight and
+multiplier is computed here — takes the SGD steps by hand, and compares every parameter
+(and the reported statistics) with the algorithm's. A loss with a wrong sign, a missing
+factor, a missing ``detach`` or a step in the wrong order changes the parameters by about
+``LR`` × the gradient, far above the tolerance.
+
+Papers: CQL — Kumar et al. 2020 (arXiv:2006.04779), Eq. 4 and Appendix F, with SAC
+(Haarnoja et al. 2018, arXiv:1812.05905); BCQ — Fujimoto et al. 2019 (arXiv:1812.02900),
+Algorithm 1; TD3+BC — Fujimoto & Gu 2021 (arXiv:2106.06860), Eqs. 3–4, on TD3 (Fujimoto et
+al. 2018, arXiv:1802.09477); CRR — Wang et al. 2020 (arXiv:2006.15134), Sec. 3; discrete CQL —
+CQL(H) on QR-DQN (Dabney et al. 2018, arXiv:1710.10044, Eqs. 9–10).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from tianshou.algorithm.optim import TorchOptimizerFactory
+from tianshou.data import ReplayBuffer
+from tianshou.utils.torch_utils import policy_within_training_step
+from torch import nn
+
+from tianshou_offline.algorithms import (
+    BCQ,
+    CQL,
+    CRR,
+    TD3BC,
+    VAE,
+    BCQPolicy,
+    CriticEnsemble,
+    DeterministicActor,
+    DeterministicPolicy,
+    DiscreteActorPolicy,
+    DiscreteCQL,
+    DiscreteCRR,
+    DiscreteTransitions,
+    DualHeadNet,
+    GaussianActor,
+    GaussianPolicy,
+    MLPTrunk,
+    Perturbation,
+    QuantileQNet,
+    QValuePolicy,
+    Transitions,
+)
+from tianshou_offline.algorithms.core import OfflineAlgorithmCore
+
+LR = 0.1
+B, D, A = 8, 3, 2  # batch, observation size, action size
+H = (16, 16)
+OBS_SPACE = gym.spaces.Box(-np.inf, np.inf, (D,), np.float32)
+ACT_SPACE = gym.spaces.Box(-1.0, 1.0, (A,), np.float32)
+SGD = TorchOptimizerFactory(torch.optim.SGD, lr=LR)
+LOG_2PI = math.log(2.0 * math.pi)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def fixed_batch(seed: int = 0, gamma: float = 0.99) -> Transitions:
+    """B transitions; rows 2 and 5 terminate (discount 0)."""
+    g = torch.Generator().manual_seed(seed)
+    terminated = torch.zeros(B)
+    terminated[[2, 5]] = 1.0
+    return Transitions(
+        obs=torch.randn(B, D, generator=g),
+        act=torch.rand(B, A, generator=g) * 1.8 - 0.9,
+        rew=torch.randn(B, generator=g),
+        obs_next=torch.randn(B, D, generator=g),
+        discount=gamma * (1.0 - terminated),
+        terminated=terminated,
+    )
+
+
+class _FixedDataset:
+    """Stands in for the dataset: every ``sample`` is the fixed batch."""
+
+    def __init__(self, batch: Any) -> None:
+        self.batch = batch
+
+    def sample(self, batch_size: int) -> Any:
+        return self.batch
+
+
+def one_update(
+    algo: OfflineAlgorithmCore[Any, Any, Any, Any],
+    batch: Any,
+    seed: int,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Any:
+    """``algo.update`` (the trainers' entry point: mode switch, step count, schedulers) on
+    ``batch``, with the torch RNG seeded to ``seed``."""
+    monkeypatch.setattr(algo, "dataset_for", lambda buffer: _FixedDataset(batch))
+    torch.manual_seed(seed)
+    with policy_within_training_step(algo.policy):
+        return algo.update(ReplayBuffer(1), B)
+
+
+def sgd_step(params: Sequence[torch.Tensor], loss: torch.Tensor) -> None:
+    """``p ← p − LR ∂loss/∂p`` for each parameter (unused ones unchanged)."""
+    trained = [p for p in params if p.requires_grad]
+    grads = torch.autograd.grad(loss, trained, allow_unused=True, retain_graph=True)
+    with torch.no_grad():
+        for p, grad in zip(trained, grads, strict=True):
+            if grad is not None:
+                p -= LR * grad
+
+
+def polyak(target: nn.Module, source: nn.Module, tau: float) -> None:
+    """``θ' ← τ θ + (1 − τ) θ'``."""
+    with torch.no_grad():
+        for t, s in zip(target.parameters(), source.parameters(), strict=True):
+            t.copy_(tau * s + (1.0 - tau) * t)
+
+
+def assert_same(ours: nn.Module, reference: nn.Module, what: str) -> None:
+    for (name, a), b in zip(ours.named_parameters(), reference.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=f"{what}.{name}")
+
+
+def moved(module: nn.Module, before: nn.Module) -> bool:
+    return any(
+        not torch.equal(a, b) for a, b in zip(module.parameters(), before.parameters(), strict=True)
+    )
+
+
+def params(*modules: nn.Module) -> list[torch.Tensor]:
+    return [p for m in modules for p in m.parameters()]
+
+
+def normal_log_density(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """Σ over the last dimension of ``log N(x; mean, std²)``."""
+    return (-0.5 * ((x - mean) / std) ** 2 - torch.log(std) - 0.5 * LOG_2PI).sum(-1)
+
+
+def tanh_gaussian(
+    mean: torch.Tensor, std: torch.Tensor, eps: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Reparameterised ``a = tanh(μ + σ ε)`` and ``log π(a|s) = log N(u) − Σ log(1 − tanh(u)²)``
+    (Haarnoja et al. 2018, Eq. 21; the Jacobian in float64)."""
+    u = mean + std * eps
+    jacobian = torch.log(1.0 - torch.tanh(u.double()) ** 2).sum(-1).to(u.dtype)
+    return torch.tanh(u), normal_log_density(u, mean, std) - jacobian
+
+
+# --------------------------------------------------------------------------- TD3+BC
+
+
+def test_td3bc_matches_the_paper(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Step 0: TD3's clipped double-Q critic step with target-policy smoothing, then the
+    actor step on ``λ Q_1(s, π(s)) − (π(s) − a)²`` with ``λ = α / mean|Q_1(s, π(s))|``
+    (not differentiated) and Polyak targets. Step 1: critic only (policy delay 2): the actor
+    and the targets do not move."""
+    torch.manual_seed(0)
+    policy = DeterministicPolicy(
+        actor=DeterministicActor(D, A, H), action_space=ACT_SPACE, observation_space=OBS_SPACE
+    )
+    algo = TD3BC(
+        policy=policy,
+        policy_optim=SGD,
+        critics=CriticEnsemble(D, A, H),
+        critic_optim=SGD,
+        tau=0.05,
+        policy_noise=0.2,
+        noise_clip=0.5,
+        update_actor_freq=2,
+        alpha=2.5,
+    )
+    actor, critics = copy.deepcopy(policy.actor), copy.deepcopy(algo.critics)
+    actor_t, critics_t = copy.deepcopy(algo.actor_target), copy.deepcopy(algo.critics_target)
+    b = fixed_batch()
+    stats = one_update(algo, b, seed=11, monkeypatch=monkeypatch)
+
+    torch.manual_seed(11)
+    eps = torch.randn(B, A)
+    with torch.no_grad():
+        smoothing = (0.2 * eps).clamp(-0.5, 0.5)
+        act_next = (actor_t(b.obs_next) + smoothing).clamp(-1.0, 1.0)
+        y = b.rew + b.discount * torch.minimum(*critics_t(b.obs_next, act_next))
+    q = critics(b.obs, b.act)
+    critic_loss = ((q[0] - y) ** 2).mean() + ((q[1] - y) ** 2).mean()
+    sgd_step(params(critics), critic_loss)
+    pi = actor(b.obs)
+    q1 = critics(b.obs, pi)[0]
+    lmbda = 2.5 / q1.abs().mean().detach()
+    bc = ((pi - b.act) ** 2).mean()
+    actor_loss = -lmbda * q1.mean() + bc
+    critics.zero_grad()
+    sgd_step(params(actor), actor_loss)
+    polyak(critics_t, critics, 0.05)
+    polyak(actor_t, actor, 0.05)
+
+    assert stats.critic_loss == pytest.approx(critic_loss.item(), rel=1e-5)
+    assert stats.actor_loss == pytest.approx(actor_loss.item(), rel=1e-5)
+    assert stats.lmbda == pytest.approx(lmbda.item(), rel=1e-5)
+    assert stats.bc_loss == pytest.approx(bc.item(), rel=1e-5)
+    for ours, ref, what in [
+        (policy.actor, actor, "actor"),
+        (algo.critics, critics, "critics"),
+        (algo.actor_target, actor_t, "actor_target"),
+        (algo.critics_target, critics_t, "critics_target"),
+    ]:
+        assert_same(ours, ref, what)
+
+    # step 1: the critic moves, the actor and the targets wait for step 2
+    actor_before, targets_before = copy.deepcopy(policy.actor), copy.deepcopy(algo.critics_target)
+    critics_before = copy.deepcopy(algo.critics)
+    one_update(algo, fixed_batch(1), seed=12, monkeypatch=monkeypatch)
+    assert moved(algo.critics, critics_before)
+    assert not moved(policy.actor, actor_before)
+    assert not moved(algo.critics_target, targets_before)
+    one_update(algo, fixed_batch(2), seed=13, monkeypatch=monkeypatch)
+    assert moved(policy.actor, actor_before) and moved(algo.critics_target, targets_before)
+
+
+# --------------------------------------------------------------------------- CQL
+
+
+def _cql(with_lagrange: bool, threshold: float, backup_entropy: bool) -> CQL:
+    torch.manual_seed(0)
+    return CQL(
+        policy=GaussianPolicy(
+            actor=GaussianActor(D, A, H), action_space=ACT_SPACE, observation_space=OBS_SPACE
+        ),
+        policy_optim=SGD,
+        critics=CriticEnsemble(D, A, H),
+        critic_optim=SGD,
+        tau=0.05,
+        alpha="auto",
+        alpha_optim=SGD,
+        init_alpha=0.5,
+        cql_weight=5.0,
+        temperature=1.0,
+        num_sampled_actions=3,
+        with_lagrange=with_lagrange,
+        lagrange_threshold=threshold,
+        cql_alpha_optim=SGD,
+        backup_entropy=backup_entropy,
+    )
+
+
+@pytest.mark.parametrize(
+    ("with_lagrange", "threshold", "backup_entropy"),
+    [(False, 0.0, False), (True, -50.0, False), (True, 50.0, True)],
+    ids=["cql_h", "lagrange_gap_above_tau", "lagrange_gap_below_tau_soft_backup"],
+)
+def test_cql_matches_the_paper(
+    with_lagrange: bool, threshold: float, backup_entropy: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CQL(H) (Eq. 4) with the importance-sampled log-sum-exp of Appendix F (N uniform
+    actions with density 2^−A, N from π(·|s) and N from π(·|s'), each Q corrected by its
+    log-density), the SAC backup, actor and temperature losses, one step from the same
+    parameters. Lagrange (Appendix F): ``α'`` follows gradient *ascent* on
+    ``α' (w·gap − τ)``: it grows when the gap exceeds τ and shrinks below it."""
+    algo = _cql(with_lagrange, threshold, backup_entropy)
+    n, w = 3, 5.0
+    actor, critics = copy.deepcopy(algo.policy.actor), copy.deepcopy(algo.critics)
+    critics_t = copy.deepcopy(algo.critics_target)
+    log_alpha = algo.log_alpha.detach().clone().requires_grad_()
+    log_alpha_prime = algo.log_cql_alpha.detach().clone().requires_grad_()
+    b = fixed_batch()
+    stats = one_update(algo, b, seed=21, monkeypatch=monkeypatch)
+
+    torch.manual_seed(21)
+    eps_s, eps_next, uniform = (
+        torch.randn(B, n + 1, A),
+        torch.randn(B, n + 1, A),
+        torch.rand(B, n, A),
+    )
+    alpha = log_alpha.detach().exp()
+    mean, log_std = actor(b.obs)
+    mean, std = mean.unsqueeze(1), log_std.exp().unsqueeze(1)
+    act_s, logp_s = tanh_gaussian(mean, std, eps_s)  # (B, n + 1, A), (B, n + 1)
+    # SAC actor loss: E[α log π(ã|s) − min_j Q_j(s, ã)], critic parameters fixed
+    frozen = copy.deepcopy(critics).requires_grad_(False)
+    actor_loss = (alpha * logp_s[:, 0] - frozen(b.obs, act_s[:, 0]).min(0).values).mean()
+    alpha_loss = -(log_alpha * (logp_s[:, 0].detach() - A)).mean()  # target entropy −A
+    with torch.no_grad():
+        mean_n, log_std_n = actor(b.obs_next)
+        act_n, logp_n = tanh_gaussian(mean_n.unsqueeze(1), log_std_n.exp().unsqueeze(1), eps_next)
+        v_next = critics_t(b.obs_next, act_n[:, 0]).min(0).values
+        if backup_entropy:
+            v_next = v_next - alpha * logp_n[:, 0]
+        y = b.rew + b.discount * v_next
+    critic_loss = torch.zeros(())
+    gaps = []
+    for j in range(2):
+        q_data = critics(b.obs, b.act)[j]
+        terms = [
+            critics(b.obs, uniform * 2 - 1)[j] - A * math.log(0.5),  # Q − log U(−1, 1)^A
+            critics(b.obs, act_s[:, 1:].detach())[j] - logp_s[:, 1:].detach(),
+            critics(b.obs, act_n[:, 1:])[j] - logp_n[:, 1:],
+        ]
+        gap = (torch.logsumexp(torch.cat(terms, dim=1), dim=1) - q_data).mean()
+        gaps.append(gap)
+        td = ((q_data - y) ** 2).mean()
+        if with_lagrange:
+            critic_loss = critic_loss + td + log_alpha_prime.exp().detach() * (w * gap - threshold)
+        else:
+            critic_loss = critic_loss + td + w * gap
+    prime_loss = -torch.stack(
+        [log_alpha_prime.exp() * (w * g.detach() - threshold) for g in gaps]
+    ).mean()
+    sgd_step(params(critics), critic_loss)
+    sgd_step(params(actor), actor_loss)
+    sgd_step([log_alpha], alpha_loss)
+    if with_lagrange:
+        sgd_step([log_alpha_prime], prime_loss)
+    polyak(critics_t, critics, 0.05)
+
+    assert stats.cql_loss == pytest.approx(torch.stack(gaps).mean().item(), rel=1e-5)
+    assert stats.critic_loss == pytest.approx(critic_loss.item(), rel=1e-5)
+    assert stats.actor_loss == pytest.approx(actor_loss.item(), rel=1e-5, abs=1e-6)
+    assert stats.alpha_loss == pytest.approx(alpha_loss.item(), rel=1e-5, abs=1e-7)
+    assert_same(algo.policy.actor, actor, "actor")
+    assert_same(algo.critics, critics, "critics")
+    assert_same(algo.critics_target, critics_t, "critics_target")
+    torch.testing.assert_close(algo.log_alpha.detach(), log_alpha.detach())
+    if with_lagrange:
+        torch.testing.assert_close(algo.log_cql_alpha.detach(), log_alpha_prime.detach())
+        gap_above = w * torch.stack(gaps).mean().item() > threshold
+        assert gap_above == (threshold < 0)  # the two cases this test sets up
+        grew = algo.log_cql_alpha.item() > 0.0  # α' started at 1
+        assert grew == gap_above, "α' must grow exactly when the gap exceeds τ"
+    else:
+        assert algo.log_cql_alpha.item() == 0.0 and stats.cql_alpha is None
+
+
+# --------------------------------------------------------------------------- BCQ
+
+
+def test_bcq_matches_algorithm_1(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In Algorithm 1's order: the VAE step (reconstruction + ½ KL), the critic step on the
+    soft clipped double-Q target over n perturbed samples of the *updated* VAE at s' (Eq. 13),
+    the perturbation step on ``−Q_1(s, ξ(s, G(s)))`` with the *updated* critic, Polyak
+    targets for the critics and the perturbation model."""
+    torch.manual_seed(0)
+    vae = VAE(D, A, H)
+    policy = BCQPolicy(
+        vae=vae,
+        perturbation=Perturbation(D, A, H, phi=0.05),
+        critics=CriticEnsemble(D, A, H),
+        action_space=ACT_SPACE,
+        observation_space=OBS_SPACE,
+    )
+    n, lmbda, tau = 4, 0.75, 0.05
+    algo = BCQ(
+        policy=policy,
+        vae_optim=SGD,
+        actor_perturbation_optim=SGD,
+        critic_optim=SGD,
+        tau=tau,
+        lmbda=lmbda,
+        num_sampled_action=n,
+    )
+    g, xi, critics = (
+        copy.deepcopy(vae),
+        copy.deepcopy(policy.perturbation),
+        copy.deepcopy(policy.critics),
+    )
+    xi_t, critics_t = copy.deepcopy(algo.perturbation_target), copy.deepcopy(algo.critics_target)
+    b = fixed_batch()
+    stats = one_update(algo, b, seed=31, monkeypatch=monkeypatch)
+
+    latent = g.latent_dim
+    torch.manual_seed(31)
+    eps_z = torch.randn(B, latent)
+    z_next = torch.randn(B, n, latent).clamp(-0.5, 0.5)
+    z_act = torch.randn(B, latent).clamp(-0.5, 0.5)
+    # 1. VAE: ‖a − D(s, z)‖² + ½ KL(N(μ, σ) ‖ N(0, 1)), z = μ + σ ε
+    mu, log_sigma = g.mean_and_log_std(g.encoder(b.obs, b.act)).chunk(2, dim=-1)
+    log_sigma = log_sigma.clamp(-4.0, 15.0)
+    recon = torch.tanh(g.decoder(b.obs, mu + log_sigma.exp() * eps_z))
+    kl = (-0.5 * (1 + 2 * log_sigma - mu**2 - (2 * log_sigma).exp())).mean()
+    vae_loss = ((recon - b.act) ** 2).mean() + 0.5 * kl
+    sgd_step(params(g), vae_loss)
+    # 2. critic (Eq. 13) with the updated VAE and the target perturbation model
+    with torch.no_grad():
+        sampled = torch.tanh(g.decoder(b.obs_next.unsqueeze(1), z_next))  # (B, n, A)
+        q_next = critics_t(b.obs_next, xi_t(b.obs_next, sampled))  # (2, B, n)
+        soft = lmbda * q_next.min(0).values + (1 - lmbda) * q_next.max(0).values
+        y = b.rew + b.discount * soft.max(1).values
+    q = critics(b.obs, b.act)
+    critic_loss = ((q[0] - y) ** 2).mean() + ((q[1] - y) ** 2).mean()
+    sgd_step(params(critics), critic_loss)
+    # 3. perturbation model (Eq. 12) with the updated critic
+    with torch.no_grad():
+        proposals = torch.tanh(g.decoder(b.obs, z_act))
+    actor_loss = -critics(b.obs, xi(b.obs, proposals))[0].mean()
+    sgd_step(params(xi), actor_loss)
+    polyak(critics_t, critics, tau)
+    polyak(xi_t, xi, tau)
+
+    assert stats.vae_loss == pytest.approx(vae_loss.item(), rel=1e-5)
+    assert stats.kl_loss == pytest.approx(kl.item(), rel=1e-5)
+    assert stats.critic_loss == pytest.approx(critic_loss.item(), rel=1e-5)
+    assert stats.actor_loss == pytest.approx(actor_loss.item(), rel=1e-5)
+    for ours, ref, what in [
+        (vae, g, "vae"),
+        (policy.critics, critics, "critics"),
+        (policy.perturbation, xi, "perturbation"),
+        (algo.critics_target, critics_t, "critics_target"),
+        (algo.perturbation_target, xi_t, "perturbation_target"),
+    ]:
+        assert_same(ours, ref, what)
+
+
+# --------------------------------------------------------------------------- CRR
+
+
+@pytest.mark.parametrize(
+    ("weight", "advantage"), [("exp", "mean"), ("binary", "mean"), ("exp", "max")]
+)
+def test_crr_matches_the_paper(
+    weight: str, advantage: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Critic: TD towards ``r + γ(1−d) min_j Q'_j(s', a')``, ``a' ~ π'(·|s')`` (clipped).
+    Advantage ``Â = Q(s, a) − mean_k Q(s, a_k)`` (or ``max_k``), ``a_k ~ π(·|s)``; weights
+    ``f = min(exp(Â/β), 20)`` or ``1[Â > 0]``; actor ``−E[f · log π(a|s)]``. Both losses from
+    the same parameters, one step each; Polyak targets."""
+    torch.manual_seed(0)
+    policy = GaussianPolicy(
+        actor=GaussianActor(D, A, H),
+        action_space=ACT_SPACE,
+        observation_space=OBS_SPACE,
+        squash=False,
+    )
+    m, beta, tau = 4, 0.5, 0.05
+    algo = CRR(
+        policy=policy,
+        policy_optim=SGD,
+        critics=CriticEnsemble(D, A, H),
+        critic_optim=SGD,
+        tau=tau,
+        weight="binary" if weight == "binary" else "exp",
+        beta=beta,
+        max_weight=20.0,
+        advantage="max" if advantage == "max" else "mean",
+        num_action_samples=m,
+    )
+    actor, critics = copy.deepcopy(policy.actor), copy.deepcopy(algo.critics)
+    actor_t, critics_t = copy.deepcopy(algo.actor_target), copy.deepcopy(algo.critics_target)
+    b = fixed_batch()
+    stats = one_update(algo, b, seed=41, monkeypatch=monkeypatch)
+
+    torch.manual_seed(41)
+    eps_next, eps_k = torch.randn(B, A), torch.randn(B, m, A)
+    with torch.no_grad():
+        mean_t, log_std_t = actor_t(b.obs_next)
+        act_next = (mean_t + log_std_t.exp() * eps_next).clamp(-1, 1)
+        y = b.rew + b.discount * critics_t(b.obs_next, act_next).min(0).values
+    q = critics(b.obs, b.act)
+    critic_loss = ((q[0] - y) ** 2).mean() + ((q[1] - y) ** 2).mean()
+    mean, log_std = actor(b.obs)
+    with torch.no_grad():
+        samples = (mean.unsqueeze(1) + log_std.exp().unsqueeze(1) * eps_k).clamp(-1, 1)
+        q_k = critics(b.obs, samples).min(0).values  # (B, m)
+        baseline = q_k.mean(1) if advantage == "mean" else q_k.max(1).values
+        adv = q.detach().min(0).values - baseline
+        f = (adv > 0).float() if weight == "binary" else torch.exp(adv / beta).clamp(max=20.0)
+    actor_loss = -(f * normal_log_density(b.act, mean, log_std.exp())).mean()
+    sgd_step(params(critics), critic_loss)
+    sgd_step(params(actor), actor_loss)
+    polyak(critics_t, critics, tau)
+    polyak(actor_t, actor, tau)
+
+    assert stats.critic_loss == pytest.approx(critic_loss.item(), rel=1e-5)
+    assert stats.actor_loss == pytest.approx(actor_loss.item(), rel=1e-5, abs=1e-7)
+    assert stats.advantage == pytest.approx(adv.mean().item(), rel=1e-5, abs=1e-7)
+    assert stats.weight == pytest.approx(f.mean().item(), rel=1e-5)
+    if weight == "binary":
+        assert 0.0 < stats.weight < 1.0  # the fixed batch has both signs
+    for ours, ref, what in [
+        (policy.actor, actor, "actor"),
+        (algo.critics, critics, "critics"),
+        (algo.actor_target, actor_t, "actor_target"),
+        (algo.critics_target, critics_t, "critics_target"),
+    ]:
+        assert_same(ours, ref, what)
+
+
+# --------------------------------------------------------------------------- discrete
+
+NUM_ACTIONS, NUM_QUANTILES = 3, 5
+DISCRETE = gym.spaces.Discrete(NUM_ACTIONS)
+
+
+def discrete_batch(seed: int = 0, gamma: float = 0.9) -> DiscreteTransitions:
+    g = torch.Generator().manual_seed(seed)
+    terminated = torch.zeros(B)
+    terminated[[1, 6]] = 1.0
+    return DiscreteTransitions(
+        obs=torch.randn(B, 4, generator=g),
+        act=torch.randint(NUM_ACTIONS, (B,), generator=g),
+        rew=torch.randn(B, generator=g),
+        obs_next=torch.randn(B, 4, generator=g),
+        discount=gamma * (1.0 - terminated),
+        terminated=terminated,
+    )
+
+
+def quantile_huber(current: torch.Tensor, target: torch.Tensor, kappa: float) -> torch.Tensor:
+    """Dabney et al. 2018, Eqs. 9–10: ``(1/N) Σ_i Σ_j ρ^κ_{τ̂_i}(T θ_j − θ_i)`` per sample,
+    ``ρ^κ_τ(u) = |τ − 1{u < 0}| L_κ(u)``, ``τ̂_i = (2i − 1) / 2N``."""
+    n = current.shape[1]
+    tau_hat = (2 * torch.arange(1, n + 1, dtype=current.dtype) - 1) / (2 * n)
+    u = target.unsqueeze(1) - current.unsqueeze(2)  # (B, N_i, N_j)
+    huber = torch.where(u.abs() <= kappa, 0.5 * u**2, kappa * (u.abs() - 0.5 * kappa))
+    rho = (tau_hat.view(1, -1, 1) - (u.detach() < 0).to(u.dtype)).abs() * huber
+    return rho.sum(2).mean(1)
+
+
+@pytest.mark.parametrize(
+    ("target_update_freq", "double_q"),
+    [(0, False), (2, False), (2, True)],
+    ids=["default_online_target", "target_network", "double_q"],
+)
+def test_discrete_cql_matches_qr_dqn_and_cql_h(
+    target_update_freq: int, double_q: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """QR-DQN's target ``T θ_j = r + γ(1−d) θ'_j(s', a*)``, ``a* = argmax_a mean_j θ'_j(s', a)``
+    (the default ``target_update_freq=0``: θ' is the online network, without gradient;
+    ``double_q``: a* from the online network), the quantile Huber loss, plus
+    ``w · E[log Σ_a exp Q(s, a) − Q(s, a_D)]``; one SGD step. With a target network it is
+    a copy taken at step 0 (before the update) and again every ``target_update_freq`` steps."""
+    torch.manual_seed(0)
+    net = QuantileQNet(MLPTrunk(4, [16]), NUM_ACTIONS, num_quantiles=NUM_QUANTILES)
+    algo = DiscreteCQL(
+        policy=QValuePolicy(model=net, action_space=DISCRETE),
+        optim=SGD,
+        min_q_weight=2.0,
+        target_update_freq=target_update_freq,
+        kappa=1.0,
+        double_q=double_q,
+    )
+    for step in range(2):
+        ref = copy.deepcopy(net)
+        target_net = copy.deepcopy(algo.model_target) if algo.model_target is not None else None
+        if step == 0 and target_net is not None:
+            assert not moved(target_net, ref)  # a fresh copy
+        b = discrete_batch(step)
+        stats = one_update(algo, b, seed=51, monkeypatch=monkeypatch)
+        rows = torch.arange(B)
+        with torch.no_grad():
+            bootstrap_net = ref if target_net is None else target_net
+            next_dist = bootstrap_net(b.obs_next)  # (B, A, N)
+            chooser = ref(b.obs_next) if double_q else next_dist
+            a_star = chooser.mean(2).argmax(1)
+            target = b.rew.unsqueeze(1) + b.discount.unsqueeze(1) * next_dist[rows, a_star]
+        quantiles = ref(b.obs)
+        qr = quantile_huber(quantiles[rows, b.act], target, kappa=1.0).mean()
+        q = quantiles.mean(2)
+        cql = (torch.logsumexp(q, 1) - q[rows, b.act]).mean()
+        loss = qr + 2.0 * cql
+        sgd_step(params(ref), loss)
+        assert stats.qr_loss == pytest.approx(qr.item(), rel=1e-5)
+        assert stats.cql_loss == pytest.approx(cql.item(), rel=1e-5)
+        assert stats.loss == pytest.approx(loss.item(), rel=1e-5)
+        assert_same(net, ref, f"step {step}: net")
+        if algo.model_target is not None and target_net is not None:
+            assert_same(algo.model_target, target_net, f"step {step}: target (not copied)")
+
+
+@pytest.mark.parametrize(
+    ("mode", "advantage", "target_update_freq", "min_q_weight"),
+    [("exp", "mean", 0, 0.0), ("binary", "max", 2, 1.5), ("all", "mean", 0, 1.5)],
+)
+def test_discrete_crr_matches_the_paper(
+    mode: str,
+    advantage: str,
+    target_update_freq: int,
+    min_q_weight: float,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Critic ``½ E(Q(s, a) − y)²``, ``y = r + γ(1−d) Σ_a π'(a|s') Q'(s', a)``; advantage
+    ``Q(s, a) − Σ_a' π(a'|s) Q(s, a')`` (or ``− max_a' Q``), a weight without gradient;
+    actor ``−E[f(Â) log π(a|s)]`` with ``f = min(exp(Â/β), 20)``, ``1[Â > 0]`` or 1; the CQL(H)
+    regulariser ``w · E[log Σ exp Q − Q(s, a_D)]``; one SGD step on the sum."""
+    torch.manual_seed(0)
+    net = DualHeadNet(MLPTrunk(4, [16]), NUM_ACTIONS, [16])
+    beta = 0.7
+    algo = DiscreteCRR(
+        policy=DiscreteActorPolicy(actor=net, action_space=DISCRETE, logits_index=0),
+        optim=SGD,
+        policy_improvement_mode="exp" if mode == "exp" else "binary" if mode == "binary" else "all",
+        ratio_upper_bound=20.0,
+        beta=beta,
+        advantage="max" if advantage == "max" else "mean",
+        min_q_weight=min_q_weight,
+        target_update_freq=target_update_freq,
+    )
+    ref = copy.deepcopy(net)
+    b = discrete_batch()
+    stats = one_update(algo, b, seed=61, monkeypatch=monkeypatch)
+
+    rows = torch.arange(B)
+    with torch.no_grad():  # the target network is a copy of the network at step 0
+        logits_next, q_next = ref(b.obs_next)
+        y = b.rew + b.discount * (torch.softmax(logits_next, 1) * q_next).sum(1)
+    logits, q = ref(b.obs)
+    critic_loss = 0.5 * ((q[rows, b.act] - y) ** 2).mean()
+    log_pi = torch.log_softmax(logits, 1)
+    with torch.no_grad():
+        q_d = q.detach()
+        baseline = (log_pi.exp() * q_d).sum(1) if advantage == "mean" else q_d.max(1).values
+        adv = q_d[rows, b.act] - baseline
+        if mode == "exp":
+            f = torch.exp(adv / beta).clamp(max=20.0)
+        elif mode == "binary":
+            f = (adv > 0).float()
+        else:
+            f = torch.ones(B)
+    actor_loss = -(f * log_pi[rows, b.act]).mean()
+    cql = (torch.logsumexp(q, 1) - q[rows, b.act]).mean()
+    loss = critic_loss + actor_loss + min_q_weight * cql
+    sgd_step(params(ref), loss)
+
+    assert stats.critic_loss == pytest.approx(critic_loss.item(), rel=1e-5)
+    assert stats.actor_loss == pytest.approx(actor_loss.item(), rel=1e-5)
+    assert stats.advantage == pytest.approx(adv.mean().item(), rel=1e-5, abs=1e-7)
+    assert stats.weight == pytest.approx(f.mean().item(), rel=1e-5)
+    assert stats.loss == pytest.approx(loss.item(), rel=1e-5)
+    assert_same(net, ref, "net")
