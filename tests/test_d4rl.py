@@ -494,9 +494,10 @@ def test_default_cache_dir_and_unknown_names(
 
 
 def test_reference_scores() -> None:
-    assert normalized_score("hopper-medium-v2", 3234.3) == pytest.approx(1.0)
-    assert normalized_score("hopper-medium-v2", -20.272305) == pytest.approx(0.0)
-    assert normalized_score("halfcheetah-medium-expert-v2", 5927.41) == pytest.approx(0.5)
+    # D4RL's 0–100 scale
+    assert normalized_score("hopper-medium-v2", 3234.3) == pytest.approx(100.0)
+    assert normalized_score("hopper-medium-v2", -20.272305) == pytest.approx(0.0, abs=1e-9)
+    assert normalized_score("halfcheetah-medium-expert-v2", 5927.41) == pytest.approx(50.0)
     assert reference_scores("walker2d-medium-replay-v2") == (1.629008, 4592.3)
     assert reference_scores("ant-medium-v2") == (-325.6, 3879.7)
     assert reference_scores("antmaze-large-diverse-v2") == (0.0, 1.0)
@@ -504,7 +505,8 @@ def test_reference_scores() -> None:
     assert reference_scores("pen-cloned-v0") == (96.262799, 3076.8331017826877)
     assert reference_scores("kitchen-mixed-v0") == (0.0, 4.0)
     assert reference_scores("maze2d-large-v1") == (6.7, 273.99)
-    assert normalized_score("d4rl/maze2d-umaze-dense-v1", 193.66285642381482) == pytest.approx(1.0)
+    maze_expert = 193.66285642381482
+    assert normalized_score("d4rl/maze2d-umaze-dense-v1", maze_expert) == pytest.approx(100.0)
     with pytest.raises(SourceNotFoundError, match="unknown D4RL dataset"):
         normalized_score("cartpole-v1", 1.0)
     families = {name.split("-")[0] for name in D4RL_DATASETS}

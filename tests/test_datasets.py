@@ -143,9 +143,9 @@ def test_normalized_score_reads_a_family_file(family: FamilyResult) -> None:
     lo, hi = family.reference_scores
     path = family.levels["expert"].path
     assert reference_scores(path) == (lo, hi)
-    assert normalized_score(path, hi) == pytest.approx(1.0)
-    assert normalized_score(str(path), lo) == pytest.approx(0.0)
-    assert normalized_score("hopper-medium-v2", 3234.3) == pytest.approx(1.0)  # D4RL's table
+    assert normalized_score(path, hi) == pytest.approx(100.0)  # D4RL's 0–100 scale
+    assert normalized_score(str(path), lo) == pytest.approx(0.0, abs=1e-9)
+    assert normalized_score("hopper-medium-v2", 3234.3) == pytest.approx(100.0)  # D4RL's table
     with pytest.raises(SourceNotFoundError, match="hopper-medium-v9|unknown"):
         normalized_score("hopper-medium-v9", 1.0)
 

@@ -3,7 +3,9 @@
 The numbers are those D4RL ships (``d4rl/infos.py`` and the environment registrations):
 ``ref_min_score`` is the mean return of a random policy, ``ref_max_score`` that of an expert
 (for AntMaze, Kitchen: 0 and the maximum attainable success count). A D4RL *normalised score*
-is ``(return - ref_min_score) / (ref_max_score - ref_min_score)``; papers print it ×100.
+is ``100 · (return - ref_min_score) / (ref_max_score - ref_min_score)``: 0 a random policy, 100
+an expert — the scale D4RL's papers print (``d4rl.get_normalized_score`` returns the same value
+÷ 100). Every normalised score this package computes or prints uses this 0–100 scale.
 
 Covered: the Gym-MuJoCo locomotion tasks (hopper, halfcheetah, walker2d, ant; v0, v1, v2),
 AntMaze (v0, v1, v2), Adroit (pen, hammer, door, relocate; v0, v1), Kitchen (v0) and Maze2D
@@ -297,10 +299,11 @@ def reference_scores(dataset_name: str | os.PathLike[str]) -> tuple[float, float
 
 
 def normalized_score(dataset_name: str | os.PathLike[str], raw_return: float) -> float:
-    """D4RL normalised score of an undiscounted episode return, as D4RL computes it.
+    """D4RL normalised score of an undiscounted episode return, on D4RL's 0–100 scale.
 
-    ``(raw_return - ref_min_score) / (ref_max_score - ref_min_score)``: 0.0 is the random
-    policy, 1.0 the expert. Multiply by 100 for the scale papers report.
+    ``100 · (raw_return - ref_min_score) / (ref_max_score - ref_min_score)``: 0 is the random
+    policy, 100 the expert — the scale D4RL results are reported on (``d4rl.get_normalized_score``
+    returns this ÷ 100).
 
     :param dataset_name: e.g. ``hopper-medium-v2`` (the reference depends only on the task),
         or the path of a buffer file that stores its reference scores (a ``make-datasets``
@@ -309,4 +312,4 @@ def normalized_score(dataset_name: str | os.PathLike[str], raw_return: float) ->
     :raises SourceNotFoundError: unknown name, or a file without reference scores.
     """
     lo, hi = reference_scores(dataset_name)
-    return (float(raw_return) - lo) / (hi - lo)
+    return 100.0 * (float(raw_return) - lo) / (hi - lo)
