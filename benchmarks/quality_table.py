@@ -1,0 +1,990 @@
+#!/usr/bin/env python3
+"""Learning quality: tianshou-offline vs d3rlpy 2.8.1, trained on the same files.
+
+Rows (the data):
+
+- **Hopper-v5, HalfCheetah-v5**: ``medium``, ``medium-replay`` and ``expert`` of a family made
+  by :func:`tianshou_offline.datasets.make_datasets` (SAC online, then recorded);
+- **CartPole-v1**: ``medium`` of a family made the same way (DQN online);
+- **MountainCar-v0**: episodes of a scripted energy-pumping controller with ε-random actions,
+  recorded with :class:`~tianshou_offline.recording.EpisodeRecorder` as a user would, with
+  the random and the noise-free scripted policy's mean returns stored as reference scores.
+
+Columns: ours — IL (behaviour cloning), BCQ, CQL, CRR, TD3+BC (continuous) and
+DiscreteImitationLearning, DiscreteBCQ, DiscreteCQL, DiscreteCRR — and d3rlpy's same
+algorithms (BC, BCQ, CQL, CRR, TD3PlusBC; DiscreteBC, DiscreteBCQ, DiscreteCQL; d3rlpy has no
+discrete CRR). Both sides get the same networks (continuous: ReLU MLPs of the scale's widths
+for every network — 64×64 at the small scale, where CQL's 30 critic evaluations per sample
+would cost 0.2 s per step at 256×256 on this machine's CPU, D4RL's 256×256 at ``--scale d4rl``;
+discrete: our trunk and head layers, ``_d3rlpy_runner.py``), batch size, number of
+gradient steps and hyperparameters (:data:`CONTINUOUS_HP`, :data:`DISCRETE_HP`, mapped to
+d3rlpy's config fields in :func:`d3rlpy_params`), and the same data: our side loads the HDF5
+file with ``load_buffer``; d3rlpy's gets the same arrays (``obs``, ``act``, ``rew``,
+``terminated``, episode ends) in an ``MDPDataset``. Every run is a process of its own (d3rlpy
+in its own virtual environment, found or created as the speed benchmarks do:
+``_peers.d3rlpy_python``), one torch thread each, at most ``--jobs`` at a time. A gradient step
+is ``algorithm.update(buffer, batch_size)`` for ours (as Tianshou's ``OfflineTrainer`` calls
+it) and ``algo.update(dataset.sample_transition_batch(batch_size))`` for d3rlpy (its ``fit``
+loop's step). Both sides' final policies are evaluated by the same code in this environment
+(d3rlpy's exported with its ``save_policy`` as TorchScript), on the same evaluation seeds.
+
+Reported per cell: the normalised score ``100 · (R − R_random) / (R_expert − R_random)`` with
+the reference scores stored in the file (:func:`~tianshou_offline.converters.d4rl_scores.normalized_score`
+reads them), mean ± standard error over seeds; the paired difference ours − d3rlpy (same
+seed index: same evaluation episodes), mean ± standard error; training wall time per run.
+
+Where the sides differ (written under the table): DiscreteCQL — ours is CQL(H) on QR-DQN (200
+quantiles), d3rlpy's on double DQN (a mean Q per action); DiscreteBCQ — d3rlpy's imitator head
+shares the Q head's encoder; d3rlpy builds an episode's last ``obs_next`` from zeros where the
+file stores it.
+
+Results of finished runs are kept (``--results``), so an interrupted table continues; the
+families are made once and reused (``--data-dir``). ``--scale d4rl`` is the D4RL budget
+(1M-transition files, SAC trained 1M steps, 1M gradient steps, 5 seeds) for a GPU or a
+cluster; ``--device cuda`` runs both sides there.
+
+Usage::
+
+    python benchmarks/quality_table.py                       # the small scale, 2 processes
+    python benchmarks/quality_table.py --rows mountaincar --seeds 3
+    python benchmarks/quality_table.py --scale d4rl --device cuda --jobs 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+DEFAULT_DATA_DIR = Path.home() / ".cache" / "tianshou-offline" / "quality"
+
+
+# ----------------------------------------------------------------------------- settings
+
+
+@dataclass(frozen=True)
+class Scale:
+    """The budgets of one scale of the table."""
+
+    online_budget: dict[str, int]
+    """Online environment steps of each family's agent."""
+    dataset_steps: int
+    """Transitions of each recorded family file (``medium``, ``expert``)."""
+    gradient_steps: dict[str, int]
+    """Per suite (``continuous``, ``discrete``): gradient steps of every run."""
+    seeds: int
+    eval_episodes: int
+    """Evaluation episodes of each trained policy."""
+    family_eval_episodes: int
+    """Evaluation episodes of each online checkpoint of a family."""
+    reference_episodes: int
+    mountaincar_episodes: int
+    hidden: tuple[int, ...]
+    """Every continuous network's hidden layers (actor, critics, VAE encoder and decoder,
+    perturbation), on both sides."""
+
+
+SCALES: dict[str, Scale] = {
+    "small": Scale(
+        online_budget={"Hopper-v5": 60_000, "HalfCheetah-v5": 60_000, "CartPole-v1": 50_000},
+        dataset_steps=20_000,
+        gradient_steps={"continuous": 5_000, "discrete": 10_000},
+        seeds=3,
+        eval_episodes=10,
+        family_eval_episodes=5,
+        reference_episodes=100,
+        mountaincar_episodes=100,
+        hidden=(64, 64),
+    ),
+    "d4rl": Scale(
+        online_budget={"Hopper-v5": 1_000_000, "HalfCheetah-v5": 1_000_000, "CartPole-v1": 100_000},
+        dataset_steps=1_000_000,
+        gradient_steps={"continuous": 1_000_000, "discrete": 100_000},
+        seeds=5,
+        eval_episodes=10,
+        family_eval_episodes=10,
+        reference_episodes=100,
+        mountaincar_episodes=1_000,
+        hidden=(256, 256),
+    ),
+}
+
+
+@dataclass(frozen=True)
+class RowSpec:
+    key: str
+    env: str
+    level: str
+    """A family level, or ``scripted`` (the MountainCar recording)."""
+    suite: str
+    """``continuous`` or ``discrete``."""
+
+    @property
+    def label(self) -> str:
+        return f"{self.env} {self.level}"
+
+
+ROWS: dict[str, RowSpec] = {
+    r.key: r
+    for r in (
+        RowSpec("hopper-medium", "Hopper-v5", "medium", "continuous"),
+        RowSpec("hopper-medium-replay", "Hopper-v5", "medium-replay", "continuous"),
+        RowSpec("hopper-expert", "Hopper-v5", "expert", "continuous"),
+        RowSpec("halfcheetah-medium", "HalfCheetah-v5", "medium", "continuous"),
+        RowSpec("halfcheetah-medium-replay", "HalfCheetah-v5", "medium-replay", "continuous"),
+        RowSpec("halfcheetah-expert", "HalfCheetah-v5", "expert", "continuous"),
+        RowSpec("cartpole-medium", "CartPole-v1", "medium", "discrete"),
+        RowSpec("mountaincar", "MountainCar-v0", "scripted", "discrete"),
+    )
+}
+ROW_GROUPS = {"hopper": [k for k in ROWS if k.startswith("hopper")],
+              "halfcheetah": [k for k in ROWS if k.startswith("halfcheetah")]}  # fmt: skip
+
+ALGORITHMS = {
+    "continuous": ("il", "bcq", "cql", "crr", "td3bc"),
+    "discrete": ("il", "bcq", "cql", "crr"),
+}
+LABELS = {
+    "continuous": {"il": "IL (BC)", "bcq": "BCQ", "cql": "CQL", "crr": "CRR", "td3bc": "TD3+BC"},
+    "discrete": {"il": "IL (BC)", "bcq": "BCQ", "cql": "CQL", "crr": "CRR"},
+}
+D3RLPY_HAS = {"continuous": {"il", "bcq", "cql", "crr", "td3bc"}, "discrete": {"il", "bcq", "cql"}}
+
+CONTINUOUS_BATCH = 256
+CONTINUOUS_HP: dict[str, dict[str, Any]] = {
+    "il": {"lr": 1e-3},
+    "bcq": {"lr": 1e-3, "gamma": 0.99, "tau": 0.005, "lmbda": 0.75, "num_sampled_action": 10,
+            "phi": 0.05, "kl_weight": 0.5, "num_critics": 2},
+    "cql": {"actor_lr": 1e-4, "critic_lr": 3e-4, "alpha_lr": 1e-4, "cql_weight": 5.0,
+            "tau": 0.005, "gamma": 0.99, "num_sampled_actions": 10, "num_critics": 2},
+    "td3bc": {"lr": 3e-4, "tau": 0.005, "gamma": 0.99, "policy_noise": 0.2, "noise_clip": 0.5,
+              "update_actor_freq": 2, "alpha": 2.5, "num_critics": 2},
+    "crr": {"lr": 3e-4, "gamma": 0.99, "tau": 0.005, "num_action_samples": 4, "beta": 1.0,
+            "max_weight": 20.0, "num_critics": 1},
+}  # fmt: skip
+"""One set per algorithm, read by both sides. CQL: the fixed-weight variant (weight 5, no
+Lagrange dual; d3rlpy's MuJoCo setting ``alpha_learning_rate=0``) with the automatic entropy
+temperature and no entropy term in the backup; BCQ: 10 sampled actions for the target and for
+acting (the paper's); TD3+BC: observations normalised with the data's statistics (the paper;
+d3rlpy's ``StandardObservationScaler``); CRR: exponential weights, mean advantage, soft target
+updates."""
+
+DISCRETE_TRUNK = (64,)
+DISCRETE_HEAD = (64,)
+DISCRETE_BATCH = 64
+DISCRETE_HP: dict[str, dict[str, Any]] = {
+    "il": {"lr": 1e-3},
+    "bcq": {"lr": 1e-3, "gamma": 0.99, "n_step": 3, "target_update_freq": 100,
+            "threshold": 0.3, "imitation_logits_penalty": 0.01},
+    "cql": {"lr": 1e-3, "gamma": 0.99, "n_step": 3, "target_update_freq": 100,
+            "min_q_weight": 1.0, "num_quantiles": 200},
+    "crr": {"lr": 1e-3, "gamma": 0.99, "n_step": 1, "target_update_freq": 100, "beta": 1.0},
+}  # fmt: skip
+"""CartPole-sized networks (Tianshou's CartPole offline tests: trunk 64, head 64); CQL's
+weight 1 (d3rlpy's default α, the CQL paper's Atari setting)."""
+
+NOTES = [
+    "DiscreteCQL: ours is CQL(H) on QR-DQN (200 quantiles, the target network selects the next "
+    "action), d3rlpy's on double DQN (one mean Q per action)",
+    "DiscreteBCQ: d3rlpy's imitator head shares the Q head's encoder (share_encoder=True)",
+    "d3rlpy has no discrete CRR",
+    "CRR acts with its actor's deterministic action on both sides (d3rlpy's exported policy; "
+    "its predict() would instead re-rank sampled actions with the critic)",
+    "d3rlpy builds the obs_next of an episode's last transition from zeros (its MDPDataset has "
+    "no obs_next column); ours reads the stored one",
+]
+
+
+def d3rlpy_params(suite: str, algo: str) -> dict[str, Any]:
+    """The ``params`` of ``_d3rlpy_runner``'s config builders, from :data:`CONTINUOUS_HP` /
+    :data:`DISCRETE_HP` (d3rlpy's own defaults differ: BCQ samples 100 actions, CQL learns
+    its conservative weight, CRR copies its target every 100 steps, DiscreteBC penalises
+    logits with β = 0.5)."""
+    if suite == "continuous":
+        hp = CONTINUOUS_HP[algo]
+        if algo == "il":
+            return {"lr": hp["lr"]}
+        if algo == "bcq":
+            return {"actor_lr": hp["lr"], "critic_lr": hp["lr"], "imitator_lr": hp["lr"],
+                    "gamma": hp["gamma"], "tau": hp["tau"], "n_critics": hp["num_critics"],
+                    "lam": hp["lmbda"], "n_action_samples": hp["num_sampled_action"],
+                    "action_flexibility": hp["phi"], "beta": hp["kl_weight"]}  # fmt: skip
+        if algo == "cql":
+            return {"actor_lr": hp["actor_lr"], "critic_lr": hp["critic_lr"],
+                    "temp_lr": hp["alpha_lr"], "alpha_lr": 0.0, "critic_clip_grad_norm": None,
+                    "gamma": hp["gamma"], "tau": hp["tau"], "n_critics": hp["num_critics"],
+                    "conservative_weight": hp["cql_weight"], "alpha_threshold": 10.0,
+                    "n_action_samples": hp["num_sampled_actions"], "soft_q_backup": False}  # fmt: skip
+        if algo == "td3bc":
+            return {"actor_lr": hp["lr"], "critic_lr": hp["lr"], "gamma": hp["gamma"],
+                    "tau": hp["tau"], "n_critics": hp["num_critics"],
+                    "policy_noise": hp["policy_noise"], "noise_clip": hp["noise_clip"],
+                    "alpha": hp["alpha"], "update_actor_interval": hp["update_actor_freq"]}  # fmt: skip
+        if algo == "crr":
+            return {"actor_lr": hp["lr"], "critic_lr": hp["lr"], "gamma": hp["gamma"],
+                    "tau": hp["tau"], "n_critics": hp["num_critics"], "beta": hp["beta"],
+                    "n_action_samples": hp["num_action_samples"], "advantage_type": "mean",
+                    "weight_type": "exp", "max_weight": hp["max_weight"],
+                    "target_update_type": "soft", "target_update_interval": 1}  # fmt: skip
+    else:
+        hp = DISCRETE_HP[algo]
+        if algo == "il":
+            return {"lr": hp["lr"], "beta": 0.0}  # ours: plain cross-entropy
+        if algo == "bcq":
+            return {"lr": hp["lr"], "action_flexibility": hp["threshold"],
+                    "beta": hp["imitation_logits_penalty"],
+                    "target_update_interval": hp["target_update_freq"]}  # fmt: skip
+        if algo == "cql":
+            return {"lr": hp["lr"], "alpha": hp["min_q_weight"],
+                    "target_update_interval": hp["target_update_freq"]}  # fmt: skip
+    raise ValueError(f"d3rlpy has no {suite} {algo}")
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def family_config(scale: Scale, env: str) -> Any:
+    """The :class:`~tianshou_offline.datasets.FamilyConfig` of ``env``'s family at ``scale``
+    (the same settings every time, so that a made family is reused)."""
+    from tianshou_offline.datasets import FamilyConfig
+
+    return FamilyConfig(
+        budget=scale.online_budget[env],
+        dataset_steps=scale.dataset_steps,
+        eval_episodes=scale.family_eval_episodes,
+        reference_episodes=scale.reference_episodes,
+        seed=0,
+    )
+
+
+def scripted_mountain_car(obs: Any) -> int:
+    """Energy pumping: push in the direction of the velocity (about −110 per episode)."""
+    return 2 if float(obs[1]) >= 0.0 else 0
+
+
+def record_mountain_car(
+    path: Path, *, episodes: int, eps: float = 0.3, seed: int = 0, reference_episodes: int = 100
+) -> Path:
+    """Record ``episodes`` episodes of MountainCar-v0 driven by :func:`scripted_mountain_car`
+    with ε-random actions into ``path`` with an ``EpisodeRecorder`` (what a user does with
+    their own controller), storing the reference scores: the mean returns of uniformly random
+    actions and of the noise-free controller over ``reference_episodes`` episodes."""
+    import gymnasium as gym
+    import numpy as np
+
+    from tianshou_offline.datasets import EnvSource
+    from tianshou_offline.datasets.online import evaluate
+    from tianshou_offline.recording import EpisodeRecorder
+
+    source = EnvSource("MountainCar-v0")
+    space = gym.spaces.Discrete(3)
+    space.seed(seed)
+    lo, _, _ = evaluate(
+        lambda _o: int(space.sample()), source, episodes=reference_episodes, seed=seed + 1
+    )
+    hi, _, _ = evaluate(scripted_mountain_car, source, episodes=reference_episodes, seed=seed + 2)
+    rng = np.random.default_rng(seed)
+
+    def behaviour(obs: Any) -> int:
+        return int(rng.integers(3)) if rng.random() < eps else scripted_mountain_car(obs)
+
+    env = EpisodeRecorder(
+        gym.make("MountainCar-v0"),
+        path,
+        if_exists="overwrite",
+        episode_metadata=lambda ep: {"return": ep.episode_return, "length": ep.length},
+        provenance_extra={
+            "policy": f"scripted energy pumping with eps={eps} random actions",
+            "seed": seed,
+            "ref_min_score": lo,
+            "ref_max_score": hi,
+            "reference": f"uniform random / noise-free scripted, {reference_episodes} episodes",
+        },
+    )
+    try:
+        obs, _ = env.reset(seed=seed)
+        for _ in range(episodes):
+            done = False
+            while not done:
+                obs, _, terminated, truncated, _ = env.step(behaviour(obs))
+                done = bool(terminated or truncated)
+            obs, _ = env.reset()
+    finally:
+        env.close()
+    return path
+
+
+def prepare_data(rows: Sequence[RowSpec], scale_name: str, data_dir: Path) -> dict[str, Path]:
+    """The file of every row: families made (or continued, or reused) with
+    :func:`~tianshou_offline.datasets.make_datasets`, the MountainCar file recorded once."""
+    from tianshou_offline.datasets import make_datasets
+
+    scale = SCALES[scale_name]
+    root = data_dir / scale_name
+    root.mkdir(parents=True, exist_ok=True)
+    files: dict[str, Path] = {}
+    for env in dict.fromkeys(r.env for r in rows if r.level != "scripted"):
+        levels = tuple(sorted({r.level for r in rows if r.env == env}))
+        print(f"family {env} in {root / env} ...", file=sys.stderr, flush=True)
+        result = make_datasets(env, root / env, config=dataclasses.replace(
+            family_config(scale, env), levels=levels))  # fmt: skip
+        for r in rows:
+            if r.env == env:
+                files[r.key] = result.levels[r.level].path
+    for r in rows:
+        if r.level == "scripted":
+            path = root / f"mountaincar-scripted-{scale.mountaincar_episodes}.hdf5"
+            if not path.exists():
+                record_mountain_car(
+                    path, episodes=scale.mountaincar_episodes,
+                    reference_episodes=scale.reference_episodes,
+                )  # fmt: skip
+            files[r.key] = path
+    return files
+
+
+def export_arrays(path: Path, out: Path) -> Path:
+    """The file's transitions as plain arrays for d3rlpy's process (``.npz``: observations,
+    actions, rewards, terminals, timeouts — an episode ends at every ``done``)."""
+    import numpy as np
+
+    from tianshou_offline import load_buffer
+
+    if out.exists():
+        return out
+    buf = load_buffer(path)
+    batch = buf[np.arange(len(buf))]
+    terminated = np.asarray(batch.terminated, dtype=bool)
+    done = np.asarray(batch.done, dtype=bool)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp.npz")
+    np.savez(
+        tmp,
+        observations=np.asarray(batch.obs, dtype=np.float32),
+        actions=np.asarray(batch.act),
+        rewards=np.asarray(batch.rew, dtype=np.float32),
+        terminals=terminated.astype(np.float32),
+        timeouts=(done & ~terminated).astype(np.float32),
+    )
+    os.replace(tmp, out)
+    return out
+
+
+# ----------------------------------------------------------------------------- runs
+
+
+@dataclass(frozen=True)
+class Job:
+    row: str
+    algo: str
+    side: str
+    """``ours`` or ``d3rlpy``."""
+    seed: int
+    spec: dict[str, Any]
+
+    @property
+    def key(self) -> str:
+        blob = json.dumps(self.spec, sort_keys=True)
+        digest = hashlib.sha256(blob.encode()).hexdigest()[:12]
+        return f"{self.row}.{self.algo}.{self.side}.{self.seed}.{digest}"
+
+
+def make_jobs(
+    rows: Sequence[RowSpec], files: dict[str, Path], arrays: dict[str, Path], *, scale: Scale,
+    seeds: int, algorithms: Sequence[str] | None, sides: Sequence[str], device: str,
+) -> list[Job]:  # fmt: skip
+    from tianshou_offline.datasets import EnvSource
+
+    sizes: dict[str, int] = {}
+    for row in rows:
+        env = EnvSource(row.env).make()
+        space: Any = env.action_space
+        sizes[row.key] = int(space.shape[0]) if row.suite == "continuous" else int(space.n)
+        env.close()
+    jobs: list[Job] = []
+    for seed in range(seeds):  # seed-major: a partial table has every cell at low seeds
+        for row in rows:
+            for algo in ALGORITHMS[row.suite]:
+                if algorithms and algo not in algorithms:
+                    continue
+                for side in sides:
+                    if side == "d3rlpy" and algo not in D3RLPY_HAS[row.suite]:
+                        continue
+                    spec = {
+                        "row": row.key, "env": row.env, "suite": row.suite, "algo": algo,
+                        "side": side, "seed": seed, "file": str(files[row.key]),
+                        "file_sha256": _sha256(files[row.key]),
+                        "arrays": str(arrays.get(row.key, "")), "action_size": sizes[row.key],
+                        "gradient_steps": scale.gradient_steps[row.suite],
+                        "eval_episodes": scale.eval_episodes, "device": device,
+                        "hidden": list(scale.hidden),
+                        "hp": (CONTINUOUS_HP if row.suite == "continuous" else DISCRETE_HP)[algo],
+                    }  # fmt: skip
+                    jobs.append(Job(row.key, algo, side, seed, spec))
+    return jobs
+
+
+_SHA: dict[Path, str] = {}
+
+
+def _sha256(path: Path) -> str:
+    if path not in _SHA:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        _SHA[path] = h.hexdigest()
+    return _SHA[path]
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", TF_CPP_MIN_LOG_LEVEL="3")
+    return env
+
+
+def run_job(job: Job, results: Path, d3rlpy: str | None) -> dict[str, Any]:
+    """Run one job in its own process(es); its result is kept in ``results``."""
+    out = results / f"{job.key}.json"
+    if out.exists():
+        done: dict[str, Any] = json.loads(out.read_text())
+        return done
+    with tempfile.TemporaryDirectory(prefix="quality_") as tmp:
+        job_path = Path(tmp) / "job.json"
+        job_path.write_text(json.dumps({**job.spec, "workdir": tmp}))
+        script = str(Path(__file__).resolve())
+        log = Path(tmp) / "log.txt"
+        steps: list[list[str]]
+        if job.side == "ours":
+            steps = [[sys.executable, script, "--worker", "ours", str(job_path)]]
+        else:
+            if d3rlpy is None:
+                raise RuntimeError("no d3rlpy interpreter")
+            steps = [
+                [d3rlpy, script, "--worker", "d3rlpy", str(job_path)],
+                [sys.executable, script, "--worker", "evaluate", str(job_path)],
+            ]
+        for argv in steps:
+            with open(log, "a") as f:
+                proc = subprocess.run(argv, stdout=f, stderr=subprocess.STDOUT, env=_env(), cwd=tmp)
+            if proc.returncode != 0:
+                raise RuntimeError(
+                    f"{job.key}: {' '.join(argv[-3:])} failed:\n{log.read_text()[-3000:]}"
+                )
+        result: dict[str, Any] = json.loads((Path(tmp) / "result.json").read_text())
+    result.update(row=job.row, algo=job.algo, side=job.side, seed=job.seed)
+    tmp_out = out.with_name(f".{out.name}.tmp")
+    tmp_out.write_text(json.dumps(result, indent=1))
+    os.replace(tmp_out, out)
+    return result
+
+
+# ----------------------------------------------------------------------------- workers
+
+
+def _worker_setup(spec: dict[str, Any]) -> None:
+    import types
+
+    sys.modules.setdefault("tensorboard.compat.notf", types.ModuleType("tensorboard.compat.notf"))
+    import torch
+
+    torch.set_num_threads(1)
+    torch.manual_seed(int(spec["seed"]))
+
+
+def build_ours(spec: dict[str, Any], env: Any) -> Any:
+    """Our algorithm for ``spec`` (its suite, algorithm and hyperparameters), for ``env``'s
+    spaces."""
+    import gymnasium as gym
+    from tianshou.algorithm.optim import AdamOptimizerFactory
+
+    from tianshou_offline import algorithms as A
+
+    hp = spec["hp"]
+    algo = spec["algo"]
+    obs_space, act_space = env.observation_space, env.action_space
+    if spec["suite"] == "continuous":
+        d = int(obs_space.shape[0])
+        a = int(act_space.shape[0])
+        h = tuple(int(x) for x in spec["hidden"])
+
+        def adam(lr: float) -> AdamOptimizerFactory:
+            return AdamOptimizerFactory(lr=lr)
+
+        spaces = {"action_space": act_space, "observation_space": obs_space}
+        if algo == "il":
+            policy = A.DeterministicPolicy(actor=A.DeterministicActor(d, a, h), **spaces)
+            return A.ImitationLearning(policy=policy, optim=adam(hp["lr"]))
+        if algo == "bcq":
+            bcq_policy = A.BCQPolicy(
+                vae=A.VAE(d, a, h), perturbation=A.Perturbation(d, a, h, phi=hp["phi"]),
+                critics=A.CriticEnsemble(d, a, h, num_critics=hp["num_critics"]),
+                num_candidate_actions=hp["num_sampled_action"], **spaces,
+            )  # fmt: skip
+            return A.BCQ(
+                policy=bcq_policy, vae_optim=adam(hp["lr"]),
+                actor_perturbation_optim=adam(hp["lr"]), critic_optim=adam(hp["lr"]),
+                gamma=hp["gamma"], tau=hp["tau"], lmbda=hp["lmbda"],
+                num_sampled_action=hp["num_sampled_action"], kl_weight=hp["kl_weight"],
+            )  # fmt: skip
+        if algo == "cql":
+            return A.CQL(
+                policy=A.GaussianPolicy(actor=A.GaussianActor(d, a, h), **spaces),
+                policy_optim=adam(hp["actor_lr"]),
+                critics=A.CriticEnsemble(d, a, h, num_critics=hp["num_critics"]),
+                critic_optim=adam(hp["critic_lr"]), alpha="auto", alpha_optim=adam(hp["alpha_lr"]),
+                cql_weight=hp["cql_weight"], tau=hp["tau"], gamma=hp["gamma"],
+                with_lagrange=False, num_sampled_actions=hp["num_sampled_actions"],
+                backup_entropy=False,
+            )  # fmt: skip
+        if algo == "td3bc":
+            policy = A.DeterministicPolicy(
+                actor=A.DeterministicActor(d, a, h), normalize_obs=True, **spaces
+            )
+            return A.TD3BC(
+                policy=policy, policy_optim=adam(hp["lr"]),
+                critics=A.CriticEnsemble(d, a, h, num_critics=hp["num_critics"]),
+                critic_optim=adam(hp["lr"]), tau=hp["tau"], gamma=hp["gamma"],
+                policy_noise=hp["policy_noise"], noise_clip=hp["noise_clip"],
+                update_actor_freq=hp["update_actor_freq"], alpha=hp["alpha"],
+            )  # fmt: skip
+        if algo == "crr":
+            return A.CRR(
+                policy=A.GaussianPolicy(actor=A.GaussianActor(d, a, h), squash=False, **spaces),
+                policy_optim=adam(hp["lr"]),
+                critics=A.CriticEnsemble(d, a, h, num_critics=hp["num_critics"]),
+                critic_optim=adam(hp["lr"]), gamma=hp["gamma"], tau=hp["tau"],
+                target_update_interval=1, num_action_samples=hp["num_action_samples"],
+                beta=hp["beta"], max_weight=hp["max_weight"], weight="exp", advantage="mean",
+            )  # fmt: skip
+        raise ValueError(algo)
+    assert isinstance(act_space, gym.spaces.Discrete)
+    n = int(act_space.n)
+    d = int(obs_space.shape[0])
+    optim = AdamOptimizerFactory(lr=hp["lr"])
+
+    def trunk() -> Any:
+        return A.MLPTrunk(d, list(DISCRETE_TRUNK))
+
+    if algo == "il":
+        return A.DiscreteImitationLearning(
+            policy=A.DiscreteActorPolicy(actor=A.QNet(trunk(), n, DISCRETE_HEAD), action_space=act_space),
+            optim=optim,
+        )  # fmt: skip
+    if algo == "bcq":
+        return A.DiscreteBCQ(
+            policy=A.DiscreteBCQPolicy(
+                model=A.DualHeadNet(trunk(), n, DISCRETE_HEAD), action_space=act_space,
+                unlikely_action_threshold=hp["threshold"],
+            ),
+            optim=optim, gamma=hp["gamma"], n_step_return_horizon=hp["n_step"],
+            target_update_freq=hp["target_update_freq"],
+            imitation_logits_penalty=hp["imitation_logits_penalty"],
+        )  # fmt: skip
+    if algo == "cql":
+        return A.DiscreteCQL(
+            policy=A.QValuePolicy(
+                model=A.QuantileQNet(trunk(), n, hp["num_quantiles"], DISCRETE_HEAD),
+                action_space=act_space,
+            ),
+            optim=optim, min_q_weight=hp["min_q_weight"], gamma=hp["gamma"],
+            n_step_return_horizon=hp["n_step"], target_update_freq=hp["target_update_freq"],
+        )  # fmt: skip
+    if algo == "crr":
+        return A.DiscreteCRR(
+            policy=A.DiscreteActorPolicy(
+                actor=A.DualHeadNet(trunk(), n, DISCRETE_HEAD), action_space=act_space,
+                logits_index=0,
+            ),
+            optim=optim, gamma=hp["gamma"], n_step_return_horizon=hp["n_step"],
+            target_update_freq=hp["target_update_freq"], beta=hp["beta"],
+        )  # fmt: skip
+    raise ValueError(algo)
+
+
+def train_ours(spec: dict[str, Any]) -> tuple[Callable[[Any], Any], float]:
+    """Train our algorithm on the file for ``gradient_steps``; returns its deterministic
+    policy (obs → env action) and the training wall time in seconds."""
+    import numpy as np
+    import torch
+    from tianshou.data import Batch
+    from tianshou.utils.torch_utils import policy_within_training_step
+
+    from tianshou_offline import load_buffer
+    from tianshou_offline.datasets import EnvSource
+
+    env = EnvSource(spec["env"]).make()
+    algorithm = build_ours(spec, env)
+    env.close()
+    algorithm.to(spec.get("device", "cpu"))
+    buffer = algorithm.process_buffer(load_buffer(spec["file"]))
+    batch_size = CONTINUOUS_BATCH if spec["suite"] == "continuous" else DISCRETE_BATCH
+    start = time.perf_counter()  # the gradient steps only (as d3rlpy's side)
+    with policy_within_training_step(algorithm.policy):
+        for _ in range(int(spec["gradient_steps"])):
+            algorithm.update(buffer=buffer, sample_size=batch_size)
+    seconds = time.perf_counter() - start
+    policy = algorithm.policy
+    policy.eval()
+
+    def act(obs: Any) -> Any:
+        with torch.no_grad():
+            out = policy(Batch(obs=np.asarray(obs, dtype=np.float32)[None], info=Batch()))
+        a = policy.map_action(out.act)
+        return a[0] if spec["suite"] == "continuous" else int(np.asarray(a).reshape(-1)[0])
+
+    return act, seconds
+
+
+def evaluate_policy(spec: dict[str, Any], act: Callable[[Any], Any]) -> dict[str, Any]:
+    """Return statistics and the normalised score (the file's reference scores)."""
+    import numpy as np
+
+    from tianshou_offline.converters.d4rl_scores import normalized_score
+    from tianshou_offline.datasets import EnvSource
+    from tianshou_offline.datasets.online import evaluate
+
+    start = time.perf_counter()
+    seed = 10_000 + int(spec["seed"])
+    mean, std, returns = evaluate(
+        act, EnvSource(spec["env"]), episodes=int(spec["eval_episodes"]), seed=seed
+    )
+    return {
+        "return_mean": mean,
+        "return_std": std,
+        "returns": returns,
+        "score": normalized_score(spec["file"], mean),  # D4RL's 0–100 scale
+        "eval_seconds": time.perf_counter() - start,
+        "eval_seed": seed,
+        "final_return_min": float(np.min(returns)),
+    }
+
+
+def worker_ours(spec: dict[str, Any]) -> None:
+    _worker_setup(spec)
+    import torch
+
+    import tianshou_offline
+
+    act, seconds = train_ours(spec)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(spec["seed"]) + 1)
+        result = evaluate_policy(spec, act)
+    result.update(train_seconds=seconds, library=f"tianshou-offline {tianshou_offline.__version__}")
+    (Path(spec["workdir"]) / "result.json").write_text(json.dumps(result))
+
+
+def worker_d3rlpy(spec: dict[str, Any]) -> None:
+    """In d3rlpy's environment: train and export the policy (TorchScript)."""
+    import numpy as np
+    import torch
+
+    torch.set_num_threads(1)
+    import d3rlpy
+    from _d3rlpy_runner import _continuous_algo, _discrete_algo
+    from d3rlpy.constants import ActionSpace
+    from d3rlpy.dataset import MDPDataset, MultiStepTransitionPicker
+
+    d3rlpy.seed(int(spec["seed"]))
+    torch.manual_seed(int(spec["seed"]))
+    data = np.load(spec["arrays"])
+    suite, algo = spec["suite"], spec["algo"]
+    continuous = suite == "continuous"
+    picker = None
+    hp = spec["hp"]
+    if not continuous and hp.get("n_step", 1) > 1 and algo != "il":
+        picker = MultiStepTransitionPicker(n_steps=int(hp["n_step"]), gamma=float(hp["gamma"]))
+    actions = data["actions"]
+    dataset = MDPDataset(
+        observations=data["observations"],
+        actions=actions.astype(np.float32) if continuous else actions.astype(np.int64),
+        rewards=data["rewards"],
+        terminals=data["terminals"],
+        timeouts=data["timeouts"],
+        transition_picker=picker,
+        action_space=ActionSpace.CONTINUOUS if continuous else ActionSpace.DISCRETE,
+        action_size=int(spec["action_size"]),
+    )
+    obs_dim = int(data["observations"].shape[1])
+    params = d3rlpy_params(suite, algo)
+    if continuous:
+        runner_algo = {"il": "bc"}.get(algo, algo)
+        config = _continuous_algo({"algo": runner_algo, "params": params, "adam": "fused",
+                                   "hidden": list(spec["hidden"]), "batch_size": CONTINUOUS_BATCH})  # fmt: skip
+        if algo == "td3bc":  # the paper's observation normalisation (ours: normalize_obs)
+            config.observation_scaler = d3rlpy.preprocessing.StandardObservationScaler()
+            config.observation_scaler.fit_with_transition_picker(
+                dataset.episodes, dataset.transition_picker
+            )
+    else:
+        config = _discrete_algo({
+            "algo": algo, "params": params, "adam": "fused", "obs_shape": [obs_dim],
+            "trunk_hidden": list(DISCRETE_TRUNK), "head_hidden": list(DISCRETE_HEAD),
+            "channels_last": False, "scale_obs": False, "batch_size": DISCRETE_BATCH,
+            "gamma": float(hp.get("gamma", 0.99)),
+        })  # fmt: skip
+    impl = config.create(
+        device="cuda:0" if spec.get("device", "cpu").startswith("cuda") else "cpu:0"
+    )
+    impl.build_with_dataset(dataset)
+    batch_size = CONTINUOUS_BATCH if continuous else DISCRETE_BATCH
+    start = time.perf_counter()
+    for _ in range(int(spec["gradient_steps"])):
+        impl.update(dataset.sample_transition_batch(batch_size))
+    seconds = time.perf_counter() - start
+    policy_path = Path(spec["workdir"]) / "d3rlpy_policy.pt"
+    impl.save_policy(str(policy_path))
+    probe = data["observations"][:4]
+    jit_load: Callable[[str], Any] = torch.jit.load  # untyped in torch
+    scripted = jit_load(str(policy_path))(torch.as_tensor(probe)).numpy()
+    if algo not in ("bcq", "crr"):  # their predict samples (CRR: critic-weighted): no check
+        assert np.allclose(scripted, impl.predict(probe), atol=1e-5), "TorchScript ≠ predict"
+    (Path(spec["workdir"]) / "train.json").write_text(json.dumps({
+        "train_seconds": seconds, "library": f"d3rlpy {d3rlpy.__version__}",
+        "policy": str(policy_path),
+    }))  # fmt: skip
+
+
+def worker_evaluate(spec: dict[str, Any]) -> None:
+    """In this environment: evaluate d3rlpy's exported policy as ours is evaluated."""
+    _worker_setup(spec)
+    import numpy as np
+    import torch
+
+    train = json.loads((Path(spec["workdir"]) / "train.json").read_text())
+    jit_load: Callable[[str], Any] = torch.jit.load  # untyped in torch
+    module = jit_load(train["policy"])
+    continuous = spec["suite"] == "continuous"
+
+    def act(obs: Any) -> Any:
+        with torch.no_grad():
+            out = module(torch.as_tensor(np.asarray(obs, dtype=np.float32)[None])).numpy()
+        return out[0] if continuous else int(out.reshape(-1)[0])
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(spec["seed"]) + 1)
+        result = evaluate_policy(spec, act)
+    result.update(train_seconds=train["train_seconds"], library=train["library"])
+    (Path(spec["workdir"]) / "result.json").write_text(json.dumps(result))
+
+
+# ----------------------------------------------------------------------------- table
+
+
+def mean_se(xs: Sequence[float]) -> tuple[float, float]:
+    if not xs:
+        return float("nan"), float("nan")
+    m = statistics.fmean(xs)
+    se = statistics.stdev(xs) / math.sqrt(len(xs)) if len(xs) > 1 else float("nan")
+    return m, se
+
+
+def _cell(xs: Sequence[float]) -> str:
+    if not xs:
+        return "n/a"
+    m, se = mean_se(xs)
+    return f"{m:.1f} ± {se:.1f}" if not math.isnan(se) else f"{m:.1f}"
+
+
+def format_table(results: Sequence[dict[str, Any]], rows: Sequence[RowSpec]) -> str:
+    """Markdown: one line per (row, algorithm)."""
+    head = ["data", "algorithm", "ours", "d3rlpy", "ours − d3rlpy (paired)", "seeds",
+            "train s/run: ours", "d3rlpy"]  # fmt: skip
+    lines = ["| " + " | ".join(head) + " |", "|---|---|" + "---:|" * (len(head) - 2)]
+    for row in rows:
+        for algo in ALGORITHMS[row.suite]:
+            got = {s: {r["seed"]: r for r in results if r["row"] == row.key and r["algo"] == algo
+                       and r["side"] == s} for s in ("ours", "d3rlpy")}  # fmt: skip
+            if not got["ours"] and not got["d3rlpy"]:
+                continue
+            ours = [got["ours"][k]["score"] for k in sorted(got["ours"])]
+            peer = [got["d3rlpy"][k]["score"] for k in sorted(got["d3rlpy"])]
+            paired = [got["ours"][k]["score"] - got["d3rlpy"][k]["score"]
+                      for k in sorted(set(got["ours"]) & set(got["d3rlpy"]))]  # fmt: skip
+            diff = _cell(paired)
+            if len(paired) > 1:
+                m, se = mean_se(paired)
+                if abs(m) > 2 * se:
+                    diff = f"**{diff}**"
+            secs = [statistics.fmean(r["train_seconds"] for r in got[s].values()) if got[s] else None
+                    for s in ("ours", "d3rlpy")]  # fmt: skip
+            seeds = max(len(ours), len(peer))
+            lines.append("| " + " | ".join([
+                row.label, LABELS[row.suite][algo], _cell(ours),
+                _cell(peer) if algo in D3RLPY_HAS[row.suite] else "—", diff if paired else "n/a",
+                str(seeds), *(f"{s:.0f}" if s is not None else "n/a" for s in secs),
+            ]) + " |")  # fmt: skip
+    return "\n".join(lines)
+
+
+def bc_check(results: Sequence[dict[str, Any]], rows: Sequence[RowSpec]) -> list[str]:
+    """Our algorithms below our behaviour cloning by more than two standard errors of the
+    difference on ``medium``/``expert`` rows."""
+    out: list[str] = []
+    for row in rows:
+        if row.level not in ("medium", "expert"):
+            continue
+        bc = {r["seed"]: r["score"] for r in results
+              if r["row"] == row.key and r["algo"] == "il" and r["side"] == "ours"}  # fmt: skip
+        for algo in ALGORITHMS[row.suite][1:]:
+            mine = {r["seed"]: r["score"] for r in results
+                    if r["row"] == row.key and r["algo"] == algo and r["side"] == "ours"}  # fmt: skip
+            d = [mine[k] - bc[k] for k in sorted(set(mine) & set(bc))]
+            if len(d) > 1:
+                m, se = mean_se(d)
+                if m + 2 * se < 0:
+                    out.append(
+                        f"{row.label}: {LABELS[row.suite][algo]} {m:+.1f} ± {se:.1f} below BC"
+                    )
+    return out
+
+
+def describe_rows(files: dict[str, Path], rows: Sequence[RowSpec]) -> list[str]:
+    from tianshou_offline import read_metadata
+    from tianshou_offline.converters.d4rl_scores import reference_scores
+
+    out = []
+    for row in rows:
+        md = read_metadata(files[row.key])
+        lo, hi = reference_scores(files[row.key])
+        out.append(
+            f"- {row.label}: {md.num_transitions:,} transitions, {md.num_episodes:,} episodes; "
+            f"reference returns random {lo:.1f}, expert {hi:.1f} (`{files[row.key]}`)"
+        )
+    return out
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--scale", choices=tuple(SCALES), default="small")
+    parser.add_argument("--rows", default="all",
+                        help=f"comma-separated rows or groups (hopper, halfcheetah): {', '.join(ROWS)}")  # fmt: skip
+    parser.add_argument("--algorithms", default="", help="comma-separated (default: all)")
+    parser.add_argument("--seeds", type=int, default=None, help="default: the scale's")
+    parser.add_argument("--gradient-steps", type=int, default=None,
+                        help="per run, every suite (default: the scale's)")  # fmt: skip
+    parser.add_argument("--eval-episodes", type=int, default=None, help="default: the scale's")
+    parser.add_argument("--jobs", type=int, default=2, help="processes at a time (1 thread each)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (both sides)")
+    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+    parser.add_argument("--results", type=Path, default=None,
+                        help="kept run results (default: DATA_DIR/SCALE/results)")  # fmt: skip
+    parser.add_argument("--d3rlpy-python", default=None,
+                        help="d3rlpy 2.8.1's interpreter (default: ~/.cache/tianshou-offline/d3rlpy-venv)")  # fmt: skip
+    parser.add_argument("--no-d3rlpy", action="store_true", help="ours only")
+    parser.add_argument("--table-only", action="store_true", help="print the table of kept results")
+    parser.add_argument("--worker", choices=("ours", "d3rlpy", "evaluate"), help=argparse.SUPPRESS)
+    parser.add_argument("job", nargs="?", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        spec = json.loads(Path(args.job).read_text())
+        {"ours": worker_ours, "d3rlpy": worker_d3rlpy, "evaluate": worker_evaluate}[args.worker](
+            spec
+        )
+        return 0
+
+    import types
+
+    sys.modules.setdefault("tensorboard.compat.notf", types.ModuleType("tensorboard.compat.notf"))
+    import torch
+
+    torch.set_num_threads(1)
+    keys: list[str] = []
+    for part in (p.strip() for p in args.rows.split(",") if p.strip()):
+        keys += list(ROWS) if part == "all" else ROW_GROUPS.get(part, [part])
+    unknown = [k for k in keys if k not in ROWS]
+    if unknown:
+        parser.error(f"unknown rows {unknown}; choose from {list(ROWS)}")
+    rows = [ROWS[k] for k in dict.fromkeys(keys)]
+    algorithms = [a.strip() for a in args.algorithms.split(",") if a.strip()]
+    scale = SCALES[args.scale]
+    if args.gradient_steps:
+        scale = dataclasses.replace(
+            scale, gradient_steps=dict.fromkeys(scale.gradient_steps, args.gradient_steps)
+        )
+    if args.eval_episodes:
+        scale = dataclasses.replace(scale, eval_episodes=args.eval_episodes)
+    seeds = args.seeds or scale.seeds
+    results_dir = args.results or args.data_dir / args.scale / "results"
+    results_dir.mkdir(parents=True, exist_ok=True)
+
+    files = prepare_data(rows, args.scale, args.data_dir)
+    d3rlpy: str | None = None
+    sides = ["ours"]
+    arrays: dict[str, Path] = {}
+    if not args.no_d3rlpy:
+        from _peers import d3rlpy_python
+
+        d3rlpy = d3rlpy_python(args.d3rlpy_python, create=True, torch_version=torch.__version__)
+        sides.append("d3rlpy")
+        for row in rows:
+            arrays[row.key] = export_arrays(
+                files[row.key], files[row.key].with_suffix(f".{_sha256(files[row.key])[:12]}.npz")
+            )
+    jobs = make_jobs(rows, files, arrays, scale=scale, seeds=seeds, algorithms=algorithms,
+                     sides=sides, device=args.device)  # fmt: skip
+    results: list[dict[str, Any]] = []
+    if args.table_only:
+        for job in jobs:
+            p = results_dir / f"{job.key}.json"
+            if p.exists():
+                results.append({**json.loads(p.read_text()), "row": job.row, "algo": job.algo,
+                                "side": job.side, "seed": job.seed})  # fmt: skip
+    else:
+        start = time.perf_counter()
+        load0 = os.getloadavg()[0]
+        with concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs) as pool:
+            futures = {pool.submit(run_job, job, results_dir, d3rlpy): job for job in jobs}
+            for i, fut in enumerate(concurrent.futures.as_completed(futures), 1):
+                job = futures[fut]
+                try:
+                    r = fut.result()
+                except Exception as e:  # a failed run is reported, the others go on
+                    print(f"[{i}/{len(jobs)}] {job.key}: FAILED {e}", file=sys.stderr, flush=True)
+                    continue
+                results.append(r)
+                print(f"[{i}/{len(jobs)}] {job.row} {job.algo} {job.side} seed {job.seed}: score "
+                      f"{r['score']:.1f} (return {r['return_mean']:.1f}), train "
+                      f"{r['train_seconds']:.0f} s", file=sys.stderr, flush=True)  # fmt: skip
+        print(f"\n{len(results)} runs in {time.perf_counter() - start:.0f} s; load average "
+              f"{load0:.1f} → {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs", flush=True)  # fmt: skip
+    print(f"\n## Learning quality, scale `{args.scale}` (normalised score, mean ± s.e. over "
+          f"{seeds} seeds)\n")  # fmt: skip
+    print(
+        f"Budgets: {scale.gradient_steps['continuous']:,} gradient steps (continuous, batch "
+        f"{CONTINUOUS_BATCH}) / {scale.gradient_steps['discrete']:,} (discrete, batch "
+        f"{DISCRETE_BATCH}) per run; continuous networks {'×'.join(map(str, scale.hidden))}; "
+        f"{scale.eval_episodes} evaluation episodes per run; families: "
+        + ", ".join(f"{e} {b:,} online steps" for e, b in scale.online_budget.items())
+        + f", {scale.dataset_steps:,} transitions per recorded file (D4RL: 1M); torch "
+        f"{torch.__version__}, 1 thread per process, {args.jobs} processes at a time.\n"
+    )
+    print(format_table(results, rows))
+    print("\nData:")
+    print("\n".join(describe_rows(files, rows)))
+    below = bc_check(results, rows)
+    print("\nBelow behaviour cloning (medium/expert, > 2 s.e.): " + ("; ".join(below) or "none"))
+    print("\nWhere the sides differ:\n" + "\n".join(f"- {n}" for n in NOTES))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
