@@ -67,8 +67,10 @@ import numpy as np  # noqa: E402
 OUTCOMES = ("typed", "ok", "untyped", "inconsistent", "timeout", "memory", "crash")
 FAILURES = ("untyped", "inconsistent", "timeout", "memory", "crash")
 
-H5_KINDS = ("writer", "writer_dict", "recorder", "tianshou", "tianshou_vector", "d4rl",
-            "framestack")  # fmt: skip
+H5_KINDS = (
+    "writer", "writer_dict", "recorder", "recorder_killed", "tianshou", "tianshou_vector", "d4rl",
+    "framestack",
+)  # fmt: skip
 SEED_ENTRY_POINTS: dict[str, tuple[str, ...]] = {
     **{k: ("load_buffer", "inspect", "convert_tianshou") for k in H5_KINDS},
     "d4rl": ("load_buffer", "inspect", "convert_tianshou", "convert_d4rl"),
@@ -171,6 +173,32 @@ def _seed_recorder(path: Path) -> None:
             _, _, te, tr, _ = env.step(int(rng.integers(2)))
             done = te or tr
     env.close()
+
+
+def _seed_recorder_killed(path: Path) -> None:
+    """A recorder killed in its third episode (the file stays marked open for SWMR writing;
+    readers see the two committed episodes)."""
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child records, then dies without closing
+        try:
+            import gymnasium as gym
+
+            from tianshou_offline.recording.recorder import EpisodeRecorder
+
+            env = EpisodeRecorder(gym.make("CartPole-v1", max_episode_steps=9), path)
+            for e in range(3):
+                env.reset(seed=e)
+                for t in range(9):
+                    _, _, te, tr, _ = env.step(t % 2)
+                    if e == 2 and t == 4:
+                        os._exit(0)
+                    if te or tr:
+                        break
+        finally:
+            os._exit(1)
+    _, status = os.waitpid(pid, 0)
+    if status != 0 or not path.exists():
+        raise RuntimeError(f"the killed recorder did not leave {path} (status {status})")
 
 
 def _seed_tianshou(path: Path, *, vector: bool) -> None:
@@ -339,6 +367,8 @@ def make_seeds(root: Path) -> list[Seed]:
         seeds.append(Seed("writer_dict", root / "writer_dict.hdf5"))
         _seed_recorder(root / "recorder.hdf5")
         seeds.append(Seed("recorder", root / "recorder.hdf5"))
+        _seed_recorder_killed(root / "recorder_killed.hdf5")
+        seeds.append(Seed("recorder_killed", root / "recorder_killed.hdf5"))
         _seed_tianshou(root / "tianshou.hdf5", vector=False)
         seeds.append(Seed("tianshou", root / "tianshou.hdf5"))
         _seed_tianshou(root / "tianshou_vector.hdf5", vector=True)
@@ -1138,6 +1168,13 @@ class Result:
     peak_mb: float
 
 
+_ALLOCATION_FAILED = (
+    "memory allocation failed", "out of memory", "cannot allocate memory",
+    "can't allocate memory", "unable to allocate memory",
+)  # fmt: skip
+"""How libhdf5 (and the OS) say that malloc failed: a typed error, but a blow-up."""
+
+
 def _status(key: str) -> int:
     with open("/proc/self/status") as fh:
         for line in fh:
@@ -1185,11 +1222,42 @@ def _worker(conn: mpc.Connection, time_limit: float, mem_limit: int) -> None:
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
         seconds = time.perf_counter() - t0
+        if outcome == "typed" and any(m in detail.lower() for m in _ALLOCATION_FAILED):
+            outcome, detail = _rerun_unlimited(job, workdir, limit, hard, mem_limit, detail)
         peak = max(0, _status("VmHWM") - base_rss) / 2**20
         shutil.rmtree(workdir, ignore_errors=True)
         conn.send(Result(job, outcome, detail, seconds, peak))
         if _status("VmSize") > base_vm + 512 * 2**20:
             return  # memory crept up: let the pool start a fresh worker
+
+
+def _rerun_unlimited(
+    job: Job, workdir: Path, limit: int, hard: int, mem_limit: int, detail: str
+) -> tuple[str, str]:
+    """A typed error that reports a failed allocation: rerun it with 8 GiB more address
+    space. ``memory`` when it then gets further or its resident memory grows past
+    ``mem_limit``; ``typed`` (marked) when it fails the same way, i.e. libhdf5 asked for
+    more than any allocator grants (a size read from a corrupt header) and was refused
+    whatever the limit, without using the memory."""
+    base_rss = _status("VmRSS")
+    with contextlib.suppress(OSError), open("/proc/self/clear_refs", "w") as fh:
+        fh.write("5")
+    resource.setrlimit(resource.RLIMIT_AS, (min(hard, limit + (8 << 30)), hard))
+    signal.setitimer(signal.ITIMER_REAL, 10.0)
+    try:
+        outcome, again = run_entry(job.entry, Path(job.path), workdir, job.variant)
+    except BaseException as e:
+        outcome, again = "untyped", f"{type(e).__name__}: {e}"
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+    grew = _status("VmHWM") - base_rss
+    if grew > mem_limit or outcome != "typed" or again != detail:
+        return "memory", f"{detail} (with 8 GiB more: {outcome}, +{grew >> 20} MiB resident)"
+    return "typed", f"{ALLOCATION_REFUSED} {detail}"
+
+
+ALLOCATION_REFUSED = "[libhdf5 refused an allocation sized by the file, at any limit]"
 
 
 class Pool:
@@ -1340,9 +1408,14 @@ class Summary:
     slowest: list[Result] = field(default_factory=list)
     peak: list[Result] = field(default_factory=list)
     mutants: set[int] = field(default_factory=set)
+    refused: list[Result] = field(default_factory=list)
+    """typed errors after libhdf5 asked for an allocation no limit grants (see
+    :func:`_rerun_unlimited`)."""
 
     def add(self, r: Result) -> None:
         self.counts.setdefault(r.job.entry, Counter())[r.outcome] += 1
+        if r.detail.startswith(ALLOCATION_REFUSED):
+            self.refused.append(r)
         self.mutants.add(r.job.mutant)
         if r.outcome in FAILURES:
             self.failures.append(r)
@@ -1370,7 +1443,15 @@ class Summary:
         return "\n".join(lines)
 
     def report(self, max_failures: int = 40) -> str:
-        out = [self.table(), "", "slowest runs:"]
+        out = [self.table(), ""]
+        if self.refused:
+            out.append(
+                f"{len(self.refused)} typed errors came after libhdf5 asked for an allocation "
+                "sized by a corrupt header that no limit grants (refused at once, no memory "
+                f"used), e.g. {self.refused[0].job.seed}#{self.refused[0].job.mutant}: "
+                f"{self.refused[0].detail[len(ALLOCATION_REFUSED) :][:160]}"
+            )
+        out.append("slowest runs:")
         for r in self.slowest:
             out.append(
                 f"  {r.seconds:7.2f} s {r.peak_mb:7.1f} MB  {r.job.entry:<17} {r.outcome:<8} "

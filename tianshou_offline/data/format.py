@@ -31,6 +31,7 @@ from tianshou_offline.data.reading import (
     attr_int,
     attr_str,
     dataset,
+    open_swmr_read,
     read_errors,
     read_index,
     rows,
@@ -60,9 +61,9 @@ SAFE_DATA_TYPES = ("ndarray", "Tensor")
 
 MAX_STACK_NUM = 1024
 """The largest frame-stacking ``stack_num`` a reader accepts (Atari uses 4)."""
-MAX_SPACE_ELEMENTS = 1 << 24
-"""The most elements a serialised space's shape (or ``nvec``) may have: Box bounds are
-allocated in full when a space is read back."""
+MAX_SPACE_ELEMENTS = 1 << 22
+"""The most elements a serialised space's shape (or ``nvec``) may have (4 Mi: a 3x1024x1024
+image): Box bounds are allocated in full when a space is read back."""
 
 SOURCE_KINDS = (
     "recorded",
@@ -386,7 +387,7 @@ def open_h5(path: str | os.PathLike[str]) -> ReadOnlyFile:
             msg = str(e)
             if "already open for write" in msg or "SWMR" in msg:
                 try:
-                    return ReadOnlyFile(h5py.File(p, "r", libver="latest", swmr=True))
+                    return ReadOnlyFile(open_swmr_read(p))
                 except OSError as e2:
                     raise DatasetFormatError(f"{p}: cannot open HDF5 file: {e2}") from e2
             if "truncated" in msg:
