@@ -44,6 +44,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -368,10 +369,10 @@ def main(argv: list[str] | None = None) -> int:
             make_d4rl_file(src, args.transitions, compression=compression)
         med = run_interleaved(
             {
-                "raw_read": (lambda s=src: raw_h5py_read(s), None),
-                "raw_copy": (lambda s=src: raw_h5py_copy(s, copy_out), lambda: _remove(copy_out)),
+                "raw_read": (partial(raw_h5py_read, src), None),
+                "raw_copy": (partial(raw_h5py_copy, src, copy_out), lambda: _remove(copy_out)),
                 "convert": (
-                    lambda s=src: convert_d4rl(s, out, progress=False),
+                    partial(convert_d4rl, src, out, progress=False),
                     lambda: _remove(out),
                 ),
             },
@@ -402,21 +403,21 @@ def main(argv: list[str] | None = None) -> int:
             make_minari_dataset(ds_id, args.episodes, args.steps, fmt)
         med = run_interleaved(
             {
-                "naive": (lambda d=ds_id: naive_minari(d), None),
+                "naive": (partial(naive_minari, ds_id), None),
                 "naive_save": (
-                    lambda d=ds_id: naive_minari(d, naive_out),
+                    partial(naive_minari, ds_id, naive_out),
                     lambda: _remove(naive_out),
                 ),
                 "convert": (
-                    lambda d=ds_id: convert_minari(d, out, progress=False),
+                    partial(convert_minari, ds_id, out, progress=False),
                     lambda: _remove(out),
                 ),
                 "convert_minari_reader": (
-                    lambda d=ds_id: convert_minari(d, out, reader="minari", progress=False),
+                    partial(convert_minari, ds_id, out, reader="minari", progress=False),
                     lambda: _remove(out),
                 ),
                 "read_floor": (
-                    lambda d=ds_id, fmt=fmt: minari_read_floor(minari_root / d / "data", fmt),
+                    partial(minari_read_floor, minari_root / ds_id / "data", fmt),
                     None,
                 ),
                 "write_floor": (

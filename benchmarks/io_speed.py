@@ -17,7 +17,9 @@ import argparse
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
@@ -58,7 +60,8 @@ def write_ours(path: Path, data: dict[str, np.ndarray], block: int = 100_000) ->
         path, provenance=Provenance(source="buffer", dataset_id="bench"), overwrite=True
     ) as w:
         for s in range(0, n, block):
-            w.add_transitions(**{k: v[s : s + block] for k, v in data.items()})
+            block_columns: dict[str, Any] = {k: v[s : s + block] for k, v in data.items()}
+            w.add_transitions(**block_columns)
 
 
 def main() -> None:
@@ -76,19 +79,21 @@ def main() -> None:
     raw_path, ours_path = tmp / "raw.hdf5", tmp / "ours.hdf5"
     times: dict[str, list[float]] = {k: [] for k in ("raw_w", "ours_w", "raw_r", "ours_r")}
     for _ in range(args.repeats):
-        for name, fn in (
+        writes: list[tuple[str, Callable[[], object]]] = [
             ("raw_w", lambda: write_raw(raw_path, data)),
             ("ours_w", lambda: write_ours(ours_path, data)),
-        ):
+        ]
+        for name, write in writes:
             t0 = time.perf_counter()
-            fn()
+            write()
             times[name].append(time.perf_counter() - t0)
-        for name, fn in (
+        reads: list[tuple[str, Callable[[], object]]] = [
             ("raw_r", lambda: read_raw(raw_path)),
             ("ours_r", lambda: load_buffer(ours_path)),
-        ):
+        ]
+        for name, read in reads:
             t0 = time.perf_counter()
-            out = fn()
+            out = read()
             times[name].append(time.perf_counter() - t0)
             del out
     buf = load_buffer(ours_path)

@@ -61,17 +61,17 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import gymnasium as gym
 import numpy as np
 import torch
-from tianshou.algorithm import BCQ as TsBCQ
-from tianshou.algorithm import CQL as TsCQL
-from tianshou.algorithm import TD3BC as TsTD3BC
 from tianshou.algorithm.algorithm_base import Algorithm
+from tianshou.algorithm.imitation.bcq import BCQ as TsBCQ
 from tianshou.algorithm.imitation.bcq import BCQPolicy as TsBCQPolicy
+from tianshou.algorithm.imitation.cql import CQL as TsCQL
 from tianshou.algorithm.imitation.imitation_base import ImitationPolicy, OfflineImitationLearning
+from tianshou.algorithm.imitation.td3_bc import TD3BC as TsTD3BC
 from tianshou.algorithm.modelfree.ddpg import ContinuousDeterministicPolicy
 from tianshou.algorithm.modelfree.sac import AutoAlpha, SACPolicy
 from tianshou.algorithm.optim import AdamOptimizerFactory as Adam
@@ -147,9 +147,9 @@ def expert_buffers(data_dir: Path) -> tuple[ReplayBuffer, ReplayBuffer]:
 
 def normalized_obs_copy(buffer: ReplayBuffer) -> tuple[ReplayBuffer, RunningMeanStd]:
     """Tianshou's TD3+BC example recipe: normalise obs/obs_next of the buffer in place."""
-    from tianshou_offline.data.buffer import buffer_from_columns
+    from tianshou_offline.data.columns import buffer_from_columns
 
-    batch = buffer[np.arange(len(buffer))]
+    batch: Any = buffer[np.arange(len(buffer))]  # Batch fields are untyped unions
     rms = RunningMeanStd()
     rms.update(batch.obs)
     eps = np.finfo(np.float32).eps.item()
@@ -233,10 +233,10 @@ def build_tianshou(
     name: str,
     env: gym.Env[Any, Any],
     h: list[int],
-    init: Algorithm | None = None,
+    init: Algorithm[Any, Any] | None = None,
     *,
     bcq_net: bool = False,
-) -> Algorithm:
+) -> Algorithm[Any, Any]:
     """Tianshou's algorithm ``name``; with ``init`` (our algorithm of the same name, freshly
     built), its networks start from ``init``'s weights (copied before the algorithm makes its
     target networks)."""
@@ -278,7 +278,7 @@ def build_tianshou(
             copy_mlp(src.policy.perturbation.net, perturbation)
             copy_critic(src.policy.critics, 0, critic)
             copy_critic(src.policy.critics, 1, critic2)
-        policy = TsBCQPolicy(
+        bcq_policy = TsBCQPolicy(
             actor_perturbation=perturbation,
             critic=critic,
             vae=vae,
@@ -286,7 +286,7 @@ def build_tianshou(
             action_scaling=True,
         )
         return TsBCQ(
-            policy=policy,
+            policy=bcq_policy,
             actor_perturbation_optim=Adam(lr=1e-3),
             critic_optim=Adam(lr=1e-3),
             vae_optim=Adam(lr=1e-3),
@@ -297,7 +297,7 @@ def build_tianshou(
             num_sampled_action=10,
         )
     if name == "cql":
-        actor = ContinuousActorProbabilistic(
+        gaussian_actor = ContinuousActorProbabilistic(
             preprocess_net=Net(state_shape=(OBS_DIM,), hidden_sizes=h),
             action_shape=(ACT_DIM,),
             unbounded=True,
@@ -305,11 +305,11 @@ def build_tianshou(
         )
         critic, critic2 = _ts_critic(h), _ts_critic(h)
         if src is not None:
-            copy_gaussian_actor(src.policy.actor, actor)
+            copy_gaussian_actor(src.policy.actor, gaussian_actor)
             copy_critic(src.critics, 0, critic)
             copy_critic(src.critics, 1, critic2)
         return TsCQL(
-            policy=SACPolicy(actor=actor, action_space=space),
+            policy=SACPolicy(actor=gaussian_actor, action_space=space),
             policy_optim=Adam(lr=1e-3),
             critic=critic,
             critic_optim=Adam(lr=1e-3),
@@ -352,7 +352,7 @@ def build_tianshou(
     raise ValueError(name)
 
 
-def build_ours(name: str, env: gym.Env[Any, Any], h: list[int]) -> Algorithm:
+def build_ours(name: str, env: gym.Env[Any, Any], h: list[int]) -> Algorithm[Any, Any]:
     kw: dict[str, Any] = dict(
         action_space=env.action_space, observation_space=env.observation_space
     )
@@ -466,11 +466,11 @@ def batches_from(stream: BatchStream | None) -> Iterator[None]:
         idx = stream.positions(len(self), batch_size, self.device)
         return self._unpack(torch.index_select(self.packed, 0, idx))
 
-    TransitionDataset.sample = sample  # type: ignore[method-assign]
+    cast(Any, TransitionDataset).sample = sample
     try:
         yield
     finally:
-        TransitionDataset.sample = original  # type: ignore[method-assign]
+        cast(Any, TransitionDataset).sample = original
 
 
 @contextmanager
@@ -500,7 +500,7 @@ class Run:
 
 
 def run(
-    algo: Algorithm,
+    algo: Algorithm[Any, Any],
     buffer: ReplayBuffer,
     *,
     seed: int,
@@ -531,7 +531,7 @@ def run(
         return tests[-1]
 
     start = time.perf_counter()
-    info = algo.run_training(  # type: ignore[attr-defined]
+    info = algo.run_training(
         OfflineTrainerParams(
             buffer=buffer,
             test_collector=Collector[CollectStats](algo, envs(10, 1_000 + seed)),
@@ -684,7 +684,7 @@ def main(argv: list[str] | None = None) -> list[Run]:
     ts_td3bc_buf, ts_rms = normalized_obs_copy(ts_buf)
     # index k of our dataset is buffer index order[k] in all three buffers (same transitions)
     order = ours_buf.sample_indices(0)
-    high = float(np.asarray(gym.make(TASK).action_space.high)[0])  # type: ignore[attr-defined]
+    high = float(np.asarray(cast(gym.spaces.Box, gym.make(TASK).action_space).high)[0])
     for theirs in (ts_buf, ts_td3bc_buf):
         if theirs.stack_num != 1 or len(theirs) != len(ours_buf):
             raise RuntimeError("paired sampling needs unstacked buffers of equal length")

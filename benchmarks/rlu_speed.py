@@ -31,6 +31,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -244,7 +245,8 @@ def main() -> None:
         )
     # The converter needs no TensorFlow: keep it out of this process (tianshou's tensorboard
     # import would otherwise load it when installed, adding ~1 GB of RSS to every process).
-    sys.modules["tensorflow"] = None  # type: ignore[assignment]
+    modules: dict[str, Any] = sys.modules  # None blocks the import (Python's documented idiom)
+    modules["tensorflow"] = None
     import psutil
 
     import tianshou_offline.converters.rl_unplugged  # noqa: F401  (imports before measuring)

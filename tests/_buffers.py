@@ -13,7 +13,7 @@ def fill(buf: ReplayBuffer, lengths: list[int], *, obs_dim: int = 3, seed: int =
     Returns the episodes as column dicts in the order they were added.
     """
     rng = np.random.default_rng(seed)
-    episodes = []
+    episodes: list[dict[str, np.ndarray]] = []
     for e, length in enumerate(lengths):
         obs = rng.normal(size=(length + 1, obs_dim)).astype(np.float32)
         act = rng.integers(0, 4, size=length)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -142,7 +142,7 @@ def make_dataset(
         )
 
 
-def episode_table(path: Path) -> dict[str, np.ndarray]:
+def episode_table(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     """The episode table of a tianshou-offline file: start, length, metadata/*."""
     with h5py.File(path, "r") as f:
         g = f[EPISODES_GROUP]

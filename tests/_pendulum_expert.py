@@ -21,8 +21,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 from _expert_cache import cached_file, script_main
-from tianshou.algorithm import SAC
-from tianshou.algorithm.modelfree.sac import AutoAlpha, SACPolicy
+from tianshou.algorithm.modelfree.sac import SAC, AutoAlpha, SACPolicy, SACTrainingStats
 from tianshou.algorithm.optim import AdamOptimizerFactory
 from tianshou.data import Collector, CollectStats, VectorReplayBuffer
 from tianshou.env import DummyVectorEnv
@@ -77,7 +76,7 @@ def gather(path: str | os.PathLike[str], *, seed: int = 0, num_steps: int = NUM_
         )
     )
     policy = SACPolicy(actor=actor, action_space=env.action_space)
-    algorithm: SAC = SAC(
+    algorithm: SAC[SACTrainingStats] = SAC(
         policy=policy,
         policy_optim=AdamOptimizerFactory(lr=1e-3),
         critic=critic1,

@@ -36,7 +36,8 @@ def atari_episodes(
     env = gym.make(f"ALE/{game}-v5", frameskip=1, repeat_action_probability=0.25)
     env = AtariPreprocessing(env, frame_skip=4, screen_size=84, grayscale_obs=True, noop_max=30)
     rng = np.random.default_rng(seed)
-    n_act = int(env.action_space.n)  # type: ignore[attr-defined]
+    assert isinstance(env.action_space, gym.spaces.Discrete)
+    n_act = int(env.action_space.n)
     out: list[Episode] = []
     for e in range(n_episodes):
         obs, _ = env.reset(seed=seed * 1000 + e)

@@ -26,6 +26,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from tianshou.algorithm.algorithm_base import TrainingStats
 from tianshou.algorithm.optim import AdamOptimizerFactory as Adam
 from tianshou.data import Batch, Collector, CollectStats, ReplayBuffer
 from tianshou.env import DummyVectorEnv
@@ -170,7 +171,7 @@ def make(
 
 
 ALL = ["il", "il_gaussian", "bcq", "cql", "cql_lagrange", "crr", "crr_binary", "td3bc"]
-STATS_TYPES: dict[str, type] = {
+STATS_TYPES: dict[str, type[TrainingStats]] = {
     "il": ImitationTrainingStats,
     "il_gaussian": ImitationTrainingStats,
     "bcq": BCQTrainingStats,
@@ -284,13 +285,15 @@ def test_gaussian_log_prob_matches_torch_distributions() -> None:
         normal, [torch.distributions.TanhTransform()]
     )
     act, logp = gaussian_sample(mean, log_std, squash=True)
-    torch.testing.assert_close(logp, squashed.log_prob(act), atol=1e-3, rtol=1e-4)
+    reference: Any = squashed  # torch.distributions is untyped
+    torch.testing.assert_close(logp, reference.log_prob(act), atol=1e-3, rtol=1e-4)
     torch.testing.assert_close(
         gaussian_log_prob(mean, log_std, act, squash=True), logp, atol=1e-3, rtol=1e-4
     )
     raw, logp_raw = gaussian_sample(mean, log_std, squash=False, num_samples=5)
     assert raw.shape == (8, 5, 3) and logp_raw.shape == (8, 5)
-    expected = normal.log_prob(raw.transpose(0, 1)).transpose(0, 1)
+    untyped_normal: Any = normal
+    expected = untyped_normal.log_prob(raw.transpose(0, 1)).transpose(0, 1)
     torch.testing.assert_close(logp_raw, expected, atol=1e-5, rtol=1e-5)
 
 
@@ -453,7 +456,8 @@ def test_checkpoint_round_trip_weights_only(name: str, tmp_path: Path) -> None:
     algo.process_buffer(buf)
     with policy_within_training_step(algo.policy):
         algo.update(buf, 32)
-    torch.save(algo.state_dict(), tmp_path / "last.pt")
+    saved: Any = algo  # Tianshou's Algorithm.state_dict (with optimizers) is untyped
+    torch.save(saved.state_dict(), tmp_path / "last.pt")
     torch.save(algo.policy.state_dict(), tmp_path / "policy.pt")
     restored = make(name)
     restored.load_state_dict(torch.load(tmp_path / "last.pt", weights_only=True))
@@ -624,7 +628,7 @@ def evaluate(algo: OfflineAlgorithmBase[Any, Any], *, seed: int, episodes: int) 
     envs.seed(seed)
     collector = Collector[CollectStats](algo, envs)
     stats = collector.collect(n_episode=episodes, reset_before_collect=True)
-    assert stats.n_collected_episodes == episodes
+    assert stats.n_collected_episodes == episodes and stats.returns_stat is not None
     return float(stats.returns_stat.mean)
 
 
@@ -718,9 +722,8 @@ def test_critic_ensemble_clips_each_member_separately() -> None:
     (q[0].sum() * 100.0 + q[1].sum() * 1e-3).backward()
     norms = critics.clip_grad_norm_(1.0)
     assert norms[0] > 1.0 and norms[1] < 1.0
-    after = torch.stack(
-        [torch.cat([p.grad[e].flatten() for p in critics.parameters()]).norm() for e in range(2)]
-    )
+    grads = [p.grad for p in critics.parameters() if p.grad is not None]
+    after = torch.stack([torch.cat([g[e].flatten() for g in grads]).norm() for e in range(2)])
     assert after[0].item() == pytest.approx(1.0, rel=1e-4)
     assert after[1].item() == pytest.approx(norms[1].item(), rel=1e-6)
 
@@ -913,9 +916,9 @@ def test_paired_parity_il_matches_tianshou() -> None:
     theirs_buf.act[:] = theirs_buf.act / 2.0  # Tianshou trains on policy-range actions
     order = ours_buf.sample_indices(0)
     torch.manual_seed(0)
-    ours = build_ours("il", env, list(H))
+    ours: Any = build_ours("il", env, list(H))  # typed as Tianshou's Algorithm
     torch.manual_seed(0)
-    theirs = build_tianshou("il", env, list(H), init=build_ours("il", env, list(H)))
+    theirs: Any = build_tianshou("il", env, list(H), init=build_ours("il", env, list(H)))
     for a, b in zip(ours.policy.parameters(), theirs.policy.parameters(), strict=True):
         torch.testing.assert_close(a, b)
     streams = [BatchStream(7, order), BatchStream(7, order)]

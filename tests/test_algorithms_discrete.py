@@ -10,7 +10,7 @@ import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import gymnasium as gym
 import numpy as np
@@ -45,7 +45,7 @@ from tianshou_offline.algorithms.discrete.cql import (
     quantile_huber_loss_pairwise,
     quantile_midpoints,
 )
-from tianshou_offline.data.buffer import buffer_from_columns
+from tianshou_offline.data.columns import buffer_from_columns
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _cartpole_expert import TASK, cached_expert_file
@@ -470,7 +470,7 @@ def test_one_update_matches_tianshou(name: str) -> None:
     from train_speed_discrete import CARTPOLE, build_ours, build_tianshou, synthetic_buffer
 
     buffer = synthetic_buffer(CARTPOLE, 2000, 50)
-    ours = build_ours(name, CARTPOLE, 0, double_q=True)
+    ours: Any = build_ours(name, CARTPOLE, 0, double_q=True)  # typed as Tianshou's base
     theirs = build_tianshou(name, CARTPOLE, 0)
     for a, b in zip(ours.policy.parameters(), theirs.policy.parameters(), strict=True):
         assert torch.equal(a, b)
@@ -507,7 +507,7 @@ def test_paired_training_matches_tianshou(name: str) -> None:
     ours = build_ours(name, setting, 0, double_q=True)
     theirs = build_tianshou(name, setting, 0)
     buffer_rng = buffer._random_state
-    buffer._random_state = _TorchIndexSampler()
+    cast(Any, buffer)._random_state = _TorchIndexSampler()  # numpy's RandomState API
     try:
         for algorithm in (ours, theirs):
             algorithm.process_buffer(buffer)

@@ -71,7 +71,8 @@ def test_record_from_checkpoint_with_steps_and_append(tmp_path: Path) -> None:
     assert_clean_error(p, "ck.hdf5", "exists", "--append")
     p = cli("record", "--env", "CartPole-v1", "--episodes", "2", "-o", str(out), "--append")
     assert p.returncode == 0, p.stderr
-    assert read_metadata(out).num_episodes >= 3 and len(load_buffer(out)) > n1
+    num_episodes = read_metadata(out).num_episodes
+    assert num_episodes is not None and num_episodes >= 3 and len(load_buffer(out)) > n1
 
 
 def test_cli_bad_inputs(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import h5py
 import numpy as np
 import pytest
@@ -174,7 +175,7 @@ def ref_default(data: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     }
 
 
-def episode_table(path: Path) -> dict[str, np.ndarray]:
+def episode_table(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     with h5py.File(path, "r") as f:
         g = f[EPISODES_GROUP]
         out = {k: g[k][()] for k in ("start", "length")}
@@ -439,7 +440,7 @@ def test_infos_metadata_spaces_and_compression(tmp_path: Path) -> None:
     md = read_metadata(out)
     assert md.env_id == "Hopper-v5"
     assert md.observation_space is not None and md.observation_space.shape == (5,)
-    assert md.action_space is not None and float(md.action_space.low.min()) == -1.0
+    assert isinstance(md.action_space, gym.spaces.Box) and float(md.action_space.low.min()) == -1.0
     assert md.provenance is not None and md.provenance.source == "d4rl"
     extra = md.provenance.extra
     assert extra["metadata"]["algorithm"] == "SAC" and extra["metadata"]["iteration"] == 7

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pickle
 from pathlib import Path
+from typing import Any, Literal
 
 import gymnasium as gym
 import h5py
@@ -55,7 +56,7 @@ SPACES = [
 
 
 @pytest.mark.parametrize("space", SPACES, ids=lambda s: type(s).__name__)
-def test_space_json_round_trip(space: gym.Space) -> None:
+def test_space_json_round_trip(space: gym.Space[Any]) -> None:
     text = space_to_json(space)
     assert "pickle" not in text
     back = space_from_json(text)
@@ -72,7 +73,9 @@ def test_unknown_space_is_rejected() -> None:
         space_from_dict({"type": "Foo"})
 
 
-def _episode(rng: np.random.Generator, length: int, *, last: str = "terminated") -> dict:
+def _episode(
+    rng: np.random.Generator, length: int, *, last: str = "terminated"
+) -> dict[str, Any]:
     obs = rng.normal(size=(length + 1, 3)).astype(np.float32)
     term = np.zeros(length, bool)
     trunc = np.zeros(length, bool)
@@ -112,7 +115,7 @@ def test_round_trip_every_column_type(tmp_path: Path) -> None:
             "pair": (rng.integers(0, 3, size=n1), rng.random((n1, 2)).astype(np.float32)),
         }
 
-        def cut(tree, sl):
+        def cut(tree: Any, sl: slice) -> Any:
             if isinstance(tree, dict):
                 return {k: cut(v, sl) for k, v in tree.items()}
             if isinstance(tree, tuple):
@@ -150,7 +153,7 @@ def test_round_trip_every_column_type(tmp_path: Path) -> None:
     for ep in episodes:
         n = len(ep["rew"])
         sl = np.arange(row, row + n)
-        b = buf[sl]
+        b: Any = buf[sl]  # nested Batch fields are untyped unions
         np.testing.assert_array_equal(b.obs.image, ep["obs"]["image"])
         assert b.obs.image.dtype == np.uint8
         np.testing.assert_array_equal(b.obs.state.x, ep["obs"]["state"]["x"])
@@ -168,7 +171,9 @@ def test_round_trip_every_column_type(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("compression", [None, "gzip", "lzf"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.uint8, np.int32, np.bool_])
-def test_round_trip_dtypes_and_compression(tmp_path: Path, compression, dtype) -> None:
+def test_round_trip_dtypes_and_compression(
+    tmp_path: Path, compression: Literal["gzip", "lzf"] | None, dtype: type[np.generic]
+) -> None:
     rng = np.random.default_rng(0)
     obs = (rng.random((50, 4)) * 100).astype(dtype)
     path = tmp_path / "d.hdf5"
@@ -394,7 +399,7 @@ def test_pickled_dataset_in_our_format_is_refused(good_file: Path) -> None:
 def test_random_call_sizes_write_the_same_file(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
-    compression: str | None,
+    compression: Literal["gzip", "lzf"] | None,
     flush_bytes: int,
     seed: int,
 ) -> None:
@@ -410,12 +415,14 @@ def test_random_call_sizes_write_the_same_file(
     direct_chunks: list[int] = []
     original_split, original_write = writer_mod._split_rows, h5io._write_rows
 
-    def split(parts: list, rows: int) -> tuple:
+    def split(parts: list[Any], rows: int) -> tuple[Any, Any]:
         head, rest = original_split(parts, rows)
         held_back.append(sum(len(r) for r in rest))
         return head, rest
 
-    def write(ds: h5py.Dataset, start: int, parts: list, chunk_rows: int | None, final: bool = False) -> int:
+    def write(
+        ds: h5py.Dataset, start: int, parts: list[Any], chunk_rows: int | None, final: bool = False
+    ) -> int:
         if chunk_rows is not None:
             direct_chunks.append(sum(len(p) for p in parts) // chunk_rows)
         return original_write(ds, start, parts, chunk_rows, final)
@@ -424,8 +431,8 @@ def test_random_call_sizes_write_the_same_file(
     monkeypatch.setattr(h5io, "_write_rows", write)
     rng = np.random.default_rng(seed)
     n = 3000
-    obs = {"a": rng.standard_normal((n + 1, 3)).astype(np.float32),
-           "b": rng.integers(0, 9, (n + 1,)).astype(np.int64)}
+    obs: dict[str, np.ndarray] = {"a": rng.standard_normal((n + 1, 3)).astype(np.float32),
+                                  "b": rng.integers(0, 9, (n + 1,)).astype(np.int64)}
     act = rng.integers(0, 4, n).astype(np.uint8)
     rew = rng.standard_normal(n)
     term = rng.random(n) < 0.01
@@ -500,7 +507,7 @@ def test_add_transitions_episode_metadata(tmp_path: Path) -> None:
     before anything of the call is kept."""
     rng = np.random.default_rng(5)
     ep = _episode(rng, 6, last="terminated")
-    two = {k: np.concatenate([v, v]) for k, v in ep.items()}
+    two: dict[str, Any] = {k: np.concatenate([v, v]) for k, v in ep.items()}
     path = tmp_path / "m.hdf5"
     with BufferWriter(path) as w:
         w.add_transitions(**two, episode_metadata=[{"k": 1, "name": "a"}, {"k": 2, "name": "b"}])
@@ -511,7 +518,8 @@ def test_add_transitions_episode_metadata(tmp_path: Path) -> None:
         with pytest.raises(DataValidationError, match="has no metadata"):
             w.add_transitions(**two)
         with pytest.raises(DataValidationError, match="sequence of mappings"):
-            w.add_transitions(**two, episode_metadata={"k": 3, "name": "c"})  # type: ignore[arg-type]
+            not_a_sequence: Any = {"k": 3, "name": "c"}  # the wrong type, on purpose
+            w.add_transitions(**two, episode_metadata=not_a_sequence)
         assert w.num_transitions == 12 and w.num_episodes == 2
         w.add_episode(**ep, metadata={"k": 5, "name": "e"})
     with h5py.File(path) as f:

@@ -24,13 +24,14 @@ import pytest
 minari = pytest.importorskip("minari")
 pytest.importorskip("pyarrow")
 
-from tests._minari_helpers import (  # noqa: E402
+from _minari_helpers import (  # noqa: E402
     SPACES,
     assert_tree_equal,
     episode_table,
     make_dataset,
     tree_rows,
 )
+
 from tianshou_offline import load_buffer, read_metadata, save_buffer  # noqa: E402
 from tianshou_offline.converters.minari import (  # noqa: E402
     RESET_INFO_KEY,
@@ -61,7 +62,7 @@ def minari_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 @pytest.fixture(scope="module")
 def datasets(minari_root: Path) -> dict[tuple[str, str], str]:
-    made = {}
+    made: dict[tuple[str, str], str] = {}
     for fmt in FORMATS:
         for kind in SPACES:
             ds_id = f"test/{kind}-{fmt}-v0"
@@ -79,7 +80,7 @@ def _tree_map(fn: Any, tree: Any) -> Any:
 
 
 def assert_matches_minari(
-    out: Path, ds_id: str, positions: list[int] | None = None, with_infos: bool = False
+    out: str | os.PathLike[str], ds_id: str, positions: list[int] | None = None, with_infos: bool = False
 ) -> None:
     """The buffer file holds exactly the selected episodes of ``iterate_episodes``."""
     ds = minari.load_dataset(ds_id)

@@ -33,7 +33,7 @@ def _run(env: gym.Env, episodes: int, seed: int = 0) -> list[dict[str, Any]]:
     env.action_space.seed(seed)
     for e in range(episodes):
         obs, _ = env.reset(seed=seed + e)
-        ep: dict[str, list] = {"obs": [], "obs_next": [], "act": [], "rew": []}
+        ep: dict[str, Any] = {"obs": [], "obs_next": [], "act": [], "rew": []}
         done = False
         while not done:
             a = env.action_space.sample()
@@ -91,17 +91,21 @@ class DictObsEnv(gym.Env):
         self._t = 0
         self._pos = np.zeros(2, np.float32)
 
-    def _obs(self) -> dict:
+    def _obs(self) -> dict[str, Any]:
         return {"pos": self._pos.copy(), "meta": {"count": self._t},
                 "pair": (self._t % 3, np.array([self._t / 100], np.float32))}
 
-    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
         super().reset(seed=seed)
         self._t = 0
         self._pos = self.np_random.uniform(-1, 1, 2).astype(np.float32)
         return self._obs(), {}
 
-    def step(self, action: np.ndarray) -> tuple[dict, float, bool, bool, dict]:
+    def step(
+        self, action: np.ndarray
+    ) -> tuple[dict[str, Any], float, bool, bool, dict[str, Any]]:
         self._t += 1
         self._pos = np.clip(self._pos + action, -10, 10).astype(np.float32)
         return self._obs(), float(-np.abs(self._pos).sum()), bool(self._t >= 5 + self._pos[0] > 8), self._t >= 12, {"dist": float(np.abs(self._pos).sum())}

@@ -159,7 +159,7 @@ def test_load_buffer_is_exact_and_tianshou_matches_except_patched_rows(
     obs_rows, next_rows = exact.patch_rows()
     assert len(obs_rows) and len(next_rows)
     n = len(plain)
-    b = plain[np.arange(n)]
+    b: Any = plain[np.arange(n)]  # Batch fields are untyped unions
     ok_obs = np.setdiff1d(np.arange(n), obs_rows)
     np.testing.assert_array_equal(b.obs[ok_obs], reference["obs"][ok_obs])
     assert not np.array_equal(b.obs[obs_rows], reference["obs"][obs_rows])
@@ -408,11 +408,11 @@ def test_parse_shard_spec() -> None:
 
 
 @pytest.fixture()
-def http_root(cache: Path) -> Iterator[str]:
+def http_root(cache: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     handler = lambda *a, **k: http.server.SimpleHTTPRequestHandler(  # noqa: E731
         *a, directory=str(cache), **k
     )
-    http.server.SimpleHTTPRequestHandler.log_message = lambda *a, **k: None  # type: ignore[method-assign]
+    monkeypatch.setattr(http.server.SimpleHTTPRequestHandler, "log_message", lambda *a, **k: None)
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
@@ -20,7 +20,12 @@ from tianshou_offline.converters.rl_unplugged import load_rl_unplugged  # noqa: 
 from tianshou_offline.errors import SourceNotFoundError  # noqa: E402
 
 ATARI_EPISODES: list[Episode] = []
-VECTOR_EPISODES: list[dict[str, np.ndarray]] = []
+VECTOR_EPISODES: list[dict[str, Any]] = []
+
+if TYPE_CHECKING:  # tensorflow-datasets ships no types; the builders only use their own methods
+    GeneratorBasedBuilder = object
+else:
+    GeneratorBasedBuilder = tfds.core.GeneratorBasedBuilder
 
 
 def _steps(obs: Any, act: np.ndarray, rew: np.ndarray, terminal: bool) -> dict[str, Any]:
@@ -36,7 +41,7 @@ def _steps(obs: Any, act: np.ndarray, rew: np.ndarray, terminal: bool) -> dict[s
     }
 
 
-class TinyRldsAtari(tfds.core.GeneratorBasedBuilder):  # type: ignore[misc]
+class TinyRldsAtari(GeneratorBasedBuilder):
     """RLDS episodes of real Atari frames, as rlu_atari stores them."""
 
     VERSION = tfds.core.Version("1.0.0")
@@ -76,7 +81,7 @@ class TinyRldsAtari(tfds.core.GeneratorBasedBuilder):  # type: ignore[misc]
             yield i, {"steps": steps, "episode_id": i}
 
 
-class TinyRldsVector(tfds.core.GeneratorBasedBuilder):  # type: ignore[misc]
+class TinyRldsVector(GeneratorBasedBuilder):
     """d4rl_mujoco-like RLDS episodes with vector observations and actions."""
 
     VERSION = tfds.core.Version("1.0.0")
@@ -125,8 +130,9 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         }
         for T, term in ((5, True), (8, False), (1, False), (6, True))
     ]
-    TinyRldsAtari(data_dir=str(d)).download_and_prepare()
-    TinyRldsVector(data_dir=str(d)).download_and_prepare()
+    for builder in (TinyRldsAtari, TinyRldsVector):
+        tfds_builder: Any = builder  # a tfds.core.GeneratorBasedBuilder at run time
+        tfds_builder(data_dir=str(d)).download_and_prepare()
     return d
 
 

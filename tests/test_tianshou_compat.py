@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, NoReturn
 
 import gymnasium as gym
 import h5py
 import numpy as np
 import pytest
 from _buffers import episodes_of, fill
-from tianshou.data import Batch, Collector, ReplayBuffer, VectorReplayBuffer
+from tianshou.data import Batch, Collector, CollectStats, ReplayBuffer, VectorReplayBuffer
 from tianshou.env import DummyVectorEnv
 
 from tianshou_offline import BufferWriter, load_buffer, save_buffer
 
 
-def _write_ours(path: Path, lengths: list[int], seed: int = 0) -> list[dict]:
+def _write_ours(path: Path, lengths: list[int], seed: int = 0) -> list[dict[str, Any]]:
     rng = np.random.default_rng(seed)
     eps = []
     with BufferWriter(path, observation_space=gym.spaces.Box(-5, 5, (3,))) as w:
@@ -50,7 +51,9 @@ def test_our_file_loads_with_tianshou_load_hdf5(tmp_path: Path) -> None:
     np.testing.assert_array_equal(i1, i2)
     for key in ("obs", "act", "rew", "terminated", "truncated", "done", "obs_next"):
         np.testing.assert_array_equal(b1[key], b2[key])
-    np.testing.assert_array_equal(b1.info.t, b2.info.t)
+    info1: Any = b1.info  # Batch fields are untyped unions
+    info2: Any = b2.info
+    np.testing.assert_array_equal(info1.t, info2.t)
 
 
 def test_tianshou_replaybuffer_file_loads(tmp_path: Path) -> None:
@@ -95,7 +98,7 @@ def test_tianshou_vector_file_loads_without_unpickling(tmp_path: Path, monkeypat
 
     import pickle
 
-    def no_unpickling(*args, **kwargs):
+    def no_unpickling(*args: Any, **kwargs: Any) -> NoReturn:
         raise AssertionError("load_buffer must not unpickle")
 
     monkeypatch.setattr(pickle, "loads", no_unpickling)
@@ -129,7 +132,7 @@ def test_collector_buffer_round_trip(tmp_path: Path) -> None:
     policy = ImitationPolicy(
         actor=Net(state_shape=4, action_shape=2, hidden_sizes=[8]), action_space=envs.action_space[0]
     )
-    collector = Collector(policy, envs, vb)
+    collector = Collector[CollectStats](policy, envs, vb)
     collector.reset()
     collector.collect(n_step=900, random=True)
     path_theirs = tmp_path / "collected_tianshou.hdf5"
@@ -151,7 +154,9 @@ def test_collector_buffer_round_trip(tmp_path: Path) -> None:
     np.testing.assert_array_equal(c.obs, b.obs)
 
 
-def _d4rl_file(path: Path, *, next_obs: bool, timeouts: bool, dtype=np.float32) -> dict:
+def _d4rl_file(
+    path: Path, *, next_obs: bool, timeouts: bool, dtype: type[np.floating[Any]] = np.float32
+) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(3)
     n = 30
     obs = rng.normal(size=(n, 4)).astype(dtype)
