@@ -210,11 +210,12 @@ def _seed_tianshou(path: Path, *, vector: bool) -> None:
 
         # its __init__ warms up numba kernels (15 s of compilation) that adding and saving
         # do not use
-        compile_, ReplayBufferManager._compile = ReplayBufferManager._compile, lambda self: None
+        manager: Any = ReplayBufferManager  # a method replaced for the block
+        compile_, manager._compile = manager._compile, lambda self: None
         try:
             vb = VectorReplayBuffer(24, 3)
         finally:
-            ReplayBufferManager._compile = compile_
+            manager._compile = compile_
         for t in range(11):  # sub-buffers of 8 wrap around
             vb.add(
                 Batch(
@@ -815,7 +816,6 @@ def mutate_tfrecord(path: Path, rng: random.Random) -> str:
     pick = rng.random()
     frames = [frame_record(r) for r in recs]
     compress = rng.random() < 0.6
-    what: str
     if pick < 0.15:  # flip a byte of a CRC or of a length field (CRCs left as they are)
         i = rng.randrange(len(frames))
         b = bytearray(frames[i])
