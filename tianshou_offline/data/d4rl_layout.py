@@ -52,9 +52,9 @@ import gymnasium as gym
 import h5py
 import numpy as np
 
-from tianshou_offline.data.format import iter_datasets
+from tianshou_offline.data.format import iter_datasets, sorted_keys
 from tianshou_offline.data.mapped import mappable_fd, mapped_location, read_rows
-from tianshou_offline.data.reading import check_extent, dataset
+from tianshou_offline.data.reading import as_text, check_extent, dataset
 from tianshou_offline.errors import DatasetFormatError, DataValidationError
 
 log = logging.getLogger(__name__)
@@ -180,7 +180,7 @@ def plan_d4rl(
     fname = f.filename
     missing = [k for k in D4RL_REQUIRED_KEYS if k not in f]
     if missing:
-        present = ", ".join(sorted(f.keys())[:12]) or "(none)"
+        present = ", ".join(as_text(k) for k in sorted_keys(f)[:12]) or "(none)"
         raise DatasetFormatError(
             f"{fname}: D4RL layout is missing {', '.join(repr(m) for m in missing)}; expected keys "
             f"{', '.join(D4RL_REQUIRED_KEYS)} (+ optional timeouts, next_observations, infos/*); "

@@ -30,6 +30,7 @@ from tianshou_offline.data.reading import (
     attr_bool,
     attr_int,
     attr_str,
+    check_global_heaps,
     dataset,
     open_swmr_read,
     read_errors,
@@ -376,10 +377,12 @@ def open_h5(path: str | os.PathLike[str]) -> ReadOnlyFile:
         raise DatasetFormatError(f"{p}: is a directory, expected an HDF5 file")
     with open(p, "rb") as fh:
         head = fh.read(8)
-    if head != HDF5_SIGNATURE and not _has_hdf5_signature_at_offset(p):
+    base = 0 if head == HDF5_SIGNATURE else _hdf5_signature_offset(p)
+    if base is None:
         raise DatasetFormatError(
             f"{p}: not an HDF5 file (no HDF5 signature found; first bytes {head[:8]!r})"
         )
+    check_global_heaps(p, base)
     with read_errors(p):
         try:
             return ReadOnlyFile(h5py.File(p, "r"))
@@ -398,7 +401,7 @@ def open_h5(path: str | os.PathLike[str]) -> ReadOnlyFile:
             raise DatasetFormatError(f"{p}: cannot open HDF5 file: {msg}") from e
 
 
-def _has_hdf5_signature_at_offset(p: Path) -> bool:
+def _hdf5_signature_offset(p: Path) -> int | None:
     """HDF5 allows a user block: the signature may sit at 512, 1024, 2048, ... bytes."""
     size = p.stat().st_size
     offset = 512
@@ -406,9 +409,9 @@ def _has_hdf5_signature_at_offset(p: Path) -> bool:
         while offset + 8 <= size:
             fh.seek(offset)
             if fh.read(8) == HDF5_SIGNATURE:
-                return True
+                return offset
             offset *= 2
-    return False
+    return None
 
 
 # --------------------------------------------------------------------------------------
@@ -455,13 +458,19 @@ def _iter_datasets(
             f"{group.file.filename}: '{group.name}' is nested more than 32 groups deep "
             "(a link that loops back?)"
         )
-    for key in sorted(group.keys()):
+    for key in sorted_keys(group):
         item = group[key]
-        name = f"{prefix}{key}"
+        name = f"{prefix}{as_text(key)}"
         if isinstance(item, h5py.Group):
             yield from _iter_datasets(item, name + "/", depth + 1)
         elif isinstance(item, h5py.Dataset):
             yield name, item
+
+
+def sorted_keys(group: h5py.Group) -> list[Any]:
+    """The member names of ``group``, sorted (a corrupted name that is not UTF-8 comes back
+    from h5py as bytes; it sorts by its text)."""
+    return sorted(group.keys(), key=as_text)
 
 
 def group_at(f: h5py.File, key: str) -> h5py.Group:
@@ -485,7 +494,7 @@ def detect_layout(f: h5py.File) -> str:
         return "tianshou_vector" if "buffer_num" in f.attrs or "_offset" in f else "tianshou"
     if "observations" in f and "actions" in f:
         return "d4rl"
-    keys = ", ".join(sorted(f.keys())[:12]) or "(none)"
+    keys = ", ".join(as_text(k) for k in sorted_keys(f)[:12]) or "(none)"
     raise DatasetFormatError(
         f"{f.filename}: unrecognised HDF5 layout: top-level keys are {keys}; expected a "
         f"tianshou-offline buffer ('{EXT_GROUP}' and '{META_GROUP}'), a Tianshou save_hdf5 file "

@@ -508,6 +508,14 @@ def load_framestack_files(
                     s_out.append(stacks[sel])
             offset += n
     columns = _nest(flat)
+    for flag in ("terminated", "truncated"):  # as load_buffer: derived when not stored
+        if flag not in columns:
+            done = columns.get("done")
+            columns[flag] = (
+                np.asarray(done, dtype=bool)
+                if flag == "terminated" and isinstance(done, np.ndarray)
+                else np.zeros(total, dtype=bool)
+            )
     frame_shape = schema["obs"][0]
     frame_dtype = schema["obs"][1]
     empty_stacks = np.empty((0, stack_num, *frame_shape), dtype=frame_dtype)

@@ -95,6 +95,85 @@ def read_errors(path: str | os.PathLike[str]) -> Iterator[None]:
         raise typed from e
 
 
+GCOL_FULL_SCAN_BYTES = 64 << 20
+"""Files up to this size are scanned whole by :func:`check_global_heaps`; larger ones in their
+first and last :data:`GCOL_WINDOW_BYTES` (where HDF5 writers put metadata)."""
+GCOL_WINDOW_BYTES = 8 << 20
+_GCOL = b"GCOL"
+
+
+def check_global_heaps(path: str | os.PathLike[str], base: int = 0) -> None:
+    """Refuse a file whose global heap collections (where variable-length strings, such as
+    the format's attributes, live) would make libhdf5 loop forever.
+
+    libhdf5 (1.14) walks a collection's objects by their sizes and never advances past a
+    free-space object (index 0) of size 0: reading any string stored in such a collection
+    hangs. Collections are found by their signature (``GCOL``, version 1, three zero bytes,
+    a size of at least 4096 bytes that fits in the file), a pattern that random data does not
+    produce by chance, and walked as libhdf5 walks them.
+
+    :param base: where the superblock is (a user block before it shifts every address).
+    :raises DatasetFormatError: such a collection, naming its byte offset.
+    """
+    import mmap
+
+    with open(path, "rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        if size < base + 16:
+            return
+        with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+            lengths = _size_of_lengths(mm, base)
+            if lengths is None:
+                return  # libhdf5 refuses the superblock itself
+            if size <= GCOL_FULL_SCAN_BYTES:
+                ranges = [(0, size)]
+            else:
+                ranges = [(0, GCOL_WINDOW_BYTES), (size - GCOL_WINDOW_BYTES, size)]
+            for lo, hi in ranges:
+                pos = mm.find(_GCOL, lo, hi)
+                while pos != -1:
+                    where = _looping_object(mm, pos, size, lengths)
+                    if where is not None:
+                        raise DatasetFormatError(
+                            f"{os.fspath(path)}: the global heap collection at byte {pos} is "
+                            f"corrupt (an object at byte {where} has size 0, which makes "
+                            "libhdf5 loop forever); the file is damaged"
+                        )
+                    pos = mm.find(_GCOL, pos + 4, hi)
+
+
+def _size_of_lengths(mm: Any, base: int) -> int | None:
+    version = mm[base + 8]
+    at = base + (14 if version in (0, 1) else 10 if version in (2, 3) else -1)
+    if at < base or at >= len(mm):
+        return None
+    n = int(mm[at])
+    return n if n in (2, 4, 8, 16) else None
+
+
+def _looping_object(mm: Any, pos: int, file_size: int, lengths: int) -> int | None:
+    """Where libhdf5's walk of the collection at ``pos`` would stop advancing, or None."""
+    head = 8 + lengths
+    if pos + head > file_size or mm[pos + 4] != 1 or mm[pos + 5 : pos + 8] != b"\0\0\0":
+        return None
+    size = int.from_bytes(mm[pos + 8 : pos + head], "little")
+    if size < 4096 or pos + size > file_size:
+        return None  # not a collection libhdf5 would read (it refuses these sizes)
+    end = pos + size
+    obj_head = 8 + lengths  # index (2), references (2), reserved (4), size
+    p = pos + head
+    while p < end:
+        if p + obj_head > end:
+            return None  # a tail too small for an object header: free space
+        idx = int.from_bytes(mm[p : p + 2], "little")
+        obj = int.from_bytes(mm[p + 8 : p + obj_head], "little")
+        need = obj if idx == 0 else obj_head + (obj + 7) // 8 * 8
+        if need == 0:
+            return p
+        p += need
+    return None
+
+
 SWMR_READ_ATTEMPTS = 24
 """Metadata read attempts of a file opened in SWMR-read mode (libhdf5's default is 100)."""
 

@@ -522,6 +522,19 @@ def _check_block(block: _Block, data_path: Path, nan_policy: NanPolicy) -> tuple
     ``done`` marks every episode's last row; a ``terminations``/``truncations`` flag on any
     other row, or (``nan_policy="error"``) a non-finite reward, is refused naming the episode.
     """
+    for name, arr in (
+        ("rewards", block.rewards),
+        ("terminations", block.terminations),
+        ("truncations", block.truncations),
+        ("actions", block.actions),
+        *_tree_leaves(block.obs, "observations"),
+    ):
+        dtype = np.asarray(arr).dtype
+        if dtype.kind not in "biuf" or dtype.names is not None:
+            raise DatasetFormatError(
+                f"{data_path}: episode {block.ids[0]}: {name} has dtype {dtype}; expected "
+                "numbers or bools"
+            )
     n = int(block.rewards.shape[0]) if block.rewards.ndim else 0
     ends = np.cumsum(block.lengths) - 1
     if block.rewards.ndim != 1 or (ends.size and int(ends[-1]) != n - 1):
