@@ -145,6 +145,23 @@ def best_test_return(
     return float(result.best_reward)
 
 
+FINAL_THRESHOLD = 150.0
+"""Mean return of the final policy over TEST_EPISODES fresh episodes (random: about 26)."""
+
+
+def final_return(
+    algorithm: DiscreteOfflineAlgorithm[Any, Any], *, episodes: int, seed: int
+) -> float:
+    """Mean return of ``episodes`` fresh CartPole-v1 episodes of the policy as it is now."""
+    envs = DummyVectorEnv([lambda: gym.make(TASK) for _ in range(episodes)])
+    envs.seed(seed)
+    stats = Collector[CollectStats](algorithm, envs).collect(
+        n_episode=episodes, reset_before_collect=True
+    )
+    assert stats.returns_stat is not None and stats.n_collected_episodes == episodes
+    return float(stats.returns_stat.mean)
+
+
 # --------------------------------------------------------------------------- thresholds
 
 
@@ -166,6 +183,11 @@ def test_cartpole_threshold(
         algorithm, buffer, threshold=threshold, epochs=epochs, steps=steps, batch_size=batch_size
     )
     assert best >= threshold, f"{name}: best mean test return {best:.1f} < {threshold}"
+    # the final policy, evaluated afresh: the best per-epoch return includes the test before
+    # training. Measured (100 episodes): a uniformly random policy 26.0, a constant action 9.3;
+    # the final policies scored 186 (bcq) to 252 (cql) when FINAL_THRESHOLD was set.
+    final = final_return(algorithm, episodes=TEST_EPISODES, seed=5000)
+    assert final >= FINAL_THRESHOLD, f"{name}: final policy's mean return {final:.1f}"
 
 
 # --------------------------------------------------------------------------- quantile loss
