@@ -1234,15 +1234,18 @@ def _worker(conn: mpc.Connection, time_limit: float, mem_limit: int) -> None:
 def _rerun_unlimited(
     job: Job, workdir: Path, limit: int, hard: int, mem_limit: int, detail: str
 ) -> tuple[str, str]:
-    """A typed error that reports a failed allocation: rerun it with 8 GiB more address
+    """A typed error that reports a failed allocation: rerun it with 3 GiB more address
     space. ``memory`` when it then gets further or its resident memory grows past
-    ``mem_limit``; ``typed`` (marked) when it fails the same way, i.e. libhdf5 asked for
-    more than any allocator grants (a size read from a corrupt header) and was refused
-    whatever the limit, without using the memory."""
+    ``mem_limit``; ``typed`` (marked :data:`ALLOCATION_REFUSED`) when it fails the same way:
+    libhdf5 asked for more than 3 GiB beyond the limit (a size read from a corrupt field;
+    such requests are astronomically large) and was refused without using the memory."""
     base_rss = _status("VmRSS")
     with contextlib.suppress(OSError), open("/proc/self/clear_refs", "w") as fh:
         fh.write("5")
-    resource.setrlimit(resource.RLIMIT_AS, (min(hard, limit + (8 << 30)), hard))
+    more = limit + (3 << 30)
+    resource.setrlimit(
+        resource.RLIMIT_AS, (more if hard == resource.RLIM_INFINITY else min(hard, more), hard)
+    )
     signal.setitimer(signal.ITIMER_REAL, 10.0)
     try:
         outcome, again = run_entry(job.entry, Path(job.path), workdir, job.variant)
@@ -1253,11 +1256,11 @@ def _rerun_unlimited(
         resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
     grew = _status("VmHWM") - base_rss
     if grew > mem_limit or outcome != "typed" or again != detail:
-        return "memory", f"{detail} (with 8 GiB more: {outcome}, +{grew >> 20} MiB resident)"
+        return "memory", f"{detail} (with 3 GiB more: {outcome}, +{grew >> 20} MiB resident)"
     return "typed", f"{ALLOCATION_REFUSED} {detail}"
 
 
-ALLOCATION_REFUSED = "[libhdf5 refused an allocation sized by the file, at any limit]"
+ALLOCATION_REFUSED = "[libhdf5 asked for >3 GiB more, sized by a corrupt field; refused]"
 
 
 class Pool:
@@ -1447,8 +1450,8 @@ class Summary:
         if self.refused:
             out.append(
                 f"{len(self.refused)} typed errors came after libhdf5 asked for an allocation "
-                "sized by a corrupt header that no limit grants (refused at once, no memory "
-                f"used), e.g. {self.refused[0].job.seed}#{self.refused[0].job.mutant}: "
+                "sized by a corrupt field, over 3 GiB more than the limit (refused at once, no "
+                f"memory used), e.g. {self.refused[0].job.seed}#{self.refused[0].job.mutant}: "
                 f"{self.refused[0].detail[len(ALLOCATION_REFUSED) :][:160]}"
             )
         out.append("slowest runs:")
