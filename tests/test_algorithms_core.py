@@ -21,7 +21,11 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from tianshou.algorithm.optim import AdamOptimizerFactory, LRSchedulerFactory
+from tianshou.algorithm.optim import (
+    AdamOptimizerFactory,
+    LRSchedulerFactory,
+    LRSchedulerFactoryLinear,
+)
 from tianshou.data import (
     PrioritizedReplayBuffer,
     PrioritizedVectorReplayBuffer,
@@ -116,12 +120,21 @@ def make_any(name: str, seed: int) -> tuple[Algorithm, ReplayBuffer]:
         return make("td3bc"), synthetic_buffer()
     if name == "crr":  # hard target copies every 3 steps
         return make("crr", tau=1.0, target_update_interval=3), synthetic_buffer()
-    if name == "il_lr_schedule":  # StepLR: the learning rate halves every 2 steps
+    if name in ("il_lr_schedule", "il_linear_schedule"):
+        # StepLR: the learning rate halves every 2 steps; Tianshou's linear decay keeps numpy
+        # floats in its state (saved as Python floats, so weights-only loading reads them)
         algo = make("il")
         assert isinstance(algo, ImitationLearning)
+        schedule: LRSchedulerFactory = (
+            _StepLRFactory()
+            if name == "il_lr_schedule"
+            else LRSchedulerFactoryLinear(
+                max_epochs=1, epoch_num_steps=20, collection_step_num_env_steps=1
+            )
+        )
         il = ImitationLearning(
             policy=algo.policy,
-            optim=AdamOptimizerFactory(lr=1e-2).with_lr_scheduler_factory(_StepLRFactory()),
+            optim=AdamOptimizerFactory(lr=1e-2).with_lr_scheduler_factory(schedule),
         )
         return il, synthetic_buffer()
     raise ValueError(name)
@@ -149,7 +162,7 @@ def _tensors(algo: Algorithm) -> dict[str, torch.Tensor]:
     return {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
 
 
-RESUMABLE = ["td3bc", "crr", "il_lr_schedule", "dbcq", "dcql", "dcrr"]
+RESUMABLE = ["td3bc", "crr", "il_lr_schedule", "il_linear_schedule", "dbcq", "dcql", "dcrr"]
 
 
 @pytest.mark.parametrize("name", RESUMABLE)
@@ -182,6 +195,9 @@ def test_resume_continues_as_the_uninterrupted_run(name: str) -> None:
     if name == "il_lr_schedule":
         lr = resumed.lr_schedulers[0].get_last_lr()[0]
         assert lr == pytest.approx(1e-2 * 0.5 ** (9 // 2))
+    if name == "il_linear_schedule":
+        lr = resumed.lr_schedulers[0].get_last_lr()[0]
+        assert lr == pytest.approx(1e-2 * (1 - 9 / 20))
 
 
 def test_a_checkpoint_without_the_step_count_still_loads(caplog: pytest.LogCaptureFixture) -> None:

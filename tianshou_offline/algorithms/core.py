@@ -636,6 +636,12 @@ class OfflineAlgorithmCore(
         self._num_updates += 1
         for scheduler in self.lr_schedulers:
             scheduler.step()
+            for group in scheduler.optimizer.param_groups:
+                if isinstance(group["lr"], np.generic):
+                    # a lambda returning numpy floats (Tianshou's LRSchedulerFactoryLinear)
+                    # would put one in the optimizer's state_dict, which weights-only
+                    # torch.load refuses: keep a Python float
+                    group["lr"] = group["lr"].item()
         stats.train_time = time.perf_counter() - start
         return stats
 
