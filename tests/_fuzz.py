@@ -832,7 +832,7 @@ def mutate_tfrecord(path: Path, rng: random.Random) -> str:
         what = f"record {i}: length field {length}"
     elif pick < 0.45:  # garbage payload with valid CRCs
         i = rng.randrange(len(frames))
-        b = bytearray(recs[i])
+        b = bytearray(recs[i] or b"\x00")
         for _ in range(rng.choice([1, 4, 32])):
             b[rng.randrange(len(b))] = rng.randrange(256)
         frames[i] = frame_record(bytes(b))
@@ -926,6 +926,22 @@ def make_mutant(seed: Seed, out: Path, rng: random.Random) -> str:
             steps.append(mutate_bytes(data, rng, regions))
         out.write_bytes(bytes(data))
     return "; ".join(steps)
+
+
+def _byte_mutant(seed: Seed, out: Path, rng: random.Random) -> str:
+    """A fresh copy of ``seed`` at ``out`` with one byte-level mutation (its main file)."""
+    if out.is_dir():
+        shutil.rmtree(out)
+    if seed.name == "minari":
+        shutil.copytree(seed.path, out)
+        target = out / "main_data.hdf5"
+    else:
+        shutil.copyfile(seed.path, out)
+        target = out
+    data = bytearray(target.read_bytes())
+    what = mutate_bytes(data, rng, [])
+    target.write_bytes(bytes(data))
+    return what
 
 
 def _n_ops(rng: random.Random) -> int:
@@ -1267,9 +1283,13 @@ class Pool:
     """Worker processes (forked from this one, after its imports) that run :class:`Job` s.
 
     Each job runs under a soft time limit (a timer in the worker), a hard one (the pool kills
-    a worker that does not answer within ``time_limit + 10`` s) and an address-space limit of
+    a worker that does not answer within ``time_limit + grace_s``) and an address-space limit of
     the worker's size at start plus ``mem_limit`` bytes (``RLIMIT_AS``).
     """
+
+    grace_s = 5.0
+    """How long past the time limit the pool waits for a worker (stuck in C code, where the
+    worker's own timer cannot interrupt it) before it kills it."""
 
     def __init__(self, workers: int, time_limit: float, mem_limit: int) -> None:
         self.workers = workers
@@ -1327,7 +1347,7 @@ class Pool:
                             restart = True
                         if res is not None and not s["proc"].is_alive():
                             restart = True
-                    elif now - s["t0"] > self.time_limit + 10:
+                    elif now - s["t0"] > self.time_limit + self.grace_s:
                         s["proc"].kill()
                         s["proc"].join()
                         res = Result(s["job"], "timeout", "killed (no answer)", now - s["t0"], 0.0)
@@ -1369,7 +1389,12 @@ def jobs_for(
         if s.name == "tfrecord":
             path = workdir / f"Pong-{m}" / s.path.name
             path.parent.mkdir()
-        desc = make_mutant(s, path, mrng)
+        try:
+            desc = make_mutant(s, path, mrng)
+        except Exception as e:  # a mutation that cannot apply to what earlier ones left
+            desc = f"(mutation failed: {type(e).__name__}; bytes instead) " + _byte_mutant(
+                s, path, mrng
+            )
         entries = SEED_ENTRY_POINTS[s.name]
         if entries_per_mutant is not None and entries_per_mutant < len(entries):
             entries = tuple(mrng.sample(entries, entries_per_mutant))

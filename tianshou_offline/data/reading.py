@@ -20,6 +20,14 @@ check that an object is a dataset with a simple dataspace, the dtype expected an
 rows; :func:`check_extent` refuses to read more bytes than the dataset's stored data can
 hold (an extent declared far beyond the data, a chunk shape of gigabytes), so allocations are
 bounded by the file's size.
+
+**libhdf5's own traps.** Two corruptions make libhdf5 1.14 itself hang rather than fail,
+and are defused before it reads the file: a global heap collection with a free-space object
+of size 0 (:func:`check_global_heaps`, run by ``open_h5``) and, in SWMR-read mode (a file a
+killed recorder left open), its metadata retries sleeping ever longer
+(:func:`open_swmr_read`). One remains beyond a reader's reach: libhdf5 allocates the length
+a variable-length string's descriptor claims (up to 4 GiB) before it finds the heap object
+smaller; ``tests/_fuzz.py`` measures how often that happens.
 """
 
 from __future__ import annotations
