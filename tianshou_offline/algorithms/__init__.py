@@ -1,10 +1,11 @@
 """Offline RL algorithms as Tianshou ``OfflineAlgorithm`` subclasses.
 
 Continuous control: :class:`ImitationLearning` (behaviour cloning, deterministic or Gaussian
-actor), :class:`BCQ`, :class:`CQL`, :class:`CRR` and :class:`TD3BC`. Each is trained with
-``algorithm.run_training(OfflineTrainerParams(buffer=..., ...))``, evaluated with Tianshou's
-``Collector`` and logged with Tianshou's loggers. Each is generic in its ``TrainingStats``
-dataclass (``class MyCQL(CQL[MyCQLStats])``); see :mod:`tianshou_offline.algorithms.core`.
+actor), :class:`BCQ`, :class:`CQL`, :class:`CRR`, :class:`IQL` and :class:`TD3BC`. Each is
+trained with ``algorithm.run_training(OfflineTrainerParams(buffer=..., ...))``, evaluated
+with Tianshou's ``Collector`` and logged with Tianshou's loggers. Each is generic in its
+``TrainingStats`` dataclass (``class MyCQL(CQL[MyCQLStats])``); see
+:mod:`tianshou_offline.algorithms.core`.
 
 Layout: :mod:`~tianshou_offline.algorithms.core` (shared by both action kinds),
 :mod:`~tianshou_offline.algorithms.continuous` and :mod:`~tianshou_offline.algorithms.discrete`
@@ -19,10 +20,18 @@ from tianshou_offline.algorithms.continuous.bcq import BCQ, BCQStep, BCQTraining
 from tianshou_offline.algorithms.continuous.cql import CQL, CQLStep, CQLTrainingStats
 from tianshou_offline.algorithms.continuous.crr import CRR, CRRStep, CRRTrainingStats
 from tianshou_offline.algorithms.continuous.dataset import TransitionDataset, Transitions
+from tianshou_offline.algorithms.continuous.fqe import FQE, FQEStep, FQETrainingStats
 from tianshou_offline.algorithms.continuous.il import (
     ImitationLearning,
     ImitationStep,
     ImitationTrainingStats,
+)
+from tianshou_offline.algorithms.continuous.iql import (
+    IQL,
+    CosineLRSchedulerFactory,
+    IQLStep,
+    IQLTrainingStats,
+    expectile_loss,
 )
 from tianshou_offline.algorithms.continuous.nets import (
     MLP,
@@ -31,6 +40,7 @@ from tianshou_offline.algorithms.continuous.nets import (
     DeterministicActor,
     GaussianActor,
     Perturbation,
+    ValueFunction,
 )
 from tianshou_offline.algorithms.continuous.policies import (
     BCQPolicy,
@@ -47,6 +57,7 @@ __all__ = [
     "BCQ",
     "CQL",
     "CRR",
+    "IQL",
     "MLP",
     "TD3BC",
     "VAE",
@@ -57,13 +68,19 @@ __all__ = [
     "CQLTrainingStats",
     "CRRStep",
     "CRRTrainingStats",
+    "FQE",
+    "FQEStep",
+    "FQETrainingStats",
     "ContinuousPolicy",
+    "CosineLRSchedulerFactory",
     "CriticEnsemble",
     "CriticWeightedPolicy",
     "DeterministicActor",
     "DeterministicPolicy",
     "GaussianActor",
     "GaussianPolicy",
+    "IQLStep",
+    "IQLTrainingStats",
     "ImitationLearning",
     "ImitationStep",
     "ImitationTrainingStats",
@@ -74,6 +91,8 @@ __all__ = [
     "TD3BCTrainingStats",
     "TransitionDataset",
     "Transitions",
+    "ValueFunction",
+    "expectile_loss",
     "polyak_update",
     "resolve_stats_type",
     "to_floats",
