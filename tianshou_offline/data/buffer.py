@@ -52,6 +52,8 @@ if TYPE_CHECKING:
     import gymnasium as gym
     from tianshou.data import Batch, ReplayBuffer
 
+    from tianshou_offline.data.ondisk import Memory
+
 log = logging.getLogger(__name__)
 
 _PROGRESS_BYTES = 1 << 30
@@ -147,6 +149,7 @@ def load_buffer(
     stack_num: int | None = None,
     sample_avail: bool | None = None,
     progress: bool | None = None,
+    memory: Memory = "ram",
 ) -> ReplayBuffer:
     """Load an HDF5 buffer file into a Tianshou ``ReplayBuffer``.
 
@@ -158,6 +161,11 @@ def load_buffer(
     :param stack_num: override the file's frame-stacking ``stack_num``.
     :param sample_avail: Tianshou's ``sample_avail`` (sample only indices with a full stack).
     :param progress: show a progress bar (default: when more than 1 GiB is read).
+    :param memory: ``"ram"`` (default) reads every column into memory; ``"disk"`` returns a
+        :class:`~tianshou_offline.data.ondisk.DiskReplayBuffer` whose ``obs``/``obs_next``
+        stay in the file, memory-mapped (tianshou-offline files with contiguous, uncompressed
+        columns: ``BufferWriter(contiguous=True)`` or ``tianshou-offline repack``); ``"auto"``
+        chooses disk when the observations exceed half of the available memory (logged).
     :returns: a ``ReplayBuffer`` with ``len(buf) == maxsize == N`` transitions in
         chronological order and correct episode boundaries.
     :raises SourceNotFoundError: no such file.
@@ -169,6 +177,30 @@ def load_buffer(
     """
     p = Path(path)
     with open_h5(p) as f:  # the boundary: h5py's errors become DatasetFormatError
+        layout = detect_layout(f)
+        if memory != "ram":
+            from tianshou_offline.data.ondisk import choose_memory, observation_bytes
+
+            if layout != "tianshou_offline":
+                if memory == "disk":
+                    raise DatasetFormatError(
+                        f"{p}: a {layout}-layout file; a disk-backed buffer (memory='disk') "
+                        "reads the tianshou-offline format: convert it first (tianshou-offline "
+                        "convert), or load it with memory='ram'"
+                    )
+            elif choose_memory(memory, observation_bytes([p]), str(p)) == "disk":
+                memory = "disk"
+    if memory == "disk":
+        from tianshou_offline.data.ondisk import load_disk_files
+
+        return load_disk_files(
+            [p],
+            include_info=include_info,
+            join_episodes=False,
+            stack_num=stack_num,
+            sample_avail=sample_avail,
+        )
+    with open_h5(p) as f:
         layout = detect_layout(f)
         if layout == "d4rl":
             from tianshou_offline.data.d4rl_layout import d4rl_transitions

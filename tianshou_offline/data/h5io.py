@@ -610,10 +610,14 @@ class H5Store:
             self._file = None
             self._datasets = {}
 
-    def finish(self) -> None:
+    def finish(self, *, contiguous: bool = False) -> None:
         """Close the file; atomic mode: release disk blocks reserved past its end and
         move it into place (:func:`~tianshou_offline.data.atomic.publish`: replacing a file
-        at ``path`` only with ``overwrite``)."""
+        at ``path`` only with ``overwrite``).
+
+        :param contiguous: first rewrite the file with every column contiguous and
+            uncompressed (:func:`~tianshou_offline.data.repack.repack_file`), the layout a
+            disk-backed buffer memory-maps."""
         self.close()
         if self._preallocated and self.tmp_path is not None:
             st = os.stat(self.tmp_path)
@@ -621,6 +625,18 @@ class H5Store:
                 # blocks reserved past the end: released (the size does not change)
                 os.truncate(self.tmp_path, st.st_size)
         if not self.swmr and self.tmp_path is not None:
+            if contiguous:
+                from tianshou_offline.data.repack import repack_file
+
+                packed = temp_path(self.path, "repack")
+                try:
+                    repack_file(self.tmp_path, packed)
+                except BaseException:
+                    if packed.exists():
+                        packed.unlink()
+                    raise
+                self.tmp_path.unlink()
+                self.tmp_path = packed
             publish(self.tmp_path, self.path, overwrite=self.overwrite)
             self.tmp_path = None
 

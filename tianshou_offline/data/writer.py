@@ -197,6 +197,9 @@ class BufferWriter:
     :param chunk_bytes: target HDF5 chunk size per column.
     :param nan_policy: what to do with NaN rewards: ``"error"`` (default), ``"warn"``, ``"ignore"``.
     :param extra_attrs: more string attributes for ``/tianshou_offline`` (e.g. converter options).
+    :param contiguous: store every column contiguous and uncompressed, so that
+        ``load_buffer(path, memory="disk")`` memory-maps the file (the columns are written
+        chunked and rewritten once on :meth:`close`; not with ``compression`` or ``append``).
     """
 
     def __init__(
@@ -218,7 +221,13 @@ class BufferWriter:
         chunk_bytes: int = _DEFAULT_CHUNK_BYTES,
         nan_policy: NanPolicy = "error",
         extra_attrs: Mapping[str, str] | None = None,
+        contiguous: bool = False,
     ) -> None:
+        if contiguous and (compression is not None or append):
+            raise ValueError(
+                "contiguous=True stores uncompressed columns in a finished file; it cannot be "
+                "combined with compression or append"
+            )
         if compression not in (None, "gzip", "lzf"):
             raise ValueError(f"compression={compression!r}: expected None, 'gzip' or 'lzf'")
         if stack_num < 1:
@@ -239,6 +248,7 @@ class BufferWriter:
         self.chunk_bytes = chunk_bytes
         self.nan_policy = nan_policy
         self.extra_attrs = dict(extra_attrs or {})
+        self.contiguous = contiguous
 
         self._store: H5Store | None = None
         """The file, from the first write on (or from the start when appending to one)."""
@@ -512,7 +522,7 @@ class BufferWriter:
             assert self._store is not None
             if self._ep_start:
                 self._write_counts()
-            self._store.finish()
+            self._store.finish(contiguous=self.contiguous)
         except BaseException:
             self.abort()
             raise
