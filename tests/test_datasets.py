@@ -9,6 +9,7 @@ import dataclasses
 import importlib
 import json
 import math
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -176,9 +177,11 @@ def test_same_seed_same_data_and_an_interrupted_run_resumes(
 
     real_save = online._save_state
     calls = {"n": 0}
+    replaced: list[bool] = []
 
-    def save_then_die(path: Path, state: dict[str, Any]) -> None:
-        real_save(path, state)
+    def save_then_die(path: Path, state: dict[str, Any], *, overwrite: bool) -> None:
+        replaced.append(overwrite)
+        real_save(path, state, overwrite=overwrite)
         calls["n"] += 1
         if calls["n"] == 2:
             raise KeyboardInterrupt  # killed right after the second checkpoint
@@ -187,6 +190,8 @@ def test_same_seed_same_data_and_an_interrupted_run_resumes(
     out = tmp_path / "reach"
     with pytest.raises(KeyboardInterrupt):
         make_datasets(ENTRY, out, config=tiny_config(), max_episode_steps=20)
+    # a new run's first state never replaces one that appeared; later ones replace its own
+    assert replaced == [False, True]
     monkeypatch.setattr(online, "_save_state", real_save)
     resumed = make_datasets(ENTRY, out, config=tiny_config(), max_episode_steps=20)
     assert resumed.resumed_from == 200
@@ -208,6 +213,82 @@ def test_a_continuous_family_with_sac(tmp_path: Path) -> None:
     md = read_metadata(result.levels["medium"].path)
     assert md.provenance is not None and md.provenance.extra["env"]["kwargs"] == {"discrete": False}
     assert not (tmp_path / "c" / "random.hdf5").exists()
+
+
+DEAD_PID = 2**22 + 12345  # above Linux's default pid_max: never a running process
+
+
+def _temp_of(output: Path, pid: int, tag: str = "") -> Path:
+    """A temporary of ``output`` named as ``data/atomic.temp_path`` names them, of ``pid``."""
+    t = output.with_name(f".{output.name}.{pid}.0123abcd{'.' + tag if tag else ''}.tmp")
+    t.write_bytes(b"half-written")
+    return t
+
+
+def test_a_rerun_removes_temporaries_of_killed_runs(family: FamilyResult) -> None:
+    out = family.output
+    dead = [
+        _temp_of(out / "family.json", DEAD_PID),
+        _temp_of(out / "medium.hdf5", DEAD_PID),
+        _temp_of(out / "online" / "state.pt", DEAD_PID, "state"),
+    ]
+    live = _temp_of(out / "expert.hdf5", os.getpid())  # a running process's: kept
+    try:
+        make_datasets(ENTRY, out, config=tiny_config(), max_episode_steps=20)
+        assert not any(p.exists() for p in dead) and live.exists()
+    finally:
+        live.unlink()
+
+
+def test_a_directory_holding_only_a_killed_runs_temporary_is_empty(tmp_path: Path) -> None:
+    from tianshou_offline.datasets import family as fam
+
+    out = tmp_path / "reach"
+    out.mkdir()
+    stale = _temp_of(out / "family.json", DEAD_PID)
+    manifest, continued = fam._prepare_output(out, {"seed": 0}, overwrite=False)
+    assert manifest["settings"] == {"seed": 0} and not continued and not stale.exists()
+    (out / "notes.txt").write_text("mine")
+    _temp_of(out / "family.json", DEAD_PID)
+    with pytest.raises(OutputExistsError, match=r"not empty \(notes.txt\)"):
+        fam._prepare_output(out, {"seed": 0}, overwrite=False)
+
+
+def test_a_manifest_that_appears_meanwhile_is_left_untouched(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tianshou_offline.datasets import family as fam
+
+    real_prepare = fam._prepare_output
+
+    def prepare_then_race(out: Path, settings: Any, overwrite: bool) -> tuple[dict[str, Any], bool]:
+        prepared = real_prepare(out, settings, overwrite)
+        (out / "family.json").write_text("another run's")  # e.g. a second make-datasets
+        return prepared
+
+    monkeypatch.setattr(fam, "_prepare_output", prepare_then_race)
+    out = tmp_path / "reach"
+    with pytest.raises(OutputExistsError, match="appeared while this run was writing it"):
+        make_datasets(ENTRY, out, config=tiny_config(), max_episode_steps=20)
+    assert sorted(p.name for p in out.iterdir()) == ["family.json"]  # no temporary left
+    assert (out / "family.json").read_text() == "another run's"
+
+
+def test_the_online_state_is_published_without_replacing_another_runs(tmp_path: Path) -> None:
+    import torch
+
+    from tianshou_offline.datasets.online import _save_state
+
+    path = tmp_path / "state.pt"
+    stale = _temp_of(path, DEAD_PID, "state")
+    _save_state(path, {"step": 1}, overwrite=False)
+    assert not stale.exists() and torch.load(path, weights_only=True) == {"step": 1}
+    with pytest.raises(OutputExistsError, match="state.pt"):
+        _save_state(path, {"step": 2}, overwrite=False)
+    assert torch.load(path, weights_only=True) == {"step": 1}
+    _save_state(path, {"step": 3}, overwrite=True)
+    assert torch.load(path, weights_only=True) == {"step": 3}
+    assert [p.name for p in tmp_path.iterdir()] == ["state.pt"]  # no temporary left
 
 
 def test_other_settings_in_the_same_directory_are_refused(family: FamilyResult) -> None:

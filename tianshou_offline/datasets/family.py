@@ -27,7 +27,11 @@ A family is made in four phases, each resumable:
 evaluation returns and SHA-256s, the reference scores and every file's size and SHA-256. A
 rerun with the same settings continues where the last one stopped and skips files that are
 complete (their SHA-256 verified); other settings in a non-empty directory are refused unless
-``overwrite``. The same seed gives the same files.
+``overwrite``. The same seed gives the same files. Every file (``family.json``, the level
+files, the online run's ``state.pt`` and policy checkpoints) is written to a temporary beside
+it and moved into place (:mod:`tianshou_offline.data.atomic`): a new file never replaces one
+that appeared meanwhile unless ``overwrite``, and temporaries of killed runs are removed by
+the next run.
 
 Deliberate differences from D4RL: the dataset sizes and the online budget are parameters
 (D4RL: 1M transitions per file, SAC trained for 1M+ steps; :func:`d4rl_scale` gives those);
@@ -52,6 +56,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from tianshou_offline.data.atomic import publish, remove_stale_temps, remove_temp, temp_path
 from tianshou_offline.data.buffer import load_buffer
 from tianshou_offline.data.format import Provenance
 from tianshou_offline.data.writer import BufferWriter, Compression
@@ -63,7 +68,7 @@ from tianshou_offline.datasets.agents import (
     make_agent,
 )
 from tianshou_offline.datasets.envs import EnvSource, resolve_env
-from tianshou_offline.datasets.online import Checkpoint, evaluate, run_online
+from tianshou_offline.datasets.online import STATE_FILE, Checkpoint, evaluate, run_online
 from tianshou_offline.errors import DataValidationError, OutputExistsError
 from tianshou_offline.progress import progress
 
@@ -186,9 +191,12 @@ def _our_paths(out: Path) -> list[Path]:
     return [out / MANIFEST, out / STATE_DIR, *(out / f"{level}.hdf5" for level in LEVELS)]
 
 
-def _prepare_output(out: Path, settings: Mapping[str, Any], overwrite: bool) -> dict[str, Any]:
-    """The manifest to continue (a new one when starting); clears an earlier family when
-    ``overwrite``.
+def _prepare_output(
+    out: Path, settings: Mapping[str, Any], overwrite: bool
+) -> tuple[dict[str, Any], bool]:
+    """``(manifest, continued)``: the manifest to continue (``continued``), or a new one when
+    starting; clears an earlier family when ``overwrite``. Temporaries of killed runs beside
+    the family's files are removed first (they do not make the directory "not empty").
 
     :raises OutputExistsError: ``out`` is a file, or a non-empty directory holding something
         else than a family with these settings.
@@ -196,9 +204,12 @@ def _prepare_output(out: Path, settings: Mapping[str, Any], overwrite: bool) -> 
     if out.exists() and not out.is_dir():
         raise OutputExistsError(f"{out}: exists and is not a directory; expected a directory")
     fresh: dict[str, Any] = {"format": MANIFEST_FORMAT, "version": 1, "settings": dict(settings)}
+    if out.is_dir():  # temporaries of killed runs are not "something else"
+        for p in (*_our_paths(out), out / STATE_DIR / STATE_FILE):
+            remove_stale_temps(p)
     if not out.exists():
         out.mkdir(parents=True)
-        return fresh
+        return fresh, False
     manifest_path = out / MANIFEST
     manifest: dict[str, Any] | None = None
     if manifest_path.exists():
@@ -209,11 +220,11 @@ def _prepare_output(out: Path, settings: Mapping[str, Any], overwrite: bool) -> 
     if manifest is not None and manifest.get("settings") == json.loads(json.dumps(settings)):
         if overwrite:
             _clear(out)
-            return fresh
-        return manifest
+            return fresh, False
+        return manifest, True
     if overwrite:
         _clear(out)
-        return fresh
+        return fresh, False
     if manifest is not None:
         old = manifest.get("settings", {})
         diff = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
@@ -232,7 +243,7 @@ def _prepare_output(out: Path, settings: Mapping[str, Any], overwrite: bool) -> 
             f"{out}: exists and is not empty ({names}); expected a new or empty directory "
             "(--overwrite, overwrite=True, replaces a family's files)"
         )
-    return fresh
+    return fresh, False
 
 
 def _clear(out: Path) -> None:
@@ -244,10 +255,21 @@ def _clear(out: Path) -> None:
             p.unlink()
 
 
-def _write_manifest(out: Path, manifest: Mapping[str, Any]) -> None:
-    tmp = out / f".{MANIFEST}.tmp"
-    tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True, default=str) + "\n")
-    os.replace(tmp, out / MANIFEST)
+def _write_manifest(out: Path, manifest: Mapping[str, Any], *, overwrite: bool = True) -> None:
+    """Write ``family.json`` atomically (a :func:`~tianshou_offline.data.atomic.temp_path`
+    beside it, then :func:`~tianshou_offline.data.atomic.publish`), removing temporaries of
+    killed runs first. ``overwrite=False`` for a new family's first manifest: a
+    ``family.json`` that appeared meanwhile (another run in the same directory) is left
+    untouched and :class:`~tianshou_offline.errors.OutputExistsError` raised; later writes
+    replace this run's own manifest."""
+    path = out / MANIFEST
+    remove_stale_temps(path)
+    tmp = temp_path(path)
+    try:
+        tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True, default=str) + "\n")
+        publish(tmp, path, overwrite=overwrite)
+    finally:
+        remove_temp(tmp)
 
 
 def _uniform(space: gym.Space[Any], seed: int) -> Callable[[Any], Any]:
@@ -371,7 +393,14 @@ def _write_level(
     refs: tuple[float, float],
     compression: Compression,
     episode_source: Sequence[str] | None = None,
+    overwrite: bool,
 ) -> None:
+    """Write one level's file with a :class:`BufferWriter` (a temporary beside ``path``,
+    published at the end; stale temporaries of killed runs removed). ``overwrite=False``
+    when ``path`` did not exist: a file that appears there meanwhile is left untouched
+    (:class:`~tianshou_offline.errors.OutputExistsError`); a file already there is this
+    family's own, incomplete or not in the manifest (a run killed between writing it and
+    recording it), and is replaced."""
     spec = source.env_spec()
     try:
         env_spec_json: str | None = spec.to_json()
@@ -404,7 +433,7 @@ def _write_level(
             extra=extra,
         ),
         compression=compression,
-        overwrite=True,
+        overwrite=overwrite,
         extra_attrs={"ref_min_score": repr(lo), "ref_max_score": repr(hi), "family_level": level},
     ) as writer:
         writer.add_transitions(
@@ -491,11 +520,11 @@ def make_datasets(
         agent = make_agent(algorithm, obs_space, act_space, budget=budget, sac=cfg.sac, dqn=cfg.dqn)
     out = Path(output)
     settings = _settings(source, cfg, algorithm, budget, steps, every)
-    manifest = _prepare_output(out, settings, overwrite)
+    manifest, continued = _prepare_output(out, settings, overwrite)
     env_info = source.describe()
     manifest["env"] = env_info
     manifest.setdefault("files", {})
-    _write_manifest(out, manifest)
+    _write_manifest(out, manifest, overwrite=overwrite or continued)
 
     # 1. online
     with progress(
@@ -619,6 +648,7 @@ def make_datasets(
         _write_level(
             path, episodes, env=probe, source=source, provenance_extra=extra, refs=refs,
             compression=cfg.compression, episode_source=source_tags,
+            overwrite=overwrite or path.exists(),
         )  # fmt: skip
         mean_return = float(np.mean(episodes.returns))
         manifest["files"][level] = {

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ import numpy as np
 import torch
 from tianshou.data import Batch, ReplayBuffer
 
+from tianshou_offline.data.atomic import publish, remove_stale_temps, remove_temp, temp_path
 from tianshou_offline.datasets.agents import OnlineAgent, file_sha256
 from tianshou_offline.datasets.envs import EnvSource
 from tianshou_offline.errors import DatasetFormatError, OutputExistsError
@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 
 STATE_FORMAT = "tianshou-offline-online-run"
 STATE_VERSION = 1
+STATE_FILE = "state.pt"
+"""The run's state, in the state directory."""
 
 
 @dataclass(frozen=True)
@@ -158,7 +160,7 @@ def run_online(
     """
     state_dir.mkdir(parents=True, exist_ok=True)
     (state_dir / "policies").mkdir(exist_ok=True)
-    state_path = state_dir / "state.pt"
+    state_path = state_dir / STATE_FILE
     settings_json = json.dumps(settings, sort_keys=True, default=str)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -192,7 +194,8 @@ def _run(
         checkpoints: list[Checkpoint] = []
         updates_owed = 0.0
         resumed = 0
-        if state_path.exists():
+        saved = state_path.exists()  # a state of this run's own to replace at each checkpoint
+        if saved:
             state = _load_state(state_path, settings_json)
             checkpoints = [Checkpoint(**c) for c in state["checkpoints"]]
             n = int(state["env_step"])
@@ -267,7 +270,9 @@ def _run(
                     "torch_rng": torch.get_rng_state(),
                     "updates_owed": updates_owed,
                 },
+                overwrite=saved,
             )
+            saved = True
     finally:
         env.close()
     view = cols.view()
@@ -291,10 +296,21 @@ def _unpack_mt(packed: list[Any]) -> tuple[Any, ...]:
     return (name, keys.numpy().astype(np.uint32), pos, has_gauss, cached)
 
 
-def _save_state(path: Path, state: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+def _save_state(path: Path, state: dict[str, Any], *, overwrite: bool) -> None:
+    """``torch.save`` to a temporary beside ``path``
+    (:func:`~tianshou_offline.data.atomic.temp_path`, tag ``state``), moved into place with
+    :func:`~tianshou_offline.data.atomic.publish` (temporaries of killed runs removed first).
+    ``overwrite=False`` for a new run's first state: a ``state.pt`` that appeared meanwhile
+    (another run in the same directory) is left untouched and
+    :class:`~tianshou_offline.errors.OutputExistsError` raised; later saves replace the run's
+    own state."""
+    remove_stale_temps(path)
+    tmp = temp_path(path, "state")
+    try:
+        torch.save(state, tmp)
+        publish(tmp, path, overwrite=overwrite)
+    finally:
+        remove_temp(tmp)
 
 
 def _load_state(path: Path, settings_json: str) -> dict[str, Any]:
