@@ -1,5 +1,7 @@
 """The base of the discrete-action algorithms: the shared core
-(:mod:`tianshou_offline.algorithms.core`) on a frame-indexed :class:`FrameDataset`.
+(:mod:`tianshou_offline.algorithms.core`) on a frame-indexed :class:`FrameDataset` (or, for a
+buffer whose observations stay on disk, a
+:class:`~tianshou_offline.algorithms.discrete.streaming.StreamingFrameDataset`).
 
 :meth:`DiscreteOfflineAlgorithm.process_buffer` (called once by Tianshou's
 ``OfflineTrainer``) indexes the buffer's transitions on the algorithm's device, each stored
@@ -19,9 +21,10 @@ from tianshou.data import ReplayBuffer
 from tianshou.data.types import RolloutBatchProtocol
 from typing_extensions import TypeVar
 
-from tianshou_offline.algorithms.core import OfflineAlgorithmCore, TStats
+from tianshou_offline.algorithms.core import OfflineAlgorithmCore, OfflineDataset, TStats
 from tianshou_offline.algorithms.discrete.dataset import DiscreteTransitions, FrameDataset
 from tianshou_offline.algorithms.discrete.policies import DiscretePolicy
+from tianshou_offline.algorithms.discrete.streaming import StreamingFrameDataset, disk_columns
 
 TDiscretePolicy = TypeVar("TDiscretePolicy", bound=DiscretePolicy)
 
@@ -29,7 +32,10 @@ __all__ = ["DiscreteOfflineAlgorithm"]
 
 
 class DiscreteOfflineAlgorithm(
-    OfflineAlgorithmCore[TDiscretePolicy, FrameDataset, DiscreteTransitions, TStats], ABC
+    OfflineAlgorithmCore[
+        TDiscretePolicy, OfflineDataset[DiscreteTransitions], DiscreteTransitions, TStats
+    ],
+    ABC,
 ):
     """Base of the discrete offline algorithms: :class:`FrameDataset` sampling on the shared
     core (typed statistics, target networks — copied every N steps by the discrete
@@ -47,7 +53,20 @@ class DiscreteOfflineAlgorithm(
         """The device of the policy (and of the prepared dataset)."""
         return self.policy.device
 
-    def _build_dataset(self, buffer: ReplayBuffer) -> FrameDataset:
+    def _build_dataset(self, buffer: ReplayBuffer) -> OfflineDataset[DiscreteTransitions]:
+        """A :class:`FrameDataset` on the device; for a disk-backed buffer (one whose
+        observations stay in its files, see
+        :func:`~tianshou_offline.algorithms.discrete.streaming.disk_columns`) a
+        :class:`~tianshou_offline.algorithms.discrete.streaming.StreamingFrameDataset` that
+        gathers each mini-batch from disk with a prefetch thread instead."""
+        if disk_columns(buffer) is not None:
+            return StreamingFrameDataset.from_buffer(
+                buffer,
+                device=self.device,
+                gamma=self.gamma,
+                n_step=self.n_step,
+                num_actions=self.policy.num_actions,
+            )
         return FrameDataset.from_buffer(
             buffer,
             device=self.device,
