@@ -133,9 +133,12 @@ class GaussianActor(nn.Module):
     :param conditioned_std: the log standard deviation is a head of the trunk (as in SAC);
         otherwise it is a state-independent parameter.
     :param log_std_bounds: clamp of the log standard deviation.
+    :param tanh_mean: bound the mean with ``tanh`` (the Gaussian itself is not squashed): the
+        actor of IQL's authors and CORL (``means = tanh(MLP(s))``, a state-independent std).
 
-    The mean is unbounded; :class:`~tianshou_offline.algorithms.continuous.policies.GaussianPolicy`
-    squashes samples with ``tanh`` (or clips them).
+    The mean is unbounded unless ``tanh_mean``;
+    :class:`~tianshou_offline.algorithms.continuous.policies.GaussianPolicy` squashes samples
+    with ``tanh`` (or clips them).
     """
 
     def __init__(
@@ -146,10 +149,12 @@ class GaussianActor(nn.Module):
         *,
         conditioned_std: bool = True,
         log_std_bounds: tuple[float, float] = (LOG_STD_MIN, LOG_STD_MAX),
+        tanh_mean: bool = False,
     ) -> None:
         super().__init__()
         self.act_dim = act_dim
         self.conditioned_std = conditioned_std
+        self.tanh_mean = tanh_mean
         self.log_std_min, self.log_std_max = log_std_bounds
         self.net = MLP([obs_dim], 2 * act_dim if conditioned_std else act_dim, hidden_sizes)
         self.log_std = nn.Parameter(torch.zeros(act_dim), requires_grad=not conditioned_std)
@@ -160,7 +165,27 @@ class GaussianActor(nn.Module):
             mean, log_std = out.split(self.act_dim, dim=-1)
         else:
             mean, log_std = out, self.log_std.expand_as(out)
+        if self.tanh_mean:
+            mean = torch.tanh(mean)
         return mean, log_std.clamp(self.log_std_min, self.log_std_max)
+
+
+class ValueFunction(nn.Module):
+    """A state-value network ``V(s)``: an MLP with a scalar output (IQL's ``V_ψ``).
+
+    :param obs_dim: D.
+    :param hidden_sizes: hidden widths.
+
+    ``forward(obs (B, D)) -> (B,)``.
+    """
+
+    def __init__(self, obs_dim: int, hidden_sizes: Sequence[int] = (256, 256)) -> None:
+        super().__init__()
+        self.net = MLP([obs_dim], 1, hidden_sizes)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.net(obs)
+        return out.squeeze(-1)
 
 
 class _EnsembleHead(torch.autograd.Function):
@@ -206,6 +231,9 @@ class CriticEnsemble(nn.Module):
     :param act_dim: A.
     :param hidden_sizes: hidden widths of each member, e.g. ``(256, 256)``.
     :param num_critics: E (2 for clipped double Q-learning).
+    :param layer_norm: apply LayerNorm (with a learned scale and shift per member) after
+        each hidden layer's ReLU — ``Linear → ReLU → LayerNorm``, ReBRAC's critics (Tarasov
+        et al. 2023, Sec. 4; CORL's ``critic_ln``).
 
     ``forward(obs, act)``: ``obs (B, D)`` with ``act (B, A)`` gives ``(E, B)``; ``act (B, N, A)``
     gives ``(E, B, N)`` (obs is broadcast over the N actions, not copied).
@@ -217,6 +245,8 @@ class CriticEnsemble(nn.Module):
         act_dim: int,
         hidden_sizes: Sequence[int] = (256, 256),
         num_critics: int = 2,
+        *,
+        layer_norm: bool = False,
     ) -> None:
         super().__init__()
         if num_critics < 1:
@@ -235,6 +265,13 @@ class CriticEnsemble(nn.Module):
             _uniform_fan_in_(b, fan_in)
             self.weights.append(nn.Parameter(w))
             self.biases.append(nn.Parameter(b))
+        self.layer_norm = layer_norm
+        self.norm_weights = nn.ParameterList()
+        self.norm_biases = nn.ParameterList()
+        if layer_norm:
+            for width in sizes[1:-1]:
+                self.norm_weights.append(nn.Parameter(torch.ones(num_critics, 1, width)))
+                self.norm_biases.append(nn.Parameter(torch.zeros(num_critics, 1, width)))
 
     @torch.no_grad()
     def clip_grad_norm_(self, max_norm: float) -> torch.Tensor:
@@ -269,12 +306,25 @@ class CriticEnsemble(nn.Module):
         """
         weights: list[torch.Tensor] = list(self.weights)
         biases: list[torch.Tensor] = list(self.biases)
+        norms: list[torch.Tensor] = [*self.norm_weights, *self.norm_biases]
         if member is not None:
             weights = [w[member : member + 1] for w in weights]
             biases = [b[member : member + 1] for b in biases]
+            norms = [n[member : member + 1] for n in norms]
         if detach_params:
             weights = [w.detach() for w in weights]
             biases = [b.detach() for b in biases]
+            norms = [n.detach() for n in norms]
+        hidden = len(weights) - 1
+        norm_w, norm_b = norms[:hidden], norms[hidden:]
+
+        def activate(h: torch.Tensor, layer: int) -> torch.Tensor:
+            h = torch.relu(h)
+            if not self.layer_norm:
+                return h
+            h = F.layer_norm(h, h.shape[-1:])
+            return torch.addcmul(norm_b[layer], h, norm_w[layer])
+
         batch = obs.shape[0]
         samples = act.shape[1] if act.dim() == 3 else None
         w0 = weights[0]
@@ -287,9 +337,9 @@ class CriticEnsemble(nn.Module):
             a = act.reshape(1, batch * samples, self.act_dim).expand(w0.shape[0], -1, -1)
             h_act = torch.bmm(a, w_act).view(w0.shape[0], batch, samples, -1)
             h = (h_act + h_obs.unsqueeze(2)).view(w0.shape[0], batch * samples, -1)
-        for w, b in zip(weights[1:-1], biases[1:-1], strict=True):
-            h = torch.baddbmm(b, torch.relu(h), w)
-        q = _ensemble_head(torch.relu(h), weights[-1], biases[-1])  # (E, M)
+        for layer, (w, b) in enumerate(zip(weights[1:-1], biases[1:-1], strict=True)):
+            h = torch.baddbmm(b, activate(h, layer), w)
+        q = _ensemble_head(activate(h, hidden - 1), weights[-1], biases[-1])  # (E, M)
         if samples is not None:
             q = q.view(q.shape[0], batch, samples)
         return q.squeeze(0) if member is not None else q
