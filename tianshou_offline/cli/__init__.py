@@ -1,4 +1,5 @@
-"""The ``tianshou-offline`` command: quickstart, record, inspect, repair, convert, export, make-datasets.
+"""The ``tianshou-offline`` command: quickstart, record, inspect, repair, convert, export,
+make-datasets, evaluate.
 
 One module per command group (``quickstart``, ``record``, ``inspect``, ``convert``,
 ``export``), each with a ``register(subparsers)`` that adds its parsers and handlers. This
@@ -18,7 +19,9 @@ from tianshou_offline.cli import (
     _no_tensorflow,  # noqa: F401  (first: no TensorFlow via TensorBoard)
     convert,
     datasets,
+    evaluate,
     export,
+    grid,
     inspect,
     quickstart,
     record,
@@ -31,7 +34,7 @@ from tianshou_offline.cli._run import (
     run_script,
 )
 
-GROUPS = (quickstart, record, inspect, convert, export, datasets)
+GROUPS = (quickstart, record, inspect, convert, export, datasets, evaluate, grid)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -731,6 +731,67 @@ def load_policy_checkpoint(
         ) from e
 
 
+def load_continuous_policy(
+    path: str | os.PathLike[str],
+    *,
+    observation_space: gym.Space[Any] | None = None,
+    action_space: gym.Space[Any] | None = None,
+    env_name: str | None = None,
+) -> ContinuousPolicy:
+    """Rebuild the policy of a version-2 continuous checkpoint (written by
+    :func:`save_policy_checkpoint` from a policy of :mod:`tianshou_offline.algorithms`) as
+    that policy, on the CPU, in eval mode — for code that needs its networks (batched actions,
+    fitted Q evaluation) rather than an obs → action function (:func:`load_policy_checkpoint`).
+
+    :param observation_space: when given, the checkpoint's observation space is checked
+        against it (as :func:`load_policy_checkpoint` does).
+    :param action_space: likewise for the action space (kind, size, bounds).
+    :param env_name: names the environment or data in mismatch messages.
+    :raises SourceNotFoundError: no such file.
+    :raises DatasetFormatError: not a policy checkpoint, or not a continuous one.
+    :raises DataValidationError: the checkpoint's spaces are not the given ones.
+    """
+    from tianshou_offline.data.format import space_from_dict
+
+    p = Path(path)
+    payload = _read(p)
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        found = payload.get("format") if isinstance(payload, dict) else None
+        raise DatasetFormatError(
+            f"{p}: field 'format' is {found!r}; expected {CHECKPOINT_FORMAT!r} "
+            "(a checkpoint written by save_policy_checkpoint)"
+        )
+    net = payload.get("net")
+    kind = net.get("type", "mlp") if isinstance(net, dict) else None
+    if not isinstance(net, dict) or kind != "continuous" or payload.get("version") != CHECKPOINT_VERSION:
+        raise DatasetFormatError(
+            f"{p}: field 'net.type' is {kind!r} (version {payload.get('version')!r}); expected "
+            f"'continuous' (version {CHECKPOINT_VERSION}: a policy of "
+            "tianshou_offline.algorithms saved with save_policy_checkpoint)"
+        )
+    try:
+        obs_space = space_from_dict(payload["observation_space"])
+        act_space = space_from_dict(payload["action_space"])
+        if observation_space is not None:
+            _check(p, "observation_space", _obs_mismatch(obs_space, observation_space),
+                   env_name, "observations")  # fmt: skip
+        if action_space is not None:
+            _check(p, "action_space", _act_mismatch(act_space, action_space), env_name,
+                   "actions")  # fmt: skip
+        policy = _build_policy(net, obs_space, act_space)
+    except TianshouOfflineError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
+        raise DatasetFormatError(
+            f"{p}: field 'net' is malformed ({type(e).__name__}: "
+            f"{' '.join(str(e).split())[:200]}); expected the description written by "
+            "save_policy_checkpoint"
+        ) from e
+    _load_weights(p, policy, payload["state_dict"])
+    policy.eval()
+    return policy
+
+
 def _from_payload(
     p: Path,
     payload: Mapping[str, Any],

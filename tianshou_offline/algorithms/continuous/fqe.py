@@ -33,6 +33,7 @@ optimisation).
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 import numpy as np
 import torch
 from tianshou.algorithm.algorithm_base import TrainingStats
@@ -115,7 +116,8 @@ def episode_starts(buffer: ReplayBuffer) -> np.ndarray:
     """Storage rows of the first transition of every episode in ``buffer`` (``(E,)`` int64):
     the rows Tianshou's ``buffer.prev`` leaves unchanged."""
     indices = np.asarray(buffer.sample_indices(0), dtype=np.int64)
-    return indices[np.asarray(buffer.prev(indices)) == indices]
+    starts: np.ndarray = indices[np.asarray(buffer.prev(indices)) == indices]
+    return starts
 
 
 class FQE(OfflineAlgorithmBase[ContinuousPolicy, TFQEStats]):
@@ -161,6 +163,8 @@ class FQE(OfflineAlgorithmBase[ContinuousPolicy, TFQEStats]):
         self.gamma = gamma
         self.n_step = n_step_return_horizon
         self._initial_obs: torch.Tensor | None = None
+        self.last_loss = float("nan")
+        """The regression loss of the latest gradient step."""
 
     # ------------------------------------------------------------------ data
 
@@ -217,6 +221,7 @@ class FQE(OfflineAlgorithmBase[ContinuousPolicy, TFQEStats]):
         if (self.num_updates + 1) % self.target_update_freq == 0:
             self._update_targets(self.tau)
         loss_f, q_f, target_f = to_floats(loss, q_data.mean(), target.mean())
+        self.last_loss = loss_f
         stats = self.stats_type(loss=loss_f, q_data=q_f, q_target=target_f)
         self._extend_stats(stats, FQEStep(batch=b, q_data=q_data.detach(), target=target))
         return stats

@@ -1,0 +1,233 @@
+"""FQE (fitted Q evaluation) and ``tianshou-offline evaluate --fqe``.
+
+The MDP is a deterministic chain whose value is known in closed form: H steps, observation
+the one-hot step index, any action ``a ∈ [−1, 1]`` moves to the next step with reward ``a``,
+the episode terminates after step H − 1. A constant policy ``π(s) = c`` has
+``Q^π(s_t, a) = a + γ c (1 − γ^{H−t−1}) / (1 − γ)`` and value ``V(π) = c (1 − γ^H) / (1 − γ)``
+at the initial state. The data is uniform random actions (not the evaluated policy's), so
+FQE has to evaluate off-policy.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from tianshou.algorithm.optim import AdamOptimizerFactory as Adam
+from tianshou.data import ReplayBuffer
+
+from tianshou_offline.algorithms import (
+    FQE,
+    CriticEnsemble,
+    DeterministicActor,
+    DeterministicPolicy,
+)
+from tianshou_offline.algorithms.continuous.fqe import episode_starts
+from tianshou_offline.data.columns import buffer_from_columns
+
+H, GAMMA = 5, 0.9
+OBS_SPACE = gym.spaces.Box(0.0, 1.0, shape=(H,), dtype=np.float32)
+ACT_SPACE = gym.spaces.Box(-1.0, 1.0, shape=(1,), dtype=np.float32)
+
+
+def chain_columns(episodes: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """``episodes`` episodes of the chain with uniform random actions."""
+    rng = np.random.default_rng(seed)
+    eye = np.eye(H + 1, H, dtype=np.float32)  # row H: the (all-zero) state after the end
+    t = np.tile(np.arange(H), episodes)
+    act = rng.uniform(-1.0, 1.0, size=(len(t), 1)).astype(np.float32)
+    terminated = t == H - 1
+    return {
+        "obs": eye[t],
+        "obs_next": eye[t + 1],
+        "act": act,
+        "rew": act[:, 0].astype(np.float64),
+        "terminated": terminated,
+        "truncated": np.zeros(len(t), dtype=bool),
+    }
+
+
+def constant_policy(c: float) -> DeterministicPolicy:
+    """A policy whose actor outputs ``c`` everywhere (zero output weights, bias atanh(c))."""
+    actor = DeterministicActor(H, 1, (16,))
+    last = actor.net.rest[-1]
+    assert isinstance(last, torch.nn.Linear)
+    with torch.no_grad():
+        last.weight.zero_()
+        last.bias.fill_(math.atanh(c))
+    return DeterministicPolicy(actor=actor, action_space=ACT_SPACE, observation_space=OBS_SPACE)
+
+
+def true_value(c: float) -> float:
+    return c * (1.0 - GAMMA**H) / (1.0 - GAMMA)
+
+
+def fit_fqe(policy: DeterministicPolicy, buffer: ReplayBuffer, steps: int = 1500) -> FQE:
+    torch.manual_seed(0)
+    fqe: FQE = FQE(
+        policy=policy,
+        critics=CriticEnsemble(H, 1, (64, 64), num_critics=1),
+        critic_optim=Adam(lr=3e-3),
+        tau=0.05,
+        gamma=GAMMA,
+    )
+    fqe.fit(buffer, steps=steps, batch_size=256)
+    return fqe
+
+
+@pytest.fixture(scope="module")
+def chain_buffer() -> ReplayBuffer:
+    return buffer_from_columns(chain_columns(200))
+
+
+def test_episode_starts(chain_buffer: ReplayBuffer) -> None:
+    starts = episode_starts(chain_buffer)
+    assert starts.tolist() == list(range(0, 200 * H, H))
+
+
+@pytest.mark.parametrize("c", [0.8, -0.5])
+def test_fqe_matches_closed_form_value(chain_buffer: ReplayBuffer, c: float) -> None:
+    fqe = fit_fqe(constant_policy(c), chain_buffer)
+    estimate = fqe.estimate()
+    assert estimate == pytest.approx(true_value(c), abs=0.1 * abs(true_value(c)) + 0.05)
+    # Q^π(s_t, a) at every step t and a few actions, against the closed form
+    obs = torch.eye(H)
+    for a in (-1.0, 0.0, 0.6):
+        q = fqe.critics(obs, torch.full((H, 1), a)).mean(0).detach().numpy()
+        expected = [a + GAMMA * c * (1 - GAMMA ** (H - t - 1)) / (1 - GAMMA) for t in range(H)]
+        np.testing.assert_allclose(q, expected, atol=0.2)
+
+
+def test_fqe_iterated_regression_with_hard_copies(chain_buffer: ReplayBuffer) -> None:
+    """tau=1 with target_update_freq=K is Le et al.'s Algorithm 3 exactly."""
+    torch.manual_seed(0)
+    fqe: FQE = FQE(
+        policy=constant_policy(0.8),
+        critics=CriticEnsemble(H, 1, (64, 64), num_critics=1),
+        critic_optim=Adam(lr=3e-3),
+        tau=1.0,
+        target_update_freq=150,
+        gamma=GAMMA,
+    )
+    estimate = fqe.fit(chain_buffer, steps=1500, batch_size=256)  # 10 iterations > H
+    assert estimate == pytest.approx(true_value(0.8), rel=0.1)
+
+
+def test_fqe_leaves_the_policy_and_its_normaliser_alone(chain_buffer: ReplayBuffer) -> None:
+    policy = constant_policy(0.3)
+    policy.obs_normalizer.enabled = True
+    before = {k: v.clone() for k, v in policy.state_dict().items()}
+    fit_fqe(policy, chain_buffer, steps=20)
+    for k, v in policy.state_dict().items():
+        assert torch.equal(v, before[k]), k
+
+
+def test_fqe_rejects_bad_parameters() -> None:
+    with pytest.raises(ValueError, match="tau"):
+        FQE(
+            policy=constant_policy(0.1),
+            critics=CriticEnsemble(H, 1, (8,), num_critics=1),
+            critic_optim=Adam(),
+            tau=0.0,
+        )
+
+
+# --------------------------------------------------------------------------- the CLI
+
+
+def write_chain_file(path: Path, episodes: int = 200) -> Path:
+    from tianshou_offline import BufferWriter
+
+    cols = chain_columns(episodes, seed=1)
+    with BufferWriter(
+        path, observation_space=OBS_SPACE, action_space=ACT_SPACE, env_id=None
+    ) as writer:
+        for e in range(episodes):
+            rows = slice(e * H, (e + 1) * H)
+            writer.add_episode(
+                obs=cols["obs"][rows],
+                act=cols["act"][rows],
+                rew=cols["rew"][rows],
+                terminated=cols["terminated"][rows],
+                truncated=cols["truncated"][rows],
+                obs_next=cols["obs_next"][rows],
+            )
+    return path
+
+
+@dataclass
+class Run:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def cli(capsys: pytest.CaptureFixture[str], *args: str) -> Run:
+    """``tianshou-offline ARGS`` in this process (as the console script runs it)."""
+    from tianshou_offline.cli import main
+
+    code = main(list(args))
+    captured = capsys.readouterr()
+    return Run(code, captured.out, captured.err)
+
+
+def test_evaluate_fqe_ranks_checkpoints(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tianshou_offline.recording.policies import save_policy_checkpoint
+
+    data = write_chain_file(tmp_path / "chain.hdf5")
+    good = save_policy_checkpoint(tmp_path / "good.pt", constant_policy(0.8))
+    bad = save_policy_checkpoint(tmp_path / "bad.pt", constant_policy(-0.6))
+    out = tmp_path / "fqe.json"
+    run = cli(
+        capsys,
+        "evaluate", "--fqe", str(bad), str(good), "--data", str(data),
+        "--steps", "1500", "--gamma", str(GAMMA), "--lr", "3e-3", "--tau", "0.05",
+        "--hidden-sizes", "64", "64", "--json", str(out),
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    result = json.loads(out.read_text())
+    ranked = [Path(r["checkpoint"]).name for r in result["checkpoints"]]
+    assert ranked == ["good.pt", "bad.pt"]
+    estimates = {Path(r["checkpoint"]).name: r["estimate"] for r in result["checkpoints"]}
+    assert estimates["good.pt"] == pytest.approx(true_value(0.8), rel=0.15)
+    assert estimates["bad.pt"] == pytest.approx(true_value(-0.6), rel=0.15)
+    lines = run.stdout.splitlines()
+    assert any("good.pt" in line and line.rstrip().endswith("1") for line in lines), run.stdout
+    # an existing --json output is kept without --overwrite
+    again = cli(capsys, "evaluate", "--fqe", str(good), "--data", str(data), "--steps", "1",
+                "--json", str(out))  # fmt: skip
+    assert again.returncode == 2 and again.stderr.startswith("error:"), again.stderr
+
+
+def test_evaluate_fqe_bad_inputs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tianshou_offline.recording.policies import save_policy_checkpoint
+
+    data = write_chain_file(tmp_path / "chain.hdf5", episodes=4)
+    good = save_policy_checkpoint(tmp_path / "good.pt", constant_policy(0.8))
+    other_space = gym.spaces.Box(-1.0, 1.0, shape=(3,), dtype=np.float32)
+    mismatched = save_policy_checkpoint(
+        tmp_path / "other.pt",
+        DeterministicPolicy(
+            actor=DeterministicActor(3, 1, (8,)),
+            action_space=ACT_SPACE,
+            observation_space=other_space,
+        ),
+    )
+    cases = {
+        "missing data": ("--fqe", str(good), "--data", str(tmp_path / "nope.hdf5")),
+        "missing checkpoint": ("--fqe", str(tmp_path / "nope.pt"), "--data", str(data)),
+        "spaces": ("--fqe", str(good), str(mismatched), "--data", str(data)),
+    }
+    for name, args in cases.items():
+        run = cli(capsys, "evaluate", *args, "--steps", "1")
+        assert run.returncode == 2, (name, run.stdout, run.stderr)
+        lines = run.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error:"), (name, run.stderr)
+        assert "Traceback" not in run.stderr
+    assert "other.pt" in cli(capsys, "evaluate", *cases["spaces"], "--steps", "1").stderr
