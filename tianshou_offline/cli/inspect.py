@@ -1,4 +1,5 @@
-"""``tianshou-offline inspect`` and ``repair``: look at a buffer file, mend a killed one."""
+"""``tianshou-offline inspect``, ``repair`` and ``repack``: look at a buffer file, mend a killed
+one, rewrite one so that ``--memory disk`` can memory-map it."""
 
 from __future__ import annotations
 
@@ -22,10 +23,14 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     import numpy as np
 
     from tianshou_offline.data.format import read_metadata, space_to_dict
+    from tianshou_offline.data.repack import unmappable_datasets
     from tianshou_offline.data.stats import plot_dataset, summary
 
     md = read_metadata(args.file)
     stats = summary(args.file)
+    unmappable = [  # the columns a disk-backed buffer maps
+        n for n in unmappable_datasets(args.file) if n in ("/_meta/obs", "/_meta/obs_next")
+    ]
     if args.json:
         doc: dict[str, Any] = {
             "path": str(md.path),
@@ -45,6 +50,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
             "provenance": vars(md.provenance) if md.provenance else None,
             "columns": {k: {"shape": list(s), "dtype": d} for k, (s, d) in md.columns.items()},
             "statistics": stats,
+            "disk_mappable": not unmappable,
         }
         print(json.dumps(doc, indent=2, default=str))
     else:
@@ -98,6 +104,16 @@ def cmd_inspect(args: argparse.Namespace) -> int:
             )
         if stats["metadata_columns"]:
             print(f"episode metadata: {', '.join(stats['metadata_columns'])}")
+        if md.layout == "tianshou_offline":
+            print(
+                "memory='disk':   "
+                + (
+                    "ready (contiguous, uncompressed columns are memory-mapped)"
+                    if not unmappable
+                    else f"needs `tianshou-offline repack` ({', '.join(unmappable)} chunked "
+                    "or compressed)"
+                )
+            )
     if args.plot:
         out = plot_dataset(args.file, args.plot, overwrite=args.overwrite)
         print(f"plot written to {out}", file=sys.stderr if args.json else sys.stdout)
@@ -115,8 +131,22 @@ def cmd_repair(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_repack(args: argparse.Namespace) -> int:
+    from tianshou_offline.data.format import read_metadata
+    from tianshou_offline.data.repack import repack
+
+    progress = False if args.no_progress else None
+    out = repack(args.file, args.output, overwrite=args.overwrite, progress=progress)
+    md = read_metadata(out)
+    print(
+        f"{out}: {md.num_transitions} transitions with contiguous, uncompressed columns "
+        "(load with memory='disk' / --memory disk)"
+    )
+    return 0
+
+
 def register(sub: Subparsers) -> None:
-    """Add ``inspect`` and ``repair`` to the ``tianshou-offline`` command."""
+    """Add ``inspect``, ``repair`` and ``repack`` to the ``tianshou-offline`` command."""
     i = sub.add_parser("inspect", help="print schema, sizes, provenance and statistics")
     i.add_argument("file")
     i.add_argument("--plot", metavar="OUT.png", help="draw return/length histograms and actions")
@@ -127,3 +157,17 @@ def register(sub: Subparsers) -> None:
     rp = sub.add_parser("repair", help="rewrite a file whose recorder was killed, cleanly")
     rp.add_argument("file")
     rp.set_defaults(func=cmd_repair)
+
+    rk = sub.add_parser(
+        "repack",
+        help="copy a file with contiguous, uncompressed columns (for --memory disk)",
+        description="Copy FILE to OUTPUT with every column stored contiguous and uncompressed, "
+        "the layout a disk-backed buffer (load_buffer(..., memory='disk'), the examples' "
+        "--memory disk) memory-maps. Data and metadata are unchanged; OUTPUT is written "
+        "atomically.",
+    )
+    rk.add_argument("file")
+    rk.add_argument("output")
+    rk.add_argument("--overwrite", action="store_true", help="replace an existing OUTPUT")
+    rk.add_argument("--no-progress", action="store_true", help="no progress bar")
+    rk.set_defaults(func=cmd_repack)
