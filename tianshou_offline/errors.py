@@ -42,3 +42,8 @@ class DataValidationError(TianshouOfflineError, ValueError):
 class MissingDependencyError(TianshouOfflineError, ImportError):
     """An optional dependency needed for this operation is not installed (the message names
     the pip extra that provides it)."""
+
+
+class ClusterError(TianshouOfflineError, RuntimeError):
+    """A Ray cluster cannot be reached, or a worker cannot use the storage a job needs (the
+    message names the node, the path and what every node must see)."""

@@ -224,6 +224,23 @@ def add_rl_unplugged_arguments(p: argparse.ArgumentParser, *, legacy_names: bool
     p.add_argument(
         "--resume", action="store_true", help="skip shards already converted and verified"
     )
+    p.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="ADDRESS",
+        help="one Ray task per shard (needs the [ray] extra): on a new local Ray instance, or "
+        "on the cluster at ADDRESS (auto, HOST:6379, ray://HOST:10001); sources and output "
+        "dir must be at the same paths on every node; --workers is then each task's CPUs",
+    )
+    p.add_argument(
+        "--max-retries",
+        type=int,
+        default=3,
+        metavar="N",
+        help="with --ray: how often a shard whose worker died is run again (default 3)",
+    )
     add_output_arguments(p, output=None)
     p.add_argument(
         "--download", action="store_true", help="download missing shards into the cache dir"
@@ -284,6 +301,8 @@ def cmd_rl_unplugged(args: argparse.Namespace) -> int:
             flush=True,
         )
 
+    if args.ray is not None:
+        return _rl_unplugged_on_ray(args, paths, output_dir, ids, cache_dir, total, report_shard)
     rlu.convert_rl_unplugged_atari(
         paths,
         output_dir,
@@ -303,6 +322,55 @@ def cmd_rl_unplugged(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         on_result=report_shard,
     )
+    return 0
+
+
+def _rl_unplugged_on_ray(
+    args: argparse.Namespace,
+    paths: Sequence[Path],
+    output_dir: str | os.PathLike[str],
+    ids: Sequence[int],
+    cache_dir: str | os.PathLike[str],
+    total: int,
+    report_shard: Any,
+) -> int:
+    """``--ray``: the shards as Ray tasks; the failed ones listed, then one ``error:`` line."""
+    from tianshou_offline.converters import rl_unplugged as rlu
+    from tianshou_offline.scale.convert import convert_rl_unplugged_atari_ray
+
+    res = convert_rl_unplugged_atari_ray(
+        paths,
+        output_dir,
+        task=args.task,
+        run_id=args.run_id,
+        shard_ids=ids,
+        cache_dir=cache_dir,
+        total_num_shards=total,
+        address=args.ray or None,
+        num_cpus=float(args.workers or 1),
+        max_retries=args.max_retries,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        download=args.download,
+        url_prefix=args.url_prefix or rlu.URL_PREFIX,
+        compression=_compression(args.compression),
+        num_actions=args.num_actions,
+        decoder=args.decoder,
+        progress=False if args.no_progress else None,
+        on_result=report_shard,
+    )
+    for f in res.failures:
+        print(f"failed: {f.source} -> {f.output}: {f.error}", flush=True)
+    n = len(res.parts) + len(res.failures)
+    print(f"{len(res.parts)} of {n} shards converted or already done in {res.seconds:.1f}s "
+          f"({res.num_transitions} transitions)", flush=True)  # fmt: skip
+    if res.failures:
+        from tianshou_offline.errors import TianshouOfflineError
+
+        raise TianshouOfflineError(
+            f"{len(res.failures)} of {n} shards failed (listed above); fix them and rerun with "
+            "--resume to convert only those"
+        )
     return 0
 
 

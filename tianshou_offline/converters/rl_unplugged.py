@@ -70,6 +70,7 @@ from tianshou_offline.data.framestack import (
     PatchSpool,
     load_framestack_files,
 )
+from tianshou_offline.data.ondisk import Memory
 from tianshou_offline.data.writer import BufferWriter, Compression
 from tianshou_offline.errors import (
     DatasetFormatError,
@@ -381,6 +382,7 @@ def convert_shard(
     chunk_records: int = 1024,
     mp_context: str | None = None,
     progress: bool = False,
+    contiguous: bool = False,
 ) -> ShardResult:
     """Convert one RL Unplugged Atari TFRecord shard into a compact, exact buffer file.
 
@@ -399,6 +401,9 @@ def convert_shard(
     :param chunk_records: records per worker task.
     :param mp_context: multiprocessing start method (default ``fork`` on Linux).
     :param progress: show a tqdm progress bar (stderr).
+    :param contiguous: store the columns contiguous and uncompressed (rewritten once at the
+        end), the layout ``load_rl_unplugged(..., memory="disk")`` memory-maps; not with
+        ``compression``.
     :returns: counts and timing.
     :raises SourceNotFoundError: no such source file.
     :raises DatasetFormatError: CRC mismatch, truncated file, malformed record (the message
@@ -408,6 +413,8 @@ def convert_shard(
     t0 = time.perf_counter()
     src = Path(source)
     out = Path(output)
+    if contiguous and compression is not None:
+        raise ValueError("contiguous=True stores uncompressed columns; drop compression")
     if not src.exists():
         raise SourceNotFoundError(f"{src}: no such file")
     remove_stale_temps(out)
@@ -512,6 +519,17 @@ def convert_shard(
                 "rlu.pixel_compares": pixel_compares,
             },
         )
+        if contiguous:
+            from tianshou_offline.data.repack import repack_file
+
+            tmp_packed = temp_path(out, "repack")
+            try:
+                repack_file(tmp_main, tmp_packed)
+            except BaseException:
+                remove_temp(tmp_packed)
+                raise
+            remove_temp(tmp_main)
+            tmp_main = tmp_packed
         # a file that appeared at ``out`` meanwhile is kept unless overwrite
         publish(tmp_main, out, overwrite=overwrite)
     finally:
@@ -584,8 +602,8 @@ def is_converted(
     return True
 
 
-_Job = tuple[Path, Path, str, int | None, int | None]
-"""(source, output, game, run id, shard id) of one shard to convert."""
+ShardJob = tuple[Path, Path, str, int | None, int | None]
+"""(source, output, game, run id, shard id) of one shard to convert (:func:`plan_conversion`)."""
 
 
 def _plan_jobs(
@@ -597,11 +615,11 @@ def _plan_jobs(
     shard_ids: Sequence[int],
     cache_dir: str | os.PathLike[str],
     total_num_shards: int,
-) -> list[_Job]:
+) -> list[ShardJob]:
     """The shards :func:`convert_rl_unplugged_atari` converts, in order."""
     cache = Path(cache_dir).expanduser()
     outdir = Path(output).expanduser()
-    jobs: list[_Job] = []
+    jobs: list[ShardJob] = []
     if shard_ids:
         if task is None:
             raise SourceNotFoundError("--task is required with shard ids")
@@ -646,6 +664,78 @@ def shard_outputs(
     return [out for _, out, *_ in jobs] + [src for src, _, _, _, sid in jobs if sid is not None]
 
 
+def plan_conversion(
+    source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    output: str | os.PathLike[str],
+    *,
+    task: str | None,
+    run_id: int,
+    shard_ids: Sequence[int],
+    cache_dir: str | os.PathLike[str],
+    total_num_shards: int,
+    resume: bool,
+    overwrite: bool,
+    download: bool,
+) -> tuple[list[str | os.PathLike[str]], str | None, list[ShardJob]]:
+    """The checks and the plan of :func:`convert_rl_unplugged_atari` (also used by
+    :mod:`tianshou_offline.scale`, which runs the same shards as Ray tasks): the explicit
+    source files, the game, and the shards to convert, in order.
+
+    :raises OutputExistsError: an output exists and neither ``resume`` nor ``overwrite``.
+    :raises SourceNotFoundError: a source file is missing (and cannot be downloaded).
+    """
+    paths = [source] if isinstance(source, str | os.PathLike) else list(source)
+    if shard_ids and task is None and len(paths) == 1 and isinstance(paths[0], str):
+        if not Path(paths[0]).expanduser().exists():  # ("Breakout", out, shard_ids=[0])
+            task, paths = paths[0], []
+    jobs = _plan_jobs(
+        paths,
+        output,
+        task=task,
+        run_id=run_id,
+        shard_ids=shard_ids,
+        cache_dir=cache_dir,
+        total_num_shards=total_num_shards,
+    )
+    # refuse early, before hours of work
+    if not (resume or overwrite):
+        existing = [str(o) for _, o, *_ in jobs if o.exists()]
+        if existing:
+            more = f" and {len(existing) - 1} more" if len(existing) > 1 else ""
+            raise OutputExistsError(
+                f"{existing[0]}{more}: output exists; pass --resume to skip converted shards "
+                "or --overwrite to replace them"
+            )
+    for src, _, _game, job_run, job_sid in jobs:
+        if src.exists():
+            continue
+        if download and job_sid is not None and job_run is not None:
+            continue
+        hint = " (pass --download to fetch it)" if job_sid is not None else ""
+        raise SourceNotFoundError(f"{src}: no such file{hint}")
+    return paths, task, jobs
+
+
+def resumed_result(src: Path, out: Path) -> ShardResult | None:
+    """The result of a shard that ``resume`` skips: ``out`` is converted and verified
+    (:func:`is_converted`, against ``src`` when it exists); None when it must be converted."""
+    if not is_converted(out, src if src.exists() else None):
+        return None
+    meta = read_metadata(out)
+    log.info("%s: already converted and verified; skipped", out)
+    return ShardResult(
+        source=src,
+        outputs=(out,),
+        num_transitions=meta.num_transitions,
+        num_episodes=meta.num_episodes or 0,
+        obs_patches=int(meta.extra_attrs.get("rlu.obs_patches", 0)),
+        obs_next_patches=int(meta.extra_attrs.get("rlu.obs_next_patches", 0)),
+        pixel_compares=int(meta.extra_attrs.get("rlu.pixel_compares", 0)),
+        seconds=0.0,
+        skipped=True,
+    )
+
+
 def convert_rl_unplugged_atari(
     source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] = (),
     output: str | os.PathLike[str] = DEFAULT_OUTPUT_DIR,
@@ -685,53 +775,25 @@ def convert_rl_unplugged_atari(
         (checked for every shard before any work starts).
     """
     start = time.perf_counter()
-    paths = [source] if isinstance(source, str | os.PathLike) else list(source)
-    if shard_ids and task is None and len(paths) == 1 and isinstance(paths[0], str):
-        if not Path(paths[0]).expanduser().exists():  # ("Breakout", out, shard_ids=[0])
-            task, paths = paths[0], []
-    jobs = _plan_jobs(
-        paths,
+    paths, task, jobs = plan_conversion(
+        source,
         output,
         task=task,
         run_id=run_id,
         shard_ids=shard_ids,
         cache_dir=cache_dir,
         total_num_shards=total_num_shards,
+        resume=resume,
+        overwrite=overwrite,
+        download=download,
     )
-    # refuse early, before hours of work
-    if not (resume or overwrite):
-        existing = [str(o) for _, o, *_ in jobs if o.exists()]
-        if existing:
-            more = f" and {len(existing) - 1} more" if len(existing) > 1 else ""
-            raise OutputExistsError(
-                f"{existing[0]}{more}: output exists; pass --resume to skip converted shards "
-                "or --overwrite to replace them"
-            )
-    for src, _, _game, job_run, job_sid in jobs:
-        if src.exists():
-            continue
-        if download and job_sid is not None and job_run is not None:
-            continue
-        hint = " (pass --download to fetch it)" if job_sid is not None else ""
-        raise SourceNotFoundError(f"{src}: no such file{hint}")
     results: list[ShardResult] = []
     for src, out, game, job_run, job_sid in jobs:
         out.parent.mkdir(parents=True, exist_ok=True)
         remove_stale_temps(out)
-        if resume and is_converted(out, src if src.exists() else None):
-            meta = read_metadata(out)
-            res = ShardResult(
-                source=src,
-                outputs=(out,),
-                num_transitions=meta.num_transitions,
-                num_episodes=meta.num_episodes or 0,
-                obs_patches=int(meta.extra_attrs.get("rlu.obs_patches", 0)),
-                obs_next_patches=int(meta.extra_attrs.get("rlu.obs_next_patches", 0)),
-                pixel_compares=int(meta.extra_attrs.get("rlu.pixel_compares", 0)),
-                seconds=0.0,
-                skipped=True,
-            )
-            log.info("%s: already converted and verified; skipped", out)
+        done = resumed_result(src, out) if resume else None
+        if done is not None:
+            res = done
         else:
             if not src.exists():
                 assert job_run is not None and job_sid is not None
@@ -773,6 +835,7 @@ def load_rl_unplugged(
     join_episodes: bool = True,
     include_info: bool = True,
     progress: bool | None = None,
+    memory: Memory = "ram",
 ) -> FrameStackReplayBuffer:
     """Open one or several converted shards as one exact Tianshou buffer.
 
@@ -781,7 +844,13 @@ def load_rl_unplugged(
     concatenated in the given order; an episode cut at the end of one shard and continued by
     the next is joined (see :func:`~tianshou_offline.data.framestack.load_framestack_files`).
 
-    :param paths: a file, a directory (all ``*.hdf5`` in it, sorted), or a list of files.
+    :param paths: a file, a directory (all ``*.hdf5`` in it, sorted), or a list of files
+        and directories.
+    :param memory: ``"ram"`` reads the frames into memory; ``"disk"`` keeps them in the
+        shards, memory-mapped (a :class:`~tianshou_offline.data.ondisk.DiskReplayBuffer`,
+        sampling uniformly over all shards; shards converted with ``contiguous=True`` or
+        rewritten by ``tianshou-offline repack``); ``"auto"``: disk when the frames exceed
+        half of the available memory (logged).
     """
     if isinstance(paths, str | os.PathLike):
         p = Path(paths)
@@ -789,7 +858,19 @@ def load_rl_unplugged(
         if not files:
             raise SourceNotFoundError(f"{p}: no .hdf5 files")
     else:
-        files = [Path(x) for x in paths]
+        files = []
+        for x in paths:
+            p = Path(x)
+            found = sorted(p.glob("*.hdf5")) if p.is_dir() else [p]
+            if not found:
+                raise SourceNotFoundError(f"{p}: no .hdf5 files")
+            files += found
+    if memory != "ram":
+        from tianshou_offline.data.ondisk import choose_memory, load_disk_files, observation_bytes
+
+        where = f"{len(files)} shard(s)"
+        if choose_memory(memory, observation_bytes(files), where) == "disk":
+            return load_disk_files(files, join_episodes=join_episodes, include_info=include_info)
     return load_framestack_files(
         files, join_episodes=join_episodes, include_info=include_info, progress=progress
     )

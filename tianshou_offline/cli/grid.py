@@ -1,0 +1,92 @@
+"""``tianshou-offline grid SPEC``: an experiment grid (algorithms × datasets × seeds ×
+overrides) as Ray tasks, resumable, with its results table (:mod:`tianshou_offline.scale.grid`).
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from tianshou_offline.cli._run import Subparsers
+
+
+def add_grid_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("spec", metavar="SPEC", help="the grid file (.yaml, .toml or .json)")
+    p.add_argument(
+        "--address",
+        default=None,
+        help="the Ray cluster (auto, HOST:6379, ray://HOST:10001); default: a new local Ray "
+        "instance on this machine",
+    )
+    p.add_argument(
+        "--num-cpus",
+        type=int,
+        default=None,
+        help="CPUs of the local Ray instance (default: all cores; ignored with --address)",
+    )
+    p.add_argument("--output", default=None, help="replace the grid file's output directory")
+    p.add_argument(
+        "--max-retries",
+        type=int,
+        default=3,
+        metavar="N",
+        help="how often a cell whose worker died is rerun from its checkpoint (default 3)",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _cell_line(result: dict[str, Any]) -> str:
+    if result.get("skipped"):
+        return f"skipped (finished): {result['key']}"
+    score = result.get("normalized_score")
+    extra = f", normalised score {score:.1f}" if score is not None else ""
+    resumed = result.get("resumed_from_epoch") or 0
+    again = f", resumed from epoch {resumed}" if resumed else ""
+    return (
+        f"{result['key']}: return {result['final_return_mean']:.1f} ± "
+        f"{result['final_return_std']:.1f}{extra} ({result['train_seconds']:.1f}s on "
+        f"{result['node']}{again})"
+    )
+
+
+def cmd_grid(args: argparse.Namespace) -> int:
+    from tianshou_offline.errors import TianshouOfflineError
+    from tianshou_offline.scale.grid import format_markdown, load_grid, run_grid
+
+    grid = load_grid(args.spec)
+    res = run_grid(
+        grid,
+        args.output,
+        address=args.address,
+        num_cpus=args.num_cpus,
+        max_retries=args.max_retries,
+        progress=False if args.no_progress else None,
+        on_cell=lambda r: print(_cell_line(r), flush=True),
+    )
+    for f in res.failures:
+        print(f"failed: {f.cell.key}: {f.error}", flush=True)
+    from tianshou_offline.scale.grid import aggregate
+
+    print(format_markdown(aggregate(res.results)), end="", flush=True)
+    for what, path in res.files.items():
+        print(f"{what}: {path}")
+    if res.failures:
+        raise TianshouOfflineError(
+            f"{len(res.failures)} of {len(grid.cells)} cells failed (listed above); rerun the "
+            "grid to retry them (finished cells are skipped)"
+        )
+    return 0
+
+
+def register(sub: Subparsers) -> None:
+    p = sub.add_parser(
+        "grid",
+        help="run an experiment grid (algorithms × datasets × seeds × overrides) on Ray "
+        "(needs the [ray] extra)",
+        description="Run every cell of an experiment grid as a Ray task (trains with "
+        "OfflineTrainer, evaluates, logs to TensorBoard, checkpoints); finished cells are "
+        "skipped and interrupted ones resume from their checkpoint; writes results.md/.csv/"
+        ".json and curves.png into the output directory.",
+    )
+    add_grid_arguments(p)
+    p.set_defaults(func=cmd_grid)

@@ -1,0 +1,77 @@
+"""The one place that imports Ray (lazily) and connects to it.
+
+:func:`ray_session` uses a Ray instance this process already started (``ray.init`` called by
+the caller, e.g. a test or a notebook) and leaves it running; otherwise it starts or joins
+one — ``address=None``: a new local instance on this machine; an address (``auto``,
+``ray://head:10001``, ``head:6379``): that cluster — and shuts the connection down at the end.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import sys
+import types
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from tianshou_offline.errors import ClusterError, MissingDependencyError
+
+log = logging.getLogger(__name__)
+
+
+def import_ray() -> Any:
+    """The ``ray`` module.
+
+    :raises MissingDependencyError: Ray is not installed (the ``ray`` extra).
+    """
+    try:
+        import ray
+    except ImportError as e:
+        raise MissingDependencyError(
+            f"Ray is not installed ({e}); install the extra: pip install 'tianshou-offline[ray]'"
+        ) from e
+    return ray
+
+
+@contextmanager
+def ray_session(address: str | None = None, *, num_cpus: int | None = None) -> Iterator[Any]:
+    """Ray, connected (see the module doc); yields the ``ray`` module.
+
+    :param address: None: a local instance on this machine; else the cluster's address.
+    :param num_cpus: CPUs of a new local instance (default: all cores); ignored for a cluster.
+    :raises ClusterError: the cluster at ``address`` cannot be reached.
+    """
+    ray = import_ray()
+    if ray.is_initialized():
+        yield ray
+        return
+    kwargs: dict[str, Any] = {"logging_level": logging.WARNING}
+    if address:
+        kwargs["address"] = address
+    else:
+        kwargs.update(num_cpus=num_cpus, include_dashboard=False)
+    try:
+        ray.init(**kwargs)
+    except (ConnectionError, TimeoutError, ValueError, RuntimeError) as e:
+        where = f"the Ray cluster at {address}" if address else "a local Ray instance"
+        raise ClusterError(
+            f"cannot connect to {where}: {' '.join(str(e).split())[:300]} (start the head "
+            "with `ray start --head`; pass its address, e.g. --address auto on a node of it)"
+        ) from e
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+
+
+def node_name() -> str:
+    """This machine's host name (named in the errors of tasks that run on it)."""
+    return socket.gethostname()
+
+
+def no_tensorflow() -> None:
+    """Keep TensorBoard (imported by Tianshou) from importing TensorFlow in a Ray worker:
+    TensorBoard's documented marker module ``tensorboard.compat.notf`` (as the CLI does)."""
+    sys.modules.setdefault("tensorboard.compat.notf", types.ModuleType("tensorboard.compat.notf"))

@@ -1,0 +1,789 @@
+"""Experiment grids on Ray: every (algorithm, dataset, seed, overrides) cell a task.
+
+A :class:`Cell` is an algorithm name (:mod:`tianshou_offline.scale.algorithms`), a dataset
+file, a seed, hyperparameter overrides and a :class:`Budget`; :func:`run_cell` turns it into
+a result dict (in any process: a Ray task, a subprocess, this one). A cell:
+
+- sets ``torch.set_num_threads(num_cpus)`` and seeds torch, numpy and ``random`` with its
+  seed before it builds its networks: a cell is deterministic for its seed (on one kind of
+  machine and library build);
+- trains with Tianshou's ``OfflineTrainer`` (``epochs`` × ``steps_per_epoch`` gradient steps
+  of ``batch_size``), testing ``test_episodes`` episodes in the environment after every epoch
+  (the learning curve), logging to TensorBoard in its directory
+  ``{output}/cells/{key}/`` and checkpointing there after every epoch (``last.pt``: the
+  algorithm's state with its optimizers, the RNG states, the counters and the curve so far);
+- evaluates the final policy on ``eval_episodes`` fresh episodes (seeded ``10_000 + seed``)
+  and reports the mean return and, where the file stores reference scores (or names a D4RL
+  dataset), the normalised score on D4RL's 0–100 scale;
+- writes ``result.json`` (atomically) when done: a finished cell is skipped by a rerun. A
+  cell that stopped mid-run (its worker killed, the driver interrupted) restarts from its
+  last checkpoint: the same weights, optimizer and RNG states, so it trains on as the
+  uninterrupted run would (its final weights and evaluation are the same; only the test
+  returns logged during training after the restart differ, as the test environments are
+  reset).
+
+:func:`run_grid` runs the cells as Ray tasks (each with its own ``num_cpus``/``num_gpus``;
+Ray retries a task whose worker died, and that retry resumes from the checkpoint), and
+:func:`aggregate` / :func:`write_report` make the table: mean ± standard error over seeds per
+cell group (everything but the seed) as Markdown, CSV and JSON, and ``curves.png``, the
+learning curves per group.
+
+A grid file (YAML, TOML or JSON; :func:`load_grid`)::
+
+    output: runs/pendulum-grid         # shared by every node on a cluster
+    datasets: [data/pendulum-medium.hdf5]
+    algorithms:
+      il: {}
+      cql: {cql_weight: [1.0, 5.0]}    # a list sweeps: one cell group per value
+    seeds: 5                           # 0..4, or a list
+    budget: {epochs: 10, steps_per_epoch: 1000, batch_size: 256, test_episodes: 5,
+             eval_episodes: 10}
+    resources: {num_cpus: 1, num_gpus: 0}
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import itertools
+import json
+import logging
+import math
+import os
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from tianshou_offline.data.atomic import publish, remove_stale_temps, remove_temp, temp_path
+from tianshou_offline.errors import DatasetFormatError, DataValidationError, SourceNotFoundError
+from tianshou_offline.progress import progress as progress_bar
+from tianshou_offline.scale._ray import import_ray, no_tensorflow, node_name, ray_session
+
+if TYPE_CHECKING:
+    from tianshou.algorithm.algorithm_base import OfflineAlgorithm
+
+log = logging.getLogger(__name__)
+
+RESULT = "result.json"
+CHECKPOINT = "last.pt"
+CHECKPOINT_FORMAT = "tianshou_offline.scale.grid/1"
+
+CheckpointHook = Callable[["Cell", int, Path], None]
+"""Called in the worker with ``(cell, epoch, checkpoint path)`` after each checkpoint is
+written: a place for logging or, in tests, for fault injection."""
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How long a cell trains and how it is evaluated."""
+
+    epochs: int = 10
+    steps_per_epoch: int = 1000
+    """Gradient steps per epoch; a checkpoint and a test after each epoch."""
+    batch_size: int = 256
+    test_episodes: int = 5
+    """Episodes of each per-epoch test (the learning curve)."""
+    eval_episodes: int = 10
+    """Episodes of the final evaluation (the table)."""
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One training run of a grid."""
+
+    algorithm: str
+    """A name of :mod:`tianshou_offline.scale.algorithms` (``il``, ``bcq``, ``cql``, …)."""
+    dataset: str
+    """A buffer file (``load_buffer``); on a cluster, at the same path on every node."""
+    seed: int = 0
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+    """Hyperparameters replacing the algorithm's defaults (JSON values)."""
+    budget: Budget = Budget()
+    env_id: str | None = None
+    """The evaluation environment (default: the env id stored in the file)."""
+    num_cpus: float = 1.0
+    """CPUs the cell's task requests (and torch threads: ``max(1, int(num_cpus))``)."""
+    num_gpus: float = 0.0
+    """GPUs the cell's task requests; > 0 trains on ``cuda``."""
+
+    def spec(self) -> dict[str, Any]:
+        """The cell as JSON values (what its key hashes; resources are not part of it)."""
+        return {
+            "algorithm": self.algorithm,
+            "dataset": str(self.dataset),
+            "seed": int(self.seed),
+            "overrides": dict(sorted(self.overrides.items())),
+            "budget": asdict(self.budget),
+            "env_id": self.env_id,
+        }
+
+    @property
+    def group(self) -> str:
+        """What the cell's row of the table is: everything but the seed."""
+        over = ",".join(f"{k}={_fmt(v)}" for k, v in sorted(self.overrides.items()))
+        return f"{self.algorithm}{f'[{over}]' if over else ''} on {Path(self.dataset).stem}"
+
+    @property
+    def key(self) -> str:
+        """The cell's directory name: readable, and unique for its :meth:`spec`."""
+        blob = json.dumps(self.spec(), sort_keys=True)
+        digest = hashlib.sha256(blob.encode()).hexdigest()[:10]
+        stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(self.dataset).stem)
+        return f"{self.algorithm}-{stem}-s{self.seed}-{digest}"
+
+
+def _fmt(v: Any) -> str:
+    return json.dumps(v, separators=(",", ":")) if not isinstance(v, str) else v
+
+
+# --------------------------------------------------------------------------- grid files
+
+
+@dataclass(frozen=True)
+class Grid:
+    """The cells of a grid file and where they write."""
+
+    cells: tuple[Cell, ...]
+    output: Path
+
+
+def _load_mapping(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise SourceNotFoundError(f"{path}: no such grid file")
+    text = path.read_text()
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text)
+        elif suffix == ".toml":
+            import tomllib
+
+            data = tomllib.loads(text)
+        elif suffix == ".json":
+            data = json.loads(text)
+        else:
+            raise DatasetFormatError(
+                f"{path}: grid file of type {suffix or '(none)'}; expected .yaml, .toml or .json"
+            )
+    except DatasetFormatError:
+        raise
+    except Exception as e:  # each parser's own error type
+        raise DatasetFormatError(f"{path}: not valid {suffix[1:]}: {e}") from e
+    if not isinstance(data, dict):
+        raise DatasetFormatError(f"{path}: holds a {type(data).__name__}; expected a mapping")
+    return data
+
+
+def grid_from_mapping(data: Mapping[str, Any], *, where: str = "grid", base: Path = Path()) -> Grid:
+    """The :class:`Grid` a mapping describes (the module doc's keys); relative paths are
+    relative to ``base`` (a grid file's directory).
+
+    :raises DataValidationError: a key missing, unknown or of the wrong type (named).
+    """
+    known = {"output", "datasets", "algorithms", "seeds", "budget", "resources", "env_id"}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise DataValidationError(
+            f"{where}: unknown key {', '.join(unknown)}; expected some of {', '.join(sorted(known))}"
+        )
+    for key in ("output", "datasets", "algorithms"):
+        if key not in data:
+            raise DataValidationError(f"{where}: no {key!r}; expected {key}: ...")
+    datasets = data["datasets"]
+    if isinstance(datasets, str):
+        datasets = [datasets]
+    if not isinstance(datasets, list) or not datasets:
+        raise DataValidationError(f"{where}: datasets is {datasets!r}; expected a list of files")
+    algos = data["algorithms"]
+    if isinstance(algos, list):
+        algos = {str(a): {} for a in algos}
+    if not isinstance(algos, dict) or not algos:
+        raise DataValidationError(
+            f"{where}: algorithms is {algos!r}; expected a list of names or a mapping "
+            "name → {hyperparameter: value or list of values}"
+        )
+    seeds_value = data.get("seeds", 1)
+    if isinstance(seeds_value, int) and not isinstance(seeds_value, bool) and seeds_value > 0:
+        seeds = list(range(seeds_value))
+    elif isinstance(seeds_value, list) and all(isinstance(s, int) for s in seeds_value):
+        seeds = [int(s) for s in seeds_value]
+    else:
+        raise DataValidationError(
+            f"{where}: seeds is {seeds_value!r}; expected a positive count or a list of ints"
+        )
+    budget_map = data.get("budget", {})
+    fields = set(Budget.__dataclass_fields__)
+    if not isinstance(budget_map, dict) or set(budget_map) - fields:
+        raise DataValidationError(
+            f"{where}: budget is {budget_map!r}; expected a mapping of {', '.join(sorted(fields))}"
+        )
+    for k, v in budget_map.items():
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise DataValidationError(f"{where}: budget.{k} is {v!r}; expected an int >= 1")
+    budget = Budget(**budget_map)
+    res = data.get("resources", {})
+    if not isinstance(res, dict) or set(res) - {"num_cpus", "num_gpus"}:
+        raise DataValidationError(
+            f"{where}: resources is {res!r}; expected a mapping of num_cpus, num_gpus"
+        )
+    cells: list[Cell] = []
+    for seed in seeds:  # seed-major: a partial grid has every group at its low seeds
+        for ds in datasets:
+            path = Path(str(ds)).expanduser()
+            path = path if path.is_absolute() else base / path
+            for name, sweep in algos.items():
+                if not isinstance(sweep, dict):
+                    raise DataValidationError(
+                        f"{where}: algorithms.{name} is {sweep!r}; expected a mapping of "
+                        "hyperparameters"
+                    )
+                keys = sorted(sweep)
+                values = [v if isinstance(v, list) else [v] for v in (sweep[k] for k in keys)]
+                for combo in itertools.product(*values):
+                    cells.append(
+                        Cell(
+                            algorithm=str(name),
+                            dataset=str(path),
+                            seed=seed,
+                            overrides=dict(zip(keys, combo, strict=True)),
+                            budget=budget,
+                            env_id=data.get("env_id"),
+                            num_cpus=float(res.get("num_cpus", 1.0)),
+                            num_gpus=float(res.get("num_gpus", 0.0)),
+                        )
+                    )
+    out = Path(str(data["output"])).expanduser()
+    return Grid(cells=tuple(cells), output=out if out.is_absolute() else base / out)
+
+
+def load_grid(path: str | os.PathLike[str]) -> Grid:
+    """Read a grid file (``.yaml``/``.yml``, ``.toml`` or ``.json``; see the module doc).
+
+    :raises SourceNotFoundError: no such file.
+    :raises DatasetFormatError: not parseable, or not a mapping.
+    :raises DataValidationError: a key missing, unknown or of the wrong type.
+    """
+    p = Path(path)
+    return grid_from_mapping(_load_mapping(p), where=str(p), base=p.resolve().parent)
+
+
+# --------------------------------------------------------------------------- one cell
+
+
+def cell_dir(cell: Cell, output: str | os.PathLike[str]) -> Path:
+    """Where ``cell`` writes: ``{output}/cells/{cell.key}``."""
+    return Path(output) / "cells" / cell.key
+
+
+def finished_result(cell: Cell, output: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The result of a finished cell (its ``result.json``), else None."""
+    path = cell_dir(cell, output) / RESULT
+    if not path.is_file():
+        return None
+    try:
+        result: dict[str, Any] = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        log.warning("%s: unreadable (%s); the cell runs again", path, e)
+        return None
+    return result if result.get("spec") == cell.spec() else None
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = temp_path(path)
+    try:
+        tmp.write_bytes(data)
+        publish(tmp, path, overwrite=True)
+    finally:
+        remove_temp(tmp)
+
+
+def _rng_state() -> dict[str, Any]:
+    import torch
+
+    kind, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
+    return {
+        "torch": torch.get_rng_state(),
+        "numpy": [
+            str(kind),
+            torch.from_numpy(np.asarray(keys).astype(np.int64)),
+            int(pos),
+            int(has_gauss),
+            float(cached),
+        ],
+        "python": [int(x) for x in random.getstate()[1]],
+    }
+
+
+def _set_rng_state(state: Mapping[str, Any]) -> None:
+    import torch
+
+    torch.set_rng_state(state["torch"])
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    random.setstate((3, tuple(state["python"]), None))
+
+
+def run_cell(
+    cell: Cell,
+    output: str | os.PathLike[str],
+    *,
+    on_checkpoint: CheckpointHook | None = None,
+) -> dict[str, Any]:
+    """Train, evaluate and record one cell in this process (see the module doc); a finished
+    cell returns its stored result (``skipped: True``).
+
+    :returns: ``spec``, ``key``, ``group``, ``final_return_mean``/``_std``, ``returns``,
+        ``normalized_score`` (None without reference scores), ``curve`` (``[gradient step,
+        mean test return]`` per test), ``gradient_steps``, ``resumed_from_epoch`` (0: a fresh
+        start), ``train_seconds``, ``eval_seconds``, ``node``, ``num_threads``, ``dir``.
+    :raises SourceNotFoundError: no dataset file, or no environment to evaluate in.
+    :raises DataValidationError: unknown algorithm or hyperparameter.
+    """
+    done = finished_result(cell, output)
+    if done is not None:
+        return {**done, "skipped": True}
+    no_tensorflow()
+    import gymnasium as gym
+    import torch
+    from tianshou.data import Collector, CollectStats
+    from tianshou.env import DummyVectorEnv
+    from tianshou.trainer import OfflineTrainerParams
+    from torch.utils.tensorboard import SummaryWriter
+
+    from tianshou_offline.data.buffer import load_buffer
+    from tianshou_offline.data.format import read_metadata
+    from tianshou_offline.scale.algorithms import build_algorithm
+
+    directory = cell_dir(cell, output)
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "cell.json").write_text(json.dumps(cell.spec(), indent=1))
+    ckpt_path = directory / CHECKPOINT
+    remove_stale_temps(ckpt_path)
+    threads = max(1, int(cell.num_cpus))
+    torch.set_num_threads(threads)
+    device = "cuda" if cell.num_gpus > 0 else "cpu"
+    random.seed(cell.seed)
+    np.random.seed(cell.seed)
+    torch.manual_seed(cell.seed)
+
+    dataset = Path(cell.dataset)
+    if not dataset.is_file():
+        raise SourceNotFoundError(
+            f"{dataset}: no such dataset file on node {node_name()}; on a cluster the data "
+            "must be at the same path on every node"
+        )
+    meta = read_metadata(dataset)
+    env_id = cell.env_id or meta.env_id
+    if env_id is None:
+        raise SourceNotFoundError(f"{dataset}: the file names no environment; set env_id")
+    probe = gym.make(env_id)
+    obs_space, act_space = probe.observation_space, probe.action_space
+    probe.close()
+    algorithm = build_algorithm(cell.algorithm, obs_space, act_space, cell.overrides)
+    algorithm.to(device)
+    untyped: Any = algorithm  # Tianshou's Algorithm.state_dict (with optimizers) is untyped
+    buffer = load_buffer(dataset)
+
+    state: dict[str, Any] | None = None
+    if ckpt_path.is_file():
+        try:
+            state = torch.load(ckpt_path, map_location=device, weights_only=True)
+        except Exception as e:  # truncated or foreign file: start afresh
+            log.warning("%s: unreadable checkpoint (%s); the cell starts afresh", ckpt_path, e)
+            state = None
+        if state is not None and state.get("format") != CHECKPOINT_FORMAT:
+            state = None
+    curve: list[list[float]] = []
+    counters = (0, 0, 0)
+    if state is not None:
+        untyped.load_state_dict(state["algorithm"])
+        _set_rng_state(state["rng"])
+        curve = [list(p) for p in state["curve"]]
+        counters = (int(state["epoch"]), int(state["env_step"]), int(state["gradient_step"]))
+        log.info("%s: resumed from epoch %d", cell.key, counters[0])
+
+    budget = cell.budget
+
+    def save_checkpoint(epoch: int, env_step: int, gradient_step: int) -> str:
+        payload = {
+            "format": CHECKPOINT_FORMAT,
+            "algorithm": untyped.state_dict(),
+            "rng": _rng_state(),
+            "curve": curve,
+            "epoch": epoch,
+            "env_step": env_step,
+            "gradient_step": gradient_step,
+        }
+        buf = io.BytesIO()
+        torch.save(payload, buf)
+        _write_atomic(ckpt_path, buf.getvalue())
+        if on_checkpoint is not None:
+            on_checkpoint(cell, epoch, ckpt_path)
+        return str(ckpt_path)
+
+    logger = _cell_logger(SummaryWriter(str(directory)), counters, curve, budget.batch_size)
+    test_envs = DummyVectorEnv([lambda: gym.make(env_id)] * min(budget.test_episodes, 5))
+    test_envs.seed(cell.seed)
+    test_collector = Collector[CollectStats](algorithm, test_envs)
+    t0 = time.perf_counter()
+    try:
+        algorithm.run_training(
+            OfflineTrainerParams(
+                buffer=buffer,
+                test_collector=test_collector,
+                max_epochs=budget.epochs,
+                epoch_num_steps=budget.steps_per_epoch,
+                test_step_num_episodes=budget.test_episodes,
+                batch_size=budget.batch_size,
+                save_checkpoint_fn=save_checkpoint,
+                resume_from_log=state is not None,
+                logger=logger,
+                show_progress=False,
+                verbose=False,
+            )
+        )
+    finally:
+        logger.finalize()
+        test_envs.close()
+    train_seconds = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    returns = _evaluate(algorithm, env_id, budget.eval_episodes, 10_000 + cell.seed)
+    eval_seconds = time.perf_counter() - t0
+    mean = float(np.mean(returns))
+    _save_policy(algorithm, directory / "policy.pt")
+    result: dict[str, Any] = {
+        "spec": cell.spec(),
+        "key": cell.key,
+        "group": cell.group,
+        "env_id": env_id,
+        "final_return_mean": mean,
+        "final_return_std": float(np.std(returns)),
+        "returns": [float(r) for r in returns],
+        "normalized_score": _score(dataset, mean),
+        "curve": curve,
+        "gradient_steps": budget.epochs * budget.steps_per_epoch,
+        "resumed_from_epoch": counters[0],
+        "train_seconds": train_seconds,
+        "eval_seconds": eval_seconds,
+        "node": node_name(),
+        "pid": os.getpid(),
+        "num_threads": threads,
+        "device": device,
+        "dir": str(directory),
+    }
+    _write_atomic(directory / RESULT, json.dumps(result, indent=1).encode())
+    return {**result, "skipped": False}
+
+
+def _cell_logger(writer: Any, counters: tuple[int, int, int], curve: list[list[float]],
+                 batch_size: int) -> Any:  # fmt: skip
+    """Tianshou's TensorBoard logger that restores the checkpoint's counters (not the event
+    file's: a worker killed between the checkpoint and the event write would disagree) and
+    records each test's mean return in ``curve``."""
+    from tianshou.utils import TensorboardLogger
+
+    class CellLogger(TensorboardLogger):
+        def restore_data(self) -> tuple[int, int, int]:
+            epoch, env_step, gradient_step = counters
+            self.last_save_step = self.last_log_test_step = epoch
+            self.last_log_update_step = gradient_step
+            self.last_log_train_step = env_step
+            return epoch, env_step, gradient_step
+
+        def log_test_data(self, log_data: dict[str, Any], step: int) -> None:
+            stat = log_data.get("returns_stat") or {}
+            if "mean" in stat:
+                curve.append([float(step // batch_size), float(stat["mean"])])
+            super().log_test_data(log_data, step)
+
+    return CellLogger(writer, save_interval=1)
+
+
+def _evaluate(
+    algorithm: OfflineAlgorithm[Any], env_id: str, episodes: int, seed: int
+) -> list[float]:
+    import gymnasium as gym
+    from tianshou.data import Collector, CollectStats
+    from tianshou.env import DummyVectorEnv
+
+    envs = DummyVectorEnv([lambda: gym.make(env_id)] * min(episodes, 5))
+    envs.seed(seed)
+    try:
+        algorithm.policy.eval()
+        stats = Collector[CollectStats](algorithm.policy, envs).collect(
+            n_episode=episodes, reset_before_collect=True
+        )
+    finally:
+        envs.close()
+    return [float(r) for r in stats.returns]
+
+
+def _save_policy(algorithm: OfflineAlgorithm[Any], path: Path) -> None:
+    """The final policy: a replayable checkpoint for continuous policies
+    (``record --policy``), else the policy's ``state_dict``."""
+    import torch
+
+    from tianshou_offline.algorithms import ContinuousPolicy
+    from tianshou_offline.recording.policies import save_policy_checkpoint
+
+    if isinstance(algorithm.policy, ContinuousPolicy):
+        save_policy_checkpoint(path, algorithm.policy)
+        return
+    buf = io.BytesIO()
+    torch.save(algorithm.policy.state_dict(), buf)
+    _write_atomic(path, buf.getvalue())
+
+
+def _score(dataset: Path, mean: float) -> float | None:
+    from tianshou_offline.converters.d4rl_scores import normalized_score
+
+    try:
+        return normalized_score(dataset, mean)
+    except SourceNotFoundError:
+        return None
+
+
+# --------------------------------------------------------------------------- the grid
+
+
+@dataclass(frozen=True)
+class CellFailure:
+    cell: Cell
+    error: str
+
+
+@dataclass
+class GridResult:
+    results: list[dict[str, Any]]
+    """Per finished cell (run now or before: ``skipped``), in the grid's order."""
+    failures: list[CellFailure]
+    files: dict[str, Path] = field(default_factory=dict)
+    """The report: ``markdown``, ``csv``, ``json``, ``plot``."""
+
+
+def run_cell_task(
+    cell: Cell, output: str, on_checkpoint: CheckpointHook | None = None
+) -> dict[str, Any]:
+    """What a grid's Ray task runs (:func:`run_cell`)."""
+    no_tensorflow()
+    return run_cell(cell, output, on_checkpoint=on_checkpoint)
+
+
+def run_grid(
+    cells: Sequence[Cell] | Grid,
+    output: str | os.PathLike[str] | None = None,
+    *,
+    address: str | None = None,
+    num_cpus: int | None = None,
+    max_retries: int = 3,
+    progress: bool | None = None,
+    on_cell: Callable[[dict[str, Any]], None] | None = None,
+    on_checkpoint: CheckpointHook | None = None,
+) -> GridResult:
+    """Run every cell not finished yet as a Ray task, then write the report
+    (:func:`write_report`) into ``output``.
+
+    :param cells: the cells, or a :class:`Grid` (whose ``output`` is the default).
+    :param address: the Ray cluster (None: a Ray instance this process runs, else a new
+        local one of ``num_cpus`` CPUs).
+    :param max_retries: how often Ray reruns a cell whose worker died (it resumes from its
+        checkpoint).
+    :param on_cell: called on the driver with each cell's result as it finishes (finished
+        cells first, marked ``skipped``).
+    :param on_checkpoint: called in the worker after each checkpoint (:data:`CheckpointHook`).
+    :returns: the results, the cells that failed with their errors, the report's files.
+    """
+    if isinstance(cells, Grid):
+        output = cells.output if output is None else output
+        cells = cells.cells
+    if output is None:
+        raise DataValidationError("run_grid: no output directory")
+    out = Path(output)
+    out.mkdir(parents=True, exist_ok=True)
+    keys = [c.key for c in cells]
+    if len(set(keys)) != len(keys):
+        raise DataValidationError("run_grid: the same cell is listed twice")
+    results: dict[int, dict[str, Any]] = {}
+    failures: dict[int, CellFailure] = {}
+    todo: list[int] = []
+    for i, cell in enumerate(cells):
+        done = finished_result(cell, out)
+        if done is None:
+            todo.append(i)
+        else:
+            results[i] = {**done, "skipped": True}
+    with progress_bar(total=len(cells), desc="grid cells on Ray", unit="cell",
+                      enabled=progress) as bar:  # fmt: skip
+        for i in sorted(results):
+            bar.update(1)
+            if on_cell is not None:
+                on_cell(results[i])
+        if todo:
+            with ray_session(address, num_cpus=num_cpus) as ray:
+                exceptions = import_ray().exceptions
+                refs: dict[Any, int] = {}
+                for i in todo:
+                    remote: Any = ray.remote(run_cell_task).options(
+                        num_cpus=cells[i].num_cpus,
+                        num_gpus=cells[i].num_gpus,
+                        max_retries=max_retries,
+                        name=f"cell {cells[i].key}",
+                    )
+                    refs[remote.remote(cells[i], str(out), on_checkpoint)] = i
+                pending = list(refs)
+                try:
+                    while pending:
+                        ready, pending = ray.wait(pending, num_returns=1)
+                        for ref in ready:
+                            i = refs[ref]
+                            try:
+                                results[i] = ray.get(ref)
+                            except exceptions.RayError as e:
+                                cause = getattr(e, "cause", None)
+                                msg = (f"{type(cause).__name__}: {cause}" if isinstance(cause, BaseException)
+                                       else f"{type(e).__name__}: {' '.join(str(e).split())[:500]}")  # fmt: skip
+                                failures[i] = CellFailure(cells[i], msg)
+                                log.warning("cell %s failed: %s", cells[i].key, msg)
+                            else:
+                                if on_cell is not None:
+                                    on_cell(results[i])
+                            bar.update(1)
+                except BaseException:
+                    for ref in pending:
+                        ray.cancel(ref, force=True)
+                    raise
+    ordered = [results[i] for i in sorted(results)]
+    files = write_report(ordered, out)
+    return GridResult(ordered, [failures[i] for i in sorted(failures)], files)
+
+
+# --------------------------------------------------------------------------- the table
+
+
+def mean_se(xs: Sequence[float]) -> tuple[float, float]:
+    """Mean and standard error (sample std / √n; 0 for one value)."""
+    n = len(xs)
+    mean = float(np.mean(xs))
+    se = float(np.std(xs, ddof=1) / math.sqrt(n)) if n > 1 else 0.0
+    return mean, se
+
+
+def aggregate(results: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """One row per cell group (every cell but its seed), in order of first appearance:
+    ``group``, ``algorithm``, ``dataset``, ``overrides``, ``seeds``, ``return_mean``,
+    ``return_se``, ``score_mean``/``score_se`` (None unless every seed has a score),
+    ``gradient_steps``, ``train_seconds`` (mean)."""
+    groups: dict[str, list[Mapping[str, Any]]] = {}
+    for r in results:
+        groups.setdefault(str(r["group"]), []).append(r)
+    rows: list[dict[str, Any]] = []
+    for group, rs in groups.items():
+        spec = rs[0]["spec"]
+        ret_mean, ret_se = mean_se([float(r["final_return_mean"]) for r in rs])
+        scores = [r["normalized_score"] for r in rs]
+        have = all(s is not None for s in scores)
+        score_mean, score_se = mean_se([float(s) for s in scores]) if have else (None, None)
+        rows.append({
+            "group": group, "algorithm": spec["algorithm"], "dataset": spec["dataset"],
+            "overrides": spec["overrides"], "seeds": sorted(int(r["spec"]["seed"]) for r in rs),
+            "return_mean": ret_mean, "return_se": ret_se,
+            "score_mean": score_mean, "score_se": score_se,
+            "gradient_steps": int(rs[0]["gradient_steps"]),
+            "train_seconds": float(np.mean([float(r["train_seconds"]) for r in rs])),
+        })  # fmt: skip
+    return rows
+
+
+def format_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
+    """The table as Markdown: mean ± standard error over seeds."""
+    lines = [
+        "| cell group | seeds | final return | normalised score | gradient steps | train s |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in rows:
+        score = (f"{r['score_mean']:.1f} ± {r['score_se']:.1f}" if r["score_mean"] is not None
+                 else "—")  # fmt: skip
+        lines.append(
+            f"| {r['group']} | {len(r['seeds'])} | {r['return_mean']:.1f} ± {r['return_se']:.1f} "
+            f"| {score} | {r['gradient_steps']} | {r['train_seconds']:.1f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _csv(rows: Sequence[Mapping[str, Any]]) -> str:
+    buf = io.StringIO()
+    cols = ["group", "algorithm", "dataset", "overrides", "seeds", "return_mean", "return_se",
+            "score_mean", "score_se", "gradient_steps", "train_seconds"]  # fmt: skip
+    w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({**r, "overrides": json.dumps(r["overrides"], sort_keys=True),
+                    "seeds": " ".join(map(str, r["seeds"]))})  # fmt: skip
+    return buf.getvalue()
+
+
+def plot_curves(results: Sequence[Mapping[str, Any]], path: Path) -> Path:
+    """Learning curves (mean test return against gradient steps; mean ± standard error over
+    seeds) per cell group, one panel per dataset; written atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    by_ds: dict[str, dict[str, list[Mapping[str, Any]]]] = {}
+    for r in results:
+        by_ds.setdefault(Path(r["spec"]["dataset"]).stem, {}).setdefault(r["group"], []).append(r)
+    fig, axes = plt.subplots(1, len(by_ds), figsize=(5 * len(by_ds), 3.6), squeeze=False)
+    for ax, (ds, groups) in zip(axes[0], by_ds.items(), strict=True):
+        for group, rs in groups.items():
+            n = min(len(r["curve"]) for r in rs)
+            if n == 0:
+                continue
+            steps = np.array([p[0] for p in rs[0]["curve"][:n]])
+            ys = np.array([[p[1] for p in r["curve"][:n]] for r in rs])
+            mean = ys.mean(axis=0)
+            se = ys.std(axis=0, ddof=1) / math.sqrt(len(rs)) if len(rs) > 1 else 0 * mean
+            label = group.rsplit(" on ", 1)[0]
+            ax.plot(steps, mean, label=f"{label} ({len(rs)} seeds)")
+            ax.fill_between(steps, mean - se, mean + se, alpha=0.2)
+        ax.set_title(ds)
+        ax.set_xlabel("gradient steps")
+        ax.set_ylabel("test return")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    tmp = temp_path(path, "png")
+    try:
+        fig.savefig(tmp, format="png", dpi=100)
+        publish(tmp, path, overwrite=True)
+    finally:
+        plt.close(fig)
+        remove_temp(tmp)
+    return path
+
+
+def write_report(
+    results: Sequence[Mapping[str, Any]], output: str | os.PathLike[str]
+) -> dict[str, Path]:
+    """``results.md``, ``results.csv``, ``results.json`` (rows and cells) and ``curves.png``
+    in ``output`` (each replaced atomically: they are the grid's current state)."""
+    out = Path(output)
+    rows = aggregate(results)
+    files = {"markdown": out / "results.md", "csv": out / "results.csv",
+             "json": out / "results.json", "plot": out / "curves.png"}  # fmt: skip
+    _write_atomic(files["markdown"], format_markdown(rows).encode())
+    _write_atomic(files["csv"], _csv(rows).encode())
+    cells = [{k: v for k, v in r.items() if k != "skipped"} for r in results]
+    _write_atomic(files["json"], json.dumps({"rows": rows, "cells": cells}, indent=1).encode())
+    if results:
+        plot_curves(results, files["plot"])
+    else:
+        files.pop("plot")
+    return files
