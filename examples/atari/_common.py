@@ -34,6 +34,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 from tianshou_offline.algorithms import DiscretePolicy
 from tianshou_offline.cli.example_args import AtariConfig, config_dict, training_progress
+from tianshou_offline.data.ondisk import Memory
 from tianshou_offline.errors import DataValidationError, SourceNotFoundError, TianshouOfflineError
 from tianshou_offline.recording.atari import is_atari_env_id, make_atari_env, make_atari_vector_env
 
@@ -86,6 +87,16 @@ def make_setup(config: AtariConfig) -> Setup:
         buffer = load_training_buffer(config)
         _check_buffer(buffer, config, shape, num_actions)
         print("Replay buffer size:", len(buffer), flush=True)
+        disk = getattr(buffer, "disk_columns", None)
+        if callable(disk):
+            mapped = sum(int(np.prod(c.shape)) * c.dtype.itemsize for c in disk().values())
+            print(
+                f"Replay buffer memory: disk ({mapped / 1e9:.2f} GB of frames memory-mapped; "
+                "mini-batches are gathered from the files)",
+                flush=True,
+            )
+        else:
+            print("Replay buffer memory: ram", flush=True)
     if config.render > 0:  # --render: show the test episodes in a window
         env_kwargs["render_mode"] = "human"
     test_envs = make_atari_vector_env(config.task, config.test_num, seed=config.seed, **env_kwargs)
@@ -115,9 +126,10 @@ def load_training_buffer(config: AtariConfig) -> ReplayBuffer:
 
     :raises TianshouOfflineError: missing file, unsafe or unknown format.
     """
-    path = str(config.load_buffer_name)
-    if config.buffer_from_rl_unplugged:
-        return _load_rl_unplugged(path)
+    paths = [str(x) for x in config.load_buffer_name]
+    if config.buffer_from_rl_unplugged or len(paths) > 1 or Path(paths[0]).is_dir():
+        return _load_rl_unplugged(paths, config.memory)
+    path = paths[0]
     p = Path(path)
     if not p.exists():
         raise SourceNotFoundError(
@@ -139,11 +151,13 @@ def load_training_buffer(config: AtariConfig) -> ReplayBuffer:
     # exact stacks where the file stores patches (RL Unplugged, TFDS)
     from tianshou_offline import load_buffer
 
-    loaded: ReplayBuffer = load_buffer(p, allow_pickle=config.allow_pickle, include_info=False)
+    loaded: ReplayBuffer = load_buffer(
+        p, allow_pickle=config.allow_pickle, include_info=False, memory=config.memory
+    )
     return loaded
 
 
-def _load_rl_unplugged(path: str) -> ReplayBuffer:
+def _load_rl_unplugged(paths: list[str], memory: Memory) -> ReplayBuffer:
     try:
         from tianshou_offline.converters.rl_unplugged import load_rl_unplugged
     except ImportError as e:
@@ -153,17 +167,20 @@ def _load_rl_unplugged(path: str) -> ReplayBuffer:
         ) from e
     import glob
 
-    matches = sorted(glob.glob(path)) if any(c in path for c in "*?[") else []
-    if any(c in path for c in "*?[") and not matches:
-        raise SourceNotFoundError(f"{path}: no files match")
-    buffer: ReplayBuffer = load_rl_unplugged([Path(m) for m in matches] if matches else path)
+    files: list[Path] = []
+    for path in paths:
+        matches = sorted(glob.glob(path)) if any(c in path for c in "*?[") else [path]
+        if not matches:
+            raise SourceNotFoundError(f"{path}: no files match")
+        files += [Path(m) for m in matches]
+    buffer: ReplayBuffer = load_rl_unplugged(files, memory=memory, include_info=False)
     return buffer
 
 
 def _check_buffer(
     buffer: ReplayBuffer, config: AtariConfig, state_shape: tuple[int, ...], num_actions: int
 ) -> None:
-    path = config.load_buffer_name
+    path = ", ".join(config.load_buffer_name)
     if len(buffer) == 0:
         raise DataValidationError(f"{path}: the buffer is empty")
     sample = buffer[np.array([0])]

@@ -180,12 +180,19 @@ class AtariConfig(ExampleConfig):
     """wandb project (--logger wandb)"""
     watch: bool = False
     """only evaluate the policy in --resume-path"""
-    load_buffer_name: str = "./expert_DQN_PongNoFrameskip-v4.hdf5"
+    load_buffer_name: list[str] = field(
+        default_factory=lambda: ["./expert_DQN_PongNoFrameskip-v4.hdf5"]
+    )
     """the offline data: a tianshou-offline HDF5 file, a Tianshou save_hdf5 file (read
-    without unpickling), or RL Unplugged output (see --buffer-from-rl-unplugged)"""
+    without unpickling), or RL Unplugged output (see --buffer-from-rl-unplugged); several
+    files or directories of compact shards are joined into one buffer"""
     buffer_from_rl_unplugged: bool = False
-    """--load-buffer-name is the RL Unplugged converter's output: a file, a directory of shard
-    files, or a glob; shards are joined into one buffer with exact stacks"""
+    """--load-buffer-name is the RL Unplugged converter's output: files, directories of shard
+    files, or globs; shards are joined into one buffer with exact stacks"""
+    memory: Literal["ram", "disk", "auto"] = "auto"
+    """where the frames stay: ram (read into memory), disk (memory-mapped from contiguous
+    files, see `tianshou-offline repack`; mini-batches are gathered from disk), auto (disk
+    when they exceed half of the available memory)"""
     allow_pickle: bool = False
     """allow unpickling (.pkl buffers, pickled columns of Tianshou files): runs code from the
     file, only for files you trust"""
@@ -196,6 +203,8 @@ class AtariConfig(ExampleConfig):
         super().check()
         if self.update_per_epoch < 1 or self.frames_stack < 1:
             raise ValueError("--update-per-epoch and --frames-stack must be at least 1")
+        if not self.load_buffer_name:
+            raise ValueError("--load-buffer-name needs at least one file or directory")
 
 
 @dataclass(kw_only=True)
