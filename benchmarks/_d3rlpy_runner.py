@@ -42,27 +42,34 @@ def _d3rlpy() -> Any:
     return d3rlpy
 
 
+def _subclass(name: str, base: Any, **namespace: Any) -> Any:
+    """A dataclass subclass of one of d3rlpy's factory bases, built with ``type()``: d3rlpy's
+    classes are untyped here (``Any`` to mypy), and a ``class`` statement deriving from ``Any``
+    is what ``--strict`` forbids."""
+    return dataclasses.dataclass()(type(name, (base,), namespace))
+
+
 def _optimizer_factory(adam: str, clip_grad_norm: float | None = None) -> Any:
     from d3rlpy.optimizers import AdamFactory, OptimizerFactory
 
     if adam == "default":
         return AdamFactory(clip_grad_norm=clip_grad_norm)
 
-    @dataclasses.dataclass()
-    class FusedAdamFactory(OptimizerFactory):  # type: ignore[misc]
-        """``torch.optim.Adam(..., fused=True)`` behind d3rlpy's optimizer interface."""
+    def create_optimizer(self: Any, named_modules: Any, lr: float) -> torch.optim.Adam:
+        params: dict[nn.Parameter, None] = {}
+        for _, module in named_modules:
+            for p in module.parameters():
+                params.setdefault(p, None)
+        return torch.optim.Adam(list(params), lr=lr, fused=True)
 
-        def create_optimizer(self, named_modules: Any, lr: float) -> torch.optim.Adam:
-            params: dict[nn.Parameter, None] = {}
-            for _, module in named_modules:
-                for p in module.parameters():
-                    params.setdefault(p, None)
-            return torch.optim.Adam(list(params), lr=lr, fused=True)
+    def get_type() -> str:
+        return "fused_adam"
 
-        @staticmethod
-        def get_type() -> str:
-            return "fused_adam"
-
+    # ``torch.optim.Adam(..., fused=True)`` behind d3rlpy's optimizer interface
+    FusedAdamFactory = _subclass(
+        "FusedAdamFactory", OptimizerFactory,
+        create_optimizer=create_optimizer, get_type=staticmethod(get_type),
+    )  # fmt: skip
     return FusedAdamFactory(clip_grad_norm=clip_grad_norm)
 
 
@@ -77,59 +84,62 @@ def _same_nets_encoder_factory(
     from d3rlpy.models import EncoderFactory
     from d3rlpy.models.torch import Encoder
 
-    class SameNetsEncoder(Encoder):  # type: ignore[misc]
-        def __init__(self) -> None:
-            super().__init__()
-            layers: list[nn.Module] = []
-            if len(obs_shape) == 3:
-                c = obs_shape[0]
-                layers += [
-                    nn.Conv2d(c, 32, kernel_size=8, stride=4),
-                    nn.ReLU(inplace=True),
-                    nn.Conv2d(32, 64, kernel_size=4, stride=2),
-                    nn.ReLU(inplace=True),
-                    nn.Conv2d(64, 64, kernel_size=3, stride=1),
-                    nn.ReLU(inplace=True),
-                    nn.Flatten(),
-                ]
-                with torch.no_grad():
-                    width = int(nn.Sequential(*layers)(torch.zeros(1, *obs_shape)).shape[1])
-            else:
-                width = int(np.prod(obs_shape))
-                for h in trunk_hidden:
-                    layers += [nn.Linear(width, h), nn.ReLU(inplace=True)]
-                    width = h
-            for h in head_hidden:
+    def encoder_init(self: Any) -> None:
+        Encoder.__init__(self)
+        layers: list[nn.Module] = []
+        if len(obs_shape) == 3:
+            c = obs_shape[0]
+            layers += [
+                nn.Conv2d(c, 32, kernel_size=8, stride=4),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(32, 64, kernel_size=4, stride=2),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(64, 64, kernel_size=3, stride=1),
+                nn.ReLU(inplace=True),
+                nn.Flatten(),
+            ]
+            with torch.no_grad():
+                width = int(nn.Sequential(*layers)(torch.zeros(1, *obs_shape)).shape[1])
+        else:
+            width = int(np.prod(obs_shape))
+            for h in trunk_hidden:
                 layers += [nn.Linear(width, h), nn.ReLU(inplace=True)]
                 width = h
-            self.net = nn.Sequential(*layers)
-            self.image = len(obs_shape) == 3
-            if self.image and channels_last:
-                for m in self.net.modules():
-                    if isinstance(m, nn.Conv2d):
-                        m.weight.data = m.weight.data.contiguous(memory_format=torch.channels_last)
+        for h in head_hidden:
+            layers += [nn.Linear(width, h), nn.ReLU(inplace=True)]
+            width = h
+        self.net = nn.Sequential(*layers)
+        self.image = len(obs_shape) == 3
+        if self.image and channels_last:
+            for m in self.net.modules():
+                if isinstance(m, nn.Conv2d):
+                    m.weight.data = m.weight.data.contiguous(memory_format=torch.channels_last)
 
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            if self.image:
-                if channels_last:
-                    x = x.contiguous(memory_format=torch.channels_last)
-                if scale_obs:
-                    x = x.mul(1.0 / 255.0)
-            else:
-                x = x.reshape(x.shape[0], -1)
-            out: torch.Tensor = self.net(x)
-            return out
+    def encoder_forward(self: Any, x: torch.Tensor) -> torch.Tensor:
+        if self.image:
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            if scale_obs:
+                x = x.mul(1.0 / 255.0)
+        else:
+            x = x.reshape(x.shape[0], -1)
+        out: torch.Tensor = self.net(x)
+        return out
 
-    @dataclasses.dataclass()
-    class SameNetsEncoderFactory(EncoderFactory):  # type: ignore[misc]
-        def create(self, observation_shape: Any) -> SameNetsEncoder:
-            return SameNetsEncoder()
+    SameNetsEncoder = type(
+        "SameNetsEncoder", (Encoder,), {"__init__": encoder_init, "forward": encoder_forward}
+    )
 
-        @staticmethod
-        def get_type() -> str:
-            return "tianshou_offline_benchmark"
+    def create(self: Any, observation_shape: Any) -> Any:
+        return SameNetsEncoder()
 
-    return SameNetsEncoderFactory()
+    def get_type() -> str:
+        return "tianshou_offline_benchmark"
+
+    factory = _subclass(
+        "SameNetsEncoderFactory", EncoderFactory, create=create, get_type=staticmethod(get_type)
+    )
+    return factory()
 
 
 # --------------------------------------------------------------------------- datasets

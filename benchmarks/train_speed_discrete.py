@@ -34,6 +34,7 @@ Usage: ``python benchmarks/train_speed_discrete.py [--threads 1 2] [--only atari
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import sys
 from collections.abc import Sequence
@@ -526,7 +527,7 @@ def run_suite(args: argparse.Namespace, d3rlpy: str | None, threads: int) -> dic
         )
         out[s.name] = run_and_print(
             title,
-            lambda s=s: discrete_rows([s], keys),  # type: ignore[misc]
+            functools.partial(discrete_rows, [s], keys),
             COLUMNS,
             args,
             d3rlpy,

@@ -1409,8 +1409,8 @@ def jobs_for(
                 else:
                     target.unlink(missing_ok=True)
 
-        for e in entries:
-            yield Job(e, str(path), m, s.name, desc, variant=mrng.randrange(1 << 16)), done
+        for entry in entries:
+            yield Job(entry, str(path), m, s.name, desc, variant=mrng.randrange(1 << 16)), done
 
 
 def seed_jobs(

@@ -4,9 +4,7 @@ sampling, typed-stats extension, checkpoints, Tianshou ``Batch`` inputs."""
 
 from __future__ import annotations
 
-import subprocess
 import sys
-import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -407,6 +405,9 @@ def test_bcq_policy_masks_unlikely_actions() -> None:
     assert act.tolist() == [2]  # the best allowed action
 
 
+# A user's subclass with its own typed statistics; tests/test_static.py holds this module to
+# mypy --strict (tests/ is in mypy's files), so the generic DiscreteCQL[_GapStats] must
+# type-check as written, with no ``type: ignore``.
 @dataclass(kw_only=True)
 class _GapStats(DiscreteCQLTrainingStats):
     q_gap: float = 0.0
@@ -429,59 +430,6 @@ def test_stats_subclass_without_copying_the_update() -> None:
         stats = algorithm.update(buffer, 8)
     assert isinstance(stats, _GapStats)
     assert stats.q_gap > 0
-
-
-def test_stats_subclass_is_mypy_strict_clean(tmp_path: Path) -> None:
-    pytest.importorskip("mypy")
-    snippet = tmp_path / "my_discrete_cql.py"
-    snippet.write_text(
-        textwrap.dedent(
-            """
-            from dataclasses import dataclass
-
-            from tianshou_offline.algorithms import (
-                DiscreteCQL,
-                DiscreteCQLStep,
-                DiscreteCQLTrainingStats,
-            )
-
-
-            @dataclass(kw_only=True)
-            class MyStats(DiscreteCQLTrainingStats):
-                q_gap: float = 0.0
-
-
-            class MyCQL(DiscreteCQL[MyStats]):
-                def _extend_stats(self, stats: MyStats, step: DiscreteCQLStep) -> None:
-                    stats.q_gap = float(step.q.max() - step.q.min())
-
-
-            def gap(algorithm: MyCQL) -> float:
-                return algorithm.stats_type(
-                    loss=0.0, qr_loss=0.0, cql_loss=0.0, q_data=0.0, q_logsumexp=0.0, q_target=0.0
-                ).q_gap
-            """
-        )
-    )
-    p = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "mypy",
-            "--strict",
-            "--ignore-missing-imports",
-            "--follow-imports=silent",  # report the user's file only
-            "--cache-dir",
-            str(ROOT / ".mypy_cache"),
-            "--config-file",
-            str(ROOT / "pyproject.toml"),
-            str(snippet),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-    )
-    assert p.returncode == 0, p.stdout + p.stderr
 
 
 @pytest.mark.parametrize("name", ["il", "bcq", "cql"])

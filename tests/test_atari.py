@@ -1,6 +1,6 @@
 """The Atari workflow end to end: gymnasium preprocessing, compact recording with
 ``tianshou-offline record``, every ``examples/atari/atari_*.py`` on a recorded Pong buffer
-(200 updates, one evaluation episode per test), Tianshou's own saved buffers and
+(40 updates, one evaluation episode per test), Tianshou's own saved buffers and
 checkpoints."""
 
 from __future__ import annotations
@@ -144,7 +144,7 @@ def _main_in_process(
         _example(script).main(list(args))
     except SystemExit as e:  # argparse
         code = int(e.code or 0)
-    except TianshouOfflineError as e:  # main_guard prints this and exits 2
+    except TianshouOfflineError as e:  # run_example prints this and exits 2
         print(f"error: {e}", file=sys.stderr)
         code = 2
     out, err = capsys.readouterr()
@@ -167,7 +167,7 @@ SHORT_RUN = (
     "--epoch",
     "1",
     "--update_per_epoch",  # the underscore spelling
-    "200",
+    "40",
     "--test-num",
     "1",
     "--max-episode-steps",

@@ -345,6 +345,16 @@ def test_wrong_schema_version(good_file: Path) -> None:
         read_metadata(good_file)
 
 
+def test_attribute_name_that_is_not_utf8(good_file: Path) -> None:
+    """A corrupted attribute name comes back from h5py as bytes; metadata still reads (the
+    name shown with its undecodable bytes replaced), as found by the fuzz run."""
+    with h5py.File(good_file, "a") as f:
+        f["tianshou_offline"].attrs[b"note\xff"] = "kept"
+    md = read_metadata(good_file)
+    assert md.extra_attrs["note\ufffd"] == "kept"
+    assert len(load_buffer(good_file)) == 180
+
+
 def test_mismatched_column_lengths(good_file: Path) -> None:
     with h5py.File(good_file, "a") as f:
         f["_meta/act"].resize(100, axis=0)

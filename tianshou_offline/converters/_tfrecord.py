@@ -41,6 +41,10 @@ _MASK_DELTA = 0xA282EAD8
 _HEADER = struct.Struct("<QI")
 _U32 = struct.Struct("<I")
 _GZIP_MAGIC = b"\x1f\x8b"
+MAX_RECORD_BYTES = 1 << 28
+"""A record longer than this (256 MiB) is refused before it is buffered: RL Unplugged's
+records are tens of kilobytes, and a corrupt length field must not make the reader hold the
+rest of the file in memory waiting for it."""
 
 
 # --------------------------------------------------------------------------------------
@@ -241,6 +245,11 @@ class TFRecordChunkReader:
                         c = crc(mv[pos : pos + 8])
                         if ((((c >> 15) | (c << 17)) + delta) & 0xFFFFFFFF) != len_crc:
                             raise fail(pos, "length CRC mismatch")
+                    if length > MAX_RECORD_BYTES:
+                        raise fail(
+                            pos, f"the length field says {length} bytes; expected at most "
+                            f"{MAX_RECORD_BYTES}"
+                        )
                     if end > n:
                         break
                     if crc is not None:

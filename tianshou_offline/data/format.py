@@ -662,9 +662,11 @@ def read_metadata(path: str | os.PathLike[str]) -> DatasetMetadata:
                 "observation_space", "action_space", "env_id", "env_spec", "stack_num",
                 "save_only_last_obs", "obs_next_stored",
             }  # fmt: skip
+            # a corrupted attribute name that is not UTF-8 comes back from h5py as bytes
+            names = {as_text(k): k for k in ext.attrs.keys()}
             md.extra_attrs = {
-                k: _attr_str(v)
-                for k, v in ext.attrs.items()
+                k: _attr_str(ext.attrs[raw])
+                for k, raw in names.items()
                 if not k.startswith("provenance.") and k not in known
             }
             md.observation_space = read_space(ext, "observation_space")
