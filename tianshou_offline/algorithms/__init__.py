@@ -1,7 +1,8 @@
 """Offline RL algorithms as Tianshou ``OfflineAlgorithm`` subclasses.
 
 Continuous control: :class:`ImitationLearning` (behaviour cloning, deterministic or Gaussian
-actor), :class:`BCQ`, :class:`CQL`, :class:`CRR`, :class:`IQL` and :class:`TD3BC`. Each is
+actor), :class:`BCQ`, :class:`CQL`, :class:`CRR`, :class:`IQL`, :class:`ReBRAC` and
+:class:`TD3BC`. Each is
 trained with ``algorithm.run_training(OfflineTrainerParams(buffer=..., ...))``, evaluated
 with Tianshou's ``Collector`` and logged with Tianshou's loggers. Each is generic in its
 ``TrainingStats`` dataclass (``class MyCQL(CQL[MyCQLStats])``); see
@@ -50,6 +51,13 @@ from tianshou_offline.algorithms.continuous.policies import (
     GaussianPolicy,
     ObsNormalizer,
 )
+from tianshou_offline.algorithms.continuous.rebrac import (
+    NextActionDataset,
+    NextActionTransitions,
+    ReBRAC,
+    ReBRACStep,
+    ReBRACTrainingStats,
+)
 from tianshou_offline.algorithms.continuous.td3_bc import TD3BC, TD3BCStep, TD3BCTrainingStats
 from tianshou_offline.algorithms.core import polyak_update, resolve_stats_type, to_floats
 
@@ -84,9 +92,14 @@ __all__ = [
     "ImitationLearning",
     "ImitationStep",
     "ImitationTrainingStats",
+    "NextActionDataset",
+    "NextActionTransitions",
     "ObsNormalizer",
     "OfflineAlgorithmBase",
     "Perturbation",
+    "ReBRAC",
+    "ReBRACStep",
+    "ReBRACTrainingStats",
     "TD3BCStep",
     "TD3BCTrainingStats",
     "TransitionDataset",

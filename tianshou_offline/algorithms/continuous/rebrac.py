@@ -1,0 +1,424 @@
+"""ReBRAC: TD3+BC revisited — decoupled actor and critic behaviour-cloning penalties,
+LayerNorm critics, deeper networks and large batches.
+
+Reference: Tarasov, Kurenkov, Nikulin & Kolesnikov (2023), "Revisiting the Minimalist
+Approach to Offline Reinforcement Learning", NeurIPS, arXiv:2305.09836 — the method section
+(ReBRAC's actor objective with β₁ and critic objective with β₂, on top of TD3+BC, Fujimoto &
+Gu 2021, arXiv:2106.06860, and TD3, Fujimoto et al. 2018, arXiv:1802.09477).
+
+The update, in the order of the authors' code (critic, then — every ``update_actor_freq``
+steps — the actor with the updated critic and the targets):
+
+1. **Critic** — TD3's clipped double Q-learning with target-policy smoothing, with the
+   critic penalty β₂ on the distance between the smoothed target action and the dataset's
+   next action ``a'``::
+
+       ã' = clip(π'(s') + clip(ε, −c, c), −1, 1),   ε ~ N(0, σ²)
+       y  = r + γ (1 − d) [ min_j Q'_j(s', ã') − β₂ ‖ã' − a'‖² ]
+       L_Q = Σ_j E_{(s,a,r,s',a')~D} (Q_j(s, a) − y)²
+
+   ``d`` is *termination* only (a time-limit truncation still bootstraps). With n-step
+   returns ``r`` is the discounted n-step sum, ``s'``/``a'`` are ``s_{t+n}``/``a_{t+n}`` and
+   ``γ`` becomes ``γ^n``.
+2. **Actor**, every ``update_actor_freq`` steps (the 0-based steps that are multiples of
+   it, as :class:`~tianshou_offline.algorithms.TD3BC`) — the actor penalty β₁::
+
+       π = argmax_π E_{(s,a)~D} [ λ min_j Q_j(s, π(s)) − β₁ ‖π(s) − a‖² ],
+       λ = 1 / ((1/N) Σ_i |min_j Q_j(s_i, π(s_i))|)     (not differentiated)
+
+   ``‖·‖²`` is summed over action dimensions (TD3+BC averages it); ``normalize_q=False``
+   sets λ = 1.
+3. **Targets**: Polyak averaging of critics and actor on actor steps.
+
+The other design choices of the paper are network and batch settings: critics with
+LayerNorm after every hidden layer (``CriticEnsemble(..., layer_norm=True)``), three hidden
+layers of 256 for actor and critics, batch 1024, Adam 1e-3 — the defaults of
+``examples/mujoco/d4rl_rebrac.py``. β₁/β₂ are tuned per dataset in the paper (CORL's D4RL
+configurations: β₁ from 0.001 to 1, β₂ from 0 to 0.5; e.g. halfcheetah-medium 0.001/0.01,
+hopper-medium 0.01/0.01, walker2d-medium 0.05/0.1); the defaults here are d3rlpy's
+(0.001/0.01; CORL's script defaults are 1.0/1.0).
+
+**The next dataset action** ``a'`` is part of every mini-batch
+(:class:`NextActionTransitions`, prepared once by :class:`NextActionDataset`). Where the
+buffer has no next action — the last step of a truncated or cut episode, whose ``s'`` is
+never an observation of the buffer — the critic penalty of that row is 0 (``next_known``).
+
+**Differences from the paper, CORL and d3rlpy 2.8**, deliberate:
+
+- rows without a next action keep their transition and drop the critic penalty; CORL's
+  ``qlearning_dataset`` drops every time-limit transition (and so also its TD target), d3rlpy
+  pairs such a row with a zero next action;
+- initialisation: PyTorch's defaults (as d3rlpy); CORL's JAX networks use bias 0.1 on the
+  hidden layers and small uniform output layers (±1e-3 actor, ±3e-3 critic);
+- the actor's Q is the minimum over the critics (CORL and d3rlpy) — TD3+BC uses Q_1;
+- state normalisation is off by default, as in the paper's configurations
+  (``DeterministicPolicy(normalize_obs=True)`` enables it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from tianshou.algorithm.algorithm_base import TrainingStats
+from tianshou.algorithm.optim import OptimizerFactory
+from tianshou.data import ReplayBuffer
+from tianshou.data.types import RolloutBatchProtocol
+from typing_extensions import TypeVar
+
+from tianshou_offline.algorithms.continuous.base import OfflineAlgorithmBase
+from tianshou_offline.algorithms.continuous.dataset import TransitionDataset, Transitions
+from tianshou_offline.algorithms.continuous.nets import CriticEnsemble
+from tianshou_offline.algorithms.continuous.policies import ContinuousPolicy, DeterministicPolicy
+from tianshou_offline.algorithms.core import n_step_targets, to_floats
+
+__all__ = [
+    "NextActionDataset",
+    "NextActionTransitions",
+    "ReBRAC",
+    "ReBRACStep",
+    "ReBRACTrainingStats",
+    "next_actions",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class NextActionTransitions(Transitions):
+    """:class:`Transitions` with the dataset's action at the bootstrap state.
+
+    :ivar act_next: ``(B, A)`` the dataset action taken at ``obs_next`` (``a_{t+n}``), in the
+        policy's range; zeros where unknown.
+    :ivar next_known: ``(B,)`` 1.0 where ``act_next`` is a dataset action, 0.0 where the
+        buffer has none (after a termination, a truncation or a cut episode).
+    """
+
+    act_next: torch.Tensor
+    next_known: torch.Tensor
+
+
+def next_actions(
+    buffer: ReplayBuffer, indices: np.ndarray, gamma: float, n_step: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The storage row of the action taken at each transition's bootstrap state.
+
+    :param indices: storage rows of the transitions.
+    :returns: ``rows`` (N,) the row whose ``act`` was taken at ``s_{t+n}`` (the transition's
+        own row where unknown) and ``known`` (N,) bool — False where the n-step window ended
+        the episode (terminated, truncated, cut or the last stored step).
+    """
+    _, last, _, _ = n_step_targets(buffer, indices, gamma, n_step)
+    done = np.asarray(buffer.done, dtype=bool)
+    nxt = np.asarray(buffer.next(last))
+    known = ~done[last] & (nxt != last)
+    return np.where(known, nxt, last), known
+
+
+@dataclass(frozen=True, slots=True)
+class NextActionDataset(TransitionDataset):
+    """A :class:`TransitionDataset` with each transition's next dataset action: mini-batches
+    are :class:`NextActionTransitions`.
+
+    :ivar next_packed: ``(N, A + 1)`` float32 ``[act_next | next_known]`` on the device.
+    """
+
+    next_packed: torch.Tensor
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the dataset's tensors."""
+        return sum(t.element_size() * t.numel() for t in (self.packed, self.next_packed))
+
+    def gather(self, pos: torch.Tensor) -> NextActionTransitions:
+        """The transitions at positions ``pos`` with their next actions (two ``index_select``)."""
+        base = self._unpack(torch.index_select(self.packed, 0, pos))
+        act_next, known = torch.split(
+            torch.index_select(self.next_packed, 0, pos), [self.act_dim, 1], dim=1
+        )
+        return NextActionTransitions(
+            obs=base.obs,
+            act=base.act,
+            rew=base.rew,
+            obs_next=base.obs_next,
+            discount=base.discount,
+            terminated=base.terminated,
+            act_next=act_next,
+            next_known=known.squeeze(1),
+        )
+
+    @classmethod
+    def with_next_actions(
+        cls,
+        buffer: ReplayBuffer,
+        *,
+        policy: ContinuousPolicy,
+        gamma: float = 0.99,
+        n_step: int = 1,
+    ) -> NextActionDataset:
+        """:meth:`TransitionDataset.from_buffer` plus the next dataset actions (mapped to the
+        policy's range)."""
+        base = TransitionDataset.from_buffer(buffer, policy=policy, gamma=gamma, n_step=n_step)
+        indices = buffer.sample_indices(0)
+        rows, known = next_actions(buffer, indices, gamma, n_step)
+        act = np.asarray(buffer[rows].act, dtype=np.float32).reshape(len(rows), -1)
+        act = np.asarray(policy.map_action_inverse(act), dtype=np.float32)
+        act[~known] = 0.0
+        next_packed = torch.cat(
+            [torch.as_tensor(act), torch.as_tensor(known, dtype=torch.float32).unsqueeze(1)],
+            dim=1,
+        ).to(policy.device)
+        return cls(base.packed, base.obs_dim, base.act_dim, next_packed)
+
+
+@dataclass(kw_only=True)
+class ReBRACTrainingStats(TrainingStats):
+    """Statistics of one ReBRAC step (actor fields hold the latest actor update's values)."""
+
+    critic_loss: float
+    """``Σ_j MSE(Q_j(s, a), y)`` over the ensemble."""
+    critic_bc: float
+    """Mean critic penalty ``‖ã' − a'‖²`` over the rows with a next action."""
+    actor_loss: float
+    """``mean(β₁ ‖π(s) − a‖² − λ min_j Q_j(s, π(s)))``."""
+    actor_bc: float
+    """Mean actor penalty ``‖π(s) − a‖²``."""
+    lmbda: float
+    """λ = 1 / mean |min_j Q_j(s, π(s))| (1 without ``normalize_q``)."""
+    q_data: float
+    """Mean ``Q(s, a)`` of the dataset actions (over members and batch)."""
+    q_target: float
+    """Mean TD target ``y``."""
+    q_policy: float
+    """Mean ``min_j Q_j(s, π(s))``."""
+
+
+TReBRACStats = TypeVar("TReBRACStats", bound=ReBRACTrainingStats, default=ReBRACTrainingStats)
+
+
+@dataclass(frozen=True, slots=True)
+class ReBRACStep:
+    """Tensors of one step, detached, for :meth:`ReBRAC._extend_stats`.
+
+    :ivar batch: the mini-batch (with the next dataset actions).
+    :ivar q_data: ``(E, B)`` Q-values of the dataset actions.
+    :ivar target: ``(B,)`` TD targets.
+    :ivar critic_bc: ``(B,)`` ``‖ã' − a'‖²`` (0 where no next action is known).
+    :ivar act_policy: ``(B, A)`` π(s) on actor steps, else None.
+    :ivar q_policy: ``(B,)`` ``min_j Q_j(s, π(s))`` on actor steps, else None.
+    """
+
+    batch: NextActionTransitions
+    q_data: torch.Tensor
+    target: torch.Tensor
+    critic_bc: torch.Tensor
+    act_policy: torch.Tensor | None
+    q_policy: torch.Tensor | None
+
+
+class ReBRAC(OfflineAlgorithmBase[DeterministicPolicy, TReBRACStats]):
+    """ReBRAC (Tarasov et al. 2023); see the module docstring for the equations.
+
+    :param policy: a :class:`DeterministicPolicy` (actor: 3 × 256 hidden in the paper).
+    :param policy_optim: optimizer factory for the actor (paper: Adam, lr 1e-3).
+    :param critics: the critic ensemble (≥ 2 members; ``layer_norm=True`` as in the paper).
+    :param critic_optim: optimizer factory for the critics (paper: Adam, lr 1e-3).
+    :param actor_bc_coef: β₁, the weight of the actor's ``‖π(s) − a‖²`` penalty (≥ 0).
+    :param critic_bc_coef: β₂, the weight of the critic's ``‖ã' − a'‖²`` penalty (≥ 0).
+    :param tau: Polyak factor of the target networks.
+    :param gamma: discount factor (0.99; the paper uses 0.999 on AntMaze).
+    :param policy_noise: σ of the target-policy smoothing noise (in ``[-1, 1]`` action units).
+    :param noise_clip: c, the clip of that noise.
+    :param update_actor_freq: the actor and the targets are updated every this many steps.
+    :param normalize_q: scale the actor's Q term by λ = 1 / mean|Q| (the paper's setting).
+    :param n_step_return_horizon: n of the n-step TD target (1 in the paper).
+    :param max_grad_norm: clip gradient norms (None: no clipping, as in the paper).
+    """
+
+    def __init__(
+        self,
+        *,
+        policy: DeterministicPolicy,
+        policy_optim: OptimizerFactory,
+        critics: CriticEnsemble,
+        critic_optim: OptimizerFactory,
+        actor_bc_coef: float = 0.001,
+        critic_bc_coef: float = 0.01,
+        tau: float = 0.005,
+        gamma: float = 0.99,
+        policy_noise: float = 0.2,
+        noise_clip: float = 0.5,
+        update_actor_freq: int = 2,
+        normalize_q: bool = True,
+        n_step_return_horizon: int = 1,
+        max_grad_norm: float | None = None,
+    ) -> None:
+        super().__init__(policy=policy)
+        if critics.num_critics < 2:
+            raise ValueError(
+                f"ReBRAC: critics has {critics.num_critics} member(s); expected a "
+                "CriticEnsemble with at least 2"
+            )
+        if actor_bc_coef < 0 or critic_bc_coef < 0:
+            raise ValueError(
+                f"ReBRAC: actor_bc_coef={actor_bc_coef}, critic_bc_coef={critic_bc_coef}; "
+                "expected both >= 0"
+            )
+        if update_actor_freq < 1:
+            raise ValueError(f"ReBRAC: update_actor_freq={update_actor_freq}; expected >= 1")
+        self.critics = critics
+        self.critics_target = self._add_target(critics)
+        self.actor_target = self._add_target(policy.actor)
+        self.actor_optim = self._make_optimizer(policy.actor, policy_optim, max_grad_norm)
+        self.critic_optim = self._make_optimizer(critics, critic_optim, max_grad_norm)
+        self.actor_bc_coef = actor_bc_coef
+        self.critic_bc_coef = critic_bc_coef
+        self.tau = tau
+        self.gamma = gamma
+        self.policy_noise = policy_noise
+        self.noise_clip = noise_clip
+        self.update_actor_freq = update_actor_freq
+        self.normalize_q = normalize_q
+        self.n_step = n_step_return_horizon
+        self._last_actor = (0.0, 0.0, 0.0, 0.0)  # actor_loss, actor_bc, lmbda, q_policy
+
+    # ------------------------------------------------------------------ data with a'
+
+    def _build_dataset(self, buffer: ReplayBuffer) -> NextActionDataset:
+        return NextActionDataset.with_next_actions(
+            buffer, policy=self.policy, gamma=self.gamma, n_step=self.n_step
+        )
+
+    def _preprocess_batch(
+        self, batch: RolloutBatchProtocol, buffer: ReplayBuffer, indices: np.ndarray
+    ) -> RolloutBatchProtocol:
+        """The core's n-step targets and the next dataset action (``n_step_act_next``, in
+        the environment's units, and ``n_step_next_known``) for Tianshou's batch path."""
+        batch = super()._preprocess_batch(batch, buffer, indices)
+        rows, known = next_actions(
+            buffer, np.asarray(indices, dtype=np.int64), self.gamma, self.n_step
+        )
+        batch.n_step_act_next = np.asarray(buffer[rows].act)
+        batch.n_step_next_known = known.astype(np.float64)
+        return batch
+
+    def _as_transitions(self, batch: RolloutBatchProtocol | Transitions) -> NextActionTransitions:
+        """A mini-batch with next actions passes through; a Tianshou numpy batch needs the
+        next actions :meth:`_preprocess_batch` attaches.
+
+        :raises ValueError: a numpy batch without ``n_step_act_next``, or a plain
+            :class:`Transitions` (no next dataset action).
+        """
+        if isinstance(batch, NextActionTransitions):
+            return batch
+        if isinstance(batch, Transitions) or "n_step_act_next" not in batch.get_keys():
+            raise ValueError(
+                "ReBRAC: the batch holds no next dataset actions (its critic penalty needs "
+                "a' at s'); train with algorithm.update(buffer, batch_size) / OfflineTrainer, "
+                "or attach them with algorithm._preprocess_batch(batch, buffer, indices)"
+            )
+        base = super()._as_transitions(batch)
+        policy = self.policy
+        act_next = np.asarray(
+            policy.map_action_inverse(
+                np.asarray(batch.n_step_act_next, dtype=np.float32).reshape(len(base), -1)
+            ),
+            dtype=np.float32,
+        )
+        known = np.asarray(batch.n_step_next_known, dtype=np.float32).reshape(-1)
+        act_next[known == 0] = 0.0
+        return NextActionTransitions(
+            obs=base.obs,
+            act=base.act,
+            rew=base.rew,
+            obs_next=base.obs_next,
+            discount=base.discount,
+            terminated=base.terminated,
+            act_next=torch.as_tensor(act_next, device=self.device),
+            next_known=torch.as_tensor(known, device=self.device),
+        )
+
+    # ------------------------------------------------------------------ saved state
+
+    def get_extra_state(self) -> dict[str, Any]:
+        """The core's saved state and the latest actor step's statistics."""
+        return {**super().get_extra_state(), "last_actor": list(self._last_actor)}
+
+    def set_extra_state(self, state: Any) -> None:
+        super().set_extra_state(state)
+        last = state.get("last_actor")
+        if last is not None:
+            a, b, c, d = (float(v) for v in last)
+            self._last_actor = (a, b, c, d)
+
+    # ------------------------------------------------------------------ the update
+
+    def _update_with_batch(self, batch: RolloutBatchProtocol | Transitions) -> TReBRACStats:
+        b = self._as_transitions(batch)
+        actor = self.policy.actor
+
+        # 1. critic: clipped double Q with smoothing, minus the critic penalty β₂‖ã' − a'‖²
+        with torch.no_grad():
+            noise = (torch.randn_like(b.act) * self.policy_noise).clamp(
+                -self.noise_clip, self.noise_clip
+            )
+            act_next = (self.actor_target(b.obs_next) + noise).clamp(-1.0, 1.0)
+            critic_bc = (act_next - b.act_next).pow(2).sum(dim=-1) * b.next_known  # (B,)
+            q_next = self.critics_target(b.obs_next, act_next).min(dim=0).values  # (B,)
+            target = b.rew + b.discount * (q_next - self.critic_bc_coef * critic_bc)
+        q_data = self.critics(b.obs, b.act)  # (E, B)
+        critic_loss = (q_data - target).pow(2).mean(dim=1).sum()
+        self.critic_optim.step(critic_loss)
+
+        # 2. actor (delayed): λ min_j Q_j(s, π(s)) − β₁‖π(s) − a‖²
+        act_pi: torch.Tensor | None = None
+        q_pi: torch.Tensor | None = None
+        actor_values: tuple[torch.Tensor, ...] = ()
+        if self.num_updates % self.update_actor_freq == 0:
+            act_pi = actor(b.obs)
+            q_pi = self.critics(b.obs, act_pi, detach_params=True).min(dim=0).values  # (B,)
+            lmbda = (
+                1.0 / q_pi.abs().mean().detach()
+                if self.normalize_q
+                else torch.ones((), device=q_pi.device)
+            )
+            actor_bc = (act_pi - b.act).pow(2).sum(dim=-1)  # (B,)
+            actor_loss = (self.actor_bc_coef * actor_bc - lmbda * q_pi).mean()
+            self.actor_optim.step(actor_loss)
+            # 3. targets
+            self._update_targets(self.tau)
+            actor_values = (actor_loss, actor_bc.mean(), lmbda, q_pi.mean())
+
+        known = b.next_known.sum().clamp(min=1.0)
+        values = to_floats(
+            critic_loss, critic_bc.sum() / known, q_data.mean(), target.mean(), *actor_values
+        )
+        critic_f, critic_bc_f, q_data_f, target_f = values[:4]
+        if actor_values:
+            self._last_actor = (values[4], values[5], values[6], values[7])
+        actor_f, actor_bc_f, lmbda_f, q_pi_f = self._last_actor
+        stats = self.stats_type(
+            critic_loss=critic_f,
+            critic_bc=critic_bc_f,
+            actor_loss=actor_f,
+            actor_bc=actor_bc_f,
+            lmbda=lmbda_f,
+            q_data=q_data_f,
+            q_target=target_f,
+            q_policy=q_pi_f,
+        )
+        self._extend_stats(
+            stats,
+            ReBRACStep(
+                batch=b,
+                q_data=q_data.detach(),
+                target=target,
+                critic_bc=critic_bc,
+                act_policy=None if act_pi is None else act_pi.detach(),
+                q_policy=None if q_pi is None else q_pi.detach(),
+            ),
+        )
+        return stats
+
+    def _extend_stats(self, stats: TReBRACStats, step: ReBRACStep) -> None:
+        """Override to fill in extra fields of a stats subclass (see ``examples/extend_stats.py``)."""
