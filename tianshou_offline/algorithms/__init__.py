@@ -18,9 +18,15 @@ from __future__ import annotations
 
 from tianshou_offline.algorithms.continuous.base import OfflineAlgorithmBase
 from tianshou_offline.algorithms.continuous.bcq import BCQ, BCQStep, BCQTrainingStats
-from tianshou_offline.algorithms.continuous.cql import CQL, CQLStep, CQLTrainingStats
+from tianshou_offline.algorithms.continuous.cql import (
+    CQL,
+    CalQLTransitions,
+    CQLStep,
+    CQLTrainingStats,
+)
 from tianshou_offline.algorithms.continuous.crr import CRR, CRRStep, CRRTrainingStats
 from tianshou_offline.algorithms.continuous.dataset import TransitionDataset, Transitions
+from tianshou_offline.algorithms.continuous.finetune import OnlineFineTuning
 from tianshou_offline.algorithms.continuous.fqe import FQE, FQEStep, FQETrainingStats
 from tianshou_offline.algorithms.continuous.il import (
     ImitationLearning,
@@ -59,12 +65,18 @@ from tianshou_offline.algorithms.continuous.rebrac import (
     ReBRACTrainingStats,
 )
 from tianshou_offline.algorithms.continuous.td3_bc import TD3BC, TD3BCStep, TD3BCTrainingStats
-from tianshou_offline.algorithms.core import polyak_update, resolve_stats_type, to_floats
+from tianshou_offline.algorithms.core import (
+    polyak_update,
+    resolve_stats_type,
+    return_to_go,
+    to_floats,
+)
 
 __all__ = [
     "BCQ",
     "CQL",
     "CRR",
+    "FQE",
     "IQL",
     "MLP",
     "TD3BC",
@@ -76,15 +88,15 @@ __all__ = [
     "CQLTrainingStats",
     "CRRStep",
     "CRRTrainingStats",
-    "FQE",
-    "FQEStep",
-    "FQETrainingStats",
+    "CalQLTransitions",
     "ContinuousPolicy",
     "CosineLRSchedulerFactory",
     "CriticEnsemble",
     "CriticWeightedPolicy",
     "DeterministicActor",
     "DeterministicPolicy",
+    "FQEStep",
+    "FQETrainingStats",
     "GaussianActor",
     "GaussianPolicy",
     "IQLStep",
@@ -96,6 +108,7 @@ __all__ = [
     "NextActionTransitions",
     "ObsNormalizer",
     "OfflineAlgorithmBase",
+    "OnlineFineTuning",
     "Perturbation",
     "ReBRAC",
     "ReBRACStep",
@@ -108,6 +121,7 @@ __all__ = [
     "expectile_loss",
     "polyak_update",
     "resolve_stats_type",
+    "return_to_go",
     "to_floats",
 ]
 

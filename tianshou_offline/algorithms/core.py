@@ -97,6 +97,7 @@ __all__ = [
     "n_step_targets",
     "polyak_update",
     "resolve_stats_type",
+    "return_to_go",
     "to_floats",
 ]
 
@@ -260,6 +261,31 @@ def n_step_targets(
         cur = np.where(alive, nxt, cur)
     terminated = term_all[last].astype(np.float64)
     return ret, last, disc * (1.0 - terminated), terminated
+
+
+def return_to_go(buffer: ReplayBuffer, gamma: float) -> np.ndarray:
+    """The discounted return-to-go ``G_t = Σ_{k≥0} γ^k r_{t+k}`` of every stored transition,
+    summed to the end of its stored episode (terminated, truncated, cut, or the last stored
+    step: a truncated episode contributes only the rewards it holds).
+
+    One backward sweep from every episode end along ``buffer.prev``: as many vectorised steps
+    as the longest episode has transitions.
+
+    :returns: ``(buffer.maxsize,)`` float64 indexed by storage row (rows not in use: 0).
+    """
+    rew = np.asarray(buffer.rew, dtype=np.float64)
+    ret = np.zeros(len(rew), dtype=np.float64)
+    indices = np.asarray(buffer.sample_indices(0), dtype=np.int64)
+    if len(indices) == 0:
+        return ret
+    cur = indices[np.asarray(buffer.next(indices)) == indices]  # episode ends
+    ret[cur] = rew[cur]
+    while len(cur):
+        prev = np.asarray(buffer.prev(cur))
+        alive = prev != cur
+        nxt, cur = cur[alive], prev[alive]
+        ret[cur] = rew[cur] + gamma * ret[nxt]
+    return ret
 
 
 # --------------------------------------------------------------------------- target networks
@@ -628,6 +654,22 @@ class OfflineAlgorithmCore(
         start = time.perf_counter()
         dataset = self.dataset_for(buffer)
         batch: TBatch = dataset.sample(sample_size) if sample_size else dataset.all()
+        return self.update_on(batch, start=start)
+
+    def update_on(self, batch: TBatch, *, start: float | None = None) -> TStats:
+        """One gradient step on a given device-resident mini-batch — what :meth:`update`
+        does after sampling (training mode, step count, schedulers); for callers that build
+        their own batches (online fine-tuning mixes offline and online transitions).
+
+        :param start: ``time.perf_counter()`` when the step began (default: now), for
+            ``train_time``.
+        """
+        if not self.policy.is_within_training_step:
+            raise RuntimeError(
+                "update_on() was called outside of a training step; use a Tianshou trainer "
+                "or tianshou.utils.torch_utils.policy_within_training_step(algorithm.policy)"
+            )
+        start = time.perf_counter() if start is None else start
         if self._all_in_train_mode():
             stats = self._update_with_batch(batch)
         else:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from abc import ABC
 
+import numpy as np
 import torch
 from tianshou.data import ReplayBuffer
 from tianshou.data.types import RolloutBatchProtocol
@@ -67,3 +68,18 @@ class OfflineAlgorithmBase(
             discount=discount,
             terminated=terminated,
         ).data
+
+    def online_transitions(self, buffer: ReplayBuffer, indices: np.ndarray) -> Transitions:
+        """The transitions at storage rows ``indices`` of a buffer that Tianshou's
+        ``Collector`` filled with this algorithm's policy, as a mini-batch on the device with
+        this algorithm's n-step targets (online fine-tuning).
+
+        Such a buffer holds the policy's actions in the policy's range (``[−1, 1]``: the
+        collector stores the policy's output, the environment got ``map_action`` of it),
+        whereas offline data holds actions in the environment's units; they are converted
+        here (``map_action``, then the usual mapping back) so both kinds of batch agree.
+        """
+        batch = buffer[indices]
+        batch.act = self.policy.map_action(batch.act)
+        batch = self._preprocess_batch(batch, buffer, np.asarray(indices, dtype=np.int64))
+        return self._as_transitions(batch)

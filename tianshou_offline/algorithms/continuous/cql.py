@@ -27,6 +27,25 @@ pass (as the authors' implementation does, which computes all losses before step
 4. **Temperature** (Haarnoja et al. 2018b, arXiv:1812.05905, Eq. 18):
    ``L_α = −E[log α · (log π(ã|s) + H̄)]`` with target entropy ``H̄ = −A`` (``alpha="auto"``).
 5. **Targets**: Polyak averaging of the critic ensemble.
+6. **Cal-QL** (``calibrated=True``; Nakamoto, Zhai, Singh, Mark, Ma, Finn, Kumar & Levine
+   (2023), "Cal-QL: Calibrated Offline RL Pre-Training for Efficient Online Fine-Tuning",
+   NeurIPS, arXiv:2303.05479, Sec. 5, the Cal-QL objective): the push-down term uses
+   ``max(Q_j(s, a_π), V^μ(s))`` instead of ``Q_j(s, a_π)`` for the policy's proposals (those
+   from π(·|s) and π(·|s')), where the reference value ``V^μ(s)`` is the Monte-Carlo
+   discounted return-to-go of the behaviour policy from the transition,
+   ``Σ_{k≥0} γ^k r_{t+k}`` over the rest of its episode in the data
+   (:func:`~tianshou_offline.algorithms.core.return_to_go`)::
+
+       gap_j = E_{s~D}[ T log Σ_a exp(Q̃_j(s, a) / T) − E_{a~D} Q_j(s, a) ],
+       Q̃_j(s, a) = max(Q_j(s, a), V^μ(s)) for a ~ π,   Q̃_j = Q_j for the uniform proposals
+
+   so the critic is not pushed below the behaviour policy's value: its Q-values stay on the
+   scale of true returns, which is what makes online fine-tuning start without the "unlearning
+   dip". As in the authors' code the bound is applied before the importance-sampling
+   correction, to the policy proposals only, and ``max`` passes no gradient where the bound
+   wins; the return-to-go of a truncated episode sums the rewards it holds (no tail). Online
+   transitions (fine-tuning) get their return-to-go from the online buffer the same way, up
+   to the last stored step of an unfinished episode.
 
 Two deliberate differences from Tianshou 2.0.1's CQL: uniform proposals really are uniform on
 ``[−1, 1]^A`` (Tianshou draws ``uniform_(−min_action, max_action)``, i.e. all ones with the
@@ -44,18 +63,57 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
 import torch
 from tianshou.algorithm.algorithm_base import TrainingStats
 from tianshou.algorithm.optim import AdamOptimizerFactory, OptimizerFactory
+from tianshou.data import ReplayBuffer
 from tianshou.data.types import RolloutBatchProtocol
 from torch import nn
 from typing_extensions import TypeVar
 
 from tianshou_offline.algorithms.continuous.base import OfflineAlgorithmBase
-from tianshou_offline.algorithms.continuous.dataset import Transitions
+from tianshou_offline.algorithms.continuous.dataset import TransitionDataset, Transitions
 from tianshou_offline.algorithms.continuous.nets import CriticEnsemble
 from tianshou_offline.algorithms.continuous.policies import GaussianPolicy, gaussian_sample
-from tianshou_offline.algorithms.core import GradientStep, joint_step, to_floats
+from tianshou_offline.algorithms.core import (
+    GradientStep,
+    joint_step,
+    n_step_targets,
+    return_to_go,
+    to_floats,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class CalQLTransitions(Transitions):
+    """:class:`Transitions` with Cal-QL's reference value.
+
+    :ivar mc_return: ``(B,)`` the behaviour policy's Monte-Carlo return-to-go from the
+        transition, ``Σ_{k≥0} γ^k r_{t+k}`` to the end of its episode (``V^μ`` of Cal-QL).
+    """
+
+    mc_return: torch.Tensor
+
+
+@dataclass(frozen=True, slots=True)
+class CalQLDataset(TransitionDataset):
+    """A :class:`TransitionDataset` whose packed rows end with the return-to-go column."""
+
+    def _unpack(self, rows: torch.Tensor) -> CalQLTransitions:
+        b = TransitionDataset._unpack(self, rows[:, :-1])
+        return CalQLTransitions(
+            obs=b.obs,
+            act=b.act,
+            rew=b.rew,
+            obs_next=b.obs_next,
+            discount=b.discount,
+            terminated=b.terminated,
+            mc_return=rows[:, -1],
+        )
+
+    def gather(self, pos: torch.Tensor) -> CalQLTransitions:
+        return self._unpack(torch.index_select(self.packed, 0, pos))
 
 
 @dataclass(kw_only=True)
@@ -140,6 +198,9 @@ class CQL(OfflineAlgorithmBase[GaussianPolicy, TCQLStats]):
     :param cql_alpha_optim: optimizer factory for ``log α'`` (default Adam, lr 3e-4).
     :param cql_alpha_bounds: clamp of α'.
     :param backup_entropy: subtract ``α log π(a'|s')`` in the TD target (soft backup).
+    :param calibrated: Cal-QL (Nakamoto et al. 2023): bound the policy proposals' Q-values
+        in the conservative term below by the behaviour policy's return-to-go (module
+        docstring, item 6). Its mini-batches are :class:`CalQLTransitions`.
     :param n_step_return_horizon: n of the n-step TD target.
     :param max_grad_norm: clip the critics' gradient norm (None: no clipping).
     """
@@ -165,10 +226,12 @@ class CQL(OfflineAlgorithmBase[GaussianPolicy, TCQLStats]):
         cql_alpha_optim: OptimizerFactory | None = None,
         cql_alpha_bounds: tuple[float, float] = (0.0, 1e6),
         backup_entropy: bool = False,
+        calibrated: bool = False,
         n_step_return_horizon: int = 1,
         max_grad_norm: float | None = None,
     ) -> None:
         super().__init__(policy=policy)
+        self.calibrated = calibrated
         if not policy.squash:
             raise ValueError("CQL needs a tanh-squashed GaussianPolicy (squash=True)")
         self.critics = critics
@@ -209,6 +272,51 @@ class CQL(OfflineAlgorithmBase[GaussianPolicy, TCQLStats]):
             )
         self._random_log_density = -policy.act_dim * math.log(2.0)  # log U(−1, 1)^A
 
+    # ------------------------------------------------------------------ Cal-QL's data
+
+    def _build_dataset(self, buffer: ReplayBuffer) -> TransitionDataset:
+        base = super()._build_dataset(buffer)
+        if not self.calibrated:
+            return base
+        rows = buffer.sample_indices(0)  # the order from_buffer packs the rows in
+        mc = torch.as_tensor(return_to_go(buffer, self.gamma)[rows], dtype=torch.float32)
+        packed = torch.cat([base.packed, mc.to(base.device).unsqueeze(1)], dim=1)
+        return CalQLDataset(packed, base.obs_dim, base.act_dim)
+
+    def _preprocess_batch(
+        self, batch: RolloutBatchProtocol, buffer: ReplayBuffer, indices: np.ndarray
+    ) -> RolloutBatchProtocol:
+        """The core's n-step targets, and with ``calibrated`` the return-to-go
+        ``mc_return`` of each sampled transition (to the end of its stored episode)."""
+        batch = super()._preprocess_batch(batch, buffer, indices)
+        if self.calibrated:
+            rows = np.asarray(indices, dtype=np.int64)
+            batch.mc_return = n_step_targets(buffer, rows, self.gamma, max(len(buffer), 1))[0]
+        return batch
+
+    def _as_transitions(self, batch: RolloutBatchProtocol | Transitions) -> Transitions:
+        b = super()._as_transitions(batch)
+        if isinstance(b, CalQLTransitions) or not self.calibrated:
+            return b
+        if isinstance(batch, Transitions) or "mc_return" not in batch.get_keys():
+            raise ValueError(
+                "CQL(calibrated=True): this batch holds no return-to-go (mc_return); train "
+                "with algorithm.update(buffer, batch_size) / OfflineTrainer, or attach it with "
+                "algorithm._preprocess_batch(batch, buffer, indices)"
+            )
+        mc = torch.as_tensor(np.asarray(batch.mc_return, dtype=np.float32), device=b.rew.device)
+        return CalQLTransitions(
+            obs=b.obs,
+            act=b.act,
+            rew=b.rew,
+            obs_next=b.obs_next,
+            discount=b.discount,
+            terminated=b.terminated,
+            mc_return=mc.reshape(-1),
+        )
+
+    # ------------------------------------------------------------------ update
+
     def _update_with_batch(self, batch: RolloutBatchProtocol | Transitions) -> TCQLStats:
         b = self._as_transitions(batch)
         actor = self.policy.actor
@@ -248,7 +356,14 @@ class CQL(OfflineAlgorithmBase[GaussianPolicy, TCQLStats]):
         q_all = self.critics(b.obs, acts)  # (E, B, 1 + 3N)
         q_data, q_prop = q_all[..., 0], q_all[..., 1:]
         td_loss = (q_data - target).pow(2).mean(dim=1).sum()
-        logsumexp = temp * torch.logsumexp((q_prop - log_density) / temp, dim=-1)  # (E, B)
+        q_pushed = q_prop
+        if self.calibrated:
+            # 6. Cal-QL: max(Q(s, a_π), V^μ(s)) for the policy proposals (not the uniform ones)
+            if not isinstance(b, CalQLTransitions):
+                raise ValueError("CQL(calibrated=True) needs CalQLTransitions (mc_return)")
+            bound = b.mc_return.view(1, -1, 1)
+            q_pushed = torch.cat([q_prop[..., :n], torch.maximum(q_prop[..., n:], bound)], -1)
+        logsumexp = temp * torch.logsumexp((q_pushed - log_density) / temp, dim=-1)  # (E, B)
         gap = (logsumexp - q_data).mean(dim=1)  # (E,)
         # 2. Lagrange multiplier
         cql_alpha_loss: torch.Tensor | None = None

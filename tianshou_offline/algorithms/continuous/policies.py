@@ -24,12 +24,15 @@ import torch.nn.functional as F
 from tianshou.algorithm.algorithm_base import Policy
 from tianshou.data import Batch
 from tianshou.data.batch import BatchProtocol
-from tianshou.data.types import ActStateBatchProtocol, ObsBatchProtocol
+from tianshou.data.types import ActBatchProtocol, ActStateBatchProtocol, ObsBatchProtocol
+from tianshou.exploration import BaseNoise
 from torch import nn
+from typing_extensions import TypeVar
 
 from tianshou_offline.algorithms.continuous.nets import VAE, CriticEnsemble, Perturbation
 
 _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
+_TArrOrActBatch = TypeVar("_TArrOrActBatch", bound="np.ndarray | ActBatchProtocol")
 _ATANH_CLIP = 1.0 - 1e-6
 
 
@@ -110,6 +113,26 @@ class ContinuousPolicy(Policy):
         self.obs_dim = _flat_dim(observation_space)
         self.act_dim = int(np.prod(action_space.shape))
         self.obs_normalizer = ObsNormalizer(self.obs_dim, enabled=normalize_obs)
+        self.exploration_noise: BaseNoise | None = None
+        """Noise a ``Collector(..., exploration_noise=True)`` adds to the policy's actions
+        (in the ``[-1, 1]`` range; the sum is clipped to it) — e.g. Tianshou's
+        ``GaussianNoise(sigma=0.1)`` for a deterministic actor fine-tuned online. None: no
+        noise (a Gaussian policy explores by sampling within training steps)."""
+
+    def add_exploration_noise(
+        self, act: _TArrOrActBatch, batch: ObsBatchProtocol
+    ) -> _TArrOrActBatch:
+        """``clip(act + ε, −1, 1)`` with ``ε`` from :attr:`exploration_noise` (unchanged when
+        it is None)."""
+        if self.exploration_noise is None:
+            return act
+        if isinstance(act, np.ndarray):
+            noisy = act + self.exploration_noise(act.shape)
+            return cast(_TArrOrActBatch, np.clip(noisy, -1.0, 1.0).astype(act.dtype))
+        raise TypeError(
+            f"{type(self).__name__}.add_exploration_noise: got a {type(act).__name__}; "
+            "expected the numpy actions Tianshou's Collector passes"
+        )
 
     @property
     def device(self) -> torch.device:

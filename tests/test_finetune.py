@@ -1,0 +1,349 @@
+"""Offline → online fine-tuning (``OnlineFineTuning``) and Cal-QL (``CQL(calibrated=True)``).
+
+- Cal-QL's conservative term on a fixed batch against an independent computation of the
+  paper's objective (Nakamoto et al. 2023, Sec. 5): ``max(Q(s, a_π), V^μ(s))`` for the policy
+  proposals, plain Q for the uniform ones.
+- ``return_to_go`` against a per-episode loop over a real Tianshou buffer.
+- Fine-tuning from an offline checkpoint with Tianshou's ``OffPolicyTrainer`` and
+  ``Collector`` on Pendulum-v1: the online buffer fills, every mini-batch holds the requested
+  offline share, the offline algorithm's step count continues, and the deterministic actor
+  explores with noise.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from pathlib import Path
+from typing import Any
+
+import _buffers
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from test_algorithms_reference import (
+    ACT_SPACE,
+    OBS_SPACE,
+    SGD,
+    A,
+    B,
+    D,
+    H,
+    assert_same,
+    fixed_batch,
+    one_update,
+    params,
+    polyak,
+    sgd_step,
+    tanh_gaussian,
+)
+from tianshou.algorithm.optim import AdamOptimizerFactory as Adam
+from tianshou.data import Batch, Collector, CollectStats, ReplayBuffer
+from tianshou.env import DummyVectorEnv
+from tianshou.trainer import OfflineTrainerParams, OffPolicyTrainerParams
+from tianshou.utils.torch_utils import policy_within_training_step
+
+from tianshou_offline.algorithms import (
+    CQL,
+    TD3BC,
+    CalQLTransitions,
+    CriticEnsemble,
+    DeterministicActor,
+    DeterministicPolicy,
+    GaussianActor,
+    GaussianPolicy,
+    OnlineFineTuning,
+    return_to_go,
+)
+from tianshou_offline.data.columns import buffer_from_columns
+
+# --------------------------------------------------------------------------- Cal-QL
+
+
+def test_calql_term_matches_the_paper(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One step of CQL(calibrated=True): the conservative gap uses max(Q, V^μ) for the
+    proposals from π(·|s) and π(·|s') (each then corrected by its log-density) and plain Q
+    for the uniform proposals; the bound is active for some rows and not for others."""
+    torch.manual_seed(0)
+    algo = CQL(
+        policy=GaussianPolicy(
+            actor=GaussianActor(D, A, H), action_space=ACT_SPACE, observation_space=OBS_SPACE
+        ),
+        policy_optim=SGD,
+        critics=CriticEnsemble(D, A, H),
+        critic_optim=SGD,
+        tau=0.05,
+        alpha=0.2,
+        cql_weight=5.0,
+        num_sampled_actions=3,
+        calibrated=True,
+    )
+    n, w, alpha = 3, 5.0, 0.2
+    actor, critics = copy.deepcopy(algo.policy.actor), copy.deepcopy(algo.critics)
+    critics_t = copy.deepcopy(algo.critics_target)
+    base = fixed_batch()
+    v_ref = torch.tensor([5.0, -5.0, 0.3, -0.1, 5.0, -5.0, 0.0, 0.2])  # some bounds bind
+    b = CalQLTransitions(
+        obs=base.obs,
+        act=base.act,
+        rew=base.rew,
+        obs_next=base.obs_next,
+        discount=base.discount,
+        terminated=base.terminated,
+        mc_return=v_ref,
+    )
+    stats = one_update(algo, b, seed=21, monkeypatch=monkeypatch)
+
+    torch.manual_seed(21)
+    eps_s, eps_next, uniform = (
+        torch.randn(B, n + 1, A),
+        torch.randn(B, n + 1, A),
+        torch.rand(B, n, A),
+    )
+    mean, log_std = actor(b.obs)
+    act_s, logp_s = tanh_gaussian(mean.unsqueeze(1), log_std.exp().unsqueeze(1), eps_s)
+    frozen = copy.deepcopy(critics).requires_grad_(False)
+    actor_loss = (alpha * logp_s[:, 0] - frozen(b.obs, act_s[:, 0]).min(0).values).mean()
+    with torch.no_grad():
+        mean_n, log_std_n = actor(b.obs_next)
+        act_n, logp_n = tanh_gaussian(mean_n.unsqueeze(1), log_std_n.exp().unsqueeze(1), eps_next)
+        y = b.rew + b.discount * critics_t(b.obs_next, act_n[:, 0]).min(0).values
+    bound = v_ref.unsqueeze(1)  # (B, 1)
+    critic_loss = torch.zeros(())
+    gaps, binding = [], []
+    for j in range(2):
+        q_data = critics(b.obs, b.act)[j]
+        q_pi = critics(b.obs, act_s[:, 1:].detach())[j]
+        q_pi_next = critics(b.obs, act_n[:, 1:])[j]
+        binding.append((q_pi < bound).float().mean().item())
+        terms = [
+            critics(b.obs, uniform * 2 - 1)[j] - A * math.log(0.5),  # uniform: no bound
+            torch.maximum(q_pi, bound) - logp_s[:, 1:].detach(),
+            torch.maximum(q_pi_next, bound) - logp_n[:, 1:],
+        ]
+        gap = (torch.logsumexp(torch.cat(terms, dim=1), dim=1) - q_data).mean()
+        gaps.append(gap)
+        critic_loss = critic_loss + ((q_data - y) ** 2).mean() + w * gap
+    sgd_step(params(critics), critic_loss)
+    sgd_step(params(actor), actor_loss)
+    polyak(critics_t, critics, 0.05)
+
+    assert 0.0 < np.mean(binding) < 1.0, "the test must have binding and free bounds"
+    assert stats.cql_loss == pytest.approx(torch.stack(gaps).mean().item(), rel=1e-5)
+    assert stats.critic_loss == pytest.approx(critic_loss.item(), rel=1e-5)
+    assert_same(algo.critics, critics, "critics")
+    assert_same(algo.policy.actor, actor, "actor")
+    assert_same(algo.critics_target, critics_t, "critics_target")
+
+
+def test_calql_needs_the_return_to_go(monkeypatch: pytest.MonkeyPatch) -> None:
+    torch.manual_seed(0)
+    algo = CQL(
+        policy=GaussianPolicy(
+            actor=GaussianActor(D, A, H), action_space=ACT_SPACE, observation_space=OBS_SPACE
+        ),
+        policy_optim=SGD,
+        critics=CriticEnsemble(D, A, H),
+        critic_optim=SGD,
+        calibrated=True,
+    )
+    with pytest.raises(ValueError, match="mc_return"):
+        one_update(algo, fixed_batch(), seed=0, monkeypatch=monkeypatch)
+
+
+def test_return_to_go_matches_a_loop_over_episodes() -> None:
+    buf = ReplayBuffer(100)
+    _buffers.fill(buf, [7, 1, 12, 5], last_unfinished=True)
+    gamma = 0.9
+    ours = return_to_go(buf, gamma)
+    for rows in _buffers.episodes_of(buf):
+        g = 0.0
+        for r in rows[::-1]:
+            g = float(buf.rew[r]) + gamma * g
+            assert ours[r] == pytest.approx(g)
+
+
+def test_calql_dataset_and_online_batches_carry_the_return_to_go() -> None:
+    rng = np.random.default_rng(0)
+    ends = np.zeros(25, dtype=bool)
+    ends[[9, 15, 24]] = True
+    buf = buffer_from_columns(
+        {
+            "obs": rng.normal(size=(25, D)).astype(np.float32),
+            "obs_next": rng.normal(size=(25, D)).astype(np.float32),
+            "act": rng.uniform(-1, 1, size=(25, A)).astype(np.float32),
+            "rew": rng.normal(size=25),
+            "terminated": ends & (np.arange(25) != 15),
+            "truncated": ends & (np.arange(25) == 15),
+        }
+    )
+    torch.manual_seed(0)
+    algo = CQL(
+        policy=GaussianPolicy(
+            actor=GaussianActor(D, A, H), action_space=ACT_SPACE, observation_space=OBS_SPACE
+        ),
+        policy_optim=SGD,
+        critics=CriticEnsemble(D, A, H),
+        critic_optim=SGD,
+        calibrated=True,
+        gamma=0.9,
+    )
+    expected = return_to_go(buf, 0.9)
+    data = algo.dataset_for(buf).data
+    assert isinstance(data, CalQLTransitions)
+    np.testing.assert_allclose(data.mc_return.numpy(), expected[:25], rtol=1e-5)
+    rows = np.array([0, 3, 9, 10, 24])
+    online = algo.online_transitions(buf, rows)
+    assert isinstance(online, CalQLTransitions)
+    np.testing.assert_allclose(online.mc_return.numpy(), expected[rows], rtol=1e-5)
+
+
+# --------------------------------------------------------------------------- fine-tuning
+
+TASK = "Pendulum-v1"
+MARK = 7.0
+"""Reward of every offline transition: online Pendulum rewards are <= 0, so a batch row is
+offline exactly when its reward is MARK."""
+
+
+def offline_pendulum_buffer(steps: int = 600, seed: int = 0) -> ReplayBuffer:
+    """Random-action Pendulum transitions (env units) whose rewards are set to MARK."""
+    env = gym.make(TASK)
+    rng = np.random.default_rng(seed)
+    cols: dict[str, list[Any]] = {k: [] for k in ("obs", "act", "obs_next", "terminated")}
+    cols["truncated"] = []
+    obs, _ = env.reset(seed=seed)
+    for _ in range(steps):
+        act = rng.uniform(-2.0, 2.0, size=(1,)).astype(np.float32)
+        nxt, _, term, trunc, _ = env.step(act)
+        for k, v in (("obs", obs), ("act", act), ("obs_next", nxt), ("terminated", term)):
+            cols[k].append(v)
+        cols["truncated"].append(trunc)
+        obs = env.reset()[0] if term or trunc else nxt
+    cols["truncated"][-1] = True
+    arrays = {k: np.asarray(v) for k, v in cols.items()}
+    arrays["rew"] = np.full(steps, MARK)
+    return buffer_from_columns(arrays)
+
+
+def make_td3bc(env: gym.Env[Any, Any]) -> TD3BC:
+    policy = DeterministicPolicy(
+        actor=DeterministicActor(3, 1, (32, 32)),
+        action_space=env.action_space,
+        observation_space=env.observation_space,
+        normalize_obs=True,
+    )
+    return TD3BC(
+        policy=policy,
+        policy_optim=Adam(lr=1e-3),
+        critics=CriticEnsemble(3, 1, (32, 32)),
+        critic_optim=Adam(lr=1e-3),
+    )
+
+
+def make_calql(env: gym.Env[Any, Any]) -> CQL:
+    policy = GaussianPolicy(
+        actor=GaussianActor(3, 1, (32, 32)),
+        action_space=env.action_space,
+        observation_space=env.observation_space,
+    )
+    return CQL(
+        policy=policy,
+        policy_optim=Adam(lr=1e-3),
+        critics=CriticEnsemble(3, 1, (32, 32)),
+        critic_optim=Adam(lr=1e-3),
+        num_sampled_actions=2,
+        calibrated=True,
+    )
+
+
+@pytest.mark.parametrize("kind", ["td3_bc", "calql"])
+@pytest.mark.parametrize("ratio", [0.25, 0.5])
+def test_finetune_from_an_offline_checkpoint(
+    kind: str, ratio: float, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    torch.manual_seed(0)
+    env = gym.make(TASK)
+    make = make_td3bc if kind == "td3_bc" else make_calql
+    offline_buffer = offline_pendulum_buffer()
+    pretrained = make(env)
+    pretrained.run_training(
+        OfflineTrainerParams(
+            buffer=offline_buffer,
+            max_epochs=1,
+            epoch_num_steps=20,
+            batch_size=32,
+            show_progress=False,
+            verbose=False,
+        )
+    )
+    checkpoint = tmp_path / "last.pt"
+    untyped: Any = pretrained
+    torch.save(untyped.state_dict(), checkpoint)
+
+    algo = make(env)
+    untyped_algo: Any = algo
+    untyped_algo.load_state_dict(torch.load(checkpoint, weights_only=True))
+    assert algo.num_updates == 20
+    finetune: OnlineFineTuning[Any, Any] = OnlineFineTuning(
+        offline=algo,
+        offline_buffer=offline_buffer,
+        offline_ratio=ratio,
+        exploration_noise=0.3 if kind == "td3_bc" else None,
+    )
+    shares: list[float] = []
+    rewards: list[np.ndarray] = []
+    sample = finetune.sample
+
+    def recording_sample(buffer: ReplayBuffer, batch_size: int) -> Any:
+        batch = sample(buffer, batch_size)
+        rewards.append(batch.rew.numpy().copy())
+        shares.append(float((batch.rew == MARK).float().mean()))
+        return batch
+
+    monkeypatch.setattr(finetune, "sample", recording_sample)
+    online = ReplayBuffer(1000)
+    train_envs = DummyVectorEnv([lambda: gym.make(TASK)])
+    train_envs.seed(1)
+    collector = Collector[CollectStats](finetune, train_envs, online, exploration_noise=True)
+    finetune.run_training(
+        OffPolicyTrainerParams(
+            training_collector=collector,
+            max_epochs=1,
+            epoch_num_steps=40,
+            collection_step_num_env_steps=10,
+            update_step_num_gradient_steps_per_sample=1.0,
+            batch_size=32,
+            test_collector=None,
+            show_progress=False,
+            verbose=False,
+        )
+    )
+    assert len(online) == 40  # the online buffer holds only what the collector gathered
+    assert np.all(np.asarray(online.rew[:40]) <= 0.0)
+    assert algo.num_updates == 20 + 40  # every online gradient step is the offline algorithm's
+    assert len(shares) == 40
+    assert shares == pytest.approx([round(ratio * 32) / 32] * 40)
+    assert all(len(r) == 32 for r in rewards)
+    act = np.asarray(online.act[:40])
+    assert np.all(np.abs(act) <= 1.0)  # the policy's range, as the collector stores it
+    if kind == "td3_bc":  # exploration noise: stored actions are not the actor's own
+        with torch.no_grad(), policy_within_training_step(algo.policy, enabled=False):
+            own = algo.policy(Batch(obs=np.asarray(online.obs[:40]), info={})).act.numpy()
+        assert np.abs(act - own).mean() > 0.05
+
+
+def test_finetune_split_and_parameters() -> None:
+    env = gym.make(TASK)
+    algo = make_td3bc(env)
+    buf = offline_pendulum_buffer(50)
+    ft = OnlineFineTuning(offline=algo, offline_buffer=buf, offline_ratio=0.25)
+    assert ft.split(64, 0) == (64, 0)  # empty online buffer: all offline
+    assert ft.split(64, 10) == (16, 48)
+    assert OnlineFineTuning(offline=algo, offline_buffer=buf, offline_ratio=0.0).split(8, 1) == (
+        0,
+        8,
+    )
+    with pytest.raises(ValueError, match="offline_ratio"):
+        OnlineFineTuning(offline=algo, offline_buffer=buf, offline_ratio=1.5)
