@@ -128,7 +128,8 @@ def assert_same_transitions(a: ReplayBuffer, b: ReplayBuffer, idx: np.ndarray) -
     x, y = a[idx], b[idx]
     for key in ("obs", "obs_next", "act", "rew", "terminated", "truncated", "done"):
         np.testing.assert_array_equal(np.asarray(x[key]), np.asarray(y[key]), err_msg=key)
-    np.testing.assert_array_equal(x.info.episode_id, y.info.episode_id)
+    x_info, y_info = x["info"], y["info"]  # Batches
+    np.testing.assert_array_equal(x_info["episode_id"], y_info["episode_id"])
     np.testing.assert_array_equal(a.get(idx, "obs"), b.get(idx, "obs"))
 
 

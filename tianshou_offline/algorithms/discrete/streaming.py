@@ -126,6 +126,10 @@ class StreamingFrameDataset(OfflineDataset[DiscreteTransitions]):
         self._rows_total = int(obs.shape[0])
         self._offsets = np.arange(self._stack - 1, -1, -1, dtype=np.int64)
         self._worker: _Prefetcher | None = None
+        self.last_positions: np.ndarray | None = None
+        """The positions of the last batch :meth:`sample` returned (``(B,)`` int64, into
+        ``0..len-1``; storage rows where the buffer samples all rows) — for checking the
+        sampling distribution."""
         self._float_obs = obs.dtype != np.uint8
 
     # ------------------------------------------------------------------ OfflineDataset
@@ -165,7 +169,9 @@ class StreamingFrameDataset(OfflineDataset[DiscreteTransitions]):
             worker = _Prefetcher(self, batch_size, seed, self._prefetch)
             worker.start()
             self._worker = worker
-        return self._to_device(worker.get())
+        batch = worker.get()
+        self.last_positions = batch["pos"]
+        return self._to_device(batch)
 
     def close(self) -> None:
         """Stop the prefetch thread (a later :meth:`sample` starts a new one)."""
@@ -234,6 +240,7 @@ class StreamingFrameDataset(OfflineDataset[DiscreteTransitions]):
                     obs_next, last, self._next_patch_index, self._next_patch_stacks
                 )
         return {
+            "pos": pos,
             "obs": obs,
             "obs_next": obs_next,
             "act": np.asarray(self._act[rows]).reshape(-1).astype(np.int64),
