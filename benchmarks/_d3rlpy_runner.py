@@ -288,6 +288,44 @@ def _continuous_algo(spec: dict[str, Any]) -> Any:
             **nets,
             **common,
         )
+    if algo == "iql":
+        return d3rlpy.algos.IQLConfig(
+            actor_learning_rate=p["actor_lr"],
+            critic_learning_rate=p["critic_lr"],
+            actor_optim_factory=_optimizer_factory(adam),
+            critic_optim_factory=_optimizer_factory(adam),
+            value_encoder_factory=enc,
+            gamma=p["gamma"],
+            tau=p["tau"],
+            n_critics=p["n_critics"],
+            expectile=p["expectile"],
+            weight_temp=p["weight_temp"],
+            max_weight=p["max_weight"],
+            **nets,
+            **common,
+        )
+    if algo == "rebrac":
+        # ReBRAC's critics: Linear -> ReLU -> LayerNorm per hidden layer (as ours)
+        critic_enc = VectorEncoderFactory(
+            hidden_units=list(spec["hidden"]), use_layer_norm=p["critic_layer_norm"]
+        )
+        return d3rlpy.algos.ReBRACConfig(
+            actor_learning_rate=p["actor_lr"],
+            critic_learning_rate=p["critic_lr"],
+            actor_optim_factory=_optimizer_factory(adam),
+            critic_optim_factory=_optimizer_factory(adam),
+            actor_encoder_factory=enc,
+            critic_encoder_factory=critic_enc,
+            gamma=p["gamma"],
+            tau=p["tau"],
+            n_critics=p["n_critics"],
+            target_smoothing_sigma=p["policy_noise"],
+            target_smoothing_clip=p["noise_clip"],
+            update_actor_interval=p["update_actor_interval"],
+            actor_beta=p["actor_beta"],
+            critic_beta=p["critic_beta"],
+            **common,
+        )
     raise ValueError(f"unknown continuous algorithm {algo!r}")
 
 

@@ -158,14 +158,25 @@ ROW_GROUPS = {"hopper": [k for k in ROWS if k.startswith("hopper")],
               "halfcheetah": [k for k in ROWS if k.startswith("halfcheetah")]}  # fmt: skip
 
 ALGORITHMS = {
-    "continuous": ("il", "bcq", "cql", "crr", "td3bc"),
+    "continuous": ("il", "bcq", "cql", "crr", "td3bc", "iql", "rebrac"),
     "discrete": ("il", "bcq", "cql", "crr"),
 }
 LABELS = {
-    "continuous": {"il": "IL (BC)", "bcq": "BCQ", "cql": "CQL", "crr": "CRR", "td3bc": "TD3+BC"},
+    "continuous": {
+        "il": "IL (BC)",
+        "bcq": "BCQ",
+        "cql": "CQL",
+        "crr": "CRR",
+        "td3bc": "TD3+BC",
+        "iql": "IQL",
+        "rebrac": "ReBRAC",
+    },
     "discrete": {"il": "IL (BC)", "bcq": "BCQ", "cql": "CQL", "crr": "CRR"},
 }
-D3RLPY_HAS = {"continuous": {"il", "bcq", "cql", "crr", "td3bc"}, "discrete": {"il", "bcq", "cql"}}
+D3RLPY_HAS = {
+    "continuous": {"il", "bcq", "cql", "crr", "td3bc", "iql", "rebrac"},
+    "discrete": {"il", "bcq", "cql"},
+}
 
 CONTINUOUS_BATCH = 256
 CONTINUOUS_HP: dict[str, dict[str, Any]] = {
@@ -178,13 +189,22 @@ CONTINUOUS_HP: dict[str, dict[str, Any]] = {
               "update_actor_freq": 2, "alpha": 2.5, "num_critics": 2},
     "crr": {"lr": 3e-4, "gamma": 0.99, "tau": 0.005, "num_action_samples": 4, "beta": 1.0,
             "max_weight": 20.0, "num_critics": 1},
+    "iql": {"lr": 3e-4, "tau": 0.005, "gamma": 0.99, "expectile": 0.7, "beta": 3.0,
+            "max_weight": 100.0, "num_critics": 2},
+    "rebrac": {"lr": 1e-3, "tau": 0.005, "gamma": 0.99, "policy_noise": 0.2, "noise_clip": 0.5,
+               "update_actor_freq": 2, "actor_bc_coef": 0.001, "critic_bc_coef": 0.01,
+               "num_critics": 2},
 }  # fmt: skip
 """One set per algorithm, read by both sides. CQL: the fixed-weight variant (weight 5, no
 Lagrange dual; d3rlpy's MuJoCo setting ``alpha_learning_rate=0``) with the automatic entropy
 temperature and no entropy term in the backup; BCQ: 10 sampled actions for the target and for
 acting (the paper's); TD3+BC: observations normalised with the data's statistics (the paper;
 d3rlpy's ``StandardObservationScaler``); CRR: exponential weights, mean advantage, soft target
-updates."""
+updates; IQL: the paper's MuJoCo settings (expectile 0.7, β 3, weight clip 100), a Gaussian
+actor with a state-independent std, observations normalised on both sides (CORL), no cosine
+schedule (d3rlpy has none); ReBRAC: LayerNorm critics on both sides, d3rlpy's default
+penalties β₁ = 0.001, β₂ = 0.01 (the paper tunes them per D4RL dataset; these families are not
+D4RL's), at this table's batch of 256 (the paper: 1024)."""
 
 DISCRETE_TRUNK = (64,)
 DISCRETE_HEAD = (64,)
@@ -252,6 +272,18 @@ def d3rlpy_params(suite: str, algo: str) -> dict[str, Any]:
                     "n_action_samples": hp["num_action_samples"], "advantage_type": "mean",
                     "weight_type": "exp", "max_weight": hp["max_weight"],
                     "target_update_type": "soft", "target_update_interval": 1}  # fmt: skip
+        if algo == "iql":
+            return {"actor_lr": hp["lr"], "critic_lr": hp["lr"], "gamma": hp["gamma"],
+                    "tau": hp["tau"], "n_critics": hp["num_critics"],
+                    "expectile": hp["expectile"], "weight_temp": hp["beta"],
+                    "max_weight": hp["max_weight"]}  # fmt: skip
+        if algo == "rebrac":
+            return {"actor_lr": hp["lr"], "critic_lr": hp["lr"], "gamma": hp["gamma"],
+                    "tau": hp["tau"], "n_critics": hp["num_critics"],
+                    "policy_noise": hp["policy_noise"], "noise_clip": hp["noise_clip"],
+                    "update_actor_interval": hp["update_actor_freq"],
+                    "actor_beta": hp["actor_bc_coef"], "critic_beta": hp["critic_bc_coef"],
+                    "critic_layer_norm": True}  # fmt: skip
     else:
         hp = DISCRETE_HP[algo]
         if algo == "il":
@@ -600,6 +632,26 @@ def build_ours(spec: dict[str, Any], env: Any) -> Any:
                 target_update_interval=1, num_action_samples=hp["num_action_samples"],
                 beta=hp["beta"], max_weight=hp["max_weight"], weight="exp", advantage="mean",
             )  # fmt: skip
+        if algo == "iql":
+            actor = A.GaussianActor(d, a, h, conditioned_std=False, tanh_mean=True)
+            return A.IQL(
+                policy=A.GaussianPolicy(actor=actor, squash=False, normalize_obs=True, **spaces),
+                policy_optim=adam(hp["lr"]),
+                critics=A.CriticEnsemble(d, a, h, num_critics=hp["num_critics"]),
+                critic_optim=adam(hp["lr"]), value=A.ValueFunction(d, h),
+                value_optim=adam(hp["lr"]), expectile=hp["expectile"], beta=hp["beta"],
+                max_weight=hp["max_weight"], tau=hp["tau"], gamma=hp["gamma"],
+            )  # fmt: skip
+        if algo == "rebrac":
+            return A.ReBRAC(
+                policy=A.DeterministicPolicy(actor=A.DeterministicActor(d, a, h), **spaces),
+                policy_optim=adam(hp["lr"]),
+                critics=A.CriticEnsemble(d, a, h, num_critics=hp["num_critics"], layer_norm=True),
+                critic_optim=adam(hp["lr"]), actor_bc_coef=hp["actor_bc_coef"],
+                critic_bc_coef=hp["critic_bc_coef"], tau=hp["tau"], gamma=hp["gamma"],
+                policy_noise=hp["policy_noise"], noise_clip=hp["noise_clip"],
+                update_actor_freq=hp["update_actor_freq"],
+            )  # fmt: skip
         raise ValueError(algo)
     assert isinstance(act_space, gym.spaces.Discrete)
     n = int(act_space.n)
@@ -754,7 +806,7 @@ def worker_d3rlpy(spec: dict[str, Any]) -> None:
         runner_algo = {"il": "bc"}.get(algo, algo)
         config = _continuous_algo({"algo": runner_algo, "params": params, "adam": "fused",
                                    "hidden": list(spec["hidden"]), "batch_size": CONTINUOUS_BATCH})  # fmt: skip
-        if algo == "td3bc":  # the paper's observation normalisation (ours: normalize_obs)
+        if algo in ("td3bc", "iql"):  # the papers' observation normalisation (ours: normalize_obs)
             config.observation_scaler = d3rlpy.preprocessing.StandardObservationScaler()
             config.observation_scaler.fit_with_transition_picker(
                 dataset.episodes, dataset.transition_picker

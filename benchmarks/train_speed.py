@@ -29,7 +29,7 @@ the network passes it makes. A side with a larger floor does more network work. 
 work; an implementation making fewer passes has a higher one. ``--profile-top K`` also lists
 each side's K operators with the most self time.
 
-Tianshou has no continuous CRR: its row compares with d3rlpy only.
+Tianshou has no continuous CRR, IQL or ReBRAC: their rows compare with d3rlpy only.
 
 The discrete suite (CartPole MLPs and the Atari conv net) is ``train_speed_discrete.py``; this
 script runs it after the continuous table (``--suite``).
@@ -94,6 +94,7 @@ from tianshou_offline.algorithms import (
     BCQ,
     CQL,
     CRR,
+    IQL,
     TD3BC,
     VAE,
     BCQPolicy,
@@ -104,6 +105,8 @@ from tianshou_offline.algorithms import (
     GaussianPolicy,
     ImitationLearning,
     Perturbation,
+    ReBRAC,
+    ValueFunction,
 )
 
 
@@ -198,6 +201,26 @@ HP: dict[str, dict[str, Any]] = {
         "beta": 1.0,
         "max_weight": 20.0,
         "num_critics": 1,
+    },
+    "iql": {
+        "lr": 3e-4,
+        "tau": 0.005,
+        "gamma": 0.99,
+        "expectile": 0.7,
+        "beta": 3.0,
+        "max_weight": 100.0,
+        "num_critics": 2,
+    },
+    "rebrac": {
+        "lr": 1e-3,
+        "tau": 0.005,
+        "gamma": 0.99,
+        "policy_noise": 0.2,
+        "noise_clip": 0.5,
+        "update_actor_freq": 2,
+        "actor_bc_coef": 0.001,
+        "critic_bc_coef": 0.01,
+        "num_critics": 2,
     },
 }
 """One set of hyperparameters per algorithm, read by every side's builder (ours, Tianshou's
@@ -449,6 +472,53 @@ def ours_crr(s: Setup) -> OfflineAlgorithm[Any]:
     )
 
 
+def ours_iql(s: Setup) -> OfflineAlgorithm[Any]:
+    hp = HP["iql"]
+    policy = GaussianPolicy(
+        actor=GaussianActor(s.obs_dim, s.act_dim, s.hidden, conditioned_std=False, tanh_mean=True),
+        action_space=s.act_space,
+        observation_space=s.obs_space,
+        squash=False,
+    )
+    return IQL(
+        policy=policy,
+        policy_optim=_ours_adam(hp["lr"]),
+        critics=CriticEnsemble(s.obs_dim, s.act_dim, s.hidden, num_critics=hp["num_critics"]),
+        critic_optim=_ours_adam(hp["lr"]),
+        value=ValueFunction(s.obs_dim, s.hidden),
+        value_optim=_ours_adam(hp["lr"]),
+        expectile=hp["expectile"],
+        beta=hp["beta"],
+        max_weight=hp["max_weight"],
+        tau=hp["tau"],
+        gamma=hp["gamma"],
+    )
+
+
+def ours_rebrac(s: Setup) -> OfflineAlgorithm[Any]:
+    hp = HP["rebrac"]
+    policy = DeterministicPolicy(
+        actor=DeterministicActor(s.obs_dim, s.act_dim, s.hidden),
+        action_space=s.act_space,
+        observation_space=s.obs_space,
+    )
+    return ReBRAC(
+        policy=policy,
+        policy_optim=_ours_adam(hp["lr"]),
+        critics=CriticEnsemble(
+            s.obs_dim, s.act_dim, s.hidden, num_critics=hp["num_critics"], layer_norm=True
+        ),
+        critic_optim=_ours_adam(hp["lr"]),
+        actor_bc_coef=hp["actor_bc_coef"],
+        critic_bc_coef=hp["critic_bc_coef"],
+        tau=hp["tau"],
+        gamma=hp["gamma"],
+        policy_noise=hp["policy_noise"],
+        noise_clip=hp["noise_clip"],
+        update_actor_freq=hp["update_actor_freq"],
+    )
+
+
 OURS: dict[str, Callable[[Setup], OfflineAlgorithm[Any]]] = {
     "il": ours_il,
     "bcq": ours_bcq,
@@ -456,6 +526,8 @@ OURS: dict[str, Callable[[Setup], OfflineAlgorithm[Any]]] = {
     "cql": ours_cql,
     "td3bc": ours_td3bc,
     "crr": ours_crr,
+    "iql": ours_iql,
+    "rebrac": ours_rebrac,
 }
 TIANSHOU: dict[str, Callable[[Setup, str], OfflineAlgorithm[Any]]] = {
     "il": ts_il,
@@ -543,6 +615,35 @@ def d3rlpy_spec(key: str, common: dict[str, Any]) -> dict[str, Any] | None:
             "target_update_interval": hp["target_update_interval"],
         }
         algo = "crr"
+    elif key == "iql":
+        hp = HP["iql"]
+        params = {
+            "actor_lr": hp["lr"],
+            "critic_lr": hp["lr"],  # d3rlpy: one optimizer for Q and V
+            "gamma": hp["gamma"],
+            "tau": hp["tau"],
+            "n_critics": hp["num_critics"],
+            "expectile": hp["expectile"],
+            "weight_temp": hp["beta"],
+            "max_weight": hp["max_weight"],
+        }
+        algo = "iql"
+    elif key == "rebrac":
+        hp = HP["rebrac"]
+        params = {
+            "actor_lr": hp["lr"],
+            "critic_lr": hp["lr"],
+            "gamma": hp["gamma"],
+            "tau": hp["tau"],
+            "n_critics": hp["num_critics"],
+            "policy_noise": hp["policy_noise"],
+            "noise_clip": hp["noise_clip"],
+            "update_actor_interval": hp["update_actor_freq"],
+            "actor_beta": hp["actor_bc_coef"],
+            "critic_beta": hp["critic_bc_coef"],
+            "critic_layer_norm": True,
+        }
+        algo = "rebrac"
     else:
         return None
     return {"suite": "continuous", "algo": algo, "params": params, **common}
@@ -609,6 +710,23 @@ ROWS: dict[str, tuple[str, list[str]]] = {
     ),
     "td3bc": ("TD3+BC", []),
     "crr": ("CRR (1 critic, 4 samples)", ["Tianshou 2.0.1 has no continuous CRR"]),
+    "iql": (
+        "IQL (Gaussian actor)",
+        [
+            "Tianshou 2.0.1 has no IQL",
+            "V passes per step: d3rlpy V(s') before and V(s) twice (loss, then the actor's "
+            "advantage after its critic step); ours V(s) for the loss, then V(s) and V(s') "
+            "after the V step in one call — the same three",
+        ],
+    ),
+    "rebrac": (
+        "ReBRAC (LayerNorm critics)",
+        [
+            "Tianshou 2.0.1 has no ReBRAC",
+            "batch 256 as every row (the paper's 1024 is a training setting, not part of the "
+            "step's work per sample)",
+        ],
+    ),
 }
 
 

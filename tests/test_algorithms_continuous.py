@@ -657,7 +657,7 @@ def test_expert_data_quality(expert_path: Path) -> None:
     assert meta.provenance.extra["sac_best_test_return"] >= -250
 
 
-EXAMPLES = ["d4rl_il", "d4rl_bcq", "d4rl_cql", "d4rl_crr", "d4rl_td3_bc"]
+EXAMPLES = ["d4rl_il", "d4rl_bcq", "d4rl_cql", "d4rl_crr", "d4rl_td3_bc", "d4rl_iql", "d4rl_rebrac"]
 
 
 @pytest.fixture

@@ -55,7 +55,7 @@ def test_continuous_peers_share_networks_batch_and_counts() -> None:
     assert rows["crr"].side("tianshou-fused") is None  # Tianshou has no continuous CRR
 
 
-@pytest.mark.parametrize("key", ["bcq", "cql", "crr", "td3bc"])
+@pytest.mark.parametrize("key", ["bcq", "cql", "crr", "td3bc", "iql", "rebrac"])
 def test_our_side_uses_the_shared_hyperparameters(key: str) -> None:
     """Our algorithm, built as the benchmark builds it, has the counts the peers get."""
     setup = train_speed.Setup.make(17, 6, (32, 32))
