@@ -214,8 +214,13 @@ def test_chunked_file_error_names_repack_and_repack_round_trips(
     with pytest.raises(DatasetFormatError, match="repack"):
         load_rl_unplugged([src], memory="disk")
     out = tmp_path / "packed.hdf5"
+    capsys.readouterr()
+    assert cli_main(["inspect", str(src)]) == 0
+    assert "needs `tianshou-offline repack` (/_meta/obs chunked" in capsys.readouterr().out
     assert cli_main(["repack", str(src), str(out)]) == 0
     assert unmappable_datasets(out) == []
+    assert cli_main(["inspect", str(out)]) == 0
+    assert "memory='disk':   ready" in capsys.readouterr().out
     with h5py.File(src) as a, h5py.File(out) as b:  # every attribute and value kept
         assert dict(a.attrs) == dict(b.attrs) or set(a.attrs) == set(b.attrs)
         for name in ("_meta/obs", "_meta/act", "tianshou_offline/stack_patches/stack"):

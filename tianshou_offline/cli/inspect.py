@@ -23,14 +23,12 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     import numpy as np
 
     from tianshou_offline.data.format import read_metadata, space_to_dict
-    from tianshou_offline.data.repack import unmappable_datasets
+    from tianshou_offline.data.repack import unmappable_columns
     from tianshou_offline.data.stats import plot_dataset, summary
 
     md = read_metadata(args.file)
     stats = summary(args.file)
-    unmappable = [  # the columns a disk-backed buffer maps
-        n for n in unmappable_datasets(args.file) if n in ("/_meta/obs", "/_meta/obs_next")
-    ]
+    unmappable = unmappable_columns(args.file) if md.layout == "tianshou_offline" else []
     if args.json:
         doc: dict[str, Any] = {
             "path": str(md.path),
@@ -50,7 +48,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
             "provenance": vars(md.provenance) if md.provenance else None,
             "columns": {k: {"shape": list(s), "dtype": d} for k, (s, d) in md.columns.items()},
             "statistics": stats,
-            "disk_mappable": not unmappable,
+            "disk_mappable": md.layout == "tianshou_offline" and not unmappable,
         }
         print(json.dumps(doc, indent=2, default=str))
     else:

@@ -55,6 +55,21 @@ def unmappable_datasets(path: str | os.PathLike[str]) -> list[str]:
     return out
 
 
+def unmappable_columns(path: str | os.PathLike[str]) -> list[str]:
+    """Which of ``/_meta/obs`` and ``/_meta/obs_next`` (the columns a disk-backed buffer
+    maps) are stored chunked or filtered; only those two datasets are looked at."""
+    out: list[str] = []
+    with open_h5(path) as f:
+        meta = f.get("_meta")
+        if not isinstance(meta, h5py.Group):
+            return out
+        for name in ("obs", "obs_next"):
+            ds = meta.get(name)
+            if isinstance(ds, h5py.Dataset) and ds.shape and not _is_mappable(ds):
+                out.append(f"/_meta/{name}")
+    return out
+
+
 def repack_into(src: h5py.File, dst: h5py.File, *, bar: Any = None) -> None:
     """Copy every group, attribute and dataset of ``src`` into the empty ``dst``; array
     datasets become contiguous and unfiltered (copied in 64 MiB blocks), scalars are copied
