@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -347,3 +348,70 @@ def test_finetune_split_and_parameters() -> None:
     )
     with pytest.raises(ValueError, match="offline_ratio"):
         OnlineFineTuning(offline=algo, offline_buffer=buf, offline_ratio=1.5)
+
+
+# --------------------------------------------------------------------------- the examples
+
+
+def write_pendulum_file(path: Path, episodes: int = 2) -> Path:
+    from tianshou_offline import BufferWriter
+
+    env = gym.make(TASK)
+    rng = np.random.default_rng(0)
+    with BufferWriter(
+        path, observation_space=env.observation_space, action_space=env.action_space, env_id=TASK
+    ) as writer:
+        for e in range(episodes):
+            obs, _ = env.reset(seed=e)
+            rows: dict[str, list[Any]] = {k: [] for k in ("obs", "act", "rew", "obs_next")}
+            done = False
+            while not done:
+                act = rng.uniform(-2.0, 2.0, size=(1,)).astype(np.float32)
+                nxt, rew, term, trunc, _ = env.step(act)
+                for k, v in zip(rows, (obs, act, rew, nxt), strict=True):
+                    rows[k].append(v)
+                obs, done = nxt, term or trunc
+            n = len(rows["rew"])
+            writer.add_episode(
+                obs=np.asarray(rows["obs"]),
+                act=np.asarray(rows["act"]),
+                rew=np.asarray(rows["rew"]),
+                obs_next=np.asarray(rows["obs_next"]),
+                terminated=np.zeros(n, dtype=bool),
+                truncated=np.arange(n) == n - 1,
+            )
+    return path
+
+
+def _script(name: str) -> Any:
+    import importlib
+
+    folder = str(Path(__file__).resolve().parents[1] / "examples" / "mujoco")
+    sys.path.insert(0, folder)
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(folder)
+
+
+@pytest.mark.parametrize("algo", ["td3_bc", "cql"])
+def test_finetune_example_from_an_offline_example_checkpoint(
+    algo: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    data = write_pendulum_file(tmp_path / "pendulum.hdf5")
+    common = ["--task", TASK, "--expert-data-task", str(data), "--hidden-sizes", "16", "16",
+              "--batch-size", "16", "--test-num", "1", "--logger", "none", "--logdir",
+              str(tmp_path / "log"), "--show-progress", "0"]  # fmt: skip
+    if algo == "cql":
+        common += ["--calibrated", "1", "--num-sampled-actions", "2"]
+    offline = _script(f"d4rl_{algo}").main([*common, "--epoch", "1", "--step-per-epoch", "10"])
+    last = Path(offline["log_path"]) / "last.pt"
+    result = _script(f"finetune_{algo}").main(
+        [*common, "--resume-path", str(last), "--online-steps", "30", "--step-per-epoch", "30"]
+    )
+    assert result["offline_gradient_steps"] == 10  # the offline checkpoint's step count
+    assert result["online_env_steps"] == 30
+    assert result["gradient_steps"] == 10 + 30
+    assert (Path(result["log_path"]) / "last.pt").is_file()
+    assert (Path(result["log_path"]) / "policy.pt").is_file()

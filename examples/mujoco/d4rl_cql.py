@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import _without_tensorflow  # noqa: F401  (first: keeps TensorFlow out of this process)
+import gymnasium as gym
 from d4rl_common import make_env, setup, spaces, train_and_evaluate
 from tianshou.algorithm.optim import AdamOptimizerFactory
 
@@ -44,6 +45,9 @@ class CQLConfig(MujocoConfig):
     """target of the penalty (--with-lagrange 1)"""
     backup_entropy: Literal[0, 1] = 0
     """1: subtract the entropy term in the TD target"""
+    calibrated: Literal[0, 1] = 0
+    """1: Cal-QL (Nakamoto et al. 2023): the penalty pushes Q of policy actions down only to
+    the data's return-to-go, max(Q, V_ref); pre-train with it for online fine-tuning"""
     max_grad_norm: float | None = None
     """clip the critics' gradient norm (default: no clipping)"""
 
@@ -56,6 +60,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     config = get_args(argv)
     dataset = setup(config)
     env = make_env(config, dataset)
+    return train_and_evaluate(config, "cql", dataset, build_algorithm(config, env), env)
+
+
+def build_algorithm(config: CQLConfig, env: gym.Env[Any, Any]) -> CQL:
+    """The algorithm of these flags for ``env`` (also used by the fine-tuning example)."""
     obs_dim, act_dim = spaces(env)
     policy = GaussianPolicy(
         actor=GaussianActor(obs_dim, act_dim, config.hidden_sizes),
@@ -81,10 +90,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         lagrange_threshold=config.lagrange_threshold,
         cql_alpha_optim=AdamOptimizerFactory(lr=config.cql_alpha_lr),
         backup_entropy=bool(config.backup_entropy),
+        calibrated=bool(config.calibrated),
         n_step_return_horizon=config.n_step,
         max_grad_norm=config.max_grad_norm,
     )
-    return train_and_evaluate(config, "cql", dataset, algorithm, env)
+    return algorithm
 
 
 if __name__ == "__main__":

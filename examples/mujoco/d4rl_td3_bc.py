@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import _without_tensorflow  # noqa: F401  (first: keeps TensorFlow out of this process)
+import gymnasium as gym
 from d4rl_common import make_env, setup, spaces, train_and_evaluate
 from tianshou.algorithm.optim import AdamOptimizerFactory
 
@@ -47,6 +48,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     config = get_args(argv)
     dataset = setup(config)
     env = make_env(config, dataset)
+    return train_and_evaluate(config, "td3_bc", dataset, build_algorithm(config, env), env)
+
+
+def build_algorithm(config: TD3BCConfig, env: gym.Env[Any, Any]) -> TD3BC:
+    """The algorithm of these flags for ``env`` (also used by the fine-tuning example)."""
     obs_dim, act_dim = spaces(env)
     policy = DeterministicPolicy(
         actor=DeterministicActor(obs_dim, act_dim, config.hidden_sizes),
@@ -69,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         alpha=config.alpha,
         n_step_return_horizon=config.n_step,
     )
-    return train_and_evaluate(config, "td3_bc", dataset, algorithm, env)
+    return algorithm
 
 
 if __name__ == "__main__":

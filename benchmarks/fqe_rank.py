@@ -1,0 +1,248 @@
+"""FQE model selection on Pendulum-v1: rank correlation between FQE estimates and true returns
+over the checkpoints of one training run (Paine et al. 2020's protocol, at this machine's
+scale).
+
+1. Data: ``--episodes`` episodes of the quickstart's scripted Pendulum controller, each with
+   its own torque-noise std drawn from ``[0, --max-noise]`` N·m (mixed quality).
+2. One TD3+BC run on it (``--train-steps`` gradient steps); the policy is saved
+   (``save_policy_checkpoint``) after the steps in ``--checkpoints`` (default: log-spaced,
+   8 checkpoints, so early, poor policies and late ones are both present).
+3. True value of every checkpoint: ``--rollouts`` fresh episodes in the environment,
+   discounted return (γ = ``--gamma``, what FQE estimates) and undiscounted return.
+4. FQE estimate of every checkpoint from the data alone (:func:`tianshou_offline.evaluation.fqe_rank`,
+   ``--fqe-steps`` steps each) — what ``tianshou-offline evaluate --fqe`` runs.
+5. Spearman rank correlation between estimates and true returns, with a percentile bootstrap
+   confidence interval over checkpoints (``--bootstrap`` resamples), and the regret of
+   selecting the top-ranked checkpoint (best true return − true return of FQE's pick).
+
+    python benchmarks/fqe_rank.py
+    python benchmarks/fqe_rank.py --fqe-steps 20000 --json fqe_rank.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import _tf_free  # noqa: F401  (first: keeps TensorFlow out of this process)
+import gymnasium as gym
+import numpy as np
+import torch
+from scipy.stats import spearmanr
+from tianshou.algorithm.optim import AdamOptimizerFactory
+from tianshou.utils.torch_utils import policy_within_training_step
+
+from tianshou_offline import BufferWriter, load_buffer
+from tianshou_offline.algorithms import (
+    TD3BC,
+    CriticEnsemble,
+    DeterministicActor,
+    DeterministicPolicy,
+)
+from tianshou_offline.evaluation import fqe_rank
+from tianshou_offline.quickstart import ScriptedPendulumExpert
+from tianshou_offline.recording.policies import save_policy_checkpoint
+
+TASK = "Pendulum-v1"
+
+
+def write_data(path: Path, episodes: int, max_noise: float, seed: int) -> float:
+    """Mixed-quality episodes of the scripted controller; returns their mean return."""
+    env = gym.make(TASK)
+    rng = np.random.default_rng(seed)
+    returns = []
+    with BufferWriter(
+        path,
+        observation_space=env.observation_space,
+        action_space=env.action_space,
+        env_id=TASK,
+    ) as writer:
+        for e in range(episodes):
+            expert = ScriptedPendulumExpert(noise=float(rng.uniform(0, max_noise)), seed=seed + e)
+            cols: dict[str, list[Any]] = {
+                k: [] for k in ("obs", "act", "rew", "obs_next", "terminated", "truncated")
+            }
+            obs, _ = env.reset(seed=seed * 10_000 + e)
+            done = False
+            while not done:
+                act = expert(obs)
+                nxt, rew, term, trunc, _ = env.step(act)
+                for k, v in zip(cols, (obs, act, rew, nxt, term, trunc), strict=True):
+                    cols[k].append(v)
+                obs, done = nxt, term or trunc
+            returns.append(float(np.sum(cols["rew"])))
+            a = {k: np.asarray(v) for k, v in cols.items()}
+            writer.add_episode(
+                obs=a["obs"],
+                act=a["act"],
+                rew=a["rew"],
+                terminated=a["terminated"],
+                truncated=a["truncated"],
+                obs_next=a["obs_next"],
+            )
+    return float(np.mean(returns))
+
+
+def rollouts(policy: DeterministicPolicy, n: int, gamma: float, seed: int) -> tuple[float, float]:
+    """Mean discounted and undiscounted return of ``n`` fresh episodes."""
+    env = gym.make(TASK)
+    disc, undisc = [], []
+    policy.eval()
+    for e in range(n):
+        obs, _ = env.reset(seed=seed + e)
+        g, total, t, done = 0.0, 0.0, 0, False
+        while not done:
+            with policy_within_training_step(policy, enabled=False):
+                act = policy.compute_action(np.asarray(obs, dtype=np.float32))
+            obs, rew, term, trunc, _ = env.step(np.asarray(act, dtype=np.float32).reshape(1))
+            g += gamma**t * float(rew)
+            total += float(rew)
+            t += 1
+            done = term or trunc
+        disc.append(g)
+        undisc.append(total)
+    return float(np.mean(disc)), float(np.mean(undisc))
+
+
+def bootstrap_spearman(
+    x: np.ndarray, y: np.ndarray, resamples: int, seed: int
+) -> tuple[float, float]:
+    """95% percentile interval of Spearman's ρ over checkpoints resampled with replacement
+    (resamples with fewer than 3 distinct checkpoints are skipped)."""
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(resamples):
+        idx = rng.integers(0, len(x), len(x))
+        if len(set(idx.tolist())) < 3:
+            continue
+        rho = spearmanr(x[idx], y[idx]).statistic
+        if np.isfinite(rho):
+            values.append(float(rho))
+    lo, hi = np.percentile(values, [2.5, 97.5])
+    return float(lo), float(hi)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--episodes", type=int, default=30)
+    parser.add_argument("--max-noise", type=float, default=4.0)
+    parser.add_argument(
+        "--checkpoints", type=int, nargs="+", default=[10, 30, 60, 120, 250, 500, 1000, 2000]
+    )
+    parser.add_argument("--hidden", type=int, nargs="+", default=[64, 64])
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--rollouts", type=int, default=10)
+    parser.add_argument("--gamma", type=float, default=0.99)
+    parser.add_argument("--fqe-steps", type=int, default=5000)
+    parser.add_argument("--fqe-hidden", type=int, nargs="+", default=[128, 128])
+    parser.add_argument("--bootstrap", type=int, default=2000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        data = work / "pendulum_mixed.hdf5"
+        data_return = write_data(data, args.episodes, args.max_noise, args.seed)
+        buffer = load_buffer(data)
+        env = gym.make(TASK)
+        hidden = tuple(args.hidden)
+        policy = DeterministicPolicy(
+            actor=DeterministicActor(3, 1, hidden),
+            action_space=env.action_space,
+            observation_space=env.observation_space,
+            normalize_obs=True,
+        )
+        algo = TD3BC(
+            policy=policy,
+            policy_optim=AdamOptimizerFactory(lr=3e-4),
+            critics=CriticEnsemble(3, 1, hidden),
+            critic_optim=AdamOptimizerFactory(lr=3e-4),
+            gamma=args.gamma,
+        )
+        marks = sorted(set(args.checkpoints))
+        paths: list[Path] = []
+        with policy_within_training_step(policy):
+            for step in range(1, marks[-1] + 1):
+                algo.update(buffer, args.batch_size)
+                if step in marks:
+                    paths.append(save_policy_checkpoint(work / f"step{step:06d}.pt", policy))
+        train_s = time.perf_counter() - start
+        truth: dict[str, tuple[float, float]] = {}
+        from tianshou_offline.recording.policies import load_continuous_policy
+
+        for p in paths:
+            loaded = load_continuous_policy(p)
+            assert isinstance(loaded, DeterministicPolicy)
+            truth[p.name] = rollouts(loaded, args.rollouts, args.gamma, seed=50_000)
+        t0 = time.perf_counter()
+        results = fqe_rank(
+            paths,
+            data,
+            steps=args.fqe_steps,
+            batch_size=args.batch_size,
+            gamma=args.gamma,
+            hidden_sizes=tuple(args.fqe_hidden),
+            seed=args.seed,
+        )
+        fqe_s = time.perf_counter() - t0
+    names = [p.name for p in paths]
+    est = {r.checkpoint.name: r.estimate for r in results}
+    x = np.array([est[n] for n in names])
+    y_disc = np.array([truth[n][0] for n in names])
+    y_und = np.array([truth[n][1] for n in names])
+    print(
+        f"data: {args.episodes} episodes ({args.episodes * 200} transitions) of the scripted "
+        f"controller, torque noise U(0, {args.max_noise}) per episode, mean return "
+        f"{data_return:.1f}; TD3+BC {hidden}, batch {args.batch_size}, checkpoints after "
+        f"{marks} steps ({train_s:.0f} s); FQE {args.fqe_steps} steps, Q-net {args.fqe_hidden} "
+        f"({fqe_s:.0f} s, {fqe_s / len(paths):.1f} s per checkpoint); truth: {args.rollouts} "
+        f"rollouts each"
+    )
+    print(
+        f"{'checkpoint':<16}{'FQE estimate':>14}{'true disc.':>12}{'true return':>13}{'FQE rank':>10}"
+    )
+    ranks = {r.checkpoint.name: r.rank for r in results}
+    for i, n in enumerate(names):
+        print(f"{n:<16}{x[i]:>14.1f}{y_disc[i]:>12.1f}{y_und[i]:>13.1f}{ranks[n]:>10}")
+    out: dict[str, Any] = {
+        "checkpoints": names,
+        "fqe": x.tolist(),
+        "true_discounted": y_disc.tolist(),
+        "true_return": y_und.tolist(),
+    }
+    for label, y in (("discounted", y_disc), ("undiscounted", y_und)):
+        rho = float(spearmanr(x, y).statistic)
+        lo, hi = bootstrap_spearman(x, y, args.bootstrap, args.seed)
+        out[f"spearman_{label}"] = {"rho": rho, "ci95": [lo, hi]}
+        print(
+            f"Spearman rho (FQE vs true {label} return) over {len(names)} checkpoints: "
+            f"{rho:+.3f}, 95% bootstrap CI [{lo:+.3f}, {hi:+.3f}] ({args.bootstrap} resamples)"
+        )
+    pick = int(np.argmax(x))
+    regret = float(y_und.max() - y_und[pick])
+    out["regret"] = regret
+    print(
+        f"FQE's pick {names[pick]}: true return {y_und[pick]:.1f}; best {y_und.max():.1f} "
+        f"(regret {regret:.1f}); the last checkpoint {y_und[-1]:.1f}; "
+        f"{time.perf_counter() - start:.0f} s in all"
+    )
+    if args.json is not None:
+        args.json.write_text(json.dumps(out, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,187 @@
+"""Shared plumbing of the ``examples/mujoco/finetune_*.py`` scripts: offline → online
+fine-tuning with Tianshou's ``OffPolicyTrainer`` and ``Collector``.
+
+Each script takes the flags of its offline example (``d4rl_cql.py``, ``d4rl_td3_bc.py``: the
+same networks and hyperparameters, so their checkpoints load) plus the flags of
+:class:`FinetuneFlags`. ``--resume-path`` names the offline checkpoint to start from:
+``last.pt`` (the algorithm, its optimizers and step count) or ``policy.pt`` (the policy's
+weights only; critics start fresh). Without it the run starts from scratch — the baseline
+the offline checkpoint is compared with.
+
+The online phase: :class:`~tianshou_offline.algorithms.OnlineFineTuning` around the offline
+algorithm; every mini-batch draws ``--offline-ratio`` of its transitions from
+``--expert-data-task`` and the rest from the online replay buffer that the training collector
+fills. ``--step-per-epoch`` counts environment steps here (Tianshou's online meaning);
+``--epoch`` is derived from ``--online-steps``. Checkpoints, in
+``--logdir/TASK/finetune_ALGO/SEED/TIME``: ``policy.pt`` (the best policy, as the offline
+examples write it) and ``last.pt`` (the offline algorithm's ``state_dict``: it resumes with
+the offline example or this one).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import _without_tensorflow  # noqa: F401  (first: keeps TensorFlow out of this process)
+import gymnasium as gym
+import torch
+from d4rl_common import Dataset, _load_checkpoint, normalized_score
+from tianshou.data import Collector, CollectStats, ReplayBuffer
+from tianshou.env import DummyVectorEnv, SubprocVectorEnv
+from tianshou.trainer import OffPolicyTrainerParams
+from tianshou.utils import TensorboardLogger
+from torch.utils.tensorboard import SummaryWriter
+
+from tianshou_offline.algorithms import OfflineAlgorithmBase, OnlineFineTuning
+from tianshou_offline.cli.example_args import MujocoConfig, config_dict, training_progress
+from tianshou_offline.errors import SourceNotFoundError
+from tianshou_offline.recording.policies import save_policy_checkpoint
+
+log = logging.getLogger("finetune_example")
+
+
+@dataclass(kw_only=True)
+class FinetuneFlags:
+    """The fine-tuning flags every ``finetune_*.py`` script adds to its offline example's."""
+
+    online_steps: int = 50_000
+    """environment steps of the online phase"""
+    offline_ratio: float = 0.5
+    """share of every mini-batch drawn from the offline data (0: online data only)"""
+    exploration_noise: float = 0.1
+    """std of the Gaussian noise on a deterministic actor's actions, in [-1, 1] units"""
+    training_num: int = 1
+    """training environments"""
+    step_per_collect: int = 1
+    """environment steps collected before each round of gradient steps"""
+    update_per_step: float = 1.0
+    """gradient steps per collected environment step"""
+    online_buffer_size: int = 1_000_000
+    """capacity of the online replay buffer"""
+
+    def check_finetune(self) -> None:
+        if self.online_steps < 1:
+            raise ValueError("--online-steps must be at least 1")
+        if not 0.0 <= self.offline_ratio <= 1.0:
+            raise ValueError("--offline-ratio must be within [0, 1]")
+        if self.step_per_collect < 1 or self.training_num < 1:
+            raise ValueError("--step-per-collect and --training-num must be at least 1")
+
+
+def finetune(
+    config: MujocoConfig,
+    flags: FinetuneFlags,
+    algo_name: str,
+    dataset: Dataset,
+    algorithm: OfflineAlgorithmBase[Any, Any],
+    env: gym.Env[Any, Any],
+) -> dict[str, Any]:
+    """Load ``--resume-path`` (if given), fine-tune online, evaluate; returns the results."""
+    assert config.task is not None and dataset.buffer is not None
+    task: str = config.task
+    if config.resume_path:
+        _load_checkpoint(algorithm, Path(config.resume_path), config.device)
+    else:
+        log.warning("no --resume-path: fine-tuning starts from scratch (randomly initialised)")
+    offline_steps = algorithm.num_updates
+    tuned: OnlineFineTuning[Any, Any] = OnlineFineTuning(
+        offline=algorithm,
+        offline_buffer=dataset.buffer,
+        offline_ratio=flags.offline_ratio,
+        exploration_noise=flags.exploration_noise,
+    )
+    tuned.offline_dataset  # noqa: B018  (prepared now: normaliser statistics of the data)
+
+    def vector(n: int) -> DummyVectorEnv | SubprocVectorEnv:
+        fns: Sequence[Callable[[], gym.Env[Any, Any]]] = [lambda: gym.make(task)] * n
+        return SubprocVectorEnv(fns) if config.subproc_envs else DummyVectorEnv(fns)
+
+    train_envs, test_envs = vector(flags.training_num), vector(config.test_num)
+    train_envs.seed(config.seed)
+    test_envs.seed(config.seed + 1)
+    training_collector = Collector[CollectStats](
+        tuned, train_envs, ReplayBuffer(flags.online_buffer_size), exploration_noise=True
+    )
+    test_collector = Collector[CollectStats](tuned, test_envs)
+    now = datetime.datetime.now().strftime("%y%m%d-%H%M%S")
+    log_path = Path(config.logdir) / task / f"finetune_{algo_name}" / str(config.seed) / now
+    best_path, last_path = log_path / "policy.pt", log_path / "last.pt"
+    untyped: Any = algorithm  # Tianshou's state_dict (with optimizer states) is untyped
+
+    def save_best_fn(algo: Any) -> None:
+        save_policy_checkpoint(best_path, algo.policy)
+
+    def save_checkpoint_fn(epoch: int, env_step: int, gradient_step: int) -> str:
+        torch.save(untyped.state_dict(), last_path)
+        return str(last_path)
+
+    log_path.mkdir(parents=True, exist_ok=True)
+    (log_path / "args.json").write_text(json.dumps(config_dict(config), indent=2))
+    logger = None
+    if config.logger == "tensorboard":
+        writer = SummaryWriter(str(log_path))
+        logger = TensorboardLogger(writer, save_interval=1, update_interval=config.log_interval)
+    epoch_steps = min(config.step_per_epoch, flags.online_steps)
+    epochs = math.ceil(flags.online_steps / epoch_steps)
+    progress_logger, show_progress = training_progress(
+        logger,
+        enabled=bool(config.show_progress),
+        total_steps=epochs * epoch_steps,
+        desc=f"fine-tuning {algo_name} on {task}",
+    )
+    info = tuned.run_training(
+        OffPolicyTrainerParams(
+            training_collector=training_collector,
+            test_collector=test_collector,
+            max_epochs=epochs,
+            epoch_num_steps=epoch_steps,
+            collection_step_num_env_steps=flags.step_per_collect,
+            update_step_num_gradient_steps_per_sample=flags.update_per_step,
+            test_step_num_episodes=config.test_num,
+            batch_size=config.batch_size,
+            save_best_fn=save_best_fn,
+            save_checkpoint_fn=save_checkpoint_fn,
+            logger=progress_logger,
+            show_progress=show_progress,
+            verbose=False,
+        )
+    )
+    torch.save(untyped.state_dict(), last_path)
+    test_envs.seed(config.seed + 1)
+    test_collector.reset()
+    stats = test_collector.collect(n_episode=config.test_num)
+    assert stats.returns_stat is not None
+    mean, std = float(stats.returns_stat.mean), float(stats.returns_stat.std)
+    score = normalized_score(mean, dataset.ref_scores)
+    line = (
+        f"Final reward after {flags.online_steps} online steps: {mean:.2f} ± {std:.2f} over "
+        f"{config.test_num} episodes"
+    )
+    if score is not None:
+        line += f", D4RL normalised score {score:.1f}"
+    print(line, flush=True)
+    print(f"checkpoints: {best_path} (best policy), {last_path} (algorithm)", flush=True)
+    return {
+        "log_path": str(log_path),
+        "best_reward": info.best_reward,
+        "offline_gradient_steps": offline_steps,
+        "gradient_steps": algorithm.num_updates,
+        "online_env_steps": len(training_collector.buffer),
+        "final_return_mean": mean,
+        "final_return_std": std,
+        "normalized_score": score,
+    }
+
+
+def require_data(dataset: Dataset | None) -> Dataset:
+    """Fine-tuning needs the offline data (``--expert-data-task``)."""
+    if dataset is None or dataset.buffer is None:
+        raise SourceNotFoundError("no offline data to mix in (--expert-data-task)")
+    return dataset
