@@ -539,3 +539,32 @@ def test_rebrac_learns_pendulum_from_expert_data(expert_buffer: ReplayBuffer) ->
     final = train_and_evaluate(algo, expert_buffer)
     print(f"ReBRAC: final mean return {final:.1f}")
     assert final >= THRESHOLD, f"ReBRAC: final mean return {final:.1f} < {THRESHOLD}"
+
+
+def test_rebrac_tianshou_batch_path_matches_the_dataset() -> None:
+    """Tianshou's own path (``_preprocess_batch`` then ``_as_transitions``) gives the same
+    next actions, n-step targets and masks as the device-resident dataset, for n = 1 and 3."""
+    from test_algorithms_continuous import ACT_SPACE as PEND_ACT
+    from test_algorithms_continuous import OBS_SPACE as PEND_OBS
+    from test_algorithms_continuous import synthetic_buffer
+
+    buf = synthetic_buffer(n=100, episode=10, terminate_every=2)
+    rows = np.arange(100)
+    for n in (1, 3):
+        algo = ReBRAC(
+            policy=DeterministicPolicy(
+                actor=DeterministicActor(3, 1, H), action_space=PEND_ACT, observation_space=PEND_OBS
+            ),
+            policy_optim=SGD,
+            critics=CriticEnsemble(3, 1, H, layer_norm=True),
+            critic_optim=SGD,
+            gamma=0.9,
+            n_step_return_horizon=n,
+        )
+        data = algo.dataset_for(buf).gather(torch.arange(100))
+        assert isinstance(data, NextActionTransitions)
+        numpy_path = algo._as_transitions(algo._preprocess_batch(buf[rows], buf, rows))
+        for field in ("act", "rew", "obs_next", "discount", "act_next", "next_known"):
+            torch.testing.assert_close(
+                getattr(numpy_path, field), getattr(data, field), msg=f"n={n} {field}"
+            )
