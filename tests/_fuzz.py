@@ -1097,7 +1097,8 @@ def check_table(buf: Any, path: Path) -> str | None:
     except TianshouOfflineError:
         return None
     n = len(buf)
-    done = np.asarray(buf.done[:n], dtype=bool)
+    # an empty Tianshou buffer has no columns at all (reading ``done`` raises)
+    done = np.asarray(buf.done[:n], dtype=bool) if n else np.zeros(0, dtype=bool)
     ends = np.flatnonzero(done)
     starts = np.concatenate([[0], ends[:-1] + 1]) if len(ends) else np.zeros(0, np.int64)
     if len(table.starts) != len(starts) or not (

@@ -27,6 +27,7 @@ from tianshou_offline import (
     save_buffer,
 )
 from tianshou_offline.data.format import (
+    open_h5,
     space_from_dict,
     space_from_json,
     space_to_dict,
@@ -353,6 +354,52 @@ def test_attribute_name_that_is_not_utf8(good_file: Path) -> None:
     md = read_metadata(good_file)
     assert md.extra_attrs["note\ufffd"] == "kept"
     assert len(load_buffer(good_file)) == 180
+
+
+def _first_vlen_descriptor(data: bytes) -> tuple[int, int]:
+    """``(offset, index)`` of the first global heap collection in ``data`` and the byte offset
+    of the first stored descriptor (length, collection address, index) that points into it."""
+    gcol = data.find(b"GCOL")
+    assert gcol > 0
+    at = data.find(gcol.to_bytes(8, "little"), gcol + 4096)  # attributes follow the heap
+    if at < 0:
+        at = data.find(gcol.to_bytes(8, "little"))
+    assert at >= 4 and 0 < int.from_bytes(data[at - 4 : at], "little") < 4096
+    return gcol, at - 4
+
+
+def test_vlen_attribute_claiming_gigabytes_is_refused_before_libhdf5_reads_it(
+    good_file: Path,
+) -> None:
+    """A string attribute's stored length (4 bytes before its heap address) corrupted to
+    2.3 GB: libhdf5 would allocate and zero that much before finding no such object (fuzz
+    mutants writer#2740, writer_dict#8801); it is refused when the file is opened."""
+    data = bytearray(good_file.read_bytes())
+    _, desc = _first_vlen_descriptor(bytes(data))
+    data[desc : desc + 4] = (0x89000005).to_bytes(4, "little")
+    good_file.write_bytes(bytes(data))
+    with pytest.raises(DatasetFormatError, match=r"variable-length attribute value at byte "
+                       rf"{desc} claims 2298478597 bytes, more than the whole file"):  # fmt: skip
+        open_h5(good_file).close()
+    with pytest.raises(DatasetFormatError, match="claims 2298478597 bytes"):
+        load_buffer(good_file)
+
+
+def test_global_heap_object_whose_size_wraps_around_is_refused(good_file: Path) -> None:
+    """An object of the global heap (where string attributes live) with size 2**64 - 1:
+    libhdf5's padded size wraps to 0 bytes, its walk then reads the object's own bytes as
+    headers and loops forever on a zero-sized free-space object there (fuzz mutant
+    writer_dict#4441). It is refused when the file is opened, before libhdf5 walks it."""
+    data = bytearray(good_file.read_bytes())
+    gcol, _ = _first_vlen_descriptor(bytes(data))
+    first = gcol + 16  # the first object's header: index, references, reserved, size
+    assert int.from_bytes(data[first : first + 2], "little") > 0
+    data[first + 8 : first + 16] = (2**64 - 1).to_bytes(8, "little")
+    data[first + 16 : first + 32] = bytes(16)  # read as a free-space object of size 0
+    good_file.write_bytes(bytes(data))
+    with pytest.raises(DatasetFormatError, match=rf"global heap collection at byte {gcol} is "
+                       rf"corrupt \(the object at byte {first + 16} "):  # fmt: skip
+        open_h5(good_file).close()
 
 
 def test_mismatched_column_lengths(good_file: Path) -> None:

@@ -88,6 +88,18 @@ def test_the_checker_catches_a_buffer_that_crosses_an_episode_end(
     assert _fuzz.check_buffer(buf) is not None
 
 
+def test_the_checker_reads_an_empty_buffer(seeds: list[_fuzz.Seed]) -> None:
+    """A file whose episode table is empty loads as an empty buffer, which has no columns in
+    Tianshou (``buf.done`` raises): the checker compares it with the file's episode table
+    instead of failing itself (fuzz mutant recorder#6912)."""
+    from tianshou.data import ReplayBuffer
+
+    writer = next(s.path for s in seeds if s.name == "writer")
+    assert _fuzz.check_buffer(ReplayBuffer(8)) is None
+    problem = _fuzz.check_table(ReplayBuffer(8), writer)
+    assert problem is not None and "the buffer: 0 starting at []" in problem
+
+
 @pytest.mark.slow
 def test_many_mutants(seeds: list[_fuzz.Seed], pool: _fuzz.Pool, tmp_path: Path) -> None:
     summary = _fuzz.Summary()

@@ -477,6 +477,29 @@ def test_nan_rewards(
     assert np.isnan(load_buffer(out).rew).sum() == 1
 
 
+@pytest.mark.parametrize("reader", ["auto", "minari"])
+def test_declared_extent_beyond_the_stored_data_is_refused(
+    minari_root: Path, tmp_path: Path, reader: str
+) -> None:
+    """An episode's rewards resized to 2**50 rows (8 stored): Minari's own reader reads every
+    dataset whole as declared, a petabyte allocation (fuzz mutants minari#1949, #5709,
+    #9289); both readers check the extent against the stored bytes first."""
+    import h5py
+
+    ds_id = f"test/huge-{reader}-v0"
+    make_dataset(ds_id, "box", LENGTHS, data_format="hdf5")
+    with h5py.File(minari_root / ds_id / "data" / "main_data.hdf5", "a") as f:
+        ep = f["episode_1"]
+        values = ep["rewards"][()]
+        del ep["rewards"]
+        big = ep.create_dataset("rewards", data=values, maxshape=(None,), chunks=(1,))
+        big.resize(2**50, axis=0)
+    with pytest.raises(DatasetFormatError, match=r"'/episode_1/rewards' declares shape "
+                       r"\(1125899906842624,\) but stores"):  # fmt: skip
+        convert_minari(ds_id, tmp_path / "o.hdf5", reader=reader, progress=False)
+    assert not (tmp_path / "o.hdf5").exists()
+
+
 def test_output_exists_and_interrupted_conversion(
     datasets: dict[tuple[str, str], str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -35,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import traceback
 from collections.abc import Iterator
 from types import TracebackType
@@ -115,13 +116,18 @@ def check_global_heaps(path: str | os.PathLike[str], base: int = 0) -> None:
     the format's attributes, live) would make libhdf5 loop forever.
 
     libhdf5 (1.14) walks a collection's objects by their sizes and never advances past a
-    free-space object (index 0) of size 0: reading any string stored in such a collection
-    hangs. Collections are found by their signature (``GCOL``, version 1, three zero bytes,
-    a size of at least 4096 bytes that fits in the file), a pattern that random data does not
-    produce by chance, and walked as libhdf5 walks them.
+    free-space object (index 0) of size 0, nor past an object whose padded size wraps around
+    its ``size_t`` arithmetic: reading any string stored in such a collection hangs.
+    Collections are found by their signature (``GCOL``, version 1, three zero bytes, a size of
+    at least 4096 bytes that fits in the file), a pattern that random data does not produce by
+    chance, and walked as libhdf5 walks them.
+
+    The same pass checks the descriptors of variable-length attributes
+    (:func:`_check_vlen_attributes`): libhdf5 allocates (and zeroes) the length a descriptor
+    claims before it looks the object up in its heap.
 
     :param base: where the superblock is (a user block before it shifts every address).
-    :raises DatasetFormatError: such a collection, naming its byte offset.
+    :raises DatasetFormatError: such a collection or descriptor, naming its byte offset.
     """
     import mmap
 
@@ -144,10 +150,14 @@ def check_global_heaps(path: str | os.PathLike[str], base: int = 0) -> None:
                     if where is not None:
                         raise DatasetFormatError(
                             f"{os.fspath(path)}: the global heap collection at byte {pos} is "
-                            f"corrupt (an object at byte {where} has size 0, which makes "
-                            "libhdf5 loop forever); the file is damaged"
+                            f"corrupt (the object at byte {where} has a size that makes "
+                            "libhdf5 loop forever: 0, or one that wraps around); the file is "
+                            "damaged"
                         )
                     pos = mm.find(_GCOL, pos + 4, hi)
+            offsets = _size_of_offsets(mm, base)
+            if offsets is not None:
+                _check_vlen_attributes(mm, ranges, size, offsets, os.fspath(path))
 
 
 def _size_of_lengths(mm: Any, base: int) -> int | None:
@@ -157,6 +167,114 @@ def _size_of_lengths(mm: Any, base: int) -> int | None:
         return None
     n = int(mm[at])
     return n if n in (2, 4, 8, 16) else None
+
+
+def _size_of_offsets(mm: Any, base: int) -> int | None:
+    version = mm[base + 8]
+    at = base + (13 if version in (0, 1) else 9 if version in (2, 3) else -1)
+    if at < base or at >= len(mm):
+        return None
+    n = int(mm[at])
+    return n if n in (2, 4, 8) else None
+
+
+_VLEN_TYPE = re.compile(rb"[\x19\x29\x39\x49\x59][\x00\x01\x10\x11\x20\x21][\x00\x01]\x00")
+"""The first 4 bytes of a variable-length datatype message (versions 1-5, a sequence or a
+string, its padding and character set)."""
+
+
+def _check_vlen_attributes(
+    mm: Any, ranges: list[tuple[int, int]], size: int, offsets: int, fname: str
+) -> None:
+    """Refuse an attribute of a variable-length type (a string, as h5py stores ``str``
+    attributes) whose stored descriptors claim more bytes than the file holds.
+
+    An element of such an attribute is a descriptor (a ``uint32`` length, the address of a
+    global heap collection and an ``uint32`` object index). libhdf5 allocates and zeroes
+    ``length`` times the base type's size for it before it looks the object up, so a
+    corrupted length (up to 4 GiB) is a blow-up. Attribute messages are found wherever they
+    are stored (object header chunks, or a fractal heap for dense attribute storage) by their
+    datatype message; a candidate is checked only when the bytes around it parse as a whole
+    attribute message (version, name, datatype, dataspace sizes consistent).
+    """
+    dt_size = 4 + offsets + 4
+    want = dt_size.to_bytes(4, "little")
+    for lo, hi in ranges:
+        for m in _VLEN_TYPE.finditer(mm, lo, hi):
+            q = m.start()
+            if mm[q + 4 : q + 8] != want or q + 16 > size:
+                continue
+            data = _attribute_data(mm, q, size)
+            if data is None:
+                continue
+            at, n = data
+            base_size = int.from_bytes(mm[q + 12 : q + 16], "little") if mm[q + 1] & 0xF == 0 else 1
+            n = min(n, (size - at) // dt_size)
+            if n <= 0:
+                continue
+            raw = np.frombuffer(mm[at : at + n * dt_size], dtype="<u4")  # a copy: mm stays closable
+            lengths = raw.reshape(n, dt_size // 4)[:, 0].astype(np.int64) * max(1, base_size)
+            bad = np.flatnonzero(lengths > size)
+            if bad.size:
+                k = int(bad[0])
+                raise DatasetFormatError(
+                    f"{fname}: the variable-length attribute value at byte {at + k * dt_size} "
+                    f"claims {int(lengths[k])} bytes, more than the whole file ({size} bytes); "
+                    "the file is damaged"
+                )
+
+
+def _attribute_data(mm: Any, q: int, size: int) -> tuple[int, int] | None:
+    """For a datatype message at ``q`` inside an attribute message: ``(offset of the
+    attribute's data, number of elements)``; None when the bytes before and after ``q`` are
+    not an attribute message."""
+    # the name ends right before the datatype (version 1: then zero padding to 8 bytes)
+    zeros = 0
+    while zeros < min(8, q) and mm[q - 1 - zeros] == 0:
+        zeros += 1
+    end = q - 1 - zeros  # the name's last byte
+    if zeros == 0 or end <= 0:
+        return None
+    start = mm.rfind(b"\0", max(0, end - 4096), end) + 1
+    name_len = end + 2 - start  # with its terminating NUL
+    for version, head in ((1, 8), (2, 8), (3, 9)):
+        h = start - head
+        if h < 0 or mm[h] != version or int.from_bytes(mm[h + 2 : h + 4], "little") != name_len:
+            continue
+        pad = (lambda x: (x + 7) // 8 * 8) if version == 1 else (lambda x: x)
+        if h + head + pad(name_len) != q:
+            continue
+        if version > 1 and mm[h + 1] & 0x3:
+            return None  # a shared datatype or dataspace: not stored here
+        dt_len = int.from_bytes(mm[h + 4 : h + 6], "little")
+        ds_len = int.from_bytes(mm[h + 6 : h + 8], "little")
+        ds = q + pad(dt_len)
+        if dt_len < 16 or ds + 8 > size:
+            return None
+        n = _dataspace_elements(mm, ds, ds_len, size)
+        if n is None:
+            return None
+        return ds + pad(ds_len), n
+    return None
+
+
+def _dataspace_elements(mm: Any, ds: int, ds_len: int, size: int) -> int | None:
+    """Elements of the dataspace message at ``ds`` (None when it does not parse)."""
+    version, rank, flags = mm[ds], mm[ds + 1], mm[ds + 2]
+    if version == 1:
+        dims_at = ds + 8
+    elif version == 2:
+        if mm[ds + 3] == 2:
+            return 0  # a null dataspace
+        dims_at = ds + 4
+    else:
+        return None
+    if rank > 32 or dims_at + 8 * rank > min(size, ds + ds_len) or flags & ~0x3:
+        return None
+    n = 1
+    for i in range(rank):
+        n *= int.from_bytes(mm[dims_at + 8 * i : dims_at + 8 * i + 8], "little")
+    return n
 
 
 def _looping_object(mm: Any, pos: int, file_size: int, lengths: int) -> int | None:
@@ -175,11 +293,18 @@ def _looping_object(mm: Any, pos: int, file_size: int, lengths: int) -> int | No
             return None  # a tail too small for an object header: free space
         idx = int.from_bytes(mm[p : p + 2], "little")
         obj = int.from_bytes(mm[p + 8 : p + obj_head], "little")
-        need = obj if idx == 0 else obj_head + (obj + 7) // 8 * 8
-        if need == 0:
+        # libhdf5's size_t arithmetic: the padded size of an object of nearly 2**64 bytes
+        # wraps to a few bytes, and a step of 2**63 or more moves the walk backwards
+        need = obj if idx == 0 else obj_head + (obj + 7) % _WORD // 8 * 8
+        need %= _WORD
+        if need == 0 or need >= _WORD // 2:
             return p
         p += need
     return None
+
+
+_WORD = 1 << 64
+"""libhdf5's ``size_t`` wraps at this value."""
 
 
 SWMR_READ_ATTEMPTS = 24

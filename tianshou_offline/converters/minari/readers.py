@@ -463,25 +463,73 @@ def _minari_episodes(
 ) -> Iterator[_Episode]:
     """Episodes through Minari's own ``iterate_episodes`` (any storage, decodes JPEG)."""
     with minari_errors(data_path):
-        yield from _minari_episodes_unchecked(dataset, ids, with_infos)
+        yield from _minari_episodes_unchecked(dataset, ids, with_infos, data_path)
+
+
+MINARI_BATCH = 256
+"""Episodes checked (:func:`_check_hdf5_episodes`) and then read by Minari at a time."""
 
 
 def _minari_episodes_unchecked(
-    dataset: Any, ids: Sequence[int], with_infos: bool
+    dataset: Any, ids: Sequence[int], with_infos: bool, data_path: Path | None = None
 ) -> Iterator[_Episode]:
-    metas = dataset.storage.get_episode_metadata(ids)
-    for ep, meta in zip(dataset.iterate_episodes(ids), metas, strict=True):
-        seed = meta.get("seed") if isinstance(meta, Mapping) else None
-        yield _Episode(
-            id=int(ep.id),
-            seed=None if seed is None else int(seed),
-            observations=ep.observations,
-            actions=ep.actions,
-            rewards=np.asarray(ep.rewards),
-            terminations=np.asarray(ep.terminations),
-            truncations=np.asarray(ep.truncations),
-            infos=ep.infos if with_infos else None,
-        )
+    h5 = None if data_path is None else data_path / "main_data.hdf5"
+    for lo in range(0, len(ids), MINARI_BATCH):
+        batch = ids[lo : lo + MINARI_BATCH]
+        if h5 is not None and h5.is_file():
+            _check_hdf5_episodes(h5, batch)
+        metas = dataset.storage.get_episode_metadata(batch)
+        for ep, meta in zip(dataset.iterate_episodes(batch), metas, strict=True):
+            seed = meta.get("seed") if isinstance(meta, Mapping) else None
+            yield _Episode(
+                id=int(ep.id),
+                seed=None if seed is None else int(seed),
+                observations=ep.observations,
+                actions=ep.actions,
+                rewards=np.asarray(ep.rewards),
+                terminations=np.asarray(ep.terminations),
+                truncations=np.asarray(ep.truncations),
+                infos=ep.infos if with_infos else None,
+            )
+
+
+_MAX_EPISODE_DEPTH = 16
+"""Nesting of an episode's groups (Dict/Tuple spaces, infos) beyond which it is refused."""
+_MAX_EPISODE_OBJECTS = 100_000
+"""Groups and datasets one episode may reach (links followed) before it is refused."""
+
+
+def _check_hdf5_episodes(h5: Path, ids: Sequence[int]) -> None:
+    """Before Minari reads episodes ``ids`` of ``h5`` (it reads every dataset of an episode
+    whole, as the file declares it): each dataset's extent is within what the file stores
+    (:func:`~tianshou_offline.data.reading.check_extent`), so a declared extent of petabytes
+    is a typed error instead of an allocation. Links are followed as Minari follows them; a
+    cycle or a nesting deeper than :data:`_MAX_EPISODE_DEPTH` is refused."""
+    with open_h5(h5) as f:
+        for ep in ids:
+            name = f"episode_{int(ep)}"
+            if name not in f:
+                continue  # Minari's own error names it
+            stack: list[tuple[Any, int]] = [(f[name], 0)]
+            seen = 0
+            while stack:
+                obj, depth = stack.pop()
+                seen += 1
+                if seen > _MAX_EPISODE_OBJECTS:
+                    raise DatasetFormatError(
+                        f"{h5}: {name} holds more than {_MAX_EPISODE_OBJECTS} groups and "
+                        "datasets (links that lead back into it?)"
+                    )
+                if isinstance(obj, h5py.Dataset):
+                    shape = obj.shape
+                    check_extent(obj, int(shape[0]) if shape else 1)
+                elif isinstance(obj, h5py.Group):
+                    if depth >= _MAX_EPISODE_DEPTH:
+                        raise DatasetFormatError(
+                            f"{h5}: '{obj.name}' is nested {depth} groups deep in {name}; "
+                            f"expected at most {_MAX_EPISODE_DEPTH} (a link cycle?)"
+                        )
+                    stack.extend((obj[key], depth + 1) for key in obj)
 
 
 def _episode_blocks(
