@@ -8,7 +8,7 @@ The update, in the order of Algorithm 1 and of the authors' code (every network 
 evaluated only on dataset actions: no out-of-distribution action is ever queried):
 
 1. **Value** — expectile regression of ``V_ψ`` on the target critics (Eq. 5), with the
-   asymmetric squared loss ``L₂^τ(u) = |τ − 1(u < 0)| u²`` (Eq. 2 applied to ``u = Q − V``)::
+   asymmetric squared loss ``L₂^τ(u) = |τ − 1(u < 0)| u²`` (Sec. 4.1, applied to ``u = Q − V``)::
 
        L_V(ψ) = E_{(s,a)~D} [ L₂^τ( min_j Q̂_j(s, a) − V_ψ(s) ) ]
 
@@ -92,7 +92,7 @@ __all__ = [
 
 
 def expectile_loss(u: torch.Tensor, expectile: float) -> torch.Tensor:
-    """``L₂^τ(u) = |τ − 1(u < 0)| u²`` elementwise (Kostrikov et al. 2022, Eq. 2), τ = ``expectile``."""
+    """``L₂^τ(u) = |τ − 1(u < 0)| u²`` elementwise (Kostrikov et al. 2022, Sec. 4.1), τ = ``expectile``."""
     weight = torch.where(u < 0, 1.0 - expectile, expectile)
     return weight * u.pow(2)
 
