@@ -11,6 +11,7 @@ evaluation in gymnasium.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import threading
@@ -43,7 +44,7 @@ GAME = "Breakout"
 @pytest.fixture(scope="module", autouse=True)
 def local_ray() -> Iterator[None]:
     ray.cloudpickle.register_pickle_by_value(_scale_hooks)
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
     yield
     ray.shutdown()
 
@@ -204,9 +205,10 @@ def cartpole(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return record_cartpole_expert(path, episodes=8, eps=0.25, seed=0)
 
 
-BUDGET = sg.Budget(epochs=2, steps_per_epoch=40, batch_size=64, test_episodes=2, eval_episodes=3)
+BUDGET = sg.Budget(epochs=2, steps_per_epoch=40, batch_size=64, test_episodes=1, eval_episodes=2)
 
 
+@pytest.mark.slow  # Ray workers import torch and Tianshou: ~1-2 min on 2 shared cores
 def test_grid_table_and_rerun_skips_finished_cells(
     cartpole: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -257,9 +259,10 @@ def dataclass_dict(b: sg.Budget) -> dict[str, int]:
     return asdict(b)
 
 
+@pytest.mark.slow  # Ray workers import torch and Tianshou: ~1-2 min on 2 shared cores
 def test_a_cell_killed_mid_run_resumes_from_its_checkpoint(cartpole: Path, tmp_path: Path) -> None:
     budget = sg.Budget(
-        epochs=3, steps_per_epoch=30, batch_size=64, test_episodes=2, eval_episodes=3
+        epochs=3, steps_per_epoch=30, batch_size=64, test_episodes=1, eval_episodes=2
     )
     cell = sg.Cell("il", str(cartpole), seed=3, budget=budget)
     control = tmp_path / "control"

@@ -95,7 +95,7 @@ def build_algorithm(
     """
     from tianshou.algorithm.optim import AdamOptimizerFactory
 
-    from tianshou_offline import algorithms as A
+    import tianshou_offline.algorithms as A
 
     hp = hyperparameters(name, action_space, overrides)
     if not isinstance(observation_space, gym.spaces.Box) or observation_space.shape is None:
