@@ -47,6 +47,7 @@ from tianshou.utils.torch_utils import policy_within_training_step
 
 from tianshou_offline.algorithms import (
     CQL,
+    IQL,
     TD3BC,
     CalQLTransitions,
     CriticEnsemble,
@@ -55,6 +56,7 @@ from tianshou_offline.algorithms import (
     GaussianActor,
     GaussianPolicy,
     OnlineFineTuning,
+    ValueFunction,
     return_to_go,
 )
 from tianshou_offline.data.columns import buffer_from_columns
@@ -243,6 +245,24 @@ def make_td3bc(env: gym.Env[Any, Any]) -> TD3BC:
     )
 
 
+def make_iql(env: gym.Env[Any, Any]) -> IQL:
+    policy = GaussianPolicy(
+        actor=GaussianActor(3, 1, (32, 32), conditioned_std=False, tanh_mean=True),
+        action_space=env.action_space,
+        observation_space=env.observation_space,
+        squash=False,
+        normalize_obs=True,
+    )
+    return IQL(
+        policy=policy,
+        policy_optim=Adam(lr=1e-3),
+        critics=CriticEnsemble(3, 1, (32, 32)),
+        critic_optim=Adam(lr=1e-3),
+        value=ValueFunction(3, (32, 32)),
+        value_optim=Adam(lr=1e-3),
+    )
+
+
 def make_calql(env: gym.Env[Any, Any]) -> CQL:
     policy = GaussianPolicy(
         actor=GaussianActor(3, 1, (32, 32)),
@@ -259,14 +279,14 @@ def make_calql(env: gym.Env[Any, Any]) -> CQL:
     )
 
 
-@pytest.mark.parametrize("kind", ["td3_bc", "calql"])
+@pytest.mark.parametrize("kind", ["td3_bc", "calql", "iql"])
 @pytest.mark.parametrize("ratio", [0.25, 0.5])
 def test_finetune_from_an_offline_checkpoint(
     kind: str, ratio: float, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     torch.manual_seed(0)
     env = gym.make(TASK)
-    make = make_td3bc if kind == "td3_bc" else make_calql
+    make = {"td3_bc": make_td3bc, "calql": make_calql, "iql": make_iql}[kind]
     offline_buffer = offline_pendulum_buffer()
     pretrained = make(env)
     pretrained.run_training(
@@ -328,7 +348,11 @@ def test_finetune_from_an_offline_checkpoint(
     assert shares == pytest.approx([round(ratio * 32) / 32] * 40)
     assert all(len(r) == 32 for r in rewards)
     act = np.asarray(online.act[:40])
-    assert np.all(np.abs(act) <= 1.0)  # the policy's range, as the collector stores it
+    if kind != "iql":  # the collector stores the policy's output: [-1, 1] unless unsquashed
+        assert np.all(np.abs(act) <= 1.0)
+    # what is learned from is what the env executed: map_action's clip, in the policy's range
+    learned = algo.online_transitions(online, np.arange(40)).act.numpy()
+    np.testing.assert_allclose(learned, np.clip(act, -1.0, 1.0), atol=1e-5)
     if kind == "td3_bc":  # exploration noise: stored actions are not the actor's own
         with torch.no_grad(), policy_within_training_step(algo.policy, enabled=False):
             own = algo.policy(Batch(obs=np.asarray(online.obs[:40]), info={})).act.numpy()
