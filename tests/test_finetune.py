@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import math
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,7 @@ from tianshou_offline.algorithms import (
     DeterministicPolicy,
     GaussianActor,
     GaussianPolicy,
+    OfflineAlgorithmBase,
     OnlineFineTuning,
     ValueFunction,
     return_to_go,
@@ -286,7 +288,12 @@ def test_finetune_from_an_offline_checkpoint(
 ) -> None:
     torch.manual_seed(0)
     env = gym.make(TASK)
-    make = {"td3_bc": make_td3bc, "calql": make_calql, "iql": make_iql}[kind]
+    makers: dict[str, Callable[[gym.Env[Any, Any]], OfflineAlgorithmBase[Any, Any]]] = {
+        "td3_bc": make_td3bc,
+        "calql": make_calql,
+        "iql": make_iql,
+    }
+    make = makers[kind]
     offline_buffer = offline_pendulum_buffer()
     pretrained = make(env)
     pretrained.run_training(
