@@ -1056,7 +1056,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n{len(results)} runs in {time.perf_counter() - start:.0f} s; load average "
               f"{load0:.1f} → {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs", flush=True)  # fmt: skip
     print(f"\n## Learning quality, scale `{args.scale}` (normalised score, mean ± s.e. over "
-          f"{seeds} seeds)\n")  # fmt: skip
+          f"each cell's seeds, up to {seeds}; bold: paired difference beyond 2 s.e.)\n")  # fmt: skip
     print(
         f"Budgets: {scale.gradient_steps['continuous']:,} gradient steps (continuous, batch "
         f"{CONTINUOUS_BATCH}) / {scale.gradient_steps['discrete']:,} (discrete, batch "
@@ -1070,7 +1070,10 @@ def main(argv: list[str] | None = None) -> int:
     print("\nData:")
     print("\n".join(describe_rows(files, rows)))
     below = bc_check(results, rows)
-    print("\nBelow behaviour cloning (medium/expert, > 2 s.e.): " + ("; ".join(below) or "none"))
+    print("\nBelow behaviour cloning (medium/expert, > 2 s.e., cells with ≥ 2 seeds): "
+          + ("; ".join(below) or "none"))  # fmt: skip
+    print("\nTraining wall times are of processes sharing the machine with other work (one "
+          "thread each, under a load that varied during the run): not a speed comparison — the speed benchmarks are.")  # fmt: skip
     print("\nWhere the sides differ:\n" + "\n".join(f"- {n}" for n in NOTES))
     return 0
 
