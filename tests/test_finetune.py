@@ -425,6 +425,7 @@ def _script(name: str) -> Any:
         sys.path.remove(folder)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("algo", ["td3_bc", "cql"])
 def test_finetune_example_from_an_offline_example_checkpoint(
     algo: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
