@@ -402,6 +402,32 @@ def test_global_heap_object_whose_size_wraps_around_is_refused(good_file: Path) 
         open_h5(good_file).close()
 
 
+def test_vlen_dataset_element_claiming_gigabytes_is_refused_before_it_is_read(
+    tmp_path: Path,
+) -> None:
+    """A stored descriptor of a string column (episode metadata) whose length is corrupted
+    to 2.4 GB: checked against the file's size before libhdf5 reads (and allocates) it."""
+    from tianshou_offline.data.stats import episode_table
+
+    rng = np.random.default_rng(3)
+    path = tmp_path / "labels.hdf5"
+    with BufferWriter(path) as w:
+        for n in (5, 6):
+            w.add_episode(**_episode(rng, n), metadata={"label": "expert-run"})
+    assert list(episode_table(path).metadata["label"]) == ["expert-run"] * 2
+    with h5py.File(path) as f:
+        chunks: list[Any] = []
+        f["tianshou_offline/episodes/metadata/label"].id.chunk_iter(chunks.append)
+        at = chunks[0].byte_offset
+    data = bytearray(path.read_bytes())
+    assert int.from_bytes(data[at + 16 : at + 20], "little") == len("expert-run")
+    data[at + 16 : at + 20] = (0x90000000).to_bytes(4, "little")  # element 1's length
+    path.write_bytes(bytes(data))
+    with pytest.raises(DatasetFormatError, match=r"element 1 of '/tianshou_offline/episodes/"
+                       r"metadata/label' stored at byte \d+ claims 2415919104 bytes"):  # fmt: skip
+        episode_table(path)
+
+
 def test_mismatched_column_lengths(good_file: Path) -> None:
     with h5py.File(good_file, "a") as f:
         f["_meta/act"].resize(100, axis=0)

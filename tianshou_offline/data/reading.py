@@ -23,11 +23,13 @@ bounded by the file's size.
 
 **libhdf5's own traps.** Two corruptions make libhdf5 1.14 itself hang rather than fail,
 and are defused before it reads the file: a global heap collection with a free-space object
-of size 0 (:func:`check_global_heaps`, run by ``open_h5``) and, in SWMR-read mode (a file a
+of size 0 or an object whose size wraps around (:func:`check_global_heaps`, run by ``open_h5``) and, in SWMR-read mode (a file a
 killed recorder left open), its metadata retries sleeping ever longer
-(:func:`open_swmr_read`). One remains beyond a reader's reach: libhdf5 allocates the length
-a variable-length string's descriptor claims (up to 4 GiB) before it finds the heap object
-smaller; ``tests/_fuzz.py`` measures how often that happens.
+(:func:`open_swmr_read`). A third makes it allocate: it allocates (and zeroes) the length a
+variable-length value's stored descriptor claims (up to 4 GiB) before it looks the value up
+in its heap; descriptors are checked against the file's size, those of attributes when the
+file is opened (:func:`check_global_heaps`), those of datasets by :func:`check_extent`
+(:func:`check_vlen_descriptors`).
 """
 
 from __future__ import annotations
@@ -241,7 +243,11 @@ def _attribute_data(mm: Any, q: int, size: int) -> tuple[int, int] | None:
         h = start - head
         if h < 0 or mm[h] != version or int.from_bytes(mm[h + 2 : h + 4], "little") != name_len:
             continue
-        pad = (lambda x: (x + 7) // 8 * 8) if version == 1 else (lambda x: x)
+        align = 8 if version == 1 else 1  # version 1 pads name, datatype, dataspace to 8
+
+        def pad(x: int, align: int = align) -> int:
+            return (x + align - 1) // align * align
+
         if h + head + pad(name_len) != q:
             continue
         if version > 1 and mm[h + 1] & 0x3:
@@ -578,6 +584,92 @@ def check_extent(ds: h5py.Dataset, n_rows: int) -> None:
             f"{' (compressed)' if filtered else ''}; reading {n_rows} rows needs {need} bytes "
             "(truncated or tampered data)"
         )
+    if ds.dtype.kind == "O" and (
+        h5py.check_vlen_dtype(ds.dtype) is not None
+        or getattr(h5py.check_string_dtype(ds.dtype), "length", 0) is None
+    ):
+        check_vlen_descriptors(ds, plist, layout)
+
+
+_VLEN_FILTERS = {h5py.h5z.FILTER_DEFLATE, h5py.h5z.FILTER_SHUFFLE, h5py.h5z.FILTER_FLETCHER32}
+"""Filters whose chunks :func:`check_vlen_descriptors` can undo (others are not checked)."""
+
+
+def check_vlen_descriptors(ds: h5py.Dataset, plist: Any, layout: int) -> None:
+    """Refuse a variable-length dataset (strings, sequences) whose stored descriptors claim
+    more bytes than the file holds, before libhdf5 reads it: libhdf5 allocates and zeroes the
+    length a descriptor claims (a ``uint32``, up to 4 GiB times the base type's size) before
+    it looks the object up in the global heap.
+
+    The descriptors are the dataset's raw data: read from the file (contiguous layout) or chunk
+    by chunk (chunked; deflate, shuffle and Fletcher-32 undone, chunks with other filters not
+    checked; a chunk that lies beyond the end of the file is refused). Compact datasets keep
+    theirs in the object header, where they are not checked.
+    """
+    fname = ds.file.filename
+    size = os.path.getsize(fname)
+    offsets, _ = ds.file.id.get_create_plist().get_sizes()
+    elem = 4 + int(offsets) + 4
+    vlen = h5py.check_vlen_dtype(ds.dtype)
+    base = 1 if vlen is None else max(1, np.dtype(vlen).itemsize)
+    pieces: list[tuple[int, bytes]] = []  # (file offset, raw descriptor bytes)
+    with open(fname, "rb") as fh:
+        if layout == h5py.h5d.CONTIGUOUS:
+            at = ds.id.get_offset()
+            if at is None:
+                return
+            fh.seek(at)
+            pieces.append((at, fh.read(min(int(ds.id.get_storage_size()), size))))
+        elif layout == h5py.h5d.CHUNKED:
+            filters = [plist.get_filter(i)[0] for i in range(plist.get_nfilters())]
+            if not set(filters) <= _VLEN_FILTERS:
+                return
+            chunk_bytes = int(np.prod(ds.chunks, dtype=np.int64)) * elem
+            infos: list[Any] = []
+            ds.id.chunk_iter(infos.append)
+            for info in infos:
+                at, n = info.byte_offset, int(info.size)
+                if at is None or at + n > size:
+                    raise DatasetFormatError(
+                        f"{fname}: '{ds.name}' has a chunk of {n} bytes at byte {at}, beyond the "
+                        f"end of the file ({size} bytes); the file is damaged"
+                    )
+                fh.seek(at)
+                raw = _unfilter(fh.read(n), filters, int(info.filter_mask), elem, chunk_bytes)
+                if raw is not None:
+                    pieces.append((at, raw))
+    for at, raw in pieces:
+        k = len(raw) // elem
+        lengths = np.frombuffer(raw[: k * elem], dtype="<u4").reshape(k, elem // 4)[:, 0]
+        bad = np.flatnonzero(lengths.astype(np.int64) * base > size)
+        if bad.size:
+            i = int(bad[0])
+            raise DatasetFormatError(
+                f"{fname}: element {i} of '{ds.name}' stored at byte {at} claims "
+                f"{int(lengths[i]) * base} bytes, more than the whole file ({size} bytes); the "
+                "file is damaged"
+            )
+
+
+def _unfilter(raw: bytes, filters: list[int], mask: int, elem: int, limit: int) -> bytes | None:
+    """A chunk's stored bytes with its filters undone (None when they cannot be)."""
+    import zlib
+
+    for i in reversed(range(len(filters))):
+        if mask & (1 << i):
+            continue  # this filter was skipped for this chunk
+        if filters[i] == h5py.h5z.FILTER_FLETCHER32:
+            raw = raw[:-4]
+        elif filters[i] == h5py.h5z.FILTER_DEFLATE:
+            try:
+                raw = zlib.decompressobj().decompress(raw, limit)
+            except zlib.error:
+                return None  # libhdf5 refuses it too
+        elif filters[i] == h5py.h5z.FILTER_SHUFFLE:
+            k = len(raw) // elem
+            body = np.frombuffer(raw[: k * elem], dtype=np.uint8).reshape(elem, k)
+            raw = body.T.tobytes() + raw[k * elem :]
+    return raw
 
 
 def read_index(ds: h5py.Dataset, n: int) -> np.ndarray:
