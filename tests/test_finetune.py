@@ -426,7 +426,7 @@ def _script(name: str) -> Any:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("algo", ["td3_bc", "cql"])
+@pytest.mark.parametrize("algo", ["td3_bc", "cql", "iql"])
 def test_finetune_example_from_an_offline_example_checkpoint(
     algo: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

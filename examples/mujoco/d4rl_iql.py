@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import _without_tensorflow  # noqa: F401  (first: keeps TensorFlow out of this process)
+import gymnasium as gym
 from d4rl_common import make_env, setup, spaces, train_and_evaluate
 from tianshou.algorithm.optim import AdamOptimizerFactory
 
@@ -64,6 +65,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     config = get_args(argv)
     dataset = setup(config)
     env = make_env(config, dataset)
+    return train_and_evaluate(config, "iql", dataset, build_algorithm(config, env), env)
+
+
+def build_algorithm(config: IQLConfig, env: gym.Env[Any, Any]) -> IQL:
+    """The algorithm of these flags for ``env`` (also used by the fine-tuning example)."""
     obs_dim, act_dim = spaces(env)
     policy: GaussianPolicy | DeterministicPolicy
     if config.deterministic:
@@ -105,7 +111,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         gamma=config.gamma,
         n_step_return_horizon=config.n_step,
     )
-    return train_and_evaluate(config, "iql", dataset, algorithm, env)
+    return algorithm
 
 
 if __name__ == "__main__":
