@@ -37,7 +37,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import re
 import traceback
 from collections.abc import Iterator
 from types import TracebackType
@@ -180,9 +179,31 @@ def _size_of_offsets(mm: Any, base: int) -> int | None:
     return n if n in (2, 4, 8) else None
 
 
-_VLEN_TYPE = re.compile(rb"[\x19\x29\x39\x49\x59][\x00\x01\x10\x11\x20\x21][\x00\x01]\x00")
-"""The first 4 bytes of a variable-length datatype message (versions 1-5, a sequence or a
-string, its padding and character set)."""
+_VLEN_CLASS_BITS = (0x00, 0x01, 0x10, 0x11, 0x20, 0x21)
+"""The second byte of a variable-length datatype message: a sequence or a string, and its
+padding."""
+
+
+def _vlen_type_candidates(mm: Any, lo: int, hi: int, want: bytes) -> list[int]:
+    """Offsets in ``[lo, hi)`` where a variable-length datatype message of size ``want``
+    (4 bytes) may start: class 9 in versions 1-5, a sequence or string, a character set of
+    0 or 1. Vectorized over blocks of 8 MiB; the arrays viewing ``mm`` are gone on return
+    (so it can be closed)."""
+    a = np.frombuffer(mm, dtype=np.uint8)
+    out: list[int] = []
+    step = 8 << 20
+    for start in range(lo, hi, step):
+        x = a[start : min(hi, start + step) + 8]
+        if x.size < 8:
+            break
+        idx = np.flatnonzero(x[4 : x.size - 3] == want[0])
+        for k in (1, 2, 3):
+            idx = idx[x[idx + 4 + k] == want[k]]
+        v = x[idx]
+        ok = ((v & 0xF) == 9) & (v >= 0x19) & (v <= 0x59)
+        ok &= np.isin(x[idx + 1], _VLEN_CLASS_BITS) & (x[idx + 2] <= 1) & (x[idx + 3] == 0)
+        out.extend(int(i) + start for i in idx[ok])
+    return out
 
 
 def _check_vlen_attributes(
@@ -202,9 +223,8 @@ def _check_vlen_attributes(
     dt_size = 4 + offsets + 4
     want = dt_size.to_bytes(4, "little")
     for lo, hi in ranges:
-        for m in _VLEN_TYPE.finditer(mm, lo, hi):
-            q = m.start()
-            if mm[q + 4 : q + 8] != want or q + 16 > size:
+        for q in _vlen_type_candidates(mm, lo, hi, want):
+            if q + 16 > size:
                 continue
             data = _attribute_data(mm, q, size)
             if data is None:
