@@ -646,7 +646,10 @@ def check_vlen_descriptors(ds: h5py.Dataset, plist: Any, layout: int) -> None:
                 return
             chunk_bytes = int(np.prod(ds.chunks, dtype=np.int64)) * elem
             infos: list[Any] = []
-            ds.id.chunk_iter(infos.append)
+            try:
+                ds.id.chunk_iter(infos.append)  # libhdf5 >= 1.12.3: one pass over the index
+            except (AttributeError, NotImplementedError):
+                infos = [ds.id.get_chunk_info(i) for i in range(ds.id.get_num_chunks())]
             for info in infos:
                 at, n = info.byte_offset, int(info.size)
                 if at is None or at + n > size:
