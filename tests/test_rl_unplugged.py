@@ -400,6 +400,29 @@ def test_cli_ranges_and_paths(
               "--cache-dir", str(cache), "--output-dir", str(outdir)])  # fmt: skip
 
 
+def test_cli_contiguous_shards_load_from_disk(cache: Path, tmp_path: Path) -> None:
+    """``--contiguous`` writes shards that ``memory="disk"`` maps; they read as the RAM load."""
+    from tianshou_offline.cli._run import UsageError
+
+    outdir = tmp_path / "c"
+    rc = _cli(["convert", "rl-unplugged-atari", "--task", GAME, "--shard-id", "0-1",
+               "--cache-dir", str(cache), "--output-dir", str(outdir), "--workers", "1",
+               "--contiguous", "--no-progress"])  # fmt: skip
+    assert rc == 0
+    files = sorted((outdir / GAME).glob("*.hdf5"))
+    assert len(files) == 2
+    disk = rlu.load_rl_unplugged(files, memory="disk")
+    ram = rlu.load_rl_unplugged(files)
+    assert type(disk).__name__ == "DiskReplayBuffer" and len(disk) == len(ram)
+    idx = np.arange(0, len(ram), 7)
+    for key in ("obs", "obs_next", "act", "rew", "terminated"):
+        assert np.array_equal(np.asarray(disk[idx][key]), np.asarray(ram[idx][key])), key
+    with pytest.raises(UsageError, match="--contiguous stores uncompressed"):
+        _cli(["convert", "rl-unplugged-atari", "--task", GAME, "--shard-id", "0",
+              "--cache-dir", str(cache), "--output-dir", str(tmp_path / "d"),
+              "--contiguous", "--compression", "gzip"])  # fmt: skip
+
+
 def test_parse_shard_spec() -> None:
     assert rlu.parse_shard_spec(["1"]) == ([1], [])
     assert rlu.parse_shard_spec(["0-3", "7,9-10"]) == ([0, 1, 2, 3, 7, 9, 10], [])

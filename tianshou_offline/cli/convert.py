@@ -243,6 +243,12 @@ def add_rl_unplugged_arguments(p: argparse.ArgumentParser, *, legacy_names: bool
     )
     add_output_arguments(p, output=None)
     p.add_argument(
+        "--contiguous",
+        action="store_true",
+        help="store the columns contiguous and uncompressed, so that load_rl_unplugged(..., "
+        "memory='disk') and the Atari examples' --memory disk map them (no --compression)",
+    )
+    p.add_argument(
         "--download", action="store_true", help="download missing shards into the cache dir"
     )
     cache_names = ["--cache-dir", "--dataset-dir"] if legacy_names else ["--cache-dir"]
@@ -269,6 +275,10 @@ def cmd_rl_unplugged(args: argparse.Namespace) -> int:
     from tianshou_offline.converters import rl_unplugged as rlu
     from tianshou_offline.converters.result import ConversionResult
 
+    if args.contiguous and args.compression:
+        from tianshou_offline.cli._run import UsageError
+
+        raise UsageError("--contiguous stores uncompressed columns; drop --compression")
     total = args.total_num_shards or rlu.TOTAL_NUM_SHARDS
     tokens = args.shard_id if args.shard_id is not None else ["0"]
     ids, paths = rlu.parse_shard_spec(tokens, total)
@@ -317,6 +327,7 @@ def cmd_rl_unplugged(args: argparse.Namespace) -> int:
         download=args.download,
         url_prefix=args.url_prefix or rlu.URL_PREFIX,
         compression=_compression(args.compression),
+        contiguous=args.contiguous,
         num_actions=args.num_actions,
         decoder=args.decoder,
         progress=not args.no_progress,
@@ -354,6 +365,7 @@ def _rl_unplugged_on_ray(
         download=args.download,
         url_prefix=args.url_prefix or rlu.URL_PREFIX,
         compression=_compression(args.compression),
+        contiguous=args.contiguous,
         num_actions=args.num_actions,
         decoder=args.decoder,
         progress=False if args.no_progress else None,

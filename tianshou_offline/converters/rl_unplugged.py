@@ -751,6 +751,7 @@ def convert_rl_unplugged_atari(
     download: bool = False,
     url_prefix: str = URL_PREFIX,
     compression: Compression = None,
+    contiguous: bool = False,
     num_actions: int | None = None,
     decoder: str = "auto",
     progress: bool = False,
@@ -767,6 +768,8 @@ def convert_rl_unplugged_atari(
     :param resume: skip shards whose output is already converted and verified
         (:func:`is_converted`); other existing outputs are converted again.
     :param overwrite: replace existing outputs.
+    :param contiguous: write every shard with contiguous, uncompressed columns, ready for
+        ``load_rl_unplugged(..., memory="disk")`` (see :func:`convert_shard`).
     :param download: fetch missing shards from ``url_prefix`` into ``cache_dir`` first.
     :param on_result: called after every shard (e.g. to report a line).
     :returns: every shard's output (``outputs``, ``parts``: one :class:`ShardResult` per
@@ -807,6 +810,7 @@ def convert_rl_unplugged_atari(
                 workers=workers,
                 overwrite=True if (resume or overwrite) else False,
                 compression=compression,
+                contiguous=contiguous,
                 num_actions=num_actions,
                 decoder=decoder,
                 progress=progress,

@@ -107,7 +107,7 @@ def convert_shard_task(
     in-process.
 
     :param options: ``workers``, ``overwrite``, ``resume``, ``download``, ``url_prefix``,
-        ``compression``, ``num_actions``, ``decoder`` as for
+        ``compression``, ``contiguous``, ``num_actions``, ``decoder`` as for
         :func:`~tianshou_offline.converters.rl_unplugged.convert_rl_unplugged_atari`.
     """
     src, out, game, job_run, job_sid = job
@@ -142,6 +142,7 @@ def convert_shard_task(
             workers=options["workers"],
             overwrite=True,  # checked above: nothing is replaced that the job may not replace
             compression=options["compression"],
+            contiguous=options["contiguous"],
             num_actions=options["num_actions"],
             decoder=options["decoder"],
             progress=False,
@@ -177,6 +178,7 @@ def convert_rl_unplugged_atari_ray(
     download: bool = False,
     url_prefix: str = rlu.URL_PREFIX,
     compression: Compression = None,
+    contiguous: bool = False,
     num_actions: int | None = None,
     decoder: str = "auto",
     progress: bool | None = None,
@@ -224,6 +226,7 @@ def convert_rl_unplugged_atari_ray(
         "download": download,
         "url_prefix": url_prefix,
         "compression": compression,
+        "contiguous": contiguous,
         "num_actions": num_actions,
         "decoder": decoder,
     }
