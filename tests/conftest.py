@@ -5,6 +5,7 @@ does (tests that read TFRecords through TensorFlow still import it themselves)."
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -20,3 +21,11 @@ def _torch_threads() -> None:
     except ImportError:  # pragma: no cover
         return
     torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def expert_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One folder for the session's gathered expert datasets (``tests/_pendulum_expert.py``,
+    ``tests/_cartpole_expert.py``): every test file that trains on them shares one gathering
+    (about a minute each) instead of gathering its own."""
+    return tmp_path_factory.mktemp("expert_data")

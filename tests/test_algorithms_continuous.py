@@ -564,8 +564,8 @@ def test_crr_trains_and_acts_with_the_critic_weighted_policy() -> None:
 
 
 @pytest.fixture(scope="module")
-def expert_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return cached_expert_file(tmp_path_factory.mktemp("pendulum_expert"))
+def expert_path(expert_data_dir: Path) -> Path:
+    return cached_expert_file(expert_data_dir)
 
 
 @pytest.fixture(scope="module")

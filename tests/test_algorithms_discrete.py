@@ -54,10 +54,10 @@ TEST_EPISODES = 20
 
 
 @pytest.fixture(scope="session")
-def expert_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def expert_file(expert_data_dir: Path) -> Path:
     """CartPole-v1 expert data: Tianshou QR-DQN trained to a test return >= 190, 20k steps
     at ε = 0.2 (gathered once per test session, ~1 min)."""
-    return cached_expert_file(tmp_path_factory.mktemp("cartpole_expert"))
+    return cached_expert_file(expert_data_dir)
 
 
 # --------------------------------------------------------------------------- builders

@@ -454,10 +454,10 @@ EVAL_EPISODES = 20
 
 
 @pytest.fixture(scope="module")
-def expert_buffer(tmp_path_factory: pytest.TempPathFactory) -> ReplayBuffer:
+def expert_buffer(expert_data_dir: Path) -> ReplayBuffer:
     from tianshou_offline import load_buffer
 
-    return load_buffer(cached_expert_file(tmp_path_factory.mktemp("pendulum_expert")))
+    return load_buffer(cached_expert_file(expert_data_dir))
 
 
 def pendulum_iql(deterministic: bool) -> IQL:
