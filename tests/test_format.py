@@ -428,6 +428,46 @@ def test_vlen_dataset_element_claiming_gigabytes_is_refused_before_it_is_read(
         episode_table(path)
 
 
+def test_interrupted_attribute_scan_keeps_its_exception(
+    good_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An exception raised while ``open_h5`` scans the file (the fuzz harness's timer, a
+    Ctrl-C) comes out as itself: no array views the memory map it is closing, which would
+    have replaced it with ``BufferError`` (fuzz mutant framestack#448, seed 2)."""
+    from tianshou_offline.data import reading
+
+    class Interrupted(Exception):
+        pass
+
+    def interrupted(*args: Any, **kwargs: Any) -> Any:
+        raise Interrupted
+
+    monkeypatch.setattr(reading.np, "isin", interrupted)
+    with pytest.raises(Interrupted):
+        open_h5(good_file)
+
+
+def test_tianshou_file_that_loads_empty_has_an_empty_episode_table(tmp_path: Path) -> None:
+    """A Tianshou file without ``_size`` loads as an empty buffer, which has no columns in
+    Tianshou: its episode table (``inspect``) is empty instead of an AttributeError (fuzz
+    mutant tianshou#804, seed 2)."""
+    from tianshou_offline.data.stats import episode_table, summary
+
+    buf = ReplayBuffer(10)
+    for t in range(4):
+        buf.add(Batch(obs=np.array([t, t]), act=0, rew=1.0, terminated=t == 3, truncated=False,
+                      obs_next=np.array([t + 1, t + 1]), info={}))  # fmt: skip
+    path = tmp_path / "tianshou.hdf5"
+    buf.save_hdf5(str(path))
+    assert len(episode_table(path).starts) == 1
+    with h5py.File(path, "a") as f:
+        del f.attrs["_size"]
+    assert len(load_buffer(path)) == 0
+    table = episode_table(path)
+    assert len(table.starts) == len(table.terminated) == len(table.truncated) == 0
+    assert summary(path)["episodes"] == 0
+
+
 def test_mismatched_column_lengths(good_file: Path) -> None:
     with h5py.File(good_file, "a") as f:
         f["_meta/act"].resize(100, axis=0)

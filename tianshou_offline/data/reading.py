@@ -187,13 +187,12 @@ padding."""
 def _vlen_type_candidates(mm: Any, lo: int, hi: int, want: bytes) -> list[int]:
     """Offsets in ``[lo, hi)`` where a variable-length datatype message of size ``want``
     (4 bytes) may start: class 9 in versions 1-5, a sequence or string, a character set of
-    0 or 1. Vectorized over blocks of 8 MiB; the arrays viewing ``mm`` are gone on return
-    (so it can be closed)."""
-    a = np.frombuffer(mm, dtype=np.uint8)
+    0 or 1. Vectorized over copies of 8 MiB blocks: no array views ``mm``, so an exception
+    raised meanwhile (a signal, ``KeyboardInterrupt``) does not keep it from closing."""
     out: list[int] = []
     step = 8 << 20
     for start in range(lo, hi, step):
-        x = a[start : min(hi, start + step) + 8]
+        x = np.frombuffer(mm[start : min(hi, start + step) + 8], dtype=np.uint8)
         if x.size < 8:
             break
         idx = np.flatnonzero(x[4 : x.size - 3] == want[0])

@@ -74,16 +74,17 @@ def episode_table(path: str | os.PathLike[str]) -> EpisodeTable:
     from tianshou_offline.data.buffer import load_buffer
 
     buf = load_buffer(p, include_info=False)
-    rew = np.asarray(buf.rew[: len(buf)], dtype=np.float64)
-    done = np.asarray(buf.done[: len(buf)], dtype=bool)
+    n = len(buf)  # an empty Tianshou buffer has no columns at all (``buf.rew`` raises)
+    rew = np.asarray(buf.rew[:n], dtype=np.float64) if n else np.zeros(0)
+    done = np.asarray(buf.done[:n], dtype=bool) if n else np.zeros(0, dtype=bool)
     starts, lengths, returns = episode_table_from_flags(rew, done)
     ends = starts + lengths - 1
     return EpisodeTable(
         starts=starts,
         lengths=lengths,
         returns=returns,
-        terminated=np.asarray(buf.terminated)[ends],
-        truncated=np.asarray(buf.truncated)[ends],
+        terminated=np.asarray(buf.terminated)[ends] if n else np.zeros(0, dtype=bool),
+        truncated=np.asarray(buf.truncated)[ends] if n else np.zeros(0, dtype=bool),
         metadata={},
     )
 
