@@ -394,6 +394,55 @@ def wrap_with_patches(f: h5py.File, buffer: ReplayBuffer) -> FrameStackReplayBuf
     return buf
 
 
+
+ColumnSpec = dict[str, tuple[tuple[int, ...], "np.dtype[Any]"]]
+"""Each column's row shape and dtype (what every shard of one buffer must share)."""
+
+
+def shard_columns(
+    path: str | os.PathLike[str],
+    meta: h5py.Group,
+    n: int,
+    *,
+    include_info: bool,
+    expected: str,
+) -> tuple[ColumnSpec, dict[str, h5py.Dataset]]:
+    """The numeric columns of one shard's ``/_meta`` group, each checked to hold ``n`` rows
+    within the file's extent: their row shapes and dtypes, and the datasets by name.
+
+    :param expected: what a file missing ``obs``, ``act`` or ``rew`` was expected to be (for
+        the error message).
+    :raises DatasetFormatError: a non-numeric or 0-d column, a missing required column, or
+        per-transition scalars (``rew``, flags) with rows of another shape.
+    """
+    cols: ColumnSpec = {}
+    datasets: dict[str, h5py.Dataset] = {}
+    for name, ds in iter_datasets(meta):
+        if not include_info and (name == "info" or name.startswith("info/")):
+            continue
+        if ds.shape is None or ds.ndim == 0 or ds.dtype.kind not in "biuf":
+            raise DatasetFormatError(
+                f"{path}: column '{META_GROUP}/{name}' has shape {ds.shape} and dtype "
+                f"{ds.dtype}; expected rows of numbers or bools"
+            )
+        check_rows(ds, n)
+        check_extent(ds, n)
+        cols[name] = (tuple(ds.shape[1:]), ds.dtype)
+        datasets[name] = ds
+    for col in ("obs", "act", "rew"):
+        if col not in cols:
+            raise DatasetFormatError(
+                f"{path}: '{META_GROUP}/{col}' is missing or not an array; expected {expected}"
+            )
+    for col in ("rew", "terminated", "truncated", "done"):
+        if col in cols and cols[col][0] != ():
+            raise DatasetFormatError(
+                f"{path}: column '{META_GROUP}/{col}' has rows of shape {cols[col][0]}; "
+                "expected one value per transition"
+            )
+    return cols, datasets
+
+
 def load_framestack_files(
     paths: Sequence[str | os.PathLike[str]],
     *,
@@ -437,30 +486,10 @@ def load_framestack_files(
                 )
             starts, lengths = episode_bounds(f)
             n = int(starts[-1] + lengths[-1]) if len(starts) else 0
-            cols = {}
-            for name, ds in iter_datasets(group_at(f, META_GROUP)):
-                if not include_info and (name == "info" or name.startswith("info/")):
-                    continue
-                if ds.shape is None or ds.ndim == 0 or ds.dtype.kind not in "biuf":
-                    raise DatasetFormatError(
-                        f"{p}: column '{META_GROUP}/{name}' has shape {ds.shape} and dtype "
-                        f"{ds.dtype}; expected rows of numbers or bools"
-                    )
-                check_rows(ds, n)
-                check_extent(ds, n)
-                cols[name] = (tuple(ds.shape[1:]), ds.dtype)
-            for col in ("obs", "act", "rew"):
-                if col not in cols:
-                    raise DatasetFormatError(
-                        f"{p}: '{META_GROUP}/{col}' is missing or not an array; expected a "
-                        "compact frame-stacked file"
-                    )
-            for col in ("rew", "terminated", "truncated", "done"):
-                if col in cols and cols[col][0] != ():
-                    raise DatasetFormatError(
-                        f"{p}: column '{META_GROUP}/{col}' has rows of shape {cols[col][0]}; "
-                        "expected one value per transition"
-                    )
+            cols, _ = shard_columns(
+                p, group_at(f, META_GROUP), n, include_info=include_info,
+                expected="a compact frame-stacked file",
+            )  # fmt: skip
             if schema is None:
                 schema, stack_num = cols, s
             elif cols != schema or s != stack_num:

@@ -42,7 +42,7 @@ import h5py
 import numpy as np
 from tianshou.data import Batch, ReplayBuffer
 
-from tianshou_offline.data.framestack import FrameStackReplayBuffer
+from tianshou_offline.data.framestack import FrameStackReplayBuffer, shard_columns
 from tianshou_offline.data.mapped import file_offset, mappable_fd
 from tianshou_offline.errors import DatasetFormatError
 
@@ -448,7 +448,6 @@ def load_disk_files(
         detect_layout,
         episode_bounds,
         group_at,
-        iter_datasets,
         open_h5,
     )
     from tianshou_offline.data.framestack import (
@@ -459,7 +458,7 @@ def load_disk_files(
         _nest,
         read_patches,
     )
-    from tianshou_offline.data.reading import attr_bool, attr_int, check_extent, check_rows
+    from tianshou_offline.data.reading import attr_bool, attr_int
 
     if not paths:
         raise ValueError("load_disk_files(): no files given")
@@ -485,34 +484,15 @@ def load_disk_files(
             )
             starts, lengths = episode_bounds(f)
             n = int(starts[-1] + lengths[-1]) if len(starts) else 0
-            cols: dict[str, tuple[tuple[int, ...], np.dtype[Any]]] = {}
-            meta = group_at(f, META_GROUP)
-            parts: dict[str, tuple[Path, int, int]] = {}
-            for name, ds in iter_datasets(meta):
-                if not include_info and (name == "info" or name.startswith("info/")):
-                    continue
-                if ds.shape is None or ds.ndim == 0 or ds.dtype.kind not in "biuf":
-                    raise DatasetFormatError(
-                        f"{fname}: column '{META_GROUP}/{name}' has shape {ds.shape} and dtype "
-                        f"{ds.dtype}; expected rows of numbers or bools"
-                    )
-                check_rows(ds, n)
-                check_extent(ds, n)
-                cols[name] = (tuple(ds.shape[1:]), ds.dtype)
-                if name in DISK_COLUMNS:
-                    parts[name] = map_column(fname, ds, n, name)
-            for col in ("obs", "act", "rew"):
-                if col not in cols:
-                    raise DatasetFormatError(
-                        f"{fname}: '{META_GROUP}/{col}' is missing or not an array; expected "
-                        "obs, act, rew, terminated, truncated"
-                    )
-            for col in ("rew", "terminated", "truncated", "done"):
-                if col in cols and cols[col][0] != ():
-                    raise DatasetFormatError(
-                        f"{fname}: column '{META_GROUP}/{col}' has rows of shape {cols[col][0]}; "
-                        "expected one value per transition"
-                    )
+            cols, datasets = shard_columns(
+                fname, group_at(f, META_GROUP), n, include_info=include_info,
+                expected="obs, act, rew, terminated, truncated",
+            )  # fmt: skip
+            parts = {
+                name: map_column(fname, ds, n, name)
+                for name, ds in datasets.items()
+                if name in DISK_COLUMNS
+            }
             if schema is None:
                 schema, settings = cols, this
             elif cols != schema or this != settings:
