@@ -1,8 +1,8 @@
 """The algorithms an experiment grid names, built from a name, the data's spaces and
 hyperparameters.
 
-Names: ``il`` (behaviour cloning), ``bcq``, ``cql``, ``crr``, ``td3bc`` for continuous
-(``Box``) actions and ``il``, ``bcq``, ``cql``, ``crr`` for discrete actions; the action space
+Names: ``il`` (behaviour cloning), ``bcq``, ``cql``, ``crr``, ``td3bc``, ``iql``, ``rebrac`` for
+continuous (``Box``) actions and ``il``, ``bcq``, ``cql``, ``crr`` for discrete actions; the action space
 of the data picks the side. Each has a table of default hyperparameters
 (:data:`CONTINUOUS_DEFAULTS`, :data:`DISCRETE_DEFAULTS`, small networks: these are the
 settings of ``benchmarks/quality_table.py``'s small scale) that a grid's ``overrides``
@@ -33,8 +33,15 @@ CONTINUOUS_DEFAULTS: dict[str, dict[str, Any]] = {
               "update_actor_freq": 2, "alpha": 2.5, "num_critics": 2, "hidden_sizes": [64, 64]},
     "crr": {"lr": 3e-4, "gamma": 0.99, "tau": 0.005, "num_action_samples": 4, "beta": 1.0,
             "max_weight": 20.0, "num_critics": 1, "hidden_sizes": [64, 64]},
+    "iql": {"lr": 3e-4, "tau": 0.005, "gamma": 0.99, "expectile": 0.7, "beta": 3.0,
+            "max_weight": 100.0, "num_critics": 2, "hidden_sizes": [64, 64]},
+    "rebrac": {"lr": 1e-3, "tau": 0.005, "gamma": 0.99, "policy_noise": 0.2, "noise_clip": 0.5,
+               "update_actor_freq": 2, "actor_bc_coef": 0.001, "critic_bc_coef": 0.01,
+               "num_critics": 2, "hidden_sizes": [64, 64]},
 }  # fmt: skip
-"""Continuous actions: ReLU MLPs of ``hidden_sizes`` for every network."""
+"""Continuous actions: ReLU MLPs of ``hidden_sizes`` for every network. IQL: the paper's
+MuJoCo settings, a Gaussian actor with a tanh mean and a state-independent std, observations
+normalised (CORL); ReBRAC: LayerNorm critics, d3rlpy's default penalties."""
 
 DISCRETE_DEFAULTS: dict[str, dict[str, Any]] = {
     "il": {"lr": 1e-3, "trunk_sizes": [64], "head_sizes": [64]},
@@ -42,12 +49,14 @@ DISCRETE_DEFAULTS: dict[str, dict[str, Any]] = {
             "threshold": 0.3, "imitation_logits_penalty": 0.01, "trunk_sizes": [64],
             "head_sizes": [64]},
     "cql": {"lr": 1e-3, "gamma": 0.99, "n_step": 3, "target_update_freq": 100,
-            "min_q_weight": 1.0, "num_quantiles": 200, "trunk_sizes": [64], "head_sizes": [64]},
+            "min_q_weight": 10.0, "num_quantiles": 200, "trunk_sizes": [64], "head_sizes": [64]},
     "crr": {"lr": 1e-3, "gamma": 0.99, "n_step": 1, "target_update_freq": 100, "beta": 1.0,
             "trunk_sizes": [64], "head_sizes": [64]},
 }  # fmt: skip
 """Discrete actions: an MLP trunk of ``trunk_sizes`` and heads of ``head_sizes`` (Tianshou's
-CartPole offline tests' sizes)."""
+CartPole offline tests' sizes). CQL: Tianshou's default conservative weight 10 — the quantile
+loss sums over its 200 target quantiles, so a weight of 1 hardly acts (see
+``benchmarks/quality_table.py``'s ``DISCRETE_HP``)."""
 
 
 def algorithm_names(action_space: gym.Space[Any]) -> tuple[str, ...]:
@@ -147,6 +156,26 @@ def build_algorithm(
             critic_optim=adam(hp["lr"]), tau=hp["tau"], gamma=hp["gamma"],
             policy_noise=hp["policy_noise"], noise_clip=hp["noise_clip"],
             update_actor_freq=hp["update_actor_freq"], alpha=hp["alpha"],
+        )  # fmt: skip
+    if name == "iql":
+        actor = A.GaussianActor(d, a, h, conditioned_std=False, tanh_mean=True)
+        return A.IQL(
+            policy=A.GaussianPolicy(actor=actor, squash=False, normalize_obs=True, **spaces),
+            policy_optim=adam(hp["lr"]),
+            critics=A.CriticEnsemble(d, a, h, num_critics=hp["num_critics"]),
+            critic_optim=adam(hp["lr"]), value=A.ValueFunction(d, h), value_optim=adam(hp["lr"]),
+            expectile=hp["expectile"], beta=hp["beta"], max_weight=hp["max_weight"],
+            tau=hp["tau"], gamma=hp["gamma"],
+        )  # fmt: skip
+    if name == "rebrac":
+        return A.ReBRAC(
+            policy=A.DeterministicPolicy(actor=A.DeterministicActor(d, a, h), **spaces),
+            policy_optim=adam(hp["lr"]),
+            critics=A.CriticEnsemble(d, a, h, num_critics=hp["num_critics"], layer_norm=True),
+            critic_optim=adam(hp["lr"]), actor_bc_coef=hp["actor_bc_coef"],
+            critic_bc_coef=hp["critic_bc_coef"], tau=hp["tau"], gamma=hp["gamma"],
+            policy_noise=hp["policy_noise"], noise_clip=hp["noise_clip"],
+            update_actor_freq=hp["update_actor_freq"],
         )  # fmt: skip
     assert name == "crr"
     return A.CRR(
