@@ -41,13 +41,20 @@ file stores it.
 Results of finished runs are kept (``--results``), so an interrupted table continues; the
 families are made once and reused (``--data-dir``). ``--scale d4rl`` is the D4RL budget
 (1M-transition files, SAC trained 1M steps, 1M gradient steps, 5 seeds) for a GPU or a
-cluster; ``--device cuda`` runs both sides there.
+cluster; ``--device cuda`` runs both sides there; ``--ray [ADDRESS]`` runs every job as a Ray
+task (one CPU, and a GPU with ``--device cuda``; retried if its worker dies) on a cluster, or
+on a local Ray instance without an address, connected as the experiment grids are. Our side's
+algorithms are built by the grids' builder (:func:`tianshou_offline.scale.build_algorithm`)
+with this table's hyperparameters; a job is not a grid cell (:func:`~tianshou_offline.scale.run_cell`)
+because both sides of the table must be trained by the same loop of gradient steps and
+evaluated by the same code, and d3rlpy's side runs in its own interpreter.
 
 Usage::
 
     python benchmarks/quality_table.py                       # the small scale, 2 processes
     python benchmarks/quality_table.py --rows mountaincar --seeds 3
     python benchmarks/quality_table.py --scale d4rl --device cuda --jobs 8
+    python benchmarks/quality_table.py --scale d4rl --ray auto   # on a node of a Ray cluster
 """
 
 from __future__ import annotations
@@ -65,7 +72,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -554,6 +561,76 @@ def run_job(job: Job, results: Path, d3rlpy: str | None) -> dict[str, Any]:
     return result
 
 
+def _ray_job(job: Job, results: str, d3rlpy: str | None, torch_version: str) -> dict[str, Any]:
+    """One job as a Ray task: on the node that runs it, d3rlpy's interpreter is the one given
+    (``--d3rlpy-python``, at the same path on every node) or the default venv, made there if
+    missing."""
+    if job.side == "d3rlpy":
+        sys.path.insert(0, str(HERE))
+        from _peers import d3rlpy_python
+
+        d3rlpy = d3rlpy_python(d3rlpy, create=True, torch_version=torch_version)
+    return run_job(job, Path(results), d3rlpy)
+
+
+def run_jobs(
+    jobs: Sequence[Job], results: Path, d3rlpy: str | None, *, parallel: int,
+    ray_address: str | None = None, use_ray: bool = False, device: str = "cpu",
+    max_retries: int = 2, torch_version: str = "",
+) -> Iterator[tuple[Job, dict[str, Any] | BaseException]]:  # fmt: skip
+    """Run ``jobs`` (kept results are read, not rerun) and yield each with its result or its
+    error as it finishes.
+
+    Locally, ``parallel`` processes at a time. With ``use_ray``, every job is a Ray task on
+    the cluster at ``ray_address`` (None: a Ray instance this process runs, else a new local
+    one), connected as the experiment grids are (:func:`tianshou_offline.scale._ray.ray_session`):
+    one CPU each (and one GPU with ``device`` ``cuda``), rerun up to ``max_retries`` times if
+    its worker dies; ``results`` and the data files must be at the same path on every node
+    (shared storage), as for ``tianshou-offline grid``.
+    """
+    if not use_ray:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=parallel) as pool:
+            futures = {pool.submit(run_job, job, results, d3rlpy): job for job in jobs}
+            for fut in concurrent.futures.as_completed(futures):
+                exc = fut.exception()
+                yield futures[fut], exc if exc is not None else fut.result()
+        return
+    from tianshou_offline.scale._ray import import_ray, ray_session
+
+    todo = []
+    for job in jobs:
+        kept = results / f"{job.key}.json"
+        if kept.exists():
+            yield job, json.loads(kept.read_text())
+        else:
+            todo.append(job)
+    if not todo:
+        return
+    with ray_session(ray_address) as ray:
+        exceptions = import_ray().exceptions
+        task: Any = ray.remote(_ray_job)
+        refs = {
+            task.options(num_cpus=1, num_gpus=1 if device.startswith("cuda") else 0,
+                         max_retries=max_retries, name=f"quality {job.key}")
+            .remote(job, str(results), d3rlpy, torch_version): job
+            for job in todo
+        }  # fmt: skip
+        pending = list(refs)
+        try:
+            while pending:
+                ready, pending = ray.wait(pending, num_returns=1)
+                for ref in ready:
+                    try:
+                        yield refs[ref], ray.get(ref)
+                    except exceptions.RayError as e:
+                        cause = getattr(e, "cause", None)
+                        yield refs[ref], cause if isinstance(cause, BaseException) else e
+        except BaseException:
+            for ref in pending:
+                ray.cancel(ref, force=True)
+            raise
+
+
 # ----------------------------------------------------------------------------- workers
 
 
@@ -569,132 +646,18 @@ def _worker_setup(spec: dict[str, Any]) -> None:
 
 def build_ours(spec: dict[str, Any], env: Any) -> Any:
     """Our algorithm for ``spec`` (its suite, algorithm and hyperparameters), for ``env``'s
-    spaces."""
-    import gymnasium as gym
-    from tianshou.algorithm.optim import AdamOptimizerFactory
+    spaces: :func:`tianshou_offline.scale.build_algorithm`, the experiment grids' builder
+    (``tianshou-offline grid``), with this table's hyperparameters and network sizes as its
+    overrides."""
+    from tianshou_offline.scale.algorithms import build_algorithm
 
-    from tianshou_offline import algorithms as A
-
-    hp = spec["hp"]
-    algo = spec["algo"]
-    obs_space, act_space = env.observation_space, env.action_space
+    hp = dict(spec["hp"])
     if spec["suite"] == "continuous":
-        d = int(obs_space.shape[0])
-        a = int(act_space.shape[0])
-        h = tuple(int(x) for x in spec["hidden"])
-
-        def adam(lr: float) -> AdamOptimizerFactory:
-            return AdamOptimizerFactory(lr=lr)
-
-        spaces = {"action_space": act_space, "observation_space": obs_space}
-        if algo == "il":
-            policy = A.DeterministicPolicy(actor=A.DeterministicActor(d, a, h), **spaces)
-            return A.ImitationLearning(policy=policy, optim=adam(hp["lr"]))
-        if algo == "bcq":
-            bcq_policy = A.BCQPolicy(
-                vae=A.VAE(d, a, h), perturbation=A.Perturbation(d, a, h, phi=hp["phi"]),
-                critics=A.CriticEnsemble(d, a, h, num_critics=hp["num_critics"]),
-                num_candidate_actions=hp["num_sampled_action"], **spaces,
-            )  # fmt: skip
-            return A.BCQ(
-                policy=bcq_policy, vae_optim=adam(hp["lr"]),
-                actor_perturbation_optim=adam(hp["lr"]), critic_optim=adam(hp["lr"]),
-                gamma=hp["gamma"], tau=hp["tau"], lmbda=hp["lmbda"],
-                num_sampled_action=hp["num_sampled_action"], kl_weight=hp["kl_weight"],
-            )  # fmt: skip
-        if algo == "cql":
-            return A.CQL(
-                policy=A.GaussianPolicy(actor=A.GaussianActor(d, a, h), **spaces),
-                policy_optim=adam(hp["actor_lr"]),
-                critics=A.CriticEnsemble(d, a, h, num_critics=hp["num_critics"]),
-                critic_optim=adam(hp["critic_lr"]), alpha="auto", alpha_optim=adam(hp["alpha_lr"]),
-                cql_weight=hp["cql_weight"], tau=hp["tau"], gamma=hp["gamma"],
-                with_lagrange=False, num_sampled_actions=hp["num_sampled_actions"],
-                backup_entropy=False,
-            )  # fmt: skip
-        if algo == "td3bc":
-            policy = A.DeterministicPolicy(
-                actor=A.DeterministicActor(d, a, h), normalize_obs=True, **spaces
-            )
-            return A.TD3BC(
-                policy=policy, policy_optim=adam(hp["lr"]),
-                critics=A.CriticEnsemble(d, a, h, num_critics=hp["num_critics"]),
-                critic_optim=adam(hp["lr"]), tau=hp["tau"], gamma=hp["gamma"],
-                policy_noise=hp["policy_noise"], noise_clip=hp["noise_clip"],
-                update_actor_freq=hp["update_actor_freq"], alpha=hp["alpha"],
-            )  # fmt: skip
-        if algo == "crr":
-            return A.CRR(
-                policy=A.GaussianPolicy(actor=A.GaussianActor(d, a, h), squash=False, **spaces),
-                policy_optim=adam(hp["lr"]),
-                critics=A.CriticEnsemble(d, a, h, num_critics=hp["num_critics"]),
-                critic_optim=adam(hp["lr"]), gamma=hp["gamma"], tau=hp["tau"],
-                target_update_interval=1, num_action_samples=hp["num_action_samples"],
-                beta=hp["beta"], max_weight=hp["max_weight"], weight="exp", advantage="mean",
-            )  # fmt: skip
-        if algo == "iql":
-            actor = A.GaussianActor(d, a, h, conditioned_std=False, tanh_mean=True)
-            return A.IQL(
-                policy=A.GaussianPolicy(actor=actor, squash=False, normalize_obs=True, **spaces),
-                policy_optim=adam(hp["lr"]),
-                critics=A.CriticEnsemble(d, a, h, num_critics=hp["num_critics"]),
-                critic_optim=adam(hp["lr"]), value=A.ValueFunction(d, h),
-                value_optim=adam(hp["lr"]), expectile=hp["expectile"], beta=hp["beta"],
-                max_weight=hp["max_weight"], tau=hp["tau"], gamma=hp["gamma"],
-            )  # fmt: skip
-        if algo == "rebrac":
-            return A.ReBRAC(
-                policy=A.DeterministicPolicy(actor=A.DeterministicActor(d, a, h), **spaces),
-                policy_optim=adam(hp["lr"]),
-                critics=A.CriticEnsemble(d, a, h, num_critics=hp["num_critics"], layer_norm=True),
-                critic_optim=adam(hp["lr"]), actor_bc_coef=hp["actor_bc_coef"],
-                critic_bc_coef=hp["critic_bc_coef"], tau=hp["tau"], gamma=hp["gamma"],
-                policy_noise=hp["policy_noise"], noise_clip=hp["noise_clip"],
-                update_actor_freq=hp["update_actor_freq"],
-            )  # fmt: skip
-        raise ValueError(algo)
-    assert isinstance(act_space, gym.spaces.Discrete)
-    n = int(act_space.n)
-    d = int(obs_space.shape[0])
-    optim = AdamOptimizerFactory(lr=hp["lr"])
-
-    def trunk() -> Any:
-        return A.MLPTrunk(d, list(DISCRETE_TRUNK))
-
-    if algo == "il":
-        return A.DiscreteImitationLearning(
-            policy=A.DiscreteActorPolicy(actor=A.QNet(trunk(), n, DISCRETE_HEAD), action_space=act_space),
-            optim=optim,
-        )  # fmt: skip
-    if algo == "bcq":
-        return A.DiscreteBCQ(
-            policy=A.DiscreteBCQPolicy(
-                model=A.DualHeadNet(trunk(), n, DISCRETE_HEAD), action_space=act_space,
-                unlikely_action_threshold=hp["threshold"],
-            ),
-            optim=optim, gamma=hp["gamma"], n_step_return_horizon=hp["n_step"],
-            target_update_freq=hp["target_update_freq"],
-            imitation_logits_penalty=hp["imitation_logits_penalty"],
-        )  # fmt: skip
-    if algo == "cql":
-        return A.DiscreteCQL(
-            policy=A.QValuePolicy(
-                model=A.QuantileQNet(trunk(), n, hp["num_quantiles"], DISCRETE_HEAD),
-                action_space=act_space,
-            ),
-            optim=optim, min_q_weight=hp["min_q_weight"], gamma=hp["gamma"],
-            n_step_return_horizon=hp["n_step"], target_update_freq=hp["target_update_freq"],
-        )  # fmt: skip
-    if algo == "crr":
-        return A.DiscreteCRR(
-            policy=A.DiscreteActorPolicy(
-                actor=A.DualHeadNet(trunk(), n, DISCRETE_HEAD), action_space=act_space,
-                logits_index=0,
-            ),
-            optim=optim, gamma=hp["gamma"], n_step_return_horizon=hp["n_step"],
-            target_update_freq=hp["target_update_freq"], beta=hp["beta"],
-        )  # fmt: skip
-    raise ValueError(algo)
+        overrides = {**hp, "hidden_sizes": [int(x) for x in spec["hidden"]]}
+    else:
+        hp.pop("d3rlpy_alpha", None)  # d3rlpy's own weight (see DISCRETE_HP)
+        overrides = {**hp, "trunk_sizes": list(DISCRETE_TRUNK), "head_sizes": list(DISCRETE_HEAD)}
+    return build_algorithm(spec["algo"], env.observation_space, env.action_space, overrides)
 
 
 def train_ours(spec: dict[str, Any]) -> tuple[Callable[[Any], Any], float]:
@@ -874,6 +837,30 @@ def mean_se(xs: Sequence[float]) -> tuple[float, float]:
     return m, se
 
 
+T95 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31, 9: 2.26,
+       10: 2.23, 12: 2.18, 15: 2.13, 20: 2.09, 30: 2.04}  # fmt: skip
+"""Student's t, two-sided 95%, by degrees of freedom (between entries: the next smaller one's,
+which is larger)."""
+
+
+def t95(dof: int) -> float:
+    """The two-sided 95% critical value of Student's t with ``dof`` degrees of freedom."""
+    if dof < 1:
+        return math.inf
+    return (
+        next((T95[k] for k in sorted(T95, reverse=True) if k <= dof), 12.71) if dof <= 30 else 1.96
+    )
+
+
+def beyond_noise(xs: Sequence[float]) -> bool:
+    """Whether the mean of ``xs`` differs from 0 at the 95% level (a one-sample t-test: with 3
+    seeds the mean must exceed 4.3 standard errors, not 2)."""
+    if len(xs) < 2:
+        return False
+    m, se = mean_se(xs)
+    return abs(m) > t95(len(xs) - 1) * se
+
+
 def _cell(xs: Sequence[float]) -> str:
     if not xs:
         return "n/a"
@@ -897,10 +884,8 @@ def format_table(results: Sequence[dict[str, Any]], rows: Sequence[RowSpec]) -> 
             paired = [got["ours"][k]["score"] - got["d3rlpy"][k]["score"]
                       for k in sorted(set(got["ours"]) & set(got["d3rlpy"]))]  # fmt: skip
             diff = _cell(paired)
-            if len(paired) > 1:
-                m, se = mean_se(paired)
-                if abs(m) > 2 * se:
-                    diff = f"**{diff}**"
+            if beyond_noise(paired):
+                diff = f"**{diff}**"
             secs = [statistics.fmean(r["train_seconds"] for r in got[s].values()) if got[s] else None
                     for s in ("ours", "d3rlpy")]  # fmt: skip
             seeds = max(len(ours), len(peer))
@@ -913,8 +898,8 @@ def format_table(results: Sequence[dict[str, Any]], rows: Sequence[RowSpec]) -> 
 
 
 def bc_check(results: Sequence[dict[str, Any]], rows: Sequence[RowSpec]) -> list[str]:
-    """Our algorithms below our behaviour cloning by more than two standard errors of the
-    difference on ``medium``/``expert`` rows."""
+    """Our algorithms below our behaviour cloning on ``medium``/``expert`` rows, beyond noise
+    (:func:`beyond_noise` of the per-seed differences)."""
     out: list[str] = []
     for row in rows:
         if row.level not in ("medium", "expert"):
@@ -925,12 +910,9 @@ def bc_check(results: Sequence[dict[str, Any]], rows: Sequence[RowSpec]) -> list
             mine = {r["seed"]: r["score"] for r in results
                     if r["row"] == row.key and r["algo"] == algo and r["side"] == "ours"}  # fmt: skip
             d = [mine[k] - bc[k] for k in sorted(set(mine) & set(bc))]
-            if len(d) > 1:
+            if beyond_noise(d) and statistics.fmean(d) < 0:
                 m, se = mean_se(d)
-                if m + 2 * se < 0:
-                    out.append(
-                        f"{row.label}: {LABELS[row.suite][algo]} {m:+.1f} ± {se:.1f} below BC"
-                    )
+                out.append(f"{row.label}: {LABELS[row.suite][algo]} {m:+.1f} ± {se:.1f} below BC")
     return out
 
 
@@ -969,8 +951,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="kept run results (default: DATA_DIR/SCALE/results)")  # fmt: skip
     parser.add_argument("--d3rlpy-python", default=None,
                         help="d3rlpy 2.8.1's interpreter (default: ~/.cache/tianshou-offline/d3rlpy-venv)")  # fmt: skip
-    parser.add_argument("--no-d3rlpy", action="store_true", help="ours only")
+    parser.add_argument("--no-d3rlpy", action="store_true", help="ours only (--sides ours)")
+    parser.add_argument("--sides", default="ours,d3rlpy",
+                        help="comma-separated sides to run or show: ours, d3rlpy")  # fmt: skip
     parser.add_argument("--table-only", action="store_true", help="print the table of kept results")
+    parser.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                        help="run every job as a Ray task: on the cluster at ADDRESS (e.g. auto), "
+                        "or a local Ray instance without one; data and results on shared storage")  # fmt: skip
+    parser.add_argument("--max-retries", type=int, default=2,
+                        help="with --ray: reruns of a job whose worker died")  # fmt: skip
     parser.add_argument("--worker", choices=("ours", "d3rlpy", "evaluate"), help=argparse.SUPPRESS)
     parser.add_argument("job", nargs="?", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -998,7 +987,12 @@ def main(argv: list[str] | None = None) -> int:
         scale = dataclasses.replace(scale, eval_episodes=args.eval_episodes)
     seeds = args.seeds or scale.seeds
     results_dir = args.results or args.data_dir / args.scale / "results"
-    sides = ["ours"] if args.no_d3rlpy else ["ours", "d3rlpy"]
+    sides = [s.strip() for s in args.sides.split(",") if s.strip()]
+    if args.no_d3rlpy:
+        sides = [s for s in sides if s != "d3rlpy"]
+    if not sides or set(sides) - {"ours", "d3rlpy"}:
+        parser.error(f"--sides {args.sides!r}: expected 'ours', 'd3rlpy' or both")
+    use_d3rlpy = "d3rlpy" in sides
     d3rlpy: str | None = None
     arrays: dict[str, Path] = {}
     torch_version = importlib.metadata.version("torch")
@@ -1008,7 +1002,7 @@ def main(argv: list[str] | None = None) -> int:
         if missing:
             print(f"no data made yet for {', '.join(missing)}: left out", file=sys.stderr)
         rows = [r for r in rows if r.key in files]
-        if not args.no_d3rlpy:
+        if use_d3rlpy:
             arrays = {r.key: arrays_path(files[r.key]) for r in rows}
     else:
         import types
@@ -1022,10 +1016,13 @@ def main(argv: list[str] | None = None) -> int:
         torch_version = torch.__version__
         results_dir.mkdir(parents=True, exist_ok=True)
         files = prepare_data(rows, args.scale, args.data_dir)
-        if not args.no_d3rlpy:
+        if use_d3rlpy:
             from _peers import d3rlpy_python
 
-            d3rlpy = d3rlpy_python(args.d3rlpy_python, create=True, torch_version=torch_version)
+            if args.ray is None:
+                d3rlpy = d3rlpy_python(args.d3rlpy_python, create=True, torch_version=torch_version)
+            else:  # each node finds (or makes) its own: see _ray_job
+                d3rlpy = args.d3rlpy_python
             for row in rows:
                 arrays[row.key] = export_arrays(files[row.key], arrays_path(files[row.key]))
     jobs = make_jobs(rows, files, arrays, scale=scale, seeds=seeds, algorithms=algorithms,
@@ -1040,23 +1037,21 @@ def main(argv: list[str] | None = None) -> int:
     else:
         start = time.perf_counter()
         load0 = os.getloadavg()[0]
-        with concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs) as pool:
-            futures = {pool.submit(run_job, job, results_dir, d3rlpy): job for job in jobs}
-            for i, fut in enumerate(concurrent.futures.as_completed(futures), 1):
-                job = futures[fut]
-                try:
-                    r = fut.result()
-                except Exception as e:  # a failed run is reported, the others go on
-                    print(f"[{i}/{len(jobs)}] {job.key}: FAILED {e}", file=sys.stderr, flush=True)
-                    continue
-                results.append(r)
-                print(f"[{i}/{len(jobs)}] {job.row} {job.algo} {job.side} seed {job.seed}: score "
-                      f"{r['score']:.1f} (return {r['return_mean']:.1f}), train "
-                      f"{r['train_seconds']:.0f} s", file=sys.stderr, flush=True)  # fmt: skip
+        done = run_jobs(jobs, results_dir, d3rlpy, parallel=args.jobs, use_ray=args.ray is not None,
+                        ray_address=args.ray or None, device=args.device,
+                        max_retries=args.max_retries, torch_version=torch_version)  # fmt: skip
+        for i, (job, r) in enumerate(done, 1):
+            if isinstance(r, BaseException):  # a failed run is reported, the others go on
+                print(f"[{i}/{len(jobs)}] {job.key}: FAILED {r}", file=sys.stderr, flush=True)
+                continue
+            results.append(r)
+            print(f"[{i}/{len(jobs)}] {job.row} {job.algo} {job.side} seed {job.seed}: score "
+                  f"{r['score']:.1f} (return {r['return_mean']:.1f}), train "
+                  f"{r['train_seconds']:.0f} s", file=sys.stderr, flush=True)  # fmt: skip
         print(f"\n{len(results)} runs in {time.perf_counter() - start:.0f} s; load average "
               f"{load0:.1f} → {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs", flush=True)  # fmt: skip
     print(f"\n## Learning quality, scale `{args.scale}` (normalised score, mean ± s.e. over "
-          f"each cell's seeds, up to {seeds}; bold: paired difference beyond 2 s.e.)\n")  # fmt: skip
+          f"each cell's seeds, up to {seeds}; bold: paired difference nonzero at 95%, Student's t)\n")  # fmt: skip
     print(
         f"Budgets: {scale.gradient_steps['continuous']:,} gradient steps (continuous, batch "
         f"{CONTINUOUS_BATCH}) / {scale.gradient_steps['discrete']:,} (discrete, batch "
@@ -1070,7 +1065,7 @@ def main(argv: list[str] | None = None) -> int:
     print("\nData:")
     print("\n".join(describe_rows(files, rows)))
     below = bc_check(results, rows)
-    print("\nBelow behaviour cloning (medium/expert, > 2 s.e., cells with ≥ 2 seeds): "
+    print("\nBelow behaviour cloning (medium/expert, 95% t-test over seeds, ≥ 2 seeds): "
           + ("; ".join(below) or "none"))  # fmt: skip
     print("\nTraining wall times are of processes sharing the machine with other work (one "
           "thread each, under a load that varied during the run): not a speed comparison — the speed benchmarks are.")  # fmt: skip

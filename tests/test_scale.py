@@ -287,3 +287,56 @@ def test_a_cell_killed_mid_run_resumes_from_its_checkpoint(cartpole: Path, tmp_p
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     # the training steps the resumed run logged continue the checkpoint's
     assert [p[0] for p in result["curve"]] == [0.0, 30.0, 60.0, 90.0]
+
+
+# --------------------------------------------------------------- the quality table on Ray
+
+
+@pytest.fixture(scope="module")
+def quality_table() -> Iterator[Any]:
+    import importlib
+    import sys
+
+    bench = str(Path(__file__).resolve().parents[1] / "benchmarks")
+    sys.path.insert(0, bench)
+    try:
+        qt = importlib.import_module("quality_table")
+        ray.cloudpickle.register_pickle_by_value(qt)  # Ray's workers do not see benchmarks/
+        yield qt
+    finally:
+        sys.path.remove(bench)
+
+
+def test_quality_table_jobs_on_ray_equal_local_runs(quality_table: Any, tmp_path: Path) -> None:
+    """``quality_table.py --ray``: each job a Ray task; the results equal the same jobs run
+    locally (each job is a seeded process of its own), kept results are not rerun, and a job
+    that fails is reported with its error while the others finish."""
+    import dataclasses
+
+    qt = quality_table
+    path = qt.record_mountain_car(tmp_path / "mc.hdf5", episodes=4, eps=0.3, reference_episodes=3)
+    row = qt.ROWS["mountaincar"]
+    scale = dataclasses.replace(
+        qt.SCALES["small"], gradient_steps={"continuous": 30, "discrete": 30}, eval_episodes=2
+    )
+    jobs = qt.make_jobs([row], {row.key: path}, {}, scale=scale, seeds=1,
+                        algorithms=["il", "cql"], sides=["ours"], device="cpu")  # fmt: skip
+    bad = dataclasses.replace(jobs[0], spec={**jobs[0].spec, "file": str(tmp_path / "gone.hdf5")})
+    on_ray, local = tmp_path / "ray", tmp_path / "local"
+    on_ray.mkdir()
+    local.mkdir()
+    def run(jobs: list[Any], out: Path, **kw: Any) -> dict[str, Any]:
+        return {j.key: r for j, r in qt.run_jobs(jobs, out, None, parallel=2, **kw)}
+
+    got = run([*jobs, bad], on_ray, use_ray=True)
+    assert isinstance(got[bad.key], RuntimeError) and "gone.hdf5" in str(got[bad.key])
+    ref = run(jobs, local)
+    for job in jobs:
+        r, loc = got[job.key], ref[job.key]
+        assert not isinstance(r, BaseException) and not isinstance(loc, BaseException)
+        assert r["returns"] == loc["returns"] and r["score"] == loc["score"]
+        assert (on_ray / f"{job.key}.json").is_file()
+    stamps = {p: p.stat().st_mtime_ns for p in on_ray.glob("*.json")}
+    again = run(jobs, on_ray, use_ray=True)
+    assert {k: a["score"] for k, a in again.items()} == {j.key: got[j.key]["score"] for j in jobs}
+    assert {p: p.stat().st_mtime_ns for p in on_ray.glob("*.json")} == stamps
