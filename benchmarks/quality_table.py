@@ -496,7 +496,9 @@ def make_jobs(
                         "row": row.key, "env": row.env, "suite": row.suite, "algo": algo,
                         "side": side, "seed": seed, "file": str(files[row.key]),
                         "file_sha256": _sha256(files[row.key]),
-                        "arrays": str(arrays.get(row.key, "")), "action_size": sizes[row.key],
+                        # the arrays path is in every key (ours too), exported or not
+                        "arrays": str(arrays.get(row.key, arrays_path(files[row.key]))),
+                        "action_size": sizes[row.key],
                         "gradient_steps": scale.gradient_steps[row.suite],
                         "eval_episodes": scale.eval_episodes, "device": device,
                         "hidden": list(scale.hidden),
