@@ -166,7 +166,7 @@ ROW_GROUPS = {"hopper": [k for k in ROWS if k.startswith("hopper")],
 
 ALGORITHMS = {
     "continuous": ("il", "bcq", "cql", "crr", "td3bc", "iql", "rebrac"),
-    "discrete": ("il", "bcq", "cql", "crr"),
+    "discrete": ("il", "bcq", "cql", "cql-dqn", "crr"),
 }
 LABELS = {
     "continuous": {
@@ -178,7 +178,8 @@ LABELS = {
         "iql": "IQL",
         "rebrac": "ReBRAC",
     },
-    "discrete": {"il": "IL (BC)", "bcq": "BCQ", "cql": "CQL", "crr": "CRR"},
+    "discrete": {"il": "IL (BC)", "bcq": "BCQ", "cql": "CQL", "cql-dqn": "CQL, d3rlpy's form",
+                 "crr": "CRR"},
 }
 D3RLPY_HAS = {
     "continuous": {"il", "bcq", "cql", "crr", "td3bc", "iql", "rebrac"},
@@ -223,15 +224,35 @@ DISCRETE_HP: dict[str, dict[str, Any]] = {
     "cql": {"lr": 1e-3, "gamma": 0.99, "n_step": 3, "target_update_freq": 100,
             "min_q_weight": 10.0, "d3rlpy_alpha": 1.0, "num_quantiles": 200},
     "crr": {"lr": 1e-3, "gamma": 0.99, "n_step": 1, "target_update_freq": 100, "beta": 1.0},
+    "cql-dqn": {"lr": 1e-3, "gamma": 0.99, "n_step": 3, "target_update_freq": 100,
+                "min_q_weight": 0.5, "num_quantiles": 1, "double_q": True},
 }  # fmt: skip
-"""CartPole-sized networks (Tianshou's CartPole offline tests: trunk 64, head 64). CQL: each
+"""CartPole-sized networks (Tianshou's CartPole offline tests: trunk 64, head 64; BCQ: see
+:data:`DISCRETE_NETS`). CQL: each
 side's default conservative weight for its own TD loss — ours ``min_q_weight`` 10 (Tianshou's
 default) on the quantile loss, d3rlpy's ``alpha`` 1 on its mean-Q Huber loss. The same number
 would not be the same weight: the quantile Huber loss sums over the 200 target quantiles, so
 it is about N/2 = 100 times a scalar Huber loss of the same error, and at w = 1 our
 conservative term hardly acts (CartPole medium, seed 0, 10,000 steps: return 15, below
 uniform random's 22, with the two actions' Q-values equal, CQL gap log 2; w = 10: return 167
-after 2,500 steps)."""
+after 2,500 steps). ``cql-dqn`` is our DiscreteCQL in d3rlpy's form, compared with d3rlpy's
+DiscreteCQL runs: one quantile (the quantile Huber loss of one quantile at τ̂ = ½ is half the
+Huber loss of the mean Q), the next action chosen by the online network (double DQN) and
+w = ½: the loss is then exactly half of d3rlpy's ``huber + α · conservative`` at α = 1, which
+Adam's steps do not see (they are invariant to the scale of the loss, up to its ε)."""
+
+DISCRETE_NETS: dict[str, dict[str, list[int]]] = {
+    "bcq": {"trunk_sizes": [64, 64], "head_sizes": []},
+}
+"""Our networks where they are not ``DISCRETE_TRUNK`` + ``DISCRETE_HEAD`` (part of our side's
+job key). BCQ: d3rlpy's layout, which ``_d3rlpy_runner`` builds for its side — its imitator is
+a linear layer on the Q network's whole encoder (``share_encoder=True``; the encoder is the
+trunk and the head's hidden layer) — so ours is a trunk of both hidden layers with linear
+Q and imitation heads: the same network. (The table first gave our imitator its own hidden
+layer: CartPole 84.8 ± 9.7 against d3rlpy's 107.9 ± 2.2.)"""
+
+PEER_OF = {"cql-dqn": "cql"}
+"""Our variants compared with another d3rlpy algorithm's runs (no d3rlpy job of their own)."""
 
 NOTES = [
     "DiscreteCQL: ours is CQL(H) on QR-DQN (200 quantiles, the target network selects the next "
@@ -239,7 +260,10 @@ NOTES = [
     "weight for its loss (ours 10 on the quantile loss, which sums over 200 target quantiles; "
     "d3rlpy's 1 on a scalar Huber loss): at 1, ours does not separate CartPole's actions "
     "(return 15 after 10,000 steps)",
-    "DiscreteBCQ: d3rlpy's imitator head shares the Q head's encoder (share_encoder=True)",
+    "DiscreteCQL, d3rlpy's form: ours with one quantile, the double-DQN target and w = 0.5 — "
+    "half of d3rlpy's loss at α = 1, the same Adam steps — against d3rlpy's DiscreteCQL runs",
+    "DiscreteBCQ: the same network on both sides (d3rlpy's share_encoder layout: linear Q and "
+    "imitation heads on one two-layer trunk)",
     "d3rlpy has no discrete CRR",
     "CRR acts with its actor's deterministic action on both sides (d3rlpy's exported policy; "
     "its predict() would instead re-rank sampled actions with the critic)",
@@ -504,6 +528,8 @@ def make_jobs(
                         "hidden": list(scale.hidden),
                         "hp": (CONTINUOUS_HP if row.suite == "continuous" else DISCRETE_HP)[algo],
                     }  # fmt: skip
+                    if side == "ours" and row.suite == "discrete" and algo in DISCRETE_NETS:
+                        spec["net"] = DISCRETE_NETS[algo]
                     jobs.append(Job(row.key, algo, side, seed, spec))
     return jobs
 
@@ -658,8 +684,11 @@ def build_ours(spec: dict[str, Any], env: Any) -> Any:
         overrides = {**hp, "hidden_sizes": [int(x) for x in spec["hidden"]]}
     else:
         hp.pop("d3rlpy_alpha", None)  # d3rlpy's own weight (see DISCRETE_HP)
-        overrides = {**hp, "trunk_sizes": list(DISCRETE_TRUNK), "head_sizes": list(DISCRETE_HEAD)}
-    return build_algorithm(spec["algo"], env.observation_space, env.action_space, overrides)
+        net = spec.get("net") or {"trunk_sizes": list(DISCRETE_TRUNK),
+                                  "head_sizes": list(DISCRETE_HEAD)}  # fmt: skip
+        overrides = {**hp, **net}
+    name = spec["algo"].split("-")[0]  # cql-dqn: our CQL, configured by its hp
+    return build_algorithm(name, env.observation_space, env.action_space, overrides)
 
 
 def train_ours(spec: dict[str, Any]) -> tuple[Callable[[Any], Any], float]:
@@ -877,8 +906,10 @@ def format_table(results: Sequence[dict[str, Any]], rows: Sequence[RowSpec]) -> 
     lines = ["| " + " | ".join(head) + " |", "|---|---|" + "---:|" * (len(head) - 2)]
     for row in rows:
         for algo in ALGORITHMS[row.suite]:
-            got = {s: {r["seed"]: r for r in results if r["row"] == row.key and r["algo"] == algo
-                       and r["side"] == s} for s in ("ours", "d3rlpy")}  # fmt: skip
+            peer_algo = PEER_OF.get(algo, algo)
+            got = {s: {r["seed"]: r for r in results if r["row"] == row.key and r["side"] == s
+                       and r["algo"] == (algo if s == "ours" else peer_algo)}
+                   for s in ("ours", "d3rlpy")}  # fmt: skip
             if not got["ours"] and not got["d3rlpy"]:
                 continue
             ours = [got["ours"][k]["score"] for k in sorted(got["ours"])]
@@ -893,7 +924,8 @@ def format_table(results: Sequence[dict[str, Any]], rows: Sequence[RowSpec]) -> 
             seeds = max(len(ours), len(peer))
             lines.append("| " + " | ".join([
                 row.label, LABELS[row.suite][algo], _cell(ours),
-                _cell(peer) if algo in D3RLPY_HAS[row.suite] else "—", diff if paired else "n/a",
+                _cell(peer) if peer_algo in D3RLPY_HAS[row.suite] else "—",
+                diff if paired else "n/a",
                 str(seeds), *(f"{s:.0f}" if s is not None else "n/a" for s in secs),
             ]) + " |")  # fmt: skip
     return "\n".join(lines)

@@ -22,7 +22,7 @@ networks.
 
 DiscreteCQL: ours and Tianshou's are CQL(H) on QR-DQN; d3rlpy's is on (double) DQN, a mean
 Q-value per action. The ``mean-Q`` rows run ours and Tianshou's with 2 quantiles (the fewest
-either accepts; the network is d3rlpy's up to an output layer of 2A instead of A) and the
+Tianshou accepts; the network is d3rlpy's up to an output layer of 2A instead of A) and the
 double-DQN target rule that d3rlpy and Tianshou use (the online network selects the next
 action); the ``ours, 1 pass fewer`` lines use our default rule (the target network selects:
 QR-DQN's Algorithm 1).

@@ -32,6 +32,7 @@ from tianshou.algorithm.optim import TorchOptimizerFactory
 from tianshou.data import ReplayBuffer
 from tianshou.utils.torch_utils import policy_within_training_step
 from torch import nn
+from torch.nn import functional as F
 
 from tianshou_offline.algorithms import (
     BCQ,
@@ -577,6 +578,36 @@ def test_discrete_cql_matches_qr_dqn_and_cql_h(
         assert stats.qr_loss == pytest.approx(qr.item(), rel=1e-5)
         assert stats.cql_loss == pytest.approx(cql.item(), rel=1e-5)
         assert stats.loss == pytest.approx(loss.item(), rel=1e-5)
+        assert_same(net, ref, f"step {step}: net")
+
+
+def test_discrete_cql_with_one_quantile_is_half_of_dqn_cql(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One quantile, the double-DQN target and w = ½ (``quality_table.py``'s ``cql-dqn``)
+    minimise exactly half of CQL on double DQN as d3rlpy writes it: ``Huber(Q(s, a), r + γ
+    (1 − d) Q'(s', argmax_a Q(s', a))) + α · E[log Σ_a exp Q(s, a) − Q(s, a_D)]`` at α = 1 —
+    the same Adam steps (invariant to the scale of the loss)."""
+    torch.manual_seed(1)
+    net = QuantileQNet(MLPTrunk(4, [16]), NUM_ACTIONS, num_quantiles=1)
+    algo = DiscreteCQL(
+        policy=QValuePolicy(model=net, action_space=DISCRETE), optim=SGD, min_q_weight=0.5,
+        target_update_freq=2, kappa=1.0, double_q=True,
+    )  # fmt: skip
+    for step in range(2):
+        ref = copy.deepcopy(net)
+        assert algo.model_target is not None
+        target_net = copy.deepcopy(algo.model_target)
+        b = discrete_batch(step)
+        stats = one_update(algo, b, seed=52, monkeypatch=monkeypatch)
+        rows = torch.arange(B)
+        with torch.no_grad():
+            a_next = ref(b.obs_next)[..., 0].argmax(1)  # the online network chooses
+            y = b.rew + b.discount * target_net(b.obs_next)[..., 0][rows, a_next]
+        q = ref(b.obs)[..., 0]
+        td = F.huber_loss(q[rows, b.act], y, delta=1.0)
+        conservative = (torch.logsumexp(q, 1) - q[rows, b.act]).mean()
+        dqn_cql = td + 1.0 * conservative
+        assert stats.loss == pytest.approx(0.5 * dqn_cql.item(), rel=1e-5)
+        sgd_step(params(ref), 0.5 * dqn_cql)
         assert_same(net, ref, f"step {step}: net")
         if algo.model_target is not None and target_net is not None:
             assert_same(algo.model_target, target_net, f"step {step}: target (not copied)")

@@ -98,7 +98,7 @@ def test_discrete_peers_share_networks_and_batch() -> None:
             assert d3.spec["batch_size"] == setting.batch_size[algo]
             assert d3.spec["head_hidden"] == list(setting.hidden)
             assert d3.spec["obs_shape"] == list(setting.obs_space.shape)
-            if name == "cql-mean":  # ours and Tianshou's run the fewest quantiles they accept
+            if name == "cql-mean":  # both run the fewest quantiles Tianshou accepts (2)
                 for s in row.sides:
                     if s.key != "d3rlpy":
                         assert s.spec["num_quantiles"] == 2

@@ -173,7 +173,8 @@ class QuantileQNet(nn.Module):
 
     :param trunk: the observation trunk.
     :param num_actions: A.
-    :param num_quantiles: N (200 in the paper).
+    :param num_quantiles: N (200 in the paper). N = 1 (τ̂ = ½) regresses one value per action
+        with half the Huber loss: DQN's loss, halved.
     :param hidden_sizes: hidden widths of the head.
     """
 
@@ -185,8 +186,8 @@ class QuantileQNet(nn.Module):
         hidden_sizes: Sequence[int] = (),
     ) -> None:
         super().__init__()
-        if num_quantiles < 2:
-            raise ValueError(f"num_quantiles={num_quantiles}: expected >= 2")
+        if num_quantiles < 1:
+            raise ValueError(f"num_quantiles={num_quantiles}: expected >= 1")
         self.trunk = trunk
         self.num_actions = int(num_actions)
         self.num_quantiles = int(num_quantiles)
