@@ -603,7 +603,9 @@ def test_exception_midway_leaves_nothing(tmp_path: Path, monkeypatch: pytest.Mon
 
 
 _SLOW_CONVERT = """
-import sys, time, pathlib
+import signal, sys, time, pathlib
+# a background shell starts children with SIGINT ignored; Ctrl-C is what is tested here
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from tianshou_offline.cli.convert import main_d4rl
 from tianshou_offline.converters import d4rl
 original = d4rl.iter_d4rl_chunks
