@@ -34,9 +34,11 @@ reads them), mean ± standard error over seeds; the paired difference ours − d
 seed index: same evaluation episodes), mean ± standard error; training wall time per run.
 
 Where the sides differ (written under the table): DiscreteCQL — ours is CQL(H) on QR-DQN (200
-quantiles), d3rlpy's on double DQN (a mean Q per action); DiscreteBCQ — d3rlpy's imitator head
-shares the Q head's encoder; d3rlpy builds an episode's last ``obs_next`` from zeros where the
-file stores it.
+quantiles), d3rlpy's on double DQN (a mean Q per action); the row ``cql-dqn`` runs ours in
+d3rlpy's form (one quantile, the double-DQN target, half the loss) against the same d3rlpy
+runs; d3rlpy builds an episode's last ``obs_next`` from zeros where the file stores it.
+DiscreteBCQ runs the same network on both sides (:data:`DISCRETE_NETS`). A difference is
+marked when a Student-t test over the seeds' paired differences puts it beyond noise at 95%.
 
 Results of finished runs are kept (``--results``), so an interrupted table continues; the
 families are made once and reused (``--data-dir``). ``--scale d4rl`` is the D4RL budget
