@@ -75,6 +75,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -625,7 +626,7 @@ def run_jobs(
                 exc = fut.exception()
                 yield futures[fut], exc if exc is not None else fut.result()
         return
-    from tianshou_offline.scale._ray import import_ray, ray_session
+    from tianshou_offline.scale._ray import as_completed, ray_session, task_error
 
     todo = []
     for job in jobs:
@@ -637,7 +638,6 @@ def run_jobs(
     if not todo:
         return
     with ray_session(ray_address) as ray:
-        exceptions = import_ray().exceptions
         task: Any = ray.remote(_ray_job)
         refs = {
             task.options(num_cpus=1, num_gpus=1 if device.startswith("cuda") else 0,
@@ -645,20 +645,9 @@ def run_jobs(
             .remote(job, str(results), d3rlpy, torch_version): job
             for job in todo
         }  # fmt: skip
-        pending = list(refs)
-        try:
-            while pending:
-                ready, pending = ray.wait(pending, num_returns=1)
-                for ref in ready:
-                    try:
-                        yield refs[ref], ray.get(ref)
-                    except exceptions.RayError as e:
-                        cause = getattr(e, "cause", None)
-                        yield refs[ref], cause if isinstance(cause, BaseException) else e
-        except BaseException:
-            for ref in pending:
-                ray.cancel(ref, force=True)
-            raise
+        with closing(as_completed(refs)) as finished:
+            for job, value, error in finished:
+                yield job, value if error is None else task_error(error)
 
 
 # ----------------------------------------------------------------------------- workers

@@ -12,13 +12,15 @@ import logging
 import socket
 import sys
 import types
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from tianshou_offline.errors import ClusterError, MissingDependencyError
 
 log = logging.getLogger(__name__)
+
+K = TypeVar("K")
 
 
 def import_ray() -> Any:
@@ -64,6 +66,48 @@ def ray_session(address: str | None = None, *, num_cpus: int | None = None) -> I
         yield ray
     finally:
         ray.shutdown()
+
+
+def as_completed(
+    refs: Mapping[Any, K],
+) -> Generator[tuple[K, Any, BaseException | None], None, None]:
+    """Each task of ``refs`` (Ray object ref → the caller's key) as it finishes:
+    ``(key, result, None)``, or ``(key, None, error)`` with the ``RayError`` it ended with.
+
+    Closing the iterator before the end — Ctrl-C while it waits, or an exception in the
+    caller's loop — cancels the tasks still running; iterate it in ``contextlib.closing``
+    inside the Ray session, so that the cancel happens before the session ends.
+    """
+    ray = import_ray()
+    pending = list(refs)
+    try:
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1)
+            for ref in ready:
+                try:
+                    value = ray.get(ref)
+                except ray.exceptions.RayError as e:
+                    yield refs[ref], None, e
+                else:
+                    yield refs[ref], value, None
+    finally:
+        for ref in pending:
+            ray.cancel(ref, force=True)
+
+
+def task_error(e: BaseException) -> BaseException:
+    """The exception a Ray task raised (Ray wraps it: ``RayTaskError.cause``), else ``e`` (a
+    worker that died, a cancelled task)."""
+    cause = getattr(e, "cause", None)
+    return cause if isinstance(cause, BaseException) else e
+
+
+def error_message(e: BaseException) -> str:
+    """One line for a task's failure: the task's own exception, or Ray's (shortened)."""
+    cause = task_error(e)
+    if cause is not e:
+        return f"{type(cause).__name__}: {cause}"
+    return f"{type(e).__name__}: {' '.join(str(e).split())[:500]}"
 
 
 def node_name() -> str:

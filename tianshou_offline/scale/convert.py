@@ -33,6 +33,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Sequence
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,7 +49,12 @@ from tianshou_offline.errors import (
     TianshouOfflineError,
 )
 from tianshou_offline.progress import progress as progress_bar
-from tianshou_offline.scale._ray import import_ray, node_name, ray_session
+from tianshou_offline.scale._ray import (
+    as_completed,
+    error_message,
+    node_name,
+    ray_session,
+)
 
 log = logging.getLogger(__name__)
 
@@ -151,14 +157,6 @@ def convert_shard_task(
         if isinstance(e, TianshouOfflineError):
             raise
         raise TransientShardError(f"{src} on node {node_name()}: {e}") from e
-
-
-def _ray_error_message(e: BaseException) -> str:
-    cause = getattr(e, "cause", None)
-    if isinstance(cause, BaseException):
-        return f"{type(cause).__name__}: {cause}"
-    text = " ".join(str(e).split())
-    return f"{type(e).__name__}: {text[:500]}"
 
 
 def convert_rl_unplugged_atari_ray(
@@ -279,7 +277,6 @@ def _run_tasks(
 ) -> None:
     """Submit the shards ``todo`` and collect them as they finish (into ``results`` or
     ``failures``); Ctrl-C cancels the tasks still running."""
-    exceptions = import_ray().exceptions
     remote: Any = ray.remote(convert_shard_task).options(
         num_cpus=num_cpus,
         max_retries=max_retries,
@@ -287,24 +284,14 @@ def _run_tasks(
         name="tianshou_offline.convert_shard",
     )
     refs = {remote.remote(jobs[i], options, before_shard): i for i in todo}
-    pending = list(refs)
-    try:
-        while pending:
-            ready, pending = ray.wait(pending, num_returns=1)
-            for ref in ready:
-                i = refs[ref]
-                src, out, *_ = jobs[i]
-                try:
-                    res: rlu.ShardResult = ray.get(ref)
-                except exceptions.RayError as e:
-                    failures[i] = ShardFailure(src, out, _ray_error_message(e))
-                    log.warning("%s: failed: %s", src, failures[i].error)
-                else:
-                    results[i] = res
-                    if on_result is not None:
-                        on_result(res)
-                bar.update(1)
-    except BaseException:
-        for ref in pending:
-            ray.cancel(ref, force=True)
-        raise
+    with closing(as_completed(refs)) as done:
+        for i, res, error in done:
+            src, out, *_ = jobs[i]
+            if error is not None:
+                failures[i] = ShardFailure(src, out, error_message(error))
+                log.warning("%s: failed: %s", src, failures[i].error)
+            else:
+                results[i] = res
+                if on_result is not None:
+                    on_result(res)
+            bar.update(1)

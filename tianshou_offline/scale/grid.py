@@ -54,6 +54,7 @@ import os
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import closing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -63,7 +64,13 @@ import numpy as np
 from tianshou_offline.data.atomic import publish, remove_stale_temps, remove_temp, temp_path
 from tianshou_offline.errors import DatasetFormatError, DataValidationError, SourceNotFoundError
 from tianshou_offline.progress import progress as progress_bar
-from tianshou_offline.scale._ray import import_ray, no_tensorflow, node_name, ray_session
+from tianshou_offline.scale._ray import (
+    as_completed,
+    error_message,
+    no_tensorflow,
+    node_name,
+    ray_session,
+)
 
 if TYPE_CHECKING:
     from tianshou.algorithm.algorithm_base import OfflineAlgorithm
@@ -628,7 +635,6 @@ def run_grid(
                 on_cell(results[i])
         if todo:
             with ray_session(address, num_cpus=num_cpus) as ray:
-                exceptions = import_ray().exceptions
                 refs: dict[Any, int] = {}
                 for i in todo:
                     remote: Any = ray.remote(run_cell_task).options(
@@ -638,28 +644,17 @@ def run_grid(
                         name=f"cell {cells[i].key}",
                     )
                     refs[remote.remote(cells[i], str(out), on_checkpoint)] = i
-                pending = list(refs)
-                try:
-                    while pending:
-                        ready, pending = ray.wait(pending, num_returns=1)
-                        for ref in ready:
-                            i = refs[ref]
-                            try:
-                                results[i] = ray.get(ref)
-                            except exceptions.RayError as e:
-                                cause = getattr(e, "cause", None)
-                                msg = (f"{type(cause).__name__}: {cause}" if isinstance(cause, BaseException)
-                                       else f"{type(e).__name__}: {' '.join(str(e).split())[:500]}")  # fmt: skip
-                                failures[i] = CellFailure(cells[i], msg)
-                                log.warning("cell %s failed: %s", cells[i].key, msg)
-                            else:
-                                if on_cell is not None:
-                                    on_cell(results[i])
-                            bar.update(1)
-                except BaseException:
-                    for ref in pending:
-                        ray.cancel(ref, force=True)
-                    raise
+                with closing(as_completed(refs)) as finished:
+                    for i, result, error in finished:
+                        if error is not None:
+                            msg = error_message(error)
+                            failures[i] = CellFailure(cells[i], msg)
+                            log.warning("cell %s failed: %s", cells[i].key, msg)
+                        else:
+                            results[i] = result
+                            if on_cell is not None:
+                                on_cell(results[i])
+                        bar.update(1)
     ordered = [results[i] for i in sorted(results)]
     files = write_report(ordered, out)
     return GridResult(ordered, [failures[i] for i in sorted(failures)], files)
