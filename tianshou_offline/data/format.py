@@ -44,6 +44,17 @@ from tianshou_offline.errors import (
     SpaceSerializationError,
 )
 
+_NEWEST_WRITTEN = "v114" if h5py.version.hdf5_version_tuple >= (1, 14) else "latest"
+WRITE_LIBVER: tuple[str, str] = ("earliest", _NEWEST_WRITTEN)
+"""The HDF5 file-format bounds of every file a writer creates or opens for writing: objects
+in the earliest format that can hold them, never newer than HDF5 1.14's. Never ``"latest"``:
+under HDF5 2.0 (h5py ≥ 3.15) that means format features no HDF5 1.x library reads, and h5py
+< 3.15 (TensorFlow pins it), Tianshou's users, MATLAB and other tools could not open the
+file. An h5py built on HDF5 < 1.14 knows no ``v114`` bound: there ``latest`` is that
+library's own (≤ 1.12) format."""
+SWMR_LIBVER: tuple[str, str] = ("v110", _NEWEST_WRITTEN)
+"""The bounds of a file written in SWMR (append) mode: SWMR needs HDF5 1.10's format."""
+
 FORMAT_NAME = "tianshou-offline-buffer"
 FORMAT_VERSION = 1
 """Major version of the on-disk schema. Readers accept files whose version is <= this."""

@@ -42,6 +42,7 @@ from tianshou_offline.data.format import (
     EXT_GROUP,
     MAX_STACK_NUM,
     META_GROUP,
+    WRITE_LIBVER,
     check_episode_ends,
     check_version,
     detect_layout,
@@ -135,7 +136,7 @@ class PatchSpool:
         self.close()
         k = len(self.rows)
         stack_bytes = int(np.prod(self.stack_shape)) * self.dtype.itemsize
-        with h5py.File(h5_path, "a") as f:
+        with h5py.File(h5_path, "a", libver=WRITE_LIBVER) as f:
             g = f.require_group(PATCH_GROUP)
             g.attrs["format"] = PATCH_FORMAT
             g.attrs["version"] = np.int64(PATCH_VERSION)

@@ -33,6 +33,8 @@ from tianshou_offline.data.format import (
     EPISODES_GROUP,
     EXT_GROUP,
     META_GROUP,
+    SWMR_LIBVER,
+    WRITE_LIBVER,
     check_version,
     committed_counts,
     detect_layout,
@@ -263,7 +265,7 @@ class H5Store:
     Rows are numbered from 0 across the file; every column has the same rows.
 
     :param path: the output path (the file's final place).
-    :param swmr: append mode: the file is opened with ``libver="latest"`` and, once at
+    :param swmr: append mode: the file is opened with ``libver=SWMR_LIBVER`` (HDF5 1.10–1.14 format) and, once at
         ``path``, in SWMR mode; every commit is flushed.
     :param overwrite: :meth:`finish` replaces a file at ``path``; otherwise (and always in
         append mode) a file that appeared there during the run is left untouched and
@@ -315,7 +317,7 @@ class H5Store:
         ``path`` (:func:`~tianshou_offline.data.atomic.temp_path`; :meth:`finish` or, in
         append mode, :meth:`publish` moves it there)."""
         tmp_path = temp_path(path)
-        f = h5py.File(tmp_path, "w", libver="latest") if swmr else h5py.File(tmp_path, "w")
+        f = h5py.File(tmp_path, "w", libver=SWMR_LIBVER if swmr else WRITE_LIBVER)
         filters: dict[str, Any] = {}
         if spec.compression is not None:
             filters["compression"] = spec.compression
@@ -440,7 +442,7 @@ class H5Store:
         if swmr_crashed or any(v != n for v in lengths.values()):
             log.warning("%s: was not closed cleanly; keeping its %d committed episodes", path, n_ep)
             repair_file(path)
-        f = h5py.File(path, "a", libver="latest")
+        f = h5py.File(path, "a", libver=SWMR_LIBVER)
         try:
             schema = {p: (tuple(ds.shape[1:]), ds.dtype) for p, ds in iter_datasets(f[META_GROUP])}
             eps = f[EPISODES_GROUP]
@@ -598,7 +600,7 @@ class H5Store:
             self._datasets = {}
             rename_noreplace(self.tmp_path, self.path)
             self.tmp_path = None
-            self._file = h5py.File(self.path, "a", libver="latest")
+            self._file = h5py.File(self.path, "a", libver=SWMR_LIBVER)
             self._file.swmr_mode = True
 
     # ------------------------------------------------------------------ closing

@@ -86,10 +86,30 @@ def translate(path: str | os.PathLike[str], exc: BaseException) -> DatasetFormat
     text = str(exc).strip() or type(exc).__name__
     if isinstance(exc, KeyError) and text.startswith(("'", '"')) and text.endswith(("'", '"')):
         text = text[1:-1]
+    if any(marker in text for marker in _NEWER_FORMAT_MARKERS):
+        return DatasetFormatError(
+            f"{os.fspath(path)}: the file uses an HDF5 format version that this HDF5 "
+            f"{h5py.version.hdf5_version} (h5py {h5py.version.version}) does not read: it was "
+            "written by a newer HDF5 (e.g. h5py >= 3.15, HDF5 2.x, with libver='latest'), or "
+            "it is damaged; read it with a newer h5py (pip install -U h5py; TensorFlow pins "
+            "h5py < 3.15), or rewrite it there with 'tianshou-offline repack FILE OUT', which "
+            f"writes HDF5 1.10-1.14 format ({type(exc).__name__}: {text})"
+        )
     return DatasetFormatError(
         f"{os.fspath(path)}: cannot read the HDF5 file (corrupt or truncated?): "
         f"{type(exc).__name__}: {text}"
     )
+
+
+_NEWER_FORMAT_MARKERS = (
+    "bad version number",
+    "bad object header version",
+    "bad superblock version",
+    "unknown superblock version",
+    "wrong version number",
+)
+"""libhdf5's words when a file holds a format message of a version it does not know (what a
+newer library writes with ``libver="latest"``)."""
 
 
 @contextlib.contextmanager

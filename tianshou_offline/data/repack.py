@@ -21,7 +21,7 @@ import h5py
 import numpy as np
 
 from tianshou_offline.data.atomic import publish, remove_stale_temps, remove_temp, temp_path
-from tianshou_offline.data.format import open_h5
+from tianshou_offline.data.format import WRITE_LIBVER, open_h5
 from tianshou_offline.errors import OutputExistsError, SourceNotFoundError
 from tianshou_offline.progress import progress as progress_bar
 
@@ -125,7 +125,7 @@ def repack_file(src: Path, tmp: Path, *, progress: bool | None = None) -> None:
             progress_bar(
                 total=total, unit="B", unit_scale=True, desc=f"repack {src.name}", enabled=show
             ) as bar,
-            h5py.File(tmp, "x") as out,
+            h5py.File(tmp, "x", libver=WRITE_LIBVER) as out,
         ):
             repack_into(f, out, bar=bar)
 

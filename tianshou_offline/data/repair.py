@@ -21,6 +21,7 @@ from tianshou_offline.data.format import (
     DATA_TYPE_ATTR,
     EXT_GROUP,
     META_GROUP,
+    SWMR_LIBVER,
     committed_counts,
     detect_layout,
     open_h5,
@@ -51,7 +52,7 @@ def repair_file(path: str | os.PathLike[str]) -> Path:
         )
     tmp = temp_path(p, "repair")
     try:
-        with open_h5(p) as src, h5py.File(tmp, "w", libver="latest") as dst:
+        with open_h5(p) as src, h5py.File(tmp, "w", libver=SWMR_LIBVER) as dst:
             n, n_ep = committed_counts(src)
             for key, value in src.attrs.items():
                 dst.attrs[key] = value
