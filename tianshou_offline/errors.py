@@ -39,6 +39,11 @@ class DataValidationError(TianshouOfflineError, ValueError):
     """Arrays handed to a writer are inconsistent (lengths, dtypes, shapes, NaNs)."""
 
 
+class UnknownHyperparameterError(DataValidationError):
+    """A hyperparameter override (a keyword, a grid's key, a preset's entry) names no field of
+    the algorithm's config; the message lists the fields there are."""
+
+
 class MissingDependencyError(TianshouOfflineError, ImportError):
     """An optional dependency needed for this operation is not installed (the message names
     the pip extra that provides it)."""

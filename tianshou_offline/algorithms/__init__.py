@@ -8,6 +8,11 @@ with Tianshou's ``Collector`` and logged with Tianshou's loggers. Each is generi
 ``TrainingStats`` dataclass (``class MyCQL(CQL[MyCQLStats])``); see
 :mod:`tianshou_offline.algorithms.core`.
 
+Each algorithm has a frozen ``*Config`` dataclass beside it (:class:`TD3BCConfig`, …: the one
+place its defaults live, ``build(observation_space, action_space, device=...)`` makes it);
+:func:`make_algorithm` builds one by name from a named preset (:data:`PRESETS`) and keyword
+overrides (:mod:`~tianshou_offline.algorithms.config`, ``registry``, ``presets``).
+
 Layout: :mod:`~tianshou_offline.algorithms.core` (shared by both action kinds),
 :mod:`~tianshou_offline.algorithms.continuous` and :mod:`~tianshou_offline.algorithms.discrete`
 (each: ``dataset``, ``nets``, ``policies``, ``base`` and one module per algorithm).
@@ -16,6 +21,13 @@ Everything public is re-exported here.
 
 from __future__ import annotations
 
+from tianshou_offline.algorithms.config import (
+    AlgorithmConfig,
+    ContinuousConfig,
+    ContinuousTDConfig,
+    DiscreteConfig,
+    DiscreteTDConfig,
+)
 from tianshou_offline.algorithms.continuous.base import OfflineAlgorithmBase
 from tianshou_offline.algorithms.continuous.bcq import BCQ, BCQStep, BCQTrainingStats
 from tianshou_offline.algorithms.continuous.cql import (
@@ -64,23 +76,40 @@ from tianshou_offline.algorithms.continuous.rebrac import (
     ReBRACStep,
     ReBRACTrainingStats,
 )
-from tianshou_offline.algorithms.continuous.td3_bc import TD3BC, TD3BCStep, TD3BCTrainingStats
+from tianshou_offline.algorithms.continuous.td3_bc import (
+    TD3BC,
+    TD3BCConfig,
+    TD3BCStep,
+    TD3BCTrainingStats,
+    TD3Config,
+)
 from tianshou_offline.algorithms.core import (
     polyak_update,
     resolve_stats_type,
     return_to_go,
     to_floats,
 )
+from tianshou_offline.algorithms.presets import PRESETS, Preset, preset
+from tianshou_offline.algorithms.registry import (
+    CONFIG_CLASSES,
+    algorithm_names,
+    config_class,
+    make_algorithm,
+    make_config,
+)
 
 __all__ = [
     "BCQ",
+    "CONFIG_CLASSES",
     "CQL",
     "CRR",
     "FQE",
     "IQL",
     "MLP",
+    "PRESETS",
     "TD3BC",
     "VAE",
+    "AlgorithmConfig",
     "BCQPolicy",
     "BCQStep",
     "BCQTrainingStats",
@@ -89,12 +118,16 @@ __all__ = [
     "CRRStep",
     "CRRTrainingStats",
     "CalQLTransitions",
+    "ContinuousConfig",
     "ContinuousPolicy",
+    "ContinuousTDConfig",
     "CosineLRSchedulerFactory",
     "CriticEnsemble",
     "CriticWeightedPolicy",
     "DeterministicActor",
     "DeterministicPolicy",
+    "DiscreteConfig",
+    "DiscreteTDConfig",
     "FQEStep",
     "FQETrainingStats",
     "GaussianActor",
@@ -110,16 +143,24 @@ __all__ = [
     "OfflineAlgorithmBase",
     "OnlineFineTuning",
     "Perturbation",
+    "Preset",
     "ReBRAC",
     "ReBRACStep",
     "ReBRACTrainingStats",
+    "TD3BCConfig",
     "TD3BCStep",
     "TD3BCTrainingStats",
+    "TD3Config",
     "TransitionDataset",
     "Transitions",
     "ValueFunction",
+    "algorithm_names",
+    "config_class",
     "expectile_loss",
+    "make_algorithm",
+    "make_config",
     "polyak_update",
+    "preset",
     "resolve_stats_type",
     "return_to_go",
     "to_floats",

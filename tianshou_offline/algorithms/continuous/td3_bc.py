@@ -33,7 +33,7 @@ The update, in the order of the paper (Sec. 5, on top of TD3's Algorithm 1):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -42,11 +42,72 @@ from tianshou.algorithm.optim import OptimizerFactory
 from tianshou.data.types import RolloutBatchProtocol
 from typing_extensions import TypeVar
 
+from tianshou_offline.algorithms.config import ContinuousTDConfig, adam, box_dims
 from tianshou_offline.algorithms.continuous.base import OfflineAlgorithmBase
 from tianshou_offline.algorithms.continuous.dataset import Transitions
-from tianshou_offline.algorithms.continuous.nets import CriticEnsemble
+from tianshou_offline.algorithms.continuous.nets import CriticEnsemble, DeterministicActor
 from tianshou_offline.algorithms.continuous.policies import DeterministicPolicy
 from tianshou_offline.algorithms.core import to_floats
+
+if TYPE_CHECKING:
+    import gymnasium as gym
+
+
+@dataclass(frozen=True, kw_only=True)
+class TD3Config(ContinuousTDConfig):
+    """TD3's target-policy smoothing and delayed actor (Fujimoto et al. 2018, Sec. 5), the
+    settings TD3+BC and ReBRAC share."""
+
+    policy_noise: float = 0.2
+    """σ of the target-policy smoothing noise (in ``[-1, 1]`` action units)"""
+    noise_clip: float = 0.5
+    """c, the clip of that noise"""
+    update_actor_freq: int = 2
+    """the actor and the targets are updated every this many gradient steps"""
+
+
+@dataclass(frozen=True, kw_only=True)
+class TD3BCConfig(TD3Config):
+    """TD3+BC's hyperparameters (Fujimoto & Gu 2021, Appendix C): 256 × 256 MLPs, Adam 3e-4,
+    normalised observations, α = 2.5."""
+
+    name: ClassVar[str] = "td3bc"
+
+    normalize_obs: bool = True
+    """normalise observations with the data's mean and std (the paper's Eq. 5)"""
+    alpha: float = 2.5
+    """α of the Q normalisation λ = α / mean|Q|"""
+
+    def build(
+        self,
+        observation_space: gym.Space[Any],
+        action_space: gym.Space[Any],
+        *,
+        device: str | torch.device = "cpu",
+    ) -> TD3BC:
+        """A :class:`TD3BC` with a :class:`DeterministicActor` and a :class:`CriticEnsemble`."""
+        d, a = box_dims(observation_space, action_space)
+        policy = DeterministicPolicy(
+            actor=DeterministicActor(d, a, self.hidden_sizes),
+            action_space=action_space,
+            observation_space=observation_space,
+            normalize_obs=self.normalize_obs,
+        )
+        algorithm: TD3BC = TD3BC(
+            policy=policy,
+            policy_optim=adam(self.actor_lr),
+            critics=CriticEnsemble(d, a, self.hidden_sizes, num_critics=self.num_critics),
+            critic_optim=adam(self.critic_lr),
+            tau=self.tau,
+            gamma=self.gamma,
+            policy_noise=self.policy_noise,
+            noise_clip=self.noise_clip,
+            update_actor_freq=self.update_actor_freq,
+            alpha=self.alpha,
+            n_step_return_horizon=self.n_step_return_horizon,
+            max_grad_norm=self.max_grad_norm,
+        )
+        return algorithm.to(device)
 
 
 @dataclass(kw_only=True)
@@ -93,18 +154,13 @@ class TD3BCStep:
 class TD3BC(OfflineAlgorithmBase[DeterministicPolicy, TTD3BCStats]):
     """TD3+BC (Fujimoto & Gu 2021); see the module docstring for the equations.
 
+    Every setting defaults to :class:`TD3BCConfig`'s field of the same name (documented
+    there); :meth:`TD3BCConfig.build` makes the networks and optimizers as well.
+
     :param policy: a :class:`DeterministicPolicy` (``normalize_obs=True`` as in the paper).
     :param policy_optim: optimizer factory for the actor (paper: Adam, lr 3e-4).
     :param critics: the critic ensemble (2 members for clipped double Q).
     :param critic_optim: optimizer factory for the critics (paper: Adam, lr 3e-4).
-    :param tau: Polyak factor of the target networks.
-    :param gamma: discount factor.
-    :param policy_noise: σ of the target-policy smoothing noise (in ``[-1, 1]`` action units).
-    :param noise_clip: c, the clip of that noise.
-    :param update_actor_freq: the actor and the targets are updated every this many steps.
-    :param alpha: α of the Q normalisation λ = α / mean|Q| (2.5 in the paper).
-    :param n_step_return_horizon: n of the n-step TD target (1 in the paper).
-    :param max_grad_norm: clip gradient norms (None: no clipping, as in the paper).
     """
 
     def __init__(
@@ -114,14 +170,14 @@ class TD3BC(OfflineAlgorithmBase[DeterministicPolicy, TTD3BCStats]):
         policy_optim: OptimizerFactory,
         critics: CriticEnsemble,
         critic_optim: OptimizerFactory,
-        tau: float = 0.005,
-        gamma: float = 0.99,
-        policy_noise: float = 0.2,
-        noise_clip: float = 0.5,
-        update_actor_freq: int = 2,
-        alpha: float = 2.5,
-        n_step_return_horizon: int = 1,
-        max_grad_norm: float | None = None,
+        tau: float = TD3BCConfig.tau,
+        gamma: float = TD3BCConfig.gamma,
+        policy_noise: float = TD3BCConfig.policy_noise,
+        noise_clip: float = TD3BCConfig.noise_clip,
+        update_actor_freq: int = TD3BCConfig.update_actor_freq,
+        alpha: float = TD3BCConfig.alpha,
+        n_step_return_horizon: int = TD3BCConfig.n_step_return_horizon,
+        max_grad_norm: float | None = TD3BCConfig.max_grad_norm,
     ) -> None:
         super().__init__(policy=policy)
         if critics.num_critics < 2:

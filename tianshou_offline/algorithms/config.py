@@ -1,0 +1,298 @@
+"""Typed algorithm configs: one frozen dataclass per algorithm, the one place its defaults live.
+
+In the style of d3rlpy's ``*Config`` and CleanRL's ``Args``: every hyperparameter of an
+algorithm — network widths, learning rates, the loss's coefficients — is a keyword-only field
+of its config class with its default and a one-line docstring under it, and
+:meth:`AlgorithmConfig.build` turns the config and the data's spaces into the algorithm::
+
+    config = TD3BCConfig(alpha=2.0)
+    algorithm = config.build(env.observation_space, env.action_space, device="cuda")
+
+The algorithm's constructor takes its defaults from the same fields (``tau: float =
+TD3BCConfig.tau``), so a default is written once. :func:`make_algorithm` (in
+:mod:`~tianshou_offline.algorithms.registry`) builds one by name, from a named preset
+(:mod:`~tianshou_offline.algorithms.presets`) and keyword overrides; a name that is no field
+raises :class:`~tianshou_offline.errors.UnknownHyperparameterError` listing the fields.
+
+A config class declares its registry name (:attr:`AlgorithmConfig.name`, e.g. ``"td3bc"``) and
+the kind of action it learns (:attr:`AlgorithmConfig.action_kind`); :attr:`renamed` maps
+names of an earlier release to fields (accepted for one release with a
+``DeprecationWarning``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+import warnings
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self
+
+import gymnasium as gym
+import numpy as np
+from tianshou.algorithm.optim import AdamOptimizerFactory
+
+from tianshou_offline.algorithms.discrete.nets import AtariTrunk, MLPTrunk, Trunk
+from tianshou_offline.errors import DataValidationError, UnknownHyperparameterError
+
+if TYPE_CHECKING:
+    import torch
+    from tianshou.algorithm.algorithm_base import OfflineAlgorithm
+
+
+ActionKind = Literal["continuous", "discrete"]
+"""``continuous``: a ``Box`` action space; ``discrete``: a ``Discrete`` one."""
+
+__all__ = [
+    "ActionKind",
+    "AlgorithmConfig",
+    "ContinuousConfig",
+    "ContinuousTDConfig",
+    "DiscreteConfig",
+    "DiscreteTDConfig",
+    "action_kind_of",
+    "adam",
+    "box_dims",
+    "discrete_actions",
+    "flat_obs_dim",
+    "warn_renamed",
+]
+
+
+@dataclass(frozen=True, kw_only=True)
+class AlgorithmConfig(ABC):
+    """Base of the algorithm configs: a frozen, keyword-only dataclass of hyperparameters.
+
+    Subclasses declare every hyperparameter as a field (default and a docstring under it),
+    set :attr:`name` and :attr:`action_kind`, and implement :meth:`build`. Sequence fields
+    (network widths) are stored as tuples, so a config is hashable and a list from a YAML
+    grid or a command line compares equal to the default.
+    """
+
+    name: ClassVar[str]
+    """The registry name (``"td3bc"``); unique per :attr:`action_kind`."""
+    action_kind: ClassVar[ActionKind]
+    """The kind of action space the algorithm learns from."""
+    renamed: ClassVar[Mapping[str, str]] = {}
+    """Names of an earlier release → the field that replaced them (deprecated aliases)."""
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, list):
+                object.__setattr__(self, f.name, tuple(value))
+
+    @abstractmethod
+    def build(
+        self,
+        observation_space: gym.Space[Any],
+        action_space: gym.Space[Any],
+        *,
+        device: str | torch.device = "cpu",
+    ) -> OfflineAlgorithm[Any]:
+        """The algorithm with these settings for data with these spaces, on ``device``.
+
+        :raises DataValidationError: a space the algorithm cannot learn from.
+        """
+
+    # ------------------------------------------------------------------ fields and overrides
+
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        """The hyperparameters, in declaration order."""
+        return tuple(f.name for f in dataclasses.fields(cls))
+
+    @classmethod
+    def create(cls, **values: Any) -> Self:
+        """A config of these values (the others at their defaults); deprecated names are
+        accepted with a ``DeprecationWarning``.
+
+        :raises UnknownHyperparameterError: a name that is no field (the message lists them).
+        """
+        return cls(**cls._checked(values))
+
+    def replace(self, **overrides: Any) -> Self:
+        """A copy with ``overrides`` applied (names checked as in :meth:`create`)."""
+        return dataclasses.replace(self, **self._checked(overrides))
+
+    def hyperparameters(self) -> dict[str, Any]:
+        """The fields and their values (a JSON-ready dict: tuples become lists)."""
+        return {
+            f.name: list(v) if isinstance(v := getattr(self, f.name), tuple) else v
+            for f in dataclasses.fields(self)
+        }
+
+    @classmethod
+    def field_types(cls) -> dict[str, Any]:
+        """Each field's resolved type annotation."""
+        hints = typing.get_type_hints(cls)
+        return {name: hints[name] for name in cls.field_names()}
+
+    @classmethod
+    def _checked(cls, values: Mapping[str, Any]) -> dict[str, Any]:
+        fields = cls.field_names()
+        out: dict[str, Any] = {}
+        unknown: list[str] = []
+        for key, value in values.items():
+            if key in cls.renamed and key not in fields:
+                new = cls.renamed[key]
+                warn_renamed(f"{cls.__name__} hyperparameter", key, new, stacklevel=4)
+                if new in values:
+                    raise UnknownHyperparameterError(
+                        f"algorithm {cls.name!r}: both {key!r} and its new name {new!r} given"
+                    )
+                key = new
+            if key not in fields:
+                unknown.append(key)
+            out[key] = value
+        if unknown:
+            raise UnknownHyperparameterError(
+                f"algorithm {cls.name!r} ({cls.action_kind} actions): no hyperparameter "
+                f"{', '.join(sorted(unknown))}; expected some of {', '.join(fields)}"
+            )
+        return out
+
+
+def warn_renamed(what: str, old: str, new: str, *, stacklevel: int = 3) -> None:
+    """The ``DeprecationWarning`` of a name that was renamed (kept for one release)."""
+    warnings.warn(
+        f"{what} {old!r} is deprecated and will be removed in the next release; use {new!r}",
+        DeprecationWarning,
+        stacklevel=stacklevel,
+    )
+
+
+def action_kind_of(action_space: gym.Space[Any]) -> ActionKind:
+    """``discrete`` for a ``Discrete`` space, ``continuous`` for a ``Box``.
+
+    :raises DataValidationError: any other space.
+    """
+    if isinstance(action_space, gym.spaces.Discrete):
+        return "discrete"
+    if isinstance(action_space, gym.spaces.Box):
+        return "continuous"
+    raise DataValidationError(f"action space {action_space}: expected a Box or Discrete")
+
+
+def flat_obs_dim(observation_space: gym.Space[Any]) -> int:
+    """The size of a ``Box`` observation, flattened.
+
+    :raises DataValidationError: a space that is not a ``Box``.
+    """
+    if not isinstance(observation_space, gym.spaces.Box) or observation_space.shape is None:
+        raise DataValidationError(
+            f"observation space {observation_space}: expected a Box (the configs build MLPs "
+            "of flat observations)"
+        )
+    return int(np.prod(observation_space.shape))
+
+
+def box_dims(observation_space: gym.Space[Any], action_space: gym.Space[Any]) -> tuple[int, int]:
+    """(observation size, action size) of ``Box`` spaces, both flattened.
+
+    :raises DataValidationError: a space that is not a ``Box``.
+    """
+    if not isinstance(action_space, gym.spaces.Box) or action_space.shape is None:
+        raise DataValidationError(f"action space {action_space}: expected a Box")
+    return flat_obs_dim(observation_space), int(np.prod(action_space.shape))
+
+
+def adam(lr: float) -> AdamOptimizerFactory:
+    """Tianshou's Adam factory at learning rate ``lr`` (the algorithms switch it to PyTorch's
+    fused kernel where they can, see :mod:`~tianshou_offline.algorithms._optim`)."""
+    return AdamOptimizerFactory(lr=float(lr))
+
+
+@dataclass(frozen=True, kw_only=True)
+class ContinuousConfig(AlgorithmConfig):
+    """The settings every continuous-action config has: ReLU MLPs and the policy's
+    observation normaliser."""
+
+    action_kind: ClassVar[ActionKind] = "continuous"
+
+    hidden_sizes: tuple[int, ...] = (256, 256)
+    """widths of the hidden layers of every network"""
+    normalize_obs: bool = False
+    """normalise observations with the data's mean and std (kept in the policy)"""
+    max_grad_norm: float | None = None
+    """clip every gradient's norm to this (None: no clipping)"""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ContinuousTDConfig(ContinuousConfig):
+    """A continuous-action actor-critic: learning rates, discount, targets, critics."""
+
+    actor_lr: float = 3e-4
+    """Adam learning rate of the actor"""
+    critic_lr: float = 3e-4
+    """Adam learning rate of the critics"""
+    gamma: float = 0.99
+    """discount factor"""
+    tau: float = 0.005
+    """Polyak factor of the target networks"""
+    n_step_return_horizon: int = 1
+    """n of the n-step TD target"""
+    num_critics: int = 2
+    """members of the critic ensemble"""
+
+    renamed: ClassVar[Mapping[str, str]] = {"n_step": "n_step_return_horizon"}
+
+
+@dataclass(frozen=True, kw_only=True)
+class DiscreteConfig(AlgorithmConfig):
+    """The settings every discrete-action config has: a trunk (Nature-DQN convolutions for
+    ``(C, H, W)`` image observations, else an MLP of ``trunk_sizes``) with heads of
+    ``hidden_sizes``, one Adam optimizer."""
+
+    action_kind: ClassVar[ActionKind] = "discrete"
+
+    lr: float = 1e-4
+    """Adam learning rate"""
+    hidden_sizes: tuple[int, ...] = (512,)
+    """hidden widths of each head on the trunk"""
+    trunk_sizes: tuple[int, ...] = (64, 64)
+    """widths of the MLP trunk of flat observations"""
+    scale_obs: bool = True
+    """feed image observations / 255 to the convolutions"""
+    max_grad_norm: float | None = None
+    """clip the gradient's norm to this (None: no clipping)"""
+
+    renamed: ClassVar[Mapping[str, str]] = {"head_sizes": "hidden_sizes"}
+
+    def trunk(self, observation_space: gym.Space[Any]) -> Trunk:
+        """A new trunk for these observations: :class:`AtariTrunk` for ``(C, H, W)`` images,
+        else an :class:`MLPTrunk` of :attr:`trunk_sizes` over the flattened observation."""
+        shape = getattr(observation_space, "shape", None)
+        if isinstance(observation_space, gym.spaces.Box) and shape is not None and len(shape) == 3:
+            c, h, w = (int(x) for x in shape)
+            return AtariTrunk(c, h, w, scale_obs=self.scale_obs)
+        return MLPTrunk(flat_obs_dim(observation_space), list(self.trunk_sizes))
+
+
+@dataclass(frozen=True, kw_only=True)
+class DiscreteTDConfig(DiscreteConfig):
+    """A discrete-action Q-learner: discount, n-step targets, target-network copies."""
+
+    gamma: float = 0.99
+    """discount factor"""
+    n_step_return_horizon: int = 1
+    """n of the n-step TD target"""
+    target_update_freq: int = 0
+    """gradient steps between target-network copies (0: no target network)"""
+
+    renamed: ClassVar[Mapping[str, str]] = {
+        "head_sizes": "hidden_sizes",
+        "n_step": "n_step_return_horizon",
+    }
+
+
+def discrete_actions(action_space: gym.Space[Any]) -> int:
+    """The number of actions of a ``Discrete`` space.
+
+    :raises DataValidationError: any other space.
+    """
+    if not isinstance(action_space, gym.spaces.Discrete):
+        raise DataValidationError(f"action space {action_space}: expected a Discrete")
+    return int(action_space.n)
