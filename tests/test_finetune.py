@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import sys
 from collections.abc import Callable
@@ -24,6 +25,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from test_algorithms_continuous import make as make_continuous
 from test_algorithms_reference import (
     ACT_SPACE,
     OBS_SPACE,
@@ -58,6 +60,9 @@ from tianshou_offline.algorithms import (
     GaussianPolicy,
     OfflineAlgorithmBase,
     OnlineFineTuning,
+    ReBRAC,
+    TransitionDataset,
+    Transitions,
     ValueFunction,
     return_to_go,
 )
@@ -364,6 +369,137 @@ def test_finetune_from_an_offline_checkpoint(
         with torch.no_grad(), policy_within_training_step(algo.policy, enabled=False):
             own = algo.policy(Batch(obs=np.asarray(online.obs[:40]), info={})).act.numpy()
         assert np.abs(act - own).mean() > 0.05
+
+
+def make_rebrac(env: gym.Env[Any, Any]) -> ReBRAC:
+    policy = DeterministicPolicy(
+        actor=DeterministicActor(3, 1, (32, 32)),
+        action_space=env.action_space,
+        observation_space=env.observation_space,
+    )
+    return ReBRAC(
+        policy=policy,
+        policy_optim=Adam(lr=1e-3),
+        critics=CriticEnsemble(3, 1, (32, 32), layer_norm=True),
+        critic_optim=Adam(lr=1e-3),
+        critic_bc_coef=0.5,
+    )
+
+
+def make_any(kind: str, env: gym.Env[Any, Any]) -> OfflineAlgorithmBase[Any, Any]:
+    """Every continuous algorithm on Pendulum (small networks)."""
+    makers: dict[str, Callable[[gym.Env[Any, Any]], OfflineAlgorithmBase[Any, Any]]] = {
+        "td3_bc": make_td3bc,
+        "calql": make_calql,
+        "iql": make_iql,
+        "rebrac": make_rebrac,
+    }
+    return makers[kind](env) if kind in makers else make_continuous(kind)
+
+
+def env_units_dataset(
+    algo: OfflineAlgorithmBase[Any, Any], online: ReplayBuffer, monkeypatch: pytest.MonkeyPatch
+) -> TransitionDataset:
+    """The algorithm's offline dataset of a copy of ``online`` whose actions are what the
+    environment executed (``map_action``: clipped, in the environment's units) — what the
+    same transitions look like in an offline file. The policy's normaliser is not refitted."""
+    env_units = copy.deepcopy(online)
+    n = len(online)
+    env_units.act[:n] = algo.policy.map_action(np.asarray(online.act[:n]))
+    with monkeypatch.context() as patch:
+        patch.setattr(algo.policy.obs_normalizer, "fit", lambda obs: None)
+        return algo._build_dataset(env_units)
+
+
+def assert_same_transitions(ours: Transitions, expected: Transitions, what: str) -> None:
+    assert type(ours) is type(expected), what
+    for field in dataclasses.fields(expected):
+        torch.testing.assert_close(
+            getattr(ours, field.name),
+            getattr(expected, field.name),
+            rtol=1e-5,
+            atol=1e-5,
+            msg=f"{what}: {field.name}",
+        )
+
+
+FINETUNED = ["il", "bcq", "cql", "calql", "crr", "td3_bc", "iql", "rebrac"]
+"""Every continuous algorithm (BC, BCQ, CQL, Cal-QL, CRR, TD3+BC, IQL, ReBRAC)."""
+
+
+@pytest.mark.parametrize("kind", FINETUNED)
+def test_finetune_every_algorithm_sees_online_rows_in_offline_units(
+    kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A few fine-tuning steps with Tianshou's ``Collector`` and ``OffPolicyTrainer``; every
+    online row each algorithm learns from — every field, ReBRAC's next action and Cal-QL's
+    return-to-go included — equals the row its offline dataset holds for the same transition
+    stored in the environment's units. Stored actions outside ``[−1, 1]`` (another policy's
+    noise) are clipped, as the environment's ``map_action`` did (policies that clip)."""
+    torch.manual_seed(0)
+    env = gym.make(TASK)
+    algo = make_any(kind, env)
+    deterministic = isinstance(algo.policy, DeterministicPolicy)
+    finetune: OnlineFineTuning[Any, Any] = OnlineFineTuning(
+        offline=algo,
+        offline_buffer=offline_pendulum_buffer(200),
+        offline_ratio=0.5,
+        exploration_noise=0.5 if deterministic else None,
+    )
+    seen: list[tuple[ReplayBuffer, np.ndarray, Transitions]] = []
+    learned: list[Transitions] = []
+    online_transitions, update_on = algo.online_transitions, algo.update_on
+
+    def spy_online(buffer: ReplayBuffer, indices: np.ndarray) -> Transitions:
+        out = online_transitions(buffer, indices)
+        seen.append((copy.deepcopy(buffer), np.asarray(indices).copy(), out))
+        return out
+
+    def spy_update(batch: Transitions, *, start: float | None = None) -> Any:
+        learned.append(batch)
+        return update_on(batch, start=start)
+
+    monkeypatch.setattr(algo, "online_transitions", spy_online)
+    monkeypatch.setattr(algo, "update_on", spy_update)
+    online = ReplayBuffer(100)
+    envs = DummyVectorEnv([lambda: gym.make(TASK)])
+    envs.seed(1)
+    finetune.run_training(
+        OffPolicyTrainerParams(
+            training_collector=Collector[CollectStats](
+                finetune, envs, online, exploration_noise=True
+            ),
+            max_epochs=1,
+            epoch_num_steps=12,
+            collection_step_num_env_steps=4,
+            update_step_num_gradient_steps_per_sample=0.5,
+            batch_size=16,
+            test_collector=None,
+            show_progress=False,
+            verbose=False,
+        )
+    )
+    assert len(online) == 12 and len(learned) == len(seen) == 6
+    for step, (batch, (then, rows, part)) in enumerate(zip(learned, seen, strict=True)):
+        online_rows = type(batch)(
+            **{f.name: getattr(batch, f.name)[8:] for f in dataclasses.fields(batch)}
+        )
+        assert_same_transitions(online_rows, part, f"step {step}: the batch's online rows")
+        pos = torch.as_tensor(rows, dtype=torch.int64)
+        expected = env_units_dataset(algo, then, monkeypatch).gather(pos)
+        assert_same_transitions(part, expected, f"step {step}")
+
+    if algo.policy.action_bound_method != "clip":
+        return  # a tanh-squashed policy never stores actions beyond [−1, 1]
+    # another policy's actions beyond the bounds: learned as the environment executed them
+    act = np.asarray(online.act[:12]).copy()
+    act[::3] = np.where(act[::3] >= 0, 1.6, -1.4)
+    online.act[:12] = act
+    rows = np.arange(12)
+    ours = online_transitions(online, rows)
+    beyond = env_units_dataset(algo, online, monkeypatch).gather(torch.arange(12))
+    assert_same_transitions(ours, beyond, "stored actions beyond the bounds")
+    assert ours.act.abs().max().item() <= 1.0
 
 
 def test_finetune_split_and_parameters() -> None:

@@ -69,6 +69,11 @@ class OfflineAlgorithmBase(
             terminated=terminated,
         ).data
 
+    action_keys: tuple[str, ...] = ("act",)
+    """The keys of the Tianshou batch (after :meth:`_preprocess_batch`) that hold dataset
+    actions in the environment's units — every action column the update reads (ReBRAC adds
+    its next action). :meth:`online_transitions` maps each of them from the policy's range."""
+
     def online_transitions(self, buffer: ReplayBuffer, indices: np.ndarray) -> Transitions:
         """The transitions at storage rows ``indices`` of a buffer that Tianshou's
         ``Collector`` filled with this algorithm's policy, as a mini-batch on the device with
@@ -76,10 +81,14 @@ class OfflineAlgorithmBase(
 
         Such a buffer holds the policy's actions in the policy's range (``[−1, 1]``: the
         collector stores the policy's output, the environment got ``map_action`` of it),
-        whereas offline data holds actions in the environment's units; they are converted
-        here (``map_action``, then the usual mapping back) so both kinds of batch agree.
+        whereas offline data holds actions in the environment's units. Every action column
+        the algorithm reads (:attr:`action_keys`, after :meth:`_preprocess_batch` attached
+        its own) is converted here with ``map_action`` — the action the environment executed,
+        clipped to the bounds — so the usual mapping back gives an online batch in the units
+        of an offline one.
         """
-        batch = buffer[indices]
-        batch.act = self.policy.map_action(batch.act)
-        batch = self._preprocess_batch(batch, buffer, np.asarray(indices, dtype=np.int64))
+        rows = np.asarray(indices, dtype=np.int64)
+        batch = self._preprocess_batch(buffer[rows], buffer, rows)
+        for key in self.action_keys:
+            batch[key] = self.policy.map_action(batch[key])
         return self._as_transitions(batch)

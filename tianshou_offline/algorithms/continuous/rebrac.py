@@ -284,6 +284,8 @@ class ReBRAC(OfflineAlgorithmBase[DeterministicPolicy, TReBRACStats]):
 
     # ------------------------------------------------------------------ data with a'
 
+    action_keys = ("act", "n_step_act_next")
+
     def _build_dataset(self, buffer: ReplayBuffer) -> NextActionDataset:
         return NextActionDataset.with_next_actions(
             buffer, policy=self.policy, gamma=self.gamma, n_step=self.n_step
