@@ -71,6 +71,7 @@ from tianshou_offline.scale._ray import (
     node_name,
     ray_session,
 )
+from tianshou_offline.scale.stats import format_mean_se, mean_se
 
 if TYPE_CHECKING:
     from tianshou.algorithm.algorithm_base import OfflineAlgorithm
@@ -663,18 +664,11 @@ def run_grid(
 # --------------------------------------------------------------------------- the table
 
 
-def mean_se(xs: Sequence[float]) -> tuple[float, float]:
-    """Mean and standard error (sample std / √n; 0 for one value)."""
-    n = len(xs)
-    mean = float(np.mean(xs))
-    se = float(np.std(xs, ddof=1) / math.sqrt(n)) if n > 1 else 0.0
-    return mean, se
-
-
 def aggregate(results: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """One row per cell group (every cell but its seed), in order of first appearance:
     ``group``, ``algorithm``, ``dataset``, ``overrides``, ``seeds``, ``return_mean``,
-    ``return_se``, ``score_mean``/``score_se`` (None unless every seed has a score),
+    ``return_se`` (:func:`~tianshou_offline.scale.stats.mean_se`: None for one seed),
+    ``score_mean``/``score_se`` (None unless every seed has a score),
     ``gradient_steps``, ``train_seconds`` (mean)."""
     groups: dict[str, list[Mapping[str, Any]]] = {}
     for r in results:
@@ -704,10 +698,11 @@ def format_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
         "| --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in rows:
-        score = (f"{r['score_mean']:.1f} ± {r['score_se']:.1f}" if r["score_mean"] is not None
+        score = (format_mean_se(r["score_mean"], r["score_se"]) if r["score_mean"] is not None
                  else "—")  # fmt: skip
+        ret = format_mean_se(r["return_mean"], r["return_se"])
         lines.append(
-            f"| {r['group']} | {len(r['seeds'])} | {r['return_mean']:.1f} ± {r['return_se']:.1f} "
+            f"| {r['group']} | {len(r['seeds'])} | {ret} "
             f"| {score} | {r['gradient_steps']} | {r['train_seconds']:.1f} |"
         )
     return "\n".join(lines) + "\n"
@@ -745,10 +740,11 @@ def plot_curves(results: Sequence[Mapping[str, Any]], path: Path) -> Path:
             steps = np.array([p[0] for p in rs[0]["curve"][:n]])
             ys = np.array([[p[1] for p in r["curve"][:n]] for r in rs])
             mean = ys.mean(axis=0)
-            se = ys.std(axis=0, ddof=1) / math.sqrt(len(rs)) if len(rs) > 1 else 0 * mean
             label = group.rsplit(" on ", 1)[0]
             ax.plot(steps, mean, label=f"{label} ({len(rs)} seeds)")
-            ax.fill_between(steps, mean - se, mean + se, alpha=0.2)
+            if len(rs) > 1:  # one seed has no spread: no band
+                se = ys.std(axis=0, ddof=1) / math.sqrt(len(rs))
+                ax.fill_between(steps, mean - se, mean + se, alpha=0.2)
         ax.set_title(ds)
         ax.set_xlabel("gradient steps")
         ax.set_ylabel("test return")

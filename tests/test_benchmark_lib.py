@@ -1,0 +1,138 @@
+"""The benchmarks' shared library: statistics (one mean ± s.e., the t quantiles, the t-test,
+Holm's correction), result files (keys that change with the code) and README sections."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from benchmarks._lib import readme, results
+from benchmarks._lib.stats import (
+    beyond_noise,
+    diff_cell,
+    format_mean_se,
+    holm,
+    mean_se,
+    mean_std,
+    t_quantile,
+    t_test,
+)
+
+# ------------------------------------------------------------------ statistics
+
+
+def test_one_seed_has_no_spread() -> None:
+    assert mean_se([5.0]) == (5.0, None)
+    assert format_mean_se(*mean_se([52.8])) == "52.8 (1 seed)"
+    assert mean_std([52.8]) == "52.8 (1 seed)"
+    with pytest.raises(ValueError):
+        mean_se([])
+    m, se = mean_se([1.0, 2.0, 3.0])
+    assert m == 2.0 and se == pytest.approx(1.0 / math.sqrt(3))
+
+
+@pytest.mark.parametrize(
+    ("dof", "table"),
+    [(1, 12.706), (2, 4.303), (3, 3.182), (4, 2.776), (5, 2.571), (10, 2.228), (30, 2.042)],
+)
+def test_t_quantiles_match_the_printed_table(dof: int, table: float) -> None:
+    """Two-sided 95% critical values of Student's t as printed in statistics tables."""
+    assert t_quantile(dof) == pytest.approx(table, abs=1e-3)
+
+
+def test_t_quantile_limits() -> None:
+    assert t_quantile(10_000) == pytest.approx(1.960, abs=1e-3)
+    assert t_quantile(2, 0.99) == pytest.approx(9.925, abs=1e-3)
+    assert t_quantile(0) == math.inf
+
+
+def test_beyond_noise_is_a_t_test_not_two_standard_errors() -> None:
+    # mean 2, s.e. 0.577: t = 3.46 > 2 standard errors, but < 4.303 (3 seeds, 95%)
+    assert not beyond_noise([1.0, 2.0, 3.0])
+    assert beyond_noise([1.0, 1.1, 0.9])  # t = 17.3
+    assert beyond_noise([-1.0, -1.1, -0.9])
+    assert not beyond_noise([3.0])  # one seed: no test
+    assert not beyond_noise([0.0, 0.0, 0.0])
+    assert beyond_noise([0.5, 0.5])  # no spread at all, nonzero
+    p = t_test([1.0, 2.0, 3.0])
+    assert p is not None and 0.05 < p < 0.1  # 2·P(T₂ > 3.464) = 0.0742
+    assert p == pytest.approx(0.0742, abs=1e-3)
+
+
+def test_holm_step_down() -> None:
+    p = [0.01, 0.04, 0.03, 0.005]
+    # sorted: 0.005 ≤ 0.05/4, 0.01 ≤ 0.05/3, 0.03 > 0.05/2: stop
+    assert holm(p) == [True, False, False, True]
+    assert holm([0.04]) == [True]  # one test: uncorrected
+    assert holm([0.04, None]) == [True, False]  # a cell without a test does not count
+    assert holm([0.04, 0.04]) == [False, False]
+    assert holm([0.02, 0.04]) == [True, True]  # 0.02 ≤ 0.025, then 0.04 ≤ 0.05
+    assert holm([]) == []
+
+
+def test_diff_cell() -> None:
+    assert diff_cell([3.0, 4.0], [1.0, 1.0], paired=True) == "+2.5 ± 0.5"
+    assert diff_cell([1.0], [2.0], paired=True) == "—"
+    welch = diff_cell([1.0, 3.0], [0.0, 2.0], paired=False)
+    assert welch == "+1.0 ± 1.4"
+
+
+# ------------------------------------------------------------------ result files
+
+
+@pytest.fixture()
+def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    (tmp_path / "benchmarks" / "_lib").mkdir(parents=True)
+    (tmp_path / "benchmarks" / "_lib" / "a.py").write_text("A = 1\n")
+    (tmp_path / "code.py").write_text("X = 1\n")
+    monkeypatch.setattr(results, "REPO", tmp_path)
+    return tmp_path
+
+
+def test_result_file_and_key_follow_settings_and_code(repo: Path) -> None:
+    out = repo / "results"
+    with results.LoadMonitor(every=0.01) as load:
+        pass
+    path = results.write_result(
+        "bench", "row-a", settings={"steps": 10}, figures={"ms": 1.5}, code=["code.py"],
+        seeds=[0, 1], data={"file": "ab" * 32}, load=load, results_dir=out,
+    )  # fmt: skip
+    record = json.loads(path.read_text())
+    assert record["figures"] == {"ms": 1.5} and record["seeds"] == [0, 1]
+    assert record["versions"]["code_fingerprint"] == results.code_fingerprint(["code.py"])
+    assert record["versions"]["torch"] and record["machine"]["cpus"]
+    assert set(record["machine"]["load"]) >= {"before", "after", "median", "max"}
+    assert results.find_result("bench", "row-a", {"steps": 10}, ["code.py"], out) == record
+    assert results.find_result("bench", "row-a", {"steps": 11}, ["code.py"], out) is None
+    (repo / "code.py").write_text("X = 2\n")  # the code changed: the old result is not reused
+    assert results.find_result("bench", "row-a", {"steps": 10}, ["code.py"], out) is None
+    (repo / "code.py").write_text("X = 1\n")
+    (repo / "benchmarks" / "_lib" / "a.py").write_text("A = 2\n")  # so did the library
+    assert results.find_result("bench", "row-a", {"steps": 10}, ["code.py"], out) is None
+    # tables read the newest result per name, whatever code it came from
+    results.write_result("bench", "row-a", settings={"steps": 10}, figures={"ms": 1.2},
+                         code=["code.py"], results_dir=out)  # fmt: skip
+    kept = results.read_results("bench", out)
+    assert [r["figures"]["ms"] for r in kept] == [1.2]
+    assert len(results.read_results("bench", out, latest=False)) == 2
+    with pytest.raises(FileNotFoundError):
+        results.code_fingerprint(["missing.py"])
+
+
+# ------------------------------------------------------------------ README sections
+
+
+def test_readme_sections(tmp_path: Path) -> None:
+    path = tmp_path / "README.md"
+    path.write_text("a\n<!-- BEGIN t -->\nold\n<!-- END t -->\nb\n")
+    assert readme.section(path.read_text(), "t") == "old\n"
+    assert readme.write_sections({"t": "| x |"}, path) == ["t"]
+    assert path.read_text() == "a\n<!-- BEGIN t -->\n| x |\n<!-- END t -->\nb\n"
+    assert readme.write_sections({"t": "| x |\n"}, path) == []
+    with pytest.raises(readme.MarkerError):
+        readme.section(path.read_text(), "missing")
+    with pytest.raises(readme.MarkerError):
+        readme.section(path.read_text() * 2, "t")
