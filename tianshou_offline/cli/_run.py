@@ -32,6 +32,17 @@ class UsageError(TianshouOfflineError):
     """Invalid combination of command-line options."""
 
 
+def positive_int(text: str) -> int:
+    """An argparse ``type``: an integer of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, found {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, found {value}")
+    return value
+
+
 CLEAN_HELP = (
     "remove the temporary files and directories that killed runs of this command left beside "
     "its output(s), list them (and those of runs still going, which are kept), and exit "

@@ -6,21 +6,11 @@ import argparse
 import json
 from typing import Any
 
-from tianshou_offline.cli._run import Subparsers, UsageError
+from tianshou_offline.cli._run import Subparsers, UsageError, positive_int
 
 LEVEL_NAMES = ("random", "medium", "expert", "medium-replay", "medium-expert")
 """``tianshou_offline.datasets.LEVELS`` (repeated so that ``--help`` imports nothing heavy;
 tests/test_datasets.py checks that they agree)."""
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, found {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, found {value}")
-    return value
 
 
 def _levels(text: str) -> tuple[str, ...]:
@@ -127,10 +117,10 @@ def register(sub: Subparsers) -> None:
     p.add_argument("-o", "--output", required=True, help="output directory (created)")
     p.add_argument("--algorithm", choices=("sac", "dqn"), default=None,
                    help="online agent (default: sac for Box actions, dqn for Discrete)")  # fmt: skip
-    p.add_argument("--budget", type=_positive, default=None,
+    p.add_argument("--budget", type=positive_int, default=None,
                    help="online environment steps (default: 300k for SAC, 100k for DQN)")  # fmt: skip
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--dataset-steps", type=_positive, default=None,
+    p.add_argument("--dataset-steps", type=positive_int, default=None,
                    help="transitions per recorded file, whole episodes (default 100k)")  # fmt: skip
     p.add_argument("--levels", type=_levels, default=LEVEL_NAMES,
                    help=f"comma-separated files to write (default: {','.join(LEVEL_NAMES)})")  # fmt: skip
@@ -141,27 +131,27 @@ def register(sub: Subparsers) -> None:
                    "(default 1/3, D4RL's)")  # fmt: skip
     p.add_argument("--expert", choices=("final", "best"), default="final",
                    help="the expert checkpoint: the last (D4RL) or the best evaluated")  # fmt: skip
-    p.add_argument("--reference-episodes", type=_positive, default=100,
+    p.add_argument("--reference-episodes", type=positive_int, default=100,
                    help="episodes of the random and expert policies for the reference scores")  # fmt: skip
-    p.add_argument("--eval-episodes", type=_positive, default=10,
+    p.add_argument("--eval-episodes", type=positive_int, default=10,
                    help="evaluation episodes per online checkpoint")  # fmt: skip
-    p.add_argument("--checkpoint-every", type=_positive, default=None,
+    p.add_argument("--checkpoint-every", type=positive_int, default=None,
                    help="online steps between checkpoints (default: budget / 20)")  # fmt: skip
     p.add_argument("--data-eps", type=float, default=0.05,
                    help="ε of DQN's behaviour policy in medium/expert (SAC samples its policy)")  # fmt: skip
-    p.add_argument("--hidden-sizes", type=_positive, nargs="+", default=None,
+    p.add_argument("--hidden-sizes", type=positive_int, nargs="+", default=None,
                    help="agent MLP widths (default: 256 256 for SAC, 128 128 for DQN)")  # fmt: skip
-    p.add_argument("--batch-size", type=_positive, default=None,
+    p.add_argument("--batch-size", type=positive_int, default=None,
                    help="agent batch size (default: 256 for SAC, 64 for DQN)")  # fmt: skip
     p.add_argument("--start-steps", type=int, default=None,
                    help="random actions first (default: 10k SAC, 1k DQN; at most budget / 10)")  # fmt: skip
     p.add_argument(
         "--env-kwargs", default=None, help="JSON object: the env's constructor arguments"
     )
-    p.add_argument("--max-episode-steps", type=_positive, default=None,
+    p.add_argument("--max-episode-steps", type=positive_int, default=None,
                    help="time limit (default: the registered one; 1000 for module:Class)")  # fmt: skip
     p.add_argument("--compression", choices=("gzip", "lzf"), default=None)
-    p.add_argument("--threads", type=_positive, default=1, help="torch threads (default 1)")
+    p.add_argument("--threads", type=positive_int, default=1, help="torch threads (default 1)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace a family made with other settings, or other files in --output")  # fmt: skip
     p.set_defaults(func=cmd_make_datasets)
