@@ -231,3 +231,34 @@ def test_evaluate_fqe_bad_inputs(tmp_path: Path, capsys: pytest.CaptureFixture[s
         assert len(lines) == 1 and lines[0].startswith("error:"), (name, run.stderr)
         assert "Traceback" not in run.stderr
     assert "other.pt" in cli(capsys, "evaluate", *cases["spaces"], "--steps", "1").stderr
+
+
+def test_evaluate_fqe_threads_and_progress_per_checkpoint(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 23: ``evaluate --fqe`` ran on every core and said nothing until the table. Its
+    torch threads are ``--threads`` (default 1), and without a terminal each checkpoint's fit
+    prints plain progress lines (here every line: interval 0) ending with a final one."""
+    from tianshou_offline.recording.policies import save_policy_checkpoint
+
+    data = write_chain_file(tmp_path / "chain.hdf5", episodes=4)
+    a = save_policy_checkpoint(tmp_path / "a.pt", constant_policy(0.8))
+    b = save_policy_checkpoint(tmp_path / "b.pt", constant_policy(-0.6))
+    monkeypatch.setenv("TIANSHOU_OFFLINE_PROGRESS_INTERVAL", "0")
+    args = ("evaluate", "--fqe", str(a), str(b), "--data", str(data), "--steps", "5",
+            "--hidden-sizes", "8")  # fmt: skip
+    try:
+        torch.set_num_threads(2)
+        run = cli(capsys, *args)
+        assert run.returncode == 0, run.stderr
+        assert torch.get_num_threads() == 1  # the default
+        assert cli(capsys, *args, "--threads", "2").returncode == 0
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(1)
+    lines = run.stderr.splitlines()
+    for i, name in ((1, "a.pt"), (2, "b.pt")):
+        mine = [x for x in lines if x.startswith(f"FQE {i}/2 {name}: ")]
+        assert [x.split(": ")[1].split(" ")[0] for x in mine[:5]] == [f"{n}/5" for n in range(1, 6)]
+        assert "(done in" in mine[-1], run.stderr
+    assert all("\r" not in x and "\x1b" not in x for x in lines)

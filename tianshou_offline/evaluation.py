@@ -19,10 +19,15 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import gymnasium as gym
 
-from tianshou_offline.errors import DataValidationError
+from tianshou_offline.errors import DatasetFormatError, DataValidationError
+from tianshou_offline.progress import progress
+
+if TYPE_CHECKING:
+    from tianshou_offline.algorithms import ContinuousPolicy
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +66,7 @@ def fqe_rank(
     n_step: int = 1,
     seed: int = 0,
     device: str = "cpu",
+    show_progress: bool | None = None,
 ) -> list[FQEResult]:
     """Fit FQE for every checkpoint on the buffer file ``data``; results best first.
 
@@ -72,6 +78,10 @@ def fqe_rank(
     :param steps: gradient steps per checkpoint.
     :param gamma: discount of the estimated value.
     :param hidden_sizes: widths of the Q-network.
+    :param show_progress: a progress bar per checkpoint, counting its gradient steps (the
+        package's progress policy, :mod:`tianshou_offline.progress`: tqdm on a terminal, plain
+        lines otherwise; None: the policy, False: none, True: also a final line per
+        checkpoint without a terminal).
     :raises SourceNotFoundError: a missing file.
     :raises DatasetFormatError: a file that is not a buffer / not a continuous checkpoint.
     :raises DataValidationError: a checkpoint whose spaces are not the data's, or data
@@ -96,18 +106,18 @@ def fqe_rank(
                 f"{data_path}: field {what!r} is {space}; FQE evaluates continuous policies "
                 "and needs Box observation and action spaces stored with the data"
             )
-    policies = [
-        (
-            Path(c),
-            load_continuous_policy(
+    policies: list[tuple[Path, ContinuousPolicy]] = []
+    for c in checkpoints:
+        try:
+            policy = load_continuous_policy(
                 c, observation_space=obs_space, action_space=act_space, env_name=str(data_path)
-            ),
-        )
-        for c in checkpoints
-    ]
+            )
+        except DatasetFormatError as e:  # a discrete or foreign checkpoint: say what FQE takes
+            raise DatasetFormatError(f"{e}; FQE here evaluates continuous-action policies") from e
+        policies.append((Path(c), policy))
     buffer = load_buffer(data_path)
     fitted: list[tuple[Path, float, float, float]] = []
-    for path, policy in policies:
+    for i, (path, policy) in enumerate(policies, 1):
         torch.manual_seed(seed)
         policy = policy.to(device)
         obs_dim, act_dim = policy.obs_dim, policy.act_dim
@@ -120,7 +130,13 @@ def fqe_rank(
             n_step_return_horizon=n_step,
         )
         start = time.perf_counter()
-        estimate = fqe.fit(buffer, steps=steps, batch_size=batch_size)
+        with progress(
+            total=steps,
+            desc=f"FQE {i}/{len(policies)} {path.name}",
+            unit="step",
+            enabled=show_progress,
+        ) as bar:
+            estimate = fqe.fit(buffer, steps=steps, batch_size=batch_size, progress=bar)
         seconds = time.perf_counter() - start
         log.info("FQE %s: estimate %.4f (%d steps, %.1f s)", path, estimate, steps, seconds)
         fitted.append((path, estimate, fqe.last_loss, seconds))

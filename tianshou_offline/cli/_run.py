@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeAlias
 
-from tianshou_offline.errors import TianshouOfflineError
+from tianshou_offline.errors import OutputExistsError, SourceNotFoundError, TianshouOfflineError
 
 Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 """What ``add_subparsers`` returns; each command group's ``register`` adds to it."""
@@ -41,6 +42,59 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, found {value}")
     return value
+
+
+def check_output(
+    path: str | os.PathLike[str],
+    *,
+    flag: str,
+    overwrite: bool | None = False,
+    directory: bool = False,
+) -> Path:
+    """Check an output path before any heavy work, so that a bad one is one ``error:`` line in
+    a fraction of a second: its folder exists and is writable (a file is created and removed
+    there to find out, which is what counts, also for root and read-only mounts), the path is
+    not a directory (``directory``: not a file), and an existing one is only accepted with
+    ``overwrite`` (None: the command decides later, e.g. ``record --append``).
+
+    :param flag: the option that named the path, e.g. ``"--plot"`` (in messages).
+    :raises UsageError: a missing or unwritable folder, a directory for a file or vice versa.
+    :raises OutputExistsError: ``path`` exists and ``overwrite`` is False.
+    """
+    p = Path(path)
+    what = "a directory" if directory else "a file"
+    if p.is_dir() and not directory:
+        raise UsageError(f"{flag} {p}: is a directory; expected {what} path to write")
+    if p.exists() and not p.is_dir() and directory:
+        raise UsageError(f"{flag} {p}: is a file; expected {what} path to write")
+    if p.exists() and overwrite is False:
+        raise OutputExistsError(f"{flag} {p}: exists; pass --overwrite to replace it")
+    parent = p.absolute().parent
+    if not parent.exists():
+        raise UsageError(f"{flag} {p}: folder {parent} does not exist; create it first")
+    if not parent.is_dir():
+        raise UsageError(f"{flag} {p}: {parent} is not a folder")
+    probe = parent / f".tianshou_offline_probe_{os.getpid()}"
+    try:
+        os.close(os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except OSError as e:
+        raise UsageError(f"{flag} {p}: cannot write in folder {parent} ({e.strerror})") from None
+    probe.unlink(missing_ok=True)
+    return p
+
+
+def check_input(path: str | os.PathLike[str], *, what: str) -> Path:
+    """Check that an input file exists (before heavy work); ``what`` names what the command
+    expects there, e.g. ``"a buffer file (--data)"``.
+
+    :raises SourceNotFoundError: no such file, or a directory.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise SourceNotFoundError(f"{p}: no such file; expected {what}")
+    if p.is_dir():
+        raise SourceNotFoundError(f"{p}: is a directory; expected {what}")
+    return p
 
 
 CLEAN_HELP = (

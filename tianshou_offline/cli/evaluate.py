@@ -5,9 +5,21 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
-from tianshou_offline.cli._run import Subparsers, UsageError
+from tianshou_offline.cli._run import (
+    Subparsers,
+    UsageError,
+    check_input,
+    check_output,
+    positive_int,
+)
+
+CHECKPOINTS = (
+    "a checkpoint of a continuous-action policy (policy.pt of the MuJoCo examples, or a "
+    "save_policy_checkpoint file)"
+)
+"""What ``evaluate --fqe`` takes (repeated from ``recording.policies.CONTINUOUS_CHECKPOINT``
+so that its errors need no library import)."""
 
 
 def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,6 +46,13 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n-step", type=int, default=1, help="n-step regression target (1)")
     parser.add_argument("--seed", type=int, default=0, help="seed of every fit (0)")
     parser.add_argument("--device", default="cpu", help="torch device (cpu)")
+    parser.add_argument(
+        "--threads",
+        type=positive_int,
+        default=1,
+        help="torch CPU threads (default 1, as the examples and make-datasets: these small "
+        "networks run fastest on one, and several fits on a shared machine far slower)",
+    )
     parser.add_argument("--json", metavar="OUT", help="also write the results as JSON")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --json")
 
@@ -45,13 +64,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise UsageError(f"--n-step {args.n_step}: expected at least 1")
     if not 0.0 < args.tau <= 1.0:
         raise UsageError(f"--tau {args.tau}: expected 0 < tau <= 1")
-    out = Path(args.json) if args.json else None
-    if out is not None and out.exists() and not args.overwrite:
-        from tianshou_offline.errors import OutputExistsError
+    for c in args.fqe:
+        check_input(c, what=f"{CHECKPOINTS} for --fqe")
+    check_input(args.data, what="a buffer file (--data)")
+    out = check_output(args.json, flag="--json", overwrite=args.overwrite) if args.json else None
+    import torch
 
-        raise OutputExistsError(f"{out}: exists (--json); pass --overwrite to replace it")
     from tianshou_offline.evaluation import fqe_rank
 
+    torch.set_num_threads(args.threads)
     results = fqe_rank(
         args.fqe,
         args.data,
@@ -64,6 +85,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         n_step=args.n_step,
         seed=args.seed,
         device=args.device,
+        show_progress=True,
     )
     width = max(len("checkpoint"), *(len(str(r.checkpoint)) for r in results))
     print(f"{'checkpoint':<{width}}  {'FQE estimate':>12}  rank")

@@ -80,6 +80,12 @@ CHECKPOINT_VERSION = 2
 that older readers load them."""
 
 POLICY_CHOICES = "'random', 'scripted' (the CartPole-v1 expert) or a policy checkpoint file"
+
+CONTINUOUS_CHECKPOINT = (
+    "a checkpoint of a continuous-action policy (policy.pt of the MuJoCo examples, or a "
+    "policy of tianshou_offline.algorithms saved with save_policy_checkpoint)"
+)
+"""What :func:`load_continuous_policy` reads, in its error messages."""
 """What ``--policy`` accepts, for messages."""
 
 AtariHead = Literal["q", "quantiles", "bcq", "logits"]
@@ -154,8 +160,9 @@ def _describe_bytes(p: Path) -> str:
     return f"text ({shown!r}…)" if shown else "blank text"
 
 
-def _read(p: Path) -> Any:
-    """The checkpoint's payload, loaded weights-only.
+def _read(p: Path, expected: str = POLICY_CHOICES) -> Any:
+    """The checkpoint's payload, loaded weights-only; ``expected`` says, for a missing file,
+    what the caller takes.
 
     :raises SourceNotFoundError: no such file.
     :raises DatasetFormatError: a directory, or not a ``torch.save`` file.
@@ -166,7 +173,7 @@ def _read(p: Path) -> Any:
     import torch
 
     if not p.exists():
-        raise SourceNotFoundError(f"{p}: no such policy checkpoint (expected {POLICY_CHOICES})")
+        raise SourceNotFoundError(f"{p}: no such policy checkpoint (expected {expected})")
     if p.is_dir():
         raise DatasetFormatError(f"{p}: is a directory; expected a weights-only policy checkpoint")
     try:
@@ -754,7 +761,7 @@ def load_continuous_policy(
     from tianshou_offline.data.format import space_from_dict
 
     p = Path(path)
-    payload = _read(p)
+    payload = _read(p, CONTINUOUS_CHECKPOINT)
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         found = payload.get("format") if isinstance(payload, dict) else None
         raise DatasetFormatError(
@@ -763,6 +770,11 @@ def load_continuous_policy(
         )
     net = payload.get("net")
     kind = net.get("type", "mlp") if isinstance(net, dict) else None
+    action = payload.get("action")
+    if kind != "continuous" and isinstance(action, dict) and action.get("type") == "discrete":
+        raise DatasetFormatError(
+            f"{p}: a policy of discrete actions (net {kind!r}); expected {CONTINUOUS_CHECKPOINT}"
+        )
     if not isinstance(net, dict) or kind != "continuous" or payload.get("version") != CHECKPOINT_VERSION:
         raise DatasetFormatError(
             f"{p}: field 'net.type' is {kind!r} (version {payload.get('version')!r}); expected "

@@ -33,6 +33,7 @@ optimisation).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -48,6 +49,10 @@ from tianshou_offline.algorithms.continuous.dataset import TransitionDataset, Tr
 from tianshou_offline.algorithms.continuous.nets import CriticEnsemble
 from tianshou_offline.algorithms.continuous.policies import ContinuousPolicy
 from tianshou_offline.algorithms.core import to_floats
+from tianshou_offline.progress import Progress
+
+if TYPE_CHECKING:
+    from tianshou.utils import BaseLogger
 
 __all__ = ["FQE", "FQEDataset", "FQEStep", "FQETrainingStats", "FQETransitions", "episode_starts"]
 
@@ -249,10 +254,21 @@ class FQE(OfflineAlgorithmBase[ContinuousPolicy, TFQEStats]):
         q0 = self.critics(obs0, self._policy_action(obs0))  # (E, S)
         return float(q0.mean().item())
 
-    def fit(self, buffer: ReplayBuffer, *, steps: int, batch_size: int = 256) -> float:
+    def fit(
+        self,
+        buffer: ReplayBuffer,
+        *,
+        steps: int,
+        batch_size: int = 256,
+        progress: Progress | None = None,
+    ) -> float:
         """Fit ``Q^π`` on ``buffer`` with ``steps`` gradient steps of ``batch_size``
         transitions (Tianshou's ``OfflineTrainer``, one epoch, no test episodes) and return
-        :meth:`estimate`."""
+        :meth:`estimate`.
+
+        :param progress: counts the gradient steps (one ``update(1)`` each; e.g. a
+            :func:`tianshou_offline.progress.progress` bar with ``total=steps``).
+        """
         from tianshou.trainer import OfflineTrainerParams
 
         self.run_training(
@@ -264,6 +280,19 @@ class FQE(OfflineAlgorithmBase[ContinuousPolicy, TFQEStats]):
                 test_collector=None,
                 show_progress=False,
                 verbose=False,
+                logger=_step_counter(progress) if progress is not None else None,
             )
         )
         return self.estimate()
+
+
+def _step_counter(bar: Progress) -> BaseLogger:
+    """A Tianshou logger that logs nothing and counts every gradient step on ``bar`` (the
+    trainer reports each update to its logger)."""
+    from tianshou.utils import LazyLogger
+
+    class StepCounter(LazyLogger):
+        def log_update_data(self, log_data: dict[str, Any], step: int) -> None:
+            bar.update(1)
+
+    return StepCounter()
