@@ -84,6 +84,7 @@ from tianshou_offline.algorithms.continuous.td3_bc import (
     TD3Config,
 )
 from tianshou_offline.algorithms.core import (
+    episode_starts,
     polyak_update,
     resolve_stats_type,
     return_to_go,
@@ -156,6 +157,7 @@ __all__ = [
     "ValueFunction",
     "algorithm_names",
     "config_class",
+    "episode_starts",
     "expectile_loss",
     "make_algorithm",
     "make_config",
@@ -185,6 +187,11 @@ from tianshou_offline.algorithms.discrete.crr import (
     DiscreteCRRTrainingStats,
 )
 from tianshou_offline.algorithms.discrete.dataset import DiscreteTransitions, FrameDataset
+from tianshou_offline.algorithms.discrete.fqe import (
+    DiscreteFQE,
+    DiscreteFQEStep,
+    DiscreteFQETrainingStats,
+)
 from tianshou_offline.algorithms.discrete.il import (
     DiscreteImitationLearning,
     DiscreteImitationStep,
@@ -218,6 +225,9 @@ __all__ += [
     "DiscreteCRR",
     "DiscreteCRRStep",
     "DiscreteCRRTrainingStats",
+    "DiscreteFQE",
+    "DiscreteFQEStep",
+    "DiscreteFQETrainingStats",
     "DiscreteImitationLearning",
     "DiscreteImitationStep",
     "DiscreteImitationTrainingStats",

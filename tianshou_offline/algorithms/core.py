@@ -91,6 +91,7 @@ __all__ = [
     "OfflineAlgorithmCore",
     "OfflineDataset",
     "TransitionBatch",
+    "episode_starts",
     "hard_update",
     "joint_step",
     "make_target",
@@ -261,6 +262,14 @@ def n_step_targets(
         cur = np.where(alive, nxt, cur)
     terminated = term_all[last].astype(np.float64)
     return ret, last, disc * (1.0 - terminated), terminated
+
+
+def episode_starts(buffer: ReplayBuffer) -> np.ndarray:
+    """Storage rows of the first transition of every episode in ``buffer`` (``(E,)`` int64):
+    the rows Tianshou's ``buffer.prev`` leaves unchanged."""
+    indices = np.asarray(buffer.sample_indices(0), dtype=np.int64)
+    starts: np.ndarray = indices[np.asarray(buffer.prev(indices)) == indices]
+    return starts
 
 
 def return_to_go(buffer: ReplayBuffer, gamma: float) -> np.ndarray:

@@ -48,7 +48,7 @@ from tianshou_offline.algorithms.continuous.base import OfflineAlgorithmBase
 from tianshou_offline.algorithms.continuous.dataset import TransitionDataset, Transitions
 from tianshou_offline.algorithms.continuous.nets import CriticEnsemble
 from tianshou_offline.algorithms.continuous.policies import ContinuousPolicy
-from tianshou_offline.algorithms.core import to_floats
+from tianshou_offline.algorithms.core import episode_starts, to_floats
 from tianshou_offline.progress import Progress
 
 if TYPE_CHECKING:
@@ -115,14 +115,6 @@ class FQEStep:
     batch: FQETransitions
     q_data: torch.Tensor
     target: torch.Tensor
-
-
-def episode_starts(buffer: ReplayBuffer) -> np.ndarray:
-    """Storage rows of the first transition of every episode in ``buffer`` (``(E,)`` int64):
-    the rows Tianshou's ``buffer.prev`` leaves unchanged."""
-    indices = np.asarray(buffer.sample_indices(0), dtype=np.int64)
-    starts: np.ndarray = indices[np.asarray(buffer.prev(indices)) == indices]
-    return starts
 
 
 class FQE(OfflineAlgorithmBase[ContinuousPolicy, TFQEStats]):

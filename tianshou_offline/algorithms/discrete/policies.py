@@ -16,6 +16,7 @@ from tianshou.algorithm.algorithm_base import Policy, TArrOrActBatch
 from tianshou.data import Batch
 from tianshou.data.batch import BatchProtocol
 from tianshou.data.types import ActStateBatchProtocol, ObsBatchProtocol
+from tianshou.utils.torch_utils import policy_within_training_step
 from torch import nn
 
 from tianshou_offline.algorithms.discrete.nets import DualHeadNet
@@ -90,6 +91,22 @@ class DiscretePolicy(Policy):
     @abstractmethod
     def select_action(self, obs: torch.Tensor) -> torch.Tensor:
         """``obs (B, *obs_shape)`` → greedy (or sampled) actions ``(B,)`` int64."""
+
+    @torch.no_grad()
+    def action_probs(self, obs: torch.Tensor) -> torch.Tensor:
+        """``π(· | s)``, ``(B, A)`` float32: the distribution of the action this policy takes
+        when evaluated (outside training steps) — the deterministic action :meth:`select_action`
+        gives, mixed with ``eps_inference``'s uniform noise:
+        ``π(a | s) = (1 − ε) 1{a = greedy(s)} + ε / A``. What off-policy evaluation
+        evaluates (a categorical policy that samples overrides it)."""
+        with policy_within_training_step(self, enabled=False):
+            greedy = self.select_action(obs)
+        probs = torch.nn.functional.one_hot(greedy, self.num_actions).to(torch.float32)
+        return self._mix_eps(probs)
+
+    def _mix_eps(self, probs: torch.Tensor) -> torch.Tensor:
+        eps = self.eps_inference
+        return probs if eps <= 0.0 else (1.0 - eps) * probs + eps / self.num_actions
 
     def forward(
         self,
@@ -179,6 +196,14 @@ class DiscreteActorPolicy(DiscretePolicy):
         if self.logits_index is not None:
             out = out[self.logits_index]
         return cast(torch.Tensor, out)
+
+    @torch.no_grad()
+    def action_probs(self, obs: torch.Tensor) -> torch.Tensor:
+        """``π(· | s)`` as the policy acts when evaluated: the greedy action's one-hot with
+        ``deterministic_eval``, else ``softmax(logits)``; mixed with ``eps_inference``."""
+        if self.deterministic_eval:
+            return super().action_probs(obs)
+        return self._mix_eps(torch.softmax(self.logits(obs).to(torch.float32), dim=1))
 
     def select_action(self, obs: torch.Tensor) -> torch.Tensor:
         logits = self.logits(obs)

@@ -1,0 +1,218 @@
+"""Discrete FQE: fitted Q evaluation of a fixed discrete-action policy from a dataset alone.
+
+References: Le, Voloshin & Yue (2019), "Batch Policy Learning under Constraints", ICML,
+arXiv:1903.08738 (FQE, Algorithm 3, and Eq. 4 for the value); Paine et al. (2020),
+"Hyperparameter Selection for Offline Reinforcement Learning", arXiv:2007.09055 (FQE for
+offline model selection). The continuous version is
+:class:`~tianshou_offline.algorithms.continuous.fqe.FQE`; this one shares the discrete
+algorithms' core (frame-indexed sampling, Atari frames held once, n-step targets).
+
+With a finite action set the expectation over the evaluated policy's action at ``s'`` is a
+sum, so no action has to be drawn — Le et al. 2019, Algorithm 3, line 4, with
+``Q(s', π) = Σ_{a'} π(a' | s') Q(s', a')``::
+
+    Q_k = argmin_Q  E_{(s,a,r,s')~D} ( Q(s, a) − [ r + γ (1 − d) Σ_{a'} π(a'|s') Q_{k−1}(s', a') ] )²
+
+``d`` is termination only (a time-limit truncation still bootstraps); with n-step returns
+``r`` is the discounted n-step sum and ``γ`` becomes ``γ^m``. ``Q_{k−1}`` is the target
+network: ``tau=1, target_update_freq=K`` is the paper's iteration exactly (K regression
+steps per iteration, then ``Q_{k−1} ← Q_k``); the default Polyak averaging is Paine et al.'s
+soft version. ``π(· | s)`` is :meth:`~tianshou_offline.algorithms.discrete.policies.DiscretePolicy.action_probs`:
+the policy as it acts when evaluated — a one-hot on the greedy action of a Q-value, BCQ, CQL
+(quantile networks: the quantiles' mean) or deterministic CRR policy, the softmax of a
+sampling categorical policy, either mixed with its ``eps_inference``.
+
+The value (Le et al. 2019, Eq. 4) is ``V̂(π) = E_{s_0~d_0}[ Σ_a π(a|s_0) Q̂(s_0, a) ]`` over
+the first observation of every episode in the buffer (frame-stacked as the buffer stacks):
+a *discounted* return in the data's reward units.
+
+Deliberate choices: ``π(· | s')`` is computed per mini-batch (no copy of ``π`` for every
+stored frame: an Atari buffer would need one per transition); the evaluated policy is never
+updated and its networks are used as they are.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tianshou.algorithm.algorithm_base import TrainingStats
+from tianshou.algorithm.optim import OptimizerFactory
+from tianshou.data import ReplayBuffer
+from tianshou.data.types import RolloutBatchProtocol
+from torch import nn
+from typing_extensions import TypeVar
+
+from tianshou_offline.algorithms.core import episode_starts, to_floats
+from tianshou_offline.algorithms.discrete.base import DiscreteOfflineAlgorithm
+from tianshou_offline.algorithms.discrete.dataset import DiscreteTransitions
+from tianshou_offline.algorithms.discrete.policies import DiscretePolicy
+
+__all__ = ["DiscreteFQE", "DiscreteFQEStep", "DiscreteFQETrainingStats"]
+
+
+@dataclass(kw_only=True)
+class DiscreteFQETrainingStats(TrainingStats):
+    """Statistics of one discrete FQE step."""
+
+    loss: float
+    """``MSE(Q(s, a), y)``."""
+    q_data: float
+    """Mean ``Q(s, a)`` of the dataset actions."""
+    q_target: float
+    """Mean regression target ``y = r + γ (1 − d) Σ_a' π(a'|s') Q'(s', a')``."""
+
+
+TDiscreteFQEStats = TypeVar(
+    "TDiscreteFQEStats", bound=DiscreteFQETrainingStats, default=DiscreteFQETrainingStats
+)
+
+
+@dataclass(frozen=True, slots=True)
+class DiscreteFQEStep:
+    """Tensors of one step, detached, for :meth:`DiscreteFQE._extend_stats`.
+
+    :ivar batch: the mini-batch.
+    :ivar q_data: ``(B,)`` Q of the dataset actions.
+    :ivar target: ``(B,)`` regression targets.
+    """
+
+    batch: DiscreteTransitions
+    q_data: torch.Tensor
+    target: torch.Tensor
+
+
+class DiscreteFQE(DiscreteOfflineAlgorithm[DiscretePolicy, TDiscreteFQEStats]):
+    """Fitted Q evaluation of a discrete policy (see the module docstring).
+
+    Train it as any offline algorithm (``run_training(OfflineTrainerParams(buffer=...))``, or
+    :meth:`fit`), then read :meth:`estimate`. The evaluated policy is never updated.
+
+    :param policy: the policy to evaluate (any :class:`DiscretePolicy`: Q-value, BCQ, CQL,
+        CRR, imitation; MLP or Atari networks).
+    :param model: the Q-network to fit, ``obs → (B, A)`` (e.g. a
+        :class:`~tianshou_offline.algorithms.discrete.nets.QNet` on
+        :func:`~tianshou_offline.algorithms.discrete.nets.make_trunk`).
+    :param optim: optimizer factory (Paine et al.: Adam).
+    :param tau: Polyak factor of the target network (1.0: hard copies).
+    :param target_update_freq: update the target every this many steps.
+    :param gamma: discount factor of the estimated value.
+    :param n_step_return_horizon: n of the n-step regression target.
+    :param max_grad_norm: clip the gradient norm (None: no clipping).
+    """
+
+    def __init__(
+        self,
+        *,
+        policy: DiscretePolicy,
+        model: nn.Module,
+        optim: OptimizerFactory,
+        tau: float = 0.005,
+        target_update_freq: int = 1,
+        gamma: float = 0.99,
+        n_step_return_horizon: int = 1,
+        max_grad_norm: float | None = None,
+    ) -> None:
+        super().__init__(policy=policy)
+        if not 0.0 < tau <= 1.0:
+            raise ValueError(f"tau={tau}: expected 0 < tau <= 1")
+        if target_update_freq < 1:
+            raise ValueError(f"target_update_freq={target_update_freq}: expected >= 1")
+        if not 0.0 <= gamma <= 1.0:
+            raise ValueError(f"gamma={gamma}: expected a value in [0, 1]")
+        self.model = model
+        self.model_target = self._add_target(model)
+        self.optim = self._make_optimizer(model, optim, max_grad_norm)
+        self.tau = float(tau)
+        self.target_update_freq = int(target_update_freq)
+        self.gamma = gamma
+        self.n_step = n_step_return_horizon
+        self._initial_obs: torch.Tensor | None = None
+        self.last_loss = float("nan")
+        """The regression loss of the latest gradient step."""
+
+    def _update_with_batch(
+        self, batch: RolloutBatchProtocol | DiscreteTransitions
+    ) -> TDiscreteFQEStats:
+        b = self._as_transitions(batch)
+        # Le et al. 2019, Alg. 3: regress Q(s, a) on r + γ (1 − d) Σ_a' π(a'|s') Q_{k−1}(s', a')
+        with torch.no_grad():
+            probs_next = self.policy.action_probs(b.obs_next)  # (B, A)
+            q_next = (self.model_target(b.obs_next) * probs_next).sum(dim=1)
+            target = b.rew + b.discount * q_next
+        rows = torch.arange(len(b), device=b.act.device)
+        q_data = self.model(b.obs)[rows, b.act]
+        loss = (q_data - target).pow(2).mean()
+        self.optim.step(loss)
+        if (self.num_updates + 1) % self.target_update_freq == 0:
+            self._update_targets(self.tau)
+        loss_f, q_f, target_f = to_floats(loss, q_data.mean(), target.mean())
+        self.last_loss = loss_f
+        stats = self.stats_type(loss=loss_f, q_data=q_f, q_target=target_f)
+        self._extend_stats(
+            stats, DiscreteFQEStep(batch=b, q_data=q_data.detach(), target=target)
+        )
+        return stats
+
+    def _extend_stats(self, stats: TDiscreteFQEStats, step: DiscreteFQEStep) -> None:
+        """Override to fill in extra fields of a stats subclass (see ``examples/extend_stats.py``)."""
+
+    # ------------------------------------------------------------------ the estimate
+
+    @torch.no_grad()
+    def q_values(self, obs: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
+        """``Q̂(s, ·)`` for ``obs (N, *obs_shape)`` in chunks: ``(N, A)`` float32."""
+        parts = [self.model(obs[i : i + chunk]) for i in range(0, obs.shape[0], chunk)]
+        return torch.cat(parts).to(torch.float32)
+
+    @torch.no_grad()
+    def state_values(self, obs: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
+        """``V̂(s) = Σ_a π(a|s) Q̂(s, a)`` for ``obs (N, *obs_shape)``: ``(N,)`` float32."""
+        parts = [
+            (self.model(o) * self.policy.action_probs(o)).sum(dim=1)
+            for o in (obs[i : i + chunk] for i in range(0, obs.shape[0], chunk))
+        ]
+        return torch.cat(parts).to(torch.float32)
+
+    def estimate(self, buffer: ReplayBuffer | None = None) -> float:
+        """``V̂(π) = E_{s_0~d_0}[ Σ_a π(a|s_0) Q̂(s_0, a) ]`` (Le et al. 2019, Eq. 4) over
+        the first observation of every episode of ``buffer`` (default: the buffer trained
+        on); a discounted return in the units of the data's rewards.
+
+        :raises RuntimeError: no buffer given and none trained on yet.
+        """
+        if buffer is not None:
+            obs0 = self.policy.obs_to_tensor(np.asarray(buffer[episode_starts(buffer)].obs))
+        elif self._initial_obs is not None:
+            obs0 = self._initial_obs
+        else:
+            raise RuntimeError("DiscreteFQE.estimate: no buffer given and none trained on yet")
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            return float(self.state_values(obs0).mean().item())
+        finally:
+            self.model.train(was_training)
+
+    def fit(self, buffer: ReplayBuffer, *, steps: int, batch_size: int = 256) -> float:
+        """Fit ``Q^π`` on ``buffer`` with ``steps`` gradient steps of ``batch_size``
+        transitions (Tianshou's ``OfflineTrainer``, one epoch, no test episodes) and return
+        :meth:`estimate`."""
+        from tianshou.trainer import OfflineTrainerParams
+
+        self._initial_obs = self.policy.obs_to_tensor(
+            np.asarray(buffer[episode_starts(buffer)].obs)
+        )
+        self.run_training(
+            OfflineTrainerParams(
+                buffer=buffer,
+                max_epochs=1,
+                epoch_num_steps=steps,
+                batch_size=batch_size,
+                test_collector=None,
+                show_progress=False,
+                verbose=False,
+            )
+        )
+        return self.estimate()
