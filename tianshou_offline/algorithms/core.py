@@ -83,6 +83,10 @@ from torch import nn
 from typing_extensions import TypeVar
 
 from tianshou_offline.algorithms._optim import FastStep, prefer_fused, zero_grad
+from tianshou_offline.progress import Progress
+
+if typing.TYPE_CHECKING:
+    from tianshou.utils import BaseLogger
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +103,7 @@ __all__ = [
     "polyak_update",
     "resolve_stats_type",
     "return_to_go",
+    "step_counter",
     "to_floats",
 ]
 
@@ -759,3 +764,15 @@ class OfflineAlgorithmCore(
         :param batch: a device-resident mini-batch (or a Tianshou numpy ``Batch``, converted
             with :meth:`_as_transitions`).
         """
+
+
+def step_counter(bar: Progress) -> BaseLogger:
+    """A Tianshou logger that logs nothing and counts every gradient step on ``bar`` (the
+    trainer reports each update to its logger)."""
+    from tianshou.utils import LazyLogger
+
+    class StepCounter(LazyLogger):
+        def log_update_data(self, log_data: dict[str, Any], step: int) -> None:
+            bar.update(1)
+
+    return StepCounter()

@@ -33,7 +33,6 @@ optimisation).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -48,11 +47,8 @@ from tianshou_offline.algorithms.continuous.base import OfflineAlgorithmBase
 from tianshou_offline.algorithms.continuous.dataset import TransitionDataset, Transitions
 from tianshou_offline.algorithms.continuous.nets import CriticEnsemble
 from tianshou_offline.algorithms.continuous.policies import ContinuousPolicy
-from tianshou_offline.algorithms.core import episode_starts, to_floats
+from tianshou_offline.algorithms.core import episode_starts, step_counter, to_floats
 from tianshou_offline.progress import Progress
-
-if TYPE_CHECKING:
-    from tianshou.utils import BaseLogger
 
 __all__ = ["FQE", "FQEDataset", "FQEStep", "FQETrainingStats", "FQETransitions", "episode_starts"]
 
@@ -272,19 +268,8 @@ class FQE(OfflineAlgorithmBase[ContinuousPolicy, TFQEStats]):
                 test_collector=None,
                 show_progress=False,
                 verbose=False,
-                logger=_step_counter(progress) if progress is not None else None,
+                logger=step_counter(progress) if progress is not None else None,
             )
         )
         return self.estimate()
 
-
-def _step_counter(bar: Progress) -> BaseLogger:
-    """A Tianshou logger that logs nothing and counts every gradient step on ``bar`` (the
-    trainer reports each update to its logger)."""
-    from tianshou.utils import LazyLogger
-
-    class StepCounter(LazyLogger):
-        def log_update_data(self, log_data: dict[str, Any], step: int) -> None:
-            bar.update(1)
-
-    return StepCounter()

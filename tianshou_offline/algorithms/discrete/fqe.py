@@ -44,10 +44,11 @@ from tianshou.data.types import RolloutBatchProtocol
 from torch import nn
 from typing_extensions import TypeVar
 
-from tianshou_offline.algorithms.core import episode_starts, to_floats
+from tianshou_offline.algorithms.core import episode_starts, step_counter, to_floats
 from tianshou_offline.algorithms.discrete.base import DiscreteOfflineAlgorithm
 from tianshou_offline.algorithms.discrete.dataset import DiscreteTransitions
 from tianshou_offline.algorithms.discrete.policies import DiscretePolicy
+from tianshou_offline.progress import Progress
 
 __all__ = ["DiscreteFQE", "DiscreteFQEStep", "DiscreteFQETrainingStats"]
 
@@ -195,10 +196,20 @@ class DiscreteFQE(DiscreteOfflineAlgorithm[DiscretePolicy, TDiscreteFQEStats]):
         finally:
             self.model.train(was_training)
 
-    def fit(self, buffer: ReplayBuffer, *, steps: int, batch_size: int = 256) -> float:
+    def fit(
+        self,
+        buffer: ReplayBuffer,
+        *,
+        steps: int,
+        batch_size: int = 256,
+        progress: Progress | None = None,
+    ) -> float:
         """Fit ``Q^π`` on ``buffer`` with ``steps`` gradient steps of ``batch_size``
         transitions (Tianshou's ``OfflineTrainer``, one epoch, no test episodes) and return
-        :meth:`estimate`."""
+        :meth:`estimate`.
+
+        :param progress: counts the gradient steps (one ``update(1)`` each).
+        """
         from tianshou.trainer import OfflineTrainerParams
 
         self._initial_obs = self.policy.obs_to_tensor(
@@ -213,6 +224,7 @@ class DiscreteFQE(DiscreteOfflineAlgorithm[DiscretePolicy, TDiscreteFQEStats]):
                 test_collector=None,
                 show_progress=False,
                 verbose=False,
+                logger=step_counter(progress) if progress is not None else None,
             )
         )
         return self.estimate()
