@@ -16,7 +16,7 @@ Reports the peak resident set size (``ru_maxrss``) and the RSS after each phase,
 the frame bytes and to what holding stacked observations would take (4 frames per ``obs``;
 8 with a stored stacked ``obs_next``). Target: ours ≤ 8 GB at 1M steps.
 
-Usage: ``python benchmarks/atari_memory.py [--steps 1000000] [--workdir DIR] [--keep]``
+Usage: ``python -m benchmarks.atari_memory [--steps 1000000] [--workdir DIR] [--keep]``
 """
 
 from __future__ import annotations
@@ -33,6 +33,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from benchmarks._lib.peers import child_env
 
 FRAME = (84, 84)
 STACK = 4
@@ -107,8 +109,7 @@ def measure(
     import tianshou  # noqa: F401  (imports counted in the baseline)
     from tianshou.utils.torch_utils import policy_within_training_step
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from train_speed_discrete import ATARI, build_ours, build_tianshou
+    from benchmarks._lib.sides_discrete import ATARI, build_ours, build_tianshou
 
     out: dict[str, Any] = {
         "implementation": implementation,
@@ -147,7 +148,8 @@ def measure(
 def _child(args: argparse.Namespace, implementation: str) -> dict[str, Any]:
     cmd = [
         sys.executable,
-        __file__,
+        "-m",
+        "benchmarks.atari_memory",
         "--child",
         implementation,
         "--file",
@@ -158,7 +160,7 @@ def _child(args: argparse.Namespace, implementation: str) -> dict[str, Any]:
         str(args.threads),
         *(["--with-tensorflow"] if args.with_tensorflow else []),
     ]
-    p = subprocess.run(cmd, capture_output=True, text=True)
+    p = subprocess.run(cmd, capture_output=True, text=True, env=child_env())
     if p.returncode != 0:
         raise RuntimeError(
             f"{implementation} measurement failed:\n{p.stdout[-2000:]}\n{p.stderr[-4000:]}"

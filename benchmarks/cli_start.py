@@ -4,7 +4,7 @@
 Target (issue 10): under 1 s each with the ``test`` extra (TensorFlow) installed. Reference:
 ``python -c pass`` (the interpreter's own start), measured interleaved in the same run.
 
-    python benchmarks/cli_start.py [--repeats 7]
+    python -m benchmarks.cli_start [--repeats 7]
 """
 
 from __future__ import annotations
@@ -52,7 +52,9 @@ def main() -> None:
     print(f"{'python -c pass':<42} {r:9.3f} {1.0:17.1f}")
     for name, ts in times.items():
         m = statistics.median(ts)
-        print(f"{'tianshou-offline ' + name:<42} {m:9.3f} {m / r:17.1f}  {'ok' if m < 1 else 'MISSED'}")
+        print(
+            f"{'tianshou-offline ' + name:<42} {m:9.3f} {m / r:17.1f}  {'ok' if m < 1 else 'MISSED'}"
+        )
 
 
 if __name__ == "__main__":

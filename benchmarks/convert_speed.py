@@ -27,8 +27,8 @@ resident set (VmHWM) minus the resident set just before converting, against the 
 
 Usage::
 
-    python benchmarks/convert_speed.py                      # full size (~2 min, ~1.5 GB disk)
-    python benchmarks/convert_speed.py --transitions 100000 --episodes 100 --repeats 3
+    python -m benchmarks.convert_speed                      # full size (~2 min, ~1.5 GB disk)
+    python -m benchmarks.convert_speed --transitions 100000 --episodes 100 --repeats 3
 """
 
 from __future__ import annotations

@@ -17,11 +17,15 @@ fresh episodes (deterministic actions, seeds shared between arms); printed as a 
 returns per arm, averaged over ``--seeds``. Reference: a random/zero-torque policy scores about
 −1280 on Pendulum-v1, the noiseless scripted controller about −140.
 
-    python benchmarks/finetune_curve.py                       # TD3+BC, defaults below
-    python benchmarks/finetune_curve.py --algorithm calql --json curve.json
+    python -m benchmarks.finetune_curve                       # TD3+BC, defaults below
+    python -m benchmarks.finetune_curve --algorithm calql --json curve.json
 """
 
 from __future__ import annotations
+
+import tianshou_offline.cli._no_tensorflow  # noqa: F401  (first: keeps TensorFlow out of this process)
+
+# isort: split
 
 import argparse
 import json
@@ -31,7 +35,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import _tf_free  # noqa: F401  (first: keeps TensorFlow out of this process)
 import gymnasium as gym
 import numpy as np
 import torch

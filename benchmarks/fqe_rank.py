@@ -15,11 +15,15 @@ scale).
    confidence interval over checkpoints (``--bootstrap`` resamples), and the regret of
    selecting the top-ranked checkpoint (best true return − true return of FQE's pick).
 
-    python benchmarks/fqe_rank.py
-    python benchmarks/fqe_rank.py --fqe-steps 20000 --json fqe_rank.json
+    python -m benchmarks.fqe_rank
+    python -m benchmarks.fqe_rank --fqe-steps 20000 --json fqe_rank.json
 """
 
 from __future__ import annotations
+
+import tianshou_offline.cli._no_tensorflow  # noqa: F401  (first: keeps TensorFlow out of this process)
+
+# isort: split
 
 import argparse
 import json
@@ -30,7 +34,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import _tf_free  # noqa: F401  (first: keeps TensorFlow out of this process)
 import gymnasium as gym
 import numpy as np
 import torch

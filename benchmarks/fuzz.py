@@ -1,9 +1,9 @@
 """Fuzz every reading entry point with mutants of valid files and print the outcome table.
 
-    python benchmarks/fuzz.py --mutants 10000 --seed 1
+    python -m benchmarks.fuzz --mutants 10000 --seed 1
 
 Seeds, mutations, entry points and outcomes are those of ``tests/test_fuzz.py`` (the harness is
-``tests/_fuzz.py``): mutants of files written by ``BufferWriter``, ``EpisodeRecorder``,
+:mod:`benchmarks._lib.fuzz`): mutants of files written by ``BufferWriter``, ``EpisodeRecorder``,
 Tianshou's ``ReplayBuffer``/``VectorReplayBuffer.save_hdf5``, a D4RL-layout file, the RL
 Unplugged converter, a Minari dataset written by Minari and an RL Unplugged TFRecord shard,
 fed to ``load_buffer``, ``tianshou-offline inspect``, ``convert tianshou``, ``convert d4rl``,
@@ -24,9 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
-import _fuzz  # sets up the environment before Tianshou is imported
+from benchmarks._lib import fuzz as _fuzz  # sets up the environment before Tianshou is imported
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,7 +8,7 @@ terminated, truncated) for both. Runs are interleaved; medians are reported.
 
 Target: ours >= 0.5x raw h5py in both directions.
 
-    python benchmarks/io_speed.py [--transitions 1000000] [--repeats 5] [--dir /tmp]
+    python -m benchmarks.io_speed [--transitions 1000000] [--repeats 5] [--dir /tmp]
 """
 
 from __future__ import annotations

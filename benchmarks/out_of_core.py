@@ -27,8 +27,8 @@
 
 Usage::
 
-    python benchmarks/out_of_core.py build --dir /tmp/ooc --steps 5000000
-    python benchmarks/out_of_core.py run --dir /tmp/ooc [--ram-steps 1000000]
+    python -m benchmarks.out_of_core build --dir /tmp/ooc --steps 5000000
+    python -m benchmarks.out_of_core run --dir /tmp/ooc [--ram-steps 1000000]
 
 Check free disk first: 5M steps are 35.3 GB of frames (plus one shard's temporary).
 """
@@ -156,8 +156,7 @@ def build(args: argparse.Namespace) -> None:
 
 
 def _algorithm() -> Any:
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from train_speed_discrete import ATARI, build_ours
+    from benchmarks._lib.sides_discrete import ATARI, build_ours
 
     return build_ours("cql", ATARI)
 

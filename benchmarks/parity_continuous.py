@@ -3,7 +3,7 @@
 Same data, same budget, same seeds, same networks and hyperparameters on both sides:
 
 - data: 20k transitions of a SAC expert on Pendulum-v1, gathered the way Tianshou's offline
-  tests do (``tests/_pendulum_expert.py``: SAC to a test return >= -250, then exploring
+  tests do (``benchmarks/_lib/experts/pendulum.py``: SAC to a test return >= -250, then exploring
   steps). Tianshou's algorithms train on actions in their policies' ``[-1, 1]`` range (what
   Tianshou's collectors store); ours on the file's environment units — the same transitions.
 - budget: ``--epochs`` × ``--steps`` gradient steps, batch 256, a 10-episode test after every
@@ -45,9 +45,9 @@ interleaved (seed-major), so machine load affects both sides alike.
 
 Usage::
 
-    python benchmarks/parity_continuous.py                      # 3 seeds, all algorithms
-    python benchmarks/parity_continuous.py --seeds 0 1 2 3 4 --algorithms cql,td3bc
-    python benchmarks/parity_continuous.py --unpaired           # each side its own batches
+    python -m benchmarks.parity_continuous                      # 3 seeds, all algorithms
+    python -m benchmarks.parity_continuous --seeds 0 1 2 3 4 --algorithms cql,td3bc
+    python -m benchmarks.parity_continuous --unpaired           # each side its own batches
 """
 
 from __future__ import annotations
@@ -55,7 +55,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -90,10 +89,9 @@ from tianshou.utils.net.continuous import (
 from tianshou.utils.net.continuous import Perturbation as TsPerturbation
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _parity
-from _parity import diff, mean_std
-
+from benchmarks._lib import parity
+from benchmarks._lib.experts.pendulum import cached_expert_file
+from benchmarks._lib.stats import diff_cell, mean_std
 from tianshou_offline import load_buffer
 from tianshou_offline.algorithms import (
     BCQ,
@@ -113,7 +111,6 @@ from tianshou_offline.algorithms import (
 )
 from tianshou_offline.algorithms import MLP as OurMLP
 
-REPO = Path(__file__).resolve().parent.parent
 TASK = "Pendulum-v1"
 OBS_DIM, ACT_DIM = 3, 1
 CQL_WEIGHT = 5.0
@@ -132,9 +129,6 @@ the networks are built, so both sides' noise streams start alike."""
 
 def expert_buffers(data_dir: Path) -> tuple[ReplayBuffer, ReplayBuffer]:
     """(ours: actions in env units, Tianshou's: the same transitions, actions in [-1, 1])."""
-    sys.path.insert(0, str(REPO / "tests"))
-    from _pendulum_expert import cached_expert_file
-
     path = cached_expert_file(data_dir)
     ours = load_buffer(path)
     theirs = load_buffer(path)
@@ -636,14 +630,14 @@ def format_table(runs: Sequence[Run]) -> str:
         for metric in ("final_return", "last3_return", "best_return"):
             a = [getattr(r, metric) for r in ours]
             b = [getattr(r, metric) for r in ts]
-            cells += [mean_std(a), mean_std(b), diff(a, b, paired) if b else "—"]
+            cells += [mean_std(a), mean_std(b), diff_cell(a, b, paired) if b else "—"]
         rows.append(f"| {LABELS[name]} | " + " | ".join(cells) + f" | {len(ours)} |")
     return "\n".join(rows)
 
 
 def pairing_summary(runs: Sequence[Run]) -> str:
     """In how many (algorithm, seed) pairs both sides trained on the same mini-batches."""
-    return _parity.pairing_summary(runs, lambda r: r.batch_digest)
+    return parity.pairing_summary(runs, lambda r: r.batch_digest)
 
 
 def main(argv: list[str] | None = None) -> list[Run]:

@@ -4,10 +4,10 @@
 Same data, budget, networks, hyperparameters and seeds for both sides:
 
 - data: CartPole-v1 expert buffer gathered as Tianshou's offline tests do (QR-DQN trained
-  online to a test return >= 190, then 20k steps at ε = 0.2; ``tests/_cartpole_expert.py``,
+  online to a test return >= 190, then 20k steps at ε = 0.2; ``benchmarks/_lib/experts/cartpole.py``,
   cached);
 - networks: the same modules on both sides (MLP trunk 64, heads 64; QR-DQN head with 200
-  quantiles), see ``train_speed_discrete.py``;
+  quantiles), see ``benchmarks/_lib/sides_discrete.py``;
 - hyperparameters: those of Tianshou's CartPole offline tests (lr, n-step, target updates,
   BCQ threshold 0.6, CQL weight 10, batch sizes);
 - budget: ``--epochs`` × ``--updates`` gradient steps with Tianshou's ``OfflineTrainer``,
@@ -41,7 +41,7 @@ Tianshou per seed to a fraction of a point (the same update, tested by
 differences: CQL's target-action rule and Tianshou's CRR actor loss (every sample weighted by
 the batch-mean ``exp`` weight, with a gradient through it; see docs/ATARI.md).
 
-Usage: ``python benchmarks/parity_discrete.py [--seeds 0 1 2] [--algorithms il cql] [--unpaired]``
+Usage: ``python -m benchmarks.parity_discrete [--seeds 0 1 2] [--algorithms il cql] [--unpaired]``
 """
 
 from __future__ import annotations
@@ -63,16 +63,11 @@ from tianshou.data import Collector, CollectStats
 from tianshou.env import DummyVectorEnv
 from tianshou.trainer import OfflineTrainerParams
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parent / "tests"))
-
-import _parity  # noqa: E402
-from _cartpole_expert import TASK, cached_expert_file  # noqa: E402
-from _parity import diff, mean_std  # noqa: E402
-from train_speed_discrete import ALGORITHMS, CARTPOLE, build_ours, build_tianshou  # noqa: E402
-
-from tianshou_offline import load_buffer  # noqa: E402
+from benchmarks._lib import parity
+from benchmarks._lib.experts.cartpole import TASK, cached_expert_file
+from benchmarks._lib.sides_discrete import ALGORITHMS, CARTPOLE, build_ours, build_tianshou
+from benchmarks._lib.stats import diff_cell, mean_std
+from tianshou_offline import load_buffer
 
 LABELS = {
     "il": ("DiscreteImitationLearning", "OfflineImitationLearning"),
@@ -238,10 +233,10 @@ def format_table(runs: Sequence[Run]) -> str:
             f"| {LABELS[name][0]} vs {LABELS[name][1]} "
             f"| {mean_std([r.final_return for r in ours])} "
             f"| {mean_std([r.final_return for r in ts])} "
-            f"| {diff([r.final_return for r in ours], [r.final_return for r in ts], paired)} "
+            f"| {diff_cell([r.final_return for r in ours], [r.final_return for r in ts], paired)} "
             f"| {mean_std([_last3(r) for r in ours])} "
             f"| {mean_std([_last3(r) for r in ts])} "
-            f"| {diff([_last3(r) for r in ours], [_last3(r) for r in ts], paired)} "
+            f"| {diff_cell([_last3(r) for r in ours], [_last3(r) for r in ts], paired)} "
             f"| {mean_std([r.best_return for r in ours])} "
             f"| {mean_std([r.best_return for r in ts])} | {len(ours)} |"
         )
@@ -250,7 +245,7 @@ def format_table(runs: Sequence[Run]) -> str:
 
 def pairing_summary(runs: Sequence[Run]) -> str:
     """In how many (algorithm, seed) pairs both sides trained on the same mini-batches."""
-    return _parity.pairing_summary(runs, lambda r: r.rng_check)
+    return parity.pairing_summary(runs, lambda r: r.rng_check)
 
 
 def main(argv: Sequence[str] | None = None) -> list[Run]:

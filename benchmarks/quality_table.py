@@ -16,13 +16,13 @@ algorithms (BC, BCQ, CQL, CRR, TD3PlusBC; DiscreteBC, DiscreteBCQ, DiscreteCQL; 
 discrete CRR). Both sides get the same networks (continuous: ReLU MLPs of the scale's widths
 for every network — 64×64 at the small scale, where CQL's 30 critic evaluations per sample
 would cost 0.2 s per step at 256×256 on this machine's CPU, D4RL's 256×256 at ``--scale d4rl``;
-discrete: our trunk and head layers, ``_d3rlpy_runner.py``), batch size, number of
+discrete: our trunk and head layers, :mod:`benchmarks._lib.d3rlpy_side`), batch size, number of
 gradient steps and hyperparameters (:data:`CONTINUOUS_HP`, :data:`DISCRETE_HP`, mapped to
 d3rlpy's config fields in :func:`d3rlpy_params`), and the same data: our side loads the HDF5
 file with ``load_buffer``; d3rlpy's gets the same arrays (``obs``, ``act``, ``rew``,
 ``terminated``, episode ends) in an ``MDPDataset``. Every run is a process of its own (d3rlpy
 in its own virtual environment, found or created as the speed benchmarks do:
-``_peers.d3rlpy_python``), one torch thread each, at most ``--jobs`` at a time. A gradient step
+:func:`benchmarks._lib.peers.d3rlpy_python`), one torch thread each, at most ``--jobs`` at a time. A gradient step
 is ``algorithm.update(buffer, batch_size)`` for ours (as Tianshou's ``OfflineTrainer`` calls
 it) and ``algo.update(dataset.sample_transition_batch(batch_size))`` for d3rlpy (its ``fit``
 loop's step). Both sides' final policies are evaluated by the same code in this environment
@@ -38,9 +38,14 @@ quantiles), d3rlpy's on double DQN (a mean Q per action); the row ``cql-dqn`` ru
 d3rlpy's form (one quantile, the double-DQN target, half the loss) against the same d3rlpy
 runs; d3rlpy builds an episode's last ``obs_next`` from zeros where the file stores it.
 DiscreteBCQ runs the same network on both sides (:data:`DISCRETE_NETS`). A difference is
-marked when a Student-t test over the seeds' paired differences puts it beyond noise at 95%.
+marked when a Student-t test over the seeds' paired differences puts it beyond noise after
+Holm's correction over all the table's differences (family-wise 5%). Every cell has the
+scale's pre-registered seeds (:attr:`Scale.seeds`: 5 at the small scale).
 
-Results of finished runs are kept (``--results``), so an interrupted table continues; the
+Every run is kept as a result file under ``benchmarks/results/quality_table/`` (its key
+holds the code fingerprint: a run of older code is rerun, not reused), so an interrupted
+table continues; ``--table-only`` prints and ``--readme`` writes the table from the kept
+results alone (no data files needed). The
 families are made once and reused (``--data-dir``). ``--scale d4rl`` is the D4RL budget
 (1M-transition files, SAC trained 1M steps, 1M gradient steps, 5 seeds) for a GPU or a
 cluster; ``--device cuda`` runs both sides there; ``--ray [ADDRESS]`` runs every job as a Ray
@@ -53,10 +58,10 @@ evaluated by the same code, and d3rlpy's side runs in its own interpreter.
 
 Usage::
 
-    python benchmarks/quality_table.py                       # the small scale, 2 processes
-    python benchmarks/quality_table.py --rows mountaincar --seeds 3
-    python benchmarks/quality_table.py --scale d4rl --device cuda --jobs 8
-    python benchmarks/quality_table.py --scale d4rl --ray auto   # on a node of a Ray cluster
+    python -m benchmarks.quality_table                       # the small scale, 2 processes
+    python -m benchmarks.quality_table --rows mountaincar --seeds 3
+    python -m benchmarks.quality_table --scale d4rl --device cuda --jobs 8
+    python -m benchmarks.quality_table --scale d4rl --ray auto   # on a node of a Ray cluster
 """
 
 from __future__ import annotations
@@ -64,10 +69,8 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import dataclasses
-import hashlib
-import importlib.metadata
+import functools
 import json
-import math
 import os
 import statistics
 import subprocess
@@ -80,8 +83,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+from benchmarks._lib import readme, results, stats
+from benchmarks._lib.peers import D3RLPY_VERSION, child_env, d3rlpy_python
+
+BENCHMARK = "quality_table"
+COMMON_CODE = (
+    "benchmarks/quality_table.py",
+    "tianshou_offline/datasets",
+    "tianshou_offline/converters/d4rl_scores.py",
+)
+CODE = {
+    "ours": (*COMMON_CODE, "tianshou_offline/algorithms", "tianshou_offline/data",
+             "tianshou_offline/scale/algorithms.py"),
+    "d3rlpy": COMMON_CODE,
+}  # fmt: skip
+"""The code each side's run depends on: a job's kept result is reused only while the
+fingerprint of these files is the same (:mod:`benchmarks._lib.results`)."""
 
 DEFAULT_DATA_DIR = Path.home() / ".cache" / "tianshou-offline" / "quality"
 
@@ -93,6 +110,7 @@ DEFAULT_DATA_DIR = Path.home() / ".cache" / "tianshou-offline" / "quality"
 class Scale:
     """The budgets of one scale of the table."""
 
+    name: str
     online_budget: dict[str, int]
     """Online environment steps of each family's agent."""
     dataset_steps: int
@@ -100,6 +118,8 @@ class Scale:
     gradient_steps: dict[str, int]
     """Per suite (``continuous``, ``discrete``): gradient steps of every run."""
     seeds: int
+    """Seeds of every cell, fixed here before any run (``--seeds`` may run fewer, never
+    more: no cell gets seeds because of its result)."""
     eval_episodes: int
     """Evaluation episodes of each trained policy."""
     family_eval_episodes: int
@@ -113,10 +133,11 @@ class Scale:
 
 SCALES: dict[str, Scale] = {
     "small": Scale(
+        name="small",
         online_budget={"Hopper-v5": 60_000, "HalfCheetah-v5": 60_000, "CartPole-v1": 50_000},
         dataset_steps=20_000,
         gradient_steps={"continuous": 5_000, "discrete": 10_000},
-        seeds=3,
+        seeds=5,
         eval_episodes=10,
         family_eval_episodes=5,
         reference_episodes=100,
@@ -124,6 +145,7 @@ SCALES: dict[str, Scale] = {
         hidden=(64, 64),
     ),
     "d4rl": Scale(
+        name="d4rl",
         online_budget={"Hopper-v5": 1_000_000, "HalfCheetah-v5": 1_000_000, "CartPole-v1": 100_000},
         dataset_steps=1_000_000,
         gradient_steps={"continuous": 1_000_000, "discrete": 100_000},
@@ -181,8 +203,13 @@ LABELS = {
         "iql": "IQL",
         "rebrac": "ReBRAC",
     },
-    "discrete": {"il": "IL (BC)", "bcq": "BCQ", "cql": "CQL", "cql-dqn": "CQL, d3rlpy's form",
-                 "crr": "CRR"},
+    "discrete": {
+        "il": "IL (BC)",
+        "bcq": "BCQ",
+        "cql": "CQL",
+        "cql-dqn": "CQL, d3rlpy's form",
+        "crr": "CRR",
+    },
 }
 D3RLPY_HAS = {
     "continuous": {"il", "bcq", "cql", "crr", "td3bc", "iql", "rebrac"},
@@ -248,7 +275,7 @@ DISCRETE_NETS: dict[str, dict[str, list[int]]] = {
     "bcq": {"trunk_sizes": [64, 64], "head_sizes": []},
 }
 """Our networks where they are not ``DISCRETE_TRUNK`` + ``DISCRETE_HEAD`` (part of our side's
-job key). BCQ: d3rlpy's layout, which ``_d3rlpy_runner`` builds for its side — its imitator is
+job key). BCQ: d3rlpy's layout, which :mod:`benchmarks._lib.d3rlpy_side` builds for its side — its imitator is
 a linear layer on the Q network's whole encoder (``share_encoder=True``; the encoder is the
 trunk and the head's hidden layer) — so ours is a trunk of both hidden layers with linear
 Q and imitation heads: the same network. (The table first gave our imitator its own hidden
@@ -276,7 +303,7 @@ NOTES = [
 
 
 def d3rlpy_params(suite: str, algo: str) -> dict[str, Any]:
-    """The ``params`` of ``_d3rlpy_runner``'s config builders, from :data:`CONTINUOUS_HP` /
+    """The ``params`` of :mod:`benchmarks._lib.d3rlpy_side`'s config builders, from :data:`CONTINUOUS_HP` /
     :data:`DISCRETE_HP` (d3rlpy's own defaults differ: BCQ samples 100 actions, CQL learns
     its conservative weight, CRR copies its target every 100 steps, DiscreteBC penalises
     logits with β = 0.5)."""
@@ -435,21 +462,6 @@ def prepare_data(rows: Sequence[RowSpec], scale_name: str, data_dir: Path) -> di
     return files
 
 
-def find_data(rows: Sequence[RowSpec], scale_name: str, data_dir: Path) -> dict[str, Path]:
-    """The file of every row that has been made (``--table-only``: nothing is made or
-    trained; where :func:`prepare_data` puts them)."""
-    root = data_dir / scale_name
-    files: dict[str, Path] = {}
-    for r in rows:
-        if r.level == "scripted":
-            path = root / f"mountaincar-scripted-{SCALES[scale_name].mountaincar_episodes}.hdf5"
-        else:
-            path = root / r.env / f"{r.level}.hdf5"
-        if path.exists():
-            files[r.key] = path
-    return files
-
-
 def arrays_path(path: Path) -> Path:
     """Where :func:`export_arrays` keeps ``path``'s arrays (named by its content)."""
     return path.with_suffix(f".{_sha256(path)[:12]}.npz")
@@ -494,10 +506,27 @@ class Job:
     spec: dict[str, Any]
 
     @property
+    def name(self) -> str:
+        """The result's name: scale, row, algorithm, side, seed."""
+        return f"{self.spec['scale']}.{self.row}.{self.algo}.{self.side}.{self.seed}"
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """The spec without this machine's paths (the data is in it by its hash)."""
+        return {k: v for k, v in self.spec.items() if k not in ("file", "arrays")}
+
+    @property
+    def code(self) -> tuple[str, ...]:
+        return CODE[self.side]
+
+    @property
     def key(self) -> str:
-        blob = json.dumps(self.spec, sort_keys=True)
-        digest = hashlib.sha256(blob.encode()).hexdigest()[:12]
-        return f"{self.row}.{self.algo}.{self.side}.{self.seed}.{digest}"
+        return results.result_key(self.name, self.settings, _fingerprint(self.code))
+
+
+@functools.cache
+def _fingerprint(code: tuple[str, ...]) -> str:
+    return results.code_fingerprint(code)
 
 
 def make_jobs(
@@ -505,11 +534,18 @@ def make_jobs(
     seeds: int, algorithms: Sequence[str] | None, sides: Sequence[str], device: str,
 ) -> list[Job]:  # fmt: skip
     from tianshou_offline import read_metadata
+    from tianshou_offline.converters.d4rl_scores import reference_scores
 
-    sizes: dict[str, int] = {}
+    info: dict[str, dict[str, Any]] = {}
     for row in rows:  # the action space stored in the file (no environment is made)
-        space: Any = read_metadata(files[row.key]).action_space
-        sizes[row.key] = int(space.shape[0]) if row.suite == "continuous" else int(space.n)
+        md = read_metadata(files[row.key])
+        space: Any = md.action_space
+        lo, hi = reference_scores(files[row.key])
+        info[row.key] = {
+            "action_size": int(space.shape[0]) if row.suite == "continuous" else int(space.n),
+            "data": {"name": files[row.key].name, "transitions": md.num_transitions,
+                     "episodes": md.num_episodes, "ref_min": lo, "ref_max": hi},
+        }  # fmt: skip
     jobs: list[Job] = []
     for seed in range(seeds):  # seed-major: a partial table has every cell at low seeds
         for row in rows:
@@ -520,12 +556,11 @@ def make_jobs(
                     if side == "d3rlpy" and algo not in D3RLPY_HAS[row.suite]:
                         continue
                     spec = {
-                        "row": row.key, "env": row.env, "suite": row.suite, "algo": algo,
-                        "side": side, "seed": seed, "file": str(files[row.key]),
-                        "file_sha256": _sha256(files[row.key]),
-                        # the arrays path is in every key (ours too), exported or not
+                        "scale": scale.name, "row": row.key, "env": row.env,
+                        "suite": row.suite, "algo": algo, "side": side, "seed": seed,
+                        "file": str(files[row.key]), "file_sha256": _sha256(files[row.key]),
                         "arrays": str(arrays.get(row.key, arrays_path(files[row.key]))),
-                        "action_size": sizes[row.key],
+                        **info[row.key],
                         "gradient_steps": scale.gradient_steps[row.suite],
                         "eval_episodes": scale.eval_episodes, "device": device,
                         "hidden": list(scale.hidden),
@@ -537,91 +572,89 @@ def make_jobs(
     return jobs
 
 
-_SHA: dict[Path, str] = {}
-
-
+@functools.cache
 def _sha256(path: Path) -> str:
-    if path not in _SHA:
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-        _SHA[path] = h.hexdigest()
-    return _SHA[path]
+    return results.file_sha256(path)
 
 
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", TF_CPP_MIN_LOG_LEVEL="3")
-    return env
+def _kept(job: Job, results_dir: Path) -> dict[str, Any] | None:
+    """The kept result of ``job`` at this code, as :func:`run_job` returns it."""
+    record = results.find_result(BENCHMARK, job.name, job.settings, job.code, results_dir)
+    return None if record is None else _as_run(record)
 
 
-def run_job(job: Job, results: Path, d3rlpy: str | None) -> dict[str, Any]:
-    """Run one job in its own process(es); its result is kept in ``results``."""
-    out = results / f"{job.key}.json"
-    if out.exists():
-        done: dict[str, Any] = json.loads(out.read_text())
-        return done
-    with tempfile.TemporaryDirectory(prefix="quality_") as tmp:
+def _as_run(record: dict[str, Any]) -> dict[str, Any]:
+    s = record["settings"]
+    return {**record["figures"], "row": s["row"], "algo": s["algo"], "side": s["side"],
+            "seed": s["seed"]}  # fmt: skip
+
+
+def run_job(job: Job, results_dir: Path, d3rlpy: str | None) -> dict[str, Any]:
+    """Run one job in its own process(es), unless a result of it at this code is kept; the
+    result is kept in ``results_dir`` (:func:`benchmarks._lib.results.write_result`)."""
+    kept = _kept(job, results_dir)
+    if kept is not None:
+        return kept
+    module = ["-m", "benchmarks.quality_table", "--worker"]
+    with results.LoadMonitor() as load, tempfile.TemporaryDirectory(prefix="quality_") as tmp:
         job_path = Path(tmp) / "job.json"
         job_path.write_text(json.dumps({**job.spec, "workdir": tmp}))
-        script = str(Path(__file__).resolve())
         log = Path(tmp) / "log.txt"
         steps: list[list[str]]
         if job.side == "ours":
-            steps = [[sys.executable, script, "--worker", "ours", str(job_path)]]
+            steps = [[sys.executable, *module, "ours", str(job_path)]]
         else:
             if d3rlpy is None:
                 raise RuntimeError("no d3rlpy interpreter")
             steps = [
-                [d3rlpy, script, "--worker", "d3rlpy", str(job_path)],
-                [sys.executable, script, "--worker", "evaluate", str(job_path)],
+                [d3rlpy, *module, "d3rlpy", str(job_path)],
+                [sys.executable, *module, "evaluate", str(job_path)],
             ]
         for argv in steps:
             with open(log, "a") as f:
-                proc = subprocess.run(argv, stdout=f, stderr=subprocess.STDOUT, env=_env(), cwd=tmp)
+                proc = subprocess.run(
+                    argv, stdout=f, stderr=subprocess.STDOUT, env=child_env(1), cwd=tmp
+                )
             if proc.returncode != 0:
                 raise RuntimeError(
-                    f"{job.key}: {' '.join(argv[-3:])} failed:\n{log.read_text()[-3000:]}"
+                    f"{job.name}: {' '.join(argv[-3:])} failed:\n{log.read_text()[-3000:]}"
                 )
         result: dict[str, Any] = json.loads((Path(tmp) / "result.json").read_text())
-    result.update(row=job.row, algo=job.algo, side=job.side, seed=job.seed)
-    tmp_out = out.with_name(f".{out.name}.tmp")
-    tmp_out.write_text(json.dumps(result, indent=1))
-    os.replace(tmp_out, out)
-    return result
+    path = results.write_result(
+        BENCHMARK, job.name, settings=job.settings, figures=result, code=job.code,
+        seeds=[job.seed], data={job.row: job.spec["file_sha256"]}, load=load,
+        d3rlpy=D3RLPY_VERSION if job.side == "d3rlpy" else None, results_dir=results_dir,
+    )  # fmt: skip
+    return _as_run(json.loads(path.read_text()))
 
 
-def _ray_job(job: Job, results: str, d3rlpy: str | None, torch_version: str) -> dict[str, Any]:
+def _ray_job(job: Job, results_dir: str, d3rlpy: str | None, torch_version: str) -> dict[str, Any]:
     """One job as a Ray task: on the node that runs it, d3rlpy's interpreter is the one given
     (``--d3rlpy-python``, at the same path on every node) or the default venv, made there if
     missing."""
     if job.side == "d3rlpy":
-        sys.path.insert(0, str(HERE))
-        from _peers import d3rlpy_python
-
         d3rlpy = d3rlpy_python(d3rlpy, create=True, torch_version=torch_version)
-    return run_job(job, Path(results), d3rlpy)
+    return run_job(job, Path(results_dir), d3rlpy)
 
 
 def run_jobs(
-    jobs: Sequence[Job], results: Path, d3rlpy: str | None, *, parallel: int,
+    jobs: Sequence[Job], results_dir: Path, d3rlpy: str | None, *, parallel: int,
     ray_address: str | None = None, use_ray: bool = False, device: str = "cpu",
     max_retries: int = 2, torch_version: str = "",
 ) -> Iterator[tuple[Job, dict[str, Any] | BaseException]]:  # fmt: skip
-    """Run ``jobs`` (kept results are read, not rerun) and yield each with its result or its
-    error as it finishes.
+    """Run ``jobs`` (kept results of this code are read, not rerun) and yield each with its
+    result or its error as it finishes.
 
     Locally, ``parallel`` processes at a time. With ``use_ray``, every job is a Ray task on
     the cluster at ``ray_address`` (None: a Ray instance this process runs, else a new local
     one), connected as the experiment grids are (:func:`tianshou_offline.scale._ray.ray_session`):
     one CPU each (and one GPU with ``device`` ``cuda``), rerun up to ``max_retries`` times if
-    its worker dies; ``results`` and the data files must be at the same path on every node
-    (shared storage), as for ``tianshou-offline grid``.
+    its worker dies; ``results_dir`` and the data files must be at the same path on every
+    node (shared storage), as for ``tianshou-offline grid``.
     """
     if not use_ray:
         with concurrent.futures.ThreadPoolExecutor(max_workers=parallel) as pool:
-            futures = {pool.submit(run_job, job, results, d3rlpy): job for job in jobs}
+            futures = {pool.submit(run_job, job, results_dir, d3rlpy): job for job in jobs}
             for fut in concurrent.futures.as_completed(futures):
                 exc = fut.exception()
                 yield futures[fut], exc if exc is not None else fut.result()
@@ -630,9 +663,9 @@ def run_jobs(
 
     todo = []
     for job in jobs:
-        kept = results / f"{job.key}.json"
-        if kept.exists():
-            yield job, json.loads(kept.read_text())
+        kept = _kept(job, results_dir)
+        if kept is not None:
+            yield job, kept
         else:
             todo.append(job)
     if not todo:
@@ -641,8 +674,8 @@ def run_jobs(
         task: Any = ray.remote(_ray_job)
         refs = {
             task.options(num_cpus=1, num_gpus=1 if device.startswith("cuda") else 0,
-                         max_retries=max_retries, name=f"quality {job.key}")
-            .remote(job, str(results), d3rlpy, torch_version): job
+                         max_retries=max_retries, name=f"quality {job.name}")
+            .remote(job, str(results_dir), d3rlpy, torch_version): job
             for job in todo
         }  # fmt: skip
         with closing(as_completed(refs)) as finished:
@@ -654,10 +687,9 @@ def run_jobs(
 
 
 def _worker_setup(spec: dict[str, Any]) -> None:
-    import types
-
-    sys.modules.setdefault("tensorboard.compat.notf", types.ModuleType("tensorboard.compat.notf"))
     import torch
+
+    import tianshou_offline.cli._no_tensorflow  # noqa: F401  (before Tianshou: no TensorFlow)
 
     torch.set_num_threads(1)
     torch.manual_seed(int(spec["seed"]))
@@ -761,9 +793,10 @@ def worker_d3rlpy(spec: dict[str, Any]) -> None:
 
     torch.set_num_threads(1)
     import d3rlpy
-    from _d3rlpy_runner import _continuous_algo, _discrete_algo
     from d3rlpy.constants import ActionSpace
     from d3rlpy.dataset import MDPDataset, MultiStepTransitionPicker
+
+    from benchmarks._lib.d3rlpy_side import continuous_config, discrete_config
 
     d3rlpy.seed(int(spec["seed"]))
     torch.manual_seed(int(spec["seed"]))
@@ -789,7 +822,7 @@ def worker_d3rlpy(spec: dict[str, Any]) -> None:
     params = d3rlpy_params(suite, algo)
     if continuous:
         runner_algo = {"il": "bc"}.get(algo, algo)
-        config = _continuous_algo({"algo": runner_algo, "params": params, "adam": "fused",
+        config = continuous_config({"algo": runner_algo, "params": params, "adam": "fused",
                                    "hidden": list(spec["hidden"]), "batch_size": CONTINUOUS_BATCH})  # fmt: skip
         if algo in ("td3bc", "iql"):  # the papers' observation normalisation (ours: normalize_obs)
             config.observation_scaler = d3rlpy.preprocessing.StandardObservationScaler()
@@ -797,7 +830,7 @@ def worker_d3rlpy(spec: dict[str, Any]) -> None:
                 dataset.episodes, dataset.transition_picker
             )
     else:
-        config = _discrete_algo({
+        config = discrete_config({
             "algo": algo, "params": params, "adam": "fused", "obs_shape": [obs_dim],
             "trunk_hidden": list(DISCRETE_TRUNK), "head_hidden": list(DISCRETE_HEAD),
             "channels_last": False, "scale_obs": False, "batch_size": DISCRETE_BATCH,
@@ -851,109 +884,137 @@ def worker_evaluate(spec: dict[str, Any]) -> None:
 # ----------------------------------------------------------------------------- table
 
 
-def mean_se(xs: Sequence[float]) -> tuple[float, float]:
-    if not xs:
-        return float("nan"), float("nan")
-    m = statistics.fmean(xs)
-    se = statistics.stdev(xs) / math.sqrt(len(xs)) if len(xs) > 1 else float("nan")
-    return m, se
+def kept_runs(
+    scale: Scale, seeds: int, rows: Sequence[RowSpec], results_dir: Path = results.RESULTS_DIR
+) -> list[dict[str, Any]]:
+    """The kept results of the table's cells at ``scale`` (its gradient steps, evaluation
+    episodes and networks) for the seeds below ``seeds``, whatever code they came from
+    (each result names its commit and code fingerprint)."""
+    keys = {r.key: r for r in rows}
+    out = []
+    for record in results.read_results(BENCHMARK, results_dir):
+        st = record["settings"]
+        row = keys.get(st.get("row", ""))
+        if (row is None or st.get("scale") != scale.name or st["seed"] >= seeds
+                or st["gradient_steps"] != scale.gradient_steps[row.suite]
+                or st["eval_episodes"] != scale.eval_episodes
+                or st["hidden"] != list(scale.hidden)):  # fmt: skip
+            continue
+        out.append({**_as_run(record), "data": st["data"], "record": record})
+    return out
 
 
-T95 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31, 9: 2.26,
-       10: 2.23, 12: 2.18, 15: 2.13, 20: 2.09, 30: 2.04}  # fmt: skip
-"""Student's t, two-sided 95%, by degrees of freedom (between entries: the next smaller one's,
-which is larger)."""
-
-
-def t95(dof: int) -> float:
-    """The two-sided 95% critical value of Student's t with ``dof`` degrees of freedom."""
-    if dof < 1:
-        return math.inf
-    return (
-        next((T95[k] for k in sorted(T95, reverse=True) if k <= dof), 12.71) if dof <= 30 else 1.96
-    )
-
-
-def beyond_noise(xs: Sequence[float]) -> bool:
-    """Whether the mean of ``xs`` differs from 0 at the 95% level (a one-sample t-test: with 3
-    seeds the mean must exceed 4.3 standard errors, not 2)."""
-    if len(xs) < 2:
-        return False
-    m, se = mean_se(xs)
-    return abs(m) > t95(len(xs) - 1) * se
+def _scores(runs: Sequence[dict[str, Any]], row: str, algo: str, side: str) -> dict[int, float]:
+    return {r["seed"]: r["score"] for r in runs
+            if r["row"] == row and r["algo"] == algo and r["side"] == side}  # fmt: skip
 
 
 def _cell(xs: Sequence[float]) -> str:
-    if not xs:
-        return "n/a"
-    m, se = mean_se(xs)
-    return f"{m:.1f} ± {se:.1f}" if not math.isnan(se) else f"{m:.1f}"
+    return stats.format_mean_se(*stats.mean_se(xs)) if xs else "n/a"
 
 
-def format_table(results: Sequence[dict[str, Any]], rows: Sequence[RowSpec]) -> str:
-    """Markdown: one line per (row, algorithm)."""
+def format_table(
+    runs: Sequence[dict[str, Any]], rows: Sequence[RowSpec], alpha: float = 0.05
+) -> str:
+    """Markdown: one line per (row, algorithm). A paired difference is bold when its t-test
+    rejects "no difference" after Holm's correction over every difference of the table
+    (family-wise error ``alpha``)."""
     head = ["data", "algorithm", "ours", "d3rlpy", "ours − d3rlpy (paired)", "seeds",
             "train s/run: ours", "d3rlpy"]  # fmt: skip
-    lines = ["| " + " | ".join(head) + " |", "|---|---|" + "---:|" * (len(head) - 2)]
+    lines: list[list[str]] = []
+    diffs: list[list[float]] = []
     for row in rows:
         for algo in ALGORITHMS[row.suite]:
             peer_algo = PEER_OF.get(algo, algo)
-            got = {s: {r["seed"]: r for r in results if r["row"] == row.key and r["side"] == s
-                       and r["algo"] == (algo if s == "ours" else peer_algo)}
-                   for s in ("ours", "d3rlpy")}  # fmt: skip
-            if not got["ours"] and not got["d3rlpy"]:
+            ours = _scores(runs, row.key, algo, "ours")
+            peer = _scores(runs, row.key, peer_algo, "d3rlpy")
+            if not ours and not peer:
                 continue
-            ours = [got["ours"][k]["score"] for k in sorted(got["ours"])]
-            peer = [got["d3rlpy"][k]["score"] for k in sorted(got["d3rlpy"])]
-            paired = [got["ours"][k]["score"] - got["d3rlpy"][k]["score"]
-                      for k in sorted(set(got["ours"]) & set(got["d3rlpy"]))]  # fmt: skip
-            diff = _cell(paired)
-            if beyond_noise(paired):
-                diff = f"**{diff}**"
-            secs = [statistics.fmean(r["train_seconds"] for r in got[s].values()) if got[s] else None
-                    for s in ("ours", "d3rlpy")]  # fmt: skip
-            seeds = max(len(ours), len(peer))
-            lines.append("| " + " | ".join([
-                row.label, LABELS[row.suite][algo], _cell(ours),
-                _cell(peer) if peer_algo in D3RLPY_HAS[row.suite] else "—",
-                diff if paired else "n/a",
-                str(seeds), *(f"{s:.0f}" if s is not None else "n/a" for s in secs),
-            ]) + " |")  # fmt: skip
-    return "\n".join(lines)
+            paired = [ours[k] - peer[k] for k in sorted(set(ours) & set(peer))]
+            secs = [[r["train_seconds"] for r in runs if r["row"] == row.key and r["side"] == s
+                     and r["algo"] == a] for s, a in (("ours", algo), ("d3rlpy", peer_algo))]  # fmt: skip
+            lines.append([
+                row.label, LABELS[row.suite][algo], _cell(list(ours.values())),
+                _cell(list(peer.values())) if peer_algo in D3RLPY_HAS[row.suite] else "—",
+                _cell(paired), str(max(len(ours), len(peer))),
+                *(f"{statistics.fmean(x):.0f}" if x else "n/a" for x in secs),
+            ])  # fmt: skip
+            diffs.append(paired)
+    beyond = stats.holm([stats.t_test(d) for d in diffs], alpha)
+    for cells, bold in zip(lines, beyond, strict=True):
+        if bold:
+            cells[4] = f"**{cells[4]}**"
+    out = ["| " + " | ".join(head) + " |", "|---|---|" + "---:|" * (len(head) - 2)]
+    return "\n".join(out + ["| " + " | ".join(c) + " |" for c in lines])
 
 
-def bc_check(results: Sequence[dict[str, Any]], rows: Sequence[RowSpec]) -> list[str]:
+def bc_check(
+    runs: Sequence[dict[str, Any]], rows: Sequence[RowSpec], alpha: float = 0.05
+) -> list[str]:
     """Our algorithms below our behaviour cloning on ``medium``/``expert`` rows, beyond noise
-    (:func:`beyond_noise` of the per-seed differences)."""
-    out: list[str] = []
+    (t-tests of the per-seed differences, Holm-corrected over every comparison)."""
+    found: list[tuple[str, list[float]]] = []
     for row in rows:
         if row.level not in ("medium", "expert"):
             continue
-        bc = {r["seed"]: r["score"] for r in results
-              if r["row"] == row.key and r["algo"] == "il" and r["side"] == "ours"}  # fmt: skip
+        bc = _scores(runs, row.key, "il", "ours")
         for algo in ALGORITHMS[row.suite][1:]:
-            mine = {r["seed"]: r["score"] for r in results
-                    if r["row"] == row.key and r["algo"] == algo and r["side"] == "ours"}  # fmt: skip
+            mine = _scores(runs, row.key, algo, "ours")
             d = [mine[k] - bc[k] for k in sorted(set(mine) & set(bc))]
-            if beyond_noise(d) and statistics.fmean(d) < 0:
-                m, se = mean_se(d)
-                out.append(f"{row.label}: {LABELS[row.suite][algo]} {m:+.1f} ± {se:.1f} below BC")
-    return out
+            if d:
+                found.append((f"{row.label}: {LABELS[row.suite][algo]}", d))
+    beyond = stats.holm([stats.t_test(d) for _, d in found], alpha)
+    return [f"{label} {stats.format_mean_se(*stats.mean_se(d), sign=True)} below BC"
+            for (label, d), b in zip(found, beyond, strict=True)
+            if b and statistics.fmean(d) < 0]  # fmt: skip
 
 
-def describe_rows(files: dict[str, Path], rows: Sequence[RowSpec]) -> list[str]:
-    from tianshou_offline import read_metadata
-    from tianshou_offline.converters.d4rl_scores import reference_scores
-
+def describe_rows(runs: Sequence[dict[str, Any]], rows: Sequence[RowSpec]) -> list[str]:
+    """Each row's data as its results recorded it: size and reference returns."""
     out = []
     for row in rows:
-        md = read_metadata(files[row.key])
-        lo, hi = reference_scores(files[row.key])
+        data = next((r["data"] for r in runs if r["row"] == row.key), None)
+        if data is None:
+            continue
         out.append(
-            f"- {row.label}: {md.num_transitions:,} transitions, {md.num_episodes:,} episodes; "
-            f"reference returns random {lo:.1f}, expert {hi:.1f} (`{files[row.key]}`)"
+            f"- {row.label}: {data['transitions']:,} transitions, {data['episodes']:,} "
+            f"episodes; reference returns random {data['ref_min']:.1f}, expert "
+            f"{data['ref_max']:.1f} (`{data['name']}`)"
         )
     return out
+
+
+def report(
+    runs: Sequence[dict[str, Any]], rows: Sequence[RowSpec], scale: Scale, seeds: int
+) -> str:
+    """The table with its caption, data, below-BC check and the sides' differences (the
+    README's section)."""
+    n_cells = format_table(runs, rows).count("\n") - 1
+    return "\n".join([
+        f"Learning quality, scale `{scale.name}`: normalised score, mean ± s.e. over {seeds} "
+        f"pre-registered seeds per cell (0–{seeds - 1}); bold: the paired difference is "
+        f"nonzero by a Student-t test with Holm's correction over the table's {n_cells} "
+        "differences (family-wise 5%). Budgets: "
+        f"{scale.gradient_steps['continuous']:,} gradient steps (continuous, batch "
+        f"{CONTINUOUS_BATCH}) / {scale.gradient_steps['discrete']:,} (discrete, batch "
+        f"{DISCRETE_BATCH}) per run; continuous networks {'×'.join(map(str, scale.hidden))}; "
+        f"{scale.eval_episodes} evaluation episodes per run; families: "
+        + ", ".join(f"{e} {b:,} online steps" for e, b in scale.online_budget.items())
+        + f", {scale.dataset_steps:,} transitions per recorded file (D4RL: 1M).",
+        "",
+        format_table(runs, rows),
+        "",
+        "Data:",
+        *(describe_rows(runs, rows) or ["- (no kept results)"]),
+        "",
+        "Below behaviour cloning (medium/expert; t-tests, Holm-corrected): "
+        + ("; ".join(bc_check(runs, rows)) or "none"),
+        "",
+        "Where the sides differ:",
+        *(f"- {n}" for n in NOTES),
+        "",
+        results.provenance_line([r["record"] for r in runs]),
+    ])  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- main
@@ -965,21 +1026,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", default="all",
                         help=f"comma-separated rows or groups (hopper, halfcheetah): {', '.join(ROWS)}")  # fmt: skip
     parser.add_argument("--algorithms", default="", help="comma-separated (default: all)")
-    parser.add_argument("--seeds", type=int, default=None, help="default: the scale's")
+    parser.add_argument("--seeds", type=int, default=None,
+                        help="run the first N of the scale's pre-registered seeds (default: all)")  # fmt: skip
     parser.add_argument("--gradient-steps", type=int, default=None,
                         help="per run, every suite (default: the scale's)")  # fmt: skip
     parser.add_argument("--eval-episodes", type=int, default=None, help="default: the scale's")
     parser.add_argument("--jobs", type=int, default=2, help="processes at a time (1 thread each)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (both sides)")
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
-    parser.add_argument("--results", type=Path, default=None,
-                        help="kept run results (default: DATA_DIR/SCALE/results)")  # fmt: skip
+    parser.add_argument("--results", type=Path, default=results.RESULTS_DIR,
+                        help="kept run results (default: benchmarks/results)")  # fmt: skip
     parser.add_argument("--d3rlpy-python", default=None,
                         help="d3rlpy 2.8.1's interpreter (default: ~/.cache/tianshou-offline/d3rlpy-venv)")  # fmt: skip
     parser.add_argument("--no-d3rlpy", action="store_true", help="ours only (--sides ours)")
     parser.add_argument("--sides", default="ours,d3rlpy",
-                        help="comma-separated sides to run or show: ours, d3rlpy")  # fmt: skip
+                        help="comma-separated sides to run: ours, d3rlpy")  # fmt: skip
     parser.add_argument("--table-only", action="store_true", help="print the table of kept results")
+    parser.add_argument("--readme", action="store_true", help="write it into README.md")
     parser.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
                         help="run every job as a Ray task: on the cluster at ADDRESS (e.g. auto), "
                         "or a local Ray instance without one; data and results on shared storage")  # fmt: skip
@@ -1010,92 +1073,60 @@ def main(argv: list[str] | None = None) -> int:
         )
     if args.eval_episodes:
         scale = dataclasses.replace(scale, eval_episodes=args.eval_episodes)
+    if args.seeds is not None and not 1 <= args.seeds <= scale.seeds:
+        parser.error(f"--seeds {args.seeds}: the {scale.name} scale's cells have {scale.seeds} "
+                     f"pre-registered seeds; run 1 to {scale.seeds} of them")  # fmt: skip
     seeds = args.seeds or scale.seeds
-    results_dir = args.results or args.data_dir / args.scale / "results"
+    if args.table_only or args.readme:  # the kept results: nothing is made or trained
+        text = report(kept_runs(scale, seeds, rows, args.results), rows, scale, seeds)
+        if args.readme:
+            readme.write_sections({BENCHMARK: text})
+        print(text)
+        return 0
     sides = [s.strip() for s in args.sides.split(",") if s.strip()]
     if args.no_d3rlpy:
         sides = [s for s in sides if s != "d3rlpy"]
     if not sides or set(sides) - {"ours", "d3rlpy"}:
         parser.error(f"--sides {args.sides!r}: expected 'ours', 'd3rlpy' or both")
-    use_d3rlpy = "d3rlpy" in sides
+    import torch
+
+    import tianshou_offline.cli._no_tensorflow  # noqa: F401  (before Tianshou: no TensorFlow)
+
+    torch.set_num_threads(1)
+    files = prepare_data(rows, args.scale, args.data_dir)
     d3rlpy: str | None = None
     arrays: dict[str, Path] = {}
-    torch_version = importlib.metadata.version("torch")
-    if args.table_only:  # read the kept results: nothing is made, exported or trained
-        files = find_data(rows, args.scale, args.data_dir)
-        missing = [r.key for r in rows if r.key not in files]
-        if missing:
-            print(f"no data made yet for {', '.join(missing)}: left out", file=sys.stderr)
-        rows = [r for r in rows if r.key in files]
-        if use_d3rlpy:
-            arrays = {r.key: arrays_path(files[r.key]) for r in rows}
-    else:
-        import types
-
-        sys.modules.setdefault(
-            "tensorboard.compat.notf", types.ModuleType("tensorboard.compat.notf")
-        )
-        import torch
-
-        torch.set_num_threads(1)
-        torch_version = torch.__version__
-        results_dir.mkdir(parents=True, exist_ok=True)
-        files = prepare_data(rows, args.scale, args.data_dir)
-        if use_d3rlpy:
-            from _peers import d3rlpy_python
-
-            if args.ray is None:
-                d3rlpy = d3rlpy_python(args.d3rlpy_python, create=True, torch_version=torch_version)
-            else:  # each node finds (or makes) its own: see _ray_job
-                d3rlpy = args.d3rlpy_python
-            for row in rows:
-                arrays[row.key] = export_arrays(files[row.key], arrays_path(files[row.key]))
+    if "d3rlpy" in sides:
+        if args.ray is None:
+            d3rlpy = d3rlpy_python(args.d3rlpy_python, create=True, torch_version=torch.__version__)
+        else:  # each node finds (or makes) its own: see _ray_job
+            d3rlpy = args.d3rlpy_python
+        for row in rows:
+            arrays[row.key] = export_arrays(files[row.key], arrays_path(files[row.key]))
     jobs = make_jobs(rows, files, arrays, scale=scale, seeds=seeds, algorithms=algorithms,
                      sides=sides, device=args.device)  # fmt: skip
-    results: list[dict[str, Any]] = []
-    if args.table_only:
-        for job in jobs:
-            p = results_dir / f"{job.key}.json"
-            if p.exists():
-                results.append({**json.loads(p.read_text()), "row": job.row, "algo": job.algo,
-                                "side": job.side, "seed": job.seed})  # fmt: skip
-    else:
-        start = time.perf_counter()
-        load0 = os.getloadavg()[0]
-        done = run_jobs(jobs, results_dir, d3rlpy, parallel=args.jobs, use_ray=args.ray is not None,
+    start = time.perf_counter()
+    failed = 0
+    with results.LoadMonitor() as load:
+        done = run_jobs(jobs, args.results, d3rlpy, parallel=args.jobs, use_ray=args.ray is not None,
                         ray_address=args.ray or None, device=args.device,
-                        max_retries=args.max_retries, torch_version=torch_version)  # fmt: skip
+                        max_retries=args.max_retries, torch_version=torch.__version__)  # fmt: skip
         for i, (job, r) in enumerate(done, 1):
             if isinstance(r, BaseException):  # a failed run is reported, the others go on
-                print(f"[{i}/{len(jobs)}] {job.key}: FAILED {r}", file=sys.stderr, flush=True)
+                failed += 1
+                print(f"[{i}/{len(jobs)}] {job.name}: FAILED {r}", file=sys.stderr, flush=True)
                 continue
-            results.append(r)
-            print(f"[{i}/{len(jobs)}] {job.row} {job.algo} {job.side} seed {job.seed}: score "
-                  f"{r['score']:.1f} (return {r['return_mean']:.1f}), train "
-                  f"{r['train_seconds']:.0f} s", file=sys.stderr, flush=True)  # fmt: skip
-        print(f"\n{len(results)} runs in {time.perf_counter() - start:.0f} s; load average "
-              f"{load0:.1f} → {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs", flush=True)  # fmt: skip
-    print(f"\n## Learning quality, scale `{args.scale}` (normalised score, mean ± s.e. over "
-          f"each cell's seeds, up to {seeds}; bold: paired difference nonzero at 95%, Student's t)\n")  # fmt: skip
-    print(
-        f"Budgets: {scale.gradient_steps['continuous']:,} gradient steps (continuous, batch "
-        f"{CONTINUOUS_BATCH}) / {scale.gradient_steps['discrete']:,} (discrete, batch "
-        f"{DISCRETE_BATCH}) per run; continuous networks {'×'.join(map(str, scale.hidden))}; "
-        f"{scale.eval_episodes} evaluation episodes per run; families: "
-        + ", ".join(f"{e} {b:,} online steps" for e, b in scale.online_budget.items())
-        + f", {scale.dataset_steps:,} transitions per recorded file (D4RL: 1M); torch "
-        f"{torch_version}, 1 thread per process, {args.jobs} processes at a time.\n"
-    )
-    print(format_table(results, rows))
-    print("\nData:")
-    print("\n".join(describe_rows(files, rows)))
-    below = bc_check(results, rows)
-    print("\nBelow behaviour cloning (medium/expert, 95% t-test over seeds, ≥ 2 seeds): "
-          + ("; ".join(below) or "none"))  # fmt: skip
+            print(f"[{i}/{len(jobs)}] {job.name}: score {r['score']:.1f} (return "
+                  f"{r['return_mean']:.1f}), train {r['train_seconds']:.0f} s",
+                  file=sys.stderr, flush=True)  # fmt: skip
+    lo = load.summary()
+    print(f"\n{len(jobs) - failed}/{len(jobs)} runs in {time.perf_counter() - start:.0f} s; load "
+          f"average {lo['before']} → {lo['after']} (max {lo['max']}) on {os.cpu_count()} CPUs, "
+          f"{args.jobs} processes at a time\n", flush=True)  # fmt: skip
+    print(report(kept_runs(scale, seeds, rows, args.results), rows, scale, seeds))
     print("\nTraining wall times are of processes sharing the machine with other work (one "
-          "thread each, under a load that varied during the run): not a speed comparison — the speed benchmarks are.")  # fmt: skip
-    print("\nWhere the sides differ:\n" + "\n".join(f"- {n}" for n in NOTES))
-    return 0
+          "thread each): not a speed comparison — the speed benchmark is.")  # fmt: skip
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ scheduler overhead per task is measured with no-op tasks.
 
 Usage::
 
-    nice -n 19 python benchmarks/ray_scale.py [--shards 6] [--transitions 3000]
+    nice -n 19 python -m benchmarks.ray_scale [--shards 6] [--transitions 3000]
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
+from benchmarks._lib.peers import child_env
 
 
 def make_shards(cache: Path, shards: int, transitions: int) -> list[Path]:
@@ -48,10 +48,10 @@ def make_shards(cache: Path, shards: int, transitions: int) -> list[Path]:
     first = cache / "Breakout" / shard_filename(1, 0)
     first.parent.mkdir(parents=True, exist_ok=True)
     code = (
-        f"import sys; sys.path.insert(0, {str(HERE)!r}); from rlu_speed import make_shard; "
+        "from benchmarks.rlu_speed import make_shard; "
         f"make_shard(__import__('pathlib').Path({str(first)!r}), {transitions})"
     )
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env = child_env()
     subprocess.run([sys.executable, "-c", code], check=True, env=env)
     paths = [first]
     for k in range(1, shards):

@@ -17,7 +17,7 @@ of real Atari frames from ale-py when installed, else of synthetic frames) this 
 It prints a table with transitions/s and the ratios converter/TF-loop and converter/decode
 bound. Usage::
 
-    python benchmarks/rlu_speed.py [--transitions 50000] [--workers N] [--workdir DIR]
+    python -m benchmarks.rlu_speed [--transitions 50000] [--workers N] [--workdir DIR]
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ def _torch_threads() -> None:
 
 @pytest.fixture(scope="session")
 def expert_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One folder for the session's gathered expert datasets (``tests/_pendulum_expert.py``,
-    ``tests/_cartpole_expert.py``): every test file that trains on them shares one gathering
+    """One folder for the session's gathered expert datasets (``benchmarks/_lib/experts/pendulum.py``,
+    ``benchmarks/_lib/experts/cartpole.py``): every test file that trains on them shares one gathering
     (about a minute each) instead of gathering its own."""
     return tmp_path_factory.mktemp("expert_data")

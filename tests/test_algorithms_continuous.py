@@ -6,7 +6,7 @@ statistics, checkpoints and Tianshou's numpy-Batch entry point.
 
 Slow tests (``-m slow``) train on real expert data, gathered the way Tianshou's offline tests
 gather it (SAC on Pendulum-v1 to a test return >= -250, then 20k exploring steps; cached for
-the session, see ``tests/_pendulum_expert.py``), and require the *final* policy of each
+the session, see ``benchmarks/_lib/experts/pendulum.py``), and require the *final* policy of each
 algorithm, evaluated afresh over 20 episodes after training, to reach a mean return of −400
 (a random or zero-torque policy scores about −1280; see ``PENDULUM_RETURNS``); they also
 smoke-test every ``examples/mujoco/d4rl_*.py`` script.
@@ -33,6 +33,7 @@ from tianshou.env import DummyVectorEnv
 from tianshou.trainer import OfflineTrainerParams
 from tianshou.utils.torch_utils import policy_within_training_step
 
+from benchmarks._lib.experts.pendulum import cached_expert_file
 from tianshou_offline.algorithms import (
     BCQ,
     CQL,
@@ -63,9 +64,6 @@ from tianshou_offline.algorithms.continuous.policies import gaussian_log_prob, g
 
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
-sys.path.insert(0, str(TESTS))
-
-from _pendulum_expert import cached_expert_file  # noqa: E402
 
 OBS_SPACE = gym.spaces.Box(-np.inf, np.inf, (3,), np.float32)
 ACT_SPACE = gym.spaces.Box(-2.0, 2.0, (1,), np.float32)
@@ -901,8 +899,7 @@ def test_paired_parity_il_matches_tianshou() -> None:
     draws, so 40 updates of our IL and of Tianshou 2.0.1's end at the same actor, both sides
     having hashed the same index stream. (IL draws no other random numbers, so it must match
     exactly; the other algorithms also consume noise.)"""
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    from parity_continuous import (
+    from benchmarks.parity_continuous import (
         BatchStream,
         batches_from,
         buffer_sampling,

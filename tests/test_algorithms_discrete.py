@@ -4,7 +4,6 @@ sampling, typed-stats extension, checkpoints, Tianshou ``Batch`` inputs."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -20,6 +19,7 @@ from tianshou.env import DummyVectorEnv
 from tianshou.trainer import OfflineTrainerParams
 from tianshou.utils.torch_utils import policy_within_training_step
 
+from benchmarks._lib.experts.cartpole import TASK, cached_expert_file
 from tianshou_offline import load_buffer
 from tianshou_offline.algorithms import (
     DiscreteActorPolicy,
@@ -45,10 +45,6 @@ from tianshou_offline.algorithms.discrete.cql import (
 )
 from tianshou_offline.data.columns import buffer_from_columns
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _cartpole_expert import TASK, cached_expert_file
-
-ROOT = Path(__file__).resolve().parents[1]
 CARTPOLE = gym.make(TASK)
 TEST_EPISODES = 20
 
@@ -436,8 +432,12 @@ def test_stats_subclass_without_copying_the_update() -> None:
 def test_one_update_matches_tianshou(name: str) -> None:
     """Given the same mini-batch, initial weights and hyperparameters, one gradient step of
     ours equals one of Tianshou 2.0.1's (n-step targets, losses, optimizer step)."""
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from train_speed_discrete import CARTPOLE, build_ours, build_tianshou, synthetic_buffer
+    from benchmarks._lib.sides_discrete import (
+        CARTPOLE,
+        build_ours,
+        build_tianshou,
+        synthetic_buffer,
+    )
 
     buffer = synthetic_buffer(CARTPOLE, 2000, 50)
     ours: Any = build_ours(name, CARTPOLE, 0, double_q=True)  # typed as Tianshou's base
@@ -468,9 +468,13 @@ def test_paired_training_matches_tianshou(name: str) -> None:
     targets before copying the network (a one-step-older target at every C-th step), ours
     after, as DQN's Algorithm 1 (Mnih et al. 2015). CRR is left out: Tianshou's actor loss
     differs (see docs/ATARI.md)."""
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from parity_discrete import _TorchIndexSampler
-    from train_speed_discrete import CARTPOLE, build_ours, build_tianshou, synthetic_buffer
+    from benchmarks._lib.sides_discrete import (
+        CARTPOLE,
+        build_ours,
+        build_tianshou,
+        synthetic_buffer,
+    )
+    from benchmarks.parity_discrete import _TorchIndexSampler
 
     setting = replace(CARTPOLE, target_update_freq=dict.fromkeys(CARTPOLE.target_update_freq, 1000))
     buffer = synthetic_buffer(setting, 2000, 50)

@@ -8,7 +8,7 @@ the expectile loss for V (Eq. 5), the MSE to ``r + γ V(s')`` for Q (Eq. 6), the
 the actor's and the critic's BC penalties, LayerNorm critics, the policy delay.
 
 Learning tests train at a tiny budget on the Pendulum-v1 expert data the other continuous
-tests use (``tests/_pendulum_expert.py``) and require the final policy, evaluated afresh
+tests use (``benchmarks/_lib/experts/pendulum.py``) and require the final policy, evaluated afresh
 over 20 episodes, to reach a mean return of −400 (a random or zero-torque policy scores about
 −1280; see ``test_algorithms_continuous.PENDULUM_RETURNS``).
 """
@@ -54,7 +54,6 @@ from tianshou_offline.algorithms import (
 TESTS = Path(__file__).resolve().parent
 sys.path.insert(0, str(TESTS))
 
-from _pendulum_expert import cached_expert_file  # noqa: E402
 from test_algorithms_reference import (  # noqa: E402
     ACT_SPACE,
     OBS_SPACE,
@@ -72,6 +71,8 @@ from test_algorithms_reference import (  # noqa: E402
     polyak,
     sgd_step,
 )
+
+from benchmarks._lib.experts.pendulum import cached_expert_file  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

@@ -1,22 +1,19 @@
 """The speed benchmarks compare on equal footing: the spec each peer is built from carries our
 networks, batch sizes, critic counts and sampled-action counts (not the peer's defaults).
 
-Runs without d3rlpy (it only inspects the plain-data specs sent to ``_d3rlpy_runner.py``)."""
+Runs without d3rlpy (it only inspects the plain-data specs sent to
+``benchmarks/_lib/d3rlpy_side.py``)."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 
-BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
-sys.path.insert(0, str(BENCHMARKS))
-
-import train_speed  # noqa: E402
-import train_speed_discrete  # noqa: E402
+from benchmarks import train_speed
+from benchmarks._lib import sides_continuous, sides_discrete
+from benchmarks._lib.floor import find_optimizers
 
 
 def _args(**kw: Any) -> Any:
@@ -43,7 +40,7 @@ def test_continuous_peers_share_networks_batch_and_counts() -> None:
             assert spec["batch_size"] == 256, (key, side_key)
             assert spec["hidden"] == [256, 256], (key, side_key)
             assert spec["adam"] == "fused" or side_key == "tianshou-default", (key, side_key)
-        hp = train_speed.HP[key]
+        hp = sides_continuous.HP[key]
         p = specs["d3rlpy"]["params"]
         if "num_critics" in hp:
             assert p["n_critics"] == hp["num_critics"]
@@ -58,9 +55,9 @@ def test_continuous_peers_share_networks_batch_and_counts() -> None:
 @pytest.mark.parametrize("key", ["bcq", "cql", "crr", "td3bc", "iql", "rebrac"])
 def test_our_side_uses_the_shared_hyperparameters(key: str) -> None:
     """Our algorithm, built as the benchmark builds it, has the counts the peers get."""
-    setup = train_speed.Setup.make(17, 6, (32, 32))
-    algo: Any = train_speed.OURS[key](setup)
-    hp = train_speed.HP[key]
+    setup = sides_continuous.Setup.make(17, 6, (32, 32))
+    algo: Any = sides_continuous.OURS[key](setup)
+    hp = sides_continuous.HP[key]
     critics = getattr(algo, "critics", None) or algo.policy.critics
     assert critics.num_critics == hp["num_critics"]
     counts = {
@@ -74,11 +71,9 @@ def test_our_side_uses_the_shared_hyperparameters(key: str) -> None:
 
 
 def test_tianshou_fused_side_is_really_fused() -> None:
-    from _floor import find_optimizers
-
-    setup = train_speed.Setup.make(17, 6, (32, 32))
+    setup = sides_continuous.Setup.make(17, 6, (32, 32))
     for adam, fused in (("fused", True), ("default", False)):
-        algo = train_speed.ts_td3bc(setup, adam)
+        algo = sides_continuous.ts_td3bc(setup, adam)
         optims = find_optimizers(algo)
         assert len(optims) == 3
         assert all(bool(o.param_groups[0].get("fused")) is fused for o in optims)
@@ -86,8 +81,8 @@ def test_tianshou_fused_side_is_really_fused() -> None:
 
 
 def test_discrete_peers_share_networks_and_batch() -> None:
-    for setting in (train_speed_discrete.CARTPOLE, train_speed_discrete.ATARI):
-        for row in train_speed_discrete.discrete_rows([setting], train_speed_discrete.ROW_KEYS):
+    for setting in (sides_discrete.CARTPOLE, sides_discrete.ATARI):
+        for row in train_speed.discrete_rows([setting], train_speed.ROW_KEYS):
             d3 = row.side("d3rlpy")
             name = row.key.split(":")[1]
             if name in ("cql", "crr"):  # 200-quantile CQL and CRR: d3rlpy has none

@@ -11,7 +11,6 @@ import json
 import math
 import os
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -370,12 +369,8 @@ def test_cli_level_names_are_the_librarys() -> None:
 
 
 @pytest.fixture()
-def quality_table() -> Iterator[Any]:
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    try:
-        yield importlib.import_module("quality_table")
-    finally:
-        sys.path.remove(str(REPO / "benchmarks"))
+def quality_table() -> Any:
+    return importlib.import_module("benchmarks.quality_table")
 
 
 def _mountaincar_cql(qt: Any, path: Path, steps: int) -> tuple[dict[str, Any], float, float]:

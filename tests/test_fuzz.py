@@ -1,30 +1,27 @@
 """Hostile input: every mutant of a valid file is either read into a consistent buffer or
 refused with one typed error, within a time and a memory limit.
 
-A seeded run over a few hundred mutants of small valid files (``tests/_fuzz.py`` writes the
+A seeded run over a few hundred mutants of small valid files (``benchmarks/_lib/fuzz.py`` writes the
 seeds with the package's writers, Tianshou, Minari and a TFRecord shard, and mutates them:
 byte flips, truncations, semantic h5py mutations, corrupt records) through every reading
 entry point: ``load_buffer``, ``tianshou-offline inspect``, ``convert tianshou``, ``convert
 d4rl``, the Minari and RL Unplugged readers. Each run happens in a worker process under a
-time limit and an address-space limit (``RLIMIT_AS``). ``benchmarks/fuzz.py`` runs the same at
+time limit and an address-space limit (``RLIMIT_AS``). ``python -m benchmarks.fuzz`` runs the same at
 10,000+ mutants and prints the table.
 """
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
 pytest.importorskip("minari")
 pytest.importorskip("crc32c")
 
-import _fuzz
+from benchmarks._lib import fuzz as _fuzz
 
 TIME_LIMIT_S = 20.0
 MEMORY_LIMIT = 1 << 30

@@ -293,18 +293,10 @@ def test_a_cell_killed_mid_run_resumes_from_its_checkpoint(cartpole: Path, tmp_p
 
 
 @pytest.fixture(scope="module")
-def quality_table() -> Iterator[Any]:
+def quality_table() -> Any:
     import importlib
-    import sys
 
-    bench = str(Path(__file__).resolve().parents[1] / "benchmarks")
-    sys.path.insert(0, bench)
-    try:
-        qt = importlib.import_module("quality_table")
-        ray.cloudpickle.register_pickle_by_value(qt)  # Ray's workers do not see benchmarks/
-        yield qt
-    finally:
-        sys.path.remove(bench)
+    return importlib.import_module("benchmarks.quality_table")
 
 
 def test_quality_table_jobs_on_ray_equal_local_runs(quality_table: Any, tmp_path: Path) -> None:
@@ -321,10 +313,13 @@ def test_quality_table_jobs_on_ray_equal_local_runs(quality_table: Any, tmp_path
     )
     jobs = qt.make_jobs([row], {row.key: path}, {}, scale=scale, seeds=1,
                         algorithms=["il", "cql"], sides=["ours"], device="cpu")  # fmt: skip
-    bad = dataclasses.replace(jobs[0], spec={**jobs[0].spec, "file": str(tmp_path / "gone.hdf5")})
+    bad = dataclasses.replace(
+        jobs[0], spec={**jobs[0].spec, "file": str(tmp_path / "gone.hdf5"), "file_sha256": "0" * 64}
+    )
     on_ray, local = tmp_path / "ray", tmp_path / "local"
     on_ray.mkdir()
     local.mkdir()
+
     def run(jobs: list[Any], out: Path, **kw: Any) -> dict[str, Any]:
         return {j.key: r for j, r in qt.run_jobs(jobs, out, None, parallel=2, **kw)}
 
@@ -335,8 +330,8 @@ def test_quality_table_jobs_on_ray_equal_local_runs(quality_table: Any, tmp_path
         r, loc = got[job.key], ref[job.key]
         assert not isinstance(r, BaseException) and not isinstance(loc, BaseException)
         assert r["returns"] == loc["returns"] and r["score"] == loc["score"]
-        assert (on_ray / f"{job.key}.json").is_file()
-    stamps = {p: p.stat().st_mtime_ns for p in on_ray.glob("*.json")}
+        assert (on_ray / "quality_table" / f"{job.key}.json").is_file()
+    stamps = {p: p.stat().st_mtime_ns for p in on_ray.rglob("*.json")}
     again = run(jobs, on_ray, use_ray=True)
     assert {k: a["score"] for k, a in again.items()} == {j.key: got[j.key]["score"] for j in jobs}
-    assert {p: p.stat().st_mtime_ns for p in on_ray.glob("*.json")} == stamps
+    assert {p: p.stat().st_mtime_ns for p in on_ray.rglob("*.json")} == stamps

@@ -7,7 +7,7 @@ tianshou-offline format with actions in the environment's units (``[-2, 2]``).
 
 Used by ``tests/test_algorithms_continuous.py`` (cached per test session) and by
 ``benchmarks/parity_continuous.py``. Set ``TIANSHOU_OFFLINE_EXPERT_CACHE=<dir>`` to reuse the
-file across sessions. As a script: ``python tests/_pendulum_expert.py OUT.hdf5``.
+file across sessions. As a script: ``python -m benchmarks._lib.experts.pendulum OUT.hdf5``.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import torch
-from _expert_cache import cached_file, script_main
 from tianshou.algorithm.modelfree.sac import SAC, AutoAlpha, SACPolicy, SACTrainingStats
 from tianshou.algorithm.optim import AdamOptimizerFactory
 from tianshou.data import Collector, CollectStats, VectorReplayBuffer
@@ -29,6 +28,8 @@ from tianshou.trainer import OffPolicyTrainerParams
 from tianshou.utils.net.common import Net
 from tianshou.utils.net.continuous import ContinuousActorProbabilistic, ContinuousCritic
 from tianshou.utils.torch_utils import policy_within_training_step
+
+from benchmarks._lib.experts import cached_file, script_main
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +135,7 @@ def gather(path: str | os.PathLike[str], *, seed: int = 0, num_steps: int = NUM_
         provenance=Provenance(
             source="recorded",
             dataset_id=f"{TASK}-sac-expert",
-            converter="tests/_pendulum_expert.py",
+            converter="benchmarks/_lib/experts/pendulum.py",
             extra={
                 "seed": seed,
                 "sac_best_test_return": float(result.best_reward),

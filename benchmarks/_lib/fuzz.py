@@ -1,7 +1,7 @@
 """Fuzzing the readers with hostile input: seed files, mutants, and a pool of worker processes
 that runs every entry point on every mutant under a time and a memory limit.
 
-Used by ``tests/test_fuzz.py`` (a few hundred mutants) and ``benchmarks/fuzz.py`` (10,000+).
+Used by ``tests/test_fuzz.py`` (a few hundred mutants) and ``python -m benchmarks.fuzz`` (10,000+).
 
 - **Seeds** (:func:`make_seeds`): small valid files written by the package's own writers
   (``BufferWriter``, ``EpisodeRecorder``, the RL Unplugged converter), by Tianshou
@@ -48,7 +48,6 @@ import sys
 import tempfile
 import time
 import traceback
-import types
 import warnings
 import zlib
 from collections import Counter
@@ -58,11 +57,12 @@ from pathlib import Path
 from typing import Any
 
 # TensorBoard (imported by Tianshou) must not import TensorFlow: 10 s and 500 MB per process
-sys.modules.setdefault("tensorboard.compat.notf", types.ModuleType("tensorboard.compat.notf"))
+import tianshou_offline.cli._no_tensorflow  # noqa: F401  (first)
+
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import h5py  # noqa: E402
-import numpy as np  # noqa: E402
+import h5py
+import numpy as np
 
 OUTCOMES = ("typed", "ok", "untyped", "inconsistent", "timeout", "memory", "crash")
 FAILURES = ("untyped", "inconsistent", "timeout", "memory", "crash")
@@ -338,14 +338,36 @@ def write_tfrecord(path: Path, records: Sequence[bytes], *, compress: bool = Tru
 
 
 def _seed_minari(root: Path) -> Path:
-    """A Minari dataset (HDF5 storage) written by Minari; returns its data directory."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from _minari_helpers import make_dataset
+    """A Minari dataset (HDF5 storage) written by Minari (``create_dataset_from_buffers``:
+    episodes of 5, 7 and 3 steps, Box observations and actions); returns its data directory."""
+    import gymnasium as gym
+    import minari
+    from minari.data_collector import EpisodeBuffer
 
+    obs_space = gym.spaces.Box(-np.inf, np.inf, (4,), np.float32)
+    act_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+    rng = np.random.default_rng(0)
+    episodes = []
+    for i, t in enumerate((5, 7, 3)):
+        term, trunc = np.zeros(t, bool), np.zeros(t, bool)
+        if i < 2:  # the last episode ends with neither flag (cut)
+            (term if i == 0 else trunc)[-1] = True
+        episodes.append(EpisodeBuffer(
+            id=i, seed=1000 + i, observations=rng.uniform(-1, 1, (t + 1, 4)).astype(np.float32),
+            actions=rng.uniform(-1, 1, (t, 2)).astype(np.float32), rewards=rng.normal(size=t),
+            terminations=term, truncations=trunc,
+        ))  # fmt: skip
     old = os.environ.get("MINARI_DATASETS_PATH")
     os.environ["MINARI_DATASETS_PATH"] = str(root)
     try:
-        make_dataset("fuzz/box-v0", "box", [5, 7, 3], data_format="hdf5")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            minari.create_dataset_from_buffers(
+                "fuzz/box-v0", episodes, observation_space=obs_space, action_space=act_space,
+                data_format="hdf5", algorithm_name="random", author="fuzz",
+                author_email="fuzz@example.com", code_permalink="https://example.com/code",
+                description="fuzz seed",
+            )  # fmt: skip
     finally:
         if old is None:
             del os.environ["MINARI_DATASETS_PATH"]

@@ -1,6 +1,6 @@
 """Interleaved timing of training steps across processes (one per library), standard library only.
 
-The speed benchmarks (``train_speed.py``, ``train_speed_discrete.py``) compare one gradient
+The speed benchmark (``benchmarks/train_speed.py``) compares one gradient
 step of several implementations — ours, Tianshou 2.0.1 with PyTorch's fused Adam kernel,
 Tianshou with its default (for-loop) Adam, d3rlpy 2.8.1 — each **in its own process** (d3rlpy
 in its own virtual environment), so no library's imports, allocator state or thread pools
@@ -8,8 +8,10 @@ touch another's. The driver keeps every process alive and tells them in turn to 
 of steps (the order rotates every round), so all sides see the same machine load; it reports
 medians over rounds and the median of the per-round ratios.
 
-This module is imported by the driver *and* by the workers (``_tianshou_runner.py`` in this
-environment, ``_d3rlpy_runner.py`` in d3rlpy's), so it imports nothing outside the standard
+This module is imported by the driver *and* is the workers' entry point —
+``python -m benchmarks._lib.peers --builder MODULE --threads N``, where ``MODULE.build_side``
+turns a spec into a step (``benchmarks.train_speed`` in this environment,
+:mod:`benchmarks._lib.d3rlpy_side` in d3rlpy's) — so it imports nothing outside the standard
 library at module level.
 
 Protocol (one JSON object per line; the worker answers every request with one line on a
@@ -18,7 +20,7 @@ private copy of its stdout — anything a library prints goes to stderr):
 - ``{"cmd": "build", "id": ID, "spec": {...}}`` → ``{"info": {...}}`` (build and warm up);
 - ``{"cmd": "run", "id": ID, "seconds": S}`` → ``{"steps": N, "elapsed": T}`` (at least
   3 steps and at least S seconds);
-- ``{"cmd": "floor", "id": ID, "steps": N, "top": K}`` → ``_floor.profile_steps``'s dict;
+- ``{"cmd": "floor", "id": ID, "steps": N, "top": K}`` → :func:`benchmarks._lib.floor.profile_steps`'s dict;
 - ``{"cmd": "drop", "id": ID}``, ``{"cmd": "quit"}``.
 
 Errors come back as ``{"error": traceback}`` and are raised in the driver as
@@ -27,7 +29,9 @@ Errors come back as ``{"error": traceback}`` and are raised in the driver as
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
+import importlib
 import json
 import os
 import statistics
@@ -41,7 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-HERE = Path(__file__).resolve().parent
+REPO = Path(__file__).resolve().parents[2]
 D3RLPY_VERSION = "2.8.1"
 DEFAULT_D3RLPY_VENV = Path.home() / ".cache" / "tianshou-offline" / "d3rlpy-venv"
 
@@ -95,7 +99,7 @@ def _handle(request: dict[str, Any], steps: dict[str, Step], build: Builder) -> 
     if cmd == "run":
         return _run(steps[request["id"]], float(request["seconds"]))
     if cmd == "floor":
-        from _floor import profile_steps
+        from benchmarks._lib.floor import profile_steps
 
         return profile_steps(steps[request["id"]], int(request["steps"]), int(request["top"]))
     if cmd == "drop":
@@ -137,13 +141,7 @@ class Worker:
 
     def __init__(self, name: str, argv: Sequence[str], threads: int) -> None:
         self.name = name
-        env = dict(os.environ)
-        env.update(
-            OMP_NUM_THREADS=str(threads),
-            MKL_NUM_THREADS=str(threads),
-            TF_CPP_MIN_LOG_LEVEL="3",
-            PYTHONPATH=os.pathsep.join([str(HERE), *filter(None, [os.environ.get("PYTHONPATH")])]),
-        )
+        env = child_env(threads)
         self._log = tempfile.NamedTemporaryFile(
             "w+", prefix=f"train_speed_{name}_", suffix=".log", delete=False
         )
@@ -155,7 +153,7 @@ class Worker:
             text=True,
             bufsize=1,
             env=env,
-            cwd=str(HERE),
+            cwd=str(REPO),
         )
 
     def request(self, **req: Any) -> dict[str, Any]:
@@ -204,7 +202,7 @@ class Side:
     ms: list[float] = field(default_factory=list)
     """ms per gradient step, one per round."""
     floor: dict[str, Any] | None = None
-    """The last profile (``_floor.profile_steps``), with ``floor_ms`` and ``profiled_ms``
+    """The last profile (:func:`~benchmarks._lib.floor.profile_steps`), with ``floor_ms`` and ``profiled_ms``
     replaced by the medians over the floor rounds."""
     floors: list[float] = field(default_factory=list)
     profiled: list[float] = field(default_factory=list)
@@ -298,13 +296,14 @@ def measure_row(
     log(f"  {row.key} done")
 
 
-WORKER_SCRIPTS = {"d3rlpy": "_d3rlpy_runner.py"}
-"""Runner script per worker name; every other worker runs ``_tianshou_runner.py``."""
+D3RLPY_BUILDER = "benchmarks._lib.d3rlpy_side"
+"""The builder module of the ``d3rlpy`` worker (run with d3rlpy's interpreter)."""
 
 
 def run_rows(
     rows: Sequence[Row],
     *,
+    builder: str,
     threads: int,
     d3rlpy: str | None,
     rounds: int,
@@ -314,8 +313,9 @@ def run_rows(
     top: int = 0,
 ) -> list[Row]:
     """Start one worker per side family the rows need (``ours``, ``tianshou-fused``,
-    ``tianshou-default`` with this interpreter; ``d3rlpy`` with ``d3rlpy``'s, or its sides
-    are dropped when None), measure every row (:func:`measure_row`), stop the workers.
+    ``tianshou-default`` with this interpreter and ``builder``'s ``build_side``; ``d3rlpy``
+    with ``d3rlpy``'s and :data:`D3RLPY_BUILDER`, or its sides are dropped when None),
+    measure every row (:func:`measure_row`), stop the workers.
 
     :returns: the rows that were measured (with their sides' timings and floors).
     """
@@ -329,10 +329,9 @@ def run_rows(
         for name in names:
             python = d3rlpy if name == "d3rlpy" else sys.executable
             assert python is not None
-            script = WORKER_SCRIPTS.get(name, "_tianshou_runner.py")
-            workers[name] = Worker(
-                name, [python, str(HERE / script), "--threads", str(threads)], threads
-            )
+            module = D3RLPY_BUILDER if name == "d3rlpy" else builder
+            argv = [python, "-m", __name__, "--builder", module, "--threads", str(threads)]
+            workers[name] = Worker(name, argv, threads)
         for row in rows:
             measure_row(
                 row,
@@ -504,11 +503,28 @@ def format_top(rows: Sequence[Row]) -> str:
     return "\n".join(out)
 
 
-def main_worker(build: Builder) -> None:
-    """Entry point of a runner script: ``runner.py --threads N`` serves until ``quit``."""
-    import argparse
+def child_env(threads: int | None = None) -> dict[str, str]:
+    """The environment of a benchmark's child process: this repository importable (the
+    child runs ``python -m benchmarks.…``), TensorFlow's logging off, and with ``threads``
+    the BLAS/OpenMP thread counts."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [env.get("PYTHONPATH")])])
+    env["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    if threads is not None:
+        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    return env
 
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """A worker: ``python -m benchmarks._lib.peers --builder MODULE --threads N`` serves
+    ``MODULE.build_side`` until ``quit``."""
     p = argparse.ArgumentParser()
+    p.add_argument("--builder", required=True, help="module with build_side(spec)")
     p.add_argument("--threads", type=int, required=True)
-    args = p.parse_args()
+    args = p.parse_args(argv)
+    build: Builder = importlib.import_module(args.builder).build_side
     serve(build, args.threads)
+
+
+if __name__ == "__main__":
+    main()

@@ -5,7 +5,7 @@ same optimizer kernel, so part of each step's work is kernels that implementatio
 avoid *for the network passes it makes*: the matrix products and convolutions
 (``mm``/``addmm``/``bmm``/``baddbmm``, convolution forward and backward), the networks'
 activations (ReLU/tanh forward and backward) and the optimizer's arithmetic (PyTorch's fused
-Adam kernel). :func:`floor_ms_per_step` measures that time with PyTorch's profiler (self time
+Adam kernel). :func:`profile_steps` measures that time with PyTorch's profiler (self time
 of those operators), for every side of a comparison: a side with more floor time makes more
 (or larger) network passes, one with less makes fewer.
 
@@ -22,7 +22,7 @@ its optimizer time in elementwise operators that are not counted, so its floor i
 network time alone.
 
 CPU only: on CUDA the operators run asynchronously and the profiler's CPU self time does
-not measure them (the scripts print ``n/a`` there).
+not measure them.
 """
 
 from __future__ import annotations
@@ -58,20 +58,6 @@ FLOOR_OPS = frozenset(
         "aten::mkldnn_linear",
     }
 )
-
-
-def floor_ms_per_step(step: Callable[[], object], steps: int) -> float:
-    """Milliseconds per call of ``step`` spent in the :data:`FLOOR_OPS` operators (CPU).
-
-    :param step: one training step (called ``steps`` times under the profiler; warm it up
-        before).
-    :param steps: how many calls to average over.
-    """
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
-        for _ in range(steps):
-            step()
-    total_us = sum(e.self_cpu_time_total for e in prof.key_averages() if e.key in FLOOR_OPS)
-    return float(total_us) / 1000.0 / steps
 
 
 FUSED_ADAM_OPS = frozenset({"aten::_fused_adam_", "aten::_fused_adamw_"})
@@ -144,8 +130,3 @@ def describe_optimizers(optims: list[torch.optim.Optimizer]) -> str:
         kernel = "fused" if g.get("fused") else "foreach" if g.get("foreach") else "for-loop"
         kinds.append(f"{type(o).__name__} {kernel}")
     return ", ".join(f"{k} ×{kinds.count(k)}" for k in dict.fromkeys(kinds)) or "none found"
-
-
-def floor_available(device: torch.device | str = "cpu") -> bool:
-    """Whether :func:`floor_ms_per_step` measures the work on ``device`` (CPU only)."""
-    return torch.device(device).type == "cpu"

@@ -1,5 +1,5 @@
 """Caching and the command line shared by the expert-data gatherers
-(``_cartpole_expert.py``, ``_pendulum_expert.py``)."""
+(:mod:`.cartpole`, :mod:`.pendulum`)."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def cached_file(directory: str | os.PathLike[str], file_name: str, gather: Gathe
 
 
 def script_main(file_name: str, gather: Gather) -> None:
-    """``python tests/_X_expert.py [OUT.hdf5]``: gather into OUT (default ``file_name``)."""
+    """``python -m benchmarks._lib.experts.X [OUT.hdf5]``: gather into OUT (default ``file_name``)."""
     logging.basicConfig(level=logging.INFO)
     torch.set_num_threads(1)
     target = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(file_name)

@@ -6,9 +6,9 @@ steps with that policy at ε = 0.2 (ε-greedy). The buffer is saved in the tians
 format (``save_buffer``; one file, episodes of the 10 collection envs concatenated).
 
 Used by ``tests/test_algorithms_discrete.py`` (cached per test session) and by
-``benchmarks/parity_discrete.py`` / ``benchmarks/train_speed_discrete.py``. Set
+``benchmarks/parity_discrete.py``. Set
 ``TIANSHOU_OFFLINE_EXPERT_CACHE=<dir>`` to reuse the file across sessions. As a script:
-``python tests/_cartpole_expert.py OUT.hdf5``.
+``python -m benchmarks._lib.experts.cartpole OUT.hdf5``.
 """
 
 from __future__ import annotations
@@ -21,13 +21,14 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import torch
-from _expert_cache import cached_file, script_main
 from tianshou.algorithm.modelfree.qrdqn import QRDQN, QRDQNPolicy
 from tianshou.algorithm.optim import AdamOptimizerFactory
 from tianshou.data import Collector, CollectStats, VectorReplayBuffer
 from tianshou.env import DummyVectorEnv
 from tianshou.trainer import OffPolicyTrainerParams
 from tianshou.utils.net.common import Net
+
+from benchmarks._lib.experts import cached_file, script_main
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +134,7 @@ def gather(path: str | os.PathLike[str], *, seed: int = 1, num_steps: int = NUM_
         provenance=Provenance(
             source="recorded",
             dataset_id=f"{TASK}-qrdqn-expert-eps{EPS_COLLECT}",
-            converter="tests/_cartpole_expert.py",
+            converter="benchmarks/_lib/experts/cartpole.py",
             extra={
                 "seed": seed,
                 "qrdqn_best_test_return": float(result.best_reward),

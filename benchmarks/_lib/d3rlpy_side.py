@@ -1,10 +1,11 @@
-"""d3rlpy 2.8.1's side of the speed benchmarks, run in d3rlpy's own virtual environment.
+"""d3rlpy 2.8.1's side of the benchmarks, run in d3rlpy's own virtual environment.
 
-Started by ``train_speed.py``/``train_speed_discrete.py`` as ``python _d3rlpy_runner.py
---threads N`` with d3rlpy's interpreter; serves the protocol of ``_peers.py``. It imports
-d3rlpy, torch and numpy only (never this package), and builds every algorithm from the
-plain-data spec the driver sends (``d3rlpy_spec`` in the scripts: the equal-footing mapping
-of our hyperparameters lives there, where it is tested without d3rlpy).
+The speed benchmark starts it as ``python -m benchmarks._lib.peers --builder
+benchmarks._lib.d3rlpy_side --threads N`` with d3rlpy's interpreter (the protocol of
+:mod:`benchmarks._lib.peers`); the quality table's d3rlpy jobs build their configs with
+:func:`continuous_config` / :func:`discrete_config`. It imports d3rlpy, torch and numpy only
+(never this package), and builds every algorithm from a plain-data spec (the equal-footing
+mapping of our hyperparameters lives with the drivers, where it is tested without d3rlpy).
 
 One gradient step is what d3rlpy's own ``fit`` loop does per step:
 ``dataset.sample_transition_batch(batch_size)`` then ``algo.update(batch)``.
@@ -25,11 +26,7 @@ still does the zero-grad, clipping and step, unchanged).
 from __future__ import annotations
 
 import dataclasses
-import sys
-from pathlib import Path
 from typing import Any
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np
 import torch
@@ -198,7 +195,7 @@ def _discrete_dataset(spec: dict[str, Any]) -> Any:
 # --------------------------------------------------------------------------- algorithms
 
 
-def _continuous_algo(spec: dict[str, Any]) -> Any:
+def continuous_config(spec: dict[str, Any]) -> Any:
     d3rlpy = _d3rlpy()
     from d3rlpy.models import VectorEncoderFactory
 
@@ -329,7 +326,7 @@ def _continuous_algo(spec: dict[str, Any]) -> Any:
     raise ValueError(f"unknown continuous algorithm {algo!r}")
 
 
-def _discrete_algo(spec: dict[str, Any]) -> Any:
+def discrete_config(spec: dict[str, Any]) -> Any:
     d3rlpy = _d3rlpy()
     algo, p, adam = spec["algo"], spec["params"], spec["adam"]
     enc = _same_nets_encoder_factory(
@@ -370,22 +367,23 @@ def _discrete_algo(spec: dict[str, Any]) -> Any:
 
 def _optimizer_kinds(algo: Any) -> str:
     """The optimizers the built algorithm steps, e.g. ``Adam fused ×3``."""
-    from _floor import describe_optimizers
     from d3rlpy.optimizers import OptimizerWrapper
+
+    from benchmarks._lib.floor import describe_optimizers
 
     modules = algo.impl.modules
     wrappers = [getattr(modules, f.name) for f in dataclasses.fields(modules)]
     return describe_optimizers([w.optim for w in wrappers if isinstance(w, OptimizerWrapper)])
 
 
-def build(spec: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+def build_side(spec: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     d3rlpy = _d3rlpy()
     d3rlpy.seed(spec["seed"])
     torch.manual_seed(spec["seed"])
     if spec["suite"] == "continuous":
-        dataset, config = _continuous_dataset(spec), _continuous_algo(spec)
+        dataset, config = _continuous_dataset(spec), continuous_config(spec)
     else:
-        dataset, config = _discrete_dataset(spec), _discrete_algo(spec)
+        dataset, config = _discrete_dataset(spec), discrete_config(spec)
     algo = config.create(device="cpu:0")
     algo.build_with_dataset(dataset)
     batch_size = spec["batch_size"]
@@ -405,9 +403,3 @@ def build(spec: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
         "parameters": params,
     }
     return step, info
-
-
-if __name__ == "__main__":
-    from _peers import main_worker
-
-    main_worker(build)

@@ -1,45 +1,22 @@
-#!/usr/bin/env python3
-"""Time per gradient step of the discrete algorithms: ours vs Tianshou 2.0.1 and d3rlpy 2.8.1,
-with the same network modules, buffers, batch sizes and hyperparameters.
+"""The discrete sides of the speed benchmark (``benchmarks/train_speed.py``): ours and
+Tianshou 2.0.1's with *our network modules* (behind a thin adapter giving its
+``(obs, state, info) -> (out, state)`` interface; shared trunks shared as in its examples),
+and the spec of d3rlpy's (:mod:`benchmarks._lib.d3rlpy_side`: an encoder with our layers
+under its own last ``Linear``), so the ratios measure the algorithm implementations
+(sampling, targets, losses, number of network passes), not the networks.
 
-Two settings:
-
-- **CartPole**: MLPs as in Tianshou's CartPole offline tests (trunk 64, heads 64; QR-DQN with
-  200 quantiles), batch 64 (CQL: 32), 3-step targets, on a 20k-transition buffer.
-- **Atari**: the Nature-DQN conv net on 4×84×84 uint8 frames, head 512, batch 32, QR-DQN
-  with 200 quantiles, on a compact 10k-step buffer (one frame per step, ``stack_num=4``).
-
-Sides, each in its own process (``_peers.py``; see ``train_speed.py`` for the measurement):
-ours; Tianshou 2.0.1's ``OfflineImitationLearning``, ``DiscreteBCQ``, ``DiscreteCQL`` and
-``DiscreteCRR`` with fused Adam (the headline) and with its default Adam (context), trained
-with ``algorithm.update(buffer, batch_size)`` as its ``OfflineTrainer`` does; d3rlpy 2.8.1's
-``DiscreteBC``, ``DiscreteBCQ`` and ``DiscreteCQL`` (it has no discrete CRR) with fused Adam.
-Tianshou gets *our network modules* (behind a thin adapter giving its ``(obs, state, info) ->
-(out, state)`` interface; shared trunks shared as in its examples) and d3rlpy an encoder with
-our layers under its own last ``Linear`` (``_d3rlpy_runner.py``), so the ratios measure the
-algorithm implementations (sampling, targets, losses, number of network passes), not the
-networks.
-
-DiscreteCQL: ours and Tianshou's are CQL(H) on QR-DQN; d3rlpy's is on (double) DQN, a mean
-Q-value per action. The ``mean-Q`` rows run ours and Tianshou's with 2 quantiles (the fewest
-Tianshou accepts; the network is d3rlpy's up to an output layer of 2A instead of A) and the
-double-DQN target rule that d3rlpy and Tianshou use (the online network selects the next
-action); the ``ours, 1 pass fewer`` lines use our default rule (the target network selects:
-QR-DQN's Algorithm 1).
-
-Usage: ``python benchmarks/train_speed_discrete.py [--threads 1 2] [--only atari]``
-(also run by ``train_speed.py``).
+Two settings (:data:`CARTPOLE`, :data:`ATARI`): CartPole MLPs as in Tianshou's CartPole
+offline tests (trunk 64, heads 64; QR-DQN with 200 quantiles), batch 64 (CQL: 32), 3-step
+targets, on a 20k-transition buffer; the Nature-DQN conv net on 4×84×84 uint8 frames, head
+512, batch 32, on a compact 10k-step buffer (one frame per step, ``stack_num=4``).
 """
 
 from __future__ import annotations
 
-import argparse
 import functools
 import itertools
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any, cast
 
 import gymnasium as gym
@@ -48,12 +25,7 @@ import torch
 from tianshou.algorithm.algorithm_base import OfflineAlgorithm
 from tianshou.algorithm.optim import AdamOptimizerFactory, OptimizerFactory, TorchOptimizerFactory
 from tianshou.data import Batch, ReplayBuffer
-from tianshou.utils.torch_utils import policy_within_training_step
 from torch import nn
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _floor import describe_optimizers, find_optimizers
-from _peers import Row, Side, Step
 
 from tianshou_offline.algorithms import (
     AtariTrunk,
@@ -350,9 +322,7 @@ class _TianshouTrunk(nn.Module):
         return features
 
 
-# --------------------------------------------------------------------------- worker side
-
-_BUFFERS: dict[str, ReplayBuffer] = {}
+# --------------------------------------------------------------------------- specs
 
 SETTINGS = {s.name: s for s in (CARTPOLE, ATARI)}
 
@@ -362,40 +332,8 @@ def _buffer_shape(setting: Setting) -> tuple[int, int]:
     return (20_000, 200) if setting.name == "cartpole" else (10_000, 1000)
 
 
-def build_side(spec: dict[str, Any]) -> tuple[Step, dict[str, Any]]:
-    """Build ours or Tianshou's algorithm from a spec (``_tianshou_runner.py``)."""
-    s = replace(SETTINGS[spec["setting"]], num_quantiles=spec["num_quantiles"])
-    if s.name not in _BUFFERS:
-        _BUFFERS[s.name] = synthetic_buffer(s, *_buffer_shape(s))
-    buffer = _BUFFERS[s.name]
-    name = spec["algo"]
-    if spec["impl"] == "ours":
-        alg = build_ours(name, s, spec["seed"], double_q=spec.get("double_q", True))
-        library = "tianshou-offline"
-    else:
-        alg = build_tianshou(name, s, spec["seed"], adam=spec["adam"])
-        library = "tianshou 2.0.1"
-    alg.process_buffer(buffer)
-    batch_size = s.batch_size[name]
-
-    def step() -> None:
-        with policy_within_training_step(alg.policy):
-            alg.update(buffer=buffer, sample_size=batch_size)
-
-    step()  # optimizer state (and our fused-kernel choice) are made at the first step
-    info = {
-        "library": library,
-        "optimizer": describe_optimizers(find_optimizers(alg)),
-        "parameters": sum(p.numel() for p in alg.policy.parameters()),
-    }
-    return step, info
-
-
-# --------------------------------------------------------------------------- rows
-
-
 def d3rlpy_spec(name: str, s: Setting, seed: int = 0, adam: str = "fused") -> dict[str, Any] | None:
-    """What ``_d3rlpy_runner.py`` builds: d3rlpy's config fields from this setting (d3rlpy's
+    """What :mod:`benchmarks._lib.d3rlpy_side` builds: d3rlpy's config fields from this setting (d3rlpy's
     defaults differ: e.g. its BC's logit penalty β = 0.5). None: d3rlpy has no such algorithm
     (discrete CRR)."""
     params: dict[str, Any] = {"lr": s.lr[name]}
@@ -433,132 +371,22 @@ def d3rlpy_spec(name: str, s: Setting, seed: int = 0, adam: str = "fused") -> di
     }
 
 
-LABELS = {
-    "il": "DiscreteImitationLearning",
-    "bcq": "DiscreteBCQ",
-    "cql": "DiscreteCQL (200 quantiles)",
-    "cql-mean": "DiscreteCQL, mean-Q (2 quantiles)",
-    "crr": "DiscreteCRR",
-}
-ROW_KEYS = tuple(LABELS)
-
-NOTES: dict[str, list[str]] = {
-    "bcq": [
-        "d3rlpy (share_encoder=True) evaluates the shared encoder separately for the Q head "
-        "and the imitator, at s and at s' (ours: one trunk pass serves both heads), and its "
-        "imitator head has no hidden layer of its own (it shares the Q head's); Tianshou gets "
-        "our trunk shared between its two nets but evaluates it once per net",
-    ],
-    "cql": [
-        "Tianshou's target selects the next action with the online network (one more forward "
-        "pass at s'): the first line runs ours with that rule, the second with our default",
-    ],
-    "cql-mean": [
-        "d3rlpy's DiscreteCQL is (double) DQN with a mean Q per action; ours and Tianshou's "
-        "are QR-DQN, here with 2 quantiles (the fewest they accept; output layer 2A instead of "
-        "A) and double-DQN targets like d3rlpy's; d3rlpy evaluates Q(s) twice per step (TD "
-        "error and conservative term)",
-    ],
-    "crr": ["d3rlpy has no discrete CRR"],
-}
+@functools.cache
+def _buffer(name: str) -> ReplayBuffer:
+    setting = SETTINGS[name]
+    return synthetic_buffer(setting, *_buffer_shape(setting))
 
 
-def discrete_rows(settings: Sequence[Setting], keys: Sequence[str], seed: int = 0) -> list[Row]:
-    rows: list[Row] = []
-    for s in settings:
-        for key in keys:
-            name = "cql" if key == "cql-mean" else key
-            quantiles = 2 if key == "cql-mean" else s.num_quantiles
-            base = {
-                "suite": "discrete",
-                "setting": s.name,
-                "algo": name,
-                "num_quantiles": quantiles,
-                "seed": seed,
-            }
-            sides = [Side("ours", "ours", {**base, "impl": "ours", "adam": "fused"})]
-            ours = [("ours", "")]
-            if name == "cql":
-                sides.append(
-                    Side(
-                        "ours-default-target",
-                        "ours",
-                        {**base, "impl": "ours", "adam": "fused", "double_q": False},
-                    )
-                )
-                ours.append(("ours-default-target", " — ours, default target (1 pass fewer)"))
-            for adam in ("fused", "default"):
-                sides.append(
-                    Side(
-                        f"tianshou-{adam}",
-                        f"tianshou-{adam}",
-                        {**base, "impl": "tianshou", "adam": adam},
-                    )
-                )
-            spec = d3rlpy_spec(name, s, seed) if key != "cql" else None
-            if spec is not None:
-                sides.append(Side("d3rlpy", "d3rlpy", spec))
-            rows.append(
-                Row(
-                    key=f"{s.name}:{key}",
-                    label=f"{'CartPole' if s.name == 'cartpole' else 'Atari'} {LABELS[key]}",
-                    sides=sides,
-                    ours=ours,
-                    notes=NOTES.get(key, []),
-                )
-            )
-    return rows
-
-
-def run_suite(args: argparse.Namespace, d3rlpy: str | None, threads: int) -> dict[str, list[Row]]:
-    """Measure and print the discrete rows at ``threads`` (one table per setting)."""
-    from train_speed import COLUMNS, run_and_print
-
-    only = getattr(args, "only", None)
-    keys = getattr(args, "discrete_algorithms", None) or list(ROW_KEYS)
-    out: dict[str, list[Row]] = {}
-    for s in (CARTPOLE, ATARI):
-        if only not in (None, s.name):
-            continue
-        title = (
-            "Discrete, CartPole MLPs (trunk 64, head 64)"
-            if s.name == "cartpole"
-            else "Discrete, Atari Nature-DQN conv net (head 512, batch 32)"
-        )
-        out[s.name] = run_and_print(
-            title,
-            functools.partial(discrete_rows, [s], keys),
-            COLUMNS,
-            args,
-            d3rlpy,
-            threads,
-        )
-    return out
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    from train_speed import add_common_arguments, dump_json, resolve_d3rlpy
-
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--only", choices=("cartpole", "atari"), default=None)
-    p.add_argument(
-        "--algorithms",
-        dest="discrete_algorithms",
-        nargs="*",
-        default=list(ROW_KEYS),
-        choices=ROW_KEYS,
-    )
-    add_common_arguments(p)
-    args = p.parse_args(argv)
-    d3rlpy = resolve_d3rlpy(args)
-    results: dict[str, list[Row]] = {}
-    for threads in args.threads:
-        for name, rows in run_suite(args, d3rlpy, threads).items():
-            results[f"{name}-{threads}"] = rows
-        if args.json:
-            dump_json(args.json, results)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1:]))
+def build(spec: dict[str, Any]) -> tuple[OfflineAlgorithm[Any], ReplayBuffer, int, str]:
+    """Ours or Tianshou's algorithm for a spec (``impl``, ``setting``, ``algo``,
+    ``num_quantiles``, ``adam``): the algorithm, its buffer, its batch size and the
+    library's name."""
+    s = replace(SETTINGS[spec["setting"]], num_quantiles=spec["num_quantiles"])
+    name = spec["algo"]
+    if spec["impl"] == "ours":
+        alg = build_ours(name, s, spec["seed"], double_q=spec.get("double_q", True))
+        library = "tianshou-offline"
+    else:
+        alg = build_tianshou(name, s, spec["seed"], adam=spec["adam"])
+        library = "tianshou 2.0.1"
+    return alg, _buffer(s.name), s.batch_size[name], library
