@@ -74,9 +74,7 @@ def test_unknown_space_is_rejected() -> None:
         space_from_dict({"type": "Foo"})
 
 
-def _episode(
-    rng: np.random.Generator, length: int, *, last: str = "terminated"
-) -> dict[str, Any]:
+def _episode(rng: np.random.Generator, length: int, *, last: str = "terminated") -> dict[str, Any]:
     obs = rng.normal(size=(length + 1, 3)).astype(np.float32)
     term = np.zeros(length, bool)
     trunc = np.zeros(length, bool)
@@ -102,7 +100,9 @@ def test_round_trip_every_column_type(tmp_path: Path) -> None:
             "image": gym.spaces.Box(0, 255, (5, 5), np.uint8),
             "state": gym.spaces.Dict({"x": gym.spaces.Box(-1, 1, (2,), np.float64)}),
             "flag": gym.spaces.MultiBinary(1),
-            "pair": gym.spaces.Tuple((gym.spaces.Discrete(3), gym.spaces.Box(0, 1, (2,), np.float32))),
+            "pair": gym.spaces.Tuple(
+                (gym.spaces.Discrete(3), gym.spaces.Box(0, 1, (2,), np.float32))
+            ),
         }
     )
     act_space = gym.spaces.Box(-2, 2, (2,), np.float32)
@@ -147,7 +147,11 @@ def test_round_trip_every_column_type(tmp_path: Path) -> None:
     with h5py.File(path) as f:
         assert f["_meta/obs/image"].compression == "gzip"
         assert f["_meta/obs/image"].chunks is not None
-        assert list(f["tianshou_offline/episodes/metadata/name"].asstr()[:]) == ["ep0", "ep1", "ep2"]
+        assert list(f["tianshou_offline/episodes/metadata/name"].asstr()[:]) == [
+            "ep0",
+            "ep1",
+            "ep2",
+        ]
     buf = load_buffer(path)
     assert len(buf) == 12
     row = 0
@@ -180,13 +184,20 @@ def test_round_trip_dtypes_and_compression(
     path = tmp_path / "d.hdf5"
     with BufferWriter(path, compression=compression) as w:
         w.add_transitions(
-            obs=obs[:-1], obs_next=obs[1:], act=rng.integers(0, 3, 49).astype(np.uint8),
-            rew=rng.random(49).astype(np.float32), terminated=np.arange(49) % 10 == 9,
+            obs=obs[:-1],
+            obs_next=obs[1:],
+            act=rng.integers(0, 3, 49).astype(np.uint8),
+            rew=rng.random(49).astype(np.float32),
+            terminated=np.arange(49) % 10 == 9,
             truncated=np.zeros(49, bool),
         )
     buf = load_buffer(path)
     np.testing.assert_array_equal(buf.obs, obs[:-1])
-    assert buf.obs.dtype == np.dtype(dtype) and buf.act.dtype == np.uint8 and buf.rew.dtype == np.float32
+    assert (
+        buf.obs.dtype == np.dtype(dtype)
+        and buf.act.dtype == np.uint8
+        and buf.rew.dtype == np.float32
+    )
     # 4 terminal rows + the trailing rows form a cut episode
     assert int(buf.done.sum()) == 5 and bool(buf.done[-1]) and not buf.terminated[-1]
 
@@ -194,7 +205,10 @@ def test_round_trip_dtypes_and_compression(
 def test_episode_boundaries_next_prev(tmp_path: Path) -> None:
     """Loaded buffers know where episodes start and end; Tianshou's from_data does not."""
     rng = np.random.default_rng(2)
-    eps = [_episode(rng, n, last=last) for n, last in ((3, "terminated"), (4, "truncated"), (2, "none"))]
+    eps = [
+        _episode(rng, n, last=last)
+        for n, last in ((3, "terminated"), (4, "truncated"), (2, "none"))
+    ]
     path = tmp_path / "b.hdf5"
     with BufferWriter(path) as w:
         for ep in eps:
@@ -227,8 +241,16 @@ def test_frame_stacking_settings_round_trip(tmp_path: Path) -> None:
         frames = rng.integers(0, 255, size=(length + 4, 6, 6), dtype=np.uint8)
         for t in range(length):
             stack = frames[t : t + 4]
-            buf.add(Batch(obs=stack, act=t % 3, rew=1.0, terminated=t == length - 1,
-                          truncated=False, info={}))
+            buf.add(
+                Batch(
+                    obs=stack,
+                    act=t % 3,
+                    rew=1.0,
+                    terminated=t == length - 1,
+                    truncated=False,
+                    info={},
+                )
+            )
     path = tmp_path / "stack.hdf5"
     save_buffer(buf, path)
     md = read_metadata(path)
@@ -470,7 +492,9 @@ def test_tianshou_file_that_loads_empty_has_an_empty_episode_table(tmp_path: Pat
 def test_mismatched_column_lengths(good_file: Path) -> None:
     with h5py.File(good_file, "a") as f:
         f["_meta/act"].resize(100, axis=0)
-    with pytest.raises(DatasetFormatError, match=r"'_meta/act' has 100 rows; expected at least 180"):
+    with pytest.raises(
+        DatasetFormatError, match=r"'_meta/act' has 100 rows; expected at least 180"
+    ):
         load_buffer(good_file)
 
 
@@ -478,7 +502,9 @@ def test_unknown_layout(tmp_path: Path) -> None:
     p = tmp_path / "other.hdf5"
     with h5py.File(p, "w") as f:
         f["weights"] = np.zeros(3)
-    with pytest.raises(DatasetFormatError, match="unrecognised HDF5 layout: top-level keys are weights"):
+    with pytest.raises(
+        DatasetFormatError, match="unrecognised HDF5 layout: top-level keys are weights"
+    ):
         load_buffer(p)
 
 
@@ -486,13 +512,24 @@ def test_pickled_payload_refused(tmp_path: Path) -> None:
     """A Tianshou file whose info holds Python objects is refused unless opted in."""
     buf = ReplayBuffer(8)
     for t in range(6):
-        buf.add(Batch(obs=np.array([t, t]), act=0, rew=1.0, terminated=t == 5, truncated=False,
-                      obs_next=np.array([t + 1, t + 1]), info={"name": f"s{t}" if t else None}))
+        buf.add(
+            Batch(
+                obs=np.array([t, t]),
+                act=0,
+                rew=1.0,
+                terminated=t == 5,
+                truncated=False,
+                obs_next=np.array([t + 1, t + 1]),
+                info={"name": f"s{t}" if t else None},
+            )
+        )
     path = tmp_path / "tianshou_pickled.hdf5"
     buf.save_hdf5(str(path))
     with h5py.File(path) as f:
         assert f["_meta/info/name"].attrs["__data_type__"] == "pickled_ndarray"
-    with pytest.raises(UnsafeDataError, match=r"_meta/info/name \(pickled_ndarray\).*allow_pickle=True"):
+    with pytest.raises(
+        UnsafeDataError, match=r"_meta/info/name \(pickled_ndarray\).*allow_pickle=True"
+    ):
         load_buffer(path)
     loaded = load_buffer(path, include_info=False)
     assert len(loaded) == 6 and "info" not in loaded._meta.get_keys()
@@ -553,8 +590,10 @@ def test_random_call_sizes_write_the_same_file(
     monkeypatch.setattr(h5io, "_write_rows", write)
     rng = np.random.default_rng(seed)
     n = 3000
-    obs: dict[str, np.ndarray] = {"a": rng.standard_normal((n + 1, 3)).astype(np.float32),
-                                  "b": rng.integers(0, 9, (n + 1,)).astype(np.int64)}
+    obs: dict[str, np.ndarray] = {
+        "a": rng.standard_normal((n + 1, 3)).astype(np.float32),
+        "b": rng.integers(0, 9, (n + 1,)).astype(np.int64),
+    }
     act = rng.integers(0, 4, n).astype(np.uint8)
     rew = rng.standard_normal(n)
     term = rng.random(n) < 0.01
@@ -573,7 +612,10 @@ def test_random_call_sizes_write_the_same_file(
             cols = dict(
                 obs={key: v[sl] for key, v in obs.items()},
                 obs_next={key: v[row + 1 : row + k + 1] for key, v in obs.items()},
-                act=act[sl], rew=rew[sl], terminated=term[sl], truncated=trunc[sl],
+                act=act[sl],
+                rew=rew[sl],
+                terminated=term[sl],
+                truncated=trunc[sl],
                 info={"x": info[sl]},
             )
             if mode == 0 and len(ends) <= 1 and (len(ends) == 0 or ends[0] == k - 1):
@@ -582,7 +624,9 @@ def test_random_call_sizes_write_the_same_file(
                     cut_rows.append(row + k - 1)
                     done[row + k - 1] = True
             else:
-                meta = [{"i": len(w._ep_start) + j, "s": f"m{row + int(e)}"} for j, e in enumerate(ends)]
+                meta = [
+                    {"i": len(w._ep_start) + j, "s": f"m{row + int(e)}"} for j, e in enumerate(ends)
+                ]
                 w.add_transitions(**cols, episode_metadata=meta)
                 if mode == 1 and row + k < n and not done[row + k - 1]:
                     w.end_episode(metadata={"i": len(w._ep_start), "s": "end"})
@@ -612,7 +656,9 @@ def test_random_call_sizes_write_the_same_file(
         np.testing.assert_array_equal(eps["start"][()], starts)
         np.testing.assert_array_equal(eps["length"][()], ends + 1 - starts)
         np.testing.assert_allclose(
-            eps["return"][()], [rew[s : e + 1].sum() for s, e in zip(starts, ends, strict=True)], rtol=1e-12
+            eps["return"][()],
+            [rew[s : e + 1].sum() for s, e in zip(starts, ends, strict=True)],
+            rtol=1e-12,
         )
         np.testing.assert_array_equal(eps["metadata/i"][()], np.arange(len(ends)))
         np.testing.assert_array_equal(f["_indices"][()], np.arange(n))
@@ -660,3 +706,59 @@ def test_end_episode_does_not_modify_the_callers_arrays(tmp_path: Path) -> None:
         w.add_transitions(**ep, done=done)
     assert not done.any()
     assert load_buffer(tmp_path / "d.hdf5").done[-1]
+
+
+# ------------------------------------------------------------------ fuzz findings (issue 25)
+
+
+def _tianshou_file(path: Path, rew: np.ndarray, act: np.ndarray, obs_dim: int = 3) -> Path:
+    """A Tianshou ``ReplayBuffer.save_hdf5`` file of ``len(rew)`` steps in episodes of 4."""
+    n = len(rew)
+    buf = ReplayBuffer(n)
+    for t in range(n):
+        buf.add(Batch(obs=np.full(obs_dim, t, np.float32), act=act[t], rew=rew[t],
+                      terminated=t % 4 == 3, truncated=False,
+                      obs_next=np.full(obs_dim, t + 1, np.float32), info={}))  # fmt: skip
+    buf.save_hdf5(str(path))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("rew", "act"),
+    [
+        (np.array([1.0, np.inf, 2.0, 3.0, -np.inf, 1.0, 0.0, 0.0]), np.arange(8) % 2),  # ±inf
+        (np.array([-np.inf] * 8), np.arange(8) % 2),  # every return -inf
+        (np.array([True, False, True, True, False, False, True, False]), np.arange(8) % 2),
+        (np.array([1e308, 1e308, 0, 0, -1e308, -1e308, 0, 0]), np.arange(8) % 2),  # ±inf sums
+        (np.array([1e300, 0, 0, 0, -1e300, 0, 0, 0]), np.arange(8) % 2),  # range overflows
+        (np.ones(8), (np.arange(8) % 2).astype(bool)),  # boolean actions
+        (np.ones(8), np.stack([np.arange(8.0), np.full(8, np.inf)], axis=1)),  # inf actions
+        (np.ones(8), np.ones((8, 2), dtype=bool)),  # boolean action vectors
+    ],
+)
+def test_plot_of_non_finite_or_boolean_values(tmp_path: Path, rew: Any, act: Any) -> None:
+    """``inspect --plot`` of a buffer whose rewards are infinite or boolean drew nothing
+    (matplotlib: "supplied range of [-inf, -inf] is not finite", "numpy boolean subtract"):
+    the plot leaves non-finite values out and says how many; checked to fail before."""
+    from tianshou_offline.data.stats import plot_dataset
+
+    src = _tianshou_file(tmp_path / "ts.hdf5", rew, act)
+    png = plot_dataset(src, tmp_path / "plot.png")
+    assert png.read_bytes().startswith(b"\x89PNG")
+
+
+def test_convert_column_with_a_zero_length_dimension_is_refused(tmp_path: Path) -> None:
+    """A column whose rows have a zero-length dimension cannot be stored chunked: the
+    conversion raised h5py's ValueError ("All chunk dimensions must be positive"); now one
+    typed error naming the column and its shape, and no output (checked to fail before)."""
+    from tianshou_offline.converters.tianshou import convert_tianshou
+
+    src = _tianshou_file(tmp_path / "ts.hdf5", np.ones(8), np.arange(8) % 2)
+    with h5py.File(src, "r+") as f:
+        for key in ("obs", "obs_next"):
+            del f[f"_meta/{key}"]
+            f["_meta"].create_dataset(key, data=np.zeros((8, 0), np.float32))
+    out = tmp_path / "out.hdf5"
+    with pytest.raises(DataValidationError, match=r"'obs'.*\(0,\)"):
+        convert_tianshou(src, out)
+    assert not out.exists() and not list(tmp_path.glob(".out.hdf5*"))

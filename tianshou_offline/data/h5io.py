@@ -348,6 +348,12 @@ class H5Store:
         meta = f.create_group(META_GROUP)
         _put_attrs(meta, {DATA_TYPE_ATTR: "Batch"})
         for path, (shape, dtype) in self.schema.items():
+            if 0 in shape:  # HDF5 chunks (and so resizable columns) need every dimension >= 1
+                raise DataValidationError(
+                    f"{self.path}: column '{path}' has rows of shape {shape}; expected every "
+                    "dimension of a row to be at least 1 (a zero-length dimension cannot be "
+                    "stored in a chunked column)"
+                )
             rows = chunk_rows(shape, dtype, chunk_bytes=spec.chunk_bytes, first_rows=spec.first_rows)
             self._create_column(meta, path, shape, dtype, rows)
             if direct and dtype.kind in "biufS":

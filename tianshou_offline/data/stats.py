@@ -185,6 +185,27 @@ def read_actions(path: str | os.PathLike[str], max_rows: int = 1_000_000) -> np.
         return np.asarray(ds[:n:stride])
 
 
+def _histogram(ax: Any, values: np.ndarray, color: str) -> str:
+    """Draw a histogram of the finite ``values`` (any numeric or bool dtype) on ``ax``; returns
+    a note for the title naming the values left out (infinite or NaN rewards sum to infinite
+    or NaN returns, which no bin holds)."""
+    v = np.asarray(values, dtype=np.float64).ravel()
+    finite = v[np.isfinite(v)]
+    dropped = v.size - finite.size
+    if finite.size:
+        lo, hi = float(finite.min()), float(finite.max())
+        if lo == hi:
+            lo, hi = lo - max(0.5, abs(lo) * 1e-3), hi + max(0.5, abs(hi) * 1e-3)
+        t = np.linspace(0.0, 1.0, min(50, max(5, finite.size // 2)) + 1)
+        with np.errstate(over="ignore", invalid="ignore"):
+            edges = lo * (1.0 - t) + hi * t  # finite even when hi - lo overflows
+        if np.all(np.isfinite(edges)) and np.all(np.diff(edges) > 0):
+            ax.hist(finite, bins=edges, color=color)
+        else:  # a range no float64 bins can split
+            dropped = v.size
+    return f"; {dropped} not finite, not drawn" if dropped else ""
+
+
 def plot_dataset(
     path: str | os.PathLike[str], out: str | os.PathLike[str], *, overwrite: bool = False
 ) -> Path:
@@ -206,24 +227,28 @@ def plot_dataset(
     table = episode_table(path)
     act = read_actions(path)
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
-    axes[0].hist(table.returns, bins=min(50, max(5, len(table.returns) // 2)), color="tab:blue")
-    axes[0].set_title(f"episode return (n={len(table.returns)})")
+    note = _histogram(axes[0], table.returns, "tab:blue")
+    axes[0].set_title(f"episode return (n={len(table.returns)}){note}")
     axes[0].set_xlabel("return")
     axes[0].set_ylabel("episodes")
-    axes[1].hist(table.lengths, bins=min(50, max(5, len(table.lengths) // 2)), color="tab:green")
-    axes[1].set_title("episode length")
+    note = _histogram(axes[1], table.lengths, "tab:green")
+    axes[1].set_title(f"episode length{note}")
     axes[1].set_xlabel("steps")
     ax = axes[2]
-    if np.issubdtype(act.dtype, np.integer) and act.ndim == 1:
+    if act.dtype.kind in "biu" and act.ndim == 1:  # discrete actions (bool: 0/1)
         values, counts = np.unique(act, return_counts=True)
         ax.bar(values.astype(str), counts, color="tab:orange")
         ax.set_title("action counts")
         ax.set_xlabel("action")
     else:
-        flat = act.reshape(act.shape[0], -1)
+        flat = act.reshape(act.shape[0], -1).astype(np.float64)
         dims = min(flat.shape[1], 8)
-        ax.violinplot([flat[:, i] for i in range(dims)], showmedians=True)
-        ax.set_title(f"action distribution per dimension (first {dims})")
+        columns = [flat[:, i] for i in range(dims)]
+        finite = [c[np.isfinite(c)] for c in columns]
+        dropped = sum(c.size - f.size for c, f in zip(columns, finite, strict=True))
+        ax.violinplot(finite, showmedians=True)
+        note = f"; {dropped} values not finite, not drawn" if dropped else ""
+        ax.set_title(f"action distribution per dimension (first {dims}){note}")
         ax.set_xlabel("dimension")
     fig.suptitle(Path(path).name)
     fig.tight_layout()
