@@ -5,20 +5,23 @@ on Pendulum-v1 data of the quickstart's scripted controller, with ``--checkpoint
 checkpoints (randomly initialised DeterministicPolicy actors: the cost of a fit does not
 depend on what the policy learned), once per ``--threads`` value. Per checkpoint it records
 the fit's seconds (the command's ``--json``), and per run the command's wall time (start-up,
-loading and the table included). Writes ``--json`` (default
-``benchmarks/results/evaluate_speed.json``) with the settings, versions, commit and the
-machine load before and after.
+loading and the table included). Writes a result file under
+``benchmarks/results/evaluate_speed/`` (:mod:`benchmarks._lib.results`: settings, versions,
+commit, code fingerprint and the machine load during the run).
 
-    python benchmarks/evaluate_speed.py
-    python benchmarks/evaluate_speed.py --steps 2000 --threads 1 2
+    python -m benchmarks.evaluate_speed
+    python -m benchmarks.evaluate_speed --steps 2000 --threads 1 2
 """
 
 from __future__ import annotations
 
+import tianshou_offline.cli._no_tensorflow  # noqa: F401  (first: keeps TensorFlow out of this process)
+
+# isort: split
+
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -27,48 +30,22 @@ import time
 from pathlib import Path
 from typing import Any
 
-import _tf_free  # noqa: F401  (first: keeps TensorFlow out of this process)
 import gymnasium as gym
-import h5py
-import tianshou
 import torch
-from fqe_rank import write_data
 
-from tianshou_offline import __version__
+from benchmarks._lib.results import LoadMonitor, file_sha256, write_result
+from benchmarks.fqe_rank import write_data
 from tianshou_offline.algorithms import DeterministicActor, DeterministicPolicy
 from tianshou_offline.recording.policies import save_policy_checkpoint
 
-HERE = Path(__file__).resolve().parent
 TASK = "Pendulum-v1"
-
-
-def machine() -> dict[str, Any]:
-    """Where the run happened: CPU count, load (``uptime``), versions, the code's commit."""
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=HERE, capture_output=True, text=True, timeout=30
-        ).stdout.strip()
-        dirty = bool(
-            subprocess.run(
-                ["git", "status", "--porcelain", "--untracked-files=no"],
-                cwd=HERE, capture_output=True, text=True, timeout=30,
-            ).stdout.strip()
-        )  # fmt: skip
-    except OSError:
-        commit, dirty = "", False
-    uptime = subprocess.run(["uptime"], capture_output=True, text=True, timeout=30).stdout.strip()
-    return {
-        "cpus": os.cpu_count(),
-        "uptime": uptime,
-        "loadavg": list(os.getloadavg()),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "tianshou": tianshou.__version__,
-        "h5py": h5py.__version__,
-        "tianshou_offline": __version__,
-        "commit": commit,
-        "dirty": dirty,
-    }
+CODE = (
+    "benchmarks/evaluate_speed.py",
+    "benchmarks/fqe_rank.py",
+    "tianshou_offline/evaluation",
+    "tianshou_offline/algorithms",
+    "tianshou_offline/cli/evaluate.py",
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -80,15 +57,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=2000, help="FQE steps per checkpoint")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, os.cpu_count() or 1])
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--json", type=Path, default=HERE / "results" / "evaluate_speed.json")
     args = parser.parse_args(argv)
 
     env = gym.make(TASK)
     obs_space, act_space = env.observation_space, env.action_space
     assert isinstance(obs_space, gym.spaces.Box) and isinstance(act_space, gym.spaces.Box)
-    before = machine()
     runs: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory() as tmp:
+    with LoadMonitor() as load, tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "pendulum.hdf5"
         write_data(data, args.episodes, 4.0, args.seed)
         ckpts = []
@@ -123,26 +98,19 @@ def main(argv: list[str] | None = None) -> int:
             }
             runs.append(run)
             print(json.dumps(run))
-    result = {
-        "benchmark": "evaluate_speed",
+        data_hash = file_sha256(data)
+    settings = {
         "command": "tianshou-offline evaluate --fqe CKPT... --data FILE --steps N --threads T",
-        "settings": {
-            "task": TASK,
-            "episodes": args.episodes,
-            "transitions": args.episodes * 200,
-            "checkpoints": args.checkpoints,
-            "steps": args.steps,
-            "q_net": [256, 256],
-            "batch_size": 256,
-            "seed": args.seed,
-        },
-        "runs": runs,
-        "machine_before": before,
-        "machine_after": {"uptime": machine()["uptime"], "loadavg": list(os.getloadavg())},
-    }
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.json}")
+        "task": TASK, "episodes": args.episodes, "transitions": args.episodes * 200,
+        "checkpoints": args.checkpoints, "steps": args.steps, "threads": args.threads,
+        "q_net": [256, 256], "batch_size": 256,
+    }  # fmt: skip
+    path = write_result(
+        "evaluate_speed", f"pendulum-{args.steps}-steps", settings=settings,
+        figures={"runs": runs}, code=CODE, seeds=[args.seed], data={data.name: data_hash},
+        load=load,
+    )  # fmt: skip
+    print(f"kept: {path}")
     return 0
 
 
