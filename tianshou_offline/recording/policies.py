@@ -33,6 +33,16 @@ Every policy the package saves replays with ``tianshou-offline record --policy F
   (version 1): a Tianshou ``Net`` with ``"action": {"type": "discrete", "n": 2, "start": 0}``
   (argmax of its outputs) or ``{"type": "continuous", "low": [...], "high": [...],
   "shape": [...]}`` (the output in the env's units, clipped to the bounds).
+- ``{"type": "discrete", "policy": "QValuePolicy" | "DiscreteBCQPolicy" |
+  "DiscreteActorPolicy", "model": {"type": "QNet" | "QuantileQNet" | "DualHeadNet",
+  "num_actions": A, "hidden_sizes": [...], "num_quantiles": N, "trunk": {"type": "mlp",
+  "obs_dim": D, "hidden_sizes": [...]} | {"type": "atari", "in_channels": C, "height": H,
+  "width": W, "scale_obs": bool}}, "eps_inference": float, "deterministic_eval": bool,
+  "logits_index": int | None, "unlikely_action_threshold": float}`` (version 2,
+  :func:`save_policy_checkpoint` given a discrete policy of :mod:`tianshou_offline.algorithms`:
+  DQN-style and CQL's quantile networks, BCQ, imitation, CRR; MLP or Atari trunks):
+  :func:`load_discrete_policy` rebuilds it as that policy (what off-policy evaluation needs:
+  action probabilities on batches), ``record --policy`` replays it.
 - ``{"type": "atari", ...}`` (version 1, :func:`save_atari_checkpoint`, e.g. by
   ``examples/atari/atari_*.py``): the Nature-DQN conv trunk with a Q, quantile, BCQ or
   logits head.
@@ -63,7 +73,7 @@ if TYPE_CHECKING:
     from tianshou.utils.net.common import Net
     from torch import nn
 
-    from tianshou_offline.algorithms import ContinuousPolicy
+    from tianshou_offline.algorithms import ContinuousPolicy, DiscretePolicy
 
 from tianshou_offline.errors import (
     DatasetFormatError,
@@ -309,7 +319,9 @@ def _action_space_of(action: Mapping[str, Any]) -> gym.Space[Any]:
 
 
 @overload
-def save_policy_checkpoint(path: str | os.PathLike[str], net: ContinuousPolicy) -> Path: ...
+def save_policy_checkpoint(
+    path: str | os.PathLike[str], net: ContinuousPolicy | DiscretePolicy
+) -> Path: ...
 @overload
 def save_policy_checkpoint(
     path: str | os.PathLike[str],
@@ -322,7 +334,7 @@ def save_policy_checkpoint(
 ) -> Path: ...
 def save_policy_checkpoint(
     path: str | os.PathLike[str],
-    net: Net | ContinuousPolicy,
+    net: Net | ContinuousPolicy | DiscretePolicy,
     *,
     state_shape: Sequence[int] | None = None,
     action_space: gym.Space[Any] | None = None,
@@ -334,18 +346,22 @@ def save_policy_checkpoint(
 
     - A policy of :mod:`tianshou_offline.algorithms` (``DeterministicPolicy``,
       ``GaussianPolicy``, ``BCQPolicy`` with the package's networks): pass it alone; its
-      spaces, flags and network sizes are read from it (version 2).
+      spaces, flags and network sizes are read from it (version 2). Likewise a discrete
+      policy (``QValuePolicy``, ``DiscreteBCQPolicy``, ``DiscreteActorPolicy`` on MLP or Atari
+      trunks; version 2, ``net.type`` ``"discrete"``).
     - A Tianshou MLP ``Net`` (e.g. the actor of Tianshou's ``ImitationPolicy``): pass
       ``state_shape``, ``action_space`` and ``hidden_sizes`` (version 1);
       ``observation_space`` is stored too when given.
 
     :raises ValueError: a network this format cannot describe.
     """
-    from tianshou_offline.algorithms import ContinuousPolicy
+    from tianshou_offline.algorithms import ContinuousPolicy, DiscretePolicy
 
     p = Path(path)
     if isinstance(net, ContinuousPolicy):
         return _write(_continuous_payload(net), p)
+    if isinstance(net, DiscretePolicy):
+        return _write(_discrete_payload(net), p)
     if state_shape is None or action_space is None or hidden_sizes is None:
         raise ValueError("an MLP Net needs state_shape, action_space and hidden_sizes")
     from tianshou_offline.data.format import space_to_dict
@@ -635,6 +651,20 @@ def _continuous_payload(policy: ContinuousPolicy) -> dict[str, Any]:
     }
 
 
+def _discrete_act_fn(policy: DiscretePolicy) -> ActFn:
+    """Act with the discrete policy's action outside training steps (its greedy action; a
+    sampling policy samples), ε-noise included (``eps_inference``)."""
+    import torch
+
+    policy.eval()
+
+    def act(obs: Any) -> int:
+        probs = policy.action_probs(policy.obs_to_tensor(np.asarray(obs)[None]))[0]
+        return int(torch.multinomial(probs, 1).item())
+
+    return act
+
+
 def _continuous_act_fn(policy: ContinuousPolicy, seed: int | None) -> ActFn:
     """Act with the policy's deterministic action in the env's units. Random draws (BCQ's
     candidates) come from a private generator seeded by ``seed``: torch's global one is
@@ -849,9 +879,14 @@ def _from_payload(
             threshold,
             scale_obs=bool(spec.get("scale_obs", True)) if scale_obs is None else scale_obs,
         )
+    if kind == "discrete":
+        return _discrete_act_fn(
+            _discrete_from_payload(p, payload, observation_space, action_space, env_name)
+        )
     if kind != "mlp":
         raise DatasetFormatError(
-            f"{p}: field 'net.type' is {kind!r}; expected 'continuous', 'mlp' or 'atari'"
+            f"{p}: field 'net.type' is {kind!r}; expected 'continuous', 'discrete', 'mlp' or "
+            "'atari'"
         )
     if observation_space is not None:
         state_shape = tuple(int(x) for x in spec["state_shape"])
@@ -1104,3 +1139,247 @@ def _check_tianshou_atari(
             f"multiple of the number of actions of {env_name or 'the env'} "
             f"({_one_line(action_space)}): the policy was made for another environment"
         )
+
+# --------------------------------------------------------------------------------------
+# discrete policies of tianshou_offline.algorithms (net.type "discrete", version 2)
+# --------------------------------------------------------------------------------------
+
+_DISCRETE_POLICIES = ("QValuePolicy", "DiscreteBCQPolicy", "DiscreteActorPolicy")
+
+
+def _linear_widths(seq: nn.Module) -> list[int]:
+    from torch import nn
+
+    return [int(m.out_features) for m in seq.modules() if isinstance(m, nn.Linear)]
+
+
+def _trunk_spec(trunk: nn.Module) -> dict[str, Any]:
+    from tianshou_offline.algorithms import AtariTrunk, MLPTrunk
+
+    if type(trunk) is MLPTrunk:
+        assert isinstance(trunk, MLPTrunk)
+        return {"type": "mlp", "obs_dim": trunk.obs_dim, "hidden_sizes": _linear_widths(trunk)}
+    if type(trunk) is AtariTrunk:
+        assert isinstance(trunk, AtariTrunk)
+        c, h, w = trunk.in_shape
+        return {"type": "atari", "in_channels": c, "height": h, "width": w,
+                "scale_obs": bool(trunk.scale_obs)}  # fmt: skip
+    raise ValueError(f"a {type(trunk).__name__} trunk; expected MLPTrunk or AtariTrunk")
+
+
+def _model_spec(model: nn.Module) -> dict[str, Any]:
+    from tianshou_offline.algorithms import DualHeadNet, QNet, QuantileQNet
+
+    kind = type(model)
+    if kind is QNet or kind is QuantileQNet:
+        assert isinstance(model, QNet | QuantileQNet)
+        spec: dict[str, Any] = {
+            "type": kind.__name__,
+            "num_actions": model.num_actions,
+            "hidden_sizes": _linear_widths(model.head)[:-1],
+            "trunk": _trunk_spec(model.trunk),
+        }
+        if isinstance(model, QuantileQNet):
+            spec["num_quantiles"] = model.num_quantiles
+        return spec
+    if kind is DualHeadNet:
+        assert isinstance(model, DualHeadNet)
+        return {"type": "DualHeadNet", "num_actions": model.num_actions,
+                "hidden_sizes": _linear_widths(model.first)[:-1],
+                "trunk": _trunk_spec(model.trunk)}  # fmt: skip
+    raise ValueError(f"a {kind.__name__} network; expected QNet, QuantileQNet or DualHeadNet")
+
+
+def _build_model(spec: Mapping[str, Any]) -> nn.Module:
+    from tianshou_offline.algorithms import AtariTrunk, DualHeadNet, MLPTrunk, QNet, QuantileQNet
+
+    t = spec["trunk"]
+    trunk: AtariTrunk | MLPTrunk
+    if t["type"] == "mlp":
+        trunk = MLPTrunk(int(t["obs_dim"]), [int(h) for h in t["hidden_sizes"]])
+    elif t["type"] == "atari":
+        trunk = AtariTrunk(int(t["in_channels"]), int(t["height"]), int(t["width"]),
+                           scale_obs=bool(t["scale_obs"]))  # fmt: skip
+    else:
+        raise ValueError(f"unknown trunk type {t['type']!r}")
+    n, hidden = int(spec["num_actions"]), [int(h) for h in spec["hidden_sizes"]]
+    if spec["type"] == "QNet":
+        return QNet(trunk, n, hidden)
+    if spec["type"] == "QuantileQNet":
+        return QuantileQNet(trunk, n, int(spec["num_quantiles"]), hidden)
+    if spec["type"] == "DualHeadNet":
+        return DualHeadNet(trunk, n, hidden)
+    raise ValueError(f"unknown network type {spec['type']!r}")
+
+
+def _build_discrete(spec: Mapping[str, Any], obs: gym.Space[Any], act: gym.Space[Any]) -> DiscretePolicy:
+    from tianshou_offline.algorithms import (
+        DiscreteActorPolicy,
+        DiscreteBCQPolicy,
+        DualHeadNet,
+        QValuePolicy,
+    )
+
+    kind = spec["policy"]
+    model = _build_model(spec["model"])
+    eps = float(spec.get("eps_inference", 0.0))
+    common: dict[str, Any] = {"action_space": act, "observation_space": obs, "eps_inference": eps}
+    if kind == "QValuePolicy":
+        return QValuePolicy(model=model, **common)
+    if kind == "DiscreteBCQPolicy":
+        if not isinstance(model, DualHeadNet):
+            raise ValueError("DiscreteBCQPolicy needs a DualHeadNet")
+        return DiscreteBCQPolicy(model=model,
+                                 unlikely_action_threshold=float(spec["unlikely_action_threshold"]),
+                                 **common)  # fmt: skip
+    if kind == "DiscreteActorPolicy":
+        index = spec.get("logits_index")
+        return DiscreteActorPolicy(actor=model, deterministic_eval=bool(spec["deterministic_eval"]),
+                                   logits_index=None if index is None else int(index), **common)  # fmt: skip
+    raise ValueError(f"unknown policy type {kind!r}; expected one of {', '.join(_DISCRETE_POLICIES)}")
+
+
+def _discrete_payload(policy: DiscretePolicy) -> dict[str, Any]:
+    """The version-2 checkpoint of a discrete policy (see the module docstring); rebuilt and
+    reloaded once here, so that a checkpoint that is written also loads.
+
+    :raises ValueError: a policy or network this format does not describe.
+    """
+    from tianshou_offline.algorithms import DiscreteActorPolicy, DiscreteBCQPolicy, QValuePolicy
+    from tianshou_offline.data.format import space_to_dict
+
+    kind = type(policy).__name__
+    if kind not in _DISCRETE_POLICIES:
+        raise ValueError(f"policy checkpoints describe {', '.join(_DISCRETE_POLICIES)}; not a {kind}")
+    spec: dict[str, Any] = {"type": "discrete", "policy": kind,
+                            "eps_inference": float(policy.eps_inference)}  # fmt: skip
+    if isinstance(policy, QValuePolicy | DiscreteBCQPolicy):
+        spec["model"] = _model_spec(policy.model)
+    if isinstance(policy, DiscreteBCQPolicy):
+        spec["unlikely_action_threshold"] = policy.unlikely_action_threshold
+    if isinstance(policy, DiscreteActorPolicy):
+        spec["model"] = _model_spec(policy.actor)
+        spec["deterministic_eval"] = bool(policy.deterministic_eval)
+        spec["logits_index"] = policy.logits_index
+    obs_space = policy.observation_space
+    if obs_space is None:
+        trunk = spec["model"]["trunk"]
+        shape = ((trunk["in_channels"], trunk["height"], trunk["width"])
+                 if trunk["type"] == "atari" else (trunk["obs_dim"],))  # fmt: skip
+        obs_space = gym.spaces.Box(-float("inf"), float("inf"), shape=shape)
+    state = {k: v.detach().cpu() for k, v in policy.state_dict().items()}
+    try:
+        _build_discrete(spec, obs_space, policy.action_space).load_state_dict(state)
+    except (RuntimeError, KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"cannot describe this {kind}'s networks: {e}") from e
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "version": CHECKPOINT_VERSION,
+        "net": spec,
+        "observation_space": space_to_dict(obs_space),
+        "action_space": space_to_dict(policy.action_space),
+        "state_dict": state,
+    }
+
+
+def _from_atari_spec(spec: Mapping[str, Any], act: gym.Space[Any]) -> tuple[DiscretePolicy, nn.Module]:
+    """The policy of an Atari checkpoint (``save_atari_checkpoint``) and the network its
+    ``state_dict`` loads into."""
+    from tianshou_offline.algorithms import (
+        DiscreteActorPolicy,
+        DiscreteBCQPolicy,
+        DualHeadNet,
+        QValuePolicy,
+    )
+
+    model, head, threshold = _build_atari_net(dict(spec))
+    if head == "bcq":
+        assert isinstance(model, DualHeadNet)
+        return DiscreteBCQPolicy(model=model, action_space=act,
+                                 unlikely_action_threshold=threshold or 0.0), model  # fmt: skip
+    if head == "logits":
+        index = 0 if isinstance(model, DualHeadNet) else None
+        return DiscreteActorPolicy(actor=model, action_space=act, logits_index=index), model
+    return QValuePolicy(model=model, action_space=act), model
+
+
+def _discrete_from_payload(
+    p: Path,
+    payload: Mapping[str, Any],
+    observation_space: gym.Space[Any] | None,
+    action_space: gym.Space[Any] | None,
+    env_name: str | None,
+) -> DiscretePolicy:
+    """The policy of a ``"discrete"`` or ``"atari"`` checkpoint payload, its spaces checked
+    against the given ones, on the CPU, in eval mode."""
+    from tianshou_offline.data.format import space_from_dict
+
+    spec = payload["net"]
+    if spec.get("type") == "atari":
+        frames = (int(spec["frame_stack"]), *(int(x) for x in spec.get("frame_shape", (84, 84))))
+        found = gym.spaces.Discrete(int(spec["num_actions"]))
+        if observation_space is not None:
+            _check(p, "net.frame_stack", _obs_mismatch(frames, observation_space), env_name,
+                   "observations")  # fmt: skip
+        if action_space is not None:
+            _check(p, "net.num_actions", _act_mismatch(found, action_space), env_name,
+                   "actions")  # fmt: skip
+        policy, model = _from_atari_spec(spec, found)
+        _load_weights(p, model, payload["state_dict"])
+        return policy.eval()
+    obs_space = space_from_dict(payload["observation_space"])
+    act_space = space_from_dict(payload["action_space"])
+    if observation_space is not None:
+        _check(p, "observation_space", _obs_mismatch(obs_space, observation_space), env_name,
+               "observations")  # fmt: skip
+    if action_space is not None:
+        _check(p, "action_space", _act_mismatch(act_space, action_space), env_name, "actions")
+    policy = _build_discrete(spec, obs_space, act_space)
+    _load_weights(p, policy, payload["state_dict"])
+    return policy.eval()
+
+
+def load_discrete_policy(
+    path: str | os.PathLike[str],
+    *,
+    observation_space: gym.Space[Any] | None = None,
+    action_space: gym.Space[Any] | None = None,
+    env_name: str | None = None,
+) -> DiscretePolicy:
+    """Rebuild the policy of a discrete checkpoint — version 2 ``"discrete"`` (any discrete
+    policy of :mod:`tianshou_offline.algorithms`, saved with ``save_policy_checkpoint``) or
+    ``"atari"`` (``save_atari_checkpoint``) — as that policy, on the CPU, in eval mode.
+
+    :param observation_space: when given, the checkpoint's observation space is checked
+        against it; likewise ``action_space`` (kind and size).
+    :param env_name: names the environment or data in mismatch messages.
+    :raises SourceNotFoundError: no such file.
+    :raises DatasetFormatError: not a policy checkpoint, or not a discrete one.
+    :raises DataValidationError: the checkpoint's spaces are not the given ones.
+    """
+
+    p = Path(path)
+    payload = _read(p)
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        found = payload.get("format") if isinstance(payload, dict) else None
+        raise DatasetFormatError(
+            f"{p}: field 'format' is {found!r}; expected {CHECKPOINT_FORMAT!r} "
+            "(a checkpoint written by save_policy_checkpoint)"
+        )
+    net = payload.get("net")
+    kind = net.get("type") if isinstance(net, dict) else None
+    if kind not in ("discrete", "atari"):
+        raise DatasetFormatError(
+            f"{p}: field 'net.type' is {kind!r}; expected 'discrete' (a discrete policy of "
+            "tianshou_offline.algorithms saved with save_policy_checkpoint) or 'atari'"
+        )
+    try:
+        return _discrete_from_payload(p, payload, observation_space, action_space, env_name)
+    except TianshouOfflineError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
+        raise DatasetFormatError(
+            f"{p}: field 'net' is malformed ({type(e).__name__}: "
+            f"{' '.join(str(e).split())[:200]}); expected the description written by "
+            "save_policy_checkpoint"
+        ) from e
