@@ -52,3 +52,20 @@ class MissingDependencyError(TianshouOfflineError, ImportError):
 class ClusterError(TianshouOfflineError, RuntimeError):
     """A Ray cluster cannot be reached, or a worker cannot use the storage a job needs (the
     message names the node, the path and what every node must see)."""
+
+
+def raised_by_us(e: BaseException) -> bool:
+    """Whether ``e`` was raised by this package's own code (the innermost frame of its
+    traceback is a module of ``tianshou_offline``).
+
+    An error boundary around a library (Minari's parsers, ``torch.load``) turns what the
+    library raises about bad data into a typed error; an exception raised by our own code
+    inside the boundary is a bug and must pass through as itself, not be counted as a
+    refusal of the data."""
+    tb = e.__traceback__
+    if tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    module = str(tb.tb_frame.f_globals.get("__name__", ""))
+    return module == "tianshou_offline" or module.startswith("tianshou_offline.")

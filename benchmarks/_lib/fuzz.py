@@ -20,7 +20,9 @@ Used by ``tests/test_fuzz.py`` (a few hundred mutants) and ``python -m benchmark
   ``main_data.hdf5`` and ``metadata.json``.
 - **Entry points** (:data:`ENTRY_POINTS`): ``load_buffer``, the ``inspect``, ``convert
   tianshou`` and ``convert d4rl`` commands, the RL Unplugged loader (``load_rl_unplugged``)
-  and converter (``convert_shard``) and the Minari converter (``convert_minari``).
+  and converter (``convert_shard``) and the Minari converter (``convert_minari``), each with
+  the option sets of :data:`OPTIONS` (every option of every entry point, ``inspect --plot``
+  included).
 - **Outcomes**: ``ok`` (loaded, and the buffer passes :func:`check_buffer`; a command exits
   0 and its output loads and passes), ``typed`` (a ``TianshouOfflineError``; a command exits 2
   with exactly one ``error:`` line and no traceback), and the failures ``untyped`` (any other
@@ -1133,48 +1135,108 @@ def check_table(buf: Any, path: Path) -> str | None:
     return None
 
 
+OPTIONS: dict[str, list[Any]] = {
+    # CLI entry points: argument lists after the input ("OUT": the output path, "PLOT": a PNG
+    # path, "EXISTING": the output already exists, so --overwrite replaces it)
+    "inspect": [[], ["--json"], ["--plot", "PLOT"], ["--json", "--plot", "PLOT"],
+                ["EXISTING", "--plot", "PLOT", "--overwrite"]],
+    "convert_tianshou": [[], ["--compression", "gzip"], ["--compression", "lzf", "--no-info"],
+                         ["--allow-pickle", "--no-progress"], ["--env-id", "CartPole-v1"],
+                         ["--compression", "none", "--clean"], ["EXISTING", "--overwrite"]],
+    "convert_d4rl": [[], ["--with-infos"], ["--qlearning-compat", "--max-episode-steps", "10"],
+                     ["--float32", "--nan-policy", "warn"], ["--nan-policy", "ignore"],
+                     ["--compression", "gzip", "--no-progress"], ["--compression", "lzf", "--clean"],
+                     ["--env-id", "Hopper-v5", "EXISTING", "--overwrite"]],
+    # API entry points: keyword arguments
+    "load_buffer": [{}, {"include_info": False}, {"stack_num": 2}, {"sample_avail": True},
+                    {"progress": True, "allow_pickle": True}],
+    "load_rl_unplugged": [{}, {"join_episodes": False}, {"include_info": False},
+                          {"progress": True}],
+    "convert_minari": [{}, {"reader": "minari"}, {"with_infos": True}, {"episodes": "0:2"},
+                       {"compression": "gzip", "nan_policy": "warn"},
+                       {"nan_policy": "ignore", "overwrite": True, "progress": True}],
+    "convert_shard": [{}, {"decoder": "pillow"}, {"decoder": "cv2", "progress": True},
+                      {"chunk_records": 3, "compression": "lzf"},
+                      {"contiguous": True}, {"overwrite": True}],
+}  # fmt: skip
+"""The option sets each entry point runs with (a run's ``variant`` picks one): together they
+use every option of every entry point (``tests/test_fuzz.py`` checks this against the CLI's
+parsers and the functions' signatures), so that a bug behind an option shows."""
+
+UNFUZZED_OPTIONS = {
+    "--observation-space": "a space must match the data's shapes (a mismatch is refused first)",
+    "--action-space": "as --observation-space",
+    "mp_context": "how worker processes start, not what is read",
+    "task": "names the output (fixed: Pong)",
+    "num_actions": "fixed: 6 (Pong)",
+    "run_id": "names the output",
+    "shard_id": "names the output",
+    "download": "would fetch from the network",
+    "memory": "memory='disk' reads contiguous files only, and no seed is one: every run would "
+    "be refused before reading (a contiguous seed is still to be added)",
+    "workers": "the harness's workers are daemonic processes, which cannot start a pool",
+}
+"""Options no variant uses, and why."""
+
+
+def _cli_args(entry: str, variant: int, out: Path, workdir: Path) -> list[str]:
+    args = list(OPTIONS[entry][variant % len(OPTIONS[entry])])
+    if "EXISTING" in args:
+        args.remove("EXISTING")
+        target = workdir / "plot.png" if entry == "inspect" else out
+        target.write_bytes(b"an older output")
+    return [str(workdir / "plot.png") if a == "PLOT" else a for a in args]
+
+
+def _check_png(path: Path) -> None:
+    if not path.read_bytes().startswith(b"\x89PNG"):
+        raise _Inconsistent(f"--plot wrote {path.name}, not a PNG")
+
+
 def run_entry(entry: str, path: Path, workdir: Path, variant: int) -> tuple[str, str]:
-    """Run one entry point on one mutant: ``(outcome, detail)`` (raises for untyped errors)."""
+    """Run one entry point on one mutant with the option set ``variant`` picks
+    (:data:`OPTIONS`): ``(outcome, detail)`` (raises for untyped errors)."""
     from tianshou_offline.errors import TianshouOfflineError
 
     out = workdir / "out.hdf5"
+    kw: dict[str, Any] = {}
+    if not entry.startswith(("inspect", "convert_tianshou", "convert_d4rl")):
+        kw = dict(OPTIONS[entry][variant % len(OPTIONS[entry])])
     try:
         if entry == "load_buffer":
             from tianshou_offline.data.buffer import load_buffer
 
-            _check_loaded(load_buffer(path, include_info=variant % 4 != 3), path)
+            _check_loaded(load_buffer(path, **kw), path)
             return "ok", ""
         if entry == "load_rl_unplugged":
             from tianshou_offline.converters.rl_unplugged import load_rl_unplugged
 
             paths = [path] if variant % 2 else [path, path]
-            _check_loaded(load_rl_unplugged(paths))
+            _check_loaded(load_rl_unplugged(paths, **kw))
             return "ok", ""
         if entry == "inspect":
-            argv = ["inspect", str(path)] + (["--json"] if variant % 2 else [])
-            return _cli(argv)
-        if entry == "convert_tianshou":
-            outcome, detail = _cli(["convert", "tianshou", str(path), "-o", str(out)])
-            if outcome == "ok":
-                _check_file(out)
+            args = _cli_args(entry, variant, out, workdir)
+            outcome, detail = _cli(["inspect", str(path), *args])
+            if outcome == "ok" and "--plot" in args:
+                _check_png(workdir / "plot.png")
             return outcome, detail
-        if entry == "convert_d4rl":
-            opts = [[], ["--with-infos"], ["--qlearning-compat", "--max-episode-steps", "10"],
-                    ["--float32", "--nan-policy", "warn"]][variant % 4]  # fmt: skip
-            outcome, detail = _cli(["convert", "d4rl", str(path), "-o", str(out), *opts])
-            if outcome == "ok":
+        if entry in ("convert_tianshou", "convert_d4rl"):
+            command = ["convert", entry.split("_")[1], str(path), "-o", str(out)]
+            args = _cli_args(entry, variant, out, workdir)
+            outcome, detail = _cli([*command, *args])
+            if outcome == "ok" and "--clean" not in args:  # --clean only removes temporaries
                 _check_file(out)
             return outcome, detail
         if entry == "convert_minari":
             from tianshou_offline.converters.minari import convert_minari
 
-            convert_minari(path, out, reader="minari" if variant % 4 == 3 else "auto")
+            convert_minari(path, out, **kw)
             _check_file(out)
             return "ok", ""
         if entry == "convert_shard":
             from tianshou_offline.converters.rl_unplugged import convert_shard, load_rl_unplugged
 
-            convert_shard(path, out, task="Pong", workers=1, num_actions=6)
+            convert_shard(path, out, task="Pong", num_actions=6, **{"workers": 1, **kw})
             _check_loaded(load_rl_unplugged(out))
             return "ok", ""
         raise ValueError(f"unknown entry point {entry}")
@@ -1439,12 +1501,21 @@ def jobs_for(
 def seed_jobs(
     seeds: Sequence[Seed], variants: int = 4
 ) -> Iterator[tuple[Job, Callable[[], None] | None]]:
-    """Every entry point on every unmutated seed, in ``variants`` variants (options of the
-    command) each: all must be ``ok``."""
-    for s in seeds:
+    """Every entry point on every unmutated seed, in ``variants`` option sets each (the
+    sets rotate over the seeds, so that together they run every set; those of
+    :data:`SEED_REFUSES` are left out): all must be ``ok``."""
+    for i, s in enumerate(seeds):
         for e in SEED_ENTRY_POINTS[s.name]:
-            for variant in range(variants):
-                yield Job(e, str(s.path), -1, s.name, "seed", variant=variant), None
+            for k in range(variants):
+                v = i * variants + k
+                opts = OPTIONS[e][v % len(OPTIONS[e])]
+                if not set(opts) & SEED_REFUSES.get((s.name, e), set()):
+                    yield Job(e, str(s.path), -1, s.name, "seed", variant=v), None
+
+
+SEED_REFUSES: dict[tuple[str, str], set[str]] = {("framestack", "load_buffer"): {"stack_num"}}
+"""Options a valid seed is refused with (a typed error, not ``ok``): a frame-stacked file
+loaded with another ``stack_num`` than it was written with."""
 
 
 # --------------------------------------------------------------------------------------

@@ -209,10 +209,12 @@ def parse_example(
     :returns: ``(o_t PNGs, o_tp1 PNGs, (a_t, a_tp1, episode_id), (r_t, d_t, episode_return))``.
     :raises DatasetFormatError: not an Example, or a feature is missing or has the wrong kind.
     """
+    from google.protobuf.message import DecodeError
+
     ex = message if message is not None else example_class()()
     try:
         ex.ParseFromString(payload)
-    except Exception as e:  # protobuf raises DecodeError (a plain Exception subclass)
+    except DecodeError as e:  # what protobuf raises for bytes that are not the message
         raise DatasetFormatError(
             f"{path}: record {record} (uncompressed byte offset {offset}) is not a "
             f"tf.train.Example: {e}"

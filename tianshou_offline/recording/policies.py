@@ -81,6 +81,7 @@ from tianshou_offline.errors import (
     SourceNotFoundError,
     TianshouOfflineError,
     UnsafeDataError,
+    raised_by_us,
 )
 
 CHECKPOINT_FORMAT = "tianshou-offline-policy"
@@ -203,6 +204,8 @@ def _read(p: Path, expected: str = POLICY_CHOICES) -> Any:
             "file written by save_policy_checkpoint (or a Tianshou Atari policy.pth)"
         ) from e
     except Exception as e:  # text, truncated archives, …: torch raises many types
+        if raised_by_us(e):  # a bug of ours, not a fault of the file
+            raise
         found = _describe_bytes(p) if not zipfile.is_zipfile(p) else "a damaged torch.save file"
         raise DatasetFormatError(
             f"{p}: not a weights-only policy checkpoint: found {found} "

@@ -22,6 +22,7 @@ from tianshou_offline.errors import (
     MissingDependencyError,
     SourceNotFoundError,
     TianshouOfflineError,
+    raised_by_us,
 )
 
 log = logging.getLogger(__name__)
@@ -123,14 +124,18 @@ MAX_METADATA_BYTES = 64 << 20
 def minari_errors(data_path: Path) -> Iterator[None]:
     """The boundary around Minari's own reading code: h5py's errors become typed errors (as
     everywhere, :func:`~tianshou_offline.data.reading.read_errors`), and so does anything
-    else Minari raises while it parses a dataset (it checks its metadata with ``assert`` and
-    lets its parsers' exceptions through), naming the dataset directory."""
+    else Minari (or the parsers it calls: json, gymnasium, pyarrow) raises while it parses a
+    dataset (it checks its metadata with ``assert`` and lets its parsers' exceptions
+    through), naming the dataset directory. An exception raised by our own code inside the
+    boundary passes through as itself (:func:`~tianshou_offline.errors.raised_by_us`)."""
     try:
         with read_errors(data_path / "main_data.hdf5"):
             yield
     except (TianshouOfflineError, MemoryError, KeyboardInterrupt):
         raise
-    except Exception as e:  # whatever Minari's parsers raise is about the data
+    except Exception as e:
+        if raised_by_us(e):  # a bug of ours, not a fault of the data
+            raise
         raise DatasetFormatError(
             f"{data_path}: Minari cannot read the dataset: {type(e).__name__}: {e}"
         ) from e
