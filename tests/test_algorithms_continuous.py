@@ -655,7 +655,19 @@ def test_expert_data_quality(expert_path: Path) -> None:
     assert meta.provenance.extra["sac_best_test_return"] >= -250
 
 
-EXAMPLES = ["d4rl_il", "d4rl_bcq", "d4rl_cql", "d4rl_crr", "d4rl_td3_bc", "d4rl_iql", "d4rl_rebrac"]
+EXAMPLES = [
+    "d4rl_il",
+    "d4rl_bcq",
+    "d4rl_cql",
+    "d4rl_crr",
+    "d4rl_td3_bc",
+    "d4rl_iql",
+    "d4rl_rebrac",
+    "d4rl_sac_n",
+    "d4rl_edac",
+    "d4rl_lb_sac",
+    "d4rl_awac",
+]
 
 
 @pytest.fixture
@@ -685,6 +697,8 @@ def test_example_trains_checkpoints_resumes_and_watches(
     ]  # fmt: skip
     if example == "d4rl_bcq":
         common += ["--vae-hidden-sizes", "32", "32", "--num-candidate-actions", "10"]
+    if example in ("d4rl_sac_n", "d4rl_edac", "d4rl_lb_sac"):
+        common += ["--num-critics", "3"]
     result = module.main([*common, "--epoch", "1"])  # env id comes from the data file
     log_path = Path(result["log_path"])
     assert (log_path / "policy.pt").exists() and (log_path / "last.pt").exists()

@@ -47,6 +47,10 @@ MUJOCO = [
     "d4rl_td3_bc",
     "d4rl_iql",
     "d4rl_rebrac",
+    "d4rl_sac_n",
+    "d4rl_edac",
+    "d4rl_lb_sac",
+    "d4rl_awac",
 ]
 ATARI = ["atari_il", "atari_bcq", "atari_cql", "atari_crr"]
 HAS_ALE = bool(__import__("importlib.util").util.find_spec("ale_py"))

@@ -49,8 +49,11 @@ from tianshou.trainer import OfflineTrainerParams, OffPolicyTrainerParams
 from tianshou.utils.torch_utils import policy_within_training_step
 
 from tianshou_offline.algorithms import (
+    AWAC,
     CQL,
+    EDAC,
     IQL,
+    SACN,
     TD3BC,
     CalQLTransitions,
     CriticEnsemble,
@@ -286,8 +289,45 @@ def make_calql(env: gym.Env[Any, Any]) -> CQL:
     )
 
 
-@pytest.mark.parametrize("kind", ["td3_bc", "calql", "iql"])
-@pytest.mark.parametrize("ratio", [0.25, 0.5])
+def make_awac(env: gym.Env[Any, Any]) -> AWAC:
+    policy = GaussianPolicy(
+        actor=GaussianActor(3, 1, (32, 32), conditioned_std=False),
+        action_space=env.action_space,
+        observation_space=env.observation_space,
+        squash=False,
+    )
+    return AWAC(
+        policy=policy,
+        policy_optim=Adam(lr=1e-3),
+        critics=CriticEnsemble(3, 1, (32, 32)),
+        critic_optim=Adam(lr=1e-3),
+    )
+
+
+def make_ensemble(env: gym.Env[Any, Any], eta: float) -> SACN:
+    policy = GaussianPolicy(
+        actor=GaussianActor(3, 1, (32, 32)),
+        action_space=env.action_space,
+        observation_space=env.observation_space,
+    )
+    kw: dict[str, Any] = dict(
+        policy=policy,
+        policy_optim=Adam(lr=1e-3),
+        critics=CriticEnsemble(3, 1, (32, 32), num_critics=4),
+        critic_optim=Adam(lr=1e-3),
+    )
+    return EDAC(eta=eta, **kw) if eta > 0 else SACN(**kw)
+
+
+@pytest.mark.parametrize(
+    ("kind", "ratio"),
+    [
+        *[(k, r) for k in ("td3_bc", "calql", "iql") for r in (0.25, 0.5)],
+        ("awac", 0.5),
+        ("sac_n", 0.5),
+        ("edac", 0.25),
+    ],
+)
 def test_finetune_from_an_offline_checkpoint(
     kind: str, ratio: float, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -297,6 +337,9 @@ def test_finetune_from_an_offline_checkpoint(
         "td3_bc": make_td3bc,
         "calql": make_calql,
         "iql": make_iql,
+        "awac": make_awac,
+        "sac_n": lambda env: make_ensemble(env, 0.0),
+        "edac": lambda env: make_ensemble(env, 1.0),
     }
     make = makers[kind]
     offline_buffer = offline_pendulum_buffer()
@@ -360,7 +403,8 @@ def test_finetune_from_an_offline_checkpoint(
     assert shares == pytest.approx([round(ratio * 32) / 32] * 40)
     assert all(len(r) == 32 for r in rewards)
     act = np.asarray(online.act[:40])
-    if kind != "iql":  # the collector stores the policy's output: [-1, 1] unless unsquashed
+    if kind not in ("iql", "awac"):  # the collector stores the policy's output: [-1, 1]
+        # unless unsquashed
         assert np.all(np.abs(act) <= 1.0)
     # what is learned from is what the env executed: map_action's clip, in the policy's range
     learned = algo.online_transitions(online, np.arange(40)).act.numpy()
@@ -562,7 +606,7 @@ def _script(name: str) -> Any:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("algo", ["td3_bc", "cql", "iql"])
+@pytest.mark.parametrize("algo", ["td3_bc", "cql", "iql", "awac"])
 def test_finetune_example_from_an_offline_example_checkpoint(
     algo: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -1,8 +1,9 @@
 """Offline RL algorithms as Tianshou ``OfflineAlgorithm`` subclasses.
 
 Continuous control: :class:`ImitationLearning` (behaviour cloning, deterministic or Gaussian
-actor), :class:`BCQ`, :class:`CQL`, :class:`CRR`, :class:`IQL`, :class:`ReBRAC` and
-:class:`TD3BC`. Each is
+actor), :class:`BCQ`, :class:`CQL`, :class:`CRR`, :class:`IQL`, :class:`ReBRAC`,
+:class:`TD3BC`, the critic ensembles :class:`SACN`, :class:`EDAC` and :class:`LBSAC`, and
+:class:`AWAC`. Each is
 trained with ``algorithm.run_training(OfflineTrainerParams(buffer=..., ...))``, evaluated
 with Tianshou's ``Collector`` and logged with Tianshou's loggers. Each is generic in its
 ``TrainingStats`` dataclass (``class MyCQL(CQL[MyCQLStats])``); see
@@ -28,6 +29,12 @@ from tianshou_offline.algorithms.config import (
     DiscreteConfig,
     DiscreteTDConfig,
 )
+from tianshou_offline.algorithms.continuous.awac import (
+    AWAC,
+    AWACStep,
+    AWACTrainingStats,
+    advantage_weights,
+)
 from tianshou_offline.algorithms.continuous.base import OfflineAlgorithmBase
 from tianshou_offline.algorithms.continuous.bcq import BCQ, BCQStep, BCQTrainingStats
 from tianshou_offline.algorithms.continuous.cql import (
@@ -38,6 +45,7 @@ from tianshou_offline.algorithms.continuous.cql import (
 )
 from tianshou_offline.algorithms.continuous.crr import CRR, CRRStep, CRRTrainingStats
 from tianshou_offline.algorithms.continuous.dataset import TransitionDataset, Transitions
+from tianshou_offline.algorithms.continuous.edac import EDAC, ensemble_similarity
 from tianshou_offline.algorithms.continuous.finetune import OnlineFineTuning
 from tianshou_offline.algorithms.continuous.fqe import FQE, FQEStep, FQETrainingStats
 from tianshou_offline.algorithms.continuous.il import (
@@ -52,6 +60,7 @@ from tianshou_offline.algorithms.continuous.iql import (
     IQLTrainingStats,
     expectile_loss,
 )
+from tianshou_offline.algorithms.continuous.lb_sac import LBSAC, sqrt_scaled_lr
 from tianshou_offline.algorithms.continuous.nets import (
     MLP,
     VAE,
@@ -76,6 +85,7 @@ from tianshou_offline.algorithms.continuous.rebrac import (
     ReBRACStep,
     ReBRACTrainingStats,
 )
+from tianshou_offline.algorithms.continuous.sac_n import SACN, SACNStep, SACNTrainingStats
 from tianshou_offline.algorithms.continuous.td3_bc import (
     TD3BC,
     TD3BCConfig,
@@ -100,16 +110,22 @@ from tianshou_offline.algorithms.registry import (
 )
 
 __all__ = [
+    "AWAC",
     "BCQ",
     "CONFIG_CLASSES",
     "CQL",
     "CRR",
+    "EDAC",
     "FQE",
     "IQL",
+    "LBSAC",
     "MLP",
     "PRESETS",
+    "SACN",
     "TD3BC",
     "VAE",
+    "AWACStep",
+    "AWACTrainingStats",
     "AlgorithmConfig",
     "BCQPolicy",
     "BCQStep",
@@ -148,6 +164,8 @@ __all__ = [
     "ReBRAC",
     "ReBRACStep",
     "ReBRACTrainingStats",
+    "SACNStep",
+    "SACNTrainingStats",
     "TD3BCConfig",
     "TD3BCStep",
     "TD3BCTrainingStats",
@@ -155,8 +173,10 @@ __all__ = [
     "TransitionDataset",
     "Transitions",
     "ValueFunction",
+    "advantage_weights",
     "algorithm_names",
     "config_class",
+    "ensemble_similarity",
     "episode_starts",
     "expectile_loss",
     "make_algorithm",
@@ -165,6 +185,7 @@ __all__ = [
     "preset",
     "resolve_stats_type",
     "return_to_go",
+    "sqrt_scaled_lr",
     "to_floats",
 ]
 

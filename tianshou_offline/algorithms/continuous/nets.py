@@ -315,16 +315,6 @@ class CriticEnsemble(nn.Module):
             weights = [w.detach() for w in weights]
             biases = [b.detach() for b in biases]
             norms = [n.detach() for n in norms]
-        hidden = len(weights) - 1
-        norm_w, norm_b = norms[:hidden], norms[hidden:]
-
-        def activate(h: torch.Tensor, layer: int) -> torch.Tensor:
-            h = torch.relu(h)
-            if not self.layer_norm:
-                return h
-            h = F.layer_norm(h, h.shape[-1:])
-            return torch.addcmul(norm_b[layer], h, norm_w[layer])
-
         batch = obs.shape[0]
         samples = act.shape[1] if act.dim() == 3 else None
         w0 = weights[0]
@@ -337,12 +327,59 @@ class CriticEnsemble(nn.Module):
             a = act.reshape(1, batch * samples, self.act_dim).expand(w0.shape[0], -1, -1)
             h_act = torch.bmm(a, w_act).view(w0.shape[0], batch, samples, -1)
             h = (h_act + h_obs.unsqueeze(2)).view(w0.shape[0], batch * samples, -1)
-        for layer, (w, b) in enumerate(zip(weights[1:-1], biases[1:-1], strict=True)):
-            h = torch.baddbmm(b, activate(h, layer), w)
-        q = _ensemble_head(activate(h, hidden - 1), weights[-1], biases[-1])  # (E, M)
+        q = self._rest(h, weights, biases, norms)  # (E, M)
         if samples is not None:
             q = q.view(q.shape[0], batch, samples)
         return q.squeeze(0) if member is not None else q
+
+    def _rest(
+        self,
+        h: torch.Tensor,
+        weights: list[torch.Tensor],
+        biases: list[torch.Tensor],
+        norms: list[torch.Tensor],
+    ) -> torch.Tensor:
+        """The layers after the first: ``h (E, M, H)`` (before its activation) → ``(E, M)``."""
+        hidden = len(weights) - 1
+        norm_w, norm_b = norms[:hidden], norms[hidden:]
+
+        def activate(h: torch.Tensor, layer: int) -> torch.Tensor:
+            h = torch.relu(h)
+            if not self.layer_norm:
+                return h
+            h = F.layer_norm(h, h.shape[-1:])
+            return torch.addcmul(norm_b[layer], h, norm_w[layer])
+
+        for layer, (w, b) in enumerate(zip(weights[1:-1], biases[1:-1], strict=True)):
+            h = torch.baddbmm(b, activate(h, layer), w)
+        out: torch.Tensor = _ensemble_head(activate(h, hidden - 1), weights[-1], biases[-1])
+        return out
+
+    def action_gradients(
+        self, obs: torch.Tensor, act: torch.Tensor, *, create_graph: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every member's Q-value and its gradient with respect to the action,
+        ``∇_a Q_e(s, a)``, at the same ``(s, a)`` — EDAC's ensemble-gradient term.
+
+        Each member gets its own copy of ``act`` (a leaf), so the gradients are per member
+        (a gradient of the sum over members with respect to one shared action would add
+        them up).
+
+        :param obs: ``(B, D)``.
+        :param act: ``(B, A)`` (not differentiated: the gradients do not reach it).
+        :param create_graph: keep the graph of the gradients, so that a loss on them can be
+            differentiated with respect to the critic's parameters.
+        :returns: ``q (E, B)`` and ``grad (E, B, A)``.
+        """
+        e = self.num_critics
+        a = act.detach().unsqueeze(0).expand(e, *act.shape).clone().requires_grad_(True)
+        x = torch.cat([obs.unsqueeze(0).expand(e, *obs.shape), a], dim=-1)  # (E, B, D + A)
+        weights: list[torch.Tensor] = list(self.weights)
+        biases: list[torch.Tensor] = list(self.biases)
+        norms: list[torch.Tensor] = [*self.norm_weights, *self.norm_biases]
+        q = self._rest(torch.baddbmm(biases[0], x, weights[0]), weights, biases, norms)
+        (grad,) = torch.autograd.grad(q.sum(), a, create_graph=create_graph)
+        return q, grad
 
 
 class VAE(nn.Module):
