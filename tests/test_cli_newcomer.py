@@ -123,3 +123,34 @@ def test_record_steps_progress_stops_at_its_total(tmp_path: Path) -> None:
     counts = [line for line in text.splitlines() if line.startswith("recording CartPole-v1:")]
     assert counts and all("/30 step" in x for x in counts)
     assert all(int(x.split(":")[1].split("/")[0]) <= 30 for x in counts)
+
+
+_IMPORT_PROBE = """
+import sys, types
+if sys.argv[1:] == ["tensorflow-first"]:  # as if the user had imported TensorFlow already
+    sys.modules["tensorflow"] = types.ModuleType("tensorflow")
+    import tianshou_offline
+else:
+    from tianshou_offline import load_buffer
+    from tianshou_offline.algorithms import TD3BC  # imports tianshou, and so TensorBoard
+    assert "tensorboard" in sys.modules
+print("tensorflow" in sys.modules, "tensorboard.compat.notf" in sys.modules)
+"""
+
+
+def test_library_import_is_quiet_and_tensorflow_free() -> None:
+    """Issue 23: ``from tianshou_offline import load_buffer`` printed TensorFlow/CUDA lines
+    (Tianshou → TensorBoard → TensorFlow) where TensorFlow is installed. The package keeps
+    TensorBoard in its no-TensorFlow mode unless TensorFlow was imported first."""
+    import importlib.util
+
+    if importlib.util.find_spec("tensorflow") is None:
+        pytest.skip("only meaningful where TensorFlow is installed")
+    res = subprocess.run([sys.executable, "-c", _IMPORT_PROBE], capture_output=True, text=True,
+                         timeout=300)  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == ["False", "True"] and res.stderr == "", res.stdout + res.stderr
+    res = subprocess.run([sys.executable, "-c", _IMPORT_PROBE, "tensorflow-first"],
+                         capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split()[1] == "False"  # TensorBoard keeps the user's TensorFlow

@@ -10,6 +10,8 @@ Public API (re-exported here):
 
 from __future__ import annotations
 
+import sys
+import types
 from typing import TYPE_CHECKING, Any
 
 from tianshou_offline._version import __version__
@@ -29,6 +31,16 @@ if TYPE_CHECKING:
     from tianshou_offline.data.format import FORMAT_VERSION, Provenance, read_metadata
     from tianshou_offline.data.writer import BufferWriter
     from tianshou_offline.recording import EpisodeRecorder
+
+# TensorBoard (which Tianshou imports) imports TensorFlow when it is installed (the `test` and
+# `tfds` extras): seconds of start-up, ~500 MB and lines of TensorFlow/CUDA log on stderr,
+# although writing event files does not need it. Its documented switch, the marker module
+# `tensorboard.compat.notf`, makes it use its built-in stub, as the CLI and the examples do.
+# Not when TensorFlow is already imported: then the user's TensorBoard keeps it (e.g. for
+# event files on gs://, which only TensorFlow's file systems write; import TensorFlow before
+# tianshou_offline for that). `convert tfds` imports TensorFlow itself, where it reads RLDS.
+if "tensorflow" not in sys.modules:
+    sys.modules.setdefault("tensorboard.compat.notf", types.ModuleType("tensorboard.compat.notf"))
 
 # Imported on first use: importing tianshou (and through it tensorboard) takes seconds, which
 # commands such as `tianshou-offline inspect` should not pay.
