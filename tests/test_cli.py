@@ -119,12 +119,15 @@ def test_repair_command(tmp_path: Path) -> None:
 
 
 def test_convert_tianshou_file(tmp_path: Path) -> None:
+    import gymnasium as gym
     from tianshou.data import Batch, ReplayBuffer
 
     buf = ReplayBuffer(20)
-    for t in range(25):
-        buf.add(Batch(obs=np.array([t, -t]), act=t % 2, rew=1.0, terminated=t % 7 == 6, truncated=False,
-                      obs_next=np.array([t + 1, -t - 1]), info={"tag": "x" if t % 2 else None}))
+    for t in range(25):  # CartPole-shaped: 4 floats, actions 0/1
+        buf.add(Batch(obs=np.array([t, -t, 0, 0], np.float32), act=t % 2, rew=1.0,
+                      terminated=t % 7 == 6, truncated=False,
+                      obs_next=np.array([t + 1, -t - 1, 0, 0], np.float32),
+                      info={"tag": "x" if t % 2 else None}))  # fmt: skip
     src = tmp_path / "ts.hdf5"
     buf.save_hdf5(str(src))
     out = tmp_path / "ours.hdf5"
@@ -135,6 +138,16 @@ def test_convert_tianshou_file(tmp_path: Path) -> None:
     assert p.returncode == 0, p.stderr
     md = read_metadata(out)
     assert md.provenance is not None and md.provenance.source == "tianshou" and md.env_id == "CartPole-v1"
+    # issue 23: the spaces come from --env-id (Tianshou files carry none); inspect shows them
+    assert isinstance(md.observation_space, gym.spaces.Box) and md.observation_space.shape == (4,)
+    assert md.action_space == gym.spaces.Discrete(2)
+    shown = json.loads(cli("inspect", str(out), "--json").stdout)
+    assert shown["observation_space"]["type"] == "Box" and shown["action_space"]["n"] == 2
+    assert "action:          Discrete(2)" in cli("inspect", str(out)).stdout
+    # data that does not fit the env's spaces is refused, naming both
+    assert_clean_error(cli("convert", "tianshou", str(src), "-o", str(tmp_path / "mc.hdf5"),
+                           "--no-info", "--env-id", "MountainCarContinuous-v0"),
+                       "observations", "(4,)", "MountainCarContinuous-v0")  # fmt: skip
     loaded = load_buffer(out)
     np.testing.assert_array_equal(loaded.obs[:, 0], np.arange(5, 25))
     assert_clean_error(cli("convert", "tianshou", str(src), "-o", str(out), "--no-info"), "exists")

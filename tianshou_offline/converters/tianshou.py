@@ -8,10 +8,13 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from tianshou_offline.converters.result import ConversionResult
 from tianshou_offline.data.buffer import load_buffer, save_buffer
 from tianshou_offline.data.format import Provenance, read_metadata
 from tianshou_offline.data.writer import Compression
+from tianshou_offline.errors import DataValidationError, SourceNotFoundError
 
 if TYPE_CHECKING:
     import gymnasium as gym
@@ -37,16 +40,33 @@ def convert_tianshou(
     :param allow_pickle: unpickle pickled data columns (only for files you trust).
     :param include_info: keep the ``info`` columns.
     :param observation_space: the gymnasium observation space to store (Tianshou files
-        carry none).
-    :param action_space: the gymnasium action space to store.
-    :param env_id: the gymnasium id of the environment, stored in the file.
+        carry none; default: the source's, else ``env_id``'s).
+    :param action_space: the gymnasium action space to store (likewise).
+    :param env_id: the gymnasium id of the environment, stored in the file; its spaces are
+        stored where none are given (made once to read them, checked against the data).
     :raises UnsafeDataError: pickled data columns without ``allow_pickle``.
+    :raises SourceNotFoundError: ``env_id`` is not a registered environment.
+    :raises DataValidationError: the data's observations or actions do not fit ``env_id``'s
+        spaces.
     :raises OutputExistsError: ``output`` exists and ``overwrite`` is False.
     """
     start = time.perf_counter()
     src = Path(source)
     md = read_metadata(src)
     buf = load_buffer(src, allow_pickle=allow_pickle, include_info=include_info)
+    # spaces: given, else the source's own (a file of ours), else the environment's
+    if observation_space is None:
+        observation_space = md.observation_space
+    if action_space is None:
+        action_space = md.action_space
+    if env_id is not None and (observation_space is None or action_space is None):
+        env_obs, env_act = _env_spaces(env_id)
+        if observation_space is None:
+            _check_fits(src, "observations", np.asarray(buf.obs[:1]), env_obs, env_id)
+            observation_space = env_obs
+        if action_space is None:
+            _check_fits(src, "actions", np.asarray(buf.act[:1]), env_act, env_id)
+            action_space = env_act
     out = save_buffer(
         buf,
         output,
@@ -71,3 +91,37 @@ def convert_tianshou(
         seconds=time.perf_counter() - start,
         details={"input_layout": md.layout},
     )
+
+
+def _env_spaces(env_id: str) -> tuple[gym.Space[Any], gym.Space[Any]]:
+    import gymnasium as gym
+
+    try:
+        env = gym.make(env_id)
+    except gym.error.Error as e:
+        raise SourceNotFoundError(
+            f"env_id {env_id!r}: cannot make it to read its spaces ({' '.join(str(e).split())})"
+        ) from e
+    try:
+        return env.observation_space, env.action_space
+    finally:
+        env.close()
+
+
+def _check_fits(
+    src: Path, what: str, first: np.ndarray, space: gym.Space[Any], env_id: str
+) -> None:
+    """The first row of a column must have the shape (and for ``Discrete``, an integer
+    dtype) of ``space``: spaces taken from ``env_id`` must describe the data."""
+    import gymnasium as gym
+
+    shape = first.shape[1:]
+    if isinstance(space, gym.spaces.Discrete):
+        ok = shape in ((), (1,)) and np.issubdtype(first.dtype, np.integer)
+    else:
+        ok = space.shape is None or shape == space.shape
+    if not ok:
+        raise DataValidationError(
+            f"{src}: {what} are {first.dtype} of shape {shape}; {env_id}'s space is {space} "
+            "(give the right env id, or the space as JSON: --observation-space/--action-space)"
+        )
