@@ -174,3 +174,12 @@ def test_printed_output_is_the_readme_transcript(tmp_path: Path) -> None:
     p = _run(*argv[1:], cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     assert _mask_times(p.stdout.splitlines()) == _mask_times(shown)
+
+
+def test_cli_knows_the_quickstart_files(tmp_path: Path) -> None:
+    """``tianshou-offline quickstart`` refuses a rerun from its own list of the files (no torch
+    import for the error); it must be the library's list."""
+    from tianshou_offline.cli.quickstart import QUICKSTART_FILES
+    from tianshou_offline.quickstart import quickstart_files
+
+    assert QUICKSTART_FILES == tuple(p.name for p in quickstart_files(tmp_path))

@@ -50,14 +50,19 @@ def check_output(
     flag: str,
     overwrite: bool | None = False,
     directory: bool = False,
+    parents: bool = False,
+    exists_hint: str = "pass --overwrite to replace it",
 ) -> Path:
     """Check an output path before any heavy work, so that a bad one is one ``error:`` line in
-    a fraction of a second: its folder exists and is writable (a file is created and removed
-    there to find out, which is what counts, also for root and read-only mounts), the path is
-    not a directory (``directory``: not a file), and an existing one is only accepted with
-    ``overwrite`` (None: the command decides later, e.g. ``record --append``).
+    a fraction of a second: its folder exists (``parents``: its nearest existing ancestor, the
+    command creates the rest) and is writable (a file is created and removed there to find
+    out, which is what counts, also for root and read-only mounts), the path is not a
+    directory (``directory``: not a file), and an existing one is only accepted with
+    ``overwrite`` (None: the command decides later, e.g. ``record --append`` or a directory
+    that is reused).
 
     :param flag: the option that named the path, e.g. ``"--plot"`` (in messages).
+    :param exists_hint: what to do about an existing output (the command's flags).
     :raises UsageError: a missing or unwritable folder, a directory for a file or vice versa.
     :raises OutputExistsError: ``path`` exists and ``overwrite`` is False.
     """
@@ -68,17 +73,22 @@ def check_output(
     if p.exists() and not p.is_dir() and directory:
         raise UsageError(f"{flag} {p}: is a file; expected {what} path to write")
     if p.exists() and overwrite is False:
-        raise OutputExistsError(f"{flag} {p}: exists; pass --overwrite to replace it")
-    parent = p.absolute().parent
-    if not parent.exists():
-        raise UsageError(f"{flag} {p}: folder {parent} does not exist; create it first")
-    if not parent.is_dir():
-        raise UsageError(f"{flag} {p}: {parent} is not a folder")
-    probe = parent / f".tianshou_offline_probe_{os.getpid()}"
+        raise OutputExistsError(f"{flag} {p}: output exists; {exists_hint}")
+    if directory and p.is_dir():
+        folder = p
+    else:
+        folder = p.absolute().parent
+        while parents and not folder.exists() and folder != folder.parent:
+            folder = folder.parent
+        if not folder.exists():
+            raise UsageError(f"{flag} {p}: folder {folder} does not exist; create it first")
+        if not folder.is_dir():
+            raise UsageError(f"{flag} {p}: {folder} is a file, not a folder")
+    probe = folder / f".tianshou_offline_probe_{os.getpid()}"
     try:
         os.close(os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
     except OSError as e:
-        raise UsageError(f"{flag} {p}: cannot write in folder {parent} ({e.strerror})") from None
+        raise UsageError(f"{flag} {p}: cannot write in folder {folder} ({e.strerror})") from None
     probe.unlink(missing_ok=True)
     return p
 
@@ -145,14 +155,27 @@ def configure_logging(verbose: bool) -> None:
     )
 
 
+def file_error(e: OSError) -> str:
+    """One line for an operating-system error about a path (a folder that vanished, a full
+    disk, permissions the up-front checks could not foresee): ``PATH: reason``."""
+    where = f"{e.filename} -> {e.filename2}" if e.filename2 else str(e.filename)
+    return f"{where}: {e.strerror or type(e).__name__}"
+
+
 def run_command(func: Handler, args: argparse.Namespace) -> int:
     """Run a command handler the way every entry point does (``tianshou-offline`` and the
-    ``converters/*.py`` scripts): a typed error prints ``error: <message>`` to stderr and
-    returns 2, no traceback; Ctrl-C returns 130; a closed output pipe returns 0."""
+    ``converters/*.py`` scripts): a typed error, or an operating-system error about a path,
+    prints ``error: <message>`` to stderr and returns 2, no traceback; Ctrl-C returns 130; a
+    closed output pipe returns 0."""
     try:
         code = func(args)
     except TianshouOfflineError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        if e.filename is None:  # not about a path the user gave: a bug, keep its traceback
+            raise
+        print(f"error: {file_error(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -13,7 +13,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tianshou_offline.cli._run import Subparsers, add_clean_argument, clean_outputs, run_script
+from tianshou_offline.cli._run import (
+    Subparsers,
+    add_clean_argument,
+    check_output,
+    clean_outputs,
+    run_script,
+)
 
 _COMPRESSION = ("gzip", "lzf")
 
@@ -97,6 +103,7 @@ def add_d4rl_arguments(parser: argparse.ArgumentParser) -> None:
 def cmd_d4rl(args: argparse.Namespace) -> int:
     if args.clean:
         return clean_outputs([Path(args.output)])
+    check_output(args.output, flag="-o/--output", overwrite=args.overwrite)
     from tianshou_offline.converters.d4rl import convert_d4rl
 
     res = convert_d4rl(
@@ -168,6 +175,7 @@ def add_minari_arguments(parser: argparse.ArgumentParser) -> None:
 def cmd_minari(args: argparse.Namespace) -> int:
     if args.clean:
         return clean_outputs([Path(args.output)])
+    check_output(args.output, flag="-o/--output", overwrite=args.overwrite)
     from tianshou_offline.converters.minari import convert_minari
 
     res = convert_minari(
@@ -272,6 +280,11 @@ def add_rl_unplugged_arguments(p: argparse.ArgumentParser, *, legacy_names: bool
 
 
 def cmd_rl_unplugged(args: argparse.Namespace) -> int:
+    given_dir = args.output_dir or os.environ.get("RLU_BUFFER_DIR")
+    if given_dir and not args.clean:  # before the converter's imports (torch)
+        flag = "--output-dir" if args.output_dir else "$RLU_BUFFER_DIR"
+        check_output(Path(given_dir).expanduser(), flag=flag, overwrite=None, directory=True,
+                     parents=True)  # fmt: skip
     from tianshou_offline.converters import rl_unplugged as rlu
     from tianshou_offline.converters.result import ConversionResult
 
@@ -423,6 +436,7 @@ def add_tfds_arguments(p: argparse.ArgumentParser) -> None:
 def cmd_tfds(args: argparse.Namespace) -> int:
     if args.clean:
         return clean_outputs([Path(args.output)])
+    check_output(args.output, flag="-o/--output", overwrite=args.overwrite)
     from tianshou_offline.converters.tfds import convert_tfds
 
     res = convert_tfds(
@@ -463,6 +477,7 @@ def add_tianshou_arguments(p: argparse.ArgumentParser) -> None:
 def cmd_tianshou(args: argparse.Namespace) -> int:
     if args.clean:
         return clean_outputs([Path(args.output)])
+    check_output(args.output, flag="-o/--output", overwrite=args.overwrite)
     from tianshou_offline.converters.tianshou import convert_tianshou
     from tianshou_offline.data.format import space_from_json
 

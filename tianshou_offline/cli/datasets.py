@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from tianshou_offline.cli._run import Subparsers, UsageError, positive_int
+from tianshou_offline.cli._run import Subparsers, UsageError, check_output, positive_int
 
 LEVEL_NAMES = ("random", "medium", "expert", "medium-replay", "medium-expert")
 """``tianshou_offline.datasets.LEVELS`` (repeated so that ``--help`` imports nothing heavy;
@@ -24,13 +24,24 @@ def _levels(text: str) -> tuple[str, ...]:
     return names
 
 
+def _check_env(env_id: str) -> None:
+    """A registered id must exist (with gymnasium's message, e.g. "Did you mean: 'CartPole'?")
+    before torch is imported, as ``datasets.envs`` checks it again; an entry point
+    ``module:Class`` is checked there."""
+    if ":" in env_id:
+        return
+    import gymnasium as gym
+
+    try:
+        gym.spec(env_id)
+    except gym.error.Error as e:
+        raise UsageError(
+            f"--env {env_id}: not a registered gymnasium id ({' '.join(str(e).split())}); "
+            "expected an id such as Hopper-v5 or an entry point module:Class"
+        ) from None
+
+
 def cmd_make_datasets(args: argparse.Namespace) -> int:
-    import dataclasses
-
-    import torch
-
-    from tianshou_offline.datasets import DQNParams, FamilyConfig, SACParams, make_datasets
-
     env_kwargs: dict[str, Any] = {}
     if args.env_kwargs:
         try:
@@ -43,6 +54,14 @@ def cmd_make_datasets(args: argparse.Namespace) -> int:
         raise UsageError(f"--medium-fraction {args.medium_fraction}: expected in (0, 1]")
     if not 0.0 <= args.data_eps <= 1.0:
         raise UsageError(f"--data-eps {args.data_eps}: expected in [0, 1]")
+    check_output(args.output, flag="-o/--output", overwrite=None, directory=True, parents=True)
+    _check_env(args.env)
+    import dataclasses
+
+    import torch
+
+    from tianshou_offline.datasets import DQNParams, FamilyConfig, SACParams, make_datasets
+
     torch.set_num_threads(args.threads)
     d4rl = args.scale == "d4rl"
     sac, dqn = SACParams(), DQNParams()

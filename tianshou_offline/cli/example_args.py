@@ -148,6 +148,23 @@ class ExampleConfig:
                 raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
         if self.threads is not None and self.threads < 1:
             raise ValueError("--threads must be at least 1")
+        if not self.watch:
+            output_dir(self.logdir, "--logdir")
+
+
+def output_dir(path: str, flag: str) -> None:
+    """A directory an example creates (with its parents) must be creatable: checked with the
+    arguments, before any data is loaded (:func:`tianshou_offline.cli._run.check_output`).
+
+    :raises ValueError: it is a file, or its nearest existing folder is not writable.
+    """
+    from tianshou_offline.cli._run import check_output
+
+    try:
+        check_output(Path(path).expanduser(), flag=flag, overwrite=None, directory=True,
+                     parents=True)  # fmt: skip
+    except TianshouOfflineError as e:
+        raise ValueError(str(e)) from None
 
 
 @dataclass(kw_only=True)
@@ -255,6 +272,8 @@ class MujocoConfig(ExampleConfig):
             raise ValueError("--step-per-epoch must be at least 1")
         if self.buffer_size is not None and self.buffer_size < 1:
             raise ValueError("--buffer-size must be at least 1")
+        if not Path(self.expert_data_task).exists():  # a name: converted into --data-dir
+            output_dir(self.data_dir, "--data-dir")
 
 
 # --------------------------------------------------------------------------- parsing
@@ -409,6 +428,13 @@ def run_example(main: Callable[[Sequence[str] | None], object]) -> None:
         main(None)
     except (TianshouOfflineError, gymnasium.error.Error) as e:
         print(f"error: {_one_line(e)}", file=sys.stderr)
+        sys.exit(2)
+    except OSError as e:
+        if e.filename is None:  # not about a path: a bug, keep its traceback
+            raise
+        from tianshou_offline.cli._run import file_error
+
+        print(f"error: {file_error(e)}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

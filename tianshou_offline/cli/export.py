@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 
-from tianshou_offline.cli._run import Subparsers, add_clean_argument, clean_outputs
+from tianshou_offline.cli._run import (
+    Subparsers,
+    add_clean_argument,
+    check_input,
+    check_output,
+    clean_outputs,
+)
 
 
 def add_minari_export_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,10 +43,19 @@ def add_minari_export_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_export_minari(args: argparse.Namespace) -> int:
-    if args.clean:
-        from tianshou_offline.converters.minari.export import export_target
+    from tianshou_offline.converters.minari.export import export_target
 
+    if args.clean:
         return clean_outputs([export_target(args.dataset_id)])
+    check_input(args.buffer, what="a buffer file to export")
+    check_output(
+        export_target(args.dataset_id),
+        flag=f"--dataset-id {args.dataset_id} ($MINARI_DATASETS_PATH/ID)",
+        overwrite=args.overwrite,
+        directory=True,
+        parents=True,
+        exists_hint="pass --overwrite to replace the dataset",
+    )
     from tianshou_offline.converters.minari import export_minari
 
     data = export_minari(

@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from tianshou_offline.cli._run import Subparsers
+from tianshou_offline.cli._run import Subparsers, check_output
 
 
 def add_grid_arguments(p: argparse.ArgumentParser) -> None:
@@ -54,6 +54,13 @@ def cmd_grid(args: argparse.Namespace) -> int:
     from tianshou_offline.scale.grid import format_markdown, load_grid, run_grid
 
     grid = load_grid(args.spec)
+    check_output(
+        args.output or grid.output,
+        flag="--output" if args.output else f"the output of {args.spec}",
+        overwrite=None,
+        directory=True,
+        parents=True,
+    )
     res = run_grid(
         grid,
         args.output,

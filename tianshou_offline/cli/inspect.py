@@ -8,7 +8,7 @@ import json
 import sys
 from typing import Any
 
-from tianshou_offline.cli._run import Subparsers
+from tianshou_offline.cli._run import Subparsers, check_input, check_output
 
 
 def _fmt_bytes(n: float) -> str:
@@ -20,6 +20,8 @@ def _fmt_bytes(n: float) -> str:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
+    if args.plot:
+        check_output(args.plot, flag="--plot", overwrite=args.overwrite)
     import numpy as np
 
     from tianshou_offline.data.format import read_metadata, space_to_dict
@@ -130,6 +132,8 @@ def cmd_repair(args: argparse.Namespace) -> int:
 
 
 def cmd_repack(args: argparse.Namespace) -> int:
+    check_input(args.file, what="a buffer file")
+    check_output(args.output, flag="OUTPUT", overwrite=args.overwrite)
     from tianshou_offline.data.format import read_metadata
     from tianshou_offline.data.repack import repack
 

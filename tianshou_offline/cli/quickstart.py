@@ -13,10 +13,20 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tianshou_offline.cli._run import Subparsers, UsageError
+from tianshou_offline.cli._run import Subparsers, UsageError, check_output
 
 if TYPE_CHECKING:
     from tianshou.utils import BaseLogger
+
+QUICKSTART_FILES = (
+    "cartpole_expert.hdf5",
+    "bc_policy.pt",
+    "pendulum_expert.hdf5",
+    "td3bc_pendulum_policy.pt",
+)
+"""``tianshou_offline.quickstart.quickstart_files`` (repeated so that a refused rerun is an
+error in a fraction of a second, before torch is imported; tests/test_quickstart.py checks
+that they agree)."""
 
 QUICKSTART_PROGRESS_INTERVAL_S = 10.0
 """Seconds between plain progress lines (its training runs take 10–30 s each)."""
@@ -46,19 +56,22 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
         if getattr(args, flag) < 1:
             name = "--" + flag.replace("_", "-")
             raise UsageError(f"quickstart: {name} is {getattr(args, flag)}; expected at least 1")
-    from tianshou_offline.quickstart import (
-        TABLE_HEADER,
-        QuickstartRow,
-        check_workdir,
-        run_quickstart,
-    )
+    if args.workdir:
+        workdir = check_output(
+            args.workdir, flag="--workdir", overwrite=None, directory=True, parents=True
+        )
+        existing = [n for n in QUICKSTART_FILES if (workdir / n).exists()]
+        if existing and not args.overwrite:
+            from tianshou_offline.errors import OutputExistsError
 
-    workdir = (
-        Path(args.workdir)
-        if args.workdir
-        else Path(tempfile.mkdtemp(prefix="tianshou_offline_quickstart_"))
-    )
-    check_workdir(workdir, overwrite=args.overwrite)  # before anything is printed
+            raise OutputExistsError(
+                f"--workdir {workdir}: holds {', '.join(existing)} from an earlier run; pass "
+                "--overwrite to replace them, or give a new --workdir"
+            )
+    else:
+        workdir = Path(tempfile.mkdtemp(prefix="tianshou_offline_quickstart_"))
+    from tianshou_offline.quickstart import TABLE_HEADER, QuickstartRow, run_quickstart
+
     header_shown = False
 
     def show_row(row: QuickstartRow) -> None:

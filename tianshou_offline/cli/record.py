@@ -6,10 +6,28 @@ import argparse
 from pathlib import Path
 from typing import Any, Literal
 
-from tianshou_offline.cli._run import Subparsers, UsageError, add_clean_argument, clean_outputs
+from tianshou_offline.cli._run import (
+    Subparsers,
+    UsageError,
+    add_clean_argument,
+    check_output,
+    clean_outputs,
+)
 
 
 def cmd_record(args: argparse.Namespace) -> int:
+    if args.clean:
+        return clean_outputs([Path(args.output)])
+    if args.episodes is None and args.steps is None:
+        raise UsageError("record: give --episodes N or --steps N")
+    if args.overwrite and args.append:
+        raise UsageError("record: --overwrite and --append are mutually exclusive")
+    out = check_output(
+        args.output,
+        flag="-o/--output",
+        overwrite=None if args.append else args.overwrite,
+        exists_hint="pass --overwrite to replace it or --append to add episodes to it",
+    )
     import gymnasium as gym
     import numpy as np
 
@@ -17,15 +35,6 @@ def cmd_record(args: argparse.Namespace) -> int:
     from tianshou_offline.recording import EpisodeRecorder
     from tianshou_offline.recording.policies import make_policy
 
-    if args.clean:
-        return clean_outputs([Path(args.output)])
-    if args.episodes is None and args.steps is None:
-        raise UsageError("record: give --episodes N or --steps N")
-    if args.overwrite and args.append:
-        raise UsageError("record: --overwrite and --append are mutually exclusive")
-    out = Path(args.output)
-    if not out.parent.exists():
-        raise UsageError(f"{out.parent}: output directory does not exist")
     atari = _is_atari(args.env)
     try:
         if atari:
