@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from pathlib import Path
@@ -14,7 +15,8 @@ from tianshou_offline.converters.result import ConversionResult
 from tianshou_offline.data.buffer import load_buffer, save_buffer
 from tianshou_offline.data.format import Provenance, read_metadata
 from tianshou_offline.data.writer import Compression
-from tianshou_offline.errors import DataValidationError, SourceNotFoundError
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     import gymnasium as gym
@@ -45,9 +47,8 @@ def convert_tianshou(
     :param env_id: the gymnasium id of the environment, stored in the file; its spaces are
         stored where none are given (made once to read them, checked against the data).
     :raises UnsafeDataError: pickled data columns without ``allow_pickle``.
-    :raises SourceNotFoundError: ``env_id`` is not a registered environment.
-    :raises DataValidationError: the data's observations or actions do not fit ``env_id``'s
-        spaces.
+    Where the data does not fit ``env_id``'s spaces (its shapes or action kind), a warning
+    says so and no spaces are stored (``env_id`` is kept as a label).
     :raises OutputExistsError: ``output`` exists and ``overwrite`` is False.
     """
     start = time.perf_counter()
@@ -61,12 +62,27 @@ def convert_tianshou(
         action_space = md.action_space
     if env_id is not None and (observation_space is None or action_space is None):
         env_obs, env_act = _env_spaces(env_id)
-        if observation_space is None:
-            _check_fits(src, "observations", np.asarray(buf.obs[:1]), env_obs, env_id)
-            observation_space = env_obs
-        if action_space is None:
-            _check_fits(src, "actions", np.asarray(buf.act[:1]), env_act, env_id)
-            action_space = env_act
+        misfit = [
+            m
+            for m in (
+                _misfit(src, "observations", np.asarray(buf.obs[:1]), env_obs, env_id)
+                if observation_space is None
+                else None,
+                _misfit(src, "actions", np.asarray(buf.act[:1]), env_act, env_id)
+                if action_space is None
+                else None,
+            )
+            if m
+        ]
+        if env_obs is None:
+            pass
+        elif misfit:  # an env id as a label only (as before): stored, its spaces not
+            log.warning("%s; no spaces stored", "; ".join(misfit))
+        else:
+            if observation_space is None:
+                observation_space = env_obs
+            if action_space is None:
+                action_space = env_act
     out = save_buffer(
         buf,
         output,
@@ -93,35 +109,40 @@ def convert_tianshou(
     )
 
 
-def _env_spaces(env_id: str) -> tuple[gym.Space[Any], gym.Space[Any]]:
+def _env_spaces(env_id: str) -> tuple[gym.Space[Any] | None, gym.Space[Any] | None]:
+    """The spaces of ``env_id``'s environment (made once), or Nones with a warning where it
+    cannot be made here (e.g. an environment registered only where the data is used)."""
     import gymnasium as gym
 
     try:
         env = gym.make(env_id)
     except gym.error.Error as e:
-        raise SourceNotFoundError(
-            f"env_id {env_id!r}: cannot make it to read its spaces ({' '.join(str(e).split())})"
-        ) from e
+        log.warning("env_id %r: cannot make it to read its spaces (%s); no spaces stored",
+                    env_id, " ".join(str(e).split()))  # fmt: skip
+        return None, None
     try:
         return env.observation_space, env.action_space
     finally:
         env.close()
 
 
-def _check_fits(
-    src: Path, what: str, first: np.ndarray, space: gym.Space[Any], env_id: str
-) -> None:
-    """The first row of a column must have the shape (and for ``Discrete``, an integer
-    dtype) of ``space``: spaces taken from ``env_id`` must describe the data."""
+def _misfit(
+    src: Path, what: str, first: np.ndarray, space: gym.Space[Any] | None, env_id: str
+) -> str | None:
+    """Why the first row of a column does not fit ``space`` (its shape, and for ``Discrete``
+    an integer dtype), or None: spaces taken from ``env_id`` must describe the data."""
     import gymnasium as gym
 
     shape = first.shape[1:]
+    if space is None:
+        return None
     if isinstance(space, gym.spaces.Discrete):
         ok = shape in ((), (1,)) and np.issubdtype(first.dtype, np.integer)
     else:
         ok = space.shape is None or shape == space.shape
-    if not ok:
-        raise DataValidationError(
-            f"{src}: {what} are {first.dtype} of shape {shape}; {env_id}'s space is {space} "
-            "(give the right env id, or the space as JSON: --observation-space/--action-space)"
-        )
+    if ok:
+        return None
+    return (
+        f"{src}: {what} are {first.dtype} of shape {shape}, not {env_id}'s space {space} "
+        "(give the space as JSON: --observation-space/--action-space)"
+    )
