@@ -62,13 +62,16 @@ from test_algorithms_reference import (  # noqa: E402
     B,
     D,
     H,
+    assert_binds,
     assert_same,
+    displace_targets,
     fixed_batch,
     moved,
     normal_log_density,
     one_update,
     params,
     polyak,
+    saturate,
     sgd_step,
 )
 
@@ -99,7 +102,7 @@ def _iql(deterministic: bool, **overrides: Any) -> IQL:
             observation_space=OBS_SPACE,
             squash=False,
         )
-    kw: dict[str, Any] = dict(expectile=0.7, beta=3.0, max_weight=0.3, tau=0.05)
+    kw: dict[str, Any] = dict(expectile=0.7, beta=3.0, max_weight=0.04, tau=0.05)
     kw.update(overrides)
     return IQL(
         policy=policy,
@@ -119,8 +122,9 @@ def test_iql_matches_the_paper(deterministic: bool, monkeypatch: pytest.MonkeyPa
     ``‖π(s) − a‖²`` for a deterministic actor) and the critics on
     ``Σ_j E[(r + γ(1−d) V(s') − Q_j(s, a))²]`` (Eq. 6); Polyak target critics."""
     torch.manual_seed(0)
-    tau_e, beta, w_max, tau = 0.7, 3.0, 0.3, 0.05
+    tau_e, beta, w_max, tau = 0.7, 3.0, 0.04, 0.05
     algo = _iql(deterministic)
+    displace_targets(algo)
     policy = algo.policy
     actor, critics, value = (
         copy.deepcopy(policy.actor),
@@ -293,7 +297,7 @@ def _rebrac(**overrides: Any) -> ReBRAC:
         actor=DeterministicActor(D, A, H), action_space=ACT_SPACE, observation_space=OBS_SPACE
     )
     kw: dict[str, Any] = dict(
-        actor_bc_coef=0.3, critic_bc_coef=0.7, tau=0.05, policy_noise=0.2, noise_clip=0.5
+        actor_bc_coef=0.3, critic_bc_coef=0.7, tau=0.05, policy_noise=0.6, noise_clip=0.5
     )
     kw.update(overrides)
     return ReBRAC(
@@ -315,6 +319,8 @@ def test_rebrac_matches_the_paper(normalize_q: bool, monkeypatch: pytest.MonkeyP
     torch.manual_seed(0)
     beta1, beta2, tau = 0.3, 0.7, 0.05
     algo = _rebrac(normalize_q=normalize_q)
+    displace_targets(algo)
+    saturate(algo.actor_target)
     policy = algo.policy
     actor, critics = copy.deepcopy(policy.actor), copy.deepcopy(algo.critics)
     actor_t, critics_t = copy.deepcopy(algo.actor_target), copy.deepcopy(algo.critics_target)
@@ -324,7 +330,11 @@ def test_rebrac_matches_the_paper(normalize_q: bool, monkeypatch: pytest.MonkeyP
     torch.manual_seed(61)
     eps = torch.randn(B, A)
     with torch.no_grad():
-        a_tilde = (actor_t(b.obs_next) + (0.2 * eps).clamp(-0.5, 0.5)).clamp(-1.0, 1.0)
+        smoothing = (0.6 * eps).clamp(-0.5, 0.5)
+        assert_binds(0.6 * eps, smoothing, "the noise clip")
+        smoothed = actor_t(b.obs_next) + smoothing
+        a_tilde = smoothed.clamp(-1.0, 1.0)
+        assert_binds(smoothed, a_tilde, "the action clip")
         penalty = torch.where(
             b.next_known > 0, ((a_tilde - b.act_next) ** 2).sum(-1), torch.zeros(B)
         )

@@ -45,6 +45,8 @@ from tianshou_offline.algorithms import (
     DeterministicActor,
     DeterministicPolicy,
     DiscreteActorPolicy,
+    DiscreteBCQ,
+    DiscreteBCQPolicy,
     DiscreteCQL,
     DiscreteCRR,
     DiscreteTransitions,
@@ -118,6 +120,37 @@ def one_update(
         return algo.update(ReplayBuffer(1), B)
 
 
+def displace_targets(algo: OfflineAlgorithmCore[Any, Any, Any, Any], seed: int = 99) -> None:
+    """Move every target network of ``algo`` away from its online network (Gaussian noise,
+    std 0.3, on each parameter), so that a reference test sees which of the two an update
+    evaluates — a fresh algorithm's targets are exact copies."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for _, target in algo._target_pairs:
+            for p in target.parameters():
+                p.add_(0.3 * torch.randn(p.shape, generator=g))
+
+
+def last_linear(module: nn.Module) -> nn.Linear:
+    """The output layer of an MLP."""
+    layers = [m for m in module.modules() if isinstance(m, nn.Linear)]
+    return layers[-1]
+
+
+def saturate(actor: nn.Module) -> None:
+    """Push a tanh actor's outputs towards ``±1`` (output biases ``+2`` and ``−2``), so that
+    target-policy smoothing noise takes some actions beyond ``[−1, 1]``: the final clip
+    binds."""
+    with torch.no_grad():
+        last_linear(actor).bias.add_(torch.tensor([2.0, -2.0]))
+
+
+def assert_binds(before: torch.Tensor, after: torch.Tensor, what: str) -> None:
+    """A clip changed some but not all of the values (it is exercised, not everything)."""
+    changed = before != after
+    assert bool(changed.any()) and not bool(changed.all()), f"{what} must bind for some values"
+
+
 def sgd_step(params: Sequence[torch.Tensor], loss: torch.Tensor) -> None:
     """``p ← p − LR ∂loss/∂p`` for each parameter (unused ones unchanged)."""
     trained = [p for p in params if p.requires_grad]
@@ -183,11 +216,13 @@ def test_td3bc_matches_the_paper(monkeypatch: pytest.MonkeyPatch) -> None:
         critics=CriticEnsemble(D, A, H),
         critic_optim=SGD,
         tau=0.05,
-        policy_noise=0.2,
+        policy_noise=0.6,
         noise_clip=0.5,
         update_actor_freq=2,
         alpha=2.5,
     )
+    displace_targets(algo)
+    saturate(algo.actor_target)
     actor, critics = copy.deepcopy(policy.actor), copy.deepcopy(algo.critics)
     actor_t, critics_t = copy.deepcopy(algo.actor_target), copy.deepcopy(algo.critics_target)
     b = fixed_batch()
@@ -196,8 +231,11 @@ def test_td3bc_matches_the_paper(monkeypatch: pytest.MonkeyPatch) -> None:
     torch.manual_seed(11)
     eps = torch.randn(B, A)
     with torch.no_grad():
-        smoothing = (0.2 * eps).clamp(-0.5, 0.5)
-        act_next = (actor_t(b.obs_next) + smoothing).clamp(-1.0, 1.0)
+        smoothing = (0.6 * eps).clamp(-0.5, 0.5)
+        assert_binds(0.6 * eps, smoothing, "the noise clip")
+        smoothed = actor_t(b.obs_next) + smoothing
+        act_next = smoothed.clamp(-1.0, 1.0)
+        assert_binds(smoothed, act_next, "the action clip")
         y = b.rew + b.discount * torch.minimum(*critics_t(b.obs_next, act_next))
     q = critics(b.obs, b.act)
     critic_loss = ((q[0] - y) ** 2).mean() + ((q[1] - y) ** 2).mean()
@@ -238,7 +276,7 @@ def test_td3bc_matches_the_paper(monkeypatch: pytest.MonkeyPatch) -> None:
 # --------------------------------------------------------------------------- CQL
 
 
-def _cql(with_lagrange: bool, threshold: float, backup_entropy: bool) -> CQL:
+def _cql(with_lagrange: bool, threshold: float, backup_entropy: bool, form: str = "cql") -> CQL:
     torch.manual_seed(0)
     return CQL(
         policy=GaussianPolicy(
@@ -256,25 +294,45 @@ def _cql(with_lagrange: bool, threshold: float, backup_entropy: bool) -> CQL:
         num_sampled_actions=3,
         with_lagrange=with_lagrange,
         lagrange_threshold=threshold,
+        lagrange_form="calql" if form == "calql" else "cql",
         cql_alpha_optim=SGD,
         backup_entropy=backup_entropy,
     )
 
 
 @pytest.mark.parametrize(
-    ("with_lagrange", "threshold", "backup_entropy"),
-    [(False, 0.0, False), (True, -50.0, False), (True, 50.0, True)],
-    ids=["cql_h", "lagrange_gap_above_tau", "lagrange_gap_below_tau_soft_backup"],
+    ("with_lagrange", "threshold", "backup_entropy", "form"),
+    [
+        (False, 0.0, False, "cql"),
+        (True, -50.0, False, "cql"),
+        (True, 50.0, True, "cql"),
+        (True, 6.0, False, "cql"),
+        (True, 6.0, False, "calql"),
+    ],
+    ids=[
+        "cql_h",
+        "lagrange_gap_above_tau",
+        "lagrange_gap_below_tau_soft_backup",
+        "lagrange_w_gap_above_tau",
+        "calql_form_gap_below_tau",
+    ],
 )
 def test_cql_matches_the_paper(
-    with_lagrange: bool, threshold: float, backup_entropy: bool, monkeypatch: pytest.MonkeyPatch
+    with_lagrange: bool,
+    threshold: float,
+    backup_entropy: bool,
+    form: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """CQL(H) (Eq. 4) with the importance-sampled log-sum-exp of Appendix F (N uniform
     actions with density 2^−A, N from π(·|s) and N from π(·|s'), each Q corrected by its
     log-density), the SAC backup, actor and temperature losses, one step from the same
     parameters. Lagrange (Appendix F): ``α'`` follows gradient *ascent* on
-    ``α' (w·gap − τ)``: it grows when the gap exceeds τ and shrinks below it."""
-    algo = _cql(with_lagrange, threshold, backup_entropy)
+    ``α' (w·gap − τ)``: it grows when ``w·gap`` exceeds τ and shrinks below it; in the
+    Cal-QL/CORL form ``α'·w·(gap − τ)`` when ``gap`` exceeds τ. With τ = 6 (the gap is about
+    3.6: ``gap < τ < w·gap``) the two forms move α' in opposite directions."""
+    algo = _cql(with_lagrange, threshold, backup_entropy, form)
+    displace_targets(algo)
     n, w = 3, 5.0
     actor, critics = copy.deepcopy(algo.policy.actor), copy.deepcopy(algo.critics)
     critics_t = copy.deepcopy(algo.critics_target)
@@ -282,6 +340,10 @@ def test_cql_matches_the_paper(
     log_alpha_prime = algo.log_cql_alpha.detach().clone().requires_grad_()
     b = fixed_batch()
     stats = one_update(algo, b, seed=21, monkeypatch=monkeypatch)
+
+    def excess(gap: torch.Tensor) -> torch.Tensor:
+        """Kumar et al.'s ``w·gap − τ``, or Cal-QL's/CORL's ``w·(gap − τ)``."""
+        return w * (gap - threshold) if form == "calql" else w * gap - threshold
 
     torch.manual_seed(21)
     eps_s, eps_next, uniform = (
@@ -317,12 +379,10 @@ def test_cql_matches_the_paper(
         gaps.append(gap)
         td = ((q_data - y) ** 2).mean()
         if with_lagrange:
-            critic_loss = critic_loss + td + log_alpha_prime.exp().detach() * (w * gap - threshold)
+            critic_loss = critic_loss + td + log_alpha_prime.exp().detach() * excess(gap)
         else:
             critic_loss = critic_loss + td + w * gap
-    prime_loss = -torch.stack(
-        [log_alpha_prime.exp() * (w * g.detach() - threshold) for g in gaps]
-    ).mean()
+    prime_loss = -torch.stack([log_alpha_prime.exp() * excess(g.detach()) for g in gaps]).mean()
     sgd_step(params(critics), critic_loss)
     sgd_step(params(actor), actor_loss)
     sgd_step([log_alpha], alpha_loss)
@@ -340,10 +400,12 @@ def test_cql_matches_the_paper(
     torch.testing.assert_close(algo.log_alpha.detach(), log_alpha.detach())
     if with_lagrange:
         torch.testing.assert_close(algo.log_cql_alpha.detach(), log_alpha_prime.detach())
-        gap_above = w * torch.stack(gaps).mean().item() > threshold
-        assert gap_above == (threshold < 0)  # the two cases this test sets up
+        gap_mean = torch.stack(gaps).mean().item()
+        if threshold == 6.0:
+            assert gap_mean < threshold < w * gap_mean  # the forms disagree here
+        above = excess(torch.tensor(gap_mean)).item() > 0
         grew = algo.log_cql_alpha.item() > 0.0  # α' started at 1
-        assert grew == gap_above, "α' must grow exactly when the gap exceeds τ"
+        assert grew == above, "α' must grow exactly when the (weighted) gap exceeds τ"
     else:
         assert algo.log_cql_alpha.item() == 0.0 and stats.cql_alpha is None
 
@@ -380,6 +442,7 @@ def test_bcq_matches_algorithm_1(monkeypatch: pytest.MonkeyPatch) -> None:
         copy.deepcopy(policy.perturbation),
         copy.deepcopy(policy.critics),
     )
+    displace_targets(algo)
     xi_t, critics_t = copy.deepcopy(algo.perturbation_target), copy.deepcopy(algo.critics_target)
     b = fixed_batch()
     stats = one_update(algo, b, seed=31, monkeypatch=monkeypatch)
@@ -460,6 +523,7 @@ def test_crr_matches_the_paper(
         advantage="max" if advantage == "max" else "mean",
         num_action_samples=m,
     )
+    displace_targets(algo)
     actor, critics = copy.deepcopy(policy.actor), copy.deepcopy(algo.critics)
     actor_t, critics_t = copy.deepcopy(algo.actor_target), copy.deepcopy(algo.critics_target)
     b = fixed_batch()
@@ -469,7 +533,9 @@ def test_crr_matches_the_paper(
     eps_next, eps_k = torch.randn(B, A), torch.randn(B, m, A)
     with torch.no_grad():
         mean_t, log_std_t = actor_t(b.obs_next)
-        act_next = (mean_t + log_std_t.exp() * eps_next).clamp(-1, 1)
+        sampled = mean_t + log_std_t.exp() * eps_next
+        act_next = sampled.clamp(-1, 1)
+        assert_binds(sampled, act_next, "the clip of the target policy's samples")
         y = b.rew + b.discount * critics_t(b.obs_next, act_next).min(0).values
     q = critics(b.obs, b.act)
     critic_loss = ((q[0] - y) ** 2).mean() + ((q[1] - y) ** 2).mean()
@@ -557,9 +623,10 @@ def test_discrete_cql_matches_qr_dqn_and_cql_h(
     )
     for step in range(2):
         ref = copy.deepcopy(net)
-        target_net = copy.deepcopy(algo.model_target) if algo.model_target is not None else None
-        if step == 0 and target_net is not None:
-            assert not moved(target_net, ref)  # a fresh copy
+        target_net: nn.Module | None = None
+        if algo.model_target is not None:
+            displace_targets(algo, seed=70 + step)  # step 0 copies the network over it
+            target_net = copy.deepcopy(net if step == 0 else algo.model_target)
         b = discrete_batch(step)
         stats = one_update(algo, b, seed=51, monkeypatch=monkeypatch)
         rows = torch.arange(B)
@@ -579,6 +646,8 @@ def test_discrete_cql_matches_qr_dqn_and_cql_h(
         assert stats.cql_loss == pytest.approx(cql.item(), rel=1e-5)
         assert stats.loss == pytest.approx(loss.item(), rel=1e-5)
         assert_same(net, ref, f"step {step}: net")
+        if algo.model_target is not None and target_net is not None:
+            assert_same(algo.model_target, target_net, f"step {step}: target")
 
 
 def test_discrete_cql_with_one_quantile_is_half_of_dqn_cql(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -641,35 +710,119 @@ def test_discrete_crr_matches_the_paper(
         min_q_weight=min_q_weight,
         target_update_freq=target_update_freq,
     )
-    ref = copy.deepcopy(net)
-    b = discrete_batch()
-    stats = one_update(algo, b, seed=61, monkeypatch=monkeypatch)
+    for step in range(2):
+        ref = copy.deepcopy(net)
+        bootstrap: nn.Module = ref  # no target network: the online one, without gradient
+        if algo.net_target is not None:
+            displace_targets(algo, seed=80 + step)  # step 0 copies the network over it
+            bootstrap = copy.deepcopy(net if step == 0 else algo.net_target)
+        b = discrete_batch(step)
+        stats = one_update(algo, b, seed=61, monkeypatch=monkeypatch)
 
-    rows = torch.arange(B)
-    with torch.no_grad():  # the target network is a copy of the network at step 0
-        logits_next, q_next = ref(b.obs_next)
-        y = b.rew + b.discount * (torch.softmax(logits_next, 1) * q_next).sum(1)
-    logits, q = ref(b.obs)
-    critic_loss = 0.5 * ((q[rows, b.act] - y) ** 2).mean()
-    log_pi = torch.log_softmax(logits, 1)
-    with torch.no_grad():
-        q_d = q.detach()
-        baseline = (log_pi.exp() * q_d).sum(1) if advantage == "mean" else q_d.max(1).values
-        adv = q_d[rows, b.act] - baseline
-        if mode == "exp":
-            f = torch.exp(adv / beta).clamp(max=20.0)
-        elif mode == "binary":
-            f = (adv > 0).float()
-        else:
-            f = torch.ones(B)
-    actor_loss = -(f * log_pi[rows, b.act]).mean()
-    cql = (torch.logsumexp(q, 1) - q[rows, b.act]).mean()
-    loss = critic_loss + actor_loss + min_q_weight * cql
-    sgd_step(params(ref), loss)
+        rows = torch.arange(B)
+        with torch.no_grad():
+            logits_next, q_next = bootstrap(b.obs_next)
+            y = b.rew + b.discount * (torch.softmax(logits_next, 1) * q_next).sum(1)
+        logits, q = ref(b.obs)
+        critic_loss = 0.5 * ((q[rows, b.act] - y) ** 2).mean()
+        log_pi = torch.log_softmax(logits, 1)
+        with torch.no_grad():
+            q_d = q.detach()
+            baseline = (log_pi.exp() * q_d).sum(1) if advantage == "mean" else q_d.max(1).values
+            adv = q_d[rows, b.act] - baseline
+            if mode == "exp":
+                f = torch.exp(adv / beta).clamp(max=20.0)
+            elif mode == "binary":
+                f = (adv > 0).float()
+            else:
+                f = torch.ones(B)
+        actor_loss = -(f * log_pi[rows, b.act]).mean()
+        cql = (torch.logsumexp(q, 1) - q[rows, b.act]).mean()
+        loss = critic_loss + actor_loss + min_q_weight * cql
+        sgd_step(params(ref), loss)
 
-    assert stats.critic_loss == pytest.approx(critic_loss.item(), rel=1e-5)
-    assert stats.actor_loss == pytest.approx(actor_loss.item(), rel=1e-5)
-    assert stats.advantage == pytest.approx(adv.mean().item(), rel=1e-5, abs=1e-7)
-    assert stats.weight == pytest.approx(f.mean().item(), rel=1e-5)
-    assert stats.loss == pytest.approx(loss.item(), rel=1e-5)
-    assert_same(net, ref, "net")
+        assert stats.critic_loss == pytest.approx(critic_loss.item(), rel=1e-5)
+        assert stats.actor_loss == pytest.approx(actor_loss.item(), rel=1e-5)
+        assert stats.advantage == pytest.approx(adv.mean().item(), rel=1e-5, abs=1e-7)
+        assert stats.weight == pytest.approx(f.mean().item(), rel=1e-5)
+        assert stats.loss == pytest.approx(loss.item(), rel=1e-5)
+        assert_same(net, ref, f"step {step}: net")
+        if algo.net_target is not None:
+            assert_same(algo.net_target, bootstrap, f"step {step}: target")
+
+
+def test_discrete_bcq_matches_the_paper(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fujimoto et al. 2019 (arXiv:1910.01708), Sec. 4 and Algorithm 1: ``y = r + γ(1−d)
+    Q'(s', a')`` with ``a' = argmax Q(s', a)`` (online network) over the actions whose
+    ``G(a|s') / max G(·|s') > τ``; Huber loss of ``Q(s, a)``, plus ``−log G(a|s)`` and
+    ``λ mean(logits²)``; one SGD step on the sum. The target network is a copy of the network
+    at every ``target_update_freq``-th step (before the update) and stays in between."""
+    torch.manual_seed(0)
+    net = DualHeadNet(MLPTrunk(4, [16]), NUM_ACTIONS, [16])
+    threshold, penalty = 0.85, 0.3
+    algo = DiscreteBCQ(
+        policy=DiscreteBCQPolicy(
+            model=net, action_space=DISCRETE, unlikely_action_threshold=threshold
+        ),
+        optim=SGD,
+        target_update_freq=2,
+        imitation_logits_penalty=penalty,
+        huber_delta=1.0,
+    )
+    constrained = 0
+    for step in range(2):
+        ref = copy.deepcopy(net)
+        displace_targets(algo, seed=90 + step)  # step 0 copies the network over it
+        target_net = copy.deepcopy(net if step == 0 else algo.model_target)
+        b = discrete_batch(step)
+        stats = one_update(algo, b, seed=71, monkeypatch=monkeypatch)
+
+        rows = torch.arange(B)
+        with torch.no_grad():
+            q_next, logits_next = ref(b.obs_next)
+            g = torch.softmax(logits_next, 1)
+            allowed = g / g.max(1, keepdim=True).values > threshold
+            a_next = torch.where(allowed, q_next, torch.full_like(q_next, -1e9)).argmax(1)
+            constrained += int((a_next != q_next.argmax(1)).sum())
+            y = b.rew + b.discount * target_net(b.obs_next)[0][rows, a_next]
+        q, logits = ref(b.obs)
+        q_loss = F.huber_loss(q[rows, b.act], y, delta=1.0)
+        imitation = -torch.log_softmax(logits, 1)[rows, b.act].mean()
+        loss = q_loss + imitation + penalty * (logits**2).mean()
+        sgd_step(params(ref), loss)
+
+        assert stats.loss == pytest.approx(loss.item(), rel=1e-5)
+        assert stats.q_target == pytest.approx(y.mean().item(), rel=1e-5)
+        assert_same(net, ref, f"step {step}: net")
+        assert_same(algo.model_target, target_net, f"step {step}: target")
+    assert constrained > 0, "the threshold must exclude some greedy actions"
+
+
+# --------------------------------------------------------------------------- mutation check
+
+
+def test_every_mutation_applies() -> None:
+    """Each mutation of ``tests/mutate_updates.py`` still finds its snippet exactly once in
+    the update it mutates (a renamed line would silently drop it from the check)."""
+    import mutate_updates
+
+    names = [m.name for m in mutate_updates.MUTATIONS]
+    assert len(names) == len(set(names))
+    for mutation in mutate_updates.MUTATIONS:
+        with mutate_updates.applied(mutation):
+            pass
+
+
+def test_mutation_script_kills_mutations() -> None:
+    """Two mutations of the script (a target network replaced by the online one, a clip
+    deleted) run through it in this process and are killed by the reference tests; the whole
+    list: ``python tests/mutate_updates.py``."""
+    import mutate_updates
+
+    chosen = [
+        m
+        for m in mutate_updates.MUTATIONS
+        if m.name in ("td3bc-target-critics-online", "td3bc-noise-clip-deleted")
+    ]
+    assert len(chosen) == 2
+    assert mutate_updates.run(chosen) == []

@@ -35,6 +35,7 @@ from test_algorithms_reference import (
     D,
     H,
     assert_same,
+    displace_targets,
     fixed_batch,
     one_update,
     params,
@@ -92,11 +93,13 @@ def test_calql_term_matches_the_paper(monkeypatch: pytest.MonkeyPatch) -> None:
         num_sampled_actions=3,
         calibrated=True,
     )
+    displace_targets(algo)
     n, w, alpha = 3, 5.0, 0.2
     actor, critics = copy.deepcopy(algo.policy.actor), copy.deepcopy(algo.critics)
     critics_t = copy.deepcopy(algo.critics_target)
     base = fixed_batch()
-    v_ref = torch.tensor([5.0, -5.0, 0.3, -0.1, 5.0, -5.0, 0.0, 0.2])  # some bounds bind
+    # some bounds bind; −∞: an unfinished episode's row (no bound)
+    v_ref = torch.tensor([5.0, -5.0, 0.3, -0.1, 5.0, -math.inf, 0.0, 0.2])
     b = CalQLTransitions(
         obs=base.obs,
         act=base.act,
@@ -175,6 +178,91 @@ def test_return_to_go_matches_a_loop_over_episodes() -> None:
         for r in rows[::-1]:
             g = float(buf.rew[r]) + gamma * g
             assert ours[r] == pytest.approx(g)
+
+
+def calql_buffer(*, finish_last: bool) -> ReplayBuffer:
+    """Four episodes (γ = 0.9): A terminates with rewards 1, 2, 3; B is truncated and never
+    succeeds (−1 throughout); C is truncated after a success (0, 1, −1); D (5, 5) is still
+    running — unless ``finish_last``, which adds a third step (reward 5) that terminates."""
+    rew = [1.0, 2.0, 3.0, -1.0, -1.0, -1.0, 0.0, 1.0, -1.0, 5.0, 5.0]
+    terminated = [0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0]
+    truncated = [0, 0, 0, 0, 0, 1, 0, 0, 1, 0, 0]
+    if finish_last:
+        rew, terminated, truncated = [*rew, 5.0], [*terminated, 1], [*truncated, 0]
+    n = len(rew)
+    rng = np.random.default_rng(0)
+    return buffer_from_columns(
+        {
+            "obs": rng.normal(size=(n, D)).astype(np.float32),
+            "obs_next": rng.normal(size=(n, D)).astype(np.float32),
+            "act": rng.uniform(-1, 1, size=(n, A)).astype(np.float32),
+            "rew": np.asarray(rew),
+            "terminated": np.asarray(terminated, dtype=bool),
+            "truncated": np.asarray(truncated, dtype=bool),
+        }
+    )
+
+
+def _calql(**kw: Any) -> CQL:
+    torch.manual_seed(0)
+    return CQL(
+        policy=GaussianPolicy(
+            actor=GaussianActor(D, A, H), action_space=ACT_SPACE, observation_space=OBS_SPACE
+        ),
+        policy_optim=SGD,
+        critics=CriticEnsemble(D, A, H),
+        critic_optim=SGD,
+        calibrated=True,
+        gamma=0.9,
+        **kw,
+    )
+
+
+INF = math.inf
+A_ = [1 + 0.9 * 2 + 0.81 * 3, 2 + 0.9 * 3, 3.0]  # episode A: discounted sums (terminated)
+C_ = [0 + 0.9 * 1 - 0.81 * 1, 1 - 0.9 * 1, -1.0]  # episode C, partial (truncated)
+C_TAIL = [c - 0.9 ** (3 - t) * 10 for t, c in enumerate(C_)]  # + γ^(T−t+1) r_T / (1 − γ)
+
+
+@pytest.mark.parametrize(
+    ("kw", "expected"),
+    [
+        # partial sums of the truncated episodes; the running episode D: no bound
+        ({}, [*A_, -1 - 0.9 - 0.81, -1 - 0.9, -1.0, *C_, -INF, -INF]),
+        # sparse rewards: B never succeeds -> r / (1 − γ) = −10 at every step
+        ({"mc_failure_reward": -1.0}, [*A_, -10.0, -10.0, -10.0, *C_, -INF, -INF]),
+        # truncated episodes continue with their last reward: + γ^(T−t+1) r_T / (1 − γ)
+        (
+            {"mc_truncated": "last_reward"},
+            [*A_, -10.0, -10.0, -10.0, *C_TAIL, -INF, -INF],
+        ),
+    ],
+    ids=["dense", "sparse", "truncated_last_reward"],
+)
+def test_calql_reference_values_by_hand(kw: dict[str, Any], expected: list[float]) -> None:
+    """``V^μ`` of every row, offline (the dataset) and online (``online_transitions``),
+    against values computed by hand (γ = 0.9)."""
+    algo = _calql(**kw)
+    buf = calql_buffer(finish_last=False)
+    data = algo.dataset_for(buf).data
+    assert isinstance(data, CalQLTransitions)
+    np.testing.assert_allclose(data.mc_return.numpy(), expected, rtol=1e-6)
+    online = algo.online_transitions(buf, np.arange(len(buf)))
+    assert isinstance(online, CalQLTransitions)
+    np.testing.assert_allclose(online.mc_return.numpy(), expected, rtol=1e-6)
+
+
+def test_calql_unfinished_online_episode_gets_its_return_once_it_ends() -> None:
+    """The rows of an online episode still being collected carry no bound (−∞), the same on
+    every sample; once the episode has ended they carry its return-to-go (5 + 0.9·5 +
+    0.81·5, 5 + 0.9·5, 5), as offline data would."""
+    algo = _calql()
+    running = algo.online_transitions(calql_buffer(finish_last=False), np.array([9, 10]))
+    assert isinstance(running, CalQLTransitions)
+    assert running.mc_return.tolist() == [-INF, -INF]
+    ended = algo.online_transitions(calql_buffer(finish_last=True), np.array([9, 10, 11]))
+    assert isinstance(ended, CalQLTransitions)
+    np.testing.assert_allclose(ended.mc_return.numpy(), [5 + 4.5 + 4.05, 9.5, 5.0], rtol=1e-6)
 
 
 def test_calql_dataset_and_online_batches_carry_the_return_to_go() -> None:

@@ -10,6 +10,7 @@ FQE has to evaluate off-policy.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import pytest
+import test_algorithms_reference as ref
 import torch
 from tianshou.algorithm.optim import AdamOptimizerFactory as Adam
 from tianshou.data import ReplayBuffer
@@ -28,7 +30,7 @@ from tianshou_offline.algorithms import (
     DeterministicActor,
     DeterministicPolicy,
 )
-from tianshou_offline.algorithms.continuous.fqe import episode_starts
+from tianshou_offline.algorithms.continuous.fqe import FQETransitions, episode_starts
 from tianshou_offline.data.columns import buffer_from_columns
 
 H, GAMMA = 5, 0.9
@@ -117,6 +119,54 @@ def test_fqe_iterated_regression_with_hard_copies(chain_buffer: ReplayBuffer) ->
     )
     estimate = fqe.fit(chain_buffer, steps=1500, batch_size=256)  # 10 iterations > H
     assert estimate == pytest.approx(true_value(0.8), rel=0.1)
+
+
+def test_fqe_update_matches_algorithm_3(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Le et al. 2019, Algorithm 3, line 4 with a soft target: each member regresses on
+    ``y = r + γ(1−d) mean_j Q'_j(s', π(s'))`` (one SGD step on ``Σ_j MSE``); the target (moved
+    away from the online critics first) is Polyak-averaged after every
+    ``target_update_freq``-th step only (steps 1, 3, … with 2)."""
+    torch.manual_seed(0)
+    d, a, b_size = ref.D, ref.A, ref.B
+    policy = DeterministicPolicy(
+        actor=DeterministicActor(d, a, ref.H),
+        action_space=ref.ACT_SPACE,
+        observation_space=ref.OBS_SPACE,
+    )
+    fqe: FQE = FQE(
+        policy=policy,
+        critics=CriticEnsemble(d, a, ref.H),
+        critic_optim=ref.SGD,
+        tau=0.05,
+        target_update_freq=2,
+        gamma=0.99,
+    )
+    ref.displace_targets(fqe)
+    critics, critics_t = copy.deepcopy(fqe.critics), copy.deepcopy(fqe.critics_target)
+    for step in range(2):
+        base = ref.fixed_batch(step)
+        g = torch.Generator().manual_seed(10 + step)
+        b = FQETransitions(
+            obs=base.obs,
+            act=base.act,
+            rew=base.rew,
+            obs_next=base.obs_next,
+            discount=base.discount,
+            terminated=base.terminated,
+            act_next=torch.rand(b_size, a, generator=g) * 2.0 - 1.0,
+        )
+        stats = ref.one_update(fqe, b, seed=81, monkeypatch=monkeypatch)
+        with torch.no_grad():
+            y = b.rew + b.discount * critics_t(b.obs_next, b.act_next).mean(0)
+        q = critics(b.obs, b.act)
+        loss = ((q[0] - y) ** 2).mean() + ((q[1] - y) ** 2).mean()
+        ref.sgd_step(ref.params(critics), loss)
+        if step == 1:
+            ref.polyak(critics_t, critics, 0.05)
+        assert stats.loss == pytest.approx(loss.item(), rel=1e-5)
+        assert stats.q_target == pytest.approx(y.mean().item(), rel=1e-5)
+        ref.assert_same(fqe.critics, critics, f"step {step}: critics")
+        ref.assert_same(fqe.critics_target, critics_t, f"step {step}: critics_target")
 
 
 def test_fqe_leaves_the_policy_and_its_normaliser_alone(chain_buffer: ReplayBuffer) -> None:

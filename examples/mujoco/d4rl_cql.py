@@ -43,11 +43,20 @@ class CQLConfig(MujocoConfig):
     """1: tune the penalty's weight to keep it near --lagrange-threshold"""
     lagrange_threshold: float = 10.0
     """target of the penalty (--with-lagrange 1)"""
+    lagrange_form: Literal["cql", "calql"] = "cql"
+    """the Lagrange term: cql = α'(w·gap − τ) (Kumar et al.'s code: the gap settles near
+    τ / w); calql = α'·w·(gap − τ) (the Cal-QL authors' code and CORL: near τ)"""
     backup_entropy: Literal[0, 1] = 0
     """1: subtract the entropy term in the TD target"""
     calibrated: Literal[0, 1] = 0
     """1: Cal-QL (Nakamoto et al. 2023): the penalty pushes Q of policy actions down only to
     the data's return-to-go, max(Q, V_ref); pre-train with it for online fine-tuning"""
+    mc_failure_reward: float | None = None
+    """Cal-QL with sparse rewards: the reward of a step that does not succeed; an episode with
+    only such rewards gets V_ref = r / (1 − γ) (default: dense rewards)"""
+    mc_truncated: Literal["partial", "last_reward"] = "partial"
+    """Cal-QL: V_ref of a time-limit-truncated episode: partial = the rewards it holds;
+    last_reward = plus its last reward repeated forever"""
     max_grad_norm: float | None = None
     """clip the critics' gradient norm (default: no clipping)"""
 
@@ -88,9 +97,12 @@ def build_algorithm(config: CQLConfig, env: gym.Env[Any, Any]) -> CQL:
         num_sampled_actions=config.num_sampled_actions,
         with_lagrange=bool(config.with_lagrange),
         lagrange_threshold=config.lagrange_threshold,
+        lagrange_form=config.lagrange_form,
         cql_alpha_optim=AdamOptimizerFactory(lr=config.cql_alpha_lr),
         backup_entropy=bool(config.backup_entropy),
         calibrated=bool(config.calibrated),
+        mc_failure_reward=config.mc_failure_reward,
+        mc_truncated=config.mc_truncated,
         n_step_return_horizon=config.n_step,
         max_grad_norm=config.max_grad_norm,
     )

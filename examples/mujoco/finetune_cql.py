@@ -4,6 +4,13 @@ offline checkpoint of ``d4rl_cql.py`` (``--resume-path``) and continue online, e
 mixing ``--offline-ratio`` offline data with the online buffer. The flags are those of
 ``d4rl_cql.py`` plus the fine-tuning ones (see ``finetune_common.py``).
 
+Cal-QL's settings (Nakamoto et al. 2023; the authors' code and CORL) are written for the
+Lagrange term α'·w·(gap − τ): on AntMaze ``--calibrated 1 --cql-weight 5 --with-lagrange 1
+--lagrange-threshold 0.8 --lagrange-form calql --mc-failure-reward 0`` (with the rewards as
+stored; the authors shift AntMaze's to −1/0 and then use ``--mc-failure-reward -1``). The
+default ``--lagrange-form cql`` is Kumar et al.'s α'(w·gap − τ), under which the same
+threshold targets a gap of τ / w = 0.16.
+
 python examples/mujoco/d4rl_cql.py --task Pendulum-v1 --expert-data-task data.hdf5 --epoch 5
 python examples/mujoco/finetune_cql.py --task Pendulum-v1 --expert-data-task data.hdf5 \
     --resume-path log/Pendulum-v1/cql/0/TIME/last.pt --online-steps 20000

@@ -42,6 +42,7 @@ from tianshou_offline.algorithms.continuous.cql import (
     CalQLTransitions,
     CQLStep,
     CQLTrainingStats,
+    calql_reference_values,
 )
 from tianshou_offline.algorithms.continuous.crr import CRR, CRRStep, CRRTrainingStats
 from tianshou_offline.algorithms.continuous.dataset import TransitionDataset, Transitions
@@ -175,6 +176,7 @@ __all__ = [
     "ValueFunction",
     "advantage_weights",
     "algorithm_names",
+    "calql_reference_values",
     "config_class",
     "ensemble_similarity",
     "episode_starts",

@@ -95,6 +95,7 @@ __all__ = [
     "OfflineAlgorithmCore",
     "OfflineDataset",
     "TransitionBatch",
+    "episode_ends",
     "episode_starts",
     "hard_update",
     "joint_step",
@@ -300,6 +301,32 @@ def return_to_go(buffer: ReplayBuffer, gamma: float) -> np.ndarray:
         nxt, cur = cur[alive], prev[alive]
         ret[cur] = rew[cur] + gamma * ret[nxt]
     return ret
+
+
+def episode_ends(buffer: ReplayBuffer) -> tuple[np.ndarray, np.ndarray]:
+    """For every stored transition, the storage row of the last stored step of its episode
+    (terminated, truncated, cut, or the last stored step) and how many steps lie between them.
+
+    One backward sweep from every episode end along ``buffer.prev``, as :func:`return_to_go`.
+
+    :returns: ``end`` and ``steps``, ``(buffer.maxsize,)`` int64 indexed by storage row (rows
+        not in use: ``end`` −1, ``steps`` 0); ``steps`` is 0 on the last step itself.
+    """
+    size = len(np.asarray(buffer.rew))
+    end = np.full(size, -1, dtype=np.int64)
+    steps = np.zeros(size, dtype=np.int64)
+    indices = np.asarray(buffer.sample_indices(0), dtype=np.int64)
+    if len(indices) == 0:
+        return end, steps
+    cur = indices[np.asarray(buffer.next(indices)) == indices]
+    end[cur] = cur
+    while len(cur):
+        prev = np.asarray(buffer.prev(cur))
+        alive = prev != cur
+        nxt, cur = cur[alive], prev[alive]
+        end[cur] = end[nxt]
+        steps[cur] = steps[nxt] + 1
+    return end, steps
 
 
 # --------------------------------------------------------------------------- target networks

@@ -20,7 +20,11 @@ pass (as the authors' implementation does, which computes all losses before step
    ``a' ~ π(·|s')``, with the entropy term only when ``backup_entropy=True``; ``d`` is
    termination only (truncation bootstraps).
 2. **Lagrange variant** (Appendix F): ``min_Q max_{α'≥0} α' (w·gap_j − τ) + TD``; α' follows
-   gradient ascent on that term (``with_lagrange=True``, τ = ``lagrange_threshold``).
+   gradient ascent on that term (``with_lagrange=True``, τ = ``lagrange_threshold``). Two forms
+   of the term are in use (``lagrange_form``): ``"cql"`` (the default) is ``α' (w·gap_j − τ)``,
+   Kumar et al.'s code, whose gap settles near ``τ / w``; ``"calql"`` is ``α'·w·(gap_j − τ)``,
+   the Cal-QL authors' code and CORL, whose gap settles near ``τ``. Cal-QL's AntMaze settings
+   (w = 5, τ = 0.8) are written for ``"calql"``: under ``"cql"`` they target a gap of 0.16.
 3. **Actor** — SAC's reparameterised policy loss (Haarnoja et al. 2018a, arXiv:1801.01290,
    Eq. 12; tanh correction Eq. 21): ``L_π = E_s[α log π(ã|s) − min_j Q_j(s, ã)]``; the critic
    parameters are not differentiated.
@@ -43,9 +47,22 @@ pass (as the authors' implementation does, which computes all losses before step
    scale of true returns, which is what makes online fine-tuning start without the "unlearning
    dip". As in the authors' code the bound is applied before the importance-sampling
    correction, to the policy proposals only, and ``max`` passes no gradient where the bound
-   wins; the return-to-go of a truncated episode sums the rewards it holds (no tail). Online
-   transitions (fine-tuning) get their return-to-go from the online buffer the same way, up
-   to the last stored step of an unfinished episode.
+   wins. ``V^μ`` follows the authors' ``calc_return_to_go``
+   (:func:`calql_reference_values`):
+
+   - a time-limit-truncated episode sums the rewards it holds (``mc_truncated="partial"``,
+     the default, as CORL and the authors' D4RL runs), or adds the tail ``γ^k r_T / (1 − γ)``
+     of its last reward repeated forever (``"last_reward"``, the authors' ``infinite_horizon``
+     for Kitchen) — with a negative per-step reward the partial sum lies far above the true
+     value near the end of the episode;
+   - sparse rewards (``mc_failure_reward=r_f``, e.g. AntMaze's 0 or −1, Adroit-binary's −1):
+     every step of an episode whose rewards all equal ``r_f`` (it never succeeds) gets
+     ``r_f / (1 − γ)`` (the authors' and CORL's ``is_sparse_reward``);
+   - an *unfinished* episode (no termination or truncation at its last stored step: an online
+     episode still being collected, a cut file) has no return yet: its rows get no bound
+     (``V^μ = −∞``, plain CQL), as the authors add online data to the buffer only as whole
+     trajectories. Online transitions (fine-tuning) get ``V^μ`` from the online buffer the
+     same way, once their episode has ended.
 
 Two deliberate differences from Tianshou 2.0.1's CQL: uniform proposals really are uniform on
 ``[−1, 1]^A`` (Tianshou draws ``uniform_(−min_action, max_action)``, i.e. all ones with the
@@ -78,19 +95,63 @@ from tianshou_offline.algorithms.continuous.nets import CriticEnsemble
 from tianshou_offline.algorithms.continuous.policies import GaussianPolicy, gaussian_sample
 from tianshou_offline.algorithms.core import (
     GradientStep,
+    episode_ends,
     joint_step,
-    n_step_targets,
     return_to_go,
     to_floats,
 )
+
+
+def calql_reference_values(
+    buffer: ReplayBuffer,
+    gamma: float,
+    *,
+    failure_reward: float | None = None,
+    truncated: Literal["partial", "last_reward"] = "partial",
+) -> np.ndarray:
+    """Cal-QL's reference value ``V^μ(s_t)`` of every stored transition: the behaviour
+    policy's Monte-Carlo discounted return-to-go, as the authors' ``calc_return_to_go``
+    (Nakamoto et al. 2023; module docstring, item 6).
+
+    - ``G_t = Σ_{k≥0} γ^k r_{t+k}`` to the end of the episode
+      (:func:`~tianshou_offline.algorithms.core.return_to_go`);
+    - a truncated episode (time limit) with ``truncated="last_reward"``: plus
+      ``γ^{T−t+1} r_T / (1 − γ)``, its last reward ``r_T`` repeated forever;
+    - with ``failure_reward`` set (sparse rewards): ``failure_reward / (1 − γ)`` on every step
+      of an episode whose rewards all equal it (an episode that never succeeds);
+    - ``−∞`` (no bound) on every step of an unfinished episode (its last stored step is
+      neither terminated nor truncated).
+
+    :returns: ``(buffer.maxsize,)`` float64 indexed by storage row (rows not in use: 0).
+    """
+    values = return_to_go(buffer, gamma)
+    rows = np.asarray(buffer.sample_indices(0), dtype=np.int64)
+    if len(rows) == 0:
+        return values
+    end, steps = episode_ends(buffer)
+    last = end[rows]
+    rew = np.asarray(buffer.rew, dtype=np.float64)
+    done = np.asarray(buffer.done, dtype=bool)
+    terminated = np.asarray(buffer.terminated, dtype=bool)
+    v = values[rows]
+    if truncated == "last_reward":
+        cut = done[last] & ~terminated[last]
+        tail = gamma ** (steps[rows] + 1.0) * rew[last] / (1.0 - gamma)
+        v = np.where(cut, v + tail, v)
+    if failure_reward is not None:
+        succeeded = np.zeros(len(rew), dtype=bool)
+        np.logical_or.at(succeeded, last, rew[rows] != failure_reward)
+        v = np.where(succeeded[last], v, failure_reward / (1.0 - gamma))
+    values[rows] = np.where(done[last], v, -np.inf)
+    return values
 
 
 @dataclass(frozen=True, slots=True)
 class CalQLTransitions(Transitions):
     """:class:`Transitions` with Cal-QL's reference value.
 
-    :ivar mc_return: ``(B,)`` the behaviour policy's Monte-Carlo return-to-go from the
-        transition, ``Σ_{k≥0} γ^k r_{t+k}`` to the end of its episode (``V^μ`` of Cal-QL).
+    :ivar mc_return: ``(B,)`` Cal-QL's ``V^μ``: the behaviour policy's Monte-Carlo
+        return-to-go from the transition (:func:`calql_reference_values`; ``−∞``: no bound).
     """
 
     mc_return: torch.Tensor
@@ -195,12 +256,21 @@ class CQL(OfflineAlgorithmBase[GaussianPolicy, TCQLStats]):
     :param num_sampled_actions: N actions per state from each of the three proposals.
     :param with_lagrange: learn a multiplier α' that keeps the gap near ``lagrange_threshold``.
     :param lagrange_threshold: τ of the Lagrange variant.
+    :param lagrange_form: ``"cql"`` (default): ``α' (w·gap − τ)`` (Kumar et al.'s code);
+        ``"calql"``: ``α'·w·(gap − τ)`` (the Cal-QL authors' code and CORL; what Cal-QL's
+        AntMaze settings w = 5, τ = 0.8 are written for). Module docstring, item 2.
     :param cql_alpha_optim: optimizer factory for ``log α'`` (default Adam, lr 3e-4).
     :param cql_alpha_bounds: clamp of α'.
     :param backup_entropy: subtract ``α log π(a'|s')`` in the TD target (soft backup).
     :param calibrated: Cal-QL (Nakamoto et al. 2023): bound the policy proposals' Q-values
         in the conservative term below by the behaviour policy's return-to-go (module
         docstring, item 6). Its mini-batches are :class:`CalQLTransitions`.
+    :param mc_failure_reward: Cal-QL with sparse rewards: the reward of every step that does
+        not succeed; an episode whose rewards all equal it gets ``r / (1 − γ)`` as ``V^μ``
+        (None: dense rewards, the discounted sum).
+    :param mc_truncated: ``V^μ`` of a time-limit-truncated episode: ``"partial"`` (default) sums
+        the rewards it holds; ``"last_reward"`` adds ``γ^k r_T / (1 − γ)`` (its last reward
+        forever).
     :param n_step_return_horizon: n of the n-step TD target.
     :param max_grad_norm: clip the critics' gradient norm (None: no clipping).
     """
@@ -223,10 +293,13 @@ class CQL(OfflineAlgorithmBase[GaussianPolicy, TCQLStats]):
         num_sampled_actions: int = 10,
         with_lagrange: bool = False,
         lagrange_threshold: float = 10.0,
+        lagrange_form: Literal["cql", "calql"] = "cql",
         cql_alpha_optim: OptimizerFactory | None = None,
         cql_alpha_bounds: tuple[float, float] = (0.0, 1e6),
         backup_entropy: bool = False,
         calibrated: bool = False,
+        mc_failure_reward: float | None = None,
+        mc_truncated: Literal["partial", "last_reward"] = "partial",
         n_step_return_horizon: int = 1,
         max_grad_norm: float | None = None,
     ) -> None:
@@ -234,6 +307,15 @@ class CQL(OfflineAlgorithmBase[GaussianPolicy, TCQLStats]):
         self.calibrated = calibrated
         if not policy.squash:
             raise ValueError("CQL needs a tanh-squashed GaussianPolicy (squash=True)")
+        if lagrange_form not in ("cql", "calql"):
+            raise ValueError(f"CQL: lagrange_form={lagrange_form!r}; expected 'cql' or 'calql'")
+        if mc_truncated not in ("partial", "last_reward"):
+            raise ValueError(
+                f"CQL: mc_truncated={mc_truncated!r}; expected 'partial' or 'last_reward'"
+            )
+        self.lagrange_form = lagrange_form
+        self.mc_failure_reward = mc_failure_reward
+        self.mc_truncated = mc_truncated
         self.critics = critics
         self.critics_target = self._add_target(critics)
         self.actor_optim = self._make_optimizer(policy.actor, policy_optim)
@@ -279,20 +361,29 @@ class CQL(OfflineAlgorithmBase[GaussianPolicy, TCQLStats]):
         if not self.calibrated:
             return base
         rows = buffer.sample_indices(0)  # the order from_buffer packs the rows in
-        mc = torch.as_tensor(return_to_go(buffer, self.gamma)[rows], dtype=torch.float32)
+        mc = torch.as_tensor(self.reference_values(buffer)[rows], dtype=torch.float32)
         packed = torch.cat([base.packed, mc.to(base.device).unsqueeze(1)], dim=1)
         return CalQLDataset(packed, base.obs_dim, base.act_dim)
 
     def _preprocess_batch(
         self, batch: RolloutBatchProtocol, buffer: ReplayBuffer, indices: np.ndarray
     ) -> RolloutBatchProtocol:
-        """The core's n-step targets, and with ``calibrated`` the return-to-go
-        ``mc_return`` of each sampled transition (to the end of its stored episode)."""
+        """The core's n-step targets, and with ``calibrated`` the reference value
+        ``mc_return`` of each sampled transition (:meth:`reference_values`)."""
         batch = super()._preprocess_batch(batch, buffer, indices)
         if self.calibrated:
-            rows = np.asarray(indices, dtype=np.int64)
-            batch.mc_return = n_step_targets(buffer, rows, self.gamma, max(len(buffer), 1))[0]
+            batch.mc_return = self.reference_values(buffer)[np.asarray(indices, dtype=np.int64)]
         return batch
+
+    def reference_values(self, buffer: ReplayBuffer) -> np.ndarray:
+        """Cal-QL's ``V^μ`` of every transition of ``buffer`` with this algorithm's settings
+        (:func:`calql_reference_values`), ``(buffer.maxsize,)`` by storage row."""
+        return calql_reference_values(
+            buffer,
+            self.gamma,
+            failure_reward=self.mc_failure_reward,
+            truncated=self.mc_truncated,
+        )
 
     def _as_transitions(self, batch: RolloutBatchProtocol | Transitions) -> Transitions:
         b = super()._as_transitions(batch)
@@ -371,10 +462,12 @@ class CQL(OfflineAlgorithmBase[GaussianPolicy, TCQLStats]):
         if self.with_lagrange:
             low, high = self.cql_alpha_bounds
             cql_alpha = self.log_cql_alpha.exp().clamp(low, high)
-            penalty = cql_alpha.detach() * (self.cql_weight * gap - self.lagrange_threshold)
-            cql_alpha_loss = -(
-                cql_alpha * (self.cql_weight * gap.detach() - self.lagrange_threshold)
-            ).mean()
+            if self.lagrange_form == "calql":  # α'·w·(gap − τ): Cal-QL's code, CORL
+                excess = self.cql_weight * (gap - self.lagrange_threshold)
+            else:  # α'(w·gap − τ): Kumar et al.'s code
+                excess = self.cql_weight * gap - self.lagrange_threshold
+            penalty = cql_alpha.detach() * excess
+            cql_alpha_loss = -(cql_alpha * excess.detach()).mean()
         else:
             penalty = self.cql_weight * gap
         critic_loss = td_loss + penalty.sum()
