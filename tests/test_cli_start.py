@@ -61,3 +61,28 @@ def test_abbreviated_flags_are_errors(capsys: pytest.CaptureFixture[str]) -> Non
         build_parser().parse_args(["record", "--env", "CartPole-v1", "--episode", "3", "-o", "x"])
     assert e.value.code == 2
     assert "unrecognized arguments: --episode" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "command", "hint"),
+    [
+        (["record", "--env", "CartPole-v1", "--episode", "2", "-o", "x.hdf5"], "record",
+         "--episode: did you mean --episodes?"),
+        (["convert", "d4rl", "x.hdf5", "-o", "y.hdf5", "--overwirte"], "convert d4rl",
+         "--overwirte: did you mean --overwrite?"),
+        (["inspect", "x.hdf5", "-v"], "inspect", "-v: an option of tianshou-offline itself"),
+    ],
+)  # fmt: skip
+def test_mistyped_flag_gets_the_commands_usage_and_a_suggestion(
+    capsys: pytest.CaptureFixture[str], argv: list[str], command: str, hint: str
+) -> None:
+    """Issue 23: ``record --episode 2`` printed the top-level usage, with no suggestion."""
+    from tianshou_offline.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"usage: tianshou-offline {command} "), err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith(f"tianshou-offline {command}: error: unrecognized arguments") and hint in last

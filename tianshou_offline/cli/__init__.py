@@ -30,6 +30,7 @@ from tianshou_offline.cli._run import (
     ArgumentParser,
     UsageError,
     configure_logging,
+    parse_arguments,
     run_command,
     run_script,
 )
@@ -54,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` (default: ``sys.argv[1:]``) and run the command; returns the exit code."""
-    args = build_parser().parse_args(argv)
+    args = parse_arguments(build_parser(), argv)
     configure_logging(args.verbose)
     return run_command(args.func, args)
 

@@ -29,6 +29,58 @@ class ArgumentParser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
 
+def parse_arguments(
+    parser: argparse.ArgumentParser, argv: Sequence[str] | None
+) -> argparse.Namespace:
+    """``parser.parse_args(argv)``, except that an unknown option is reported by the
+    (sub-)command that was given it, with that command's usage and the closest of its
+    options (``record --episode 2``: "did you mean --episodes?"), where argparse prints the
+    top-level usage and no suggestion (its ``suggest_on_error`` exists only from Python
+    3.14, and only for choices)."""
+    tokens = list(sys.argv[1:] if argv is None else argv)
+    args, extras = parser.parse_known_args(tokens)
+    if extras:
+        leaf = parser  # follow the sub-command names in the arguments (a positional of the
+        while leaf._subparsers is not None:  # leaf may share the sub-command's dest)
+            action = next(
+                a for a in leaf._subparsers._group_actions
+                if isinstance(a, argparse._SubParsersAction)
+            )  # fmt: skip
+            at = next((i for i, t in enumerate(tokens) if t in action.choices), None)
+            if at is None:
+                break
+            leaf, tokens = action.choices[tokens[at]], tokens[at + 1 :]
+        outer = [k for k in parser._option_string_actions if leaf is not parser]
+        leaf.error(unrecognized_message(extras, list(leaf._option_string_actions), outer))
+    return args
+
+
+def unrecognized_message(
+    extras: Sequence[str], known: Sequence[str], outer: Sequence[str] = ()
+) -> str:
+    """``unrecognized arguments: --episode 2 (--episode: did you mean --episodes?)``: the
+    closest known option (difflib) to each unknown one; an option of the outer command
+    (``outer``, e.g. ``-v``) is said to go before the sub-command."""
+    import difflib
+
+    names = [k for k in known if k.startswith("-")]
+    hints = []
+    for token in extras:
+        flag = token.split("=", 1)[0]
+        if not flag.startswith("-"):
+            continue
+        if flag in outer and flag not in ("-h", "--help"):
+            hints.append(
+                f"{flag}: an option of tianshou-offline itself; give it before the command"
+            )
+            continue
+        close = difflib.get_close_matches(flag, names, n=1, cutoff=0.6)
+        if close:
+            hints.append(f"{flag}: did you mean {close[0]}?")
+    hint = f" ({'; '.join(hints)})" if hints else ""
+    return f"unrecognized arguments: {' '.join(extras)}{hint}"
+
+
 class UsageError(TianshouOfflineError):
     """Invalid combination of command-line options."""
 
@@ -200,6 +252,6 @@ def run_script(
     parser = ArgumentParser(prog=prog, description=description)
     add_arguments(parser)
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
-    args = parser.parse_args(argv)
+    args = parse_arguments(parser, argv)
     configure_logging(args.verbose)
     return run_command(func, args)
