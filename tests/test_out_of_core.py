@@ -204,7 +204,7 @@ def test_load_buffer_and_load_rl_unplugged_memory_choice(
 
 
 def test_chunked_file_error_names_repack_and_repack_round_trips(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     paths, truth = write_shards(tmp_path, random_episodes(4, 2), [], contiguous=False)
     src = paths[0]
@@ -216,7 +216,15 @@ def test_chunked_file_error_names_repack_and_repack_round_trips(
     out = tmp_path / "packed.hdf5"
     capsys.readouterr()
     assert cli_main(["inspect", str(src)]) == 0
-    assert "needs `tianshou-offline repack` (/_meta/obs chunked" in capsys.readouterr().out
+    assert "repack" not in capsys.readouterr().out  # a small file loads into RAM (issue 23)
+    from tianshou_offline.data import ondisk
+
+    monkeypatch.setattr(ondisk, "available_memory", lambda: 1024)  # now it is large
+    assert cli_main(["inspect", str(src)]) == 0
+    shown = capsys.readouterr().out
+    assert "memory='disk':   an option for data this size" in shown
+    assert f"`tianshou-offline repack {src} OUT`" in shown and "/_meta/obs chunked" in shown
+    monkeypatch.undo()
     assert cli_main(["repack", str(src), str(out)]) == 0
     assert unmappable_datasets(out) == []
     assert cli_main(["inspect", str(out)]) == 0

@@ -105,19 +105,38 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         if stats["metadata_columns"]:
             print(f"episode metadata: {', '.join(stats['metadata_columns'])}")
         if md.layout == "tianshou_offline":
-            print(
-                "memory='disk':   "
-                + (
-                    "ready (contiguous, uncompressed columns are memory-mapped)"
-                    if not unmappable
-                    else f"needs `tianshou-offline repack` ({', '.join(unmappable)} chunked "
-                    "or compressed)"
-                )
-            )
+            line = _memory_line(args.file, md.columns, unmappable)
+            if line:
+                print(line)
     if args.plot:
         out = plot_dataset(args.file, args.plot, overwrite=args.overwrite)
         print(f"plot written to {out}", file=sys.stderr if args.json else sys.stdout)
     return 0
+
+
+def _memory_line(
+    file: str, columns: dict[str, tuple[tuple[int, ...], str]], unmappable: list[str]
+) -> str | None:
+    """Whether ``memory='disk'`` can map the file; a repacked copy is suggested only where it
+    matters — columns larger than half of the available memory, where ``memory='auto'``
+    chooses the disk — and as an option. A smaller file loads into RAM: nothing to say."""
+    import numpy as np
+
+    from tianshou_offline.data.ondisk import available_memory
+
+    if not unmappable:
+        return "memory='disk':   ready (contiguous, uncompressed columns are memory-mapped)"
+    nbytes = sum(
+        int(np.prod(shape)) * np.dtype(dtype).itemsize for shape, dtype in columns.values()
+    )
+    avail = available_memory()
+    if nbytes <= avail // 2:
+        return None
+    return (
+        f"memory='disk':   an option for data this size ({_fmt_bytes(nbytes)}, "
+        f"{_fmt_bytes(avail)} of memory available): `tianshou-offline repack {file} OUT` writes "
+        f"a copy it can memory-map ({', '.join(unmappable)} chunked or compressed here)"
+    )
 
 
 def cmd_repair(args: argparse.Namespace) -> int:
