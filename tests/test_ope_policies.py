@@ -174,3 +174,114 @@ def test_ope_bad_inputs(tmp_path: Path) -> None:
         ope_rank([cont], data, SETTINGS)
     assert math.isfinite(ope_rank([good], data, OPESettings(
         **{**SETTINGS.__dict__, "estimators": ("wis",), "resamples": 5}))[0].estimates["wis"].value)  # fmt: skip
+
+
+# --------------------------------------------------------------------------- the command
+
+
+def _cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    from tianshou_offline.cli import main
+
+    code = main(list(args))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_evaluate_ope_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from test_fqe_discrete import constant_q_policy, value_closed_form
+
+    data = _discrete_chain(tmp_path, stored=False)
+    good = save_policy_checkpoint(tmp_path / "good.pt", constant_q_policy(1))
+    bad = save_policy_checkpoint(tmp_path / "bad.pt", constant_q_policy(0, eps=0.4))
+    out = tmp_path / "ope.json"
+    code, stdout, stderr = _cli(
+        capsys, "evaluate", "--ope", "fqe,wis,wdr", str(bad), str(good), "--data", str(data),
+        "--steps", "600", "--hidden-sizes", "64", "--lr", "3e-3", "--tau", "0.05",
+        "--gamma", "0.9", "--batch-size", "128", "--behavior-steps", "300",
+        "--resamples", "100", "--json", str(out),
+    )  # fmt: skip
+    assert code == 0, stderr
+    assert f"ranking by wdr: {good} > {bad}" in stdout, stdout
+    result = json.loads(out.read_text())
+    assert result["settings"]["estimators"] == ["fqe", "wis", "wdr"]
+    by_name = {Path(r["checkpoint"]).name: r for r in result["checkpoints"]}
+    wdr = by_name["good.pt"]["estimates"]["wdr"]
+    assert wdr["low"] <= wdr["value"] <= wdr["high"]
+    assert wdr["value"] == pytest.approx(value_closed_form(1.0), abs=0.6)
+    assert by_name["good.pt"]["ranks"] == {"fqe": 1, "wis": 1, "wdr": 1}
+
+
+def test_evaluate_ope_bad_inputs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from test_fqe_discrete import constant_q_policy
+
+    from tianshou_offline.cli.evaluate import OPE_NAMES
+    from tianshou_offline.evaluation.estimators import ESTIMATORS
+
+    assert OPE_NAMES == tuple(ESTIMATORS)
+    data = _discrete_chain(tmp_path, stored=False)
+    good = str(save_policy_checkpoint(tmp_path / "good.pt", constant_q_policy(1)))
+    other = str(save_policy_checkpoint(tmp_path / "other.pt", discrete_policies()["dqn"]))
+    cont = str(save_policy_checkpoint(tmp_path / "cont.pt", _const_continuous(0.2)))
+    cases = {
+        "estimator": (["--ope", "fqe,magic", good], "magic"),
+        "no checkpoints": (["--ope", "fqe"], "no checkpoints"),
+        "spaces": (["--ope", "wis", good, other], "other.pt: field 'action_space'"),
+        "kind": (["--ope", "wis", cont], "cont.pt: field 'net.type'"),
+        "stored": (["--ope", "wis", "--behavior", "stored", good], "behavior_prob"),
+        "missing": (["--ope", "wis", str(tmp_path / "nope.pt")], "nope.pt: no such file"),
+    }
+    for name, (args, expected) in cases.items():
+        code, _, stderr = _cli(capsys, "evaluate", *args, "--data", str(data), "--steps", "1",
+                               "--behavior-steps", "1", "--resamples", "2")  # fmt: skip
+        lines = stderr.strip().splitlines()
+        assert code == 2 and len(lines) == 1 and lines[0].startswith("error:"), (name, stderr)
+        assert expected in lines[0], (name, lines[0])
+
+
+# --------------------------------------------------------------------------- the grid
+
+
+def test_grid_ranks_its_cells_by_off_policy_estimates(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A tiny grid (two cells, trained here without Ray by run_cell, as a Ray task would);
+    the grid command then finds them finished and ranks them by FQE and WIS on their
+    dataset next to their evaluated returns."""
+    import json
+
+    import tianshou_offline.scale.grid as sg
+    from tianshou_offline.cli import main
+    from tianshou_offline.quickstart import record_cartpole_expert
+
+    data = record_cartpole_expert(tmp_path / "cartpole.hdf5", episodes=6, eps=0.3, seed=0)
+    spec = tmp_path / "grid.json"
+    spec.write_text(json.dumps({
+        "output": str(tmp_path / "runs"), "datasets": [str(data)],
+        "algorithms": {"il": {}, "bcq": {}}, "seeds": 1,
+        "budget": {"epochs": 1, "steps_per_epoch": 30, "batch_size": 64, "test_episodes": 1,
+                   "eval_episodes": 2},
+        "ope": {"estimators": ["fqe", "wis"], "steps": 200, "hidden_sizes": [32],
+                "behavior_steps": 100, "resamples": 50},
+    }))  # fmt: skip
+    grid = sg.load_grid(spec)
+    assert grid.ope is not None and grid.ope["fqe_steps"] == 200
+    for cell in grid.cells:
+        sg.run_cell(cell, grid.output)
+    assert main(["grid", str(spec), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    report = json.loads((grid.output / "ope.json").read_text())
+    (dataset,) = report["datasets"]
+    keys = {c.key for c in grid.cells}
+    assert {r["label"] for r in dataset["rows"]} == keys
+    returns = {r["label"]: r["true_return"] for r in dataset["rows"]}
+    for name in ("fqe", "wis"):
+        sel = dataset["selection"][name]
+        assert sel["pick"] in keys and sel["best_return"] == max(returns.values())
+        assert sel["regret"] == pytest.approx(sel["best_return"] - returns[sel["pick"]])
+        assert f"- {name} picks {sel['pick']}" in out
+    assert (grid.output / "ope.md").read_text() in out
+    spec.write_text(spec.read_text().replace('"resamples"', '"magic"'))
+    with pytest.raises(DataValidationError, match="ope.*magic"):
+        sg.load_grid(spec)

@@ -1,10 +1,18 @@
-"""``tianshou-offline evaluate --fqe CHECKPOINT… --data FILE``: rank policy checkpoints by
-their fitted-Q-evaluation estimate on a dataset (no environment needed)."""
+"""``tianshou-offline evaluate``: estimate and rank policy checkpoints on a dataset, no
+environment needed.
+
+- ``evaluate --ope fqe,is,wis,dr,wdr CHECKPOINT… --data FILE``: off-policy estimates of
+  every checkpoint (continuous or discrete) with bootstrap intervals, and the ranking by each
+  (:func:`tianshou_offline.evaluation.ope.ope_rank`);
+- ``evaluate --fqe CHECKPOINT… --data FILE``: fitted Q evaluation of continuous-action
+  checkpoints (:func:`tianshou_offline.evaluation.fqe_rank`).
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from tianshou_offline.cli._run import (
     Subparsers,
@@ -22,20 +30,63 @@ CHECKPOINTS = (
 so that its errors need no library import)."""
 
 
+OPE_NAMES = ("fqe", "is", "wis", "dr", "wdr")
+"""The estimators of ``--ope`` (``evaluation.estimators.ESTIMATORS``, repeated so that
+parsing imports nothing heavy; a test keeps the two equal)."""
+
+
 def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``evaluate``."""
     parser.add_argument(
+        "checkpoints",
+        nargs="*",
+        metavar="CHECKPOINT",
+        help="policy checkpoints to estimate with --ope (save_policy_checkpoint files of any "
+        "algorithm, continuous or discrete, Atari checkpoints of the examples)",
+    )
+    parser.add_argument(
+        "--ope",
+        metavar="LIST",
+        help="comma-separated estimators: fqe (fitted Q evaluation), is (per-decision "
+        "importance sampling), wis (weighted per-decision IS), dr (doubly robust), wdr "
+        "(weighted doubly robust); e.g. --ope fqe,wis,wdr",
+    )
+    parser.add_argument(
         "--fqe",
         nargs="+",
-        required=True,
         metavar="CHECKPOINT",
         help="policy checkpoints (policy.pt of the examples, or any save_policy_checkpoint "
-        "file of a continuous policy) to rank by fitted Q evaluation",
+        "file of a continuous policy) to rank by fitted Q evaluation alone",
     )
     parser.add_argument("--data", required=True, metavar="FILE", help="the buffer file")
     parser.add_argument(
         "--steps", type=int, default=20_000, help="FQE gradient steps per checkpoint (20000)"
     )
+    parser.add_argument(
+        "--behavior",
+        choices=("fit", "stored"),
+        default="fit",
+        help="--ope: the behaviour policy of the importance ratios: fit a behaviour-cloning "
+        "model on the data (softmax or Gaussian; default), or read the data's info column "
+        "behavior_prob",
+    )
+    parser.add_argument(
+        "--behavior-steps", type=positive_int, default=3000,
+        help="--ope: gradient steps of the fitted behaviour model (3000)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--target-std", type=float, default=0.1,
+        help="--ope, continuous actions: std of the Gaussian smoothing of a deterministic "
+        "policy, in [-1, 1] action units (0.1)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--max-weight", type=float, default=100.0,
+        help="--ope: clip cumulative importance weights at this value; 0: no clip (100)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--resamples", type=positive_int, default=1000,
+        help="--ope: bootstrap resamples of the 95%% intervals (1000)",
+    )  # fmt: skip
     parser.add_argument("--batch-size", type=int, default=256, help="mini-batch size (256)")
     parser.add_argument("--gamma", type=float, default=0.99, help="discount (0.99)")
     parser.add_argument("--lr", type=float, default=3e-4, help="Adam learning rate (3e-4)")
@@ -58,6 +109,12 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    if args.ope is not None or args.checkpoints:
+        return _cmd_ope(args)
+    if not args.fqe:
+        raise UsageError(
+            "no checkpoints: expected --ope LIST CHECKPOINT... or --fqe CHECKPOINT..."
+        )
     if args.steps < 1:
         raise UsageError(f"--steps {args.steps}: expected at least 1")
     if args.n_step < 1:
@@ -96,9 +153,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         f"returns (gamma {args.gamma}) from the data's initial states"
     )
     if out is not None:
-        from tianshou_offline.data.atomic import publish, temp_path
-
-        payload = {
+        payload: dict[str, object] = {
             "data": str(args.data),
             "method": "fqe",
             "steps": args.steps,
@@ -116,23 +171,113 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                 for r in results
             ],
         }
-        tmp = temp_path(out)
-        try:
-            tmp.write_text(json.dumps(payload, indent=2) + "\n")
-            publish(tmp, out, overwrite=args.overwrite)
-        finally:
-            tmp.unlink(missing_ok=True)
+        _write_json(out, payload, args.overwrite)
     return 0
+
+
+def _estimators(text: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    unknown = [n for n in names if n not in OPE_NAMES]
+    if unknown or not names:
+        raise UsageError(
+            f"--ope {text}: {', '.join(unknown) or 'no estimator'}; expected a "
+            f"comma-separated list of {', '.join(OPE_NAMES)}"
+        )
+    return tuple(dict.fromkeys(names))
+
+
+def _cmd_ope(args: argparse.Namespace) -> int:
+    if args.fqe:
+        raise UsageError("--fqe CHECKPOINT... and --ope: give the checkpoints once, after --ope")
+    if args.ope is None:
+        raise UsageError(f"checkpoints {' '.join(args.checkpoints)}: expected --ope LIST too")
+    if not args.checkpoints:
+        raise UsageError("--ope: no checkpoints; expected --ope LIST CHECKPOINT... --data FILE")
+    names = _estimators(args.ope)
+    if args.steps < 1:
+        raise UsageError(f"--steps {args.steps}: expected at least 1")
+    if not 0.0 < args.tau <= 1.0:
+        raise UsageError(f"--tau {args.tau}: expected 0 < tau <= 1")
+    if not 0.0 < args.gamma <= 1.0:
+        raise UsageError(f"--gamma {args.gamma}: expected 0 < gamma <= 1")
+    if args.target_std <= 0 or args.max_weight < 0:
+        bad = f"--target-std {args.target_std}" if args.target_std <= 0 else (
+            f"--max-weight {args.max_weight}")  # fmt: skip
+        raise UsageError(f"{bad}: expected a positive value")
+    if args.n_step != 1:
+        raise UsageError(f"--n-step {args.n_step}: --ope fits one-step FQE; expected 1")
+    for c in args.checkpoints:
+        check_input(c, what="a policy checkpoint (a save_policy_checkpoint file)")
+    check_input(args.data, what="a buffer file (--data)")
+    out = check_output(args.json, flag="--json", overwrite=args.overwrite) if args.json else None
+    import torch
+
+    from tianshou_offline.evaluation.ope import OPESettings, ope_rank
+    from tianshou_offline.progress import progress
+
+    torch.set_num_threads(args.threads)
+    settings = OPESettings(
+        estimators=names, gamma=args.gamma, fqe_steps=args.steps,
+        fqe_hidden=tuple(args.hidden_sizes), fqe_lr=args.lr, fqe_tau=args.tau,
+        batch_size=args.batch_size, behavior=args.behavior,
+        behavior_steps=args.behavior_steps, target_std=args.target_std,
+        max_weight=args.max_weight or None, resamples=args.resamples, seed=args.seed,
+        device=args.device,
+    )  # fmt: skip
+    with progress(total=len(args.checkpoints), desc="OPE", unit="checkpoint") as bar:
+        results = ope_rank(args.checkpoints, args.data, settings,
+                           on_result=lambda _r: bar.update(1))  # fmt: skip
+    cells = {
+        (r.checkpoint, n): f"{e.value:.3f} [{e.low:.3f}, {e.high:.3f}] #{r.ranks[n]}"
+        for r in results
+        for n, e in r.estimates.items()
+    }
+    width = max(len("checkpoint"), *(len(r.checkpoint) for r in results))
+    widths = {n: max(len(n), *(len(cells[r.checkpoint, n]) for r in results)) for n in names}
+    print(f"{'checkpoint':<{width}}  " + "  ".join(f"{n:<{widths[n]}}" for n in names))
+    for r in results:
+        print(f"{r.checkpoint:<{width}}  "
+              + "  ".join(f"{cells[r.checkpoint, n]:<{widths[n]}}" for n in names))  # fmt: skip
+    for n in names:
+        order = sorted(results, key=lambda r: r.ranks[n])
+        print(f"ranking by {n}: " + " > ".join(r.checkpoint for r in order))
+    clip = f"clipped at {settings.max_weight:g}" if settings.max_weight else "not clipped"
+    print(
+        f"estimates: discounted returns (gamma {args.gamma}) from the data's initial states, "
+        f"value [95% bootstrap interval over episodes] #rank; FQE {args.steps} steps; "
+        f"behaviour policy {'fitted' if args.behavior == 'fit' else 'stored'}; importance "
+        f"weights {clip}"
+    )
+    if out is not None:
+        _write_json(out, {"data": str(args.data), "method": "ope",
+                          "settings": {**settings.__dict__, "estimators": list(names)},
+                          "checkpoints": [r.to_json() for r in results]},
+                    args.overwrite)  # fmt: skip
+    return 0
+
+
+def _write_json(out: Path, payload: dict[str, object], overwrite: bool) -> None:
+    from tianshou_offline.data.atomic import publish, temp_path
+
+    tmp = temp_path(out)
+    try:
+        tmp.write_text(json.dumps(payload, indent=2) + "\n")
+        publish(tmp, out, overwrite=overwrite)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def register(sub: Subparsers) -> None:
     """Add ``evaluate`` to the ``tianshou-offline`` command."""
     p = sub.add_parser(
         "evaluate",
-        help="rank policy checkpoints on a dataset (fitted Q evaluation)",
-        description="Fitted Q evaluation (Le et al. 2019; Paine et al. 2020): fit Q of each "
-        "checkpoint's policy on the data and rank the checkpoints by the estimated value "
-        "E[Q(s0, pi(s0))] over the data's initial states. No environment is run.",
+        help="estimate and rank policy checkpoints on a dataset (off-policy evaluation)",
+        description="Off-policy evaluation: --ope estimates the value of each checkpoint's "
+        "policy from the data alone with fitted Q evaluation (Le et al. 2019), per-decision "
+        "and weighted importance sampling (Precup et al. 2000), doubly robust (Jiang & Li "
+        "2016) and weighted doubly robust (Thomas & Brunskill 2016) estimators, each with a "
+        "bootstrap interval, and ranks them; --fqe ranks continuous checkpoints by FQE alone. "
+        "No environment is run.",
     )
     add_evaluate_arguments(p)
     p.set_defaults(func=cmd_evaluate)

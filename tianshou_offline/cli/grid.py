@@ -5,6 +5,9 @@ overrides) as Ray tasks, resumable, with its results table (:mod:`tianshou_offli
 from __future__ import annotations
 
 import argparse
+import os
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from tianshou_offline.cli._run import Subparsers, check_output
@@ -75,7 +78,10 @@ def cmd_grid(args: argparse.Namespace) -> int:
     from tianshou_offline.scale.grid import aggregate
 
     print(format_markdown(aggregate(res.results)), end="", flush=True)
-    for what, path in res.files.items():
+    files = dict(res.files)
+    if grid.ope is not None and res.results:
+        files.update(_ope_selection(res.results, grid.ope, args.output or grid.output))
+    for what, path in files.items():
         print(f"{what}: {path}")
     if res.failures:
         raise TianshouOfflineError(
@@ -83,6 +89,66 @@ def cmd_grid(args: argparse.Namespace) -> int:
             "grid to retry them (finished cells are skipped)"
         )
     return 0
+
+
+def _ope_selection(
+    results: list[dict[str, Any]], ope: Mapping[str, Any], output: str | os.PathLike[str]
+) -> dict[str, Path]:
+    """Rank every dataset's cells by the grid's off-policy estimators (their ``policy.pt``
+    on the dataset alone) next to their evaluated returns; print the tables and write
+    ``ope.md`` and ``ope.json`` into ``output``."""
+    import json
+
+    from tianshou_offline.errors import DataValidationError
+    from tianshou_offline.evaluation.ope import OPESettings, select_checkpoints
+    from tianshou_offline.scale.grid import _write_atomic
+
+    try:
+        settings = OPESettings(**ope)
+    except (TypeError, ValueError) as e:
+        raise DataValidationError(f"grid file: ope: {e}") from e
+    by_data: dict[str, list[dict[str, Any]]] = {}
+    for r in results:
+        by_data.setdefault(str(r["spec"]["dataset"]), []).append(r)
+    reports, lines = [], []
+    for data, cells in by_data.items():
+        entries = [(str(r["key"]), Path(r["dir"]) / "policy.pt", float(r["final_return_mean"]))
+                   for r in cells]  # fmt: skip
+        report = select_checkpoints(entries, data, settings)
+        reports.append(report)
+        names = list(settings.estimators)
+        lines += [
+            f"### Off-policy selection on {Path(data).name}",
+            "",
+            "| cell | true return | " + " | ".join(f"{n} (rank)" for n in names) + " |",
+            "| --- | ---: | " + " | ".join("---:" for _ in names) + " |",
+        ]
+        for row in sorted(report["rows"], key=lambda x: -x["true_return"]):
+            est = " | ".join(f"{row['estimates'][n]['value']:.2f} ({row['ranks'][n]})"
+                             for n in names)  # fmt: skip
+            lines.append(f"| {row['label']} | {row['true_return']:.1f} | {est} |")
+        lines.append("")
+        for n in names:
+            sel = report["selection"][n]
+            rho = "n/a" if sel["spearman"] is None else f"{sel['spearman']:+.2f}"
+            lines.append(
+                f"- {n} picks {sel['pick']} (true return {sel['pick_return']:.1f}; best "
+                f"{sel['best_return']:.1f}, regret {sel['regret']:.1f}; Spearman {rho})"
+            )
+        lines.append("")
+    lines.append(
+        f"Estimates are discounted returns (gamma {settings.gamma}) from each dataset's initial "
+        "states, computed without the environment; true returns are the cells' evaluations."
+    )
+    text = "\n".join(lines) + "\n"
+    print(text, end="", flush=True)
+    out = Path(output)
+    md, js = out / "ope.md", out / "ope.json"
+    _write_atomic(md, text.encode())
+    payload = {"settings": {**settings.__dict__, "estimators": list(settings.estimators)},
+               "datasets": reports}  # fmt: skip
+    _write_atomic(js, (json.dumps(payload, indent=1) + "\n").encode())
+    return {"ope markdown": md, "ope json": js}
 
 
 def register(sub: Subparsers) -> None:

@@ -1,4 +1,12 @@
-"""Off-policy evaluation of checkpoints from a dataset alone: fitted Q evaluation (FQE).
+"""Off-policy evaluation of checkpoints from a dataset alone.
+
+- :mod:`~tianshou_offline.evaluation.estimators`: the estimators (FQE's direct value,
+  per-decision and weighted importance sampling, doubly robust and weighted doubly robust)
+  on logged episodes, and bootstrap intervals;
+- :mod:`~tianshou_offline.evaluation.ope`: behaviour models, :func:`evaluate_policy` (every
+  estimator for one policy) and :func:`ope_rank` (checkpoints on a buffer file; ``evaluate
+  --ope``);
+- below: :func:`fqe_rank`, FQE alone for continuous checkpoints (``evaluate --fqe``).
 
 :func:`fqe_rank` loads a buffer file and policy checkpoints (written by
 :func:`~tianshou_offline.recording.policies.save_policy_checkpoint`), fits ``Q^π`` of each
@@ -24,6 +32,14 @@ from typing import TYPE_CHECKING
 import gymnasium as gym
 
 from tianshou_offline.errors import DatasetFormatError, DataValidationError
+from tianshou_offline.evaluation.ope import (
+    Estimate,
+    OPEResult,
+    OPESettings,
+    evaluate_policy,
+    fit_behavior,
+    ope_rank,
+)
 from tianshou_offline.progress import progress
 
 if TYPE_CHECKING:
@@ -31,7 +47,16 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["FQEResult", "fqe_rank"]
+__all__ = [
+    "Estimate",
+    "FQEResult",
+    "OPEResult",
+    "OPESettings",
+    "evaluate_policy",
+    "fit_behavior",
+    "fqe_rank",
+    "ope_rank",
+]
 
 
 @dataclass(frozen=True)

@@ -70,6 +70,8 @@ __all__ = [
     "fit_behavior",
     "load_policy",
     "ope_rank",
+    "select_checkpoints",
+    "spearman",
 ]
 
 STORED_BEHAVIOR_KEY = "behavior_prob"
@@ -570,3 +572,66 @@ def ope_rank(
             on_result(result)
         results.append(result)
     return rank_results(results)
+
+
+# --------------------------------------------------------------------------- model selection
+
+
+def select_checkpoints(
+    entries: Sequence[tuple[str, str | os.PathLike[str], float]],
+    data: str | os.PathLike[str],
+    settings: OPESettings = OPESettings(),
+) -> dict[str, Any]:
+    """Offline model selection checked against the truth: the off-policy estimates of
+    labelled checkpoints next to their true (online-evaluated) returns, and per estimator
+    the checkpoint it would select.
+
+    :param entries: ``(label, checkpoint, true return)`` per checkpoint (e.g. a grid's
+        cells: the cell key, its ``policy.pt``, its evaluation's mean return).
+    :returns: ``rows`` (label, checkpoint, true_return, estimates, ranks) and ``selection``
+        per estimator: ``pick`` (the label ranked first), ``pick_return``, ``best`` (the
+        label of the best true return), ``best_return``, ``regret`` (best − pick, in the
+        true returns' units) and ``spearman`` (between estimates and true returns; None for
+        fewer than 3 checkpoints or constant values).
+    """
+    labels = [e[0] for e in entries]
+    truth = {e[0]: float(e[2]) for e in entries}
+    results = ope_rank([e[1] for e in entries], data, settings)
+    rows = [
+        {"label": label, "checkpoint": r.checkpoint, "true_return": truth[label],
+         **r.to_json()}
+        for label, r in zip(labels, results, strict=True)
+    ]  # fmt: skip
+    best = max(labels, key=lambda lab: truth[lab])
+    selection: dict[str, Any] = {}
+    for name in settings.estimators:
+        pick = next(row["label"] for row in rows if row["ranks"][name] == 1)
+        est = [row["estimates"][name]["value"] for row in rows]
+        tru = [row["true_return"] for row in rows]
+        rho = spearman(est, tru) if len(rows) >= 3 else None
+        selection[name] = {"pick": pick, "pick_return": truth[pick], "best": best,
+                           "best_return": truth[best], "regret": truth[best] - truth[pick],
+                           "spearman": rho}  # fmt: skip
+    return {"data": str(data), "rows": rows, "selection": selection}
+
+
+def _average_ranks(values: np.ndarray) -> np.ndarray:
+    order = np.argsort(values, kind="stable")
+    ranks = np.empty(len(values), dtype=np.float64)
+    ranks[order] = np.arange(len(values), dtype=np.float64)
+    for v in np.unique(values):
+        tied = values == v
+        ranks[tied] = ranks[tied].mean()
+    return ranks
+
+
+def spearman(x: Sequence[float], y: Sequence[float]) -> float | None:
+    """Spearman's rank correlation (Pearson's of the average ranks, ties shared); None when
+    either side is constant or not finite."""
+    a, b = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if not (np.isfinite(a).all() and np.isfinite(b).all()) or len(a) < 2:
+        return None
+    ra, rb = _average_ranks(a), _average_ranks(b)
+    ra, rb = ra - ra.mean(), rb - rb.mean()
+    denom = math.sqrt(float((ra * ra).sum() * (rb * rb).sum()))
+    return float((ra * rb).sum() / denom) if denom > 0 else None

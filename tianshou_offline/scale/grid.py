@@ -39,6 +39,16 @@ A grid file (YAML, TOML or JSON; :func:`load_grid`)::
     budget: {epochs: 10, steps_per_epoch: 1000, batch_size: 256, test_episodes: 5,
              eval_episodes: 10}
     resources: {num_cpus: 1, num_gpus: 0}
+    ope: {estimators: [fqe, wdr], steps: 5000, gamma: 0.99}   # optional, see below
+
+With ``ope`` the command (``tianshou-offline grid``) ranks every dataset's cells by
+off-policy estimates of their final policies (``policy.pt``) computed from the dataset
+alone, next to their true (evaluated) returns: which cell each estimator would have chosen
+and what that choice costs (``ope.md``, ``ope.json``). Its keys (all optional):
+``estimators`` (of ``fqe, is, wis, dr, wdr``), ``steps`` (FQE), ``gamma``, ``hidden_sizes``,
+``lr``, ``tau``, ``batch_size``, ``behavior`` (``fit``/``stored``), ``behavior_steps``,
+``target_std``, ``max_weight``, ``resamples``, ``seed``
+(:class:`~tianshou_offline.evaluation.ope.OPESettings`).
 """
 
 from __future__ import annotations
@@ -153,12 +163,24 @@ def _fmt(v: Any) -> str:
 # --------------------------------------------------------------------------- grid files
 
 
+OPE_KEYS = {
+    "estimators": "estimators", "steps": "fqe_steps", "gamma": "gamma",
+    "hidden_sizes": "fqe_hidden", "lr": "fqe_lr", "tau": "fqe_tau",
+    "batch_size": "batch_size", "behavior": "behavior", "behavior_steps": "behavior_steps",
+    "target_std": "target_std", "max_weight": "max_weight", "resamples": "resamples",
+    "seed": "seed",
+}  # fmt: skip
+"""A grid file's ``ope`` keys → the fields of ``evaluation.ope.OPESettings``."""
+
+
 @dataclass(frozen=True)
 class Grid:
     """The cells of a grid file and where they write."""
 
     cells: tuple[Cell, ...]
     output: Path
+    ope: Mapping[str, Any] | None = None
+    """The ``ope`` section as ``OPESettings`` fields (:data:`OPE_KEYS`), or None."""
 
 
 def _load_mapping(path: Path) -> dict[str, Any]:
@@ -196,7 +218,7 @@ def grid_from_mapping(data: Mapping[str, Any], *, where: str = "grid", base: Pat
 
     :raises DataValidationError: a key missing, unknown or of the wrong type (named).
     """
-    known = {"output", "datasets", "algorithms", "seeds", "budget", "resources", "env_id"}
+    known = {"output", "datasets", "algorithms", "seeds", "budget", "resources", "env_id", "ope"}
     unknown = sorted(set(data) - known)
     if unknown:
         raise DataValidationError(
@@ -269,7 +291,27 @@ def grid_from_mapping(data: Mapping[str, Any], *, where: str = "grid", base: Pat
                         )
                     )
     out = Path(str(data["output"])).expanduser()
-    return Grid(cells=tuple(cells), output=out if out.is_absolute() else base / out)
+    return Grid(cells=tuple(cells), output=out if out.is_absolute() else base / out,
+                ope=_ope_section(data.get("ope"), where))  # fmt: skip
+
+
+def _ope_section(section: Any, where: str) -> dict[str, Any] | None:
+    if section is None:
+        return None
+    if not isinstance(section, dict) or set(section) - set(OPE_KEYS):
+        unknown = sorted(set(section) - set(OPE_KEYS)) if isinstance(section, dict) else []
+        raise DataValidationError(
+            f"{where}: ope is {section!r}{f' (unknown {unknown})' if unknown else ''}; expected "
+            f"a mapping of {', '.join(sorted(OPE_KEYS))}"
+        )
+    out = {OPE_KEYS[k]: v for k, v in section.items()}
+    for key in ("estimators", "fqe_hidden"):
+        if key in out:
+            value = out[key]
+            if isinstance(value, str):
+                value = [v.strip() for v in value.split(",")]
+            out[key] = tuple(value) if isinstance(value, list) else value
+    return out
 
 
 def load_grid(path: str | os.PathLike[str]) -> Grid:
@@ -535,14 +577,15 @@ def _evaluate(
 
 
 def _save_policy(algorithm: OfflineAlgorithm[Any], path: Path) -> None:
-    """The final policy: a replayable checkpoint for continuous policies
-    (``record --policy``), else the policy's ``state_dict``."""
+    """The final policy: a policy checkpoint (``record --policy`` replays it, ``evaluate
+    --ope`` estimates it) for the package's continuous and discrete policies, else the
+    policy's ``state_dict``."""
     import torch
 
-    from tianshou_offline.algorithms import ContinuousPolicy
+    from tianshou_offline.algorithms import ContinuousPolicy, DiscretePolicy
     from tianshou_offline.recording.policies import save_policy_checkpoint
 
-    if isinstance(algorithm.policy, ContinuousPolicy):
+    if isinstance(algorithm.policy, ContinuousPolicy | DiscretePolicy):
         save_policy_checkpoint(path, algorithm.policy)
         return
     buf = io.BytesIO()
