@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks._lib import report, results
 from benchmarks._lib.peers import child_env
 
 FRAME = (84, 84)
@@ -170,11 +171,15 @@ def _child(args: argparse.Namespace, implementation: str) -> dict[str, Any]:
     return result
 
 
-def ours_tf(results: list[dict[str, Any]]) -> bool:
-    return bool(results[0].get("tensorflow_imported"))
+def ours_tf(runs: list[dict[str, Any]]) -> bool:
+    return bool(runs[0].get("tensorflow_imported"))
 
 
-def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
+CODE = ("benchmarks/atari_memory.py", "benchmarks/_lib/sides_discrete.py",
+        "tianshou_offline/data", "tianshou_offline/algorithms")  # fmt: skip
+
+
+def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--steps", type=int, default=1_000_000)
     p.add_argument("--episode-len", type=int, default=2000)
@@ -190,11 +195,13 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     )
     p.add_argument("--file", type=str, default=None, help=argparse.SUPPRESS)
     p.add_argument("--child", type=str, default=None, help=argparse.SUPPRESS)
+    report.add_arguments(p, target="ours: peak RSS <= 8 GB at 1M steps (checked at >= 1M)")
     args = p.parse_args(argv)
     if args.child:
         result = measure(args.file, args.child, args.updates, args.threads, args.with_tensorflow)
         print("RESULT " + json.dumps(result))
-        return []
+        return 0
+    load = results.LoadMonitor().start()
 
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
@@ -202,16 +209,16 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     if not args.file.exists():
         seconds = write_file(args.file, args.steps, args.episode_len)
         print(f"wrote {args.file} ({args.file.stat().st_size / GB:.2f} GB) in {seconds:.0f} s")
-    results = []
+    runs = []
     try:
         for impl in ["ours"] + (["tianshou"] if args.tianshou else []):
-            r = _child(args, impl)
-            results.append(r)
+            runs.append(_child(args, impl))
     finally:
         if not args.keep:
             args.file.unlink(missing_ok=True)
-    frames = results[0]["frames_bytes"]
-    n = results[0]["transitions"]
+    load.stop()
+    frames = runs[0]["frames_bytes"]
+    n = runs[0]["transitions"]
     print()
     print(f"{n:,} transitions, frames {FRAME[0]}x{FRAME[1]} uint8: {frames / GB:.2f} GB of frames")
     print(
@@ -224,19 +231,26 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
         "| after training | peak RSS | load s |"
     )
     print("|---|---:|---:|---:|---:|---:|---:|")
-    for r in results:
+    for r in runs:
         name = "tianshou-offline" if r["implementation"] == "ours" else "Tianshou 2.0.1 load_hdf5"
         print(
             f"| {name} | {r['rss_start'] / GB:.2f} GB | {r['rss_after_load'] / GB:.2f} GB "
             f"| {r['rss_after_prepare'] / GB:.2f} GB "
             f"| {r['rss_after_train'] / GB:.2f} GB | {r['peak_rss'] / GB:.2f} GB | {r['load_s']:.0f} |"
         )
-    print(f"(TensorFlow imported: {ours_tf(results)}; baseline = torch + tianshou imports)")
-    ours = results[0]
+    print(f"(TensorFlow imported: {ours_tf(runs)}; baseline = torch + tianshou imports)")
+    ours = runs[0]
     verdict = "OK" if ours["peak_rss"] <= 8 * GB else "OVER"
     print(f"\ntarget: peak RSS <= 8 GB at 1M steps -> {ours['peak_rss'] / GB:.2f} GB ({verdict})")
-    return results
+    missed = []
+    if args.steps >= 1_000_000 and ours["peak_rss"] > 8 * GB:
+        missed.append(f"peak RSS {ours['peak_rss'] / GB:.2f} GB > 8 GB at {args.steps:,} steps")
+    settings = {k: v for k, v in vars(args).items() if k in ("steps", "episode_len", "updates",
+                "threads", "tianshou", "with_tensorflow")}  # fmt: skip
+    return report.keep("atari_memory", f"{args.steps}", settings=settings,
+                       figures={"runs": runs}, code=CODE, load=load, missed=missed,
+                       check=args.check)  # fmt: skip
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    raise SystemExit(main(sys.argv[1:]))

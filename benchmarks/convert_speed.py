@@ -51,6 +51,11 @@ from typing import Any
 import h5py
 import numpy as np
 
+from benchmarks._lib import report, results
+from benchmarks._lib.peers import child_env
+
+CODE = ("benchmarks/convert_speed.py", "tianshou_offline/converters", "tianshou_offline/data")
+
 OBS_DIM = 17
 ACT_DIM = 6
 
@@ -306,7 +311,17 @@ def memprobe(kind: str, source: str, output: str, minari_root: str) -> None:
 def measure_memory(kind: str, source: str, output: Path, minari_root: Path) -> dict[str, float]:
     _remove(output)
     res = subprocess.run(
-        [sys.executable, __file__, "--_memprobe", kind, source, str(output), str(minari_root)],
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.convert_speed",
+            "--_memprobe",
+            kind,
+            source,
+            str(output),
+            str(minari_root),
+        ],
+        env=child_env(),
         capture_output=True,
         text=True,
         check=True,
@@ -337,10 +352,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--formats", default="hdf5,arrow", help="Minari storages to benchmark")
     p.add_argument("--_memprobe", nargs=4, help=argparse.SUPPRESS)
+    report.add_arguments(p, target="d4rl <= 2x raw read; minari >= 5x naive; memory <= 1.5x")
     args = p.parse_args(argv)
     if args._memprobe:
         memprobe(*args._memprobe)
         return 0
+    load = results.LoadMonitor().start()
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="convert_speed_"))
     workdir.mkdir(parents=True, exist_ok=True)
@@ -502,7 +519,28 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.workdir is None:
         shutil.rmtree(workdir, ignore_errors=True)
-    return 0
+    load.stop()
+    missed = [
+        f"{name}: convert d4rl {conv[0] / ref[0]:.2f}x the raw read > 2x"
+        for name, what, ref, _, conv in rows
+        if name.startswith("D4RL") and what.startswith("raw h5py read (") and conv[0] > 2 * ref[0]
+    ]
+    missed += [
+        f"{name}: {ref[0] / conv[0]:.2f}x faster than naive < 5x"
+        for name, what, ref, label, conv in rows
+        if name.startswith("Minari")
+        and what.startswith("naive:")
+        and label == "convert minari"
+        and ref[0] < 5 * conv[0]
+    ]
+    missed += [f"{name}: peak memory {m['ratio']:.2f}x the output > 1.5x"
+               for name, m in mem_rows if m["ratio"] > 1.5]  # fmt: skip
+    settings = {k: v for k, v in vars(args).items()
+                if k in ("transitions", "episodes", "steps", "repeats", "formats")}  # fmt: skip
+    figures = {"rows": rows, "bounds": bounds, "memory": mem_rows}
+    return report.keep("convert_speed", f"{args.transitions}-{args.episodes}x{args.steps}",
+                       settings=settings, figures=figures, code=CODE, load=load, missed=missed,
+                       check=args.check)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -25,6 +25,9 @@ import time
 from pathlib import Path
 
 from benchmarks._lib import fuzz as _fuzz  # sets up the environment before Tianshou is imported
+from benchmarks._lib import report, results
+
+CODE = ("benchmarks/fuzz.py", "tianshou_offline")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,7 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", metavar="OUT", help="also write the counts and failures as JSON")
     p.add_argument("--failures", type=int, default=40, help="failure groups to print")
     p.add_argument("--progress-every", type=int, default=5000, help="runs between tables")
+    report.add_arguments(p, target="no untyped, inconsistent, timeout, memory or crash outcome")
     args = p.parse_args(argv)
+    load = results.LoadMonitor().start()
 
     import logging
 
@@ -86,8 +91,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{args.memory_limit:g} GiB per run; largest input {max(sizes.values())} bytes\n"
         )
         print(summary.report(args.failures))
-        if args.json:
-            doc = {
+        load.stop()
+        doc = {
                 "mutants": len(summary.mutants),
                 "seed": args.seed,
                 "runs": runs,
@@ -104,9 +109,18 @@ def main(argv: list[str] | None = None) -> int:
                     for r in summary.failures
                 ],
                 "slowest": [[r.job.entry, r.seconds, r.peak_mb] for r in summary.slowest],
-            }
+                "seed_failures": [f"{r.job.seed} {r.job.entry}: {r.outcome}" for r in bad_seeds],
+            }  # fmt: skip
+        if args.json:
             Path(args.json).write_text(json.dumps(doc, indent=1))
-        return 1 if summary.failures or bad_seeds else 0
+        missed = [f"{len(summary.failures)} failing runs (untyped, inconsistent, timeout, "
+                  "memory or crash)"] if summary.failures else []  # fmt: skip
+        missed += [f"seed {r.job.seed} fails {r.job.entry}: {r.outcome}" for r in bad_seeds]
+        settings = {k: v for k, v in vars(args).items() if k in (
+            "mutants", "workers", "time_limit", "memory_limit", "entries_per_mutant")}  # fmt: skip
+        return report.keep("fuzz", f"{args.mutants}-seed{args.seed}", settings=settings,
+                           figures=doc, code=CODE, load=load, missed=missed, check=args.check,
+                           seeds=[args.seed])  # fmt: skip
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

@@ -6,24 +6,29 @@ dataset per column) and reading them back with ``ds[()]``. Ours writes the full 
 ready ``tianshou.data.ReplayBuffer``. Throughput counts the payload (obs, obs_next, act, rew,
 terminated, truncated) for both. Runs are interleaved; medians are reported.
 
-Target: ours >= 0.5x raw h5py in both directions.
+Target: ours >= 0.5x raw h5py in both directions (``--check``: exit 1 when missed). Every
+run writes a result file under ``benchmarks/results/io_speed/``; ``--table-only`` /
+``--readme`` print / write the README table from the kept results.
 
-    python -m benchmarks.io_speed [--transitions 1000000] [--repeats 5] [--dir /tmp]
+    python -m benchmarks.io_speed [--transitions 1000000] [--repeats 5] [--dir /tmp] [--check]
+    python -m benchmarks.io_speed --table-only
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import h5py
 import numpy as np
 
+from benchmarks._lib import readme, report, results
 from tianshou_offline import BufferWriter, Provenance, load_buffer
 
 
@@ -64,12 +69,39 @@ def write_ours(path: Path, data: dict[str, np.ndarray], block: int = 100_000) ->
             w.add_transitions(**block_columns)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--transitions", type=int, default=1_000_000)
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--dir", default=None, help="directory for the files (default: a temp dir)")
-    args = ap.parse_args()
+BENCHMARK = "io_speed"
+CODE = ("benchmarks/io_speed.py", "tianshou_offline/data")
+TARGET = 0.5
+
+
+def table(records: Sequence[dict[str, Any]]) -> str:
+    """The README table: MB/s of raw h5py and ours, write and load, per kept result."""
+    lines = ["| transitions | | raw h5py | tianshou-offline | ratio |", "|---:|---|---:|---:|---:|"]
+    for r in records:
+        f = r["figures"]
+        for op, label in (("write", "write"), ("load", "load (into a ready `ReplayBuffer`)")):
+            lines.append(
+                f"| {r['settings']['transitions']:,} | {label} | {f['raw_' + op + '_mb_s']:.0f} MB/s "
+                f"| {f['ours_' + op + '_mb_s']:.0f} MB/s | {f[op + '_ratio']:.2f}× |"
+            )
+    return "\n".join(lines) + "\n\n" + results.provenance_line(records)
+
+
+def readme_section() -> str:
+    """The README's section: :func:`table` of every kept result."""
+    return table(results.read_results(BENCHMARK))
+
+
+def missed_targets(records: Sequence[dict[str, Any]]) -> list[str]:
+    return [f"{r['settings']['transitions']:,} transitions: {op} {r['figures'][op + '_ratio']:.2f}× "
+            f"raw h5py < {TARGET}×" for r in records for op in ("write", "load")
+            if r["figures"][op + "_ratio"] < TARGET]  # fmt: skip
+
+
+def measure(transitions: int, repeats: int, directory: str | None) -> dict[str, Any]:
+    """Write and load ``transitions`` rows ``repeats`` times each way, interleaved; prints the
+    table and returns the figures (medians)."""
+    args = argparse.Namespace(transitions=transitions, repeats=repeats, dir=directory)
     data = make_data(args.transitions)
     payload = sum(v.nbytes for v in data.values())
     print(
@@ -121,7 +153,38 @@ def main() -> None:
     for p in (raw_path, ours_path):
         p.unlink()
     tmp.rmdir()
+    return {
+        "seconds": med,
+        **{f"{k.split('_')[0]}_{'write' if k.endswith('w') else 'load'}_mb_s": v
+           for k, v in mbps.items()},
+        "write_ratio": mbps["ours_w"] / mbps["raw_w"],
+        "load_ratio": mbps["ours_r"] / mbps["raw_r"],
+        "payload_bytes": payload,
+    }  # fmt: skip
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--transitions", type=int, default=1_000_000)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--dir", default=None, help="directory for the files (default: a temp dir)")
+    report.add_arguments(ap, target=f"ours >= {TARGET}x raw h5py", table=True)
+    args = ap.parse_args()
+    if args.table_only or args.readme:
+        records = results.read_results(BENCHMARK)
+        if args.readme:
+            readme.write_sections({BENCHMARK: readme_section()})
+        print(table(records))
+        return report.finish(missed_targets(records), args.check)
+    with results.LoadMonitor() as load:
+        figures = measure(args.transitions, args.repeats, args.dir)
+    path = results.write_result(
+        BENCHMARK, f"{args.transitions}", settings={"transitions": args.transitions,
+        "repeats": args.repeats}, figures=figures, code=CODE, load=load,
+    )  # fmt: skip
+    print(f"kept: {path.relative_to(results.REPO)}")
+    return report.finish(missed_targets([json.loads(path.read_text())]), args.check)
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -47,9 +47,13 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks._lib import report, results
+
 FRAME = (84, 84)
 STACK = 4
 GB = 1e9
+CODE = ("benchmarks/out_of_core.py", "benchmarks/_lib/sides_discrete.py",
+        "tianshou_offline/data", "tianshou_offline/algorithms", "tianshou_offline/converters")  # fmt: skip
 
 
 def _status_kb(field: str) -> int:
@@ -316,14 +320,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     r.add_argument("--rounds", type=int, default=5)
     r.add_argument("--threads", type=int, default=2)
     r.add_argument("--json", help="also write the results here")
+    report.add_arguments(r, target="disk/ram >= 0.8 steps/s; resident beyond the model <= 4 GB")
     args = parser.parse_args(argv)
     if args.cmd == "build":
         build(args)
-    else:
-        res = run(args)
-        if args.json:
-            Path(args.json).write_text(json.dumps(res, indent=1))
-    return 0
+        return 0
+    load = results.LoadMonitor().start()
+    res = run(args)
+    load.stop()
+    if args.json:
+        Path(args.json).write_text(json.dumps(res, indent=1))
+    missed = [m for ok, m in (
+        (res["ratio_disk_over_ram"] >= 0.8, f"disk/ram {res['ratio_disk_over_ram']:.2f} < 0.8"),
+        (res["disk_anon_peak_beyond_model"] <= 4 * GB,
+         f"resident beyond the model {res['disk_anon_peak_beyond_model'] / GB:.2f} GB > 4 GB"),
+    ) if not ok]  # fmt: skip
+    settings = {k: v for k, v in vars(args).items() if k not in ("json", "check", "dir", "cmd")}
+    return report.keep(
+        "out_of_core", f"{res['transitions']}", settings=settings, figures=res,
+        code=CODE, load=load, missed=missed, check=args.check,
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

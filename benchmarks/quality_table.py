@@ -1017,6 +1017,13 @@ def report(
     ])  # fmt: skip
 
 
+def readme_section(results_dir: Path = results.RESULTS_DIR) -> str:
+    """The README's section: the small scale's table over every row, from the kept results."""
+    scale = SCALES["small"]
+    rows = list(ROWS.values())
+    return report(kept_runs(scale, scale.seeds, rows, results_dir), rows, scale, scale.seeds)
+
+
 # ----------------------------------------------------------------------------- main
 
 
@@ -1077,11 +1084,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--seeds {args.seeds}: the {scale.name} scale's cells have {scale.seeds} "
                      f"pre-registered seeds; run 1 to {scale.seeds} of them")  # fmt: skip
     seeds = args.seeds or scale.seeds
+    if args.readme:  # always the README's whole table (small scale, every row)
+        readme.write_sections({BENCHMARK: readme_section(args.results)})
     if args.table_only or args.readme:  # the kept results: nothing is made or trained
-        text = report(kept_runs(scale, seeds, rows, args.results), rows, scale, seeds)
-        if args.readme:
-            readme.write_sections({BENCHMARK: text})
-        print(text)
+        print(report(kept_runs(scale, seeds, rows, args.results), rows, scale, seeds))
         return 0
     sides = [s.strip() for s in args.sides.split(",") if s.strip()]
     if args.no_d3rlpy:

@@ -38,6 +38,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks._lib import report, results
 from benchmarks._lib.peers import child_env
 
 
@@ -120,14 +121,20 @@ def _noop() -> int:
     return 0
 
 
-def main() -> None:
+CODE = ("benchmarks/ray_scale.py", "benchmarks/rlu_speed.py", "tianshou_offline/scale",
+        "tianshou_offline/converters")  # fmt: skip
+
+
+def main() -> int:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("--shards", type=int, default=6)
     ap.add_argument("--transitions", type=int, default=3000, help="records per shard")
     ap.add_argument("--workdir", default=None)
+    report.add_arguments(ap, target="Ray's overhead <= +10% of the local pool's time")
     args = ap.parse_args()
+    load = results.LoadMonitor().start()
     tmp = Path(args.workdir or tempfile.mkdtemp(prefix="ray_scale_"))
     cache = tmp / "cache"
     paths = make_shards(cache, args.shards, args.transitions)
@@ -186,7 +193,19 @@ def main() -> None:
         "  Unplugged shard holds ~500k records (50M per run / 100 shards): scale the per-shard\n"
         "  time, the output size and the total by 500k / --transitions."
     )
+    load.stop()
+    overhead = {w: t[f"Ray, {w} worker(s)"] / t[f"local pool, {w} worker(s)"] - 1 for w in (1, 2)}
+    missed = [f"Ray's overhead at {w} worker(s) {100 * o:+.1f}% > +10%"
+              for w, o in overhead.items() if o > 0.10]  # fmt: skip
+    return report.keep(
+        "ray_scale", f"{args.shards}x{args.transitions}",
+        settings={"shards": args.shards, "transitions": args.transitions},
+        figures={"seconds": dict(rows), "overhead": overhead,
+                 "ray_init_s": {w: i[0] for w, i in ray_info.items()},
+                 "per_task_s": {w: i[1] for w, i in ray_info.items()}},
+        code=CODE, load=load, missed=missed, check=args.check,
+    )  # fmt: skip
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -35,6 +35,9 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks._lib import report, results
+from benchmarks._lib.peers import child_env
+
 
 def _frames(n: int, seed: int) -> tuple[list[np.ndarray], list[int], list[float], list[bool]]:
     """``n`` transitions of Atari frames: (frames incl. final ones, actions, rewards, ends)."""
@@ -208,7 +211,10 @@ def tf_loop(path: Path, limit: int) -> tuple[float, int, float]:
     return float(rate), int(n), float(rss)
 
 
-def main() -> None:
+CODE = ("benchmarks/rlu_speed.py", "tianshou_offline/converters", "tianshou_offline/data")
+
+
+def main() -> int:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -220,10 +226,13 @@ def main() -> None:
     )
     ap.add_argument("--workdir", type=Path, default=None)
     ap.add_argument("--make-shard", type=Path, default=None, help=argparse.SUPPRESS)
+    report.add_arguments(
+        ap, target="converter >= 100x the TF loop and >= 50% of the decode bound; RSS <= 2x file"
+    )
     args = ap.parse_args()
     if args.make_shard is not None:
         make_shard(args.make_shard, args.transitions)
-        return
+        return 0
     work = args.workdir or Path(tempfile.mkdtemp(prefix="rlu_speed_"))
     shard = work / "Breakout" / f"synthetic-{args.transitions}"
     if not shard.exists():
@@ -231,14 +240,15 @@ def main() -> None:
         subprocess.run(
             [
                 sys.executable,
-                __file__,
+                "-m",
+                "benchmarks.rlu_speed",
                 "--make-shard",
                 str(shard),
                 "--transitions",
                 str(args.transitions),
             ],
             check=True,
-            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
+            env=child_env(),
         )
         print(
             f"made {shard} ({shard.stat().st_size / 2**20:.1f} MiB) in {time.perf_counter() - t:.0f}s"
@@ -252,6 +262,7 @@ def main() -> None:
     import tianshou_offline.converters.rl_unplugged  # noqa: F401  (imports before measuring)
 
     base_rss = psutil.Process().memory_info().rss / 2**20
+    load = results.LoadMonitor().start()
     out = work / "out.hdf5"
     pngs = newest_pngs(shard)
     conv: list[tuple[float, float]] = []
@@ -290,7 +301,22 @@ def main() -> None:
           f"MiB after imports), largest worker {child_rss:.0f} MiB (pages shared with main "
           f"counted); main / file = {main_rss * 2**20 / size:.2f}x (target <= 2x); TF loop peak "
           f"RSS {tf_rss:.0f} MiB")  # fmt: skip
+    load.stop()
+    figures = {"transitions": n, "converter_per_s": conv_rate, "decode_bound_per_s": bound_rate,
+               "tf_loop_per_s": tf_rate, "tf_loop_records": tf_n, "rounds": conv,
+               "decode_rounds": bound, "output_mib": size / 2**20, "peak_rss_main_mib": main_rss,
+               "peak_rss_worker_mib": child_rss, "tf_loop_peak_rss_mib": tf_rss}  # fmt: skip
+    missed = [m for ok, m in (
+        (conv_rate / tf_rate >= 100, f"converter {conv_rate / tf_rate:.1f}x the TF loop < 100x"),
+        (conv_rate / bound_rate >= 0.5, f"converter {conv_rate / bound_rate:.0%} of the decode bound < 50%"),
+        (main_rss * 2**20 / size <= 2, f"peak RSS {main_rss * 2**20 / size:.2f}x the file > 2x"),
+    ) if not ok]  # fmt: skip
+    return report.keep(
+        "rlu_speed", f"{args.transitions}", settings={k: v for k, v in vars(args).items()
+        if k in ("transitions", "workers", "rounds", "tf_records")}, figures=figures, code=CODE,
+        load=load, missed=missed, check=args.check,
+    )  # fmt: skip
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -58,7 +58,6 @@ import argparse
 import functools
 import json
 import statistics
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from typing import Any
@@ -66,7 +65,7 @@ from typing import Any
 import torch
 from tianshou.utils.torch_utils import policy_within_training_step
 
-from benchmarks._lib import readme, results
+from benchmarks._lib import readme, report, results
 from benchmarks._lib import sides_continuous as cont
 from benchmarks._lib import sides_discrete as disc
 from benchmarks._lib.floor import describe_optimizers, find_optimizers
@@ -387,6 +386,11 @@ def summary_table(records: Sequence[dict[str, Any]]) -> str:
     return out + "\n\n" + results.provenance_line(records)
 
 
+def readme_section() -> str:
+    """The README's section: :func:`summary_table` of every kept result."""
+    return summary_table(results.read_results(BENCHMARK))
+
+
 # ------------------------------------------------------------------- main
 
 
@@ -439,10 +443,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--d3rlpy-python", default=None,
                    help="d3rlpy 2.8.1's interpreter (default: ~/.cache/tianshou-offline/d3rlpy-venv)")  # fmt: skip
     p.add_argument("--no-d3rlpy", action="store_true", help="skip d3rlpy (else its venv is made)")
-    p.add_argument("--table-only", action="store_true", help="print the tables of kept results")
-    p.add_argument("--readme", action="store_true", help="write them into README.md")
-    p.add_argument("--check", action="store_true",
-                   help=f"exit 1 when a row is below {TARGET}× the faster peer")  # fmt: skip
+    report.add_arguments(p, target=f"every row ≥ {TARGET}× the faster peer", table=True)
     args = p.parse_args(argv)
     args.keys = [k.strip() for k in args.algorithms.split(",") if k.strip()]
     unknown = [k for k in args.keys if k not in ROWS]
@@ -450,20 +451,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         p.error(f"unknown algorithms {unknown}; choose from {list(ROWS)}")
     if args.table_only or args.readme:
         records = results.read_results(BENCHMARK)
-        table = summary_table(records)
         if args.readme:
-            readme.write_sections({BENCHMARK: table})
-        print(table)
+            readme.write_sections({BENCHMARK: readme_section()})
+        print(summary_table(records))
     else:
         d3rlpy = None if args.no_d3rlpy else d3rlpy_python(
             args.d3rlpy_python, create=True, torch_version=torch.__version__)  # fmt: skip
         records = [_measure(args, suite, make, threads, d3rlpy)
                    for threads in args.threads for suite, make in suite_rows(args).items()]  # fmt: skip
-    missed = missed_targets(records)
-    if args.check and missed:
-        print("missed targets:\n" + "\n".join(f"- {m}" for m in missed), file=sys.stderr)
-        return 1
-    return 0
+    return report.finish(missed_targets(records), args.check)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -136,3 +137,32 @@ def test_readme_sections(tmp_path: Path) -> None:
         readme.section(path.read_text(), "missing")
     with pytest.raises(readme.MarkerError):
         readme.section(path.read_text() * 2, "t")
+
+
+def test_check_exits_nonzero_only_on_a_missed_target_when_asked() -> None:
+    from benchmarks._lib.report import finish
+
+    assert finish([], check=True) == 0
+    assert finish(["ratio 1.2× < 1.5×"], check=False) == 0
+    assert finish(["ratio 1.2× < 1.5×"], check=True) == 1
+
+
+def test_speed_targets_read_the_kept_rows() -> None:
+    """``train_speed --check`` judges each row by the median per-round ratio against the
+    faster fused-Adam peer (Tianshou default is context, never the judge)."""
+    from benchmarks import train_speed
+
+    def side(key: str, ms: list[float]) -> dict[str, object]:
+        return {"key": key, "ms": ms, "floor": None}
+
+    fused = side("tianshou-fused", [1.4, 1.6, 1.4])
+    row: dict[str, Any] = {"label": "X", "ours": [["ours", ""]], "sides": [
+        side("ours", [1.0, 1.0, 1.0]), fused, side("tianshou-default", [9.0, 9.0, 9.0]),
+        side("d3rlpy", [2.0, 2.0, 2.0])]}  # fmt: skip
+    record = {"settings": {"threads": 1}, "figures": {"rows": [row]}}
+    got = train_speed.faster_peer_ratio(row, "ours")
+    assert got is not None and got[0] == "tianshou-fused" and got[1] == pytest.approx(1.4)
+    missed = train_speed.missed_targets([record])
+    assert len(missed) == 1 and "1.40× tianshou-fused" in missed[0]
+    fused["ms"] = [1.6, 1.6, 1.6]
+    assert train_speed.missed_targets([record]) == []

@@ -400,12 +400,15 @@ def d3rlpy_python(path: str | None, *, create: bool, torch_version: str) -> str 
 
 
 def _create_venv(torch_version: str) -> None:
+    """Make :data:`DEFAULT_D3RLPY_VENV`: a venv that sees this environment's packages
+    (``--system-site-packages``), so that it runs this very torch build (the same kernels,
+    and no second download of torch), with d3rlpy and its own requirements installed into
+    it (they shadow this environment's versions there only; torch pinned)."""
     venv = DEFAULT_D3RLPY_VENV
     print(f"creating {venv} (torch {torch_version}, d3rlpy {D3RLPY_VERSION})", file=sys.stderr)
     venv.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
     pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q"]
-    subprocess.run([*pip, f"torch=={torch_version}"], check=True)
     with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as pin:
         pin.write(f"torch=={torch_version}\n")
     try:

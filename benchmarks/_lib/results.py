@@ -148,8 +148,8 @@ def versions(code: Sequence[str | Path], *, d3rlpy: str | None = None) -> dict[s
 
 class LoadMonitor:
     """The machine's 1-minute load average before, during (sampled every ``every`` seconds
-    in a thread) and after a run: ``with LoadMonitor() as load: ...``; then
-    :meth:`summary`."""
+    in a thread) and after a run: ``with LoadMonitor() as load: ...`` (or :meth:`start` /
+    :meth:`stop`); then :meth:`summary`."""
 
     def __init__(self, every: float = 5.0) -> None:
         self.every = every
@@ -163,17 +163,23 @@ class LoadMonitor:
         while not self._stop.wait(self.every):
             self.samples.append(os.getloadavg()[0])
 
-    def __enter__(self) -> LoadMonitor:
+    def start(self) -> LoadMonitor:
         self.before = os.getloadavg()[0]
         self._thread.start()
         return self
 
-    def __exit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    def stop(self) -> None:
         self._stop.set()
         self._thread.join()
         self.after = os.getloadavg()[0]
+
+    def __enter__(self) -> LoadMonitor:
+        return self.start()
+
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
 
     def summary(self) -> dict[str, Any]:
         after = self.after if self.after is not None else os.getloadavg()[0]

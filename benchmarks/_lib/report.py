@@ -1,0 +1,55 @@
+"""The command-line options every benchmark with a target or a README table shares, and the
+exit status of ``--check``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from benchmarks._lib import results
+
+
+def add_arguments(
+    parser: argparse.ArgumentParser, *, target: str | None = None, table: bool = False
+) -> None:
+    """``--check`` (with a ``target``: its description), and with ``table``
+    ``--table-only``/``--readme`` (the README table from the kept results)."""
+    if target is not None:
+        parser.add_argument(
+            "--check", action="store_true", help=f"exit 1 when the target is missed ({target})"
+        )
+    if table:
+        parser.add_argument(
+            "--table-only", action="store_true", help="print the table of the kept results"
+        )
+        parser.add_argument("--readme", action="store_true", help="write it into README.md")
+
+
+def finish(missed: Sequence[str], check: bool) -> int:
+    """Print the missed targets (stderr); the exit status: 1 when ``check`` and any missed."""
+    if missed:
+        print("missed targets:\n" + "\n".join(f"- {m}" for m in missed), file=sys.stderr)
+    return 1 if check and missed else 0
+
+
+def keep(
+    benchmark: str,
+    name: str,
+    *,
+    settings: Mapping[str, Any],
+    figures: Mapping[str, Any],
+    code: Sequence[str],
+    load: results.LoadMonitor,
+    missed: Sequence[str],
+    check: bool,
+    seeds: Sequence[int] = (),
+) -> int:
+    """Write the run's result file (:func:`benchmarks._lib.results.write_result`), print where,
+    and :func:`finish`."""
+    path = results.write_result(
+        benchmark, name, settings=settings, figures=figures, code=code, load=load, seeds=seeds
+    )
+    print(f"kept: {path.relative_to(results.REPO)}")
+    return finish(missed, check)

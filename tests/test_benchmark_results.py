@@ -1,0 +1,52 @@
+"""The README's measured tables come from the kept results: every section between
+``<!-- BEGIN name -->`` and ``<!-- END name -->`` equals what its benchmark generates from the
+result files committed under ``benchmarks/results/`` (deleting a table and running the
+script's ``--readme`` restores it byte for byte), and every kept result is well formed."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import re
+
+import pytest
+
+from benchmarks._lib import readme, results
+
+SECTIONS = {
+    "train_speed": "benchmarks.train_speed",
+    "io_speed": "benchmarks.io_speed",
+    "cli_start": "benchmarks.cli_start",
+    "quality_table": "benchmarks.quality_table",
+    "evaluate_speed": "benchmarks.evaluate_speed",
+}
+"""README section → the benchmark module whose ``readme_section()`` generates it."""
+
+
+@pytest.mark.parametrize(("name", "module"), SECTIONS.items())
+def test_readme_section_is_generated_from_kept_results(name: str, module: str) -> None:
+    generated: str = importlib.import_module(module).readme_section()
+    expected = generated if generated.endswith("\n") else generated + "\n"
+    found = readme.section(readme.README.read_text(), name)
+    assert found == expected, (
+        f"README section {name!r} differs from the kept results: run `python -m {module} --readme`"
+    )
+
+
+def test_every_generated_section_is_known() -> None:
+    names = re.findall(r"<!-- BEGIN (\S+) -->", readme.README.read_text())
+    assert sorted(names) == sorted(SECTIONS)
+
+
+def test_kept_results_are_well_formed() -> None:
+    paths = sorted(results.RESULTS_DIR.glob("*/*.json"))
+    for path in paths:
+        record = json.loads(path.read_text())
+        assert record["schema"] == results.SCHEMA, path
+        assert path.parent.name == record["benchmark"] and path.stem == record["key"], path
+        key = results.result_key(
+            record["name"], record["settings"], record["versions"]["code_fingerprint"]
+        )
+        assert key == record["key"], path
+        assert record["versions"]["commit"] and record["machine"]["load"]["samples"] >= 2, path
+        assert record["figures"], path
