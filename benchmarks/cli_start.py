@@ -22,7 +22,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from benchmarks._lib import readme, report, results
+from benchmarks._lib import report, results
 
 BENCHMARK = "cli_start"
 CODE = ("benchmarks/cli_start.py", "tianshou_offline/cli", "tianshou_offline/__init__.py")
@@ -73,11 +73,7 @@ def main() -> int:
     report.add_arguments(p, target=f"every command < {TARGET_S} s", table=True)
     args = p.parse_args()
     if args.table_only or args.readme:
-        records = results.read_results(BENCHMARK)
-        if args.readme:
-            readme.write_sections({BENCHMARK: readme_section()})
-        print(table(records))
-        return report.finish(missed_targets(records), args.check)
+        return report.show_kept(args, BENCHMARK, table, missed_targets)
     load = results.LoadMonitor().start()
     exe = shutil.which("tianshou-offline")
     base = [exe] if exe else [sys.executable, "-m", "tianshou_offline.cli"]

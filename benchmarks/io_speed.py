@@ -28,7 +28,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from benchmarks._lib import readme, report, results
+from benchmarks._lib import report, results
 from tianshou_offline import BufferWriter, Provenance, load_buffer
 
 
@@ -171,11 +171,7 @@ def main() -> int:
     report.add_arguments(ap, target=f"ours >= {TARGET}x raw h5py", table=True)
     args = ap.parse_args()
     if args.table_only or args.readme:
-        records = results.read_results(BENCHMARK)
-        if args.readme:
-            readme.write_sections({BENCHMARK: readme_section()})
-        print(table(records))
-        return report.finish(missed_targets(records), args.check)
+        return report.show_kept(args, BENCHMARK, table, missed_targets)
     with results.LoadMonitor() as load:
         figures = measure(args.transitions, args.repeats, args.dir)
     path = results.write_result(

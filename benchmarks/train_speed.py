@@ -65,7 +65,7 @@ from typing import Any
 import torch
 from tianshou.utils.torch_utils import policy_within_training_step
 
-from benchmarks._lib import readme, report, results
+from benchmarks._lib import report, results
 from benchmarks._lib import sides_continuous as cont
 from benchmarks._lib import sides_discrete as disc
 from benchmarks._lib.floor import describe_optimizers, find_optimizers
@@ -383,7 +383,11 @@ def summary_table(records: Sequence[dict[str, Any]]) -> str:
     out = "\n".join(lines)
     if any_floor:
         out += "\n\n" + "\n".join(floor_lines)
-    return out + "\n\n" + results.provenance_line(records)
+    runs = sorted({(r["settings"]["rounds"], r["settings"]["seconds"], r["settings"]["floor_steps"])
+                   for r in records})  # fmt: skip
+    how = "; ".join(f"{n} interleaved rounds × {sec:g} s per side, "
+                    + (f"floors over {f} steps" if f else "no floors") for n, sec, f in runs)  # fmt: skip
+    return out + f"\n\n_{how}._ " + results.provenance_line(records)
 
 
 def readme_section() -> str:
@@ -450,10 +454,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown:
         p.error(f"unknown algorithms {unknown}; choose from {list(ROWS)}")
     if args.table_only or args.readme:
-        records = results.read_results(BENCHMARK)
-        if args.readme:
-            readme.write_sections({BENCHMARK: readme_section()})
-        print(summary_table(records))
+        return report.show_kept(args, BENCHMARK, summary_table, missed_targets)
     else:
         d3rlpy = None if args.no_d3rlpy else d3rlpy_python(
             args.d3rlpy_python, create=True, torch_version=torch.__version__)  # fmt: skip

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from benchmarks._lib import results
@@ -32,6 +32,24 @@ def finish(missed: Sequence[str], check: bool) -> int:
     if missed:
         print("missed targets:\n" + "\n".join(f"- {m}" for m in missed), file=sys.stderr)
     return 1 if check and missed else 0
+
+
+def show_kept(
+    args: argparse.Namespace,
+    benchmark: str,
+    table: Callable[[list[dict[str, Any]]], str],
+    missed_targets: Callable[[list[dict[str, Any]]], list[str]],
+) -> int:
+    """``--table-only``/``--readme``: print (and with ``--readme`` write into README.md) the
+    table of the kept results of ``benchmark``; the exit status of :func:`finish`."""
+    from benchmarks._lib import readme
+
+    records = results.read_results(benchmark)
+    text = table(records)
+    if args.readme:
+        readme.write_sections({benchmark: text})
+    print(text)
+    return finish(missed_targets(records), getattr(args, "check", False))
 
 
 def keep(
