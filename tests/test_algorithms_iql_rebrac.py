@@ -269,6 +269,40 @@ def test_iql_rejects_bad_parameters(kw: dict[str, float], message: str) -> None:
         _iql(True, **kw)
 
 
+def test_iql_refuses_a_squashed_gaussian() -> None:
+    """A tanh-squashed Gaussian would silently turn IQL's actor loss into a tanh likelihood
+    (issue 22, item 8): refused with a message naming the expected policies."""
+    policy = GaussianPolicy(
+        actor=GaussianActor(D, A, H), action_space=ACT_SPACE, observation_space=OBS_SPACE
+    )
+    assert policy.squash
+    with pytest.raises(ValueError, match=r"squash=True.*expected"):
+        IQL(
+            policy=policy,
+            policy_optim=SGD,
+            critics=CriticEnsemble(D, A, H),
+            critic_optim=SGD,
+            value=ValueFunction(D, H),
+            value_optim=SGD,
+        )
+
+
+def test_iql_cosine_schedule_is_off_by_default_in_the_class_and_the_example() -> None:
+    """One default for the actor's cosine schedule: the class has none unless given one, and
+    ``d4rl_iql.py`` builds none unless ``--actor-cosine-lr 1``."""
+    sys.path.insert(0, str(TESTS.parent / "examples" / "mujoco"))
+    try:
+        from d4rl_iql import IQLConfig, build_algorithm
+    finally:
+        sys.path.pop(0)
+    assert IQLConfig.actor_cosine_lr == 0
+    env = gym.make("Pendulum-v1")
+    without = build_algorithm(IQLConfig(task="Pendulum-v1", hidden_sizes=[8]), env)
+    assert without.lr_schedulers == []
+    config = IQLConfig(task="Pendulum-v1", hidden_sizes=[8], actor_cosine_lr=1)
+    assert len(build_algorithm(config, env).lr_schedulers) == 1
+
+
 # --------------------------------------------------------------------------- ReBRAC reference
 
 

@@ -186,6 +186,14 @@ def test_fqe_rejects_bad_parameters() -> None:
             critic_optim=Adam(),
             tau=0.0,
         )
+    # n-step targets follow the data's actions, not π's: refused (issue 22, item 7)
+    with pytest.raises(ValueError, match="n_step_return_horizon=3"):
+        FQE(
+            policy=constant_policy(0.1),
+            critics=CriticEnsemble(H, 1, (8,), num_critics=1),
+            critic_optim=Adam(),
+            n_step_return_horizon=3,
+        )
 
 
 # --------------------------------------------------------------------------- the CLI
@@ -273,6 +281,7 @@ def test_evaluate_fqe_bad_inputs(tmp_path: Path, capsys: pytest.CaptureFixture[s
         "missing data": ("--fqe", str(good), "--data", str(tmp_path / "nope.hdf5")),
         "missing checkpoint": ("--fqe", str(tmp_path / "nope.pt"), "--data", str(data)),
         "spaces": ("--fqe", str(good), str(mismatched), "--data", str(data)),
+        "n-step": ("--fqe", str(good), "--data", str(data), "--n-step", "3"),
     }
     for name, args in cases.items():
         run = cli(capsys, "evaluate", *args, "--steps", "1")

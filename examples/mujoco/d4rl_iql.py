@@ -7,8 +7,9 @@ python examples/mujoco/d4rl_iql.py --task Pendulum-v1 --expert-data-task expert.
 Defaults are the paper's MuJoCo settings (CORL's configuration): expectile 0.7, β = 3,
 weight clip 100, Adam 3e-4 for actor, critics and V, batch 256, normalised observations, a
 Gaussian actor with a tanh-bounded mean and a state-independent std (``--deterministic 1``:
-CORL's deterministic actor), the actor's learning rate annealed with a cosine schedule over
-the whole run (``--actor-cosine-lr 0`` turns it off). The paper also rescales MuJoCo rewards
+CORL's deterministic actor). The authors anneal the actor's learning rate with a cosine
+schedule over the whole run: ``--actor-cosine-lr 1``; off by default, as in the IQL class
+(and in the README's quality table). The paper also rescales MuJoCo rewards
 by 1000 / (max − min episode return); this script trains on the stored rewards.
 """
 
@@ -51,8 +52,9 @@ class IQLConfig(MujocoConfig):
     """learning rate of V"""
     deterministic: Literal[0, 1] = 0
     """1: a deterministic actor (weighted regression) instead of the Gaussian"""
-    actor_cosine_lr: Literal[0, 1] = 1
-    """1: anneal the actor's learning rate with a cosine schedule over epoch × step-per-epoch"""
+    actor_cosine_lr: Literal[0, 1] = 0
+    """1: anneal the actor's learning rate with a cosine schedule over epoch × step-per-epoch
+    (the authors' and CORL's setting; off by default, as in the IQL class)"""
     num_critics: int = 2
     """critics in the ensemble (the minimum is used)"""
 

@@ -94,7 +94,13 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--hidden-sizes", type=int, nargs="+", default=[256, 256], help="Q-network widths"
     )
-    parser.add_argument("--n-step", type=int, default=1, help="n-step regression target (1)")
+    parser.add_argument(
+        "--n-step",
+        type=int,
+        default=1,
+        help="regression target horizon: 1 only (an n-step target would follow the data's "
+        "actions, not the evaluated policy's)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of every fit (0)")
     parser.add_argument("--device", default="cpu", help="torch device (cpu)")
     parser.add_argument(
@@ -117,8 +123,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         )
     if args.steps < 1:
         raise UsageError(f"--steps {args.steps}: expected at least 1")
-    if args.n_step < 1:
-        raise UsageError(f"--n-step {args.n_step}: expected at least 1")
+    if args.n_step != 1:
+        raise UsageError(
+            f"--n-step {args.n_step}: expected 1 (FQE's target is one-step: an n-step target "
+            "would follow the data's actions within the window, not the evaluated policy's)"
+        )
     if not 0.0 < args.tau <= 1.0:
         raise UsageError(f"--tau {args.tau}: expected 0 < tau <= 1")
     for c in args.fqe:

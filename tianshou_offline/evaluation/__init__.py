@@ -102,6 +102,7 @@ def fqe_rank(
     :param data: a buffer file (any layout :func:`~tianshou_offline.load_buffer` reads).
     :param steps: gradient steps per checkpoint.
     :param gamma: discount of the estimated value.
+    :param n_step: 1 only (kept for compatibility; see :class:`~tianshou_offline.algorithms.FQE`).
     :param hidden_sizes: widths of the Q-network.
     :param show_progress: a progress bar per checkpoint, counting its gradient steps (the
         package's progress policy, :mod:`tianshou_offline.progress`: tqdm on a terminal, plain
@@ -122,6 +123,11 @@ def fqe_rank(
 
     if steps < 1:
         raise ValueError(f"steps={steps}: expected >= 1")
+    if n_step != 1:
+        raise ValueError(
+            f"n_step={n_step}: expected 1 (FQE's target is one-step: an n-step target would "
+            "follow the data's actions within the window, not the evaluated policy's)"
+        )
     data_path = Path(data)
     meta = read_metadata(data_path)
     obs_space, act_space = meta.observation_space, meta.action_space

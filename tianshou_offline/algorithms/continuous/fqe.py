@@ -10,8 +10,12 @@ FQE fits ``Q^π`` of a given policy ``π`` by iterated regression on the dataset
 
     Q_k = argmin_Q  E_{(s,a,r,s')~D} ( Q(s, a) − [ r + γ (1 − d) Q_{k−1}(s', π(s')) ] )²
 
-``d`` is *termination* only: a time-limit truncation still bootstraps. With n-step returns
-``r`` is the discounted n-step sum and ``γ`` becomes ``γ^m``. ``Q_{k−1}`` is the target
+``d`` is *termination* only: a time-limit truncation still bootstraps. The target is
+one-step only: an n-step target ``Σ_k γ^k r_{t+k} + γ^n Q(s_{t+n}, π(s_{t+n}))`` would
+follow the data's actions ``a_{t+1} … a_{t+n−1}`` instead of π's — the value of a mixture of
+the behaviour policy and π, not of π — unless corrected by importance weights (for which a
+deterministic π has no density); ``n_step_return_horizon`` other than 1 is refused.
+``Q_{k−1}`` is the target
 network: ``tau=1, target_update_freq=K`` is the paper's iteration exactly (K gradient steps
 of regression per iteration k, then ``Q_{k−1} ← Q_k``); the default Polyak averaging
 (``tau=0.005`` every step) is the soft version Paine et al. 2020 use with deep networks.
@@ -127,7 +131,8 @@ class FQE(OfflineAlgorithmBase[ContinuousPolicy, TFQEStats]):
     :param target_update_freq: update the target every this many steps (with ``tau=1``: K of
         the iterated regression).
     :param gamma: discount factor of the estimated value.
-    :param n_step_return_horizon: n of the n-step regression target.
+    :param n_step_return_horizon: 1 (the only value accepted: see the module docstring; kept
+        for the common signature).
     :param max_grad_norm: clip the gradient norm (None: no clipping).
     """
 
@@ -148,6 +153,12 @@ class FQE(OfflineAlgorithmBase[ContinuousPolicy, TFQEStats]):
             raise ValueError(f"tau={tau}: expected 0 < tau <= 1")
         if target_update_freq < 1:
             raise ValueError(f"target_update_freq={target_update_freq}: expected >= 1")
+        if n_step_return_horizon != 1:
+            raise ValueError(
+                f"FQE: n_step_return_horizon={n_step_return_horizon}; expected 1 (an n-step "
+                "target would follow the data's actions within the window, not the evaluated "
+                "policy's: a biased estimate without an importance-weight correction)"
+            )
         self.critics = critics
         self.critics_target = self._add_target(critics)
         self.critic_optim = self._make_optimizer(critics, critic_optim, max_grad_norm)
@@ -272,4 +283,3 @@ class FQE(OfflineAlgorithmBase[ContinuousPolicy, TFQEStats]):
             )
         )
         return self.estimate()
-

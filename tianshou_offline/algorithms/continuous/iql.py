@@ -37,9 +37,16 @@ state-independent std) acts with its mean at evaluation; a
 :class:`~tianshou_offline.algorithms.continuous.policies.DeterministicPolicy` with π(s).
 
 **Schedules.** The authors (and CORL) anneal the actor's learning rate with a cosine schedule
-over the whole run: pass ``policy_optim=AdamOptimizerFactory(lr=3e-4)
-.with_lr_scheduler_factory(CosineLRSchedulerFactory(num_steps))`` (stepped after every
-update by the core; saved in the ``state_dict``).
+over the whole run; here it is off by default (the length of the run is not known to the
+algorithm), in this class and in ``examples/mujoco/d4rl_iql.py`` alike. To reproduce the
+authors' schedule pass ``policy_optim=AdamOptimizerFactory(lr=3e-4)
+.with_lr_scheduler_factory(CosineLRSchedulerFactory(num_steps))`` (the example's
+``--actor-cosine-lr 1``; stepped after every update by the core; saved in the
+``state_dict``).
+
+**Squashing.** A tanh-squashed :class:`GaussianPolicy` (``squash=True``) is refused: its
+weighted likelihood would be that of ``tanh(u)``, a different actor from the paper's
+(a Gaussian with a tanh-bounded mean, unsquashed) and from CORL's.
 
 **Differences from the paper, the authors' code, CORL and d3rlpy 2.8**, deliberate:
 
@@ -173,10 +180,10 @@ class IQL(OfflineAlgorithmBase[GaussianPolicy | DeterministicPolicy, TIQLStats])
     configuration): expectile 0.7, β = 3, weight clip 100, Adam 3e-4 for all networks,
     batch 256, τ = 0.005, two critics, 256×256 networks.
 
-    :param policy: a :class:`GaussianPolicy` (``squash=False``; weighted maximum likelihood)
-        or a :class:`DeterministicPolicy` (weighted regression).
-    :param policy_optim: optimizer factory for the actor (optionally with
-        :class:`CosineLRSchedulerFactory`).
+    :param policy: a :class:`GaussianPolicy` (``squash=False``, required; weighted maximum
+        likelihood) or a :class:`DeterministicPolicy` (weighted regression).
+    :param policy_optim: optimizer factory for the actor; no learning-rate schedule by default
+        (the authors' cosine schedule: :class:`CosineLRSchedulerFactory`).
     :param critics: the critic ensemble ``Q_θ`` (E ≥ 1; the minimum over members is used,
         2 in the paper).
     :param critic_optim: optimizer factory for the critics.
@@ -218,6 +225,12 @@ class IQL(OfflineAlgorithmBase[GaussianPolicy | DeterministicPolicy, TIQLStats])
             raise ValueError(f"IQL: max_weight={max_weight}; expected > 0")
         if not 0.0 < tau <= 1.0:
             raise ValueError(f"IQL: tau={tau}; expected 0 < tau <= 1")
+        if isinstance(policy, GaussianPolicy) and policy.squash:
+            raise ValueError(
+                "IQL: policy is a tanh-squashed GaussianPolicy (squash=True); expected "
+                "GaussianPolicy(squash=False) — the paper's actor, a Gaussian with a "
+                "tanh-bounded mean (GaussianActor(tanh_mean=True)) — or a DeterministicPolicy"
+            )
         self.critics = critics
         self.critics_target = self._add_target(critics)
         self.value = value
