@@ -75,6 +75,9 @@ _DCQL = f"{REFERENCE}::test_discrete_cql_matches_qr_dqn_and_cql_h"
 _DBCQ = f"{REFERENCE}::test_discrete_bcq_matches_the_paper"
 _DCRR = f"{REFERENCE}::test_discrete_crr_matches_the_paper"
 _FQE = f"{FQE_TESTS}::test_fqe_update_matches_algorithm_3"
+_ENSEMBLES = "tests/test_algorithms_ensembles_awac.py"
+_SACN = f"{_ENSEMBLES}::test_sacn_and_edac_match_the_paper"
+_AWAC = f"{_ENSEMBLES}::test_awac_matches_the_paper"
 
 _TD3_LIKE = {"td3bc": f"{_CONT}.td3_bc:TD3BC", "rebrac": f"{_CONT}.rebrac:ReBRAC"}
 
@@ -135,6 +138,18 @@ MUTATIONS: tuple[Mutation, ...] = (
        _FQE),
     _m("fqe-polyak-hard", f"{_CONT}.fqe:FQE._update_with_batch",
        "self._update_targets(self.tau)", "self._update_targets(1.0)", _FQE),
+    _m("sacn-target-critics-online", f"{_CONT}.sac_n:SACN._update_with_batch",
+       "self.critics_target(b.obs_next, act_next)", "self.critics(b.obs_next, act_next)",
+       _SACN),
+    _m("sacn-polyak-hard", f"{_CONT}.sac_n:SACN._update_with_batch",
+       "self._update_targets(self.tau)", "self._update_targets(1.0)", _SACN),
+    _m("awac-target-critics-online", f"{_CONT}.awac:AWAC._update_with_batch",
+       "self.critics_target(b.obs_next, act_next)", "self.critics(b.obs_next, act_next)",
+       _AWAC),
+    _m("awac-polyak-hard", f"{_CONT}.awac:AWAC._update_with_batch",
+       "self._update_targets(self.tau)", "self._update_targets(1.0)", _AWAC),
+    _m("awac-weight-clip-deleted", f"{_CONT}.awac:advantage_weights",
+       "weight.clamp(max=max_weight)", "weight", _AWAC),
     _m("discrete-cql-target-online", f"{_DISC}.cql:DiscreteCQL._update_with_batch",
        "target_net = self.model_target if self.model_target is not None else self.model",
        "target_net = self.model", _DCQL),

@@ -26,6 +26,7 @@ import numpy as np
 import pytest
 import torch
 from test_algorithms_continuous import make as make_continuous
+from test_algorithms_ensembles_awac import pendulum_algorithm
 from test_algorithms_reference import (
     ACT_SPACE,
     OBS_SPACE,
@@ -526,7 +527,11 @@ def make_any(kind: str, env: gym.Env[Any, Any]) -> OfflineAlgorithmBase[Any, Any
         "iql": make_iql,
         "rebrac": make_rebrac,
     }
-    return makers[kind](env) if kind in makers else make_continuous(kind)
+    if kind in makers:
+        return makers[kind](env)
+    if kind in ("awac", "sacn", "edac"):
+        return pendulum_algorithm(kind)
+    return make_continuous(kind)
 
 
 def env_units_dataset(
@@ -555,8 +560,9 @@ def assert_same_transitions(ours: Transitions, expected: Transitions, what: str)
         )
 
 
-FINETUNED = ["il", "bcq", "cql", "calql", "crr", "td3_bc", "iql", "rebrac"]
-"""Every continuous algorithm (BC, BCQ, CQL, Cal-QL, CRR, TD3+BC, IQL, ReBRAC)."""
+FINETUNED = ["il", "bcq", "cql", "calql", "crr", "td3_bc", "iql", "rebrac", "awac", "sacn", "edac"]
+"""Every continuous algorithm (BC, BCQ, CQL, Cal-QL, CRR, TD3+BC, IQL, ReBRAC, AWAC, SAC-N,
+EDAC; LB-SAC is SAC-N's update)."""
 
 
 @pytest.mark.parametrize("kind", FINETUNED)
