@@ -154,9 +154,10 @@ def test_calql_term_matches_the_paper(monkeypatch: pytest.MonkeyPatch) -> None:
     assert_same(algo.critics_target, critics_t, "critics_target")
 
 
-def test_calql_needs_the_return_to_go(monkeypatch: pytest.MonkeyPatch) -> None:
+def _calql(**kw: Any) -> CQL:
+    """A small Cal-QL (γ = 0.9) with SGD optimizers."""
     torch.manual_seed(0)
-    algo = CQL(
+    return CQL(
         policy=GaussianPolicy(
             actor=GaussianActor(D, A, H), action_space=ACT_SPACE, observation_space=OBS_SPACE
         ),
@@ -164,7 +165,13 @@ def test_calql_needs_the_return_to_go(monkeypatch: pytest.MonkeyPatch) -> None:
         critics=CriticEnsemble(D, A, H),
         critic_optim=SGD,
         calibrated=True,
+        gamma=0.9,
+        **kw,
     )
+
+
+def test_calql_needs_the_return_to_go(monkeypatch: pytest.MonkeyPatch) -> None:
+    algo = _calql()
     with pytest.raises(ValueError, match="mc_return"):
         one_update(algo, fixed_batch(), seed=0, monkeypatch=monkeypatch)
 
@@ -201,21 +208,6 @@ def calql_buffer(*, finish_last: bool) -> ReplayBuffer:
             "terminated": np.asarray(terminated, dtype=bool),
             "truncated": np.asarray(truncated, dtype=bool),
         }
-    )
-
-
-def _calql(**kw: Any) -> CQL:
-    torch.manual_seed(0)
-    return CQL(
-        policy=GaussianPolicy(
-            actor=GaussianActor(D, A, H), action_space=ACT_SPACE, observation_space=OBS_SPACE
-        ),
-        policy_optim=SGD,
-        critics=CriticEnsemble(D, A, H),
-        critic_optim=SGD,
-        calibrated=True,
-        gamma=0.9,
-        **kw,
     )
 
 
@@ -280,17 +272,7 @@ def test_calql_dataset_and_online_batches_carry_the_return_to_go() -> None:
             "truncated": ends & (np.arange(25) == 15),
         }
     )
-    torch.manual_seed(0)
-    algo = CQL(
-        policy=GaussianPolicy(
-            actor=GaussianActor(D, A, H), action_space=ACT_SPACE, observation_space=OBS_SPACE
-        ),
-        policy_optim=SGD,
-        critics=CriticEnsemble(D, A, H),
-        critic_optim=SGD,
-        calibrated=True,
-        gamma=0.9,
-    )
+    algo = _calql()
     expected = return_to_go(buf, 0.9)
     data = algo.dataset_for(buf).data
     assert isinstance(data, CalQLTransitions)
