@@ -697,6 +697,35 @@ class OfflineAlgorithmCore(
         batch: TBatch = dataset.sample(sample_size) if sample_size else dataset.all()
         return self.update_on(batch, start=start)
 
+    def train_steps(
+        self,
+        buffer: ReplayBuffer,
+        *,
+        steps: int,
+        batch_size: int = 256,
+        progress: Progress | None = None,
+    ) -> None:
+        """``steps`` gradient steps of ``batch_size`` transitions from ``buffer`` through
+        Tianshou's ``OfflineTrainer`` (one epoch, no test episodes, no logging): how a
+        fitted model that is not itself the goal is trained (FQE, a behaviour model).
+
+        :param progress: counts the gradient steps (one ``update(1)`` each).
+        """
+        from tianshou.trainer import OfflineTrainerParams
+
+        self.run_training(
+            OfflineTrainerParams(
+                buffer=buffer,
+                max_epochs=1,
+                epoch_num_steps=steps,
+                batch_size=batch_size,
+                test_collector=None,
+                show_progress=False,
+                verbose=False,
+                logger=step_counter(progress) if progress is not None else None,
+            )
+        )
+
     def update_on(self, batch: TBatch, *, start: float | None = None) -> TStats:
         """One gradient step on a given device-resident mini-batch — what :meth:`update`
         does after sampling (training mode, step count, schedulers); for callers that build

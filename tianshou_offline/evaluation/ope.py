@@ -53,7 +53,7 @@ from tianshou_offline.evaluation.estimators import (
 
 if TYPE_CHECKING:
     import torch
-    from tianshou.algorithm.algorithm_base import OfflineAlgorithm, Policy
+    from tianshou.algorithm.algorithm_base import Policy
     from tianshou.data import ReplayBuffer
 
     from tianshou_offline.algorithms import ContinuousPolicy, DiscretePolicy
@@ -212,18 +212,6 @@ class BehaviorModel:
     final_loss: float = float("nan")
 
 
-def _train(algorithm: OfflineAlgorithm[Any], buffer: ReplayBuffer, steps: int,
-           batch_size: int) -> None:  # fmt: skip
-    from tianshou.trainer import OfflineTrainerParams
-
-    algorithm.run_training(
-        OfflineTrainerParams(
-            buffer=buffer, max_epochs=1, epoch_num_steps=steps, batch_size=batch_size,
-            test_collector=None, show_progress=False, verbose=False,
-        )
-    )  # fmt: skip
-
-
 def _chunks(rows: np.ndarray, size: int = 4096) -> list[np.ndarray]:
     return [rows[i : i + size] for i in range(0, len(rows), size)]
 
@@ -273,7 +261,7 @@ def fit_behavior(
                                        observation_space=observation_space,
                                        deterministic_eval=False)  # fmt: skip
         bc: Any = A.DiscreteImitationLearning(policy=policy, optim=optim)
-        _train(bc, buffer, settings.behavior_steps, settings.batch_size)
+        bc.train_steps(buffer, steps=settings.behavior_steps, batch_size=settings.batch_size)
         policy.eval()
 
         @torch.no_grad()
@@ -302,7 +290,7 @@ def fit_behavior(
         squash=False, normalize_obs=True,
     ).to(settings.device)  # fmt: skip
     il: Any = A.ImitationLearning(policy=gauss, optim=optim)
-    _train(il, buffer, settings.behavior_steps, settings.batch_size)
+    il.train_steps(buffer, steps=settings.behavior_steps, batch_size=settings.batch_size)
     gauss.eval()
 
     @torch.no_grad()

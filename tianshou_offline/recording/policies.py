@@ -238,6 +238,16 @@ def read_policy_state_dict(path: str | os.PathLike[str]) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------
 
 
+def _check_format(p: Path, payload: Any) -> None:
+    """:raises DatasetFormatError: ``payload`` is not a policy checkpoint's dict."""
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        found = payload.get("format") if isinstance(payload, dict) else None
+        raise DatasetFormatError(
+            f"{p}: field 'format' is {found!r}; expected {CHECKPOINT_FORMAT!r} "
+            "(a checkpoint written by save_policy_checkpoint)"
+        )
+
+
 def _one_line(space: gym.Space[Any]) -> str:
     return " ".join(str(space).split())
 
@@ -747,12 +757,7 @@ def load_policy_checkpoint(
                 f"policy; expected {CHECKPOINT_FORMAT!r} (write it with "
                 "tianshou_offline.recording.policies.save_policy_checkpoint(path, policy))"
             )
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        found = payload.get("format") if isinstance(payload, dict) else None
-        raise DatasetFormatError(
-            f"{p}: field 'format' is {found!r}; expected {CHECKPOINT_FORMAT!r} "
-            "(a checkpoint written by save_policy_checkpoint)"
-        )
+    _check_format(p, payload)
     version = payload.get("version", 0)
     if not isinstance(version, int) or version > CHECKPOINT_VERSION:
         raise DatasetFormatError(
@@ -795,12 +800,7 @@ def load_continuous_policy(
 
     p = Path(path)
     payload = _read(p, CONTINUOUS_CHECKPOINT)
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        found = payload.get("format") if isinstance(payload, dict) else None
-        raise DatasetFormatError(
-            f"{p}: field 'format' is {found!r}; expected {CHECKPOINT_FORMAT!r} "
-            "(a checkpoint written by save_policy_checkpoint)"
-        )
+    _check_format(p, payload)
     net = payload.get("net")
     kind = net.get("type", "mlp") if isinstance(net, dict) else None
     action = payload.get("action")
@@ -1363,12 +1363,7 @@ def load_discrete_policy(
 
     p = Path(path)
     payload = _read(p)
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        found = payload.get("format") if isinstance(payload, dict) else None
-        raise DatasetFormatError(
-            f"{p}: field 'format' is {found!r}; expected {CHECKPOINT_FORMAT!r} "
-            "(a checkpoint written by save_policy_checkpoint)"
-        )
+    _check_format(p, payload)
     net = payload.get("net")
     kind = net.get("type") if isinstance(net, dict) else None
     if kind not in ("discrete", "atari"):

@@ -51,7 +51,7 @@ from tianshou_offline.algorithms.continuous.base import OfflineAlgorithmBase
 from tianshou_offline.algorithms.continuous.dataset import TransitionDataset, Transitions
 from tianshou_offline.algorithms.continuous.nets import CriticEnsemble
 from tianshou_offline.algorithms.continuous.policies import ContinuousPolicy
-from tianshou_offline.algorithms.core import episode_starts, step_counter, to_floats
+from tianshou_offline.algorithms.core import episode_starts, to_floats
 from tianshou_offline.progress import Progress
 
 __all__ = ["FQE", "FQEDataset", "FQEStep", "FQETrainingStats", "FQETransitions", "episode_starts"]
@@ -268,18 +268,5 @@ class FQE(OfflineAlgorithmBase[ContinuousPolicy, TFQEStats]):
         :param progress: counts the gradient steps (one ``update(1)`` each; e.g. a
             :func:`tianshou_offline.progress.progress` bar with ``total=steps``).
         """
-        from tianshou.trainer import OfflineTrainerParams
-
-        self.run_training(
-            OfflineTrainerParams(
-                buffer=buffer,
-                max_epochs=1,
-                epoch_num_steps=steps,
-                batch_size=batch_size,
-                test_collector=None,
-                show_progress=False,
-                verbose=False,
-                logger=step_counter(progress) if progress is not None else None,
-            )
-        )
+        self.train_steps(buffer, steps=steps, batch_size=batch_size, progress=progress)
         return self.estimate()

@@ -44,7 +44,7 @@ from tianshou.data.types import RolloutBatchProtocol
 from torch import nn
 from typing_extensions import TypeVar
 
-from tianshou_offline.algorithms.core import episode_starts, step_counter, to_floats
+from tianshou_offline.algorithms.core import episode_starts, to_floats
 from tianshou_offline.algorithms.discrete.base import DiscreteOfflineAlgorithm
 from tianshou_offline.algorithms.discrete.dataset import DiscreteTransitions
 from tianshou_offline.algorithms.discrete.policies import DiscretePolicy
@@ -210,21 +210,8 @@ class DiscreteFQE(DiscreteOfflineAlgorithm[DiscretePolicy, TDiscreteFQEStats]):
 
         :param progress: counts the gradient steps (one ``update(1)`` each).
         """
-        from tianshou.trainer import OfflineTrainerParams
-
         self._initial_obs = self.policy.obs_to_tensor(
             np.asarray(buffer[episode_starts(buffer)].obs)
         )
-        self.run_training(
-            OfflineTrainerParams(
-                buffer=buffer,
-                max_epochs=1,
-                epoch_num_steps=steps,
-                batch_size=batch_size,
-                test_collector=None,
-                show_progress=False,
-                verbose=False,
-                logger=step_counter(progress) if progress is not None else None,
-            )
-        )
+        self.train_steps(buffer, steps=steps, batch_size=batch_size, progress=progress)
         return self.estimate()

@@ -1,0 +1,374 @@
+"""Off-policy evaluation against the truth: how well does each estimator rank and value the
+checkpoints of offline training runs, on a discrete (CartPole-v1) and a continuous
+(Pendulum-v1) dataset family whose true values are a rollout away?
+
+Per family:
+
+1. **Data** (the project's dataset tools: the quickstart's scripted controllers recorded
+   with :class:`~tianshou_offline.BufferWriter`): ``--episodes`` episodes, each with its own
+   noise level, so that the data holds good and poor behaviour — CartPole: the scripted
+   expert with ε ~ U(0, ``--max-eps``) random actions per episode, and the behaviour
+   probability of every logged action stored in the info column ``behavior_prob``
+   (``(1 − ε) 1{a = expert(s)} + ε/2``); Pendulum: the swing-up controller with Gaussian
+   torque noise of std ~ U(0, ``--max-noise``) N·m (``benchmarks.fqe_rank.write_data``).
+2. **Checkpoints**: three algorithms of the grid (:func:`tianshou_offline.scale.algorithms.build_algorithm`,
+   its small default networks) trained on the data, each policy saved after
+   ``--marks`` gradient steps: ≥ 12 checkpoints of every quality, from near random to the
+   algorithm's best (CartPole: BCQ, CQL, CRR; Pendulum: TD3+BC, IQL, behaviour cloning).
+3. **Truth**: ``--rollouts`` fresh episodes per checkpoint in the environment (its own
+   initial states, the same distribution as the data's): the mean discounted return
+   (γ of the family) — what every estimator estimates — with its standard error.
+4. **Estimates** from the data alone (:func:`tianshou_offline.evaluation.ope.evaluate_policy`,
+   what ``tianshou-offline evaluate --ope`` runs): FQE, per-decision IS, weighted IS, DR and
+   weighted DR, each with a 95% bootstrap interval over episodes; the behaviour model is
+   fitted (softmax / Gaussian behaviour cloning); on CartPole IS and WIS also with the stored
+   behaviour probabilities (``is*``, ``wis*``).
+5. **Scores** per estimator: Spearman's ρ between estimates and true values, regret@1 (best
+   true value − true value of the top-ranked checkpoint, also as a fraction of the range of
+   true values), the mean absolute error of the estimates, and the coverage of the
+   intervals (the fraction of checkpoints whose true value lies inside).
+
+The discount is chosen per family so that ``γ^T`` is small over the episodes' length ``T``
+(CartPole 0.99 over up to 500 steps, Pendulum 0.97 over 200): the value the estimators see
+in the data is then the environment's value.
+
+Writes one result file per run under ``benchmarks/results/ope_validation/``; ``--readme``
+rewrites the README's section from the newest committed result.
+
+    nice -n 5 python -m benchmarks.ope_validation
+    python -m benchmarks.ope_validation --readme
+"""
+
+from __future__ import annotations
+
+import tianshou_offline.cli._no_tensorflow  # noqa: F401  (first: keeps TensorFlow out of this process)
+
+# isort: split
+
+import argparse
+import copy
+import logging
+import math
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from scipy.stats import spearmanr
+from tianshou.utils.torch_utils import policy_within_training_step
+
+from benchmarks._lib.results import LoadMonitor, file_sha256, read_results, write_result
+from benchmarks.fqe_rank import write_data as write_pendulum_data
+from tianshou_offline import BufferWriter, load_buffer
+from tianshou_offline.data.format import read_metadata
+from tianshou_offline.evaluation.ope import (
+    OPESettings,
+    evaluate_policy,
+    fit_behavior,
+)
+from tianshou_offline.recording.policies import ScriptedCartPoleExpert
+from tianshou_offline.scale.algorithms import build_algorithm
+
+BENCHMARK = "ope_validation"
+CODE = (
+    "benchmarks/ope_validation.py",
+    "benchmarks/fqe_rank.py",
+    "tianshou_offline/evaluation",
+    "tianshou_offline/algorithms",
+    "tianshou_offline/scale/algorithms.py",
+)
+FAMILIES: dict[str, dict[str, Any]] = {
+    "cartpole": {"env": "CartPole-v1", "gamma": 0.99, "algorithms": ("bcq", "cql", "crr")},
+    "pendulum": {"env": "Pendulum-v1", "gamma": 0.97, "algorithms": ("td3bc", "iql", "il")},
+}
+ESTIMATOR_NAMES = ("fqe", "is", "wis", "dr", "wdr")
+log = logging.getLogger("ope_validation")
+
+
+def write_cartpole_data(path: Path, episodes: int, max_eps: float, seed: int) -> float:
+    """Scripted-expert CartPole episodes with per-episode ε ~ U(0, max_eps) and the stored
+    behaviour probability of each action; returns the mean return."""
+    env = gym.make("CartPole-v1")
+    rng = np.random.default_rng(seed)
+    greedy = ScriptedCartPoleExpert(eps=0.0)
+    returns = []
+    with BufferWriter(path, observation_space=env.observation_space,
+                      action_space=env.action_space, env_id="CartPole-v1") as writer:  # fmt: skip
+        for e in range(episodes):
+            eps = float(rng.uniform(0.0, max_eps))
+            expert = ScriptedCartPoleExpert(eps=eps, seed=seed * 1000 + e)
+            cols: dict[str, list[Any]] = {k: [] for k in ("obs", "act", "rew", "obs_next",
+                                                         "terminated", "truncated", "mu")}  # fmt: skip
+            obs, _ = env.reset(seed=seed * 10_000 + e)
+            done = False
+            while not done:
+                act = expert(obs)
+                mu = (1.0 - eps) * float(act == greedy(obs)) + eps / 2.0
+                nxt, rew, term, trunc, _ = env.step(act)
+                for k, v in zip(cols, (obs, act, rew, nxt, term, trunc, mu), strict=True):
+                    cols[k].append(v)
+                obs, done = nxt, term or trunc
+            returns.append(float(np.sum(cols["rew"])))
+            a = {k: np.asarray(v) for k, v in cols.items()}
+            writer.add_episode(obs=a["obs"], act=a["act"], rew=a["rew"],
+                               terminated=a["terminated"], truncated=a["truncated"],
+                               obs_next=a["obs_next"], info={"behavior_prob": a["mu"]})  # fmt: skip
+    return float(np.mean(returns))
+
+
+def train_checkpoints(
+    name: str, data: Path, marks: list[int], batch_size: int, seed: int
+) -> list[tuple[str, Any]]:
+    """The policy of algorithm ``name`` after each of ``marks`` gradient steps (copies)."""
+    meta = read_metadata(data)
+    assert meta.observation_space is not None and meta.action_space is not None
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    algo: Any = build_algorithm(name, meta.observation_space, meta.action_space)
+    buffer = load_buffer(data)
+    out: list[tuple[str, Any]] = []
+    with policy_within_training_step(algo.policy):
+        for step in range(1, max(marks) + 1):
+            algo.update(buffer, batch_size)
+            if step in marks:
+                policy = copy.deepcopy(algo.policy)
+                policy.eval()
+                out.append((f"{name}@{step}", policy))
+    return out
+
+
+def rollouts(policy: Any, env_id: str, n: int, gamma: float, seed: int) -> dict[str, float]:
+    """Mean (and standard error of the) discounted return of ``n`` fresh episodes, and the
+    mean undiscounted return."""
+    env = gym.make(env_id)
+    disc, undisc = [], []
+    policy.eval()
+    for e in range(n):
+        obs, _ = env.reset(seed=seed + e)
+        g, total, t, done = 0.0, 0.0, 0, False
+        while not done:
+            with torch.no_grad(), policy_within_training_step(policy, enabled=False):
+                act = policy.compute_action(np.asarray(obs, dtype=np.float32))
+            if isinstance(env.action_space, gym.spaces.Discrete):
+                act = int(np.asarray(act).reshape(-1)[0])
+            else:
+                act = np.asarray(act, dtype=np.float32).reshape(env.action_space.shape)
+            obs, rew, term, trunc, _ = env.step(act)
+            g += gamma**t * float(rew)
+            total += float(rew)
+            t += 1
+            done = term or trunc
+        disc.append(g)
+        undisc.append(total)
+    return {
+        "value": float(np.mean(disc)),
+        "value_se": float(np.std(disc, ddof=1) / math.sqrt(n)) if n > 1 else 0.0,
+        "return": float(np.mean(undisc)),
+    }
+
+
+def score(estimates: list[dict[str, float]], truth: list[float]) -> dict[str, float]:
+    """Spearman ρ, regret@1 (absolute and as a fraction of the truth's range), mean absolute
+    error and interval coverage of one estimator over the checkpoints."""
+    est = np.array([e["value"] for e in estimates])
+    true = np.array(truth)
+    finite = np.isfinite(est)
+    rho = float(spearmanr(est[finite], true[finite]).statistic) if finite.sum() > 2 else math.nan
+    pick = int(np.nanargmax(np.where(finite, est, -np.inf)))
+    regret = float(true.max() - true[pick])
+    span = float(true.max() - true.min())
+    covered = [e["low"] <= t <= e["high"] for e, t in zip(estimates, truth, strict=True)]
+    return {
+        "spearman": rho,
+        "regret_at_1": regret,
+        "regret_at_1_fraction": regret / span if span > 0 else 0.0,
+        "abs_error": float(np.mean(np.abs(est[finite] - true[finite]))),
+        "coverage": float(np.mean(covered)),
+    }
+
+
+def run_family(name: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    fam = FAMILIES[name]
+    env_id, gamma = fam["env"], float(fam["gamma"])
+    t0 = time.perf_counter()
+    data = work / f"{name}.hdf5"
+    if name == "cartpole":
+        data_return = write_cartpole_data(data, args.episodes, args.max_eps, args.seed)
+    else:
+        data_return = write_pendulum_data(data, args.episodes, args.max_noise, args.seed)
+    checkpoints: list[tuple[str, Any]] = []
+    for algo in fam["algorithms"]:
+        checkpoints += train_checkpoints(algo, data, args.marks, args.batch_size, args.seed)
+    train_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    truth = {label: rollouts(p, env_id, args.rollouts, gamma, 50_000) for label, p in checkpoints}
+    truth_s = time.perf_counter() - t0
+    settings = OPESettings(
+        gamma=gamma, fqe_steps=args.fqe_steps, fqe_hidden=tuple(args.fqe_hidden),
+        fqe_lr=args.fqe_lr, fqe_tau=args.fqe_tau, batch_size=args.batch_size,
+        behavior_steps=args.behavior_steps, behavior_hidden=tuple(args.behavior_hidden),
+        target_std=args.target_std, max_weight=args.max_weight, resamples=args.resamples,
+        seed=args.seed,
+    )  # fmt: skip
+    meta = read_metadata(data)
+    assert meta.observation_space is not None and meta.action_space is not None
+    buffer = load_buffer(data)
+    t0 = time.perf_counter()
+    behavior = fit_behavior(buffer, meta.observation_space, meta.action_space, settings)
+    stored = None
+    if name == "cartpole":
+        stored = fit_behavior(buffer, meta.observation_space, meta.action_space,
+                              OPESettings(**{**settings.__dict__, "behavior": "stored"}))  # fmt: skip
+    rows: list[dict[str, Any]] = []
+    for label, policy in checkpoints:
+        r = evaluate_policy(policy, buffer, behavior=behavior, settings=settings,
+                            observation_space=meta.observation_space, name=label)  # fmt: skip
+        est = {k: {"value": v.value, "low": v.low, "high": v.high} for k, v in r.estimates.items()}
+        if stored is not None:
+            s = evaluate_policy(policy, buffer, behavior=stored,
+                                settings=OPESettings(**{**settings.__dict__,
+                                                        "estimators": ("is", "wis")}),
+                                observation_space=meta.observation_space, name=label)  # fmt: skip
+            for k, v in s.estimates.items():
+                est[f"{k}*"] = {"value": v.value, "low": v.low, "high": v.high}
+        rows.append({"checkpoint": label, "truth": truth[label], "estimates": est,
+                     "fqe_loss": r.fqe_loss})  # fmt: skip
+        log.warning("%s %s: true %.2f | %s", name, label, truth[label]["value"],
+                    " ".join(f"{k} {v['value']:.2f}" for k, v in est.items()))  # fmt: skip
+    ope_s = time.perf_counter() - t0
+    true_values = [r["truth"]["value"] for r in rows]
+    scores = {
+        k: score([r["estimates"][k] for r in rows], true_values) for k in rows[0]["estimates"]
+    }
+    return {
+        "env": env_id,
+        "gamma": gamma,
+        "algorithms": list(fam["algorithms"]),
+        "data_sha256": file_sha256(data),
+        "data_episodes": args.episodes,
+        "data_transitions": len(buffer),
+        "data_mean_return": data_return,
+        "behavior_fit_loss": behavior.final_loss,
+        "checkpoints": rows,
+        "scores": scores,
+        "seconds": {"data_and_training": train_s, "truth": truth_s, "ope": ope_s},
+    }
+
+
+# --------------------------------------------------------------------------- the README
+
+
+def readme_section(records: list[dict[str, Any]]) -> str:
+    """The README's table — per family and estimator, the mean over the kept runs (seeds)
+    and, for Spearman's ρ, their range — and the best estimators by ranking and by value."""
+    from benchmarks._lib.results import provenance_line
+
+    families: dict[str, list[dict[str, Any]]] = {}
+    for record in records:
+        for fam, res in record["figures"]["families"].items():
+            families.setdefault(fam, []).append(res)
+    lines = [
+        "| family | estimator | Spearman ρ (range) | regret@1, % of range | mean abs. error "
+        "| CI coverage |",
+        "| --- | --- | ---: | ---: | ---: | ---: |",
+    ]
+    best_rank, best_value = {}, {}
+    for fam, runs in families.items():
+        values = [r["truth"]["value"] for res in runs for r in res["checkpoints"]]
+        label = (f"{runs[0]['env']} (γ {runs[0]['gamma']}; {len(runs)} seed(s) × "
+                 f"{len(runs[0]['checkpoints'])} checkpoints; true values "
+                 f"{min(values):.0f} … {max(values):.0f})")  # fmt: skip
+        means: dict[str, dict[str, float]] = {}
+        for k in runs[0]["scores"]:
+            scores = [res["scores"][k] for res in runs]
+            rho = [s["spearman"] for s in scores]
+            means[k] = {m: float(np.mean([s[m] for s in scores])) for m in scores[0]}
+            lines.append(
+                f"| {label} | {k} | {means[k]['spearman']:+.2f} ({min(rho):+.2f} … "
+                f"{max(rho):+.2f}) | {100 * means[k]['regret_at_1_fraction']:.0f}% | "
+                f"{means[k]['abs_error']:.1f} | {100 * means[k]['coverage']:.0f}% |"
+            )
+            label = ""
+        best_rank[fam] = max(means, key=lambda k: means[k]["spearman"])
+        best_value[fam] = min(means, key=lambda k: means[k]["abs_error"])
+    lines += [
+        "",
+        "Highest mean Spearman: " + ", ".join(f"{f} `{k}`" for f, k in best_rank.items())
+        + "; smallest mean absolute error: "
+        + ", ".join(f"{f} `{k}`" for f, k in best_value.items())
+        + ". `is*`, `wis*`: IS/WIS with the behaviour probabilities stored in the data instead "
+        "of a fitted behaviour model.",
+        "",
+        provenance_line(records),
+    ]  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--families", nargs="+", default=list(FAMILIES), choices=list(FAMILIES))
+    parser.add_argument("--episodes", type=int, default=60)
+    parser.add_argument("--max-eps", type=float, default=0.6, help="CartPole data's ε range")
+    parser.add_argument("--max-noise", type=float, default=3.0, help="Pendulum data's noise")
+    parser.add_argument("--marks", type=int, nargs="+", default=[30, 150, 600, 2500])
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--rollouts", type=int, default=20)
+    parser.add_argument("--fqe-steps", type=int, default=8000)
+    parser.add_argument("--fqe-hidden", type=int, nargs="+", default=[64, 64])
+    parser.add_argument("--fqe-lr", type=float, default=1e-3)
+    parser.add_argument("--fqe-tau", type=float, default=0.05)
+    parser.add_argument("--behavior-steps", type=int, default=2000)
+    parser.add_argument("--behavior-hidden", type=int, nargs="+", default=[64, 64])
+    parser.add_argument("--target-std", type=float, default=0.1)
+    parser.add_argument("--max-weight", type=float, default=100.0)
+    parser.add_argument("--resamples", type=int, default=500)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--readme", action="store_true",
+                        help="rewrite the README section from the newest kept result; no run")  # fmt: skip
+    args = parser.parse_args(argv)
+    if args.readme:
+        from benchmarks._lib.readme import write_sections
+
+        records = read_results(BENCHMARK)
+        if not records:
+            print("no kept result under benchmarks/results/ope_validation/", file=sys.stderr)
+            return 2
+        changed = write_sections({BENCHMARK: readme_section(records)})
+        print(f"README: {', '.join(changed) or 'unchanged'}")
+        return 0
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    torch.set_num_threads(args.threads)
+    settings = {k: v for k, v in vars(args).items() if k != "readme"}
+    start = time.perf_counter()
+    figures: dict[str, Any] = {}
+    with LoadMonitor() as load, tempfile.TemporaryDirectory() as tmp:
+        for fam in args.families:
+            figures[fam] = run_family(fam, args, Path(tmp))
+    elapsed = time.perf_counter() - start
+    cpu = time.process_time()
+    for res in figures.values():
+        print(f"\n{res['env']} (γ {res['gamma']}): {len(res['checkpoints'])} checkpoints")
+        print(f"{'estimator':<10}{'Spearman':>10}{'regret@1':>10}{'abs err':>10}{'coverage':>10}")
+        for k, s in res["scores"].items():
+            print(f"{k:<10}{s['spearman']:>+10.2f}{s['regret_at_1']:>10.2f}"
+                  f"{s['abs_error']:>10.2f}{100 * s['coverage']:>9.0f}%")  # fmt: skip
+    path = write_result(
+        BENCHMARK, f"ope-{'-'.join(args.families)}-seed{args.seed}", settings=settings,
+        figures={"families": figures, "wall_seconds": round(elapsed, 1),
+                 "cpu_seconds": round(cpu, 1)},
+        code=CODE, seeds=[args.seed], data={f: r["data_sha256"] for f, r in figures.items()},
+        load=load,
+    )  # fmt: skip
+    print(f"\n{elapsed:.0f} s wall, {cpu:.0f} s CPU; result: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
