@@ -75,6 +75,7 @@ _DCQL = f"{REFERENCE}::test_discrete_cql_matches_qr_dqn_and_cql_h"
 _DBCQ = f"{REFERENCE}::test_discrete_bcq_matches_the_paper"
 _DCRR = f"{REFERENCE}::test_discrete_crr_matches_the_paper"
 _FQE = f"{FQE_TESTS}::test_fqe_update_matches_algorithm_3"
+_DFQE = "tests/test_fqe_discrete.py::test_discrete_fqe_update_matches_algorithm_3"
 _ENSEMBLES = "tests/test_algorithms_ensembles_awac.py"
 _SACN = f"{_ENSEMBLES}::test_sacn_and_edac_match_the_paper"
 _AWAC = f"{_ENSEMBLES}::test_awac_matches_the_paper"
@@ -150,6 +151,10 @@ MUTATIONS: tuple[Mutation, ...] = (
        "self._update_targets(self.tau)", "self._update_targets(1.0)", _AWAC),
     _m("awac-weight-clip-deleted", f"{_CONT}.awac:advantage_weights",
        "weight.clamp(max=max_weight)", "weight", _AWAC),
+    _m("discrete-fqe-target-online", f"{_DISC}.fqe:DiscreteFQE._update_with_batch",
+       "self.model_target(b.obs_next)", "self.model(b.obs_next)", _DFQE),
+    _m("discrete-fqe-polyak-hard", f"{_DISC}.fqe:DiscreteFQE._update_with_batch",
+       "self._update_targets(self.tau)", "self._update_targets(1.0)", _DFQE),
     _m("discrete-cql-target-online", f"{_DISC}.cql:DiscreteCQL._update_with_batch",
        "target_net = self.model_target if self.model_target is not None else self.model",
        "target_net = self.model", _DCQL),

@@ -12,10 +12,14 @@ The data's actions are uniform (not the evaluated policy's): FQE evaluates off-p
 
 from __future__ import annotations
 
+import copy
+
 import gymnasium as gym
 import numpy as np
 import pytest
+import test_algorithms_reference as ref
 import torch
+import torch.nn.functional as F
 from tianshou.algorithm.optim import AdamOptimizerFactory as Adam
 from tianshou.data import ReplayBuffer
 
@@ -171,3 +175,39 @@ def test_discrete_fqe_rejects_bad_parameters() -> None:
     with pytest.raises(ValueError, match="tau"):
         DiscreteFQE(policy=constant_q_policy(1), model=QNet(MLPTrunk(H), 2), optim=Adam(),
                     tau=0.0)  # fmt: skip
+    with pytest.raises(ValueError, match="n_step_return_horizon=3"):  # issue 22, item 7
+        DiscreteFQE(policy=constant_q_policy(1), model=QNet(MLPTrunk(H), 2), optim=Adam(),
+                    n_step_return_horizon=3)  # fmt: skip
+
+
+def test_discrete_fqe_update_matches_algorithm_3(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One SGD step on ``mean (Q(s, a) − y)²``, ``y = r + γ(1−d) Σ_a' π(a'|s') Q'(s', a')`` with
+    π ε-greedy (``(1 − ε) 1[a' = argmax] + ε / A``, written out here) and the target moved away
+    from the online network first; the target is Polyak-averaged after every
+    ``target_update_freq``-th step only (step 1 of 0, 1 with 2)."""
+    torch.manual_seed(0)
+    n_act, eps = ref.NUM_ACTIONS, 0.3
+    evaluated = QNet(MLPTrunk(4, [16]), n_act)
+    policy = QValuePolicy(
+        model=evaluated, action_space=gym.spaces.Discrete(n_act), eps_inference=eps
+    )
+    net = QNet(MLPTrunk(4, [16]), n_act)
+    fqe = DiscreteFQE(policy=policy, model=net, optim=ref.SGD, tau=0.05, target_update_freq=2)
+    ref.displace_targets(fqe)
+    online, target = copy.deepcopy(net), copy.deepcopy(fqe.model_target)
+    for step in range(2):
+        b = ref.discrete_batch(step)
+        stats = ref.one_update(fqe, b, seed=91, monkeypatch=monkeypatch)
+        rows = torch.arange(ref.B)
+        with torch.no_grad():
+            greedy = F.one_hot(evaluated(b.obs_next).argmax(1), n_act).float()
+            probs = (1 - eps) * greedy + eps / n_act
+            y = b.rew + b.discount * (probs * target(b.obs_next)).sum(1)
+        loss = ((online(b.obs)[rows, b.act] - y) ** 2).mean()
+        ref.sgd_step(ref.params(online), loss)
+        if step == 1:
+            ref.polyak(target, online, 0.05)
+        assert stats.loss == pytest.approx(loss.item(), rel=1e-5)
+        assert stats.q_target == pytest.approx(y.mean().item(), rel=1e-5)
+        ref.assert_same(net, online, f"step {step}: model")
+        ref.assert_same(fqe.model_target, target, f"step {step}: target")

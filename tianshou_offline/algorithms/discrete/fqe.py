@@ -13,8 +13,10 @@ sum, so no action has to be drawn — Le et al. 2019, Algorithm 3, line 4, with
 
     Q_k = argmin_Q  E_{(s,a,r,s')~D} ( Q(s, a) − [ r + γ (1 − d) Σ_{a'} π(a'|s') Q_{k−1}(s', a') ] )²
 
-``d`` is termination only (a time-limit truncation still bootstraps); with n-step returns
-``r`` is the discounted n-step sum and ``γ`` becomes ``γ^m``. ``Q_{k−1}`` is the target
+``d`` is termination only (a time-limit truncation still bootstraps). The target is one-step
+only, as :class:`~tianshou_offline.algorithms.continuous.fqe.FQE`'s: an n-step target would
+follow the data's actions within the window, not π's (``n_step_return_horizon`` other than 1
+is refused). ``Q_{k−1}`` is the target
 network: ``tau=1, target_update_freq=K`` is the paper's iteration exactly (K regression
 steps per iteration, then ``Q_{k−1} ← Q_k``); the default Polyak averaging is Paine et al.'s
 soft version. ``π(· | s)`` is :meth:`~tianshou_offline.algorithms.discrete.policies.DiscretePolicy.action_probs`:
@@ -99,7 +101,7 @@ class DiscreteFQE(DiscreteOfflineAlgorithm[DiscretePolicy, TDiscreteFQEStats]):
     :param tau: Polyak factor of the target network (1.0: hard copies).
     :param target_update_freq: update the target every this many steps.
     :param gamma: discount factor of the estimated value.
-    :param n_step_return_horizon: n of the n-step regression target.
+    :param n_step_return_horizon: 1 (the only value accepted: see the module docstring).
     :param max_grad_norm: clip the gradient norm (None: no clipping).
     """
 
@@ -122,6 +124,12 @@ class DiscreteFQE(DiscreteOfflineAlgorithm[DiscretePolicy, TDiscreteFQEStats]):
             raise ValueError(f"target_update_freq={target_update_freq}: expected >= 1")
         if not 0.0 <= gamma <= 1.0:
             raise ValueError(f"gamma={gamma}: expected a value in [0, 1]")
+        if n_step_return_horizon != 1:
+            raise ValueError(
+                f"DiscreteFQE: n_step_return_horizon={n_step_return_horizon}; expected 1 (an "
+                "n-step target would follow the data's actions within the window, not the "
+                "evaluated policy's: a biased estimate without an importance-weight correction)"
+            )
         self.model = model
         self.model_target = self._add_target(model)
         self.optim = self._make_optimizer(model, optim, max_grad_norm)
@@ -151,9 +159,7 @@ class DiscreteFQE(DiscreteOfflineAlgorithm[DiscretePolicy, TDiscreteFQEStats]):
         loss_f, q_f, target_f = to_floats(loss, q_data.mean(), target.mean())
         self.last_loss = loss_f
         stats = self.stats_type(loss=loss_f, q_data=q_f, q_target=target_f)
-        self._extend_stats(
-            stats, DiscreteFQEStep(batch=b, q_data=q_data.detach(), target=target)
-        )
+        self._extend_stats(stats, DiscreteFQEStep(batch=b, q_data=q_data.detach(), target=target))
         return stats
 
     def _extend_stats(self, stats: TDiscreteFQEStats, step: DiscreteFQEStep) -> None:
