@@ -26,6 +26,7 @@ HELP_COMMANDS = [
     ["convert", "tianshou"],
     ["export"],
     ["export", "minari"],
+    ["export-policy"],
     ["make-datasets"],
 ]
 

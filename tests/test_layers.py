@@ -18,7 +18,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("errors", "_version", "progress"),  # the foundation: imports nothing of ours
     ("data", "algorithms"),  # the HDF5 format and loaders | offline algorithms; independent
     ("converters", "recording"),  # sources → the writer | episodes → the writer; independent
-    ("quickstart", "datasets", "evaluation", "scale"),  # workflows on the layers below; independent
+    ("quickstart", "datasets", "evaluation", "scale", "deploy"),  # workflows; independent
     ("cli",),  # the only place that parses arguments, prints, or sets exit codes
 )
 """Lowest first. A unit (a top-level module or sub-package of ``tianshou_offline``) may import

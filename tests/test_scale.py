@@ -282,8 +282,10 @@ def test_a_cell_killed_mid_run_resumes_from_its_checkpoint(cartpole: Path, tmp_p
     assert result["returns"] == straight["returns"]
     import torch
 
-    a = torch.load(Path(result["dir"]) / "policy.pt", weights_only=True)
-    b = torch.load(Path(straight["dir"]) / "policy.pt", weights_only=True)
+    from tianshou_offline.recording.policies import read_policy_state_dict
+
+    a = read_policy_state_dict(Path(result["dir"]) / "policy.pt")
+    b = read_policy_state_dict(Path(straight["dir"]) / "policy.pt")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     # the training steps the resumed run logged continue the checkpoint's
     assert [p[0] for p in result["curve"]] == [0.0, 30.0, 60.0, 90.0]

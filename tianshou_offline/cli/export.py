@@ -1,4 +1,5 @@
-"""``tianshou-offline export TARGET …``: buffer files → other formats (Minari)."""
+"""``tianshou-offline export TARGET …``: buffer files → other formats (Minari);
+``tianshou-offline export-policy CKPT``: a policy checkpoint → TorchScript or ONNX."""
 
 from __future__ import annotations
 
@@ -81,6 +82,25 @@ def cmd_export_minari(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export_policy(args: argparse.Namespace) -> int:
+    from tianshou_offline.deploy import export_policy
+
+    r = export_policy(
+        args.checkpoint,
+        args.output,
+        format=args.format,
+        deterministic=args.deterministic,
+        overwrite=args.overwrite,
+    )
+    obs = ", ".join(["B", *(str(d) for d in r.obs_shape)])
+    act = ", ".join(["B", *(str(d) for d in r.act_shape)])
+    print(
+        f"wrote {r.path} ({r.format}): {r.policy}, {r.mode}; "
+        f"obs ({obs}) {r.obs_dtype} -> act ({act}) {r.act_dtype} in the env's units"
+    )
+    return 0
+
+
 def register(sub: Subparsers) -> None:
     """Add ``export`` and its targets to the ``tianshou-offline`` command."""
     exp = sub.add_parser("export", help="export an HDF5 buffer to another format")
@@ -93,3 +113,25 @@ def register(sub: Subparsers) -> None:
     )
     add_minari_export_arguments(p)
     p.set_defaults(func=cmd_export_minari)
+
+    pol = sub.add_parser(
+        "export-policy",
+        help="policy checkpoint → TorchScript or ONNX graph (raw obs → env actions)",
+        description="Export a policy checkpoint (save_policy_checkpoint / save_atari_checkpoint, "
+        "e.g. an example's or a grid cell's policy.pt) as one graph that takes raw observations "
+        "(the policy's normalisation included) and returns actions in the environment's units. "
+        "Load it with torch.jit.load or onnxruntime.InferenceSession (input 'obs', output 'act', "
+        "any batch size).",
+    )
+    pol.add_argument("checkpoint", metavar="CKPT", help="policy checkpoint file")
+    pol.add_argument("--format", choices=("torchscript", "onnx"), default="torchscript",
+                     help="torchscript (default) or onnx (needs tianshou-offline[onnx])")  # fmt: skip
+    pol.add_argument("-o", "--output", required=True, metavar="FILE", help="file to write")
+    pol.add_argument(
+        "--deterministic",
+        action="store_true",
+        help="export a sampling policy's deterministic form (BCQ: the VAE latent z=0; CRR's "
+        "critic-weighted policy and sampling actors: the mode); required for them",
+    )
+    pol.add_argument("--overwrite", action="store_true", help="replace an existing FILE")
+    pol.set_defaults(func=cmd_export_policy)

@@ -14,9 +14,11 @@ Every policy the package saves replays with ``tianshou-offline record --policy F
 
 ``net`` is one of
 
-- ``{"type": "continuous", "policy": "DeterministicPolicy" | "GaussianPolicy" | "BCQPolicy",
+- ``{"type": "continuous", "policy": "DeterministicPolicy" | "GaussianPolicy" |
+  "CriticWeightedPolicy" | "BCQPolicy",
   "normalize_obs": bool, "obs_norm_eps": float, "action_scaling": bool,
-  "squash": bool, "deterministic_eval": bool,   # GaussianPolicy
+  "squash": bool, "deterministic_eval": bool,   # GaussianPolicy (and CriticWeightedPolicy)
+  "num_action_samples": int, "temperature": float,   # CriticWeightedPolicy
   "num_candidate_actions": int,                 # BCQPolicy
   "modules": {attribute: module spec}}`` (version 2, :func:`save_policy_checkpoint` given a
   policy of :mod:`tianshou_offline.algorithms`): the policy is rebuilt with its class,
@@ -24,11 +26,12 @@ Every policy the package saves replays with ``tianshou-offline record --policy F
   :class:`~tianshou_offline.algorithms.ObsNormalizer` statistics). A module spec is
   ``{"type": "DeterministicActor" | "GaussianActor" | "VAE" | "Perturbation" |
   "CriticEnsemble", "obs_dim": D, "act_dim": A, "hidden_sizes": [...], ...}`` with the
-  class's other constructor arguments (``conditioned_std``, ``log_std_bounds``;
-  ``latent_dim``, ``latent_clip``; ``phi``; ``num_critics``). The policy acts with its
-  deterministic action (Tianshou's ``Policy.compute_action``: the actor's output, a
-  Gaussian's mode; BCQ's best of its sampled candidates, from a generator seeded by
-  ``seed``) scaled to the action space's bounds.
+  class's other constructor arguments (``conditioned_std``, ``log_std_bounds``,
+  ``tanh_mean``; ``latent_dim``, ``latent_clip``; ``phi``; ``num_critics``, ``layer_norm``).
+  The policy acts with its action outside training steps (Tianshou's
+  ``Policy.compute_action``: the actor's output, a Gaussian's mode; BCQ's best of its sampled
+  candidates and CRR's critic-weighted pick, from a generator seeded by ``seed``) scaled to
+  the action space's bounds.
 - ``{"type": "mlp", "state_shape": [4], "action_shape": 2, "hidden_sizes": [64, 64]}``
   (version 1): a Tianshou ``Net`` with ``"action": {"type": "discrete", "n": 2, "start": 0}``
   (argmax of its outputs) or ``{"type": "continuous", "low": [...], "high": [...],
@@ -402,12 +405,12 @@ def save_policy_checkpoint(
     return _write(payload, p)
 
 
-def _mlp_act_fn(p: Path, payload: Mapping[str, Any]) -> ActFn:
-    import torch
+def build_mlp_net(p: Path, payload: Mapping[str, Any]) -> Net:
+    """The Tianshou ``Net`` of a version-1 MLP checkpoint's ``payload`` (read from ``p``),
+    weights loaded, in eval mode."""
     from tianshou.utils.net.common import Net
 
     spec = payload["net"]
-    action = payload["action"]
     net = Net(
         state_shape=tuple(int(x) for x in spec["state_shape"]),
         action_shape=spec["action_shape"],
@@ -415,6 +418,14 @@ def _mlp_act_fn(p: Path, payload: Mapping[str, Any]) -> ActFn:
     )
     _load_weights(p, net, payload["state_dict"])
     net.eval()
+    return net
+
+
+def _mlp_act_fn(p: Path, payload: Mapping[str, Any]) -> ActFn:
+    import torch
+
+    action = payload["action"]
+    net = build_mlp_net(p, payload)
     start = int(action.get("start", 0))
     if action["type"] == "discrete":
 
@@ -459,6 +470,7 @@ _POLICY_MODULES = {
     "DeterministicPolicy": ("actor",),
     "GaussianPolicy": ("actor",),
     "BCQPolicy": ("vae", "perturbation", "critics"),
+    "CriticWeightedPolicy": ("actor", "critics"),
 }
 """The networks each policy class owns, by attribute (its constructor's argument)."""
 
@@ -504,6 +516,7 @@ def _module_spec(module: nn.Module, where: str) -> dict[str, Any]:
             spec["act_dim"] = int(module.act_dim)
             spec["conditioned_std"] = bool(module.conditioned_std)
             spec["log_std_bounds"] = [float(module.log_std_min), float(module.log_std_max)]
+            spec["tanh_mean"] = bool(module.tanh_mean)
         if isinstance(module, Perturbation):
             spec["phi"] = float(module.phi)
         return spec
@@ -526,6 +539,7 @@ def _module_spec(module: nn.Module, where: str) -> dict[str, Any]:
             "act_dim": int(module.act_dim),
             "hidden_sizes": [int(w.shape[-1]) for w in list(module.weights)[:-1]],
             "num_critics": int(module.num_critics),
+            "layer_norm": bool(module.layer_norm),
         }
     raise ValueError(
         f"{where} is a {kind.__name__}; policy checkpoints describe DeterministicActor, "
@@ -555,6 +569,7 @@ def _build_module(spec: Mapping[str, Any]) -> nn.Module:
             hidden,
             conditioned_std=bool(spec["conditioned_std"]),
             log_std_bounds=(lo, hi),
+            tanh_mean=bool(spec.get("tanh_mean", False)),
         )
     if kind == "VAE":
         return VAE(
@@ -567,7 +582,13 @@ def _build_module(spec: Mapping[str, Any]) -> nn.Module:
     if kind == "Perturbation":
         return Perturbation(obs_dim, act_dim, hidden, phi=float(spec["phi"]))
     if kind == "CriticEnsemble":
-        return CriticEnsemble(obs_dim, act_dim, hidden, num_critics=int(spec["num_critics"]))
+        return CriticEnsemble(
+            obs_dim,
+            act_dim,
+            hidden,
+            num_critics=int(spec["num_critics"]),
+            layer_norm=bool(spec.get("layer_norm", False)),
+        )
     raise ValueError(f"unknown network type {kind!r}")
 
 
@@ -579,6 +600,7 @@ def _build_policy(
         BCQPolicy,
         ContinuousPolicy,
         CriticEnsemble,
+        CriticWeightedPolicy,
         DeterministicPolicy,
         GaussianPolicy,
         Perturbation,
@@ -597,6 +619,15 @@ def _build_policy(
     policy: ContinuousPolicy
     if kind == "DeterministicPolicy":
         policy = DeterministicPolicy(actor=modules["actor"], **common)
+    elif kind == "CriticWeightedPolicy":
+        policy = CriticWeightedPolicy(
+            actor=modules["actor"],
+            critics=modules["critics"],
+            num_action_samples=int(spec["num_action_samples"]),
+            temperature=float(spec["temperature"]),
+            squash=bool(spec["squash"]),
+            **common,
+        )
     elif kind == "GaussianPolicy":
         policy = GaussianPolicy(
             actor=modules["actor"],
@@ -623,7 +654,7 @@ def _build_policy(
 def _continuous_payload(policy: ContinuousPolicy) -> dict[str, Any]:
     """The version-2 checkpoint of a policy; rebuilt and reloaded once here, so that a
     checkpoint that is written also loads."""
-    from tianshou_offline.algorithms import BCQPolicy, GaussianPolicy
+    from tianshou_offline.algorithms import BCQPolicy, CriticWeightedPolicy, GaussianPolicy
     from tianshou_offline.data.format import space_to_dict
 
     kind = type(policy).__name__
@@ -646,6 +677,9 @@ def _continuous_payload(policy: ContinuousPolicy) -> dict[str, Any]:
     if isinstance(policy, GaussianPolicy):
         spec["squash"] = bool(policy.squash)
         spec["deterministic_eval"] = bool(policy.deterministic_eval)
+    if isinstance(policy, CriticWeightedPolicy):
+        spec["num_action_samples"] = int(policy.num_action_samples)
+        spec["temperature"] = float(policy.temperature)
     if isinstance(policy, BCQPolicy):
         spec["num_candidate_actions"] = int(policy.num_candidate_actions)
     state = {k: v.detach().cpu() for k, v in policy.state_dict().items()}
@@ -776,6 +810,37 @@ def load_policy_checkpoint(
         ) from e
 
 
+def read_policy_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The payload of a checkpoint written by :func:`save_policy_checkpoint` or
+    :func:`save_atari_checkpoint` (see the module doc), read weights-only, its ``format``,
+    ``version`` and ``net`` checked — for code that dispatches on ``net["type"]``.
+
+    :raises SourceNotFoundError: no such file.
+    :raises DatasetFormatError: not such a checkpoint (or one of a newer version).
+    :raises UnsafeDataError: it holds pickled objects.
+    """
+    p = Path(path)
+    payload = _read(p)
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        found = payload.get("format") if isinstance(payload, dict) else None
+        raise DatasetFormatError(
+            f"{p}: field 'format' is {found!r}; expected {CHECKPOINT_FORMAT!r} "
+            "(a checkpoint written by save_policy_checkpoint)"
+        )
+    version = payload.get("version", 0)
+    if not isinstance(version, int) or version > CHECKPOINT_VERSION:
+        raise DatasetFormatError(
+            f"{p}: field 'version' is {version!r}; expected at most {CHECKPOINT_VERSION} "
+            "(written by a newer tianshou-offline?)"
+        )
+    if not isinstance(payload.get("net"), dict):
+        raise DatasetFormatError(
+            f"{p}: field 'net' is {type(payload.get('net')).__name__}; expected the network "
+            "description written by save_policy_checkpoint"
+        )
+    return payload
+
+
 def load_continuous_policy(
     path: str | os.PathLike[str],
     *,
@@ -808,7 +873,11 @@ def load_continuous_policy(
         raise DatasetFormatError(
             f"{p}: a policy of discrete actions (net {kind!r}); expected {CONTINUOUS_CHECKPOINT}"
         )
-    if not isinstance(net, dict) or kind != "continuous" or payload.get("version") != CHECKPOINT_VERSION:
+    if (
+        not isinstance(net, dict)
+        or kind != "continuous"
+        or payload.get("version") != CHECKPOINT_VERSION
+    ):
         raise DatasetFormatError(
             f"{p}: field 'net.type' is {kind!r} (version {payload.get('version')!r}); expected "
             f"'continuous' (version {CHECKPOINT_VERSION}: a policy of "
@@ -1143,6 +1212,7 @@ def _check_tianshou_atari(
             f"({_one_line(action_space)}): the policy was made for another environment"
         )
 
+
 # --------------------------------------------------------------------------------------
 # discrete policies of tianshou_offline.algorithms (net.type "discrete", version 2)
 # --------------------------------------------------------------------------------------
@@ -1215,7 +1285,9 @@ def _build_model(spec: Mapping[str, Any]) -> nn.Module:
     raise ValueError(f"unknown network type {spec['type']!r}")
 
 
-def _build_discrete(spec: Mapping[str, Any], obs: gym.Space[Any], act: gym.Space[Any]) -> DiscretePolicy:
+def _build_discrete(
+    spec: Mapping[str, Any], obs: gym.Space[Any], act: gym.Space[Any]
+) -> DiscretePolicy:
     from tianshou_offline.algorithms import (
         DiscreteActorPolicy,
         DiscreteBCQPolicy,
@@ -1239,7 +1311,9 @@ def _build_discrete(spec: Mapping[str, Any], obs: gym.Space[Any], act: gym.Space
         index = spec.get("logits_index")
         return DiscreteActorPolicy(actor=model, deterministic_eval=bool(spec["deterministic_eval"]),
                                    logits_index=None if index is None else int(index), **common)  # fmt: skip
-    raise ValueError(f"unknown policy type {kind!r}; expected one of {', '.join(_DISCRETE_POLICIES)}")
+    raise ValueError(
+        f"unknown policy type {kind!r}; expected one of {', '.join(_DISCRETE_POLICIES)}"
+    )
 
 
 def _discrete_payload(policy: DiscretePolicy) -> dict[str, Any]:
@@ -1253,7 +1327,9 @@ def _discrete_payload(policy: DiscretePolicy) -> dict[str, Any]:
 
     kind = type(policy).__name__
     if kind not in _DISCRETE_POLICIES:
-        raise ValueError(f"policy checkpoints describe {', '.join(_DISCRETE_POLICIES)}; not a {kind}")
+        raise ValueError(
+            f"policy checkpoints describe {', '.join(_DISCRETE_POLICIES)}; not a {kind}"
+        )
     spec: dict[str, Any] = {"type": "discrete", "policy": kind,
                             "eps_inference": float(policy.eps_inference)}  # fmt: skip
     if isinstance(policy, QValuePolicy | DiscreteBCQPolicy):
@@ -1285,7 +1361,9 @@ def _discrete_payload(policy: DiscretePolicy) -> dict[str, Any]:
     }
 
 
-def _from_atari_spec(spec: Mapping[str, Any], act: gym.Space[Any]) -> tuple[DiscretePolicy, nn.Module]:
+def _from_atari_spec(
+    spec: Mapping[str, Any], act: gym.Space[Any]
+) -> tuple[DiscretePolicy, nn.Module]:
     """The policy of an Atari checkpoint (``save_atari_checkpoint``) and the network its
     ``state_dict`` loads into."""
     from tianshou_offline.algorithms import (

@@ -121,7 +121,7 @@ def build_algorithm(
         return AdamOptimizerFactory(lr=float(lr))
 
     if isinstance(action_space, gym.spaces.Discrete):
-        return _discrete(A, name, hp, d, action_space, adam(hp["lr"]))
+        return _discrete(A, name, hp, observation_space, action_space, adam(hp["lr"]))
     if not isinstance(action_space, gym.spaces.Box) or action_space.shape is None:
         raise DataValidationError(f"action space {action_space}: expected a Box or Discrete")
     a = int(np.prod(action_space.shape))
@@ -193,9 +193,16 @@ def build_algorithm(
 
 
 def _discrete(
-    A: Any, name: str, hp: dict[str, Any], d: int, space: gym.spaces.Discrete, optim: Any
+    A: Any,
+    name: str,
+    hp: dict[str, Any],
+    obs_space: gym.spaces.Box,
+    space: gym.spaces.Discrete,
+    optim: Any,
 ) -> OfflineAlgorithm[Any]:
     n = int(space.n)
+    d = int(np.prod(obs_space.shape))
+    spaces = {"action_space": space, "observation_space": obs_space}
     head = [int(x) for x in hp["head_sizes"]]
 
     def trunk() -> Any:
@@ -204,13 +211,13 @@ def _discrete(
     algo: OfflineAlgorithm[Any]
     if name == "il":
         algo = A.DiscreteImitationLearning(
-            policy=A.DiscreteActorPolicy(actor=A.QNet(trunk(), n, head), action_space=space),
+            policy=A.DiscreteActorPolicy(actor=A.QNet(trunk(), n, head), **spaces),
             optim=optim,
         )
     elif name == "bcq":
         algo = A.DiscreteBCQ(
             policy=A.DiscreteBCQPolicy(
-                model=A.DualHeadNet(trunk(), n, head), action_space=space,
+                model=A.DualHeadNet(trunk(), n, head), **spaces,
                 unlikely_action_threshold=hp["threshold"],
             ),
             optim=optim, gamma=hp["gamma"], n_step_return_horizon=hp["n_step"],
@@ -220,7 +227,7 @@ def _discrete(
     elif name == "cql":
         algo = A.DiscreteCQL(
             policy=A.QValuePolicy(
-                model=A.QuantileQNet(trunk(), n, hp["num_quantiles"], head), action_space=space
+                model=A.QuantileQNet(trunk(), n, hp["num_quantiles"], head), **spaces
             ),
             optim=optim, min_q_weight=hp["min_q_weight"], gamma=hp["gamma"],
             n_step_return_horizon=hp["n_step"], target_update_freq=hp["target_update_freq"],
@@ -230,7 +237,7 @@ def _discrete(
         assert name == "crr"
         algo = A.DiscreteCRR(
             policy=A.DiscreteActorPolicy(
-                actor=A.DualHeadNet(trunk(), n, head), action_space=space, logits_index=0
+                actor=A.DualHeadNet(trunk(), n, head), **spaces, logits_index=0
             ),
             optim=optim, gamma=hp["gamma"], n_step_return_horizon=hp["n_step"],
             target_update_freq=hp["target_update_freq"], beta=hp["beta"],

@@ -578,8 +578,8 @@ def _evaluate(
 
 def _save_policy(algorithm: OfflineAlgorithm[Any], path: Path) -> None:
     """The final policy: a policy checkpoint (``record --policy`` replays it, ``evaluate
-    --ope`` estimates it) for the package's continuous and discrete policies, else the
-    policy's ``state_dict``."""
+    --ope`` estimates it, ``export-policy`` exports it) for the package's continuous and
+    discrete policies, else the policy's ``state_dict``."""
     import torch
 
     from tianshou_offline.algorithms import ContinuousPolicy, DiscretePolicy
