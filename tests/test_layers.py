@@ -32,10 +32,10 @@ def _layer_of() -> dict[str, int]:
     return {unit: i for i, units in enumerate(LAYERS) for unit in units}
 
 
-def _modules() -> dict[str, Path]:
+def _modules(package: Path = PACKAGE) -> dict[str, Path]:
     mods: dict[str, Path] = {}
-    for p in PACKAGE.rglob("*.py"):
-        parts = p.relative_to(PACKAGE.parent).with_suffix("").parts
+    for p in package.rglob("*.py"):
+        parts = p.relative_to(package.parent).with_suffix("").parts
         name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
         mods[name] = p
     return mods
@@ -76,8 +76,8 @@ def _unit(module: str) -> str:
     return parts[1] if len(parts) > 1 else FACADE
 
 
-def _graph() -> dict[str, set[str]]:
-    mods = _modules()
+def _graph(package: Path = PACKAGE) -> dict[str, set[str]]:
+    mods = _modules(package)
     graph = {name: _imports(path, name, mods) for name, path in mods.items()}
     for name, path in mods.items():  # a package's __init__ re-exporting its own modules
         if path.name == "__init__.py":
@@ -154,6 +154,23 @@ def test_imports_go_downward_only() -> None:
 
 def test_no_import_cycles() -> None:
     assert cycles(_graph()) == []
+
+
+BENCHMARKS = PACKAGE.parent / "benchmarks"
+
+
+def test_benchmarks_have_no_import_cycle_no_path_edits_and_no_tests_imports() -> None:
+    """``benchmarks/`` is a package over ``benchmarks/_lib``: no cycle among its modules (the
+    two speed scripts imported each other), no ``sys.path`` edits, nothing from ``tests/``."""
+    assert cycles(_graph(BENCHMARKS)) == []
+    tests = {p.stem for p in (PACKAGE.parent / "tests").glob("*.py")} | {"tests"}
+    for path in BENCHMARKS.rglob("*.py"):
+        text = path.read_text()
+        assert "sys.path" not in text, path
+        for node in ast.walk(ast.parse(text)):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])  # fmt: skip
+            assert not {n.split(".")[0] for n in names} & tests, (path, names)
 
 
 @pytest.mark.parametrize(
