@@ -225,6 +225,21 @@ def test_progress_policy() -> None:
     lines = text.splitlines()
     assert lines[0] == "il on X: update 1/10"
     assert lines[-1].startswith("il on X: update 3/10 (30%)")
+    # a line at the end of every epoch, the last one with the run's time (issue 23: the
+    # quickstart showed the first update and then nothing)
+    pipe = _Stream(False)
+    logger, _ = training_progress(
+        None, enabled=True, total_steps=4, desc="il on X", stream=pipe, interval_s=3600.0
+    )
+    assert logger is not None
+    for step in range(1, 5):
+        logger.log_update_data({"loss": 1.0}, step)
+        if step % 2 == 0:
+            logger.log_info_data({}, step // 2)
+    lines = pipe.getvalue().splitlines()
+    assert lines[0] == "il on X: update 1/4" and len(lines) == 3, lines
+    assert lines[1].startswith("il on X: epoch 1: update 2/4 (50%)") and "left" in lines[1]
+    assert lines[2].startswith("il on X: epoch 2: update 4/4 (100%)") and "done in" in lines[2]
     assert logger.restore_data() == (0, 0, 0)
 
 

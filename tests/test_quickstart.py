@@ -97,6 +97,9 @@ def test_quickstart_example_script(tmp_path: Path) -> None:
     assert "mean return" in p.stdout and "behaviour cloning" in p.stdout
     assert (work / "cartpole_expert.hdf5").exists()
     assert "behaviour cloning on CartPole-v1: update 1/200" in p.stderr  # progress, not a TTY
+    # ... to the end of each training run (issue 23), not only its first update
+    assert "behaviour cloning on CartPole-v1: epoch 1: update 200/200 (100%)" in p.stderr
+    assert "TD3+BC on Pendulum-v1: epoch 1: update 100/100 (100%)" in p.stderr
     assert "\r" not in p.stderr and "\x1b" not in p.stderr
     # each printed policy replays
     commands = _replay_commands(p.stdout)

@@ -147,7 +147,13 @@ class PlainProgress:
             head = f"{done}/{self._count(self.total)} {self.unit} ({pct:.0f}%)"
         else:
             head, eta = f"{done} {self.unit}", ""
-        return f"{self.desc}: {head}, {self._count(rate)} {self.unit}/s{eta}"
+        if rate <= 0:  # nothing done yet: no rate to show
+            speed = ""
+        elif rate < 1:  # slow units (grid cells): seconds per unit, not "0 cell/s"
+            speed = f"{1 / rate:.0f} s/{self.unit}"
+        else:
+            speed = f"{self._count(rate)} {self.unit}/s"
+        return f"{self.desc}: {head}" + (f", {speed}" if speed else "") + eta
 
     def update(self, n: float = 1) -> None:
         self.n += n

@@ -494,8 +494,9 @@ def _plain_progress_logger(
 
     class PlainProgressLogger(BaseLogger):
         """Delegates everything to the run's logger; prints a plain line at the first
-        gradient step and then every ``interval_s`` seconds (the test results of each
-        epoch are Tianshou's own lines on stdout)."""
+        gradient step, then every ``interval_s`` seconds and at the end of every epoch (the
+        last one says how long the run took; the test results of each epoch are Tianshou's
+        own lines on stdout)."""
 
         def __init__(self) -> None:
             super().__init__(
@@ -509,23 +510,32 @@ def _plain_progress_logger(
             self._start = 0.0
             self._last_line = 0.0
             self._first_step: int | None = None
+            self._step = 0
 
         def log_update_data(self, log_data: dict[str, Any], step: int) -> None:
             wrapped.log_update_data(log_data, step)
             now = time.monotonic()
+            self._step = step
             if self._first_step is None:
                 self._first_step, self._start, self._last_line = step, now, now
                 print(f"{desc}: update {step}/{total_steps}", file=out, flush=True)
             elif now - self._last_line >= interval_s:
-                self._last_line = now
-                rate = (step - self._first_step) / max(now - self._start, 1e-9)
-                left = f", {_duration((total_steps - step) / rate)} left" if rate > 0 else ""
-                print(
-                    f"{desc}: update {step}/{total_steps} "
-                    f"({100.0 * step / max(total_steps, 1):.0f}%), {rate:.1f} steps/s{left}",
-                    file=out,
-                    flush=True,
-                )
+                self._line(now)
+
+        def _line(self, now: float, epoch: int | None = None) -> None:
+            self._last_line = now
+            step, first = self._step, self._first_step or 0
+            rate = (step - first) / max(now - self._start, 1e-9)
+            left = f", {_duration((total_steps - step) / rate)} left" if rate > 0 else ""
+            done = step >= total_steps
+            tail = f", done in {_duration(now - self._start)}" if done else left
+            head = f"epoch {epoch}: " if epoch is not None else ""
+            print(
+                f"{desc}: {head}update {step}/{total_steps} "
+                f"({100.0 * step / max(total_steps, 1):.0f}%), {rate:.1f} steps/s{tail}",
+                file=out,
+                flush=True,
+            )
 
         def log_training_data(self, log_data: dict[str, Any], step: int) -> None:
             wrapped.log_training_data(log_data, step)
@@ -535,6 +545,8 @@ def _plain_progress_logger(
 
         def log_info_data(self, log_data: dict[str, Any], step: int) -> None:
             wrapped.log_info_data(log_data, step)
+            if self._first_step is not None:  # the end of an epoch (step: its number)
+                self._line(time.monotonic(), epoch=step)
 
         def write(self, step_type: str, step: int, data: dict[str, Any]) -> None:
             wrapped.write(step_type, step, data)

@@ -36,6 +36,24 @@ def add_grid_arguments(p: argparse.ArgumentParser) -> None:
         help="how often a cell whose worker died is rerun from its checkpoint (default 3)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    ray = p.add_mutually_exclusive_group()
+    ray.add_argument(
+        "--ray",
+        dest="use_ray",
+        action="store_const",
+        const=True,
+        default=None,
+        help="run the cells as Ray tasks even for a small local grid (default: Ray with "
+        "--address, or from 4 cells to run with room for two at once; smaller grids run in "
+        "this process, one cell after another: Ray's start-up would cost more than it gains)",
+    )
+    ray.add_argument(
+        "--no-ray",
+        dest="use_ray",
+        action="store_const",
+        const=False,
+        help="run every cell in this process, one after another",
+    )
 
 
 def _cell_line(result: dict[str, Any]) -> str:
@@ -45,10 +63,36 @@ def _cell_line(result: dict[str, Any]) -> str:
     extra = f", normalised score {score:.1f}" if score is not None else ""
     resumed = result.get("resumed_from_epoch") or 0
     again = f", resumed from epoch {resumed}" if resumed else ""
+    n = len(result.get("returns") or ())
+    # one seed: the spread shown is over its evaluation episodes, said so (a bare "± 0.0"
+    # read as a spread over seeds)
+    spread = (
+        f" (std {result['final_return_std']:.1f} over {n} evaluation episodes)" if n > 1 else ""
+    )
     return (
-        f"{result['key']}: return {result['final_return_mean']:.1f} ± "
-        f"{result['final_return_std']:.1f}{extra} ({result['train_seconds']:.1f}s on "
-        f"{result['node']}{again})"
+        f"{result['key']}: return {result['final_return_mean']:.1f}{spread}{extra} "
+        f"({result['train_seconds']:.1f}s training, {result.get('eval_seconds', 0.0):.1f}s "
+        f"evaluation on {result['node']}{again})"
+    )
+
+
+def _time_line(seconds: dict[str, float], used_ray: bool, cells_run: int) -> str:
+    """Where the wall time went: training (summed over the cells run now), Ray's start-up,
+    and the rest (data loading, evaluation, process start-up, the report)."""
+    wall = seconds.get("wall", 0.0)
+    training = seconds.get("training", 0.0)
+    ray = seconds.get("ray_start", 0.0)
+    how = (
+        f"{ray:.1f}s starting Ray, cells side by side as Ray tasks"
+        if used_ray
+        else "no Ray (cells in this process, one after another)"
+    )
+    rest = max(wall - training - ray, 0.0)
+    return (
+        f"time: {wall:.1f}s wall for {cells_run} cell(s) run now: {training:.1f}s training "
+        f"(summed over cells), {how}; the other {rest:.1f}s: start-up in each process "
+        "(imports, and Tianshou's numba compiling its buffer code on first use: ~10 s on a "
+        "busy 2-core machine), loading data, evaluation and the report"
     )
 
 
@@ -72,6 +116,7 @@ def cmd_grid(args: argparse.Namespace) -> int:
         max_retries=args.max_retries,
         progress=False if args.no_progress else None,
         on_cell=lambda r: print(_cell_line(r), flush=True),
+        use_ray=args.use_ray,
     )
     for f in res.failures:
         print(f"failed: {f.cell.key}: {f.error}", flush=True)
@@ -83,6 +128,8 @@ def cmd_grid(args: argparse.Namespace) -> int:
         files.update(_ope_selection(res.results, grid.ope, args.output or grid.output))
     for what, path in files.items():
         print(f"{what}: {path}")
+    run_now = sum(1 for r in res.results if not r.get("skipped")) + len(res.failures)
+    print(_time_line(res.seconds, res.used_ray, run_now))
     if res.failures:
         raise TianshouOfflineError(
             f"{len(res.failures)} of {len(grid.cells)} cells failed (listed above); rerun the "

@@ -9,6 +9,7 @@ one — ``address=None``: a new local instance on this machine; an address (``au
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import sys
 import types
@@ -54,18 +55,28 @@ def ray_session(address: str | None = None, *, num_cpus: int | None = None) -> I
         kwargs["address"] = address
     else:
         kwargs.update(num_cpus=num_cpus, include_dashboard=False)
+    # A new local instance: Ray (>= 2.5x) turns token authentication on by default and warns
+    # that it did unless RAY_AUTH_MODE says so; saying it keeps the same protection without
+    # the warning. A cluster's own setting (an address) and the user's variable are left alone.
+    auth_mode = None if address or "RAY_AUTH_MODE" in os.environ else "token"
+    if auth_mode is not None:
+        os.environ["RAY_AUTH_MODE"] = auth_mode
     try:
-        ray.init(**kwargs)
-    except (ConnectionError, TimeoutError, ValueError, RuntimeError) as e:
-        where = f"the Ray cluster at {address}" if address else "a local Ray instance"
-        raise ClusterError(
-            f"cannot connect to {where}: {' '.join(str(e).split())[:300]} (start the head "
-            "with `ray start --head`; pass its address, e.g. --address auto on a node of it)"
-        ) from e
-    try:
-        yield ray
+        try:
+            ray.init(**kwargs)
+        except (ConnectionError, TimeoutError, ValueError, RuntimeError) as e:
+            where = f"the Ray cluster at {address}" if address else "a local Ray instance"
+            raise ClusterError(
+                f"cannot connect to {where}: {' '.join(str(e).split())[:300]} (start the head "
+                "with `ray start --head`; pass its address, e.g. --address auto on a node of it)"
+            ) from e
+        try:
+            yield ray
+        finally:
+            ray.shutdown()
     finally:
-        ray.shutdown()
+        if auth_mode is not None:
+            os.environ.pop("RAY_AUTH_MODE", None)
 
 
 def as_completed(

@@ -23,6 +23,7 @@ a result dict (in any process: a Ray task, a subprocess, this one). A cell:
   reset).
 
 :func:`run_grid` runs the cells as Ray tasks (each with its own ``num_cpus``/``num_gpus``;
+a small local grid runs in the calling process instead, :func:`choose_ray`;
 Ray retries a task whose worker died, and that retry resumes from the checkpoint), and
 :func:`aggregate` / :func:`write_report` make the table: mean ± standard error over seeds per
 cell group (everything but the seed) as Markdown, CSV and JSON, and ``curves.png``, the
@@ -62,6 +63,7 @@ import logging
 import math
 import os
 import random
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import closing
@@ -72,7 +74,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tianshou_offline.data.atomic import publish, remove_stale_temps, remove_temp, temp_path
-from tianshou_offline.errors import DatasetFormatError, DataValidationError, SourceNotFoundError
+from tianshou_offline.errors import (
+    DatasetFormatError,
+    DataValidationError,
+    SourceNotFoundError,
+    TianshouOfflineError,
+)
 from tianshou_offline.progress import progress as progress_bar
 from tianshou_offline.scale._ray import (
     as_completed,
@@ -618,6 +625,37 @@ class GridResult:
     failures: list[CellFailure]
     files: dict[str, Path] = field(default_factory=dict)
     """The report: ``markdown``, ``csv``, ``json``, ``plot``."""
+    used_ray: bool = False
+    """Whether the cells ran as Ray tasks (else in this process, one after another)."""
+    seconds: dict[str, float] = field(default_factory=dict)
+    """Where the time went: ``wall`` (the whole call), ``ray_start`` (starting or joining
+    Ray; 0 without it), ``training`` (the cells' training time, summed over cells run now)."""
+
+
+RAY_MIN_CELLS = 4
+"""A local grid (no ``address``) runs on Ray only from this many cells to run and with room
+for two at once; fewer run in this process, one after another (``use_ray`` overrides it).
+Ray's start-up (a local instance: 10–30 s on a busy 2-core machine) and a worker process per
+cell that imports torch and Tianshou again cost more than a few small cells gain from
+running side by side."""
+
+
+def choose_ray(
+    todo: Sequence[Cell], address: str | None, num_cpus: int | None, use_ray: bool | None
+) -> bool:
+    """Whether :func:`run_grid` runs ``todo`` on Ray: ``use_ray`` when given; with an
+    ``address``, or a Ray this process already started (``ray.init`` by a test or a
+    notebook), always; else from :data:`RAY_MIN_CELLS` cells and room for two at once."""
+    if use_ray is not None:
+        return use_ray
+    if address:
+        return True
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():  # started by the caller: nothing to pay
+        return True
+    cpus = num_cpus or os.cpu_count() or 1
+    per_cell = max((c.num_cpus for c in todo), default=1.0)
+    return len(todo) >= RAY_MIN_CELLS and cpus >= 2 * per_cell
 
 
 def run_cell_task(
@@ -638,8 +676,10 @@ def run_grid(
     progress: bool | None = None,
     on_cell: Callable[[dict[str, Any]], None] | None = None,
     on_checkpoint: CheckpointHook | None = None,
+    use_ray: bool | None = None,
 ) -> GridResult:
-    """Run every cell not finished yet as a Ray task, then write the report
+    """Run every cell not finished yet — as Ray tasks, or for a small local grid in this
+    process one after another (:func:`choose_ray`) — then write the report
     (:func:`write_report`) into ``output``.
 
     :param cells: the cells, or a :class:`Grid` (whose ``output`` is the default).
@@ -650,8 +690,12 @@ def run_grid(
     :param on_cell: called on the driver with each cell's result as it finishes (finished
         cells first, marked ``skipped``).
     :param on_checkpoint: called in the worker after each checkpoint (:data:`CheckpointHook`).
-    :returns: the results, the cells that failed with their errors, the report's files.
+    :param use_ray: True: Ray always; False: never (this process; ``address`` must be None);
+        None: :func:`choose_ray`.
+    :returns: the results, the cells that failed with their errors, the report's files,
+        whether Ray ran them and where the time went.
     """
+    start = time.perf_counter()
     if isinstance(cells, Grid):
         output = cells.output if output is None else output
         cells = cells.cells
@@ -671,14 +715,32 @@ def run_grid(
             todo.append(i)
         else:
             results[i] = {**done, "skipped": True}
-    with progress_bar(total=len(cells), desc="grid cells on Ray", unit="cell",
+    if use_ray is False and address:
+        raise DataValidationError(f"run_grid: address={address!r} with use_ray=False")
+    ray_used = bool(todo) and choose_ray([cells[i] for i in todo], address, num_cpus, use_ray)
+    ray_start = 0.0
+    where = "on Ray" if ray_used else "in this process"
+    with progress_bar(total=len(cells), desc=f"grid cells {where}", unit="cell",
                       enabled=progress) as bar:  # fmt: skip
         for i in sorted(results):
             bar.update(1)
             if on_cell is not None:
                 on_cell(results[i])
-        if todo:
+        if todo and not ray_used:
+            for i in todo:
+                try:
+                    results[i] = run_cell(cells[i], str(out), on_checkpoint=on_checkpoint)
+                except TianshouOfflineError as e:
+                    failures[i] = CellFailure(cells[i], f"{type(e).__name__}: {e}")
+                    log.warning("cell %s failed: %s", cells[i].key, failures[i].error)
+                else:
+                    if on_cell is not None:
+                        on_cell(results[i])
+                bar.update(1)
+        elif todo:
+            t0 = time.perf_counter()
             with ray_session(address, num_cpus=num_cpus) as ray:
+                ray_start = time.perf_counter() - t0
                 refs: dict[Any, int] = {}
                 for i in todo:
                     remote: Any = ray.remote(run_cell_task).options(
@@ -701,7 +763,11 @@ def run_grid(
                         bar.update(1)
     ordered = [results[i] for i in sorted(results)]
     files = write_report(ordered, out)
-    return GridResult(ordered, [failures[i] for i in sorted(failures)], files)
+    training = sum(float(results[i]["train_seconds"]) for i in todo if i in results)
+    seconds = {"wall": time.perf_counter() - start, "ray_start": ray_start, "training": training}
+    return GridResult(
+        ordered, [failures[i] for i in sorted(failures)], files, used_ray=ray_used, seconds=seconds
+    )
 
 
 # --------------------------------------------------------------------------- the table
