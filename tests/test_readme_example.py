@@ -1,5 +1,6 @@
-"""The README's complete Python example (between ``<!-- BEGIN python-example -->`` and
-``<!-- END python-example -->``) runs as written (issue 23: the README had only fragments),
+"""The README's complete Python example (between ``<!-- python example ... -->`` and
+``<!-- end of the python example -->``; not the ``BEGIN``/``END`` markers of generated
+tables) runs as written (issue 23: the README had only fragments),
 on a few episodes of Pendulum data where the quickstart would have written its file."""
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 def readme_example() -> str:
     text = README.read_text()
     found = re.findall(
-        r"<!-- BEGIN python-example -->\n```python\n(.*?)```\n<!-- END python-example -->", text, re.S
+        r"<!-- python example [^\n]*-->\n```python\n(.*?)```\n<!-- end of the python example -->",
+        text,
+        re.S,
     )
     assert len(found) == 1, "README: expected one python-example block between markers"
     return str(found[0])
