@@ -667,6 +667,7 @@ EXAMPLES = [
     "d4rl_edac",
     "d4rl_lb_sac",
     "d4rl_awac",
+    "d4rl_dt",
 ]
 
 
@@ -699,6 +700,9 @@ def test_example_trains_checkpoints_resumes_and_watches(
         common += ["--vae-hidden-sizes", "32", "32", "--num-candidate-actions", "10"]
     if example in ("d4rl_sac_n", "d4rl_edac", "d4rl_lb_sac"):
         common += ["--num-critics", "3"]
+    if example == "d4rl_dt":
+        common += ["--context", "4", "--embed-dim", "16", "--n-layers", "1", "--warmup-steps",
+                   "5", "--target-return", "-200", "--rtg-scale", "100"]  # fmt: skip
     result = module.main([*common, "--epoch", "1"])  # env id comes from the data file
     log_path = Path(result["log_path"])
     assert (log_path / "policy.pt").exists() and (log_path / "last.pt").exists()

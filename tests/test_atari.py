@@ -242,6 +242,40 @@ def test_example_runs_on_recorded_pong(
     assert len(load_buffer(recorded)) == 100
 
 
+def test_dt_example_runs_on_recorded_pong(
+    pong_buffer: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``atari_dt.py`` at a tiny size: trains on segments of the recorded frames, evaluates
+    with the return-conditioned policy (rewards through ``RewardInInfo``), writes its
+    checkpoints, and ``--watch`` resumes the best one."""
+    tiny = ("--context", "4", "--embed-dim", "16", "--n-layers", "1", "--n-heads", "2",
+            "--batch-size", "4", "--warmup-steps", "5", "--target-return", "5")  # fmt: skip
+    code, out, err = _main_in_process(
+        "atari_dt",
+        "--task",
+        TASK,
+        "--load-buffer-name",
+        str(pong_buffer),
+        "--logdir",
+        str(tmp_path),
+        *SHORT_RUN,
+        *tiny,
+        capsys=capsys,
+    )
+    assert code == 0, out[-3000:] + err[-3000:]
+    assert "Mean return over 1 episodes" in out
+    runs = list(tmp_path.glob(f"{TASK}/dt/*/*"))
+    assert len(runs) == 1
+    for name in ("policy.pth", "last.pth", "policy_actor.pt", "last_actor.pt"):
+        assert (runs[0] / name).exists(), name
+    code, out, err = _main_in_process(
+        "atari_dt", "--resume-path", str(runs[0] / "policy.pth"), "--watch", "--test-num", "1",
+        "--max-episode-steps", "30", *tiny, capsys=capsys,
+    )  # fmt: skip
+    assert code == 0, out[-3000:] + err[-3000:]
+    assert "Loaded agent from" in out
+
+
 def test_example_flags(
     pong_buffer: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -51,8 +51,9 @@ MUJOCO = [
     "d4rl_edac",
     "d4rl_lb_sac",
     "d4rl_awac",
+    "d4rl_dt",
 ]
-ATARI = ["atari_il", "atari_bcq", "atari_cql", "atari_crr"]
+ATARI = ["atari_il", "atari_bcq", "atari_cql", "atari_crr", "atari_dt"]
 HAS_ALE = bool(__import__("importlib.util").util.find_spec("ale_py"))
 
 
@@ -186,11 +187,15 @@ def test_mujoco_scripts_keep_their_flags(name: str) -> None:
     )
     assert isinstance(config, MujocoConfig)
     assert (config.expert_data_task, config.step_per_epoch, config.test_num) == ("x.hdf5", 7, 2)
-    expected_lr = {"d4rl_il": 1e-3, "d4rl_bcq": 1e-3, "d4rl_cql": 1e-4, "d4rl_rebrac": 1e-3}.get(
-        name, 3e-4
-    )
+    expected_lr = {
+        "d4rl_il": 1e-3,
+        "d4rl_bcq": 1e-3,
+        "d4rl_cql": 1e-4,
+        "d4rl_rebrac": 1e-3,
+        "d4rl_dt": 1e-4,
+    }.get(name, 3e-4)
     assert config.actor_lr == expected_lr
-    assert config.norm_obs == (1 if name in ("d4rl_td3_bc", "d4rl_iql") else 0)
+    assert config.norm_obs == (1 if name in ("d4rl_td3_bc", "d4rl_iql", "d4rl_dt") else 0)
     with pytest.raises(SystemExit):
         module.get_args(["--expert-data", "x.hdf5"])  # abbreviations are errors
 

@@ -49,7 +49,7 @@ from tianshou.utils import TensorboardLogger
 from torch.utils.tensorboard import SummaryWriter
 
 from tianshou_offline import load_buffer, read_metadata
-from tianshou_offline.algorithms import OfflineAlgorithmBase
+from tianshou_offline.algorithms.core import OfflineAlgorithmCore
 from tianshou_offline.cli.example_args import MujocoConfig, config_dict, training_progress
 from tianshou_offline.errors import (
     DatasetFormatError,
@@ -267,11 +267,18 @@ def train_and_evaluate(
     config: MujocoConfig,
     algo_name: str,
     dataset: Dataset | None,
-    algorithm: OfflineAlgorithmBase[Any, Any],
+    algorithm: OfflineAlgorithmCore[Any, Any, Any, Any],
     env: gym.Env[Any, Any],
+    *,
+    wrap_env: Callable[[gym.Env[Any, Any]], gym.Env[Any, Any]] | None = None,
+    save_policy: Callable[[Path, Any], None] | None = None,
 ) -> dict[str, Any]:
     """Train (unless ``--watch``), then evaluate the best policy; returns the final results.
 
+    :param wrap_env: applied to every evaluation environment (the Decision Transformer's
+        ``RewardInInfo``).
+    :param save_policy: writes the best policy to ``policy.pt`` (default: a replayable policy
+        checkpoint, :func:`~tianshou_offline.recording.policies.save_policy_checkpoint`).
     :raises DatasetFormatError: ``--resume-path`` is not a checkpoint.
     :raises DataValidationError: the checkpoint's networks differ from this run's.
     """
@@ -280,7 +287,12 @@ def train_and_evaluate(
     resume = Path(config.resume_path) if config.resume_path else None
     if resume is not None:
         _load_checkpoint(algorithm, resume, config.device)
-    env_fns: Sequence[Callable[[], gym.Env[Any, Any]]] = [lambda: gym.make(task)] * config.test_num
+
+    def make_test_env() -> gym.Env[Any, Any]:
+        made = gym.make(task)
+        return wrap_env(made) if wrap_env is not None else made
+
+    env_fns: Sequence[Callable[[], gym.Env[Any, Any]]] = [make_test_env] * config.test_num
     test_envs = SubprocVectorEnv(env_fns) if config.subproc_envs else DummyVectorEnv(env_fns)
     test_envs.seed(config.seed)
     test_collector = Collector[CollectStats](algorithm, test_envs)
@@ -296,7 +308,10 @@ def train_and_evaluate(
     best_path, last_path = log_path / "policy.pt", log_path / "last.pt"
 
     def save_best_fn(algo: Any) -> None:
-        save_policy_checkpoint(best_path, algo.policy)  # replays with `record --policy`
+        if save_policy is not None:
+            save_policy(best_path, algo.policy)
+        else:
+            save_policy_checkpoint(best_path, algo.policy)  # replays with `record --policy`
 
     untyped: Any = algorithm  # Tianshou's Algorithm.state_dict (with optimizer states) is untyped
 
@@ -362,10 +377,12 @@ def train_and_evaluate(
     print(line, flush=True)
     if config.render > 0:
         render_env = gym.make(task, render_mode="human")
+        if wrap_env is not None:
+            render_env = wrap_env(render_env)
         Collector[CollectStats](algorithm, render_env).collect(n_episode=1, render=config.render)
     if not config.watch:
         print(f"checkpoints: {best_path} (policy), {last_path} (algorithm)", flush=True)
-        if best_path.exists():
+        if best_path.exists() and save_policy is None:
             print(
                 f"replay the policy: tianshou-offline record --env {task} --policy {best_path} "
                 "--episodes 10 -o replay.hdf5",
@@ -374,7 +391,9 @@ def train_and_evaluate(
     return result
 
 
-def _load_checkpoint(algorithm: OfflineAlgorithmBase[Any, Any], path: Path, device: str) -> None:
+def _load_checkpoint(
+    algorithm: OfflineAlgorithmCore[Any, Any, Any, Any], path: Path, device: str
+) -> None:
     """A policy checkpoint (``policy.pt``) or ``policy*.pt``: the policy's weights; anything
     else: the algorithm's state."""
     try:

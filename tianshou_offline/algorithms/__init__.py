@@ -31,6 +31,7 @@ from tianshou_offline.algorithms.config import (
 )
 from tianshou_offline.algorithms.continuous.awac import (
     AWAC,
+    AWACConfig,
     AWACStep,
     AWACTrainingStats,
     advantage_weights,
@@ -46,7 +47,7 @@ from tianshou_offline.algorithms.continuous.cql import (
 )
 from tianshou_offline.algorithms.continuous.crr import CRR, CRRStep, CRRTrainingStats
 from tianshou_offline.algorithms.continuous.dataset import TransitionDataset, Transitions
-from tianshou_offline.algorithms.continuous.edac import EDAC, ensemble_similarity
+from tianshou_offline.algorithms.continuous.edac import EDAC, EDACConfig, ensemble_similarity
 from tianshou_offline.algorithms.continuous.finetune import OnlineFineTuning
 from tianshou_offline.algorithms.continuous.fqe import FQE, FQEStep, FQETrainingStats
 from tianshou_offline.algorithms.continuous.il import (
@@ -61,7 +62,7 @@ from tianshou_offline.algorithms.continuous.iql import (
     IQLTrainingStats,
     expectile_loss,
 )
-from tianshou_offline.algorithms.continuous.lb_sac import LBSAC, sqrt_scaled_lr
+from tianshou_offline.algorithms.continuous.lb_sac import LBSAC, LBSACConfig, sqrt_scaled_lr
 from tianshou_offline.algorithms.continuous.nets import (
     MLP,
     VAE,
@@ -86,7 +87,12 @@ from tianshou_offline.algorithms.continuous.rebrac import (
     ReBRACStep,
     ReBRACTrainingStats,
 )
-from tianshou_offline.algorithms.continuous.sac_n import SACN, SACNStep, SACNTrainingStats
+from tianshou_offline.algorithms.continuous.sac_n import (
+    SACN,
+    SACNConfig,
+    SACNStep,
+    SACNTrainingStats,
+)
 from tianshou_offline.algorithms.continuous.td3_bc import (
     TD3BC,
     TD3BCConfig,
@@ -125,6 +131,7 @@ __all__ = [
     "SACN",
     "TD3BC",
     "VAE",
+    "AWACConfig",
     "AWACStep",
     "AWACTrainingStats",
     "AlgorithmConfig",
@@ -146,6 +153,7 @@ __all__ = [
     "DeterministicPolicy",
     "DiscreteConfig",
     "DiscreteTDConfig",
+    "EDACConfig",
     "FQEStep",
     "FQETrainingStats",
     "GaussianActor",
@@ -155,6 +163,7 @@ __all__ = [
     "ImitationLearning",
     "ImitationStep",
     "ImitationTrainingStats",
+    "LBSACConfig",
     "NextActionDataset",
     "NextActionTransitions",
     "ObsNormalizer",
@@ -165,6 +174,7 @@ __all__ = [
     "ReBRAC",
     "ReBRACStep",
     "ReBRACTrainingStats",
+    "SACNConfig",
     "SACNStep",
     "SACNTrainingStats",
     "TD3BCConfig",
@@ -234,6 +244,42 @@ from tianshou_offline.algorithms.discrete.policies import (
     DiscretePolicy,
     QValuePolicy,
 )
+
+# --- the Decision Transformer (continuous and discrete actions) ---
+from tianshou_offline.algorithms.dt.algorithm import (
+    ContinuousDTConfig,
+    ContinuousDTPolicy,
+    DecisionTransformer,
+    DiscreteDecisionTransformer,
+    DiscreteDTConfig,
+    DiscreteDTPolicy,
+    DTStep,
+    DTTrainingStats,
+    LinearWarmupLRSchedulerFactory,
+    RewardInInfo,
+    segment_loss,
+)
+from tianshou_offline.algorithms.dt.model import DecisionTransformerNet, state_encoder
+from tianshou_offline.algorithms.dt.segments import SegmentDataset, Segments, episode_table
+
+__all__ += [
+    "ContinuousDTConfig",
+    "ContinuousDTPolicy",
+    "DTStep",
+    "DTTrainingStats",
+    "DecisionTransformer",
+    "DecisionTransformerNet",
+    "DiscreteDTConfig",
+    "DiscreteDTPolicy",
+    "DiscreteDecisionTransformer",
+    "LinearWarmupLRSchedulerFactory",
+    "RewardInInfo",
+    "SegmentDataset",
+    "Segments",
+    "episode_table",
+    "segment_loss",
+    "state_encoder",
+]
 
 __all__ += [
     "AtariTrunk",

@@ -67,7 +67,7 @@ import logging
 import time
 import typing
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Sequence, Sized
 from dataclasses import dataclass
 from typing import Any, Generic, Self, cast
 
@@ -108,8 +108,9 @@ __all__ = [
     "to_floats",
 ]
 
-TBatch = TypeVar("TBatch", bound="TransitionBatch")
-"""The mini-batch kind (``Transitions``, ``DiscreteTransitions``)."""
+TBatch = TypeVar("TBatch", bound=Sized)
+"""The mini-batch kind (``Transitions``, ``DiscreteTransitions``; the Decision Transformer's
+``Segments``): anything with a length, the batch size."""
 TDataset = TypeVar("TDataset", bound="OfflineDataset[Any]")
 """The dataset kind (``TransitionDataset``, ``FrameDataset``)."""
 TPolicy = TypeVar("TPolicy", bound=Policy)

@@ -24,7 +24,12 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from tianshou_offline.algorithms.config import ActionKind, AlgorithmConfig
+from tianshou_offline.algorithms.continuous.awac import AWACConfig
+from tianshou_offline.algorithms.continuous.edac import EDACConfig
+from tianshou_offline.algorithms.continuous.lb_sac import LBSACConfig
+from tianshou_offline.algorithms.continuous.sac_n import SACNConfig
 from tianshou_offline.algorithms.continuous.td3_bc import TD3BCConfig
+from tianshou_offline.algorithms.dt.algorithm import ContinuousDTConfig, DiscreteDTConfig
 from tianshou_offline.errors import DataValidationError
 
 __all__ = ["PRESETS", "Preset", "preset", "preset_config"]
@@ -83,13 +88,33 @@ PRESETS: Mapping[str, Preset] = MappingProxyType(
                 name="small",
                 description="tianshou-offline grid's defaults, the quality table's column ours",
                 batch_size=256,
-                configs=(TD3BCConfig(hidden_sizes=_SMALL),),
+                batch_sizes={"lbsac": 1024, "dt": 64},
+                configs=(
+                    TD3BCConfig(hidden_sizes=_SMALL),
+                    SACNConfig(hidden_sizes=_SMALL, normalize_obs=True, num_critics=10),
+                    EDACConfig(hidden_sizes=_SMALL, normalize_obs=True, num_critics=10),
+                    LBSACConfig(hidden_sizes=_SMALL, normalize_obs=True, batch_size=1024),
+                    AWACConfig(hidden_sizes=_SMALL, normalize_obs=True),
+                    # the target return is the task's: override target_return per task
+                    ContinuousDTConfig(embed_dim=64, n_layers=2, n_heads=2, warmup_steps=1000),
+                    DiscreteDTConfig(
+                        embed_dim=64, n_layers=2, n_heads=2, context=20, lr=1e-3, weight_decay=1e-4
+                    ),
+                ),
             ),
             Preset(
                 name="d4rl",
                 description="the D4RL scale of examples/mujoco (the papers' settings)",
                 batch_size=256,
-                configs=(TD3BCConfig(),),
+                batch_sizes={"lbsac": 10_000, "dt": 64},
+                configs=(
+                    TD3BCConfig(),
+                    SACNConfig(hidden_sizes=(256, 256, 256)),
+                    EDACConfig(hidden_sizes=(256, 256, 256)),
+                    LBSACConfig(hidden_sizes=(256, 256, 256)),
+                    AWACConfig(),
+                    ContinuousDTConfig(),
+                ),
             ),
             Preset(
                 name="speed",

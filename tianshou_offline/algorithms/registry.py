@@ -16,7 +16,12 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from tianshou_offline.algorithms.config import ActionKind, AlgorithmConfig, action_kind_of
+from tianshou_offline.algorithms.continuous.awac import AWACConfig
+from tianshou_offline.algorithms.continuous.edac import EDACConfig
+from tianshou_offline.algorithms.continuous.lb_sac import LBSACConfig
+from tianshou_offline.algorithms.continuous.sac_n import SACNConfig
 from tianshou_offline.algorithms.continuous.td3_bc import TD3BCConfig
+from tianshou_offline.algorithms.dt.algorithm import ContinuousDTConfig, DiscreteDTConfig
 from tianshou_offline.errors import DataValidationError
 
 if TYPE_CHECKING:
@@ -32,7 +37,15 @@ __all__ = [
     "make_config",
 ]
 
-CONFIG_CLASSES: tuple[type[AlgorithmConfig], ...] = (TD3BCConfig,)
+CONFIG_CLASSES: tuple[type[AlgorithmConfig], ...] = (
+    TD3BCConfig,
+    SACNConfig,
+    EDACConfig,
+    LBSACConfig,
+    AWACConfig,
+    ContinuousDTConfig,
+    DiscreteDTConfig,
+)
 """Every registered config class, one line each."""
 
 _BY_KEY: Mapping[tuple[ActionKind, str], type[AlgorithmConfig]] = MappingProxyType(

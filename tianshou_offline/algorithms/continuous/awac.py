@@ -45,16 +45,19 @@ The update, in the order of Algorithm 1 (and of CORL and d3rlpy):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
+import gymnasium as gym
 import torch
 from tianshou.algorithm.algorithm_base import TrainingStats
 from tianshou.algorithm.optim import OptimizerFactory
 from tianshou.data.types import RolloutBatchProtocol
 from typing_extensions import TypeVar
 
+from tianshou_offline.algorithms.config import ContinuousTDConfig, adam, box_dims
 from tianshou_offline.algorithms.continuous.base import OfflineAlgorithmBase
 from tianshou_offline.algorithms.continuous.dataset import Transitions
-from tianshou_offline.algorithms.continuous.nets import CriticEnsemble
+from tianshou_offline.algorithms.continuous.nets import CriticEnsemble, GaussianActor
 from tianshou_offline.algorithms.continuous.policies import (
     GaussianPolicy,
     gaussian_actions,
@@ -62,7 +65,60 @@ from tianshou_offline.algorithms.continuous.policies import (
 )
 from tianshou_offline.algorithms.core import to_floats
 
-__all__ = ["AWAC", "AWACStep", "AWACTrainingStats", "advantage_weights"]
+__all__ = ["AWAC", "AWACConfig", "AWACStep", "AWACTrainingStats", "advantage_weights"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class AWACConfig(ContinuousTDConfig):
+    """AWAC's hyperparameters (CORL's and d3rlpy's defaults): λ = 1, weights clipped at 100,
+    one actor sample for V, Adam 3e-4, two critics, a Gaussian actor with a
+    state-independent std."""
+
+    name: ClassVar[str] = "awac"
+
+    lam: float = 1.0
+    """λ, the temperature of the advantage weights exp(A / λ)"""
+    max_weight: float | None = 100.0
+    """w_max, the clip of the weights (None: no clip)"""
+    normalize_weights: bool = False
+    """d3rlpy's weights B · softmax(A / λ) over the batch instead of the clipped exp"""
+    num_action_samples: int = 1
+    """K, actor samples per state for V(s)"""
+    conditioned_std: bool = False
+    """the actor's log-std is a head of the network (False: a state-independent parameter)"""
+
+    def build(
+        self,
+        observation_space: gym.Space[Any],
+        action_space: gym.Space[Any],
+        *,
+        device: str | torch.device = "cpu",
+    ) -> AWAC:
+        """An :class:`AWAC` with an unsquashed :class:`GaussianPolicy` and a
+        :class:`CriticEnsemble`."""
+        d, a = box_dims(observation_space, action_space)
+        policy = GaussianPolicy(
+            actor=GaussianActor(d, a, self.hidden_sizes, conditioned_std=self.conditioned_std),
+            action_space=action_space,
+            observation_space=observation_space,
+            squash=False,
+            normalize_obs=self.normalize_obs,
+        )
+        algorithm: AWAC = AWAC(
+            policy=policy,
+            policy_optim=adam(self.actor_lr),
+            critics=CriticEnsemble(d, a, self.hidden_sizes, num_critics=self.num_critics),
+            critic_optim=adam(self.critic_lr),
+            lam=self.lam,
+            max_weight=self.max_weight,
+            normalize_weights=self.normalize_weights,
+            num_action_samples=self.num_action_samples,
+            tau=self.tau,
+            gamma=self.gamma,
+            n_step_return_horizon=self.n_step_return_horizon,
+            max_grad_norm=self.max_grad_norm,
+        )
+        return algorithm.to(device)
 
 
 def advantage_weights(
@@ -152,14 +208,14 @@ class AWAC(OfflineAlgorithmBase[GaussianPolicy, TAWACStats]):
         policy_optim: OptimizerFactory,
         critics: CriticEnsemble,
         critic_optim: OptimizerFactory,
-        lam: float = 1.0,
-        max_weight: float | None = 100.0,
-        normalize_weights: bool = False,
-        num_action_samples: int = 1,
-        tau: float = 0.005,
-        gamma: float = 0.99,
-        n_step_return_horizon: int = 1,
-        max_grad_norm: float | None = None,
+        lam: float = AWACConfig.lam,
+        max_weight: float | None = AWACConfig.max_weight,
+        normalize_weights: bool = AWACConfig.normalize_weights,
+        num_action_samples: int = AWACConfig.num_action_samples,
+        tau: float = AWACConfig.tau,
+        gamma: float = AWACConfig.gamma,
+        n_step_return_horizon: int = AWACConfig.n_step_return_horizon,
+        max_grad_norm: float | None = AWACConfig.max_grad_norm,
     ) -> None:
         super().__init__(policy=policy)
         if not lam > 0.0:

@@ -33,17 +33,57 @@ Differences from CORL: those of SAC-N (see its module docstring: one joint step 
 
 from __future__ import annotations
 
-from typing import Literal
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
 
+import gymnasium as gym
 import torch
 from tianshou.algorithm.optim import OptimizerFactory
 
+from tianshou_offline.algorithms.config import adam
 from tianshou_offline.algorithms.continuous.dataset import Transitions
 from tianshou_offline.algorithms.continuous.nets import CriticEnsemble
 from tianshou_offline.algorithms.continuous.policies import GaussianPolicy
-from tianshou_offline.algorithms.continuous.sac_n import SACN, TSACNStats
+from tianshou_offline.algorithms.continuous.sac_n import (
+    SACN,
+    SACNConfig,
+    TSACNStats,
+    squashed_gaussian_policy,
+)
 
-__all__ = ["EDAC", "ensemble_similarity"]
+__all__ = ["EDAC", "EDACConfig", "ensemble_similarity"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class EDACConfig(SACNConfig):
+    """EDAC's hyperparameters (CORL's MuJoCo configuration): SAC-N's with η = 1 and N = 10."""
+
+    name: ClassVar[str] = "edac"
+
+    eta: float = 1.0
+    """η, the weight of the ensemble-gradient diversity term"""
+
+    def build(
+        self,
+        observation_space: gym.Space[Any],
+        action_space: gym.Space[Any],
+        *,
+        device: str | torch.device = "cpu",
+    ) -> EDAC:
+        """An :class:`EDAC` with a squashed Gaussian actor and N critics."""
+        policy, d, a = squashed_gaussian_policy(
+            observation_space, action_space, self.hidden_sizes, normalize_obs=self.normalize_obs
+        )
+        algorithm: EDAC = EDAC(
+            policy=policy,
+            policy_optim=adam(self.actor_lr),
+            critics=CriticEnsemble(d, a, self.hidden_sizes, num_critics=self.num_critics),
+            critic_optim=adam(self.critic_lr),
+            alpha_optim=adam(self.alpha_lr),
+            eta=self.eta,
+            **self._common(),
+        )
+        return algorithm.to(device)
 
 
 def ensemble_similarity(grads: torch.Tensor, eps: float = 1e-10) -> torch.Tensor:
@@ -76,16 +116,16 @@ class EDAC(SACN[TSACNStats]):
         policy_optim: OptimizerFactory,
         critics: CriticEnsemble,
         critic_optim: OptimizerFactory,
-        eta: float = 1.0,
-        tau: float = 0.005,
-        gamma: float = 0.99,
+        eta: float = EDACConfig.eta,
+        tau: float = EDACConfig.tau,
+        gamma: float = EDACConfig.gamma,
         alpha: float | Literal["auto"] = "auto",
         alpha_optim: OptimizerFactory | None = None,
-        init_alpha: float = 1.0,
+        init_alpha: float = EDACConfig.init_alpha,
         target_entropy: float | None = None,
-        backup_entropy: bool = True,
-        n_step_return_horizon: int = 1,
-        max_grad_norm: float | None = None,
+        backup_entropy: bool = EDACConfig.backup_entropy,
+        n_step_return_horizon: int = EDACConfig.n_step_return_horizon,
+        max_grad_norm: float | None = EDACConfig.max_grad_norm,
     ) -> None:
         super().__init__(
             policy=policy,

@@ -25,15 +25,80 @@ The batch size itself is the trainer's (``OfflineTrainerParams(batch_size=...)``
 from __future__ import annotations
 
 import math
-from typing import Literal
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
 
+import gymnasium as gym
+import torch
 from tianshou.algorithm.optim import AdamOptimizerFactory
 
+from tianshou_offline.algorithms.config import ContinuousConfig
 from tianshou_offline.algorithms.continuous.nets import CriticEnsemble
 from tianshou_offline.algorithms.continuous.policies import GaussianPolicy
-from tianshou_offline.algorithms.continuous.sac_n import SACN, TSACNStats
+from tianshou_offline.algorithms.continuous.sac_n import (
+    SACN,
+    TSACNStats,
+    squashed_gaussian_policy,
+)
 
-__all__ = ["LBSAC", "sqrt_scaled_lr"]
+__all__ = ["LBSAC", "LBSACConfig", "sqrt_scaled_lr"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class LBSACConfig(ContinuousConfig):
+    """LB-SAC's hyperparameters (Nikulin et al. 2022; CORL's configuration): batch 10,000,
+    every learning rate 3e-4 · sqrt(batch / 256), N = 10 critics. Train with
+    ``batch_size`` transitions per gradient step."""
+
+    name: ClassVar[str] = "lbsac"
+
+    batch_size: int = 10_000
+    """B, the mini-batch the trainer uses (sets the learning rates)"""
+    base_lr: float = 3e-4
+    """lr_0, the learning rate at base_batch_size"""
+    base_batch_size: int = 256
+    """B_0 of the square-root rule"""
+    gamma: float = 0.99
+    """discount factor"""
+    tau: float = 0.005
+    """Polyak factor of the target critics"""
+    n_step_return_horizon: int = 1
+    """n of the n-step TD target"""
+    num_critics: int = 10
+    """N, members of the critic ensemble"""
+    init_alpha: float = 1.0
+    """the entropy temperature: its initial value when learned, else the fixed value"""
+    learn_alpha: bool = True
+    """learn the temperature towards the target entropy −A"""
+    backup_entropy: bool = True
+    """subtract α log π(a'|s') in the TD target (SAC's soft backup)"""
+
+    def build(
+        self,
+        observation_space: gym.Space[Any],
+        action_space: gym.Space[Any],
+        *,
+        device: str | torch.device = "cpu",
+    ) -> LBSAC:
+        """An :class:`LBSAC` with a squashed Gaussian actor and N critics."""
+        policy, d, a = squashed_gaussian_policy(
+            observation_space, action_space, self.hidden_sizes, normalize_obs=self.normalize_obs
+        )
+        algorithm: LBSAC = LBSAC(
+            policy=policy,
+            critics=CriticEnsemble(d, a, self.hidden_sizes, num_critics=self.num_critics),
+            batch_size=self.batch_size,
+            base_lr=self.base_lr,
+            base_batch_size=self.base_batch_size,
+            tau=self.tau,
+            gamma=self.gamma,
+            alpha="auto" if self.learn_alpha else self.init_alpha,
+            init_alpha=self.init_alpha,
+            backup_entropy=self.backup_entropy,
+            n_step_return_horizon=self.n_step_return_horizon,
+            max_grad_norm=self.max_grad_norm,
+        )
+        return algorithm.to(device)
 
 
 def sqrt_scaled_lr(batch_size: int, base_lr: float = 3e-4, base_batch_size: int = 256) -> float:
@@ -69,17 +134,17 @@ class LBSAC(SACN[TSACNStats]):
         *,
         policy: GaussianPolicy,
         critics: CriticEnsemble,
-        batch_size: int = 10_000,
-        base_lr: float = 3e-4,
-        base_batch_size: int = 256,
-        tau: float = 0.005,
-        gamma: float = 0.99,
+        batch_size: int = LBSACConfig.batch_size,
+        base_lr: float = LBSACConfig.base_lr,
+        base_batch_size: int = LBSACConfig.base_batch_size,
+        tau: float = LBSACConfig.tau,
+        gamma: float = LBSACConfig.gamma,
         alpha: float | Literal["auto"] = "auto",
-        init_alpha: float = 1.0,
+        init_alpha: float = LBSACConfig.init_alpha,
         target_entropy: float | None = None,
-        backup_entropy: bool = True,
-        n_step_return_horizon: int = 1,
-        max_grad_norm: float | None = None,
+        backup_entropy: bool = LBSACConfig.backup_entropy,
+        n_step_return_horizon: int = LBSACConfig.n_step_return_horizon,
+        max_grad_norm: float | None = LBSACConfig.max_grad_norm,
     ) -> None:
         lr = sqrt_scaled_lr(batch_size, base_lr, base_batch_size)
         super().__init__(

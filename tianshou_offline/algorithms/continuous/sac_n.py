@@ -53,8 +53,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
+import gymnasium as gym
 import torch
 from tianshou.algorithm.algorithm_base import TrainingStats
 from tianshou.algorithm.optim import AdamOptimizerFactory, OptimizerFactory
@@ -62,13 +63,85 @@ from tianshou.data.types import RolloutBatchProtocol
 from torch import nn
 from typing_extensions import TypeVar
 
+from tianshou_offline.algorithms.config import ContinuousTDConfig, adam, box_dims
 from tianshou_offline.algorithms.continuous.base import OfflineAlgorithmBase
 from tianshou_offline.algorithms.continuous.dataset import Transitions
-from tianshou_offline.algorithms.continuous.nets import CriticEnsemble
+from tianshou_offline.algorithms.continuous.nets import CriticEnsemble, GaussianActor
 from tianshou_offline.algorithms.continuous.policies import GaussianPolicy, gaussian_sample
 from tianshou_offline.algorithms.core import GradientStep, joint_step, to_floats
 
-__all__ = ["SACN", "SACNStep", "SACNTrainingStats"]
+__all__ = ["SACN", "SACNConfig", "SACNStep", "SACNTrainingStats", "squashed_gaussian_policy"]
+
+
+def squashed_gaussian_policy(
+    observation_space: gym.Space[Any],
+    action_space: gym.Space[Any],
+    hidden_sizes: tuple[int, ...],
+    *,
+    normalize_obs: bool,
+) -> tuple[GaussianPolicy, int, int]:
+    """SAC's actor for these spaces: a tanh-squashed :class:`GaussianPolicy` on a
+    :class:`GaussianActor` with a state-dependent std; also the observation and action
+    sizes."""
+    d, a = box_dims(observation_space, action_space)
+    policy = GaussianPolicy(
+        actor=GaussianActor(d, a, hidden_sizes),
+        action_space=action_space,
+        observation_space=observation_space,
+        normalize_obs=normalize_obs,
+    )
+    return policy, d, a
+
+
+@dataclass(frozen=True, kw_only=True)
+class SACNConfig(ContinuousTDConfig):
+    """SAC-N's hyperparameters (An et al. 2021; CORL's MuJoCo configuration): N = 10
+    critics, Adam 3e-4 for actor, critics and the learned temperature, soft backup."""
+
+    name: ClassVar[str] = "sacn"
+
+    num_critics: int = 10
+    """N, members of the critic ensemble (the minimum over all of them is used)"""
+    init_alpha: float = 1.0
+    """the entropy temperature: its initial value when learned, else the fixed value"""
+    learn_alpha: bool = True
+    """learn the temperature towards the target entropy −A (SAC's Eq. 18)"""
+    alpha_lr: float = 3e-4
+    """Adam learning rate of the temperature"""
+    backup_entropy: bool = True
+    """subtract α log π(a'|s') in the TD target (SAC's soft backup)"""
+
+    def _common(self) -> dict[str, Any]:
+        return {
+            "tau": self.tau,
+            "gamma": self.gamma,
+            "alpha": "auto" if self.learn_alpha else self.init_alpha,
+            "init_alpha": self.init_alpha,
+            "backup_entropy": self.backup_entropy,
+            "n_step_return_horizon": self.n_step_return_horizon,
+            "max_grad_norm": self.max_grad_norm,
+        }
+
+    def build(
+        self,
+        observation_space: gym.Space[Any],
+        action_space: gym.Space[Any],
+        *,
+        device: str | torch.device = "cpu",
+    ) -> SACN:
+        """A :class:`SACN` with a squashed Gaussian actor and N critics."""
+        policy, d, a = squashed_gaussian_policy(
+            observation_space, action_space, self.hidden_sizes, normalize_obs=self.normalize_obs
+        )
+        algorithm: SACN = SACN(
+            policy=policy,
+            policy_optim=adam(self.actor_lr),
+            critics=CriticEnsemble(d, a, self.hidden_sizes, num_critics=self.num_critics),
+            critic_optim=adam(self.critic_lr),
+            alpha_optim=adam(self.alpha_lr),
+            **self._common(),
+        )
+        return algorithm.to(device)
 
 
 @dataclass(kw_only=True)
@@ -154,15 +227,15 @@ class SACN(OfflineAlgorithmBase[GaussianPolicy, TSACNStats]):
         policy_optim: OptimizerFactory,
         critics: CriticEnsemble,
         critic_optim: OptimizerFactory,
-        tau: float = 0.005,
-        gamma: float = 0.99,
+        tau: float = SACNConfig.tau,
+        gamma: float = SACNConfig.gamma,
         alpha: float | Literal["auto"] = "auto",
         alpha_optim: OptimizerFactory | None = None,
-        init_alpha: float = 1.0,
+        init_alpha: float = SACNConfig.init_alpha,
         target_entropy: float | None = None,
-        backup_entropy: bool = True,
-        n_step_return_horizon: int = 1,
-        max_grad_norm: float | None = None,
+        backup_entropy: bool = SACNConfig.backup_entropy,
+        n_step_return_horizon: int = SACNConfig.n_step_return_horizon,
+        max_grad_norm: float | None = SACNConfig.max_grad_norm,
     ) -> None:
         super().__init__(policy=policy)
         name = type(self).__name__

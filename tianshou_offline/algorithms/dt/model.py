@@ -1,0 +1,180 @@
+"""The Decision Transformer's network: a GPT-style causal transformer over interleaved
+(return-to-go, state, action) tokens.
+
+Reference: Chen, Lu, Rajeswaran, Lee, Grover, Laskin, Abbeel, Srinivas & Mordatch (2021),
+"Decision Transformer: Reinforcement Learning via Sequence Modeling", NeurIPS,
+arXiv:2106.01345 — Sec. 3 and Algorithm 1.
+
+A segment of K steps becomes 3K tokens ``R̂_1, s_1, a_1, …, R̂_K, s_K, a_K``. Each modality
+has its own embedding (a linear layer for returns-to-go and continuous actions, an embedding
+table for discrete actions, a state encoder — linear for vectors, the Nature-DQN convolutions
+for frames), to which a learned embedding of the step's timestep is added (the same for the
+three tokens of a step; the paper's "episodic positional embedding"), then a LayerNorm. The
+tokens pass through ``layers`` pre-LayerNorm transformer blocks (GPT-2's arrangement: GELU,
+dropout, a final LayerNorm) with causal attention, so the output at ``s_t`` sees only
+``R̂_{≤t}, s_{≤t}, a_{<t}`` and predicts ``a_t`` (tanh for continuous actions, logits for
+discrete ones). Padding tokens (mask False) are not attended to by real tokens.
+
+Differences from the authors' code and CORL, deliberate: the transformer is PyTorch's
+``TransformerEncoder`` (pre-norm, the same block as GPT-2, without GPT-2's own learned
+positional embedding, which the authors' code also drops); padding is excluded with an
+additive mask of −10⁹ (the authors' HuggingFace GPT-2 uses the dtype's minimum) and each token
+may always attend to itself, so that a fully padded row stays finite; returns and states are
+not predicted (the paper's optional heads, unused by its results and by CORL).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+
+from tianshou_offline.algorithms.discrete.nets import AtariTrunk, is_image_space
+
+__all__ = ["DecisionTransformerNet", "state_encoder"]
+
+_MASKED = -1e9
+
+
+def state_encoder(observation_space: gym.Space[Any], hidden: int) -> nn.Module:
+    """The state embedding of the paper: a linear layer for a flat observation, the
+    Nature-DQN convolutions then a linear layer and tanh for frames ``(C, H, W)`` (the
+    authors' Atari encoder).
+
+    :raises TypeError: not a ``Box`` space.
+    """
+    if not isinstance(observation_space, gym.spaces.Box):
+        raise TypeError(f"observation_space={observation_space}: expected a gymnasium Box")
+    shape = tuple(int(s) for s in observation_space.shape)
+    if is_image_space(observation_space):
+        c, h, w = (1, *shape) if len(shape) == 2 else shape
+        trunk = AtariTrunk(c, h, w, scale_obs=True)
+        return nn.Sequential(trunk, nn.Linear(trunk.output_dim, hidden), nn.Tanh())
+    return nn.Sequential(nn.Flatten(), nn.Linear(int(np.prod(shape)), hidden))
+
+
+class DecisionTransformerNet(nn.Module):
+    """``(obs, act, rtg, timesteps, mask) -> action predictions``, each ``(B, K, …)``.
+
+    :param state_encoder: ``(N, *obs_shape) -> (N, hidden)`` (:func:`state_encoder`).
+    :param act_dim: A, the action size (continuous) or the number of actions (discrete).
+    :param discrete: discrete actions (embedding table, logits) or continuous ones
+        (linear embedding, tanh output in ``[−1, 1]``).
+    :param hidden: the embedding width H.
+    :param layers: transformer blocks (3 in the paper for MuJoCo, 6 for Atari).
+    :param heads: attention heads (1 for MuJoCo, 8 for Atari); H must be a multiple.
+    :param context: K, the longest segment (20 for MuJoCo, 30 for Atari).
+    :param max_timestep: timesteps are embedded up to this value (larger ones are clamped to
+        it − 1; 1000 for MuJoCo).
+    :param dropout: dropout of the embeddings, attention and feed-forward layers (0.1).
+    """
+
+    def __init__(
+        self,
+        *,
+        state_encoder: nn.Module,
+        act_dim: int,
+        discrete: bool,
+        hidden: int = 128,
+        layers: int = 3,
+        heads: int = 1,
+        context: int = 20,
+        max_timestep: int = 1000,
+        dropout: float = 0.1,
+    ) -> None:
+        super().__init__()
+        if hidden % heads:
+            raise ValueError(f"hidden={hidden} is not a multiple of heads={heads}")
+        for name, value in (("layers", layers), ("context", context), ("act_dim", act_dim)):
+            if value < 1:
+                raise ValueError(f"{name}={value}: expected >= 1")
+        if max_timestep < 1:
+            raise ValueError(f"max_timestep={max_timestep}: expected >= 1")
+        self.act_dim = int(act_dim)
+        self.discrete = discrete
+        self.hidden = int(hidden)
+        self.heads = int(heads)
+        self.context = int(context)
+        self.max_timestep = int(max_timestep)
+        self.embed_state = state_encoder
+        self.embed_return = nn.Linear(1, hidden)
+        self.embed_action: nn.Module = (
+            nn.Embedding(act_dim, hidden) if discrete else nn.Linear(act_dim, hidden)
+        )
+        self.embed_timestep = nn.Embedding(max_timestep, hidden)
+        self.embed_norm = nn.LayerNorm(hidden)
+        self.drop = nn.Dropout(dropout)
+        block = nn.TransformerEncoderLayer(
+            d_model=hidden,
+            nhead=heads,
+            dim_feedforward=4 * hidden,
+            dropout=dropout,
+            activation="gelu",
+            batch_first=True,
+            norm_first=True,
+        )
+        self.blocks = nn.TransformerEncoder(
+            block, num_layers=layers, norm=nn.LayerNorm(hidden), enable_nested_tensor=False
+        )
+        self.predict_action = nn.Linear(hidden, act_dim)
+
+    @property
+    def sizes(self) -> dict[str, Any]:
+        """The constructor arguments that fix the parameter shapes (for checkpoints)."""
+        return {
+            "act_dim": self.act_dim,
+            "discrete": self.discrete,
+            "hidden": self.hidden,
+            "layers": len(self.blocks.layers),
+            "heads": self.heads,
+            "context": self.context,
+            "max_timestep": self.max_timestep,
+        }
+
+    def attention_mask(self, mask: torch.Tensor) -> torch.Tensor:
+        """The additive attention mask ``(B · heads, 3K, 3K)`` of a step mask ``(B, K)``:
+        causal, padding keys excluded, each token always sees itself."""
+        k = mask.shape[1]
+        tokens = mask.repeat_interleave(3, dim=1)  # (B, 3K)
+        n = 3 * k
+        causal = torch.ones(n, n, dtype=torch.bool, device=mask.device).tril()
+        allowed = causal.unsqueeze(0) & tokens.unsqueeze(1)  # (B, 3K queries, 3K keys)
+        allowed = allowed | torch.eye(n, dtype=torch.bool, device=mask.device).unsqueeze(0)
+        additive = torch.zeros(allowed.shape, device=mask.device)
+        additive = additive.masked_fill(~allowed, _MASKED)
+        return additive.repeat_interleave(self.heads, dim=0)
+
+    def forward(
+        self,
+        obs: torch.Tensor,
+        act: torch.Tensor,
+        rtg: torch.Tensor,
+        timesteps: torch.Tensor,
+        mask: torch.Tensor,
+    ) -> torch.Tensor:
+        """Predict the action of every step from the tokens before it.
+
+        :param obs: ``(B, K, *obs_shape)``.
+        :param act: ``(B, K, A)`` float or ``(B, K)`` int64 (the action at a step is not
+            used to predict that step).
+        :param rtg: ``(B, K)`` returns-to-go (scaled).
+        :param timesteps: ``(B, K)`` int64.
+        :param mask: ``(B, K)`` bool, True for real steps.
+        :returns: ``(B, K, A)``: actions in ``[−1, 1]`` (continuous) or logits (discrete).
+        """
+        b, k = mask.shape
+        if k > self.context:
+            raise ValueError(f"a segment of {k} steps; this network's context is {self.context}")
+        t_emb = self.embed_timestep(timesteps.clamp(0, self.max_timestep - 1))
+        s_emb = self.embed_state(obs.reshape(b * k, *obs.shape[2:])).view(b, k, -1) + t_emb
+        a_in = act if self.discrete else act.to(torch.float32)
+        a_emb = self.embed_action(a_in) + t_emb
+        r_emb = self.embed_return(rtg.unsqueeze(-1).to(torch.float32)) + t_emb
+        tokens = torch.stack([r_emb, s_emb, a_emb], dim=2).reshape(b, 3 * k, self.hidden)
+        h = self.drop(self.embed_norm(tokens))
+        h = self.blocks(h, mask=self.attention_mask(mask))
+        out: torch.Tensor = self.predict_action(h.view(b, k, 3, self.hidden)[:, :, 1])
+        return out if self.discrete else torch.tanh(out)
