@@ -64,6 +64,7 @@ FILE_OUTPUTS = {  # command → argv with {out}; each writes a file
                      "-o", "{out}"],
     "repack": ["repack", "{buf}", "{out}"],
     "evaluate --json": ["evaluate", "--fqe", "{ckpt}", "--data", "{buf}", "--json", "{out}"],
+    "export-policy": ["export-policy", "{ckpt}", "-o", "{out}"],
 }  # fmt: skip
 DIR_OUTPUTS = {  # each creates a directory (with its parents)
     "convert rl-unplugged-atari": ["convert", "rl-unplugged-atari", "--task", "Pong",

@@ -83,6 +83,8 @@ def cmd_export_minari(args: argparse.Namespace) -> int:
 
 
 def cmd_export_policy(args: argparse.Namespace) -> int:
+    check_input(args.checkpoint, what="a policy checkpoint (CKPT)")
+    check_output(args.output, flag="-o/--output", overwrite=args.overwrite)
     from tianshou_offline.deploy import export_policy
 
     r = export_policy(
