@@ -1139,7 +1139,7 @@ OPTIONS: dict[str, list[Any]] = {
     # CLI entry points: argument lists after the input ("OUT": the output path, "PLOT": a PNG
     # path, "EXISTING": the output already exists, so --overwrite replaces it)
     "inspect": [[], ["--json"], ["--plot", "PLOT"], ["--json", "--plot", "PLOT"],
-                ["EXISTING", "--plot", "PLOT", "--overwrite"]],
+                ["EXISTING", "--plot", "PLOT", "--overwrite"], ["--card", "CARD"]],
     "convert_tianshou": [[], ["--compression", "gzip"], ["--compression", "lzf", "--no-info"],
                          ["--allow-pickle", "--no-progress"], ["--env-id", "CartPole-v1"],
                          ["--compression", "none", "--clean"], ["EXISTING", "--overwrite"]],
@@ -1185,7 +1185,8 @@ def _cli_args(entry: str, variant: int, out: Path, workdir: Path) -> list[str]:
         args.remove("EXISTING")
         target = workdir / "plot.png" if entry == "inspect" else out
         target.write_bytes(b"an older output")
-    return [str(workdir / "plot.png") if a == "PLOT" else a for a in args]
+    paths = {"PLOT": str(workdir / "plot.png"), "CARD": str(workdir / "card.md")}
+    return [paths.get(a, a) for a in args]
 
 
 def _check_png(path: Path) -> None:
@@ -1219,6 +1220,10 @@ def run_entry(entry: str, path: Path, workdir: Path, variant: int) -> tuple[str,
             outcome, detail = _cli(["inspect", str(path), *args])
             if outcome == "ok" and "--plot" in args:
                 _check_png(workdir / "plot.png")
+            if outcome == "ok" and "--card" in args:
+                _check_png(workdir / "card_returns.png")
+                if not (workdir / "card.md").read_text(encoding="utf-8").startswith("# "):
+                    raise _Inconsistent("--card wrote card.md without its title")
             return outcome, detail
         if entry in ("convert_tianshou", "convert_d4rl"):
             command = ["convert", entry.split("_")[1], str(path), "-o", str(out)]

@@ -117,18 +117,19 @@ def _convert(kind: str, name: str, out_dir: Path) -> Path:
     return out  # the path passed in (the converters' return value is being changed)
 
 
-def _ref_scores(dataset_id: str | None, extra: dict[str, Any]) -> tuple[float, float] | None:
-    """(random, expert) reference returns: stored with the data (Minari's ``ref_min_score``
-    / ``ref_max_score``), else D4RL's table for a D4RL dataset name."""
-    for source in (extra, extra.get("minari", {}) if isinstance(extra.get("minari"), dict) else {}):
-        lo, hi = source.get("ref_min_score"), source.get("ref_max_score")
-        if isinstance(lo, int | float) and isinstance(hi, int | float):
-            return float(lo), float(hi)
+def _ref_scores(path: Path, dataset_id: str | None) -> tuple[float, float] | None:
+    """(random, expert) reference returns: stored with the data (computed by
+    ``tianshou-offline reference-scores``, in the file or its sidecar; Minari's or D4RL's
+    ``ref_min_score`` / ``ref_max_score`` kept by the converters), else D4RL's table for a
+    D4RL dataset name."""
+    from tianshou_offline.data.reference import stored_reference_scores
+
+    stored = stored_reference_scores(path)
+    if stored is not None:
+        return stored
     if dataset_id:
-        try:
-            from tianshou_offline.converters.d4rl_scores import find_dataset_info
-        except ImportError:
-            return None
+        from tianshou_offline.converters.d4rl_scores import find_dataset_info
+
         info = find_dataset_info(dataset_id.split("/")[-1])
         if info is not None:
             return info.ref_min_score, info.ref_max_score
@@ -164,7 +165,6 @@ def load_dataset(
     env_id = meta.env_id
     if env_id is None and dataset_id and _D4RL_NAME.match(dataset_id):
         env_id = D4RL_ENV_IDS.get(dataset_id.split("-")[0])
-    extra = meta.provenance.extra if meta.provenance else {}
     return Dataset(
         buffer=buffer,
         path=path,
@@ -172,7 +172,7 @@ def load_dataset(
         dataset_id=dataset_id,
         observation_space=meta.observation_space,
         action_space=meta.action_space,
-        ref_scores=_ref_scores(dataset_id, extra),
+        ref_scores=_ref_scores(path, dataset_id),
     )
 
 

@@ -1,4 +1,5 @@
-"""``tianshou-offline make-datasets``: a D4RL-style dataset family for any gymnasium env."""
+"""``tianshou-offline make-datasets``: a D4RL-style dataset family for any gymnasium env;
+``tianshou-offline reference-scores``: random and expert references for any dataset."""
 
 from __future__ import annotations
 
@@ -117,8 +118,79 @@ def cmd_make_datasets(args: argparse.Namespace) -> int:
     return 0
 
 
+def _expert_episodes(text: str) -> int:
+    """``best-K`` or ``K`` → K."""
+    body = text[len("best-") :] if text.startswith("best-") else text
+    try:
+        k = int(body)
+    except ValueError:
+        k = 0
+    if k < 1:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected best-K (or K), K >= 1: the dataset's K best episodes"
+        )
+    return k
+
+
+def cmd_reference_scores(args: argparse.Namespace) -> int:
+    from tianshou_offline.data.reference import write_reference_scores
+    from tianshou_offline.datasets.reference import compute_reference_scores
+
+    scores = compute_reference_scores(
+        args.file,
+        args.env,
+        expert=args.expert,
+        expert_episodes=args.expert_episodes,
+        episodes=args.episodes,
+        seed=args.seed,
+        confidence=args.confidence,
+        max_episode_steps=args.max_episode_steps,
+    )
+    if not args.dry_run:
+        where = write_reference_scores(args.file, scores, overwrite=args.overwrite)
+    level = f"{100 * scores.confidence:g}%"
+    for name, ref in (("random", scores.random), ("expert", scores.expert)):
+        print(
+            f"{name}: {ref.mean:.6g} ({level} CI [{ref.ci_low:.6g}, {ref.ci_high:.6g}], "
+            f"std {ref.std:.4g}, {ref.episodes} episodes; {ref.source})"
+        )
+    if not args.dry_run:
+        print(f"stored in {where}")
+    return 0
+
+
 def register(sub: Subparsers) -> None:
-    """Add ``make-datasets`` to the ``tianshou-offline`` command."""
+    """Add ``make-datasets`` and ``reference-scores`` to the ``tianshou-offline`` command."""
+    r = sub.add_parser(
+        "reference-scores",
+        help="compute a dataset's random and expert reference scores (for normalised scores) "
+        "and store them with it",
+        description="Random-policy rollouts and an expert's (a checkpoint's rollouts, or the "
+        "dataset's best K episodes) give D4RL's ref_min_score/ref_max_score, each with a "
+        "bootstrap confidence interval, stored in the file (tianshou-offline files, converted "
+        "ones included) or in a FILE.tianshou_offline.json sidecar (Tianshou and D4RL files, "
+        "which are not modified). inspect, the examples and the grid read them.",
+    )
+    r.add_argument("file", metavar="FILE", help="dataset file (any layout inspect reads)")
+    r.add_argument("--env", required=True,
+                   help="the dataset's environment: a gymnasium id or module:Class")  # fmt: skip
+    who = r.add_mutually_exclusive_group(required=True)
+    who.add_argument("--expert", metavar="CKPT", default=None,
+                     help="expert policy checkpoint (anything record --policy replays)")  # fmt: skip
+    who.add_argument("--expert-episodes", metavar="best-K", type=_expert_episodes, default=None,
+                     help="expert score = mean return of the dataset's K best episodes")  # fmt: skip
+    r.add_argument("--episodes", type=positive_int, default=100,
+                   help="rollouts of the random policy (and of --expert); default 100")  # fmt: skip
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--confidence", type=float, default=0.95,
+                   help="level of the bootstrap intervals (default 0.95)")  # fmt: skip
+    r.add_argument("--max-episode-steps", type=positive_int, default=None,
+                   help="time limit of the rollouts (default: the env's)")  # fmt: skip
+    r.add_argument("--overwrite", action="store_true",
+                   help="replace reference scores the file already has")  # fmt: skip
+    r.add_argument("--dry-run", action="store_true", help="print the scores, store nothing")
+    r.set_defaults(func=cmd_reference_scores)
+
     p = sub.add_parser(
         "make-datasets",
         help="train an online agent and write a D4RL-style dataset family (random, medium, "

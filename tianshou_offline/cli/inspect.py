@@ -25,11 +25,14 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     import numpy as np
 
     from tianshou_offline.data.format import read_metadata, space_to_dict
+    from tianshou_offline.data.reference import read_reference_scores, stored_reference_scores
     from tianshou_offline.data.repack import unmappable_columns
     from tianshou_offline.data.stats import plot_dataset, summary
 
     md = read_metadata(args.file)
     stats = summary(args.file)
+    record = read_reference_scores(args.file)
+    refs = stored_reference_scores(args.file)
     unmappable = unmappable_columns(args.file) if md.layout == "tianshou_offline" else []
     if args.json:
         doc: dict[str, Any] = {
@@ -50,6 +53,13 @@ def cmd_inspect(args: argparse.Namespace) -> int:
             "provenance": vars(md.provenance) if md.provenance else None,
             "columns": {k: {"shape": list(s), "dtype": d} for k, (s, d) in md.columns.items()},
             "statistics": stats,
+            "reference_scores": (
+                record.to_dict()
+                if record is not None
+                else None
+                if refs is None
+                else {"ref_min_score": refs[0], "ref_max_score": refs[1]}
+            ),
             "disk_mappable": md.layout == "tianshou_offline" and not unmappable,
         }
         print(json.dumps(doc, indent=2, default=str))
@@ -102,6 +112,15 @@ def cmd_inspect(args: argparse.Namespace) -> int:
                 f"{label + ':':<17}mean {d['mean']:.3f}  std {d['std']:.3f}  min {d['min']:.3f}  "
                 f"median {d['median']:.3f}  max {d['max']:.3f}"
             )
+        if record is not None:
+            level = f"{100 * record.confidence:g}% CI"
+            for name, ref in (("random", record.random), ("expert", record.expert)):
+                print(
+                    f"{'ref. ' + name + ':':<17}{ref.mean:.6g} ({level} [{ref.ci_low:.6g}, "
+                    f"{ref.ci_high:.6g}], {ref.episodes} episodes; {ref.source})"
+                )
+        elif refs is not None:
+            print(f"reference scores: random {refs[0]:.6g}, expert {refs[1]:.6g}")
         if stats["metadata_columns"]:
             print(f"episode metadata: {', '.join(stats['metadata_columns'])}")
         if md.layout == "tianshou_offline":
@@ -111,6 +130,12 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     if args.plot:
         out = plot_dataset(args.file, args.plot, overwrite=args.overwrite)
         print(f"plot written to {out}", file=sys.stderr if args.json else sys.stdout)
+    if args.card:
+        from tianshou_offline.data.card import write_dataset_card
+
+        card, image = write_dataset_card(args.file, args.card, overwrite=args.overwrite)
+        print(f"card written to {card} (histogram {image.name})",
+              file=sys.stderr if args.json else sys.stdout)  # fmt: skip
     return 0
 
 
@@ -172,7 +197,14 @@ def register(sub: Subparsers) -> None:
     i.add_argument("file")
     i.add_argument("--plot", metavar="OUT.png", help="draw return/length histograms and actions")
     i.add_argument("--json", action="store_true", help="machine-readable output")
-    i.add_argument("--overwrite", action="store_true", help="replace an existing --plot file")
+    i.add_argument(
+        "--card",
+        metavar="CARD.md",
+        help="write a dataset card (Markdown: spaces, sizes, episodes, reference scores, "
+        "provenance, licence) and its return histogram CARD_returns.png beside it",
+    )
+    i.add_argument("--overwrite", action="store_true",
+                   help="replace an existing --plot or --card file")  # fmt: skip
     i.set_defaults(func=cmd_inspect)
 
     rp = sub.add_parser("repair", help="rewrite a file whose recorder was killed, cleanly")

@@ -20,7 +20,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
 
 from tianshou_offline.errors import SourceNotFoundError
 
@@ -241,36 +240,17 @@ def dataset_info(name: str) -> D4RLDatasetInfo:
 
 
 def stored_reference_scores(path: str | os.PathLike[str]) -> tuple[float, float] | None:
-    """``(ref_min_score, ref_max_score)`` stored in a buffer file, or None when it has none.
-
-    Files written by ``make-datasets`` (:mod:`tianshou_offline.datasets`), ``convert d4rl``
-    and ``convert minari`` store them in the provenance (``ref_min_score``/``ref_max_score``
-    of ``provenance.extra``, or of its ``minari`` metadata) and as attributes of
-    ``/tianshou_offline``.
+    """``(ref_min_score, ref_max_score)`` stored for a buffer file, or None when it has none
+    (:func:`tianshou_offline.data.reference.stored_reference_scores`: computed by
+    ``tianshou-offline reference-scores``, or stored by ``make-datasets``, ``convert d4rl``,
+    ``convert minari``).
 
     :raises SourceNotFoundError: no such file.
     :raises DatasetFormatError: not a buffer file.
     """
-    from tianshou_offline.data.format import read_metadata
+    from tianshou_offline.data.reference import stored_reference_scores as stored
 
-    md = read_metadata(path)
-    extra: Mapping[str, Any] = md.provenance.extra if md.provenance is not None else {}
-    minari = extra.get("minari")
-    for source in (extra, minari if isinstance(minari, Mapping) else {}, md.extra_attrs):
-        lo, hi = _number(source.get("ref_min_score")), _number(source.get("ref_max_score"))
-        if lo is not None and hi is not None:
-            return lo, hi
-    return None
-
-
-def _number(value: Any) -> float | None:
-    """A stored score (a number, or its text in an HDF5 attribute), or None."""
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        return None
-    try:
-        return float(value)
-    except ValueError:
-        return None
+    return stored(path)
 
 
 def reference_scores(dataset_name: str | os.PathLike[str]) -> tuple[float, float]:
@@ -291,7 +271,8 @@ def reference_scores(dataset_name: str | os.PathLike[str]) -> tuple[float, float
         if stored is None:
             raise SourceNotFoundError(
                 f"{path}: stores no reference scores (ref_min_score/ref_max_score); expected "
-                "a file written by make-datasets, convert d4rl or convert minari"
+                "a file written by make-datasets, convert d4rl or convert minari, or scores "
+                "computed with `tianshou-offline reference-scores`"
             )
         return stored
     info = dataset_info(os.fspath(dataset_name))  # raises, naming the closest D4RL names

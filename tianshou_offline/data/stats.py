@@ -185,7 +185,7 @@ def read_actions(path: str | os.PathLike[str], max_rows: int = 1_000_000) -> np.
         return np.asarray(ds[:n:stride])
 
 
-def _histogram(ax: Any, values: np.ndarray, color: str) -> str:
+def histogram(ax: Any, values: np.ndarray, color: str) -> str:
     """Draw a histogram of the finite ``values`` (any numeric or bool dtype) on ``ax``; returns
     a note for the title naming the values left out (infinite or NaN rewards sum to infinite
     or NaN returns, which no bin holds)."""
@@ -227,11 +227,11 @@ def plot_dataset(
     table = episode_table(path)
     act = read_actions(path)
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
-    note = _histogram(axes[0], table.returns, "tab:blue")
+    note = histogram(axes[0], table.returns, "tab:blue")
     axes[0].set_title(f"episode return (n={len(table.returns)}){note}")
     axes[0].set_xlabel("return")
     axes[0].set_ylabel("episodes")
-    note = _histogram(axes[1], table.lengths, "tab:green")
+    note = histogram(axes[1], table.lengths, "tab:green")
     axes[1].set_title(f"episode length{note}")
     axes[1].set_xlabel("steps")
     ax = axes[2]
