@@ -99,3 +99,19 @@ def read_rows(
     if stop > start:
         ds.read_direct(out, np.s_[start:stop])
     return out
+
+
+def available_memory() -> int:
+    """Bytes of memory available to a new allocation now (``MemAvailable`` of
+    ``/proc/meminfo``; elsewhere the physical memory)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
+        return 1 << 62

@@ -43,6 +43,7 @@ import numpy as np
 from tianshou.data import Batch, ReplayBuffer
 
 from tianshou_offline.data.framestack import FrameStackReplayBuffer, shard_columns
+from tianshou_offline.data.mapped import available_memory as available_memory
 from tianshou_offline.data.mapped import file_offset, mappable_fd
 from tianshou_offline.errors import DatasetFormatError
 
@@ -61,22 +62,6 @@ DISK_COLUMNS = ("obs", "obs_next")
 RESIDENT_BYTES_PER_TRANSITION = 23
 """RAM a :class:`DiskReplayBuffer` holds per transition without info columns (int64 actions;
 see the module docstring)."""
-
-
-def available_memory() -> int:
-    """Bytes of memory available to a new allocation now (``MemAvailable`` of
-    ``/proc/meminfo``; elsewhere the physical memory)."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
-    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
-        return 1 << 62
 
 
 def choose_memory(memory: Memory, nbytes: int, what: str = "the dataset") -> Literal["ram", "disk"]:
