@@ -186,3 +186,10 @@ def test_grid_without_ray_for_a_small_grid(tmp_path: Path, capsys: pytest.Captur
     assert "over 2 evaluation episodes" in out and "± 0.0" not in out
     assert "| il on cp | 1 |" in out and "(1 seed)" in out
     assert "0 cell/s" not in err and "grid cells in this process: 1/1 cell" in err, err
+
+
+def test_inspect_does_not_import_tianshou(recorded: Path) -> None:
+    """``inspect`` is a fraction of a second: its memory note asks for the available memory
+    without importing tianshou (which data.ondisk does: 4 s on a busy machine)."""
+    doc, _ = run_probe("inspect", str(recorded))
+    assert doc["code"] == 0 and doc["tianshou"] is False, doc

@@ -217,9 +217,9 @@ def test_chunked_file_error_names_repack_and_repack_round_trips(
     capsys.readouterr()
     assert cli_main(["inspect", str(src)]) == 0
     assert "repack" not in capsys.readouterr().out  # a small file loads into RAM (issue 23)
-    from tianshou_offline.data import ondisk
+    from tianshou_offline.data import mapped
 
-    monkeypatch.setattr(ondisk, "available_memory", lambda: 1024)  # now it is large
+    monkeypatch.setattr(mapped, "available_memory", lambda: 1024)  # now it is large
     assert cli_main(["inspect", str(src)]) == 0
     shown = capsys.readouterr().out
     assert "memory='disk':   an option for data this size" in shown

@@ -147,14 +147,14 @@ def _memory_line(
     chooses the disk — and as an option. A smaller file loads into RAM: nothing to say."""
     import numpy as np
 
-    from tianshou_offline.data.ondisk import available_memory
+    from tianshou_offline.data import mapped  # not ondisk: it imports tianshou (seconds)
 
     if not unmappable:
         return "memory='disk':   ready (contiguous, uncompressed columns are memory-mapped)"
     nbytes = sum(
         int(np.prod(shape)) * np.dtype(dtype).itemsize for shape, dtype in columns.values()
     )
-    avail = available_memory()
+    avail = mapped.available_memory()
     if nbytes <= avail // 2:
         return None
     return (
