@@ -144,7 +144,10 @@ def fqe_rank(
                 c, observation_space=obs_space, action_space=act_space, env_name=str(data_path)
             )
         except DatasetFormatError as e:  # a discrete or foreign checkpoint: say what FQE takes
-            raise DatasetFormatError(f"{e}; FQE here evaluates continuous-action policies") from e
+            raise DatasetFormatError(
+                f"{e}; fqe_rank (CLI: --fqe) evaluates continuous-action policies; any policy, "
+                "discrete ones too: evaluation.ope (CLI: --ope fqe)"
+            ) from e
         policies.append((Path(c), policy))
     buffer = load_buffer(data_path)
     fitted: list[tuple[Path, float, float, float]] = []
