@@ -156,6 +156,9 @@ def _cases(files: dict[str, str]) -> dict[str, dict[str, Any]]:
                                         files["buf"]],
         "evaluate missing data": ["evaluate", "--fqe", files["ckpt"], "--data",
                                   str(tmp / "nope.hdf5")],
+        "record missing checkpoint": ["record", "--env", "CartPole-v1", "--policy",
+                                      str(tmp / "nope.pt"), "--episodes", "1", "-o",
+                                      str(tmp / "r.hdf5")],
     }.items():  # fmt: skip
         cases[name] = {"argv": argv, "env": {}, "path": ""}
     return cases
@@ -202,12 +205,14 @@ def test_bad_output_path_is_one_line_before_heavy_imports(
         ("quickstart rerun", "--overwrite"),
         ("evaluate missing checkpoint", "nope.pt"),
         ("evaluate missing data", "nope.hdf5"),
+        ("record missing checkpoint", "nope.pt"),
     ],
 )
 def test_argument_errors_before_torch(report: dict[str, Any], case: str, says: str) -> None:
     r = report[case]
     assert r["code"] == 2 and r["stderr"].startswith("error: ") and says in r["stderr"], r
-    assert "random" not in r["stderr"]  # evaluate: not record's vocabulary
+    if case.startswith("evaluate"):
+        assert "random" not in r["stderr"]  # not record's vocabulary
     assert r["heavy"] == [], f"{case}: imported {r['heavy']} before the error"
 
 

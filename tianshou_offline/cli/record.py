@@ -10,6 +10,7 @@ from tianshou_offline.cli._run import (
     Subparsers,
     UsageError,
     add_clean_argument,
+    check_input,
     check_output,
     clean_outputs,
 )
@@ -28,6 +29,8 @@ def cmd_record(args: argparse.Namespace) -> int:
         overwrite=None if args.append else args.overwrite,
         exists_hint="pass --overwrite to replace it or --append to add episodes to it",
     )
+    if args.policy not in ("random", "scripted"):  # a checkpoint: missing before torch
+        check_input(args.policy, what="--policy 'random', 'scripted' or a policy checkpoint")
     import gymnasium as gym
     import numpy as np
 
