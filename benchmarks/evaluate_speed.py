@@ -40,7 +40,7 @@ TASK = "Pendulum-v1"
 CODE = (
     "benchmarks/evaluate_speed.py",
     "tianshou_offline/cli/evaluate.py",
-    "tianshou_offline/evaluation.py",
+    "tianshou_offline/evaluation",
     "tianshou_offline/algorithms/continuous/fqe.py",
     "tianshou_offline/algorithms/continuous/dataset.py",
     "tianshou_offline/algorithms/core.py",
