@@ -11,19 +11,12 @@ from typing import Any
 from tianshou_offline.cli._run import Subparsers, check_input, check_output
 
 
-def _fmt_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024:
-            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
-        n /= 1024
-    return f"{n:.1f} TiB"
-
-
 def cmd_inspect(args: argparse.Namespace) -> int:
     if args.plot:
         check_output(args.plot, flag="--plot", overwrite=args.overwrite)
     import numpy as np
 
+    from tianshou_offline.data.atomic import format_size
     from tianshou_offline.data.format import read_metadata, space_to_dict
     from tianshou_offline.data.reference import read_reference_scores, stored_reference_scores
     from tianshou_offline.data.repack import unmappable_columns
@@ -64,7 +57,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         }
         print(json.dumps(doc, indent=2, default=str))
     else:
-        print(f"file:            {md.path} ({_fmt_bytes(md.file_size)})")
+        print(f"file:            {md.path} ({format_size(md.file_size)})")
         print(
             f"layout:          {md.layout}"
             + (f" (format version {md.format_version})" if md.format_version else "")
@@ -104,7 +97,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         for name, (shape, dtype) in md.columns.items():
             nbytes = np.dtype(dtype).itemsize * int(np.prod(shape)) if shape else 0
             print(
-                f"  {name:<{width}}  {shape!s:<22} {np.dtype(dtype).name:<9} {_fmt_bytes(nbytes)}"
+                f"  {name:<{width}}  {shape!s:<22} {np.dtype(dtype).name:<9} {format_size(nbytes)}"
             )
         for key, label in (("return", "episode return"), ("length", "episode length")):
             d = stats[key]
@@ -148,6 +141,7 @@ def _memory_line(
     import numpy as np
 
     from tianshou_offline.data import mapped  # not ondisk: it imports tianshou (seconds)
+    from tianshou_offline.data.atomic import format_size
 
     if not unmappable:
         return "memory='disk':   ready (contiguous, uncompressed columns are memory-mapped)"
@@ -158,8 +152,8 @@ def _memory_line(
     if nbytes <= avail // 2:
         return None
     return (
-        f"memory='disk':   an option for data this size ({_fmt_bytes(nbytes)}, "
-        f"{_fmt_bytes(avail)} of memory available): `tianshou-offline repack {file} OUT` writes "
+        f"memory='disk':   an option for data this size ({format_size(nbytes)}, "
+        f"{format_size(avail)} of memory available): `tianshou-offline repack {file} OUT` writes "
         f"a copy it can memory-map ({', '.join(unmappable)} chunked or compressed here)"
     )
 

@@ -20,15 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from tianshou_offline.data.atomic import format_size
 from tianshou_offline.errors import OutputExistsError
-
-
-def _fmt_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024:
-            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
-        n /= 1024
-    return f"{n:.1f} TiB"
 
 
 def _licence(extra: dict[str, Any]) -> str | None:
@@ -82,7 +75,7 @@ def card_markdown(path: str | os.PathLike[str], image_name: str) -> str:
     lines = [f"# {title}", ""]
     lines += [
         "| | |", "|---|---|",
-        f"| file | `{p.name}` ({_fmt_bytes(md.file_size)}) |",
+        f"| file | `{p.name}` ({format_size(md.file_size)}) |",
         f"| layout | {md.layout}" + (f" (format version {md.format_version})" if md.format_version else "") + " |",
         f"| environment | {md.env_id or 'not recorded'} |",
         f"| transitions | {md.num_transitions} |",
@@ -100,7 +93,7 @@ def card_markdown(path: str | os.PathLike[str], image_name: str) -> str:
     lines += ["", "| column | shape | dtype | size |", "|---|---|---|---|"]
     for name, (shape, dtype) in md.columns.items():
         nbytes = np.dtype(dtype).itemsize * int(np.prod(shape)) if shape else 0
-        lines.append(f"| `{name}` | {shape} | {np.dtype(dtype).name} | {_fmt_bytes(nbytes)} |")
+        lines.append(f"| `{name}` | {shape} | {np.dtype(dtype).name} | {format_size(nbytes)} |")
     lines += ["", "## Episodes", ""]
     lines += ["| | mean | std | min | median | max |", "|---|---:|---:|---:|---:|---:|"]
     for label, values in (("return", table.returns), ("length", table.lengths)):
