@@ -152,6 +152,23 @@ ROWS: dict[str, tuple[str, list[str]]] = {
             "step's work per sample)",
         ],
     ),
+    "sacn": ("SAC-N (N = 10)", ["Tianshou 2.0.1 and d3rlpy 2.8.1 have no SAC-N: ours alone"]),
+    "edac": (
+        "EDAC (N = 10, η = 1)",
+        [
+            "Tianshou 2.0.1 and d3rlpy 2.8.1 have no EDAC: ours alone (SAC-N's step plus the "
+            "second-order action-gradient term)"
+        ],
+    ),
+    "awac": (
+        "AWAC (1 action sample)",
+        [
+            "Tianshou 2.0.1 has no AWAC",
+            "ours with d3rlpy's batch-softmax weights (normalize_weights=True); d3rlpy's "
+            "critic target is its SAC target: a tanh-squashed next action and its "
+            "log-density (temperature fixed at 1), ours samples the next action only",
+        ],
+    ),
 }
 
 
@@ -336,7 +353,7 @@ def summary_table(records: Sequence[dict[str, Any]]) -> str:
     fused-Adam peer; then each side's floor and the ceiling at the first thread count."""
     if not records:
         return results.provenance_line(records)
-    by = {(r["settings"]["suite"], r["settings"]["threads"]): r for r in records}
+    by = _merged_rows(records)
     suites = list(dict.fromkeys(r["settings"]["suite"] for r in records))
     suites.sort(key=lambda s: list(SUITES).index(s))
     threads = sorted({t for _, t in by})
@@ -353,15 +370,18 @@ def summary_table(records: Sequence[dict[str, Any]]) -> str:
     any_floor = False
     for suite in suites:
         first = next(by[(suite, t)] for t in threads if (suite, t) in by)
-        for i, row in enumerate(first["figures"]["rows"]):
+        for row in first["figures"]["rows"]:
             for ours, suffix in row["ours"]:
                 cells = [row["label"] + suffix]
                 for t in threads:
                     rec = by.get((suite, t))
-                    if rec is None or i >= len(rec["figures"]["rows"]):
+                    same = (
+                        [x for x in rec["figures"]["rows"] if x["key"] == row["key"]] if rec else []
+                    )
+                    if not same:
                         cells += ["–"] * (len(COLUMNS) + 2)
                         continue
-                    r_t = rec["figures"]["rows"][i]
+                    r_t = same[0]
                     ss = {s["key"]: s for s in r_t["sides"]}
                     cells.append(f"{statistics.median(ss[ours]['ms']):.2f}")
                     for p in peers:
@@ -390,9 +410,30 @@ def summary_table(records: Sequence[dict[str, Any]]) -> str:
     return out + f"\n\n_{how}._ " + results.provenance_line(records)
 
 
+def _merged_rows(records: Sequence[dict[str, Any]]) -> dict[tuple[str, int], dict[str, Any]]:
+    """One record per (suite, threads) whose rows are those of every record of that suite and
+    thread count, oldest first, a row of a newer record replacing the row of the same key (a
+    run of some algorithms alone adds or refreshes their rows)."""
+    merged: dict[tuple[str, int], dict[str, Any]] = {}
+    for r in sorted(records, key=lambda x: (x["created"], x["key"])):
+        k = (r["settings"]["suite"], r["settings"]["threads"])
+        if k not in merged:
+            merged[k] = {**r, "figures": {"rows": list(r["figures"]["rows"])}}
+            continue
+        rows: list[dict[str, Any]] = merged[k]["figures"]["rows"]
+        for row in r["figures"]["rows"]:
+            at = [i for i, x in enumerate(rows) if x["key"] == row["key"]]
+            if at:
+                rows[at[0]] = row
+            else:
+                rows.append(row)
+    return merged
+
+
 def readme_section() -> str:
-    """The README's section: :func:`summary_table` of every kept result."""
-    return summary_table(results.read_results(BENCHMARK))
+    """The README's section: :func:`summary_table` of every kept result (rows merged across
+    the results of a suite and thread count, see :func:`_merged_rows`)."""
+    return summary_table(results.read_results(BENCHMARK, latest=False))
 
 
 # ------------------------------------------------------------------- main
@@ -454,7 +495,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown:
         p.error(f"unknown algorithms {unknown}; choose from {list(ROWS)}")
     if args.table_only or args.readme:
-        return report.show_kept(args, BENCHMARK, summary_table, missed_targets)
+        return report.show_kept(args, BENCHMARK, summary_table, missed_targets, latest=False)
     else:
         d3rlpy = None if args.no_d3rlpy else d3rlpy_python(
             args.d3rlpy_python, create=True, torch_version=torch.__version__)  # fmt: skip

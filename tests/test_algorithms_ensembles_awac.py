@@ -32,6 +32,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
@@ -387,6 +388,30 @@ def test_advantage_weights() -> None:
     assert soft.sum().item() == pytest.approx(3.0)
     with pytest.raises(ValueError, match="lam"):
         _awac(lam=0.0)
+
+
+# --------------------------------------------------------------------------- the grid
+
+
+def test_the_grid_builds_the_registry_algorithms() -> None:
+    """``tianshou-offline grid`` names SAC-N, EDAC, LB-SAC and AWAC (continuous data only):
+    built from the registry's ``small`` preset with the cell's overrides, an unknown override
+    an error naming the fields."""
+    from tianshou_offline.errors import DataValidationError
+    from tianshou_offline.scale.algorithms import algorithm_names, build_algorithm, hyperparameters
+
+    names = algorithm_names(PENDULUM_ACT)
+    assert {"sacn", "edac", "lbsac", "awac"} <= set(names)
+    assert "awac" not in algorithm_names(gym.spaces.Discrete(2))
+    awac = build_algorithm("awac", PENDULUM_OBS, PENDULUM_ACT, {"lam": 2.0})
+    assert isinstance(awac, AWAC) and awac.lam == 2.0
+    edac = build_algorithm("edac", PENDULUM_OBS, PENDULUM_ACT, {"num_critics": 3, "eta": 0.5})
+    assert isinstance(edac, EDAC) and edac.critics.num_critics == 3 and edac.eta == 0.5
+    assert hyperparameters("lbsac", PENDULUM_ACT)["batch_size"] == 1024
+    with pytest.raises(DataValidationError, match="no hyperparameter etta.*backup_entropy"):
+        build_algorithm("sacn", PENDULUM_OBS, PENDULUM_ACT, {"etta": 1.0})
+    with pytest.raises(DataValidationError, match="awac"):
+        build_algorithm("nope", PENDULUM_OBS, PENDULUM_ACT)
 
 
 # --------------------------------------------------------------------------- learning

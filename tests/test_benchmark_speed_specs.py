@@ -41,10 +41,13 @@ def test_continuous_peers_share_networks_batch_and_counts() -> None:
             assert spec["hidden"] == [256, 256], (key, side_key)
             assert spec["adam"] == "fused" or side_key == "tianshou-default", (key, side_key)
         hp = sides_continuous.HP[key]
+        if key in ("sacn", "edac"):  # neither peer has them
+            assert set(specs) == {"ours"}, key
+            continue
         p = specs["d3rlpy"]["params"]
         if "num_critics" in hp:
             assert p["n_critics"] == hp["num_critics"]
-    samples = {"bcq": 10, "cql": 10, "crr": 4}  # d3rlpy's defaults: 100, 10, 4
+    samples = {"bcq": 10, "cql": 10, "crr": 4, "awac": 1}  # d3rlpy's defaults: 100, 10, 4, 1
     for key, n in samples.items():
         side = rows[key].side("d3rlpy")
         assert side is not None
@@ -52,7 +55,9 @@ def test_continuous_peers_share_networks_batch_and_counts() -> None:
     assert rows["crr"].side("tianshou-fused") is None  # Tianshou has no continuous CRR
 
 
-@pytest.mark.parametrize("key", ["bcq", "cql", "crr", "td3bc", "iql", "rebrac"])
+@pytest.mark.parametrize(
+    "key", ["bcq", "cql", "crr", "td3bc", "iql", "rebrac", "sacn", "edac", "awac"]
+)
 def test_our_side_uses_the_shared_hyperparameters(key: str) -> None:
     """Our algorithm, built as the benchmark builds it, has the counts the peers get."""
     setup = sides_continuous.Setup.make(17, 6, (32, 32))
@@ -64,6 +69,7 @@ def test_our_side_uses_the_shared_hyperparameters(key: str) -> None:
         "bcq": ("num_sampled_action", "num_sampled_action"),
         "cql": ("num_sampled_actions", "num_sampled_actions"),
         "crr": ("num_action_samples", "num_action_samples"),
+        "awac": ("num_action_samples", "num_action_samples"),
     }
     if key in counts:
         attr, hp_key = counts[key]

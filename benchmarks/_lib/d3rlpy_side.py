@@ -323,6 +323,20 @@ def continuous_config(spec: dict[str, Any]) -> Any:
             critic_beta=p["critic_beta"],
             **common,
         )
+    if algo == "awac":
+        return d3rlpy.algos.AWACConfig(
+            actor_learning_rate=p["actor_lr"],
+            critic_learning_rate=p["critic_lr"],
+            actor_optim_factory=_optimizer_factory(adam),
+            critic_optim_factory=_optimizer_factory(adam),
+            gamma=p["gamma"],
+            tau=p["tau"],
+            n_critics=p["n_critics"],
+            lam=p["lam"],
+            n_action_samples=p["n_action_samples"],
+            **nets,
+            **common,
+        )
     raise ValueError(f"unknown continuous algorithm {algo!r}")
 
 

@@ -39,12 +39,15 @@ def show_kept(
     benchmark: str,
     table: Callable[[list[dict[str, Any]]], str],
     missed_targets: Callable[[list[dict[str, Any]]], list[str]],
+    *,
+    latest: bool = True,
 ) -> int:
     """``--table-only``/``--readme``: print (and with ``--readme`` write into README.md) the
-    table of the kept results of ``benchmark``; the exit status of :func:`finish`."""
+    table of the kept results of ``benchmark`` (with ``latest`` the newest per name, else
+    all of them); the exit status of :func:`finish`."""
     from benchmarks._lib import readme
 
-    records = results.read_results(benchmark)
+    records = results.read_results(benchmark, latest=latest)
     text = table(records)
     if args.readme:
         readme.write_sections({benchmark: text})

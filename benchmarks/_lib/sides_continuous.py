@@ -5,8 +5,8 @@ Tianshou 2.0.1's (fused or default Adam) and the spec d3rlpy's worker builds
 Every side gets the same networks (256×256 ReLU MLPs unless ``--hidden``), batch size,
 critic count, sampled-action counts and hyperparameters, and trains on the same synthetic
 data (HalfCheetah-shaped by default: 17-d observations, 6-d actions, 100k transitions in
-1000-step episodes; the values do not affect speed). Tianshou has no continuous CRR, IQL or
-ReBRAC: their rows compare with d3rlpy only.
+1000-step episodes; the values do not affect speed). Tianshou has no continuous CRR, IQL,
+ReBRAC or AWAC: their rows compare with d3rlpy only; neither has SAC-N or EDAC (ours alone).
 """
 
 from __future__ import annotations
@@ -51,10 +51,13 @@ from tianshou.utils.net.continuous import (
 )
 
 from tianshou_offline.algorithms import (
+    AWAC,
     BCQ,
     CQL,
     CRR,
+    EDAC,
     IQL,
+    SACN,
     TD3BC,
     VAE,
     BCQPolicy,
@@ -180,6 +183,16 @@ HP: dict[str, dict[str, Any]] = {
         "update_actor_freq": 2,
         "actor_bc_coef": 0.001,
         "critic_bc_coef": 0.01,
+        "num_critics": 2,
+    },
+    "sacn": {"lr": 3e-4, "tau": 0.005, "gamma": 0.99, "num_critics": 10},
+    "edac": {"lr": 3e-4, "tau": 0.005, "gamma": 0.99, "num_critics": 10, "eta": 1.0},
+    "awac": {
+        "lr": 3e-4,
+        "tau": 0.005,
+        "gamma": 0.99,
+        "lam": 1.0,
+        "num_action_samples": 1,
         "num_critics": 2,
     },
 }
@@ -479,6 +492,46 @@ def ours_rebrac(s: Setup) -> OfflineAlgorithm[Any]:
     )
 
 
+def _ours_ensemble(s: Setup, key: str) -> OfflineAlgorithm[Any]:
+    hp = HP[key]
+    policy = GaussianPolicy(
+        actor=GaussianActor(s.obs_dim, s.act_dim, s.hidden),
+        action_space=s.act_space,
+        observation_space=s.obs_space,
+    )
+    kw: dict[str, Any] = dict(
+        policy=policy,
+        policy_optim=_ours_adam(hp["lr"]),
+        critics=CriticEnsemble(s.obs_dim, s.act_dim, s.hidden, num_critics=hp["num_critics"]),
+        critic_optim=_ours_adam(hp["lr"]),
+        alpha_optim=_ours_adam(hp["lr"]),
+        tau=hp["tau"],
+        gamma=hp["gamma"],
+    )
+    return EDAC(eta=hp["eta"], **kw) if key == "edac" else SACN(**kw)
+
+
+def ours_awac(s: Setup) -> OfflineAlgorithm[Any]:
+    hp = HP["awac"]
+    policy = GaussianPolicy(  # d3rlpy's NormalPolicy: a state-dependent std, not squashed
+        actor=GaussianActor(s.obs_dim, s.act_dim, s.hidden),
+        action_space=s.act_space,
+        observation_space=s.obs_space,
+        squash=False,
+    )
+    return AWAC(
+        policy=policy,
+        policy_optim=_ours_adam(hp["lr"]),
+        critics=CriticEnsemble(s.obs_dim, s.act_dim, s.hidden, num_critics=hp["num_critics"]),
+        critic_optim=_ours_adam(hp["lr"]),
+        lam=hp["lam"],
+        normalize_weights=True,  # d3rlpy's batch softmax
+        num_action_samples=hp["num_action_samples"],
+        tau=hp["tau"],
+        gamma=hp["gamma"],
+    )
+
+
 OURS: dict[str, Callable[[Setup], OfflineAlgorithm[Any]]] = {
     "il": ours_il,
     "bcq": ours_bcq,
@@ -488,6 +541,9 @@ OURS: dict[str, Callable[[Setup], OfflineAlgorithm[Any]]] = {
     "crr": ours_crr,
     "iql": ours_iql,
     "rebrac": ours_rebrac,
+    "sacn": functools.partial(_ours_ensemble, key="sacn"),
+    "edac": functools.partial(_ours_ensemble, key="edac"),
+    "awac": ours_awac,
 }
 TIANSHOU: dict[str, Callable[[Setup, str], OfflineAlgorithm[Any]]] = {
     "il": ts_il,
@@ -604,6 +660,18 @@ def d3rlpy_spec(key: str, common: dict[str, Any]) -> dict[str, Any] | None:
             "critic_layer_norm": True,
         }
         algo = "rebrac"
+    elif key == "awac":
+        hp = HP["awac"]
+        params = {
+            "actor_lr": hp["lr"],
+            "critic_lr": hp["lr"],
+            "gamma": hp["gamma"],
+            "tau": hp["tau"],
+            "n_critics": hp["num_critics"],
+            "lam": hp["lam"],
+            "n_action_samples": hp["num_action_samples"],
+        }
+        algo = "awac"
     else:
         return None
     return {"suite": "continuous", "algo": algo, "params": params, **common}

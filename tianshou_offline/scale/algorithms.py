@@ -3,7 +3,10 @@ hyperparameters.
 
 Names: ``il`` (behaviour cloning), ``bcq``, ``cql``, ``crr``, ``td3bc``, ``iql``, ``rebrac`` for
 continuous (``Box``) actions and ``il``, ``bcq``, ``cql``, ``crr`` for discrete actions; the action space
-of the data picks the side. Each has a table of default hyperparameters
+of the data picks the side. The algorithms that exist only as configs of the registry
+(:data:`REGISTRY_ONLY`: ``sacn``, ``edac``, ``lbsac``, ``awac``) are built by
+:func:`~tianshou_offline.algorithms.make_algorithm` from the ``small`` preset, overrides
+checked against their config's fields. Each has a table of default hyperparameters
 (:data:`CONTINUOUS_DEFAULTS`, :data:`DISCRETE_DEFAULTS`, small networks: these are the
 settings of ``benchmarks/quality_table.py``'s small scale) that a grid's ``overrides``
 replace key by key; an unknown key is an error naming the keys there are.
@@ -63,12 +66,23 @@ loss sums over its 200 target quantiles, so a weight of 1 hardly acts (see
 ``benchmarks/quality_table.py``'s ``DISCRETE_HP``)."""
 
 
+REGISTRY_ONLY: tuple[str, ...] = ("sacn", "edac", "lbsac", "awac")
+"""Continuous-action algorithms built from the registry's ``small`` preset (not from the
+tables above). The Decision Transformer is not among them: its policy needs evaluation
+environments that report rewards (``RewardInInfo``) and has no replayable checkpoint."""
+
+
+def _registry_only(name: str, action_space: gym.Space[Any]) -> bool:
+    return name in REGISTRY_ONLY and isinstance(action_space, gym.spaces.Box)
+
+
 def algorithm_names(action_space: gym.Space[Any]) -> tuple[str, ...]:
     """The names this module builds for data with ``action_space``."""
     table = (
         DISCRETE_DEFAULTS if isinstance(action_space, gym.spaces.Discrete) else CONTINUOUS_DEFAULTS
     )
-    return tuple(table)
+    extra = REGISTRY_ONLY if isinstance(action_space, gym.spaces.Box) else ()
+    return (*table, *extra)
 
 
 def hyperparameters(
@@ -78,13 +92,17 @@ def hyperparameters(
 
     :raises DataValidationError: an unknown algorithm, or an override it does not have.
     """
+    if _registry_only(name, action_space):
+        from tianshou_offline.algorithms import make_config
+
+        return make_config(name, "continuous", preset="small", **overrides).hyperparameters()
     discrete = isinstance(action_space, gym.spaces.Discrete)
     table = DISCRETE_DEFAULTS if discrete else CONTINUOUS_DEFAULTS
     kind = "discrete" if discrete else "continuous"
     if name not in table:
         raise DataValidationError(
             f"algorithm {name!r}: not one of the {kind}-action algorithms; expected one of "
-            f"{', '.join(table)}"
+            f"{', '.join(algorithm_names(action_space))}"
         )
     unknown = sorted(set(overrides) - set(table[name]))
     if unknown:
@@ -110,6 +128,8 @@ def build_algorithm(
 
     import tianshou_offline.algorithms as A
 
+    if _registry_only(name, action_space):
+        return A.make_algorithm(name, observation_space, action_space, preset="small", **overrides)
     hp = hyperparameters(name, action_space, overrides)
     if not isinstance(observation_space, gym.spaces.Box) or observation_space.shape is None:
         raise DataValidationError(

@@ -29,6 +29,9 @@ The update, in the order of Algorithm 1 (and of CORL and d3rlpy):
 
 **Differences from CORL and d3rlpy 2.8**, deliberate:
 
+- the critic's target is the paper's ``min_j Q'_j(s', a')``; d3rlpy 2.8.1's AWAC reuses its
+  SAC target: a tanh-squashed next action and ``− log π(a'|s')`` with the temperature fixed
+  at 1 (its placeholder log-temperature 0);
 - the clip ``w_max`` (CORL's ``exp_adv_max``) is on by default, d3rlpy's batch softmax is an
   option; d3rlpy's actor loss is the batch *sum* of ``−w log π`` (``B`` times ours — the same
   Adam step up to ε) and it has actor weight decay (1e-4; pass an ``AdamOptimizerFactory(
