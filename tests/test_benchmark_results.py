@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import re
 
 import pytest
 
@@ -27,14 +26,16 @@ SECTIONS = {
 def test_readme_section_is_generated_from_kept_results(name: str, module: str) -> None:
     generated: str = importlib.import_module(module).readme_section()
     expected = generated if generated.endswith("\n") else generated + "\n"
-    found = readme.section(readme.README.read_text(), name)
-    assert found == expected, (
-        f"README section {name!r} differs from the kept results: run `python -m {module} --readme`"
-    )
+    for page in readme.pages_with(name):
+        found = readme.section(page.read_text(), name)
+        assert found == expected, (
+            f"{page.name} section {name!r} differs from the kept results: run "
+            f"`python -m {module} --readme`"
+        )
 
 
 def test_every_generated_section_is_known() -> None:
-    names = re.findall(r"<!-- BEGIN (\S+) -->", readme.README.read_text())
+    names = {n for page in readme.PAGES for n in readme.section_names(page.read_text())}
     assert sorted(names) == sorted(SECTIONS)
 
 
