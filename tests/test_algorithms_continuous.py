@@ -345,10 +345,10 @@ def test_targets_track_their_networks(name: str) -> None:
 
 
 def test_crr_hard_target_updates_every_interval() -> None:
-    """tau=1, target_update_interval=3: targets are exact copies taken every 3rd step."""
+    """tau=1, target_update_freq=3: targets are exact copies taken every 3rd step."""
     torch.manual_seed(0)
     buf = synthetic_buffer()
-    algo = make("crr", tau=1.0, target_update_interval=3)
+    algo = make("crr", tau=1.0, target_update_freq=3)
     assert isinstance(algo, CRR)
 
     def max_gap() -> float:
@@ -365,8 +365,8 @@ def test_crr_hard_target_updates_every_interval() -> None:
             gaps.append(max_gap())
     assert gaps[2] == 0.0 and gaps[5] == 0.0  # copied after steps 3 and 6
     assert gaps[0] > 0 and gaps[1] > 0 and gaps[3] > 0 and gaps[4] > 0
-    with pytest.raises(ValueError, match="target_update_interval"):
-        make("crr", target_update_interval=0)
+    with pytest.raises(ValueError, match="target_update_freq"):
+        make("crr", target_update_freq=0)
     with pytest.raises(ValueError, match="tau"):
         make("crr", tau=0.0)
 
@@ -503,7 +503,7 @@ def test_critic_weighted_policy_resamples_by_the_critic() -> None:
     policy = CriticWeightedPolicy(
         actor=_standard_normal_actor(),
         critics=_Bowl(),
-        num_action_samples=m,
+        num_sampled_actions=m,
         temperature=temperature,
         **kw,
     )
@@ -524,7 +524,7 @@ def test_critic_weighted_policy_resamples_by_the_critic() -> None:
     mode = GaussianPolicy(actor=policy.actor, squash=False, **kw)(many).act
     assert float(torch.as_tensor(mode).abs().max()) == 0.0  # the plain policy: its mean
     hot = CriticWeightedPolicy(
-        actor=policy.actor, critics=_Bowl(), num_action_samples=m, temperature=1e6, **kw
+        actor=policy.actor, critics=_Bowl(), num_sampled_actions=m, temperature=1e6, **kw
     )
     torch.manual_seed(0)
     assert abs(float(hot(many).act.mean())) < 0.1  # T → ∞: a plain sample of π

@@ -119,7 +119,7 @@ def make_any(name: str, seed: int) -> tuple[Algorithm, ReplayBuffer]:
     if name == "td3bc":  # policy delay 2
         return make("td3bc"), synthetic_buffer()
     if name == "crr":  # hard target copies every 3 steps
-        return make("crr", tau=1.0, target_update_interval=3), synthetic_buffer()
+        return make("crr", tau=1.0, target_update_freq=3), synthetic_buffer()
     if name in ("il_lr_schedule", "il_linear_schedule"):
         # StepLR: the learning rate halves every 2 steps; Tianshou's linear decay keeps numpy
         # floats in its state (saved as Python floats, so weights-only loading reads them)

@@ -435,7 +435,7 @@ def test_bcq_matches_algorithm_1(monkeypatch: pytest.MonkeyPatch) -> None:
         critic_optim=SGD,
         tau=tau,
         lmbda=lmbda,
-        num_sampled_action=n,
+        num_sampled_actions=n,
     )
     g, xi, critics = (
         copy.deepcopy(vae),
@@ -521,7 +521,7 @@ def test_crr_matches_the_paper(
         beta=beta,
         max_weight=20.0,
         advantage="max" if advantage == "max" else "mean",
-        num_action_samples=m,
+        num_sampled_actions=m,
     )
     displace_targets(algo)
     actor, critics = copy.deepcopy(policy.actor), copy.deepcopy(algo.critics)

@@ -428,30 +428,3 @@ def test_quality_table_maps_every_algorithm_to_d3rlpy(quality_table: Any) -> Non
                 with pytest.raises(ValueError):
                     quality_table.d3rlpy_params(suite, algo)
     assert quality_table.d3rlpy_params("continuous", "cql")["alpha_lr"] == 0.0  # no Lagrange
-
-
-def test_quality_table_settings_are_the_grid_defaults(quality_table: Any) -> None:
-    """The table's small-scale settings are ``tianshou_offline.scale``'s defaults (its
-    builder makes our side), so ``tianshou-offline grid`` with no overrides trains what the
-    table's column "ours" reports."""
-    from tianshou_offline.scale.algorithms import algorithm_names, hyperparameters
-
-    qt = quality_table
-    spaces = {"continuous": gym.spaces.Box(-1.0, 1.0, (3,)), "discrete": gym.spaces.Discrete(3)}
-    sizes = {"continuous": {"hidden_sizes": list(qt.SCALES["small"].hidden)},
-             "discrete": {"trunk_sizes": list(qt.DISCRETE_TRUNK),
-                          "head_sizes": list(qt.DISCRETE_HEAD)}}  # fmt: skip
-    for suite, table in (("continuous", qt.CONTINUOUS_HP), ("discrete", qt.DISCRETE_HP)):
-        variants = {a for a in qt.ALGORITHMS[suite] if "-" in a}  # our algorithms, configured
-        assert set(algorithm_names(spaces[suite])) == set(qt.ALGORITHMS[suite]) - variants
-        for algo, hp in table.items():
-            if algo not in qt.ALGORITHMS[suite]:
-                continue
-            ours = {k: v for k, v in hp.items() if k != "d3rlpy_alpha"}
-            name = algo.split("-")[0]  # cql-dqn: CQL with overrides
-            defaults = hyperparameters(name, spaces[suite], ours if name != algo else {})
-            defaults.pop("with_lagrange", None)  # the table runs CQL without the dual
-            if "double_q" not in ours:
-                assert defaults.pop("double_q", False) is False
-            net = qt.DISCRETE_NETS.get(algo, sizes[suite]) if suite == "discrete" else sizes[suite]
-            assert defaults == {**ours, **net}, (suite, algo)

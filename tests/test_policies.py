@@ -80,7 +80,7 @@ def _bcq() -> ContinuousPolicy:
         critics=CriticEnsemble(3, 1, (16, 16), num_critics=3),
         action_space=ACT,
         observation_space=OBS,
-        num_candidate_actions=7,
+        num_sampled_actions=7,
         normalize_obs=True,
     )
 

@@ -37,20 +37,22 @@ from tianshou_offline.algorithms.continuous.awac import (
     advantage_weights,
 )
 from tianshou_offline.algorithms.continuous.base import OfflineAlgorithmBase
-from tianshou_offline.algorithms.continuous.bcq import BCQ, BCQStep, BCQTrainingStats
+from tianshou_offline.algorithms.continuous.bcq import BCQ, BCQConfig, BCQStep, BCQTrainingStats
 from tianshou_offline.algorithms.continuous.cql import (
     CQL,
     CalQLTransitions,
+    CQLConfig,
     CQLStep,
     CQLTrainingStats,
     calql_reference_values,
 )
-from tianshou_offline.algorithms.continuous.crr import CRR, CRRStep, CRRTrainingStats
+from tianshou_offline.algorithms.continuous.crr import CRR, CRRConfig, CRRStep, CRRTrainingStats
 from tianshou_offline.algorithms.continuous.dataset import TransitionDataset, Transitions
 from tianshou_offline.algorithms.continuous.edac import EDAC, EDACConfig, ensemble_similarity
 from tianshou_offline.algorithms.continuous.finetune import OnlineFineTuning
 from tianshou_offline.algorithms.continuous.fqe import FQE, FQEStep, FQETrainingStats
 from tianshou_offline.algorithms.continuous.il import (
+    ImitationConfig,
     ImitationLearning,
     ImitationStep,
     ImitationTrainingStats,
@@ -58,6 +60,7 @@ from tianshou_offline.algorithms.continuous.il import (
 from tianshou_offline.algorithms.continuous.iql import (
     IQL,
     CosineLRSchedulerFactory,
+    IQLConfig,
     IQLStep,
     IQLTrainingStats,
     expectile_loss,
@@ -84,6 +87,7 @@ from tianshou_offline.algorithms.continuous.rebrac import (
     NextActionDataset,
     NextActionTransitions,
     ReBRAC,
+    ReBRACConfig,
     ReBRACStep,
     ReBRACTrainingStats,
 )
@@ -135,11 +139,14 @@ __all__ = [
     "AWACStep",
     "AWACTrainingStats",
     "AlgorithmConfig",
+    "BCQConfig",
     "BCQPolicy",
     "BCQStep",
     "BCQTrainingStats",
+    "CQLConfig",
     "CQLStep",
     "CQLTrainingStats",
+    "CRRConfig",
     "CRRStep",
     "CRRTrainingStats",
     "CalQLTransitions",
@@ -158,8 +165,10 @@ __all__ = [
     "FQETrainingStats",
     "GaussianActor",
     "GaussianPolicy",
+    "IQLConfig",
     "IQLStep",
     "IQLTrainingStats",
+    "ImitationConfig",
     "ImitationLearning",
     "ImitationStep",
     "ImitationTrainingStats",
@@ -172,6 +181,7 @@ __all__ = [
     "Perturbation",
     "Preset",
     "ReBRAC",
+    "ReBRACConfig",
     "ReBRACStep",
     "ReBRACTrainingStats",
     "SACNConfig",
@@ -205,17 +215,20 @@ __all__ = [
 from tianshou_offline.algorithms.discrete.base import DiscreteOfflineAlgorithm
 from tianshou_offline.algorithms.discrete.bcq import (
     DiscreteBCQ,
+    DiscreteBCQConfig,
     DiscreteBCQStep,
     DiscreteBCQTrainingStats,
 )
 from tianshou_offline.algorithms.discrete.cql import (
     DiscreteCQL,
+    DiscreteCQLConfig,
     DiscreteCQLStep,
     DiscreteCQLTrainingStats,
     quantile_huber_loss,
 )
 from tianshou_offline.algorithms.discrete.crr import (
     DiscreteCRR,
+    DiscreteCRRConfig,
     DiscreteCRRStep,
     DiscreteCRRTrainingStats,
 )
@@ -226,6 +239,7 @@ from tianshou_offline.algorithms.discrete.fqe import (
     DiscreteFQETrainingStats,
 )
 from tianshou_offline.algorithms.discrete.il import (
+    DiscreteImitationConfig,
     DiscreteImitationLearning,
     DiscreteImitationStep,
     DiscreteImitationTrainingStats,
@@ -285,18 +299,22 @@ __all__ += [
     "AtariTrunk",
     "DiscreteActorPolicy",
     "DiscreteBCQ",
+    "DiscreteBCQConfig",
     "DiscreteBCQPolicy",
     "DiscreteBCQStep",
     "DiscreteBCQTrainingStats",
     "DiscreteCQL",
+    "DiscreteCQLConfig",
     "DiscreteCQLStep",
     "DiscreteCQLTrainingStats",
     "DiscreteCRR",
+    "DiscreteCRRConfig",
     "DiscreteCRRStep",
     "DiscreteCRRTrainingStats",
     "DiscreteFQE",
     "DiscreteFQEStep",
     "DiscreteFQETrainingStats",
+    "DiscreteImitationConfig",
     "DiscreteImitationLearning",
     "DiscreteImitationStep",
     "DiscreteImitationTrainingStats",

@@ -23,12 +23,14 @@ names of an earlier release to fields (accepted for one release with a
 from __future__ import annotations
 
 import dataclasses
+import functools
+import inspect
 import typing
 import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self, TypeVar, cast
 
 import gymnasium as gym
 import numpy as np
@@ -57,6 +59,8 @@ __all__ = [
     "box_dims",
     "discrete_actions",
     "flat_obs_dim",
+    "param_default",
+    "renamed_kwargs",
     "warn_renamed",
 ]
 
@@ -75,8 +79,9 @@ class AlgorithmConfig(ABC):
     """The registry name (``"td3bc"``); unique per :attr:`action_kind`."""
     action_kind: ClassVar[ActionKind]
     """The kind of action space the algorithm learns from."""
-    renamed: ClassVar[Mapping[str, str]] = {}
-    """Names of an earlier release → the field that replaced them (deprecated aliases)."""
+    renamed: ClassVar[Mapping[str, str | tuple[str, ...]]] = {}
+    """Names of an earlier release → the field (or fields) that replaced them (deprecated
+    aliases; ``lr`` of the earlier grids sets every network's learning rate)."""
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -138,12 +143,17 @@ class AlgorithmConfig(ABC):
         for key, value in values.items():
             if key in cls.renamed and key not in fields:
                 new = cls.renamed[key]
-                warn_renamed(f"{cls.__name__} hyperparameter", key, new, stacklevel=4)
-                if new in values:
+                targets = (new,) if isinstance(new, str) else new
+                warn_renamed(
+                    f"{cls.__name__} hyperparameter", key, " and ".join(targets), stacklevel=4
+                )
+                both = [t for t in targets if t in values]
+                if both:
                     raise UnknownHyperparameterError(
-                        f"algorithm {cls.name!r}: both {key!r} and its new name {new!r} given"
+                        f"algorithm {cls.name!r}: both {key!r} and its new name {both[0]!r} given"
                     )
-                key = new
+                out.update(dict.fromkeys(targets, value))
+                continue
             if key not in fields:
                 unknown.append(key)
             out[key] = value
@@ -153,6 +163,38 @@ class AlgorithmConfig(ABC):
                 f"{', '.join(sorted(unknown))}; expected some of {', '.join(fields)}"
             )
         return out
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def renamed_kwargs(renames: Mapping[str, str]) -> Callable[[F], F]:
+    """A decorator that accepts the keyword arguments of an earlier release under their old
+    names (``{old: new}``), with a ``DeprecationWarning``, for one release."""
+
+    def decorate(fn: F) -> F:
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            for old, new in renames.items():
+                if old in kwargs:
+                    if new in kwargs:
+                        raise TypeError(f"{fn.__qualname__}: both {old!r} and {new!r} given")
+                    warn_renamed(f"{fn.__qualname__} keyword", old, new)
+                    kwargs[new] = kwargs.pop(old)
+            return fn(*args, **kwargs)
+
+        return cast(F, wrapper)
+
+    return decorate
+
+
+def param_default(fn: Callable[..., Any], param: str) -> Any:
+    """The default of ``fn``'s parameter ``param``: a config field whose default is a network's
+    or a policy's (written once, in that constructor)."""
+    default = inspect.signature(fn).parameters[param].default
+    if default is inspect.Parameter.empty:
+        raise TypeError(f"{fn.__qualname__}: parameter {param!r} has no default")
+    return default
 
 
 def warn_renamed(what: str, old: str, new: str, *, stacklevel: int = 3) -> None:
@@ -237,7 +279,10 @@ class ContinuousTDConfig(ContinuousConfig):
     num_critics: int = 2
     """members of the critic ensemble"""
 
-    renamed: ClassVar[Mapping[str, str]] = {"n_step": "n_step_return_horizon"}
+    renamed: ClassVar[Mapping[str, str | tuple[str, ...]]] = {
+        "n_step": "n_step_return_horizon",
+        "lr": ("actor_lr", "critic_lr"),
+    }
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -259,7 +304,7 @@ class DiscreteConfig(AlgorithmConfig):
     max_grad_norm: float | None = None
     """clip the gradient's norm to this (None: no clipping)"""
 
-    renamed: ClassVar[Mapping[str, str]] = {"head_sizes": "hidden_sizes"}
+    renamed: ClassVar[Mapping[str, str | tuple[str, ...]]] = {"head_sizes": "hidden_sizes"}
 
     def trunk(self, observation_space: gym.Space[Any]) -> Trunk:
         """A new trunk for these observations: :class:`AtariTrunk` for ``(C, H, W)`` images,
@@ -282,7 +327,7 @@ class DiscreteTDConfig(DiscreteConfig):
     target_update_freq: int = 0
     """gradient steps between target-network copies (0: no target network)"""
 
-    renamed: ClassVar[Mapping[str, str]] = {
+    renamed: ClassVar[Mapping[str, str | tuple[str, ...]]] = {
         "head_sizes": "hidden_sizes",
         "n_step": "n_step_return_horizon",
     }

@@ -17,10 +17,20 @@ from typing import TYPE_CHECKING, Any
 
 from tianshou_offline.algorithms.config import ActionKind, AlgorithmConfig, action_kind_of
 from tianshou_offline.algorithms.continuous.awac import AWACConfig
+from tianshou_offline.algorithms.continuous.bcq import BCQConfig
+from tianshou_offline.algorithms.continuous.cql import CQLConfig
+from tianshou_offline.algorithms.continuous.crr import CRRConfig
 from tianshou_offline.algorithms.continuous.edac import EDACConfig
+from tianshou_offline.algorithms.continuous.il import ImitationConfig
+from tianshou_offline.algorithms.continuous.iql import IQLConfig
 from tianshou_offline.algorithms.continuous.lb_sac import LBSACConfig
+from tianshou_offline.algorithms.continuous.rebrac import ReBRACConfig
 from tianshou_offline.algorithms.continuous.sac_n import SACNConfig
 from tianshou_offline.algorithms.continuous.td3_bc import TD3BCConfig
+from tianshou_offline.algorithms.discrete.bcq import DiscreteBCQConfig
+from tianshou_offline.algorithms.discrete.cql import DiscreteCQLConfig
+from tianshou_offline.algorithms.discrete.crr import DiscreteCRRConfig
+from tianshou_offline.algorithms.discrete.il import DiscreteImitationConfig
 from tianshou_offline.algorithms.dt.algorithm import ContinuousDTConfig, DiscreteDTConfig
 from tianshou_offline.errors import DataValidationError
 
@@ -38,7 +48,17 @@ __all__ = [
 ]
 
 CONFIG_CLASSES: tuple[type[AlgorithmConfig], ...] = (
+    ImitationConfig,
+    BCQConfig,
+    CQLConfig,
+    CRRConfig,
     TD3BCConfig,
+    IQLConfig,
+    ReBRACConfig,
+    DiscreteImitationConfig,
+    DiscreteBCQConfig,
+    DiscreteCQLConfig,
+    DiscreteCRRConfig,
     SACNConfig,
     EDACConfig,
     LBSACConfig,
@@ -91,8 +111,8 @@ def make_config(
     preset: str | None = None,
     **overrides: Any,
 ) -> AlgorithmConfig:
-    """The config of ``name``: the preset's settings (no preset: the config's defaults, the
-    paper's) with ``overrides`` applied.
+    """The config of ``name`` (an algorithm, or a variant row of the preset): the preset's
+    settings (no preset: the config's defaults, the paper's) with ``overrides`` applied.
 
     :raises DataValidationError: an unknown algorithm or preset, or a preset without it.
     :raises UnknownHyperparameterError: an override that names no field (the message lists
@@ -100,8 +120,8 @@ def make_config(
     """
     from tianshou_offline.algorithms.presets import preset_config
 
-    cls = config_class(name, action)
-    base = cls() if preset is None else preset_config(preset, name, cls.action_kind)
+    kind = _kind(action)
+    base = config_class(name, kind)() if preset is None else preset_config(preset, name, kind)
     return base.replace(**overrides)
 
 

@@ -18,8 +18,8 @@ Every policy the package saves replays with ``tianshou-offline record --policy F
   "CriticWeightedPolicy" | "BCQPolicy",
   "normalize_obs": bool, "obs_norm_eps": float, "action_scaling": bool,
   "squash": bool, "deterministic_eval": bool,   # GaussianPolicy (and CriticWeightedPolicy)
-  "num_action_samples": int, "temperature": float,   # CriticWeightedPolicy
-  "num_candidate_actions": int,                 # BCQPolicy
+  "num_action_samples": int, "temperature": float,   # CriticWeightedPolicy's num_sampled_actions
+  "num_candidate_actions": int,                 # BCQPolicy's num_sampled_actions
   "modules": {attribute: module spec}}`` (version 2, :func:`save_policy_checkpoint` given a
   policy of :mod:`tianshou_offline.algorithms`): the policy is rebuilt with its class,
   flags, spaces and networks, and ``state_dict`` is the policy's own (networks and
@@ -623,7 +623,7 @@ def _build_policy(
         policy = CriticWeightedPolicy(
             actor=modules["actor"],
             critics=modules["critics"],
-            num_action_samples=int(spec["num_action_samples"]),
+            num_sampled_actions=int(spec["num_action_samples"]),
             temperature=float(spec["temperature"]),
             squash=bool(spec["squash"]),
             **common,
@@ -643,7 +643,7 @@ def _build_policy(
             vae=vae,
             perturbation=perturbation,
             critics=critics,
-            num_candidate_actions=int(spec["num_candidate_actions"]),
+            num_sampled_actions=int(spec["num_candidate_actions"]),
             **common,
         )
     assert isinstance(policy, ContinuousPolicy)
@@ -678,10 +678,10 @@ def _continuous_payload(policy: ContinuousPolicy) -> dict[str, Any]:
         spec["squash"] = bool(policy.squash)
         spec["deterministic_eval"] = bool(policy.deterministic_eval)
     if isinstance(policy, CriticWeightedPolicy):
-        spec["num_action_samples"] = int(policy.num_action_samples)
+        spec["num_action_samples"] = int(policy.num_sampled_actions)
         spec["temperature"] = float(policy.temperature)
     if isinstance(policy, BCQPolicy):
-        spec["num_candidate_actions"] = int(policy.num_candidate_actions)
+        spec["num_candidate_actions"] = int(policy.num_sampled_actions)
     state = {k: v.detach().cpu() for k, v in policy.state_dict().items()}
     assert policy.observation_space is not None  # ContinuousPolicy requires one
     try:

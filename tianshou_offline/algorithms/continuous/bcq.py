@@ -24,13 +24,15 @@ The update, in the order of Algorithm 1:
 4. **Targets**: Polyak averaging of the critics and of the perturbation model.
 
 Acting (Eq. 11, :class:`~tianshou_offline.algorithms.continuous.policies.BCQPolicy`): the perturbed
-VAE sample with the highest ``Q_1`` among ``num_candidate_actions``. Tianshou 2.0.1's BCQ
+VAE sample with the highest ``Q_1`` among ``num_sampled_actions``. Tianshou 2.0.1's BCQ
 backs up *unperturbed* VAE samples; ``perturb_target_actions=False`` reproduces that.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -39,10 +41,95 @@ from tianshou.algorithm.optim import OptimizerFactory
 from tianshou.data.types import RolloutBatchProtocol
 from typing_extensions import TypeVar
 
+from tianshou_offline.algorithms.config import (
+    ContinuousTDConfig,
+    adam,
+    box_dims,
+    param_default,
+    renamed_kwargs,
+)
 from tianshou_offline.algorithms.continuous.base import OfflineAlgorithmBase
 from tianshou_offline.algorithms.continuous.dataset import Transitions
+from tianshou_offline.algorithms.continuous.nets import VAE, CriticEnsemble, Perturbation
 from tianshou_offline.algorithms.continuous.policies import BCQPolicy
 from tianshou_offline.algorithms.core import to_floats
+
+if TYPE_CHECKING:
+    import gymnasium as gym
+
+
+@dataclass(frozen=True, kw_only=True)
+class BCQConfig(ContinuousTDConfig):
+    """BCQ's hyperparameters (Fujimoto et al. 2019, Appendix D): perturbation model and
+    critics of 400 × 300, a VAE of 750 × 750, Adam 1e-3, λ = 0.75, Φ = 0.05, n = 10."""
+
+    name: ClassVar[str] = "bcq"
+    renamed: ClassVar[Mapping[str, str | tuple[str, ...]]] = {
+        **ContinuousTDConfig.renamed,
+        "num_sampled_action": "num_sampled_actions",
+        "num_candidate_actions": "policy_num_sampled_actions",
+        "lr": ("actor_lr", "critic_lr", "vae_lr"),
+    }
+
+    hidden_sizes: tuple[int, ...] = param_default(Perturbation, "hidden_sizes")
+    """widths of the hidden layers of the perturbation model and the critics"""
+    vae_hidden_sizes: tuple[int, ...] = param_default(VAE, "hidden_sizes")
+    """widths of the VAE's encoder and decoder layers"""
+    latent_dim: int | None = param_default(VAE, "latent_dim")
+    """VAE latent size (None: 2 × action size)"""
+    actor_lr: float = 1e-3
+    """Adam learning rate of the perturbation model"""
+    critic_lr: float = 1e-3
+    """Adam learning rate of the critics"""
+    vae_lr: float = 1e-3
+    """Adam learning rate of the VAE"""
+    lmbda: float = 0.75
+    """λ, the weight of the minimum in the soft clipped double-Q target (Eq. 13)"""
+    phi: float = param_default(Perturbation, "phi")
+    """Φ, the largest perturbation (in ``[-1, 1]`` action units)"""
+    num_sampled_actions: int = 10
+    """VAE actions sampled per next state for the target"""
+    policy_num_sampled_actions: int = param_default(BCQPolicy, "num_sampled_actions")
+    """candidates the policy samples per state when acting"""
+    kl_weight: float = 0.5
+    """weight of the VAE's KL term"""
+    perturb_target_actions: bool = True
+    """perturb the target's sampled actions (False: Tianshou 2.0.1's unperturbed backup)"""
+
+    def build(
+        self,
+        observation_space: gym.Space[Any],
+        action_space: gym.Space[Any],
+        *,
+        device: str | torch.device = "cpu",
+    ) -> BCQ:
+        """A :class:`BCQ` of a :class:`VAE`, a :class:`Perturbation` and critics."""
+        d, a = box_dims(observation_space, action_space)
+        h = self.hidden_sizes
+        policy = BCQPolicy(
+            vae=VAE(d, a, self.vae_hidden_sizes, latent_dim=self.latent_dim),
+            perturbation=Perturbation(d, a, h, phi=self.phi),
+            critics=CriticEnsemble(d, a, h, num_critics=self.num_critics),
+            action_space=action_space,
+            observation_space=observation_space,
+            num_sampled_actions=self.policy_num_sampled_actions,
+            normalize_obs=self.normalize_obs,
+        )
+        algorithm: BCQ = BCQ(
+            policy=policy,
+            vae_optim=adam(self.vae_lr),
+            actor_perturbation_optim=adam(self.actor_lr),
+            critic_optim=adam(self.critic_lr),
+            gamma=self.gamma,
+            tau=self.tau,
+            lmbda=self.lmbda,
+            num_sampled_actions=self.num_sampled_actions,
+            kl_weight=self.kl_weight,
+            perturb_target_actions=self.perturb_target_actions,
+            n_step_return_horizon=self.n_step_return_horizon,
+            max_grad_norm=self.max_grad_norm,
+        )
+        return algorithm.to(device)
 
 
 @dataclass(kw_only=True)
@@ -97,18 +184,13 @@ class BCQ(OfflineAlgorithmBase[BCQPolicy, TBCQStats]):
     :param vae_optim: optimizer factory for the VAE (authors: Adam, default lr).
     :param actor_perturbation_optim: optimizer factory for ``ξ_φ`` (authors: Adam, lr 1e-3).
     :param critic_optim: optimizer factory for the critics (authors: Adam, lr 1e-3).
-    :param gamma: discount factor.
-    :param tau: Polyak factor of the targets.
-    :param lmbda: λ of the soft clipped double-Q target (0.75).
-    :param num_sampled_action: n, actions sampled per next state for the target (10).
-    :param kl_weight: weight of the VAE's KL term (0.5).
-    :param perturb_target_actions: perturb the sampled next actions with the target
-        perturbation model, as Algorithm 1 does. ``False`` backs up unperturbed VAE samples
-        (what Tianshou 2.0.1's BCQ computes; cheaper, not the paper's target).
-    :param n_step_return_horizon: n of the n-step TD target.
-    :param max_grad_norm: clip gradient norms (None: no clipping).
+
+    The other settings default to :class:`BCQConfig`'s fields of the same names (documented
+    there); ``num_sampled_action`` (the old name of ``num_sampled_actions``) is accepted with
+    a ``DeprecationWarning`` until the next release.
     """
 
+    @renamed_kwargs({"num_sampled_action": "num_sampled_actions"})
     def __init__(
         self,
         *,
@@ -116,14 +198,14 @@ class BCQ(OfflineAlgorithmBase[BCQPolicy, TBCQStats]):
         vae_optim: OptimizerFactory,
         actor_perturbation_optim: OptimizerFactory,
         critic_optim: OptimizerFactory,
-        gamma: float = 0.99,
-        tau: float = 0.005,
-        lmbda: float = 0.75,
-        num_sampled_action: int = 10,
-        kl_weight: float = 0.5,
-        perturb_target_actions: bool = True,
-        n_step_return_horizon: int = 1,
-        max_grad_norm: float | None = None,
+        gamma: float = BCQConfig.gamma,
+        tau: float = BCQConfig.tau,
+        lmbda: float = BCQConfig.lmbda,
+        num_sampled_actions: int = BCQConfig.num_sampled_actions,
+        kl_weight: float = BCQConfig.kl_weight,
+        perturb_target_actions: bool = BCQConfig.perturb_target_actions,
+        n_step_return_horizon: int = BCQConfig.n_step_return_horizon,
+        max_grad_norm: float | None = BCQConfig.max_grad_norm,
     ) -> None:
         super().__init__(policy=policy)
         if policy.critics.num_critics < 2:
@@ -138,7 +220,7 @@ class BCQ(OfflineAlgorithmBase[BCQPolicy, TBCQStats]):
         self.gamma = gamma
         self.tau = tau
         self.lmbda = lmbda
-        self.num_sampled_action = num_sampled_action
+        self.num_sampled_actions = num_sampled_actions
         self.kl_weight = kl_weight
         self.perturb_target_actions = perturb_target_actions
         self.n_step = n_step_return_horizon
@@ -156,7 +238,7 @@ class BCQ(OfflineAlgorithmBase[BCQPolicy, TBCQStats]):
 
         # 2. critic (Eq. 13)
         with torch.no_grad():
-            act_next = vae.decode(b.obs_next, num_samples=self.num_sampled_action)  # (B, n, A)
+            act_next = vae.decode(b.obs_next, num_samples=self.num_sampled_actions)  # (B, n, A)
             if self.perturb_target_actions:
                 act_next = self.perturbation_target(b.obs_next, act_next)
             q_next = self.critics_target(b.obs_next, act_next)  # (E, B, n)

@@ -78,20 +78,21 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 import torch
 from tianshou.algorithm.algorithm_base import TrainingStats
-from tianshou.algorithm.optim import AdamOptimizerFactory, OptimizerFactory
+from tianshou.algorithm.optim import OptimizerFactory
 from tianshou.data import ReplayBuffer
 from tianshou.data.types import RolloutBatchProtocol
 from torch import nn
 from typing_extensions import TypeVar
 
+from tianshou_offline.algorithms.config import ContinuousTDConfig, adam, box_dims
 from tianshou_offline.algorithms.continuous.base import OfflineAlgorithmBase
 from tianshou_offline.algorithms.continuous.dataset import TransitionDataset, Transitions
-from tianshou_offline.algorithms.continuous.nets import CriticEnsemble
+from tianshou_offline.algorithms.continuous.nets import CriticEnsemble, GaussianActor
 from tianshou_offline.algorithms.continuous.policies import GaussianPolicy, gaussian_sample
 from tianshou_offline.algorithms.core import (
     GradientStep,
@@ -100,6 +101,9 @@ from tianshou_offline.algorithms.core import (
     return_to_go,
     to_floats,
 )
+
+if TYPE_CHECKING:
+    import gymnasium as gym
 
 
 def calql_reference_values(
@@ -177,6 +181,98 @@ class CalQLDataset(TransitionDataset):
         return self._unpack(torch.index_select(self.packed, 0, pos))
 
 
+@dataclass(frozen=True, kw_only=True)
+class CQLConfig(ContinuousTDConfig):
+    """CQL(H)'s hyperparameters (Kumar et al. 2020, Appendix F; the authors' MuJoCo runs):
+    SAC with a learned temperature, Adam 1e-4 (actor) and 3e-4 (critics), w = 5, N = 10."""
+
+    name: ClassVar[str] = "cql"
+
+    actor_lr: float = 1e-4
+    """Adam learning rate of the actor"""
+    alpha_lr: float = 3e-4
+    """Adam learning rate of the entropy temperature ``log α``"""
+    auto_alpha: bool = True
+    """learn the entropy temperature toward ``target_entropy`` (SAC's Eq. 18)"""
+    alpha: float = 0.2
+    """the fixed entropy temperature when ``auto_alpha`` is off"""
+    init_alpha: float = 1.0
+    """the learned temperature's initial value"""
+    target_entropy: float | None = None
+    """H̄ of the learned temperature (None: −action size)"""
+    cql_weight: float = 5.0
+    """w, the weight of the conservative term (α in the CQL paper)"""
+    temperature: float = 1.0
+    """T of the conservative term's log-sum-exp"""
+    num_sampled_actions: int = 10
+    """N, actions per state from each of the three proposals of the conservative term"""
+    with_lagrange: bool = False
+    """learn a multiplier α' that keeps the conservative gap near ``lagrange_threshold``"""
+    lagrange_threshold: float = 10.0
+    """τ of the Lagrange variant"""
+    lagrange_form: Literal["cql", "calql"] = "cql"
+    """the Lagrange variant's form: ``α' (w·gap − τ)`` (Kumar et al.'s code) or
+    ``α'·w·(gap − τ)`` (the Cal-QL authors' code and CORL)"""
+    cql_alpha_lr: float = 3e-4
+    """Adam learning rate of ``log α'`` (``with_lagrange``)"""
+    cql_alpha_bounds: tuple[float, float] = (0.0, 1e6)
+    """clamp of α'"""
+    backup_entropy: bool = False
+    """subtract ``α log π(a'|s')`` in the TD target (the soft backup)"""
+    calibrated: bool = False
+    """Cal-QL (Nakamoto et al. 2023): bound the policy proposals' Q-values in the
+    conservative term below by the data's return-to-go"""
+    mc_failure_reward: float | None = None
+    """Cal-QL with sparse rewards: the reward of every step that does not succeed (an
+    episode of only such rewards gets ``r / (1 − γ)`` as ``V^μ``; None: dense rewards)"""
+    mc_truncated: Literal["partial", "last_reward"] = "partial"
+    """``V^μ`` of a time-limit-truncated episode: the rewards it holds, or its last reward
+    forever added (``γ^k r_T / (1 − γ)``)"""
+
+    def build(
+        self,
+        observation_space: gym.Space[Any],
+        action_space: gym.Space[Any],
+        *,
+        device: str | torch.device = "cpu",
+    ) -> CQL:
+        """A :class:`CQL` of a tanh-squashed :class:`GaussianActor` and critics."""
+        d, a = box_dims(observation_space, action_space)
+        policy = GaussianPolicy(
+            actor=GaussianActor(d, a, self.hidden_sizes),
+            action_space=action_space,
+            observation_space=observation_space,
+            normalize_obs=self.normalize_obs,
+        )
+        algorithm: CQL = CQL(
+            policy=policy,
+            policy_optim=adam(self.actor_lr),
+            critics=CriticEnsemble(d, a, self.hidden_sizes, num_critics=self.num_critics),
+            critic_optim=adam(self.critic_lr),
+            tau=self.tau,
+            gamma=self.gamma,
+            alpha="auto" if self.auto_alpha else self.alpha,
+            alpha_optim=adam(self.alpha_lr),
+            init_alpha=self.init_alpha,
+            target_entropy=self.target_entropy,
+            cql_weight=self.cql_weight,
+            temperature=self.temperature,
+            num_sampled_actions=self.num_sampled_actions,
+            with_lagrange=self.with_lagrange,
+            lagrange_threshold=self.lagrange_threshold,
+            lagrange_form=self.lagrange_form,
+            cql_alpha_optim=adam(self.cql_alpha_lr),
+            cql_alpha_bounds=self.cql_alpha_bounds,
+            backup_entropy=self.backup_entropy,
+            calibrated=self.calibrated,
+            mc_failure_reward=self.mc_failure_reward,
+            mc_truncated=self.mc_truncated,
+            n_step_return_horizon=self.n_step_return_horizon,
+            max_grad_norm=self.max_grad_norm,
+        )
+        return algorithm.to(device)
+
+
 @dataclass(kw_only=True)
 class CQLTrainingStats(TrainingStats):
     """Statistics of one CQL step."""
@@ -244,35 +340,19 @@ class CQL(OfflineAlgorithmBase[GaussianPolicy, TCQLStats]):
     :param policy_optim: optimizer factory for the actor (authors: Adam, lr 1e-4).
     :param critics: the critic ensemble (2 members).
     :param critic_optim: optimizer factory for the critics (authors: Adam, lr 3e-4).
-    :param tau: Polyak factor of the target critics.
-    :param gamma: discount factor.
-    :param alpha: a fixed entropy temperature, or ``"auto"`` to learn it (Eq. 18 of SAC).
-    :param alpha_optim: optimizer factory for ``log α`` (default Adam, lr 3e-4).
-    :param init_alpha: initial α when learned.
-    :param target_entropy: H̄; ``None`` → ``−A``.
-    :param cql_weight: w, the weight of the conservative term (α in the CQL paper; 5 as in
-        the authors' MuJoCo runs).
-    :param temperature: T of the log-sum-exp.
-    :param num_sampled_actions: N actions per state from each of the three proposals.
-    :param with_lagrange: learn a multiplier α' that keeps the gap near ``lagrange_threshold``.
-    :param lagrange_threshold: τ of the Lagrange variant.
-    :param lagrange_form: ``"cql"`` (default): ``α' (w·gap − τ)`` (Kumar et al.'s code);
-        ``"calql"``: ``α'·w·(gap − τ)`` (the Cal-QL authors' code and CORL; what Cal-QL's
-        AntMaze settings w = 5, τ = 0.8 are written for). Module docstring, item 2.
-    :param cql_alpha_optim: optimizer factory for ``log α'`` (default Adam, lr 3e-4).
-    :param cql_alpha_bounds: clamp of α'.
-    :param backup_entropy: subtract ``α log π(a'|s')`` in the TD target (soft backup).
-    :param calibrated: Cal-QL (Nakamoto et al. 2023): bound the policy proposals' Q-values
-        in the conservative term below by the behaviour policy's return-to-go (module
-        docstring, item 6). Its mini-batches are :class:`CalQLTransitions`.
-    :param mc_failure_reward: Cal-QL with sparse rewards: the reward of every step that does
-        not succeed; an episode whose rewards all equal it gets ``r / (1 − γ)`` as ``V^μ``
-        (None: dense rewards, the discounted sum).
-    :param mc_truncated: ``V^μ`` of a time-limit-truncated episode: ``"partial"`` (default) sums
-        the rewards it holds; ``"last_reward"`` adds ``γ^k r_T / (1 − γ)`` (its last reward
-        forever).
-    :param n_step_return_horizon: n of the n-step TD target.
-    :param max_grad_norm: clip the critics' gradient norm (None: no clipping).
+    :param alpha: a fixed entropy temperature, or ``"auto"`` to learn it (SAC's Eq. 18;
+        :attr:`CQLConfig.auto_alpha`).
+    :param alpha_optim: optimizer factory for ``log α`` (default: Adam at
+        :attr:`CQLConfig.alpha_lr`).
+    :param cql_alpha_optim: optimizer factory for ``log α'`` (default: Adam at
+        :attr:`CQLConfig.cql_alpha_lr`).
+    :param calibrated: Cal-QL (module docstring, item 6); its mini-batches are
+        :class:`CalQLTransitions`.
+    :param lagrange_form: ``"cql"``: ``α' (w·gap − τ)`` (Kumar et al.'s code); ``"calql"``:
+        ``α'·w·(gap − τ)`` (the Cal-QL authors' code and CORL). Module docstring, item 2.
+
+    The other settings default to :class:`CQLConfig`'s fields of the same names (documented
+    there).
     """
 
     def __init__(
@@ -282,26 +362,26 @@ class CQL(OfflineAlgorithmBase[GaussianPolicy, TCQLStats]):
         policy_optim: OptimizerFactory,
         critics: CriticEnsemble,
         critic_optim: OptimizerFactory,
-        tau: float = 0.005,
-        gamma: float = 0.99,
+        tau: float = CQLConfig.tau,
+        gamma: float = CQLConfig.gamma,
         alpha: float | Literal["auto"] = "auto",
         alpha_optim: OptimizerFactory | None = None,
-        init_alpha: float = 1.0,
-        target_entropy: float | None = None,
-        cql_weight: float = 5.0,
-        temperature: float = 1.0,
-        num_sampled_actions: int = 10,
-        with_lagrange: bool = False,
-        lagrange_threshold: float = 10.0,
-        lagrange_form: Literal["cql", "calql"] = "cql",
+        init_alpha: float = CQLConfig.init_alpha,
+        target_entropy: float | None = CQLConfig.target_entropy,
+        cql_weight: float = CQLConfig.cql_weight,
+        temperature: float = CQLConfig.temperature,
+        num_sampled_actions: int = CQLConfig.num_sampled_actions,
+        with_lagrange: bool = CQLConfig.with_lagrange,
+        lagrange_threshold: float = CQLConfig.lagrange_threshold,
+        lagrange_form: Literal["cql", "calql"] = CQLConfig.lagrange_form,
         cql_alpha_optim: OptimizerFactory | None = None,
-        cql_alpha_bounds: tuple[float, float] = (0.0, 1e6),
-        backup_entropy: bool = False,
-        calibrated: bool = False,
-        mc_failure_reward: float | None = None,
-        mc_truncated: Literal["partial", "last_reward"] = "partial",
-        n_step_return_horizon: int = 1,
-        max_grad_norm: float | None = None,
+        cql_alpha_bounds: tuple[float, float] = CQLConfig.cql_alpha_bounds,
+        backup_entropy: bool = CQLConfig.backup_entropy,
+        calibrated: bool = CQLConfig.calibrated,
+        mc_failure_reward: float | None = CQLConfig.mc_failure_reward,
+        mc_truncated: Literal["partial", "last_reward"] = CQLConfig.mc_truncated,
+        n_step_return_horizon: int = CQLConfig.n_step_return_horizon,
+        max_grad_norm: float | None = CQLConfig.max_grad_norm,
     ) -> None:
         super().__init__(policy=policy)
         self.calibrated = calibrated
@@ -342,7 +422,7 @@ class CQL(OfflineAlgorithmBase[GaussianPolicy, TCQLStats]):
         self.alpha_optim: GradientStep | None = None
         if self.auto_alpha:
             self.alpha_optim = self._make_optimizer(
-                [self.log_alpha], alpha_optim or AdamOptimizerFactory(lr=3e-4)
+                [self.log_alpha], alpha_optim or adam(CQLConfig.alpha_lr)
             )
         self.log_cql_alpha = nn.Parameter(
             torch.zeros((), device=device), requires_grad=with_lagrange
@@ -350,7 +430,7 @@ class CQL(OfflineAlgorithmBase[GaussianPolicy, TCQLStats]):
         self.cql_alpha_optim: GradientStep | None = None
         if with_lagrange:
             self.cql_alpha_optim = self._make_optimizer(
-                [self.log_cql_alpha], cql_alpha_optim or AdamOptimizerFactory(lr=3e-4)
+                [self.log_cql_alpha], cql_alpha_optim or adam(CQLConfig.alpha_lr)
             )
         self._random_log_density = -policy.act_dim * math.log(2.0)  # log U(−1, 1)^A
 

@@ -25,8 +25,8 @@ with one backward pass):
        f = 1[Â(s, a) > 0]  (binary)   or   f = min(exp(Â(s, a) / β), max_weight)  (exp)
 
 4. **Targets**: ``θ' ← τ θ + (1 − τ) θ'`` for critics and actor every
-   ``target_update_interval`` steps — soft updates every step by default; ``tau=1.0,
-   target_update_interval=100`` gives the hard copies every 100 steps of d3rlpy's CRR.
+   ``target_update_freq`` steps — soft updates every step by default; ``tau=1.0,
+   target_update_freq=100`` gives the hard copies every 100 steps of d3rlpy's CRR.
 
 **Acting.** A :class:`~tianshou_offline.algorithms.continuous.policies.GaussianPolicy`
 acts with the Gaussian's mode (its mean, clipped to the bounds) at evaluation
@@ -44,7 +44,7 @@ pass it as ``policy`` with the same ``critics``.
   updated critic; the two differ by one gradient step of the critic (the next step uses the
   updated one);
 - targets: soft (Polyak) updates every step by default; d3rlpy's CRR defaults to hard copies
-  every 100 steps (``tau=1.0, target_update_interval=100`` here, copying after the 0-based
+  every 100 steps (``tau=1.0, target_update_freq=100`` here, copying after the 0-based
   steps 99, 199, …; d3rlpy copies after its steps 0, 100, 200, …);
 - acting: the Gaussian's mode by default (see above); d3rlpy's ``predict`` uses the
   critic-weighted selection.
@@ -56,8 +56,9 @@ broadcast, not copied.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import torch
 from tianshou.algorithm.algorithm_base import TrainingStats
@@ -65,9 +66,15 @@ from tianshou.algorithm.optim import OptimizerFactory
 from tianshou.data.types import RolloutBatchProtocol
 from typing_extensions import TypeVar
 
+from tianshou_offline.algorithms.config import (
+    ContinuousTDConfig,
+    adam,
+    box_dims,
+    renamed_kwargs,
+)
 from tianshou_offline.algorithms.continuous.base import OfflineAlgorithmBase
 from tianshou_offline.algorithms.continuous.dataset import Transitions
-from tianshou_offline.algorithms.continuous.nets import CriticEnsemble
+from tianshou_offline.algorithms.continuous.nets import CriticEnsemble, GaussianActor
 from tianshou_offline.algorithms.continuous.policies import (
     CriticWeightedPolicy,
     GaussianPolicy,
@@ -75,6 +82,85 @@ from tianshou_offline.algorithms.continuous.policies import (
     gaussian_log_prob,
 )
 from tianshou_offline.algorithms.core import joint_step, to_floats
+
+if TYPE_CHECKING:
+    import gymnasium as gym
+
+
+@dataclass(frozen=True, kw_only=True)
+class CRRConfig(ContinuousTDConfig):
+    """CRR's hyperparameters (Wang et al. 2020; d3rlpy's continuous CRR): an unsquashed
+    Gaussian actor, exponential weights clipped at 20, the mean advantage over 4 samples."""
+
+    name: ClassVar[str] = "crr"
+    renamed: ClassVar[Mapping[str, str | tuple[str, ...]]] = {
+        **ContinuousTDConfig.renamed,
+        "num_action_samples": "num_sampled_actions",
+        "target_update_interval": "target_update_freq",
+    }
+
+    weight: Literal["exp", "binary"] = "exp"
+    """the advantage weight f: ``exp(Â/β)`` clipped, or ``1[Â > 0]``"""
+    beta: float = 1.0
+    """β of the exponential weight"""
+    max_weight: float = 20.0
+    """clip of the exponential weight"""
+    advantage: Literal["mean", "max"] = "mean"
+    """the advantage's baseline over the sampled actions' Q-values"""
+    num_sampled_actions: int = 4
+    """m, actions sampled per state for the advantage"""
+    target_update_freq: int = 1
+    """update the target networks every this many steps (``tau=1``: hard copies)"""
+    critic_weighted_policy: bool = False
+    """act with the critic-weighted selection among sampled actions
+    (:class:`CriticWeightedPolicy`) instead of the Gaussian's mode"""
+
+    def build(
+        self,
+        observation_space: gym.Space[Any],
+        action_space: gym.Space[Any],
+        *,
+        device: str | torch.device = "cpu",
+    ) -> CRR:
+        """A :class:`CRR` of an unsquashed :class:`GaussianActor` and critics."""
+        d, a = box_dims(observation_space, action_space)
+        actor = GaussianActor(d, a, self.hidden_sizes)
+        critics = CriticEnsemble(d, a, self.hidden_sizes, num_critics=self.num_critics)
+        policy: GaussianPolicy
+        if self.critic_weighted_policy:
+            policy = CriticWeightedPolicy(
+                actor=actor,
+                critics=critics,
+                action_space=action_space,
+                observation_space=observation_space,
+                num_sampled_actions=self.num_sampled_actions,
+                normalize_obs=self.normalize_obs,
+            )
+        else:
+            policy = GaussianPolicy(
+                actor=actor,
+                action_space=action_space,
+                observation_space=observation_space,
+                squash=False,
+                normalize_obs=self.normalize_obs,
+            )
+        algorithm: CRR = CRR(
+            policy=policy,
+            policy_optim=adam(self.actor_lr),
+            critics=critics,
+            critic_optim=adam(self.critic_lr),
+            gamma=self.gamma,
+            tau=self.tau,
+            weight=self.weight,
+            beta=self.beta,
+            max_weight=self.max_weight,
+            advantage=self.advantage,
+            num_sampled_actions=self.num_sampled_actions,
+            n_step_return_horizon=self.n_step_return_horizon,
+            max_grad_norm=self.max_grad_norm,
+            target_update_freq=self.target_update_freq,
+        )
+        return algorithm.to(device)
 
 
 @dataclass(kw_only=True)
@@ -133,19 +219,18 @@ class CRR(OfflineAlgorithmBase[GaussianPolicy, TCRRStats]):
     :param policy_optim: optimizer factory for the actor.
     :param critics: the critic ensemble (E ≥ 1; the minimum over members is used).
     :param critic_optim: optimizer factory for the critics.
-    :param gamma: discount factor.
-    :param tau: Polyak factor of the target networks.
-    :param weight: ``"exp"`` (``exp(Â/β)`` clipped) or ``"binary"`` (``1[Â > 0]``).
-    :param beta: β of the exponential weight.
-    :param max_weight: clip of the exponential weight (20 in the paper).
-    :param advantage: ``"mean"`` or ``"max"`` over the sampled actions' Q-values.
-    :param num_action_samples: m, actions sampled per state for the advantage (4).
-    :param n_step_return_horizon: n of the n-step TD target.
-    :param max_grad_norm: clip gradient norms (None: no clipping).
-    :param target_update_interval: update the target networks every this many steps (with
-        factor ``tau``; ``tau=1.0`` makes it a hard copy).
+
+    The other settings default to :class:`CRRConfig`'s fields of the same names (documented
+    there); the old names ``num_action_samples`` and ``target_update_interval`` are accepted
+    with a ``DeprecationWarning`` until the next release.
     """
 
+    @renamed_kwargs(
+        {
+            "num_action_samples": "num_sampled_actions",
+            "target_update_interval": "target_update_freq",
+        }
+    )
     def __init__(
         self,
         *,
@@ -153,20 +238,20 @@ class CRR(OfflineAlgorithmBase[GaussianPolicy, TCRRStats]):
         policy_optim: OptimizerFactory,
         critics: CriticEnsemble,
         critic_optim: OptimizerFactory,
-        gamma: float = 0.99,
-        tau: float = 0.005,
-        weight: Literal["exp", "binary"] = "exp",
-        beta: float = 1.0,
-        max_weight: float = 20.0,
-        advantage: Literal["mean", "max"] = "mean",
-        num_action_samples: int = 4,
-        n_step_return_horizon: int = 1,
-        max_grad_norm: float | None = None,
-        target_update_interval: int = 1,
+        gamma: float = CRRConfig.gamma,
+        tau: float = CRRConfig.tau,
+        weight: Literal["exp", "binary"] = CRRConfig.weight,
+        beta: float = CRRConfig.beta,
+        max_weight: float = CRRConfig.max_weight,
+        advantage: Literal["mean", "max"] = CRRConfig.advantage,
+        num_sampled_actions: int = CRRConfig.num_sampled_actions,
+        n_step_return_horizon: int = CRRConfig.n_step_return_horizon,
+        max_grad_norm: float | None = CRRConfig.max_grad_norm,
+        target_update_freq: int = CRRConfig.target_update_freq,
     ) -> None:
         super().__init__(policy=policy)
-        if target_update_interval < 1:
-            raise ValueError(f"target_update_interval={target_update_interval}: expected >= 1")
+        if target_update_freq < 1:
+            raise ValueError(f"target_update_freq={target_update_freq}: expected >= 1")
         if not 0.0 < tau <= 1.0:
             raise ValueError(f"tau={tau}: expected 0 < tau <= 1")
         if weight not in ("exp", "binary"):
@@ -189,9 +274,9 @@ class CRR(OfflineAlgorithmBase[GaussianPolicy, TCRRStats]):
         self.beta = beta
         self.max_weight = max_weight
         self.advantage = advantage
-        self.num_action_samples = num_action_samples
+        self.num_sampled_actions = num_sampled_actions
         self.n_step = n_step_return_horizon
-        self.target_update_interval = target_update_interval
+        self.target_update_freq = target_update_freq
 
     def _update_with_batch(self, batch: RolloutBatchProtocol | Transitions) -> TCRRStats:
         b = self._as_transitions(batch)
@@ -211,7 +296,7 @@ class CRR(OfflineAlgorithmBase[GaussianPolicy, TCRRStats]):
         mean, log_std = actor(b.obs)
         with torch.no_grad():
             act_k = gaussian_actions(
-                mean.detach(), log_std.detach(), squash=squash, num_samples=self.num_action_samples
+                mean.detach(), log_std.detach(), squash=squash, num_samples=self.num_sampled_actions
             )
             q_k = self.critics(b.obs, act_k).min(dim=0).values  # (B, m)
             baseline = q_k.mean(dim=1) if self.advantage == "mean" else q_k.max(dim=1).values
@@ -228,7 +313,7 @@ class CRR(OfflineAlgorithmBase[GaussianPolicy, TCRRStats]):
         # one backward for both losses (disjoint parameters), then both optimizers step
         joint_step(critic_loss + actor_loss, [self.critic_optim, self.actor_optim])
         # 4. targets
-        if (self.num_updates + 1) % self.target_update_interval == 0:
+        if (self.num_updates + 1) % self.target_update_freq == 0:
             self._update_targets(self.tau)
 
         values = to_floats(

@@ -18,6 +18,7 @@ A discrete variant (cross-entropy on logits) will live next to this one.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -26,14 +27,62 @@ from tianshou.algorithm.optim import OptimizerFactory
 from tianshou.data.types import RolloutBatchProtocol
 from typing_extensions import TypeVar
 
+from tianshou_offline.algorithms.config import ContinuousConfig, adam, box_dims
 from tianshou_offline.algorithms.continuous.base import OfflineAlgorithmBase
 from tianshou_offline.algorithms.continuous.dataset import Transitions
+from tianshou_offline.algorithms.continuous.nets import DeterministicActor, GaussianActor
 from tianshou_offline.algorithms.continuous.policies import (
     DeterministicPolicy,
     GaussianPolicy,
     gaussian_log_prob,
 )
 from tianshou_offline.algorithms.core import to_floats
+
+if TYPE_CHECKING:
+    import gymnasium as gym
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImitationConfig(ContinuousConfig):
+    """Behaviour cloning's settings: an MLP actor, Adam."""
+
+    name: ClassVar[str] = "il"
+
+    lr: float = 1e-3
+    """Adam learning rate of the actor"""
+    actor: Literal["deterministic", "gaussian"] = "deterministic"
+    """MSE regression of a deterministic actor, or maximum likelihood of a Gaussian"""
+
+    def build(
+        self,
+        observation_space: gym.Space[Any],
+        action_space: gym.Space[Any],
+        *,
+        device: str | torch.device = "cpu",
+    ) -> ImitationLearning:
+        """An :class:`ImitationLearning` of a :class:`DeterministicActor` (or an unsquashed
+        :class:`GaussianActor`)."""
+        d, a = box_dims(observation_space, action_space)
+        policy: DeterministicPolicy | GaussianPolicy
+        if self.actor == "gaussian":
+            policy = GaussianPolicy(
+                actor=GaussianActor(d, a, self.hidden_sizes),
+                action_space=action_space,
+                observation_space=observation_space,
+                squash=False,
+                normalize_obs=self.normalize_obs,
+            )
+        else:
+            policy = DeterministicPolicy(
+                actor=DeterministicActor(d, a, self.hidden_sizes),
+                action_space=action_space,
+                observation_space=observation_space,
+                normalize_obs=self.normalize_obs,
+            )
+        algorithm: ImitationLearning = ImitationLearning(
+            policy=policy, optim=adam(self.lr), max_grad_norm=self.max_grad_norm
+        )
+        return algorithm.to(device)
 
 
 @dataclass(kw_only=True)
@@ -85,7 +134,7 @@ class ImitationLearning(
         *,
         policy: DeterministicPolicy | GaussianPolicy,
         optim: OptimizerFactory,
-        max_grad_norm: float | None = None,
+        max_grad_norm: float | None = ImitationConfig.max_grad_norm,
     ) -> None:
         super().__init__(policy=policy)
         self.optim = self._make_optimizer(policy.actor, optim, max_grad_norm)

@@ -70,7 +70,9 @@ model's logits shifted by ``β (Q − V)`` instead of an advantage-weighted regr
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from tianshou.algorithm.algorithm_base import TrainingStats
@@ -79,9 +81,15 @@ from tianshou.data.types import RolloutBatchProtocol
 from torch.optim.lr_scheduler import CosineAnnealingLR, LRScheduler
 from typing_extensions import TypeVar
 
+from tianshou_offline.algorithms.config import ContinuousTDConfig, adam, box_dims
 from tianshou_offline.algorithms.continuous.base import OfflineAlgorithmBase
 from tianshou_offline.algorithms.continuous.dataset import Transitions
-from tianshou_offline.algorithms.continuous.nets import CriticEnsemble, ValueFunction
+from tianshou_offline.algorithms.continuous.nets import (
+    CriticEnsemble,
+    DeterministicActor,
+    GaussianActor,
+    ValueFunction,
+)
 from tianshou_offline.algorithms.continuous.policies import (
     DeterministicPolicy,
     GaussianPolicy,
@@ -89,9 +97,13 @@ from tianshou_offline.algorithms.continuous.policies import (
 )
 from tianshou_offline.algorithms.core import to_floats
 
+if TYPE_CHECKING:
+    import gymnasium as gym
+
 __all__ = [
     "IQL",
     "CosineLRSchedulerFactory",
+    "IQLConfig",
     "IQLStep",
     "IQLTrainingStats",
     "expectile_loss",
@@ -120,6 +132,83 @@ class CosineLRSchedulerFactory(LRSchedulerFactory):
 
     def create_scheduler(self, optim: torch.optim.Optimizer) -> LRScheduler:
         return CosineAnnealingLR(optim, T_max=self.num_steps)
+
+
+@dataclass(frozen=True, kw_only=True)
+class IQLConfig(ContinuousTDConfig):
+    """IQL's hyperparameters (Kostrikov et al. 2022, Appendix B, MuJoCo; CORL's
+    configuration): τ = 0.7, β = 3, weight clip 100, Adam 3e-4, normalised observations, a
+    Gaussian actor with a tanh mean and a state-independent std."""
+
+    name: ClassVar[str] = "iql"
+    renamed: ClassVar[Mapping[str, str | tuple[str, ...]]] = {
+        **ContinuousTDConfig.renamed,
+        "lr": ("actor_lr", "critic_lr", "value_lr"),
+    }
+
+    normalize_obs: bool = True
+    """normalise observations with the data's mean and std (CORL)"""
+    value_lr: float = 3e-4
+    """Adam learning rate of V"""
+    expectile: float = 0.7
+    """τ of the expectile regression of V, in (0, 1)"""
+    beta: float = 3.0
+    """β, the inverse temperature of the advantage weights ``exp(β (Q − V))``"""
+    max_weight: float = 100.0
+    """w_max, the clip of the advantage weights"""
+    deterministic_actor: bool = False
+    """a deterministic actor (weighted regression) instead of the Gaussian"""
+    actor_cosine_steps: int | None = None
+    """anneal the actor's learning rate with a cosine schedule over this many gradient
+    steps, the run's length (the paper's schedule; None: constant)"""
+
+    def build(
+        self,
+        observation_space: gym.Space[Any],
+        action_space: gym.Space[Any],
+        *,
+        device: str | torch.device = "cpu",
+    ) -> IQL:
+        """An :class:`IQL` of the actor, critics and a :class:`ValueFunction`."""
+        d, a = box_dims(observation_space, action_space)
+        h = self.hidden_sizes
+        policy: GaussianPolicy | DeterministicPolicy
+        if self.deterministic_actor:
+            policy = DeterministicPolicy(
+                actor=DeterministicActor(d, a, h),
+                action_space=action_space,
+                observation_space=observation_space,
+                normalize_obs=self.normalize_obs,
+            )
+        else:
+            policy = GaussianPolicy(
+                actor=GaussianActor(d, a, h, conditioned_std=False, tanh_mean=True),
+                action_space=action_space,
+                observation_space=observation_space,
+                squash=False,
+                normalize_obs=self.normalize_obs,
+            )
+        policy_optim = adam(self.actor_lr)
+        if self.actor_cosine_steps is not None:
+            policy_optim = policy_optim.with_lr_scheduler_factory(
+                CosineLRSchedulerFactory(self.actor_cosine_steps)
+            )
+        algorithm: IQL = IQL(
+            policy=policy,
+            policy_optim=policy_optim,
+            critics=CriticEnsemble(d, a, h, num_critics=self.num_critics),
+            critic_optim=adam(self.critic_lr),
+            value=ValueFunction(d, h),
+            value_optim=adam(self.value_lr),
+            expectile=self.expectile,
+            beta=self.beta,
+            max_weight=self.max_weight,
+            tau=self.tau,
+            gamma=self.gamma,
+            n_step_return_horizon=self.n_step_return_horizon,
+            max_grad_norm=self.max_grad_norm,
+        )
+        return algorithm.to(device)
 
 
 @dataclass(kw_only=True)
@@ -189,14 +278,11 @@ class IQL(OfflineAlgorithmBase[GaussianPolicy | DeterministicPolicy, TIQLStats])
     :param critic_optim: optimizer factory for the critics.
     :param value: the state-value network ``V_ψ`` (:class:`ValueFunction`).
     :param value_optim: optimizer factory for ``V_ψ``.
-    :param expectile: τ of the expectile loss, in (0, 1).
     :param beta: β, the inverse temperature of the advantage weights (> 0; small → behaviour
         cloning, large → greedy on the advantage).
-    :param max_weight: w_max, the clip of ``exp(β A)``.
-    :param tau: Polyak factor of the target critics.
-    :param gamma: discount factor.
-    :param n_step_return_horizon: n of the n-step TD target (1 in the paper).
-    :param max_grad_norm: clip gradient norms (None: no clipping, as in the paper).
+
+    The other settings default to :class:`IQLConfig`'s fields of the same names (documented
+    there).
     """
 
     def __init__(
@@ -208,13 +294,13 @@ class IQL(OfflineAlgorithmBase[GaussianPolicy | DeterministicPolicy, TIQLStats])
         critic_optim: OptimizerFactory,
         value: ValueFunction,
         value_optim: OptimizerFactory,
-        expectile: float = 0.7,
-        beta: float = 3.0,
-        max_weight: float = 100.0,
-        tau: float = 0.005,
-        gamma: float = 0.99,
-        n_step_return_horizon: int = 1,
-        max_grad_norm: float | None = None,
+        expectile: float = IQLConfig.expectile,
+        beta: float = IQLConfig.beta,
+        max_weight: float = IQLConfig.max_weight,
+        tau: float = IQLConfig.tau,
+        gamma: float = IQLConfig.gamma,
+        n_step_return_horizon: int = IQLConfig.n_step_return_horizon,
+        max_grad_norm: float | None = IQLConfig.max_grad_norm,
     ) -> None:
         super().__init__(policy=policy)
         if not 0.0 < expectile < 1.0:

@@ -29,6 +29,7 @@ from tianshou.exploration import BaseNoise
 from torch import nn
 from typing_extensions import TypeVar
 
+from tianshou_offline.algorithms.config import renamed_kwargs
 from tianshou_offline.algorithms.continuous.nets import VAE, CriticEnsemble, Perturbation
 
 _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
@@ -312,7 +313,7 @@ class GaussianPolicy(ContinuousPolicy):
 
 class CriticWeightedPolicy(GaussianPolicy):
     """CRR's critic-weighted action selection ("critic weighted policy", CWP): draw
-    ``num_action_samples`` actions ``a_j ~ π(·|s)`` and act with one of them, drawn with
+    ``num_sampled_actions`` actions ``a_j ~ π(·|s)`` and act with one of them, drawn with
     probability ``softmax_j(Q(s, a_j) / temperature)`` (``Q`` the minimum over the critic
     ensemble, as in :class:`~tianshou_offline.algorithms.CRR`'s advantage).
 
@@ -325,13 +326,15 @@ class CriticWeightedPolicy(GaussianPolicy):
     :class:`~tianshou_offline.algorithms.CRR`.
 
     :param critics: the critic ensemble ``(obs (B, D), act (B, N, A)) -> (E, B, N)``.
-    :param num_action_samples: m, the proposals per state (d3rlpy: its ``n_action_samples``,
-        4 by default).
+    :param num_sampled_actions: m, the proposals per state (d3rlpy: its ``n_action_samples``,
+        4 by default); the old name ``num_action_samples`` is accepted with a
+        ``DeprecationWarning`` until the next release.
     :param temperature: T of the softmax (> 0; large values approach sampling from π, small
         ones the proposal with the highest Q).
     See :class:`GaussianPolicy` for the other parameters (``squash=False`` as for CRR).
     """
 
+    @renamed_kwargs({"num_action_samples": "num_sampled_actions"})
     def __init__(
         self,
         *,
@@ -339,14 +342,14 @@ class CriticWeightedPolicy(GaussianPolicy):
         critics: nn.Module,
         action_space: gym.Space[Any],
         observation_space: gym.Space[Any],
-        num_action_samples: int = 4,
+        num_sampled_actions: int = 4,
         temperature: float = 1.0,
         squash: bool = False,
         normalize_obs: bool = False,
         action_scaling: bool = True,
     ) -> None:
-        if num_action_samples < 1:
-            raise ValueError(f"num_action_samples={num_action_samples}: expected >= 1")
+        if num_sampled_actions < 1:
+            raise ValueError(f"num_sampled_actions={num_sampled_actions}: expected >= 1")
         if not temperature > 0:
             raise ValueError(f"temperature={temperature}: expected > 0")
         super().__init__(
@@ -359,7 +362,7 @@ class CriticWeightedPolicy(GaussianPolicy):
             action_scaling=action_scaling,
         )
         self.critics = critics
-        self.num_action_samples = int(num_action_samples)
+        self.num_sampled_actions = int(num_sampled_actions)
         self.temperature = float(temperature)
 
     def select_action(self, obs: torch.Tensor) -> torch.Tensor:
@@ -367,7 +370,7 @@ class CriticWeightedPolicy(GaussianPolicy):
         probability ``softmax(Q / T)``, ``(B, A)``."""
         mean, log_std = self.actor(obs)
         proposals = gaussian_actions(
-            mean, log_std, squash=self.squash, num_samples=self.num_action_samples
+            mean, log_std, squash=self.squash, num_samples=self.num_sampled_actions
         )  # (B, m, A)
         q = cast(torch.Tensor, self.critics(obs, proposals)).min(dim=0).values  # (B, m)
         choice = torch.multinomial(torch.softmax(q / self.temperature, dim=1), 1).squeeze(1)
@@ -376,15 +379,18 @@ class CriticWeightedPolicy(GaussianPolicy):
 
 class BCQPolicy(ContinuousPolicy):
     """BCQ's action selection (Fujimoto et al. 2019, Eq. 11): decode
-    ``num_candidate_actions`` actions per state with the VAE, perturb them, and take the one
+    ``num_sampled_actions`` actions per state with the VAE, perturb them, and take the one
     with the highest ``Q_1``. All states of a batch are evaluated in one call.
 
     :param vae: the generative model ``G_ω``.
     :param perturbation: ``ξ_φ``.
     :param critics: the critic ensemble (member 0 ranks the candidates).
-    :param num_candidate_actions: candidates per state (100 in the authors' code).
+    :param num_sampled_actions: candidates per state (100 in the authors' code); the old name
+        ``num_candidate_actions`` is accepted with a ``DeprecationWarning`` until the next
+        release.
     """
 
+    @renamed_kwargs({"num_candidate_actions": "num_sampled_actions"})
     def __init__(
         self,
         *,
@@ -393,7 +399,7 @@ class BCQPolicy(ContinuousPolicy):
         critics: CriticEnsemble,
         action_space: gym.Space[Any],
         observation_space: gym.Space[Any],
-        num_candidate_actions: int = 100,
+        num_sampled_actions: int = 100,
         normalize_obs: bool = False,
         action_scaling: bool = True,
     ) -> None:
@@ -407,12 +413,12 @@ class BCQPolicy(ContinuousPolicy):
         self.vae = vae
         self.perturbation = perturbation
         self.critics = critics
-        self.num_candidate_actions = num_candidate_actions
+        self.num_sampled_actions = num_sampled_actions
 
     def select_action(self, obs: torch.Tensor) -> torch.Tensor:
         """``obs (B, D)`` (normalised) → the best of the candidate actions, ``(B, A)``."""
         candidates: torch.Tensor = self.perturbation(
-            obs, self.vae.decode(obs, num_samples=self.num_candidate_actions)
+            obs, self.vae.decode(obs, num_samples=self.num_sampled_actions)
         )  # (B, N, A)
         q: torch.Tensor = self.critics(obs, candidates, member=0)  # (B, N)
         best = q.argmax(dim=1)

@@ -58,7 +58,7 @@ never an observation of the buffer — the critic penalty of that row is 0 (``ne
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
@@ -68,20 +68,87 @@ from tianshou.data import ReplayBuffer
 from tianshou.data.types import RolloutBatchProtocol
 from typing_extensions import TypeVar
 
+from tianshou_offline.algorithms.config import adam, box_dims
 from tianshou_offline.algorithms.continuous.base import OfflineAlgorithmBase
 from tianshou_offline.algorithms.continuous.dataset import TransitionDataset, Transitions
-from tianshou_offline.algorithms.continuous.nets import CriticEnsemble
+from tianshou_offline.algorithms.continuous.nets import CriticEnsemble, DeterministicActor
 from tianshou_offline.algorithms.continuous.policies import ContinuousPolicy, DeterministicPolicy
+from tianshou_offline.algorithms.continuous.td3_bc import TD3Config
 from tianshou_offline.algorithms.core import n_step_targets, to_floats
+
+if TYPE_CHECKING:
+    import gymnasium as gym
 
 __all__ = [
     "NextActionDataset",
     "NextActionTransitions",
     "ReBRAC",
+    "ReBRACConfig",
     "ReBRACStep",
     "ReBRACTrainingStats",
     "next_actions",
 ]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReBRACConfig(TD3Config):
+    """ReBRAC's hyperparameters (Tarasov et al. 2023, Appendix; d3rlpy's default penalties):
+    3 × 256 MLPs, LayerNorm critics, Adam 1e-3, β₁ = 0.001, β₂ = 0.01 (the paper tunes β₁/β₂
+    per dataset and trains with batches of 1024)."""
+
+    name: ClassVar[str] = "rebrac"
+
+    hidden_sizes: tuple[int, ...] = (256, 256, 256)
+    """widths of the hidden layers of the actor and the critics"""
+    actor_lr: float = 1e-3
+    """Adam learning rate of the actor"""
+    critic_lr: float = 1e-3
+    """Adam learning rate of the critics"""
+    actor_bc_coef: float = 0.001
+    """β₁, the weight of the actor's penalty ``‖π(s) − a‖²``"""
+    critic_bc_coef: float = 0.01
+    """β₂, the weight of the critic's penalty ``‖ã' − a'‖²`` in the TD target"""
+    critic_layer_norm: bool = True
+    """LayerNorm after every hidden layer of the critics"""
+    normalize_q: bool = True
+    """scale the actor's Q term by λ = 1 / mean|Q|"""
+
+    def build(
+        self,
+        observation_space: gym.Space[Any],
+        action_space: gym.Space[Any],
+        *,
+        device: str | torch.device = "cpu",
+    ) -> ReBRAC:
+        """A :class:`ReBRAC` of a :class:`DeterministicActor` and (LayerNorm) critics."""
+        d, a = box_dims(observation_space, action_space)
+        h = self.hidden_sizes
+        policy = DeterministicPolicy(
+            actor=DeterministicActor(d, a, h),
+            action_space=action_space,
+            observation_space=observation_space,
+            normalize_obs=self.normalize_obs,
+        )
+        critics = CriticEnsemble(
+            d, a, h, num_critics=self.num_critics, layer_norm=self.critic_layer_norm
+        )
+        algorithm: ReBRAC = ReBRAC(
+            policy=policy,
+            policy_optim=adam(self.actor_lr),
+            critics=critics,
+            critic_optim=adam(self.critic_lr),
+            actor_bc_coef=self.actor_bc_coef,
+            critic_bc_coef=self.critic_bc_coef,
+            tau=self.tau,
+            gamma=self.gamma,
+            policy_noise=self.policy_noise,
+            noise_clip=self.noise_clip,
+            update_actor_freq=self.update_actor_freq,
+            normalize_q=self.normalize_q,
+            n_step_return_horizon=self.n_step_return_horizon,
+            max_grad_norm=self.max_grad_norm,
+        )
+        return algorithm.to(device)
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,16 +290,10 @@ class ReBRAC(OfflineAlgorithmBase[DeterministicPolicy, TReBRACStats]):
     :param policy_optim: optimizer factory for the actor (paper: Adam, lr 1e-3).
     :param critics: the critic ensemble (≥ 2 members; ``layer_norm=True`` as in the paper).
     :param critic_optim: optimizer factory for the critics (paper: Adam, lr 1e-3).
-    :param actor_bc_coef: β₁, the weight of the actor's ``‖π(s) − a‖²`` penalty (≥ 0).
-    :param critic_bc_coef: β₂, the weight of the critic's ``‖ã' − a'‖²`` penalty (≥ 0).
-    :param tau: Polyak factor of the target networks.
     :param gamma: discount factor (0.99; the paper uses 0.999 on AntMaze).
-    :param policy_noise: σ of the target-policy smoothing noise (in ``[-1, 1]`` action units).
-    :param noise_clip: c, the clip of that noise.
-    :param update_actor_freq: the actor and the targets are updated every this many steps.
-    :param normalize_q: scale the actor's Q term by λ = 1 / mean|Q| (the paper's setting).
-    :param n_step_return_horizon: n of the n-step TD target (1 in the paper).
-    :param max_grad_norm: clip gradient norms (None: no clipping, as in the paper).
+
+    The other settings default to :class:`ReBRACConfig`'s fields of the same names
+    (documented there).
     """
 
     def __init__(
@@ -242,16 +303,16 @@ class ReBRAC(OfflineAlgorithmBase[DeterministicPolicy, TReBRACStats]):
         policy_optim: OptimizerFactory,
         critics: CriticEnsemble,
         critic_optim: OptimizerFactory,
-        actor_bc_coef: float = 0.001,
-        critic_bc_coef: float = 0.01,
-        tau: float = 0.005,
-        gamma: float = 0.99,
-        policy_noise: float = 0.2,
-        noise_clip: float = 0.5,
-        update_actor_freq: int = 2,
-        normalize_q: bool = True,
-        n_step_return_horizon: int = 1,
-        max_grad_norm: float | None = None,
+        actor_bc_coef: float = ReBRACConfig.actor_bc_coef,
+        critic_bc_coef: float = ReBRACConfig.critic_bc_coef,
+        tau: float = ReBRACConfig.tau,
+        gamma: float = ReBRACConfig.gamma,
+        policy_noise: float = ReBRACConfig.policy_noise,
+        noise_clip: float = ReBRACConfig.noise_clip,
+        update_actor_freq: int = ReBRACConfig.update_actor_freq,
+        normalize_q: bool = ReBRACConfig.normalize_q,
+        n_step_return_horizon: int = ReBRACConfig.n_step_return_horizon,
+        max_grad_norm: float | None = ReBRACConfig.max_grad_norm,
     ) -> None:
         super().__init__(policy=policy)
         if critics.num_critics < 2:

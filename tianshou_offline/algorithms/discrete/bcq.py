@@ -32,7 +32,9 @@ online and ``s'`` target) instead of five.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -41,20 +43,82 @@ from tianshou.algorithm.optim import OptimizerFactory
 from tianshou.data.types import RolloutBatchProtocol
 from typing_extensions import TypeVar
 
+from tianshou_offline.algorithms.config import (
+    DiscreteTDConfig,
+    adam,
+    discrete_actions,
+    param_default,
+)
 from tianshou_offline.algorithms.core import to_floats
 from tianshou_offline.algorithms.discrete.base import DiscreteOfflineAlgorithm
 from tianshou_offline.algorithms.discrete.dataset import DiscreteTransitions
+from tianshou_offline.algorithms.discrete.nets import DualHeadNet
 from tianshou_offline.algorithms.discrete.policies import (
     DiscreteBCQPolicy,
     allowed_actions,
     constrained_argmax,
 )
 
+if TYPE_CHECKING:
+    import gymnasium as gym
+
 __all__ = [
     "DiscreteBCQ",
     "DiscreteBCQStep",
     "DiscreteBCQTrainingStats",
 ]
+
+
+@dataclass(frozen=True, kw_only=True)
+class DiscreteBCQConfig(DiscreteTDConfig):
+    """Discrete BCQ's settings (Fujimoto et al. 2019b; Tianshou's offline Atari example):
+    one trunk with a Q head and an imitation head, Adam 6.25e-5, τ = 0.3, target copies every
+    8000 steps."""
+
+    name: ClassVar[str] = "bcq"
+    renamed: ClassVar[Mapping[str, str | tuple[str, ...]]] = {
+        **DiscreteTDConfig.renamed,
+        "threshold": "unlikely_action_threshold",
+    }
+
+    lr: float = 6.25e-5
+    """Adam learning rate"""
+    target_update_freq: int = 8000
+    """gradient steps between target-network copies (> 0)"""
+    unlikely_action_threshold: float = param_default(DiscreteBCQPolicy, "unlikely_action_threshold")
+    """τ: actions whose imitation probability, relative to the most likely one, is below
+    this are never chosen"""
+    imitation_logits_penalty: float = 1e-2
+    """λ, the weight of the L2 penalty ``mean(logits²)`` on the imitation logits"""
+    huber_delta: float = 1.0
+    """κ of the Huber Q loss (1: ``smooth_l1_loss``)"""
+
+    def build(
+        self,
+        observation_space: gym.Space[Any],
+        action_space: gym.Space[Any],
+        *,
+        device: str | torch.device = "cpu",
+    ) -> DiscreteBCQ:
+        """A :class:`DiscreteBCQ` of a :class:`DualHeadNet` (Q-values, imitation logits)."""
+        n = discrete_actions(action_space)
+        policy = DiscreteBCQPolicy(
+            model=DualHeadNet(self.trunk(observation_space), n, self.hidden_sizes),
+            action_space=action_space,
+            observation_space=observation_space,
+            unlikely_action_threshold=self.unlikely_action_threshold,
+        )
+        algorithm: DiscreteBCQ = DiscreteBCQ(
+            policy=policy,
+            optim=adam(self.lr),
+            gamma=self.gamma,
+            n_step_return_horizon=self.n_step_return_horizon,
+            target_update_freq=self.target_update_freq,
+            imitation_logits_penalty=self.imitation_logits_penalty,
+            huber_delta=self.huber_delta,
+            max_grad_norm=self.max_grad_norm,
+        )
+        return algorithm.to(device)
 
 
 @dataclass(kw_only=True)
@@ -107,13 +171,9 @@ class DiscreteBCQ(DiscreteOfflineAlgorithm[DiscreteBCQPolicy, TDiscreteBCQStats]
 
     :param policy: a :class:`DiscreteBCQPolicy` (it holds the network and τ).
     :param optim: optimizer factory for the network (Tianshou's Atari example: Adam, lr 6.25e-5).
-    :param gamma: discount factor.
-    :param n_step_return_horizon: n of the n-step target.
-    :param target_update_freq: copy the online network into the target every this many
-        steps (> 0; Tianshou's Atari default 8000).
-    :param imitation_logits_penalty: λ, weight of ``mean(logits²)``.
-    :param huber_delta: κ of the Huber Q loss (1 = ``smooth_l1_loss``).
-    :param max_grad_norm: clip the gradient norm (None: no clipping).
+
+    The other settings default to :class:`DiscreteBCQConfig`'s fields of the same names
+    (documented there).
     """
 
     def __init__(
@@ -121,12 +181,12 @@ class DiscreteBCQ(DiscreteOfflineAlgorithm[DiscreteBCQPolicy, TDiscreteBCQStats]
         *,
         policy: DiscreteBCQPolicy,
         optim: OptimizerFactory,
-        gamma: float = 0.99,
-        n_step_return_horizon: int = 1,
-        target_update_freq: int = 8000,
-        imitation_logits_penalty: float = 1e-2,
-        huber_delta: float = 1.0,
-        max_grad_norm: float | None = None,
+        gamma: float = DiscreteBCQConfig.gamma,
+        n_step_return_horizon: int = DiscreteBCQConfig.n_step_return_horizon,
+        target_update_freq: int = DiscreteBCQConfig.target_update_freq,
+        imitation_logits_penalty: float = DiscreteBCQConfig.imitation_logits_penalty,
+        huber_delta: float = DiscreteBCQConfig.huber_delta,
+        max_grad_norm: float | None = DiscreteBCQConfig.max_grad_norm,
     ) -> None:
         super().__init__(policy=policy)
         if target_update_freq <= 0:

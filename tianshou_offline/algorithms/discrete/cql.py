@@ -36,7 +36,7 @@ mean, so the result matches the pairwise loss to float32 precision
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import torch
 import torch.nn.functional as F
@@ -45,11 +45,15 @@ from tianshou.algorithm.optim import OptimizerFactory
 from tianshou.data.types import RolloutBatchProtocol
 from typing_extensions import TypeVar
 
+from tianshou_offline.algorithms.config import DiscreteTDConfig, adam, discrete_actions
 from tianshou_offline.algorithms.core import to_floats
 from tianshou_offline.algorithms.discrete.base import DiscreteOfflineAlgorithm
 from tianshou_offline.algorithms.discrete.dataset import DiscreteTransitions
 from tianshou_offline.algorithms.discrete.nets import QuantileQNet
 from tianshou_offline.algorithms.discrete.policies import QValuePolicy
+
+if TYPE_CHECKING:
+    import gymnasium as gym
 
 __all__ = [
     "DiscreteCQL",
@@ -176,6 +180,51 @@ class _QuantileHuberLoss(torch.autograd.Function):
         return grad_output.unsqueeze(1) * grad, None, None, None
 
 
+@dataclass(frozen=True, kw_only=True)
+class DiscreteCQLConfig(DiscreteTDConfig):
+    """Discrete CQL's settings (Kumar et al. 2020 on QR-DQN; Tianshou's offline Atari
+    example): 200 quantiles, w = 10, Adam 1e-4."""
+
+    name: ClassVar[str] = "cql"
+
+    num_quantiles: int = 200
+    """N, quantiles of the QR-DQN head"""
+    min_q_weight: float = 10.0
+    """w, the weight of the conservative term"""
+    kappa: float = 1.0
+    """κ of the quantile Huber loss"""
+    double_q: bool = False
+    """select the next action with the online network (double DQN) instead of the target
+    network (QR-DQN's Algorithm 1)"""
+
+    def build(
+        self,
+        observation_space: gym.Space[Any],
+        action_space: gym.Space[Any],
+        *,
+        device: str | torch.device = "cpu",
+    ) -> DiscreteCQL:
+        """A :class:`DiscreteCQL` of a :class:`QuantileQNet`."""
+        n = discrete_actions(action_space)
+        model = QuantileQNet(
+            self.trunk(observation_space), n, self.num_quantiles, self.hidden_sizes
+        )
+        algorithm: DiscreteCQL = DiscreteCQL(
+            policy=QValuePolicy(
+                model=model, action_space=action_space, observation_space=observation_space
+            ),
+            optim=adam(self.lr),
+            min_q_weight=self.min_q_weight,
+            gamma=self.gamma,
+            n_step_return_horizon=self.n_step_return_horizon,
+            target_update_freq=self.target_update_freq,
+            kappa=self.kappa,
+            double_q=self.double_q,
+            max_grad_norm=self.max_grad_norm,
+        )
+        return algorithm.to(device)
+
+
 @dataclass(kw_only=True)
 class DiscreteCQLTrainingStats(TrainingStats):
     """Statistics of one discrete CQL step."""
@@ -224,15 +273,11 @@ class DiscreteCQL(DiscreteOfflineAlgorithm[QValuePolicy, TDiscreteCQLStats]):
         :class:`~tianshou_offline.algorithms.discrete.nets.QuantileQNet` (``(B, A, N)``).
     :param optim: optimizer factory for the network (Tianshou's examples: Adam, lr 1e-4 on
         Atari).
-    :param min_q_weight: w, the weight of the conservative term (Tianshou's default 10).
-    :param gamma: discount factor.
-    :param n_step_return_horizon: n of the n-step target.
-    :param target_update_freq: copy the online network into the target network every this
-        many steps; 0 uses no target network.
-    :param kappa: κ of the quantile Huber loss.
     :param double_q: select ``a*`` with the online network (double DQN, Tianshou's choice)
         instead of the target network (QR-DQN's Algorithm 1); costs one more forward pass.
-    :param max_grad_norm: clip the gradient norm (None: no clipping).
+
+    The other settings default to :class:`DiscreteCQLConfig`'s fields of the same names
+    (documented there).
     """
 
     def __init__(
@@ -240,13 +285,13 @@ class DiscreteCQL(DiscreteOfflineAlgorithm[QValuePolicy, TDiscreteCQLStats]):
         *,
         policy: QValuePolicy,
         optim: OptimizerFactory,
-        min_q_weight: float = 10.0,
-        gamma: float = 0.99,
-        n_step_return_horizon: int = 1,
-        target_update_freq: int = 0,
-        kappa: float = 1.0,
-        double_q: bool = False,
-        max_grad_norm: float | None = None,
+        min_q_weight: float = DiscreteCQLConfig.min_q_weight,
+        gamma: float = DiscreteCQLConfig.gamma,
+        n_step_return_horizon: int = DiscreteCQLConfig.n_step_return_horizon,
+        target_update_freq: int = DiscreteCQLConfig.target_update_freq,
+        kappa: float = DiscreteCQLConfig.kappa,
+        double_q: bool = DiscreteCQLConfig.double_q,
+        max_grad_norm: float | None = DiscreteCQLConfig.max_grad_norm,
     ) -> None:
         super().__init__(policy=policy)
         model = policy.model

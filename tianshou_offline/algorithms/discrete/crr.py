@@ -33,7 +33,7 @@ for both heads.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -42,13 +42,67 @@ from tianshou.algorithm.optim import OptimizerFactory
 from tianshou.data.types import RolloutBatchProtocol
 from typing_extensions import TypeVar
 
+from tianshou_offline.algorithms.config import DiscreteTDConfig, adam, discrete_actions
 from tianshou_offline.algorithms.core import to_floats
 from tianshou_offline.algorithms.discrete.base import DiscreteOfflineAlgorithm
 from tianshou_offline.algorithms.discrete.dataset import DiscreteTransitions
 from tianshou_offline.algorithms.discrete.nets import DualHeadNet
 from tianshou_offline.algorithms.discrete.policies import DiscreteActorPolicy
 
-__all__ = ["DiscreteCRR", "DiscreteCRRStep", "DiscreteCRRTrainingStats"]
+if TYPE_CHECKING:
+    import gymnasium as gym
+
+__all__ = ["DiscreteCRR", "DiscreteCRRConfig", "DiscreteCRRStep", "DiscreteCRRTrainingStats"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class DiscreteCRRConfig(DiscreteTDConfig):
+    """Discrete CRR's settings (Wang et al. 2020; Tianshou's offline Atari example): one
+    trunk with a policy head and a Q head, exponential weights clipped at 20, the CQL
+    regulariser at w = 10, Adam 1e-4."""
+
+    name: ClassVar[str] = "crr"
+
+    policy_improvement_mode: Literal["exp", "binary", "all"] = "exp"
+    """the advantage weight of the actor loss: ``exp(Â/β)``, ``1[Â > 0]`` or 1 (cloning)"""
+    ratio_upper_bound: float = 20.0
+    """the upper clip of ``exp(Â/β)``"""
+    beta: float = 1.0
+    """β, the temperature of ``exp(Â/β)``"""
+    advantage: Literal["mean", "max"] = "mean"
+    """the advantage's baseline: ``Q − E_π Q`` or ``Q − max Q``"""
+    min_q_weight: float = 10.0
+    """w of the CQL regulariser (0: off)"""
+
+    def build(
+        self,
+        observation_space: gym.Space[Any],
+        action_space: gym.Space[Any],
+        *,
+        device: str | torch.device = "cpu",
+    ) -> DiscreteCRR:
+        """A :class:`DiscreteCRR` of a :class:`DualHeadNet` (policy logits, Q-values)."""
+        n = discrete_actions(action_space)
+        policy = DiscreteActorPolicy(
+            actor=DualHeadNet(self.trunk(observation_space), n, self.hidden_sizes),
+            action_space=action_space,
+            observation_space=observation_space,
+            logits_index=0,
+        )
+        algorithm: DiscreteCRR = DiscreteCRR(
+            policy=policy,
+            optim=adam(self.lr),
+            gamma=self.gamma,
+            n_step_return_horizon=self.n_step_return_horizon,
+            policy_improvement_mode=self.policy_improvement_mode,
+            ratio_upper_bound=self.ratio_upper_bound,
+            beta=self.beta,
+            advantage=self.advantage,
+            min_q_weight=self.min_q_weight,
+            target_update_freq=self.target_update_freq,
+            max_grad_norm=self.max_grad_norm,
+        )
+        return algorithm.to(device)
 
 
 @dataclass(kw_only=True)
@@ -108,16 +162,11 @@ class DiscreteCRR(DiscreteOfflineAlgorithm[DiscreteActorPolicy, TDiscreteCRRStat
         :class:`~tianshou_offline.algorithms.discrete.nets.DualHeadNet` with the policy
         logits as first head and Q-values as second head (``logits_index=0``).
     :param optim: optimizer factory for the network (actor and critic heads and the trunk).
-    :param gamma: discount factor.
-    :param n_step_return_horizon: n of the n-step target.
-    :param policy_improvement_mode: ``"exp"``, ``"binary"`` or ``"all"``.
-    :param ratio_upper_bound: the upper clip of ``exp(Â/β)``.
-    :param beta: β, the temperature of ``exp(Â/β)``.
-    :param advantage: ``"mean"`` (``Q − E_π Q``) or ``"max"`` (``Q − max Q``).
-    :param min_q_weight: w of the CQL regulariser (0 disables it; Tianshou's default 10).
     :param target_update_freq: copy the network into the target every this many steps;
         0 uses the online network (without gradient) for the target.
-    :param max_grad_norm: clip the gradient norm (None: no clipping).
+
+    The other settings default to :class:`DiscreteCRRConfig`'s fields of the same names
+    (documented there).
     """
 
     def __init__(
@@ -125,15 +174,17 @@ class DiscreteCRR(DiscreteOfflineAlgorithm[DiscreteActorPolicy, TDiscreteCRRStat
         *,
         policy: DiscreteActorPolicy,
         optim: OptimizerFactory,
-        gamma: float = 0.99,
-        n_step_return_horizon: int = 1,
-        policy_improvement_mode: Literal["exp", "binary", "all"] = "exp",
-        ratio_upper_bound: float = 20.0,
-        beta: float = 1.0,
-        advantage: Literal["mean", "max"] = "mean",
-        min_q_weight: float = 10.0,
-        target_update_freq: int = 0,
-        max_grad_norm: float | None = None,
+        gamma: float = DiscreteCRRConfig.gamma,
+        n_step_return_horizon: int = DiscreteCRRConfig.n_step_return_horizon,
+        policy_improvement_mode: Literal[
+            "exp", "binary", "all"
+        ] = DiscreteCRRConfig.policy_improvement_mode,
+        ratio_upper_bound: float = DiscreteCRRConfig.ratio_upper_bound,
+        beta: float = DiscreteCRRConfig.beta,
+        advantage: Literal["mean", "max"] = DiscreteCRRConfig.advantage,
+        min_q_weight: float = DiscreteCRRConfig.min_q_weight,
+        target_update_freq: int = DiscreteCRRConfig.target_update_freq,
+        max_grad_norm: float | None = DiscreteCRRConfig.max_grad_norm,
     ) -> None:
         super().__init__(policy=policy)
         net = policy.actor

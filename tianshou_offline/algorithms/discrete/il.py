@@ -14,6 +14,7 @@ with ``deterministic_eval=True``).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -22,16 +23,48 @@ from tianshou.algorithm.optim import OptimizerFactory
 from tianshou.data.types import RolloutBatchProtocol
 from typing_extensions import TypeVar
 
+from tianshou_offline.algorithms.config import DiscreteConfig, adam, discrete_actions
 from tianshou_offline.algorithms.core import to_floats
 from tianshou_offline.algorithms.discrete.base import DiscreteOfflineAlgorithm
 from tianshou_offline.algorithms.discrete.dataset import DiscreteTransitions
+from tianshou_offline.algorithms.discrete.nets import QNet
 from tianshou_offline.algorithms.discrete.policies import DiscreteActorPolicy
+
+if TYPE_CHECKING:
+    import gymnasium as gym
 
 __all__ = [
     "DiscreteImitationLearning",
     "DiscreteImitationStep",
     "DiscreteImitationTrainingStats",
 ]
+
+
+@dataclass(frozen=True, kw_only=True)
+class DiscreteImitationConfig(DiscreteConfig):
+    """Discrete behaviour cloning's settings (Tianshou's offline Atari example): a trunk and
+    a head of action logits, Adam 1e-4."""
+
+    name: ClassVar[str] = "il"
+
+    def build(
+        self,
+        observation_space: gym.Space[Any],
+        action_space: gym.Space[Any],
+        *,
+        device: str | torch.device = "cpu",
+    ) -> DiscreteImitationLearning:
+        """A :class:`DiscreteImitationLearning` of a :class:`QNet` of logits."""
+        n = discrete_actions(action_space)
+        policy = DiscreteActorPolicy(
+            actor=QNet(self.trunk(observation_space), n, self.hidden_sizes),
+            action_space=action_space,
+            observation_space=observation_space,
+        )
+        algorithm: DiscreteImitationLearning = DiscreteImitationLearning(
+            policy=policy, optim=adam(self.lr), max_grad_norm=self.max_grad_norm
+        )
+        return algorithm.to(device)
 
 
 @dataclass(kw_only=True)
@@ -80,7 +113,7 @@ class DiscreteImitationLearning(
         *,
         policy: DiscreteActorPolicy,
         optim: OptimizerFactory,
-        max_grad_norm: float | None = None,
+        max_grad_norm: float | None = DiscreteImitationConfig.max_grad_norm,
     ) -> None:
         super().__init__(policy=policy)
         self.optim = self._make_optimizer(policy.actor, optim, max_grad_norm)
