@@ -21,16 +21,18 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import gymnasium as gym
 import pytest
 
+from tianshou_offline.algorithms import make_config
 from tianshou_offline.cli.example_args import (
     AtariConfig,
     ExampleConfig,
     MujocoConfig,
     arg,
+    config_dict,
     field_docs,
     iter_flags,
     make_parser,
@@ -68,9 +70,11 @@ def _script(name: str) -> Path:
 class _Demo(MujocoConfig):
     """A script's config as the examples declare them."""
 
-    alpha: float = 2.5
+    algorithm: ClassVar[str | None] = "td3bc"
+
+    weight: float = 2.5
     """weight of the Q term"""
-    norm_obs: Literal[0, 1] = 1
+    subproc_envs: bool = True
     mode: Literal["exp", "binary"] = "exp"
     """advantage weighting"""
     sizes: list[int] = field(default_factory=lambda: [7, 8])
@@ -100,24 +104,53 @@ def test_both_spellings_and_aliases_parse_to_the_same_config() -> None:
     )  # fmt: skip
     assert dash == underscore == alias
     assert isinstance(dash, _Demo)
-    assert (dash.step_per_epoch, dash.test_num, dash.hidden_sizes, dash.steps) == (7, 3, [4, 5], 9)
+    assert (dash.step_per_epoch, dash.test_num, dash.steps) == (7, 3, 9)
+    assert dash.algorithm_config().hyperparameters()["hidden_sizes"] == [4, 5]  # a config field
     # defaults: the subclass's own, a redeclared base default, fresh lists per config
-    assert (dash.alpha, dash.norm_obs, dash.mode, dash.threads) == (2.5, 1, "exp", 1)
+    assert (dash.weight, dash.subproc_envs, dash.mode, dash.threads) == (2.5, True, "exp", 1)
     a, b = parse_config(_Demo, [], description=""), parse_config(_Demo, [], description="")
     assert a.sizes == [7, 8] and a.sizes is not b.sizes
+    assert a.algorithm_config() == make_config("td3bc", "continuous", preset="mujoco")
+
+
+def test_algorithm_flags_are_the_config_fields_under_both_names() -> None:
+    """Every field of the algorithm's config is a flag (``--hidden-sizes``), under the name
+    the examples used before too (``--norm-obs`` for ``normalize_obs``, ``--n-step`` for
+    ``n_step_return_horizon``); 0/1 switches become bools."""
+    old = parse_config(
+        _Demo, ["--norm-obs", "0", "--n-step", "3", "--policy_noise", "0.1"], description=""
+    )
+    new = parse_config(
+        _Demo,
+        ["--normalize-obs", "0", "--n_step_return_horizon", "3", "--policy-noise", "0.1"],
+        description="",
+    )
+    assert old == new
+    assert old.algorithm_config() == make_config(
+        "td3bc", "continuous", preset="mujoco", normalize_obs=False, n_step_return_horizon=3,
+        policy_noise=0.1,
+    )  # fmt: skip
+    assert config_dict(old)["algo"]["normalize_obs"] is False  # args.json holds the settings
+
+
+@dataclass(kw_only=True)
+class _AtariDemo(AtariConfig):
+    algorithm: ClassVar[str | None] = "cql"
 
 
 def test_atari_flags_and_aliases() -> None:
     one = parse_config(
-        AtariConfig, ["--update_per_epoch", "5", "--load-buffer-name", "b.hdf5", "--scale-obs", "0"],
+        _AtariDemo, ["--update_per_epoch", "5", "--load-buffer-name", "b.hdf5", "--scale-obs", "0"],
         description="",
     )  # fmt: skip
     two = parse_config(
-        AtariConfig, ["--epoch-num-steps", "5", "--load_buffer_name", "b.hdf5", "--scale_obs", "0"],
+        _AtariDemo, ["--epoch-num-steps", "5", "--load_buffer_name", "b.hdf5", "--scale_obs", "0"],
         description="",
     )  # fmt: skip
-    assert one == two and one.update_per_epoch == 5 and one.scale_obs == 0
-    assert one.threads is None and one.seed == 1626 and one.hidden_sizes == [512]
+    assert one == two and one.update_per_epoch == 5
+    settings = one.algorithm_config().hyperparameters()
+    assert settings["hidden_sizes"] == [512] and settings["scale_obs"] is False
+    assert one.threads is None and one.seed == 1626 and one.batch_size == 32  # the preset's
 
 
 @pytest.mark.parametrize(
@@ -156,7 +189,12 @@ def test_help_shows_each_default_once() -> None:
     assert "--step-per-epoch STEP_PER_EPOCH, --epoch-num-steps STEP_PER_EPOCH" in text
     assert "--step_per_epoch" not in text  # underscore spellings are accepted, not listed
     assert "weight of the Q term (default: 2.5)" in text
-    assert "1: normalise observations" in text  # a base field's docstring, new default
+    assert "--norm-obs {0,1}, --normalize-obs {0,1}" in text  # the old name listed first
+    flat = " ".join(text.split())
+    assert (
+        "normalise observations with the data's mean and std (the paper's Eq. 5) (default: 1)"
+        in flat
+    )
     assert "The default, 1, suits" in text  # --threads documents its default
 
 
@@ -194,8 +232,14 @@ def test_mujoco_scripts_keep_their_flags(name: str) -> None:
         "d4rl_rebrac": 1e-3,
         "d4rl_dt": 1e-4,
     }.get(name, 3e-4)
-    assert config.actor_lr == expected_lr
-    assert config.norm_obs == (1 if name in ("d4rl_td3_bc", "d4rl_iql", "d4rl_dt") else 0)
+    normalized = name in ("d4rl_td3_bc", "d4rl_iql", "d4rl_dt")
+    if config.algorithm is None:  # a script whose flags are written by hand (ManualMujocoConfig)
+        assert vars(config)["actor_lr"] == expected_lr
+        assert vars(config)["norm_obs"] == int(normalized)
+    else:
+        values = config.algorithm_config().hyperparameters()
+        assert values.get("actor_lr", values.get("lr")) == expected_lr
+        assert values["normalize_obs"] == normalized
     with pytest.raises(SystemExit):
         module.get_args(["--expert-data", "x.hdf5"])  # abbreviations are errors
 

@@ -299,3 +299,11 @@ def run(
     save_actor(os.path.join(log_path, "last_actor.pt"))
     pprint.pprint(result)
     watch()
+
+
+def build_algorithm(config: AtariConfig, setup: Setup) -> OfflineAlgorithm[Any]:
+    """The algorithm of the script's flags (its ``*Config`` at the ``atari`` preset, with the
+    flags applied) for the environment's spaces, acting ε-greedily with ``--eps-test``."""
+    algorithm = config.build_algorithm(setup.env.observation_space, setup.env.action_space)
+    algorithm.policy.eps_inference = config.eps_test
+    return algorithm

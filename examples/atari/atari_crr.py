@@ -13,64 +13,33 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar
 
 import _no_tensorflow  # noqa: F401  (first: keeps TensorFlow out of this process)
-from _common import make_setup, run
-from tianshou.algorithm.optim import AdamOptimizerFactory
+from _common import build_algorithm, make_setup, run
 
-from tianshou_offline.algorithms import AtariTrunk, DiscreteActorPolicy, DiscreteCRR, DualHeadNet
+from tianshou_offline.algorithms import DiscreteCRR, DiscreteCRRConfig
 from tianshou_offline.cli.example_args import AtariConfig, parse_config, run_example
 from tianshou_offline.recording.policies import save_atari_checkpoint
 
 
 @dataclass(kw_only=True)
-class CRRConfig(AtariConfig):
-    """Discrete CRR on offline Atari data."""
+class CRRFlags(AtariConfig):
+    """Discrete CRR (with the CQL regulariser) on offline Atari data: the common flags and the fields of
+    ``tianshou_offline.algorithms.DiscreteCRRConfig`` (defaults of the ``atari`` preset)."""
 
-    policy_improvement_mode: Literal["exp", "binary", "all"] = "exp"
-    """advantage weighting of the actor loss: exp(A/β), 1[A > 0] or 1 (behaviour cloning)"""
-    ratio_upper_bound: float = 20.0
-    """clip of the exp weight"""
-    beta: float = 1.0
-    """β, temperature of the exp weight"""
-    min_q_weight: float = 10.0
-    """weight of the CQL regulariser (0: off)"""
-    target_update_freq: int = 500
-    """gradient steps between target-network copies"""
-    n_step: int = 1
-    """n-step return horizon"""
+    algorithm: ClassVar[str | None] = "crr"
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    config = parse_config(CRRConfig, argv, prog="atari_crr.py", description=__doc__ or "")
+    config = parse_config(CRRFlags, argv, prog="atari_crr.py", description=__doc__ or "")
     setup = make_setup(config)
     c, h, w = setup.state_shape
-
-    # one trunk, two heads: policy logits (first) and Q-values (second)
-    model = DualHeadNet(
-        AtariTrunk(c, h, w, scale_obs=bool(config.scale_obs)),
-        setup.num_actions,
-        config.hidden_sizes,
-    )
-    policy = DiscreteActorPolicy(
-        actor=model,
-        action_space=setup.env.action_space,
-        observation_space=setup.env.observation_space,
-        logits_index=0,
-        eps_inference=config.eps_test,
-    )
-    algorithm: DiscreteCRR = DiscreteCRR(
-        policy=policy,
-        optim=AdamOptimizerFactory(lr=config.lr),
-        gamma=config.gamma,
-        n_step_return_horizon=config.n_step,
-        policy_improvement_mode=config.policy_improvement_mode,
-        ratio_upper_bound=config.ratio_upper_bound,
-        beta=config.beta,
-        min_q_weight=config.min_q_weight,
-        target_update_freq=config.target_update_freq,
-    )
+    algorithm = build_algorithm(config, setup)
+    assert isinstance(algorithm, DiscreteCRR)
+    settings = config.algorithm_config()
+    assert isinstance(settings, DiscreteCRRConfig)
+    model = algorithm.policy.actor
 
     def save_actor(path: str) -> None:
         save_atari_checkpoint(
@@ -80,8 +49,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             num_actions=setup.num_actions,
             frame_stack=c,
             frame_shape=(h, w),
-            hidden_sizes=config.hidden_sizes,
-            scale_obs=bool(config.scale_obs),
+            hidden_sizes=settings.hidden_sizes,
+            scale_obs=settings.scale_obs,
         )
 
     run(config, "crr", setup, algorithm, save_actor)

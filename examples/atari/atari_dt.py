@@ -29,12 +29,12 @@ from _common import make_setup, run
 from tianshou.env import DummyVectorEnv
 
 from tianshou_offline.algorithms import DiscreteDTConfig, DiscreteDTPolicy, RewardInInfo
-from tianshou_offline.cli.example_args import AtariConfig, parse_config, run_example
+from tianshou_offline.cli.example_args import ManualAtariConfig, parse_config, run_example
 from tianshou_offline.recording.atari import make_atari_env
 
 
 @dataclass(kw_only=True)
-class DTConfig(AtariConfig):
+class DTConfig(ManualAtariConfig):
     """The Decision Transformer on offline Atari data."""
 
     lr: float = 6e-4

@@ -11,46 +11,33 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 import _no_tensorflow  # noqa: F401  (first: keeps TensorFlow out of this process)
-from _common import make_setup, run
-from tianshou.algorithm.optim import AdamOptimizerFactory
+from _common import build_algorithm, make_setup, run
 
-from tianshou_offline.algorithms import (
-    AtariTrunk,
-    DiscreteActorPolicy,
-    DiscreteImitationLearning,
-    QNet,
-)
+from tianshou_offline.algorithms import DiscreteImitationConfig, DiscreteImitationLearning
 from tianshou_offline.cli.example_args import AtariConfig, parse_config, run_example
 from tianshou_offline.recording.policies import save_atari_checkpoint
 
 
 @dataclass(kw_only=True)
-class ILConfig(AtariConfig):
-    """Behaviour cloning on offline Atari data."""
+class ILFlags(AtariConfig):
+    """Behaviour cloning on offline Atari data: the common flags and the fields of
+    ``tianshou_offline.algorithms.DiscreteImitationConfig`` (defaults of the ``atari`` preset)."""
+
+    algorithm: ClassVar[str | None] = "il"
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    config = parse_config(ILConfig, argv, prog="atari_il.py", description=__doc__ or "")
+    config = parse_config(ILFlags, argv, prog="atari_il.py", description=__doc__ or "")
     setup = make_setup(config)
     c, h, w = setup.state_shape
-
-    # Nature-DQN trunk with a head of action logits
-    model = QNet(
-        AtariTrunk(c, h, w, scale_obs=bool(config.scale_obs)),
-        setup.num_actions,
-        config.hidden_sizes,
-    )
-    policy = DiscreteActorPolicy(
-        actor=model,
-        action_space=setup.env.action_space,
-        observation_space=setup.env.observation_space,
-        eps_inference=config.eps_test,
-    )
-    algorithm: DiscreteImitationLearning = DiscreteImitationLearning(
-        policy=policy, optim=AdamOptimizerFactory(lr=config.lr)
-    )
+    algorithm = build_algorithm(config, setup)
+    assert isinstance(algorithm, DiscreteImitationLearning)
+    settings = config.algorithm_config()
+    assert isinstance(settings, DiscreteImitationConfig)
+    model = algorithm.policy.actor
 
     def save_actor(path: str) -> None:
         save_atari_checkpoint(
@@ -60,8 +47,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             num_actions=setup.num_actions,
             frame_stack=c,
             frame_shape=(h, w),
-            hidden_sizes=config.hidden_sizes,
-            scale_obs=bool(config.scale_obs),
+            hidden_sizes=settings.hidden_sizes,
+            scale_obs=settings.scale_obs,
         )
 
     run(config, "il", setup, algorithm, save_actor)

@@ -451,8 +451,18 @@ def setup(config: MujocoConfig) -> Dataset | None:
         raise
 
 
+def build_algorithm(
+    config: MujocoConfig, env: gym.Env[Any, Any]
+) -> OfflineAlgorithmCore[Any, Any, Any, Any]:
+    """The algorithm of the script's flags (its ``*Config`` at the ``mujoco`` preset, with
+    the flags applied) for ``env``'s spaces, on ``--device``."""
+    algorithm = config.build_algorithm(env.observation_space, env.action_space)
+    assert isinstance(algorithm, OfflineAlgorithmCore)
+    return algorithm
+
+
 def spaces(env: gym.Env[Any, Any]) -> tuple[int, int]:
     """Flat observation and action sizes of a Box/Box environment (checked by
-    :func:`make_env`)."""
+    :func:`make_env`), for the scripts that build their networks by hand."""
     assert env.observation_space.shape is not None and env.action_space.shape is not None
     return int(np.prod(env.observation_space.shape)), int(np.prod(env.action_space.shape))

@@ -9,70 +9,31 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar
 
 import _without_tensorflow  # noqa: F401  (first: keeps TensorFlow out of this process)
-from d4rl_common import make_env, setup, spaces, train_and_evaluate
-from tianshou.algorithm.optim import AdamOptimizerFactory
+from d4rl_common import build_algorithm, make_env, setup, train_and_evaluate
 
-from tianshou_offline.algorithms import CRR, CriticEnsemble, GaussianActor, GaussianPolicy
 from tianshou_offline.cli.example_args import MujocoConfig, parse_config, run_example
 
 
 @dataclass(kw_only=True)
-class CRRConfig(MujocoConfig):
-    """The flags of this script: the common ones and CRR's hyperparameters."""
+class CRRFlags(MujocoConfig):
+    """The flags of this script: the common ones and CRR's hyperparameters (the fields of
+    ``tianshou_offline.algorithms.CRRConfig``, defaults of the ``mujoco`` preset)."""
 
-    weight: Literal["exp", "binary"] = "exp"
-    """advantage weighting f"""
-    advantage: Literal["mean", "max"] = "mean"
-    """advantage baseline over the sampled actions"""
-    beta: float = 1.0
-    """temperature of the exp weight"""
-    max_weight: float = 20.0
-    """clip of the exp weight"""
-    num_action_samples: int = 4
-    """m, samples for the advantage"""
-    num_critics: int = 2
-    """critics in the ensemble"""
-    target_update_interval: int = 1
-    """update targets every N steps (with --tau 1: d3rlpy's hard copies, N=100)"""
+    algorithm: ClassVar[str | None] = "crr"
 
 
-def get_args(argv: Sequence[str] | None = None) -> CRRConfig:
-    return parse_config(CRRConfig, argv, prog="d4rl_crr.py", description=__doc__ or "")
+def get_args(argv: Sequence[str] | None = None) -> CRRFlags:
+    return parse_config(CRRFlags, argv, prog="d4rl_crr.py", description=__doc__ or "")
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     config = get_args(argv)
     dataset = setup(config)
     env = make_env(config, dataset)
-    obs_dim, act_dim = spaces(env)
-    policy = GaussianPolicy(
-        actor=GaussianActor(obs_dim, act_dim, config.hidden_sizes),
-        action_space=env.action_space,
-        observation_space=env.observation_space,
-        squash=False,
-        normalize_obs=bool(config.norm_obs),
-    ).to(config.device)
-    algorithm: CRR = CRR(
-        policy=policy,
-        policy_optim=AdamOptimizerFactory(lr=config.actor_lr),
-        critics=CriticEnsemble(
-            obs_dim, act_dim, config.hidden_sizes, num_critics=config.num_critics
-        ).to(config.device),
-        critic_optim=AdamOptimizerFactory(lr=config.critic_lr),
-        gamma=config.gamma,
-        tau=config.tau,
-        target_update_interval=config.target_update_interval,
-        weight=config.weight,
-        beta=config.beta,
-        max_weight=config.max_weight,
-        advantage=config.advantage,
-        num_action_samples=config.num_action_samples,
-        n_step_return_horizon=config.n_step,
-    )
-    return train_and_evaluate(config, "crr", dataset, algorithm, env)
+    return train_and_evaluate(config, "crr", dataset, build_algorithm(config, env), env)
 
 
 if __name__ == "__main__":

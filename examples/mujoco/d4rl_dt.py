@@ -28,11 +28,11 @@ import torch
 from d4rl_common import make_env, setup, train_and_evaluate
 
 from tianshou_offline.algorithms import ContinuousDTConfig, DecisionTransformer, RewardInInfo
-from tianshou_offline.cli.example_args import MujocoConfig, arg, parse_config, run_example
+from tianshou_offline.cli.example_args import ManualMujocoConfig, arg, parse_config, run_example
 
 
 @dataclass(kw_only=True)
-class DTConfig(MujocoConfig):
+class DTConfig(ManualMujocoConfig):
     """The flags of this script: the common ones and the Decision Transformer's."""
 
     batch_size: int = 64

@@ -9,60 +9,31 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar
 
 import _without_tensorflow  # noqa: F401  (first: keeps TensorFlow out of this process)
-from d4rl_common import make_env, setup, spaces, train_and_evaluate
-from tianshou.algorithm.optim import AdamOptimizerFactory
+from d4rl_common import build_algorithm, make_env, setup, train_and_evaluate
 
-from tianshou_offline.algorithms import (
-    DeterministicActor,
-    DeterministicPolicy,
-    GaussianActor,
-    GaussianPolicy,
-    ImitationLearning,
-)
-from tianshou_offline.cli.example_args import MujocoConfig, arg, parse_config, run_example
+from tianshou_offline.cli.example_args import MujocoConfig, parse_config, run_example
 
 
 @dataclass(kw_only=True)
-class ILConfig(MujocoConfig):
-    """The flags of this script: the common ones and IL's hyperparameters."""
+class ILFlags(MujocoConfig):
+    """The flags of this script: the common ones and IL's hyperparameters (the fields of
+    ``tianshou_offline.algorithms.ImitationConfig``, defaults of the ``mujoco`` preset)."""
 
-    actor_lr: float = arg(1e-3, aliases=("lr",))
-    """learning rate (--lr as in Tianshou's imitation examples)"""
-    actor: Literal["deterministic", "gaussian"] = "deterministic"
-    """MSE regression or maximum likelihood of a Gaussian"""
+    algorithm: ClassVar[str | None] = "il"
 
 
-def get_args(argv: Sequence[str] | None = None) -> ILConfig:
-    return parse_config(ILConfig, argv, prog="d4rl_il.py", description=__doc__ or "")
+def get_args(argv: Sequence[str] | None = None) -> ILFlags:
+    return parse_config(ILFlags, argv, prog="d4rl_il.py", description=__doc__ or "")
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     config = get_args(argv)
     dataset = setup(config)
     env = make_env(config, dataset)
-    obs_dim, act_dim = spaces(env)
-    common: dict[str, Any] = dict(
-        action_space=env.action_space,
-        observation_space=env.observation_space,
-        normalize_obs=bool(config.norm_obs),
-    )
-    policy: DeterministicPolicy | GaussianPolicy
-    if config.actor == "gaussian":
-        policy = GaussianPolicy(
-            actor=GaussianActor(obs_dim, act_dim, config.hidden_sizes), squash=False, **common
-        )
-    else:
-        policy = DeterministicPolicy(
-            actor=DeterministicActor(obs_dim, act_dim, config.hidden_sizes), **common
-        )
-    policy.to(config.device)
-    algorithm: ImitationLearning = ImitationLearning(
-        policy=policy, optim=AdamOptimizerFactory(lr=config.actor_lr)
-    )
-    return train_and_evaluate(config, "il", dataset, algorithm, env)
+    return train_and_evaluate(config, "il", dataset, build_algorithm(config, env), env)
 
 
 if __name__ == "__main__":

@@ -17,50 +17,30 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import _without_tensorflow  # noqa: F401  (first: keeps TensorFlow out of this process)
 import gymnasium as gym
-from d4rl_common import make_env, setup, spaces, train_and_evaluate
-from tianshou.algorithm.optim import AdamOptimizerFactory
+from d4rl_common import make_env, setup, train_and_evaluate
 
-from tianshou_offline.algorithms import (
-    IQL,
-    CosineLRSchedulerFactory,
-    CriticEnsemble,
-    DeterministicActor,
-    DeterministicPolicy,
-    GaussianActor,
-    GaussianPolicy,
-    ValueFunction,
-)
+from tianshou_offline.algorithms import IQL
 from tianshou_offline.cli.example_args import MujocoConfig, parse_config, run_example
 
 
 @dataclass(kw_only=True)
-class IQLConfig(MujocoConfig):
-    """The flags of this script: the common ones and IQL's hyperparameters."""
+class IQLFlags(MujocoConfig):
+    """The flags of this script: the common ones and IQL's hyperparameters (the fields of
+    ``tianshou_offline.algorithms.IQLConfig``, defaults of the ``mujoco`` preset)."""
 
-    norm_obs: Literal[0, 1] = 1
-    expectile: float = 0.7
-    """τ of the expectile regression of V (0.5: mean regression)"""
-    beta: float = 3.0
-    """β, inverse temperature of the advantage weights exp(β (Q − V))"""
-    max_weight: float = 100.0
-    """clip of the advantage weights"""
-    value_lr: float = 3e-4
-    """learning rate of V"""
-    deterministic: Literal[0, 1] = 0
-    """1: a deterministic actor (weighted regression) instead of the Gaussian"""
+    algorithm: ClassVar[str | None] = "iql"
+
     actor_cosine_lr: Literal[0, 1] = 0
     """1: anneal the actor's learning rate with a cosine schedule over epoch × step-per-epoch
     (the authors' and CORL's setting; off by default, as in the IQL class)"""
-    num_critics: int = 2
-    """critics in the ensemble (the minimum is used)"""
 
 
-def get_args(argv: Sequence[str] | None = None) -> IQLConfig:
-    return parse_config(IQLConfig, argv, prog="d4rl_iql.py", description=__doc__ or "")
+def get_args(argv: Sequence[str] | None = None) -> IQLFlags:
+    return parse_config(IQLFlags, argv, prog="d4rl_iql.py", description=__doc__ or "")
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
@@ -70,49 +50,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     return train_and_evaluate(config, "iql", dataset, build_algorithm(config, env), env)
 
 
-def build_algorithm(config: IQLConfig, env: gym.Env[Any, Any]) -> IQL:
-    """The algorithm of these flags for ``env`` (also used by the fine-tuning example)."""
-    obs_dim, act_dim = spaces(env)
-    policy: GaussianPolicy | DeterministicPolicy
-    if config.deterministic:
-        policy = DeterministicPolicy(
-            actor=DeterministicActor(obs_dim, act_dim, config.hidden_sizes),
-            action_space=env.action_space,
-            observation_space=env.observation_space,
-            normalize_obs=bool(config.norm_obs),
-        )
-    else:
-        policy = GaussianPolicy(
-            actor=GaussianActor(
-                obs_dim, act_dim, config.hidden_sizes, conditioned_std=False, tanh_mean=True
-            ),
-            action_space=env.action_space,
-            observation_space=env.observation_space,
-            squash=False,
-            normalize_obs=bool(config.norm_obs),
-        )
-    policy = policy.to(config.device)
-    policy_optim = AdamOptimizerFactory(lr=config.actor_lr)
+def build_algorithm(config: IQLFlags, env: gym.Env[Any, Any]) -> IQL:
+    """The algorithm of these flags for ``env``, the actor's cosine schedule over the run
+    (also used by the fine-tuning example)."""
     if config.actor_cosine_lr:
-        policy_optim = policy_optim.with_lr_scheduler_factory(
-            CosineLRSchedulerFactory(config.epoch * config.step_per_epoch)
+        config.algo = config.algorithm_config().replace(
+            actor_cosine_steps=config.epoch * config.step_per_epoch
         )
-    algorithm: IQL = IQL(
-        policy=policy,
-        policy_optim=policy_optim,
-        critics=CriticEnsemble(
-            obs_dim, act_dim, config.hidden_sizes, num_critics=config.num_critics
-        ).to(config.device),
-        critic_optim=AdamOptimizerFactory(lr=config.critic_lr),
-        value=ValueFunction(obs_dim, config.hidden_sizes).to(config.device),
-        value_optim=AdamOptimizerFactory(lr=config.value_lr),
-        expectile=config.expectile,
-        beta=config.beta,
-        max_weight=config.max_weight,
-        tau=config.tau,
-        gamma=config.gamma,
-        n_step_return_horizon=config.n_step,
-    )
+    algorithm = config.build_algorithm(env.observation_space, env.action_space)
+    assert isinstance(algorithm, IQL)
     return algorithm
 
 

@@ -24,11 +24,11 @@ from d4rl_common import make_env, setup, spaces, train_and_evaluate
 from tianshou.algorithm.optim import AdamOptimizerFactory
 
 from tianshou_offline.algorithms import SACN, CriticEnsemble, GaussianActor, GaussianPolicy
-from tianshou_offline.cli.example_args import MujocoConfig, parse_config, run_example
+from tianshou_offline.cli.example_args import ManualMujocoConfig, parse_config, run_example
 
 
 @dataclass(kw_only=True)
-class SACNConfig(MujocoConfig):
+class SACNConfig(ManualMujocoConfig):
     """The flags of this script: the common ones and SAC-N's hyperparameters."""
 
     num_critics: int = 10

@@ -17,14 +17,14 @@ from typing import Any
 
 import _without_tensorflow  # noqa: F401  (first: keeps TensorFlow out of this process)
 from d4rl_common import make_env, setup
-from d4rl_iql import IQLConfig, build_algorithm
+from d4rl_iql import IQLFlags, build_algorithm
 from finetune_common import FinetuneFlags, finetune, require_data
 
 from tianshou_offline.cli.example_args import parse_config, run_example
 
 
 @dataclass(kw_only=True)
-class FinetuneIQLConfig(IQLConfig, FinetuneFlags):
+class FinetuneIQLConfig(IQLFlags, FinetuneFlags):
     """The flags of d4rl_iql.py and the fine-tuning ones."""
 
     step_per_epoch: int = 5000
@@ -36,9 +36,7 @@ class FinetuneIQLConfig(IQLConfig, FinetuneFlags):
 
 
 def get_args(argv: Sequence[str] | None = None) -> FinetuneIQLConfig:
-    return parse_config(
-        FinetuneIQLConfig, argv, prog="finetune_iql.py", description=__doc__ or ""
-    )
+    return parse_config(FinetuneIQLConfig, argv, prog="finetune_iql.py", description=__doc__ or "")
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:

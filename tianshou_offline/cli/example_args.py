@@ -1,25 +1,29 @@
 """One typed argument definition for the example scripts (``examples/atari``, ``examples/mujoco``).
 
-In the style of CORL's ``TrainConfig`` and CleanRL's ``Args``: an experiment's settings are a
-dataclass whose fields are the command-line flags, each with a docstring (its ``--help``
-text). The shared flags live here (:class:`ExampleConfig`, and the two dialects
-:class:`AtariConfig` and :class:`MujocoConfig`); each algorithm script declares its
-hyperparameters as a dataclass extending one of them, and gets back a typed config object::
+In the style of CORL's ``TrainConfig`` and CleanRL's ``Args``: an experiment's settings are
+dataclasses whose fields are the command-line flags, each with a docstring (its ``--help``
+text). The run's flags live here (:class:`ExampleConfig`, and the two dialects
+:class:`AtariConfig` and :class:`MujocoConfig`); the algorithm's flags are generated from the
+fields of its ``*Config`` (:mod:`tianshou_offline.algorithms`), with the defaults of the
+dialect's preset (``mujoco``, ``atari``). A script names its algorithm and adds only flags of
+its own::
 
     @dataclass(kw_only=True)
-    class TD3BCConfig(MujocoConfig):
-        norm_obs: Literal[0, 1] = 1  # another default for a shared flag
-        alpha: float = 2.5
-        \"\"\"weight of the Q term against the behaviour-cloning term\"\"\"
+    class TD3BCFlags(MujocoConfig):
+        algorithm: ClassVar[str] = "td3bc"
 
-    config = parse_config(TD3BCConfig, argv, description=__doc__)
+    config = parse_config(TD3BCFlags, argv, description=__doc__)
+    algorithm = config.build_algorithm(env.observation_space, env.action_space)
 
 The flags are Tianshou's: every ``snake_case`` field is accepted as ``--snake-case`` and
-``--snake_case``; :func:`arg` adds aliases (``--step-per-epoch``/``--epoch-num-steps``).
+``--snake_case``; :func:`arg` adds aliases (``--step-per-epoch``/``--epoch-num-steps``), and
+:data:`FLAG_ALIASES` gives algorithm fields the names the examples used before
+(``--norm-obs`` for ``normalize_obs``, ``--n-step`` for ``n_step_return_horizon``).
 Unknown flags and abbreviations are errors (exit code 2), unlike Tianshou's
 ``parse_known_args``. Types come from the annotations: ``int``, ``float``, ``str``,
-``X | None`` (default None), ``list[X]`` (any number of values), ``Literal[...]``
-(choices) and ``bool`` (a switch, default False).
+``X | None`` (default None), ``list[X]`` and ``tuple[X, ...]`` (any number of values),
+``Literal[...]`` (choices), ``bool`` (a switch, default False; an algorithm's ``bool``
+settings take ``0``/``1`` as in Tianshou's examples).
 
 :func:`run_example` is the scripts' ``__main__`` guard (one ``error:`` line, exit code 2) and
 :func:`training_progress` their one progress policy (tqdm on a terminal, plain lines
@@ -42,23 +46,42 @@ import typing
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TextIO, TypeVar, overload
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TextIO, TypeVar, overload
 
 from tianshou_offline.errors import TianshouOfflineError
 
 if TYPE_CHECKING:
+    import gymnasium as gym
+    import torch
+    from tianshou.algorithm.algorithm_base import OfflineAlgorithm
     from tianshou.utils import BaseLogger
+
+    from tianshou_offline.algorithms.config import ActionKind, AlgorithmConfig
 
 T = TypeVar("T")
 C = TypeVar("C", bound="ExampleConfig")
 
 MUJOCO_DEFAULT_THREADS = 1
-"""Torch threads of the MuJoCo examples. Their networks (two 256-wide layers, batches of
-256) are small: on a 2-core machine shared with other work (load 5-6), HalfCheetah-sized
-TD3+BC updates ran at 26-30 steps/s with 1 thread and 2-5 with 2, CQL at 2-4 and 1; at load
-1.6, TD3+BC 123 against 10, CQL 7 against 14 (a single run). 1 is never much slower and often
-many times faster; ``tianshou-offline record --threads`` makes the same choice for batch-1
+"""Torch threads of the MuJoCo examples: their networks (two 256-wide layers, batches of 256)
+are small, and on a shared machine one thread is never much slower and often many times
+faster than several; ``tianshou-offline record --threads`` makes the same choice for batch-1
 inference."""
+
+FLAG_ALIASES: dict[str, tuple[str, ...]] = {
+    "normalize_obs": ("norm-obs",),
+    "n_step_return_horizon": ("n-step",),
+    "critic_layer_norm": ("critic-ln",),
+    "deterministic_actor": ("deterministic",),
+    "num_sampled_actions": ("num-sampled-action", "num-action-samples"),
+    "policy_num_sampled_actions": ("num-candidate-actions",),
+    "target_update_freq": ("target-update-interval",),
+    "lr": ("actor-lr",),
+}
+"""Algorithm fields → the flag names the examples (and Tianshou's) used for them, listed
+first in ``--help``; a name that is also a field of the algorithm is not an alias there."""
+
+ALGORITHM_DEST = "algorithm."
+"""The argparse ``dest`` prefix of the algorithm's flags."""
 
 PLAIN_PROGRESS_INTERVAL_S = 30.0
 """Seconds between plain progress lines when stderr is not a terminal."""
@@ -106,18 +129,25 @@ def default_data_dir() -> str:
 
 @dataclass(kw_only=True)
 class ExampleConfig:
-    """The flags every example script takes."""
+    """The flags every example script takes; a subclass that names an :attr:`algorithm`
+    takes that algorithm's flags too (its config, at :attr:`preset`, is :attr:`algo`)."""
+
+    algorithm: ClassVar[str | None] = None
+    """The registry name of the script's algorithm (``tianshou_offline.algorithms``)."""
+    action_kind: ClassVar[ActionKind] = "continuous"
+    """The kind of actions the dialect's algorithms learn."""
+    preset: ClassVar[str | None] = None
+    """The preset whose settings are the algorithm flags' defaults."""
+
+    algo: AlgorithmConfig | None = field(default=None, init=False)
+    """The algorithm's config, from its flags (set by :func:`parse_config`)."""
 
     seed: int = 0
     """seed of numpy, torch and the test environments"""
     epoch: int = 100
     """training epochs (each ends with an evaluation)"""
     batch_size: int = 256
-    """transitions per gradient step"""
-    hidden_sizes: list[int] = field(default_factory=lambda: [256, 256])
-    """widths of the hidden layers"""
-    gamma: float = 0.99
-    """discount factor"""
+    """transitions per gradient step (default: the preset's for the algorithm)"""
     test_num: int = arg(10, aliases=("num-test-envs",))
     """evaluation episodes per test (one environment each)"""
     logdir: str = "log"
@@ -137,6 +167,22 @@ class ExampleConfig:
     show_progress: Literal[0, 1] = 1
     """1: a progress bar on a terminal, a plain progress line every 30 s otherwise (log
     files); 0: neither"""
+
+    def algorithm_config(self) -> AlgorithmConfig:
+        """The algorithm's config (:attr:`algo`).
+
+        :raises TypeError: a config class without an algorithm, or one not parsed.
+        """
+        if self.algo is None:
+            raise TypeError(f"{type(self).__name__}: no algorithm config (use parse_config)")
+        return self.algo
+
+    def build_algorithm(
+        self, observation_space: gym.Space[Any], action_space: gym.Space[Any]
+    ) -> OfflineAlgorithm[Any]:
+        """The algorithm of these flags for data with these spaces, on ``--device``."""
+        device: str | torch.device = self.device
+        return self.algorithm_config().build(observation_space, action_space, device=device)
 
     def check(self) -> None:
         """Reject flag combinations that cannot work (a :class:`ValueError` becomes an
@@ -171,22 +217,18 @@ def output_dir(path: str, flag: str) -> None:
 class AtariConfig(ExampleConfig):
     """The flags of Tianshou's ``examples/offline/atari_*.py`` (defaults as there)."""
 
+    action_kind: ClassVar[ActionKind] = "discrete"
+    preset: ClassVar[str | None] = "atari"
+
     task: str = "PongNoFrameskip-v4"
     """ale-py env id"""
     seed: int = 1626
     eps_test: float = 0.001
     """ε-greedy noise when evaluating"""
-    lr: float = 1e-4
-    """learning rate"""
     update_per_epoch: int = arg(10000, aliases=("epoch-num-steps", "step-per-epoch"))
     """gradient steps per epoch"""
-    batch_size: int = 32
-    hidden_sizes: list[int] = field(default_factory=lambda: [512])
-    """head hidden widths"""
     frames_stack: int = 4
     """frames per observation"""
-    scale_obs: Literal[0, 1] = 1
-    """1: feed pixels / 255 to the net (Tianshou's examples default to 0: raw pixels)"""
     resume_path: str | None = None
     """weights-only policy.pth to resume from"""
     resume_id: str | None = None
@@ -228,6 +270,8 @@ class AtariConfig(ExampleConfig):
 class MujocoConfig(ExampleConfig):
     """The flags of Tianshou's ``examples/offline/d4rl_*.py``, plus where the data comes from."""
 
+    preset: ClassVar[str | None] = "mujoco"
+
     task: str | None = None
     """gymnasium env id (default: the one stored with the data; HalfCheetah-v5 for the
     default data)"""
@@ -240,18 +284,8 @@ class MujocoConfig(ExampleConfig):
     buffer_size: int | None = None
     """use at most this many transitions (default: all)"""
     epoch: int = 200
-    actor_lr: float = 3e-4
-    """learning rate of the actor"""
-    critic_lr: float = 3e-4
-    """learning rate of the critics"""
     step_per_epoch: int = arg(5000, aliases=("epoch-num-steps",))
     """gradient steps per epoch"""
-    n_step: int = 1
-    """n-step return horizon"""
-    tau: float = 0.005
-    """soft target update rate"""
-    norm_obs: Literal[0, 1] = 0
-    """1: normalise observations with the dataset's mean and std"""
     subproc_envs: bool = False
     """evaluate in subprocesses"""
     logger: Literal["tensorboard", "none"] = "tensorboard"
@@ -259,9 +293,9 @@ class MujocoConfig(ExampleConfig):
     render: float = 0.0
     """render the final evaluation episode with this delay between frames (s)"""
     threads: int | None = MUJOCO_DEFAULT_THREADS
-    """torch CPU threads. The default, 1, suits these small networks: on a 2-core machine
-    shared with other work, 2 threads ran TD3+BC 6-15x and CQL 2-4x slower; raise it on idle
-    cores, for wide networks or large batches"""
+    """torch CPU threads. The default, 1, suits these small networks (on a shared machine
+    more threads are often slower); raise it on idle cores, for wide networks or large
+    batches"""
     resume_path: str | None = None
     """a checkpoint to start from (last.pt: algorithm and optimizers, continues the run's
     log; policy.pt: the policy's weights)"""
@@ -276,31 +310,89 @@ class MujocoConfig(ExampleConfig):
             output_dir(self.data_dir, "--data-dir")
 
 
+@dataclass(kw_only=True)
+class ManualMujocoConfig(MujocoConfig):
+    """:class:`MujocoConfig` with the hyperparameter flags of a script that builds its
+    algorithm by hand instead of naming its config (:attr:`ExampleConfig.algorithm`): the
+    scripts that came before their algorithm's config; to be replaced by generated flags."""
+
+    hidden_sizes: list[int] = field(default_factory=lambda: [256, 256])
+    """widths of the hidden layers"""
+    gamma: float = 0.99
+    """discount factor"""
+    actor_lr: float = 3e-4
+    """learning rate of the actor"""
+    critic_lr: float = 3e-4
+    """learning rate of the critics"""
+    n_step: int = 1
+    """n-step return horizon"""
+    tau: float = 0.005
+    """soft target update rate"""
+    norm_obs: Literal[0, 1] = 0
+    """1: normalise observations with the dataset's mean and std"""
+
+
+@dataclass(kw_only=True)
+class ManualAtariConfig(AtariConfig):
+    """:class:`AtariConfig` with the hyperparameter flags of a script that builds its
+    algorithm by hand (see :class:`ManualMujocoConfig`)."""
+
+    lr: float = 1e-4
+    """learning rate"""
+    batch_size: int = 32
+    hidden_sizes: list[int] = field(default_factory=lambda: [512])
+    """head hidden widths"""
+    scale_obs: Literal[0, 1] = 1
+    """1: feed pixels / 255 to the net (Tianshou's examples default to 0: raw pixels)"""
+
+
 # --------------------------------------------------------------------------- parsing
 
 
 def parse_config(
     cls: type[C], argv: Sequence[str] | None = None, *, prog: str | None = None, description: str
 ) -> C:
-    """Parse ``argv`` (default: ``sys.argv[1:]``) into a ``cls`` config.
+    """Parse ``argv`` (default: ``sys.argv[1:]``) into a ``cls`` config (with its
+    algorithm's config in :attr:`ExampleConfig.algo` when ``cls`` names one).
 
     Unknown flags, abbreviations, bad values and :meth:`ExampleConfig.check` failures print
     the usage and one ``error:`` line, and exit with code 2.
     """
     parser = make_parser(cls, prog=prog, description=description)
-    namespace = parser.parse_args(argv)
-    config = cls(**vars(namespace))
+    values = vars(parser.parse_args(argv))
+    algo_values = {
+        k[len(ALGORITHM_DEST) :]: values.pop(k)
+        for k in list(values)
+        if k.startswith(ALGORITHM_DEST)
+    }
+    config = cls(**values)
     try:
+        base = _algorithm_defaults(cls)
+        if base is not None:
+            hints = base.field_types()
+            config.algo = base.replace(
+                **{k: bool(v) if hints[k] is bool else v for k, v in algo_values.items()}
+            )
         config.check()
-    except ValueError as e:
+    except (ValueError, TianshouOfflineError) as e:
         parser.error(str(e))
     return config
+
+
+def _algorithm_defaults(cls: type[ExampleConfig]) -> AlgorithmConfig | None:
+    """The config of ``cls``'s algorithm at its preset (None: the class names none)."""
+    if cls.algorithm is None:
+        return None
+    from tianshou_offline.algorithms.registry import make_config
+
+    return make_config(cls.algorithm, cls.action_kind, preset=cls.preset)
 
 
 def make_parser(
     cls: type[ExampleConfig], *, prog: str | None = None, description: str
 ) -> argparse.ArgumentParser:
-    """The argparse parser of a config class (one option per field)."""
+    """The argparse parser of a config class (one option per field, and one per field of its
+    algorithm's config)."""
     parser = argparse.ArgumentParser(
         prog=prog,
         description=description,
@@ -308,20 +400,57 @@ def make_parser(
         formatter_class=_HelpFormatter,
         epilog="Every --flag-name is also accepted as --flag_name.",
     )
-    hints = typing.get_type_hints(cls)
+    base = _algorithm_defaults(cls)
+    # the names imported for type checking only stand in for themselves
+    hints = typing.get_type_hints(cls, localns={"ActionKind": str, "AlgorithmConfig": object})
     docs = field_docs(cls)
+    taken = {f.name for f in dataclasses.fields(cls)}
     for f in dataclasses.fields(cls):
-        names = _flag_names(f.name, f.metadata.get("aliases", ()))
-        kwargs = _argparse_kwargs(f.name, hints[f.name])
+        if not f.init:
+            continue
         default = _default(f)
-        help_text = " ".join(docs.get(f.name, "").split())
-        if default is not None and default is not False and not _states_default(help_text):
-            shown = " ".join(map(str, default)) if isinstance(default, list) else default
-            help_text = f"{help_text} (default: {shown})".strip()
-        parser.add_argument(
-            *names, dest=f.name, default=default, help=help_text.replace("%", "%%"), **kwargs
-        )
+        if f.name == "batch_size" and base is not None and cls.preset is not None:
+            from tianshou_offline.algorithms.presets import preset
+
+            default = preset(cls.preset).batch_size_of(base.name, base.action_kind)
+        _add(parser, _flag_names(f.name, f.metadata.get("aliases", ())), f.name,
+             _argparse_kwargs(f.name, hints[f.name]), default, docs.get(f.name, ""))  # fmt: skip
+    if base is not None:
+        algo_docs = field_docs(type(base))
+        fields = set(base.field_names())
+        for name, hint in base.field_types().items():
+            aliases = [a for a in FLAG_ALIASES.get(name, ()) if a.replace("-", "_") not in fields]
+            if name in taken or any(a.replace("-", "_") in taken for a in aliases):
+                raise TypeError(f"{cls.__name__}: flag {name!r} is also an algorithm setting")
+            dashed = name.replace("_", "-")
+            names = _flag_names(aliases[0], (*aliases[1:], dashed)) if aliases else None
+            names = names or _flag_names(name, ())
+            value = getattr(base, name)
+            default = list(value) if isinstance(value, tuple) else value
+            kwargs = _argparse_kwargs(name, hint, bool_as_int=True)
+            if "choices" not in kwargs:
+                kwargs["metavar"] = name.upper()
+            if hint is bool:
+                default = int(value)
+            _add(parser, names, ALGORITHM_DEST + name, kwargs, default, algo_docs.get(name, ""))
     return parser
+
+
+def _add(
+    parser: argparse.ArgumentParser,
+    names: list[str],
+    dest: str,
+    kwargs: dict[str, Any],
+    default: Any,
+    doc: str,
+) -> None:
+    help_text = " ".join(doc.split())
+    if default is not None and default is not False and not _states_default(help_text):
+        shown = " ".join(map(str, default)) if isinstance(default, list) else default
+        help_text = f"{help_text} (default: {shown})".strip()
+    parser.add_argument(
+        *names, dest=dest, default=default, help=help_text.replace("%", "%%"), **kwargs
+    )
 
 
 def _states_default(help_text: str) -> bool:
@@ -361,18 +490,21 @@ def _default(f: dataclasses.Field[Any]) -> Any:
     raise TypeError(f"config field {f.name!r} needs a default")
 
 
-def _argparse_kwargs(name: str, hint: Any) -> dict[str, Any]:
-    """``type``/``nargs``/``choices``/``action`` for an annotation."""
+def _argparse_kwargs(name: str, hint: Any, *, bool_as_int: bool = False) -> dict[str, Any]:
+    """``type``/``nargs``/``choices``/``action`` for an annotation (``bool_as_int``: a
+    ``bool`` takes ``0``/``1``, as an algorithm's switches in Tianshou's examples)."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin in (types.UnionType, typing.Union):
         inner = [a for a in args if a is not type(None)]
         if len(inner) != 1:
             raise TypeError(f"config field {name!r}: unsupported union {hint}")
-        return _argparse_kwargs(name, inner[0])
+        return _argparse_kwargs(name, inner[0], bool_as_int=bool_as_int)
     if hint is bool:
-        return {"action": "store_true"}
-    if origin is list:
+        return {"type": int, "choices": [0, 1]} if bool_as_int else {"action": "store_true"}
+    if origin is list or (origin is tuple and len(args) == 2 and args[1] is Ellipsis):
         return {**_argparse_kwargs(name, args[0]), "nargs": "*"}
+    if origin is tuple and args and all(a is args[0] for a in args):
+        return {**_argparse_kwargs(name, args[0]), "nargs": len(args)}
     if origin is Literal:
         kinds = {type(a) for a in args}
         if len(kinds) != 1:
@@ -589,4 +721,5 @@ def _duration(seconds: float) -> str:
 def iter_flags(cls: type[ExampleConfig]) -> Iterator[tuple[str, list[str]]]:
     """(field, its flag names) of a config class — for tests and documentation."""
     for f in dataclasses.fields(cls):
-        yield f.name, _flag_names(f.name, f.metadata.get("aliases", ()))
+        if f.init:
+            yield f.name, _flag_names(f.name, f.metadata.get("aliases", ()))
