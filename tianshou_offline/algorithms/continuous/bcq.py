@@ -47,6 +47,7 @@ from tianshou_offline.algorithms.config import (
     box_dims,
     param_default,
     renamed_kwargs,
+    warn_renamed,
 )
 from tianshou_offline.algorithms.continuous.base import OfflineAlgorithmBase
 from tianshou_offline.algorithms.continuous.dataset import Transitions
@@ -224,6 +225,12 @@ class BCQ(OfflineAlgorithmBase[BCQPolicy, TBCQStats]):
         self.kl_weight = kl_weight
         self.perturb_target_actions = perturb_target_actions
         self.n_step = n_step_return_horizon
+
+    @property
+    def num_sampled_action(self) -> int:
+        """Deprecated: :attr:`num_sampled_actions` (the name of the previous release)."""
+        warn_renamed("BCQ attribute", "num_sampled_action", "num_sampled_actions")
+        return self.num_sampled_actions
 
     def _update_with_batch(self, batch: RolloutBatchProtocol | Transitions) -> TBCQStats:
         b = self._as_transitions(batch)
