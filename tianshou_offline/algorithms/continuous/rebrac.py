@@ -69,11 +69,10 @@ from tianshou.data.types import RolloutBatchProtocol
 from typing_extensions import TypeVar
 
 from tianshou_offline.algorithms.config import adam, box_dims
-from tianshou_offline.algorithms.continuous.base import OfflineAlgorithmBase
 from tianshou_offline.algorithms.continuous.dataset import TransitionDataset, Transitions
 from tianshou_offline.algorithms.continuous.nets import CriticEnsemble, DeterministicActor
 from tianshou_offline.algorithms.continuous.policies import ContinuousPolicy, DeterministicPolicy
-from tianshou_offline.algorithms.continuous.td3_bc import TD3Config
+from tianshou_offline.algorithms.continuous.td3_bc import TD3Base, TD3Config
 from tianshou_offline.algorithms.core import n_step_targets, to_floats
 
 if TYPE_CHECKING:
@@ -283,7 +282,7 @@ class ReBRACStep:
     q_policy: torch.Tensor | None
 
 
-class ReBRAC(OfflineAlgorithmBase[DeterministicPolicy, TReBRACStats]):
+class ReBRAC(TD3Base[TReBRACStats]):
     """ReBRAC (Tarasov et al. 2023); see the module docstring for the equations.
 
     :param policy: a :class:`DeterministicPolicy` (actor: 3 × 256 hidden in the paper).
@@ -314,34 +313,27 @@ class ReBRAC(OfflineAlgorithmBase[DeterministicPolicy, TReBRACStats]):
         n_step_return_horizon: int = ReBRACConfig.n_step_return_horizon,
         max_grad_norm: float | None = ReBRACConfig.max_grad_norm,
     ) -> None:
-        super().__init__(policy=policy)
-        if critics.num_critics < 2:
-            raise ValueError(
-                f"ReBRAC: critics has {critics.num_critics} member(s); expected a "
-                "CriticEnsemble with at least 2"
-            )
         if actor_bc_coef < 0 or critic_bc_coef < 0:
             raise ValueError(
                 f"ReBRAC: actor_bc_coef={actor_bc_coef}, critic_bc_coef={critic_bc_coef}; "
                 "expected both >= 0"
             )
-        if update_actor_freq < 1:
-            raise ValueError(f"ReBRAC: update_actor_freq={update_actor_freq}; expected >= 1")
-        self.critics = critics
-        self.critics_target = self._add_target(critics)
-        self.actor_target = self._add_target(policy.actor)
-        self.actor_optim = self._make_optimizer(policy.actor, policy_optim, max_grad_norm)
-        self.critic_optim = self._make_optimizer(critics, critic_optim, max_grad_norm)
+        super().__init__(
+            policy=policy,
+            policy_optim=policy_optim,
+            critics=critics,
+            critic_optim=critic_optim,
+            tau=tau,
+            gamma=gamma,
+            policy_noise=policy_noise,
+            noise_clip=noise_clip,
+            update_actor_freq=update_actor_freq,
+            n_step_return_horizon=n_step_return_horizon,
+            max_grad_norm=max_grad_norm,
+        )
         self.actor_bc_coef = actor_bc_coef
         self.critic_bc_coef = critic_bc_coef
-        self.tau = tau
-        self.gamma = gamma
-        self.policy_noise = policy_noise
-        self.noise_clip = noise_clip
-        self.update_actor_freq = update_actor_freq
         self.normalize_q = normalize_q
-        self.n_step = n_step_return_horizon
-        self._last_actor = (0.0, 0.0, 0.0, 0.0)  # actor_loss, actor_bc, lmbda, q_policy
 
     # ------------------------------------------------------------------ data with a'
 
@@ -401,19 +393,6 @@ class ReBRAC(OfflineAlgorithmBase[DeterministicPolicy, TReBRACStats]):
             next_known=torch.as_tensor(known, device=self.device),
         )
 
-    # ------------------------------------------------------------------ saved state
-
-    def get_extra_state(self) -> dict[str, Any]:
-        """The core's saved state and the latest actor step's statistics."""
-        return {**super().get_extra_state(), "last_actor": list(self._last_actor)}
-
-    def set_extra_state(self, state: Any) -> None:
-        super().set_extra_state(state)
-        last = state.get("last_actor")
-        if last is not None:
-            a, b, c, d = (float(v) for v in last)
-            self._last_actor = (a, b, c, d)
-
     # ------------------------------------------------------------------ the update
 
     def _update_with_batch(self, batch: RolloutBatchProtocol | Transitions) -> TReBRACStats:
@@ -422,10 +401,7 @@ class ReBRAC(OfflineAlgorithmBase[DeterministicPolicy, TReBRACStats]):
 
         # 1. critic: clipped double Q with smoothing, minus the critic penalty β₂‖ã' − a'‖²
         with torch.no_grad():
-            noise = (torch.randn_like(b.act) * self.policy_noise).clamp(
-                -self.noise_clip, self.noise_clip
-            )
-            act_next = (self.actor_target(b.obs_next) + noise).clamp(-1.0, 1.0)
+            act_next = self.smoothed_target_action(b.obs_next)
             critic_bc = (act_next - b.act_next).pow(2).sum(dim=-1) * b.next_known  # (B,)
             q_next = self.critics_target(b.obs_next, act_next).min(dim=0).values  # (B,)
             target = b.rew + b.discount * (q_next - self.critic_bc_coef * critic_bc)
@@ -437,7 +413,7 @@ class ReBRAC(OfflineAlgorithmBase[DeterministicPolicy, TReBRACStats]):
         act_pi: torch.Tensor | None = None
         q_pi: torch.Tensor | None = None
         actor_values: tuple[torch.Tensor, ...] = ()
-        if self.num_updates % self.update_actor_freq == 0:
+        if self.actor_step_due():
             act_pi = actor(b.obs)
             q_pi = self.critics(b.obs, act_pi, detach_params=True).min(dim=0).values  # (B,)
             lmbda = (

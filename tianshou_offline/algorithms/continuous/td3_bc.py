@@ -32,6 +32,7 @@ The update, in the order of the paper (Sec. 5, on top of TD3's Algorithm 1):
 
 from __future__ import annotations
 
+from abc import ABC
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -47,7 +48,7 @@ from tianshou_offline.algorithms.continuous.base import OfflineAlgorithmBase
 from tianshou_offline.algorithms.continuous.dataset import Transitions
 from tianshou_offline.algorithms.continuous.nets import CriticEnsemble, DeterministicActor
 from tianshou_offline.algorithms.continuous.policies import DeterministicPolicy
-from tianshou_offline.algorithms.core import to_floats
+from tianshou_offline.algorithms.core import TStats, to_floats
 
 if TYPE_CHECKING:
     import gymnasium as gym
@@ -151,7 +152,90 @@ class TD3BCStep:
     q_policy: torch.Tensor | None
 
 
-class TD3BC(OfflineAlgorithmBase[DeterministicPolicy, TTD3BCStats]):
+class TD3Base(OfflineAlgorithmBase[DeterministicPolicy, TStats], ABC):
+    """What TD3+BC and ReBRAC share of TD3 (Fujimoto et al. 2018): a deterministic actor and
+    a critic ensemble with target copies, target-policy smoothing (Sec. 5.3) and the delayed
+    actor (Sec. 5.2), whose latest statistics are reported on the critic-only steps in
+    between and kept in the saved state.
+
+    :param policy: a :class:`DeterministicPolicy`.
+    :param policy_optim: optimizer factory for the actor.
+    :param critics: the critic ensemble (at least 2 members: clipped double Q).
+    :param critic_optim: optimizer factory for the critics.
+    :param tau: Polyak factor of the target networks.
+    :param gamma: discount factor.
+    :param policy_noise: σ of the target-policy smoothing noise (``[-1, 1]`` action units).
+    :param noise_clip: c, the clip of that noise.
+    :param update_actor_freq: the actor and the targets are updated every this many steps.
+    :param n_step_return_horizon: n of the n-step TD target.
+    :param max_grad_norm: clip gradient norms (None: no clipping).
+    """
+
+    def __init__(
+        self,
+        *,
+        policy: DeterministicPolicy,
+        policy_optim: OptimizerFactory,
+        critics: CriticEnsemble,
+        critic_optim: OptimizerFactory,
+        tau: float,
+        gamma: float,
+        policy_noise: float,
+        noise_clip: float,
+        update_actor_freq: int,
+        n_step_return_horizon: int,
+        max_grad_norm: float | None,
+    ) -> None:
+        super().__init__(policy=policy)
+        name = type(self).__name__
+        if critics.num_critics < 2:
+            raise ValueError(
+                f"{name}: critics has {critics.num_critics} member(s); expected a "
+                "CriticEnsemble with at least 2"
+            )
+        if update_actor_freq < 1:
+            raise ValueError(f"{name}: update_actor_freq={update_actor_freq}; expected >= 1")
+        self.critics = critics
+        self.critics_target = self._add_target(critics)
+        self.actor_target = self._add_target(policy.actor)
+        self.actor_optim = self._make_optimizer(policy.actor, policy_optim, max_grad_norm)
+        self.critic_optim = self._make_optimizer(critics, critic_optim, max_grad_norm)
+        self.tau = tau
+        self.gamma = gamma
+        self.policy_noise = policy_noise
+        self.noise_clip = noise_clip
+        self.update_actor_freq = update_actor_freq
+        self.n_step = n_step_return_horizon
+        self._last_actor = (0.0, 0.0, 0.0, 0.0)  # the latest actor step's four statistics
+
+    def smoothed_target_action(self, obs_next: torch.Tensor) -> torch.Tensor:
+        """``ã' = clip(π'(s') + clip(ε, −c, c), −1, 1)``, ε ~ N(0, σ²): the target actor's
+        action with clipped Gaussian noise (TD3's target-policy smoothing), ``(B, A)``."""
+        act_next: torch.Tensor = self.actor_target(obs_next)
+        noise = (torch.randn_like(act_next) * self.policy_noise).clamp(
+            -self.noise_clip, self.noise_clip
+        )
+        return (act_next + noise).clamp(-1.0, 1.0)
+
+    def actor_step_due(self) -> bool:
+        """Whether this step updates the actor and the targets: the steps whose 0-based count
+        is a multiple of ``update_actor_freq`` (as Tianshou's TD3)."""
+        return self.num_updates % self.update_actor_freq == 0
+
+    def get_extra_state(self) -> dict[str, Any]:
+        """The core's saved state and the latest actor step's statistics (reported on the
+        critic-only steps in between, also after a resume)."""
+        return {**super().get_extra_state(), "last_actor": list(self._last_actor)}
+
+    def set_extra_state(self, state: Any) -> None:
+        super().set_extra_state(state)
+        last = state.get("last_actor")
+        if last is not None:
+            a, b, c, d = (float(v) for v in last)
+            self._last_actor = (a, b, c, d)
+
+
+class TD3BC(TD3Base[TTD3BCStats]):
     """TD3+BC (Fujimoto & Gu 2021); see the module docstring for the equations.
 
     Every setting defaults to :class:`TD3BCConfig`'s field of the same name (documented
@@ -179,34 +263,20 @@ class TD3BC(OfflineAlgorithmBase[DeterministicPolicy, TTD3BCStats]):
         n_step_return_horizon: int = TD3BCConfig.n_step_return_horizon,
         max_grad_norm: float | None = TD3BCConfig.max_grad_norm,
     ) -> None:
-        super().__init__(policy=policy)
-        if critics.num_critics < 2:
-            raise ValueError("TD3+BC needs a CriticEnsemble with at least 2 members")
-        self.critics = critics
-        self.critics_target = self._add_target(critics)
-        self.actor_target = self._add_target(policy.actor)
-        self.actor_optim = self._make_optimizer(policy.actor, policy_optim, max_grad_norm)
-        self.critic_optim = self._make_optimizer(critics, critic_optim, max_grad_norm)
-        self.tau = tau
-        self.gamma = gamma
-        self.policy_noise = policy_noise
-        self.noise_clip = noise_clip
-        self.update_actor_freq = update_actor_freq
+        super().__init__(
+            policy=policy,
+            policy_optim=policy_optim,
+            critics=critics,
+            critic_optim=critic_optim,
+            tau=tau,
+            gamma=gamma,
+            policy_noise=policy_noise,
+            noise_clip=noise_clip,
+            update_actor_freq=update_actor_freq,
+            n_step_return_horizon=n_step_return_horizon,
+            max_grad_norm=max_grad_norm,
+        )
         self.alpha = alpha
-        self.n_step = n_step_return_horizon
-        self._last_actor = (0.0, 0.0, 0.0, 0.0)  # actor_loss, bc_loss, lmbda, q_policy
-
-    def get_extra_state(self) -> dict[str, Any]:
-        """The core's saved state and the latest actor step's statistics (reported on the
-        critic-only steps in between, also after a resume)."""
-        return {**super().get_extra_state(), "last_actor": list(self._last_actor)}
-
-    def set_extra_state(self, state: Any) -> None:
-        super().set_extra_state(state)
-        last = state.get("last_actor")
-        if last is not None:
-            a, b, c, d = (float(v) for v in last)
-            self._last_actor = (a, b, c, d)
 
     def _update_with_batch(self, batch: RolloutBatchProtocol | Transitions) -> TTD3BCStats:
         b = self._as_transitions(batch)
@@ -214,10 +284,7 @@ class TD3BC(OfflineAlgorithmBase[DeterministicPolicy, TTD3BCStats]):
 
         # 1. critic: clipped double Q-learning with target-policy smoothing
         with torch.no_grad():
-            noise = (torch.randn_like(b.act) * self.policy_noise).clamp(
-                -self.noise_clip, self.noise_clip
-            )
-            act_next = (self.actor_target(b.obs_next) + noise).clamp(-1.0, 1.0)
+            act_next = self.smoothed_target_action(b.obs_next)
             q_next = self.critics_target(b.obs_next, act_next).min(dim=0).values  # (B,)
             target = b.rew + b.discount * q_next
         q_data = self.critics(b.obs, b.act)  # (E, B)
@@ -228,7 +295,7 @@ class TD3BC(OfflineAlgorithmBase[DeterministicPolicy, TTD3BCStats]):
         act_pi: torch.Tensor | None = None
         q_pi: torch.Tensor | None = None
         actor_values: tuple[torch.Tensor, ...] = ()
-        if self.num_updates % self.update_actor_freq == 0:
+        if self.actor_step_due():
             act_pi = actor(b.obs)
             q_pi = self.critics(b.obs, act_pi, member=0, detach_params=True)  # (B,)
             lmbda = self.alpha / q_pi.abs().mean().detach()
