@@ -370,7 +370,7 @@ def build_ours(name: str, env: gym.Env[Any, Any], h: list[int]) -> Algorithm[Any
             gamma=0.99,
             tau=0.005,
             lmbda=0.75,
-            num_sampled_action=10,
+            num_sampled_actions=10,
         )
     if name == "cql":
         return CQL(
