@@ -292,14 +292,15 @@ def test_iql_cosine_schedule_is_off_by_default_in_the_class_and_the_example() ->
     ``d4rl_iql.py`` builds none unless ``--actor-cosine-lr 1``."""
     sys.path.insert(0, str(TESTS.parent / "examples" / "mujoco"))
     try:
-        from d4rl_iql import IQLConfig, build_algorithm
+        from d4rl_iql import build_algorithm, get_args
     finally:
         sys.path.pop(0)
-    assert IQLConfig.actor_cosine_lr == 0
     env = gym.make("Pendulum-v1")
-    without = build_algorithm(IQLConfig(task="Pendulum-v1", hidden_sizes=[8]), env)
-    assert without.lr_schedulers == []
-    config = IQLConfig(task="Pendulum-v1", hidden_sizes=[8], actor_cosine_lr=1)
+    flags = ["--task", "Pendulum-v1", "--hidden-sizes", "8", "--device", "cpu"]
+    config = get_args(flags)
+    assert config.actor_cosine_lr == 0
+    assert build_algorithm(config, env).lr_schedulers == []
+    config = get_args([*flags, "--actor-cosine-lr", "1"])
     assert len(build_algorithm(config, env).lr_schedulers) == 1
 
 
