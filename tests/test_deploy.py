@@ -112,7 +112,7 @@ POLICIES: dict[str, tuple[Callable[[np.ndarray], Any], str, bool]] = {
         normalize_obs=True, **CONT), o), "pendulum", True),
     "bcq": (lambda o: _fit(A.BCQPolicy(
         vae=A.VAE(3, 1, (8,), latent_dim=2), perturbation=A.Perturbation(3, 1, (8,), phi=0.3),
-        critics=A.CriticEnsemble(3, 1, (8,)), num_candidate_actions=5, normalize_obs=True,
+        critics=A.CriticEnsemble(3, 1, (8,)), num_sampled_actions=5, normalize_obs=True,
         **CONT), o), "pendulum", True),
     "discrete-il": (lambda o: A.DiscreteActorPolicy(
         actor=A.QNet(A.MLPTrunk(4, (8,)), 2, (8,)), **DISC), "cartpole", False),

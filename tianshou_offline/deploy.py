@@ -26,7 +26,7 @@ every random draw is replaced by its distribution's mode, so the graph is a func
 observation:
 
 - ``BCQPolicy`` (continuous BCQ, Fujimoto et al. 2019): the VAE's latent is its prior's mode
-  ``z = 0`` instead of ``num_candidate_actions`` clipped draws; all candidates are then the
+  ``z = 0`` instead of ``num_sampled_actions`` clipped draws; all candidates are then the
   same decoded, perturbed action, so the critic's ranking is moot and the graph holds no
   critic: ``ξ_φ(s, G_ω(s, z=0))``;
 - ``CriticWeightedPolicy`` (CRR's critic-weighted policy): the proposals are the Gaussian's
