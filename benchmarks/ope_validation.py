@@ -262,10 +262,14 @@ def run_family(name: str, args: argparse.Namespace, work: Path) -> dict[str, Any
 # --------------------------------------------------------------------------- the README
 
 
-def readme_section(records: list[dict[str, Any]]) -> str:
-    """The README's table — per family and estimator, the mean over the kept runs (seeds)
-    and, for Spearman's ρ, their range — and the best estimators by ranking and by value."""
+def readme_section(records: list[dict[str, Any]] | None = None) -> str:
+    """The README's table from ``records`` (default: the kept results) — per family and
+    estimator, the mean over the runs (seeds) and, for Spearman's ρ, their range — and the
+    best estimators by ranking and by value."""
     from benchmarks._lib.results import provenance_line
+
+    if records is None:
+        records = read_results(BENCHMARK)
 
     families: dict[str, list[dict[str, Any]]] = {}
     for record in records:
@@ -340,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
         if not records:
             print("no kept result under benchmarks/results/ope_validation/", file=sys.stderr)
             return 2
-        changed = write_sections({BENCHMARK: readme_section(records)})
+        changed = write_sections({BENCHMARK: readme_section()})
         print(f"README: {', '.join(changed) or 'unchanged'}")
         return 0
     logging.basicConfig(level=logging.WARNING, format="%(message)s")

@@ -18,6 +18,7 @@ SECTIONS = {
     "cli_start": "benchmarks.cli_start",
     "quality_table": "benchmarks.quality_table",
     "evaluate_speed": "benchmarks.evaluate_speed",
+    "ope_validation": "benchmarks.ope_validation",
 }
 """README section → the benchmark module whose ``readme_section()`` generates it."""
 
