@@ -311,7 +311,7 @@ def _awac(**kw: Any) -> AWAC:
         observation_space=OBS_SPACE,
         squash=False,
     )
-    args: dict[str, Any] = dict(lam=0.01, max_weight=1.5, num_action_samples=K, tau=0.05)
+    args: dict[str, Any] = dict(lam=0.01, max_weight=1.5, num_sampled_actions=K, tau=0.05)
     args.update(kw)
     algo = AWAC(
         policy=policy,

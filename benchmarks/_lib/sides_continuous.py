@@ -526,7 +526,7 @@ def ours_awac(s: Setup) -> OfflineAlgorithm[Any]:
         critic_optim=_ours_adam(hp["lr"]),
         lam=hp["lam"],
         normalize_weights=True,  # d3rlpy's batch softmax
-        num_action_samples=hp["num_action_samples"],
+        num_sampled_actions=hp["num_action_samples"],
         tau=hp["tau"],
         gamma=hp["gamma"],
     )

@@ -78,7 +78,7 @@ def build_algorithm(config: AWACConfig, env: gym.Env[Any, Any]) -> AWAC:
         lam=config.lam,
         max_weight=config.max_weight,
         normalize_weights=bool(config.normalize_weights),
-        num_action_samples=config.num_action_samples,
+        num_sampled_actions=config.num_action_samples,
         tau=config.tau,
         gamma=config.gamma,
         n_step_return_horizon=config.n_step,

@@ -36,7 +36,7 @@ The update, in the order of Algorithm 1 (and of CORL and d3rlpy):
   option; d3rlpy's actor loss is the batch *sum* of ``−w log π`` (``B`` times ours — the same
   Adam step up to ε) and it has actor weight decay (1e-4; pass an ``AdamOptimizerFactory(
   weight_decay=...)``);
-- V is the mean over K actor samples (``num_action_samples``; 1 in CORL and d3rlpy's
+- V is the mean over K actor samples (``num_sampled_actions``; 1 in CORL and d3rlpy's
   default) of the minimum over the critics;
 - unsquashed samples (``GaussianPolicy(squash=False)``, the paper's and CORL's Gaussian) are
   clipped to the action range before the critics see them (they are the actions the policy
@@ -47,6 +47,7 @@ The update, in the order of Algorithm 1 (and of CORL and d3rlpy):
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -57,7 +58,13 @@ from tianshou.algorithm.optim import OptimizerFactory
 from tianshou.data.types import RolloutBatchProtocol
 from typing_extensions import TypeVar
 
-from tianshou_offline.algorithms.config import ContinuousTDConfig, adam, box_dims
+from tianshou_offline.algorithms.config import (
+    ContinuousTDConfig,
+    adam,
+    box_dims,
+    renamed_kwargs,
+    warn_renamed,
+)
 from tianshou_offline.algorithms.continuous.base import OfflineAlgorithmBase
 from tianshou_offline.algorithms.continuous.dataset import Transitions
 from tianshou_offline.algorithms.continuous.nets import CriticEnsemble, GaussianActor
@@ -78,6 +85,10 @@ class AWACConfig(ContinuousTDConfig):
     state-independent std."""
 
     name: ClassVar[str] = "awac"
+    renamed: ClassVar[Mapping[str, str | tuple[str, ...]]] = {
+        **ContinuousTDConfig.renamed,
+        "num_action_samples": "num_sampled_actions",
+    }
 
     lam: float = 1.0
     """λ, the temperature of the advantage weights exp(A / λ)"""
@@ -85,7 +96,7 @@ class AWACConfig(ContinuousTDConfig):
     """w_max, the clip of the weights (None: no clip)"""
     normalize_weights: bool = False
     """d3rlpy's weights B · softmax(A / λ) over the batch instead of the clipped exp"""
-    num_action_samples: int = 1
+    num_sampled_actions: int = 1
     """K, actor samples per state for V(s)"""
     conditioned_std: bool = False
     """the actor's log-std is a head of the network (False: a state-independent parameter)"""
@@ -115,7 +126,7 @@ class AWACConfig(ContinuousTDConfig):
             lam=self.lam,
             max_weight=self.max_weight,
             normalize_weights=self.normalize_weights,
-            num_action_samples=self.num_action_samples,
+            num_sampled_actions=self.num_sampled_actions,
             tau=self.tau,
             gamma=self.gamma,
             n_step_return_horizon=self.n_step_return_horizon,
@@ -197,13 +208,15 @@ class AWAC(OfflineAlgorithmBase[GaussianPolicy, TAWACStats]):
         advantage, large → behaviour cloning).
     :param max_weight: w_max, the clip of ``exp(A / λ)`` (None: no clip).
     :param normalize_weights: d3rlpy's weights ``B · softmax(A / λ)`` over the batch.
-    :param num_action_samples: K, actor samples per state for ``V(s)``.
+    :param num_sampled_actions: K, actor samples per state for ``V(s)`` (the old name
+        ``num_action_samples`` is accepted with a ``DeprecationWarning`` for one release).
     :param tau: Polyak factor of the target critics.
     :param gamma: discount factor.
     :param n_step_return_horizon: n of the n-step TD target (1 in the paper).
     :param max_grad_norm: clip gradient norms (None: no clipping, as in the paper).
     """
 
+    @renamed_kwargs({"num_action_samples": "num_sampled_actions"})
     def __init__(
         self,
         *,
@@ -214,7 +227,7 @@ class AWAC(OfflineAlgorithmBase[GaussianPolicy, TAWACStats]):
         lam: float = AWACConfig.lam,
         max_weight: float | None = AWACConfig.max_weight,
         normalize_weights: bool = AWACConfig.normalize_weights,
-        num_action_samples: int = AWACConfig.num_action_samples,
+        num_sampled_actions: int = AWACConfig.num_sampled_actions,
         tau: float = AWACConfig.tau,
         gamma: float = AWACConfig.gamma,
         n_step_return_horizon: int = AWACConfig.n_step_return_horizon,
@@ -225,8 +238,8 @@ class AWAC(OfflineAlgorithmBase[GaussianPolicy, TAWACStats]):
             raise ValueError(f"AWAC: lam={lam}; expected > 0")
         if max_weight is not None and not max_weight > 0.0:
             raise ValueError(f"AWAC: max_weight={max_weight}; expected > 0 or None")
-        if num_action_samples < 1:
-            raise ValueError(f"AWAC: num_action_samples={num_action_samples}; expected >= 1")
+        if num_sampled_actions < 1:
+            raise ValueError(f"AWAC: num_sampled_actions={num_sampled_actions}; expected >= 1")
         if not 0.0 < tau <= 1.0:
             raise ValueError(f"AWAC: tau={tau}; expected 0 < tau <= 1")
         self.critics = critics
@@ -236,10 +249,16 @@ class AWAC(OfflineAlgorithmBase[GaussianPolicy, TAWACStats]):
         self.lam = float(lam)
         self.max_weight = None if max_weight is None else float(max_weight)
         self.normalize_weights = normalize_weights
-        self.num_action_samples = int(num_action_samples)
+        self.num_sampled_actions = int(num_sampled_actions)
         self.tau = tau
         self.gamma = gamma
         self.n_step = n_step_return_horizon
+
+    @property
+    def num_action_samples(self) -> int:
+        """Deprecated: :attr:`num_sampled_actions` (the name of the previous release)."""
+        warn_renamed("AWAC attribute", "num_action_samples", "num_sampled_actions")
+        return self.num_sampled_actions
 
     def _update_with_batch(self, batch: RolloutBatchProtocol | Transitions) -> TAWACStats:
         b = self._as_transitions(batch)
@@ -260,7 +279,7 @@ class AWAC(OfflineAlgorithmBase[GaussianPolicy, TAWACStats]):
         mean, log_std = actor(b.obs)
         with torch.no_grad():
             act_k = gaussian_actions(
-                mean, log_std, squash=policy.squash, num_samples=self.num_action_samples
+                mean, log_std, squash=policy.squash, num_samples=self.num_sampled_actions
             )  # (B, K, A)
             q_both = self.critics(b.obs, torch.cat([b.act.unsqueeze(1), act_k], dim=1))
             q_min = q_both.min(dim=0).values  # (B, 1 + K)
