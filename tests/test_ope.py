@@ -143,3 +143,22 @@ def test_bootstrap_covers_the_truth_of_a_bandit() -> None:
     assert lo < 0.8 < hi
     lo2, hi2 = bootstrap_interval(PerDecisionIS(), logged(200), resamples=300, level=0.9)
     assert hi2 - lo2 > 2 * (hi - lo)
+
+
+def test_implausible_estimates_are_named() -> None:
+    """Values outside [min(0, r_min), max(0, r_max)] / (1 − γ) cannot come from the data's
+    rewards (Pendulum's FQE once valued a policy at +3 with every reward ≤ 0)."""
+    from tianshou_offline.data.columns import buffer_from_columns
+    from tianshou_offline.evaluation.ope import Estimate, OPEResult, value_bounds
+
+    buffer = buffer_from_columns({
+        "obs": np.zeros((4, 1), dtype=np.float32), "act": np.zeros(4, dtype=np.int64),
+        "rew": np.array([-2.0, -0.5, -1.0, -3.0]), "terminated": np.array([0, 1, 0, 1], bool),
+        "truncated": np.zeros(4, dtype=bool),
+    })  # fmt: skip
+    assert value_bounds(buffer, 0.5) == (-6.0, 0.0)
+    assert value_bounds(buffer, 1.0) is None
+    result = OPEResult("c.pt", {"fqe": Estimate(3.4, 3.0, 3.8), "wis": Estimate(-1.0, -2, 0),
+                                "dr": Estimate(-6.5, -7, -6)}, value_bounds=(-6.0, 0.0))  # fmt: skip
+    assert result.implausible() == ["fqe", "dr"]
+    assert result.to_json()["implausible"] == ["fqe", "dr"]

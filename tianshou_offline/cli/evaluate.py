@@ -250,6 +250,13 @@ def _cmd_ope(args: argparse.Namespace) -> int:
     for n in names:
         order = sorted(results, key=lambda r: r.ranks[n])
         print(f"ranking by {n}: " + " > ".join(r.checkpoint for r in order))
+    for r in results:
+        outside = r.implausible()
+        if outside and r.value_bounds is not None:
+            lo, hi = r.value_bounds
+            print(f"warning: {r.checkpoint}: {', '.join(outside)} outside the values the data's "
+                  f"rewards allow [{lo:.3g}, {hi:.3g}]: a diverged fit; refit (more --steps, "
+                  "another --seed) before trusting it")  # fmt: skip
     clip = f"clipped at {settings.max_weight:g}" if settings.max_weight else "not clipped"
     print(
         f"estimates: discounted returns (gamma {args.gamma}) from the data's initial states, "

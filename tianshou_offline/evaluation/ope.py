@@ -153,6 +153,7 @@ class OPEResult:
     :ivar ranks: per estimator name, 1 for the highest estimate among the policies ranked.
     :ivar fqe_loss: the last FQE regression loss (nan without FQE).
     :ivar seconds: wall time of this policy's evaluation.
+    :ivar value_bounds: the values the data's rewards allow (:func:`value_bounds`), or None.
     """
 
     checkpoint: str
@@ -160,6 +161,17 @@ class OPEResult:
     ranks: dict[str, int] = field(default_factory=dict)
     fqe_loss: float = float("nan")
     seconds: float = 0.0
+    value_bounds: tuple[float, float] | None = None
+
+    def implausible(self) -> list[str]:
+        """The estimators whose value lies outside :attr:`value_bounds`: a diverged fit
+        (FQE, and DR/WDR on its Q) or a weight blow-up, never a value the data allows."""
+        if self.value_bounds is None:
+            return []
+        lo, hi = self.value_bounds
+        tol = 1e-6 * max(1.0, abs(lo), abs(hi))
+        return [k for k, e in self.estimates.items()
+                if not lo - tol <= e.value <= hi + tol]  # fmt: skip
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -168,6 +180,8 @@ class OPEResult:
             "ranks": dict(self.ranks),
             "fqe_loss": self.fqe_loss,
             "seconds": self.seconds,
+            "value_bounds": None if self.value_bounds is None else list(self.value_bounds),
+            "implausible": self.implausible(),
         }
 
 
@@ -455,7 +469,18 @@ def evaluate_policy(
         estimates=estimates,
         fqe_loss=float(fqe.last_loss) if fqe is not None else float("nan"),
         seconds=time.perf_counter() - start,
+        value_bounds=value_bounds(buffer, settings.gamma),
     )
+
+
+def value_bounds(buffer: ReplayBuffer, gamma: float) -> tuple[float, float] | None:
+    """``[min(0, r_min), max(0, r_max)] / (1 − γ)``: every discounted value the data's rewards
+    allow (they include 0: an episode that ends earns nothing after); None for ``γ = 1``."""
+    if gamma >= 1.0:
+        return None
+    rows = episode_rows(buffer)
+    rew = np.asarray(buffer.rew, dtype=np.float64)[rows[rows >= 0]]
+    return min(0.0, float(rew.min())) / (1.0 - gamma), max(0.0, float(rew.max())) / (1.0 - gamma)
 
 
 def rank_results(results: Sequence[OPEResult]) -> list[OPEResult]:
@@ -469,7 +494,7 @@ def rank_results(results: Sequence[OPEResult]) -> list[OPEResult]:
         for rank, i in enumerate(order, 1):
             ranks[i][name] = rank
     return [
-        OPEResult(r.checkpoint, r.estimates, ranks[i], r.fqe_loss, r.seconds)
+        OPEResult(r.checkpoint, r.estimates, ranks[i], r.fqe_loss, r.seconds, r.value_bounds)
         for i, r in enumerate(results)
     ]
 
