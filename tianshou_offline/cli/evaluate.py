@@ -273,14 +273,10 @@ def _cmd_ope(args: argparse.Namespace) -> int:
 
 
 def _write_json(out: Path, payload: dict[str, object], overwrite: bool) -> None:
-    from tianshou_offline.data.atomic import publish, temp_path
+    from tianshou_offline.data.atomic import atomic_output
 
-    tmp = temp_path(out)
-    try:
+    with atomic_output(out, overwrite=overwrite) as tmp:
         tmp.write_text(json.dumps(payload, indent=2) + "\n")
-        publish(tmp, out, overwrite=overwrite)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def register(sub: Subparsers) -> None:

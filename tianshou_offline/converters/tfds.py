@@ -35,7 +35,7 @@ import gymnasium as gym
 import numpy as np
 
 from tianshou_offline.converters.result import ConversionResult
-from tianshou_offline.data.atomic import publish, remove_stale_temps, remove_temp, temp_path
+from tianshou_offline.data.atomic import atomic_output
 from tianshou_offline.data.format import Provenance
 from tianshou_offline.data.framestack import (
     KEY_OBS_NEXT,
@@ -161,7 +161,6 @@ def convert_tfds(
     tfds = _import_tfds()
     data = Path(data_dir).expanduser()
     out = Path(output)
-    remove_stale_temps(out)
     if out.exists() and not overwrite:
         raise OutputExistsError(f"{out}: output exists; pass overwrite=True (CLI: --overwrite)")
     if not data.is_dir():
@@ -173,111 +172,117 @@ def convert_tfds(
         )
     writer: BufferWriter | None = None
     spool: PatchSpool | None = None
-    tmp = temp_path(out, "tfds")
     n_trans = n_eps = skipped = 0
-    try:
-        total = builder.info.splits[split].num_examples
-        for ep in track(
-            iter_episodes(builder, split),
-            total=total,
-            desc=f"convert {name}",
-            unit="episode",
-            enabled=progress,
-        ):
-            steps = ep["steps"]
-            missing = [k for k in _STEP_KEYS if k not in steps]
-            if missing:
-                raise DatasetFormatError(
-                    f"{name}: episode steps lack {', '.join(missing)}; expected RLDS steps with "
-                    f"{', '.join(_STEP_KEYS)}"
-                )
-            T = len(np.asarray(steps["is_last"]))
-            if T < 2:
-                skipped += 1
-                continue
-            obs_all = steps["observation"]
-            if frame_stack:
-                frames = _first(obs_all)
-                if frames.ndim == 4 and frames.shape[-1] == 1:
-                    frames = frames[..., 0]
-                if frames.ndim != 3:
+    # a file that appeared at ``out`` meanwhile is kept unless overwrite
+    with atomic_output(out, overwrite=overwrite, tag="tfds") as tmp:
+        try:
+            total = builder.info.splits[split].num_examples
+            for ep in track(
+                iter_episodes(builder, split),
+                total=total,
+                desc=f"convert {name}",
+                unit="episode",
+                enabled=progress,
+            ):
+                steps = ep["steps"]
+                missing = [k for k in _STEP_KEYS if k not in steps]
+                if missing:
                     raise DatasetFormatError(
-                        f"{name}: frame_stack needs image observations (H, W[, 1]); got steps of "
-                        f"shape {frames.shape[1:]}"
+                        f"{name}: episode steps lack {', '.join(missing)}; expected RLDS steps with "
+                        f"{', '.join(_STEP_KEYS)}"
                     )
-                obs: Any = frames[: T - 1]
-                obs_next: Any = None
-            else:
-                obs = _slice(obs_all, slice(0, T - 1))
-                obs_next = _slice(obs_all, slice(1, T))
-            act = np.asarray(steps["action"])[: T - 1]
-            rew = np.asarray(steps["reward"], dtype=np.float32)[: T - 1]
-            terminal = bool(np.asarray(steps["is_terminal"])[-1])
-            term = np.zeros(T - 1, bool)
-            trunc = np.zeros(T - 1, bool)
-            (term if terminal else trunc)[-1] = True
-            info = {}
-            if "discount" in steps:
-                info["discount"] = np.asarray(steps["discount"], dtype=np.float32)[: T - 1]
-            if writer is None:
-                obs_space = (
-                    gym.spaces.Box(0, 255, (frame_stack, *obs.shape[1:]), obs.dtype)
-                    if frame_stack
-                    else _space_of(obs)
-                )
-                act_space: gym.Space[Any] = _space_of(act)
-                writer = BufferWriter(
-                    tmp,
-                    observation_space=obs_space,
-                    action_space=act_space,
-                    provenance=Provenance(
-                        source="tfds",
-                        dataset_id=name,
-                        converter=CONVERTER_NAME,
-                        extra={"split": split, "data_dir": str(data), "frame_stack": frame_stack},
-                    ),
-                    compression=compression,
-                    store_obs_next=not frame_stack,
-                    stack_num=frame_stack or 1,
-                    save_only_last_obs=bool(frame_stack),
-                    overwrite=True,
-                )
+                T = len(np.asarray(steps["is_last"]))
+                if T < 2:
+                    skipped += 1
+                    continue
+                obs_all = steps["observation"]
                 if frame_stack:
-                    spool = PatchSpool(out, (frame_stack, *obs.shape[1:]), obs.dtype)
-            writer.add_episode(
-                obs=obs,
-                act=act,
-                rew=rew,
-                terminated=term,
-                truncated=trunc,
-                obs_next=obs_next,
-                info=info or None,
-            )
-            if spool is not None and frame_stack:
-                # the final obs_next: the stack ending at the last step's frame
-                frames = _first(obs_all)
-                frames = frames[..., 0] if frames.ndim == 4 else frames
-                idx = [max(0, T - 1 - k) for k in range(frame_stack - 1, -1, -1)]
-                spool.add(n_trans + T - 2, KEY_OBS_NEXT, np.ascontiguousarray(frames[idx]))
-            n_trans += T - 1
-            n_eps += 1
-            if max_episodes is not None and n_eps >= max_episodes:
-                break
-        if writer is None:
-            raise DatasetFormatError(f"{name}: split {split!r} has no episode of 2 or more steps")
-        writer.close()
-        if spool is not None:
-            spool.attach(tmp, compression=compression, attrs={"tfds.frame_stack": frame_stack or 0})
-        # a file that appeared at ``out`` meanwhile is kept unless overwrite
-        publish(tmp, out, overwrite=overwrite)
-    except BaseException:
-        if writer is not None:
-            writer.abort()
-        raise
-    finally:
-        if spool is not None:
-            spool.discard()
-        remove_temp(tmp)
+                    frames = _first(obs_all)
+                    if frames.ndim == 4 and frames.shape[-1] == 1:
+                        frames = frames[..., 0]
+                    if frames.ndim != 3:
+                        raise DatasetFormatError(
+                            f"{name}: frame_stack needs image observations (H, W[, 1]); got steps of "
+                            f"shape {frames.shape[1:]}"
+                        )
+                    obs: Any = frames[: T - 1]
+                    obs_next: Any = None
+                else:
+                    obs = _slice(obs_all, slice(0, T - 1))
+                    obs_next = _slice(obs_all, slice(1, T))
+                act = np.asarray(steps["action"])[: T - 1]
+                rew = np.asarray(steps["reward"], dtype=np.float32)[: T - 1]
+                terminal = bool(np.asarray(steps["is_terminal"])[-1])
+                term = np.zeros(T - 1, bool)
+                trunc = np.zeros(T - 1, bool)
+                (term if terminal else trunc)[-1] = True
+                info = {}
+                if "discount" in steps:
+                    info["discount"] = np.asarray(steps["discount"], dtype=np.float32)[: T - 1]
+                if writer is None:
+                    obs_space = (
+                        gym.spaces.Box(0, 255, (frame_stack, *obs.shape[1:]), obs.dtype)
+                        if frame_stack
+                        else _space_of(obs)
+                    )
+                    act_space: gym.Space[Any] = _space_of(act)
+                    writer = BufferWriter(
+                        tmp,
+                        observation_space=obs_space,
+                        action_space=act_space,
+                        provenance=Provenance(
+                            source="tfds",
+                            dataset_id=name,
+                            converter=CONVERTER_NAME,
+                            extra={
+                                "split": split,
+                                "data_dir": str(data),
+                                "frame_stack": frame_stack,
+                            },
+                        ),
+                        compression=compression,
+                        store_obs_next=not frame_stack,
+                        stack_num=frame_stack or 1,
+                        save_only_last_obs=bool(frame_stack),
+                        overwrite=True,
+                    )
+                    if frame_stack:
+                        spool = PatchSpool(out, (frame_stack, *obs.shape[1:]), obs.dtype)
+                writer.add_episode(
+                    obs=obs,
+                    act=act,
+                    rew=rew,
+                    terminated=term,
+                    truncated=trunc,
+                    obs_next=obs_next,
+                    info=info or None,
+                )
+                if spool is not None and frame_stack:
+                    # the final obs_next: the stack ending at the last step's frame
+                    frames = _first(obs_all)
+                    frames = frames[..., 0] if frames.ndim == 4 else frames
+                    idx = [max(0, T - 1 - k) for k in range(frame_stack - 1, -1, -1)]
+                    spool.add(n_trans + T - 2, KEY_OBS_NEXT, np.ascontiguousarray(frames[idx]))
+                n_trans += T - 1
+                n_eps += 1
+                if max_episodes is not None and n_eps >= max_episodes:
+                    break
+            if writer is None:
+                raise DatasetFormatError(
+                    f"{name}: split {split!r} has no episode of 2 or more steps"
+                )
+            writer.close()
+            if spool is not None:
+                spool.attach(
+                    tmp, compression=compression, attrs={"tfds.frame_stack": frame_stack or 0}
+                )
+        except BaseException:
+            if writer is not None:
+                writer.abort()
+            raise
+        finally:
+            if spool is not None:
+                spool.discard()
     if skipped:
         log.info("%s: skipped %d episodes of fewer than 2 steps", name, skipped)
     return ConversionResult(

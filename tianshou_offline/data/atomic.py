@@ -7,7 +7,12 @@ checkpoint) is written at a hidden temporary path beside it, :func:`temp_path`::
     .NAME.PID.TOKEN[.TAG].tmp
 
 (``NAME`` the output's name, ``PID`` the writing process, ``TOKEN`` 8 random hex digits,
-``TAG`` what it is, e.g. ``patches``), and moved into place by :func:`publish`:
+``TAG`` what it is, e.g. ``patches``), and moved into place by :func:`publish`. A writer
+that makes its output in one go uses :func:`atomic_output`, which does all of it (sweep
+stale temporaries, name the temporary, publish, remove the temporary whatever happens)::
+
+    with atomic_output(path, overwrite=overwrite) as tmp:
+        tmp.write_bytes(data)
 
 - without ``overwrite``, with a rename that fails if the output exists *at the moment of the
   rename* (Linux ``renameat2(RENAME_NOREPLACE)``; elsewhere ``os.link`` + ``os.unlink`` for
@@ -40,7 +45,8 @@ import re
 import secrets
 import shutil
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -316,3 +322,27 @@ def publish(src: str | os.PathLike[str], dst: str | os.PathLike[str], *, overwri
         replace(src, dst)
     else:
         rename_noreplace(src, dst)
+
+
+@contextmanager
+def atomic_output(
+    path: str | os.PathLike[str], *, overwrite: bool, tag: str | None = None
+) -> Iterator[Path]:
+    """Write ``path`` all or nothing: yields a fresh temporary beside it
+    (:func:`temp_path`, with ``tag``) for the body to write; when the body returns, the
+    temporary is published (:func:`publish`, replacing ``path`` only with ``overwrite``).
+    The temporary is removed whatever happens (a failure in the body or in the publish leaves
+    nothing behind and ``path`` as it was); temporaries of killed runs beside ``path`` are
+    removed first (:func:`remove_stale_temps`).
+
+    :raises OutputExistsError: without ``overwrite``, ``path`` exists at the moment of the
+        rename (it is left untouched).
+    """
+    out = Path(path)
+    remove_stale_temps(out)
+    tmp = temp_path(out, tag)
+    try:
+        yield tmp
+        publish(tmp, out, overwrite=overwrite)
+    finally:
+        remove_temp(tmp)

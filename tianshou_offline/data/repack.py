@@ -20,7 +20,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from tianshou_offline.data.atomic import publish, remove_stale_temps, remove_temp, temp_path
+from tianshou_offline.data.atomic import atomic_output
 from tianshou_offline.data.format import WRITE_LIBVER, open_h5
 from tianshou_offline.errors import OutputExistsError, SourceNotFoundError
 from tianshou_offline.progress import progress as progress_bar
@@ -159,12 +159,7 @@ def repack(
         )
     if not out.parent.is_dir():
         raise SourceNotFoundError(f"{out.parent}: output directory does not exist")
-    remove_stale_temps(out)
-    tmp = temp_path(out, "repack")
-    try:
+    with atomic_output(out, overwrite=overwrite, tag="repack") as tmp:
         repack_file(src, tmp, progress=progress)
-        publish(tmp, out, overwrite=overwrite)
-    finally:
-        remove_temp(tmp)
     log.info("%s -> %s: repacked (contiguous, uncompressed columns)", src, out)
     return out

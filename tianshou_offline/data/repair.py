@@ -16,7 +16,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from tianshou_offline.data.atomic import publish, remove_temp, temp_path
+from tianshou_offline.data.atomic import atomic_output
 from tianshou_offline.data.format import (
     DATA_TYPE_ATTR,
     EXT_GROUP,
@@ -50,8 +50,7 @@ def repair_file(path: str | os.PathLike[str]) -> Path:
             f"whose writer was killed (to read this one, 'tianshou-offline convert {source}' "
             "it)"
         )
-    tmp = temp_path(p, "repair")
-    try:
+    with atomic_output(p, overwrite=True, tag="repair") as tmp:
         with open_h5(p) as src, h5py.File(tmp, "w", libver=SWMR_LIBVER) as dst:
             n, n_ep = committed_counts(src)
             for key, value in src.attrs.items():
@@ -96,9 +95,7 @@ def repair_file(path: str | os.PathLike[str]) -> Path:
                     if isinstance(item, h5py.Group):
                         copy_group(item, dst.create_group(key), n)
                     else:
-                        dst.create_dataset(
-                            key, data=item[:n], chunks=item.chunks, maxshape=(None,)
-                        )
+                        dst.create_dataset(key, data=item[:n], chunks=item.chunks, maxshape=(None,))
                         for ak, av in item.attrs.items():
                             dst[key].attrs[ak] = av
                 elif key == "last_index":
@@ -106,7 +103,4 @@ def repair_file(path: str | os.PathLike[str]) -> Path:
                     dst[key].attrs[DATA_TYPE_ATTR] = "ndarray"
                 else:
                     src.copy(item, dst, name=key)
-        publish(tmp, p, overwrite=True)
-    finally:
-        remove_temp(tmp)
     return p

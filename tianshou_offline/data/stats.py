@@ -10,7 +10,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from tianshou_offline.data.atomic import publish, remove_stale_temps, remove_temp, temp_path
+from tianshou_offline.data.atomic import atomic_output
 from tianshou_offline.data.format import (
     EPISODES_GROUP,
     META_GROUP,
@@ -253,14 +253,9 @@ def plot_dataset(
     fig.suptitle(Path(path).name)
     fig.tight_layout()
     o = Path(out)
-    remove_stale_temps(o)
-    tmp = temp_path(o, "png")
-    try:
+    with atomic_output(o, overwrite=overwrite, tag="png") as tmp:
         fig.savefig(tmp, dpi=100, format="png")
         plt.close(fig)
-        publish(tmp, o, overwrite=overwrite)
-    finally:
-        remove_temp(tmp)
     return o
 
 

@@ -56,7 +56,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from tianshou_offline.data.atomic import publish, remove_stale_temps, remove_temp, temp_path
+from tianshou_offline.data.atomic import atomic_output, remove_stale_temps
 from tianshou_offline.data.buffer import load_buffer
 from tianshou_offline.data.format import Provenance
 from tianshou_offline.data.writer import BufferWriter, Compression
@@ -256,20 +256,13 @@ def _clear(out: Path) -> None:
 
 
 def _write_manifest(out: Path, manifest: Mapping[str, Any], *, overwrite: bool = True) -> None:
-    """Write ``family.json`` atomically (a :func:`~tianshou_offline.data.atomic.temp_path`
-    beside it, then :func:`~tianshou_offline.data.atomic.publish`), removing temporaries of
-    killed runs first. ``overwrite=False`` for a new family's first manifest: a
+    """Write ``family.json`` atomically (:func:`~tianshou_offline.data.atomic.atomic_output`:
+    temporaries of killed runs removed first). ``overwrite=False`` for a new family's first manifest: a
     ``family.json`` that appeared meanwhile (another run in the same directory) is left
     untouched and :class:`~tianshou_offline.errors.OutputExistsError` raised; later writes
     replace this run's own manifest."""
-    path = out / MANIFEST
-    remove_stale_temps(path)
-    tmp = temp_path(path)
-    try:
+    with atomic_output(out / MANIFEST, overwrite=overwrite) as tmp:
         tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True, default=str) + "\n")
-        publish(tmp, path, overwrite=overwrite)
-    finally:
-        remove_temp(tmp)
 
 
 def _uniform(space: gym.Space[Any], seed: int) -> Callable[[Any], Any]:

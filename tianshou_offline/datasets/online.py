@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from tianshou.data import Batch, ReplayBuffer
 
-from tianshou_offline.data.atomic import publish, remove_stale_temps, remove_temp, temp_path
+from tianshou_offline.data.atomic import atomic_output
 from tianshou_offline.datasets.agents import OnlineAgent, file_sha256
 from tianshou_offline.datasets.envs import EnvSource
 from tianshou_offline.errors import DatasetFormatError, OutputExistsError
@@ -297,20 +297,14 @@ def _unpack_mt(packed: list[Any]) -> tuple[Any, ...]:
 
 
 def _save_state(path: Path, state: dict[str, Any], *, overwrite: bool) -> None:
-    """``torch.save`` to a temporary beside ``path``
-    (:func:`~tianshou_offline.data.atomic.temp_path`, tag ``state``), moved into place with
-    :func:`~tianshou_offline.data.atomic.publish` (temporaries of killed runs removed first).
+    """``torch.save`` atomically (:func:`~tianshou_offline.data.atomic.atomic_output`, tag
+    ``state``; temporaries of killed runs removed first).
     ``overwrite=False`` for a new run's first state: a ``state.pt`` that appeared meanwhile
     (another run in the same directory) is left untouched and
     :class:`~tianshou_offline.errors.OutputExistsError` raised; later saves replace the run's
     own state."""
-    remove_stale_temps(path)
-    tmp = temp_path(path, "state")
-    try:
+    with atomic_output(path, overwrite=overwrite, tag="state") as tmp:
         torch.save(state, tmp)
-        publish(tmp, path, overwrite=overwrite)
-    finally:
-        remove_temp(tmp)
 
 
 def _load_state(path: Path, settings_json: str) -> dict[str, Any]:

@@ -141,20 +141,15 @@ def random_policy(space: gym.Space[Any], seed: int | None = None) -> ActFn:
 
 
 def _write(payload: dict[str, Any], path: Path) -> Path:
-    """``torch.save`` atomically: to a temporary file beside ``path``
-    (:func:`~tianshou_offline.data.atomic.temp_path`) that replaces ``path`` (a checkpoint
+    """``torch.save`` atomically (:func:`~tianshou_offline.data.atomic.atomic_output`),
+    replacing ``path`` (a checkpoint
     is saved again and again during training: it always replaces the previous one)."""
     import torch
 
-    from tianshou_offline.data.atomic import publish, remove_stale_temps, remove_temp, temp_path
+    from tianshou_offline.data.atomic import atomic_output
 
-    remove_stale_temps(path)
-    tmp = temp_path(path, "ckpt")
-    try:
+    with atomic_output(path, overwrite=True, tag="ckpt") as tmp:
         torch.save(payload, tmp)
-        publish(tmp, path, overwrite=True)
-    finally:
-        remove_temp(tmp)
     return path
 
 

@@ -73,7 +73,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tianshou_offline.data.atomic import publish, remove_stale_temps, remove_temp, temp_path
+from tianshou_offline.data.atomic import atomic_output, remove_stale_temps
 from tianshou_offline.errors import (
     DatasetFormatError,
     DataValidationError,
@@ -354,12 +354,8 @@ def finished_result(cell: Cell, output: str | os.PathLike[str]) -> dict[str, Any
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = temp_path(path)
-    try:
+    with atomic_output(path, overwrite=True) as tmp:
         tmp.write_bytes(data)
-        publish(tmp, path, overwrite=True)
-    finally:
-        remove_temp(tmp)
 
 
 def _rng_state() -> dict[str, Any]:
@@ -859,13 +855,11 @@ def plot_curves(results: Sequence[Mapping[str, Any]], path: Path) -> Path:
         ax.set_ylabel("test return")
         ax.legend(fontsize=7)
     fig.tight_layout()
-    tmp = temp_path(path, "png")
     try:
-        fig.savefig(tmp, format="png", dpi=100)
-        publish(tmp, path, overwrite=True)
+        with atomic_output(path, overwrite=True, tag="png") as tmp:
+            fig.savefig(tmp, format="png", dpi=100)
     finally:
         plt.close(fig)
-        remove_temp(tmp)
     return path
 
 

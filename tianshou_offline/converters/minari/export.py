@@ -26,7 +26,7 @@ from tianshou_offline.converters.minari.spaces import (
     _tree_map,
     _tree_map2,
 )
-from tianshou_offline.data.atomic import publish, remove_stale_temps, remove_temp, temp_path
+from tianshou_offline.data.atomic import atomic_output
 from tianshou_offline.errors import (
     DataValidationError,
     OutputExistsError,
@@ -288,9 +288,8 @@ def export_minari(
     if namespace is not None and namespace not in list_local_namespaces():
         create_namespace(namespace)
     target.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temps(target)
-    tmp = temp_path(target)
-    try:
+    # a directory that appeared at the target meanwhile is kept unless overwrite
+    with atomic_output(target, overwrite=overwrite) as tmp:
         data_path = tmp / "data"
         tmp.mkdir()
         storage = MinariStorage.new(
@@ -337,11 +336,6 @@ def export_minari(
             if batch:
                 storage.update_episodes(batch)
                 bar.update(len(batch))
-        # a directory that appeared at the target meanwhile is kept unless overwrite
-        publish(tmp, target, overwrite=overwrite)
-    except BaseException:
-        remove_temp(tmp)
-        raise
     minari.load_dataset(dataset_id)  # what users will call: must succeed
     log.info(
         "%s → Minari dataset %s (%d episodes, %d steps) at %s",

@@ -37,7 +37,7 @@ from tianshou_offline.converters.rl_unplugged.sources import (
     PREPROCESSING,
     atari_num_actions,
 )
-from tianshou_offline.data.atomic import publish, remove_stale_temps, remove_temp, temp_path
+from tianshou_offline.data.atomic import atomic_output, remove_temp, temp_path
 from tianshou_offline.data.format import Provenance
 from tianshou_offline.data.framestack import (
     KEY_OBS,
@@ -66,7 +66,6 @@ class ShardResult(ConversionResult):
     """Rows whose ``obs_next`` stack is stored whole."""
     pixel_compares: int = 0
     """Stacks compared pixel by pixel against the records."""
-
 
 
 def _mp_context(name: str | None) -> multiprocessing.context.BaseContext:
@@ -230,7 +229,6 @@ def convert_shard(
         raise ValueError("contiguous=True stores uncompressed columns; drop compression")
     if not src.exists():
         raise SourceNotFoundError(f"{src}: no such file")
-    remove_stale_temps(out)
     if out.exists() and not overwrite:
         raise OutputExistsError(
             f"{out}: output exists; pass overwrite=True (CLI: --overwrite or --resume) to replace it"
@@ -246,110 +244,108 @@ def convert_shard(
     )
     reader = TFRecordChunkReader(src, max_records=chunk_records, on_read=bar.update)
     chunks = iter(reader)
-    tmp_main = temp_path(out, "rlu")
     spool: PatchSpool | None = None
     n_actions = num_actions
-    try:
-        first = next(chunks, None)
-        if first is None:
-            raise DatasetFormatError(f"{src}: holds no records; expected tf.train.Example records")
-        stack_num, frame_shape = _inspect_first_record(src, first, decoder_name)
-        if n_actions is None:
-            n_actions = atari_num_actions(task)
-        if n_actions is None:
-            n_actions = 18
-            log.warning("%s: action space unknown (install ale-py); using Discrete(18)", task)
-        dataset_id = f"{task}/{src.name}"
-        provenance = Provenance(
-            source="rl_unplugged",
-            dataset_id=dataset_id,
-            converter=CONVERTER_NAME,
-            extra={
-                "game": task,
-                "run_id": run_id,
-                "shard_id": shard_id,
-                "source_file": src.name,
-                "source_size": file_size,
-                "preprocessing": PREPROCESSING,
-                "frame_order": "oldest first; obs[-1] is the newest frame",
-            },
-        )
-        obs_space = gym.spaces.Box(0, 255, (stack_num, *frame_shape), np.uint8)
-        spool = PatchSpool(out, (stack_num, *frame_shape), np.dtype(np.uint8))
-        rows = 0
-        pixel_compares = 0
-        with BufferWriter(
-            tmp_main,
-            observation_space=obs_space,
-            action_space=gym.spaces.Discrete(n_actions),
-            env_id=f"ALE/{task}-v5",
-            provenance=provenance,
-            compression=compression,
-            store_obs_next=False,
-            stack_num=stack_num,
-            save_only_last_obs=True,
-            overwrite=True,
-            extra_attrs={
-                "rlu.converter_version": CONVERTER_VERSION,
-                "rlu.preprocessing": json.dumps(PREPROCESSING, sort_keys=True),
-            },
-        ) as writer:
-            tasks = _make_tasks(src, chunks, first, stack_num, frame_shape, n_actions)
-            for res in _ordered_map(process_chunk, tasks, workers, decoder_name, mp_context):
-                if res.first_row != rows:  # pragma: no cover - ordering invariant
-                    raise AssertionError(f"chunk order broken: {res.first_row} != {rows}")
-                writer.add_transitions(
-                    obs=res.frames,
-                    act=res.act,
-                    rew=res.rew,
-                    terminated=res.terminated,
-                    truncated=res.truncated,
-                    done=res.done,
-                    info={
-                        "episode_id": res.episode_id,
-                        "episode_return": res.episode_return,
-                        "a_tp1": res.a_tp1,
-                        "discount": res.discount,
-                    },
+    # a file that appeared at ``out`` meanwhile is kept unless overwrite
+    with atomic_output(out, overwrite=overwrite, tag="rlu") as tmp_main:
+        try:
+            first = next(chunks, None)
+            if first is None:
+                raise DatasetFormatError(
+                    f"{src}: holds no records; expected tf.train.Example records"
                 )
-                for row, key, stack in res.patches:
-                    spool.add(row, key, stack)
-                rows += len(res.frames)
-                pixel_compares += res.pixel_compares
-            num_episodes = writer.num_episodes
-        n_obs = spool.count(KEY_OBS)
-        n_next = spool.count(KEY_OBS_NEXT)
-        spool.attach(
-            tmp_main,
-            compression=compression,
-            attrs={
-                "rlu.records": rows,
-                "rlu.source_file": src.name,
-                "rlu.source_size": file_size,
-                "rlu.verified": "obs,obs_next",
-                "rlu.obs_patches": n_obs,
-                "rlu.obs_next_patches": n_next,
-                "rlu.pixel_compares": pixel_compares,
-            },
-        )
-        if contiguous:
-            from tianshou_offline.data.repack import repack_file
+            stack_num, frame_shape = _inspect_first_record(src, first, decoder_name)
+            if n_actions is None:
+                n_actions = atari_num_actions(task)
+            if n_actions is None:
+                n_actions = 18
+                log.warning("%s: action space unknown (install ale-py); using Discrete(18)", task)
+            dataset_id = f"{task}/{src.name}"
+            provenance = Provenance(
+                source="rl_unplugged",
+                dataset_id=dataset_id,
+                converter=CONVERTER_NAME,
+                extra={
+                    "game": task,
+                    "run_id": run_id,
+                    "shard_id": shard_id,
+                    "source_file": src.name,
+                    "source_size": file_size,
+                    "preprocessing": PREPROCESSING,
+                    "frame_order": "oldest first; obs[-1] is the newest frame",
+                },
+            )
+            obs_space = gym.spaces.Box(0, 255, (stack_num, *frame_shape), np.uint8)
+            spool = PatchSpool(out, (stack_num, *frame_shape), np.dtype(np.uint8))
+            rows = 0
+            pixel_compares = 0
+            with BufferWriter(
+                tmp_main,
+                observation_space=obs_space,
+                action_space=gym.spaces.Discrete(n_actions),
+                env_id=f"ALE/{task}-v5",
+                provenance=provenance,
+                compression=compression,
+                store_obs_next=False,
+                stack_num=stack_num,
+                save_only_last_obs=True,
+                overwrite=True,
+                extra_attrs={
+                    "rlu.converter_version": CONVERTER_VERSION,
+                    "rlu.preprocessing": json.dumps(PREPROCESSING, sort_keys=True),
+                },
+            ) as writer:
+                tasks = _make_tasks(src, chunks, first, stack_num, frame_shape, n_actions)
+                for res in _ordered_map(process_chunk, tasks, workers, decoder_name, mp_context):
+                    if res.first_row != rows:  # pragma: no cover - ordering invariant
+                        raise AssertionError(f"chunk order broken: {res.first_row} != {rows}")
+                    writer.add_transitions(
+                        obs=res.frames,
+                        act=res.act,
+                        rew=res.rew,
+                        terminated=res.terminated,
+                        truncated=res.truncated,
+                        done=res.done,
+                        info={
+                            "episode_id": res.episode_id,
+                            "episode_return": res.episode_return,
+                            "a_tp1": res.a_tp1,
+                            "discount": res.discount,
+                        },
+                    )
+                    for row, key, stack in res.patches:
+                        spool.add(row, key, stack)
+                    rows += len(res.frames)
+                    pixel_compares += res.pixel_compares
+                num_episodes = writer.num_episodes
+            n_obs = spool.count(KEY_OBS)
+            n_next = spool.count(KEY_OBS_NEXT)
+            spool.attach(
+                tmp_main,
+                compression=compression,
+                attrs={
+                    "rlu.records": rows,
+                    "rlu.source_file": src.name,
+                    "rlu.source_size": file_size,
+                    "rlu.verified": "obs,obs_next",
+                    "rlu.obs_patches": n_obs,
+                    "rlu.obs_next_patches": n_next,
+                    "rlu.pixel_compares": pixel_compares,
+                },
+            )
+            if contiguous:
+                from tianshou_offline.data.repack import repack_file
 
-            tmp_packed = temp_path(out, "repack")
-            try:
-                repack_file(tmp_main, tmp_packed)
-            except BaseException:
-                remove_temp(tmp_packed)
-                raise
-            remove_temp(tmp_main)
-            tmp_main = tmp_packed
-        # a file that appeared at ``out`` meanwhile is kept unless overwrite
-        publish(tmp_main, out, overwrite=overwrite)
-    finally:
-        bar.close()
-        if spool is not None:
-            spool.discard()
-        remove_temp(tmp_main)
+                tmp_packed = temp_path(out, "repack")
+                try:
+                    repack_file(tmp_main, tmp_packed)
+                    os.replace(tmp_packed, tmp_main)
+                finally:
+                    remove_temp(tmp_packed)
+        finally:
+            bar.close()
+            if spool is not None:
+                spool.discard()
     seconds = time.perf_counter() - t0
     if rows and (n_obs + n_next) > 0.1 * rows:
         log.warning(
@@ -382,4 +378,3 @@ def convert_shard(
         pixel_compares=pixel_compares,
         seconds=seconds,
     )
-

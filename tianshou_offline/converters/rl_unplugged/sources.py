@@ -13,7 +13,7 @@ from pathlib import Path
 
 import gymnasium as gym
 
-from tianshou_offline.data.atomic import publish, remove_stale_temps, remove_temp, temp_path
+from tianshou_offline.data.atomic import atomic_output
 from tianshou_offline.errors import (
     DatasetFormatError,
     SourceNotFoundError,
@@ -119,9 +119,8 @@ def download_file(url: str, dest: Path, *, progress: bool = True, timeout: float
     :raises DatasetFormatError: the download is shorter than the server announced.
     """
     dest.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temps(dest)
-    tmp = temp_path(dest, "part")
-    try:
+    # another download of the same shard: same bytes
+    with atomic_output(dest, overwrite=True, tag="part") as tmp:
         try:
             resp = urllib.request.urlopen(url, timeout=timeout)
         except urllib.error.HTTPError as e:
@@ -152,12 +151,7 @@ def download_file(url: str, dest: Path, *, progress: bool = True, timeout: float
             raise DatasetFormatError(
                 f"{url}: download incomplete: got {got} of {total} bytes; try again"
             )
-        publish(tmp, dest, overwrite=True)  # another download of the same shard: same bytes
-    finally:
-        remove_temp(tmp)
     return dest
-
-
 
 
 def atari_num_actions(task: str) -> int | None:
@@ -178,4 +172,3 @@ def atari_num_actions(task: str) -> int | None:
     except Exception as e:  # unknown game, missing ROM
         log.warning("ale-py cannot create ALE/%s-v5 (%s); action space not known", task, e)
         return None
-
