@@ -31,6 +31,18 @@ class OutputExistsError(TianshouOfflineError, FileExistsError):
     """The output path exists and overwriting was not requested."""
 
 
+class OutputWriteError(TianshouOfflineError, OSError):
+    """An output could not be written: the disk is full, a write, a rename or the creation of
+    a file failed (a read-only or vanished directory, a temporary on another file system).
+    The message names the output and the cause; ``errno`` is the cause's error number where
+    known. Nothing was published at the output path and the run's temporary was removed."""
+
+
+class OutputBusyError(TianshouOfflineError, BlockingIOError):
+    """Another process is writing the same output right now (it holds the output's lock);
+    this run wrote nothing."""
+
+
 class SpaceSerializationError(TianshouOfflineError, ValueError):
     """A gymnasium space cannot be serialised to (or read back from) the format's JSON."""
 

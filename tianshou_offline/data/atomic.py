@@ -22,6 +22,14 @@ stale temporaries, name the temporary, publish, remove the temporary whatever ha
 - with ``overwrite``, atomically replacing the output (``os.replace`` for files;
   ``renameat2(RENAME_EXCHANGE)`` for directories, else a move aside and back).
 
+A write that fails (a full disk, an I/O error, a read-only or vanished directory, a
+temporary on another file system than its output) raises
+:class:`~tianshou_offline.errors.OutputWriteError` naming the output and the cause
+(:func:`write_error`); nothing is published and the temporary is removed. Two processes
+writing the same output: :func:`output_lock` lets one run and the other fail at once
+(:class:`~tianshou_offline.errors.OutputBusyError`); without it the no-replace rename lets the
+first to finish publish and the other fail.
+
 A process killed mid-run leaves its temporary behind. The name says whose it was:
 :func:`stale_temps` finds those beside an output whose process no longer runs and
 :func:`remove_stale_temps` (called by the next run for the same output) deletes them, with a
@@ -36,6 +44,7 @@ not in use here counts as stale.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import functools
@@ -49,8 +58,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, Any, cast
 
-from tianshou_offline.errors import OutputExistsError
+from tianshou_offline.errors import (
+    OutputBusyError,
+    OutputExistsError,
+    OutputWriteError,
+    TianshouOfflineError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -337,12 +352,289 @@ def atomic_output(
 
     :raises OutputExistsError: without ``overwrite``, ``path`` exists at the moment of the
         rename (it is left untouched).
+    :raises OutputWriteError: a write, the creation of the temporary or the rename failed
+        (:func:`write_error`).
     """
     out = Path(path)
-    remove_stale_temps(out)
-    tmp = temp_path(out, tag)
+    with write_errors(out):
+        remove_stale_temps(out)
+        tmp = temp_path(out, tag)
+        try:
+            yield tmp
+            publish(tmp, out, overwrite=overwrite)
+        except BaseException:
+            detach_files(tmp)  # a library's file left open there writes nowhere any more
+            raise
+        finally:
+            remove_temp(tmp)
+
+
+@contextmanager
+def write_errors(output: str | os.PathLike[str], *, kept: str | None = None) -> Iterator[None]:
+    """The boundary of writing ``output``: a write the system refuses inside the block
+    (:func:`is_write_failure`) becomes :class:`~tianshou_offline.errors.OutputWriteError`
+    naming ``output`` and saying what is ``kept`` (:func:`write_error`; the original is the
+    ``__cause__``)."""
     try:
-        yield tmp
-        publish(tmp, out, overwrite=overwrite)
+        yield
+    except TianshouOfflineError:
+        raise
+    except Exception as e:
+        if is_write_failure(e):
+            raise (
+                write_error(output, e) if kept is None else write_error(output, e, kept=kept)
+            ) from e
+        raise
+
+
+# --------------------------------------------------------------------------------------
+# failed writes
+# --------------------------------------------------------------------------------------
+
+_HDF5_ERRNO = re.compile(r"errno = (\d+), error message = '([^']*)'")
+"""How libhdf5 reports the system error behind a failed write (in h5py's message)."""
+
+_HINTS = {
+    errno.ENOSPC: "the file system is full; free space (or write elsewhere) and run again",
+    errno.EDQUOT: "the disk quota is exhausted; free space (or write elsewhere) and run again",
+    errno.EFBIG: "the file size limit (ulimit -f) or the file system's largest file is reached",
+    errno.EIO: "the storage reported an I/O error",
+    errno.EROFS: "the output directory is on a read-only file system",
+    errno.EACCES: "the output directory is not writable",
+    errno.EPERM: "the output directory is not writable",
+    errno.ENOENT: "the output directory vanished during the run",
+    errno.EXDEV: "the temporary is on another file system than the output",
+}
+
+
+def failure_errno(exc: BaseException) -> int | None:
+    """The system error number behind a failed write: ``exc.errno``, or the ``errno = N``
+    libhdf5 puts in h5py's message; None when there is none."""
+    m = _HDF5_ERRNO.search(str(exc))
+    if m is not None:
+        return int(m[1])
+    err = getattr(exc, "errno", None)
+    return err if isinstance(err, int) and err > 0 else None
+
+
+def is_write_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` (raised while writing an output) is the system refusing the write: an
+    ``OSError`` (h5py's included), or an error of libhdf5 that carries a system error
+    number (h5py raises some as ``RuntimeError``)."""
+    if isinstance(exc, TianshouOfflineError):
+        return False
+    return isinstance(exc, OSError) or failure_errno(exc) is not None
+
+
+def write_error(
+    output: str | os.PathLike[str],
+    exc: BaseException,
+    *,
+    kept: str = "the output is as it was before the run",
+) -> OutputWriteError:
+    """The :class:`~tianshou_offline.errors.OutputWriteError` for a failed write of
+    ``output``: one line naming the output, the cause (the system's words and the error's
+    name, e.g. ``No space left on device (ENOSPC)``), what it means and what is ``kept``."""
+    err = failure_errno(exc)
+    if err is not None:
+        cause = f"{os.strerror(err)} ({errno.errorcode.get(err, err)})"
+        hint = _HINTS.get(err)
+    else:
+        first = str(exc).strip().splitlines()
+        cause = first[0] if first else type(exc).__name__
+        hint = None
+    where = getattr(exc, "filename", None)
+    if isinstance(where, str | bytes):
+        name, out_name = Path(os.fsdecode(where)).name, Path(output).name
+        if name != out_name and temp_owner(name, out_name) is None:
+            cause += f" at {os.fsdecode(where)}"
+    msg = f"{output}: cannot write the output: {cause}"
+    if hint:
+        msg += f"; {hint}"
+    error = OutputWriteError(f"{msg}; {kept}")
+    error.errno = err
+    return error
+
+
+@contextmanager
+def output_lock(directory: str | os.PathLike[str]) -> Iterator[None]:
+    """Hold the lock of an output directory (a family's, a grid cell's) while the body runs:
+    an exclusive ``flock`` of the directory itself, so that a second process writing the same
+    outputs fails at once instead of racing the first. The kernel releases it when the
+    process ends, killed or not (no stale lock to clean up). Where ``fcntl`` does not exist
+    (Windows) the body runs unlocked. The directory must exist.
+
+    :raises OutputBusyError: another process holds the lock.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    d = Path(directory)
+    try:
+        fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as e:
+        raise write_error(d, e) from e
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise OutputBusyError(
+                f"{d}: another process is writing these outputs now (it holds the directory's "
+                "lock); wait for it to finish, or write elsewhere"
+            ) from None
+        yield
     finally:
-        remove_temp(tmp)
+        os.close(fd)
+
+
+class _KeepWriteError:
+    """A binary file that remembers the ``OSError`` of a failed write."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        self.raw = raw
+        self.error: OSError | None = None
+
+    def write(self, data: bytes) -> int:
+        try:
+            return self.raw.write(data)
+        except OSError as e:
+            self.error = e
+            raise
+
+    def flush(self) -> None:
+        self.raw.flush()
+
+
+def torch_save(obj: Any, path: str | os.PathLike[str]) -> None:
+    """``torch.save(obj, path)``, a write the system refuses raised as its ``OSError`` (torch
+    reports it as a ``RuntimeError`` that has lost the cause: "unexpected pos")."""
+    import torch
+
+    with open(path, "wb") as raw:
+        keeper = _KeepWriteError(raw)
+        try:
+            torch.save(obj, cast(IO[bytes], keeper))  # torch calls write and flush only
+        except RuntimeError as e:
+            if keeper.error is not None:
+                raise keeper.error from e
+            raise
+
+
+@contextmanager
+def h5_output(path: str | os.PathLike[str], mode: str = "w", **kwargs: Any) -> Iterator[Any]:
+    """``h5py.File(path, mode, **kwargs)`` for writing a temporary, made safe for failed
+    writes: the file is flushed at the end of the block, so that a write libhdf5 held back
+    fails inside it (h5py only prints an error raised when it closes an object it
+    collects); on any error its descriptors are detached (:func:`detach_files`) before it
+    is closed, so that the close writes nowhere and cannot fail again."""
+    import h5py
+
+    f = h5py.File(path, mode, **kwargs)
+    try:
+        yield f
+        f.flush()
+    except BaseException:
+        detach_files(path)
+        with contextlib.suppress(Exception):
+            f.close()
+        raise
+    try:
+        f.close()
+    except Exception:
+        detach_files(path)
+        raise
+
+
+def detach_files(under: str | os.PathLike[str]) -> None:
+    """After a failed write: point every descriptor this process has open on ``under`` (a
+    file) or under it (a directory) at ``/dev/null`` (Linux; elsewhere nothing). What a
+    library writes into those files from now on, closing them included, goes nowhere, and
+    what is on disk stays as it is, as if the process had been killed now.
+
+    Why: libhdf5 1.14 closes a file by flushing it; when its writes keep failing (a full
+    disk, an I/O error) the close fails too, leaves the file open, and the library crashes
+    the process when it shuts down at exit (a segmentation fault after the error was
+    reported); a library's file object that is garbage-collected later (Minari's) prints
+    the failure again."""
+    fds = Path("/proc/self/fd")
+    if not fds.is_dir():
+        return
+    prefix = os.path.abspath(under)
+    for entry in os.listdir(fds):
+        try:
+            target = os.readlink(fds / entry)
+        except OSError:  # closed meanwhile (e.g. the descriptor of the listing itself)
+            continue
+        if target.endswith(" (deleted)"):
+            target = target[: -len(" (deleted)")]
+        if target != prefix and not target.startswith(prefix + os.sep):
+            continue
+        sink = os.open(os.devnull, os.O_RDWR)
+        try:
+            os.dup2(sink, int(entry))
+        except OSError:  # pragma: no cover - closed meanwhile
+            pass
+        finally:
+            os.close(sink)
+
+
+def in_child_process(fn: Callable[[], object]) -> None:
+    """Run ``fn`` in a forked child process and raise what it raised, for a library whose
+    failed writes leave this process unusable (libhdf5 1.14 after a failed close; see
+    :func:`detach_files`). The child shares this process's memory as it was (copy on write)
+    and ends with ``os._exit`` (no clean-up of libraries at exit); an exception comes back
+    as its type's name, message and ``errno``: a write the system refused is raised as
+    ``OSError``, an error of this package as its type, anything else as ``RuntimeError``.
+    Where ``os.fork`` does not exist, ``fn`` runs in this process.
+    """
+    if not hasattr(os, "fork"):  # pragma: no cover - Windows
+        fn()
+        return
+    import json
+
+    import tianshou_offline.errors as errors
+
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child
+        os.close(read)
+        code = 0
+        try:
+            fn()
+            report: dict[str, Any] = {}
+        except BaseException as e:
+            report = {
+                "type": type(e).__name__,
+                "message": str(e),
+                "errno": failure_errno(e) if is_write_failure(e) else None,
+                "write": is_write_failure(e),
+            }
+            code = 1
+        try:
+            with os.fdopen(write, "w") as f:
+                f.write(json.dumps(report))
+        finally:
+            os._exit(code)
+    os.close(write)
+    try:
+        with os.fdopen(read) as f:
+            text = f.read()
+    finally:
+        _, status = os.waitpid(pid, 0)
+    if not text:
+        raise RuntimeError(f"the child process writing the output died (wait status {status})")
+    report = json.loads(text)
+    if not report:
+        return
+    name, message = str(report["type"]), str(report["message"])
+    if report["write"]:
+        err = report["errno"]
+        raise OSError(err, message) if err else OSError(message)
+    kind = getattr(errors, name, None)
+    if isinstance(kind, type) and issubclass(kind, errors.TianshouOfflineError):
+        raise kind(message)
+    if name == "KeyboardInterrupt":
+        raise KeyboardInterrupt
+    raise RuntimeError(f"{name}: {message}")

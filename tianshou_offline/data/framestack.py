@@ -35,7 +35,7 @@ import h5py
 import numpy as np
 from tianshou.data import Batch, ReplayBuffer
 
-from tianshou_offline.data.atomic import temp_path
+from tianshou_offline.data.atomic import h5_output, temp_path
 from tianshou_offline.data.columns import buffer_from_columns, verify_buffer
 from tianshou_offline.data.format import (
     DATA_TYPE_ATTR,
@@ -136,7 +136,7 @@ class PatchSpool:
         self.close()
         k = len(self.rows)
         stack_bytes = int(np.prod(self.stack_shape)) * self.dtype.itemsize
-        with h5py.File(h5_path, "a", libver=WRITE_LIBVER) as f:
+        with h5_output(h5_path, "a", libver=WRITE_LIBVER) as f:
             g = f.require_group(PATCH_GROUP)
             g.attrs["format"] = PATCH_FORMAT
             g.attrs["version"] = np.int64(PATCH_VERSION)
@@ -393,7 +393,6 @@ def wrap_with_patches(f: h5py.File, buffer: ReplayBuffer) -> FrameStackReplayBuf
     )
     verify_buffer(buf, f.filename)
     return buf
-
 
 
 ColumnSpec = dict[str, tuple[tuple[int, ...], "np.dtype[Any]"]]

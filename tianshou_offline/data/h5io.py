@@ -27,7 +27,7 @@ from typing import Any, NamedTuple
 import h5py
 import numpy as np
 
-from tianshou_offline.data.atomic import publish, rename_noreplace, temp_path
+from tianshou_offline.data.atomic import detach_files, publish, rename_noreplace, temp_path
 from tianshou_offline.data.format import (
     DATA_TYPE_ATTR,
     EPISODES_GROUP,
@@ -317,7 +317,11 @@ class H5Store:
         ``path`` (:func:`~tianshou_offline.data.atomic.temp_path`; :meth:`finish` or, in
         append mode, :meth:`publish` moves it there)."""
         tmp_path = temp_path(path)
-        f = h5py.File(tmp_path, "w", libver=SWMR_LIBVER if swmr else WRITE_LIBVER)
+        try:
+            f = h5py.File(tmp_path, "w", libver=SWMR_LIBVER if swmr else WRITE_LIBVER)
+        except BaseException:  # e.g. the disk is full: libhdf5 may have created the file
+            tmp_path.unlink(missing_ok=True)
+            raise
         filters: dict[str, Any] = {}
         if spec.compression is not None:
             filters["compression"] = spec.compression
@@ -612,8 +616,13 @@ class H5Store:
     # ------------------------------------------------------------------ closing
 
     def close(self) -> None:
-        """Close the file (where it is: a new file not yet published stays at ``tmp_path``)."""
+        """Close the file (where it is: a new file not yet published stays at ``tmp_path``).
+
+        Flushed first: a write that fails then raises with the file still open, to be
+        abandoned (:meth:`abandon`) and closed; libhdf5 1.14 cannot recover from a close
+        whose writes fail (the process crashes at exit)."""
         if self._file is not None:
+            self._file.flush()
             self._file.close()
             self._file = None
             self._datasets = {}
@@ -648,8 +657,18 @@ class H5Store:
             publish(self.tmp_path, self.path, overwrite=self.overwrite)
             self.tmp_path = None
 
+    def abandon(self) -> None:
+        """After a failed write: point the file's descriptor at ``/dev/null``
+        (:func:`~tianshou_offline.data.atomic.detach_files`), so that closing it writes
+        nothing more into the file and cannot fail again."""
+        if self._file is not None:
+            detach_files(self.tmp_path or self.path)
+
     def discard(self) -> None:
-        """Close the file (best effort) and delete it if it is not at ``path`` yet."""
+        """Close the file (best effort) and delete it if it is not at ``path`` yet (then its
+        close writes nowhere: :meth:`abandon`)."""
+        if self._file is not None and self.tmp_path is not None:
+            self.abandon()
         if self._file is not None:
             try:
                 self._file.close()

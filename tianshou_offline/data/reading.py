@@ -37,6 +37,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import traceback
 from collections.abc import Iterator
 from types import TracebackType
@@ -55,6 +56,10 @@ _SYSTEM_ERRNOS = frozenset(
     for name in ("ENOSPC", "EDQUOT", "EACCES", "EPERM", "EROFS", "EMFILE", "ENFILE", "ENOMEM")
 )
 """OS errors that are not about the file's content (they are never translated)."""
+
+_WRITE_FAILED = re.compile(r"write failed|write request failed|unable to extend file")
+"""libhdf5's words for a failed write (a full disk, an I/O error): never a reading error,
+even inside a reading boundary (a block that reads one file and writes another)."""
 
 MAX_FILTER_RATIO = 1100
 """A filtered (compressed) chunk expands to at most this many times its stored size (gzip's
@@ -80,6 +85,8 @@ def translate(path: str | os.PathLike[str], exc: BaseException) -> DatasetFormat
     if isinstance(exc, TianshouOfflineError) or not isinstance(exc, READ_ERRORS):
         return None
     if isinstance(exc, OSError) and exc.errno in _SYSTEM_ERRNOS:
+        return None
+    if _WRITE_FAILED.search(str(exc)):  # writing another file in the same block failed
         return None
     if not _raised_in_h5py(exc):
         return None

@@ -20,7 +20,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from tianshou_offline.data.atomic import atomic_output
+from tianshou_offline.data.atomic import atomic_output, h5_output
 from tianshou_offline.data.format import WRITE_LIBVER, open_h5
 from tianshou_offline.errors import OutputExistsError, SourceNotFoundError
 from tianshou_offline.progress import progress as progress_bar
@@ -100,6 +100,9 @@ def repack_into(src: h5py.File, dst: h5py.File, *, bar: Any = None) -> None:
                     out.write_direct(block, dest_sel=np.s_[a:b])
                     if bar is not None:
                         bar.update((b - a) * row)
+                # a failed write raises here: libhdf5 may hold the data until the dataset is
+                # closed, and h5py only prints an error raised when a dataset is collected
+                out.flush()
 
     copy_group(src, dst)
 
@@ -125,7 +128,7 @@ def repack_file(src: Path, tmp: Path, *, progress: bool | None = None) -> None:
             progress_bar(
                 total=total, unit="B", unit_scale=True, desc=f"repack {src.name}", enabled=show
             ) as bar,
-            h5py.File(tmp, "x", libver=WRITE_LIBVER) as out,
+            h5_output(tmp, "x", libver=WRITE_LIBVER) as out,
         ):
             repack_into(f, out, bar=bar)
 

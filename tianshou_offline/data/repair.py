@@ -16,7 +16,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from tianshou_offline.data.atomic import atomic_output
+from tianshou_offline.data.atomic import atomic_output, h5_output
 from tianshou_offline.data.format import (
     DATA_TYPE_ATTR,
     EXT_GROUP,
@@ -51,7 +51,7 @@ def repair_file(path: str | os.PathLike[str]) -> Path:
             "it)"
         )
     with atomic_output(p, overwrite=True, tag="repair") as tmp:
-        with open_h5(p) as src, h5py.File(tmp, "w", libver=SWMR_LIBVER) as dst:
+        with open_h5(p) as src, h5_output(tmp, "w", libver=SWMR_LIBVER) as dst:
             n, n_ep = committed_counts(src)
             for key, value in src.attrs.items():
                 dst.attrs[key] = value

@@ -40,7 +40,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from types import MappingProxyType, TracebackType
 from typing import Any, Literal
@@ -48,7 +49,7 @@ from typing import Any, Literal
 import gymnasium as gym
 import numpy as np
 
-from tianshou_offline.data.atomic import remove_stale_temps
+from tianshou_offline.data.atomic import is_write_failure, remove_stale_temps, write_error
 from tianshou_offline.data.format import (
     FORMAT_NAME,
     FORMAT_VERSION,
@@ -57,7 +58,12 @@ from tianshou_offline.data.format import (
     utc_now_iso,
 )
 from tianshou_offline.data.h5io import FileSpec, H5Store, Schema
-from tianshou_offline.errors import DataValidationError, OutputExistsError, SourceNotFoundError
+from tianshou_offline.errors import (
+    DataValidationError,
+    OutputExistsError,
+    SourceNotFoundError,
+    TianshouOfflineError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -272,7 +278,8 @@ class BufferWriter:
                 raise ValueError("append=True and overwrite=True are mutually exclusive")
             remove_stale_temps(self.path)
             if self.path.exists():
-                self._open_existing_for_append()
+                with self._io():
+                    self._open_existing_for_append()
         else:
             if self.path.exists() and not overwrite:
                 raise OutputExistsError(
@@ -380,7 +387,8 @@ class BufferWriter:
             rows); required when earlier episodes have metadata.
         """
         if episode_metadata is not None and (
-            isinstance(episode_metadata, Mapping | str) or not isinstance(episode_metadata, Sequence)
+            isinstance(episode_metadata, Mapping | str)
+            or not isinstance(episode_metadata, Sequence)
         ):
             raise DataValidationError(
                 "episode_metadata must be a sequence of mappings, one per episode that ends "
@@ -479,7 +487,8 @@ class BufferWriter:
         if self._pending.nbytes >= _FLUSH_BYTES and not self.append:
             # written before these rows join them: the last rows of a file stay pending
             # until close(), which writes their final chunk whole (see h5io._write_rows)
-            self._write_pending(final=False)
+            with self._io():
+                self._write_pending(final=False)
         assert self._schema is not None
         self._pending.add(cols, self._schema, n)
         self._record_episodes(ends, rew, metas)
@@ -489,7 +498,9 @@ class BufferWriter:
         """End the episode in progress at the last row added (``done`` set on that row)."""
         self._check_open()
         if self._open_start >= self._total_rows:
-            raise DataValidationError("end_episode(): no rows were added since the last episode end")
+            raise DataValidationError(
+                "end_episode(): no rows were added since the last episode end"
+            )
         last = self._total_rows - 1
         self._set_done(last)
         self._close_episode(
@@ -499,8 +510,9 @@ class BufferWriter:
     def flush(self) -> None:
         """Write pending rows and commit finished episodes (append mode: to the final path)."""
         self._check_open()
-        self._write_pending(final=True)
-        self._commit_episodes()
+        with self._io():
+            self._write_pending(final=True)
+            self._commit_episodes()
 
     def close(self) -> Path:
         """Finish the file: end an open episode (as cut), commit, rename into place.
@@ -517,12 +529,13 @@ class BufferWriter:
                 raise DataValidationError(
                     f"{self.path}: no transitions were written; nothing saved"
                 )
-            self._write_pending(final=True)
-            self._commit_episodes()
-            assert self._store is not None
-            if self._ep_start:
-                self._write_counts()
-            self._store.finish(contiguous=self.contiguous)
+            with self._io():
+                self._write_pending(final=True)
+                self._commit_episodes()
+                assert self._store is not None
+                if self._ep_start:
+                    self._write_counts()
+                self._store.finish(contiguous=self.contiguous)
         except BaseException:
             self.abort()
             raise
@@ -560,6 +573,26 @@ class BufferWriter:
                 self.abort()
 
     # ------------------------------------------------------------------ internals
+
+    @contextmanager
+    def _io(self) -> Iterator[None]:
+        """Where the file is written: a write the system refuses (a full disk, an I/O error,
+        a read-only or vanished directory; h5py's ``OSError``, or its ``RuntimeError`` that
+        carries an errno) becomes :class:`~tianshou_offline.errors.OutputWriteError` naming
+        the output, and the writer is aborted: atomic mode leaves nothing at ``path`` (the
+        temporary is deleted); append mode closes the file, which keeps every episode
+        committed before, as after a kill."""
+        try:
+            yield
+        except TianshouOfflineError:
+            raise
+        except Exception as e:
+            if not is_write_failure(e):
+                raise
+            if self._store is not None:
+                self._store.abandon()  # closing it must not write (and fail) again
+            self.abort()
+            raise write_error(self.path, e) from e
 
     def _check_open(self) -> None:
         if self._closed:
@@ -805,7 +838,9 @@ class BufferWriter:
         if self.append:
             try:
                 store.publish()
-            except BaseException:  # e.g. a file appeared at the path: nothing of ours stays
+            except BaseException as e:  # e.g. a file appeared at the path: nothing of ours stays
+                if is_write_failure(e):
+                    store.abandon()  # closing it must not write (and fail) again
                 self.abort()
                 raise
 

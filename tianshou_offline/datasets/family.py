@@ -56,7 +56,12 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from tianshou_offline.data.atomic import atomic_output, remove_stale_temps
+from tianshou_offline.data.atomic import (
+    atomic_output,
+    output_lock,
+    remove_stale_temps,
+    write_errors,
+)
 from tianshou_offline.data.buffer import load_buffer
 from tianshou_offline.data.format import Provenance
 from tianshou_offline.data.writer import BufferWriter, Compression
@@ -487,7 +492,40 @@ def make_datasets(
     :raises MissingDependencyError: the environment needs a package that is not installed.
     :raises DataValidationError: spaces the agents do not handle; bad settings.
     :raises OutputExistsError: ``output`` holds something else and ``overwrite`` is False.
+    :raises OutputBusyError: another process is making a family in ``output`` right now.
+    :raises OutputWriteError: a file cannot be written (a full disk, a write error, a
+        read-only or vanished directory); the files finished before it are kept.
     """
+    out = Path(output)
+    if out.exists() and not out.is_dir():
+        raise OutputExistsError(f"{out}: exists and is not a directory; expected a directory")
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        kept = "the family's finished files are kept (a rerun continues it)"
+        with output_lock(out), write_errors(out, kept=kept):  # one run per family at once
+            return _make_datasets(
+                env, out, config=config, env_kwargs=env_kwargs,
+                max_episode_steps=max_episode_steps, overwrite=overwrite,
+                show_progress=show_progress,
+            )  # fmt: skip
+    except BaseException:
+        if created and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()  # nothing of this run stays
+        raise
+
+
+def _make_datasets(
+    env: str,
+    out: Path,
+    *,
+    config: FamilyConfig | None,
+    env_kwargs: Mapping[str, Any] | None,
+    max_episode_steps: int | None,
+    overwrite: bool,
+    show_progress: bool | None,
+) -> FamilyResult:
+    """:func:`make_datasets` once ``out`` exists and this process holds its lock."""
     start = time.perf_counter()
     cfg = config or FamilyConfig()
     unknown = [lv for lv in cfg.levels if lv not in LEVELS]
@@ -511,7 +549,6 @@ def make_datasets(
     with torch.random.fork_rng(devices=[]):  # the networks' initial weights, from the seed
         torch.manual_seed(_sub_seed(cfg.seed, 9))
         agent = make_agent(algorithm, obs_space, act_space, budget=budget, sac=cfg.sac, dqn=cfg.dqn)
-    out = Path(output)
     settings = _settings(source, cfg, algorithm, budget, steps, every)
     manifest, continued = _prepare_output(out, settings, overwrite)
     env_info = source.describe()

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from tianshou.data import Batch, ReplayBuffer
 
-from tianshou_offline.data.atomic import atomic_output
+from tianshou_offline.data.atomic import atomic_output, torch_save
 from tianshou_offline.datasets.agents import OnlineAgent, file_sha256
 from tianshou_offline.datasets.envs import EnvSource
 from tianshou_offline.errors import DatasetFormatError, OutputExistsError
@@ -304,7 +304,7 @@ def _save_state(path: Path, state: dict[str, Any], *, overwrite: bool) -> None:
     :class:`~tianshou_offline.errors.OutputExistsError` raised; later saves replace the run's
     own state."""
     with atomic_output(path, overwrite=overwrite, tag="state") as tmp:
-        torch.save(state, tmp)
+        torch_save(state, tmp)
 
 
 def _load_state(path: Path, settings_json: str) -> dict[str, Any]:

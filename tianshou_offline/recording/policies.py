@@ -142,14 +142,12 @@ def random_policy(space: gym.Space[Any], seed: int | None = None) -> ActFn:
 
 def _write(payload: dict[str, Any], path: Path) -> Path:
     """``torch.save`` atomically (:func:`~tianshou_offline.data.atomic.atomic_output`),
-    replacing ``path`` (a checkpoint
-    is saved again and again during training: it always replaces the previous one)."""
-    import torch
-
-    from tianshou_offline.data.atomic import atomic_output
+    replacing ``path`` (a checkpoint is saved again and again during training: it always
+    replaces the previous one)."""
+    from tianshou_offline.data.atomic import atomic_output, torch_save
 
     with atomic_output(path, overwrite=True, tag="ckpt") as tmp:
-        torch.save(payload, tmp)
+        torch_save(payload, tmp)
     return path
 
 

@@ -20,10 +20,17 @@ from typing import Any, Literal, SupportsFloat
 import gymnasium as gym
 import numpy as np
 
-from tianshou_offline.data.atomic import publish, remove_stale_temps, temp_path
+from tianshou_offline.data.atomic import (
+    is_write_failure,
+    publish,
+    remove_stale_temps,
+    remove_temp,
+    temp_path,
+    write_error,
+)
 from tianshou_offline.data.format import Provenance
 from tianshou_offline.data.writer import BufferWriter, Compression
-from tianshou_offline.errors import DataValidationError, OutputExistsError
+from tianshou_offline.errors import DataValidationError, OutputExistsError, OutputWriteError
 
 log = logging.getLogger(__name__)
 
@@ -200,7 +207,10 @@ class EpisodeRecorder(gym.Wrapper[Any, Any, Any, Any]):
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[Any, dict[str, Any]]:
         if self._rew:
-            log.info("discarding an unfinished episode of %d steps (reset before it ended)", len(self._rew))
+            log.info(
+                "discarding an unfinished episode of %d steps (reset before it ended)",
+                len(self._rew),
+            )
         self._reset_episode()
         obs, info = self.env.reset(seed=seed, options=options)
         self._last_obs = obs
@@ -260,25 +270,47 @@ class EpisodeRecorder(gym.Wrapper[Any, Any, Any, Any]):
                     )
                 )
             )
-        self._writer.add_episode(
-            obs=obs,
-            act=act,
-            rew=rew,
-            terminated=term,
-            truncated=trunc,
-            obs_next=obs_next if self.store_obs_next else None,
-            info=info_cols,
-            metadata=metadata,
-        )
-        self._writer.flush()
-        if self._replace_target is not None:
-            # first committed episode of an overwrite: move the new file into place
-            self._writer.close()
-            publish(self._write_path, self._replace_target, overwrite=True)
-            self._replace_target = None
-            self._writer = BufferWriter(self.path, append=True)
-            self._write_path = self.path
+        committed = self.num_episodes
+        try:
+            self._writer.add_episode(
+                obs=obs,
+                act=act,
+                rew=rew,
+                terminated=term,
+                truncated=trunc,
+                obs_next=obs_next if self.store_obs_next else None,
+                info=info_cols,
+                metadata=metadata,
+            )
+            self._writer.flush()
+            if self._replace_target is not None:
+                # first committed episode of an overwrite: move the new file into place
+                self._writer.close()
+                publish(self._write_path, self._replace_target, overwrite=True)
+                self._replace_target = None
+                self._writer = BufferWriter(self.path, append=True)
+                self._write_path = self.path
+        except Exception as e:
+            self._fail(e, committed)
+            raise
         self._reset_episode()
+
+    def _fail(self, e: Exception, committed: int) -> None:
+        """After a failed commit: nothing of an overwrite reaches the file it replaces (the
+        new file is deleted; the old one stays as it was); an append keeps every episode
+        committed before (the writer closed the file). A failed write becomes
+        :class:`~tianshou_offline.errors.OutputWriteError` naming :attr:`path`."""
+        self._writer.abort()
+        if self._replace_target is not None:
+            remove_temp(self._write_path)
+        cause = e.__cause__ if isinstance(e, OutputWriteError) else e
+        if isinstance(cause, Exception) and (cause is not e or is_write_failure(e)):
+            kept = (
+                "the file it was to replace is as it was"
+                if self._replace_target is not None
+                else f"the {committed} episodes committed before are kept"
+            )
+            raise write_error(self.path, cause, kept=kept) from cause
 
     def close(self) -> None:
         """Close the file (the episode in progress, if any, is discarded) and the env."""

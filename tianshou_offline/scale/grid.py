@@ -73,7 +73,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tianshou_offline.data.atomic import atomic_output, remove_stale_temps
+from tianshou_offline.data.atomic import (
+    atomic_output,
+    output_lock,
+    remove_stale_temps,
+    write_errors,
+)
 from tianshou_offline.errors import (
     DatasetFormatError,
     DataValidationError,
@@ -399,10 +404,27 @@ def run_cell(
         start), ``train_seconds``, ``eval_seconds``, ``node``, ``num_threads``, ``dir``.
     :raises SourceNotFoundError: no dataset file, or no environment to evaluate in.
     :raises DataValidationError: unknown algorithm or hyperparameter.
+    :raises OutputBusyError: another worker runs this cell right now (two grids on one
+        output): it will write the result.
+    :raises OutputWriteError: a checkpoint or the result cannot be written.
     """
     done = finished_result(cell, output)
     if done is not None:
         return {**done, "skipped": True}
+    directory = cell_dir(cell, output)
+    directory.mkdir(parents=True, exist_ok=True)
+    # one worker per cell (the other fails at once); a failed write of the cell's files
+    # (checkpoints, TensorBoard events, policy, result) is an OutputWriteError naming it
+    kept = "its finished checkpoints are kept (a rerun resumes from the last one)"
+    with output_lock(directory), write_errors(directory, kept=kept):
+        done = finished_result(cell, output)  # finished while this one waited to start
+        if done is not None:
+            return {**done, "skipped": True}
+        return _run_cell(cell, directory, on_checkpoint)
+
+
+def _run_cell(cell: Cell, directory: Path, on_checkpoint: CheckpointHook | None) -> dict[str, Any]:
+    """:func:`run_cell` in the cell's ``directory``, holding its lock."""
     no_tensorflow()
     import gymnasium as gym
     import torch
@@ -415,9 +437,7 @@ def run_cell(
     from tianshou_offline.data.format import read_metadata
     from tianshou_offline.scale.algorithms import build_algorithm
 
-    directory = cell_dir(cell, output)
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "cell.json").write_text(json.dumps(cell.spec(), indent=1))
+    _write_atomic(directory / "cell.json", json.dumps(cell.spec(), indent=1).encode())
     ckpt_path = directory / CHECKPOINT
     remove_stale_temps(ckpt_path)
     threads = max(1, int(cell.num_cpus))

@@ -6,8 +6,11 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Mapping
+import sys
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 import h5py
@@ -26,7 +29,12 @@ from tianshou_offline.converters.minari.spaces import (
     _tree_map,
     _tree_map2,
 )
-from tianshou_offline.data.atomic import atomic_output
+from tianshou_offline.data.atomic import (
+    atomic_output,
+    in_child_process,
+    is_write_failure,
+    write_errors,
+)
 from tianshou_offline.errors import (
     DataValidationError,
     OutputExistsError,
@@ -285,11 +293,12 @@ def export_minari(
     if src_meta.get("num_episodes_average_score") is not None and "ref_max_score" in dataset_meta:
         dataset_meta["num_episodes_average_score"] = int(src_meta["num_episodes_average_score"])
 
-    if namespace is not None and namespace not in list_local_namespaces():
-        create_namespace(namespace)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # a directory that appeared at the target meanwhile is kept unless overwrite
-    with atomic_output(target, overwrite=overwrite) as tmp:
+    with write_errors(target):
+        if namespace is not None and namespace not in list_local_namespaces():
+            create_namespace(namespace)
+        target.parent.mkdir(parents=True, exist_ok=True)
+
+    def write_storage(tmp: Path) -> None:
         data_path = tmp / "data"
         tmp.mkdir()
         storage = MinariStorage.new(
@@ -336,6 +345,13 @@ def export_minari(
             if batch:
                 storage.update_episodes(batch)
                 bar.update(len(batch))
+
+    # a directory that appeared at the target meanwhile is kept unless overwrite
+    with atomic_output(target, overwrite=overwrite) as tmp:
+        # Minari's HDF5 writer in a process of its own: when a write fails there (a full
+        # disk), libhdf5 1.14 cannot close Minari's file, and the process that holds it may
+        # crash at its next HDF5 call or at exit
+        in_child_process(lambda: _with_collect_errors_logged(write_storage, tmp))
     minari.load_dataset(dataset_id)  # what users will call: must succeed
     log.info(
         "%s → Minari dataset %s (%d episodes, %d steps) at %s",
@@ -346,3 +362,39 @@ def export_minari(
         target,
     )
     return target / "data"
+
+
+@contextmanager
+def _collect_errors_logged() -> Iterator[None]:
+    """While Minari writes: when a write fails, h5py reports it on stderr each time it
+    collects one of Minari's HDF5 objects (a traceback from ``ObjectID.__dealloc__``, through
+    ``sys.excepthook`` or ``sys.unraisablehook``) and Minari goes on; the failure is
+    reported once, as :class:`~tianshou_offline.errors.OutputWriteError`, so those reports
+    become debug log lines (both hooks are restored after)."""
+    previous_except, previous_unraisable = sys.excepthook, sys.unraisablehook
+
+    def except_hook(
+        kind: type[BaseException], exc: BaseException, tb: TracebackType | None
+    ) -> None:
+        if is_write_failure(exc):
+            log.debug("a failed write reported when h5py collected an object: %s", exc)
+        else:
+            previous_except(kind, exc, tb)
+
+    def unraisable_hook(unraisable: Any) -> None:
+        exc = unraisable.exc_value
+        if exc is not None and is_write_failure(exc):
+            log.debug("a failed write reported when h5py collected an object: %s", exc)
+        else:
+            previous_unraisable(unraisable)
+
+    sys.excepthook, sys.unraisablehook = except_hook, unraisable_hook
+    try:
+        yield
+    finally:
+        sys.excepthook, sys.unraisablehook = previous_except, previous_unraisable
+
+
+def _with_collect_errors_logged(fn: Any, tmp: Path) -> None:
+    with _collect_errors_logged():
+        fn(tmp)

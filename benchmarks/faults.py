@@ -1,0 +1,146 @@
+"""Every writer under every write fault, many times at random moments; prints a table per
+writer and fault and keeps the result file.
+
+    python -m benchmarks.faults --trials 100 --seed 1
+
+The writers, faults and checks are those of ``tests/test_faults.py`` (the harness is
+:mod:`benchmarks._lib.faults`): ``convert d4rl``, ``BufferWriter``, ``EpisodeRecorder``,
+``make-datasets``, ``export minari``, ``repack``, a grid cell + report and a policy checkpoint,
+each under ``RLIMIT_FSIZE``, ``ENOSPC`` and ``EIO`` from a random write call (an
+``LD_PRELOAD`` shim) and a full tmpfs (in a user+mount namespace). A trial's moment is a
+random fraction in [0, 1.1) of what the writer needs (its largest file's bytes, its write
+calls, its total bytes): most trials fail somewhere in the run, a few finish.
+
+Columns: ``trials``; ``typed`` (the fault bit and the writer raised ``OutputWriteError`` /
+the CLI exited 2 with one ``error:`` line naming the output and the cause); ``finished``
+(the fault came too late to bite; the output must then be complete); ``intact`` (every output
+present complete, the earlier output beside it unchanged, the recorder's file holding exactly
+its committed episodes); ``temps left``; ``untyped`` (any other exception or exit); ``crash``
+(the process died). The target: ``intact`` = ``trials``, 0 temporaries, 0 untyped, 0 crashes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import random
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks._lib import faults as harness
+from benchmarks._lib.results import LoadMonitor, write_result
+
+CODE = (
+    "benchmarks/faults.py",
+    "benchmarks/_lib/faults.py",
+    "tianshou_offline/data",
+    "tianshou_offline/recording",
+    "tianshou_offline/datasets",
+    "tianshou_offline/scale/grid.py",
+    "tianshou_offline/converters/d4rl.py",
+    "tianshou_offline/converters/minari",
+    "tianshou_offline/cli",
+)
+
+
+def table(rows: list[dict[str, Any]]) -> tuple[str, dict[str, dict[str, int]]]:
+    """The table (text) and its counts per ``writer/fault``."""
+    counts: dict[str, dict[str, int]] = collections.defaultdict(
+        lambda: dict.fromkeys(
+            ("trials", "typed", "finished", "intact", "temps_left", "untyped", "crash"), 0
+        )
+    )
+    for r in rows:
+        c = counts[f"{r['writer']}/{r['fault']}"]
+        c["trials"] += 1
+        c["typed"] += r["outcome"] == "typed"
+        c["finished"] += r["outcome"] == "ok"
+        c["untyped"] += r["outcome"] == "untyped"
+        c["crash"] += r["outcome"] == "crash"
+        c["temps_left"] += bool(r["temps"])
+        c["intact"] += r["outcome"] != "crash" and not r["wrong"] and r["earlier_intact"]
+    head = ("writer", "fault", "trials", "typed", "finished", "intact", "temps left",
+            "untyped", "crash")  # fmt: skip
+    lines = ["{:<16} {:<7} {:>6} {:>6} {:>8} {:>6} {:>10} {:>7} {:>5}".format(*head)]
+    for key in sorted(counts):
+        writer, fault = key.split("/")
+        c = counts[key]
+        lines.append(
+            f"{writer:<16} {fault:<7} {c['trials']:>6} {c['typed']:>6} {c['finished']:>8} "
+            f"{c['intact']:>6} {c['temps_left']:>10} {c['untyped']:>7} {c['crash']:>5}"
+        )
+    return "\n".join(lines), dict(counts)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--trials", type=int, default=100, help="trials per writer and fault")
+    p.add_argument("--seed", type=int, default=1, help="seed of the moments")
+    p.add_argument("--writers", nargs="+", default=list(harness.WRITERS),
+                   choices=list(harness.WRITERS))  # fmt: skip
+    p.add_argument("--faults", nargs="+", default=list(harness.FAULTS),
+                   choices=list(harness.FAULTS))  # fmt: skip
+    p.add_argument("--no-result", action="store_true", help="do not write a result file")
+    p.add_argument("--failures", type=int, default=20, help="failing trials to print")
+    args = p.parse_args(argv)
+
+    rng = random.Random(args.seed)
+    moments = {
+        (w, f): [rng.uniform(0.0, 1.1) for _ in range(args.trials)]
+        for f in args.faults
+        for w in args.writers
+    }
+    work = Path(tempfile.mkdtemp(prefix="tianshou-offline-faults-"))
+    t0 = time.perf_counter()
+    try:
+        with LoadMonitor() as load:
+            skipped, rows = harness.sweep(
+                args.writers, tuple(args.faults), lambda w, f: moments[(w, f)], work,
+                timeout=3600,
+            )  # fmt: skip
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    seconds = time.perf_counter() - t0
+    text, counts = table(rows)
+    print(text)
+    for fault, why in skipped.items():
+        print(f"{fault}: skipped ({why})")
+    bad = [r for r in rows
+           if r["outcome"] in ("untyped", "crash") or r["wrong"] or r["temps"]
+           or not r["earlier_intact"]]  # fmt: skip
+    for r in bad[: args.failures]:
+        print(f"FAILED {r['writer']} {r['fault']} at {r['value']}: {r['outcome']} "
+              f"{r['message'][-300:]!r} wrong={r['wrong']} temps={r['temps']}")  # fmt: skip
+    print(f"{len(rows)} trials in {seconds:.0f} s; {len(bad)} failed the checks")
+    if not args.no_result:
+        path = write_result(
+            "faults",
+            "all-writers",
+            settings={
+                "trials": args.trials,
+                "writers": args.writers,
+                "faults": args.faults,
+                "moments": "uniform [0, 1.1) of what the writer needs",
+            },
+            figures={
+                "counts": counts,
+                "skipped": skipped,
+                "failures": bad[:50],
+                "seconds": round(seconds, 1),
+            },
+            seeds=[args.seed],
+            code=CODE,
+            load=load,
+        )
+        print(
+            f"result: {path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path}"
+        )
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,304 @@
+"""Faults beyond a kill (issue 30): every writer meets a write that fails, two processes write
+the same output, the output directory is read-only, vanishes, or the temporary is on another
+file system than its output.
+
+- every writer (``convert d4rl``, ``BufferWriter``, ``EpisodeRecorder``, ``make-datasets``,
+  ``export minari``, ``repack``, a grid cell and its report, a policy checkpoint) under each
+  fault of :mod:`benchmarks._lib.faults` (``RLIMIT_FSIZE``; ``ENOSPC``/``EIO`` from the Nth write call,
+  injected by an ``LD_PRELOAD`` shim; a full tmpfs in a user+mount namespace) at a seeded
+  random moment: a typed error naming the output and the cause (CLI: exit 2, one ``error:``
+  line), every output present complete, no temporary left, an earlier output beside it
+  intact, the recorder's file holding exactly the episodes it committed; a fault this system
+  cannot inject (no C compiler, no user namespaces) is skipped, saying why;
+- two processes converting to the same output: one publishes a complete file, the other
+  fails with one ``error:`` line (an export's directory appearing mid-run: ``test_atomic.py``);
+  a grid worker on a cell, and ``make-datasets`` on a family, that another process holds: it
+  fails at once (``OutputBusyError``), writing nothing;
+- a read-only output directory (a read-only bind mount in a user+mount namespace as root,
+  ``chmod`` otherwise), one deleted during the run, a temporary on another file system:
+  a typed error, nothing half-written.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from benchmarks._lib import faults as _faults
+from tianshou_offline import load_buffer
+from tianshou_offline.data import atomic
+from tianshou_offline.errors import OutputWriteError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+# --------------------------------------------------------------------------------------
+# every writer, every fault
+# --------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, str], list[dict[str, Any]]]:
+    """One child runs every writer under every fault at one seeded moment each (0.05-0.9 of
+    what the writer needs: the fault always bites)."""
+    frac = random.Random(30).uniform(0.05, 0.9)
+    return _faults.sweep(list(_faults.WRITERS), _faults.FAULTS, lambda w, f: [frac],
+                         tmp_path_factory.mktemp("faults"), timeout=300)  # fmt: skip
+
+
+@pytest.mark.parametrize("fault", _faults.FAULTS)
+def test_every_writer_fails_cleanly(
+    swept: tuple[dict[str, str], list[dict[str, Any]]], fault: str
+) -> None:
+    skipped, rows = swept
+    if fault in skipped:
+        pytest.skip(f"{fault}: {skipped[fault]}")
+    mine = [r for r in rows if r["fault"] == fault]
+    assert sorted(r["writer"] for r in mine) == sorted(_faults.WRITERS)
+    for r in mine:
+        where = f"{r['writer']} under {fault} at {r['value']}: {r['message']}"
+        assert r["outcome"] == "typed", where
+        assert r["wrong"] == [] and r["temps"] == [] and r["earlier_intact"], (where, r)
+        if fault == "fsize":
+            assert "File too large (EFBIG)" in r["message"], where
+        elif fault == "eio":
+            assert "(EIO)" in r["message"], where
+        else:
+            assert "(ENOSPC)" in r["message"], where
+
+
+# --------------------------------------------------------------------------------------
+# two writers
+# --------------------------------------------------------------------------------------
+
+_HOLD = """
+import pathlib, sys, time
+held, go, kind, argv = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]), sys.argv[3], sys.argv[4:]
+
+def hold(*_):
+    held.write_text("holding")
+    deadline = time.monotonic() + 120
+    while not go.exists():
+        if time.monotonic() > deadline:
+            raise SystemExit("never released")
+        time.sleep(0.02)
+
+if kind == "d4rl":
+    from tianshou_offline.data import writer
+    writer._FLUSH_BYTES = 1  # rows reach the temporary from the first chunk on
+    from tianshou_offline.converters import d4rl
+    original = d4rl.iter_d4rl_chunks
+    def slow(plan, rows):
+        for i, item in enumerate(original(plan, 1000)):
+            yield item
+            if i == 1:
+                hold()
+    d4rl.iter_d4rl_chunks = slow
+from tianshou_offline.cli import main
+sys.exit(main(argv))
+"""
+
+
+def _env(**extra: str) -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", **extra}
+
+
+def _held(
+    tmp_path: Path, kind: str, argv: list[str], during: Callable[[], object], **env: str
+) -> subprocess.CompletedProcess[str]:
+    """Run ``tianshou-offline argv`` (``kind`` ``grid``: a grid cell) in a process that pauses
+    midway, its output half-written (its lock held); call ``during`` there; let it go on."""
+    held, go = tmp_path / "held", tmp_path / "go"
+    p = subprocess.Popen(
+        [sys.executable, "-c", _HOLD, str(held), str(go), kind, *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+        env=_env(**env),
+    )
+    deadline = time.monotonic() + 180
+    while not held.exists():
+        assert p.poll() is None, p.communicate()
+        assert time.monotonic() < deadline, "the run never got midway"
+        time.sleep(0.05)
+    try:
+        during()
+    finally:
+        go.write_text("go")
+        out, err = p.communicate(timeout=180)
+    return subprocess.CompletedProcess(p.args, p.returncode, out, err)
+
+
+def _error_line(res: subprocess.CompletedProcess[str]) -> str:
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip() and not ln.startswith("WARNING")]
+    assert res.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), res.stderr
+    return lines[0]
+
+
+def _appeared(res: subprocess.CompletedProcess[str], target: Path) -> None:
+    line = _error_line(res)
+    assert str(target) in line and "appeared while this run was writing it" in line, line
+
+
+def test_two_conversions_to_one_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The second conversion finishes while the first is midway: it publishes; the first
+    fails with one line, leaving the published file as it is."""
+    from tianshou_offline.cli import main
+
+    src = _faults._d4rl_source(tmp_path / "d4rl.hdf5", 3000)
+    out = tmp_path / "out" / "d.hdf5"
+    out.parent.mkdir()
+    argv = ["convert", "d4rl", str(src), "-o", str(out), "--no-progress"]
+    codes: list[int] = []
+    first = _held(tmp_path, "d4rl", argv, lambda: codes.append(main(argv)))
+    assert codes == [0], capsys.readouterr().err
+    _appeared(first, out)
+    assert len(load_buffer(out)) == 3000
+    assert [p.name for p in out.parent.iterdir()] == ["d.hdf5"]  # no temporary
+
+
+def test_two_grid_workers_on_one_cell(tmp_path: Path) -> None:
+    """A worker that starts a cell another one runs (it holds the cell directory's lock: an
+    ``flock``, which two descriptors of one process contend for as two processes do) fails
+    at once, training nothing, leaving nothing."""
+    from tianshou_offline.errors import OutputBusyError
+    from tianshou_offline.scale.grid import cell_dir, run_cell
+
+    src, out = tmp_path / "src", tmp_path / "grid"
+    src.mkdir()
+    g = _faults.Grid()
+    g.prepare(src)
+    cell = cell_dir(g.cell(), out)
+    cell.mkdir(parents=True)
+    with atomic.output_lock(cell):
+        with pytest.raises(OutputBusyError, match=f"{cell}: another process is writing"):
+            run_cell(g.cell(), out)
+    assert list(cell.iterdir()) == []
+
+
+def test_two_make_datasets_on_one_family(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The same for a second ``make-datasets`` on a family that one is making: one error
+    line, exit 2, nothing written."""
+    from tianshou_offline.cli import main
+
+    fam = tmp_path / "family"
+    fam.mkdir()
+    with atomic.output_lock(fam):
+        code = main(_faults.MakeDatasets.argv(fam))
+    line = _error_line(subprocess.CompletedProcess([], code, "", capsys.readouterr().err))
+    assert str(fam) in line and "another process is writing these outputs now" in line
+    assert list(fam.iterdir()) == []
+
+
+# --------------------------------------------------------------------------------------
+# read-only and vanished places, another file system
+# --------------------------------------------------------------------------------------
+
+
+def _read_only_runner(directory: Path) -> list[str] | None:
+    """A command prefix under which ``directory`` is read-only for the process it runs (a
+    read-only bind mount in a user+mount namespace when we are root, who ignores
+    permissions; else ``chmod``); None where neither works."""
+    if os.geteuid() != 0:
+        directory.chmod(0o555)
+        return []
+    ns = _faults.namespace_prefix()
+    if ns is None:
+        return None
+    d = str(directory)
+    script = f'mount --bind "{d}" "{d}" && mount -o remount,bind,ro "{d}" && exec "$@"'
+    probe = subprocess.run([*ns, "sh", "-c", script, "sh", "true"], capture_output=True)
+    return [*ns, "sh", "-c", script, "sh"] if probe.returncode == 0 else None
+
+
+def test_read_only_output_directory(tmp_path: Path) -> None:
+    src = _faults._d4rl_source(tmp_path / "d4rl.hdf5", 500)
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    (ro / "earlier.bin").write_bytes(_faults.EARLIER)
+    prefix = _read_only_runner(ro)
+    if prefix is None:
+        pytest.skip("cannot make a read-only directory here (root without user namespaces)")
+    try:
+        for argv in (
+            ["convert", "d4rl", str(src), "-o", str(ro / "d.hdf5"), "--no-progress"],
+            ["repack", str(src), str(ro / "r.hdf5"), "--no-progress"],
+        ):
+            res = subprocess.run([*prefix, sys.executable, "-m", "tianshou_offline.cli", *argv],
+                                 capture_output=True, text=True, cwd=REPO, env=_env(),
+                                 timeout=120)  # fmt: skip
+            line = _error_line(res)
+            assert argv[-2] in line and "cannot write the output" in line, line
+            assert "(EROFS)" in line or "(EACCES)" in line, line
+    finally:
+        ro.chmod(0o755)
+    assert [p.name for p in ro.iterdir()] == ["earlier.bin"]
+    assert (ro / "earlier.bin").read_bytes() == _faults.EARLIER
+
+
+def test_output_directory_deleted_during_the_run(tmp_path: Path) -> None:
+    """The directory goes away while the converter writes (its temporary with it): the
+    publish fails, with one error line saying so; nothing appears anywhere."""
+    src = _faults._d4rl_source(tmp_path / "d4rl.hdf5", 3000)
+    out = tmp_path / "gone" / "d.hdf5"
+    out.parent.mkdir()
+    argv = ["convert", "d4rl", str(src), "-o", str(out), "--no-progress"]
+    line = _error_line(_held(tmp_path, "d4rl", argv, lambda: shutil.rmtree(out.parent)))
+    assert str(out) in line and "(ENOENT)" in line and "vanished" in line, line
+    assert not out.parent.exists()
+
+
+@pytest.fixture()
+def other_fs(tmp_path: Path) -> Iterator[Path]:
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or shm.stat().st_dev == tmp_path.stat().st_dev:
+        pytest.skip("no second file system (/dev/shm) here")
+    d = shm / f"faults-{os.getpid()}"
+    d.mkdir()
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def test_temporary_on_another_file_system(
+    tmp_path: Path, other_fs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A temporary that is not beside its output (a path on another file system): the rename
+    cannot move it (``EXDEV``); nothing is copied half-way, the temporary is removed."""
+    monkeypatch.setattr(
+        atomic, "temp_path", lambda out, tag=None: other_fs / f".{Path(out).name}.tmp"
+    )
+    out = tmp_path / "policy.json"
+    with pytest.raises(
+        OutputWriteError, match=r"policy\.json: cannot write the output: .*\(EXDEV\)"
+    ):
+        with atomic.atomic_output(out, overwrite=False) as tmp:
+            tmp.write_bytes(b"{}" * 1000)
+    assert not out.exists() and list(other_fs.iterdir()) == []
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_write_error_names_the_output_and_the_cause(tmp_path: Path) -> None:
+    """h5py's message (a failed write deep in libhdf5) becomes one line: the output, the
+    system's words, the errno's name, what it means."""
+    raw = RuntimeError(
+        "Can't decrement id ref count (file write failed: time = Mon Dec  7 04:53:50 2026\n, "
+        f"filename = '{tmp_path}/.x.hdf5.1.abcdef01.tmp', file descriptor = 3, errno = 28, "
+        "error message = 'No space left on device', buf = 0x1, total write size = 8)"
+    )
+    assert atomic.is_write_failure(raw) and not atomic.is_write_failure(RuntimeError("bug"))
+    e = atomic.write_error(tmp_path / "x.hdf5", raw)
+    assert isinstance(e, OSError) and e.errno == 28 and "\n" not in str(e)
+    assert str(e).startswith(f"{tmp_path / 'x.hdf5'}: cannot write the output: No space left")
+    assert "(ENOSPC); the file system is full" in str(e)
