@@ -48,6 +48,7 @@ import contextlib
 import ctypes
 import errno
 import functools
+import io
 import logging
 import os
 import re
@@ -601,6 +602,11 @@ def in_child_process(fn: Callable[[], object]) -> None:
     if pid == 0:  # the child
         os.close(read)
         code = 0
+        # what it prints to a stream that is not a file descriptor (a captured one) comes back
+        captured = {name: io.StringIO() for name in ("stdout", "stderr")
+                    if not _has_fileno(getattr(sys, name))}  # fmt: skip
+        for name, buf in captured.items():
+            setattr(sys, name, buf)
         try:
             fn()
             report: dict[str, Any] = {}
@@ -612,6 +618,7 @@ def in_child_process(fn: Callable[[], object]) -> None:
                 "write": is_write_failure(e),
             }
             code = 1
+        report["printed"] = {name: buf.getvalue() for name, buf in captured.items()}
         try:
             with os.fdopen(write, "w") as f:
                 f.write(json.dumps(report))
@@ -626,6 +633,8 @@ def in_child_process(fn: Callable[[], object]) -> None:
     if not text:
         raise RuntimeError(f"the child process writing the output died (wait status {status})")
     report = json.loads(text)
+    for name, printed in report.pop("printed", {}).items():
+        getattr(sys, name).write(printed)
     if not report:
         return
     name, message = str(report["type"]), str(report["message"])
@@ -638,3 +647,11 @@ def in_child_process(fn: Callable[[], object]) -> None:
     if name == "KeyboardInterrupt":
         raise KeyboardInterrupt
     raise RuntimeError(f"{name}: {message}")
+
+
+def _has_fileno(stream: Any) -> bool:
+    try:
+        stream.fileno()
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is an OSError
+        return False
+    return True

@@ -300,6 +300,8 @@ class H5Store:
         """Chunk rows of the columns whose whole chunks are written directly (atomic mode,
         no compression)."""
         self._preallocated = False
+        self.moved = False
+        """Append mode: this store moved its new file to ``path`` (:meth:`publish`)."""
 
     @property
     def file(self) -> h5py.File:
@@ -610,6 +612,7 @@ class H5Store:
             self._datasets = {}
             rename_noreplace(self.tmp_path, self.path)
             self.tmp_path = None
+            self.moved = True
             self._file = h5py.File(self.path, "a", libver=SWMR_LIBVER)
             self._file.swmr_mode = True
 

@@ -302,6 +302,11 @@ class BufferWriter:
         return len(self._ep_start)
 
     @property
+    def in_place(self) -> bool:
+        """Append mode: this writer moved its new file to ``path`` (its first commit)."""
+        return self._store is not None and self._store.moved
+
+    @property
     def metadata_keys(self) -> list[str]:
         """The per-episode metadata keys fixed by the first episode (or the existing file)."""
         return list(self._meta_keys or [])

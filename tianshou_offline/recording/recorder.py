@@ -129,6 +129,7 @@ class EpisodeRecorder(gym.Wrapper[Any, Any, Any, Any]):
         self.stack_num = stack_num
         self.save_only_last_obs = save_only_last_obs
         self.path = Path(path)
+        self._new_file = not self.path.exists()
         if if_exists not in ("error", "append", "overwrite"):
             raise ValueError(f"if_exists={if_exists!r}: expected 'error', 'append' or 'overwrite'")
         if self.path.exists():
@@ -298,11 +299,18 @@ class EpisodeRecorder(gym.Wrapper[Any, Any, Any, Any]):
     def _fail(self, e: Exception, committed: int) -> None:
         """After a failed commit: nothing of an overwrite reaches the file it replaces (the
         new file is deleted; the old one stays as it was); an append keeps every episode
-        committed before (the writer closed the file). A failed write becomes
+        committed before (the writer closed the file; the episode whose commit failed may be
+        there too, complete, when the failure came after its data: as after a kill); a new
+        file with nothing committed is removed. A failed write becomes
         :class:`~tianshou_offline.errors.OutputWriteError` naming :attr:`path`."""
+        ours = self._new_file and committed == 0 and self._writer.in_place
         self._writer.abort()
         if self._replace_target is not None:
             remove_temp(self._write_path)
+        elif ours:
+            # the first commit failed after this run moved its new file into place (reopening
+            # it for SWMR writing writes to it): it holds nothing committed
+            remove_temp(self.path)
         cause = e.__cause__ if isinstance(e, OutputWriteError) else e
         if isinstance(cause, Exception) and (cause is not e or is_write_failure(e)):
             kept = (
