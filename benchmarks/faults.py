@@ -17,6 +17,8 @@ the CLI exited 2 with one ``error:`` line naming the output and the cause); ``fi
 present complete, the earlier output beside it unchanged, the recorder's file holding exactly
 its committed episodes); ``temps left``; ``untyped`` (any other exception or exit); ``crash``
 (the process died). The target: ``intact`` = ``trials``, 0 temporaries, 0 untyped, 0 crashes.
+
+``--readme`` rewrites the README's section from the kept result (nothing is run).
 """
 
 from __future__ import annotations
@@ -32,7 +34,10 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks._lib import faults as harness
-from benchmarks._lib.results import LoadMonitor, write_result
+from benchmarks._lib.readme import write_sections
+from benchmarks._lib.results import LoadMonitor, provenance_line, read_results, write_result
+
+BENCHMARK = "faults"
 
 CODE = (
     "benchmarks/faults.py",
@@ -76,6 +81,37 @@ def table(rows: list[dict[str, Any]]) -> tuple[str, dict[str, dict[str, int]]]:
     return "\n".join(lines), dict(counts)
 
 
+def readme_section() -> str:
+    """The README's table: the kept result's counts, summed over the faults per writer."""
+    records = read_results(BENCHMARK)
+    lines = [
+        "| writer | trials | typed error | finished | outputs intact | temporaries left | "
+        "untyped | crash |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in records:
+        per_writer: dict[str, dict[str, int]] = {}
+        for key, c in sorted(r["figures"]["counts"].items()):
+            total = per_writer.setdefault(key.split("/")[0], dict.fromkeys(c, 0))
+            for k, v in c.items():
+                total[k] += v
+        for writer, c in per_writer.items():
+            lines.append(
+                f"| {writer} | {c['trials']} | {c['typed']} | {c['finished']} | {c['intact']} | "
+                f"{c['temps_left']} | {c['untyped']} | {c['crash']} |"
+            )
+        faults = ", ".join(r["settings"]["faults"])
+        skipped = r["figures"]["skipped"]
+        lines += [
+            "",
+            f"Each writer: {r['settings']['trials']} trials under each of {faults}"
+            + (f" ({', '.join(skipped)} skipped here)" if skipped else "")
+            + f"; {r['figures']['seconds']:.0f} s in all.",
+        ]
+    lines += ["", provenance_line(records)]
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--trials", type=int, default=100, help="trials per writer and fault")
@@ -86,7 +122,12 @@ def main(argv: list[str] | None = None) -> int:
                    choices=list(harness.FAULTS))  # fmt: skip
     p.add_argument("--no-result", action="store_true", help="do not write a result file")
     p.add_argument("--failures", type=int, default=20, help="failing trials to print")
+    p.add_argument("--readme", action="store_true", help="rewrite the README section; run nothing")
     args = p.parse_args(argv)
+    if args.readme:
+        changed = write_sections({BENCHMARK: readme_section()})
+        print(f"README sections changed: {changed or 'none'}")
+        return 0
 
     rng = random.Random(args.seed)
     moments = {
@@ -118,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(rows)} trials in {seconds:.0f} s; {len(bad)} failed the checks")
     if not args.no_result:
         path = write_result(
-            "faults",
+            BENCHMARK,
             "all-writers",
             settings={
                 "trials": args.trials,

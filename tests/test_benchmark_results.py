@@ -19,6 +19,7 @@ SECTIONS = {
     "quality_table": "benchmarks.quality_table",
     "evaluate_speed": "benchmarks.evaluate_speed",
     "ope_validation": "benchmarks.ope_validation",
+    "faults": "benchmarks.faults",
 }
 """README section → the benchmark module whose ``readme_section()`` generates it."""
 
