@@ -276,6 +276,36 @@ def test_dt_example_runs_on_recorded_pong(
     assert "Loaded agent from" in out
 
 
+def test_killed_atari_example_resumes_to_the_same_weights(
+    pong_buffer: Path, tmp_path: Path
+) -> None:
+    """``atari_bcq.py`` killed with SIGKILL in the middle of its second epoch and restarted
+    with ``--resume-path .../last.pth`` ends with the weights of an uninterrupted run (the
+    test policy acts epsilon-greedily: the test draws from numpy's generator)."""
+    import signal
+
+    from _resume import assert_same_training, epoch_of, run_example
+
+    script = EXAMPLES / "atari_bcq.py"
+    args = ["--task", TASK, "--load-buffer-name", str(pong_buffer), "--epoch", "2",
+            "--update-per-epoch", "6", "--batch-size", "16", "--test-num", "1",
+            "--max-episode-steps", "60", "--threads", "1", "--target-update-freq", "4",
+            "--eps-test", "0.5"]  # fmt: skip
+
+    def last(logdir: Path) -> Path:
+        (path,) = logdir.glob(f"{TASK}/bcq/*/*/last.pth")
+        return path
+
+    straight = run_example(script, [*args, "--logdir", str(tmp_path / "a")], tmp_path)
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    killed = run_example(script, [*args, "--logdir", str(tmp_path / "b")], tmp_path, kill_at=9)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    assert epoch_of(last(tmp_path / "b")) == 1
+    resumed = run_example(script, [*args, "--resume-path", str(last(tmp_path / "b"))], tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert_same_training(last(tmp_path / "a"), last(tmp_path / "b"), (2, 2 * 6 * 16, 12))
+
+
 def test_example_flags(
     pong_buffer: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -336,6 +366,7 @@ def test_example_reads_tianshou_saved_buffer_and_rl_unplugged_output(
     assert "Replay buffer size: 500" in out
 
     import tianshou_offline.converters.rl_unplugged  # noqa: F401  (a broken import fails)
+
     shards = tmp_path / "shards"
     shards.mkdir()
     (shards / "run_1-00000-of-00100.hdf5").symlink_to(pong_buffer)

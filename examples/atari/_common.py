@@ -6,8 +6,12 @@ offline Atari examples, in both spellings: ``--load-buffer-name`` and ``--load_b
 unknown flags are an error) and builds its network, policy and algorithm in its own file.
 This module checks the task, loads and checks the buffer against the environment (before any
 network is built), builds the test environments and runs Tianshou's ``OfflineTrainer`` with
-TensorBoard logging, best/last weights-only checkpoints, resume and a final evaluation. The
-log directory is made only once data and environment are known to fit.
+TensorBoard logging, a best weights-only checkpoint (``policy.pth``), a training checkpoint
+after each epoch's test (``last.pth``: :mod:`tianshou_offline.training`; ``--resume-path
+.../last.pth`` continues the run in its directory exactly where it stopped, so that a run
+killed at any moment and restarted so ends with the same weights as one that was not
+interrupted, on CPU), resume and a final evaluation. The log directory is made only once
+data and environment are known to fit.
 """
 
 from __future__ import annotations
@@ -37,6 +41,8 @@ from tianshou_offline.cli.example_args import AtariConfig, config_dict, training
 from tianshou_offline.data.ondisk import Memory
 from tianshou_offline.errors import DataValidationError, SourceNotFoundError, TianshouOfflineError
 from tianshou_offline.recording.atari import is_atari_env_id, make_atari_env, make_atari_vector_env
+from tianshou_offline.training import FORMAT as TRAINING_FORMAT
+from tianshou_offline.training import checkpointing_logger, load_training_checkpoint
 
 log = logging.getLogger("atari_example")
 
@@ -203,11 +209,14 @@ def _check_buffer(
         )
 
 
-def make_logger(config: AtariConfig, algo_name: str) -> tuple[BaseLogger, str]:
-    """A TensorBoard (or wandb) logger under ``logdir/task/algo/seed/time``."""
+def make_logger(
+    config: AtariConfig, algo_name: str, log_path: str | None = None
+) -> tuple[BaseLogger, str]:
+    """A TensorBoard (or wandb) logger under ``logdir/task/algo/seed/time`` (or ``log_path``,
+    a resumed run's directory)."""
     now = datetime.datetime.now().strftime("%y%m%d-%H%M%S")
     log_name = os.path.join(config.task.replace("/", "_"), algo_name, str(config.seed), now)
-    log_path = os.path.join(config.logdir, log_name)
+    log_path = log_path or os.path.join(config.logdir, log_name)
     os.makedirs(log_path, exist_ok=True)
     writer = SummaryWriter(log_path)
     writer.add_text("args", str(config_dict(config)))
@@ -244,9 +253,16 @@ def run(
     policy = algorithm.policy
     assert isinstance(policy, DiscretePolicy)
     algorithm.to(setup.device)
-    if config.resume_path:
+    resumed = None
+    if config.resume_path and not config.watch:
+        # a training checkpoint (last.pth): this run continues exactly where that one stopped
+        resumed = load_training_checkpoint(config.resume_path, algorithm, device=setup.device)
+    if config.resume_path and resumed is None:
         state = torch.load(config.resume_path, map_location=setup.device, weights_only=True)
+        if isinstance(state, dict) and state.get("format") == TRAINING_FORMAT:
+            state = state["algorithm"]
         algorithm.load_state_dict(state)
+    if config.resume_path:
         print("Loaded agent from:", config.resume_path)
     test_collector = Collector[CollectStats](algorithm, setup.test_envs, exploration_noise=True)
 
@@ -267,8 +283,10 @@ def run(
         watch()
         return
 
-    logger, log_path = make_logger(config, algo_name)
+    resume_dir = os.path.dirname(config.resume_path or "") if resumed is not None else None
+    logger, log_path = make_logger(config, algo_name, resume_dir)
     print("Logging to", log_path)
+    last_path = os.path.join(log_path, "last.pth")
 
     def save_best_fn(alg: Any) -> None:
         torch.save(alg.state_dict(), os.path.join(log_path, "policy.pth"))
@@ -290,12 +308,12 @@ def run(
             test_step_num_episodes=config.test_num,
             batch_size=config.batch_size,
             save_best_fn=save_best_fn,
-            logger=progress_logger,
+            resume_from_log=resumed is not None,
+            # last.pth after each epoch's test: everything a resumed run needs
+            logger=checkpointing_logger(progress_logger, last_path, algorithm, resumed=resumed),
             show_progress=show_progress,
         )
     )
-    last: Any = algorithm  # Tianshou's Algorithm.state_dict (with optimizer states) is untyped
-    torch.save(last.state_dict(), os.path.join(log_path, "last.pth"))
     save_actor(os.path.join(log_path, "last_actor.pt"))
     pprint.pprint(result)
     watch()

@@ -23,8 +23,12 @@ Checkpoints, in ``--logdir/TASK/ALGO/SEED/TIME``:
   ``tianshou-offline record --env TASK --policy .../policy.pt --episodes 10 -o out.hdf5`` and
   resumes with ``--resume-path`` / ``--watch`` (which also read a bare ``state_dict`` saved by
   earlier versions);
-- ``last.pt``, the algorithm's ``state_dict`` with its optimizers' (``--resume-path``
-  continues the run and its log).
+- ``last.pt``, written after each epoch's test: a training checkpoint
+  (:mod:`tianshou_offline.training`: the algorithm's ``state_dict`` with its optimizers',
+  schedulers' and step count, the random generators, the trainer's counters).
+  ``--resume-path .../last.pt`` continues the run in its directory exactly where it
+  stopped: a run killed at any moment and restarted so ends with the same weights as one
+  that was not interrupted (on CPU).
 """
 
 from __future__ import annotations
@@ -58,6 +62,12 @@ from tianshou_offline.errors import (
     SourceNotFoundError,
 )
 from tianshou_offline.recording.policies import CHECKPOINT_FORMAT, save_policy_checkpoint
+from tianshou_offline.training import FORMAT as TRAINING_FORMAT
+from tianshou_offline.training import (
+    checkpointing_logger,
+    load_training_checkpoint,
+    save_training_checkpoint,
+)
 
 log = logging.getLogger("d4rl_example")
 
@@ -285,7 +295,11 @@ def train_and_evaluate(
     assert config.task is not None  # set by make_env
     task: str = config.task
     resume = Path(config.resume_path) if config.resume_path else None
-    if resume is not None:
+    resumed = None
+    if resume is not None and not config.watch:
+        # a training checkpoint (last.pt): this run continues exactly where that one stopped
+        resumed = load_training_checkpoint(resume, algorithm, device=config.device)
+    if resume is not None and resumed is None:
         _load_checkpoint(algorithm, resume, config.device)
 
     def make_test_env() -> gym.Env[Any, Any]:
@@ -297,7 +311,7 @@ def train_and_evaluate(
     test_envs.seed(config.seed)
     test_collector = Collector[CollectStats](algorithm, test_envs)
 
-    resume_from_log = bool(
+    resume_from_log = resumed is not None or bool(
         resume and not config.watch and list(resume.parent.glob("events.out.tfevents*"))
     )
     if resume_from_log and resume is not None:
@@ -313,12 +327,6 @@ def train_and_evaluate(
         else:
             save_policy_checkpoint(best_path, algo.policy)  # replays with `record --policy`
 
-    untyped: Any = algorithm  # Tianshou's Algorithm.state_dict (with optimizer states) is untyped
-
-    def save_checkpoint_fn(epoch: int, env_step: int, gradient_step: int) -> str:
-        torch.save(untyped.state_dict(), last_path)
-        return str(last_path)
-
     result: dict[str, Any] = {"log_path": str(log_path)}
     if not config.watch:
         if dataset is None or dataset.buffer is None:
@@ -331,7 +339,7 @@ def train_and_evaluate(
             writer = SummaryWriter(str(log_path))
             writer.add_text("args", str(config_dict(config)))
             logger = TensorboardLogger(writer, save_interval=1, update_interval=config.log_interval)
-        elif resume_from_log:
+        elif resume_from_log and resumed is None:
             resume_from_log = False
         progress_logger, show_progress = training_progress(
             logger,
@@ -348,15 +356,18 @@ def train_and_evaluate(
                 test_step_num_episodes=config.test_num,
                 batch_size=config.batch_size,
                 save_best_fn=save_best_fn,
-                save_checkpoint_fn=save_checkpoint_fn,
-                resume_from_log=resume_from_log and logger is not None,
-                logger=progress_logger,
+                resume_from_log=resume_from_log,
+                # last.pt after each epoch's test: everything a resumed run needs
+                logger=checkpointing_logger(progress_logger, last_path, algorithm, resumed=resumed),
                 show_progress=show_progress,
                 verbose=False,  # the epoch lines reach stderr through logging (setup)
             )
         )
         if not last_path.exists():
-            torch.save(untyped.state_dict(), last_path)
+            save_training_checkpoint(
+                last_path, algorithm, epoch=config.epoch, env_step=info.train_step,
+                gradient_step=info.update_step,
+            )  # fmt: skip
         result["best_reward"] = info.best_reward
         result["gradient_steps"] = info.update_step
         log.info("training done: best test return %.2f", info.best_reward)
@@ -403,6 +414,8 @@ def _load_checkpoint(
             f"{path}: not a weights checkpoint written by torch.save "
             f"({type(e).__name__}: {' '.join(str(e).split())[:80]}…)"
         ) from e
+    if isinstance(state, dict) and state.get("format") == TRAINING_FORMAT:
+        state = state["algorithm"]  # a training checkpoint's weights (--watch, fine-tuning)
     is_policy = isinstance(state, dict) and state.get("format") == CHECKPOINT_FORMAT
     try:
         if is_policy or path.name.startswith("policy"):

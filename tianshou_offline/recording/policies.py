@@ -367,10 +367,19 @@ def save_policy_checkpoint(
     from tianshou_offline.algorithms import ContinuousPolicy, DiscretePolicy
 
     p = Path(path)
-    if isinstance(net, ContinuousPolicy):
-        return _write(_continuous_payload(net), p)
-    if isinstance(net, DiscretePolicy):
-        return _write(_discrete_payload(net), p)
+    if isinstance(net, ContinuousPolicy | DiscretePolicy):
+        import torch
+
+        # the payload is checked by rebuilding the network, whose initial weights come from
+        # a generator of its own: a checkpoint written during training (the best policy)
+        # must not change the random numbers the run draws next (exact resume)
+        with torch.random.fork_rng(devices=[]):
+            checked = (
+                _continuous_payload(net)
+                if isinstance(net, ContinuousPolicy)
+                else _discrete_payload(net)
+            )
+        return _write(checked, p)
     if state_shape is None or action_space is None or hidden_sizes is None:
         raise ValueError("an MLP Net needs state_shape, action_space and hidden_sizes")
     from tianshou_offline.data.format import space_to_dict

@@ -1,0 +1,79 @@
+"""Kill-and-resume helpers of ``tests/test_resume.py`` and ``tests/test_atari.py``: run an
+example script that SIGKILLs itself at a given gradient step, and compare two training
+checkpoints tensor by tensor."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tianshou_offline.training import FORMAT, read_training_checkpoint
+
+REPO = Path(__file__).resolve().parents[1]
+
+KILLED = """
+import os, runpy, signal, sys
+sys.path.insert(0, os.path.dirname(sys.argv[2]))
+from tianshou.trainer import OfflineTrainer
+calls, at = [0], int(sys.argv[1])
+step = OfflineTrainer._training_step
+def counted(self, *args, **kwargs):
+    calls[0] += 1
+    if calls[0] == at:  # the gradient step at which the process dies
+        os.kill(os.getpid(), signal.SIGKILL)
+    return step(self, *args, **kwargs)
+OfflineTrainer._training_step = counted
+sys.argv = sys.argv[2:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def run_example(
+    script: Path, args: list[str], cwd: Path, *, kill_at: int | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``python script args`` (``kill_at``: SIGKILLed when it starts that gradient step)."""
+    cmd = [sys.executable, str(script), *args]
+    if kill_at is not None:
+        cmd = [sys.executable, "-c", KILLED, str(kill_at), str(script), *args]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1",
+           "D4RL_DATASET_DIR": str(cwd / "d4rl"), "MINARI_DATASETS_PATH": str(cwd / "minari")}  # fmt: skip
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+
+
+def tensors(state: Any, prefix: str = "") -> dict[str, torch.Tensor]:
+    """Every tensor of a nested state (weights, optimizer moments), by path."""
+    out: dict[str, torch.Tensor] = {}
+    if isinstance(state, torch.Tensor):
+        out[prefix] = state
+    elif isinstance(state, dict):
+        for k, v in state.items():
+            out.update(tensors(v, f"{prefix}/{k}"))
+    elif isinstance(state, list | tuple):
+        for i, v in enumerate(state):
+            out.update(tensors(v, f"{prefix}/{i}"))
+    return out
+
+
+def assert_same_training(a_path: Path, b_path: Path, counters: tuple[int, int, int]) -> None:
+    """Two training checkpoints at ``counters`` (epoch, env step, gradient step) with equal
+    tensors (weights, targets, optimizer moments) and extra state (step count, schedulers)."""
+    a, b = read_training_checkpoint(a_path), read_training_checkpoint(b_path)
+    assert a is not None and b is not None and a["format"] == b["format"] == FORMAT
+    assert (a["epoch"], a["env_step"], a["gradient_step"]) == counters
+    assert (b["epoch"], b["env_step"], b["gradient_step"]) == counters
+    ta, tb = tensors(a["algorithm"]), tensors(b["algorithm"])
+    assert ta.keys() == tb.keys() and len(ta) > 4
+    different = [k for k in ta if not torch.equal(ta[k], tb[k])]
+    assert different == [], f"tensors that differ after the resume: {different}"
+    assert a["algorithm"].get("_extra_state") == b["algorithm"].get("_extra_state")
+
+
+def epoch_of(path: Path) -> int:
+    state = read_training_checkpoint(path)
+    assert state is not None, f"{path}: not a training checkpoint"
+    return int(state["epoch"])
