@@ -94,6 +94,7 @@ from tianshou_offline.scale._ray import (
     ray_session,
 )
 from tianshou_offline.scale.stats import format_mean_se, mean_se
+from tianshou_offline.training import rng_state, set_rng_state
 
 if TYPE_CHECKING:
     from tianshou.algorithm.algorithm_base import OfflineAlgorithm
@@ -363,32 +364,6 @@ def _write_atomic(path: Path, data: bytes) -> None:
         tmp.write_bytes(data)
 
 
-def _rng_state() -> dict[str, Any]:
-    import torch
-
-    kind, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
-    return {
-        "torch": torch.get_rng_state(),
-        "numpy": [
-            str(kind),
-            torch.from_numpy(np.asarray(keys).astype(np.int64)),
-            int(pos),
-            int(has_gauss),
-            float(cached),
-        ],
-        "python": [int(x) for x in random.getstate()[1]],
-    }
-
-
-def _set_rng_state(state: Mapping[str, Any]) -> None:
-    import torch
-
-    torch.set_rng_state(state["torch"])
-    kind, keys, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
-    random.setstate((3, tuple(state["python"]), None))
-
-
 def run_cell(
     cell: Cell,
     output: str | os.PathLike[str],
@@ -478,7 +453,7 @@ def _run_cell(cell: Cell, directory: Path, on_checkpoint: CheckpointHook | None)
     counters = (0, 0, 0)
     if state is not None:
         untyped.load_state_dict(state["algorithm"])
-        _set_rng_state(state["rng"])
+        set_rng_state(state["rng"])
         curve = [list(p) for p in state["curve"]]
         counters = (int(state["epoch"]), int(state["env_step"]), int(state["gradient_step"]))
         log.info("%s: resumed from epoch %d", cell.key, counters[0])
@@ -489,7 +464,7 @@ def _run_cell(cell: Cell, directory: Path, on_checkpoint: CheckpointHook | None)
         payload = {
             "format": CHECKPOINT_FORMAT,
             "algorithm": untyped.state_dict(),
-            "rng": _rng_state(),
+            "rng": rng_state(),
             "curve": curve,
             "epoch": epoch,
             "env_step": env_step,
