@@ -45,6 +45,26 @@ def run_example(
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
 
 
+def run_in_process(script: Path, args: list[str]) -> None:
+    """The example's ``main(args)`` in this process (an uninterrupted or a resumed run: no
+    interpreter to start; the example seeds every generator itself)."""
+    import importlib.util
+
+    name = f"_resumed_example_{script.parent.name}_{script.stem}"
+    sys.path.insert(0, str(script.parent))
+    try:
+        module = sys.modules.get(name)
+        if module is None:
+            spec = importlib.util.spec_from_file_location(name, script)
+            assert spec is not None and spec.loader is not None
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[name] = module  # dataclasses look their module up
+            spec.loader.exec_module(module)
+        module.main(args)
+    finally:
+        sys.path.remove(str(script.parent))
+
+
 def tensors(state: Any, prefix: str = "") -> dict[str, torch.Tensor]:
     """Every tensor of a nested state (weights, optimizer moments), by path."""
     out: dict[str, torch.Tensor] = {}
