@@ -30,10 +30,10 @@ from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
-import h5py
 import numpy as np
 import pytest
 
+from benchmarks._lib.faults import d4rl_source
 from tianshou_offline import load_buffer
 from tianshou_offline.data import atomic
 from tianshou_offline.data.writer import BufferWriter
@@ -351,17 +351,7 @@ def _one_error_line(res: subprocess.CompletedProcess[str]) -> str:
 
 
 def _d4rl_file(path: Path, n: int = 5000) -> Path:
-    rng = np.random.default_rng(0)
-    with h5py.File(path, "w") as f:
-        f["observations"] = rng.normal(size=(n, 11)).astype(np.float32)
-        f["next_observations"] = rng.normal(size=(n, 11)).astype(np.float32)
-        f["actions"] = rng.uniform(-1, 1, (n, 3)).astype(np.float32)
-        f["rewards"] = rng.normal(size=n).astype(np.float32)
-        f["terminals"] = np.zeros(n, bool)
-        timeouts = np.zeros(n, bool)
-        timeouts[999::1000] = True
-        f["timeouts"] = timeouts
-    return path
+    return d4rl_source(path, n, episode=1000)
 
 
 def test_killed_convert_leaves_temps_the_next_run_removes(tmp_path: Path) -> None:

@@ -155,7 +155,7 @@ def test_two_conversions_to_one_output(tmp_path: Path, capsys: pytest.CaptureFix
     fails with one line, leaving the published file as it is."""
     from tianshou_offline.cli import main
 
-    src = _faults._d4rl_source(tmp_path / "d4rl.hdf5", 3000)
+    src = _faults.d4rl_source(tmp_path / "d4rl.hdf5", 3000)
     out = tmp_path / "out" / "d.hdf5"
     out.parent.mkdir()
     argv = ["convert", "d4rl", str(src), "-o", str(out), "--no-progress"]
@@ -224,7 +224,7 @@ def _read_only_runner(directory: Path) -> list[str] | None:
 
 
 def test_read_only_output_directory(tmp_path: Path) -> None:
-    src = _faults._d4rl_source(tmp_path / "d4rl.hdf5", 500)
+    src = _faults.d4rl_source(tmp_path / "d4rl.hdf5", 500)
     ro = tmp_path / "ro"
     ro.mkdir()
     (ro / "earlier.bin").write_bytes(_faults.EARLIER)
@@ -253,7 +253,7 @@ def test_read_only_output_directory(tmp_path: Path) -> None:
 def test_output_directory_deleted_during_the_run(tmp_path: Path) -> None:
     """The directory goes away while the converter writes (its temporary with it): the
     publish fails, with one error line saying so; nothing appears anywhere."""
-    src = _faults._d4rl_source(tmp_path / "d4rl.hdf5", 3000)
+    src = _faults.d4rl_source(tmp_path / "d4rl.hdf5", 3000)
     out = tmp_path / "gone" / "d.hdf5"
     out.parent.mkdir()
     argv = ["convert", "d4rl", str(src), "-o", str(out), "--no-progress"]

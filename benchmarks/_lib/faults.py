@@ -278,7 +278,8 @@ class Writer:
         raise NotImplementedError
 
 
-def _d4rl_source(path: Path, n: int) -> Path:
+def d4rl_source(path: Path, n: int, *, episode: int = 100) -> Path:
+    """A D4RL-layout file of ``n`` random steps in episodes of ``episode`` steps (timeouts)."""
     import h5py
     import numpy as np
 
@@ -290,7 +291,7 @@ def _d4rl_source(path: Path, n: int) -> Path:
         f["rewards"] = rng.normal(size=n).astype(np.float32)
         f["terminals"] = np.zeros(n, bool)
         timeouts = np.zeros(n, bool)
-        timeouts[99::100] = True
+        timeouts[episode - 1 :: episode] = True
         f["timeouts"] = timeouts
     return path
 
@@ -346,7 +347,7 @@ class ConvertD4RL(_OneFile):
 
     def prepare(self, src: Path) -> None:
         super().prepare(src)
-        _d4rl_source(src / "d4rl-source.hdf5", self.n)
+        d4rl_source(src / "d4rl-source.hdf5", self.n)
 
     def run(self, out: Path) -> Ran:
         argv = ["convert", "d4rl", str(self.src / "d4rl-source.hdf5"), "-o", str(out / self.final)]
