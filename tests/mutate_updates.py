@@ -11,7 +11,7 @@ Usage (from the repository root)::
 
     python tests/mutate_updates.py              # every mutation; exit 1 if any survives
     python tests/mutate_updates.py --list       # the mutations' names
-    python tests/mutate_updates.py --only td3bc-noise-clip iql-q-hat-online
+    python tests/mutate_updates.py --only td3-noise-clip-deleted iql-q-hat-online
 
 ``tests/test_algorithms_reference.py::test_mutation_script_kills_mutations`` runs a few of
 them so that the script keeps working.
@@ -88,17 +88,20 @@ MUTATIONS: tuple[Mutation, ...] = (
         for key, cls in _TD3_LIKE.items()
         for test in [_TD3BC if key == "td3bc" else _REBRAC]
         for m in (
-            _m(f"{key}-target-actor-online", f"{cls}._update_with_batch",
-               "self.actor_target(b.obs_next)", "actor(b.obs_next)", test),
             _m(f"{key}-target-critics-online", f"{cls}._update_with_batch",
                "self.critics_target(b.obs_next, act_next)", "self.critics(b.obs_next, act_next)",
                test),
-            _m(f"{key}-noise-clip-deleted", f"{cls}._update_with_batch",
-               "-self.noise_clip, self.noise_clip", "-1e9, 1e9", test),
-            _m(f"{key}-action-clamp-deleted", f"{cls}._update_with_batch",
-               "+ noise).clamp(-1.0, 1.0)", "+ noise)", test),
             _m(f"{key}-polyak-hard", f"{cls}._update_with_batch",
                "self._update_targets(self.tau)", "self._update_targets(1.0)", test),
+        )
+    ),
+    # TD3's target-policy smoothing, shared by TD3+BC and ReBRAC (TD3Base): both tests guard it
+    *(
+        _m(name, f"{_CONT}.td3_bc:TD3Base.smoothed_target_action", old, new, _TD3BC, _REBRAC)
+        for name, old, new in (
+            ("td3-target-actor-online", "self.actor_target(obs_next)", "self.policy.actor(obs_next)"),
+            ("td3-noise-clip-deleted", "-self.noise_clip, self.noise_clip", "-1e9, 1e9"),
+            ("td3-action-clamp-deleted", "+ noise).clamp(-1.0, 1.0)", "+ noise)"),
         )
     ),
     _m("rebrac-penalty-dataset-action", f"{_CONT}.rebrac:ReBRAC._update_with_batch",
