@@ -20,6 +20,7 @@ SECTIONS = {
     "evaluate_speed": "benchmarks.evaluate_speed",
     "ope_validation": "benchmarks.ope_validation",
     "faults": "benchmarks.faults",
+    "test_suite": "benchmarks.test_suite",
 }
 """README section → the benchmark module whose ``readme_section()`` generates it."""
 

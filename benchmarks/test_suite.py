@@ -1,0 +1,122 @@
+#!/usr/bin/env python3
+"""Wall time of the README's test command (``python -m pytest``), kept like every other figure.
+
+Target (issue 24): the whole suite in at most 600 s on two quiet cores (``--check``: exit 1
+when missed, or when any test failed). The run writes a result file under
+``benchmarks/results/test_suite/`` (counts, wall time, the slowest tests, the machine's load
+during the run); ``--table-only`` / ``--readme`` print / write the README's paragraph from the
+kept results. Run it from the environment CI uses (a fresh venv with the ``test`` extra)::
+
+    python -m benchmarks.test_suite [--check] [-- PYTEST ARGS]
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from benchmarks._lib import report, results
+
+BENCHMARK = "test_suite"
+CODE = (
+    "benchmarks/test_suite.py",
+    "tianshou_offline",
+    "tests",
+    "examples",
+    "setup.cfg",
+    "pyproject.toml",
+)
+TARGET_S = 600.0
+SLOWEST = 10
+
+
+def _counts(junit: Path) -> tuple[dict[str, int], list[tuple[str, float]]]:
+    """Passed/failed/errors/skipped and every test's time from pytest's JUnit XML."""
+    counts = {"passed": 0, "failed": 0, "errors": 0, "skipped": 0}
+    times: list[tuple[str, float]] = []
+    for case in ET.parse(junit).getroot().iter("testcase"):
+        name = f"{case.get('classname', '')}::{case.get('name', '')}"
+        times.append((name, float(case.get("time", 0.0))))
+        if case.find("failure") is not None:
+            counts["failed"] += 1
+        elif case.find("error") is not None:
+            counts["errors"] += 1
+        elif case.find("skipped") is not None:
+            counts["skipped"] += 1
+        else:
+            counts["passed"] += 1
+    times.sort(key=lambda t: -t[1])
+    return counts, times
+
+
+def table(records: Sequence[dict[str, Any]]) -> str:
+    """The README's paragraph: each kept run's counts, wall time, load, and slowest tests."""
+    lines = []
+    for r in records:
+        f, m = r["figures"], r["machine"]
+        load = m.get("load") or {}
+        slow = ", ".join(f"`{n.split('::')[-1]}` {s:.0f} s" for n, s in f["slowest"][:5])
+        lines.append(
+            f"`python -m pytest`: {f['passed']} passed, {f['failed']} failed, {f['errors']} "
+            f"errors, {f['skipped']} skipped in **{f['seconds']:.0f} s** "
+            f"(target ≤ {TARGET_S:.0f} s) on {m['cpus']} cores, load median "
+            f"{load.get('median', float('nan')):.1f} (max {load.get('max', float('nan')):.1f}); "
+            f"slowest: {slow}."
+        )
+    return "\n\n".join(lines) + "\n\n" + results.provenance_line(records)
+
+
+def readme_section() -> str:
+    """The README's section: :func:`table` of the newest kept run."""
+    return table(results.read_results(BENCHMARK))
+
+
+def missed_targets(records: Sequence[dict[str, Any]]) -> list[str]:
+    missed = []
+    for r in records:
+        f = r["figures"]
+        if f["seconds"] > TARGET_S:
+            missed.append(f"test suite {f['seconds']:.0f} s > {TARGET_S:.0f} s")
+        if f["failed"] or f["errors"]:
+            missed.append(f"test suite: {f['failed']} failed, {f['errors']} errors")
+    return missed
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, allow_abbrev=False)
+    p.add_argument("pytest_args", nargs="*", help="extra pytest arguments (after --)")
+    report.add_arguments(p, target=f"suite ≤ {TARGET_S:.0f} s, no failures", table=True)
+    args = p.parse_args(argv)
+    if args.table_only or args.readme:
+        return report.show_kept(args, BENCHMARK, table, missed_targets)
+    load = results.LoadMonitor().start()
+    with tempfile.TemporaryDirectory() as tmp:
+        junit = Path(tmp) / "junit.xml"
+        start = time.perf_counter()
+        proc = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+             f"--junitxml={junit}", *args.pytest_args],
+            cwd=results.REPO,
+        )  # fmt: skip
+        seconds = time.perf_counter() - start
+        counts, times = _counts(junit)
+    load.stop()
+    figures = {**counts, "seconds": seconds, "exit_code": proc.returncode,
+               "slowest": [[n, s] for n, s in times[:SLOWEST]]}  # fmt: skip
+    print(table([{"figures": figures, "machine": results.machine(load)}]).split("\n\n")[0])
+    return report.keep(
+        BENCHMARK, "full" if not args.pytest_args else "partial",
+        settings={"pytest_args": args.pytest_args}, figures=figures, code=CODE, load=load,
+        missed=missed_targets([{"figures": figures}]), check=args.check,
+    )  # fmt: skip
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
