@@ -56,20 +56,22 @@ def _counts(junit: Path) -> tuple[dict[str, int], list[tuple[str, float]]]:
     return counts, times
 
 
+def summary(figures: dict[str, Any], machine: dict[str, Any]) -> str:
+    """One run's counts, wall time, load and slowest tests, in a sentence."""
+    load = machine.get("load") or {}
+    slow = ", ".join(f"`{n.split('::')[-1]}` {s:.0f} s" for n, s in figures["slowest"][:5])
+    return (
+        f"`python -m pytest`: {figures['passed']} passed, {figures['failed']} failed, "
+        f"{figures['errors']} errors, {figures['skipped']} skipped in "
+        f"**{figures['seconds']:.0f} s** (target ≤ {TARGET_S:.0f} s) on {machine['cpus']} cores, "
+        f"load median {load.get('median', float('nan')):.1f} "
+        f"(max {load.get('max', float('nan')):.1f}); slowest: {slow}."
+    )
+
+
 def table(records: Sequence[dict[str, Any]]) -> str:
-    """The README's paragraph: each kept run's counts, wall time, load, and slowest tests."""
-    lines = []
-    for r in records:
-        f, m = r["figures"], r["machine"]
-        load = m.get("load") or {}
-        slow = ", ".join(f"`{n.split('::')[-1]}` {s:.0f} s" for n, s in f["slowest"][:5])
-        lines.append(
-            f"`python -m pytest`: {f['passed']} passed, {f['failed']} failed, {f['errors']} "
-            f"errors, {f['skipped']} skipped in **{f['seconds']:.0f} s** "
-            f"(target ≤ {TARGET_S:.0f} s) on {m['cpus']} cores, load median "
-            f"{load.get('median', float('nan')):.1f} (max {load.get('max', float('nan')):.1f}); "
-            f"slowest: {slow}."
-        )
+    """The README's paragraph: each kept run's :func:`summary`, and where it came from."""
+    lines = [summary(r["figures"], r["machine"]) for r in records]
     return "\n\n".join(lines) + "\n\n" + results.provenance_line(records)
 
 
@@ -110,9 +112,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     load.stop()
     figures = {**counts, "seconds": seconds, "exit_code": proc.returncode,
                "slowest": [[n, s] for n, s in times[:SLOWEST]]}  # fmt: skip
-    print(table([{"figures": figures, "machine": results.machine(load)}]).split("\n\n")[0])
+    print(summary(figures, results.machine(load)))
+    selects = any(not a.startswith("-") or a in ("-k", "-m") for a in args.pytest_args)
     return report.keep(
-        BENCHMARK, "full" if not args.pytest_args else "partial",
+        BENCHMARK, "partial" if selects else "full",
         settings={"pytest_args": args.pytest_args}, figures=figures, code=CODE, load=load,
         missed=missed_targets([{"figures": figures}]), check=args.check,
     )  # fmt: skip
