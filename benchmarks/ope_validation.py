@@ -4,13 +4,18 @@ checkpoints of offline training runs, on a discrete (CartPole-v1) and a continuo
 
 Per family:
 
-1. **Data** (the project's dataset tools: the quickstart's scripted controllers recorded
-   with :class:`~tianshou_offline.BufferWriter`): ``--episodes`` episodes, each with its own
-   noise level, so that the data holds good and poor behaviour — CartPole: the scripted
-   expert with ε ~ U(0, ``--max-eps``) random actions per episode, and the behaviour
-   probability of every logged action stored in the info column ``behavior_prob``
-   (``(1 − ε) 1{a = expert(s)} + ε/2``); Pendulum: the swing-up controller with Gaussian
-   torque noise of std ~ U(0, ``--max-noise``) N·m (``benchmarks.fqe_rank.write_data``).
+1. **Data**: the family's dataset family made by
+   :func:`tianshou_offline.datasets.make_datasets` (what ``tianshou-offline make-datasets``
+   runs) at a small budget — CartPole: DQN for ``--cartpole-budget`` environment steps, its
+   medium and expert checkpoints recorded ε-greedily with ``--cartpole-data-eps``; Pendulum:
+   SAC for ``--pendulum-budget`` steps, its medium and expert policies' Gaussian samples —
+   ``--dataset-steps`` transitions per recorded level. The offline runs and the estimators use
+   the level ``--level`` (default ``medium-expert``: the medium file's episodes then the
+   expert's, so the data holds good and mediocre behaviour); the behaviour model is fitted on
+   it. The result records the family's settings (``family.json``), its reference scores,
+   every level's mean return and SHA-256. ``--source scripted`` uses the older data instead
+   (the quickstart's scripted controllers with per-episode noise, CartPole also with the
+   stored behaviour probabilities: ``is*``, ``wis*``).
 2. **Checkpoints**: three algorithms of the grid (:func:`tianshou_offline.scale.algorithms.build_algorithm`,
    its small default networks) trained on the data, each policy saved after
    ``--marks`` gradient steps: ≥ 12 checkpoints of every quality, from near random to the
@@ -21,8 +26,7 @@ Per family:
 4. **Estimates** from the data alone (:func:`tianshou_offline.evaluation.ope.evaluate_policy`,
    what ``tianshou-offline evaluate --ope`` runs): FQE, per-decision IS, weighted IS, DR and
    weighted DR, each with a 95% bootstrap interval over episodes; the behaviour model is
-   fitted (softmax / Gaussian behaviour cloning); on CartPole IS and WIS also with the stored
-   behaviour probabilities (``is*``, ``wis*``).
+   fitted (softmax / Gaussian behaviour cloning).
 5. **Scores** per estimator: Spearman's ρ between estimates and true values, regret@1 (best
    true value − true value of the top-ranked checkpoint, also as a fraction of the range of
    true values), the mean absolute error of the estimates, and the coverage of the
@@ -33,9 +37,10 @@ The discount is chosen per family so that ``γ^T`` is small over the episodes' l
 in the data is then the environment's value.
 
 Writes one result file per run under ``benchmarks/results/ope_validation/``; ``--readme``
-rewrites the README's section from the newest committed result.
+rewrites the docs' section from the newest committed results (one table row group per family
+and data source).
 
-    nice -n 5 python -m benchmarks.ope_validation
+    nice -n 5 python -m benchmarks.ope_validation --seed 0
     python -m benchmarks.ope_validation --readme
 """
 
@@ -47,6 +52,7 @@ import tianshou_offline.cli._no_tensorflow  # noqa: F401  (first: keeps TensorFl
 
 import argparse
 import copy
+import json
 import logging
 import math
 import sys
@@ -65,6 +71,7 @@ from benchmarks._lib.results import LoadMonitor, file_sha256, read_results, writ
 from benchmarks.fqe_rank import write_data as write_pendulum_data
 from tianshou_offline import BufferWriter, load_buffer
 from tianshou_offline.data.format import read_metadata
+from tianshou_offline.datasets import LEVELS, FamilyConfig, make_datasets
 from tianshou_offline.evaluation.ope import (
     OPESettings,
     evaluate_policy,
@@ -80,6 +87,7 @@ CODE = (
     "tianshou_offline/evaluation",
     "tianshou_offline/algorithms",
     "tianshou_offline/scale/algorithms.py",
+    "tianshou_offline/datasets",
 )
 FAMILIES: dict[str, dict[str, Any]] = {
     "cartpole": {"env": "CartPole-v1", "gamma": 0.99, "algorithms": ("bcq", "cql", "crr")},
@@ -118,6 +126,42 @@ def write_cartpole_data(path: Path, episodes: int, max_eps: float, seed: int) ->
                                terminated=a["terminated"], truncated=a["truncated"],
                                obs_next=a["obs_next"], info={"behavior_prob": a["mu"]})  # fmt: skip
     return float(np.mean(returns))
+
+
+def make_family(name: str, args: argparse.Namespace, out: Path) -> tuple[Path, dict[str, Any]]:
+    """The family of ``name`` made by :func:`make_datasets` in ``out`` at this benchmark's
+    budget; returns the path of the ``--level`` file and what the result records of the
+    family: the level, the make-datasets settings (``family.json``), the reference scores, the online checkpoints'
+    evaluation returns and every level's transitions, mean return and SHA-256."""
+    discrete = name == "cartpole"
+    config = FamilyConfig(
+        budget=args.cartpole_budget if discrete else args.pendulum_budget,
+        seed=args.seed,
+        dataset_steps=args.dataset_steps,
+        levels=LEVELS,
+        reference_episodes=args.reference_episodes,
+        eval_episodes=args.family_eval_episodes,
+        checkpoint_every=(args.cartpole_budget if discrete else args.pendulum_budget) // 10,
+        data_eps=args.cartpole_data_eps,
+    )
+    result = make_datasets(FAMILIES[name]["env"], out, config=config, show_progress=False)
+    manifest = json.loads((out / "family.json").read_text())
+    if args.level not in result.levels:
+        raise SystemExit(f"error: --level {args.level}: the family has {list(result.levels)}")
+    log.warning("%s family: %s", name, " ".join(
+        f"{lv} {r.mean_return:.1f}" for lv, r in result.levels.items()))  # fmt: skip
+    return result.levels[args.level].path, {
+        "level": args.level,
+        "settings": manifest["settings"],
+        "reference_scores": dict(zip(("random", "expert"), result.reference_scores, strict=True)),
+        "online_checkpoints": [
+            {"env_step": c.env_step, "eval_return": c.eval_return} for c in result.checkpoints
+        ],
+        "medium_step": result.medium.env_step,
+        "expert_step": result.expert.env_step,
+        "files": manifest["files"],
+        "seconds": result.seconds,
+    }
 
 
 def train_checkpoints(
@@ -195,11 +239,17 @@ def run_family(name: str, args: argparse.Namespace, work: Path) -> dict[str, Any
     fam = FAMILIES[name]
     env_id, gamma = fam["env"], float(fam["gamma"])
     t0 = time.perf_counter()
-    data = work / f"{name}.hdf5"
-    if name == "cartpole":
-        data_return = write_cartpole_data(data, args.episodes, args.max_eps, args.seed)
+    family: dict[str, Any] | None = None
+    if args.source == "make-datasets":
+        data, family = make_family(name, args, work / f"{name}-family")
+        data_return = float(family["files"][args.level]["mean_return"])
     else:
-        data_return = write_pendulum_data(data, args.episodes, args.max_noise, args.seed)
+        data = work / f"{name}.hdf5"
+        if name == "cartpole":
+            data_return = write_cartpole_data(data, args.episodes, args.max_eps, args.seed)
+        else:
+            data_return = write_pendulum_data(data, args.episodes, args.max_noise, args.seed)
+    data_s = time.perf_counter() - t0
     checkpoints: list[tuple[str, Any]] = []
     for algo in fam["algorithms"]:
         checkpoints += train_checkpoints(algo, data, args.marks, args.batch_size, args.seed)
@@ -220,7 +270,7 @@ def run_family(name: str, args: argparse.Namespace, work: Path) -> dict[str, Any
     t0 = time.perf_counter()
     behavior = fit_behavior(buffer, meta.observation_space, meta.action_space, settings)
     stored = None
-    if name == "cartpole":
+    if name == "cartpole" and args.source == "scripted":
         stored = fit_behavior(buffer, meta.observation_space, meta.action_space,
                               OPESettings(**{**settings.__dict__, "behavior": "stored"}))  # fmt: skip
     rows: list[dict[str, Any]] = []
@@ -247,19 +297,31 @@ def run_family(name: str, args: argparse.Namespace, work: Path) -> dict[str, Any
     return {
         "env": env_id,
         "gamma": gamma,
+        "source": args.source,
+        "family": family,
         "algorithms": list(fam["algorithms"]),
         "data_sha256": file_sha256(data),
-        "data_episodes": args.episodes,
+        "data_episodes": meta.num_episodes,
         "data_transitions": len(buffer),
         "data_mean_return": data_return,
         "behavior_fit_loss": behavior.final_loss,
         "checkpoints": rows,
         "scores": scores,
-        "seconds": {"data_and_training": train_s, "truth": truth_s, "ope": ope_s},
+        "seconds": {"data": data_s, "data_and_training": train_s, "truth": truth_s, "ope": ope_s},
     }
 
 
 # --------------------------------------------------------------------------- the README
+
+
+def _data_label(res: dict[str, Any]) -> str:
+    """Where a family's data came from, for the table: the make-datasets level and budget, or
+    the scripted controllers (results without ``source`` are the scripted ones)."""
+    family = res.get("family")
+    if res.get("source", "scripted") == "scripted" or not family:
+        return "scripted controllers"
+    st = family["settings"]
+    return f"make-datasets {family['level']}, {st['algorithm'].upper()} {st['budget']:,} steps"
 
 
 def readme_section(records: list[dict[str, Any]] | None = None) -> str:
@@ -274,7 +336,7 @@ def readme_section(records: list[dict[str, Any]] | None = None) -> str:
     families: dict[str, list[dict[str, Any]]] = {}
     for record in records:
         for fam, res in record["figures"]["families"].items():
-            families.setdefault(fam, []).append(res)
+            families.setdefault(f"{fam} ({_data_label(res)})", []).append(res)
     lines = [
         "| family | estimator | Spearman ρ (range) | regret@1, % of range | mean abs. error "
         "| CI coverage |",
@@ -283,7 +345,8 @@ def readme_section(records: list[dict[str, Any]] | None = None) -> str:
     best_rank, best_value = {}, {}
     for fam, runs in families.items():
         values = [r["truth"]["value"] for res in runs for r in res["checkpoints"]]
-        label = (f"{runs[0]['env']} (γ {runs[0]['gamma']}; {len(runs)} seed(s) × "
+        label = (f"{runs[0]['env']}, {_data_label(runs[0])} (γ {runs[0]['gamma']}; "
+                 f"{len(runs)} seed(s) × "
                  f"{len(runs[0]['checkpoints'])} checkpoints; true values "
                  f"{min(values):.0f} … {max(values):.0f})")  # fmt: skip
         means: dict[str, dict[str, float]] = {}
@@ -304,8 +367,10 @@ def readme_section(records: list[dict[str, Any]] | None = None) -> str:
         "Highest mean Spearman: " + ", ".join(f"{f} `{k}`" for f, k in best_rank.items())
         + "; smallest mean absolute error: "
         + ", ".join(f"{f} `{k}`" for f, k in best_value.items())
-        + ". `is*`, `wis*`: IS/WIS with the behaviour probabilities stored in the data instead "
-        "of a fitted behaviour model.",
+        + "."
+        + (" `is*`, `wis*`: IS/WIS with the behaviour probabilities stored in the data instead "
+           "of a fitted behaviour model." if any("is*" in res["scores"] for runs in
+                                                 families.values() for res in runs) else ""),
         "",
         provenance_line(records),
     ]  # fmt: skip
@@ -317,7 +382,20 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--families", nargs="+", default=list(FAMILIES), choices=list(FAMILIES))
-    parser.add_argument("--episodes", type=int, default=60)
+    parser.add_argument("--source", choices=("make-datasets", "scripted"),
+                        default="make-datasets", help="where the data comes from")  # fmt: skip
+    parser.add_argument("--level", default="medium-expert", choices=LEVELS,
+                        help="the make-datasets level the checkpoints train and are evaluated on")  # fmt: skip
+    parser.add_argument("--cartpole-budget", type=int, default=30_000, help="DQN online steps")
+    parser.add_argument("--pendulum-budget", type=int, default=10_000, help="SAC online steps")
+    parser.add_argument("--cartpole-data-eps", type=float, default=0.2,
+                        help="ε of the recorded DQN policies (make-datasets' data_eps)")  # fmt: skip
+    parser.add_argument("--dataset-steps", type=int, default=6000,
+                        help="transitions per recorded level (make-datasets' dataset_steps)")  # fmt: skip
+    parser.add_argument("--reference-episodes", type=int, default=20)
+    parser.add_argument("--family-eval-episodes", type=int, default=5,
+                        help="evaluation episodes per online checkpoint")  # fmt: skip
+    parser.add_argument("--episodes", type=int, default=60, help="scripted data's episodes")
     parser.add_argument("--max-eps", type=float, default=0.6, help="CartPole data's ε range")
     parser.add_argument("--max-noise", type=float, default=3.0, help="Pendulum data's noise")
     parser.add_argument("--marks", type=int, nargs="+", default=[30, 150, 600, 2500])
@@ -364,7 +442,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{k:<10}{s['spearman']:>+10.2f}{s['regret_at_1']:>10.2f}"
                   f"{s['abs_error']:>10.2f}{100 * s['coverage']:>9.0f}%")  # fmt: skip
     path = write_result(
-        BENCHMARK, f"ope-{'-'.join(args.families)}-seed{args.seed}", settings=settings,
+        BENCHMARK, f"ope-{args.source}-{'-'.join(args.families)}-seed{args.seed}",
+        settings=settings,
         figures={"families": figures, "wall_seconds": round(elapsed, 1),
                  "cpu_seconds": round(cpu, 1)},
         code=CODE, seeds=[args.seed], data={f: r["data_sha256"] for f, r in figures.items()},
