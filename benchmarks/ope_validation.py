@@ -343,7 +343,8 @@ def readme_section(records: list[dict[str, Any]] | None = None) -> str:
         "| --- | --- | ---: | ---: | ---: | ---: |",
     ]
     best_rank, best_value = {}, {}
-    for fam, runs in families.items():
+    # make-datasets families first, the scripted ones after
+    for fam, runs in sorted(families.items(), key=lambda kv: "scripted" in kv[0]):
         values = [r["truth"]["value"] for res in runs for r in res["checkpoints"]]
         label = (f"{runs[0]['env']}, {_data_label(runs[0])} (γ {runs[0]['gamma']}; "
                  f"{len(runs)} seed(s) × "
