@@ -25,10 +25,30 @@
    - **uniformity**: every position the disk side sampled, counted per shard, χ² test
      against shard sizes (a rotation over a subset of shards is shown failing it).
 
+3. ``io``: the I/O-bound configuration (the training run above is compute-bound: the conv
+   net's step takes far longer than reading its batch). Blocks of ``--batches`` mini-batches
+   of 32, each side's block in an order rotated every round (``--rounds``):
+
+   - **disk sample** / **ram sample**: mini-batches drawn alone (the streaming dataset's
+     prefetch thread gathers them), uniform over every transition of every shard / of the
+     in-RAM buffer of the first ``--ram-steps``;
+   - **disk net** / **ram net**: the same with a gradient step of a small network (behaviour
+     cloning, one hidden layer of 32 units) on each;
+   - **limit depth D**: the disk's own random-read rate for the same pattern: as many reads
+     as a block samples, each of the 5 consecutive frames a sampled transition's stack and
+     next stack cover, at uniform rows over every shard, ``pread`` by D threads (files read
+     with ``POSIX_FADV_RANDOM``); the best depth is the physical limit.
+
+   Every disk and limit block starts from a cold cache: the shards are evicted with
+   ``posix_fadvise(POSIX_FADV_DONTNEED)`` (these files only; ``fincore`` records what was
+   still cached) and the bytes read from storage are counted (``/proc/self/io``). Reported:
+   batches/s per side (medians over rounds), achieved ÷ limit and disk ÷ RAM.
+
 Usage::
 
     python -m benchmarks.out_of_core build --dir /tmp/ooc --steps 5000000
     python -m benchmarks.out_of_core run --dir /tmp/ooc [--ram-steps 1000000]
+    python -m benchmarks.out_of_core io --dir /tmp/ooc [--rounds 7]
 
 Check free disk first: 5M steps are 35.3 GB of frames (plus one shard's temporary).
 """
@@ -305,6 +325,282 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return res
 
 
+# ----------------------------------------------------------------------------- I/O-bound
+
+
+def _io_bytes() -> int:
+    """Bytes this process has caused to be read from storage (``read_bytes`` of
+    ``/proc/self/io``: page faults, read-ahead and ``pread`` of every thread; 0 elsewhere)."""
+    try:
+        with open("/proc/self/io") as f:
+            for line in f:
+                if line.startswith("read_bytes:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def frame_extents(files: Sequence[Path]) -> list[tuple[Path, int, int]]:
+    """``(file, byte offset, rows)`` of each shard's frame column, read with h5py (not the
+    library's loader): where the disk-limit reads go."""
+    import h5py
+
+    out = []
+    for p in files:
+        with h5py.File(p, "r") as f:
+            ds = f["_meta/obs"]
+            offset = ds.id.get_offset()
+            if offset is None:
+                raise SystemExit(f"{p}: the frame column is not contiguous")
+            out.append((p, int(offset), int(ds.shape[0])))
+    return out
+
+
+def drop_files(files: Sequence[Path]) -> None:
+    """Evict the files from the page cache: ``posix_fadvise(POSIX_FADV_DONTNEED)`` on each
+    (only these files; other processes' caches are left alone)."""
+    for p in files:
+        fd = os.open(p, os.O_RDONLY)
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+
+
+def cached_bytes(files: Sequence[Path]) -> int | None:
+    """Bytes of ``files`` in the page cache (util-linux ``fincore``; None without it)."""
+    import shutil
+    import subprocess
+
+    if shutil.which("fincore") is None:
+        return None
+    done = subprocess.run(
+        ["fincore", "--bytes", "--noheadings", "--output", "RES", *map(str, files)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if done.returncode != 0:
+        return None
+    return sum(int(x) for x in done.stdout.split())
+
+
+def disk_limit(
+    extents: Sequence[tuple[Path, int, int]], reads: int, span: int, depth: int, seed: int
+) -> dict[str, float]:
+    """The disk's own random-read rate for the sampler's access pattern: ``reads`` reads of
+    ``span`` consecutive frames (the rows a sampled transition's stack and next stack cover)
+    at storage rows uniform over every shard, issued by ``depth`` threads with ``pread``
+    (files opened with ``POSIX_FADV_RANDOM``: no read-ahead, as the mapped side's
+    ``MADV_RANDOM``). Returns reads/s and MB/s."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    row_bytes = FRAME[0] * FRAME[1]
+    sizes = np.asarray([n for _, _, n in extents], dtype=np.int64)
+    ends = np.cumsum(sizes)
+    rng = np.random.default_rng(seed)
+    rows = rng.integers(0, int(ends[-1]), size=reads)
+    which = np.searchsorted(ends, rows, side="right")
+    local = rows - (ends[which] - sizes[which])
+    fds = []
+    for p, _, _ in extents:
+        fd = os.open(p, os.O_RDONLY)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)
+        fds.append(fd)
+    jobs = []
+    for k, r in zip(which.tolist(), local.tolist(), strict=True):
+        _, offset, n = extents[k]
+        first = max(0, r - (span - 2))  # the stack ending at r and the one ending at r + 1
+        last = min(n - 1, r + 1)
+        jobs.append((fds[k], (last - first + 1) * row_bytes, offset + first * row_bytes))
+
+    def one(job: tuple[int, int, int]) -> int:
+        return len(os.pread(*job))
+
+    try:
+        io0 = _io_bytes()
+        t0 = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=depth) as pool:
+            got = sum(pool.map(one, jobs, chunksize=max(1, reads // (depth * 8))))
+        seconds = time.perf_counter() - t0
+        io = _io_bytes() - io0
+    finally:
+        for fd in fds:
+            os.close(fd)
+    return {"reads_per_s": reads / seconds, "mb_per_s": got / seconds / 1e6,
+            "read_mb_from_storage": io / 1e6, "seconds": seconds}  # fmt: skip
+
+
+def _small_net() -> Any:
+    """Behaviour cloning with a small network (one hidden layer of 32 units on the flattened
+    stack): a gradient step of ~1 ms, so that the data, not the network, sets the pace."""
+    import gymnasium as gym
+    from tianshou.algorithm.optim import AdamOptimizerFactory
+
+    from tianshou_offline.algorithms import (
+        DiscreteActorPolicy,
+        DiscreteImitationLearning,
+        MLPTrunk,
+        QNet,
+    )
+
+    net = QNet(MLPTrunk(STACK * FRAME[0] * FRAME[1], (32,)), 6)
+    return DiscreteImitationLearning(
+        policy=DiscreteActorPolicy(actor=net, action_space=gym.spaces.Discrete(6)),
+        optim=AdamOptimizerFactory(lr=1e-4),
+    )
+
+
+def _io_block(side: str, algorithm: Any, buffer: Any, batches: int, batch: int) -> float:
+    """Batches/s of ``side``: ``sample`` draws mini-batches only (the dataset's prefetch
+    thread gathers them), ``net`` also takes the small network's gradient step on each."""
+    from tianshou.utils.torch_utils import policy_within_training_step
+
+    ds = algorithm.dataset_for(buffer)
+    t0 = time.perf_counter()
+    if side == "sample":
+        for _ in range(batches):
+            ds.sample(batch)
+    else:
+        with policy_within_training_step(algorithm.policy):
+            for _ in range(batches):
+                algorithm.update(buffer=buffer, sample_size=batch)
+    rate = batches / (time.perf_counter() - t0)
+    close = getattr(ds, "close", None)
+    if callable(close):
+        close()  # stop the prefetch thread: the next block starts from a cold cache
+    return rate
+
+
+def run_io(args: argparse.Namespace) -> dict[str, Any]:
+    """The I/O-bound configuration: sampling alone and a small network, uniform over every
+    transition of every shard, each disk block from a cold cache; the disk's own random-read
+    rate for the same pattern; blocks in an order rotated every round."""
+    import types
+
+    sys.modules.setdefault("tensorboard.compat.notf", types.ModuleType("tensorboard.compat.notf"))
+    import torch
+
+    from tianshou_offline.converters.rl_unplugged import load_rl_unplugged
+    from tianshou_offline.data.format import read_metadata
+
+    torch.set_num_threads(args.threads)
+    files = sorted(Path(args.dir).glob("*.hdf5"))
+    if not files:
+        raise SystemExit(f"{args.dir}: no shards; run `build` first")
+    extents = frame_extents(files)
+    torch.manual_seed(0)
+    algos = {"disk": _small_net(), "ram": _small_net()}
+    buffers: dict[str, Any] = {
+        "disk": algos["disk"].process_buffer(
+            load_rl_unplugged(files, memory="disk", include_info=False)
+        )
+    }
+    ram_files: list[Path] = []
+    n_ram = 0
+    for p in files:
+        if n_ram >= args.ram_steps:
+            break
+        ram_files.append(p)
+        n_ram += read_metadata(p).num_transitions
+    buffers["ram"] = algos["ram"].process_buffer(
+        load_rl_unplugged(ram_files, memory="ram", include_info=False)
+    )
+    span = STACK + 1
+    reads = args.batches * args.batch
+    res: dict[str, Any] = {
+        "shards": len(files),
+        "data_bytes": sum(p.stat().st_size for p in files),
+        "frame_bytes": sum(n for _, _, n in extents) * FRAME[0] * FRAME[1],
+        "mem_total": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"),
+        "transitions": len(buffers["disk"]),
+        "ram_transitions": len(buffers["ram"]),
+        "reads_per_block": reads,
+        "read_bytes_each": span * FRAME[0] * FRAME[1],
+        "cold_cache": "posix_fadvise(POSIX_FADV_DONTNEED) on every shard before each disk block",
+    }
+    sides = [f"{where} {what}" for what in ("sample", "net") for where in ("disk", "ram")]
+    sides += [f"limit depth {d}" for d in args.limit_depths]
+    rates: dict[str, list[float]] = {s: [] for s in sides}
+    storage_mb: dict[str, list[float]] = {s: [] for s in sides}
+    cached_mb: dict[str, list[float | None]] = {s: [] for s in sides}
+    orders = []
+    for r in range(args.rounds):
+        order = sides[r % len(sides):] + sides[: r % len(sides)]  # fmt: skip
+        orders.append(order)
+        for side in order:
+            if not side.startswith("ram"):
+                buffers["disk"].drop_cache()
+                drop_files(files)
+            cached = cached_bytes(files)
+            cached_mb[side].append(None if cached is None else cached / 1e6)
+            io0 = _io_bytes()
+            if side.startswith("limit"):
+                lim = disk_limit(extents, reads, span, int(side.split()[-1]), seed=1000 + r)
+                rate = lim["reads_per_s"] / args.batch  # in batches of the same reads
+            else:
+                where, what = side.split()
+                rate = _io_block(what, algos[where], buffers[where], args.batches, args.batch)
+            storage_mb[side].append((_io_bytes() - io0) / 1e6)
+            rates[side].append(rate)
+            print(f"round {r} {side}: {rate:.1f} batches/s ({rate * args.batch:.0f} reads/s), "
+                  f"{storage_mb[side][-1]:.0f} MB from storage", flush=True)  # fmt: skip
+    med = {s: float(np.median(v)) for s, v in rates.items()}
+    limit_side = max((s for s in sides if s.startswith("limit")), key=lambda s: med[s])
+    res.update(
+        {
+            "batch": args.batch,
+            "batches_per_block": args.batches,
+            "orders": orders,
+            "batches_per_s": rates,
+            "median_batches_per_s": med,
+            "storage_mb_per_block": storage_mb,
+            "cached_mb_at_block_start": cached_mb,
+            "limit": limit_side,
+            "achieved_over_limit": {
+                s: [a / b for a, b in zip(rates[s], rates[limit_side], strict=True)]
+                for s in ("disk sample", "disk net")
+            },
+            "median_achieved_over_limit": {
+                s: float(np.median([a / b for a, b in zip(rates[s], rates[limit_side], strict=True)]))
+                for s in ("disk sample", "disk net")
+            },
+            "disk_over_ram": {
+                w: float(np.median([a / b for a, b in zip(rates[f"disk {w}"], rates[f"ram {w}"], strict=True)]))
+                for w in ("sample", "net")
+            },
+        }
+    )  # fmt: skip
+    print(
+        f"\ndata: {res['data_bytes'] / GB:.1f} GB in {len(files)} shards, RAM "
+        f"{res['mem_total'] / GB:.1f} GB; {res['transitions']} transitions; "
+        f"{reads} reads of {res['read_bytes_each'] / 1e3:.1f} kB per block, cold cache"
+    )
+    for side in sides:
+        print(f"  {side:<16} {med[side]:8.1f} batches/s (median of {args.rounds})")
+    lim = res["median_achieved_over_limit"]
+    print(
+        f"achieved / disk limit ({limit_side}): sampling {lim['disk sample']:.2f}, "
+        f"small network {lim['disk net']:.2f}; disk / RAM: sampling "
+        f"{res['disk_over_ram']['sample']:.2f}, small network {res['disk_over_ram']['net']:.2f}"
+    )
+    return res
+
+
+def _keep_io(args: argparse.Namespace) -> int:
+    load = results.LoadMonitor().start()
+    res = run_io(args)
+    load.stop()
+    achieved = res["median_achieved_over_limit"]["disk sample"]
+    missed = (
+        [] if achieved >= 0.5 else [f"sampling from disk {achieved:.2f}x the disk's rate < 0.5x"]
+    )
+    settings = {k: v for k, v in vars(args).items() if k not in ("check", "dir", "cmd")}
+    return report.keep(
+        "out_of_core", f"io-{res['transitions']}", settings=settings, figures=res,
+        code=CODE, load=load, missed=missed, check=args.check,
+    )  # fmt: skip
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -321,10 +617,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     r.add_argument("--threads", type=int, default=2)
     r.add_argument("--json", help="also write the results here")
     report.add_arguments(r, target="disk/ram >= 0.8 steps/s; resident beyond the model <= 4 GB")
+    io = sub.add_parser("io", help="the I/O-bound configuration against the disk's own rate")
+    io.add_argument("--dir", required=True)
+    io.add_argument("--ram-steps", type=int, default=500_000)
+    io.add_argument("--batches", type=int, default=300, help="mini-batches per block")
+    io.add_argument("--batch", type=int, default=32)
+    io.add_argument("--rounds", type=int, default=7, help="7: each side once in each place")
+    io.add_argument("--threads", type=int, default=1)
+    io.add_argument("--limit-depths", type=int, nargs="+", default=[1, 32, 128],
+                    help="reads in flight of the disk-limit blocks (the best is the limit)")  # fmt: skip
+    report.add_arguments(io, target="sampling from disk >= 0.5x the disk's own random-read rate")
     args = parser.parse_args(argv)
     if args.cmd == "build":
         build(args)
         return 0
+    if args.cmd == "io":
+        return _keep_io(args)
     load = results.LoadMonitor().start()
     res = run(args)
     load.stop()
