@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -337,6 +338,42 @@ def test_example_flags(
         capsys=capsys,
     )
     assert code == 2 and "actions span" in err
+    code, _, err = _main_in_process(
+        "atari_il",
+        "--frames-stack",
+        "2",  # the file stores stacks of 4
+        "--load-buffer-name",
+        str(pong_buffer),
+        "--test-num",
+        "1",
+        "--logdir",
+        str(tmp_path),
+        capsys=capsys,
+    )
+    assert code == 2
+    assert f"{pong_buffer}: stores frame stacks of stack_num=4; --frames-stack 2 was" in err
+
+
+@pytest.mark.parametrize("frames_stack", ["1", "2"])
+def test_record_append_with_another_frames_stack_is_refused(
+    pong_buffer: Path, tmp_path: Path, frames_stack: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Appending to a stack_num=4 recording with another --frames-stack: one error line naming
+    the file and both values, the file unchanged (before: --frames-stack 2 appended silently
+    into the 4-stack file, 1 failed with "column 'obs_next' was given but the writer has
+    store_obs_next=False")."""
+    out = tmp_path / "pong.hdf5"
+    shutil.copyfile(pong_buffer, out)
+    before = out.read_bytes()
+    code = cli_main(
+        ["record", "--env", TASK, "--policy", "random", "--steps", "5", "--append",
+         "--frames-stack", frames_stack, "-o", str(out)]
+    )  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2
+    assert f"error: {out}: stores stack_num=4 (save_only_last_obs=True); appending with " in err
+    assert f"stack_num={frames_stack} " in err and "--frames-stack 4" in err
+    assert out.read_bytes() == before
 
 
 def test_example_reads_tianshou_saved_buffer_and_rl_unplugged_output(

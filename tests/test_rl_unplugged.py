@@ -16,7 +16,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pytest
@@ -41,6 +41,7 @@ from tianshou_offline.errors import (  # noqa: E402
     DatasetFormatError,
     OutputExistsError,
     SourceNotFoundError,
+    StackNumMismatchError,
 )
 
 GAME = "Breakout"
@@ -142,6 +143,25 @@ def test_compact_size(shard: Path, tmp_path: Path, reference: dict[str, np.ndarr
     n = len(reference["act"])
     full = 2 * n * 4 * 84 * 84  # obs + obs_next stacks
     assert out.stat().st_size < full / 6  # ~8x smaller, less the patches and columns
+
+
+@pytest.mark.parametrize("memory", ["ram", "disk"])
+def test_stack_num_override_on_patched_file_is_one_typed_line(
+    shard: Path, tmp_path: Path, memory: Literal["ram", "disk"]
+) -> None:
+    """A ``stack_num`` override on a file with stack patches (exact 4-frame stacks) is refused
+    with the file, the stored and the requested value — before, RAM loading failed inside
+    numpy (``could not be broadcast``) and the disk loader silently dropped the patches."""
+    out = tmp_path / "out.hdf5"
+    rlu.convert_shard(shard, out, task=GAME, workers=1, contiguous=True)
+    assert sum(load_buffer(out, memory=memory).num_patches) > 0
+    for requested in (2, 6):
+        with pytest.raises(StackNumMismatchError) as e:
+            load_buffer(out, stack_num=requested, memory=memory)
+        msg = str(e.value)
+        assert "\n" not in msg and "broadcast" not in msg
+        assert str(out) in msg and "stack_num=4" in msg and f"stack_num={requested} was" in msg
+    assert load_buffer(out, stack_num=4, memory=memory).stack_num == 4  # the file's: fine
 
 
 def test_load_buffer_is_exact_and_tianshou_matches_except_patched_rows(
@@ -345,9 +365,7 @@ def test_interrupted_multi_shard_run_resumes(cache: Path, tmp_path: Path) -> Non
     stale = game_dir / f".{rlu.shard_filename(1, 1)}.hdf5.999999999.abcd.rlu.tmp"
     stale.write_bytes(b"partial")
     with pytest.raises(OutputExistsError, match="--resume"):
-        rlu.convert_rl_unplugged_atari(
-            GAME, shard_ids=[0, 1, 2], cache_dir=cache, output=outdir
-        )
+        rlu.convert_rl_unplugged_atari(GAME, shard_ids=[0, 1, 2], cache_dir=cache, output=outdir)
     results = rlu.convert_rl_unplugged_atari(
         GAME, shard_ids=[0, 1, 2], cache_dir=cache, output=outdir, workers=2, resume=True
     )

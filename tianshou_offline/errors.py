@@ -15,6 +15,13 @@ class DatasetFormatError(TianshouOfflineError, ValueError):
     """A file exists but does not hold what the format (or the source layout) requires."""
 
 
+class StackNumMismatchError(DatasetFormatError):
+    """A frame-stacked file is used with another ``stack_num`` than the one it stores, where its
+    content depends on it: exact stacks stored for some rows (stack patches) with a
+    ``stack_num`` override, an example's ``--frames-stack``, frames appended by a recorder of
+    another stack size. The message names the file, the stored and the requested value."""
+
+
 class SchemaVersionError(DatasetFormatError):
     """The file was written with a format version this package cannot read."""
 

@@ -39,7 +39,12 @@ from torch.utils.tensorboard import SummaryWriter
 from tianshou_offline.algorithms import DiscretePolicy
 from tianshou_offline.cli.example_args import AtariConfig, config_dict, training_progress
 from tianshou_offline.data.ondisk import Memory
-from tianshou_offline.errors import DataValidationError, SourceNotFoundError, TianshouOfflineError
+from tianshou_offline.errors import (
+    DataValidationError,
+    SourceNotFoundError,
+    StackNumMismatchError,
+    TianshouOfflineError,
+)
 from tianshou_offline.recording.atari import is_atari_env_id, make_atari_env, make_atari_vector_env
 from tianshou_offline.training import FORMAT as TRAINING_FORMAT
 from tianshou_offline.training import checkpointing_logger, load_training_checkpoint
@@ -191,6 +196,12 @@ def _check_buffer(
         raise DataValidationError(f"{path}: the buffer is empty")
     sample = buffer[np.array([0])]
     obs_shape = tuple(np.asarray(sample.obs).shape[1:])
+    stored = int(buffer.stack_num)
+    if obs_shape != state_shape and obs_shape[1:] == state_shape[1:] and stored == obs_shape[0]:
+        raise StackNumMismatchError(
+            f"{path}: stores frame stacks of stack_num={stored}; --frames-stack "
+            f"{config.frames_stack} was requested (pass --frames-stack {stored})"
+        )
     if obs_shape != state_shape:
         raise DataValidationError(
             f"{path}: observations have shape {obs_shape} (stack_num={buffer.stack_num}); the "

@@ -61,7 +61,7 @@ from tianshou_offline.data.reading import (
     rows,
     shape_of,
 )
-from tianshou_offline.errors import DatasetFormatError
+from tianshou_offline.errors import DatasetFormatError, StackNumMismatchError
 from tianshou_offline.progress import progress as progress_bar
 
 log = logging.getLogger(__name__)
@@ -381,9 +381,29 @@ def _frame(f: h5py.File) -> tuple[tuple[int, ...], np.dtype[Any]]:
     return shape_of(obs)[1:], obs.dtype
 
 
+def check_patch_stack_num(fname: str, stored: int, requested: int, patches: int) -> None:
+    """Refuse a ``stack_num`` override on a file that stores stack patches: each patch is an
+    exact stack of ``stored`` frames, which another stack size cannot use.
+
+    :raises StackNumMismatchError: ``requested != stored`` and ``patches > 0``.
+    """
+    if patches and requested != stored:
+        raise StackNumMismatchError(
+            f"{fname}: stores frame stacks of stack_num={stored} (exact stacks for {patches} "
+            f"rows), stack_num={requested} was requested; load it with stack_num={stored} "
+            "(or None: the file's)"
+        )
+
+
 def wrap_with_patches(f: h5py.File, buffer: ReplayBuffer) -> FrameStackReplayBuffer:
-    """Wrap a buffer loaded from ``f`` with the file's stack patches (used by ``load_buffer``)."""
+    """Wrap a buffer loaded from ``f`` with the file's stack patches (used by ``load_buffer``).
+
+    :raises StackNumMismatchError: the buffer's ``stack_num`` (an override) is not the file's
+        and the file has patches.
+    """
     rows, keys, stacks = read_patches(f, len(buffer), _frame(f))
+    stored = attr_int(f, "stack_num", 1, lo=1, hi=MAX_STACK_NUM)
+    check_patch_stack_num(f.filename, stored, int(buffer.stack_num), len(rows))
     obs_sel = keys == KEY_OBS
     next_sel = keys == KEY_OBS_NEXT
     buf = FrameStackReplayBuffer.from_buffer(

@@ -441,6 +441,7 @@ def load_disk_files(
         _check_file_episodes,
         _join_files,
         _nest,
+        check_patch_stack_num,
         read_patches,
     )
     from tianshou_offline.data.reading import attr_bool, attr_int
@@ -512,6 +513,7 @@ def load_disk_files(
                     meta[name].read_direct(arr, np.s_[0:n], np.s_[offset : offset + n])
             if save_only_last:
                 rows, keys, stacks = read_patches(f, n, frame)
+                info["patches"] = len(rows)
                 for key, r_out, s_out in (
                     (KEY_OBS, obs_rows, obs_stacks),
                     (KEY_OBS_NEXT, next_rows, next_stacks),
@@ -550,6 +552,14 @@ def load_disk_files(
     ) -> tuple[np.ndarray, np.ndarray] | None:
         return (np.concatenate(rows), np.concatenate(stacks)) if rows else None
 
+    if stack_num is not None:
+        patched = [i["path"] for i in infos if i.get("patches")]
+        check_patch_stack_num(
+            ", ".join(map(str, patched)),
+            file_stack,
+            stack_num,
+            sum(i.get("patches", 0) for i in infos),
+        )
     if save_only_last and (stack_num is None or stack_num == file_stack):
         buf.set_patches(
             obs_patches=cat(obs_rows, obs_stacks), obs_next_patches=cat(next_rows, next_stacks)

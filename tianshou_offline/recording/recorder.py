@@ -30,7 +30,12 @@ from tianshou_offline.data.atomic import (
 )
 from tianshou_offline.data.format import Provenance
 from tianshou_offline.data.writer import BufferWriter, Compression
-from tianshou_offline.errors import DataValidationError, OutputExistsError, OutputWriteError
+from tianshou_offline.errors import (
+    DataValidationError,
+    OutputExistsError,
+    OutputWriteError,
+    StackNumMismatchError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -178,6 +183,14 @@ class EpisodeRecorder(gym.Wrapper[Any, Any, Any, Any]):
             save_only_last_obs=save_only_last_obs,
             append=True,
         )
+        stored = (self._writer.stack_num, self._writer.save_only_last_obs)
+        if stored != (stack_num, save_only_last_obs):  # appending: the file's settings
+            self._writer.abort()
+            raise StackNumMismatchError(
+                f"{self.path}: stores stack_num={stored[0]} (save_only_last_obs={stored[1]}); "
+                f"appending with stack_num={stack_num} (save_only_last_obs="
+                f"{save_only_last_obs}) was requested (CLI: --frames-stack {stored[0]})"
+            )
         existing_keys = self._writer.metadata_keys
         if existing_keys and episode_metadata is None:
             self._writer.abort()
