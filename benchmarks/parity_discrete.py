@@ -143,7 +143,7 @@ def train_one(
     """
     np.random.seed(seed)
     algorithm = (
-        build_ours(name, CARTPOLE, seed, double_q=cql_double_q)
+        build_ours(name, CARTPOLE, seed, **({"double_q": cql_double_q} if name == "cql" else {}))
         if impl == "ours"
         else build_tianshou(name, CARTPOLE, seed)
     )
@@ -174,7 +174,7 @@ def train_one(
                 test_collector=Collector[CollectStats](algorithm, test_envs),
                 max_epochs=epochs,
                 epoch_num_steps=updates,
-                batch_size=CARTPOLE.batch_size[name],
+                batch_size=CARTPOLE.batch_size(name),
                 test_step_num_episodes=episodes,
                 test_fn=test_fn,
                 compute_score_fn=_Record(),

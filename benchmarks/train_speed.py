@@ -74,6 +74,10 @@ from benchmarks._lib.peers import Row, Side, Step, d3rlpy_python, print_rows, ru
 BENCHMARK = "train_speed"
 CODE = (
     "benchmarks/train_speed.py",
+    "benchmarks/_lib/sides_continuous.py",
+    "benchmarks/_lib/sides_discrete.py",
+    "benchmarks/_lib/field_map.py",
+    "benchmarks/_lib/d3rlpy_side.py",
     "tianshou_offline/algorithms",
     "tianshou_offline/data",
 )
@@ -235,18 +239,19 @@ def _row(
 
 
 def continuous_rows(args: argparse.Namespace, keys: Sequence[str]) -> list[Row]:
-    """The continuous rows to measure: sides and specs for each algorithm."""
-    common = {
-        "obs_dim": args.obs_dim,
-        "act_dim": args.act_dim,
-        "hidden": list(args.hidden),
-        "batch_size": args.batch_size,
-        "buffer_size": args.buffer_size,
-        "seed": args.seed,
-    }
+    """The continuous rows to measure: sides and specs for each algorithm (the ``speed``
+    preset's settings; ``--hidden`` and ``--batch-size`` change every side's)."""
     rows: list[Row] = []
     for key in keys:
         label, notes = ROWS[key]
+        common = {
+            "obs_dim": args.obs_dim,
+            "act_dim": args.act_dim,
+            "hidden": list(cont.config(key, args.hidden).hidden_sizes),
+            "batch_size": args.batch_size or cont.batch_size(key),
+            "buffer_size": args.buffer_size,
+            "seed": args.seed,
+        }
         variant = None
         if key == "bcq":
             variant = ("ours-ts-target", {"algo": "bcq-ts-target"},
@@ -262,16 +267,18 @@ def continuous_rows(args: argparse.Namespace, keys: Sequence[str]) -> list[Row]:
 def discrete_rows(
     settings: Sequence[disc.Setting], keys: Sequence[str], seed: int = 0
 ) -> list[Row]:
-    """The discrete rows of ``settings``: sides and specs for each algorithm key."""
+    """The discrete rows of ``settings``: sides and specs for each algorithm key (the
+    settings' presets ``speed-cartpole`` and ``speed-atari``)."""
     rows: list[Row] = []
     for s in settings:
         for key in keys:
             name = "cql" if key == "cql-mean" else key
+            overrides: dict[str, Any] = {"num_quantiles": 2} if key == "cql-mean" else {}
             base = {"suite": "discrete", "setting": s.name, "algo": name, "seed": seed,
-                    "num_quantiles": 2 if key == "cql-mean" else s.num_quantiles}  # fmt: skip
+                    "overrides": overrides}  # fmt: skip
             variant = None
             if name == "cql":
-                variant = ("ours-default-target", {"double_q": False},
+                variant = ("ours-default-target", {"overrides": {**overrides, "double_q": False}},
                            " — ours, default target (1 pass fewer)")  # fmt: skip
             rows.append(_row(
                 f"{s.name}:{key}", f"{'CartPole' if s.name == 'cartpole' else 'Atari'} {LABELS[key]}",
@@ -314,8 +321,8 @@ def settings_of(args: argparse.Namespace, suite: str, threads: int) -> dict[str,
         "d3rlpy": not args.no_d3rlpy,
     }  # fmt: skip
     if suite == "continuous":
-        out.update(obs_dim=args.obs_dim, act_dim=args.act_dim, hidden=list(args.hidden),
-                   batch_size=args.batch_size, buffer_size=args.buffer_size,
+        out.update(obs_dim=args.obs_dim, act_dim=args.act_dim, hidden=args.hidden,
+                   batch_size=args.batch_size, buffer_size=args.buffer_size, preset=cont.PRESET,
                    algorithms=list(args.keys))  # fmt: skip
     else:
         out.update(algorithms=list(args.discrete_algorithms))
@@ -473,8 +480,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--algorithms", default=",".join(ROWS), help="continuous suite, comma-separated")
     p.add_argument("--discrete-algorithms", nargs="*", default=list(ROW_KEYS), choices=ROW_KEYS)
     p.add_argument("--only", choices=("cartpole", "atari"), default=None, help="discrete setting")
-    p.add_argument("--batch-size", type=int, default=256, help="continuous")
-    p.add_argument("--hidden", type=int, nargs="+", default=[256, 256], help="continuous")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="continuous (default: the speed preset's, 256)")  # fmt: skip
+    p.add_argument("--hidden", type=int, nargs="+", default=None,
+                   help="continuous (default: the speed preset's, 256 256)")  # fmt: skip
     p.add_argument("--obs-dim", type=int, default=17)
     p.add_argument("--act-dim", type=int, default=6)
     p.add_argument("--buffer-size", type=int, default=100_000)

@@ -5,7 +5,7 @@ sampling, typed-stats extension, checkpoints, Tianshou ``Batch`` inputs."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
@@ -440,7 +440,7 @@ def test_one_update_matches_tianshou(name: str) -> None:
     )
 
     buffer = synthetic_buffer(CARTPOLE, 2000, 50)
-    ours: Any = build_ours(name, CARTPOLE, 0, double_q=True)  # typed as Tianshou's base
+    ours: Any = build_ours(name, CARTPOLE, 0)  # typed as Tianshou's base
     theirs = build_tianshou(name, CARTPOLE, 0)
     for a, b in zip(ours.policy.parameters(), theirs.policy.parameters(), strict=True):
         assert torch.equal(a, b)
@@ -476,10 +476,10 @@ def test_paired_training_matches_tianshou(name: str) -> None:
     )
     from benchmarks.parity_discrete import _TorchIndexSampler
 
-    setting = replace(CARTPOLE, target_update_freq=dict.fromkeys(CARTPOLE.target_update_freq, 1000))
-    buffer = synthetic_buffer(setting, 2000, 50)
-    ours = build_ours(name, setting, 0, double_q=True)
-    theirs = build_tianshou(name, setting, 0)
+    sync: dict[str, Any] = {} if name == "il" else {"target_update_freq": 1000}
+    buffer = synthetic_buffer(CARTPOLE, 2000, 50)
+    ours = build_ours(name, CARTPOLE, 0, **sync)
+    theirs = build_tianshou(name, CARTPOLE, 0, **sync)
     buffer_rng = buffer._random_state
     cast(Any, buffer)._random_state = _TorchIndexSampler()  # numpy's RandomState API
     try:
@@ -488,7 +488,7 @@ def test_paired_training_matches_tianshou(name: str) -> None:
             torch.manual_seed(123)
             with policy_within_training_step(algorithm.policy):
                 for _ in range(60):
-                    algorithm.update(buffer, setting.batch_size[name])
+                    algorithm.update(buffer, CARTPOLE.batch_size(name))
     finally:
         buffer._random_state = buffer_rng
     for a, b in zip(ours.policy.parameters(), theirs.policy.parameters(), strict=True):

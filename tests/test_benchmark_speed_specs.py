@@ -14,6 +14,7 @@ import torch
 from benchmarks import train_speed
 from benchmarks._lib import sides_continuous, sides_discrete
 from benchmarks._lib.floor import find_optimizers
+from tianshou_offline.algorithms.registry import make_config
 
 
 def _args(**kw: Any) -> Any:
@@ -22,8 +23,8 @@ def _args(**kw: Any) -> Any:
     base = {
         "obs_dim": 17,
         "act_dim": 6,
-        "hidden": [256, 256],
-        "batch_size": 256,
+        "hidden": None,
+        "batch_size": None,
         "buffer_size": 1000,
         "seed": 0,
     }
@@ -40,46 +41,50 @@ def test_continuous_peers_share_networks_batch_and_counts() -> None:
             assert spec["batch_size"] == 256, (key, side_key)
             assert spec["hidden"] == [256, 256], (key, side_key)
             assert spec["adam"] == "fused" or side_key == "tianshou-default", (key, side_key)
-        hp = sides_continuous.HP[key]
+        config: Any = sides_continuous.config(key)
         if key in ("sacn", "edac"):  # neither peer has them
             assert set(specs) == {"ours"}, key
             continue
         p = specs["d3rlpy"]["params"]
-        if "num_critics" in hp:
-            assert p["n_critics"] == hp["num_critics"]
+        if hasattr(config, "num_critics"):
+            assert p["n_critics"] == config.num_critics
     samples = {"bcq": 10, "cql": 10, "crr": 4, "awac": 1}  # d3rlpy's defaults: 100, 10, 4, 1
     for key, n in samples.items():
         side = rows[key].side("d3rlpy")
         assert side is not None
         assert side.spec["params"]["n_action_samples"] == n
     assert rows["crr"].side("tianshou-fused") is None  # Tianshou has no continuous CRR
+    narrow = train_speed.continuous_rows(_args(hidden=[32], batch_size=8), ["bcq"])[0]
+    assert {s.spec["hidden"][0] for s in narrow.sides} == {32}  # --hidden reaches every side
+    assert {s.spec["batch_size"] for s in narrow.sides} == {8}
 
 
 @pytest.mark.parametrize(
-    "key", ["bcq", "cql", "crr", "td3bc", "iql", "rebrac", "sacn", "edac", "awac"]
+    "key", ["bcq", "bcq-ts-target", "cql", "crr", "td3bc", "iql", "rebrac", "sacn", "edac", "awac"]
 )
-def test_our_side_uses_the_shared_hyperparameters(key: str) -> None:
-    """Our algorithm, built as the benchmark builds it, has the counts the peers get."""
-    setup = sides_continuous.Setup.make(17, 6, (32, 32))
-    algo: Any = sides_continuous.OURS[key](setup)
-    hp = sides_continuous.HP[key]
+def test_our_side_is_the_speed_preset(key: str) -> None:
+    """Our algorithm, built as the benchmark builds it, is the ``speed`` preset's, with the
+    counts the peers get."""
+    spec = {"impl": "ours", "algo": key, "obs_dim": 17, "act_dim": 6, "hidden": [32, 32],
+            "buffer_size": 1000, "seed": 0, "batch_size": 8}  # fmt: skip
+    algo: Any = sides_continuous.build(spec)[0]
+    config: Any = sides_continuous.config(key, [32, 32])
+    assert config == make_config(key, "continuous", preset="speed", hidden_sizes=(32, 32),
+                                 **({"vae_hidden_sizes": (32, 32)} if "bcq" in key else {}))  # fmt: skip
     critics = getattr(algo, "critics", None) or algo.policy.critics
-    assert critics.num_critics == hp["num_critics"]
-    counts = {
-        "bcq": ("num_sampled_action", "num_sampled_action"),
-        "cql": ("num_sampled_actions", "num_sampled_actions"),
-        "crr": ("num_action_samples", "num_action_samples"),
-        "awac": ("num_action_samples", "num_action_samples"),
-    }
-    if key in counts:
-        attr, hp_key = counts[key]
-        assert getattr(algo, attr) == hp[hp_key]
+    assert critics.num_critics == config.num_critics
+    widths = {m.out_features for m in algo.policy.modules() if isinstance(m, torch.nn.Linear)}
+    assert 32 in widths and 256 not in widths  # the preset's 256 x 256 replaced everywhere
+    if hasattr(config, "num_sampled_actions"):
+        assert algo.num_sampled_actions == config.num_sampled_actions
+    if key == "bcq-ts-target":
+        assert algo.perturb_target_actions is False
 
 
 def test_tianshou_fused_side_is_really_fused() -> None:
-    setup = sides_continuous.Setup.make(17, 6, (32, 32))
+    setup = sides_continuous.Setup.make(17, 6)
     for adam, fused in (("fused", True), ("default", False)):
-        algo = sides_continuous.ts_td3bc(setup, adam)
+        algo = sides_continuous.ts_td3bc(sides_continuous.config("td3bc", [32, 32]), setup, adam)
         optims = find_optimizers(algo)
         assert len(optims) == 3
         assert all(bool(o.param_groups[0].get("fused")) is fused for o in optims)
@@ -96,10 +101,15 @@ def test_discrete_peers_share_networks_and_batch() -> None:
                 continue
             assert d3 is not None
             algo = "cql" if name == "cql-mean" else name
-            assert d3.spec["batch_size"] == setting.batch_size[algo]
-            assert d3.spec["head_hidden"] == list(setting.hidden)
+            config = setting.config(algo)
+            assert config == make_config(algo, "discrete", preset=f"speed-{setting.name}")
+            assert d3.spec["batch_size"] == setting.batch_size(algo)
+            assert d3.spec["head_hidden"] == list(config.hidden_sizes)
             assert d3.spec["obs_shape"] == list(setting.obs_space.shape)
+            assert d3.spec["params"]["lr"] == config.lr
             if name == "cql-mean":  # both run the fewest quantiles Tianshou accepts (2)
                 for s in row.sides:
                     if s.key != "d3rlpy":
-                        assert s.spec["num_quantiles"] == 2
+                        policy = sides_discrete.build(s.spec)[0].policy
+                        linear = [m for m in policy.modules() if isinstance(m, torch.nn.Linear)]
+                        assert linear[-1].out_features == 2 * setting.num_actions

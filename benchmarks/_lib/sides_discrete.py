@@ -5,7 +5,8 @@ and the spec of d3rlpy's (:mod:`benchmarks._lib.d3rlpy_side`: an encoder with ou
 under its own last ``Linear``), so the ratios measure the algorithm implementations
 (sampling, targets, losses, number of network passes), not the networks.
 
-Two settings (:data:`CARTPOLE`, :data:`ATARI`): CartPole MLPs as in Tianshou's CartPole
+Two settings (:data:`CARTPOLE`, :data:`ATARI`; their algorithm settings are the presets
+``speed-cartpole`` and ``speed-atari``): CartPole MLPs as in Tianshou's CartPole
 offline tests (trunk 64, heads 64; QR-DQN with 200 quantiles), batch 64 (CQL: 32), 3-step
 targets, on a 20k-transition buffer; the Nature-DQN conv net on 4×84×84 uint8 frames, head
 512, batch 32, on a compact 10k-step buffer (one frame per step, ``stack_num=4``).
@@ -16,7 +17,7 @@ from __future__ import annotations
 import functools
 import itertools
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, cast
 
 import gymnasium as gym
@@ -27,20 +28,16 @@ from tianshou.algorithm.optim import AdamOptimizerFactory, OptimizerFactory, Tor
 from tianshou.data import Batch, ReplayBuffer
 from torch import nn
 
+from benchmarks._lib.field_map import d3rlpy_algo, d3rlpy_has, d3rlpy_params
 from tianshou_offline.algorithms import (
-    AtariTrunk,
-    DiscreteActorPolicy,
-    DiscreteBCQ,
-    DiscreteBCQPolicy,
-    DiscreteCQL,
-    DiscreteCRR,
-    DiscreteImitationLearning,
-    DualHeadNet,
-    MLPTrunk,
-    QNet,
-    QuantileQNet,
-    QValuePolicy,
+    DiscreteBCQConfig,
+    DiscreteCQLConfig,
+    DiscreteCRRConfig,
+    DiscreteImitationConfig,
 )
+from tianshou_offline.algorithms.config import DiscreteConfig, DiscreteTDConfig
+from tianshou_offline.algorithms.presets import preset
+from tianshou_offline.algorithms.registry import make_config
 
 ALGORITHMS = ("il", "bcq", "cql", "crr")
 
@@ -50,50 +47,50 @@ ALGORITHMS = ("il", "bcq", "cql", "crr")
 
 @dataclass(frozen=True)
 class Setting:
-    """One benchmark setting (network shapes, batch sizes, hyperparameters)."""
+    """One benchmark setting: the observations, the actions, the synthetic buffer's shape
+    and the preset the algorithms' settings come from (``speed-<name>``)."""
 
     name: str
     obs_space: gym.spaces.Box
     num_actions: int
-    hidden: tuple[int, ...]  # head hidden widths
-    batch_size: dict[str, int]
-    n_step: int
-    num_quantiles: int
-    target_update_freq: dict[str, int]
-    lr: dict[str, float]
-    bcq_threshold: float = 0.3
+    buffer_size: int
+    """transitions of the synthetic buffer"""
+    episode_len: int
+    """steps per episode of the synthetic buffer"""
 
-    def trunk(self) -> AtariTrunk | MLPTrunk:
-        shape = self.obs_space.shape
-        if len(shape) == 3:
-            return AtariTrunk(*shape)
-        return MLPTrunk(int(np.prod(shape)), [64])
+    @property
+    def preset(self) -> str:
+        return f"speed-{self.name}"
+
+    @property
+    def action_space(self) -> gym.spaces.Discrete:
+        return gym.spaces.Discrete(self.num_actions)
+
+    def config(self, name: str, **overrides: Any) -> DiscreteConfig:
+        """The preset's config of ``name``, with ``overrides``."""
+        c = make_config(name, "discrete", preset=self.preset, **overrides)
+        assert isinstance(c, DiscreteConfig)
+        return c
+
+    def batch_size(self, name: str) -> int:
+        """The preset's batch size of ``name``."""
+        return preset(self.preset).batch_size_of(name, "discrete")
 
 
 CARTPOLE = Setting(
     name="cartpole",
     obs_space=gym.spaces.Box(-np.inf, np.inf, (4,), np.float32),
     num_actions=2,
-    hidden=(64,),
-    batch_size={"il": 64, "bcq": 64, "cql": 32, "crr": 64},
-    n_step=3,
-    num_quantiles=200,
-    target_update_freq={"il": 0, "bcq": 320, "cql": 500, "crr": 320},
-    lr={"il": 1e-3, "bcq": 3e-4, "cql": 3e-3, "crr": 7e-4},
-    bcq_threshold=0.6,
+    buffer_size=20_000,
+    episode_len=200,
 )
 """As Tianshou's CartPole offline tests (``test/offline/test_discrete_*.py``)."""
 ATARI = Setting(
     name="atari",
     obs_space=gym.spaces.Box(0, 255, (4, 84, 84), np.uint8),
     num_actions=6,
-    hidden=(512,),
-    batch_size=dict.fromkeys(ALGORITHMS, 32),
-    n_step=1,
-    num_quantiles=200,
-    target_update_freq={"il": 0, "bcq": 8000, "cql": 500, "crr": 500},
-    lr={"il": 1e-4, "bcq": 6.25e-5, "cql": 1e-4, "crr": 1e-4},
-    bcq_threshold=0.3,
+    buffer_size=10_000,
+    episode_len=1000,
 )
 """As Tianshou's Atari offline examples (``examples/offline/atari_*.py``)."""
 
@@ -135,59 +132,12 @@ def synthetic_buffer(setting: Setting, size: int, episode_len: int, seed: int = 
 # --------------------------------------------------------------------------- builders
 
 
-def build_ours(
-    name: str, s: Setting, seed: int = 0, *, double_q: bool = True
-) -> OfflineAlgorithm[Any]:
-    """Our algorithm with the setting's network and hyperparameters.
-
-    :param double_q: CQL selects the target action with the online network, as Tianshou's
-        QR-DQN (our default is QR-DQN's Algorithm 1: the target network, one pass fewer).
-    """
+def build_ours(name: str, s: Setting, seed: int = 0, **overrides: Any) -> OfflineAlgorithm[Any]:
+    """Our algorithm with the setting's preset (and ``overrides``, e.g. ``double_q=False``:
+    QR-DQN's Algorithm 1, the target network selects the next action, one pass fewer than
+    the preset's double-DQN rule, which is Tianshou's)."""
     torch.manual_seed(seed)
-    space = gym.spaces.Discrete(s.num_actions)
-    optim = AdamOptimizerFactory(lr=s.lr[name])
-    if name == "il":
-        return DiscreteImitationLearning(
-            policy=DiscreteActorPolicy(
-                actor=QNet(s.trunk(), s.num_actions, s.hidden), action_space=space
-            ),
-            optim=optim,
-        )
-    if name == "bcq":
-        return DiscreteBCQ(
-            policy=DiscreteBCQPolicy(
-                model=DualHeadNet(s.trunk(), s.num_actions, s.hidden),
-                action_space=space,
-                unlikely_action_threshold=s.bcq_threshold,
-            ),
-            optim=optim,
-            n_step_return_horizon=s.n_step,
-            target_update_freq=s.target_update_freq[name],
-        )
-    if name == "cql":
-        return DiscreteCQL(
-            policy=QValuePolicy(
-                model=QuantileQNet(s.trunk(), s.num_actions, s.num_quantiles, s.hidden),
-                action_space=space,
-            ),
-            optim=optim,
-            min_q_weight=10.0,
-            n_step_return_horizon=s.n_step,
-            target_update_freq=s.target_update_freq[name],
-            double_q=double_q,
-        )
-    if name == "crr":
-        return DiscreteCRR(
-            policy=DiscreteActorPolicy(
-                actor=DualHeadNet(s.trunk(), s.num_actions, s.hidden),
-                action_space=space,
-                logits_index=0,
-            ),
-            optim=optim,
-            n_step_return_horizon=1,
-            target_update_freq=s.target_update_freq[name],
-        )
-    raise ValueError(name)
+    return s.config(name, **overrides).build(s.obs_space, s.action_space)
 
 
 def _head(in_dim: int, out_dim: int, hidden_sizes: Sequence[int] = ()) -> nn.Sequential:
@@ -220,10 +170,17 @@ class TianshouAPI(nn.Module):
 
 
 def build_tianshou(
-    name: str, s: Setting, seed: int = 0, *, tianshou_nets: bool = False, adam: str = "default"
+    name: str,
+    s: Setting,
+    seed: int = 0,
+    *,
+    tianshou_nets: bool = False,
+    adam: str = "default",
+    **overrides: Any,
 ) -> OfflineAlgorithm[Any]:
     """Tianshou 2.0.1's algorithm with the same network modules (``tianshou_nets``: its own
-    Atari ``DQNet`` instead).
+    Atari ``DQNet`` instead) and the settings of our config (the preset's, with
+    ``overrides``).
 
     :param adam: ``default`` — Tianshou's ``AdamOptimizerFactory`` (for-loop kernel on CPU);
         ``fused`` — ``TorchOptimizerFactory(torch.optim.Adam, lr=…, fused=True)``.
@@ -239,61 +196,61 @@ def build_tianshou(
     from tianshou.algorithm.modelfree.qrdqn import QRDQNPolicy
     from tianshou.algorithm.modelfree.reinforce import DiscreteActorPolicy as TsActorPolicy
 
+    c = s.config(name, **overrides)
     torch.manual_seed(seed)
-    space = gym.spaces.Discrete(s.num_actions)
+    space, n, hidden = s.action_space, s.num_actions, c.hidden_sizes
     optim: OptimizerFactory = (
-        TorchOptimizerFactory(torch.optim.Adam, lr=s.lr[name], fused=True)
+        TorchOptimizerFactory(torch.optim.Adam, lr=c.lr, fused=True)
         if adam == "fused"
-        else AdamOptimizerFactory(lr=s.lr[name])
+        else AdamOptimizerFactory(lr=c.lr)
     )
     ts_trunk: nn.Module
     if tianshou_nets:
         from tianshou.env.atari.atari_network import DQNet
 
-        c, h, w = s.obs_space.shape
-        ts_trunk = _TianshouTrunk(DQNet(c, h, w, s.num_actions, features_only=True))
+        ch, h, w = s.obs_space.shape
+        ts_trunk = _TianshouTrunk(DQNet(ch, h, w, n, features_only=True))
         width = ts_trunk.output_dim
     else:
-        trunk = s.trunk()
+        trunk = c.trunk(s.obs_space)
         ts_trunk, width = trunk, trunk.output_dim
-    if name == "il":
-        actor = TianshouAPI(ts_trunk, _head(width, s.num_actions, s.hidden))
+    if isinstance(c, DiscreteImitationConfig):
+        actor = TianshouAPI(ts_trunk, _head(width, n, hidden))
         return TsIL(policy=ImitationPolicy(actor=actor, action_space=space), optim=optim)
-    if name == "bcq":
-        q = TianshouAPI(ts_trunk, _head(width, s.num_actions, s.hidden))
-        imitator = TianshouAPI(ts_trunk, _head(width, s.num_actions, s.hidden))
+    if isinstance(c, DiscreteBCQConfig):
+        q = TianshouAPI(ts_trunk, _head(width, n, hidden))
+        imitator = TianshouAPI(ts_trunk, _head(width, n, hidden))
         return TsBCQ(
             policy=TsBCQPolicy(
                 model=q,
                 imitator=imitator,
                 action_space=space,
-                target_update_freq=s.target_update_freq[name],
-                unlikely_action_threshold=s.bcq_threshold,
+                target_update_freq=c.target_update_freq,
+                unlikely_action_threshold=c.unlikely_action_threshold,
             ),
             optim=optim,
-            n_step_return_horizon=s.n_step,
-            target_update_freq=s.target_update_freq[name],
+            n_step_return_horizon=c.n_step_return_horizon,
+            target_update_freq=c.target_update_freq,
+            imitation_logits_penalty=c.imitation_logits_penalty,
         )
-    if name == "cql":
-        qr = _QuantileAPI(
-            ts_trunk, _head(width, s.num_actions * s.num_quantiles, s.hidden), s.num_actions
-        )
+    if isinstance(c, DiscreteCQLConfig):
+        qr = _QuantileAPI(ts_trunk, _head(width, n * c.num_quantiles, hidden), n)
         return TsCQL(
             policy=QRDQNPolicy(model=qr, action_space=space),
             optim=optim,
-            min_q_weight=10.0,
-            num_quantiles=s.num_quantiles,
-            n_step_return_horizon=s.n_step,
-            target_update_freq=s.target_update_freq[name],
+            min_q_weight=c.min_q_weight,
+            num_quantiles=c.num_quantiles,
+            n_step_return_horizon=c.n_step_return_horizon,
+            target_update_freq=c.target_update_freq,
         )
-    if name == "crr":
-        actor = TianshouAPI(ts_trunk, _head(width, s.num_actions, s.hidden))
-        critic = TianshouAPI(ts_trunk, _head(width, s.num_actions, s.hidden), tuple_out=False)
+    if isinstance(c, DiscreteCRRConfig):
+        actor = TianshouAPI(ts_trunk, _head(width, n, hidden))
+        critic = TianshouAPI(ts_trunk, _head(width, n, hidden), tuple_out=False)
         return TsCRR(
             policy=TsActorPolicy(actor=cast(Any, actor), action_space=space),
             critic=critic,
             optim=optim,
-            target_update_freq=s.target_update_freq[name],
+            target_update_freq=c.target_update_freq,
         )
     raise ValueError(name)
 
@@ -327,45 +284,31 @@ class _TianshouTrunk(nn.Module):
 SETTINGS = {s.name: s for s in (CARTPOLE, ATARI)}
 
 
-def _buffer_shape(setting: Setting) -> tuple[int, int]:
-    """(transitions, episode length) of the synthetic buffer."""
-    return (20_000, 200) if setting.name == "cartpole" else (10_000, 1000)
-
-
-def d3rlpy_spec(name: str, s: Setting, seed: int = 0, adam: str = "fused") -> dict[str, Any] | None:
-    """What :mod:`benchmarks._lib.d3rlpy_side` builds: d3rlpy's config fields from this setting (d3rlpy's
-    defaults differ: e.g. its BC's logit penalty β = 0.5). None: d3rlpy has no such algorithm
-    (discrete CRR)."""
-    params: dict[str, Any] = {"lr": s.lr[name]}
-    if name == "il":
-        params["beta"] = 0.0  # ours: plain cross-entropy
-    elif name == "bcq":
-        params.update(
-            action_flexibility=s.bcq_threshold,
-            beta=1e-2,  # ours: imitation_logits_penalty
-            target_update_interval=s.target_update_freq[name],
-        )
-    elif name == "cql":
-        params.update(alpha=10.0, target_update_interval=s.target_update_freq[name])  # min_q_weight
-    else:
+def d3rlpy_spec(
+    name: str, s: Setting, seed: int = 0, adam: str = "fused", **overrides: Any
+) -> dict[str, Any] | None:
+    """What :mod:`benchmarks._lib.d3rlpy_side` builds: d3rlpy's config fields from the
+    setting's config (:func:`~benchmarks._lib.field_map.d3rlpy_params`). None: d3rlpy has no
+    such algorithm (discrete CRR)."""
+    c = s.config(name, **overrides)
+    if not d3rlpy_has(c):
         return None
-    size, episode_len = _buffer_shape(s)
     shape = s.obs_space.shape
     return {
         "suite": "discrete",
-        "algo": name,
-        "params": params,
+        "algo": d3rlpy_algo(c),
+        "params": d3rlpy_params(c),
         "obs_shape": list(shape),
         "num_actions": s.num_actions,
-        "trunk_hidden": [] if len(shape) == 3 else [64],
-        "head_hidden": list(s.hidden),
+        "trunk_hidden": [] if len(shape) == 3 else list(c.trunk_sizes),
+        "head_hidden": list(c.hidden_sizes),
         "channels_last": True,
-        "scale_obs": True,
-        "batch_size": s.batch_size[name],
-        "buffer_size": size,
-        "episode_len": episode_len,
-        "n_step": s.n_step if name != "il" else 1,
-        "gamma": 0.99,
+        "scale_obs": c.scale_obs,
+        "batch_size": s.batch_size(name),
+        "buffer_size": s.buffer_size,
+        "episode_len": s.episode_len,
+        "n_step": c.n_step_return_horizon if isinstance(c, DiscreteTDConfig) else 1,
+        "gamma": c.gamma if isinstance(c, DiscreteTDConfig) else 0.99,
         "seed": seed,
         "adam": adam,
     }
@@ -374,19 +317,19 @@ def d3rlpy_spec(name: str, s: Setting, seed: int = 0, adam: str = "fused") -> di
 @functools.cache
 def _buffer(name: str) -> ReplayBuffer:
     setting = SETTINGS[name]
-    return synthetic_buffer(setting, *_buffer_shape(setting))
+    return synthetic_buffer(setting, setting.buffer_size, setting.episode_len)
 
 
 def build(spec: dict[str, Any]) -> tuple[OfflineAlgorithm[Any], ReplayBuffer, int, str]:
-    """Ours or Tianshou's algorithm for a spec (``impl``, ``setting``, ``algo``,
-    ``num_quantiles``, ``adam``): the algorithm, its buffer, its batch size and the
-    library's name."""
-    s = replace(SETTINGS[spec["setting"]], num_quantiles=spec["num_quantiles"])
-    name = spec["algo"]
+    """Ours or Tianshou's algorithm for a spec (``impl``, ``setting``, ``algo``, config
+    ``overrides``, ``adam``): the algorithm, its buffer, its batch size and the library's
+    name."""
+    s, name = SETTINGS[spec["setting"]], spec["algo"]
+    overrides = spec.get("overrides", {})
     if spec["impl"] == "ours":
-        alg = build_ours(name, s, spec["seed"], double_q=spec.get("double_q", True))
+        alg = build_ours(name, s, spec["seed"], **overrides)
         library = "tianshou-offline"
     else:
-        alg = build_tianshou(name, s, spec["seed"], adam=spec["adam"])
+        alg = build_tianshou(name, s, spec["seed"], adam=spec["adam"], **overrides)
         library = "tianshou 2.0.1"
-    return alg, _buffer(s.name), s.batch_size[name], library
+    return alg, _buffer(s.name), s.batch_size(name), library

@@ -240,6 +240,10 @@ PRESETS: Mapping[str, Preset] = MappingProxyType(
                     TD3BCConfig(normalize_obs=False),
                     IQLConfig(normalize_obs=False),
                     ReBRACConfig(hidden_sizes=(256, 256)),
+                    SACNConfig(),
+                    EDACConfig(),
+                    # d3rlpy's AWAC: a state-dependent std, batch-softmax weights
+                    AWACConfig(conditioned_std=True, normalize_weights=True),
                 ),
                 variants={
                     # Tianshou 2.0.1's BCQ target: unperturbed VAE samples
