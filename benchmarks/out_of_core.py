@@ -17,8 +17,9 @@
      kernel keeps mapped (``RssFile``: page cache, evictable, shared);
    - **ram**: the same training from an in-RAM buffer of the first ``--ram-steps`` (1M)
      steps (``memory="ram"``: device tables), loaded after the disk-side memory figures;
-   - blocks of ``--block`` steps alternate disk/ram ``--rounds`` times (same process, same
-     network, batch and optimizer on both sides): steps/s per side and the ratio
+   - blocks of ``--block`` steps alternate disk/ram ``--rounds`` times, disk first in even
+     rounds and RAM first in odd ones (same process, same network, batch and optimizer on
+     both sides): steps/s per side and the ratio
      disk/ram (target ≥ 0.8), medians over the blocks;
    - **cold**: one disk block after dropping every shard from the page cache
      (``posix_fadvise(DONTNEED)``);
@@ -52,7 +53,8 @@ Usage::
 
     python -m benchmarks.out_of_core build --dir /tmp/ooc --steps 5000000
     python -m benchmarks.out_of_core run --dir /tmp/ooc [--ram-steps 1000000]
-    python -m benchmarks.out_of_core io --dir /tmp/ooc [--rounds 7]
+    python -m benchmarks.out_of_core io --dir /tmp/ooc [--rounds 10]
+    python -m benchmarks.out_of_core table [--readme]     # the docs' section from kept results
 
 Check free disk first: 5M steps are 35.3 GB of frames (plus one shard's temporary).
 """
@@ -267,9 +269,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     res["ram_transitions"] = len(ram)
     res["ram_load_s"] = time.perf_counter() - t1
     disk_rates, ram_rates = [], []
-    for r in range(args.rounds):
-        disk_rates.append(_steps_per_s(disk_algo, disk, args.block, positions))
-        ram_rates.append(_steps_per_s(ram_algo, ram, args.block, None))
+    for r in range(args.rounds):  # disk first in even rounds, RAM first in odd ones
+        for side in ("disk", "ram") if r % 2 == 0 else ("ram", "disk"):
+            if side == "disk":
+                disk_rates.append(_steps_per_s(disk_algo, disk, args.block, positions))
+            else:
+                ram_rates.append(_steps_per_s(ram_algo, ram, args.block, None))
         print(
             f"round {r}: disk {disk_rates[-1]:.1f} steps/s, ram {ram_rates[-1]:.1f} steps/s",
             flush=True,
@@ -628,13 +633,85 @@ def run_io(args: argparse.Namespace) -> dict[str, Any]:
     return res
 
 
+BENCHMARK = "out_of_core"
+
+
+def io_table(record: dict[str, Any]) -> str:
+    """The I/O-bound configuration's table: every side's batches/s (median and range over the
+    rounds), reads/s and its ratio to the physical limit."""
+    f = record["figures"]
+    med = f["median_batches_per_s"]
+    limit = f["limit"]
+    batch = f["batch"]
+    lines = [
+        "| side | batches/s (median) | min–max over rounds | reads/s | ÷ disk limit | MB read per block |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for side, rates in f["batches_per_s"].items():
+        ratio = float(
+            np.median([a / b for a, b in zip(rates, f["batches_per_s"][limit], strict=True)])
+        )
+        lines.append(
+            f"| {side}{' (the limit)' if side == limit else ''} | {med[side]:,.1f} | "
+            f"{min(rates):,.0f}–{max(rates):,.0f} | {med[side] * batch:,.0f} | {ratio:.2f}× | "
+            f"{np.median(f['storage_mb_per_block'][side]):,.0f} |"
+        )
+    ach = f["median_achieved_over_limit"]
+    d_r = f["disk_over_ram"]
+    cached = [c for side in f["cached_mb_at_block_start"] if side.split()[0] in ("disk", "pread")
+              for c in f["cached_mb_at_block_start"][side] if c is not None]  # fmt: skip
+    cold = f"at most {max(cached):.1f} MB of the shards cached at a block's start" if cached else ""
+    lines += [
+        "",
+        f"{f['transitions']:,} transitions, {f['data_bytes'] / GB:.1f} GB in {f['shards']} "
+        f"shards on a machine with {f['mem_total'] / GB:.1f} GB of RAM; blocks of "
+        f"{f['batches_per_block']} mini-batches of {batch} ({f['reads_per_block']:,} reads of "
+        f"{f['read_bytes_each'] / 1e3:.1f} kB: the 5 frames a transition's stack and next stack "
+        f"cover), {len(f['orders'])} rounds in an order rotated every round; cold cache: "
+        f"{f['cold_cache']} ({cold}). RAM side: the first {f['ram_transitions']:,} "
+        f"transitions in memory. Ratios are medians of the per-round ratios; MB read from "
+        f"storage per block by this process and its children (`/proc/self/io`).",
+        "",
+        f"Sampling from disk reaches **{ach['disk sample']:.2f}× the disk's own random-read "
+        f"rate** for its pattern ({limit}) and {d_r['sample']:.2f}× sampling from RAM; with the "
+        f"small network's gradient step on each batch, {ach['disk net']:.2f}× the limit and "
+        f"{d_r['net']:.2f}× the same training from RAM.",
+    ]
+    return "\n".join(lines)
+
+
+def table(records: Sequence[dict[str, Any]]) -> str:
+    """The kept results' tables (the I/O-bound configuration; the training runs)."""
+    parts = []
+    for r in records:
+        if r["name"].startswith("io-"):
+            parts.append(io_table(r))
+        else:
+            f = r["figures"]
+            parts.append(
+                f"Training run ({f['transitions']:,} transitions, {f['data_bytes'] / GB:.1f} GB): "
+                f"{f['first_step_s']:.1f} s to the first gradient step; "
+                f"{f['disk_anon_peak_beyond_model'] / GB:.2f} GB resident beyond the model; "
+                f"DiscreteCQL steps/s from disk {f['ratio_disk_over_ram']:.2f}× RAM "
+                f"(per round {min(f['ratios_per_round']):.2f}–{max(f['ratios_per_round']):.2f}); "
+                f"χ² over shards p = {f['chi2_pvalue_over_shards']:.2f}."
+            )
+    parts.append(results.provenance_line(records))
+    return "\n\n".join(parts)
+
+
+def readme_section() -> str:
+    """The documentation's section: :func:`table` of every kept result."""
+    return table(results.read_results(BENCHMARK))
+
+
 def _keep_io(args: argparse.Namespace) -> int:
     load = results.LoadMonitor().start()
     res = run_io(args)
     load.stop()
     settings = {k: v for k, v in vars(args).items() if k not in ("dir", "cmd")}
     return report.keep(
-        "out_of_core", f"io-{res['transitions']}", settings=settings, figures=res,
+        BENCHMARK, f"io-{res['transitions']}", settings=settings, figures=res,
         code=CODE, load=load, missed=[], check=False,
     )  # fmt: skip
 
@@ -665,7 +742,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     io.add_argument("--limit-depths", type=int, nargs="+", default=[1, 32, 128],
                     help="reads in flight of the disk-limit blocks (the best is the limit)")  # fmt: skip
     # no target: the figures say how close the loader comes to the disk's own rate
+    t = sub.add_parser("table", help="print the kept results' tables")
+    report.add_arguments(t, table=True)
     args = parser.parse_args(argv)
+    if args.cmd == "table":
+        return report.show_kept(args, BENCHMARK, lambda rs: table(rs), lambda rs: [])
     if args.cmd == "build":
         build(args)
         return 0

@@ -21,6 +21,7 @@ SECTIONS = {
     "ope_validation": "benchmarks.ope_validation",
     "faults": "benchmarks.faults",
     "test_suite": "benchmarks.test_suite",
+    "out_of_core": "benchmarks.out_of_core",
 }
 """README section → the benchmark module whose ``readme_section()`` generates it."""
 
