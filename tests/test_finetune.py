@@ -703,3 +703,13 @@ def test_finetune_example_from_an_offline_example_checkpoint(
     assert result["gradient_steps"] == 10 + 30
     assert (Path(result["log_path"]) / "last.pt").is_file()
     assert (Path(result["log_path"]) / "policy.pt").is_file()
+
+
+def test_finetune_flags_take_tianshou_update_per_step_name() -> None:
+    """``--updates-per-step`` is the fine-tuning examples' flag; Tianshou's examples' name
+    ``--update-per-step`` (either spelling) sets the same setting."""
+    script = _script("finetune_td3_bc")
+    base = ["--task", "Pendulum-v1"]
+    assert script.get_args(base).updates_per_step == 1.0
+    for flag in ("--updates-per-step", "--update-per-step", "--update_per_step"):
+        assert script.get_args([*base, flag, "0.25"]).updates_per_step == 0.25

@@ -40,7 +40,12 @@ from tianshou.utils import TensorboardLogger
 from torch.utils.tensorboard import SummaryWriter
 
 from tianshou_offline.algorithms import OfflineAlgorithmBase, OnlineFineTuning
-from tianshou_offline.cli.example_args import MujocoConfig, config_dict, training_progress
+from tianshou_offline.cli.example_args import (
+    MujocoConfig,
+    arg,
+    config_dict,
+    training_progress,
+)
 from tianshou_offline.errors import SourceNotFoundError
 from tianshou_offline.recording.policies import save_policy_checkpoint
 
@@ -61,8 +66,9 @@ class FinetuneFlags:
     """training environments"""
     step_per_collect: int = 1
     """environment steps collected before each round of gradient steps"""
-    update_per_step: float = 1.0
-    """gradient steps per collected environment step"""
+    updates_per_step: float = arg(1.0, aliases=("update-per-step",))
+    """gradient steps per collected environment step (``--update-per-step``: Tianshou's
+    examples' name)"""
     online_buffer_size: int = 1_000_000
     """capacity of the online replay buffer"""
 
@@ -143,7 +149,7 @@ def finetune(
             max_epochs=epochs,
             epoch_num_steps=epoch_steps,
             collection_step_num_env_steps=flags.step_per_collect,
-            update_step_num_gradient_steps_per_sample=flags.update_per_step,
+            update_step_num_gradient_steps_per_sample=flags.updates_per_step,
             test_step_num_episodes=config.test_num,
             batch_size=config.batch_size,
             save_best_fn=save_best_fn,
