@@ -16,6 +16,15 @@ policy runs between Tianshou's ``Collector`` and the env:
   Q-values, quantile means or policy logits): ``obs → act (B,) int64`` (plus the action
   space's ``start`` for version-1 MLP checkpoints).
 
+A Decision Transformer checkpoint (``net.type`` ``"decision_transformer"``) acts on the episode
+so far, so its graph takes the policy's context instead of one observation: ``obs (B, K,
+*obs_shape)`` raw, ``actions (B, K, *act_shape)`` the actions taken (env units; int64 for
+discrete), ``rtg (B, K)`` returns-to-go in the env's reward units (the target return at an
+episode's first step, then lowered by each reward received), ``timesteps (B, K)`` int64 and
+``mask (B, K)`` bool (True for real steps; a short context is padded on the left) →
+``act``, the next action in the env's units. The metadata's ``"decision_transformer"`` entry
+holds ``context`` (K), ``target_return`` and ``rtg_scale``, its ``"inputs"`` every input.
+
 The batch dimension is dynamic in both formats (``obs``/``act`` are the ONNX input and output
 names). The file carries a JSON description (spaces, the policy's class, the mode) as the
 TorchScript extra file ``tianshou_offline.json`` and as the ONNX metadata entry of that name.
@@ -51,6 +60,8 @@ import json
 import logging
 import os
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
@@ -258,7 +269,52 @@ def _graph_classes() -> dict[str, type[nn.Module]]:
             out = out.reshape((-1, *self.act_shape))
             return torch.minimum(torch.maximum(out, self.low), self.high)
 
+    class DTGraph(nn.Module):
+        """A Decision Transformer's next action from its context (the last K steps, left
+        padded): raw observations (normalised as in training), the actions taken (env
+        units; mapped back to ``[-1, 1]``), returns-to-go in the env's reward units
+        (divided by ``rtg_scale`` here), timesteps and the mask of real steps → the action
+        of the last step in the env's units (continuous: clipped and scaled; discrete: the
+        most likely)."""
+
+        low: torch.Tensor
+        high: torch.Tensor
+
+        def __init__(
+            self, model: nn.Module, normalizer: nn.Module | None, *, rtg_scale: float,
+            low: np.ndarray | None, high: np.ndarray | None, keep_uint8: bool,
+        ) -> None:  # fmt: skip
+            super().__init__()
+            self.model = model
+            self.normalizer = normalizer
+            self.rtg_scale = float(rtg_scale)
+            self.discrete = normalizer is None
+            self.scale = low is not None and high is not None
+            self.keep_uint8 = keep_uint8
+            self.register_buffer("low", torch.as_tensor(0.0 if low is None else low))
+            self.register_buffer("high", torch.as_tensor(1.0 if high is None else high))
+
+        def forward(
+            self, obs: torch.Tensor, act: torch.Tensor, rtg: torch.Tensor,
+            timesteps: torch.Tensor, mask: torch.Tensor,
+        ) -> torch.Tensor:  # fmt: skip
+            b, k = mask.shape
+            rtg = rtg.to(torch.float32) / self.rtg_scale
+            if self.normalizer is None:
+                x = obs if self.keep_uint8 and obs.dtype == torch.uint8 else obs.float()
+                logits = self.model(x, act, rtg, timesteps, mask)[:, -1]
+                return cast(torch.Tensor, logits.argmax(dim=-1))
+            x = self.normalizer(obs.reshape(b * k, -1).to(torch.float32)).view(b, k, -1)
+            a = act.to(torch.float32)
+            if self.scale:  # Tianshou's map_action_inverse
+                a = (a - self.low) * 2.0 / (self.high - self.low) - 1.0
+            out = self.model(x, a, rtg, timesteps, mask)[:, -1].clamp(-1.0, 1.0)
+            if self.scale:  # Tianshou's map_action
+                out = self.low + (self.high - self.low) * (out + 1.0) / 2.0
+            return cast(torch.Tensor, out)
+
     return {
+        "DTGraph": DTGraph,
         "ContinuousGraph": ContinuousGraph,
         "ActorOutput": ActorOutput,
         "GaussianMode": GaussianMode,
@@ -280,6 +336,55 @@ class _Graph:
     act_dtype: str
     observation_space: gym.Space[Any] | None
     action_space: gym.Space[Any] | None
+    context: dict[str, Any] | None = None
+    """A Decision Transformer's: ``context`` (K), ``target_return``, ``rtg_scale`` (the
+    graph's inputs are the K-step context, :func:`_inputs`)."""
+
+
+def _inputs(graph: _Graph) -> list[tuple[str, tuple[Any, ...], str]]:
+    """``(name, shape, dtype)`` of each input (``"B"``: the dynamic batch)."""
+    if graph.context is None:
+        return [("obs", ("B", *graph.obs_shape), graph.obs_dtype)]
+    k = int(graph.context["context"])
+    return [
+        ("obs", ("B", k, *graph.obs_shape), graph.obs_dtype),
+        ("actions", ("B", k, *graph.act_shape), graph.act_dtype),  # "act" names the output
+        ("rtg", ("B", k), "float32"),
+        ("timesteps", ("B", k), "int64"),
+        ("mask", ("B", k), "bool"),
+    ]
+
+
+def _dt_graph(p: Path, policy: Any, deterministic: bool) -> _Graph:
+    from tianshou_offline.algorithms import ContinuousDTPolicy
+
+    g = _graph_classes()
+    kind = type(policy).__name__
+    space, obs_space = policy.action_space, policy.observation_space
+    obs_shape = tuple(int(x) for x in obs_space.shape)
+    info = {"context": int(policy.model.context), "target_return": float(policy.target_return),
+            "rtg_scale": float(policy.rtg_scale)}  # fmt: skip
+    if isinstance(policy, ContinuousDTPolicy):
+        assert isinstance(space, gym.spaces.Box)
+        act_shape = tuple(int(x) for x in space.shape)
+        scale = bool(policy.action_scaling)
+        module = g["DTGraph"](
+            policy.model, policy.obs_normalizer, rtg_scale=policy.rtg_scale,
+            low=space.low.astype(np.float32).ravel() if scale else None,
+            high=space.high.astype(np.float32).ravel() if scale else None, keep_uint8=False,
+        )  # fmt: skip
+        return _Graph(module, kind, "deterministic", obs_shape, "float32", act_shape, "float32",
+                      obs_space, space, info)  # fmt: skip
+    mode = "deterministic"
+    if policy.sample_actions:
+        if not deterministic:
+            raise _sampling_error(p, kind, "sample_actions: a categorical sample")
+        mode = "deterministic form"
+    uint8 = obs_space.dtype == np.uint8
+    module = g["DTGraph"](policy.model, None, rtg_scale=policy.rtg_scale, low=None, high=None,
+                          keep_uint8=uint8)  # fmt: skip
+    return _Graph(module, kind, mode, obs_shape, "uint8" if uint8 else "float32", (), "int64",
+                  obs_space, space, info)  # fmt: skip
 
 
 def _sampling_error(p: Path, kind: str, what: str) -> DataValidationError:
@@ -436,6 +541,10 @@ def _graph(p: Path, deterministic: bool) -> _Graph:
     graph: _Graph
     if kind == "continuous":
         graph = _continuous_graph(p, load_continuous_policy(p), deterministic)
+    elif kind == "decision_transformer":
+        from tianshou_offline.recording.dt_policies import policy_from_payload
+
+        graph = _dt_graph(p, policy_from_payload(p, payload, None, None, None), deterministic)
     elif kind in ("discrete", "atari"):
         graph = _discrete_graph(p, load_discrete_policy(p), deterministic)
     elif kind == "mlp":
@@ -449,8 +558,8 @@ def _graph(p: Path, deterministic: bool) -> _Graph:
             ) from e
     else:
         raise DatasetFormatError(
-            f"{p}: field 'net.type' is {kind!r}; expected 'continuous', 'discrete', 'mlp' or "
-            "'atari'"
+            f"{p}: field 'net.type' is {kind!r}; expected 'continuous', 'discrete', "
+            "'decision_transformer', 'mlp' or 'atari'"
         )
     graph.module.eval()
     graph.module.requires_grad_(False)  # a deployed graph's outputs need no autograd
@@ -466,27 +575,38 @@ def _metadata(graph: _Graph, checkpoint: Path) -> dict[str, Any]:
     from tianshou_offline._version import __version__
     from tianshou_offline.data.format import space_to_dict
 
-    return {
+    inputs = [{"name": n, "shape": list(shape), "dtype": d} for n, shape, d in _inputs(graph)]
+    meta: dict[str, Any] = {
         "format": "tianshou-offline-policy-export",
         "version": 1,
         "tianshou_offline": __version__,
         "checkpoint": checkpoint.name,
         "policy": graph.policy,
         "mode": graph.mode,
-        "input": {"name": "obs", "shape": ["B", *graph.obs_shape], "dtype": graph.obs_dtype},
+        "input": inputs[0],
         "output": {"name": "act", "shape": ["B", *graph.act_shape], "dtype": graph.act_dtype},
         "observation_space": (
             None if graph.observation_space is None else space_to_dict(graph.observation_space)
         ),
         "action_space": None if graph.action_space is None else space_to_dict(graph.action_space),
     }
+    if graph.context is not None:  # the inputs are the context; acting needs its settings
+        meta["inputs"] = inputs
+        meta["decision_transformer"] = graph.context
+    return meta
 
 
-def _example(graph: _Graph) -> torch.Tensor:
+def _example(graph: _Graph) -> tuple[torch.Tensor, ...]:
     import torch
 
-    dtype = torch.uint8 if graph.obs_dtype == "uint8" else torch.float32
-    return torch.zeros((2, *graph.obs_shape), dtype=dtype)
+    dtypes = {"uint8": torch.uint8, "float32": torch.float32, "int64": torch.int64,
+              "bool": torch.bool}  # fmt: skip
+    return tuple(
+        (torch.ones if dtype == "bool" else torch.zeros)(
+            (2, *shape[1:]), dtype=dtypes[dtype]
+        )
+        for _, shape, dtype in _inputs(graph)
+    )
 
 
 def _tracer_warning() -> type[Warning]:
@@ -496,17 +616,32 @@ def _tracer_warning() -> type[Warning]:
     return kind
 
 
+@contextmanager
+def _no_fused_attention() -> Iterator[None]:
+    """PyTorch's fused transformer-encoder kernel switched off while a graph is traced (the
+    Decision Transformer's blocks): ONNX has no such operator, and the unfused graph computes
+    the same."""
+    import torch
+
+    enabled = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        yield
+    finally:
+        torch.backends.mha.set_fastpath_enabled(enabled)
+
+
 def _trace(graph: _Graph) -> torch.jit.ScriptModule:
     import torch
 
     trace: Any = torch.jit.trace  # untyped in torch's stubs
-    with torch.no_grad(), warnings.catch_warnings():
+    with torch.no_grad(), warnings.catch_warnings(), _no_fused_attention():
         # the batch size is read from obs.shape: the tracer warns that it is a Python int
         warnings.simplefilter("ignore", _tracer_warning())
         # torch 2.10+ marks TorchScript deprecated in favour of torch.export; jit.load of the
         # file is what deployments (and LibTorch in C++) still read
         warnings.simplefilter("ignore", DeprecationWarning)
-        traced = trace(graph.module, (_example(graph),), check_trace=False)
+        traced = trace(graph.module, _example(graph), check_trace=False)
     return cast("torch.jit.ScriptModule", traced)
 
 
@@ -528,17 +663,18 @@ def _write_onnx(graph: _Graph, meta: dict[str, Any], tmp: Path) -> None:
         raise MissingDependencyError(
             "ONNX export needs the onnx package: pip install 'tianshou-offline[onnx]'"
         ) from e
-    with torch.no_grad(), warnings.catch_warnings():
+    with torch.no_grad(), warnings.catch_warnings(), _no_fused_attention():
         warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript-based exporter
         warnings.simplefilter("ignore", _tracer_warning())
+        names = [name for name, _, _ in _inputs(graph)]
         torch.onnx.export(
             graph.module,
-            (_example(graph),),
+            _example(graph),
             str(tmp),
             dynamo=False,
-            input_names=["obs"],
+            input_names=names,
             output_names=["act"],
-            dynamic_axes={"obs": {0: "batch"}, "act": {0: "batch"}},
+            dynamic_axes={**{n: {0: "batch"} for n in names}, "act": {0: "batch"}},
             opset_version=ONNX_OPSET,
         )
     model = onnx.load(str(tmp))

@@ -154,10 +154,21 @@ def _ope_selection(
         settings = OPESettings(**ope)
     except (TypeError, ValueError) as e:
         raise DataValidationError(f"grid file: ope: {e}") from e
+    from tianshou_offline.scale.algorithms import RETURN_CONDITIONED
+
     by_data: dict[str, list[dict[str, Any]]] = {}
+    skipped = sorted(str(r["key"]) for r in results
+                     if r["spec"]["algorithm"] in RETURN_CONDITIONED)  # fmt: skip
     for r in results:
-        by_data.setdefault(str(r["spec"]["dataset"]), []).append(r)
+        if r["spec"]["algorithm"] not in RETURN_CONDITIONED:
+            by_data.setdefault(str(r["spec"]["dataset"]), []).append(r)
     reports, lines = [], []
+    if skipped:  # π(a|s) of a history-dependent policy is undefined: IS, DR and FQE need it
+        lines += [
+            "Not ranked (a return-conditioned policy acts on the episode so far; the "
+            f"off-policy estimators need a Markov policy): {', '.join(skipped)}",
+            "",
+        ]
     for data, cells in by_data.items():
         entries = [(str(r["key"]), Path(r["dir"]) / "policy.pt", float(r["final_return_mean"]))
                    for r in cells]  # fmt: skip

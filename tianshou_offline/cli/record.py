@@ -60,6 +60,9 @@ def cmd_record(args: argparse.Namespace) -> int:
         # Atari steps on a busy 2-core machine)
         torch.set_num_threads(args.threads)
     policy = make_policy(args.policy, env, eps=args.eps, seed=args.seed, scale_obs=scale_obs)
+    from tianshou_offline.recording.dt_policies import ReturnConditionedActFn
+
+    episodic = policy if isinstance(policy, ReturnConditionedActFn) else None
     if_exists: Literal["error", "append", "overwrite"] = (
         "overwrite" if args.overwrite else "append" if args.append else "error"
     )
@@ -98,9 +101,13 @@ def cmd_record(args: argparse.Namespace) -> int:
                 seed = None if seed is None else seed + 1
                 done = False
                 ep_return = 0.0
+                if episodic is not None:  # a return-conditioned policy follows the episode
+                    episodic.start_episode()
                 while not done:
                     obs, rew, terminated, truncated, _ = rec.step(policy(obs))
                     ep_return += float(rew)
+                    if episodic is not None:
+                        episodic.observe(float(rew))
                     done = terminated or truncated
                     steps += 1
                     if unit == "step" and steps <= total:  # the last episode may go past N

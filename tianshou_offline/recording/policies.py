@@ -365,6 +365,7 @@ def save_policy_checkpoint(
     :raises ValueError: a network this format cannot describe.
     """
     from tianshou_offline.algorithms import ContinuousPolicy, DiscretePolicy
+    from tianshou_offline.recording.dt_policies import dt_payload, is_dt_policy
 
     p = Path(path)
     if isinstance(net, ContinuousPolicy | DiscretePolicy):
@@ -374,11 +375,12 @@ def save_policy_checkpoint(
         # a generator of its own: a checkpoint written during training (the best policy)
         # must not change the random numbers the run draws next (exact resume)
         with torch.random.fork_rng(devices=[]):
-            checked = (
-                _continuous_payload(net)
-                if isinstance(net, ContinuousPolicy)
-                else _discrete_payload(net)
-            )
+            if is_dt_policy(net):
+                checked = dt_payload(net)
+            elif isinstance(net, ContinuousPolicy):
+                checked = _continuous_payload(net)
+            else:
+                checked = _discrete_payload(net)
         return _write(checked, p)
     if state_shape is None or action_space is None or hidden_sizes is None:
         raise ValueError("an MLP Net needs state_shape, action_space and hidden_sizes")
@@ -843,6 +845,18 @@ def read_policy_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     return payload
 
 
+def _not_markov(p: Path) -> DatasetFormatError:
+    """What the loaders of Markov policies (off-policy evaluation's) say of a Decision
+    Transformer checkpoint."""
+    return DatasetFormatError(
+        f"{p}: field 'net.type' is 'decision_transformer': a Decision Transformer acts on the "
+        "episode so far and a target return, not on the observation alone; off-policy "
+        "estimators (FQE, IS, WIS, DR, WDR) need a Markov policy pi(a|s). Evaluate it in the "
+        "environment (tianshou_offline.recording.dt_policies.load_dt_policy) or replay it "
+        "with `tianshou-offline record --policy`"
+    )
+
+
 def load_continuous_policy(
     path: str | os.PathLike[str],
     *,
@@ -870,6 +884,8 @@ def load_continuous_policy(
     _check_format(p, payload)
     net = payload.get("net")
     kind = net.get("type", "mlp") if isinstance(net, dict) else None
+    if kind == "decision_transformer":
+        raise _not_markov(p)
     action = payload.get("action")
     if kind != "continuous" and isinstance(action, dict) and action.get("type") == "discrete":
         raise DatasetFormatError(
@@ -957,10 +973,18 @@ def _from_payload(
         return _discrete_act_fn(
             _discrete_from_payload(p, payload, observation_space, action_space, env_name)
         )
+    if kind == "decision_transformer":
+        from tianshou_offline.recording.dt_policies import (
+            ReturnConditionedActFn,
+            policy_from_payload,
+        )
+
+        dt = policy_from_payload(p, payload, observation_space, action_space, env_name)
+        return ReturnConditionedActFn(dt, seed=seed)
     if kind != "mlp":
         raise DatasetFormatError(
-            f"{p}: field 'net.type' is {kind!r}; expected 'continuous', 'discrete', 'mlp' or "
-            "'atari'"
+            f"{p}: field 'net.type' is {kind!r}; expected 'continuous', 'discrete', "
+            "'decision_transformer', 'mlp' or 'atari'"
         )
     if observation_space is not None:
         state_shape = tuple(int(x) for x in spec["state_shape"])
@@ -1020,6 +1044,11 @@ def make_policy(
         seed=seed,
     )
     if eps <= 0:
+        return base
+    from tianshou_offline.recording.dt_policies import ReturnConditionedActFn
+
+    if isinstance(base, ReturnConditionedActFn):  # its context records the action taken
+        base.eps = float(eps)
         return base
     rng = np.random.default_rng(seed)
     space.seed(seed)
@@ -1446,6 +1475,8 @@ def load_discrete_policy(
     _check_format(p, payload)
     net = payload.get("net")
     kind = net.get("type") if isinstance(net, dict) else None
+    if kind == "decision_transformer":
+        raise _not_markov(p)
     if kind not in ("discrete", "atari"):
         raise DatasetFormatError(
             f"{p}: field 'net.type' is {kind!r}; expected 'discrete' (a discrete policy of "

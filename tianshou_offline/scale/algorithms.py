@@ -2,8 +2,9 @@
 :mod:`tianshou_offline.algorithms` at the ``small`` preset.
 
 Names: ``il`` (behaviour cloning), ``bcq``, ``cql``, ``crr``, ``td3bc``, ``iql``, ``rebrac``,
-``sacn``, ``edac``, ``lbsac``, ``awac`` for continuous (``Box``) actions and ``il``, ``bcq``,
-``cql``, ``crr`` for discrete actions (every registered algorithm but :data:`NOT_IN_GRIDS`);
+``sacn``, ``edac``, ``lbsac``, ``awac``, ``dt`` for continuous (``Box``) actions and ``il``,
+``bcq``, ``cql``, ``crr``, ``dt`` for discrete actions (every registered algorithm but
+:data:`NOT_IN_GRIDS`);
 the action space of the data picks the side. A grid's ``overrides`` replace the preset's
 settings field by field (the fields of the algorithm's ``*Config``); an unknown key is an
 error naming the fields there are.
@@ -23,10 +24,13 @@ if TYPE_CHECKING:
 GRID_PRESET = "small"
 """The preset of a grid's cells (:data:`tianshou_offline.algorithms.PRESETS`)."""
 
-NOT_IN_GRIDS: tuple[str, ...] = ("dt",)
-"""Registered algorithms a grid does not offer: the Decision Transformer's policy needs
-evaluation environments that report rewards (``RewardInInfo``) and has no replayable
-checkpoint."""
+NOT_IN_GRIDS: tuple[str, ...] = ()
+"""Registered algorithms a grid does not offer (none today)."""
+
+RETURN_CONDITIONED: tuple[str, ...] = ("dt",)
+"""Algorithms whose policy conditions on a target return (the Decision Transformer): a grid
+evaluates them on environments wrapped in ``RewardInInfo``, and a cell that sets no
+``target_return`` conditions on the best episode return of its dataset."""
 
 
 def algorithm_names(action_space: gym.Space[Any]) -> tuple[str, ...]:

@@ -410,7 +410,7 @@ def _run_cell(cell: Cell, directory: Path, on_checkpoint: CheckpointHook | None)
 
     from tianshou_offline.data.buffer import load_buffer
     from tianshou_offline.data.format import read_metadata
-    from tianshou_offline.scale.algorithms import build_algorithm
+    from tianshou_offline.scale.algorithms import RETURN_CONDITIONED, build_algorithm
 
     _write_atomic(directory / "cell.json", json.dumps(cell.spec(), indent=1).encode())
     ckpt_path = directory / CHECKPOINT
@@ -435,7 +435,11 @@ def _run_cell(cell: Cell, directory: Path, on_checkpoint: CheckpointHook | None)
     probe = gym.make(env_id)
     obs_space, act_space = probe.observation_space, probe.action_space
     probe.close()
-    algorithm = build_algorithm(cell.algorithm, obs_space, act_space, cell.overrides)
+    overrides = dict(cell.overrides)
+    conditioned = cell.algorithm in RETURN_CONDITIONED
+    if conditioned and "target_return" not in overrides:
+        overrides["target_return"] = best_episode_return(dataset)
+    algorithm = build_algorithm(cell.algorithm, obs_space, act_space, overrides)
     algorithm.to(device)
     untyped: Any = algorithm  # Tianshou's Algorithm.state_dict (with optimizers) is untyped
     buffer = load_buffer(dataset)
@@ -478,7 +482,7 @@ def _run_cell(cell: Cell, directory: Path, on_checkpoint: CheckpointHook | None)
         return str(ckpt_path)
 
     logger = _cell_logger(SummaryWriter(str(directory)), counters, curve, budget.batch_size)
-    test_envs = DummyVectorEnv([lambda: gym.make(env_id)] * min(budget.test_episodes, 5))
+    test_envs = DummyVectorEnv([lambda: make_eval_env(env_id)] * min(budget.test_episodes, 5))
     test_envs.seed(cell.seed)
     test_collector = Collector[CollectStats](algorithm, test_envs)
     t0 = time.perf_counter()
@@ -517,6 +521,7 @@ def _run_cell(cell: Cell, directory: Path, on_checkpoint: CheckpointHook | None)
         "returns": [float(r) for r in returns],
         "normalized_score": _score(dataset, mean),
         "curve": curve,
+        "target_return": overrides.get("target_return") if conditioned else None,
         "gradient_steps": budget.epochs * budget.steps_per_epoch,
         "resumed_from_epoch": counters[0],
         "train_seconds": train_seconds,
@@ -555,14 +560,37 @@ def _cell_logger(writer: Any, counters: tuple[int, int, int], curve: list[list[f
     return CellLogger(writer, save_interval=1)
 
 
+def make_eval_env(env_id: str) -> Any:
+    """A test or evaluation environment of a cell: ``gym.make(env_id)`` wrapped in
+    :class:`~tianshou_offline.algorithms.RewardInInfo` (each observation's ``info`` carries
+    the reward of the step before it: a return-conditioned policy lowers its return-to-go by
+    it; the other policies ignore it)."""
+    import gymnasium as gym
+
+    from tianshou_offline.algorithms import RewardInInfo
+
+    return RewardInInfo(gym.make(env_id))
+
+
+def best_episode_return(dataset: str | os.PathLike[str]) -> float:
+    """The highest undiscounted episode return stored in ``dataset``: the return a
+    return-conditioned cell (the Decision Transformer) conditions on when its overrides set
+    no ``target_return``."""
+    from tianshou_offline.data.stats import episode_table
+
+    returns = episode_table(Path(dataset)).returns
+    if len(returns) == 0:
+        raise DataValidationError(f"{dataset}: holds no episode; expected at least one")
+    return float(np.max(returns))
+
+
 def _evaluate(
     algorithm: OfflineAlgorithm[Any], env_id: str, episodes: int, seed: int
 ) -> list[float]:
-    import gymnasium as gym
     from tianshou.data import Collector, CollectStats
     from tianshou.env import DummyVectorEnv
 
-    envs = DummyVectorEnv([lambda: gym.make(env_id)] * min(episodes, 5))
+    envs = DummyVectorEnv([lambda: make_eval_env(env_id)] * min(episodes, 5))
     envs.seed(seed)
     try:
         algorithm.policy.eval()

@@ -142,7 +142,8 @@ class DecisionTransformerNet(nn.Module):
         n = 3 * k
         causal = torch.ones(n, n, dtype=torch.bool, device=mask.device).tril()
         allowed = causal.unsqueeze(0) & tokens.unsqueeze(1)  # (B, 3K queries, 3K keys)
-        allowed = allowed | torch.eye(n, dtype=torch.bool, device=mask.device).unsqueeze(0)
+        ids = torch.arange(n, device=mask.device)
+        allowed = allowed | (ids.unsqueeze(1) == ids.unsqueeze(0)).unsqueeze(0)  # the diagonal
         additive = torch.zeros(allowed.shape, device=mask.device)
         additive = additive.masked_fill(~allowed, _MASKED)
         return additive.repeat_interleave(self.heads, dim=0)
