@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Shard conversion throughput on Ray (1 and 2 workers) against the local process pool, and a
-projection for a cluster of N nodes.
+"""Shard conversion on Ray (1 and 2 workers) against the local process pool and the serial
+conversion, start-up counted the same way on every side, sides interleaved; a projection for a
+cluster of N nodes.
 
 Data: ``--shards`` copies of one RL Unplugged-style shard of ``--transitions`` records
 (real Atari frames when ale-py is installed; written with TensorFlow in a subprocess by
@@ -8,26 +9,33 @@ Data: ``--shards`` copies of one RL Unplugged-style shard of ``--transitions`` r
 same shards with the same converter
 (:func:`~tianshou_offline.converters.rl_unplugged.convert_shard`):
 
-- **local, W workers**: ``convert_rl_unplugged_atari(workers=W)``, today's default: shards one
-  after another, each decoded by a pool of W processes (W=1: in the calling process);
+- **serial**: ``convert_rl_unplugged_atari(workers=1)``: every shard decoded in the calling
+  process, one after another — the work itself, with no parallelism and no scheduler;
+- **local pool, 2 workers**: ``convert_rl_unplugged_atari(workers=2)``, today's default:
+  shards one after another, each decoded by a pool of 2 processes;
 - **Ray, W workers**: ``convert_rl_unplugged_atari_ray`` on a local Ray instance of W CPUs,
-  one task per shard of 1 CPU each (W shards at a time, each decoded in its task's
-  process); the workers are started and warmed up on a job of their own first, timed apart.
+  one task per shard of 1 CPU each (W shards at a time, each decoded in its task's process).
 
-At equal worker counts the two do the same work: W processes decoding PNGs; the local pool
-also parallelises within a shard, Ray across shards. Ray's start-up (``ray.init``) is timed
-separately and not part of the throughput (a cluster is started once for many jobs);
-the workers' start (process, imports) is timed apart too. The
-scheduler overhead per task is measured with no-op tasks.
+**Counted the same way**: each side runs in a fresh process of its own (``--child``), which
+times (1) its start-up — importing the converter, and for Ray importing Ray and
+``ray.init`` —, (2) a first conversion (the local pool starts its processes, Ray its workers,
+each importing the converter), (3) a second conversion of the same shards to another folder
+(Ray's workers are up; the local pool starts a new pool, as every call does). **Cold** =
+(1) + (2): what one job costs from nothing; **warm** = (3): a further job in the same process
+or cluster. The parent also times each child process from spawn to exit. Sides run in an
+order rotated every round (``--rounds``); figures are medians, ratios medians of the
+per-round ratios. Ray's scheduler overhead per task is measured with no-op tasks.
 
 Usage::
 
-    nice -n 19 python -m benchmarks.ray_scale [--shards 6] [--transitions 3000]
+    nice -n 5 python -m benchmarks.ray_scale [--shards 6] [--transitions 3000] [--rounds 4]
+    python -m benchmarks.ray_scale --table-only | --readme    # the docs' section (kept results)
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import shutil
@@ -35,11 +43,19 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from benchmarks._lib import report, results
 from benchmarks._lib.peers import child_env
+
+BENCHMARK = "ray_scale"
+SIDES = ("serial", "local pool, 2 workers", "Ray, 1 worker", "Ray, 2 workers")
+TARGET = 0.10
+"""Ray's time at most 10% above the local pool's at equal workers (cold and warm)."""
 
 
 def make_shards(cache: Path, shards: int, transitions: int) -> list[Path]:
@@ -62,59 +78,79 @@ def make_shards(cache: Path, shards: int, transitions: int) -> list[Path]:
     return paths
 
 
-def run_local(cache: Path, out: Path, shards: int, workers: int) -> float:
-    from tianshou_offline.converters.rl_unplugged import convert_rl_unplugged_atari
-
-    t0 = time.perf_counter()
-    convert_rl_unplugged_atari(
-        "Breakout", out, shard_ids=range(shards), cache_dir=cache, workers=workers, num_actions=4
-    )
-    return time.perf_counter() - t0
-
-
-def run_ray(cache: Path, out: Path, shards: int, workers: int) -> tuple[float, float, float, float]:
-    """Seconds of the conversion, of ``ray.init``, of the workers' warm-up job, and per
-    no-op task round trip."""
+def _ray_init(workers: int) -> None:
     import ray
 
-    from tianshou_offline.scale.convert import convert_rl_unplugged_atari_ray
-
     for attempt in range(3):  # Ray waits 30 s for its raylet; a loaded machine can miss that
-        t0 = time.perf_counter()
         try:
             ray.init(num_cpus=workers, include_dashboard=False, logging_level=logging.WARNING)
-            break
-        except Exception as e:
+            return
+        except Exception as e:  # whatever ray.init raises: retried, then raised
             if attempt == 2:
                 raise
-            print(f"  ray.init failed ({e}); again", flush=True)
+            print(f"  ray.init failed ({e}); again", file=sys.stderr, flush=True)
             ray.shutdown()
-    init_s = time.perf_counter() - t0
+
+
+def child(side: str, cache: Path, out: Path, shards: int) -> dict[str, float]:
+    """One side in this (fresh) process: seconds of its start-up, first and second
+    conversion (and for Ray the no-op task round trip)."""
+    t0 = time.perf_counter()
+    ray_workers = {"Ray, 1 worker": 1, "Ray, 2 workers": 2}.get(side)
+    if ray_workers is not None:
+        import ray
+
+        from tianshou_offline.scale.convert import convert_rl_unplugged_atari_ray
+
+        _ray_init(ray_workers)
+    else:
+        from tianshou_offline.converters.rl_unplugged import convert_rl_unplugged_atari
+    figures = {"start_s": time.perf_counter() - t0}
     try:
-        # start every worker (its process and the converter's imports) on a warm-up job,
-        # timed apart: a cluster's workers stay up across shards and jobs
-        t0 = time.perf_counter()
-        warm = convert_rl_unplugged_atari_ray(
-            "Breakout", out / "warm-up", shard_ids=range(workers), cache_dir=cache, num_cpus=1,
-            num_actions=4,
-        )  # fmt: skip
-        assert not warm.failures, warm.failures
-        warm_s = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        res = convert_rl_unplugged_atari_ray(
-            "Breakout", out, shard_ids=range(shards), cache_dir=cache, num_cpus=1, num_actions=4
-        )
-        seconds = time.perf_counter() - t0
-        assert not res.failures, res.failures
-        noop: Any = ray.remote(_noop).options(num_cpus=1)
-        ray.get([noop.remote() for _ in range(20)])  # warm
-        n = 200
-        t0 = time.perf_counter()
-        ray.get([noop.remote() for _ in range(n)])
-        per_task = (time.perf_counter() - t0) / n
+        for run in ("first", "second"):
+            t0 = time.perf_counter()
+            if ray_workers is not None:
+                res = convert_rl_unplugged_atari_ray(
+                    "Breakout", out / run, shard_ids=range(shards), cache_dir=cache,
+                    num_cpus=1, num_actions=4,
+                )  # fmt: skip
+                assert not res.failures, res.failures
+            else:
+                convert_rl_unplugged_atari(
+                    "Breakout", out / run, shard_ids=range(shards), cache_dir=cache,
+                    workers=1 if side == "serial" else 2, num_actions=4,
+                )  # fmt: skip
+            figures[f"{run}_s"] = time.perf_counter() - t0
+        if ray_workers is not None:
+            noop: Any = ray.remote(_noop).options(num_cpus=1)
+            ray.get([noop.remote() for _ in range(20)])  # warm
+            n = 200
+            t0 = time.perf_counter()
+            ray.get([noop.remote() for _ in range(n)])
+            figures["per_task_s"] = (time.perf_counter() - t0) / n
     finally:
-        ray.shutdown()
-    return seconds, init_s, warm_s, per_task
+        if ray_workers is not None:
+            ray.shutdown()
+    return figures
+
+
+def run_side(side: str, cache: Path, out: Path, shards: int) -> dict[str, float]:
+    """:func:`child` in a fresh process; adds ``process_s``, spawn to exit."""
+    shutil.rmtree(out, ignore_errors=True)
+    cmd = [sys.executable, "-m", "benchmarks.ray_scale", "--child", side, "--cache", str(cache),
+           "--out", str(out), "--shards", str(shards)]  # fmt: skip
+    t0 = time.perf_counter()
+    done = subprocess.run(cmd, capture_output=True, text=True, env=child_env(), check=False)
+    wall = time.perf_counter() - t0
+    if done.returncode != 0:
+        raise SystemExit(
+            f"{side}: the child failed (exit {done.returncode}):\n{done.stderr[-3000:]}"
+        )
+    figures: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+    figures["process_s"] = wall
+    figures["output_bytes"] = sum(p.stat().st_size for p in (out / "second").rglob("*.hdf5"))
+    shutil.rmtree(out, ignore_errors=True)
+    return figures
 
 
 def _noop() -> int:
@@ -125,85 +161,165 @@ CODE = ("benchmarks/ray_scale.py", "benchmarks/rlu_speed.py", "tianshou_offline/
         "tianshou_offline/converters")  # fmt: skip
 
 
-def main() -> int:
+PAIRS = (("Ray, 1 worker", "serial"), ("Ray, 2 workers", "local pool, 2 workers"))
+"""Ray against the local side with the same number of worker processes."""
+
+
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    """Every side in a fresh process per round, the order rotated every round."""
+    tmp = Path(args.workdir or tempfile.mkdtemp(prefix="ray_scale_"))
+    cache = tmp / "cache"
+    paths = make_shards(cache, args.shards, args.transitions)
+    size = paths[0].stat().st_size
+    print(f"{args.shards} shards × {args.transitions} records ({size / 1e6:.1f} MB each), "
+          f"{os.cpu_count()} cores (shared: figures vary run to run)", flush=True)  # fmt: skip
+    runs: dict[str, list[dict[str, float]]] = {side: [] for side in SIDES}
+    orders = []
+    for r in range(args.rounds):
+        order = list(SIDES[r % len(SIDES) :] + SIDES[: r % len(SIDES)])
+        orders.append(order)
+        for side in order:
+            got = run_side(side, cache, tmp / "out", args.shards)
+            runs[side].append(got)
+            print(f"round {r} {side}: start-up {got['start_s']:.1f} s, first {got['first_s']:.1f} s, "
+                  f"second {got['second_s']:.1f} s, process {got['process_s']:.1f} s", flush=True)  # fmt: skip
+    shutil.rmtree(tmp, ignore_errors=True)
+
+    def per_side(key: str) -> dict[str, list[float]]:
+        return {side: [g[key] for g in runs[side]] for side in SIDES}
+
+    cold = {side: [g["start_s"] + g["first_s"] for g in runs[side]] for side in SIDES}
+    warm = per_side("second_s")
+    process = per_side("process_s")
+
+    def overhead(times: dict[str, list[float]]) -> dict[str, float]:
+        return {a: float(np.median([x / y - 1 for x, y in zip(times[a], times[b], strict=True)]))
+                for a, b in PAIRS}  # fmt: skip
+
+    return {
+        "shard_bytes": size,
+        "orders": orders,
+        "runs": runs,
+        "median_cold_s": {k: float(np.median(v)) for k, v in cold.items()},
+        "median_warm_s": {k: float(np.median(v)) for k, v in warm.items()},
+        "median_start_s": {k: float(np.median(v)) for k, v in per_side("start_s").items()},
+        "median_process_s": {k: float(np.median(v)) for k, v in process.items()},
+        "overhead_cold": overhead(cold),
+        "overhead_warm": overhead(warm),
+        "overhead_process": overhead(process),
+        "warm_speedup_over_serial": {
+            side: float(np.median([s / x for s, x in zip(warm["serial"], warm[side], strict=True)]))
+            for side in SIDES
+        },
+        "per_task_s": float(np.median([g["per_task_s"] for g in runs["Ray, 1 worker"]])),
+        "output_bytes_per_shard": runs["serial"][0]["output_bytes"] / args.shards,
+    }
+
+
+def missed_targets(records: Sequence[dict[str, Any]]) -> list[str]:
+    return [f"{r['name']}: {side} {how} {100 * o:+.0f}% of its local peer's time > +{100 * TARGET:.0f}%"
+            for r in records for how in ("cold", "warm")
+            for side, o in r["figures"][f"overhead_{how}"].items() if o > TARGET]  # fmt: skip
+
+
+def run_table(s: dict[str, Any], f: dict[str, Any]) -> str:
+    """One run's seconds per side (cold, warm, start-up, whole process) and Ray's overhead."""
+    n = s["shards"] * s["transitions"]
+    lines = [
+        f"{s['shards']} shards × {s['transitions']:,} records ({f['shard_bytes'] / 1e6:.1f} MB "
+        f"each), {len(f['orders'])} rounds, each side in a fresh process, order rotated:",
+        "",
+        "| side | cold s (records/s) | warm s (records/s) | of which start-up s | process s | warm ÷ serial |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for side in SIDES:
+        c, w = f["median_cold_s"][side], f["median_warm_s"][side]
+        lines.append(
+            f"| {side} | {c:.1f} ({n / c:,.0f}) | {w:.1f} ({n / w:,.0f}) | "
+            f"{f['median_start_s'][side]:.1f} | {f['median_process_s'][side]:.1f} | "
+            f"{f['warm_speedup_over_serial'][side]:.2f}× |"
+        )
+    lines.append("")
+    for a, b in PAIRS:
+        lines.append(
+            f"- {a} vs {b}: cold {100 * f['overhead_cold'][a]:+.0f}%, warm "
+            f"{100 * f['overhead_warm'][a]:+.0f}%, whole process "
+            f"{100 * f['overhead_process'][a]:+.0f}% (target ≤ +{100 * TARGET:.0f}%)"
+        )
+    lines.append(
+        f"- a no-op Ray task: {1e3 * f['per_task_s']:.2f} ms; serial conversion "
+        f"{f['median_warm_s']['serial'] / s['shards']:.2f} s per shard "
+        f"({f['output_bytes_per_shard'] / 1e6:.1f} MB written per shard)"
+    )
+    return "\n".join(lines)
+
+
+def table(records: Sequence[dict[str, Any]]) -> str:
+    """:func:`run_table` of every kept result, what the columns mean, the provenance."""
+    out = [run_table(r["settings"], r["figures"]) for r in records]
+    out.append(
+        "Cold: importing the converter (and Ray, and `ray.init`) plus a first conversion, which "
+        "starts the pool's or Ray's worker processes; warm: a second conversion in the same "
+        "process (Ray's workers up, the local pool started anew as every call does); process: "
+        "spawn to exit of the side's process. Ratios are medians of per-round ratios."
+    )
+    out.append(results.provenance_line(records))
+    return "\n\n".join(out)
+
+
+def readme_section() -> str:
+    """The documentation's section: :func:`table` of the kept results."""
+    return table(results.read_results(BENCHMARK))
+
+
+def projection(f: dict[str, Any], transitions: int) -> None:
+    """Print a cluster projection from the serial per-shard time (one core per shard)."""
+    per_shard = f["median_warm_s"]["serial"] / f["n_shards"]
+    out_size = f["output_bytes_per_shard"]
+    print(
+        "\nProjection (embarrassingly parallel: one shard per core, no shared state):\n"
+        f"  measured: {per_shard:.2f} s per shard of {transitions} records on one core "
+        f"({transitions / per_shard:,.0f} records/s/core), output {out_size / 1e6:.1f} MB per shard"
+    )
+    jobs = 46 * 5 * 50
+    for nodes, cores in ((1, 2), (4, 16), (16, 16), (64, 32)):
+        c = nodes * cores
+        print(f"  {nodes:>3} nodes × {cores:>2} cores: {jobs * per_shard / c / 60:8.1f} min for 46×5×50 "
+              f"shards if storage sustains {c * out_size / per_shard / 1e6:,.0f} MB/s of writes; "
+              f"scheduler floor {f['per_task_s'] * jobs:.1f} s")  # fmt: skip
+
+
+def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("--shards", type=int, default=6)
     ap.add_argument("--transitions", type=int, default=3000, help="records per shard")
+    ap.add_argument("--rounds", type=int, default=4, help="4: each side once in each place")
     ap.add_argument("--workdir", default=None)
-    report.add_arguments(ap, target="Ray's overhead <= +10% of the local pool's time")
-    args = ap.parse_args()
+    ap.add_argument("--child", choices=SIDES, help=argparse.SUPPRESS)
+    ap.add_argument("--cache", help=argparse.SUPPRESS)
+    ap.add_argument("--out", help=argparse.SUPPRESS)
+    report.add_arguments(ap, target="Ray's time <= +10% of the local side's at equal workers, "
+                         "cold and warm", table=True)  # fmt: skip
+    args = ap.parse_args(argv)
+    if args.child:
+        print(json.dumps(child(args.child, Path(args.cache), Path(args.out), args.shards)))
+        return 0
+    if args.table_only or args.readme:
+        return report.show_kept(args, BENCHMARK, table, missed_targets)
     load = results.LoadMonitor().start()
-    tmp = Path(args.workdir or tempfile.mkdtemp(prefix="ray_scale_"))
-    cache = tmp / "cache"
-    paths = make_shards(cache, args.shards, args.transitions)
-    size = paths[0].stat().st_size
-    n = args.shards * args.transitions
-    print(f"{args.shards} shards × {args.transitions} records ({size / 1e6:.1f} MB each), "
-          f"{os.cpu_count()} cores on this machine (shared: figures vary run to run)")  # fmt: skip
-    rows: list[tuple[str, float]] = []
-    ray_info: dict[int, tuple[float, float]] = {}
-    for workers in (1, 2):
-        out = tmp / f"local{workers}"
-        rows.append(
-            (f"local pool, {workers} worker(s)", run_local(cache, out, args.shards, workers))
-        )
-        out = tmp / f"ray{workers}"
-        seconds, init_s, warm_s, per_task = run_ray(cache, out, args.shards, workers)
-        rows.append((f"Ray, {workers} worker(s)", seconds))
-        print(
-            f"  Ray, {workers} worker(s): {seconds:.1f} s (ray.init {init_s:.1f} s, workers' warm-up {warm_s:.1f} s)",
-            flush=True,
-        )
-        ray_info[workers] = (init_s, per_task)
-        out_size = sum(p.stat().st_size for p in (out / "Breakout").glob("*.hdf5")) / args.shards
-    print(f"\n{'side':<26}{'seconds':>9}{'transitions/s':>15}{'s/shard':>9}")
-    for name, s in rows:
-        print(f"{name:<26}{s:>9.1f}{n / s:>15,.0f}{s / args.shards:>9.2f}")
-    t = dict(rows)
-    for w in (1, 2):
-        local, ray_s = t[f"local pool, {w} worker(s)"], t[f"Ray, {w} worker(s)"]
-        print(f"Ray overhead at {w} worker(s): {100 * (ray_s / local - 1):+.1f}% of the local pool's "
-              f"time (target: <= +10%); ray.init {ray_info[w][0]:.1f} s (not counted), "
-              f"{1e3 * ray_info[w][1]:.2f} ms per no-op task")  # fmt: skip
-    speedup = t["Ray, 1 worker(s)"] / t["Ray, 2 worker(s)"]
-    print(f"Ray 2 workers vs 1: x{speedup:.2f} (2 shared cores: other processes take their share)")
-    per_shard_cpu = t["Ray, 1 worker(s)"] / args.shards  # one core per shard
-    print(
-        "\nProjection (embarrassingly parallel: one shard per core, no shared state):\n"
-        f"  measured: {per_shard_cpu:.2f} s per shard of {args.transitions} records on one core "
-        f"({args.transitions / per_shard_cpu:,.0f} records/s/core), output {out_size / 1e6:.1f} MB per shard"
-    )
-    rlu_records = 46 * 5 * 50 * args.transitions  # the issue's job, at this shard size
-    core_s = 46 * 5 * 50 * per_shard_cpu
-    for nodes, cores in ((1, 2), (4, 16), (16, 16), (64, 32)):
-        c = nodes * cores
-        task_s = (
-            ray_info[1][1] * 46 * 5 * 50
-        )  # scheduler: one round trip per task, serial on the driver
-        write_mb_s = c * out_size / per_shard_cpu / 1e6
-        print(f"  {nodes:>3} nodes × {cores:>2} cores: {core_s / c / 60:8.1f} min for 46×5×50 shards "
-              f"({rlu_records / 1e6:.0f}M records at this size) if storage sustains "
-              f"{write_mb_s:,.0f} MB/s of writes; scheduler floor {task_s:.1f} s")  # fmt: skip
-    print(
-        "  limits: the output file system must absorb every core's writes at once (the figure\n"
-        "  above) and every node must read its sources from it (or download them); the\n"
-        "  driver's per-task overhead is negligible against seconds-long shards. A real RL\n"
-        "  Unplugged shard holds ~500k records (50M per run / 100 shards): scale the per-shard\n"
-        "  time, the output size and the total by 500k / --transitions."
-    )
+    figures = measure(args)
     load.stop()
-    overhead = {w: t[f"Ray, {w} worker(s)"] / t[f"local pool, {w} worker(s)"] - 1 for w in (1, 2)}
-    missed = [f"Ray's overhead at {w} worker(s) {100 * o:+.1f}% > +10%"
-              for w, o in overhead.items() if o > 0.10]  # fmt: skip
+    figures["n_shards"] = args.shards
+    settings = {"shards": args.shards, "transitions": args.transitions, "rounds": args.rounds}
+    name = f"{args.shards}x{args.transitions}"
+    print(run_table(settings, figures))
+    projection(figures, args.transitions)
+    missed = missed_targets([{"name": name, "figures": figures}])
     return report.keep(
-        "ray_scale", f"{args.shards}x{args.transitions}",
-        settings={"shards": args.shards, "transitions": args.transitions},
-        figures={"seconds": dict(rows), "overhead": overhead,
-                 "ray_init_s": {w: i[0] for w, i in ray_info.items()},
-                 "per_task_s": {w: i[1] for w, i in ray_info.items()}},
-        code=CODE, load=load, missed=missed, check=args.check,
+        BENCHMARK, name, settings=settings, figures=figures, code=CODE, load=load,
+        missed=missed, check=args.check,
     )  # fmt: skip
 
 
