@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 pytest.importorskip("minari")
@@ -147,18 +148,26 @@ def test_the_harness_runs_every_option_of_every_entry_point() -> None:
 def test_error_boundaries_let_bugs_of_ours_through(tmp_path: Path) -> None:
     """The boundary around Minari's parsers turns what they raise into a typed error, but an
     exception raised by our own code inside it is a bug and passes through untyped (it was
-    counted as a typed refusal of the data); checked to fail before."""
-    import json
+    counted as a typed refusal of the data); checked to fail before. So does one that never
+    went through Minari (numpy refusing an operation of ours, raised in C: no frame of ours
+    on top), which was typed before the boundary was narrowed (checked to fail with the old
+    `except Exception` + raised_by_us boundary)."""
+    from minari.dataset.minari_storage import MinariStorage
 
     from tianshou_offline.converters.minari.source import minari_errors
     from tianshou_offline.data.stats import describe
     from tianshou_offline.errors import DatasetFormatError, raised_by_us
 
+    (tmp_path / "metadata.json").write_text("{")
     with pytest.raises(DatasetFormatError, match="Minari cannot read"):
         with minari_errors(tmp_path):
-            json.loads("{")  # a parser's complaint about the data
+            MinariStorage.read_raw_metadata(tmp_path)  # Minari's parser on bad data
     not_an_array: Any = None
     with pytest.raises(AttributeError) as info:
         with minari_errors(tmp_path):
             describe(not_an_array)  # our code fails inside the boundary
     assert raised_by_us(info.value)
+    with pytest.raises(ValueError, match="cannot reshape") as info2:
+        with minari_errors(tmp_path):
+            np.arange(2).reshape(3)  # no Minari frame on the way
+    assert not isinstance(info2.value, DatasetFormatError)

@@ -88,3 +88,22 @@ def raised_by_us(e: BaseException) -> bool:
         tb = tb.tb_next
     module = str(tb.tb_frame.f_globals.get("__name__", ""))
     return module == "tianshou_offline" or module.startswith("tianshou_offline.")
+
+
+def raised_within(e: BaseException, packages: tuple[str, ...]) -> bool:
+    """Whether ``e`` came out of one of ``packages`` (a frame of its traceback, after the
+    boundary that caught it, is a module of one of them, e.g. ``("minari",)``) and not from
+    our own code (:func:`raised_by_us`).
+
+    An error boundary around a library converts only what passed through that library: an
+    exception that never entered it (numpy refusing an operation of ours between two library
+    calls, say) is a bug of ours and passes through as itself."""
+    if raised_by_us(e):
+        return False
+    tb = e.__traceback__
+    while tb is not None:
+        module = str(tb.tb_frame.f_globals.get("__name__", ""))
+        if any(module == p or module.startswith(p + ".") for p in packages):
+            return True
+        tb = tb.tb_next
+    return False

@@ -84,7 +84,7 @@ from tianshou_offline.errors import (
     SourceNotFoundError,
     TianshouOfflineError,
     UnsafeDataError,
-    raised_by_us,
+    raised_within,
 )
 
 CHECKPOINT_FORMAT = "tianshou-offline-policy"
@@ -200,7 +200,7 @@ def _read(p: Path, expected: str = POLICY_CHOICES) -> Any:
             "file written by save_policy_checkpoint (or a Tianshou Atari policy.pth)"
         ) from e
     except Exception as e:  # text, truncated archives, …: torch raises many types
-        if raised_by_us(e):  # a bug of ours, not a fault of the file
+        if not raised_within(e, ("torch", "zipfile", "pickle")):  # not the file's fault
             raise
         found = _describe_bytes(p) if not zipfile.is_zipfile(p) else "a damaged torch.save file"
         raise DatasetFormatError(

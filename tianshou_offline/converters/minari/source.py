@@ -22,7 +22,7 @@ from tianshou_offline.errors import (
     MissingDependencyError,
     SourceNotFoundError,
     TianshouOfflineError,
-    raised_by_us,
+    raised_within,
 )
 
 log = logging.getLogger(__name__)
@@ -120,21 +120,39 @@ MAX_METADATA_BYTES = 64 << 20
 """A ``metadata.json`` larger than this is refused (Minari's are a few kilobytes)."""
 
 
+MINARI_DATA_ERRORS: tuple[type[Exception], ...] = (
+    AssertionError,  # Minari's checks of its metadata
+    ValueError,  # json, gymnasium's space parsers, numpy casts, pyarrow's ArrowInvalid
+    TypeError,  # a field of the wrong type (also pyarrow's ArrowTypeError)
+    KeyError,  # a missing field or episode
+    IndexError,
+    AttributeError,  # a JSON value of the wrong kind where Minari expects an object
+    OSError,  # pyarrow's and the file system's read errors
+    EOFError,
+    RecursionError,  # json of a deeply nested document
+)
+"""What Minari and the parsers it calls (json, gymnasium, numpy, pyarrow) raise about
+malformed data."""
+
+
 @contextlib.contextmanager
 def minari_errors(data_path: Path) -> Iterator[None]:
     """The boundary around Minari's own reading code: h5py's errors become typed errors (as
     everywhere, :func:`~tianshou_offline.data.reading.read_errors`), and so does anything
     else Minari (or the parsers it calls: json, gymnasium, pyarrow) raises while it parses a
     dataset (it checks its metadata with ``assert`` and lets its parsers' exceptions
-    through), naming the dataset directory. An exception raised by our own code inside the
-    boundary passes through as itself (:func:`~tianshou_offline.errors.raised_by_us`)."""
+    through), naming the dataset directory: the exception types those raise about bad data
+    (:data:`MINARI_DATA_ERRORS`), and only when they came out of Minari's code
+    (:func:`~tianshou_offline.errors.raised_within`). Anything else — an exception raised by
+    our own code inside the boundary, or one that never went through Minari — passes through
+    as itself."""
     try:
         with read_errors(data_path / "main_data.hdf5"):
             yield
     except (TianshouOfflineError, MemoryError, KeyboardInterrupt):
         raise
-    except Exception as e:
-        if raised_by_us(e):  # a bug of ours, not a fault of the data
+    except MINARI_DATA_ERRORS as e:
+        if not raised_within(e, ("minari",)):  # a bug of ours, not a fault of the data
             raise
         raise DatasetFormatError(
             f"{data_path}: Minari cannot read the dataset: {type(e).__name__}: {e}"
