@@ -108,6 +108,11 @@ def main(argv: list[str] | None = None) -> int:
                     }
                     for r in summary.failures
                 ],
+                "refused_allocations": [
+                    {"entry": r.job.entry, "mutant": f"{r.job.seed}#{r.job.mutant}",
+                     "mutation": r.job.description, "detail": r.detail}
+                    for r in summary.refused
+                ],
                 "slowest": [[r.job.entry, r.seconds, r.peak_mb] for r in summary.slowest],
                 "seed_failures": [f"{r.job.seed} {r.job.entry}: {r.outcome}" for r in bad_seeds],
             }  # fmt: skip

@@ -171,3 +171,48 @@ def test_error_boundaries_let_bugs_of_ours_through(tmp_path: Path) -> None:
         with minari_errors(tmp_path):
             np.arange(2).reshape(3)  # no Minari frame on the way
     assert not isinstance(info2.value, DatasetFormatError)
+
+
+def _allocating_entry(entry: str, path: Path, workdir: Path, variant: int) -> tuple[str, str]:
+    """A stand-in entry point that asks for ``variant`` MiB and touches it; a refused request
+    is reported as libhdf5 reports one (a typed error)."""
+    try:
+        block = np.ones(variant << 17)  # variant MiB of float64
+    except MemoryError:
+        return "typed", "DatasetFormatError: memory allocation failed"
+    return "ok", f"{block.nbytes} bytes"
+
+
+def test_refused_allocations_are_probed_without_the_address_space_limit(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A typed 'allocation failed' is rerun with more address space and then none (in a
+    memory cgroup): a request no machine grants stays typed, with its size bound recorded; one
+    that is granted and used is a blow-up (`memory`; under a cgroup the rerun is killed at
+    the cap instead of using the memory). Before, the rerun gave 3 GiB more only and recorded
+    neither the size nor whether the request is refused without the limit."""
+    import resource
+
+    monkeypatch.setattr(_fuzz, "run_entry", _allocating_entry)
+    base = _fuzz._status("VmSize")
+    _, hard = resource.getrlimit(resource.RLIMIT_AS)
+    limit = base + (256 << 20)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+    try:
+        huge = _fuzz.Job("load_buffer", str(tmp_path), 0, "seed", "test", variant=1 << 30)  # 1 PiB
+        outcome, detail = _fuzz._probe_refusal(
+            huge, tmp_path, limit, 256 << 20, "DatasetFormatError: memory allocation failed"
+        )
+        assert outcome == "typed" and detail.startswith(_fuzz.ALLOCATION_REFUSED), detail
+        assert "requested > 128 GiB beyond the limit" in detail
+        cgroups = _fuzz._memory_cgroup(1 << 30)
+        if cgroups is not None:
+            cgroups.rmdir()
+            assert "refused without an address-space limit too" in detail
+        half = _fuzz.Job("load_buffer", str(tmp_path), 0, "seed", "test", variant=512)
+        outcome, detail = _fuzz._probe_refusal(
+            half, tmp_path, limit, 256 << 20, "DatasetFormatError: memory allocation failed"
+        )
+        assert outcome == "memory" and "with 3 GiB more" in detail, detail
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (hard, hard))

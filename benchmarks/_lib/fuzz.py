@@ -1339,7 +1339,7 @@ def _worker(conn: mpc.Connection, time_limit: float, mem_limit: int) -> None:
             signal.setitimer(signal.ITIMER_REAL, 0)
         seconds = time.perf_counter() - t0
         if outcome == "typed" and any(m in detail.lower() for m in _ALLOCATION_FAILED):
-            outcome, detail = _rerun_unlimited(job, workdir, limit, hard, mem_limit, detail)
+            outcome, detail = _probe_refusal(job, workdir, limit, mem_limit, detail)
         peak = max(0, _status("VmHWM") - base_rss) / 2**20
         shutil.rmtree(workdir, ignore_errors=True)
         conn.send(Result(job, outcome, detail, seconds, peak))
@@ -1347,36 +1347,122 @@ def _worker(conn: mpc.Connection, time_limit: float, mem_limit: int) -> None:
             return  # memory crept up: let the pool start a fresh worker
 
 
-def _rerun_unlimited(
-    job: Job, workdir: Path, limit: int, hard: int, mem_limit: int, detail: str
-) -> tuple[str, str]:
-    """A typed error that reports a failed allocation: rerun it with 3 GiB more address
-    space. ``memory`` when it then gets further or its resident memory grows past
-    ``mem_limit``; ``typed`` (marked :data:`ALLOCATION_REFUSED`) when it fails the same way:
-    libhdf5 asked for more than 3 GiB beyond the limit (a size read from a corrupt field;
-    such requests are astronomically large) and was refused without using the memory."""
-    base_rss = _status("VmRSS")
-    with contextlib.suppress(OSError), open("/proc/self/clear_refs", "w") as fh:
-        fh.write("5")
-    more = limit + (3 << 30)
-    resource.setrlimit(
-        resource.RLIMIT_AS, (more if hard == resource.RLIM_INFINITY else min(hard, more), hard)
-    )
-    signal.setitimer(signal.ITIMER_REAL, 10.0)
+GiB = 1 << 30
+PROBE_STEPS_GIB = (3, 16, 128)
+"""Address space granted beyond the run's limit when a typed error reports a failed
+allocation, one rerun each, then none at all (under a memory cgroup, see
+:func:`_probe_refusal`)."""
+
+
+def _memory_cgroup(cap: int) -> Path | None:
+    """A new memory cgroup below this process's own with a resident-memory cap of ``cap``
+    bytes (cgroup v1 ``memory.limit_in_bytes`` or v2 ``memory.max``), or None where none can
+    be made (not root, no memory controller)."""
     try:
-        outcome, again = run_entry(job.entry, Path(job.path), workdir, job.variant)
-    except BaseException as e:
-        outcome, again = "untyped", f"{type(e).__name__}: {e}"
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        _, controllers, rel = line.split(":", 2)
+        if "memory" in controllers.split(","):
+            base, knob = Path("/sys/fs/cgroup/memory") / rel.lstrip("/"), "memory.limit_in_bytes"
+        elif controllers == "" and Path("/sys/fs/cgroup/cgroup.controllers").exists():
+            base, knob = Path("/sys/fs/cgroup") / rel.lstrip("/"), "memory.max"
+        else:
+            continue
+        group = base / f"fuzz-probe-{os.getpid()}"
+        try:
+            group.mkdir(exist_ok=True)
+            (group / knob).write_text(str(cap))
+            return group
+        except OSError:
+            with contextlib.suppress(OSError):
+                group.rmdir()
+    return None
+
+
+def _probe_once(job: Job, workdir: Path, limit: int | None, group: Path | None) -> tuple[str, str]:
+    """Rerun ``job`` in a forked child with an address-space limit of ``limit`` bytes (None:
+    none, only inside ``group``): its outcome and detail; ``("killed", …)`` when the cgroup's
+    cap (or anything else) killed it."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns
+        try:
+            os.close(read)
+            if group is not None:
+                (group / "cgroup.procs").write_text(str(os.getpid()))
+            _, hard = resource.getrlimit(resource.RLIMIT_AS)
+            soft = (
+                hard
+                if limit is None
+                else (limit if hard == resource.RLIM_INFINITY else min(hard, limit))
+            )
+            resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+            signal.setitimer(signal.ITIMER_REAL, 10.0)
+            try:
+                outcome, detail = run_entry(job.entry, Path(job.path), workdir, job.variant)
+            except BaseException as e:
+                outcome, detail = "untyped", f"{type(e).__name__}: {e}"
+            os.write(write, json.dumps([outcome, detail[:500]]).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as fh:
+        data = fh.read()
+    _, status = os.waitpid(pid, 0)
+    if not data:
+        return (
+            "killed",
+            f"the rerun died ({'signal ' + str(os.WTERMSIG(status)) if os.WIFSIGNALED(status) else 'exit ' + str(os.WEXITSTATUS(status))})",
+        )
+    outcome, detail = json.loads(data)
+    return str(outcome), str(detail)
+
+
+def _probe_refusal(
+    job: Job, workdir: Path, limit: int, mem_limit: int, detail: str
+) -> tuple[str, str]:
+    """A typed error that reports a failed allocation: rerun it with more address space
+    (:data:`PROBE_STEPS_GIB` beyond ``limit``), then with no address-space limit at all —
+    each rerun in a forked child inside a memory cgroup whose resident cap is ``mem_limit``
+    plus the worker's size, so a request that is granted and used is stopped there. The
+    request's size lies between the last refused and the first granted step. ``typed``
+    (marked :data:`ALLOCATION_REFUSED`, with the size and whether it was refused without any
+    limit) when every rerun fails the same way: the request was refused before any memory was
+    used; ``memory`` when a rerun gets further, grows or is killed. Without a cgroup (not
+    root) the unlimited rerun is skipped and the detail says so."""
+    group = _memory_cgroup(_status("VmRSS") + mem_limit)
+    refused_gib = 0
+    try:
+        for extra in (*PROBE_STEPS_GIB, None):
+            if extra is None and group is None:
+                return "typed", (
+                    f"{ALLOCATION_REFUSED} requested > {refused_gib} GiB beyond the limit; not "
+                    f"rerun without a limit (no memory cgroup) {detail}"
+                )
+            outcome, again = _probe_once(
+                job, workdir, None if extra is None else limit + extra * GiB, group
+            )
+            if outcome != "typed" or again != detail:
+                granted = "no limit" if extra is None else f"{extra} GiB more"
+                return "memory", (
+                    f"{detail} (with {granted}: {outcome}: {again[:200]}; refused up to "
+                    f"{refused_gib} GiB more)"
+                )
+            if extra is not None:
+                refused_gib = extra
+        return "typed", (
+            f"{ALLOCATION_REFUSED} requested > {refused_gib} GiB beyond the limit; refused "
+            f"without an address-space limit too {detail}"
+        )
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
-    grew = _status("VmHWM") - base_rss
-    if grew > mem_limit or outcome != "typed" or again != detail:
-        return "memory", f"{detail} (with 3 GiB more: {outcome}, +{grew >> 20} MiB resident)"
-    return "typed", f"{ALLOCATION_REFUSED} {detail}"
+        if group is not None:
+            with contextlib.suppress(OSError):
+                group.rmdir()
 
 
-ALLOCATION_REFUSED = "[libhdf5 asked for >3 GiB more, sized by a corrupt field; refused]"
+ALLOCATION_REFUSED = "[allocation refused]"
 
 
 class Pool:
@@ -1546,8 +1632,8 @@ class Summary:
     peak: list[Result] = field(default_factory=list)
     mutants: set[int] = field(default_factory=set)
     refused: list[Result] = field(default_factory=list)
-    """typed errors after libhdf5 asked for an allocation no limit grants (see
-    :func:`_rerun_unlimited`)."""
+    """typed errors after an allocation was refused at every probe (see
+    :func:`_probe_refusal`)."""
 
     def add(self, r: Result) -> None:
         self.counts.setdefault(r.job.entry, Counter())[r.outcome] += 1
@@ -1583,10 +1669,10 @@ class Summary:
         out = [self.table(), ""]
         if self.refused:
             out.append(
-                f"{len(self.refused)} typed errors came after libhdf5 asked for an allocation "
-                "sized by a corrupt field, over 3 GiB more than the limit (refused at once, no "
-                f"memory used), e.g. {self.refused[0].job.seed}#{self.refused[0].job.mutant}: "
-                f"{self.refused[0].detail[len(ALLOCATION_REFUSED) :][:160]}"
+                f"{len(self.refused)} typed errors came after an allocation sized by a corrupt "
+                f"field was refused at every probe (no memory used), e.g. "
+                f"{self.refused[0].job.seed}#{self.refused[0].job.mutant}: "
+                f"{self.refused[0].detail[len(ALLOCATION_REFUSED) :][:240]}"
             )
         out.append("slowest runs:")
         for r in self.slowest:
