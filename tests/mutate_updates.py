@@ -79,6 +79,13 @@ _DFQE = "tests/test_fqe_discrete.py::test_discrete_fqe_update_matches_algorithm_
 _ENSEMBLES = "tests/test_algorithms_ensembles_awac.py"
 _SACN = f"{_ENSEMBLES}::test_sacn_and_edac_match_the_paper"
 _AWAC = f"{_ENSEMBLES}::test_awac_matches_the_paper"
+_LBSAC = f"{_ENSEMBLES}::test_lbsac_scales_the_learning_rate_and_averages_the_members"
+_DT = "tianshou_offline.algorithms.dt"
+_DT_TESTS = "tests/test_algorithms_dt.py"
+_DT_LOSS = f"{_DT_TESTS}::test_dt_loss_on_padded_segments"
+_DT_CAUSAL = f"{_DT_TESTS}::test_predictions_see_only_the_past"
+_DT_SEGMENTS = f"{_DT_TESTS}::test_segments_match_a_loop_over_episodes"
+_DT_POLICY = f"{_DT_TESTS}::test_policy_context_follows_the_episode"
 
 _TD3_LIKE = {"td3bc": f"{_CONT}.td3_bc:TD3BC", "rebrac": f"{_CONT}.rebrac:ReBRAC"}
 
@@ -154,6 +161,43 @@ MUTATIONS: tuple[Mutation, ...] = (
        "self._update_targets(self.tau)", "self._update_targets(1.0)", _AWAC),
     _m("awac-weight-clip-deleted", f"{_CONT}.awac:advantage_weights",
        "weight.clamp(max=max_weight)", "weight", _AWAC),
+    _m("sacn-actor-min-over-two", f"{_CONT}.sac_n:SACN._update_with_batch",
+       "q_pi_min = q_pi.min(dim=0).values", "q_pi_min = q_pi[:2].min(dim=0).values", _SACN),
+    _m("sacn-target-min-over-two", f"{_CONT}.sac_n:SACN._update_with_batch",
+       "self.critics_target(b.obs_next, act_next).min(dim=0)",
+       "self.critics_target(b.obs_next, act_next)[:2].min(dim=0)", _SACN),
+    _m("edac-gradients-unnormalised", f"{_CONT}.edac:ensemble_similarity",
+       "grads / (grads.norm(dim=-1, keepdim=True) + eps)", "grads", _SACN),
+    _m("edac-eta-dropped", f"{_CONT}.edac:EDAC._critic_regularizer",
+       "return self.eta * es, es", "return es, es", _SACN),
+    _m("awac-temperature-dropped", f"{_CONT}.awac:advantage_weights",
+       "weight = torch.exp(advantage / lam)", "weight = torch.exp(advantage)", _AWAC),
+    _m("lbsac-members-summed", f"{_CONT}.sac_n:SACN._update_with_batch",
+       "else per_member.mean()", "else per_member.sum()", _LBSAC),
+    _m("lbsac-linear-lr-rule", f"{_CONT}.lb_sac:sqrt_scaled_lr",
+       "math.sqrt(batch_size / base_batch_size)", "(batch_size / base_batch_size)", _LBSAC),
+    _m("lbsac-alpha-lr-unscaled", f"{_CONT}.lb_sac:LBSAC.__init__",
+       "alpha_optim=AdamOptimizerFactory(lr=lr)", "alpha_optim=AdamOptimizerFactory(lr=base_lr)",
+       _LBSAC),
+    _m("dt-mse-over-padding", f"{_DT}.algorithm:segment_loss",
+       "(pred[mask] - segments.act[mask])", "(pred - segments.act)", _DT_LOSS),
+    _m("dt-cross-entropy-over-padding", f"{_DT}.algorithm:segment_loss",
+       "F.cross_entropy(pred[mask], segments.act[mask])",
+       "F.cross_entropy(pred.flatten(0, 1), segments.act.flatten())", _DT_LOSS),
+    _m("dt-padding-attended", f"{_DT}.model:DecisionTransformerNet.attention_mask",
+       "causal.unsqueeze(0) & tokens.unsqueeze(1)",
+       "causal.unsqueeze(0) & torch.ones_like(tokens).unsqueeze(1)", _DT_LOSS),
+    _m("dt-attention-not-causal", f"{_DT}.model:DecisionTransformerNet.attention_mask",
+       "dtype=torch.bool, device=mask.device).tril()", "dtype=torch.bool, device=mask.device)",
+       _DT_CAUSAL),
+    _m("dt-segment-crosses-episodes", f"{_DT}.segments:SegmentDataset.gather",
+       "torch.clamp(self._remaining[pos], max=k)", "torch.full_like(pos, k)", _DT_SEGMENTS),
+    _m("dt-segment-padding-rtg", f"{_DT}.segments:SegmentDataset.gather",
+       "torch.where(mask, self._rtg[steps], 0.0)", "self._rtg[steps]", _DT_SEGMENTS),
+    _m("dt-rtg-not-lowered", f"{_DT}.algorithm:_ReturnConditioned.act_in_context",
+       "rtg_prev - reward / self.rtg_scale", "rtg_prev", _DT_POLICY),
+    _m("dt-timestep-not-advanced", f"{_DT}.algorithm:_ReturnConditioned.act_in_context",
+       "np.asarray(ctx.t)[:, -1] + 1", "np.asarray(ctx.t)[:, -1]", _DT_POLICY),
     _m("discrete-fqe-target-online", f"{_DISC}.fqe:DiscreteFQE._update_with_batch",
        "self.model_target(b.obs_next)", "self.model(b.obs_next)", _DFQE),
     _m("discrete-fqe-polyak-hard", f"{_DISC}.fqe:DiscreteFQE._update_with_batch",

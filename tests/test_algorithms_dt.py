@@ -286,6 +286,31 @@ def test_dt_loss_on_padded_segments(discrete: bool) -> None:
         torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-6, msg=name)
 
 
+@pytest.mark.parametrize("discrete", [False, True], ids=["continuous", "discrete"])
+def test_predictions_see_only_the_past(discrete: bool) -> None:
+    """The prediction of ``a_t`` is a function of ``R̂_{≤t}, s_{≤t}, a_{<t}`` (Sec. 3: causal
+    self-attention): changing ``a_t`` and every token after step t leaves the predictions of
+    steps ≤ t unchanged, and changes those after it."""
+    model = net(discrete, n_act=4 if discrete else A).eval()
+    s = padded_segments(discrete, 4 if discrete else A)
+    mask = torch.ones(3, K, dtype=torch.bool)
+    g = torch.Generator().manual_seed(9)
+    t = 1
+    later = copy.deepcopy(s)
+    obs, rtg = later.obs.clone(), later.rtg.clone()
+    obs[:, t + 1 :] = torch.randn(obs[:, t + 1 :].shape, generator=g)
+    rtg[:, t + 1 :] = torch.randn(rtg[:, t + 1 :].shape, generator=g)
+    act = later.act.clone()
+    act[:, t:] = (
+        (act[:, t:] + 1) % 4 if discrete else torch.rand(act[:, t:].shape, generator=g) * 2 - 1
+    )
+    with torch.no_grad():
+        before = model(s.obs, s.act, s.rtg, s.timesteps, mask)
+        after = model(obs, act, rtg, s.timesteps, mask)
+    torch.testing.assert_close(after[:, : t + 1], before[:, : t + 1], rtol=1e-5, atol=1e-6)
+    assert (after[:, t + 1 :] - before[:, t + 1 :]).abs().amin(dim=-1).gt(1e-4).all()
+
+
 # --------------------------------------------------------------------------- policy
 
 

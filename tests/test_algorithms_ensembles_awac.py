@@ -446,6 +446,8 @@ def pendulum_algorithm(name: str) -> OfflineAlgorithmBase[Any, Any]:
     if name == "edac":
         return EDAC(policy=policy, policy_optim=Adam(lr=1e-3), critics=critics,
                     critic_optim=Adam(lr=1e-3), alpha_optim=Adam(lr=1e-3))  # fmt: skip
+    if name == "lbsac":  # lr 1e-3 at its batch of 2,900 by the square-root rule
+        return LBSAC(policy=policy, critics=critics, batch_size=2900)
     return SACN(policy=policy, policy_optim=Adam(lr=1e-3), critics=critics,
                 critic_optim=Adam(lr=1e-3), alpha_optim=Adam(lr=1e-3))  # fmt: skip
 

@@ -511,7 +511,7 @@ def make_any(kind: str, env: gym.Env[Any, Any]) -> OfflineAlgorithmBase[Any, Any
     }
     if kind in makers:
         return makers[kind](env)
-    if kind in ("awac", "sacn", "edac"):
+    if kind in ("awac", "sacn", "edac", "lbsac"):
         return pendulum_algorithm(kind)
     return make_continuous(kind)
 
@@ -542,9 +542,10 @@ def assert_same_transitions(ours: Transitions, expected: Transitions, what: str)
         )
 
 
-FINETUNED = ["il", "bcq", "cql", "calql", "crr", "td3_bc", "iql", "rebrac", "awac", "sacn", "edac"]
+FINETUNED = ["il", "bcq", "cql", "calql", "crr", "td3_bc", "iql", "rebrac", "awac", "sacn", "edac",
+             "lbsac"]  # fmt: skip
 """Every continuous algorithm (BC, BCQ, CQL, Cal-QL, CRR, TD3+BC, IQL, ReBRAC, AWAC, SAC-N,
-EDAC; LB-SAC is SAC-N's update)."""
+EDAC, LB-SAC)."""
 
 
 @pytest.mark.parametrize("kind", FINETUNED)
