@@ -13,6 +13,8 @@ Each algorithm has a frozen ``*Config`` dataclass beside it (:class:`TD3BCConfig
 place its defaults live, ``build(observation_space, action_space, device=...)`` makes it);
 :func:`make_algorithm` builds one by name from a named preset (:data:`PRESETS`) and keyword
 overrides (:mod:`~tianshou_offline.algorithms.config`, ``registry``, ``presets``).
+:func:`make_seed_batch` builds K seeds of one as a single batched program
+(:mod:`~tianshou_offline.algorithms.seeds`: :class:`SeedBatch`, one policy per seed).
 
 Layout: :mod:`~tianshou_offline.algorithms.core` (shared by both action kinds),
 :mod:`~tianshou_offline.algorithms.continuous` and :mod:`~tianshou_offline.algorithms.discrete`
@@ -119,6 +121,11 @@ from tianshou_offline.algorithms.registry import (
     make_algorithm,
     make_config,
 )
+from tianshou_offline.algorithms.seeds import (
+    SeedBatch,
+    SeedBatchStats,
+    make_seed_batch,
+)
 
 __all__ = [
     "AWAC",
@@ -187,6 +194,8 @@ __all__ = [
     "SACNConfig",
     "SACNStep",
     "SACNTrainingStats",
+    "SeedBatch",
+    "SeedBatchStats",
     "TD3BCConfig",
     "TD3BCStep",
     "TD3BCTrainingStats",
@@ -203,6 +212,7 @@ __all__ = [
     "expectile_loss",
     "make_algorithm",
     "make_config",
+    "make_seed_batch",
     "polyak_update",
     "preset",
     "resolve_stats_type",

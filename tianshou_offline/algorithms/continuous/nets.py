@@ -194,13 +194,21 @@ class _EnsembleHead(torch.autograd.Function):
     ``baddbmm`` with a single output column runs a slow path on CPU (10× slower forward,
     2× slower backward); this computes the same values as a row-vector product and writes
     the gradients directly. Inputs: ``h (E, M, H)``, ``w (E, H, 1)``, ``b (E, 1, 1)``;
-    output ``(E, M)``.
+    output ``(E, M)``. Written in the ``setup_context`` form with a generated vmap rule, so
+    that ``torch.func.vmap`` can batch it (the seed-batched algorithms,
+    :mod:`tianshou_offline.algorithms.seeds`).
     """
 
+    generate_vmap_rule = True
+
     @staticmethod
-    def forward(ctx: Any, h: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        ctx.save_for_backward(h, w)
+    def forward(h: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return torch.baddbmm(b, w.transpose(1, 2), h.transpose(1, 2)).squeeze(1)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+        h, w, _ = inputs
+        ctx.save_for_backward(h, w)
 
     @staticmethod
     def backward(

@@ -198,22 +198,26 @@ def gaussian_sample(
     *,
     squash: bool,
     num_samples: int | None = None,
+    noise: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Reparameterised samples of a (tanh-squashed) diagonal Gaussian and their log-density.
 
-    :param mean: ``(B, A)``.
-    :param log_std: ``(B, A)``.
+    :param mean: ``(B, A)`` (or ``(K, B, A)`` with ``noise``: any leading dimensions).
+    :param log_std: ``(B, A)``, as ``mean``.
     :param squash: apply ``tanh`` and the change-of-variables correction
         (Haarnoja et al. 2018, Eq. 21).
     :param num_samples: N samples per state; ``None`` for one.
+    :param noise: the standard-normal draws to use, of the samples' shape (default: drawn
+        here with ``torch.randn``; the seed-batched algorithms pass each seed's own draws).
     :returns: ``act (B, A)`` or ``(B, N, A)`` and ``log_prob (B,)`` or ``(B, N)``.
     """
     if num_samples is not None:
-        mean, log_std = mean.unsqueeze(1), log_std.unsqueeze(1)
-        noise = torch.randn(
-            (mean.shape[0], num_samples, mean.shape[-1]), device=mean.device, dtype=mean.dtype
-        )
-    else:
+        mean, log_std = mean.unsqueeze(-2), log_std.unsqueeze(-2)
+        if noise is None:
+            noise = torch.randn(
+                (mean.shape[0], num_samples, mean.shape[-1]), device=mean.device, dtype=mean.dtype
+            )
+    elif noise is None:
         noise = torch.randn_like(mean)
     u = mean + log_std.exp() * noise
     log_prob = (-0.5 * noise.pow(2) - log_std - _LOG_SQRT_2PI).sum(-1)

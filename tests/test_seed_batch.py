@@ -1,0 +1,230 @@
+"""Seed batches (``tianshou_offline.algorithms.seeds``): K seeds trained as one batched
+program must follow, seed by seed, the trajectories of K separate plain runs.
+
+Every plain run is built as ``torch.manual_seed(s)`` then ``make_algorithm`` and trains with
+``update(buffer, B)`` on the global generator (swapped in per seed), so it draws its own
+mini-batches and noise; the batch draws each seed's with that seed's generator. Statistics
+are compared at every step and parameters (targets and optimizer moments included, through
+each seed's plain checkpoint) at the end.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from tianshou.data import Batch, ReplayBuffer
+from tianshou.utils.torch_utils import policy_within_training_step
+
+from tianshou_offline.algorithms.registry import make_algorithm
+from tianshou_offline.algorithms.seeds import SeedBatchStats, make_seed_batch
+from tianshou_offline.errors import DataValidationError
+
+OBS = gym.spaces.Box(-np.inf, np.inf, (5,), np.float32)
+ACT = gym.spaces.Box(-2.0, 2.0, (2,), np.float32)
+SEEDS = (10, 11, 12)
+SMALL: dict[str, Any] = {"hidden_sizes": (16, 16)}
+
+
+@pytest.fixture(scope="module")
+def buffer() -> ReplayBuffer:
+    """500 continuous transitions: terminations and truncations, actions inside the bounds."""
+    rng = np.random.default_rng(0)
+    n = 500
+    buf = ReplayBuffer(n)
+    obs = rng.standard_normal((n + 1, 5)).astype(np.float32)
+    for i in range(n):
+        buf.add(
+            Batch(
+                obs=obs[i],
+                act=rng.uniform(-2, 2, 2).astype(np.float32),
+                rew=float(obs[i, 0] + rng.standard_normal()),
+                terminated=i % 97 == 96,
+                truncated=i % 50 == 49,
+                obs_next=obs[i + 1],
+                info={},
+            )
+        )
+    return buf
+
+
+class PlainRuns:
+    """K plain algorithms, each stepping on its own copy of the global generator."""
+
+    def __init__(self, name: str, buffer: ReplayBuffer, **overrides: Any) -> None:
+        self.algorithms: list[Any] = []
+        self.states: list[torch.Tensor] = []
+        with torch.random.fork_rng(devices=[]):
+            for seed in SEEDS:
+                torch.manual_seed(seed)
+                self.algorithms.append(make_algorithm(name, OBS, ACT, preset="small", **overrides))
+                self.states.append(torch.get_rng_state())
+        for a in self.algorithms:
+            a.process_buffer(buffer)
+        self.buffer = buffer
+
+    def update(self, batch_size: int) -> list[dict[str, float]]:
+        out = []
+        with torch.random.fork_rng(devices=[]):
+            for k, a in enumerate(self.algorithms):
+                torch.set_rng_state(self.states[k])
+                with policy_within_training_step(a.policy):
+                    out.append(a.update(self.buffer, batch_size).get_loss_stats_dict())
+                self.states[k] = torch.get_rng_state()
+        return out
+
+
+def assert_close_stats(plain: dict[str, float], batched: dict[str, float], where: str) -> None:
+    assert plain.keys() == batched.keys(), where
+    for key, value in plain.items():
+        assert batched[key] == pytest.approx(value, rel=1e-3, abs=1e-4), f"{where}: {key}"
+
+
+def assert_close_states(plain: dict[str, Any], batched: dict[str, Any], where: str) -> None:
+    """Two plain-algorithm checkpoints (parameters, targets, optimizer moments, step count)."""
+    assert plain.keys() == batched.keys(), where
+    for key, value in plain.items():
+        other = batched[key]
+        if isinstance(value, torch.Tensor):
+            torch.testing.assert_close(other, value, rtol=1e-3, atol=1e-4, msg=f"{where}: {key}")
+        elif isinstance(value, dict):
+            assert_close_states(value, other, f"{where}.{key}")
+        elif isinstance(value, list):
+            assert len(value) == len(other), f"{where}.{key}"
+            for i, (a, b) in enumerate(zip(value, other, strict=True)):
+                if isinstance(a, dict):
+                    assert_close_states(a, b, f"{where}.{key}[{i}]")
+                else:
+                    assert a == pytest.approx(b, rel=1e-3, abs=1e-4), f"{where}.{key}[{i}]"
+        else:
+            assert other == value, f"{where}: {key}"
+
+
+CASES: list[tuple[str, dict[str, Any], int]] = [
+    ("td3bc", {}, 200),
+    ("td3bc", {"max_grad_norm": 0.05}, 200),  # a clip that binds: per seed and critic member
+    ("iql", {}, 200),
+    ("cql", {"num_sampled_actions": 4}, 200),
+    # the Lagrange form's large critic losses make a ReLU kink flip within float rounding
+    # after a few dozen steps (both sides then stay correct but part ways): fewer steps
+    ("cql", {"num_sampled_actions": 3, "with_lagrange": True, "lagrange_threshold": 1.0}, 30),
+    ("il", {}, 200),
+    ("il", {"actor": "gaussian"}, 200),
+]
+"""(algorithm, overrides of the small preset, steps)."""
+
+
+@pytest.mark.parametrize(
+    ("name", "overrides", "steps"), CASES, ids=[f"{n}-{i}" for i, (n, _, _) in enumerate(CASES)]
+)
+def test_each_seed_follows_its_single_run(
+    buffer: ReplayBuffer, name: str, overrides: dict[str, Any], steps: int
+) -> None:
+    batch_size = 32
+    settings = {**SMALL, **overrides}
+    plain = PlainRuns(name, buffer, **settings)
+    batch = make_seed_batch(name, OBS, ACT, seeds=SEEDS, preset="small", **settings)
+    batch.process_buffer(buffer)
+    with policy_within_training_step(batch.policy):
+        for step in range(steps):
+            stats = batch.update(buffer, batch_size)
+            assert isinstance(stats, SeedBatchStats)
+            expected = plain.update(batch_size)
+            for k, seed_stats in enumerate(stats.seeds):
+                assert type(seed_stats) is plain.algorithms[k].stats_type
+                assert_close_stats(
+                    expected[k], seed_stats.get_loss_stats_dict(), f"step {step} seed {k}"
+                )
+    for k, algorithm in enumerate(plain.algorithms):
+        assert_close_states(algorithm.state_dict(), batch.seed_state_dict(k), f"seed {k}")
+    # the seeds really differ (different initialisations and mini-batches)
+    first = [p.detach() for p in batch.members[0].parameters()]
+    second = [p.detach() for p in batch.members[1].parameters()]
+    assert any(not torch.equal(a, b) for a, b in zip(first, second, strict=True))
+
+
+def test_seed_checkpoint_continues_as_a_plain_run(buffer: ReplayBuffer) -> None:
+    """A seed's plain checkpoint, loaded into a plain algorithm, continues as that seed of
+    the batch does; loading it back into another batch restores the seed."""
+    batch = make_seed_batch("td3bc", OBS, ACT, seeds=SEEDS, preset="small", **SMALL)
+    batch.process_buffer(buffer)
+    with policy_within_training_step(batch.policy):
+        for _ in range(15):
+            batch.update(buffer, 32)
+    state = batch.seed_state_dict(1)
+    rng = batch.rng.generators[1].get_state()
+
+    plain = make_algorithm("td3bc", OBS, ACT, preset="small", **SMALL)
+    plain.load_state_dict(dict(state))  # Tianshou pops its optimizers key
+    plain.process_buffer(buffer)
+    with torch.random.fork_rng(devices=[]):
+        torch.set_rng_state(rng)
+        with policy_within_training_step(plain.policy):
+            for _ in range(10):
+                plain.update(buffer, 32)
+    with policy_within_training_step(batch.policy):
+        for _ in range(10):
+            batch.update(buffer, 32)
+    untyped: Any = plain  # Tianshou's state_dict is untyped
+    assert_close_states(untyped.state_dict(), batch.seed_state_dict(1), "resumed seed 1")
+
+    other = make_seed_batch("td3bc", OBS, ACT, seeds=(0, 1, 2), preset="small", **SMALL)
+    other.process_buffer(buffer)
+    other._num_updates = batch.num_updates
+    other.load_seed_state_dict(2, batch.seed_state_dict(1))
+    assert_close_states(batch.seed_state_dict(1), other.seed_state_dict(2), "loaded")
+    # the whole batch round-trips through its own state_dict
+    again = make_seed_batch("td3bc", OBS, ACT, seeds=(5, 6, 7), preset="small", **SMALL)
+    whole: Any = batch  # Tianshou's state_dict is untyped
+    again.load_state_dict(whole.state_dict())
+    for k in range(3):
+        assert_close_states(batch.seed_state_dict(k), again.seed_state_dict(k), f"whole {k}")
+    with pytest.raises(ValueError, match="step"):
+        fresh = make_seed_batch("td3bc", OBS, ACT, seeds=(0, 1, 2), preset="small", **SMALL)
+        fresh.load_seed_state_dict(0, state)
+
+
+def test_offline_trainer_and_policies(buffer: ReplayBuffer) -> None:
+    """Tianshou's OfflineTrainer trains a batch; its log has every seed's statistics; the
+    K policies act in the environment's action space."""
+    from tianshou.trainer import OfflineTrainerParams
+    from tianshou.utils import LazyLogger
+
+    logged: list[dict[str, Any]] = []
+
+    class Keep(LazyLogger):
+        def log_update_data(self, log_data: dict[str, Any], step: int) -> None:
+            logged.append(log_data)
+
+    batch = make_seed_batch("iql", OBS, ACT, seeds=2, preset="small", **SMALL)
+    before = [p.detach().clone() for p in batch.members[1].policy.parameters()]
+    batch.run_training(
+        OfflineTrainerParams(
+            buffer=buffer,
+            max_epochs=1,
+            epoch_num_steps=5,
+            batch_size=16,
+            test_collector=None,
+            show_progress=False,
+            verbose=False,
+            logger=Keep(),
+        )
+    )
+    assert batch.num_updates == 5
+    assert logged and "seed1/critic_loss" in str(logged[-1])
+    after = list(batch.members[1].policy.parameters())
+    assert any(not torch.equal(a, b) for a, b in zip(before, after, strict=True))
+    obs = Batch(obs=np.zeros((4, 5), np.float32), info={})
+    for policy in batch.policies():
+        act = policy.map_action(policy(obs).act)
+        assert np.all(np.abs(np.asarray(act)) <= 2.0)
+
+
+def test_rejects_what_it_cannot_batch() -> None:
+    with pytest.raises(DataValidationError, match="no seed-batched form"):
+        make_seed_batch("sacn", OBS, ACT, seeds=2, preset="small")
+    with pytest.raises(DataValidationError, match="at least one seed"):
+        make_seed_batch("td3bc", OBS, ACT, seeds=[], preset="small")

@@ -1,0 +1,620 @@
+"""K independent seeds of an algorithm trained as one batched program.
+
+Research runs many seeds of the same small networks; run one after another (or as K
+processes), each gradient step pays PyTorch's per-operator cost K times. A seed batch pays it
+once: every network carries a leading seed dimension ``K``, every mini-batch is ``(K, B, …)``
+(each seed draws its own rows), and one call of each operator computes all seeds.
+
+**Design.** A :class:`SeedBatch` is built from K plain algorithms of one architecture (the
+*members*, built by :func:`~tianshou_offline.algorithms.seeds.make_seed_batch` from the
+registry, one seed each):
+
+- *Stacked parameters* (:class:`SeedStack`): every parameter of a member's network becomes
+  one ``(K, …)`` parameter of the batch, and each member's parameter is re-pointed at its
+  slice (a view). The members therefore always hold their seed's current weights: ``members[k]``
+  is a plain algorithm and ``members[k].policy`` a plain Tianshou policy of seed ``k`` — no
+  copying to evaluate, export or checkpoint a seed.
+- *Forward*: ``torch.func.vmap`` of ``torch.func.functional_call`` of the member's own module
+  over the stacked parameters, so the batch runs exactly the networks' own code (no second
+  implementation of any network). Gradients flow through ordinary autograd.
+- *Per-seed losses*: each method's batched update (one method, in the order of the plain
+  update, in its own module of this package) reduces over the batch dimensions only, keeping a
+  ``(K,)`` loss, and steps on their sum. The seeds' parameters are disjoint, so the gradient of
+  the sum with respect to seed k's parameters is the gradient of seed k's loss.
+- *Optimizers* (:meth:`SeedBatch._mirror_optimizer`): one optimizer of the member's class and
+  settings over the stacked parameters. Adam is elementwise, so its moments are per seed
+  (each ``exp_avg[k]`` is seed k's) and the update of seed k equals that of a single run; the
+  step count is common because all seeds step together. Gradient-norm clipping is per seed
+  (per seed and critic member for a :class:`CriticEnsemble`, as the plain algorithms clip each
+  member), never over the whole stack.
+- *Randomness* (:class:`SeedRandom`): one ``torch.Generator`` per seed; every draw (mini-batch
+  rows, exploration noise, sampled actions) is drawn per seed, in the order the plain update
+  draws it. On CPU, seed k of ``make_seed_batch(..., seeds=[s_0, …])`` therefore draws exactly
+  what ``torch.manual_seed(s_k)`` then ``make_algorithm(...)`` then ``update(buffer, B)``
+  draws: the batch's trajectory of seed k is that single run's, to float tolerance
+  (``tests/test_seed_batch.py`` checks parameters and statistics over hundreds of steps).
+- *Statistics*: :class:`SeedBatchStats` holds one typed stats object per seed (the member
+  algorithm's own ``TrainingStats`` class) and logs the mean over seeds and every seed's value.
+- *Checkpoints*: the batch's ``state_dict`` holds everything (stacked parameters, optimizer
+  states, step count, the seeds' generators); :meth:`SeedBatch.seed_state_dict` is seed k's
+  plain-algorithm checkpoint (loadable by a plain algorithm of the same config) and
+  :meth:`SeedBatch.load_seed_state_dict` puts one back.
+
+Training goes through Tianshou's ``OfflineTrainer`` unchanged (a seed batch is an
+``OfflineAlgorithm``; its ``policy`` is seed 0's, which the trainer's test collector
+evaluates) or a plain loop of :meth:`update`. Evaluate every seed with its member's policy
+(:meth:`SeedBatch.policies`).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from abc import ABC
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, cast
+
+import torch
+from tianshou.algorithm.algorithm_base import Policy, TrainingStats
+from tianshou.algorithm.optim import OptimizerFactory
+from tianshou.data import ReplayBuffer
+from tianshou.data.types import RolloutBatchProtocol
+from torch import nn
+from torch.func import functional_call, vmap
+from typing_extensions import TypeVar
+
+from tianshou_offline.algorithms.continuous.nets import CriticEnsemble
+from tianshou_offline.algorithms.core import (
+    GradientStep,
+    OfflineAlgorithmCore,
+    OfflineDataset,
+    TransitionBatch,
+)
+
+__all__ = [
+    "SeedBatch",
+    "SeedBatchStats",
+    "SeedRandom",
+    "SeedSampler",
+    "SeedStack",
+    "stack_parameters",
+]
+
+TMember = TypeVar("TMember", bound=OfflineAlgorithmCore[Any, Any, Any, Any])
+"""The plain algorithm a seed batch is made of."""
+TSeedStats = TypeVar("TSeedStats", bound=TrainingStats)
+"""The member algorithm's statistics class."""
+TSeedBatch = TypeVar("TSeedBatch", bound=TransitionBatch)
+
+
+# --------------------------------------------------------------------------- randomness
+
+
+class SeedRandom:
+    """One ``torch.Generator`` per seed; every draw is ``(K, *size)``, row k from seed k's
+    generator (K calls: the numbers of row k are those a single run with that generator
+    state draws with the same call).
+
+    :param states: each seed's initial generator state (``torch.get_rng_state()`` of a
+        single run at the point its training starts).
+    :param device: where the numbers are drawn.
+    """
+
+    def __init__(self, states: Sequence[torch.Tensor], device: torch.device) -> None:
+        self.device = device
+        self.generators: list[torch.Generator] = []
+        for state in states:
+            g = torch.Generator(device=device)
+            g.set_state(state)
+            self.generators.append(g)
+
+    def __len__(self) -> int:
+        return len(self.generators)
+
+    def randint(self, high: int, size: Sequence[int]) -> torch.Tensor:
+        """Integers in ``[0, high)``, ``(K, *size)`` int64 (``torch.randint`` per seed)."""
+        return torch.stack(
+            [torch.randint(high, tuple(size), generator=g, device=self.device) for g in self]
+        )
+
+    def randn(self, size: Sequence[int]) -> torch.Tensor:
+        """Standard normal ``(K, *size)`` float32 (``torch.randn`` per seed)."""
+        return torch.stack(
+            [torch.randn(tuple(size), generator=g, device=self.device) for g in self]
+        )
+
+    def rand(self, size: Sequence[int]) -> torch.Tensor:
+        """Uniform on ``[0, 1)``, ``(K, *size)`` float32 (``torch.rand`` per seed)."""
+        return torch.stack([torch.rand(tuple(size), generator=g, device=self.device) for g in self])
+
+    def randperm(self, n: int) -> torch.Tensor:
+        """A permutation of ``range(n)`` per seed, ``(K, n)`` int64."""
+        return torch.stack([torch.randperm(n, generator=g, device=self.device) for g in self])
+
+    def __iter__(self) -> Iterator[torch.Generator]:
+        return iter(self.generators)
+
+    def get_state(self) -> list[torch.Tensor]:
+        """Every generator's state (byte tensors, saved in checkpoints)."""
+        return [g.get_state() for g in self]
+
+    def set_state(self, states: Sequence[torch.Tensor]) -> None:
+        """Restore what :meth:`get_state` returned.
+
+        :raises ValueError: a different number of states than seeds.
+        """
+        if len(states) != len(self):
+            raise ValueError(f"got {len(states)} generator states for {len(self)} seeds")
+        for g, state in zip(self, states, strict=True):
+            g.set_state(state.cpu())
+
+
+# --------------------------------------------------------------------------- stacked networks
+
+
+def stack_parameters(params: Sequence[nn.Parameter]) -> nn.Parameter:
+    """One ``(K, …)`` parameter of K equally-shaped parameters; each of them is re-pointed at
+    its slice (a view), so that the originals always hold their seed's current values."""
+    first = params[0]
+    stacked = nn.Parameter(
+        torch.stack([p.detach() for p in params]).contiguous(), requires_grad=first.requires_grad
+    )
+    for k, p in enumerate(params):
+        p.data = stacked.data[k]
+    return stacked
+
+
+class SeedStack(nn.Module):
+    """K modules of one architecture as one module whose parameters carry a leading seed
+    dimension; calling it runs the modules' own ``forward`` for every seed at once
+    (``vmap`` of ``functional_call`` over the stacked parameters).
+
+    :param modules: the K modules (their parameters become views of the stack's).
+
+    ``forward(*inputs, **kwargs)``: every input has a leading ``K`` dimension (seed k's input
+    is ``inputs[i][k]``); keyword arguments are passed to every seed's call unchanged. The
+    output is the modules' output with a leading ``K``.
+    """
+
+    def __init__(self, modules: Sequence[nn.Module]) -> None:
+        super().__init__()
+        if not modules:
+            raise ValueError("a seed stack needs at least one module")
+        names = [name for name, _ in modules[0].named_parameters()]
+        buffer_names = [name for name, _ in modules[0].named_buffers()]
+        for m in modules[1:]:
+            if [n for n, _ in m.named_parameters()] != names:
+                raise ValueError("the modules of a seed stack must have the same parameters")
+        self.num_seeds = len(modules)
+        self._names = names
+        self._buffer_names = buffer_names
+        # the template is not a submodule: its parameters are replaced at every call
+        self._template: tuple[nn.Module] = (copy.deepcopy(modules[0]).to("meta"),)
+        self.stacked = nn.ParameterList(
+            [stack_parameters([dict(m.named_parameters())[n] for m in modules]) for n in names]
+        )
+        for i, name in enumerate(buffer_names):
+            values = [dict(m.named_buffers())[name] for m in modules]
+            stacked = torch.stack([b.detach() for b in values]).contiguous()
+            self.register_buffer(f"buffer_{i}", stacked)
+            for k, b in enumerate(values):
+                b.data = stacked[k]
+        self.ensemble = isinstance(modules[0], CriticEnsemble)
+        """The modules are critic ensembles: gradients are clipped per seed and member."""
+
+    @property
+    def template(self) -> nn.Module:
+        """Seed 0's module on the meta device: the architecture ``forward`` runs."""
+        return self._template[0]
+
+    def named_stacked(self) -> dict[str, torch.Tensor]:
+        """The stacked parameters and buffers by the modules' own names."""
+        out: dict[str, torch.Tensor] = dict(zip(self._names, self.stacked, strict=True))
+        for i, name in enumerate(self._buffer_names):
+            out[name] = getattr(self, f"buffer_{i}")
+        return out
+
+    def forward(self, *inputs: torch.Tensor, **kwargs: Any) -> Any:
+        template = self.template
+
+        def one(params: dict[str, torch.Tensor], *args: torch.Tensor) -> Any:
+            return functional_call(template, params, args, kwargs)
+
+        return vmap(one, randomness="error")(self.named_stacked(), *inputs)
+
+    def seed_params(self, detach: bool = False) -> dict[str, torch.Tensor]:
+        """The stacked tensors (detached when ``detach``), for a caller's own ``vmap``."""
+        params = self.named_stacked()
+        return {k: v.detach() for k, v in params.items()} if detach else params
+
+
+class _StackedParams(nn.Module):
+    """The stacked parameters one batched optimizer updates, with per-seed clipping.
+
+    :param params: ``(K, …)`` parameters (``(K, E, …)`` for the ``ensemble`` ones).
+    :param ensemble: for each parameter, whether its second dimension is a critic member
+        (clipped separately, as :meth:`CriticEnsemble.clip_grad_norm_` does)."""
+
+    def __init__(self, params: Sequence[nn.Parameter], ensemble: Sequence[bool]) -> None:
+        super().__init__()
+        self.params = nn.ParameterList(params)
+        self._ensemble = list(ensemble)
+
+    @torch.no_grad()
+    def clip_grad_norm_(self, max_norm: float) -> torch.Tensor:
+        """Clip each seed's gradient norm (each seed's and member's, for ensembles) to
+        ``max_norm`` separately. :returns: the norms before clipping, ``(K,)`` or ``(K, E)``."""
+        grads = [(p.grad, e) for p, e in zip(self.params, self._ensemble, strict=True)]
+        grads = [(g, e) for g, e in grads if g is not None]
+        if not grads:
+            return torch.zeros(0)
+        lead = grads[0][0].shape[:2] if grads[0][1] else grads[0][0].shape[:1]
+        sq = sum(g.reshape(*lead, -1).pow(2).sum(-1) for g, _ in grads)
+        norms = torch.as_tensor(sq).sqrt()
+        coef = (max_norm / (norms + 1e-6)).clamp(max=1.0)
+        for g, _ in grads:
+            g.mul_(coef.view(*lead, *([1] * (g.dim() - len(lead)))))
+        return norms
+
+
+class _SameOptimizer(OptimizerFactory):
+    """An optimizer of ``like``'s class with its settings (``defaults``), for new parameters."""
+
+    def __init__(self, like: torch.optim.Optimizer) -> None:
+        super().__init__()
+        self._cls = type(like)
+        self._defaults = dict(like.defaults)
+
+    def _create_optimizer_for_params(self, params: Any) -> torch.optim.Optimizer:
+        return self._cls(params, **self._defaults)
+
+
+# --------------------------------------------------------------------------- data
+
+
+@dataclass(frozen=True)
+class SeedSampler(OfflineDataset[TSeedBatch]):
+    """The member's device-resident dataset, sampled per seed: a mini-batch is the member
+    dataset's batch kind with every field ``(K, B, …)`` — row k drawn with seed k's generator.
+
+    :ivar dataset: the member's dataset (one copy of the data for all seeds).
+    :ivar rng: the seeds' generators.
+    """
+
+    dataset: OfflineDataset[TSeedBatch]
+    rng: SeedRandom
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    @property
+    def device(self) -> torch.device:
+        return self.dataset.device
+
+    @property
+    def nbytes(self) -> int:
+        return self.dataset.nbytes
+
+    def gather(self, pos: torch.Tensor) -> TSeedBatch:
+        """The transitions at ``pos`` (``(K, B)`` int64): one gather of ``K·B`` rows."""
+        k, b = pos.shape
+        flat = self.dataset.gather(pos.reshape(-1))
+        fields = {
+            f.name: getattr(flat, f.name).view(k, b, *getattr(flat, f.name).shape[1:])
+            for f in dataclasses.fields(cast(Any, flat))
+        }
+        out: TSeedBatch = type(flat)(**fields)
+        return out
+
+    def sample(self, batch_size: int) -> TSeedBatch:
+        """``batch_size`` rows per seed, uniformly with replacement (``torch.randint``)."""
+        return self.gather(self.rng.randint(len(self), (batch_size,)))
+
+    def all(self, shuffle: bool = True) -> TSeedBatch:
+        """Every transition for every seed (a permutation per seed when ``shuffle``)."""
+        n = len(self)
+        if shuffle:
+            return self.gather(self.rng.randperm(n))
+        pos = torch.arange(n, device=self.device)
+        return self.gather(pos.expand(len(self.rng), n))
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+@dataclass(kw_only=True)
+class SeedBatchStats(TrainingStats, Generic[TSeedStats]):
+    """The statistics of one batched step: one typed stats object per seed (the member
+    algorithm's own ``TrainingStats`` class). Logged as every field's mean over the seeds
+    (``critic_loss``) and each seed's value (``seed3/critic_loss``)."""
+
+    seeds: tuple[TSeedStats, ...] = ()
+    """Seed k's statistics, as its single run would report them."""
+
+    def _get_self_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"train_time": self.train_time, "smoothed_loss": self.smoothed_loss}
+        per_seed = [s.get_loss_stats_dict() for s in self.seeds]
+        for key in per_seed[0] if per_seed else {}:
+            values = [float(d[key]) for d in per_seed if key in d]
+            out[key] = sum(values) / len(values)
+        for k, d in enumerate(per_seed):
+            for key, value in d.items():
+                out[f"seed{k}/{key}"] = value
+        return out
+
+
+# --------------------------------------------------------------------------- the batch
+
+
+class SeedBatch(
+    OfflineAlgorithmCore[Policy, SeedSampler[TSeedBatch], TSeedBatch, SeedBatchStats[TSeedStats]],
+    Generic[TMember, TSeedBatch, TSeedStats],
+    ABC,
+):
+    """K seeds of one algorithm as one batched program (see the module docstring).
+
+    A subclass per algorithm stacks the member's networks (:meth:`_stack`,
+    :meth:`_stack_target`), mirrors its optimizers (:meth:`_mirror_optimizer`) and
+    implements the batched update in ``_update_with_batch`` (every batch field is
+    ``(K, B, …)``; losses are ``(K,)`` and stepped on their sum), returning
+    :meth:`_seed_stats` of the per-seed values.
+
+    :param members: K plain algorithms of one config (one per seed), freshly built.
+    :param rng_states: each seed's generator state (default: each seed's index as its seed).
+    """
+
+    member_type: type[OfflineAlgorithmCore[Any, Any, Any, Any]]
+    """The plain algorithm class this batch trains (checked at construction)."""
+
+    def __init__(
+        self, members: Sequence[TMember], rng_states: Sequence[torch.Tensor] | None = None
+    ) -> None:
+        if not members:
+            raise ValueError(f"{type(self).__name__}: no members; expected K >= 1 algorithms")
+        for m in members:
+            if type(m) is not self.member_type:
+                raise TypeError(
+                    f"{type(self).__name__}: got a {type(m).__name__}; expected "
+                    f"{self.member_type.__name__} members (one per seed, one config)"
+                )
+            if m.lr_schedulers:
+                raise NotImplementedError(
+                    f"{type(self).__name__}: a member has a learning-rate schedule; seed "
+                    "batches do not batch schedulers yet (train the seeds separately)"
+                )
+        super().__init__(policy=members[0].policy)
+        self._members: tuple[TMember, ...] = tuple(members)
+        self.gamma = members[0].gamma
+        self.n_step = members[0].n_step
+        device = members[0].device
+        if rng_states is None:
+            rng_states = [
+                torch.Generator(device=device).manual_seed(k).get_state()
+                for k in range(len(members))
+            ]
+        if len(rng_states) != len(members):
+            raise ValueError(
+                f"{type(self).__name__}: {len(rng_states)} generator states for "
+                f"{len(members)} members"
+            )
+        self.rng = SeedRandom(rng_states, device)
+        self._optim_pairs: list[tuple[GradientStep, list[GradientStep], list[nn.Parameter]]] = []
+        self._stacked_of: dict[int, tuple[nn.Parameter, int]] = {}
+
+    # ------------------------------------------------------------------ members
+
+    @property
+    def num_seeds(self) -> int:
+        """K."""
+        return len(self._members)
+
+    @property
+    def members(self) -> tuple[TMember, ...]:
+        """The K plain algorithms; their parameters are views of the batch's, so each holds
+        its seed's current weights (their optimizer states are filled in by
+        :meth:`seed_state_dict`)."""
+        return self._members
+
+    def policies(self) -> list[Policy]:
+        """The K Tianshou policies, seed k's at index k (live weights: evaluate them with a
+        Tianshou ``Collector`` as any policy)."""
+        return [m.policy for m in self._members]
+
+    @property
+    def device(self) -> torch.device:
+        return self._members[0].device
+
+    # ------------------------------------------------------------------ building blocks
+
+    def _stack(self, modules: Sequence[nn.Module]) -> SeedStack:
+        """Stack the members' module (one per seed) and remember which stacked parameter
+        each member parameter is a slice of (for the optimizer states)."""
+        originals = [list(m.parameters()) for m in modules]
+        stack = SeedStack(modules)
+        for k, params in enumerate(originals):
+            for p, stacked in zip(params, stack.stacked, strict=True):
+                self._stacked_of[id(p)] = (stacked, k)
+        return stack
+
+    def _stack_target(self, source: SeedStack, targets: Sequence[nn.Module]) -> SeedStack:
+        """Stack the members' target networks of ``source``, kept up to date by the core's
+        :meth:`_update_targets` / :meth:`_copy_targets`."""
+        target = SeedStack(targets)
+        target.requires_grad_(False)
+        target.eval()
+        self._target_pairs.append((source, target))
+        self._polyak_tensors = None
+        self._modules_cache = None
+        return target
+
+    def _stack_parameter(self, params: Sequence[nn.Parameter]) -> nn.Parameter:
+        """Stack one plain parameter of every member (a temperature, a multiplier)."""
+        stacked = stack_parameters(params)
+        for k, p in enumerate(params):
+            self._stacked_of[id(p)] = (stacked, k)
+        return stacked
+
+    def _mirror_optimizer(self, name: str) -> GradientStep:
+        """The batched counterpart of every member's optimizer attribute ``name``: the same
+        optimizer class and settings over the stacked parameters, clipped per seed when the
+        members clip. Call after stacking the parameters it updates."""
+        member_optims = [cast(GradientStep, getattr(m, name)) for m in self._members]
+        first = member_optims[0]
+        try:
+            stacked = [self._stacked_of[id(p)][0] for p in first.params]
+        except KeyError:
+            raise ValueError(
+                f"{type(self).__name__}: stack the parameters of {name} before mirroring it"
+            ) from None
+        ensemble = [callable(getattr(first._module, "clip_grad_norm_", None))] * len(stacked)
+        holder = _StackedParams(stacked, ensemble)
+        optim = self._make_optimizer(holder, _SameOptimizer(first.optim), first._max_grad_norm)
+        self._optim_pairs.append((optim, member_optims, stacked))
+        return optim
+
+    # ------------------------------------------------------------------ statistics
+
+    def _seed_stats(self, values: dict[str, torch.Tensor | None]) -> SeedBatchStats[TSeedStats]:
+        """Per-seed typed statistics from ``(K,)`` tensors (None: the field is None), read
+        with one device synchronisation."""
+        present = {k: v for k, v in values.items() if v is not None}
+        table: list[list[float]] = (
+            torch.stack([v.detach().float().reshape(self.num_seeds) for v in present.values()])
+            .t()
+            .tolist()
+            if present
+            else [[] for _ in range(self.num_seeds)]
+        )
+        seeds: list[TSeedStats] = []
+        for k, member in enumerate(self._members):
+            row = dict(zip(present, table[k], strict=True))
+            fields = {name: row.get(name) for name in values}
+            seeds.append(cast(TSeedStats, member.stats_type(**fields)))
+        return SeedBatchStats(seeds=tuple(seeds))
+
+    # ------------------------------------------------------------------ data
+
+    def _build_dataset(self, buffer: ReplayBuffer) -> SeedSampler[TSeedBatch]:
+        """Seed 0's dataset (fitting its observation normaliser, which every member then
+        copies: same data, same statistics), sampled per seed."""
+        dataset = self._members[0]._build_dataset(buffer)
+        self._share_normalizer()
+        return SeedSampler(dataset, self.rng)
+
+    def _share_normalizer(self) -> None:
+        """Copy seed 0's observation normaliser (fitted on the data) to every member."""
+        normalizer = getattr(self._members[0].policy, "obs_normalizer", None)
+        if normalizer is not None:
+            state = normalizer.state_dict()
+            for m in self._members[1:]:
+                m.policy.obs_normalizer.load_state_dict(state)
+
+    def _as_transitions(self, batch: RolloutBatchProtocol | TSeedBatch) -> TSeedBatch:
+        if isinstance(batch, TransitionBatch):
+            return batch
+        raise TypeError(
+            f"{type(self).__name__}: got a Tianshou {type(batch).__name__}; a seed batch "
+            "trains on its own per-seed mini-batches (update(buffer, batch_size) or "
+            "OfflineTrainer)"
+        )
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def get_extra_state(self) -> dict[str, Any]:
+        """The core's saved state and every seed's generator state."""
+        return {**super().get_extra_state(), "rng": self.rng.get_state()}
+
+    def set_extra_state(self, state: Any) -> None:
+        super().set_extra_state(state)
+        if "rng" in state:
+            self.rng.set_state(state["rng"])
+
+    def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
+        """Load the whole batch (what :meth:`state_dict` saved): every seed's parameters,
+        optimizer moments and generator, and seed 0's observation normaliser, which every
+        member shares."""
+        result = super().load_state_dict(state_dict, strict=strict, assign=assign)
+        self._share_normalizer()
+        return result
+
+    def _sync_member(self, k: int) -> None:
+        """Copy seed k's optimizer states and counters into member k (its parameters are
+        already views of the batch's). Subclasses add their own per-seed state."""
+        member = self._members[k]
+        member._num_updates = self.num_updates
+        for optim, member_optims, stacked in self._optim_pairs:
+            state = optim.optim.state
+            target = member_optims[k]
+            for p_member, p_stacked in zip(target.params, stacked, strict=True):
+                s = state.get(p_stacked)
+                if not s:
+                    continue
+                target.optim.state[p_member] = {
+                    key: (v[k].clone() if v.dim() > 0 and key != "step" else v.clone())
+                    for key, v in s.items()
+                }
+
+    def _unsync_member(self, k: int) -> None:
+        """Copy member k's optimizer states into seed k's slices of the batch's (after a
+        ``load_state_dict`` of the member)."""
+        for optim, member_optims, stacked in self._optim_pairs:
+            state = optim.optim.state
+            source = member_optims[k]
+            for p_member, p_stacked in zip(source.params, stacked, strict=True):
+                s = source.optim.state.get(p_member)
+                if not s:
+                    continue
+                if p_stacked not in state or not state[p_stacked]:
+                    state[p_stacked] = {
+                        key: (
+                            torch.zeros_like(p_stacked)
+                            if v.dim() > 0 and key != "step"
+                            else v.clone()
+                        )
+                        for key, v in s.items()
+                    }
+                for key, v in s.items():
+                    if v.dim() > 0 and key != "step":
+                        state[p_stacked][key][k].copy_(v)
+                    else:
+                        state[p_stacked][key].copy_(v)
+
+    def seed_state_dict(self, k: int) -> dict[str, Any]:
+        """Seed k's checkpoint as its plain algorithm's ``state_dict`` (parameters, optimizer
+        moments, step count: a plain algorithm of the same config loads it and continues as
+        seed k would). Tensors are copies, not views of the whole stack."""
+        if not 0 <= k < self.num_seeds:
+            raise IndexError(f"seed index {k}; expected 0 <= k < {self.num_seeds}")
+        self._sync_member(k)
+        member: Any = self._members[k]  # Tianshou's state_dict (with optimizers) is untyped
+        return cast(dict[str, Any], _cloned(member.state_dict()))
+
+    def load_seed_state_dict(self, k: int, state: dict[str, Any]) -> None:
+        """Put seed k back from a plain checkpoint of its algorithm (its
+        :meth:`seed_state_dict`, or a single run's ``state_dict``).
+
+        :raises ValueError: the checkpoint's step count differs from the batch's (all seeds
+            of a batch are at the same step).
+        """
+        if not 0 <= k < self.num_seeds:
+            raise IndexError(f"seed index {k}; expected 0 <= k < {self.num_seeds}")
+        member = self._members[k]
+        member.load_state_dict(dict(state))  # Tianshou pops its optimizers key
+        if member.num_updates != self.num_updates:
+            raise ValueError(
+                f"{type(self).__name__}: seed {k}'s checkpoint is at step "
+                f"{member.num_updates}; the batch is at step {self.num_updates}"
+            )
+        self._unsync_member(k)
+
+
+def _cloned(value: Any) -> Any:
+    """``value`` with every tensor copied (recursively through dicts and lists)."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().clone()
+    if isinstance(value, dict):
+        return type(value)((k, _cloned(v)) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return type(value)(_cloned(v) for v in value)
+    return value

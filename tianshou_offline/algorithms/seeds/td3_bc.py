@@ -1,0 +1,105 @@
+"""TD3+BC (:class:`~tianshou_offline.algorithms.continuous.td3_bc.TD3BC`) for K seeds at once.
+
+The update is the plain one (see that module for the paper's equations) with a leading seed
+dimension: every reduction is over the batch only, so each seed's losses, λ and statistics
+are its own; target-policy smoothing noise is drawn per seed, in the plain update's order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from tianshou_offline.algorithms.continuous.dataset import Transitions
+from tianshou_offline.algorithms.continuous.td3_bc import TD3BC, TD3BCTrainingStats
+from tianshou_offline.algorithms.seeds.core import SeedBatch, SeedBatchStats
+
+__all__ = ["SeedTD3BC"]
+
+
+class SeedTD3BC(SeedBatch[TD3BC[Any], Transitions, TD3BCTrainingStats]):
+    """K seeds of :class:`TD3BC` (see :mod:`tianshou_offline.algorithms.seeds.core`).
+
+    :param members: K ``TD3BC`` of one config.
+    :param rng_states: each seed's generator state.
+    """
+
+    member_type = TD3BC
+
+    def __init__(
+        self, members: Sequence[TD3BC[Any]], rng_states: Sequence[torch.Tensor] | None = None
+    ) -> None:
+        super().__init__(members, rng_states)
+        first = members[0]
+        self.actor = self._stack([m.policy.actor for m in members])
+        self.actor_target = self._stack_target(self.actor, [m.actor_target for m in members])
+        self.critics = self._stack([m.critics for m in members])
+        self.critics_target = self._stack_target(self.critics, [m.critics_target for m in members])
+        self.actor_optim = self._mirror_optimizer("actor_optim")
+        self.critic_optim = self._mirror_optimizer("critic_optim")
+        self.tau, self.alpha = first.tau, first.alpha
+        self.policy_noise, self.noise_clip = first.policy_noise, first.noise_clip
+        self.update_actor_freq = first.update_actor_freq
+        self._last_actor = torch.zeros(4, self.num_seeds, device=self.device)
+
+    def _update_with_batch(self, batch: Any) -> SeedBatchStats[TD3BCTrainingStats]:
+        b = self._as_transitions(batch)  # every field (K, B, …)
+
+        # 1. critic: clipped double Q-learning with target-policy smoothing
+        with torch.no_grad():
+            act_next = self.actor_target(b.obs_next)  # (K, B, A)
+            noise = (self.rng.randn(act_next.shape[1:]) * self.policy_noise).clamp(
+                -self.noise_clip, self.noise_clip
+            )
+            act_next = (act_next + noise).clamp(-1.0, 1.0)
+            q_next = self.critics_target(b.obs_next, act_next).min(dim=1).values  # (K, B)
+            target = b.rew + b.discount * q_next
+        q_data = self.critics(b.obs, b.act)  # (K, E, B)
+        critic_loss = (q_data - target.unsqueeze(1)).pow(2).mean(dim=2).sum(dim=1)  # (K,)
+        self.critic_optim.step(critic_loss.sum())
+
+        # 2. actor (delayed): λ Q_1(s, π(s)) − (π(s) − a)², per seed
+        if self.num_updates % self.update_actor_freq == 0:
+            act_pi = self.actor(b.obs)
+            q_pi = self.critics(b.obs, act_pi, member=0, detach_params=True)  # (K, B)
+            lmbda = self.alpha / q_pi.abs().mean(dim=1).detach()  # (K,)
+            bc_loss = (act_pi - b.act).pow(2).mean(dim=(1, 2))
+            actor_loss = -lmbda * q_pi.mean(dim=1) + bc_loss
+            self.actor_optim.step(actor_loss.sum())
+            # 3. targets
+            self._update_targets(self.tau)
+            self._last_actor = torch.stack(
+                [actor_loss.detach(), bc_loss.detach(), lmbda, q_pi.detach().mean(dim=1)]
+            )
+        actor_f, bc_f, lmbda_f, q_pi_f = self._last_actor
+        return self._seed_stats(
+            {
+                "critic_loss": critic_loss,
+                "actor_loss": actor_f,
+                "bc_loss": bc_f,
+                "lmbda": lmbda_f,
+                "q_data": q_data.mean(dim=(1, 2)),
+                "q_target": target.mean(dim=1),
+                "q_policy": q_pi_f,
+            }
+        )
+
+    def _sync_member(self, k: int) -> None:
+        super()._sync_member(k)
+        a, b, c, d = (float(v) for v in self._last_actor[:, k].tolist())
+        self._members[k]._last_actor = (a, b, c, d)
+
+    def _unsync_member(self, k: int) -> None:
+        super()._unsync_member(k)
+        last = torch.tensor(self._members[k]._last_actor, device=self.device)
+        self._last_actor[:, k] = last
+
+    def get_extra_state(self) -> dict[str, Any]:
+        return {**super().get_extra_state(), "last_actor": self._last_actor.cpu()}
+
+    def set_extra_state(self, state: Any) -> None:
+        super().set_extra_state(state)
+        if "last_actor" in state:
+            self._last_actor = torch.as_tensor(state["last_actor"]).to(self.device)
