@@ -266,7 +266,7 @@ def load_dt_policy(
     :raises DatasetFormatError: not a policy checkpoint, or not a Decision Transformer's.
     :raises DataValidationError: the checkpoint's spaces are not the given ones.
     """
-    from tianshou_offline.recording.policies import read_policy_checkpoint
+    from tianshou_offline.recording._checkpoint_files import read_policy_checkpoint
 
     p = Path(path)
     payload = read_policy_checkpoint(p)
@@ -287,7 +287,7 @@ def policy_from_payload(
     """:func:`load_dt_policy` on a payload read from ``p``."""
     from tianshou_offline.data.format import space_from_dict
     from tianshou_offline.errors import DatasetFormatError, TianshouOfflineError
-    from tianshou_offline.recording.policies import (
+    from tianshou_offline.recording._checkpoint_files import (
         _act_mismatch,
         _check,
         _load_weights,
