@@ -173,6 +173,18 @@ ROWS: dict[str, tuple[str, list[str]]] = {
             "log-density (temperature fixed at 1), ours samples the next action only",
         ],
     ),
+    "dt": (
+        "Decision Transformer (K = 20, 3 blocks of 128, batch 64)",
+        [
+            "Tianshou 2.0.1 has no Decision Transformer",
+            "d3rlpy gets ours: a Linear(obs, 128) state embedding (its default is a 256×256 "
+            "MLP), GELU (its default ReLU), AdamW with weight decay 1e-4, the 10k-step warm-up "
+            "and clip 0.25; a step samples 64 segments of 20 steps (d3rlpy: "
+            "sample_trajectory_batch, as its fit loop)",
+            "the loss: ours averages over the real steps, d3rlpy over every slot with padding "
+            "masked — the same network passes",
+        ],
+    ),
 }
 
 
@@ -247,7 +259,7 @@ def continuous_rows(args: argparse.Namespace, keys: Sequence[str]) -> list[Row]:
         common = {
             "obs_dim": args.obs_dim,
             "act_dim": args.act_dim,
-            "hidden": list(cont.config(key, args.hidden).hidden_sizes),
+            "hidden": list(getattr(cont.config(key, args.hidden), "hidden_sizes", ())),
             "batch_size": args.batch_size or cont.batch_size(key),
             "buffer_size": args.buffer_size,
             "seed": args.seed,

@@ -38,8 +38,8 @@ def test_continuous_peers_share_networks_batch_and_counts() -> None:
     for key, row in rows.items():
         specs = {s.key: s.spec for s in row.sides}
         for side_key, spec in specs.items():
-            assert spec["batch_size"] == 256, (key, side_key)
-            assert spec["hidden"] == [256, 256], (key, side_key)
+            assert spec["batch_size"] == (64 if key == "dt" else 256), (key, side_key)
+            assert spec["hidden"] == ([] if key == "dt" else [256, 256]), (key, side_key)
             assert spec["adam"] == "fused" or side_key == "tianshou-default", (key, side_key)
         config: Any = sides_continuous.config(key)
         if key in ("sacn", "edac"):  # neither peer has them
@@ -54,6 +54,14 @@ def test_continuous_peers_share_networks_batch_and_counts() -> None:
         assert side is not None
         assert side.spec["params"]["n_action_samples"] == n
     assert rows["crr"].side("tianshou-fused") is None  # Tianshou has no continuous CRR
+    # the Decision Transformer: d3rlpy gets the paper's network and optimizer, as ours
+    dt = rows["dt"].side("d3rlpy")
+    assert dt is not None and rows["dt"].side("tianshou-fused") is None
+    assert dt.spec["params"] == {
+        "lr": 1e-4, "weight_decay": 1e-4, "warmup_steps": 10_000, "clip_grad_norm": 0.25,
+        "context_size": 20, "max_timestep": 1000, "embed_size": 128, "num_layers": 3,
+        "num_heads": 1, "dropout": 0.1,
+    }  # fmt: skip
     narrow = train_speed.continuous_rows(_args(hidden=[32], batch_size=8), ["bcq"])[0]
     assert {s.spec["hidden"][0] for s in narrow.sides} == {32}  # --hidden reaches every side
     assert {s.spec["batch_size"] for s in narrow.sides} == {8}

@@ -8,7 +8,8 @@ benchmarks._lib.d3rlpy_side --threads N`` with d3rlpy's interpreter (the protoco
 mapping of our hyperparameters lives with the drivers, where it is tested without d3rlpy).
 
 One gradient step is what d3rlpy's own ``fit`` loop does per step:
-``dataset.sample_transition_batch(batch_size)`` then ``algo.update(batch)``.
+``dataset.sample_transition_batch(batch_size)`` (the Decision Transformer:
+``sample_trajectory_batch(batch_size, length=context_size)``) then ``algo.update(batch)``.
 
 Networks. Continuous: d3rlpy's ``VectorEncoderFactory(hidden_units)`` (ReLU MLPs, the
 observation and action concatenated for critics; the same 256×256 MLPs as ours). Discrete:
@@ -46,17 +47,33 @@ def _subclass(name: str, base: Any, **namespace: Any) -> Any:
     return dataclasses.dataclass()(type(name, (base,), namespace))
 
 
-def _optimizer_factory(adam: str, clip_grad_norm: float | None = None) -> Any:
-    from d3rlpy.optimizers import AdamFactory, OptimizerFactory
+def _optimizer_factory(
+    adam: str,
+    clip_grad_norm: float | None = None,
+    *,
+    weight_decay: float | None = None,
+    warmup_steps: int | None = None,
+) -> Any:
+    """Adam, or AdamW with ``weight_decay`` (the Decision Transformer's), optionally with
+    d3rlpy's linear warm-up of the learning rate over ``warmup_steps``."""
+    from d3rlpy.optimizers import AdamFactory, AdamWFactory, OptimizerFactory
+    from d3rlpy.optimizers.lr_schedulers import WarmupSchedulerFactory
 
+    extra: dict[str, Any] = {}
+    if warmup_steps is not None:
+        extra["lr_scheduler_factory"] = WarmupSchedulerFactory(warmup_steps=warmup_steps)
     if adam == "default":
-        return AdamFactory(clip_grad_norm=clip_grad_norm)
+        if weight_decay is not None:
+            return AdamWFactory(weight_decay=weight_decay, clip_grad_norm=clip_grad_norm, **extra)
+        return AdamFactory(clip_grad_norm=clip_grad_norm, **extra)
 
-    def create_optimizer(self: Any, named_modules: Any, lr: float) -> torch.optim.Adam:
+    def create_optimizer(self: Any, named_modules: Any, lr: float) -> torch.optim.Optimizer:
         params: dict[nn.Parameter, None] = {}
         for _, module in named_modules:
             for p in module.parameters():
                 params.setdefault(p, None)
+        if weight_decay is not None:
+            return torch.optim.AdamW(list(params), lr=lr, weight_decay=weight_decay, fused=True)
         return torch.optim.Adam(list(params), lr=lr, fused=True)
 
     def get_type() -> str:
@@ -67,7 +84,37 @@ def _optimizer_factory(adam: str, clip_grad_norm: float | None = None) -> Any:
         "FusedAdamFactory", OptimizerFactory,
         create_optimizer=create_optimizer, get_type=staticmethod(get_type),
     )  # fmt: skip
-    return FusedAdamFactory(clip_grad_norm=clip_grad_norm)
+    return FusedAdamFactory(clip_grad_norm=clip_grad_norm, **extra)
+
+
+def _linear_encoder_factory(obs_dim: int, width: int) -> Any:
+    """An ``EncoderFactory`` of one ``Linear(obs_dim, width)``: the Decision Transformer's
+    state embedding (the paper's; d3rlpy's default is a 256×256 ReLU MLP)."""
+    from d3rlpy.models import EncoderFactory
+    from d3rlpy.models.torch import Encoder
+
+    def encoder_init(self: Any) -> None:
+        Encoder.__init__(self)
+        self.linear = nn.Linear(obs_dim, width)
+
+    def encoder_forward(self: Any, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.linear(x.reshape(x.shape[0], -1))
+        return out
+
+    LinearEncoder = type(
+        "LinearEncoder", (Encoder,), {"__init__": encoder_init, "forward": encoder_forward}
+    )
+
+    def create(self: Any, observation_shape: Any) -> Any:
+        return LinearEncoder()
+
+    def get_type() -> str:
+        return "tianshou_offline_linear"
+
+    factory = _subclass(
+        "LinearEncoderFactory", EncoderFactory, create=create, get_type=staticmethod(get_type)
+    )
+    return factory()
 
 
 def _same_nets_encoder_factory(
@@ -337,6 +384,24 @@ def continuous_config(spec: dict[str, Any]) -> Any:
             **nets,
             **common,
         )
+    if algo == "dt":
+        return d3rlpy.algos.DecisionTransformerConfig(
+            learning_rate=p["lr"],
+            optim_factory=_optimizer_factory(
+                adam, p["clip_grad_norm"], weight_decay=p["weight_decay"],
+                warmup_steps=p["warmup_steps"],
+            ),
+            encoder_factory=_linear_encoder_factory(spec["obs_dim"], p["embed_size"]),
+            context_size=p["context_size"],
+            max_timestep=p["max_timestep"],
+            num_heads=p["num_heads"],
+            num_layers=p["num_layers"],
+            attn_dropout=p["dropout"],
+            resid_dropout=p["dropout"],
+            embed_dropout=p["dropout"],
+            activation_type="gelu",  # ours (GPT-2's); d3rlpy's default is ReLU
+            **common,
+        )  # fmt: skip
     raise ValueError(f"unknown continuous algorithm {algo!r}")
 
 
@@ -405,6 +470,9 @@ def build_side(spec: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     def step() -> None:
         algo.update(dataset.sample_transition_batch(batch_size))
 
+    def trajectory_step() -> None:  # a sequence model's fit loop samples segments
+        algo.update(dataset.sample_trajectory_batch(batch_size, length=config.context_size))
+
     unique: dict[int, int] = {}
     for f in dataclasses.fields(algo.impl.modules):
         m = getattr(algo.impl.modules, f.name)
@@ -416,4 +484,4 @@ def build_side(spec: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
         "optimizer": _optimizer_kinds(algo),
         "parameters": params,
     }
-    return step, info
+    return (trajectory_step if spec.get("algo") == "dt" else step), info

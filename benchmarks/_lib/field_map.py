@@ -16,6 +16,7 @@ from typing import Any
 from tianshou_offline.algorithms import (
     AWACConfig,
     BCQConfig,
+    ContinuousDTConfig,
     CQLConfig,
     CRRConfig,
     DiscreteBCQConfig,
@@ -32,8 +33,8 @@ __all__ = ["d3rlpy_algo", "d3rlpy_has", "d3rlpy_params"]
 
 
 def d3rlpy_has(config: AlgorithmConfig) -> bool:
-    """Whether d3rlpy 2.8.1 has this algorithm (it has no SAC-N, EDAC, LB-SAC, DT in this
-    form, nor a discrete CRR)."""
+    """Whether d3rlpy 2.8.1 has this algorithm (it has no SAC-N, EDAC, LB-SAC, nor a
+    discrete CRR; its discrete Decision Transformer is not mapped here)."""
     return isinstance(
         config,
         ImitationConfig
@@ -44,6 +45,7 @@ def d3rlpy_has(config: AlgorithmConfig) -> bool:
         | IQLConfig
         | ReBRACConfig
         | AWACConfig
+        | ContinuousDTConfig
         | DiscreteImitationConfig
         | DiscreteBCQConfig
         | DiscreteCQLConfig,
@@ -141,6 +143,21 @@ def d3rlpy_params(config: AlgorithmConfig, **changes: Any) -> dict[str, Any]:
             **_td(config),
             "lam": config.lam,
             "n_action_samples": config.num_sampled_actions,
+        }
+    elif isinstance(config, ContinuousDTConfig):
+        # d3rlpy's embedding width is its state encoder's output: d3rlpy_side gives it one
+        # Linear(obs, embed_size), as ours; dropout is one value for the three d3rlpy has
+        params = {
+            "lr": config.lr,
+            "weight_decay": config.weight_decay,
+            "warmup_steps": config.warmup_steps,
+            "clip_grad_norm": config.max_grad_norm,
+            "context_size": config.context,
+            "max_timestep": config.max_timestep,
+            "embed_size": config.embed_dim,
+            "num_layers": config.n_layers,
+            "num_heads": config.n_heads,
+            "dropout": config.dropout,
         }
     elif isinstance(config, DiscreteImitationConfig):
         params = {"lr": config.lr, "beta": 0.0}  # ours: plain cross-entropy

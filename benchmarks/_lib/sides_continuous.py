@@ -9,7 +9,8 @@ Every side gets the same networks (256×256 ReLU MLPs unless ``--hidden``), batc
 critic count, sampled-action counts and hyperparameters, and trains on the same synthetic
 data (HalfCheetah-shaped by default: 17-d observations, 6-d actions, 100k transitions in
 1000-step episodes; the values do not affect speed). Tianshou has no continuous CRR, IQL,
-ReBRAC or AWAC: their rows compare with d3rlpy only; neither has SAC-N or EDAC (ours alone).
+ReBRAC, AWAC or Decision Transformer: their rows compare with d3rlpy only; neither has SAC-N
+or EDAC (ours alone).
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ from tianshou.utils.net.continuous import (
 from benchmarks._lib.field_map import d3rlpy_algo, d3rlpy_has, d3rlpy_params
 from tianshou_offline.algorithms import (
     BCQConfig,
+    ContinuousDTConfig,
     CQLConfig,
     ImitationConfig,
     TD3BCConfig,
@@ -86,11 +88,12 @@ class Setup:
         )
 
 
-def config(key: str, hidden: Sequence[int] | None = None) -> ContinuousConfig:
+def config(key: str, hidden: Sequence[int] | None = None) -> ContinuousConfig | ContinuousDTConfig:
     """The ``speed`` preset's config of ``key`` (an algorithm or a variant such as
-    ``bcq-ts-target``), every network's hidden widths set to ``hidden`` if given."""
+    ``bcq-ts-target``), every network's hidden widths set to ``hidden`` if given (the
+    Decision Transformer has none: its width is ``embed_dim``)."""
     c = make_config(key, "continuous", preset=PRESET)
-    assert isinstance(c, ContinuousConfig)
+    assert isinstance(c, ContinuousConfig | ContinuousDTConfig)
     if hidden is not None:
         widths = tuple(int(h) for h in hidden)
         c = c.replace(**{f: widths for f in ("hidden_sizes", "vae_hidden_sizes")

@@ -225,6 +225,7 @@ PRESETS: Mapping[str, Preset] = MappingProxyType(
                 name="speed",
                 description="benchmarks/train_speed.py: every side the same networks and passes",
                 batch_size=256,
+                batch_sizes={"dt": 64},
                 configs=(
                     ImitationConfig(),
                     BCQConfig(hidden_sizes=(256, 256), vae_hidden_sizes=(256, 256)),
@@ -244,6 +245,8 @@ PRESETS: Mapping[str, Preset] = MappingProxyType(
                     EDACConfig(),
                     # d3rlpy's AWAC: a state-dependent std, batch-softmax weights
                     AWACConfig(conditioned_std=True, normalize_weights=True),
+                    # the paper's MuJoCo network: K = 20, 3 blocks of 128 units, 1 head
+                    ContinuousDTConfig(),
                 ),
                 variants={
                     # Tianshou 2.0.1's BCQ target: unperturbed VAE samples
