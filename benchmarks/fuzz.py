@@ -16,6 +16,7 @@ process under a time limit and an address-space limit (``RLIMIT_AS``: the worker
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import shutil
@@ -43,6 +44,11 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="run this many of a mutant's entry points, drawn at random (default: all)",
     )
+    p.add_argument("--large-seeds", type=int, default=0, metavar="MB",
+                   help="also two seeds of about MB megabytes each, written at run time "
+                   "(large_writer, large_frames; 0: none)")  # fmt: skip
+    p.add_argument("--large-mutants", type=int, default=40,
+                   help="mutants of the large seeds (each a copy of MB megabytes)")  # fmt: skip
     p.add_argument("--json", metavar="OUT", help="also write the counts and failures as JSON")
     p.add_argument("--failures", type=int, default=40, help="failure groups to print")
     p.add_argument("--progress-every", type=int, default=5000, help="runs between tables")
@@ -64,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(tempfile.mkdtemp(prefix="tianshou-offline-fuzz-"))
     try:
         seeds = _fuzz.make_seeds(root / "seeds")
+        large = _fuzz.make_large_seeds(root / "large", args.large_seeds) if args.large_seeds else []
+        seeds += large
         sizes = {s.name: _size(s.path) for s in seeds}
         print("seeds (bytes):", ", ".join(f"{k} {v}" for k, v in sizes.items()))
         pool = _fuzz.Pool(args.workers, args.time_limit, int(args.memory_limit * 2**30))
@@ -74,9 +82,13 @@ def main(argv: list[str] | None = None) -> int:
         work.mkdir()
         summary = _fuzz.Summary()
         t0 = time.perf_counter()
+        small = [s for s in seeds if s not in large]
         jobs = _fuzz.jobs_for(
-            seeds, args.mutants, args.seed, work, entries_per_mutant=args.entries_per_mutant
+            small, args.mutants, args.seed, work, entries_per_mutant=args.entries_per_mutant
         )
+        if large:  # after the small ones, numbered on, from a seed of their own
+            jobs = itertools.chain(jobs, _fuzz.jobs_for(
+                large, args.large_mutants, args.seed + 10**6, work, first=args.mutants))  # fmt: skip
         for i, result in enumerate(pool.run(jobs)):
             summary.add(result)
             if (i + 1) % args.progress_every == 0:
@@ -122,8 +134,11 @@ def main(argv: list[str] | None = None) -> int:
                   "memory or crash)"] if summary.failures else []  # fmt: skip
         missed += [f"seed {r.job.seed} fails {r.job.entry}: {r.outcome}" for r in bad_seeds]
         settings = {k: v for k, v in vars(args).items() if k in (
-            "mutants", "workers", "time_limit", "memory_limit", "entries_per_mutant")}  # fmt: skip
-        return report.keep("fuzz", f"{args.mutants}-seed{args.seed}", settings=settings,
+            "mutants", "workers", "time_limit", "memory_limit", "entries_per_mutant",
+            "large_seeds", "large_mutants")}  # fmt: skip
+        name = f"{args.mutants}-seed{args.seed}" + (
+            f"-large{args.large_seeds}mb" if args.large_seeds else "")  # fmt: skip
+        return report.keep("fuzz", name, settings=settings,
                            figures=doc, code=CODE, load=load, missed=missed, check=args.check,
                            seeds=[args.seed])  # fmt: skip
     finally:

@@ -48,10 +48,12 @@ def pool() -> Iterator[_fuzz.Pool]:
     yield _fuzz.Pool(workers=2, time_limit=TIME_LIMIT_S, mem_limit=MEMORY_LIMIT)
 
 
-def test_seeds_load_and_convert(seeds: list[_fuzz.Seed], pool: _fuzz.Pool) -> None:
-    """The unmutated seeds pass every entry point: the harness reports real failures only."""
-    results = list(pool.run(_fuzz.seed_jobs(seeds, variants=2)))
-    assert {s.name for s in seeds} == set(_fuzz.SEED_ENTRY_POINTS)
+def test_seeds_load_and_convert(seeds: list[_fuzz.Seed], pool: _fuzz.Pool, tmp_path: Path) -> None:
+    """The unmutated seeds pass every entry point: the harness reports real failures only
+    (the large seeds too, written here at 2 MB)."""
+    large = _fuzz.make_large_seeds(tmp_path, 2)
+    results = list(pool.run(_fuzz.seed_jobs([*seeds, *large], variants=2)))
+    assert {s.name for s in [*seeds, *large]} == set(_fuzz.SEED_ENTRY_POINTS)
     bad = [
         f"{r.job.entry} {r.job.seed}: {r.outcome} {r.detail}" for r in results if r.outcome != "ok"
     ]

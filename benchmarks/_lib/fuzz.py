@@ -80,6 +80,8 @@ SEED_ENTRY_POINTS: dict[str, tuple[str, ...]] = {
     "framestack": ("load_buffer", "inspect", "load_rl_unplugged"),
     "minari": ("convert_minari",),
     "tfrecord": ("convert_shard",),
+    "large_writer": ("load_buffer", "inspect", "convert_tianshou"),
+    "large_frames": ("load_buffer", "load_disk", "inspect", "convert_tianshou"),
 }
 """Which entry points read the mutants of each kind of seed."""
 
@@ -410,6 +412,60 @@ def make_seeds(root: Path) -> list[Seed]:
         convert_shard(shard, root / "framestack.hdf5", task="Pong", workers=1, num_actions=6)
         seeds.append(Seed("framestack", root / "framestack.hdf5"))
         seeds.append(Seed("minari", _seed_minari(root / "minari")))
+    return seeds
+
+
+def make_large_seeds(root: Path, megabytes: int) -> list[Seed]:
+    """Two seeds of about ``megabytes`` MB each, written at run time (never committed), so
+    that costs growing with the file's size show: ``large_writer`` (vector observations with
+    ``obs_next``, episodes of 20–80 steps: a long episode table) and ``large_frames`` (84×84
+    uint8 frames, ``stack_num=4``, one frame per step, contiguous: the disk-backed loader
+    maps it; files over 64 MiB are scanned in their first and last 8 MiB only)."""
+    import gymnasium as gym
+
+    from tianshou_offline.data.format import Provenance
+    from tianshou_offline.data.writer import BufferWriter
+
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(7)
+    seeds = []
+    path = root / "large_writer.hdf5"
+    per_step = 2 * 17 * 4 + 8 + 4 + 3  # obs, obs_next, act, rew, flags
+    steps = megabytes * 10**6 // per_step
+    with BufferWriter(
+        path,
+        observation_space=gym.spaces.Box(-np.inf, np.inf, (17,), np.float32),
+        action_space=gym.spaces.Discrete(6),
+        provenance=Provenance(source="buffer", dataset_id="fuzz-large"),
+    ) as w:
+        done = 0
+        while done < steps:
+            t = int(rng.integers(20, 81))
+            obs = rng.normal(size=(t + 1, 17)).astype(np.float32)
+            w.add_episode(obs=obs[:-1], act=rng.integers(0, 6, size=t),
+                          rew=rng.normal(size=t).astype(np.float32),
+                          terminated=np.arange(t) == t - 1, truncated=np.zeros(t, bool),
+                          obs_next=obs[1:])  # fmt: skip
+            done += t
+    seeds.append(Seed("large_writer", path))
+    path = root / "large_frames.hdf5"
+    frames = megabytes * 10**6 // (84 * 84)
+    with BufferWriter(
+        path,
+        observation_space=gym.spaces.Box(0, 255, (4, 84, 84), np.uint8),
+        action_space=gym.spaces.Discrete(6),
+        provenance=Provenance(source="buffer", dataset_id="fuzz-large-frames"),
+        store_obs_next=False,
+        stack_num=4,
+        save_only_last_obs=True,
+        contiguous=True,
+    ) as w:
+        for start in range(0, frames, 1000):
+            t = min(1000, frames - start)
+            w.add_episode(obs=rng.integers(0, 256, size=(t, 84, 84), dtype=np.uint8),
+                          act=rng.integers(0, 6, size=t), rew=np.zeros(t, np.float32),
+                          terminated=np.arange(t) == t - 1, truncated=np.zeros(t, bool))  # fmt: skip
+    seeds.append(Seed("large_frames", path))
     return seeds
 
 
@@ -1563,13 +1619,15 @@ def jobs_for(
     workdir: Path,
     *,
     entries_per_mutant: int | None = None,
+    first: int = 0,
 ) -> Iterator[tuple[Job, Callable[[], None] | None]]:
     """Mutants of the seeds in turn, each with a job per entry point that reads it (or, with
     ``entries_per_mutant``, that many of them drawn at random); the mutant is deleted once its
-    last job is done. Deterministic for a given ``seed``."""
+    last job is done. Deterministic for a given ``seed``; mutants are numbered from
+    ``first``."""
     rng = random.Random(seed)
-    for m in range(n_mutants):
-        s = seeds[m % len(seeds)]
+    for m in range(first, first + n_mutants):
+        s = seeds[(m - first) % len(seeds)]
         mrng = random.Random(rng.getrandbits(64))
         path = workdir / f"m{m}-{s.path.name}"
         if s.name == "tfrecord":
