@@ -111,6 +111,7 @@ CASES: list[tuple[str, dict[str, Any], int]] = [
     # the Lagrange form's large critic losses make a ReLU kink flip within float rounding
     # after a few dozen steps (both sides then stay correct but part ways): fewer steps
     ("cql", {"num_sampled_actions": 3, "with_lagrange": True, "lagrange_threshold": 1.0}, 30),
+    ("rebrac", {}, 200),
     ("il", {}, 200),
     ("il", {"actor": "gaussian"}, 200),
 ]

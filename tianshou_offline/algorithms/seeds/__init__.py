@@ -31,7 +31,8 @@ from tianshou_offline.algorithms.seeds.core import (
 from tianshou_offline.algorithms.seeds.cql import SeedCQL
 from tianshou_offline.algorithms.seeds.il import SeedImitationLearning
 from tianshou_offline.algorithms.seeds.iql import SeedIQL
-from tianshou_offline.algorithms.seeds.td3_bc import SeedTD3BC
+from tianshou_offline.algorithms.seeds.rebrac import SeedReBRAC
+from tianshou_offline.algorithms.seeds.td3_bc import SeedTD3Base, SeedTD3BC
 from tianshou_offline.errors import DataValidationError
 
 if TYPE_CHECKING:
@@ -45,15 +46,20 @@ __all__ = [
     "SeedIQL",
     "SeedImitationLearning",
     "SeedRandom",
+    "SeedReBRAC",
     "SeedSampler",
     "SeedStack",
     "SeedTD3BC",
+    "SeedTD3Base",
     "make_seed_batch",
     "seed_batch_of",
 ]
 
 SEED_BATCHES: Mapping[type, type[SeedBatch[Any, Any, Any]]] = MappingProxyType(
-    {cls.member_type: cls for cls in (SeedTD3BC, SeedIQL, SeedCQL, SeedImitationLearning)}
+    {
+        cls.member_type: cls
+        for cls in (SeedTD3BC, SeedIQL, SeedCQL, SeedImitationLearning, SeedReBRAC)
+    }
 )
 """The seed-batched class of each plain algorithm class that has one."""
 

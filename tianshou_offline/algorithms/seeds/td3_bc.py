@@ -14,12 +14,79 @@ import torch
 
 from tianshou_offline.algorithms.continuous.dataset import Transitions
 from tianshou_offline.algorithms.continuous.td3_bc import TD3BC, TD3BCTrainingStats
-from tianshou_offline.algorithms.seeds.core import SeedBatch, SeedBatchStats
+from tianshou_offline.algorithms.seeds.core import (
+    SeedBatch,
+    SeedBatchStats,
+    TMember,
+    TSeedBatch,
+    TSeedStats,
+)
 
-__all__ = ["SeedTD3BC"]
+__all__ = ["SeedTD3BC", "SeedTD3Base"]
 
 
-class SeedTD3BC(SeedBatch[TD3BC[Any], Transitions, TD3BCTrainingStats]):
+class SeedTD3Base(SeedBatch[TMember, TSeedBatch, TSeedStats]):
+    """What the seed batches of TD3+BC and ReBRAC share (as the plain ``TD3Base``): the
+    stacked actor, critics and their targets, target-policy smoothing with per-seed noise, the
+    delayed actor, and the latest actor statistics of every seed (reported on critic-only
+    steps, kept in checkpoints).
+
+    :param members: K plain algorithms of one config.
+    :param rng_states: each seed's generator state.
+    """
+
+    def __init__(
+        self, members: Sequence[TMember], rng_states: Sequence[torch.Tensor] | None = None
+    ) -> None:
+        super().__init__(members, rng_states)
+        first: Any = members[0]
+        plain: list[Any] = list(members)
+        self.actor = self._stack([m.policy.actor for m in plain])
+        self.actor_target = self._stack_target(self.actor, [m.actor_target for m in plain])
+        self.critics = self._stack([m.critics for m in plain])
+        self.critics_target = self._stack_target(self.critics, [m.critics_target for m in plain])
+        self.actor_optim = self._mirror_optimizer("actor_optim")
+        self.critic_optim = self._mirror_optimizer("critic_optim")
+        self.tau: float = first.tau
+        self.policy_noise: float = first.policy_noise
+        self.noise_clip: float = first.noise_clip
+        self.update_actor_freq: int = first.update_actor_freq
+        self._last_actor = torch.zeros(4, self.num_seeds, device=self.device)
+
+    def smoothed_target_action(self, obs_next: torch.Tensor) -> torch.Tensor:
+        """``clip(π'(s') + clip(ε, −c, c), −1, 1)`` per seed, ``(K, B, A)``; ε from each seed's
+        generator (the plain ``TD3Base.smoothed_target_action``)."""
+        act_next: torch.Tensor = self.actor_target(obs_next)
+        noise = (self.rng.randn(act_next.shape[1:]) * self.policy_noise).clamp(
+            -self.noise_clip, self.noise_clip
+        )
+        return (act_next + noise).clamp(-1.0, 1.0)
+
+    def actor_step_due(self) -> bool:
+        """Whether this step updates the actor and the targets (as the plain algorithm)."""
+        return self.num_updates % self.update_actor_freq == 0
+
+    def _sync_member(self, k: int) -> None:
+        super()._sync_member(k)
+        a, b, c, d = (float(v) for v in self._last_actor[:, k].tolist())
+        member: Any = self._members[k]
+        member._last_actor = (a, b, c, d)
+
+    def _unsync_member(self, k: int) -> None:
+        super()._unsync_member(k)
+        member: Any = self._members[k]
+        self._last_actor[:, k] = torch.tensor(member._last_actor, device=self.device)
+
+    def get_extra_state(self) -> dict[str, Any]:
+        return {**super().get_extra_state(), "last_actor": self._last_actor.cpu()}
+
+    def set_extra_state(self, state: Any) -> None:
+        super().set_extra_state(state)
+        if "last_actor" in state:
+            self._last_actor = torch.as_tensor(state["last_actor"]).to(self.device)
+
+
+class SeedTD3BC(SeedTD3Base[TD3BC[Any], Transitions, TD3BCTrainingStats]):
     """K seeds of :class:`TD3BC` (see :mod:`tianshou_offline.algorithms.seeds.core`).
 
     :param members: K ``TD3BC`` of one config.
@@ -32,28 +99,14 @@ class SeedTD3BC(SeedBatch[TD3BC[Any], Transitions, TD3BCTrainingStats]):
         self, members: Sequence[TD3BC[Any]], rng_states: Sequence[torch.Tensor] | None = None
     ) -> None:
         super().__init__(members, rng_states)
-        first = members[0]
-        self.actor = self._stack([m.policy.actor for m in members])
-        self.actor_target = self._stack_target(self.actor, [m.actor_target for m in members])
-        self.critics = self._stack([m.critics for m in members])
-        self.critics_target = self._stack_target(self.critics, [m.critics_target for m in members])
-        self.actor_optim = self._mirror_optimizer("actor_optim")
-        self.critic_optim = self._mirror_optimizer("critic_optim")
-        self.tau, self.alpha = first.tau, first.alpha
-        self.policy_noise, self.noise_clip = first.policy_noise, first.noise_clip
-        self.update_actor_freq = first.update_actor_freq
-        self._last_actor = torch.zeros(4, self.num_seeds, device=self.device)
+        self.alpha: float = members[0].alpha
 
     def _update_with_batch(self, batch: Any) -> SeedBatchStats[TD3BCTrainingStats]:
         b = self._as_transitions(batch)  # every field (K, B, …)
 
         # 1. critic: clipped double Q-learning with target-policy smoothing
         with torch.no_grad():
-            act_next = self.actor_target(b.obs_next)  # (K, B, A)
-            noise = (self.rng.randn(act_next.shape[1:]) * self.policy_noise).clamp(
-                -self.noise_clip, self.noise_clip
-            )
-            act_next = (act_next + noise).clamp(-1.0, 1.0)
+            act_next = self.smoothed_target_action(b.obs_next)  # (K, B, A)
             q_next = self.critics_target(b.obs_next, act_next).min(dim=1).values  # (K, B)
             target = b.rew + b.discount * q_next
         q_data = self.critics(b.obs, b.act)  # (K, E, B)
@@ -61,7 +114,7 @@ class SeedTD3BC(SeedBatch[TD3BC[Any], Transitions, TD3BCTrainingStats]):
         self.critic_optim.step(critic_loss.sum())
 
         # 2. actor (delayed): λ Q_1(s, π(s)) − (π(s) − a)², per seed
-        if self.num_updates % self.update_actor_freq == 0:
+        if self.actor_step_due():
             act_pi = self.actor(b.obs)
             q_pi = self.critics(b.obs, act_pi, member=0, detach_params=True)  # (K, B)
             lmbda = self.alpha / q_pi.abs().mean(dim=1).detach()  # (K,)
@@ -85,21 +138,3 @@ class SeedTD3BC(SeedBatch[TD3BC[Any], Transitions, TD3BCTrainingStats]):
                 "q_policy": q_pi_f,
             }
         )
-
-    def _sync_member(self, k: int) -> None:
-        super()._sync_member(k)
-        a, b, c, d = (float(v) for v in self._last_actor[:, k].tolist())
-        self._members[k]._last_actor = (a, b, c, d)
-
-    def _unsync_member(self, k: int) -> None:
-        super()._unsync_member(k)
-        last = torch.tensor(self._members[k]._last_actor, device=self.device)
-        self._last_actor[:, k] = last
-
-    def get_extra_state(self) -> dict[str, Any]:
-        return {**super().get_extra_state(), "last_actor": self._last_actor.cpu()}
-
-    def set_extra_state(self, state: Any) -> None:
-        super().set_extra_state(state)
-        if "last_actor" in state:
-            self._last_actor = torch.as_tensor(state["last_actor"]).to(self.device)
