@@ -455,6 +455,57 @@ def readme_section() -> str:
     return summary_table(results.read_results(BENCHMARK, latest=False))
 
 
+TUTORIAL_ROWS = (("il", "IL"), ("bcq", "BCQ"), ("cql", "CQL"), ("crr", "CRR"))
+
+
+def tutorial_line(records: Sequence[dict[str, Any]]) -> str:
+    """The Atari tutorial's line: ours ÷ Tianshou fused for the discrete rows at the fewest
+    threads of the kept results (CQL with our default target rule, Tianshou's in brackets)."""
+    by = _merged_rows(records)
+    threads = sorted({t for s, t in by if s in ("cartpole", "atari")})
+    if not threads:
+        return results.provenance_line([])
+    t = threads[0]
+    parts = []
+    used = []
+    for suite, name in (("cartpole", "CartPole MLPs"), ("atari", "Atari conv net, batch 32")):
+        rec = by.get((suite, t))
+        if rec is None:
+            continue
+        used.append(rec)
+        rows = {r["key"].split(":", 1)[1]: r for r in rec["figures"]["rows"]}
+        cells = []
+        for key, short in TUTORIAL_ROWS:
+            row = rows.get(key)
+            if row is None:
+                continue
+            ss = {x["key"]: x for x in row["sides"]}
+            if "tianshou-fused" not in ss:
+                continue
+
+            def ratio(ours: str, ss: dict[str, Any] = ss) -> float:
+                return float(statistics.median(p / o for o, p in zip(ss[ours]["ms"], ss["tianshou-fused"]["ms"], strict=True)))  # fmt: skip
+
+            if "ours-default-target" in ss:
+                cells.append(f"{short} {ratio('ours-default-target'):.2f}× ({ratio('ours'):.2f}× "
+                             "with Tianshou's double-Q target rule)")  # fmt: skip
+            else:
+                cells.append(f"{short} {ratio('ours'):.2f}×")
+        parts.append(f"{name}: " + ", ".join(cells))
+    return (
+        f"Speed vs Tianshou 2.0.1 with fused Adam and the same networks ({t} thread, ours ÷ "
+        f"Tianshou, medians of per-round ratios; [Benchmarks](../benchmarks.md)): "
+        + "; ".join(parts)
+        + ". "
+        + results.provenance_line(used)
+    )
+
+
+def tutorial_section() -> str:
+    """``docs/tutorials/train.md``'s section: :func:`tutorial_line` of the kept results."""
+    return tutorial_line(results.read_results(BENCHMARK, latest=False))
+
+
 # ------------------------------------------------------------------- main
 
 
@@ -516,6 +567,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown:
         p.error(f"unknown algorithms {unknown}; choose from {list(ROWS)}")
     if args.table_only or args.readme:
+        if args.readme:
+            from benchmarks._lib import readme
+
+            readme.write_sections({"train_speed_tutorial": tutorial_section()})
         return report.show_kept(args, BENCHMARK, summary_table, missed_targets, latest=False)
     else:
         d3rlpy = None if args.no_d3rlpy else d3rlpy_python(
