@@ -191,6 +191,21 @@ def _algorithm() -> Any:
     return build_ours("cql", ATARI)
 
 
+def first_shards(files: Sequence[Path], steps: int) -> list[Path]:
+    """The first shards of ``files`` that hold at least ``steps`` transitions (all of them
+    if they hold fewer): the in-RAM reference buffer's files."""
+    from tianshou_offline.data.format import read_metadata
+
+    out: list[Path] = []
+    n = 0
+    for p in files:
+        if n >= steps:
+            break
+        out.append(p)
+        n += read_metadata(p).num_transitions
+    return out
+
+
 def _steps_per_s(
     algorithm: Any, buffer: Any, steps: int, positions: list[np.ndarray] | None
 ) -> float:
@@ -256,13 +271,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     # the in-RAM reference: the first ram-steps transitions, device tables
     from tianshou_offline.data.format import read_metadata
 
-    ram_files: list[Path] = []
-    n_ram = 0
-    for p in files:
-        if n_ram >= args.ram_steps:
-            break
-        ram_files.append(p)
-        n_ram += read_metadata(p).num_transitions
+    ram_files = first_shards(files, args.ram_steps)
     t1 = time.perf_counter()
     ram = load_rl_unplugged(ram_files, memory="ram", include_info=False)
     ram = ram_algo.process_buffer(ram)
@@ -513,7 +522,6 @@ def run_io(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     from tianshou_offline.converters.rl_unplugged import load_rl_unplugged
-    from tianshou_offline.data.format import read_metadata
 
     torch.set_num_threads(args.threads)
     files = sorted(Path(args.dir).glob("*.hdf5"))
@@ -527,13 +535,7 @@ def run_io(args: argparse.Namespace) -> dict[str, Any]:
             load_rl_unplugged(files, memory="disk", include_info=False)
         )
     }
-    ram_files: list[Path] = []
-    n_ram = 0
-    for p in files:
-        if n_ram >= args.ram_steps:
-            break
-        ram_files.append(p)
-        n_ram += read_metadata(p).num_transitions
+    ram_files = first_shards(files, args.ram_steps)
     buffers["ram"] = algos["ram"].process_buffer(
         load_rl_unplugged(ram_files, memory="ram", include_info=False)
     )
