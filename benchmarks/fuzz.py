@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from benchmarks._lib import fuzz as _fuzz  # sets up the environment before Tianshou is imported
 from benchmarks._lib import report, results
@@ -52,8 +53,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", metavar="OUT", help="also write the counts and failures as JSON")
     p.add_argument("--failures", type=int, default=40, help="failure groups to print")
     p.add_argument("--progress-every", type=int, default=5000, help="runs between tables")
-    report.add_arguments(p, target="no untyped, inconsistent, timeout, memory or crash outcome")
+    report.add_arguments(
+        p, target="no untyped, inconsistent, timeout, memory or crash outcome", table=True
+    )
     args = p.parse_args(argv)
+    if args.table_only or args.readme:
+        return report.show_kept(args, BENCHMARK, table, missed_targets)
     load = results.LoadMonitor().start()
 
     import logging
@@ -126,6 +131,17 @@ def main(argv: list[str] | None = None) -> int:
                     for r in summary.refused
                 ],
                 "slowest": [[r.job.entry, r.seconds, r.peak_mb] for r in summary.slowest],
+                "slowest_runs": [
+                    {"entry": r.job.entry, "seconds": r.seconds, "peak_mb": r.peak_mb,
+                     "outcome": r.outcome, "mutant": f"{r.job.seed}#{r.job.mutant}"}
+                    for r in summary.slowest[:3]
+                ],
+                "largest_peak_runs": [
+                    {"entry": r.job.entry, "seconds": r.seconds, "peak_mb": r.peak_mb,
+                     "outcome": r.outcome, "mutant": f"{r.job.seed}#{r.job.mutant}"}
+                    for r in summary.peak[:3]
+                ],
+                "seed_bytes": sizes,
                 "seed_failures": [f"{r.job.seed} {r.job.entry}: {r.outcome}" for r in bad_seeds],
             }  # fmt: skip
         if args.json:
@@ -138,11 +154,72 @@ def main(argv: list[str] | None = None) -> int:
             "large_seeds", "large_mutants")}  # fmt: skip
         name = f"{args.mutants}-seed{args.seed}" + (
             f"-large{args.large_seeds}mb" if args.large_seeds else "")  # fmt: skip
-        return report.keep("fuzz", name, settings=settings,
+        return report.keep(BENCHMARK, name, settings=settings,
                            figures=doc, code=CODE, load=load, missed=missed, check=args.check,
                            seeds=[args.seed])  # fmt: skip
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+BENCHMARK = "fuzz"
+
+
+def missed_targets(records: list[dict[str, Any]]) -> list[str]:
+    return [f"{r['name']}: {sum(r['figures']['counts'][e].get(o, 0) for e in r['figures']['counts'] for o in _fuzz.FAILURES)} failing runs"
+            for r in records
+            if any(r["figures"]["counts"][e].get(o, 0) for e in r["figures"]["counts"] for o in _fuzz.FAILURES)]  # fmt: skip
+
+
+def table(records: list[dict[str, Any]]) -> str:
+    """Each kept run's outcome table, its slowest and largest runs and its refused
+    allocations."""
+    out = []
+    for r in records:
+        f, st = r["figures"], r["settings"]
+        large = (f" + {st['large_mutants']} of two ~{st['large_seeds']} MB seeds written at run time"
+                 if st.get("large_seeds") else "")  # fmt: skip
+        lines = [
+            f"Seed {f['seed']}: {st['mutants']:,} mutants{large}, {f['runs']:,} runs in "
+            f"{f['seconds']:.0f} s on {st['workers']} workers; limits {st['time_limit']:g} s and "
+            f"{st['memory_limit']:g} GiB per run; largest input {max(f['seed_bytes'].values()) / 1e6:,.1f} MB.",
+            "",
+            "| entry point | runs | " + " | ".join(_fuzz.OUTCOMES) + " |",
+            "|---|---:|" + "---:|" * len(_fuzz.OUTCOMES),
+        ]  # fmt: skip
+        total: dict[str, int] = {}
+        for entry in _fuzz.ENTRY_POINTS:
+            c = f["counts"].get(entry)
+            if not c:
+                continue
+            for o in _fuzz.OUTCOMES:
+                total[o] = total.get(o, 0) + c.get(o, 0)
+            lines.append(f"| {entry} | {sum(c.values()):,} | "
+                         + " | ".join(f"{c.get(o, 0):,}" for o in _fuzz.OUTCOMES) + " |")  # fmt: skip
+        lines.append(f"| **all** | {sum(total.values()):,} | "
+                     + " | ".join(f"{total.get(o, 0):,}" for o in _fuzz.OUTCOMES) + " |")  # fmt: skip
+        slow, peak = f["slowest_runs"][0], f["largest_peak_runs"][0]
+        lines += [
+            "",
+            f"Slowest run {slow['seconds']:.2f} s (`{slow['entry']}`, {slow['outcome']}, "
+            f"{slow['mutant']}); largest peak memory {peak['peak_mb']:.1f} MB above the worker's "
+            f"baseline (`{peak['entry']}`, {peak['outcome']}, {peak['mutant']}).",
+        ]
+        refused = f["refused_allocations"]
+        if refused:
+            without = sum("without an address-space limit too" in x["detail"] for x in refused)
+            lines.append(
+                f"{len(refused)} typed errors came after an allocation sized by a corrupt field "
+                f"was refused at every probe (> {_fuzz.PROBE_STEPS_GIB[-1]} GiB beyond the limit), "
+                f"{without} of them also without any address-space limit."
+            )
+        out.append("\n".join(lines))
+    out.append(results.provenance_line(records))
+    return "\n\n".join(out)
+
+
+def readme_section() -> str:
+    """The documentation's section: :func:`table` of the kept results."""
+    return table(results.read_results(BENCHMARK))
 
 
 def _size(path: Path) -> int:
