@@ -258,6 +258,14 @@ def run_table(s: dict[str, Any], f: dict[str, Any]) -> str:
             f"{100 * f['overhead_warm'][a]:+.0f}%, whole process "
             f"{100 * f['overhead_process'][a]:+.0f}% (target ≤ +{100 * TARGET:.0f}%)"
         )
+    verdict = []
+    for how in ("warm", "cold"):
+        met = [a.split(", ")[1] for a, _ in PAIRS if f[f"overhead_{how}"][a] <= TARGET]
+        missed = [a.split(", ")[1] for a, _ in PAIRS if f[f"overhead_{how}"][a] > TARGET]
+        verdict.append(f"{how}: " + "; ".join(
+            x for x in (f"met at {' and '.join(met)}" if met else "",
+                        f"missed at {' and '.join(missed)}" if missed else "") if x))  # fmt: skip
+    lines.append(f"- Ray's overhead target (≤ +{100 * TARGET:.0f}%), {', '.join(verdict)}")
     lines.append(
         f"- a no-op Ray task: {1e3 * f['per_task_s']:.2f} ms; serial conversion "
         f"{f['median_warm_s']['serial'] / s['shards']:.2f} s per shard "

@@ -23,6 +23,7 @@ SECTIONS = {
     "test_suite": "benchmarks.test_suite",
     "out_of_core": "benchmarks.out_of_core",
     "train_speed_tutorial": "benchmarks.train_speed:tutorial_section",
+    "ray_scale": "benchmarks.ray_scale",
 }
 """README section → the benchmark module whose ``readme_section()`` (or ``module:function``)
 generates it."""
