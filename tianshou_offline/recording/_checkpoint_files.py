@@ -9,7 +9,8 @@ from __future__ import annotations
 import os
 import re
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -24,6 +25,7 @@ from tianshou_offline.errors import (
     DatasetFormatError,
     DataValidationError,
     SourceNotFoundError,
+    TianshouOfflineError,
     UnsafeDataError,
     raised_within,
 )
@@ -205,6 +207,48 @@ def _check(p: Path, field: str, mismatch: str | None, env_name: str | None, what
     raise DataValidationError(
         f"{p}: field {field!r} {mismatch} ({env}): the policy was made for another environment"
     )
+
+
+def stored_spaces(
+    p: Path,
+    payload: Mapping[str, Any],
+    observation_space: gym.Space[Any] | None,
+    action_space: gym.Space[Any] | None,
+    env_name: str | None,
+) -> tuple[gym.Space[Any], gym.Space[Any]]:
+    """The observation and action spaces a checkpoint stores, each checked against the given
+    one (when given).
+
+    :raises KeyError: a space is missing (see :func:`malformed_net`).
+    :raises DataValidationError: a space is not the given one.
+    """
+    from tianshou_offline.data.format import space_from_dict
+
+    obs_space = space_from_dict(payload["observation_space"])
+    act_space = space_from_dict(payload["action_space"])
+    if observation_space is not None:
+        _check(p, "observation_space", _obs_mismatch(obs_space, observation_space), env_name,
+               "observations")  # fmt: skip
+    if action_space is not None:
+        _check(p, "action_space", _act_mismatch(act_space, action_space), env_name, "actions")
+    return obs_space, act_space
+
+
+@contextmanager
+def malformed_net(p: Path) -> Iterator[None]:
+    """What rebuilding a checkpoint's networks raises about its description (a missing key,
+    a value of the wrong type) becomes one :class:`DatasetFormatError` naming the file; our
+    own typed errors pass unchanged."""
+    try:
+        yield
+    except TianshouOfflineError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
+        raise DatasetFormatError(
+            f"{p}: field 'net' is malformed ({type(e).__name__}: "
+            f"{' '.join(str(e).split())[:200]}); expected the description written by "
+            "save_policy_checkpoint"
+        ) from e
 
 
 def _load_weights(p: Path, module: nn.Module, state: Any) -> None:

@@ -21,6 +21,7 @@ from tianshou_offline.recording._checkpoint_files import (
     _check,
     _load_weights,
     _obs_mismatch,
+    stored_spaces,
 )
 
 if TYPE_CHECKING:
@@ -209,7 +210,6 @@ def _discrete_from_payload(
 ) -> DiscretePolicy:
     """The policy of a ``"discrete"`` or ``"atari"`` checkpoint payload, its spaces checked
     against the given ones, on the CPU, in eval mode."""
-    from tianshou_offline.data.format import space_from_dict
 
     spec = payload["net"]
     if spec.get("type") == "atari":
@@ -224,13 +224,7 @@ def _discrete_from_payload(
         policy, model = _from_atari_spec(spec, found)
         _load_weights(p, model, payload["state_dict"])
         return policy.eval()
-    obs_space = space_from_dict(payload["observation_space"])
-    act_space = space_from_dict(payload["action_space"])
-    if observation_space is not None:
-        _check(p, "observation_space", _obs_mismatch(obs_space, observation_space), env_name,
-               "observations")  # fmt: skip
-    if action_space is not None:
-        _check(p, "action_space", _act_mismatch(act_space, action_space), env_name, "actions")
+    obs_space, act_space = stored_spaces(p, payload, observation_space, action_space, env_name)
     policy = _build_discrete(spec, obs_space, act_space)
     _load_weights(p, policy, payload["state_dict"])
     return policy.eval()

@@ -285,13 +285,11 @@ def policy_from_payload(
     target_return: float | None = None,
 ) -> ContinuousDTPolicy | DiscreteDTPolicy:
     """:func:`load_dt_policy` on a payload read from ``p``."""
-    from tianshou_offline.data.format import space_from_dict
-    from tianshou_offline.errors import DatasetFormatError, TianshouOfflineError
+    from tianshou_offline.errors import DatasetFormatError
     from tianshou_offline.recording._checkpoint_files import (
-        _act_mismatch,
-        _check,
         _load_weights,
-        _obs_mismatch,
+        malformed_net,
+        stored_spaces,
     )
 
     spec = payload["net"]
@@ -301,24 +299,9 @@ def policy_from_payload(
             f"{p}: field 'net.type' is {kind!r}; expected {NET_TYPE!r} (a Decision Transformer "
             "policy saved with save_policy_checkpoint)"
         )
-    try:
-        obs_space = space_from_dict(payload["observation_space"])
-        act_space = space_from_dict(payload["action_space"])
-        if observation_space is not None:
-            _check(p, "observation_space", _obs_mismatch(obs_space, observation_space),
-                   env_name, "observations")  # fmt: skip
-        if action_space is not None:
-            _check(p, "action_space", _act_mismatch(act_space, action_space), env_name,
-                   "actions")  # fmt: skip
+    with malformed_net(p):
+        obs_space, act_space = stored_spaces(p, payload, observation_space, action_space, env_name)
         policy = build_dt_policy(spec, obs_space, act_space, target_return=target_return)
-    except TianshouOfflineError:
-        raise
-    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
-        raise DatasetFormatError(
-            f"{p}: field 'net' is malformed ({type(e).__name__}: "
-            f"{' '.join(str(e).split())[:200]}); expected the description written by "
-            "save_policy_checkpoint"
-        ) from e
     _load_weights(p, policy, payload["state_dict"])
     policy.eval()
     return policy

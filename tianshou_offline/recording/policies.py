@@ -90,8 +90,10 @@ from tianshou_offline.recording._checkpoint_files import (
     _obs_mismatch,
     _read,
     _write,
+    malformed_net,
     read_policy_checkpoint,
     read_policy_state_dict,
+    stored_spaces,
 )
 from tianshou_offline.recording._continuous_specs import (
     _build_policy,
@@ -112,7 +114,6 @@ if TYPE_CHECKING:
 from tianshou_offline.errors import (
     DatasetFormatError,
     DataValidationError,
-    TianshouOfflineError,
 )
 
 __all__ = [
@@ -380,16 +381,8 @@ def load_policy_checkpoint(
             f"{p}: field 'version' is {version!r}; expected at most {CHECKPOINT_VERSION} "
             "(written by a newer tianshou-offline?)"
         )
-    try:
+    with malformed_net(p):
         return _from_payload(p, payload, scale_obs, observation_space, action_space, env_name, seed)
-    except TianshouOfflineError:
-        raise
-    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
-        raise DatasetFormatError(
-            f"{p}: field 'net' is malformed ({type(e).__name__}: "
-            f"{' '.join(str(e).split())[:200]}); expected the description written by "
-            "save_policy_checkpoint"
-        ) from e
 
 
 def _not_markov(p: Path) -> DatasetFormatError:
@@ -424,7 +417,6 @@ def load_continuous_policy(
     :raises DatasetFormatError: not a policy checkpoint, or not a continuous one.
     :raises DataValidationError: the checkpoint's spaces are not the given ones.
     """
-    from tianshou_offline.data.format import space_from_dict
 
     p = Path(path)
     payload = _read(p, CONTINUOUS_CHECKPOINT)
@@ -448,24 +440,9 @@ def load_continuous_policy(
             f"'continuous' (version {CHECKPOINT_VERSION}: a policy of "
             "tianshou_offline.algorithms saved with save_policy_checkpoint)"
         )
-    try:
-        obs_space = space_from_dict(payload["observation_space"])
-        act_space = space_from_dict(payload["action_space"])
-        if observation_space is not None:
-            _check(p, "observation_space", _obs_mismatch(obs_space, observation_space),
-                   env_name, "observations")  # fmt: skip
-        if action_space is not None:
-            _check(p, "action_space", _act_mismatch(act_space, action_space), env_name,
-                   "actions")  # fmt: skip
+    with malformed_net(p):
+        obs_space, act_space = stored_spaces(p, payload, observation_space, action_space, env_name)
         policy = _build_policy(net, obs_space, act_space)
-    except TianshouOfflineError:
-        raise
-    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
-        raise DatasetFormatError(
-            f"{p}: field 'net' is malformed ({type(e).__name__}: "
-            f"{' '.join(str(e).split())[:200]}); expected the description written by "
-            "save_policy_checkpoint"
-        ) from e
     _load_weights(p, policy, payload["state_dict"])
     policy.eval()
     return policy
@@ -485,17 +462,8 @@ def _from_payload(
     spec = payload["net"]
     kind = spec.get("type", "mlp")
     stored_obs = payload.get("observation_space")
-    stored_act = payload.get("action_space")
     if kind == "continuous":
-        if stored_obs is None or stored_act is None:
-            raise KeyError("observation_space" if stored_obs is None else "action_space")
-        obs_space, act_space = space_from_dict(stored_obs), space_from_dict(stored_act)
-        if observation_space is not None:
-            _check(p, "observation_space", _obs_mismatch(obs_space, observation_space),
-                   env_name, "observations")  # fmt: skip
-        if action_space is not None:
-            _check(p, "action_space", _act_mismatch(act_space, action_space), env_name,
-                   "actions")  # fmt: skip
+        obs_space, act_space = stored_spaces(p, payload, observation_space, action_space, env_name)
         policy = _build_policy(spec, obs_space, act_space)
         _load_weights(p, policy, payload["state_dict"])
         return _continuous_act_fn(policy, seed)
@@ -637,13 +605,5 @@ def load_discrete_policy(
             f"{p}: field 'net.type' is {kind!r}; expected 'discrete' (a discrete policy of "
             "tianshou_offline.algorithms saved with save_policy_checkpoint) or 'atari'"
         )
-    try:
+    with malformed_net(p):
         return _discrete_from_payload(p, payload, observation_space, action_space, env_name)
-    except TianshouOfflineError:
-        raise
-    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
-        raise DatasetFormatError(
-            f"{p}: field 'net' is malformed ({type(e).__name__}: "
-            f"{' '.join(str(e).split())[:200]}); expected the description written by "
-            "save_policy_checkpoint"
-        ) from e
