@@ -689,14 +689,22 @@ def table(records: Sequence[dict[str, Any]]) -> str:
         if r["name"].startswith("io-"):
             parts.append(io_table(r))
         else:
-            f = r["figures"]
+            f, st = r["figures"], r["settings"]
             parts.append(
-                f"Training run ({f['transitions']:,} transitions, {f['data_bytes'] / GB:.1f} GB): "
-                f"{f['first_step_s']:.1f} s to the first gradient step; "
-                f"{f['disk_anon_peak_beyond_model'] / GB:.2f} GB resident beyond the model; "
-                f"DiscreteCQL steps/s from disk {f['ratio_disk_over_ram']:.2f}× RAM "
-                f"(per round {min(f['ratios_per_round']):.2f}–{max(f['ratios_per_round']):.2f}); "
-                f"χ² over shards p = {f['chi2_pvalue_over_shards']:.2f}."
+                f"Training run: DiscreteCQL (Atari QR-DQN net, batch 32, {f['threads']} thread(s)) "
+                f"on {f['transitions']:,} transitions, {f['data_bytes'] / GB:.1f} GB in "
+                f"{f['shards']} shards (RAM {f['mem_total'] / GB:.1f} GB); the RAM side the first "
+                f"{f['ram_transitions']:,} in memory; {st['rounds']} rounds of {st['block']} steps "
+                f"per side, which side goes first alternating. {f['first_step_s']:.1f} s from "
+                f"loading to the first gradient step; {f['disk_anon_peak_beyond_model'] / GB:.2f} "
+                f"GB resident beyond the model (peak `RssAnon`, "
+                f"{f['disk_bytes_per_transition']:.0f} B per transition); steps/s from disk "
+                f"{f['disk_steps_per_s']:.1f} vs RAM {f['ram_steps_per_s']:.1f}: "
+                f"**{f['ratio_disk_over_ram']:.2f}×** (target ≥ 0.8; per round "
+                f"{min(f['ratios_per_round']):.2f}–{max(f['ratios_per_round']):.2f}), from a cold "
+                f"cache {f['cold_steps_per_s']:.1f} ({f['cold_ratio_over_ram']:.2f}×); χ² of the "
+                f"sampled positions over shards p = {f['chi2_pvalue_over_shards']:.2f} (a rotation "
+                f"of {f['rotation_shards']} shard(s): p = {f['chi2_pvalue_rotation']:.2g})."
             )
     parts.append(results.provenance_line(records))
     return "\n\n".join(parts)
