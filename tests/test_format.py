@@ -565,14 +565,14 @@ def test_random_call_sizes_write_the_same_file(
     """Any sequence of add_transitions/add_episode/end_episode/flush calls, with flushes of
     held-back rows, whole chunks written directly and a padded last chunk, stores exactly the
     rows and episodes given (small chunks and flush sizes exercise every path)."""
-    from tianshou_offline.data import h5io
+    from tianshou_offline.data import h5io, pending_rows
     from tianshou_offline.data import writer as writer_mod
 
     monkeypatch.setattr(writer_mod, "_FLUSH_BYTES", flush_bytes)
     monkeypatch.setattr(h5io, "_PART_BYTES", 200)
     held_back: list[int] = []
     direct_chunks: list[int] = []
-    original_split, original_write = writer_mod._split_rows, h5io._write_rows
+    original_split, original_write = pending_rows._split_rows, h5io._write_rows
 
     def split(parts: list[Any], rows: int) -> tuple[Any, Any]:
         head, rest = original_split(parts, rows)
@@ -586,7 +586,7 @@ def test_random_call_sizes_write_the_same_file(
             direct_chunks.append(sum(len(p) for p in parts) // chunk_rows)
         return original_write(ds, start, parts, chunk_rows, final)
 
-    monkeypatch.setattr(writer_mod, "_split_rows", split)
+    monkeypatch.setattr(pending_rows, "_split_rows", split)
     monkeypatch.setattr(h5io, "_write_rows", write)
     rng = np.random.default_rng(seed)
     n = 3000
