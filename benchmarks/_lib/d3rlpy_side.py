@@ -258,70 +258,53 @@ def continuous_config(spec: dict[str, Any]) -> Any:
             **common,
         )
     nets = {"actor_encoder_factory": enc, "critic_encoder_factory": enc}
+    # every actor-critic: the two learning rates and optimizers, discount, Polyak, critics
+    ac = {
+        "actor_learning_rate": p["actor_lr"],
+        "critic_learning_rate": p["critic_lr"],
+        "actor_optim_factory": _optimizer_factory(adam),
+        "critic_optim_factory": _optimizer_factory(adam),
+        "gamma": p["gamma"],
+        "tau": p["tau"],
+        "n_critics": p["n_critics"],
+        **common,
+    }
     if algo == "bcq":
         return d3rlpy.algos.BCQConfig(
-            actor_learning_rate=p["actor_lr"],
-            critic_learning_rate=p["critic_lr"],
             imitator_learning_rate=p["imitator_lr"],
-            actor_optim_factory=_optimizer_factory(adam),
-            critic_optim_factory=_optimizer_factory(adam),
             imitator_optim_factory=_optimizer_factory(adam),
             imitator_encoder_factory=enc,
-            gamma=p["gamma"],
-            tau=p["tau"],
-            n_critics=p["n_critics"],
             lam=p["lam"],
             n_action_samples=p["n_action_samples"],
             action_flexibility=p["action_flexibility"],
             beta=p["beta"],
             **nets,
-            **common,
+            **ac,
         )
     if algo == "cql":
         return d3rlpy.algos.CQLConfig(
-            actor_learning_rate=p["actor_lr"],
-            critic_learning_rate=p["critic_lr"],
+            **{**ac, "critic_optim_factory": _optimizer_factory(adam, p["critic_clip_grad_norm"])},
             temp_learning_rate=p["temp_lr"],
             alpha_learning_rate=p["alpha_lr"],
-            actor_optim_factory=_optimizer_factory(adam),
-            critic_optim_factory=_optimizer_factory(adam, p["critic_clip_grad_norm"]),
             temp_optim_factory=_optimizer_factory(adam),
             alpha_optim_factory=_optimizer_factory(adam),
-            gamma=p["gamma"],
-            tau=p["tau"],
-            n_critics=p["n_critics"],
             conservative_weight=p["conservative_weight"],
             alpha_threshold=p["alpha_threshold"],
             n_action_samples=p["n_action_samples"],
             soft_q_backup=p["soft_q_backup"],
             **nets,
-            **common,
         )
     if algo == "td3bc":
         return d3rlpy.algos.TD3PlusBCConfig(
-            actor_learning_rate=p["actor_lr"],
-            critic_learning_rate=p["critic_lr"],
-            actor_optim_factory=_optimizer_factory(adam),
-            critic_optim_factory=_optimizer_factory(adam),
-            gamma=p["gamma"],
-            tau=p["tau"],
-            n_critics=p["n_critics"],
             target_smoothing_sigma=p["policy_noise"],
             target_smoothing_clip=p["noise_clip"],
             alpha=p["alpha"],
             update_actor_interval=p["update_actor_interval"],
             **nets,
-            **common,
+            **ac,
         )
     if algo == "crr":
         return d3rlpy.algos.CRRConfig(
-            actor_learning_rate=p["actor_lr"],
-            critic_learning_rate=p["critic_lr"],
-            actor_optim_factory=_optimizer_factory(adam),
-            critic_optim_factory=_optimizer_factory(adam),
-            gamma=p["gamma"],
-            tau=p["tau"],
-            n_critics=p["n_critics"],
             beta=p["beta"],
             n_action_samples=p["n_action_samples"],
             advantage_type=p["advantage_type"],
@@ -330,23 +313,16 @@ def continuous_config(spec: dict[str, Any]) -> Any:
             target_update_type=p["target_update_type"],
             target_update_interval=p["target_update_interval"],
             **nets,
-            **common,
+            **ac,
         )
     if algo == "iql":
         return d3rlpy.algos.IQLConfig(
-            actor_learning_rate=p["actor_lr"],
-            critic_learning_rate=p["critic_lr"],
-            actor_optim_factory=_optimizer_factory(adam),
-            critic_optim_factory=_optimizer_factory(adam),
             value_encoder_factory=enc,
-            gamma=p["gamma"],
-            tau=p["tau"],
-            n_critics=p["n_critics"],
             expectile=p["expectile"],
             weight_temp=p["weight_temp"],
             max_weight=p["max_weight"],
             **nets,
-            **common,
+            **ac,
         )
     if algo == "rebrac":
         # ReBRAC's critics: Linear -> ReLU -> LayerNorm per hidden layer (as ours)
@@ -354,35 +330,18 @@ def continuous_config(spec: dict[str, Any]) -> Any:
             hidden_units=list(spec["hidden"]), use_layer_norm=p["critic_layer_norm"]
         )
         return d3rlpy.algos.ReBRACConfig(
-            actor_learning_rate=p["actor_lr"],
-            critic_learning_rate=p["critic_lr"],
-            actor_optim_factory=_optimizer_factory(adam),
-            critic_optim_factory=_optimizer_factory(adam),
             actor_encoder_factory=enc,
             critic_encoder_factory=critic_enc,
-            gamma=p["gamma"],
-            tau=p["tau"],
-            n_critics=p["n_critics"],
             target_smoothing_sigma=p["policy_noise"],
             target_smoothing_clip=p["noise_clip"],
             update_actor_interval=p["update_actor_interval"],
             actor_beta=p["actor_beta"],
             critic_beta=p["critic_beta"],
-            **common,
+            **ac,
         )
     if algo == "awac":
         return d3rlpy.algos.AWACConfig(
-            actor_learning_rate=p["actor_lr"],
-            critic_learning_rate=p["critic_lr"],
-            actor_optim_factory=_optimizer_factory(adam),
-            critic_optim_factory=_optimizer_factory(adam),
-            gamma=p["gamma"],
-            tau=p["tau"],
-            n_critics=p["n_critics"],
-            lam=p["lam"],
-            n_action_samples=p["n_action_samples"],
-            **nets,
-            **common,
+            lam=p["lam"], n_action_samples=p["n_action_samples"], **nets, **ac
         )
     if algo == "dt":
         return d3rlpy.algos.DecisionTransformerConfig(
