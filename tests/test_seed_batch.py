@@ -10,6 +10,8 @@ each seed's plain checkpoint) at the end.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -229,3 +231,38 @@ def test_rejects_what_it_cannot_batch() -> None:
         make_seed_batch("sacn", OBS, ACT, seeds=2, preset="small")
     with pytest.raises(DataValidationError, match="at least one seed"):
         make_seed_batch("td3bc", OBS, ACT, seeds=[], preset="small")
+
+
+def test_grid_trains_a_groups_seeds_as_one_batch(tmp_path: Path) -> None:
+    """``seed_batch: true``: one process trains both seeds of a group; each seed is recorded
+    in its own cell directory as a single cell would be (result, policy, curve), its policy
+    is the batch's seed, and a rerun skips the finished cells."""
+    from tianshou_offline.cli import main
+    from tianshou_offline.scale import grid as sg
+
+    data = tmp_path / "pendulum.hdf5"
+    assert main(["record", "--env", "Pendulum-v1", "--policy", "random", "--episodes", "2",
+                 "-o", str(data)]) == 0  # fmt: skip
+    spec = tmp_path / "grid.json"
+    budget = {"epochs": 1, "steps_per_epoch": 5, "batch_size": 16, "test_episodes": 1,
+              "eval_episodes": 1}  # fmt: skip
+    spec.write_text(json.dumps({
+        "output": str(tmp_path / "runs"), "datasets": [str(data)],
+        "algorithms": {"td3bc": {"hidden_sizes": [[8, 8]]}}, "seeds": 2, "budget": budget,
+        "seed_batch": True,
+    }))  # fmt: skip
+    grid = sg.load_grid(spec)
+    assert grid.seed_batch
+    first = sg.run_grid(grid, use_ray=False)
+    assert not first.failures and len(first.results) == 2
+    pids = {r["pid"] for r in first.results}
+    assert len(pids) == 1 and all(r["seed_batch"] == 2 for r in first.results)
+    for r in first.results:
+        assert (Path(r["dir"]) / "policy.pt").is_file() and len(r["curve"]) == 2
+        assert r["gradient_steps"] == 5
+    policies = [torch.load(Path(r["dir"]) / "policy.pt", weights_only=True) for r in first.results]
+    assert str(policies[0]) != str(policies[1])  # two seeds, two policies
+    again = sg.run_grid(grid, use_ray=False)
+    assert all(r["skipped"] for r in again.results)
+    with pytest.raises(DataValidationError, match="seed_batch"):
+        sg.grid_from_mapping({**json.loads(spec.read_text()), "seed_batch": "yes"})

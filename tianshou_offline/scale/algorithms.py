@@ -12,7 +12,7 @@ error naming the fields there are.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from tianshou_offline.errors import DataValidationError
@@ -20,6 +20,8 @@ from tianshou_offline.errors import DataValidationError
 if TYPE_CHECKING:
     import gymnasium as gym
     from tianshou.algorithm.algorithm_base import OfflineAlgorithm
+
+    from tianshou_offline.algorithms.seeds import SeedBatch
 
 GRID_PRESET = "small"
 """The preset of a grid's cells (:data:`tianshou_offline.algorithms.PRESETS`)."""
@@ -76,3 +78,24 @@ def _check_offered(name: str, action_space: gym.Space[Any]) -> None:
             f"algorithm {name!r}: not offered to grids; expected one of "
             f"{', '.join(algorithm_names(action_space))}"
         )
+
+
+def build_seed_batch(
+    name: str,
+    observation_space: gym.Space[Any],
+    action_space: gym.Space[Any],
+    overrides: Mapping[str, Any],
+    seeds: Sequence[int],
+) -> SeedBatch[Any, Any, Any]:
+    """The seeds of ``name`` as one seed batch at the grid's preset (a grid file's
+    ``seed_batch: true``; seed k built as :func:`build_algorithm` after
+    ``torch.manual_seed(k)``).
+
+    :raises DataValidationError: as :func:`build_algorithm`, or no seed-batched form.
+    """
+    from tianshou_offline.algorithms.seeds import make_seed_batch
+
+    _check_offered(name, action_space)
+    return make_seed_batch(
+        name, observation_space, action_space, seeds=seeds, preset=GRID_PRESET, **overrides
+    )

@@ -41,6 +41,11 @@ A grid file (YAML, TOML or JSON; :func:`load_grid`)::
              eval_episodes: 10}
     resources: {num_cpus: 1, num_gpus: 0}
     ope: {estimators: [fqe, wdr], steps: 5000, gamma: 0.99}   # optional, see below
+    seed_batch: false                  # true: a group's seeds train as one seed batch
+
+With ``seed_batch: true`` each cell group's seeds train together in one process (one task) as
+a seed batch (:mod:`tianshou_offline.scale.seed_group`; the algorithms with a seed-batched
+form only), each seed recorded in its own cell directory as a single cell would be.
 
 With ``ope`` the command (``tianshou-offline grid``) ranks every dataset's cells by
 off-policy estimates of their final policies (``policy.pt``) computed from the dataset
@@ -66,7 +71,7 @@ import random
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import closing
+from contextlib import ExitStack, closing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -194,6 +199,8 @@ class Grid:
     output: Path
     ope: Mapping[str, Any] | None = None
     """The ``ope`` section as ``OPESettings`` fields (:data:`OPE_KEYS`), or None."""
+    seed_batch: bool = False
+    """Train each cell group's seeds together as one seed batch."""
 
 
 def _load_mapping(path: Path) -> dict[str, Any]:
@@ -231,7 +238,10 @@ def grid_from_mapping(data: Mapping[str, Any], *, where: str = "grid", base: Pat
 
     :raises DataValidationError: a key missing, unknown or of the wrong type (named).
     """
-    known = {"output", "datasets", "algorithms", "seeds", "budget", "resources", "env_id", "ope"}
+    known = {
+        "output", "datasets", "algorithms", "seeds", "budget", "resources", "env_id", "ope",
+        "seed_batch",
+    }  # fmt: skip
     unknown = sorted(set(data) - known)
     if unknown:
         raise DataValidationError(
@@ -303,9 +313,12 @@ def grid_from_mapping(data: Mapping[str, Any], *, where: str = "grid", base: Pat
                             num_gpus=float(res.get("num_gpus", 0.0)),
                         )
                     )
+    seed_batch = data.get("seed_batch", False)
+    if not isinstance(seed_batch, bool):
+        raise DataValidationError(f"{where}: seed_batch is {seed_batch!r}; expected true or false")
     out = Path(str(data["output"])).expanduser()
     return Grid(cells=tuple(cells), output=out if out.is_absolute() else base / out,
-                ope=_ope_section(data.get("ope"), where))  # fmt: skip
+                ope=_ope_section(data.get("ope"), where), seed_batch=seed_batch)  # fmt: skip
 
 
 def _ope_section(section: Any, where: str) -> dict[str, Any] | None:
@@ -696,6 +709,7 @@ def run_grid(
     on_cell: Callable[[dict[str, Any]], None] | None = None,
     on_checkpoint: CheckpointHook | None = None,
     use_ray: bool | None = None,
+    seed_batch: bool | None = None,
 ) -> GridResult:
     """Run every cell not finished yet — as Ray tasks, or for a small local grid in this
     process one after another (:func:`choose_ray`) — then write the report
@@ -711,12 +725,15 @@ def run_grid(
     :param on_checkpoint: called in the worker after each checkpoint (:data:`CheckpointHook`).
     :param use_ray: True: Ray always; False: never (this process; ``address`` must be None);
         None: :func:`choose_ray`.
+    :param seed_batch: train each group's unfinished seeds as one seed batch (one task;
+        :mod:`~tianshou_offline.scale.seed_group`); None: the :class:`Grid`'s setting.
     :returns: the results, the cells that failed with their errors, the report's files,
         whether Ray ran them and where the time went.
     """
     start = time.perf_counter()
     if isinstance(cells, Grid):
         output = cells.output if output is None else output
+        seed_batch = cells.seed_batch if seed_batch is None else seed_batch
         cells = cells.cells
     if output is None:
         raise DataValidationError("run_grid: no output directory")
@@ -738,6 +755,13 @@ def run_grid(
         raise DataValidationError(f"run_grid: address={address!r} with use_ray=False")
     ray_used = bool(todo) and choose_ray([cells[i] for i in todo], address, num_cpus, use_ray)
     ray_start = 0.0
+    todo_done = todo
+    if seed_batch and todo:  # every group's seeds in one task; the loop below reports them
+        ray_start = run_seed_groups(
+            cells, todo, str(out), results, failures, address=address, num_cpus=num_cpus,
+            max_retries=max_retries, ray_used=ray_used,
+        )  # fmt: skip
+        todo = []
     where = "on Ray" if ray_used else "in this process"
     with progress_bar(total=len(cells), desc=f"grid cells {where}", unit="cell",
                       enabled=progress) as bar:  # fmt: skip
@@ -782,11 +806,233 @@ def run_grid(
                         bar.update(1)
     ordered = [results[i] for i in sorted(results)]
     files = write_report(ordered, out)
-    training = sum(float(results[i]["train_seconds"]) for i in todo if i in results)
+    training = sum(float(results[i]["train_seconds"]) for i in todo_done if i in results)
     seconds = {"wall": time.perf_counter() - start, "ray_start": ray_start, "training": training}
     return GridResult(
         ordered, [failures[i] for i in sorted(failures)], files, used_ray=ray_used, seconds=seconds
     )
+
+
+# --------------------------------------------------------------------------- seed groups
+#
+# A grid file's ``seed_batch: true``: the cells of a group differ only in their seed; their
+# unfinished ones train in one process (one task) as one seed batch
+# (:func:`~tianshou_offline.algorithms.seeds.make_seed_batch`: seed k built and sampled as
+# the cell of that seed would be, see :mod:`tianshou_offline.algorithms.seeds.core`), then
+# every seed is evaluated, saved and recorded into its own cell directory as :func:`run_cell`
+# does (``result.json`` with the same fields, ``policy.pt``), so the table, a rerun's skipping
+# and ``ope`` work unchanged. Each epoch tests every seed's policy (the learning curves).
+# Differences from single cells: no TensorBoard events and no per-epoch checkpoints (an
+# interrupted group restarts from scratch), and only algorithms with a seed-batched form.
+
+
+def run_seed_groups(
+    cells: Sequence[Cell],
+    todo: Sequence[int],
+    output: str,
+    results: dict[int, dict[str, Any]],
+    failures: dict[int, CellFailure],
+    *,
+    address: str | None,
+    num_cpus: int | None,
+    max_retries: int,
+    ray_used: bool,
+) -> float:
+    """Train the cells ``todo`` of ``cells`` group by group (:func:`run_seed_group`; Ray
+    tasks when ``ray_used``), filling ``results`` and ``failures`` by index.
+
+    :returns: the seconds Ray took to start (0 without Ray).
+    """
+    groups = [[todo[j] for j in g] for g in seed_groups([cells[i] for i in todo])]
+
+    def record(group: list[int], out: list[dict[str, Any]] | None, error: str | None) -> None:
+        for n, i in enumerate(group):
+            if out is not None:
+                results[i] = out[n]
+            else:
+                failures[i] = CellFailure(cells[i], str(error))
+                log.warning("cell %s failed: %s", cells[i].key, error)
+
+    if not ray_used:
+        for group in groups:
+            try:
+                record(group, run_seed_group([cells[i] for i in group], output), None)
+            except TianshouOfflineError as e:
+                record(group, None, f"{type(e).__name__}: {e}")
+        return 0.0
+    t0 = time.perf_counter()
+    with ray_session(address, num_cpus=num_cpus) as ray:
+        ray_start = time.perf_counter() - t0
+        refs: dict[Any, int] = {}
+        for g, group in enumerate(groups):
+            first = cells[group[0]]
+            remote: Any = ray.remote(run_seed_group_task).options(
+                num_cpus=first.num_cpus,
+                num_gpus=first.num_gpus,
+                max_retries=max_retries,
+                name=f"seed group {first.group}",
+            )
+            refs[remote.remote([cells[i] for i in group], output)] = g
+        with closing(as_completed(refs)) as finished:
+            for g, out, error in finished:
+                record(groups[g], out, None if error is None else error_message(error))
+    return ray_start
+
+
+def seed_groups(cells: Sequence[Cell]) -> list[list[int]]:
+    """Indices of ``cells`` grouped by everything but the seed (and resources), in order of
+    first appearance."""
+    groups: dict[str, list[int]] = {}
+    for i, cell in enumerate(cells):
+        spec = {**cell.spec(), "seed": None}
+        groups.setdefault(json.dumps(spec, sort_keys=True), []).append(i)
+    return list(groups.values())
+
+
+def run_seed_group(cells: Sequence[Cell], output: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Train the cells of one group (see the module doc) in this process; finished cells
+    return their stored results (``skipped: True``).
+
+    :returns: one result per cell, in order (the fields of ``run_cell``'s, and
+        ``seed_batch``: how many seeds trained together).
+    :raises DataValidationError: the cells are not one group, or the algorithm has no
+        seed-batched form.
+    :raises SourceNotFoundError: no dataset file, or no environment to evaluate in.
+    """
+    if not cells:
+        return []
+    first = cells[0]
+    key = {**first.spec(), "seed": None}
+    for c in cells[1:]:
+        if {**c.spec(), "seed": None} != key:
+            raise DataValidationError(
+                f"seed group: cell {c.key} differs from {first.key} in more than its seed"
+            )
+    out: dict[int, dict[str, Any]] = {}
+    todo: list[int] = []
+    for i, c in enumerate(cells):
+        done = finished_result(c, output)
+        if done is None:
+            todo.append(i)
+        else:
+            out[i] = {**done, "skipped": True}
+    if todo:
+        dirs = [cell_dir(cells[i], output) for i in todo]
+        kept = "nothing of an unfinished group is kept (a rerun starts it afresh)"
+        with ExitStack() as stack:
+            for d in dirs:
+                d.mkdir(parents=True, exist_ok=True)
+                stack.enter_context(output_lock(d))
+            stack.enter_context(write_errors(Path(output), kept=kept))
+            trained = _train_group([cells[i] for i in todo], dirs)
+        for i, result in zip(todo, trained, strict=True):
+            out[i] = {**result, "skipped": False}
+    return [out[i] for i in range(len(cells))]
+
+
+def run_seed_group_task(cells: Sequence[Cell], output: str) -> list[dict[str, Any]]:
+    """What a grid's Ray task runs for a seed group (:func:`run_seed_group`)."""
+    no_tensorflow()
+    return run_seed_group(cells, output)
+
+
+def _train_group(cells: Sequence[Cell], dirs: Sequence[Path]) -> list[dict[str, Any]]:
+    no_tensorflow()
+    import gymnasium as gym
+    import torch
+    from tianshou.trainer import OfflineTrainerParams
+    from tianshou.utils import LazyLogger
+
+    from tianshou_offline.data.buffer import load_buffer
+    from tianshou_offline.data.format import read_metadata
+    from tianshou_offline.scale.algorithms import build_seed_batch
+
+    first = cells[0]
+    for cell, d in zip(cells, dirs, strict=True):
+        _write_atomic(d / "cell.json", json.dumps(cell.spec(), indent=1).encode())
+    threads = max(1, int(first.num_cpus))
+    torch.set_num_threads(threads)
+    device = "cuda" if first.num_gpus > 0 else "cpu"
+    random.seed(first.seed)
+    np.random.seed(first.seed)
+    dataset = Path(first.dataset)
+    if not dataset.is_file():
+        raise SourceNotFoundError(f"{dataset}: no such dataset file on node {node_name()}")
+    meta = read_metadata(dataset)
+    env_id = first.env_id or meta.env_id
+    if env_id is None:
+        raise SourceNotFoundError(f"{dataset}: the file names no environment; set env_id")
+    probe = gym.make(env_id)
+    obs_space, act_space = probe.observation_space, probe.action_space
+    probe.close()
+    seeds = [c.seed for c in cells]
+    batch = build_seed_batch(first.algorithm, obs_space, act_space, first.overrides, seeds)
+    batch.to(device)
+    buffer = load_buffer(dataset)
+    budget = first.budget
+    curves: list[list[list[float]]] = [[] for _ in cells]
+
+    def test_seeds(gradient_step: int) -> None:
+        for k, member in enumerate(batch.members):
+            returns = _evaluate(member, env_id, budget.test_episodes, cells[k].seed)
+            curves[k].append([float(gradient_step), float(np.mean(returns))])
+
+    class EpochTests(LazyLogger):
+        """Tests every seed's policy after each epoch (the trainer's checkpoint hook)."""
+
+        def save_data(self, epoch: int, env_step: int, gradient_step: int,
+                      save_checkpoint_fn: Any = None) -> None:  # fmt: skip
+            test_seeds(gradient_step)
+
+    test_seeds(0)
+    t0 = time.perf_counter()
+    batch.run_training(
+        OfflineTrainerParams(
+            buffer=buffer,
+            test_collector=None,
+            max_epochs=budget.epochs,
+            epoch_num_steps=budget.steps_per_epoch,
+            batch_size=budget.batch_size,
+            save_checkpoint_fn=lambda epoch, env_step, gradient_step: "",
+            logger=EpochTests(),
+            show_progress=False,
+            verbose=False,
+        )
+    )
+    train_seconds = time.perf_counter() - t0
+    results = []
+    for k, (cell, d) in enumerate(zip(cells, dirs, strict=True)):
+        member = batch.members[k]
+        t0 = time.perf_counter()
+        returns = _evaluate(member, env_id, budget.eval_episodes, 10_000 + cell.seed)
+        eval_seconds = time.perf_counter() - t0
+        mean = float(np.mean(returns))
+        _save_policy(member, d / "policy.pt")
+        result: dict[str, Any] = {
+            "spec": cell.spec(),
+            "key": cell.key,
+            "group": cell.group,
+            "env_id": env_id,
+            "final_return_mean": mean,
+            "final_return_std": float(np.std(returns)),
+            "returns": [float(r) for r in returns],
+            "normalized_score": _score(dataset, mean),
+            "curve": curves[k],
+            "target_return": None,
+            "gradient_steps": budget.epochs * budget.steps_per_epoch,
+            "resumed_from_epoch": 0,
+            "train_seconds": train_seconds,
+            "eval_seconds": eval_seconds,
+            "node": node_name(),
+            "pid": os.getpid(),
+            "num_threads": threads,
+            "device": device,
+            "dir": str(d),
+            "seed_batch": len(cells),
+        }
+        _write_atomic(d / RESULT, json.dumps(result, indent=1).encode())
+        results.append(result)
+    return results
 
 
 # --------------------------------------------------------------------------- the table
