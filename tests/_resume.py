@@ -20,14 +20,17 @@ KILLED = """
 import os, runpy, signal, sys
 sys.path.insert(0, os.path.dirname(sys.argv[2]))
 from tianshou.trainer import OfflineTrainer
+from tianshou_offline.algorithms.deferred import OfflineStatsTrainer
 calls, at = [0], int(sys.argv[1])
-step = OfflineTrainer._training_step
-def counted(self, *args, **kwargs):
-    calls[0] += 1
-    if calls[0] == at:  # the gradient step at which the process dies
-        os.kill(os.getpid(), signal.SIGKILL)
-    return step(self, *args, **kwargs)
-OfflineTrainer._training_step = counted
+def counting(step):
+    def counted(self, *args, **kwargs):
+        calls[0] += 1
+        if calls[0] == at:  # the gradient step at which the process dies
+            os.kill(os.getpid(), signal.SIGKILL)
+        return step(self, *args, **kwargs)
+    return counted
+for trainer in (OfflineTrainer, OfflineStatsTrainer):  # ours runs its own training step
+    trainer._training_step = counting(trainer.__dict__["_training_step"])
 sys.argv = sys.argv[2:]
 runpy.run_path(sys.argv[0], run_name="__main__")
 """

@@ -25,6 +25,13 @@ run time from the type argument (:func:`resolve_stats_type`), and each algorithm
 defaults to its own stats class, so a plain ``CQL(...)`` is ``CQL[CQLTrainingStats]``.
 Extra fields need a default (they are filled in by ``_extend_stats`` after construction).
 
+**Statistics stay on the device.** A step builds its statistics with :meth:`~OfflineAlgorithmCore._make_stats`
+(:mod:`~tianshou_offline.algorithms.deferred`): their values stay device tensors until a field
+is read, so no step waits for the device (a GPU keeps running ahead of the host), and
+``run_training`` reads them once per interval (:class:`~tianshou_offline.algorithms.deferred.OfflineStatsTrainer`:
+the logger gets the same values at the same steps). An ``_extend_stats`` that calls ``.item()``
+(as above) makes each step wait for the device again.
+
 **Device-resident sampling.** :meth:`OfflineAlgorithmCore.process_buffer` (called once by
 Tianshou's ``OfflineTrainer``) turns the buffer into a dataset on the algorithm's device
 (:class:`OfflineDataset`: n-step rewards and bootstrap discounts precomputed, see
@@ -83,9 +90,11 @@ from torch import nn
 from typing_extensions import TypeVar
 
 from tianshou_offline.algorithms._optim import FastStep, prefer_fused, zero_grad
+from tianshou_offline.algorithms.deferred import OfflineStatsTrainer, deferred_stats
 from tianshou_offline.progress import Progress
 
 if typing.TYPE_CHECKING:
+    from tianshou.trainer import OfflineTrainerParams
     from tianshou.utils import BaseLogger
 
 log = logging.getLogger(__name__)
@@ -530,6 +539,12 @@ class OfflineAlgorithmCore(
     def _extend_stats(self, stats: TStats, step: Any) -> None:
         """Hook for subclasses: fill in extra statistics fields from the step's tensors."""
 
+    def _make_stats(self, **values: torch.Tensor | float | None) -> TStats:
+        """This step's statistics (:attr:`stats_type`) with ``values``: tensors stay on the
+        device until a field is read (:func:`~tianshou_offline.algorithms.deferred.deferred_stats`),
+        so the step never waits for the device."""
+        return deferred_stats(self.stats_type, values)
+
     # ------------------------------------------------------------------ optimizers, targets
 
     def _make_optimizer(
@@ -645,6 +660,11 @@ class OfflineAlgorithmCore(
         )
 
     # ------------------------------------------------------------------ training
+
+    def create_trainer(self, params: OfflineTrainerParams) -> OfflineStatsTrainer:
+        """Tianshou's ``OfflineTrainer`` reading the statistics once per interval
+        (:class:`~tianshou_offline.algorithms.deferred.OfflineStatsTrainer`)."""
+        return OfflineStatsTrainer(self, params)
 
     def process_buffer(self, buffer: TBuffer) -> TBuffer:
         """Prepare the device-resident dataset (called once by Tianshou's ``OfflineTrainer``)."""

@@ -53,7 +53,6 @@ from typing import Any, ClassVar
 
 import gymnasium as gym
 import torch
-from tianshou.algorithm.algorithm_base import TrainingStats
 from tianshou.algorithm.optim import OptimizerFactory
 from tianshou.data.types import RolloutBatchProtocol
 from typing_extensions import TypeVar
@@ -73,7 +72,7 @@ from tianshou_offline.algorithms.continuous.policies import (
     gaussian_actions,
     gaussian_log_prob,
 )
-from tianshou_offline.algorithms.core import to_floats
+from tianshou_offline.algorithms.deferred import OfflineTrainingStats
 
 __all__ = ["AWAC", "AWACConfig", "AWACStep", "AWACTrainingStats", "advantage_weights"]
 
@@ -147,7 +146,7 @@ def advantage_weights(
 
 
 @dataclass(kw_only=True)
-class AWACTrainingStats(TrainingStats):
+class AWACTrainingStats(OfflineTrainingStats):
     """Statistics of one AWAC step."""
 
     critic_loss: float
@@ -300,27 +299,16 @@ class AWAC(OfflineAlgorithmBase[GaussianPolicy, TAWACStats]):
             if self.max_weight is not None and not self.normalize_weights
             else torch.zeros(())
         )
-        values = to_floats(
-            critic_loss,
-            actor_loss,
-            adv.mean(),
-            w.mean(),
-            clipped,
-            log_prob.mean(),
-            q_data.mean(),
-            v.mean(),
-            target.mean(),
-        )
-        stats = self.stats_type(
-            critic_loss=values[0],
-            actor_loss=values[1],
-            advantage=values[2],
-            weight=values[3],
-            clipped_weight=values[4],
-            log_prob=values[5],
-            q_data=values[6],
-            v=values[7],
-            q_target=values[8],
+        stats = self._make_stats(
+            critic_loss=critic_loss,
+            actor_loss=actor_loss,
+            advantage=adv.mean(),
+            weight=w.mean(),
+            clipped_weight=clipped,
+            log_prob=log_prob.mean(),
+            q_data=q_data.mean(),
+            v=v.mean(),
+            q_target=target.mean(),
         )
         self._extend_stats(
             stats,

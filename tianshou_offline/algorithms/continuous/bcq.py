@@ -36,7 +36,6 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 import torch.nn.functional as F
-from tianshou.algorithm.algorithm_base import TrainingStats
 from tianshou.algorithm.optim import OptimizerFactory
 from tianshou.data.types import RolloutBatchProtocol
 from typing_extensions import TypeVar
@@ -53,7 +52,7 @@ from tianshou_offline.algorithms.continuous.base import OfflineAlgorithmBase
 from tianshou_offline.algorithms.continuous.dataset import Transitions
 from tianshou_offline.algorithms.continuous.nets import VAE, CriticEnsemble, Perturbation
 from tianshou_offline.algorithms.continuous.policies import BCQPolicy
-from tianshou_offline.algorithms.core import to_floats
+from tianshou_offline.algorithms.deferred import OfflineTrainingStats
 
 if TYPE_CHECKING:
     import gymnasium as gym
@@ -134,7 +133,7 @@ class BCQConfig(ContinuousTDConfig):
 
 
 @dataclass(kw_only=True)
-class BCQTrainingStats(TrainingStats):
+class BCQTrainingStats(OfflineTrainingStats):
     """Statistics of one BCQ step."""
 
     actor_loss: float
@@ -269,25 +268,15 @@ class BCQ(OfflineAlgorithmBase[BCQPolicy, TBCQStats]):
         # 4. targets
         self._update_targets(self.tau)
 
-        values = to_floats(
-            actor_loss,
-            critic_loss,
-            vae_loss,
-            recon_loss,
-            kl_loss,
-            q_data.mean(),
-            target.mean(),
-            q_pi.mean(),
-        )
-        stats = self.stats_type(
-            actor_loss=values[0],
-            critic_loss=values[1],
-            vae_loss=values[2],
-            recon_loss=values[3],
-            kl_loss=values[4],
-            q_data=values[5],
-            q_target=values[6],
-            q_policy=values[7],
+        stats = self._make_stats(
+            actor_loss=actor_loss,
+            critic_loss=critic_loss,
+            vae_loss=vae_loss,
+            recon_loss=recon_loss,
+            kl_loss=kl_loss,
+            q_data=q_data.mean(),
+            q_target=target.mean(),
+            q_policy=q_pi.mean(),
         )
         self._extend_stats(
             stats,

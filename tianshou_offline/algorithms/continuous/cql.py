@@ -82,7 +82,6 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 import torch
-from tianshou.algorithm.algorithm_base import TrainingStats
 from tianshou.algorithm.optim import OptimizerFactory
 from tianshou.data import ReplayBuffer
 from tianshou.data.types import RolloutBatchProtocol
@@ -99,8 +98,8 @@ from tianshou_offline.algorithms.core import (
     episode_ends,
     joint_step,
     return_to_go,
-    to_floats,
 )
+from tianshou_offline.algorithms.deferred import OfflineTrainingStats
 
 if TYPE_CHECKING:
     import gymnasium as gym
@@ -274,7 +273,7 @@ class CQLConfig(ContinuousTDConfig):
 
 
 @dataclass(kw_only=True)
-class CQLTrainingStats(TrainingStats):
+class CQLTrainingStats(OfflineTrainingStats):
     """Statistics of one CQL step."""
 
     actor_loss: float
@@ -567,35 +566,20 @@ class CQL(OfflineAlgorithmBase[GaussianPolicy, TCQLStats]):
 
         q_prop = q_prop.detach()
         q_random, q_policy, q_policy_next = q_prop.split(n, dim=-1)
-        values = to_floats(
-            actor_loss,
-            critic_loss,
-            td_loss,
-            gap.mean(),
-            alpha,
-            alpha_loss,
-            cql_alpha,
-            cql_alpha_loss,
-            q_data.mean(),
-            q_policy.mean(),
-            q_random.mean(),
-            target.mean(),
-            logp_pi.mean(),
-        )
-        stats = self.stats_type(
-            actor_loss=values[0],
-            critic_loss=values[1],
-            td_loss=values[2],
-            cql_loss=values[3],
-            alpha=values[4],
-            alpha_loss=None if alpha_loss is None else values[5],
-            cql_alpha=None if cql_alpha is None else values[6],
-            cql_alpha_loss=None if cql_alpha_loss is None else values[7],
-            q_data=values[8],
-            q_policy=values[9],
-            q_random=values[10],
-            q_target=values[11],
-            log_prob=values[12],
+        stats = self._make_stats(
+            actor_loss=actor_loss,
+            critic_loss=critic_loss,
+            td_loss=td_loss,
+            cql_loss=gap.mean(),
+            alpha=alpha,
+            alpha_loss=alpha_loss,
+            cql_alpha=cql_alpha,
+            cql_alpha_loss=cql_alpha_loss,
+            q_data=q_data.mean(),
+            q_policy=q_policy.mean(),
+            q_random=q_random.mean(),
+            q_target=target.mean(),
+            log_prob=logp_pi.mean(),
         )
         self._extend_stats(
             stats,

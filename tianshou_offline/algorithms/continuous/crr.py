@@ -61,7 +61,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import torch
-from tianshou.algorithm.algorithm_base import TrainingStats
 from tianshou.algorithm.optim import OptimizerFactory
 from tianshou.data.types import RolloutBatchProtocol
 from typing_extensions import TypeVar
@@ -82,7 +81,8 @@ from tianshou_offline.algorithms.continuous.policies import (
     gaussian_actions,
     gaussian_log_prob,
 )
-from tianshou_offline.algorithms.core import joint_step, to_floats
+from tianshou_offline.algorithms.core import joint_step
+from tianshou_offline.algorithms.deferred import OfflineTrainingStats
 
 if TYPE_CHECKING:
     import gymnasium as gym
@@ -165,7 +165,7 @@ class CRRConfig(ContinuousTDConfig):
 
 
 @dataclass(kw_only=True)
-class CRRTrainingStats(TrainingStats):
+class CRRTrainingStats(OfflineTrainingStats):
     """Statistics of one CRR step."""
 
     actor_loss: float
@@ -329,25 +329,15 @@ class CRR(OfflineAlgorithmBase[GaussianPolicy, TCRRStats]):
         if (self.num_updates + 1) % self.target_update_freq == 0:
             self._update_targets(self.tau)
 
-        values = to_floats(
-            actor_loss,
-            critic_loss,
-            adv.mean(),
-            w.mean(),
-            (adv > 0).float().mean(),
-            log_prob.mean(),
-            q_data.mean(),
-            target.mean(),
-        )
-        stats = self.stats_type(
-            actor_loss=values[0],
-            critic_loss=values[1],
-            advantage=values[2],
-            weight=values[3],
-            positive_advantage=values[4],
-            log_prob=values[5],
-            q_data=values[6],
-            q_target=values[7],
+        stats = self._make_stats(
+            actor_loss=actor_loss,
+            critic_loss=critic_loss,
+            advantage=adv.mean(),
+            weight=w.mean(),
+            positive_advantage=(adv > 0).float().mean(),
+            log_prob=log_prob.mean(),
+            q_data=q_data.mean(),
+            q_target=target.mean(),
         )
         self._extend_stats(
             stats,

@@ -40,7 +40,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from tianshou.algorithm.algorithm_base import TrainingStats
 from tianshou.algorithm.optim import OptimizerFactory
 from tianshou.data import ReplayBuffer
 from tianshou.data.types import RolloutBatchProtocol
@@ -51,14 +50,15 @@ from tianshou_offline.algorithms.continuous.base import OfflineAlgorithmBase
 from tianshou_offline.algorithms.continuous.dataset import TransitionDataset, Transitions
 from tianshou_offline.algorithms.continuous.nets import CriticEnsemble
 from tianshou_offline.algorithms.continuous.policies import ContinuousPolicy
-from tianshou_offline.algorithms.core import episode_starts, to_floats
+from tianshou_offline.algorithms.core import episode_starts
+from tianshou_offline.algorithms.deferred import OfflineTrainingStats
 from tianshou_offline.progress import Progress
 
 __all__ = ["FQE", "FQEDataset", "FQEStep", "FQETrainingStats", "FQETransitions", "episode_starts"]
 
 
 @dataclass(kw_only=True)
-class FQETrainingStats(TrainingStats):
+class FQETrainingStats(OfflineTrainingStats):
     """Statistics of one FQE step."""
 
     loss: float
@@ -167,8 +167,7 @@ class FQE(OfflineAlgorithmBase[ContinuousPolicy, TFQEStats]):
         self.gamma = gamma
         self.n_step = n_step_return_horizon
         self._initial_obs: torch.Tensor | None = None
-        self.last_loss = float("nan")
-        """The regression loss of the latest gradient step."""
+        self._last_stats: FQETrainingStats | None = None
 
     # ------------------------------------------------------------------ data
 
@@ -224,14 +223,20 @@ class FQE(OfflineAlgorithmBase[ContinuousPolicy, TFQEStats]):
         self.critic_optim.step(loss)
         if (self.num_updates + 1) % self.target_update_freq == 0:
             self._update_targets(self.tau)
-        loss_f, q_f, target_f = to_floats(loss, q_data.mean(), target.mean())
-        self.last_loss = loss_f
-        stats = self.stats_type(loss=loss_f, q_data=q_f, q_target=target_f)
+        stats = self._make_stats(loss=loss, q_data=q_data.mean(), q_target=target.mean())
+        self._last_stats = stats
         self._extend_stats(stats, FQEStep(batch=b, q_data=q_data.detach(), target=target))
         return stats
 
     def _extend_stats(self, stats: TFQEStats, step: FQEStep) -> None:
         """Override to fill in extra fields of a stats subclass (see ``examples/extend_stats.py``)."""
+
+    @property
+    def last_loss(self) -> float:
+        """The regression loss of the latest gradient step (nan before the first; reading it
+        waits for the device)."""
+        stats = self._last_stats
+        return float("nan") if stats is None else float(stats.loss)
 
     # ------------------------------------------------------------------ the estimate
 

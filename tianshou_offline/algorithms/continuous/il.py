@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
-from tianshou.algorithm.algorithm_base import TrainingStats
 from tianshou.algorithm.optim import OptimizerFactory
 from tianshou.data.types import RolloutBatchProtocol
 from typing_extensions import TypeVar
@@ -36,7 +35,7 @@ from tianshou_offline.algorithms.continuous.policies import (
     GaussianPolicy,
     gaussian_log_prob,
 )
-from tianshou_offline.algorithms.core import to_floats
+from tianshou_offline.algorithms.deferred import OfflineTrainingStats
 
 if TYPE_CHECKING:
     import gymnasium as gym
@@ -86,7 +85,7 @@ class ImitationConfig(ContinuousConfig):
 
 
 @dataclass(kw_only=True)
-class ImitationTrainingStats(TrainingStats):
+class ImitationTrainingStats(OfflineTrainingStats):
     """Statistics of one behaviour-cloning step."""
 
     loss: float
@@ -157,14 +156,11 @@ class ImitationLearning(
 
         act_pred = act_pred.detach()
         mse = F.mse_loss(act_pred, b.act)
-        loss_f, mse_f, log_prob_f, std_f = to_floats(
-            loss, mse, None if log_prob is None else log_prob.mean(), std
-        )
-        stats = self.stats_type(
-            loss=loss_f,
-            mse=mse_f,
-            log_prob=None if log_prob is None else log_prob_f,
-            policy_std=None if std is None else std_f,
+        stats = self._make_stats(
+            loss=loss,
+            mse=mse,
+            log_prob=None if log_prob is None else log_prob.mean(),
+            policy_std=std,
         )
         self._extend_stats(
             stats,

@@ -75,7 +75,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
-from tianshou.algorithm.algorithm_base import TrainingStats
 from tianshou.algorithm.optim import LRSchedulerFactory, OptimizerFactory
 from tianshou.data.types import RolloutBatchProtocol
 from torch.optim.lr_scheduler import CosineAnnealingLR, LRScheduler
@@ -95,7 +94,7 @@ from tianshou_offline.algorithms.continuous.policies import (
     GaussianPolicy,
     gaussian_log_prob,
 )
-from tianshou_offline.algorithms.core import to_floats
+from tianshou_offline.algorithms.deferred import OfflineTrainingStats
 
 if TYPE_CHECKING:
     import gymnasium as gym
@@ -212,7 +211,7 @@ class IQLConfig(ContinuousTDConfig):
 
 
 @dataclass(kw_only=True)
-class IQLTrainingStats(TrainingStats):
+class IQLTrainingStats(OfflineTrainingStats):
     """Statistics of one IQL step."""
 
     value_loss: float
@@ -367,29 +366,17 @@ class IQL(OfflineAlgorithmBase[GaussianPolicy | DeterministicPolicy, TIQLStats])
         # 4. targets
         self._update_targets(self.tau)
 
-        values = to_floats(
-            value_loss,
-            critic_loss,
-            actor_loss,
-            adv.mean(),
-            w.mean(),
-            (w >= self.max_weight).float().mean(),
-            bc.mean(),
-            v.mean(),
-            q_data.mean(),
-            target.mean(),
-        )
-        stats = self.stats_type(
-            value_loss=values[0],
-            critic_loss=values[1],
-            actor_loss=values[2],
-            advantage=values[3],
-            weight=values[4],
-            clipped_weight=values[5],
-            bc=values[6],
-            v_data=values[7],
-            q_data=values[8],
-            q_target=values[9],
+        stats = self._make_stats(
+            value_loss=value_loss,
+            critic_loss=critic_loss,
+            actor_loss=actor_loss,
+            advantage=adv.mean(),
+            weight=w.mean(),
+            clipped_weight=(w >= self.max_weight).float().mean(),
+            bc=bc.mean(),
+            v_data=v.mean(),
+            q_data=q_data.mean(),
+            q_target=target.mean(),
         )
         self._extend_stats(
             stats,

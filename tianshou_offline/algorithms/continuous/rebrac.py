@@ -62,7 +62,6 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
-from tianshou.algorithm.algorithm_base import TrainingStats
 from tianshou.algorithm.optim import OptimizerFactory
 from tianshou.data import ReplayBuffer
 from tianshou.data.types import RolloutBatchProtocol
@@ -73,7 +72,8 @@ from tianshou_offline.algorithms.continuous.dataset import TransitionDataset, Tr
 from tianshou_offline.algorithms.continuous.nets import CriticEnsemble, DeterministicActor
 from tianshou_offline.algorithms.continuous.policies import ContinuousPolicy, DeterministicPolicy
 from tianshou_offline.algorithms.continuous.td3_bc import TD3Base, TD3Config
-from tianshou_offline.algorithms.core import n_step_targets, to_floats
+from tianshou_offline.algorithms.core import n_step_targets
+from tianshou_offline.algorithms.deferred import OfflineTrainingStats
 
 if TYPE_CHECKING:
     import gymnasium as gym
@@ -238,7 +238,7 @@ class NextActionDataset(TransitionDataset):
 
 
 @dataclass(kw_only=True)
-class ReBRACTrainingStats(TrainingStats):
+class ReBRACTrainingStats(OfflineTrainingStats):
     """Statistics of one ReBRAC step (actor fields hold the latest actor update's values)."""
 
     critic_loss: float
@@ -429,22 +429,16 @@ class ReBRAC(TD3Base[TReBRACStats]):
             actor_values = (actor_loss, actor_bc.mean(), lmbda, q_pi.mean())
 
         known = b.next_known.sum().clamp(min=1.0)
-        values = to_floats(
-            critic_loss, critic_bc.sum() / known, q_data.mean(), target.mean(), *actor_values
-        )
-        critic_f, critic_bc_f, q_data_f, target_f = values[:4]
-        if actor_values:
-            self._last_actor = (values[4], values[5], values[6], values[7])
-        actor_f, actor_bc_f, lmbda_f, q_pi_f = self._last_actor
-        stats = self.stats_type(
-            critic_loss=critic_f,
-            critic_bc=critic_bc_f,
-            actor_loss=actor_f,
-            actor_bc=actor_bc_f,
-            lmbda=lmbda_f,
-            q_data=q_data_f,
-            q_target=target_f,
-            q_policy=q_pi_f,
+        last = self._keep_last_actor(actor_values)
+        stats = self._make_stats(
+            critic_loss=critic_loss,
+            critic_bc=critic_bc.sum() / known,
+            actor_loss=last[0],
+            actor_bc=last[1],
+            lmbda=last[2],
+            q_data=q_data.mean(),
+            q_target=target.mean(),
+            q_policy=last[3],
         )
         self._extend_stats(
             stats,

@@ -57,7 +57,6 @@ from typing import Any, ClassVar, Literal
 
 import gymnasium as gym
 import torch
-from tianshou.algorithm.algorithm_base import TrainingStats
 from tianshou.algorithm.optim import AdamOptimizerFactory, OptimizerFactory
 from tianshou.data.types import RolloutBatchProtocol
 from torch import nn
@@ -68,7 +67,8 @@ from tianshou_offline.algorithms.continuous.base import OfflineAlgorithmBase
 from tianshou_offline.algorithms.continuous.dataset import Transitions
 from tianshou_offline.algorithms.continuous.nets import CriticEnsemble, GaussianActor
 from tianshou_offline.algorithms.continuous.policies import GaussianPolicy, gaussian_sample
-from tianshou_offline.algorithms.core import GradientStep, joint_step, to_floats
+from tianshou_offline.algorithms.core import GradientStep, joint_step
+from tianshou_offline.algorithms.deferred import OfflineTrainingStats
 
 __all__ = ["SACN", "SACNConfig", "SACNStep", "SACNTrainingStats", "squashed_gaussian_policy"]
 
@@ -145,7 +145,7 @@ class SACNConfig(ContinuousTDConfig):
 
 
 @dataclass(kw_only=True)
-class SACNTrainingStats(TrainingStats):
+class SACNTrainingStats(OfflineTrainingStats):
     """Statistics of one SAC-N / EDAC / LB-SAC step."""
 
     actor_loss: float
@@ -322,31 +322,18 @@ class SACN(OfflineAlgorithmBase[GaussianPolicy, TSACNStats]):
         self._update_targets(self.tau)
 
         q_pi = q_pi.detach()
-        values = to_floats(
-            actor_loss,
-            critic_loss,
-            td_loss,
-            alpha,
-            alpha_loss,
-            None if regularizer is None else regularizer[1],
-            q_data.mean(),
-            q_pi_min.mean(),
-            q_pi.std(dim=0).mean(),
-            target.mean(),
-            logp_pi.mean(),
-        )
-        stats = self.stats_type(
-            actor_loss=values[0],
-            critic_loss=values[1],
-            td_loss=values[2],
-            alpha=values[3],
-            alpha_loss=None if alpha_loss is None else values[4],
-            diversity_loss=None if regularizer is None else values[5],
-            q_data=values[6],
-            q_policy=values[7],
-            q_policy_std=values[8],
-            q_target=values[9],
-            log_prob=values[10],
+        stats = self._make_stats(
+            actor_loss=actor_loss,
+            critic_loss=critic_loss,
+            td_loss=td_loss,
+            alpha=alpha,
+            alpha_loss=alpha_loss,
+            diversity_loss=None if regularizer is None else regularizer[1],
+            q_data=q_data.mean(),
+            q_policy=q_pi_min.mean(),
+            q_policy_std=q_pi.std(dim=0).mean(),
+            q_target=target.mean(),
+            log_prob=logp_pi.mean(),
         )
         self._extend_stats(
             stats,

@@ -38,7 +38,6 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 import torch.nn.functional as F
-from tianshou.algorithm.algorithm_base import TrainingStats
 from tianshou.algorithm.optim import OptimizerFactory
 from tianshou.data.types import RolloutBatchProtocol
 from typing_extensions import TypeVar
@@ -48,7 +47,8 @@ from tianshou_offline.algorithms.continuous.base import OfflineAlgorithmBase
 from tianshou_offline.algorithms.continuous.dataset import Transitions
 from tianshou_offline.algorithms.continuous.nets import CriticEnsemble, DeterministicActor
 from tianshou_offline.algorithms.continuous.policies import DeterministicPolicy
-from tianshou_offline.algorithms.core import TStats, to_floats
+from tianshou_offline.algorithms.core import TStats
+from tianshou_offline.algorithms.deferred import OfflineTrainingStats
 
 if TYPE_CHECKING:
     import gymnasium as gym
@@ -112,7 +112,7 @@ class TD3BCConfig(TD3Config):
 
 
 @dataclass(kw_only=True)
-class TD3BCTrainingStats(TrainingStats):
+class TD3BCTrainingStats(OfflineTrainingStats):
     """Statistics of one TD3+BC step (actor fields hold the latest actor update's values)."""
 
     critic_loss: float
@@ -206,7 +206,8 @@ class TD3Base(OfflineAlgorithmBase[DeterministicPolicy, TStats], ABC):
         self.noise_clip = noise_clip
         self.update_actor_freq = update_actor_freq
         self.n_step = n_step_return_horizon
-        self._last_actor = (0.0, 0.0, 0.0, 0.0)  # the latest actor step's four statistics
+        # the latest actor step's four statistics, on the device (a buffer: it follows .to())
+        self.register_buffer("_last_actor", torch.zeros(4), persistent=False)
 
     def smoothed_target_action(self, obs_next: torch.Tensor) -> torch.Tensor:
         """``ã' = clip(π'(s') + clip(ε, −c, c), −1, 1)``, ε ~ N(0, σ²): the target actor's
@@ -222,17 +223,26 @@ class TD3Base(OfflineAlgorithmBase[DeterministicPolicy, TStats], ABC):
         is a multiple of ``update_actor_freq`` (as Tianshou's TD3)."""
         return self.num_updates % self.update_actor_freq == 0
 
+    _last_actor: torch.Tensor
+
+    def _keep_last_actor(self, actor_values: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """The four actor statistics this step reports: ``actor_values`` on an actor step
+        (kept on the device for the critic-only steps that follow), else the latest kept;
+        ``(4,)``, read it before the next actor step."""
+        if actor_values:
+            self._last_actor.copy_(torch.stack([v.detach().reshape(()) for v in actor_values]))
+        return self._last_actor
+
     def get_extra_state(self) -> dict[str, Any]:
         """The core's saved state and the latest actor step's statistics (reported on the
         critic-only steps in between, also after a resume)."""
-        return {**super().get_extra_state(), "last_actor": list(self._last_actor)}
+        return {**super().get_extra_state(), "last_actor": self._last_actor.tolist()}
 
     def set_extra_state(self, state: Any) -> None:
         super().set_extra_state(state)
         last = state.get("last_actor")
         if last is not None:
-            a, b, c, d = (float(v) for v in last)
-            self._last_actor = (a, b, c, d)
+            self._last_actor.copy_(torch.tensor([float(v) for v in last]))
 
 
 class TD3BC(TD3Base[TTD3BCStats]):
@@ -306,19 +316,15 @@ class TD3BC(TD3Base[TTD3BCStats]):
             self._update_targets(self.tau)
             actor_values = (actor_loss, bc_loss, lmbda, q_pi.mean())
 
-        values = to_floats(critic_loss, q_data.mean(), target.mean(), *actor_values)
-        critic_f, q_data_f, target_f = values[:3]
-        if actor_values:
-            self._last_actor = (values[3], values[4], values[5], values[6])
-        actor_f, bc_f, lmbda_f, q_pi_f = self._last_actor
-        stats = self.stats_type(
-            critic_loss=critic_f,
-            actor_loss=actor_f,
-            bc_loss=bc_f,
-            lmbda=lmbda_f,
-            q_data=q_data_f,
-            q_target=target_f,
-            q_policy=q_pi_f,
+        last = self._keep_last_actor(actor_values)
+        stats = self._make_stats(
+            critic_loss=critic_loss,
+            actor_loss=last[0],
+            bc_loss=last[1],
+            lmbda=last[2],
+            q_data=q_data.mean(),
+            q_target=target.mean(),
+            q_policy=last[3],
         )
         self._extend_stats(
             stats,

@@ -38,7 +38,6 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 import torch.nn.functional as F
-from tianshou.algorithm.algorithm_base import TrainingStats
 from tianshou.algorithm.optim import OptimizerFactory
 from tianshou.data.types import RolloutBatchProtocol
 from typing_extensions import TypeVar
@@ -49,7 +48,7 @@ from tianshou_offline.algorithms.config import (
     discrete_actions,
     param_default,
 )
-from tianshou_offline.algorithms.core import to_floats
+from tianshou_offline.algorithms.deferred import OfflineTrainingStats
 from tianshou_offline.algorithms.discrete.base import DiscreteOfflineAlgorithm
 from tianshou_offline.algorithms.discrete.dataset import DiscreteTransitions
 from tianshou_offline.algorithms.discrete.nets import DualHeadNet
@@ -122,7 +121,7 @@ class DiscreteBCQConfig(DiscreteTDConfig):
 
 
 @dataclass(kw_only=True)
-class DiscreteBCQTrainingStats(TrainingStats):
+class DiscreteBCQTrainingStats(OfflineTrainingStats):
     """Statistics of one discrete BCQ step."""
 
     loss: float
@@ -230,25 +229,15 @@ class DiscreteBCQ(DiscreteOfflineAlgorithm[DiscreteBCQPolicy, TDiscreteBCQStats]
         self.optim.step(loss)
 
         logits_d = logits.detach()
-        values = to_floats(
-            loss,
-            q_loss,
-            i_loss,
-            reg_loss,
-            q_data.mean(),
-            target.mean(),
-            allowed_next.float().mean(),
-            (logits_d.argmax(dim=1) == b.act).float().mean(),
-        )
-        stats = self.stats_type(
-            loss=values[0],
-            q_loss=values[1],
-            i_loss=values[2],
-            reg_loss=values[3],
-            q_data=values[4],
-            q_target=values[5],
-            allowed_fraction=values[6],
-            imitation_accuracy=values[7],
+        stats = self._make_stats(
+            loss=loss,
+            q_loss=q_loss,
+            i_loss=i_loss,
+            reg_loss=reg_loss,
+            q_data=q_data.mean(),
+            q_target=target.mean(),
+            allowed_fraction=allowed_next.float().mean(),
+            imitation_accuracy=(logits_d.argmax(dim=1) == b.act).float().mean(),
         )
         self._extend_stats(
             stats,

@@ -40,13 +40,12 @@ from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import torch
 import torch.nn.functional as F
-from tianshou.algorithm.algorithm_base import TrainingStats
 from tianshou.algorithm.optim import OptimizerFactory
 from tianshou.data.types import RolloutBatchProtocol
 from typing_extensions import TypeVar
 
 from tianshou_offline.algorithms.config import DiscreteTDConfig, adam, discrete_actions
-from tianshou_offline.algorithms.core import to_floats
+from tianshou_offline.algorithms.deferred import OfflineTrainingStats
 from tianshou_offline.algorithms.discrete.base import DiscreteOfflineAlgorithm
 from tianshou_offline.algorithms.discrete.dataset import DiscreteTransitions
 from tianshou_offline.algorithms.discrete.nets import QuantileQNet
@@ -226,7 +225,7 @@ class DiscreteCQLConfig(DiscreteTDConfig):
 
 
 @dataclass(kw_only=True)
-class DiscreteCQLTrainingStats(TrainingStats):
+class DiscreteCQLTrainingStats(OfflineTrainingStats):
     """Statistics of one discrete CQL step."""
 
     loss: float
@@ -349,14 +348,13 @@ class DiscreteCQL(DiscreteOfflineAlgorithm[QValuePolicy, TDiscreteCQLStats]):
         loss = qr_loss + self.min_q_weight * cql_loss
         self.optim.step(loss)
 
-        values = to_floats(loss, qr_loss, cql_loss, q_data.mean(), logsumexp.mean(), target.mean())
-        stats = self.stats_type(
-            loss=values[0],
-            qr_loss=values[1],
-            cql_loss=values[2],
-            q_data=values[3],
-            q_logsumexp=values[4],
-            q_target=values[5],
+        stats = self._make_stats(
+            loss=loss,
+            qr_loss=qr_loss,
+            cql_loss=cql_loss,
+            q_data=q_data.mean(),
+            q_logsumexp=logsumexp.mean(),
+            q_target=target.mean(),
         )
         self._extend_stats(
             stats,

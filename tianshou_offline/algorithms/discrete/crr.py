@@ -37,13 +37,12 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
-from tianshou.algorithm.algorithm_base import TrainingStats
 from tianshou.algorithm.optim import OptimizerFactory
 from tianshou.data.types import RolloutBatchProtocol
 from typing_extensions import TypeVar
 
 from tianshou_offline.algorithms.config import DiscreteTDConfig, adam, discrete_actions
-from tianshou_offline.algorithms.core import to_floats
+from tianshou_offline.algorithms.deferred import OfflineTrainingStats
 from tianshou_offline.algorithms.discrete.base import DiscreteOfflineAlgorithm
 from tianshou_offline.algorithms.discrete.dataset import DiscreteTransitions
 from tianshou_offline.algorithms.discrete.nets import DualHeadNet
@@ -106,7 +105,7 @@ class DiscreteCRRConfig(DiscreteTDConfig):
 
 
 @dataclass(kw_only=True)
-class DiscreteCRRTrainingStats(TrainingStats):
+class DiscreteCRRTrainingStats(OfflineTrainingStats):
     """Statistics of one discrete CRR step."""
 
     loss: float
@@ -263,27 +262,16 @@ class DiscreteCRR(DiscreteOfflineAlgorithm[DiscreteActorPolicy, TDiscreteCRRStat
         self.optim.step(loss)
 
         entropy = -(probs * log_probs.detach()).sum(dim=1).mean()
-        values = to_floats(
-            loss,
-            actor_loss,
-            critic_loss,
-            cql_loss,
-            adv.mean(),
-            weight.mean(),
-            q_data.mean(),
-            target.mean(),
-            entropy,
-        )
-        stats = self.stats_type(
-            loss=values[0],
-            actor_loss=values[1],
-            critic_loss=values[2],
-            cql_loss=values[3],
-            advantage=values[4],
-            weight=values[5],
-            q_data=values[6],
-            q_target=values[7],
-            entropy=values[8],
+        stats = self._make_stats(
+            loss=loss,
+            actor_loss=actor_loss,
+            critic_loss=critic_loss,
+            cql_loss=cql_loss,
+            advantage=adv.mean(),
+            weight=weight.mean(),
+            q_data=q_data.mean(),
+            q_target=target.mean(),
+            entropy=entropy,
         )
         self._extend_stats(
             stats,

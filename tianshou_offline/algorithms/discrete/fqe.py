@@ -39,14 +39,14 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from tianshou.algorithm.algorithm_base import TrainingStats
 from tianshou.algorithm.optim import OptimizerFactory
 from tianshou.data import ReplayBuffer
 from tianshou.data.types import RolloutBatchProtocol
 from torch import nn
 from typing_extensions import TypeVar
 
-from tianshou_offline.algorithms.core import episode_starts, to_floats
+from tianshou_offline.algorithms.core import episode_starts
+from tianshou_offline.algorithms.deferred import OfflineTrainingStats
 from tianshou_offline.algorithms.discrete.base import DiscreteOfflineAlgorithm
 from tianshou_offline.algorithms.discrete.dataset import DiscreteTransitions
 from tianshou_offline.algorithms.discrete.policies import DiscretePolicy
@@ -56,7 +56,7 @@ __all__ = ["DiscreteFQE", "DiscreteFQEStep", "DiscreteFQETrainingStats"]
 
 
 @dataclass(kw_only=True)
-class DiscreteFQETrainingStats(TrainingStats):
+class DiscreteFQETrainingStats(OfflineTrainingStats):
     """Statistics of one discrete FQE step."""
 
     loss: float
@@ -138,8 +138,7 @@ class DiscreteFQE(DiscreteOfflineAlgorithm[DiscretePolicy, TDiscreteFQEStats]):
         self.gamma = gamma
         self.n_step = n_step_return_horizon
         self._initial_obs: torch.Tensor | None = None
-        self.last_loss = float("nan")
-        """The regression loss of the latest gradient step."""
+        self._last_stats: DiscreteFQETrainingStats | None = None
 
     def _update_with_batch(
         self, batch: RolloutBatchProtocol | DiscreteTransitions
@@ -156,14 +155,20 @@ class DiscreteFQE(DiscreteOfflineAlgorithm[DiscretePolicy, TDiscreteFQEStats]):
         self.optim.step(loss)
         if (self.num_updates + 1) % self.target_update_freq == 0:
             self._update_targets(self.tau)
-        loss_f, q_f, target_f = to_floats(loss, q_data.mean(), target.mean())
-        self.last_loss = loss_f
-        stats = self.stats_type(loss=loss_f, q_data=q_f, q_target=target_f)
+        stats = self._make_stats(loss=loss, q_data=q_data.mean(), q_target=target.mean())
+        self._last_stats = stats
         self._extend_stats(stats, DiscreteFQEStep(batch=b, q_data=q_data.detach(), target=target))
         return stats
 
     def _extend_stats(self, stats: TDiscreteFQEStats, step: DiscreteFQEStep) -> None:
         """Override to fill in extra fields of a stats subclass (see ``examples/extend_stats.py``)."""
+
+    @property
+    def last_loss(self) -> float:
+        """The regression loss of the latest gradient step (nan before the first; reading it
+        waits for the device)."""
+        stats = self._last_stats
+        return float("nan") if stats is None else float(stats.loss)
 
     # ------------------------------------------------------------------ the estimate
 

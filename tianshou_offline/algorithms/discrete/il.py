@@ -18,13 +18,12 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 import torch.nn.functional as F
-from tianshou.algorithm.algorithm_base import TrainingStats
 from tianshou.algorithm.optim import OptimizerFactory
 from tianshou.data.types import RolloutBatchProtocol
 from typing_extensions import TypeVar
 
 from tianshou_offline.algorithms.config import DiscreteConfig, adam, discrete_actions
-from tianshou_offline.algorithms.core import to_floats
+from tianshou_offline.algorithms.deferred import OfflineTrainingStats
 from tianshou_offline.algorithms.discrete.base import DiscreteOfflineAlgorithm
 from tianshou_offline.algorithms.discrete.dataset import DiscreteTransitions
 from tianshou_offline.algorithms.discrete.nets import QNet
@@ -68,7 +67,7 @@ class DiscreteImitationConfig(DiscreteConfig):
 
 
 @dataclass(kw_only=True)
-class DiscreteImitationTrainingStats(TrainingStats):
+class DiscreteImitationTrainingStats(OfflineTrainingStats):
     """Statistics of one discrete behaviour-cloning step."""
 
     loss: float
@@ -128,12 +127,11 @@ class DiscreteImitationLearning(
         self.optim.step(loss)
 
         logits_d, log_probs_d = logits.detach(), log_probs.detach()
-        loss_f, acc_f, ent_f = to_floats(
-            loss,
-            (logits_d.argmax(dim=1) == b.act).float().mean(),
-            -(log_probs_d.exp() * log_probs_d).sum(dim=1).mean(),
+        stats = self._make_stats(
+            loss=loss,
+            accuracy=(logits_d.argmax(dim=1) == b.act).float().mean(),
+            entropy=-(log_probs_d.exp() * log_probs_d).sum(dim=1).mean(),
         )
-        stats = self.stats_type(loss=loss_f, accuracy=acc_f, entropy=ent_f)
         self._extend_stats(stats, DiscreteImitationStep(batch=b, logits=logits_d))
         return stats
 

@@ -47,7 +47,6 @@ import gymnasium as gym
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tianshou.algorithm.algorithm_base import TrainingStats
 from tianshou.algorithm.optim import (
     LRSchedulerFactory,
     OptimizerFactory,
@@ -67,7 +66,8 @@ from tianshou_offline.algorithms.config import (
 )
 from tianshou_offline.algorithms.continuous.dataset import TransitionDataset
 from tianshou_offline.algorithms.continuous.policies import ContinuousPolicy
-from tianshou_offline.algorithms.core import OfflineAlgorithmCore, OfflineDataset, to_floats
+from tianshou_offline.algorithms.core import OfflineAlgorithmCore, OfflineDataset
+from tianshou_offline.algorithms.deferred import OfflineTrainingStats
 from tianshou_offline.algorithms.discrete.dataset import FrameDataset
 from tianshou_offline.algorithms.discrete.policies import DiscretePolicy
 from tianshou_offline.algorithms.discrete.streaming import StreamingFrameDataset, disk_columns
@@ -382,7 +382,7 @@ def segment_loss(pred: torch.Tensor, segments: Segments, *, discrete: bool) -> t
 
 
 @dataclass(kw_only=True)
-class DTTrainingStats(TrainingStats):
+class DTTrainingStats(OfflineTrainingStats):
     """Statistics of one Decision Transformer step."""
 
     loss: float
@@ -482,12 +482,8 @@ class DecisionTransformer(
         if self.discrete:
             with torch.no_grad():
                 accuracy = (pred.argmax(-1) == s.act)[s.mask].float().mean()
-        values = to_floats(loss, accuracy, s.mask.float().mean())
-        stats = self.stats_type(
-            loss=values[0],
-            accuracy=None if accuracy is None else values[1],
-            real_steps=values[2],
-            lr=float(lr),
+        stats = self._make_stats(
+            loss=loss, accuracy=accuracy, real_steps=s.mask.float().mean(), lr=float(lr)
         )
         self._extend_stats(stats, DTStep(batch=s, pred=pred.detach()))
         return stats

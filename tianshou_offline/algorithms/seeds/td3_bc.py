@@ -68,14 +68,13 @@ class SeedTD3Base(SeedBatch[TMember, TSeedBatch, TSeedStats]):
 
     def _sync_member(self, k: int) -> None:
         super()._sync_member(k)
-        a, b, c, d = (float(v) for v in self._last_actor[:, k].tolist())
         member: Any = self._members[k]
-        member._last_actor = (a, b, c, d)
+        member._last_actor.copy_(self._last_actor[:, k])  # a (4,) buffer of the member
 
     def _unsync_member(self, k: int) -> None:
         super()._unsync_member(k)
         member: Any = self._members[k]
-        self._last_actor[:, k] = torch.tensor(member._last_actor, device=self.device)
+        self._last_actor[:, k] = member._last_actor.to(self.device)
 
     def get_extra_state(self) -> dict[str, Any]:
         return {**super().get_extra_state(), "last_actor": self._last_actor.cpu()}
