@@ -375,10 +375,13 @@ class DiscreteDTPolicy(_ReturnConditioned, DiscretePolicy):
 def segment_loss(pred: torch.Tensor, segments: Segments, *, discrete: bool) -> torch.Tensor:
     """Algorithm 1's loss over the real steps of ``segments`` (see the module docstring):
     the mean squared error per action dimension, or the cross-entropy of the logits."""
-    mask = segments.mask
+    # padding is weighted out rather than indexed out: a boolean index sizes its output by the
+    # data, which makes the host wait for the device
+    weight = segments.mask.to(pred.dtype)  # (B, K)
     if discrete:
-        return F.cross_entropy(pred[mask], segments.act[mask])
-    return (pred[mask] - segments.act[mask]).pow(2).mean()
+        per_step = F.cross_entropy(pred.flatten(0, 1), segments.act.flatten(), reduction="none")
+        return (per_step.view_as(weight) * weight).sum() / weight.sum()
+    return ((pred - segments.act).pow(2).mean(dim=-1) * weight).sum() / weight.sum()
 
 
 @dataclass(kw_only=True)
@@ -481,7 +484,8 @@ class DecisionTransformer(
         accuracy: torch.Tensor | None = None
         if self.discrete:
             with torch.no_grad():
-                accuracy = (pred.argmax(-1) == s.act)[s.mask].float().mean()
+                hits = (pred.argmax(-1) == s.act) & s.mask
+                accuracy = hits.sum() / s.mask.sum()
         stats = self._make_stats(
             loss=loss, accuracy=accuracy, real_steps=s.mask.float().mean(), lr=float(lr)
         )
