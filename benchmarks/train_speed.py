@@ -8,6 +8,10 @@ The sides, **each in its own process** (:mod:`benchmarks._lib.peers`):
   fused=True)``: the same optimizer kernel as ours, the headline comparison;
 - **Tianshou default** — Tianshou with its default ``AdamOptimizerFactory`` (PyTorch's
   for-loop Adam on CPU), for context: what a Tianshou user runs;
+- **ours, compile=True** — ours with its networks compiled (``torch.compile``, inductor;
+  ``OfflineAlgorithmCore.compile_step``), on every row beside the eager step (compiled
+  while the worker warms up, before any timing; ``--no-compiled`` leaves it out); shown, not
+  held to the target;
 - **d3rlpy** — d3rlpy 2.8.1 in its own virtual environment (``--d3rlpy-python``, or created
   under ``~/.cache/tianshou-offline/d3rlpy-venv``; never a dependency of this package), with a
   fused Adam through its public ``OptimizerFactory`` interface
@@ -84,6 +88,9 @@ CODE = (
 """The code a speed run depends on (its result key includes their fingerprint)."""
 TARGET = 1.5
 """Ours ÷ the faster peer on the same footing."""
+COMPILED = "ours-compiled"
+"""The side of ours with ``compile=True`` (every row, beside the eager step; not held to
+:data:`TARGET`)."""
 COLUMNS = [
     ("tianshou-fused", "Tianshou fused"),
     ("tianshou-default", "Tianshou default"),
@@ -101,13 +108,18 @@ def build_side(spec: dict[str, Any]) -> tuple[Step, dict[str, Any]]:
     torch.manual_seed(spec["seed"])
     sides = cont if spec["suite"] == "continuous" else disc
     algo, buffer, batch_size, library = sides.build(spec)
+    if spec.get("device"):
+        algo.to(spec["device"])
+    if spec.get("compile"):
+        algo.compile_step()  # ours only: the networks compiled (OfflineAlgorithmCore)
     algo.process_buffer(buffer)
 
     def step() -> None:
         with policy_within_training_step(algo.policy):
             algo.update(buffer=buffer, sample_size=batch_size)
 
-    step()  # optimizers create their state (and ours choose the fused kernel) at step 1
+    step()  # optimizers create their state (and ours choose the fused kernel) at step 1;
+    # a compiled side compiles here (the worker's warm-up steps follow before any timing)
     info = {
         "library": library,
         "optimizer": describe_optimizers(find_optimizers(algo)),
@@ -227,13 +239,17 @@ def _row(
     tianshou: bool,
     d3rlpy: dict[str, Any] | None,
     notes: list[str],
+    compiled: bool = False,
 ) -> Row:
     """One row: ours (and an optional variant of ours: side key, spec changes, label
-    suffix), Tianshou fused and default when it has the algorithm, d3rlpy's spec if any."""
+    suffix; with ``compiled``, ours with ``compile=True`` as well), Tianshou fused and
+    default when it has the algorithm, d3rlpy's spec if any."""
     sides = [Side("ours", "ours", {**base, "impl": "ours", "adam": "fused"})]
     ours = [("ours", "")]
-    if variant is not None:
-        vkey, change, suffix = variant
+    variants = [variant] if variant is not None else []
+    if compiled:
+        variants.append((COMPILED, {"compile": True}, " — compile=True"))
+    for vkey, change, suffix in variants:
         sides.append(Side(vkey, "ours", {**base, "impl": "ours", "adam": "fused", **change}))
         ours.append((vkey, suffix))
     if tianshou:
@@ -272,12 +288,13 @@ def continuous_rows(args: argparse.Namespace, keys: Sequence[str]) -> list[Row]:
             f"continuous:{key}", label, {"suite": "continuous", "algo": key, **common},
             variant=variant, tianshou=key in cont.TIANSHOU,
             d3rlpy=cont.d3rlpy_spec(key, {**common, "adam": "fused"}), notes=notes,
+            compiled=args.compiled,
         ))  # fmt: skip
     return rows
 
 
 def discrete_rows(
-    settings: Sequence[disc.Setting], keys: Sequence[str], seed: int = 0
+    settings: Sequence[disc.Setting], keys: Sequence[str], seed: int = 0, compiled: bool = False
 ) -> list[Row]:
     """The discrete rows of ``settings``: sides and specs for each algorithm key (the
     settings' presets ``speed-cartpole`` and ``speed-atari``)."""
@@ -296,7 +313,7 @@ def discrete_rows(
                 f"{s.name}:{key}", f"{'CartPole' if s.name == 'cartpole' else 'Atari'} {LABELS[key]}",
                 base, variant=variant, tianshou=True,
                 d3rlpy=disc.d3rlpy_spec(name, s, seed) if key != "cql" else None,
-                notes=NOTES.get(key, []),
+                notes=NOTES.get(key, []), compiled=compiled,
             ))  # fmt: skip
     return rows
 
@@ -317,7 +334,7 @@ def suite_rows(args: argparse.Namespace) -> dict[str, Callable[[], list[Row]]]:
         for s in (disc.CARTPOLE, disc.ATARI):
             if args.only in (None, s.name):
                 out[s.name] = functools.partial(
-                    discrete_rows, [s], args.discrete_algorithms, args.seed
+                    discrete_rows, [s], args.discrete_algorithms, args.seed, args.compiled
                 )
     return out
 
@@ -330,7 +347,7 @@ def settings_of(args: argparse.Namespace, suite: str, threads: int) -> dict[str,
     out: dict[str, Any] = {
         "suite": suite, "threads": threads, "rounds": args.rounds, "seconds": args.seconds,
         "floor_steps": args.floor_steps, "floor_rounds": args.floor_rounds, "seed": args.seed,
-        "d3rlpy": not args.no_d3rlpy,
+        "d3rlpy": not args.no_d3rlpy, "compiled": args.compiled,
     }  # fmt: skip
     if suite == "continuous":
         out.update(obs_dim=args.obs_dim, act_dim=args.act_dim, hidden=args.hidden,
@@ -359,6 +376,8 @@ def missed_targets(records: Sequence[dict[str, Any]]) -> list[str]:
     for rec in records:
         for row in rec["figures"]["rows"]:
             for ours, suffix in row["ours"]:
+                if ours == COMPILED:  # measured beside the eager step, not held to the target
+                    continue
                 got = faster_peer_ratio(row, ours)
                 if got is not None and got[1] < TARGET:
                     out.append(f"{row['label']}{suffix} ({rec['settings']['threads']}t): "
@@ -560,6 +579,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--d3rlpy-python", default=None,
                    help="d3rlpy 2.8.1's interpreter (default: ~/.cache/tianshou-offline/d3rlpy-venv)")  # fmt: skip
     p.add_argument("--no-d3rlpy", action="store_true", help="skip d3rlpy (else its venv is made)")
+    p.add_argument("--compiled", action=argparse.BooleanOptionalAction, default=True,
+                   help="also time ours with compile=True (torch.compile of the networks)")  # fmt: skip
     report.add_arguments(p, target=f"every row ≥ {TARGET}× the faster peer", table=True)
     args = p.parse_args(argv)
     args.keys = [k.strip() for k in args.algorithms.split(",") if k.strip()]

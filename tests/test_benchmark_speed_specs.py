@@ -27,8 +27,17 @@ def _args(**kw: Any) -> Any:
         "batch_size": None,
         "buffer_size": 1000,
         "seed": 0,
+        "compiled": False,
     }
     return argparse.Namespace(**{**base, **kw})
+
+
+def test_every_row_times_ours_compiled_beside_the_eager_step() -> None:
+    for row in train_speed.continuous_rows(_args(compiled=True), list(train_speed.ROWS)):
+        eager, compiled = row.side("ours"), row.side(train_speed.COMPILED)
+        assert eager is not None and compiled is not None, row.key
+        assert compiled.spec == {**eager.spec, "compile": True}, row.key
+        assert (train_speed.COMPILED, " — compile=True") in row.ours
 
 
 def test_continuous_peers_share_networks_batch_and_counts() -> None:

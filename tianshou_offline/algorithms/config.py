@@ -65,6 +65,9 @@ __all__ = [
 ]
 
 
+A = TypeVar("A", bound="torch.nn.Module")
+
+
 @dataclass(frozen=True, kw_only=True)
 class AlgorithmConfig(ABC):
     """Base of the algorithm configs: a frozen, keyword-only dataclass of hyperparameters.
@@ -82,6 +85,10 @@ class AlgorithmConfig(ABC):
     renamed: ClassVar[Mapping[str, str | tuple[str, ...]]] = {}
     """Names of an earlier release → the field (or fields) that replaced them (deprecated
     aliases; ``lr`` of the earlier grids sets every network's learning rate)."""
+
+    compile: bool = False
+    """compile the networks' forward and backward passes with torch.compile (the first step
+    compiles; an algorithm that cannot be compiled trains eagerly and logs why)"""
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -101,6 +108,17 @@ class AlgorithmConfig(ABC):
 
         :raises DataValidationError: a space the algorithm cannot learn from.
         """
+
+    def place(self, algorithm: A, device: str | torch.device) -> A:
+        """``algorithm`` on ``device``, its step compiled when :attr:`compile` is set (what
+        every :meth:`build` returns)."""
+        placed = algorithm.to(device)
+        if self.compile:
+            compile_step = getattr(placed, "compile_step", None)
+            if compile_step is None:
+                raise TypeError(f"{type(placed).__name__}: no compile_step (not one of ours)")
+            compile_step()
+        return placed
 
     # ------------------------------------------------------------------ fields and overrides
 

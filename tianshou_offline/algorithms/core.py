@@ -74,7 +74,7 @@ import logging
 import time
 import typing
 from abc import ABC, abstractmethod
-from collections.abc import Sequence, Sized
+from collections.abc import Callable, Sequence, Sized
 from dataclasses import dataclass
 from typing import Any, Generic, Self, cast
 
@@ -489,6 +489,8 @@ class OfflineAlgorithmCore(
         self._modules_cache: list[nn.Module] | None = None
         self._target_pairs: list[tuple[nn.Module, nn.Module]] = []
         self._polyak_tensors: tuple[list[torch.Tensor], list[torch.Tensor]] | None = None
+        self._compiled: dict[str, Any] | None = None
+        self._compile_pending = False  # the first compiled step is guarded (see compile_step)
 
     # ------------------------------------------------------------------ supplied per kind
 
@@ -761,7 +763,9 @@ class OfflineAlgorithmCore(
                 "or tianshou.utils.torch_utils.policy_within_training_step(algorithm.policy)"
             )
         start = time.perf_counter() if start is None else start
-        if self._all_in_train_mode():
+        if self._compile_pending:
+            stats = self._first_compiled_step(batch)
+        elif self._all_in_train_mode():
             stats = self._update_with_batch(batch)
         else:
             with torch_train_mode(self):
@@ -776,6 +780,93 @@ class OfflineAlgorithmCore(
                     # torch.load refuses: keep a Python float
                     group["lr"] = group["lr"].item()
         stats.train_time = time.perf_counter() - start
+        return stats
+
+    # ------------------------------------------------------------------ compiled step
+
+    compile_unsupported: str | None = None
+    """Why this algorithm's networks cannot be compiled (None: they can); :meth:`compile_step`
+    then logs it and the step stays eager."""
+
+    @property
+    def compiled(self) -> bool:
+        """Whether :meth:`compile_step` compiled the networks (and the step still uses them)."""
+        return self._compiled is not None
+
+    def networks(self) -> list[nn.Module]:
+        """The networks the step evaluates: every submodule of the algorithm and of its
+        policy that holds parameters (target copies included), each once."""
+        found: dict[int, nn.Module] = {}
+        stack: list[nn.Module] = [self]
+        while stack:
+            for child in stack.pop().children():
+                if isinstance(child, Policy):
+                    stack.append(child)
+                elif id(child) not in found and next(child.parameters(), None) is not None:
+                    found[id(child)] = child
+        return list(found.values())
+
+    def compile_step(
+        self, *, backend: str | Callable[..., Any] = "inductor", mode: str | None = None
+    ) -> bool:
+        """Compile the forward (and so the backward) passes of every network with
+        ``torch.compile`` (:meth:`networks`, each compiled in place: parameters, state dicts
+        and checkpoints are unchanged). The optimizer steps (one fused kernel each), target
+        updates and statistics stay eager: a whole update does not compile as one graph
+        (backward passes and optimizer steps inside it break the graph, and the step count
+        would recompile it every step).
+
+        Compilation happens on the first step. That step is guarded: should compiling fail
+        (no C++ compiler, an operator the backend lacks), the algorithm's state and random
+        generators are put back, the networks are left eager, one line is logged and the step
+        runs eagerly — training goes on as if ``compile`` had not been asked for.
+
+        :param backend: ``torch.compile``'s backend (``"inductor"``; ``"aot_eager"`` traces
+            and runs the same graphs without generating code; or a backend callable).
+        :param mode: ``torch.compile``'s mode (``"reduce-overhead"``: CUDA graphs on a GPU).
+        :returns: whether the networks were compiled (False: :attr:`compile_unsupported`).
+        """
+        name = type(self).__name__
+        if self.compile_unsupported is not None:
+            log.info("%s: compile=True ignored, the step stays eager: %s", name,
+                     self.compile_unsupported)  # fmt: skip
+            return False
+        for module in self.networks():
+            module.compile(backend=backend, mode=mode)
+        self._compiled = {"backend": backend, "mode": mode}
+        self._compile_pending = True
+        return True
+
+    def _uncompile(self) -> None:
+        for module in self.networks():
+            module._compiled_call_impl = None
+        self._compiled = None
+
+    def _first_compiled_step(self, batch: TBatch) -> TStats:
+        """The first step with compiled networks (compilation happens here); on a compile
+        error, restore the state and generators, drop the compilation and step eagerly."""
+        saved = copy.deepcopy(cast(Any, self).state_dict())
+        rng = torch.random.get_rng_state()
+        device = self.device
+        cuda_rng = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+        try:
+            with torch_train_mode(self):
+                stats = self._update_with_batch(batch)
+        except Exception as exc:
+            if not type(exc).__module__.startswith(("torch._dynamo", "torch._inductor")):
+                raise
+            self.load_state_dict(saved)
+            torch.random.set_rng_state(rng)
+            if cuda_rng is not None:
+                torch.cuda.set_rng_state(cuda_rng, device)
+            self._uncompile()
+            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            log.warning("%s: torch.compile failed, training eagerly: %s: %s",
+                        type(self).__name__, type(exc).__name__, first_line[:200])  # fmt: skip
+            with torch_train_mode(self):
+                stats = self._update_with_batch(batch)
+        finally:
+            self._compile_pending = False
         return stats
 
     def _all_in_train_mode(self) -> bool:

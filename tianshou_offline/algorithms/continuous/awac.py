@@ -131,7 +131,7 @@ class AWACConfig(ContinuousTDConfig):
             n_step_return_horizon=self.n_step_return_horizon,
             max_grad_norm=self.max_grad_norm,
         )
-        return algorithm.to(device)
+        return self.place(algorithm, device)
 
 
 def advantage_weights(

@@ -161,7 +161,7 @@ class CRRConfig(ContinuousTDConfig):
             max_grad_norm=self.max_grad_norm,
             target_update_freq=self.target_update_freq,
         )
-        return algorithm.to(device)
+        return self.place(algorithm, device)
 
 
 @dataclass(kw_only=True)

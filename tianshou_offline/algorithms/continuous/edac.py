@@ -83,7 +83,7 @@ class EDACConfig(SACNConfig):
             eta=self.eta,
             **self._common(),
         )
-        return algorithm.to(device)
+        return self.place(algorithm, device)
 
 
 def ensemble_similarity(grads: torch.Tensor, eps: float = 1e-10) -> torch.Tensor:

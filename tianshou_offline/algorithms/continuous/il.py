@@ -81,7 +81,7 @@ class ImitationConfig(ContinuousConfig):
         algorithm: ImitationLearning = ImitationLearning(
             policy=policy, optim=adam(self.lr), max_grad_norm=self.max_grad_norm
         )
-        return algorithm.to(device)
+        return self.place(algorithm, device)
 
 
 @dataclass(kw_only=True)

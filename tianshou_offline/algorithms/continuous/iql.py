@@ -207,7 +207,7 @@ class IQLConfig(ContinuousTDConfig):
             n_step_return_horizon=self.n_step_return_horizon,
             max_grad_norm=self.max_grad_norm,
         )
-        return algorithm.to(device)
+        return self.place(algorithm, device)
 
 
 @dataclass(kw_only=True)

@@ -98,7 +98,7 @@ class LBSACConfig(ContinuousConfig):
             n_step_return_horizon=self.n_step_return_horizon,
             max_grad_norm=self.max_grad_norm,
         )
-        return algorithm.to(device)
+        return self.place(algorithm, device)
 
 
 def sqrt_scaled_lr(batch_size: int, base_lr: float = 3e-4, base_batch_size: int = 256) -> float:

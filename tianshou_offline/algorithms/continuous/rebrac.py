@@ -147,7 +147,7 @@ class ReBRACConfig(TD3Config):
             n_step_return_horizon=self.n_step_return_horizon,
             max_grad_norm=self.max_grad_norm,
         )
-        return algorithm.to(device)
+        return self.place(algorithm, device)
 
 
 @dataclass(frozen=True, slots=True)

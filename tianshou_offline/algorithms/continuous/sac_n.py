@@ -141,7 +141,7 @@ class SACNConfig(ContinuousTDConfig):
             alpha_optim=adam(self.alpha_lr),
             **self._common(),
         )
-        return algorithm.to(device)
+        return self.place(algorithm, device)
 
 
 @dataclass(kw_only=True)

@@ -108,7 +108,7 @@ class TD3BCConfig(TD3Config):
             n_step_return_horizon=self.n_step_return_horizon,
             max_grad_norm=self.max_grad_norm,
         )
-        return algorithm.to(device)
+        return self.place(algorithm, device)
 
 
 @dataclass(kw_only=True)

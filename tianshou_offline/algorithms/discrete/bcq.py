@@ -117,7 +117,7 @@ class DiscreteBCQConfig(DiscreteTDConfig):
             huber_delta=self.huber_delta,
             max_grad_norm=self.max_grad_norm,
         )
-        return algorithm.to(device)
+        return self.place(algorithm, device)
 
 
 @dataclass(kw_only=True)

@@ -221,7 +221,7 @@ class DiscreteCQLConfig(DiscreteTDConfig):
             double_q=self.double_q,
             max_grad_norm=self.max_grad_norm,
         )
-        return algorithm.to(device)
+        return self.place(algorithm, device)
 
 
 @dataclass(kw_only=True)

@@ -101,7 +101,7 @@ class DiscreteCRRConfig(DiscreteTDConfig):
             target_update_freq=self.target_update_freq,
             max_grad_norm=self.max_grad_norm,
         )
-        return algorithm.to(device)
+        return self.place(algorithm, device)
 
 
 @dataclass(kw_only=True)

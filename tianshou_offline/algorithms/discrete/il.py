@@ -63,7 +63,7 @@ class DiscreteImitationConfig(DiscreteConfig):
         algorithm: DiscreteImitationLearning = DiscreteImitationLearning(
             policy=policy, optim=adam(self.lr), max_grad_norm=self.max_grad_norm
         )
-        return algorithm.to(device)
+        return self.place(algorithm, device)
 
 
 @dataclass(kw_only=True)

@@ -601,7 +601,7 @@ class ContinuousDTConfig(_DTConfig):
         algorithm: DecisionTransformer = DecisionTransformer(
             policy=policy, optim=self._optim(), max_grad_norm=self.max_grad_norm
         )
-        return algorithm.to(device)
+        return self.place(algorithm, device)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -655,4 +655,4 @@ class DiscreteDTConfig(_DTConfig):
         algorithm: DiscreteDecisionTransformer = DiscreteDecisionTransformer(
             policy=policy, optim=self._optim(), max_grad_norm=self.max_grad_norm
         )
-        return algorithm.to(device)
+        return self.place(algorithm, device)
