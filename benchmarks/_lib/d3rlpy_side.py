@@ -422,7 +422,9 @@ def build_side(spec: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
         dataset, config = _continuous_dataset(spec), continuous_config(spec)
     else:
         dataset, config = _discrete_dataset(spec), discrete_config(spec)
-    algo = config.create(device="cpu:0")
+    if spec.get("compile_graph"):  # torch.compile + CUDA graphs (d3rlpy uses them on CUDA only)
+        config = dataclasses.replace(config, compile_graph=True)
+    algo = config.create(device=spec.get("device", "cpu:0"))
     algo.build_with_dataset(dataset)
     batch_size = spec["batch_size"]
 
