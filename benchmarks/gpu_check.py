@@ -11,13 +11,18 @@ One command, two parts:
    every call that would make the host wait for the device (``.item()``, ``.cpu()``, ``bool``
    of a tensor, boolean-mask indexing, …) is counted, on a CPU through the same code path as
    on a GPU; on CUDA PyTorch's own sync reports (``set_sync_debug_mode``) are counted too.
-   The target is 0 per step for every algorithm; ``--check`` exits 1 otherwise.
+   On CUDA (``--compiled``) the steps with ``compile=True`` and with ``cuda_graphs=True``
+   are counted as well, by CUDA's reports only (the counting mode would make compiled
+   networks recompile); a variant that fails is reported, the run goes on. Each
+   algorithm's dataset must be on the device. The target is 0 per step for every algorithm;
+   ``--check`` exits 1 otherwise.
 2. **Speed** (``--time``; on by default on CUDA): the speed benchmark's continuous rows
    (:mod:`benchmarks._lib.sides_continuous`, 256×256 MLPs, batch 256, the same
    hyperparameters on every side) on ``--device``, each side in its own process
-   (:mod:`benchmarks._lib.peers`): ours eager, ours with ``compile=True``, d3rlpy 2.8.1 and
-   d3rlpy with ``compile_graph=True`` (torch.compile and CUDA graphs; d3rlpy applies it on
-   CUDA only). Every timed block ends with ``torch.cuda.synchronize()``.
+   (:mod:`benchmarks._lib.peers`): ours eager, with ``compile=True`` and with CUDA graphs
+   (``compile=True, cuda_graphs=True``), d3rlpy 2.8.1 and d3rlpy with ``compile_graph=True``
+   (torch.compile and CUDA graphs; d3rlpy applies it on CUDA only). Every timed block ends
+   with ``torch.cuda.synchronize()``; a row whose side fails is reported and skipped.
 
 ``--device cpu`` is the smoke mode the test suite runs (small networks, a few steps, no
 timing): it shows that the check runs to completion and that no step synchronises.
@@ -50,7 +55,7 @@ from tianshou.utils.torch_utils import policy_within_training_step
 from benchmarks._lib import results
 from benchmarks._lib import sides_continuous as cont
 from benchmarks._lib import sides_discrete as disc
-from benchmarks._lib.peers import Row, Side, d3rlpy_python, print_rows, run_rows
+from benchmarks._lib.peers import Row, Side, WorkerError, d3rlpy_python, print_rows, run_rows
 from benchmarks._lib.syncs import SyncCounter
 from tianshou_offline.algorithms.registry import CONFIG_CLASSES, make_algorithm
 
@@ -66,6 +71,7 @@ CODE = (
 TIMED = ("il", "bcq", "cql", "td3bc", "crr", "iql", "rebrac", "awac")
 """The speed benchmark's continuous rows that d3rlpy also has."""
 COLUMNS = [("d3rlpy", "d3rlpy"), ("d3rlpy-compiled", "d3rlpy compile_graph")]
+"""The peers' columns (ours: eager, ``compile=True`` and ``cuda_graphs=True`` lines)."""
 
 
 def _spaces(kind: str) -> tuple[gym.Space[Any], gym.Space[Any]]:
@@ -108,23 +114,29 @@ def count_syncs(
     batch_size: int,
     warmup: int,
     steps: int,
+    variant: str = "eager",
 ) -> dict[str, Any]:
     """Build ``name`` on ``device``, train ``warmup`` steps, then count the synchronising
-    calls of each of ``steps`` steps: the per-step counts and where they were made."""
+    calls of each of ``steps`` steps: the per-step counts and where they were made.
+
+    :param variant: ``eager``; ``compiled`` (``compile=True``) or ``cuda-graphs``
+        (``compile=True, cuda_graphs=True``), counted by CUDA's own reports only (the
+        counting mode would make the compiled networks recompile).
+    """
     torch.manual_seed(0)
     obs_space, act_space = _spaces(kind)
     cls = next(c for c in CONFIG_CLASSES if c.name == name and c.action_kind == kind)
-    algo: Any = make_algorithm(
-        name, obs_space, act_space, device=device,
-        **_overrides(cls, hidden, small=not device.startswith("cuda")),
-    )  # fmt: skip
-    algo.process_buffer(buffer)
+    overrides = _overrides(cls, hidden, small=not device.startswith("cuda"))
+    if variant != "eager":
+        overrides.update(compile=True, cuda_graphs=variant == "cuda-graphs")
+    algo: Any = make_algorithm(name, obs_space, act_space, device=device, **overrides)
+    dataset = algo.dataset_for(buffer)
     per_step: list[int] = []
     cuda: list[int] = []
     with policy_within_training_step(algo.policy):
         for _ in range(warmup):
             algo.update(buffer, batch_size)
-        with SyncCounter() as counter:
+        with SyncCounter(torch_functions=variant == "eager") as counter:
             for _ in range(steps):
                 counter.reset()
                 algo.update(buffer, batch_size)
@@ -133,7 +145,10 @@ def count_syncs(
     return {
         "kind": kind,
         "algorithm": name,
-        "syncs_per_step": per_step,
+        "variant": variant,
+        "dataset_device": str(dataset.device),
+        "compiled": bool(getattr(algo, "compiled", False)),
+        "syncs_per_step": per_step if variant == "eager" else None,
         "cuda_reported_per_step": cuda if device.startswith("cuda") else None,
         "sites": dict(counter.sites),
     }
@@ -152,19 +167,21 @@ def timed_rows(args: argparse.Namespace) -> list[Row]:
     rows: list[Row] = []
     for key in TIMED:
         base = {"suite": "continuous", "algo": key, "device": args.device, **common}
+        ours = {**base, "impl": "ours", "adam": "fused"}
         sides = [
-            Side("ours", "ours", {**base, "impl": "ours", "adam": "fused"}),
-            Side(
-                "ours-compiled", "ours", {**base, "impl": "ours", "adam": "fused", "compile": True}
-            ),
-        ]
+            Side("ours", "ours", ours),
+            Side("ours-compiled", "ours", {**ours, "compile": True}),
+            Side("ours-cuda-graphs", "ours",
+                 {**ours, "compile": True, "compile_mode": "reduce-overhead"}),
+        ]  # fmt: skip
         spec = cont.d3rlpy_spec(key, {**common, "adam": "fused"})
         if spec is not None:
             spec["device"] = f"{args.device}:0" if ":" not in args.device else args.device
             sides.append(Side("d3rlpy", "d3rlpy", spec))
             sides.append(Side("d3rlpy-compiled", "d3rlpy", {**spec, "compile_graph": True}))
         rows.append(Row(key=f"continuous:{key}", label=key, sides=sides,
-                        ours=[("ours", ""), ("ours-compiled", " — compile=True")]))  # fmt: skip
+                        ours=[("ours", ""), ("ours-compiled", " — compile=True"),
+                              ("ours-cuda-graphs", " — compile=True, cuda_graphs=True")]))  # fmt: skip
     return rows
 
 
@@ -183,13 +200,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--seconds", type=float, default=2.0, help="per side and round")
     p.add_argument("--d3rlpy-python", default=None, help="d3rlpy's interpreter")
     p.add_argument("--check", action="store_true", help="exit 1 when a step synchronises")
+    p.add_argument("--compiled", action=argparse.BooleanOptionalAction, default=None,
+                   help="also count compile=True and cuda_graphs=True steps (default: on CUDA)")  # fmt: skip
     p.add_argument("--keep", action=argparse.BooleanOptionalAction, default=None,
                    help="write the result file (default: on CUDA)")  # fmt: skip
     args = p.parse_args(argv)
     gpu = args.device.startswith("cuda")
     for name, on_gpu, on_cpu in (
         ("hidden", 256, 32), ("batch_size", 256, 32), ("buffer_size", 100_000, 2000),
-        ("steps", 300, 3), ("time", True, False), ("keep", True, False),
+        ("steps", 300, 3), ("time", True, False), ("keep", True, False), ("compiled", True, False),
     ):  # fmt: skip
         if getattr(args, name) is None:
             setattr(args, name, on_gpu if gpu else on_cpu)
@@ -205,28 +224,45 @@ def main(argv: Sequence[str] | None = None) -> int:
     load = results.LoadMonitor().start()
     buffers: dict[str, ReplayBuffer] = {}
     counts: list[dict[str, Any]] = []
+    variants = ["eager", "compiled", "cuda-graphs"] if args.compiled else ["eager"]
     for item in chosen:
         kind, _, name = item.partition(":")
         if kind not in buffers:
             buffers[kind] = _buffer(kind, args.buffer_size)
-        start = time.perf_counter()
-        out = count_syncs(kind, name, buffers[kind], device=args.device, hidden=args.hidden,
-                          batch_size=args.batch_size, warmup=args.warmup, steps=args.steps)  # fmt: skip
-        out["seconds"] = round(time.perf_counter() - start, 2)
-        counts.append(out)
-        worst = max(out["syncs_per_step"])
-        cuda = out["cuda_reported_per_step"]
-        extra = f", CUDA-reported max {max(cuda)}" if cuda else ""
-        sites = "; ".join(f"{s} ×{n}" for s, n in out["sites"].items())
-        print(f"{kind:10} {name:6} syncs/step max {worst}{extra} ({out['seconds']} s)"
-              + (f" — {sites}" if sites else ""), flush=True)  # fmt: skip
-    missed = [f"{c['kind']}:{c['algorithm']}" for c in counts if max(c["syncs_per_step"]) > 0]
-    missed += [
-        f"{c['kind']}:{c['algorithm']} (CUDA)"
+        for variant in variants:
+            start = time.perf_counter()
+            try:
+                out = count_syncs(kind, name, buffers[kind], device=args.device,
+                                  hidden=args.hidden, batch_size=args.batch_size,
+                                  warmup=args.warmup, steps=args.steps, variant=variant)  # fmt: skip
+            except Exception as exc:  # a compiled variant that fails is reported, not fatal
+                if variant == "eager":
+                    raise
+                out = {"kind": kind, "algorithm": name, "variant": variant,
+                       "error": f"{type(exc).__name__}: {str(exc)[:300]}"}  # fmt: skip
+                print(f"{kind:10} {name:6} {variant}: {out['error']}", flush=True)
+                counts.append(out)
+                continue
+            out["seconds"] = round(time.perf_counter() - start, 2)
+            counts.append(out)
+            own = out["syncs_per_step"]
+            cuda = out["cuda_reported_per_step"]
+            shown = [f"syncs/step max {max(own)}"] if own is not None else []
+            shown += [f"CUDA-reported max {max(cuda)}"] if cuda else []
+            shown = shown or ["not counted off CUDA"]
+            sites = "; ".join(f"{s} ×{n}" for s, n in out["sites"].items())
+            print(f"{kind:10} {name:6} {variant:11} {', '.join(shown)}; dataset on "
+                  f"{out['dataset_device']} ({out['seconds']} s)"
+                  + (f" — {sites}" if sites else ""), flush=True)  # fmt: skip
+    missed = [
+        f"{c['kind']}:{c['algorithm']} ({c['variant']})"
         for c in counts
-        if c["cuda_reported_per_step"] and max(c["cuda_reported_per_step"]) > 0
+        if max(c.get("syncs_per_step") or [0]) > 0
+        or max(c.get("cuda_reported_per_step") or [0]) > 0
+        or c.get("dataset_device", args.device).split(":")[0] != args.device.split(":")[0]
     ]
     timing: list[dict[str, Any]] = []
+    timing_errors: list[dict[str, Any]] = []
     d3rlpy_version: str | None = None
     if args.time:
         try:
@@ -235,9 +271,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         except Exception as exc:  # d3rlpy is optional here: ours are still timed
             print(f"d3rlpy unavailable ({exc}); timing ours only", file=sys.stderr)
             python = None
-        rows = run_rows(timed_rows(args), builder="benchmarks.train_speed", threads=1,
-                        d3rlpy=python, rounds=args.rounds, seconds=args.seconds,
-                        floor_steps=None)  # fmt: skip
+        rows: list[Row] = []
+        for row in timed_rows(args):  # one row at a time: a side that fails loses its row only
+            try:
+                rows += run_rows([row], builder="benchmarks.train_speed", threads=1,
+                                 d3rlpy=python, rounds=args.rounds, seconds=args.seconds,
+                                 floor_steps=None)  # fmt: skip
+            except WorkerError as exc:
+                print(f"{row.key}: {str(exc)[-600:]}", file=sys.stderr, flush=True)
+                timing_errors.append({"row": row.key, "error": str(exc)[-2000:]})
         print_rows(rows, COLUMNS, top=False)
         d3rlpy_version = "2.8.1" if python else None
         timing = [
@@ -260,11 +302,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             "device_name": torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu",
             "hidden": args.hidden, "batch_size": args.batch_size, "buffer_size": args.buffer_size,
             "warmup": args.warmup, "steps": args.steps, "rounds": args.rounds,
-            "seconds": args.seconds, "algorithms": chosen,
+            "seconds": args.seconds, "algorithms": chosen, "variants": variants,
         }  # fmt: skip
         path = results.write_result(
             BENCHMARK, f"gpu-check-{args.device.split(':')[0]}", settings=settings,
-            figures={"syncs": counts, "timing": timing}, code=CODE, seeds=[0], load=load,
+            figures={"syncs": counts, "timing": timing, "timing_errors": timing_errors}, code=CODE, seeds=[0], load=load,
             d3rlpy=d3rlpy_version,
         )  # fmt: skip
         print(f"kept: {path.relative_to(results.REPO)}")

@@ -96,3 +96,7 @@ def test_compile_reaches_every_algorithm_through_its_config(cls: Any) -> None:
     assert algo.compiled and algo.networks()
     plain: Any = make_algorithm(cls.name, OBS, SPACES[cls.action_kind])
     assert not plain.compiled
+    graphs: Any = make_algorithm(
+        cls.name, OBS, SPACES[cls.action_kind], compile=True, cuda_graphs=True
+    )
+    assert graphs.compiled and graphs._compiled["mode"] is None  # no CUDA graphs on a CPU

@@ -72,12 +72,15 @@ def _where(limit: int = 12) -> str:
 class SyncCounter(TorchFunctionMode):
     """A ``with`` block that counts the synchronising calls made inside it.
 
+    :param torch_functions: count the calls (a ``TorchFunctionMode``); False: only PyTorch's
+        CUDA reports — for compiled networks, whose guards would see the mode and recompile.
     :ivar count: synchronising calls seen (reset with :meth:`reset`).
     :ivar sites: ``"op at file:line"`` → calls, for the report.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, torch_functions: bool = True) -> None:
         super().__init__()
+        self._mode = torch_functions
         self.count = 0
         self.sites: Counter[str] = Counter()
         self._warnings: Any = None
@@ -111,7 +114,8 @@ class SyncCounter(TorchFunctionMode):
             self._records = self._warnings.__enter__()
             warnings.simplefilter("always")
             torch.cuda.set_sync_debug_mode("warn")
-        cast(Any, super()).__enter__()
+        if self._mode:
+            cast(Any, super()).__enter__()
         return self
 
     def __exit__(
@@ -120,7 +124,8 @@ class SyncCounter(TorchFunctionMode):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        cast(Any, super()).__exit__(exc_type, exc, tb)
+        if self._mode:
+            cast(Any, super()).__exit__(exc_type, exc, tb)
         if self._warnings is not None:
             torch.cuda.set_sync_debug_mode("default")
             self._warnings.__exit__(exc_type, exc, tb)

@@ -89,6 +89,9 @@ class AlgorithmConfig(ABC):
     compile: bool = False
     """compile the networks' forward and backward passes with torch.compile (the first step
     compiles; an algorithm that cannot be compiled trains eagerly and logs why)"""
+    cuda_graphs: bool = False
+    """with ``compile`` on a CUDA device: replay the compiled networks as CUDA graphs
+    (torch.compile's ``reduce-overhead`` mode; a step's shapes are static); ignored on a CPU"""
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -117,7 +120,8 @@ class AlgorithmConfig(ABC):
             compile_step = getattr(placed, "compile_step", None)
             if compile_step is None:
                 raise TypeError(f"{type(placed).__name__}: no compile_step (not one of ours)")
-            compile_step()
+            graphs = self.cuda_graphs and str(device).startswith("cuda")
+            compile_step(mode="reduce-overhead" if graphs else None)
         return placed
 
     # ------------------------------------------------------------------ fields and overrides
