@@ -192,9 +192,11 @@ def test_segments_match_a_loop_over_episodes(kind: str, size: int | None) -> Non
             )  # fmt: skip
 
 
-def test_disk_backed_frames_give_the_same_segments(tmp_path: Path) -> None:
-    """A discrete buffer written contiguously and loaded disk-backed (``memory="disk"``:
-    segments gathered from the file) gives the same segments as the buffer in RAM."""
+@pytest.mark.parametrize("discrete", [True, False], ids=["discrete", "continuous"])
+def test_disk_backed_buffers_give_the_same_segments(tmp_path: Path, discrete: bool) -> None:
+    """A buffer written contiguously and loaded disk-backed (``memory="disk"``: discrete
+    segments gathered from the file, continuous rows read from it) gives the same segments as
+    the buffer in RAM."""
     from tianshou_offline import BufferWriter, load_buffer
 
     rng = np.random.default_rng(3)
@@ -205,7 +207,7 @@ def test_disk_backed_frames_give_the_same_segments(tmp_path: Path) -> None:
     with BufferWriter(path, contiguous=True) as w:
         w.add_transitions(
             obs=rng.normal(size=(n, D)).astype(np.float32),
-            act=rng.integers(0, 4, n),
+            act=rng.integers(0, 4, n) if discrete else rng.uniform(-1, 1, (n, A)).astype(np.float32),
             rew=rng.normal(size=n).astype(np.float32),
             terminated=ends,
             truncated=np.zeros(n, bool),
@@ -215,7 +217,8 @@ def test_disk_backed_frames_give_the_same_segments(tmp_path: Path) -> None:
     assert hasattr(disk, "disk_columns")
     segs = []
     for b in (ram, disk):
-        algo = DecisionTransformer(policy=discrete_policy(), optim=sgd())
+        policy = discrete_policy() if discrete else continuous_policy()
+        algo = DecisionTransformer(policy=policy, optim=sgd())
         data = algo.dataset_for(b)
         segs.append(data.gather(torch.arange(len(data))))
     for field in ("obs", "act", "rtg", "timesteps", "mask"):
