@@ -16,15 +16,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import _without_tensorflow  # noqa: F401  (first: keeps TensorFlow out of this process)
-from d4rl_awac import AWACConfig, build_algorithm
-from d4rl_common import make_env, setup
+from d4rl_awac import AWACFlags
+from d4rl_common import build_algorithm, make_env, setup
 from finetune_common import FinetuneFlags, finetune, require_data
 
+from tianshou_offline.algorithms import OfflineAlgorithmBase
 from tianshou_offline.cli.example_args import parse_config, run_example
 
 
 @dataclass(kw_only=True)
-class FinetuneAWACConfig(AWACConfig, FinetuneFlags):
+class FinetuneAWACConfig(AWACFlags, FinetuneFlags):
     """The flags of d4rl_awac.py and the fine-tuning ones."""
 
     step_per_epoch: int = 5000
@@ -45,7 +46,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     config = get_args(argv)
     dataset = require_data(setup(config))
     env = make_env(config, dataset)
-    return finetune(config, config, "awac", dataset, build_algorithm(config, env), env)
+    algorithm = build_algorithm(config, env)
+    assert isinstance(algorithm, OfflineAlgorithmBase)
+    return finetune(config, config, "awac", dataset, algorithm, env)
 
 
 if __name__ == "__main__":
