@@ -148,7 +148,7 @@ def _ope_selection(
 
     from tianshou_offline.errors import DataValidationError
     from tianshou_offline.evaluation.ope import OPESettings, select_checkpoints
-    from tianshou_offline.scale.grid import _write_atomic
+    from tianshou_offline.scale.grid_spec import _write_atomic
 
     try:
         settings = OPESettings(**ope)

@@ -59,33 +59,27 @@ and what that choice costs (``ope.md``, ``ope.json``). Its keys (all optional):
 
 from __future__ import annotations
 
-import csv
-import hashlib
 import io
-import itertools
 import json
 import logging
-import math
 import os
 import random
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack, closing
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from tianshou_offline.data.atomic import (
-    atomic_output,
     output_lock,
     remove_stale_temps,
     write_errors,
 )
 from tianshou_offline.errors import (
-    DatasetFormatError,
     DataValidationError,
     SourceNotFoundError,
     TianshouOfflineError,
@@ -98,11 +92,64 @@ from tianshou_offline.scale._ray import (
     node_name,
     ray_session,
 )
-from tianshou_offline.scale.stats import format_mean_se, mean_se
+from tianshou_offline.scale.cell_eval import (
+    _evaluate,
+    _save_policy,
+    _score,
+    best_episode_return,
+    make_eval_env,
+)
+from tianshou_offline.scale.grid_report import (
+    aggregate,
+    format_markdown,
+    plot_curves,
+    write_report,
+)
+from tianshou_offline.scale.grid_spec import (
+    OPE_KEYS,
+    Budget,
+    Cell,
+    Grid,
+    _write_atomic,
+    grid_from_mapping,
+    load_grid,
+)
 from tianshou_offline.training import rng_state, set_rng_state
 
 if TYPE_CHECKING:
-    from tianshou.algorithm.algorithm_base import OfflineAlgorithm
+    pass
+
+__all__ = [
+    "CHECKPOINT",
+    "CHECKPOINT_FORMAT",
+    "OPE_KEYS",
+    "RAY_MIN_CELLS",
+    "RESULT",
+    "Budget",
+    "Cell",
+    "CellFailure",
+    "CheckpointHook",
+    "Grid",
+    "GridResult",
+    "aggregate",
+    "best_episode_return",
+    "cell_dir",
+    "choose_ray",
+    "finished_result",
+    "format_markdown",
+    "grid_from_mapping",
+    "load_grid",
+    "make_eval_env",
+    "plot_curves",
+    "run_cell",
+    "run_cell_task",
+    "run_grid",
+    "run_seed_group",
+    "run_seed_group_task",
+    "run_seed_groups",
+    "seed_groups",
+    "write_report",
+]
 
 log = logging.getLogger(__name__)
 
@@ -113,242 +160,6 @@ CHECKPOINT_FORMAT = "tianshou_offline.scale.grid/1"
 CheckpointHook = Callable[["Cell", int, Path], None]
 """Called in the worker with ``(cell, epoch, checkpoint path)`` after each checkpoint is
 written: a place for logging or, in tests, for fault injection."""
-
-
-@dataclass(frozen=True)
-class Budget:
-    """How long a cell trains and how it is evaluated."""
-
-    epochs: int = 10
-    steps_per_epoch: int = 1000
-    """Gradient steps per epoch; a checkpoint and a test after each epoch."""
-    batch_size: int = 256
-    test_episodes: int = 5
-    """Episodes of each per-epoch test (the learning curve)."""
-    eval_episodes: int = 10
-    """Episodes of the final evaluation (the table)."""
-
-
-@dataclass(frozen=True)
-class Cell:
-    """One training run of a grid."""
-
-    algorithm: str
-    """A name of :mod:`tianshou_offline.scale.algorithms` (``il``, ``bcq``, ``cql``, …)."""
-    dataset: str
-    """A buffer file (``load_buffer``); on a cluster, at the same path on every node."""
-    seed: int = 0
-    overrides: Mapping[str, Any] = field(default_factory=dict)
-    """Hyperparameters replacing the algorithm's defaults (JSON values)."""
-    budget: Budget = Budget()
-    env_id: str | None = None
-    """The evaluation environment (default: the env id stored in the file)."""
-    num_cpus: float = 1.0
-    """CPUs the cell's task requests (and torch threads: ``max(1, int(num_cpus))``)."""
-    num_gpus: float = 0.0
-    """GPUs the cell's task requests; > 0 trains on ``cuda``."""
-
-    def spec(self) -> dict[str, Any]:
-        """The cell as JSON values (what its key hashes; resources are not part of it)."""
-        return {
-            "algorithm": self.algorithm,
-            "dataset": str(self.dataset),
-            "seed": int(self.seed),
-            "overrides": dict(sorted(self.overrides.items())),
-            "budget": asdict(self.budget),
-            "env_id": self.env_id,
-        }
-
-    @property
-    def group(self) -> str:
-        """What the cell's row of the table is: everything but the seed."""
-        over = ",".join(f"{k}={_fmt(v)}" for k, v in sorted(self.overrides.items()))
-        return f"{self.algorithm}{f'[{over}]' if over else ''} on {Path(self.dataset).stem}"
-
-    @property
-    def key(self) -> str:
-        """The cell's directory name: readable, and unique for its :meth:`spec`."""
-        blob = json.dumps(self.spec(), sort_keys=True)
-        digest = hashlib.sha256(blob.encode()).hexdigest()[:10]
-        stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(self.dataset).stem)
-        return f"{self.algorithm}-{stem}-s{self.seed}-{digest}"
-
-
-def _fmt(v: Any) -> str:
-    return json.dumps(v, separators=(",", ":")) if not isinstance(v, str) else v
-
-
-# --------------------------------------------------------------------------- grid files
-
-
-OPE_KEYS = {
-    "estimators": "estimators", "steps": "fqe_steps", "gamma": "gamma",
-    "hidden_sizes": "fqe_hidden", "lr": "fqe_lr", "tau": "fqe_tau",
-    "batch_size": "batch_size", "behavior": "behavior", "behavior_steps": "behavior_steps",
-    "target_std": "target_std", "max_weight": "max_weight", "resamples": "resamples",
-    "seed": "seed",
-}  # fmt: skip
-"""A grid file's ``ope`` keys → the fields of ``evaluation.ope.OPESettings``."""
-
-
-@dataclass(frozen=True)
-class Grid:
-    """The cells of a grid file and where they write."""
-
-    cells: tuple[Cell, ...]
-    output: Path
-    ope: Mapping[str, Any] | None = None
-    """The ``ope`` section as ``OPESettings`` fields (:data:`OPE_KEYS`), or None."""
-    seed_batch: bool = False
-    """Train each cell group's seeds together as one seed batch."""
-
-
-def _load_mapping(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise SourceNotFoundError(f"{path}: no such grid file")
-    text = path.read_text()
-    suffix = path.suffix.lower()
-    try:
-        if suffix in (".yaml", ".yml"):
-            import yaml
-
-            data = yaml.safe_load(text)
-        elif suffix == ".toml":
-            import tomllib
-
-            data = tomllib.loads(text)
-        elif suffix == ".json":
-            data = json.loads(text)
-        else:
-            raise DatasetFormatError(
-                f"{path}: grid file of type {suffix or '(none)'}; expected .yaml, .toml or .json"
-            )
-    except DatasetFormatError:
-        raise
-    except Exception as e:  # each parser's own error type
-        raise DatasetFormatError(f"{path}: not valid {suffix[1:]}: {e}") from e
-    if not isinstance(data, dict):
-        raise DatasetFormatError(f"{path}: holds a {type(data).__name__}; expected a mapping")
-    return data
-
-
-def grid_from_mapping(data: Mapping[str, Any], *, where: str = "grid", base: Path = Path()) -> Grid:
-    """The :class:`Grid` a mapping describes (the module doc's keys); relative paths are
-    relative to ``base`` (a grid file's directory).
-
-    :raises DataValidationError: a key missing, unknown or of the wrong type (named).
-    """
-    known = {
-        "output", "datasets", "algorithms", "seeds", "budget", "resources", "env_id", "ope",
-        "seed_batch",
-    }  # fmt: skip
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise DataValidationError(
-            f"{where}: unknown key {', '.join(unknown)}; expected some of {', '.join(sorted(known))}"
-        )
-    for key in ("output", "datasets", "algorithms"):
-        if key not in data:
-            raise DataValidationError(f"{where}: no {key!r}; expected {key}: ...")
-    datasets = data["datasets"]
-    if isinstance(datasets, str):
-        datasets = [datasets]
-    if not isinstance(datasets, list) or not datasets:
-        raise DataValidationError(f"{where}: datasets is {datasets!r}; expected a list of files")
-    algos = data["algorithms"]
-    if isinstance(algos, list):
-        algos = {str(a): {} for a in algos}
-    if not isinstance(algos, dict) or not algos:
-        raise DataValidationError(
-            f"{where}: algorithms is {algos!r}; expected a list of names or a mapping "
-            "name → {hyperparameter: value or list of values}"
-        )
-    seeds_value = data.get("seeds", 1)
-    if isinstance(seeds_value, int) and not isinstance(seeds_value, bool) and seeds_value > 0:
-        seeds = list(range(seeds_value))
-    elif isinstance(seeds_value, list) and all(isinstance(s, int) for s in seeds_value):
-        seeds = [int(s) for s in seeds_value]
-    else:
-        raise DataValidationError(
-            f"{where}: seeds is {seeds_value!r}; expected a positive count or a list of ints"
-        )
-    budget_map = data.get("budget", {})
-    fields = set(Budget.__dataclass_fields__)
-    if not isinstance(budget_map, dict) or set(budget_map) - fields:
-        raise DataValidationError(
-            f"{where}: budget is {budget_map!r}; expected a mapping of {', '.join(sorted(fields))}"
-        )
-    for k, v in budget_map.items():
-        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-            raise DataValidationError(f"{where}: budget.{k} is {v!r}; expected an int >= 1")
-    budget = Budget(**budget_map)
-    res = data.get("resources", {})
-    if not isinstance(res, dict) or set(res) - {"num_cpus", "num_gpus"}:
-        raise DataValidationError(
-            f"{where}: resources is {res!r}; expected a mapping of num_cpus, num_gpus"
-        )
-    cells: list[Cell] = []
-    for seed in seeds:  # seed-major: a partial grid has every group at its low seeds
-        for ds in datasets:
-            path = Path(str(ds)).expanduser()
-            path = path if path.is_absolute() else base / path
-            for name, sweep in algos.items():
-                if not isinstance(sweep, dict):
-                    raise DataValidationError(
-                        f"{where}: algorithms.{name} is {sweep!r}; expected a mapping of "
-                        "hyperparameters"
-                    )
-                keys = sorted(sweep)
-                values = [v if isinstance(v, list) else [v] for v in (sweep[k] for k in keys)]
-                for combo in itertools.product(*values):
-                    cells.append(
-                        Cell(
-                            algorithm=str(name),
-                            dataset=str(path),
-                            seed=seed,
-                            overrides=dict(zip(keys, combo, strict=True)),
-                            budget=budget,
-                            env_id=data.get("env_id"),
-                            num_cpus=float(res.get("num_cpus", 1.0)),
-                            num_gpus=float(res.get("num_gpus", 0.0)),
-                        )
-                    )
-    seed_batch = data.get("seed_batch", False)
-    if not isinstance(seed_batch, bool):
-        raise DataValidationError(f"{where}: seed_batch is {seed_batch!r}; expected true or false")
-    out = Path(str(data["output"])).expanduser()
-    return Grid(cells=tuple(cells), output=out if out.is_absolute() else base / out,
-                ope=_ope_section(data.get("ope"), where), seed_batch=seed_batch)  # fmt: skip
-
-
-def _ope_section(section: Any, where: str) -> dict[str, Any] | None:
-    if section is None:
-        return None
-    if not isinstance(section, dict) or set(section) - set(OPE_KEYS):
-        unknown = sorted(set(section) - set(OPE_KEYS)) if isinstance(section, dict) else []
-        raise DataValidationError(
-            f"{where}: ope is {section!r}{f' (unknown {unknown})' if unknown else ''}; expected "
-            f"a mapping of {', '.join(sorted(OPE_KEYS))}"
-        )
-    out = {OPE_KEYS[k]: v for k, v in section.items()}
-    for key in ("estimators", "fqe_hidden"):
-        if key in out:
-            value = out[key]
-            if isinstance(value, str):
-                value = [v.strip() for v in value.split(",")]
-            out[key] = tuple(value) if isinstance(value, list) else value
-    return out
-
-
-def load_grid(path: str | os.PathLike[str]) -> Grid:
-    """Read a grid file (``.yaml``/``.yml``, ``.toml`` or ``.json``; see the module doc).
-
-    :raises SourceNotFoundError: no such file.
-    :raises DatasetFormatError: not parseable, or not a mapping.
-    :raises DataValidationError: a key missing, unknown or of the wrong type.
-    """
-    p = Path(path)
-    return grid_from_mapping(_load_mapping(p), where=str(p), base=p.resolve().parent)
 
 
 # --------------------------------------------------------------------------- one cell
@@ -370,11 +181,6 @@ def finished_result(cell: Cell, output: str | os.PathLike[str]) -> dict[str, Any
         log.warning("%s: unreadable (%s); the cell runs again", path, e)
         return None
     return result if result.get("spec") == cell.spec() else None
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    with atomic_output(path, overwrite=True) as tmp:
-        tmp.write_bytes(data)
 
 
 def run_cell(
@@ -571,74 +377,6 @@ def _cell_logger(writer: Any, counters: tuple[int, int, int], curve: list[list[f
             super().log_test_data(log_data, step)
 
     return CellLogger(writer, save_interval=1)
-
-
-def make_eval_env(env_id: str) -> Any:
-    """A test or evaluation environment of a cell: ``gym.make(env_id)`` wrapped in
-    :class:`~tianshou_offline.algorithms.RewardInInfo` (each observation's ``info`` carries
-    the reward of the step before it: a return-conditioned policy lowers its return-to-go by
-    it; the other policies ignore it)."""
-    import gymnasium as gym
-
-    from tianshou_offline.algorithms import RewardInInfo
-
-    return RewardInInfo(gym.make(env_id))
-
-
-def best_episode_return(dataset: str | os.PathLike[str]) -> float:
-    """The highest undiscounted episode return stored in ``dataset``: the return a
-    return-conditioned cell (the Decision Transformer) conditions on when its overrides set
-    no ``target_return``."""
-    from tianshou_offline.data.stats import episode_table
-
-    returns = episode_table(Path(dataset)).returns
-    if len(returns) == 0:
-        raise DataValidationError(f"{dataset}: holds no episode; expected at least one")
-    return float(np.max(returns))
-
-
-def _evaluate(
-    algorithm: OfflineAlgorithm[Any], env_id: str, episodes: int, seed: int
-) -> list[float]:
-    from tianshou.data import Collector, CollectStats
-    from tianshou.env import DummyVectorEnv
-
-    envs = DummyVectorEnv([lambda: make_eval_env(env_id)] * min(episodes, 5))
-    envs.seed(seed)
-    try:
-        algorithm.policy.eval()
-        stats = Collector[CollectStats](algorithm.policy, envs).collect(
-            n_episode=episodes, reset_before_collect=True
-        )
-    finally:
-        envs.close()
-    return [float(r) for r in stats.returns]
-
-
-def _save_policy(algorithm: OfflineAlgorithm[Any], path: Path) -> None:
-    """The final policy: a policy checkpoint (``record --policy`` replays it, ``evaluate
-    --ope`` estimates it, ``export-policy`` exports it) for the package's continuous and
-    discrete policies, else the policy's ``state_dict``."""
-    import torch
-
-    from tianshou_offline.algorithms import ContinuousPolicy, DiscretePolicy
-    from tianshou_offline.recording.policies import save_policy_checkpoint
-
-    if isinstance(algorithm.policy, ContinuousPolicy | DiscretePolicy):
-        save_policy_checkpoint(path, algorithm.policy)
-        return
-    buf = io.BytesIO()
-    torch.save(algorithm.policy.state_dict(), buf)
-    _write_atomic(path, buf.getvalue())
-
-
-def _score(dataset: Path, mean: float) -> float | None:
-    from tianshou_offline.converters.d4rl_scores import normalized_score
-
-    try:
-        return normalized_score(dataset, mean)
-    except SourceNotFoundError:
-        return None
 
 
 # --------------------------------------------------------------------------- the grid
@@ -1033,120 +771,3 @@ def _train_group(cells: Sequence[Cell], dirs: Sequence[Path]) -> list[dict[str, 
         _write_atomic(d / RESULT, json.dumps(result, indent=1).encode())
         results.append(result)
     return results
-
-
-# --------------------------------------------------------------------------- the table
-
-
-def aggregate(results: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """One row per cell group (every cell but its seed), in order of first appearance:
-    ``group``, ``algorithm``, ``dataset``, ``overrides``, ``seeds``, ``return_mean``,
-    ``return_se`` (:func:`~tianshou_offline.scale.stats.mean_se`: None for one seed),
-    ``score_mean``/``score_se`` (None unless every seed has a score),
-    ``gradient_steps``, ``train_seconds`` (mean)."""
-    groups: dict[str, list[Mapping[str, Any]]] = {}
-    for r in results:
-        groups.setdefault(str(r["group"]), []).append(r)
-    rows: list[dict[str, Any]] = []
-    for group, rs in groups.items():
-        spec = rs[0]["spec"]
-        ret_mean, ret_se = mean_se([float(r["final_return_mean"]) for r in rs])
-        scores = [r["normalized_score"] for r in rs]
-        have = all(s is not None for s in scores)
-        score_mean, score_se = mean_se([float(s) for s in scores]) if have else (None, None)
-        rows.append({
-            "group": group, "algorithm": spec["algorithm"], "dataset": spec["dataset"],
-            "overrides": spec["overrides"], "seeds": sorted(int(r["spec"]["seed"]) for r in rs),
-            "return_mean": ret_mean, "return_se": ret_se,
-            "score_mean": score_mean, "score_se": score_se,
-            "gradient_steps": int(rs[0]["gradient_steps"]),
-            "train_seconds": float(np.mean([float(r["train_seconds"]) for r in rs])),
-        })  # fmt: skip
-    return rows
-
-
-def format_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
-    """The table as Markdown: mean ± standard error over seeds."""
-    lines = [
-        "| cell group | seeds | final return | normalised score | gradient steps | train s |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |",
-    ]
-    for r in rows:
-        score = (format_mean_se(r["score_mean"], r["score_se"]) if r["score_mean"] is not None
-                 else "—")  # fmt: skip
-        ret = format_mean_se(r["return_mean"], r["return_se"])
-        lines.append(
-            f"| {r['group']} | {len(r['seeds'])} | {ret} "
-            f"| {score} | {r['gradient_steps']} | {r['train_seconds']:.1f} |"
-        )
-    return "\n".join(lines) + "\n"
-
-
-def _csv(rows: Sequence[Mapping[str, Any]]) -> str:
-    buf = io.StringIO()
-    cols = ["group", "algorithm", "dataset", "overrides", "seeds", "return_mean", "return_se",
-            "score_mean", "score_se", "gradient_steps", "train_seconds"]  # fmt: skip
-    w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
-    w.writeheader()
-    for r in rows:
-        w.writerow({**r, "overrides": json.dumps(r["overrides"], sort_keys=True),
-                    "seeds": " ".join(map(str, r["seeds"]))})  # fmt: skip
-    return buf.getvalue()
-
-
-def plot_curves(results: Sequence[Mapping[str, Any]], path: Path) -> Path:
-    """Learning curves (mean test return against gradient steps; mean ± standard error over
-    seeds) per cell group, one panel per dataset; written atomically."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    by_ds: dict[str, dict[str, list[Mapping[str, Any]]]] = {}
-    for r in results:
-        by_ds.setdefault(Path(r["spec"]["dataset"]).stem, {}).setdefault(r["group"], []).append(r)
-    fig, axes = plt.subplots(1, len(by_ds), figsize=(5 * len(by_ds), 3.6), squeeze=False)
-    for ax, (ds, groups) in zip(axes[0], by_ds.items(), strict=True):
-        for group, rs in groups.items():
-            n = min(len(r["curve"]) for r in rs)
-            if n == 0:
-                continue
-            steps = np.array([p[0] for p in rs[0]["curve"][:n]])
-            ys = np.array([[p[1] for p in r["curve"][:n]] for r in rs])
-            mean = ys.mean(axis=0)
-            label = group.rsplit(" on ", 1)[0]
-            ax.plot(steps, mean, label=f"{label} ({len(rs)} seeds)")
-            if len(rs) > 1:  # one seed has no spread: no band
-                se = ys.std(axis=0, ddof=1) / math.sqrt(len(rs))
-                ax.fill_between(steps, mean - se, mean + se, alpha=0.2)
-        ax.set_title(ds)
-        ax.set_xlabel("gradient steps")
-        ax.set_ylabel("test return")
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    try:
-        with atomic_output(path, overwrite=True, tag="png") as tmp:
-            fig.savefig(tmp, format="png", dpi=100)
-    finally:
-        plt.close(fig)
-    return path
-
-
-def write_report(
-    results: Sequence[Mapping[str, Any]], output: str | os.PathLike[str]
-) -> dict[str, Path]:
-    """``results.md``, ``results.csv``, ``results.json`` (rows and cells) and ``curves.png``
-    in ``output`` (each replaced atomically: they are the grid's current state)."""
-    out = Path(output)
-    rows = aggregate(results)
-    files = {"markdown": out / "results.md", "csv": out / "results.csv",
-             "json": out / "results.json", "plot": out / "curves.png"}  # fmt: skip
-    _write_atomic(files["markdown"], format_markdown(rows).encode())
-    _write_atomic(files["csv"], _csv(rows).encode())
-    cells = [{k: v for k, v in r.items() if k != "skipped"} for r in results]
-    _write_atomic(files["json"], json.dumps({"rows": rows, "cells": cells}, indent=1).encode())
-    if results:
-        plot_curves(results, files["plot"])
-    else:
-        files.pop("plot")
-    return files
