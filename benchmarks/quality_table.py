@@ -10,56 +10,64 @@ Rows (the data):
   recorded with :class:`~tianshou_offline.recording.EpisodeRecorder` as a user would, with
   the random and the noise-free scripted policy's mean returns stored as reference scores.
 
-Columns: ours — IL (behaviour cloning), BCQ, CQL, CRR, TD3+BC (continuous) and
-DiscreteImitationLearning, DiscreteBCQ, DiscreteCQL, DiscreteCRR — and d3rlpy's same
-algorithms (BC, BCQ, CQL, CRR, TD3PlusBC; DiscreteBC, DiscreteBCQ, DiscreteCQL; d3rlpy has no
-discrete CRR). Both sides get the same networks (continuous: ReLU MLPs of the scale's widths
-for every network — 64×64 at the small scale, where CQL's 30 critic evaluations per sample
-would cost 0.2 s per step at 256×256 on this machine's CPU, D4RL's 256×256 at ``--scale d4rl``;
-discrete: our trunk and head layers, :mod:`benchmarks._lib.d3rlpy_side`), batch size, number of
-gradient steps and hyperparameters (:data:`CONTINUOUS_HP`, :data:`DISCRETE_HP`, mapped to
-d3rlpy's config fields in :func:`d3rlpy_params`), and the same data: our side loads the HDF5
-file with ``load_buffer``; d3rlpy's gets the same arrays (``obs``, ``act``, ``rew``,
-``terminated``, episode ends) in an ``MDPDataset``. Every run is a process of its own (d3rlpy
-in its own virtual environment, found or created as the speed benchmarks do:
-:func:`benchmarks._lib.peers.d3rlpy_python`), one torch thread each, at most ``--jobs`` at a time. A gradient step
-is ``algorithm.update(buffer, batch_size)`` for ours (as Tianshou's ``OfflineTrainer`` calls
-it) and ``algo.update(dataset.sample_transition_batch(batch_size))`` for d3rlpy (its ``fit``
-loop's step). Both sides' final policies are evaluated by the same code in this environment
-(d3rlpy's exported with its ``save_policy`` as TorchScript), on the same evaluation seeds.
+Lines (:data:`LINES`): ours — IL (behaviour cloning), BCQ, CQL, CRR (evaluated with both
+acting rules), TD3+BC, IQL, ReBRAC, AWAC (continuous) and DiscreteImitationLearning,
+DiscreteBCQ, DiscreteCQL (two forms), DiscreteCRR — against d3rlpy's same algorithms (BC, BCQ,
+CQL, CRR, TD3PlusBC, IQL, ReBRAC, AWAC; DiscreteBC, DiscreteBCQ, DiscreteCQL; d3rlpy has no
+discrete CRR). **Settings**: our side is built by the registry
+(:func:`tianshou_offline.algorithms.registry.make_algorithm`) from the scale's preset
+(``small``: :data:`tianshou_offline.algorithms.PRESETS`, also ``tianshou-offline grid``'s
+defaults; ``d4rl``: the same with 256 × 256 networks), with the preset's batch size; d3rlpy's
+side gets the same settings through the benchmarks' one field map
+(:func:`benchmarks._lib.d3rlpy_map.d3rlpy_params`, which refuses a setting d3rlpy cannot
+express), the same networks (:mod:`benchmarks._lib.d3rlpy_side`), the same batch size and
+number of gradient steps, and the same data: our side loads the HDF5 file with
+``load_buffer``; d3rlpy's gets the same arrays (``obs``, ``act``, ``rew``, ``terminated``,
+episode ends) in an ``MDPDataset``. Every run is a process of its own (d3rlpy in its own
+virtual environment, :func:`benchmarks._lib.peers.d3rlpy_python`), one torch thread each, at
+most ``--jobs`` at a time. A gradient step is ``algorithm.update(buffer, batch_size)`` for ours
+(as Tianshou's ``OfflineTrainer`` calls it) and
+``algo.update(dataset.sample_transition_batch(batch_size))`` for d3rlpy (its ``fit`` loop's
+step).
+
+**Acting rules** (:data:`ACTING`): both sides' final policies are evaluated by the same code in
+this environment, on the same evaluation seeds, each side acting by the same rule. d3rlpy's
+policy is exported as TorchScript: with its ``save_policy`` (a trace of
+``predict_best_action``: random draws inside it are traced, so they are redrawn on every
+call), or, for CRR's actor-mean rule, a trace of its actor's mean ``tanh(μ)``. CRR is trained
+once per seed and side and evaluated twice: with the actor's mean (ours: ``GaussianPolicy``'s
+mode) and critic-weighted (ours: ``CriticWeightedPolicy`` on the trained actor and critics;
+d3rlpy: ``save_policy``, its ``inner_predict_best_action``: 4 Gaussian samples, one drawn with
+probability ``softmax(Q)``, redrawn every call).
 
 Reported per cell: the normalised score ``100 · (R − R_random) / (R_expert − R_random)`` with
-the reference scores stored in the file (:func:`~tianshou_offline.converters.d4rl_scores.normalized_score`
-reads them), mean ± standard error over seeds; the paired difference ours − d3rlpy (same
-seed index: same evaluation episodes), mean ± standard error; training wall time per run.
+the reference returns stored in the file — the family's own random and expert policies, far
+below D4RL's (printed beside them), so these are *not* D4RL-normalised scores — mean ± standard
+error over seeds; the paired difference ours − d3rlpy (same seed index: same evaluation
+episodes), mean ± standard error; training wall time per run. A difference is marked when a
+Student-t test over the seeds' paired differences puts it beyond noise after Holm's
+correction over all the table's differences (family-wise 5%). Every cell has the scale's
+pre-registered seeds (:attr:`Scale.seeds`: 5 at the small scale); ``--seeds N`` runs the first
+N of them, never more.
 
-Where the sides differ (written under the table): DiscreteCQL — ours is CQL(H) on QR-DQN (200
-quantiles), d3rlpy's on double DQN (a mean Q per action); the row ``cql-dqn`` runs ours in
-d3rlpy's form (one quantile, the double-DQN target, half the loss) against the same d3rlpy
-runs; d3rlpy builds an episode's last ``obs_next`` from zeros where the file stores it.
-DiscreteBCQ runs the same network on both sides (:data:`DISCRETE_NETS`). A difference is
-marked when a Student-t test over the seeds' paired differences puts it beyond noise after
-Holm's correction over all the table's differences (family-wise 5%). Every cell has the
-scale's pre-registered seeds (:attr:`Scale.seeds`: 5 at the small scale).
-
-Every run is kept as a result file under ``benchmarks/results/quality_table/`` (its key
-holds the code fingerprint: a run of older code is rerun, not reused), so an interrupted
-table continues; ``--table-only`` prints and ``--readme`` writes the table from the kept
-results alone (no data files needed). The
-families are made once and reused (``--data-dir``). ``--scale d4rl`` is the D4RL budget
-(1M-transition files, SAC trained 1M steps, 1M gradient steps, 5 seeds) for a GPU or a
-cluster; ``--device cuda`` runs both sides there; ``--ray [ADDRESS]`` runs every job as a Ray
-task (one CPU, and a GPU with ``--device cuda``; retried if its worker dies) on a cluster, or
-on a local Ray instance without an address, connected as the experiment grids are. Our side's
-algorithms are built by the grids' builder (:func:`tianshou_offline.scale.build_algorithm`)
-with this table's hyperparameters; a job is not a grid cell (:func:`~tianshou_offline.scale.run_cell`)
-because both sides of the table must be trained by the same loop of gradient steps and
-evaluated by the same code, and d3rlpy's side runs in its own interpreter.
+Every run is kept as a result file under ``benchmarks/results/quality_table/`` (its key holds
+the code fingerprint: a run of older code is rerun, not reused), so an interrupted table
+continues; ``--table-only`` prints and ``--readme`` writes the table from the kept results
+alone (no data files needed). The families are made once and reused (``--data-dir``); their
+generating policies are committed under ``benchmarks/results/quality_table/families/``.
+``--scale d4rl`` is the D4RL budget (1M-transition files, SAC trained 1M steps, 1M gradient
+steps, 5 seeds) for a GPU or a cluster; ``--device cuda`` runs both sides there; ``--ray
+[ADDRESS]`` runs every job as a Ray task (one CPU, and a GPU with ``--device cuda``; retried if
+its worker dies) on a cluster, or on a local Ray instance without an address, connected as the
+experiment grids are. A job is not a grid cell (:func:`~tianshou_offline.scale.run_cell`):
+both sides of the table must be trained by the same loop of gradient steps and evaluated by
+the same code, and d3rlpy's side runs in its own interpreter.
 
 Usage::
 
     python -m benchmarks.quality_table                       # the small scale, 2 processes
     python -m benchmarks.quality_table --rows mountaincar --seeds 3
+    python -m benchmarks.quality_table --rows hopper-medium --sides d3rlpy --jobs 1
     python -m benchmarks.quality_table --scale d4rl --device cuda --jobs 8
     python -m benchmarks.quality_table --scale d4rl --ray auto   # on a node of a Ray cluster
 """
@@ -81,10 +89,14 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from benchmarks._lib import readme, results, stats
+from benchmarks._lib.d3rlpy_map import d3rlpy_params
 from benchmarks._lib.peers import D3RLPY_VERSION, child_env, d3rlpy_python
+
+if TYPE_CHECKING:
+    from tianshou_offline.algorithms.config import AlgorithmConfig
 
 BENCHMARK = "quality_table"
 COMMON_CODE = (
@@ -93,14 +105,16 @@ COMMON_CODE = (
     "tianshou_offline/converters/d4rl_scores.py",
 )
 CODE = {
-    "ours": (*COMMON_CODE, "tianshou_offline/algorithms", "tianshou_offline/data",
-             "tianshou_offline/scale/algorithms.py"),
+    "ours": (*COMMON_CODE, "tianshou_offline/algorithms", "tianshou_offline/data"),
     "d3rlpy": COMMON_CODE,
 }  # fmt: skip
 """The code each side's run depends on: a job's kept result is reused only while the
 fingerprint of these files is the same (:mod:`benchmarks._lib.results`)."""
 
 DEFAULT_DATA_DIR = Path.home() / ".cache" / "tianshou-offline" / "quality"
+FAMILIES_DIR = results.RESULTS_DIR / BENCHMARK / "families"
+"""The families' generating policies and settings (committed, small): see
+:func:`keep_family_policies`."""
 
 
 # ----------------------------------------------------------------------------- settings
@@ -111,6 +125,8 @@ class Scale:
     """The budgets of one scale of the table."""
 
     name: str
+    preset: str
+    """The preset of both sides' algorithm settings (:data:`tianshou_offline.algorithms.PRESETS`)."""
     online_budget: dict[str, int]
     """Online environment steps of each family's agent."""
     dataset_steps: int
@@ -126,14 +142,12 @@ class Scale:
     """Evaluation episodes of each online checkpoint of a family."""
     reference_episodes: int
     mountaincar_episodes: int
-    hidden: tuple[int, ...]
-    """Every continuous network's hidden layers (actor, critics, VAE encoder and decoder,
-    perturbation), on both sides."""
 
 
 SCALES: dict[str, Scale] = {
     "small": Scale(
         name="small",
+        preset="small",
         online_budget={"Hopper-v5": 60_000, "HalfCheetah-v5": 60_000, "CartPole-v1": 50_000},
         dataset_steps=20_000,
         gradient_steps={"continuous": 5_000, "discrete": 10_000},
@@ -142,10 +156,10 @@ SCALES: dict[str, Scale] = {
         family_eval_episodes=5,
         reference_episodes=100,
         mountaincar_episodes=100,
-        hidden=(64, 64),
     ),
     "d4rl": Scale(
         name="d4rl",
+        preset="d4rl",
         online_budget={"Hopper-v5": 1_000_000, "HalfCheetah-v5": 1_000_000, "CartPole-v1": 100_000},
         dataset_steps=1_000_000,
         gradient_steps={"continuous": 1_000_000, "discrete": 100_000},
@@ -154,7 +168,6 @@ SCALES: dict[str, Scale] = {
         family_eval_episodes=10,
         reference_episodes=100,
         mountaincar_episodes=1_000,
-        hidden=(256, 256),
     ),
 }
 
@@ -167,6 +180,9 @@ class RowSpec:
     """A family level, or ``scripted`` (the MountainCar recording)."""
     suite: str
     """``continuous`` or ``discrete``."""
+    d4rl: str | None = None
+    """D4RL's dataset of the same task (its reference returns are printed beside the
+    family's); None: D4RL has no such task."""
 
     @property
     def label(self) -> str:
@@ -176,187 +192,136 @@ class RowSpec:
 ROWS: dict[str, RowSpec] = {
     r.key: r
     for r in (
-        RowSpec("hopper-medium", "Hopper-v5", "medium", "continuous"),
-        RowSpec("hopper-medium-replay", "Hopper-v5", "medium-replay", "continuous"),
-        RowSpec("hopper-expert", "Hopper-v5", "expert", "continuous"),
-        RowSpec("halfcheetah-medium", "HalfCheetah-v5", "medium", "continuous"),
-        RowSpec("halfcheetah-medium-replay", "HalfCheetah-v5", "medium-replay", "continuous"),
-        RowSpec("halfcheetah-expert", "HalfCheetah-v5", "expert", "continuous"),
+        RowSpec("hopper-medium", "Hopper-v5", "medium", "continuous", "hopper-medium-v2"),
+        RowSpec("hopper-medium-replay", "Hopper-v5", "medium-replay", "continuous",
+                "hopper-medium-replay-v2"),
+        RowSpec("hopper-expert", "Hopper-v5", "expert", "continuous", "hopper-expert-v2"),
+        RowSpec("halfcheetah-medium", "HalfCheetah-v5", "medium", "continuous",
+                "halfcheetah-medium-v2"),
+        RowSpec("halfcheetah-medium-replay", "HalfCheetah-v5", "medium-replay", "continuous",
+                "halfcheetah-medium-replay-v2"),
+        RowSpec("halfcheetah-expert", "HalfCheetah-v5", "expert", "continuous",
+                "halfcheetah-expert-v2"),
         RowSpec("cartpole-medium", "CartPole-v1", "medium", "discrete"),
         RowSpec("mountaincar", "MountainCar-v0", "scripted", "discrete"),
     )
-}
+}  # fmt: skip
 ROW_GROUPS = {"hopper": [k for k in ROWS if k.startswith("hopper")],
               "halfcheetah": [k for k in ROWS if k.startswith("halfcheetah")]}  # fmt: skip
+ROW_ORDER = ("hopper-medium", "halfcheetah-medium", "cartpole-medium", "mountaincar",
+             "hopper-medium-replay", "hopper-expert", "halfcheetah-medium-replay",
+             "halfcheetah-expert")  # fmt: skip
+"""The order rows are run in when ``--rows all`` (decided before any run: when the table
+cannot be finished, the first rows are complete)."""
 
-ALGORITHMS = {
-    "continuous": ("il", "bcq", "cql", "crr", "td3bc", "iql", "rebrac"),
-    "discrete": ("il", "bcq", "cql", "cql-dqn", "crr"),
-}
-LABELS = {
+
+@dataclass(frozen=True)
+class Line:
+    """One line of the table for each row of its suite."""
+
+    label: str
+    ours: str
+    """The preset's algorithm (or variant) our side trains."""
+    peer: str | None
+    """The d3rlpy line it is compared with (None: d3rlpy has none)."""
+    acting: str = "default"
+    """The acting rule both sides are evaluated with (:data:`ACTING`)."""
+
+
+LINES: dict[str, dict[str, Line]] = {
     "continuous": {
-        "il": "IL (BC)",
-        "bcq": "BCQ",
-        "cql": "CQL",
-        "crr": "CRR",
-        "td3bc": "TD3+BC",
-        "iql": "IQL",
-        "rebrac": "ReBRAC",
+        "il": Line("IL (BC)", "il", "il"),
+        "bcq": Line("BCQ", "bcq", "bcq"),
+        "cql": Line("CQL", "cql", "cql"),
+        "crr": Line("CRR, actor mean", "crr", "crr", "actor-mean"),
+        "crr-cwp": Line("CRR, critic-weighted", "crr", "crr-cwp", "critic-weighted"),
+        "td3bc": Line("TD3+BC", "td3bc", "td3bc"),
+        "iql": Line("IQL", "iql", "iql"),
+        "rebrac": Line("ReBRAC", "rebrac", "rebrac"),
+        "awac": Line("AWAC (batch-softmax weights)", "awac-softmax", "awac"),
     },
     "discrete": {
-        "il": "IL (BC)",
-        "bcq": "BCQ",
-        "cql": "CQL",
-        "cql-dqn": "CQL, d3rlpy's form",
-        "crr": "CRR",
+        "il": Line("IL (BC)", "il", "il"),
+        "bcq": Line("BCQ", "bcq", "bcq"),
+        "cql": Line("CQL (QR-DQN)", "cql", "cql"),
+        "cql-dqn": Line("CQL, d3rlpy's form", "cql-dqn", "cql"),
+        "crr": Line("CRR", "crr", None),
     },
 }
-D3RLPY_HAS = {
-    "continuous": {"il", "bcq", "cql", "crr", "td3bc", "iql", "rebrac"},
-    "discrete": {"il", "bcq", "cql"},
-}
+"""The table's lines: key (the result's name) → what each side runs."""
 
-CONTINUOUS_BATCH = 256
-CONTINUOUS_HP: dict[str, dict[str, Any]] = {
-    "il": {"lr": 1e-3},
-    "bcq": {"lr": 1e-3, "gamma": 0.99, "tau": 0.005, "lmbda": 0.75, "num_sampled_action": 10,
-            "phi": 0.05, "kl_weight": 0.5, "num_critics": 2},
-    "cql": {"actor_lr": 1e-4, "critic_lr": 3e-4, "alpha_lr": 1e-4, "cql_weight": 5.0,
-            "tau": 0.005, "gamma": 0.99, "num_sampled_actions": 10, "num_critics": 2},
-    "td3bc": {"lr": 3e-4, "tau": 0.005, "gamma": 0.99, "policy_noise": 0.2, "noise_clip": 0.5,
-              "update_actor_freq": 2, "alpha": 2.5, "num_critics": 2},
-    "crr": {"lr": 3e-4, "gamma": 0.99, "tau": 0.005, "num_action_samples": 4, "beta": 1.0,
-            "max_weight": 20.0, "num_critics": 1},
-    "iql": {"lr": 3e-4, "tau": 0.005, "gamma": 0.99, "expectile": 0.7, "beta": 3.0,
-            "max_weight": 100.0, "num_critics": 2},
-    "rebrac": {"lr": 1e-3, "tau": 0.005, "gamma": 0.99, "policy_noise": 0.2, "noise_clip": 0.5,
-               "update_actor_freq": 2, "actor_bc_coef": 0.001, "critic_bc_coef": 0.01,
-               "num_critics": 2},
+D3RLPY_JOBS: dict[str, dict[str, str]] = {
+    "continuous": {"il": "il", "bcq": "bcq", "cql": "cql", "crr": "crr", "td3bc": "td3bc",
+                   "iql": "iql", "rebrac": "rebrac", "awac": "awac-softmax"},
+    "discrete": {"il": "il", "bcq": "bcq", "cql": "cql-dqn"},
 }  # fmt: skip
-"""One set per algorithm, read by both sides. CQL: the fixed-weight variant (weight 5, no
-Lagrange dual; d3rlpy's MuJoCo setting ``alpha_learning_rate=0``) with the automatic entropy
-temperature and no entropy term in the backup; BCQ: 10 sampled actions for the target and for
-acting (the paper's); TD3+BC: observations normalised with the data's statistics (the paper;
-d3rlpy's ``StandardObservationScaler``); CRR: exponential weights, mean advantage, soft target
-updates; IQL: the paper's MuJoCo settings (expectile 0.7, β 3, weight clip 100), a Gaussian
-actor with a state-independent std, observations normalised on both sides (CORL), no cosine
-schedule (d3rlpy has none); ReBRAC: LayerNorm critics on both sides, d3rlpy's default
-penalties β₁ = 0.001, β₂ = 0.01 (the paper tunes them per D4RL dataset; these families are not
-D4RL's), at this table's batch of 256 (the paper: 1024)."""
+"""d3rlpy's runs: its line key → the preset entry whose settings it is given (the field map).
+d3rlpy's DiscreteCQL is double DQN with a mean Q per action, so it gets the settings of our
+CQL in that form (``cql-dqn``), and both our CQL lines are compared with its runs; d3rlpy's
+AWAC weights are a softmax over the batch, so it gets ``awac-softmax``'s."""
 
-DISCRETE_TRUNK = (64,)
-DISCRETE_HEAD = (64,)
-DISCRETE_BATCH = 64
-DISCRETE_HP: dict[str, dict[str, Any]] = {
-    "il": {"lr": 1e-3},
-    "bcq": {"lr": 1e-3, "gamma": 0.99, "n_step": 3, "target_update_freq": 100,
-            "threshold": 0.3, "imitation_logits_penalty": 0.01},
-    "cql": {"lr": 1e-3, "gamma": 0.99, "n_step": 3, "target_update_freq": 100,
-            "min_q_weight": 10.0, "d3rlpy_alpha": 1.0, "num_quantiles": 200},
-    "crr": {"lr": 1e-3, "gamma": 0.99, "n_step": 1, "target_update_freq": 100, "beta": 1.0},
-    "cql-dqn": {"lr": 1e-3, "gamma": 0.99, "n_step": 3, "target_update_freq": 100,
-                "min_q_weight": 0.5, "num_quantiles": 1, "double_q": True},
-}  # fmt: skip
-"""CartPole-sized networks (Tianshou's CartPole offline tests: trunk 64, head 64; BCQ: see
-:data:`DISCRETE_NETS`). CQL: each
-side's default conservative weight for its own TD loss — ours ``min_q_weight`` 10 (Tianshou's
-default) on the quantile loss, d3rlpy's ``alpha`` 1 on its mean-Q Huber loss. The same number
-would not be the same weight: the quantile Huber loss sums over the 200 target quantiles, so
-it is about N/2 = 100 times a scalar Huber loss of the same error, and at w = 1 our
-conservative term hardly acts (CartPole medium, seed 0, 10,000 steps: return 15, below
-uniform random's 22, with the two actions' Q-values equal, CQL gap log 2; w = 10: return 167
-after 2,500 steps). ``cql-dqn`` is our DiscreteCQL in d3rlpy's form, compared with d3rlpy's
-DiscreteCQL runs: one quantile (the quantile Huber loss of one quantile at τ̂ = ½ is half the
-Huber loss of the mean Q), the next action chosen by the online network (double DQN) and
-w = ½: the loss is then exactly half of d3rlpy's ``huber + α · conservative`` at α = 1, which
-Adam's steps do not see (they are invariant to the scale of the loss, up to its ε)."""
-
-DISCRETE_NETS: dict[str, dict[str, list[int]]] = {
-    "bcq": {"trunk_sizes": [64, 64], "head_sizes": []},
+ACTING: dict[str, str] = {
+    "default": "each algorithm's evaluation action (below)",
+    "actor-mean": "the actor's mean",
+    "critic-weighted": "critic-weighted: 4 actor samples, one drawn with probability "
+    "softmax(Q), redrawn every call",
 }
-"""Our networks where they are not ``DISCRETE_TRUNK`` + ``DISCRETE_HEAD`` (part of our side's
-job key). BCQ: d3rlpy's layout, which :mod:`benchmarks._lib.d3rlpy_side` builds for its side — its imitator is
-a linear layer on the Q network's whole encoder (``share_encoder=True``; the encoder is the
-trunk and the head's hidden layer) — so ours is a trunk of both hidden layers with linear
-Q and imitation heads: the same network. (The table first gave our imitator its own hidden
-layer: CartPole 84.8 ± 9.7 against d3rlpy's 107.9 ± 2.2.)"""
-
-PEER_OF = {"cql-dqn": "cql"}
-"""Our variants compared with another d3rlpy algorithm's runs (no d3rlpy job of their own)."""
 
 NOTES = [
+    "Acting at evaluation, both sides: BC, TD3+BC, ReBRAC — the deterministic actor; CQL, "
+    "IQL — the Gaussian's mean tanh(μ) (ours: the tanh-squashed Gaussian's mode; IQL's "
+    "tanh-bounded mean); AWAC — the Gaussian's mean (d3rlpy: tanh(μ); ours: μ clipped to the "
+    "bounds); CRR — both rules, two lines, the same trained networks; BCQ — samples on both "
+    "sides: 10 VAE decodings (latents N(0, 1) clipped to ±0.5) perturbed, the one with the "
+    "highest Q₁ (redrawn every call); discrete — argmax Q (BCQ: among the actions the "
+    "imitator allows; BC: argmax of the logits)",
     "DiscreteCQL: ours is CQL(H) on QR-DQN (200 quantiles, the target network selects the next "
-    "action), d3rlpy's on double DQN (one mean Q per action); each at its default conservative "
+    "action), d3rlpy's on double DQN (one mean Q per action), each at its default conservative "
     "weight for its loss (ours 10 on the quantile loss, which sums over 200 target quantiles; "
-    "d3rlpy's 1 on a scalar Huber loss): at 1, ours does not separate CartPole's actions "
-    "(return 15 after 10,000 steps)",
+    "d3rlpy's 1 on a scalar Huber loss)",
     "DiscreteCQL, d3rlpy's form: ours with one quantile, the double-DQN target and w = 0.5 — "
     "half of d3rlpy's loss at α = 1, the same Adam steps — against d3rlpy's DiscreteCQL runs",
     "DiscreteBCQ: the same network on both sides (d3rlpy's share_encoder layout: linear Q and "
     "imitation heads on one two-layer trunk)",
-    "d3rlpy has no discrete CRR",
-    "CRR acts with its actor's deterministic action on both sides (d3rlpy's exported policy; "
-    "its predict() would instead re-rank sampled actions with the critic)",
+    "AWAC: ours with d3rlpy's weights B · softmax(A / λ) over the batch (the preset's "
+    "`awac-softmax`; the `awac` default clips exp(A / λ) at 100, which d3rlpy cannot)",
+    "d3rlpy has no discrete CRR; d3rlpy's DecisionTransformer is not in the table: its runs "
+    "(a transformer trained on trajectory segments, evaluated conditioned on a target return) "
+    "do not fit this scale's CPU budget beside the other lines",
     "d3rlpy builds the obs_next of an episode's last transition from zeros (its MDPDataset has "
     "no obs_next column); ours reads the stored one",
 ]
+"""Printed under the table (the field map's differences are added to them)."""
 
 
-def d3rlpy_params(suite: str, algo: str) -> dict[str, Any]:
-    """The ``params`` of :mod:`benchmarks._lib.d3rlpy_side`'s config builders, from :data:`CONTINUOUS_HP` /
-    :data:`DISCRETE_HP` (d3rlpy's own defaults differ: BCQ samples 100 actions, CQL learns
-    its conservative weight, CRR copies its target every 100 steps, DiscreteBC penalises
-    logits with β = 0.5)."""
+def _kind(suite: str) -> Literal["continuous", "discrete"]:
     if suite == "continuous":
-        hp = CONTINUOUS_HP[algo]
-        if algo == "il":
-            return {"lr": hp["lr"]}
-        if algo == "bcq":
-            return {"actor_lr": hp["lr"], "critic_lr": hp["lr"], "imitator_lr": hp["lr"],
-                    "gamma": hp["gamma"], "tau": hp["tau"], "n_critics": hp["num_critics"],
-                    "lam": hp["lmbda"], "n_action_samples": hp["num_sampled_action"],
-                    "action_flexibility": hp["phi"], "beta": hp["kl_weight"]}  # fmt: skip
-        if algo == "cql":
-            return {"actor_lr": hp["actor_lr"], "critic_lr": hp["critic_lr"],
-                    "temp_lr": hp["alpha_lr"], "alpha_lr": 0.0, "critic_clip_grad_norm": None,
-                    "gamma": hp["gamma"], "tau": hp["tau"], "n_critics": hp["num_critics"],
-                    "conservative_weight": hp["cql_weight"], "alpha_threshold": 10.0,
-                    "n_action_samples": hp["num_sampled_actions"], "soft_q_backup": False}  # fmt: skip
-        if algo == "td3bc":
-            return {"actor_lr": hp["lr"], "critic_lr": hp["lr"], "gamma": hp["gamma"],
-                    "tau": hp["tau"], "n_critics": hp["num_critics"],
-                    "policy_noise": hp["policy_noise"], "noise_clip": hp["noise_clip"],
-                    "alpha": hp["alpha"], "update_actor_interval": hp["update_actor_freq"]}  # fmt: skip
-        if algo == "crr":
-            return {"actor_lr": hp["lr"], "critic_lr": hp["lr"], "gamma": hp["gamma"],
-                    "tau": hp["tau"], "n_critics": hp["num_critics"], "beta": hp["beta"],
-                    "n_action_samples": hp["num_action_samples"], "advantage_type": "mean",
-                    "weight_type": "exp", "max_weight": hp["max_weight"],
-                    "target_update_type": "soft", "target_update_interval": 1}  # fmt: skip
-        if algo == "iql":
-            return {"actor_lr": hp["lr"], "critic_lr": hp["lr"], "gamma": hp["gamma"],
-                    "tau": hp["tau"], "n_critics": hp["num_critics"],
-                    "expectile": hp["expectile"], "weight_temp": hp["beta"],
-                    "max_weight": hp["max_weight"]}  # fmt: skip
-        if algo == "rebrac":
-            return {"actor_lr": hp["lr"], "critic_lr": hp["lr"], "gamma": hp["gamma"],
-                    "tau": hp["tau"], "n_critics": hp["num_critics"],
-                    "policy_noise": hp["policy_noise"], "noise_clip": hp["noise_clip"],
-                    "update_actor_interval": hp["update_actor_freq"],
-                    "actor_beta": hp["actor_bc_coef"], "critic_beta": hp["critic_bc_coef"],
-                    "critic_layer_norm": True}  # fmt: skip
-    else:
-        hp = DISCRETE_HP[algo]
-        if algo == "il":
-            return {"lr": hp["lr"], "beta": 0.0}  # ours: plain cross-entropy
-        if algo == "bcq":
-            return {"lr": hp["lr"], "action_flexibility": hp["threshold"],
-                    "beta": hp["imitation_logits_penalty"],
-                    "target_update_interval": hp["target_update_freq"]}  # fmt: skip
-        if algo == "cql":
-            return {"lr": hp["lr"], "alpha": hp["d3rlpy_alpha"],
-                    "target_update_interval": hp["target_update_freq"]}  # fmt: skip
-    raise ValueError(f"d3rlpy has no {suite} {algo}")
+        return "continuous"
+    if suite == "discrete":
+        return "discrete"
+    raise ValueError(f"suite {suite!r}: expected 'continuous' or 'discrete'")
+
+
+def our_config(scale: Scale, suite: str, name: str) -> AlgorithmConfig:
+    """Our config of ``name`` (an algorithm or a variant of the scale's preset)."""
+    from tianshou_offline.algorithms.registry import make_config
+
+    return make_config(name, _kind(suite), preset=scale.preset)
+
+
+def batch_size(scale: Scale, suite: str, name: str) -> int:
+    """The preset's batch size of ``name``: both sides train with it."""
+    from tianshou_offline.algorithms.presets import preset
+
+    return preset(scale.preset).batch_size_of(
+        type(our_config(scale, suite, name)).name, _kind(suite)
+    )
+
+
+def d3rlpy_mapping(scale: Scale, suite: str, key: str) -> Any:
+    """d3rlpy's settings for its line ``key``, from our preset's config (:data:`D3RLPY_JOBS`)."""
+    config = our_config(scale, suite, D3RLPY_JOBS[suite][key])
+    return d3rlpy_params(type(config).name, suite, config.hyperparameters())
 
 
 # ----------------------------------------------------------------------------- data
@@ -498,8 +463,12 @@ def export_arrays(path: Path, out: Path) -> Path:
 
 @dataclass(frozen=True)
 class Job:
+    """One training run (a side, a row, an algorithm, a seed) and its evaluations: one kept
+    result per line of :attr:`outputs` (CRR: two acting rules of the same networks)."""
+
     row: str
     algo: str
+    """Ours: the preset entry trained (``crr``, ``cql-dqn``); d3rlpy: its line key."""
     side: str
     """``ours`` or ``d3rlpy``."""
     seed: int
@@ -507,21 +476,33 @@ class Job:
 
     @property
     def name(self) -> str:
-        """The result's name: scale, row, algorithm, side, seed."""
+        """scale.row.algorithm.side.seed (the run's name in progress lines)."""
         return f"{self.spec['scale']}.{self.row}.{self.algo}.{self.side}.{self.seed}"
 
     @property
-    def settings(self) -> dict[str, Any]:
-        """The spec without this machine's paths (the data is in it by its hash)."""
-        return {k: v for k, v in self.spec.items() if k not in ("file", "arrays")}
+    def outputs(self) -> dict[str, str]:
+        """The lines this run's evaluations are kept as → their acting rule."""
+        out: dict[str, str] = self.spec["outputs"]
+        return out
+
+    def result_name(self, line: str) -> str:
+        """The kept result's name of ``line``: scale, row, line, side, seed."""
+        return f"{self.spec['scale']}.{self.row}.{line}.{self.side}.{self.seed}"
+
+    def settings(self, line: str) -> dict[str, Any]:
+        """The settings of ``line``'s result: the spec without this machine's paths (the
+        data is in it by its hash) and the other outputs, with the line and its rule."""
+        drop = ("file", "arrays", "outputs")
+        return {**{k: v for k, v in self.spec.items() if k not in drop},
+                "line": line, "acting": self.outputs[line]}  # fmt: skip
 
     @property
     def code(self) -> tuple[str, ...]:
         return CODE[self.side]
 
-    @property
-    def key(self) -> str:
-        return results.result_key(self.name, self.settings, _fingerprint(self.code))
+    def key(self, line: str) -> str:
+        return results.result_key(self.result_name(line), self.settings(line),
+                                  _fingerprint(self.code))  # fmt: skip
 
 
 @functools.cache
@@ -529,46 +510,70 @@ def _fingerprint(code: tuple[str, ...]) -> str:
     return results.code_fingerprint(code)
 
 
+def row_info(row: RowSpec, path: Path) -> dict[str, Any]:
+    """What a job needs of a row's file: its action size, and the data as the results
+    record it (name, size, the reference returns stored in it)."""
+    from tianshou_offline import read_metadata
+    from tianshou_offline.converters.d4rl_scores import reference_scores
+
+    md = read_metadata(path)  # the action space stored in the file (no environment is made)
+    space: Any = md.action_space
+    lo, hi = reference_scores(path)
+    return {
+        "action_size": int(space.shape[0]) if row.suite == "continuous" else int(space.n),
+        "data": {"name": path.name, "transitions": md.num_transitions,
+                 "episodes": md.num_episodes, "ref_min": lo, "ref_max": hi},
+    }  # fmt: skip
+
+
 def make_jobs(
     rows: Sequence[RowSpec], files: dict[str, Path], arrays: dict[str, Path], *, scale: Scale,
     seeds: int, algorithms: Sequence[str] | None, sides: Sequence[str], device: str,
 ) -> list[Job]:  # fmt: skip
-    from tianshou_offline import read_metadata
-    from tianshou_offline.converters.d4rl_scores import reference_scores
-
-    info: dict[str, dict[str, Any]] = {}
-    for row in rows:  # the action space stored in the file (no environment is made)
-        md = read_metadata(files[row.key])
-        space: Any = md.action_space
-        lo, hi = reference_scores(files[row.key])
-        info[row.key] = {
-            "action_size": int(space.shape[0]) if row.suite == "continuous" else int(space.n),
-            "data": {"name": files[row.key].name, "transitions": md.num_transitions,
-                     "episodes": md.num_episodes, "ref_min": lo, "ref_max": hi},
-        }  # fmt: skip
+    """Every run of ``rows`` × lines (``algorithms``: only these line keys) × ``sides`` ×
+    the first ``seeds`` seeds, row-major in the given order (a row's runs, every seed, before
+    the next row's: a table cut short has complete rows)."""
     jobs: list[Job] = []
-    for seed in range(seeds):  # seed-major: a partial table has every cell at low seeds
-        for row in rows:
-            for algo in ALGORITHMS[row.suite]:
-                if algorithms and algo not in algorithms:
-                    continue
-                for side in sides:
-                    if side == "d3rlpy" and algo not in D3RLPY_HAS[row.suite]:
-                        continue
-                    spec = {
-                        "scale": scale.name, "row": row.key, "env": row.env,
-                        "suite": row.suite, "algo": algo, "side": side, "seed": seed,
-                        "file": str(files[row.key]), "file_sha256": _sha256(files[row.key]),
-                        "arrays": str(arrays.get(row.key, arrays_path(files[row.key]))),
-                        **info[row.key],
-                        "gradient_steps": scale.gradient_steps[row.suite],
-                        "eval_episodes": scale.eval_episodes, "device": device,
-                        "hidden": list(scale.hidden),
-                        "hp": (CONTINUOUS_HP if row.suite == "continuous" else DISCRETE_HP)[algo],
-                    }  # fmt: skip
-                    if side == "ours" and row.suite == "discrete" and algo in DISCRETE_NETS:
-                        spec["net"] = DISCRETE_NETS[algo]
-                    jobs.append(Job(row.key, algo, side, seed, spec))
+    for row in rows:
+        info = row_info(row, files[row.key])
+        lines = {k: ln for k, ln in LINES[row.suite].items() if not algorithms or k in algorithms}
+        runs: list[tuple[str, str, dict[str, str]]] = []  # side, algo, outputs
+        for side in sides:
+            if side == "ours":
+                for name in dict.fromkeys(ln.ours for ln in lines.values()):
+                    outs = {k: ln.acting for k, ln in lines.items() if ln.ours == name}
+                    runs.append((side, name, outs))
+            else:
+                for key in D3RLPY_JOBS[row.suite]:
+                    outs = {ln.peer: ln.acting for ln in lines.values()
+                            if ln.peer is not None and ln.peer.split("-")[0] == key}  # fmt: skip
+                    if outs:
+                        runs.append((side, key, outs))
+        common = {
+            "scale": scale.name, "preset": scale.preset, "row": row.key, "env": row.env,
+            "suite": row.suite, "file": str(files[row.key]),
+            "file_sha256": _sha256(files[row.key]),
+            "arrays": str(arrays.get(row.key, arrays_path(files[row.key]))), **info,
+            "gradient_steps": scale.gradient_steps[row.suite],
+            "eval_episodes": scale.eval_episodes, "device": device,
+        }  # fmt: skip
+        for side, algo, outs in runs:
+            if side == "ours":
+                config = our_config(scale, row.suite, algo)
+                hp = {"hp": config.hyperparameters()}
+                name = algo
+            else:
+                name = D3RLPY_JOBS[row.suite][algo]
+                ours = our_config(scale, row.suite, name).hyperparameters()
+                m = d3rlpy_mapping(scale, row.suite, algo)
+                hp = {"d3rlpy": {"algo": m.algo, "params": m.params,
+                                 "observation_scaler": m.observation_scaler, "n_step": m.n_step},
+                      "nets": {k: ours[k] for k in ("hidden_sizes", "trunk_sizes") if k in ours}}  # fmt: skip
+            for seed in range(seeds):
+                spec = {**common, "algo": algo, "side": side, "seed": seed,
+                        "batch_size": batch_size(scale, row.suite, name), **hp,
+                        "outputs": outs}  # fmt: skip
+                jobs.append(Job(row.key, algo, side, seed, spec))
     return jobs
 
 
@@ -577,21 +582,30 @@ def _sha256(path: Path) -> str:
     return results.file_sha256(path)
 
 
-def _kept(job: Job, results_dir: Path) -> dict[str, Any] | None:
-    """The kept result of ``job`` at this code, as :func:`run_job` returns it."""
-    record = results.find_result(BENCHMARK, job.name, job.settings, job.code, results_dir)
-    return None if record is None else _as_run(record)
+def _kept(job: Job, results_dir: Path) -> dict[str, dict[str, Any]] | None:
+    """The kept results of every output of ``job`` at this code (None: one is missing)."""
+    out = {}
+    for line in job.outputs:
+        record = results.find_result(BENCHMARK, job.result_name(line), job.settings(line),
+                                     job.code, results_dir)  # fmt: skip
+        if record is None:
+            return None
+        out[line] = _as_run(record)
+    return out
 
 
 def _as_run(record: dict[str, Any]) -> dict[str, Any]:
     s = record["settings"]
-    return {**record["figures"], "row": s["row"], "algo": s["algo"], "side": s["side"],
+    return {**record["figures"], "row": s["row"], "line": s["line"], "side": s["side"],
             "seed": s["seed"]}  # fmt: skip
 
 
-def run_job(job: Job, results_dir: Path, d3rlpy: str | None) -> dict[str, Any]:
-    """Run one job in its own process(es), unless a result of it at this code is kept; the
-    result is kept in ``results_dir`` (:func:`benchmarks._lib.results.write_result`)."""
+def run_job(job: Job, results_dir: Path, d3rlpy: str | None) -> dict[str, dict[str, Any]]:
+    """Run one job in its own process(es), unless its results at this code are kept; each
+    output's result is kept in ``results_dir`` (:func:`benchmarks._lib.results.write_result`).
+
+    :returns: line → the run as the table reads it.
+    """
     kept = _kept(job, results_dir)
     if kept is not None:
         return kept
@@ -619,13 +633,16 @@ def run_job(job: Job, results_dir: Path, d3rlpy: str | None) -> dict[str, Any]:
                 raise RuntimeError(
                     f"{job.name}: {' '.join(argv[-3:])} failed:\n{log.read_text()[-3000:]}"
                 )
-        result: dict[str, Any] = json.loads((Path(tmp) / "result.json").read_text())
-    path = results.write_result(
-        BENCHMARK, job.name, settings=job.settings, figures=result, code=job.code,
-        seeds=[job.seed], data={job.row: job.spec["file_sha256"]}, load=load,
-        d3rlpy=D3RLPY_VERSION if job.side == "d3rlpy" else None, results_dir=results_dir,
-    )  # fmt: skip
-    return _as_run(json.loads(path.read_text()))
+        figures: dict[str, dict[str, Any]] = json.loads((Path(tmp) / "result.json").read_text())
+    out = {}
+    for line in job.outputs:
+        path = results.write_result(
+            BENCHMARK, job.result_name(line), settings=job.settings(line), figures=figures[line],
+            code=job.code, seeds=[job.seed], data={job.row: job.spec["file_sha256"]}, load=load,
+            d3rlpy=D3RLPY_VERSION if job.side == "d3rlpy" else None, results_dir=results_dir,
+        )  # fmt: skip
+        out[line] = _as_run(json.loads(path.read_text()))
+    return out
 
 
 def _ray_job(job: Job, results_dir: str, d3rlpy: str | None, torch_version: str) -> dict[str, Any]:
@@ -696,27 +713,54 @@ def _worker_setup(spec: dict[str, Any]) -> None:
 
 
 def build_ours(spec: dict[str, Any], env: Any) -> Any:
-    """Our algorithm for ``spec`` (its suite, algorithm and hyperparameters), for ``env``'s
-    spaces: :func:`tianshou_offline.scale.build_algorithm`, the experiment grids' builder
-    (``tianshou-offline grid``), with this table's hyperparameters and network sizes as its
-    overrides."""
-    from tianshou_offline.scale.algorithms import build_algorithm
+    """Our algorithm for ``spec`` (its preset entry), for ``env``'s spaces:
+    :func:`~tianshou_offline.algorithms.registry.make_algorithm`, the registry's builder, at
+    the job's preset; the settings must be the ones the job was keyed with."""
+    from tianshou_offline.algorithms.registry import make_algorithm, make_config
 
-    hp = dict(spec["hp"])
-    if spec["suite"] == "continuous":
-        overrides = {**hp, "hidden_sizes": [int(x) for x in spec["hidden"]]}
-    else:
-        hp.pop("d3rlpy_alpha", None)  # d3rlpy's own weight (see DISCRETE_HP)
-        net = spec.get("net") or {"trunk_sizes": list(DISCRETE_TRUNK),
-                                  "head_sizes": list(DISCRETE_HEAD)}  # fmt: skip
-        overrides = {**hp, **net}
-    name = spec["algo"].split("-")[0]  # cql-dqn: our CQL, configured by its hp
-    return build_algorithm(name, env.observation_space, env.action_space, overrides)
+    config = make_config(spec["algo"], env.action_space, preset=spec["preset"])
+    if config.hyperparameters() != spec["hp"]:
+        raise RuntimeError(
+            f"{spec['algo']}: the preset {spec['preset']!r} now gives other settings than the "
+            f"job's: {config.hyperparameters()} != {spec['hp']}"
+        )
+    return make_algorithm(spec["algo"], env.observation_space, env.action_space,
+                          preset=spec["preset"], device=spec.get("device", "cpu"))  # fmt: skip
 
 
-def train_ours(spec: dict[str, Any]) -> tuple[Callable[[Any], Any], float]:
-    """Train our algorithm on the file for ``gradient_steps``; returns its deterministic
-    policy (obs → env action) and the training wall time in seconds."""
+def _policy_for(algorithm: Any, acting: str) -> Any:
+    """The policy our trained ``algorithm`` is evaluated with under the rule ``acting``."""
+    from tianshou_offline.algorithms.continuous.policies import (
+        CriticWeightedPolicy,
+        GaussianPolicy,
+    )
+
+    policy = algorithm.policy
+    if acting == "default":
+        return policy
+    if not isinstance(policy, GaussianPolicy) or isinstance(policy, CriticWeightedPolicy):
+        raise ValueError(f"acting rule {acting!r}: expected an algorithm with a GaussianPolicy")
+    if acting == "actor-mean":
+        if not policy.deterministic_eval:
+            raise ValueError("actor-mean: the GaussianPolicy samples at evaluation")
+        return policy
+    if acting == "critic-weighted":  # the trained actor and critics, d3rlpy's 4 samples, T = 1
+        if policy.observation_space is None:
+            raise ValueError("critic-weighted: the policy has no observation space")
+        cwp = CriticWeightedPolicy(
+            actor=policy.actor, critics=algorithm.critics, action_space=policy.action_space,
+            observation_space=policy.observation_space, num_sampled_actions=4,
+            squash=policy.squash, normalize_obs=policy.obs_normalizer.enabled,
+        )  # fmt: skip
+        cwp.obs_normalizer.load_state_dict(policy.obs_normalizer.state_dict())
+        return cwp.to(policy.device)
+    raise ValueError(f"acting rule {acting!r}: expected one of {', '.join(ACTING)}")
+
+
+def train_ours(spec: dict[str, Any]) -> tuple[dict[str, Callable[[Any], Any]], float]:
+    """Train our algorithm on the file for ``gradient_steps``; returns its policy under each
+    of the job's acting rules (line → obs → env action) and the training wall time in
+    seconds."""
     import numpy as np
     import torch
     from tianshou.data import Batch
@@ -728,29 +772,34 @@ def train_ours(spec: dict[str, Any]) -> tuple[Callable[[Any], Any], float]:
     env = EnvSource(spec["env"]).make()
     algorithm = build_ours(spec, env)
     env.close()
-    algorithm.to(spec.get("device", "cpu"))
     buffer = algorithm.process_buffer(load_buffer(spec["file"]))
-    batch_size = CONTINUOUS_BATCH if spec["suite"] == "continuous" else DISCRETE_BATCH
     start = time.perf_counter()  # the gradient steps only (as d3rlpy's side)
     with policy_within_training_step(algorithm.policy):
         for _ in range(int(spec["gradient_steps"])):
-            algorithm.update(buffer=buffer, sample_size=batch_size)
+            algorithm.update(buffer=buffer, sample_size=int(spec["batch_size"]))
     seconds = time.perf_counter() - start
-    policy = algorithm.policy
-    policy.eval()
 
-    def act(obs: Any) -> Any:
-        with torch.no_grad():
-            out = policy(Batch(obs=np.asarray(obs, dtype=np.float32)[None], info=Batch()))
-        a = policy.map_action(out.act)
-        return a[0] if spec["suite"] == "continuous" else int(np.asarray(a).reshape(-1)[0])
+    def acting(policy: Any) -> Callable[[Any], Any]:
+        policy.eval()
 
-    return act, seconds
+        def act(obs: Any) -> Any:
+            with torch.no_grad():
+                out = policy(Batch(obs=np.asarray(obs, dtype=np.float32)[None], info=Batch()))
+            a = policy.map_action(out.act)
+            return a[0] if spec["suite"] == "continuous" else int(np.asarray(a).reshape(-1)[0])
+
+        return act
+
+    rules = spec["outputs"].items()
+    return {line: acting(_policy_for(algorithm, rule)) for line, rule in rules}, seconds
 
 
 def evaluate_policy(spec: dict[str, Any], act: Callable[[Any], Any]) -> dict[str, Any]:
-    """Return statistics and the normalised score (the file's reference scores)."""
+    """Return statistics and the normalised score (the file's reference returns), on the
+    seed's evaluation episodes; torch's generator seeded the same for every policy (the
+    rules that sample draw from it)."""
     import numpy as np
+    import torch
 
     from tianshou_offline.converters.d4rl_scores import normalized_score
     from tianshou_offline.datasets import EnvSource
@@ -758,14 +807,16 @@ def evaluate_policy(spec: dict[str, Any], act: Callable[[Any], Any]) -> dict[str
 
     start = time.perf_counter()
     seed = 10_000 + int(spec["seed"])
-    mean, std, returns = evaluate(
-        act, EnvSource(spec["env"]), episodes=int(spec["eval_episodes"]), seed=seed
-    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(spec["seed"]) + 1)
+        mean, std, returns = evaluate(
+            act, EnvSource(spec["env"]), episodes=int(spec["eval_episodes"]), seed=seed
+        )
     return {
         "return_mean": mean,
         "return_std": std,
         "returns": returns,
-        "score": normalized_score(spec["file"], mean),  # D4RL's 0–100 scale
+        "score": normalized_score(spec["file"], mean),  # the family's reference returns
         "eval_seconds": time.perf_counter() - start,
         "eval_seed": seed,
         "final_return_min": float(np.min(returns)),
@@ -774,20 +825,20 @@ def evaluate_policy(spec: dict[str, Any], act: Callable[[Any], Any]) -> dict[str
 
 def worker_ours(spec: dict[str, Any]) -> None:
     _worker_setup(spec)
-    import torch
-
     import tianshou_offline
 
-    act, seconds = train_ours(spec)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(spec["seed"]) + 1)
-        result = evaluate_policy(spec, act)
-    result.update(train_seconds=seconds, library=f"tianshou-offline {tianshou_offline.__version__}")
-    (Path(spec["workdir"]) / "result.json").write_text(json.dumps(result))
+    policies, seconds = train_ours(spec)
+    out = {}
+    for line, act in policies.items():
+        out[line] = evaluate_policy(spec, act)
+        out[line].update(train_seconds=seconds,
+                         library=f"tianshou-offline {tianshou_offline.__version__}")  # fmt: skip
+    (Path(spec["workdir"]) / "result.json").write_text(json.dumps(out))
 
 
 def worker_d3rlpy(spec: dict[str, Any]) -> None:
-    """In d3rlpy's environment: train and export the policy (TorchScript)."""
+    """In d3rlpy's environment: train, then export the policy of every acting rule of the
+    job as TorchScript (``save_policy``; CRR's actor mean: a trace of ``tanh(μ)``)."""
     import numpy as np
     import torch
 
@@ -801,12 +852,12 @@ def worker_d3rlpy(spec: dict[str, Any]) -> None:
     d3rlpy.seed(int(spec["seed"]))
     torch.manual_seed(int(spec["seed"]))
     data = np.load(spec["arrays"])
-    suite, algo = spec["suite"], spec["algo"]
-    continuous = suite == "continuous"
+    m = spec["d3rlpy"]
+    continuous = spec["suite"] == "continuous"
+    p = m["params"]
     picker = None
-    hp = spec["hp"]
-    if not continuous and hp.get("n_step", 1) > 1 and algo != "il":
-        picker = MultiStepTransitionPicker(n_steps=int(hp["n_step"]), gamma=float(hp["gamma"]))
+    if m["n_step"] > 1:
+        picker = MultiStepTransitionPicker(n_steps=int(m["n_step"]), gamma=float(p["gamma"]))
     actions = data["actions"]
     dataset = MDPDataset(
         observations=data["observations"],
@@ -819,66 +870,103 @@ def worker_d3rlpy(spec: dict[str, Any]) -> None:
         action_size=int(spec["action_size"]),
     )
     obs_dim = int(data["observations"].shape[1])
-    params = d3rlpy_params(suite, algo)
+    batch = int(spec["batch_size"])
+    hp = spec["nets"]
     if continuous:
-        runner_algo = {"il": "bc"}.get(algo, algo)
-        config = continuous_config({"algo": runner_algo, "params": params, "adam": "fused",
-                                   "hidden": list(spec["hidden"]), "batch_size": CONTINUOUS_BATCH})  # fmt: skip
-        if algo in ("td3bc", "iql"):  # the papers' observation normalisation (ours: normalize_obs)
-            config.observation_scaler = d3rlpy.preprocessing.StandardObservationScaler()
-            config.observation_scaler.fit_with_transition_picker(
-                dataset.episodes, dataset.transition_picker
-            )
+        config = continuous_config({"algo": m["algo"], "params": p, "adam": "fused",
+                                    "hidden": hp["hidden_sizes"], "batch_size": batch})  # fmt: skip
     else:
         config = discrete_config({
-            "algo": algo, "params": params, "adam": "fused", "obs_shape": [obs_dim],
-            "trunk_hidden": list(DISCRETE_TRUNK), "head_hidden": list(DISCRETE_HEAD),
-            "channels_last": False, "scale_obs": False, "batch_size": DISCRETE_BATCH,
-            "gamma": float(hp.get("gamma", 0.99)),
+            "algo": m["algo"], "params": p, "adam": "fused", "obs_shape": [obs_dim],
+            "trunk_hidden": hp["trunk_sizes"], "head_hidden": hp["hidden_sizes"],
+            "channels_last": False, "scale_obs": False, "batch_size": batch,
+            "gamma": float(p.get("gamma", 0.99)),
         })  # fmt: skip
-    impl = config.create(
+    if m["observation_scaler"]:  # our normalize_obs: the data's mean and std
+        config.observation_scaler = d3rlpy.preprocessing.StandardObservationScaler()
+        config.observation_scaler.fit_with_transition_picker(
+            dataset.episodes, dataset.transition_picker
+        )
+    algo = config.create(
         device="cuda:0" if spec.get("device", "cpu").startswith("cuda") else "cpu:0"
     )
-    impl.build_with_dataset(dataset)
-    batch_size = CONTINUOUS_BATCH if continuous else DISCRETE_BATCH
+    algo.build_with_dataset(dataset)
     start = time.perf_counter()
     for _ in range(int(spec["gradient_steps"])):
-        impl.update(dataset.sample_transition_batch(batch_size))
+        algo.update(dataset.sample_transition_batch(batch))
     seconds = time.perf_counter() - start
-    policy_path = Path(spec["workdir"]) / "d3rlpy_policy.pt"
-    impl.save_policy(str(policy_path))
-    probe = data["observations"][:4]
+    probe = torch.as_tensor(data["observations"][:64])
     jit_load: Callable[[str], Any] = torch.jit.load  # untyped in torch
-    scripted = jit_load(str(policy_path))(torch.as_tensor(probe)).numpy()
-    if algo not in ("bcq", "crr"):  # their predict samples (CRR: critic-weighted): no check
-        assert np.allclose(scripted, impl.predict(probe), atol=1e-5), "TorchScript ≠ predict"
+    policies, redrawn = {}, {}
+    for line, rule in spec["outputs"].items():
+        path = Path(spec["workdir"]) / f"d3rlpy_policy.{line}.pt"
+        if rule == "actor-mean":
+            _save_actor_mean(algo, path)
+        else:
+            algo.save_policy(str(path))
+        module = jit_load(str(path))
+        first, second = module(probe).numpy(), module(probe).numpy()
+        redrawn[line] = not np.array_equal(first, second)
+        samples = continuous and (m["algo"] == "bcq" or rule == "critic-weighted")
+        if samples:  # BCQ's and CRR's critic-weighted rules draw on every call
+            assert redrawn[line], f"{line}: the exported {rule} policy does not redraw its samples"
+        else:
+            assert not redrawn[line], f"{line}: the exported {rule} policy is not deterministic"
+            if rule == "default":
+                predicted = algo.predict(probe.numpy())
+                assert np.allclose(first, predicted, atol=1e-5), "TorchScript ≠ predict"
+        policies[line] = str(path)
     (Path(spec["workdir"]) / "train.json").write_text(json.dumps({
         "train_seconds": seconds, "library": f"d3rlpy {d3rlpy.__version__}",
-        "policy": str(policy_path),
+        "policies": policies, "redrawn": redrawn,
     }))  # fmt: skip
 
 
+def _save_actor_mean(algo: Any, path: Path) -> None:
+    """TorchScript of d3rlpy's actor mean ``tanh(μ)`` (its ``squashed_mu``), after the
+    observation scaler as ``save_policy`` applies it."""
+    import torch
+
+    impl = algo.impl
+    scaler = algo.config.observation_scaler
+
+    def actor_mean(x: torch.Tensor) -> torch.Tensor:
+        if scaler is not None:
+            x = scaler.transform(x)
+        out: torch.Tensor = impl.modules.policy(x).squashed_mu
+        return out
+
+    impl.modules.freeze()
+    try:
+        dummy = torch.rand(1, *impl.observation_shape, device=impl.device)
+        trace: Callable[..., Any] = torch.jit.trace  # untyped in torch
+        trace(actor_mean, dummy, check_trace=False).save(str(path))
+    finally:
+        impl.modules.unfreeze()
+
+
 def worker_evaluate(spec: dict[str, Any]) -> None:
-    """In this environment: evaluate d3rlpy's exported policy as ours is evaluated."""
+    """In this environment: evaluate d3rlpy's exported policies as ours are evaluated."""
     _worker_setup(spec)
     import numpy as np
     import torch
 
     train = json.loads((Path(spec["workdir"]) / "train.json").read_text())
     jit_load: Callable[[str], Any] = torch.jit.load  # untyped in torch
-    module = jit_load(train["policy"])
     continuous = spec["suite"] == "continuous"
+    out = {}
+    for line, path in train["policies"].items():
+        module = jit_load(path)
 
-    def act(obs: Any) -> Any:
-        with torch.no_grad():
-            out = module(torch.as_tensor(np.asarray(obs, dtype=np.float32)[None])).numpy()
-        return out[0] if continuous else int(out.reshape(-1)[0])
+        def act(obs: Any, module: Any = module) -> Any:
+            with torch.no_grad():
+                a = module(torch.as_tensor(np.asarray(obs, dtype=np.float32)[None])).numpy()
+            return a[0] if continuous else int(a.reshape(-1)[0])
 
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(spec["seed"]) + 1)
-        result = evaluate_policy(spec, act)
-    result.update(train_seconds=train["train_seconds"], library=train["library"])
-    (Path(spec["workdir"]) / "result.json").write_text(json.dumps(result))
+        out[line] = evaluate_policy(spec, act)
+        out[line].update(train_seconds=train["train_seconds"], library=train["library"],
+                         redrawn_every_call=train["redrawn"][line])  # fmt: skip
+    (Path(spec["workdir"]) / "result.json").write_text(json.dumps(out))
 
 
 # ----------------------------------------------------------------------------- table
@@ -887,26 +975,26 @@ def worker_evaluate(spec: dict[str, Any]) -> None:
 def kept_runs(
     scale: Scale, seeds: int, rows: Sequence[RowSpec], results_dir: Path = results.RESULTS_DIR
 ) -> list[dict[str, Any]]:
-    """The kept results of the table's cells at ``scale`` (its gradient steps, evaluation
-    episodes and networks) for the seeds below ``seeds``, whatever code they came from
-    (each result names its commit and code fingerprint)."""
+    """The kept results of the table's cells at ``scale`` (its preset, gradient steps and
+    evaluation episodes) for the seeds below ``seeds``, whatever code they came from (each
+    result names its commit and code fingerprint)."""
     keys = {r.key: r for r in rows}
     out = []
     for record in results.read_results(BENCHMARK, results_dir):
         st = record["settings"]
         row = keys.get(st.get("row", ""))
-        if (row is None or st.get("scale") != scale.name or st["seed"] >= seeds
+        if (row is None or "line" not in st or st.get("preset") != scale.preset
+                or st["seed"] >= seeds
                 or st["gradient_steps"] != scale.gradient_steps[row.suite]
-                or st["eval_episodes"] != scale.eval_episodes
-                or st["hidden"] != list(scale.hidden)):  # fmt: skip
+                or st["eval_episodes"] != scale.eval_episodes):  # fmt: skip
             continue
         out.append({**_as_run(record), "data": st["data"], "record": record})
     return out
 
 
-def _scores(runs: Sequence[dict[str, Any]], row: str, algo: str, side: str) -> dict[int, float]:
+def _scores(runs: Sequence[dict[str, Any]], row: str, line: str, side: str) -> dict[int, float]:
     return {r["seed"]: r["score"] for r in runs
-            if r["row"] == row and r["algo"] == algo and r["side"] == side}  # fmt: skip
+            if r["row"] == row and r["line"] == line and r["side"] == side}  # fmt: skip
 
 
 def _cell(xs: Sequence[float]) -> str:
@@ -924,18 +1012,17 @@ def format_table(
     lines: list[list[str]] = []
     diffs: list[list[float]] = []
     for row in rows:
-        for algo in ALGORITHMS[row.suite]:
-            peer_algo = PEER_OF.get(algo, algo)
-            ours = _scores(runs, row.key, algo, "ours")
-            peer = _scores(runs, row.key, peer_algo, "d3rlpy")
+        for key, line in LINES[row.suite].items():
+            ours = _scores(runs, row.key, key, "ours")
+            peer = _scores(runs, row.key, line.peer, "d3rlpy") if line.peer else {}
             if not ours and not peer:
                 continue
             paired = [ours[k] - peer[k] for k in sorted(set(ours) & set(peer))]
             secs = [[r["train_seconds"] for r in runs if r["row"] == row.key and r["side"] == s
-                     and r["algo"] == a] for s, a in (("ours", algo), ("d3rlpy", peer_algo))]  # fmt: skip
+                     and r["line"] == n] for s, n in (("ours", key), ("d3rlpy", line.peer))]  # fmt: skip
             lines.append([
-                row.label, LABELS[row.suite][algo], _cell(list(ours.values())),
-                _cell(list(peer.values())) if peer_algo in D3RLPY_HAS[row.suite] else "—",
+                row.label, line.label, _cell(list(ours.values())),
+                _cell(list(peer.values())) if line.peer else "—",
                 _cell(paired), str(max(len(ours), len(peer))),
                 *(f"{statistics.fmean(x):.0f}" if x else "n/a" for x in secs),
             ])  # fmt: skip
@@ -958,11 +1045,11 @@ def bc_check(
         if row.level not in ("medium", "expert"):
             continue
         bc = _scores(runs, row.key, "il", "ours")
-        for algo in ALGORITHMS[row.suite][1:]:
-            mine = _scores(runs, row.key, algo, "ours")
+        for key, line in LINES[row.suite].items():
+            mine = _scores(runs, row.key, key, "ours") if key != "il" else {}
             d = [mine[k] - bc[k] for k in sorted(set(mine) & set(bc))]
             if d:
-                found.append((f"{row.label}: {LABELS[row.suite][algo]}", d))
+                found.append((f"{row.label}: {line.label}", d))
     beyond = stats.holm([stats.t_test(d) for _, d in found], alpha)
     return [f"{label} {stats.format_mean_se(*stats.mean_se(d), sign=True)} below BC"
             for (label, d), b in zip(found, beyond, strict=True)
@@ -970,18 +1057,46 @@ def bc_check(
 
 
 def describe_rows(runs: Sequence[dict[str, Any]], rows: Sequence[RowSpec]) -> list[str]:
-    """Each row's data as its results recorded it: size and reference returns."""
+    """Each row's data as its results recorded it: size, the family's reference returns and,
+    for a task D4RL has, D4RL's beside them."""
+    from tianshou_offline.converters.d4rl_scores import dataset_info
+
     out = []
     for row in rows:
         data = next((r["data"] for r in runs if r["row"] == row.key), None)
         if data is None:
             continue
-        out.append(
-            f"- {row.label}: {data['transitions']:,} transitions, {data['episodes']:,} "
-            f"episodes; reference returns random {data['ref_min']:.1f}, expert "
-            f"{data['ref_max']:.1f} (`{data['name']}`)"
-        )
+        ref = f"reference returns random {data['ref_min']:.1f}, expert {data['ref_max']:.1f}"
+        if row.d4rl is not None:
+            d4rl = dataset_info(row.d4rl)
+            share = 100 * data["ref_max"] / d4rl.ref_max_score
+            ref += (f" — D4RL's `{row.d4rl}`: random {d4rl.ref_min_score:.1f}, expert "
+                    f"{d4rl.ref_max_score:.1f} (this family's expert: {share:.0f}% of D4RL's)")  # fmt: skip
+        else:
+            ref += " (D4RL has no such task)"
+        out.append(f"- {row.label}: {data['transitions']:,} transitions, "
+                   f"{data['episodes']:,} episodes; {ref} (`{data['name']}`)")  # fmt: skip
     return out
+
+
+def notes(scale: Scale) -> list[str]:
+    """What the sides still do differently: :data:`NOTES` and the field map's differences."""
+    found = [*NOTES]
+    for suite, jobs in D3RLPY_JOBS.items():
+        for key in jobs:
+            found += [d for d in d3rlpy_mapping(scale, suite, key).differences if d not in found]
+    return found
+
+
+def _caption_nets(scale: Scale) -> str:
+    cont = our_config(scale, "continuous", "il").hyperparameters()
+    disc = our_config(scale, "discrete", "il").hyperparameters()
+
+    def x(sizes: Sequence[int]) -> str:
+        return "×".join(map(str, sizes))
+
+    return (f"continuous networks {x(cont['hidden_sizes'])}, discrete trunk "
+            f"{x(disc['trunk_sizes'])} + head {x(disc['hidden_sizes'])}")  # fmt: skip
 
 
 def report(
@@ -991,14 +1106,18 @@ def report(
     README's section)."""
     n_cells = format_table(runs, rows).count("\n") - 1
     return "\n".join([
-        f"Learning quality, scale `{scale.name}`: normalised score, mean ± s.e. over {seeds} "
-        f"pre-registered seeds per cell (0–{seeds - 1}); bold: the paired difference is "
+        f"Learning quality, scale `{scale.name}`: score 100 · (R − R_random) / (R_expert − "
+        "R_random) with each family's own reference returns (listed under the table beside "
+        "D4RL's: not D4RL-normalised scores), mean ± s.e. over "
+        f"{seeds} pre-registered seeds per cell (0–{seeds - 1}); bold: the paired difference is "
         f"nonzero by a Student-t test with Holm's correction over the table's {n_cells} "
-        "differences (family-wise 5%). Budgets: "
+        "differences (family-wise 5%). Settings: the preset "
+        f"`{scale.preset}` on both sides (d3rlpy's through the benchmarks' field map); budgets: "
         f"{scale.gradient_steps['continuous']:,} gradient steps (continuous, batch "
-        f"{CONTINUOUS_BATCH}) / {scale.gradient_steps['discrete']:,} (discrete, batch "
-        f"{DISCRETE_BATCH}) per run; continuous networks {'×'.join(map(str, scale.hidden))}; "
-        f"{scale.eval_episodes} evaluation episodes per run; families: "
+        f"{batch_size(scale, 'continuous', 'il')}) / {scale.gradient_steps['discrete']:,} "
+        f"(discrete, batch {batch_size(scale, 'discrete', 'il')}) per run; {_caption_nets(scale)}; "
+        f"{scale.eval_episodes} evaluation episodes per run; CRR evaluated with both acting "
+        "rules on both sides (its two lines: the same trained networks); families: "
         + ", ".join(f"{e} {b:,} online steps" for e, b in scale.online_budget.items())
         + f", {scale.dataset_steps:,} transitions per recorded file (D4RL: 1M).",
         "",
@@ -1010,8 +1129,8 @@ def report(
         "Below behaviour cloning (medium/expert; t-tests, Holm-corrected): "
         + ("; ".join(bc_check(runs, rows)) or "none"),
         "",
-        "Where the sides differ:",
-        *(f"- {n}" for n in NOTES),
+        "Where the sides differ, and how each acts:",
+        *(f"- {n}" for n in notes(scale)),
         "",
         results.provenance_line([r["record"] for r in runs]),
     ])  # fmt: skip
@@ -1032,7 +1151,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scale", choices=tuple(SCALES), default="small")
     parser.add_argument("--rows", default="all",
                         help=f"comma-separated rows or groups (hopper, halfcheetah): {', '.join(ROWS)}")  # fmt: skip
-    parser.add_argument("--algorithms", default="", help="comma-separated (default: all)")
+    parser.add_argument("--algorithms", default="",
+                        help="comma-separated line keys (default: all): "
+                        + ", ".join(dict.fromkeys(k for s in LINES.values() for k in s)))  # fmt: skip
     parser.add_argument("--seeds", type=int, default=None,
                         help="run the first N of the scale's pre-registered seeds (default: all)")  # fmt: skip
     parser.add_argument("--gradient-steps", type=int, default=None,
@@ -1067,7 +1188,7 @@ def main(argv: list[str] | None = None) -> int:
 
     keys: list[str] = []
     for part in (p.strip() for p in args.rows.split(",") if p.strip()):
-        keys += list(ROWS) if part == "all" else ROW_GROUPS.get(part, [part])
+        keys += list(ROW_ORDER) if part == "all" else ROW_GROUPS.get(part, [part])
     unknown = [k for k in keys if k not in ROWS]
     if unknown:
         parser.error(f"unknown rows {unknown}; choose from {list(ROWS)}")
@@ -1122,9 +1243,10 @@ def main(argv: list[str] | None = None) -> int:
                 failed += 1
                 print(f"[{i}/{len(jobs)}] {job.name}: FAILED {r}", file=sys.stderr, flush=True)
                 continue
-            print(f"[{i}/{len(jobs)}] {job.name}: score {r['score']:.1f} (return "
-                  f"{r['return_mean']:.1f}), train {r['train_seconds']:.0f} s",
-                  file=sys.stderr, flush=True)  # fmt: skip
+            for line, run in r.items():
+                print(f"[{i}/{len(jobs)}] {job.name} {line}: score {run['score']:.1f} (return "
+                      f"{run['return_mean']:.1f}), train {run['train_seconds']:.0f} s",
+                      file=sys.stderr, flush=True)  # fmt: skip
     lo = load.summary()
     print(f"\n{len(jobs) - failed}/{len(jobs)} runs in {time.perf_counter() - start:.0f} s; load "
           f"average {lo['before']} → {lo['after']} (max {lo['max']}) on {os.cpu_count()} CPUs, "

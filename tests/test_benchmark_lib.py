@@ -166,3 +166,90 @@ def test_speed_targets_read_the_kept_rows() -> None:
     assert len(missed) == 1 and "1.40× tianshou-fused" in missed[0]
     fused["ms"] = [1.6, 1.6, 1.6]
     assert train_speed.missed_targets([record]) == []
+
+
+# ------------------------------------------------------------------ the quality table's sides
+
+
+def test_every_quality_line_maps_to_d3rlpy_from_the_preset() -> None:
+    """Both sides' settings come from the preset: every line's entry exists, every d3rlpy
+    run maps from the preset's config, and the lines without a d3rlpy peer are exactly the
+    algorithms d3rlpy lacks."""
+    import benchmarks.quality_table as qt
+    from benchmarks._lib.d3rlpy_map import D3RLPY_HAS
+
+    scale = qt.SCALES["small"]
+    for suite, lines in qt.LINES.items():
+        for line in lines.values():
+            config = qt.our_config(scale, suite, line.ours)
+            assert (line.peer is None) == (type(config).name not in D3RLPY_HAS[suite])
+        for key in qt.D3RLPY_JOBS[suite]:
+            assert qt.d3rlpy_mapping(scale, suite, key).params
+    cql = qt.d3rlpy_mapping(scale, "continuous", "cql")
+    hp = qt.our_config(scale, "continuous", "cql").hyperparameters()
+    assert cql.params["alpha_lr"] == 0.0 and cql.params["conservative_weight"] == hp["cql_weight"]
+    assert cql.params["temp_lr"] == hp["alpha_lr"] and not cql.params["soft_q_backup"]
+    crr = qt.d3rlpy_mapping(scale, "continuous", "crr").params
+    assert (crr["target_update_type"], crr["target_update_interval"]) == ("soft", 1)
+    # d3rlpy's DiscreteCQL loss is twice ours in its form: alpha = 2 w
+    dqn = qt.our_config(scale, "discrete", "cql-dqn").hyperparameters()
+    disc = qt.d3rlpy_mapping(scale, "discrete", "cql")
+    assert disc.params["alpha"] == 2 * dqn["min_q_weight"] and disc.n_step == 3
+    iql = qt.d3rlpy_mapping(scale, "continuous", "iql")
+    assert iql.observation_scaler and iql.params["weight_temp"] == 3.0
+    assert qt.d3rlpy_mapping(scale, "continuous", "awac").observation_scaler
+
+
+def test_d3rlpy_map_refuses_what_d3rlpy_cannot_express() -> None:
+    import benchmarks.quality_table as qt
+    from benchmarks._lib.d3rlpy_map import NotExpressible, d3rlpy_params
+
+    scale = qt.SCALES["small"]
+
+    def hp(suite: str, name: str, **changes: Any) -> dict[str, Any]:
+        return qt.our_config(scale, suite, name).replace(**changes).hyperparameters()
+
+    cases: list[tuple[str, str, dict[str, Any], str]] = [
+        ("awac", "continuous", {}, "normalize_weights"),  # the preset's clipped weights
+        ("cql", "continuous", {"target_entropy": -1.0}, "target_entropy"),
+        ("iql", "continuous", {"value_lr": 1e-3}, "value_lr"),
+        ("crr", "continuous", {"target_update_freq": 10}, "target_update_freq"),
+        ("cql", "discrete", {}, "num_quantiles"),  # QR-DQN: no d3rlpy form
+        ("td3bc", "continuous", {"n_step_return_horizon": 3}, "n_step_return_horizon"),
+    ]
+    for name, suite, changes, field in cases:
+        with pytest.raises(NotExpressible, match=field):
+            d3rlpy_params(name, suite, hp(suite, name, **changes))
+    with pytest.raises(NotExpressible, match="no discrete-action 'crr'"):
+        d3rlpy_params("crr", "discrete", hp("discrete", "crr"))
+
+
+def test_crr_acting_rules_share_the_trained_networks() -> None:
+    """CRR's two lines: the actor's mean (deterministic) and the critic-weighted choice among
+    4 actor samples (redrawn every call) of the same actor and critics."""
+    import gymnasium as gym
+    import numpy as np
+    import torch
+    from tianshou.data import Batch
+
+    import benchmarks.quality_table as qt
+    from tianshou_offline.algorithms.continuous.policies import CriticWeightedPolicy
+    from tianshou_offline.algorithms.registry import make_algorithm
+
+    obs_space = gym.spaces.Box(-np.inf, np.inf, (3,), np.float32)
+    act_space = gym.spaces.Box(-2.0, 2.0, (1,), np.float32)
+    algorithm: Any = make_algorithm("crr", obs_space, act_space, preset="small")
+    obs = Batch(obs=np.random.default_rng(0).normal(size=(8, 3)).astype(np.float32), info=Batch())
+    mean = qt._policy_for(algorithm, "actor-mean").eval()
+    cwp = qt._policy_for(algorithm, "critic-weighted").eval()
+    assert isinstance(cwp, CriticWeightedPolicy) and cwp.num_sampled_actions == 4
+    assert cwp.actor is algorithm.policy.actor and cwp.critics is algorithm.critics
+    with torch.no_grad():
+        a, b = mean(obs).act, mean(obs).act
+        c, d = cwp(obs).act, cwp(obs).act
+    assert torch.equal(torch.as_tensor(a), torch.as_tensor(b))
+    assert not torch.equal(torch.as_tensor(c), torch.as_tensor(d))
+    with pytest.raises(ValueError, match="acting rule"):
+        qt._policy_for(
+            make_algorithm("td3bc", obs_space, act_space, preset="small"), "critic-weighted"
+        )

@@ -377,15 +377,18 @@ def _mountaincar_cql(qt: Any, path: Path, steps: int) -> tuple[dict[str, Any], f
     import torch
 
     lo, hi = reference_scores(path)
+    scale = qt.SCALES["small"]
     spec = {
         "env": "MountainCar-v0", "suite": "discrete", "algo": "cql", "seed": 0,
         "file": str(path), "gradient_steps": steps, "eval_episodes": 3,
-        "hp": qt.DISCRETE_HP["cql"],
+        "preset": scale.preset, "batch_size": qt.batch_size(scale, "discrete", "cql"),
+        "hp": qt.our_config(scale, "discrete", "cql").hyperparameters(),
+        "outputs": {"cql": "default"},
     }  # fmt: skip
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        act, seconds = qt.train_ours(spec)
-        result = qt.evaluate_policy(spec, act)
+        policies, seconds = qt.train_ours(spec)
+        result = qt.evaluate_policy(spec, policies["cql"])
     assert seconds > 0 and math.isfinite(result["score"])
     assert result["score"] == pytest.approx(100 * (result["return_mean"] - lo) / (hi - lo))
     return result, lo, hi
@@ -417,14 +420,3 @@ def test_discrete_cql_learns_mountaincar_from_recorded_episodes(
     )
     result, _, _ = _mountaincar_cql(quality_table, path, steps=4000)
     assert result["return_mean"] > -200.0, result
-
-
-def test_quality_table_maps_every_algorithm_to_d3rlpy(quality_table: Any) -> None:
-    for suite, algos in quality_table.ALGORITHMS.items():
-        for algo in algos:
-            if algo in quality_table.D3RLPY_HAS[suite]:
-                assert quality_table.d3rlpy_params(suite, algo)
-            else:
-                with pytest.raises(ValueError):
-                    quality_table.d3rlpy_params(suite, algo)
-    assert quality_table.d3rlpy_params("continuous", "cql")["alpha_lr"] == 0.0  # no Lagrange

@@ -315,25 +315,24 @@ def test_quality_table_jobs_on_ray_equal_local_runs(quality_table: Any, tmp_path
     )
     jobs = qt.make_jobs([row], {row.key: path}, {}, scale=scale, seeds=1,
                         algorithms=["il", "cql"], sides=["ours"], device="cpu")  # fmt: skip
-    bad = dataclasses.replace(
-        jobs[0], spec={**jobs[0].spec, "file": str(tmp_path / "gone.hdf5"), "file_sha256": "0" * 64}
-    )
+    gone = {"file": str(tmp_path / "gone.hdf5"), "file_sha256": "0" * 64, "seed": 9}
+    bad = dataclasses.replace(jobs[0], seed=9, spec={**jobs[0].spec, **gone})
     on_ray, local = tmp_path / "ray", tmp_path / "local"
     on_ray.mkdir()
     local.mkdir()
 
     def run(jobs: list[Any], out: Path, **kw: Any) -> dict[str, Any]:
-        return {j.key: r for j, r in qt.run_jobs(jobs, out, None, parallel=2, **kw)}
+        return {j.name: r for j, r in qt.run_jobs(jobs, out, None, parallel=2, **kw)}
 
     got = run([*jobs, bad], on_ray, use_ray=True)
-    assert isinstance(got[bad.key], RuntimeError) and "gone.hdf5" in str(got[bad.key])
+    assert isinstance(got[bad.name], RuntimeError) and "gone.hdf5" in str(got[bad.name])
     ref = run(jobs, local)
     for job in jobs:
-        r, loc = got[job.key], ref[job.key]
-        assert not isinstance(r, BaseException) and not isinstance(loc, BaseException)
+        (line,) = job.outputs
+        r, loc = got[job.name][line], ref[job.name][line]
         assert r["returns"] == loc["returns"] and r["score"] == loc["score"]
-        assert (on_ray / "quality_table" / f"{job.key}.json").is_file()
+        assert (on_ray / "quality_table" / f"{job.key(line)}.json").is_file()
     stamps = {p: p.stat().st_mtime_ns for p in on_ray.rglob("*.json")}
     again = run(jobs, on_ray, use_ray=True)
-    assert {k: a["score"] for k, a in again.items()} == {j.key: got[j.key]["score"] for j in jobs}
+    assert {k: a for k, a in again.items()} == {j.name: got[j.name] for j in jobs}
     assert {p: p.stat().st_mtime_ns for p in on_ray.rglob("*.json")} == stamps

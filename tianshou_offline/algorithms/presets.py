@@ -164,6 +164,8 @@ _SMALL_PRESET = Preset(
             trunk_sizes=_CARTPOLE,
             hidden_sizes=_CARTPOLE,
         ),
+        # AWAC with d3rlpy's weights B · softmax(A / λ) over the batch (no clip)
+        "awac-softmax": AWACConfig(hidden_sizes=_SMALL, normalize_obs=True, normalize_weights=True),
     },
 )
 """The small scale (see the module doc)."""
@@ -173,14 +175,18 @@ def _d4rl_scale(small: Preset) -> Preset:
     """The quality table's D4RL scale: the small scale's settings with 256 × 256 continuous
     networks."""
     wide = (256, 256)
-    configs = tuple(
-        c.replace(**{f: wide for f in ("hidden_sizes", "vae_hidden_sizes") if hasattr(c, f)})
-        if c.action_kind == "continuous"
-        else c
-        for c in small.configs
-    )
+
+    def widen(c: AlgorithmConfig) -> AlgorithmConfig:
+        if c.action_kind != "continuous":
+            return c
+        return c.replace(**{f: wide for f in ("hidden_sizes", "vae_hidden_sizes") if hasattr(c, f)})
+
     return dataclasses.replace(
-        small, name="d4rl", description="the quality table's D4RL scale", configs=configs
+        small,
+        name="d4rl",
+        description="the quality table's D4RL scale",
+        configs=tuple(widen(c) for c in small.configs),
+        variants={n: widen(c) for n, c in small.variants.items()},
     )
 
 
