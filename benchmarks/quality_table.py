@@ -427,6 +427,36 @@ def prepare_data(rows: Sequence[RowSpec], scale_name: str, data_dir: Path) -> di
     return files
 
 
+def keep_family_policies(
+    rows: Sequence[RowSpec], scale_name: str, data_dir: Path, dest: Path = FAMILIES_DIR
+) -> list[Path]:
+    """Copy each made family's manifest (``family.json``: settings, seed, every checkpoint's
+    return and SHA-256, the files' SHA-256) and its two generating policies (the ``medium``
+    and ``expert`` checkpoints) to ``dest/SCALE/ENV`` — small files that are committed, so
+    that a reader can check the families (``tianshou-offline make-datasets`` with the
+    manifest's settings makes them again, "same seed, same data") and record with the same
+    policies (``tianshou-offline record``). Returns the files copied (none when kept)."""
+    import shutil
+
+    copied = []
+    for env in dict.fromkeys(r.env for r in rows if r.level != "scripted"):
+        src = data_dir / scale_name / env
+        manifest = json.loads((src / "family.json").read_text())
+        out = dest / scale_name / env
+        refs = manifest["reference_scores"]
+        names = ["family.json"] + [
+            f"online/{refs[c]['policy']}" for c in ("medium_checkpoint", "expert_checkpoint")
+        ]
+        for name in names:
+            target = out / name
+            if target.exists() and target.read_bytes() == (src / name).read_bytes():
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src / name, target)
+            copied.append(target)
+    return copied
+
+
 def arrays_path(path: Path) -> Path:
     """Where :func:`export_arrays` keeps ``path``'s arrays (named by its content)."""
     return path.with_suffix(f".{_sha256(path)[:12]}.npz")
@@ -1221,6 +1251,8 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(1)
     files = prepare_data(rows, args.scale, args.data_dir)
+    for path in keep_family_policies(rows, args.scale, args.data_dir):
+        print(f"kept {path.relative_to(results.REPO)}", file=sys.stderr)
     d3rlpy: str | None = None
     arrays: dict[str, Path] = {}
     if "d3rlpy" in sides:
