@@ -19,7 +19,8 @@ discrete CRR). **Settings**: our side is built by the registry
 (``small``: :data:`tianshou_offline.algorithms.PRESETS`, also ``tianshou-offline grid``'s
 defaults; ``d4rl``: the same with 256 × 256 networks), with the preset's batch size; d3rlpy's
 side gets the same settings through the benchmarks' one field map
-(:func:`benchmarks._lib.d3rlpy_map.d3rlpy_params`, which refuses a setting d3rlpy cannot
+(:func:`benchmarks._lib.field_map.d3rlpy_params`; :func:`~benchmarks._lib.field_map.check_expressible`
+refuses a setting d3rlpy cannot
 express), the same networks (:mod:`benchmarks._lib.d3rlpy_side`), the same batch size and
 number of gradient steps, and the same data: our side loads the HDF5 file with
 ``load_buffer``; d3rlpy's gets the same arrays (``obs``, ``act``, ``rew``, ``terminated``,
@@ -92,7 +93,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from benchmarks._lib import readme, results, stats
-from benchmarks._lib.d3rlpy_map import d3rlpy_params
+from benchmarks._lib.field_map import (
+    check_expressible,
+    d3rlpy_algo,
+    d3rlpy_differences,
+    d3rlpy_params,
+)
 from benchmarks._lib.peers import D3RLPY_VERSION, child_env, d3rlpy_python
 
 if TYPE_CHECKING:
@@ -318,10 +324,24 @@ def batch_size(scale: Scale, suite: str, name: str) -> int:
     )
 
 
-def d3rlpy_mapping(scale: Scale, suite: str, key: str) -> Any:
-    """d3rlpy's settings for its line ``key``, from our preset's config (:data:`D3RLPY_JOBS`)."""
+def d3rlpy_spec(scale: Scale, suite: str, key: str) -> dict[str, Any]:
+    """d3rlpy's run of its line ``key``: from our preset's config (:data:`D3RLPY_JOBS`), the
+    builder's algorithm and params (:func:`~benchmarks._lib.field_map.d3rlpy_params`, refused
+    when d3rlpy cannot express the config), the observation scaler (our ``normalize_obs``),
+    the n-step picker (our ``n_step_return_horizon``) and the discount."""
     config = our_config(scale, suite, D3RLPY_JOBS[suite][key])
-    return d3rlpy_params(type(config).name, suite, config.hyperparameters())
+    check_expressible(config)
+    hp = config.hyperparameters()
+    changes: dict[str, Any] = {}
+    if suite == "discrete" and key == "cql":
+        # our CQL in d3rlpy's form: its quantile Huber loss at τ̂ = ½ is half the Huber loss
+        # of the mean Q, so d3rlpy's α is twice our min_q_weight
+        changes["alpha"] = 2.0 * float(hp["min_q_weight"])
+    return {
+        "algo": d3rlpy_algo(config), "params": d3rlpy_params(config, **changes),
+        "observation_scaler": bool(hp.get("normalize_obs", False)),
+        "n_step": int(hp.get("n_step_return_horizon", 1)), "gamma": float(hp.get("gamma", 0.99)),
+    }  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- data
@@ -595,9 +615,7 @@ def make_jobs(
             else:
                 name = D3RLPY_JOBS[row.suite][algo]
                 ours = our_config(scale, row.suite, name).hyperparameters()
-                m = d3rlpy_mapping(scale, row.suite, algo)
-                hp = {"d3rlpy": {"algo": m.algo, "params": m.params,
-                                 "observation_scaler": m.observation_scaler, "n_step": m.n_step},
+                hp = {"d3rlpy": d3rlpy_spec(scale, row.suite, algo),
                       "nets": {k: ours[k] for k in ("hidden_sizes", "trunk_sizes") if k in ours}}  # fmt: skip
             for seed in range(seeds):
                 spec = {**common, "algo": algo, "side": side, "seed": seed,
@@ -887,7 +905,7 @@ def worker_d3rlpy(spec: dict[str, Any]) -> None:
     p = m["params"]
     picker = None
     if m["n_step"] > 1:
-        picker = MultiStepTransitionPicker(n_steps=int(m["n_step"]), gamma=float(p["gamma"]))
+        picker = MultiStepTransitionPicker(n_steps=int(m["n_step"]), gamma=float(m["gamma"]))
     actions = data["actions"]
     dataset = MDPDataset(
         observations=data["observations"],
@@ -910,7 +928,7 @@ def worker_d3rlpy(spec: dict[str, Any]) -> None:
             "algo": m["algo"], "params": p, "adam": "fused", "obs_shape": [obs_dim],
             "trunk_hidden": hp["trunk_sizes"], "head_hidden": hp["hidden_sizes"],
             "channels_last": False, "scale_obs": False, "batch_size": batch,
-            "gamma": float(p.get("gamma", 0.99)),
+            "gamma": float(m["gamma"]),
         })  # fmt: skip
     if m["observation_scaler"]:  # our normalize_obs: the data's mean and std
         config.observation_scaler = d3rlpy.preprocessing.StandardObservationScaler()
@@ -1114,7 +1132,8 @@ def notes(scale: Scale) -> list[str]:
     found = [*NOTES]
     for suite, jobs in D3RLPY_JOBS.items():
         for key in jobs:
-            found += [d for d in d3rlpy_mapping(scale, suite, key).differences if d not in found]
+            config = our_config(scale, suite, jobs[key])
+            found += [d for d in d3rlpy_differences(config) if d not in found]
     return found
 
 

@@ -173,55 +173,53 @@ def test_speed_targets_read_the_kept_rows() -> None:
 
 def test_every_quality_line_maps_to_d3rlpy_from_the_preset() -> None:
     """Both sides' settings come from the preset: every line's entry exists, every d3rlpy
-    run maps from the preset's config, and the lines without a d3rlpy peer are exactly the
-    algorithms d3rlpy lacks."""
+    run maps from the preset's config through the field map, and the lines without a
+    d3rlpy peer are exactly the algorithms d3rlpy lacks."""
     import benchmarks.quality_table as qt
-    from benchmarks._lib.d3rlpy_map import D3RLPY_HAS
+    from benchmarks._lib.field_map import d3rlpy_has
 
     scale = qt.SCALES["small"]
     for suite, lines in qt.LINES.items():
         for line in lines.values():
-            config = qt.our_config(scale, suite, line.ours)
-            assert (line.peer is None) == (type(config).name not in D3RLPY_HAS[suite])
+            assert (line.peer is None) == (not d3rlpy_has(qt.our_config(scale, suite, line.ours)))
         for key in qt.D3RLPY_JOBS[suite]:
-            assert qt.d3rlpy_mapping(scale, suite, key).params
-    cql = qt.d3rlpy_mapping(scale, "continuous", "cql")
+            assert qt.d3rlpy_spec(scale, suite, key)["params"]
+    cql = qt.d3rlpy_spec(scale, "continuous", "cql")["params"]
     hp = qt.our_config(scale, "continuous", "cql").hyperparameters()
-    assert cql.params["alpha_lr"] == 0.0 and cql.params["conservative_weight"] == hp["cql_weight"]
-    assert cql.params["temp_lr"] == hp["alpha_lr"] and not cql.params["soft_q_backup"]
-    crr = qt.d3rlpy_mapping(scale, "continuous", "crr").params
+    assert cql["alpha_lr"] == 0.0 and cql["conservative_weight"] == hp["cql_weight"]
+    assert cql["temp_lr"] == hp["alpha_lr"] and not cql["soft_q_backup"]
+    crr = qt.d3rlpy_spec(scale, "continuous", "crr")["params"]
     assert (crr["target_update_type"], crr["target_update_interval"]) == ("soft", 1)
     # d3rlpy's DiscreteCQL loss is twice ours in its form: alpha = 2 w
     dqn = qt.our_config(scale, "discrete", "cql-dqn").hyperparameters()
-    disc = qt.d3rlpy_mapping(scale, "discrete", "cql")
-    assert disc.params["alpha"] == 2 * dqn["min_q_weight"] and disc.n_step == 3
-    iql = qt.d3rlpy_mapping(scale, "continuous", "iql")
-    assert iql.observation_scaler and iql.params["weight_temp"] == 3.0
-    assert qt.d3rlpy_mapping(scale, "continuous", "awac").observation_scaler
+    disc = qt.d3rlpy_spec(scale, "discrete", "cql")
+    assert disc["params"]["alpha"] == 2 * dqn["min_q_weight"] and disc["n_step"] == 3
+    iql = qt.d3rlpy_spec(scale, "continuous", "iql")
+    assert iql["observation_scaler"] and iql["params"]["weight_temp"] == 3.0
+    assert qt.d3rlpy_spec(scale, "continuous", "awac")["observation_scaler"]
 
 
-def test_d3rlpy_map_refuses_what_d3rlpy_cannot_express() -> None:
+def test_field_map_refuses_what_d3rlpy_cannot_express() -> None:
     import benchmarks.quality_table as qt
-    from benchmarks._lib.d3rlpy_map import NotExpressible, d3rlpy_params
+    from benchmarks._lib.field_map import NotExpressible, check_expressible
 
     scale = qt.SCALES["small"]
-
-    def hp(suite: str, name: str, **changes: Any) -> dict[str, Any]:
-        return qt.our_config(scale, suite, name).replace(**changes).hyperparameters()
-
     cases: list[tuple[str, str, dict[str, Any], str]] = [
         ("awac", "continuous", {}, "normalize_weights"),  # the preset's clipped weights
         ("cql", "continuous", {"target_entropy": -1.0}, "target_entropy"),
         ("iql", "continuous", {"value_lr": 1e-3}, "value_lr"),
-        ("crr", "continuous", {"target_update_freq": 10}, "target_update_freq"),
+        ("crr", "continuous", {"target_update_freq": 10}, "tau"),
         ("cql", "discrete", {}, "num_quantiles"),  # QR-DQN: no d3rlpy form
         ("td3bc", "continuous", {"n_step_return_horizon": 3}, "n_step_return_horizon"),
     ]
     for name, suite, changes, field in cases:
         with pytest.raises(NotExpressible, match=field):
-            d3rlpy_params(name, suite, hp(suite, name, **changes))
+            check_expressible(qt.our_config(scale, suite, name).replace(**changes))
     with pytest.raises(NotExpressible, match="no discrete-action 'crr'"):
-        d3rlpy_params("crr", "discrete", hp("discrete", "crr"))
+        check_expressible(qt.our_config(scale, "discrete", "crr"))
+    for suite, jobs in qt.D3RLPY_JOBS.items():  # what the table runs is expressible
+        for name in jobs.values():
+            check_expressible(qt.our_config(scale, suite, name))
 
 
 def test_crr_acting_rules_share_the_trained_networks() -> None:

@@ -285,7 +285,6 @@ def continuous_config(spec: dict[str, Any]) -> Any:
         return d3rlpy.algos.CQLConfig(
             **{**ac, "critic_optim_factory": _optimizer_factory(adam, p["critic_clip_grad_norm"])},
             temp_learning_rate=p["temp_lr"],
-            initial_temperature=p.get("initial_temperature", 1.0),
             alpha_learning_rate=p["alpha_lr"],
             temp_optim_factory=_optimizer_factory(adam),
             alpha_optim_factory=_optimizer_factory(adam),

@@ -29,7 +29,18 @@ from tianshou_offline.algorithms import (
 )
 from tianshou_offline.algorithms.config import AlgorithmConfig, ContinuousTDConfig
 
-__all__ = ["d3rlpy_algo", "d3rlpy_has", "d3rlpy_params"]
+__all__ = [
+    "NotExpressible",
+    "check_expressible",
+    "d3rlpy_algo",
+    "d3rlpy_differences",
+    "d3rlpy_has",
+    "d3rlpy_params",
+]
+
+
+class NotExpressible(ValueError):
+    """Our config sets something d3rlpy's algorithm has no field for."""
 
 
 def d3rlpy_has(config: AlgorithmConfig) -> bool:
@@ -183,3 +194,97 @@ def d3rlpy_params(config: AlgorithmConfig, **changes: Any) -> dict[str, Any]:
             f"{', '.join(params)}"
         )
     return {**params, **changes}
+
+
+def _expected(config: AlgorithmConfig) -> list[tuple[str, Any, str]]:
+    """(field, the value d3rlpy's algorithm behaves as, what d3rlpy does) for the settings
+    of ours that :func:`d3rlpy_params` has no d3rlpy field to carry."""
+    hp = config.hyperparameters()
+    out: list[tuple[str, Any, str]] = []
+    if config.action_kind == "continuous":
+        out.append(("n_step_return_horizon", 1, "its continuous algorithms use 1-step targets"))
+        if not isinstance(config, CQLConfig | ContinuousDTConfig):
+            out.append(("max_grad_norm", None, "gradient clipping only for CQL's critic here"))
+    else:
+        out.append(("max_grad_norm", None, "no gradient clipping in the benchmarks' builder"))
+    if isinstance(config, ImitationConfig):
+        out.append(("actor", "deterministic", "the benchmarks build its deterministic BC"))
+    elif isinstance(config, BCQConfig):
+        out += [
+            ("latent_dim", None, "its VAE latent is 2 × the action size"),
+            ("policy_num_sampled_actions", hp["num_sampled_actions"],
+             "one n_action_samples for the target and for acting"),
+            ("vae_hidden_sizes", hp["hidden_sizes"], "its imitator gets the critics' widths"),
+            ("perturb_target_actions", True, "it perturbs the target's actions"),
+        ]  # fmt: skip
+    elif isinstance(config, CQLConfig):
+        out += [
+            ("auto_alpha", True, "its entropy temperature is learned"),
+            ("init_alpha", 1.0, "its initial temperature is 1"),
+            ("target_entropy", None, "its target entropy is −(action size)"),
+            ("temperature", 1.0, "its log-sum-exp has no temperature"),
+            ("calibrated", False, "Cal-QL is another d3rlpy algorithm"),
+            ("lagrange_form", "cql", "its Lagrange term is CQL's"),
+        ]
+    elif isinstance(config, CRRConfig):
+        if hp["target_update_freq"] != 1:
+            out.append(("tau", 1.0, "soft updates every step, or hard copies"))
+    elif isinstance(config, IQLConfig):
+        out += [
+            ("value_lr", hp["critic_lr"], "one optimizer for its Q and V"),
+            ("deterministic_actor", False, "its actor is a Gaussian"),
+            ("actor_cosine_steps", None, "no learning-rate schedule"),
+        ]
+    elif isinstance(config, ReBRACConfig):
+        out.append(("normalize_q", True, "its actor loss divides by the batch's mean |Q|"))
+    elif isinstance(config, AWACConfig):
+        out += [
+            ("normalize_weights", True, "its weights are B · softmax(A / λ) over the batch"),
+            ("conditioned_std", False, "its log-std is a state-independent parameter"),
+        ]
+    elif isinstance(config, DiscreteBCQConfig):
+        out.append(("huber_delta", 1.0, "its Huber loss has δ = 1"))
+    elif isinstance(config, DiscreteCQLConfig):  # d3rlpy's: double DQN, a mean Q per action
+        out += [
+            ("num_quantiles", 1, "one mean Q per action (double DQN)"),
+            ("double_q", True, "its target is double DQN's"),
+            ("kappa", 1.0, "its Huber loss has δ = 1"),
+        ]
+    return out
+
+
+def check_expressible(config: AlgorithmConfig) -> None:
+    """Refuse a config with a setting :func:`d3rlpy_params` cannot give d3rlpy (a benchmark
+    that compares like for like calls it; the speed benchmark states its differences).
+
+    :raises NotExpressible: naming the first such field, its value and d3rlpy's.
+    """
+    if not d3rlpy_has(config):
+        raise NotExpressible(f"d3rlpy 2.8.1 has no {config.action_kind}-action {config.name!r}")
+    hp = config.hyperparameters()
+    for key, expected, d3rlpy in _expected(config):
+        if key in hp and hp[key] != expected:
+            raise NotExpressible(
+                f"{config.name}: {key}={hp[key]!r} cannot be mapped to d3rlpy 2.8.1 "
+                f"({d3rlpy}); expected {key}={expected!r}"
+            )
+
+
+def d3rlpy_differences(config: AlgorithmConfig) -> tuple[str, ...]:
+    """What d3rlpy's algorithm still does differently from ours, with no field to change it
+    (for the table's notes)."""
+    if isinstance(config, CRRConfig):
+        return (
+            "CRR's Gaussian: d3rlpy's mean is tanh(μ) (log-likelihoods of a Gaussian around "
+            "tanh(μ)); ours is unbounded, its actions clipped to the bounds",
+        )
+    if isinstance(config, AWACConfig):
+        return (
+            "AWAC's critic target: d3rlpy 2.8.1 reuses its SAC target — a tanh-squashed next "
+            "action and − log π(a'|s') with the temperature fixed at 1 — where ours is the "
+            "paper's min_j Q'_j(s', a'), a' ~ π clipped to the bounds",
+            "AWAC's Gaussian: d3rlpy's mean is tanh(μ), log-std clamped to [−6, 0]; ours is "
+            "unbounded (actions clipped to the bounds), log-std clamped to our GaussianActor's "
+            "bounds; d3rlpy's actor loss is the batch sum (B × ours: the same Adam step up to ε)",
+        )
+    return ()
