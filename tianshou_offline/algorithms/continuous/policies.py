@@ -234,15 +234,19 @@ def gaussian_actions(
     *,
     squash: bool,
     num_samples: int | None = None,
+    noise: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Samples as :func:`gaussian_sample` without their log-density (cheaper); unsquashed
-    samples are clipped to ``[-1, 1]`` (the actions the policy would execute)."""
+    samples are clipped to ``[-1, 1]`` (the actions the policy would execute). ``noise``: the
+    standard-normal draws to use (as :func:`gaussian_sample`)."""
     if num_samples is not None:
-        mean, log_std = mean.unsqueeze(1), log_std.unsqueeze(1)
-        shape = (mean.shape[0], num_samples, mean.shape[-1])
-        u = torch.addcmul(mean, log_std.exp(), torch.randn(shape, device=mean.device))
+        mean, log_std = mean.unsqueeze(-2), log_std.unsqueeze(-2)
+        if noise is None:
+            shape = (mean.shape[0], num_samples, mean.shape[-1])
+            noise = torch.randn(shape, device=mean.device)
+        u = torch.addcmul(mean, log_std.exp(), noise)
     else:
-        u = torch.addcmul(mean, log_std.exp(), torch.randn_like(mean))
+        u = torch.addcmul(mean, log_std.exp(), torch.randn_like(mean) if noise is None else noise)
     return torch.tanh(u) if squash else u.clamp(-1.0, 1.0)
 
 

@@ -29,6 +29,7 @@ from tianshou_offline.algorithms.seeds.core import (
     SeedStack,
 )
 from tianshou_offline.algorithms.seeds.cql import SeedCQL
+from tianshou_offline.algorithms.seeds.crr import SeedCRR
 from tianshou_offline.algorithms.seeds.il import SeedImitationLearning
 from tianshou_offline.algorithms.seeds.iql import SeedIQL
 from tianshou_offline.algorithms.seeds.rebrac import SeedReBRAC
@@ -43,6 +44,7 @@ __all__ = [
     "SeedBatch",
     "SeedBatchStats",
     "SeedCQL",
+    "SeedCRR",
     "SeedIQL",
     "SeedImitationLearning",
     "SeedRandom",
@@ -58,7 +60,7 @@ __all__ = [
 SEED_BATCHES: Mapping[type, type[SeedBatch[Any, Any, Any]]] = MappingProxyType(
     {
         cls.member_type: cls
-        for cls in (SeedTD3BC, SeedIQL, SeedCQL, SeedImitationLearning, SeedReBRAC)
+        for cls in (SeedTD3BC, SeedIQL, SeedCQL, SeedImitationLearning, SeedReBRAC, SeedCRR)
     }
 )
 """The seed-batched class of each plain algorithm class that has one."""
