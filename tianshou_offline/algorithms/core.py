@@ -89,13 +89,26 @@ from tianshou.utils.torch_utils import torch_train_mode
 from torch import nn
 from typing_extensions import TypeVar
 
-from tianshou_offline.algorithms._optim import FastStep, prefer_fused, zero_grad
 from tianshou_offline.algorithms.deferred import OfflineStatsTrainer, deferred_stats
+from tianshou_offline.algorithms.gradient import (
+    GradientStep,
+    joint_step,
+    step_counter,
+)
+from tianshou_offline.algorithms.targets import (
+    hard_update,
+    make_target,
+    polyak_update,
+)
+from tianshou_offline.algorithms.typed_stats import (
+    _stats_from_type_arg,
+    resolve_stats_type,
+    to_floats,
+)
 from tianshou_offline.progress import Progress
 
 if typing.TYPE_CHECKING:
     from tianshou.trainer import OfflineTrainerParams
-    from tianshou.utils import BaseLogger
 
 log = logging.getLogger(__name__)
 
@@ -124,57 +137,6 @@ TDataset = TypeVar("TDataset", bound="OfflineDataset[Any]")
 """The dataset kind (``TransitionDataset``, ``FrameDataset``)."""
 TPolicy = TypeVar("TPolicy", bound=Policy)
 TStats = TypeVar("TStats", bound=TrainingStats)
-
-
-# --------------------------------------------------------------------------- statistics
-
-
-def to_floats(*values: torch.Tensor | float | None) -> list[float]:
-    """Convert scalar tensors to Python floats with a single device synchronisation.
-
-    :param values: 0-d tensors (any device) or plain numbers; ``None`` becomes ``nan``.
-    :returns: one float per value, in order.
-    """
-    tensors = [v for v in values if isinstance(v, torch.Tensor)]
-    stacked: list[float] = (
-        torch.stack([t.detach().float().reshape(()) for t in tensors]).tolist() if tensors else []
-    )
-    out: list[float] = []
-    it = iter(stacked)
-    for v in values:
-        if isinstance(v, torch.Tensor):
-            out.append(next(it))
-        else:
-            out.append(float("nan") if v is None else float(v))
-    return out
-
-
-def resolve_stats_type(cls: type, bound: type[TrainingStats] = TrainingStats) -> type[Any]:
-    """The ``TrainingStats`` subclass an algorithm class was parameterised with.
-
-    Walks ``cls.__mro__`` (most derived first) and returns the first type argument of a
-    generic base that is a subclass of ``bound``; a TypeVar argument contributes its default
-    (or its bound). ``class MyCQL(CQL[MyStats])`` → ``MyStats``; ``CQL`` → ``CQLTrainingStats``.
-
-    :raises TypeError: no such argument exists.
-    """
-    for klass in cls.__mro__:
-        for base in klass.__dict__.get("__orig_bases__", ()):
-            for arg in typing.get_args(base):
-                found = _stats_from_type_arg(arg, bound)
-                if found is not None:
-                    return found
-    raise TypeError(f"{cls.__name__}: cannot determine its TrainingStats type argument")
-
-
-def _stats_from_type_arg(arg: Any, bound: type[TrainingStats]) -> type[Any] | None:
-    if isinstance(arg, type) and issubclass(arg, bound):
-        return arg
-    if isinstance(arg, typing.TypeVar):
-        for candidate in (getattr(arg, "__default__", None), arg.__bound__):
-            if isinstance(candidate, type) and issubclass(candidate, bound):
-                return candidate
-    return None
 
 
 # --------------------------------------------------------------------------- data
@@ -337,110 +299,6 @@ def episode_ends(buffer: ReplayBuffer) -> tuple[np.ndarray, np.ndarray]:
         end[cur] = end[nxt]
         steps[cur] = steps[nxt] + 1
     return end, steps
-
-
-# --------------------------------------------------------------------------- target networks
-
-
-@torch.no_grad()
-def polyak_update(target: nn.Module, source: nn.Module, tau: float) -> None:
-    """``θ' ← τ θ + (1 − τ) θ'`` for all parameters, in one fused call."""
-    tgt: list[torch.Tensor] = list(target.parameters())
-    src: list[torch.Tensor] = list(source.parameters())
-    if len(tgt) != len(src):
-        raise ValueError("target and source networks have different parameter lists")
-    torch._foreach_lerp_(tgt, src, tau)
-
-
-def make_target(module: nn.Module) -> nn.Module:
-    """A frozen deep copy of ``module`` to serve as its target network, in eval mode.
-
-    A target network is only ever evaluated (to compute TD targets), never trained, so it
-    stays in eval mode (dropout off, batch-norm statistics frozen) — as Tianshou's lagged
-    networks (``EvalModeModuleWrapper``). :meth:`OfflineAlgorithmCore.train` keeps it there
-    when the algorithm switches modes.
-    """
-    target = copy.deepcopy(module)
-    target.requires_grad_(False)
-    target.eval()
-    return target
-
-
-@torch.no_grad()
-def hard_update(target: nn.Module, source: nn.Module) -> None:
-    """Copy every parameter and buffer of ``source`` into ``target`` (one fused call each)."""
-    tgt = list(target.parameters()) + list(target.buffers())
-    src = list(source.parameters()) + list(source.buffers())
-    if len(tgt) != len(src):
-        raise ValueError("target and source networks have different parameter lists")
-    torch._foreach_copy_(tgt, src)
-
-
-# --------------------------------------------------------------------------- gradient step
-
-
-class GradientStep(OfflineAlgorithm.Optimizer):
-    """Tianshou's optimizer wrapper with the short paths of
-    :mod:`~tianshou_offline.algorithms._optim` — the same update with less fixed cost per call.
-
-    Tianshou's ``_create_optimizer`` builds it through the algorithm's ``Optimizer``
-    attribute (and registers it for ``state_dict``). :meth:`step` keeps Tianshou's contract:
-    zero the gradients, backpropagate ``loss``, clip the gradient norm (when
-    ``max_grad_norm`` is set), step. A module with its own ``clip_grad_norm_`` (a
-    :class:`~tianshou_offline.algorithms.continuous.nets.CriticEnsemble` clips each member
-    separately) is clipped with it. Several optimizers after one backward pass:
-    :func:`joint_step`.
-
-    :param optim: the torch optimizer (an Adam/AdamW left to defaults is switched to the fused
-        kernel, see :func:`~tianshou_offline.algorithms._optim.prefer_fused`).
-    :param module: the module whose parameters ``optim`` updates.
-    :param max_grad_norm: clip the gradient norm to this value (None: no clipping).
-    """
-
-    def __init__(
-        self, optim: torch.optim.Optimizer, module: nn.Module, max_grad_norm: float | None = None
-    ) -> None:
-        super().__init__(optim, module, max_grad_norm=max_grad_norm)
-        self.params = list(module.parameters())
-        prefer_fused(optim, self.params)
-        self._clip = getattr(module, "clip_grad_norm_", None)
-        self._fast_step = FastStep(optim)
-
-    @property
-    def optim(self) -> torch.optim.Optimizer:
-        """The wrapped torch optimizer."""
-        return self._optim
-
-    def step(
-        self, loss: torch.Tensor, retain_graph: bool | None = None, create_graph: bool = False
-    ) -> None:
-        """Zero the gradients, backpropagate ``loss``, clip and step (Tianshou's contract)."""
-        self.zero_grad()
-        torch.autograd.backward(loss, retain_graph=retain_graph, create_graph=create_graph)
-        self.apply_gradients()
-
-    def zero_grad(self) -> None:
-        """Drop the gradients of the optimized parameters."""
-        zero_grad(self.params)
-
-    def apply_gradients(self) -> None:
-        """Clip (when ``max_grad_norm`` is set) and step on the gradients already computed."""
-        if self._max_grad_norm is not None:
-            if callable(self._clip):
-                self._clip(self._max_grad_norm)
-            else:
-                nn.utils.clip_grad_norm_(self.params, max_norm=self._max_grad_norm)
-        self._fast_step()
-
-
-def joint_step(loss: torch.Tensor, optimizers: Sequence[GradientStep]) -> None:
-    """One backward pass of ``loss`` (a sum of losses over disjoint parameters), then every
-    optimizer clips and steps, in order."""
-    for optim in optimizers:
-        optim.zero_grad()
-    torch.autograd.backward(loss)
-    for optim in optimizers:
-        optim.apply_gradients()
 
 
 # --------------------------------------------------------------------------- algorithm
@@ -932,15 +790,3 @@ class OfflineAlgorithmCore(
         :param batch: a device-resident mini-batch (or a Tianshou numpy ``Batch``, converted
             with :meth:`_as_transitions`).
         """
-
-
-def step_counter(bar: Progress) -> BaseLogger:
-    """A Tianshou logger that logs nothing and counts every gradient step on ``bar`` (the
-    trainer reports each update to its logger)."""
-    from tianshou.utils import LazyLogger
-
-    class StepCounter(LazyLogger):
-        def log_update_data(self, log_data: dict[str, Any], step: int) -> None:
-            bar.update(1)
-
-    return StepCounter()
