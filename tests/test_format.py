@@ -535,6 +535,16 @@ def test_pickled_payload_refused(tmp_path: Path) -> None:
     assert len(loaded) == 6 and "info" not in loaded._meta.get_keys()
     trusted = load_buffer(path, allow_pickle=True)
     assert list(trusted.info.name[:3]) == [None, "s1", "s2"]
+    # a column marked pickled whose bytes are not a pickle: one typed line even when the
+    # caller allows unpickling (the fuzz run of seed 3 found UnpicklingError passing through;
+    # checked to fail before the fix)
+    with h5py.File(path, "a") as f:
+        blob = f["_meta/info/name"][()]
+        del f["_meta/info/name"]
+        f["_meta/info/name"] = np.zeros_like(blob)
+        f["_meta/info/name"].attrs["__data_type__"] = "pickled_ndarray"
+    with pytest.raises(DatasetFormatError, match=r"info/name' is marked pickled but does not "):
+        load_buffer(path, allow_pickle=True)
 
 
 def test_pickled_dataset_in_our_format_is_refused(good_file: Path) -> None:

@@ -141,6 +141,14 @@ def _check_column(fname: str, name: str, ds: h5py.Dataset, stored: int) -> None:
     check_extent(ds, stored)
 
 
+UNPICKLING_ERRORS: tuple[type[Exception], ...] = (
+    pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, ImportError,
+    IndexError, KeyError, OverflowError, RecursionError,
+)  # fmt: skip
+"""What ``pickle.loads`` raises on bytes that are not a valid pickle (truncated, garbage, a
+reference to a class that does not exist or does not accept the stored state)."""
+
+
 def load_buffer(
     path: str | os.PathLike[str],
     *,
@@ -307,7 +315,15 @@ def _load_meta_layout(
         for name, ds in flat.items():
             values[name] = _read_segments(ds, segments, bar)
     for name, ds in pickled.items():  # allow_pickle=True: the caller trusts the file
-        arr = np.asarray(pickle.loads(ds[()].tobytes()))
+        blob = ds[()].tobytes()
+        try:
+            obj = pickle.loads(blob)
+        except UNPICKLING_ERRORS as e:  # the bytes are not a pickle (or name a missing class)
+            raise DatasetFormatError(
+                f"{fname}: column '{META_GROUP}/{name}' is marked pickled but does not unpickle "
+                f"({type(e).__name__}: {str(e)[:200]}); expected a pickled array"
+            ) from e
+        arr = np.asarray(obj)
         if arr.ndim == 0 or arr.shape[0] < stored:
             raise DatasetFormatError(
                 f"{fname}: pickled column '{META_GROUP}/{name}' has shape {arr.shape}; expected "
