@@ -117,7 +117,7 @@ from tianshou_offline.scale.grid_spec import (
 from tianshou_offline.training import rng_state, set_rng_state
 
 if TYPE_CHECKING:
-    pass
+    from tianshou.algorithm.algorithm_base import OfflineAlgorithm
 
 __all__ = [
     "CHECKPOINT",
@@ -325,6 +325,33 @@ def _run_cell(cell: Cell, directory: Path, on_checkpoint: CheckpointHook | None)
         logger.finalize()
         test_envs.close()
     train_seconds = time.perf_counter() - t0
+    result = _record_result(
+        algorithm, cell, directory, env_id=env_id, dataset=dataset, curve=curve,
+        target_return=overrides.get("target_return") if conditioned else None,
+        resumed_from_epoch=counters[0], train_seconds=train_seconds, threads=threads,
+        device=device,
+    )  # fmt: skip
+    return {**result, "skipped": False}
+
+
+def _record_result(
+    algorithm: OfflineAlgorithm[Any],
+    cell: Cell,
+    directory: Path,
+    *,
+    env_id: str,
+    dataset: Path,
+    curve: list[list[float]],
+    target_return: float | None,
+    resumed_from_epoch: int,
+    train_seconds: float,
+    threads: int,
+    device: str,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Evaluate a cell's trained policy, save it (``policy.pt``) and write its
+    ``result.json`` (the fields :func:`run_cell` returns, and ``extra``)."""
+    budget = cell.budget
     t0 = time.perf_counter()
     returns = _evaluate(algorithm, env_id, budget.eval_episodes, 10_000 + cell.seed)
     eval_seconds = time.perf_counter() - t0
@@ -340,9 +367,9 @@ def _run_cell(cell: Cell, directory: Path, on_checkpoint: CheckpointHook | None)
         "returns": [float(r) for r in returns],
         "normalized_score": _score(dataset, mean),
         "curve": curve,
-        "target_return": overrides.get("target_return") if conditioned else None,
+        "target_return": target_return,
         "gradient_steps": budget.epochs * budget.steps_per_epoch,
-        "resumed_from_epoch": counters[0],
+        "resumed_from_epoch": resumed_from_epoch,
         "train_seconds": train_seconds,
         "eval_seconds": eval_seconds,
         "node": node_name(),
@@ -350,9 +377,10 @@ def _run_cell(cell: Cell, directory: Path, on_checkpoint: CheckpointHook | None)
         "num_threads": threads,
         "device": device,
         "dir": str(directory),
+        **(extra or {}),
     }
     _write_atomic(directory / RESULT, json.dumps(result, indent=1).encode())
-    return {**result, "skipped": False}
+    return result
 
 
 def _cell_logger(writer: Any, counters: tuple[int, int, int], curve: list[list[float]],
@@ -740,34 +768,10 @@ def _train_group(cells: Sequence[Cell], dirs: Sequence[Path]) -> list[dict[str, 
     train_seconds = time.perf_counter() - t0
     results = []
     for k, (cell, d) in enumerate(zip(cells, dirs, strict=True)):
-        member = batch.members[k]
-        t0 = time.perf_counter()
-        returns = _evaluate(member, env_id, budget.eval_episodes, 10_000 + cell.seed)
-        eval_seconds = time.perf_counter() - t0
-        mean = float(np.mean(returns))
-        _save_policy(member, d / "policy.pt")
-        result: dict[str, Any] = {
-            "spec": cell.spec(),
-            "key": cell.key,
-            "group": cell.group,
-            "env_id": env_id,
-            "final_return_mean": mean,
-            "final_return_std": float(np.std(returns)),
-            "returns": [float(r) for r in returns],
-            "normalized_score": _score(dataset, mean),
-            "curve": curves[k],
-            "target_return": None,
-            "gradient_steps": budget.epochs * budget.steps_per_epoch,
-            "resumed_from_epoch": 0,
-            "train_seconds": train_seconds,
-            "eval_seconds": eval_seconds,
-            "node": node_name(),
-            "pid": os.getpid(),
-            "num_threads": threads,
-            "device": device,
-            "dir": str(d),
-            "seed_batch": len(cells),
-        }
-        _write_atomic(d / RESULT, json.dumps(result, indent=1).encode())
+        result = _record_result(
+            batch.members[k], cell, d, env_id=env_id, dataset=dataset, curve=curves[k],
+            target_return=None, resumed_from_epoch=0, train_seconds=train_seconds,
+            threads=threads, device=device, extra={"seed_batch": len(cells)},
+        )  # fmt: skip
         results.append(result)
     return results
