@@ -1,14 +1,11 @@
 """Discrete-action data that stays on disk: mini-batches gathered from a disk-backed buffer.
 
-A buffer whose observation columns stay in its files (``load_buffer(path, memory="disk")``,
-``load_rl_unplugged(shards, memory="disk")``) offers them through a ``disk_columns()``
-method (:func:`disk_columns`); the algorithms never import the loaders, they only detect that
-method. For such a buffer the discrete algorithms build a :class:`StreamingFrameDataset`
-instead of a :class:`~tianshou_offline.algorithms.discrete.dataset.FrameDataset`: no frame
-is copied to device tables; each mini-batch's observation stacks are gathered from the mapped
-files by a **prefetch thread** (numpy's fancy-index copies release the GIL, so reading the
-next batches overlaps the gradient step), which also asks the kernel to start reading the
-batches after those (``MADV_WILLNEED``) so that a cold page cache is read in parallel.
+For a disk-backed buffer (one with ``disk_columns()``, see
+:mod:`~tianshou_offline.algorithms.streaming`) the discrete algorithms build a
+:class:`StreamingFrameDataset` instead of a
+:class:`~tianshou_offline.algorithms.discrete.dataset.FrameDataset`: no frame is copied to
+device tables; each mini-batch's observation stacks are gathered from the mapped files by the
+shared prefetch thread (:class:`~tianshou_offline.algorithms.streaming.Prefetcher`).
 
 The batches equal what ``FrameDataset`` gathers for the same positions (frame stacks by
 ``buffer.prev``, exact-stack patches, n-step targets: see ``tests/test_out_of_core.py``).
@@ -24,12 +21,6 @@ from torch's global generator (``torch.manual_seed`` makes runs repeatable).
 from __future__ import annotations
 
 import logging
-import queue
-import threading
-import weakref
-from collections import deque
-from collections.abc import Mapping
-from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -37,6 +28,7 @@ from tianshou.data import ReplayBuffer
 
 from tianshou_offline.algorithms.core import OfflineDataset, n_step_targets
 from tianshou_offline.algorithms.discrete.dataset import DiscreteTransitions
+from tianshou_offline.algorithms.streaming import Prefetcher, RowSource, disk_columns
 
 log = logging.getLogger(__name__)
 
@@ -44,32 +36,6 @@ __all__ = ["RowSource", "StreamingFrameDataset", "disk_columns"]
 
 _CHUNK = 1 << 20
 """Transitions per step of the precomputation (bounds its temporaries)."""
-
-
-@runtime_checkable
-class RowSource(Protocol):
-    """A column that is not in memory: ``shape``/``dtype`` and ``take(rows)``, which returns
-    the rows at an integer array of any shape (``(*rows.shape, *shape[1:])``)."""
-
-    @property
-    def shape(self) -> tuple[int, ...]: ...
-
-    @property
-    def dtype(self) -> np.dtype[Any]: ...
-
-    def take(self, rows: Any) -> np.ndarray: ...
-
-
-def disk_columns(buffer: ReplayBuffer) -> Mapping[str, RowSource] | None:
-    """The columns ``buffer`` leaves on disk (its ``disk_columns()``), or None for a buffer
-    held in memory."""
-    method = getattr(buffer, "disk_columns", None)
-    if not callable(method):
-        return None
-    cols = method()
-    if not isinstance(cols, Mapping) or not isinstance(cols.get("obs"), RowSource):
-        return None
-    return cols
 
 
 def _patches(buffer: ReplayBuffer, which: str) -> tuple[np.ndarray | None, np.ndarray | None]:
@@ -125,7 +91,7 @@ class StreamingFrameDataset(OfflineDataset[DiscreteTransitions]):
         self._n = len(rew)
         self._rows_total = int(obs.shape[0])
         self._offsets = np.arange(self._stack - 1, -1, -1, dtype=np.int64)
-        self._worker: _Prefetcher | None = None
+        self._worker: Prefetcher | None = None
         self.last_positions: np.ndarray | None = None
         """The positions of the last batch :meth:`sample` returned (``(B,)`` int64, into
         ``0..len-1``; storage rows where the buffer samples all rows) — for checking the
@@ -166,7 +132,7 @@ class StreamingFrameDataset(OfflineDataset[DiscreteTransitions]):
         if worker is None or worker.batch_size != batch_size or not worker.is_alive():
             self.close()
             seed = int(torch.randint(2**62, (1,)).item())
-            worker = _Prefetcher(self, batch_size, seed, self._prefetch)
+            worker = Prefetcher(self, batch_size, seed, self._prefetch)
             worker.start()
             self._worker = worker
         batch = worker.get()
@@ -364,58 +330,3 @@ class StreamingFrameDataset(OfflineDataset[DiscreteTransitions]):
             prefetch,
         )
         return dataset
-
-
-class _Prefetcher(threading.Thread):
-    """Draws positions, gathers batches into a queue; holds its dataset weakly (it stops when
-    the dataset is gone or :meth:`stop` is called). Errors are handed to the consumer."""
-
-    def __init__(
-        self, dataset: StreamingFrameDataset, batch_size: int, seed: int, depth: int
-    ) -> None:
-        super().__init__(name="tianshou-offline-prefetch", daemon=True)
-        self.batch_size = batch_size
-        self._ref = weakref.ref(dataset)
-        self._rng = np.random.default_rng(seed)
-        self._queue: queue.Queue[dict[str, np.ndarray] | BaseException] = queue.Queue(depth)
-        self._ahead = depth
-        self._stop_event = threading.Event()
-
-    def stop(self) -> None:
-        self._stop_event.set()
-
-    def get(self) -> dict[str, np.ndarray]:
-        while True:
-            try:
-                item = self._queue.get(timeout=1.0)
-            except queue.Empty:
-                if not self.is_alive():
-                    raise RuntimeError("the prefetch thread stopped") from None
-                continue
-            if isinstance(item, BaseException):
-                raise item
-            return item
-
-    def run(self) -> None:
-        pending: deque[np.ndarray] = deque()
-        try:
-            while not self._stop_event.is_set():
-                ds = self._ref()
-                if ds is None:
-                    return
-                n = len(ds)
-                while len(pending) <= self._ahead:
-                    pos = self._rng.integers(0, n, size=self.batch_size, dtype=np.int64)
-                    ds.will_need(pos)
-                    pending.append(pos)
-                batch = ds.gather_numpy(pending.popleft())
-                del ds
-                while not self._stop_event.is_set():
-                    try:
-                        self._queue.put(batch, timeout=0.1)
-                        break
-                    except queue.Full:
-                        if self._ref() is None:
-                            return
-        except BaseException as e:  # handed to the consumer, which raises it
-            self._queue.put(e)

@@ -1,0 +1,115 @@
+"""Mini-batches gathered from a disk-backed buffer, shared by the continuous and the discrete
+streaming datasets.
+
+A buffer whose observation columns stay in its files (``load_buffer(path, memory="disk")``,
+``load_rl_unplugged(shards, memory="disk")``) offers them through a ``disk_columns()``
+method (:func:`disk_columns`); the algorithms never import the loaders, they only detect that
+method. A streaming dataset gathers each mini-batch from those columns in a
+:class:`Prefetcher` thread (numpy's fancy-index copies release the GIL, so reading the next
+batches overlaps the gradient step), which also asks the kernel to start reading the batches
+after those (``MADV_WILLNEED``) so that a cold page cache is read in parallel.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import weakref
+from collections import deque
+from collections.abc import Mapping
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+from tianshou.data import ReplayBuffer
+
+__all__ = ["BatchSource", "Prefetcher", "RowSource", "disk_columns"]
+
+
+@runtime_checkable
+class RowSource(Protocol):
+    """A column that is not in memory: ``shape``/``dtype`` and ``take(rows)``, which returns
+    the rows at an integer array of any shape (``(*rows.shape, *shape[1:])``)."""
+
+    @property
+    def shape(self) -> tuple[int, ...]: ...
+
+    @property
+    def dtype(self) -> np.dtype[Any]: ...
+
+    def take(self, rows: Any) -> np.ndarray: ...
+
+
+def disk_columns(buffer: ReplayBuffer) -> Mapping[str, RowSource] | None:
+    """The columns ``buffer`` leaves on disk (its ``disk_columns()``), or None for a buffer
+    held in memory."""
+    method = getattr(buffer, "disk_columns", None)
+    if not callable(method):
+        return None
+    cols = method()
+    if not isinstance(cols, Mapping) or not isinstance(cols.get("obs"), RowSource):
+        return None
+    return cols
+
+
+class BatchSource(Protocol):
+    """What a :class:`Prefetcher` gathers from: its transitions (``len``), a read-ahead hint
+    and the numpy arrays of a mini-batch at positions ``pos`` (any thread)."""
+
+    def __len__(self) -> int: ...
+
+    def will_need(self, pos: np.ndarray) -> None: ...
+
+    def gather_numpy(self, pos: np.ndarray) -> dict[str, np.ndarray]: ...
+
+
+class Prefetcher(threading.Thread):
+    """Draws positions, gathers batches into a queue; holds its dataset weakly (it stops when
+    the dataset is gone or :meth:`stop` is called). Errors are handed to the consumer."""
+
+    def __init__(self, dataset: BatchSource, batch_size: int, seed: int, depth: int) -> None:
+        super().__init__(name="tianshou-offline-prefetch", daemon=True)
+        self.batch_size = batch_size
+        self._ref = weakref.ref(dataset)
+        self._rng = np.random.default_rng(seed)
+        self._queue: queue.Queue[dict[str, np.ndarray] | BaseException] = queue.Queue(depth)
+        self._ahead = depth
+        self._stop_event = threading.Event()
+
+    def stop(self) -> None:
+        self._stop_event.set()
+
+    def get(self) -> dict[str, np.ndarray]:
+        while True:
+            try:
+                item = self._queue.get(timeout=1.0)
+            except queue.Empty:
+                if not self.is_alive():
+                    raise RuntimeError("the prefetch thread stopped") from None
+                continue
+            if isinstance(item, BaseException):
+                raise item
+            return item
+
+    def run(self) -> None:
+        pending: deque[np.ndarray] = deque()
+        try:
+            while not self._stop_event.is_set():
+                ds = self._ref()
+                if ds is None:
+                    return
+                n = len(ds)
+                while len(pending) <= self._ahead:
+                    pos = self._rng.integers(0, n, size=self.batch_size, dtype=np.int64)
+                    ds.will_need(pos)
+                    pending.append(pos)
+                batch = ds.gather_numpy(pending.popleft())
+                del ds
+                while not self._stop_event.is_set():
+                    try:
+                        self._queue.put(batch, timeout=0.1)
+                        break
+                    except queue.Full:
+                        if self._ref() is None:
+                            return
+        except BaseException as e:  # handed to the consumer, which raises it
+            self._queue.put(e)
