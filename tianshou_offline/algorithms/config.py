@@ -36,12 +36,14 @@ import gymnasium as gym
 import numpy as np
 from tianshou.algorithm.optim import AdamOptimizerFactory
 
+from tianshou_offline.algorithms.continuous.nets import ConvEncoder
 from tianshou_offline.algorithms.discrete.nets import AtariTrunk, MLPTrunk, Trunk
 from tianshou_offline.errors import DataValidationError, UnknownHyperparameterError
 
 if TYPE_CHECKING:
     import torch
     from tianshou.algorithm.algorithm_base import OfflineAlgorithm
+    from torch import nn
 
 
 ActionKind = Literal["continuous", "discrete"]
@@ -271,10 +273,13 @@ def adam(lr: float) -> AdamOptimizerFactory:
 
 @dataclass(frozen=True, kw_only=True)
 class ContinuousConfig(AlgorithmConfig):
-    """The settings every continuous-action config has: ReLU MLPs and the policy's
-    observation normaliser."""
+    """The settings every continuous-action config has: ReLU MLPs, the policy's observation
+    normaliser and, for pixel observations, a convolutional encoder in front of each network
+    (:meth:`network_input`; configs whose ``build`` uses it set :attr:`conv_encoder`)."""
 
     action_kind: ClassVar[ActionKind] = "continuous"
+    conv_encoder: ClassVar[bool] = False
+    """Whether ``build`` puts :meth:`network_input`'s encoder in front of its networks."""
 
     hidden_sizes: tuple[int, ...] = (256, 256)
     """widths of the hidden layers of every network"""
@@ -282,6 +287,52 @@ class ContinuousConfig(AlgorithmConfig):
     """normalise observations with the data's mean and std (kept in the policy)"""
     max_grad_norm: float | None = None
     """clip every gradient's norm to this (None: no clipping)"""
+    encoder: Literal["auto", "flat", "conv"] = "auto"
+    """'conv': a pixel encoder per network for (C, H, W) images; 'flat'; 'auto': conv for 3-D"""
+    encoder_features: int = 50
+    """output size of each network's convolutional encoder"""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.encoder not in ("auto", "flat", "conv"):
+            raise DataValidationError(
+                f"{self.name}: encoder={self.encoder!r}; expected 'auto', 'flat' or 'conv'"
+            )
+        if self.encoder == "conv" and not self.conv_encoder:
+            raise DataValidationError(
+                f"{self.name}: encoder='conv' is not offered by this algorithm (it is by il, "
+                "td3bc, iql and cql); expected 'auto' or 'flat'"
+            )
+
+    def network_input(
+        self, observation_space: gym.Space[Any]
+    ) -> tuple[int, Callable[[], nn.Module | None]]:
+        """``(D, new_encoder)``: the input size of the networks' MLPs and what makes the
+        ``encoder`` of each network ``build`` makes — a new
+        :class:`~tianshou_offline.algorithms.continuous.nets.ConvEncoder` (``D`` =
+        :attr:`encoder_features`) when :attr:`encoder` picks convolutions, else None
+        (``D`` = the flattened observation size).
+
+        :raises DataValidationError: ``encoder='conv'`` for a space that is not ``(C, H, W)``.
+        """
+        dim = flat_obs_dim(observation_space)
+        shape = tuple(observation_space.shape or ())
+        conv = self.encoder == "conv" or (
+            self.encoder == "auto" and self.conv_encoder and len(shape) == 3
+        )
+        if not conv:
+            return dim, lambda: None
+        if len(shape) != 3:
+            raise DataValidationError(
+                f"{self.name}: encoder='conv' needs (C, H, W) image observations; the "
+                f"observation space has shape {shape}"
+            )
+        features = int(self.encoder_features)
+
+        def new_encoder() -> nn.Module:
+            return ConvEncoder(shape, features)
+
+        return features, new_encoder
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -116,6 +116,7 @@ __all__ = [
     "GradientStep",
     "OfflineAlgorithmCore",
     "OfflineDataset",
+    "SampleStream",
     "TransitionBatch",
     "episode_ends",
     "episode_starts",
@@ -205,6 +206,72 @@ class OfflineDataset(ABC, Generic[TBatch]):
         return self.gather(pos)
 
 
+_GOLDEN = 0x9E3779B97F4A7C15
+"""Odd 64-bit constant (2⁶⁴/φ) spreading batch numbers over generator seeds."""
+
+
+class SampleStream:
+    """Mini-batch positions, uniform with replacement, that a prefetch thread can draw ahead
+    and a checkpoint can hold: batch ``k`` is ``torch.randint(n, (B,))`` from a CPU generator
+    seeded with ``seed + k·0x9E3779B97F4A7C15`` (mod 2⁶⁴), so any batch can be drawn without
+    the ones before it, in any thread, and the stream is two integers (:meth:`state`).
+
+    ``seed`` is drawn from torch's global generator when the first batch is drawn
+    (``torch.manual_seed`` makes runs repeatable); after that the stream consumes nothing from
+    the global generator, so what an update draws (noise, dropout, random actions) does not
+    move the batches. Used by the continuous datasets in RAM and on disk
+    (:class:`~tianshou_offline.algorithms.continuous.dataset.TransitionDataset`,
+    :class:`~tianshou_offline.algorithms.continuous.streaming.StreamingTransitionDataset`):
+    both draw the same batches for a seed.
+    """
+
+    def __init__(self) -> None:
+        self.seed: int | None = None
+        self.count = 0
+        """Batches drawn (the next batch's number)."""
+        self._gen = torch.Generator()
+
+    def start(self) -> int:
+        """The seed, drawn now from torch's global generator if not drawn yet."""
+        if self.seed is None:
+            self.seed = int(torch.randint(2**62, (1,)).item())
+        return self.seed
+
+    def positions_at(
+        self, k: int, n: int, batch_size: int, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """Batch ``k``'s ``(batch_size,)`` int64 positions in ``0..n-1`` (CPU); a thread other
+        than the caller of :meth:`next` passes its own ``generator``."""
+        g = self._gen if generator is None else generator
+        g.manual_seed((self.start() + k * _GOLDEN) % 2**64)
+        return torch.randint(n, (batch_size,), generator=g)
+
+    def next(self, n: int, batch_size: int) -> torch.Tensor:
+        """The next batch's positions (CPU); counts it."""
+        pos = self.positions_at(self.count, n, batch_size)
+        self.count += 1
+        return pos
+
+    def state(self) -> list[int]:
+        """``[seed, count]`` (seed −1 before the first draw), for checkpoints."""
+        return [-1 if self.seed is None else self.seed, self.count]
+
+    def load_state(self, state: Sequence[int]) -> None:
+        """Continue from a :meth:`state` (in place: datasets holding the stream follow)."""
+        seed, count = (int(x) for x in state)
+        self.seed, self.count = (None if seed < 0 else seed), count
+
+
+def to_device_positions(pos: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """CPU positions on ``device``: through pinned memory for CUDA, so that the copy does not
+    wait for the device (a pageable host copy synchronises the stream)."""
+    if device.type == "cpu":
+        return pos
+    if device.type == "cuda":
+        pos = pos.pin_memory()
+    return pos.to(device, non_blocking=True)
+
+
 def n_step_targets(
     buffer: ReplayBuffer, indices: np.ndarray, gamma: float, n_step: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -219,26 +286,27 @@ def n_step_targets(
         γ^m (1 − terminated); ``terminated`` (N,) in {0, 1}.
     """
     n = len(indices)
-    rew_all = np.asarray(buffer.rew, dtype=np.float64)
-    term_all = np.asarray(buffer.terminated, dtype=bool)
-    done_all = np.asarray(buffer.done, dtype=bool)
+    # the columns as stored (no whole-column copies: a caller may pass a chunk of the rows)
+    rew_all = np.asarray(buffer.rew)
+    term_all = np.asarray(buffer.terminated)
+    done_all = np.asarray(buffer.done)
     cur = indices.copy()
     ret = np.zeros(n, dtype=np.float64)
     disc = np.ones(n, dtype=np.float64)
     alive = np.ones(n, dtype=bool)
     last = cur.copy()
     for k in range(n_step):
-        ret[alive] += disc[alive] * rew_all[cur[alive]]
+        ret[alive] += disc[alive] * rew_all[cur[alive]].astype(np.float64)
         disc[alive] *= gamma
         last[alive] = cur[alive]
         if k == n_step - 1:
             break
         nxt = np.asarray(buffer.next(cur))
-        alive &= ~done_all[cur] & (nxt != cur)
+        alive &= ~done_all[cur].astype(bool) & (nxt != cur)
         if not alive.any():
             break
         cur = np.where(alive, nxt, cur)
-    terminated = term_all[last].astype(np.float64)
+    terminated = term_all[last].astype(bool).astype(np.float64)
     return ret, last, disc * (1.0 - terminated), terminated
 
 

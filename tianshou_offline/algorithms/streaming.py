@@ -16,7 +16,7 @@ import queue
 import threading
 import weakref
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -52,10 +52,8 @@ def disk_columns(buffer: ReplayBuffer) -> Mapping[str, RowSource] | None:
 
 
 class BatchSource(Protocol):
-    """What a :class:`Prefetcher` gathers from: its transitions (``len``), a read-ahead hint
-    and the numpy arrays of a mini-batch at positions ``pos`` (any thread)."""
-
-    def __len__(self) -> int: ...
+    """What a :class:`Prefetcher` gathers from: a read-ahead hint and the numpy arrays of a
+    mini-batch at positions ``pos`` (any thread)."""
 
     def will_need(self, pos: np.ndarray) -> None: ...
 
@@ -63,14 +61,22 @@ class BatchSource(Protocol):
 
 
 class Prefetcher(threading.Thread):
-    """Draws positions, gathers batches into a queue; holds its dataset weakly (it stops when
-    the dataset is gone or :meth:`stop` is called). Errors are handed to the consumer."""
+    """Draws positions (``draw()``: the next batch's ``(batch_size,)`` int64 positions, called
+    in this thread only), gathers batches into a queue, ``depth`` ahead, in the order drawn;
+    holds its dataset weakly (it stops when the dataset is gone or :meth:`stop` is called).
+    Errors are handed to the consumer."""
 
-    def __init__(self, dataset: BatchSource, batch_size: int, seed: int, depth: int) -> None:
+    def __init__(
+        self,
+        dataset: BatchSource,
+        batch_size: int,
+        draw: Callable[[], np.ndarray],
+        depth: int,
+    ) -> None:
         super().__init__(name="tianshou-offline-prefetch", daemon=True)
         self.batch_size = batch_size
         self._ref = weakref.ref(dataset)
-        self._rng = np.random.default_rng(seed)
+        self._draw = draw
         self._queue: queue.Queue[dict[str, np.ndarray] | BaseException] = queue.Queue(depth)
         self._ahead = depth
         self._stop_event = threading.Event()
@@ -97,9 +103,8 @@ class Prefetcher(threading.Thread):
                 ds = self._ref()
                 if ds is None:
                     return
-                n = len(ds)
                 while len(pending) <= self._ahead:
-                    pos = self._rng.integers(0, n, size=self.batch_size, dtype=np.int64)
+                    pos = self._draw()
                     ds.will_need(pos)
                     pending.append(pos)
                 batch = ds.gather_numpy(pending.popleft())

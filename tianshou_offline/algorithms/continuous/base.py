@@ -10,6 +10,7 @@ n-step rewards and bootstrap discounts precomputed.
 from __future__ import annotations
 
 from abc import ABC
+from typing import Any
 
 import numpy as np
 import torch
@@ -19,7 +20,14 @@ from typing_extensions import TypeVar
 
 from tianshou_offline.algorithms.continuous.dataset import TransitionDataset, Transitions
 from tianshou_offline.algorithms.continuous.policies import ContinuousPolicy
-from tianshou_offline.algorithms.core import OfflineAlgorithmCore, TStats
+from tianshou_offline.algorithms.continuous.streaming import StreamingTransitionDataset
+from tianshou_offline.algorithms.core import (
+    OfflineAlgorithmCore,
+    OfflineDataset,
+    SampleStream,
+    TStats,
+)
+from tianshou_offline.algorithms.streaming import disk_columns
 
 TContinuousPolicy = TypeVar("TContinuousPolicy", bound=ContinuousPolicy)
 
@@ -27,7 +35,7 @@ __all__ = ["OfflineAlgorithmBase"]
 
 
 class OfflineAlgorithmBase(
-    OfflineAlgorithmCore[TContinuousPolicy, TransitionDataset, Transitions, TStats], ABC
+    OfflineAlgorithmCore[TContinuousPolicy, OfflineDataset[Transitions], Transitions, TStats], ABC
 ):
     """Base of the continuous offline algorithms: :class:`TransitionDataset` sampling on the
     shared core (typed statistics, target networks, gradient steps).
@@ -37,18 +45,56 @@ class OfflineAlgorithmBase(
     n-step targets. Training goes through Tianshou: ``algorithm.run_training(
     OfflineTrainerParams(buffer=..., ...))``.
 
+    Mini-batch positions come from one :class:`~tianshou_offline.algorithms.core.SampleStream`
+    per algorithm (:attr:`sample_stream`, saved in the ``state_dict``, so that a resumed run
+    draws the batches the uninterrupted run would), whether the dataset is in RAM or streamed
+    from a disk-backed buffer.
+
     :param policy: the acting policy (holds the observation normaliser).
     """
+
+    def __init__(self, *, policy: TContinuousPolicy) -> None:
+        super().__init__(policy=policy)
+        self.sample_stream = SampleStream()
+        """Where every dataset of this algorithm draws its mini-batch positions."""
 
     @property
     def device(self) -> torch.device:
         """The device of the policy (and of the prepared dataset)."""
         return self.policy.device
 
-    def _build_dataset(self, buffer: ReplayBuffer) -> TransitionDataset:
+    def _build_dataset(self, buffer: ReplayBuffer) -> OfflineDataset[Transitions]:
+        """A :class:`TransitionDataset` on the device; for a disk-backed buffer (one whose
+        observations stay in its files, see
+        :func:`~tianshou_offline.algorithms.streaming.disk_columns`) a
+        :class:`~tianshou_offline.algorithms.continuous.streaming.StreamingTransitionDataset`
+        that gathers each mini-batch from disk with a prefetch thread instead — the same
+        batches for a seed."""
+        if disk_columns(buffer) is not None:
+            return StreamingTransitionDataset.from_buffer(
+                buffer,
+                policy=self.policy,
+                gamma=self.gamma,
+                n_step=self.n_step,
+                stream=self.sample_stream,
+            )
         return TransitionDataset.from_buffer(
-            buffer, policy=self.policy, gamma=self.gamma, n_step=self.n_step
+            buffer,
+            policy=self.policy,
+            gamma=self.gamma,
+            n_step=self.n_step,
+            stream=self.sample_stream,
         )
+
+    def get_extra_state(self) -> dict[str, Any]:
+        """The core's extra state and the sample stream (``[seed, batches drawn]``)."""
+        return {**super().get_extra_state(), "sample_stream": self.sample_stream.state()}
+
+    def set_extra_state(self, state: Any) -> None:
+        """Restore :meth:`get_extra_state` (a checkpoint without a stream keeps the current one)."""
+        super().set_extra_state(state)
+        if isinstance(state, dict) and "sample_stream" in state:
+            self.sample_stream.load_state(state["sample_stream"])
 
     def _as_transitions(self, batch: RolloutBatchProtocol | Transitions) -> Transitions:
         """Convert a Tianshou numpy ``Batch`` (as Tianshou's own update path passes) into

@@ -95,6 +95,7 @@ from tianshou_offline.algorithms.continuous.nets import CriticEnsemble, Gaussian
 from tianshou_offline.algorithms.continuous.policies import GaussianPolicy, gaussian_sample
 from tianshou_offline.algorithms.core import (
     GradientStep,
+    OfflineDataset,
     episode_ends,
     joint_step,
     return_to_go,
@@ -186,6 +187,7 @@ class CQLConfig(ContinuousTDConfig):
     SAC with a learned temperature, Adam 1e-4 (actor) and 3e-4 (critics), w = 5, N = 10."""
 
     name: ClassVar[str] = "cql"
+    conv_encoder: ClassVar[bool] = True
 
     actor_lr: float = 1e-4
     """Adam learning rate of the actor"""
@@ -236,9 +238,10 @@ class CQLConfig(ContinuousTDConfig):
         device: str | torch.device = "cpu",
     ) -> CQL:
         """A :class:`CQL` of a tanh-squashed :class:`GaussianActor` and critics."""
-        d, a = box_dims(observation_space, action_space)
+        _, a = box_dims(observation_space, action_space)
+        d, encoder = self.network_input(observation_space)
         policy = GaussianPolicy(
-            actor=GaussianActor(d, a, self.hidden_sizes),
+            actor=GaussianActor(d, a, self.hidden_sizes, encoder=encoder()),
             action_space=action_space,
             observation_space=observation_space,
             normalize_obs=self.normalize_obs,
@@ -246,7 +249,9 @@ class CQLConfig(ContinuousTDConfig):
         algorithm: CQL = CQL(
             policy=policy,
             policy_optim=adam(self.actor_lr),
-            critics=CriticEnsemble(d, a, self.hidden_sizes, num_critics=self.num_critics),
+            critics=CriticEnsemble(
+                d, a, self.hidden_sizes, num_critics=self.num_critics, encoder=encoder()
+            ),
             critic_optim=adam(self.critic_lr),
             tau=self.tau,
             gamma=self.gamma,
@@ -435,14 +440,22 @@ class CQL(OfflineAlgorithmBase[GaussianPolicy, TCQLStats]):
 
     # ------------------------------------------------------------------ Cal-QL's data
 
-    def _build_dataset(self, buffer: ReplayBuffer) -> TransitionDataset:
-        base = super()._build_dataset(buffer)
+    def _build_dataset(self, buffer: ReplayBuffer) -> OfflineDataset[Transitions]:
         if not self.calibrated:
-            return base
+            return super()._build_dataset(buffer)
+        # Cal-QL's reference values ride in the packed rows: the transitions are copied to
+        # the device also from a disk-backed buffer
+        base = TransitionDataset.from_buffer(
+            buffer,
+            policy=self.policy,
+            gamma=self.gamma,
+            n_step=self.n_step,
+            stream=self.sample_stream,
+        )
         rows = buffer.sample_indices(0)  # the order from_buffer packs the rows in
         mc = torch.as_tensor(self.reference_values(buffer)[rows], dtype=torch.float32)
         packed = torch.cat([base.packed, mc.to(base.device).unsqueeze(1)], dim=1)
-        return CalQLDataset(packed, base.obs_dim, base.act_dim)
+        return CalQLDataset(packed, base.obs_dim, base.act_dim, stream=self.sample_stream)
 
     def _preprocess_batch(
         self, batch: RolloutBatchProtocol, buffer: ReplayBuffer, indices: np.ndarray

@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import gymnasium as gym
@@ -14,7 +14,13 @@ import torch
 from tianshou.data import ReplayBuffer
 
 from tianshou_offline.algorithms.continuous.policies import ContinuousPolicy
-from tianshou_offline.algorithms.core import OfflineDataset, TransitionBatch, n_step_targets
+from tianshou_offline.algorithms.core import (
+    OfflineDataset,
+    SampleStream,
+    TransitionBatch,
+    n_step_targets,
+    to_device_positions,
+)
 
 log = logging.getLogger(__name__)
 
@@ -44,11 +50,16 @@ class TransitionDataset(OfflineDataset[Transitions]):
     """Every transition of a buffer as one device-resident tensor, packed row-wise as
     ``[obs | act | rew | obs_next | discount | terminated]`` (``(N, 2D + A + 3)`` float32) so
     that a mini-batch is a single gather. Built once by :meth:`from_buffer`; :meth:`sample`
-    draws uniform mini-batches with ``torch.randint`` on the same device."""
+    draws uniform mini-batches from :attr:`stream` (the algorithm's
+    :class:`~tianshou_offline.algorithms.core.SampleStream`: the same batches as the
+    disk-backed :class:`~tianshou_offline.algorithms.continuous.streaming.StreamingTransitionDataset`
+    for a seed)."""
 
     packed: torch.Tensor
     obs_dim: int
     act_dim: int
+    stream: SampleStream = field(default_factory=SampleStream, compare=False, kw_only=True)
+    """Where mini-batch positions come from (drawn on the CPU, copied to the device)."""
 
     def __len__(self) -> int:
         return int(self.packed.shape[0])
@@ -84,6 +95,11 @@ class TransitionDataset(OfflineDataset[Transitions]):
         ``index_select`` of the packed rows."""
         return self._unpack(torch.index_select(self.packed, 0, pos))
 
+    def sample(self, batch_size: int) -> Transitions:
+        """The next uniform mini-batch of :attr:`stream` (with replacement)."""
+        pos = self.stream.next(len(self), batch_size)
+        return self.gather(to_device_positions(pos, self.device))
+
     @classmethod
     def from_buffer(
         cls,
@@ -93,6 +109,7 @@ class TransitionDataset(OfflineDataset[Transitions]):
         gamma: float = 0.99,
         n_step: int = 1,
         fit_obs_normalizer: bool = True,
+        stream: SampleStream | None = None,
     ) -> TransitionDataset:
         """Copy a buffer's transitions to ``policy``'s device.
 
@@ -103,6 +120,7 @@ class TransitionDataset(OfflineDataset[Transitions]):
         :param gamma: discount for the n-step sums and the bootstrap factor.
         :param n_step: n of the n-step return (1 = one-step TD).
         :param fit_obs_normalizer: fit the policy's normaliser (if enabled) on ``buffer.obs``.
+        :param stream: where mini-batch positions come from (default: a new stream).
         :raises ValueError: the buffer is empty or its shapes do not match the policy.
         """
         if n_step < 1:
@@ -124,6 +142,7 @@ class TransitionDataset(OfflineDataset[Transitions]):
             discount=discount,
             terminated=terminated,
             fit_obs_normalizer=fit_obs_normalizer,
+            stream=stream,
         )
 
     @classmethod
@@ -138,6 +157,7 @@ class TransitionDataset(OfflineDataset[Transitions]):
         discount: Any,
         terminated: Any,
         fit_obs_normalizer: bool = False,
+        stream: SampleStream | None = None,
     ) -> TransitionDataset:
         """Build a dataset from columns (numpy or tensors, first dimension N).
 
@@ -180,23 +200,32 @@ class TransitionDataset(OfflineDataset[Transitions]):
                 ],
                 dim=1,
             )
-        return cls(packed, policy.obs_dim, policy.act_dim)
+        return cls(packed, policy.obs_dim, policy.act_dim, stream=stream or SampleStream())
 
 
-def _warn_if_outside(act: np.ndarray, space: gym.Space[Any]) -> None:
+def outside_rows(act: np.ndarray, space: gym.Space[Any]) -> int:
+    """How many rows of ``act`` (``(N, A)``) lie outside a ``Box`` space (beyond a 1e-4
+    relative tolerance); 0 for other spaces."""
     if not isinstance(space, gym.spaces.Box):
-        return
+        return 0
     low = np.asarray(space.low, dtype=np.float64).reshape(-1)
     high = np.asarray(space.high, dtype=np.float64).reshape(-1)
     tol = 1e-4 * np.maximum(1.0, high - low)
-    below = act < low - tol
-    above = act > high + tol
-    if below.any() or above.any():
-        frac = float((below | above).any(axis=1).mean())
+    outside = (act < low - tol) | (act > high + tol)
+    return int(outside.any(axis=1).sum())
+
+
+def warn_if_outside(outside: int, total: int, space: gym.Space[Any]) -> None:
+    """Warn once that ``outside`` of ``total`` dataset actions lie outside ``space``."""
+    if outside and isinstance(space, gym.spaces.Box):
         log.warning(
             "%.1f%% of the dataset's actions lie outside the action space [%s, %s]; the "
             "algorithms expect actions in the environment's units",
-            100 * frac,
-            low.min(),
-            high.max(),
+            100 * outside / total,
+            np.min(space.low),
+            np.max(space.high),
         )
+
+
+def _warn_if_outside(act: np.ndarray, space: gym.Space[Any]) -> None:
+    warn_if_outside(outside_rows(act, space), len(act), space)

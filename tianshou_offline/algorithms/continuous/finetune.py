@@ -43,8 +43,9 @@ from tianshou.data.types import RolloutBatchProtocol
 from tianshou.exploration import GaussianNoise
 
 from tianshou_offline.algorithms.continuous.base import OfflineAlgorithmBase
-from tianshou_offline.algorithms.continuous.dataset import TransitionDataset, Transitions
+from tianshou_offline.algorithms.continuous.dataset import Transitions
 from tianshou_offline.algorithms.continuous.policies import ContinuousPolicy
+from tianshou_offline.algorithms.core import OfflineDataset
 
 __all__ = ["OnlineFineTuning", "cat_batches"]
 
@@ -108,7 +109,7 @@ class OnlineFineTuning(OffPolicyAlgorithm[TPolicy], Generic[TPolicy, TStats]):
         """The share of offline transitions in the latest mini-batch."""
 
     @property
-    def offline_dataset(self) -> TransitionDataset:
+    def offline_dataset(self) -> OfflineDataset[Transitions]:
         """The offline data on the device (prepared once, as by ``process_buffer``)."""
         return self.offline.dataset_for(self._offline_buffer)
 

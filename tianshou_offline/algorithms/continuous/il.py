@@ -46,6 +46,7 @@ class ImitationConfig(ContinuousConfig):
     """Behaviour cloning's settings: an MLP actor, Adam."""
 
     name: ClassVar[str] = "il"
+    conv_encoder: ClassVar[bool] = True
 
     lr: float = 1e-3
     """Adam learning rate of the actor"""
@@ -61,11 +62,12 @@ class ImitationConfig(ContinuousConfig):
     ) -> ImitationLearning:
         """An :class:`ImitationLearning` of a :class:`DeterministicActor` (or an unsquashed
         :class:`GaussianActor`)."""
-        d, a = box_dims(observation_space, action_space)
+        _, a = box_dims(observation_space, action_space)
+        d, encoder = self.network_input(observation_space)
         policy: DeterministicPolicy | GaussianPolicy
         if self.actor == "gaussian":
             policy = GaussianPolicy(
-                actor=GaussianActor(d, a, self.hidden_sizes),
+                actor=GaussianActor(d, a, self.hidden_sizes, encoder=encoder()),
                 action_space=action_space,
                 observation_space=observation_space,
                 squash=False,
@@ -73,7 +75,7 @@ class ImitationConfig(ContinuousConfig):
             )
         else:
             policy = DeterministicPolicy(
-                actor=DeterministicActor(d, a, self.hidden_sizes),
+                actor=DeterministicActor(d, a, self.hidden_sizes, encoder=encoder()),
                 action_space=action_space,
                 observation_space=observation_space,
                 normalize_obs=self.normalize_obs,

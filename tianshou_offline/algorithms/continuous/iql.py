@@ -140,6 +140,7 @@ class IQLConfig(ContinuousTDConfig):
     Gaussian actor with a tanh mean and a state-independent std."""
 
     name: ClassVar[str] = "iql"
+    conv_encoder: ClassVar[bool] = True
     renamed: ClassVar[Mapping[str, str | tuple[str, ...]]] = {
         **ContinuousTDConfig.renamed,
         "lr": ("actor_lr", "critic_lr", "value_lr"),
@@ -169,19 +170,22 @@ class IQLConfig(ContinuousTDConfig):
         device: str | torch.device = "cpu",
     ) -> IQL:
         """An :class:`IQL` of the actor, critics and a :class:`ValueFunction`."""
-        d, a = box_dims(observation_space, action_space)
+        _, a = box_dims(observation_space, action_space)
+        d, encoder = self.network_input(observation_space)
         h = self.hidden_sizes
         policy: GaussianPolicy | DeterministicPolicy
         if self.deterministic_actor:
             policy = DeterministicPolicy(
-                actor=DeterministicActor(d, a, h),
+                actor=DeterministicActor(d, a, h, encoder=encoder()),
                 action_space=action_space,
                 observation_space=observation_space,
                 normalize_obs=self.normalize_obs,
             )
         else:
             policy = GaussianPolicy(
-                actor=GaussianActor(d, a, h, conditioned_std=False, tanh_mean=True),
+                actor=GaussianActor(
+                    d, a, h, conditioned_std=False, tanh_mean=True, encoder=encoder()
+                ),
                 action_space=action_space,
                 observation_space=observation_space,
                 squash=False,
@@ -195,9 +199,9 @@ class IQLConfig(ContinuousTDConfig):
         algorithm: IQL = IQL(
             policy=policy,
             policy_optim=policy_optim,
-            critics=CriticEnsemble(d, a, h, num_critics=self.num_critics),
+            critics=CriticEnsemble(d, a, h, num_critics=self.num_critics, encoder=encoder()),
             critic_optim=adam(self.critic_lr),
-            value=ValueFunction(d, h),
+            value=ValueFunction(d, h, encoder=encoder()),
             value_optim=adam(self.value_lr),
             expectile=self.expectile,
             beta=self.beta,

@@ -1,5 +1,7 @@
 """Networks for the continuous-control algorithms: MLPs, actors, a batched critic ensemble,
-BCQ's VAE and perturbation model.
+BCQ's VAE and perturbation model, and a convolutional encoder of pixel observations
+(:class:`ConvEncoder`): the actors, :class:`ValueFunction` and :class:`CriticEnsemble` take
+an optional ``encoder`` applied to the observation first (``D`` is then its output size).
 
 Every module takes and returns plain tensors (no Tianshou ``Batch``, no numpy) so that the
 algorithms can call them on device-resident mini-batches without conversions. Shapes use
@@ -106,22 +108,44 @@ class MLP(nn.Module):
         return out
 
 
+def encode(encoder: nn.Module | None, obs: torch.Tensor, *, frozen: bool = False) -> torch.Tensor:
+    """``encoder(obs)`` (``obs`` itself without an encoder); ``frozen``: without gradients
+    (a network evaluated with detached parameters)."""
+    if encoder is None:
+        return obs
+    if frozen:
+        with torch.no_grad():
+            out: torch.Tensor = encoder(obs)
+        return out
+    out = encoder(obs)
+    return out
+
+
 class DeterministicActor(nn.Module):
     """``π(s) = tanh(MLP(s))``: a deterministic actor with actions in ``[-1, 1]``.
 
     :param obs_dim: D.
     :param act_dim: A.
     :param hidden_sizes: hidden widths.
+    :param encoder: applied to the observation first (e.g. a :class:`ConvEncoder`).
 
     ``forward(obs (B, D)) -> act (B, A)``.
     """
 
-    def __init__(self, obs_dim: int, act_dim: int, hidden_sizes: Sequence[int] = (256, 256)):
+    def __init__(
+        self,
+        obs_dim: int,
+        act_dim: int,
+        hidden_sizes: Sequence[int] = (256, 256),
+        *,
+        encoder: nn.Module | None = None,
+    ) -> None:
         super().__init__()
+        self.encoder = encoder
         self.net = MLP([obs_dim], act_dim, hidden_sizes)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(self.net(obs))
+        return torch.tanh(self.net(encode(self.encoder, obs)))
 
 
 class GaussianActor(nn.Module):
@@ -135,6 +159,7 @@ class GaussianActor(nn.Module):
     :param log_std_bounds: clamp of the log standard deviation.
     :param tanh_mean: bound the mean with ``tanh`` (the Gaussian itself is not squashed): the
         actor of IQL's authors and CORL (``means = tanh(MLP(s))``, a state-independent std).
+    :param encoder: applied to the observation first (e.g. a :class:`ConvEncoder`).
 
     The mean is unbounded unless ``tanh_mean``;
     :class:`~tianshou_offline.algorithms.continuous.policies.GaussianPolicy` squashes samples
@@ -150,8 +175,10 @@ class GaussianActor(nn.Module):
         conditioned_std: bool = True,
         log_std_bounds: tuple[float, float] = (LOG_STD_MIN, LOG_STD_MAX),
         tanh_mean: bool = False,
+        encoder: nn.Module | None = None,
     ) -> None:
         super().__init__()
+        self.encoder = encoder
         self.act_dim = act_dim
         self.conditioned_std = conditioned_std
         self.tanh_mean = tanh_mean
@@ -160,7 +187,7 @@ class GaussianActor(nn.Module):
         self.log_std = nn.Parameter(torch.zeros(act_dim), requires_grad=not conditioned_std)
 
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        out = self.net(obs)
+        out = self.net(encode(self.encoder, obs))
         if self.conditioned_std:
             mean, log_std = out.split(self.act_dim, dim=-1)
         else:
@@ -175,16 +202,24 @@ class ValueFunction(nn.Module):
 
     :param obs_dim: D.
     :param hidden_sizes: hidden widths.
+    :param encoder: applied to the observation first (e.g. a :class:`ConvEncoder`).
 
     ``forward(obs (B, D)) -> (B,)``.
     """
 
-    def __init__(self, obs_dim: int, hidden_sizes: Sequence[int] = (256, 256)) -> None:
+    def __init__(
+        self,
+        obs_dim: int,
+        hidden_sizes: Sequence[int] = (256, 256),
+        *,
+        encoder: nn.Module | None = None,
+    ) -> None:
         super().__init__()
+        self.encoder = encoder
         self.net = MLP([obs_dim], 1, hidden_sizes)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        out: torch.Tensor = self.net(obs)
+        out: torch.Tensor = self.net(encode(self.encoder, obs))
         return out.squeeze(-1)
 
 
@@ -242,6 +277,8 @@ class CriticEnsemble(nn.Module):
     :param layer_norm: apply LayerNorm (with a learned scale and shift per member) after
         each hidden layer's ReLU — ``Linear → ReLU → LayerNorm``, ReBRAC's critics (Tarasov
         et al. 2023, Sec. 4; CORL's ``critic_ln``).
+    :param encoder: applied to the observation first, shared by the members (e.g. a
+        :class:`ConvEncoder`; ``obs_dim`` is then its output size).
 
     ``forward(obs, act)``: ``obs (B, D)`` with ``act (B, A)`` gives ``(E, B)``; ``act (B, N, A)``
     gives ``(E, B, N)`` (obs is broadcast over the N actions, not copied).
@@ -255,8 +292,10 @@ class CriticEnsemble(nn.Module):
         num_critics: int = 2,
         *,
         layer_norm: bool = False,
+        encoder: nn.Module | None = None,
     ) -> None:
         super().__init__()
+        self.encoder = encoder
         if num_critics < 1:
             raise ValueError(f"num_critics={num_critics}: expected >= 1")
         if not hidden_sizes:
@@ -284,8 +323,12 @@ class CriticEnsemble(nn.Module):
     @torch.no_grad()
     def clip_grad_norm_(self, max_norm: float) -> torch.Tensor:
         """Clip each member's gradient norm to ``max_norm`` separately — what clipping E
-        separate critics would do. :returns: the members' norms before clipping, ``(E,)``."""
-        grads = [p.grad for p in self.parameters() if p.grad is not None]
+        separate critics would do (the shared encoder's gradient is clipped on its own).
+        :returns: the members' norms before clipping, ``(E,)``."""
+        if self.encoder is not None:
+            nn.utils.clip_grad_norm_(self.encoder.parameters(), max_norm)
+        members = itertools.chain(self.weights, self.biases, self.norm_weights, self.norm_biases)
+        grads = [p.grad for p in members if p.grad is not None]
         if not grads:
             return torch.zeros(self.num_critics)
         e = self.num_critics
@@ -312,6 +355,7 @@ class CriticEnsemble(nn.Module):
             actor's loss) but not the critic's parameters.
         :returns: ``(E, B)`` / ``(E, B, N)``, or ``(B,)`` / ``(B, N)`` with ``member``.
         """
+        obs = encode(self.encoder, obs, frozen=detach_params)
         weights: list[torch.Tensor] = list(self.weights)
         biases: list[torch.Tensor] = list(self.biases)
         norms: list[torch.Tensor] = [*self.norm_weights, *self.norm_biases]
@@ -379,6 +423,7 @@ class CriticEnsemble(nn.Module):
             differentiated with respect to the critic's parameters.
         :returns: ``q (E, B)`` and ``grad (E, B, A)``.
         """
+        obs = encode(self.encoder, obs)
         e = self.num_critics
         a = act.detach().unsqueeze(0).expand(e, *act.shape).clone().requires_grad_(True)
         x = torch.cat([obs.unsqueeze(0).expand(e, *obs.shape), a], dim=-1)  # (E, B, D + A)
@@ -471,3 +516,52 @@ class Perturbation(nn.Module):
     def forward(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
         state = obs.unsqueeze(1) if act.dim() == 3 and obs.dim() == 2 else obs
         return (act + self.phi * torch.tanh(self.net(state, act))).clamp(-1.0, 1.0)
+
+
+class ConvEncoder(nn.Module):
+    """The pixel encoder of DrQ-v2 (Yarats et al. 2021, "Mastering Visual Continuous Control:
+    Improved Data-Augmented Reinforcement Learning", Sec. 3 and App. B) as used by V-D4RL's
+    offline baselines (Lu et al. 2022, "Challenges and Opportunities in Offline Reinforcement
+    Learning from Visual Observations"): ``x/255 − 0.5``, four 3×3 convolutions of 32 channels
+    (strides 2, 1, 1, 1) with ReLU, flattened, then ``Linear → LayerNorm → tanh`` to
+    ``features`` (50).
+
+    ``forward(obs) -> (B, features)`` for ``obs`` ``(B, C·H·W)`` (the policies' flat
+    observations) or ``(B, C, H, W)``, any numeric dtype (``uint8`` pixels).
+
+    Differences from DrQ-v2: no random-shift augmentation, and the algorithms give each
+    network its own encoder (as d3rlpy's encoder factories do) rather than one encoder
+    trained by the critic and shared, detached, with the actor.
+
+    :param obs_shape: ``(C, H, W)``.
+    :param features: the output size.
+    """
+
+    def __init__(self, obs_shape: Sequence[int], features: int = 50) -> None:
+        super().__init__()
+        if len(obs_shape) != 3:
+            raise ValueError(f"obs_shape={tuple(obs_shape)}: expected (C, H, W)")
+        self.obs_shape = tuple(int(x) for x in obs_shape)
+        c, h, w = self.obs_shape
+        if min(h, w) < 15:
+            raise ValueError(f"obs_shape={self.obs_shape}: expected images of at least 15×15")
+        self.convs = nn.Sequential(
+            nn.Conv2d(c, 32, 3, stride=2),
+            nn.ReLU(),
+            nn.Conv2d(32, 32, 3, stride=1),
+            nn.ReLU(),
+            nn.Conv2d(32, 32, 3, stride=1),
+            nn.ReLU(),
+            nn.Conv2d(32, 32, 3, stride=1),
+            nn.ReLU(),
+            nn.Flatten(),
+        )
+        with torch.no_grad():
+            flat = int(self.convs(torch.zeros(1, c, h, w)).shape[1])
+        self.head = nn.Sequential(nn.Linear(flat, features), nn.LayerNorm(features), nn.Tanh())
+        self.out_dim = int(features)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        x = obs.reshape(obs.shape[0], *self.obs_shape).to(torch.float32) / 255.0 - 0.5
+        out: torch.Tensor = self.head(self.convs(x))
+        return out

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from abc import abstractmethod
+from collections.abc import Iterator
 from typing import Any, cast
 
 import gymnasium as gym
@@ -58,14 +59,42 @@ class ObsNormalizer(nn.Module):
         self.register_buffer("std", torch.ones(obs_dim))
 
     @torch.no_grad()
-    def fit(self, obs: np.ndarray | torch.Tensor) -> None:
-        """Set the statistics from ``obs`` of shape ``(N, D)`` (any float dtype)."""
+    def fit(self, obs: Any) -> None:
+        """Set the statistics from ``obs``: ``(N, …)`` rows of any numeric dtype — an array, a
+        tensor, or a disk-backed column (anything with ``shape`` and ``take(rows)``).
+
+        The observations are taken as float32 (what the networks see), then summed in float64
+        in two passes over chunks of at most 8 MiB (the mean, then the squared deviations),
+        so that a column larger than RAM is never read whole and a column in RAM and the same
+        column on disk give identical statistics.
+        """
         if not self.enabled:
             return
-        x = torch.as_tensor(np.asarray(obs) if not isinstance(obs, torch.Tensor) else obs)
-        x = x.reshape(x.shape[0], -1).to(torch.float64)
-        self.mean.copy_(x.mean(0).to(self.mean))
-        self.std.copy_((x.std(0, correction=0) + self.eps).to(self.std))
+        n = int(obs.shape[0])
+        if n == 0:
+            raise ValueError("cannot fit the observation normaliser on no observations")
+        dim = int(np.prod(obs.shape[1:], dtype=np.int64))
+        step = max(1, (8 << 20) // (8 * max(dim, 1)))
+        take = (
+            getattr(obs, "take", None) if not isinstance(obs, np.ndarray | torch.Tensor) else None
+        )
+
+        def chunks() -> Iterator[torch.Tensor]:
+            for a in range(0, n, step):
+                b = min(n, a + step)
+                rows = take(np.arange(a, b)) if callable(take) else obs[a:b]
+                x = rows if isinstance(rows, torch.Tensor) else torch.from_numpy(np.asarray(rows))
+                yield x.reshape(b - a, dim).to(device="cpu", dtype=torch.float32).double()
+
+        total = torch.zeros(dim, dtype=torch.float64)
+        for x in chunks():
+            total += x.sum(0)
+        mean = total / n
+        squares = torch.zeros(dim, dtype=torch.float64)
+        for x in chunks():
+            squares += (x - mean).square().sum(0)
+        self.mean.copy_(mean.to(self.mean))
+        self.std.copy_(((squares / n).sqrt() + self.eps).to(self.std))
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         if not self.enabled:

@@ -72,7 +72,7 @@ from tianshou_offline.algorithms.continuous.dataset import TransitionDataset, Tr
 from tianshou_offline.algorithms.continuous.nets import CriticEnsemble, DeterministicActor
 from tianshou_offline.algorithms.continuous.policies import ContinuousPolicy, DeterministicPolicy
 from tianshou_offline.algorithms.continuous.td3_bc import TD3Base, TD3Config
-from tianshou_offline.algorithms.core import n_step_targets
+from tianshou_offline.algorithms.core import SampleStream, n_step_targets
 from tianshou_offline.algorithms.deferred import OfflineTrainingStats
 
 if TYPE_CHECKING:
@@ -221,10 +221,13 @@ class NextActionDataset(TransitionDataset):
         policy: ContinuousPolicy,
         gamma: float = 0.99,
         n_step: int = 1,
+        stream: SampleStream | None = None,
     ) -> NextActionDataset:
         """:meth:`TransitionDataset.from_buffer` plus the next dataset actions (mapped to the
-        policy's range)."""
-        base = TransitionDataset.from_buffer(buffer, policy=policy, gamma=gamma, n_step=n_step)
+        policy's range); a disk-backed buffer's observations are copied to the device."""
+        base = TransitionDataset.from_buffer(
+            buffer, policy=policy, gamma=gamma, n_step=n_step, stream=stream
+        )
         indices = buffer.sample_indices(0)
         rows, known = next_actions(buffer, indices, gamma, n_step)
         act = np.asarray(buffer[rows].act, dtype=np.float32).reshape(len(rows), -1)
@@ -234,7 +237,7 @@ class NextActionDataset(TransitionDataset):
             [torch.as_tensor(act), torch.as_tensor(known, dtype=torch.float32).unsqueeze(1)],
             dim=1,
         ).to(policy.device)
-        return cls(base.packed, base.obs_dim, base.act_dim, next_packed)
+        return cls(base.packed, base.obs_dim, base.act_dim, next_packed, stream=base.stream)
 
 
 @dataclass(kw_only=True)
@@ -341,7 +344,11 @@ class ReBRAC(TD3Base[TReBRACStats]):
 
     def _build_dataset(self, buffer: ReplayBuffer) -> NextActionDataset:
         return NextActionDataset.with_next_actions(
-            buffer, policy=self.policy, gamma=self.gamma, n_step=self.n_step
+            buffer,
+            policy=self.policy,
+            gamma=self.gamma,
+            n_step=self.n_step,
+            stream=self.sample_stream,
         )
 
     def _preprocess_batch(

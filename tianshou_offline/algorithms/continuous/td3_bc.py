@@ -73,6 +73,7 @@ class TD3BCConfig(TD3Config):
     normalised observations, α = 2.5."""
 
     name: ClassVar[str] = "td3bc"
+    conv_encoder: ClassVar[bool] = True
 
     normalize_obs: bool = True
     """normalise observations with the data's mean and std (the paper's Eq. 5)"""
@@ -87,9 +88,10 @@ class TD3BCConfig(TD3Config):
         device: str | torch.device = "cpu",
     ) -> TD3BC:
         """A :class:`TD3BC` with a :class:`DeterministicActor` and a :class:`CriticEnsemble`."""
-        d, a = box_dims(observation_space, action_space)
+        _, a = box_dims(observation_space, action_space)
+        d, encoder = self.network_input(observation_space)
         policy = DeterministicPolicy(
-            actor=DeterministicActor(d, a, self.hidden_sizes),
+            actor=DeterministicActor(d, a, self.hidden_sizes, encoder=encoder()),
             action_space=action_space,
             observation_space=observation_space,
             normalize_obs=self.normalize_obs,
@@ -97,7 +99,9 @@ class TD3BCConfig(TD3Config):
         algorithm: TD3BC = TD3BC(
             policy=policy,
             policy_optim=adam(self.actor_lr),
-            critics=CriticEnsemble(d, a, self.hidden_sizes, num_critics=self.num_critics),
+            critics=CriticEnsemble(
+                d, a, self.hidden_sizes, num_critics=self.num_critics, encoder=encoder()
+            ),
             critic_optim=adam(self.critic_lr),
             tau=self.tau,
             gamma=self.gamma,

@@ -131,8 +131,13 @@ class StreamingFrameDataset(OfflineDataset[DiscreteTransitions]):
         worker = self._worker
         if worker is None or worker.batch_size != batch_size or not worker.is_alive():
             self.close()
-            seed = int(torch.randint(2**62, (1,)).item())
-            worker = Prefetcher(self, batch_size, seed, self._prefetch)
+            rng = np.random.default_rng(int(torch.randint(2**62, (1,)).item()))
+            n = self._n
+
+            def draw() -> np.ndarray:
+                return rng.integers(0, n, size=batch_size, dtype=np.int64)
+
+            worker = Prefetcher(self, batch_size, draw, self._prefetch)
             worker.start()
             self._worker = worker
         batch = worker.get()
