@@ -141,7 +141,8 @@ class DeterministicActor(nn.Module):
         encoder: nn.Module | None = None,
     ) -> None:
         super().__init__()
-        self.encoder = encoder
+        self.encoder: nn.Module | None
+        self.register_module("encoder", encoder)  # a module slot even when None
         self.net = MLP([obs_dim], act_dim, hidden_sizes)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
@@ -178,7 +179,8 @@ class GaussianActor(nn.Module):
         encoder: nn.Module | None = None,
     ) -> None:
         super().__init__()
-        self.encoder = encoder
+        self.encoder: nn.Module | None
+        self.register_module("encoder", encoder)  # a module slot even when None
         self.act_dim = act_dim
         self.conditioned_std = conditioned_std
         self.tanh_mean = tanh_mean
@@ -215,7 +217,8 @@ class ValueFunction(nn.Module):
         encoder: nn.Module | None = None,
     ) -> None:
         super().__init__()
-        self.encoder = encoder
+        self.encoder: nn.Module | None
+        self.register_module("encoder", encoder)  # a module slot even when None
         self.net = MLP([obs_dim], 1, hidden_sizes)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
@@ -295,7 +298,8 @@ class CriticEnsemble(nn.Module):
         encoder: nn.Module | None = None,
     ) -> None:
         super().__init__()
-        self.encoder = encoder
+        self.encoder: nn.Module | None
+        self.register_module("encoder", encoder)  # a module slot even when None
         if num_critics < 1:
             raise ValueError(f"num_critics={num_critics}: expected >= 1")
         if not hidden_sizes:
