@@ -231,10 +231,12 @@ class SampleStream:
         """Batches drawn (the next batch's number)."""
         self._gen = torch.Generator()
 
-    def start(self) -> int:
-        """The seed, drawn now from torch's global generator if not drawn yet."""
+    def start(self, generator: torch.Generator | None = None) -> int:
+        """The seed, drawn now if not drawn yet: from torch's global (CPU) generator, or from
+        ``generator`` (a seed batch's per-seed generator standing in for it)."""
         if self.seed is None:
-            self.seed = int(torch.randint(2**62, (1,)).item())
+            device = None if generator is None else generator.device
+            self.seed = int(torch.randint(2**62, (1,), generator=generator, device=device).item())
         return self.seed
 
     def positions_at(

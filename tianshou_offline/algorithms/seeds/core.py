@@ -69,7 +69,9 @@ from tianshou_offline.algorithms.core import (
     GradientStep,
     OfflineAlgorithmCore,
     OfflineDataset,
+    SampleStream,
     TransitionBatch,
+    to_device_positions,
 )
 
 __all__ = [
@@ -284,6 +286,11 @@ class SeedSampler(OfflineDataset[TSeedBatch]):
 
     dataset: OfflineDataset[TSeedBatch]
     rng: SeedRandom
+    streams: Sequence[SampleStream] | None = None
+    """The members' sample streams where the member's dataset draws from one (the continuous
+    algorithms, :class:`~tianshou_offline.algorithms.core.SampleStream`): seed k's batches
+    are then its stream's, the stream seeded from seed k's generator as a single run seeds it
+    from the global one (the same numbers on the CPU)."""
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -308,8 +315,16 @@ class SeedSampler(OfflineDataset[TSeedBatch]):
         return out
 
     def sample(self, batch_size: int) -> TSeedBatch:
-        """``batch_size`` rows per seed, uniformly with replacement (``torch.randint``)."""
-        return self.gather(self.rng.randint(len(self), (batch_size,)))
+        """``batch_size`` rows per seed, uniformly with replacement (``torch.randint``, or
+        each seed's sample stream)."""
+        if self.streams is None:
+            return self.gather(self.rng.randint(len(self), (batch_size,)))
+        n = len(self)
+        rows = []
+        for stream, generator in zip(self.streams, self.rng, strict=True):
+            stream.start(generator)
+            rows.append(stream.next(n, batch_size))
+        return self.gather(to_device_positions(torch.stack(rows), self.device))
 
     def all(self, shuffle: bool = True) -> TSeedBatch:
         """Every transition for every seed (a permutation per seed when ``shuffle``)."""
@@ -500,6 +515,9 @@ class SeedBatch(
         copies: same data, same statistics), sampled per seed."""
         dataset = self._members[0]._build_dataset(buffer)
         self._share_normalizer()
+        streams = self._sample_streams()
+        if len(streams) == self.num_seeds:
+            return SeedSampler(dataset, self.rng, streams)
         return SeedSampler(dataset, self.rng)
 
     def _share_normalizer(self) -> None:
@@ -522,13 +540,22 @@ class SeedBatch(
     # ------------------------------------------------------------------ checkpoints
 
     def get_extra_state(self) -> dict[str, Any]:
-        """The core's saved state and every seed's generator state."""
-        return {**super().get_extra_state(), "rng": self.rng.get_state()}
+        """The core's saved state, every seed's generator state and (continuous members)
+        every seed's sample stream."""
+        streams = [s.state() for s in self._sample_streams()]
+        return {**super().get_extra_state(), "rng": self.rng.get_state(), "streams": streams}
+
+    def _sample_streams(self) -> list[SampleStream]:
+        """The members' sample streams (continuous members; none for the discrete ones)."""
+        found = [getattr(m, "sample_stream", None) for m in self._members]
+        return [s for s in found if isinstance(s, SampleStream)]
 
     def set_extra_state(self, state: Any) -> None:
         super().set_extra_state(state)
         if "rng" in state:
             self.rng.set_state(state["rng"])
+        for stream, saved in zip(self._sample_streams(), state.get("streams", []), strict=False):
+            stream.load_state(saved)
 
     def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
         """Load the whole batch (what :meth:`state_dict` saved): every seed's parameters,
