@@ -940,7 +940,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # no target: the figures say how close the loader comes to the disk's own rate
     px = sub.add_parser("pixels", help="continuous pixels: TD3+BC with a conv encoder, disk vs RAM")
     px.add_argument("--dir", required=True, help="where the pixel file is written (reused)")
-    px.add_argument("--steps", type=int, default=20_000, help="transitions in the file")
+    px.add_argument("--steps", type=int, default=10_000, help="transitions in the file")
     px.add_argument("--batch", type=int, default=32)
     px.add_argument("--steps-per-block", type=int, default=10)
     px.add_argument("--batches", type=int, default=200, help="mini-batches per sampling block")
