@@ -226,7 +226,9 @@ def test_obs_normalizer_is_fitted_and_saved_with_the_policy() -> None:
     norm = algo.policy.obs_normalizer
     np.testing.assert_allclose(norm.mean.numpy(), buf.obs.mean(0), atol=1e-5)
     np.testing.assert_allclose(norm.std.numpy(), buf.obs.std(0) + 1e-3, rtol=1e-4)
-    data = algo.dataset_for(buf).data
+    dataset = algo.dataset_for(buf)
+    assert isinstance(dataset, TransitionDataset)
+    data = dataset.data
     np.testing.assert_allclose(data.obs.mean(0).numpy(), 0.0, atol=1e-5)
     state = algo.policy.state_dict()
     assert "obs_normalizer.mean" in state and "obs_normalizer.std" in state

@@ -237,7 +237,9 @@ def test_calql_reference_values_by_hand(kw: dict[str, Any], expected: list[float
     against values computed by hand (γ = 0.9)."""
     algo = _calql(**kw)
     buf = calql_buffer(finish_last=False)
-    data = algo.dataset_for(buf).data
+    dataset = algo.dataset_for(buf)
+    assert isinstance(dataset, TransitionDataset)
+    data = dataset.data
     assert isinstance(data, CalQLTransitions)
     np.testing.assert_allclose(data.mc_return.numpy(), expected, rtol=1e-6)
     online = algo.online_transitions(buf, np.arange(len(buf)))
@@ -274,7 +276,9 @@ def test_calql_dataset_and_online_batches_carry_the_return_to_go() -> None:
     )
     algo = _calql()
     expected = return_to_go(buf, 0.9)
-    data = algo.dataset_for(buf).data
+    dataset = algo.dataset_for(buf)
+    assert isinstance(dataset, TransitionDataset)
+    data = dataset.data
     assert isinstance(data, CalQLTransitions)
     np.testing.assert_allclose(data.mc_return.numpy(), expected[:25], rtol=1e-5)
     rows = np.array([0, 3, 9, 10, 24])
@@ -527,7 +531,9 @@ def env_units_dataset(
     env_units.act[:n] = algo.policy.map_action(np.asarray(online.act[:n]))
     with monkeypatch.context() as patch:
         patch.setattr(algo.policy.obs_normalizer, "fit", lambda obs: None)
-        return algo._build_dataset(env_units)
+        dataset = algo._build_dataset(env_units)
+    assert isinstance(dataset, TransitionDataset)
+    return dataset
 
 
 def assert_same_transitions(ours: Transitions, expected: Transitions, what: str) -> None:
