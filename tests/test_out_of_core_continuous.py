@@ -130,7 +130,7 @@ def test_same_seed_same_batches_and_losses_from_ram_and_disk(
         with policy_within_training_step(algo.policy):
             for _ in range(6):
                 s = algo.update(buffer, 64)
-                stats.append({k: v for k, v in vars(s).items() if k != "train_time"})
+                stats.append({k: v for k, v in dataclasses.asdict(s).items() if k != "train_time"})
         kind = type(algo.dataset_for(buffer))
         assert kind is (TransitionDataset if memory == "ram" else StreamingTransitionDataset)
         tensors = {k: v.clone() for k, v in saved(algo).items() if isinstance(v, torch.Tensor)}
@@ -221,7 +221,7 @@ def test_pixels_stream_through_a_convolutional_encoder_as_in_ram(pixel_file: Pat
         assert isinstance(algo, OfflineAlgorithmBase)
         assert isinstance(algo.policy.actor.encoder, ConvEncoder)
         with policy_within_training_step(algo.policy):
-            losses = [vars(algo.update(buffer, 32))["critic_loss"] for _ in range(4)]
+            losses = [algo.update(buffer, 32).critic_loss for _ in range(4)]
         runs.append(losses)
     assert runs[0] == runs[1]
 
