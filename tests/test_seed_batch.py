@@ -114,6 +114,7 @@ CASES: list[tuple[str, dict[str, Any], int]] = [
     # after a few dozen steps (both sides then stay correct but part ways): fewer steps
     ("cql", {"num_sampled_actions": 3, "with_lagrange": True, "lagrange_threshold": 1.0}, 30),
     ("rebrac", {}, 200),
+    ("bcq", {"vae_hidden_sizes": (16, 16), "num_sampled_actions": 3}, 200),
     ("crr", {"num_sampled_actions": 3, "target_update_freq": 3}, 200),
     ("crr", {"num_critics": 2, "weight": "binary", "advantage": "max"}, 100),
     ("il", {}, 200),

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from tianshou_offline.algorithms.seeds.bcq import SeedBCQ
 from tianshou_offline.algorithms.seeds.core import (
     SeedBatch,
     SeedBatchStats,
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "SEED_BATCHES",
+    "SeedBCQ",
     "SeedBatch",
     "SeedBatchStats",
     "SeedCQL",
@@ -60,7 +62,15 @@ __all__ = [
 SEED_BATCHES: Mapping[type, type[SeedBatch[Any, Any, Any]]] = MappingProxyType(
     {
         cls.member_type: cls
-        for cls in (SeedTD3BC, SeedIQL, SeedCQL, SeedImitationLearning, SeedReBRAC, SeedCRR)
+        for cls in (
+            SeedTD3BC,
+            SeedIQL,
+            SeedCQL,
+            SeedImitationLearning,
+            SeedReBRAC,
+            SeedCRR,
+            SeedBCQ,
+        )
     }
 )
 """The seed-batched class of each plain algorithm class that has one."""
