@@ -9,7 +9,8 @@ of them; :func:`resolve_stats` resolves many steps' statistics with one transfer
 
 Reading is transparent: ``stats.critic_loss``, ``dataclasses.asdict(stats)``, ``repr``,
 pickling and Tianshou's ``get_loss_stats_dict`` all see the floats, equal to what converting
-at the end of the step would have given. :class:`OfflineStatsTrainer` (the trainer
+at the end of the step would have given. Only the raw instance dictionary (``vars(stats)``,
+``stats.__dict__``) shows a pending object as it is stored: read fields, or ``asdict``. :class:`OfflineStatsTrainer` (the trainer
 ``run_training`` builds for our algorithms) keeps the step's statistics pending and hands them
 to Tianshou's moving averages and logger every :attr:`~OfflineStatsTrainer.stats_interval`
 steps and at the end of every epoch, each with its own gradient-step number: the logger writes
