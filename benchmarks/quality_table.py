@@ -513,21 +513,29 @@ def export_arrays(path: Path, out: Path) -> Path:
 
 @dataclass(frozen=True)
 class Job:
-    """One training run (a side, a row, an algorithm, a seed) and its evaluations: one kept
-    result per line of :attr:`outputs` (CRR: two acting rules of the same networks)."""
+    """One training run (a side, a row, an algorithm, its seeds) and its evaluations: one
+    kept result per seed and line of :attr:`outputs` (CRR: two acting rules of the same
+    networks). Our side trains a cell's seeds as one seed batch where the algorithm has one
+    (:func:`~tianshou_offline.algorithms.make_seed_batch`: seed k's trajectory is a single
+    run's with ``torch.manual_seed(k)``), else one seed per job."""
 
     row: str
     algo: str
     """Ours: the preset entry trained (``crr``, ``cql-dqn``); d3rlpy: its line key."""
     side: str
     """``ours`` or ``d3rlpy``."""
-    seed: int
+    seeds: tuple[int, ...]
     spec: dict[str, Any]
 
     @property
     def name(self) -> str:
-        """scale.row.algorithm.side.seed (the run's name in progress lines)."""
-        return f"{self.spec['scale']}.{self.row}.{self.algo}.{self.side}.{self.seed}"
+        """scale.row.algorithm.side.seeds (the run's name in progress lines)."""
+        seeds = (
+            "-".join(map(str, (self.seeds[0], self.seeds[-1])))
+            if len(self.seeds) > 1
+            else self.seeds[0]
+        )
+        return f"{self.spec['scale']}.{self.row}.{self.algo}.{self.side}.{seeds}"
 
     @property
     def outputs(self) -> dict[str, str]:
@@ -535,23 +543,24 @@ class Job:
         out: dict[str, str] = self.spec["outputs"]
         return out
 
-    def result_name(self, line: str) -> str:
-        """The kept result's name of ``line``: scale, row, line, side, seed."""
-        return f"{self.spec['scale']}.{self.row}.{line}.{self.side}.{self.seed}"
+    def result_name(self, line: str, seed: int) -> str:
+        """The kept result's name of ``line`` and ``seed``: scale, row, line, side, seed."""
+        return f"{self.spec['scale']}.{self.row}.{line}.{self.side}.{seed}"
 
-    def settings(self, line: str) -> dict[str, Any]:
-        """The settings of ``line``'s result: the spec without this machine's paths (the
-        data is in it by its hash) and the other outputs, with the line and its rule."""
-        drop = ("file", "arrays", "outputs")
+    def settings(self, line: str, seed: int) -> dict[str, Any]:
+        """The settings of ``line``'s result of ``seed``: the spec without this machine's
+        paths (the data is in it by its hash), the other outputs and seeds, with the seed,
+        the line and its rule (a seed trained in a batch has a single run's settings)."""
+        drop = ("file", "arrays", "outputs", "seeds")
         return {**{k: v for k, v in self.spec.items() if k not in drop},
-                "line": line, "acting": self.outputs[line]}  # fmt: skip
+                "seed": seed, "line": line, "acting": self.outputs[line]}  # fmt: skip
 
     @property
     def code(self) -> tuple[str, ...]:
         return CODE[self.side]
 
-    def key(self, line: str) -> str:
-        return results.result_key(self.result_name(line), self.settings(line),
+    def key(self, line: str, seed: int) -> str:
+        return results.result_key(self.result_name(line, seed), self.settings(line, seed),
                                   _fingerprint(self.code))  # fmt: skip
 
 
@@ -608,21 +617,36 @@ def make_jobs(
             "eval_episodes": scale.eval_episodes, "device": device,
         }  # fmt: skip
         for side, algo, outs in runs:
+            batches = [[s] for s in range(seeds)]
             if side == "ours":
                 config = our_config(scale, row.suite, algo)
                 hp = {"hp": config.hyperparameters()}
                 name = algo
+                if seeds > 1 and seed_batchable(config, files[row.key]):
+                    batches = [list(range(seeds))]
             else:
                 name = D3RLPY_JOBS[row.suite][algo]
                 ours = our_config(scale, row.suite, name).hyperparameters()
                 hp = {"d3rlpy": d3rlpy_spec(scale, row.suite, algo),
                       "nets": {k: ours[k] for k in ("hidden_sizes", "trunk_sizes") if k in ours}}  # fmt: skip
-            for seed in range(seeds):
-                spec = {**common, "algo": algo, "side": side, "seed": seed,
+            for batch in batches:
+                spec = {**common, "algo": algo, "side": side, "seed": batch[0], "seeds": batch,
                         "batch_size": batch_size(scale, row.suite, name), **hp,
                         "outputs": outs}  # fmt: skip
-                jobs.append(Job(row.key, algo, side, seed, spec))
+                jobs.append(Job(row.key, algo, side, tuple(batch), spec))
     return jobs
+
+
+def seed_batchable(config: AlgorithmConfig, path: Path) -> bool:
+    """Whether our algorithm of ``config`` has a seed-batched form (for the spaces stored in
+    the file at ``path``)."""
+    from tianshou_offline import read_metadata
+    from tianshou_offline.algorithms.seeds import SEED_BATCHES
+
+    md = read_metadata(path)
+    if md.observation_space is None or md.action_space is None:
+        return False
+    return type(config.build(md.observation_space, md.action_space)) in SEED_BATCHES
 
 
 @functools.cache
@@ -630,15 +654,17 @@ def _sha256(path: Path) -> str:
     return results.file_sha256(path)
 
 
-def _kept(job: Job, results_dir: Path) -> dict[str, dict[str, Any]] | None:
-    """The kept results of every output of ``job`` at this code (None: one is missing)."""
-    out = {}
-    for line in job.outputs:
-        record = results.find_result(BENCHMARK, job.result_name(line), job.settings(line),
-                                     job.code, results_dir)  # fmt: skip
-        if record is None:
-            return None
-        out[line] = _as_run(record)
+def _kept(job: Job, results_dir: Path) -> list[dict[str, Any]] | None:
+    """The kept results of every seed and output of ``job`` at this code (None: one is
+    missing)."""
+    out = []
+    for seed in job.seeds:
+        for line in job.outputs:
+            record = results.find_result(BENCHMARK, job.result_name(line, seed),
+                                         job.settings(line, seed), job.code, results_dir)  # fmt: skip
+            if record is None:
+                return None
+            out.append(_as_run(record))
     return out
 
 
@@ -648,11 +674,12 @@ def _as_run(record: dict[str, Any]) -> dict[str, Any]:
             "seed": s["seed"]}  # fmt: skip
 
 
-def run_job(job: Job, results_dir: Path, d3rlpy: str | None) -> dict[str, dict[str, Any]]:
+def run_job(job: Job, results_dir: Path, d3rlpy: str | None) -> list[dict[str, Any]]:
     """Run one job in its own process(es), unless its results at this code are kept; each
-    output's result is kept in ``results_dir`` (:func:`benchmarks._lib.results.write_result`).
+    seed's and output's result is kept in ``results_dir``
+    (:func:`benchmarks._lib.results.write_result`).
 
-    :returns: line → the run as the table reads it.
+    :returns: the runs (one per seed and line) as the table reads them.
     """
     kept = _kept(job, results_dir)
     if kept is not None:
@@ -681,19 +708,25 @@ def run_job(job: Job, results_dir: Path, d3rlpy: str | None) -> dict[str, dict[s
                 raise RuntimeError(
                     f"{job.name}: {' '.join(argv[-3:])} failed:\n{log.read_text()[-3000:]}"
                 )
-        figures: dict[str, dict[str, Any]] = json.loads((Path(tmp) / "result.json").read_text())
-    out = {}
-    for line in job.outputs:
-        path = results.write_result(
-            BENCHMARK, job.result_name(line), settings=job.settings(line), figures=figures[line],
-            code=job.code, seeds=[job.seed], data={job.row: job.spec["file_sha256"]}, load=load,
-            d3rlpy=D3RLPY_VERSION if job.side == "d3rlpy" else None, results_dir=results_dir,
-        )  # fmt: skip
-        out[line] = _as_run(json.loads(path.read_text()))
+        figures: dict[str, dict[str, dict[str, Any]]] = json.loads(
+            (Path(tmp) / "result.json").read_text()
+        )
+    out = []
+    for seed in job.seeds:
+        for line in job.outputs:
+            path = results.write_result(
+                BENCHMARK, job.result_name(line, seed), settings=job.settings(line, seed),
+                figures=figures[str(seed)][line], code=job.code, seeds=[seed],
+                data={job.row: job.spec["file_sha256"]}, load=load,
+                d3rlpy=D3RLPY_VERSION if job.side == "d3rlpy" else None, results_dir=results_dir,
+            )  # fmt: skip
+            out.append(_as_run(json.loads(path.read_text())))
     return out
 
 
-def _ray_job(job: Job, results_dir: str, d3rlpy: str | None, torch_version: str) -> dict[str, Any]:
+def _ray_job(
+    job: Job, results_dir: str, d3rlpy: str | None, torch_version: str
+) -> list[dict[str, Any]]:
     """One job as a Ray task: on the node that runs it, d3rlpy's interpreter is the one given
     (``--d3rlpy-python``, at the same path on every node) or the default venv, made there if
     missing."""
@@ -706,7 +739,7 @@ def run_jobs(
     jobs: Sequence[Job], results_dir: Path, d3rlpy: str | None, *, parallel: int,
     ray_address: str | None = None, use_ray: bool = False, device: str = "cpu",
     max_retries: int = 2, torch_version: str = "",
-) -> Iterator[tuple[Job, dict[str, Any] | BaseException]]:  # fmt: skip
+) -> Iterator[tuple[Job, list[dict[str, Any]] | BaseException]]:  # fmt: skip
     """Run ``jobs`` (kept results of this code are read, not rerun) and yield each with its
     result or its error as it finishes.
 
@@ -805,10 +838,12 @@ def _policy_for(algorithm: Any, acting: str) -> Any:
     raise ValueError(f"acting rule {acting!r}: expected one of {', '.join(ACTING)}")
 
 
-def train_ours(spec: dict[str, Any]) -> tuple[dict[str, Callable[[Any], Any]], float]:
-    """Train our algorithm on the file for ``gradient_steps``; returns its policy under each
-    of the job's acting rules (line → obs → env action) and the training wall time in
-    seconds."""
+def train_ours(
+    spec: dict[str, Any],
+) -> tuple[dict[int, dict[str, Callable[[Any], Any]]], float]:
+    """Train our algorithm on the file for ``gradient_steps``, every seed of the job (several:
+    as one seed batch); returns each seed's policy under each of the job's acting rules
+    (seed → line → obs → env action) and the training wall time in seconds (of all seeds)."""
     import numpy as np
     import torch
     from tianshou.data import Batch
@@ -818,7 +853,16 @@ def train_ours(spec: dict[str, Any]) -> tuple[dict[str, Callable[[Any], Any]], f
     from tianshou_offline.datasets import EnvSource
 
     env = EnvSource(spec["env"]).make()
-    algorithm = build_ours(spec, env)
+    seeds = [int(s) for s in spec.get("seeds", [spec.get("seed", 0)])]
+    algorithm = build_ours(spec, env)  # seed 0's, or the only seed's (checks the settings)
+    members = [algorithm]
+    if len(seeds) > 1:
+        from tianshou_offline.algorithms.seeds import make_seed_batch
+
+        algorithm = make_seed_batch(spec["algo"], env.observation_space, env.action_space,
+                                    seeds=seeds, preset=spec["preset"],
+                                    device=spec.get("device", "cpu"))  # fmt: skip
+        members = list(algorithm.members)
     env.close()
     buffer = algorithm.process_buffer(load_buffer(spec["file"]))
     start = time.perf_counter()  # the gradient steps only (as d3rlpy's side)
@@ -839,7 +883,11 @@ def train_ours(spec: dict[str, Any]) -> tuple[dict[str, Callable[[Any], Any]], f
         return act
 
     rules = spec["outputs"].items()
-    return {line: acting(_policy_for(algorithm, rule)) for line, rule in rules}, seconds
+    policies = {
+        seed: {line: acting(_policy_for(member, rule)) for line, rule in rules}
+        for seed, member in zip(seeds, members, strict=True)
+    }
+    return policies, seconds
 
 
 def evaluate_policy(spec: dict[str, Any], act: Callable[[Any], Any]) -> dict[str, Any]:
@@ -876,11 +924,15 @@ def worker_ours(spec: dict[str, Any]) -> None:
     import tianshou_offline
 
     policies, seconds = train_ours(spec)
-    out = {}
-    for line, act in policies.items():
-        out[line] = evaluate_policy(spec, act)
-        out[line].update(train_seconds=seconds,
-                         library=f"tianshou-offline {tianshou_offline.__version__}")  # fmt: skip
+    k = len(policies)
+    out: dict[str, dict[str, Any]] = {}
+    for seed, by_line in policies.items():
+        out[str(seed)] = {}
+        for line, act in by_line.items():
+            figures = evaluate_policy({**spec, "seed": seed}, act)
+            figures.update(train_seconds=seconds / k, seed_batch=k, batch_train_seconds=seconds,
+                           library=f"tianshou-offline {tianshou_offline.__version__}")  # fmt: skip
+            out[str(seed)][line] = figures
     (Path(spec["workdir"]) / "result.json").write_text(json.dumps(out))
 
 
@@ -1014,7 +1066,7 @@ def worker_evaluate(spec: dict[str, Any]) -> None:
         out[line] = evaluate_policy(spec, act)
         out[line].update(train_seconds=train["train_seconds"], library=train["library"],
                          redrawn_every_call=train["redrawn"][line])  # fmt: skip
-    (Path(spec["workdir"]) / "result.json").write_text(json.dumps(out))
+    (Path(spec["workdir"]) / "result.json").write_text(json.dumps({str(spec["seed"]): out}))
 
 
 # ----------------------------------------------------------------------------- table
@@ -1294,8 +1346,9 @@ def main(argv: list[str] | None = None) -> int:
                 failed += 1
                 print(f"[{i}/{len(jobs)}] {job.name}: FAILED {r}", file=sys.stderr, flush=True)
                 continue
-            for line, run in r.items():
-                print(f"[{i}/{len(jobs)}] {job.name} {line}: score {run['score']:.1f} (return "
+            for run in r:
+                print(f"[{i}/{len(jobs)}] {job.name} {run['line']} seed {run['seed']}: score "
+                      f"{run['score']:.1f} (return "
                       f"{run['return_mean']:.1f}), train {run['train_seconds']:.0f} s",
                       file=sys.stderr, flush=True)  # fmt: skip
     lo = load.summary()

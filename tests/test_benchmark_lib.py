@@ -251,3 +251,41 @@ def test_crr_acting_rules_share_the_trained_networks() -> None:
         qt._policy_for(
             make_algorithm("td3bc", obs_space, act_space, preset="small"), "critic-weighted"
         )
+
+
+def test_quality_table_seed_batch_equals_single_runs(tmp_path: Path) -> None:
+    """Our side trains a cell's seeds as one seed batch: seed 1 of a batch of seeds 0-1 acts
+    as the single run of seed 1 (torch.manual_seed(1), then the preset's algorithm) does."""
+    import gymnasium as gym
+    import numpy as np
+    import torch
+
+    import benchmarks.quality_table as qt
+    from tianshou_offline.recording import EpisodeRecorder
+
+    path = tmp_path / "pendulum.hdf5"
+    refs = {"ref_min_score": -1500.0, "ref_max_score": -150.0}
+    env = EpisodeRecorder(gym.make("Pendulum-v1"), path, provenance_extra=refs)
+    env.reset(seed=0)
+    for _ in range(400):
+        _, _, terminated, truncated, _ = env.step(env.action_space.sample())
+        if terminated or truncated:
+            env.reset()
+    env.close()
+    scale = qt.SCALES["small"]
+    spec = {
+        "env": "Pendulum-v1", "suite": "continuous", "algo": "td3bc", "file": str(path),
+        "preset": scale.preset, "hp": qt.our_config(scale, "continuous", "td3bc").hyperparameters(),
+        "batch_size": 32, "gradient_steps": 12, "outputs": {"td3bc": "default"},
+    }  # fmt: skip
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        batched, _ = qt.train_ours({**spec, "seed": 0, "seeds": [0, 1]})
+        torch.manual_seed(1)
+        single, _ = qt.train_ours({**spec, "seed": 1, "seeds": [1]})
+    obs = np.random.default_rng(0).normal(size=(5, 3)).astype(np.float32)
+    a = np.stack([batched[1]["td3bc"](o) for o in obs])
+    b = np.stack([single[1]["td3bc"](o) for o in obs])
+    c = np.stack([batched[0]["td3bc"](o) for o in obs])
+    np.testing.assert_allclose(a, b, atol=1e-5)
+    assert not np.allclose(a, c, atol=1e-3)  # the seeds differ

@@ -388,7 +388,7 @@ def _mountaincar_cql(qt: Any, path: Path, steps: int) -> tuple[dict[str, Any], f
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         policies, seconds = qt.train_ours(spec)
-        result = qt.evaluate_policy(spec, policies["cql"])
+        result = qt.evaluate_policy(spec, policies[0]["cql"])
     assert seconds > 0 and math.isfinite(result["score"])
     assert result["score"] == pytest.approx(100 * (result["return_mean"] - lo) / (hi - lo))
     return result, lo, hi

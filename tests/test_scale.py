@@ -315,8 +315,8 @@ def test_quality_table_jobs_on_ray_equal_local_runs(quality_table: Any, tmp_path
     )
     jobs = qt.make_jobs([row], {row.key: path}, {}, scale=scale, seeds=1,
                         algorithms=["il", "cql"], sides=["ours"], device="cpu")  # fmt: skip
-    gone = {"file": str(tmp_path / "gone.hdf5"), "file_sha256": "0" * 64, "seed": 9}
-    bad = dataclasses.replace(jobs[0], seed=9, spec={**jobs[0].spec, **gone})
+    gone = {"file": str(tmp_path / "gone.hdf5"), "file_sha256": "0" * 64, "seed": 9, "seeds": [9]}
+    bad = dataclasses.replace(jobs[0], seeds=(9,), spec={**jobs[0].spec, **gone})
     on_ray, local = tmp_path / "ray", tmp_path / "local"
     on_ray.mkdir()
     local.mkdir()
@@ -328,10 +328,11 @@ def test_quality_table_jobs_on_ray_equal_local_runs(quality_table: Any, tmp_path
     assert isinstance(got[bad.name], RuntimeError) and "gone.hdf5" in str(got[bad.name])
     ref = run(jobs, local)
     for job in jobs:
-        (line,) = job.outputs
-        r, loc = got[job.name][line], ref[job.name][line]
+        ((line, seed),) = [(line, seed) for line in job.outputs for seed in job.seeds]
+        (r,), (loc,) = got[job.name], ref[job.name]
+        assert (r["line"], r["seed"]) == (line, seed)
         assert r["returns"] == loc["returns"] and r["score"] == loc["score"]
-        assert (on_ray / "quality_table" / f"{job.key(line)}.json").is_file()
+        assert (on_ray / "quality_table" / f"{job.key(line, seed)}.json").is_file()
     stamps = {p: p.stat().st_mtime_ns for p in on_ray.rglob("*.json")}
     again = run(jobs, on_ray, use_ray=True)
     assert {k: a for k, a in again.items()} == {j.name: got[j.name] for j in jobs}
