@@ -15,6 +15,7 @@ from __future__ import annotations
 import queue
 import threading
 import weakref
+from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol, runtime_checkable
@@ -22,7 +23,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 from tianshou.data import ReplayBuffer
 
-__all__ = ["BatchSource", "Prefetcher", "RowSource", "disk_columns"]
+__all__ = ["BatchSource", "PrefetchedBatches", "Prefetcher", "RowSource", "disk_columns"]
 
 
 @runtime_checkable
@@ -118,3 +119,46 @@ class Prefetcher(threading.Thread):
                             return
         except BaseException as e:  # handed to the consumer, which raises it
             self._queue.put(e)
+
+
+class PrefetchedBatches(ABC):
+    """The prefetch thread of a streaming dataset (a mixin): :meth:`next_batch` returns the
+    next batch a :class:`Prefetcher` gathered, starting one when none runs for this batch
+    size; :meth:`close` stops it (also when the dataset is garbage-collected)."""
+
+    _worker: Prefetcher | None = None
+    _prefetch: int = 4
+
+    @abstractmethod
+    def will_need(self, pos: np.ndarray) -> None:
+        """Read-ahead hint for the rows :meth:`gather_numpy` of ``pos`` reads."""
+
+    @abstractmethod
+    def gather_numpy(self, pos: np.ndarray) -> dict[str, np.ndarray]:
+        """The batch at positions ``pos`` as numpy arrays (in any thread)."""
+
+    def next_batch(
+        self,
+        batch_size: int,
+        new_draw: Callable[[], Callable[[], np.ndarray]],
+        *,
+        restart: bool = False,
+    ) -> dict[str, np.ndarray]:
+        """The next prefetched batch; a new thread drawing positions with ``new_draw()`` when
+        none runs, it runs for another batch size, it stopped, or ``restart``."""
+        worker = self._worker
+        if restart or worker is None or worker.batch_size != batch_size or not worker.is_alive():
+            self.close()
+            worker = Prefetcher(self, batch_size, new_draw(), self._prefetch)
+            worker.start()
+            self._worker = worker
+        return worker.get()
+
+    def close(self) -> None:
+        """Stop the prefetch thread (a later batch starts a new one)."""
+        if self._worker is not None:
+            self._worker.stop()
+            self._worker = None
+
+    def __del__(self) -> None:
+        self.close()

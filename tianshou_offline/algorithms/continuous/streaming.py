@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+from collections.abc import Callable
 from typing import cast
 
 import numpy as np
@@ -41,7 +42,12 @@ from tianshou_offline.algorithms.continuous.dataset import (
 )
 from tianshou_offline.algorithms.continuous.policies import ContinuousPolicy
 from tianshou_offline.algorithms.core import OfflineDataset, SampleStream, n_step_targets
-from tianshou_offline.algorithms.streaming import Prefetcher, RowSource, disk_columns
+from tianshou_offline.algorithms.streaming import (
+    PrefetchedBatches,
+    Prefetcher,
+    RowSource,
+    disk_columns,
+)
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +57,7 @@ _CHUNK = 1 << 16
 """Transitions per step of the precomputation (bounds its temporaries to about 10 MB)."""
 
 
-class StreamingTransitionDataset(OfflineDataset[Transitions]):
+class StreamingTransitionDataset(PrefetchedBatches, OfflineDataset[Transitions]):
     """Every transition of a disk-backed buffer, observations gathered per mini-batch.
 
     Build it with :meth:`from_buffer`. :meth:`sample` returns the stream's next batch, made by
@@ -116,40 +122,21 @@ class StreamingTransitionDataset(OfflineDataset[Transitions]):
 
     def sample(self, batch_size: int) -> Transitions:
         """The stream's next mini-batch (uniform, with replacement), from the prefetch thread."""
-        stream = self.stream
-        worker = self._worker
-        if (
-            worker is None
-            or worker.batch_size != batch_size
-            or self._next_k != stream.count
-            or not worker.is_alive()
-        ):
-            self.close()
+        stream, n = self.stream, self._n
+
+        def new_draw() -> Callable[[], np.ndarray]:
             stream.start()
             numbers = itertools.count(stream.count)
             generator = torch.Generator()
-            n = self._n
+            return lambda: stream.positions_at(next(numbers), n, batch_size, generator).numpy()
 
-            def draw() -> np.ndarray:
-                return stream.positions_at(next(numbers), n, batch_size, generator).numpy()
-
-            worker = Prefetcher(self, batch_size, draw, self._prefetch)
-            worker.start()
-            self._worker = worker
-        batch = worker.get()
+        # a thread drawing ahead from another batch number (a stream loaded from a
+        # checkpoint) is replaced
+        batch = self.next_batch(batch_size, new_draw, restart=self._next_k != stream.count)
         stream.count += 1
         self._next_k = stream.count
         self.last_positions = batch["pos"]
         return self._to_device(batch)
-
-    def close(self) -> None:
-        """Stop the prefetch thread (a later :meth:`sample` starts a new one)."""
-        if self._worker is not None:
-            self._worker.stop()
-            self._worker = None
-
-    def __del__(self) -> None:
-        self.close()
 
     # ------------------------------------------------------------------ gathering
 

@@ -21,6 +21,7 @@ from torch's global generator (``torch.manual_seed`` makes runs repeatable).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -28,7 +29,12 @@ from tianshou.data import ReplayBuffer
 
 from tianshou_offline.algorithms.core import OfflineDataset, n_step_targets
 from tianshou_offline.algorithms.discrete.dataset import DiscreteTransitions
-from tianshou_offline.algorithms.streaming import Prefetcher, RowSource, disk_columns
+from tianshou_offline.algorithms.streaming import (
+    PrefetchedBatches,
+    Prefetcher,
+    RowSource,
+    disk_columns,
+)
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +52,7 @@ def _patches(buffer: ReplayBuffer, which: str) -> tuple[np.ndarray | None, np.nd
     return np.asarray(index), np.asarray(stacks)
 
 
-class StreamingFrameDataset(OfflineDataset[DiscreteTransitions]):
+class StreamingFrameDataset(PrefetchedBatches, OfflineDataset[DiscreteTransitions]):
     """Every transition of a disk-backed buffer, observations gathered per mini-batch.
 
     Build it with :meth:`from_buffer`. :meth:`sample` returns batches made by a background
@@ -128,30 +134,15 @@ class StreamingFrameDataset(OfflineDataset[DiscreteTransitions]):
 
     def sample(self, batch_size: int) -> DiscreteTransitions:
         """A uniformly sampled mini-batch (with replacement), from the prefetch thread."""
-        worker = self._worker
-        if worker is None or worker.batch_size != batch_size or not worker.is_alive():
-            self.close()
+        n = self._n
+
+        def new_draw() -> Callable[[], np.ndarray]:
             rng = np.random.default_rng(int(torch.randint(2**62, (1,)).item()))
-            n = self._n
+            return lambda: rng.integers(0, n, size=batch_size, dtype=np.int64)
 
-            def draw() -> np.ndarray:
-                return rng.integers(0, n, size=batch_size, dtype=np.int64)
-
-            worker = Prefetcher(self, batch_size, draw, self._prefetch)
-            worker.start()
-            self._worker = worker
-        batch = worker.get()
+        batch = self.next_batch(batch_size, new_draw)
         self.last_positions = batch["pos"]
         return self._to_device(batch)
-
-    def close(self) -> None:
-        """Stop the prefetch thread (a later :meth:`sample` starts a new one)."""
-        if self._worker is not None:
-            self._worker.stop()
-            self._worker = None
-
-    def __del__(self) -> None:
-        self.close()
 
     # ------------------------------------------------------------------ gathering
 
