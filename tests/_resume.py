@@ -19,17 +19,17 @@ REPO = Path(__file__).resolve().parents[1]
 KILLED = """
 import os, runpy, signal, sys
 sys.path.insert(0, os.path.dirname(sys.argv[2]))
-from tianshou.trainer import OfflineTrainer
+from tianshou.trainer import OfflineTrainer, OffPolicyTrainer
 from tianshou_offline.algorithms.deferred import OfflineStatsTrainer
 calls, at = [0], int(sys.argv[1])
 def counting(step):
     def counted(self, *args, **kwargs):
         calls[0] += 1
-        if calls[0] == at:  # the gradient step at which the process dies
+        if calls[0] == at:  # the training step at which the process dies
             os.kill(os.getpid(), signal.SIGKILL)
         return step(self, *args, **kwargs)
     return counted
-for trainer in (OfflineTrainer, OfflineStatsTrainer):  # ours runs its own training step
+for trainer in (OfflineTrainer, OfflineStatsTrainer, OffPolicyTrainer):  # ours: its own step
     trainer._training_step = counting(trainer.__dict__["_training_step"])
 sys.argv = sys.argv[2:]
 runpy.run_path(sys.argv[0], run_name="__main__")
@@ -39,7 +39,8 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 def run_example(
     script: Path, args: list[str], cwd: Path, *, kill_at: int | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """``python script args`` (``kill_at``: SIGKILLed when it starts that gradient step)."""
+    """``python script args`` (``kill_at``: SIGKILLed when it starts that training step: a
+    gradient step offline, a collection step and its gradient steps online)."""
     cmd = [sys.executable, str(script), *args]
     if kill_at is not None:
         cmd = [sys.executable, "-c", KILLED, str(kill_at), str(script), *args]
@@ -48,9 +49,10 @@ def run_example(
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
 
 
-def run_in_process(script: Path, args: list[str]) -> None:
+def run_in_process(script: Path, args: list[str]) -> Any:
     """The example's ``main(args)`` in this process (an uninterrupted or a resumed run: no
-    interpreter to start; the example seeds every generator itself)."""
+    interpreter to start; the example seeds every generator itself); returns what ``main``
+    returns."""
     import importlib.util
 
     name = f"_resumed_example_{script.parent.name}_{script.stem}"
@@ -63,7 +65,7 @@ def run_in_process(script: Path, args: list[str]) -> None:
             module = importlib.util.module_from_spec(spec)
             sys.modules[name] = module  # dataclasses look their module up
             spec.loader.exec_module(module)
-        module.main(args)
+        return module.main(args)
     finally:
         sys.path.remove(str(script.parent))
 

@@ -29,3 +29,24 @@ def expert_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ``benchmarks/_lib/experts/cartpole.py``): every test file that trains on them shares one gathering
     (about a minute each) instead of gathering its own."""
     return tmp_path_factory.mktemp("expert_data")
+
+
+@pytest.fixture(scope="session")
+def pendulum_random(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two episodes (400 steps) of Pendulum-v1 with seeded random actions: the data of the
+    example scripts' kill-and-resume and logger tests."""
+    import gymnasium as gym
+
+    from tianshou_offline import EpisodeRecorder
+
+    path = tmp_path_factory.mktemp("pendulum_random") / "pendulum.hdf5"
+    env = EpisodeRecorder(gym.make("Pendulum-v1"), path)
+    env.action_space.seed(0)
+    for seed in (0, 1):
+        env.reset(seed=seed)
+        done = False
+        while not done:
+            _, _, term, trunc, _ = env.step(env.action_space.sample())
+            done = term or trunc
+    env.close()
+    return path

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-HEAVY = ("tianshou", "torch", "tensorflow", "tensorboard", "h5py", "minari", "gymnasium")
+HEAVY = ("tianshou", "torch", "tensorflow", "tensorboard", "h5py", "minari", "gymnasium", "wandb")
 
 HELP_COMMANDS = [
     [],

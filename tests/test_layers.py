@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "tianshou_offline"
 
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("errors", "_version", "progress"),  # the foundation: imports nothing of ours
-    ("data", "algorithms"),  # the HDF5 format and loaders | offline algorithms; independent
+    ("data", "algorithms", "loggers"),  # HDF5 format, loaders | offline algorithms | loggers
     ("converters", "recording", "training"),  # sources | episodes → the writer | resumable runs
     ("quickstart", "datasets", "evaluation", "scale", "deploy"),  # workflows; independent
     ("cli",),  # the only place that parses arguments, prints, or sets exit codes

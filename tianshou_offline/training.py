@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,21 +38,28 @@ FORMAT = "tianshou_offline.training/1"
 """The ``format`` of a training checkpoint."""
 
 
+def _pack_numpy(state: Any) -> list[Any]:
+    """A numpy ``RandomState``'s legacy state tuple as tensors and plain values."""
+    import torch
+
+    kind, keys, pos, has_gauss, cached = state
+    keys64 = torch.from_numpy(np.asarray(keys).astype(np.int64))
+    return [str(kind), keys64, int(pos), int(has_gauss), float(cached)]
+
+
+def _unpack_numpy(packed: Sequence[Any]) -> tuple[Any, ...]:
+    kind, keys, pos, has_gauss, cached = packed
+    return kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached
+
+
 def rng_state() -> dict[str, Any]:
     """The global random generators of torch, numpy and Python, as tensors and plain values
     (loadable with ``torch.load(weights_only=True)``)."""
     import torch
 
-    kind, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
     return {
         "torch": torch.get_rng_state(),
-        "numpy": [
-            str(kind),
-            torch.from_numpy(np.asarray(keys).astype(np.int64)),
-            int(pos),
-            int(has_gauss),
-            float(cached),
-        ],
+        "numpy": _pack_numpy(np.random.get_state(legacy=True)),
         "python": [int(x) for x in random.getstate()[1]],
     }
 
@@ -62,9 +69,77 @@ def set_rng_state(state: Mapping[str, Any]) -> None:
     import torch
 
     torch.set_rng_state(state["torch"])
-    kind, keys, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    np.random.set_state(_unpack_numpy(state["numpy"]))
     random.setstate((3, tuple(state["python"]), None))
+
+
+_BUFFER_COUNTERS = ("_insertion_idx", "_size", "_ep_return", "_ep_len", "_ep_start_idx")
+
+
+def replay_buffer_state(buffer: Any) -> dict[str, Any]:
+    """A Tianshou ``ReplayBuffer``'s whole state as tensors and plain values (for a training
+    checkpoint's ``extra``): its stored rows (every column, nested ones such as ``info``
+    included), where the next row goes, the running episode's return, length and start, and
+    its sampling generator.
+
+    :raises TypeError: a column of Python objects (it cannot be stored without pickling).
+    """
+    import torch
+
+    def columns(batch: Any) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key in batch.get_keys():
+            value = batch[key]
+            if hasattr(value, "get_keys"):  # a nested Batch (info, policy)
+                out[key] = columns(value)
+                continue
+            array = np.asarray(value)[: buffer._size]
+            if array.dtype == object:
+                raise TypeError(f"replay buffer column {key!r} holds Python objects")
+            out[key] = torch.from_numpy(np.ascontiguousarray(array))
+        return out
+
+    return {
+        "maxsize": int(buffer.maxsize),
+        "columns": columns(buffer._meta),
+        "counters": [float(getattr(buffer, k)) for k in _BUFFER_COUNTERS],
+        "last_index": [int(i) for i in buffer.last_index],
+        "sampler": _pack_numpy(buffer._random_state.get_state(legacy=True)),
+    }
+
+
+def restore_replay_buffer(buffer: Any, state: Mapping[str, Any]) -> None:
+    """Put back what :func:`replay_buffer_state` returned into ``buffer`` (a
+    ``ReplayBuffer`` of the same capacity): afterwards it adds and samples as the saved one
+    would have.
+
+    :raises ValueError: ``buffer``'s capacity differs from the saved one's.
+    """
+    from tianshou.data import Batch
+
+    if int(state["maxsize"]) != buffer.maxsize:
+        raise ValueError(
+            f"the checkpoint's online buffer holds {state['maxsize']} rows; this run's "
+            f"{buffer.maxsize} (--online-buffer-size)"
+        )
+
+    def batch(columns: Mapping[str, Any]) -> Any:
+        out = Batch()
+        for key, value in columns.items():
+            if isinstance(value, Mapping):
+                out[key] = batch(value)
+                continue
+            rows = value.numpy()
+            full = np.zeros((buffer.maxsize, *rows.shape[1:]), dtype=rows.dtype)
+            full[: len(rows)] = rows
+            out[key] = full
+        return out
+
+    buffer._meta = batch(state["columns"])
+    for key, value in zip(_BUFFER_COUNTERS, state["counters"], strict=True):
+        setattr(buffer, key, value if key == "_ep_return" else int(value))
+    buffer.last_index = np.array(state["last_index"])
+    buffer._random_state.set_state(_unpack_numpy(state["sampler"]))
 
 
 @dataclass
@@ -142,6 +217,30 @@ def load_training_checkpoint(
     )  # fmt: skip
 
 
+def end_running_episode(buffer: Any) -> None:
+    """Mark the episode ``buffer`` (a ``ReplayBuffer``) is in the middle of as ended
+    (truncated) at its latest row: the next row added starts a new episode. An online run
+    that resumes exactly starts each epoch's collection from fresh episodes (the
+    environments' states are not checkpointed, their seeds are)."""
+    if len(buffer) == 0:
+        return
+    last = int(buffer.last_index[0])
+    if not bool(buffer.done[last]):
+        buffer.truncated[last] = True
+        buffer.done[last] = True
+    buffer._ep_return, buffer._ep_len, buffer._ep_start_idx = 0.0, 0, buffer._insertion_idx
+
+
+def latest_checkpoint(runs: str | os.PathLike[str], name: str) -> Path | None:
+    """The newest run's training checkpoint ``runs/TIME/name`` (the examples name each run's
+    directory by its start time, ``%y%m%d-%H%M%S``, which sorts in time order), or None.
+    A file that is not a training checkpoint is passed over."""
+    for found in sorted(Path(runs).glob(f"*/{name}"), reverse=True):
+        if found.is_file() and read_training_checkpoint(found) is not None:
+            return found
+    return None
+
+
 def checkpointing_logger(
     logger: Any,
     path: str | os.PathLike[str],
@@ -155,25 +254,14 @@ def checkpointing_logger(
     counters and ``extra()``; for a run ``resumed`` from a checkpoint, its ``restore_data``
     returns the checkpoint's counters and the generators are put back after the trainer's
     first test. Everything else is the logger's own."""
-    from tianshou.utils import BaseLogger, LazyLogger
+    from tianshou_offline.loggers import DelegatingLogger
 
-    inner: Any = logger if logger is not None else LazyLogger()
     epoch_end: list[tuple[int, int, int]] = []  # counters of the epoch whose test is next
     pending_rng = [resumed.rng] if resumed is not None else []
 
-    class CheckpointingLogger(BaseLogger):
-        def write(self, step_type: str, step: int, data: dict[str, Any]) -> None:
-            inner.write(step_type, step, data)
-
-        def prepare_dict_for_logging(self, log_data: dict[str, Any]) -> dict[str, Any]:
-            out: dict[str, Any] = inner.prepare_dict_for_logging(log_data)
-            return out
-
-        def log_training_data(self, log_data: dict[str, Any], step: int) -> None:
-            inner.log_training_data(log_data, step)
-
+    class CheckpointingLogger(DelegatingLogger):
         def log_test_data(self, log_data: dict[str, Any], step: int) -> None:
-            inner.log_test_data(log_data, step)
+            self.inner.log_test_data(log_data, step)
             if pending_rng:  # the test before the resumed run's first epoch
                 set_rng_state(pending_rng.pop())
             if epoch_end:
@@ -183,12 +271,6 @@ def checkpointing_logger(
                     gradient_step=gradient_step, extra=extra() if extra else None,
                 )  # fmt: skip
 
-        def log_update_data(self, log_data: dict[str, Any], step: int) -> None:
-            inner.log_update_data(log_data, step)
-
-        def log_info_data(self, log_data: dict[str, Any], step: int) -> None:
-            inner.log_info_data(log_data, step)
-
         def save_data(
             self,
             epoch: int,
@@ -196,24 +278,12 @@ def checkpointing_logger(
             update_step: int,
             save_checkpoint_fn: Callable[[int, int, int], str] | None = None,
         ) -> None:
-            inner.save_data(epoch, env_step, update_step, save_checkpoint_fn)
+            self.inner.save_data(epoch, env_step, update_step, save_checkpoint_fn)
             epoch_end[:] = [(epoch, env_step, update_step)]
-
-        def finalize(self) -> None:
-            inner.finalize()
 
         def restore_data(self) -> tuple[int, int, int]:
             if resumed is None:  # a run resumed from its logger's own records
-                restored: tuple[int, int, int] = inner.restore_data()
-                return restored
-            epoch, env_step, gradient_step = resumed.counters
-            inner.last_save_step = inner.last_log_test_step = epoch
-            inner.last_log_update_step = gradient_step
-            inner.last_log_training_step = env_step
-            return epoch, env_step, gradient_step
+                return super().restore_data()
+            return self.restore_counters(resumed.counters)
 
-        @staticmethod
-        def restore_logged_data(log_path: str) -> dict[str, Any]:
-            return {}
-
-    return CheckpointingLogger()
+    return CheckpointingLogger(logger)

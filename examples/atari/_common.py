@@ -8,7 +8,8 @@ This module checks the task, loads and checks the buffer against the environment
 network is built), builds the test environments and runs Tianshou's ``OfflineTrainer`` with
 TensorBoard logging, a best weights-only checkpoint (``policy.pth``), a training checkpoint
 after each epoch's test (``last.pth``: :mod:`tianshou_offline.training`; ``--resume-path
-.../last.pth`` continues the run in its directory exactly where it stopped, so that a run
+.../last.pth``, or ``--resume``: the newest run's) continues the run in its directory
+exactly where it stopped, so that a run
 killed at any moment and restarted so ends with the same weights as one that was not
 interrupted, on CPU), resume and a final evaluation. The log directory is made only once
 data and environment are known to fit.
@@ -33,11 +34,10 @@ from tianshou.algorithm.algorithm_base import OfflineAlgorithm
 from tianshou.data import Collector, CollectStats, ReplayBuffer
 from tianshou.env import BaseVectorEnv
 from tianshou.trainer import OfflineTrainerParams
-from tianshou.utils import BaseLogger, TensorboardLogger
-from torch.utils.tensorboard import SummaryWriter
+from tianshou.utils import BaseLogger
 
 from tianshou_offline.algorithms import DiscretePolicy
-from tianshou_offline.cli.example_args import AtariConfig, config_dict, training_progress
+from tianshou_offline.cli.example_args import AtariConfig, example_logger, training_progress
 from tianshou_offline.data.ondisk import Memory
 from tianshou_offline.errors import (
     DataValidationError,
@@ -45,9 +45,14 @@ from tianshou_offline.errors import (
     StackNumMismatchError,
     TianshouOfflineError,
 )
+from tianshou_offline.loggers import log_summary
 from tianshou_offline.recording.atari import is_atari_env_id, make_atari_env, make_atari_vector_env
 from tianshou_offline.training import FORMAT as TRAINING_FORMAT
-from tianshou_offline.training import checkpointing_logger, load_training_checkpoint
+from tianshou_offline.training import (
+    checkpointing_logger,
+    latest_checkpoint,
+    load_training_checkpoint,
+)
 
 log = logging.getLogger("atari_example")
 
@@ -222,30 +227,14 @@ def _check_buffer(
 
 def make_logger(
     config: AtariConfig, algo_name: str, log_path: str | None = None
-) -> tuple[BaseLogger, str]:
-    """A TensorBoard (or wandb) logger under ``logdir/task/algo/seed/time`` (or ``log_path``,
-    a resumed run's directory)."""
+) -> tuple[BaseLogger | None, str]:
+    """The run's logger (``--logger``: TensorBoard, W&B or none) under
+    ``logdir/task/algo/seed/time`` (or ``log_path``, a resumed run's directory)."""
     now = datetime.datetime.now().strftime("%y%m%d-%H%M%S")
     log_name = os.path.join(config.task.replace("/", "_"), algo_name, str(config.seed), now)
     log_path = log_path or os.path.join(config.logdir, log_name)
     os.makedirs(log_path, exist_ok=True)
-    writer = SummaryWriter(log_path)
-    writer.add_text("args", str(config_dict(config)))
-    logger: BaseLogger
-    if config.logger == "wandb":
-        from tianshou.utils import WandbLogger
-
-        wandb_logger = WandbLogger(
-            update_interval=config.log_interval,
-            name=log_name.replace(os.path.sep, "__"),
-            run_id=config.resume_id,
-            config=config_dict(config),
-            project=config.wandb_project,
-        )
-        wandb_logger.load(writer)
-        logger = wandb_logger
-    else:
-        logger = TensorboardLogger(writer, update_interval=config.log_interval)
+    logger = example_logger(config, log_path, task=config.task, algo_name=algo_name)
     return logger, log_path
 
 
@@ -264,6 +253,11 @@ def run(
     policy = algorithm.policy
     assert isinstance(policy, DiscretePolicy)
     algorithm.to(setup.device)
+    if config.resume:  # the newest run's last.pth for this task, algorithm and seed
+        runs = Path(config.logdir) / config.task.replace("/", "_") / algo_name / str(config.seed)
+        found = latest_checkpoint(runs, "last.pth")
+        print(f"--resume: continuing {found}" if found else f"--resume: no run in {runs} yet")
+        config.resume_path = str(found) if found else None
     resumed = None
     if config.resume_path and not config.watch:
         # a training checkpoint (last.pth): this run continues exactly where that one stopped
@@ -277,7 +271,7 @@ def run(
         print("Loaded agent from:", config.resume_path)
     test_collector = Collector[CollectStats](algorithm, setup.test_envs, exploration_noise=True)
 
-    def watch() -> None:
+    def watch() -> tuple[float, float]:
         print("Testing agent ...")
         policy.set_eps_inference(config.eps_test)
         setup.test_envs.seed(config.seed)
@@ -289,6 +283,7 @@ def run(
             f"{result.returns_stat.mean:.2f} ± {result.returns_stat.std:.2f} "
             f"(length {result.lens_stat.mean if result.lens_stat else float('nan'):.0f})"
         )
+        return float(result.returns_stat.mean), float(result.returns_stat.std)
 
     if config.watch or setup.buffer is None:
         watch()
@@ -327,7 +322,9 @@ def run(
     )
     save_actor(os.path.join(log_path, "last_actor.pt"))
     pprint.pprint(result)
-    watch()
+    mean, std = watch()
+    log_summary(logger, {"eval/return_mean": mean, "eval/return_std": std,
+                         "eval/episodes": config.test_num})  # fmt: skip
 
 
 def build_algorithm(config: AtariConfig, setup: Setup) -> OfflineAlgorithm[Any]:

@@ -11,7 +11,7 @@
   against it (continuous actions, observation and action sizes) before any network is
   built; every problem is a typed error (one ``error:`` line, exit code 2, see
   :func:`~tianshou_offline.cli.example_args.run_example`).
-- :func:`train_and_evaluate`: TensorBoard logging, best and last checkpoints,
+- :func:`train_and_evaluate`: TensorBoard or W&B logging (``--logger``), best and last checkpoints,
   ``--resume-path``, ``--watch``, and a final evaluation reporting the D4RL-normalised score
   when reference scores are known. The log directory is made only then.
 
@@ -26,8 +26,8 @@ Checkpoints, in ``--logdir/TASK/ALGO/SEED/TIME``:
 - ``last.pt``, written after each epoch's test: a training checkpoint
   (:mod:`tianshou_offline.training`: the algorithm's ``state_dict`` with its optimizers',
   schedulers' and step count, the random generators, the trainer's counters).
-  ``--resume-path .../last.pt`` continues the run in its directory exactly where it
-  stopped: a run killed at any moment and restarted so ends with the same weights as one
+  ``--resume-path .../last.pt`` (or ``--resume``: the newest run's, found by task, algorithm
+  and seed) continues the run in its directory exactly where it stopped: a run killed at any moment and restarted so ends with the same weights as one
   that was not interrupted (on CPU).
 """
 
@@ -49,22 +49,28 @@ import torch
 from tianshou.data import Collector, CollectStats, ReplayBuffer
 from tianshou.env import DummyVectorEnv, SubprocVectorEnv
 from tianshou.trainer import OfflineTrainerParams
-from tianshou.utils import TensorboardLogger
-from torch.utils.tensorboard import SummaryWriter
+from tianshou.utils import BaseLogger, TensorboardLogger
 
 from tianshou_offline import load_buffer, read_metadata
 from tianshou_offline.algorithms.core import OfflineAlgorithmCore
-from tianshou_offline.cli.example_args import MujocoConfig, config_dict, training_progress
+from tianshou_offline.cli.example_args import (
+    MujocoConfig,
+    config_dict,
+    example_logger,
+    training_progress,
+)
 from tianshou_offline.errors import (
     DatasetFormatError,
     DataValidationError,
     MissingDependencyError,
     SourceNotFoundError,
 )
+from tianshou_offline.loggers import log_summary
 from tianshou_offline.recording.policies import CHECKPOINT_FORMAT, save_policy_checkpoint
 from tianshou_offline.training import FORMAT as TRAINING_FORMAT
 from tianshou_offline.training import (
     checkpointing_logger,
+    latest_checkpoint,
     load_training_checkpoint,
     save_training_checkpoint,
 )
@@ -294,6 +300,8 @@ def train_and_evaluate(
     """
     assert config.task is not None  # set by make_env
     task: str = config.task
+    if config.resume:
+        resume_latest(config, Path(config.logdir) / task / algo_name / str(config.seed))
     resume = Path(config.resume_path) if config.resume_path else None
     resumed = None
     if resume is not None and not config.watch:
@@ -328,19 +336,16 @@ def train_and_evaluate(
             save_policy_checkpoint(best_path, algo.policy)  # replays with `record --policy`
 
     result: dict[str, Any] = {"log_path": str(log_path)}
+    logger: BaseLogger | None = None
     if not config.watch:
         if dataset is None or dataset.buffer is None:
             raise SourceNotFoundError("no dataset to train on (--expert-data-task)")
         # data, env and checkpoint are checked: only now the run's directory is made
         log_path.mkdir(parents=True, exist_ok=True)
         (log_path / "args.json").write_text(json.dumps(config_dict(config), indent=2))
-        logger = None
-        if config.logger == "tensorboard":
-            writer = SummaryWriter(str(log_path))
-            writer.add_text("args", str(config_dict(config)))
-            logger = TensorboardLogger(writer, save_interval=1, update_interval=config.log_interval)
-        elif resume_from_log and resumed is None:
-            resume_from_log = False
+        logger = example_logger(config, log_path, task=task, algo_name=algo_name)
+        if resume_from_log and resumed is None and not isinstance(logger, TensorboardLogger):
+            resume_from_log = False  # only TensorBoard's events say where a run stopped
         progress_logger, show_progress = training_progress(
             logger,
             enabled=bool(config.show_progress),
@@ -386,6 +391,8 @@ def train_and_evaluate(
     if score is not None:
         line += f", D4RL normalised score {score:.1f}"
     print(line, flush=True)
+    log_summary(logger, {"eval/return_mean": mean, "eval/return_std": std,
+                         "eval/normalized_score": score, "eval/episodes": config.test_num})  # fmt: skip
     if config.render > 0:
         render_env = gym.make(task, render_mode="human")
         if wrap_env is not None:
@@ -400,6 +407,17 @@ def train_and_evaluate(
                 flush=True,
             )
     return result
+
+
+def resume_latest(config: MujocoConfig, runs: Path) -> None:
+    """``--resume``: ``--resume-path`` becomes the newest run's ``last.pt`` under ``runs``
+    (``logdir/TASK/ALGO/SEED``); without one a new run starts."""
+    found = latest_checkpoint(runs, "last.pt")
+    if found is None:
+        log.info("--resume: no earlier run in %s; a new run starts", runs)
+        return
+    log.info("--resume: continuing %s", found)
+    config.resume_path = str(found)
 
 
 def _load_checkpoint(

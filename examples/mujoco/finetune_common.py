@@ -14,8 +14,18 @@ algorithm; every mini-batch draws ``--offline-ratio`` of its transitions from
 fills. ``--step-per-epoch`` counts environment steps here (Tianshou's online meaning);
 ``--epoch`` is derived from ``--online-steps``. Checkpoints, in
 ``--logdir/TASK/finetune_ALGO/SEED/TIME``: ``policy.pt`` (the best policy, as the offline
-examples write it) and ``last.pt`` (the offline algorithm's ``state_dict``: it resumes with
-the offline example or this one).
+examples write it) and ``last.pt``, after each epoch's test: a training checkpoint
+(:mod:`tianshou_offline.training`) of the offline algorithm (its weights load into the offline
+example too) with the online replay buffer (every row, its episode bookkeeping and sampling
+generator), the random generators, the trainer's counters and the test returns so far.
+
+Resuming: ``--resume-path .../finetune_ALGO/SEED/TIME/last.pt`` (or ``--resume``: the newest
+fine-tuning run's, for ``--task`` and ``--seed``) continues that run in its directory; a run
+killed at any moment and resumed ends with the same weights and the same test returns as one
+that was not interrupted (on CPU). What makes it repeatable: each epoch's collection starts
+from fresh episodes of training environments seeded for that epoch (the episode running at an
+epoch's end is cut there, as truncated: an environment's inner state is not checkpointed), and
+every test starts from the same seeded initial states.
 """
 
 from __future__ import annotations
@@ -31,25 +41,37 @@ from typing import Any
 
 import _without_tensorflow  # noqa: F401  (first: keeps TensorFlow out of this process)
 import gymnasium as gym
-import torch
-from d4rl_common import Dataset, _load_checkpoint, normalized_score
+from d4rl_common import Dataset, _load_checkpoint, normalized_score, resume_latest
 from tianshou.data import Collector, CollectStats, ReplayBuffer
 from tianshou.env import DummyVectorEnv, SubprocVectorEnv
 from tianshou.trainer import OffPolicyTrainerParams
-from tianshou.utils import TensorboardLogger
-from torch.utils.tensorboard import SummaryWriter
+from tianshou.utils import BaseLogger
 
 from tianshou_offline.algorithms import OfflineAlgorithmBase, OnlineFineTuning
 from tianshou_offline.cli.example_args import (
     MujocoConfig,
     arg,
     config_dict,
+    example_logger,
     training_progress,
 )
 from tianshou_offline.errors import SourceNotFoundError
+from tianshou_offline.loggers import DelegatingLogger, log_summary
 from tianshou_offline.recording.policies import save_policy_checkpoint
+from tianshou_offline.training import (
+    TrainingState,
+    checkpointing_logger,
+    end_running_episode,
+    load_training_checkpoint,
+    read_training_checkpoint,
+    replay_buffer_state,
+    restore_replay_buffer,
+)
 
 log = logging.getLogger("finetune_example")
+
+ONLINE_BUFFER = "online_buffer"
+"""The key of the online replay buffer in a fine-tuning run's checkpoint (``extra``)."""
 
 
 @dataclass(kw_only=True)
@@ -89,11 +111,21 @@ def finetune(
     algorithm: OfflineAlgorithmBase[Any, Any],
     env: gym.Env[Any, Any],
 ) -> dict[str, Any]:
-    """Load ``--resume-path`` (if given), fine-tune online, evaluate; returns the results."""
+    """Load ``--resume-path`` (if given), fine-tune online, evaluate; returns the results
+    (``test_returns``: ``[environment step, mean test return]`` of every test, those before a
+    resume included)."""
     assert config.task is not None and dataset.buffer is not None
     task: str = config.task
-    if config.resume_path:
-        _load_checkpoint(algorithm, Path(config.resume_path), config.device)
+    if config.resume:
+        resume_latest(config, Path(config.logdir) / task / f"finetune_{algo_name}" / str(config.seed))
+    resume = Path(config.resume_path) if config.resume_path else None
+    resumed: TrainingState | None = None
+    state = read_training_checkpoint(resume, device=config.device) if resume else None
+    if resume is not None and state is not None and ONLINE_BUFFER in state["extra"]:
+        # a fine-tuning run's own last.pt: it continues exactly where it stopped
+        resumed = load_training_checkpoint(resume, algorithm, device=config.device)
+    elif resume is not None:  # an offline checkpoint to start from
+        _load_checkpoint(algorithm, resume, config.device)
     else:
         log.warning("no --resume-path: fine-tuning starts from scratch (randomly initialised)")
     offline_steps = algorithm.num_updates
@@ -112,28 +144,46 @@ def finetune(
     train_envs, test_envs = vector(flags.training_num), vector(config.test_num)
     train_envs.seed(config.seed)
     test_envs.seed(config.seed + 1)
-    training_collector = Collector[CollectStats](
-        tuned, train_envs, ReplayBuffer(flags.online_buffer_size), exploration_noise=True
-    )
+    online = ReplayBuffer(flags.online_buffer_size)
+    test_returns: list[list[float]] = []
+    if resumed is not None:
+        restore_replay_buffer(online, resumed.extra[ONLINE_BUFFER])
+        test_returns = [list(r) for r in resumed.extra.get("test_returns", [])]
+    training_collector = Collector[CollectStats](tuned, train_envs, online, exploration_noise=True)
     test_collector = Collector[CollectStats](tuned, test_envs)
-    now = datetime.datetime.now().strftime("%y%m%d-%H%M%S")
-    log_path = Path(config.logdir) / task / f"finetune_{algo_name}" / str(config.seed) / now
+    if resumed is not None and resume is not None:
+        log_path = resume.parent
+    else:
+        now = datetime.datetime.now().strftime("%y%m%d-%H%M%S")
+        log_path = Path(config.logdir) / task / f"finetune_{algo_name}" / str(config.seed) / now
     best_path, last_path = log_path / "policy.pt", log_path / "last.pt"
-    untyped: Any = algorithm  # Tianshou's state_dict (with optimizer states) is untyped
+    segment = [-1]
 
     def save_best_fn(algo: Any) -> None:
         save_policy_checkpoint(best_path, algo.policy)
 
-    def save_checkpoint_fn(epoch: int, env_step: int, gradient_step: int) -> str:
-        torch.save(untyped.state_dict(), last_path)
-        return str(last_path)
+    def start_epoch(epoch: int, env_step: int) -> None:
+        """Each epoch collects from fresh episodes of environments seeded for it (the episode
+        running at the epoch's end is cut, as truncated): what a resumed run can repeat."""
+        if epoch == segment[0]:
+            return
+        segment[0] = epoch
+        end_running_episode(online)
+        train_envs.seed(config.seed + 1000 * epoch)
+        training_collector.reset(reset_buffer=False, reset_stats=False)
+
+    def start_test(epoch: int, env_step: int | None) -> None:
+        """Every test on the same seeded initial states."""
+        test_envs.seed(config.seed + 1)
+        test_collector.reset(reset_stats=False)
+
+    def checkpoint_extra() -> dict[str, Any]:
+        return {ONLINE_BUFFER: replay_buffer_state(online), "test_returns": test_returns}
 
     log_path.mkdir(parents=True, exist_ok=True)
-    (log_path / "args.json").write_text(json.dumps(config_dict(config), indent=2))
-    logger = None
-    if config.logger == "tensorboard":
-        writer = SummaryWriter(str(log_path))
-        logger = TensorboardLogger(writer, save_interval=1, update_interval=config.log_interval)
+    if resumed is None:
+        (log_path / "args.json").write_text(json.dumps(config_dict(config), indent=2))
+    logger = example_logger(config, log_path, task=task, algo_name=f"finetune_{algo_name}")
     epoch_steps = min(config.step_per_epoch, flags.online_steps)
     epochs = math.ceil(flags.online_steps / epoch_steps)
     progress_logger, show_progress = training_progress(
@@ -153,15 +203,23 @@ def finetune(
             test_step_num_episodes=config.test_num,
             batch_size=config.batch_size,
             save_best_fn=save_best_fn,
-            save_checkpoint_fn=save_checkpoint_fn,
-            logger=progress_logger,
+            training_fn=start_epoch,
+            test_fn=start_test,
+            resume_from_log=resumed is not None,
+            # last.pt after each epoch's test: the algorithm, the online buffer, the
+            # generators and counters (the test returns so far, for the results)
+            logger=checkpointing_logger(
+                _ReturnsLogger(progress_logger, test_returns),
+                last_path,
+                algorithm,
+                resumed=resumed,
+                extra=checkpoint_extra,
+            ),
             show_progress=show_progress,
             verbose=False,
         )
     )
-    torch.save(untyped.state_dict(), last_path)
-    test_envs.seed(config.seed + 1)
-    test_collector.reset()
+    start_test(epochs, None)
     stats = test_collector.collect(n_episode=config.test_num)
     assert stats.returns_stat is not None
     mean, std = float(stats.returns_stat.mean), float(stats.returns_stat.std)
@@ -173,6 +231,8 @@ def finetune(
     if score is not None:
         line += f", D4RL normalised score {score:.1f}"
     print(line, flush=True)
+    log_summary(logger, {"eval/return_mean": mean, "eval/return_std": std,
+                         "eval/normalized_score": score, "eval/episodes": config.test_num})  # fmt: skip
     print(f"checkpoints: {best_path} (best policy), {last_path} (algorithm)", flush=True)
     return {
         "log_path": str(log_path),
@@ -180,10 +240,26 @@ def finetune(
         "offline_gradient_steps": offline_steps,
         "gradient_steps": algorithm.num_updates,
         "online_env_steps": len(training_collector.buffer),
+        "test_returns": test_returns,
         "final_return_mean": mean,
         "final_return_std": std,
         "normalized_score": score,
     }
+
+
+class _ReturnsLogger(DelegatingLogger):
+    """Records ``[environment step, mean return]`` of each test (a resumed run's first test
+    repeats the checkpoint's step and is not recorded again)."""
+
+    def __init__(self, inner: BaseLogger | None, returns: list[list[float]]) -> None:
+        super().__init__(inner)
+        self.returns = returns
+
+    def log_test_data(self, log_data: dict[str, Any], step: int) -> None:
+        mean = (log_data.get("returns_stat") or {}).get("mean")
+        if mean is not None and not any(r[0] == step for r in self.returns):
+            self.returns.append([float(step), float(mean)])
+        self.inner.log_test_data(log_data, step)
 
 
 def require_data(dataset: Dataset | None) -> Dataset:

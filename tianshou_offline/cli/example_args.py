@@ -162,8 +162,26 @@ class ExampleConfig:
     """torch CPU threads (default: torch's choice, one per core)"""
     resume_path: str | None = None
     """a checkpoint to start from"""
+    resume: bool = False
+    """continue this script's latest run for --task and --seed (the newest
+    logdir/TASK/ALGO/SEED/TIME/ with a training checkpoint) exactly where it stopped, as
+    --resume-path with its checkpoint does; without one the run starts as it would without
+    --resume (from --resume-path, if given): a job can always pass it"""
     watch: bool = False
     """only evaluate the checkpoint in --resume-path, no training"""
+    logger: Literal["tensorboard", "wandb", "none"] = "tensorboard"
+    """where training statistics go: TensorBoard event files in the run's directory, a
+    Weights & Biases run (pip install 'tianshou-offline[wandb]'; WANDB_MODE=offline writes it
+    into the run's directory), or nowhere"""
+    wandb_project: str = "tianshou-offline"
+    """W&B project (--logger wandb)"""
+    wandb_name: str | None = None
+    """W&B run name (--logger wandb; default: TASK__ALGO__SEED__TIME, the run's directory)"""
+    wandb_group: str | None = None
+    """W&B group (--logger wandb; default: TASK__ALGO, every seed of the run's settings)"""
+    resume_id: str | None = None
+    """W&B run id to continue (--logger wandb; default: one derived from the run's directory,
+    so a resumed run continues its W&B run)"""
     show_progress: Literal[0, 1] = 1
     """1: a progress bar on a terminal, a plain progress line every 30 s otherwise (log
     files); 0: neither"""
@@ -230,13 +248,10 @@ class AtariConfig(ExampleConfig):
     frames_stack: int = 4
     """frames per observation"""
     resume_path: str | None = None
-    """weights-only policy.pth to resume from"""
-    resume_id: str | None = None
-    """wandb run id to resume"""
-    logger: Literal["tensorboard", "wandb"] = "tensorboard"
-    """where training statistics go"""
+    """a checkpoint to start from (last.pth: continues the run in its directory exactly;
+    policy.pth: the algorithm's weights)"""
     wandb_project: str = "offline_atari.benchmark"
-    """wandb project (--logger wandb)"""
+    """W&B project (--logger wandb)"""
     watch: bool = False
     """only evaluate the policy in --resume-path"""
     load_buffer_name: list[str] = field(
@@ -288,8 +303,6 @@ class MujocoConfig(ExampleConfig):
     """gradient steps per epoch"""
     subproc_envs: bool = False
     """evaluate in subprocesses"""
-    logger: Literal["tensorboard", "none"] = "tensorboard"
-    """where training statistics go"""
     render: float = 0.0
     """render the final evaluation episode with this delay between frames (s)"""
     threads: int | None = MUJOCO_DEFAULT_THREADS
@@ -546,6 +559,31 @@ def config_dict(config: ExampleConfig) -> dict[str, Any]:
     return dataclasses.asdict(config)
 
 
+def example_logger(
+    config: ExampleConfig, log_path: str | os.PathLike[str], *, task: str, algo_name: str
+) -> BaseLogger | None:
+    """The run's logger (``--logger``) writing into ``log_path`` (``logdir/TASK/ALGO/SEED/TIME``):
+    TensorBoard with the flags as text; a W&B run named after that directory, grouped by task
+    and algorithm, with the flags as its config; or None.
+
+    :raises MissingDependencyError: ``--logger wandb`` without the wandb package.
+    """
+    from tianshou_offline.loggers import WandbSettings, make_logger
+
+    settings = config_dict(config)
+    wandb = None
+    if config.logger == "wandb":
+        wandb = WandbSettings(
+            project=config.wandb_project,
+            name=config.wandb_name or "__".join(Path(log_path).parts[-4:]).replace("/", "_"),
+            group=config.wandb_group or f"{task}__{algo_name}".replace("/", "_"),
+            run_id=config.resume_id,
+            config=settings,
+        )
+    return make_logger(config.logger, log_path, update_interval=config.log_interval,
+                       wandb=wandb, text={"args": str(settings)})  # fmt: skip
+
+
 # --------------------------------------------------------------------------- running
 
 
@@ -620,32 +658,23 @@ def _isatty(stream: TextIO) -> bool:
 def _plain_progress_logger(
     inner: BaseLogger | None, total_steps: int, desc: str, out: TextIO, interval_s: float
 ) -> BaseLogger:
-    from tianshou.utils import BaseLogger, LazyLogger
+    from tianshou_offline.loggers import DelegatingLogger
 
-    wrapped: BaseLogger = inner if inner is not None else LazyLogger()
-
-    class PlainProgressLogger(BaseLogger):
+    class PlainProgressLogger(DelegatingLogger):
         """Delegates everything to the run's logger; prints a plain line at the first
         gradient step, then every ``interval_s`` seconds and at the end of every epoch (the
         last one says how long the run took; the test results of each epoch are Tianshou's
         own lines on stdout)."""
 
         def __init__(self) -> None:
-            super().__init__(
-                training_interval=wrapped.training_interval,
-                test_interval=wrapped.test_interval,
-                update_interval=wrapped.update_interval,
-                info_interval=wrapped.info_interval,
-                save_interval=wrapped.save_interval,
-                exclude_arrays=wrapped.exclude_arrays,
-            )
+            super().__init__(inner)
             self._start = 0.0
             self._last_line = 0.0
             self._first_step: int | None = None
             self._step = 0
 
         def log_update_data(self, log_data: dict[str, Any], step: int) -> None:
-            wrapped.log_update_data(log_data, step)
+            self.inner.log_update_data(log_data, step)
             now = time.monotonic()
             self._step = step
             if self._first_step is None:
@@ -669,42 +698,10 @@ def _plain_progress_logger(
                 flush=True,
             )
 
-        def log_training_data(self, log_data: dict[str, Any], step: int) -> None:
-            wrapped.log_training_data(log_data, step)
-
-        def log_test_data(self, log_data: dict[str, Any], step: int) -> None:
-            wrapped.log_test_data(log_data, step)
-
         def log_info_data(self, log_data: dict[str, Any], step: int) -> None:
-            wrapped.log_info_data(log_data, step)
+            self.inner.log_info_data(log_data, step)
             if self._first_step is not None:  # the end of an epoch (step: its number)
                 self._line(time.monotonic(), epoch=step)
-
-        def write(self, step_type: str, step: int, data: dict[str, Any]) -> None:
-            wrapped.write(step_type, step, data)
-
-        def prepare_dict_for_logging(self, log_data: dict[str, Any]) -> dict[str, Any]:
-            prepared: dict[str, Any] = wrapped.prepare_dict_for_logging(log_data)
-            return prepared
-
-        def finalize(self) -> None:
-            wrapped.finalize()
-
-        def save_data(
-            self,
-            epoch: int,
-            env_step: int,
-            update_step: int,
-            save_checkpoint_fn: Callable[[int, int, int], str] | None = None,
-        ) -> None:
-            wrapped.save_data(epoch, env_step, update_step, save_checkpoint_fn)
-
-        def restore_data(self) -> tuple[int, int, int]:
-            return wrapped.restore_data()
-
-        @staticmethod
-        def restore_logged_data(log_path: str) -> Any:
-            return type(wrapped).restore_logged_data(log_path)
 
     return PlainProgressLogger()
 

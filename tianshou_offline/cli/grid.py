@@ -36,6 +36,22 @@ def add_grid_arguments(p: argparse.ArgumentParser) -> None:
         help="how often a cell whose worker died is rerun from its checkpoint (default 3)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--logger",
+        choices=["tensorboard", "wandb", "none"],
+        default="tensorboard",
+        help="where each cell's training statistics go: TensorBoard event files in its "
+        "directory, a Weights & Biases run per cell (named after the cell, grouped by its "
+        "setting across seeds, the cell's spec as its config; pip install "
+        "'tianshou-offline[wandb]'; WANDB_MODE=offline writes the runs into the cells' "
+        "directories), or nowhere (default: tensorboard)",
+    )
+    p.add_argument(
+        "--wandb-project",
+        default="tianshou-offline-grid",
+        help="the W&B project (--logger wandb; default: tianshou-offline-grid)",
+    )
+    p.add_argument("--wandb-entity", default=None, help="the W&B team or user (--logger wandb)")
     ray = p.add_mutually_exclusive_group()
     ray.add_argument(
         "--ray",
@@ -98,7 +114,7 @@ def _time_line(seconds: dict[str, float], used_ray: bool, cells_run: int) -> str
 
 def cmd_grid(args: argparse.Namespace) -> int:
     from tianshou_offline.errors import TianshouOfflineError
-    from tianshou_offline.scale.grid import format_markdown, load_grid, run_grid
+    from tianshou_offline.scale.grid import CellLogging, format_markdown, load_grid, run_grid
 
     grid = load_grid(args.spec)
     check_output(
@@ -117,6 +133,7 @@ def cmd_grid(args: argparse.Namespace) -> int:
         progress=False if args.no_progress else None,
         on_cell=lambda r: print(_cell_line(r), flush=True),
         use_ray=args.use_ray,
+        log_to=CellLogging(args.logger, args.wandb_project, args.wandb_entity),
     )
     for f in res.failures:
         print(f"failed: {f.cell.key}: {f.error}", flush=True)
@@ -215,7 +232,7 @@ def register(sub: Subparsers) -> None:
         help="run an experiment grid (algorithms × datasets × seeds × overrides) on Ray "
         "(needs the [ray] extra)",
         description="Run every cell of an experiment grid as a Ray task (trains with "
-        "OfflineTrainer, evaluates, logs to TensorBoard, checkpoints); finished cells are "
+        "OfflineTrainer, evaluates, logs to TensorBoard or W&B, checkpoints); finished cells are "
         "skipped and interrupted ones resume from their checkpoint; writes results.md/.csv/"
         ".json and curves.png into the output directory.",
     )

@@ -119,6 +119,8 @@ from tianshou_offline.training import rng_state, set_rng_state
 if TYPE_CHECKING:
     from tianshou.algorithm.algorithm_base import OfflineAlgorithm
 
+    from tianshou_offline.loggers import LoggerKind
+
 __all__ = [
     "CHECKPOINT",
     "CHECKPOINT_FORMAT",
@@ -128,6 +130,7 @@ __all__ = [
     "Budget",
     "Cell",
     "CellFailure",
+    "CellLogging",
     "CheckpointHook",
     "Grid",
     "GridResult",
@@ -162,6 +165,22 @@ CheckpointHook = Callable[["Cell", int, Path], None]
 written: a place for logging or, in tests, for fault injection."""
 
 
+@dataclass(frozen=True)
+class CellLogging:
+    """Where a cell's training statistics go (not part of the cell's key: logging does not
+    change its results)."""
+
+    kind: LoggerKind = "tensorboard"
+    """``tensorboard`` (event files in the cell's directory), ``wandb`` (a W&B run per cell:
+    named after the cell's key, grouped by its :attr:`Cell.group`, the cell's spec as its
+    config) or ``none``."""
+    wandb_project: str = "tianshou-offline-grid"
+    """The W&B project (``wandb``)."""
+    wandb_entity: str | None = None
+    """The W&B team or user (default: the logged-in user's)."""
+
+
+
 # --------------------------------------------------------------------------- one cell
 
 
@@ -188,6 +207,7 @@ def run_cell(
     output: str | os.PathLike[str],
     *,
     on_checkpoint: CheckpointHook | None = None,
+    log_to: CellLogging = CellLogging(),
 ) -> dict[str, Any]:
     """Train, evaluate and record one cell in this process (see the module doc); a finished
     cell returns its stored result (``skipped: True``).
@@ -214,10 +234,12 @@ def run_cell(
         done = finished_result(cell, output)  # finished while this one waited to start
         if done is not None:
             return {**done, "skipped": True}
-        return _run_cell(cell, directory, on_checkpoint)
+        return _run_cell(cell, directory, on_checkpoint, log_to)
 
 
-def _run_cell(cell: Cell, directory: Path, on_checkpoint: CheckpointHook | None) -> dict[str, Any]:
+def _run_cell(
+    cell: Cell, directory: Path, on_checkpoint: CheckpointHook | None, log_to: CellLogging
+) -> dict[str, Any]:
     """:func:`run_cell` in the cell's ``directory``, holding its lock."""
     no_tensorflow()
     import gymnasium as gym
@@ -225,10 +247,10 @@ def _run_cell(cell: Cell, directory: Path, on_checkpoint: CheckpointHook | None)
     from tianshou.data import Collector, CollectStats
     from tianshou.env import DummyVectorEnv
     from tianshou.trainer import OfflineTrainerParams
-    from torch.utils.tensorboard import SummaryWriter
 
     from tianshou_offline.data.buffer import load_buffer
     from tianshou_offline.data.format import read_metadata
+    from tianshou_offline.loggers import log_summary
     from tianshou_offline.scale.algorithms import RETURN_CONDITIONED, build_algorithm
 
     _write_atomic(directory / "cell.json", json.dumps(cell.spec(), indent=1).encode())
@@ -300,7 +322,7 @@ def _run_cell(cell: Cell, directory: Path, on_checkpoint: CheckpointHook | None)
             on_checkpoint(cell, epoch, ckpt_path)
         return str(ckpt_path)
 
-    logger = _cell_logger(SummaryWriter(str(directory)), counters, curve, budget.batch_size)
+    logger = _cell_logger(cell, directory, log_to, counters, curve, save_checkpoint)
     test_envs = DummyVectorEnv([lambda: make_eval_env(env_id)] * min(budget.test_episodes, 5))
     test_envs.seed(cell.seed)
     test_collector = Collector[CollectStats](algorithm, test_envs)
@@ -314,15 +336,16 @@ def _run_cell(cell: Cell, directory: Path, on_checkpoint: CheckpointHook | None)
                 epoch_num_steps=budget.steps_per_epoch,
                 test_step_num_episodes=budget.test_episodes,
                 batch_size=budget.batch_size,
-                save_checkpoint_fn=save_checkpoint,
                 resume_from_log=state is not None,
                 logger=logger,
                 show_progress=False,
                 verbose=False,
             )
         )
-    finally:
+    except BaseException:
         logger.finalize()
+        raise
+    finally:
         test_envs.close()
     train_seconds = time.perf_counter() - t0
     result = _record_result(
@@ -331,6 +354,10 @@ def _run_cell(cell: Cell, directory: Path, on_checkpoint: CheckpointHook | None)
         resumed_from_epoch=counters[0], train_seconds=train_seconds, threads=threads,
         device=device,
     )  # fmt: skip
+    log_summary(logger.inner, {"eval/return_mean": result["final_return_mean"],
+                               "eval/return_std": result["final_return_std"],
+                               "eval/normalized_score": result["normalized_score"],
+                               "eval/episodes": cell.budget.eval_episodes})  # fmt: skip
     return {**result, "skipped": False}
 
 
@@ -383,28 +410,52 @@ def _record_result(
     return result
 
 
-def _cell_logger(writer: Any, counters: tuple[int, int, int], curve: list[list[float]],
-                 batch_size: int) -> Any:  # fmt: skip
-    """Tianshou's TensorBoard logger that restores the checkpoint's counters (not the event
-    file's: a worker killed between the checkpoint and the event write would disagree) and
-    records each test's mean return in ``curve``."""
-    from tianshou.utils import TensorboardLogger
+def _cell_logger(
+    cell: Cell,
+    directory: Path,
+    log_to: CellLogging,
+    counters: tuple[int, int, int],
+    curve: list[list[float]],
+    save_checkpoint: Callable[[int, int, int], str],
+) -> Any:
+    """The cell's logger (``log_to``, writing into ``directory``) wrapped so that it restores
+    the checkpoint's counters (not the logger's records: a worker killed between the
+    checkpoint and a write would disagree), records each test's mean return in ``curve``
+    and writes the checkpoint after every epoch, whatever the logger."""
+    from tianshou_offline.loggers import DelegatingLogger, WandbSettings, make_logger
 
-    class CellLogger(TensorboardLogger):
+    wandb = None
+    if log_to.kind == "wandb":
+        wandb = WandbSettings(project=log_to.wandb_project, entity=log_to.wandb_entity,
+                              name=cell.key, group=cell.group, config=cell.spec())  # fmt: skip
+    # the training statistics every 1000 gradient steps, and at least once an epoch
+    interval = min(1000, cell.budget.steps_per_epoch)
+    inner = make_logger(log_to.kind, directory, update_interval=interval, wandb=wandb,
+                        text={"cell": json.dumps(cell.spec())})  # fmt: skip
+    batch_size, last_saved = cell.budget.batch_size, [counters[0]]
+
+    class CellLogger(DelegatingLogger):
         def restore_data(self) -> tuple[int, int, int]:
-            epoch, env_step, gradient_step = counters
-            self.last_save_step = self.last_log_test_step = epoch
-            self.last_log_update_step = gradient_step
-            self.last_log_train_step = env_step
-            return epoch, env_step, gradient_step
+            return self.restore_counters(counters)
 
         def log_test_data(self, log_data: dict[str, Any], step: int) -> None:
             stat = log_data.get("returns_stat") or {}
             if "mean" in stat:
                 curve.append([float(step // batch_size), float(stat["mean"])])
-            super().log_test_data(log_data, step)
+            self.inner.log_test_data(log_data, step)
 
-    return CellLogger(writer, save_interval=1)
+        def save_data(
+            self,
+            epoch: int,
+            env_step: int,
+            update_step: int,
+            save_checkpoint_fn: Callable[[int, int, int], str] | None = None,
+        ) -> None:
+            if epoch > last_saved[0]:
+                last_saved[0] = epoch
+                save_checkpoint(epoch, env_step, update_step)
+
+    return CellLogger(inner)
 
 
 # --------------------------------------------------------------------------- the grid
@@ -457,11 +508,14 @@ def choose_ray(
 
 
 def run_cell_task(
-    cell: Cell, output: str, on_checkpoint: CheckpointHook | None = None
+    cell: Cell,
+    output: str,
+    on_checkpoint: CheckpointHook | None = None,
+    log_to: CellLogging = CellLogging(),
 ) -> dict[str, Any]:
     """What a grid's Ray task runs (:func:`run_cell`)."""
     no_tensorflow()
-    return run_cell(cell, output, on_checkpoint=on_checkpoint)
+    return run_cell(cell, output, on_checkpoint=on_checkpoint, log_to=log_to)
 
 
 def run_grid(
@@ -476,6 +530,7 @@ def run_grid(
     on_checkpoint: CheckpointHook | None = None,
     use_ray: bool | None = None,
     seed_batch: bool | None = None,
+    log_to: CellLogging = CellLogging(),
 ) -> GridResult:
     """Run every cell not finished yet — as Ray tasks, or for a small local grid in this
     process one after another (:func:`choose_ray`) — then write the report
@@ -489,6 +544,7 @@ def run_grid(
     :param on_cell: called on the driver with each cell's result as it finishes (finished
         cells first, marked ``skipped``).
     :param on_checkpoint: called in the worker after each checkpoint (:data:`CheckpointHook`).
+    :param log_to: where each cell's statistics go (TensorBoard, W&B, none).
     :param use_ray: True: Ray always; False: never (this process; ``address`` must be None);
         None: :func:`choose_ray`.
     :param seed_batch: train each group's unfinished seeds as one seed batch (one task;
@@ -538,7 +594,9 @@ def run_grid(
         if todo and not ray_used:
             for i in todo:
                 try:
-                    results[i] = run_cell(cells[i], str(out), on_checkpoint=on_checkpoint)
+                    results[i] = run_cell(
+                        cells[i], str(out), on_checkpoint=on_checkpoint, log_to=log_to
+                    )
                 except TianshouOfflineError as e:
                     failures[i] = CellFailure(cells[i], f"{type(e).__name__}: {e}")
                     log.warning("cell %s failed: %s", cells[i].key, failures[i].error)
@@ -558,7 +616,7 @@ def run_grid(
                         max_retries=max_retries,
                         name=f"cell {cells[i].key}",
                     )
-                    refs[remote.remote(cells[i], str(out), on_checkpoint)] = i
+                    refs[remote.remote(cells[i], str(out), on_checkpoint, log_to)] = i
                 with closing(as_completed(refs)) as finished:
                     for i, result, error in finished:
                         if error is not None:
