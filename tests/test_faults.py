@@ -304,3 +304,42 @@ def test_write_error_names_the_output_and_the_cause(tmp_path: Path) -> None:
     assert isinstance(e, OSError) and e.errno == 28 and "\n" not in str(e)
     assert str(e).startswith(f"{tmp_path / 'x.hdf5'}: cannot write the output: No space left")
     assert "(ENOSPC); the file system is full" in str(e)
+
+
+def test_grid_whose_event_file_fails_is_one_error_line(
+    tmp_path: Path, pendulum_random: Path
+) -> None:
+    """TensorBoard writes its event file in a thread of its own; a write failing there (here
+    EIO on that file only, from its second write on) ended the thread with a traceback on
+    stderr before the grid's one ``error:`` line. Now: exit 2, one line naming the cell's
+    directory and the cause, no traceback. Fails without
+    ``loggers.writer_thread_errors_not_printed`` (the thread's traceback is printed)."""
+    import errno
+    import json
+
+    from tianshou_offline.scale.grid import cell_dir, load_grid
+
+    shim = _faults.build_shim(tmp_path / "shim")
+    if shim is None:
+        pytest.skip("no C compiler for the write-failing shim")
+    spec = tmp_path / "grid.json"
+    spec.write_text(json.dumps({
+        "output": str(tmp_path / "out"), "datasets": [str(pendulum_random)],
+        "algorithms": {"il": {"hidden_sizes": [[8]]}}, "seeds": 1,
+        "budget": {"epochs": 2, "steps_per_epoch": 4, "batch_size": 16, "test_episodes": 1,
+                   "eval_episodes": 1},
+    }))  # fmt: skip
+    directory = cell_dir(load_grid(spec).cells[0], tmp_path / "out")
+    res = subprocess.run(
+        [sys.executable, "-c", "import sys; from tianshou_offline.cli import main; "
+         "sys.exit(main(sys.argv[1:]))", "grid", str(spec), "--no-ray", "--no-progress"],
+        capture_output=True, text=True, timeout=300,
+        env=_env(LD_PRELOAD=str(shim), FAULT_DIR=str(directory / "events.out.tfevents"),
+                 FAULT_AT="1", FAULT_ERRNO=str(errno.EIO)),
+    )  # fmt: skip
+    assert "Traceback" not in res.stderr, res.stderr[-3000:]
+    line = _error_line(res)
+    assert "1 of 1 cells failed" in line, line
+    failed = [ln for ln in res.stdout.splitlines() if ln.startswith("failed: ")]
+    assert len(failed) == 1 and str(directory) in failed[0] and "(EIO)" in failed[0], res.stdout
+    assert (directory / "last.pt").is_file() or not (directory / "result.json").exists()

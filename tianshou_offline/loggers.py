@@ -19,8 +19,11 @@ TensorFlow out of their process set TensorBoard's marker first, as the examples 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
-from collections.abc import Callable, Mapping
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from numbers import Number
 from pathlib import Path
@@ -30,6 +33,8 @@ import numpy as np
 from tianshou.utils import BaseLogger
 
 from tianshou_offline.errors import MissingDependencyError
+
+log = logging.getLogger(__name__)
 
 LoggerKind = Literal["tensorboard", "wandb", "none"]
 """Where a run's statistics go."""
@@ -228,6 +233,30 @@ class DelegatingLogger(BaseLogger):
 
     def finalize(self) -> None:
         self.inner.finalize()
+
+
+@contextmanager
+def writer_thread_errors_not_printed() -> Iterator[None]:
+    """While active, an ``OSError`` that ends TensorBoard's event-writing thread (a full
+    disk, the file size limit, an I/O error) is not printed as a traceback: TensorBoard
+    raises it again in the run's own thread at the writer's next call, where the caller's
+    error boundary (``data.atomic.write_errors``) makes it one typed error. Other threads'
+    exceptions go to the hook that was installed before."""
+    previous = threading.excepthook
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        if isinstance(args.exc_value, OSError) and type(args.thread).__module__.startswith(
+            "tensorboard."
+        ):
+            log.debug("TensorBoard's writer thread stopped: %s", args.exc_value)
+            return
+        previous(args)
+
+    threading.excepthook = hook
+    try:
+        yield
+    finally:
+        threading.excepthook = previous
 
 
 def make_logger(

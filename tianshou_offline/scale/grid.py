@@ -230,11 +230,14 @@ def run_cell(
     # one worker per cell (the other fails at once); a failed write of the cell's files
     # (checkpoints, TensorBoard events, policy, result) is an OutputWriteError naming it
     kept = "its finished checkpoints are kept (a rerun resumes from the last one)"
+    from tianshou_offline.loggers import writer_thread_errors_not_printed
+
     with output_lock(directory), write_errors(directory, kept=kept):
         done = finished_result(cell, output)  # finished while this one waited to start
         if done is not None:
             return {**done, "skipped": True}
-        return _run_cell(cell, directory, on_checkpoint, log_to)
+        with writer_thread_errors_not_printed():  # TensorBoard's: raised here, typed
+            return _run_cell(cell, directory, on_checkpoint, log_to)
 
 
 def _run_cell(
