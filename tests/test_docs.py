@@ -88,3 +88,18 @@ def test_marked_examples_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
             exec(compile(code, f"docs/{page}", "exec"), namespace)
             ran += 1
     assert ran >= 1
+
+
+def test_api_reference_covers_every_public_module() -> None:
+    """Every module of the package whose path has no ``_``-prefixed part has an entry
+    (``::: module``) on an API page: a new module needs its page line."""
+    package = ROOT / "tianshou_offline"
+    modules = {
+        ".".join(p.relative_to(ROOT).with_suffix("").parts)
+        for p in package.rglob("*.py")
+        if p.stem != "__init__" and not any(x.startswith("_") for x in p.relative_to(ROOT).parts)
+    }
+    listed = set()
+    for page in (DOCS / "api").glob("*.md"):
+        listed |= set(re.findall(r"^::: ([\w.]+)$", page.read_text(encoding="utf-8"), re.M))
+    assert sorted(modules - listed) == []

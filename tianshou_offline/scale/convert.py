@@ -200,8 +200,8 @@ def convert_rl_unplugged_atari_ray(
     :param before_shard: called in the worker before each attempt (:data:`ShardHook`).
     :returns: the shards converted or skipped (``parts``, in order) and those that failed
         (``failures``, with their errors).
-    :raises OutputExistsError, SourceNotFoundError: as the local conversion, before any task
-        is submitted.
+    :raises OutputExistsError: as the local conversion, before any task is submitted.
+    :raises SourceNotFoundError: as the local conversion, before any task is submitted.
     :raises ClusterError: the Ray cluster cannot be reached.
     """
     start = time.perf_counter()

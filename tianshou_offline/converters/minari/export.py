@@ -154,8 +154,12 @@ def export_minari(
     :param overwrite: replace an existing dataset with that id.
     :param include_infos: export the buffer's ``info`` columns as episode infos.
     :param jpeg_encoding: let Minari JPEG-encode image spaces (lossy); default stores raw arrays.
-    :param author, author_email, algorithm_name, code_permalink, description: dataset metadata
-        (defaults: those of the Minari dataset the buffer was converted from, if any).
+    :param author: dataset metadata, as the four below (defaults: those of the Minari
+        dataset the buffer was converted from, if any).
+    :param author_email: dataset metadata.
+    :param algorithm_name: dataset metadata.
+    :param code_permalink: dataset metadata.
+    :param description: dataset metadata.
     :param progress: progress on stderr (a bar on a terminal, plain lines every 30 s
         otherwise; False: none).
     :returns: the dataset's data directory.
