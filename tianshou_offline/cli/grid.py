@@ -44,7 +44,8 @@ def add_grid_arguments(p: argparse.ArgumentParser) -> None:
         "directory, a Weights & Biases run per cell (named after the cell, grouped by its "
         "setting across seeds, the cell's spec as its config; pip install "
         "'tianshou-offline[wandb]'; WANDB_MODE=offline writes the runs into the cells' "
-        "directories), or nowhere (default: tensorboard)",
+        "directories), or nowhere (default: tensorboard); a seed-batched group (seed_batch in the grid file) "
+        "logs no training statistics",
     )
     p.add_argument(
         "--wandb-project",
