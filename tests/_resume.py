@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[1]
 KILLED = """
 import os, runpy, signal, sys
 sys.path.insert(0, os.path.dirname(sys.argv[2]))
-from tianshou.trainer import OfflineTrainer, OffPolicyTrainer
+from tianshou.trainer import OfflineTrainer, OnlineTrainer
 from tianshou_offline.algorithms.deferred import OfflineStatsTrainer
 calls, at = [0], int(sys.argv[1])
 def counting(step):
@@ -29,7 +29,7 @@ def counting(step):
             os.kill(os.getpid(), signal.SIGKILL)
         return step(self, *args, **kwargs)
     return counted
-for trainer in (OfflineTrainer, OfflineStatsTrainer, OffPolicyTrainer):  # ours: its own step
+for trainer in (OfflineTrainer, OfflineStatsTrainer, OnlineTrainer):  # each its own step
     trainer._training_step = counting(trainer.__dict__["_training_step"])
 sys.argv = sys.argv[2:]
 runpy.run_path(sys.argv[0], run_name="__main__")

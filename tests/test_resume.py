@@ -101,7 +101,9 @@ def test_every_example_stopped_midway_resumes_to_the_same_weights(
     stop is an exception in this process, to keep this fast; the SIGKILLed runs above, and
     ``tests/test_atari.py``'s, kill a real process.) Fails when ``--resume`` does not find
     the run's checkpoint (the resumed run starts afresh and its counters differ)."""
-    from tianshou.trainer import OfflineTrainer, OffPolicyTrainer
+    from tianshou.trainer import OfflineTrainer, OnlineTrainer
+
+    from tianshou_offline.algorithms.deferred import OfflineStatsTrainer
 
     path = REPO / "examples" / "mujoco" / script
     steps = 4
@@ -114,8 +116,10 @@ def test_every_example_stopped_midway_resumes_to_the_same_weights(
     straight = run_in_process(path, [*args, "--logdir", str(tmp_path / "straight")])
     stop_at = random.Random(script).randint(steps + 1, 2 * steps)
     calls = [0]
-    for trainer in (OfflineTrainer, OffPolicyTrainer):
-        def counted(self: Any, *a: Any, _step: Any = trainer._training_step, **k: Any) -> Any:
+    for trainer in (OfflineTrainer, OfflineStatsTrainer, OnlineTrainer):  # each its own step
+        step = trainer.__dict__["_training_step"]
+
+        def counted(self: Any, *a: Any, _step: Any = step, **k: Any) -> Any:
             calls[0] += 1
             if calls[0] == stop_at:
                 raise _Stopped
