@@ -24,6 +24,7 @@ SECTIONS = {
     "out_of_core": "benchmarks.out_of_core",
     "train_speed_tutorial": "benchmarks.train_speed:tutorial_section",
     "ray_scale": "benchmarks.ray_scale",
+    "seed_batch": "benchmarks.seed_batch",
 }
 """README section → the benchmark module whose ``readme_section()`` (or ``module:function``)
 generates it."""
