@@ -567,15 +567,8 @@ def run_grid(
     keys = [c.key for c in cells]
     if len(set(keys)) != len(keys):
         raise DataValidationError("run_grid: the same cell is listed twice")
-    results: dict[int, dict[str, Any]] = {}
+    results, todo = _finished_and_todo(cells, out)
     failures: dict[int, CellFailure] = {}
-    todo: list[int] = []
-    for i, cell in enumerate(cells):
-        done = finished_result(cell, out)
-        if done is None:
-            todo.append(i)
-        else:
-            results[i] = {**done, "skipped": True}
     if use_ray is False and address:
         raise DataValidationError(f"run_grid: address={address!r} with use_ray=False")
     ray_used = bool(todo) and choose_ray([cells[i] for i in todo], address, num_cpus, use_ray)
@@ -651,6 +644,22 @@ def run_grid(
 # and ``ope`` work unchanged. Each epoch tests every seed's policy (the learning curves).
 # Differences from single cells: no TensorBoard events and no per-epoch checkpoints (an
 # interrupted group restarts from scratch), and only algorithms with a seed-batched form.
+
+
+def _finished_and_todo(
+    cells: Sequence[Cell], output: str | os.PathLike[str]
+) -> tuple[dict[int, dict[str, Any]], list[int]]:
+    """The stored results of the finished ``cells`` by index (``skipped: True``) and the
+    indices of the others."""
+    results: dict[int, dict[str, Any]] = {}
+    todo: list[int] = []
+    for i, cell in enumerate(cells):
+        done = finished_result(cell, output)
+        if done is None:
+            todo.append(i)
+        else:
+            results[i] = {**done, "skipped": True}
+    return results, todo
 
 
 def run_seed_groups(
@@ -735,14 +744,7 @@ def run_seed_group(cells: Sequence[Cell], output: str | os.PathLike[str]) -> lis
             raise DataValidationError(
                 f"seed group: cell {c.key} differs from {first.key} in more than its seed"
             )
-    out: dict[int, dict[str, Any]] = {}
-    todo: list[int] = []
-    for i, c in enumerate(cells):
-        done = finished_result(c, output)
-        if done is None:
-            todo.append(i)
-        else:
-            out[i] = {**done, "skipped": True}
+    out, todo = _finished_and_todo(cells, output)
     if todo:
         dirs = [cell_dir(cells[i], output) for i in todo]
         kept = "nothing of an unfinished group is kept (a rerun starts it afresh)"
