@@ -28,6 +28,7 @@ HELP_COMMANDS = [
     ["export", "minari"],
     ["export-policy"],
     ["make-datasets"],
+    ["evaluate"],
 ]
 
 _PROBE = """

@@ -321,3 +321,51 @@ def test_evaluate_fqe_threads_and_progress_per_checkpoint(
         assert [x.split(": ")[1].split(" ")[0] for x in mine[:5]] == [f"{n}/5" for n in range(1, 6)]
         assert "(done in" in mine[-1], run.stderr
     assert all("\r" not in x and "\x1b" not in x for x in lines)
+
+
+def _shapes(module: torch.nn.Module) -> list[tuple[int, ...]]:
+    return [tuple(p.shape) for p in module.parameters()]
+
+
+def test_evaluate_takes_fqes_defaults_from_its_config(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 24: FQE's defaults were written in its constructor, ``OPESettings``,
+    ``fqe_rank``'s keywords and ``evaluate``'s flags. With :class:`FQEConfig`'s defaults
+    changed, ``evaluate --fqe`` and ``--ope fqe`` (no FQE flags) build FQE with the changed
+    values."""
+    from tianshou_offline.algorithms import ContinuousPolicy, FQEConfig
+    from tianshou_offline.recording.policies import save_policy_checkpoint
+
+    data = write_chain_file(tmp_path / "chain.hdf5", episodes=4)
+    ckpt = save_policy_checkpoint(tmp_path / "a.pt", constant_policy(0.5))
+    changed = {"lr": 1.25e-3, "tau": 0.25, "gamma": 0.5, "hidden_sizes": (7, 5)}
+    assert all(getattr(FQEConfig(), k) != v for k, v in changed.items())
+    defaults = FQEConfig.__init__.__kwdefaults__
+    assert defaults is not None
+    for key, value in changed.items():
+        monkeypatch.setitem(defaults, key, value)
+    built: list[FQE] = []
+    real_build = FQEConfig.build
+
+    def recording_build(
+        self: FQEConfig, policy: ContinuousPolicy, *, device: str | torch.device = "cpu"
+    ) -> FQE:
+        fqe = real_build(self, policy, device=device)
+        built.append(fqe)
+        return fqe
+
+    monkeypatch.setattr(FQEConfig, "build", recording_build)
+    run = cli(capsys, "evaluate", "--fqe", str(ckpt), "--data", str(data), "--steps", "1")
+    assert run.returncode == 0, run.stderr
+    assert "gamma 0.5" in run.stdout
+    run = cli(capsys, "evaluate", "--ope", "fqe", str(ckpt), "--data", str(data),
+              "--steps", "1", "--resamples", "1")  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert len(built) == 2
+    expected = _shapes(CriticEnsemble(H, 1, changed["hidden_sizes"], num_critics=1))
+    for fqe in built:
+        assert fqe.tau == changed["tau"]
+        assert fqe.critic_optim.optim.param_groups[0]["lr"] == changed["lr"]
+        assert _shapes(fqe.critics) == expected
+    assert built[0].gamma == changed["gamma"]  # --ope's discount is OPESettings.gamma

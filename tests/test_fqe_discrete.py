@@ -13,6 +13,7 @@ The data's actions are uniform (not the evaluated policy's): FQE evaluates off-p
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -211,3 +212,42 @@ def test_discrete_fqe_update_matches_algorithm_3(monkeypatch: pytest.MonkeyPatch
         assert stats.q_target == pytest.approx(y.mean().item(), rel=1e-5)
         ref.assert_same(net, online, f"step {step}: model")
         ref.assert_same(fqe.model_target, target, f"step {step}: target")
+
+
+def test_ope_takes_discrete_fqes_defaults_from_its_config(
+    chain_buffer: ReplayBuffer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 24: ``OPESettings`` held its own copy of FQE's defaults. With
+    :class:`DiscreteFQEConfig`'s defaults changed, off-policy evaluation of a discrete policy
+    (no FQE settings given) fits a DiscreteFQE with the changed values."""
+    from tianshou_offline.algorithms import DiscreteFQEConfig
+    from tianshou_offline.evaluation.ope import OPESettings, evaluate_policy
+
+    changed = {"lr": 1.25e-3, "tau": 0.25, "hidden_sizes": (7, 5)}
+    assert all(getattr(DiscreteFQEConfig(), k) != v for k, v in changed.items())
+    defaults = DiscreteFQEConfig.__init__.__kwdefaults__
+    assert defaults is not None
+    for key, value in changed.items():
+        monkeypatch.setitem(defaults, key, value)
+    built: list[DiscreteFQE] = []
+    real_build = DiscreteFQEConfig.build
+
+    def recording_build(
+        self: DiscreteFQEConfig, policy: DiscretePolicy, space: gym.Space[Any], *,
+        device: str | torch.device = "cpu",
+    ) -> DiscreteFQE:  # fmt: skip
+        fqe = real_build(self, policy, space, device=device)
+        built.append(fqe)
+        return fqe
+
+    monkeypatch.setattr(DiscreteFQEConfig, "build", recording_build)
+    settings = OPESettings(estimators=("fqe",), fqe_steps=1, resamples=1)
+    evaluate_policy(constant_q_policy(1), chain_buffer, behavior=None, settings=settings,
+                    observation_space=OBS_SPACE)  # fmt: skip
+    (fqe,) = built
+    assert fqe.tau == changed["tau"]
+    assert fqe.optim.optim.param_groups[0]["lr"] == changed["lr"]
+    trunk = make_trunk(OBS_SPACE, changed["hidden_sizes"])
+    assert [tuple(p.shape) for p in fqe.model.parameters()] == [
+        tuple(p.shape) for p in QNet(trunk, 2).parameters()
+    ]

@@ -52,7 +52,12 @@ from tianshou_offline.algorithms.continuous.crr import CRR, CRRConfig, CRRStep, 
 from tianshou_offline.algorithms.continuous.dataset import TransitionDataset, Transitions
 from tianshou_offline.algorithms.continuous.edac import EDAC, EDACConfig, ensemble_similarity
 from tianshou_offline.algorithms.continuous.finetune import OnlineFineTuning
-from tianshou_offline.algorithms.continuous.fqe import FQE, FQEStep, FQETrainingStats
+from tianshou_offline.algorithms.continuous.fqe import (
+    FQE,
+    FQEConfig,
+    FQEStep,
+    FQETrainingStats,
+)
 from tianshou_offline.algorithms.continuous.il import (
     ImitationConfig,
     ImitationLearning,
@@ -168,6 +173,7 @@ __all__ = [
     "DiscreteConfig",
     "DiscreteTDConfig",
     "EDACConfig",
+    "FQEConfig",
     "FQEStep",
     "FQETrainingStats",
     "GaussianActor",
@@ -245,6 +251,7 @@ from tianshou_offline.algorithms.discrete.crr import (
 from tianshou_offline.algorithms.discrete.dataset import DiscreteTransitions, FrameDataset
 from tianshou_offline.algorithms.discrete.fqe import (
     DiscreteFQE,
+    DiscreteFQEConfig,
     DiscreteFQEStep,
     DiscreteFQETrainingStats,
 )
@@ -322,6 +329,7 @@ __all__ += [
     "DiscreteCRRStep",
     "DiscreteCRRTrainingStats",
     "DiscreteFQE",
+    "DiscreteFQEConfig",
     "DiscreteFQEStep",
     "DiscreteFQETrainingStats",
     "DiscreteImitationConfig",

@@ -88,12 +88,19 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
         help="--ope: bootstrap resamples of the 95%% intervals (1000)",
     )  # fmt: skip
     parser.add_argument("--batch-size", type=int, default=256, help="mini-batch size (256)")
-    parser.add_argument("--gamma", type=float, default=0.99, help="discount (0.99)")
-    parser.add_argument("--lr", type=float, default=3e-4, help="Adam learning rate (3e-4)")
-    parser.add_argument("--tau", type=float, default=0.005, help="target Polyak factor (0.005)")
+    # FQE's settings default to None: the FQE config's (algorithms.FQEConfig and
+    # DiscreteFQEConfig, the one place they live; not imported here, to keep --help light)
+    parser.add_argument("--gamma", type=float, help="discount (default: the FQE config's)")
     parser.add_argument(
-        "--hidden-sizes", type=int, nargs="+", default=[256, 256], help="Q-network widths"
+        "--lr", type=float, help="FQE's Adam learning rate (default: the FQE config's)"
     )
+    parser.add_argument(
+        "--tau", type=float, help="FQE's target Polyak factor (default: the FQE config's)"
+    )
+    parser.add_argument(
+        "--hidden-sizes", type=int, nargs="+",
+        help="FQE's Q-network widths (default: the FQE config's)",
+    )  # fmt: skip
     parser.add_argument(
         "--n-step",
         type=int,
@@ -128,23 +135,24 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             f"--n-step {args.n_step}: expected 1 (FQE's target is one-step: an n-step target "
             "would follow the data's actions within the window, not the evaluated policy's)"
         )
-    if not 0.0 < args.tau <= 1.0:
-        raise UsageError(f"--tau {args.tau}: expected 0 < tau <= 1")
+    _check_fqe_flags(args)
     for c in args.fqe:
         check_input(c, what=f"{CHECKPOINTS} for --fqe")
     check_input(args.data, what="a buffer file (--data)")
     out = check_output(args.json, flag="--json", overwrite=args.overwrite) if args.json else None
     import torch
 
+    from tianshou_offline.algorithms import FQEConfig
     from tianshou_offline.evaluation import fqe_rank
 
     torch.set_num_threads(args.threads)
+    gamma = FQEConfig().gamma if args.gamma is None else args.gamma
     results = fqe_rank(
         args.fqe,
         args.data,
         steps=args.steps,
         batch_size=args.batch_size,
-        gamma=args.gamma,
+        gamma=gamma,
         hidden_sizes=args.hidden_sizes,
         lr=args.lr,
         tau=args.tau,
@@ -159,14 +167,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(f"{r.checkpoint!s:<{width}}  {r.estimate:>12.4f}  {r.rank:>4}")
     print(
         f"FQE: {args.steps} steps per checkpoint on {args.data}; estimates are discounted "
-        f"returns (gamma {args.gamma}) from the data's initial states"
+        f"returns (gamma {gamma}) from the data's initial states"
     )
     if out is not None:
         payload: dict[str, object] = {
             "data": str(args.data),
             "method": "fqe",
             "steps": args.steps,
-            "gamma": args.gamma,
+            "gamma": gamma,
             "batch_size": args.batch_size,
             "seed": args.seed,
             "checkpoints": [
@@ -182,6 +190,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         }
         _write_json(out, payload, args.overwrite)
     return 0
+
+
+def _check_fqe_flags(args: argparse.Namespace) -> None:
+    """The FQE flags given (None: the FQE config's default) are in range."""
+    if args.tau is not None and not 0.0 < args.tau <= 1.0:
+        raise UsageError(f"--tau {args.tau}: expected 0 < tau <= 1")
+    if args.gamma is not None and not 0.0 < args.gamma <= 1.0:
+        raise UsageError(f"--gamma {args.gamma}: expected 0 < gamma <= 1")
+    if args.lr is not None and not args.lr > 0:
+        raise UsageError(f"--lr {args.lr}: expected a positive learning rate")
 
 
 def _estimators(text: str) -> tuple[str, ...]:
@@ -205,10 +223,7 @@ def _cmd_ope(args: argparse.Namespace) -> int:
     names = _estimators(args.ope)
     if args.steps < 1:
         raise UsageError(f"--steps {args.steps}: expected at least 1")
-    if not 0.0 < args.tau <= 1.0:
-        raise UsageError(f"--tau {args.tau}: expected 0 < tau <= 1")
-    if not 0.0 < args.gamma <= 1.0:
-        raise UsageError(f"--gamma {args.gamma}: expected 0 < gamma <= 1")
+    _check_fqe_flags(args)
     if args.target_std <= 0 or args.max_weight < 0:
         bad = f"--target-std {args.target_std}" if args.target_std <= 0 else (
             f"--max-weight {args.max_weight}")  # fmt: skip
@@ -226,9 +241,10 @@ def _cmd_ope(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(args.threads)
     settings = OPESettings(
-        estimators=names, gamma=args.gamma, fqe_steps=args.steps,
-        fqe_hidden=tuple(args.hidden_sizes), fqe_lr=args.lr, fqe_tau=args.tau,
-        batch_size=args.batch_size, behavior=args.behavior,
+        estimators=names, fqe_steps=args.steps,
+        **({} if args.gamma is None else {"gamma": args.gamma}),
+        fqe_hidden=None if args.hidden_sizes is None else tuple(args.hidden_sizes),
+        fqe_lr=args.lr, fqe_tau=args.tau, batch_size=args.batch_size, behavior=args.behavior,
         behavior_steps=args.behavior_steps, target_std=args.target_std,
         max_weight=args.max_weight or None, resamples=args.resamples, seed=args.seed,
         device=args.device,
@@ -259,7 +275,7 @@ def _cmd_ope(args: argparse.Namespace) -> int:
                   "another --seed) before trusting it")  # fmt: skip
     clip = f"clipped at {settings.max_weight:g}" if settings.max_weight else "not clipped"
     print(
-        f"estimates: discounted returns (gamma {args.gamma}) from the data's initial states, "
+        f"estimates: discounted returns (gamma {settings.gamma}) from the data's initial states, "
         f"value [95% bootstrap interval over episodes] #rank; FQE {args.steps} steps; "
         f"behaviour policy {'fitted' if args.behavior == 'fit' else 'stored'}; importance "
         f"weights {clip}"

@@ -27,7 +27,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 
@@ -84,10 +84,10 @@ def fqe_rank(
     *,
     steps: int = 20_000,
     batch_size: int = 256,
-    gamma: float = 0.99,
-    hidden_sizes: Sequence[int] = (256, 256),
-    lr: float = 3e-4,
-    tau: float = 0.005,
+    gamma: float | None = None,
+    hidden_sizes: Sequence[int] | None = None,
+    lr: float | None = None,
+    tau: float | None = None,
     n_step: int = 1,
     seed: int = 0,
     device: str = "cpu",
@@ -104,6 +104,11 @@ def fqe_rank(
     :param gamma: discount of the estimated value.
     :param n_step: 1 only (kept for compatibility; see :class:`~tianshou_offline.algorithms.FQE`).
     :param hidden_sizes: widths of the Q-network.
+    :param lr: Adam learning rate of the Q-network.
+    :param tau: Polyak factor of the target network.
+
+    ``gamma``, ``hidden_sizes``, ``lr`` and ``tau`` left at None take
+    :class:`~tianshou_offline.algorithms.FQEConfig`'s defaults.
     :param show_progress: a progress bar per checkpoint, counting its gradient steps (the
         package's progress policy, :mod:`tianshou_offline.progress`: tqdm on a terminal, plain
         lines otherwise; None: the policy, False: none, True: also a final line per
@@ -114,9 +119,8 @@ def fqe_rank(
         without Box spaces.
     """
     import torch
-    from tianshou.algorithm.optim import AdamOptimizerFactory
 
-    from tianshou_offline.algorithms import FQE, CriticEnsemble
+    from tianshou_offline.algorithms import FQE, FQEConfig
     from tianshou_offline.data.buffer import load_buffer
     from tianshou_offline.data.format import read_metadata
     from tianshou_offline.recording.policies import load_continuous_policy
@@ -149,20 +153,13 @@ def fqe_rank(
                 "discrete ones too: evaluation.ope (CLI: --ope fqe)"
             ) from e
         policies.append((Path(c), policy))
+    given: dict[str, Any] = {"gamma": gamma, "hidden_sizes": hidden_sizes, "lr": lr, "tau": tau}
+    config = FQEConfig(**{k: v for k, v in given.items() if v is not None})
     buffer = load_buffer(data_path)
     fitted: list[tuple[Path, float, float, float]] = []
     for i, (path, policy) in enumerate(policies, 1):
         torch.manual_seed(seed)
-        policy = policy.to(device)
-        obs_dim, act_dim = policy.obs_dim, policy.act_dim
-        fqe: FQE = FQE(
-            policy=policy,
-            critics=CriticEnsemble(obs_dim, act_dim, hidden_sizes, num_critics=1).to(device),
-            critic_optim=AdamOptimizerFactory(lr=lr),
-            tau=tau,
-            gamma=gamma,
-            n_step_return_horizon=n_step,
-        )
+        fqe: FQE = config.build(policy, device=device)
         start = time.perf_counter()
         with progress(
             total=steps,

@@ -88,10 +88,14 @@ class OPESettings:
     """Discount of the estimated value."""
     fqe_steps: int = 5000
     """FQE gradient steps per policy."""
-    fqe_hidden: tuple[int, ...] = (256, 256)
-    """Q-network widths (discrete: the MLP trunk; Atari data: the conv trunk + these)."""
-    fqe_lr: float = 3e-4
-    fqe_tau: float = 0.005
+    fqe_hidden: tuple[int, ...] | None = None
+    """Q-network widths (discrete: the MLP trunk; Atari data: the conv trunk + the last);
+    None: the FQE config's (:class:`~tianshou_offline.algorithms.FQEConfig` for continuous
+    policies, :class:`~tianshou_offline.algorithms.DiscreteFQEConfig` for discrete ones)."""
+    fqe_lr: float | None = None
+    """FQE's Adam learning rate; None: the FQE config's."""
+    fqe_tau: float | None = None
+    """Polyak factor of FQE's target network; None: the FQE config's."""
     batch_size: int = 256
     behavior: Literal["fit", "stored"] = "fit"
     """Fit a behaviour model on the data, or read the data's ``behavior_prob`` info column."""
@@ -341,25 +345,21 @@ def _policy_units(policy: ContinuousPolicy, act: Any) -> torch.Tensor:
 def _fit_fqe(policy: DiscretePolicy | ContinuousPolicy, buffer: ReplayBuffer, settings: OPESettings,
              observation_space: gym.Space[Any]) -> Any:  # fmt: skip
     import torch
-    from tianshou.algorithm.optim import AdamOptimizerFactory
 
     import tianshou_offline.algorithms as A
 
     torch.manual_seed(settings.seed)
-    optim = AdamOptimizerFactory(lr=settings.fqe_lr)
+    given: dict[str, Any] = {"hidden_sizes": settings.fqe_hidden, "lr": settings.fqe_lr,
+             "tau": settings.fqe_tau}  # fmt: skip
+    overrides = {k: v for k, v in given.items() if v is not None}
     fqe: Any
     if isinstance(policy, A.DiscretePolicy):
-        trunk = A.make_trunk(observation_space, settings.fqe_hidden)
-        head = settings.fqe_hidden[-1:] if isinstance(trunk, A.AtariTrunk) else ()
-        model = A.QNet(trunk, policy.num_actions, head).to(settings.device)
-        fqe = A.DiscreteFQE(policy=policy, model=model, optim=optim, tau=settings.fqe_tau,
-                            gamma=settings.gamma)  # fmt: skip
+        discrete = A.DiscreteFQEConfig(gamma=settings.gamma, **overrides)
+        fqe = discrete.build(policy, observation_space, device=settings.device)
     else:
         assert isinstance(policy, A.ContinuousPolicy)
-        critics = A.CriticEnsemble(policy.obs_dim, policy.act_dim, settings.fqe_hidden,
-                                   num_critics=1).to(settings.device)  # fmt: skip
-        fqe = A.FQE(policy=policy, critics=critics, critic_optim=optim, tau=settings.fqe_tau,
-                    gamma=settings.gamma)  # fmt: skip
+        continuous = A.FQEConfig(gamma=settings.gamma, **overrides)
+        fqe = continuous.build(policy, device=settings.device)
     fqe.fit(buffer, steps=settings.fqe_steps, batch_size=settings.batch_size)
     return fqe
 

@@ -46,6 +46,7 @@ from tianshou.data.types import RolloutBatchProtocol
 from tianshou.utils.torch_utils import policy_within_training_step
 from typing_extensions import TypeVar
 
+from tianshou_offline.algorithms.config import adam, param_default
 from tianshou_offline.algorithms.continuous.base import OfflineAlgorithmBase
 from tianshou_offline.algorithms.continuous.dataset import TransitionDataset, Transitions
 from tianshou_offline.algorithms.continuous.nets import CriticEnsemble
@@ -54,7 +55,59 @@ from tianshou_offline.algorithms.core import episode_starts
 from tianshou_offline.algorithms.deferred import OfflineTrainingStats
 from tianshou_offline.progress import Progress
 
-__all__ = ["FQE", "FQEDataset", "FQEStep", "FQETrainingStats", "FQETransitions", "episode_starts"]
+__all__ = [
+    "FQE",
+    "FQEConfig",
+    "FQEDataset",
+    "FQEStep",
+    "FQETrainingStats",
+    "FQETransitions",
+    "episode_starts",
+]
+
+
+@dataclass(frozen=True, kw_only=True)
+class FQEConfig:
+    """FQE's hyperparameters, the one place their defaults live (``evaluate --fqe``/``--ope``,
+    :func:`~tianshou_offline.evaluation.fqe_rank` and
+    :class:`~tianshou_offline.evaluation.ope.OPESettings` read them): a Q-network of 256 ×
+    256 fitted with Adam 3e-4 and Polyak averaging (Paine et al. 2020's soft version).
+
+    Not a registered :class:`~tianshou_offline.algorithms.config.AlgorithmConfig`: FQE
+    evaluates a given policy, so :meth:`build` takes the policy instead of spaces.
+    """
+
+    hidden_sizes: tuple[int, ...] = param_default(CriticEnsemble, "hidden_sizes")
+    """widths of the Q-network's hidden layers"""
+    lr: float = 3e-4
+    """Adam learning rate of the Q-network"""
+    tau: float = 0.005
+    """Polyak factor of the target network (1.0: hard copies)"""
+    target_update_freq: int = 1
+    """gradient steps between target updates (with ``tau=1``: K of the iterated regression)"""
+    gamma: float = 0.99
+    """discount of the estimated value"""
+    max_grad_norm: float | None = None
+    """clip the gradient's norm to this (None: no clipping)"""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "hidden_sizes", tuple(int(h) for h in self.hidden_sizes))
+
+    def build(self, policy: ContinuousPolicy, *, device: str | torch.device = "cpu") -> FQE:
+        """An :class:`FQE` of ``policy`` with a one-member :class:`CriticEnsemble`, both on
+        ``device``."""
+        critics = CriticEnsemble(policy.obs_dim, policy.act_dim, self.hidden_sizes,
+                                 num_critics=1)  # fmt: skip
+        fqe: FQE = FQE(
+            policy=policy,
+            critics=critics,
+            critic_optim=adam(self.lr),
+            tau=self.tau,
+            target_update_freq=self.target_update_freq,
+            gamma=self.gamma,
+            max_grad_norm=self.max_grad_norm,
+        )
+        return fqe.to(device)
 
 
 @dataclass(kw_only=True)
@@ -142,11 +195,11 @@ class FQE(OfflineAlgorithmBase[ContinuousPolicy, TFQEStats]):
         policy: ContinuousPolicy,
         critics: CriticEnsemble,
         critic_optim: OptimizerFactory,
-        tau: float = 0.005,
-        target_update_freq: int = 1,
-        gamma: float = 0.99,
+        tau: float = FQEConfig.tau,
+        target_update_freq: int = FQEConfig.target_update_freq,
+        gamma: float = FQEConfig.gamma,
         n_step_return_horizon: int = 1,
-        max_grad_norm: float | None = None,
+        max_grad_norm: float | None = FQEConfig.max_grad_norm,
     ) -> None:
         super().__init__(policy=policy)
         if not 0.0 < tau <= 1.0:

@@ -36,7 +36,9 @@ updated and its networks are used as they are.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import torch
 from tianshou.algorithm.optim import OptimizerFactory
@@ -45,14 +47,67 @@ from tianshou.data.types import RolloutBatchProtocol
 from torch import nn
 from typing_extensions import TypeVar
 
+from tianshou_offline.algorithms.config import adam
 from tianshou_offline.algorithms.core import episode_starts
 from tianshou_offline.algorithms.deferred import OfflineTrainingStats
 from tianshou_offline.algorithms.discrete.base import DiscreteOfflineAlgorithm
 from tianshou_offline.algorithms.discrete.dataset import DiscreteTransitions
+from tianshou_offline.algorithms.discrete.nets import AtariTrunk, QNet, make_trunk
 from tianshou_offline.algorithms.discrete.policies import DiscretePolicy
 from tianshou_offline.progress import Progress
 
-__all__ = ["DiscreteFQE", "DiscreteFQEStep", "DiscreteFQETrainingStats"]
+__all__ = ["DiscreteFQE", "DiscreteFQEConfig", "DiscreteFQEStep", "DiscreteFQETrainingStats"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class DiscreteFQEConfig:
+    """Discrete FQE's hyperparameters, the one place their defaults live (``evaluate --ope``
+    and :class:`~tianshou_offline.evaluation.ope.OPESettings` read them): a Q-network on an
+    MLP trunk of 256 × 256 (image observations: the Nature-DQN convolutions and one head
+    layer of the last width), Adam 3e-4, Polyak averaging.
+
+    Not a registered :class:`~tianshou_offline.algorithms.config.AlgorithmConfig`: FQE
+    evaluates a given policy, so :meth:`build` takes the policy instead of an action space.
+    """
+
+    hidden_sizes: tuple[int, ...] = (256, 256)
+    """widths of the MLP trunk of flat observations; of image observations, the last is the
+    width of the head layer on the convolutions"""
+    lr: float = 3e-4
+    """Adam learning rate of the Q-network"""
+    tau: float = 0.005
+    """Polyak factor of the target network (1.0: hard copies)"""
+    target_update_freq: int = 1
+    """gradient steps between target updates"""
+    gamma: float = 0.99
+    """discount of the estimated value"""
+    max_grad_norm: float | None = None
+    """clip the gradient's norm to this (None: no clipping)"""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "hidden_sizes", tuple(int(h) for h in self.hidden_sizes))
+
+    def build(
+        self,
+        policy: DiscretePolicy,
+        observation_space: gym.Space[Any],
+        *,
+        device: str | torch.device = "cpu",
+    ) -> DiscreteFQE:
+        """A :class:`DiscreteFQE` of ``policy`` on data with these observations, on
+        ``device``: a :class:`QNet` on :func:`make_trunk`'s trunk."""
+        trunk = make_trunk(observation_space, self.hidden_sizes)
+        head = self.hidden_sizes[-1:] if isinstance(trunk, AtariTrunk) else ()
+        fqe: DiscreteFQE = DiscreteFQE(
+            policy=policy,
+            model=QNet(trunk, policy.num_actions, head),
+            optim=adam(self.lr),
+            tau=self.tau,
+            target_update_freq=self.target_update_freq,
+            gamma=self.gamma,
+            max_grad_norm=self.max_grad_norm,
+        )
+        return fqe.to(device)
 
 
 @dataclass(kw_only=True)
@@ -111,11 +166,11 @@ class DiscreteFQE(DiscreteOfflineAlgorithm[DiscretePolicy, TDiscreteFQEStats]):
         policy: DiscretePolicy,
         model: nn.Module,
         optim: OptimizerFactory,
-        tau: float = 0.005,
-        target_update_freq: int = 1,
-        gamma: float = 0.99,
+        tau: float = DiscreteFQEConfig.tau,
+        target_update_freq: int = DiscreteFQEConfig.target_update_freq,
+        gamma: float = DiscreteFQEConfig.gamma,
         n_step_return_horizon: int = 1,
-        max_grad_norm: float | None = None,
+        max_grad_norm: float | None = DiscreteFQEConfig.max_grad_norm,
     ) -> None:
         super().__init__(policy=policy)
         if not 0.0 < tau <= 1.0:
