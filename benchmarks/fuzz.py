@@ -98,7 +98,8 @@ def main(argv: list[str] | None = None) -> int:
             summary.add(result)
             if (i + 1) % args.progress_every == 0:
                 elapsed = time.perf_counter() - t0
-                print(f"{i + 1} runs, {len(summary.mutants)} mutants, {elapsed:.0f} s", flush=True)
+                print(f"{i + 1} runs, {len(summary.mutants)} mutants, {elapsed:.0f} s; this "
+                      f"process {_fuzz._status('VmRSS') >> 20} MB resident", flush=True)  # fmt: skip
                 print(summary.table(), flush=True)
         seconds = time.perf_counter() - t0
         runs = sum(sum(c.values()) for c in summary.counts.values())
