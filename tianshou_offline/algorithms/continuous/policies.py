@@ -64,9 +64,10 @@ class ObsNormalizer(nn.Module):
         tensor, or a disk-backed column (anything with ``shape`` and ``take(rows)``).
 
         The observations are taken as float32 (what the networks see), then summed in float64
-        in two passes over chunks of at most 8 MiB (the mean, then the squared deviations),
-        so that a column larger than RAM is never read whole and a column in RAM and the same
-        column on disk give identical statistics.
+        in two passes (the mean, then the squared deviations) over chunks of 1 MiB of float64
+        (at least 64 rows), so that a column larger than RAM is never read whole, the freed
+        temporaries the allocator keeps stay small, and a column in RAM and the same column on
+        disk give identical statistics.
         """
         if not self.enabled:
             return
@@ -74,7 +75,7 @@ class ObsNormalizer(nn.Module):
         if n == 0:
             raise ValueError("cannot fit the observation normaliser on no observations")
         dim = int(np.prod(obs.shape[1:], dtype=np.int64))
-        step = max(1, (8 << 20) // (8 * max(dim, 1)))
+        step = max(64, (1 << 20) // (8 * max(dim, 1)))
         take = (
             getattr(obs, "take", None) if not isinstance(obs, np.ndarray | torch.Tensor) else None
         )

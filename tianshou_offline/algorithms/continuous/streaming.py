@@ -209,7 +209,7 @@ class StreamingTransitionDataset(PrefetchedBatches, OfflineDataset[Transitions])
         """Index every transition of a disk-backed ``buffer`` (see
         :func:`~tianshou_offline.algorithms.streaming.disk_columns`); the precomputation runs
         in chunks of 2¹⁶ transitions (bounded temporaries), the normaliser's fit in chunks of
-        8 MiB of observations.
+        1 MiB (see :meth:`ObsNormalizer.fit`).
 
         :param policy: provides the device, the observation normaliser and the action mapping.
         :param fit_obs_normalizer: fit the policy's normaliser (if enabled) on the observations.
