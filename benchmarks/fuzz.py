@@ -213,6 +213,16 @@ def table(records: list[dict[str, Any]]) -> str:
                 f"was refused at every probe (> {_fuzz.PROBE_STEPS_GIB[-1]} GiB beyond the limit), "
                 f"{without} of them also without any address-space limit."
             )
+        groups: dict[str, list[dict[str, Any]]] = {}
+        for x in f["failures"]:
+            groups.setdefault(f"`{x['entry']}` {x['outcome']}: {x['detail'][:140]}", []).append(x)
+        if groups or f.get("seed_failures"):
+            lines.append("")
+            lines.append("Failures:")
+        for what in f.get("seed_failures", []):
+            lines.append(f"- unmutated seed {what}")
+        for what, xs in groups.items():
+            lines.append(f"- {len(xs)} × {what} (e.g. {xs[0]['mutant']}: {xs[0]['mutation'][:80]})")
         out.append("\n".join(lines))
     out.append(results.provenance_line(records))
     return "\n\n".join(out)

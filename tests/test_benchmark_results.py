@@ -25,6 +25,7 @@ SECTIONS = {
     "train_speed_tutorial": "benchmarks.train_speed:tutorial_section",
     "ray_scale": "benchmarks.ray_scale",
     "seed_batch": "benchmarks.seed_batch",
+    "fuzz": "benchmarks.fuzz",
 }
 """README section → the benchmark module whose ``readme_section()`` (or ``module:function``)
 generates it."""
