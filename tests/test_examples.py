@@ -238,10 +238,38 @@ def test_mujoco_scripts_keep_their_flags(name: str) -> None:
         assert vars(config)["norm_obs"] == int(normalized)
     else:
         values = config.algorithm_config().hyperparameters()
-        assert values.get("actor_lr", values.get("lr")) == expected_lr
+        lr = values.get("actor_lr", values.get("lr", values.get("base_lr")))  # LB-SAC: base_lr
+        assert lr == expected_lr
         assert values["normalize_obs"] == normalized
     with pytest.raises(SystemExit):
         module.get_args(["--expert-data", "x.hdf5"])  # abbreviations are errors
+
+
+def test_sac_n_scripts_take_the_presets_settings_and_the_old_flags() -> None:
+    """Issue 24: d4rl_sac_n.py (and EDAC's, LB-SAC's) had their own copy of the defaults
+    (2 × 256 networks); now the mujoco preset's SACNConfig/EDACConfig/LBSACConfig (3 × 256,
+    the papers' and CORL's), and the flags of the hand-written version still parse."""
+    from tianshou_offline.algorithms.presets import preset_config
+
+    for name, algo in (("d4rl_sac_n", "sacn"), ("d4rl_edac", "edac"), ("d4rl_lb_sac", "lbsac")):
+        config = _load_script_module(name).get_args([])
+        assert config.algorithm_config() == preset_config("mujoco", algo, "continuous")
+    sacn = _load_script_module("d4rl_sac_n").get_args(
+        ["--auto-alpha", "0", "--alpha", "0.2", "--norm-obs", "1", "--n-step", "1",
+         "--backup-entropy", "0", "--alpha-lr", "1e-3", "--num-critics", "3"]
+    ).algorithm_config()  # fmt: skip
+    assert sacn.hyperparameters() | {
+        "learn_alpha": False, "init_alpha": 0.2, "normalize_obs": True, "backup_entropy": False,
+        "alpha_lr": 1e-3, "num_critics": 3,
+    } == sacn.hyperparameters()  # fmt: skip
+    lbsac = _load_script_module("d4rl_lb_sac")
+    assert lbsac.get_args([]).batch_size == 10_000
+    assert lbsac.get_args(["--batch-size", "512"]).algorithm_config().hyperparameters()[
+        "batch_size"] == 512  # fmt: skip
+    with pytest.warns(DeprecationWarning, match="--critic-lr is not used"):
+        lbsac.get_args(["--critic-lr", "1e-3"])
+    with pytest.raises(SystemExit):
+        _load_script_module("d4rl_edac").get_args(["--num-critics", "1"])
 
 
 # ------------------------------------------------------------------------------------ progress

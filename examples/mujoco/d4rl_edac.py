@@ -5,37 +5,39 @@ ensemble-gradient diversity term, which needs far fewer critics.
 python examples/mujoco/d4rl_edac.py --expert-data-task halfcheetah-medium-v2
 python examples/mujoco/d4rl_edac.py --task Pendulum-v1 --expert-data-task expert.hdf5 --epoch 5
 
-The flags of ``d4rl_sac_n.py`` plus ``--eta``; defaults are CORL's MuJoCo configuration:
-N = 10 critics, η = 1, Adam 3e-4, batch 256 (the paper: three hidden layers of 256,
-``--hidden-sizes 256 256 256``).
+The flags of ``d4rl_sac_n.py`` plus ``--eta`` (the fields of
+``tianshou_offline.algorithms.EDACConfig``); defaults are the ``mujoco`` preset's, CORL's
+MuJoCo configuration: three hidden layers of 256 (as the paper), N = 10 critics, η = 1,
+Adam 3e-4, batch 256.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import _without_tensorflow  # noqa: F401  (first: keeps TensorFlow out of this process)
-import gymnasium as gym
-from d4rl_common import make_env, setup, train_and_evaluate
-from d4rl_sac_n import SACNConfig, networks
-from tianshou.algorithm.optim import AdamOptimizerFactory
+from d4rl_common import build_algorithm, make_env, setup, train_and_evaluate
 
-from tianshou_offline.algorithms import EDAC
-from tianshou_offline.cli.example_args import parse_config, run_example
+from tianshou_offline.cli.example_args import MujocoConfig, parse_config, run_example
 
 
 @dataclass(kw_only=True)
-class EDACConfig(SACNConfig):
-    """The flags of this script: SAC-N's and the weight of the diversity term."""
+class EDACFlags(MujocoConfig):
+    """The flags of this script: the common ones and EDAC's hyperparameters (the fields of
+    ``tianshou_offline.algorithms.EDACConfig``, defaults of the ``mujoco`` preset)."""
 
-    eta: float = 1.0
-    """η, weight of the ensemble-gradient diversity term (0: SAC-N)"""
+    algorithm: ClassVar[str | None] = "edac"
+
+    def check(self) -> None:
+        super().check()
+        if getattr(self.algorithm_config(), "num_critics", 2) < 2:
+            raise ValueError("--num-critics must be at least 2")
 
 
-def get_args(argv: Sequence[str] | None = None) -> EDACConfig:
-    return parse_config(EDACConfig, argv, prog="d4rl_edac.py", description=__doc__ or "")
+def get_args(argv: Sequence[str] | None = None) -> EDACFlags:
+    return parse_config(EDACFlags, argv, prog="d4rl_edac.py", description=__doc__ or "")
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
@@ -43,25 +45,6 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     dataset = setup(config)
     env = make_env(config, dataset)
     return train_and_evaluate(config, "edac", dataset, build_algorithm(config, env), env)
-
-
-def build_algorithm(config: EDACConfig, env: gym.Env[Any, Any]) -> EDAC:
-    """The algorithm of these flags for ``env`` (also used by the fine-tuning example)."""
-    policy, critics = networks(config, env)
-    algorithm: EDAC = EDAC(
-        policy=policy,
-        policy_optim=AdamOptimizerFactory(lr=config.actor_lr),
-        critics=critics,
-        critic_optim=AdamOptimizerFactory(lr=config.critic_lr),
-        eta=config.eta,
-        tau=config.tau,
-        gamma=config.gamma,
-        alpha="auto" if config.auto_alpha else config.alpha,
-        alpha_optim=AdamOptimizerFactory(lr=config.alpha_lr),
-        backup_entropy=bool(config.backup_entropy),
-        n_step_return_horizon=config.n_step,
-    )
-    return algorithm
 
 
 if __name__ == "__main__":

@@ -6,38 +6,55 @@ python examples/mujoco/d4rl_lb_sac.py --expert-data-task halfcheetah-medium-v2
 python examples/mujoco/d4rl_lb_sac.py --task Pendulum-v1 --expert-data-task expert.hdf5 \
     --epoch 5 --batch-size 2048
 
-The flags of ``d4rl_sac_n.py``; the batch defaults to the paper's 10,000 and the learning
-rate of the actor, the critics and the temperature is ``--base-lr · sqrt(batch / 256)``
-(1.875e-3 at 10,000; ``--actor-lr``/``--critic-lr``/``--alpha-lr`` are not used). CORL's
-configuration: N = 10 critics of three hidden layers of 256.
+The flags are the fields of ``tianshou_offline.algorithms.LBSACConfig``, defaults the
+``mujoco`` preset's: the batch is the paper's 10,000 and the learning rate of the actor, the
+critics and the temperature is ``--base-lr · sqrt(batch / 256)`` (1.875e-3 at 10,000); CORL's
+configuration: N = 10 critics of three hidden layers of 256. ``--actor-lr``, ``--critic-lr``
+and ``--alpha-lr`` (flags of earlier releases, never used by LB-SAC) still parse, with a
+``DeprecationWarning``.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import _without_tensorflow  # noqa: F401  (first: keeps TensorFlow out of this process)
-import gymnasium as gym
-from d4rl_common import make_env, setup, train_and_evaluate
-from d4rl_sac_n import SACNConfig, networks
+from d4rl_common import build_algorithm, make_env, setup, train_and_evaluate
 
-from tianshou_offline.algorithms import LBSAC
-from tianshou_offline.cli.example_args import parse_config, run_example
+from tianshou_offline.cli.example_args import MujocoConfig, parse_config, run_example
 
 
 @dataclass(kw_only=True)
-class LBSACConfig(SACNConfig):
-    """The flags of this script: SAC-N's, a large batch and the base learning rate."""
+class LBSACFlags(MujocoConfig):
+    """The flags of this script: the common ones and LB-SAC's hyperparameters (the fields of
+    ``tianshou_offline.algorithms.LBSACConfig``, defaults of the ``mujoco`` preset)."""
 
-    batch_size: int = 10_000
-    base_lr: float = 3e-4
-    """learning rate at batch 256, scaled by sqrt(batch / 256) for every optimizer"""
+    algorithm: ClassVar[str | None] = "lbsac"
+
+    actor_lr: float | None = None
+    """not used: LB-SAC scales --base-lr (accepted for one release)"""
+    critic_lr: float | None = None
+    """not used: LB-SAC scales --base-lr (accepted for one release)"""
+    alpha_lr: float | None = None
+    """not used: LB-SAC scales --base-lr (accepted for one release)"""
+
+    def check(self) -> None:
+        super().check()
+        for name in ("actor_lr", "critic_lr", "alpha_lr"):
+            if getattr(self, name) is not None:
+                flag = "--" + name.replace("_", "-")
+                warnings.warn(f"{flag} is not used by LB-SAC (its learning rates are --base-lr "
+                              "scaled by sqrt(batch / 256)) and will be removed in the next "
+                              "release", DeprecationWarning, stacklevel=2)  # fmt: skip
+        if getattr(self.algorithm_config(), "num_critics", 2) < 2:
+            raise ValueError("--num-critics must be at least 2")
 
 
-def get_args(argv: Sequence[str] | None = None) -> LBSACConfig:
-    return parse_config(LBSACConfig, argv, prog="d4rl_lb_sac.py", description=__doc__ or "")
+def get_args(argv: Sequence[str] | None = None) -> LBSACFlags:
+    return parse_config(LBSACFlags, argv, prog="d4rl_lb_sac.py", description=__doc__ or "")
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
@@ -45,23 +62,6 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     dataset = setup(config)
     env = make_env(config, dataset)
     return train_and_evaluate(config, "lb_sac", dataset, build_algorithm(config, env), env)
-
-
-def build_algorithm(config: LBSACConfig, env: gym.Env[Any, Any]) -> LBSAC:
-    """The algorithm of these flags for ``env`` (also used by the fine-tuning example)."""
-    policy, critics = networks(config, env)
-    algorithm: LBSAC = LBSAC(
-        policy=policy,
-        critics=critics,
-        batch_size=config.batch_size,
-        base_lr=config.base_lr,
-        tau=config.tau,
-        gamma=config.gamma,
-        alpha="auto" if config.auto_alpha else config.alpha,
-        backup_entropy=bool(config.backup_entropy),
-        n_step_return_horizon=config.n_step,
-    )
-    return algorithm
 
 
 if __name__ == "__main__":

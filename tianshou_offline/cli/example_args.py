@@ -76,6 +76,8 @@ FLAG_ALIASES: dict[str, tuple[str, ...]] = {
     "policy_num_sampled_actions": ("num-candidate-actions",),
     "target_update_freq": ("target-update-interval",),
     "lr": ("actor-lr",),
+    "learn_alpha": ("auto-alpha",),
+    "init_alpha": ("alpha",),
 }
 """Algorithm fields → the flag names the examples (and Tianshou's) used for them, listed
 first in ``--help``; a name that is also a field of the algorithm is not an alias there."""
@@ -383,6 +385,8 @@ def parse_config(
         base = _algorithm_defaults(cls)
         if base is not None:
             hints = base.field_types()
+            if "batch_size" in hints:  # one --batch-size: the trainer's and the algorithm's
+                algo_values["batch_size"] = config.batch_size
             config.algo = base.replace(
                 **{k: bool(v) if hints[k] is bool else v for k, v in algo_values.items()}
             )
@@ -432,6 +436,8 @@ def make_parser(
         algo_docs = field_docs(type(base))
         fields = set(base.field_names())
         for name, hint in base.field_types().items():
+            if name == "batch_size":  # the script's --batch-size sets it (LB-SAC's lr rule)
+                continue
             aliases = [a for a in FLAG_ALIASES.get(name, ()) if a.replace("-", "_") not in fields]
             if name in taken or any(a.replace("-", "_") in taken for a in aliases):
                 raise TypeError(f"{cls.__name__}: flag {name!r} is also an algorithm setting")
