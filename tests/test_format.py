@@ -424,6 +424,35 @@ def test_global_heap_object_whose_size_wraps_around_is_refused(good_file: Path) 
         open_h5(good_file).close()
 
 
+def test_heap_scan_of_a_large_file_needs_no_map_of_it(
+    good_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The scan of a file larger than the full-scan size searches its first and last windows
+    by reading them: it maps nothing (a map of a whole 500 MB file failed with ENOMEM, an
+    untyped OSError, under the fuzz harness's address-space limit). The corrupt collection
+    in the first window is still refused, and the file padded past the windows opens."""
+    import mmap
+
+    from tianshou_offline.data import reading
+
+    def no_map(*args: object, **kwargs: object) -> None:
+        raise OSError(12, "Cannot allocate memory")
+
+    monkeypatch.setattr(mmap, "mmap", no_map)
+    monkeypatch.setattr(reading, "GCOL_FULL_SCAN_BYTES", 1 << 16)
+    monkeypatch.setattr(reading, "GCOL_WINDOW_BYTES", 1 << 15)
+    data = bytearray(good_file.read_bytes())
+    gcol, _ = _first_vlen_descriptor(bytes(data))
+    assert gcol + 4096 < 1 << 15 < len(data) - (1 << 15)  # in the first window only
+    reading.check_global_heaps(good_file)  # intact: passes
+    first = gcol + 16
+    data[first + 8 : first + 16] = (2**64 - 1).to_bytes(8, "little")
+    data[first + 16 : first + 32] = bytes(16)
+    good_file.write_bytes(bytes(data))
+    with pytest.raises(DatasetFormatError, match=rf"global heap collection at byte {gcol} is "):
+        reading.check_global_heaps(good_file)
+
+
 def test_vlen_dataset_element_claiming_gigabytes_is_refused_before_it_is_read(
     tmp_path: Path,
 ) -> None:

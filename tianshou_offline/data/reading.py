@@ -157,35 +157,98 @@ def check_global_heaps(path: str | os.PathLike[str], base: int = 0) -> None:
     :param base: where the superblock is (a user block before it shifts every address).
     :raises DatasetFormatError: such a collection or descriptor, naming its byte offset.
     """
-    import mmap
-
     with open(path, "rb") as fh:
         size = os.fstat(fh.fileno()).st_size
         if size < base + 16:
             return
-        with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-            lengths = _size_of_lengths(mm, base)
-            if lengths is None:
-                return  # libhdf5 refuses the superblock itself
-            if size <= GCOL_FULL_SCAN_BYTES:
-                ranges = [(0, size)]
-            else:
-                ranges = [(0, GCOL_WINDOW_BYTES), (size - GCOL_WINDOW_BYTES, size)]
-            for lo, hi in ranges:
-                pos = mm.find(_GCOL, lo, hi)
-                while pos != -1:
-                    where = _looping_object(mm, pos, size, lengths)
-                    if where is not None:
-                        raise DatasetFormatError(
-                            f"{os.fspath(path)}: the global heap collection at byte {pos} is "
-                            f"corrupt (the object at byte {where} has a size that makes "
-                            "libhdf5 loop forever: 0, or one that wraps around); the file is "
-                            "damaged"
-                        )
-                    pos = mm.find(_GCOL, pos + 4, hi)
-            offsets = _size_of_offsets(mm, base)
-            if offsets is not None:
-                _check_vlen_attributes(mm, ranges, size, offsets, os.fspath(path))
+        mm = _FileView(fh.fileno(), size)
+        lengths = _size_of_lengths(mm, base)
+        if lengths is None:
+            return  # libhdf5 refuses the superblock itself
+        if size <= GCOL_FULL_SCAN_BYTES:
+            ranges = [(0, size)]
+        else:
+            ranges = [(0, GCOL_WINDOW_BYTES), (size - GCOL_WINDOW_BYTES, size)]
+        for lo, hi in ranges:
+            pos = mm.find(_GCOL, lo, hi)
+            while pos != -1:
+                where = _looping_object(mm, pos, size, lengths)
+                if where is not None:
+                    raise DatasetFormatError(
+                        f"{os.fspath(path)}: the global heap collection at byte {pos} is "
+                        f"corrupt (the object at byte {where} has a size that makes "
+                        "libhdf5 loop forever: 0, or one that wraps around); the file is "
+                        "damaged"
+                    )
+                pos = mm.find(_GCOL, pos + 4, hi)
+        offsets = _size_of_offsets(mm, base)
+        if offsets is not None:
+            _check_vlen_attributes(mm, ranges, size, offsets, os.fspath(path))
+
+
+class _FileView:
+    """Read-only bytes of an open file by position, read with ``os.pread`` in blocks of
+    :attr:`BLOCK` bytes (the last :attr:`KEEP` blocks kept): indexing gives an ``int``,
+    slicing ``bytes``, ``find``/``rfind`` search a range. Unlike a memory map of the whole
+    file it needs no address space in proportion to the file's size (a map of a 500 MB file
+    failed with ``ENOMEM`` under the fuzz harness's address-space limit), and the scan reads
+    only the ranges it searches and the objects it walks."""
+
+    BLOCK = 1 << 16
+    KEEP = 64
+
+    def __init__(self, fd: int, size: int) -> None:
+        self._fd = fd
+        self._size = size
+        self._blocks: dict[int, bytes] = {}
+
+    def __len__(self) -> int:
+        return self._size
+
+    def _block(self, k: int) -> bytes:
+        got = self._blocks.pop(k, None)
+        if got is None:
+            got = os.pread(self._fd, self.BLOCK, k * self.BLOCK)
+            if len(self._blocks) >= self.KEEP:
+                del self._blocks[next(iter(self._blocks))]  # the least recently used
+        self._blocks[k] = got
+        return got
+
+    def _read(self, lo: int, hi: int) -> bytes:
+        lo, hi = max(0, lo), min(hi, self._size)
+        if hi <= lo:
+            return b""
+        if hi - lo > self.KEEP * self.BLOCK // 2:  # a large range: one read, not cached
+            return os.pread(self._fd, hi - lo, lo)
+        first, last = lo // self.BLOCK, (hi - 1) // self.BLOCK
+        data = b"".join(self._block(k) for k in range(first, last + 1))
+        return data[lo - first * self.BLOCK : hi - first * self.BLOCK]
+
+    def __getitem__(self, key: int | slice) -> Any:
+        if isinstance(key, slice):
+            if key.step not in (None, 1):
+                raise ValueError("a _FileView slice has no step")
+            lo = 0 if key.start is None else key.start
+            hi = self._size if key.stop is None else key.stop
+            return self._read(lo, hi)
+        if not 0 <= key < self._size:
+            raise IndexError(f"byte {key} is outside the file ({self._size} bytes)")
+        return self._read(key, key + 1)[0]
+
+    def find(self, sub: bytes, lo: int, hi: int) -> int:
+        """The first offset of ``sub`` in ``[lo, hi)``, or -1 (read in 8 MiB chunks)."""
+        step = 8 << 20
+        for start in range(max(0, lo), min(hi, self._size), step):
+            chunk = self._read(start, min(hi, start + step + len(sub) - 1))
+            at = chunk.find(sub)
+            if at >= 0:
+                return start + at
+        return -1
+
+    def rfind(self, sub: bytes, lo: int, hi: int) -> int:
+        """The last offset of ``sub`` in ``[lo, hi)``, or -1."""
+        at = self._read(lo, hi).rfind(sub)
+        return -1 if at < 0 else max(0, lo) + at
 
 
 def _size_of_lengths(mm: Any, base: int) -> int | None:
