@@ -235,17 +235,24 @@ def test_obs_normalizer_is_fitted_and_saved_with_the_policy() -> None:
 
 
 def test_sampling_is_device_resident_and_seeded() -> None:
+    """The batches are a stream seeded once from torch's global generator (SampleStream):
+    the same global seed gives two algorithms the same batches, batch after batch, and draws
+    from the global generator between batches (an update's noise) do not move them."""
     buf = synthetic_buffer()
-    algo = make("il")
-    dataset = algo.dataset_for(buf)
+    algo, other = make("il"), make("il")
+    dataset, twin = algo.dataset_for(buf), other.dataset_for(buf)
     torch.manual_seed(3)
-    a = dataset.sample(64)
+    a = [dataset.sample(64) for _ in range(2)]
     torch.manual_seed(3)
-    b = dataset.sample(64)
-    assert isinstance(a, Transitions) and len(a) == 64
-    assert a.obs.device == algo.device and a.obs.dtype == torch.float32
-    assert torch.equal(a.obs, b.obs) and torch.equal(a.act, b.act)
-    assert a.obs.shape == (64, 3) and a.act.shape == (64, 1) and a.rew.shape == (64,)
+    b = [twin.sample(64)]
+    torch.rand(100)  # an update's draws
+    b.append(twin.sample(64))
+    assert isinstance(a[0], Transitions) and len(a[0]) == 64
+    assert a[0].obs.device == algo.device and a[0].obs.dtype == torch.float32
+    for x, y in zip(a, b, strict=True):
+        assert torch.equal(x.obs, y.obs) and torch.equal(x.act, y.act)
+    assert not torch.equal(a[0].obs, a[1].obs)  # a stream, not one batch again
+    assert a[0].obs.shape == (64, 3) and a[0].act.shape == (64, 1) and a[0].rew.shape == (64,)
 
 
 # ------------------------------------------------------------------------------ nets
