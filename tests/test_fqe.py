@@ -15,6 +15,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -339,7 +340,7 @@ def test_evaluate_takes_fqes_defaults_from_its_config(
 
     data = write_chain_file(tmp_path / "chain.hdf5", episodes=4)
     ckpt = save_policy_checkpoint(tmp_path / "a.pt", constant_policy(0.5))
-    changed = {"lr": 1.25e-3, "tau": 0.25, "gamma": 0.5, "hidden_sizes": (7, 5)}
+    changed: dict[str, Any] = {"lr": 1.25e-3, "tau": 0.25, "gamma": 0.5, "hidden_sizes": (7, 5)}
     assert all(getattr(FQEConfig(), k) != v for k, v in changed.items())
     defaults = FQEConfig.__init__.__kwdefaults__
     assert defaults is not None

@@ -223,7 +223,7 @@ def test_ope_takes_discrete_fqes_defaults_from_its_config(
     from tianshou_offline.algorithms import DiscreteFQEConfig
     from tianshou_offline.evaluation.ope import OPESettings, evaluate_policy
 
-    changed = {"lr": 1.25e-3, "tau": 0.25, "hidden_sizes": (7, 5)}
+    changed: dict[str, Any] = {"lr": 1.25e-3, "tau": 0.25, "hidden_sizes": (7, 5)}
     assert all(getattr(DiscreteFQEConfig(), k) != v for k, v in changed.items())
     defaults = DiscreteFQEConfig.__init__.__kwdefaults__
     assert defaults is not None
