@@ -486,3 +486,19 @@ def test_learns_pendulum_from_expert_data(
     final = evaluate(algo, seed=5000, episodes=20)
     print(f"{name}: final mean return {final:.1f}")
     assert final >= threshold, f"{name}: final mean return {final:.1f} < {threshold}"
+
+
+def test_a_grid_cell_trains_lbsac_at_its_own_batch_size() -> None:
+    """A grid cell's LB-SAC takes its learning rate from the batch the cell trains at (the
+    budget's), not from the preset's batch_size (1024 in ``small``); a grid file's own
+    ``batch_size`` override wins; algorithms without the field get no override."""
+    from tianshou_offline.scale.algorithms import build_algorithm
+    from tianshou_offline.scale.grid import trained_batch_overrides
+    from tianshou_offline.scale.grid_spec import Budget, Cell
+
+    cell = Cell("lbsac", "d.hdf5", budget=Budget(batch_size=64))
+    algo = build_algorithm("lbsac", OBS_SPACE, ACT_SPACE, trained_batch_overrides(cell, ACT_SPACE))
+    assert isinstance(algo, LBSAC) and algo.learning_rate == pytest.approx(sqrt_scaled_lr(64))
+    own = Cell("lbsac", "d.hdf5", overrides={"batch_size": 512}, budget=Budget(batch_size=64))
+    assert trained_batch_overrides(own, ACT_SPACE) == {"batch_size": 512}
+    assert trained_batch_overrides(Cell("td3bc", "d.hdf5"), ACT_SPACE) == {}

@@ -202,6 +202,21 @@ def finished_result(cell: Cell, output: str | os.PathLike[str]) -> dict[str, Any
     return result if result.get("spec") == cell.spec() else None
 
 
+def trained_batch_overrides(cell: Cell, action_space: Any) -> dict[str, Any]:
+    """The cell's overrides, with ``batch_size`` set to the budget's where the algorithm's
+    config has one (LB-SAC's learning-rate rule reads it): the batch the cell trains at, not
+    the preset's (1024 in ``small``), unless the grid file overrides it."""
+    from dataclasses import fields
+
+    from tianshou_offline.algorithms.registry import config_class
+
+    overrides = dict(cell.overrides)
+    names = {f.name for f in fields(config_class(cell.algorithm, action_space))}
+    if "batch_size" in names and "batch_size" not in overrides:
+        overrides["batch_size"] = cell.budget.batch_size
+    return overrides
+
+
 def run_cell(
     cell: Cell,
     output: str | os.PathLike[str],
@@ -279,7 +294,7 @@ def _run_cell(
     probe = gym.make(env_id)
     obs_space, act_space = probe.observation_space, probe.action_space
     probe.close()
-    overrides = dict(cell.overrides)
+    overrides = trained_batch_overrides(cell, act_space)
     conditioned = cell.algorithm in RETURN_CONDITIONED
     if conditioned and "target_return" not in overrides:
         overrides["target_return"] = best_episode_return(dataset)
