@@ -825,12 +825,13 @@ def _policy_for(algorithm: Any, acting: str) -> Any:
         if not policy.deterministic_eval:
             raise ValueError("actor-mean: the GaussianPolicy samples at evaluation")
         return policy
-    if acting == "critic-weighted":  # the trained actor and critics, d3rlpy's 4 samples, T = 1
+    if acting == "critic-weighted":  # the trained actor and critics, CRR's m samples, T = 1
         if policy.observation_space is None:
             raise ValueError("critic-weighted: the policy has no observation space")
         cwp = CriticWeightedPolicy(
             actor=policy.actor, critics=algorithm.critics, action_space=policy.action_space,
-            observation_space=policy.observation_space, num_sampled_actions=4,
+            observation_space=policy.observation_space,
+            num_sampled_actions=algorithm.num_sampled_actions,
             squash=policy.squash, normalize_obs=policy.obs_normalizer.enabled,
         )  # fmt: skip
         cwp.obs_normalizer.load_state_dict(policy.obs_normalizer.state_dict())
@@ -1189,6 +1190,20 @@ def notes(scale: Scale) -> list[str]:
     return found
 
 
+def batched_note(runs: Sequence[dict[str, Any]]) -> list[str]:
+    """Which of our lines were trained as seed batches (from the results)."""
+    k = sorted({int(r.get("seed_batch", 1)) for r in runs if r["side"] == "ours"} - {1})
+    lines = sorted({LINES[r["record"]["settings"]["suite"]][r["line"]].label for r in runs
+                    if r["side"] == "ours" and r.get("seed_batch", 1) > 1})  # fmt: skip
+    if not lines:
+        return []
+    return [
+        f"- Ours, {', '.join(lines)}: a row's {'/'.join(map(str, k))} seeds trained as one seed "
+        "batch in one process (make_seed_batch: seed k's trajectory is the single run's after "
+        "torch.manual_seed(k)); their train s/run is the batch's wall time / its seeds"
+    ]
+
+
 def _caption_nets(scale: Scale) -> str:
     cont = our_config(scale, "continuous", "il").hyperparameters()
     disc = our_config(scale, "discrete", "il").hyperparameters()
@@ -1232,6 +1247,7 @@ def report(
         "",
         "Where the sides differ, and how each acts:",
         *(f"- {n}" for n in notes(scale)),
+        *batched_note(runs),
         "",
         results.provenance_line([r["record"] for r in runs]),
     ])  # fmt: skip
