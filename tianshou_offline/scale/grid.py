@@ -68,7 +68,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack, closing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -206,9 +206,7 @@ def trained_batch_overrides(cell: Cell, action_space: Any) -> dict[str, Any]:
     """The cell's overrides, with ``batch_size`` set to the budget's where the algorithm's
     config has one (LB-SAC's learning-rate rule reads it): the batch the cell trains at, not
     the preset's (1024 in ``small``), unless the grid file overrides it."""
-    from dataclasses import fields
-
-    from tianshou_offline.algorithms.registry import config_class
+    from tianshou_offline.algorithms.registry import config_class  # torch: only when a cell runs
 
     overrides = dict(cell.overrides)
     names = {f.name for f in fields(config_class(cell.algorithm, action_space))}
