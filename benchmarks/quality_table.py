@@ -90,7 +90,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from benchmarks._lib import readme, results, stats
 from benchmarks._lib.field_map import (
@@ -105,6 +105,7 @@ if TYPE_CHECKING:
     from tianshou_offline.algorithms.config import AlgorithmConfig
 
 BENCHMARK = "quality_table"
+_T = TypeVar("_T")
 COMMON_CODE = (
     "benchmarks/quality_table.py",
     "tianshou_offline/datasets",
@@ -418,6 +419,24 @@ def record_mountain_car(
     return path
 
 
+def _when_free(make: Callable[[], _T], where: Path, poll_s: float = 5.0) -> _T:
+    """``make()``, retried while another process holds ``where``'s lock: the table's two
+    sides (``--sides ours`` and ``--sides d3rlpy`` in two processes) read the same families,
+    and the first to start makes or checks them while the other waits."""
+    from tianshou_offline.errors import OutputBusyError
+
+    said = False
+    while True:
+        try:
+            return make()
+        except OutputBusyError:
+            if not said:
+                print(f"{where}: another process is making or checking it; waiting",
+                      file=sys.stderr, flush=True)  # fmt: skip
+                said = True
+            time.sleep(poll_s)
+
+
 def prepare_data(rows: Sequence[RowSpec], scale_name: str, data_dir: Path) -> dict[str, Path]:
     """The file of every row: families made (or continued, or reused) with
     :func:`~tianshou_offline.datasets.make_datasets`, the MountainCar file recorded once."""
@@ -430,8 +449,10 @@ def prepare_data(rows: Sequence[RowSpec], scale_name: str, data_dir: Path) -> di
     for env in dict.fromkeys(r.env for r in rows if r.level != "scripted"):
         levels = tuple(sorted({r.level for r in rows if r.env == env}))
         print(f"family {env} in {root / env} ...", file=sys.stderr, flush=True)
-        result = make_datasets(env, root / env, config=dataclasses.replace(
-            family_config(scale, env), levels=levels))  # fmt: skip
+        config = dataclasses.replace(family_config(scale, env), levels=levels)
+        result = _when_free(
+            functools.partial(make_datasets, env, root / env, config=config), root / env
+        )
         for r in rows:
             if r.env == env:
                 files[r.key] = result.levels[r.level].path

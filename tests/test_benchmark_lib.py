@@ -289,3 +289,31 @@ def test_quality_table_seed_batch_equals_single_runs(tmp_path: Path) -> None:
     c = np.stack([batched[0]["td3bc"](o) for o in obs])
     np.testing.assert_allclose(a, b, atol=1e-5)
     assert not np.allclose(a, c, atol=1e-3)  # the seeds differ
+
+
+def test_quality_table_waits_for_a_family_another_side_is_making(tmp_path: Path) -> None:
+    """The table's two sides run in two processes over the same families: the second to reach
+    a family waits for the first's lock instead of failing with OutputBusyError."""
+    import threading
+
+    from benchmarks.quality_table import _when_free
+    from tianshou_offline.data.atomic import output_lock
+
+    held, release = threading.Event(), threading.Event()
+
+    def holder() -> None:
+        with output_lock(tmp_path):
+            held.set()
+            release.wait(10)
+
+    t = threading.Thread(target=holder)
+    t.start()
+    held.wait(10)
+    threading.Timer(0.3, release.set).start()
+
+    def make() -> int:
+        with output_lock(tmp_path):
+            return 7
+
+    assert _when_free(make, tmp_path, poll_s=0.05) == 7
+    t.join()
