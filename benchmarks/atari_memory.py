@@ -14,7 +14,9 @@ converter produce — then, in a fresh process per measurement:
 
 Reports the peak resident set size (``ru_maxrss``) and the RSS after each phase, next to
 the frame bytes and to what holding stacked observations would take (4 frames per ``obs``;
-8 with a stored stacked ``obs_next``). Target: ours ≤ 8 GB at 1M steps.
+8 with a stored stacked ``obs_next``). Target: ours ≤ 8 GB at 1M steps (``--check``: exit 1
+when missed). Every run writes a result file under ``benchmarks/results/atari_memory/``;
+``--table-only`` / ``--readme`` print / write the documentation's table from the kept results.
 
 Usage: ``python -m benchmarks.atari_memory [--steps 1000000] [--workdir DIR] [--keep]``
 """
@@ -28,7 +30,7 @@ import resource
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -175,8 +177,58 @@ def ours_tf(runs: list[dict[str, Any]]) -> bool:
     return bool(runs[0].get("tensorflow_imported"))
 
 
+BENCHMARK = "atari_memory"
 CODE = ("benchmarks/atari_memory.py", "benchmarks/_lib/sides_discrete.py",
         "tianshou_offline/data", "tianshou_offline/algorithms")  # fmt: skip
+TARGET_GB = 8.0
+"""Our peak resident set at 1M steps at most this (checked for runs of >= 1M steps)."""
+NAMES = {
+    "ours": "tianshou-offline (`load_buffer` + `FrameDataset`)",
+    "tianshou": "Tianshou 2.0.1 (`ReplayBuffer.load_hdf5` of the same file)",
+}
+
+
+def missed_targets(records: Sequence[dict[str, Any]]) -> list[str]:
+    """The kept runs of >= 1M steps whose peak RSS (ours) is over the target."""
+    return [f"peak RSS {r['figures']['runs'][0]['peak_rss'] / GB:.2f} GB > {TARGET_GB:g} GB at "
+            f"{r['settings']['steps']:,} steps" for r in records
+            if r["settings"]["steps"] >= 1_000_000
+            and r["figures"]["runs"][0]["peak_rss"] > TARGET_GB * GB]  # fmt: skip
+
+
+def _block(r: Mapping[str, Any]) -> str:
+    """One kept result's table: each implementation's resident set after each phase."""
+    runs, st = r["figures"]["runs"], r["settings"]
+    frames = runs[0]["frames_bytes"]
+    lines = ["| | RSS after imports | after load | after `process_buffer` | after training "
+             "| peak | load s |", "|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+    for run in runs:
+        peak = f"{run['peak_rss'] / GB:.2f} GB"
+        lines.append(
+            f"| {NAMES[run['implementation']]} | {run['rss_start'] / GB:.2f} GB "
+            f"| {run['rss_after_load'] / GB:.2f} GB | {run['rss_after_prepare'] / GB:.2f} GB "
+            f"| {run['rss_after_train'] / GB:.2f} GB "
+            f"| {'**' + peak + '**' if run['implementation'] == 'ours' else peak} "
+            f"| {run['load_s']:.0f} |"
+        )
+    lines += ["", f"_A synthetic {runs[0]['transitions']:,}-step compact file "
+              f"({frames / GB:.2f} GB of 84×84 frames; stacked observations would take "
+              f"{STACK * frames / GB:.0f} GB, {2 * STACK * frames / GB:.0f} GB with a stacked "
+              f"`obs_next`), loaded and trained on ({st['updates']} CQL steps, batch 32, "
+              f"{st['threads']} thread) in a fresh process each; TensorFlow imported: "
+              f"{'yes' if ours_tf(runs) else 'no'}; target ≤ {TARGET_GB:g} GB at 1M steps; "
+              f"{results.conditions(r)}._"]  # fmt: skip
+    return "\n".join(lines)
+
+
+def table(records: Sequence[dict[str, Any]]) -> str:
+    """The documentation's section: one :func:`_block` per kept result."""
+    return report.per_result(records, _block)
+
+
+def readme_section() -> str:
+    """The documentation's section: :func:`table` of every kept result."""
+    return table(results.read_results(BENCHMARK))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -195,8 +247,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     p.add_argument("--file", type=str, default=None, help=argparse.SUPPRESS)
     p.add_argument("--child", type=str, default=None, help=argparse.SUPPRESS)
-    report.add_arguments(p, target="ours: peak RSS <= 8 GB at 1M steps (checked at >= 1M)")
+    report.add_arguments(
+        p, target=f"ours: peak RSS <= {TARGET_GB:g} GB at 1M steps (checked at >= 1M)", table=True
+    )
     args = p.parse_args(argv)
+    if args.table_only or args.readme:
+        return report.show_kept(args, BENCHMARK, table, missed_targets)
     if args.child:
         result = measure(args.file, args.child, args.updates, args.threads, args.with_tensorflow)
         print("RESULT " + json.dumps(result))
@@ -242,14 +298,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     ours = runs[0]
     verdict = "OK" if ours["peak_rss"] <= 8 * GB else "OVER"
     print(f"\ntarget: peak RSS <= 8 GB at 1M steps -> {ours['peak_rss'] / GB:.2f} GB ({verdict})")
-    missed = []
-    if args.steps >= 1_000_000 and ours["peak_rss"] > 8 * GB:
-        missed.append(f"peak RSS {ours['peak_rss'] / GB:.2f} GB > 8 GB at {args.steps:,} steps")
     settings = {k: v for k, v in vars(args).items() if k in ("steps", "episode_len", "updates",
                 "threads", "tianshou", "with_tensorflow")}  # fmt: skip
-    return report.keep("atari_memory", f"{args.steps}", settings=settings,
-                       figures={"runs": runs}, code=CODE, load=load, missed=missed,
-                       check=args.check)  # fmt: skip
+    return report.keep(BENCHMARK, f"{args.steps}", settings=settings, figures={"runs": runs},
+                       code=CODE, load=load, missed=missed_targets([{"settings": settings,
+                       "figures": {"runs": runs}}]), check=args.check)  # fmt: skip
 
 
 if __name__ == "__main__":

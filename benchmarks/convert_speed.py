@@ -25,10 +25,16 @@ References, timed in the same run and interleaved with the converter (medians of
 Peak memory: each converter runs once more in a fresh subprocess; the figure is the peak
 resident set (VmHWM) minus the resident set just before converting, against the output size.
 
+Targets (``--check``: exit 1 when one is missed): ``convert d4rl`` <= 2x the raw h5py read;
+``convert minari`` >= 5x faster than the naive path; peak memory <= 1.5x the output. Every run
+writes a result file under ``benchmarks/results/convert_speed/``; ``--table-only`` /
+``--readme`` print / write the documentation's tables from the kept results.
+
 Usage::
 
     python -m benchmarks.convert_speed                      # full size (~2 min, ~1.5 GB disk)
     python -m benchmarks.convert_speed --transitions 100000 --episodes 100 --repeats 3
+    python -m benchmarks.convert_speed --table-only
 """
 
 from __future__ import annotations
@@ -43,7 +49,7 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -54,7 +60,14 @@ import numpy as np
 from benchmarks._lib import report, results
 from benchmarks._lib.peers import child_env
 
+BENCHMARK = "convert_speed"
 CODE = ("benchmarks/convert_speed.py", "tianshou_offline/converters", "tianshou_offline/data")
+D4RL_TARGET = 2.0
+"""``convert d4rl`` takes at most this multiple of the raw h5py read."""
+MINARI_TARGET = 5.0
+"""``convert minari`` is at least this many times faster than the naive path."""
+MEMORY_TARGET = 1.5
+"""Peak resident memory at most this multiple of the output's size."""
 
 OBS_DIM = 17
 ACT_DIM = 6
@@ -333,6 +346,96 @@ def measure_memory(kind: str, source: str, output: Path, minari_root: Path) -> d
 
 
 # --------------------------------------------------------------------------------------
+# the kept results: tables and targets
+# --------------------------------------------------------------------------------------
+
+# A kept row: [workload, reference, [wall s, CPU s], converter, [wall s, CPU s]]; a bound:
+# [workload, naive, read floor, write floor, convert minari] (each [wall s, CPU s]); a
+# memory row: [converter, {"peak_delta", "output_size", "ratio"}].
+
+
+def _d4rl_reads(figures: dict[str, Any]) -> list[Any]:
+    return [r for r in figures["rows"]
+            if r[0].startswith("D4RL") and r[1].startswith("raw h5py read (")]  # fmt: skip
+
+
+def _minari_naive(figures: dict[str, Any]) -> list[Any]:
+    return [r for r in figures["rows"] if r[0].startswith("Minari") and r[1].startswith("naive:")
+            and r[3] == "convert minari"]  # fmt: skip
+
+
+def missed_targets(records: Sequence[dict[str, Any]]) -> list[str]:
+    """The targets each kept result misses (wall-time medians)."""
+    out: list[str] = []
+    for rec in records:
+        f = rec["figures"]
+        out += [f"{w}: convert d4rl {conv[0] / ref[0]:.2f}x the raw read > {D4RL_TARGET}x"
+                for w, _, ref, _, conv in _d4rl_reads(f) if conv[0] > D4RL_TARGET * ref[0]]  # fmt: skip
+        out += [f"{w}: {ref[0] / conv[0]:.2f}x faster than naive < {MINARI_TARGET}x"
+                for w, _, ref, _, conv in _minari_naive(f) if ref[0] < MINARI_TARGET * conv[0]]  # fmt: skip
+        out += [f"{name}: peak memory {m['ratio']:.2f}x the output > {MEMORY_TARGET}x"
+                for name, m in f["memory"] if m["ratio"] > MEMORY_TARGET]  # fmt: skip
+    return out
+
+
+def _s(t: Sequence[float]) -> str:
+    return f"{t[0]:.3f} s ({t[1]:.3f} s)"
+
+
+def _block(rec: Mapping[str, Any]) -> str:
+    """One kept result's tables: each converter against its
+    reference (wall time, CPU time in brackets), Minari's floors, peak memory."""
+    f, st = rec["figures"], rec["settings"]
+    lines = [
+        "| workload | reference | reference time | converter | converter time "
+        "| converter ÷ reference | target |",
+        "|---|---|---:|---|---:|---:|---|",
+    ]
+    d4rl, minari = _d4rl_reads(f), _minari_naive(f)
+    for row in f["rows"]:
+        w, ref_name, ref, conv_name, conv = row
+        ratio = conv[0] / ref[0]
+        target = ""
+        if row in d4rl:
+            target = f"≤ {D4RL_TARGET:g}× {'✓' if ratio <= D4RL_TARGET else '**✗**'}"
+        elif row in minari:
+            ok = 1 / ratio >= MINARI_TARGET
+            target = f"≥ {MINARI_TARGET:g}× faster {'✓' if ok else '**✗**'}"
+        speed = f"{ratio:.2f}×" if ratio >= 1 else f"{ratio:.2f}× ({1 / ratio:.2f}× faster)"
+        lines.append(f"| {w} | {ref_name} | {_s(ref)} | `{conv_name}` | {_s(conv)} "
+                     f"| {speed} | {target} |")  # fmt: skip
+    if f["bounds"]:
+        lines += [
+            "",
+            "| workload | naive | read floor | write floor | best possible speed-up "
+            "| `convert minari` speed-up |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+        for w, naive, rd, wr, conv in f["bounds"]:
+            lines.append(f"| {w} | {_s(naive)} | {_s(rd)} | {_s(wr)} "
+                         f"| {naive[0] / (rd[0] + wr[0]):.2f}× | {naive[0] / conv[0]:.2f}× |")  # fmt: skip
+    lines += ["", f"| converter | peak RSS increase | output size | peak ÷ output (≤ {MEMORY_TARGET:g}×) |",
+              "|---|---:|---:|---:|"]  # fmt: skip
+    for name, m in f["memory"]:
+        lines.append(f"| `{name}` | {_mb(m['peak_delta'])} | {_mb(m['output_size'])} "
+                     f"| {m['ratio']:.2f}× |")  # fmt: skip
+    lines += ["", f"_Medians of {st['repeats']} interleaved repeats (wall time; CPU time of "
+              f"the process in brackets), {st['transitions']:,} D4RL rows, Minari "
+              f"{st['episodes']:,} × {st['steps']:,} steps; {results.conditions(rec)}._"]  # fmt: skip
+    return "\n".join(lines)
+
+
+def table(records: Sequence[dict[str, Any]]) -> str:
+    """The documentation's section: one :func:`_block` per kept result."""
+    return report.per_result(records, _block)
+
+
+def readme_section() -> str:
+    """The documentation's section: :func:`table` of every kept result."""
+    return table(results.read_results(BENCHMARK))
+
+
+# --------------------------------------------------------------------------------------
 # main
 # --------------------------------------------------------------------------------------
 
@@ -352,8 +455,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--formats", default="hdf5,arrow", help="Minari storages to benchmark")
     p.add_argument("--_memprobe", nargs=4, help=argparse.SUPPRESS)
-    report.add_arguments(p, target="d4rl <= 2x raw read; minari >= 5x naive; memory <= 1.5x")
+    report.add_arguments(
+        p,
+        target=f"d4rl <= {D4RL_TARGET}x raw read; minari >= {MINARI_TARGET}x naive; "
+        f"memory <= {MEMORY_TARGET}x",
+        table=True,
+    )
     args = p.parse_args(argv)
+    if args.table_only or args.readme:
+        return report.show_kept(args, BENCHMARK, table, missed_targets)
     if args._memprobe:
         memprobe(*args._memprobe)
         return 0
@@ -520,27 +630,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.workdir is None:
         shutil.rmtree(workdir, ignore_errors=True)
     load.stop()
-    missed = [
-        f"{name}: convert d4rl {conv[0] / ref[0]:.2f}x the raw read > 2x"
-        for name, what, ref, _, conv in rows
-        if name.startswith("D4RL") and what.startswith("raw h5py read (") and conv[0] > 2 * ref[0]
-    ]
-    missed += [
-        f"{name}: {ref[0] / conv[0]:.2f}x faster than naive < 5x"
-        for name, what, ref, label, conv in rows
-        if name.startswith("Minari")
-        and what.startswith("naive:")
-        and label == "convert minari"
-        and ref[0] < 5 * conv[0]
-    ]
-    missed += [f"{name}: peak memory {m['ratio']:.2f}x the output > 1.5x"
-               for name, m in mem_rows if m["ratio"] > 1.5]  # fmt: skip
     settings = {k: v for k, v in vars(args).items()
                 if k in ("transitions", "episodes", "steps", "repeats", "formats")}  # fmt: skip
     figures = {"rows": rows, "bounds": bounds, "memory": mem_rows}
-    return report.keep("convert_speed", f"{args.transitions}-{args.episodes}x{args.steps}",
-                       settings=settings, figures=figures, code=CODE, load=load, missed=missed,
-                       check=args.check)  # fmt: skip
+    return report.keep(BENCHMARK, f"{args.transitions}-{args.episodes}x{args.steps}",
+                       settings=settings, figures=figures, code=CODE, load=load,
+                       missed=missed_targets([{"figures": figures}]), check=args.check)  # fmt: skip
 
 
 if __name__ == "__main__":

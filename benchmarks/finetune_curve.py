@@ -17,8 +17,12 @@ fresh episodes (deterministic actions, seeds shared between arms); printed as a 
 returns per arm, averaged over ``--seeds``. Reference: a random/zero-torque policy scores about
 −1280 on Pendulum-v1, the noiseless scripted controller about −140.
 
+Every run writes a result file under ``benchmarks/results/finetune_curve/``; ``--table-only``
+/ ``--readme`` print / write the documentation's table from the kept results.
+
     python -m benchmarks.finetune_curve                       # TD3+BC, defaults below
     python -m benchmarks.finetune_curve --algorithm calql --json curve.json
+    python -m benchmarks.finetune_curve --table-only
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +48,7 @@ from tianshou.data import Collector, CollectStats, ReplayBuffer
 from tianshou.env import DummyVectorEnv
 from tianshou.trainer import OfflineTrainerParams, OffPolicyTrainerParams
 
+from benchmarks._lib import report, results
 from tianshou_offline.algorithms import (
     CQL,
     TD3BC,
@@ -57,7 +63,11 @@ from tianshou_offline.algorithms import (
 from tianshou_offline.data.columns import buffer_from_columns
 from tianshou_offline.quickstart import ScriptedPendulumExpert
 
+BENCHMARK = "finetune_curve"
+CODE = ("benchmarks/finetune_curve.py", "tianshou_offline/algorithms",
+        "tianshou_offline/quickstart.py", "tianshou_offline/data/columns.py")  # fmt: skip
 TASK = "Pendulum-v1"
+ARMS = {"offline->online": "offline → online", "scratch": "scratch (same online phase, random init)"}
 
 
 def scripted_data(episodes: int, noise: float, seed: int) -> tuple[ReplayBuffer, float]:
@@ -170,6 +180,37 @@ def run_arm(args: argparse.Namespace, data: ReplayBuffer, seed: int, pretrain: b
     return curve
 
 
+def _block(record: Mapping[str, Any]) -> str:
+    """One kept result's curve (mean over seeds per evaluation point) and what it ran."""
+    f, st = record["figures"], record["settings"]
+    steps = f["steps"]
+    lines = ["| online env steps | " + " | ".join(map(str, steps)) + " |",
+             "|---|" + "---:|" * len(steps)]  # fmt: skip
+    for key, label in ARMS.items():
+        means = np.mean(np.asarray(f["curves"][key]), axis=0)
+        lines.append(f"| {label} | " + " | ".join(f"{m:.0f}" for m in means) + " |")
+    lines += ["", f"_Pendulum-v1, {st['episodes']} episodes of the quickstart's scripted "
+              f"controller with torque noise {st['data_noise']} as data (mean return "
+              f"{f['data_return']:.0f}); {st['algorithm']} {st['hidden']}, batch "
+              f"{st['batch_size']}, {st['offline_steps']:,} offline gradient steps, then "
+              f"{st['online_steps']:,} online environment steps with one gradient step each, "
+              f"offline ratio {st['offline_ratio']}, exploration noise "
+              f"{st['exploration_noise']}; mean return over {st['eval_episodes']} evaluation "
+              f"episodes, averaged over {st['seeds']} seeds (a random policy scores about "
+              f"−1280); {f['seconds'] / 60:.0f} min, {results.conditions(record)}._"]  # fmt: skip
+    return "\n".join(lines)
+
+
+def table(records: Sequence[dict[str, Any]]) -> str:
+    """The documentation's section: one :func:`_block` per kept result."""
+    return report.per_result(records, _block)
+
+
+def readme_section() -> str:
+    """The documentation's section: :func:`table` of every kept result."""
+    return table(results.read_results(BENCHMARK))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -190,9 +231,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", type=Path, default=None)
+    report.add_arguments(parser, table=True)
     args = parser.parse_args(argv)
+    if args.table_only or args.readme:
+        return report.show_kept(args, BENCHMARK, table)
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(args.threads)
+    load = results.LoadMonitor().start()
     start = time.perf_counter()
     data, data_return = scripted_data(args.episodes, args.data_noise, seed=0)
     print(
@@ -229,7 +274,12 @@ def main(argv: list[str] | None = None) -> int:
                 indent=2,
             )
         )
-    return 0
+    load.stop()
+    settings = {k: v for k, v in vars(args).items() if k not in ("json", "table_only", "readme")}
+    figures = {"steps": steps, "data_return": data_return, "curves": curves,
+               "seconds": time.perf_counter() - start}  # fmt: skip
+    return report.keep(BENCHMARK, args.algorithm, settings=settings, figures=figures, code=CODE,
+                       load=load, missed=[], check=False, seeds=list(range(args.seeds)))  # fmt: skip
 
 
 if __name__ == "__main__":

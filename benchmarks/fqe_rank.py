@@ -15,8 +15,12 @@ scale).
    confidence interval over checkpoints (``--bootstrap`` resamples), and the regret of
    selecting the top-ranked checkpoint (best true return − true return of FQE's pick).
 
+Every run writes a result file under ``benchmarks/results/fqe_rank/``; ``--table-only`` /
+``--readme`` print / write the documentation's table from the kept results.
+
     python -m benchmarks.fqe_rank
     python -m benchmarks.fqe_rank --fqe-steps 20000 --json fqe_rank.json
+    python -m benchmarks.fqe_rank --table-only
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import logging
 import sys
 import tempfile
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +46,7 @@ from scipy.stats import spearmanr
 from tianshou.algorithm.optim import AdamOptimizerFactory
 from tianshou.utils.torch_utils import policy_within_training_step
 
+from benchmarks._lib import report, results
 from tianshou_offline import BufferWriter, load_buffer
 from tianshou_offline.algorithms import (
     TD3BC,
@@ -131,6 +137,51 @@ def bootstrap_spearman(
     return float(lo), float(hi)
 
 
+BENCHMARK = "fqe_rank"
+CODE = ("benchmarks/fqe_rank.py", "tianshou_offline/evaluation", "tianshou_offline/algorithms",
+        "tianshou_offline/quickstart.py", "tianshou_offline/recording/policies.py")  # fmt: skip
+
+
+def _block(record: Mapping[str, Any]) -> str:
+    """One kept result's table (estimate, truth and FQE's rank per checkpoint), its rank
+    correlations and what it ran."""
+    f, st = record["figures"], record["settings"]
+    marks = sorted(set(st["checkpoints"]))
+    lines = ["| checkpoint (steps) | " + " | ".join(map(str, marks)) + " |",
+             "|---|" + "---:|" * len(marks),
+             "| FQE estimate | " + " | ".join(f"{v:.0f}" for v in f["fqe"]) + " |",
+             "| true discounted return | " + " | ".join(f"{v:.0f}" for v in f["true_discounted"]) + " |",
+             "| FQE rank | " + " | ".join(str(f["ranks"][n]) for n in f["checkpoints"]) + " |",
+             ""]  # fmt: skip
+    rho = {k: f[f"spearman_{k}"] for k in ("discounted", "undiscounted")}
+    lines.append(
+        f"Spearman ρ between FQE estimates and true discounted returns "
+        f"**{rho['discounted']['rho']:+.2f}, 95% bootstrap CI "
+        f"[{rho['discounted']['ci95'][0]:+.2f}, {rho['discounted']['ci95'][1]:+.2f}]** "
+        f"(undiscounted: {rho['undiscounted']['rho']:+.2f}, "
+        f"[{rho['undiscounted']['ci95'][0]:+.2f}, {rho['undiscounted']['ci95'][1]:+.2f}]); "
+        f"regret of FQE's top pick {f['regret']:.0f}."
+    )
+    lines += ["", f"_Pendulum-v1: {st['episodes']} episodes of the scripted controller with "
+              f"per-episode torque noise U(0, {st['max_noise']:g}) (mean return "
+              f"{f['data_return']:.0f}); one TD3+BC {st['hidden']} run, {len(marks)} checkpoints; "
+              f"true values from {st['rollouts']} rollouts each (γ {st['gamma']}); FQE "
+              f"{st['fqe_steps']:,} steps per checkpoint, Q-net {st['fqe_hidden']}; "
+              f"{st['bootstrap']:,} bootstrap resamples; seed {st['seed']}; "
+              f"{results.conditions(record)}._"]  # fmt: skip
+    return "\n".join(lines)
+
+
+def table(records: Sequence[dict[str, Any]]) -> str:
+    """The documentation's section: one :func:`_block` per kept result."""
+    return report.per_result(records, _block)
+
+
+def readme_section() -> str:
+    """The documentation's section: :func:`table` of every kept result."""
+    return table(results.read_results(BENCHMARK))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -150,15 +201,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", type=Path, default=None)
+    report.add_arguments(parser, table=True)
     args = parser.parse_args(argv)
+    if args.table_only or args.readme:
+        return report.show_kept(args, BENCHMARK, table)
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(args.threads)
+    load = results.LoadMonitor().start()
     torch.manual_seed(args.seed)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         data = work / "pendulum_mixed.hdf5"
         data_return = write_data(data, args.episodes, args.max_noise, args.seed)
+        data_hash = {data.name: results.file_sha256(data)}
         buffer = load_buffer(data)
         env = gym.make(TASK)
         hidden = tuple(args.hidden)
@@ -191,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
             assert isinstance(loaded, DeterministicPolicy)
             truth[p.name] = rollouts(loaded, args.rollouts, args.gamma, seed=50_000)
         t0 = time.perf_counter()
-        results = fqe_rank(
+        estimates = fqe_rank(
             paths,
             data,
             steps=args.fqe_steps,
@@ -202,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         fqe_s = time.perf_counter() - t0
     names = [p.name for p in paths]
-    est = {r.checkpoint.name: r.estimate for r in results}
+    est = {r.checkpoint.name: r.estimate for r in estimates}
     x = np.array([est[n] for n in names])
     y_disc = np.array([truth[n][0] for n in names])
     y_und = np.array([truth[n][1] for n in names])
@@ -217,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"{'checkpoint':<16}{'FQE estimate':>14}{'true disc.':>12}{'true return':>13}{'FQE rank':>10}"
     )
-    ranks = {r.checkpoint.name: r.rank for r in results}
+    ranks = {r.checkpoint.name: r.rank for r in estimates}
     for i, n in enumerate(names):
         print(f"{n:<16}{x[i]:>14.1f}{y_disc[i]:>12.1f}{y_und[i]:>13.1f}{ranks[n]:>10}")
     out: dict[str, Any] = {
@@ -244,7 +300,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.json is not None:
         args.json.write_text(json.dumps(out, indent=2) + "\n")
-    return 0
+    load.stop()
+    out.update(ranks=ranks, data_return=data_return, train_s=train_s, fqe_s=fqe_s,
+               seconds=time.perf_counter() - start)  # fmt: skip
+    settings = {k: v for k, v in vars(args).items() if k not in ("json", "table_only", "readme")}
+    return report.keep(BENCHMARK, f"{args.fqe_steps}-fqe-steps", settings=settings, figures=out,
+                       code=CODE, load=load, missed=[], check=False, seeds=[args.seed],
+                       data=data_hash)  # fmt: skip
 
 
 if __name__ == "__main__":

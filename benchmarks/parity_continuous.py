@@ -43,11 +43,16 @@ of the last three epochs' tests and of the best epoch's test, and the difference
 Tianshou as mean ± standard error of the per-seed differences (Welch's when unpaired). Runs are
 interleaved (seed-major), so machine load affects both sides alike.
 
+Every run writes a result file under ``benchmarks/results/parity_continuous/`` (every run's
+figures, the seeds, the data file's hash); ``--table-only`` / ``--readme`` print / write the
+documentation's tables from the kept results.
+
 Usage::
 
     python -m benchmarks.parity_continuous                      # 3 seeds, all algorithms
     python -m benchmarks.parity_continuous --seeds 0 1 2 3 4 --algorithms cql,td3bc
     python -m benchmarks.parity_continuous --unpaired           # each side its own batches
+    python -m benchmarks.parity_continuous --table-only
 """
 
 from __future__ import annotations
@@ -56,7 +61,7 @@ import argparse
 import hashlib
 import json
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -89,7 +94,7 @@ from tianshou.utils.net.continuous import (
 from tianshou.utils.net.continuous import Perturbation as TsPerturbation
 from torch import nn
 
-from benchmarks._lib import parity
+from benchmarks._lib import parity, report, results
 from benchmarks._lib.experts.pendulum import cached_expert_file
 from benchmarks._lib.stats import diff_cell, mean_std
 from tianshou_offline import load_buffer
@@ -111,6 +116,8 @@ from tianshou_offline.algorithms import (
 )
 from tianshou_offline.algorithms import MLP as OurMLP
 
+BENCHMARK = "parity_continuous"
+CODE = ("benchmarks/parity_continuous.py", "tianshou_offline/algorithms")
 TASK = "Pendulum-v1"
 OBS_DIM, ACT_DIM = 3, 1
 CQL_WEIGHT = 5.0
@@ -640,6 +647,29 @@ def pairing_summary(runs: Sequence[Run]) -> str:
     return parity.pairing_summary(runs, lambda r: r.batch_digest)
 
 
+def _block(record: Mapping[str, Any]) -> str:
+    """One kept result's table and what it ran."""
+    runs = [Run(**r) for r in record["figures"]["runs"]]
+    st = record["settings"]
+    bcq = "; Tianshou's BCQ perturbation on a `Net`" if st["tianshou_bcq_net"] else ""
+    return (
+        f"{format_table(runs)}\n\n_Pendulum-v1 SAC expert, hidden {st['hidden']}, batch 256, "
+        f"{st['epochs']} × {st['steps']} gradient steps, final return over "
+        f"{st['eval_episodes']} episodes; seeds {', '.join(map(str, record['seeds']))}{bcq}; "
+        f"{pairing_summary(runs)}; {results.conditions(record)}._"
+    )
+
+
+def table(records: Sequence[dict[str, Any]]) -> str:
+    """The documentation's section: one :func:`_block` per kept result."""
+    return report.per_result(records, _block)
+
+
+def readme_section() -> str:
+    """The documentation's section: :func:`table` of every kept result."""
+    return table(results.read_results(BENCHMARK))
+
+
 def main(argv: list[str] | None = None) -> list[Run]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -666,13 +696,18 @@ def main(argv: list[str] | None = None) -> list[Run]:
     parser.add_argument(
         "--data-dir", type=Path, default=Path.home() / ".cache" / "tianshou_offline" / "bench"
     )
+    report.add_arguments(parser, table=True)
     args = parser.parse_args(argv)
+    if args.table_only or args.readme:
+        report.show_kept(args, BENCHMARK, table)
+        return []
     if args.table_from:
         loaded = [Run(**r) for f in args.table_from for r in json.loads(f.read_text())]
         print(format_table(loaded))
         print(pairing_summary(loaded))
         return loaded
     torch.set_num_threads(args.threads)
+    load = results.LoadMonitor().start()
     names = [n.strip() for n in args.algorithms.split(",") if n.strip()]
     ours_buf, ts_buf = expert_buffers(args.data_dir)
     ts_td3bc_buf, ts_rms = normalized_obs_copy(ts_buf)
@@ -731,7 +766,19 @@ def main(argv: list[str] | None = None) -> list[Run]:
     print()
     print(format_table(runs))
     print(pairing_summary(runs))
+    load.stop()
+    variants = ["bcq-net"] if args.tianshou_bcq_net else []
+    settings = {k: v for k, v in vars(args).items() if k in SETTINGS}
+    parity.keep_runs(
+        BENCHMARK, parity.result_name(paired, variants, names, list(LABELS)), runs,
+        settings=settings, code=CODE, load=load, data=cached_expert_file(args.data_dir),
+    )  # fmt: skip
     return runs
+
+
+SETTINGS = ("seeds", "algorithms", "epochs", "steps", "hidden", "eval_episodes", "threads", "unpaired",
+            "tianshou_bcq_net")  # fmt: skip
+"""The options kept as a result's settings."""
 
 
 if __name__ == "__main__":

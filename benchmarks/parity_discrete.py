@@ -41,6 +41,10 @@ Tianshou per seed to a fraction of a point (the same update, tested by
 differences: CQL's target-action rule and Tianshou's CRR actor loss (every sample weighted by
 the batch-mean ``exp`` weight, with a gradient through it; see docs/ATARI.md).
 
+Every run writes a result file under ``benchmarks/results/parity_discrete/`` (every run's
+figures, the seeds, the data file's hash); ``--table-only`` / ``--readme`` print / write the
+documentation's tables from the kept results.
+
 Usage: ``python -m benchmarks.parity_discrete [--seeds 0 1 2] [--algorithms il cql] [--unpaired]``
 """
 
@@ -51,7 +55,7 @@ import json
 import statistics
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -63,12 +67,14 @@ from tianshou.data import Collector, CollectStats
 from tianshou.env import DummyVectorEnv
 from tianshou.trainer import OfflineTrainerParams
 
-from benchmarks._lib import parity
+from benchmarks._lib import parity, report, results
 from benchmarks._lib.experts.cartpole import TASK, cached_expert_file
 from benchmarks._lib.sides_discrete import ALGORITHMS, CARTPOLE, build_ours, build_tianshou
 from benchmarks._lib.stats import diff_cell, mean_std
 from tianshou_offline import load_buffer
 
+BENCHMARK = "parity_discrete"
+CODE = ("benchmarks/parity_discrete.py", "tianshou_offline/algorithms")
 LABELS = {
     "il": ("DiscreteImitationLearning", "OfflineImitationLearning"),
     "bcq": ("DiscreteBCQ", "DiscreteBCQ"),
@@ -248,6 +254,36 @@ def pairing_summary(runs: Sequence[Run]) -> str:
     return parity.pairing_summary(runs, lambda r: r.rng_check)
 
 
+def _block(record: Mapping[str, Any]) -> str:
+    """One kept result's table and what it ran."""
+    runs = [Run(**r) for r in record["figures"]["runs"]]
+    st = record["settings"]
+    target = (" (ours selecting CQL's target action with the online network, as Tianshou: "
+              "`--cql-double-q`)" if st["cql_double_q"] else "")  # fmt: skip
+    return (
+        f"{format_table(runs)}\n\n_CartPole-v1 QR-DQN expert{target}; {st['epochs']} × "
+        f"{st['updates']} gradient steps, {st['episodes']} test episodes per epoch, final "
+        f"return over {st['final_episodes']} episodes; seeds "
+        f"{', '.join(map(str, record['seeds']))}; {pairing_summary(runs)}; "
+        f"{results.conditions(record)}._"
+    )
+
+
+def table(records: Sequence[dict[str, Any]]) -> str:
+    """The documentation's section: one :func:`_block` per kept result."""
+    return report.per_result(records, _block)
+
+
+def readme_section() -> str:
+    """The documentation's section: :func:`table` of every kept result."""
+    return table(results.read_results(BENCHMARK))
+
+
+SETTINGS = ("seeds", "epochs", "updates", "episodes", "final_episodes", "algorithms",
+            "threads", "cql_double_q", "unpaired", "implementations")  # fmt: skip
+"""The options kept as a result's settings."""
+
+
 def main(argv: Sequence[str] | None = None) -> list[Run]:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -286,7 +322,11 @@ def main(argv: Sequence[str] | None = None) -> list[Run]:
         default=None,
         help="only print the table of earlier --json result files (combined)",
     )
+    report.add_arguments(p, table=True)
     args = p.parse_args(argv)
+    if args.table_only or args.readme:
+        report.show_kept(args, BENCHMARK, table)
+        return []
     if len(args.seeds) < 3:
         p.error("use at least 3 seeds")
     if args.table_from:
@@ -295,6 +335,7 @@ def main(argv: Sequence[str] | None = None) -> list[Run]:
         print(pairing_summary(combined))
         return combined
     torch.set_num_threads(args.threads)
+    load = results.LoadMonitor().start()
     data = cached_expert_file(args.data_dir)
     buffer = load_buffer(data)
     # paired sampling relies on our dataset's position i being the buffer's index i
@@ -335,6 +376,14 @@ def main(argv: Sequence[str] | None = None) -> list[Run]:
     if args.json:
         with open(args.json, "w") as f:
             json.dump([asdict(r) for r in runs], f, indent=2)
+    load.stop()
+    variants = [*(["cql-double-q"] if args.cql_double_q else []),
+                *([] if len(args.implementations) == 2 else args.implementations)]  # fmt: skip
+    parity.keep_runs(
+        BENCHMARK, parity.result_name(not args.unpaired, variants, args.algorithms,
+        list(ALGORITHMS)), runs, settings={k: v for k, v in vars(args).items() if k in SETTINGS},
+        code=CODE, load=load, data=data,
+    )  # fmt: skip
     return runs
 
 

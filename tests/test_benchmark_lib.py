@@ -168,6 +168,41 @@ def test_speed_targets_read_the_kept_rows() -> None:
     assert train_speed.missed_targets([record]) == []
 
 
+def test_converter_and_memory_targets_read_the_kept_figures() -> None:
+    """``--check`` of ``convert_speed``, ``rlu_speed`` and ``atari_memory`` judges the figures
+    of the kept results (the same function judges a fresh run): each target flags exactly the
+    figure on the wrong side of it."""
+    from benchmarks import atari_memory, convert_speed, rlu_speed
+
+    def cs(read: float, naive: float, memory: float) -> dict[str, Any]:
+        rows = [["D4RL 1,000 rows (gzip)", "raw h5py read (I/O bound)", [1.0, 1.0], "convert d4rl",
+                 [read, read]], ["D4RL 1,000 rows (gzip)", "raw h5py read + write", [1.0, 1.0],
+                 "convert d4rl", [9.0, 9.0]], ["Minari 10x10 (hdf5)",
+                 "naive: iterate+concat+from_data", [naive, naive], "convert minari", [1.0, 1.0]],
+                 ["Minari 10x10 (hdf5)", "naive: iterate+concat+from_data", [1.0, 1.0],
+                 "convert minari --reader minari", [9.0, 9.0]]]  # fmt: skip
+        return {"figures": {"rows": rows, "bounds": [],
+                            "memory": [["convert d4rl (gzip)", {"ratio": memory}]]}}  # fmt: skip
+
+    assert convert_speed.missed_targets([cs(2.0, 5.0, 1.5)]) == []
+    missed = convert_speed.missed_targets([cs(2.1, 4.9, 1.6)])
+    assert len(missed) == 3 and "2.10x the raw read" in missed[0] and "4.90x faster" in missed[1]
+
+    def rl(tf: float, bound: float, rss: float) -> dict[str, Any]:
+        return {"figures": {"converter_per_s": 100.0, "tf_loop_per_s": 100.0 / tf,
+                            "decode_bound_per_s": 100.0 / bound, "peak_rss_main_mib": rss,
+                            "output_mib": 1.0}}  # fmt: skip
+
+    assert rlu_speed.missed_targets([rl(100.0, 0.5, 2.0)]) == []
+    assert len(rlu_speed.missed_targets([rl(99.0, 0.49, 2.1)])) == 3
+
+    def am(steps: int, peak_gb: float) -> dict[str, Any]:
+        return {"settings": {"steps": steps}, "figures": {"runs": [{"peak_rss": peak_gb * 1e9}]}}
+
+    assert atari_memory.missed_targets([am(1_000_000, 8.0), am(100_000, 9.0)]) == []
+    assert len(atari_memory.missed_targets([am(1_000_000, 8.1)])) == 1
+
+
 # ------------------------------------------------------------------ the quality table's sides
 
 

@@ -1,11 +1,15 @@
-"""The check shared by the return-parity benchmarks (``parity_continuous.py``,
-``parity_discrete.py``) that paired runs really trained on the same mini-batches (their
-statistics are :mod:`benchmarks._lib.stats`)."""
+"""What the return-parity benchmarks (``parity_continuous.py``, ``parity_discrete.py``)
+share: the check that paired runs really trained on the same mini-batches, and how a run is
+kept (their statistics are :mod:`benchmarks._lib.stats`)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict
+from pathlib import Path
 from typing import Any
+
+from benchmarks._lib import report, results
 
 
 def pairing_summary(runs: Sequence[Any], stream_id: Callable[[Any], object]) -> str:
@@ -26,3 +30,35 @@ def pairing_summary(runs: Sequence[Any], stream_id: Callable[[Any], object]) -> 
         return "mini-batches: unpaired (each side its own generator)"
     same = sum(stream_id(a) is not None and stream_id(a) == stream_id(b) for a, b in pairs)
     return f"mini-batches: paired; the same random stream on both sides in {same}/{len(pairs)} runs"
+
+
+def result_name(
+    paired: bool, variants: Sequence[str], chosen: Sequence[str], default: Sequence[str]
+) -> str:
+    """The kept result's name of a parity run: ``paired`` or ``unpaired``, then the options
+    that change what is compared (``variants``, e.g. ``cql-double-q``), then the algorithms
+    when not all of the ``default`` ones ran (so a partial rerun does not replace a full
+    one)."""
+    parts = ["paired" if paired else "unpaired", *variants]
+    if list(chosen) != list(default):
+        parts += chosen
+    return "-".join(parts)
+
+
+def keep_runs(
+    benchmark: str,
+    name: str,
+    runs: Sequence[Any],
+    *,
+    settings: Mapping[str, Any],
+    code: Sequence[str],
+    load: results.LoadMonitor,
+    data: Path,
+) -> None:
+    """Keep a parity run: every run's figures (``dataclasses.asdict``), the seeds, the
+    hash of the data file."""
+    report.keep(
+        benchmark, name, settings=settings, figures={"runs": [asdict(r) for r in runs]},
+        code=code, load=load, missed=[], check=False, seeds=sorted({r.seed for r in runs}),
+        data={data.name: results.file_sha256(data)},
+    )  # fmt: skip

@@ -38,13 +38,13 @@ def show_kept(
     args: argparse.Namespace,
     benchmark: str,
     table: Callable[[list[dict[str, Any]]], str],
-    missed_targets: Callable[[list[dict[str, Any]]], list[str]],
+    missed_targets: Callable[[list[dict[str, Any]]], list[str]] | None = None,
     *,
     latest: bool = True,
 ) -> int:
     """``--table-only``/``--readme``: print (and with ``--readme`` write into README.md) the
     table of the kept results of ``benchmark`` (with ``latest`` the newest per name, else
-    all of them); the exit status of :func:`finish`."""
+    all of them); the exit status of :func:`finish` (a benchmark without a target: 0)."""
     from benchmarks._lib import readme
 
     records = results.read_results(benchmark, latest=latest)
@@ -52,7 +52,16 @@ def show_kept(
     if args.readme:
         readme.write_sections({benchmark: text})
     print(text)
-    return finish(missed_targets(records), getattr(args, "check", False))
+    missed = missed_targets(records) if missed_targets is not None else []
+    return finish(missed, getattr(args, "check", False))
+
+
+def per_result(
+    records: Sequence[Mapping[str, Any]], render: Callable[[Mapping[str, Any]], str]
+) -> str:
+    """A generated section of one block per kept result (``render(record)``), then the
+    results' :func:`~benchmarks._lib.results.provenance_line`."""
+    return "\n\n".join([*map(render, records), results.provenance_line(records)])
 
 
 def keep(
@@ -66,11 +75,13 @@ def keep(
     missed: Sequence[str],
     check: bool,
     seeds: Sequence[int] = (),
+    data: Mapping[str, str] | None = None,
 ) -> int:
     """Write the run's result file (:func:`benchmarks._lib.results.write_result`), print where,
     and :func:`finish`."""
     path = results.write_result(
-        benchmark, name, settings=settings, figures=figures, code=code, load=load, seeds=seeds
-    )
+        benchmark, name, settings=settings, figures=figures, code=code, load=load, seeds=seeds,
+        data=data,
+    )  # fmt: skip
     print(f"kept: {path.relative_to(results.REPO)}")
     return finish(missed, check)

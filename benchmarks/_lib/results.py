@@ -321,6 +321,13 @@ def read_results(
     return records
 
 
+def conditions(record: Mapping[str, Any]) -> str:
+    """How loaded the machine was during one kept run, for a table's caption: ``nice 10,
+    load 3.2 (max 5.1)``."""
+    load = record["machine"]["load"]
+    return f"nice {record['machine']['nice']}, load {load['median']:.1f} (max {load['max']:.1f})"
+
+
 def provenance_line(records: Sequence[Mapping[str, Any]]) -> str:
     """One line under a generated table: the commits, fingerprints, dates and load of the
     results it was made from."""
