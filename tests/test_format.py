@@ -277,6 +277,28 @@ def test_save_buffer_unrolls_circular_buffer(tmp_path: Path) -> None:
     assert [len(e) for e in episodes_of(loaded)] == [4, 6]
 
 
+def test_save_buffer_hands_the_writer_views_of_consecutive_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows in order are written from views of the buffer's arrays, not from a copy (of a
+    frame column, as large as the file), and the file holds the same rows."""
+    seen: list[np.ndarray] = []
+    add = BufferWriter.add_transitions
+
+    def spy(self: BufferWriter, **columns: Any) -> None:
+        seen.append(columns["obs"])
+        add(self, **columns)
+
+    monkeypatch.setattr(BufferWriter, "add_transitions", spy)
+    buf = ReplayBuffer(30)
+    fill(buf, [4, 5, 6], seed=4)  # 15 rows, not wrapped
+    save_buffer(buf, tmp_path / "flat.hdf5")
+    assert len(seen) == 1 and np.shares_memory(seen[0], buf._meta.obs)
+    loaded = load_buffer(tmp_path / "flat.hdf5")
+    np.testing.assert_array_equal(loaded.obs, buf.obs[:15])
+    np.testing.assert_array_equal(loaded.done, buf.done[:15])
+
+
 def test_atomic_write_and_overwrite(tmp_path: Path) -> None:
     rng = np.random.default_rng(5)
     path = tmp_path / "out.hdf5"
