@@ -233,14 +233,10 @@ def test_mujoco_scripts_keep_their_flags(name: str) -> None:
         "d4rl_dt": 1e-4,
     }.get(name, 3e-4)
     normalized = name in ("d4rl_td3_bc", "d4rl_iql", "d4rl_dt")
-    if config.algorithm is None:  # a script whose flags are written by hand (ManualMujocoConfig)
-        assert vars(config)["actor_lr"] == expected_lr
-        assert vars(config)["norm_obs"] == int(normalized)
-    else:
-        values = config.algorithm_config().hyperparameters()
-        lr = values.get("actor_lr", values.get("lr", values.get("base_lr")))  # LB-SAC: base_lr
-        assert lr == expected_lr
-        assert values["normalize_obs"] == normalized
+    values = config.algorithm_config().hyperparameters()
+    lr = values.get("actor_lr", values.get("lr", values.get("base_lr")))  # LB-SAC: base_lr
+    assert lr == expected_lr
+    assert values["normalize_obs"] == normalized
     with pytest.raises(SystemExit):
         module.get_args(["--expert-data", "x.hdf5"])  # abbreviations are errors
 
@@ -270,6 +266,54 @@ def test_sac_n_scripts_take_the_presets_settings_and_the_old_flags() -> None:
         lbsac.get_args(["--critic-lr", "1e-3"])
     with pytest.raises(SystemExit):
         _load_script_module("d4rl_edac").get_args(["--num-critics", "1"])
+
+
+def test_dt_scripts_take_the_presets_settings_and_the_old_flags() -> None:
+    """Issue 24: d4rl_dt.py and atari_dt.py wrote their flags and defaults by hand; now they
+    name the registry's "dt" (ContinuousDTConfig / DiscreteDTConfig at the mujoco / atari
+    preset), with the defaults the scripts had, and every flag they took still parses: the
+    unused ones with a DeprecationWarning, --greedy as --sample-actions 0. Checked to fail on
+    the hand-written scripts (no algorithm config) and with the atari preset's DT row removed
+    (atari_dt has no flags for it)."""
+    from tianshou_offline.algorithms.presets import preset_config
+
+    mujoco, atari = _load_script_module("d4rl_dt"), _load_script_module("atari_dt")
+    paper = {"context": 20, "embed_dim": 128, "n_layers": 3, "n_heads": 1, "lr": 1e-4,
+             "weight_decay": 1e-4, "warmup_steps": 10_000, "max_grad_norm": 0.25,
+             "dropout": 0.1, "max_timestep": 1000, "target_return": 3600.0,
+             "rtg_scale": 1000.0, "normalize_obs": True}  # fmt: skip
+    config = mujoco.get_args([])
+    assert config.algorithm_config() == preset_config("mujoco", "dt", "continuous")
+    assert config.algorithm_config().hyperparameters().items() >= paper.items()
+    assert config.batch_size == 64
+    old = mujoco.get_args(["--actor-lr", "2e-4", "--norm-obs", "0"]).algorithm_config()
+    assert (old.hyperparameters()["lr"], old.hyperparameters()["normalize_obs"]) == (2e-4, False)
+    assert mujoco.get_args(["--lr", "2e-4", "--normalize-obs", "0"]).algorithm_config() == old
+    for flag, value in (("--hidden-sizes", "32"), ("--gamma", "0.9"), ("--critic-lr", "1e-3"),
+                        ("--n-step", "3"), ("--tau", "0.1")):  # fmt: skip
+        with pytest.warns(DeprecationWarning, match=f"{flag} is not used"):
+            assert mujoco.get_args([flag, value]).algorithm_config() == config.algorithm_config()
+    for bad in (["--embed-dim", "10", "--n-heads", "3"], ["--context", "0"],
+                ["--rtg-scale", "0"], ["--warmup-steps", "0"]):  # fmt: skip
+        with pytest.raises(SystemExit):
+            mujoco.get_args(bad)
+
+    paper = {"context": 30, "embed_dim": 128, "n_layers": 6, "n_heads": 8, "lr": 6e-4,
+             "weight_decay": 0.1, "warmup_steps": 1000, "max_grad_norm": 1.0, "dropout": 0.1,
+             "max_timestep": 10_000, "target_return": 20.0, "rtg_scale": 1.0,
+             "sample_actions": True}  # fmt: skip
+    config = atari.get_args([])
+    assert config.algorithm_config() == preset_config("atari", "dt", "discrete")
+    assert config.algorithm_config().hyperparameters().items() >= paper.items()
+    assert config.batch_size == 128
+    with pytest.warns(DeprecationWarning, match="--greedy is deprecated"):
+        greedy = atari.get_args(["--greedy"]).algorithm_config()
+    assert greedy == atari.get_args(["--sample-actions", "0"]).algorithm_config()
+    assert greedy.hyperparameters()["sample_actions"] is False
+    for flag, value in (("--hidden-sizes", "32"), ("--scale-obs", "0")):
+        with pytest.warns(DeprecationWarning, match=f"{flag} is not used"):
+            assert atari.get_args([flag, value]).algorithm_config() == config.algorithm_config()
+    assert atari.get_args(["--lr", "1e-3"]).algorithm_config().hyperparameters()["lr"] == 1e-3
 
 
 # ------------------------------------------------------------------------------------ progress

@@ -6,76 +6,72 @@
 
 The flags are those of the other ``atari_*.py`` examples (both ``--a-b`` and ``--a_b``
 spellings; unknown flags are an error; ``--memory disk`` streams the frames of a large
-buffer from its files) plus the Decision Transformer's. Defaults are the paper's Atari
-settings (the authors' ``atari/run_dt_atari.py``): context K = 30 steps of 4 stacked frames,
-6 blocks of 128 units with 8 heads, dropout 0.1, AdamW (lr 6e-4, weight decay 0.1) with a
-linear warm-up, gradient-norm clip 1.0, batch 128, returns-to-go unscaled, actions sampled
-from the predicted distribution at evaluation, conditioned on ``--target-return`` (the
-authors: Breakout 90, Qbert 2500, Pong 20, Seaquest 1450, in the data's reward units).
-Evaluation episodes get their rewards through ``RewardInInfo``. Outputs as ``atari_cql.py``;
-``policy_actor.pt`` / ``last_actor.pt`` hold the network's weights (not a
-``tianshou-offline record`` checkpoint).
+buffer from its files) plus the fields of ``tianshou_offline.algorithms.DiscreteDTConfig``,
+defaults the ``atari`` preset's: the paper's Atari settings (the authors'
+``atari/run_dt_atari.py``): context K = 30 steps of 4 stacked frames, 6 blocks of 128 units
+with 8 heads, dropout 0.1, AdamW (lr 6e-4, weight decay 0.1) with a linear warm-up,
+gradient-norm clip 1.0, batch 128, returns-to-go unscaled, actions sampled from the
+predicted distribution at evaluation (``--sample-actions 0``: the most likely one),
+conditioned on ``--target-return`` (the authors: Breakout 90, Qbert 2500, Pong 20, Seaquest
+1450, in the data's reward units). Evaluation episodes get their rewards through
+``RewardInInfo``. Outputs as ``atari_cql.py``; ``policy_actor.pt`` / ``last_actor.pt`` hold
+the network's weights (not a ``tianshou-offline record`` checkpoint). ``--greedy`` (for
+``--sample-actions 0``), ``--hidden-sizes`` and ``--scale-obs`` (flags of earlier releases,
+never used by the Decision Transformer) still parse, with a ``DeprecationWarning``.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 import _no_tensorflow  # noqa: F401  (first: keeps TensorFlow out of this process)
 import torch
 from _common import make_setup, run
 from tianshou.env import DummyVectorEnv
 
-from tianshou_offline.algorithms import DiscreteDTConfig, DiscreteDTPolicy, RewardInInfo
-from tianshou_offline.cli.example_args import ManualAtariConfig, parse_config, run_example
+from tianshou_offline.algorithms import DiscreteDTPolicy, RewardInInfo
+from tianshou_offline.cli.example_args import (
+    AtariConfig,
+    parse_config,
+    run_example,
+    warn_unused_flags,
+)
 from tianshou_offline.recording.atari import make_atari_env
 
 
 @dataclass(kw_only=True)
-class DTConfig(ManualAtariConfig):
-    """The Decision Transformer on offline Atari data."""
+class DTFlags(AtariConfig):
+    """The Decision Transformer on offline Atari data: the common flags and the fields of
+    ``tianshou_offline.algorithms.DiscreteDTConfig`` (defaults of the ``atari`` preset)."""
 
-    lr: float = 6e-4
-    batch_size: int = 128
-    weight_decay: float = 0.1
-    """AdamW's weight decay"""
-    warmup_steps: int = 1000
-    """linear learning-rate warm-up (gradient steps)"""
-    max_grad_norm: float = 1.0
-    """clip the gradient norm"""
-    context: int = 30
-    """K, steps per segment (and the policy's context; 50 for Pong in the paper)"""
-    embed_dim: int = 128
-    """width of the token embeddings"""
-    n_layers: int = 6
-    """transformer blocks"""
-    n_heads: int = 8
-    """attention heads"""
-    dropout: float = 0.1
-    """dropout of embeddings, attention and feed-forward layers"""
-    max_timestep: int = 10_000
-    """timesteps are embedded up to this value (longer episodes reuse the last embedding)"""
-    target_return: float = 20.0
-    """the return the policy conditions on at each episode's start (in the data's units)"""
-    rtg_scale: float = 1.0
-    """returns-to-go are divided by this in the network's input"""
+    algorithm: ClassVar[str | None] = "dt"
+
     greedy: bool = False
-    """act with the most likely action instead of sampling from the predicted distribution"""
+    """--sample-actions 0 (accepted for one release)"""
+    hidden_sizes: list[int] | None = None
+    """not used: the network is --embed-dim wide (accepted for one release)"""
+    scale_obs: Literal[0, 1] | None = None
+    """not used: the frames are always scaled to [0, 1] (accepted for one release)"""
 
     def check(self) -> None:
         super().check()
-        if self.context < 1 or self.n_layers < 1 or self.n_heads < 1:
-            raise ValueError("--context, --n-layers and --n-heads must be at least 1")
-        if self.embed_dim % self.n_heads:
-            raise ValueError("--embed-dim must be a multiple of --n-heads")
-        if self.rtg_scale <= 0 or self.warmup_steps < 1:
-            raise ValueError("--rtg-scale must be > 0 and --warmup-steps at least 1")
+        warn_unused_flags(self, ("hidden_sizes", "scale_obs"),
+                          "the Decision Transformer has no such setting")  # fmt: skip
+        if self.greedy:
+            warnings.warn("--greedy is deprecated: use --sample-actions 0 (it will be removed "
+                          "in the next release)", DeprecationWarning, stacklevel=2)  # fmt: skip
+            self.algo = self.algorithm_config().replace(sample_actions=False)
+
+
+def get_args(argv: Sequence[str] | None = None) -> DTFlags:
+    return parse_config(DTFlags, argv, prog="atari_dt.py", description=__doc__ or "")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    config = parse_config(DTConfig, argv, prog="atari_dt.py", description=__doc__ or "")
+    config = get_args(argv)
     setup = make_setup(config)
     # evaluation environments that report each step's reward to the policy
     setup.test_envs.close()
@@ -90,21 +86,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     setup.test_envs.seed([config.seed + i for i in range(config.test_num)])
 
-    algorithm = DiscreteDTConfig(
-        lr=config.lr,
-        weight_decay=config.weight_decay,
-        warmup_steps=config.warmup_steps,
-        max_grad_norm=config.max_grad_norm,
-        context=config.context,
-        embed_dim=config.embed_dim,
-        n_layers=config.n_layers,
-        n_heads=config.n_heads,
-        dropout=config.dropout,
-        max_timestep=config.max_timestep,
-        target_return=config.target_return,
-        rtg_scale=config.rtg_scale,
-        sample_actions=not config.greedy,
-    ).build(setup.env.observation_space, setup.env.action_space, device=setup.device)
+    algorithm = config.build_algorithm(setup.env.observation_space, setup.env.action_space)
     policy = algorithm.policy
     assert isinstance(policy, DiscreteDTPolicy)
     model = policy.model

@@ -490,10 +490,3 @@ def build_algorithm(
     algorithm = config.build_algorithm(env.observation_space, env.action_space)
     assert isinstance(algorithm, OfflineAlgorithmCore)
     return algorithm
-
-
-def spaces(env: gym.Env[Any, Any]) -> tuple[int, int]:
-    """Flat observation and action sizes of a Box/Box environment (checked by
-    :func:`make_env`), for the scripts that build their networks by hand."""
-    assert env.observation_space.shape is not None and env.action_space.shape is not None
-    return int(np.prod(env.observation_space.shape)), int(np.prod(env.action_space.shape))

@@ -16,7 +16,6 @@ and ``--alpha-lr`` (flags of earlier releases, never used by LB-SAC) still parse
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -24,7 +23,12 @@ from typing import Any, ClassVar
 import _without_tensorflow  # noqa: F401  (first: keeps TensorFlow out of this process)
 from d4rl_common import build_algorithm, make_env, setup, train_and_evaluate
 
-from tianshou_offline.cli.example_args import MujocoConfig, parse_config, run_example
+from tianshou_offline.cli.example_args import (
+    MujocoConfig,
+    parse_config,
+    run_example,
+    warn_unused_flags,
+)
 
 
 @dataclass(kw_only=True)
@@ -43,12 +47,11 @@ class LBSACFlags(MujocoConfig):
 
     def check(self) -> None:
         super().check()
-        for name in ("actor_lr", "critic_lr", "alpha_lr"):
-            if getattr(self, name) is not None:
-                flag = "--" + name.replace("_", "-")
-                warnings.warn(f"{flag} is not used by LB-SAC (its learning rates are --base-lr "
-                              "scaled by sqrt(batch / 256)) and will be removed in the next "
-                              "release", DeprecationWarning, stacklevel=2)  # fmt: skip
+        warn_unused_flags(
+            self,
+            ("actor_lr", "critic_lr", "alpha_lr"),
+            "LB-SAC's learning rates are --base-lr scaled by sqrt(batch / 256)",
+        )
         if getattr(self.algorithm_config(), "num_critics", 2) < 2:
             raise ValueError("--num-critics must be at least 2")
 

@@ -220,11 +220,13 @@ PRESETS: Mapping[str, Preset] = MappingProxyType(
                 name="atari",
                 description="examples/atari, as Tianshou's offline Atari examples",
                 batch_size=32,
+                batch_sizes={"dt": 128},
                 configs=(
                     DiscreteImitationConfig(),
                     DiscreteBCQConfig(),
                     DiscreteCQLConfig(target_update_freq=500),
                     DiscreteCRRConfig(target_update_freq=500),
+                    DiscreteDTConfig(),
                 ),
             ),
             Preset(

@@ -43,6 +43,7 @@ import textwrap
 import time
 import types
 import typing
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -325,40 +326,19 @@ class MujocoConfig(ExampleConfig):
             output_dir(self.data_dir, "--data-dir")
 
 
-@dataclass(kw_only=True)
-class ManualMujocoConfig(MujocoConfig):
-    """:class:`MujocoConfig` with the hyperparameter flags of a script that builds its
-    algorithm by hand instead of naming its config (:attr:`ExampleConfig.algorithm`): the
-    scripts that came before their algorithm's config; to be replaced by generated flags."""
+def warn_unused_flags(config: ExampleConfig, names: Sequence[str], why: str) -> None:
+    """A ``DeprecationWarning`` for each of ``names`` (fields of ``config`` that default to
+    None) given on the command line: flags an earlier release of the script accepted
+    without using them, kept for one release.
 
-    hidden_sizes: list[int] = field(default_factory=lambda: [256, 256])
-    """widths of the hidden layers"""
-    gamma: float = 0.99
-    """discount factor"""
-    actor_lr: float = 3e-4
-    """learning rate of the actor"""
-    critic_lr: float = 3e-4
-    """learning rate of the critics"""
-    n_step: int = 1
-    """n-step return horizon"""
-    tau: float = 0.005
-    """soft target update rate"""
-    norm_obs: Literal[0, 1] = 0
-    """1: normalise observations with the dataset's mean and std"""
-
-
-@dataclass(kw_only=True)
-class ManualAtariConfig(AtariConfig):
-    """:class:`AtariConfig` with the hyperparameter flags of a script that builds its
-    algorithm by hand (see :class:`ManualMujocoConfig`)."""
-
-    lr: float = 1e-4
-    """learning rate"""
-    batch_size: int = 32
-    hidden_sizes: list[int] = field(default_factory=lambda: [512])
-    """head hidden widths"""
-    scale_obs: Literal[0, 1] = 1
-    """1: feed pixels / 255 to the net (Tianshou's examples default to 0: raw pixels)"""
+    :param why: what the script does instead, e.g. ``"the Decision Transformer has no
+        critic"``.
+    """
+    for name in names:
+        if getattr(config, name) is not None:
+            flag = "--" + name.replace("_", "-")
+            warnings.warn(f"{flag} is not used ({why}) and will be removed in the next release",
+                          DeprecationWarning, stacklevel=3)  # fmt: skip
 
 
 # --------------------------------------------------------------------------- parsing

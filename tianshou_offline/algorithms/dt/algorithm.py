@@ -73,6 +73,7 @@ from tianshou_offline.algorithms.discrete.policies import DiscretePolicy
 from tianshou_offline.algorithms.discrete.streaming import StreamingFrameDataset, disk_columns
 from tianshou_offline.algorithms.dt.model import DecisionTransformerNet, state_encoder
 from tianshou_offline.algorithms.dt.segments import SegmentDataset, Segments
+from tianshou_offline.errors import DataValidationError
 
 __all__ = [
     "ContinuousDTConfig",
@@ -549,6 +550,20 @@ class _DTConfig(AlgorithmConfig):
     """the return the policy conditions on at each episode's start"""
     rtg_scale: float = 1000.0
     """returns-to-go are divided by this in the network's input"""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        sizes = ("context", "n_layers", "n_heads", "warmup_steps")
+        small = [f"{n}={getattr(self, n)}" for n in sizes if getattr(self, n) < 1]
+        if small:
+            raise DataValidationError(f"{self.name}: {', '.join(small)}; expected at least 1")
+        if self.embed_dim % self.n_heads:
+            raise DataValidationError(
+                f"{self.name}: embed_dim={self.embed_dim} with n_heads={self.n_heads}; "
+                "expected a multiple of n_heads"
+            )
+        if not self.rtg_scale > 0:
+            raise DataValidationError(f"{self.name}: rtg_scale={self.rtg_scale}; expected > 0")
 
     def _net(self, observation_space: gym.Space[Any], act_dim: int) -> DecisionTransformerNet:
         return DecisionTransformerNet(
