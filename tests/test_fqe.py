@@ -334,13 +334,15 @@ def test_evaluate_takes_fqes_defaults_from_its_config(
     """Issue 24: FQE's defaults were written in its constructor, ``OPESettings``,
     ``fqe_rank``'s keywords and ``evaluate``'s flags. With :class:`FQEConfig`'s defaults
     changed, ``evaluate --fqe`` and ``--ope fqe`` (no FQE flags) build FQE with the changed
-    values."""
+    values; the number of steps and the batch size too (they were 20,000 / 5,000 and 256 in
+    three places: checked to fail with --steps defaulting to 20000 in the CLI)."""
     from tianshou_offline.algorithms import ContinuousPolicy, FQEConfig
     from tianshou_offline.recording.policies import save_policy_checkpoint
 
     data = write_chain_file(tmp_path / "chain.hdf5", episodes=4)
     ckpt = save_policy_checkpoint(tmp_path / "a.pt", constant_policy(0.5))
-    changed: dict[str, Any] = {"lr": 1.25e-3, "tau": 0.25, "gamma": 0.5, "hidden_sizes": (7, 5)}
+    changed: dict[str, Any] = {"lr": 1.25e-3, "tau": 0.25, "gamma": 0.5, "hidden_sizes": (7, 5),
+                               "steps": 3, "batch_size": 5}  # fmt: skip
     assert all(getattr(FQEConfig(), k) != v for k, v in changed.items())
     defaults = FQEConfig.__init__.__kwdefaults__
     assert defaults is not None
@@ -357,12 +359,23 @@ def test_evaluate_takes_fqes_defaults_from_its_config(
         return fqe
 
     monkeypatch.setattr(FQEConfig, "build", recording_build)
-    run = cli(capsys, "evaluate", "--fqe", str(ckpt), "--data", str(data), "--steps", "1")
+    fits: list[tuple[int, int]] = []
+    real_fit = FQE.fit
+
+    def recording_fit(self: FQE, buffer: ReplayBuffer, *, steps: int, batch_size: int,
+                      progress: Any = None) -> float:  # fmt: skip
+        fits.append((steps, batch_size))
+        return real_fit(self, buffer, steps=steps, batch_size=batch_size, progress=progress)
+
+    monkeypatch.setattr(FQE, "fit", recording_fit)
+    run = cli(capsys, "evaluate", "--fqe", str(ckpt), "--data", str(data))
     assert run.returncode == 0, run.stderr
-    assert "gamma 0.5" in run.stdout
+    assert "gamma 0.5" in run.stdout and "FQE: 3 steps" in run.stdout
     run = cli(capsys, "evaluate", "--ope", "fqe", str(ckpt), "--data", str(data),
-              "--steps", "1", "--resamples", "1")  # fmt: skip
+              "--resamples", "1")  # fmt: skip
     assert run.returncode == 0, run.stderr
+    assert "FQE 3 steps" in run.stdout
+    assert fits == [(3, 5), (3, 5)]
     assert len(built) == 2
     expected = _shapes(CriticEnsemble(H, 1, changed["hidden_sizes"], num_critics=1))
     for fqe in built:

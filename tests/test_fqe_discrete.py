@@ -223,7 +223,8 @@ def test_ope_takes_discrete_fqes_defaults_from_its_config(
     from tianshou_offline.algorithms import DiscreteFQEConfig
     from tianshou_offline.evaluation.ope import OPESettings, evaluate_policy
 
-    changed: dict[str, Any] = {"lr": 1.25e-3, "tau": 0.25, "hidden_sizes": (7, 5)}
+    changed: dict[str, Any] = {"lr": 1.25e-3, "tau": 0.25, "hidden_sizes": (7, 5), "steps": 2,
+                               "batch_size": 3}  # fmt: skip
     assert all(getattr(DiscreteFQEConfig(), k) != v for k, v in changed.items())
     defaults = DiscreteFQEConfig.__init__.__kwdefaults__
     assert defaults is not None
@@ -241,10 +242,20 @@ def test_ope_takes_discrete_fqes_defaults_from_its_config(
         return fqe
 
     monkeypatch.setattr(DiscreteFQEConfig, "build", recording_build)
-    settings = OPESettings(estimators=("fqe",), fqe_steps=1, resamples=1)
+    fits: list[tuple[int, int]] = []
+    real_fit = DiscreteFQE.fit
+
+    def recording_fit(self: DiscreteFQE, buffer: ReplayBuffer, *, steps: int, batch_size: int,
+                      progress: Any = None) -> float:  # fmt: skip
+        fits.append((steps, batch_size))
+        return real_fit(self, buffer, steps=steps, batch_size=batch_size, progress=progress)
+
+    monkeypatch.setattr(DiscreteFQE, "fit", recording_fit)
+    settings = OPESettings(estimators=("fqe",), resamples=1)
     evaluate_policy(constant_q_policy(1), chain_buffer, behavior=None, settings=settings,
                     observation_space=OBS_SPACE)  # fmt: skip
     (fqe,) = built
+    assert fits == [(2, 3)]  # OPESettings' fqe_steps was 5000, its batch_size 256
     assert fqe.tau == changed["tau"]
     assert fqe.optim.optim.param_groups[0]["lr"] == changed["lr"]
     trunk = make_trunk(OBS_SPACE, changed["hidden_sizes"])

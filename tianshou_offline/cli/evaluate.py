@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tianshou_offline.cli._run import (
     Subparsers,
@@ -21,6 +22,9 @@ from tianshou_offline.cli._run import (
     check_output,
     positive_int,
 )
+
+if TYPE_CHECKING:
+    from tianshou_offline.algorithms import FQEConfig
 
 CHECKPOINTS = (
     "a checkpoint of a continuous-action policy (policy.pt of the MuJoCo examples, or a "
@@ -60,7 +64,7 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--data", required=True, metavar="FILE", help="the buffer file")
     parser.add_argument(
-        "--steps", type=int, default=20_000, help="FQE gradient steps per checkpoint (20000)"
+        "--steps", type=int, help="FQE gradient steps per checkpoint (default: the FQE config's)"
     )
     parser.add_argument(
         "--behavior",
@@ -87,9 +91,12 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
         "--resamples", type=positive_int, default=1000,
         help="--ope: bootstrap resamples of the 95%% intervals (1000)",
     )  # fmt: skip
-    parser.add_argument("--batch-size", type=int, default=256, help="mini-batch size (256)")
     # FQE's settings default to None: the FQE config's (algorithms.FQEConfig and
     # DiscreteFQEConfig, the one place they live; not imported here, to keep --help light)
+    parser.add_argument(
+        "--batch-size", type=int,
+        help="mini-batch size of the FQE and behaviour fits (default: the FQE config's)",
+    )  # fmt: skip
     parser.add_argument("--gamma", type=float, help="discount (default: the FQE config's)")
     parser.add_argument(
         "--lr", type=float, help="FQE's Adam learning rate (default: the FQE config's)"
@@ -128,8 +135,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise UsageError(
             "no checkpoints: expected --ope LIST CHECKPOINT... or --fqe CHECKPOINT..."
         )
-    if args.steps < 1:
-        raise UsageError(f"--steps {args.steps}: expected at least 1")
     if args.n_step != 1:
         raise UsageError(
             f"--n-step {args.n_step}: expected 1 (FQE's target is one-step: an n-step target "
@@ -146,12 +151,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from tianshou_offline.evaluation import fqe_rank
 
     torch.set_num_threads(args.threads)
-    gamma = FQEConfig().gamma if args.gamma is None else args.gamma
+    defaults = FQEConfig()
+    gamma = defaults.gamma if args.gamma is None else args.gamma
+    steps, batch_size = _steps_and_batch(args, defaults)
     results = fqe_rank(
         args.fqe,
         args.data,
-        steps=args.steps,
-        batch_size=args.batch_size,
+        steps=steps,
+        batch_size=batch_size,
         gamma=gamma,
         hidden_sizes=args.hidden_sizes,
         lr=args.lr,
@@ -166,16 +173,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     for r in results:
         print(f"{r.checkpoint!s:<{width}}  {r.estimate:>12.4f}  {r.rank:>4}")
     print(
-        f"FQE: {args.steps} steps per checkpoint on {args.data}; estimates are discounted "
+        f"FQE: {steps} steps per checkpoint on {args.data}; estimates are discounted "
         f"returns (gamma {gamma}) from the data's initial states"
     )
     if out is not None:
         payload: dict[str, object] = {
             "data": str(args.data),
             "method": "fqe",
-            "steps": args.steps,
+            "steps": steps,
             "gamma": gamma,
-            "batch_size": args.batch_size,
+            "batch_size": batch_size,
             "seed": args.seed,
             "checkpoints": [
                 {
@@ -194,12 +201,22 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def _check_fqe_flags(args: argparse.Namespace) -> None:
     """The FQE flags given (None: the FQE config's default) are in range."""
+    for flag in ("steps", "batch_size"):
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            raise UsageError(f"--{flag.replace('_', '-')} {value}: expected at least 1")
     if args.tau is not None and not 0.0 < args.tau <= 1.0:
         raise UsageError(f"--tau {args.tau}: expected 0 < tau <= 1")
     if args.gamma is not None and not 0.0 < args.gamma <= 1.0:
         raise UsageError(f"--gamma {args.gamma}: expected 0 < gamma <= 1")
     if args.lr is not None and not args.lr > 0:
         raise UsageError(f"--lr {args.lr}: expected a positive learning rate")
+
+
+def _steps_and_batch(args: argparse.Namespace, defaults: FQEConfig) -> tuple[int, int]:
+    """``--steps`` and ``--batch-size``, the FQE config's where not given."""
+    steps = defaults.steps if args.steps is None else args.steps
+    return steps, defaults.batch_size if args.batch_size is None else args.batch_size
 
 
 def _estimators(text: str) -> tuple[str, ...]:
@@ -221,8 +238,6 @@ def _cmd_ope(args: argparse.Namespace) -> int:
     if not args.checkpoints:
         raise UsageError("--ope: no checkpoints; expected --ope LIST CHECKPOINT... --data FILE")
     names = _estimators(args.ope)
-    if args.steps < 1:
-        raise UsageError(f"--steps {args.steps}: expected at least 1")
     _check_fqe_flags(args)
     if args.target_std <= 0 or args.max_weight < 0:
         bad = f"--target-std {args.target_std}" if args.target_std <= 0 else (
@@ -236,15 +251,17 @@ def _cmd_ope(args: argparse.Namespace) -> int:
     out = check_output(args.json, flag="--json", overwrite=args.overwrite) if args.json else None
     import torch
 
+    from tianshou_offline.algorithms import FQEConfig
     from tianshou_offline.evaluation.ope import OPESettings, ope_rank
     from tianshou_offline.progress import progress
 
     torch.set_num_threads(args.threads)
+    steps, batch_size = _steps_and_batch(args, FQEConfig())
     settings = OPESettings(
-        estimators=names, fqe_steps=args.steps,
+        estimators=names, fqe_steps=steps,
         **({} if args.gamma is None else {"gamma": args.gamma}),
         fqe_hidden=None if args.hidden_sizes is None else tuple(args.hidden_sizes),
-        fqe_lr=args.lr, fqe_tau=args.tau, batch_size=args.batch_size, behavior=args.behavior,
+        fqe_lr=args.lr, fqe_tau=args.tau, batch_size=batch_size, behavior=args.behavior,
         behavior_steps=args.behavior_steps, target_std=args.target_std,
         max_weight=args.max_weight or None, resamples=args.resamples, seed=args.seed,
         device=args.device,
@@ -276,7 +293,7 @@ def _cmd_ope(args: argparse.Namespace) -> int:
     clip = f"clipped at {settings.max_weight:g}" if settings.max_weight else "not clipped"
     print(
         f"estimates: discounted returns (gamma {settings.gamma}) from the data's initial states, "
-        f"value [95% bootstrap interval over episodes] #rank; FQE {args.steps} steps; "
+        f"value [95% bootstrap interval over episodes] #rank; FQE {steps} steps; "
         f"behaviour policy {'fitted' if args.behavior == 'fit' else 'stored'}; importance "
         f"weights {clip}"
     )

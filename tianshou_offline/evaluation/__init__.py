@@ -82,8 +82,8 @@ def fqe_rank(
     checkpoints: Sequence[str | os.PathLike[str]],
     data: str | os.PathLike[str],
     *,
-    steps: int = 20_000,
-    batch_size: int = 256,
+    steps: int | None = None,
+    batch_size: int | None = None,
     gamma: float | None = None,
     hidden_sizes: Sequence[int] | None = None,
     lr: float | None = None,
@@ -101,13 +101,14 @@ def fqe_rank(
     :param checkpoints: policy checkpoints of continuous policies (version 2).
     :param data: a buffer file (any layout :func:`~tianshou_offline.load_buffer` reads).
     :param steps: gradient steps per checkpoint.
+    :param batch_size: transitions per gradient step.
     :param gamma: discount of the estimated value.
     :param n_step: 1 only (kept for compatibility; see :class:`~tianshou_offline.algorithms.FQE`).
     :param hidden_sizes: widths of the Q-network.
     :param lr: Adam learning rate of the Q-network.
     :param tau: Polyak factor of the target network.
 
-    ``gamma``, ``hidden_sizes``, ``lr`` and ``tau`` left at None take
+    ``steps``, ``batch_size``, ``gamma``, ``hidden_sizes``, ``lr`` and ``tau`` left at None take
     :class:`~tianshou_offline.algorithms.FQEConfig`'s defaults.
     :param show_progress: a progress bar per checkpoint, counting its gradient steps (the
         package's progress policy, :mod:`tianshou_offline.progress`: tqdm on a terminal, plain
@@ -125,8 +126,11 @@ def fqe_rank(
     from tianshou_offline.data.format import read_metadata
     from tianshou_offline.recording.policies import load_continuous_policy
 
-    if steps < 1:
-        raise ValueError(f"steps={steps}: expected >= 1")
+    given: dict[str, Any] = {"gamma": gamma, "hidden_sizes": hidden_sizes, "lr": lr, "tau": tau,
+                             "steps": steps, "batch_size": batch_size}  # fmt: skip
+    config = FQEConfig(**{k: v for k, v in given.items() if v is not None})
+    if config.steps < 1:
+        raise ValueError(f"steps={config.steps}: expected >= 1")
     if n_step != 1:
         raise ValueError(
             f"n_step={n_step}: expected 1 (FQE's target is one-step: an n-step target would "
@@ -153,8 +157,6 @@ def fqe_rank(
                 "discrete ones too: evaluation.ope (CLI: --ope fqe)"
             ) from e
         policies.append((Path(c), policy))
-    given: dict[str, Any] = {"gamma": gamma, "hidden_sizes": hidden_sizes, "lr": lr, "tau": tau}
-    config = FQEConfig(**{k: v for k, v in given.items() if v is not None})
     buffer = load_buffer(data_path)
     fitted: list[tuple[Path, float, float, float]] = []
     for i, (path, policy) in enumerate(policies, 1):
@@ -162,14 +164,17 @@ def fqe_rank(
         fqe: FQE = config.build(policy, device=device)
         start = time.perf_counter()
         with progress(
-            total=steps,
+            total=config.steps,
             desc=f"FQE {i}/{len(policies)} {path.name}",
             unit="step",
             enabled=show_progress,
         ) as bar:
-            estimate = fqe.fit(buffer, steps=steps, batch_size=batch_size, progress=bar)
+            estimate = fqe.fit(
+                buffer, steps=config.steps, batch_size=config.batch_size, progress=bar
+            )
         seconds = time.perf_counter() - start
-        log.info("FQE %s: estimate %.4f (%d steps, %.1f s)", path, estimate, steps, seconds)
+        log.info("FQE %s: estimate %.4f (%d steps, %.1f s)", path, estimate, config.steps,
+                 seconds)  # fmt: skip
         fitted.append((path, estimate, fqe.last_loss, seconds))
     order = sorted(range(len(fitted)), key=lambda i: -fitted[i][1])
     return [

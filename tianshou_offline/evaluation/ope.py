@@ -86,8 +86,9 @@ class OPESettings:
     """Names of :data:`~tianshou_offline.evaluation.estimators.ESTIMATORS`."""
     gamma: float = 0.99
     """Discount of the estimated value."""
-    fqe_steps: int = 5000
-    """FQE gradient steps per policy."""
+    fqe_steps: int | None = None
+    """FQE gradient steps per policy; None: the FQE config's
+    (:attr:`~tianshou_offline.algorithms.FQEConfig.steps`)."""
     fqe_hidden: tuple[int, ...] | None = None
     """Q-network widths (discrete: the MLP trunk; Atari data: the conv trunk + the last);
     None: the FQE config's (:class:`~tianshou_offline.algorithms.FQEConfig` for continuous
@@ -96,7 +97,9 @@ class OPESettings:
     """FQE's Adam learning rate; None: the FQE config's."""
     fqe_tau: float | None = None
     """Polyak factor of FQE's target network; None: the FQE config's."""
-    batch_size: int = 256
+    batch_size: int | None = None
+    """Transitions per gradient step of the FQE and behaviour-model fits; None: the FQE
+    config's (:attr:`~tianshou_offline.algorithms.FQEConfig.batch_size`)."""
     behavior: Literal["fit", "stored"] = "fit"
     """Fit a behaviour model on the data, or read the data's ``behavior_prob`` info column."""
     behavior_steps: int = 3000
@@ -121,7 +124,7 @@ class OPESettings:
                 f"{', '.join(ESTIMATORS)}"
             )
         for name in ("fqe_steps", "behavior_steps", "batch_size", "resamples"):
-            if getattr(self, name) < 1:
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)}: expected >= 1")
         if not 0.0 < self.gamma <= 1.0:
             raise ValueError(f"gamma={self.gamma}: expected 0 < gamma <= 1")
@@ -279,7 +282,7 @@ def fit_behavior(
                                        observation_space=observation_space,
                                        deterministic_eval=False)  # fmt: skip
         bc: Any = A.DiscreteImitationLearning(policy=policy, optim=optim)
-        bc.train_steps(buffer, steps=settings.behavior_steps, batch_size=settings.batch_size)
+        bc.train_steps(buffer, steps=settings.behavior_steps, batch_size=_batch_size(settings))
         policy.eval()
 
         @torch.no_grad()
@@ -308,7 +311,7 @@ def fit_behavior(
         squash=False, normalize_obs=True,
     ).to(settings.device)  # fmt: skip
     il: Any = A.ImitationLearning(policy=gauss, optim=optim)
-    il.train_steps(buffer, steps=settings.behavior_steps, batch_size=settings.batch_size)
+    il.train_steps(buffer, steps=settings.behavior_steps, batch_size=_batch_size(settings))
     gauss.eval()
 
     @torch.no_grad()
@@ -324,6 +327,15 @@ def fit_behavior(
         return torch.cat(parts).numpy()
 
     return BehaviorModel("gaussian", gaussian_log_prob, _last_loss(il))
+
+
+def _batch_size(settings: OPESettings) -> int:
+    """The mini-batch of the behaviour model's fit: the settings', else the FQE config's."""
+    if settings.batch_size is not None:
+        return settings.batch_size
+    from tianshou_offline.algorithms import FQEConfig
+
+    return FQEConfig().batch_size
 
 
 def _last_loss(algorithm: Any) -> float:
@@ -350,17 +362,19 @@ def _fit_fqe(policy: DiscretePolicy | ContinuousPolicy, buffer: ReplayBuffer, se
 
     torch.manual_seed(settings.seed)
     given: dict[str, Any] = {"hidden_sizes": settings.fqe_hidden, "lr": settings.fqe_lr,
-             "tau": settings.fqe_tau}  # fmt: skip
+             "tau": settings.fqe_tau, "steps": settings.fqe_steps,
+             "batch_size": settings.batch_size}  # fmt: skip
     overrides = {k: v for k, v in given.items() if v is not None}
     fqe: Any
+    config: A.DiscreteFQEConfig | A.FQEConfig
     if isinstance(policy, A.DiscretePolicy):
-        discrete = A.DiscreteFQEConfig(gamma=settings.gamma, **overrides)
-        fqe = discrete.build(policy, observation_space, device=settings.device)
+        config = A.DiscreteFQEConfig(gamma=settings.gamma, **overrides)
+        fqe = config.build(policy, observation_space, device=settings.device)
     else:
         assert isinstance(policy, A.ContinuousPolicy)
-        continuous = A.FQEConfig(gamma=settings.gamma, **overrides)
-        fqe = continuous.build(policy, device=settings.device)
-    fqe.fit(buffer, steps=settings.fqe_steps, batch_size=settings.batch_size)
+        config = A.FQEConfig(gamma=settings.gamma, **overrides)
+        fqe = config.build(policy, device=settings.device)
+    fqe.fit(buffer, steps=config.steps, batch_size=config.batch_size)
     return fqe
 
 

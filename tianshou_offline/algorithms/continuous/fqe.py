@@ -89,6 +89,10 @@ class FQEConfig:
     """discount of the estimated value"""
     max_grad_norm: float | None = None
     """clip the gradient's norm to this (None: no clipping)"""
+    steps: int = 20_000
+    """gradient steps of a fit (per evaluated policy)"""
+    batch_size: int = 256
+    """transitions per gradient step"""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "hidden_sizes", tuple(int(h) for h in self.hidden_sizes))
@@ -316,7 +320,7 @@ class FQE(OfflineAlgorithmBase[ContinuousPolicy, TFQEStats]):
         buffer: ReplayBuffer,
         *,
         steps: int,
-        batch_size: int = 256,
+        batch_size: int = FQEConfig.batch_size,
         progress: Progress | None = None,
     ) -> float:
         """Fit ``Q^π`` on ``buffer`` with ``steps`` gradient steps of ``batch_size``

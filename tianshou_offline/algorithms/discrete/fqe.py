@@ -48,6 +48,7 @@ from torch import nn
 from typing_extensions import TypeVar
 
 from tianshou_offline.algorithms.config import adam
+from tianshou_offline.algorithms.continuous.fqe import FQEConfig
 from tianshou_offline.algorithms.core import episode_starts
 from tianshou_offline.algorithms.deferred import OfflineTrainingStats
 from tianshou_offline.algorithms.discrete.base import DiscreteOfflineAlgorithm
@@ -83,6 +84,10 @@ class DiscreteFQEConfig:
     """discount of the estimated value"""
     max_grad_norm: float | None = None
     """clip the gradient's norm to this (None: no clipping)"""
+    steps: int = FQEConfig.steps
+    """gradient steps of a fit (per evaluated policy; continuous FQE's)"""
+    batch_size: int = FQEConfig.batch_size
+    """transitions per gradient step (continuous FQE's)"""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "hidden_sizes", tuple(int(h) for h in self.hidden_sizes))
@@ -267,7 +272,7 @@ class DiscreteFQE(DiscreteOfflineAlgorithm[DiscretePolicy, TDiscreteFQEStats]):
         buffer: ReplayBuffer,
         *,
         steps: int,
-        batch_size: int = 256,
+        batch_size: int = FQEConfig.batch_size,
         progress: Progress | None = None,
     ) -> float:
         """Fit ``Q^π`` on ``buffer`` with ``steps`` gradient steps of ``batch_size``
