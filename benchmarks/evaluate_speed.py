@@ -44,6 +44,8 @@ CODE = (
     "tianshou_offline/algorithms/continuous/fqe.py",
     "tianshou_offline/algorithms/continuous/dataset.py",
     "tianshou_offline/algorithms/core.py",
+    "tianshou_offline/algorithms/sampling.py",
+    "tianshou_offline/algorithms/episodes.py",
 )
 
 

@@ -74,8 +74,7 @@ import logging
 import time
 import typing
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence, Sized
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from typing import Any, Generic, Self, cast
 
 import numpy as np
@@ -90,10 +89,23 @@ from torch import nn
 from typing_extensions import TypeVar
 
 from tianshou_offline.algorithms.deferred import OfflineStatsTrainer, deferred_stats
+from tianshou_offline.algorithms.episodes import (
+    episode_ends,
+    episode_starts,
+    n_step_targets,
+    return_to_go,
+)
 from tianshou_offline.algorithms.gradient import (
     GradientStep,
     joint_step,
     step_counter,
+)
+from tianshou_offline.algorithms.sampling import (
+    OfflineDataset,
+    SampleStream,
+    TBatch,
+    TransitionBatch,
+    to_device_positions,
 )
 from tianshou_offline.algorithms.targets import (
     hard_update,
@@ -128,247 +140,14 @@ __all__ = [
     "resolve_stats_type",
     "return_to_go",
     "step_counter",
+    "to_device_positions",
     "to_floats",
 ]
 
-TBatch = TypeVar("TBatch", bound=Sized)
-"""The mini-batch kind (``Transitions``, ``DiscreteTransitions``; the Decision Transformer's
-``Segments``): anything with a length, the batch size."""
 TDataset = TypeVar("TDataset", bound="OfflineDataset[Any]")
 """The dataset kind (``TransitionDataset``, ``FrameDataset``)."""
 TPolicy = TypeVar("TPolicy", bound=Policy)
 TStats = TypeVar("TStats", bound=TrainingStats)
-
-
-# --------------------------------------------------------------------------- data
-
-
-@dataclass(frozen=True, slots=True)
-class TransitionBatch:
-    """A mini-batch of transitions on the training device, batch size B — the fields every
-    update reads. The kinds (``Transitions``, ``DiscreteTransitions``) give the shapes and
-    dtypes of ``obs`` and ``act``.
-
-    :ivar obs: ``(B, …)`` observations.
-    :ivar act: ``(B, …)`` dataset actions.
-    :ivar rew: ``(B,)`` float32 reward — the discounted n-step sum ``Σ_{k<m} γ^k r_{t+k}``.
-    :ivar obs_next: ``(B, …)`` the observation to bootstrap from (``s_{t+m}``).
-    :ivar discount: ``(B,)`` float32 bootstrap factor ``γ^m (1 − terminated)``: 0 after a true
-        termination; a time-limit truncation still bootstraps.
-    :ivar terminated: ``(B,)`` float32, 1.0 where the episode terminated within the m steps.
-    """
-
-    obs: torch.Tensor
-    act: torch.Tensor
-    rew: torch.Tensor
-    obs_next: torch.Tensor
-    discount: torch.Tensor
-    terminated: torch.Tensor
-
-    def __len__(self) -> int:
-        return int(self.rew.shape[0])
-
-
-class OfflineDataset(ABC, Generic[TBatch]):
-    """Every transition of a replay buffer as device-resident tensors (``TransitionDataset``,
-    ``FrameDataset``). A kind implements :meth:`gather`; sampling is shared."""
-
-    __slots__ = ()
-
-    @abstractmethod
-    def __len__(self) -> int: ...
-
-    @property
-    @abstractmethod
-    def device(self) -> torch.device:
-        """Where the tensors live."""
-
-    @property
-    @abstractmethod
-    def nbytes(self) -> int:
-        """Bytes held by the dataset's tensors."""
-
-    @abstractmethod
-    def gather(self, pos: torch.Tensor) -> TBatch:
-        """The transitions at positions ``pos`` (``(B,)`` int64 on :attr:`device`)."""
-
-    def sample(self, batch_size: int) -> TBatch:
-        """Uniformly sample ``batch_size`` transitions (with replacement, ``torch.randint``)."""
-        return self.gather(torch.randint(len(self), (batch_size,), device=self.device))
-
-    def all(self, shuffle: bool = True) -> TBatch:
-        """All transitions as one batch (in random order when ``shuffle``)."""
-        pos = (
-            torch.randperm(len(self), device=self.device)
-            if shuffle
-            else torch.arange(len(self), device=self.device)
-        )
-        return self.gather(pos)
-
-
-_GOLDEN = 0x9E3779B97F4A7C15
-"""Odd 64-bit constant (2⁶⁴/φ) spreading batch numbers over generator seeds."""
-
-
-class SampleStream:
-    """Mini-batch positions, uniform with replacement, that a prefetch thread can draw ahead
-    and a checkpoint can hold: batch ``k`` is ``torch.randint(n, (B,))`` from a CPU generator
-    seeded with ``seed + k·0x9E3779B97F4A7C15`` (mod 2⁶⁴), so any batch can be drawn without
-    the ones before it, in any thread, and the stream is two integers (:meth:`state`).
-
-    ``seed`` is drawn from torch's global generator when the first batch is drawn
-    (``torch.manual_seed`` makes runs repeatable); after that the stream consumes nothing from
-    the global generator, so what an update draws (noise, dropout, random actions) does not
-    move the batches. Used by the continuous datasets in RAM and on disk
-    (:class:`~tianshou_offline.algorithms.continuous.dataset.TransitionDataset`,
-    :class:`~tianshou_offline.algorithms.continuous.streaming.StreamingTransitionDataset`):
-    both draw the same batches for a seed.
-    """
-
-    def __init__(self) -> None:
-        self.seed: int | None = None
-        self.count = 0
-        """Batches drawn (the next batch's number)."""
-        self._gen = torch.Generator()
-
-    def start(self, generator: torch.Generator | None = None) -> int:
-        """The seed, drawn now if not drawn yet: from torch's global (CPU) generator, or from
-        ``generator`` (a seed batch's per-seed generator standing in for it)."""
-        if self.seed is None:
-            device = None if generator is None else generator.device
-            self.seed = int(torch.randint(2**62, (1,), generator=generator, device=device).item())
-        return self.seed
-
-    def positions_at(
-        self, k: int, n: int, batch_size: int, generator: torch.Generator | None = None
-    ) -> torch.Tensor:
-        """Batch ``k``'s ``(batch_size,)`` int64 positions in ``0..n-1`` (CPU); a thread other
-        than the caller of :meth:`next` passes its own ``generator``."""
-        g = self._gen if generator is None else generator
-        g.manual_seed((self.start() + k * _GOLDEN) % 2**64)
-        return torch.randint(n, (batch_size,), generator=g)
-
-    def next(self, n: int, batch_size: int) -> torch.Tensor:
-        """The next batch's positions (CPU); counts it."""
-        pos = self.positions_at(self.count, n, batch_size)
-        self.count += 1
-        return pos
-
-    def state(self) -> list[int]:
-        """``[seed, count]`` (seed −1 before the first draw), for checkpoints."""
-        return [-1 if self.seed is None else self.seed, self.count]
-
-    def load_state(self, state: Sequence[int]) -> None:
-        """Continue from a :meth:`state` (in place: datasets holding the stream follow)."""
-        seed, count = (int(x) for x in state)
-        self.seed, self.count = (None if seed < 0 else seed), count
-
-
-def to_device_positions(pos: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """CPU positions on ``device``: through pinned memory for CUDA, so that the copy does not
-    wait for the device (a pageable host copy synchronises the stream)."""
-    if device.type == "cpu":
-        return pos
-    if device.type == "cuda":
-        pos = pos.pin_memory()
-    return pos.to(device, non_blocking=True)
-
-
-def n_step_targets(
-    buffer: ReplayBuffer, indices: np.ndarray, gamma: float, n_step: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """n-step reward sums for every transition at ``indices`` (storage rows).
-
-    Follows ``buffer.next`` for up to ``n_step`` transitions, stopping at the end of an
-    episode (terminated, truncated, cut, or the last stored step). Shared by the continuous
-    and the discrete datasets.
-
-    :returns: ``rew`` (N,) = Σ_{k<m} γ^k r_{t+k}; ``last`` (N,) the storage row of the last
-        transition used (its ``obs_next`` is bootstrapped from); ``discount`` (N,) =
-        γ^m (1 − terminated); ``terminated`` (N,) in {0, 1}.
-    """
-    n = len(indices)
-    # the columns as stored (no whole-column copies: a caller may pass a chunk of the rows)
-    rew_all = np.asarray(buffer.rew)
-    term_all = np.asarray(buffer.terminated)
-    done_all = np.asarray(buffer.done)
-    cur = indices.copy()
-    ret = np.zeros(n, dtype=np.float64)
-    disc = np.ones(n, dtype=np.float64)
-    alive = np.ones(n, dtype=bool)
-    last = cur.copy()
-    for k in range(n_step):
-        ret[alive] += disc[alive] * rew_all[cur[alive]].astype(np.float64)
-        disc[alive] *= gamma
-        last[alive] = cur[alive]
-        if k == n_step - 1:
-            break
-        nxt = np.asarray(buffer.next(cur))
-        alive &= ~done_all[cur].astype(bool) & (nxt != cur)
-        if not alive.any():
-            break
-        cur = np.where(alive, nxt, cur)
-    terminated = term_all[last].astype(bool).astype(np.float64)
-    return ret, last, disc * (1.0 - terminated), terminated
-
-
-def episode_starts(buffer: ReplayBuffer) -> np.ndarray:
-    """Storage rows of the first transition of every episode in ``buffer`` (``(E,)`` int64):
-    the rows Tianshou's ``buffer.prev`` leaves unchanged."""
-    indices = np.asarray(buffer.sample_indices(0), dtype=np.int64)
-    starts: np.ndarray = indices[np.asarray(buffer.prev(indices)) == indices]
-    return starts
-
-
-def return_to_go(buffer: ReplayBuffer, gamma: float) -> np.ndarray:
-    """The discounted return-to-go ``G_t = Σ_{k≥0} γ^k r_{t+k}`` of every stored transition,
-    summed to the end of its stored episode (terminated, truncated, cut, or the last stored
-    step: a truncated episode contributes only the rewards it holds).
-
-    One backward sweep from every episode end along ``buffer.prev``: as many vectorised steps
-    as the longest episode has transitions.
-
-    :returns: ``(buffer.maxsize,)`` float64 indexed by storage row (rows not in use: 0).
-    """
-    rew = np.asarray(buffer.rew, dtype=np.float64)
-    ret = np.zeros(len(rew), dtype=np.float64)
-    indices = np.asarray(buffer.sample_indices(0), dtype=np.int64)
-    if len(indices) == 0:
-        return ret
-    cur = indices[np.asarray(buffer.next(indices)) == indices]  # episode ends
-    ret[cur] = rew[cur]
-    while len(cur):
-        prev = np.asarray(buffer.prev(cur))
-        alive = prev != cur
-        nxt, cur = cur[alive], prev[alive]
-        ret[cur] = rew[cur] + gamma * ret[nxt]
-    return ret
-
-
-def episode_ends(buffer: ReplayBuffer) -> tuple[np.ndarray, np.ndarray]:
-    """For every stored transition, the storage row of the last stored step of its episode
-    (terminated, truncated, cut, or the last stored step) and how many steps lie between them.
-
-    One backward sweep from every episode end along ``buffer.prev``, as :func:`return_to_go`.
-
-    :returns: ``end`` and ``steps``, ``(buffer.maxsize,)`` int64 indexed by storage row (rows
-        not in use: ``end`` −1, ``steps`` 0); ``steps`` is 0 on the last step itself.
-    """
-    size = len(np.asarray(buffer.rew))
-    end = np.full(size, -1, dtype=np.int64)
-    steps = np.zeros(size, dtype=np.int64)
-    indices = np.asarray(buffer.sample_indices(0), dtype=np.int64)
-    if len(indices) == 0:
-        return end, steps
-    cur = indices[np.asarray(buffer.next(indices)) == indices]
-    end[cur] = cur
-    while len(cur):
-        prev = np.asarray(buffer.prev(cur))
-        alive = prev != cur
-        nxt, cur = cur[alive], prev[alive]
-        end[cur] = end[nxt]
-        steps[cur] = steps[nxt] + 1
-    return end, steps
 
 
 # --------------------------------------------------------------------------- algorithm
