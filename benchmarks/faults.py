@@ -46,6 +46,8 @@ CODE = (
     "tianshou_offline/recording",
     "tianshou_offline/datasets",
     "tianshou_offline/scale/grid.py",
+    "tianshou_offline/scale/grid_cell.py",
+    "tianshou_offline/scale/seed_group.py",
     "tianshou_offline/converters/d4rl.py",
     "tianshou_offline/converters/minari",
     "tianshou_offline/cli",
