@@ -455,14 +455,14 @@ def test_heap_scan_of_a_large_file_needs_no_map_of_it(
     in the first window is still refused, and the file padded past the windows opens."""
     import mmap
 
-    from tianshou_offline.data import reading
+    from tianshou_offline.data import byte_guards, reading
 
     def no_map(*args: object, **kwargs: object) -> None:
         raise OSError(12, "Cannot allocate memory")
 
     monkeypatch.setattr(mmap, "mmap", no_map)
-    monkeypatch.setattr(reading, "GCOL_FULL_SCAN_BYTES", 1 << 16)
-    monkeypatch.setattr(reading, "GCOL_WINDOW_BYTES", 1 << 15)
+    monkeypatch.setattr(byte_guards, "GCOL_FULL_SCAN_BYTES", 1 << 16)
+    monkeypatch.setattr(byte_guards, "GCOL_WINDOW_BYTES", 1 << 15)
     data = bytearray(good_file.read_bytes())
     gcol, _ = _first_vlen_descriptor(bytes(data))
     assert gcol + 4096 < 1 << 15 < len(data) - (1 << 15)  # in the first window only
