@@ -28,7 +28,7 @@ per-round ratios. Ray's scheduler overhead per task is measured with no-op tasks
 
 **Priority**: Ray starts its workers 15 nice levels below the driver by default (its
 ``worker_niceness``); on a shared machine that alone makes Ray's side several times slower
-(seen here: a warm conversion 43–57 s against the serial 3 s at load 11). Every side's worker
+than the serial one, measuring the priority instead of the scheduling. Every side's worker
 processes run at the benchmark's own priority (``RAY_worker_niceness=0``; choose with
 ``--ray-worker-niceness``).
 

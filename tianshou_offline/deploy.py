@@ -50,8 +50,8 @@ policies export unchanged (the flag changes nothing for them).
 
 ONNX uses PyTorch's TorchScript-based exporter (``torch.onnx.export(..., dynamo=False)``) on
 the same traced graph the TorchScript file holds: it needs ``onnx`` but not ``onnxscript``,
-and exports a policy in well under a second (the ``torch.export``-based exporter took ~3 s
-for a two-layer MLP here).
+and exports a policy in well under a second (the ``torch.export``-based exporter is
+slower and needs ``onnxscript``).
 """
 
 from __future__ import annotations

@@ -108,8 +108,8 @@ def _time_line(seconds: dict[str, float], used_ray: bool, cells_run: int) -> str
     return (
         f"time: {wall:.1f}s wall for {cells_run} cell(s) run now: {training:.1f}s training "
         f"(summed over cells), {how}; the other {rest:.1f}s: start-up in each process "
-        "(imports, and Tianshou's numba compiling its buffer code on first use: ~10 s on a "
-        "busy 2-core machine), loading data, evaluation and the report"
+        "(imports, and Tianshou's numba compiling its buffer code on first use), loading "
+        "data, evaluation and the report"
     )
 
 

@@ -56,8 +56,8 @@ def cmd_record(args: argparse.Namespace) -> int:
     if args.policy not in ("random", "scripted"):
         import torch
 
-        # batch-1 inference: extra intra-op threads only add synchronisation (20-50x slower
-        # Atari steps on a busy 2-core machine)
+        # batch-1 inference: extra intra-op threads only add synchronisation (Atari steps
+        # many times slower on a busy machine)
         torch.set_num_threads(args.threads)
     policy = make_policy(args.policy, env, eps=args.eps, seed=args.seed, scale_obs=scale_obs)
     from tianshou_offline.recording.dt_policies import ReturnConditionedActFn

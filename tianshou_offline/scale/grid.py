@@ -169,7 +169,7 @@ class GridResult:
 RAY_MIN_CELLS = 4
 """A local grid (no ``address``) runs on Ray only from this many cells to run and with room
 for two at once; fewer run in this process, one after another (``use_ray`` overrides it).
-Ray's start-up (a local instance: 10–30 s on a busy 2-core machine) and a worker process per
+Ray's start-up (a local instance: tens of seconds on a busy machine) and a worker process per
 cell that imports torch and Tianshou again cost more than a few small cells gain from
 running side by side."""
 
