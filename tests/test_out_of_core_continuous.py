@@ -5,6 +5,7 @@ observations through a convolutional encoder."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -18,10 +19,11 @@ from tianshou_offline import load_buffer
 from tianshou_offline.algorithms import make_algorithm
 from tianshou_offline.algorithms.continuous.base import OfflineAlgorithmBase
 from tianshou_offline.algorithms.continuous.dataset import TransitionDataset
+from tianshou_offline.algorithms.continuous.fqe import FQEConfig
 from tianshou_offline.algorithms.continuous.nets import ConvEncoder
 from tianshou_offline.algorithms.continuous.streaming import StreamingTransitionDataset
-from tianshou_offline.algorithms.core import SampleStream
-from tianshou_offline.data.ondisk import DiskReplayBuffer
+from tianshou_offline.algorithms.core import OfflineDataset, SampleStream
+from tianshou_offline.data.ondisk import DiskColumn, DiskReplayBuffer
 from tianshou_offline.data.writer import BufferWriter
 
 OBS_DIM, ACT_DIM = 5, 2
@@ -106,33 +108,49 @@ def test_streaming_dataset_draws_the_batches_of_the_ram_dataset(
         b.close()
 
 
-@pytest.mark.parametrize(
-    ("name", "overrides"),
-    [
-        ("td3bc", {"normalize_obs": True}),
-        ("iql", {"n_step_return_horizon": 2}),
-        ("cql", {}),
-        ("il", {"actor": "gaussian"}),
-    ],
-)
-def test_same_seed_same_batches_and_losses_from_ram_and_disk(
-    flat_file: Path, name: str, overrides: dict[str, Any]
-) -> None:
-    """Every step's statistics (losses) and the final weights are identical whether the data
-    is in RAM or streamed from disk by the prefetch thread."""
+class _ReadsWatched:
+    """Records how many observation rows each ``take`` of the disk-backed columns reads (a
+    streaming dataset reads a batch's rows per step)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.largest = 0
+        take = DiskColumn.take
+
+        def watched(column: DiskColumn, rows: Any) -> np.ndarray:
+            self.largest = max(self.largest, int(np.size(rows)))
+            return take(column, rows)
+
+        monkeypatch.setattr(DiskColumn, "take", watched)
+
+
+def _train_both(
+    path: Path,
+    make: Callable[[], OfflineAlgorithmBase[Any, Any]],
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    steps: int = 6,
+    batch: int = 64,
+) -> tuple[OfflineDataset[Any], int]:
+    """Train ``make()`` for ``steps`` steps from ``path`` in RAM and disk-backed, after the
+    same ``torch.manual_seed``; asserts identical per-step statistics and final weights, and
+    returns the disk run's dataset (closed) and the most observation rows one read of the
+    disk-backed columns gathered during the training steps (after the dataset was built)."""
     runs = []
     memories: tuple[Literal["ram"], Literal["disk"]] = ("ram", "disk")
+    reads = _ReadsWatched(monkeypatch)
+    dataset: OfflineDataset[Any] | None = None
     for memory in memories:
-        buffer = load_buffer(flat_file, memory=memory)
+        buffer = load_buffer(path, memory=memory)
         torch.manual_seed(3)
-        algo = build(name, hidden_sizes=(16, 16), **overrides)
+        algo = make()
+        algo.dataset_for(buffer)
+        reads.largest = 0
         stats = []
         with policy_within_training_step(algo.policy):
-            for _ in range(6):
-                s = algo.update(buffer, 64)
+            for _ in range(steps):
+                s = algo.update(buffer, batch)
                 stats.append({k: v for k, v in dataclasses.asdict(s).items() if k != "train_time"})
-        kind = type(algo.dataset_for(buffer))
-        assert kind is (TransitionDataset if memory == "ram" else StreamingTransitionDataset)
+        dataset = algo.dataset_for(buffer)
         tensors = {k: v.clone() for k, v in saved(algo).items() if isinstance(v, torch.Tensor)}
         runs.append((stats, tensors))
     (ram_stats, ram_state), (disk_stats, disk_state) = runs
@@ -140,6 +158,62 @@ def test_same_seed_same_batches_and_losses_from_ram_and_disk(
     assert ram_state.keys() == disk_state.keys()
     for key, value in ram_state.items():
         assert torch.equal(value, disk_state[key]), key
+    assert isinstance(dataset, StreamingTransitionDataset)
+    dataset.close()
+    return dataset, reads.largest
+
+
+@pytest.mark.parametrize(
+    ("name", "overrides", "table_bytes"),
+    [
+        ("td3bc", {"normalize_obs": True}, 10),
+        ("iql", {"n_step_return_horizon": 2}, 10),
+        ("cql", {}, 10),
+        ("cql", {"calibrated": True, "n_step_return_horizon": 2}, 10 + 4),  # Cal-QL: G_t
+        ("il", {"actor": "gaussian"}, 10),
+        ("rebrac", {"n_step_return_horizon": 2}, 10 + 1),  # next_known
+        ("awac", {}, 10),
+        ("sacn", {"num_critics": 3}, 10),
+        ("edac", {"num_critics": 3}, 10),
+        ("lbsac", {"num_critics": 3}, 10),
+        ("bcq", {}, 10),
+        ("crr", {}, 10),
+    ],
+)
+def test_same_seed_same_batches_and_losses_from_ram_and_disk(
+    flat_file: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    name: str,
+    overrides: dict[str, Any],
+    table_bytes: int,
+) -> None:
+    """Every step's statistics (losses) and the final weights are identical whether the data
+    is in RAM or streamed from disk by the prefetch thread; the disk-backed run holds a
+    streaming dataset (the stated tables, no observation) and its steps read a batch's
+    observations from the files."""
+    dataset, largest = _train_both(
+        flat_file, lambda: build(name, hidden_sizes=(16, 16), **overrides), monkeypatch
+    )
+    assert dataset.nbytes == table_bytes * len(dataset)
+    assert 0 < largest <= 64
+
+
+def test_fqe_streams_from_disk_with_the_batches_of_ram(
+    flat_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """FQE of a (normalising) TD3+BC policy: the same statistics and weights from RAM and from
+    disk; ``π(s')`` is a table of 4·A bytes per transition, computed from observations read in
+    chunks (one here: 600 rows), never copied."""
+    torch.manual_seed(5)
+    evaluated = build("td3bc", hidden_sizes=(16,), normalize_obs=True)
+    evaluated.dataset_for(load_buffer(flat_file))  # fits the evaluated policy's normaliser
+
+    def make() -> OfflineAlgorithmBase[Any, Any]:
+        return FQEConfig(hidden_sizes=(16,)).build(evaluated.policy)
+
+    dataset, largest = _train_both(flat_file, make, monkeypatch)
+    assert dataset.nbytes == (10 + 4 * ACT_DIM) * len(dataset)
+    assert largest <= len(dataset)
 
 
 def test_sample_stream_is_saved_and_restored_with_the_algorithm(flat_file: Path) -> None:

@@ -12,6 +12,7 @@ after those (``MADV_WILLNEED``) so that a cold page cache is read in parallel.
 
 from __future__ import annotations
 
+import itertools
 import queue
 import threading
 import weakref
@@ -21,7 +22,10 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
+import torch
 from tianshou.data import ReplayBuffer
+
+from tianshou_offline.algorithms.core import SampleStream
 
 __all__ = ["BatchSource", "PrefetchedBatches", "Prefetcher", "RowSource", "disk_columns"]
 
@@ -128,6 +132,7 @@ class PrefetchedBatches(ABC):
 
     _worker: Prefetcher | None = None
     _prefetch: int = 4
+    _next_k: int = -1  # the stream's batch number the running thread delivers next
 
     @abstractmethod
     def will_need(self, pos: np.ndarray) -> None:
@@ -153,6 +158,24 @@ class PrefetchedBatches(ABC):
             worker.start()
             self._worker = worker
         return worker.get()
+
+    def next_stream_batch(
+        self, stream: SampleStream, n: int, batch_size: int
+    ) -> dict[str, np.ndarray]:
+        """The next batch of ``stream`` (positions in ``0..n-1``), gathered by the prefetch
+        thread, which draws ahead along the stream's batch numbers (a thread drawing from
+        other numbers — a stream loaded from a checkpoint — is replaced); counts the batch."""
+
+        def new_draw() -> Callable[[], np.ndarray]:
+            stream.start()
+            numbers = itertools.count(stream.count)
+            generator = torch.Generator()
+            return lambda: stream.positions_at(next(numbers), n, batch_size, generator).numpy()
+
+        batch = self.next_batch(batch_size, new_draw, restart=self._next_k != stream.count)
+        stream.count += 1
+        self._next_k = stream.count
+        return batch
 
     def close(self) -> None:
         """Stop the prefetch thread (a later batch starts a new one)."""

@@ -93,6 +93,7 @@ from tianshou_offline.algorithms.continuous.base import OfflineAlgorithmBase
 from tianshou_offline.algorithms.continuous.dataset import TransitionDataset, Transitions
 from tianshou_offline.algorithms.continuous.nets import CriticEnsemble, GaussianActor
 from tianshou_offline.algorithms.continuous.policies import GaussianPolicy, gaussian_sample
+from tianshou_offline.algorithms.continuous.streaming import StreamingTransitionDataset
 from tianshou_offline.algorithms.core import (
     GradientStep,
     OfflineDataset,
@@ -101,6 +102,7 @@ from tianshou_offline.algorithms.core import (
     return_to_go,
 )
 from tianshou_offline.algorithms.deferred import OfflineTrainingStats
+from tianshou_offline.algorithms.streaming import disk_columns
 
 if TYPE_CHECKING:
     import gymnasium as gym
@@ -443,8 +445,19 @@ class CQL(OfflineAlgorithmBase[GaussianPolicy, TCQLStats]):
     def _build_dataset(self, buffer: ReplayBuffer) -> OfflineDataset[Transitions]:
         if not self.calibrated:
             return super()._build_dataset(buffer)
-        # Cal-QL's reference values ride in the packed rows: the transitions are copied to
-        # the device also from a disk-backed buffer
+        if disk_columns(buffer) is not None:
+            # streamed from disk: the reference values are a table in RAM (4 B per
+            # transition), gathered with each batch
+            streaming = StreamingTransitionDataset.from_buffer(
+                buffer,
+                policy=self.policy,
+                gamma=self.gamma,
+                n_step=self.n_step,
+                stream=self.sample_stream,
+            )
+            reference = self.reference_values(buffer)[streaming.storage_rows()]
+            return streaming.with_columns(CalQLTransitions, mc_return=reference.astype(np.float32))
+        # Cal-QL's reference values ride in the packed rows
         base = TransitionDataset.from_buffer(
             buffer,
             policy=self.policy,

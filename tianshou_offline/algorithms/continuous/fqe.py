@@ -51,8 +51,10 @@ from tianshou_offline.algorithms.continuous.base import OfflineAlgorithmBase
 from tianshou_offline.algorithms.continuous.dataset import TransitionDataset, Transitions
 from tianshou_offline.algorithms.continuous.nets import CriticEnsemble
 from tianshou_offline.algorithms.continuous.policies import ContinuousPolicy
-from tianshou_offline.algorithms.core import episode_starts
+from tianshou_offline.algorithms.continuous.streaming import StreamingTransitionDataset
+from tianshou_offline.algorithms.core import OfflineDataset, episode_starts
 from tianshou_offline.algorithms.deferred import OfflineTrainingStats
+from tianshou_offline.algorithms.streaming import disk_columns
 from tianshou_offline.progress import Progress
 
 __all__ = [
@@ -125,6 +127,9 @@ class FQETrainingStats(OfflineTrainingStats):
     q_target: float
     """Mean regression target ``y = r + γ (1 − d) Q'(s', π(s'))``."""
 
+
+_POLICY_CHUNK = 65536
+"""Observations per call of the evaluated policy when ``π(s')`` is precomputed."""
 
 TFQEStats = TypeVar("TFQEStats", bound=FQETrainingStats, default=FQETrainingStats)
 
@@ -229,7 +234,7 @@ class FQE(OfflineAlgorithmBase[ContinuousPolicy, TFQEStats]):
     # ------------------------------------------------------------------ data
 
     @torch.no_grad()
-    def _policy_action(self, obs: torch.Tensor, chunk: int = 65536) -> torch.Tensor:
+    def _policy_action(self, obs: torch.Tensor, chunk: int = _POLICY_CHUNK) -> torch.Tensor:
         """``π(obs)`` for normalised ``obs (N, D)``, as the policy acts outside training
         (deterministic), clipped to ``[−1, 1]``; in chunks of ``chunk`` rows."""
         parts: list[torch.Tensor] = []
@@ -238,19 +243,40 @@ class FQE(OfflineAlgorithmBase[ContinuousPolicy, TFQEStats]):
                 parts.append(self.policy.select_action(obs[start : start + chunk]))
         return torch.cat(parts).clamp(-1.0, 1.0)
 
-    def _build_dataset(self, buffer: ReplayBuffer) -> TransitionDataset:
+    def _build_dataset(self, buffer: ReplayBuffer) -> OfflineDataset[Transitions]:
+        """An :class:`FQEDataset` on the device; for a disk-backed buffer a
+        :class:`~tianshou_offline.algorithms.continuous.streaming.StreamingTransitionDataset`
+        with ``π(s')`` as a table in RAM (``4·A`` B per transition), computed in chunks of
+        :data:`_POLICY_CHUNK` transitions as here — the same batches for a seed."""
+        starts = episode_starts(buffer)
+        self._initial_obs = self.policy.obs_to_tensor(np.asarray(buffer.obs[starts]))
         # the normaliser belongs to the evaluated policy: not refitted on this data
+        if disk_columns(buffer) is not None:
+            streaming = StreamingTransitionDataset.from_buffer(
+                buffer,
+                policy=self.policy,
+                gamma=self.gamma,
+                n_step=self.n_step,
+                fit_obs_normalizer=False,
+                stream=self.sample_stream,
+            )
+            table = np.empty((len(streaming), self.policy.act_dim), dtype=np.float32)
+            for a in range(0, len(streaming), _POLICY_CHUNK):
+                pos = torch.arange(a, min(len(streaming), a + _POLICY_CHUNK))
+                obs_next = streaming.gather(pos).obs_next
+                table[a : a + len(pos)] = self._policy_action(obs_next).cpu().numpy()
+            return streaming.with_columns(FQETransitions, act_next=table)
         base = TransitionDataset.from_buffer(
             buffer,
             policy=self.policy,
             gamma=self.gamma,
             n_step=self.n_step,
             fit_obs_normalizer=False,
+            stream=self.sample_stream,
         )
         act_next = self._policy_action(base.data.obs_next)
-        starts = episode_starts(buffer)
-        self._initial_obs = self.policy.obs_to_tensor(np.asarray(buffer.obs[starts]))
-        return FQEDataset(torch.cat([base.packed, act_next], dim=1), base.obs_dim, base.act_dim)
+        packed = torch.cat([base.packed, act_next], dim=1)
+        return FQEDataset(packed, base.obs_dim, base.act_dim, stream=self.sample_stream)
 
     def _as_transitions(self, batch: RolloutBatchProtocol | Transitions) -> FQETransitions:
         """A Tianshou numpy batch gets its ``π(s')`` computed here; FQE batches pass through."""

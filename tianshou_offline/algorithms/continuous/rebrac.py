@@ -39,7 +39,8 @@ hopper-medium 0.01/0.01, walker2d-medium 0.05/0.1); the defaults here are d3rlpy
 (0.001/0.01; CORL's script defaults are 1.0/1.0).
 
 **The next dataset action** ``a'`` is part of every mini-batch
-(:class:`NextActionTransitions`, prepared once by :class:`NextActionDataset`). Where the
+(:class:`NextActionTransitions`, prepared once by :class:`NextActionDataset`, or gathered per
+batch from a disk-backed buffer by :class:`StreamingNextActionDataset`). Where the
 buffer has no next action — the last step of a truncated or cut episode, whose ``s'`` is
 never an observation of the buffer — the critic penalty of that row is 0 (``next_known``).
 
@@ -71,9 +72,11 @@ from tianshou_offline.algorithms.config import adam, box_dims
 from tianshou_offline.algorithms.continuous.dataset import TransitionDataset, Transitions
 from tianshou_offline.algorithms.continuous.nets import CriticEnsemble, DeterministicActor
 from tianshou_offline.algorithms.continuous.policies import ContinuousPolicy, DeterministicPolicy
+from tianshou_offline.algorithms.continuous.streaming import CHUNK, StreamingTransitionDataset
 from tianshou_offline.algorithms.continuous.td3_bc import TD3Base, TD3Config
-from tianshou_offline.algorithms.core import SampleStream, n_step_targets
+from tianshou_offline.algorithms.core import OfflineDataset, SampleStream, n_step_targets
 from tianshou_offline.algorithms.deferred import OfflineTrainingStats
+from tianshou_offline.algorithms.streaming import disk_columns
 
 if TYPE_CHECKING:
     import gymnasium as gym
@@ -85,6 +88,7 @@ __all__ = [
     "ReBRACConfig",
     "ReBRACStep",
     "ReBRACTrainingStats",
+    "StreamingNextActionDataset",
     "next_actions",
 ]
 
@@ -224,7 +228,7 @@ class NextActionDataset(TransitionDataset):
         stream: SampleStream | None = None,
     ) -> NextActionDataset:
         """:meth:`TransitionDataset.from_buffer` plus the next dataset actions (mapped to the
-        policy's range); a disk-backed buffer's observations are copied to the device."""
+        policy's range)."""
         base = TransitionDataset.from_buffer(
             buffer, policy=policy, gamma=gamma, n_step=n_step, stream=stream
         )
@@ -238,6 +242,58 @@ class NextActionDataset(TransitionDataset):
             dim=1,
         ).to(policy.device)
         return cls(base.packed, base.obs_dim, base.act_dim, next_packed, stream=base.stream)
+
+
+class StreamingNextActionDataset(StreamingTransitionDataset):
+    """A disk-backed buffer's :class:`StreamingTransitionDataset` with each transition's next
+    dataset action: mini-batches are :class:`NextActionTransitions`, equal to
+    :class:`NextActionDataset`'s for the same positions.
+
+    Held in RAM besides the streaming dataset's tables: ``next_known`` (1 B per transition,
+    uint8); ``a'`` is read from the buffer's action column at the row after the n-step
+    window's last (the next row of a disk-backed buffer's episode) and mapped per batch.
+    """
+
+    @classmethod
+    def with_next_actions(
+        cls,
+        buffer: ReplayBuffer,
+        *,
+        policy: ContinuousPolicy,
+        gamma: float = 0.99,
+        n_step: int = 1,
+        stream: SampleStream | None = None,
+    ) -> StreamingNextActionDataset:
+        """:meth:`StreamingTransitionDataset.from_buffer` plus whether each transition has a
+        next action (:func:`next_actions`, in chunks).
+
+        :raises ValueError: as ``from_buffer``; a buffer whose next row within an episode
+            is not the following storage row.
+        """
+        dataset = cls.from_buffer(buffer, policy=policy, gamma=gamma, n_step=n_step, stream=stream)
+        known = np.empty(len(dataset), dtype=np.uint8)
+        for a in range(0, len(dataset), CHUNK):
+            pos = np.arange(a, min(len(dataset), a + CHUNK), dtype=np.int64)
+            rows, ok = next_actions(buffer, dataset.storage_rows(pos), gamma, n_step)
+            if np.any(rows[ok] != dataset.bootstrap_rows(pos)[ok] + 1):
+                raise ValueError(
+                    "ReBRAC: the disk-backed buffer's next transition within an episode is not "
+                    "the following storage row; load it with memory='ram'"
+                )
+            known[a : a + len(pos)] = ok
+        return dataset.with_columns(NextActionTransitions, next_known=known)
+
+    def gather_numpy(self, pos: np.ndarray) -> dict[str, np.ndarray]:
+        """The base's batch plus ``act_next``: the action of the row after the n-step window,
+        mapped to the policy's range (zeros where ``next_known`` is 0)."""
+        batch = super().gather_numpy(pos)
+        known = batch["next_known"].astype(bool)
+        rows = self.bootstrap_rows(pos) + known
+        act = np.asarray(self._act[rows], dtype=np.float32).reshape(len(pos), -1)
+        act = np.asarray(self._policy.map_action_inverse(act), dtype=np.float32)
+        act[~known] = 0.0
+        batch["act_next"] = act
+        return batch
 
 
 @dataclass(kw_only=True)
@@ -342,7 +398,17 @@ class ReBRAC(TD3Base[TReBRACStats]):
 
     action_keys = ("act", "n_step_act_next")
 
-    def _build_dataset(self, buffer: ReplayBuffer) -> NextActionDataset:
+    def _build_dataset(self, buffer: ReplayBuffer) -> OfflineDataset[Transitions]:
+        """A :class:`NextActionDataset` on the device; for a disk-backed buffer a
+        :class:`StreamingNextActionDataset` (the same batches for a seed)."""
+        if disk_columns(buffer) is not None:
+            return StreamingNextActionDataset.with_next_actions(
+                buffer,
+                policy=self.policy,
+                gamma=self.gamma,
+                n_step=self.n_step,
+                stream=self.sample_stream,
+            )
         return NextActionDataset.with_next_actions(
             buffer,
             policy=self.policy,

@@ -21,15 +21,17 @@ identical mini-batches and computes identical losses from RAM and from disk
 **Resident memory** per transition, besides the buffer's own in-RAM columns (``act``,
 ``rew``, the flags): ``rew`` and ``discount`` (2 × 4 B float32, the n-step targets),
 ``terminated`` (1 B) and ``last`` (1 B: the offset of the n-step bootstrap transition) —
-**10 B**. Actions are read from the buffer and mapped per batch, not copied.
+**10 B**. Actions are read from the buffer and mapped per batch, not copied. An algorithm's
+extra batch fields are further tables (:meth:`StreamingTransitionDataset.with_columns`):
+Cal-QL's return-to-go (4 B), FQE's ``π(s')`` (4·A B), ReBRAC's ``next_known`` (1 B; its
+next action is read from the buffer's actions per batch).
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
 from collections.abc import Callable
-from typing import cast
+from typing import Self, cast
 
 import numpy as np
 import torch
@@ -51,10 +53,14 @@ from tianshou_offline.algorithms.streaming import (
 
 log = logging.getLogger(__name__)
 
-__all__ = ["StreamingTransitionDataset"]
+__all__ = ["CHUNK", "StreamingTransitionDataset"]
 
-_CHUNK = 1 << 16
+CHUNK = 1 << 16
 """Transitions per step of the precomputation (bounds its temporaries to about 10 MB)."""
+
+_FIELDS = frozenset(("pos", "obs", "obs_next", "act", "rew", "discount", "terminated"))
+"""The keys of :meth:`StreamingTransitionDataset.gather_numpy` that are :class:`Transitions`'
+fields (or its position); the others are an algorithm's extra fields."""
 
 
 class StreamingTransitionDataset(PrefetchedBatches, OfflineDataset[Transitions]):
@@ -97,7 +103,8 @@ class StreamingTransitionDataset(PrefetchedBatches, OfflineDataset[Transitions])
         self._n = len(rew)
         self._rows_total = int(obs.shape[0])
         self._worker: Prefetcher | None = None
-        self._next_k = -1
+        self._columns: dict[str, np.ndarray] = {}
+        self._batch_type: Callable[..., Transitions] = Transitions
         self.last_positions: np.ndarray | None = None
         """The positions of the last batch :meth:`sample` returned (``(B,)`` int64)."""
 
@@ -114,7 +121,35 @@ class StreamingTransitionDataset(PrefetchedBatches, OfflineDataset[Transitions])
     def nbytes(self) -> int:
         """Bytes held in RAM by the dataset's own tables (the observations stay on disk)."""
         tables = [self._last_delta, self._rew, self._discount, self._terminated]
-        return sum(a.nbytes for a in (*tables, *([] if self._indices is None else [self._indices])))
+        tables += [*self._columns.values(), *([] if self._indices is None else [self._indices])]
+        return sum(a.nbytes for a in tables)
+
+    def with_columns(self, batch_type: Callable[..., Transitions], **columns: np.ndarray) -> Self:
+        """Add per-transition ``columns`` (numpy, first dimension :func:`len`, in position
+        order: see :meth:`storage_rows`) held in RAM and gathered with every batch; batches
+        become ``batch_type(**fields, **columns)`` with each column a float32 tensor (an
+        algorithm's extra batch fields: Cal-QL's return-to-go, FQE's ``π(s')``). The prefetch
+        thread must not have started. Returns ``self``."""
+        for name, column in columns.items():
+            if len(column) != self._n:
+                raise ValueError(f"column {name!r} has {len(column)} rows; expected {self._n}")
+        self._columns.update(columns)
+        self._batch_type = batch_type
+        return self
+
+    def storage_rows(self, pos: np.ndarray | None = None) -> np.ndarray:
+        """The buffer's storage rows of positions ``pos`` (default: every position, in
+        order) — int64."""
+        if pos is None:
+            return np.arange(self._n, dtype=np.int64) if self._indices is None else self._indices
+        rows: np.ndarray = pos if self._indices is None else self._indices[pos]
+        return rows
+
+    def bootstrap_rows(self, pos: np.ndarray) -> np.ndarray:
+        """The storage row of the last transition of each position's n-step window (the one
+        its ``obs_next`` is bootstrapped from) — int64."""
+        last: np.ndarray = self.storage_rows(pos) + self._last_delta[pos].astype(np.int64)
+        return last
 
     def gather(self, pos: torch.Tensor) -> Transitions:
         """The transitions at positions ``pos`` (``(B,)`` int64), gathered now."""
@@ -122,19 +157,7 @@ class StreamingTransitionDataset(PrefetchedBatches, OfflineDataset[Transitions])
 
     def sample(self, batch_size: int) -> Transitions:
         """The stream's next mini-batch (uniform, with replacement), from the prefetch thread."""
-        stream, n = self.stream, self._n
-
-        def new_draw() -> Callable[[], np.ndarray]:
-            stream.start()
-            numbers = itertools.count(stream.count)
-            generator = torch.Generator()
-            return lambda: stream.positions_at(next(numbers), n, batch_size, generator).numpy()
-
-        # a thread drawing ahead from another batch number (a stream loaded from a
-        # checkpoint) is replaced
-        batch = self.next_batch(batch_size, new_draw, restart=self._next_k != stream.count)
-        stream.count += 1
-        self._next_k = stream.count
+        batch = self.next_stream_batch(self.stream, self._n, batch_size)
         self.last_positions = batch["pos"]
         return self._to_device(batch)
 
@@ -152,8 +175,8 @@ class StreamingTransitionDataset(PrefetchedBatches, OfflineDataset[Transitions])
     def gather_numpy(self, pos: np.ndarray) -> dict[str, np.ndarray]:
         """The transitions at positions ``pos`` as numpy arrays (in any thread): observations
         in their stored dtype, actions mapped to the policy's range (float32)."""
-        rows = pos if self._indices is None else self._indices[pos]
-        last = rows + self._last_delta[pos].astype(np.int64)
+        rows = self.storage_rows(pos)
+        last = self.bootstrap_rows(pos)
         if self._obs_next is not None:
             obs_next = self._obs_next.take(last)
         else:  # Tianshou's obs_next: the next row's obs, the row's own at an episode end
@@ -168,6 +191,7 @@ class StreamingTransitionDataset(PrefetchedBatches, OfflineDataset[Transitions])
             "rew": self._rew[pos],
             "discount": self._discount[pos],
             "terminated": self._terminated[pos],
+            **{name: column[pos] for name, column in self._columns.items()},
         }
 
     def _to_device(self, b: dict[str, np.ndarray]) -> Transitions:
@@ -183,13 +207,15 @@ class StreamingTransitionDataset(PrefetchedBatches, OfflineDataset[Transitions])
         def f32(x: np.ndarray) -> torch.Tensor:
             return torch.from_numpy(x).to(torch.float32).to(dev, non_blocking=True)
 
-        return Transitions(
+        extra = {k: f32(v) for k, v in b.items() if k not in _FIELDS}
+        return self._batch_type(
             obs=obs(b["obs"]),
             act=f32(b["act"]),
             rew=f32(b["rew"]),
             obs_next=obs(b["obs_next"]),
             discount=f32(b["discount"]),
             terminated=f32(b["terminated"]),
+            **extra,
         )
 
     # ------------------------------------------------------------------ building
@@ -205,7 +231,7 @@ class StreamingTransitionDataset(PrefetchedBatches, OfflineDataset[Transitions])
         fit_obs_normalizer: bool = True,
         stream: SampleStream | None = None,
         prefetch: int = 4,
-    ) -> StreamingTransitionDataset:
+    ) -> Self:
         """Index every transition of a disk-backed ``buffer`` (see
         :func:`~tianshou_offline.algorithms.streaming.disk_columns`); the precomputation runs
         in chunks of 2¹⁶ transitions (bounded temporaries), the normaliser's fit in chunks of
@@ -253,8 +279,8 @@ class StreamingTransitionDataset(PrefetchedBatches, OfflineDataset[Transitions])
         discount = np.empty(m, dtype=np.float32)
         terminated = np.empty(m, dtype=np.uint8)
         outside = 0
-        for a in range(0, m, _CHUNK):
-            b = min(m, a + _CHUNK)
+        for a in range(0, m, CHUNK):
+            b = min(m, a + CHUNK)
             rows = np.arange(a, b, dtype=np.int64) if indices is None else indices[a:b]
             outside += outside_rows(
                 np.asarray(act_all[rows], dtype=np.float32).reshape(len(rows), -1),
