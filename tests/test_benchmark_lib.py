@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import json
 import math
+import random
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
+import torch
 
 from benchmarks._lib import readme, results
+from benchmarks._lib.experts import cached_file
 from benchmarks._lib.stats import (
     beyond_noise,
     diff_cell,
@@ -121,6 +125,37 @@ def test_result_file_and_key_follow_settings_and_code(repo: Path) -> None:
     assert len(results.read_results("bench", out, latest=False)) == 2
     with pytest.raises(FileNotFoundError):
         results.code_fingerprint(["missing.py"])
+
+
+# ------------------------------------------------------------------ expert data
+
+
+def test_gathering_expert_data_leaves_the_global_generators_as_they_were(tmp_path: Path) -> None:
+    """A caller that seeds and then asks for the session's expert data draws the same numbers
+    whether this call gathered the data or found it. The DT learning test seeds first: run
+    alone, it gathered the Pendulum data (SAC training from its own seed) and then trained
+    from wherever SAC left the generators (return −499.8 < −400), not from its seed as in
+    the full suite, where an earlier test had gathered. Fails without
+    ``global_generators_kept`` in ``cached_file``."""
+
+    def gather(path: Path) -> Path:  # as a gatherer does: seed, then draw
+        torch.manual_seed(7), np.random.seed(7), random.seed(7)
+        torch.rand(4), np.random.rand(4), random.random()
+        path.write_bytes(b"data")
+        return path
+
+    def seeded_draws() -> tuple[list[float], list[float], float]:
+        return torch.rand(3).tolist(), np.random.rand(3).tolist(), random.random()
+
+    def after_asking() -> tuple[list[float], list[float], float]:
+        torch.manual_seed(0), np.random.seed(0), random.seed(0)
+        assert cached_file(tmp_path, "expert.hdf5", gather) == tmp_path / "expert.hdf5"
+        return seeded_draws()
+
+    gathered = after_asking()
+    assert after_asking() == gathered  # the second call found the file
+    torch.manual_seed(0), np.random.seed(0), random.seed(0)
+    assert seeded_draws() == gathered
 
 
 # ------------------------------------------------------------------ README sections

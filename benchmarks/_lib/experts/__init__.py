@@ -3,12 +3,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import random
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import numpy as np
 import torch
 
 Gather = Callable[[Path], Path]
@@ -16,14 +19,33 @@ Gather = Callable[[Path], Path]
 
 def cached_file(directory: str | os.PathLike[str], file_name: str, gather: Gather) -> Path:
     """``directory / file_name`` (or in ``$TIANSHOU_OFFLINE_EXPERT_CACHE`` when set),
-    gathered first with ``gather(path)`` if it does not exist yet."""
+    gathered first with ``gather(path)`` if it does not exist yet.
+
+    The global random generators (torch's CPU one, numpy's, Python's) are left as they were:
+    a gatherer seeds them and trains an agent, and a caller that seeded them before asking
+    for the data must draw the same numbers whether this call gathered it or found it (a
+    test run alone gathers the session's data; in the full suite an earlier test did).
+    """
     cache = os.environ.get("TIANSHOU_OFFLINE_EXPERT_CACHE")
     folder = Path(cache) if cache else Path(directory)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / file_name
     if not path.exists():
-        gather(path)
+        with global_generators_kept():
+            gather(path)
     return path
+
+
+@contextlib.contextmanager
+def global_generators_kept() -> Iterator[None]:
+    """Restore torch's CPU generator, numpy's and Python's global generators on exit."""
+    np_state, py_state = np.random.get_state(), random.getstate()
+    try:
+        with torch.random.fork_rng(devices=[]):
+            yield
+    finally:
+        np.random.set_state(np_state)
+        random.setstate(py_state)
 
 
 def script_main(file_name: str, gather: Gather) -> None:
