@@ -689,7 +689,7 @@ def _script(name: str) -> Any:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("algo", ["td3_bc", "cql", "iql", "awac"])
+@pytest.mark.parametrize("algo", ["td3_bc", "cql", "iql", "awac", "sac_n", "edac", "lb_sac"])
 def test_finetune_example_from_an_offline_example_checkpoint(
     algo: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -700,6 +700,8 @@ def test_finetune_example_from_an_offline_example_checkpoint(
               str(tmp_path / "log"), "--show-progress", "0"]  # fmt: skip
     if algo == "cql":
         common += ["--calibrated", "1", "--num-sampled-actions", "2"]
+    if algo in ("sac_n", "edac", "lb_sac"):
+        common += ["--num-critics", "3"]
     offline = _script(f"d4rl_{algo}").main([*common, "--epoch", "1", "--step-per-epoch", "10"])
     last = Path(offline["log_path"]) / "last.pt"
     result = _script(f"finetune_{algo}").main(

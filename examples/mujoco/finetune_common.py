@@ -41,7 +41,15 @@ from typing import Any
 
 import _without_tensorflow  # noqa: F401  (first: keeps TensorFlow out of this process)
 import gymnasium as gym
-from d4rl_common import Dataset, _load_checkpoint, normalized_score, resume_latest
+from d4rl_common import (
+    Dataset,
+    _load_checkpoint,
+    build_algorithm,
+    make_env,
+    normalized_score,
+    resume_latest,
+    setup,
+)
 from tianshou.data import Collector, CollectStats, ReplayBuffer
 from tianshou.env import DummyVectorEnv, SubprocVectorEnv
 from tianshou.trainer import OffPolicyTrainerParams
@@ -101,6 +109,30 @@ class FinetuneFlags:
             raise ValueError("--offline-ratio must be within [0, 1]")
         if self.step_per_collect < 1 or self.training_num < 1:
             raise ValueError("--step-per-collect and --training-num must be at least 1")
+
+
+@dataclass(kw_only=True)
+class FinetuneOnline(FinetuneFlags, MujocoConfig):
+    """A fine-tuning script's config: the fine-tuning flags, with the online meaning of
+    ``--step-per-epoch``. List it first among the script's bases (``class C(FinetuneOnline,
+    SACNFlags)``): its default and its :meth:`check` come before the offline example's."""
+
+    step_per_epoch: int = 5000
+    """environment steps per epoch (between evaluations)"""
+
+    def check(self) -> None:
+        super().check()
+        self.check_finetune()
+
+
+def finetune_example(config: FinetuneOnline, algo_name: str) -> dict[str, Any]:
+    """A fine-tuning script's ``main`` for an algorithm that its offline example builds with
+    ``d4rl_common.build_algorithm``."""
+    dataset = require_data(setup(config))
+    env = make_env(config, dataset)
+    algorithm = build_algorithm(config, env)
+    assert isinstance(algorithm, OfflineAlgorithmBase)
+    return finetune(config, config, algo_name, dataset, algorithm, env)
 
 
 def finetune(
