@@ -5,8 +5,9 @@ writer and fault and keeps the result file.
 
 The writers, faults and checks are those of ``tests/test_faults.py`` (the harness is
 :mod:`benchmarks._lib.faults`): ``convert d4rl``, ``BufferWriter``, ``EpisodeRecorder``,
-``make-datasets``, ``export minari``, ``repack``, a grid cell + report and a policy checkpoint,
-each under ``RLIMIT_FSIZE``, ``ENOSPC`` and ``EIO`` from a random write call (an
+``make-datasets``, ``export minari``, ``repack``, a grid cell + report, a policy checkpoint,
+a Decision Transformer's checkpoint and a training checkpoint (``last.pt``) written over the
+previous one, each under ``RLIMIT_FSIZE``, ``ENOSPC`` and ``EIO`` from a random write call (an
 ``LD_PRELOAD`` shim) and a full tmpfs (in a user+mount namespace). A trial's moment is a
 random fraction in [0, 1.1) of what the writer needs (its largest file's bytes, its write
 calls, its total bytes): most trials fail somewhere in the run, a few finish.
@@ -51,6 +52,7 @@ CODE = (
     "tianshou_offline/converters/d4rl.py",
     "tianshou_offline/converters/minari",
     "tianshou_offline/cli",
+    "tianshou_offline/training.py",
 )
 
 
@@ -72,12 +74,12 @@ def table(rows: list[dict[str, Any]]) -> tuple[str, dict[str, dict[str, int]]]:
         c["intact"] += r["outcome"] != "crash" and not r["wrong"] and r["earlier_intact"]
     head = ("writer", "fault", "trials", "typed", "finished", "intact", "temps left",
             "untyped", "crash")  # fmt: skip
-    lines = ["{:<16} {:<7} {:>6} {:>6} {:>8} {:>6} {:>10} {:>7} {:>5}".format(*head)]
+    lines = ["{:<20} {:<7} {:>6} {:>6} {:>8} {:>6} {:>10} {:>7} {:>5}".format(*head)]
     for key in sorted(counts):
         writer, fault = key.split("/")
         c = counts[key]
         lines.append(
-            f"{writer:<16} {fault:<7} {c['trials']:>6} {c['typed']:>6} {c['finished']:>8} "
+            f"{writer:<20} {fault:<7} {c['trials']:>6} {c['typed']:>6} {c['finished']:>8} "
             f"{c['intact']:>6} {c['temps_left']:>10} {c['untyped']:>7} {c['crash']:>5}"
         )
     return "\n".join(lines), dict(counts)
@@ -91,9 +93,14 @@ def readme_section() -> str:
         "untyped | crash |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for r in records:
+    notes = [""]
+    shown: set[str] = set()
+    records.sort(key=lambda r: str(r["created"]), reverse=True)
+    for r in records:  # one table: each writer from the newest result that ran it
         per_writer: dict[str, dict[str, int]] = {}
         for key, c in sorted(r["figures"]["counts"].items()):
+            if key.split("/")[0] in shown:
+                continue
             total = per_writer.setdefault(key.split("/")[0], dict.fromkeys(c, 0))
             for k, v in c.items():
                 total[k] += v
@@ -102,15 +109,18 @@ def readme_section() -> str:
                 f"| {writer} | {c['trials']} | {c['typed']} | {c['finished']} | {c['intact']} | "
                 f"{c['temps_left']} | {c['untyped']} | {c['crash']} |"
             )
+        shown.update(per_writer)
+        if not per_writer:
+            continue
         faults = ", ".join(r["settings"]["faults"])
         skipped = r["figures"]["skipped"]
-        lines += [
-            "",
-            f"Each writer: {r['settings']['trials']} trials under each of {faults}"
-            + (f" ({', '.join(skipped)} skipped here)" if skipped else "")
-            + f"; {r['figures']['seconds']:.0f} s in all.",
-        ]
-    lines += ["", provenance_line(records)]
+        notes.append(
+            f"{', '.join(per_writer)}: {r['settings']['trials']} trials per writer under each "
+            f"of {faults}" + (f" ({', '.join(skipped)} skipped here)" if skipped else "")
+            + f"; {r['figures']['seconds']:.0f} s in all (result {r['name']}, code "
+            f"{r['versions']['code_fingerprint']}).  "
+        )  # fmt: skip
+    lines += [*notes, "", provenance_line(records)]
     return "\n".join(lines) + "\n"
 
 
@@ -160,9 +170,10 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['message'][-300:]!r} wrong={r['wrong']} temps={r['temps']}")  # fmt: skip
     print(f"{len(rows)} trials in {seconds:.0f} s; {len(bad)} failed the checks")
     if not args.no_result:
+        everyone = args.writers == list(harness.WRITERS)
         path = write_result(
-            BENCHMARK,
-            "all-writers",
+            BENCHMARK,  # a run of some writers is kept beside the others' results
+            "all-writers" if everyone else "-".join(w.replace(" ", "-") for w in args.writers),
             settings={
                 "trials": args.trials,
                 "writers": args.writers,

@@ -182,9 +182,20 @@ def save_training_checkpoint(
         "gradient_step": int(gradient_step),
         "extra": dict(extra or {}),
     }
+    return save_state(path, payload)
+
+
+def save_state(path: str | os.PathLike[str], state: Any) -> Path:
+    """``torch.save(state, path)`` atomically, replacing ``path``: the file is written to a
+    temporary beside it and renamed into place, so a kill or a failing write (a full disk,
+    an I/O error) leaves the previous file and no temporary. For the weights a run saves
+    again and again (best policies, training checkpoints).
+
+    :raises OutputWriteError: it cannot be written (naming ``path`` and the cause).
+    """
     p = Path(path)
     with atomic_output(p, overwrite=True, tag="ckpt") as tmp:
-        torch_save(payload, tmp)
+        torch_save(state, tmp)
     return p
 
 

@@ -14,7 +14,11 @@ Faults (``FAULTS``):
 
 Writers (``WRITERS``): ``convert d4rl`` (CLI), ``BufferWriter``, ``EpisodeRecorder``,
 ``make-datasets`` (CLI), ``export minari`` (CLI), ``repack`` (CLI), a grid cell and the grid
-report (``run_cell`` + ``write_report``) and a policy checkpoint (``save_policy_checkpoint``).
+report (``run_cell`` + ``write_report``), a policy checkpoint (``save_policy_checkpoint``), a
+Decision Transformer's checkpoint (the same, of a DT policy) and a training checkpoint written
+over the previous one (``save_training_checkpoint``, the examples' ``last.pt`` with a
+fine-tuning run's online buffer; the examples' other weights go through the same
+``save_state``).
 
 A trial runs one writer into a fresh directory that already holds an earlier output (bytes
 known) and checks, in the child: the outcome (``ok``: the writer finished before the fault
@@ -32,6 +36,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import functools
 import hashlib
 import io
 import json
@@ -269,6 +274,10 @@ class Writer:
 
     def prepare(self, src: Path) -> None:
         self.src = src
+
+    def before(self, out: Path) -> None:
+        """What ``out`` holds before the run, written without a fault (default: nothing
+        more than the earlier output every trial has)."""
 
     def run(self, out: Path) -> Ran:
         raise NotImplementedError
@@ -611,10 +620,115 @@ class Checkpoint(_OneFile):
         return True
 
 
-WRITERS: dict[str, type[Writer]] = {
-    w.name: w
-    for w in (ConvertD4RL, Writer_, Recorder, MakeDatasets, ExportMinari, Repack, Grid, Checkpoint)
-}
+class DTCheckpoint(Checkpoint):
+    """A Decision Transformer's replayable checkpoint (network, target return, context,
+    observation statistics)."""
+
+    name = "DT checkpoint"
+
+    def run(self, out: Path) -> Ran:
+        import gymnasium as gym
+        import numpy as np
+
+        import tianshou_offline.algorithms as A
+        from tianshou_offline.recording.policies import save_policy_checkpoint
+
+        env = gym.make("Pendulum-v1")
+        model = A.DecisionTransformerNet(
+            state_encoder=A.state_encoder(env.observation_space, 64), act_dim=1,
+            discrete=False, hidden=64, layers=2, heads=2, context=8, max_timestep=200,
+        )  # fmt: skip
+        policy = A.ContinuousDTPolicy(
+            model=model, action_space=env.action_space, observation_space=env.observation_space,
+            target_return=-200.0, rtg_scale=100.0, normalize_obs=True,
+        )  # fmt: skip
+        policy.obs_normalizer.fit(np.random.default_rng(0).normal(size=(64, 3)).astype(np.float32))
+        return _api(lambda: save_policy_checkpoint(out / self.final, policy))
+
+    def complete(self, path: Path) -> bool:
+        from tianshou_offline.recording.dt_policies import load_dt_policy
+
+        try:
+            load_dt_policy(path)
+        except Exception:
+            return False
+        return True
+
+
+class TrainingCheckpoint(Writer):
+    """A training run's ``last.pt`` (``tianshou_offline.training``: an algorithm with its
+    optimizer, the generators, the counters and a fine-tuning run's online buffer) written
+    over the previous epoch's: after a failure the previous checkpoint is there, unchanged."""
+
+    name = "training checkpoint"
+    final = "last.pt"
+
+    def save(self, path: Path, epoch: int) -> None:
+        from tianshou_offline.training import save_training_checkpoint
+
+        algorithm, online = self.state(epoch)
+        save_training_checkpoint(
+            path, algorithm, epoch=epoch, env_step=100 * epoch, gradient_step=10 * epoch,
+            extra={"online_buffer": online},
+        )  # fmt: skip
+
+    @functools.cache  # noqa: B019  (two states per writer, made once)
+    def state(self, epoch: int) -> tuple[Any, dict[str, Any]]:
+        """An algorithm-like module (a network and its Adam state) and an online buffer's
+        state (300 rows), different for each ``epoch``."""
+        import numpy as np
+        import torch
+        from tianshou.data import Batch, ReplayBuffer
+
+        from tianshou_offline.training import replay_buffer_state
+
+        torch.manual_seed(epoch)
+        net = torch.nn.Sequential(torch.nn.Linear(4, 256), torch.nn.Linear(256, 256))
+        optim = torch.optim.Adam(net.parameters())
+        net(torch.ones(2, 4)).sum().backward()
+        optim.step()
+
+        class Algorithm(torch.nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.net = net
+
+            def state_dict(self, *args: Any, **kwargs: Any) -> Any:
+                return {"net": net.state_dict(), "optim": optim.state_dict()}
+
+        online = ReplayBuffer(500)
+        rng = np.random.default_rng(epoch)
+        for i in range(300):
+            online.add(Batch(obs=rng.normal(size=(1, 4)), act=rng.normal(size=(1, 2)),
+                             rew=[1.0], terminated=[i % 50 == 49], truncated=[False],
+                             obs_next=rng.normal(size=(1, 4)), info=[{}]))  # fmt: skip
+        return Algorithm(), replay_buffer_state(online)
+
+    def before(self, out: Path) -> None:
+        self.save(out / self.final, 1)
+        self.previous = hashlib.sha256((out / self.final).read_bytes()).hexdigest()
+
+    def run(self, out: Path) -> Ran:
+        return _api(lambda: self.save(out / self.final, 2))
+
+    def check(self, out: Path, ran: Ran) -> list[str]:
+        from tianshou_offline.training import read_training_checkpoint
+
+        p = out / self.final
+        if not p.is_file():
+            return [f"{p.name}: the previous checkpoint is gone"]
+        if ran.kind != "ok":
+            same = hashlib.sha256(p.read_bytes()).hexdigest() == self.previous
+            return [] if same else [f"{p.name}: not the previous checkpoint after a failure"]
+        state = read_training_checkpoint(p)
+        if state is None or state["epoch"] != 2 or "online_buffer" not in state["extra"]:
+            return [f"{p.name}: published but incomplete"]
+        return []
+
+
+_ALL: tuple[type[Writer], ...] = (ConvertD4RL, Writer_, Recorder, MakeDatasets, ExportMinari,
+                                  Repack, Grid, Checkpoint, DTCheckpoint, TrainingCheckpoint)  # fmt: skip
+WRITERS: dict[str, type[Writer]] = {w.name: w for w in _ALL}
 
 
 # --------------------------------------------------------------------------------------
@@ -726,6 +840,7 @@ def run_trials(spec: dict[str, Any], results: Path) -> None:
             writers[name].prepare(src)
             base = root / f"base-{len(writers)}"
             base.mkdir()
+            writers[name].before(base)
             with _fault("count" if shim is not None else "none", 0, base, shim):
                 ran = writers[name].run(base)
             assert ran.kind == "ok", f"{name} fails without a fault: {ran.message}"
@@ -743,6 +858,7 @@ def run_trials(spec: dict[str, Any], results: Path) -> None:
         out.mkdir(parents=True)
         (out / "earlier.bin").write_bytes(EARLIER)
         digest = hashlib.sha256(EARLIER).hexdigest()
+        w.before(out)
         t0 = time.perf_counter()
         with _fault(fault, value, out, shim):
             ran = w.run(out)

@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 import _no_tensorflow  # noqa: F401  (first: keeps TensorFlow out of this process)
-import torch
 from _common import make_setup, run
 from tianshou.env import DummyVectorEnv
 
@@ -40,6 +39,7 @@ from tianshou_offline.cli.example_args import (
     warn_unused_flags,
 )
 from tianshou_offline.recording.atari import make_atari_env
+from tianshou_offline.training import save_state
 
 
 @dataclass(kw_only=True)
@@ -92,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     model = policy.model
 
     def save_actor(path: str) -> None:
-        torch.save({"sizes": model.sizes, "state_dict": model.state_dict()}, path)
+        save_state(path, {"sizes": model.sizes, "state_dict": model.state_dict()})  # atomically
 
     run(config, "dt", setup, algorithm, save_actor)
 

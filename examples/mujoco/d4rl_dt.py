@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import _without_tensorflow  # noqa: F401  (first: keeps TensorFlow out of this process)
-import torch
 from d4rl_common import build_algorithm, make_env, setup, train_and_evaluate
 
 from tianshou_offline.algorithms import RewardInInfo
@@ -36,6 +35,7 @@ from tianshou_offline.cli.example_args import (
     run_example,
     warn_unused_flags,
 )
+from tianshou_offline.training import save_state
 
 
 @dataclass(kw_only=True)
@@ -83,8 +83,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
 
 def save_weights(path: Path, policy: Any) -> None:
-    """``policy.pt``: the policy's ``state_dict`` (network and observation statistics)."""
-    torch.save(policy.state_dict(), path)
+    """``policy.pt``: the policy's ``state_dict`` (network and observation statistics),
+    written atomically (a kill or a full disk leaves the previous file)."""
+    save_state(path, policy.state_dict())
 
 
 if __name__ == "__main__":
