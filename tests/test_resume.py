@@ -6,7 +6,7 @@ interrupted, bit for bit on CPU.
 Every example shares the resume code (:mod:`tianshou_offline.training` through
 ``examples/mujoco/d4rl_common.py`` and ``examples/atari/_common.py``); here the MuJoCo-style
 TD3+BC (target networks, a policy delay on the step count, noise from torch's generator,
-mini-batches from numpy's); ``tests/test_atari.py`` kills and resumes an Atari example.
+mini-batches from numpy's); ``tests/recording/test_atari.py`` kills and resumes an Atari example.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _resume import REPO, assert_same_training, epoch_of, run_example, run_in_process
 
+from tests.helpers.resume import REPO, assert_same_training, epoch_of, run_example, run_in_process
 from tianshou_offline.training import read_training_checkpoint
 
 SCRIPT = REPO / "examples" / "mujoco" / "d4rl_td3_bc.py"
@@ -99,7 +99,7 @@ def test_every_example_stopped_midway_resumes_to_the_same_weights(
     second epoch, after the first checkpoint, and continued with ``--resume`` ends with the
     weights, optimizer states, counters and final evaluation of a run never stopped. (The
     stop is an exception in this process, to keep this fast; the SIGKILLed runs above, and
-    ``tests/test_atari.py``'s, kill a real process.) Fails when ``--resume`` does not find
+    ``tests/recording/test_atari.py``'s, kill a real process.) Fails when ``--resume`` does not find
     the run's checkpoint (the resumed run starts afresh and its counters differ)."""
     from tianshou.trainer import OfflineTrainer, OnlineTrainer
 

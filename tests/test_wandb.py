@@ -1,7 +1,7 @@
 """``--logger wandb`` (issue 29): the example scripts and ``tianshou-offline grid`` log the
 typed training statistics, the test returns, the final evaluation and the run's settings to a
 Weights & Biases run, read back here from the files an offline run writes
-(``WANDB_MODE=offline``, no network; ``tests/_wandb.py``) and compared with what the trainer
+(``WANDB_MODE=offline``, no network; ``tests/helpers/wandb_runs.py``) and compared with what the trainer
 handed the logger and what the run returned."""
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _resume import REPO, run_in_process
-from _wandb import read_run
+
+from tests.helpers.resume import REPO, run_in_process
+from tests.helpers.wandb_runs import read_run
 
 pytest.importorskip("wandb")
 

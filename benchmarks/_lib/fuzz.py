@@ -285,7 +285,7 @@ def _png(img: np.ndarray) -> bytes:
 def rlu_records(
     n_episodes: int = 3, *, length: int = 7, frame: int = 12, seed: int = 5
 ) -> list[bytes]:
-    """``tf.train.Example`` records of RL Unplugged Atari episodes (tests/_rlu_helpers.py's
+    """``tf.train.Example`` records of RL Unplugged Atari episodes (tests/helpers/rlu.py's
     features; zero padding before an episode's first frame), without TensorFlow."""
     from tianshou_offline.converters._tfrecord import example_class
 

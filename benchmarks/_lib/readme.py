@@ -7,7 +7,7 @@ site's pages (:data:`PAGES`)::
 
 A section may stand in several pages (the README keeps the headline tables, the site has them
 all). A benchmark's ``--readme`` rewrites its sections, wherever they stand, from the
-committed results; the test ``tests/test_benchmark_results.py`` fails when a section differs
+committed results; the test ``tests/benchmarks/test_results.py`` fails when a section differs
 from what the script generates."""
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from tianshou_offline.cli._run import Subparsers, UsageError, check_output, posi
 
 LEVEL_NAMES = ("random", "medium", "expert", "medium-replay", "medium-expert")
 """``tianshou_offline.datasets.LEVELS`` (repeated so that ``--help`` imports nothing heavy;
-tests/test_datasets.py checks that they agree)."""
+tests/datasets/test_datasets.py checks that they agree)."""
 
 
 def _levels(text: str) -> tuple[str, ...]:

@@ -20,7 +20,7 @@ which the kernel evicts under pressure): ``act`` in its stored dtype (8 B for in
 50M transitions — plus the patches' stacks themselves (``S·H·W`` bytes per patch, a few per
 episode). Tianshou's ``_indices`` table (8 B per transition) is not kept. Continuous actions
 are ``A × 4`` B (float32) and an unstacked file has no patch tables: **4·A + 7 B** per
-transition (15 B for A = 2, 31 B for A = 6; ``tests/test_out_of_core_continuous.py`` measures
+transition (15 B for A = 2, 31 B for A = 6; ``tests/data/test_out_of_core_continuous.py`` measures
 it with tracemalloc).
 
 The algorithms' datasets see the columns through :meth:`DiskReplayBuffer.disk_columns` and

@@ -5,7 +5,7 @@ train QR-DQN online with Tianshou until the mean test return is >= 190, then col
 steps with that policy at ε = 0.2 (ε-greedy). The buffer is saved in the tianshou-offline
 format (``save_buffer``; one file, episodes of the 10 collection envs concatenated).
 
-Used by ``tests/test_algorithms_discrete.py`` (cached per test session) and by
+Used by ``tests/algorithms/test_discrete.py`` (cached per test session) and by
 ``benchmarks/parity_discrete.py``. Set
 ``TIANSHOU_OFFLINE_EXPERT_CACHE=<dir>`` to reuse the file across sessions. As a script:
 ``python -m benchmarks._lib.experts.cartpole OUT.hdf5``.

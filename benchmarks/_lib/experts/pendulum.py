@@ -5,7 +5,7 @@ train SAC online on Pendulum-v1 until the mean test return is >= -250, then coll
 steps with the stochastic (exploring) SAC policy. The buffer is saved in the
 tianshou-offline format with actions in the environment's units (``[-2, 2]``).
 
-Used by ``tests/test_algorithms_continuous.py`` (cached per test session) and by
+Used by ``tests/algorithms/test_continuous.py`` (cached per test session) and by
 ``benchmarks/parity_continuous.py``. Set ``TIANSHOU_OFFLINE_EXPERT_CACHE=<dir>`` to reuse the
 file across sessions. As a script: ``python -m benchmarks._lib.experts.pendulum OUT.hdf5``.
 """

@@ -16,7 +16,7 @@ value is computed as that dataset computes it (the observation normaliser is fit
 same chunked passes, actions mapped element by element, n-step targets from
 :func:`~tianshou_offline.algorithms.core.n_step_targets`), so for a seed an algorithm sees
 identical mini-batches and computes identical losses from RAM and from disk
-(``tests/test_out_of_core.py``).
+(``tests/data/test_out_of_core.py``).
 
 **Resident memory** per transition, besides the buffer's own in-RAM columns (``act``,
 ``rew``, the flags): ``rew`` and ``discount`` (2 × 4 B float32, the n-step targets),

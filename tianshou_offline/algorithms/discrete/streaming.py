@@ -8,7 +8,7 @@ device tables; each mini-batch's observation stacks are gathered from the mapped
 shared prefetch thread (:class:`~tianshou_offline.algorithms.streaming.Prefetcher`).
 
 The batches equal what ``FrameDataset`` gathers for the same positions (frame stacks by
-``buffer.prev``, exact-stack patches, n-step targets: see ``tests/test_out_of_core.py``).
+``buffer.prev``, exact-stack patches, n-step targets: see ``tests/data/test_out_of_core.py``).
 What is held in RAM per transition: ``depth`` (1 B: how many earlier frames of its episode a
 stack uses), ``last`` (1 B: offset of the n-step bootstrap transition), ``rew``, ``discount``,
 ``terminated`` (3 × 4 B float32) — 14 B, plus the buffer's own columns (``act`` is read from

@@ -32,7 +32,7 @@ registry, one seed each):
   draws it. On CPU, seed k of ``make_seed_batch(..., seeds=[s_0, …])`` therefore draws exactly
   what ``torch.manual_seed(s_k)`` then ``make_algorithm(...)`` then ``update(buffer, B)``
   draws: the batch's trajectory of seed k is that single run's, to float tolerance
-  (``tests/test_seed_batch.py`` checks parameters and statistics over hundreds of steps).
+  (``tests/algorithms/test_seed_batch.py`` checks parameters and statistics over hundreds of steps).
 - *Statistics*: :class:`SeedBatchStats` holds one typed stats object per seed (the member
   algorithm's own ``TrainingStats`` class) and logs the mean over seeds and every seed's value.
 - *Checkpoints*: the batch's ``state_dict`` holds everything (stacked parameters, optimizer

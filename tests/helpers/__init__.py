@@ -1,0 +1,1 @@
+"""Helpers shared by several test modules (no test imports another test module)."""
