@@ -26,6 +26,7 @@ from typing import Any, ClassVar, Literal
 import gymnasium as gym
 import pytest
 
+from tests.helpers.examples import import_example
 from tianshou_offline.algorithms import make_config
 from tianshou_offline.cli.example_args import (
     AtariConfig,
@@ -207,14 +208,7 @@ def test_every_field_has_help_and_both_spellings() -> None:
 
 
 def _load_script_module(name: str) -> Any:
-    import importlib
-
-    path = str(_script(name).parent)
-    sys.path.insert(0, path)
-    try:
-        return importlib.import_module(name)
-    finally:
-        sys.path.remove(path)
+    return import_example(_script(name).parent, name)
 
 
 @pytest.mark.parametrize("name", MUJOCO)

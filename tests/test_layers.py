@@ -173,6 +173,43 @@ def test_benchmarks_have_no_import_cycle_no_path_edits_and_no_tests_imports() ->
             assert not {n.split(".")[0] for n in names} & tests, (path, names)
 
 
+
+TESTS = PACKAGE.parent / "tests"
+
+
+def test_tests_mirror_the_package_and_share_helpers_only() -> None:
+    """The tests are laid out like the package (``tests/algorithms/test_iql.py`` …): every test
+    module sits in a folder of ``tests/`` (the top level holds the cross-cutting ones), no
+    test module imports another test module (shared code lives in ``tests/helpers/`` or a
+    ``conftest.py``), and only ``tests/helpers/examples.py`` touches ``sys.path`` (code run
+    in a child process, a string here, emulates ``python script.py`` as it likes)."""
+    package_units = {p.stem if p.is_file() else p.name for p in PACKAGE.iterdir()}
+    for folder in TESTS.iterdir():
+        if folder.is_dir() and folder.name not in ("helpers", "__pycache__"):
+            assert folder.name in package_units | {"benchmarks"}, folder
+            assert (folder / "__init__.py").is_file(), folder
+    for path in TESTS.rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module or ""] + [f"{node.module}.{a.name}" for a in node.names]
+            else:
+                names = []
+            for name in names:
+                parts = name.split(".")
+                assert not parts[-1].startswith(("test_", "conftest")), (path, name)
+                assert parts[0] != "tests" or parts[1:2] in ([], ["helpers"]), (path, name)
+            edits_sys_path = (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and ast.unparse(node.func.value) == "sys.path"
+                and node.func.attr in ("insert", "append", "extend", "remove", "pop")
+            )
+            assert not edits_sys_path or path == TESTS / "helpers" / "examples.py", (path, node)
+
+
 @pytest.mark.parametrize(
     ("graph", "expected"),
     [

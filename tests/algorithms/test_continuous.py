@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import importlib
 import math
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +34,7 @@ from tianshou.utils.torch_utils import policy_within_training_step
 
 from benchmarks._lib.experts.pendulum import cached_expert_file
 from tests.helpers.continuous import ACT_SPACE, OBS_SPACE, H, evaluate, make, synthetic_buffer
+from tests.helpers.examples import folder_on_path, import_example
 from tianshou_offline.algorithms import (
     CQL,
     CRR,
@@ -342,11 +342,7 @@ def test_generic_stats_subclass_adds_a_field() -> None:
 
 
 def test_extend_stats_example_runs() -> None:
-    sys.path.insert(0, str(REPO / "examples"))
-    try:
-        example = importlib.import_module("extend_stats")
-    finally:
-        sys.path.remove(str(REPO / "examples"))
+    example = import_example(REPO / "examples", "extend_stats")
     cql_stats, td3bc_stats = example.main(steps=3)
     assert type(cql_stats).__name__ == "MyCQLStats" and math.isfinite(cql_stats.q_gap)
     assert math.isfinite(td3bc_stats.td_error_max)
@@ -475,13 +471,6 @@ def expert_path(expert_data_dir: Path) -> Path:
     return cached_expert_file(expert_data_dir)
 
 
-@pytest.fixture(scope="module")
-def expert_buffer(expert_path: Path) -> ReplayBuffer:
-    from tianshou_offline import load_buffer
-
-    return load_buffer(expert_path)
-
-
 PENDULUM_RETURNS = {
     # Mean (std) undiscounted return of 50 Pendulum-v1 episodes (seeds 1000–1049), measured
     # for this file with gymnasium 1.x. An EVAL_EPISODES-mean of the first two has a standard
@@ -571,10 +560,8 @@ EXAMPLES = [
 
 @pytest.fixture
 def examples_on_path() -> Iterator[None]:
-    path = str(REPO / "examples" / "mujoco")
-    sys.path.insert(0, path)
-    yield
-    sys.path.remove(path)
+    with folder_on_path(REPO / "examples" / "mujoco"):
+        yield
 
 
 @pytest.mark.slow

@@ -1,6 +1,6 @@
-"""SAC-N, EDAC, LB-SAC and AWAC: reference tests and learning tests.
+"""SAC-N, EDAC and LB-SAC: reference tests; their and AWAC's learning tests.
 
-Reference tests (as ``tests/algorithms/test_reference.py``, whose helpers they use): one
+Reference tests (helpers in ``tests/helpers/reference.py``): one
 update on a fixed mini-batch with plain-SGD optimizers equals an independent computation of
 the paper's equations written out here, with target critics that differ from the online ones
 (they are perturbed before the step):
@@ -11,11 +11,8 @@ the paper's equations written out here, with target critics that differ from the
 - EDAC (ibid., Sec. 4.2): the critics' loss adds η/(N−1) Σ_{i≠j} ⟨g_i, g_j⟩ of the members'
   normalised action gradients, each computed here from a plain per-member network;
 - LB-SAC (Nikulin et al. 2022, arXiv:2211.11092): the square-root learning-rate rule and
-  the mean over members;
-- AWAC (Nair et al. 2020, arXiv:2006.09359, Sec. 4): TD towards min_j Q'_j(s', a'),
-  a' ~ π(·|s'), then −E[w log π(a|s)] with w = min(exp((min_j Q_j(s, a) − V(s)) / λ), w_max)
-  (clip binding for part of the batch), V(s) the mean over K actor samples; and d3rlpy's
-  batch-softmax weights.
+  the mean over members.
+AWAC's reference test is in ``tests/algorithms/test_awac.py``.
 
 Learning tests train at a tiny budget on the session's Pendulum-v1 expert data and require a
 fresh 20-episode evaluation to reach −400 (a random or zero-torque policy scores about
@@ -25,10 +22,7 @@ fresh 20-episode evaluation to reach −400 (a random or zero-torque policy scor
 from __future__ import annotations
 
 import copy
-import functools
-import math
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -37,9 +31,7 @@ import pytest
 import torch
 from tianshou.data import ReplayBuffer
 from tianshou.trainer import OfflineTrainerParams
-from torch import nn
 
-from benchmarks._lib.experts.pendulum import cached_expert_file
 from tests.helpers.continuous import evaluate
 from tests.helpers.pendulum import (
     LBSAC_BATCH,
@@ -58,9 +50,11 @@ from tests.helpers.reference import (
     H,
     assert_same,
     fixed_batch,
-    normal_log_density,
+    member_q,
+    min_over_members,
     one_update,
     params,
+    perturb,
     polyak,
     sgd_step,
     tanh_gaussian,
@@ -73,7 +67,6 @@ from tianshou_offline.algorithms import (
     CriticEnsemble,
     GaussianActor,
     GaussianPolicy,
-    advantage_weights,
     ensemble_similarity,
     sqrt_scaled_lr,
 )
@@ -87,24 +80,8 @@ def _one_thread() -> Iterator[None]:
     torch.set_num_threads(threads)
 
 
-def perturb(module: nn.Module, scale: float = 0.2) -> None:
-    """Move every parameter of a target network away from its online copy."""
-    with torch.no_grad():
-        for p in module.parameters():
-            p.add_(torch.randn_like(p) * scale)
 
 
-def member_q(critics: nn.Module, j: int, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
-    """Member ``j`` of the ensemble as a plain network: ``relu(x W_l + b_l)`` layer by layer on
-    ``x = [s, a]``, then the linear output — independent of the ensemble's batched forward."""
-    assert isinstance(critics, CriticEnsemble)
-    x = torch.cat([obs, act], dim=-1)
-    layers = len(critics.weights)
-    for layer in range(layers):
-        x = x @ critics.weights[layer][j] + critics.biases[layer][j]
-        if layer < layers - 1:
-            x = torch.relu(x)
-    return x.squeeze(-1)
 
 
 def test_action_gradients_match_per_member_networks() -> None:
@@ -152,8 +129,6 @@ def _sacn(kind: str, **kw: Any) -> SACN:
     return algo
 
 
-def min_over_members(qs: list[torch.Tensor]) -> torch.Tensor:
-    return functools.reduce(torch.minimum, qs)
 
 
 @pytest.mark.parametrize(
@@ -294,95 +269,6 @@ def test_ensembles_reject_bad_parameters(kw: dict[str, Any], message: str) -> No
 
 # --------------------------------------------------------------------------- AWAC
 
-K = 3
-
-
-def _awac(**kw: Any) -> AWAC:
-    torch.manual_seed(0)
-    policy = GaussianPolicy(
-        actor=GaussianActor(D, A, H),
-        action_space=ACT_SPACE,
-        observation_space=OBS_SPACE,
-        squash=False,
-    )
-    args: dict[str, Any] = dict(lam=0.01, max_weight=1.5, num_sampled_actions=K, tau=0.05)
-    args.update(kw)
-    algo = AWAC(
-        policy=policy,
-        policy_optim=SGD,
-        critics=CriticEnsemble(D, A, H, num_critics=3),
-        critic_optim=SGD,
-        **args,
-    )
-    perturb(algo.critics_target)
-    return algo
-
-
-@pytest.mark.parametrize("normalize", [False, True], ids=["clipped_exp", "batch_softmax"])
-def test_awac_matches_the_paper(normalize: bool, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Critic: ``Σ_j E[(Q_j(s, a) − r − γ(1−d) min_j Q'_j(s', a'))²]``, ``a' ~ π(·|s')``
-    (clipped to [−1, 1]); then with the updated critics the actor on ``−E[w log π(a|s)]``,
-    ``w = min(exp((min_j Q_j(s, a) − V(s)) / λ), w_max)`` (or ``B softmax(A/λ)``),
-    ``V(s) = 1/K Σ_k min_j Q_j(s, a_k)``; Polyak target critics."""
-    lam, w_max, tau = 0.01, 1.5, 0.05
-    algo = _awac(normalize_weights=normalize)
-    actor, critics = copy.deepcopy(algo.policy.actor), copy.deepcopy(algo.critics)
-    critics_t = copy.deepcopy(algo.critics_target)
-    b = fixed_batch()
-    stats = one_update(algo, b, seed=41, monkeypatch=monkeypatch)
-
-    torch.manual_seed(41)
-    eps_next, eps_k = torch.randn(B, A), torch.randn(B, K, A)
-    with torch.no_grad():
-        mean_n, log_std_n = actor(b.obs_next)
-        a_next = (mean_n + log_std_n.exp() * eps_next).clamp(-1.0, 1.0)
-        q_next = min_over_members([member_q(critics_t, j, b.obs_next, a_next) for j in range(3)])
-        y = b.rew + b.discount * q_next
-    critic_loss = sum(((member_q(critics, j, b.obs, b.act) - y) ** 2).mean() for j in range(3))
-    assert isinstance(critic_loss, torch.Tensor)
-    sgd_step(params(critics), critic_loss)
-    mean, log_std = actor(b.obs)
-    with torch.no_grad():
-        a_k = (mean.unsqueeze(1) + log_std.exp().unsqueeze(1) * eps_k).clamp(-1.0, 1.0)
-        v = torch.stack(
-            [
-                min_over_members([member_q(critics, j, b.obs, a_k[:, k]) for j in range(3)])
-                for k in range(K)
-            ]
-        ).mean(0)
-        q = min_over_members([member_q(critics, j, b.obs, b.act) for j in range(3)])
-        adv = q - v
-        if normalize:
-            w = B * torch.exp(adv / lam) / torch.exp(adv / lam).sum()
-        else:
-            w = torch.minimum(torch.exp(adv / lam), torch.tensor(w_max))
-    actor_loss = -(w * normal_log_density(b.act, mean, log_std.exp())).mean()
-    sgd_step(params(actor), actor_loss)
-    polyak(critics_t, critics, tau)
-
-    if not normalize:
-        assert 0.0 < stats.clipped_weight < 1.0  # the clip binds for part of the batch
-    assert stats.critic_loss == pytest.approx(critic_loss.item(), rel=1e-5)
-    assert stats.actor_loss == pytest.approx(actor_loss.item(), rel=1e-5)
-    assert stats.advantage == pytest.approx(adv.mean().item(), rel=1e-5, abs=1e-6)
-    assert stats.weight == pytest.approx(w.mean().item(), rel=1e-5)
-    assert stats.q_target == pytest.approx(y.mean().item(), rel=1e-5)
-    assert_same(algo.critics, critics, "critics")
-    assert_same(algo.policy.actor, actor, "actor")
-    assert_same(algo.critics_target, critics_t, "critics_target")
-
-
-def test_advantage_weights() -> None:
-    adv = torch.tensor([-1.0, 0.0, 2.0])
-    torch.testing.assert_close(
-        advantage_weights(adv, 2.0, max_weight=2.0, normalize=False),
-        torch.tensor([math.exp(-0.5), 1.0, 2.0]),
-    )
-    soft = advantage_weights(adv, 2.0, max_weight=2.0, normalize=True)
-    assert soft.sum().item() == pytest.approx(3.0)
-    with pytest.raises(ValueError, match="lam"):
-        _awac(lam=0.0)
-
 
 # --------------------------------------------------------------------------- the grid
 
@@ -414,13 +300,6 @@ ENSEMBLE_THRESHOLD = -700.0
 """SAC-N and EDAC have no behaviour-cloning term: from expert data they learn the critic
 first (about 2,000 steps before the policy improves); at 2,000 steps they score about −470
 (SAC-N, seed 0), between the untrained policy's ≈ −1200 and the expert's −250."""
-
-
-@pytest.fixture(scope="module")
-def expert_buffer(expert_data_dir: Path) -> ReplayBuffer:
-    from tianshou_offline import load_buffer
-
-    return load_buffer(cached_expert_file(expert_data_dir))
 
 
 @pytest.mark.slow

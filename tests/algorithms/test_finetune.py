@@ -15,7 +15,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ from tianshou.utils.torch_utils import policy_within_training_step
 
 from tests.helpers import buffers as _buffers
 from tests.helpers.continuous import make as make_continuous
+from tests.helpers.examples import EXAMPLES, import_example
 from tests.helpers.pendulum import pendulum_algorithm
 from tests.helpers.reference import (
     ACT_SPACE,
@@ -678,14 +678,7 @@ def write_pendulum_file(path: Path, episodes: int = 2) -> Path:
 
 
 def _script(name: str) -> Any:
-    import importlib
-
-    folder = str(Path(__file__).resolve().parents[2] / "examples" / "mujoco")
-    sys.path.insert(0, folder)
-    try:
-        return importlib.import_module(name)
-    finally:
-        sys.path.remove(folder)
+    return import_example(EXAMPLES / "mujoco", name)
 
 
 @pytest.mark.slow

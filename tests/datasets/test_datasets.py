@@ -10,7 +10,6 @@ import importlib
 import json
 import math
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
+from tests.helpers.examples import folder_on_path
 from tianshou_offline import load_buffer, read_metadata
 from tianshou_offline.converters.d4rl_scores import normalized_score, reference_scores
 from tianshou_offline.datasets import (
@@ -151,12 +151,9 @@ def test_normalized_score_reads_a_family_file(family: FamilyResult) -> None:
 
 
 def test_the_examples_read_a_family_files_reference_scores(family: FamilyResult) -> None:
-    sys.path.insert(0, str(REPO / "examples" / "mujoco"))
-    try:
+    with folder_on_path(REPO / "examples" / "mujoco"):
         common = importlib.import_module("d4rl_common")
         dataset = common.load_dataset(str(family.levels["medium"].path), "unused")
-    finally:
-        sys.path.remove(str(REPO / "examples" / "mujoco"))
     assert dataset.ref_scores == family.reference_scores
     _, hi = family.reference_scores
     assert common.normalized_score(hi, dataset.ref_scores) == pytest.approx(100.0)

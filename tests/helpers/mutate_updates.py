@@ -13,7 +13,7 @@ Usage (from the repository root)::
     python -m tests.helpers.mutate_updates --list       # the mutations' names
     python -m tests.helpers.mutate_updates --only td3-noise-clip-deleted iql-q-hat-online
 
-``tests/algorithms/test_reference.py::test_mutation_script_kills_mutations`` runs a few of
+``tests/algorithms/test_mutations.py::test_mutation_script_kills_mutations`` runs a few of
 them so that the script keeps working.
 """
 
@@ -32,8 +32,7 @@ from typing import Any
 
 import pytest
 
-REFERENCE = "tests/algorithms/test_reference.py"
-IQL_REBRAC = "tests/algorithms/test_iql.py"
+ALGORITHMS = "tests/algorithms"
 FINETUNE = "tests/algorithms/test_finetune.py"
 FQE_TESTS = "tests/evaluation/test_fqe.py"
 
@@ -62,21 +61,21 @@ def _m(name: str, target: str, old: str, new: str, *tests: str) -> Mutation:
 
 _CONT = "tianshou_offline.algorithms.continuous"
 _DISC = "tianshou_offline.algorithms.discrete"
-_TD3BC = f"{REFERENCE}::test_td3bc_matches_the_paper"
-_REBRAC = f"{IQL_REBRAC}::test_rebrac_matches_the_paper"
-_IQL = f"{IQL_REBRAC}::test_iql_matches_the_paper"
-_CQL = f"{REFERENCE}::test_cql_matches_the_paper"
+_TD3BC = f"{ALGORITHMS}/test_td3bc.py::test_td3bc_matches_the_paper"
+_REBRAC = f"{ALGORITHMS}/test_rebrac.py::test_rebrac_matches_the_paper"
+_IQL = f"{ALGORITHMS}/test_iql.py::test_iql_matches_the_paper"
+_CQL = f"{ALGORITHMS}/test_cql.py::test_cql_matches_the_paper"
 _CALQL = f"{FINETUNE}::test_calql_term_matches_the_paper"
-_BCQ = f"{REFERENCE}::test_bcq_matches_algorithm_1"
-_CRR = f"{REFERENCE}::test_crr_matches_the_paper"
-_DCQL = f"{REFERENCE}::test_discrete_cql_matches_qr_dqn_and_cql_h"
-_DBCQ = f"{REFERENCE}::test_discrete_bcq_matches_the_paper"
-_DCRR = f"{REFERENCE}::test_discrete_crr_matches_the_paper"
+_BCQ = f"{ALGORITHMS}/test_bcq.py::test_bcq_matches_algorithm_1"
+_CRR = f"{ALGORITHMS}/test_crr.py::test_crr_matches_the_paper"
+_DCQL = f"{ALGORITHMS}/test_cql.py::test_discrete_cql_matches_qr_dqn_and_cql_h"
+_DBCQ = f"{ALGORITHMS}/test_bcq.py::test_discrete_bcq_matches_the_paper"
+_DCRR = f"{ALGORITHMS}/test_crr.py::test_discrete_crr_matches_the_paper"
 _FQE = f"{FQE_TESTS}::test_fqe_update_matches_algorithm_3"
 _DFQE = "tests/evaluation/test_fqe_discrete.py::test_discrete_fqe_update_matches_algorithm_3"
 _ENSEMBLES = "tests/algorithms/test_ensembles.py"
 _SACN = f"{_ENSEMBLES}::test_sacn_and_edac_match_the_paper"
-_AWAC = f"{_ENSEMBLES}::test_awac_matches_the_paper"
+_AWAC = f"{ALGORITHMS}/test_awac.py::test_awac_matches_the_paper"
 _LBSAC = f"{_ENSEMBLES}::test_lbsac_scales_the_learning_rate_and_averages_the_members"
 _DT = "tianshou_offline.algorithms.dt"
 _DT_TESTS = "tests/algorithms/test_dt.py"

@@ -9,6 +9,9 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 from tianshou.algorithm.optim import AdamOptimizerFactory as Adam
+from tianshou.data import Collector, CollectStats, ReplayBuffer
+from tianshou.env import DummyVectorEnv
+from tianshou.trainer import OfflineTrainerParams
 
 from tianshou_offline.algorithms import (
     AWAC,
@@ -24,6 +27,7 @@ from tianshou_offline.algorithms import (
 PENDULUM_OBS = gym.spaces.Box(-np.inf, np.inf, (3,), np.float32)
 PENDULUM_ACT = gym.spaces.Box(-2.0, 2.0, (1,), np.float32)
 THRESHOLD = -400.0
+EVAL_EPISODES = 20
 
 
 def pendulum_algorithm(name: str) -> OfflineAlgorithmBase[Any, Any]:
@@ -52,3 +56,26 @@ def pendulum_algorithm(name: str) -> OfflineAlgorithmBase[Any, Any]:
 LBSAC_BATCH = 512
 """LB-SAC's batch in the learning test: 2,000 steps of 512 reach −331 (seed 0; −658 after
 1,500, −1537 after 500), where the untrained policy scores about −1200."""
+
+
+def train_and_evaluate(algo: OfflineAlgorithmBase[Any, Any], buffer: ReplayBuffer) -> float:
+    """Train with Tianshou's OfflineTrainer (no per-epoch tests), then the mean return of
+    EVAL_EPISODES fresh Pendulum-v1 episodes of the final policy."""
+    algo.run_training(
+        OfflineTrainerParams(
+            buffer=buffer,
+            test_collector=None,
+            max_epochs=3,
+            epoch_num_steps=500,
+            batch_size=256,
+            show_progress=False,
+            verbose=False,
+        )
+    )
+    envs = DummyVectorEnv([lambda: gym.make("Pendulum-v1") for _ in range(10)])
+    envs.seed(5000)
+    stats = Collector[CollectStats](algo, envs).collect(
+        n_episode=EVAL_EPISODES, reset_before_collect=True
+    )
+    assert stats.returns_stat is not None
+    return float(stats.returns_stat.mean)

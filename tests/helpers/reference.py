@@ -5,6 +5,7 @@ the hand-written SGD and Polyak steps the references take."""
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -18,7 +19,7 @@ from tianshou.data import ReplayBuffer
 from tianshou.utils.torch_utils import policy_within_training_step
 from torch import nn
 
-from tianshou_offline.algorithms import DiscreteTransitions, Transitions
+from tianshou_offline.algorithms import CriticEnsemble, DiscreteTransitions, Transitions
 from tianshou_offline.algorithms.core import OfflineAlgorithmCore
 
 LR = 0.1
@@ -176,3 +177,27 @@ def quantile_huber(current: torch.Tensor, target: torch.Tensor, kappa: float) ->
     huber = torch.where(u.abs() <= kappa, 0.5 * u**2, kappa * (u.abs() - 0.5 * kappa))
     rho = (tau_hat.view(1, -1, 1) - (u.detach() < 0).to(u.dtype)).abs() * huber
     return rho.sum(2).mean(1)
+
+
+def perturb(module: nn.Module, scale: float = 0.2) -> None:
+    """Move every parameter of a target network away from its online copy."""
+    with torch.no_grad():
+        for p in module.parameters():
+            p.add_(torch.randn_like(p) * scale)
+
+
+def member_q(critics: nn.Module, j: int, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+    """Member ``j`` of the ensemble as a plain network: ``relu(x W_l + b_l)`` layer by layer on
+    ``x = [s, a]``, then the linear output — independent of the ensemble's batched forward."""
+    assert isinstance(critics, CriticEnsemble)
+    x = torch.cat([obs, act], dim=-1)
+    layers = len(critics.weights)
+    for layer in range(layers):
+        x = x @ critics.weights[layer][j] + critics.biases[layer][j]
+        if layer < layers - 1:
+            x = torch.relu(x)
+    return x.squeeze(-1)
+
+
+def min_over_members(qs: list[torch.Tensor]) -> torch.Tensor:
+    return functools.reduce(torch.minimum, qs)

@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from tests.helpers.examples import folder_on_path
 from tianshou_offline.training import FORMAT, read_training_checkpoint
 
 REPO = Path(__file__).resolve().parents[2]
@@ -56,8 +57,7 @@ def run_in_process(script: Path, args: list[str]) -> Any:
     import importlib.util
 
     name = f"_resumed_example_{script.parent.name}_{script.stem}"
-    sys.path.insert(0, str(script.parent))
-    try:
+    with folder_on_path(script.parent):
         module = sys.modules.get(name)
         if module is None:
             spec = importlib.util.spec_from_file_location(name, script)
@@ -66,8 +66,6 @@ def run_in_process(script: Path, args: list[str]) -> Any:
             sys.modules[name] = module  # dataclasses look their module up
             spec.loader.exec_module(module)
         return module.main(args)
-    finally:
-        sys.path.remove(str(script.parent))
 
 
 def tensors(state: Any, prefix: str = "") -> dict[str, torch.Tensor]:

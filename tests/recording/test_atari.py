@@ -5,7 +5,6 @@ checkpoints."""
 
 from __future__ import annotations
 
-import importlib
 import os
 import shutil
 import subprocess
@@ -22,6 +21,7 @@ pytest.importorskip("ale_py")
 
 from tianshou.data import Batch, Collector, CollectStats, VectorReplayBuffer
 
+from tests.helpers.examples import import_example
 from tianshou_offline import load_buffer
 from tianshou_offline.algorithms import (
     AtariTrunk,
@@ -128,9 +128,7 @@ def test_recorder_rejects_bad_compact_settings(tmp_path: Path) -> None:
 
 def _example(name: str) -> Any:
     """Import ``examples/atari/<name>.py`` (its ``main(argv)`` runs the script in-process)."""
-    if str(EXAMPLES) not in sys.path:
-        sys.path.insert(0, str(EXAMPLES))
-    return importlib.import_module(name)
+    return import_example(EXAMPLES, name)
 
 
 def _main_in_process(

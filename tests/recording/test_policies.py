@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.helpers.examples import folder_on_path
 from tianshou_offline import EpisodeRecorder, load_buffer
 from tianshou_offline.algorithms import (
     VAE,
@@ -279,10 +280,8 @@ def test_continuous_checkpoint_replays_in_a_real_process(
 
 @pytest.fixture
 def mujoco_examples() -> Iterator[None]:
-    path = str(ROOT / "examples" / "mujoco")
-    sys.path.insert(0, path)
-    yield
-    sys.path.remove(path)
+    with folder_on_path(ROOT / "examples" / "mujoco"):
+        yield
 
 
 @pytest.fixture(scope="module")
