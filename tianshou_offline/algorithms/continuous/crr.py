@@ -69,6 +69,7 @@ from tianshou_offline.algorithms.config import (
     ContinuousTDConfig,
     adam,
     box_dims,
+    param_default,
     renamed_kwargs,
     warn_renamed,
 )
@@ -108,7 +109,7 @@ class CRRConfig(ContinuousTDConfig):
     """clip of the exponential weight"""
     advantage: Literal["mean", "max"] = "mean"
     """the advantage's baseline over the sampled actions' Q-values"""
-    num_sampled_actions: int = 4
+    num_sampled_actions: int = param_default(CriticWeightedPolicy, "num_sampled_actions")
     """m, actions sampled per state for the advantage"""
     target_update_freq: int = 1
     """update the target networks every this many steps (``tau=1``: hard copies)"""

@@ -118,405 +118,6 @@ class LinearWarmupLRSchedulerFactory(LRSchedulerFactory):
         steps = self.warmup_steps
         return LambdaLR(optim, lambda t: min((t + 1) / steps, 1.0))
 
-
-# --------------------------------------------------------------------------- acting
-
-
-def _fresh_context(
-    n: int, k: int, obs: np.ndarray, act_shape: tuple[int, ...], discrete: bool
-) -> Batch:
-    return Batch(
-        obs=np.zeros((n, k, *obs.shape[1:]), dtype=obs.dtype),
-        act=np.zeros((n, k, *act_shape), dtype=np.int64 if discrete else np.float32),
-        rtg=np.zeros((n, k), dtype=np.float32),
-        t=np.zeros((n, k), dtype=np.int64),
-        length=np.zeros(n, dtype=np.int64),
-    )
-
-
-class _ReturnConditioned:
-    """The acting loop shared by the continuous and the discrete policy (see the module
-    docstring). The subclass supplies ``model``, ``target_return``, ``rtg_scale`` and
-    ``_predict(obs, act, rtg, t, mask) -> actions (n,)`` or ``(n, A)``."""
-
-    model: DecisionTransformerNet
-    target_return: float
-    rtg_scale: float
-
-    def _predict(
-        self, obs: np.ndarray, act: np.ndarray, rtg: np.ndarray, t: np.ndarray, mask: np.ndarray
-    ) -> np.ndarray:
-        raise NotImplementedError
-
-    def _act_shape(self) -> tuple[int, ...]:
-        raise NotImplementedError
-
-    def act_in_context(
-        self, batch: ObsBatchProtocol, state: dict[str, Any] | BatchProtocol | np.ndarray | None
-    ) -> tuple[np.ndarray, Batch]:
-        """One step for every environment of ``batch``: extend its context with the new
-        observation and return-to-go, predict the action, record it. Returns the actions
-        and the new context (Tianshou's hidden state)."""
-        obs = np.asarray(batch.obs)
-        n, k = obs.shape[0], self.model.context
-        ctx = state if isinstance(state, Batch) and len(state.get_keys()) else None
-        if ctx is None or len(ctx) != n:
-            ctx = _fresh_context(n, k, obs, self._act_shape(), self.model.discrete)
-        fresh = np.asarray(ctx.length) == 0
-        raw_info = getattr(batch, "info", None)
-        info: Batch = raw_info if isinstance(raw_info, Batch) else Batch()
-        if "reward" in info.get_keys():
-            reward = np.asarray(info.reward, dtype=np.float32).reshape(n)
-        elif fresh.all():
-            reward = np.zeros(n, dtype=np.float32)
-        else:
-            raise ValueError(
-                f"{type(self).__name__}: the observation's info holds no 'reward'; wrap the "
-                "environments in tianshou_offline.algorithms.RewardInInfo so that the "
-                "return-to-go follows the rewards received"
-            )
-        rtg_prev = np.asarray(ctx.rtg)[:, -1]
-        rtg = np.where(
-            fresh, self.target_return / self.rtg_scale, rtg_prev - reward / self.rtg_scale
-        )
-        t = np.where(fresh, 0, np.asarray(ctx.t)[:, -1] + 1)
-        new = Batch(
-            obs=np.concatenate([np.asarray(ctx.obs)[:, 1:], obs[:, None].astype(ctx.obs.dtype)], 1),
-            act=np.concatenate([np.asarray(ctx.act)[:, 1:], np.zeros_like(ctx.act[:, :1])], 1),
-            rtg=np.concatenate([np.asarray(ctx.rtg)[:, 1:], rtg[:, None].astype(np.float32)], 1),
-            t=np.concatenate([np.asarray(ctx.t)[:, 1:], t[:, None].astype(np.int64)], 1),
-            length=np.minimum(np.asarray(ctx.length) + 1, k),
-        )
-        mask = np.arange(k)[None, :] >= (k - new.length)[:, None]
-        act = self._predict(new.obs, new.act, new.rtg, new.t, mask)
-        new.act[:, -1] = act
-        return act, new
-
-
-class ContinuousDTPolicy(_ReturnConditioned, ContinuousPolicy):
-    """Acts with a Decision Transformer for continuous actions, conditioned on a target
-    return (see the module docstring; wrap the environments in :class:`RewardInInfo`).
-
-    :param model: the network (``discrete=False``, ``act_dim`` = A).
-    :param target_return: the return to condition on at the start of each episode, in the
-        environment's reward units (the authors: 3600 for Hopper, 6000 for HalfCheetah).
-    :param rtg_scale: returns-to-go are divided by it in the network's input (1000 for MuJoCo).
-    See :class:`~tianshou_offline.algorithms.continuous.policies.ContinuousPolicy` for the
-    other parameters.
-    """
-
-    def __init__(
-        self,
-        *,
-        model: DecisionTransformerNet,
-        action_space: gym.Space[Any],
-        observation_space: gym.Space[Any],
-        target_return: float,
-        rtg_scale: float = 1000.0,
-        normalize_obs: bool = False,
-        action_scaling: bool = True,
-    ) -> None:
-        super().__init__(
-            action_space=action_space,
-            observation_space=observation_space,
-            normalize_obs=normalize_obs,
-            action_scaling=action_scaling,
-            action_bound_method="clip",
-        )
-        if model.discrete or model.act_dim != self.act_dim:
-            raise ValueError(
-                f"model: discrete={model.discrete}, act_dim={model.act_dim}; expected a "
-                f"continuous model with act_dim={self.act_dim}"
-            )
-        if not rtg_scale > 0:
-            raise ValueError(f"rtg_scale={rtg_scale}: expected > 0")
-        self.model = model
-        self.target_return = float(target_return)
-        self.rtg_scale = float(rtg_scale)
-
-    def _act_shape(self) -> tuple[int, ...]:
-        return (self.act_dim,)
-
-    def _predict(
-        self, obs: np.ndarray, act: np.ndarray, rtg: np.ndarray, t: np.ndarray, mask: np.ndarray
-    ) -> np.ndarray:
-        n, k = mask.shape
-        dev = self.device
-        obs_t = self.obs_to_tensor(obs.reshape(n * k, *obs.shape[2:])).view(n, k, -1)
-        with torch.no_grad():
-            pred = self.model(
-                obs_t,
-                torch.as_tensor(act, device=dev),
-                torch.as_tensor(rtg, device=dev),
-                torch.as_tensor(t, device=dev),
-                torch.as_tensor(mask, device=dev),
-            )
-        return cast(np.ndarray, pred[:, -1].cpu().numpy())
-
-    def select_action(self, obs: torch.Tensor) -> torch.Tensor:
-        """The action at the first step of an episode (a context of one step at the target
-        return) for normalised ``obs (B, D)``."""
-        n = obs.shape[0]
-        with torch.no_grad():
-            return cast(
-                torch.Tensor,
-                self.model(
-                    obs.unsqueeze(1),
-                    torch.zeros(n, 1, self.act_dim, device=obs.device),
-                    torch.full((n, 1), self.target_return / self.rtg_scale, device=obs.device),
-                    torch.zeros(n, 1, dtype=torch.int64, device=obs.device),
-                    torch.ones(n, 1, dtype=torch.bool, device=obs.device),
-                )[:, 0],
-            )
-
-    def forward(
-        self,
-        batch: ObsBatchProtocol,
-        state: dict[str, Any] | BatchProtocol | np.ndarray | None = None,
-        **kwargs: Any,
-    ) -> ActStateBatchProtocol:
-        act, new_state = self.act_in_context(batch, state)
-        return cast(ActStateBatchProtocol, Batch(act=act, state=new_state))
-
-
-class DiscreteDTPolicy(_ReturnConditioned, DiscretePolicy):
-    """Acts with a Decision Transformer for discrete actions (Atari frames included),
-    conditioned on a target return (see the module docstring; wrap the environments in
-    :class:`RewardInInfo`).
-
-    :param model: the network (``discrete=True``, ``act_dim`` = the number of actions).
-    :param target_return: the return to condition on at the start of each episode (the
-        authors' Atari targets: 90 Breakout, 2500 Qbert, 20 Pong, 1450 Seaquest, in the data's
-        reward units).
-    :param rtg_scale: returns-to-go are divided by it in the network's input (1 for Atari).
-    :param sample_actions: sample from the predicted distribution (the authors' Atari
-        evaluation) instead of the most likely action.
-    See :class:`~tianshou_offline.algorithms.discrete.policies.DiscretePolicy` for the other
-    parameters.
-    """
-
-    def __init__(
-        self,
-        *,
-        model: DecisionTransformerNet,
-        action_space: gym.Space[Any],
-        observation_space: gym.Space[Any] | None = None,
-        target_return: float,
-        rtg_scale: float = 1.0,
-        sample_actions: bool = False,
-        eps_inference: float = 0.0,
-    ) -> None:
-        super().__init__(
-            action_space=action_space,
-            observation_space=observation_space,
-            eps_inference=eps_inference,
-        )
-        if not model.discrete or model.act_dim != self.num_actions:
-            raise ValueError(
-                f"model: discrete={model.discrete}, act_dim={model.act_dim}; expected a "
-                f"discrete model with act_dim={self.num_actions}"
-            )
-        if not rtg_scale > 0:
-            raise ValueError(f"rtg_scale={rtg_scale}: expected > 0")
-        self.model = model
-        self.target_return = float(target_return)
-        self.rtg_scale = float(rtg_scale)
-        self.sample_actions = sample_actions
-
-    def _act_shape(self) -> tuple[int, ...]:
-        return ()
-
-    def _choose(self, logits: torch.Tensor) -> torch.Tensor:
-        if self.sample_actions:
-            return torch.multinomial(torch.softmax(logits, dim=-1), 1).squeeze(-1)
-        return logits.argmax(dim=-1)
-
-    def _predict(
-        self, obs: np.ndarray, act: np.ndarray, rtg: np.ndarray, t: np.ndarray, mask: np.ndarray
-    ) -> np.ndarray:
-        dev = self.device
-        with torch.no_grad():
-            logits = self.model(
-                self.obs_to_tensor(obs),
-                torch.as_tensor(act, device=dev),
-                torch.as_tensor(rtg, device=dev),
-                torch.as_tensor(t, device=dev),
-                torch.as_tensor(mask, device=dev),
-            )
-        out: np.ndarray = self._choose(logits[:, -1]).cpu().numpy()
-        return out
-
-    def select_action(self, obs: torch.Tensor) -> torch.Tensor:
-        """The action at the first step of an episode (a context of one step at the target
-        return) for ``obs (B, *obs_shape)``."""
-        n = obs.shape[0]
-        with torch.no_grad():
-            logits = self.model(
-                obs.unsqueeze(1),
-                torch.zeros(n, 1, dtype=torch.int64, device=obs.device),
-                torch.full((n, 1), self.target_return / self.rtg_scale, device=obs.device),
-                torch.zeros(n, 1, dtype=torch.int64, device=obs.device),
-                torch.ones(n, 1, dtype=torch.bool, device=obs.device),
-            )
-        return self._choose(logits[:, 0])
-
-    def forward(
-        self,
-        batch: ObsBatchProtocol,
-        state: dict[str, Any] | BatchProtocol | np.ndarray | None = None,
-        **kwargs: Any,
-    ) -> ActStateBatchProtocol:
-        act, new_state = self.act_in_context(batch, state)
-        return cast(ActStateBatchProtocol, Batch(act=act, state=new_state))
-
-
-# --------------------------------------------------------------------------- training
-
-
-def segment_loss(pred: torch.Tensor, segments: Segments, *, discrete: bool) -> torch.Tensor:
-    """Algorithm 1's loss over the real steps of ``segments`` (see the module docstring):
-    the mean squared error per action dimension, or the cross-entropy of the logits."""
-    # padding is weighted out rather than indexed out: a boolean index sizes its output by the
-    # data, which makes the host wait for the device
-    weight = segments.mask.to(pred.dtype)  # (B, K)
-    if discrete:
-        per_step = F.cross_entropy(pred.flatten(0, 1), segments.act.flatten(), reduction="none")
-        return (per_step.view_as(weight) * weight).sum() / weight.sum()
-    return ((pred - segments.act).pow(2).mean(dim=-1) * weight).sum() / weight.sum()
-
-
-@dataclass(kw_only=True)
-class DTTrainingStats(OfflineTrainingStats):
-    """Statistics of one Decision Transformer step."""
-
-    loss: float
-    """The action loss over the real steps (MSE or cross-entropy)."""
-    accuracy: float | None = None
-    """Discrete actions: the share of real steps whose most likely action is the data's."""
-    real_steps: float
-    """The share of the batch's K-step slots that are real steps (not padding)."""
-    lr: float
-    """The learning rate of this step."""
-
-
-TDTStats = TypeVar("TDTStats", bound=DTTrainingStats, default=DTTrainingStats)
-
-
-@dataclass(frozen=True, slots=True)
-class DTStep:
-    """Tensors of one step, detached, for :meth:`DecisionTransformer._extend_stats`.
-
-    :ivar batch: the segments.
-    :ivar pred: ``(B, K, A)`` the predicted actions (continuous) or logits (discrete).
-    """
-
-    batch: Segments
-    pred: torch.Tensor
-
-
-class DecisionTransformer(
-    OfflineAlgorithmCore[ContinuousDTPolicy | DiscreteDTPolicy, SegmentDataset, Segments, TDTStats]
-):
-    """The Decision Transformer (Chen et al. 2021); see the module docstring.
-
-    Train it with ``algorithm.run_training(OfflineTrainerParams(buffer=..., batch_size=64))``:
-    each gradient step samples ``batch_size`` segments of ``policy.model.context`` steps.
-
-    :param policy: a :class:`ContinuousDTPolicy` or a :class:`DiscreteDTPolicy` (its
-        ``model`` is trained, its ``rtg_scale`` scales the data's returns-to-go).
-    :param optim: optimizer factory for the network (the authors: AdamW, lr 1e-4, weight
-        decay 1e-4, with :class:`LinearWarmupLRSchedulerFactory` (10,000)).
-    :param max_grad_norm: clip the gradient norm (0.25 in the paper; None: no clipping).
-    """
-
-    def __init__(
-        self,
-        *,
-        policy: ContinuousDTPolicy | DiscreteDTPolicy,
-        optim: OptimizerFactory,
-        max_grad_norm: float | None = 0.25,
-    ) -> None:
-        super().__init__(policy=policy)
-        self.optim = self._make_optimizer(policy.model, optim, max_grad_norm)
-        self.discrete = isinstance(policy, DiscreteDTPolicy)
-
-    @property
-    def device(self) -> torch.device:
-        return self.policy.device
-
-    def _build_dataset(self, buffer: ReplayBuffer) -> SegmentDataset:
-        """Segments over a row dataset of ``buffer``: a :class:`TransitionDataset`
-        (continuous: observations normalised, actions mapped) or a frame dataset (discrete;
-        streamed from disk for a disk-backed buffer)."""
-        policy = self.policy
-        rows_dataset: OfflineDataset[Any]
-        if isinstance(policy, DiscreteDTPolicy):
-            rows = np.sort(np.asarray(buffer.sample_indices(0), dtype=np.int64))
-            kind = StreamingFrameDataset if disk_columns(buffer) is not None else FrameDataset
-            rows_dataset = kind.from_buffer(
-                buffer, device=self.device, num_actions=policy.num_actions
-            )
-        else:
-            rows = np.asarray(buffer.sample_indices(0), dtype=np.int64)
-            rows_dataset = TransitionDataset.from_buffer(buffer, policy=policy)
-        return SegmentDataset.from_buffer(
-            buffer,
-            rows_dataset,
-            rows,
-            context=policy.model.context,
-            rtg_scale=policy.rtg_scale,
-        )
-
-    def _as_transitions(self, batch: RolloutBatchProtocol | Segments) -> Segments:
-        if isinstance(batch, Segments):
-            return batch
-        raise TypeError(
-            "DecisionTransformer trains on trajectory segments, not on Tianshou transition "
-            "batches; train with algorithm.update(buffer, batch_size) or OfflineTrainer"
-        )
-
-    def _update_with_batch(self, batch: RolloutBatchProtocol | Segments) -> TDTStats:
-        s = self._as_transitions(batch)
-        model = self.policy.model
-        pred = model(s.obs, s.act, s.rtg, s.timesteps, s.mask)
-        loss = segment_loss(pred, s, discrete=self.discrete)
-        lr = self.optim.optim.param_groups[0]["lr"]
-        self.optim.step(loss)
-        accuracy: torch.Tensor | None = None
-        if self.discrete:
-            with torch.no_grad():
-                hits = (pred.argmax(-1) == s.act) & s.mask
-                accuracy = hits.sum() / s.mask.sum()
-        stats = self._make_stats(
-            loss=loss, accuracy=accuracy, real_steps=s.mask.float().mean(), lr=float(lr)
-        )
-        self._extend_stats(stats, DTStep(batch=s, pred=pred.detach()))
-        return stats
-
-    def _extend_stats(self, stats: TDTStats, step: DTStep) -> None:
-        """Override to fill in extra fields of a stats subclass (see ``examples/extend_stats.py``)."""
-
-
-class DiscreteDecisionTransformer(DecisionTransformer[TDTStats]):
-    """The Decision Transformer for discrete actions: :class:`DecisionTransformer` with a
-    :class:`DiscreteDTPolicy` and the authors' Atari gradient clip (1.0) as the default.
-
-    :param policy: a :class:`DiscreteDTPolicy`.
-    :param optim: optimizer factory (the authors' Atari code: AdamW, lr 6e-4, weight decay
-        0.1, a linear warm-up).
-    :param max_grad_norm: clip the gradient norm (None: no clipping).
-    """
-
-    def __init__(
-        self,
-        *,
-        policy: DiscreteDTPolicy,
-        optim: OptimizerFactory,
-        max_grad_norm: float | None = 1.0,
-    ) -> None:
-        super().__init__(policy=policy, optim=optim, max_grad_norm=max_grad_norm)
-
-
 # --------------------------------------------------------------------------- configs
 
 
@@ -671,3 +272,401 @@ class DiscreteDTConfig(_DTConfig):
             policy=policy, optim=self._optim(), max_grad_norm=self.max_grad_norm
         )
         return self.place(algorithm, device)
+
+
+# --------------------------------------------------------------------------- acting
+
+
+def _fresh_context(
+    n: int, k: int, obs: np.ndarray, act_shape: tuple[int, ...], discrete: bool
+) -> Batch:
+    return Batch(
+        obs=np.zeros((n, k, *obs.shape[1:]), dtype=obs.dtype),
+        act=np.zeros((n, k, *act_shape), dtype=np.int64 if discrete else np.float32),
+        rtg=np.zeros((n, k), dtype=np.float32),
+        t=np.zeros((n, k), dtype=np.int64),
+        length=np.zeros(n, dtype=np.int64),
+    )
+
+
+class _ReturnConditioned:
+    """The acting loop shared by the continuous and the discrete policy (see the module
+    docstring). The subclass supplies ``model``, ``target_return``, ``rtg_scale`` and
+    ``_predict(obs, act, rtg, t, mask) -> actions (n,)`` or ``(n, A)``."""
+
+    model: DecisionTransformerNet
+    target_return: float
+    rtg_scale: float
+
+    def _predict(
+        self, obs: np.ndarray, act: np.ndarray, rtg: np.ndarray, t: np.ndarray, mask: np.ndarray
+    ) -> np.ndarray:
+        raise NotImplementedError
+
+    def _act_shape(self) -> tuple[int, ...]:
+        raise NotImplementedError
+
+    def act_in_context(
+        self, batch: ObsBatchProtocol, state: dict[str, Any] | BatchProtocol | np.ndarray | None
+    ) -> tuple[np.ndarray, Batch]:
+        """One step for every environment of ``batch``: extend its context with the new
+        observation and return-to-go, predict the action, record it. Returns the actions
+        and the new context (Tianshou's hidden state)."""
+        obs = np.asarray(batch.obs)
+        n, k = obs.shape[0], self.model.context
+        ctx = state if isinstance(state, Batch) and len(state.get_keys()) else None
+        if ctx is None or len(ctx) != n:
+            ctx = _fresh_context(n, k, obs, self._act_shape(), self.model.discrete)
+        fresh = np.asarray(ctx.length) == 0
+        raw_info = getattr(batch, "info", None)
+        info: Batch = raw_info if isinstance(raw_info, Batch) else Batch()
+        if "reward" in info.get_keys():
+            reward = np.asarray(info.reward, dtype=np.float32).reshape(n)
+        elif fresh.all():
+            reward = np.zeros(n, dtype=np.float32)
+        else:
+            raise ValueError(
+                f"{type(self).__name__}: the observation's info holds no 'reward'; wrap the "
+                "environments in tianshou_offline.algorithms.RewardInInfo so that the "
+                "return-to-go follows the rewards received"
+            )
+        rtg_prev = np.asarray(ctx.rtg)[:, -1]
+        rtg = np.where(
+            fresh, self.target_return / self.rtg_scale, rtg_prev - reward / self.rtg_scale
+        )
+        t = np.where(fresh, 0, np.asarray(ctx.t)[:, -1] + 1)
+        new = Batch(
+            obs=np.concatenate([np.asarray(ctx.obs)[:, 1:], obs[:, None].astype(ctx.obs.dtype)], 1),
+            act=np.concatenate([np.asarray(ctx.act)[:, 1:], np.zeros_like(ctx.act[:, :1])], 1),
+            rtg=np.concatenate([np.asarray(ctx.rtg)[:, 1:], rtg[:, None].astype(np.float32)], 1),
+            t=np.concatenate([np.asarray(ctx.t)[:, 1:], t[:, None].astype(np.int64)], 1),
+            length=np.minimum(np.asarray(ctx.length) + 1, k),
+        )
+        mask = np.arange(k)[None, :] >= (k - new.length)[:, None]
+        act = self._predict(new.obs, new.act, new.rtg, new.t, mask)
+        new.act[:, -1] = act
+        return act, new
+
+
+class ContinuousDTPolicy(_ReturnConditioned, ContinuousPolicy):
+    """Acts with a Decision Transformer for continuous actions, conditioned on a target
+    return (see the module docstring; wrap the environments in :class:`RewardInInfo`).
+
+    :param model: the network (``discrete=False``, ``act_dim`` = A).
+    :param target_return: the return to condition on at the start of each episode, in the
+        environment's reward units (the authors: 3600 for Hopper, 6000 for HalfCheetah).
+    :param rtg_scale: returns-to-go are divided by it in the network's input (1000 for MuJoCo).
+    See :class:`~tianshou_offline.algorithms.continuous.policies.ContinuousPolicy` for the
+    other parameters.
+    """
+
+    def __init__(
+        self,
+        *,
+        model: DecisionTransformerNet,
+        action_space: gym.Space[Any],
+        observation_space: gym.Space[Any],
+        target_return: float,
+        rtg_scale: float = ContinuousDTConfig.rtg_scale,
+        normalize_obs: bool = False,
+        action_scaling: bool = True,
+    ) -> None:
+        super().__init__(
+            action_space=action_space,
+            observation_space=observation_space,
+            normalize_obs=normalize_obs,
+            action_scaling=action_scaling,
+            action_bound_method="clip",
+        )
+        if model.discrete or model.act_dim != self.act_dim:
+            raise ValueError(
+                f"model: discrete={model.discrete}, act_dim={model.act_dim}; expected a "
+                f"continuous model with act_dim={self.act_dim}"
+            )
+        if not rtg_scale > 0:
+            raise ValueError(f"rtg_scale={rtg_scale}: expected > 0")
+        self.model = model
+        self.target_return = float(target_return)
+        self.rtg_scale = float(rtg_scale)
+
+    def _act_shape(self) -> tuple[int, ...]:
+        return (self.act_dim,)
+
+    def _predict(
+        self, obs: np.ndarray, act: np.ndarray, rtg: np.ndarray, t: np.ndarray, mask: np.ndarray
+    ) -> np.ndarray:
+        n, k = mask.shape
+        dev = self.device
+        obs_t = self.obs_to_tensor(obs.reshape(n * k, *obs.shape[2:])).view(n, k, -1)
+        with torch.no_grad():
+            pred = self.model(
+                obs_t,
+                torch.as_tensor(act, device=dev),
+                torch.as_tensor(rtg, device=dev),
+                torch.as_tensor(t, device=dev),
+                torch.as_tensor(mask, device=dev),
+            )
+        return cast(np.ndarray, pred[:, -1].cpu().numpy())
+
+    def select_action(self, obs: torch.Tensor) -> torch.Tensor:
+        """The action at the first step of an episode (a context of one step at the target
+        return) for normalised ``obs (B, D)``."""
+        n = obs.shape[0]
+        with torch.no_grad():
+            return cast(
+                torch.Tensor,
+                self.model(
+                    obs.unsqueeze(1),
+                    torch.zeros(n, 1, self.act_dim, device=obs.device),
+                    torch.full((n, 1), self.target_return / self.rtg_scale, device=obs.device),
+                    torch.zeros(n, 1, dtype=torch.int64, device=obs.device),
+                    torch.ones(n, 1, dtype=torch.bool, device=obs.device),
+                )[:, 0],
+            )
+
+    def forward(
+        self,
+        batch: ObsBatchProtocol,
+        state: dict[str, Any] | BatchProtocol | np.ndarray | None = None,
+        **kwargs: Any,
+    ) -> ActStateBatchProtocol:
+        act, new_state = self.act_in_context(batch, state)
+        return cast(ActStateBatchProtocol, Batch(act=act, state=new_state))
+
+
+class DiscreteDTPolicy(_ReturnConditioned, DiscretePolicy):
+    """Acts with a Decision Transformer for discrete actions (Atari frames included),
+    conditioned on a target return (see the module docstring; wrap the environments in
+    :class:`RewardInInfo`).
+
+    :param model: the network (``discrete=True``, ``act_dim`` = the number of actions).
+    :param target_return: the return to condition on at the start of each episode (the
+        authors' Atari targets: 90 Breakout, 2500 Qbert, 20 Pong, 1450 Seaquest, in the data's
+        reward units).
+    :param rtg_scale: returns-to-go are divided by it in the network's input (1 for Atari).
+    :param sample_actions: sample from the predicted distribution (the authors' Atari
+        evaluation) instead of the most likely action.
+    See :class:`~tianshou_offline.algorithms.discrete.policies.DiscretePolicy` for the other
+    parameters.
+    """
+
+    def __init__(
+        self,
+        *,
+        model: DecisionTransformerNet,
+        action_space: gym.Space[Any],
+        observation_space: gym.Space[Any] | None = None,
+        target_return: float,
+        rtg_scale: float = DiscreteDTConfig.rtg_scale,
+        sample_actions: bool = False,
+        eps_inference: float = 0.0,
+    ) -> None:
+        super().__init__(
+            action_space=action_space,
+            observation_space=observation_space,
+            eps_inference=eps_inference,
+        )
+        if not model.discrete or model.act_dim != self.num_actions:
+            raise ValueError(
+                f"model: discrete={model.discrete}, act_dim={model.act_dim}; expected a "
+                f"discrete model with act_dim={self.num_actions}"
+            )
+        if not rtg_scale > 0:
+            raise ValueError(f"rtg_scale={rtg_scale}: expected > 0")
+        self.model = model
+        self.target_return = float(target_return)
+        self.rtg_scale = float(rtg_scale)
+        self.sample_actions = sample_actions
+
+    def _act_shape(self) -> tuple[int, ...]:
+        return ()
+
+    def _choose(self, logits: torch.Tensor) -> torch.Tensor:
+        if self.sample_actions:
+            return torch.multinomial(torch.softmax(logits, dim=-1), 1).squeeze(-1)
+        return logits.argmax(dim=-1)
+
+    def _predict(
+        self, obs: np.ndarray, act: np.ndarray, rtg: np.ndarray, t: np.ndarray, mask: np.ndarray
+    ) -> np.ndarray:
+        dev = self.device
+        with torch.no_grad():
+            logits = self.model(
+                self.obs_to_tensor(obs),
+                torch.as_tensor(act, device=dev),
+                torch.as_tensor(rtg, device=dev),
+                torch.as_tensor(t, device=dev),
+                torch.as_tensor(mask, device=dev),
+            )
+        out: np.ndarray = self._choose(logits[:, -1]).cpu().numpy()
+        return out
+
+    def select_action(self, obs: torch.Tensor) -> torch.Tensor:
+        """The action at the first step of an episode (a context of one step at the target
+        return) for ``obs (B, *obs_shape)``."""
+        n = obs.shape[0]
+        with torch.no_grad():
+            logits = self.model(
+                obs.unsqueeze(1),
+                torch.zeros(n, 1, dtype=torch.int64, device=obs.device),
+                torch.full((n, 1), self.target_return / self.rtg_scale, device=obs.device),
+                torch.zeros(n, 1, dtype=torch.int64, device=obs.device),
+                torch.ones(n, 1, dtype=torch.bool, device=obs.device),
+            )
+        return self._choose(logits[:, 0])
+
+    def forward(
+        self,
+        batch: ObsBatchProtocol,
+        state: dict[str, Any] | BatchProtocol | np.ndarray | None = None,
+        **kwargs: Any,
+    ) -> ActStateBatchProtocol:
+        act, new_state = self.act_in_context(batch, state)
+        return cast(ActStateBatchProtocol, Batch(act=act, state=new_state))
+
+
+# --------------------------------------------------------------------------- training
+
+
+def segment_loss(pred: torch.Tensor, segments: Segments, *, discrete: bool) -> torch.Tensor:
+    """Algorithm 1's loss over the real steps of ``segments`` (see the module docstring):
+    the mean squared error per action dimension, or the cross-entropy of the logits."""
+    # padding is weighted out rather than indexed out: a boolean index sizes its output by the
+    # data, which makes the host wait for the device
+    weight = segments.mask.to(pred.dtype)  # (B, K)
+    if discrete:
+        per_step = F.cross_entropy(pred.flatten(0, 1), segments.act.flatten(), reduction="none")
+        return (per_step.view_as(weight) * weight).sum() / weight.sum()
+    return ((pred - segments.act).pow(2).mean(dim=-1) * weight).sum() / weight.sum()
+
+
+@dataclass(kw_only=True)
+class DTTrainingStats(OfflineTrainingStats):
+    """Statistics of one Decision Transformer step."""
+
+    loss: float
+    """The action loss over the real steps (MSE or cross-entropy)."""
+    accuracy: float | None = None
+    """Discrete actions: the share of real steps whose most likely action is the data's."""
+    real_steps: float
+    """The share of the batch's K-step slots that are real steps (not padding)."""
+    lr: float
+    """The learning rate of this step."""
+
+
+TDTStats = TypeVar("TDTStats", bound=DTTrainingStats, default=DTTrainingStats)
+
+
+@dataclass(frozen=True, slots=True)
+class DTStep:
+    """Tensors of one step, detached, for :meth:`DecisionTransformer._extend_stats`.
+
+    :ivar batch: the segments.
+    :ivar pred: ``(B, K, A)`` the predicted actions (continuous) or logits (discrete).
+    """
+
+    batch: Segments
+    pred: torch.Tensor
+
+
+class DecisionTransformer(
+    OfflineAlgorithmCore[ContinuousDTPolicy | DiscreteDTPolicy, SegmentDataset, Segments, TDTStats]
+):
+    """The Decision Transformer (Chen et al. 2021); see the module docstring.
+
+    Train it with ``algorithm.run_training(OfflineTrainerParams(buffer=..., batch_size=64))``:
+    each gradient step samples ``batch_size`` segments of ``policy.model.context`` steps.
+
+    :param policy: a :class:`ContinuousDTPolicy` or a :class:`DiscreteDTPolicy` (its
+        ``model`` is trained, its ``rtg_scale`` scales the data's returns-to-go).
+    :param optim: optimizer factory for the network (the authors: AdamW, lr 1e-4, weight
+        decay 1e-4, with :class:`LinearWarmupLRSchedulerFactory` (10,000)).
+    :param max_grad_norm: clip the gradient norm (0.25 in the paper; None: no clipping).
+    """
+
+    def __init__(
+        self,
+        *,
+        policy: ContinuousDTPolicy | DiscreteDTPolicy,
+        optim: OptimizerFactory,
+        max_grad_norm: float | None = ContinuousDTConfig.max_grad_norm,
+    ) -> None:
+        super().__init__(policy=policy)
+        self.optim = self._make_optimizer(policy.model, optim, max_grad_norm)
+        self.discrete = isinstance(policy, DiscreteDTPolicy)
+
+    @property
+    def device(self) -> torch.device:
+        return self.policy.device
+
+    def _build_dataset(self, buffer: ReplayBuffer) -> SegmentDataset:
+        """Segments over a row dataset of ``buffer``: a :class:`TransitionDataset`
+        (continuous: observations normalised, actions mapped) or a frame dataset (discrete;
+        streamed from disk for a disk-backed buffer)."""
+        policy = self.policy
+        rows_dataset: OfflineDataset[Any]
+        if isinstance(policy, DiscreteDTPolicy):
+            rows = np.sort(np.asarray(buffer.sample_indices(0), dtype=np.int64))
+            kind = StreamingFrameDataset if disk_columns(buffer) is not None else FrameDataset
+            rows_dataset = kind.from_buffer(
+                buffer, device=self.device, num_actions=policy.num_actions
+            )
+        else:
+            rows = np.asarray(buffer.sample_indices(0), dtype=np.int64)
+            rows_dataset = TransitionDataset.from_buffer(buffer, policy=policy)
+        return SegmentDataset.from_buffer(
+            buffer,
+            rows_dataset,
+            rows,
+            context=policy.model.context,
+            rtg_scale=policy.rtg_scale,
+        )
+
+    def _as_transitions(self, batch: RolloutBatchProtocol | Segments) -> Segments:
+        if isinstance(batch, Segments):
+            return batch
+        raise TypeError(
+            "DecisionTransformer trains on trajectory segments, not on Tianshou transition "
+            "batches; train with algorithm.update(buffer, batch_size) or OfflineTrainer"
+        )
+
+    def _update_with_batch(self, batch: RolloutBatchProtocol | Segments) -> TDTStats:
+        s = self._as_transitions(batch)
+        model = self.policy.model
+        pred = model(s.obs, s.act, s.rtg, s.timesteps, s.mask)
+        loss = segment_loss(pred, s, discrete=self.discrete)
+        lr = self.optim.optim.param_groups[0]["lr"]
+        self.optim.step(loss)
+        accuracy: torch.Tensor | None = None
+        if self.discrete:
+            with torch.no_grad():
+                hits = (pred.argmax(-1) == s.act) & s.mask
+                accuracy = hits.sum() / s.mask.sum()
+        stats = self._make_stats(
+            loss=loss, accuracy=accuracy, real_steps=s.mask.float().mean(), lr=float(lr)
+        )
+        self._extend_stats(stats, DTStep(batch=s, pred=pred.detach()))
+        return stats
+
+    def _extend_stats(self, stats: TDTStats, step: DTStep) -> None:
+        """Override to fill in extra fields of a stats subclass (see ``examples/extend_stats.py``)."""
+
+
+class DiscreteDecisionTransformer(DecisionTransformer[TDTStats]):
+    """The Decision Transformer for discrete actions: :class:`DecisionTransformer` with a
+    :class:`DiscreteDTPolicy` and the authors' Atari gradient clip (1.0) as the default.
+
+    :param policy: a :class:`DiscreteDTPolicy`.
+    :param optim: optimizer factory (the authors' Atari code: AdamW, lr 6e-4, weight decay
+        0.1, a linear warm-up).
+    :param max_grad_norm: clip the gradient norm (None: no clipping).
+    """
+
+    def __init__(
+        self,
+        *,
+        policy: DiscreteDTPolicy,
+        optim: OptimizerFactory,
+        max_grad_norm: float | None = DiscreteDTConfig.max_grad_norm,
+    ) -> None:
+        super().__init__(policy=policy, optim=optim, max_grad_norm=max_grad_norm)
