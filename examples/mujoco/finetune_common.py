@@ -56,6 +56,7 @@ from tianshou.trainer import OffPolicyTrainerParams
 from tianshou.utils import BaseLogger
 
 from tianshou_offline.algorithms import OfflineAlgorithmBase, OnlineFineTuning
+from tianshou_offline.algorithms.config import param_default
 from tianshou_offline.cli.example_args import (
     MujocoConfig,
     arg,
@@ -88,7 +89,7 @@ class FinetuneFlags:
 
     online_steps: int = 50_000
     """environment steps of the online phase"""
-    offline_ratio: float = 0.5
+    offline_ratio: float = param_default(OnlineFineTuning, "offline_ratio")
     """share of every mini-batch drawn from the offline data (0: online data only)"""
     exploration_noise: float = 0.1
     """std of the Gaussian noise on a deterministic actor's actions, in [-1, 1] units"""
