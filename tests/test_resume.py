@@ -109,8 +109,9 @@ def test_every_example_stopped_midway_resumes_to_the_same_weights(
     steps = 4
     online = script.startswith("finetune_")
     budget = ["--online-steps", str(2 * steps)] if online else ["--epoch", "2"]
+    sizes = [] if script == "d4rl_dt.py" else ["--hidden-sizes", "8"]  # DT: --embed-dim
     args = ["--expert-data-task", str(pendulum_random), "--task", "Pendulum-v1", *budget,
-            "--step-per-epoch", str(steps), "--test-num", "1", "--hidden-sizes", "8",
+            "--step-per-epoch", str(steps), "--test-num", "1", *sizes,
             "--batch-size", "16", "--threads", "1", "--logger", "none", "--show-progress", "0",
             *SMALL.get(script, []), *(["--online-buffer-size", "100"] if online else [])]  # fmt: skip
     straight = run_in_process(path, [*args, "--logdir", str(tmp_path / "straight")])
