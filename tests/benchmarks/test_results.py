@@ -26,6 +26,7 @@ SECTIONS = {
     "ray_scale": "benchmarks.ray_scale",
     "seed_batch": "benchmarks.seed_batch",
     "fuzz": "benchmarks.fuzz",
+    "rlu_speed": "benchmarks.rlu_speed",
 }
 """README section → the benchmark module whose ``readme_section()`` (or ``module:function``)
 generates it."""
