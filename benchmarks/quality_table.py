@@ -11,10 +11,10 @@ Rows (the data):
   the random and the noise-free scripted policy's mean returns stored as reference scores.
 
 Lines (:data:`LINES`): ours — IL (behaviour cloning), BCQ, CQL, CRR (evaluated with both
-acting rules), TD3+BC, IQL, ReBRAC, AWAC (continuous) and DiscreteImitationLearning,
-DiscreteBCQ, DiscreteCQL (two forms), DiscreteCRR — against d3rlpy's same algorithms (BC, BCQ,
-CQL, CRR, TD3PlusBC, IQL, ReBRAC, AWAC; DiscreteBC, DiscreteBCQ, DiscreteCQL; d3rlpy has no
-discrete CRR). **Settings**: our side is built by the registry
+acting rules), TD3+BC, IQL, ReBRAC, AWAC, the Decision Transformer (continuous) and
+DiscreteImitationLearning, DiscreteBCQ, DiscreteCQL (two forms), DiscreteCRR — against
+d3rlpy's same algorithms (BC, BCQ, CQL, CRR, TD3PlusBC, IQL, ReBRAC, AWAC,
+DecisionTransformer; DiscreteBC, DiscreteBCQ, DiscreteCQL; d3rlpy has no discrete CRR). **Settings**: our side is built by the registry
 (:func:`tianshou_offline.algorithms.registry.make_algorithm`) from the scale's preset
 (``small``: :data:`tianshou_offline.algorithms.PRESETS`, also ``tianshou-offline grid``'s
 defaults; ``d4rl``: the same with 256 × 256 networks), with the preset's batch size; d3rlpy's
@@ -29,7 +29,7 @@ virtual environment, :func:`benchmarks._lib.peers.d3rlpy_python`), one torch thr
 most ``--jobs`` at a time. A gradient step is ``algorithm.update(buffer, batch_size)`` for ours
 (as Tianshou's ``OfflineTrainer`` calls it) and
 ``algo.update(dataset.sample_transition_batch(batch_size))`` for d3rlpy (its ``fit`` loop's
-step).
+step; the Decision Transformer's: ``sample_trajectory_batch(batch_size, length=K)``).
 
 **Acting rules** (:data:`ACTING`): both sides' final policies are evaluated by the same code in
 this environment, on the same evaluation seeds, each side acting by the same rule. d3rlpy's
@@ -39,7 +39,13 @@ call), or, for CRR's actor-mean rule, a trace of its actor's mean ``tanh(μ)``. 
 once per seed and side and evaluated twice: with the actor's mean (ours: ``GaussianPolicy``'s
 mode) and critic-weighted (ours: ``CriticWeightedPolicy`` on the trained actor and critics;
 d3rlpy: ``save_policy``, its ``inner_predict_best_action``: 4 Gaussian samples, one drawn with
-probability ``softmax(Q)``, redrawn every call).
+probability ``softmax(Q)``, redrawn every call). The Decision Transformer acts on the episode
+so far, conditioned on the file's best episode return on both sides (as ``tianshou-offline
+grid``'s cells: :data:`CONDITIONED`): ours through
+:class:`~tianshou_offline.recording.dt_policies.ReturnConditionedActFn`, d3rlpy's through a
+TorchScript trace of its masked acting step driven by its ``StatefulTransformerWrapper``'s rule
+(:class:`benchmarks._lib.d3rlpy_side.DTContext`, checked against the wrapper in d3rlpy's
+process).
 
 Reported per cell: the normalised score ``100 · (R − R_random) / (R_expert − R_random)`` with
 the reference returns stored in the file — the family's own random and expert policies, far
@@ -246,6 +252,7 @@ LINES: dict[str, dict[str, Line]] = {
         "iql": Line("IQL", "iql", "iql"),
         "rebrac": Line("ReBRAC", "rebrac", "rebrac"),
         "awac": Line("AWAC (batch-softmax weights)", "awac-softmax", "awac"),
+        "dt": Line("Decision Transformer", "dt", "dt"),
     },
     "discrete": {
         "il": Line("IL (BC)", "il", "il"),
@@ -259,13 +266,17 @@ LINES: dict[str, dict[str, Line]] = {
 
 D3RLPY_JOBS: dict[str, dict[str, str]] = {
     "continuous": {"il": "il", "bcq": "bcq", "cql": "cql", "crr": "crr", "td3bc": "td3bc",
-                   "iql": "iql", "rebrac": "rebrac", "awac": "awac-softmax"},
+                   "iql": "iql", "rebrac": "rebrac", "awac": "awac-softmax", "dt": "dt"},
     "discrete": {"il": "il", "bcq": "bcq", "cql": "cql-dqn"},
 }  # fmt: skip
 """d3rlpy's runs: its line key → the preset entry whose settings it is given (the field map).
 d3rlpy's DiscreteCQL is double DQN with a mean Q per action, so it gets the settings of our
 CQL in that form (``cql-dqn``), and both our CQL lines are compared with its runs; d3rlpy's
 AWAC weights are a softmax over the batch, so it gets ``awac-softmax``'s."""
+
+CONDITIONED = ("dt",)
+"""Return-conditioned preset entries: both sides condition on the row's file's best episode
+return (:func:`row_overrides`)."""
 
 ACTING: dict[str, str] = {
     "default": "each algorithm's evaluation action (below)",
@@ -292,9 +303,11 @@ NOTES = [
     "imitation heads on one two-layer trunk)",
     "AWAC: ours with d3rlpy's weights B · softmax(A / λ) over the batch (the preset's "
     "`awac-softmax`; the `awac` default clips exp(A / λ) at 100, which d3rlpy cannot)",
-    "d3rlpy has no discrete CRR; d3rlpy's DecisionTransformer is not in the table: its runs "
-    "(a transformer trained on trajectory segments, evaluated conditioned on a target return) "
-    "do not fit this scale's CPU budget beside the other lines",
+    "d3rlpy has no discrete CRR",
+    "Decision Transformer, both sides: batches of the preset's DT batch size of K-step "
+    "segments; acting conditioned on the file's best episode return (the return-to-go lowered "
+    "by each reward received), the last K steps as context, the predicted action (d3rlpy: its "
+    "StatefulTransformerWrapper's rule on a trace of its masked step)",
     "d3rlpy builds the obs_next of an episode's last transition from zeros (its MDPDataset has "
     "no obs_next column); ours reads the stored one",
 ]
@@ -309,11 +322,23 @@ def _kind(suite: str) -> Literal["continuous", "discrete"]:
     raise ValueError(f"suite {suite!r}: expected 'continuous' or 'discrete'")
 
 
-def our_config(scale: Scale, suite: str, name: str) -> AlgorithmConfig:
-    """Our config of ``name`` (an algorithm or a variant of the scale's preset)."""
+def our_config(scale: Scale, suite: str, name: str, **overrides: Any) -> AlgorithmConfig:
+    """Our config of ``name`` (an algorithm or a variant of the scale's preset), with a row's
+    ``overrides`` (:func:`row_overrides`)."""
     from tianshou_offline.algorithms.registry import make_config
 
-    return make_config(name, _kind(suite), preset=scale.preset)
+    return make_config(name, _kind(suite), preset=scale.preset, **overrides)
+
+
+def row_overrides(name: str, path: Path) -> dict[str, Any]:
+    """The settings of preset entry ``name`` that come from the row's file at ``path``: a
+    return-conditioned entry (:data:`CONDITIONED`) conditions on the file's best episode
+    return, as a ``tianshou-offline grid`` cell without a ``target_return``."""
+    if name not in CONDITIONED:
+        return {}
+    from tianshou_offline.scale.cell_eval import best_episode_return
+
+    return {"target_return": best_episode_return(path)}
 
 
 def batch_size(scale: Scale, suite: str, name: str) -> int:
@@ -325,12 +350,15 @@ def batch_size(scale: Scale, suite: str, name: str) -> int:
     )
 
 
-def d3rlpy_spec(scale: Scale, suite: str, key: str) -> dict[str, Any]:
-    """d3rlpy's run of its line ``key``: from our preset's config (:data:`D3RLPY_JOBS`), the
-    builder's algorithm and params (:func:`~benchmarks._lib.field_map.d3rlpy_params`, refused
-    when d3rlpy cannot express the config), the observation scaler (our ``normalize_obs``),
-    the n-step picker (our ``n_step_return_horizon``) and the discount."""
-    config = our_config(scale, suite, D3RLPY_JOBS[suite][key])
+def d3rlpy_spec(
+    scale: Scale, suite: str, key: str, overrides: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """d3rlpy's run of its line ``key``: from our preset's config (:data:`D3RLPY_JOBS`, with
+    the row's ``overrides``), the builder's algorithm and params
+    (:func:`~benchmarks._lib.field_map.d3rlpy_params`, refused when d3rlpy cannot express the
+    config), the observation scaler (our ``normalize_obs``), the n-step picker (our
+    ``n_step_return_horizon``) and the discount."""
+    config = our_config(scale, suite, D3RLPY_JOBS[suite][key], **(overrides or {}))
     check_expressible(config)
     hp = config.hyperparameters()
     changes: dict[str, Any] = {}
@@ -640,15 +668,19 @@ def make_jobs(
         for side, algo, outs in runs:
             batches = [[s] for s in range(seeds)]
             if side == "ours":
-                config = our_config(scale, row.suite, algo)
+                overrides = row_overrides(algo, files[row.key])
+                config = our_config(scale, row.suite, algo, **overrides)
                 hp = {"hp": config.hyperparameters()}
+                if overrides:
+                    hp["overrides"] = overrides
                 name = algo
                 if seeds > 1 and seed_batchable(config, files[row.key]):
                     batches = [list(range(seeds))]
             else:
                 name = D3RLPY_JOBS[row.suite][algo]
-                ours = our_config(scale, row.suite, name).hyperparameters()
-                hp = {"d3rlpy": d3rlpy_spec(scale, row.suite, algo),
+                overrides = row_overrides(name, files[row.key])
+                ours = our_config(scale, row.suite, name, **overrides).hyperparameters()
+                hp = {"d3rlpy": d3rlpy_spec(scale, row.suite, algo, overrides),
                       "nets": {k: ours[k] for k in ("hidden_sizes", "trunk_sizes") if k in ours}}  # fmt: skip
             for batch in batches:
                 spec = {**common, "algo": algo, "side": side, "seed": batch[0], "seeds": batch,
@@ -820,14 +852,16 @@ def build_ours(spec: dict[str, Any], env: Any) -> Any:
     the job's preset; the settings must be the ones the job was keyed with."""
     from tianshou_offline.algorithms.registry import make_algorithm, make_config
 
-    config = make_config(spec["algo"], env.action_space, preset=spec["preset"])
+    overrides = spec.get("overrides", {})
+    config = make_config(spec["algo"], env.action_space, preset=spec["preset"], **overrides)
     if config.hyperparameters() != spec["hp"]:
         raise RuntimeError(
             f"{spec['algo']}: the preset {spec['preset']!r} now gives other settings than the "
             f"job's: {config.hyperparameters()} != {spec['hp']}"
         )
     return make_algorithm(spec["algo"], env.observation_space, env.action_space,
-                          preset=spec["preset"], device=spec.get("device", "cpu"))  # fmt: skip
+                          preset=spec["preset"], device=spec.get("device", "cpu"),
+                          **overrides)  # fmt: skip
 
 
 def _policy_for(algorithm: Any, acting: str) -> Any:
@@ -873,6 +907,7 @@ def train_ours(
 
     from tianshou_offline import load_buffer
     from tianshou_offline.datasets import EnvSource
+    from tianshou_offline.recording.dt_policies import ReturnConditionedActFn, is_dt_policy
 
     env = EnvSource(spec["env"]).make()
     seeds = [int(s) for s in spec.get("seeds", [spec.get("seed", 0)])]
@@ -894,6 +929,8 @@ def train_ours(
     seconds = time.perf_counter() - start
 
     def acting(policy: Any) -> Callable[[Any], Any]:
+        if is_dt_policy(policy):  # acts on the episode so far (evaluate tells it the rewards)
+            return ReturnConditionedActFn(policy, seed=int(spec["seed"]))
         policy.eval()
 
         def act(obs: Any) -> Any:
@@ -960,7 +997,9 @@ def worker_ours(spec: dict[str, Any]) -> None:
 
 def worker_d3rlpy(spec: dict[str, Any]) -> None:
     """In d3rlpy's environment: train, then export the policy of every acting rule of the
-    job as TorchScript (``save_policy``; CRR's actor mean: a trace of ``tanh(μ)``)."""
+    job as TorchScript (``save_policy``; CRR's actor mean: a trace of ``tanh(μ)``; the
+    Decision Transformer: its masked acting step, :func:`~benchmarks._lib.d3rlpy_side.export_dt_step`,
+    checked against d3rlpy's ``StatefulTransformerWrapper`` on a stored episode)."""
     import numpy as np
     import torch
 
@@ -969,13 +1008,19 @@ def worker_d3rlpy(spec: dict[str, Any]) -> None:
     from d3rlpy.constants import ActionSpace
     from d3rlpy.dataset import MDPDataset, MultiStepTransitionPicker
 
-    from benchmarks._lib.d3rlpy_side import continuous_config, discrete_config
+    from benchmarks._lib.d3rlpy_side import (
+        check_dt_context,
+        continuous_config,
+        discrete_config,
+        export_dt_step,
+    )
 
     d3rlpy.seed(int(spec["seed"]))
     torch.manual_seed(int(spec["seed"]))
     data = np.load(spec["arrays"])
     m = spec["d3rlpy"]
     continuous = spec["suite"] == "continuous"
+    dt = m["algo"] == "dt"
     p = m["params"]
     picker = None
     if m["n_step"] > 1:
@@ -996,7 +1041,8 @@ def worker_d3rlpy(spec: dict[str, Any]) -> None:
     hp = spec["nets"]
     if continuous:
         config = continuous_config({"algo": m["algo"], "params": p, "adam": "fused",
-                                    "hidden": hp["hidden_sizes"], "batch_size": batch})  # fmt: skip
+                                    "hidden": hp.get("hidden_sizes", []), "batch_size": batch,
+                                    "obs_dim": obs_dim})  # fmt: skip
     else:
         config = discrete_config({
             "algo": m["algo"], "params": p, "adam": "fused", "obs_shape": [obs_dim],
@@ -1006,21 +1052,45 @@ def worker_d3rlpy(spec: dict[str, Any]) -> None:
         })  # fmt: skip
     if m["observation_scaler"]:  # our normalize_obs: the data's mean and std
         config.observation_scaler = d3rlpy.preprocessing.StandardObservationScaler()
-        config.observation_scaler.fit_with_transition_picker(
-            dataset.episodes, dataset.transition_picker
-        )
+        if dt:
+            config.observation_scaler.fit_with_trajectory_slicer(
+                dataset.episodes, dataset.trajectory_slicer
+            )
+        else:
+            config.observation_scaler.fit_with_transition_picker(
+                dataset.episodes, dataset.transition_picker
+            )
     algo = config.create(
         device="cuda:0" if spec.get("device", "cpu").startswith("cuda") else "cpu:0"
     )
     algo.build_with_dataset(dataset)
     start = time.perf_counter()
     for _ in range(int(spec["gradient_steps"])):
-        algo.update(dataset.sample_transition_batch(batch))
+        if dt:  # its fit loop's step: segments ending at uniformly drawn steps
+            algo.update(dataset.sample_trajectory_batch(batch, length=config.context_size))
+        else:
+            algo.update(dataset.sample_transition_batch(batch))
     seconds = time.perf_counter() - start
     probe = torch.as_tensor(data["observations"][:64])
     jit_load: Callable[[str], Any] = torch.jit.load  # untyped in torch
     policies, redrawn = {}, {}
-    for line, rule in spec["outputs"].items():
+    extra: dict[str, Any] = {}
+    if dt:
+        (line,) = spec["outputs"]
+        path = Path(spec["workdir"]) / f"d3rlpy_policy.{line}.pt"
+        export_dt_step(algo, str(path))
+        episode = dataset.episodes[0]  # longer than K: the context fills, then slides
+        n = min(int(episode.size()), 3 * int(config.context_size))
+        received = np.concatenate([[0.0], np.asarray(episode.rewards, np.float32)[: n - 1, 0]])
+        worst = check_dt_context(algo, jit_load(str(path)), episode.observations[:n], received,
+                                 float(p["target_return"]))  # fmt: skip
+        assert worst < 1e-4, f"{line}: DTContext ≠ StatefulTransformerWrapper (max {worst})"
+        policies[line], redrawn[line] = str(path), False
+        extra["dt"] = {"context": int(config.context_size),
+                       "max_timestep": int(config.max_timestep),
+                       "action_size": int(spec["action_size"]),
+                       "target_return": float(p["target_return"])}  # fmt: skip
+    for line, rule in ({} if dt else spec["outputs"]).items():
         path = Path(spec["workdir"]) / f"d3rlpy_policy.{line}.pt"
         if rule == "actor-mean":
             _save_actor_mean(algo, path)
@@ -1040,7 +1110,7 @@ def worker_d3rlpy(spec: dict[str, Any]) -> None:
         policies[line] = str(path)
     (Path(spec["workdir"]) / "train.json").write_text(json.dumps({
         "train_seconds": seconds, "library": f"d3rlpy {d3rlpy.__version__}",
-        "policies": policies, "redrawn": redrawn,
+        "policies": policies, "redrawn": redrawn, **extra,
     }))  # fmt: skip
 
 
@@ -1085,10 +1155,42 @@ def worker_evaluate(spec: dict[str, Any]) -> None:
                 a = module(torch.as_tensor(np.asarray(obs, dtype=np.float32)[None])).numpy()
             return a[0] if continuous else int(a.reshape(-1)[0])
 
-        out[line] = evaluate_policy(spec, act)
+        if "dt" in train:
+            out[line] = evaluate_policy(spec, _d3rlpy_dt_act(module, train["dt"]))
+        else:
+            out[line] = evaluate_policy(spec, act)
         out[line].update(train_seconds=train["train_seconds"], library=train["library"],
                          redrawn_every_call=train["redrawn"][line])  # fmt: skip
     (Path(spec["workdir"]) / "result.json").write_text(json.dumps({str(spec["seed"]): out}))
+
+
+def _d3rlpy_dt_act(step: Any, settings: dict[str, Any]) -> Callable[[Any], Any]:
+    """d3rlpy's Decision Transformer acting by its rule
+    (:class:`~benchmarks._lib.d3rlpy_side.DTContext` around its exported ``step``), as an act
+    function that :func:`~tianshou_offline.datasets.online.evaluate` tells where each episode
+    starts and which reward each step received (the protocol of
+    :class:`~tianshou_offline.recording.dt_policies.ReturnConditionedActFn`)."""
+    from benchmarks._lib.d3rlpy_side import DTContext
+    from tianshou_offline.recording.dt_policies import ReturnConditionedActFn
+
+    context = DTContext(step, **settings)
+
+    class D3rlpyDTActFn(ReturnConditionedActFn):
+        # ReturnConditionedActFn's protocol only: no Tianshou policy to set up
+        def __init__(self) -> None:
+            self.received = 0.0
+
+        def start_episode(self) -> None:
+            context.reset()
+            self.received = 0.0
+
+        def observe(self, reward: float) -> None:
+            self.received = float(reward)
+
+        def __call__(self, obs: Any) -> Any:
+            return context(obs, self.received)
+
+    return D3rlpyDTActFn()
 
 
 # ----------------------------------------------------------------------------- table

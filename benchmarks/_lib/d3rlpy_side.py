@@ -257,6 +257,27 @@ def continuous_config(spec: dict[str, Any]) -> Any:
             encoder_factory=enc,
             **common,
         )
+    if algo == "dt":
+        return d3rlpy.algos.DecisionTransformerConfig(
+            learning_rate=p["lr"],
+            optim_factory=_optimizer_factory(
+                adam, p["clip_grad_norm"], weight_decay=p["weight_decay"],
+                warmup_steps=p["warmup_steps"],
+            ),
+            encoder_factory=_linear_encoder_factory(spec["obs_dim"], p["embed_size"]),
+            context_size=p["context_size"],
+            max_timestep=p["max_timestep"],
+            num_heads=p["num_heads"],
+            num_layers=p["num_layers"],
+            attn_dropout=p["dropout"],
+            resid_dropout=p["dropout"],
+            embed_dropout=p["dropout"],
+            activation_type="gelu",  # ours (GPT-2's); d3rlpy's default is ReLU
+            # our rtg_scale: d3rlpy divides rewards and returns-to-go by it in the network's
+            # input (in training and when acting)
+            reward_scaler=d3rlpy.preprocessing.MultiplyRewardScaler(1.0 / p["rtg_scale"]),
+            **common,
+        )  # fmt: skip
     nets = {"actor_encoder_factory": enc, "critic_encoder_factory": enc}
     # every actor-critic: the two learning rates and optimizers, discount, Polyak, critics
     ac = {
@@ -343,24 +364,6 @@ def continuous_config(spec: dict[str, Any]) -> Any:
         return d3rlpy.algos.AWACConfig(
             lam=p["lam"], n_action_samples=p["n_action_samples"], **nets, **ac
         )
-    if algo == "dt":
-        return d3rlpy.algos.DecisionTransformerConfig(
-            learning_rate=p["lr"],
-            optim_factory=_optimizer_factory(
-                adam, p["clip_grad_norm"], weight_decay=p["weight_decay"],
-                warmup_steps=p["warmup_steps"],
-            ),
-            encoder_factory=_linear_encoder_factory(spec["obs_dim"], p["embed_size"]),
-            context_size=p["context_size"],
-            max_timestep=p["max_timestep"],
-            num_heads=p["num_heads"],
-            num_layers=p["num_layers"],
-            attn_dropout=p["dropout"],
-            resid_dropout=p["dropout"],
-            embed_dropout=p["dropout"],
-            activation_type="gelu",  # ours (GPT-2's); d3rlpy's default is ReLU
-            **common,
-        )  # fmt: skip
     raise ValueError(f"unknown continuous algorithm {algo!r}")
 
 
@@ -446,3 +449,133 @@ def build_side(spec: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
         "parameters": params,
     }
     return (trajectory_step if spec.get("algo") == "dt" else step), info
+
+
+# --------------------------------------------------------------------------- DT acting
+
+
+def export_dt_step(algo: Any, path: str) -> None:
+    """TorchScript of one acting step of d3rlpy's (continuous) Decision Transformer on a
+    context of ``K = context_size`` slots, the real steps last: ``(obs (K, *obs), act (K, A),
+    rtg (K, 1) in reward units, timesteps (K,) int64, masks (K,) 1.0 real / 0.0 padding) ->
+    action (A,)`` — its ``predict`` after the observation and reward scalers, as
+    ``StatefulTransformerWrapper`` calls it (``save_policy``'s trace has no masks: it expects
+    K real steps). :class:`DTContext` keeps the context."""
+    from d3rlpy.algos.transformer.inputs import TorchTransformerInput
+
+    impl, config = algo.impl, algo.config
+    k = int(config.context_size)
+
+    def step(
+        obs: torch.Tensor, act: torch.Tensor, rtg: torch.Tensor, t: torch.Tensor,
+        masks: torch.Tensor,
+    ) -> torch.Tensor:  # fmt: skip
+        o, r = obs.unsqueeze(0), rtg.unsqueeze(0)
+        if config.observation_scaler is not None:
+            o = config.observation_scaler.transform(o)
+        if config.reward_scaler is not None:
+            r = config.reward_scaler.transform(r)
+        inpt = TorchTransformerInput(
+            observations=o, actions=act.unsqueeze(0), rewards=torch.zeros_like(r),
+            returns_to_go=r, timesteps=t.unsqueeze(0), masks=masks.unsqueeze(0), length=k,
+        )  # fmt: skip
+        out: torch.Tensor = impl.predict(inpt)
+        return out
+
+    dev = impl.device
+    a = int(impl.action_size)
+    dummy = (
+        torch.rand(k, *impl.observation_shape, device=dev), torch.rand(k, a, device=dev),
+        torch.rand(k, 1, device=dev), torch.arange(k, device=dev),
+        torch.ones(k, device=dev),
+    )  # fmt: skip
+    impl.modules.freeze()
+    try:
+        trace: Any = torch.jit.trace  # untyped in torch
+        trace(step, dummy, check_trace=False).save(path)
+    finally:
+        impl.modules.unfreeze()
+
+
+class DTContext:
+    """d3rlpy 2.8.1's acting rule for its Decision Transformer (the bookkeeping of its
+    ``StatefulTransformerWrapper``, re-stated so that the step exported by
+    :func:`export_dt_step` runs in the driver's environment): per episode, the last K
+    observations; the actions taken, the current one a zero pad; returns-to-go starting at
+    ``target_return``, lowered by each reward received; timesteps counting from 1 (capped at
+    ``max_timestep``); a context shorter than K padded on the left with zeros, masked.
+
+    :param step: the exported step (``(obs, act, rtg, t, masks) -> action``).
+    """
+
+    def __init__(
+        self, step: Any, *, context: int, max_timestep: int, action_size: int,
+        target_return: float,
+    ) -> None:  # fmt: skip
+        self.step = step
+        self.context = int(context)
+        self.max_timestep = int(max_timestep)
+        self.action_size = int(action_size)
+        self.target_return = float(target_return)
+        self.reset()
+
+    def reset(self) -> None:
+        """A new episode."""
+        self._obs: list[np.ndarray] = []
+        self._act: list[np.ndarray] = [np.zeros(self.action_size, dtype=np.float32)]
+        self._rtg: list[float] = []
+        self._t: list[int] = []
+        self._timestep = 1
+        self._rest = self.target_return
+
+    def __call__(self, obs: Any, reward: float) -> np.ndarray:
+        """The action for ``obs``, given the reward of the previous step (0 at the first)."""
+        k = self.context
+        self._obs.append(np.asarray(obs, dtype=np.float32))
+        self._rtg.append(self._rest - float(reward))
+        self._t.append(self._timestep)
+        self._obs, self._act = self._obs[-k:], self._act[-k:]
+        self._rtg, self._t = self._rtg[-k:], self._t[-k:]
+        n, pad = len(self._obs), k - len(self._obs)
+
+        def left_padded(rows: np.ndarray) -> torch.Tensor:
+            out = np.zeros((k, *rows.shape[1:]), dtype=rows.dtype)
+            out[pad:] = rows
+            return torch.as_tensor(out)
+
+        with torch.no_grad():
+            action = self.step(
+                left_padded(np.stack(self._obs)),
+                left_padded(np.stack(self._act)),
+                left_padded(np.asarray(self._rtg, dtype=np.float32)[:, None]),
+                left_padded(np.asarray(self._t, dtype=np.int64)),
+                left_padded(np.ones(n, dtype=np.float32)),
+            )
+        act = np.asarray(action.cpu().numpy(), dtype=np.float32).reshape(self.action_size)
+        self._act[-1] = act
+        self._act.append(np.zeros(self.action_size, dtype=np.float32))
+        self._timestep = min(self._timestep + 1, self.max_timestep)
+        self._rest -= float(reward)
+        return act
+
+
+def check_dt_context(
+    algo: Any, step: Any, observations: np.ndarray, rewards: np.ndarray, target_return: float
+) -> float:
+    """The largest difference between the actions of d3rlpy's own ``StatefulTransformerWrapper``
+    and :class:`DTContext` around the exported ``step`` over one sequence of observations and
+    the rewards received before each (longer than K: the context fills, then slides)."""
+    from d3rlpy.algos import IdentityTransformerActionSampler
+
+    wrapper = algo.as_stateful_wrapper(
+        target_return=target_return, action_sampler=IdentityTransformerActionSampler()
+    )
+    ours = DTContext(
+        step, context=algo.config.context_size, max_timestep=algo.config.max_timestep,
+        action_size=algo.impl.action_size, target_return=target_return,
+    )  # fmt: skip
+    worst = 0.0
+    for obs, reward in zip(observations, rewards, strict=True):
+        expected = np.asarray(wrapper.predict(obs, float(reward)), dtype=np.float32)
+        worst = max(worst, float(np.abs(ours(obs, float(reward)) - expected).max()))
+    return worst

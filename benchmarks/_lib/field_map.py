@@ -169,6 +169,9 @@ def d3rlpy_params(config: AlgorithmConfig, **changes: Any) -> dict[str, Any]:
             "num_layers": config.n_layers,
             "num_heads": config.n_heads,
             "dropout": config.dropout,
+            # d3rlpy's reward scaler (× 1 / rtg_scale) and its acting wrapper's target
+            "rtg_scale": config.rtg_scale,
+            "target_return": config.target_return,
         }
     elif isinstance(config, DiscreteImitationConfig):
         params = {"lr": config.lr, "beta": 0.0}  # ours: plain cross-entropy
@@ -277,6 +280,19 @@ def d3rlpy_differences(config: AlgorithmConfig) -> tuple[str, ...]:
         return (
             "CRR's Gaussian: d3rlpy's mean is tanh(μ) (log-likelihoods of a Gaussian around "
             "tanh(μ)); ours is unbounded, its actions clipped to the bounds",
+        )
+    if isinstance(config, ContinuousDTConfig):
+        return (
+            "Decision Transformer's segments: d3rlpy's end at a uniformly drawn stored step "
+            "(left-padded near an episode's start), ours start at one (left-padded when the "
+            "episode ends within K steps)",
+            "Decision Transformer's loss: d3rlpy sums the squared error over the action's "
+            "dimensions and averages over every slot of the batch, padding included; ours "
+            "averages over the real steps and the dimensions",
+            "Decision Transformer's timesteps: d3rlpy's count from 1, ours from 0 (each side "
+            "acts as it trained); its attention masks padding with −10⁴ (ours −10⁹), its "
+            "blocks are its own GPT-2 ones (ours PyTorch's TransformerEncoderLayer; both "
+            "pre-LayerNorm, GELU)",
         )
     if isinstance(config, AWACConfig):
         return (

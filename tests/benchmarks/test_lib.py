@@ -387,3 +387,93 @@ def test_quality_table_waits_for_a_family_another_side_is_making(tmp_path: Path)
 
     assert _when_free(make, tmp_path, poll_s=0.05) == 7
     t.join()
+
+
+def _pendulum_file(path: Path, steps: int = 400) -> Path:
+    """Random Pendulum-v1 episodes with reference scores (a quality-table row's file)."""
+    import gymnasium as gym
+
+    from tianshou_offline.recording import EpisodeRecorder
+
+    refs = {"ref_min_score": -1500.0, "ref_max_score": -150.0}
+    env = EpisodeRecorder(gym.make("Pendulum-v1"), path, provenance_extra=refs)
+    env.reset(seed=0)
+    env.action_space.seed(0)
+    for _ in range(steps):
+        _, _, terminated, truncated, _ = env.step(env.action_space.sample())
+        if terminated or truncated:
+            env.reset()
+    env.close()
+    return path
+
+
+def test_quality_table_dt_line_conditions_both_sides_on_the_files_best_return(
+    tmp_path: Path,
+) -> None:
+    """The Decision Transformer's line: both sides get the file's best episode return as the
+    target (d3rlpy's through the field map, with our rtg_scale), and our trained policy is
+    evaluated on the episode so far (the rewards reach its return-to-go)."""
+    import benchmarks.quality_table as qt
+    from tianshou_offline.recording.dt_policies import ReturnConditionedActFn
+    from tianshou_offline.scale.cell_eval import best_episode_return
+
+    path = _pendulum_file(tmp_path / "pendulum.hdf5")
+    best = best_episode_return(path)
+    assert qt.row_overrides("dt", path) == {"target_return": best}
+    assert qt.row_overrides("td3bc", path) == {}
+    scale = qt.SCALES["small"]
+    peer = qt.d3rlpy_spec(scale, "continuous", "dt", qt.row_overrides("dt", path))
+    config = qt.our_config(scale, "continuous", "dt", target_return=best)
+    hp = config.hyperparameters()
+    assert peer["params"]["target_return"] == best == hp["target_return"]
+    assert peer["params"]["rtg_scale"] == hp["rtg_scale"] and peer["observation_scaler"]
+    assert (peer["params"]["context_size"], peer["params"]["embed_size"]) == (
+        hp["context"], hp["embed_dim"],
+    )  # fmt: skip
+    spec = {
+        "env": "Pendulum-v1", "suite": "continuous", "algo": "dt", "file": str(path),
+        "preset": scale.preset, "hp": hp, "overrides": {"target_return": best}, "seed": 0,
+        "batch_size": 8, "gradient_steps": 3, "outputs": {"dt": "default"}, "eval_episodes": 1,
+    }  # fmt: skip
+    policies, _ = qt.train_ours(spec)
+    act = policies[0]["dt"]
+    assert isinstance(act, ReturnConditionedActFn) and act.policy.target_return == best
+    figures = qt.evaluate_policy(spec, act)
+    assert len(figures["returns"]) == 1 and np.isfinite(figures["return_mean"])
+    assert act._state is not None and int(act._state.t[0, -1]) == 199  # the episode's steps
+
+
+def test_d3rlpy_dt_context_follows_its_stateful_wrappers_rule() -> None:
+    """d3rlpy's acting rule re-stated for the exported step (checked against d3rlpy's own
+    StatefulTransformerWrapper in its process): the last K steps left-padded and masked, the
+    return-to-go = target − the rewards received so far, timesteps from 1, the actions
+    taken before the current step (its slot a zero pad); a reset starts a new episode."""
+    from benchmarks._lib.d3rlpy_side import DTContext
+
+    seen: list[tuple[np.ndarray, ...]] = []
+
+    def step(*inputs: torch.Tensor) -> torch.Tensor:
+        seen.append(tuple(x.numpy().copy() for x in inputs))
+        return torch.full((1,), float(len(seen)))  # action k at the k-th call
+
+    ctx = DTContext(step, context=3, max_timestep=4, action_size=1, target_return=10.0)
+    for k, reward in enumerate([0.0, 1.0, 2.0, 3.0, 4.0]):
+        assert ctx(np.full(2, k, np.float32), reward)[0] == k + 1
+    obs, act, rtg, t, masks = seen[1]  # the second step: one pad slot
+    np.testing.assert_array_equal(masks, [0.0, 1.0, 1.0])
+    np.testing.assert_array_equal(obs[:, 0], [0.0, 0.0, 1.0])
+    np.testing.assert_array_equal(act[:, 0], [0.0, 1.0, 0.0])
+    np.testing.assert_array_equal(rtg[:, 0], [0.0, 10.0, 9.0])
+    np.testing.assert_array_equal(t, [0, 1, 2])
+    obs, act, rtg, t, masks = seen[4]  # the fifth: the context slid, timesteps capped
+    np.testing.assert_array_equal(masks, [1.0, 1.0, 1.0])
+    np.testing.assert_array_equal(obs[:, 0], [2.0, 3.0, 4.0])
+    np.testing.assert_array_equal(act[:, 0], [3.0, 4.0, 0.0])
+    np.testing.assert_array_equal(rtg[:, 0], [7.0, 4.0, 0.0])
+    np.testing.assert_array_equal(t, [3, 4, 4])
+    ctx.reset()
+    ctx(np.zeros(2, np.float32), 0.0)
+    obs, act, rtg, t, masks = seen[5]
+    np.testing.assert_array_equal(masks, [0.0, 0.0, 1.0])
+    np.testing.assert_array_equal(rtg[:, 0], [0.0, 0.0, 10.0])
+    np.testing.assert_array_equal(t, [0, 0, 1])

@@ -69,7 +69,7 @@ def test_continuous_peers_share_networks_batch_and_counts() -> None:
     assert dt.spec["params"] == {
         "lr": 1e-4, "weight_decay": 1e-4, "warmup_steps": 10_000, "clip_grad_norm": 0.25,
         "context_size": 20, "max_timestep": 1000, "embed_size": 128, "num_layers": 3,
-        "num_heads": 1, "dropout": 0.1,
+        "num_heads": 1, "dropout": 0.1, "rtg_scale": 1000.0, "target_return": 3600.0,
     }  # fmt: skip
     narrow = train_speed.continuous_rows(_args(hidden=[32], batch_size=8), ["bcq"])[0]
     assert {s.spec["hidden"][0] for s in narrow.sides} == {32}  # --hidden reaches every side
