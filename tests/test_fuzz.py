@@ -1,7 +1,7 @@
 """Hostile input: every mutant of a valid file is either read into a consistent buffer or
 refused with one typed error, within a time and a memory limit.
 
-A seeded run over a few hundred mutants of small valid files (``benchmarks/_lib/fuzz.py`` writes the
+A seeded run over a few hundred mutants of small valid files (``benchmarks/_lib/fuzz/`` writes the
 seeds with the package's writers, Tianshou, Minari and a TFRecord shard, and mutates them:
 byte flips, truncations, semantic h5py mutations, corrupt records) through every reading
 entry point: ``load_buffer``, ``tianshou-offline inspect``, ``convert tianshou``, ``convert
@@ -195,7 +195,9 @@ def test_refused_allocations_are_probed_without_the_address_space_limit(
     neither the size nor whether the request is refused without the limit."""
     import resource
 
-    monkeypatch.setattr(_fuzz, "run_entry", _allocating_entry)
+    from benchmarks._lib.fuzz import pool
+
+    monkeypatch.setattr(pool, "run_entry", _allocating_entry)  # the name the probe calls
     base = _fuzz._status("VmSize")
     _, hard = resource.getrlimit(resource.RLIMIT_AS)
     limit = base + (256 << 20)
