@@ -27,6 +27,7 @@ SECTIONS = {
     "seed_batch": "benchmarks.seed_batch",
     "fuzz": "benchmarks.fuzz",
     "rlu_speed": "benchmarks.rlu_speed",
+    "convert_speed": "benchmarks.convert_speed",
 }
 """README section → the benchmark module whose ``readme_section()`` (or ``module:function``)
 generates it."""
