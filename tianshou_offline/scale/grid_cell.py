@@ -33,6 +33,7 @@ from tianshou_offline.scale.grid_spec import Cell, _write_atomic
 from tianshou_offline.training import rng_state, set_rng_state
 
 if TYPE_CHECKING:
+    import gymnasium as gym
     from tianshou.algorithm.algorithm_base import OfflineAlgorithm
 
     from tianshou_offline.loggers import LoggerKind
@@ -44,6 +45,7 @@ __all__ = [
     "CellFailure",
     "CellLogging",
     "CheckpointHook",
+    "cell_data",
     "cell_dir",
     "finished_and_todo",
     "finished_result",
@@ -102,6 +104,31 @@ def finished_result(cell: Cell, output: str | os.PathLike[str]) -> dict[str, Any
     return result if result.get("spec") == cell.spec() else None
 
 
+def cell_data(cell: Cell) -> tuple[Path, str, gym.Space[Any], gym.Space[Any]]:
+    """The cell's dataset file, the id of the environment it is evaluated in (the cell's, else
+    the one stored with the data) and that environment's observation and action spaces.
+
+    :raises SourceNotFoundError: no dataset file on this node, or no environment id.
+    """
+    import gymnasium as gym
+
+    from tianshou_offline.data.format import read_metadata
+
+    dataset = Path(cell.dataset)
+    if not dataset.is_file():
+        raise SourceNotFoundError(
+            f"{dataset}: no such dataset file on node {node_name()}; on a cluster the data "
+            "must be at the same path on every node"
+        )
+    env_id = cell.env_id or read_metadata(dataset).env_id
+    if env_id is None:
+        raise SourceNotFoundError(f"{dataset}: the file names no environment; set env_id")
+    probe = gym.make(env_id)
+    spaces = probe.observation_space, probe.action_space
+    probe.close()
+    return dataset, env_id, *spaces
+
+
 def trained_batch_overrides(cell: Cell, action_space: Any) -> dict[str, Any]:
     """The cell's overrides, with ``batch_size`` set to the budget's where the algorithm's
     config has one (LB-SAC's learning-rate rule reads it): the batch the cell trains at, not
@@ -158,14 +185,12 @@ def _run_cell(
 ) -> dict[str, Any]:
     """:func:`run_cell` in the cell's ``directory``, holding its lock."""
     no_tensorflow()
-    import gymnasium as gym
     import torch
     from tianshou.data import Collector, CollectStats
     from tianshou.env import DummyVectorEnv
     from tianshou.trainer import OfflineTrainerParams
 
     from tianshou_offline.data.buffer import load_buffer
-    from tianshou_offline.data.format import read_metadata
     from tianshou_offline.loggers import log_summary
     from tianshou_offline.scale.algorithms import RETURN_CONDITIONED, build_algorithm
 
@@ -179,19 +204,7 @@ def _run_cell(
     np.random.seed(cell.seed)
     torch.manual_seed(cell.seed)
 
-    dataset = Path(cell.dataset)
-    if not dataset.is_file():
-        raise SourceNotFoundError(
-            f"{dataset}: no such dataset file on node {node_name()}; on a cluster the data "
-            "must be at the same path on every node"
-        )
-    meta = read_metadata(dataset)
-    env_id = cell.env_id or meta.env_id
-    if env_id is None:
-        raise SourceNotFoundError(f"{dataset}: the file names no environment; set env_id")
-    probe = gym.make(env_id)
-    obs_space, act_space = probe.observation_space, probe.action_space
-    probe.close()
+    dataset, env_id, obs_space, act_space = cell_data(cell)
     overrides = trained_batch_overrides(cell, act_space)
     conditioned = cell.algorithm in RETURN_CONDITIONED
     if conditioned and "target_return" not in overrides:

@@ -29,19 +29,18 @@ import numpy as np
 from tianshou_offline.data.atomic import output_lock, write_errors
 from tianshou_offline.errors import (
     DataValidationError,
-    SourceNotFoundError,
     TianshouOfflineError,
 )
 from tianshou_offline.scale._ray import (
     as_completed,
     error_message,
     no_tensorflow,
-    node_name,
     ray_session,
 )
 from tianshou_offline.scale.cell_eval import _evaluate
 from tianshou_offline.scale.grid_cell import (
     CellFailure,
+    cell_data,
     cell_dir,
     finished_and_todo,
     record_result,
@@ -158,13 +157,11 @@ def run_seed_group_task(cells: Sequence[Cell], output: str) -> list[dict[str, An
 
 def _train_group(cells: Sequence[Cell], dirs: Sequence[Path]) -> list[dict[str, Any]]:
     no_tensorflow()
-    import gymnasium as gym
     import torch
     from tianshou.trainer import OfflineTrainerParams
     from tianshou.utils import LazyLogger
 
     from tianshou_offline.data.buffer import load_buffer
-    from tianshou_offline.data.format import read_metadata
     from tianshou_offline.scale.algorithms import build_seed_batch
 
     first = cells[0]
@@ -175,16 +172,7 @@ def _train_group(cells: Sequence[Cell], dirs: Sequence[Path]) -> list[dict[str, 
     device = "cuda" if first.num_gpus > 0 else "cpu"
     random.seed(first.seed)
     np.random.seed(first.seed)
-    dataset = Path(first.dataset)
-    if not dataset.is_file():
-        raise SourceNotFoundError(f"{dataset}: no such dataset file on node {node_name()}")
-    meta = read_metadata(dataset)
-    env_id = first.env_id or meta.env_id
-    if env_id is None:
-        raise SourceNotFoundError(f"{dataset}: the file names no environment; set env_id")
-    probe = gym.make(env_id)
-    obs_space, act_space = probe.observation_space, probe.action_space
-    probe.close()
+    dataset, env_id, obs_space, act_space = cell_data(first)
     seeds = [c.seed for c in cells]
     batch = build_seed_batch(first.algorithm, obs_space, act_space, first.overrides, seeds)
     batch.to(device)
