@@ -63,6 +63,7 @@ from tianshou_offline.algorithms.config import (
     AlgorithmConfig,
     box_dims,
     discrete_actions,
+    param_default,
 )
 from tianshou_offline.algorithms.continuous.dataset import TransitionDataset
 from tianshou_offline.algorithms.continuous.policies import ContinuousPolicy
@@ -135,17 +136,17 @@ class _DTConfig(AlgorithmConfig):
     """linear learning-rate warm-up, in gradient steps"""
     max_grad_norm: float | None = 0.25
     """clip the gradient norm (None: no clipping)"""
-    context: int = 20
+    context: int = param_default(DecisionTransformerNet, "context")
     """K, steps per segment and the policy's context"""
-    embed_dim: int = 128
+    embed_dim: int = param_default(DecisionTransformerNet, "hidden")
     """width of the token embeddings"""
-    n_layers: int = 3
+    n_layers: int = param_default(DecisionTransformerNet, "layers")
     """transformer blocks"""
-    n_heads: int = 1
+    n_heads: int = param_default(DecisionTransformerNet, "heads")
     """attention heads"""
-    dropout: float = 0.1
+    dropout: float = param_default(DecisionTransformerNet, "dropout")
     """dropout of embeddings, attention and feed-forward layers"""
-    max_timestep: int = 1000
+    max_timestep: int = param_default(DecisionTransformerNet, "max_timestep")
     """timesteps are embedded up to this value"""
     target_return: float = 3600.0
     """the return the policy conditions on at each episode's start"""
