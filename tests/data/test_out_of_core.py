@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
@@ -21,6 +22,7 @@ from scipy.stats import chisquare
 from tianshou.algorithm.optim import AdamOptimizerFactory
 from tianshou.data import ReplayBuffer
 from tianshou.trainer import OfflineTrainerParams
+from tianshou.utils.torch_utils import policy_within_training_step
 
 from tianshou_offline import load_buffer
 from tianshou_offline.algorithms import DiscreteCQL, MLPTrunk, QuantileQNet, QValuePolicy
@@ -397,3 +399,94 @@ def test_discrete_cql_trains_from_disk_in_offline_trainer(tmp_path: Path) -> Non
     accuracy = float((q.argmax(dim=1).numpy() == good).mean())
     assert accuracy > 0.8, accuracy  # chance: 0.25
     dataset.close()
+
+
+# --------------------------------------------------------------------------- same batches
+
+FLAT_DIM, FLAT_ACTIONS = 5, 3
+
+
+def _write_flat_discrete(path: Path, n: int, seed: int) -> Path:
+    """``n`` transitions of float observations and integer actions in episodes of 3..40
+    steps, some terminated and some truncated."""
+    rng = np.random.default_rng(seed)
+    terminated = np.zeros(n, bool)
+    truncated = np.zeros(n, bool)
+    t = 0
+    while t < n:
+        t += int(rng.integers(3, 40))
+        if t <= n:
+            (terminated if rng.random() < 0.5 else truncated)[t - 1] = True
+    truncated[-1] = not terminated[-1]
+    with BufferWriter(path, contiguous=True, store_obs_next=False) as w:
+        w.add_transitions(
+            obs=rng.normal(size=(n, FLAT_DIM)).astype(np.float32),
+            act=rng.integers(0, FLAT_ACTIONS, n),
+            rew=rng.normal(size=n).astype(np.float32),
+            terminated=terminated,
+            truncated=truncated,
+        )
+    return path
+
+
+@pytest.mark.parametrize(
+    ("name", "overrides"),
+    [
+        ("il", {}),
+        ("bcq", {"n_step_return_horizon": 2}),
+        ("cql", {}),
+        ("crr", {}),
+        ("fqe", {}),
+    ],
+)
+def test_same_seed_same_batches_and_losses_from_ram_and_disk(
+    tmp_path: Path, name: str, overrides: dict[str, Any]
+) -> None:
+    """A discrete algorithm trained from a disk-backed load (streamed by the prefetch thread)
+    computes, after the same ``torch.manual_seed``, every step's statistics and the final
+    weights exactly as from the load in RAM: both datasets draw the algorithm's sample
+    stream. (FQE: of the trained behaviour-cloning policy.)"""
+    import dataclasses
+
+    import gymnasium as gym
+
+    from tianshou_offline.algorithms import DiscreteFQEConfig, make_algorithm
+    from tianshou_offline.algorithms.core import OfflineAlgorithmCore
+
+    path = _write_flat_discrete(tmp_path / "flat.hdf5", 400, seed=4)
+    obs_space = gym.spaces.Box(-np.inf, np.inf, (FLAT_DIM,), np.float32)
+    act_space = gym.spaces.Discrete(FLAT_ACTIONS)
+    runs = []
+    for memory in ("ram", "disk"):
+        buffer = load_buffer(path, memory="disk" if memory == "disk" else "ram")
+        torch.manual_seed(2)
+        if name == "fqe":
+            bc = make_algorithm("il", obs_space, act_space, hidden_sizes=(16,))
+            assert isinstance(bc, OfflineAlgorithmCore)
+            algo: OfflineAlgorithmCore[Any, Any, Any, Any] = DiscreteFQEConfig(
+                hidden_sizes=(16,)
+            ).build(bc.policy, obs_space)
+        else:
+            built = make_algorithm(name, obs_space, act_space, hidden_sizes=(16,), **overrides)
+            assert isinstance(built, OfflineAlgorithmCore)
+            algo = built
+        stats = []
+        with policy_within_training_step(algo.policy):
+            for _ in range(6):
+                s = algo.update(buffer, 32)
+                stats.append({k: v for k, v in dataclasses.asdict(s).items() if k != "train_time"})
+        dataset = algo.dataset_for(buffer)
+        expected = FrameDataset if memory == "ram" else StreamingFrameDataset
+        assert type(dataset) is expected
+        if isinstance(dataset, StreamingFrameDataset):
+            dataset.close()
+        module: torch.nn.Module = algo
+        state = {
+            k: v.clone() for k, v in module.state_dict().items() if isinstance(v, torch.Tensor)
+        }
+        runs.append((stats, state))
+    (ram_stats, ram_state), (disk_stats, disk_state) = runs
+    assert ram_stats == disk_stats
+    assert ram_state.keys() == disk_state.keys()
+    for key, value in ram_state.items():
+        assert torch.equal(value, disk_state[key]), key

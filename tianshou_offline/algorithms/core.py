@@ -198,6 +198,10 @@ class OfflineAlgorithmCore(
         self._polyak_tensors: tuple[list[torch.Tensor], list[torch.Tensor]] | None = None
         self._compiled: dict[str, Any] | None = None
         self._compile_pending = False  # the first compiled step is guarded (see compile_step)
+        self.sample_stream = SampleStream()
+        """Where this algorithm's transition datasets (continuous and discrete, in RAM or
+        streamed from disk) draw their mini-batch positions; saved in the ``state_dict``, so
+        that a resumed run draws the batches the uninterrupted run would."""
 
     # ------------------------------------------------------------------ supplied per kind
 
@@ -315,12 +319,14 @@ class OfflineAlgorithmCore(
 
     def get_extra_state(self) -> dict[str, Any]:
         """The state that is not a tensor of a module or an optimizer but changes what the next
-        updates do: the gradient-step count and the learning-rate schedulers' state. Saved by
+        updates do: the gradient-step count, the learning-rate schedulers' state and the sample
+        stream (``[seed, batches drawn]``). Saved by
         ``state_dict`` (key ``_extra_state``) and restored by ``load_state_dict``. Subclasses
         add their own entries (call ``super()``)."""
         return {
             "num_updates": self._num_updates,
             "lr_schedulers": [_plain(s.state_dict()) for s in self.lr_schedulers],
+            "sample_stream": self.sample_stream.state(),
         }
 
     def set_extra_state(self, state: Any) -> None:
@@ -343,6 +349,8 @@ class OfflineAlgorithmCore(
         self._num_updates = int(state["num_updates"])
         for scheduler, scheduler_state in zip(self.lr_schedulers, schedulers, strict=True):
             scheduler.load_state_dict(scheduler_state)
+        if "sample_stream" in state:  # a checkpoint without one keeps the current stream
+            self.sample_stream.load_state(state["sample_stream"])
 
     def _load_from_state_dict(
         self,

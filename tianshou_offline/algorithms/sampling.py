@@ -107,10 +107,12 @@ class SampleStream:
     ``seed`` is drawn from torch's global generator when the first batch is drawn
     (``torch.manual_seed`` makes runs repeatable); after that the stream consumes nothing from
     the global generator, so what an update draws (noise, dropout, random actions) does not
-    move the batches. Used by the continuous datasets in RAM and on disk
+    move the batches. Used by the continuous and the discrete datasets in RAM and on disk
     (:class:`~tianshou_offline.algorithms.continuous.dataset.TransitionDataset`,
-    :class:`~tianshou_offline.algorithms.continuous.streaming.StreamingTransitionDataset`):
-    both draw the same batches for a seed.
+    :class:`~tianshou_offline.algorithms.continuous.streaming.StreamingTransitionDataset`,
+    :class:`~tianshou_offline.algorithms.discrete.dataset.FrameDataset`,
+    :class:`~tianshou_offline.algorithms.discrete.streaming.StreamingFrameDataset`): in RAM
+    and on disk they draw the same batches for a seed.
     """
 
     def __init__(self) -> None:

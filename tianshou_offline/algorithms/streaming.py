@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from tianshou.data import ReplayBuffer
 
-from tianshou_offline.algorithms.core import SampleStream
+from tianshou_offline.algorithms.sampling import SampleStream
 
 __all__ = ["BatchSource", "PrefetchedBatches", "Prefetcher", "RowSource", "disk_columns"]
 

@@ -10,7 +10,6 @@ n-step rewards and bootstrap discounts precomputed.
 from __future__ import annotations
 
 from abc import ABC
-from typing import Any
 
 import numpy as np
 import torch
@@ -24,7 +23,6 @@ from tianshou_offline.algorithms.continuous.streaming import StreamingTransition
 from tianshou_offline.algorithms.core import (
     OfflineAlgorithmCore,
     OfflineDataset,
-    SampleStream,
     TStats,
 )
 from tianshou_offline.algorithms.streaming import disk_columns
@@ -45,18 +43,13 @@ class OfflineAlgorithmBase(
     n-step targets. Training goes through Tianshou: ``algorithm.run_training(
     OfflineTrainerParams(buffer=..., ...))``.
 
-    Mini-batch positions come from one :class:`~tianshou_offline.algorithms.core.SampleStream`
-    per algorithm (:attr:`sample_stream`, saved in the ``state_dict``, so that a resumed run
-    draws the batches the uninterrupted run would), whether the dataset is in RAM or streamed
-    from a disk-backed buffer.
+    Mini-batch positions come from the core's
+    :class:`~tianshou_offline.algorithms.core.SampleStream` (:attr:`sample_stream`, saved in
+    the ``state_dict``, so that a resumed run draws the batches the uninterrupted run would),
+    whether the dataset is in RAM or streamed from a disk-backed buffer.
 
     :param policy: the acting policy (holds the observation normaliser).
     """
-
-    def __init__(self, *, policy: TContinuousPolicy) -> None:
-        super().__init__(policy=policy)
-        self.sample_stream = SampleStream()
-        """Where every dataset of this algorithm draws its mini-batch positions."""
 
     @property
     def device(self) -> torch.device:
@@ -85,16 +78,6 @@ class OfflineAlgorithmBase(
             n_step=self.n_step,
             stream=self.sample_stream,
         )
-
-    def get_extra_state(self) -> dict[str, Any]:
-        """The core's extra state and the sample stream (``[seed, batches drawn]``)."""
-        return {**super().get_extra_state(), "sample_stream": self.sample_stream.state()}
-
-    def set_extra_state(self, state: Any) -> None:
-        """Restore :meth:`get_extra_state` (a checkpoint without a stream keeps the current one)."""
-        super().set_extra_state(state)
-        if isinstance(state, dict) and "sample_stream" in state:
-            self.sample_stream.load_state(state["sample_stream"])
 
     def _as_transitions(self, batch: RolloutBatchProtocol | Transitions) -> Transitions:
         """Convert a Tianshou numpy ``Batch`` (as Tianshou's own update path passes) into

@@ -58,7 +58,8 @@ class DiscreteOfflineAlgorithm(
         observations stay in its files, see
         :func:`~tianshou_offline.algorithms.discrete.streaming.disk_columns`) a
         :class:`~tianshou_offline.algorithms.discrete.streaming.StreamingFrameDataset` that
-        gathers each mini-batch from disk with a prefetch thread instead."""
+        gathers each mini-batch from disk with a prefetch thread instead — the same batches
+        for a seed (both draw from :attr:`sample_stream`)."""
         if disk_columns(buffer) is not None:
             return StreamingFrameDataset.from_buffer(
                 buffer,
@@ -66,6 +67,7 @@ class DiscreteOfflineAlgorithm(
                 gamma=self.gamma,
                 n_step=self.n_step,
                 num_actions=self.policy.num_actions,
+                stream=self.sample_stream,
             )
         return FrameDataset.from_buffer(
             buffer,
@@ -73,6 +75,7 @@ class DiscreteOfflineAlgorithm(
             gamma=self.gamma,
             n_step=self.n_step,
             num_actions=self.policy.num_actions,
+            stream=self.sample_stream,
         )
 
     def _as_transitions(

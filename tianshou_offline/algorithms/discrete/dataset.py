@@ -15,14 +15,20 @@ are honoured.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 from tianshou.data import Batch, ReplayBuffer
 
-from tianshou_offline.algorithms.core import OfflineDataset, TransitionBatch, n_step_targets
+from tianshou_offline.algorithms.core import (
+    OfflineDataset,
+    SampleStream,
+    TransitionBatch,
+    n_step_targets,
+    to_device_positions,
+)
 
 __all__ = ["DiscreteTransitions", "FrameDataset"]
 
@@ -89,6 +95,10 @@ class FrameDataset(OfflineDataset[DiscreteTransitions]):
     :ivar terminated: ``(N,)`` float32.
 
     On CPU the ``obs`` column is shared with the buffer, not copied, when possible.
+    :meth:`sample` draws uniform mini-batches from :attr:`stream` (the algorithm's
+    :class:`~tianshou_offline.algorithms.core.SampleStream`: the same batches as the
+    disk-backed :class:`~tianshou_offline.algorithms.discrete.streaming.StreamingFrameDataset`
+    for a seed).
     """
 
     frames: torch.Tensor
@@ -98,6 +108,8 @@ class FrameDataset(OfflineDataset[DiscreteTransitions]):
     rew: torch.Tensor
     discount: torch.Tensor
     terminated: torch.Tensor
+    stream: SampleStream = field(default_factory=SampleStream, compare=False, kw_only=True)
+    """Where mini-batch positions come from (drawn on the CPU, copied to the device)."""
 
     def __len__(self) -> int:
         return int(self.act.shape[0])
@@ -139,6 +151,11 @@ class FrameDataset(OfflineDataset[DiscreteTransitions]):
             terminated=self.terminated[pos],
         )
 
+    def sample(self, batch_size: int) -> DiscreteTransitions:
+        """The next uniform mini-batch of :attr:`stream` (with replacement)."""
+        pos = self.stream.next(len(self), batch_size)
+        return self.gather(to_device_positions(pos, self.device))
+
     @classmethod
     def from_buffer(
         cls,
@@ -148,6 +165,7 @@ class FrameDataset(OfflineDataset[DiscreteTransitions]):
         gamma: float = 0.99,
         n_step: int = 1,
         num_actions: int | None = None,
+        stream: SampleStream | None = None,
     ) -> FrameDataset:
         """Index every transition of ``buffer`` (any Tianshou ``ReplayBuffer``, vector
         buffers and frame-stacked compact buffers included).
@@ -159,6 +177,7 @@ class FrameDataset(OfflineDataset[DiscreteTransitions]):
         :param gamma: discount of the n-step sums and the bootstrap factor.
         :param n_step: n of the n-step return (1 = one-step TD).
         :param num_actions: A; actions outside ``[0, A)`` raise ``ValueError``.
+        :param stream: where mini-batch positions come from (default: a new stream).
         :raises ValueError: empty buffer, bad actions, ``n_step < 1``.
         :raises TypeError: Dict/Tuple observations.
         """
@@ -274,6 +293,7 @@ class FrameDataset(OfflineDataset[DiscreteTransitions]):
             rew=f32(rew),
             discount=f32(discount),
             terminated=f32(terminated),
+            stream=stream or SampleStream(),
         )
 
 

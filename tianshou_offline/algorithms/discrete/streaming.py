@@ -14,20 +14,20 @@ stack uses), ``last`` (1 B: offset of the n-step bootstrap transition), ``rew``,
 ``terminated`` (3 × 4 B float32) — 14 B, plus the buffer's own columns (``act`` is read from
 the buffer, not copied).
 
-Sampling is uniform with replacement over all transitions, drawn by a numpy generator seeded
-from torch's global generator (``torch.manual_seed`` makes runs repeatable).
+Sampling is uniform with replacement over all transitions, positions drawn from the
+algorithm's :class:`~tianshou_offline.algorithms.core.SampleStream` as ``FrameDataset`` draws
+them: for a seed, the same mini-batches in RAM and from disk.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 
 import numpy as np
 import torch
 from tianshou.data import ReplayBuffer
 
-from tianshou_offline.algorithms.core import OfflineDataset, n_step_targets
+from tianshou_offline.algorithms.core import OfflineDataset, SampleStream, n_step_targets
 from tianshou_offline.algorithms.discrete.dataset import DiscreteTransitions
 from tianshou_offline.algorithms.streaming import (
     PrefetchedBatches,
@@ -77,6 +77,7 @@ class StreamingFrameDataset(PrefetchedBatches, OfflineDataset[DiscreteTransition
         obs_patches: tuple[np.ndarray | None, np.ndarray | None],
         obs_next_patches: tuple[np.ndarray | None, np.ndarray | None],
         device: torch.device,
+        stream: SampleStream,
         prefetch: int = 4,
     ) -> None:
         self._obs = obs
@@ -93,6 +94,7 @@ class StreamingFrameDataset(PrefetchedBatches, OfflineDataset[DiscreteTransition
         self._obs_patch_index, self._obs_patch_stacks = obs_patches
         self._next_patch_index, self._next_patch_stacks = obs_next_patches
         self._device = device
+        self.stream = stream
         self._prefetch = max(1, int(prefetch))
         self._n = len(rew)
         self._rows_total = int(obs.shape[0])
@@ -133,14 +135,8 @@ class StreamingFrameDataset(PrefetchedBatches, OfflineDataset[DiscreteTransition
         return self._to_device(self.gather_numpy(pos.detach().cpu().numpy().astype(np.int64)))
 
     def sample(self, batch_size: int) -> DiscreteTransitions:
-        """A uniformly sampled mini-batch (with replacement), from the prefetch thread."""
-        n = self._n
-
-        def new_draw() -> Callable[[], np.ndarray]:
-            rng = np.random.default_rng(int(torch.randint(2**62, (1,)).item()))
-            return lambda: rng.integers(0, n, size=batch_size, dtype=np.int64)
-
-        batch = self.next_batch(batch_size, new_draw)
+        """The stream's next mini-batch (uniform, with replacement), from the prefetch thread."""
+        batch = self.next_stream_batch(self.stream, self._n, batch_size)
         self.last_positions = batch["pos"]
         return self._to_device(batch)
 
@@ -241,11 +237,13 @@ class StreamingFrameDataset(PrefetchedBatches, OfflineDataset[DiscreteTransition
         gamma: float = 0.99,
         n_step: int = 1,
         num_actions: int | None = None,
+        stream: SampleStream | None = None,
         prefetch: int = 4,
     ) -> StreamingFrameDataset:
         """Index every transition of a disk-backed ``buffer`` (see :func:`disk_columns`);
         the precomputation runs in chunks of 2²⁰ transitions (bounded temporaries).
 
+        :param stream: where mini-batch positions come from (default: a new stream).
         :param prefetch: batches the background thread prepares ahead.
         :raises ValueError: not a disk-backed buffer, empty, bad actions, ``n_step`` out of
             range.
@@ -317,6 +315,7 @@ class StreamingFrameDataset(PrefetchedBatches, OfflineDataset[DiscreteTransition
             obs_patches=_patches(buffer, "obs"),
             obs_next_patches=_patches(buffer, "obs_next"),
             device=torch.device(device),
+            stream=stream or SampleStream(),
             prefetch=prefetch,
         )
         log.info(

@@ -288,7 +288,7 @@ class SeedSampler(OfflineDataset[TSeedBatch]):
     rng: SeedRandom
     streams: Sequence[SampleStream] | None = None
     """The members' sample streams where the member's dataset draws from one (the continuous
-    algorithms, :class:`~tianshou_offline.algorithms.core.SampleStream`): seed k's batches
+    and discrete algorithms, :class:`~tianshou_offline.algorithms.core.SampleStream`): seed k's batches
     are then its stream's, the stream seeded from seed k's generator as a single run seeds it
     from the global one (the same numbers on the CPU)."""
 
@@ -540,13 +540,13 @@ class SeedBatch(
     # ------------------------------------------------------------------ checkpoints
 
     def get_extra_state(self) -> dict[str, Any]:
-        """The core's saved state, every seed's generator state and (continuous members)
-        every seed's sample stream."""
+        """The core's saved state, every seed's generator state and every seed's sample
+        stream."""
         streams = [s.state() for s in self._sample_streams()]
         return {**super().get_extra_state(), "rng": self.rng.get_state(), "streams": streams}
 
     def _sample_streams(self) -> list[SampleStream]:
-        """The members' sample streams (continuous members; none for the discrete ones)."""
+        """The members' sample streams (one per member: every member samples from one)."""
         found = [getattr(m, "sample_stream", None) for m in self._members]
         return [s for s in found if isinstance(s, SampleStream)]
 
