@@ -11,7 +11,8 @@ The sides, **each in its own process** (:mod:`benchmarks._lib.peers`):
 - **ours, compile=True** — ours with its networks compiled (``torch.compile``, inductor;
   ``OfflineAlgorithmCore.compile_step``), on every row beside the eager step (compiled
   while the worker warms up, before any timing; ``--no-compiled`` leaves it out); shown, not
-  held to the target;
+  held to the target; where an algorithm cannot be compiled (``compile_unsupported``) or the
+  compilation failed, the step stays eager and the row's label says so (``eager: why``);
 - **d3rlpy** — d3rlpy 2.8.1 in its own virtual environment (``--d3rlpy-python``, or created
   under ``~/.cache/tianshou-offline/d3rlpy-venv``; never a dependency of this package), with a
   fused Adam through its public ``OptimizerFactory`` interface
@@ -120,12 +121,27 @@ def build_side(spec: dict[str, Any]) -> tuple[Step, dict[str, Any]]:
 
     step()  # optimizers create their state (and ours choose the fused kernel) at step 1;
     # a compiled side compiles here (the worker's warm-up steps follow before any timing)
-    info = {
+    info: dict[str, Any] = {
         "library": library,
         "optimizer": describe_optimizers(find_optimizers(algo)),
         "parameters": sum(p.numel() for p in algo.policy.parameters()),
     }
+    if spec.get("compile"):  # whether the step is compiled after its first (compiling) step
+        info["compiled"] = bool(algo.compiled)
+        if not algo.compiled:
+            info["eager_because"] = algo.compile_unsupported or (
+                "torch.compile failed on the first step (the worker logged why)"
+            )
     return step, info
+
+
+def fallback_note(side: dict[str, Any]) -> str:
+    """`` (eager: why)`` for a kept compiled side whose step stayed eager (an algorithm
+    that cannot be compiled, or a failed compilation), else ``""``."""
+    info = side.get("info") or {}
+    if info.get("compiled", True):
+        return ""
+    return f" (eager: {info.get('eager_because', 'not compiled')})"
 
 
 # ------------------------------------------------------------------- rows
@@ -410,7 +426,8 @@ def summary_table(records: Sequence[dict[str, Any]]) -> str:
         first = next(by[(suite, t)] for t in threads if (suite, t) in by)
         for row in first["figures"]["rows"]:
             for ours, suffix in row["ours"]:
-                cells = [row["label"] + suffix]
+                sides = {s["key"]: s for s in row["sides"]}
+                cells = [row["label"] + suffix + fallback_note(sides.get(ours, {}))]
                 for t in threads:
                     rec = by.get((suite, t))
                     same = (

@@ -40,6 +40,22 @@ def test_every_row_times_ours_compiled_beside_the_eager_step() -> None:
         assert (train_speed.COMPILED, " — compile=True") in row.ours
 
 
+def test_a_compiled_side_that_stays_eager_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The compiled side of an algorithm that cannot be compiled times the eager step; its
+    worker reports why and the table's label carries the note."""
+    from tianshou_offline.algorithms.core import OfflineAlgorithmCore
+
+    monkeypatch.setattr(OfflineAlgorithmCore, "compile_unsupported", "a reason")
+    row = train_speed.continuous_rows(_args(compiled=True, buffer_size=300), ["il"])[0]
+    side = row.side(train_speed.COMPILED)
+    assert side is not None
+    _, info = train_speed.build_side(side.spec)
+    assert info["compiled"] is False and info["eager_because"] == "a reason"
+    assert train_speed.fallback_note({"info": info}) == " (eager: a reason)"
+    assert train_speed.fallback_note({"info": {"compiled": True}}) == ""
+    assert train_speed.fallback_note({"info": {}}) == ""  # eager sides, older results
+
+
 def test_continuous_peers_share_networks_batch_and_counts() -> None:
     rows = {
         r.key.split(":")[1]: r for r in train_speed.continuous_rows(_args(), list(train_speed.ROWS))
