@@ -24,6 +24,7 @@ from tianshou.data import ReplayBuffer
 from tianshou.trainer import OfflineTrainerParams
 from tianshou.utils.torch_utils import policy_within_training_step
 
+from tests.data.test_out_of_core_continuous import OBS_DIM, write_flat
 from tianshou_offline import load_buffer
 from tianshou_offline.algorithms import DiscreteCQL, MLPTrunk, QuantileQNet, QValuePolicy
 from tianshou_offline.algorithms.discrete.dataset import FrameDataset
@@ -403,30 +404,7 @@ def test_discrete_cql_trains_from_disk_in_offline_trainer(tmp_path: Path) -> Non
 
 # --------------------------------------------------------------------------- same batches
 
-FLAT_DIM, FLAT_ACTIONS = 5, 3
-
-
-def _write_flat_discrete(path: Path, n: int, seed: int) -> Path:
-    """``n`` transitions of float observations and integer actions in episodes of 3..40
-    steps, some terminated and some truncated."""
-    rng = np.random.default_rng(seed)
-    terminated = np.zeros(n, bool)
-    truncated = np.zeros(n, bool)
-    t = 0
-    while t < n:
-        t += int(rng.integers(3, 40))
-        if t <= n:
-            (terminated if rng.random() < 0.5 else truncated)[t - 1] = True
-    truncated[-1] = not terminated[-1]
-    with BufferWriter(path, contiguous=True, store_obs_next=False) as w:
-        w.add_transitions(
-            obs=rng.normal(size=(n, FLAT_DIM)).astype(np.float32),
-            act=rng.integers(0, FLAT_ACTIONS, n),
-            rew=rng.normal(size=n).astype(np.float32),
-            terminated=terminated,
-            truncated=truncated,
-        )
-    return path
+FLAT_ACTIONS = 3
 
 
 @pytest.mark.parametrize(
@@ -453,8 +431,8 @@ def test_same_seed_same_batches_and_losses_from_ram_and_disk(
     from tianshou_offline.algorithms import DiscreteFQEConfig, make_algorithm
     from tianshou_offline.algorithms.core import OfflineAlgorithmCore
 
-    path = _write_flat_discrete(tmp_path / "flat.hdf5", 400, seed=4)
-    obs_space = gym.spaces.Box(-np.inf, np.inf, (FLAT_DIM,), np.float32)
+    path = write_flat(tmp_path / "flat.hdf5", 400, seed=4, num_actions=FLAT_ACTIONS)
+    obs_space = gym.spaces.Box(-np.inf, np.inf, (OBS_DIM,), np.float32)
     act_space = gym.spaces.Discrete(FLAT_ACTIONS)
     runs = []
     for memory in ("ram", "disk"):

@@ -30,9 +30,12 @@ OBS_DIM, ACT_DIM = 5, 2
 ACTION_SPACE = gym.spaces.Box(-2.0, 2.0, (ACT_DIM,), np.float32)
 
 
-def write_flat(path: Path, n: int, *, seed: int, obs_next: bool = False) -> Path:
+def write_flat(
+    path: Path, n: int, *, seed: int, obs_next: bool = False, num_actions: int | None = None
+) -> Path:
     """``n`` transitions in episodes of 3..40 steps, some terminated and some truncated, float64
-    observations (cast to float32 by the datasets) and actions in ``[-2, 2]``."""
+    observations (cast to float32 by the datasets) and actions in ``[-2, 2]`` (with
+    ``num_actions``: integer actions in ``0..num_actions-1``)."""
     rng = np.random.default_rng(seed)
     obs = rng.normal(2.0, 3.0, (n, OBS_DIM))
     terminated = np.zeros(n, bool)
@@ -45,7 +48,11 @@ def write_flat(path: Path, n: int, *, seed: int, obs_next: bool = False) -> Path
     truncated[-1] = not terminated[-1]
     columns: dict[str, Any] = {
         "obs": obs,
-        "act": rng.uniform(-2.0, 2.0, (n, ACT_DIM)).astype(np.float32),
+        "act": (
+            rng.uniform(-2.0, 2.0, (n, ACT_DIM)).astype(np.float32)
+            if num_actions is None
+            else rng.integers(0, num_actions, n)
+        ),
         "rew": rng.normal(size=n).astype(np.float32),
         "terminated": terminated,
         "truncated": truncated,
