@@ -5,8 +5,9 @@ One command, two parts:
 
 1. **Synchronisations.** Every registered algorithm (:data:`CONFIG_CLASSES`, continuous and
    discrete, the Decision Transformer included) is built by ``make_algorithm`` with
-   ``--hidden``-wide networks on ``--device``, trains ``--warmup`` steps (optimizer state is
-   created there), then ``--steps`` steps through ``algorithm.update(buffer, batch_size)`` (as
+   ``--hidden``-wide networks on ``--device`` (and, where it has a seed-batched form, as a
+   seed batch of 3 seeds: the ``seed-batch`` line), trains ``--warmup`` steps (optimizer
+   state is created there), then ``--steps`` steps through ``algorithm.update(buffer, batch_size)`` (as
    Tianshou's ``OfflineTrainer`` calls it) inside a :class:`~benchmarks._lib.syncs.SyncCounter`:
    every call that would make the host wait for the device (``.item()``, ``.cpu()``, ``bool``
    of a tensor, boolean-mask indexing, …) is counted, on a CPU through the same code path as
@@ -58,6 +59,7 @@ from benchmarks._lib import sides_discrete as disc
 from benchmarks._lib.peers import Row, Side, WorkerError, d3rlpy_python, print_rows, run_rows
 from benchmarks._lib.syncs import SyncCounter
 from tianshou_offline.algorithms.registry import CONFIG_CLASSES, make_algorithm
+from tianshou_offline.algorithms.seeds import SEED_BATCHES, make_seed_batch
 
 BENCHMARK = "gpu_check"
 CODE = (
@@ -68,6 +70,8 @@ CODE = (
     "benchmarks/_lib/sides_continuous.py",
     "tianshou_offline/algorithms",
 )
+SEED_BATCH_K = 3
+"""Seeds of the ``seed-batch`` variant (every algorithm that has a seed-batched form)."""
 TIMED = ("il", "bcq", "cql", "td3bc", "crr", "iql", "rebrac", "awac")
 """The speed benchmark's continuous rows that d3rlpy also has."""
 COLUMNS = [("d3rlpy", "d3rlpy"), ("d3rlpy-compiled", "d3rlpy compile_graph")]
@@ -119,24 +123,32 @@ def count_syncs(
     """Build ``name`` on ``device``, train ``warmup`` steps, then count the synchronising
     calls of each of ``steps`` steps: the per-step counts and where they were made.
 
-    :param variant: ``eager``; ``compiled`` (``compile=True``) or ``cuda-graphs``
-        (``compile=True, cuda_graphs=True``), counted by CUDA's own reports only (the
-        counting mode would make the compiled networks recompile).
+    :param variant: ``eager``; ``seed-batch`` (:data:`SEED_BATCH_K` seeds as one seed batch,
+        :func:`~tianshou_offline.algorithms.seeds.make_seed_batch`, counted as ``eager``);
+        ``compiled`` (``compile=True``) or ``cuda-graphs`` (``compile=True,
+        cuda_graphs=True``), counted by CUDA's own reports only (the counting mode would make
+        the compiled networks recompile).
     """
     torch.manual_seed(0)
     obs_space, act_space = _spaces(kind)
     cls = next(c for c in CONFIG_CLASSES if c.name == name and c.action_kind == kind)
     overrides = _overrides(cls, hidden, small=not device.startswith("cuda"))
-    if variant != "eager":
-        overrides.update(compile=True, cuda_graphs=variant == "cuda-graphs")
-    algo: Any = make_algorithm(name, obs_space, act_space, device=device, **overrides)
+    algo: Any
+    if variant == "seed-batch":
+        algo = make_seed_batch(
+            name, obs_space, act_space, seeds=SEED_BATCH_K, device=device, **overrides
+        )
+    else:
+        if variant != "eager":
+            overrides.update(compile=True, cuda_graphs=variant == "cuda-graphs")
+        algo = make_algorithm(name, obs_space, act_space, device=device, **overrides)
     dataset = algo.dataset_for(buffer)
     per_step: list[int] = []
     cuda: list[int] = []
     with policy_within_training_step(algo.policy):
         for _ in range(warmup):
             algo.update(buffer, batch_size)
-        with SyncCounter(torch_functions=variant == "eager") as counter:
+        with SyncCounter(torch_functions=variant in ("eager", "seed-batch")) as counter:
             for _ in range(steps):
                 counter.reset()
                 algo.update(buffer, batch_size)
@@ -148,10 +160,18 @@ def count_syncs(
         "variant": variant,
         "dataset_device": str(dataset.device),
         "compiled": bool(getattr(algo, "compiled", False)),
-        "syncs_per_step": per_step if variant == "eager" else None,
+        "syncs_per_step": per_step if variant in ("eager", "seed-batch") else None,
         "cuda_reported_per_step": cuda if device.startswith("cuda") else None,
         "sites": dict(counter.sites),
     }
+
+
+def _has_seed_batch(kind: str, name: str) -> bool:
+    """Whether the algorithm (as :func:`count_syncs` builds it) has a seed-batched form."""
+    obs_space, act_space = _spaces(kind)
+    cls = next(c for c in CONFIG_CLASSES if c.name == name and c.action_kind == kind)
+    algo = make_algorithm(name, obs_space, act_space, **_overrides(cls, 8, small=True))
+    return type(algo) in SEED_BATCHES
 
 
 def timed_rows(args: argparse.Namespace) -> list[Row]:
@@ -229,14 +249,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         kind, _, name = item.partition(":")
         if kind not in buffers:
             buffers[kind] = _buffer(kind, args.buffer_size)
-        for variant in variants:
+        seeds = ["seed-batch"] if _has_seed_batch(kind, name) else []
+        for variant in [variants[0], *seeds, *variants[1:]]:
             start = time.perf_counter()
             try:
                 out = count_syncs(kind, name, buffers[kind], device=args.device,
                                   hidden=args.hidden, batch_size=args.batch_size,
                                   warmup=args.warmup, steps=args.steps, variant=variant)  # fmt: skip
             except Exception as exc:  # a compiled variant that fails is reported, not fatal
-                if variant == "eager":
+                if variant in ("eager", "seed-batch"):
                     raise
                 out = {"kind": kind, "algorithm": name, "variant": variant,
                        "error": f"{type(exc).__name__}: {str(exc)[:300]}"}  # fmt: skip

@@ -27,6 +27,7 @@ from tianshou_offline.errors import DataValidationError
 
 OBS = gym.spaces.Box(-np.inf, np.inf, (5,), np.float32)
 ACT = gym.spaces.Box(-2.0, 2.0, (2,), np.float32)
+DISCRETE_ACT = gym.spaces.Discrete(3)
 SEEDS = (10, 11, 12)
 SMALL: dict[str, Any] = {"hidden_sizes": (16, 16)}
 
@@ -53,16 +54,41 @@ def buffer() -> ReplayBuffer:
     return buf
 
 
+@pytest.fixture(scope="module")
+def discrete_buffer(buffer: ReplayBuffer) -> ReplayBuffer:
+    """The same transitions with discrete actions in ``0..2``."""
+    rng = np.random.default_rng(1)
+    n = len(buffer)
+    buf = ReplayBuffer(n)
+    for i in range(n):
+        buf.add(
+            Batch(
+                obs=buffer.obs[i],
+                act=int(rng.integers(3)),
+                rew=float(buffer.rew[i]),
+                terminated=bool(buffer.terminated[i]),
+                truncated=bool(buffer.truncated[i]),
+                obs_next=buffer.obs_next[i],
+                info={},
+            )
+        )
+    return buf
+
+
 class PlainRuns:
     """K plain algorithms, each stepping on its own copy of the global generator."""
 
-    def __init__(self, name: str, buffer: ReplayBuffer, **overrides: Any) -> None:
+    def __init__(
+        self, name: str, buffer: ReplayBuffer, act_space: gym.Space[Any] = ACT, **overrides: Any
+    ) -> None:
         self.algorithms: list[Any] = []
         self.states: list[torch.Tensor] = []
         with torch.random.fork_rng(devices=[]):
             for seed in SEEDS:
                 torch.manual_seed(seed)
-                self.algorithms.append(make_algorithm(name, OBS, ACT, preset="small", **overrides))
+                self.algorithms.append(
+                    make_algorithm(name, OBS, act_space, preset="small", **overrides)
+                )
                 self.states.append(torch.get_rng_state())
         for a in self.algorithms:
             a.process_buffer(buffer)
@@ -119,21 +145,46 @@ CASES: list[tuple[str, dict[str, Any], int]] = [
     ("crr", {"num_critics": 2, "weight": "binary", "advantage": "max"}, 100),
     ("il", {}, 100),
     ("il", {"actor": "gaussian"}, 100),
+    ("cql", {"num_sampled_actions": 3, "calibrated": True}, 60),  # Cal-QL
+    ("awac", {"num_sampled_actions": 3, "max_weight": 1.5}, 60),  # a weight clip that binds
+    ("awac", {"num_sampled_actions": 2, "normalize_weights": True}, 30),
+    ("sacn", {"num_critics": 3}, 60),
+    ("edac", {"num_critics": 3}, 60),
+    ("lbsac", {"num_critics": 3, "batch_size": 32}, 40),
+    # the IQL authors' cosine schedule of the actor's learning rate
+    ("iql", {"actor_cosine_steps": 60}, 60),
+    ("discrete/il", {}, 60),
+    # at step 25 a nearly dead trunk unit (Adam's second moment ~2e-10) gets a gradient
+    # through a ReLU kink in one run and not the other (float rounding); Adam turns it into
+    # lr-sized steps and the parameters part by ~1e-4 with equal losses: 24 steps (4 copies)
+    ("discrete/bcq", {"target_update_freq": 7}, 24),
+    ("discrete/cql", {"num_quantiles": 8, "target_update_freq": 7}, 60),
+    ("discrete/cql", {"num_quantiles": 1, "double_q": True}, 40),  # the 1-quantile form
+    ("discrete/crr", {"target_update_freq": 7}, 60),
+    ("discrete/crr", {"policy_improvement_mode": "binary", "advantage": "max"}, 30),
 ]
 """(algorithm, overrides of the small preset, steps): 200 steps for the quality table's
-rows (TD3+BC, IQL, CQL), 100 for the others (the suite's time budget)."""
+rows (TD3+BC, IQL, CQL), 100 for the others, 30-60 for the later cases (the suite's time
+budget); ``discrete/`` names train on discrete actions."""
 
 
 @pytest.mark.parametrize(
     ("name", "overrides", "steps"), CASES, ids=[f"{n}-{i}" for i, (n, _, _) in enumerate(CASES)]
 )
 def test_each_seed_follows_its_single_run(
-    buffer: ReplayBuffer, name: str, overrides: dict[str, Any], steps: int
+    buffer: ReplayBuffer,
+    discrete_buffer: ReplayBuffer,
+    name: str,
+    overrides: dict[str, Any],
+    steps: int,
 ) -> None:
     batch_size = 32
     settings = {**SMALL, **overrides}
-    plain = PlainRuns(name, buffer, **settings)
-    batch = make_seed_batch(name, OBS, ACT, seeds=SEEDS, preset="small", **settings)
+    act_space: gym.Space[Any] = ACT
+    if name.startswith("discrete/"):
+        name, act_space, buffer = name.removeprefix("discrete/"), DISCRETE_ACT, discrete_buffer
+    plain = PlainRuns(name, buffer, act_space, **settings)
+    batch = make_seed_batch(name, OBS, act_space, seeds=SEEDS, preset="small", **settings)
     batch.process_buffer(buffer)
     with policy_within_training_step(batch.policy):
         for step in range(steps):
@@ -232,7 +283,7 @@ def test_offline_trainer_and_policies(buffer: ReplayBuffer) -> None:
 
 def test_rejects_what_it_cannot_batch() -> None:
     with pytest.raises(DataValidationError, match="no seed-batched form"):
-        make_seed_batch("sacn", OBS, ACT, seeds=2, preset="small")
+        make_seed_batch("dt", OBS, ACT, seeds=2, preset="small")
     with pytest.raises(DataValidationError, match="at least one seed"):
         make_seed_batch("td3bc", OBS, ACT, seeds=[], preset="small")
 

@@ -13,6 +13,7 @@ from benchmarks import gpu_check
 from benchmarks._lib.syncs import SyncCounter
 from tianshou_offline.algorithms.continuous.td3_bc import TD3BC
 from tianshou_offline.algorithms.registry import CONFIG_CLASSES
+from tianshou_offline.algorithms.seeds import SeedIQL
 
 
 def test_counter_sees_every_kind_of_sync() -> None:
@@ -32,7 +33,10 @@ def test_counter_sees_every_kind_of_sync() -> None:
 def test_smoke_mode_every_step_is_sync_free(capsys: pytest.CaptureFixture[str]) -> None:
     assert gpu_check.main(["--device", "cpu", "--check", "--no-keep", "--steps", "2"]) == 0
     out = capsys.readouterr().out
-    assert out.count("syncs/step max 0") == len(CONFIG_CLASSES)
+    batched = [c for c in CONFIG_CLASSES if gpu_check._has_seed_batch(c.action_kind, c.name)]
+    assert len(batched) >= 15  # every continuous and discrete MLP algorithm but the DT
+    assert out.count("syncs/step max 0") == len(CONFIG_CLASSES) + len(batched)
+    assert out.count("seed-batch  syncs/step max 0") == len(batched)
 
 
 def test_smoke_mode_fails_on_a_synchronising_step(
@@ -50,4 +54,24 @@ def test_smoke_mode_fails_on_a_synchronising_step(
     monkeypatch.setattr(TD3BC, "_update_with_batch", reads_a_value)
     argv = ["--device", "cpu", "--check", "--no-keep", "--algorithms", "continuous:td3bc"]
     assert gpu_check.main(argv) == 1
-    assert "steps that synchronise: continuous:td3bc" in capsys.readouterr().out
+    assert "steps that synchronise: continuous:td3bc (eager)" in capsys.readouterr().out
+
+
+def test_smoke_mode_fails_on_a_synchronising_seed_batch_step(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A seed batch whose statistics are read on the host every step (the ``.tolist()``
+    of the per-seed statistics the first seed batches made) fails ``--check``."""
+    original = SeedIQL._seed_stats
+
+    def reads_them(self: Any, values: Any) -> Any:
+        stats = original(self, values)
+        _ = stats.seeds  # reading resolves them: one transfer
+        return stats
+
+    monkeypatch.setattr(SeedIQL, "_seed_stats", reads_them)
+    argv = ["--device", "cpu", "--check", "--no-keep", "--algorithms", "continuous:iql"]
+    assert gpu_check.main(argv) == 1
+    out = capsys.readouterr().out
+    assert "steps that synchronise: continuous:iql (seed-batch)" in out
+    assert "(eager)" not in out.split("steps that synchronise:")[1]

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import typing
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, TypeVar
 
@@ -31,7 +31,13 @@ from tianshou.data.stats import EpochStats
 from tianshou.trainer import OfflineTrainer, OfflineTrainerParams
 from tianshou.utils.torch_utils import policy_within_training_step
 
-__all__ = ["OfflineStatsTrainer", "OfflineTrainingStats", "deferred_stats", "resolve_stats"]
+__all__ = [
+    "OfflineStatsTrainer",
+    "OfflineTrainingStats",
+    "deferred_build",
+    "deferred_stats",
+    "resolve_stats",
+]
 
 _PENDING = "_pending_on_device"
 
@@ -103,27 +109,54 @@ def deferred_stats(cls: type[TStats], values: Mapping[str, torch.Tensor | float 
             state[name] = f.default_factory()
         else:
             raise TypeError(f"{cls.__name__}: missing a value for the field {name!r}")
-    state[_PENDING] = (tuple(names), torch.stack(tensors)) if tensors else None
+    state[_PENDING] = (tuple(names), torch.stack(tensors), None) if tensors else None
+    return stats
+
+
+def deferred_build(
+    cls: type[TStats],
+    names: Sequence[str],
+    tensor: torch.Tensor,
+    build: Callable[[list[float]], Mapping[str, Any]],
+) -> TStats:
+    """An instance of the stats dataclass ``cls`` (a subclass of
+    :class:`OfflineTrainingStats`) whose fields ``names`` are ``build(values)``, ``values``
+    being ``tensor``'s elements as Python floats, read the first time one of those fields is
+    read (one transfer with the other pending statistics, as :func:`deferred_stats`); the
+    other fields take their defaults. A seed batch's statistics are built this way: one
+    ``(F, K)`` tensor per step, typed per-seed objects on the first read.
+
+    :raises TypeError: ``cls`` is no :class:`OfflineTrainingStats` or a name is no field.
+    """
+    stats = deferred_stats(cls, {})
+    unknown = sorted(set(names) - {f.name for f in dataclasses.fields(cls)})
+    if unknown:
+        raise TypeError(f"{cls.__name__}: no field {', '.join(unknown)}")
+    state = stats.__dict__
+    for name in names:
+        state.pop(name, None)
+    state[_PENDING] = (tuple(names), tensor.detach().float().reshape(-1), build)
     return stats
 
 
 def resolve_stats(stats: Iterable[TrainingStats]) -> None:
     """Fill in the pending fields of every statistics object in ``stats`` with one transfer
     per device (a field set since, e.g. by ``_extend_stats``, keeps its value)."""
-    groups: dict[torch.device, list[tuple[dict[str, Any], tuple[str, ...], torch.Tensor]]] = {}
+    groups: dict[torch.device, list[tuple[dict[str, Any], Any]]] = {}
     for s in stats:
         state = s.__dict__
         pending = state.get(_PENDING)
         if pending is not None:
-            names, tensor = pending
-            groups.setdefault(tensor.device, []).append((state, names, tensor))
+            groups.setdefault(pending[1].device, []).append((state, pending))
     for group in groups.values():
-        flat: list[float] = torch.cat([t for _, _, t in group]).tolist()
+        flat: list[float] = torch.cat([p[1] for _, p in group]).tolist()
         at = 0
-        for state, names, _ in group:
-            for name in names:
-                state.setdefault(name, flat[at])
-                at += 1
+        for state, (names, tensor, build) in group:
+            values = flat[at : at + tensor.numel()]
+            at += tensor.numel()
+            filled = zip(names, values, strict=True) if build is None else build(values).items()
+            for name, value in filled:
+                state.setdefault(name, value)
             state[_PENDING] = None
 
 

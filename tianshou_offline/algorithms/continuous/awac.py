@@ -137,10 +137,11 @@ class AWACConfig(ContinuousTDConfig):
 def advantage_weights(
     advantage: torch.Tensor, lam: float, *, max_weight: float | None, normalize: bool
 ) -> torch.Tensor:
-    """AWAC's actor weights of the advantages ``(B,)``: ``min(exp(A / λ), w_max)``, or with
-    ``normalize`` d3rlpy's ``B · softmax(A / λ)`` over the batch (``max_weight`` unused)."""
+    """AWAC's actor weights of the advantages ``(B,)`` (or ``(K, B)``: a batch per seed):
+    ``min(exp(A / λ), w_max)``, or with ``normalize`` d3rlpy's ``B · softmax(A / λ)`` over the
+    batch (``max_weight`` unused)."""
     if normalize:
-        return torch.softmax(advantage / lam, dim=0) * advantage.shape[0]
+        return torch.softmax(advantage / lam, dim=-1) * advantage.shape[-1]
     weight = torch.exp(advantage / lam)
     return weight if max_weight is None else weight.clamp(max=max_weight)
 

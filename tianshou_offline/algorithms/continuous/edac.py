@@ -92,12 +92,13 @@ def ensemble_similarity(grads: torch.Tensor, eps: float = 1e-10) -> torch.Tensor
 
     Uses ``Σ_{i≠j} ⟨g_i, g_j⟩ = ‖Σ_j g_j‖² − Σ_j ‖g_j‖²`` (no N × N matrix per state).
 
-    :param grads: ``(N, B, A)`` the members' action gradients.
-    :returns: ``(B,)``.
+    :param grads: ``(N, B, A)`` the members' action gradients (or ``(K, N, B, A)``, one
+        ensemble per seed).
+    :returns: ``(B,)`` (or ``(K, B)``).
     """
-    n = grads.shape[0]
+    n = grads.shape[-3]
     g = grads / (grads.norm(dim=-1, keepdim=True) + eps)
-    pairs: torch.Tensor = g.sum(dim=0).pow(2).sum(dim=-1) - g.pow(2).sum(dim=(0, 2))
+    pairs: torch.Tensor = g.sum(dim=-3).pow(2).sum(dim=-1) - g.pow(2).sum(dim=(-3, -1))
     return pairs / (n - 1)
 
 

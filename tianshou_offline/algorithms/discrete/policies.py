@@ -216,14 +216,14 @@ class DiscreteActorPolicy(DiscretePolicy):
 
 def allowed_actions(logits: torch.Tensor, log_threshold: float) -> torch.Tensor:
     """``(B, A)`` bool: ``G(a|s) / max_â G(â|s) > τ``, computed on log-probabilities
-    (``log_softmax`` differences equal logit differences)."""
-    return logits - logits.max(dim=1, keepdim=True).values > log_threshold
+    (``log_softmax`` differences equal logit differences); any leading dimensions."""
+    return logits - logits.max(dim=-1, keepdim=True).values > log_threshold
 
 
 def constrained_argmax(q: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
     """``argmax`` of ``q (B, A)`` over the ``allowed (B, A)`` actions (the most likely action is
-    always allowed)."""
-    return q.masked_fill(~allowed, -math.inf).argmax(dim=1)
+    always allowed); any leading dimensions."""
+    return q.masked_fill(~allowed, -math.inf).argmax(dim=-1)
 
 
 class DiscreteBCQPolicy(DiscretePolicy):

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from tianshou_offline.algorithms.seeds.awac import SeedAWAC
 from tianshou_offline.algorithms.seeds.bcq import SeedBCQ
 from tianshou_offline.algorithms.seeds.core import (
     SeedBatch,
@@ -31,9 +32,16 @@ from tianshou_offline.algorithms.seeds.core import (
 )
 from tianshou_offline.algorithms.seeds.cql import SeedCQL
 from tianshou_offline.algorithms.seeds.crr import SeedCRR
+from tianshou_offline.algorithms.seeds.discrete import (
+    SeedDiscreteBCQ,
+    SeedDiscreteCQL,
+    SeedDiscreteCRR,
+    SeedDiscreteImitation,
+)
 from tianshou_offline.algorithms.seeds.il import SeedImitationLearning
 from tianshou_offline.algorithms.seeds.iql import SeedIQL
 from tianshou_offline.algorithms.seeds.rebrac import SeedReBRAC
+from tianshou_offline.algorithms.seeds.sac_n import SeedEDAC, SeedLBSAC, SeedSACN
 from tianshou_offline.algorithms.seeds.td3_bc import SeedTD3Base, SeedTD3BC
 from tianshou_offline.errors import DataValidationError
 
@@ -42,15 +50,23 @@ if TYPE_CHECKING:
 
 __all__ = [
     "SEED_BATCHES",
+    "SeedAWAC",
     "SeedBCQ",
     "SeedBatch",
     "SeedBatchStats",
     "SeedCQL",
     "SeedCRR",
+    "SeedDiscreteBCQ",
+    "SeedDiscreteCQL",
+    "SeedDiscreteCRR",
+    "SeedDiscreteImitation",
+    "SeedEDAC",
     "SeedIQL",
     "SeedImitationLearning",
+    "SeedLBSAC",
     "SeedRandom",
     "SeedReBRAC",
+    "SeedSACN",
     "SeedSampler",
     "SeedStack",
     "SeedTD3BC",
@@ -70,6 +86,14 @@ SEED_BATCHES: Mapping[type, type[SeedBatch[Any, Any, Any]]] = MappingProxyType(
             SeedReBRAC,
             SeedCRR,
             SeedBCQ,
+            SeedAWAC,
+            SeedSACN,
+            SeedEDAC,
+            SeedLBSAC,
+            SeedDiscreteImitation,
+            SeedDiscreteBCQ,
+            SeedDiscreteCQL,
+            SeedDiscreteCRR,
         )
     }
 )

@@ -73,6 +73,7 @@ from tianshou_offline.algorithms.core import (
     TransitionBatch,
     to_device_positions,
 )
+from tianshou_offline.algorithms.deferred import OfflineTrainingStats, deferred_build
 
 __all__ = [
     "SeedBatch",
@@ -339,17 +340,22 @@ class SeedSampler(OfflineDataset[TSeedBatch]):
 
 
 @dataclass(kw_only=True)
-class SeedBatchStats(TrainingStats, Generic[TSeedStats]):
+class SeedBatchStats(OfflineTrainingStats, Generic[TSeedStats]):
     """The statistics of one batched step: one typed stats object per seed (the member
     algorithm's own ``TrainingStats`` class). Logged as every field's mean over the seeds
-    (``critic_loss``) and each seed's value (``seed3/critic_loss``)."""
+    (``critic_loss``) and each seed's value (``seed3/critic_loss``).
+
+    Built pending on the device (:func:`~tianshou_offline.algorithms.deferred.deferred_build`:
+    one ``(F, K)`` tensor per step): the per-seed objects are made the first time ``seeds`` is
+    read, so a step never waits for the device; ``OfflineStatsTrainer`` reads many steps' with
+    one transfer."""
 
     seeds: tuple[TSeedStats, ...] = ()
     """Seed k's statistics, as its single run would report them."""
 
     def _get_self_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"train_time": self.train_time, "smoothed_loss": self.smoothed_loss}
         per_seed = [s.get_loss_stats_dict() for s in self.seeds]
+        out: dict[str, Any] = {"train_time": self.train_time, "smoothed_loss": self.smoothed_loss}
         for key in per_seed[0] if per_seed else {}:
             values = [float(d[key]) for d in per_seed if key in d]
             out[key] = sum(values) / len(values)
@@ -392,11 +398,6 @@ class SeedBatch(
                 raise TypeError(
                     f"{type(self).__name__}: got a {type(m).__name__}; expected "
                     f"{self.member_type.__name__} members (one per seed, one config)"
-                )
-            if m.lr_schedulers:
-                raise NotImplementedError(
-                    f"{type(self).__name__}: a member has a learning-rate schedule; seed "
-                    "batches do not batch schedulers yet (train the seeds separately)"
                 )
         super().__init__(policy=members[0].policy)
         self._members: tuple[TMember, ...] = tuple(members)
@@ -485,28 +486,47 @@ class SeedBatch(
         ensemble = [callable(getattr(first._module, "clip_grad_norm_", None))] * len(stacked)
         holder = _StackedParams(stacked, ensemble)
         optim = self._make_optimizer(holder, _SameOptimizer(first.optim), first._max_grad_norm)
+        # the member's current hyperparameters (a schedule may have set lr at construction)
+        for group, like in zip(optim.optim.param_groups, first.optim.param_groups, strict=True):
+            group.update({key: v for key, v in like.items() if key != "params"})
+        schedulers = [s for s in self._members[0].lr_schedulers if s.optimizer is first.optim]
+        for scheduler in schedulers:
+            # the member's schedule, stepping the batch's optimizer (the same schedule for
+            # every seed: all seeds step together); its closures are shared, not copied
+            self.lr_schedulers.append(
+                copy.deepcopy(scheduler, memo={id(first.optim): optim.optim, **_shallow(scheduler)})
+            )
+            _track_step_called(optim.optim)
         self._optim_pairs.append((optim, member_optims, stacked))
         return optim
 
     # ------------------------------------------------------------------ statistics
 
     def _seed_stats(self, values: dict[str, torch.Tensor | None]) -> SeedBatchStats[TSeedStats]:
-        """Per-seed typed statistics from ``(K,)`` tensors (None: the field is None), read
-        with one device synchronisation."""
-        present = {k: v for k, v in values.items() if v is not None}
-        table: list[list[float]] = (
-            torch.stack([v.detach().float().reshape(self.num_seeds) for v in present.values()])
-            .t()
-            .tolist()
+        """Per-seed typed statistics from ``(K,)`` tensors (None: the field is None), kept on
+        the device until read (one ``(F, K)`` stack per step, no synchronisation)."""
+        k = self.num_seeds
+        present = [name for name, v in values.items() if v is not None]
+        tensor = (
+            torch.stack(
+                [cast(torch.Tensor, values[n]).detach().float().reshape(k) for n in present]
+            )
             if present
-            else [[] for _ in range(self.num_seeds)]
+            else torch.zeros(0, device=self.device)
         )
-        seeds: list[TSeedStats] = []
-        for k, member in enumerate(self._members):
-            row = dict(zip(present, table[k], strict=True))
-            fields = {name: row.get(name) for name in values}
-            seeds.append(cast(TSeedStats, member.stats_type(**fields)))
-        return SeedBatchStats(seeds=tuple(seeds))
+        names = tuple(values)
+        members = self._members
+
+        def build(flat: list[float]) -> dict[str, Any]:
+            seeds = []
+            for j, member in enumerate(members):
+                row = {n: flat[i * k + j] for i, n in enumerate(present)}
+                seeds.append(member.stats_type(**{n: row.get(n) for n in names}))
+            return {"seeds": tuple(seeds)}
+
+        return cast(
+            SeedBatchStats[TSeedStats], deferred_build(SeedBatchStats, ("seeds",), tensor, build)
+        )
 
     # ------------------------------------------------------------------ data
 
@@ -570,9 +590,17 @@ class SeedBatch(
         already views of the batch's). Subclasses add their own per-seed state."""
         member = self._members[k]
         member._num_updates = self.num_updates
+        batch_schedulers = iter(self.lr_schedulers)
         for optim, member_optims, stacked in self._optim_pairs:
             state = optim.optim.state
             target = member_optims[k]
+            for group, like in zip(
+                target.optim.param_groups, optim.optim.param_groups, strict=True
+            ):
+                group.update({key: v for key, v in like.items() if key != "params"})
+            for scheduler in member.lr_schedulers:
+                if scheduler.optimizer is target.optim:
+                    scheduler.load_state_dict(next(batch_schedulers).state_dict())
             for p_member, p_stacked in zip(target.params, stacked, strict=True):
                 s = state.get(p_stacked)
                 if not s:
@@ -634,6 +662,32 @@ class SeedBatch(
                 f"{member.num_updates}; the batch is at step {self.num_updates}"
             )
         self._unsync_member(k)
+
+
+def _track_step_called(optimizer: torch.optim.Optimizer) -> None:
+    """Mark ``optimizer.step`` as a scheduler built on it would (torch's scheduler warns on
+    its first step when the optimizer's ``step`` was not wrapped by one)."""
+    step = optimizer.step
+    if hasattr(step, "_wrapped_by_lr_sched"):
+        return
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        vars(optimizer)["_opt_called"] = True
+        return step(*args, **kwargs)
+
+    vars(wrapper)["_wrapped_by_lr_sched"] = True
+    vars(optimizer)["step"] = wrapper
+
+
+def _shallow(scheduler: Any) -> dict[int, Any]:
+    """deepcopy memo entries keeping a scheduler's functions and callable objects (its
+    ``lr_lambdas``) shared rather than copied."""
+    out: dict[int, Any] = {}
+    for value in vars(scheduler).values():
+        for item in value if isinstance(value, list) else [value]:
+            if callable(item):
+                out[id(item)] = item
+    return out
 
 
 def _cloned(value: Any) -> Any:

@@ -4,7 +4,8 @@ The plain update (see that module for the paper's equations) with a leading seed
 the temperature and the Lagrange multiplier are ``(K,)`` parameters, every loss reduces over
 the batch (and the critic members where the plain update sums them) per seed, and the
 actions sampled from the policy and the uniform proposals are drawn per seed, in the plain
-update's order. Cal-QL (``calibrated=True``) is not batched.
+update's order. Cal-QL (``calibrated=True``) bounds the policy proposals' values below by
+each sampled transition's reference value, as the plain update.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 
 import torch
 
-from tianshou_offline.algorithms.continuous.cql import CQL, CQLTrainingStats
+from tianshou_offline.algorithms.continuous.cql import CQL, CalQLTransitions, CQLTrainingStats
 from tianshou_offline.algorithms.continuous.dataset import Transitions
 from tianshou_offline.algorithms.continuous.policies import gaussian_sample
 from tianshou_offline.algorithms.core import GradientStep, joint_step
@@ -26,7 +27,7 @@ __all__ = ["SeedCQL"]
 class SeedCQL(SeedBatch[CQL[Any], Transitions, CQLTrainingStats]):
     """K seeds of :class:`CQL` (see :mod:`tianshou_offline.algorithms.seeds.core`).
 
-    :param members: K ``CQL`` of one config (not ``calibrated``).
+    :param members: K ``CQL`` of one config (Cal-QL's included).
     :param rng_states: each seed's generator state.
     """
 
@@ -36,9 +37,8 @@ class SeedCQL(SeedBatch[CQL[Any], Transitions, CQLTrainingStats]):
         self, members: Sequence[CQL[Any]], rng_states: Sequence[torch.Tensor] | None = None
     ) -> None:
         first = members[0]
-        if first.calibrated:
-            raise NotImplementedError("SeedCQL: Cal-QL (calibrated=True) is not seed-batched")
         super().__init__(members, rng_states)
+        self.calibrated: bool = first.calibrated
         self.actor = self._stack([m.policy.actor for m in members])
         self.critics = self._stack([m.critics for m in members])
         self.critics_target = self._stack_target(self.critics, [m.critics_target for m in members])
@@ -107,7 +107,14 @@ class SeedCQL(SeedBatch[CQL[Any], Transitions, CQLTrainingStats]):
         q_all = self.critics(b.obs, acts)  # (K, E, B, 1 + 3N)
         q_data, q_prop = q_all[..., 0], q_all[..., 1:]
         td_loss = (q_data - target.unsqueeze(1)).pow(2).mean(dim=2).sum(dim=1)  # (K,)
-        scaled = (q_prop - log_density.unsqueeze(1)) / temp
+        q_pushed = q_prop
+        if self.calibrated:
+            # 6. Cal-QL: max(Q(s, a_π), V^μ(s)) for the policy proposals (not the uniform ones)
+            if not isinstance(b, CalQLTransitions):
+                raise ValueError("CQL(calibrated=True) needs CalQLTransitions (mc_return)")
+            bound = b.mc_return.view(b.mc_return.shape[0], 1, -1, 1)  # (K, 1, B, 1)
+            q_pushed = torch.cat([q_prop[..., :n], torch.maximum(q_prop[..., n:], bound)], -1)
+        scaled = (q_pushed - log_density.unsqueeze(1)) / temp
         logsumexp = temp * torch.logsumexp(scaled, dim=-1)  # (K, E, B)
         gap = (logsumexp - q_data).mean(dim=2)  # (K, E)
         # 2. Lagrange multiplier
