@@ -9,7 +9,6 @@ et al. 2019 (arXiv:1910.01708).
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -45,14 +44,6 @@ from tianshou_offline.algorithms import (
     MLPTrunk,
     Perturbation,
 )
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_bcq_matches_algorithm_1(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -60,14 +60,6 @@ from tianshou_offline.algorithms.continuous.policies import gaussian_log_prob, g
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 ALL = ["il", "il_gaussian", "bcq", "cql", "cql_lagrange", "crr", "crr_binary", "td3bc"]
 STATS_TYPES: dict[str, type[TrainingStats]] = {
     "il": ImitationTrainingStats,

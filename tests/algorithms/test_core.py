@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import gymnasium as gym
@@ -50,14 +50,6 @@ from tianshou_offline.data.columns import buffer_from_columns
 
 Algorithm = OfflineAlgorithmCore[Any, Any, Any, Any]
 DISCRETE_SPACE = gym.spaces.Discrete(3)
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 class _StepLRFactory(LRSchedulerFactory):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -50,14 +49,6 @@ from tianshou_offline.algorithms import (
     QuantileQNet,
     QValuePolicy,
 )
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _cql(with_lagrange: bool, threshold: float, backup_entropy: bool, form: str = "cql") -> CQL:

@@ -8,7 +8,6 @@ Paper: CRR — Wang et al. 2020 (arXiv:2006.15134), Sec. 3.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -45,14 +44,6 @@ from tianshou_offline.algorithms import (
     GaussianPolicy,
     MLPTrunk,
 )
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.mark.parametrize(

@@ -22,7 +22,6 @@ fresh 20-episode evaluation to reach −400 (a random or zero-torque policy scor
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
 from typing import Any
 
 import gymnasium as gym
@@ -72,18 +71,6 @@ from tianshou_offline.algorithms import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-
-
-
-
 def test_action_gradients_match_per_member_networks() -> None:
     torch.manual_seed(0)
     critics = CriticEnsemble(D, A, H, num_critics=4)
@@ -127,8 +114,6 @@ def _sacn(kind: str, **kw: Any) -> SACN:
         target.biases[-1][N_CRITICS - 1] -= 1.0
         algo.critics.biases[-1][N_CRITICS - 2] -= 0.5
     return algo
-
-
 
 
 @pytest.mark.parametrize(

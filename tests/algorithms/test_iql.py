@@ -15,7 +15,6 @@ over 20 episodes, to reach a mean return of −400 (a random or zero-torque poli
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,15 +56,6 @@ from tianshou_offline.algorithms import (
     IQLTrainingStats,
     ValueFunction,
 )
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 # --------------------------------------------------------------------------- IQL reference
 

@@ -5,19 +5,6 @@ reference tests in this process.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
-import torch
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def test_every_mutation_applies() -> None:
     """Each mutation of ``tests/helpers/mutate_updates.py`` still finds its snippet exactly once in

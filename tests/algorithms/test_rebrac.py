@@ -14,7 +14,6 @@ about −1280).
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,14 +54,6 @@ from tianshou_offline.algorithms import (
     ReBRACStep,
     ReBRACTrainingStats,
 )
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def rebrac_batch(seed: int = 0) -> NextActionTransitions:

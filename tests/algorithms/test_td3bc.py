@@ -17,7 +17,6 @@ updates make these tests fail.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -47,14 +46,6 @@ from tianshou_offline.algorithms import (
     DeterministicActor,
     DeterministicPolicy,
 )
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_td3bc_matches_the_paper(monkeypatch: pytest.MonkeyPatch) -> None:
