@@ -1,12 +1,14 @@
 """Interrupted training resumes exactly (issue 30, item 4): an example script killed with
-SIGKILL in the middle of an epoch and restarted with ``--resume-path .../last.pt`` ends with
-the same weights, optimizer states, step count and counters as a run that was never
-interrupted, bit for bit on CPU.
+SIGKILL in the middle of an epoch and restarted with ``--resume-path .../last.pt`` (or
+``--resume``) ends with the same weights, optimizer states, step count and counters as a run
+that was never interrupted, bit for bit on CPU, and logs what that run logged after the
+checkpoint.
 
 Every example shares the resume code (:mod:`tianshou_offline.training` through
-``examples/mujoco/d4rl_common.py`` and ``examples/atari/_common.py``); here the MuJoCo-style
-TD3+BC (target networks, a policy delay on the step count, noise from torch's generator,
-mini-batches from numpy's); ``tests/recording/test_atari.py`` kills and resumes an Atari example.
+``examples/mujoco/d4rl_common.py``, ``finetune_common.py`` and ``examples/atari/_common.py``):
+here a TD3+BC run killed as a new interpreter (the script's own entry point), and every
+MuJoCo example killed as a fork of the test process (cheap: no start-up);
+``tests/recording/test_atari.py`` kills the Atari examples.
 """
 
 from __future__ import annotations
@@ -14,11 +16,20 @@ from __future__ import annotations
 import random
 import signal
 from pathlib import Path
-from typing import Any
 
+import gymnasium as gym
 import pytest
 
-from tests.helpers.resume import REPO, assert_same_training, epoch_of, run_example, run_in_process
+from tests.helpers.resume import (
+    REPO,
+    after,
+    assert_same_training,
+    epoch_of,
+    killed_in_fork,
+    logged,
+    run_example,
+    run_in_process,
+)
 from tianshou_offline.training import read_training_checkpoint
 
 SCRIPT = REPO / "examples" / "mujoco" / "d4rl_td3_bc.py"
@@ -29,9 +40,7 @@ def _last(logdir: Path) -> Path:
     return path
 
 
-def test_killed_example_resumes_to_the_same_weights(
-    pendulum_random: Path, tmp_path: Path
-) -> None:
+def test_killed_example_resumes_to_the_same_weights(pendulum_random: Path, tmp_path: Path) -> None:
     args = ["--expert-data-task", str(pendulum_random), "--epoch", "3", "--step-per-epoch", "20",
             "--test-num", "1", "--hidden-sizes", "16", "--batch-size", "32", "--threads", "1",
             "--logger", "none", "--show-progress", "0"]  # fmt: skip
@@ -46,98 +55,69 @@ def test_killed_example_resumes_to_the_same_weights(
     assert_same_training(_last(tmp_path / "straight"), last, (3, 3 * 20 * 32, 60))
 
 
-FINETUNE = REPO / "examples" / "mujoco" / "finetune_td3_bc.py"
-
-
-def test_killed_finetuning_resumes_to_the_same_weights_and_returns(
-    pendulum_random: Path, tmp_path: Path
-) -> None:
-    """Fine-tuning (issue 30): the online buffer, the generators and the counters come back
-    from ``last.pt``; every epoch collects from environments seeded for it and every test
-    starts from the same seeded states, so the killed-and-resumed run (``--resume``: no
-    path named) ends with the uninterrupted run's weights and logged test returns.
-    Fails when the per-epoch reseeding is removed (weights differ) or the online buffer is
-    not restored."""
-    args = ["--expert-data-task", str(pendulum_random), "--task", "Pendulum-v1",
-            "--online-steps", "60", "--step-per-epoch", "20", "--online-buffer-size", "1000",
-            "--test-num", "1", "--hidden-sizes", "16", "--batch-size", "32", "--threads", "1",
-            "--logger", "none", "--show-progress", "0"]  # fmt: skip
-    straight = run_in_process(FINETUNE, [*args, "--logdir", str(tmp_path / "straight")])
-    # killed at the 31st of 60 collection steps: in the middle of the second epoch
-    killed = run_example(FINETUNE, [*args, "--logdir", str(tmp_path / "killed")], tmp_path,
-                         kill_at=31)  # fmt: skip
-    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
-    (last,) = (tmp_path / "killed").glob("Pendulum-v1/finetune_td3_bc/0/*/last.pt")
-    assert epoch_of(last) == 1
-    resumed = run_in_process(FINETUNE, [*args, "--logdir", str(tmp_path / "killed"), "--resume"])
-    assert resumed["log_path"] == str(last.parent)  # the run's own directory
-    (done,) = (tmp_path / "straight").glob("Pendulum-v1/finetune_td3_bc/0/*/last.pt")
-    assert_same_training(done, last, (3, 60, 60))
-    assert len(straight["test_returns"]) == 4  # before training and after each epoch
-    assert resumed["test_returns"] == straight["test_returns"]
-    assert resumed["final_return_mean"] == straight["final_return_mean"]
-    assert resumed["online_env_steps"] == straight["online_env_steps"] == 60
-
-
-class _Stopped(BaseException):
-    """Stands in for SIGKILL in this process: nothing of the run's own code handles it."""
-
+SHORT_TASK = "PendulumShort-v1"
+"""Pendulum with 20-step episodes: the tests and evaluations of these runs stay cheap."""
+if SHORT_TASK not in gym.registry:
+    gym.register(SHORT_TASK, entry_point="gymnasium.envs.classic_control.pendulum:PendulumEnv",
+                 max_episode_steps=20)  # fmt: skip
 
 EVERY_SCRIPT = sorted(
     p.name for p in (REPO / "examples" / "mujoco").glob("*.py")
     if p.stem.startswith(("d4rl_", "finetune_")) and not p.stem.endswith("_common")
 )  # fmt: skip
 SMALL = {"d4rl_dt.py": ["--embed-dim", "8", "--n-layers", "1", "--context", "4",
-                        "--warmup-steps", "2", "--target-return", "-200", "--rtg-scale", "100"]}  # fmt: skip
+                        "--warmup-steps", "2", "--target-return", "-200", "--rtg-scale", "100"],
+         **{f"{kind}_{ensemble}.py": ["--num-critics", "3"] for kind in ("d4rl", "finetune")
+            for ensemble in ("sac_n", "edac", "lb_sac")}}  # fmt: skip
 
 
 @pytest.mark.parametrize("script", EVERY_SCRIPT)
-def test_every_example_stopped_midway_resumes_to_the_same_weights(
-    script: str, pendulum_random: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_every_example_killed_midway_resumes_exactly(
+    script: str, pendulum_random: Path, tmp_path: Path
 ) -> None:
-    """Every MuJoCo example (offline and fine-tuning) stopped at a random training step of its
-    second epoch, after the first checkpoint, and continued with ``--resume`` ends with the
-    weights, optimizer states, counters and final evaluation of a run never stopped. (The
-    stop is an exception in this process, to keep this fast; the SIGKILLed runs above, and
-    ``tests/recording/test_atari.py``'s, kill a real process.) Fails when ``--resume`` does not find
-    the run's checkpoint (the resumed run starts afresh and its counters differ)."""
-    from tianshou.trainer import OfflineTrainer, OnlineTrainer
+    """Every MuJoCo example (offline, Decision Transformer, fine-tuning) SIGKILLed at a
+    random training step of its second epoch, after the first checkpoint, and continued with
+    ``--resume`` ends with the weights, optimizer states and counters of a run never killed,
+    and writes to TensorBoard what that run wrote after the checkpoint, value for value
+    (test returns, every step's training statistics and their moving averages, the epoch
+    summaries with the best test, the final evaluation; timings aside), its results (test
+    returns, best test, final evaluation of the best policy) equal.
 
-    from tianshou_offline.algorithms.deferred import OfflineStatsTrainer
-
+    Checked to fail on the code before the resume restored the trainer's state and reseeded
+    the test environments for each test: the resumed run's tests started from other initial
+    states (other returns), it logged the checkpoint's test again, restarted the moving
+    averages and the logger's update counter, and took its first test as the best policy."""
     path = REPO / "examples" / "mujoco" / script
     steps = 4
     online = script.startswith("finetune_")
     budget = ["--online-steps", str(2 * steps)] if online else ["--epoch", "2"]
     sizes = [] if script == "d4rl_dt.py" else ["--hidden-sizes", "8"]  # DT: --embed-dim
-    args = ["--expert-data-task", str(pendulum_random), "--task", "Pendulum-v1", *budget,
+    args = ["--expert-data-task", str(pendulum_random), "--task", SHORT_TASK, *budget,
             "--step-per-epoch", str(steps), "--test-num", "1", *sizes,
-            "--batch-size", "16", "--threads", "1", "--logger", "none", "--show-progress", "0",
-            *SMALL.get(script, []), *(["--online-buffer-size", "100"] if online else [])]  # fmt: skip
+            "--batch-size", "16", "--threads", "1", "--logger", "tensorboard",
+            "--log-interval", "1", "--show-progress", "0", *SMALL.get(script, []),
+            *(["--online-buffer-size", "100"] if online else [])]  # fmt: skip
     straight = run_in_process(path, [*args, "--logdir", str(tmp_path / "straight")])
-    stop_at = random.Random(script).randint(steps + 1, 2 * steps)
-    calls = [0]
-    for trainer in (OfflineTrainer, OfflineStatsTrainer, OnlineTrainer):  # each its own step
-        step = trainer.__dict__["_training_step"]
-
-        def counted(self: Any, *a: Any, _step: Any = step, **k: Any) -> Any:
-            calls[0] += 1
-            if calls[0] == stop_at:
-                raise _Stopped
-            return _step(self, *a, **k)
-
-        monkeypatch.setattr(trainer, "_training_step", counted)
-    with pytest.raises(_Stopped):
-        run_in_process(path, [*args, "--logdir", str(tmp_path / "stopped")])
-    monkeypatch.undo()
-    (last,) = (tmp_path / "stopped").glob("Pendulum-v1/*/0/*/last.pt")
-    assert epoch_of(last) == 1
-    resumed = run_in_process(path, [*args, "--logdir", str(tmp_path / "stopped"), "--resume"])
-    (done,) = (tmp_path / "straight").glob("Pendulum-v1/*/0/*/last.pt")
+    killed_in_fork(path, [*args, "--logdir", str(tmp_path / "killed")],
+                   kill_at=random.Random(script).randint(steps + 1, 2 * steps))  # fmt: skip
+    (run_dir,) = (tmp_path / "killed").glob(f"{SHORT_TASK}/*/0/*")
+    at_kill = read_training_checkpoint(run_dir / "last.pt")
+    assert at_kill is not None and at_kill["epoch"] == 1
+    counters = (at_kill["epoch"], at_kill["env_step"], at_kill["gradient_step"])
+    before = set(run_dir.glob("events.out.tfevents*"))
+    resumed = run_in_process(path, [*args, "--logdir", str(tmp_path / "killed"), "--resume"])
+    assert resumed["log_path"] == str(run_dir)  # the run's own directory
+    (done,) = (tmp_path / "straight").glob(f"{SHORT_TASK}/*/0/*/last.pt")
     state = read_training_checkpoint(done)
     assert state is not None
-    assert_same_training(done, last, (state["epoch"], state["env_step"], state["gradient_step"]))
-    if online:  # evaluates the final weights (the offline scripts: the best test's policy,
-        # whose choice after a resume starts from the resumed run's first test)
-        assert resumed["final_return_mean"] == straight["final_return_mean"]
-        assert resumed["test_returns"] == straight["test_returns"]
+    end = (state["epoch"], state["env_step"], state["gradient_step"])
+    assert_same_training(done, run_dir / "last.pt", end)
+    (straight_events,) = done.parent.glob("events.out.tfevents*")
+    (resumed_events,) = set(run_dir.glob("events.out.tfevents*")) - before
+    expected = after(logged(straight_events), counters)
+    assert any(tag.startswith("test/") for tag, _, _ in expected)
+    assert any(tag.startswith("update/") for tag, _, _ in expected)
+    assert logged(resumed_events) == expected
+    assert len(straight["test_returns"]) == 3  # before training and after each epoch
+    for key in ("test_returns", "best_reward", "final_return_mean"):
+        assert resumed[key] == straight[key], key

@@ -151,7 +151,7 @@ class WandbLogger(BaseLogger):
 
     def restore_data(self) -> tuple[int, int, int]:
         """Nothing to restore from W&B: a resumed run's counters come from its checkpoint
-        (:func:`tianshou_offline.training.checkpointing_logger`)."""
+        (:func:`tianshou_offline.training.run_training`)."""
         return 0, 0, 0
 
     @staticmethod
@@ -218,13 +218,18 @@ class DelegatingLogger(BaseLogger):
         return restored
 
     def restore_counters(self, counters: tuple[int, int, int]) -> tuple[int, int, int]:
-        """Tell the inner logger a run resumes at ``counters`` (epoch, env step, gradient
-        step; from a checkpoint, not from its own records); returns them."""
+        """Tell the logger that writes (the innermost of a chain of delegating loggers) a run
+        resumes at ``counters`` (epoch, env step, gradient step; from a checkpoint, not from
+        its own records); returns them. The test counter is in environment steps, as the
+        trainer logs tests: the resumed run's first test, a repeat of the checkpoint's, is
+        not written again."""
         epoch, env_step, gradient_step = counters
         inner: Any = self.inner
-        inner.last_save_step = inner.last_log_test_step = epoch
+        while isinstance(inner, DelegatingLogger):
+            inner = inner.inner
+        inner.last_save_step = epoch
         inner.last_log_update_step = gradient_step
-        inner.last_log_training_step = env_step
+        inner.last_log_training_step = inner.last_log_test_step = env_step
         return counters
 
     @staticmethod

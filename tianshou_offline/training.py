@@ -10,12 +10,15 @@ schedulers), the random generators of torch, numpy and Python (:func:`rng_state`
 trainer's counters (epoch, environment steps, gradient steps) and whatever else the run
 needs (``extra``). :func:`load_training_checkpoint` puts all of it back.
 
-:func:`checkpointing_logger` wraps a run's Tianshou logger: it writes the checkpoint once
-the epoch's test is done (Tianshou's own ``save_checkpoint_fn`` runs before that test, whose
-episodes may draw from the global generators), and for a resumed run makes the trainer
-(``resume_from_log=True``) start after the checkpoint's epoch and puts the generators back
-after the test the trainer runs before its first epoch (which the interrupted run did not
-run at that point).
+:func:`run_training` runs Tianshou's trainer and writes the checkpoint at the end of each
+epoch, once the epoch's test, best-policy save and logging are done (Tianshou's own
+``save_checkpoint_fn`` runs before that test, whose episodes may draw from the global
+generators), with the trainer's own state (:func:`trainer_state`: best test, moving averages
+of the logged statistics, collector and logger counters, the test returns so far). A run
+resumed from such a checkpoint starts after its epoch without the trainer's first test and
+with the generators as they were: it trains, tests, saves and logs what the uninterrupted
+run did after that epoch — when the tests do not depend on the tests before them
+(:func:`reseeding_tests`).
 
 Used by the example scripts (``examples/``); the grid (``scale/grid.py``) shares
 :func:`rng_state`.
@@ -252,35 +255,150 @@ def latest_checkpoint(runs: str | os.PathLike[str], name: str) -> Path | None:
     return None
 
 
-def checkpointing_logger(
-    logger: Any,
-    path: str | os.PathLike[str],
+def reseeding_tests(collector: Any, envs: Any, seed: int) -> Callable[[int, int | None], None]:
+    """A trainer's ``test_fn`` that starts every test from the same initial states: ``envs``
+    (``collector``'s vector env) seeded with ``seed``, then ``collector`` reset. The tests
+    of a run then do not depend on how many tests ran before — which a resumed run cannot
+    repeat (an environment's state is not checkpointed, its seed is)."""
+
+    def test_fn(epoch: int, env_step: int | None) -> None:
+        envs.seed(seed)
+        collector.reset(reset_stats=False)
+
+    return test_fn
+
+
+TRAINER = "trainer"
+"""The key of the trainer's own state in a training checkpoint (:func:`run_training`)."""
+
+
+@dataclass
+class TrainingRun:
+    """What :func:`run_training` returns."""
+
+    info: Any
+    """Tianshou's ``InfoStats`` of the run (a resumed run's: the whole run's counters and
+    best test)."""
+    test_returns: list[list[float]]
+    """``[environment step, mean return]`` of every test of the run (those before a resume
+    included), in order."""
+
+
+def _innermost(logger: Any) -> Any:
+    """The logger at the end of a chain of :class:`~tianshou_offline.loggers.DelegatingLogger`
+    (the one whose interval counters decide what is written)."""
+    from tianshou_offline.loggers import DelegatingLogger
+
+    while isinstance(logger, DelegatingLogger):
+        logger = logger.inner
+    return logger
+
+
+_LOGGER_COUNTERS = ("last_log_training_step", "last_log_test_step", "last_log_update_step",
+                    "last_log_info_step", "last_save_step")  # fmt: skip
+_COLLECTOR_COUNTERS = ("collect_step", "collect_episode", "collect_time")
+
+
+def trainer_state(
+    trainer: Any, logger: Any, test_returns: Sequence[Sequence[float]]
+) -> dict[str, Any]:
+    """What a Tianshou trainer (``Trainer`` of tianshou 2.x) and its logger carry from one
+    epoch to the next besides the algorithm, as tensors and plain values: the best test so
+    far (score, mean and std of its return, its epoch), the moving averages of the training
+    statistics (their logged ``smoothed_loss``), the collectors' and the logger's counters
+    (what the logger writes when, and the ``info/test_step``-style totals it writes), and
+    the test returns so far."""
+    import torch
+
+    collectors = {}
+    for name in ("test_collector", "training_collector"):
+        collector = getattr(trainer.params, name, None)
+        if collector is not None:
+            collectors[name] = [float(getattr(collector, k)) for k in _COLLECTOR_COUNTERS]
+    inner = _innermost(logger)
+    best = [trainer._best_score, trainer._best_reward, trainer._best_reward_std]
+    return {
+        "best": [*(float(x) for x in best), int(trainer._best_epoch)],
+        "moving_averages": {
+            str(k): torch.from_numpy(np.asarray(v.cache)) for k, v in trainer._stat.items()
+        },
+        "collectors": collectors,
+        "env_episode": int(getattr(trainer, "_env_episode", 0)),
+        "update_time": float(trainer._policy_update_time),
+        "logger": {k: int(getattr(inner, k)) for k in _LOGGER_COUNTERS if hasattr(inner, k)},
+        "test_returns": [[float(step), float(mean)] for step, mean in test_returns],
+    }
+
+
+def restore_trainer_state(trainer: Any, logger: Any, state: Mapping[str, Any]) -> None:
+    """Put back what :func:`trainer_state` returned (into a trainer whose ``reset`` ran)."""
+    from tianshou.utils import MovAvg
+
+    score, reward, reward_std, epoch = state["best"]
+    trainer._best_score, trainer._best_reward = score, reward
+    trainer._best_reward_std, trainer._best_epoch = reward_std, int(epoch)
+    for key, cache in state["moving_averages"].items():
+        average = MovAvg()
+        average.cache = list(cache.numpy())  # numpy scalars of the logged dtype
+        trainer._stat[key] = average
+    for name, counters in state["collectors"].items():
+        collector = getattr(trainer.params, name)
+        step, episode, seconds = counters
+        collector.collect_step, collector.collect_episode = int(step), int(episode)
+        collector.collect_time = seconds
+    if hasattr(trainer, "_env_episode"):
+        trainer._env_episode = int(state["env_episode"])
+    trainer._policy_update_time = float(state["update_time"])
+    inner = _innermost(logger)
+    for key, value in state["logger"].items():
+        setattr(inner, key, int(value))
+
+
+def run_training(
     algorithm: Any,
+    params: Any,
+    path: str | os.PathLike[str],
     *,
     resumed: TrainingState | None = None,
     extra: Callable[[], Mapping[str, Any]] | None = None,
-) -> Any:
-    """``logger`` (a Tianshou logger, or None for none) that writes the training checkpoint
-    ``path`` (:func:`save_training_checkpoint`) after each epoch's test, with the epoch's
-    counters and ``extra()``; for a run ``resumed`` from a checkpoint, its ``restore_data``
-    returns the checkpoint's counters and the generators are put back after the trainer's
-    first test. Everything else is the logger's own."""
+    checkpointed: Any = None,
+) -> TrainingRun:
+    """Train ``algorithm`` with its Tianshou trainer (``algorithm.create_trainer(params)``),
+    writing the training checkpoint ``path`` (:func:`save_training_checkpoint`) at the end
+    of each epoch — after its test, the best policy's ``save_best_fn`` and the epoch's
+    logged statistics — with the epoch's counters, the trainer's state
+    (:func:`trainer_state`) and ``extra()``.
+
+    ``resumed`` (from :func:`load_training_checkpoint` of such a checkpoint): the run
+    continues after the checkpoint's epoch as the interrupted run would have: the trainer's
+    counters, best test, moving averages and the logger's counters come back, the test the
+    trainer runs before its first epoch is skipped (the checkpoint's epoch was tested), and
+    the random generators are put back just before the first training step. With test
+    environments reseeded for each test (the examples' ``test_fn``), a resumed run logs
+    what the uninterrupted run logs after that epoch, value for value (on CPU; times aside).
+
+    ``params.logger`` is the run's logger (None: none); ``params.resume_from_log`` without
+    ``resumed`` resumes from that logger's own records, as Tianshou does. ``checkpointed``:
+    the module whose ``state_dict`` the checkpoint holds (default ``algorithm``; fine-tuning:
+    the offline algorithm inside the online wrapper, so that its checkpoint loads into the
+    offline example too).
+    """
+    import dataclasses
+
     from tianshou_offline.loggers import DelegatingLogger
 
-    epoch_end: list[tuple[int, int, int]] = []  # counters of the epoch whose test is next
-    pending_rng = [resumed.rng] if resumed is not None else []
+    epoch_end: list[tuple[int, int, int]] = []  # counters of the epoch that is ending
+    saved: dict[str, Any] = dict(resumed.extra.get(TRAINER) or {}) if resumed else {}
+    returns: list[list[float]] = [list(r) for r in saved.get("test_returns", [])]
+    held: list[Any] = []  # the trainer, once made
+    weights = algorithm if checkpointed is None else checkpointed
 
     class CheckpointingLogger(DelegatingLogger):
         def log_test_data(self, log_data: dict[str, Any], step: int) -> None:
+            mean = (log_data.get("returns_stat") or {}).get("mean")
+            if mean is not None:
+                returns.append([float(step), float(mean)])
             self.inner.log_test_data(log_data, step)
-            if pending_rng:  # the test before the resumed run's first epoch
-                set_rng_state(pending_rng.pop())
-            if epoch_end:
-                epoch, env_step, gradient_step = epoch_end.pop()
-                save_training_checkpoint(
-                    path, algorithm, epoch=epoch, env_step=env_step,
-                    gradient_step=gradient_step, extra=extra() if extra else None,
-                )  # fmt: skip
 
         def save_data(
             self,
@@ -292,9 +410,41 @@ def checkpointing_logger(
             self.inner.save_data(epoch, env_step, update_step, save_checkpoint_fn)
             epoch_end[:] = [(epoch, env_step, update_step)]
 
+        def log_info_data(self, log_data: dict[str, Any], step: int) -> None:
+            self.inner.log_info_data(log_data, step)  # the epoch's last write
+            if epoch_end:
+                epoch, env_step, gradient_step = epoch_end.pop()
+                trainer = {TRAINER: trainer_state(held[0], self, returns)}
+                save_training_checkpoint(
+                    path, weights, epoch=epoch, env_step=env_step,
+                    gradient_step=gradient_step, extra={**(extra() if extra else {}), **trainer},
+                )  # fmt: skip
+
         def restore_data(self) -> tuple[int, int, int]:
             if resumed is None:  # a run resumed from its logger's own records
                 return super().restore_data()
             return self.restore_counters(resumed.counters)
 
-    return CheckpointingLogger(logger)
+    logger = CheckpointingLogger(params.logger)
+    params = dataclasses.replace(
+        params, logger=logger, resume_from_log=resumed is not None or params.resume_from_log
+    )
+    trainer = algorithm.create_trainer(params)
+    held.append(trainer)
+    if resumed is None:
+        return TrainingRun(trainer.run(), returns)
+    # Tianshou's reset (counters from restore_data, collectors, ...) without its first test
+    test_collector = params.test_collector
+    params.test_collector = None
+    try:
+        trainer.reset()
+    finally:
+        params.test_collector = test_collector
+    if test_collector is not None:
+        test_collector.reset()
+    if saved:
+        restore_trainer_state(trainer, logger, saved)
+    set_rng_state(resumed.rng)  # as they were when the checkpoint was written
+    while trainer._epoch < params.max_epochs and not trainer._stop_fn_flag:
+        trainer.execute_epoch()
+    return TrainingRun(trainer._create_info_stats(), returns)

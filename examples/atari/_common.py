@@ -7,11 +7,11 @@ unknown flags are an error) and builds its network, policy and algorithm in its 
 This module checks the task, loads and checks the buffer against the environment (before any
 network is built), builds the test environments and runs Tianshou's ``OfflineTrainer`` with
 TensorBoard logging, a best weights-only checkpoint (``policy.pth``), a training checkpoint
-after each epoch's test (``last.pth``: :mod:`tianshou_offline.training`; ``--resume-path
-.../last.pth``, or ``--resume``: the newest run's) continues the run in its directory
-exactly where it stopped, so that a run
-killed at any moment and restarted so ends with the same weights as one that was not
-interrupted, on CPU), resume and a final evaluation. The log directory is made only once
+at the end of each epoch (``last.pth``: :mod:`tianshou_offline.training`; ``--resume-path
+.../last.pth``, or ``--resume``: the newest run's, continues the run in its directory exactly
+where it stopped, so that a run killed at any moment and restarted so ends with the same
+weights as one that was not interrupted and logs what it logged, on CPU; every test starts
+from the same seeded initial states), resume and a final evaluation. The log directory is made only once
 data and environment are known to fit.
 """
 
@@ -49,9 +49,11 @@ from tianshou_offline.loggers import log_summary
 from tianshou_offline.recording.atari import is_atari_env_id, make_atari_env, make_atari_vector_env
 from tianshou_offline.training import FORMAT as TRAINING_FORMAT
 from tianshou_offline.training import (
-    checkpointing_logger,
     latest_checkpoint,
     load_training_checkpoint,
+    reseeding_tests,
+    run_training,
+    save_state,
 )
 
 log = logging.getLogger("atari_example")
@@ -244,8 +246,10 @@ def run(
     setup: Setup,
     algorithm: OfflineAlgorithm[Any],
     save_actor: Callable[[str], None],
-) -> None:
-    """Resume, watch or train, then evaluate — the flow of Tianshou's examples.
+) -> dict[str, Any]:
+    """Resume, watch or train, then evaluate — the flow of Tianshou's examples; returns the
+    results (``test_returns``: ``[environment step, mean test return]`` of every test, those
+    before a resume included; the final evaluation's mean and std).
 
     :param save_actor: writes the acting network as a policy checkpoint (for
         ``tianshou-offline record --policy``) to the given path.
@@ -286,8 +290,8 @@ def run(
         return float(result.returns_stat.mean), float(result.returns_stat.std)
 
     if config.watch or setup.buffer is None:
-        watch()
-        return
+        mean, std = watch()
+        return {"final_return_mean": mean, "final_return_std": std}
 
     resume_dir = os.path.dirname(config.resume_path or "") if resumed is not None else None
     logger, log_path = make_logger(config, algo_name, resume_dir)
@@ -295,7 +299,7 @@ def run(
     last_path = os.path.join(log_path, "last.pth")
 
     def save_best_fn(alg: Any) -> None:
-        torch.save(alg.state_dict(), os.path.join(log_path, "policy.pth"))
+        save_state(os.path.join(log_path, "policy.pth"), alg.state_dict())  # atomically
         save_actor(os.path.join(log_path, "policy_actor.pt"))
 
     policy.set_eps_inference(config.eps_test)
@@ -305,7 +309,8 @@ def run(
         total_steps=config.epoch * config.update_per_epoch,
         desc=f"{algo_name} on {config.task}",
     )
-    result = algorithm.run_training(
+    run = run_training(  # last.pth at each epoch's end: everything a resumed run needs
+        algorithm,
         OfflineTrainerParams(
             buffer=setup.buffer,
             test_collector=test_collector,
@@ -314,17 +319,22 @@ def run(
             test_step_num_episodes=config.test_num,
             batch_size=config.batch_size,
             save_best_fn=save_best_fn,
-            resume_from_log=resumed is not None,
-            # last.pth after each epoch's test: everything a resumed run needs
-            logger=checkpointing_logger(progress_logger, last_path, algorithm, resumed=resumed),
+            # every test on the same seeded initial states (a resumed run repeats them)
+            test_fn=reseeding_tests(test_collector, setup.test_envs, config.seed),
+            logger=progress_logger,
             show_progress=show_progress,
-        )
+        ),
+        last_path,
+        resumed=resumed,
     )
     save_actor(os.path.join(log_path, "last_actor.pt"))
-    pprint.pprint(result)
+    pprint.pprint(run.info)
     mean, std = watch()
     log_summary(logger, {"eval/return_mean": mean, "eval/return_std": std,
                          "eval/episodes": config.test_num})  # fmt: skip
+    return {"log_path": log_path, "best_reward": run.info.best_reward,
+            "test_returns": run.test_returns, "final_return_mean": mean,
+            "final_return_std": std}  # fmt: skip
 
 
 def build_algorithm(config: AtariConfig, setup: Setup) -> OfflineAlgorithm[Any]:

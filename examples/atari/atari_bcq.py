@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import _no_tensorflow  # noqa: F401  (first: keeps TensorFlow out of this process)
 from _common import build_algorithm, make_setup, run
@@ -30,7 +30,7 @@ class BCQFlags(AtariConfig):
     algorithm: ClassVar[str | None] = "bcq"
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     config = parse_config(BCQFlags, argv, prog="atari_bcq.py", description=__doc__ or "")
     setup = make_setup(config)
     c, h, w = setup.state_shape
@@ -53,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             unlikely_action_threshold=settings.unlikely_action_threshold,
         )
 
-    run(config, "bcq", setup, algorithm, save_actor)
+    return run(config, "bcq", setup, algorithm, save_actor)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import _no_tensorflow  # noqa: F401  (first: keeps TensorFlow out of this process)
 from _common import build_algorithm, make_setup, run
@@ -32,7 +32,7 @@ class CQLFlags(AtariConfig):
     algorithm: ClassVar[str | None] = "cql"
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     config = parse_config(CQLFlags, argv, prog="atari_cql.py", description=__doc__ or "")
     setup = make_setup(config)
     c, h, w = setup.state_shape
@@ -55,7 +55,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             num_quantiles=settings.num_quantiles,
         )
 
-    run(config, "cql", setup, algorithm, save_actor)
+    return run(config, "cql", setup, algorithm, save_actor)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import _no_tensorflow  # noqa: F401  (first: keeps TensorFlow out of this process)
 from _common import build_algorithm, make_setup, run
@@ -31,7 +31,7 @@ class CRRFlags(AtariConfig):
     algorithm: ClassVar[str | None] = "crr"
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     config = parse_config(CRRFlags, argv, prog="atari_crr.py", description=__doc__ or "")
     setup = make_setup(config)
     c, h, w = setup.state_shape
@@ -53,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             scale_obs=settings.scale_obs,
         )
 
-    run(config, "crr", setup, algorithm, save_actor)
+    return run(config, "crr", setup, algorithm, save_actor)
 
 
 if __name__ == "__main__":

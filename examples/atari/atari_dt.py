@@ -70,7 +70,7 @@ def get_args(argv: Sequence[str] | None = None) -> DTFlags:
     return parse_config(DTFlags, argv, prog="atari_dt.py", description=__doc__ or "")
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     config = get_args(argv)
     setup = make_setup(config)
     # evaluation environments that report each step's reward to the policy
@@ -94,7 +94,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     def save_actor(path: str) -> None:
         save_state(path, {"sizes": model.sizes, "state_dict": model.state_dict()})  # atomically
 
-    run(config, "dt", setup, algorithm, save_actor)
+    return run(config, "dt", setup, algorithm, save_actor)
 
 
 if __name__ == "__main__":

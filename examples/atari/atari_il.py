@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import _no_tensorflow  # noqa: F401  (first: keeps TensorFlow out of this process)
 from _common import build_algorithm, make_setup, run
@@ -29,7 +29,7 @@ class ILFlags(AtariConfig):
     algorithm: ClassVar[str | None] = "il"
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     config = parse_config(ILFlags, argv, prog="atari_il.py", description=__doc__ or "")
     setup = make_setup(config)
     c, h, w = setup.state_shape
@@ -51,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             scale_obs=settings.scale_obs,
         )
 
-    run(config, "il", setup, algorithm, save_actor)
+    return run(config, "il", setup, algorithm, save_actor)
 
 
 if __name__ == "__main__":

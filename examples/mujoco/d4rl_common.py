@@ -23,12 +23,13 @@ Checkpoints, in ``--logdir/TASK/ALGO/SEED/TIME``:
   ``tianshou-offline record --env TASK --policy .../policy.pt --episodes 10 -o out.hdf5`` and
   resumes with ``--resume-path`` / ``--watch`` (which also read a bare ``state_dict`` saved by
   earlier versions);
-- ``last.pt``, written after each epoch's test: a training checkpoint
+- ``last.pt``, written at the end of each epoch (after its test): a training checkpoint
   (:mod:`tianshou_offline.training`: the algorithm's ``state_dict`` with its optimizers',
-  schedulers' and step count, the random generators, the trainer's counters).
+  schedulers' and step count, the random generators, the trainer's counters and state).
   ``--resume-path .../last.pt`` (or ``--resume``: the newest run's, found by task, algorithm
-  and seed) continues the run in its directory exactly where it stopped: a run killed at any moment and restarted so ends with the same weights as one
-  that was not interrupted (on CPU).
+  and seed) continues the run in its directory exactly where it stopped: a run killed at any
+  moment and restarted so ends with the same weights as one that was not interrupted and logs
+  what it logged (on CPU; every test starts from the same seeded initial states).
 """
 
 from __future__ import annotations
@@ -69,9 +70,10 @@ from tianshou_offline.loggers import log_summary
 from tianshou_offline.recording.policies import CHECKPOINT_FORMAT, save_policy_checkpoint
 from tianshou_offline.training import FORMAT as TRAINING_FORMAT
 from tianshou_offline.training import (
-    checkpointing_logger,
     latest_checkpoint,
     load_training_checkpoint,
+    reseeding_tests,
+    run_training,
     save_training_checkpoint,
 )
 
@@ -352,7 +354,8 @@ def train_and_evaluate(
             total_steps=config.epoch * config.step_per_epoch,
             desc=f"{algo_name} on {task}",
         )
-        info = algorithm.run_training(
+        run = run_training(  # last.pt at each epoch's end: everything a resumed run needs
+            algorithm,
             OfflineTrainerParams(
                 buffer=dataset.buffer,
                 test_collector=test_collector,
@@ -361,13 +364,18 @@ def train_and_evaluate(
                 test_step_num_episodes=config.test_num,
                 batch_size=config.batch_size,
                 save_best_fn=save_best_fn,
-                resume_from_log=resume_from_log,
-                # last.pt after each epoch's test: everything a resumed run needs
-                logger=checkpointing_logger(progress_logger, last_path, algorithm, resumed=resumed),
+                # every test on the same seeded initial states (a resumed run repeats them)
+                test_fn=reseeding_tests(test_collector, test_envs, config.seed),
+                # from TensorBoard's records (a training checkpoint: run_training resumes)
+                resume_from_log=resume_from_log and resumed is None,
+                logger=progress_logger,
                 show_progress=show_progress,
                 verbose=False,  # the epoch lines reach stderr through logging (setup)
-            )
+            ),
+            last_path,
+            resumed=resumed,
         )
+        info = run.info
         if not last_path.exists():
             save_training_checkpoint(
                 last_path, algorithm, epoch=config.epoch, env_step=info.train_step,
@@ -375,6 +383,7 @@ def train_and_evaluate(
             )  # fmt: skip
         result["best_reward"] = info.best_reward
         result["gradient_steps"] = info.update_step
+        result["test_returns"] = run.test_returns
         log.info("training done: best test return %.2f", info.best_reward)
         if best_path.exists():
             best = torch.load(best_path, map_location=config.device, weights_only=True)

@@ -53,7 +53,6 @@ from d4rl_common import (
 from tianshou.data import Collector, CollectStats, ReplayBuffer
 from tianshou.env import DummyVectorEnv, SubprocVectorEnv
 from tianshou.trainer import OffPolicyTrainerParams
-from tianshou.utils import BaseLogger
 
 from tianshou_offline.algorithms import OfflineAlgorithmBase, OnlineFineTuning
 from tianshou_offline.algorithms.config import param_default
@@ -65,16 +64,17 @@ from tianshou_offline.cli.example_args import (
     training_progress,
 )
 from tianshou_offline.errors import SourceNotFoundError
-from tianshou_offline.loggers import DelegatingLogger, log_summary
+from tianshou_offline.loggers import log_summary
 from tianshou_offline.recording.policies import save_policy_checkpoint
 from tianshou_offline.training import (
     TrainingState,
-    checkpointing_logger,
     end_running_episode,
     load_training_checkpoint,
     read_training_checkpoint,
     replay_buffer_state,
+    reseeding_tests,
     restore_replay_buffer,
+    run_training,
 )
 
 log = logging.getLogger("finetune_example")
@@ -150,7 +150,9 @@ def finetune(
     assert config.task is not None and dataset.buffer is not None
     task: str = config.task
     if config.resume:
-        resume_latest(config, Path(config.logdir) / task / f"finetune_{algo_name}" / str(config.seed))
+        resume_latest(
+            config, Path(config.logdir) / task / f"finetune_{algo_name}" / str(config.seed)
+        )
     resume = Path(config.resume_path) if config.resume_path else None
     resumed: TrainingState | None = None
     state = read_training_checkpoint(resume, device=config.device) if resume else None
@@ -178,10 +180,8 @@ def finetune(
     train_envs.seed(config.seed)
     test_envs.seed(config.seed + 1)
     online = ReplayBuffer(flags.online_buffer_size)
-    test_returns: list[list[float]] = []
     if resumed is not None:
         restore_replay_buffer(online, resumed.extra[ONLINE_BUFFER])
-        test_returns = [list(r) for r in resumed.extra.get("test_returns", [])]
     training_collector = Collector[CollectStats](tuned, train_envs, online, exploration_noise=True)
     test_collector = Collector[CollectStats](tuned, test_envs)
     if resumed is not None and resume is not None:
@@ -205,13 +205,11 @@ def finetune(
         train_envs.seed(config.seed + 1000 * epoch)
         training_collector.reset(reset_buffer=False, reset_stats=False)
 
-    def start_test(epoch: int, env_step: int | None) -> None:
-        """Every test on the same seeded initial states."""
-        test_envs.seed(config.seed + 1)
-        test_collector.reset(reset_stats=False)
+    # every test on the same seeded initial states
+    start_test = reseeding_tests(test_collector, test_envs, config.seed + 1)
 
     def checkpoint_extra() -> dict[str, Any]:
-        return {ONLINE_BUFFER: replay_buffer_state(online), "test_returns": test_returns}
+        return {ONLINE_BUFFER: replay_buffer_state(online)}
 
     log_path.mkdir(parents=True, exist_ok=True)
     if resumed is None:
@@ -225,7 +223,8 @@ def finetune(
         total_steps=epochs * epoch_steps,
         desc=f"fine-tuning {algo_name} on {task}",
     )
-    info = tuned.run_training(
+    run = run_training(
+        tuned,
         OffPolicyTrainerParams(
             training_collector=training_collector,
             test_collector=test_collector,
@@ -238,20 +237,18 @@ def finetune(
             save_best_fn=save_best_fn,
             training_fn=start_epoch,
             test_fn=start_test,
-            resume_from_log=resumed is not None,
-            # last.pt after each epoch's test: the algorithm, the online buffer, the
-            # generators and counters (the test returns so far, for the results)
-            logger=checkpointing_logger(
-                _ReturnsLogger(progress_logger, test_returns),
-                last_path,
-                algorithm,
-                resumed=resumed,
-                extra=checkpoint_extra,
-            ),
+            logger=progress_logger,
             show_progress=show_progress,
             verbose=False,
-        )
+        ),
+        # last.pt at each epoch's end: the offline algorithm, the online buffer, the
+        # generators, the trainer's counters and state (the test returns so far)
+        last_path,
+        resumed=resumed,
+        extra=checkpoint_extra,
+        checkpointed=algorithm,
     )
+    info = run.info
     start_test(epochs, None)
     stats = test_collector.collect(n_episode=config.test_num)
     assert stats.returns_stat is not None
@@ -273,26 +270,11 @@ def finetune(
         "offline_gradient_steps": offline_steps,
         "gradient_steps": algorithm.num_updates,
         "online_env_steps": len(training_collector.buffer),
-        "test_returns": test_returns,
+        "test_returns": run.test_returns,
         "final_return_mean": mean,
         "final_return_std": std,
         "normalized_score": score,
     }
-
-
-class _ReturnsLogger(DelegatingLogger):
-    """Records ``[environment step, mean return]`` of each test (a resumed run's first test
-    repeats the checkpoint's step and is not recorded again)."""
-
-    def __init__(self, inner: BaseLogger | None, returns: list[list[float]]) -> None:
-        super().__init__(inner)
-        self.returns = returns
-
-    def log_test_data(self, log_data: dict[str, Any], step: int) -> None:
-        mean = (log_data.get("returns_stat") or {}).get("mean")
-        if mean is not None and not any(r[0] == step for r in self.returns):
-            self.returns.append([float(step), float(mean)])
-        self.inner.log_test_data(log_data, step)
 
 
 def require_data(dataset: Dataset | None) -> Dataset:

@@ -1,6 +1,8 @@
-"""Kill-and-resume helpers of ``tests/test_resume.py`` and ``tests/recording/test_atari.py``: run an
-example script that SIGKILLs itself at a given gradient step, and compare two training
-checkpoints tensor by tensor."""
+"""Kill-and-resume helpers of ``tests/test_resume.py`` and
+``tests/recording/test_atari.py``: run an
+example script that SIGKILLs itself at a given training step (a new interpreter, or a fork of
+the test process: no start-up or imports to pay), compare two training checkpoints tensor by
+tensor, and read what a run logged to TensorBoard."""
 
 from __future__ import annotations
 
@@ -100,3 +102,65 @@ def epoch_of(path: Path) -> int:
     state = read_training_checkpoint(path)
     assert state is not None, f"{path}: not a training checkpoint"
     return int(state["epoch"])
+
+
+def killed_in_fork(script: Path, args: list[str], kill_at: int) -> None:
+    """Run the example's ``main(args)`` in a fork of this process that SIGKILLs itself when it
+    starts training step ``kill_at`` (as :func:`run_example`'s ``kill_at``); asserts that it
+    died of that signal. The fork shares this process's imports, so the kill costs only the
+    training up to that step."""
+    import signal
+
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        try:
+            from tianshou.trainer import OfflineTrainer, OnlineTrainer
+
+            from tianshou_offline.algorithms.deferred import OfflineStatsTrainer
+
+            calls = [0]
+            trainers: tuple[Any, ...] = (OfflineTrainer, OfflineStatsTrainer, OnlineTrainer)
+            for trainer in trainers:  # each its own step
+                step = trainer.__dict__["_training_step"]
+
+                def counted(self: Any, *a: Any, _step: Any = step, **k: Any) -> Any:
+                    calls[0] += 1
+                    if calls[0] == kill_at:
+                        os.kill(os.getpid(), signal.SIGKILL)
+                    return _step(self, *a, **k)
+
+                trainer._training_step = counted
+            run_in_process(script, args)
+        finally:
+            os._exit(3)  # it finished (or failed) without being killed
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, (
+        f"{script.name} was not killed at training step {kill_at} (status {status})"
+    )
+
+
+TIMED = ("time", "speed")
+"""Logged values that measure time (they differ between any two runs)."""
+
+
+def logged(event_file: Path) -> list[tuple[str, int, float]]:
+    """The scalars of one TensorBoard event file, in the order written: (tag, step, value);
+    the timings (:data:`TIMED`) left out."""
+    from tensorboard.backend.event_processing.event_file_loader import LegacyEventFileLoader
+
+    out = []
+    for event in LegacyEventFileLoader(str(event_file)).Load():  # as written (no migration)
+        for value in event.summary.value:
+            if value.HasField("simple_value") and not any(t in value.tag for t in TIMED):
+                out.append((value.tag, int(event.step), float(value.simple_value)))
+    return out
+
+
+def after(records: list[tuple[str, int, float]], counters: tuple[int, int, int]) -> list[Any]:
+    """The records written after a checkpoint at ``counters`` (epoch, env step, gradient
+    step), each scope by its own step: tests and collection by environment step, training
+    statistics by gradient step, epoch summaries by epoch, the final evaluation always."""
+    epoch, env_step, gradient_step = counters
+    since = {"test": env_step, "training": env_step, "update": gradient_step, "info": epoch,
+             "eval": -1}  # fmt: skip
+    return [r for r in records if r[1] > since[r[0].split("/")[0]]]
