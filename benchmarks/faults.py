@@ -93,7 +93,7 @@ def readme_section() -> str:
         "untyped | crash |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    notes = [""]
+    notes: list[str] = []
     shown: set[str] = set()
     records.sort(key=lambda r: str(r["created"]), reverse=True)
     for r in records:  # one table: each writer from the newest result that ran it
@@ -118,9 +118,11 @@ def readme_section() -> str:
             f"{', '.join(per_writer)}: {r['settings']['trials']} trials per writer under each "
             f"of {faults}" + (f" ({', '.join(skipped)} skipped here)" if skipped else "")
             + f"; {r['figures']['seconds']:.0f} s in all (result {r['name']}, code "
-            f"{r['versions']['code_fingerprint']}).  "
+            f"{r['versions']['code_fingerprint']})."
         )  # fmt: skip
-    lines += [*notes, "", provenance_line(records)]
+    for note in notes:
+        lines += ["", note]
+    lines += ["", provenance_line(records)]
     return "\n".join(lines) + "\n"
 
 
