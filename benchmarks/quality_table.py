@@ -1339,10 +1339,12 @@ def _caption_nets(scale: Scale) -> str:
 
 
 def report(
-    runs: Sequence[dict[str, Any]], rows: Sequence[RowSpec], scale: Scale, seeds: int
-) -> str:
-    """The table with its caption, data, below-BC check and the sides' differences (the
-    README's section)."""
+    runs: Sequence[dict[str, Any]], rows: Sequence[RowSpec], scale: Scale, seeds: int,
+    measured: Sequence[str] = (),
+) -> str:  # fmt: skip
+    """The table with its caption, data, below-BC check, the sides' differences and
+    ``measured`` (what :mod:`benchmarks.quality_diagnostics` found of them) (the README's
+    section)."""
     n_cells = format_table(runs, rows).count("\n") - 1
     return "\n".join([
         f"Learning quality, scale `{scale.name}`: score 100 · (R − R_random) / (R_expert − "
@@ -1371,6 +1373,8 @@ def report(
         "Where the sides differ, and how each acts:",
         *(f"- {n}" for n in notes(scale)),
         *batched_note(runs),
+        *(["", "Which difference explains a gap (d3rlpy with one removed):",
+           *(f"- {n}" for n in measured)] if measured else []),
         "",
         results.provenance_line([r["record"] for r in runs]),
     ])  # fmt: skip
@@ -1378,9 +1382,12 @@ def report(
 
 def readme_section(results_dir: Path = results.RESULTS_DIR) -> str:
     """The README's section: the small scale's table over every row, from the kept results."""
+    from benchmarks.quality_diagnostics import gap_notes  # it builds on this module
+
     scale = SCALES["small"]
     rows = list(ROWS.values())
-    return report(kept_runs(scale, scale.seeds, rows, results_dir), rows, scale, scale.seeds)
+    runs = kept_runs(scale, scale.seeds, rows, results_dir)
+    return report(runs, rows, scale, scale.seeds, gap_notes(results_dir))
 
 
 # ----------------------------------------------------------------------------- main
