@@ -28,6 +28,7 @@ SECTIONS = {
     "fuzz": "benchmarks.fuzz",
     "rlu_speed": "benchmarks.rlu_speed",
     "convert_speed": "benchmarks.convert_speed",
+    "atari_memory": "benchmarks.atari_memory",
 }
 """README section → the benchmark module whose ``readme_section()`` (or ``module:function``)
 generates it."""
