@@ -279,8 +279,8 @@ def d3rlpy_differences(config: AlgorithmConfig) -> tuple[str, ...]:
     if isinstance(config, CRRConfig):
         return (
             "CRR's Gaussian: d3rlpy's mean is tanh(μ) (log-likelihoods of a Gaussian around "
-            "tanh(μ)); ours is unbounded, its actions clipped to the bounds — measured: the "
-            "cause of HalfCheetah medium's actor-mean gap (below)",
+            "tanh(μ)); ours is unbounded, its actions clipped to the bounds — measured: most "
+            "of HalfCheetah medium's actor-mean gap (below)",
         )
     if isinstance(config, ContinuousDTConfig):
         return (
