@@ -29,6 +29,7 @@ SECTIONS = {
     "rlu_speed": "benchmarks.rlu_speed",
     "convert_speed": "benchmarks.convert_speed",
     "atari_memory": "benchmarks.atari_memory",
+    "finetune_curve": "benchmarks.finetune_curve",
 }
 """README section → the benchmark module whose ``readme_section()`` (or ``module:function``)
 generates it."""
