@@ -321,3 +321,41 @@ def test_grid_trains_a_groups_seeds_as_one_batch(tmp_path: Path) -> None:
     assert all(r["skipped"] for r in again.results)
     with pytest.raises(DataValidationError, match="seed_batch"):
         sg.grid_from_mapping({**json.loads(spec.read_text()), "seed_batch": "yes"})
+
+
+def test_a_grid_seed_group_trains_lbsac_at_the_budgets_batch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A seed group's LB-SAC takes its learning rate from the batch the cells train at (the
+    budget's), as a single cell's does (trained_batch_overrides), not from the preset's
+    batch_size (1024 in ``small``)."""
+    from tianshou_offline.algorithms.continuous.lb_sac import sqrt_scaled_lr
+    from tianshou_offline.cli import main
+    from tianshou_offline.scale import algorithms as scale_algorithms
+    from tianshou_offline.scale import seed_group
+    from tianshou_offline.scale.grid_spec import Budget, Cell
+
+    data = tmp_path / "pendulum.hdf5"
+    assert main(["record", "--env", "Pendulum-v1", "--policy", "random", "--episodes", "1",
+                 "-o", str(data)]) == 0  # fmt: skip
+    built: list[Any] = []
+    real = scale_algorithms.build_seed_batch
+
+    class Built(Exception):
+        pass
+
+    def build_and_stop(*args: Any, **kwargs: Any) -> Any:
+        built.append(real(*args, **kwargs))
+        raise Built
+
+    monkeypatch.setattr(scale_algorithms, "build_seed_batch", build_and_stop)
+    budget = Budget(batch_size=64)
+    cells = [Cell("lbsac", str(data), seed=s, budget=budget,
+                  overrides={"hidden_sizes": [8, 8], "num_critics": 2}) for s in (0, 1)]  # fmt: skip
+    dirs = [tmp_path / f"cell{s}" for s in (0, 1)]
+    for d in dirs:
+        d.mkdir()
+    with pytest.raises(Built):
+        seed_group._train_group(cells, dirs)
+    (batch,) = built
+    assert all(m.learning_rate == pytest.approx(sqrt_scaled_lr(64)) for m in batch.members)

@@ -44,6 +44,7 @@ from tianshou_offline.scale.grid_cell import (
     cell_dir,
     finished_and_todo,
     record_result,
+    trained_batch_overrides,
 )
 from tianshou_offline.scale.grid_spec import Cell, _write_atomic
 
@@ -174,7 +175,8 @@ def _train_group(cells: Sequence[Cell], dirs: Sequence[Path]) -> list[dict[str, 
     np.random.seed(first.seed)
     dataset, env_id, obs_space, act_space = cell_data(first)
     seeds = [c.seed for c in cells]
-    batch = build_seed_batch(first.algorithm, obs_space, act_space, first.overrides, seeds)
+    overrides = trained_batch_overrides(first, act_space)  # LB-SAC's lr: the budget's batch
+    batch = build_seed_batch(first.algorithm, obs_space, act_space, overrides, seeds)
     batch.to(device)
     buffer = load_buffer(dataset)
     budget = first.budget
