@@ -275,7 +275,7 @@ def test_dt_example_runs_on_recorded_pong(
     assert "Loaded agent from" in out
 
 
-ATARI_SCRIPTS = ["atari_bcq"]  # the others (cql, crr, dt, il) join once checked here
+ATARI_SCRIPTS = sorted(p.stem for p in EXAMPLES.glob("atari_*.py"))
 ATARI_SMALL = {"atari_dt": ["--context", "4", "--embed-dim", "16", "--n-layers", "1",
                             "--n-heads", "2", "--warmup-steps", "5", "--target-return", "5"]}  # fmt: skip
 
