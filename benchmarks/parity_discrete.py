@@ -108,13 +108,19 @@ class Run:
 class _TorchIndexSampler:
     """Stands in for a Tianshou buffer's private ``RandomState``, whose only use is
     ``choice(size, n)`` in ``ReplayBuffer.sample_indices``: draws exactly what our
-    ``FrameDataset.sample`` draws, ``torch.randint(size, (n,))`` from torch's global generator
-    (our dataset positions are the buffer's indices, checked in :func:`main`)."""
+    ``FrameDataset.sample`` draws — a :class:`~tianshou_offline.algorithms.sampling.SampleStream`
+    seeded from torch's global generator at the first draw (our dataset positions are the
+    buffer's indices, checked in :func:`main`). One sampler per run: its stream starts fresh."""
+
+    def __init__(self) -> None:
+        from tianshou_offline.algorithms.sampling import SampleStream
+
+        self.stream = SampleStream()
 
     def choice(self, a: Any, size: int) -> np.ndarray:
         if not isinstance(a, int | np.integer):
             raise TypeError("paired sampling supports buffers without frame stacking only")
-        indices: np.ndarray = torch.randint(int(a), (int(size),)).numpy()
+        indices: np.ndarray = self.stream.next(int(a), int(size)).numpy()
         return indices
 
 
@@ -157,7 +163,7 @@ def train_one(
         # Tianshou's DiscreteActorPolicy samples at test time by default; ours is greedy
         algorithm.policy.deterministic_eval = True
     sampling_seed = SAMPLING_SEED_OFFSET + seed
-    torch.manual_seed(sampling_seed)  # ours: FrameDataset.sample draws from this generator
+    torch.manual_seed(sampling_seed)  # ours: the SampleStream is seeded from this generator
     buffer_rng = buffer._random_state  # Tianshou: ReplayBuffer.sample_indices draws from this
     buffer._random_state = _TorchIndexSampler() if paired else np.random.RandomState(sampling_seed)
     test_envs = DummyVectorEnv([lambda: gym.make(TASK) for _ in range(episodes)])
