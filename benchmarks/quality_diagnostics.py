@@ -31,19 +31,11 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks._lib import results
+from benchmarks._lib.diagnostics import BENCHMARK, BOUND, ROW, VARIANTS, kept
 from benchmarks._lib.peers import D3RLPY_VERSION, child_env, d3rlpy_python
 from benchmarks.quality_table import DEFAULT_DATA_DIR
 
-BENCHMARK = "quality_diagnostics"
-ROW = "halfcheetah-medium"
 CODE = ("benchmarks/quality_diagnostics.py", "benchmarks/quality_table.py", "benchmarks/_lib")
-
-VARIANTS: dict[str, tuple[str, str, str]] = {
-    # name: (d3rlpy job of the table, its line, what is removed)
-    "awac-no-temperature": ("awac", "awac", "AWAC with its critic target's − log π removed (temperature 0)"),
-    "awac-unsquashed-mean": ("awac", "awac", "AWAC with its Gaussian around μ, not tanh(μ)"),
-    "crr-unsquashed-mean": ("crr", "crr", "CRR (actor mean) with its Gaussian around μ, not tanh(μ)"),
-}  # fmt: skip
 
 
 def _patch(variant: str) -> None:
@@ -121,7 +113,6 @@ def run(variant: str, seed: int, results_dir: Path, d3rlpy: str, data_dir: Path)
     )  # fmt: skip
 
 
-BOUND = 0.99
 """|a| above which an action element counts as at the bounds (±1)"""
 
 
@@ -156,15 +147,6 @@ def measure_bounds(data_dir: Path, results_dir: Path) -> Path:
     )  # fmt: skip
 
 
-def kept(results_dir: Path = results.RESULTS_DIR) -> dict[str, dict[int, float]]:
-    """variant → seed → score of the kept runs."""
-    out: dict[str, dict[int, float]] = {}
-    for r in results.read_results(BENCHMARK, results_dir):
-        if "variant" in r["settings"]:
-            out.setdefault(r["settings"]["variant"], {})[r["seeds"][0]] = r["figures"]["score"]
-    return out
-
-
 def summary(results_dir: Path = results.RESULTS_DIR) -> dict[str, str]:
     """variant → "mean ± standard error (n seeds)" of its kept scores."""
     out = {}
@@ -172,55 +154,6 @@ def summary(results_dir: Path = results.RESULTS_DIR) -> dict[str, str]:
         xs = [scores[s] for s in sorted(scores)]
         se = statistics.stdev(xs) / len(xs) ** 0.5 if len(xs) > 1 else float("nan")
         out[variant] = f"{statistics.mean(xs):.1f} ± {se:.1f} ({len(xs)} seeds)"
-    return out
-
-
-FINDINGS: dict[str, str] = {
-    "awac-no-temperature": "the cause of the AWAC gap — without SAC's entropy term d3rlpy's "
-    "AWAC scores as ours (why the term costs HalfCheetah and not Hopper is not measured here)",
-    "crr-unsquashed-mean": "most of the CRR actor-mean gap — with a Gaussian around μ "
-    "d3rlpy's CRR comes within a few points of ours (the rest is not separated from noise "
-    "here); an action within 0.01 of ±1 needs |μ| > 2.6 under tanh, where tanh's slope is "
-    "below 0.02",
-    "awac-unsquashed-mean": "not the AWAC gap's cause — with a Gaussian around μ and the "
-    "critic target unchanged d3rlpy's AWAC scores as in the table",
-}
-"""variant → what its kept runs show (printed after their figures in the notes)."""
-
-
-def gap_notes(results_dir: Path = results.RESULTS_DIR) -> list[str]:
-    """The table's notes on its HalfCheetah-medium gaps, from the kept diagnostics: the
-    bound-action shares and each variant's score beside the table's two cells (same seeds)."""
-    from benchmarks import quality_table as qt
-
-    records = results.read_results(BENCHMARK, results_dir)
-    if not records:
-        return []
-    out = []
-    bounds = next((r for r in records if r["name"] == "small.bounds"), None)
-    if bounds is not None:
-        f = bounds["figures"]
-        share = {k: 100 * f[k][f"share_above_{BOUND}"] for k in f}
-        out.append(
-            f"Action elements within {1 - BOUND:.2f} of the bounds ±1 in the medium files: "
-            f"HalfCheetah {share['halfcheetah-medium']:.1f}%, Hopper {share['hopper-medium']:.1f}% "
-            "(`python -m benchmarks.quality_diagnostics --bounds`)"
-        )
-    scale = qt.SCALES["small"]
-    runs = qt.kept_runs(scale, scale.seeds, [qt.ROWS[ROW]], results_dir)
-    for variant, scores in sorted(kept(results_dir).items()):
-        _, line, removed = VARIANTS[variant]
-        seeds = sorted(scores)
-        cells = []
-        for side, name in (("d3rlpy", qt.LINES["continuous"][line].peer), ("ours", line)):
-            table = qt._scores(runs, ROW, str(name), side)
-            cells.append(f"{side} {qt._cell([table[k] for k in seeds if k in table])}")
-        out.append(
-            f"HalfCheetah medium, d3rlpy's {removed}: {qt._cell([scores[k] for k in seeds])} "
-            f"at seeds {', '.join(map(str, seeds))}, where the table's cells are "
-            f"{', '.join(cells)} (`python -m benchmarks.quality_diagnostics --variants {variant}`)"
-            + (f": {FINDINGS[variant]}" if variant in FINDINGS else "")
-        )
     return out
 
 

@@ -98,7 +98,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from benchmarks._lib import readme, results, stats
+from benchmarks._lib import diagnostics, readme, results, stats
 from benchmarks._lib.field_map import (
     check_expressible,
     d3rlpy_algo,
@@ -1380,10 +1380,42 @@ def report(
     ])  # fmt: skip
 
 
+def gap_notes(results_dir: Path = results.RESULTS_DIR) -> list[str]:
+    """The table's notes on its HalfCheetah-medium gaps, from the kept diagnostics: the
+    bound-action shares and each variant's score beside the table's two cells (same seeds)."""
+    records = results.read_results(diagnostics.BENCHMARK, results_dir)
+    if not records:
+        return []
+    out = []
+    bounds = next((r for r in records if r["name"] == "small.bounds"), None)
+    if bounds is not None:
+        f = bounds["figures"]
+        share = {k: 100 * f[k][f"share_above_{diagnostics.BOUND}"] for k in f}
+        out.append(
+            f"Action elements within {1 - diagnostics.BOUND:.2f} of the bounds ±1 in the medium files: "
+            f"HalfCheetah {share['halfcheetah-medium']:.1f}%, Hopper {share['hopper-medium']:.1f}% "
+            "(`python -m benchmarks.quality_diagnostics --bounds`)"
+        )
+    scale = SCALES["small"]
+    runs = kept_runs(scale, scale.seeds, [ROWS[diagnostics.ROW]], results_dir)
+    for variant, scores in sorted(diagnostics.kept(results_dir).items()):
+        _, line, removed = diagnostics.VARIANTS[variant]
+        seeds = sorted(scores)
+        cells = []
+        for side, name in (("d3rlpy", LINES["continuous"][line].peer), ("ours", line)):
+            table = _scores(runs, diagnostics.ROW, str(name), side)
+            cells.append(f"{side} {_cell([table[k] for k in seeds if k in table])}")
+        out.append(
+            f"HalfCheetah medium, d3rlpy's {removed}: {_cell([scores[k] for k in seeds])} "
+            f"at seeds {', '.join(map(str, seeds))}, where the table's cells are "
+            f"{', '.join(cells)} (`python -m benchmarks.quality_diagnostics --variants {variant}`)"
+            + (f": {diagnostics.FINDINGS[variant]}" if variant in diagnostics.FINDINGS else "")
+        )
+    return out
+
+
 def readme_section(results_dir: Path = results.RESULTS_DIR) -> str:
     """The README's section: the small scale's table over every row, from the kept results."""
-    from benchmarks.quality_diagnostics import gap_notes  # it builds on this module
-
     scale = SCALES["small"]
     rows = list(ROWS.values())
     runs = kept_runs(scale, scale.seeds, rows, results_dir)
