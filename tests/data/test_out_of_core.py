@@ -24,7 +24,7 @@ from tianshou.data import ReplayBuffer
 from tianshou.trainer import OfflineTrainerParams
 from tianshou.utils.torch_utils import policy_within_training_step
 
-from tests.data.test_out_of_core_continuous import OBS_DIM, write_flat
+from tests.helpers.flat_files import OBS_DIM, write_flat
 from tianshou_offline import load_buffer
 from tianshou_offline.algorithms import DiscreteCQL, MLPTrunk, QuantileQNet, QValuePolicy
 from tianshou_offline.algorithms.discrete.dataset import FrameDataset
