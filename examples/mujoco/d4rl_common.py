@@ -35,7 +35,6 @@ Checkpoints, in ``--logdir/TASK/ALGO/SEED/TIME``:
 from __future__ import annotations
 
 import datetime
-import json
 import logging
 import re
 from collections.abc import Callable, Sequence
@@ -56,9 +55,9 @@ from tianshou_offline import load_buffer, read_metadata
 from tianshou_offline.algorithms.core import OfflineAlgorithmCore
 from tianshou_offline.cli.example_args import (
     MujocoConfig,
-    config_dict,
     example_logger,
     training_progress,
+    write_args,
 )
 from tianshou_offline.errors import (
     DatasetFormatError,
@@ -344,7 +343,7 @@ def train_and_evaluate(
             raise SourceNotFoundError("no dataset to train on (--expert-data-task)")
         # data, env and checkpoint are checked: only now the run's directory is made
         log_path.mkdir(parents=True, exist_ok=True)
-        (log_path / "args.json").write_text(json.dumps(config_dict(config), indent=2))
+        write_args(config, log_path)
         logger = example_logger(config, log_path, task=task, algo_name=algo_name)
         if resume_from_log and resumed is None and not isinstance(logger, TensorboardLogger):
             resume_from_log = False  # only TensorBoard's events say where a run stopped

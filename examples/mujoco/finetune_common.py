@@ -31,7 +31,6 @@ every test starts from the same seeded initial states.
 from __future__ import annotations
 
 import datetime
-import json
 import logging
 import math
 from collections.abc import Callable, Sequence
@@ -59,9 +58,9 @@ from tianshou_offline.algorithms.config import param_default
 from tianshou_offline.cli.example_args import (
     MujocoConfig,
     arg,
-    config_dict,
     example_logger,
     training_progress,
+    write_args,
 )
 from tianshou_offline.errors import SourceNotFoundError
 from tianshou_offline.loggers import log_summary
@@ -213,7 +212,7 @@ def finetune(
 
     log_path.mkdir(parents=True, exist_ok=True)
     if resumed is None:
-        (log_path / "args.json").write_text(json.dumps(config_dict(config), indent=2))
+        write_args(config, log_path)
     logger = example_logger(config, log_path, task=task, algo_name=f"finetune_{algo_name}")
     epoch_steps = min(config.step_per_epoch, flags.online_steps)
     epochs = math.ceil(flags.online_steps / epoch_steps)

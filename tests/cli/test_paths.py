@@ -233,3 +233,30 @@ def test_example_logdir(
     err = capsys.readouterr().err
     assert err.strip().splitlines()[-1].startswith("example.py: error: --logdir"), err
     assert str(out) in err
+
+
+def test_example_args_json_is_written_all_or_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``args.json`` of an example run: written whole, replaced by a resumed run; a write the
+    disk refuses is a typed error naming the file, with no args.json and no temporary left."""
+    import errno
+
+    from tianshou_offline.cli import example_args
+    from tianshou_offline.errors import OutputWriteError
+
+    config = example_args.parse_config(example_args.MujocoConfig, ["--seed", "3"],
+                                       prog="example.py", description="")  # fmt: skip
+    path = example_args.write_args(config, tmp_path)
+    assert json.loads(path.read_text())["seed"] == 3
+    example_args.write_args(config, tmp_path)  # a resumed run: its own file replaced
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["args.json"]
+    path.unlink()
+
+    def full(self: Path, *args: Any, **kwargs: Any) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device", str(self))
+
+    monkeypatch.setattr(Path, "write_text", full)
+    with pytest.raises(OutputWriteError, match="args.json"):
+        example_args.write_args(config, tmp_path)
+    assert list(tmp_path.iterdir()) == []

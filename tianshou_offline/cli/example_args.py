@@ -545,6 +545,23 @@ def config_dict(config: ExampleConfig) -> dict[str, Any]:
     return dataclasses.asdict(config)
 
 
+def write_args(config: ExampleConfig, log_path: str | os.PathLike[str]) -> Path:
+    """Write the run's flags to ``log_path/args.json``, all or nothing (a temporary renamed
+    into place; a resumed run replaces its own file).
+
+    :raises OutputWriteError: the file cannot be written (full disk, write error, read-only
+        or vanished directory); no temporary is left.
+    """
+    import json
+
+    from tianshou_offline.data.atomic import atomic_output
+
+    path = Path(log_path) / "args.json"
+    with atomic_output(path, overwrite=True) as tmp:
+        tmp.write_text(json.dumps(config_dict(config), indent=2))
+    return path
+
+
 def example_logger(
     config: ExampleConfig, log_path: str | os.PathLike[str], *, task: str, algo_name: str
 ) -> BaseLogger | None:
