@@ -91,6 +91,16 @@ def missed_targets(records: Sequence[dict[str, Any]]) -> list[str]:
     return missed
 
 
+def selects_tests(pytest_args: list[str]) -> bool:
+    """Whether extra pytest arguments run less than the whole suite: ``-k``/``-m``, or a test
+    path or node id (one that names a file or folder of the repository). An option's value
+    (``-p no:cacheprovider``, ``--durations 25``) selects nothing."""
+    return any(
+        a in ("-k", "-m") or (not a.startswith("-") and (results.REPO / a.split("::")[0]).exists())
+        for a in pytest_args
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, allow_abbrev=False)
     p.add_argument("pytest_args", nargs="*", help="extra pytest arguments (after --)")
@@ -113,7 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     figures = {**counts, "seconds": seconds, "exit_code": proc.returncode,
                "slowest": [[n, s] for n, s in times[:SLOWEST]]}  # fmt: skip
     print(summary(figures, results.machine(load)))
-    selects = any(not a.startswith("-") or a in ("-k", "-m") for a in args.pytest_args)
+    selects = selects_tests(args.pytest_args)
     return report.keep(
         BENCHMARK, "partial" if selects else "full",
         settings={"pytest_args": args.pytest_args}, figures=figures, code=CODE, load=load,

@@ -65,3 +65,15 @@ def test_kept_results_are_well_formed() -> None:
         assert key == record["key"], path
         assert record["versions"]["commit"] and record["machine"]["load"]["samples"] >= 2, path
         assert record["figures"], path
+
+
+def test_suite_run_is_partial_only_when_it_selects_tests() -> None:
+    """The suite's kept run is "partial" when its extra pytest arguments select tests (a path,
+    a node id, -k, -m); an option's value such as ``-p no:cacheprovider`` does not."""
+    from benchmarks.test_suite import selects_tests
+
+    assert not selects_tests([])
+    assert not selects_tests(["--durations=25", "-p", "no:cacheprovider", "--durations", "25"])
+    assert selects_tests(["tests/test_docs.py"])
+    assert selects_tests(["tests/test_docs.py::test_api_reference_covers_every_public_module"])
+    assert selects_tests(["-k", "dt"]) and selects_tests(["-m", "not slow"])
