@@ -30,6 +30,7 @@ SECTIONS = {
     "convert_speed": "benchmarks.convert_speed",
     "atari_memory": "benchmarks.atari_memory",
     "finetune_curve": "benchmarks.finetune_curve",
+    "quickstart_time": "benchmarks.quickstart_time",
 }
 """README section → the benchmark module whose ``readme_section()`` (or ``module:function``)
 generates it."""
