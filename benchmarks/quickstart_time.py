@@ -67,11 +67,12 @@ def section(records: Sequence[dict[str, Any]]) -> str:
     if not records:
         return "_No kept run: `python -m benchmarks.quickstart_time`._"
     r = records[-1]
-    f = r["figures"]
+    f: dict[str, Any] = r["figures"]
+    stdout = str(f["stdout"])
     load = r["machine"]["load"]
     walls = ", ".join(f"{w:.0f} s" for w in f["wall_s"])
     return (
-        "```text\n$ tianshou-offline " + " ".join(ARGV) + "\n" + f["stdout"].rstrip("\n")
+        "```text\n$ tianshou-offline " + " ".join(ARGV) + "\n" + stdout.rstrip("\n")
         + "\n```\n\n"
         f"The run above took **{statistics.median(f['wall_s']):.0f} s** from start to exit "
         f"({len(f['wall_s'])} run(s): {walls}) on {r['machine']['cpus']} cores at load "
