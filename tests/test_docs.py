@@ -50,6 +50,8 @@ def test_site_builds_with_warnings_as_errors(tmp_path: Path) -> None:
     api = (site / "api" / "workflows" / "index.html").read_text()
     assert "export_policy" in api and "compute_reference_scores" in api  # from the docstrings
     assert (site / "tutorials" / "deploy" / "index.html").is_file()
+    home = (site / "index.html").read_text()  # the README (docs/hooks.py), links made relative
+    assert "benchmarks/results/quickstart_time" in home and 'href="tutorials/record/"' in home
 
 
 def test_every_python_example_compiles() -> None:
