@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks._lib import results
-from benchmarks._lib.diagnostics import BENCHMARK, BOUND, ROW, VARIANTS, kept
+from benchmarks._lib.diagnostics import BENCHMARK, BOUND, VARIANTS, kept
 from benchmarks._lib.peers import D3RLPY_VERSION, child_env, d3rlpy_python
 from benchmarks.quality_table import DEFAULT_DATA_DIR
 
@@ -82,10 +82,10 @@ def run(variant: str, seed: int, results_dir: Path, d3rlpy: str, data_dir: Path)
     """Train and evaluate one seed of ``variant``; keep its result; return its path."""
     from benchmarks import quality_table as qt
 
-    job_key, line, _ = VARIANTS[variant]
-    row = qt.ROWS[ROW]
+    row_key, job_key, line, removed = VARIANTS[variant]
+    row = qt.ROWS[row_key]
     scale = qt.SCALES["small"]
-    files = {ROW: data_dir / scale.name / row.env / f"{row.level}.hdf5"}  # read only
+    files = {row_key: data_dir / scale.name / row.env / f"{row.level}.hdf5"}  # read only
     jobs = qt.make_jobs([row], files, {}, scale=scale, seeds=seed + 1, algorithms=[line],
                         sides=["d3rlpy"], device="cpu")  # fmt: skip
     (job,) = [j for j in jobs if j.algo == job_key and j.seeds == (seed,)]
@@ -105,10 +105,10 @@ def run(variant: str, seed: int, results_dir: Path, d3rlpy: str, data_dir: Path)
             if proc.returncode != 0:
                 raise RuntimeError(f"{variant} seed {seed} failed:\n{log.read_text()[-3000:]}")
         figures = json.loads((Path(tmp) / "result.json").read_text())[str(seed)][line]
-    settings = {**job.settings(line, seed), "variant": variant, "removed": VARIANTS[variant][2]}
+    settings = {**job.settings(line, seed), "variant": variant, "removed": removed}
     return results.write_result(
-        BENCHMARK, f"small.{ROW}.{variant}.d3rlpy.{seed}", settings=settings, figures=figures,
-        code=CODE, seeds=[seed], data={ROW: job.spec["file_sha256"]}, load=load,
+        BENCHMARK, f"small.{row_key}.{variant}.d3rlpy.{seed}", settings=settings, figures=figures,
+        code=CODE, seeds=[seed], data={row_key: job.spec["file_sha256"]}, load=load,
         d3rlpy=D3RLPY_VERSION, results_dir=results_dir,
     )  # fmt: skip
 

@@ -1397,16 +1397,20 @@ def gap_notes(results_dir: Path = results.RESULTS_DIR) -> list[str]:
             "(`python -m benchmarks.quality_diagnostics --bounds`)"
         )
     scale = SCALES["small"]
-    runs = kept_runs(scale, scale.seeds, [ROWS[diagnostics.ROW]], results_dir)
-    for variant, scores in sorted(diagnostics.kept(results_dir).items()):
-        _, line, removed = diagnostics.VARIANTS[variant]
+    rows = sorted({v[0] for v in diagnostics.VARIANTS.values()})
+    runs = kept_runs(scale, scale.seeds, [ROWS[k] for k in rows], results_dir)
+    for variant, scores in sorted(diagnostics.kept(results_dir).items(),
+                                  key=lambda kv: list(diagnostics.VARIANTS).index(kv[0])):  # fmt: skip
+        row_key, _, line, removed = diagnostics.VARIANTS[variant]
+        row = ROWS[row_key]
         seeds = sorted(scores)
         cells = []
         for side, name in (("d3rlpy", LINES["continuous"][line].peer), ("ours", line)):
-            table = _scores(runs, diagnostics.ROW, str(name), side)
+            table = _scores(runs, row_key, str(name), side)
             cells.append(f"{side} {_cell([table[k] for k in seeds if k in table])}")
         out.append(
-            f"HalfCheetah medium, d3rlpy's {removed}: {_cell([scores[k] for k in seeds])} "
+            f"{row.env.split('-')[0]} {row.level}, d3rlpy's {removed}: "
+            f"{_cell([scores[k] for k in seeds])} "
             f"at seeds {', '.join(map(str, seeds))}, where the table's cells are "
             f"{', '.join(cells)} (`python -m benchmarks.quality_diagnostics --variants {variant}`)"
             + (f": {diagnostics.FINDINGS[variant]}" if variant in diagnostics.FINDINGS else "")

@@ -10,15 +10,15 @@ from pathlib import Path
 from benchmarks._lib import results
 
 BENCHMARK = "quality_diagnostics"
-ROW = "halfcheetah-medium"
 BOUND = 0.99
 """An action element with ``|a| > BOUND`` counts as at the bounds ±1."""
 
-VARIANTS: dict[str, tuple[str, str, str]] = {
-    # name: (d3rlpy job of the table, its line, what is removed)
-    "awac-no-temperature": ("awac", "awac", "AWAC with its critic target's − log π removed (temperature 0)"),
-    "awac-unsquashed-mean": ("awac", "awac", "AWAC with its Gaussian around μ, not tanh(μ)"),
-    "crr-unsquashed-mean": ("crr", "crr", "CRR (actor mean) with its Gaussian around μ, not tanh(μ)"),
+VARIANTS: dict[str, tuple[str, str, str, str]] = {
+    # name: (the table's row, d3rlpy job of the table, its line, what is removed)
+    "awac-no-temperature": ("halfcheetah-medium", "awac", "awac", "AWAC with its critic target's − log π removed (temperature 0)"),
+    "awac-unsquashed-mean": ("halfcheetah-medium", "awac", "awac", "AWAC with its Gaussian around μ, not tanh(μ)"),
+    "crr-unsquashed-mean": ("halfcheetah-medium", "crr", "crr", "CRR (actor mean) with its Gaussian around μ, not tanh(μ)"),
+    "crr-cwp-unsquashed-mean-expert": ("halfcheetah-expert", "crr", "crr-cwp", "CRR (critic-weighted) with its Gaussian around μ, not tanh(μ)"),
 }  # fmt: skip
 
 FINDINGS: dict[str, str] = {
