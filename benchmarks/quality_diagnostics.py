@@ -44,7 +44,7 @@ def _patch(variant: str) -> None:
     from d3rlpy.algos.qlearning.torch import awac_impl
     from d3rlpy.models.torch import policies
 
-    if variant.endswith("unsquashed-mean"):
+    if "unsquashed-mean" in variant:
         forward = policies.NormalPolicy.forward
 
         def unsquashed(self: Any, x: Any, *args: Any) -> Any:
