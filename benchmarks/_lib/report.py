@@ -18,7 +18,8 @@ def add_arguments(
     ``--table-only``/``--readme`` (the README table from the kept results)."""
     if target is not None:
         parser.add_argument(
-            "--check", action="store_true", help=f"exit 1 when the target is missed ({target})"
+            "--check", action="store_true",
+            help=f"exit 1 when the target is missed ({target})".replace("%", "%%"),  # argparse's %
         )
     if table:
         parser.add_argument(
