@@ -28,6 +28,9 @@ FINDINGS: dict[str, str] = {
     "d3rlpy's CRR comes within a few points of ours (the rest is not separated from noise "
     "here); an action within 0.01 of ±1 needs |μ| > 2.6 under tanh, where tanh's slope is "
     "below 0.02",
+    "crr-cwp-unsquashed-mean-expert": "the cause of the critic-weighted gap on this row — "
+    "with a Gaussian around μ d3rlpy's critic-weighted CRR scores as ours (both sides near the "
+    "random policy's score here)",
     "awac-unsquashed-mean": "not the AWAC gap's cause — with a Gaussian around μ and the "
     "critic target unchanged d3rlpy's AWAC scores as in the table",
 }
