@@ -31,6 +31,7 @@ SECTIONS = {
     "atari_memory": "benchmarks.atari_memory",
     "finetune_curve": "benchmarks.finetune_curve",
     "quickstart_time": "benchmarks.quickstart_time",
+    "fqe_rank": "benchmarks.fqe_rank",
 }
 """README section → the benchmark module whose ``readme_section()`` (or ``module:function``)
 generates it."""
