@@ -32,6 +32,7 @@ SECTIONS = {
     "finetune_curve": "benchmarks.finetune_curve",
     "quickstart_time": "benchmarks.quickstart_time",
     "fqe_rank": "benchmarks.fqe_rank",
+    "parity_discrete": "benchmarks.parity_discrete",
 }
 """README section → the benchmark module whose ``readme_section()`` (or ``module:function``)
 generates it."""
