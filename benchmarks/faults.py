@@ -42,7 +42,7 @@ BENCHMARK = "faults"
 
 CODE = (
     "benchmarks/faults.py",
-    "benchmarks/_lib/faults.py",
+    "benchmarks/_lib/faults",
     "tianshou_offline/data",
     "tianshou_offline/recording",
     "tianshou_offline/datasets",

@@ -5,7 +5,7 @@ file system than its output.
 - every writer (``convert d4rl``, ``BufferWriter``, ``EpisodeRecorder``, ``make-datasets``,
   ``export minari``, ``repack``, a grid cell and its report, a policy checkpoint, a Decision
   Transformer's checkpoint, a training checkpoint over the previous one) under each
-  fault of :mod:`benchmarks._lib.faults` (``RLIMIT_FSIZE``; ``ENOSPC``/``EIO`` from the Nth write call,
+  fault of :mod:`benchmarks._lib.faults.inject` (``RLIMIT_FSIZE``; ``ENOSPC``/``EIO`` from the Nth write call,
   injected by an ``LD_PRELOAD`` shim; a full tmpfs in a user+mount namespace) at a seeded
   random moment: a typed error naming the output and the cause (CLI: exit 2, one ``error:``
   line), every output present complete, no temporary left, an earlier output beside it
