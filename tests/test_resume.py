@@ -17,9 +17,9 @@ import random
 import signal
 from pathlib import Path
 
-import gymnasium as gym
 import pytest
 
+from tests.helpers.pendulum import SHORT_TASK
 from tests.helpers.resume import (
     REPO,
     after,
@@ -54,12 +54,6 @@ def test_killed_example_resumes_to_the_same_weights(pendulum_random: Path, tmp_p
     run_in_process(SCRIPT, [*args, "--resume-path", str(last)])
     assert_same_training(_last(tmp_path / "straight"), last, (3, 3 * 20 * 32, 60))
 
-
-SHORT_TASK = "PendulumShort-v1"
-"""Pendulum with 20-step episodes: the tests and evaluations of these runs stay cheap."""
-if SHORT_TASK not in gym.registry:
-    gym.register(SHORT_TASK, entry_point="gymnasium.envs.classic_control.pendulum:PendulumEnv",
-                 max_episode_steps=20)  # fmt: skip
 
 EVERY_SCRIPT = sorted(
     p.name for p in (REPO / "examples" / "mujoco").glob("*.py")

@@ -1,6 +1,6 @@
 """Pendulum-v1 pieces shared by the algorithms' learning tests: its spaces, the return
-threshold a learned policy must reach, and the ensemble and AWAC algorithms that the learning
-and fine-tuning tests train."""
+threshold a learned policy must reach, the ensemble and AWAC algorithms that the learning
+and fine-tuning tests train, and a short-episode Pendulum for the example runs."""
 
 from __future__ import annotations
 
@@ -23,6 +23,14 @@ from tianshou_offline.algorithms import (
     GaussianPolicy,
     OfflineAlgorithmBase,
 )
+
+SHORT_TASK = "PendulumShort-v1"
+"""Pendulum with 20-step episodes (registered when this module is imported): the example runs
+that pass ``--task SHORT_TASK`` with Pendulum-v1 data test and evaluate in a tenth of the
+steps."""
+if SHORT_TASK not in gym.registry:
+    gym.register(SHORT_TASK, entry_point="gymnasium.envs.classic_control.pendulum:PendulumEnv",
+                 max_episode_steps=20)  # fmt: skip
 
 PENDULUM_OBS = gym.spaces.Box(-np.inf, np.inf, (3,), np.float32)
 PENDULUM_ACT = gym.spaces.Box(-2.0, 2.0, (1,), np.float32)
