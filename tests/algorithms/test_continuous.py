@@ -35,6 +35,7 @@ from tianshou.utils.torch_utils import policy_within_training_step
 from benchmarks._lib.experts.pendulum import cached_expert_file
 from tests.helpers.continuous import ACT_SPACE, OBS_SPACE, H, evaluate, make, synthetic_buffer
 from tests.helpers.examples import folder_on_path, import_example
+from tests.helpers.pendulum import SHORT_TASK
 from tianshou_offline.algorithms import (
     CQL,
     CRR,
@@ -566,6 +567,7 @@ def test_example_trains_checkpoints_resumes_and_watches(
     sizes = [] if example == "d4rl_dt" else ["--hidden-sizes", "32", "32"]  # dash spelling
     common = [
         "--expert_data_task", str(expert_path),  # underscore spelling
+        "--task", SHORT_TASK,  # Pendulum in 20-step episodes: short tests and evaluations
         *sizes,
         "--step-per-epoch", "20",
         "--batch_size", "64",
@@ -582,7 +584,7 @@ def test_example_trains_checkpoints_resumes_and_watches(
     if example == "d4rl_dt":
         common += ["--context", "4", "--embed-dim", "16", "--n-layers", "1", "--warmup-steps",
                    "5", "--target-return", "-200", "--rtg-scale", "100"]  # fmt: skip
-    result = module.main([*common, "--epoch", "1"])  # env id comes from the data file
+    result = module.main([*common, "--epoch", "1"])
     log_path = Path(result["log_path"])
     assert (log_path / "policy.pt").exists() and (log_path / "last.pt").exists()
     assert list(log_path.glob("events.out.tfevents*"))

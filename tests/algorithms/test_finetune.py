@@ -32,7 +32,7 @@ from tianshou.utils.torch_utils import policy_within_training_step
 from tests.helpers import buffers as _buffers
 from tests.helpers.continuous import make as make_continuous
 from tests.helpers.examples import EXAMPLES, import_example
-from tests.helpers.pendulum import pendulum_algorithm
+from tests.helpers.pendulum import SHORT_TASK, pendulum_algorithm
 from tests.helpers.reference import (
     ACT_SPACE,
     OBS_SPACE,
@@ -688,7 +688,8 @@ def test_finetune_example_from_an_offline_example_checkpoint(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     data = write_pendulum_file(tmp_path / "pendulum.hdf5")
-    common = ["--task", TASK, "--expert-data-task", str(data), "--hidden-sizes", "16", "16",
+    # Pendulum in 20-step episodes: the tests and evaluations of both runs stay short
+    common = ["--task", SHORT_TASK, "--expert-data-task", str(data), "--hidden-sizes", "16", "16",
               "--batch-size", "16", "--test-num", "1", "--logger", "none", "--logdir",
               str(tmp_path / "log"), "--show-progress", "0"]  # fmt: skip
     if algo == "cql":
