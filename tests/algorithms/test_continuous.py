@@ -781,18 +781,6 @@ def test_example_trains_on_a_minari_id(
     assert list((tmp_path / "cache" / "minari").glob("*.hdf5"))
 
 
-@pytest.mark.slow
-def test_quickstart_continuous_part_reaches_expert_level(tmp_path: Path) -> None:
-    from tianshou_offline.quickstart import QuickstartResult, run_pendulum_td3bc
-
-    result = QuickstartResult()
-    rows = run_pendulum_td3bc(tmp_path, result, steps=2000, eval_episodes=10, seed=0)
-    dataset, td3bc = rows
-    assert dataset.episodes == 50 and dataset.mean_return > -250
-    assert td3bc.mean_return > -300, td3bc  # the scripted expert scores about -150
-    assert result.files["td3bc_policy"].exists()
-
-
 def test_paired_parity_il_matches_tianshou() -> None:
     """``benchmarks/parity_continuous.py``'s pairing: Tianshou's networks start from our
     initial weights (copied layer by layer) and its buffer draws the indices our dataset
