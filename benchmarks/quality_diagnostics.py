@@ -52,7 +52,7 @@ def _patch(variant: str) -> None:
             return policies.ActionOutput(out.mu, out.mu, out.logstd)
 
         setattr(policies.NormalPolicy, "forward", unsquashed)  # noqa: B010  (a patch)
-    elif variant == "awac-no-temperature":
+    elif variant.startswith("awac-no-temperature"):
 
         def compute_target(self: Any, batch: Any) -> torch.Tensor:
             with torch.no_grad():

@@ -18,6 +18,7 @@ VARIANTS: dict[str, tuple[str, str, str, str]] = {
     "awac-no-temperature": ("halfcheetah-medium", "awac", "awac", "AWAC with its critic target's − log π removed (temperature 0)"),
     "awac-unsquashed-mean": ("halfcheetah-medium", "awac", "awac", "AWAC with its Gaussian around μ, not tanh(μ)"),
     "crr-unsquashed-mean": ("halfcheetah-medium", "crr", "crr", "CRR (actor mean) with its Gaussian around μ, not tanh(μ)"),
+    "awac-no-temperature-hopper-medium-replay": ("hopper-medium-replay", "awac", "awac", "AWAC with its critic target's − log π removed (temperature 0)"),
     "crr-cwp-unsquashed-mean-expert": ("halfcheetah-expert", "crr", "crr-cwp", "CRR (critic-weighted) with its Gaussian around μ, not tanh(μ)"),
 }  # fmt: skip
 
