@@ -33,6 +33,7 @@ SECTIONS = {
     "quickstart_time": "benchmarks.quickstart_time",
     "fqe_rank": "benchmarks.fqe_rank",
     "parity_discrete": "benchmarks.parity_discrete",
+    "parity_continuous": "benchmarks.parity_continuous",
 }
 """README section → the benchmark module whose ``readme_section()`` (or ``module:function``)
 generates it."""
