@@ -29,6 +29,8 @@ FINDINGS: dict[str, str] = {
     "d3rlpy's CRR comes within a few points of ours (the rest is not separated from noise "
     "here); an action within 0.01 of ±1 needs |μ| > 2.6 under tanh, where tanh's slope is "
     "below 0.02",
+    "awac-no-temperature-hopper-medium-replay": "the cause of this row's AWAC gap too — "
+    "without SAC's entropy term d3rlpy's AWAC scores as ours",
     "crr-cwp-unsquashed-mean-expert": "the cause of the critic-weighted gap on this row — "
     "with a Gaussian around μ d3rlpy's critic-weighted CRR scores as ours (both sides near the "
     "random policy's score here)",
