@@ -13,6 +13,7 @@ after those (``MADV_WILLNEED``) so that a cold page cache is read in parallel.
 from __future__ import annotations
 
 import itertools
+import logging
 import queue
 import threading
 import weakref
@@ -25,9 +26,20 @@ import numpy as np
 import torch
 from tianshou.data import ReplayBuffer
 
-from tianshou_offline.algorithms.sampling import SampleStream
+from tianshou_offline.algorithms.sampling import OfflineDataset, SampleStream, TBatch
 
-__all__ = ["BatchSource", "PrefetchedBatches", "Prefetcher", "RowSource", "disk_columns"]
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "BatchSource",
+    "PrefetchedBatches",
+    "Prefetcher",
+    "RowSource",
+    "StreamingDataset",
+    "check_streaming_buffer",
+    "disk_columns",
+    "stored_obs_next",
+]
 
 
 @runtime_checkable
@@ -185,3 +197,72 @@ class PrefetchedBatches(ABC):
 
     def __del__(self) -> None:
         self.close()
+
+
+class StreamingDataset(PrefetchedBatches, OfflineDataset[TBatch]):
+    """What the continuous and the discrete streaming datasets share: ``_n`` transitions,
+    mini-batch positions from :attr:`stream`, batches gathered as numpy arrays
+    (:meth:`gather_numpy`, in any thread) and moved to the device by :meth:`_to_device`;
+    Tianshou's ``obs_next`` rows (:meth:`bootstrap_next_rows`) from the buffer's ``done``
+    flags (``_done``) and its row count (``_rows_total``)."""
+
+    _n: int
+    _done: np.ndarray
+    _rows_total: int
+    stream: SampleStream
+    last_positions: np.ndarray | None = None
+    """The positions of the last batch :meth:`sample` returned (``(B,)`` int64)."""
+
+    def __len__(self) -> int:
+        return self._n
+
+    @abstractmethod
+    def _to_device(self, b: dict[str, np.ndarray]) -> TBatch:
+        """A :meth:`gather_numpy` batch as a mini-batch on the device."""
+
+    def gather(self, pos: torch.Tensor) -> TBatch:
+        """The transitions at positions ``pos`` (``(B,)`` int64), gathered now."""
+        return self._to_device(self.gather_numpy(pos.detach().cpu().numpy().astype(np.int64)))
+
+    def sample(self, batch_size: int) -> TBatch:
+        """The stream's next mini-batch (uniform, with replacement), from the prefetch thread."""
+        batch = self.next_stream_batch(self.stream, self._n, batch_size)
+        self.last_positions = batch["pos"]
+        return self._to_device(batch)
+
+    def bootstrap_next_rows(self, last: np.ndarray) -> np.ndarray:
+        """Tianshou's ``obs_next`` of the storage rows ``last`` (for a buffer that stores
+        none): the next row's observation, the row's own at an episode end — int64 rows."""
+        end = self._done[last] | (last == self._rows_total - 1)
+        rows: np.ndarray = last + (~end).astype(np.int64)
+        return rows
+
+    def _log_built(self, prefetch: int) -> None:
+        log.info(
+            "streaming %d transitions from disk (%.1f MB of tables in RAM, %d batches prefetched)",
+            self._n,
+            self.nbytes / 1e6,
+            prefetch,
+        )
+
+
+def check_streaming_buffer(buffer: ReplayBuffer, n_step: int, what: str) -> Mapping[str, RowSource]:
+    """The disk columns of ``buffer`` for the streaming dataset ``what``.
+
+    :raises ValueError: not a disk-backed buffer; ``n_step`` out of ``1..255``.
+    """
+    cols = disk_columns(buffer)
+    if cols is None:
+        raise ValueError(f"{what} needs a disk-backed buffer (disk_columns())")
+    if not 1 <= n_step <= 255:
+        raise ValueError(f"n_step={n_step}: expected 1..255")
+    return cols
+
+
+def stored_obs_next(buffer: ReplayBuffer, cols: Mapping[str, RowSource]) -> RowSource | None:
+    """The buffer's stored ``obs_next`` column, or None where it keeps none (then a
+    transition's ``obs_next`` is the next row's ``obs``)."""
+    obs_next = cols.get("obs_next")
+    if obs_next is not None and not bool(getattr(buffer, "_save_obs_next", False)):
+        return None
+    return obs_next

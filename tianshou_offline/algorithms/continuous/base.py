@@ -10,6 +10,7 @@ n-step rewards and bootstrap discounts precomputed.
 from __future__ import annotations
 
 from abc import ABC
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -57,25 +58,32 @@ class OfflineAlgorithmBase(
         return self.policy.device
 
     def _build_dataset(self, buffer: ReplayBuffer) -> OfflineDataset[Transitions]:
-        """A :class:`TransitionDataset` on the device; for a disk-backed buffer (one whose
-        observations stay in its files, see
+        """:meth:`transition_dataset` of ``buffer``."""
+        return self.transition_dataset(buffer)
+
+    def transition_dataset(
+        self, buffer: ReplayBuffer, *, fit_obs_normalizer: bool = True
+    ) -> TransitionDataset | StreamingTransitionDataset:
+        """A :class:`TransitionDataset` on the device with this algorithm's n-step targets;
+        for a disk-backed buffer (one whose observations stay in its files, see
         :func:`~tianshou_offline.algorithms.streaming.disk_columns`) a
         :class:`~tianshou_offline.algorithms.continuous.streaming.StreamingTransitionDataset`
         that gathers each mini-batch from disk with a prefetch thread instead — the same
-        batches for a seed."""
-        if disk_columns(buffer) is not None:
-            return StreamingTransitionDataset.from_buffer(
-                buffer,
-                policy=self.policy,
-                gamma=self.gamma,
-                n_step=self.n_step,
-                stream=self.sample_stream,
-            )
-        return TransitionDataset.from_buffer(
+        batches for a seed. Either draws from :attr:`sample_stream`.
+
+        :param fit_obs_normalizer: fit the policy's normaliser (if enabled) on the data.
+        """
+        from_buffer: Callable[..., TransitionDataset | StreamingTransitionDataset] = (
+            TransitionDataset.from_buffer
+            if disk_columns(buffer) is None
+            else StreamingTransitionDataset.from_buffer
+        )
+        return from_buffer(
             buffer,
             policy=self.policy,
             gamma=self.gamma,
             n_step=self.n_step,
+            fit_obs_normalizer=fit_obs_normalizer,
             stream=self.sample_stream,
         )
 

@@ -90,9 +90,10 @@ from typing_extensions import TypeVar
 
 from tianshou_offline.algorithms.config import ContinuousTDConfig, adam, box_dims
 from tianshou_offline.algorithms.continuous.base import OfflineAlgorithmBase
-from tianshou_offline.algorithms.continuous.dataset import TransitionDataset, Transitions
+from tianshou_offline.algorithms.continuous.dataset import Transitions, extended
 from tianshou_offline.algorithms.continuous.nets import CriticEnsemble, GaussianActor
 from tianshou_offline.algorithms.continuous.policies import GaussianPolicy, gaussian_sample
+from tianshou_offline.algorithms.continuous.sac_n import soft_actor_losses
 from tianshou_offline.algorithms.continuous.streaming import StreamingTransitionDataset
 from tianshou_offline.algorithms.core import (
     GradientStep,
@@ -102,7 +103,6 @@ from tianshou_offline.algorithms.core import (
     return_to_go,
 )
 from tianshou_offline.algorithms.deferred import OfflineTrainingStats
-from tianshou_offline.algorithms.streaming import disk_columns
 
 if TYPE_CHECKING:
     import gymnasium as gym
@@ -161,26 +161,6 @@ class CalQLTransitions(Transitions):
     """
 
     mc_return: torch.Tensor
-
-
-@dataclass(frozen=True, slots=True)
-class CalQLDataset(TransitionDataset):
-    """A :class:`TransitionDataset` whose packed rows end with the return-to-go column."""
-
-    def _unpack(self, rows: torch.Tensor) -> CalQLTransitions:
-        b = TransitionDataset._unpack(self, rows[:, :-1])
-        return CalQLTransitions(
-            obs=b.obs,
-            act=b.act,
-            rew=b.rew,
-            obs_next=b.obs_next,
-            discount=b.discount,
-            terminated=b.terminated,
-            mc_return=rows[:, -1],
-        )
-
-    def gather(self, pos: torch.Tensor) -> CalQLTransitions:
-        return self._unpack(torch.index_select(self.packed, 0, pos))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -443,32 +423,18 @@ class CQL(OfflineAlgorithmBase[GaussianPolicy, TCQLStats]):
     # ------------------------------------------------------------------ Cal-QL's data
 
     def _build_dataset(self, buffer: ReplayBuffer) -> OfflineDataset[Transitions]:
+        """With ``calibrated``, Cal-QL's reference values ride with every transition: in the
+        packed rows on the device, or (streamed from disk) as a table in RAM (4 B per
+        transition) gathered with each batch."""
+        dataset = self.transition_dataset(buffer)
         if not self.calibrated:
-            return super()._build_dataset(buffer)
-        if disk_columns(buffer) is not None:
-            # streamed from disk: the reference values are a table in RAM (4 B per
-            # transition), gathered with each batch
-            streaming = StreamingTransitionDataset.from_buffer(
-                buffer,
-                policy=self.policy,
-                gamma=self.gamma,
-                n_step=self.n_step,
-                stream=self.sample_stream,
-            )
-            reference = self.reference_values(buffer)[streaming.storage_rows()]
-            return streaming.with_columns(CalQLTransitions, mc_return=reference.astype(np.float32))
-        # Cal-QL's reference values ride in the packed rows
-        base = TransitionDataset.from_buffer(
-            buffer,
-            policy=self.policy,
-            gamma=self.gamma,
-            n_step=self.n_step,
-            stream=self.sample_stream,
-        )
+            return dataset
+        if isinstance(dataset, StreamingTransitionDataset):
+            reference = self.reference_values(buffer)[dataset.storage_rows()]
+            return dataset.with_columns(CalQLTransitions, mc_return=reference.astype(np.float32))
         rows = buffer.sample_indices(0)  # the order from_buffer packs the rows in
         mc = torch.as_tensor(self.reference_values(buffer)[rows], dtype=torch.float32)
-        packed = torch.cat([base.packed, mc.to(base.device).unsqueeze(1)], dim=1)
-        return CalQLDataset(packed, base.obs_dim, base.act_dim, stream=self.sample_stream)
+        return dataset.with_columns(CalQLTransitions, mc_return=mc)
 
     def _preprocess_batch(
         self, batch: RolloutBatchProtocol, buffer: ReplayBuffer, indices: np.ndarray
@@ -501,15 +467,7 @@ class CQL(OfflineAlgorithmBase[GaussianPolicy, TCQLStats]):
                 "algorithm._preprocess_batch(batch, buffer, indices)"
             )
         mc = torch.as_tensor(np.asarray(batch.mc_return, dtype=np.float32), device=b.rew.device)
-        return CalQLTransitions(
-            obs=b.obs,
-            act=b.act,
-            rew=b.rew,
-            obs_next=b.obs_next,
-            discount=b.discount,
-            terminated=b.terminated,
-            mc_return=mc.reshape(-1),
-        )
+        return extended(b, CalQLTransitions, mc_return=mc.reshape(-1))
 
     # ------------------------------------------------------------------ update
 
@@ -524,11 +482,9 @@ class CQL(OfflineAlgorithmBase[GaussianPolicy, TCQLStats]):
         act_s, logp_s = gaussian_sample(mean, log_std, squash=True, num_samples=n + 1)
         act_pi, logp_pi = act_s[:, 0], logp_s[:, 0]
         q_pi = self.critics(b.obs, act_pi, detach_params=True).min(dim=0).values  # (B,)
-        actor_loss = (alpha * logp_pi - q_pi).mean()
-        # 4. temperature
-        alpha_loss: torch.Tensor | None = None
-        if self.auto_alpha:
-            alpha_loss = -(self.log_alpha * (logp_pi.detach() + self.target_entropy)).mean()
+        # 4. temperature (and the actor's loss of step 3)
+        entropy = self.target_entropy if self.auto_alpha else None  # None: α fixed
+        actor_loss, alpha_loss = soft_actor_losses(alpha, self.log_alpha, logp_pi, q_pi, entropy)
 
         # 1. critic: TD target from π(·|s'), CQL proposals
         with torch.no_grad():

@@ -89,6 +89,17 @@ if TYPE_CHECKING:
     import gymnasium as gym
 
 
+def crr_weights(adv: torch.Tensor, mode: str, beta: float, max_weight: float) -> torch.Tensor:
+    """CRR's regression weights ``f(Â)`` (Wang et al. 2020, Eq. 3): ``1[Â > 0]`` for
+    ``"binary"``, ``min(exp(Â / β), max_weight)`` for ``"exp"``, 1 for ``"all"`` (plain
+    behaviour cloning; the discrete form's third mode) — elementwise, any shape."""
+    if mode == "binary":
+        return (adv > 0).to(adv.dtype)
+    if mode == "exp":
+        return torch.exp(adv / beta).clamp(max=max_weight)
+    return torch.ones_like(adv)
+
+
 @dataclass(frozen=True, kw_only=True)
 class CRRConfig(ContinuousTDConfig):
     """CRR's hyperparameters (Wang et al. 2020; d3rlpy's continuous CRR): an unsquashed
@@ -315,10 +326,7 @@ class CRR(OfflineAlgorithmBase[GaussianPolicy, TCRRStats]):
             q_k = self.critics(b.obs, act_k).min(dim=0).values  # (B, m)
             baseline = q_k.mean(dim=1) if self.advantage == "mean" else q_k.max(dim=1).values
             adv = q_data.detach().min(dim=0).values - baseline  # (B,)
-            if self.weight == "binary":
-                w = (adv > 0).to(adv.dtype)
-            else:
-                w = torch.exp(adv / self.beta).clamp(max=self.max_weight)
+            w = crr_weights(adv, self.weight, self.beta, self.max_weight)
 
         # 3. actor: advantage-filtered regression
         log_prob = gaussian_log_prob(mean, log_std, b.act, squash=squash)

@@ -5,13 +5,15 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic
 
 import gymnasium as gym
 import numpy as np
 import torch
 from tianshou.data import ReplayBuffer
+from typing_extensions import TypeVar
 
 from tianshou_offline.algorithms.continuous.policies import ContinuousPolicy
 from tianshou_offline.algorithms.core import (
@@ -24,7 +26,7 @@ from tianshou_offline.algorithms.core import (
 
 log = logging.getLogger(__name__)
 
-__all__ = ["TransitionDataset", "Transitions"]
+__all__ = ["ColumnsDataset", "TransitionDataset", "Transitions", "extended"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +45,26 @@ class Transitions(TransitionBatch):
         termination; a time-limit truncation still bootstraps.
     :ivar terminated: ``(B,)`` 1.0 where the episode terminated within the n steps.
     """
+
+
+TExtended = TypeVar("TExtended", bound=Transitions)
+"""A :class:`Transitions` with an algorithm's extra fields (Cal-QL's return-to-go, FQE's
+``π(s')``, ReBRAC's next action)."""
+
+
+def extended(
+    b: Transitions, batch_type: Callable[..., TExtended], **extra: torch.Tensor
+) -> TExtended:
+    """The mini-batch ``b`` as a ``batch_type`` with the ``extra`` fields (the same tensors)."""
+    return batch_type(
+        obs=b.obs,
+        act=b.act,
+        rew=b.rew,
+        obs_next=b.obs_next,
+        discount=b.discount,
+        terminated=b.terminated,
+        **extra,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +121,30 @@ class TransitionDataset(OfflineDataset[Transitions]):
         """The next uniform mini-batch of :attr:`stream` (with replacement)."""
         pos = self.stream.next(len(self), batch_size)
         return self.gather(to_device_positions(pos, self.device))
+
+    def with_columns(
+        self, batch_type: Callable[..., TExtended], **columns: torch.Tensor
+    ) -> ColumnsDataset[TExtended]:
+        """This dataset with per-transition ``columns`` (first dimension :func:`len`, in
+        buffer order; ``(N,)`` or ``(N, k)``) appended to the packed rows: batches become
+        ``batch_type(**fields, **columns)`` (as
+        :meth:`~tianshou_offline.algorithms.continuous.streaming.StreamingTransitionDataset.with_columns`
+        from disk)."""
+        n = len(self)
+        widths = tuple(
+            (name, 0 if c.dim() == 1 else int(c.shape[1])) for name, c in columns.items()
+        )
+        packed = torch.cat(
+            [self.packed, *(c.to(self.device).reshape(n, -1) for c in columns.values())], dim=1
+        )
+        return ColumnsDataset(
+            packed,
+            self.obs_dim,
+            self.act_dim,
+            stream=self.stream,
+            batch_type=batch_type,
+            columns=widths,
+        )
 
     @classmethod
     def from_buffer(
@@ -201,6 +247,31 @@ class TransitionDataset(OfflineDataset[Transitions]):
                 dim=1,
             )
         return cls(packed, policy.obs_dim, policy.act_dim, stream=stream or SampleStream())
+
+
+@dataclass(frozen=True, slots=True)
+class ColumnsDataset(TransitionDataset, Generic[TExtended]):
+    """A :class:`TransitionDataset` whose packed rows end with an algorithm's extra columns
+    (:meth:`TransitionDataset.with_columns`); mini-batches are :attr:`batch_type`.
+
+    :ivar batch_type: the mini-batch class (a :class:`Transitions` with the extra fields).
+    :ivar columns: each extra field's name and width (0: a ``(B,)`` field).
+    """
+
+    batch_type: Callable[..., TExtended] = field(kw_only=True)
+    columns: tuple[tuple[str, int], ...] = field(kw_only=True)
+
+    def _unpack(self, rows: torch.Tensor) -> TExtended:
+        widths = [max(w, 1) for _, w in self.columns]
+        base, *parts = torch.split(rows, [rows.shape[1] - sum(widths), *widths], dim=1)
+        extra = {
+            name: part.squeeze(1) if w == 0 else part
+            for (name, w), part in zip(self.columns, parts, strict=True)
+        }
+        return extended(TransitionDataset._unpack(self, base), self.batch_type, **extra)
+
+    def gather(self, pos: torch.Tensor) -> TExtended:
+        return self._unpack(torch.index_select(self.packed, 0, pos))
 
 
 def outside_rows(act: np.ndarray, space: gym.Space[Any]) -> int:

@@ -48,19 +48,16 @@ from typing_extensions import TypeVar
 
 from tianshou_offline.algorithms.config import adam, param_default
 from tianshou_offline.algorithms.continuous.base import OfflineAlgorithmBase
-from tianshou_offline.algorithms.continuous.dataset import TransitionDataset, Transitions
+from tianshou_offline.algorithms.continuous.dataset import Transitions, extended
 from tianshou_offline.algorithms.continuous.nets import CriticEnsemble
 from tianshou_offline.algorithms.continuous.policies import ContinuousPolicy
 from tianshou_offline.algorithms.continuous.streaming import StreamingTransitionDataset
 from tianshou_offline.algorithms.core import OfflineDataset, episode_starts
-from tianshou_offline.algorithms.deferred import OfflineTrainingStats
-from tianshou_offline.algorithms.streaming import disk_columns
-from tianshou_offline.progress import Progress
+from tianshou_offline.algorithms.fqe_core import FittedQEvaluation, FQESettings, FQEStats
 
 __all__ = [
     "FQE",
     "FQEConfig",
-    "FQEDataset",
     "FQEStep",
     "FQETrainingStats",
     "FQETransitions",
@@ -69,11 +66,12 @@ __all__ = [
 
 
 @dataclass(frozen=True, kw_only=True)
-class FQEConfig:
-    """FQE's hyperparameters, the one place their defaults live (``evaluate --fqe``/``--ope``,
+class FQEConfig(FQESettings):
+    """FQE's hyperparameters (``evaluate --fqe``/``--ope``,
     :func:`~tianshou_offline.evaluation.fqe_rank` and
-    :class:`~tianshou_offline.evaluation.ope.OPESettings` read them): a Q-network of 256 ×
-    256 fitted with Adam 3e-4 and Polyak averaging (Paine et al. 2020's soft version).
+    :class:`~tianshou_offline.evaluation.ope.OPESettings` read them; the defaults are
+    :class:`~tianshou_offline.algorithms.fqe_core.FQESettings`'): a Q-network of 256 × 256
+    fitted with Adam 3e-4 and Polyak averaging (Paine et al. 2020's soft version).
 
     Not a registered :class:`~tianshou_offline.algorithms.config.AlgorithmConfig`: FQE
     evaluates a given policy, so :meth:`build` takes the policy instead of spaces.
@@ -81,23 +79,6 @@ class FQEConfig:
 
     hidden_sizes: tuple[int, ...] = param_default(CriticEnsemble, "hidden_sizes")
     """widths of the Q-network's hidden layers"""
-    lr: float = 3e-4
-    """Adam learning rate of the Q-network"""
-    tau: float = 0.005
-    """Polyak factor of the target network (1.0: hard copies)"""
-    target_update_freq: int = 1
-    """gradient steps between target updates (with ``tau=1``: K of the iterated regression)"""
-    gamma: float = 0.99
-    """discount of the estimated value"""
-    max_grad_norm: float | None = None
-    """clip the gradient's norm to this (None: no clipping)"""
-    steps: int = 20_000
-    """gradient steps of a fit (per evaluated policy)"""
-    batch_size: int = 256
-    """transitions per gradient step"""
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "hidden_sizes", tuple(int(h) for h in self.hidden_sizes))
 
     def build(self, policy: ContinuousPolicy, *, device: str | torch.device = "cpu") -> FQE:
         """An :class:`FQE` of ``policy`` with a one-member :class:`CriticEnsemble`, both on
@@ -117,15 +98,9 @@ class FQEConfig:
 
 
 @dataclass(kw_only=True)
-class FQETrainingStats(OfflineTrainingStats):
-    """Statistics of one FQE step."""
-
-    loss: float
-    """``Σ_j MSE(Q_j(s, a), y)`` over the ensemble."""
-    q_data: float
-    """Mean ``Q(s, a)`` of the dataset actions."""
-    q_target: float
-    """Mean regression target ``y = r + γ (1 − d) Q'(s', π(s'))``."""
+class FQETrainingStats(FQEStats):
+    """Statistics of one FQE step (``loss``: ``Σ_j MSE(Q_j(s, a), y)`` over the ensemble;
+    ``q_target``: the mean of ``y = r + γ (1 − d) Q'(s', π(s'))``)."""
 
 
 _POLICY_CHUNK = 65536
@@ -145,27 +120,6 @@ class FQETransitions(Transitions):
 
 
 @dataclass(frozen=True, slots=True)
-class FQEDataset(TransitionDataset):
-    """A :class:`TransitionDataset` whose packed rows end with ``π(s')`` (``A`` more columns)."""
-
-    def _unpack(self, rows: torch.Tensor) -> FQETransitions:
-        base, act_next = torch.split(rows, [rows.shape[1] - self.act_dim, self.act_dim], dim=1)
-        b = TransitionDataset._unpack(self, base)
-        return FQETransitions(
-            obs=b.obs,
-            act=b.act,
-            rew=b.rew,
-            obs_next=b.obs_next,
-            discount=b.discount,
-            terminated=b.terminated,
-            act_next=act_next,
-        )
-
-    def gather(self, pos: torch.Tensor) -> FQETransitions:
-        return self._unpack(torch.index_select(self.packed, 0, pos))
-
-
-@dataclass(frozen=True, slots=True)
 class FQEStep:
     """Tensors of one step, detached, for :meth:`FQE._extend_stats`.
 
@@ -179,7 +133,10 @@ class FQEStep:
     target: torch.Tensor
 
 
-class FQE(OfflineAlgorithmBase[ContinuousPolicy, TFQEStats]):
+class FQE(
+    FittedQEvaluation[ContinuousPolicy, OfflineDataset[Transitions], Transitions, TFQEStats],
+    OfflineAlgorithmBase[ContinuousPolicy, TFQEStats],
+):
     """Fitted Q evaluation (Le et al. 2019; Paine et al. 2020); see the module docstring.
 
     Train it as any offline algorithm (``run_training(OfflineTrainerParams(buffer=...))``, or
@@ -211,25 +168,10 @@ class FQE(OfflineAlgorithmBase[ContinuousPolicy, TFQEStats]):
         max_grad_norm: float | None = FQEConfig.max_grad_norm,
     ) -> None:
         super().__init__(policy=policy)
-        if not 0.0 < tau <= 1.0:
-            raise ValueError(f"tau={tau}: expected 0 < tau <= 1")
-        if target_update_freq < 1:
-            raise ValueError(f"target_update_freq={target_update_freq}: expected >= 1")
-        if n_step_return_horizon != 1:
-            raise ValueError(
-                f"FQE: n_step_return_horizon={n_step_return_horizon}; expected 1 (an n-step "
-                "target would follow the data's actions within the window, not the evaluated "
-                "policy's: a biased estimate without an importance-weight correction)"
-            )
+        self._fqe_settings(tau, target_update_freq, gamma, n_step_return_horizon)
         self.critics = critics
         self.critics_target = self._add_target(critics)
         self.critic_optim = self._make_optimizer(critics, critic_optim, max_grad_norm)
-        self.tau = tau
-        self.target_update_freq = target_update_freq
-        self.gamma = gamma
-        self.n_step = n_step_return_horizon
-        self._initial_obs: torch.Tensor | None = None
-        self._last_stats: FQETrainingStats | None = None
 
     # ------------------------------------------------------------------ data
 
@@ -244,54 +186,30 @@ class FQE(OfflineAlgorithmBase[ContinuousPolicy, TFQEStats]):
         return torch.cat(parts).clamp(-1.0, 1.0)
 
     def _build_dataset(self, buffer: ReplayBuffer) -> OfflineDataset[Transitions]:
-        """An :class:`FQEDataset` on the device; for a disk-backed buffer a
-        :class:`~tianshou_offline.algorithms.continuous.streaming.StreamingTransitionDataset`
-        with ``π(s')`` as a table in RAM (``4·A`` B per transition), computed in chunks of
-        :data:`_POLICY_CHUNK` transitions as here — the same batches for a seed."""
-        starts = episode_starts(buffer)
-        self._initial_obs = self.policy.obs_to_tensor(np.asarray(buffer.obs[starts]))
-        # the normaliser belongs to the evaluated policy: not refitted on this data
-        if disk_columns(buffer) is not None:
-            streaming = StreamingTransitionDataset.from_buffer(
-                buffer,
-                policy=self.policy,
-                gamma=self.gamma,
-                n_step=self.n_step,
-                fit_obs_normalizer=False,
-                stream=self.sample_stream,
-            )
-            table = np.empty((len(streaming), self.policy.act_dim), dtype=np.float32)
-            for a in range(0, len(streaming), _POLICY_CHUNK):
-                pos = torch.arange(a, min(len(streaming), a + _POLICY_CHUNK))
-                obs_next = streaming.gather(pos).obs_next
+        """The transitions with ``π(s')`` (the policy's normaliser is not refitted on this
+        data: it belongs to the evaluated policy): on the device in the packed rows; for a
+        disk-backed buffer a table in RAM (``4·A`` B per transition) gathered with each
+        batch, computed in chunks of :data:`_POLICY_CHUNK` transitions as here — the same
+        batches for a seed."""
+        self._initial_obs = self.initial_observations(buffer)
+        dataset = self.transition_dataset(buffer, fit_obs_normalizer=False)
+        if isinstance(dataset, StreamingTransitionDataset):
+            table = np.empty((len(dataset), self.policy.act_dim), dtype=np.float32)
+            for a in range(0, len(dataset), _POLICY_CHUNK):
+                pos = torch.arange(a, min(len(dataset), a + _POLICY_CHUNK))
+                obs_next = dataset.gather(pos).obs_next
                 table[a : a + len(pos)] = self._policy_action(obs_next).cpu().numpy()
-            return streaming.with_columns(FQETransitions, act_next=table)
-        base = TransitionDataset.from_buffer(
-            buffer,
-            policy=self.policy,
-            gamma=self.gamma,
-            n_step=self.n_step,
-            fit_obs_normalizer=False,
-            stream=self.sample_stream,
+            return dataset.with_columns(FQETransitions, act_next=table)
+        return dataset.with_columns(
+            FQETransitions, act_next=self._policy_action(dataset.data.obs_next)
         )
-        act_next = self._policy_action(base.data.obs_next)
-        packed = torch.cat([base.packed, act_next], dim=1)
-        return FQEDataset(packed, base.obs_dim, base.act_dim, stream=self.sample_stream)
 
     def _as_transitions(self, batch: RolloutBatchProtocol | Transitions) -> FQETransitions:
         """A Tianshou numpy batch gets its ``π(s')`` computed here; FQE batches pass through."""
         if isinstance(batch, FQETransitions):
             return batch
         b = super()._as_transitions(batch)
-        return FQETransitions(
-            obs=b.obs,
-            act=b.act,
-            rew=b.rew,
-            obs_next=b.obs_next,
-            discount=b.discount,
-            terminated=b.terminated,
-            act_next=self._policy_action(b.obs_next),
-        )
+        return extended(b, FQETransitions, act_next=self._policy_action(b.obs_next))
 
     # ------------------------------------------------------------------ update
 
@@ -303,58 +221,19 @@ class FQE(OfflineAlgorithmBase[ContinuousPolicy, TFQEStats]):
             target = b.rew + b.discount * q_next
         q_data = self.critics(b.obs, b.act)  # (E, B)
         loss = (q_data - target).pow(2).mean(dim=1).sum()
-        self.critic_optim.step(loss)
-        if (self.num_updates + 1) % self.target_update_freq == 0:
-            self._update_targets(self.tau)
-        stats = self._make_stats(loss=loss, q_data=q_data.mean(), q_target=target.mean())
-        self._last_stats = stats
+        stats = self._regression_step(self.critic_optim, loss, q_data, target)
         self._extend_stats(stats, FQEStep(batch=b, q_data=q_data.detach(), target=target))
         return stats
 
-    def _extend_stats(self, stats: TFQEStats, step: FQEStep) -> None:
-        """Override to fill in extra fields of a stats subclass (see ``examples/extend_stats.py``)."""
-
-    @property
-    def last_loss(self) -> float:
-        """The regression loss of the latest gradient step (nan before the first; reading it
-        waits for the device)."""
-        stats = self._last_stats
-        return float("nan") if stats is None else float(stats.loss)
-
     # ------------------------------------------------------------------ the estimate
 
+    def initial_observations(self, buffer: ReplayBuffer) -> torch.Tensor:
+        """The first observation of every episode of ``buffer``, normalised as the policy
+        reads them."""
+        return self.policy.obs_to_tensor(np.asarray(buffer.obs[episode_starts(buffer)]))
+
     @torch.no_grad()
-    def estimate(self, buffer: ReplayBuffer | None = None) -> float:
-        """``V̂(π) = E_{s_0~d_0}[ Q̂(s_0, π(s_0)) ]`` (Le et al. 2019, Eq. 4) over the first
-        observation of every episode of ``buffer`` (default: the buffer trained on); a
-        discounted return in the units of the data's rewards.
-
-        :raises RuntimeError: no buffer given and none trained on yet.
-        """
-        if buffer is not None:
-            starts = episode_starts(buffer)
-            obs0 = self.policy.obs_to_tensor(np.asarray(buffer.obs[starts]))
-        elif self._initial_obs is not None:
-            obs0 = self._initial_obs
-        else:
-            raise RuntimeError("FQE.estimate: no buffer given and none trained on yet")
-        q0 = self.critics(obs0, self._policy_action(obs0))  # (E, S)
+    def value_of(self, obs: torch.Tensor) -> float:
+        """``mean Q̂(s, π(s))`` over ``obs`` (and the ensemble's members)."""
+        q0 = self.critics(obs, self._policy_action(obs))  # (E, S)
         return float(q0.mean().item())
-
-    def fit(
-        self,
-        buffer: ReplayBuffer,
-        *,
-        steps: int,
-        batch_size: int = FQEConfig.batch_size,
-        progress: Progress | None = None,
-    ) -> float:
-        """Fit ``Q^π`` on ``buffer`` with ``steps`` gradient steps of ``batch_size``
-        transitions (Tianshou's ``OfflineTrainer``, one epoch, no test episodes) and return
-        :meth:`estimate`.
-
-        :param progress: counts the gradient steps (one ``update(1)`` each; e.g. a
-            :func:`tianshou_offline.progress.progress` bar with ``total=steps``).
-        """
-        self.train_steps(buffer, steps=steps, batch_size=batch_size, progress=progress)
-        return self.estimate()

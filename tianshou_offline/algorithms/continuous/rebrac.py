@@ -58,6 +58,7 @@ never an observation of the buffer — the critic penalty of that row is 0 (``ne
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -69,7 +70,7 @@ from tianshou.data.types import RolloutBatchProtocol
 from typing_extensions import TypeVar
 
 from tianshou_offline.algorithms.config import adam, box_dims
-from tianshou_offline.algorithms.continuous.dataset import TransitionDataset, Transitions
+from tianshou_offline.algorithms.continuous.dataset import TransitionDataset, Transitions, extended
 from tianshou_offline.algorithms.continuous.nets import CriticEnsemble, DeterministicActor
 from tianshou_offline.algorithms.continuous.policies import ContinuousPolicy, DeterministicPolicy
 from tianshou_offline.algorithms.continuous.streaming import CHUNK, StreamingTransitionDataset
@@ -206,16 +207,7 @@ class NextActionDataset(TransitionDataset):
         act_next, known = torch.split(
             torch.index_select(self.next_packed, 0, pos), [self.act_dim, 1], dim=1
         )
-        return NextActionTransitions(
-            obs=base.obs,
-            act=base.act,
-            rew=base.rew,
-            obs_next=base.obs_next,
-            discount=base.discount,
-            terminated=base.terminated,
-            act_next=act_next,
-            next_known=known.squeeze(1),
-        )
+        return extended(base, NextActionTransitions, act_next=act_next, next_known=known.squeeze(1))
 
     @classmethod
     def with_next_actions(
@@ -401,15 +393,12 @@ class ReBRAC(TD3Base[TReBRACStats]):
     def _build_dataset(self, buffer: ReplayBuffer) -> OfflineDataset[Transitions]:
         """A :class:`NextActionDataset` on the device; for a disk-backed buffer a
         :class:`StreamingNextActionDataset` (the same batches for a seed)."""
-        if disk_columns(buffer) is not None:
-            return StreamingNextActionDataset.with_next_actions(
-                buffer,
-                policy=self.policy,
-                gamma=self.gamma,
-                n_step=self.n_step,
-                stream=self.sample_stream,
-            )
-        return NextActionDataset.with_next_actions(
+        with_next_actions: Callable[..., OfflineDataset[Transitions]] = (
+            NextActionDataset.with_next_actions
+            if disk_columns(buffer) is None
+            else StreamingNextActionDataset.with_next_actions
+        )
+        return with_next_actions(
             buffer,
             policy=self.policy,
             gamma=self.gamma,
@@ -455,13 +444,9 @@ class ReBRAC(TD3Base[TReBRACStats]):
         )
         known = np.asarray(batch.n_step_next_known, dtype=np.float32).reshape(-1)
         act_next[known == 0] = 0.0
-        return NextActionTransitions(
-            obs=base.obs,
-            act=base.act,
-            rew=base.rew,
-            obs_next=base.obs_next,
-            discount=base.discount,
-            terminated=base.terminated,
+        return extended(
+            base,
+            NextActionTransitions,
             act_next=torch.as_tensor(act_next, device=self.device),
             next_known=torch.as_tensor(known, device=self.device),
         )

@@ -70,7 +70,40 @@ from tianshou_offline.algorithms.continuous.policies import GaussianPolicy, gaus
 from tianshou_offline.algorithms.core import GradientStep, joint_step
 from tianshou_offline.algorithms.deferred import OfflineTrainingStats
 
-__all__ = ["SACN", "SACNConfig", "SACNStep", "SACNTrainingStats", "squashed_gaussian_policy"]
+__all__ = [
+    "SACN",
+    "SACNConfig",
+    "SACNStep",
+    "SACNTrainingStats",
+    "soft_actor_losses",
+    "squashed_gaussian_policy",
+]
+
+
+def soft_actor_losses(
+    alpha: torch.Tensor,
+    log_alpha: torch.Tensor,
+    logp_pi: torch.Tensor,
+    q_pi: torch.Tensor,
+    target_entropy: float | None,
+    *,
+    per_seed: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """SAC's actor loss ``E[α log π(ã|s) − Q(s, ã)]`` and, for a learned temperature
+    (``target_entropy`` given), its loss ``−E[log α (log π(ã|s) + H̄)]`` (Haarnoja et al.
+    2018, Eqs. 7 and 18) over the batch of ``logp_pi (B,)`` and ``q_pi (B,)``; ``alpha`` is
+    the detached temperature (SAC-N, EDAC, LB-SAC, CQL). ``per_seed``: a seed batch's
+    ``alpha``, ``log_alpha`` ``(K,)`` and ``logp_pi``, ``q_pi`` ``(K, B)``, losses ``(K,)``."""
+    if per_seed:
+        alpha, log_alpha = alpha.unsqueeze(1), log_alpha.unsqueeze(1)
+
+    def mean(x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=1) if per_seed else x.mean()
+
+    actor_loss = mean(alpha * logp_pi - q_pi)
+    if target_entropy is None:
+        return actor_loss, None
+    return actor_loss, -mean(log_alpha * (logp_pi.detach() + target_entropy))
 
 
 def squashed_gaussian_policy(
@@ -290,11 +323,11 @@ class SACN(OfflineAlgorithmBase[GaussianPolicy, TSACNStats]):
         act_pi, logp_pi = gaussian_sample(mean, log_std, squash=True)
         q_pi = self.critics(b.obs, act_pi, detach_params=True)  # (N, B)
         q_pi_min = q_pi.min(dim=0).values
-        actor_loss = (alpha * logp_pi - q_pi_min).mean()
-        # 3. temperature
-        alpha_loss: torch.Tensor | None = None
-        if self.auto_alpha:
-            alpha_loss = -(self.log_alpha * (logp_pi.detach() + self.target_entropy)).mean()
+        # 3. temperature (and the actor's loss of step 2)
+        entropy = self.target_entropy if self.auto_alpha else None  # None: α fixed
+        actor_loss, alpha_loss = soft_actor_losses(
+            alpha, self.log_alpha, logp_pi, q_pi_min, entropy
+        )
 
         # 1. critics: the clipped soft target over all N members
         with torch.no_grad():

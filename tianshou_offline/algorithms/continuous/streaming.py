@@ -29,7 +29,6 @@ next action is read from the buffer's actions per batch).
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from typing import Self, cast
 
@@ -43,15 +42,14 @@ from tianshou_offline.algorithms.continuous.dataset import (
     warn_if_outside,
 )
 from tianshou_offline.algorithms.continuous.policies import ContinuousPolicy
-from tianshou_offline.algorithms.core import OfflineDataset, SampleStream, n_step_targets
+from tianshou_offline.algorithms.core import SampleStream, n_step_targets
 from tianshou_offline.algorithms.streaming import (
-    PrefetchedBatches,
     Prefetcher,
     RowSource,
-    disk_columns,
+    StreamingDataset,
+    check_streaming_buffer,
+    stored_obs_next,
 )
-
-log = logging.getLogger(__name__)
 
 __all__ = ["CHUNK", "StreamingTransitionDataset"]
 
@@ -63,7 +61,7 @@ _FIELDS = frozenset(("pos", "obs", "obs_next", "act", "rew", "discount", "termin
 fields (or its position); the others are an algorithm's extra fields."""
 
 
-class StreamingTransitionDataset(PrefetchedBatches, OfflineDataset[Transitions]):
+class StreamingTransitionDataset(StreamingDataset[Transitions]):
     """Every transition of a disk-backed buffer, observations gathered per mini-batch.
 
     Build it with :meth:`from_buffer`. :meth:`sample` returns the stream's next batch, made by
@@ -105,13 +103,9 @@ class StreamingTransitionDataset(PrefetchedBatches, OfflineDataset[Transitions])
         self._worker: Prefetcher | None = None
         self._columns: dict[str, np.ndarray] = {}
         self._batch_type: Callable[..., Transitions] = Transitions
-        self.last_positions: np.ndarray | None = None
-        """The positions of the last batch :meth:`sample` returned (``(B,)`` int64)."""
+        self.last_positions = None
 
     # ------------------------------------------------------------------ OfflineDataset
-
-    def __len__(self) -> int:
-        return self._n
 
     @property
     def device(self) -> torch.device:
@@ -151,16 +145,6 @@ class StreamingTransitionDataset(PrefetchedBatches, OfflineDataset[Transitions])
         last: np.ndarray = self.storage_rows(pos) + self._last_delta[pos].astype(np.int64)
         return last
 
-    def gather(self, pos: torch.Tensor) -> Transitions:
-        """The transitions at positions ``pos`` (``(B,)`` int64), gathered now."""
-        return self._to_device(self.gather_numpy(pos.detach().cpu().numpy().astype(np.int64)))
-
-    def sample(self, batch_size: int) -> Transitions:
-        """The stream's next mini-batch (uniform, with replacement), from the prefetch thread."""
-        batch = self.next_stream_batch(self.stream, self._n, batch_size)
-        self.last_positions = batch["pos"]
-        return self._to_device(batch)
-
     # ------------------------------------------------------------------ gathering
 
     def will_need(self, pos: np.ndarray) -> None:
@@ -179,9 +163,8 @@ class StreamingTransitionDataset(PrefetchedBatches, OfflineDataset[Transitions])
         last = self.bootstrap_rows(pos)
         if self._obs_next is not None:
             obs_next = self._obs_next.take(last)
-        else:  # Tianshou's obs_next: the next row's obs, the row's own at an episode end
-            end = self._done[last] | (last == self._rows_total - 1)
-            obs_next = self._obs.take(last + (~end).astype(np.int64))
+        else:
+            obs_next = self._obs.take(self.bootstrap_next_rows(last))
         act = np.asarray(self._act[rows], dtype=np.float32).reshape(len(pos), -1)
         return {
             "pos": pos,
@@ -244,13 +227,7 @@ class StreamingTransitionDataset(PrefetchedBatches, OfflineDataset[Transitions])
         :raises ValueError: not a disk-backed buffer, empty, frame-stacked, shapes that do not
             match the policy, ``n_step`` out of range.
         """
-        cols = disk_columns(buffer)
-        if cols is None:
-            raise ValueError(
-                "StreamingTransitionDataset needs a disk-backed buffer (disk_columns())"
-            )
-        if not 1 <= n_step <= 255:
-            raise ValueError(f"n_step={n_step}: expected 1..255")
+        cols = check_streaming_buffer(buffer, n_step, "StreamingTransitionDataset")
         if int(getattr(buffer, "stack_num", 1)) != 1:
             raise ValueError(
                 f"stack_num={buffer.stack_num}: the continuous algorithms read one observation "
@@ -271,9 +248,6 @@ class StreamingTransitionDataset(PrefetchedBatches, OfflineDataset[Transitions])
         m = n_rows if indices is None else len(indices)
         if m == 0:
             raise ValueError("the replay buffer is empty")
-        obs_next = cols.get("obs_next")
-        if obs_next is not None and not bool(getattr(buffer, "_save_obs_next", False)):
-            obs_next = None
         last_delta = np.empty(m, dtype=np.uint8)
         rew = np.empty(m, dtype=np.float32)
         discount = np.empty(m, dtype=np.float32)
@@ -294,7 +268,7 @@ class StreamingTransitionDataset(PrefetchedBatches, OfflineDataset[Transitions])
             policy.obs_normalizer.fit(obs if indices is None else _Rows(obs, indices))
         dataset = cls(
             obs=obs,
-            obs_next=obs_next,
+            obs_next=stored_obs_next(buffer, cols),
             indices=indices,
             last_delta=last_delta,
             done=np.asarray(buffer.done, dtype=bool),
@@ -306,12 +280,7 @@ class StreamingTransitionDataset(PrefetchedBatches, OfflineDataset[Transitions])
             stream=stream or SampleStream(),
             prefetch=prefetch,
         )
-        log.info(
-            "streaming %d transitions from disk (%.1f MB of tables in RAM, %d batches prefetched)",
-            m,
-            dataset.nbytes / 1e6,
-            prefetch,
-        )
+        dataset._log_built(prefetch)
         return dataset
 
 

@@ -13,6 +13,7 @@ continuous algorithms: ``class MyCQL(DiscreteCQL[MyStats])`` adds a field and fi
 from __future__ import annotations
 
 from abc import ABC
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -60,16 +61,12 @@ class DiscreteOfflineAlgorithm(
         :class:`~tianshou_offline.algorithms.discrete.streaming.StreamingFrameDataset` that
         gathers each mini-batch from disk with a prefetch thread instead — the same batches
         for a seed (both draw from :attr:`sample_stream`)."""
-        if disk_columns(buffer) is not None:
-            return StreamingFrameDataset.from_buffer(
-                buffer,
-                device=self.device,
-                gamma=self.gamma,
-                n_step=self.n_step,
-                num_actions=self.policy.num_actions,
-                stream=self.sample_stream,
-            )
-        return FrameDataset.from_buffer(
+        from_buffer: Callable[..., OfflineDataset[DiscreteTransitions]] = (
+            FrameDataset.from_buffer
+            if disk_columns(buffer) is None
+            else StreamingFrameDataset.from_buffer
+        )
+        return from_buffer(
             buffer,
             device=self.device,
             gamma=self.gamma,

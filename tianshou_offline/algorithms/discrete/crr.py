@@ -42,6 +42,7 @@ from tianshou.data.types import RolloutBatchProtocol
 from typing_extensions import TypeVar
 
 from tianshou_offline.algorithms.config import DiscreteTDConfig, adam, discrete_actions
+from tianshou_offline.algorithms.continuous.crr import crr_weights
 from tianshou_offline.algorithms.deferred import OfflineTrainingStats
 from tianshou_offline.algorithms.discrete.base import DiscreteOfflineAlgorithm
 from tianshou_offline.algorithms.discrete.dataset import DiscreteTransitions
@@ -244,12 +245,9 @@ class DiscreteCRR(DiscreteOfflineAlgorithm[DiscreteActorPolicy, TDiscreteCRRStat
                 (probs * q_d).sum(dim=1) if self.advantage == "mean" else q_d.max(dim=1).values
             )
             adv = q_d[rows, b.act] - baseline
-            if self.policy_improvement_mode == "binary":
-                weight = (adv > 0).to(q_d.dtype)
-            elif self.policy_improvement_mode == "exp":
-                weight = (adv / self.beta).exp().clamp(max=self.ratio_upper_bound)
-            else:
-                weight = torch.ones_like(adv)
+            weight = crr_weights(
+                adv, self.policy_improvement_mode, self.beta, self.ratio_upper_bound
+            )
 
         # 3. actor: weighted log-likelihood of the dataset actions
         actor_loss = -(weight * log_probs[rows, b.act]).mean()

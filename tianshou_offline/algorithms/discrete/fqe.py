@@ -48,49 +48,31 @@ from torch import nn
 from typing_extensions import TypeVar
 
 from tianshou_offline.algorithms.config import adam
-from tianshou_offline.algorithms.continuous.fqe import FQEConfig
-from tianshou_offline.algorithms.core import episode_starts
-from tianshou_offline.algorithms.deferred import OfflineTrainingStats
+from tianshou_offline.algorithms.core import OfflineDataset, episode_starts
 from tianshou_offline.algorithms.discrete.base import DiscreteOfflineAlgorithm
 from tianshou_offline.algorithms.discrete.dataset import DiscreteTransitions
 from tianshou_offline.algorithms.discrete.nets import AtariTrunk, QNet, make_trunk
 from tianshou_offline.algorithms.discrete.policies import DiscretePolicy
-from tianshou_offline.progress import Progress
+from tianshou_offline.algorithms.fqe_core import FittedQEvaluation, FQESettings, FQEStats
 
 __all__ = ["DiscreteFQE", "DiscreteFQEConfig", "DiscreteFQEStep", "DiscreteFQETrainingStats"]
 
 
 @dataclass(frozen=True, kw_only=True)
-class DiscreteFQEConfig:
-    """Discrete FQE's hyperparameters, the one place their defaults live (``evaluate --ope``
-    and :class:`~tianshou_offline.evaluation.ope.OPESettings` read them): a Q-network on an
-    MLP trunk of 256 × 256 (image observations: the Nature-DQN convolutions and one head
-    layer of the last width), Adam 3e-4, Polyak averaging.
+class DiscreteFQEConfig(FQESettings):
+    """Discrete FQE's hyperparameters (``evaluate --ope`` and
+    :class:`~tianshou_offline.evaluation.ope.OPESettings` read them; the defaults are
+    :class:`~tianshou_offline.algorithms.fqe_core.FQESettings`'): a Q-network on an MLP
+    trunk of 256 × 256 (image observations: the Nature-DQN convolutions and one head layer
+    of the last width), Adam 3e-4, Polyak averaging.
 
     Not a registered :class:`~tianshou_offline.algorithms.config.AlgorithmConfig`: FQE
     evaluates a given policy, so :meth:`build` takes the policy instead of an action space.
     """
 
-    hidden_sizes: tuple[int, ...] = (256, 256)
+    hidden_sizes: tuple[int, ...] = FQESettings.hidden_sizes
     """widths of the MLP trunk of flat observations; of image observations, the last is the
     width of the head layer on the convolutions"""
-    lr: float = 3e-4
-    """Adam learning rate of the Q-network"""
-    tau: float = 0.005
-    """Polyak factor of the target network (1.0: hard copies)"""
-    target_update_freq: int = 1
-    """gradient steps between target updates"""
-    gamma: float = 0.99
-    """discount of the estimated value"""
-    max_grad_norm: float | None = None
-    """clip the gradient's norm to this (None: no clipping)"""
-    steps: int = FQEConfig.steps
-    """gradient steps of a fit (per evaluated policy; continuous FQE's)"""
-    batch_size: int = FQEConfig.batch_size
-    """transitions per gradient step (continuous FQE's)"""
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "hidden_sizes", tuple(int(h) for h in self.hidden_sizes))
 
     def build(
         self,
@@ -116,15 +98,9 @@ class DiscreteFQEConfig:
 
 
 @dataclass(kw_only=True)
-class DiscreteFQETrainingStats(OfflineTrainingStats):
-    """Statistics of one discrete FQE step."""
-
-    loss: float
-    """``MSE(Q(s, a), y)``."""
-    q_data: float
-    """Mean ``Q(s, a)`` of the dataset actions."""
-    q_target: float
-    """Mean regression target ``y = r + γ (1 − d) Σ_a' π(a'|s') Q'(s', a')``."""
+class DiscreteFQETrainingStats(FQEStats):
+    """Statistics of one discrete FQE step (``q_target``: the mean of
+    ``y = r + γ (1 − d) Σ_a' π(a'|s') Q'(s', a')``)."""
 
 
 TDiscreteFQEStats = TypeVar(
@@ -146,7 +122,11 @@ class DiscreteFQEStep:
     target: torch.Tensor
 
 
-class DiscreteFQE(DiscreteOfflineAlgorithm[DiscretePolicy, TDiscreteFQEStats]):
+class DiscreteFQE(
+    FittedQEvaluation[DiscretePolicy, OfflineDataset[DiscreteTransitions], DiscreteTransitions,
+                      TDiscreteFQEStats],
+    DiscreteOfflineAlgorithm[DiscretePolicy, TDiscreteFQEStats],
+):  # fmt: skip
     """Fitted Q evaluation of a discrete policy (see the module docstring).
 
     Train it as any offline algorithm (``run_training(OfflineTrainerParams(buffer=...))``, or
@@ -178,27 +158,10 @@ class DiscreteFQE(DiscreteOfflineAlgorithm[DiscretePolicy, TDiscreteFQEStats]):
         max_grad_norm: float | None = DiscreteFQEConfig.max_grad_norm,
     ) -> None:
         super().__init__(policy=policy)
-        if not 0.0 < tau <= 1.0:
-            raise ValueError(f"tau={tau}: expected 0 < tau <= 1")
-        if target_update_freq < 1:
-            raise ValueError(f"target_update_freq={target_update_freq}: expected >= 1")
-        if not 0.0 <= gamma <= 1.0:
-            raise ValueError(f"gamma={gamma}: expected a value in [0, 1]")
-        if n_step_return_horizon != 1:
-            raise ValueError(
-                f"DiscreteFQE: n_step_return_horizon={n_step_return_horizon}; expected 1 (an "
-                "n-step target would follow the data's actions within the window, not the "
-                "evaluated policy's: a biased estimate without an importance-weight correction)"
-            )
+        self._fqe_settings(tau, target_update_freq, gamma, n_step_return_horizon)
         self.model = model
         self.model_target = self._add_target(model)
         self.optim = self._make_optimizer(model, optim, max_grad_norm)
-        self.tau = float(tau)
-        self.target_update_freq = int(target_update_freq)
-        self.gamma = gamma
-        self.n_step = n_step_return_horizon
-        self._initial_obs: torch.Tensor | None = None
-        self._last_stats: DiscreteFQETrainingStats | None = None
 
     def _update_with_batch(
         self, batch: RolloutBatchProtocol | DiscreteTransitions
@@ -212,23 +175,9 @@ class DiscreteFQE(DiscreteOfflineAlgorithm[DiscretePolicy, TDiscreteFQEStats]):
         rows = torch.arange(len(b), device=b.act.device)
         q_data = self.model(b.obs)[rows, b.act]
         loss = (q_data - target).pow(2).mean()
-        self.optim.step(loss)
-        if (self.num_updates + 1) % self.target_update_freq == 0:
-            self._update_targets(self.tau)
-        stats = self._make_stats(loss=loss, q_data=q_data.mean(), q_target=target.mean())
-        self._last_stats = stats
+        stats = self._regression_step(self.optim, loss, q_data, target)
         self._extend_stats(stats, DiscreteFQEStep(batch=b, q_data=q_data.detach(), target=target))
         return stats
-
-    def _extend_stats(self, stats: TDiscreteFQEStats, step: DiscreteFQEStep) -> None:
-        """Override to fill in extra fields of a stats subclass (see ``examples/extend_stats.py``)."""
-
-    @property
-    def last_loss(self) -> float:
-        """The regression loss of the latest gradient step (nan before the first; reading it
-        waits for the device)."""
-        stats = self._last_stats
-        return float("nan") if stats is None else float(stats.loss)
 
     # ------------------------------------------------------------------ the estimate
 
@@ -247,42 +196,16 @@ class DiscreteFQE(DiscreteOfflineAlgorithm[DiscretePolicy, TDiscreteFQEStats]):
         ]
         return torch.cat(parts).to(torch.float32)
 
-    def estimate(self, buffer: ReplayBuffer | None = None) -> float:
-        """``V̂(π) = E_{s_0~d_0}[ Σ_a π(a|s_0) Q̂(s_0, a) ]`` (Le et al. 2019, Eq. 4) over
-        the first observation of every episode of ``buffer`` (default: the buffer trained
-        on); a discounted return in the units of the data's rewards.
+    def initial_observations(self, buffer: ReplayBuffer) -> torch.Tensor:
+        """The first observation of every episode of ``buffer``, frame-stacked as the buffer
+        stacks."""
+        return self.policy.obs_to_tensor(np.asarray(buffer[episode_starts(buffer)].obs))
 
-        :raises RuntimeError: no buffer given and none trained on yet.
-        """
-        if buffer is not None:
-            obs0 = self.policy.obs_to_tensor(np.asarray(buffer[episode_starts(buffer)].obs))
-        elif self._initial_obs is not None:
-            obs0 = self._initial_obs
-        else:
-            raise RuntimeError("DiscreteFQE.estimate: no buffer given and none trained on yet")
+    def value_of(self, obs: torch.Tensor) -> float:
+        """``mean_s Σ_a π(a|s) Q̂(s, a)`` over ``obs`` (the Q-network in eval mode)."""
         was_training = self.model.training
         self.model.eval()
         try:
-            return float(self.state_values(obs0).mean().item())
+            return float(self.state_values(obs).mean().item())
         finally:
             self.model.train(was_training)
-
-    def fit(
-        self,
-        buffer: ReplayBuffer,
-        *,
-        steps: int,
-        batch_size: int = FQEConfig.batch_size,
-        progress: Progress | None = None,
-    ) -> float:
-        """Fit ``Q^π`` on ``buffer`` with ``steps`` gradient steps of ``batch_size``
-        transitions (Tianshou's ``OfflineTrainer``, one epoch, no test episodes) and return
-        :meth:`estimate`.
-
-        :param progress: counts the gradient steps (one ``update(1)`` each).
-        """
-        self._initial_obs = self.policy.obs_to_tensor(
-            np.asarray(buffer[episode_starts(buffer)].obs)
-        )
-        self.train_steps(buffer, steps=steps, batch_size=batch_size, progress=progress)
-        return self.estimate()

@@ -21,22 +21,20 @@ them: for a seed, the same mini-batches in RAM and from disk.
 
 from __future__ import annotations
 
-import logging
-
 import numpy as np
 import torch
 from tianshou.data import ReplayBuffer
 
-from tianshou_offline.algorithms.core import OfflineDataset, SampleStream, n_step_targets
+from tianshou_offline.algorithms.core import SampleStream, n_step_targets
 from tianshou_offline.algorithms.discrete.dataset import DiscreteTransitions
 from tianshou_offline.algorithms.streaming import (
-    PrefetchedBatches,
     Prefetcher,
     RowSource,
+    StreamingDataset,
+    check_streaming_buffer,
     disk_columns,
+    stored_obs_next,
 )
-
-log = logging.getLogger(__name__)
 
 __all__ = ["RowSource", "StreamingFrameDataset", "disk_columns"]
 
@@ -52,7 +50,7 @@ def _patches(buffer: ReplayBuffer, which: str) -> tuple[np.ndarray | None, np.nd
     return np.asarray(index), np.asarray(stacks)
 
 
-class StreamingFrameDataset(PrefetchedBatches, OfflineDataset[DiscreteTransitions]):
+class StreamingFrameDataset(StreamingDataset[DiscreteTransitions]):
     """Every transition of a disk-backed buffer, observations gathered per mini-batch.
 
     Build it with :meth:`from_buffer`. :meth:`sample` returns batches made by a background
@@ -100,16 +98,10 @@ class StreamingFrameDataset(PrefetchedBatches, OfflineDataset[DiscreteTransition
         self._rows_total = int(obs.shape[0])
         self._offsets = np.arange(self._stack - 1, -1, -1, dtype=np.int64)
         self._worker: Prefetcher | None = None
-        self.last_positions: np.ndarray | None = None
-        """The positions of the last batch :meth:`sample` returned (``(B,)`` int64, into
-        ``0..len-1``; storage rows where the buffer samples all rows) — for checking the
-        sampling distribution."""
+        self.last_positions = None  # storage rows where the buffer samples all rows
         self._float_obs = obs.dtype != np.uint8
 
     # ------------------------------------------------------------------ OfflineDataset
-
-    def __len__(self) -> int:
-        return self._n
 
     @property
     def device(self) -> torch.device:
@@ -129,16 +121,6 @@ class StreamingFrameDataset(PrefetchedBatches, OfflineDataset[DiscreteTransition
                 *([] if self._indices is None else [self._indices]),
             )
         )
-
-    def gather(self, pos: torch.Tensor) -> DiscreteTransitions:
-        """The transitions at positions ``pos`` (``(B,)`` int64), gathered now."""
-        return self._to_device(self.gather_numpy(pos.detach().cpu().numpy().astype(np.int64)))
-
-    def sample(self, batch_size: int) -> DiscreteTransitions:
-        """The stream's next mini-batch (uniform, with replacement), from the prefetch thread."""
-        batch = self.next_stream_batch(self.stream, self._n, batch_size)
-        self.last_positions = batch["pos"]
-        return self._to_device(batch)
 
     # ------------------------------------------------------------------ gathering
 
@@ -190,9 +172,7 @@ class StreamingFrameDataset(PrefetchedBatches, OfflineDataset[DiscreteTransition
         if self._obs_next is not None:
             obs_next = self._obs_next.take(self._stack_rows(last))
         else:
-            end = self._done[last] | (last == self._rows_total - 1)
-            boot = last + (~end).astype(np.int64)
-            obs_next = self._obs_at(boot)
+            obs_next = self._obs_at(self.bootstrap_next_rows(last))
             if self._stack > 1:
                 obs_next = self._apply(
                     obs_next, last, self._next_patch_index, self._next_patch_stacks
@@ -248,11 +228,7 @@ class StreamingFrameDataset(PrefetchedBatches, OfflineDataset[DiscreteTransition
         :raises ValueError: not a disk-backed buffer, empty, bad actions, ``n_step`` out of
             range.
         """
-        cols = disk_columns(buffer)
-        if cols is None:
-            raise ValueError("StreamingFrameDataset needs a disk-backed buffer (disk_columns())")
-        if not 1 <= n_step <= 255:
-            raise ValueError(f"n_step={n_step}: expected 1..255")
+        cols = check_streaming_buffer(buffer, n_step, "StreamingFrameDataset")
         stack_num = int(buffer.stack_num)
         if stack_num > 256:
             raise ValueError(f"stack_num={stack_num}: expected at most 256")
@@ -262,9 +238,6 @@ class StreamingFrameDataset(PrefetchedBatches, OfflineDataset[DiscreteTransition
         indices.sort()
         n_rows = int(cols["obs"].shape[0])
         full = len(indices) == n_rows and bool(indices[0] == 0 and indices[-1] == n_rows - 1)
-        obs_next = cols.get("obs_next")
-        if obs_next is not None and not bool(getattr(buffer, "_save_obs_next", False)):
-            obs_next = None
         # how many earlier frames each row's stack reaches back (Tianshou's prev chain)
         depth = np.zeros(n_rows, dtype=np.uint8)
         for a in range(0, n_rows, _CHUNK):
@@ -302,7 +275,7 @@ class StreamingFrameDataset(PrefetchedBatches, OfflineDataset[DiscreteTransition
             rew[a:b], discount[a:b], terminated[a:b] = r, disc, term
         dataset = cls(
             obs=cols["obs"],
-            obs_next=obs_next,
+            obs_next=stored_obs_next(buffer, cols),
             stack_num=stack_num,
             indices=None if full else indices,
             depth=depth,
@@ -318,10 +291,5 @@ class StreamingFrameDataset(PrefetchedBatches, OfflineDataset[DiscreteTransition
             stream=stream or SampleStream(),
             prefetch=prefetch,
         )
-        log.info(
-            "streaming %d transitions from disk (%.1f MB of tables in RAM, %d batches prefetched)",
-            m,
-            dataset.nbytes / 1e6,
-            prefetch,
-        )
+        dataset._log_built(prefetch)
         return dataset

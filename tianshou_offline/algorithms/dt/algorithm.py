@@ -119,6 +119,7 @@ class LinearWarmupLRSchedulerFactory(LRSchedulerFactory):
         steps = self.warmup_steps
         return LambdaLR(optim, lambda t: min((t + 1) / steps, 1.0))
 
+
 # --------------------------------------------------------------------------- configs
 
 

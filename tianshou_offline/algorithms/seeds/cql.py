@@ -18,6 +18,7 @@ import torch
 from tianshou_offline.algorithms.continuous.cql import CQL, CalQLTransitions, CQLTrainingStats
 from tianshou_offline.algorithms.continuous.dataset import Transitions
 from tianshou_offline.algorithms.continuous.policies import gaussian_sample
+from tianshou_offline.algorithms.continuous.sac_n import soft_actor_losses
 from tianshou_offline.algorithms.core import GradientStep, joint_step
 from tianshou_offline.algorithms.seeds.core import SeedBatch, SeedBatchStats
 
@@ -76,12 +77,11 @@ class SeedCQL(SeedBatch[CQL[Any], Transitions, CQLTrainingStats]):
         )  # (K, B, N + 1, A), (K, B, N + 1)
         act_pi, logp_pi = act_s[:, :, 0], logp_s[:, :, 0]
         q_pi = self.critics(b.obs, act_pi, detach_params=True).min(dim=1).values  # (K, B)
-        actor_loss = (alpha.unsqueeze(1) * logp_pi - q_pi).mean(dim=1)
-        # 4. temperature
-        alpha_loss: torch.Tensor | None = None
-        if self.auto_alpha:
-            entropy_gap = logp_pi.detach() + self.target_entropy
-            alpha_loss = -(self.log_alpha.unsqueeze(1) * entropy_gap).mean(dim=1)
+        # 4. temperature (and the actor's loss of step 3)
+        entropy = self.target_entropy if self.auto_alpha else None  # None: α fixed
+        actor_loss, alpha_loss = soft_actor_losses(
+            alpha, self.log_alpha, logp_pi, q_pi, entropy, per_seed=True
+        )
 
         # 1. critic: TD target from π(·|s'), CQL proposals
         with torch.no_grad():

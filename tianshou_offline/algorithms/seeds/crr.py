@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from tianshou_offline.algorithms.continuous.crr import CRR, CRRTrainingStats
+from tianshou_offline.algorithms.continuous.crr import CRR, CRRTrainingStats, crr_weights
 from tianshou_offline.algorithms.continuous.dataset import Transitions
 from tianshou_offline.algorithms.continuous.policies import gaussian_actions, gaussian_log_prob
 from tianshou_offline.algorithms.core import joint_step
@@ -81,10 +81,7 @@ class SeedCRR(SeedBatch[CRR[Any], Transitions, CRRTrainingStats]):
             q_k = self.critics(b.obs, act_k).min(dim=1).values  # (K, B, m)
             baseline = q_k.mean(dim=2) if self.advantage == "mean" else q_k.max(dim=2).values
             adv = q_data.detach().min(dim=1).values - baseline  # (K, B)
-            if self.weight == "binary":
-                w = (adv > 0).to(adv.dtype)
-            else:
-                w = torch.exp(adv / self.beta).clamp(max=self.max_weight)
+            w = crr_weights(adv, self.weight, self.beta, self.max_weight)
 
         # 3. actor: advantage-filtered regression
         log_prob = gaussian_log_prob(mean, log_std, b.act, squash=squash)  # (K, B)

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tianshou_offline.algorithms.continuous.crr import crr_weights
 from tianshou_offline.algorithms.discrete.bcq import DiscreteBCQ, DiscreteBCQTrainingStats
 from tianshou_offline.algorithms.discrete.cql import (
     DiscreteCQL,
@@ -269,12 +270,9 @@ class SeedDiscreteCRR(SeedBatch[DiscreteCRR[Any], DiscreteTransitions, DiscreteC
                 (probs * q_d).sum(dim=-1) if self.advantage == "mean" else q_d.max(dim=-1).values
             )
             adv = pick(q_d, b.act) - baseline
-            if self.policy_improvement_mode == "binary":
-                weight = (adv > 0).to(q_d.dtype)
-            elif self.policy_improvement_mode == "exp":
-                weight = (adv / self.beta).exp().clamp(max=self.ratio_upper_bound)
-            else:
-                weight = torch.ones_like(adv)
+            weight = crr_weights(
+                adv, self.policy_improvement_mode, self.beta, self.ratio_upper_bound
+            )
 
         # 3. actor: weighted log-likelihood of the dataset actions
         actor_loss = -(weight * pick(log_probs, b.act)).mean(dim=1)

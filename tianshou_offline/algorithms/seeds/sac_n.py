@@ -23,7 +23,7 @@ from tianshou_offline.algorithms.continuous.edac import EDAC, ensemble_similarit
 from tianshou_offline.algorithms.continuous.lb_sac import LBSAC
 from tianshou_offline.algorithms.continuous.nets import CriticEnsemble
 from tianshou_offline.algorithms.continuous.policies import gaussian_sample
-from tianshou_offline.algorithms.continuous.sac_n import SACN, SACNTrainingStats
+from tianshou_offline.algorithms.continuous.sac_n import SACN, SACNTrainingStats, soft_actor_losses
 from tianshou_offline.algorithms.core import GradientStep, OfflineAlgorithmCore, joint_step
 from tianshou_offline.algorithms.seeds.core import SeedBatch, SeedBatchStats
 
@@ -69,12 +69,11 @@ class SeedSACN(SeedBatch[SACN[Any], Transitions, SACNTrainingStats]):
         act_pi, logp_pi = gaussian_sample(mean, log_std, squash=True, noise=self.rng.randn(size))
         q_pi = self.critics(b.obs, act_pi, detach_params=True)  # (K, N, B)
         q_pi_min = q_pi.min(dim=1).values
-        actor_loss = (alpha.unsqueeze(1) * logp_pi - q_pi_min).mean(dim=1)
-        # 3. temperature
-        alpha_loss: torch.Tensor | None = None
-        if self.auto_alpha:
-            entropy_gap = logp_pi.detach() + self.target_entropy
-            alpha_loss = -(self.log_alpha.unsqueeze(1) * entropy_gap).mean(dim=1)
+        # 3. temperature (and the actor's loss of step 2)
+        entropy = self.target_entropy if self.auto_alpha else None  # None: α fixed
+        actor_loss, alpha_loss = soft_actor_losses(
+            alpha, self.log_alpha, logp_pi, q_pi_min, entropy, per_seed=True
+        )
 
         # 1. critics: the clipped soft target over all N members
         with torch.no_grad():
