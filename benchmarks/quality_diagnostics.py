@@ -33,7 +33,8 @@ from typing import Any
 from benchmarks._lib import results
 from benchmarks._lib.diagnostics import BENCHMARK, BOUND, VARIANTS, kept
 from benchmarks._lib.peers import D3RLPY_VERSION, child_env, d3rlpy_python
-from benchmarks.quality_table import DEFAULT_DATA_DIR
+from benchmarks._lib.quality_jobs import make_jobs
+from benchmarks._lib.quality_specs import DEFAULT_DATA_DIR, ROWS, SCALES
 
 CODE = ("benchmarks/quality_diagnostics.py", "benchmarks/quality_table.py", "benchmarks/_lib")
 
@@ -71,7 +72,7 @@ def _patch(variant: str) -> None:
 
 def worker(spec_path: str) -> None:
     """In d3rlpy's environment: the table's d3rlpy worker with the variant's patch."""
-    from benchmarks.quality_table import worker_d3rlpy
+    from benchmarks._lib.quality_d3rlpy import worker_d3rlpy
 
     spec = json.loads(Path(spec_path).read_text())
     _patch(spec["variant"])
@@ -80,14 +81,12 @@ def worker(spec_path: str) -> None:
 
 def run(variant: str, seed: int, results_dir: Path, d3rlpy: str, data_dir: Path) -> Path:
     """Train and evaluate one seed of ``variant``; keep its result; return its path."""
-    from benchmarks import quality_table as qt
-
     row_key, job_key, line, removed = VARIANTS[variant]
-    row = qt.ROWS[row_key]
-    scale = qt.SCALES["small"]
+    row = ROWS[row_key]
+    scale = SCALES["small"]
     files = {row_key: data_dir / scale.name / row.env / f"{row.level}.hdf5"}  # read only
-    jobs = qt.make_jobs([row], files, {}, scale=scale, seeds=seed + 1, algorithms=[line],
-                        sides=["d3rlpy"], device="cpu")  # fmt: skip
+    jobs = make_jobs([row], files, {}, scale=scale, seeds=seed + 1, algorithms=[line],
+                     sides=["d3rlpy"], device="cpu")  # fmt: skip
     (job,) = [j for j in jobs if j.algo == job_key and j.seeds == (seed,)]
     with results.LoadMonitor() as load, tempfile.TemporaryDirectory(prefix="qdiag_") as tmp:
         spec = {**job.spec, "workdir": tmp, "variant": variant,
@@ -123,12 +122,10 @@ def measure_bounds(data_dir: Path, results_dir: Path) -> Path:
     import h5py
     import numpy as np
 
-    from benchmarks import quality_table as qt
-
     figures, data = {}, {}
     with results.LoadMonitor() as load:
         for key in ("hopper-medium", "halfcheetah-medium"):
-            row = qt.ROWS[key]
+            row = ROWS[key]
             path = data_dir / "small" / row.env / f"{row.level}.hdf5"
             with h5py.File(path, "r") as f:  # read only
                 a = np.abs(np.asarray(f["_meta/act"], dtype=np.float64))

@@ -245,35 +245,37 @@ def test_every_quality_line_maps_to_d3rlpy_from_the_preset() -> None:
     """Both sides' settings come from the preset: every line's entry exists, every d3rlpy
     run maps from the preset's config through the field map, and the lines without a
     d3rlpy peer are exactly the algorithms d3rlpy lacks."""
-    import benchmarks.quality_table as qt
+    from benchmarks._lib import quality_specs
     from benchmarks._lib.field_map import d3rlpy_has
 
-    scale = qt.SCALES["small"]
-    for suite, lines in qt.LINES.items():
+    scale = quality_specs.SCALES["small"]
+    for suite, lines in quality_specs.LINES.items():
         for line in lines.values():
-            assert (line.peer is None) == (not d3rlpy_has(qt.our_config(scale, suite, line.ours)))
-        for key in qt.D3RLPY_JOBS[suite]:
-            assert qt.d3rlpy_spec(scale, suite, key)["params"]
-    cql = qt.d3rlpy_spec(scale, "continuous", "cql")["params"]
-    hp = qt.our_config(scale, "continuous", "cql").hyperparameters()
+            assert (line.peer is None) == (
+                not d3rlpy_has(quality_specs.our_config(scale, suite, line.ours))
+            )
+        for key in quality_specs.D3RLPY_JOBS[suite]:
+            assert quality_specs.d3rlpy_spec(scale, suite, key)["params"]
+    cql = quality_specs.d3rlpy_spec(scale, "continuous", "cql")["params"]
+    hp = quality_specs.our_config(scale, "continuous", "cql").hyperparameters()
     assert cql["alpha_lr"] == 0.0 and cql["conservative_weight"] == hp["cql_weight"]
     assert cql["temp_lr"] == hp["alpha_lr"] and not cql["soft_q_backup"]
-    crr = qt.d3rlpy_spec(scale, "continuous", "crr")["params"]
+    crr = quality_specs.d3rlpy_spec(scale, "continuous", "crr")["params"]
     assert (crr["target_update_type"], crr["target_update_interval"]) == ("soft", 1)
     # d3rlpy's DiscreteCQL loss is twice ours in its form: alpha = 2 w
-    dqn = qt.our_config(scale, "discrete", "cql-dqn").hyperparameters()
-    disc = qt.d3rlpy_spec(scale, "discrete", "cql")
+    dqn = quality_specs.our_config(scale, "discrete", "cql-dqn").hyperparameters()
+    disc = quality_specs.d3rlpy_spec(scale, "discrete", "cql")
     assert disc["params"]["alpha"] == 2 * dqn["min_q_weight"] and disc["n_step"] == 3
-    iql = qt.d3rlpy_spec(scale, "continuous", "iql")
+    iql = quality_specs.d3rlpy_spec(scale, "continuous", "iql")
     assert iql["observation_scaler"] and iql["params"]["weight_temp"] == 3.0
-    assert qt.d3rlpy_spec(scale, "continuous", "awac")["observation_scaler"]
+    assert quality_specs.d3rlpy_spec(scale, "continuous", "awac")["observation_scaler"]
 
 
 def test_field_map_refuses_what_d3rlpy_cannot_express() -> None:
-    import benchmarks.quality_table as qt
+    from benchmarks._lib import quality_specs
     from benchmarks._lib.field_map import NotExpressible, check_expressible
 
-    scale = qt.SCALES["small"]
+    scale = quality_specs.SCALES["small"]
     cases: list[tuple[str, str, dict[str, Any], str]] = [
         ("awac", "continuous", {}, "normalize_weights"),  # the preset's clipped weights
         ("cql", "continuous", {"target_entropy": -1.0}, "target_entropy"),
@@ -284,12 +286,12 @@ def test_field_map_refuses_what_d3rlpy_cannot_express() -> None:
     ]
     for name, suite, changes, field in cases:
         with pytest.raises(NotExpressible, match=field):
-            check_expressible(qt.our_config(scale, suite, name).replace(**changes))
+            check_expressible(quality_specs.our_config(scale, suite, name).replace(**changes))
     with pytest.raises(NotExpressible, match="no discrete-action 'crr'"):
-        check_expressible(qt.our_config(scale, "discrete", "crr"))
-    for suite, jobs in qt.D3RLPY_JOBS.items():  # what the table runs is expressible
+        check_expressible(quality_specs.our_config(scale, "discrete", "crr"))
+    for suite, jobs in quality_specs.D3RLPY_JOBS.items():  # what the table runs is expressible
         for name in jobs.values():
-            check_expressible(qt.our_config(scale, suite, name))
+            check_expressible(quality_specs.our_config(scale, suite, name))
 
 
 def test_crr_acting_rules_share_the_trained_networks() -> None:
@@ -300,7 +302,7 @@ def test_crr_acting_rules_share_the_trained_networks() -> None:
     import torch
     from tianshou.data import Batch
 
-    import benchmarks.quality_table as qt
+    from benchmarks._lib import quality_workers
     from tianshou_offline.algorithms.continuous.policies import CriticWeightedPolicy
     from tianshou_offline.algorithms.registry import make_algorithm
 
@@ -308,8 +310,8 @@ def test_crr_acting_rules_share_the_trained_networks() -> None:
     act_space = gym.spaces.Box(-2.0, 2.0, (1,), np.float32)
     algorithm: Any = make_algorithm("crr", obs_space, act_space, preset="small")
     obs = Batch(obs=np.random.default_rng(0).normal(size=(8, 3)).astype(np.float32), info=Batch())
-    mean = qt._policy_for(algorithm, "actor-mean").eval()
-    cwp = qt._policy_for(algorithm, "critic-weighted").eval()
+    mean = quality_workers._policy_for(algorithm, "actor-mean").eval()
+    cwp = quality_workers._policy_for(algorithm, "critic-weighted").eval()
     assert isinstance(cwp, CriticWeightedPolicy) and cwp.num_sampled_actions == 4
     assert cwp.actor is algorithm.policy.actor and cwp.critics is algorithm.critics
     with torch.no_grad():
@@ -318,7 +320,7 @@ def test_crr_acting_rules_share_the_trained_networks() -> None:
     assert torch.equal(torch.as_tensor(a), torch.as_tensor(b))
     assert not torch.equal(torch.as_tensor(c), torch.as_tensor(d))
     with pytest.raises(ValueError, match="acting rule"):
-        qt._policy_for(
+        quality_workers._policy_for(
             make_algorithm("td3bc", obs_space, act_space, preset="small"), "critic-weighted"
         )
 
@@ -330,7 +332,7 @@ def test_quality_table_seed_batch_equals_single_runs(tmp_path: Path) -> None:
     import numpy as np
     import torch
 
-    import benchmarks.quality_table as qt
+    from benchmarks._lib import quality_specs, quality_workers
     from tianshou_offline.recording import EpisodeRecorder
 
     path = tmp_path / "pendulum.hdf5"
@@ -342,17 +344,17 @@ def test_quality_table_seed_batch_equals_single_runs(tmp_path: Path) -> None:
         if terminated or truncated:
             env.reset()
     env.close()
-    scale = qt.SCALES["small"]
+    scale = quality_specs.SCALES["small"]
     spec = {
         "env": "Pendulum-v1", "suite": "continuous", "algo": "td3bc", "file": str(path),
-        "preset": scale.preset, "hp": qt.our_config(scale, "continuous", "td3bc").hyperparameters(),
+        "preset": scale.preset, "hp": quality_specs.our_config(scale, "continuous", "td3bc").hyperparameters(),
         "batch_size": 32, "gradient_steps": 12, "outputs": {"td3bc": "default"},
     }  # fmt: skip
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        batched, _ = qt.train_ours({**spec, "seed": 0, "seeds": [0, 1]})
+        batched, _ = quality_workers.train_ours({**spec, "seed": 0, "seeds": [0, 1]})
         torch.manual_seed(1)
-        single, _ = qt.train_ours({**spec, "seed": 1, "seeds": [1]})
+        single, _ = quality_workers.train_ours({**spec, "seed": 1, "seeds": [1]})
     obs = np.random.default_rng(0).normal(size=(5, 3)).astype(np.float32)
     a = np.stack([batched[1]["td3bc"](o) for o in obs])
     b = np.stack([single[1]["td3bc"](o) for o in obs])
@@ -366,7 +368,7 @@ def test_quality_table_waits_for_a_family_another_side_is_making(tmp_path: Path)
     a family waits for the first's lock instead of failing with OutputBusyError."""
     import threading
 
-    from benchmarks.quality_table import _when_free
+    from benchmarks._lib.quality_data import _when_free
     from tianshou_offline.data.atomic import output_lock
 
     held, release = threading.Event(), threading.Event()
@@ -413,17 +415,19 @@ def test_quality_table_dt_line_conditions_both_sides_on_the_files_best_return(
     """The Decision Transformer's line: both sides get the file's best episode return as the
     target (d3rlpy's through the field map, with our rtg_scale), and our trained policy is
     evaluated on the episode so far (the rewards reach its return-to-go)."""
-    import benchmarks.quality_table as qt
+    from benchmarks._lib import quality_specs, quality_workers
     from tianshou_offline.recording.dt_policies import ReturnConditionedActFn
     from tianshou_offline.scale.cell_eval import best_episode_return
 
     path = _pendulum_file(tmp_path / "pendulum.hdf5")
     best = best_episode_return(path)
-    assert qt.row_overrides("dt", path) == {"target_return": best}
-    assert qt.row_overrides("td3bc", path) == {}
-    scale = qt.SCALES["small"]
-    peer = qt.d3rlpy_spec(scale, "continuous", "dt", qt.row_overrides("dt", path))
-    config = qt.our_config(scale, "continuous", "dt", target_return=best)
+    assert quality_specs.row_overrides("dt", path) == {"target_return": best}
+    assert quality_specs.row_overrides("td3bc", path) == {}
+    scale = quality_specs.SCALES["small"]
+    peer = quality_specs.d3rlpy_spec(
+        scale, "continuous", "dt", quality_specs.row_overrides("dt", path)
+    )
+    config = quality_specs.our_config(scale, "continuous", "dt", target_return=best)
     hp = config.hyperparameters()
     assert peer["params"]["target_return"] == best == hp["target_return"]
     assert peer["params"]["rtg_scale"] == hp["rtg_scale"] and peer["observation_scaler"]
@@ -435,10 +439,10 @@ def test_quality_table_dt_line_conditions_both_sides_on_the_files_best_return(
         "preset": scale.preset, "hp": hp, "overrides": {"target_return": best}, "seed": 0,
         "batch_size": 8, "gradient_steps": 3, "outputs": {"dt": "default"}, "eval_episodes": 1,
     }  # fmt: skip
-    policies, _ = qt.train_ours(spec)
+    policies, _ = quality_workers.train_ours(spec)
     act = policies[0]["dt"]
     assert isinstance(act, ReturnConditionedActFn) and act.policy.target_return == best
-    figures = qt.evaluate_policy(spec, act)
+    figures = quality_workers.evaluate_policy(spec, act)
     assert len(figures["returns"]) == 1 and np.isfinite(figures["return_mean"])
     assert act._state is not None and int(act._state.t[0, -1]) == 199  # the episode's steps
 

@@ -365,55 +365,51 @@ def test_cli_level_names_are_the_librarys() -> None:
 # ------------------------------------------------------------------ MountainCar row
 
 
-@pytest.fixture()
-def quality_table() -> Any:
-    return importlib.import_module("benchmarks.quality_table")
-
-
-def _mountaincar_cql(qt: Any, path: Path, steps: int) -> tuple[dict[str, Any], float, float]:
+def _mountaincar_cql(path: Path, steps: int) -> tuple[dict[str, Any], float, float]:
     import torch
 
+    from benchmarks._lib.quality_specs import SCALES, batch_size, our_config
+    from benchmarks._lib.quality_workers import evaluate_policy, train_ours
+
     lo, hi = reference_scores(path)
-    scale = qt.SCALES["small"]
+    scale = SCALES["small"]
     spec = {
         "env": "MountainCar-v0", "suite": "discrete", "algo": "cql", "seed": 0,
         "file": str(path), "gradient_steps": steps, "eval_episodes": 3,
-        "preset": scale.preset, "batch_size": qt.batch_size(scale, "discrete", "cql"),
-        "hp": qt.our_config(scale, "discrete", "cql").hyperparameters(),
+        "preset": scale.preset, "batch_size": batch_size(scale, "discrete", "cql"),
+        "hp": our_config(scale, "discrete", "cql").hyperparameters(),
         "outputs": {"cql": "default"},
     }  # fmt: skip
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        policies, seconds = qt.train_ours(spec)
-        result = qt.evaluate_policy(spec, policies[0]["cql"])
+        policies, seconds = train_ours(spec)
+        result = evaluate_policy(spec, policies[0]["cql"])
     assert seconds > 0 and math.isfinite(result["score"])
     assert result["score"] == pytest.approx(100 * (result["return_mean"] - lo) / (hi - lo))
     return result, lo, hi
 
 
-def test_mountaincar_recording_to_discrete_cql(quality_table: Any, tmp_path: Path) -> None:
+def test_mountaincar_recording_to_discrete_cql(tmp_path: Path) -> None:
     """The row's path end to end (small budget): scripted ε-random episodes recorded with
     EpisodeRecorder, the reference scores stored with them, DiscreteCQL trained on the file,
     evaluated and scored with the file's reference scores."""
-    path = quality_table.record_mountain_car(
-        tmp_path / "mc.hdf5", episodes=5, eps=0.3, reference_episodes=5
-    )
+    from benchmarks._lib.quality_data import record_mountain_car
+
+    path = record_mountain_car(tmp_path / "mc.hdf5", episodes=5, eps=0.3, reference_episodes=5)
     md = read_metadata(path)
     assert md.num_episodes == 5 and md.provenance is not None
     assert md.provenance.extra["policy"].startswith("scripted energy pumping")
     lo, hi = reference_scores(path)
     assert lo == -200.0 and -160.0 < hi < -80.0  # random never reaches the goal
-    _mountaincar_cql(quality_table, path, steps=100)
+    _mountaincar_cql(path, steps=100)
 
 
 @pytest.mark.slow
-def test_discrete_cql_learns_mountaincar_from_recorded_episodes(
-    quality_table: Any, tmp_path: Path
-) -> None:
+def test_discrete_cql_learns_mountaincar_from_recorded_episodes(tmp_path: Path) -> None:
     """DiscreteCQL on 20 recorded episodes reaches the goal (a return above −200, which
     random actions and an untrained network never get)."""
-    path = quality_table.record_mountain_car(
-        tmp_path / "mc.hdf5", episodes=20, eps=0.3, reference_episodes=5
-    )
-    result, _, _ = _mountaincar_cql(quality_table, path, steps=4000)
+    from benchmarks._lib.quality_data import record_mountain_car
+
+    path = record_mountain_car(tmp_path / "mc.hdf5", episodes=20, eps=0.3, reference_episodes=5)
+    result, _, _ = _mountaincar_cql(path, steps=4000)
     assert result["return_mean"] > -200.0, result

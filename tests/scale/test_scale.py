@@ -293,26 +293,22 @@ def test_a_cell_killed_mid_run_resumes_from_its_checkpoint(cartpole: Path, tmp_p
 # --------------------------------------------------------------- the quality table on Ray
 
 
-@pytest.fixture(scope="module")
-def quality_table() -> Any:
-    import importlib
-
-    return importlib.import_module("benchmarks.quality_table")
-
-
-def test_quality_table_jobs_on_ray_equal_local_runs(quality_table: Any, tmp_path: Path) -> None:
+def test_quality_table_jobs_on_ray_equal_local_runs(tmp_path: Path) -> None:
     """``quality_table.py --ray``: each job a Ray task; the results equal the same jobs run
     locally (each job is a seeded process of its own), kept results are not rerun, and a job
     that fails is reported with its error while the others finish."""
     import dataclasses
 
-    qt = quality_table
-    path = qt.record_mountain_car(tmp_path / "mc.hdf5", episodes=4, eps=0.3, reference_episodes=3)
-    row = qt.ROWS["mountaincar"]
+    from benchmarks._lib.quality_data import record_mountain_car
+    from benchmarks._lib.quality_jobs import make_jobs, run_jobs
+    from benchmarks._lib.quality_specs import ROWS, SCALES
+
+    path = record_mountain_car(tmp_path / "mc.hdf5", episodes=4, eps=0.3, reference_episodes=3)
+    row = ROWS["mountaincar"]
     scale = dataclasses.replace(
-        qt.SCALES["small"], gradient_steps={"continuous": 30, "discrete": 30}, eval_episodes=2
+        SCALES["small"], gradient_steps={"continuous": 30, "discrete": 30}, eval_episodes=2
     )
-    jobs = qt.make_jobs([row], {row.key: path}, {}, scale=scale, seeds=1,
+    jobs = make_jobs([row], {row.key: path}, {}, scale=scale, seeds=1,
                         algorithms=["il", "cql"], sides=["ours"], device="cpu")  # fmt: skip
     gone = {"file": str(tmp_path / "gone.hdf5"), "file_sha256": "0" * 64, "seed": 9, "seeds": [9]}
     bad = dataclasses.replace(jobs[0], seeds=(9,), spec={**jobs[0].spec, **gone})
@@ -321,7 +317,7 @@ def test_quality_table_jobs_on_ray_equal_local_runs(quality_table: Any, tmp_path
     local.mkdir()
 
     def run(jobs: list[Any], out: Path, **kw: Any) -> dict[str, Any]:
-        return {j.name: r for j, r in qt.run_jobs(jobs, out, None, parallel=2, **kw)}
+        return {j.name: r for j, r in run_jobs(jobs, out, None, parallel=2, **kw)}
 
     got = run([*jobs, bad], on_ray, use_ray=True)
     assert isinstance(got[bad.name], RuntimeError) and "gone.hdf5" in str(got[bad.name])
