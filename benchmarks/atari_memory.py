@@ -24,6 +24,7 @@ Usage: ``python -m benchmarks.atari_memory [--steps 1000000] [--workdir DIR] [--
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import resource
@@ -37,11 +38,8 @@ from typing import Any
 import numpy as np
 
 from benchmarks._lib import report, results
+from benchmarks._lib.atari_frames import FRAME, GB, STACK, atari_writer, synthetic_steps
 from benchmarks._lib.peers import child_env
-
-FRAME = (84, 84)
-STACK = 4
-GB = 1e9
 
 
 def rss_bytes() -> int:
@@ -56,40 +54,19 @@ def peak_rss_bytes() -> int:
 
 def write_file(path: Path, steps: int, episode_len: int, seed: int = 0) -> float:
     """Write the synthetic compact buffer; returns seconds."""
-    import gymnasium as gym
     from tqdm import tqdm
-
-    from tianshou_offline import BufferWriter, Provenance
 
     rng = np.random.default_rng(seed)
     pool = rng.integers(0, 255, size=(4096, *FRAME), dtype=np.uint8)  # content is irrelevant
     chunk = 16_384
     start = time.perf_counter()
     with (
-        BufferWriter(
-            path,
-            observation_space=gym.spaces.Box(0, 255, (STACK, *FRAME), np.uint8),
-            action_space=gym.spaces.Discrete(6),
-            env_id="PongNoFrameskip-v4",
-            provenance=Provenance(source="synthetic", converter="benchmarks/atari_memory.py"),
-            store_obs_next=False,
-            stack_num=STACK,
-            save_only_last_obs=True,
-            overwrite=True,
-        ) as writer,
+        atari_writer(path, "benchmarks/atari_memory.py", overwrite=True) as writer,
         tqdm(total=steps, unit="step", desc="writing", file=sys.stderr) as bar,
     ):
         for s in range(0, steps, chunk):
             n = min(chunk, steps - s)
-            rows = np.arange(s, s + n)
-            term = (rows % episode_len) == episode_len - 1
-            writer.add_transitions(
-                obs=pool[rows % len(pool)],
-                act=rng.integers(0, 6, size=n),
-                rew=rng.choice([-1.0, 0.0, 1.0], size=n, p=[0.01, 0.98, 0.01]),
-                terminated=term,
-                truncated=np.zeros(n, bool),
-            )
+            writer.add_transitions(**synthetic_steps(np.arange(s, s + n), pool, rng, episode_len))
             bar.update(n)
     return time.perf_counter() - start
 
@@ -221,14 +198,9 @@ def _block(r: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def table(records: Sequence[dict[str, Any]]) -> str:
-    """The documentation's section: one :func:`_block` per kept result."""
-    return report.per_result(records, _block)
-
-
 def readme_section() -> str:
-    """The documentation's section: :func:`table` of every kept result."""
-    return table(results.read_results(BENCHMARK))
+    """The documentation's section: one :func:`_block` per kept result."""
+    return report.kept_section(BENCHMARK, _block)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -252,7 +224,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = p.parse_args(argv)
     if args.table_only or args.readme:
-        return report.show_kept(args, BENCHMARK, table, missed_targets)
+        return report.show_kept(
+            args, BENCHMARK, functools.partial(report.per_result, render=_block), missed_targets
+        )
     if args.child:
         result = measure(args.file, args.child, args.updates, args.threads, args.with_tensorflow)
         print("RESULT " + json.dumps(result))

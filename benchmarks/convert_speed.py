@@ -59,6 +59,7 @@ import numpy as np
 
 from benchmarks._lib import report, results
 from benchmarks._lib.peers import child_env
+from benchmarks._lib.process_memory import status_kib
 
 BENCHMARK = "convert_speed"
 CODE = ("benchmarks/convert_speed.py", "tianshou_offline/converters", "tianshou_offline/data")
@@ -288,14 +289,6 @@ def run_interleaved(
 # --------------------------------------------------------------------------------------
 
 
-def _status_kib(field: str) -> int:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    return 0
-
-
 def memprobe(kind: str, source: str, output: str, minari_root: str) -> None:
     """(subprocess) convert once; print JSON with the RSS before and the peak after."""
     os.environ["MINARI_DATASETS_PATH"] = minari_root
@@ -312,12 +305,12 @@ def memprobe(kind: str, source: str, output: str, minari_root: str) -> None:
     get_arrow_storage()
     get_hdf5_storage()
 
-    before = _status_kib("VmRSS")
+    before = status_kib("VmRSS")
     if kind == "d4rl":
         convert_d4rl(source, output, overwrite=True, progress=False)
     else:
         convert_minari(source, output, overwrite=True, progress=False)
-    peak = _status_kib("VmHWM")
+    peak = status_kib("VmHWM")
     print(json.dumps({"before_kib": before, "peak_kib": peak}))
 
 
@@ -425,14 +418,9 @@ def _block(rec: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def table(records: Sequence[dict[str, Any]]) -> str:
-    """The documentation's section: one :func:`_block` per kept result."""
-    return report.per_result(records, _block)
-
-
 def readme_section() -> str:
-    """The documentation's section: :func:`table` of every kept result."""
-    return table(results.read_results(BENCHMARK))
+    """The documentation's section: one :func:`_block` per kept result."""
+    return report.kept_section(BENCHMARK, _block)
 
 
 # --------------------------------------------------------------------------------------
@@ -463,7 +451,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = p.parse_args(argv)
     if args.table_only or args.readme:
-        return report.show_kept(args, BENCHMARK, table, missed_targets)
+        return report.show_kept(
+            args, BENCHMARK, partial(report.per_result, render=_block), missed_targets
+        )
     if args._memprobe:
         memprobe(*args._memprobe)
         return 0

@@ -32,11 +32,12 @@ import tianshou_offline.cli._no_tensorflow  # noqa: F401  (first: keeps TensorFl
 # isort: split
 
 import argparse
+import functools
 import json
 import logging
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -201,14 +202,9 @@ def _block(record: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def table(records: Sequence[dict[str, Any]]) -> str:
-    """The documentation's section: one :func:`_block` per kept result."""
-    return report.per_result(records, _block)
-
-
 def readme_section() -> str:
-    """The documentation's section: :func:`table` of every kept result."""
-    return table(results.read_results(BENCHMARK))
+    """The documentation's section: one :func:`_block` per kept result."""
+    return report.kept_section(BENCHMARK, _block)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -234,7 +230,9 @@ def main(argv: list[str] | None = None) -> int:
     report.add_arguments(parser, table=True)
     args = parser.parse_args(argv)
     if args.table_only or args.readme:
-        return report.show_kept(args, BENCHMARK, table)
+        return report.show_kept(
+            args, BENCHMARK, functools.partial(report.per_result, render=_block)
+        )
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(args.threads)
     load = results.LoadMonitor().start()

@@ -30,12 +30,13 @@ import tianshou_offline.cli._no_tensorflow  # noqa: F401  (first: keeps TensorFl
 # isort: split
 
 import argparse
+import functools
 import json
 import logging
 import sys
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +48,8 @@ from tianshou.algorithm.optim import AdamOptimizerFactory
 from tianshou.utils.torch_utils import policy_within_training_step
 
 from benchmarks._lib import report, results
-from tianshou_offline import BufferWriter, load_buffer
+from benchmarks._lib.rollouts import episode_returns, write_pendulum_data
+from tianshou_offline import load_buffer
 from tianshou_offline.algorithms import (
     TD3BC,
     CriticEnsemble,
@@ -55,67 +57,14 @@ from tianshou_offline.algorithms import (
     DeterministicPolicy,
 )
 from tianshou_offline.evaluation import fqe_rank
-from tianshou_offline.quickstart import ScriptedPendulumExpert
 from tianshou_offline.recording.policies import save_policy_checkpoint
 
 TASK = "Pendulum-v1"
 
 
-def write_data(path: Path, episodes: int, max_noise: float, seed: int) -> float:
-    """Mixed-quality episodes of the scripted controller; returns their mean return."""
-    env = gym.make(TASK)
-    rng = np.random.default_rng(seed)
-    returns = []
-    with BufferWriter(
-        path,
-        observation_space=env.observation_space,
-        action_space=env.action_space,
-        env_id=TASK,
-    ) as writer:
-        for e in range(episodes):
-            expert = ScriptedPendulumExpert(noise=float(rng.uniform(0, max_noise)), seed=seed + e)
-            cols: dict[str, list[Any]] = {
-                k: [] for k in ("obs", "act", "rew", "obs_next", "terminated", "truncated")
-            }
-            obs, _ = env.reset(seed=seed * 10_000 + e)
-            done = False
-            while not done:
-                act = expert(obs)
-                nxt, rew, term, trunc, _ = env.step(act)
-                for k, v in zip(cols, (obs, act, rew, nxt, term, trunc), strict=True):
-                    cols[k].append(v)
-                obs, done = nxt, term or trunc
-            returns.append(float(np.sum(cols["rew"])))
-            a = {k: np.asarray(v) for k, v in cols.items()}
-            writer.add_episode(
-                obs=a["obs"],
-                act=a["act"],
-                rew=a["rew"],
-                terminated=a["terminated"],
-                truncated=a["truncated"],
-                obs_next=a["obs_next"],
-            )
-    return float(np.mean(returns))
-
-
 def rollouts(policy: DeterministicPolicy, n: int, gamma: float, seed: int) -> tuple[float, float]:
     """Mean discounted and undiscounted return of ``n`` fresh episodes."""
-    env = gym.make(TASK)
-    disc, undisc = [], []
-    policy.eval()
-    for e in range(n):
-        obs, _ = env.reset(seed=seed + e)
-        g, total, t, done = 0.0, 0.0, 0, False
-        while not done:
-            with policy_within_training_step(policy, enabled=False):
-                act = policy.compute_action(np.asarray(obs, dtype=np.float32))
-            obs, rew, term, trunc, _ = env.step(np.asarray(act, dtype=np.float32).reshape(1))
-            g += gamma**t * float(rew)
-            total += float(rew)
-            t += 1
-            done = term or trunc
-        disc.append(g)
-        undisc.append(total)
+    disc, undisc = episode_returns(policy, TASK, n, gamma, seed)
     return float(np.mean(disc)), float(np.mean(undisc))
 
 
@@ -172,14 +121,9 @@ def _block(record: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def table(records: Sequence[dict[str, Any]]) -> str:
-    """The documentation's section: one :func:`_block` per kept result."""
-    return report.per_result(records, _block)
-
-
 def readme_section() -> str:
-    """The documentation's section: :func:`table` of every kept result."""
-    return table(results.read_results(BENCHMARK))
+    """The documentation's section: one :func:`_block` per kept result."""
+    return report.kept_section(BENCHMARK, _block)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -204,7 +148,9 @@ def main(argv: list[str] | None = None) -> int:
     report.add_arguments(parser, table=True)
     args = parser.parse_args(argv)
     if args.table_only or args.readme:
-        return report.show_kept(args, BENCHMARK, table)
+        return report.show_kept(
+            args, BENCHMARK, functools.partial(report.per_result, render=_block)
+        )
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(args.threads)
     load = results.LoadMonitor().start()
@@ -213,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         data = work / "pendulum_mixed.hdf5"
-        data_return = write_data(data, args.episodes, args.max_noise, args.seed)
+        data_return = write_pendulum_data(data, args.episodes, args.max_noise, args.seed)
         data_hash = {data.name: results.file_sha256(data)}
         buffer = load_buffer(data)
         env = gym.make(TASK)

@@ -68,7 +68,7 @@ from scipy.stats import spearmanr
 from tianshou.utils.torch_utils import policy_within_training_step
 
 from benchmarks._lib.results import LoadMonitor, file_sha256, read_results, write_result
-from benchmarks.fqe_rank import write_data as write_pendulum_data
+from benchmarks._lib.rollouts import episode_returns, write_pendulum_data
 from tianshou_offline import BufferWriter, load_buffer
 from tianshou_offline.data.format import read_metadata
 from tianshou_offline.datasets import LEVELS, FamilyConfig, make_datasets
@@ -188,26 +188,7 @@ def train_checkpoints(
 def rollouts(policy: Any, env_id: str, n: int, gamma: float, seed: int) -> dict[str, float]:
     """Mean (and standard error of the) discounted return of ``n`` fresh episodes, and the
     mean undiscounted return."""
-    env = gym.make(env_id)
-    disc, undisc = [], []
-    policy.eval()
-    for e in range(n):
-        obs, _ = env.reset(seed=seed + e)
-        g, total, t, done = 0.0, 0.0, 0, False
-        while not done:
-            with torch.no_grad(), policy_within_training_step(policy, enabled=False):
-                act = policy.compute_action(np.asarray(obs, dtype=np.float32))
-            if isinstance(env.action_space, gym.spaces.Discrete):
-                act = int(np.asarray(act).reshape(-1)[0])
-            else:
-                act = np.asarray(act, dtype=np.float32).reshape(env.action_space.shape)
-            obs, rew, term, trunc, _ = env.step(act)
-            g += gamma**t * float(rew)
-            total += float(rew)
-            t += 1
-            done = term or trunc
-        disc.append(g)
-        undisc.append(total)
+    disc, undisc = episode_returns(policy, env_id, n, gamma, seed)
     return {
         "value": float(np.mean(disc)),
         "value_se": float(np.std(disc, ddof=1) / math.sqrt(n)) if n > 1 else 0.0,

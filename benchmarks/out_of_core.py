@@ -64,8 +64,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from benchmarks._lib import report, results
 from benchmarks._lib.atari_frames import GB, build
@@ -84,24 +85,15 @@ def readme_section() -> str:
     return table(results.read_results(BENCHMARK))
 
 
-def _keep_io(args: argparse.Namespace) -> int:
+def _keep(args: argparse.Namespace, measure: Callable[[argparse.Namespace], dict[str, Any]]) -> int:
+    """Run ``measure`` (a configuration without a target) and keep its result, named by the
+    command and the transitions it ran on."""
     load = results.LoadMonitor().start()
-    res = run_io(args)
+    res = measure(args)
     load.stop()
     settings = {k: v for k, v in vars(args).items() if k not in ("dir", "cmd")}
     return report.keep(
-        BENCHMARK, f"io-{res['transitions']}", settings=settings, figures=res,
-        code=CODE, load=load, missed=[], check=False,
-    )  # fmt: skip
-
-
-def _keep_pixels(args: argparse.Namespace) -> int:
-    load = results.LoadMonitor().start()
-    res = run_pixels(args)
-    load.stop()
-    settings = {k: v for k, v in vars(args).items() if k not in ("dir", "cmd")}
-    return report.keep(
-        BENCHMARK, f"pixels-{res['transitions']}", settings=settings, figures=res,
+        BENCHMARK, f"{args.cmd}-{res['transitions']}", settings=settings, figures=res,
         code=CODE, load=load, missed=[], check=False,
     )  # fmt: skip
 
@@ -149,9 +141,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         build(args)
         return 0
     if args.cmd == "io":
-        return _keep_io(args)
+        return _keep(args, run_io)
     if args.cmd == "pixels":
-        return _keep_pixels(args)
+        return _keep(args, run_pixels)
     load = results.LoadMonitor().start()
     res = run(args)
     load.stop()

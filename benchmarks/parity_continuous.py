@@ -58,6 +58,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import time
@@ -230,6 +231,15 @@ def _ts_critic(h: list[int]) -> ContinuousCritic:
     )
 
 
+def _ts_critics(h: list[int], src: CriticEnsemble | None) -> tuple[ContinuousCritic, ...]:
+    """Tianshou's two critics, started from members 0 and 1 of our ensemble ``src``."""
+    critics = (_ts_critic(h), _ts_critic(h))
+    if src is not None:
+        for member, critic in enumerate(critics):
+            copy_critic(src, member, critic)
+    return critics
+
+
 def build_tianshou(
     name: str,
     env: gym.Env[Any, Any],
@@ -273,12 +283,10 @@ def build_tianshou(
             max_action=1.0,
             phi=0.05,
         )
-        critic, critic2 = _ts_critic(h), _ts_critic(h)
+        critic, critic2 = _ts_critics(h, None if src is None else src.policy.critics)
         if src is not None:
             copy_vae(src.policy.vae, vae)
             copy_mlp(src.policy.perturbation.net, perturbation)
-            copy_critic(src.policy.critics, 0, critic)
-            copy_critic(src.policy.critics, 1, critic2)
         bcq_policy = TsBCQPolicy(
             actor_perturbation=perturbation,
             critic=critic,
@@ -304,11 +312,9 @@ def build_tianshou(
             unbounded=True,
             conditioned_sigma=True,
         )
-        critic, critic2 = _ts_critic(h), _ts_critic(h)
+        critic, critic2 = _ts_critics(h, None if src is None else src.critics)
         if src is not None:
             copy_gaussian_actor(src.policy.actor, gaussian_actor)
-            copy_critic(src.critics, 0, critic)
-            copy_critic(src.critics, 1, critic2)
         return TsCQL(
             policy=SACPolicy(actor=gaussian_actor, action_space=space),
             policy_optim=Adam(lr=1e-3),
@@ -331,11 +337,9 @@ def build_tianshou(
         actor = ContinuousActorDeterministic(
             preprocess_net=Net(state_shape=(OBS_DIM,), hidden_sizes=h), action_shape=(ACT_DIM,)
         )
-        critic, critic2 = _ts_critic(h), _ts_critic(h)
+        critic, critic2 = _ts_critics(h, None if src is None else src.critics)
         if src is not None:
             copy_mlp(src.policy.actor.net, actor)
-            copy_critic(src.critics, 0, critic)
-            copy_critic(src.critics, 1, critic2)
         return TsTD3BC(
             policy=ContinuousDeterministicPolicy(actor=actor, action_space=space),
             policy_optim=Adam(lr=3e-4),
@@ -622,14 +626,7 @@ def format_table(runs: Sequence[Run]) -> str:
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name in LABELS:
-        ours = sorted(
-            (r for r in runs if r.algorithm == name and r.implementation == "ours"),
-            key=lambda r: r.seed,
-        )
-        ts = sorted(
-            (r for r in runs if r.algorithm == name and r.implementation == "tianshou"),
-            key=lambda r: r.seed,
-        )
+        ours, ts = parity.sides(runs, name)
         if not ours:
             continue
         paired = [r.seed for r in ours] == [r.seed for r in ts]
@@ -660,14 +657,9 @@ def _block(record: Mapping[str, Any]) -> str:
     )
 
 
-def table(records: Sequence[dict[str, Any]]) -> str:
-    """The documentation's section: one :func:`_block` per kept result."""
-    return report.per_result(records, _block)
-
-
 def readme_section() -> str:
-    """The documentation's section: :func:`table` of every kept result."""
-    return table(results.read_results(BENCHMARK))
+    """The documentation's section: one :func:`_block` per kept result."""
+    return report.kept_section(BENCHMARK, _block)
 
 
 def main(argv: list[str] | None = None) -> list[Run]:
@@ -699,7 +691,7 @@ def main(argv: list[str] | None = None) -> list[Run]:
     report.add_arguments(parser, table=True)
     args = parser.parse_args(argv)
     if args.table_only or args.readme:
-        report.show_kept(args, BENCHMARK, table)
+        report.show_kept(args, BENCHMARK, functools.partial(report.per_result, render=_block))
         return []
     if args.table_from:
         loaded = [Run(**r) for f in args.table_from for r in json.loads(f.read_text())]

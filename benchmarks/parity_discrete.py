@@ -51,6 +51,7 @@ Usage: ``python -m benchmarks.parity_discrete [--seeds 0 1 2] [--algorithms il c
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import statistics
 import sys
@@ -230,14 +231,7 @@ def format_table(runs: Sequence[Run]) -> str:
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name in ALGORITHMS:
-        ours = sorted(
-            (r for r in runs if r.algorithm == name and r.implementation == "ours"),
-            key=lambda r: r.seed,
-        )
-        ts = sorted(
-            (r for r in runs if r.algorithm == name and r.implementation == "tianshou"),
-            key=lambda r: r.seed,
-        )
+        ours, ts = parity.sides(runs, name)
         if not ours or not ts:
             continue
         paired = [r.seed for r in ours] == [r.seed for r in ts]
@@ -275,14 +269,9 @@ def _block(record: Mapping[str, Any]) -> str:
     )
 
 
-def table(records: Sequence[dict[str, Any]]) -> str:
-    """The documentation's section: one :func:`_block` per kept result."""
-    return report.per_result(records, _block)
-
-
 def readme_section() -> str:
-    """The documentation's section: :func:`table` of every kept result."""
-    return table(results.read_results(BENCHMARK))
+    """The documentation's section: one :func:`_block` per kept result."""
+    return report.kept_section(BENCHMARK, _block)
 
 
 SETTINGS = ("seeds", "epochs", "updates", "episodes", "final_episodes", "algorithms",
@@ -331,7 +320,7 @@ def main(argv: Sequence[str] | None = None) -> list[Run]:
     report.add_arguments(p, table=True)
     args = p.parse_args(argv)
     if args.table_only or args.readme:
-        report.show_kept(args, BENCHMARK, table)
+        report.show_kept(args, BENCHMARK, functools.partial(report.per_result, render=_block))
         return []
     if len(args.seeds) < 3:
         p.error("use at least 3 seeds")

@@ -8,12 +8,52 @@ import argparse
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from tianshou_offline import BufferWriter
 
 FRAME = (84, 84)
 STACK = 4
 GB = 1e9
+
+
+def atari_writer(path: Path, converter: str, **options: Any) -> BufferWriter:
+    """A writer of compact synthetic Pong-shaped data: stacks of ``STACK`` 84×84 uint8 frames
+    of which only the last is stored (``save_only_last_obs``), 6 actions, no ``obs_next``;
+    ``options`` go to :class:`~tianshou_offline.BufferWriter` (``contiguous``, ``overwrite``)."""
+    import gymnasium as gym
+
+    from tianshou_offline import BufferWriter, Provenance
+
+    return BufferWriter(
+        path,
+        observation_space=gym.spaces.Box(0, 255, (STACK, *FRAME), np.uint8),
+        action_space=gym.spaces.Discrete(6),
+        env_id="PongNoFrameskip-v4",
+        provenance=Provenance(source="synthetic", converter=converter),
+        store_obs_next=False,
+        stack_num=STACK,
+        save_only_last_obs=True,
+        **options,
+    )
+
+
+def synthetic_steps(
+    rows: np.ndarray, pool: np.ndarray, rng: np.random.Generator, episode_len: int
+) -> dict[str, Any]:
+    """The transitions at storage ``rows``: frames from ``pool``, uniform actions, rewards
+    ±1 with probability 1% each (drawn from ``rng``, actions first), an episode ending every
+    ``episode_len`` steps."""
+    return {
+        "obs": pool[rows % len(pool)],
+        "act": rng.integers(0, 6, size=len(rows)),
+        "rew": rng.choice([-1.0, 0.0, 1.0], size=len(rows), p=[0.01, 0.98, 0.01]),
+        "terminated": (rows % episode_len) == episode_len - 1,
+        "truncated": np.zeros(len(rows), bool),
+    }
 
 
 def frame_pool(n: int, seed: int) -> np.ndarray:
@@ -35,10 +75,6 @@ def frame_pool(n: int, seed: int) -> np.ndarray:
 
 
 def build(args: argparse.Namespace) -> None:
-    import gymnasium as gym
-
-    from tianshou_offline import BufferWriter, Provenance
-
     out = Path(args.dir)
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
@@ -53,26 +89,11 @@ def build(args: argparse.Namespace) -> None:
             continue
         first, last = j * args.shard_steps, min(args.steps, (j + 1) * args.shard_steps)
         ts = time.perf_counter()
-        with BufferWriter(
-            path,
-            observation_space=gym.spaces.Box(0, 255, (STACK, *FRAME), np.uint8),
-            action_space=gym.spaces.Discrete(6),
-            env_id="PongNoFrameskip-v4",
-            provenance=Provenance(source="synthetic", converter="benchmarks/out_of_core.py"),
-            store_obs_next=False,
-            stack_num=STACK,
-            save_only_last_obs=True,
-            contiguous=True,
-        ) as writer:
+        with atari_writer(path, "benchmarks/out_of_core.py", contiguous=True) as writer:
             for s in range(first, last, chunk):
                 rows = np.arange(s, min(last, s + chunk))
-                term = (rows % args.episode_len) == args.episode_len - 1
                 writer.add_transitions(
-                    obs=pool[rows % len(pool)],
-                    act=rng.integers(0, 6, size=len(rows)),
-                    rew=rng.choice([-1.0, 0.0, 1.0], size=len(rows), p=[0.01, 0.98, 0.01]),
-                    terminated=term,
-                    truncated=np.zeros(len(rows), bool),
+                    **synthetic_steps(rows, pool, rng, args.episode_len),
                     info={"episode_id": rows // args.episode_len},
                 )
         print(

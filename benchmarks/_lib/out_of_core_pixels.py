@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks._lib.process_memory import _status_kb
+from benchmarks._lib.process_memory import status_kib
 
 PIXELS = (3, 64, 64)
 """V-D4RL-style RGB observations (its 84×84 frames scaled to 64×64: one channel-first image)."""
@@ -86,11 +86,11 @@ def run_pixels(args: argparse.Namespace) -> dict[str, Any]:
     for side in ("disk", "ram"):  # disk first: the RAM side's tables would mask its figure
         torch.manual_seed(0)
         algo = make_algorithm("td3bc", obs_space, act_space, **settings)
-        before = _status_kb("RssAnon") * 1024  # the model is built: data only from here
+        before = status_kib("RssAnon") * 1024  # the model is built: data only from here
         buffers[side] = load_buffer(path, memory="disk" if side == "disk" else "ram")
         algo.process_buffer(buffers[side])
         algos[side] = algo
-        anon[side] = _status_kb("RssAnon") * 1024 - before
+        anon[side] = status_kib("RssAnon") * 1024 - before
     n = len(buffers["disk"])
     kinds = {s: type(a.dataset_for(buffers[s])).__name__ for s, a in algos.items()}
 

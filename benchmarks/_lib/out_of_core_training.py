@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks._lib.atari_frames import GB, first_shards
-from benchmarks._lib.process_memory import AnonPeak, _status_kb
+from benchmarks._lib.process_memory import AnonPeak, status_kib
 
 
 def _algorithm() -> Any:
@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     torch.manual_seed(0)
     disk_algo = _algorithm()
     ram_algo = _algorithm()
-    base_anon = _status_kb("RssAnon") * 1024  # interpreter, torch and both models
+    base_anon = status_kib("RssAnon") * 1024  # interpreter, torch and both models
     res["anon_base"] = base_anon
     monitor.reset()
     t0 = time.perf_counter()

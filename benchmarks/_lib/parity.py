@@ -32,6 +32,16 @@ def pairing_summary(runs: Sequence[Any], stream_id: Callable[[Any], object]) -> 
     return f"mini-batches: paired; the same random stream on both sides in {same}/{len(pairs)} runs"
 
 
+def sides(runs: Sequence[Any], algorithm: str) -> tuple[list[Any], list[Any]]:
+    """The runs of ``algorithm`` on each side (ours, Tianshou's), each in seed order."""
+
+    def side(implementation: str) -> list[Any]:
+        mine = (r for r in runs if r.algorithm == algorithm and r.implementation == implementation)
+        return sorted(mine, key=lambda r: r.seed)
+
+    return side("ours"), side("tianshou")
+
+
 def result_name(
     paired: bool, variants: Sequence[str], chosen: Sequence[str], default: Sequence[str]
 ) -> str:

@@ -7,7 +7,8 @@ import threading
 import time
 
 
-def _status_kb(field: str) -> int:
+def status_kib(field: str) -> int:
+    """``field`` of ``/proc/self/status`` in KiB (``RssAnon``, ``VmHWM``); 0 when absent."""
     with open("/proc/self/status") as f:
         for line in f:
             if line.startswith(field + ":"):
@@ -27,13 +28,13 @@ class AnonPeak:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.peak_anon = max(self.peak_anon, _status_kb("RssAnon") * 1024)
-            self.peak_file = max(self.peak_file, _status_kb("RssFile") * 1024)
+            self.peak_anon = max(self.peak_anon, status_kib("RssAnon") * 1024)
+            self.peak_file = max(self.peak_file, status_kib("RssFile") * 1024)
             time.sleep(0.05)
 
     def reset(self) -> None:
-        self.peak_anon = _status_kb("RssAnon") * 1024
-        self.peak_file = _status_kb("RssFile") * 1024
+        self.peak_anon = status_kib("RssAnon") * 1024
+        self.peak_file = status_kib("RssFile") * 1024
 
     def stop(self) -> None:
         self._stop.set()

@@ -65,6 +65,11 @@ def per_result(
     return "\n\n".join([*map(render, records), results.provenance_line(records)])
 
 
+def kept_section(benchmark: str, render: Callable[[Mapping[str, Any]], str]) -> str:
+    """The README section of ``benchmark``: :func:`per_result` of its kept results."""
+    return per_result(results.read_results(benchmark), render)
+
+
 def keep(
     benchmark: str,
     name: str,

@@ -10,6 +10,7 @@ import random
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -54,3 +55,43 @@ def script_main(file_name: str, gather: Gather) -> None:
     torch.set_num_threads(1)
     target = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(file_name)
     print(gather(target))
+
+
+def check_expert(agent: str, best_return: float, expert_return: float) -> None:
+    """Refuse to gather from an online ``agent`` whose best test return stayed below the
+    expert return.
+
+    :raises RuntimeError: naming both returns.
+    """
+    if best_return < expert_return:
+        raise RuntimeError(
+            f"{agent} reached a test return of {best_return:.1f} < {expert_return}; "
+            "cannot gather expert data"
+        )
+
+
+def save_expert(
+    buffer: Any, path: str | os.PathLike[str], env: Any, task: str, *, dataset_id: str,
+    converter: str, extra: dict[str, Any], stats: Any,
+) -> Path:  # fmt: skip
+    """Write the collected ``buffer`` to ``path`` (:func:`tianshou_offline.save_buffer`,
+    replacing a file there) with ``env``'s spaces, the id ``task`` and the provenance of a
+    recorded expert: ``extra`` and the collection's mean return (``stats``, a
+    ``CollectStats``)."""
+    from tianshou_offline import Provenance, save_buffer
+
+    mean = float(stats.returns_stat.mean) if stats.returns_stat is not None else None
+    return save_buffer(
+        buffer,
+        path,
+        observation_space=env.observation_space,
+        action_space=env.action_space,
+        env_id=task,
+        provenance=Provenance(
+            source="recorded",
+            dataset_id=dataset_id,
+            converter=converter,
+            extra={**extra, "collect_mean_return": mean},
+        ),
+        overwrite=True,
+    )

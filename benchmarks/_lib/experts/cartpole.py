@@ -28,7 +28,7 @@ from tianshou.env import DummyVectorEnv
 from tianshou.trainer import OffPolicyTrainerParams
 from tianshou.utils.net.common import Net
 
-from benchmarks._lib.experts import cached_file, script_main
+from benchmarks._lib.experts import cached_file, check_expert, save_expert, script_main
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +50,6 @@ def gather(path: str | os.PathLike[str], *, seed: int = 1, num_steps: int = NUM_
     :returns: ``path`` (written atomically by :func:`tianshou_offline.save_buffer`).
     :raises RuntimeError: QR-DQN did not reach the expert return within its budget.
     """
-    from tianshou_offline import Provenance, save_buffer
-
     t0 = time.perf_counter()
     env = gym.make(TASK)
     assert isinstance(env.action_space, gym.spaces.Discrete)
@@ -114,37 +112,26 @@ def gather(path: str | os.PathLike[str], *, seed: int = 1, num_steps: int = NUM_
             show_progress=False,
         )
     )
-    if result.best_reward < EXPERT_RETURN:
-        raise RuntimeError(
-            f"QR-DQN reached a test return of {result.best_reward:.1f} < {EXPERT_RETURN}; "
-            "cannot gather expert data"
-        )
+    check_expert("QR-DQN", result.best_reward, EXPERT_RETURN)
 
     buffer = VectorReplayBuffer(num_steps, len(test_envs))
     policy.set_eps_inference(EPS_COLLECT)
     collector = Collector[CollectStats](algorithm, test_envs, buffer, exploration_noise=True)
     collector.reset()
     stats = collector.collect(n_step=num_steps)
-    out = save_buffer(
+    out = save_expert(
         buffer,
         path,
-        observation_space=env.observation_space,
-        action_space=env.action_space,
-        env_id=TASK,
-        provenance=Provenance(
-            source="recorded",
-            dataset_id=f"{TASK}-qrdqn-expert-eps{EPS_COLLECT}",
-            converter="benchmarks/_lib/experts/cartpole.py",
-            extra={
-                "seed": seed,
-                "qrdqn_best_test_return": float(result.best_reward),
-                "eps": EPS_COLLECT,
-                "collect_mean_return": float(stats.returns_stat.mean)
-                if stats.returns_stat is not None
-                else None,
-            },
-        ),
-        overwrite=True,
+        env,
+        TASK,
+        dataset_id=f"{TASK}-qrdqn-expert-eps{EPS_COLLECT}",
+        converter="benchmarks/_lib/experts/cartpole.py",
+        extra={
+            "seed": seed,
+            "qrdqn_best_test_return": float(result.best_reward),
+            "eps": EPS_COLLECT,
+        },
+        stats=stats,
     )
     log.info(
         "gathered %d expert steps (QR-DQN test return %.1f, collection return %.1f) in %.0f s",

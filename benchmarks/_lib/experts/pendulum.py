@@ -29,7 +29,7 @@ from tianshou.utils.net.common import Net
 from tianshou.utils.net.continuous import ContinuousActorProbabilistic, ContinuousCritic
 from tianshou.utils.torch_utils import policy_within_training_step
 
-from benchmarks._lib.experts import cached_file, script_main
+from benchmarks._lib.experts import cached_file, check_expert, save_expert, script_main
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +45,6 @@ def gather(path: str | os.PathLike[str], *, seed: int = 0, num_steps: int = NUM_
     :returns: ``path`` (written atomically by :func:`tianshou_offline.save_buffer`).
     :raises RuntimeError: SAC did not reach the expert return within its budget.
     """
-    from tianshou_offline import Provenance, save_buffer
-
     t0 = time.perf_counter()
     env = gym.make(TASK)
     assert isinstance(env.action_space, gym.spaces.Box)
@@ -113,11 +111,7 @@ def gather(path: str | os.PathLike[str], *, seed: int = 0, num_steps: int = NUM_
             show_progress=False,
         )
     )
-    if result.best_reward < EXPERT_RETURN:
-        raise RuntimeError(
-            f"SAC reached a test return of {result.best_reward:.1f} < {EXPERT_RETURN}; "
-            "cannot gather expert data"
-        )
+    check_expert("SAC", result.best_reward, EXPERT_RETURN)
 
     buffer = VectorReplayBuffer(num_steps, len(train_envs))
     collector = Collector[CollectStats](algorithm, train_envs, buffer, exploration_noise=True)
@@ -126,25 +120,18 @@ def gather(path: str | os.PathLike[str], *, seed: int = 0, num_steps: int = NUM_
         stats = collector.collect(n_step=num_steps)
     # the collector stores the policy's [-1, 1] actions; the format holds environment units
     buffer.act[:] = policy.map_action(buffer.act)
-    out = save_buffer(
+    out = save_expert(
         buffer,
         path,
-        observation_space=env.observation_space,
-        action_space=env.action_space,
-        env_id=TASK,
-        provenance=Provenance(
-            source="recorded",
-            dataset_id=f"{TASK}-sac-expert",
-            converter="benchmarks/_lib/experts/pendulum.py",
-            extra={
-                "seed": seed,
-                "sac_best_test_return": float(result.best_reward),
-                "collect_mean_return": float(stats.returns_stat.mean)
-                if stats.returns_stat is not None
-                else None,
-            },
-        ),
-        overwrite=True,
+        env,
+        TASK,
+        dataset_id=f"{TASK}-sac-expert",
+        converter="benchmarks/_lib/experts/pendulum.py",
+        extra={
+            "seed": seed,
+            "sac_best_test_return": float(result.best_reward),
+        },
+        stats=stats,
     )
     log.info(
         "gathered %d expert steps (SAC test return %.1f) in %.0f s",
