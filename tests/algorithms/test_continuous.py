@@ -768,6 +768,7 @@ def test_example_trains_on_a_minari_id(
     result = module.main(
         [
             "--expert-data-task", "test/pendulum/random-v0",
+            "--task", SHORT_TASK,  # Pendulum in 20-step episodes: short tests and evaluations
             "--data-dir", str(tmp_path / "cache"),
             "--hidden-sizes", "16", "16",
             "--epoch", "1",

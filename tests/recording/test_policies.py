@@ -23,6 +23,7 @@ import pytest
 import torch
 
 from tests.helpers.examples import folder_on_path
+from tests.helpers.pendulum import SHORT_TASK
 from tianshou_offline import EpisodeRecorder, load_buffer
 from tianshou_offline.algorithms import (
     VAE,
@@ -310,6 +311,7 @@ def test_mujoco_example_policy_replays(
     module: Any = importlib.import_module(example)
     argv = [
         "--expert-data-task", str(pendulum_data), "--epoch", "1", "--step-per-epoch", "10",
+        "--task", SHORT_TASK,  # Pendulum in 20-step episodes: short tests and evaluations
         "--batch-size", "32", "--hidden-sizes", "16", "16", "--test-num", "1",
         "--logdir", str(tmp_path / "log"), "--logger", "none", "--show-progress", "0",
     ]  # fmt: skip
