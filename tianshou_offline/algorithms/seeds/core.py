@@ -464,6 +464,17 @@ class SeedBatch(
         self._modules_cache = None
         return target
 
+    def _stack_actor_critics(self, members: Sequence[Any]) -> None:
+        """Stack the members' actor, critics and both their targets, and mirror the actor's
+        and the critics' optimizers (the algorithms with a target actor: TD3+BC, ReBRAC,
+        CRR)."""
+        self.actor = self._stack([m.policy.actor for m in members])
+        self.actor_target = self._stack_target(self.actor, [m.actor_target for m in members])
+        self.critics = self._stack([m.critics for m in members])
+        self.critics_target = self._stack_target(self.critics, [m.critics_target for m in members])
+        self.actor_optim = self._mirror_optimizer("actor_optim")
+        self.critic_optim = self._mirror_optimizer("critic_optim")
+
     def _stack_parameter(self, params: Sequence[nn.Parameter]) -> nn.Parameter:
         """Stack one plain parameter of every member (a temperature, a multiplier)."""
         stacked = stack_parameters(params)

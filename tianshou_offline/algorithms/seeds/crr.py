@@ -35,13 +35,7 @@ class SeedCRR(SeedBatch[CRR[Any], Transitions, CRRTrainingStats]):
     ) -> None:
         super().__init__(members, rng_states)
         first = members[0]
-        plain: list[Any] = list(members)
-        self.actor = self._stack([m.policy.actor for m in plain])
-        self.actor_target = self._stack_target(self.actor, [m.actor_target for m in plain])
-        self.critics = self._stack([m.critics for m in plain])
-        self.critics_target = self._stack_target(self.critics, [m.critics_target for m in plain])
-        self.actor_optim = self._mirror_optimizer("actor_optim")
-        self.critic_optim = self._mirror_optimizer("critic_optim")
+        self._stack_actor_critics(members)
         self.squash: bool = first.policy.squash
         self.tau: float = first.tau
         self.weight: str = first.weight

@@ -40,13 +40,7 @@ class SeedTD3Base(SeedBatch[TMember, TSeedBatch, TSeedStats]):
     ) -> None:
         super().__init__(members, rng_states)
         first: Any = members[0]
-        plain: list[Any] = list(members)
-        self.actor = self._stack([m.policy.actor for m in plain])
-        self.actor_target = self._stack_target(self.actor, [m.actor_target for m in plain])
-        self.critics = self._stack([m.critics for m in plain])
-        self.critics_target = self._stack_target(self.critics, [m.critics_target for m in plain])
-        self.actor_optim = self._mirror_optimizer("actor_optim")
-        self.critic_optim = self._mirror_optimizer("critic_optim")
+        self._stack_actor_critics(members)
         self.tau: float = first.tau
         self.policy_noise: float = first.policy_noise
         self.noise_clip: float = first.noise_clip
