@@ -116,11 +116,15 @@ from tianshou_offline.algorithms import (
     TransitionDataset,
 )
 from tianshou_offline.algorithms import MLP as OurMLP
+from tianshou_offline.algorithms.registry import make_config
 
 BENCHMARK = "parity_continuous"
 CODE = ("benchmarks/parity_continuous.py", "tianshou_offline/algorithms")
 TASK = "Pendulum-v1"
 OBS_DIM, ACT_DIM = 3, 1
+PRESET = "small"
+"""The preset whose IL, BCQ and TD3+BC settings both sides train with
+(:mod:`tianshou_offline.algorithms.presets`)."""
 CQL_WEIGHT = 5.0
 """The CQL weight of Kumar et al.'s MuJoCo runs, without the Lagrange multiplier: with
 Tianshou's defaults (Lagrange, τ = 10, gradient clipping at 1) the multiplier decays to ~0 on
@@ -240,6 +244,12 @@ def _ts_critics(h: list[int], src: CriticEnsemble | None) -> tuple[ContinuousCri
     return critics
 
 
+def _preset(name: str) -> Any:
+    """The ``small`` preset's config of ``name``: where both sides' settings of IL, BCQ and
+    TD3+BC come from (CQL and CRR keep Tianshou's example settings, which differ)."""
+    return make_config(name, "continuous", preset=PRESET)
+
+
 def build_tianshou(
     name: str,
     env: gym.Env[Any, Any],
@@ -260,7 +270,7 @@ def build_tianshou(
         if src is not None:
             copy_mlp(src.policy.actor.net, actor)
         policy = ImitationPolicy(actor=actor, action_space=space, action_scaling=True)
-        return OfflineImitationLearning(policy=policy, optim=Adam(lr=1e-3))
+        return OfflineImitationLearning(policy=policy, optim=Adam(lr=_preset("il").lr))
     if name == "bcq":
         vae = TsVAE(
             encoder=TsMLP(input_dim=OBS_DIM + ACT_DIM, hidden_sizes=h),
@@ -281,7 +291,7 @@ def build_tianshou(
         perturbation = TsPerturbation(
             preprocess_net=perturbation_net,
             max_action=1.0,
-            phi=0.05,
+            phi=_preset("bcq").phi,
         )
         critic, critic2 = _ts_critics(h, None if src is None else src.policy.critics)
         if src is not None:
@@ -294,16 +304,17 @@ def build_tianshou(
             action_space=space,
             action_scaling=True,
         )
+        c = _preset("bcq")
         return TsBCQ(
             policy=bcq_policy,
-            actor_perturbation_optim=Adam(lr=1e-3),
-            critic_optim=Adam(lr=1e-3),
-            vae_optim=Adam(lr=1e-3),
+            actor_perturbation_optim=Adam(lr=c.actor_lr),
+            critic_optim=Adam(lr=c.critic_lr),
+            vae_optim=Adam(lr=c.vae_lr),
             critic2=critic2,
-            gamma=0.99,
-            tau=0.005,
-            lmbda=0.75,
-            num_sampled_action=10,
+            gamma=c.gamma,
+            tau=c.tau,
+            lmbda=c.lmbda,
+            num_sampled_action=c.num_sampled_actions,
         )
     if name == "cql":
         gaussian_actor = ContinuousActorProbabilistic(
@@ -340,19 +351,20 @@ def build_tianshou(
         critic, critic2 = _ts_critics(h, None if src is None else src.critics)
         if src is not None:
             copy_mlp(src.policy.actor.net, actor)
+        c = _preset("td3bc")
         return TsTD3BC(
             policy=ContinuousDeterministicPolicy(actor=actor, action_space=space),
-            policy_optim=Adam(lr=3e-4),
+            policy_optim=Adam(lr=c.actor_lr),
             critic=critic,
-            critic_optim=Adam(lr=3e-4),
+            critic_optim=Adam(lr=c.critic_lr),
             critic2=critic2,
-            critic2_optim=Adam(lr=3e-4),
-            tau=0.005,
-            gamma=0.99,
-            policy_noise=0.2,
-            noise_clip=0.5,
-            update_actor_freq=2,
-            alpha=2.5,
+            critic2_optim=Adam(lr=c.critic_lr),
+            tau=c.tau,
+            gamma=c.gamma,
+            policy_noise=c.policy_noise,
+            noise_clip=c.noise_clip,
+            update_actor_freq=c.update_actor_freq,
+            alpha=c.alpha,
         )
     raise ValueError(name)
 
@@ -364,24 +376,25 @@ def build_ours(name: str, env: gym.Env[Any, Any], h: list[int]) -> Algorithm[Any
     if name == "il":
         return ImitationLearning(
             policy=DeterministicPolicy(actor=DeterministicActor(OBS_DIM, ACT_DIM, h), **kw),
-            optim=Adam(lr=1e-3),
+            optim=Adam(lr=_preset("il").lr),
         )
     if name == "bcq":
+        c = _preset("bcq")
         policy = BCQPolicy(
             vae=VAE(OBS_DIM, ACT_DIM, h),
-            perturbation=Perturbation(OBS_DIM, ACT_DIM, h, phi=0.05),
+            perturbation=Perturbation(OBS_DIM, ACT_DIM, h, phi=c.phi),
             critics=CriticEnsemble(OBS_DIM, ACT_DIM, h),
             **kw,
         )
         return BCQ(
             policy=policy,
-            vae_optim=Adam(lr=1e-3),
-            actor_perturbation_optim=Adam(lr=1e-3),
-            critic_optim=Adam(lr=1e-3),
-            gamma=0.99,
-            tau=0.005,
-            lmbda=0.75,
-            num_sampled_actions=10,
+            vae_optim=Adam(lr=c.vae_lr),
+            actor_perturbation_optim=Adam(lr=c.actor_lr),
+            critic_optim=Adam(lr=c.critic_lr),
+            gamma=c.gamma,
+            tau=c.tau,
+            lmbda=c.lmbda,
+            num_sampled_actions=c.num_sampled_actions,
         )
     if name == "cql":
         return CQL(
@@ -401,19 +414,20 @@ def build_ours(name: str, env: gym.Env[Any, Any], h: list[int]) -> Algorithm[Any
             max_grad_norm=None,
         )
     if name == "td3bc":
+        c = _preset("td3bc")
         return TD3BC(
             policy=DeterministicPolicy(
-                actor=DeterministicActor(OBS_DIM, ACT_DIM, h), normalize_obs=True, **kw
+                actor=DeterministicActor(OBS_DIM, ACT_DIM, h), normalize_obs=c.normalize_obs, **kw
             ),
-            policy_optim=Adam(lr=3e-4),
+            policy_optim=Adam(lr=c.actor_lr),
             critics=CriticEnsemble(OBS_DIM, ACT_DIM, h),
-            critic_optim=Adam(lr=3e-4),
-            tau=0.005,
-            gamma=0.99,
-            policy_noise=0.2,
-            noise_clip=0.5,
-            update_actor_freq=2,
-            alpha=2.5,
+            critic_optim=Adam(lr=c.critic_lr),
+            tau=c.tau,
+            gamma=c.gamma,
+            policy_noise=c.policy_noise,
+            noise_clip=c.noise_clip,
+            update_actor_freq=c.update_actor_freq,
+            alpha=c.alpha,
         )
     if name == "crr":
         return CRR(
