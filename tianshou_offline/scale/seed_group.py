@@ -151,8 +151,13 @@ def run_seed_group(cells: Sequence[Cell], output: str | os.PathLike[str]) -> lis
 
 
 def run_seed_group_task(cells: Sequence[Cell], output: str) -> list[dict[str, Any]]:
-    """What a grid's Ray task runs for a seed group (:func:`run_seed_group`)."""
+    """What a grid's Ray task runs for a seed group (:func:`run_seed_group`), in a worker
+    process it owns: freed memory is kept there (a batch's large tensors are reused, not
+    page-faulted in afresh at every step; see :mod:`tianshou_offline.algorithms.allocator`)."""
     no_tensorflow()
+    from tianshou_offline.algorithms.allocator import retain_freed_memory
+
+    retain_freed_memory()
     return run_seed_group(cells, output)
 
 
