@@ -11,6 +11,7 @@ It runs without d3rlpy: the result is plain data, sent to d3rlpy's process.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from tianshou_offline.algorithms import (
@@ -27,7 +28,7 @@ from tianshou_offline.algorithms import (
     ReBRACConfig,
     TD3BCConfig,
 )
-from tianshou_offline.algorithms.config import AlgorithmConfig, ContinuousTDConfig
+from tianshou_offline.algorithms.config import AlgorithmConfig
 
 __all__ = [
     "NotExpressible",
@@ -43,24 +44,78 @@ class NotExpressible(ValueError):
     """Our config sets something d3rlpy's algorithm has no field for."""
 
 
+Field = str | Callable[[Any], Any]
+"""A d3rlpy field's value: the name of our config's field that holds it, or a function of
+our config."""
+
+_TD: dict[str, Field] = {
+    "actor_lr": "actor_lr",
+    "critic_lr": "critic_lr",
+    "gamma": "gamma",
+    "tau": "tau",
+    "n_critics": "num_critics",
+}
+"""Every actor-critic's fields."""
+
+_PARAMS: tuple[tuple[type[AlgorithmConfig], dict[str, Field]], ...] = (
+    (ImitationConfig, {"lr": "lr"}),
+    (BCQConfig, {
+        **_TD, "imitator_lr": "vae_lr", "lam": "lmbda", "n_action_samples": "num_sampled_actions",
+        "action_flexibility": "phi", "beta": "kl_weight",
+    }),
+    (CQLConfig, {
+        **_TD, "temp_lr": "alpha_lr",
+        # d3rlpy learns its conservative weight unless its learning rate is 0
+        "alpha_lr": lambda c: c.cql_alpha_lr if c.with_lagrange else 0.0,
+        "critic_clip_grad_norm": "max_grad_norm", "conservative_weight": "cql_weight",
+        "alpha_threshold": "lagrange_threshold", "n_action_samples": "num_sampled_actions",
+        "soft_q_backup": "backup_entropy",
+    }),
+    (TD3BCConfig, {
+        **_TD, "policy_noise": "policy_noise", "noise_clip": "noise_clip", "alpha": "alpha",
+        "update_actor_interval": "update_actor_freq",
+    }),
+    (CRRConfig, {
+        **_TD, "beta": "beta", "n_action_samples": "num_sampled_actions",
+        "advantage_type": "advantage", "weight_type": "weight", "max_weight": "max_weight",
+        "target_update_type": lambda c: "soft" if c.target_update_freq == 1 else "hard",
+        "target_update_interval": "target_update_freq",
+    }),
+    # d3rlpy: one optimizer for Q and V, at critic_lr
+    (IQLConfig, {**_TD, "expectile": "expectile", "weight_temp": "beta", "max_weight": "max_weight"}),
+    (ReBRACConfig, {
+        **_TD, "policy_noise": "policy_noise", "noise_clip": "noise_clip",
+        "update_actor_interval": "update_actor_freq", "actor_beta": "actor_bc_coef",
+        "critic_beta": "critic_bc_coef", "critic_layer_norm": "critic_layer_norm",
+    }),
+    (AWACConfig, {**_TD, "lam": "lam", "n_action_samples": "num_sampled_actions"}),
+    # d3rlpy's embedding width is its state encoder's output: d3rlpy_side gives it one
+    # Linear(obs, embed_size), as ours; dropout is one value for the three d3rlpy has
+    (ContinuousDTConfig, {
+        "lr": "lr", "weight_decay": "weight_decay", "warmup_steps": "warmup_steps",
+        "clip_grad_norm": "max_grad_norm", "context_size": "context",
+        "max_timestep": "max_timestep", "embed_size": "embed_dim", "num_layers": "n_layers",
+        "num_heads": "n_heads", "dropout": "dropout",
+        # d3rlpy's reward scaler (× 1 / rtg_scale) and its acting wrapper's target
+        "rtg_scale": "rtg_scale", "target_return": "target_return",
+    }),
+    (DiscreteImitationConfig, {"lr": "lr", "beta": lambda c: 0.0}),  # ours: plain cross-entropy
+    (DiscreteBCQConfig, {
+        "lr": "lr", "action_flexibility": "unlikely_action_threshold",
+        "beta": "imitation_logits_penalty", "target_update_interval": "target_update_freq",
+    }),
+    (DiscreteCQLConfig, {
+        "lr": "lr", "alpha": "min_q_weight", "target_update_interval": "target_update_freq",
+    }),
+)  # fmt: skip
+"""The one map: for each of our configs d3rlpy has an algorithm of, d3rlpy's field → its
+value (the first class that matches)."""
+
+
 def d3rlpy_has(config: AlgorithmConfig) -> bool:
     """Whether d3rlpy 2.8.1 has this algorithm (it has no SAC-N, EDAC, LB-SAC, nor a
     discrete CRR; its discrete Decision Transformer is not mapped here)."""
-    return isinstance(
-        config,
-        ImitationConfig
-        | BCQConfig
-        | CQLConfig
-        | TD3BCConfig
-        | CRRConfig
-        | IQLConfig
-        | ReBRACConfig
-        | AWACConfig
-        | ContinuousDTConfig
-        | DiscreteImitationConfig
-        | DiscreteBCQConfig
-        | DiscreteCQLConfig,
-    )
+    return isinstance(config, tuple(kind for kind, _ in _PARAMS))
 
 
 def d3rlpy_algo(config: AlgorithmConfig) -> str:
@@ -71,16 +126,6 @@ def d3rlpy_algo(config: AlgorithmConfig) -> str:
     return config.name
 
 
-def _td(config: ContinuousTDConfig) -> dict[str, Any]:
-    return {
-        "actor_lr": config.actor_lr,
-        "critic_lr": config.critic_lr,
-        "gamma": config.gamma,
-        "tau": config.tau,
-        "n_critics": config.num_critics,
-    }
-
-
 def d3rlpy_params(config: AlgorithmConfig, **changes: Any) -> dict[str, Any]:
     """d3rlpy's config fields for ``config`` (the ``params`` of
     :func:`benchmarks._lib.d3rlpy_side.continuous_config` / ``discrete_config``), with
@@ -89,107 +134,10 @@ def d3rlpy_params(config: AlgorithmConfig, **changes: Any) -> dict[str, Any]:
 
     :raises ValueError: d3rlpy has no such algorithm, or a change names no d3rlpy field.
     """
-    params: dict[str, Any]
-    if isinstance(config, ImitationConfig):
-        params = {"lr": config.lr}
-    elif isinstance(config, BCQConfig):
-        params = {
-            **_td(config),
-            "imitator_lr": config.vae_lr,
-            "lam": config.lmbda,
-            "n_action_samples": config.num_sampled_actions,
-            "action_flexibility": config.phi,
-            "beta": config.kl_weight,
-        }
-    elif isinstance(config, CQLConfig):
-        params = {
-            **_td(config),
-            "temp_lr": config.alpha_lr,
-            # d3rlpy learns its conservative weight unless its learning rate is 0
-            "alpha_lr": config.cql_alpha_lr if config.with_lagrange else 0.0,
-            "critic_clip_grad_norm": config.max_grad_norm,
-            "conservative_weight": config.cql_weight,
-            "alpha_threshold": config.lagrange_threshold,
-            "n_action_samples": config.num_sampled_actions,
-            "soft_q_backup": config.backup_entropy,
-        }
-    elif isinstance(config, TD3BCConfig):
-        params = {
-            **_td(config),
-            "policy_noise": config.policy_noise,
-            "noise_clip": config.noise_clip,
-            "alpha": config.alpha,
-            "update_actor_interval": config.update_actor_freq,
-        }
-    elif isinstance(config, CRRConfig):
-        params = {
-            **_td(config),
-            "beta": config.beta,
-            "n_action_samples": config.num_sampled_actions,
-            "advantage_type": config.advantage,
-            "weight_type": config.weight,
-            "max_weight": config.max_weight,
-            "target_update_type": "soft" if config.target_update_freq == 1 else "hard",
-            "target_update_interval": config.target_update_freq,
-        }
-    elif isinstance(config, IQLConfig):
-        params = {
-            **_td(config),  # d3rlpy: one optimizer for Q and V, at critic_lr
-            "expectile": config.expectile,
-            "weight_temp": config.beta,
-            "max_weight": config.max_weight,
-        }
-    elif isinstance(config, ReBRACConfig):
-        params = {
-            **_td(config),
-            "policy_noise": config.policy_noise,
-            "noise_clip": config.noise_clip,
-            "update_actor_interval": config.update_actor_freq,
-            "actor_beta": config.actor_bc_coef,
-            "critic_beta": config.critic_bc_coef,
-            "critic_layer_norm": config.critic_layer_norm,
-        }
-    elif isinstance(config, AWACConfig):
-        params = {
-            **_td(config),
-            "lam": config.lam,
-            "n_action_samples": config.num_sampled_actions,
-        }
-    elif isinstance(config, ContinuousDTConfig):
-        # d3rlpy's embedding width is its state encoder's output: d3rlpy_side gives it one
-        # Linear(obs, embed_size), as ours; dropout is one value for the three d3rlpy has
-        params = {
-            "lr": config.lr,
-            "weight_decay": config.weight_decay,
-            "warmup_steps": config.warmup_steps,
-            "clip_grad_norm": config.max_grad_norm,
-            "context_size": config.context,
-            "max_timestep": config.max_timestep,
-            "embed_size": config.embed_dim,
-            "num_layers": config.n_layers,
-            "num_heads": config.n_heads,
-            "dropout": config.dropout,
-            # d3rlpy's reward scaler (× 1 / rtg_scale) and its acting wrapper's target
-            "rtg_scale": config.rtg_scale,
-            "target_return": config.target_return,
-        }
-    elif isinstance(config, DiscreteImitationConfig):
-        params = {"lr": config.lr, "beta": 0.0}  # ours: plain cross-entropy
-    elif isinstance(config, DiscreteBCQConfig):
-        params = {
-            "lr": config.lr,
-            "action_flexibility": config.unlikely_action_threshold,
-            "beta": config.imitation_logits_penalty,
-            "target_update_interval": config.target_update_freq,
-        }
-    elif isinstance(config, DiscreteCQLConfig):
-        params = {
-            "lr": config.lr,
-            "alpha": config.min_q_weight,
-            "target_update_interval": config.target_update_freq,
-        }
-    else:
+    fields = next((f for kind, f in _PARAMS if isinstance(config, kind)), None)
+    if fields is None:
         raise ValueError(f"d3rlpy has no {config.action_kind}-action {config.name!r}")
+    params = {k: getattr(config, f) if isinstance(f, str) else f(config) for k, f in fields.items()}
     unknown = sorted(set(changes) - set(params))
     if unknown:
         raise ValueError(
