@@ -18,7 +18,7 @@ computations without padding, the return-conditioned policy's context, and a lea
   prediction on that context, and an emptied state (as Tianshou's ``Collector`` does at an
   episode's end) starts a new context.
 - Learning: Pendulum-v1 from the session's expert data; a no-op optimizer stays at the
-  untrained policy's return.
+  untrained policy's return (about −1200).
 """
 
 from __future__ import annotations
@@ -357,9 +357,12 @@ PENDULUM_ACT = gym.spaces.Box(-2.0, 2.0, (1,), np.float32)
 
 @pytest.mark.slow
 def test_dt_learns_pendulum_from_expert_data(expert_data_dir: Path) -> None:
-    """A small Decision Transformer (64 units, 2 blocks, context 10) trained for 1,500 steps
-    of 64 segments, conditioned on the expert's return, reaches a mean return of −400 over 20
-    fresh episodes (untrained: about −1200)."""
+    """A small Decision Transformer (64 units, 1 block of 1 head, context 5, no dropout)
+    trained for 1,000 steps of 64 segments, conditioned on the expert's return, reaches a mean
+    return of −400 over 20 fresh episodes (untrained, or trained with a no-op optimizer:
+    about −1200). Measured: −170 at seed 0 (worst episode −370), −194 and −264 at seeds 1
+    and 2, −1329 with a no-op optimizer; 9 s of CPU to train, 4 s to evaluate. The former
+    test (2 blocks of 2 heads, context 10, dropout 0.1, 1,500 steps) reached −322."""
     from tianshou_offline import load_buffer
 
     torch.manual_seed(0)
@@ -370,11 +373,11 @@ def test_dt_learns_pendulum_from_expert_data(expert_data_dir: Path) -> None:
         act_dim=1,
         discrete=False,
         hidden=64,
-        layers=2,
-        heads=2,
-        context=10,
+        layers=1,
+        heads=1,
+        context=5,
         max_timestep=200,
-        dropout=0.1,
+        dropout=0.0,
     )
     policy = ContinuousDTPolicy(
         model=model,
@@ -389,8 +392,8 @@ def test_dt_learns_pendulum_from_expert_data(expert_data_dir: Path) -> None:
         OfflineTrainerParams(
             buffer=buffer,
             test_collector=None,
-            max_epochs=3,
-            epoch_num_steps=500,
+            max_epochs=1,
+            epoch_num_steps=1000,
             batch_size=64,
             show_progress=False,
             verbose=False,
