@@ -12,9 +12,10 @@ Rows (the data):
 
 Lines (:data:`LINES`): ours — IL (behaviour cloning), BCQ, CQL, CRR (evaluated with both
 acting rules), TD3+BC, IQL, ReBRAC, AWAC, the Decision Transformer (continuous) and
-DiscreteImitationLearning, DiscreteBCQ, DiscreteCQL (two forms), DiscreteCRR — against
-d3rlpy's same algorithms (BC, BCQ, CQL, CRR, TD3PlusBC, IQL, ReBRAC, AWAC,
-DecisionTransformer; DiscreteBC, DiscreteBCQ, DiscreteCQL; d3rlpy has no discrete CRR). **Settings**: our side is built by the registry
+DiscreteImitationLearning, DiscreteBCQ, DiscreteCQL (two forms), DiscreteCRR, the discrete
+Decision Transformer — against d3rlpy's same algorithms (BC, BCQ, CQL, CRR, TD3PlusBC, IQL,
+ReBRAC, AWAC, DecisionTransformer; DiscreteBC, DiscreteBCQ, DiscreteCQL,
+DiscreteDecisionTransformer; d3rlpy has no discrete CRR). **Settings**: our side is built by the registry
 (:func:`tianshou_offline.algorithms.registry.make_algorithm`) from the scale's preset
 (``small``: :data:`tianshou_offline.algorithms.PRESETS`, also ``tianshou-offline grid``'s
 defaults; ``d4rl``: the same with 256 × 256 networks), with the preset's batch size; d3rlpy's

@@ -367,9 +367,44 @@ def continuous_config(spec: dict[str, Any]) -> Any:
     raise ValueError(f"unknown continuous algorithm {algo!r}")
 
 
+def discrete_dt_config(spec: dict[str, Any]) -> Any:
+    """d3rlpy's ``DiscreteDecisionTransformerConfig`` with our settings (flat observations:
+    one ``Linear(obs, embed_size)`` state embedding, as ours). Its learning rate follows its
+    own schedule of *real tokens* seen (``inner_update``): a linear warm-up over
+    ``warmup_steps × batch × K`` tokens (``warmup_steps`` batches without padding), then a
+    cosine decay that ``final_tokens`` puts out of reach, so the rate stays constant as
+    ours does. Its position encoding is set to ``SIMPLE`` (one embedding per timestep, ours;
+    its default ``GLOBAL`` is the authors' Atari one)."""
+    d3rlpy = _d3rlpy()
+    p = spec["params"]
+    dropout = p["dropout"]
+    return d3rlpy.algos.DiscreteDecisionTransformerConfig(
+        batch_size=spec["batch_size"],
+        learning_rate=p["lr"],
+        optim_factory=_optimizer_factory(
+            spec["adam"], p["clip_grad_norm"], weight_decay=p["weight_decay"]
+        ),
+        encoder_factory=_linear_encoder_factory(spec["obs_dim"], p["embed_size"]),
+        context_size=p["context_size"],
+        max_timestep=p["max_timestep"],
+        num_heads=p["num_heads"],
+        num_layers=p["num_layers"],
+        attn_dropout=dropout,
+        resid_dropout=dropout,
+        embed_dropout=dropout,
+        activation_type="gelu",
+        position_encoding_type=d3rlpy.PositionEncodingType.SIMPLE,
+        warmup_tokens=int(p["warmup_steps"]) * int(spec["batch_size"]) * int(p["context_size"]),
+        final_tokens=2**62,
+        reward_scaler=d3rlpy.preprocessing.MultiplyRewardScaler(1.0 / p["rtg_scale"]),
+    )
+
+
 def discrete_config(spec: dict[str, Any]) -> Any:
     d3rlpy = _d3rlpy()
     algo, p, adam = spec["algo"], spec["params"], spec["adam"]
+    if algo == "dt":
+        return discrete_dt_config(spec)
     enc = _same_nets_encoder_factory(
         tuple(spec["obs_shape"]),
         list(spec["trunk_hidden"]),
@@ -455,12 +490,13 @@ def build_side(spec: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
 
 
 def export_dt_step(algo: Any, path: str) -> None:
-    """TorchScript of one acting step of d3rlpy's (continuous) Decision Transformer on a
-    context of ``K = context_size`` slots, the real steps last: ``(obs (K, *obs), act (K, A),
-    rtg (K, 1) in reward units, timesteps (K,) int64, masks (K,) 1.0 real / 0.0 padding) ->
-    action (A,)`` — its ``predict`` after the observation and reward scalers, as
-    ``StatefulTransformerWrapper`` calls it (``save_policy``'s trace has no masks: it expects
-    K real steps). :class:`DTContext` keeps the context."""
+    """TorchScript of one acting step of d3rlpy's Decision Transformer on a context of
+    ``K = context_size`` slots, the real steps last: ``(obs (K, *obs), act (K, A) float, or
+    (K,) float action indices, rtg (K, 1) in reward units, timesteps (K,) int64, masks (K,)
+    1.0 real / 0.0 padding) -> action (A,)`` (discrete: the logits ``(A,)``) — its
+    ``predict`` after the observation and reward scalers, as ``StatefulTransformerWrapper``
+    calls it (``save_policy``'s trace has no masks: it expects K real steps).
+    :class:`DTContext` keeps the context."""
     from d3rlpy.algos.transformer.inputs import TorchTransformerInput
 
     impl, config = algo.impl, algo.config
@@ -484,8 +520,10 @@ def export_dt_step(algo: Any, path: str) -> None:
 
     dev = impl.device
     a = int(impl.action_size)
+    discrete = _is_discrete(algo)
+    dummy_act = torch.zeros(k, device=dev) if discrete else torch.rand(k, a, device=dev)
     dummy = (
-        torch.rand(k, *impl.observation_shape, device=dev), torch.rand(k, a, device=dev),
+        torch.rand(k, *impl.observation_shape, device=dev), dummy_act,
         torch.rand(k, 1, device=dev), torch.arange(k, device=dev),
         torch.ones(k, device=dev),
     )  # fmt: skip
@@ -497,6 +535,12 @@ def export_dt_step(algo: Any, path: str) -> None:
         impl.modules.unfreeze()
 
 
+def _is_discrete(algo: Any) -> bool:
+    from d3rlpy.constants import ActionSpace
+
+    return bool(algo.get_action_type() == ActionSpace.DISCRETE)
+
+
 class DTContext:
     """d3rlpy 2.8.1's acting rule for its Decision Transformer (the bookkeeping of its
     ``StatefulTransformerWrapper``, re-stated so that the step exported by
@@ -504,32 +548,43 @@ class DTContext:
     observations; the actions taken, the current one a zero pad; returns-to-go starting at
     ``target_return``, lowered by each reward received; timesteps counting from 1 (capped at
     ``max_timestep``); a context shorter than K padded on the left with zeros, masked.
+    Discrete actions: the action is drawn from ``softmax(logits)`` with torch's generator
+    (``sample``: its ``SoftmaxTransformerActionSampler``'s rule at temperature 1) or is the
+    most likely one (its ``GreedyTransformerActionSampler``), and the context holds its
+    index.
 
-    :param step: the exported step (``(obs, act, rtg, t, masks) -> action``).
+    :param step: the exported step (``(obs, act, rtg, t, masks) -> action or logits``).
     """
 
     def __init__(
         self, step: Any, *, context: int, max_timestep: int, action_size: int,
-        target_return: float,
+        target_return: float, discrete: bool = False, sample: bool = False,
     ) -> None:  # fmt: skip
         self.step = step
         self.context = int(context)
         self.max_timestep = int(max_timestep)
         self.action_size = int(action_size)
         self.target_return = float(target_return)
+        self.discrete = bool(discrete)
+        self.sample = bool(sample)
         self.reset()
+
+    def _pad(self) -> np.ndarray:
+        shape = () if self.discrete else (self.action_size,)
+        return np.zeros(shape, dtype=np.float32)
 
     def reset(self) -> None:
         """A new episode."""
         self._obs: list[np.ndarray] = []
-        self._act: list[np.ndarray] = [np.zeros(self.action_size, dtype=np.float32)]
+        self._act: list[np.ndarray] = [self._pad()]
         self._rtg: list[float] = []
         self._t: list[int] = []
         self._timestep = 1
         self._rest = self.target_return
 
-    def __call__(self, obs: Any, reward: float) -> np.ndarray:
-        """The action for ``obs``, given the reward of the previous step (0 at the first)."""
+    def __call__(self, obs: Any, reward: float) -> Any:
+        """The action for ``obs`` (discrete: an ``int``), given the reward of the previous
+        step (0 at the first)."""
         k = self.context
         self._obs.append(np.asarray(obs, dtype=np.float32))
         self._rtg.append(self._rest - float(reward))
@@ -551,12 +606,21 @@ class DTContext:
                 left_padded(np.asarray(self._t, dtype=np.int64)),
                 left_padded(np.ones(n, dtype=np.float32)),
             )
-        act = np.asarray(action.cpu().numpy(), dtype=np.float32).reshape(self.action_size)
-        self._act[-1] = act
-        self._act.append(np.zeros(self.action_size, dtype=np.float32))
+        out: Any
+        if self.discrete:
+            logits = action.reshape(-1).float()
+            if self.sample:
+                out = int(torch.multinomial(torch.softmax(logits, dim=-1), 1).item())
+            else:
+                out = int(logits.argmax().item())
+            self._act[-1] = np.asarray(out, dtype=np.float32)
+        else:
+            out = np.asarray(action.cpu().numpy(), dtype=np.float32).reshape(self.action_size)
+            self._act[-1] = out
+        self._act.append(self._pad())
         self._timestep = min(self._timestep + 1, self.max_timestep)
         self._rest -= float(reward)
-        return act
+        return out
 
 
 def check_dt_context(
@@ -564,15 +628,17 @@ def check_dt_context(
 ) -> float:
     """The largest difference between the actions of d3rlpy's own ``StatefulTransformerWrapper``
     and :class:`DTContext` around the exported ``step`` over one sequence of observations and
-    the rewards received before each (longer than K: the context fills, then slides)."""
-    from d3rlpy.algos import IdentityTransformerActionSampler
+    the rewards received before each (longer than K: the context fills, then slides).
+    Discrete actions: both take the most likely action (its ``GreedyTransformerActionSampler``),
+    so that the actions fed back into the context are the same."""
+    from d3rlpy.algos import GreedyTransformerActionSampler, IdentityTransformerActionSampler
 
-    wrapper = algo.as_stateful_wrapper(
-        target_return=target_return, action_sampler=IdentityTransformerActionSampler()
-    )
+    discrete = _is_discrete(algo)
+    sampler = GreedyTransformerActionSampler() if discrete else IdentityTransformerActionSampler()
+    wrapper = algo.as_stateful_wrapper(target_return=target_return, action_sampler=sampler)
     ours = DTContext(
         step, context=algo.config.context_size, max_timestep=algo.config.max_timestep,
-        action_size=algo.impl.action_size, target_return=target_return,
+        action_size=algo.impl.action_size, target_return=target_return, discrete=discrete,
     )  # fmt: skip
     worst = 0.0
     for obs, reward in zip(observations, rewards, strict=True):

@@ -22,6 +22,7 @@ from tianshou_offline.algorithms import (
     CRRConfig,
     DiscreteBCQConfig,
     DiscreteCQLConfig,
+    DiscreteDTConfig,
     DiscreteImitationConfig,
     ImitationConfig,
     IQLConfig,
@@ -57,6 +58,16 @@ _TD: dict[str, Field] = {
 }
 """Every actor-critic's fields."""
 
+_DT: dict[str, Field] = {
+    "lr": "lr", "weight_decay": "weight_decay", "warmup_steps": "warmup_steps",
+    "clip_grad_norm": "max_grad_norm", "context_size": "context",
+    "max_timestep": "max_timestep", "embed_size": "embed_dim", "num_layers": "n_layers",
+    "num_heads": "n_heads", "dropout": "dropout",
+    # d3rlpy's reward scaler (× 1 / rtg_scale) and its acting wrapper's target
+    "rtg_scale": "rtg_scale", "target_return": "target_return",
+}  # fmt: skip
+"""Both Decision Transformers' fields."""
+
 _PARAMS: tuple[tuple[type[AlgorithmConfig], dict[str, Field]], ...] = (
     (ImitationConfig, {"lr": "lr"}),
     (BCQConfig, {
@@ -91,14 +102,9 @@ _PARAMS: tuple[tuple[type[AlgorithmConfig], dict[str, Field]], ...] = (
     (AWACConfig, {**_TD, "lam": "lam", "n_action_samples": "num_sampled_actions"}),
     # d3rlpy's embedding width is its state encoder's output: d3rlpy_side gives it one
     # Linear(obs, embed_size), as ours; dropout is one value for the three d3rlpy has
-    (ContinuousDTConfig, {
-        "lr": "lr", "weight_decay": "weight_decay", "warmup_steps": "warmup_steps",
-        "clip_grad_norm": "max_grad_norm", "context_size": "context",
-        "max_timestep": "max_timestep", "embed_size": "embed_dim", "num_layers": "n_layers",
-        "num_heads": "n_heads", "dropout": "dropout",
-        # d3rlpy's reward scaler (× 1 / rtg_scale) and its acting wrapper's target
-        "rtg_scale": "rtg_scale", "target_return": "target_return",
-    }),
+    (ContinuousDTConfig, _DT),
+    # the sampling rule of its acting wrapper's action sampler
+    (DiscreteDTConfig, {**_DT, "sample_actions": "sample_actions"}),
     (DiscreteImitationConfig, {"lr": "lr", "beta": lambda c: 0.0}),  # ours: plain cross-entropy
     (DiscreteBCQConfig, {
         "lr": "lr", "action_flexibility": "unlikely_action_threshold",
@@ -114,7 +120,7 @@ value (the first class that matches)."""
 
 def d3rlpy_has(config: AlgorithmConfig) -> bool:
     """Whether d3rlpy 2.8.1 has this algorithm (it has no SAC-N, EDAC, LB-SAC, nor a
-    discrete CRR; its discrete Decision Transformer is not mapped here)."""
+    discrete CRR)."""
     return isinstance(config, tuple(kind for kind, _ in _PARAMS))
 
 
@@ -156,7 +162,7 @@ def _expected(config: AlgorithmConfig) -> list[tuple[str, Any, str]]:
         out.append(("n_step_return_horizon", 1, "its continuous algorithms use 1-step targets"))
         if not isinstance(config, CQLConfig | ContinuousDTConfig):
             out.append(("max_grad_norm", None, "gradient clipping only for CQL's critic here"))
-    else:
+    elif not isinstance(config, DiscreteDTConfig):
         out.append(("max_grad_norm", None, "no gradient clipping in the benchmarks' builder"))
     if isinstance(config, ImitationConfig):
         out.append(("actor", "deterministic", "the benchmarks build its deterministic BC"))
@@ -242,6 +248,19 @@ def d3rlpy_differences(config: AlgorithmConfig) -> tuple[str, ...]:
             "acts as it trained); its attention masks padding with −10⁴ (ours −10⁹), its "
             "blocks are its own GPT-2 ones (ours PyTorch's TransformerEncoderLayer; both "
             "pre-LayerNorm, GELU)",
+        )
+    if isinstance(config, DiscreteDTConfig):
+        return (
+            "Discrete Decision Transformer's network: d3rlpy's is the authors' Atari one — tanh "
+            "on the token embeddings, no LayerNorm on them, a bias-free output layer, its own "
+            "GPT-2 blocks; ours LayerNorm on the token embeddings and PyTorch's "
+            "TransformerEncoderLayer (both pre-LayerNorm, GELU, one embedding per timestep)",
+            "Discrete Decision Transformer's loss: d3rlpy averages the cross-entropy over every "
+            "slot of the batch, padding (action 0) included; ours over the real steps",
+            "Discrete Decision Transformer's learning rate: d3rlpy warms up over real tokens "
+            "(warmup_steps × batch × K; padded segments make it a little longer), its first "
+            "step at the full rate; ours over gradient steps",
+            "Discrete Decision Transformer's segments and timesteps: as the continuous one's",
         )
     if isinstance(config, AWACConfig):
         return (

@@ -62,7 +62,8 @@ def worker_d3rlpy(spec: dict[str, Any]) -> None:
     else:
         config = discrete_config({
             "algo": m["algo"], "params": p, "adam": "fused", "obs_shape": [obs_dim],
-            "trunk_hidden": hp["trunk_sizes"], "head_hidden": hp["hidden_sizes"],
+            "obs_dim": obs_dim, "trunk_hidden": hp.get("trunk_sizes", []),
+            "head_hidden": hp.get("hidden_sizes", []),
             "channels_last": False, "scale_obs": False, "batch_size": batch,
             "gamma": float(m["gamma"]),
         })  # fmt: skip
@@ -105,7 +106,9 @@ def worker_d3rlpy(spec: dict[str, Any]) -> None:
         extra["dt"] = {"context": int(config.context_size),
                        "max_timestep": int(config.max_timestep),
                        "action_size": int(spec["action_size"]),
-                       "target_return": float(p["target_return"])}  # fmt: skip
+                       "target_return": float(p["target_return"]),
+                       "discrete": not continuous,
+                       "sample": bool(p.get("sample_actions", False))}  # fmt: skip
     for line, rule in ({} if dt else spec["outputs"]).items():
         path = Path(spec["workdir"]) / f"d3rlpy_policy.{line}.pt"
         if rule == "actor-mean":

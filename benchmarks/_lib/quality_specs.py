@@ -161,6 +161,7 @@ LINES: dict[str, dict[str, Line]] = {
         "cql": Line("CQL (QR-DQN)", "cql", "cql"),
         "cql-dqn": Line("CQL, d3rlpy's form", "cql-dqn", "cql"),
         "crr": Line("CRR", "crr", None),
+        "dt": Line("Decision Transformer", "dt", "dt"),
     },
 }
 """The table's lines: key (the result's name) → what each side runs."""
@@ -168,7 +169,7 @@ LINES: dict[str, dict[str, Line]] = {
 D3RLPY_JOBS: dict[str, dict[str, str]] = {
     "continuous": {"il": "il", "bcq": "bcq", "cql": "cql", "crr": "crr", "td3bc": "td3bc",
                    "iql": "iql", "rebrac": "rebrac", "awac": "awac-softmax", "dt": "dt"},
-    "discrete": {"il": "il", "bcq": "bcq", "cql": "cql-dqn"},
+    "discrete": {"il": "il", "bcq": "bcq", "cql": "cql-dqn", "dt": "dt"},
 }  # fmt: skip
 """d3rlpy's runs: its line key → the preset entry whose settings it is given (the field map).
 d3rlpy's DiscreteCQL is double DQN with a mean Q per action, so it gets the settings of our
@@ -207,8 +208,9 @@ NOTES = [
     "d3rlpy has no discrete CRR",
     "Decision Transformer, both sides: batches of the preset's DT batch size of K-step "
     "segments; acting conditioned on the file's best episode return (the return-to-go lowered "
-    "by each reward received), the last K steps as context, the predicted action (d3rlpy: its "
-    "StatefulTransformerWrapper's rule on a trace of its masked step)",
+    "by each reward received), the last K steps as context, the predicted action (discrete: "
+    "drawn from the softmax of the logits; d3rlpy: its StatefulTransformerWrapper's rule on a "
+    "trace of its masked step)",
     "d3rlpy builds the obs_next of an episode's last transition from zeros (its MDPDataset has "
     "no obs_next column); ours reads the stored one",
 ]

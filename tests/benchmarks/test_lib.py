@@ -481,3 +481,31 @@ def test_d3rlpy_dt_context_follows_its_stateful_wrappers_rule() -> None:
     np.testing.assert_array_equal(masks, [0.0, 0.0, 1.0])
     np.testing.assert_array_equal(rtg[:, 0], [0.0, 0.0, 10.0])
     np.testing.assert_array_equal(t, [0, 0, 1])
+
+
+def test_d3rlpy_dt_context_discrete_actions() -> None:
+    """Discrete actions: the exported step gives logits; the context holds the index of the
+    action taken (a float, as d3rlpy's wrapper feeds it), the current slot a zero pad; the
+    greedy rule takes the most likely action, the sampling rule draws from softmax(logits)
+    with torch's generator."""
+    from benchmarks._lib.d3rlpy_side import DTContext
+
+    seen: list[np.ndarray] = []
+    logits = torch.tensor([0.0, 3.0, 0.0])
+
+    def step(*inputs: torch.Tensor) -> torch.Tensor:
+        seen.append(inputs[1].numpy().copy())
+        return logits
+
+    kw: dict[str, Any] = dict(context=3, max_timestep=9, action_size=3, target_return=1.0)
+    greedy = DTContext(step, discrete=True, **kw)
+    assert [greedy(np.zeros(2, np.float32), 0.0) for _ in range(3)] == [1, 1, 1]
+    np.testing.assert_array_equal(seen[-1], [1.0, 1.0, 0.0])
+    assert seen[0].shape == (3,)
+    torch.manual_seed(0)
+    sampled = DTContext(step, discrete=True, sample=True, **kw)
+    draws = [sampled(np.zeros(2, np.float32), 0.0) for _ in range(200)]
+    assert isinstance(draws[0], int) and set(draws) == {0, 1, 2}
+    p1 = float(torch.softmax(logits, dim=0)[1])  # 0.91: about 182 of 200
+    assert abs(draws.count(1) / 200 - p1) < 0.06
+    np.testing.assert_array_equal(seen[-1], [*map(float, draws[-3:-1]), 0.0])
