@@ -258,26 +258,7 @@ def continuous_config(spec: dict[str, Any]) -> Any:
             **common,
         )
     if algo == "dt":
-        return d3rlpy.algos.DecisionTransformerConfig(
-            learning_rate=p["lr"],
-            optim_factory=_optimizer_factory(
-                adam, p["clip_grad_norm"], weight_decay=p["weight_decay"],
-                warmup_steps=p["warmup_steps"],
-            ),
-            encoder_factory=_linear_encoder_factory(spec["obs_dim"], p["embed_size"]),
-            context_size=p["context_size"],
-            max_timestep=p["max_timestep"],
-            num_heads=p["num_heads"],
-            num_layers=p["num_layers"],
-            attn_dropout=p["dropout"],
-            resid_dropout=p["dropout"],
-            embed_dropout=p["dropout"],
-            activation_type="gelu",  # ours (GPT-2's); d3rlpy's default is ReLU
-            # our rtg_scale: d3rlpy divides rewards and returns-to-go by it in the network's
-            # input (in training and when acting)
-            reward_scaler=d3rlpy.preprocessing.MultiplyRewardScaler(1.0 / p["rtg_scale"]),
-            **common,
-        )  # fmt: skip
+        return d3rlpy.algos.DecisionTransformerConfig(**_dt_fields(spec, warmup_steps=True))
     nets = {"actor_encoder_factory": enc, "critic_encoder_factory": enc}
     # every actor-critic: the two learning rates and optimizers, discount, Polyak, critics
     ac = {
@@ -367,6 +348,35 @@ def continuous_config(spec: dict[str, Any]) -> Any:
     raise ValueError(f"unknown continuous algorithm {algo!r}")
 
 
+def _dt_fields(spec: dict[str, Any], *, warmup_steps: bool) -> dict[str, Any]:
+    """Both Decision Transformers' config fields from our settings: the optimizer (AdamW,
+    clipping, and with ``warmup_steps`` the linear warm-up of the optimizer), one
+    ``Linear(obs, embed_size)`` state embedding (ours), the transformer's sizes, GELU (ours,
+    GPT-2's; d3rlpy's continuous default is ReLU), our rtg_scale as its reward scaler (d3rlpy
+    divides rewards and returns-to-go by it in the network's input, in training and when
+    acting)."""
+    d3rlpy = _d3rlpy()
+    p = spec["params"]
+    return {
+        "batch_size": spec["batch_size"],
+        "learning_rate": p["lr"],
+        "optim_factory": _optimizer_factory(
+            spec["adam"], p["clip_grad_norm"], weight_decay=p["weight_decay"],
+            warmup_steps=p["warmup_steps"] if warmup_steps else None,
+        ),
+        "encoder_factory": _linear_encoder_factory(spec["obs_dim"], p["embed_size"]),
+        "context_size": p["context_size"],
+        "max_timestep": p["max_timestep"],
+        "num_heads": p["num_heads"],
+        "num_layers": p["num_layers"],
+        "attn_dropout": p["dropout"],
+        "resid_dropout": p["dropout"],
+        "embed_dropout": p["dropout"],
+        "activation_type": "gelu",
+        "reward_scaler": d3rlpy.preprocessing.MultiplyRewardScaler(1.0 / p["rtg_scale"]),
+    }  # fmt: skip
+
+
 def discrete_dt_config(spec: dict[str, Any]) -> Any:
     """d3rlpy's ``DiscreteDecisionTransformerConfig`` with our settings (flat observations:
     one ``Linear(obs, embed_size)`` state embedding, as ours). Its learning rate follows its
@@ -377,26 +387,11 @@ def discrete_dt_config(spec: dict[str, Any]) -> Any:
     its default ``GLOBAL`` is the authors' Atari one)."""
     d3rlpy = _d3rlpy()
     p = spec["params"]
-    dropout = p["dropout"]
     return d3rlpy.algos.DiscreteDecisionTransformerConfig(
-        batch_size=spec["batch_size"],
-        learning_rate=p["lr"],
-        optim_factory=_optimizer_factory(
-            spec["adam"], p["clip_grad_norm"], weight_decay=p["weight_decay"]
-        ),
-        encoder_factory=_linear_encoder_factory(spec["obs_dim"], p["embed_size"]),
-        context_size=p["context_size"],
-        max_timestep=p["max_timestep"],
-        num_heads=p["num_heads"],
-        num_layers=p["num_layers"],
-        attn_dropout=dropout,
-        resid_dropout=dropout,
-        embed_dropout=dropout,
-        activation_type="gelu",
+        **_dt_fields(spec, warmup_steps=False),
         position_encoding_type=d3rlpy.PositionEncodingType.SIMPLE,
         warmup_tokens=int(p["warmup_steps"]) * int(spec["batch_size"]) * int(p["context_size"]),
         final_tokens=2**62,
-        reward_scaler=d3rlpy.preprocessing.MultiplyRewardScaler(1.0 / p["rtg_scale"]),
     )
 
 
