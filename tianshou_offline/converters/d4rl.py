@@ -16,6 +16,7 @@ import numpy as np
 
 from tianshou_offline.converters.d4rl_scores import D4RLDatasetInfo, find_dataset_info
 from tianshou_offline.converters.result import ConversionResult
+from tianshou_offline.data.atomic import check_new_output
 from tianshou_offline.data.d4rl_layout import (
     D4RL_REQUIRED_KEYS,
     DEFAULT_CHUNK_ROWS,
@@ -32,7 +33,6 @@ from tianshou_offline.data.writer import BufferWriter, Compression, NanPolicy
 from tianshou_offline.errors import (
     DatasetFormatError,
     DataValidationError,
-    OutputExistsError,
     SourceNotFoundError,
 )
 from tianshou_offline.progress import progress as progress_bar
@@ -175,10 +175,7 @@ def convert_d4rl(
     start = time.perf_counter()
     out = Path(output)
     src, info = resolve_d4rl_source(source)
-    if out.exists() and not overwrite:
-        raise OutputExistsError(
-            f"{out}: output exists; pass overwrite=True (CLI: --overwrite) to replace it"
-        )
+    check_new_output(out, overwrite=overwrite)
     if max_episode_steps is None and info is not None:
         max_episode_steps = info.max_episode_steps
     with open_h5(src) as f:

@@ -65,6 +65,7 @@ from tianshou_offline.errors import (
     OutputBusyError,
     OutputExistsError,
     OutputWriteError,
+    SourceNotFoundError,
     TianshouOfflineError,
 )
 
@@ -328,6 +329,29 @@ def replace(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
         os.rename(old, d)
         raise
     remove_temp(old)
+
+
+def check_new_output(
+    path: str | os.PathLike[str],
+    *,
+    overwrite: bool,
+    flag: str = "--overwrite",
+    directory: bool = False,
+) -> None:
+    """Refuse, before any work, an output that exists without ``overwrite`` (``flag``: the
+    CLI's options that allow it, named in the message); with ``directory``, also one whose
+    directory does not exist. The rename into place checks again (:func:`publish`).
+
+    :raises OutputExistsError: ``path`` exists and ``overwrite`` is False.
+    :raises SourceNotFoundError: (``directory``) ``path``'s directory does not exist.
+    """
+    out = Path(path)
+    if out.exists() and not overwrite:
+        raise OutputExistsError(
+            f"{path}: output exists; pass overwrite=True (CLI: {flag}) to replace it"
+        )
+    if directory and not out.parent.is_dir():
+        raise SourceNotFoundError(f"{out.parent}: output directory does not exist")
 
 
 def publish(src: str | os.PathLike[str], dst: str | os.PathLike[str], *, overwrite: bool) -> None:

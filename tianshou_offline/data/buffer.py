@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, cast
 import h5py
 import numpy as np
 
-from tianshou_offline.data.columns import buffer_from_columns
+from tianshou_offline.data.columns import buffer_from_columns, nest_columns
 from tianshou_offline.data.format import (
     DATA_TYPE_ATTR,
     MAX_STACK_NUM,
@@ -99,17 +99,6 @@ def _unsafe_fields(group: h5py.Group, prefix: str) -> list[str]:
         for name, ds in iter_datasets(group)
         if DATA_TYPE_ATTR in ds.attrs and _tag(ds) not in SAFE_DATA_TYPES
     ]
-
-
-def _nest(flat: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for path, arr in flat.items():
-        parts = path.split("/")
-        node = out
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-        node[parts[-1]] = arr
-    return out
 
 
 def _check_column(fname: str, name: str, ds: h5py.Dataset, stored: int) -> None:
@@ -330,7 +319,7 @@ def _load_meta_layout(
                 f"at least {stored} rows"
             )
         values[name] = np.concatenate([arr[a:b] for a, b in segments], axis=0)
-    columns = _nest(values)
+    columns = nest_columns(values)
     for key in ("terminated", "truncated"):
         if not isinstance(columns.get(key, np.zeros(0)), np.ndarray):
             raise DatasetFormatError(f"{fname}: '{META_GROUP}/{key}' is a group; expected flags")

@@ -20,8 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from tianshou_offline.data.atomic import format_size
-from tianshou_offline.errors import OutputExistsError
+from tianshou_offline.data.atomic import check_new_output, format_size
 
 
 def _licence(extra: dict[str, Any]) -> str | None:
@@ -169,10 +168,7 @@ def write_dataset_card(
     out = Path(card)
     image = out.with_name(f"{out.stem}_returns.png")
     for target in (out, image):
-        if target.exists() and not overwrite:
-            raise OutputExistsError(
-                f"{target}: output exists; pass overwrite=True (CLI: --overwrite) to replace it"
-            )
+        check_new_output(target, overwrite=overwrite)
     text = card_markdown(path, image.name)
     returns = episode_table(path).returns
     temps = []

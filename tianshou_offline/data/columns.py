@@ -95,6 +95,19 @@ def buffer_from_columns(
     return buf
 
 
+def nest_columns(flat: Mapping[str, Any]) -> dict[str, Any]:
+    """Columns keyed by ``/``-separated paths (``"info/a/b"``) as nested dicts
+    (``{"info": {"a": {"b": ...}}}``); the inverse of :func:`_leaves`."""
+    out: dict[str, Any] = {}
+    for path, arr in flat.items():
+        parts = path.split("/")
+        node = out
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = arr
+    return out
+
+
 def _leaves(tree: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
     for key, value in tree.items():
         if value is None:

@@ -44,7 +44,7 @@ the writer copies the values from the page cache straight into the output.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +52,7 @@ import gymnasium as gym
 import h5py
 import numpy as np
 
+from tianshou_offline.data.columns import nest_columns
 from tianshou_offline.data.format import iter_datasets, sorted_keys
 from tianshou_offline.data.mapped import mappable_fd, mapped_location, read_rows
 from tianshou_offline.data.reading import as_text, check_extent, dataset
@@ -325,17 +326,6 @@ def plan_d4rl(
     )
 
 
-def _nest(flat: Sequence[tuple[str, np.ndarray]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for path, arr in flat:
-        parts = path.split("/")
-        node = out
-        for p in parts[:-1]:
-            node = node.setdefault(p, {})
-        node[parts[-1]] = arr
-    return out
-
-
 def iter_d4rl_chunks(plan: D4RLPlan, chunk_rows: int) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield ``(source rows consumed, columns)`` for consecutive chunks of source rows."""
     n = plan.n
@@ -382,7 +372,7 @@ def iter_d4rl_chunks(plan: D4RLPlan, chunk_rows: int) -> Iterator[tuple[int, dic
             for name, ds in plan.infos:
                 arr = read_rows(ds, a, b, ds.dtype)
                 flat.append((name, arr if idx is None else arr[idx]))
-            cols["info"] = _nest(flat)
+            cols["info"] = nest_columns(dict(flat))
         yield b - a, cols
 
 

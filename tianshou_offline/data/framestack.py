@@ -36,7 +36,7 @@ import numpy as np
 from tianshou.data import Batch, ReplayBuffer
 
 from tianshou_offline.data.atomic import h5_output, temp_path
-from tianshou_offline.data.columns import buffer_from_columns, verify_buffer
+from tianshou_offline.data.columns import buffer_from_columns, nest_columns, verify_buffer
 from tianshou_offline.data.format import (
     DATA_TYPE_ATTR,
     EXT_GROUP,
@@ -310,17 +310,6 @@ class FrameStackReplayBuffer(ReplayBuffer):
         return batch
 
 
-def _nest(flat: Mapping[str, np.ndarray]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for path, arr in flat.items():
-        parts = path.split("/")
-        d = out
-        for p in parts[:-1]:
-            d = d.setdefault(p, {})
-        d[parts[-1]] = arr
-    return out
-
-
 def read_patches(
     f: h5py.File, n: int, frame: tuple[tuple[int, ...], np.dtype[Any]] | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -556,7 +545,7 @@ def load_framestack_files(
                     r_out.append(rows[sel] + offset)
                     s_out.append(stacks[sel])
             offset += n
-    columns = _nest(flat)
+    columns = nest_columns(flat)
     for flag in ("terminated", "truncated"):  # as load_buffer: derived when not stored
         if flag not in columns:
             done = columns.get("done")

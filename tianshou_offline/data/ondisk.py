@@ -428,7 +428,7 @@ def load_disk_files(
     :raises DatasetFormatError: not a tianshou-offline file, inconsistent files, or a column
         that cannot be mapped (the message names ``tianshou-offline repack``).
     """
-    from tianshou_offline.data.columns import verify_buffer
+    from tianshou_offline.data.columns import nest_columns, verify_buffer
     from tianshou_offline.data.format import (
         MAX_STACK_NUM,
         META_GROUP,
@@ -443,7 +443,6 @@ def load_disk_files(
         KEY_OBS_NEXT,
         _check_file_episodes,
         _join_files,
-        _nest,
         check_patch_stack_num,
         read_patches,
     )
@@ -532,7 +531,7 @@ def load_disk_files(
         for name in DISK_COLUMNS
         if name in schema
     }
-    columns = _nest(ram)
+    columns = nest_columns(ram)
     term = np.asarray(columns.get("terminated", np.zeros(total, bool)), dtype=bool)
     if "terminated" not in columns and isinstance(columns.get("done"), np.ndarray):
         term = np.asarray(columns["done"], dtype=bool)

@@ -20,7 +20,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from tianshou_offline.data.atomic import atomic_output, h5_output
+from tianshou_offline.data.atomic import atomic_output, check_new_output, h5_output
 from tianshou_offline.data.format import WRITE_LIBVER, open_h5
 from tianshou_offline.errors import OutputExistsError, SourceNotFoundError
 from tianshou_offline.progress import progress as progress_bar
@@ -156,12 +156,7 @@ def repack(
         raise SourceNotFoundError(f"{src}: no such file")
     if out.exists() and out.resolve() == src.resolve():
         raise OutputExistsError(f"{out}: is the source file; repack writes a new file")
-    if out.exists() and not overwrite:
-        raise OutputExistsError(
-            f"{out}: output exists; pass overwrite=True (CLI: --overwrite) to replace it"
-        )
-    if not out.parent.is_dir():
-        raise SourceNotFoundError(f"{out.parent}: output directory does not exist")
+    check_new_output(out, overwrite=overwrite, directory=True)
     with atomic_output(out, overwrite=overwrite, tag="repack") as tmp:
         repack_file(src, tmp, progress=progress)
     log.info("%s -> %s: repacked (contiguous, uncompressed columns)", src, out)

@@ -10,7 +10,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from tianshou_offline.data.atomic import atomic_output
+from tianshou_offline.data.atomic import atomic_output, check_new_output
 from tianshou_offline.data.format import (
     EPISODES_GROUP,
     META_GROUP,
@@ -22,7 +22,7 @@ from tianshou_offline.data.format import (
     open_h5,
 )
 from tianshou_offline.data.reading import check_extent, check_rows, dataset
-from tianshou_offline.errors import DatasetFormatError, OutputExistsError
+from tianshou_offline.errors import DatasetFormatError
 
 
 @dataclass(frozen=True)
@@ -89,9 +89,10 @@ def episode_table(path: str | os.PathLike[str]) -> EpisodeTable:
     )
 
 
-def _column(group: h5py.Group, key: str, n: int) -> np.ndarray:
-    """The first ``n`` values of a 1-D column of numbers or bools (checked)."""
-    ds = dataset(group, key, kinds="biuf")
+def _column(group: h5py.Group, key: str, n: int, *, kinds: str = "biuf") -> np.ndarray:
+    """The first ``n`` values of a 1-D column of the dtype ``kinds`` (default: numbers or
+    bools), checked."""
+    ds = dataset(group, key, kinds=kinds)
     if ds.ndim != 1:
         raise DatasetFormatError(
             f"{group.file.filename}: '{ds.name}' has shape {ds.shape}; expected ({n},)"
@@ -124,14 +125,7 @@ def _stored_table(f: h5py.File) -> EpisodeTable:
     group = eps.get("metadata")
     if isinstance(group, h5py.Group):
         for k in group.keys():
-            ds = dataset(group, k, kinds="biufSO")
-            if ds.ndim != 1:
-                raise DatasetFormatError(
-                    f"{f.filename}: '{ds.name}' has shape {ds.shape}; expected ({n_ep},)"
-                )
-            check_rows(ds, n_ep)
-            check_extent(ds, n_ep)
-            arr = ds[:n_ep]
+            arr = _column(group, k, n_ep, kinds="biufSO")
             if arr.dtype.kind in "OS":
                 arr = np.asarray(
                     [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in arr]
@@ -215,10 +209,7 @@ def plot_dataset(
     :raises OutputExistsError: ``out`` exists and ``overwrite`` is False (also a file that
         appears there while the plot is drawn: it is left untouched).
     """
-    if Path(out).exists() and not overwrite:
-        raise OutputExistsError(
-            f"{out}: output exists; pass overwrite=True (CLI: --overwrite) to replace it"
-        )
+    check_new_output(out, overwrite=overwrite)
     import matplotlib
 
     matplotlib.use("Agg")

@@ -49,7 +49,12 @@ from typing import Any, Literal
 import gymnasium as gym
 import numpy as np
 
-from tianshou_offline.data.atomic import is_write_failure, remove_stale_temps, write_error
+from tianshou_offline.data.atomic import (
+    check_new_output,
+    is_write_failure,
+    remove_stale_temps,
+    write_error,
+)
 from tianshou_offline.data.format import (
     FORMAT_NAME,
     FORMAT_VERSION,
@@ -65,7 +70,6 @@ from tianshou_offline.data.pending_rows import (
 )
 from tianshou_offline.errors import (
     DataValidationError,
-    OutputExistsError,
     SourceNotFoundError,
     TianshouOfflineError,
 )
@@ -182,10 +186,7 @@ class BufferWriter:
                 with self._io():
                     self._open_existing_for_append()
         else:
-            if self.path.exists() and not overwrite:
-                raise OutputExistsError(
-                    f"{self.path}: output exists; pass overwrite=True (CLI: --overwrite) to replace it"
-                )
+            check_new_output(self.path, overwrite=overwrite)
             if not self.path.parent.exists():
                 raise SourceNotFoundError(f"{self.path.parent}: output directory does not exist")
             remove_stale_temps(self.path)

@@ -36,13 +36,13 @@ from tianshou_offline.converters.minari.spaces import (
     _leaves,
 )
 from tianshou_offline.converters.result import ConversionResult
+from tianshou_offline.data.atomic import check_new_output
 from tianshou_offline.data.format import Provenance
 from tianshou_offline.data.writer import BufferWriter, Compression, NanPolicy
 from tianshou_offline.errors import (
     DatasetFormatError,
     DataValidationError,
     MissingDependencyError,
-    OutputExistsError,
 )
 from tianshou_offline.progress import progress as progress_bar
 
@@ -125,10 +125,7 @@ def convert_minari(
     start = time.perf_counter()
     out = Path(output)
     data_path, dataset_id = resolve_minari_source(source, download=download)
-    if out.exists() and not overwrite:
-        raise OutputExistsError(
-            f"{out}: output exists; pass overwrite=True (CLI: --overwrite) to replace it"
-        )
+    check_new_output(out, overwrite=overwrite)
     dataset = open_minari_dataset(data_path)
     metadata = dict(dataset.storage.metadata)
     obs_space: gym.Space[Any] = dataset.observation_space

@@ -37,7 +37,7 @@ from tianshou_offline.converters.rl_unplugged.sources import (
     PREPROCESSING,
     atari_num_actions,
 )
-from tianshou_offline.data.atomic import atomic_output, remove_temp, temp_path
+from tianshou_offline.data.atomic import atomic_output, check_new_output, remove_temp, temp_path
 from tianshou_offline.data.format import Provenance
 from tianshou_offline.data.framestack import (
     KEY_OBS,
@@ -47,7 +47,6 @@ from tianshou_offline.data.framestack import (
 from tianshou_offline.data.writer import BufferWriter, Compression
 from tianshou_offline.errors import (
     DatasetFormatError,
-    OutputExistsError,
     SourceNotFoundError,
 )
 from tianshou_offline.progress import progress as progress_bar
@@ -229,12 +228,7 @@ def convert_shard(
         raise ValueError("contiguous=True stores uncompressed columns; drop compression")
     if not src.exists():
         raise SourceNotFoundError(f"{src}: no such file")
-    if out.exists() and not overwrite:
-        raise OutputExistsError(
-            f"{out}: output exists; pass overwrite=True (CLI: --overwrite or --resume) to replace it"
-        )
-    if not out.parent.is_dir():
-        raise SourceNotFoundError(f"{out.parent}: output directory does not exist")
+    check_new_output(out, overwrite=overwrite, flag="--overwrite or --resume", directory=True)
     task = task or src.parent.name
     workers = max(1, workers if workers is not None else (os.cpu_count() or 1))
     decoder_name, _ = png_decoder(decoder)
