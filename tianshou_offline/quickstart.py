@@ -41,6 +41,7 @@ from tianshou_offline.data.buffer import load_buffer
 from tianshou_offline.data.stats import episode_table
 from tianshou_offline.errors import OutputExistsError
 from tianshou_offline.recording import EpisodeRecorder
+from tianshou_offline.recording.dt_policies import play_episode
 from tianshou_offline.recording.policies import ScriptedCartPoleExpert, save_policy_checkpoint
 
 if TYPE_CHECKING:
@@ -150,10 +151,7 @@ def record_cartpole_expert(
     try:
         for i in range(episodes):
             obs, _ = env.reset(seed=seed + i)
-            done = False
-            while not done:
-                obs, _, terminated, truncated, _ = env.step(expert(obs))
-                done = terminated or truncated
+            play_episode(env, expert, obs)
     finally:
         env.close()
     return path
@@ -365,10 +363,7 @@ def run_pendulum_td3bc(
     try:
         for i in range(50):
             obs, _ = env.reset(seed=seed + i)
-            done = False
-            while not done:
-                obs, _, terminated, truncated, _ = env.step(expert(obs))
-                done = terminated or truncated
+            play_episode(env, expert, obs)
     finally:
         env.close()
     table = episode_table(path)

@@ -36,6 +36,7 @@ def cmd_record(args: argparse.Namespace) -> int:
 
     from tianshou_offline.progress import progress
     from tianshou_offline.recording import EpisodeRecorder
+    from tianshou_offline.recording.dt_policies import play_episode
     from tianshou_offline.recording.policies import make_policy
 
     atari = _is_atari(args.env)
@@ -60,9 +61,6 @@ def cmd_record(args: argparse.Namespace) -> int:
         # many times slower on a busy machine)
         torch.set_num_threads(args.threads)
     policy = make_policy(args.policy, env, eps=args.eps, seed=args.seed, scale_obs=scale_obs)
-    from tianshou_offline.recording.dt_policies import ReturnConditionedActFn
-
-    episodic = policy if isinstance(policy, ReturnConditionedActFn) else None
     if_exists: Literal["error", "append", "overwrite"] = (
         "overwrite" if args.overwrite else "append" if args.append else "error"
     )
@@ -91,6 +89,13 @@ def cmd_record(args: argparse.Namespace) -> int:
     returns: list[float] = []
     try:
         with progress(total=total, unit=unit, desc=f"recording {args.env}") as bar:
+
+            def count_step() -> None:
+                nonlocal steps
+                steps += 1
+                if unit == "step" and steps <= total:  # the last episode may go past N
+                    bar.update(1)
+
             seed = args.seed
             while True:
                 if args.episodes is not None and episodes >= args.episodes:
@@ -99,21 +104,8 @@ def cmd_record(args: argparse.Namespace) -> int:
                     break
                 obs, _ = rec.reset(seed=seed)
                 seed = None if seed is None else seed + 1
-                done = False
-                ep_return = 0.0
-                if episodic is not None:  # a return-conditioned policy follows the episode
-                    episodic.start_episode()
-                while not done:
-                    obs, rew, terminated, truncated, _ = rec.step(policy(obs))
-                    ep_return += float(rew)
-                    if episodic is not None:
-                        episodic.observe(float(rew))
-                    done = terminated or truncated
-                    steps += 1
-                    if unit == "step" and steps <= total:  # the last episode may go past N
-                        bar.update(1)
+                returns.append(play_episode(rec, policy, obs, on_step=count_step))
                 episodes += 1
-                returns.append(ep_return)
                 if unit == "episode":
                     bar.update(1)
     finally:

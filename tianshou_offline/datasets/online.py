@@ -76,24 +76,14 @@ def evaluate(
     over ``episodes`` episodes of a new environment; the first reset is seeded with ``seed``
     (so every call with the same seed sees the same initial states). ``bar`` counts
     episodes."""
-    from tianshou_offline.recording.dt_policies import ReturnConditionedActFn
+    from tianshou_offline.recording.dt_policies import play_episode
 
-    episodic = act if isinstance(act, ReturnConditionedActFn) else None
     env = source.make()
     returns: list[float] = []
     try:
         obs, _ = env.reset(seed=seed)
         while len(returns) < episodes:
-            total, done = 0.0, False
-            if episodic is not None:  # a return-conditioned policy follows the episode
-                episodic.start_episode()
-            while not done:
-                obs, rew, terminated, truncated, _ = env.step(act(obs))
-                total += float(rew)
-                if episodic is not None:
-                    episodic.observe(float(rew))
-                done = bool(terminated or truncated)
-            returns.append(total)
+            returns.append(play_episode(env, act, obs))
             if bar is not None:
                 bar.update(1)
             obs, _ = env.reset()

@@ -22,12 +22,13 @@ convolutions for frames); a policy with another encoder is refused when it is sa
 wrap the environments in :class:`~tianshou_offline.algorithms.RewardInInfo`);
 :class:`ReturnConditionedActFn` is what ``record --policy`` replays: an obs → action function
 told where each episode starts (:meth:`~ReturnConditionedActFn.start_episode`) and which
-reward each step received (:meth:`~ReturnConditionedActFn.observe`).
+reward each step received (:meth:`~ReturnConditionedActFn.observe`), as :func:`play_episode`
+does for any act function.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeGuard
 
@@ -243,6 +244,32 @@ class ReturnConditionedActFn:
             self._state.act[0, -1] = taken_int
             return taken_int
         return int(np.asarray(out.act)[0])
+
+
+def play_episode(
+    env: gym.Env[Any, Any],
+    act: Callable[[Any], Any],
+    obs: Any,
+    *,
+    on_step: Callable[[], None] | None = None,
+) -> float:
+    """Step ``env`` with ``act`` (obs → env action) from ``obs`` (the reset's) until the
+    episode ends; returns the episode's undiscounted return. A
+    :class:`ReturnConditionedActFn` is told the episode's start and each step's reward;
+    ``on_step`` is called after every step."""
+    episodic = act if isinstance(act, ReturnConditionedActFn) else None
+    if episodic is not None:  # a return-conditioned policy follows the episode
+        episodic.start_episode()
+    total, done = 0.0, False
+    while not done:
+        obs, rew, terminated, truncated, _ = env.step(act(obs))
+        total += float(rew)
+        if episodic is not None:
+            episodic.observe(float(rew))
+        done = bool(terminated or truncated)
+        if on_step is not None:
+            on_step()
+    return total
 
 
 def load_dt_policy(
