@@ -33,6 +33,28 @@ def _progress(args: argparse.Namespace) -> bool | None:
     return False if args.no_progress else None
 
 
+def _clean_or_check(args: argparse.Namespace) -> int | None:
+    """``--clean``: remove ``-o/--output`` and return the exit code; otherwise refuse an
+    output that exists without ``--overwrite`` (before the converter's imports) and return
+    None."""
+    if args.clean:
+        return clean_outputs([Path(args.output)])
+    check_output(args.output, flag="-o/--output", overwrite=args.overwrite)
+    return None
+
+
+def _write_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The converter's keywords of :func:`add_output_arguments`' ``--compression``,
+    ``--overwrite`` and (where the source has it) ``--nan-policy``."""
+    options: dict[str, Any] = {
+        "compression": _compression(args.compression),
+        "overwrite": args.overwrite,
+    }
+    if "nan_policy" in args:
+        options["nan_policy"] = args.nan_policy
+    return options
+
+
 # --------------------------------------------------------------------------------------
 # d4rl
 # --------------------------------------------------------------------------------------
@@ -101,9 +123,8 @@ def add_d4rl_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_d4rl(args: argparse.Namespace) -> int:
-    if args.clean:
-        return clean_outputs([Path(args.output)])
-    check_output(args.output, flag="-o/--output", overwrite=args.overwrite)
+    if (code := _clean_or_check(args)) is not None:
+        return code
     from tianshou_offline.converters.d4rl import convert_d4rl
 
     res = convert_d4rl(
@@ -114,10 +135,8 @@ def cmd_d4rl(args: argparse.Namespace) -> int:
         with_infos=args.with_infos,
         max_episode_steps=args.max_episode_steps,
         env_id=args.env_id,
-        compression=_compression(args.compression),
-        nan_policy=args.nan_policy,
-        overwrite=args.overwrite,
         progress=_progress(args),
+        **_write_options(args),
     )
     print(
         f"wrote {res.output}: {res.num_transitions} transitions, {res.num_episodes} episodes "
@@ -173,9 +192,8 @@ def add_minari_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_minari(args: argparse.Namespace) -> int:
-    if args.clean:
-        return clean_outputs([Path(args.output)])
-    check_output(args.output, flag="-o/--output", overwrite=args.overwrite)
+    if (code := _clean_or_check(args)) is not None:
+        return code
     from tianshou_offline.converters.minari import convert_minari
 
     res = convert_minari(
@@ -185,10 +203,8 @@ def cmd_minari(args: argparse.Namespace) -> int:
         with_infos=args.with_infos,
         download=args.download,
         reader=args.reader,
-        compression=_compression(args.compression),
-        nan_policy=args.nan_policy,
-        overwrite=args.overwrite,
         progress=_progress(args),
+        **_write_options(args),
     )
     print(f"wrote {res.output}: {res.num_transitions} transitions, {res.num_episodes} episodes")
     return 0
@@ -297,18 +313,15 @@ def cmd_rl_unplugged(args: argparse.Namespace) -> int:
     ids, paths = rlu.parse_shard_spec(tokens, total)
     cache_dir = args.cache_dir or os.environ.get("RLU_DATASET_DIR") or rlu.DEFAULT_CACHE_DIR
     output_dir = args.output_dir or os.environ.get("RLU_BUFFER_DIR") or rlu.DEFAULT_OUTPUT_DIR
+    shards: dict[str, Any] = {  # which shards, where
+        "task": args.task,
+        "run_id": args.run_id,
+        "shard_ids": ids,
+        "cache_dir": cache_dir,
+        "total_num_shards": total,
+    }
     if args.clean:  # the outputs, and the downloads of shards given by id
-        return clean_outputs(
-            rlu.shard_outputs(
-                paths,
-                output_dir,
-                task=args.task,
-                run_id=args.run_id,
-                shard_ids=ids,
-                cache_dir=cache_dir,
-                total_num_shards=total,
-            )
-        )
+        return clean_outputs(rlu.shard_outputs(paths, output_dir, **shards))
 
     def report_shard(res: ConversionResult) -> None:
         if res.skipped:
@@ -324,27 +337,22 @@ def cmd_rl_unplugged(args: argparse.Namespace) -> int:
             flush=True,
         )
 
+    options: dict[str, Any] = {
+        **shards,
+        "resume": args.resume,
+        "overwrite": args.overwrite,
+        "download": args.download,
+        "url_prefix": args.url_prefix or rlu.URL_PREFIX,
+        "compression": _compression(args.compression),
+        "contiguous": args.contiguous,
+        "num_actions": args.num_actions,
+        "decoder": args.decoder,
+        "on_result": report_shard,
+    }
     if args.ray is not None:
-        return _rl_unplugged_on_ray(args, paths, output_dir, ids, cache_dir, total, report_shard)
+        return _rl_unplugged_on_ray(args, paths, output_dir, options)
     rlu.convert_rl_unplugged_atari(
-        paths,
-        output_dir,
-        task=args.task,
-        run_id=args.run_id,
-        shard_ids=ids,
-        cache_dir=cache_dir,
-        total_num_shards=total,
-        workers=args.workers,
-        resume=args.resume,
-        overwrite=args.overwrite,
-        download=args.download,
-        url_prefix=args.url_prefix or rlu.URL_PREFIX,
-        compression=_compression(args.compression),
-        contiguous=args.contiguous,
-        num_actions=args.num_actions,
-        decoder=args.decoder,
-        progress=not args.no_progress,
-        on_result=report_shard,
+        paths, output_dir, workers=args.workers, progress=not args.no_progress, **options
     )
     return 0
 
@@ -353,36 +361,20 @@ def _rl_unplugged_on_ray(
     args: argparse.Namespace,
     paths: Sequence[Path],
     output_dir: str | os.PathLike[str],
-    ids: Sequence[int],
-    cache_dir: str | os.PathLike[str],
-    total: int,
-    report_shard: Any,
+    options: dict[str, Any],
 ) -> int:
-    """``--ray``: the shards as Ray tasks; the failed ones listed, then one ``error:`` line."""
-    from tianshou_offline.converters import rl_unplugged as rlu
+    """``--ray``: the shards as Ray tasks; the failed ones listed, then one ``error:`` line.
+    ``options``: the keywords the local conversion would take, less ``workers``."""
     from tianshou_offline.scale.convert import convert_rl_unplugged_atari_ray
 
     res = convert_rl_unplugged_atari_ray(
         paths,
         output_dir,
-        task=args.task,
-        run_id=args.run_id,
-        shard_ids=ids,
-        cache_dir=cache_dir,
-        total_num_shards=total,
         address=args.ray or None,
         num_cpus=float(args.workers or 1),
         max_retries=args.max_retries,
-        resume=args.resume,
-        overwrite=args.overwrite,
-        download=args.download,
-        url_prefix=args.url_prefix or rlu.URL_PREFIX,
-        compression=_compression(args.compression),
-        contiguous=args.contiguous,
-        num_actions=args.num_actions,
-        decoder=args.decoder,
         progress=False if args.no_progress else None,
-        on_result=report_shard,
+        **options,
     )
     for f in res.failures:
         print(f"failed: {f.source} -> {f.output}: {f.error}", flush=True)
@@ -434,9 +426,8 @@ def add_tfds_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_tfds(args: argparse.Namespace) -> int:
-    if args.clean:
-        return clean_outputs([Path(args.output)])
-    check_output(args.output, flag="-o/--output", overwrite=args.overwrite)
+    if (code := _clean_or_check(args)) is not None:
+        return code
     from tianshou_offline.converters.tfds import convert_tfds
 
     res = convert_tfds(
@@ -445,10 +436,9 @@ def cmd_tfds(args: argparse.Namespace) -> int:
         data_dir=args.data_dir,
         split=args.split,
         frame_stack=args.frame_stack,
-        overwrite=args.overwrite,
-        compression=_compression(args.compression),
         max_episodes=args.max_episodes,
         progress=not args.no_progress,
+        **_write_options(args),
     )
     print(f"{res.output}: {res.num_transitions} transitions, {res.num_episodes} episodes")
     return 0
@@ -475,9 +465,8 @@ def add_tianshou_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_tianshou(args: argparse.Namespace) -> int:
-    if args.clean:
-        return clean_outputs([Path(args.output)])
-    check_output(args.output, flag="-o/--output", overwrite=args.overwrite)
+    if (code := _clean_or_check(args)) is not None:
+        return code
     from tianshou_offline.converters.tianshou import convert_tianshou
     from tianshou_offline.data.format import space_from_json
 
@@ -491,8 +480,7 @@ def cmd_tianshou(args: argparse.Namespace) -> int:
         else None,
         action_space=space_from_json(args.action_space) if args.action_space else None,
         env_id=args.env_id,
-        compression=_compression(args.compression),
-        overwrite=args.overwrite,
+        **_write_options(args),
     )
     layout = res.details.get("input_layout")
     print(f"wrote {res.num_transitions} transitions ({layout} layout) to {res.output}")

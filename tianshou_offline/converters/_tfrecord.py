@@ -27,7 +27,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal
 
 import numpy as np
 
@@ -160,27 +160,27 @@ class TFRecordChunkReader:
         self.records_read = 0
         self.bytes_read = 0  # uncompressed stream bytes consumed by whole records
 
+    def _file_blocks(self, fh: BinaryIO, block: int) -> Iterator[bytes]:
+        """Yield the file's bytes in blocks, each reported to ``on_read``."""
+        while True:
+            b = fh.read(block)
+            if not b:
+                return
+            if self.on_read is not None:
+                self.on_read(len(b))
+            yield b
+
     def _raw_blocks(self, block: int = 1 << 20) -> Iterator[bytes]:
         """Yield the uncompressed byte stream in blocks."""
         with open(self.path, "rb") as fh:
             if self.compression == "none":
-                while True:
-                    b = fh.read(block)
-                    if not b:
-                        return
-                    if self.on_read is not None:
-                        self.on_read(len(b))
-                    yield b
+                yield from self._file_blocks(fh, block)
+                return
             wbits = 31 if self.compression == "gzip" else 15
             d = zlib.decompressobj(wbits)
             fed = False  # has the current decompressor seen any input?
             compressed_pos = 0
-            while True:
-                b = fh.read(block)
-                if not b:
-                    break
-                if self.on_read is not None:
-                    self.on_read(len(b))
+            for b in self._file_blocks(fh, block):
                 compressed_pos += len(b)
                 while b:
                     fed = True

@@ -250,14 +250,13 @@ def convert_rl_unplugged_atari_ray(
                            results, failures, bar, on_result)  # fmt: skip
     finally:
         bar.close()
-    parts = tuple(results[i] for i in sorted(results))
-    return DistributedConversionResult(
-        source=", ".join([*([task] if shard_ids and task else []), *map(str, paths)]),
-        outputs=tuple(r.output for r in parts),
-        num_transitions=sum(r.num_transitions for r in parts),
-        num_episodes=sum(r.num_episodes for r in parts),
-        seconds=time.perf_counter() - start,
-        parts=parts,
+    return rlu.combined_result(
+        DistributedConversionResult,
+        paths,
+        task,
+        shard_ids,
+        [results[i] for i in sorted(results)],
+        start,
         failures=tuple(failures[i] for i in sorted(failures)),
     )
 

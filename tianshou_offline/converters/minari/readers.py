@@ -4,10 +4,11 @@ fast readers of Minari's HDF5 and Arrow/Parquet storage layouts, and Minari's ow
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -194,6 +195,36 @@ def _empty_block(skipped: int) -> _Block:
     )
 
 
+EpisodeFill = Callable[["_BlockBuffer"], None]
+"""Reads or copies one episode's rows into a block buffer and commits them."""
+
+
+def _in_blocks(
+    episodes: Iterator[tuple[int, EpisodeFill]],
+    block_rows: int,
+    obs_leaves: list[_Leaf],
+    obs_space: gym.Space[Any],
+) -> Iterator[_Block]:
+    """Blocks of about ``block_rows`` steps from ``episodes`` (each episode's steps and the
+    function that fills them in); an episode without steps is counted, not stored."""
+    buf: _BlockBuffer | None = None
+    skipped = 0
+    for t, fill in episodes:
+        if t <= 0:  # no steps, no transitions: nothing to store
+            skipped += 1
+            continue
+        if buf is not None and buf.rows + t > buf.capacity:
+            yield buf.take(obs_leaves, obs_space, skipped)
+            buf, skipped = None, 0
+        if buf is None:
+            buf = _BlockBuffer(max(block_rows, t))
+        fill(buf)
+    if buf is not None:
+        yield buf.take(obs_leaves, obs_space, skipped)
+    elif skipped:
+        yield _empty_block(skipped)
+
+
 class _HDF5FastReader:
     """Bulk reader of Minari's HDF5 storage (``main_data.hdf5``, one group per episode).
 
@@ -268,46 +299,39 @@ class _HDF5FastReader:
 
     def blocks(self, ids: Sequence[int]) -> Iterator[_Block]:
         """The selected episodes, in order, in blocks of about ``block_rows`` steps."""
-        buf: _BlockBuffer | None = None
-        skipped = 0
         with open_h5(self.path) as f:  # the boundary: h5py's errors become typed errors
-            fid = f.id
-            for ep in ids:
-                group = f"episode_{ep}"
-                try:
-                    gid = h5py.h5g.open(fid, group.encode())
-                except KeyError:
-                    raise DatasetFormatError(f"{self.path}: '{group}' is missing") from None
-                try:
-                    rew_id = h5py.h5d.open(gid, b"rewards")
-                except KeyError:
-                    raise DatasetFormatError(f"{self.path}: '{group}/rewards' is missing") from None
-                rew_shape = tuple(rew_id.get_space().get_simple_extent_dims() or ())
-                if len(rew_shape) != 1:
-                    raise DatasetFormatError(
-                        f"{self.path}: {group}/rewards has shape {rew_shape}; expected (steps,)"
-                    )
-                t = rew_shape[0]
-                _check_storage(rew_id, t, rew_shape, f"{self.path}: '{group}/rewards'")
-                if t == 0:  # no steps, no transitions: nothing to store
-                    skipped += 1
-                    continue
-                if buf is not None and buf.rows + t > buf.capacity:
-                    yield buf.take(self.obs_leaves, self.obs_space, skipped)
-                    buf, skipped = None, 0
-                if buf is None:
-                    buf = _BlockBuffer(max(self.block_rows, t))
-                self._read_into(buf, gid, group, "rewards", t)
-                for obs_name, next_name in self._names:
-                    full = self._read_into(buf, gid, group, obs_name, t + 1)
-                    buf.slot(next_name, t, full.dtype, full.shape[1:], "")[...] = full[1:]
-                for name in ("actions", "terminations", "truncations"):
-                    self._read_into(buf, gid, group, name, t)
-                buf.commit(int(ep), self._seed(gid), t)
-        if buf is not None:
-            yield buf.take(self.obs_leaves, self.obs_space, skipped)
-        elif skipped:
-            yield _empty_block(skipped)
+            yield from _in_blocks(
+                self._episodes(f.id, ids), self.block_rows, self.obs_leaves, self.obs_space
+            )
+
+    def _episodes(self, fid: Any, ids: Sequence[int]) -> Iterator[tuple[int, EpisodeFill]]:
+        for ep in ids:
+            group = f"episode_{ep}"
+            try:
+                gid = h5py.h5g.open(fid, group.encode())
+            except KeyError:
+                raise DatasetFormatError(f"{self.path}: '{group}' is missing") from None
+            try:
+                rew_id = h5py.h5d.open(gid, b"rewards")
+            except KeyError:
+                raise DatasetFormatError(f"{self.path}: '{group}/rewards' is missing") from None
+            rew_shape = tuple(rew_id.get_space().get_simple_extent_dims() or ())
+            if len(rew_shape) != 1:
+                raise DatasetFormatError(
+                    f"{self.path}: {group}/rewards has shape {rew_shape}; expected (steps,)"
+                )
+            t = rew_shape[0]
+            _check_storage(rew_id, t, rew_shape, f"{self.path}: '{group}/rewards'")
+            yield t, functools.partial(self._read_episode, gid, group, int(ep), t)
+
+    def _read_episode(self, gid: Any, group: str, ep: int, t: int, buf: _BlockBuffer) -> None:
+        self._read_into(buf, gid, group, "rewards", t)
+        for obs_name, next_name in self._names:
+            full = self._read_into(buf, gid, group, obs_name, t + 1)
+            buf.slot(next_name, t, full.dtype, full.shape[1:], "")[...] = full[1:]
+        for name in ("actions", "terminations", "truncations"):
+            self._read_into(buf, gid, group, name, t)
+        buf.commit(ep, self._seed(gid), t)
 
 
 class _ArrowFastReader:
@@ -407,8 +431,9 @@ class _ArrowFastReader:
 
     def blocks(self, ids: Sequence[int]) -> Iterator[_Block]:
         """The selected episodes, in order, in blocks of about ``block_rows`` steps."""
-        buf: _BlockBuffer | None = None
-        skipped = 0
+        yield from _in_blocks(self._episodes(ids), self.block_rows, self.obs_leaves, self.obs_space)
+
+    def _episodes(self, ids: Sequence[int]) -> Iterator[tuple[int, EpisodeFill]]:
         for ep in ids:
             ep = int(ep)
             table = self._table(ep)
@@ -418,34 +443,25 @@ class _ArrowFastReader:
                 raise DatasetFormatError(
                     f"{self.data_path / str(ep)}: episode {ep} lacks columns {sorted(missing)}"
                 )
-            t = table.num_rows - 1
-            if t <= 0:
-                skipped += 1
-                continue
-            if buf is not None and buf.rows + t > buf.capacity:
-                yield buf.take(self.obs_leaves, self.obs_space, skipped)
-                buf, skipped = None, 0
-            if buf is None:
-                buf = _BlockBuffer(max(self.block_rows, t))
-            where = f"{self.data_path / str(ep)}: episode {ep}"
-            obs = self._array(table.column("observations"))
-            for leaf in self.obs_leaves:
-                node = obs
-                for k in leaf.key:
-                    node = node.field(k)
-                full = self._numpy(leaf.space, node)
-                buf.put(f"observations{leaf.hdf5}", full[:t], f"{where}: observations{leaf.hdf5}")
-                buf.put(f"obs_next{leaf.hdf5}", full[1:], f"{where}: observations{leaf.hdf5}")
-            act = self._numpy(self.act_space, self._array(table.column("actions")))
-            buf.put("actions", act[:t], f"{where}: actions")
-            for name in ("rewards", "terminations", "truncations"):
-                col = np.asarray(self._array(table.column(name)).to_numpy(zero_copy_only=False))
-                buf.put(name, col[:t], f"{where}: {name}")
-            buf.commit(ep, self._seed(ep), t)
-        if buf is not None:
-            yield buf.take(self.obs_leaves, self.obs_space, skipped)
-        elif skipped:
-            yield _empty_block(skipped)
+            yield table.num_rows - 1, functools.partial(self._copy_episode, ep, table)
+
+    def _copy_episode(self, ep: int, table: Any, buf: _BlockBuffer) -> None:
+        t = table.num_rows - 1
+        where = f"{self.data_path / str(ep)}: episode {ep}"
+        obs = self._array(table.column("observations"))
+        for leaf in self.obs_leaves:
+            node = obs
+            for k in leaf.key:
+                node = node.field(k)
+            full = self._numpy(leaf.space, node)
+            buf.put(f"observations{leaf.hdf5}", full[:t], f"{where}: observations{leaf.hdf5}")
+            buf.put(f"obs_next{leaf.hdf5}", full[1:], f"{where}: observations{leaf.hdf5}")
+        act = self._numpy(self.act_space, self._array(table.column("actions")))
+        buf.put("actions", act[:t], f"{where}: actions")
+        for name in ("rewards", "terminations", "truncations"):
+            col = np.asarray(self._array(table.column(name)).to_numpy(zero_copy_only=False))
+            buf.put(name, col[:t], f"{where}: {name}")
+        buf.commit(ep, self._seed(ep), t)
 
 
 def _check_storage(dsid: Any, rows: int, shape: tuple[int, ...], where: str) -> None:

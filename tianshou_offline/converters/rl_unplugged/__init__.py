@@ -32,6 +32,7 @@ data layer's :func:`tianshou_offline.data.shards.load_rl_unplugged`, re-exported
 
 from tianshou_offline.converters.rl_unplugged.convert import (
     ShardJob,
+    combined_result,
     convert_rl_unplugged_atari,
     is_converted,
     plan_conversion,
@@ -70,6 +71,7 @@ __all__ = [
     "ShardResult",
     "atari_num_actions",
     "check_game",
+    "combined_result",
     "convert_rl_unplugged_atari",
     "convert_shard",
     "download_file",

@@ -8,6 +8,7 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any, TypeVar
 
 from tianshou_offline.converters.result import ConversionResult
 from tianshou_offline.converters.rl_unplugged.shard import ShardResult, convert_shard
@@ -63,6 +64,8 @@ def is_converted(
         return False
     return True
 
+
+ResultT = TypeVar("ResultT", bound=ConversionResult)
 
 ShardJob = tuple[Path, Path, str, int | None, int | None]
 """(source, output, game, run id, shard id) of one shard to convert (:func:`plan_conversion`)."""
@@ -280,13 +283,28 @@ def convert_rl_unplugged_atari(
         results.append(res)
         if on_result is not None:
             on_result(res)
-    return ConversionResult(
+    return combined_result(ConversionResult, paths, task, shard_ids, results, start)
+
+
+def combined_result(
+    kind: type[ResultT],
+    paths: Sequence[str | os.PathLike[str]],
+    task: str | None,
+    shard_ids: Sequence[int],
+    parts: Sequence[ShardResult],
+    start: float,
+    **extra: Any,
+) -> ResultT:
+    """The result (of type ``kind``, with the fields ``extra``) of a conversion of many
+    shards: the shards' results ``parts`` in order, their outputs and counts together, the
+    time since ``start`` (``time.perf_counter()``); the source names the game (with shard
+    ids) and the files (:func:`plan_conversion`'s ``paths`` and ``task``)."""
+    return kind(
         source=", ".join([*([task] if shard_ids and task else []), *map(str, paths)]),
-        outputs=tuple(r.output for r in results),
-        num_transitions=sum(r.num_transitions for r in results),
-        num_episodes=sum(r.num_episodes for r in results),
+        outputs=tuple(r.output for r in parts),
+        num_transitions=sum(r.num_transitions for r in parts),
+        num_episodes=sum(r.num_episodes for r in parts),
         seconds=time.perf_counter() - start,
-        parts=tuple(results),
+        parts=tuple(parts),
+        **extra,
     )
-
-
