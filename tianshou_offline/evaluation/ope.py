@@ -285,17 +285,12 @@ def fit_behavior(
         bc.train_steps(buffer, steps=settings.behavior_steps, batch_size=_batch_size(settings))
         policy.eval()
 
-        @torch.no_grad()
-        def softmax_log_prob(rows: np.ndarray) -> np.ndarray:
-            parts = []
-            for chunk in _chunks(rows):
-                batch = buffer[chunk]
-                logp = torch.log_softmax(policy.logits(policy.obs_to_tensor(batch.obs)), dim=1)
-                act = torch.as_tensor(np.asarray(batch.act, dtype=np.int64).reshape(-1))
-                parts.append(logp.gather(1, act.to(logp.device)[:, None])[:, 0].double().cpu())
-            return torch.cat(parts).numpy()
+        def softmax_log_prob(batch: Any) -> torch.Tensor:
+            logp = torch.log_softmax(policy.logits(policy.obs_to_tensor(batch.obs)), dim=1)
+            act = torch.as_tensor(np.asarray(batch.act, dtype=np.int64).reshape(-1))
+            return logp.gather(1, act.to(logp.device)[:, None])[:, 0]
 
-        return BehaviorModel("softmax", softmax_log_prob, _last_loss(bc))
+        return BehaviorModel("softmax", _per_chunk(buffer, softmax_log_prob), _last_loss(bc))
     if not isinstance(action_space, gym.spaces.Box) or not isinstance(
         observation_space, gym.spaces.Box
     ):
@@ -314,19 +309,29 @@ def fit_behavior(
     il.train_steps(buffer, steps=settings.behavior_steps, batch_size=_batch_size(settings))
     gauss.eval()
 
-    @torch.no_grad()
-    def gaussian_log_prob(rows: np.ndarray) -> np.ndarray:
+    def gaussian_log_prob(batch: Any) -> torch.Tensor:
         from tianshou_offline.algorithms.continuous.policies import gaussian_log_prob as glp
 
-        parts = []
-        for chunk in _chunks(rows):
-            batch = buffer[chunk]
-            act = _policy_units(gauss, batch.act)
-            mean, log_std = gauss.actor(gauss.obs_to_tensor(batch.obs))
-            parts.append(glp(mean, log_std, act, squash=False).double().cpu())
+        act = _policy_units(gauss, batch.act)
+        mean, log_std = gauss.actor(gauss.obs_to_tensor(batch.obs))
+        return glp(mean, log_std, act, squash=False)
+
+    return BehaviorModel("gaussian", _per_chunk(buffer, gaussian_log_prob), _last_loss(il))
+
+
+def _per_chunk(
+    buffer: ReplayBuffer, log_prob: Callable[[Any], torch.Tensor]
+) -> Callable[[np.ndarray], np.ndarray]:
+    """A behaviour model's ``rows → log μ(a|s)`` (float64) from ``log_prob`` of a batch of
+    the buffer, evaluated without gradients in chunks of rows."""
+    import torch
+
+    @torch.no_grad()
+    def log_probs(rows: np.ndarray) -> np.ndarray:
+        parts = [log_prob(buffer[chunk]).double().cpu() for chunk in _chunks(rows)]
         return torch.cat(parts).numpy()
 
-    return BehaviorModel("gaussian", gaussian_log_prob, _last_loss(il))
+    return log_probs
 
 
 def _batch_size(settings: OPESettings) -> int:
