@@ -4,13 +4,16 @@ writer and fault and keeps the result file.
     python -m benchmarks.faults --trials 100 --seed 1
 
 The writers, faults and checks are those of ``tests/test_faults.py`` (the harness is
-:mod:`benchmarks._lib.faults`): ``convert d4rl``, ``BufferWriter``, ``EpisodeRecorder``,
-``make-datasets``, ``export minari``, ``repack``, a grid cell + report, a policy checkpoint,
-a Decision Transformer's checkpoint and a training checkpoint (``last.pt``) written over the
-previous one, each under ``RLIMIT_FSIZE``, ``ENOSPC`` and ``EIO`` from a random write call (an
-``LD_PRELOAD`` shim) and a full tmpfs (in a user+mount namespace). A trial's moment is a
-random fraction in [0, 1.1) of what the writer needs (its largest file's bytes, its write
-calls, its total bytes): most trials fail somewhere in the run, a few finish.
+:mod:`benchmarks._lib.faults`): the converters ``convert d4rl``, ``convert minari``,
+``convert tianshou``, ``convert tfds`` (an RLDS dataset prepared here with
+tensorflow-datasets) and ``convert rl-unplugged-atari`` (two GZIP TFRecord shards),
+``BufferWriter``, ``EpisodeRecorder``, ``make-datasets``, ``export minari``, ``repack``, a
+grid cell + report, a policy checkpoint, a Decision Transformer's checkpoint and a training
+checkpoint (``last.pt``) written over the previous one, each under ``RLIMIT_FSIZE``,
+``ENOSPC`` and ``EIO`` from a random write call (an ``LD_PRELOAD`` shim) and a full tmpfs (in
+a user+mount namespace). A trial's moment is a random fraction in [0, 1.1) of what the
+writer needs (its largest file's bytes, its write calls, its total bytes): most trials fail
+somewhere in the run, a few finish.
 
 Columns: ``trials``; ``typed`` (the fault bit and the writer raised ``OutputWriteError`` /
 the CLI exited 2 with one ``error:`` line naming the output and the cause); ``finished``
@@ -49,8 +52,7 @@ CODE = (
     "tianshou_offline/scale/grid.py",
     "tianshou_offline/scale/grid_cell.py",
     "tianshou_offline/scale/seed_group.py",
-    "tianshou_offline/converters/d4rl.py",
-    "tianshou_offline/converters/minari",
+    "tianshou_offline/converters",
     "tianshou_offline/cli",
     "tianshou_offline/training.py",
 )

@@ -2,22 +2,24 @@
 the same output, the output directory is read-only, vanishes, or the temporary is on another
 file system than its output.
 
-- every writer (``convert d4rl``, ``BufferWriter``, ``EpisodeRecorder``, ``make-datasets``,
-  ``export minari``, ``repack``, a grid cell and its report, a policy checkpoint, a Decision
-  Transformer's checkpoint, a training checkpoint over the previous one) under each
-  fault of :mod:`benchmarks._lib.faults.inject` (``RLIMIT_FSIZE``; ``ENOSPC``/``EIO`` from the Nth write call,
-  injected by an ``LD_PRELOAD`` shim; a full tmpfs in a user+mount namespace) at a seeded
-  random moment: a typed error naming the output and the cause (CLI: exit 2, one ``error:``
-  line), every output present complete, no temporary left, an earlier output beside it
-  intact, the recorder's file holding exactly the episodes it committed; a fault this system
-  cannot inject (no C compiler, no user namespaces) is skipped, saying why;
-- two processes converting to the same output: one publishes a complete file, the other
-  fails with one ``error:`` line (an export's directory appearing mid-run: ``test_atomic.py``);
-  a grid worker on a cell, and ``make-datasets`` on a family, that another process holds: it
-  fails at once (``OutputBusyError``), writing nothing;
+- every writer (the converters ``convert d4rl``, ``convert minari``, ``convert tianshou``,
+  ``convert tfds``, ``convert rl-unplugged-atari``; ``BufferWriter``, ``EpisodeRecorder``,
+  ``make-datasets``, ``export minari``, ``repack``, a grid cell and its report, a policy
+  checkpoint, a Decision Transformer's checkpoint, a training checkpoint over the previous
+  one) under each fault of :mod:`benchmarks._lib.faults.inject` (``RLIMIT_FSIZE``;
+  ``ENOSPC``/``EIO`` from the Nth write call, injected by an ``LD_PRELOAD`` shim; a full tmpfs
+  in a user+mount namespace) at a seeded random moment, one test per writer and fault: a
+  typed error naming the output and the cause (CLI: exit 2, one ``error:`` line), every
+  output present complete, no temporary left, an earlier output beside it intact, the
+  recorder's file holding exactly the episodes it committed; a fault this system cannot
+  inject (no C compiler, no user namespaces) is skipped, saying why;
+- two processes converting to the same output (each converter): one publishes a complete
+  output, the other fails with one ``error:`` line (an export's directory appearing mid-run:
+  ``test_atomic.py``); a grid worker on a cell, and ``make-datasets`` on a family, that
+  another process holds: it fails at once (``OutputBusyError``), writing nothing;
 - a read-only output directory (a read-only bind mount in a user+mount namespace as root,
-  ``chmod`` otherwise), one deleted during the run, a temporary on another file system:
-  a typed error, nothing half-written.
+  ``chmod`` otherwise; each converter and ``repack``), one deleted during the run (each
+  converter), a temporary on another file system: a typed error, nothing half-written.
 """
 
 from __future__ import annotations
@@ -35,7 +37,6 @@ from typing import Any
 import pytest
 
 from benchmarks._lib import faults as _faults
-from tianshou_offline import load_buffer
 from tianshou_offline.data import atomic
 from tianshou_offline.errors import OutputWriteError
 
@@ -57,24 +58,25 @@ def swept(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, str], lis
 
 
 @pytest.mark.parametrize("fault", _faults.FAULTS)
+@pytest.mark.parametrize("writer", _faults.WRITERS)
 def test_every_writer_fails_cleanly(
-    swept: tuple[dict[str, str], list[dict[str, Any]]], fault: str
+    swept: tuple[dict[str, str], list[dict[str, Any]]], writer: str, fault: str
 ) -> None:
     skipped, rows = swept
     if fault in skipped:
         pytest.skip(f"{fault}: {skipped[fault]}")
-    mine = [r for r in rows if r["fault"] == fault]
-    assert sorted(r["writer"] for r in mine) == sorted(_faults.WRITERS)
-    for r in mine:
-        where = f"{r['writer']} under {fault} at {r['value']}: {r['message']}"
-        assert r["outcome"] == "typed", where
-        assert r["wrong"] == [] and r["temps"] == [] and r["earlier_intact"], (where, r)
-        if fault == "fsize":
-            assert "File too large (EFBIG)" in r["message"], where
-        elif fault == "eio":
-            assert "(EIO)" in r["message"], where
-        else:
-            assert "(ENOSPC)" in r["message"], where
+    mine = [r for r in rows if r["fault"] == fault and r["writer"] == writer]
+    assert len(mine) == 1, mine
+    r = mine[0]
+    where = f"{writer} under {fault} at {r['value']}: {r['message']}"
+    assert r["outcome"] == "typed", where
+    assert r["wrong"] == [] and r["temps"] == [] and r["earlier_intact"], (where, r)
+    if fault == "fsize":
+        assert "File too large (EFBIG)" in r["message"], where
+    elif fault == "eio":
+        assert "(EIO)" in r["message"], where
+    else:
+        assert "(ENOSPC)" in r["message"], where
 
 
 # --------------------------------------------------------------------------------------
@@ -83,51 +85,49 @@ def test_every_writer_fails_cleanly(
 
 _HOLD = """
 import pathlib, sys, time
-held, go, kind, argv = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]), sys.argv[3], sys.argv[4:]
+held, go, argv = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]), sys.argv[3:]
 
-def hold(*_):
-    held.write_text("holding")
-    deadline = time.monotonic() + 120
-    while not go.exists():
-        if time.monotonic() > deadline:
-            raise SystemExit("never released")
-        time.sleep(0.02)
+from tianshou_offline.data import writer
+writer._FLUSH_BYTES = 1  # rows reach the temporary as they are added
+close = writer.BufferWriter.close
 
-if kind == "d4rl":
-    from tianshou_offline.data import writer
-    writer._FLUSH_BYTES = 1  # rows reach the temporary from the first chunk on
-    from tianshou_offline.converters import d4rl
-    original = d4rl.iter_d4rl_chunks
-    def slow(plan, rows):
-        for i, item in enumerate(original(plan, 1000)):
-            yield item
-            if i == 1:
-                hold()
-    d4rl.iter_d4rl_chunks = slow
+def hold(self):  # the first file is written, not yet finished nor published: wait
+    if not held.exists():
+        held.write_text("holding")
+        deadline = time.monotonic() + 300
+        while not go.exists():
+            if time.monotonic() > deadline:
+                raise SystemExit("never released")
+            time.sleep(0.02)
+    return close(self)
+
+writer.BufferWriter.close = hold
 from tianshou_offline.cli import main
 sys.exit(main(argv))
 """
 
 
 def _env(**extra: str) -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", **extra}
+    # TF_CPP_MIN_LOG_LEVEL: TensorFlow's native log lines (convert tfds) on stderr are not ours
+    return {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1",
+            "TF_CPP_MIN_LOG_LEVEL": "3", **extra}  # fmt: skip
 
 
 def _held(
-    tmp_path: Path, kind: str, argv: list[str], during: Callable[[], object], **env: str
+    tmp_path: Path, argv: list[str], during: Callable[[], object], **env: str
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``tianshou-offline argv`` (``kind`` ``grid``: a grid cell) in a process that pauses
-    midway, its output half-written (its lock held); call ``during`` there; let it go on."""
+    """Run ``tianshou-offline argv`` in a process that pauses midway (as it finishes its first
+    file, written but not published); call ``during`` there; let it go on."""
     held, go = tmp_path / "held", tmp_path / "go"
     p = subprocess.Popen(
-        [sys.executable, "-c", _HOLD, str(held), str(go), kind, *argv],
+        [sys.executable, "-c", _HOLD, str(held), str(go), *argv],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         cwd=REPO,
         env=_env(**env),
     )
-    deadline = time.monotonic() + 180
+    deadline = time.monotonic() + 300
     while not held.exists():
         assert p.poll() is None, p.communicate()
         assert time.monotonic() < deadline, "the run never got midway"
@@ -136,7 +136,7 @@ def _held(
         during()
     finally:
         go.write_text("go")
-        out, err = p.communicate(timeout=180)
+        out, err = p.communicate(timeout=300)
     return subprocess.CompletedProcess(p.args, p.returncode, out, err)
 
 
@@ -151,21 +151,47 @@ def _appeared(res: subprocess.CompletedProcess[str], target: Path) -> None:
     assert str(target) in line and "appeared while this run was writing it" in line, line
 
 
-def test_two_conversions_to_one_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """The second conversion finishes while the first is midway: it publishes; the first
-    fails with one line, leaving the published file as it is."""
+@pytest.fixture(scope="module")
+def converter(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], _faults.Converter]:
+    """The converter ``name`` of the harness, its sources made (once per module)."""
+    src = tmp_path_factory.mktemp("converter-sources")
+    made: dict[str, _faults.Converter] = {}
+
+    def get(name: str) -> _faults.Converter:
+        if name not in made:
+            if name == "convert tfds":
+                pytest.importorskip("tensorflow_datasets")
+            c = _faults.CONVERTERS[name]()
+            c.prepare(src)
+            made[name] = c
+        return made[name]
+
+    return get
+
+
+CONVERTERS = list(_faults.CONVERTERS)
+
+
+@pytest.mark.parametrize("name", CONVERTERS)
+def test_two_conversions_to_one_output(
+    name: str, converter: Callable[[str], _faults.Converter], tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    """The second conversion runs while the first is midway (its first file written, not
+    published): it publishes; the first fails with one line naming that output, leaving
+    what the second published complete, and no temporary anywhere."""
     from tianshou_offline.cli import main
 
-    src = _faults.d4rl_source(tmp_path / "d4rl.hdf5", 3000)
-    out = tmp_path / "out" / "d.hdf5"
-    out.parent.mkdir()
-    argv = ["convert", "d4rl", str(src), "-o", str(out), "--no-progress"]
+    conv = converter(name)
+    out = tmp_path / "out"
+    out.mkdir()
+    argv = [*conv.argv(conv.output(out)), "--no-progress"]
     codes: list[int] = []
-    first = _held(tmp_path, "d4rl", argv, lambda: codes.append(main(argv)))
+    first = _held(tmp_path, argv, lambda: codes.append(main(argv)))
     assert codes == [0], capsys.readouterr().err
-    _appeared(first, out)
-    assert len(load_buffer(out)) == 3000
-    assert [p.name for p in out.parent.iterdir()] == ["d.hdf5"]  # no temporary
+    _appeared(first, conv.output(out))
+    assert conv.check(out, _faults.Ran("ok")) == []
+    assert _faults.temps_left(out) == []
 
 
 def test_two_grid_workers_on_one_cell(tmp_path: Path) -> None:
@@ -224,43 +250,53 @@ def _read_only_runner(directory: Path) -> list[str] | None:
     return [*ns, "sh", "-c", script, "sh"] if probe.returncode == 0 else None
 
 
-def test_read_only_output_directory(tmp_path: Path) -> None:
-    src = _faults.d4rl_source(tmp_path / "d4rl.hdf5", 500)
+@pytest.mark.parametrize("name", [*CONVERTERS, "repack"])
+def test_read_only_output_directory(
+    name: str, converter: Callable[[str], _faults.Converter], tmp_path: Path
+) -> None:
     ro = tmp_path / "ro"
     ro.mkdir()
     (ro / "earlier.bin").write_bytes(_faults.EARLIER)
+    if name == "repack":
+        src = _faults.d4rl_source(tmp_path / "d4rl.hdf5", 500)
+        target = ro / "r.hdf5"
+        argv = ["repack", str(src), str(target)]
+    else:
+        conv = converter(name)
+        target = conv.output(ro)
+        argv = conv.argv(target)
     prefix = _read_only_runner(ro)
     if prefix is None:
         pytest.skip("cannot make a read-only directory here (root without user namespaces)")
     try:
-        for argv in (
-            ["convert", "d4rl", str(src), "-o", str(ro / "d.hdf5"), "--no-progress"],
-            ["repack", str(src), str(ro / "r.hdf5"), "--no-progress"],
-        ):
-            res = subprocess.run([*prefix, sys.executable, "-m", "tianshou_offline.cli", *argv],
-                                 capture_output=True, text=True, cwd=REPO, env=_env(),
-                                 timeout=120)  # fmt: skip
-            line = _error_line(res)
-            # named with the cause: before anything is written (the CLI's output check), or
-            # by the writer (OutputWriteError)
-            assert argv[-2] in line and "cannot write" in line, line
-            assert any(w in line for w in ("EROFS", "EACCES", "Read-only", "Permission")), line
+        res = subprocess.run(
+            [*prefix, sys.executable, "-m", "tianshou_offline.cli", *argv, "--no-progress"],
+            capture_output=True, text=True, cwd=REPO, env=_env(), timeout=300,
+        )  # fmt: skip
     finally:
         ro.chmod(0o755)
+    line = _error_line(res)
+    # named with the cause: before anything is written (the CLI's output check), or by the
+    # writer (OutputWriteError)
+    assert str(target) in line and "cannot write" in line, line
+    assert any(w in line for w in ("EROFS", "EACCES", "Read-only", "Permission")), line
     assert [p.name for p in ro.iterdir()] == ["earlier.bin"]
     assert (ro / "earlier.bin").read_bytes() == _faults.EARLIER
 
 
-def test_output_directory_deleted_during_the_run(tmp_path: Path) -> None:
+@pytest.mark.parametrize("name", CONVERTERS)
+def test_output_directory_deleted_during_the_run(
+    name: str, converter: Callable[[str], _faults.Converter], tmp_path: Path
+) -> None:
     """The directory goes away while the converter writes (its temporary with it): the
     publish fails, with one error line saying so; nothing appears anywhere."""
-    src = _faults.d4rl_source(tmp_path / "d4rl.hdf5", 3000)
-    out = tmp_path / "gone" / "d.hdf5"
-    out.parent.mkdir()
-    argv = ["convert", "d4rl", str(src), "-o", str(out), "--no-progress"]
-    line = _error_line(_held(tmp_path, "d4rl", argv, lambda: shutil.rmtree(out.parent)))
-    assert str(out) in line and "(ENOENT)" in line and "vanished" in line, line
-    assert not out.parent.exists()
+    conv = converter(name)
+    out = tmp_path / "gone"
+    out.mkdir()
+    argv = [*conv.argv(conv.output(out)), "--no-progress"]
+    line = _error_line(_held(tmp_path, argv, lambda: shutil.rmtree(out)))
+    assert str(conv.output(out)) in line and "(ENOENT)" in line and "vanished" in line, line
+    assert not out.exists()
 
 
 @pytest.fixture()

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import errno
 import gzip
 import io
 import logging
@@ -37,7 +38,7 @@ from benchmarks._lib.faults import d4rl_source
 from tianshou_offline import load_buffer
 from tianshou_offline.data import atomic
 from tianshou_offline.data.writer import BufferWriter
-from tianshou_offline.errors import DatasetFormatError, OutputExistsError
+from tianshou_offline.errors import DatasetFormatError, OutputExistsError, OutputWriteError
 
 REPO = Path(__file__).resolve().parents[2]
 DEAD_PID = 2**22 + 12345  # above Linux's default pid_max (2**22): never a running process
@@ -201,6 +202,27 @@ def test_writer_keeps_a_file_that_appears(tmp_path: Path, rename_impl: str) -> N
     (tmp_path / "p.hdf5").write_bytes(b"old")
     w.close()
     assert len(load_buffer(tmp_path / "p.hdf5")) == 4 and _dot_entries(tmp_path) == []
+
+
+def test_a_failed_write_of_the_temporary_names_the_output(tmp_path: Path) -> None:
+    """A converter that writes its temporary with a writer of its own (``convert tfds``,
+    ``convert rl-unplugged-atari``: a ``BufferWriter`` on the temporary) and fails there: the
+    error names the output, never the temporary (it named ``.x.hdf5.PID.TOKEN.tfds.tmp``
+    before); an error about another file is left as it is."""
+    out = tmp_path / "x.hdf5"
+    full = OSError(errno.ENOSPC, "No space left on device")
+    with pytest.raises(OutputWriteError) as e:
+        with atomic.atomic_output(out, overwrite=False, tag="tfds") as tmp:
+            with BufferWriter(tmp, observation_space=gym.spaces.Discrete(2),
+                              action_space=gym.spaces.Discrete(2), overwrite=True):  # fmt: skip
+                raise atomic.write_error(tmp, full)
+    assert str(e.value).startswith(f"{out}: cannot write the output: No space left on device")
+    assert e.value.errno == errno.ENOSPC and ".tmp" not in str(e.value)
+    assert list(tmp_path.iterdir()) == []
+    other = tmp_path / "other.hdf5"
+    with pytest.raises(OutputWriteError, match=f"^{other}: cannot write"):
+        with atomic.atomic_output(out, overwrite=False):
+            raise atomic.write_error(other, full)
 
 
 def test_writer_removes_stale_temps_of_its_output(tmp_path: Path) -> None:
@@ -525,7 +547,9 @@ def _records(
     for t in range(n):
         ex = example_class()()
         f = ex.features.feature
-        f["o_t"].bytes_list.value.extend([frames[k] if k >= 0 else zeros for k in range(t - 3, t + 1)])
+        f["o_t"].bytes_list.value.extend(
+            [frames[k] if k >= 0 else zeros for k in range(t - 3, t + 1)]
+        )
         f["o_tp1"].bytes_list.value.extend([frames[k] if k >= 0 else zeros for k in range(t - 2, t + 2)])  # fmt: skip
         f["a_t"].int64_list.value.append((actions or {}).get(t, t % 4))
         f["a_tp1"].int64_list.value.append((t + 1) % 4)

@@ -402,6 +402,13 @@ def write_errors(output: str | os.PathLike[str], *, kept: str | None = None) -> 
     ``__cause__``)."""
     try:
         yield
+    except OutputWriteError as e:
+        # a writer inside the block wrote a temporary of ``output`` (which the block then
+        # publishes) and named it: the user knows ``output`` only
+        renamed = _named_for(output, e)
+        if renamed is None:
+            raise
+        raise renamed from e
     except TianshouOfflineError:
         raise
     except Exception as e:
@@ -410,6 +417,21 @@ def write_errors(output: str | os.PathLike[str], *, kept: str | None = None) -> 
                 write_error(output, e) if kept is None else write_error(output, e, kept=kept)
             ) from e
         raise
+
+
+_CANNOT_WRITE = ": cannot write the output: "
+
+
+def _named_for(output: str | os.PathLike[str], e: OutputWriteError) -> OutputWriteError | None:
+    """``e`` (:func:`write_error`'s) said of a temporary beside ``output``: the same error
+    naming ``output``; None when it names anything else."""
+    head, sep, rest = str(e).partition(_CANNOT_WRITE)
+    out = Path(output)
+    if not sep or Path(head).parent != out.parent or temp_owner(Path(head).name, out.name) is None:
+        return None
+    renamed = OutputWriteError(f"{out}{_CANNOT_WRITE}{rest}")
+    renamed.errno = e.errno
+    return renamed
 
 
 # --------------------------------------------------------------------------------------
@@ -473,7 +495,7 @@ def write_error(
         name, out_name = Path(os.fsdecode(where)).name, Path(output).name
         if name != out_name and temp_owner(name, out_name) is None:
             cause += f" at {os.fsdecode(where)}"
-    msg = f"{output}: cannot write the output: {cause}"
+    msg = f"{output}{_CANNOT_WRITE}{cause}"
     if hint:
         msg += f"; {hint}"
     error = OutputWriteError(f"{msg}; {kept}")

@@ -6,7 +6,10 @@ the package meets a write that fails, in a child process, and the outcome is che
   a user and mount namespace) and how to arm one;
 - :mod:`~benchmarks._lib.faults.base`: what a writer under fault is, how its run ended, the
   checks on its outputs;
-- :mod:`~benchmarks._lib.faults.writers`: the writers (``WRITERS``);
+- :mod:`~benchmarks._lib.faults.converters`: the converters (``CONVERTERS``), each through
+  its command;
+- :mod:`~benchmarks._lib.faults.writers`: every writer (``WRITERS``: the converters and the
+  package's other writers);
 - :mod:`~benchmarks._lib.faults.trials`: the child's trials, each checked in the child;
 - :mod:`~benchmarks._lib.faults.launch`: the parent's side, children and sweeps.
 
@@ -16,15 +19,18 @@ Run as a module, it is the child: ``python -m benchmarks._lib.faults SPEC.json R
 from __future__ import annotations
 
 from benchmarks._lib.faults.base import Ran, Writer, d4rl_source
+from benchmarks._lib.faults.converters import CONVERTERS, Converter
 from benchmarks._lib.faults.inject import FAULTS, build_shim, namespace_prefix
 from benchmarks._lib.faults.launch import Launch, launcher, run_child, sweep
-from benchmarks._lib.faults.trials import EARLIER, run_trials
+from benchmarks._lib.faults.trials import EARLIER, run_trials, temps_left
 from benchmarks._lib.faults.writers import WRITERS, Grid, MakeDatasets
 
 __all__ = [
+    "CONVERTERS",
     "EARLIER",
     "FAULTS",
     "WRITERS",
+    "Converter",
     "Grid",
     "Launch",
     "MakeDatasets",
@@ -37,4 +43,5 @@ __all__ = [
     "run_child",
     "run_trials",
     "sweep",
+    "temps_left",
 ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import re
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,9 +27,20 @@ class Ran:
     committed: int = 0  # the recorder: episodes committed before the failure
 
 
+_TEMPORARY = re.compile(r"/\.[^/\s]+\.\d+\.[0-9a-f]{8}(\.[\w-]+)?\.tmp\b")
+"""A temporary's path (``tianshou_offline.data.atomic.temp_path``) in a message."""
+
+
+def names_a_temporary(message: str) -> bool:
+    """Whether an error message names a temporary, which the user never asked for, where it
+    should name the output."""
+    return _TEMPORARY.search(message) is not None
+
+
 def run_cli(argv: list[str], output: Path) -> Ran:
     """``tianshou-offline argv`` in this process: exit 0 is ``ok``; exit 2 with one
-    ``error:`` line that names ``output`` and says it cannot be written is ``typed``."""
+    ``error:`` line that names ``output`` (no temporary) and says it cannot be written is
+    ``typed``."""
     from tianshou_offline.cli import main
 
     err = io.StringIO()
@@ -49,6 +61,7 @@ def run_cli(argv: list[str], output: Path) -> Ran:
         and lines[0].startswith("error: ")
         and str(output) in lines[0]
         and "cannot write" in lines[0]
+        and not names_a_temporary(lines[0])
     ):
         return Ran("typed", lines[0])
     return Ran("untyped", f"exit {code}: {' | '.join(lines)[-600:]}")
@@ -60,6 +73,8 @@ def run_api(fn: Callable[[], object]) -> Ran:
     try:
         fn()
     except OutputWriteError as e:
+        if names_a_temporary(str(e)):
+            return Ran("untyped", f"names a temporary: {e}")
         return Ran("typed", str(e))
     except BaseException as e:
         tb = traceback.format_exc(limit=-3).replace("\n", " | ")

@@ -1,10 +1,11 @@
-"""The writers of the package under fault (``WRITERS``): ``convert d4rl`` (CLI),
-``BufferWriter``, ``EpisodeRecorder``, ``make-datasets`` (CLI), ``export minari`` (CLI),
-``repack`` (CLI), a grid cell and the grid report (``run_cell`` + ``write_report``), a
-policy checkpoint (``save_policy_checkpoint``), a Decision Transformer's checkpoint (the
-same, of a DT policy) and a training checkpoint written over the previous one
-(``save_training_checkpoint``, the examples' ``last.pt`` with a fine-tuning run's online
-buffer; the examples' other weights go through the same ``save_state``).
+"""The writers of the package under fault (``WRITERS``): the converters
+(:mod:`~benchmarks._lib.faults.converters`), ``BufferWriter``, ``EpisodeRecorder``,
+``make-datasets`` (CLI), ``export minari`` (CLI), ``repack`` (CLI), a grid cell and the grid
+report (``run_cell`` + ``write_report``), a policy checkpoint (``save_policy_checkpoint``), a
+Decision Transformer's checkpoint (the same, of a DT policy) and a training checkpoint
+written over the previous one (``save_training_checkpoint``, the examples' ``last.pt`` with a
+fine-tuning run's online buffer; the examples' other weights go through the same
+``save_state``).
 """
 
 from __future__ import annotations
@@ -20,30 +21,13 @@ from benchmarks._lib.faults.base import (
     Ran,
     Writer,
     buffer_ok,
-    d4rl_source,
     episodes_buffer,
     json_ok,
     run_api,
     run_cli,
     torch_ok,
 )
-
-
-class ConvertD4RL(OneFile):
-    name = "convert d4rl"
-    final = "d4rl.hdf5"
-    n = 2000
-
-    def prepare(self, src: Path) -> None:
-        super().prepare(src)
-        d4rl_source(src / "d4rl-source.hdf5", self.n)
-
-    def run(self, out: Path) -> Ran:
-        argv = ["convert", "d4rl", str(self.src / "d4rl-source.hdf5"), "-o", str(out / self.final)]
-        return run_cli([*argv, "--no-progress"], out / self.final)
-
-    def complete(self, path: Path) -> bool:
-        return buffer_ok(path, self.n)
+from benchmarks._lib.faults.converters import CONVERTERS
 
 
 class Writer_(OneFile):
@@ -397,7 +381,7 @@ class TrainingCheckpoint(Writer):
 
 
 _ALL: tuple[type[Writer], ...] = (
-    ConvertD4RL, Writer_, Recorder, MakeDatasets, ExportMinari, Repack, Grid, Checkpoint,
-    DTCheckpoint, TrainingCheckpoint,
+    *CONVERTERS.values(), Writer_, Recorder, MakeDatasets, ExportMinari, Repack, Grid,
+    Checkpoint, DTCheckpoint, TrainingCheckpoint,
 )  # fmt: skip
 WRITERS: dict[str, type[Writer]] = {w.name: w for w in _ALL}

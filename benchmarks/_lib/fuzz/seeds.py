@@ -150,7 +150,12 @@ def _seed_recorder_killed(path: Path) -> None:
         raise RuntimeError(f"the killed recorder did not leave {path} (status {status})")
 
 
-def _seed_tianshou(path: Path, *, vector: bool) -> None:
+def _seed_tianshou(
+    path: Path, *, vector: bool, lengths: Sequence[int] = (6, 5, 9), size: int = 16
+) -> None:
+    """A Tianshou ``save_hdf5`` file: a ``VectorReplayBuffer`` (``vector``), else a
+    ``ReplayBuffer`` of ``size`` rows holding episodes of ``lengths`` steps (it wraps around
+    when they are longer)."""
     from tianshou.data import Batch, ReplayBuffer, VectorReplayBuffer
 
     rng = np.random.default_rng(3)
@@ -180,8 +185,8 @@ def _seed_tianshou(path: Path, *, vector: bool) -> None:
             )
         vb.save_hdf5(str(path))
         return
-    buf = ReplayBuffer(16)
-    for ep in _episodes(rng, [6, 5, 9]):  # 20 transitions: the circular buffer wraps
+    buf = ReplayBuffer(size)
+    for ep in _episodes(rng, lengths):  # by default 20 transitions: the buffer wraps
         for t in range(len(ep["rew"])):
             buf.add(
                 Batch(
@@ -286,9 +291,10 @@ def write_tfrecord(path: Path, records: Sequence[bytes], *, compress: bool = Tru
     return path
 
 
-def _seed_minari(root: Path) -> Path:
+def _seed_minari(root: Path, lengths: Sequence[int] = (5, 7, 3)) -> Path:
     """A Minari dataset (HDF5 storage) written by Minari (``create_dataset_from_buffers``:
-    episodes of 5, 7 and 3 steps, Box observations and actions); returns its data directory."""
+    episodes of ``lengths`` steps, the last cut, the others terminated and truncated in turn;
+    Box observations and actions); returns its data directory."""
     import gymnasium as gym
     import minari
     from minari.data_collector import EpisodeBuffer
@@ -297,10 +303,10 @@ def _seed_minari(root: Path) -> Path:
     act_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
     rng = np.random.default_rng(0)
     episodes = []
-    for i, t in enumerate((5, 7, 3)):
+    for i, t in enumerate(lengths):
         term, trunc = np.zeros(t, bool), np.zeros(t, bool)
-        if i < 2:  # the last episode ends with neither flag (cut)
-            (term if i == 0 else trunc)[-1] = True
+        if i < len(lengths) - 1:  # the last episode ends with neither flag (cut)
+            (term if i % 2 == 0 else trunc)[-1] = True
         episodes.append(EpisodeBuffer(
             id=i, seed=1000 + i, observations=rng.uniform(-1, 1, (t + 1, 4)).astype(np.float32),
             actions=rng.uniform(-1, 1, (t, 2)).astype(np.float32), rewards=rng.normal(size=t),
