@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -108,9 +109,7 @@ sys.exit(main(argv))
 
 
 def _env(**extra: str) -> dict[str, str]:
-    # TF_CPP_MIN_LOG_LEVEL: TensorFlow's native log lines (convert tfds) on stderr are not ours
-    return {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1",
-            "TF_CPP_MIN_LOG_LEVEL": "3", **extra}  # fmt: skip
+    return {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", **extra}
 
 
 def _held(
@@ -140,8 +139,19 @@ def _held(
     return subprocess.CompletedProcess(p.args, p.returncode, out, err)
 
 
+_NATIVE = re.compile(
+    r"[IWEF]\d{4} |To enable the following instructions: |"
+    r"A\.L\.E: Arcade Learning Environment|\[Powered by Stella\]"
+)
+"""Lines native libraries print on stderr whatever the CLI does (TensorFlow's log of its
+start-up in ``convert tfds``; ale-py's banner, imported for the action space of an RL
+Unplugged game): not the CLI's."""
+
+
 def _error_line(res: subprocess.CompletedProcess[str]) -> str:
+    assert "Traceback" not in res.stderr, res.stderr
     lines = [ln for ln in res.stderr.splitlines() if ln.strip() and not ln.startswith("WARNING")]
+    lines = [ln for ln in lines if not _NATIVE.match(ln)]
     assert res.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), res.stderr
     return lines[0]
 
