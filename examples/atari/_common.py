@@ -36,7 +36,7 @@ from tianshou.env import BaseVectorEnv
 from tianshou.trainer import OfflineTrainerParams
 from tianshou.utils import BaseLogger
 
-from tianshou_offline.algorithms import DiscretePolicy
+from tianshou_offline.algorithms import DiscreteConfig, DiscretePolicy
 from tianshou_offline.cli.example_args import AtariConfig, example_logger, training_progress
 from tianshou_offline.data.ondisk import Memory
 from tianshou_offline.errors import (
@@ -47,6 +47,7 @@ from tianshou_offline.errors import (
 )
 from tianshou_offline.loggers import log_summary
 from tianshou_offline.recording.atari import is_atari_env_id, make_atari_env, make_atari_vector_env
+from tianshou_offline.recording.policies import AtariHead, save_atari_checkpoint
 from tianshou_offline.training import FORMAT as TRAINING_FORMAT
 from tianshou_offline.training import (
     latest_checkpoint,
@@ -335,6 +336,36 @@ def run(
     return {"log_path": log_path, "best_reward": run.info.best_reward,
             "test_returns": run.test_returns, "final_return_mean": mean,
             "final_return_std": std}  # fmt: skip
+
+
+def actor_saver(
+    setup: Setup,
+    settings: DiscreteConfig,
+    model: torch.nn.Module,
+    *,
+    head: AtariHead,
+    **extra: Any,
+) -> Callable[[str], None]:
+    """The ``save_actor`` of :func:`run`: writes ``model`` (the acting network) as an Atari
+    policy checkpoint (``save_atari_checkpoint``) with the environment's frames and actions
+    and the trunk's settings from ``settings``; ``extra``: the head's own settings
+    (``num_quantiles``, ``unlikely_action_threshold``)."""
+    c, h, w = setup.state_shape
+
+    def save_actor(path: str) -> None:
+        save_atari_checkpoint(
+            path,
+            model,
+            head=head,
+            num_actions=setup.num_actions,
+            frame_stack=c,
+            frame_shape=(h, w),
+            hidden_sizes=settings.hidden_sizes,
+            scale_obs=settings.scale_obs,
+            **extra,
+        )
+
+    return save_actor
 
 
 def build_algorithm(config: AtariConfig, setup: Setup) -> OfflineAlgorithm[Any]:

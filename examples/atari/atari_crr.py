@@ -16,11 +16,10 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import _no_tensorflow  # noqa: F401  (first: keeps TensorFlow out of this process)
-from _common import build_algorithm, make_setup, run
+from _common import actor_saver, build_algorithm, make_setup, run
 
 from tianshou_offline.algorithms import DiscreteCRR, DiscreteCRRConfig
 from tianshou_offline.cli.example_args import AtariConfig, parse_config, run_example
-from tianshou_offline.recording.policies import save_atari_checkpoint
 
 
 @dataclass(kw_only=True)
@@ -34,25 +33,11 @@ class CRRFlags(AtariConfig):
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     config = parse_config(CRRFlags, argv, prog="atari_crr.py", description=__doc__ or "")
     setup = make_setup(config)
-    c, h, w = setup.state_shape
     algorithm = build_algorithm(config, setup)
     assert isinstance(algorithm, DiscreteCRR)
     settings = config.algorithm_config()
     assert isinstance(settings, DiscreteCRRConfig)
-    model = algorithm.policy.actor
-
-    def save_actor(path: str) -> None:
-        save_atari_checkpoint(
-            path,
-            model,
-            head="logits",
-            num_actions=setup.num_actions,
-            frame_stack=c,
-            frame_shape=(h, w),
-            hidden_sizes=settings.hidden_sizes,
-            scale_obs=settings.scale_obs,
-        )
-
+    save_actor = actor_saver(setup, settings, algorithm.policy.actor, head="logits")
     return run(config, "crr", setup, algorithm, save_actor)
 
 

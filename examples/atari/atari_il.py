@@ -14,11 +14,10 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import _no_tensorflow  # noqa: F401  (first: keeps TensorFlow out of this process)
-from _common import build_algorithm, make_setup, run
+from _common import actor_saver, build_algorithm, make_setup, run
 
 from tianshou_offline.algorithms import DiscreteImitationConfig, DiscreteImitationLearning
 from tianshou_offline.cli.example_args import AtariConfig, parse_config, run_example
-from tianshou_offline.recording.policies import save_atari_checkpoint
 
 
 @dataclass(kw_only=True)
@@ -32,25 +31,11 @@ class ILFlags(AtariConfig):
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     config = parse_config(ILFlags, argv, prog="atari_il.py", description=__doc__ or "")
     setup = make_setup(config)
-    c, h, w = setup.state_shape
     algorithm = build_algorithm(config, setup)
     assert isinstance(algorithm, DiscreteImitationLearning)
     settings = config.algorithm_config()
     assert isinstance(settings, DiscreteImitationConfig)
-    model = algorithm.policy.actor
-
-    def save_actor(path: str) -> None:
-        save_atari_checkpoint(
-            path,
-            model,
-            head="logits",
-            num_actions=setup.num_actions,
-            frame_stack=c,
-            frame_shape=(h, w),
-            hidden_sizes=settings.hidden_sizes,
-            scale_obs=settings.scale_obs,
-        )
-
+    save_actor = actor_saver(setup, settings, algorithm.policy.actor, head="logits")
     return run(config, "il", setup, algorithm, save_actor)
 
 

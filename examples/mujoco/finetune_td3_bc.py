@@ -16,39 +16,23 @@ from dataclasses import dataclass
 from typing import Any
 
 import _without_tensorflow  # noqa: F401  (first: keeps TensorFlow out of this process)
-from d4rl_common import build_algorithm, make_env, setup
 from d4rl_td3_bc import TD3BCFlags
-from finetune_common import FinetuneFlags, finetune, require_data
+from finetune_common import FinetuneOnline, finetune_example
 
-from tianshou_offline.algorithms import OfflineAlgorithmBase
 from tianshou_offline.cli.example_args import parse_config, run_example
 
 
 @dataclass(kw_only=True)
-class FinetuneTD3BCConfig(TD3BCFlags, FinetuneFlags):
+class FinetuneTD3BCConfig(FinetuneOnline, TD3BCFlags):
     """The flags of d4rl_td3_bc.py and the fine-tuning ones."""
-
-    step_per_epoch: int = 5000
-    """environment steps per epoch (between evaluations)"""
-
-    def check(self) -> None:
-        super().check()
-        self.check_finetune()
 
 
 def get_args(argv: Sequence[str] | None = None) -> FinetuneTD3BCConfig:
-    return parse_config(
-        FinetuneTD3BCConfig, argv, prog="finetune_td3_bc.py", description=__doc__ or ""
-    )
+    return parse_config(FinetuneTD3BCConfig, argv, prog="finetune_td3_bc.py", description=__doc__ or "")
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    config = get_args(argv)
-    dataset = require_data(setup(config))
-    env = make_env(config, dataset)
-    algorithm = build_algorithm(config, env)
-    assert isinstance(algorithm, OfflineAlgorithmBase)
-    return finetune(config, config, "td3_bc", dataset, algorithm, env)
+    return finetune_example(get_args(argv), "td3_bc")
 
 
 if __name__ == "__main__":
