@@ -570,12 +570,18 @@ def torch_save(obj: Any, path: str | os.PathLike[str]) -> None:
 
 
 @contextmanager
-def h5_output(path: str | os.PathLike[str], mode: str = "w", **kwargs: Any) -> Iterator[Any]:
+def h5_output(
+    path: str | os.PathLike[str], mode: str = "w", *, close_on_error: bool = True, **kwargs: Any
+) -> Iterator[Any]:
     """``h5py.File(path, mode, **kwargs)`` for writing a temporary, made safe for failed
     writes: the file is flushed at the end of the block, so that a write libhdf5 held back
     fails inside it (h5py only prints an error raised when it closes an object it
     collects); on any error its descriptors are detached (:func:`detach_files`) before it
-    is closed, so that the close writes nowhere and cannot fail again."""
+    is closed, so that the close writes nowhere and cannot fail again.
+
+    :param close_on_error: close the file after an error; False in a child process of
+        :func:`in_child_process`, which ends without closing anything: libhdf5 crashed
+        closing a file opened for appending (``mode="a"``) after a failed write."""
     import h5py
 
     f = h5py.File(path, mode, **kwargs)
@@ -584,8 +590,9 @@ def h5_output(path: str | os.PathLike[str], mode: str = "w", **kwargs: Any) -> I
         f.flush()
     except BaseException:
         detach_files(path)
-        with contextlib.suppress(Exception):
-            f.close()
+        if close_on_error:
+            with contextlib.suppress(Exception):
+                f.close()
         raise
     try:
         f.close()
@@ -653,10 +660,19 @@ def in_child_process(fn: Callable[[], object]) -> None:
                     if not _has_fileno(getattr(sys, name))}  # fmt: skip
         for name, buf in captured.items():
             setattr(sys, name, buf)
+        # h5py prints (through these hooks) the failure of an object of a file whose writes
+        # failed that it collects and cannot close: the failure is reported once, below
+        sys.excepthook = _quiet
+        sys.unraisablehook = _quiet
+        kept: list[BaseException] = []
         try:
             fn()
             report: dict[str, Any] = {}
         except BaseException as e:
+            # kept until os._exit: the objects its traceback holds (those of a file whose
+            # writes failed) are never collected, so they never fail to close again (h5py
+            # prints a traceback then); the failure is reported once, below
+            kept.append(e)
             report = {
                 "type": type(e).__name__,
                 "message": str(e),
@@ -693,6 +709,10 @@ def in_child_process(fn: Callable[[], object]) -> None:
     if name == "KeyboardInterrupt":
         raise KeyboardInterrupt
     raise RuntimeError(f"{name}: {message}")
+
+
+def _quiet(*args: object) -> None:
+    """A hook that prints nothing."""
 
 
 def _has_fileno(stream: Any) -> bool:

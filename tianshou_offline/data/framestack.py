@@ -35,7 +35,7 @@ import h5py
 import numpy as np
 from tianshou.data import Batch, ReplayBuffer
 
-from tianshou_offline.data.atomic import h5_output, temp_path
+from tianshou_offline.data.atomic import h5_output, in_child_process, temp_path
 from tianshou_offline.data.columns import buffer_from_columns, nest_columns, verify_buffer
 from tianshou_offline.data.format import (
     DATA_TYPE_ATTR,
@@ -134,9 +134,18 @@ class PatchSpool:
         ``h5_path`` is a finished buffer file not yet renamed into place (the caller renames).
         """
         self.close()
+        # in a child process that ends without closing the file after a failed write: libhdf5
+        # crashed closing the file opened for appending when a write there had failed (a full
+        # disk, an I/O error)
+        in_child_process(lambda: self._write_table(h5_path, compression, attrs))
+        self.discard()
+
+    def _write_table(
+        self, h5_path: Path, compression: str | None, attrs: Mapping[str, str | int] | None
+    ) -> None:
         k = len(self.rows)
         stack_bytes = int(np.prod(self.stack_shape)) * self.dtype.itemsize
-        with h5_output(h5_path, "a", libver=WRITE_LIBVER) as f:
+        with h5_output(h5_path, "a", close_on_error=False, libver=WRITE_LIBVER) as f:
             g = f.require_group(PATCH_GROUP)
             g.attrs["format"] = PATCH_FORMAT
             g.attrs["version"] = np.int64(PATCH_VERSION)
@@ -168,7 +177,6 @@ class PatchSpool:
                 ea = f[EXT_GROUP].attrs
                 for key, value in attrs.items():
                     ea[key] = value if isinstance(value, str) else np.int64(value)
-        self.discard()
 
 
 # --------------------------------------------------------------------------------------

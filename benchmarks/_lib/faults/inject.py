@@ -36,6 +36,7 @@ SHIM_C = r"""
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/types.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -44,14 +45,24 @@ static char dir[4096];
 static size_t dirlen;
 static long fail_at = -1; /* the watched write call from which on writes fail; -1: none */
 static int fail_errno = ENOSPC;
-static long calls;
+/* the count of watched calls, shared with the processes this one forks (a writer that
+   writes part of its output in a forked child counts those calls too) */
+static long *calls;
+
+static long *counter(void) {
+    if (!calls) {
+        void *p = mmap(NULL, sizeof(long), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+        calls = p == MAP_FAILED ? calloc(1, sizeof(long)) : (long *)p;
+    }
+    return calls;
+}
 
 void fault_arm(const char *d, long at, int err) {
     strncpy(dir, d, sizeof dir - 1);
     dirlen = strlen(dir);
     fail_at = at;
     fail_errno = err;
-    __atomic_store_n(&calls, 0, __ATOMIC_SEQ_CST);
+    __atomic_store_n(counter(), 0, __ATOMIC_SEQ_CST);
 }
 void fault_disarm(void) { fail_at = -1; dirlen = 0; }
 
@@ -60,7 +71,7 @@ __attribute__((constructor)) static void fault_from_env(void) {
     const char *d = getenv("FAULT_DIR"), *at = getenv("FAULT_AT"), *err = getenv("FAULT_ERRNO");
     if (d && at) fault_arm(d, atol(at), err ? atoi(err) : ENOSPC);
 }
-long fault_calls(void) { return __atomic_load_n(&calls, __ATOMIC_SEQ_CST); }
+long fault_calls(void) { return __atomic_load_n(counter(), __ATOMIC_SEQ_CST); }
 
 static int watched(int fd) {
     char link[64], target[4096];
@@ -75,7 +86,7 @@ static int watched(int fd) {
 /* 1 (errno set) when this call must fail */
 static int fault(int fd) {
     if (!watched(fd)) return 0;
-    long c = __atomic_fetch_add(&calls, 1, __ATOMIC_SEQ_CST);
+    long c = __atomic_fetch_add(counter(), 1, __ATOMIC_SEQ_CST);
     if (fail_at >= 0 && c >= fail_at) { errno = fail_errno; return 1; }
     return 0;
 }
