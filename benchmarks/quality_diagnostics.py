@@ -45,7 +45,10 @@ def _patch(variant: str) -> None:
     from d3rlpy.algos.qlearning.torch import awac_impl
     from d3rlpy.models.torch import policies
 
-    if "unsquashed-mean" in variant:
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; known: {', '.join(VARIANTS)}")
+    patch = VARIANTS[variant][4]
+    if patch == "unsquashed-mean":
         forward = policies.NormalPolicy.forward
 
         def unsquashed(self: Any, x: Any, *args: Any) -> Any:
@@ -53,7 +56,7 @@ def _patch(variant: str) -> None:
             return policies.ActionOutput(out.mu, out.mu, out.logstd)
 
         setattr(policies.NormalPolicy, "forward", unsquashed)  # noqa: B010  (a patch)
-    elif variant.startswith("awac-no-temperature"):
+    elif patch == "no-temperature":
 
         def compute_target(self: Any, batch: Any) -> torch.Tensor:
             with torch.no_grad():
@@ -67,7 +70,7 @@ def _patch(variant: str) -> None:
 
         setattr(awac_impl.AWACImpl, "compute_target", compute_target)  # noqa: B010  (a patch)
     else:
-        raise ValueError(f"unknown variant {variant!r}; known: {', '.join(VARIANTS)}")
+        raise ValueError(f"variant {variant!r}: unknown patch {patch!r}")
 
 
 def worker(spec_path: str) -> None:
@@ -81,7 +84,7 @@ def worker(spec_path: str) -> None:
 
 def run(variant: str, seed: int, results_dir: Path, d3rlpy: str, data_dir: Path) -> Path:
     """Train and evaluate one seed of ``variant``; keep its result; return its path."""
-    row_key, job_key, line, removed = VARIANTS[variant]
+    row_key, job_key, line, removed, _ = VARIANTS[variant]
     row = ROWS[row_key]
     scale = SCALES["small"]
     files = {row_key: data_dir / scale.name / row.env / f"{row.level}.hdf5"}  # read only

@@ -13,13 +13,14 @@ BENCHMARK = "quality_diagnostics"
 BOUND = 0.99
 """An action element with ``|a| > BOUND`` counts as at the bounds ±1."""
 
-VARIANTS: dict[str, tuple[str, str, str, str]] = {
-    # name: (the table's row, d3rlpy job of the table, its line, what is removed)
-    "awac-no-temperature": ("halfcheetah-medium", "awac", "awac", "AWAC with its critic target's − log π removed (temperature 0)"),
-    "awac-unsquashed-mean": ("halfcheetah-medium", "awac", "awac", "AWAC with its Gaussian around μ, not tanh(μ)"),
-    "crr-unsquashed-mean": ("halfcheetah-medium", "crr", "crr", "CRR (actor mean) with its Gaussian around μ, not tanh(μ)"),
-    "awac-no-temperature-hopper-medium-replay": ("hopper-medium-replay", "awac", "awac", "AWAC with its critic target's − log π removed (temperature 0)"),
-    "crr-cwp-unsquashed-mean-expert": ("halfcheetah-expert", "crr", "crr-cwp", "CRR (critic-weighted) with its Gaussian around μ, not tanh(μ)"),
+VARIANTS: dict[str, tuple[str, str, str, str, str]] = {
+    # name: (the table's row, d3rlpy job of the table, its line, what is removed, the patch:
+    # "no-temperature" or "unsquashed-mean", see quality_diagnostics._patch)
+    "awac-no-temperature": ("halfcheetah-medium", "awac", "awac", "AWAC with its critic target's − log π removed (temperature 0)", "no-temperature"),
+    "awac-unsquashed-mean": ("halfcheetah-medium", "awac", "awac", "AWAC with its Gaussian around μ, not tanh(μ)", "unsquashed-mean"),
+    "crr-unsquashed-mean": ("halfcheetah-medium", "crr", "crr", "CRR (actor mean) with its Gaussian around μ, not tanh(μ)", "unsquashed-mean"),
+    "awac-no-temperature-hopper-medium-replay": ("hopper-medium-replay", "awac", "awac", "AWAC with its critic target's − log π removed (temperature 0)", "no-temperature"),
+    "crr-cwp-unsquashed-mean-expert": ("halfcheetah-expert", "crr", "crr-cwp", "CRR (critic-weighted) with its Gaussian around μ, not tanh(μ)", "unsquashed-mean"),
 }  # fmt: skip
 
 FINDINGS: dict[str, str] = {

@@ -231,7 +231,7 @@ def gap_notes(results_dir: Path = results.RESULTS_DIR) -> list[str]:
     runs = kept_runs(scale, scale.seeds, [ROWS[k] for k in rows], results_dir)
     for variant, scores in sorted(diagnostics.kept(results_dir).items(),
                                   key=lambda kv: list(diagnostics.VARIANTS).index(kv[0])):  # fmt: skip
-        row_key, _, line, removed = diagnostics.VARIANTS[variant]
+        row_key, _, line, removed, _ = diagnostics.VARIANTS[variant]
         row = ROWS[row_key]
         seeds = sorted(scores)
         cells = []
