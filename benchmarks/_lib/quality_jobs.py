@@ -139,7 +139,6 @@ def make_jobs(
             "suite": row.suite, "file": str(files[row.key]),
             "file_sha256": _sha256(files[row.key]),
             "arrays": str(arrays.get(row.key, arrays_path(files[row.key]))), **info,
-            "gradient_steps": scale.gradient_steps[row.suite],
             "eval_episodes": scale.eval_episodes, "device": device,
         }  # fmt: skip
         for side, algo, outs in runs:
@@ -161,6 +160,7 @@ def make_jobs(
                       "nets": {k: ours[k] for k in ("hidden_sizes", "trunk_sizes") if k in ours}}  # fmt: skip
             for batch in batches:
                 spec = {**common, "algo": algo, "side": side, "seed": batch[0], "seeds": batch,
+                        "gradient_steps": scale.steps(row.suite, algo),
                         "batch_size": batch_size(scale, row.suite, name), **hp,
                         "outputs": outs}  # fmt: skip
                 jobs.append(Job(row.key, algo, side, tuple(batch), spec))

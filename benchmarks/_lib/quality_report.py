@@ -39,7 +39,7 @@ def kept_runs(
         row = keys.get(st.get("row", ""))
         if (row is None or "line" not in st or st.get("preset") != scale.preset
                 or st["seed"] >= seeds
-                or st["gradient_steps"] != scale.gradient_steps[row.suite]
+                or st["gradient_steps"] != scale.steps(row.suite, st["algo"])
                 or st["eval_episodes"] != scale.eval_episodes):  # fmt: skip
             continue
         out.append({**_as_run(record), "data": st["data"], "record": record})
@@ -168,6 +168,21 @@ def _caption_nets(scale: Scale) -> str:
             f"{x(disc['trunk_sizes'])} + head {x(disc['hidden_sizes'])}")  # fmt: skip
 
 
+def _caption_step_overrides(scale: Scale) -> str:
+    """The budgets the scale sets per algorithm, e.g. the Decision Transformer's (its batch:
+    segments of ``context`` steps)."""
+    out = ""
+    for key, steps in scale.step_overrides.items():
+        suite, _, algo = key.rpartition("/")
+        suite = suite or "continuous"
+        hp = our_config(scale, suite, algo).hyperparameters()
+        unit = f" segments of {hp['context']} steps" if "context" in hp else ""
+        label = LINES[suite][algo].label if algo in LINES[suite] else algo
+        where = f" ({suite})" if key.count("/") else ""
+        out += f", {label}{where} {steps:,} (batch {batch_size(scale, suite, algo)}{unit})"
+    return out
+
+
 def report(
     runs: Sequence[dict[str, Any]], rows: Sequence[RowSpec], scale: Scale, seeds: int,
     measured: Sequence[str] = (),
@@ -186,7 +201,8 @@ def report(
         f"`{scale.preset}` on both sides (d3rlpy's through the benchmarks' field map); budgets: "
         f"{scale.gradient_steps['continuous']:,} gradient steps (continuous, batch "
         f"{batch_size(scale, 'continuous', 'il')}) / {scale.gradient_steps['discrete']:,} "
-        f"(discrete, batch {batch_size(scale, 'discrete', 'il')}) per run; {_caption_nets(scale)}; "
+        f"(discrete, batch {batch_size(scale, 'discrete', 'il')}) per run"
+        + _caption_step_overrides(scale) + f"; {_caption_nets(scale)}; "
         f"{scale.eval_episodes} evaluation episodes per run; CRR evaluated with both acting "
         "rules on both sides (its two lines: the same trained networks); families: "
         + ", ".join(f"{e} {b:,} online steps" for e, b in scale.online_budget.items())

@@ -46,7 +46,9 @@ class Scale:
     dataset_steps: int
     """Transitions of each recorded family file (``medium``, ``expert``)."""
     gradient_steps: dict[str, int]
-    """Per suite (``continuous``, ``discrete``): gradient steps of every run."""
+    """Gradient steps of every run: per suite (``continuous``, ``discrete``), or per preset
+    algorithm (``dt``: a step there trains on a batch of segments, not of transitions) or
+    ``suite/algorithm``, which take precedence (:meth:`steps`)."""
     seeds: int
     """Seeds of every cell, fixed here before any run (``--seeds`` may run fewer, never
     more: no cell gets seeds because of its result)."""
@@ -57,6 +59,20 @@ class Scale:
     reference_episodes: int
     mountaincar_episodes: int
 
+    def steps(self, suite: str, algo: str) -> int:
+        """The gradient steps of a run of preset algorithm ``algo`` (or d3rlpy's line key of
+        the same name) on a row of ``suite``: both sides train with them."""
+        for key in (f"{suite}/{algo}", algo, suite):
+            if key in self.gradient_steps:
+                return self.gradient_steps[key]
+        raise KeyError(f"scale {self.name}: no gradient steps for {suite}/{algo}")
+
+    @property
+    def step_overrides(self) -> dict[str, int]:
+        """The budgets set per algorithm (not per suite)."""
+        return {k: v for k, v in self.gradient_steps.items()
+                if k not in ("continuous", "discrete")}  # fmt: skip
+
 
 SCALES: dict[str, Scale] = {
     "small": Scale(
@@ -64,7 +80,9 @@ SCALES: dict[str, Scale] = {
         preset="small",
         online_budget={"Hopper-v5": 60_000, "HalfCheetah-v5": 60_000, "CartPole-v1": 50_000},
         dataset_steps=20_000,
-        gradient_steps={"continuous": 5_000, "discrete": 10_000},
+        # dt: 5,000 steps in both suites, each on 64 segments of 20 steps (fixed before any
+        # run of its cells: a discrete DT step costs ~8 times a discrete CQL step on a core)
+        gradient_steps={"continuous": 5_000, "discrete": 10_000, "dt": 5_000},
         seeds=5,
         eval_episodes=10,
         family_eval_episodes=5,

@@ -447,6 +447,25 @@ def test_quality_table_dt_line_conditions_both_sides_on_the_files_best_return(
     assert act._state is not None and int(act._state.t[0, -1]) == 199  # the episode's steps
 
 
+def test_quality_budgets_per_algorithm_apply_to_both_sides_jobs_and_kept_runs() -> None:
+    """A scale's per-algorithm budget (the Decision Transformer's) wins over its suite's for
+    both sides' jobs, the caption states it, and a kept run counts only at its budget."""
+    import dataclasses
+
+    from benchmarks._lib import quality_report, quality_specs
+
+    scale = quality_specs.SCALES["small"]
+    assert scale.steps("discrete", "dt") == scale.gradient_steps["dt"]
+    assert scale.steps("discrete", "cql") == scale.gradient_steps["discrete"]
+    assert scale.steps("continuous", "dt") == scale.gradient_steps["dt"]
+    odd = dataclasses.replace(scale, gradient_steps={"continuous": 7, "discrete": 9,
+                                                     "discrete/dt": 3})  # fmt: skip
+    assert (odd.steps("discrete", "dt"), odd.steps("continuous", "dt")) == (3, 7)
+    caption = quality_report._caption_step_overrides(odd)
+    assert caption == ", Decision Transformer (discrete) 3 (batch 64 segments of 20 steps)"
+    assert quality_report._caption_step_overrides(quality_specs.SCALES["d4rl"]) == ""
+
+
 def test_d3rlpy_dt_context_follows_its_stateful_wrappers_rule() -> None:
     """d3rlpy's acting rule re-stated for the exported step (checked against d3rlpy's own
     StatefulTransformerWrapper in its process): the last K steps left-padded and masked, the
