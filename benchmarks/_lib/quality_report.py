@@ -133,6 +133,29 @@ def describe_rows(runs: Sequence[dict[str, Any]], rows: Sequence[RowSpec]) -> li
     return out
 
 
+def coverage(runs: Sequence[dict[str, Any]], rows: Sequence[RowSpec], seeds: int) -> str:
+    """The cells of ``rows`` the kept results leave empty or short of ``seeds`` seeds: a
+    table cut short says so rather than dropping them silently."""
+    missing: list[str] = []
+    for row in rows:
+        gaps = []
+        for key, line in LINES[row.suite].items():
+            have = [len(_scores(runs, row.key, key, "ours"))]
+            if line.peer is not None:
+                have.append(len(_scores(runs, row.key, line.peer, "d3rlpy")))
+            if max(have) == 0:
+                gaps.append((line.label, "not run"))
+            elif min(have) < seeds:
+                gaps.append((line.label, f"{min(have)} of {seeds} seeds"))
+        if len(gaps) == len(LINES[row.suite]) and all(g[1] == "not run" for g in gaps):
+            missing.append(f"{row.label} (every line)")
+        else:
+            missing += [f"{row.label} {label} ({what})" for label, what in gaps]
+    return "Not in the table (no kept results at this code's settings): " + (
+        "; ".join(missing) or "none"
+    )
+
+
 def notes(scale: Scale) -> list[str]:
     """What the sides still do differently: :data:`NOTES` and the field map's differences."""
     found = [*NOTES]
@@ -212,6 +235,8 @@ def report(
         "",
         "Data:",
         *(describe_rows(runs, rows) or ["- (no kept results)"]),
+        "",
+        coverage(runs, rows, seeds),
         "",
         "Below behaviour cloning (medium/expert; t-tests, Holm-corrected): "
         + ("; ".join(bc_check(runs, rows)) or "none"),

@@ -466,6 +466,28 @@ def test_quality_budgets_per_algorithm_apply_to_both_sides_jobs_and_kept_runs() 
     assert quality_report._caption_step_overrides(quality_specs.SCALES["d4rl"]) == ""
 
 
+def test_quality_table_names_the_cells_it_lacks() -> None:
+    """The report lists every (row, line) without kept results and every cell short of its
+    seeds, on either side; a row with nothing kept is named once."""
+    from benchmarks._lib import quality_report, quality_specs
+
+    hopper, cartpole = quality_specs.ROWS["hopper-medium"], quality_specs.ROWS["cartpole-medium"]
+
+    def runs(iql_peer_seeds: int) -> list[dict[str, object]]:
+        return [{"row": "hopper-medium", "line": key if side == "ours" else ln.peer,
+                 "side": side, "seed": k, "score": 1.0}
+                for key, ln in quality_specs.LINES["continuous"].items() if key != "dt"
+                for side in ("ours", "d3rlpy") if side == "ours" or ln.peer
+                for k in range(iql_peer_seeds if key == "iql" and side == "d3rlpy" else 5)]  # fmt: skip
+
+    text = quality_report.coverage(runs(3), [hopper, cartpole], 5)
+    assert text.endswith(": Hopper-v5 medium IQL (3 of 5 seeds); Hopper-v5 medium Decision "
+                         "Transformer (not run); CartPole-v1 medium (every line)")  # fmt: skip
+    assert quality_report.coverage(runs(5), [hopper], 5).endswith(
+        ": Hopper-v5 medium Decision Transformer (not run)"
+    )
+
+
 def test_d3rlpy_dt_context_follows_its_stateful_wrappers_rule() -> None:
     """d3rlpy's acting rule re-stated for the exported step (checked against d3rlpy's own
     StatefulTransformerWrapper in its process): the last K steps left-padded and masked, the
