@@ -27,7 +27,7 @@ def test_mutation_script_kills_mutations() -> None:
     chosen = [
         m
         for m in mutate_updates.MUTATIONS
-        if m.name in ("td3bc-target-critics-online", "td3-noise-clip-deleted")
+        if m.name in ("td3-target-critics-online", "td3-noise-clip-deleted")
     ]
     assert len(chosen) == 2
     assert mutate_updates.run(chosen) == []

@@ -84,31 +84,25 @@ _DT_CAUSAL = f"{_DT_TESTS}::test_predictions_see_only_the_past"
 _DT_SEGMENTS = f"{_DT_TESTS}::test_segments_match_a_loop_over_episodes"
 _DT_POLICY = f"{_DT_TESTS}::test_policy_context_follows_the_episode"
 
-_TD3_LIKE = {"td3bc": f"{_CONT}.td3_bc:TD3BC", "rebrac": f"{_CONT}.rebrac:ReBRAC"}
+_TD3 = f"{_CONT}.td3_bc:TD3Base"
 
 MUTATIONS: tuple[Mutation, ...] = (
-    *(
-        m
-        for key, cls in _TD3_LIKE.items()
-        for test in [_TD3BC if key == "td3bc" else _REBRAC]
-        for m in (
-            _m(f"{key}-target-critics-online", f"{cls}._update_with_batch",
-               "self.critics_target(b.obs_next, act_next)", "self.critics(b.obs_next, act_next)",
-               test),
-            _m(f"{key}-polyak-hard", f"{cls}._update_with_batch",
-               "self._update_targets(self.tau)", "self._update_targets(1.0)", test),
-        )
-    ),
+    # TD3's step, shared by TD3+BC and ReBRAC (TD3Base): both tests guard it
+    _m("td3-target-critics-online", f"{_TD3}._update_with_batch",
+       "self.critics_target(b.obs_next, act_next)", "self.critics(b.obs_next, act_next)",
+       _TD3BC, _REBRAC),
+    _m("td3-polyak-hard", f"{_TD3}._update_with_batch",
+       "self._update_targets(self.tau)", "self._update_targets(1.0)", _TD3BC, _REBRAC),
     # TD3's target-policy smoothing, shared by TD3+BC and ReBRAC (TD3Base): both tests guard it
     *(
-        _m(name, f"{_CONT}.td3_bc:TD3Base.smoothed_target_action", old, new, _TD3BC, _REBRAC)
+        _m(name, f"{_TD3}.smoothed_target_action", old, new, _TD3BC, _REBRAC)
         for name, old, new in (
             ("td3-target-actor-online", "self.actor_target(obs_next)", "self.policy.actor(obs_next)"),
             ("td3-noise-clip-deleted", "-self.noise_clip, self.noise_clip", "-1e9, 1e9"),
             ("td3-action-clamp-deleted", "+ noise).clamp(-1.0, 1.0)", "+ noise)"),
         )
     ),
-    _m("rebrac-penalty-dataset-action", f"{_CONT}.rebrac:ReBRAC._update_with_batch",
+    _m("rebrac-penalty-dataset-action", f"{_CONT}.rebrac:ReBRAC._td_target",
        "(act_next - b.act_next)", "(act_next - b.act)", _REBRAC),
     _m("iql-q-hat-online", f"{_CONT}.iql:IQL._update_with_batch",
        "self.critics_target(b.obs, b.act)", "self.critics(b.obs, b.act)", _IQL),

@@ -74,7 +74,7 @@ from tianshou_offline.algorithms.continuous.dataset import TransitionDataset, Tr
 from tianshou_offline.algorithms.continuous.nets import CriticEnsemble, DeterministicActor
 from tianshou_offline.algorithms.continuous.policies import ContinuousPolicy, DeterministicPolicy
 from tianshou_offline.algorithms.continuous.streaming import CHUNK, StreamingTransitionDataset
-from tianshou_offline.algorithms.continuous.td3_bc import TD3Base, TD3Config
+from tianshou_offline.algorithms.continuous.td3_bc import TD3Base, TD3Config, TD3Tensors
 from tianshou_offline.algorithms.core import OfflineDataset, SampleStream, n_step_targets
 from tianshou_offline.algorithms.deferred import OfflineTrainingStats
 from tianshou_offline.algorithms.streaming import disk_columns
@@ -184,6 +184,13 @@ def next_actions(
     nxt = np.asarray(buffer.next(last))
     known = ~done[last] & (nxt != last)
     return np.where(known, nxt, last), known
+
+
+def _with_next(b: Transitions) -> NextActionTransitions:
+    """``b``, which :meth:`ReBRAC._as_transitions` made a :class:`NextActionTransitions`."""
+    if not isinstance(b, NextActionTransitions):
+        raise TypeError(f"ReBRAC: a {type(b).__name__} batch has no next dataset actions")
+    return b
 
 
 @dataclass(frozen=True, slots=True)
@@ -453,60 +460,53 @@ class ReBRAC(TD3Base[TReBRACStats]):
 
     # ------------------------------------------------------------------ the update
 
-    def _update_with_batch(self, batch: RolloutBatchProtocol | Transitions) -> TReBRACStats:
-        b = self._as_transitions(batch)
-        actor = self.policy.actor
+    def _td_target(
+        self, b: Transitions, act_next: torch.Tensor, q_next: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``y = r + γ (1 − d) [min_j Q'_j(s', ã') − β₂ ‖ã' − a'‖²]``; the penalty is 0 on
+        rows without a next action."""
+        b = _with_next(b)
+        critic_bc = (act_next - b.act_next).pow(2).sum(dim=-1) * b.next_known  # (B,)
+        return b.rew + b.discount * (q_next - self.critic_bc_coef * critic_bc), critic_bc
 
-        # 1. critic: clipped double Q with smoothing, minus the critic penalty β₂‖ã' − a'‖²
-        with torch.no_grad():
-            act_next = self.smoothed_target_action(b.obs_next)
-            critic_bc = (act_next - b.act_next).pow(2).sum(dim=-1) * b.next_known  # (B,)
-            q_next = self.critics_target(b.obs_next, act_next).min(dim=0).values  # (B,)
-            target = b.rew + b.discount * (q_next - self.critic_bc_coef * critic_bc)
-        q_data = self.critics(b.obs, b.act)  # (E, B)
-        critic_loss = (q_data - target).pow(2).mean(dim=1).sum()
-        self.critic_optim.step(critic_loss)
+    def _actor_objective(
+        self, b: Transitions, act_pi: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``mean(β₁ ‖π(s) − a‖² − λ min_j Q_j(s, π(s)))``, λ = 1 / mean|min_j Q_j| (or 1)."""
+        q_pi = self.critics(b.obs, act_pi, detach_params=True).min(dim=0).values  # (B,)
+        lmbda = (
+            1.0 / q_pi.abs().mean().detach()
+            if self.normalize_q
+            else torch.ones((), device=q_pi.device)
+        )
+        actor_bc = (act_pi - b.act).pow(2).sum(dim=-1)  # (B,)
+        actor_loss = (self.actor_bc_coef * actor_bc - lmbda * q_pi).mean()
+        return actor_loss, q_pi, actor_bc.mean(), lmbda
 
-        # 2. actor (delayed): λ min_j Q_j(s, π(s)) − β₁‖π(s) − a‖²
-        act_pi: torch.Tensor | None = None
-        q_pi: torch.Tensor | None = None
-        actor_values: tuple[torch.Tensor, ...] = ()
-        if self.actor_step_due():
-            act_pi = actor(b.obs)
-            q_pi = self.critics(b.obs, act_pi, detach_params=True).min(dim=0).values  # (B,)
-            lmbda = (
-                1.0 / q_pi.abs().mean().detach()
-                if self.normalize_q
-                else torch.ones((), device=q_pi.device)
-            )
-            actor_bc = (act_pi - b.act).pow(2).sum(dim=-1)  # (B,)
-            actor_loss = (self.actor_bc_coef * actor_bc - lmbda * q_pi).mean()
-            self.actor_optim.step(actor_loss)
-            # 3. targets
-            self._update_targets(self.tau)
-            actor_values = (actor_loss, actor_bc.mean(), lmbda, q_pi.mean())
-
+    def _td3_stats(self, step: TD3Tensors) -> TReBRACStats:
+        b = _with_next(step.batch)
+        assert step.penalty is not None  # ReBRAC's _td_target always returns its penalty
         known = b.next_known.sum().clamp(min=1.0)
-        last = self._keep_last_actor(actor_values)
+        last = step.last_actor
         stats = self._make_stats(
-            critic_loss=critic_loss,
-            critic_bc=critic_bc.sum() / known,
+            critic_loss=step.critic_loss,
+            critic_bc=step.penalty.sum() / known,
             actor_loss=last[0],
             actor_bc=last[1],
             lmbda=last[2],
-            q_data=q_data.mean(),
-            q_target=target.mean(),
+            q_data=step.q_data.mean(),
+            q_target=step.target.mean(),
             q_policy=last[3],
         )
         self._extend_stats(
             stats,
             ReBRACStep(
                 batch=b,
-                q_data=q_data.detach(),
-                target=target,
-                critic_bc=critic_bc,
-                act_policy=None if act_pi is None else act_pi.detach(),
-                q_policy=None if q_pi is None else q_pi.detach(),
+                q_data=step.q_data.detach(),
+                target=step.target,
+                critic_bc=step.penalty,
+                act_policy=None if step.act_policy is None else step.act_policy.detach(),
+                q_policy=None if step.q_policy is None else step.q_policy.detach(),
             ),
         )
         return stats

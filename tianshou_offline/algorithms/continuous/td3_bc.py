@@ -32,7 +32,7 @@ The update, in the order of the paper (Sec. 5, on top of TD3's Algorithm 1):
 
 from __future__ import annotations
 
-from abc import ABC
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -156,6 +156,34 @@ class TD3BCStep:
     q_policy: torch.Tensor | None
 
 
+@dataclass(frozen=True, slots=True)
+class TD3Tensors:
+    """Tensors of one step of :class:`TD3Base`, for the variant's :meth:`TD3Base._td3_stats`.
+
+    :ivar batch: the mini-batch.
+    :ivar critic_loss: the critics' loss (scalar).
+    :ivar q_data: ``(E, B)`` Q-values of the dataset actions.
+    :ivar target: ``(B,)`` TD targets (no gradient).
+    :ivar penalty: ``(B,)`` the critic penalty the target subtracted, or None.
+    :ivar act_policy: ``(B, A)`` π(s) on actor steps, else None.
+    :ivar q_policy: ``(B,)`` the actor's Q of π(s) on actor steps, else None.
+    :ivar last_actor: ``(4,)`` the latest actor step's loss, BC term, λ and mean Q.
+    """
+
+    batch: Transitions
+    critic_loss: torch.Tensor
+    q_data: torch.Tensor
+    target: torch.Tensor
+    penalty: torch.Tensor | None
+    act_policy: torch.Tensor | None
+    q_policy: torch.Tensor | None
+    last_actor: torch.Tensor
+
+
+def _detached(t: torch.Tensor | None) -> torch.Tensor | None:
+    return None if t is None else t.detach()
+
+
 class TD3Base(OfflineAlgorithmBase[DeterministicPolicy, TStats], ABC):
     """What TD3+BC and ReBRAC share of TD3 (Fujimoto et al. 2018): a deterministic actor and
     a critic ensemble with target copies, target-policy smoothing (Sec. 5.3) and the delayed
@@ -237,6 +265,65 @@ class TD3Base(OfflineAlgorithmBase[DeterministicPolicy, TStats], ABC):
             self._last_actor.copy_(torch.stack([v.detach().reshape(()) for v in actor_values]))
         return self._last_actor
 
+    def _update_with_batch(self, batch: RolloutBatchProtocol | Transitions) -> TStats:
+        """TD3's step (see the module docstring); the variant supplies the TD target
+        (:meth:`_td_target`), the actor's objective (:meth:`_actor_objective`) and the
+        statistics (:meth:`_td3_stats`)."""
+        b = self._as_transitions(batch)
+
+        # 1. critic: clipped double Q-learning with target-policy smoothing
+        with torch.no_grad():
+            act_next = self.smoothed_target_action(b.obs_next)
+            q_next = self.critics_target(b.obs_next, act_next).min(dim=0).values  # (B,)
+            target, penalty = self._td_target(b, act_next, q_next)
+        q_data = self.critics(b.obs, b.act)  # (E, B)
+        critic_loss = (q_data - target).pow(2).mean(dim=1).sum()
+        self.critic_optim.step(critic_loss)
+
+        # 2. actor (delayed): the variant's objective
+        act_pi: torch.Tensor | None = None
+        q_pi: torch.Tensor | None = None
+        actor_values: tuple[torch.Tensor, ...] = ()
+        if self.actor_step_due():
+            act_pi = self.policy.actor(b.obs)
+            actor_loss, q_pi, bc, lmbda = self._actor_objective(b, act_pi)
+            self.actor_optim.step(actor_loss)
+            # 3. targets
+            self._update_targets(self.tau)
+            actor_values = (actor_loss, bc, lmbda, q_pi.mean())
+
+        return self._td3_stats(
+            TD3Tensors(
+                batch=b,
+                critic_loss=critic_loss,
+                q_data=q_data,
+                target=target,
+                penalty=penalty,
+                act_policy=act_pi,
+                q_policy=q_pi,
+                last_actor=self._keep_last_actor(actor_values),
+            )
+        )
+
+    @abstractmethod
+    def _td_target(
+        self, b: Transitions, act_next: torch.Tensor, q_next: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The TD target ``y`` ``(B,)`` from the smoothed target action ``ã'`` ``(B, A)`` and
+        ``min_j Q'_j(s', ã')`` ``(B,)`` (no gradient), and the per-row critic penalty
+        ``(B,)`` it subtracted (None: none)."""
+
+    @abstractmethod
+    def _actor_objective(
+        self, b: Transitions, act_pi: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The actor's loss at π(s) = ``act_pi`` ``(B, A)``, the Q of π(s) ``(B,)`` it
+        maximises, its behaviour-cloning term and λ (scalars, reported)."""
+
+    @abstractmethod
+    def _td3_stats(self, step: TD3Tensors) -> TStats:
+        """This step's statistics (and the ``_extend_stats`` hook) from its tensors."""
+
     def get_extra_state(self) -> dict[str, Any]:
         """The core's saved state and the latest actor step's statistics (reported on the
         critic-only steps in between, also after a resume)."""
@@ -292,52 +379,40 @@ class TD3BC(TD3Base[TTD3BCStats]):
         )
         self.alpha = alpha
 
-    def _update_with_batch(self, batch: RolloutBatchProtocol | Transitions) -> TTD3BCStats:
-        b = self._as_transitions(batch)
-        actor = self.policy.actor
+    def _td_target(
+        self, b: Transitions, act_next: torch.Tensor, q_next: torch.Tensor
+    ) -> tuple[torch.Tensor, None]:
+        """``y = r + γ (1 − d) min_j Q'_j(s', ã')``."""
+        return b.rew + b.discount * q_next, None
 
-        # 1. critic: clipped double Q-learning with target-policy smoothing
-        with torch.no_grad():
-            act_next = self.smoothed_target_action(b.obs_next)
-            q_next = self.critics_target(b.obs_next, act_next).min(dim=0).values  # (B,)
-            target = b.rew + b.discount * q_next
-        q_data = self.critics(b.obs, b.act)  # (E, B)
-        critic_loss = (q_data - target).pow(2).mean(dim=1).sum()
-        self.critic_optim.step(critic_loss)
+    def _actor_objective(
+        self, b: Transitions, act_pi: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``−λ mean Q_1(s, π(s)) + MSE(π(s), a)``, λ = α / mean|Q_1(s, π(s))|."""
+        q_pi = self.critics(b.obs, act_pi, member=0, detach_params=True)  # (B,)
+        lmbda = self.alpha / q_pi.abs().mean().detach()
+        bc_loss = F.mse_loss(act_pi, b.act)
+        return -lmbda * q_pi.mean() + bc_loss, q_pi, bc_loss, lmbda
 
-        # 2. actor (delayed): λ Q_1(s, π(s)) − (π(s) − a)²
-        act_pi: torch.Tensor | None = None
-        q_pi: torch.Tensor | None = None
-        actor_values: tuple[torch.Tensor, ...] = ()
-        if self.actor_step_due():
-            act_pi = actor(b.obs)
-            q_pi = self.critics(b.obs, act_pi, member=0, detach_params=True)  # (B,)
-            lmbda = self.alpha / q_pi.abs().mean().detach()
-            bc_loss = F.mse_loss(act_pi, b.act)
-            actor_loss = -lmbda * q_pi.mean() + bc_loss
-            self.actor_optim.step(actor_loss)
-            # 3. targets
-            self._update_targets(self.tau)
-            actor_values = (actor_loss, bc_loss, lmbda, q_pi.mean())
-
-        last = self._keep_last_actor(actor_values)
+    def _td3_stats(self, step: TD3Tensors) -> TTD3BCStats:
+        last = step.last_actor
         stats = self._make_stats(
-            critic_loss=critic_loss,
+            critic_loss=step.critic_loss,
             actor_loss=last[0],
             bc_loss=last[1],
             lmbda=last[2],
-            q_data=q_data.mean(),
-            q_target=target.mean(),
+            q_data=step.q_data.mean(),
+            q_target=step.target.mean(),
             q_policy=last[3],
         )
         self._extend_stats(
             stats,
             TD3BCStep(
-                batch=b,
-                q_data=q_data.detach(),
-                target=target,
-                act_policy=None if act_pi is None else act_pi.detach(),
-                q_policy=None if q_pi is None else q_pi.detach(),
+                batch=step.batch,
+                q_data=step.q_data.detach(),
+                target=step.target,
+                act_policy=_detached(step.act_policy),
+                q_policy=_detached(step.q_policy),
             ),
         )
         return stats
