@@ -788,13 +788,8 @@ def test_paired_parity_il_matches_tianshou() -> None:
     draws, so 40 updates of our IL and of Tianshou 2.0.1's end at the same actor, both sides
     having hashed the same index stream. (IL draws no other random numbers, so it must match
     exactly; the other algorithms also consume noise.)"""
-    from benchmarks.parity_continuous import (
-        BatchStream,
-        batches_from,
-        buffer_sampling,
-        build_ours,
-        build_tianshou,
-    )
+    from benchmarks._lib.parity_continuous_sides import build_ours, build_tianshou
+    from benchmarks.parity_continuous import BatchStream, batches_from, buffer_sampling
 
     env = gym.make("Pendulum-v1")
     ours_buf = synthetic_buffer()
