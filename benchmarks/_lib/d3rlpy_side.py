@@ -27,6 +27,7 @@ still does the zero-grad, clipping and step, unchanged).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -87,34 +88,48 @@ def _optimizer_factory(
     return FusedAdamFactory(clip_grad_norm=clip_grad_norm, **extra)
 
 
-def _linear_encoder_factory(obs_dim: int, width: int) -> Any:
-    """An ``EncoderFactory`` of one ``Linear(obs_dim, width)``: the Decision Transformer's
-    state embedding (the paper's; d3rlpy's default is a 256×256 ReLU MLP)."""
+def _encoder_factory(
+    name: str,
+    type_name: str,
+    build: Callable[[Any], None],
+    forward: Callable[[Any, torch.Tensor], torch.Tensor],
+) -> Any:
+    """An ``EncoderFactory`` (class ``{name}Factory``, ``get_type() == type_name``) whose
+    encoders (class ``name``, a d3rlpy ``Encoder``) are made by ``build(encoder)`` after
+    ``Encoder.__init__`` and run ``forward(encoder, x)``."""
     from d3rlpy.models import EncoderFactory
     from d3rlpy.models.torch import Encoder
 
     def encoder_init(self: Any) -> None:
         Encoder.__init__(self)
+        build(self)
+
+    encoder_class = type(name, (Encoder,), {"__init__": encoder_init, "forward": forward})
+
+    def create(self: Any, observation_shape: Any) -> Any:
+        return encoder_class()
+
+    def get_type() -> str:
+        return type_name
+
+    factory = _subclass(
+        f"{name}Factory", EncoderFactory, create=create, get_type=staticmethod(get_type)
+    )
+    return factory()
+
+
+def _linear_encoder_factory(obs_dim: int, width: int) -> Any:
+    """An ``EncoderFactory`` of one ``Linear(obs_dim, width)``: the Decision Transformer's
+    state embedding (the paper's; d3rlpy's default is a 256×256 ReLU MLP)."""
+
+    def build(self: Any) -> None:
         self.linear = nn.Linear(obs_dim, width)
 
-    def encoder_forward(self: Any, x: torch.Tensor) -> torch.Tensor:
+    def forward(self: Any, x: torch.Tensor) -> torch.Tensor:
         out: torch.Tensor = self.linear(x.reshape(x.shape[0], -1))
         return out
 
-    LinearEncoder = type(
-        "LinearEncoder", (Encoder,), {"__init__": encoder_init, "forward": encoder_forward}
-    )
-
-    def create(self: Any, observation_shape: Any) -> Any:
-        return LinearEncoder()
-
-    def get_type() -> str:
-        return "tianshou_offline_linear"
-
-    factory = _subclass(
-        "LinearEncoderFactory", EncoderFactory, create=create, get_type=staticmethod(get_type)
-    )
-    return factory()
+    return _encoder_factory("LinearEncoder", "tianshou_offline_linear", build, forward)
 
 
 def _same_nets_encoder_factory(
@@ -125,11 +140,8 @@ def _same_nets_encoder_factory(
     scale_obs: bool,
 ) -> Any:
     """An ``EncoderFactory`` with our discrete trunk and head hidden layers."""
-    from d3rlpy.models import EncoderFactory
-    from d3rlpy.models.torch import Encoder
 
-    def encoder_init(self: Any) -> None:
-        Encoder.__init__(self)
+    def build(self: Any) -> None:
         layers: list[nn.Module] = []
         if len(obs_shape) == 3:
             c = obs_shape[0]
@@ -159,7 +171,7 @@ def _same_nets_encoder_factory(
                 if isinstance(m, nn.Conv2d):
                     m.weight.data = m.weight.data.contiguous(memory_format=torch.channels_last)
 
-    def encoder_forward(self: Any, x: torch.Tensor) -> torch.Tensor:
+    def forward(self: Any, x: torch.Tensor) -> torch.Tensor:
         if self.image:
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
@@ -170,20 +182,7 @@ def _same_nets_encoder_factory(
         out: torch.Tensor = self.net(x)
         return out
 
-    SameNetsEncoder = type(
-        "SameNetsEncoder", (Encoder,), {"__init__": encoder_init, "forward": encoder_forward}
-    )
-
-    def create(self: Any, observation_shape: Any) -> Any:
-        return SameNetsEncoder()
-
-    def get_type() -> str:
-        return "tianshou_offline_benchmark"
-
-    factory = _subclass(
-        "SameNetsEncoderFactory", EncoderFactory, create=create, get_type=staticmethod(get_type)
-    )
-    return factory()
+    return _encoder_factory("SameNetsEncoder", "tianshou_offline_benchmark", build, forward)
 
 
 # --------------------------------------------------------------------------- datasets
