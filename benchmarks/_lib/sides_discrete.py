@@ -15,8 +15,6 @@ targets, on a 20k-transition buffer; the Nature-DQN conv net on 4×84×84 uint8 
 from __future__ import annotations
 
 import functools
-import itertools
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -36,6 +34,7 @@ from tianshou_offline.algorithms import (
     DiscreteImitationConfig,
 )
 from tianshou_offline.algorithms.config import DiscreteConfig, DiscreteTDConfig
+from tianshou_offline.algorithms.discrete.nets import make_head
 from tianshou_offline.algorithms.presets import preset
 from tianshou_offline.algorithms.registry import make_config
 
@@ -140,17 +139,6 @@ def build_ours(name: str, s: Setting, seed: int = 0, **overrides: Any) -> Offlin
     return s.config(name, **overrides).build(s.obs_space, s.action_space)
 
 
-def _head(in_dim: int, out_dim: int, hidden_sizes: Sequence[int] = ()) -> nn.Sequential:
-    """``Linear``/``ReLU`` layers ``in_dim → hidden… → out_dim``: the layers of our networks'
-    heads (``QNet``, ``QuantileQNet``, ``DualHeadNet``), for Tianshou's side."""
-    sizes = [int(in_dim), *(int(h) for h in hidden_sizes)]
-    layers: list[nn.Module] = []
-    for h_in, h_out in itertools.pairwise(sizes):
-        layers += [nn.Linear(h_in, h_out), nn.ReLU(inplace=True)]
-    layers.append(nn.Linear(sizes[-1], int(out_dim)))
-    return nn.Sequential(*layers)
-
-
 class TianshouAPI(nn.Module):
     """One of our tensor → tensor modules (or a trunk and a head) behind Tianshou's net
     interface ``(obs, state, info) -> (out, state)``; numpy observations are converted as
@@ -215,11 +203,11 @@ def build_tianshou(
         trunk = c.trunk(s.obs_space)
         ts_trunk, width = trunk, trunk.output_dim
     if isinstance(c, DiscreteImitationConfig):
-        actor = TianshouAPI(ts_trunk, _head(width, n, hidden))
+        actor = TianshouAPI(ts_trunk, make_head(width, n, hidden))
         return TsIL(policy=ImitationPolicy(actor=actor, action_space=space), optim=optim)
     if isinstance(c, DiscreteBCQConfig):
-        q = TianshouAPI(ts_trunk, _head(width, n, hidden))
-        imitator = TianshouAPI(ts_trunk, _head(width, n, hidden))
+        q = TianshouAPI(ts_trunk, make_head(width, n, hidden))
+        imitator = TianshouAPI(ts_trunk, make_head(width, n, hidden))
         return TsBCQ(
             policy=TsBCQPolicy(
                 model=q,
@@ -234,7 +222,7 @@ def build_tianshou(
             imitation_logits_penalty=c.imitation_logits_penalty,
         )
     if isinstance(c, DiscreteCQLConfig):
-        qr = _QuantileAPI(ts_trunk, _head(width, n * c.num_quantiles, hidden), n)
+        qr = _QuantileAPI(ts_trunk, make_head(width, n * c.num_quantiles, hidden), n)
         return TsCQL(
             policy=QRDQNPolicy(model=qr, action_space=space),
             optim=optim,
@@ -244,8 +232,8 @@ def build_tianshou(
             target_update_freq=c.target_update_freq,
         )
     if isinstance(c, DiscreteCRRConfig):
-        actor = TianshouAPI(ts_trunk, _head(width, n, hidden))
-        critic = TianshouAPI(ts_trunk, _head(width, n, hidden), tuple_out=False)
+        actor = TianshouAPI(ts_trunk, make_head(width, n, hidden))
+        critic = TianshouAPI(ts_trunk, make_head(width, n, hidden), tuple_out=False)
         return TsCRR(
             policy=TsActorPolicy(actor=cast(Any, actor), action_space=space),
             critic=critic,
