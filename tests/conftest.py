@@ -27,7 +27,13 @@ def _torch_threads() -> None:
 def expert_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One folder for the session's gathered expert datasets (``benchmarks/_lib/experts/pendulum.py``,
     ``benchmarks/_lib/experts/cartpole.py``): every test file that trains on them shares one gathering
-    (about a minute each) instead of gathering its own."""
+    (about a minute each) instead of gathering its own. Under pytest-xdist the folder is shared
+    by the run's workers (in their common base folder), so that each dataset is gathered once
+    per run, not once per worker (``cached_file`` locks it while one worker gathers)."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = tmp_path_factory.getbasetemp().parent / "expert_data"
+        shared.mkdir(exist_ok=True)
+        return shared
     return tmp_path_factory.mktemp("expert_data")
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import math
 import random
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -156,6 +158,23 @@ def test_gathering_expert_data_leaves_the_global_generators_as_they_were(tmp_pat
     assert after_asking() == gathered  # the second call found the file
     torch.manual_seed(0), np.random.seed(0), random.seed(0)
     assert seeded_draws() == gathered
+
+
+def test_concurrent_callers_gather_expert_data_once(tmp_path: Path) -> None:
+    """The workers of ``pytest -n`` share one expert-data folder: two callers asking at once
+    get the one file, gathered once (the second waits on the lock while the first gathers).
+    Without the lock in ``cached_file`` both gather (2 calls)."""
+    calls: list[int] = []
+
+    def gather(path: Path) -> Path:
+        calls.append(1)
+        time.sleep(0.5)  # both callers ask while the first gathers
+        path.write_bytes(b"data")
+        return path
+
+    with ThreadPoolExecutor(2) as pool:
+        paths = list(pool.map(lambda _: cached_file(tmp_path, "e.hdf5", gather), range(2)))
+    assert paths == [tmp_path / "e.hdf5"] * 2 and len(calls) == 1
 
 
 # ------------------------------------------------------------------ README sections

@@ -14,13 +14,16 @@ from typing import Any
 
 import numpy as np
 import torch
+from filelock import FileLock
 
 Gather = Callable[[Path], Path]
 
 
 def cached_file(directory: str | os.PathLike[str], file_name: str, gather: Gather) -> Path:
     """``directory / file_name`` (or in ``$TIANSHOU_OFFLINE_EXPERT_CACHE`` when set),
-    gathered first with ``gather(path)`` if it does not exist yet.
+    gathered first with ``gather(path)`` if it does not exist yet. Concurrent callers (the
+    test workers of ``pytest -n``, which share one folder) gather it once: the others wait on
+    a lock file beside it (``file_name.lock``) and then find it.
 
     The global random generators (torch's CPU one, numpy's, Python's) are left as they were:
     a gatherer seeds them and trains an agent, and a caller that seeded them before asking
@@ -31,9 +34,10 @@ def cached_file(directory: str | os.PathLike[str], file_name: str, gather: Gathe
     folder = Path(cache) if cache else Path(directory)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / file_name
-    if not path.exists():
-        with global_generators_kept():
-            gather(path)
+    with FileLock(folder / f"{file_name}.lock"):
+        if not path.exists():
+            with global_generators_kept():
+                gather(path)
     return path
 
 
