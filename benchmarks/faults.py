@@ -10,19 +10,23 @@ tensorflow-datasets) and ``convert rl-unplugged-atari`` (two GZIP TFRecord shard
 ``BufferWriter``, ``EpisodeRecorder``, ``make-datasets``, ``export minari``, ``repack``, a
 grid cell + report, a policy checkpoint, a Decision Transformer's checkpoint and a training
 checkpoint (``last.pt``) written over the previous one, each under ``RLIMIT_FSIZE``,
-``ENOSPC`` and ``EIO`` from a random write call (an ``LD_PRELOAD`` shim) and a full tmpfs (in
-a user+mount namespace). A trial's moment is a random fraction in [0, 1.1) of what the
-writer needs (its largest file's bytes, its write calls, its total bytes): most trials fail
-somewhere in the run, a few finish.
+``ENOSPC`` and ``EIO`` from a random write call (an ``LD_PRELOAD`` shim), a full tmpfs (in
+a user+mount namespace), a read-only output directory (``readonly``: a read-only bind mount
+there) and the output directory deleted at a random write call (``vanish``, by the shim). A
+trial's moment is a random fraction in [0, 1.1) of what the writer needs (its largest file's
+bytes, its write calls, its total bytes): most trials fail somewhere in the run, a few finish
+(``readonly`` has no moment: every trial fails at once).
 
 Columns: ``trials``; ``typed`` (the fault bit and the writer raised ``OutputWriteError`` /
 the CLI exited 2 with one ``error:`` line naming the output and the cause); ``finished``
 (the fault came too late to bite; the output must then be complete); ``intact`` (every output
 present complete, the earlier output beside it unchanged, the recorder's file holding exactly
-its committed episodes); ``temps left``; ``untyped`` (any other exception or exit); ``crash``
+its committed episodes; ``vanish``: nothing made again where the directory was, and no run
+that finishes as if it had not vanished); ``temps left``; ``untyped`` (any other exception or exit); ``crash``
 (the process died). The target: ``intact`` = ``trials``, 0 temporaries, 0 untyped, 0 crashes.
 
-``--readme`` rewrites the README's section from the kept result (nothing is run).
+``--readme`` rewrites the README's section from the kept results (nothing is run): each
+writer under each fault from the newest result that ran it (``--faults`` runs some faults).
 """
 
 from __future__ import annotations
@@ -88,7 +92,9 @@ def table(rows: list[dict[str, Any]]) -> tuple[str, dict[str, dict[str, int]]]:
 
 
 def readme_section() -> str:
-    """The README's table: the kept result's counts, summed over the faults per writer."""
+    """The README's table: the kept results' counts, summed over the faults per writer; each
+    writer under each fault from the newest result that ran it (a run of some faults is kept
+    beside a run of the others)."""
     records = read_results(BENCHMARK)
     lines = [
         "| writer | trials | typed error | finished | outputs intact | temporaries left | "
@@ -97,31 +103,33 @@ def readme_section() -> str:
     ]
     notes: list[str] = []
     shown: set[str] = set()
+    per_writer: dict[str, dict[str, int]] = {}
     records.sort(key=lambda r: str(r["created"]), reverse=True)
-    for r in records:  # one table: each writer from the newest result that ran it
-        per_writer: dict[str, dict[str, int]] = {}
-        for key, c in sorted(r["figures"]["counts"].items()):
-            if key.split("/")[0] in shown:
-                continue
+    for r in records:
+        used = sorted(k for k in r["figures"]["counts"] if k not in shown)
+        for key in used:
+            c = r["figures"]["counts"][key]
             total = per_writer.setdefault(key.split("/")[0], dict.fromkeys(c, 0))
             for k, v in c.items():
                 total[k] += v
-        for writer, c in per_writer.items():
-            lines.append(
-                f"| {writer} | {c['trials']} | {c['typed']} | {c['finished']} | {c['intact']} | "
-                f"{c['temps_left']} | {c['untyped']} | {c['crash']} |"
-            )
-        shown.update(per_writer)
-        if not per_writer:
+        shown.update(used)
+        if not used:
             continue
-        faults = ", ".join(r["settings"]["faults"])
+        writers = sorted({k.split("/")[0] for k in used})
+        faults = [f for f in r["settings"]["faults"] if any(k.endswith(f"/{f}") for k in used)]
         skipped = r["figures"]["skipped"]
         notes.append(
-            f"{', '.join(per_writer)}: {r['settings']['trials']} trials per writer under each "
-            f"of {faults}" + (f" ({', '.join(skipped)} skipped here)" if skipped else "")
+            f"{', '.join(writers)}: {r['settings']['trials']} trials per writer under each "
+            f"of {', '.join(faults)}" + (f" ({', '.join(skipped)} skipped here)" if skipped else "")
             + f"; {r['figures']['seconds']:.0f} s in all (result {r['name']}, code "
             f"{r['versions']['code_fingerprint']})."
         )  # fmt: skip
+    for writer in sorted(per_writer):
+        c = per_writer[writer]
+        lines.append(
+            f"| {writer} | {c['trials']} | {c['typed']} | {c['finished']} | {c['intact']} | "
+            f"{c['temps_left']} | {c['untyped']} | {c['crash']} |"
+        )
     for note in notes:
         lines += ["", note]
     lines += ["", provenance_line(records)]
@@ -175,9 +183,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(rows)} trials in {seconds:.0f} s; {len(bad)} failed the checks")
     if not args.no_result:
         everyone = args.writers == list(harness.WRITERS)
+        name = "all-writers" if everyone else "-".join(w.replace(" ", "-") for w in args.writers)
+        if args.faults != list(harness.FAULTS):
+            name += "-under-" + "-".join(args.faults)
         path = write_result(
-            BENCHMARK,  # a run of some writers is kept beside the others' results
-            "all-writers" if everyone else "-".join(w.replace(" ", "-") for w in args.writers),
+            BENCHMARK,  # a run of some writers or faults is kept beside the others' results
+            name,
             settings={
                 "trials": args.trials,
                 "writers": args.writers,

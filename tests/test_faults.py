@@ -8,18 +8,20 @@ file system than its output.
   checkpoint, a Decision Transformer's checkpoint, a training checkpoint over the previous
   one) under each fault of :mod:`benchmarks._lib.faults.inject` (``RLIMIT_FSIZE``;
   ``ENOSPC``/``EIO`` from the Nth write call, injected by an ``LD_PRELOAD`` shim; a full tmpfs
-  in a user+mount namespace) at a seeded random moment, one test per writer and fault: a
+  in a user+mount namespace; a read-only output directory, a read-only bind mount in a
+  user+mount namespace as root, ``chmod`` otherwise; the output directory deleted by the shim
+  at the Nth write call) at a seeded random moment, one test per writer and fault: a
   typed error naming the output and the cause (CLI: exit 2, one ``error:`` line), every
-  output present complete, no temporary left, an earlier output beside it intact, the
-  recorder's file holding exactly the episodes it committed; a fault this system cannot
-  inject (no C compiler, no user namespaces) is skipped, saying why;
+  output present complete, no temporary left, an earlier output beside it intact (deleted
+  directory: nothing made again), the recorder's file holding exactly the episodes it
+  committed; a fault this system cannot inject (no C compiler, no user namespaces) is
+  skipped, saying why;
 - two processes converting to the same output (each converter): one publishes a complete
   output, the other fails with one ``error:`` line (an export's directory appearing mid-run:
   ``test_atomic.py``); a grid worker on a cell, and ``make-datasets`` on a family, that
   another process holds: it fails at once (``OutputBusyError``), writing nothing;
-- a read-only output directory (a read-only bind mount in a user+mount namespace as root,
-  ``chmod`` otherwise; each converter and ``repack``), one deleted during the run (each
-  converter), a temporary on another file system: a typed error, nothing half-written.
+- a temporary on another file system: a typed error, nothing half-written; every
+  temporary of the package is beside its output, so this cannot happen there.
 """
 
 from __future__ import annotations
@@ -72,12 +74,19 @@ def test_every_writer_fails_cleanly(
     where = f"{writer} under {fault} at {r['value']}: {r['message']}"
     assert r["outcome"] == "typed", where
     assert r["wrong"] == [] and r["temps"] == [] and r["earlier_intact"], (where, r)
-    if fault == "fsize":
-        assert "File too large (EFBIG)" in r["message"], where
-    elif fault == "eio":
-        assert "(EIO)" in r["message"], where
-    else:
-        assert "(ENOSPC)" in r["message"], where
+    says = {
+        "fsize": ("File too large (EFBIG)",),
+        "eio": ("(EIO)",),
+        "enospc": ("(ENOSPC)",),
+        "full": ("(ENOSPC)",),
+        # the CLI's check of its output path says it in words, before anything is written;
+        # chmod (not root) refuses with EACCES
+        "readonly": ("(EROFS)", "(Read-only file system)", "(EACCES)", "(Permission denied)"),
+        "vanish": ("(ENOENT)",),
+    }[fault]
+    assert any(s in r["message"] for s in says), where
+    if fault == "vanish":
+        assert "vanished during the run" in r["message"], where
 
 
 def test_a_write_failing_in_the_patch_table_is_an_error_not_a_crash(tmp_path: Path) -> None:
@@ -100,14 +109,19 @@ def test_a_write_failing_in_the_patch_table_is_an_error_not_a_crash(tmp_path: Pa
 # --------------------------------------------------------------------------------------
 
 _HOLD = """
-import pathlib, sys, time
-held, go, argv = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]), sys.argv[3:]
+import importlib, pathlib, sys, time
+held, go, where, argv = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]), sys.argv[3], sys.argv[4:]
 
 from tianshou_offline.data import writer
 writer._FLUSH_BYTES = 1  # rows reach the temporary as they are added
-close = writer.BufferWriter.close
+module, _, name = where.partition(":")
+owner = importlib.import_module(module)
+*outer, attr = name.split(".")
+for part in outer:
+    owner = getattr(owner, part)
+original = getattr(owner, attr)
 
-def hold(self):  # the first file is written, not yet finished nor published: wait
+def hold(*args, **kwargs):  # the first file is written, not yet published: wait
     if not held.exists():
         held.write_text("holding")
         deadline = time.monotonic() + 300
@@ -115,12 +129,17 @@ def hold(self):  # the first file is written, not yet finished nor published: wa
             if time.monotonic() > deadline:
                 raise SystemExit("never released")
             time.sleep(0.02)
-    return close(self)
+    return original(*args, **kwargs)
 
-writer.BufferWriter.close = hold
+setattr(owner, attr, hold)
 from tianshou_offline.cli import main
 sys.exit(main(argv))
 """
+
+_BUFFER_WRITER = "tianshou_offline.data.writer:BufferWriter.close"
+"""Where a converter's run is held: its first file is written, not yet finished nor published."""
+_PUBLISH = "tianshou_offline.data.atomic:publish"
+"""Where a writer using ``atomic_output`` is held: its temporary is complete, not published."""
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -128,13 +147,15 @@ def _env(**extra: str) -> dict[str, str]:
 
 
 def _held(
-    tmp_path: Path, argv: list[str], during: Callable[[], object], **env: str
-) -> subprocess.CompletedProcess[str]:
-    """Run ``tianshou-offline argv`` in a process that pauses midway (as it finishes its first
-    file, written but not published); call ``during`` there; let it go on."""
+    tmp_path: Path, argv: list[str], during: Callable[[], object], *,
+    where: str = _BUFFER_WRITER, **env: str,
+) -> subprocess.CompletedProcess[str]:  # fmt: skip
+    """Run ``tianshou-offline argv`` in a process that pauses midway (as it calls ``where``,
+    ``module:function``, the first time: by default as it finishes its first file, written
+    but not published); call ``during`` there; let it go on."""
     held, go = tmp_path / "held", tmp_path / "go"
     p = subprocess.Popen(
-        [sys.executable, "-c", _HOLD, str(held), str(go), *argv],
+        [sys.executable, "-c", _HOLD, str(held), str(go), where, *argv],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -219,6 +240,29 @@ def test_two_conversions_to_one_output(
     assert _faults.temps_left(out) == []
 
 
+def test_two_repacks_to_one_output(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:  # fmt: skip
+    """The same for ``repack``: the second repack runs while the first holds a complete
+    temporary, not yet published; it publishes, the first fails with one line naming the
+    output, the published file is complete and no temporary is left. Fails with a publish
+    that replaces (the first run's file then overwrites the second's without an error)."""
+    from tianshou_offline import load_buffer
+    from tianshou_offline.cli import main
+
+    repack = _faults.WRITERS["repack"]()
+    repack.prepare(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    argv = ["repack", str(tmp_path / "repack-source.hdf5"), str(out / "r.hdf5"), "--no-progress"]
+    codes: list[int] = []
+    first = _held(tmp_path, argv, lambda: codes.append(main(argv)), where=_PUBLISH)
+    assert codes == [0], capsys.readouterr().err
+    _appeared(first, out / "r.hdf5")
+    assert len(load_buffer(out / "r.hdf5")) == 20 * 50
+    assert sorted(p.name for p in out.iterdir()) == ["r.hdf5"]
+
+
 def test_two_grid_workers_on_one_cell(tmp_path: Path) -> None:
     """A worker that starts a cell another one runs (it holds the cell directory's lock: an
     ``flock``, which two descriptors of one process contend for as two processes do) fails
@@ -255,73 +299,9 @@ def test_two_make_datasets_on_one_family(
 
 
 # --------------------------------------------------------------------------------------
-# read-only and vanished places, another file system
+# another file system (read-only and vanished output directories are faults of the sweep
+# above: ``readonly``, ``vanish``)
 # --------------------------------------------------------------------------------------
-
-
-def _read_only_runner(directory: Path) -> list[str] | None:
-    """A command prefix under which ``directory`` is read-only for the process it runs (a
-    read-only bind mount in a user+mount namespace when we are root, who ignores
-    permissions; else ``chmod``); None where neither works."""
-    if os.geteuid() != 0:
-        directory.chmod(0o555)
-        return []
-    ns = _faults.namespace_prefix()
-    if ns is None:
-        return None
-    d = str(directory)
-    script = f'mount --bind "{d}" "{d}" && mount -o remount,bind,ro "{d}" && exec "$@"'
-    probe = subprocess.run([*ns, "sh", "-c", script, "sh", "true"], capture_output=True)
-    return [*ns, "sh", "-c", script, "sh"] if probe.returncode == 0 else None
-
-
-@pytest.mark.parametrize("name", [*CONVERTERS, "repack"])
-def test_read_only_output_directory(
-    name: str, converter: Callable[[str], _faults.Converter], tmp_path: Path
-) -> None:
-    ro = tmp_path / "ro"
-    ro.mkdir()
-    (ro / "earlier.bin").write_bytes(_faults.EARLIER)
-    if name == "repack":
-        src = _faults.d4rl_source(tmp_path / "d4rl.hdf5", 500)
-        target = ro / "r.hdf5"
-        argv = ["repack", str(src), str(target)]
-    else:
-        conv = converter(name)
-        target = conv.output(ro)
-        argv = conv.argv(target)
-    prefix = _read_only_runner(ro)
-    if prefix is None:
-        pytest.skip("cannot make a read-only directory here (root without user namespaces)")
-    try:
-        res = subprocess.run(
-            [*prefix, sys.executable, "-m", "tianshou_offline.cli", *argv, "--no-progress"],
-            capture_output=True, text=True, cwd=REPO, env=_env(), timeout=300,
-        )  # fmt: skip
-    finally:
-        ro.chmod(0o755)
-    line = _error_line(res)
-    # named with the cause: before anything is written (the CLI's output check), or by the
-    # writer (OutputWriteError)
-    assert str(target) in line and "cannot write" in line, line
-    assert any(w in line for w in ("EROFS", "EACCES", "Read-only", "Permission")), line
-    assert [p.name for p in ro.iterdir()] == ["earlier.bin"]
-    assert (ro / "earlier.bin").read_bytes() == _faults.EARLIER
-
-
-@pytest.mark.parametrize("name", CONVERTERS)
-def test_output_directory_deleted_during_the_run(
-    name: str, converter: Callable[[str], _faults.Converter], tmp_path: Path
-) -> None:
-    """The directory goes away while the converter writes (its temporary with it): the
-    publish fails, with one error line saying so; nothing appears anywhere."""
-    conv = converter(name)
-    out = tmp_path / "gone"
-    out.mkdir()
-    argv = [*conv.argv(conv.output(out)), "--no-progress"]
-    line = _error_line(_held(tmp_path, argv, lambda: shutil.rmtree(out)))
-    assert str(conv.output(out)) in line and "(ENOENT)" in line and "vanished" in line, line
-    assert not out.exists()
 
 
 @pytest.fixture()
@@ -351,6 +331,38 @@ def test_temporary_on_another_file_system(
             tmp.write_bytes(b"{}" * 1000)
     assert not out.exists() and list(other_fs.iterdir()) == []
     assert list(tmp_path.iterdir()) == []
+
+
+_TEMPORARIES_ELSEWHERE = re.compile(r"\b(tempfile|mkstemp|mkdtemp|TemporaryDirectory|gettempdir)\b")
+
+
+def test_every_temporary_is_beside_its_output(tmp_path: Path) -> None:
+    """Why a temporary on another file system than its output cannot happen in the package:
+    every writer names its temporary with ``atomic.temp_path``, which puts it in the output's
+    own directory (through the same path, a symbolic link included: the same file system,
+    so the rename into place never crosses one), and no module of the package makes a
+    temporary anywhere else (``tempfile``: only ``quickstart``'s working directory, where it
+    writes its outputs, not their temporaries). Fails on a ``temp_path`` in the system's
+    temporary directory, and on a module that starts using ``tempfile``."""
+    real = tmp_path / "real"
+    real.mkdir()
+    (tmp_path / "link").symlink_to(real)
+    for out in (real / "o.hdf5", tmp_path / "link" / "o.hdf5", Path("relative.hdf5")):
+        for tag in (None, "patches"):
+            tmp = atomic.temp_path(out, tag)
+            assert tmp.parent == out.parent and atomic.temp_owner(tmp.name, out.name), tmp
+    with atomic.atomic_output(tmp_path / "link" / "x.json", overwrite=False) as tmp:
+        assert tmp.parent == tmp_path / "link"
+        tmp.write_bytes(b"{}")
+        assert os.stat(tmp).st_dev == os.stat(real).st_dev
+    assert (real / "x.json").read_bytes() == b"{}"
+    package = REPO / "tianshou_offline"
+    elsewhere = sorted(
+        str(f.relative_to(package))
+        for f in package.rglob("*.py")
+        if _TEMPORARIES_ELSEWHERE.search(f.read_text())
+    )
+    assert elsewhere == ["cli/quickstart.py"], elsewhere
 
 
 def test_write_error_names_the_output_and_the_cause(tmp_path: Path) -> None:

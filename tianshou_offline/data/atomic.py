@@ -399,7 +399,9 @@ def write_errors(output: str | os.PathLike[str], *, kept: str | None = None) -> 
     """The boundary of writing ``output``: a write the system refuses inside the block
     (:func:`is_write_failure`) becomes :class:`~tianshou_offline.errors.OutputWriteError`
     naming ``output`` and saying what is ``kept`` (:func:`write_error`; the original is the
-    ``__cause__``)."""
+    ``__cause__``). So does any other failure while ``output``'s directory is gone: it
+    vanished during the run, and a library writing there failed on that in its own words
+    (Minari: a ``ValueError`` about its data path)."""
     try:
         yield
     except OutputWriteError as e:
@@ -412,11 +414,15 @@ def write_errors(output: str | os.PathLike[str], *, kept: str | None = None) -> 
     except TianshouOfflineError:
         raise
     except Exception as e:
-        if is_write_failure(e):
-            raise (
-                write_error(output, e) if kept is None else write_error(output, e, kept=kept)
-            ) from e
-        raise
+        cause: BaseException = e
+        if not is_write_failure(e):
+            parent = Path(output).parent
+            if parent.exists():
+                raise
+            cause = FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(parent))
+        raise (
+            write_error(output, cause) if kept is None else write_error(output, cause, kept=kept)
+        ) from e
 
 
 _CANNOT_WRITE = ": cannot write the output: "

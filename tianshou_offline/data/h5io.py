@@ -16,6 +16,7 @@ episode.
 from __future__ import annotations
 
 import ctypes
+import errno
 import logging
 import os
 import sys
@@ -603,9 +604,14 @@ class H5Store:
         """Append mode, after a commit: flush the file; the first time, move it into place
         and reopen it in SWMR mode (readers may open it from then on). A file that appeared
         at ``path`` meanwhile is left untouched
-        (:class:`~tianshou_offline.errors.OutputExistsError`)."""
+        (:class:`~tianshou_offline.errors.OutputExistsError`).
+
+        :raises FileNotFoundError: (``ENOENT``) the file in place was deleted (its directory
+            with it, say): the commit went nowhere, as every later one would."""
         f = self.file
         f.flush()
+        if self.tmp_path is None and os.fstat(f.id.get_vfd_handle()).st_nlink == 0:
+            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(self.path))
         if self.tmp_path is not None:
             f.close()
             self._file = None

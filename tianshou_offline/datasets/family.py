@@ -500,9 +500,10 @@ def make_datasets(
     if out.exists() and not out.is_dir():
         raise OutputExistsError(f"{out}: exists and is not a directory; expected a directory")
     created = not out.exists()
-    out.mkdir(parents=True, exist_ok=True)
+    kept = "the family's finished files are kept (a rerun continues it)"
+    with write_errors(out, kept=kept):  # a read-only or vanished output directory
+        out.mkdir(parents=True, exist_ok=True)
     try:
-        kept = "the family's finished files are kept (a rerun continues it)"
         with output_lock(out), write_errors(out, kept=kept):  # one run per family at once
             return _make_datasets(
                 env, out, config=config, env_kwargs=env_kwargs,

@@ -326,11 +326,12 @@ class EpisodeRecorder(gym.Wrapper[Any, Any, Any, Any]):
             remove_temp(self.path)
         cause = e.__cause__ if isinstance(e, OutputWriteError) else e
         if isinstance(cause, Exception) and (cause is not e or is_write_failure(e)):
-            kept = (
-                "the file it was to replace is as it was"
-                if self._replace_target is not None
-                else f"the {committed} episodes committed before are kept"
-            )
+            if not self.path.parent.exists():
+                kept = "the file went with its directory"
+            elif self._replace_target is not None:
+                kept = "the file it was to replace is as it was"
+            else:
+                kept = f"the {committed} episodes committed before are kept"
             raise write_error(self.path, cause, kept=kept) from cause
 
     def close(self) -> None:

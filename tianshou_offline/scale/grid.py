@@ -69,6 +69,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tianshou_offline.data.atomic import write_errors
 from tianshou_offline.errors import DataValidationError, TianshouOfflineError
 from tianshou_offline.progress import progress as progress_bar
 from tianshou_offline.scale._ray import (
@@ -245,7 +246,8 @@ def run_grid(
     if output is None:
         raise DataValidationError("run_grid: no output directory")
     out = Path(output)
-    out.mkdir(parents=True, exist_ok=True)
+    with write_errors(out, kept="nothing was written"):  # a read-only or vanished directory
+        out.mkdir(parents=True, exist_ok=True)
     keys = [c.key for c in cells]
     if len(set(keys)) != len(keys):
         raise DataValidationError("run_grid: the same cell is listed twice")

@@ -166,10 +166,11 @@ def run_cell(
     if done is not None:
         return {**done, "skipped": True}
     directory = cell_dir(cell, output)
-    directory.mkdir(parents=True, exist_ok=True)
     # one worker per cell (the other fails at once); a failed write of the cell's files
     # (checkpoints, TensorBoard events, policy, result) is an OutputWriteError naming it
     kept = "its finished checkpoints are kept (a rerun resumes from the last one)"
+    with write_errors(directory, kept=kept):  # a read-only or vanished output directory
+        directory.mkdir(parents=True, exist_ok=True)
     from tianshou_offline.loggers import writer_thread_errors_not_printed
 
     with output_lock(directory), write_errors(directory, kept=kept):

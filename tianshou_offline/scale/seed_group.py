@@ -141,7 +141,8 @@ def run_seed_group(cells: Sequence[Cell], output: str | os.PathLike[str]) -> lis
         kept = "nothing of an unfinished group is kept (a rerun starts it afresh)"
         with ExitStack() as stack:
             for d in dirs:
-                d.mkdir(parents=True, exist_ok=True)
+                with write_errors(d, kept=kept):  # a read-only or vanished output directory
+                    d.mkdir(parents=True, exist_ok=True)
                 stack.enter_context(output_lock(d))
             stack.enter_context(write_errors(Path(output), kept=kept))
             trained = _train_group([cells[i] for i in todo], dirs)

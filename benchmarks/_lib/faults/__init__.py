@@ -3,7 +3,8 @@ the package meets a write that fails, in a child process, and the outcome is che
 
 - :mod:`~benchmarks._lib.faults.inject`: the faults (``FAULTS``: ``RLIMIT_FSIZE``,
   ``ENOSPC``/``EIO`` from a random write call through an ``LD_PRELOAD`` shim, a full tmpfs in
-  a user and mount namespace) and how to arm one;
+  a user and mount namespace, a read-only output directory, the output directory deleted at
+  a random write call) and how to arm one;
 - :mod:`~benchmarks._lib.faults.base`: what a writer under fault is, how its run ended, the
   checks on its outputs;
 - :mod:`~benchmarks._lib.faults.converters`: the converters (``CONVERTERS``), each through

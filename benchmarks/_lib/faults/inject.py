@@ -7,7 +7,13 @@
   directory from a random call on, with ``ENOSPC`` or ``EIO``;
 - ``full``: the output directory is a small ``tmpfs`` (mounted in a user and mount namespace
   of the child: ``unshare --user --map-root-user --mount``, no root needed) filled up to a
-  random number of free bytes.
+  random number of free bytes;
+- ``readonly``: the output directory is read-only from the start (a read-only bind mount of
+  itself in the child's namespace when the child is root there, who ignores permissions;
+  ``chmod 555`` otherwise): there is no moment, every trial is the same;
+- ``vanish``: the output directory (with everything in it) is deleted by the shim at a
+  random write call into it, as a user's ``rm -rf`` during the run; the writes after it go
+  to the deleted files, and the writer must notice (its publish finds no directory).
 
 :func:`build_shim` and :func:`namespace_prefix` say whether this system can inject a fault;
 :func:`armed` arms one for a block.
@@ -27,12 +33,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-FAULTS = ("fsize", "enospc", "eio", "full")
+FAULTS = ("fsize", "enospc", "eio", "full", "readonly", "vanish")
 SHIM_C = r"""
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,15 +51,15 @@ SHIM_C = r"""
 static char dir[4096];
 static size_t dirlen;
 static long fail_at = -1; /* the watched write call from which on writes fail; -1: none */
-static int fail_errno = ENOSPC;
-/* the count of watched calls, shared with the processes this one forks (a writer that
-   writes part of its output in a forked child counts those calls too) */
+static int fail_errno = ENOSPC; /* 0: the directory vanishes at that call instead */
+/* the count of watched calls and whether the fault fired, shared with the processes this one
+   forks (a writer that writes part of its output in a forked child counts those calls too) */
 static long *calls;
 
 static long *counter(void) {
     if (!calls) {
-        void *p = mmap(NULL, sizeof(long), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-        calls = p == MAP_FAILED ? calloc(1, sizeof(long)) : (long *)p;
+        void *p = mmap(NULL, 2 * sizeof(long), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+        calls = p == MAP_FAILED ? calloc(2, sizeof(long)) : (long *)p;
     }
     return calls;
 }
@@ -63,6 +70,14 @@ void fault_arm(const char *d, long at, int err) {
     fail_at = at;
     fail_errno = err;
     __atomic_store_n(counter(), 0, __ATOMIC_SEQ_CST);
+    __atomic_store_n(counter() + 1, 0, __ATOMIC_SEQ_CST);
+}
+long fault_fired(void) { return __atomic_load_n(counter() + 1, __ATOMIC_SEQ_CST); }
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+    (void)st; (void)flag; (void)ftw;
+    remove(path);
+    return 0;
 }
 void fault_disarm(void) { fail_at = -1; dirlen = 0; }
 
@@ -87,8 +102,18 @@ static int watched(int fd) {
 static int fault(int fd) {
     if (!watched(fd)) return 0;
     long c = __atomic_fetch_add(counter(), 1, __ATOMIC_SEQ_CST);
-    if (fail_at >= 0 && c >= fail_at) { errno = fail_errno; return 1; }
-    return 0;
+    if (fail_at < 0 || c < fail_at) return 0;
+    long fired = __atomic_exchange_n(counter() + 1, 1, __ATOMIC_SEQ_CST);
+    if (fail_errno == 0) { /* vanish: rm -rf the directory, once; this write goes on */
+        if (!fired) {
+            int saved = errno;
+            nftw(dir, remove_entry, 32, FTW_DEPTH | FTW_PHYS);
+            errno = saved;
+        }
+        return 0;
+    }
+    errno = fail_errno;
+    return 1;
 }
 
 #define REAL(name, ret, ...) \
@@ -180,8 +205,10 @@ def namespace_prefix() -> list[str] | None:
 @contextlib.contextmanager
 def armed(kind: str, value: int, out: Path, shim: Any) -> Iterator[None]:
     """Arm the fault for the body: ``fsize`` (bytes), ``enospc``/``eio`` (the watched write
-    call that fails first), ``full`` (free bytes left on the tmpfs holding ``out``);
-    ``count``/``none``: no fault (``count`` counts the watched write calls)."""
+    call that fails first), ``vanish`` (the watched write call at which ``out`` is deleted),
+    ``full`` (free bytes left on the tmpfs holding ``out``), ``readonly`` (``out`` read-only;
+    ``value`` unused); ``count``/``none``: no fault (``count`` counts the watched write
+    calls)."""
     if kind == "fsize":
         soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
         resource.setrlimit(resource.RLIMIT_FSIZE, (value, hard))
@@ -189,8 +216,8 @@ def armed(kind: str, value: int, out: Path, shim: Any) -> Iterator[None]:
             yield
         finally:
             resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
-    elif kind in ("enospc", "eio", "count"):
-        err = errno.EIO if kind == "eio" else errno.ENOSPC
+    elif kind in ("enospc", "eio", "vanish", "count"):
+        err = {"eio": errno.EIO, "vanish": 0}.get(kind, errno.ENOSPC)
         at = -1 if kind == "count" else value
         shim.fault_arm(str(out).encode(), at, err)
         # a process this one starts is armed the same way (LD_PRELOAD is inherited)
@@ -213,5 +240,29 @@ def armed(kind: str, value: int, out: Path, shim: Any) -> Iterator[None]:
             yield
         finally:
             filler.unlink()
+    elif kind == "readonly":
+        with read_only(out):
+            yield
     else:
         yield
+
+
+@contextlib.contextmanager
+def read_only(directory: Path) -> Iterator[None]:
+    """``directory`` read-only for this process during the body: a read-only bind mount of
+    itself when this process is root (in the child's user namespace; root ignores
+    permissions), ``chmod 555`` otherwise."""
+    d = str(directory)
+    if os.geteuid() == 0:
+        subprocess.run(["mount", "--bind", d, d], check=True, capture_output=True)
+        try:
+            subprocess.run(["mount", "-o", "remount,bind,ro", d], check=True, capture_output=True)
+            yield
+        finally:
+            subprocess.run(["umount", d], check=True, capture_output=True)
+    else:
+        directory.chmod(0o555)
+        try:
+            yield
+        finally:
+            directory.chmod(0o755)

@@ -38,18 +38,25 @@ def launcher(work: Path, faults: tuple[str, ...] = FAULTS) -> Launch:
            "PYTHONFAULTHANDLER": "1"}  # fmt: skip
     prefix: list[str] = []
     skipped: dict[str, str] = {}
-    if {"enospc", "eio"} & set(faults):
+    shimmed = {"enospc", "eio", "vanish"} & set(faults)
+    if shimmed:
         lib = build_shim(work)
         if lib is None:
-            skipped["enospc"] = skipped["eio"] = "no C compiler (cc) to build the LD_PRELOAD shim"
+            skipped.update(
+                dict.fromkeys(shimmed, "no C compiler (cc) to build the LD_PRELOAD shim")
+            )
         else:
             env["LD_PRELOAD"] = str(lib)
-    if "full" in faults:
+    # a tmpfs, and a read-only bind mount for root (who ignores permissions), need a mount
+    # namespace; others make a directory read-only with chmod
+    mounted = {"full", "readonly"} & set(faults) if os.geteuid() == 0 else {"full"} & set(faults)
+    if mounted:
         ns = namespace_prefix()
         if ns is None:
-            skipped["full"] = (
-                "cannot mount a tmpfs: no unprivileged user namespaces, or no unshare/mount"
-            )
+            skipped.update(dict.fromkeys(mounted, (
+                "cannot mount (a tmpfs, a read-only bind mount): no unprivileged user "
+                "namespaces, or no unshare/mount"
+            )))  # fmt: skip
         else:
             prefix = ns
     return Launch(prefix, env, [f for f in faults if f not in skipped], skipped)

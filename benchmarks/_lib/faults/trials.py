@@ -54,8 +54,10 @@ class Need:
         """The fault's setting at ``frac`` (0: at once, 1: just as the run would finish)."""
         if fault == "fsize":
             return int(frac * self.largest)
-        if fault in ("enospc", "eio"):
+        if fault in ("enospc", "eio", "vanish"):
             return int(frac * self.calls)
+        if fault == "readonly":
+            return 0  # no moment: read-only from the start
         return int(frac * self.total)
 
 
@@ -80,6 +82,7 @@ def run_trials(spec: dict[str, Any], results: Path) -> None:
     if shim is not None:
         shim.fault_arm.argtypes = [ctypes.c_char_p, ctypes.c_long, ctypes.c_int]
         shim.fault_calls.restype = ctypes.c_long
+        shim.fault_fired.restype = ctypes.c_long
     writers: dict[str, Writer] = {}
     needs: dict[str, Need] = {}
     first = int(spec.get("first", 0))
@@ -111,9 +114,18 @@ def run_trials(spec: dict[str, Any], results: Path) -> None:
         t0 = time.perf_counter()
         with armed(fault, value, out, shim):
             ran = w.run(out)
-        wrong = w.check(out, ran)
         earlier = out / "earlier.bin"
-        intact = earlier.is_file() and hashlib.sha256(earlier.read_bytes()).hexdigest() == digest
+        if fault == "vanish" and not out.exists():
+            # everything went with the directory, the earlier output too; the writer left
+            # nothing anywhere (a directory made again would be here)
+            wrong, intact = [], True
+        else:
+            wrong = w.check(out, ran)
+            intact = (
+                earlier.is_file() and hashlib.sha256(earlier.read_bytes()).hexdigest() == digest
+            )
+        if fault == "vanish" and ran.kind == "ok" and shim is not None and shim.fault_fired():
+            wrong.append("finished as if its output directory had not vanished")
         row = {
             "trial": i,
             "writer": name,
