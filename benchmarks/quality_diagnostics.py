@@ -11,7 +11,11 @@ changes: same job, same data, same seeds, same evaluation as the table's d3rlpy 
 - ``awac-unsquashed-mean``: AWAC's Gaussian around μ instead of tanh(μ) (log-likelihoods and
   acting), the critic target unchanged;
 - ``crr-unsquashed-mean``: CRR's Gaussian around μ instead of tanh(μ), acting with the
-  actor's mean (the table's ``crr`` line).
+  actor's mean (the table's ``crr`` line);
+- ``dt-layernorm-embeddings-cartpole``: the discrete Decision Transformer with a LayerNorm
+  over each token's embedding (ours normalizes its tokens so) in place of its tanh; with the
+  returns-to-go unscaled (the preset's ``rtg_scale`` 1: CartPole's reach 500) either one
+  bounds the return token, and a LayerNorm keeps only the direction of ``w · R̂ + b``.
 
 Each run keeps one result file (:func:`benchmarks._lib.results.write_result`) under
 ``benchmarks/results/quality_diagnostics/``; :func:`summary` reads them for the table's notes.
@@ -69,6 +73,16 @@ def _patch(variant: str) -> None:
                 return target
 
         setattr(awac_impl.AWACImpl, "compute_target", compute_target)  # noqa: B010  (a patch)
+    elif patch == "layernorm-embeddings":
+        from d3rlpy.models.torch import transformers
+
+        init = transformers.DiscreteDecisionTransformer.__init__
+
+        def with_layernorm(self: Any, *args: Any, **kwargs: Any) -> None:
+            init(self, *args, **kwargs)  # built before the optimizer: it trains the norm too
+            self._embed_activation = torch.nn.LayerNorm(self._rtg_embed.out_features)
+
+        setattr(transformers.DiscreteDecisionTransformer, "__init__", with_layernorm)  # noqa: B010
     else:
         raise ValueError(f"variant {variant!r}: unknown patch {patch!r}")
 

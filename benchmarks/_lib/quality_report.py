@@ -276,7 +276,7 @@ def gap_notes(results_dir: Path = results.RESULTS_DIR) -> list[str]:
         row = ROWS[row_key]
         seeds = sorted(scores)
         cells = []
-        for side, name in (("d3rlpy", LINES["continuous"][line].peer), ("ours", line)):
+        for side, name in (("d3rlpy", LINES[row.suite][line].peer), ("ours", line)):
             table = _scores(runs, row_key, str(name), side)
             cells.append(f"{side} {_cell([table[k] for k in seeds if k in table])}")
         out.append(
