@@ -230,6 +230,13 @@ def test_renamed_constructor_keywords_warn_and_still_work() -> None:
         "target_update_interval",
     }
     assert (old_crr.num_sampled_actions, old_crr.target_update_freq) == (5, 2)
+    # the attributes keep their old names too (read-only aliases, with a warning)
+    with pytest.warns(DeprecationWarning, match="CRR attribute 'target_update_interval'"):
+        assert old_crr.target_update_interval == 2
+    with pytest.warns(DeprecationWarning, match="BCQPolicy attribute 'num_candidate_actions'"):
+        assert policy.num_candidate_actions == 7
+    with pytest.warns(DeprecationWarning, match="BCQ attribute 'num_sampled_action'"):
+        assert old.num_sampled_action == 3
     with pytest.raises(TypeError, match="both 'num_action_samples' and 'num_sampled_actions'"):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)

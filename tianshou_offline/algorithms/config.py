@@ -62,6 +62,7 @@ __all__ = [
     "discrete_actions",
     "flat_obs_dim",
     "param_default",
+    "renamed_attribute",
     "renamed_kwargs",
     "warn_renamed",
 ]
@@ -228,6 +229,27 @@ def warn_renamed(what: str, old: str, new: str, *, stacklevel: int = 3) -> None:
         DeprecationWarning,
         stacklevel=stacklevel,
     )
+
+
+class renamed_attribute:
+    """A read-only attribute of an earlier release under its old name (the name it is
+    assigned to in the class body): reading it gives attribute ``new``, with a
+    ``DeprecationWarning`` naming the class, for one release."""
+
+    def __init__(self, new: str) -> None:
+        self.new = new
+        self.old = new
+        self.owner = "?"
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.old = name
+        self.owner = owner.__name__
+
+    def __get__(self, obj: object, objtype: type | None = None) -> Any:
+        if obj is None:
+            return self
+        warn_renamed(f"{self.owner} attribute", self.old, self.new)
+        return getattr(obj, self.new)
 
 
 def action_kind_of(action_space: gym.Space[Any]) -> ActionKind:

@@ -61,8 +61,8 @@ from tianshou_offline.algorithms.config import (
     ContinuousTDConfig,
     adam,
     box_dims,
+    renamed_attribute,
     renamed_kwargs,
-    warn_renamed,
 )
 from tianshou_offline.algorithms.continuous.base import OfflineAlgorithmBase
 from tianshou_offline.algorithms.continuous.dataset import Transitions
@@ -254,11 +254,8 @@ class AWAC(OfflineAlgorithmBase[GaussianPolicy, TAWACStats]):
         self.gamma = gamma
         self.n_step = n_step_return_horizon
 
-    @property
-    def num_action_samples(self) -> int:
-        """Deprecated: :attr:`num_sampled_actions` (the name of the previous release)."""
-        warn_renamed("AWAC attribute", "num_action_samples", "num_sampled_actions")
-        return self.num_sampled_actions
+    num_action_samples = renamed_attribute("num_sampled_actions")
+    """Deprecated: :attr:`num_sampled_actions` (the name of the previous release)."""
 
     def _update_with_batch(self, batch: RolloutBatchProtocol | Transitions) -> TAWACStats:
         b = self._as_transitions(batch)

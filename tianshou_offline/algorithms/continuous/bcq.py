@@ -45,8 +45,8 @@ from tianshou_offline.algorithms.config import (
     adam,
     box_dims,
     param_default,
+    renamed_attribute,
     renamed_kwargs,
-    warn_renamed,
 )
 from tianshou_offline.algorithms.continuous.base import OfflineAlgorithmBase
 from tianshou_offline.algorithms.continuous.dataset import Transitions
@@ -225,11 +225,8 @@ class BCQ(OfflineAlgorithmBase[BCQPolicy, TBCQStats]):
         self.perturb_target_actions = perturb_target_actions
         self.n_step = n_step_return_horizon
 
-    @property
-    def num_sampled_action(self) -> int:
-        """Deprecated: :attr:`num_sampled_actions` (the name of the previous release)."""
-        warn_renamed("BCQ attribute", "num_sampled_action", "num_sampled_actions")
-        return self.num_sampled_actions
+    num_sampled_action = renamed_attribute("num_sampled_actions")
+    """Deprecated: :attr:`num_sampled_actions` (the name of the previous release)."""
 
     def _update_with_batch(self, batch: RolloutBatchProtocol | Transitions) -> TBCQStats:
         b = self._as_transitions(batch)

@@ -70,8 +70,8 @@ from tianshou_offline.algorithms.config import (
     adam,
     box_dims,
     param_default,
+    renamed_attribute,
     renamed_kwargs,
-    warn_renamed,
 )
 from tianshou_offline.algorithms.continuous.base import OfflineAlgorithmBase
 from tianshou_offline.algorithms.continuous.dataset import Transitions
@@ -291,17 +291,11 @@ class CRR(OfflineAlgorithmBase[GaussianPolicy, TCRRStats]):
         self.n_step = n_step_return_horizon
         self.target_update_freq = target_update_freq
 
-    @property
-    def num_action_samples(self) -> int:
-        """Deprecated: :attr:`num_sampled_actions` (the name of the previous release)."""
-        warn_renamed("CRR attribute", "num_action_samples", "num_sampled_actions")
-        return self.num_sampled_actions
+    num_action_samples = renamed_attribute("num_sampled_actions")
+    """Deprecated: :attr:`num_sampled_actions` (the name of the previous release)."""
 
-    @property
-    def target_update_interval(self) -> int:
-        """Deprecated: :attr:`target_update_freq` (the name of the previous release)."""
-        warn_renamed("CRR attribute", "target_update_interval", "target_update_freq")
-        return self.target_update_freq
+    target_update_interval = renamed_attribute("target_update_freq")
+    """Deprecated: :attr:`target_update_freq` (the name of the previous release)."""
 
     def _update_with_batch(self, batch: RolloutBatchProtocol | Transitions) -> TCRRStats:
         b = self._as_transitions(batch)

@@ -30,7 +30,7 @@ from tianshou.exploration import BaseNoise
 from torch import nn
 from typing_extensions import TypeVar
 
-from tianshou_offline.algorithms.config import renamed_kwargs, warn_renamed
+from tianshou_offline.algorithms.config import renamed_attribute, renamed_kwargs
 from tianshou_offline.algorithms.continuous.nets import VAE, CriticEnsemble, Perturbation
 
 _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
@@ -403,11 +403,8 @@ class CriticWeightedPolicy(GaussianPolicy):
         self.num_sampled_actions = int(num_sampled_actions)
         self.temperature = float(temperature)
 
-    @property
-    def num_action_samples(self) -> int:
-        """Deprecated: :attr:`num_sampled_actions` (the name of the previous release)."""
-        warn_renamed("CriticWeightedPolicy attribute", "num_action_samples", "num_sampled_actions")
-        return self.num_sampled_actions
+    num_action_samples = renamed_attribute("num_sampled_actions")
+    """Deprecated: :attr:`num_sampled_actions` (the name of the previous release)."""
 
     def select_action(self, obs: torch.Tensor) -> torch.Tensor:
         """``obs (B, D)`` (normalised) → one of m policy samples per state, drawn with
@@ -459,11 +456,8 @@ class BCQPolicy(ContinuousPolicy):
         self.critics = critics
         self.num_sampled_actions = num_sampled_actions
 
-    @property
-    def num_candidate_actions(self) -> int:
-        """Deprecated: :attr:`num_sampled_actions` (the name of the previous release)."""
-        warn_renamed("BCQPolicy attribute", "num_candidate_actions", "num_sampled_actions")
-        return self.num_sampled_actions
+    num_candidate_actions = renamed_attribute("num_sampled_actions")
+    """Deprecated: :attr:`num_sampled_actions` (the name of the previous release)."""
 
     def select_action(self, obs: torch.Tensor) -> torch.Tensor:
         """``obs (B, D)`` (normalised) → the best of the candidate actions, ``(B, A)``."""
