@@ -229,10 +229,12 @@ MUTATIONS: tuple[Mutation, ...] = (
     _m("discrete-fqe-target-online", f"{_DISC}.fqe:DiscreteFQE._update_with_batch",
        "self.model_target(b.obs_next)", "self.model(b.obs_next)", _DFQE),
     _m("discrete-cql-target-online", f"{_DISC}.cql:DiscreteCQL._update_with_batch",
-       "target_net = self.model_target if self.model_target is not None else self.model",
-       "target_net = self.model", _DCQL),
-    _m("discrete-cql-no-target-copy", f"{_DISC}.cql:DiscreteCQL._update_with_batch",
-       "self._copy_targets()", "pass", _DCQL),
+       "self._target_for_step(self.model, self.model_target, self.target_update_freq)",
+       "self.model", _DCQL),
+    # the periodic target copy of DiscreteCQL and DiscreteCRR (the core's _target_for_step)
+    _m("discrete-no-target-copy",
+       "tianshou_offline.algorithms.core:OfflineAlgorithmCore._target_for_step",
+       "self._copy_targets()", "pass", _DCQL, _DCRR),
     _m("discrete-bcq-target-online", f"{_DISC}.bcq:DiscreteBCQ._update_with_batch",
        "self.model_target(b.obs_next)", "self.model(b.obs_next)", _DBCQ),
     _m("discrete-bcq-no-target-copy", f"{_DISC}.bcq:DiscreteBCQ._update_with_batch",
@@ -240,10 +242,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     _m("discrete-bcq-unconstrained-argmax", f"{_DISC}.bcq:DiscreteBCQ._update_with_batch",
        "constrained_argmax(q_next, allowed_next)", "q_next.argmax(dim=1)", _DBCQ),
     _m("discrete-crr-target-online", f"{_DISC}.crr:DiscreteCRR._update_with_batch",
-       "target_net = self.net_target if self.net_target is not None else self.net",
-       "target_net = self.net", _DCRR),
-    _m("discrete-crr-no-target-copy", f"{_DISC}.crr:DiscreteCRR._update_with_batch",
-       "self._copy_targets()", "pass", _DCRR),
+       "self._target_for_step(self.net, self.net_target, self.target_update_freq)",
+       "self.net", _DCRR),
 )  # fmt: skip
 
 

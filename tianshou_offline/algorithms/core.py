@@ -307,6 +307,18 @@ class OfflineAlgorithmCore(
         for source, target in self._target_pairs:
             hard_update(target, source)
 
+    def _target_for_step(
+        self, online: nn.Module, target: nn.Module | None, every: int
+    ) -> nn.Module:
+        """The network this step's TD target reads: ``target``, refreshed first with a copy
+        of every source network (:meth:`_copy_targets`) on the steps whose 0-based count is
+        a multiple of ``every``; ``online`` itself when there is no target network."""
+        if target is None:
+            return online
+        if self.num_updates % every == 0:
+            self._copy_targets()
+        return target
+
     def train(self, mode: bool = True) -> Self:
         """Set training mode (``mode``) on every module except the target networks, which
         stay in eval mode (see :func:`make_target`)."""

@@ -320,13 +320,11 @@ class DiscreteCQL(DiscreteOfflineAlgorithm[QValuePolicy, TDiscreteCQLStats]):
         self, batch: RolloutBatchProtocol | DiscreteTransitions
     ) -> TDiscreteCQLStats:
         b = self._as_transitions(batch)
-        if self.model_target is not None and self.num_updates % self.target_update_freq == 0:
-            self._copy_targets()
+        target_net = self._target_for_step(self.model, self.model_target, self.target_update_freq)
         rows = torch.arange(len(b), device=b.act.device)
 
         # 1. distributional target (QR-DQN, Algorithm 1)
         with torch.no_grad():
-            target_net = self.model_target if self.model_target is not None else self.model
             next_dist = target_net(b.obs_next)  # (B, A, N)
             select = self.model(b.obs_next) if self.double_q else next_dist
             next_act = select.mean(dim=2).argmax(dim=1)

@@ -221,13 +221,11 @@ class DiscreteCRR(DiscreteOfflineAlgorithm[DiscreteActorPolicy, TDiscreteCRRStat
         self, batch: RolloutBatchProtocol | DiscreteTransitions
     ) -> TDiscreteCRRStats:
         b = self._as_transitions(batch)
-        if self.net_target is not None and self.num_updates % self.target_update_freq == 0:
-            self._copy_targets()
+        target_net = self._target_for_step(self.net, self.net_target, self.target_update_freq)
         rows = torch.arange(len(b), device=b.act.device)
 
         # 1. critic target: expected Q' under the target policy at s'
         with torch.no_grad():
-            target_net = self.net_target if self.net_target is not None else self.net
             logits_next, q_next = target_net(b.obs_next)
             v_next = (torch.softmax(logits_next, dim=1) * q_next).sum(dim=1)
             target = b.rew + b.discount * v_next

@@ -176,13 +176,11 @@ class SeedDiscreteCQL(SeedBatch[DiscreteCQL[Any], DiscreteTransitions, DiscreteC
 
     def _update_with_batch(self, batch: Any) -> SeedBatchStats[DiscreteCQLTrainingStats]:
         b = self._as_transitions(batch)  # every field (K, B, …)
-        if self.model_target is not None and self.num_updates % self.target_update_freq == 0:
-            self._copy_targets()
+        target_net = self._target_for_step(self.model, self.model_target, self.target_update_freq)
         k, n = b.act.shape
 
         # 1. distributional target (QR-DQN, Algorithm 1)
         with torch.no_grad():
-            target_net = self.model_target if self.model_target is not None else self.model
             next_dist = target_net(b.obs_next)  # (K, B, A, N)
             select = self.model(b.obs_next) if self.double_q else next_dist
             next_act = select.mean(dim=3).argmax(dim=2)  # (K, B)
@@ -247,12 +245,10 @@ class SeedDiscreteCRR(SeedBatch[DiscreteCRR[Any], DiscreteTransitions, DiscreteC
 
     def _update_with_batch(self, batch: Any) -> SeedBatchStats[DiscreteCRRTrainingStats]:
         b = self._as_transitions(batch)  # every field (K, B, …)
-        if self.net_target is not None and self.num_updates % self.target_update_freq == 0:
-            self._copy_targets()
+        target_net = self._target_for_step(self.net, self.net_target, self.target_update_freq)
 
         # 1. critic target: expected Q' under the target policy at s'
         with torch.no_grad():
-            target_net = self.net_target if self.net_target is not None else self.net
             logits_next, q_next = target_net(b.obs_next)  # (K, B, A) each
             v_next = (torch.softmax(logits_next, dim=-1) * q_next).sum(dim=-1)
             target = b.rew + b.discount * v_next  # (K, B)
