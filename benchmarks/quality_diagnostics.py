@@ -15,7 +15,10 @@ changes: same job, same data, same seeds, same evaluation as the table's d3rlpy 
 - ``dt-layernorm-embeddings-cartpole``: the discrete Decision Transformer with a LayerNorm
   over each token's embedding (ours normalizes its tokens so) in place of its tanh; with the
   returns-to-go unscaled (the preset's ``rtg_scale`` 1: CartPole's reach 500) either one
-  bounds the return token, and a LayerNorm keeps only the direction of ``w · R̂ + b``.
+  bounds the return token, and a LayerNorm keeps only the direction of ``w · R̂ + b``;
+- ``dt-default-init-cartpole``: the discrete Decision Transformer's layers initialised as
+  PyTorch initialises them (ours: its timestep embedding N(0, 1), linear layers uniform in
+  ±1/√fan-in) instead of GPT-2's N(0, 0.02) weights and zero biases.
 
 Each run keeps one result file (:func:`benchmarks._lib.results.write_result`) under
 ``benchmarks/results/quality_diagnostics/``; :func:`summary` reads them for the table's notes.
@@ -83,6 +86,19 @@ def _patch(variant: str) -> None:
             self._embed_activation = torch.nn.LayerNorm(self._rtg_embed.out_features)
 
         setattr(transformers.DiscreteDecisionTransformer, "__init__", with_layernorm)  # noqa: B010
+    elif patch == "default-init":
+        from d3rlpy.models.torch import transformers
+
+        init_dt = transformers.DiscreteDecisionTransformer.__init__
+
+        def default_init(self: Any, *args: Any, **kwargs: Any) -> None:
+            init_dt(self, *args, **kwargs)  # its N(0, 0.02) init, then PyTorch's (ours)
+            for part in (self._position_encoding, self._gpt2, self._output, self._action_embed):
+                for m in part.modules():
+                    if isinstance(m, torch.nn.Linear | torch.nn.Embedding | torch.nn.LayerNorm):
+                        m.reset_parameters()
+
+        setattr(transformers.DiscreteDecisionTransformer, "__init__", default_init)  # noqa: B010
     else:
         raise ValueError(f"variant {variant!r}: unknown patch {patch!r}")
 

@@ -15,13 +15,14 @@ BOUND = 0.99
 
 VARIANTS: dict[str, tuple[str, str, str, str, str]] = {
     # name: (the table's row, d3rlpy job of the table, its line, what is removed, the patch:
-    # "no-temperature", "unsquashed-mean" or "layernorm-embeddings", see quality_diagnostics._patch)
+    # "no-temperature", "unsquashed-mean", "layernorm-embeddings" or "default-init", see quality_diagnostics._patch)
     "awac-no-temperature": ("halfcheetah-medium", "awac", "awac", "AWAC with its critic target's − log π removed (temperature 0)", "no-temperature"),
     "awac-unsquashed-mean": ("halfcheetah-medium", "awac", "awac", "AWAC with its Gaussian around μ, not tanh(μ)", "unsquashed-mean"),
     "crr-unsquashed-mean": ("halfcheetah-medium", "crr", "crr", "CRR (actor mean) with its Gaussian around μ, not tanh(μ)", "unsquashed-mean"),
     "awac-no-temperature-hopper-medium-replay": ("hopper-medium-replay", "awac", "awac", "AWAC with its critic target's − log π removed (temperature 0)", "no-temperature"),
     "crr-cwp-unsquashed-mean-expert": ("halfcheetah-expert", "crr", "crr-cwp", "CRR (critic-weighted) with its Gaussian around μ, not tanh(μ)", "unsquashed-mean"),
     "dt-layernorm-embeddings-cartpole": ("cartpole-medium", "dt", "dt", "Decision Transformer with a LayerNorm (ours) in place of its tanh on the token embeddings", "layernorm-embeddings"),
+    "dt-default-init-cartpole": ("cartpole-medium", "dt", "dt", "Decision Transformer initialised as PyTorch's layers are by default (ours), not N(0, 0.02)", "default-init"),
 }  # fmt: skip
 
 FINDINGS: dict[str, str] = {
