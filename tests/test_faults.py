@@ -16,9 +16,10 @@ file system than its output.
   directory: nothing made again), the recorder's file holding exactly the episodes it
   committed; a fault this system cannot inject (no C compiler, no user namespaces) is
   skipped, saying why;
-- two processes converting to the same output (each converter): one publishes a complete
-  output, the other fails with one ``error:`` line (an export's directory appearing mid-run:
-  ``test_atomic.py``); a grid worker on a cell, and ``make-datasets`` on a family, that
+- two processes converting to the same output (each converter), or repacking to one: one
+  publishes a complete output, the other fails with one ``error:`` line (an export's
+  directory appearing mid-run: ``test_atomic.py``); a grid worker on a cell, ``make-datasets``
+  on a family, and an example's training run in a run directory (its checkpoints), that
   another process holds: it fails at once (``OutputBusyError``), writing nothing;
 - a temporary on another file system: a typed error, nothing half-written; every
   temporary of the package is beside its output, so this cannot happen there.
@@ -261,6 +262,36 @@ def test_two_repacks_to_one_output(
     _appeared(first, out / "r.hdf5")
     assert len(load_buffer(out / "r.hdf5")) == 20 * 50
     assert sorted(p.name for p in out.iterdir()) == ["r.hdf5"]
+
+
+@pytest.mark.parametrize("script", ["d4rl_td3_bc.py", "finetune_td3_bc.py"])
+def test_two_runs_into_one_run_directory(
+    script: str, pendulum_random: Path, tmp_path: Path
+) -> None:  # fmt: skip
+    """Training checkpoints: a second run into the directory of a run that goes on (a second
+    ``--resume`` of it; two runs started in the same second) fails at once with
+    ``OutputBusyError``, training nothing and writing nothing there; the running one's
+    checkpoints are untouched. (The Atari examples take the same lock,
+    ``training.lock_run_directory``.) Checked to fail with ``lock_run_directory`` making the
+    directory without taking its lock: the second run trains and replaces ``last.pt``."""
+    from tests.helpers.pendulum import SHORT_TASK
+    from tests.helpers.resume import run_in_process
+    from tianshou_offline.errors import OutputBusyError
+
+    path = REPO / "examples" / "mujoco" / script
+    budget = ["--online-steps", "4", "--online-buffer-size", "100"] if "finetune" in script else []
+    args = ["--expert-data-task", str(pendulum_random), "--task", SHORT_TASK, "--epoch", "1",
+            "--step-per-epoch", "4", "--test-num", "1", "--hidden-sizes", "8", "--batch-size",
+            "16", "--threads", "1", "--logger", "none", "--show-progress", "0", *budget,
+            "--logdir", str(tmp_path)]  # fmt: skip
+    run_in_process(path, args)
+    (run_dir,) = tmp_path.glob(f"{SHORT_TASK}/*/0/*")
+    before = {p.name: p.read_bytes() for p in run_dir.iterdir()}
+    assert "last.pt" in before
+    with atomic.output_lock(run_dir):  # the first run, going on
+        with pytest.raises(OutputBusyError, match=f"{run_dir}: another process is writing"):
+            run_in_process(path, [*args, "--resume"])
+    assert {p.name: p.read_bytes() for p in run_dir.iterdir()} == before
 
 
 def test_two_grid_workers_on_one_cell(tmp_path: Path) -> None:

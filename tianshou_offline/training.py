@@ -26,16 +26,18 @@ Used by the example scripts (``examples/``); the grid (``scale/grid.py``) shares
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import numpy as np
 
-from tianshou_offline.data.atomic import atomic_output, torch_save
+from tianshou_offline.data.atomic import atomic_output, output_lock, torch_save, write_errors
 
 FORMAT = "tianshou_offline.training/1"
 """The ``format`` of a training checkpoint."""
@@ -159,6 +161,40 @@ class TrainingState:
     @property
     def counters(self) -> tuple[int, int, int]:
         return self.epoch, self.env_step, self.gradient_step
+
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def holding(fn: Callable[Concatenate[ExitStack, _P], _R]) -> Callable[_P, _R]:
+    """``fn`` called with an ``ExitStack`` as its first argument, closed when ``fn`` returns
+    or raises: for a run that takes its directory's lock midway (:func:`lock_run_directory`,
+    once it knows the directory) and holds it to its end."""
+
+    @functools.wraps(fn)
+    def run(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with ExitStack() as held:
+            return fn(held, *args, **kwargs)
+
+    return run
+
+
+def lock_run_directory(held: ExitStack, log_path: str | os.PathLike[str]) -> Path:
+    """Make a run's directory ``log_path`` and hold its lock (an ``flock``,
+    :func:`~tianshou_offline.data.atomic.output_lock`) until ``held`` closes: a second run
+    writing the same directory at the same time (a second ``--resume`` of a run that goes
+    on, two runs started in the same second) fails at once, before it writes anything there,
+    instead of the two replacing each other's checkpoints, best policies and logs.
+
+    :raises OutputBusyError: another process holds the lock.
+    :raises OutputWriteError: the directory cannot be made (read-only, vanished).
+    """
+    p = Path(log_path)
+    with write_errors(p, kept="nothing was written"):
+        p.mkdir(parents=True, exist_ok=True)
+    held.enter_context(output_lock(p))
+    return p
 
 
 def save_training_checkpoint(

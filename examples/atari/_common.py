@@ -22,6 +22,7 @@ import logging
 import os
 import pprint
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,8 +51,10 @@ from tianshou_offline.recording.atari import is_atari_env_id, make_atari_env, ma
 from tianshou_offline.recording.policies import AtariHead, save_atari_checkpoint
 from tianshou_offline.training import FORMAT as TRAINING_FORMAT
 from tianshou_offline.training import (
+    holding,
     latest_checkpoint,
     load_training_checkpoint,
+    lock_run_directory,
     reseeding_tests,
     run_training,
     save_state,
@@ -229,19 +232,23 @@ def _check_buffer(
 
 
 def make_logger(
-    config: AtariConfig, algo_name: str, log_path: str | None = None
+    held: ExitStack, config: AtariConfig, algo_name: str, log_path: str | None = None
 ) -> tuple[BaseLogger | None, str]:
     """The run's logger (``--logger``: TensorBoard, W&B or none) under
-    ``logdir/task/algo/seed/time`` (or ``log_path``, a resumed run's directory)."""
+    ``logdir/task/algo/seed/time`` (or ``log_path``, a resumed run's directory), whose lock
+    the run holds until ``held`` closes (a second run into it fails at once, writing
+    nothing: :func:`~tianshou_offline.training.lock_run_directory`)."""
     now = datetime.datetime.now().strftime("%y%m%d-%H%M%S")
     log_name = os.path.join(config.task.replace("/", "_"), algo_name, str(config.seed), now)
     log_path = log_path or os.path.join(config.logdir, log_name)
-    os.makedirs(log_path, exist_ok=True)
+    lock_run_directory(held, log_path)
     logger = example_logger(config, log_path, task=config.task, algo_name=algo_name)
     return logger, log_path
 
 
+@holding  # the run directory's lock, held to the end
 def run(
+    held: ExitStack,
     config: AtariConfig,
     algo_name: str,
     setup: Setup,
@@ -295,7 +302,7 @@ def run(
         return {"final_return_mean": mean, "final_return_std": std}
 
     resume_dir = os.path.dirname(config.resume_path or "") if resumed is not None else None
-    logger, log_path = make_logger(config, algo_name, resume_dir)
+    logger, log_path = make_logger(held, config, algo_name, resume_dir)
     print("Logging to", log_path)
     last_path = os.path.join(log_path, "last.pth")
 

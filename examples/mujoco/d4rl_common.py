@@ -38,6 +38,7 @@ import datetime
 import logging
 import re
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,8 +70,10 @@ from tianshou_offline.loggers import log_summary
 from tianshou_offline.recording.policies import CHECKPOINT_FORMAT, save_policy_checkpoint
 from tianshou_offline.training import FORMAT as TRAINING_FORMAT
 from tianshou_offline.training import (
+    holding,
     latest_checkpoint,
     load_training_checkpoint,
+    lock_run_directory,
     reseeding_tests,
     run_training,
     save_training_checkpoint,
@@ -280,7 +283,9 @@ def normalized_score(mean_return: float, ref: tuple[float, float] | None) -> flo
     return 100.0 * (mean_return - lo) / (hi - lo)
 
 
+@holding  # the run directory's lock, held to the end
 def train_and_evaluate(
+    held: ExitStack,
     config: MujocoConfig,
     algo_name: str,
     dataset: Dataset | None,
@@ -341,8 +346,9 @@ def train_and_evaluate(
     if not config.watch:
         if dataset is None or dataset.buffer is None:
             raise SourceNotFoundError("no dataset to train on (--expert-data-task)")
-        # data, env and checkpoint are checked: only now the run's directory is made
-        log_path.mkdir(parents=True, exist_ok=True)
+        # data, env and checkpoint are checked: only now the run's directory is made, and
+        # held: a second run into it (a second --resume) fails here, writing nothing
+        lock_run_directory(held, log_path)
         write_args(config, log_path)
         logger = example_logger(config, log_path, task=task, algo_name=algo_name)
         if resume_from_log and resumed is None and not isinstance(logger, TensorboardLogger):

@@ -34,6 +34,7 @@ import datetime
 import logging
 import math
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,7 +69,9 @@ from tianshou_offline.recording.policies import save_policy_checkpoint
 from tianshou_offline.training import (
     TrainingState,
     end_running_episode,
+    holding,
     load_training_checkpoint,
+    lock_run_directory,
     read_training_checkpoint,
     replay_buffer_state,
     reseeding_tests,
@@ -135,7 +138,9 @@ def finetune_example(config: FinetuneOnline, algo_name: str) -> dict[str, Any]:
     return finetune(config, config, algo_name, dataset, algorithm, env)
 
 
+@holding  # the run directory's lock, held to the end
 def finetune(
+    held: ExitStack,
     config: MujocoConfig,
     flags: FinetuneFlags,
     algo_name: str,
@@ -210,7 +215,7 @@ def finetune(
     def checkpoint_extra() -> dict[str, Any]:
         return {ONLINE_BUFFER: replay_buffer_state(online)}
 
-    log_path.mkdir(parents=True, exist_ok=True)
+    lock_run_directory(held, log_path)  # a second run into it fails here, writing nothing
     if resumed is None:
         write_args(config, log_path)
     logger = example_logger(config, log_path, task=task, algo_name=f"finetune_{algo_name}")
