@@ -300,6 +300,31 @@ class _ReturnConditioned:
     target_return: float
     rtg_scale: float
 
+    def _condition(
+        self,
+        model: DecisionTransformerNet,
+        *,
+        discrete: bool,
+        act_dim: int,
+        target_return: float,
+        rtg_scale: float,
+    ) -> None:
+        """Keep ``model`` (it must be ``discrete`` with ``act_dim`` actions) and the return it
+        conditions on.
+
+        :raises ValueError: another model, or ``rtg_scale <= 0``.
+        """
+        if model.discrete != discrete or model.act_dim != act_dim:
+            raise ValueError(
+                f"model: discrete={model.discrete}, act_dim={model.act_dim}; expected a "
+                f"{'discrete' if discrete else 'continuous'} model with act_dim={act_dim}"
+            )
+        if not rtg_scale > 0:
+            raise ValueError(f"rtg_scale={rtg_scale}: expected > 0")
+        self.model = model
+        self.target_return = float(target_return)
+        self.rtg_scale = float(rtg_scale)
+
     def _predict(
         self, obs: np.ndarray, act: np.ndarray, rtg: np.ndarray, t: np.ndarray, mask: np.ndarray
     ) -> np.ndarray:
@@ -380,16 +405,13 @@ class ContinuousDTPolicy(_ReturnConditioned, ContinuousPolicy):
             action_scaling=action_scaling,
             action_bound_method="clip",
         )
-        if model.discrete or model.act_dim != self.act_dim:
-            raise ValueError(
-                f"model: discrete={model.discrete}, act_dim={model.act_dim}; expected a "
-                f"continuous model with act_dim={self.act_dim}"
-            )
-        if not rtg_scale > 0:
-            raise ValueError(f"rtg_scale={rtg_scale}: expected > 0")
-        self.model = model
-        self.target_return = float(target_return)
-        self.rtg_scale = float(rtg_scale)
+        self._condition(
+            model,
+            discrete=False,
+            act_dim=self.act_dim,
+            target_return=target_return,
+            rtg_scale=rtg_scale,
+        )
 
     def _act_shape(self) -> tuple[int, ...]:
         return (self.act_dim,)
@@ -468,16 +490,13 @@ class DiscreteDTPolicy(_ReturnConditioned, DiscretePolicy):
             observation_space=observation_space,
             eps_inference=eps_inference,
         )
-        if not model.discrete or model.act_dim != self.num_actions:
-            raise ValueError(
-                f"model: discrete={model.discrete}, act_dim={model.act_dim}; expected a "
-                f"discrete model with act_dim={self.num_actions}"
-            )
-        if not rtg_scale > 0:
-            raise ValueError(f"rtg_scale={rtg_scale}: expected > 0")
-        self.model = model
-        self.target_return = float(target_return)
-        self.rtg_scale = float(rtg_scale)
+        self._condition(
+            model,
+            discrete=True,
+            act_dim=self.num_actions,
+            target_return=target_return,
+            rtg_scale=rtg_scale,
+        )
         self.sample_actions = sample_actions
 
     def _act_shape(self) -> tuple[int, ...]:
