@@ -4,9 +4,10 @@ writer and fault and keeps the result file.
     python -m benchmarks.faults --trials 100 --seed 1
 
 The writers, faults and checks are those of ``tests/test_faults.py`` (the harness is
-:mod:`benchmarks._lib.faults`): the converters ``convert d4rl``, ``convert minari``,
-``convert tianshou``, ``convert tfds`` (an RLDS dataset prepared here with
-tensorflow-datasets) and ``convert rl-unplugged-atari`` (two GZIP TFRecord shards),
+:mod:`benchmarks._lib.faults`): the converters ``convert d4rl``, ``convert minari`` (HDF5
+and Arrow storage), ``convert tianshou`` (a ``ReplayBuffer``'s and a ``VectorReplayBuffer``'s
+file), ``convert tfds`` (an RLDS dataset prepared here with tensorflow-datasets, with and
+without ``--frame-stack``) and ``convert rl-unplugged-atari`` (two GZIP TFRecord shards),
 ``BufferWriter``, ``EpisodeRecorder``, ``make-datasets``, ``export minari``, ``repack``, a
 grid cell + report, a policy checkpoint, a Decision Transformer's checkpoint and a training
 checkpoint (``last.pt``) written over the previous one, each under ``RLIMIT_FSIZE``,

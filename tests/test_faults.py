@@ -2,8 +2,10 @@
 the same output, the output directory is read-only, vanishes, or the temporary is on another
 file system than its output.
 
-- every writer (the converters ``convert d4rl``, ``convert minari``, ``convert tianshou``,
-  ``convert tfds``, ``convert rl-unplugged-atari``; ``BufferWriter``, ``EpisodeRecorder``,
+- every writer (the converters ``convert d4rl``, ``convert minari`` (HDF5 and Arrow
+  storage), ``convert tianshou`` (a ``ReplayBuffer``'s file and a ``VectorReplayBuffer``'s),
+  ``convert tfds`` (with and without ``--frame-stack``), ``convert rl-unplugged-atari``;
+  ``BufferWriter``, ``EpisodeRecorder``,
   ``make-datasets``, ``export minari``, ``repack``, a grid cell and its report, a policy
   checkpoint, a Decision Transformer's checkpoint, a training checkpoint over the previous
   one) under each fault of :mod:`benchmarks._lib.faults.inject` (``RLIMIT_FSIZE``;
@@ -216,7 +218,10 @@ def converter(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], _faul
     return get
 
 
-CONVERTERS = list(_faults.CONVERTERS)
+CONVERTERS = [c for c in _faults.CONVERTERS if c != "convert tfds-flat"]
+"""The converters raced by two processes: ``convert tfds`` without ``--frame-stack`` writes
+through the same ``BufferWriter`` as with it (which is raced), for another TensorFlow
+start-up in a subprocess (it stays in the fault sweep)."""
 
 
 @pytest.mark.parametrize("name", CONVERTERS)

@@ -1,8 +1,10 @@
 """The converters under fault, each through its command (``tianshou-offline convert ...``):
 ``convert d4rl`` (a D4RL-layout file), ``convert minari`` (a dataset written by Minari's
-``create_dataset_from_buffers``), ``convert tianshou`` (a Tianshou ``ReplayBuffer.save_hdf5``
-file), ``convert tfds`` (an RLDS dataset of image frames prepared here with
-tensorflow-datasets, converted with ``--frame-stack 4``: a buffer and its patch spool) and
+``create_dataset_from_buffers``; ``minari-arrow``: the same in its Arrow storage), ``convert
+tianshou`` (a Tianshou ``ReplayBuffer.save_hdf5`` file; ``tianshou-vector``: a
+``VectorReplayBuffer``'s), ``convert tfds`` (an RLDS dataset of image frames prepared here with
+tensorflow-datasets, converted with ``--frame-stack 4``: a buffer and its patch spool;
+``tfds-flat``: without it) and
 ``convert rl-unplugged-atari`` (two RL Unplugged Atari shards, real GZIP TFRecord files of
 ``tf.train.Example`` records with PNG frames, written without TensorFlow; the second shard
 fails after the first is published, which must stay).
@@ -72,6 +74,21 @@ class ConvertMinari(Converter):
         return ["convert", "minari", str(self.dataset), "-o", str(output)]
 
 
+class ConvertMinariArrow(ConvertMinari):
+    """The same episodes in Minari's Arrow storage (``data_format="arrow"``)."""
+
+    name = "convert minari-arrow"
+    final = "minari-arrow.hdf5"
+
+    def prepare(self, src: Path) -> None:
+        self.src = src
+        from benchmarks._lib.fuzz.seeds import _seed_minari
+
+        self.dataset = src / "minari-arrow" / "fuzz" / "box-v0"
+        if not self.dataset.is_dir():
+            _seed_minari(src / "minari-arrow", self.lengths, data_format="arrow")
+
+
 class ConvertTianshou(Converter):
     name = "convert tianshou"
     final = "tianshou.hdf5"
@@ -87,6 +104,22 @@ class ConvertTianshou(Converter):
 
     def argv(self, output: Path) -> list[str]:
         return ["convert", "tianshou", str(self.source), "-o", str(output)]
+
+
+class ConvertTianshouVector(ConvertTianshou):
+    """A Tianshou ``VectorReplayBuffer`` file (3 sub-buffers of 8 rows, wrapped around)."""
+
+    name = "convert tianshou-vector"
+    final = "tianshou-vector.hdf5"
+    transitions = 24
+
+    def prepare(self, src: Path) -> None:
+        self.src = src
+        from benchmarks._lib.fuzz.seeds import _seed_tianshou
+
+        self.source = src / "tianshou-vector-source.hdf5"
+        if not self.source.is_file():
+            _seed_tianshou(self.source, vector=True)
 
 
 @functools.cache
@@ -156,6 +189,20 @@ class ConvertTfds(Converter):
         return len(buf) == self.transitions
 
 
+class ConvertTfdsFlat(ConvertTfds):
+    """The same RLDS dataset without ``--frame-stack``: one frame per row, no patch spool."""
+
+    name = "convert tfds-flat"
+    final = "tfds-flat.hdf5"
+
+    def argv(self, output: Path) -> list[str]:
+        return ["convert", "tfds", "faults_rlds_frames", "--data-dir", str(self.data_dir),
+                "-o", str(output)]  # fmt: skip
+
+    def complete(self, path: Path) -> bool:
+        return buffer_ok(path, self.transitions)
+
+
 class ConvertRLUnplugged(Converter):
     """Two shards of one game into ``out/Pong/``: after a failure the first may be there
     (published before the second started), complete; nothing else is."""
@@ -204,7 +251,8 @@ class ConvertRLUnplugged(Converter):
         return wrong
 
 
-CONVERTERS: dict[str, type[Converter]] = {
-    c.name: c
-    for c in (ConvertD4RL, ConvertMinari, ConvertTianshou, ConvertTfds, ConvertRLUnplugged)
-}
+_ALL: tuple[type[Converter], ...] = (
+    ConvertD4RL, ConvertMinari, ConvertMinariArrow, ConvertTianshou, ConvertTianshouVector,
+    ConvertTfds, ConvertTfdsFlat, ConvertRLUnplugged,
+)  # fmt: skip
+CONVERTERS: dict[str, type[Converter]] = {c.name: c for c in _ALL}

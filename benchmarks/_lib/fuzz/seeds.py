@@ -291,10 +291,13 @@ def write_tfrecord(path: Path, records: Sequence[bytes], *, compress: bool = Tru
     return path
 
 
-def _seed_minari(root: Path, lengths: Sequence[int] = (5, 7, 3)) -> Path:
-    """A Minari dataset (HDF5 storage) written by Minari (``create_dataset_from_buffers``:
-    episodes of ``lengths`` steps, the last cut, the others terminated and truncated in turn;
-    Box observations and actions); returns its data directory."""
+def _seed_minari(
+    root: Path, lengths: Sequence[int] = (5, 7, 3), *, data_format: str = "hdf5"
+) -> Path:
+    """A Minari dataset (``data_format``: HDF5 or Arrow storage) written by Minari
+    (``create_dataset_from_buffers``: episodes of ``lengths`` steps, the last cut, the others
+    terminated and truncated in turn; Box observations and actions); returns its data
+    directory."""
     import gymnasium as gym
     import minari
     from minari.data_collector import EpisodeBuffer
@@ -319,7 +322,7 @@ def _seed_minari(root: Path, lengths: Sequence[int] = (5, 7, 3)) -> Path:
             warnings.simplefilter("ignore")
             minari.create_dataset_from_buffers(
                 "fuzz/box-v0", episodes, observation_space=obs_space, action_space=act_space,
-                data_format="hdf5", algorithm_name="random", author="fuzz",
+                data_format=data_format, algorithm_name="random", author="fuzz",
                 author_email="fuzz@example.com", code_permalink="https://example.com/code",
                 description="fuzz seed",
             )  # fmt: skip
