@@ -206,6 +206,38 @@ def test_load_buffer_and_load_rl_unplugged_memory_choice(
 # --------------------------------------------------------------------------- layouts, repack
 
 
+def test_repack_refuses_an_extent_the_file_does_not_store(tmp_path: Path) -> None:
+    """A column whose declared extent is far beyond what the file stores is refused before
+    any copying, naming the column (fuzz: repack of a mutant whose column was resized to
+    2**40 rows copied fill values until it was killed; here 2**24 rows, which the previous
+    code copied as 16 MB of fill values and published: checked to fail so). Nothing is left
+    behind."""
+    paths, _ = write_shards(tmp_path, random_episodes(2, 3), [], contiguous=False)
+    with h5py.File(paths[0], "r+") as f:
+        assert f["_meta/terminated"].maxshape[0] is None
+        f["_meta/terminated"].resize(1 << 24, axis=0)
+    out = tmp_path / "packed.hdf5"
+    with pytest.raises(DatasetFormatError, match=r"_meta/terminated' declares shape \(16777216,\)"):
+        repack(paths[0], out)
+    assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_repack_refuses_a_link_it_would_drop(tmp_path: Path) -> None:
+    """A buffer file holds no links; one whose column is a soft link loads (h5py follows it)
+    but its repacked copy lost the column (repack skipped links) and was refused on load
+    (fuzz mutant contiguous#566 of seed 13; checked to fail so): now repack refuses it."""
+    paths, _ = write_shards(tmp_path, random_episodes(2, 3), [], contiguous=False)
+    with h5py.File(paths[0], "r+") as f:
+        f["_meta/rew_copy"] = f["_meta/rew"][()]
+        del f["_meta/rew"]
+        f["_meta/rew"] = h5py.SoftLink("/_meta/rew_copy")
+    load_buffer(paths[0])
+    out = tmp_path / "packed.hdf5"
+    with pytest.raises(DatasetFormatError, match=r"'/_meta/rew' is a SoftLink"):
+        repack(paths[0], out)
+    assert not out.exists()
+
+
 def test_chunked_file_error_names_repack_and_repack_round_trips(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

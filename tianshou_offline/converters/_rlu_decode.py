@@ -35,7 +35,12 @@ from typing import Any
 
 import numpy as np
 
-from tianshou_offline.converters._tfrecord import PngDecoder, example_class, png_decoder
+from tianshou_offline.converters._tfrecord import (
+    PngDecoder,
+    PngError,
+    example_class,
+    png_decoder,
+)
 from tianshou_offline.errors import DatasetFormatError
 
 _FLOAT_FIELDS = ("r_t", "d_t", "episode_return")
@@ -317,7 +322,7 @@ def process_chunk(task: ChunkTask) -> ChunkResult:
         check_png_frame(png, (H, W), where=where(w), what=what)
         try:
             img = decode(png)
-        except Exception as e:
+        except PngError as e:
             raise DatasetFormatError(f"{where(w)}: {what} is not a valid PNG: {e}") from e
         if img.ndim == 3 and img.shape[2] == 1:
             img = img[:, :, 0]

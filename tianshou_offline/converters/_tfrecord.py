@@ -419,13 +419,24 @@ def example_class() -> Any:
 PngDecoder = Callable[[bytes], np.ndarray]
 
 
+class PngError(ValueError):
+    """A PNG a decoder cannot read: what its library raised about the bytes (pyspng's
+    ``RuntimeError``, OpenCV's ``cv2.error`` or no image, Pillow's ``OSError``,
+    ``SyntaxError``, ``ValueError``, ...), or a format or mode that is not a grayscale PNG.
+    The converters turn it into a :class:`~tianshou_offline.errors.DatasetFormatError`
+    naming the record; anything else a decoder raises is a bug and passes through."""
+
+
 def _decoder_pyspng() -> PngDecoder:
     import pyspng
 
     load = pyspng.load
 
     def decode(png: bytes) -> np.ndarray:
-        return np.asarray(load(png))
+        try:
+            return np.asarray(load(png))
+        except (RuntimeError, ValueError) as e:  # "pyspng: could not decode ..."
+            raise PngError(str(e)) from e
 
     return decode
 
@@ -434,9 +445,12 @@ def _decoder_cv2() -> PngDecoder:
     import cv2
 
     def decode(png: bytes) -> np.ndarray:
-        arr = cv2.imdecode(np.frombuffer(png, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+        try:
+            arr = cv2.imdecode(np.frombuffer(png, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+        except cv2.error as e:
+            raise PngError(f"OpenCV: {e}") from e
         if arr is None:
-            raise ValueError("OpenCV could not decode the PNG")
+            raise PngError("OpenCV could not decode the PNG")
         return np.asarray(arr)
 
     return decode
@@ -446,12 +460,19 @@ def _decoder_pillow() -> PngDecoder:
     from PIL import Image
 
     def decode(png: bytes) -> np.ndarray:
-        with Image.open(io.BytesIO(png)) as im:
-            if im.format != "PNG":
-                raise ValueError(f"not a PNG image ({im.format})")
-            if im.mode not in ("L", "I;16", "I;16B", "I"):
-                raise ValueError(f"PNG mode {im.mode!r} is not grayscale")
-            return np.asarray(im)
+        try:
+            with Image.open(io.BytesIO(png)) as im:
+                if im.format != "PNG":
+                    raise PngError(f"not a PNG image ({im.format})")
+                if im.mode not in ("L", "I;16", "I;16B", "I"):
+                    raise PngError(f"PNG mode {im.mode!r} is not grayscale")
+                return np.asarray(im)
+        except PngError:
+            raise
+        # UnidentifiedImageError and truncated data are OSErrors; broken chunks SyntaxError
+        except (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error,
+                Image.DecompressionBombError) as e:  # fmt: skip
+            raise PngError(f"Pillow: {type(e).__name__}: {e}") from e
 
     return decode
 

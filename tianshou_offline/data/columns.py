@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tianshou_offline.errors import DatasetFormatError
+from tianshou_offline.errors import DatasetFormatError, raised_within
 
 if TYPE_CHECKING:
     from tianshou.data import ReplayBuffer
@@ -149,6 +149,8 @@ def verify_buffer(buf: ReplayBuffer, source: str = "") -> None:
     try:
         batch = buf[probe]
     except (IndexError, ValueError, TypeError, KeyError) as e:
+        if not raised_within(e, ("tianshou",)):  # our own buffer class failing is a bug
+            raise
         raise DatasetFormatError(
             f"{where}the loaded buffer cannot return rows {probe.tolist()}: {type(e).__name__}: {e}"
         ) from e

@@ -22,7 +22,8 @@ import numpy as np
 
 from tianshou_offline.data.atomic import atomic_output, check_new_output, h5_output
 from tianshou_offline.data.format import WRITE_LIBVER, open_h5
-from tianshou_offline.errors import OutputExistsError, SourceNotFoundError
+from tianshou_offline.data.validators import check_extent
+from tianshou_offline.errors import DatasetFormatError, OutputExistsError, SourceNotFoundError
 from tianshou_offline.progress import progress as progress_bar
 
 log = logging.getLogger(__name__)
@@ -73,19 +74,30 @@ def unmappable_columns(path: str | os.PathLike[str]) -> list[str]:
 def repack_into(src: h5py.File, dst: h5py.File, *, bar: Any = None) -> None:
     """Copy every group, attribute and dataset of ``src`` into the empty ``dst``; array
     datasets become contiguous and unfiltered (copied in 64 MiB blocks), scalars are copied
-    as they are."""
+    as they are.
+
+    :raises DatasetFormatError: a dataset declares more rows than the file stores
+        (:func:`~tianshou_offline.data.validators.check_extent`), or a soft or external
+        link (which the copy would drop).
+    """
     _copy_attrs(src.attrs, dst.attrs)
 
     def copy_group(s: h5py.Group, d: h5py.Group) -> None:
         for name, obj in s.items():
             link = s.get(name, getlink=True)
-            if not isinstance(link, h5py.HardLink):
-                continue  # soft and external links are not part of the format
+            if not isinstance(link, h5py.HardLink):  # not part of the format: not copied
+                raise DatasetFormatError(
+                    f"{src.filename}: '{s.name.rstrip('/')}/{name}' is a "
+                    f"{type(link).__name__}; expected a dataset or group (buffer files hold "
+                    "no links, and a repacked copy would lose what it points to)"
+                )
             if isinstance(obj, h5py.Group):
                 g = d.create_group(name)
                 _copy_attrs(obj.attrs, g.attrs)
                 copy_group(obj, g)
             elif isinstance(obj, h5py.Dataset):
+                if obj.shape:  # an extent the file cannot hold would be copied as fill values
+                    check_extent(obj, obj.shape[0])
                 if not obj.shape or obj.dtype.kind not in "biufcS":
                     s.copy(obj, d, name=name)  # scalars, strings, opaque data: as stored
                     continue

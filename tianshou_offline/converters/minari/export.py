@@ -125,6 +125,22 @@ def _info_has_t_rows_only(info: Any) -> bool:
     return bool(step_paths - reset_paths)
 
 
+def _check_obs_next_like_obs(src: Path, obs_tree: Any, next_tree: Any) -> None:
+    """Minari stores one observation per step, so ``obs_next`` must have the keys and row
+    shapes of ``obs`` (a buffer file may store them differently)."""
+    obs = [(k, np.shape(a)[1:]) for k, a in _tree_leaves(obs_tree)]
+    nxt = [(k, np.shape(b)[1:]) for k, b in _tree_leaves(next_tree)]
+    if obs != nxt:
+
+        def show(leaves: list[tuple[str, Any]]) -> str:
+            return ", ".join(f"{k or 'obs'} {shape}" for k, shape in leaves[:4])
+
+        raise DataValidationError(
+            f"{src}: obs_next rows ({show(nxt)}) differ from obs rows ({show(obs)}); Minari "
+            "stores one observation per step, so obs_next must have the keys and shapes of obs"
+        )
+
+
 def export_target(dataset_id: str) -> Path:
     """The directory :func:`export_minari` writes the dataset ``dataset_id`` to:
     ``$MINARI_DATASETS_PATH/<dataset_id>`` (Minari's layout; ``data/`` inside)."""
@@ -228,6 +244,8 @@ def export_minari(
     inside[ends - 1] = False
     inside_rows = np.flatnonzero(inside)
     mismatches = 0
+    if has_next:
+        _check_obs_next_like_obs(src, obs_tree, next_tree)
     if has_next and inside_rows.size:
         for (_, a), (_, b) in zip(_tree_leaves(obs_tree), _tree_leaves(next_tree), strict=True):
             x, y = a[inside_rows + 1], b[inside_rows]

@@ -26,6 +26,7 @@ from tianshou_offline.converters._rlu_decode import (
     process_chunk,
 )
 from tianshou_offline.converters._tfrecord import (
+    PngError,
     RecordChunk,
     TFRecordChunkReader,
     png_decoder,
@@ -89,7 +90,7 @@ def _inspect_first_record(
     _, decode = png_decoder(decoder)
     try:
         img = decode(o_t[-1])
-    except Exception as e:
+    except PngError as e:
         raise DatasetFormatError(
             f"{source}: record 0 (uncompressed byte offset {int(first.stream_offsets[0])}): "
             f"o_t[{len(o_t) - 1}] is not a valid PNG: {e}"
