@@ -16,6 +16,7 @@ process under a time limit and an address-space limit (``RLIMIT_AS``: the worker
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import os
@@ -37,7 +38,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mutants", type=int, default=10_000, help="number of mutants")
     p.add_argument("--seed", type=int, default=1, help="seed of the mutations")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
-    p.add_argument("--time-limit", type=float, default=10.0, help="seconds per run")
+    p.add_argument("--time-limit", type=float, default=10.0,
+                   help="seconds per run (or --time-factor times the unmutated seed's run of "
+                   "the same entry point and option set, where that is longer)")  # fmt: skip
+    p.add_argument(
+        "--time-factor",
+        type=float,
+        default=5.0,
+        help="a mutant's run may take this many times as long as the seed's",
+    )
+    p.add_argument("--seed-time-limit", type=float, default=300.0,
+                   help="seconds per run of an unmutated seed")  # fmt: skip
     p.add_argument("--memory-limit", type=float, default=1.0, help="GiB per run (RLIMIT_AS)")
     p.add_argument(
         "--entries-per-mutant",
@@ -68,9 +79,15 @@ def main(argv: list[str] | None = None) -> int:
     import tianshou_offline.cli
     import tianshou_offline.converters.d4rl
     import tianshou_offline.converters.minari
+    import tianshou_offline.converters.minari.export
     import tianshou_offline.converters.rl_unplugged
     import tianshou_offline.converters.tianshou
+    import tianshou_offline.data.repack
+    import tianshou_offline.data.repair
     import tianshou_offline.data.stats  # noqa: F401
+
+    with contextlib.suppress(ImportError):
+        import minari  # noqa: F401  (export_minari's, imported lazily)
 
     root = Path(tempfile.mkdtemp(prefix="tianshou-offline-fuzz-"))
     try:
@@ -80,20 +97,30 @@ def main(argv: list[str] | None = None) -> int:
         sizes = {s.name: _size(s.path) for s in seeds}
         print("seeds (bytes):", ", ".join(f"{k} {v}" for k, v in sizes.items()))
         pool = _fuzz.Pool(args.workers, args.time_limit, int(args.memory_limit * 2**30))
-        bad_seeds = [r for r in pool.run(_fuzz.seed_jobs(seeds)) if r.outcome != "ok"]
+        seed_runs = list(pool.run(_fuzz.seed_jobs(seeds, time_limit=args.seed_time_limit)))
+        bad_seeds = [r for r in seed_runs if r.outcome != "ok"]
         for r in bad_seeds:
             print(f"seed {r.job.seed} fails {r.job.entry}: {r.outcome} {r.detail}")
+        limits = _fuzz.relative_time_limits(seed_runs, args.time_limit, args.time_factor)
+        for (kind, entry, v), limit in sorted(limits.items()):
+            print(f"time limit {limit:g} s: {entry} {_fuzz.OPTIONS[entry][v]} of {kind} mutants")
         work = root / "mutants"
         work.mkdir()
         summary = _fuzz.Summary()
         t0 = time.perf_counter()
         small = [s for s in seeds if s not in large]
         jobs = _fuzz.jobs_for(
-            small, args.mutants, args.seed, work, entries_per_mutant=args.entries_per_mutant
+            small,
+            args.mutants,
+            args.seed,
+            work,
+            entries_per_mutant=args.entries_per_mutant,
+            time_limits=limits,
         )
         if large:  # after the small ones, numbered on, from a seed of their own
             jobs = itertools.chain(jobs, _fuzz.jobs_for(
-                large, args.large_mutants, args.seed + 10**6, work, first=args.mutants))  # fmt: skip
+                large, args.large_mutants, args.seed + 10**6, work, first=args.mutants,
+                time_limits=limits))  # fmt: skip
         for i, result in enumerate(pool.run(jobs)):
             summary.add(result)
             if (i + 1) % args.progress_every == 0:
@@ -105,7 +132,8 @@ def main(argv: list[str] | None = None) -> int:
         runs = sum(sum(c.values()) for c in summary.counts.values())
         print(
             f"\n{len(summary.mutants)} mutants (seed {args.seed}), {runs} runs in {seconds:.0f} s "
-            f"on {args.workers} workers; limits {args.time_limit:g} s and "
+            f"on {args.workers} workers; limits {args.time_limit:g} s (or {args.time_factor:g} "
+            f"x the seed's run) and "
             f"{args.memory_limit:g} GiB per run; largest input {max(sizes.values())} bytes\n"
         )
         print(summary.report(args.failures))
@@ -143,6 +171,13 @@ def main(argv: list[str] | None = None) -> int:
                     for r in summary.peak[:3]
                 ],
                 "seed_bytes": sizes,
+                "seed_runs": len(seed_runs),
+                "seed_seconds_max": max((r.seconds for r in seed_runs), default=0.0),
+                "time_limits": [
+                    {"seed": kind, "entry": entry, "options": _fuzz.OPTIONS[entry][v],
+                     "seconds": limit}
+                    for (kind, entry, v), limit in sorted(limits.items())
+                ],
                 "seed_failures": [f"{r.job.seed} {r.job.entry}: {r.outcome}" for r in bad_seeds],
             }  # fmt: skip
         if args.json:
@@ -151,8 +186,8 @@ def main(argv: list[str] | None = None) -> int:
                   "memory or crash)"] if summary.failures else []  # fmt: skip
         missed += [f"seed {r.job.seed} fails {r.job.entry}: {r.outcome}" for r in bad_seeds]
         settings = {k: v for k, v in vars(args).items() if k in (
-            "mutants", "workers", "time_limit", "memory_limit", "entries_per_mutant",
-            "large_seeds", "large_mutants")}  # fmt: skip
+            "mutants", "workers", "time_limit", "time_factor", "seed_time_limit", "memory_limit",
+            "entries_per_mutant", "large_seeds", "large_mutants")}  # fmt: skip
         name = f"{args.mutants}-seed{args.seed}" + (
             f"-large{args.large_seeds}mb" if args.large_seeds else "")  # fmt: skip
         return report.keep(BENCHMARK, name, settings=settings,
@@ -179,9 +214,19 @@ def table(records: list[dict[str, Any]]) -> str:
         f, st = r["figures"], r["settings"]
         large = (f" + {st['large_mutants']} of two ~{st['large_seeds']} MB seeds written at run time"
                  if st.get("large_seeds") else "")  # fmt: skip
+        time_limit = f"{st['time_limit']:g} s"
+        if "time_factor" in st:
+            longer = f["time_limits"]
+            top = max(longer, key=lambda x: x["seconds"], default=None)
+            time_limit += (
+                f" or {st['time_factor']:g} × the unmutated seed's run of the same entry point and "
+                f"option set where that is longer ({len(longer)} of them, up to "
+                f"{top['seconds']:g} s: `{top['entry']}` of {top['seed']})" if top else
+                f" or {st['time_factor']:g} × the unmutated seed's run where that is longer (none)"
+            )  # fmt: skip
         lines = [
             f"Seed {f['seed']}: {st['mutants']:,} mutants{large}, {f['runs']:,} runs in "
-            f"{f['seconds']:.0f} s on {st['workers']} workers; limits {st['time_limit']:g} s and "
+            f"{f['seconds']:.0f} s on {st['workers']} workers; limits {time_limit} and "
             f"{st['memory_limit']:g} GiB per run; largest input {max(f['seed_bytes'].values()) / 1e6:,.1f} MB.",
             "",
             "| entry point | runs | " + " | ".join(_fuzz.OUTCOMES) + " |",

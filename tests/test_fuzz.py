@@ -26,7 +26,7 @@ from benchmarks._lib import fuzz as _fuzz
 
 TIME_LIMIT_S = 20.0
 MEMORY_LIMIT = 1 << 30
-N_MUTANTS = 330  # 30 of each of the 11 seeds
+N_MUTANTS = 336  # 28 of each of the 12 seeds
 SEED = 12
 
 
@@ -103,7 +103,7 @@ def test_the_checker_reads_an_empty_buffer(seeds: list[_fuzz.Seed]) -> None:
 @pytest.mark.slow
 def test_many_mutants(seeds: list[_fuzz.Seed], pool: _fuzz.Pool, tmp_path: Path) -> None:
     summary = _fuzz.Summary()
-    for result in pool.run(_fuzz.jobs_for(seeds, 600, SEED + 1, tmp_path)):
+    for result in pool.run(_fuzz.jobs_for(seeds, 400, SEED + 1, tmp_path)):
         summary.add(result)
     assert not summary.failures, summary.report()
 
@@ -116,7 +116,7 @@ def test_the_harness_runs_every_option_of_every_entry_point() -> None:
     import inspect as pyinspect
 
     from tianshou_offline.cli import build_parser
-    from tianshou_offline.converters.minari import convert_minari
+    from tianshou_offline.converters.minari import convert_minari, export_minari
     from tianshou_offline.converters.rl_unplugged import convert_shard, load_rl_unplugged
     from tianshou_offline.data.buffer import load_buffer
 
@@ -132,19 +132,32 @@ def test_the_harness_runs_every_option_of_every_entry_point() -> None:
         return parser
 
     commands = {"inspect": ("inspect",), "convert_tianshou": ("convert", "tianshou"),
-                "convert_d4rl": ("convert", "d4rl")}  # fmt: skip
+                "convert_d4rl": ("convert", "d4rl"), "repack": ("repack",),
+                "repair": ("repair",)}  # fmt: skip
+    assert set(commands) == set(_fuzz.CLI_ENTRIES)
     for entry, names in commands.items():
         options = {a.option_strings[-1] for a in subparser(*names)._actions if a.option_strings}
         missing = options - used(entry) - {"--help", "--output"} - set(_fuzz.UNFUZZED_OPTIONS)
         assert not missing, (entry, missing)
     functions: dict[str, Callable[..., Any]] = {"load_buffer": load_buffer, "load_rl_unplugged": load_rl_unplugged,
-                 "convert_minari": convert_minari, "convert_shard": convert_shard}  # fmt: skip
+                 "convert_minari": convert_minari, "convert_shard": convert_shard,
+                 "export_minari": export_minari}  # fmt: skip
     for entry, fn in functions.items():
         params = {p.name for p in pyinspect.signature(fn).parameters.values()
-                  if p.kind is p.KEYWORD_ONLY}  # fmt: skip
-        missing = params - used(entry) - set(_fuzz.UNFUZZED_OPTIONS)
-        assert not missing, (entry, missing)
+                  if p.kind is not p.VAR_KEYWORD}  # fmt: skip
+        missing = params - used(entry) - {"path", "paths", "source", "output"}
+        assert not missing - set(_fuzz.UNFUZZED_OPTIONS), (entry, missing)
     assert "--plot" in used("inspect")
+    # every command is an entry point, or runs one (with every option), or is named as left
+    # out with a reason: the harness once fuzzed neither repack, repair nor export minari
+    leaves = []
+    for a in build_parser()._actions:
+        if isinstance(a, argparse._SubParsersAction):
+            for name, sub in a.choices.items():
+                groups = [x for x in sub._actions if isinstance(x, argparse._SubParsersAction)]
+                leaves += [f"{name} {s}" for g in groups for s in g.choices] or [name]
+    fuzzed = {" ".join(names) for names in commands.values()}
+    assert set(leaves) - fuzzed == set(_fuzz.UNFUZZED_COMMANDS), set(leaves) - fuzzed
 
 
 def test_error_boundaries_let_bugs_of_ours_through(tmp_path: Path) -> None:
@@ -220,3 +233,165 @@ def test_refused_allocations_are_probed_without_the_address_space_limit(
         assert outcome == "memory" and "with 3 GiB more" in detail, detail
     finally:
         resource.setrlimit(resource.RLIMIT_AS, (hard, hard))
+
+
+@pytest.mark.parametrize("decoder", ["pyspng", "cv2", "pillow"])
+def test_png_boundary_types_bad_frames_and_lets_bugs_of_ours_through(
+    decoder: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A frame that is no PNG is one typed error naming the record, with every decoder; an
+    exception of another kind raised inside a decoder (a bug of ours, here an
+    AttributeError) passes through as itself. Before, both boundaries around the decoders
+    caught any Exception (checked to fail with the old ``except Exception``: the
+    AttributeError came out as DatasetFormatError)."""
+    pytest.importorskip({"pillow": "PIL"}.get(decoder, decoder))
+    from tianshou_offline.converters import _tfrecord
+    from tianshou_offline.converters.rl_unplugged import convert_shard
+    from tianshou_offline.errors import DatasetFormatError
+
+    records = _fuzz.rlu_records(1, length=3)
+    (tmp_path / "Pong").mkdir()
+    good = _fuzz.write_tfrecord(tmp_path / "Pong" / "good.tfrecord", records)
+    example = _tfrecord.example_class()()
+    example.ParseFromString(records[0])
+    example.features.feature["o_t"].bytes_list.value[-1] = b"\x89PNG\r\n\x1a\n" + b"\x00" * 40
+    bad = _fuzz.write_tfrecord(
+        tmp_path / "Pong" / "bad.tfrecord", [example.SerializeToString(), *records[1:]]
+    )
+    with pytest.raises(DatasetFormatError, match=r"bad\.tfrecord: record 0.*not a valid PNG"):
+        convert_shard(bad, tmp_path / "bad.hdf5", task="Pong", num_actions=6, workers=1,
+                      decoder=decoder)  # fmt: skip
+
+    def buggy() -> Callable[[bytes], Any]:
+        def decode(png: Any) -> Any:
+            return png.shape  # bytes have no shape: a bug of ours inside the boundary
+
+        return decode
+
+    monkeypatch.setitem(_tfrecord._DECODERS, decoder, buggy)
+    with pytest.raises(AttributeError):
+        convert_shard(good, tmp_path / "good.hdf5", task="Pong", num_actions=6, workers=1,
+                      decoder=decoder)  # fmt: skip
+
+
+def test_loaded_buffer_check_lets_bugs_of_our_buffer_classes_through() -> None:
+    """``verify_buffer`` turns Tianshou refusing to index a loaded buffer into a typed error,
+    but a failure raised by a buffer class of ours (frame stacks, disk-backed) is a bug and
+    passes through (before: any IndexError/ValueError/TypeError/KeyError became a
+    DatasetFormatError; checked to fail so)."""
+    from tianshou.data import Batch, ReplayBuffer
+
+    from tianshou_offline.data.columns import verify_buffer
+
+    def filled(cls: type[ReplayBuffer]) -> ReplayBuffer:
+        buf = cls(3)
+        for t in range(3):
+            buf.add(Batch(obs=np.zeros(2), act=0, rew=0.0, terminated=t == 2, truncated=False,
+                          obs_next=np.zeros(2), info={}))  # fmt: skip
+        return buf
+
+    class Broken(ReplayBuffer):
+        def __getitem__(self, index: Any) -> Any:
+            raise IndexError("a bug in a buffer class")
+
+    verify_buffer(filled(ReplayBuffer), "ok.hdf5")
+    with pytest.raises(IndexError, match="a bug in a buffer class"):
+        verify_buffer(filled(Broken), "x.hdf5")
+
+
+def _sleeping_entry(entry: str, path: Path, workdir: Path, variant: int) -> tuple[str, str]:
+    """A stand-in entry point that takes ``variant`` tenths of a second."""
+    import time
+
+    time.sleep(variant / 10)
+    return "ok", ""
+
+
+def test_time_limits_are_relative_to_the_unmutated_seeds_run(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A mutant's run may take ``factor`` times as long as the unmutated seed's run of the
+    same entry point and option set (never less than the base limit), and the pool holds
+    each job to its own limit. Before, one flat limit held a 250 MB seed's conversion to
+    the 10 s meant for kilobyte files (the kept run counted the unmutated seed as a
+    timeout)."""
+    from benchmarks._lib.fuzz import pool
+
+    def result(seed: str, entry: str, variant: int, seconds: float) -> _fuzz.Result:
+        return _fuzz.Result(_fuzz.Job(entry, "", -1, seed, "seed", variant), "ok", "", seconds, 0)
+
+    n = len(_fuzz.OPTIONS["convert_tianshou"])
+    limits = _fuzz.relative_time_limits(
+        [result("large", "convert_tianshou", 1, 4.0), result("large", "convert_tianshou", 1, 3.0),
+         result("large", "inspect", 0, 1.0), result("writer", "convert_tianshou", 1, 0.1)],
+        base=10.0, factor=5.0,
+    )  # fmt: skip
+    assert limits == {("large", "convert_tianshou", 1): 20.0}
+    seed = _fuzz.Seed("large", tmp_path / "large.hdf5")
+    seed.path.write_bytes(b"\x00" * 64)
+    _fuzz.SEED_ENTRY_POINTS["large"] = ("convert_tianshou",)
+    try:
+        jobs = [j for j, _ in _fuzz.jobs_for([seed], 40, 0, tmp_path, time_limits=limits)]
+    finally:
+        del _fuzz.SEED_ENTRY_POINTS["large"]
+    assert {j.time_limit for j in jobs if j.variant % n == 1} == {20.0}
+    assert {j.time_limit for j in jobs if j.variant % n != 1} == {None}
+    # all option sets of every entry point on every unmutated seed, under the seed limit
+    seeds = [_fuzz.Seed(k, tmp_path) for k in ("writer", "framestack")]
+    runs = {(j.seed, j.entry, j.variant) for j, _ in _fuzz.seed_jobs(seeds, time_limit=99)}
+    for s in seeds:
+        for e in _fuzz.SEED_ENTRY_POINTS[s.name]:
+            refused = _fuzz.SEED_REFUSES.get((s.name, e), set())
+            want = {v for v, o in enumerate(_fuzz.OPTIONS[e]) if not set(o) & refused}
+            assert {v for k, x, v in runs if (k, x) == (s.name, e)} == want, (s.name, e)
+    assert {j.time_limit for j, _ in _fuzz.seed_jobs(seeds, time_limit=99)} == {99}
+
+    monkeypatch.setattr(pool, "run_entry", _sleeping_entry)  # before the workers fork
+    p = _fuzz.Pool(workers=1, time_limit=0.3, mem_limit=MEMORY_LIMIT)
+    out = list(p.run(iter([(_fuzz.Job("load_buffer", "", 0, "s", "", 8), None),
+                           (_fuzz.Job("load_buffer", "", 1, "s", "", 8, time_limit=3.0), None)])))  # fmt: skip
+    assert [(r.outcome, r.detail) for r in out] == [("timeout", "over 0.3 s"), ("ok", "")]
+
+
+def test_the_issues_findings_are_mutations_the_harness_makes(
+    seeds: list[_fuzz.Seed], tmp_path: Path
+) -> None:
+    """The independent harness's findings (issue 25): ``inspect --plot`` of boolean rewards
+    and of rewards that are all infinite, ``convert tianshou`` of a column with a
+    zero-length dimension. The harness's own mutations make each of them (before, it made
+    neither a zero-length dimension nor a column whose every value is infinite), and the
+    entry points refuse or read them (typed or ok, never untyped)."""
+    import random
+
+    import h5py
+
+    tianshou = next(s.path for s in seeds if s.name == "tianshou")
+    with h5py.File(tianshou) as f:
+        rew, obs = f["_meta/rew"][()], f["_meta/obs"][()]
+
+    def find(column: np.ndarray, wanted: Callable[[str, Any], bool]) -> Any:
+        for i in range(5000):
+            name, value = _fuzz._variant(column, random.Random(i))
+            if wanted(name, value):
+                return value
+        raise AssertionError("the harness never makes this mutation")
+
+    cases = {
+        "boolean rewards": ("rew", find(rew, lambda n, v: n == "dtype bool")),
+        "every reward infinite": ("rew", find(rew, lambda n, v: n == "values"
+                                              and np.isinf(v).all() and (v < 0).all())),
+        "zero-length dimension": ("obs", find(obs, lambda n, v: n == "zero-length axis"
+                                              and v.shape == (len(obs), 0))),
+    }  # fmt: skip
+    plot = next(i for i, o in enumerate(_fuzz.OPTIONS["inspect"]) if o == ["--plot", "PLOT"])
+    for what, (key, value) in cases.items():
+        path = tmp_path / f"{key}-{len(value)}.hdf5"
+        path.write_bytes(tianshou.read_bytes())
+        with h5py.File(path, "r+") as f:
+            del f[f"_meta/{key}"]
+            _fuzz._write_variant(f["_meta"], key, value, {})
+        work = tmp_path / what
+        work.mkdir()
+        for entry, variant in (("inspect", plot), ("convert_tianshou", 0)):
+            outcome, detail = _fuzz.run_entry(entry, path, work, variant)
+            assert outcome in ("ok", "typed"), (what, entry, outcome, detail)

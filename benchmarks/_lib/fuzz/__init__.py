@@ -45,8 +45,11 @@ from benchmarks._lib.fuzz.checks import (
     check_buffer,
 )
 from benchmarks._lib.fuzz.entries import (
+    CLI_ENTRIES,
     ENTRY_POINTS,
+    EXPORT_ID,
     OPTIONS,
+    UNFUZZED_COMMANDS,
     UNFUZZED_OPTIONS,
     _check_file,
     _check_loaded,
@@ -104,6 +107,7 @@ from benchmarks._lib.fuzz.pool import (
     _status,
     _worker,
     jobs_for,
+    relative_time_limits,
     seed_jobs,
 )
 from benchmarks._lib.fuzz.seeds import (
@@ -131,7 +135,9 @@ from benchmarks._lib.fuzz.summary import (
 
 __all__ = [
     "ALLOCATION_REFUSED",
+    "CLI_ENTRIES",
     "ENTRY_POINTS",
+    "EXPORT_ID",
     "FAILURES",
     "H5_KINDS",
     "OPTIONS",
@@ -139,6 +145,7 @@ __all__ = [
     "PROBE_STEPS_GIB",
     "SEED_ENTRY_POINTS",
     "SEED_REFUSES",
+    "UNFUZZED_COMMANDS",
     "UNFUZZED_OPTIONS",
     "_ALLOCATION_FAILED",
     "_BIG_SPACE",
@@ -200,6 +207,7 @@ __all__ = [
     "mutate_h5",
     "mutate_minari",
     "mutate_tfrecord",
+    "relative_time_limits",
     "rlu_records",
     "run_entry",
     "seed_jobs",

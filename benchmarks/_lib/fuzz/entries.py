@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -49,12 +50,33 @@ def _cli(argv: list[str]) -> tuple[str, str]:
     return "untyped", f"exit {code}; stderr: {text[-600:]!r}"
 
 
-def _check_file(path: Path) -> None:
+def _check_file(path: Path, **kw: Any) -> int:
+    """Load an output an entry point wrote (``kw``: ``load_buffer``'s) and check it: a
+    writer's output that its own loader refuses, or that loads inconsistent, is a bug
+    (``inconsistent``), not a refusal of the input. Returns its length."""
     from tianshou_offline.data.buffer import load_buffer
+    from tianshou_offline.errors import TianshouOfflineError
 
-    problem = check_buffer(load_buffer(path))
+    try:
+        buf = load_buffer(path, **kw)
+    except TianshouOfflineError as e:
+        raise _Inconsistent(f"output {path.name} is refused: {type(e).__name__}: {e}") from e
+    problem = check_buffer(buf)
     if problem:
         raise _Inconsistent(f"output {path.name}: {problem}")
+    return len(buf)
+
+
+def _loads(path: Path, **kw: Any) -> int | None:
+    """The length of the buffer ``path`` loads as (``kw``: ``load_buffer``'s), or None when
+    it is refused (typed)."""
+    from tianshou_offline.data.buffer import load_buffer
+    from tianshou_offline.errors import TianshouOfflineError
+
+    try:
+        return len(load_buffer(path, **kw))
+    except TianshouOfflineError:
+        return None
 
 
 def _check_loaded(buf: Any, path: Path | None = None) -> None:
@@ -104,18 +126,29 @@ OPTIONS: dict[str, list[Any]] = {
                      ["--float32", "--nan-policy", "warn"], ["--nan-policy", "ignore"],
                      ["--compression", "gzip", "--no-progress"], ["--compression", "lzf", "--clean"],
                      ["--env-id", "Hopper-v5", "EXISTING", "--overwrite"]],
+    "repack": [[], ["--no-progress"], ["EXISTING", "--overwrite"]],
+    "repair": [[]],
     # API entry points: keyword arguments
     "load_buffer": [{}, {"include_info": False}, {"stack_num": 2}, {"sample_avail": True},
                     {"progress": True, "allow_pickle": True}],
     "load_rl_unplugged": [{}, {"join_episodes": False}, {"include_info": False},
                           {"progress": True}],
     "load_disk": [{}, {"include_info": False}, {"progress": True, "sample_avail": True}],
+    "load_rl_unplugged_disk": [{}, {"join_episodes": False}, {"include_info": False},
+                               {"progress": True}],
     "convert_minari": [{}, {"reader": "minari"}, {"with_infos": True}, {"episodes": "0:2"},
                        {"compression": "gzip", "nan_policy": "warn"},
                        {"nan_policy": "ignore", "overwrite": True, "progress": True}],
     "convert_shard": [{}, {"decoder": "pillow"}, {"decoder": "cv2", "progress": True},
                       {"chunk_records": 3, "compression": "lzf"},
                       {"contiguous": True}, {"overwrite": True}],
+    "export_minari": [{}, {"data_format": "arrow", "include_infos": False},
+                      {"data_format": "parquet", "include_infos": False, "progress": True},
+                      {"jpeg_encoding": True},
+                      {"author": "fuzz", "author_email": "fuzz@example.com",
+                       "algorithm_name": "fuzz", "code_permalink": "https://example.com/fuzz",
+                       "description": "fuzz"},
+                      {"overwrite": True}],
 }  # fmt: skip
 """The option sets each entry point runs with (a run's ``variant`` picks one): together they
 use every option of every entry point (``tests/test_fuzz.py`` checks this against the CLI's
@@ -130,11 +163,34 @@ UNFUZZED_OPTIONS = {
     "run_id": "names the output",
     "shard_id": "names the output",
     "download": "would fetch from the network",
-    "memory": "load_buffer's memory='disk' is an entry point of its own, load_disk, run on the "
-    "contiguous seed (the disk-backed loader refuses every other layout before reading)",
+    "memory": "memory='disk' is an entry point of its own (load_disk, load_rl_unplugged_disk), "
+    "run on the contiguous seeds (the disk-backed loaders refuse every other layout before "
+    "reading); repack's outputs are loaded with it too",
+    "buffer_path": "export_minari's input (the mutant)",
+    "dataset_id": "names the output (fixed: fuzz/export-v0)",
     "workers": "the harness's workers are daemonic processes, which cannot start a pool",
 }
 """Options no variant uses, and why."""
+
+CLI_ENTRIES = ("inspect", "convert_tianshou", "convert_d4rl", "repack", "repair")
+"""Entry points run as ``tianshou-offline`` commands (their options are argument lists)."""
+
+UNFUZZED_COMMANDS = {
+    "convert tfds": "reads through tensorflow-datasets (TensorFlow in every worker: 10 s and "
+    "500 MB a process); its frames are stacked by the code convert_shard's --frame-stack uses",
+    "convert minari": "the command calls convert_minari, an entry point (every option)",
+    "export minari": "the command calls export_minari, an entry point (every option)",
+    "convert rl-unplugged-atari": "the command calls convert_shard per shard, an entry point "
+    "(every option); --resume re-reads its own outputs with load_rl_unplugged, an entry point",
+    "reference-scores": "rolls out an environment; reads the file's episode table, as inspect",
+    "evaluate": "trains FQE on the file (minutes a run); reads it with load_buffer",
+    "record": "writes a file, reads none",
+    "make-datasets": "writes files, reads only its own state",
+    "grid": "reads a grid spec and datasets with load_buffer; trains",
+    "export-policy": "reads a policy checkpoint, not a dataset",
+    "quickstart": "writes files, reads none",
+}
+"""``tianshou-offline`` commands that are no entry point of the harness, and why."""
 
 
 def _cli_args(entry: str, variant: int, out: Path, workdir: Path) -> list[str]:
@@ -159,7 +215,7 @@ def run_entry(entry: str, path: Path, workdir: Path, variant: int) -> tuple[str,
 
     out = workdir / "out.hdf5"
     kw: dict[str, Any] = {}
-    if not entry.startswith(("inspect", "convert_tianshou", "convert_d4rl")):
+    if entry not in CLI_ENTRIES:
         kw = dict(OPTIONS[entry][variant % len(OPTIONS[entry])])
     try:
         if entry == "load_buffer":
@@ -172,12 +228,33 @@ def run_entry(entry: str, path: Path, workdir: Path, variant: int) -> tuple[str,
 
             _check_loaded(load_buffer(path, memory="disk", **kw), path)
             return "ok", ""
-        if entry == "load_rl_unplugged":
+        if entry in ("load_rl_unplugged", "load_rl_unplugged_disk"):
             from tianshou_offline.converters.rl_unplugged import load_rl_unplugged
 
             paths = [path] if variant % 2 else [path, path]
+            if entry.endswith("_disk"):
+                kw["memory"] = "disk"
             _check_loaded(load_rl_unplugged(paths, **kw))
             return "ok", ""
+        if entry == "repack":
+            args = _cli_args(entry, variant, out, workdir)
+            outcome, detail = _cli(["repack", str(path), str(out), *args])
+            if outcome == "ok":
+                _check_repacked(path, out)
+            return outcome, detail
+        if entry == "repair":  # it rewrites its input: a copy of the mutant
+            copy = workdir / "repair.hdf5"
+            shutil.copyfile(path, copy)
+            before = _loads(copy)
+            outcome, detail = _cli(["repair", str(copy)])
+            if outcome == "ok" and (before is not None or _loads(copy) is not None):
+                # a file that loaded must load as before; one that did not may stay refused
+                after = _check_file(copy)
+                if before is not None and after != before:
+                    raise _Inconsistent(f"loaded {before} rows before repair, {after} after")
+            return outcome, detail
+        if entry == "export_minari":
+            return _export_minari(path, workdir, kw)
         if entry == "inspect":
             args = _cli_args(entry, variant, out, workdir)
             outcome, detail = _cli(["inspect", str(path), *args])
@@ -205,7 +282,11 @@ def run_entry(entry: str, path: Path, workdir: Path, variant: int) -> tuple[str,
             from tianshou_offline.converters.rl_unplugged import convert_shard, load_rl_unplugged
 
             convert_shard(path, out, task="Pong", num_actions=6, **{"workers": 1, **kw})
-            _check_loaded(load_rl_unplugged(out))
+            try:
+                shards = load_rl_unplugged(out)
+            except TianshouOfflineError as e:
+                raise _Inconsistent(f"output {out.name} is refused: {type(e).__name__}: {e}") from e
+            _check_loaded(shards)
             return "ok", ""
         raise ValueError(f"unknown entry point {entry}")
     except TianshouOfflineError as e:
@@ -214,5 +295,77 @@ def run_entry(entry: str, path: Path, workdir: Path, variant: int) -> tuple[str,
         return "inconsistent", str(e)[:400]
 
 
-ENTRY_POINTS = ("load_buffer", "load_disk", "inspect", "convert_tianshou", "convert_d4rl", "load_rl_unplugged",
-                "convert_minari", "convert_shard")  # fmt: skip
+def _check_repacked(source: Path, out: Path) -> None:
+    """``repack``'s output holds what its source holds: it loads (in RAM, and from disk where
+    the disk-backed loader takes its layout) as the source does, to the same length; a
+    source that is refused may give an output that is refused too."""
+    from tianshou_offline.errors import TianshouOfflineError
+
+    n = _loads(source)
+    if n is None:
+        if _loads(out) is None:
+            return
+        _check_file(out)
+        return
+    m = _check_file(out)
+    if m != n:
+        raise _Inconsistent(f"the source loads as {n} rows, the repacked output as {m}")
+    try:
+        m = _check_file(out, memory="disk")
+    except _Inconsistent as e:
+        if isinstance(e.__cause__, TianshouOfflineError) and _layout(out) != "tianshou_offline":
+            return  # the disk-backed loader reads this package's own layout only
+        raise
+    if m != n:
+        raise _Inconsistent(f"the source loads as {n} rows, the repacked output from disk as {m}")
+
+
+def _layout(path: Path) -> str:
+    from tianshou_offline.data.format import detect_layout, open_h5
+
+    with open_h5(path) as f:
+        return str(detect_layout(f))
+
+
+EXPORT_ID = "fuzz/export-v0"
+
+
+def _export_minari(path: Path, workdir: Path, kw: dict[str, Any]) -> tuple[str, str]:
+    """``export_minari`` of the mutant into ``workdir`` (``MINARI_DATASETS_PATH``), then the
+    dataset converted back (``convert_minari``): it must hold as many rows as the mutant
+    loads as."""
+    import os
+
+    from tianshou_offline.converters.minari import convert_minari, export_minari
+    from tianshou_offline.errors import TianshouOfflineError
+
+    root = workdir / "minari"
+    if kw.get("overwrite"):  # an older dataset with that id, which the export replaces
+        (root / EXPORT_ID / "data").mkdir(parents=True)
+        (root / EXPORT_ID / "data" / "metadata.json").write_text("{}")
+    old = os.environ.get("MINARI_DATASETS_PATH")
+    os.environ["MINARI_DATASETS_PATH"] = str(root)
+    try:
+        data = export_minari(path, EXPORT_ID, **kw)
+        back = workdir / "back.hdf5"
+        try:
+            convert_minari(data, back, nan_policy="ignore")  # as the input holds them
+        except TianshouOfflineError as e:
+            raise _Inconsistent(
+                f"the exported dataset does not convert back: {type(e).__name__}: {e}"
+            ) from e
+    finally:
+        if old is None:
+            os.environ.pop("MINARI_DATASETS_PATH", None)
+        else:
+            os.environ["MINARI_DATASETS_PATH"] = old
+    m = _check_file(back)
+    n = _loads(path, include_info=kw.get("include_infos", True))  # as the export loads it
+    if n != m:
+        raise _Inconsistent(f"the input loads as {n} rows, its Minari export converts back to {m}")
+    return "ok", ""
+
+
+ENTRY_POINTS = ("load_buffer", "load_disk", "inspect", "convert_tianshou", "convert_d4rl",
+                "repack", "repair", "load_rl_unplugged", "load_rl_unplugged_disk",
+                "convert_minari", "convert_shard", "export_minari")  # fmt: skip

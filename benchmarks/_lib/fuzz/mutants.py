@@ -176,8 +176,8 @@ def _hostile_values(data: np.ndarray, rng: random.Random) -> np.ndarray:
     if out.size == 0:
         return out
     flat = out.reshape(-1)
-    k = rng.choice([1, 2, max(1, flat.size // 4)])
-    idx = [rng.randrange(flat.size) for _ in range(k)]
+    k = rng.choice([1, 2, max(1, flat.size // 4), flat.size])  # flat.size: every value
+    idx = list(range(flat.size)) if k == flat.size else [rng.randrange(flat.size) for _ in range(k)]
     kind = out.dtype.kind
     if kind == "f":
         flat[idx] = rng.choice([np.nan, np.inf, -np.inf, 1e38, -1e38])
@@ -211,6 +211,7 @@ def _variant(data: Any, rng: random.Random) -> tuple[str, Any]:
         ("dtype compound", lambda: ("compound", arr)),
         ("extra axis", lambda: arr[..., None]),
         ("extra axis x2", lambda: np.stack([arr, arr], axis=-1)),
+        ("zero-length axis", lambda: (arr if arr.ndim >= 2 else arr.reshape(-1, 1))[..., :0]),
         ("flatten", lambda: arr.reshape(-1)),
         ("first column", lambda: arr[:, 0] if arr.ndim >= 2 else arr.reshape(-1)[:1]),
         ("0-d", lambda: arr.reshape(-1)[0] if arr.size else np.int64(7)),

@@ -17,7 +17,7 @@ import tempfile
 import time
 import traceback
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,8 @@ class Job:
     seed: str
     description: str
     variant: int = 0
+    time_limit: float | None = None
+    """seconds for this run (None: the pool's limit)."""
 
 
 @dataclass
@@ -44,6 +46,9 @@ class Result:
     detail: str
     seconds: float
     peak_mb: float
+    retiring: bool = False
+    """the worker ends after this job (its memory crept up): the pool starts a fresh one
+    instead of sending it the next job (which it would report as a crash)."""
 
 
 _ALLOCATION_FAILED = (
@@ -85,12 +90,13 @@ def _worker(conn: mpc.Connection, time_limit: float, mem_limit: int) -> None:
         with contextlib.suppress(OSError), open("/proc/self/clear_refs", "w") as fh:
             fh.write("5")  # reset the peak resident size (VmHWM)
         workdir = Path(tempfile.mkdtemp(prefix="fuzz-run-"))
+        limit_s = job.time_limit or time_limit
         t0 = time.perf_counter()
-        signal.setitimer(signal.ITIMER_REAL, time_limit)
+        signal.setitimer(signal.ITIMER_REAL, limit_s)
         try:
             outcome, detail = run_entry(job.entry, Path(job.path), workdir, job.variant)
         except _Timeout:
-            outcome, detail = "timeout", f"over {time_limit:.0f} s"
+            outcome, detail = "timeout", f"over {limit_s:g} s"
         except MemoryError as e:
             outcome, detail = "memory", f"{type(e).__name__}: {str(e)[:200]}"
         except BaseException as e:
@@ -101,12 +107,13 @@ def _worker(conn: mpc.Connection, time_limit: float, mem_limit: int) -> None:
             signal.setitimer(signal.ITIMER_REAL, 0)
         seconds = time.perf_counter() - t0
         if outcome == "typed" and any(m in detail.lower() for m in _ALLOCATION_FAILED):
-            outcome, detail = _probe_refusal(job, workdir, limit, mem_limit, detail)
+            outcome, detail = _probe_refusal(job, workdir, limit, mem_limit, detail, limit_s)
         peak = max(0, _status("VmHWM") - base_rss) / 2**20
         shutil.rmtree(workdir, ignore_errors=True)
-        conn.send(Result(job, outcome, detail, seconds, peak))
-        if _status("VmSize") > base_vm + 512 * 2**20:
-            return  # memory crept up: let the pool start a fresh worker
+        retiring = _status("VmSize") > base_vm + 512 * 2**20  # memory crept up
+        conn.send(Result(job, outcome, detail, seconds, peak, retiring))
+        if retiring:
+            return  # the pool starts a fresh worker
 
 
 GiB = 1 << 30
@@ -143,10 +150,12 @@ def _memory_cgroup(cap: int) -> Path | None:
     return None
 
 
-def _probe_once(job: Job, workdir: Path, limit: int | None, group: Path | None) -> tuple[str, str]:
+def _probe_once(
+    job: Job, workdir: Path, limit: int | None, group: Path | None, time_limit: float = 10.0
+) -> tuple[str, str]:
     """Rerun ``job`` in a forked child with an address-space limit of ``limit`` bytes (None:
-    none, only inside ``group``): its outcome and detail; ``("killed", …)`` when the cgroup's
-    cap (or anything else) killed it."""
+    none, only inside ``group``) and a timer of ``time_limit`` seconds: its outcome and
+    detail; ``("killed", …)`` when the cgroup's cap (or anything else) killed it."""
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: never returns
@@ -161,7 +170,7 @@ def _probe_once(job: Job, workdir: Path, limit: int | None, group: Path | None) 
                 else (limit if hard == resource.RLIM_INFINITY else min(hard, limit))
             )
             resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
-            signal.setitimer(signal.ITIMER_REAL, 10.0)
+            signal.setitimer(signal.ITIMER_REAL, time_limit)
             try:
                 outcome, detail = run_entry(job.entry, Path(job.path), workdir, job.variant)
             except BaseException as e:
@@ -183,7 +192,7 @@ def _probe_once(job: Job, workdir: Path, limit: int | None, group: Path | None) 
 
 
 def _probe_refusal(
-    job: Job, workdir: Path, limit: int, mem_limit: int, detail: str
+    job: Job, workdir: Path, limit: int, mem_limit: int, detail: str, time_limit: float = 10.0
 ) -> tuple[str, str]:
     """A typed error that reports a failed allocation: rerun it with more address space
     (:data:`PROBE_STEPS_GIB` beyond ``limit``), then with no address-space limit at all —
@@ -204,7 +213,7 @@ def _probe_refusal(
                     f"rerun without a limit (no memory cgroup) {detail}"
                 )
             outcome, again = _probe_once(
-                job, workdir, None if extra is None else limit + extra * GiB, group
+                job, workdir, None if extra is None else limit + extra * GiB, group, time_limit
             )
             if outcome != "typed" or again != detail:
                 granted = "no limit" if extra is None else f"{extra} GiB more"
@@ -293,9 +302,9 @@ class Pool:
                             res = Result(s["job"], outcome, f"worker died (exit {code})",
                                          now - s["t0"], 0.0)  # fmt: skip
                             restart = True
-                        if res is not None and not s["proc"].is_alive():
+                        if res is not None and (res.retiring or not s["proc"].is_alive()):
                             restart = True
-                    elif now - s["t0"] > self.time_limit + self.grace_s:
+                    elif now - s["t0"] > (s["job"].time_limit or self.time_limit) + self.grace_s:
                         s["proc"].kill()
                         s["proc"].join()
                         res = Result(s["job"], "timeout", "killed (no answer)", now - s["t0"], 0.0)
@@ -326,11 +335,13 @@ def jobs_for(
     *,
     entries_per_mutant: int | None = None,
     first: int = 0,
+    time_limits: Mapping[tuple[str, str, int], float] | None = None,
 ) -> Iterator[tuple[Job, Callable[[], None] | None]]:
     """Mutants of the seeds in turn, each with a job per entry point that reads it (or, with
     ``entries_per_mutant``, that many of them drawn at random); the mutant is deleted once its
     last job is done. Deterministic for a given ``seed``; mutants are numbered from
-    ``first``."""
+    ``first``. ``time_limits``: seconds for the runs of ``(seed kind, entry point, option
+    set)`` (:func:`relative_time_limits`; others get the pool's limit)."""
     rng = random.Random(seed)
     for m in range(first, first + n_mutants):
         s = seeds[(m - first) % len(seeds)]
@@ -360,24 +371,52 @@ def jobs_for(
                     target.unlink(missing_ok=True)
 
         for entry in entries:
-            yield Job(entry, str(path), m, s.name, desc, variant=mrng.randrange(1 << 16)), done
+            v = mrng.randrange(1 << 16)
+            limit = (time_limits or {}).get((s.name, entry, v % len(OPTIONS[entry])))
+            yield Job(entry, str(path), m, s.name, desc, variant=v, time_limit=limit), done
 
 
 def seed_jobs(
-    seeds: Sequence[Seed], variants: int = 4
+    seeds: Sequence[Seed], variants: int | None = None, time_limit: float | None = None
 ) -> Iterator[tuple[Job, Callable[[], None] | None]]:
-    """Every entry point on every unmutated seed, in ``variants`` option sets each (the
-    sets rotate over the seeds, so that together they run every set; those of
-    :data:`SEED_REFUSES` are left out): all must be ``ok``."""
+    """Every entry point on every unmutated seed, in every option set (with ``variants``,
+    that many sets each, rotating over the seeds so that together they run every set; those
+    of :data:`SEED_REFUSES` are left out), each under ``time_limit`` seconds (None: the
+    pool's): all must be ``ok``. A job's ``variant`` is its option set's index."""
     for i, s in enumerate(seeds):
         for e in SEED_ENTRY_POINTS[s.name]:
-            for k in range(variants):
-                v = i * variants + k
-                opts = OPTIONS[e][v % len(OPTIONS[e])]
+            n = len(OPTIONS[e])
+            sets = (
+                range(n) if variants is None else [(i * variants + k) % n for k in range(variants)]
+            )
+            for v in dict.fromkeys(sets):
+                opts = OPTIONS[e][v]
                 if not set(opts) & SEED_REFUSES.get((s.name, e), set()):
-                    yield Job(e, str(s.path), -1, s.name, "seed", variant=v), None
+                    yield (
+                        Job(e, str(s.path), -1, s.name, "seed", variant=v, time_limit=time_limit),
+                        None,
+                    )
 
 
-SEED_REFUSES: dict[tuple[str, str], set[str]] = {("framestack", "load_buffer"): {"stack_num"}}
+def relative_time_limits(
+    results: Iterable[Result], base: float, factor: float
+) -> dict[tuple[str, str, int], float]:
+    """The time limit of the mutants' runs of each ``(seed kind, entry point, option set)``
+    from the unmutated seed's run of it (``results`` of :func:`seed_jobs`): ``factor`` times
+    its time where that is longer than ``base`` (a 250 MB conversion takes longer than a
+    limit made for files of kilobytes; a mutant that takes ``factor`` times as long as the
+    valid file is a blow-up)."""
+    limits: dict[tuple[str, str, int], float] = {}
+    for r in results:
+        key = (r.job.seed, r.job.entry, r.job.variant % len(OPTIONS[r.job.entry]))
+        if factor * r.seconds > max(base, limits.get(key, 0.0)):
+            limits[key] = round(factor * r.seconds, 1)
+    return limits
+
+
+SEED_REFUSES: dict[tuple[str, str], set[str]] = {
+    (kind, "load_buffer"): {"stack_num"}
+    for kind in ("framestack", "framestack_contiguous", "large_frames")
+}
 """Options a valid seed is refused with (a typed error, not ``ok``): a frame-stacked file
 loaded with another ``stack_num`` than it was written with."""

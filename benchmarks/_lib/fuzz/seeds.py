@@ -19,16 +19,23 @@ import numpy as np
 
 H5_KINDS = (
     "writer", "writer_dict", "contiguous", "recorder", "recorder_killed", "tianshou", "tianshou_vector", "d4rl",
-    "framestack",
+    "framestack", "framestack_contiguous",
 )  # fmt: skip
+_READ = ("load_buffer", "inspect", "convert_tianshou")
 SEED_ENTRY_POINTS: dict[str, tuple[str, ...]] = {
-    **{k: ("load_buffer", "inspect", "convert_tianshou") for k in H5_KINDS},
-    "d4rl": ("load_buffer", "inspect", "convert_tianshou", "convert_d4rl"),
-    "contiguous": ("load_buffer", "load_disk", "inspect", "convert_tianshou"),
-    "framestack": ("load_buffer", "inspect", "load_rl_unplugged"),
+    **{k: _READ for k in H5_KINDS},
+    "writer": (*_READ, "repack", "repair", "export_minari"),
+    "writer_dict": (*_READ, "repair", "export_minari"),
+    "recorder": (*_READ, "repair", "export_minari"),
+    "recorder_killed": (*_READ, "repack", "repair"),
+    "tianshou": (*_READ, "repack", "export_minari"),
+    "d4rl": (*_READ, "convert_d4rl", "repack", "export_minari"),
+    "contiguous": ("load_buffer", "load_disk", "inspect", "convert_tianshou", "repack"),
+    "framestack": ("load_buffer", "inspect", "load_rl_unplugged", "repack"),
+    "framestack_contiguous": ("load_buffer", "load_disk", "load_rl_unplugged_disk", "inspect"),
     "minari": ("convert_minari",),
     "tfrecord": ("convert_shard",),
-    "large_writer": ("load_buffer", "inspect", "convert_tianshou"),
+    "large_writer": (*_READ, "repack"),
     "large_frames": ("load_buffer", "load_disk", "inspect", "convert_tianshou"),
 }
 """Which entry points read the mutants of each kind of seed."""
@@ -363,6 +370,9 @@ def make_seeds(root: Path) -> list[Seed]:
         seeds.append(Seed("tfrecord", shard))
         convert_shard(shard, root / "framestack.hdf5", task="Pong", workers=1, num_actions=6)
         seeds.append(Seed("framestack", root / "framestack.hdf5"))
+        convert_shard(shard, root / "framestack_contiguous.hdf5", task="Pong", workers=1,
+                      num_actions=6, contiguous=True)  # fmt: skip
+        seeds.append(Seed("framestack_contiguous", root / "framestack_contiguous.hdf5"))
         seeds.append(Seed("minari", _seed_minari(root / "minari")))
     return seeds
 
