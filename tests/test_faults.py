@@ -107,6 +107,21 @@ def test_a_write_failing_in_the_patch_table_is_an_error_not_a_crash(tmp_path: Pa
         assert r["wrong"] == [] and r["temps"] == [] and r["earlier_intact"], r
 
 
+def test_a_recorder_whose_directory_vanishes_as_it_closes(tmp_path: Path) -> None:
+    """Found by ``benchmarks/faults.py`` (``vanish``, on eec4955): the recorder's directory
+    deleted during its last write calls (the file's close, after the last commit) finished
+    as if nothing had happened, the recorded file gone with it. Now the close, too, checks
+    that the file in place is still linked: one typed error (ENOENT). Fails on eec4955
+    (outcome ``ok``: 'finished as if its output directory had not vanished')."""
+    skipped, rows = _faults.sweep(["EpisodeRecorder"], ("vanish",), lambda w, f: [0.99],
+                                  tmp_path, timeout=300)  # fmt: skip
+    if skipped:
+        pytest.skip(str(skipped))
+    (r,) = rows
+    assert r["outcome"] == "typed" and "(ENOENT)" in r["message"], r
+    assert r["wrong"] == [] and r["temps"] == [] and r["earlier_intact"], r
+
+
 # --------------------------------------------------------------------------------------
 # two writers
 # --------------------------------------------------------------------------------------

@@ -610,8 +610,7 @@ class H5Store:
             with it, say): the commit went nowhere, as every later one would."""
         f = self.file
         f.flush()
-        if self.tmp_path is None and os.fstat(f.id.get_vfd_handle()).st_nlink == 0:
-            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(self.path))
+        self._check_in_place()
         if self.tmp_path is not None:
             f.close()
             self._file = None
@@ -622,6 +621,15 @@ class H5Store:
             self._file = h5py.File(self.path, "a", libver=SWMR_LIBVER)
             self._file.swmr_mode = True
 
+    def _check_in_place(self) -> None:
+        """Append mode, the file in place (published): it is still there.
+
+        :raises FileNotFoundError: (``ENOENT``) it has no link left (deleted, its directory
+            with it, say): what was just written went nowhere."""
+        if self.tmp_path is None and self._file is not None:
+            if os.fstat(self._file.id.get_vfd_handle()).st_nlink == 0:
+                raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(self.path))
+
     # ------------------------------------------------------------------ closing
 
     def close(self) -> None:
@@ -629,9 +637,11 @@ class H5Store:
 
         Flushed first: a write that fails then raises with the file still open, to be
         abandoned (:meth:`abandon`) and closed; libhdf5 1.14 cannot recover from a close
-        whose writes fail (the process crashes at exit)."""
+        whose writes fail (the process crashes at exit). So does a file in place that was
+        deleted meanwhile (``FileNotFoundError``)."""
         if self._file is not None:
             self._file.flush()
+            self._check_in_place()
             self._file.close()
             self._file = None
             self._datasets = {}
