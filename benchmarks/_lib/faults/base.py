@@ -92,6 +92,15 @@ def buffer_ok(path: Path, transitions: int | None = None) -> bool:
     return transitions is None or len(buf) == transitions
 
 
+def loads(load: Callable[[Path], object], path: Path) -> bool:
+    """Whether ``load(path)`` reads the file without an error."""
+    try:
+        load(path)
+    except Exception:
+        return False
+    return True
+
+
 def json_ok(path: Path) -> bool:
     try:
         json.loads(path.read_text())

@@ -23,6 +23,7 @@ from benchmarks._lib.faults.base import (
     buffer_ok,
     episodes_buffer,
     json_ok,
+    loads,
     run_api,
     run_cli,
     torch_ok,
@@ -267,11 +268,7 @@ class Checkpoint(OneFile):
     def complete(self, path: Path) -> bool:
         from tianshou_offline.recording.policies import read_policy_state_dict
 
-        try:
-            read_policy_state_dict(path)
-        except Exception:
-            return False
-        return True
+        return loads(read_policy_state_dict, path)
 
 
 class DTCheckpoint(Checkpoint):
@@ -302,11 +299,7 @@ class DTCheckpoint(Checkpoint):
     def complete(self, path: Path) -> bool:
         from tianshou_offline.recording.dt_policies import load_dt_policy
 
-        try:
-            load_dt_policy(path)
-        except Exception:
-            return False
-        return True
+        return loads(load_dt_policy, path)
 
 
 class TrainingCheckpoint(Writer):
