@@ -94,7 +94,8 @@ def train_ours(
 
         algorithm = make_seed_batch(spec["algo"], env.observation_space, env.action_space,
                                     seeds=seeds, preset=spec["preset"],
-                                    device=spec.get("device", "cpu"))  # fmt: skip
+                                    device=spec.get("device", "cpu"),
+                                    **spec.get("overrides", {}))  # fmt: skip
         members = list(algorithm.members)
     env.close()
     buffer = algorithm.process_buffer(load_buffer(spec["file"]))
@@ -104,9 +105,9 @@ def train_ours(
             algorithm.update(buffer=buffer, sample_size=int(spec["batch_size"]))
     seconds = time.perf_counter() - start
 
-    def acting(policy: Any) -> Callable[[Any], Any]:
+    def acting(policy: Any, seed: int) -> Callable[[Any], Any]:
         if is_dt_policy(policy):  # acts on the episode so far (evaluate tells it the rewards)
-            return ReturnConditionedActFn(policy, seed=int(spec["seed"]))
+            return ReturnConditionedActFn(policy, seed=seed)  # its own seed's, batched or not
         policy.eval()
 
         def act(obs: Any) -> Any:
@@ -119,7 +120,7 @@ def train_ours(
 
     rules = spec["outputs"].items()
     policies = {
-        seed: {line: acting(_policy_for(member, rule)) for line, rule in rules}
+        seed: {line: acting(_policy_for(member, rule), seed) for line, rule in rules}
         for seed, member in zip(seeds, members, strict=True)
     }
     return policies, seconds

@@ -204,6 +204,76 @@ def test_each_seed_follows_its_single_run(
     assert any(not torch.equal(a, b) for a, b in zip(first, second, strict=True))
 
 
+def without_key_bias(state: dict[str, Any]) -> dict[str, Any]:
+    """``state`` with the attention's key biases zeroed. Attention is invariant to them (a
+    key bias adds the same amount to every score of a query), so their gradient is float
+    rounding only, which AdamW turns into learning-rate-sized steps: two runs of the same
+    update walk them apart, without any effect on what the network computes."""
+    out = dict(state)
+    for name, value in state.items():
+        if name.endswith("self_attn.in_proj_bias"):
+            h = value.shape[0] // 3  # query, key, value biases
+            out[name] = torch.cat([value[:h], torch.zeros_like(value[h : 2 * h]), value[2 * h :]])
+    return out
+
+
+DT_CASES: list[tuple[str, dict[str, Any], int]] = [
+    # dropout 0.1: each seed's forward draws its masks from its own generator
+    ("dt", {"dropout": 0.1}, 40),
+    ("dt", {"dropout": 0.0}, 30),  # no dropout: one vmap over the seeds
+    ("discrete/dt", {"dropout": 0.1, "max_grad_norm": 0.05}, 30),  # a clip that binds
+]
+"""(algorithm, overrides, steps) of the Decision Transformer: a small network (16 units, 2
+blocks of 2 heads, context 4: segments padded at the episodes' ends), a warm-up of 20 steps
+(the learning rate changes over the run), AdamW with weight decay."""
+
+
+@pytest.mark.parametrize(
+    ("name", "overrides", "steps"),
+    DT_CASES,
+    ids=[f"{n}-{i}" for i, (n, _, _) in enumerate(DT_CASES)],
+)
+def test_each_dt_seed_follows_its_single_run(
+    buffer: ReplayBuffer,
+    discrete_buffer: ReplayBuffer,
+    name: str,
+    overrides: dict[str, Any],
+    steps: int,
+) -> None:
+    """As :func:`test_each_seed_follows_its_single_run`, for the Decision Transformer: each
+    seed samples its own segments and, with dropout, its own masks (the single run's)."""
+    settings = {"embed_dim": 16, "n_layers": 2, "n_heads": 2, "context": 4, "max_timestep": 128,
+                "warmup_steps": 20, "weight_decay": 0.1, "lr": 1e-3, **overrides}  # fmt: skip
+    act_space: gym.Space[Any] = ACT
+    if name.startswith("discrete/"):
+        name, act_space, buffer = name.removeprefix("discrete/"), DISCRETE_ACT, discrete_buffer
+    plain = PlainRuns(name, buffer, act_space, **settings)
+    batch = make_seed_batch(name, OBS, act_space, seeds=SEEDS, preset="small", **settings)
+    batch.process_buffer(buffer)
+    lrs = set()
+    with policy_within_training_step(batch.policy):
+        for step in range(steps):
+            stats = batch.update(buffer, 16)
+            assert isinstance(stats, SeedBatchStats)
+            expected = plain.update(16)
+            for k, seed_stats in enumerate(stats.seeds):
+                assert type(seed_stats) is plain.algorithms[k].stats_type
+                assert_close_stats(
+                    expected[k], seed_stats.get_loss_stats_dict(), f"step {step} seed {k}"
+                )
+            lrs.add(expected[0]["lr"])
+    assert len(lrs) == 20  # the warm-up ran inside the test
+    for k, algorithm in enumerate(plain.algorithms):
+        assert_close_states(
+            without_key_bias(algorithm.state_dict()),
+            without_key_bias(batch.seed_state_dict(k)),
+            f"seed {k}",
+        )
+    first = [p.detach() for p in batch.members[0].parameters()]
+    second = [p.detach() for p in batch.members[1].parameters()]
+    assert any(not torch.equal(a, b) for a, b in zip(first, second, strict=True))
+
+
 def test_seed_checkpoint_continues_as_a_plain_run(buffer: ReplayBuffer) -> None:
     """A seed's plain checkpoint, loaded into a plain algorithm, continues as that seed of
     the batch does; loading it back into another batch restores the seed."""
@@ -282,17 +352,29 @@ def test_offline_trainer_and_policies(buffer: ReplayBuffer) -> None:
 
 
 def test_rejects_what_it_cannot_batch() -> None:
-    with pytest.raises(DataValidationError, match="no seed-batched form"):
-        make_seed_batch("dt", OBS, ACT, seeds=2, preset="small")
+    from tianshou_offline.algorithms.seeds import seed_batch_of
+
+    with pytest.raises(DataValidationError, match="object: no seed-batched form"):
+        seed_batch_of([object()])
     with pytest.raises(DataValidationError, match="at least one seed"):
         make_seed_batch("td3bc", OBS, ACT, seeds=[], preset="small")
 
 
-def test_grid_trains_a_groups_seeds_as_one_batch(tmp_path: Path) -> None:
+GRID_ALGORITHMS: dict[str, dict[str, list[Any]]] = {
+    "td3bc": {"hidden_sizes": [[8, 8]]},
+    # conditioned on the data's best episode return, as a single cell is
+    "dt": {"embed_dim": [8], "n_layers": [1], "n_heads": [1], "context": [3]},
+}
+
+
+@pytest.mark.parametrize("algorithm", list(GRID_ALGORITHMS))
+def test_grid_trains_a_groups_seeds_as_one_batch(tmp_path: Path, algorithm: str) -> None:
     """``seed_batch: true``: one process trains both seeds of a group; each seed is recorded
-    in its own cell directory as a single cell would be (result, policy, curve), its policy
-    is the batch's seed, and a rerun skips the finished cells."""
+    in its own cell directory as a single cell would be (result, policy, curve, the Decision
+    Transformer's target return), its policy is the batch's seed, and a rerun skips the
+    finished cells."""
     from tianshou_offline.cli import main
+    from tianshou_offline.data.stats import episode_table
     from tianshou_offline.scale import grid as sg
 
     data = tmp_path / "pendulum.hdf5"
@@ -303,7 +385,7 @@ def test_grid_trains_a_groups_seeds_as_one_batch(tmp_path: Path) -> None:
               "eval_episodes": 1}  # fmt: skip
     spec.write_text(json.dumps({
         "output": str(tmp_path / "runs"), "datasets": [str(data)],
-        "algorithms": {"td3bc": {"hidden_sizes": [[8, 8]]}}, "seeds": 2, "budget": budget,
+        "algorithms": {algorithm: GRID_ALGORITHMS[algorithm]}, "seeds": 2, "budget": budget,
         "seed_batch": True,
     }))  # fmt: skip
     grid = sg.load_grid(spec)
@@ -312,9 +394,11 @@ def test_grid_trains_a_groups_seeds_as_one_batch(tmp_path: Path) -> None:
     assert not first.failures and len(first.results) == 2
     pids = {r["pid"] for r in first.results}
     assert len(pids) == 1 and all(r["seed_batch"] == 2 for r in first.results)
+    best = float(np.max(episode_table(data).returns)) if algorithm == "dt" else None
     for r in first.results:
         assert (Path(r["dir"]) / "policy.pt").is_file() and len(r["curve"]) == 2
         assert r["gradient_steps"] == 5
+        assert r["target_return"] == (best if best is None else pytest.approx(best))
     policies = [torch.load(Path(r["dir"]) / "policy.pt", weights_only=True) for r in first.results]
     assert str(policies[0]) != str(policies[1])  # two seeds, two policies
     again = sg.run_grid(grid, use_ray=False)

@@ -37,7 +37,7 @@ from tianshou_offline.scale._ray import (
     no_tensorflow,
     ray_session,
 )
-from tianshou_offline.scale.cell_eval import _evaluate
+from tianshou_offline.scale.cell_eval import _evaluate, best_episode_return
 from tianshou_offline.scale.grid_cell import (
     CellFailure,
     cell_data,
@@ -169,7 +169,7 @@ def _train_group(cells: Sequence[Cell], dirs: Sequence[Path]) -> list[dict[str, 
     from tianshou.utils import LazyLogger
 
     from tianshou_offline.data.buffer import load_buffer
-    from tianshou_offline.scale.algorithms import build_seed_batch
+    from tianshou_offline.scale.algorithms import RETURN_CONDITIONED, build_seed_batch
 
     first = cells[0]
     for cell, d in zip(cells, dirs, strict=True):
@@ -182,6 +182,9 @@ def _train_group(cells: Sequence[Cell], dirs: Sequence[Path]) -> list[dict[str, 
     dataset, env_id, obs_space, act_space = cell_data(first)
     seeds = [c.seed for c in cells]
     overrides = trained_batch_overrides(first, act_space)  # LB-SAC's lr: the budget's batch
+    conditioned = first.algorithm in RETURN_CONDITIONED  # as run_cell: the data's best return
+    if conditioned and "target_return" not in overrides:
+        overrides["target_return"] = best_episode_return(dataset)
     batch = build_seed_batch(first.algorithm, obs_space, act_space, overrides, seeds)
     batch.to(device)
     buffer = load_buffer(dataset)
@@ -220,7 +223,8 @@ def _train_group(cells: Sequence[Cell], dirs: Sequence[Path]) -> list[dict[str, 
     for k, (cell, d) in enumerate(zip(cells, dirs, strict=True)):
         result = record_result(
             batch.members[k], cell, d, env_id=env_id, dataset=dataset, curve=curves[k],
-            target_return=None, resumed_from_epoch=0, train_seconds=train_seconds,
+            target_return=overrides.get("target_return") if conditioned else None,
+            resumed_from_epoch=0, train_seconds=train_seconds,
             threads=threads, device=device, extra={"seed_batch": len(cells)},
         )  # fmt: skip
         results.append(result)

@@ -551,14 +551,18 @@ class DiscreteDTPolicy(_ReturnConditioned, DiscretePolicy):
 
 def segment_loss(pred: torch.Tensor, segments: Segments, *, discrete: bool) -> torch.Tensor:
     """Algorithm 1's loss over the real steps of ``segments`` (see the module docstring):
-    the mean squared error per action dimension, or the cross-entropy of the logits."""
+    the mean squared error per action dimension, or the cross-entropy of the logits.
+
+    Leading dimensions before the segments' ``(B, K)`` are kept (a seed batch's
+    ``(S, B, K, …)`` gives one loss per seed, ``(S,)``); plain segments give a scalar."""
     # padding is weighted out rather than indexed out: a boolean index sizes its output by the
     # data, which makes the host wait for the device
-    weight = segments.mask.to(pred.dtype)  # (B, K)
+    weight = segments.mask.to(pred.dtype)  # (…, B, K)
     if discrete:
-        per_step = F.cross_entropy(pred.flatten(0, 1), segments.act.flatten(), reduction="none")
-        return (per_step.view_as(weight) * weight).sum() / weight.sum()
-    return ((pred - segments.act).pow(2).mean(dim=-1) * weight).sum() / weight.sum()
+        ce = F.cross_entropy(pred.flatten(0, -2), segments.act.flatten(), reduction="none")
+        return (ce.view_as(weight) * weight).sum(dim=(-2, -1)) / weight.sum(dim=(-2, -1))
+    mse = (pred - segments.act).pow(2).mean(dim=-1)
+    return (mse * weight).sum(dim=(-2, -1)) / weight.sum(dim=(-2, -1))
 
 
 @dataclass(kw_only=True)

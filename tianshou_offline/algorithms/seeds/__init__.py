@@ -38,6 +38,10 @@ from tianshou_offline.algorithms.seeds.discrete import (
     SeedDiscreteCRR,
     SeedDiscreteImitation,
 )
+from tianshou_offline.algorithms.seeds.dt import (
+    SeedDecisionTransformer,
+    SeedDiscreteDecisionTransformer,
+)
 from tianshou_offline.algorithms.seeds.il import SeedImitationLearning
 from tianshou_offline.algorithms.seeds.iql import SeedIQL
 from tianshou_offline.algorithms.seeds.rebrac import SeedReBRAC
@@ -56,9 +60,11 @@ __all__ = [
     "SeedBatchStats",
     "SeedCQL",
     "SeedCRR",
+    "SeedDecisionTransformer",
     "SeedDiscreteBCQ",
     "SeedDiscreteCQL",
     "SeedDiscreteCRR",
+    "SeedDiscreteDecisionTransformer",
     "SeedDiscreteImitation",
     "SeedEDAC",
     "SeedIQL",
@@ -94,6 +100,8 @@ SEED_BATCHES: Mapping[type, type[SeedBatch[Any, Any, Any]]] = MappingProxyType(
             SeedDiscreteBCQ,
             SeedDiscreteCQL,
             SeedDiscreteCRR,
+            SeedDecisionTransformer,
+            SeedDiscreteDecisionTransformer,
         )
     }
 )

@@ -50,8 +50,9 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import inspect
 from abc import ABC
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Sequence, Sized
 from dataclasses import dataclass
 from typing import Any, Generic, cast
 
@@ -89,6 +90,9 @@ TMember = TypeVar("TMember", bound=OfflineAlgorithmCore[Any, Any, Any, Any])
 TSeedStats = TypeVar("TSeedStats", bound=TrainingStats)
 """The member algorithm's statistics class."""
 TSeedBatch = TypeVar("TSeedBatch", bound=TransitionBatch)
+"""The member's transition mini-batch kind."""
+TSeedItems = TypeVar("TSeedItems", bound=Sized)
+"""The member's mini-batch kind: transitions, or a sequence model's segments."""
 
 
 # --------------------------------------------------------------------------- randomness
@@ -262,12 +266,15 @@ class _StackedParams(nn.Module):
 
 
 class _SameOptimizer(OptimizerFactory):
-    """An optimizer of ``like``'s class with its settings (``defaults``), for new parameters."""
+    """An optimizer of ``like``'s class with its settings (``defaults``), for new parameters
+    (only the settings its constructor takes: AdamW's ``defaults`` also hold Adam's
+    ``decoupled_weight_decay``, which AdamW sets itself)."""
 
     def __init__(self, like: torch.optim.Optimizer) -> None:
         super().__init__()
         self._cls = type(like)
-        self._defaults = dict(like.defaults)
+        accepted = inspect.signature(self._cls.__init__).parameters
+        self._defaults = {k: v for k, v in like.defaults.items() if k in accepted}
 
     def _create_optimizer_for_params(self, params: Any) -> torch.optim.Optimizer:
         return self._cls(params, **self._defaults)
@@ -277,7 +284,7 @@ class _SameOptimizer(OptimizerFactory):
 
 
 @dataclass(frozen=True)
-class SeedSampler(OfflineDataset[TSeedBatch]):
+class SeedSampler(OfflineDataset[TSeedItems]):
     """The member's device-resident dataset, sampled per seed: a mini-batch is the member
     dataset's batch kind with every field ``(K, B, …)`` — row k drawn with seed k's generator.
 
@@ -285,7 +292,7 @@ class SeedSampler(OfflineDataset[TSeedBatch]):
     :ivar rng: the seeds' generators.
     """
 
-    dataset: OfflineDataset[TSeedBatch]
+    dataset: OfflineDataset[TSeedItems]
     rng: SeedRandom
     streams: Sequence[SampleStream] | None = None
     """The members' sample streams where the member's dataset draws from one (the continuous
@@ -304,7 +311,7 @@ class SeedSampler(OfflineDataset[TSeedBatch]):
     def nbytes(self) -> int:
         return self.dataset.nbytes
 
-    def gather(self, pos: torch.Tensor) -> TSeedBatch:
+    def gather(self, pos: torch.Tensor) -> TSeedItems:
         """The transitions at ``pos`` (``(K, B)`` int64): one gather of ``K·B`` rows."""
         k, b = pos.shape
         flat = self.dataset.gather(pos.reshape(-1))
@@ -312,10 +319,10 @@ class SeedSampler(OfflineDataset[TSeedBatch]):
             f.name: getattr(flat, f.name).view(k, b, *getattr(flat, f.name).shape[1:])
             for f in dataclasses.fields(cast(Any, flat))
         }
-        out: TSeedBatch = type(flat)(**fields)
+        out: TSeedItems = type(flat)(**fields)
         return out
 
-    def sample(self, batch_size: int) -> TSeedBatch:
+    def sample(self, batch_size: int) -> TSeedItems:
         """``batch_size`` rows per seed, uniformly with replacement (``torch.randint``, or
         each seed's sample stream)."""
         if self.streams is None:
@@ -327,7 +334,7 @@ class SeedSampler(OfflineDataset[TSeedBatch]):
             rows.append(stream.next(n, batch_size))
         return self.gather(to_device_positions(torch.stack(rows), self.device))
 
-    def all(self, shuffle: bool = True) -> TSeedBatch:
+    def all(self, shuffle: bool = True) -> TSeedItems:
         """Every transition for every seed (a permutation per seed when ``shuffle``)."""
         n = len(self)
         if shuffle:
@@ -369,8 +376,8 @@ class SeedBatchStats(OfflineTrainingStats, Generic[TSeedStats]):
 
 
 class SeedBatch(
-    OfflineAlgorithmCore[Policy, SeedSampler[TSeedBatch], TSeedBatch, SeedBatchStats[TSeedStats]],
-    Generic[TMember, TSeedBatch, TSeedStats],
+    OfflineAlgorithmCore[Policy, SeedSampler[TSeedItems], TSeedItems, SeedBatchStats[TSeedStats]],
+    Generic[TMember, TSeedItems, TSeedStats],
     ABC,
 ):
     """K seeds of one algorithm as one batched program (see the module docstring).
@@ -541,7 +548,7 @@ class SeedBatch(
 
     # ------------------------------------------------------------------ data
 
-    def _build_dataset(self, buffer: ReplayBuffer) -> SeedSampler[TSeedBatch]:
+    def _build_dataset(self, buffer: ReplayBuffer) -> SeedSampler[TSeedItems]:
         """Seed 0's dataset (fitting its observation normaliser, which every member then
         copies: same data, same statistics), sampled per seed."""
         dataset = self._members[0]._build_dataset(buffer)
@@ -559,7 +566,7 @@ class SeedBatch(
             for m in self._members[1:]:
                 m.policy.obs_normalizer.load_state_dict(state)
 
-    def _as_transitions(self, batch: RolloutBatchProtocol | TSeedBatch) -> TSeedBatch:
+    def _as_transitions(self, batch: RolloutBatchProtocol | TSeedItems) -> TSeedItems:
         if isinstance(batch, TransitionBatch):
             return batch
         raise TypeError(
