@@ -37,6 +37,12 @@ FINDINGS: dict[str, str] = {
     "crr-cwp-unsquashed-mean-expert": "the cause of the critic-weighted gap on this row — "
     "with a Gaussian around μ d3rlpy's critic-weighted CRR scores as ours (both sides near the "
     "random policy's score here)",
+    "dt-default-init-cartpole": "most of the discrete Decision Transformer's gap (not beyond "
+    "noise after Holm's correction) — initialised as ours, d3rlpy's scores within a few points "
+    "of ours",
+    "dt-layernorm-embeddings-cartpole": "not the gap's cause — with a LayerNorm in place of its "
+    "tanh d3rlpy's discrete Decision Transformer scores as in the table (one seed: the run was "
+    "stopped when seed 0 showed no effect, to give the machine to the next variant)",
     "awac-unsquashed-mean": "not the AWAC gap's cause — with a Gaussian around μ and the "
     "critic target unchanged d3rlpy's AWAC scores as in the table",
 }
