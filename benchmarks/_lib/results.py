@@ -57,6 +57,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from tianshou_offline.data.atomic import file_sha256 as file_sha256
+
 REPO = Path(__file__).resolve().parents[2]
 RESULTS_DIR = REPO / "benchmarks" / "results"
 """Where results are kept (committed)."""
@@ -90,15 +92,6 @@ def code_fingerprint(paths: Iterable[str | Path]) -> str:
         h.update(str(f.relative_to(REPO)).encode() + b"\0")
         h.update(f.read_bytes() + b"\0")
     return h.hexdigest()[:12]
-
-
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    """SHA-256 of a data file's bytes (hex)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def git_commit(paths: Iterable[str | Path] = ()) -> tuple[str | None, bool]:

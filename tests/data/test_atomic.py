@@ -694,3 +694,14 @@ def test_repair_refuses_a_foreign_file(tmp_path: Path, kind: str) -> None:
     assert path.read_bytes() == before and _dot_entries(tmp_path) == []
     res = _cli(["repair", str(path)])
     assert "repair rewrites only" in _one_error_line(res)
+
+
+def test_file_sha256_reads_every_block(tmp_path: Path) -> None:
+    """The digest covers the whole file, past the 1 MiB read block and its ragged end."""
+    import hashlib
+
+    data = np.random.default_rng(0).bytes((5 << 19) + 3)
+    (tmp_path / "f.bin").write_bytes(data)
+    assert atomic.file_sha256(tmp_path / "f.bin") == hashlib.sha256(data).hexdigest()
+    (tmp_path / "empty").write_bytes(b"")
+    assert atomic.file_sha256(tmp_path / "empty") == hashlib.sha256(b"").hexdigest()

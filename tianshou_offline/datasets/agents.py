@@ -21,7 +21,6 @@ Actions are kept twice: in the policy's range for the replay buffer the algorith
 from __future__ import annotations
 
 import math
-import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
@@ -413,14 +412,3 @@ def make_agent(
         capped_dqn = DQNParams(**{**asdict(dqn), "start_steps": min(dqn.start_steps, budget // 10)})
         return DQNAgent(observation_space, action_space, capped_dqn, budget)
     raise DataValidationError(f"algorithm {algorithm!r}: expected 'sac' (Box actions) or 'dqn'")
-
-
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    """The SHA-256 of a file's bytes (hex)."""
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()

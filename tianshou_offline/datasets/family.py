@@ -58,6 +58,7 @@ import torch
 
 from tianshou_offline.data.atomic import (
     atomic_output,
+    file_sha256,
     output_lock,
     remove_stale_temps,
     write_errors,
@@ -69,7 +70,6 @@ from tianshou_offline.datasets.agents import (
     DQNParams,
     SACParams,
     default_algorithm,
-    file_sha256,
     make_agent,
 )
 from tianshou_offline.datasets.envs import EnvSource, resolve_env

@@ -24,8 +24,8 @@ import numpy as np
 import torch
 from tianshou.data import Batch, ReplayBuffer
 
-from tianshou_offline.data.atomic import atomic_output, torch_save
-from tianshou_offline.datasets.agents import OnlineAgent, file_sha256
+from tianshou_offline.data.atomic import atomic_output, file_sha256, torch_save
+from tianshou_offline.datasets.agents import OnlineAgent
 from tianshou_offline.datasets.envs import EnvSource
 from tianshou_offline.errors import DatasetFormatError, OutputExistsError
 from tianshou_offline.progress import Progress
