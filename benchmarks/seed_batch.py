@@ -68,7 +68,8 @@ TARGET = 5.0
 """Batched ÷ separate throughput with 10 seeds (issue 26)."""
 OBS_DIM, ACT_DIM, SIZE = 17, 6, 100_000
 PRESET = "small"
-LABELS = {"td3bc": "TD3+BC", "iql": "IQL", "cql": "CQL", "il": "BC", "rebrac": "ReBRAC"}
+LABELS = {"td3bc": "TD3+BC", "iql": "IQL", "cql": "CQL", "il": "BC", "rebrac": "ReBRAC",
+          "dt": "Decision Transformer"}  # fmt: skip
 
 
 # ------------------------------------------------------------------- worker side

@@ -220,7 +220,7 @@ def without_key_bias(state: dict[str, Any]) -> dict[str, Any]:
 DT_CASES: list[tuple[str, dict[str, Any], int]] = [
     # dropout 0.1: each seed's forward draws its masks from its own generator
     ("dt", {"dropout": 0.1}, 40),
-    ("dt", {"dropout": 0.0}, 30),  # no dropout: one vmap over the seeds
+    ("dt", {"dropout": 0.0}, 30),  # no dropout
     ("discrete/dt", {"dropout": 0.1, "max_grad_norm": 0.05}, 30),  # a clip that binds
 ]
 """(algorithm, overrides, steps) of the Decision Transformer: a small network (16 units, 2
