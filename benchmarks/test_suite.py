@@ -13,6 +13,8 @@ kept results. Run it from the environment CI uses (a fresh venv with the ``test`
 from __future__ import annotations
 
 import argparse
+import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -56,6 +58,33 @@ def _counts(junit: Path) -> tuple[dict[str, int], list[tuple[str, float]]]:
     return counts, times
 
 
+def workers(pytest_args: Sequence[str], cpus: int | None = None) -> int:
+    """The pytest-xdist workers a run starts: the last ``-n`` of pyproject.toml's ``addopts``
+    and the extra arguments (``logical``/``auto``: one per CPU, at most ``--maxprocesses``;
+    no ``-n`` or ``-n 0``: one process)."""
+    import tomllib
+
+    conf = tomllib.loads((results.REPO / "pyproject.toml").read_text())
+    addopts = conf.get("tool", {}).get("pytest", {}).get("ini_options", {}).get("addopts", "")
+    words = [*(shlex.split(addopts) if isinstance(addopts, str) else addopts), *pytest_args]
+    n, most = "0", None
+    for i, w in enumerate(words):
+        if w in ("-n", "--numprocesses") and i + 1 < len(words):
+            n = words[i + 1]
+        elif w.startswith("--numprocesses="):
+            n = w.split("=", 1)[1]
+        elif w.startswith("-n") and len(w) > 2:
+            n = w[2:]
+        elif w.startswith("--maxprocesses="):
+            most = int(w.split("=", 1)[1])
+        elif w == "--maxprocesses" and i + 1 < len(words):
+            most = int(words[i + 1])
+    if n in ("logical", "auto"):
+        count = cpus or os.cpu_count() or 1
+        return min(count, most) if most else count
+    return max(int(n), 1)
+
+
 def summary(figures: dict[str, Any], machine: dict[str, Any]) -> str:
     """One run's counts, wall time, load and slowest tests, in a sentence."""
     load = machine.get("load") or {}
@@ -63,7 +92,9 @@ def summary(figures: dict[str, Any], machine: dict[str, Any]) -> str:
     return (
         f"`python -m pytest`: {figures['passed']} passed, {figures['failed']} failed, "
         f"{figures['errors']} errors, {figures['skipped']} skipped in "
-        f"**{figures['seconds']:.0f} s** (target ≤ {TARGET_S:.0f} s) on {machine['cpus']} cores, "
+        f"**{figures['seconds']:.0f} s** (target ≤ {TARGET_S:.0f} s) on {machine['cpus']} cores"
+        + (f" ({figures['workers']} pytest-xdist workers)" if figures.get("workers", 1) > 1 else "")
+        + ", "
         f"load median {load.get('median', float('nan')):.1f} "
         f"(max {load.get('max', float('nan')):.1f}); slowest: {slow}."
     )
@@ -121,6 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         counts, times = _counts(junit)
     load.stop()
     figures = {**counts, "seconds": seconds, "exit_code": proc.returncode,
+               "workers": workers(args.pytest_args),
                "slowest": [[n, s] for n, s in times[:SLOWEST]]}  # fmt: skip
     print(summary(figures, results.machine(load)))
     selects = selects_tests(args.pytest_args)

@@ -81,3 +81,13 @@ def test_suite_run_is_partial_only_when_it_selects_tests() -> None:
     assert selects_tests(["tests/test_docs.py"])
     assert selects_tests(["tests/test_docs.py::test_api_reference_covers_every_public_module"])
     assert selects_tests(["-k", "dt"]) and selects_tests(["-m", "not slow"])
+
+
+def test_suite_run_records_its_xdist_workers() -> None:
+    """The kept run says how many pytest-xdist workers ran it: pyproject's ``-n logical``
+    (one per CPU, at most ``--maxprocesses``), overridden by an extra ``-n``."""
+    from benchmarks.test_suite import workers
+
+    assert workers([], cpus=2) == 2 and workers([], cpus=16) == 4
+    assert workers(["-n", "0"], cpus=2) == 1 and workers(["-n3"], cpus=2) == 3
+    assert workers(["--numprocesses=5", "--maxprocesses=8"], cpus=2) == 5
