@@ -116,12 +116,15 @@ def readme_section() -> str:
         shown.update(used)
         if not used:
             continue
-        writers = sorted({k.split("/")[0] for k in used})
-        faults = [f for f in r["settings"]["faults"] if any(k.endswith(f"/{f}") for k in used)]
+        by_faults: dict[tuple[str, ...], list[str]] = {}  # the writers shown, by faults shown
+        for writer in sorted({k.split("/")[0] for k in used}):
+            shown_faults = tuple(f for f in r["settings"]["faults"] if f"{writer}/{f}" in used)
+            by_faults.setdefault(shown_faults, []).append(writer)
         skipped = r["figures"]["skipped"]
         notes.append(
-            f"{', '.join(writers)}: {r['settings']['trials']} trials per writer under each "
-            f"of {', '.join(faults)}" + (f" ({', '.join(skipped)} skipped here)" if skipped else "")
+            "; ".join(f"{', '.join(ws)}: {r['settings']['trials']} trials per writer under each "
+                      f"of {', '.join(fs)}" for fs, ws in by_faults.items())
+            + (f" ({', '.join(skipped)} skipped here)" if skipped else "")
             + f"; {r['figures']['seconds']:.0f} s in all (result {r['name']}, code "
             f"{r['versions']['code_fingerprint']})."
         )  # fmt: skip
