@@ -18,16 +18,20 @@ Used by ``tests/test_fuzz.py`` (a few hundred mutants) and ``python -m benchmark
   garbage and huge length fields (with valid CRCs), garbage payloads, malformed Examples,
   bad PNGs, truncation and corrupt gzip streams; Minari datasets get mutated
   ``main_data.hdf5`` and ``metadata.json``.
-- **Entry points** (:data:`ENTRY_POINTS`): ``load_buffer``, the ``inspect``, ``convert
-  tianshou`` and ``convert d4rl`` commands, the RL Unplugged loader (``load_rl_unplugged``)
-  and converter (``convert_shard``) and the Minari converter (``convert_minari``), each with
-  the option sets of :data:`OPTIONS` (every option of every entry point, ``inspect --plot``
-  included).
+- **Entry points** (:data:`ENTRY_POINTS`): ``load_buffer`` (in RAM and from disk), the
+  ``inspect``, ``convert tianshou``, ``convert d4rl``, ``repack`` and ``repair`` commands,
+  the RL Unplugged loader (``load_rl_unplugged``, in RAM and from disk) and converter
+  (``convert_shard``), the Minari converter (``convert_minari``) and exporter
+  (``export_minari``), each with the option sets of :data:`OPTIONS` (every option of every
+  entry point, ``inspect --plot`` included); :data:`UNFUZZED_COMMANDS` names the other
+  commands and why.
 - **Outcomes**: ``ok`` (loaded, and the buffer passes :func:`check_buffer`; a command exits
   0 and its output loads and passes), ``typed`` (a ``TianshouOfflineError``; a command exits 2
   with exactly one ``error:`` line and no traceback), and the failures ``untyped`` (any other
-  exception), ``inconsistent`` (loaded, but :func:`check_buffer` finds a broken invariant),
-  ``timeout``, ``memory`` (an allocation failed under the memory limit) and ``crash`` (the
+  exception), ``inconsistent`` (loaded, but :func:`check_buffer` finds a broken invariant;
+  an output its own loader refuses; a copy or export holding another number of rows than its
+  input), ``timeout`` (over the run's limit: the base one, or a multiple of the unmutated
+  seed's own run where that is longer, :func:`relative_time_limits`), ``memory`` (an allocation failed under the memory limit) and ``crash`` (the
   worker process died).
 """
 
