@@ -185,6 +185,10 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+SEQUENCE_MODELS = ("dt",)
+"""Algorithms trained on segments, which d3rlpy's side of this benchmark does not build."""
+
+
 def d3rlpy_spec(algorithm: str, batch_size: int, seed: int) -> dict[str, Any]:
     """What :mod:`benchmarks._lib.d3rlpy_side` builds: d3rlpy's config of the same ``small``
     preset config our side trains (:func:`~benchmarks._lib.field_map.d3rlpy_params`), on the
@@ -341,7 +345,7 @@ def measure(args: argparse.Namespace, algorithm: str, d3rlpy: str | None = None)
 def table(records: Sequence[dict[str, Any]]) -> str:
     """The README table: each algorithm's throughputs and the ratio (median of rounds)."""
     lines = [
-        "| algorithm (64 × 64, batch 256) | K | seed-steps per CPU-second: separate "
+        "| algorithm (the `small` preset; batch) | K | seed-steps per CPU-second: separate "
         "/ batched (threads) / d3rlpy separate | batched ÷ separate per CPU-s | ≥ 5× "
         "| batched ÷ separate, wall | batched ÷ d3rlpy per CPU-s (wall) |",
         "|---|---:|---:|---:|---|---:|---:|",
@@ -359,8 +363,10 @@ def table(records: Sequence[dict[str, Any]]) -> str:
                     else "—"
                 )
                 d3_cpu = f"{d3['per_cpu_second']:.0f}" if d3 else "—"
+                batch = r["settings"]["batch_size"]
+                unit = " segments" if algorithm in SEQUENCE_MODELS else ""
                 lines.append(
-                    f"| {LABELS.get(algorithm, algorithm)} | {k} "
+                    f"| {LABELS.get(algorithm, algorithm)} ({batch}{unit}) | {k} "
                     f"| {f['separate']['per_cpu_second']:.0f} / {b['per_cpu_second']:.0f} "
                     f"({threads}) / {d3_cpu} | {b['cpu_ratio_median']:.2f}× | {ok} "
                     f"| {b['ratio_median']:.2f}× | {peer} |"
@@ -369,6 +375,12 @@ def table(records: Sequence[dict[str, Any]]) -> str:
         "The goal is judged per CPU-second (the work per seed-step; wall-clock ratios on a "
         "shared machine give the K separate processes K shares of the CPUs against the "
         "batch's one or two)."
+        + (
+            " d3rlpy —: not run (this benchmark's d3rlpy side builds MLP algorithms on "
+            "transitions, not the Decision Transformer's segments)."
+            if any(a in SEQUENCE_MODELS for r in records for a in r["figures"]["algorithms"])
+            else ""
+        )
     )
     return "\n".join(lines) + "\n\n" + note + "\n\n" + results.provenance_line(records)
 
@@ -428,6 +440,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.cores > (os.cpu_count() or 1):
         p.error(f"--cores {args.cores}: this machine has {os.cpu_count()} CPUs")
     algorithms = [a.strip() for a in args.algorithms.split(",") if a.strip()]
+    sequence = [a for a in algorithms if a in SEQUENCE_MODELS]
+    if args.d3rlpy and sequence:
+        p.error(f"--algorithms {','.join(sequence)}: d3rlpy's side here builds MLP algorithms "
+                "on transitions only; run the Decision Transformer with --no-d3rlpy")  # fmt: skip
     python = None
     if args.d3rlpy:
         import torch
