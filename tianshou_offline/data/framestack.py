@@ -544,14 +544,9 @@ def load_framestack_files(
                 bar.update(n * row_bytes)
                 rows, keys, stacks = read_patches(f, n, (schema["obs"][0], schema["obs"][1]))
             _check_file_episodes(flat, info, offset)
-            for key, r_out, s_out in (
-                (KEY_OBS, obs_rows, obs_stacks),
-                (KEY_OBS_NEXT, next_rows, next_stacks),
-            ):
-                sel = keys == key
-                if sel.any():
-                    r_out.append(rows[sel] + offset)
-                    s_out.append(stacks[sel])
+            _split_patches(
+                rows, keys, stacks, offset, (obs_rows, obs_stacks), (next_rows, next_stacks)
+            )
             offset += n
     columns = nest_columns(flat)
     for flag in ("terminated", "truncated"):  # as load_buffer: derived when not stored
@@ -582,6 +577,24 @@ def load_framestack_files(
         _join_files(buf, infos, columns, stack_num)
     verify_buffer(buf, source)
     return buf
+
+
+def _split_patches(
+    rows: np.ndarray,
+    keys: np.ndarray,
+    stacks: np.ndarray,
+    offset: int,
+    obs: tuple[list[np.ndarray], list[np.ndarray]],
+    obs_next: tuple[list[np.ndarray], list[np.ndarray]],
+) -> None:
+    """Append one file's patches (:func:`read_patches`) to ``obs`` or ``obs_next`` (a row
+    list and a stack list) by their key, rows shifted by ``offset`` (the file's first row in
+    the joint buffer)."""
+    for key, (r_out, s_out) in ((KEY_OBS, obs), (KEY_OBS_NEXT, obs_next)):
+        sel = keys == key
+        if sel.any():
+            r_out.append(rows[sel] + offset)
+            s_out.append(stacks[sel])
 
 
 def _check_file_episodes(flat: Mapping[str, np.ndarray], info: dict[str, Any], offset: int) -> None:

@@ -439,10 +439,9 @@ def load_disk_files(
         open_h5,
     )
     from tianshou_offline.data.framestack import (
-        KEY_OBS,
-        KEY_OBS_NEXT,
         _check_file_episodes,
         _join_files,
+        _split_patches,
         check_patch_stack_num,
         read_patches,
     )
@@ -516,14 +515,9 @@ def load_disk_files(
             if save_only_last:
                 rows, keys, stacks = read_patches(f, n, frame)
                 info["patches"] = len(rows)
-                for key, r_out, s_out in (
-                    (KEY_OBS, obs_rows, obs_stacks),
-                    (KEY_OBS_NEXT, next_rows, next_stacks),
-                ):
-                    sel = keys == key
-                    if sel.any():
-                        r_out.append(rows[sel] + offset)
-                        s_out.append(stacks[sel])
+                _split_patches(
+                    rows, keys, stacks, offset, (obs_rows, obs_stacks), (next_rows, next_stacks)
+                )
         _check_file_episodes(ram, info, offset)
         offset += n
     disk = {
