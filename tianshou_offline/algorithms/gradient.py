@@ -81,9 +81,19 @@ class GradientStep(OfflineAlgorithm.Optimizer):
         self._fast_step()
 
 
-def joint_step(loss: torch.Tensor, optimizers: Sequence[GradientStep]) -> None:
+def joint_step(
+    loss: torch.Tensor,
+    optimizers: Sequence[GradientStep],
+    optional: Sequence[tuple[torch.Tensor | None, GradientStep | None]] = (),
+) -> None:
     """One backward pass of ``loss`` (a sum of losses over disjoint parameters), then every
-    optimizer clips and steps, in order."""
+    optimizer clips and steps, in order. Each ``(loss, optimizer)`` of ``optional`` (a learned
+    temperature's or multiplier's, ``None`` when it is fixed) is added to the sum, and its
+    optimizer to the steps, where both are present."""
+    for term, step in optional:
+        if term is not None and step is not None:
+            loss = loss + term
+            optimizers = [*optimizers, step]
     for optim in optimizers:
         optim.zero_grad()
     torch.autograd.backward(loss)

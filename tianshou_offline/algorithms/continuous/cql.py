@@ -534,15 +534,11 @@ class CQL(OfflineAlgorithmBase[GaussianPolicy, TCQLStats]):
         critic_loss = td_loss + penalty.sum()
 
         # one backward for all losses (disjoint parameters), then every optimizer steps
-        total = critic_loss + actor_loss
-        steps: list[GradientStep] = [self.critic_optim, self.actor_optim]
-        if alpha_loss is not None and self.alpha_optim is not None:
-            total = total + alpha_loss
-            steps.append(self.alpha_optim)
-        if cql_alpha_loss is not None and self.cql_alpha_optim is not None:
-            total = total + cql_alpha_loss
-            steps.append(self.cql_alpha_optim)
-        joint_step(total, steps)
+        joint_step(
+            critic_loss + actor_loss,
+            [self.critic_optim, self.actor_optim],
+            [(alpha_loss, self.alpha_optim), (cql_alpha_loss, self.cql_alpha_optim)],
+        )
         # 5. targets
         self._update_targets(self.tau)
 

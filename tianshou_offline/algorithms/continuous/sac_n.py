@@ -345,12 +345,11 @@ class SACN(OfflineAlgorithmBase[GaussianPolicy, TSACNStats]):
         if regularizer is not None:
             critic_loss = critic_loss + regularizer[0]
 
-        total = critic_loss + actor_loss
-        steps: list[GradientStep] = [self.critic_optim, self.actor_optim]
-        if alpha_loss is not None and self.alpha_optim is not None:
-            total = total + alpha_loss
-            steps.append(self.alpha_optim)
-        joint_step(total, steps)
+        joint_step(
+            critic_loss + actor_loss,
+            [self.critic_optim, self.actor_optim],
+            [(alpha_loss, self.alpha_optim)],
+        )
         # 4. targets
         self._update_targets(self.tau)
 
