@@ -260,14 +260,16 @@ def table(records: list[dict[str, Any]]) -> str:
             )
         groups: dict[str, list[dict[str, Any]]] = {}
         for x in f["failures"]:
-            groups.setdefault(f"`{x['entry']}` {x['outcome']}: {x['detail'][:140]}", []).append(x)
+            detail = " ".join(x["detail"].split())[:140]  # one line (details may hold newlines)
+            groups.setdefault(f"`{x['entry']}` {x['outcome']}: {detail}", []).append(x)
         if groups or f.get("seed_failures"):
             lines.append("")
             lines.append("Failures:")
         for what in f.get("seed_failures", []):
             lines.append(f"- unmutated seed {what}")
         for what, xs in groups.items():
-            lines.append(f"- {len(xs)} × {what} (e.g. {xs[0]['mutant']}: {xs[0]['mutation'][:80]})")
+            mutation = " ".join(xs[0]["mutation"].split())[:80]
+            lines.append(f"- {len(xs)} × {what} (e.g. {xs[0]['mutant']}: {mutation})")
         out.append("\n".join(lines))
     out.append(results.provenance_line(records))
     return "\n\n".join(out)
