@@ -425,6 +425,29 @@ def test_export_refuses_obs_next_shaped_unlike_obs(minari_root: Path, tmp_path: 
     assert not (minari_root / "plain" / "zero-axis-v0").exists()
 
 
+def test_export_refuses_info_that_is_one_array(minari_root: Path, tmp_path: Path) -> None:
+    """A buffer whose info is one array, not a group of columns, is refused with one typed
+    error when infos are exported, and exports without them; before, the export raised
+    AttributeError ('numpy.ndarray' object has no attribute 'get_keys'; fuzz mutant
+    writer_dict#61 of seed 4; checked to fail so)."""
+    from tianshou.data import Batch, ReplayBuffer
+
+    buf = ReplayBuffer(6)
+    for t in range(6):
+        buf.add(Batch(obs=np.full(4, t, np.float32), act=np.int64(0), rew=1.0,
+                      terminated=t == 5, truncated=False, obs_next=np.full(4, t + 1, np.float32),
+                      info={"k": t}))  # fmt: skip
+    save_buffer(buf, tmp_path / "b.hdf5")
+    with h5py.File(tmp_path / "b.hdf5", "r+") as f:
+        del f["_meta/info"]
+        f["_meta/info"] = np.arange(6.0)
+    if hasattr(load_buffer(tmp_path / "b.hdf5").info, "get_keys"):
+        pytest.skip("the loader reads this info as a group")
+    with pytest.raises(DataValidationError, match=r"info is one array of shape \(6,\)"):
+        export_minari(tmp_path / "b.hdf5", "plain/info-array-v0", progress=False)
+    export_minari(tmp_path / "b.hdf5", "plain/info-array-v0", include_infos=False, progress=False)
+
+
 def test_export_refuses_existing_dataset(
     datasets: dict[tuple[str, str], str], minari_root: Path, tmp_path: Path
 ) -> None:

@@ -262,6 +262,12 @@ def export_minari(
             mismatches,
         )
     info = buf.info if include_infos and "info" in meta_keys else None
+    if info is not None and not hasattr(info, "get_keys"):
+        raise DataValidationError(
+            f"{src}: its info is one array of shape {np.shape(info)}, not a group of columns; "
+            "Minari stores episode infos as a dictionary (export with --no-infos / "
+            "include_infos=False to leave them out)"
+        )
     info_tree = _batch_tree(info, None) if info is not None and len(info.get_keys()) else None
     if info_tree is not None and data_format != "hdf5" and _info_has_t_rows_only(info_tree):
         raise DataValidationError(
