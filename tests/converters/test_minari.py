@@ -448,6 +448,37 @@ def test_export_refuses_info_that_is_one_array(minari_root: Path, tmp_path: Path
     export_minari(tmp_path / "b.hdf5", "plain/info-array-v0", include_infos=False, progress=False)
 
 
+def test_export_casts_numeric_obs_next_and_refuses_strings(
+    minari_root: Path, tmp_path: Path
+) -> None:
+    """obs_next stored with another numeric dtype than obs (float64 beside float32) exports
+    with obs's dtype; obs_next of strings is one typed error. Before: Arrow's untyped
+    'Mismatching list value type' (fuzz mutant tianshou#365 of seed 4) and numpy's isnan
+    TypeError (recorder#459); checked to fail so."""
+    from tianshou.data import Batch, ReplayBuffer
+
+    buf = ReplayBuffer(6)
+    for t in range(6):
+        buf.add(Batch(obs=np.full(4, t, np.float32), act=np.int64(0), rew=1.0,
+                      terminated=t == 5, truncated=False, obs_next=np.full(4, t + 1, np.float32),
+                      info={}))  # fmt: skip
+    save_buffer(buf, tmp_path / "b.hdf5")
+    for dtype in ("f8", "S4"):
+        with h5py.File(tmp_path / "b.hdf5", "r+") as f:
+            data = np.arange(1, 7, dtype=np.float32)[:, None].repeat(4, axis=1)
+            del f["_meta/obs_next"]
+            f["_meta/obs_next"] = data.astype(dtype)
+        if dtype == "f8":
+            out = export_minari(tmp_path / "b.hdf5", "plain/f8-next-v0", data_format="arrow",
+                                progress=False)  # fmt: skip
+            assert out.is_dir()
+            ep = next(iter(minari.load_dataset("plain/f8-next-v0").iterate_episodes()))
+            assert ep.observations.dtype == np.float32 and ep.observations[-1][0] == 6
+        else:
+            with pytest.raises(DataValidationError, match="obs_next rows obs has dtype"):
+                export_minari(tmp_path / "b.hdf5", "plain/s4-next-v0", progress=False)
+
+
 def test_export_refuses_existing_dataset(
     datasets: dict[tuple[str, str], str], minari_root: Path, tmp_path: Path
 ) -> None:

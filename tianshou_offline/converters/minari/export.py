@@ -125,20 +125,39 @@ def _info_has_t_rows_only(info: Any) -> bool:
     return bool(step_paths - reset_paths)
 
 
-def _check_obs_next_like_obs(src: Path, obs_tree: Any, next_tree: Any) -> None:
-    """Minari stores one observation per step, so ``obs_next`` must have the keys and row
-    shapes of ``obs`` (a buffer file may store them differently)."""
+def _obs_next_like_obs(src: Path, obs_tree: Any, next_tree: Any) -> Any:
+    """``next_tree`` with the dtypes of ``obs_tree``: Minari stores one observation per step,
+    so ``obs_next`` must have the keys and row shapes of ``obs`` and a dtype it can take (a
+    buffer file may store them differently: numbers and bools are cast, other dtypes must
+    match)."""
     obs = [(k, np.shape(a)[1:]) for k, a in _tree_leaves(obs_tree)]
     nxt = [(k, np.shape(b)[1:]) for k, b in _tree_leaves(next_tree)]
-    if obs != nxt:
+    kinds = [
+        (k, np.asarray(a).dtype, np.asarray(b).dtype)
+        for (k, a), (_, b) in zip(_tree_leaves(obs_tree), _tree_leaves(next_tree), strict=False)
+    ]
+    bad = [(k, x, y) for k, x, y in kinds if x != y and not (x.kind in "biuf" and y.kind in "biuf")]
+    if obs != nxt or bad:
 
         def show(leaves: list[tuple[str, Any]]) -> str:
             return ", ".join(f"{k or 'obs'} {shape}" for k, shape in leaves[:4])
 
+        what = f"({show(nxt)}) differ from obs rows ({show(obs)})" if obs != nxt else (
+            f"{bad[0][0] or 'obs'} has dtype {bad[0][2]} where obs has {bad[0][1]}"
+        )  # fmt: skip
         raise DataValidationError(
-            f"{src}: obs_next rows ({show(nxt)}) differ from obs rows ({show(obs)}); Minari "
-            "stores one observation per step, so obs_next must have the keys and shapes of obs"
+            f"{src}: obs_next rows {what}; Minari stores one observation per step, so obs_next "
+            "must have the keys and shapes of obs and a dtype it can take"
         )
+
+    def cast(a: Any, b: Any) -> Any:
+        if isinstance(a, Mapping):
+            return {k: cast(a[k], b[k]) for k in a}
+        if isinstance(a, tuple):
+            return tuple(cast(x, y) for x, y in zip(a, b, strict=True))
+        return np.asarray(b).astype(np.asarray(a).dtype, copy=False)
+
+    return cast(obs_tree, next_tree)
 
 
 def export_target(dataset_id: str) -> Path:
@@ -245,7 +264,7 @@ def export_minari(
     inside_rows = np.flatnonzero(inside)
     mismatches = 0
     if has_next:
-        _check_obs_next_like_obs(src, obs_tree, next_tree)
+        next_tree = _obs_next_like_obs(src, obs_tree, next_tree)
     if has_next and inside_rows.size:
         for (_, a), (_, b) in zip(_tree_leaves(obs_tree), _tree_leaves(next_tree), strict=True):
             x, y = a[inside_rows + 1], b[inside_rows]
