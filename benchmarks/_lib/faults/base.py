@@ -12,7 +12,7 @@ import io
 import json
 import re
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sized
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -82,11 +82,17 @@ def run_api(fn: Callable[[], object]) -> Ran:
     return Ran("ok")
 
 
-def buffer_ok(path: Path, transitions: int | None = None) -> bool:
-    from tianshou_offline import load_buffer
+def buffer_ok(
+    path: Path, transitions: int | None = None, load: Callable[[Path], Sized] | None = None
+) -> bool:
+    """Whether ``load`` (default :func:`~tianshou_offline.load_buffer`) reads the buffer file
+    without an error, with ``transitions`` rows (any number when None)."""
+    if load is None:
+        from tianshou_offline import load_buffer
 
+        load = load_buffer
     try:
-        buf = load_buffer(path)
+        buf = load(path)
     except Exception:
         return False
     return transitions is None or len(buf) == transitions

@@ -182,11 +182,7 @@ class ConvertTfds(Converter):
     def complete(self, path: Path) -> bool:
         from tianshou_offline.converters.rl_unplugged import load_rl_unplugged
 
-        try:
-            buf = load_rl_unplugged(path)
-        except Exception:
-            return False
-        return len(buf) == self.transitions
+        return buffer_ok(path, self.transitions, load_rl_unplugged)
 
 
 class ConvertTfdsFlat(ConvertTfds):
