@@ -3,6 +3,7 @@ restoring seeds, infos and Minari metadata of converted datasets."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -340,7 +341,7 @@ def export_minari(
     if src_meta.get("num_episodes_average_score") is not None and "ref_max_score" in dataset_meta:
         dataset_meta["num_episodes_average_score"] = int(src_meta["num_episodes_average_score"])
 
-    with write_errors(target):
+    with write_errors(target), _nothing_made_again(target):
         if namespace is not None and namespace not in list_local_namespaces():
             create_namespace(namespace)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -409,6 +410,37 @@ def export_minari(
         target,
     )
     return target / "data"
+
+
+@contextmanager
+def _nothing_made_again(target: Path) -> Iterator[None]:
+    """When the block fails after a directory on the way to ``target`` vanished (deleted
+    during the run), remove what was made again in its place meanwhile: Minari's namespace
+    calls make the datasets root and the namespace directory anew (``makedirs``) and write the
+    namespace's metadata file before failing. Only empty directories and that file go, so the
+    place is as the deletion left it. An open descriptor of each directory tells a deleted
+    one (no link left) from one still in place, even where the file system gives the new
+    directory the old one's inode number."""
+    fds = {d: os.open(d, os.O_RDONLY | os.O_DIRECTORY) for d in target.parents if d.is_dir()}
+    try:
+        yield
+    except BaseException:
+        gone = [d for d, fd in fds.items() if os.fstat(fd).st_nlink == 0]
+        top = gone[-1] if gone else None  # the parents are listed from the nearest up
+        if top is not None and top.is_dir():
+            for here, dirs, files in os.walk(top, topdown=False):
+                for name in files:
+                    if name == "namespace_metadata.json":
+                        Path(here, name).unlink(missing_ok=True)
+                for name in dirs:
+                    with contextlib.suppress(OSError):  # not empty: left as it is
+                        Path(here, name).rmdir()
+            with contextlib.suppress(OSError):
+                top.rmdir()
+        raise
+    finally:
+        for fd in fds.values():
+            os.close(fd)
 
 
 @contextmanager
