@@ -357,6 +357,29 @@ PENDULUM_OBS = gym.spaces.Box(-np.inf, np.inf, (3,), np.float32)
 PENDULUM_ACT = gym.spaces.Box(-2.0, 2.0, (1,), np.float32)
 
 
+def train_and_evaluate(
+    algo: DecisionTransformer, buffer: ReplayBuffer, steps: int, task: str
+) -> float:
+    """Train ``algo`` ``steps`` steps of 64 segments through Tianshou's OfflineTrainer, then
+    its mean return over 20 fresh episodes of ``task`` (10 environments, seed 5000)."""
+    algo.run_training(
+        OfflineTrainerParams(
+            buffer=buffer,
+            test_collector=None,
+            max_epochs=1,
+            epoch_num_steps=steps,
+            batch_size=64,
+            show_progress=False,
+            verbose=False,
+        )
+    )
+    envs = DummyVectorEnv([lambda: RewardInInfo(gym.make(task)) for _ in range(10)])
+    envs.seed(5000)
+    stats = Collector[CollectStats](algo, envs).collect(n_episode=20, reset_before_collect=True)
+    assert stats.returns_stat is not None
+    return float(stats.returns_stat.mean)
+
+
 @pytest.mark.slow
 def test_dt_learns_pendulum_from_expert_data(expert_data_dir: Path) -> None:
     """A small Decision Transformer (64 units, 1 block of 1 head, context 5, no dropout)
@@ -390,22 +413,7 @@ def test_dt_learns_pendulum_from_expert_data(expert_data_dir: Path) -> None:
         normalize_obs=True,
     )
     algo = DecisionTransformer(policy=policy, optim=Adam(lr=1e-3))
-    algo.run_training(
-        OfflineTrainerParams(
-            buffer=buffer,
-            test_collector=None,
-            max_epochs=1,
-            epoch_num_steps=1000,
-            batch_size=64,
-            show_progress=False,
-            verbose=False,
-        )
-    )
-    envs = DummyVectorEnv([lambda: RewardInInfo(gym.make("Pendulum-v1")) for _ in range(10)])
-    envs.seed(5000)
-    stats = Collector[CollectStats](algo, envs).collect(n_episode=20, reset_before_collect=True)
-    assert stats.returns_stat is not None
-    final = float(stats.returns_stat.mean)
+    final = train_and_evaluate(algo, buffer, 1000, "Pendulum-v1")
     print(f"DT: final mean return {final:.1f}")
     assert final >= -400.0, f"DT: final mean return {final:.1f} < -400"
 
@@ -443,21 +451,6 @@ def test_discrete_dt_learns_cartpole_from_expert_data(expert_data_dir: Path) -> 
         rtg_scale=100.0,
     )
     algo = DecisionTransformer(policy=policy, optim=Adam(lr=1e-3))
-    algo.run_training(
-        OfflineTrainerParams(
-            buffer=buffer,
-            test_collector=None,
-            max_epochs=1,
-            epoch_num_steps=500,
-            batch_size=64,
-            show_progress=False,
-            verbose=False,
-        )
-    )
-    envs = DummyVectorEnv([lambda: RewardInInfo(gym.make(cartpole.TASK)) for _ in range(10)])
-    envs.seed(5000)
-    stats = Collector[CollectStats](algo, envs).collect(n_episode=20, reset_before_collect=True)
-    assert stats.returns_stat is not None
-    final = float(stats.returns_stat.mean)
+    final = train_and_evaluate(algo, buffer, 500, cartpole.TASK)
     print(f"discrete DT: final mean return {final:.1f}")
     assert final >= 120.0, f"discrete DT: final mean return {final:.1f} < 120"
