@@ -17,6 +17,10 @@ computations without padding, the return-conditioned policy's context, and a lea
   by each reward received, timesteps, the last K steps), its action is the network's
   prediction on that context, and an emptied state (as Tianshou's ``Collector`` does at an
   episode's end) starts a new context.
+- Initialisation: GPT-2's N(0, 0.02²) weights, zero biases and unit LayerNorms where the
+  authors' code applies them (the blocks; for discrete actions also the output layer and the
+  action embedding, the timestep embedding at 0), statistics over matrices of at least 16,384 draws;
+  the configs' ``init_std`` reaches the network, ``None`` keeps PyTorch's initialisation.
 - Learning: Pendulum-v1 from the session's expert data; a no-op optimizer stays at the
   untrained policy's return (about −1200). Discrete actions: CartPole-v1 from the session's
   expert data (the discrete algorithms' tests' file); a no-op optimizer scores about 29.
@@ -311,6 +315,99 @@ def test_predictions_see_only_the_past(discrete: bool) -> None:
     assert (after[:, t + 1 :] - before[:, t + 1 :]).abs().amin(dim=-1).gt(1e-4).all()
 
 
+# --------------------------------------------------------------------------- initialisation
+
+WIDE = 128  # every matrix below has >= 128 x 128 draws: a std's standard error under 0.6%
+
+
+def wide_net(discrete: bool, **kwargs: Any) -> DecisionTransformerNet:
+    torch.manual_seed(0)
+    return DecisionTransformerNet(
+        state_encoder=state_encoder(OBS_SPACE, WIDE),
+        act_dim=WIDE,
+        discrete=discrete,
+        hidden=WIDE,
+        layers=2,
+        heads=1,
+        context=K,
+        **kwargs,
+    )
+
+
+def assert_normal(w: torch.Tensor, std: float, name: str) -> None:
+    """``w``'s draws have mean 0 and standard deviation ``std`` to 5 %."""
+    assert abs(w.mean().item()) < 0.05 * std, f"{name}: mean {w.mean().item():.4f}"
+    assert w.std().item() == pytest.approx(std, rel=0.05), f"{name}: std {w.std().item():.4f}"
+
+
+@pytest.mark.parametrize("discrete", [False, True], ids=["continuous", "discrete"])
+def test_initialisation_is_the_authors_gpt2_one(discrete: bool) -> None:
+    """GPT-2's initialisation where the authors' code applies it (the model's docstring): in
+    every block, the attention's input and output projections and both feed-forward layers
+    N(0, 0.02²), their biases 0, the LayerNorms weight 1 and bias 0, each block drawn on its
+    own (not a copy of the first); discrete actions (the authors' Atari script): the output
+    layer and the action embedding N(0, 0.02²), the output bias 0, the timestep embedding 0;
+    continuous actions (their gym script): the timestep embedding PyTorch's N(0, 1), the
+    output layer PyTorch's uniform in ±1/√fan-in."""
+    model = wide_net(discrete)
+    blocks = list(model.blocks.layers)
+    for i, block in enumerate(blocks):
+        weights = {
+            "attention input": block.self_attn.in_proj_weight,
+            "attention output": block.self_attn.out_proj.weight,
+            "feed-forward 1": block.linear1.weight,
+            "feed-forward 2": block.linear2.weight,
+        }
+        for name, w in weights.items():
+            assert_normal(w.detach(), 0.02, f"block {i} {name}")
+        for b in (block.self_attn.in_proj_bias, block.self_attn.out_proj.bias,
+                  block.linear1.bias, block.linear2.bias):  # fmt: skip
+            assert torch.count_nonzero(b) == 0, f"block {i}: a bias is not 0"
+    norms = [m for m in model.blocks.modules() if isinstance(m, torch.nn.LayerNorm)]
+    assert len(norms) == 2 * len(blocks) + 1
+    for norm in norms:
+        assert torch.equal(norm.weight, torch.ones_like(norm.weight))
+        assert torch.equal(norm.bias, torch.zeros_like(norm.bias))
+    assert not torch.equal(blocks[0].linear1.weight, blocks[1].linear1.weight)
+    out = model.predict_action
+    timestep = model.embed_timestep.weight.detach()
+    if discrete:
+        assert_normal(out.weight.detach(), 0.02, "output layer")
+        assert torch.count_nonzero(out.bias) == 0
+        assert isinstance(model.embed_action, torch.nn.Embedding)
+        assert_normal(model.embed_action.weight.detach(), 0.02, "action embedding")
+        assert torch.count_nonzero(timestep) == 0
+    else:
+        assert_normal(timestep, 1.0, "timestep embedding")
+        bound = 1 / WIDE**0.5
+        assert out.weight.abs().max().item() <= bound
+        assert out.weight.std().item() == pytest.approx(bound / 3**0.5, rel=0.05)
+
+
+def test_init_std_is_the_configs_and_none_keeps_pytorchs_defaults() -> None:
+    """The configs' ``init_std`` (default 0.02) reaches the network; ``None`` keeps PyTorch's
+    initialisation (each block a copy of the first: ``nn.TransformerEncoder`` clones its
+    layer); a non-positive one is refused."""
+    from tianshou_offline.algorithms import ContinuousDTConfig, DiscreteDTConfig
+    from tianshou_offline.errors import DataValidationError
+
+    assert ContinuousDTConfig().init_std == DiscreteDTConfig().init_std == 0.02
+    config = DiscreteDTConfig(embed_dim=WIDE, n_layers=2, n_heads=1, init_std=0.05)
+    built = config.build(OBS_SPACE, gym.spaces.Discrete(3))
+    for block in built.policy.model.blocks.layers:
+        assert_normal(block.linear1.weight.detach(), 0.05, "feed-forward 1")
+    model = wide_net(True, init_std=None)
+    blocks = list(model.blocks.layers)
+    assert torch.equal(blocks[0].linear1.weight, blocks[1].linear1.weight)
+    assert blocks[0].linear1.weight.abs().max().item() <= 1 / WIDE**0.5
+    assert torch.count_nonzero(blocks[0].linear1.bias) > 0
+    assert_normal(model.embed_timestep.weight.detach(), 1.0, "timestep embedding")
+    with pytest.raises(ValueError, match="init_std=0"):
+        wide_net(False, init_std=0.0)
+    with pytest.raises(DataValidationError, match="init_std=-1"):
+        ContinuousDTConfig(init_std=-1.0)
+
+
 # --------------------------------------------------------------------------- policy
 
 
@@ -385,9 +482,12 @@ def test_dt_learns_pendulum_from_expert_data(expert_data_dir: Path) -> None:
     """A small Decision Transformer (64 units, 1 block of 1 head, context 5, no dropout)
     trained for 1,000 steps of 64 segments, conditioned on the expert's return, reaches a mean
     return of −400 over 20 fresh episodes (untrained, or trained with a no-op optimizer:
-    about −1200). Measured: −170 at seed 0 (worst episode −370), −194 and −264 at seeds 1
-    and 2, −1329 with a no-op optimizer; 9 s of CPU to train, 4 s to evaluate. The former
-    test (2 blocks of 2 heads, context 10, dropout 0.1, 1,500 steps) reached −322."""
+    about −1200). Measured with GPT-2's initialisation (the network's default): −357 at seed
+    0, −219 and −688 at seeds 1 and 2 (seed 2 would miss the threshold); with PyTorch's
+    (``init_std=None``, the default before): −170 at seed 0 (worst episode −370), −194 and
+    −264 at seeds 1 and 2; −1329 with a no-op optimizer; 9 s of CPU to train, 4 s to
+    evaluate. The former test (2 blocks of 2 heads, context 10, dropout 0.1, 1,500 steps)
+    reached −322."""
     from tianshou_offline import load_buffer
 
     torch.manual_seed(0)
@@ -423,9 +523,11 @@ def test_discrete_dt_learns_cartpole_from_expert_data(expert_data_dir: Path) -> 
     """A small discrete Decision Transformer (64 units, 1 block of 1 head, context 5, no
     dropout) trained for 500 steps of 64 segments on the CartPole-v1 expert data (QR-DQN at
     ε = 0.2: 107 episodes, mean return 187, best 356), conditioned on a return of 350,
-    reaches a mean return of 120 over 20 fresh episodes. Measured: 211 at seed 0, 164 and
-    173 at seeds 1 and 2 (worst episodes 114 to 127), 29 with a no-op optimizer (a uniformly
-    random policy: about 22); 5 s of CPU to train, 5 s to evaluate."""
+    reaches a mean return of 120 over 20 fresh episodes. Measured with GPT-2's initialisation
+    (the network's default): 218 at seed 0, 201 and 215 at seeds 1 and 2; with PyTorch's
+    (``init_std=None``, the default before): 211, 164 and 173 (worst episodes 114 to 127);
+    29 with a no-op optimizer (a uniformly random policy: about 22); 5 s of CPU to train,
+    5 s to evaluate."""
     from tianshou_offline import load_buffer
 
     torch.manual_seed(0)

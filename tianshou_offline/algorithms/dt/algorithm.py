@@ -149,6 +149,8 @@ class _DTConfig(AlgorithmConfig):
     """dropout of embeddings, attention and feed-forward layers"""
     max_timestep: int = param_default(DecisionTransformerNet, "max_timestep")
     """timesteps are embedded up to this value"""
+    init_std: float | None = param_default(DecisionTransformerNet, "init_std")
+    """std of GPT-2's N(0, std²) initialisation, as the authors' code (None: PyTorch's)"""
     target_return: float = 3600.0
     """the return the policy conditions on at each episode's start"""
     rtg_scale: float = 1000.0
@@ -167,6 +169,10 @@ class _DTConfig(AlgorithmConfig):
             )
         if not self.rtg_scale > 0:
             raise DataValidationError(f"{self.name}: rtg_scale={self.rtg_scale}; expected > 0")
+        if self.init_std is not None and not self.init_std > 0:
+            raise DataValidationError(
+                f"{self.name}: init_std={self.init_std}; expected > 0 or None"
+            )
 
     def _net(self, observation_space: gym.Space[Any], act_dim: int) -> DecisionTransformerNet:
         return DecisionTransformerNet(
@@ -179,6 +185,7 @@ class _DTConfig(AlgorithmConfig):
             context=self.context,
             max_timestep=self.max_timestep,
             dropout=self.dropout,
+            init_std=self.init_std,
         )
 
     def _optim(self) -> OptimizerFactory:

@@ -15,6 +15,23 @@ dropout, a final LayerNorm) with causal attention, so the output at ``s_t`` sees
 ``R̂_{≤t}, s_{≤t}, a_{<t}`` and predicts ``a_t`` (tanh for continuous actions, logits for
 discrete ones). Padding tokens (mask False) are not attended to by real tokens.
 
+**Initialisation** (``init_std``, 0.02), as the authors' code initialises each network with
+GPT-2's rule — the authors' copy of HuggingFace's ``GPT2PreTrainedModel._init_weights``
+(``gym/decision_transformer/models/trajectory_gpt2.py``) and minGPT's ``GPT._init_weights``
+(``atari/mingpt/model_atari.py``): linear weights (the attention's input projection included)
+N(0, init_std²), their biases 0, LayerNorm weights 1 and biases 0, over the transformer blocks
+and the final LayerNorm. Neither copy scales the residual output projections by
+1/√(2·layers) (later GPT-2 code does); neither does this one. Where the rule reaches beyond
+the blocks follows each script: for discrete actions (the Atari script, whose GPT module also
+holds the output layer and which draws its action embedding table again from N(0, 0.02²))
+the output layer and the action embedding get it too, and the timestep embedding starts at 0
+(the Atari script's ``global_pos_emb``, a zero parameter); for continuous actions (the gym
+script, whose embeddings and output layer lie outside its ``GPT2Model``) the timestep
+embedding keeps PyTorch's N(0, 1) and the return, action and state embeddings and the output
+layer PyTorch's defaults. The state encoder keeps PyTorch's defaults in both (in both
+scripts). ``init_std=None`` keeps PyTorch's defaults everywhere — and then every block starts
+as a copy of the first (``nn.TransformerEncoder`` clones its layer).
+
 Differences from the authors' code and CORL, deliberate: the transformer is PyTorch's
 ``TransformerEncoder`` (pre-norm, the same block as GPT-2, without GPT-2's own learned
 positional embedding, which the authors' code also drops); padding is excluded with an
@@ -34,7 +51,7 @@ from torch import nn
 
 from tianshou_offline.algorithms.discrete.nets import AtariTrunk, is_image_space
 
-__all__ = ["DecisionTransformerNet", "state_encoder"]
+__all__ = ["DecisionTransformerNet", "gpt2_init_", "state_encoder"]
 
 _MASKED = -1e9
 
@@ -56,6 +73,32 @@ def state_encoder(observation_space: gym.Space[Any], hidden: int) -> nn.Module:
     return nn.Sequential(nn.Flatten(), nn.Linear(int(np.prod(shape)), hidden))
 
 
+def gpt2_init_(module: nn.Module, std: float) -> None:
+    """GPT-2's initialisation of ``module`` and everything in it, in place: the weights of
+    linear layers, embedding tables and attention input projections drawn from N(0, std²)
+    (torch's global generator), their biases 0; LayerNorms weight 1, bias 0. Other layers
+    are left as they are. See the module docstring for where the Decision Transformer
+    applies it and the references."""
+    for m in module.modules():
+        if isinstance(m, nn.Linear | nn.Embedding):
+            nn.init.normal_(m.weight, mean=0.0, std=std)
+            if isinstance(m, nn.Linear) and m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.MultiheadAttention):  # its out_proj is an nn.Linear (above)
+            if m.in_proj_weight is not None:
+                nn.init.normal_(m.in_proj_weight, mean=0.0, std=std)
+            else:  # separate key / value sizes
+                for w in (m.q_proj_weight, m.k_proj_weight, m.v_proj_weight):
+                    nn.init.normal_(w, mean=0.0, std=std)
+            if m.in_proj_bias is not None:
+                nn.init.zeros_(m.in_proj_bias)
+        elif isinstance(m, nn.LayerNorm):
+            if m.weight is not None:
+                nn.init.ones_(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+
 class DecisionTransformerNet(nn.Module):
     """``(obs, act, rtg, timesteps, mask) -> action predictions``, each ``(B, K, …)``.
 
@@ -70,6 +113,8 @@ class DecisionTransformerNet(nn.Module):
     :param max_timestep: timesteps are embedded up to this value (larger ones are clamped to
         it − 1; 1000 for MuJoCo).
     :param dropout: dropout of the embeddings, attention and feed-forward layers (0.1).
+    :param init_std: GPT-2's initialisation with this standard deviation where the authors'
+        code applies it (see the module docstring); None: PyTorch's defaults.
     """
 
     def __init__(
@@ -84,6 +129,7 @@ class DecisionTransformerNet(nn.Module):
         context: int = 20,
         max_timestep: int = 1000,
         dropout: float = 0.1,
+        init_std: float | None = 0.02,
     ) -> None:
         super().__init__()
         if hidden % heads:
@@ -93,6 +139,8 @@ class DecisionTransformerNet(nn.Module):
                 raise ValueError(f"{name}={value}: expected >= 1")
         if max_timestep < 1:
             raise ValueError(f"max_timestep={max_timestep}: expected >= 1")
+        if init_std is not None and not init_std > 0:
+            raise ValueError(f"init_std={init_std}: expected > 0 or None")
         self.act_dim = int(act_dim)
         self.discrete = discrete
         self.hidden = int(hidden)
@@ -120,6 +168,17 @@ class DecisionTransformerNet(nn.Module):
             block, num_layers=layers, norm=nn.LayerNorm(hidden), enable_nested_tensor=False
         )
         self.predict_action = nn.Linear(hidden, act_dim)
+        if init_std is not None:
+            self._init_as_authors(init_std)
+
+    def _init_as_authors(self, std: float) -> None:
+        """GPT-2's initialisation where the authors' script for this action kind applies it
+        (see the module docstring)."""
+        gpt2_init_(self.blocks, std)
+        if self.discrete:  # the Atari script (minGPT)
+            gpt2_init_(self.predict_action, std)
+            gpt2_init_(self.embed_action, std)
+            nn.init.zeros_(self.embed_timestep.weight)
 
     @property
     def sizes(self) -> dict[str, Any]:
