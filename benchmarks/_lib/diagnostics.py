@@ -22,7 +22,7 @@ VARIANTS: dict[str, tuple[str, str, str, str, str]] = {
     "awac-no-temperature-hopper-medium-replay": ("hopper-medium-replay", "awac", "awac", "AWAC with its critic target's − log π removed (temperature 0)", "no-temperature"),
     "crr-cwp-unsquashed-mean-expert": ("halfcheetah-expert", "crr", "crr-cwp", "CRR (critic-weighted) with its Gaussian around μ, not tanh(μ)", "unsquashed-mean"),
     "dt-layernorm-embeddings-cartpole": ("cartpole-medium", "dt", "dt", "Decision Transformer with a LayerNorm (ours) in place of its tanh on the token embeddings", "layernorm-embeddings"),
-    "dt-default-init-cartpole": ("cartpole-medium", "dt", "dt", "Decision Transformer initialised as PyTorch's layers are by default (ours before init_std), not N(0, 0.02)", "default-init"),
+    "dt-default-init-cartpole": ("cartpole-medium", "dt", "dt", "Decision Transformer initialised as PyTorch's layers are by default (ours: init_std=None), not N(0, 0.02)", "default-init"),
 }  # fmt: skip
 
 FINDINGS: dict[str, str] = {
@@ -38,8 +38,8 @@ FINDINGS: dict[str, str] = {
     "with a Gaussian around μ d3rlpy's critic-weighted CRR scores as ours (both sides near the "
     "random policy's score here)",
     "dt-default-init-cartpole": "most of the discrete Decision Transformer's gap (not beyond "
-    "noise after Holm's correction) — initialised as ours was, d3rlpy's scores within a few "
-    "points of ours at that initialisation",
+    "noise after Holm's correction) — initialised as ours, d3rlpy's scores within a few points "
+    "of ours",
     "dt-layernorm-embeddings-cartpole": "not the gap's cause — with a LayerNorm in place of its "
     "tanh d3rlpy's discrete Decision Transformer scores as in the table (one seed: the run was "
     "stopped when seed 0 showed no effect, to give the machine to the next variant)",

@@ -164,8 +164,6 @@ def _expected(config: AlgorithmConfig) -> list[tuple[str, Any, str]]:
             out.append(("max_grad_norm", None, "gradient clipping only for CQL's critic here"))
     elif not isinstance(config, DiscreteDTConfig):
         out.append(("max_grad_norm", None, "no gradient clipping in the benchmarks' builder"))
-    if isinstance(config, ContinuousDTConfig | DiscreteDTConfig):
-        out.append(("init_std", 0.02, "its GPT-2 initialisation is N(0, 0.02)"))
     if isinstance(config, ImitationConfig):
         out.append(("actor", "deterministic", "the benchmarks build its deterministic BC"))
     elif isinstance(config, BCQConfig):
@@ -249,9 +247,8 @@ def d3rlpy_differences(config: AlgorithmConfig) -> tuple[str, ...]:
             "Decision Transformer's timesteps: d3rlpy's count from 1, ours from 0 (each side "
             "acts as it trained); its attention masks padding with −10⁴ (ours −10⁹), its "
             "blocks are its own GPT-2 ones (ours PyTorch's TransformerEncoderLayer; both "
-            "pre-LayerNorm, GELU, both initialised N(0, 0.02) with biases 0, GPT-2's), its "
-            "timestep embedding initialised N(0, 0.02) (ours N(0, 1), PyTorch's default, as "
-            "the authors' MuJoCo code)",
+            "pre-LayerNorm, GELU), its blocks and timestep embedding initialised N(0, 0.02) "
+            "(ours init_std=None, PyTorch's defaults: the timestep embedding N(0, 1))",
         )
     if isinstance(config, DiscreteDTConfig):
         return (
@@ -265,11 +262,10 @@ def d3rlpy_differences(config: AlgorithmConfig) -> tuple[str, ...]:
             "(warmup_steps × batch × K; padded segments make it a little longer), its first "
             "step at the full rate; ours over gradient steps",
             "Discrete Decision Transformer's segments and timesteps: as the continuous one's",
-            "Discrete Decision Transformer's initialisation: both sides' blocks, output layer "
-            "and action embedding N(0, 0.02) (GPT-2's), biases 0; d3rlpy's timestep embedding "
-            "N(0, 0.02), ours 0 (the authors' Atari code). Ours had PyTorch's defaults before "
-            "its init_std (embeddings N(0, 1), linear layers uniform in ±1/√fan-in) — "
-            "measured: most of CartPole medium's gap then (below)",
+            "Discrete Decision Transformer's initialisation: d3rlpy's blocks, output layer, "
+            "action and timestep embeddings N(0, 0.02) (GPT-2's), its biases 0; ours "
+            "init_std=None, PyTorch's defaults (embeddings N(0, 1), linear layers uniform in "
+            "±1/√fan-in) — measured: most of CartPole medium's gap (below)",
         )
     if isinstance(config, AWACConfig):
         return (

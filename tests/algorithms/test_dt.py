@@ -349,7 +349,7 @@ def test_initialisation_is_the_authors_gpt2_one(discrete: bool) -> None:
     layer and the action embedding N(0, 0.02²), the output bias 0, the timestep embedding 0;
     continuous actions (their gym script): the timestep embedding PyTorch's N(0, 1), the
     output layer PyTorch's uniform in ±1/√fan-in."""
-    model = wide_net(discrete)
+    model = wide_net(discrete, init_std=0.02)
     blocks = list(model.blocks.layers)
     for i, block in enumerate(blocks):
         weights = {
@@ -385,18 +385,18 @@ def test_initialisation_is_the_authors_gpt2_one(discrete: bool) -> None:
 
 
 def test_init_std_is_the_configs_and_none_keeps_pytorchs_defaults() -> None:
-    """The configs' ``init_std`` (default 0.02) reaches the network; ``None`` keeps PyTorch's
+    """The configs' ``init_std`` reaches the network; ``None``, the default, keeps PyTorch's
     initialisation (each block a copy of the first: ``nn.TransformerEncoder`` clones its
     layer); a non-positive one is refused."""
     from tianshou_offline.algorithms import ContinuousDTConfig, DiscreteDTConfig
     from tianshou_offline.errors import DataValidationError
 
-    assert ContinuousDTConfig().init_std == DiscreteDTConfig().init_std == 0.02
+    assert ContinuousDTConfig().init_std is None and DiscreteDTConfig().init_std is None
     config = DiscreteDTConfig(embed_dim=WIDE, n_layers=2, n_heads=1, init_std=0.05)
     built = config.build(OBS_SPACE, gym.spaces.Discrete(3))
     for block in built.policy.model.blocks.layers:
         assert_normal(block.linear1.weight.detach(), 0.05, "feed-forward 1")
-    model = wide_net(True, init_std=None)
+    model = wide_net(True)
     blocks = list(model.blocks.layers)
     assert torch.equal(blocks[0].linear1.weight, blocks[1].linear1.weight)
     assert blocks[0].linear1.weight.abs().max().item() <= 1 / WIDE**0.5
@@ -482,12 +482,10 @@ def test_dt_learns_pendulum_from_expert_data(expert_data_dir: Path) -> None:
     """A small Decision Transformer (64 units, 1 block of 1 head, context 5, no dropout)
     trained for 1,000 steps of 64 segments, conditioned on the expert's return, reaches a mean
     return of −400 over 20 fresh episodes (untrained, or trained with a no-op optimizer:
-    about −1200). Measured with GPT-2's initialisation (the network's default): −357 at seed
-    0, −219 and −688 at seeds 1 and 2 (seed 2 would miss the threshold); with PyTorch's
-    (``init_std=None``, the default before): −170 at seed 0 (worst episode −370), −194 and
-    −264 at seeds 1 and 2; −1329 with a no-op optimizer; 9 s of CPU to train, 4 s to
-    evaluate. The former test (2 blocks of 2 heads, context 10, dropout 0.1, 1,500 steps)
-    reached −322."""
+    about −1200). The network's default initialisation (PyTorch's) reaches −170 at seed 0
+    (worst episode −370), −194 and −264 at seeds 1 and 2; GPT-2's (``init_std=0.02``) −357,
+    −219 and −688, too close to the threshold for this test; −1329 with a no-op optimizer;
+    9 s of CPU to train, 4 s to evaluate."""
     from tianshou_offline import load_buffer
 
     torch.manual_seed(0)
@@ -523,10 +521,9 @@ def test_discrete_dt_learns_cartpole_from_expert_data(expert_data_dir: Path) -> 
     """A small discrete Decision Transformer (64 units, 1 block of 1 head, context 5, no
     dropout) trained for 500 steps of 64 segments on the CartPole-v1 expert data (QR-DQN at
     ε = 0.2: 107 episodes, mean return 187, best 356), conditioned on a return of 350,
-    reaches a mean return of 120 over 20 fresh episodes. Measured with GPT-2's initialisation
-    (the network's default): 218 at seed 0, 201 and 215 at seeds 1 and 2; with PyTorch's
-    (``init_std=None``, the default before): 211, 164 and 173 (worst episodes 114 to 127);
-    29 with a no-op optimizer (a uniformly random policy: about 22); 5 s of CPU to train,
+    reaches a mean return of 120 over 20 fresh episodes: with the network's default
+    initialisation (PyTorch's) 211, 164 and 173 at seeds 0–2 (worst episodes 114 to 127),
+    with GPT-2's (``init_std=0.02``) 218, 201 and 215; 29 with a no-op optimizer (a uniformly random policy: about 22); 5 s of CPU to train,
     5 s to evaluate."""
     from tianshou_offline import load_buffer
 

@@ -150,7 +150,7 @@ class _DTConfig(AlgorithmConfig):
     max_timestep: int = param_default(DecisionTransformerNet, "max_timestep")
     """timesteps are embedded up to this value"""
     init_std: float | None = param_default(DecisionTransformerNet, "init_std")
-    """std of GPT-2's N(0, std²) initialisation, as the authors' code (None: PyTorch's)"""
+    """std of GPT-2's N(0, std²) initialisation (the authors' code: 0.02; None: PyTorch's)"""
     target_return: float = 3600.0
     """the return the policy conditions on at each episode's start"""
     rtg_scale: float = 1000.0

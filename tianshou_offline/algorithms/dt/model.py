@@ -15,8 +15,8 @@ dropout, a final LayerNorm) with causal attention, so the output at ``s_t`` sees
 ``R̂_{≤t}, s_{≤t}, a_{<t}`` and predicts ``a_t`` (tanh for continuous actions, logits for
 discrete ones). Padding tokens (mask False) are not attended to by real tokens.
 
-**Initialisation** (``init_std``, 0.02), as the authors' code initialises each network with
-GPT-2's rule — the authors' copy of HuggingFace's ``GPT2PreTrainedModel._init_weights``
+**Initialisation**: ``init_std=0.02`` initialises as the authors' code initialises each network,
+with GPT-2's rule — the authors' copy of HuggingFace's ``GPT2PreTrainedModel._init_weights``
 (``gym/decision_transformer/models/trajectory_gpt2.py``) and minGPT's ``GPT._init_weights``
 (``atari/mingpt/model_atari.py``): linear weights (the attention's input projection included)
 N(0, init_std²), their biases 0, LayerNorm weights 1 and biases 0, over the transformer blocks
@@ -29,8 +29,9 @@ the output layer and the action embedding get it too, and the timestep embedding
 script, whose embeddings and output layer lie outside its ``GPT2Model``) the timestep
 embedding keeps PyTorch's N(0, 1) and the return, action and state embeddings and the output
 layer PyTorch's defaults. The state encoder keeps PyTorch's defaults in both (in both
-scripts). ``init_std=None`` keeps PyTorch's defaults everywhere — and then every block starts
-as a copy of the first (``nn.TransformerEncoder`` clones its layer).
+scripts). ``init_std=None``, the default, keeps PyTorch's defaults everywhere (a difference
+from the authors' code: linear layers uniform in ±1/√fan-in, embeddings N(0, 1)) — and then
+every block starts as a copy of the first (``nn.TransformerEncoder`` clones its layer).
 
 Differences from the authors' code and CORL, deliberate: the transformer is PyTorch's
 ``TransformerEncoder`` (pre-norm, the same block as GPT-2, without GPT-2's own learned
@@ -114,7 +115,7 @@ class DecisionTransformerNet(nn.Module):
         it − 1; 1000 for MuJoCo).
     :param dropout: dropout of the embeddings, attention and feed-forward layers (0.1).
     :param init_std: GPT-2's initialisation with this standard deviation where the authors'
-        code applies it (see the module docstring); None: PyTorch's defaults.
+        code applies it (see the module docstring; theirs: 0.02); None: PyTorch's defaults.
     """
 
     def __init__(
@@ -129,7 +130,7 @@ class DecisionTransformerNet(nn.Module):
         context: int = 20,
         max_timestep: int = 1000,
         dropout: float = 0.1,
-        init_std: float | None = 0.02,
+        init_std: float | None = None,
     ) -> None:
         super().__init__()
         if hidden % heads:
