@@ -34,6 +34,7 @@ import dataclasses
 import importlib
 import json
 import os
+import site
 import statistics
 import subprocess
 import sys
@@ -392,21 +393,48 @@ def d3rlpy_python(path: str | None, *, create: bool, torch_version: str) -> str 
             if not create:
                 return None
             _create_venv(torch_version.split("+")[0])
+        _see_this_environment(DEFAULT_D3RLPY_VENV)
         path = str(python)
     probe = subprocess.run(
-        [path, "-c", "import d3rlpy, torch; print(d3rlpy.__version__, torch.__version__)"],
+        [
+            path,
+            "-c",
+            "import tianshou, d3rlpy, torch; print(d3rlpy.__version__, torch.__version__)",
+        ],
         capture_output=True,
         text=True,
     )
     found = probe.stdout.split()
     if probe.returncode != 0 or len(found) != 2:
-        raise WorkerError(f"{path}: cannot import d3rlpy and torch:\n{probe.stderr[-2000:]}")
+        raise WorkerError(
+            f"{path}: cannot import d3rlpy, torch and tianshou (its worker builds the "
+            f"settings with this package):\n{probe.stderr[-2000:]}"
+        )
     if found[0] != D3RLPY_VERSION or found[1].split("+")[0] != torch_version.split("+")[0]:
         raise WorkerError(
             f"{path}: found d3rlpy {found[0]} with torch {found[1]}; expected d3rlpy "
             f"{D3RLPY_VERSION} with torch {torch_version} (the same kernels on both sides)"
         )
     return path
+
+
+def _see_this_environment(venv: Path) -> None:
+    """Make ``venv`` see this environment's packages when this interpreter runs in a virtual
+    environment of its own: ``--system-site-packages`` only reaches the base interpreter's,
+    while the d3rlpy worker imports this package's settings (tianshou, gymnasium, h5py) from
+    here. A ``.pth`` file in ``venv``'s site-packages appends this environment's site-packages
+    to its path (after its own, so d3rlpy's requirements installed there come first; only the
+    path is added, so this environment's own ``.pth`` hooks such as an editable install's
+    finder do not run there). Rewritten on every use, so a venv made from another
+    environment follows the current one."""
+    if sys.prefix == sys.base_prefix:
+        return
+    here = [p for p in dict.fromkeys(site.getsitepackages()) if Path(p).is_dir()]
+    for lib in sorted((venv / "lib").glob("python*/site-packages")):
+        pth = lib / "_tianshou_offline_parent_env.pth"
+        text = "".join(f"{p}\n" for p in here)
+        if not pth.exists() or pth.read_text() != text:
+            pth.write_text(text)
 
 
 def _create_venv(torch_version: str) -> None:

@@ -569,3 +569,32 @@ def test_d3rlpy_dt_context_discrete_actions() -> None:
     p1 = float(torch.softmax(logits, dim=0)[1])  # 0.91: about 182 of 200
     assert abs(draws.count(1) / 200 - p1) < 0.06
     np.testing.assert_array_equal(seen[-1], [*map(float, draws[-3:-1]), 0.0])
+
+
+def test_d3rlpy_venv_sees_this_environments_packages(tmp_path: Path) -> None:
+    """The d3rlpy venv is made with ``--system-site-packages``, which reaches the *base*
+    interpreter's packages; when this interpreter runs in a venv of its own (as the README's
+    set-up does), its worker could not import tianshou (every d3rlpy job failed with
+    ModuleNotFoundError). ``_see_this_environment`` makes a venv see this environment's
+    site-packages after its own."""
+    import subprocess
+    import sys
+
+    from benchmarks._lib import peers
+
+    venv = tmp_path / "v"
+    subprocess.run(
+        [sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)],
+        check=True,
+    )
+    peers._see_this_environment(venv)
+    peers._see_this_environment(venv)  # idempotent
+    probe = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", "import h5py, gymnasium; print(h5py.__file__)"],
+        capture_output=True, text=True, cwd=tmp_path,
+    )  # fmt: skip
+    assert probe.returncode == 0, probe.stderr[-500:]
+    if sys.prefix != sys.base_prefix:  # the case the bug was: packages of this venv only
+        pth = list(venv.glob("lib/python*/site-packages/_tianshou_offline_parent_env.pth"))
+        assert len(pth) == 1
+        assert probe.stdout.startswith(tuple(pth[0].read_text().split()))
