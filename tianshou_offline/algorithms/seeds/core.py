@@ -172,6 +172,13 @@ def stack_parameters(params: Sequence[nn.Parameter]) -> nn.Parameter:
     return stacked
 
 
+def seed_sum(loss: torch.Tensor | None) -> torch.Tensor | None:
+    """A per-seed loss ``(K,)`` summed over the seeds (the seeds' parameters are disjoint, so
+    one backward of the sum is each seed's own); ``None`` (a fixed temperature) stays ``None``,
+    for :func:`~tianshou_offline.algorithms.gradient.joint_step`'s ``optional``."""
+    return None if loss is None else loss.sum()
+
+
 class SeedStack(nn.Module):
     """K modules of one architecture as one module whose parameters carry a leading seed
     dimension; calling it runs the modules' own ``forward`` for every seed at once

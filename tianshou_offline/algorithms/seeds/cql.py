@@ -19,8 +19,8 @@ from tianshou_offline.algorithms.continuous.cql import CQL, CalQLTransitions, CQ
 from tianshou_offline.algorithms.continuous.dataset import Transitions
 from tianshou_offline.algorithms.continuous.policies import gaussian_sample
 from tianshou_offline.algorithms.continuous.sac_n import soft_actor_losses
-from tianshou_offline.algorithms.core import GradientStep, joint_step
-from tianshou_offline.algorithms.seeds.core import SeedBatch, SeedBatchStats
+from tianshou_offline.algorithms.core import joint_step
+from tianshou_offline.algorithms.seeds.core import SeedBatch, SeedBatchStats, seed_sum
 
 __all__ = ["SeedCQL"]
 
@@ -134,15 +134,14 @@ class SeedCQL(SeedBatch[CQL[Any], Transitions, CQLTrainingStats]):
         critic_loss = td_loss + penalty.sum(dim=1)  # (K,)
 
         # one backward for all losses (disjoint parameters), then every optimizer steps
-        total = critic_loss.sum() + actor_loss.sum()
-        steps: list[GradientStep] = [self.critic_optim, self.actor_optim]
-        if alpha_loss is not None and self.alpha_optim is not None:
-            total = total + alpha_loss.sum()
-            steps.append(self.alpha_optim)
-        if cql_alpha_loss is not None and self.cql_alpha_optim is not None:
-            total = total + cql_alpha_loss.sum()
-            steps.append(self.cql_alpha_optim)
-        joint_step(total, steps)
+        joint_step(
+            critic_loss.sum() + actor_loss.sum(),
+            [self.critic_optim, self.actor_optim],
+            [
+                (seed_sum(alpha_loss), self.alpha_optim),
+                (seed_sum(cql_alpha_loss), self.cql_alpha_optim),
+            ],
+        )
         # 5. targets
         self._update_targets(self.tau)
 

@@ -24,8 +24,8 @@ from tianshou_offline.algorithms.continuous.lb_sac import LBSAC
 from tianshou_offline.algorithms.continuous.nets import CriticEnsemble
 from tianshou_offline.algorithms.continuous.policies import gaussian_sample
 from tianshou_offline.algorithms.continuous.sac_n import SACN, SACNTrainingStats, soft_actor_losses
-from tianshou_offline.algorithms.core import GradientStep, OfflineAlgorithmCore, joint_step
-from tianshou_offline.algorithms.seeds.core import SeedBatch, SeedBatchStats
+from tianshou_offline.algorithms.core import OfflineAlgorithmCore, joint_step
+from tianshou_offline.algorithms.seeds.core import SeedBatch, SeedBatchStats, seed_sum
 
 __all__ = ["SeedEDAC", "SeedLBSAC", "SeedSACN"]
 
@@ -93,12 +93,11 @@ class SeedSACN(SeedBatch[SACN[Any], Transitions, SACNTrainingStats]):
         if regularizer is not None:
             critic_loss = critic_loss + regularizer[0]
 
-        total = critic_loss.sum() + actor_loss.sum()
-        steps: list[GradientStep] = [self.critic_optim, self.actor_optim]
-        if alpha_loss is not None and self.alpha_optim is not None:
-            total = total + alpha_loss.sum()
-            steps.append(self.alpha_optim)
-        joint_step(total, steps)
+        joint_step(
+            critic_loss.sum() + actor_loss.sum(),
+            [self.critic_optim, self.actor_optim],
+            [(seed_sum(alpha_loss), self.alpha_optim)],
+        )
         # 4. targets
         self._update_targets(self.tau)
 
