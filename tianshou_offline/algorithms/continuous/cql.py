@@ -90,7 +90,7 @@ from typing_extensions import TypeVar
 
 from tianshou_offline.algorithms.config import ContinuousTDConfig, adam, box_dims
 from tianshou_offline.algorithms.continuous.base import OfflineAlgorithmBase
-from tianshou_offline.algorithms.continuous.dataset import Transitions, extended
+from tianshou_offline.algorithms.continuous.dataset import Transitions, extended, preprocessed
 from tianshou_offline.algorithms.continuous.nets import CriticEnsemble, GaussianActor
 from tianshou_offline.algorithms.continuous.policies import GaussianPolicy, gaussian_sample
 from tianshou_offline.algorithms.continuous.sac_n import soft_actor_losses
@@ -460,12 +460,9 @@ class CQL(OfflineAlgorithmBase[GaussianPolicy, TCQLStats]):
         b = super()._as_transitions(batch)
         if isinstance(b, CalQLTransitions) or not self.calibrated:
             return b
-        if isinstance(batch, Transitions) or "mc_return" not in batch.get_keys():
-            raise ValueError(
-                "CQL(calibrated=True): this batch holds no return-to-go (mc_return); train "
-                "with algorithm.update(buffer, batch_size) / OfflineTrainer, or attach it with "
-                "algorithm._preprocess_batch(batch, buffer, indices)"
-            )
+        batch = preprocessed(
+            batch, "mc_return", "CQL(calibrated=True): this batch holds no return-to-go"
+        )
         mc = torch.as_tensor(np.asarray(batch.mc_return, dtype=np.float32), device=b.rew.device)
         return extended(b, CalQLTransitions, mc_return=mc.reshape(-1))
 

@@ -13,6 +13,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 from tianshou.data import ReplayBuffer
+from tianshou.data.types import RolloutBatchProtocol
 from typing_extensions import TypeVar
 
 from tianshou_offline.algorithms.continuous.policies import ContinuousPolicy
@@ -26,7 +27,7 @@ from tianshou_offline.algorithms.core import (
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ColumnsDataset", "TransitionDataset", "Transitions", "extended"]
+__all__ = ["ColumnsDataset", "TransitionDataset", "Transitions", "extended", "preprocessed"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +66,23 @@ def extended(
         terminated=b.terminated,
         **extra,
     )
+
+
+def preprocessed(
+    batch: RolloutBatchProtocol | Transitions, key: str, missing: str
+) -> RolloutBatchProtocol:
+    """``batch``, a Tianshou numpy batch that holds ``key`` (a field the algorithm's
+    ``_preprocess_batch`` attaches).
+
+    :param missing: the error's start: who needs ``key`` and what it holds.
+    :raises ValueError: ``batch`` is a :class:`Transitions` or has no ``key``.
+    """
+    if isinstance(batch, Transitions) or key not in batch.get_keys():
+        raise ValueError(
+            f"{missing}; train with algorithm.update(buffer, batch_size) / OfflineTrainer, or "
+            f"attach {key} with algorithm._preprocess_batch(batch, buffer, indices)"
+        )
+    return batch
 
 
 @dataclass(frozen=True, slots=True)

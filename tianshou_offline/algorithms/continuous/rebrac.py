@@ -70,7 +70,12 @@ from tianshou.data.types import RolloutBatchProtocol
 from typing_extensions import TypeVar
 
 from tianshou_offline.algorithms.config import adam, box_dims
-from tianshou_offline.algorithms.continuous.dataset import TransitionDataset, Transitions, extended
+from tianshou_offline.algorithms.continuous.dataset import (
+    TransitionDataset,
+    Transitions,
+    extended,
+    preprocessed,
+)
 from tianshou_offline.algorithms.continuous.nets import CriticEnsemble, DeterministicActor
 from tianshou_offline.algorithms.continuous.policies import ContinuousPolicy, DeterministicPolicy
 from tianshou_offline.algorithms.continuous.streaming import CHUNK, StreamingTransitionDataset
@@ -435,12 +440,11 @@ class ReBRAC(TD3Base[TReBRACStats]):
         """
         if isinstance(batch, NextActionTransitions):
             return batch
-        if isinstance(batch, Transitions) or "n_step_act_next" not in batch.get_keys():
-            raise ValueError(
-                "ReBRAC: the batch holds no next dataset actions (its critic penalty needs "
-                "a' at s'); train with algorithm.update(buffer, batch_size) / OfflineTrainer, "
-                "or attach them with algorithm._preprocess_batch(batch, buffer, indices)"
-            )
+        batch = preprocessed(
+            batch,
+            "n_step_act_next",
+            "ReBRAC: the batch holds no next dataset actions (its critic penalty needs a' at s')",
+        )
         base = super()._as_transitions(batch)
         policy = self.policy
         act_next = np.asarray(
