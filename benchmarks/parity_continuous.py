@@ -86,7 +86,6 @@ from benchmarks._lib.parity_continuous_sides import (
     expert_buffers,
     normalized_obs_copy,
 )
-from benchmarks._lib.stats import diff_cell, mean_std
 from tianshou_offline.algorithms import TransitionDataset
 
 BENCHMARK = "parity_continuous"
@@ -296,29 +295,26 @@ LABELS = {"il": "IL (BC)", "bcq": "BCQ", "cql": "CQL", "td3bc": "TD3+BC", "crr":
 
 
 def format_table(runs: Sequence[Run]) -> str:
-    rows = [
-        "| algorithm | ours: final | Tianshou: final | difference "
-        "| ours: last 3 epochs | Tianshou: last 3 epochs | difference "
-        "| ours: best epoch | Tianshou: best epoch | difference | seeds |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for name in LABELS:
-        ours, ts = parity.sides(runs, name)
-        if not ours:
-            continue
-        paired = [r.seed for r in ours] == [r.seed for r in ts]
-        cells = []
-        for metric in ("final_return", "last3_return", "best_return"):
-            a = [getattr(r, metric) for r in ours]
-            b = [getattr(r, metric) for r in ts]
-            cells += [mean_std(a), mean_std(b), diff_cell(a, b, paired) if b else "—"]
-        rows.append(f"| {LABELS[name]} | " + " | ".join(cells) + f" | {len(ours)} |")
-    return "\n".join(rows)
+    """The final policy, the mean of the last three epochs' returns and the best epoch, each
+    side's and their difference (paired over seeds when both sides ran the same seeds)."""
+    return parity.format_table(runs, LABELS, COLUMNS, both_sides=False)
+
+
+COLUMNS: list[parity.Column] = [
+    ("final", lambda r: r.final_return, True),
+    ("last 3 epochs", lambda r: r.last3_return, True),
+    ("best epoch", lambda r: r.best_return, True),
+]
 
 
 def pairing_summary(runs: Sequence[Run]) -> str:
     """In how many (algorithm, seed) pairs both sides trained on the same mini-batches."""
     return parity.pairing_summary(runs, lambda r: r.batch_digest)
+
+
+def summary(runs: Sequence[Run]) -> str:
+    """The table, then the pairing line."""
+    return f"{format_table(runs)}\n{pairing_summary(runs)}"
 
 
 def _block(record: Mapping[str, Any]) -> str:
@@ -371,9 +367,8 @@ def main(argv: list[str] | None = None) -> list[Run]:
         report.show_kept(args, BENCHMARK, functools.partial(report.per_result, render=_block))
         return []
     if args.table_from:
-        loaded = [Run(**r) for f in args.table_from for r in json.loads(f.read_text())]
-        print(format_table(loaded))
-        print(pairing_summary(loaded))
+        loaded = parity.load_runs(args.table_from, Run)
+        print(summary(loaded))
         return loaded
     torch.set_num_threads(args.threads)
     load = results.LoadMonitor().start()
@@ -433,8 +428,7 @@ def main(argv: list[str] | None = None) -> list[Run]:
                 if args.json:
                     args.json.write_text(json.dumps([asdict(x) for x in runs], indent=2))
     print()
-    print(format_table(runs))
-    print(pairing_summary(runs))
+    print(summary(runs))
     load.stop()
     variants = ["bcq-net"] if args.tianshou_bcq_net else []
     settings = {k: v for k, v in vars(args).items() if k in SETTINGS}

@@ -71,7 +71,6 @@ from tianshou.trainer import OfflineTrainerParams
 from benchmarks._lib import parity, report, results
 from benchmarks._lib.experts.cartpole import TASK, cached_expert_file
 from benchmarks._lib.sides_discrete import ALGORITHMS, CARTPOLE, build_ours, build_tianshou
-from benchmarks._lib.stats import diff_cell, mean_std
 from tianshou_offline import load_buffer
 
 BENCHMARK = "parity_discrete"
@@ -224,34 +223,25 @@ def format_table(runs: Sequence[Run]) -> str:
     mean of the last three epochs' evaluations (less sensitive to where the last update
     happened to leave the weights), and the best epoch (as Tianshou's tests). Differences are
     paired over seeds when both sides ran the same seeds."""
-    rows = [
-        "| algorithm | ours: final | Tianshou: final | difference "
-        "| ours: last 3 epochs | Tianshou: last 3 epochs | difference "
-        "| ours: best epoch | Tianshou: best epoch | seeds |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for name in ALGORITHMS:
-        ours, ts = parity.sides(runs, name)
-        if not ours or not ts:
-            continue
-        paired = [r.seed for r in ours] == [r.seed for r in ts]
-        rows.append(
-            f"| {LABELS[name][0]} vs {LABELS[name][1]} "
-            f"| {mean_std([r.final_return for r in ours])} "
-            f"| {mean_std([r.final_return for r in ts])} "
-            f"| {diff_cell([r.final_return for r in ours], [r.final_return for r in ts], paired)} "
-            f"| {mean_std([_last3(r) for r in ours])} "
-            f"| {mean_std([_last3(r) for r in ts])} "
-            f"| {diff_cell([_last3(r) for r in ours], [_last3(r) for r in ts], paired)} "
-            f"| {mean_std([r.best_return for r in ours])} "
-            f"| {mean_std([r.best_return for r in ts])} | {len(ours)} |"
-        )
-    return "\n".join(rows)
+    labels = {name: f"{LABELS[name][0]} vs {LABELS[name][1]}" for name in ALGORITHMS}
+    return parity.format_table(runs, labels, COLUMNS, both_sides=True)
+
+
+COLUMNS: list[parity.Column] = [
+    ("final", lambda r: r.final_return, True),
+    ("last 3 epochs", _last3, True),
+    ("best epoch", lambda r: r.best_return, False),
+]
 
 
 def pairing_summary(runs: Sequence[Run]) -> str:
     """In how many (algorithm, seed) pairs both sides trained on the same mini-batches."""
     return parity.pairing_summary(runs, lambda r: r.rng_check)
+
+
+def summary(runs: Sequence[Run]) -> str:
+    """The table, then the pairing line."""
+    return f"{format_table(runs)}\n{pairing_summary(runs)}"
 
 
 def _block(record: Mapping[str, Any]) -> str:
@@ -325,9 +315,8 @@ def main(argv: Sequence[str] | None = None) -> list[Run]:
     if len(args.seeds) < 3:
         p.error("use at least 3 seeds")
     if args.table_from:
-        combined = [Run(**r) for f in args.table_from for r in json.loads(Path(f).read_text())]
-        print(format_table(combined))
-        print(pairing_summary(combined))
+        combined = parity.load_runs(args.table_from, Run)
+        print(summary(combined))
         return combined
     torch.set_num_threads(args.threads)
     load = results.LoadMonitor().start()
@@ -366,8 +355,7 @@ def main(argv: Sequence[str] | None = None) -> list[Run]:
                     flush=True,
                 )
     print()
-    print(format_table(runs))
-    print(pairing_summary(runs))
+    print(summary(runs))
     if args.json:
         with open(args.json, "w") as f:
             json.dump([asdict(r) for r in runs], f, indent=2)

@@ -1,15 +1,22 @@
 """What the return-parity benchmarks (``parity_continuous.py``, ``parity_discrete.py``)
-share: the check that paired runs really trained on the same mini-batches, and how a run is
-kept (their statistics are :mod:`benchmarks._lib.stats`)."""
+share: the table of both sides' returns, the check that paired runs really trained on the
+same mini-batches, and how a run is kept (their statistics are :mod:`benchmarks._lib.stats`)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from benchmarks._lib import report, results
+from benchmarks._lib.stats import diff_cell, mean_std
+
+T = TypeVar("T")
+
+Column = tuple[str, Callable[[Any], float], bool]
+"""A metric of the table: its title, its value in a run, whether a difference column follows."""
 
 
 def pairing_summary(runs: Sequence[Any], stream_id: Callable[[Any], object]) -> str:
@@ -40,6 +47,47 @@ def sides(runs: Sequence[Any], algorithm: str) -> tuple[list[Any], list[Any]]:
         return sorted(mine, key=lambda r: r.seed)
 
     return side("ours"), side("tianshou")
+
+
+def format_table(
+    runs: Sequence[Any],
+    labels: Mapping[str, str],
+    columns: Sequence[Column],
+    *,
+    both_sides: bool,
+) -> str:
+    """The Markdown table of both sides' returns: a row per algorithm of ``labels`` (its
+    label, in this order) that has runs of ours, and for each of ``columns`` the mean ± SD
+    over seeds of each side, then (where the column asks for it) the difference of the means,
+    paired over seeds when both sides ran the same seeds.
+
+    :param both_sides: leave out an algorithm without Tianshou runs (else its Tianshou cells
+        are ``—``).
+    """
+    head, align = "| algorithm ", "|---"
+    for title, _, difference in columns:
+        head += f"| ours: {title} | Tianshou: {title} " + ("| difference " if difference else "")
+        align += "|---:|---:" + ("|---:" if difference else "")
+    rows = [head + "| seeds |", align + "|---:|"]
+    for name, label in labels.items():
+        ours, ts = sides(runs, name)
+        if not ours or (both_sides and not ts):
+            continue
+        paired = [r.seed for r in ours] == [r.seed for r in ts]
+        cells = []
+        for _, value, difference in columns:
+            a = [value(r) for r in ours]
+            b = [value(r) for r in ts]
+            cells += [mean_std(a), mean_std(b)]
+            if difference:
+                cells.append(diff_cell(a, b, paired) if b else "—")
+        rows.append(f"| {label} | " + " | ".join(cells) + f" | {len(ours)} |")
+    return "\n".join(rows)
+
+
+def load_runs(files: Sequence[str | Path], run_type: Callable[..., T]) -> list[T]:
+    """The runs of earlier ``--json`` files (lists of runs as dicts), in file order."""
+    return [run_type(**r) for f in files for r in json.loads(Path(f).read_text())]
 
 
 def result_name(
