@@ -24,7 +24,6 @@ Usage: ``python -m benchmarks.atari_memory [--steps 1000000] [--workdir DIR] [--
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import os
 import resource
@@ -224,9 +223,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = p.parse_args(argv)
     if args.table_only or args.readme:
-        return report.show_kept(
-            args, BENCHMARK, functools.partial(report.per_result, render=_block), missed_targets
-        )
+        return report.show_blocks(args, BENCHMARK, _block, missed_targets)
     if args.child:
         result = measure(args.file, args.child, args.updates, args.threads, args.with_tensorflow)
         print("RESULT " + json.dumps(result))

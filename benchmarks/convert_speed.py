@@ -451,9 +451,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = p.parse_args(argv)
     if args.table_only or args.readme:
-        return report.show_kept(
-            args, BENCHMARK, partial(report.per_result, render=_block), missed_targets
-        )
+        return report.show_blocks(args, BENCHMARK, _block, missed_targets)
     if args._memprobe:
         memprobe(*args._memprobe)
         return 0

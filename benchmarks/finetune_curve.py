@@ -32,9 +32,7 @@ import tianshou_offline.cli._no_tensorflow  # noqa: F401  (first: keeps TensorFl
 # isort: split
 
 import argparse
-import functools
 import json
-import logging
 import sys
 import time
 from collections.abc import Mapping
@@ -230,12 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     report.add_arguments(parser, table=True)
     args = parser.parse_args(argv)
     if args.table_only or args.readme:
-        return report.show_kept(
-            args, BENCHMARK, functools.partial(report.per_result, render=_block)
-        )
-    logging.basicConfig(level=logging.WARNING)
-    torch.set_num_threads(args.threads)
-    load = results.LoadMonitor().start()
+        return report.show_blocks(args, BENCHMARK, _block)
+    load = report.start_run(args.threads)
     start = time.perf_counter()
     data, data_return = scripted_data(args.episodes, args.data_noise, seed=0)
     print(

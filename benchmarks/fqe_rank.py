@@ -30,9 +30,7 @@ import tianshou_offline.cli._no_tensorflow  # noqa: F401  (first: keeps TensorFl
 # isort: split
 
 import argparse
-import functools
 import json
-import logging
 import sys
 import tempfile
 import time
@@ -148,12 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     report.add_arguments(parser, table=True)
     args = parser.parse_args(argv)
     if args.table_only or args.readme:
-        return report.show_kept(
-            args, BENCHMARK, functools.partial(report.per_result, render=_block)
-        )
-    logging.basicConfig(level=logging.WARNING)
-    torch.set_num_threads(args.threads)
-    load = results.LoadMonitor().start()
+        return report.show_blocks(args, BENCHMARK, _block)
+    load = report.start_run(args.threads)
     torch.manual_seed(args.seed)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:

@@ -58,7 +58,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import functools
 import hashlib
 import json
 import time
@@ -307,14 +306,15 @@ COLUMNS: list[parity.Column] = [
 ]
 
 
-def pairing_summary(runs: Sequence[Run]) -> str:
-    """In how many (algorithm, seed) pairs both sides trained on the same mini-batches."""
-    return parity.pairing_summary(runs, lambda r: r.batch_digest)
+def _stream(run: Run) -> str | None:
+    """The digest of the mini-batches ``run`` trained on (both sides of a pair: the same)."""
+    return run.batch_digest
 
 
 def summary(runs: Sequence[Run]) -> str:
-    """The table, then the pairing line."""
-    return f"{format_table(runs)}\n{pairing_summary(runs)}"
+    """The table, then in how many (algorithm, seed) pairs both sides trained on the same
+    mini-batches."""
+    return parity.summary(runs, format_table, _stream)
 
 
 def _block(record: Mapping[str, Any]) -> str:
@@ -326,7 +326,7 @@ def _block(record: Mapping[str, Any]) -> str:
         f"{format_table(runs)}\n\n_Pendulum-v1 SAC expert, hidden {st['hidden']}, batch 256, "
         f"{st['epochs']} × {st['steps']} gradient steps, final return over "
         f"{st['eval_episodes']} episodes; seeds {', '.join(map(str, record['seeds']))}{bcq}; "
-        f"{pairing_summary(runs)}; {results.conditions(record)}._"
+        f"{parity.pairing_summary(runs, _stream)}; {results.conditions(record)}._"
     )
 
 
@@ -363,13 +363,8 @@ def main(argv: list[str] | None = None) -> list[Run]:
     )
     report.add_arguments(parser, table=True)
     args = parser.parse_args(argv)
-    if args.table_only or args.readme:
-        report.show_kept(args, BENCHMARK, functools.partial(report.per_result, render=_block))
-        return []
-    if args.table_from:
-        loaded = parity.load_runs(args.table_from, Run)
-        print(summary(loaded))
-        return loaded
+    if (shown := parity.shown(args, BENCHMARK, _block, Run, summary)) is not None:
+        return shown
     torch.set_num_threads(args.threads)
     load = results.LoadMonitor().start()
     names = [n.strip() for n in args.algorithms.split(",") if n.strip()]

@@ -51,7 +51,6 @@ Usage: ``python -m benchmarks.parity_discrete [--seeds 0 1 2] [--algorithms il c
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import statistics
 import sys
@@ -234,14 +233,15 @@ COLUMNS: list[parity.Column] = [
 ]
 
 
-def pairing_summary(runs: Sequence[Run]) -> str:
-    """In how many (algorithm, seed) pairs both sides trained on the same mini-batches."""
-    return parity.pairing_summary(runs, lambda r: r.rng_check)
+def _stream(run: Run) -> int | None:
+    """A draw of torch's generator after ``run``'s training (both sides of a pair: the same)."""
+    return run.rng_check
 
 
 def summary(runs: Sequence[Run]) -> str:
-    """The table, then the pairing line."""
-    return f"{format_table(runs)}\n{pairing_summary(runs)}"
+    """The table, then in how many (algorithm, seed) pairs both sides trained on the same
+    mini-batches."""
+    return parity.summary(runs, format_table, _stream)
 
 
 def _block(record: Mapping[str, Any]) -> str:
@@ -254,7 +254,7 @@ def _block(record: Mapping[str, Any]) -> str:
         f"{format_table(runs)}\n\n_CartPole-v1 QR-DQN expert{target}; {st['epochs']} × "
         f"{st['updates']} gradient steps, {st['episodes']} test episodes per epoch, final "
         f"return over {st['final_episodes']} episodes; seeds "
-        f"{', '.join(map(str, record['seeds']))}; {pairing_summary(runs)}; "
+        f"{', '.join(map(str, record['seeds']))}; {parity.pairing_summary(runs, _stream)}; "
         f"{results.conditions(record)}._"
     )
 
@@ -309,15 +309,10 @@ def main(argv: Sequence[str] | None = None) -> list[Run]:
     )
     report.add_arguments(p, table=True)
     args = p.parse_args(argv)
-    if args.table_only or args.readme:
-        report.show_kept(args, BENCHMARK, functools.partial(report.per_result, render=_block))
-        return []
+    if (shown := parity.shown(args, BENCHMARK, _block, Run, summary)) is not None:
+        return shown
     if len(args.seeds) < 3:
         p.error("use at least 3 seeds")
-    if args.table_from:
-        combined = parity.load_runs(args.table_from, Run)
-        print(summary(combined))
-        return combined
     torch.set_num_threads(args.threads)
     load = results.LoadMonitor().start()
     data = cached_expert_file(args.data_dir)

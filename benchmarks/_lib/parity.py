@@ -4,6 +4,7 @@ same mini-batches, and how a run is kept (their statistics are :mod:`benchmarks.
 
 from __future__ import annotations
 
+import argparse
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
@@ -85,9 +86,34 @@ def format_table(
     return "\n".join(rows)
 
 
-def load_runs(files: Sequence[str | Path], run_type: Callable[..., T]) -> list[T]:
-    """The runs of earlier ``--json`` files (lists of runs as dicts), in file order."""
-    return [run_type(**r) for f in files for r in json.loads(Path(f).read_text())]
+def summary(
+    runs: Sequence[Any],
+    table: Callable[[Sequence[Any]], str],
+    stream_id: Callable[[Any], object],
+) -> str:
+    """``table(runs)``, then the :func:`pairing_summary` line."""
+    return f"{table(runs)}\n{pairing_summary(runs, stream_id)}"
+
+
+def shown(
+    args: argparse.Namespace,
+    benchmark: str,
+    block: Callable[[Mapping[str, Any]], str],
+    run_type: Callable[..., T],
+    show: Callable[[Sequence[T]], str],
+) -> list[T] | None:
+    """What a parity benchmark prints instead of running: with ``--table-only``/``--readme``
+    its kept results (:func:`~benchmarks._lib.report.show_blocks` of ``block``; returns no
+    runs), with ``--table-from`` ``show`` of the runs of those earlier ``--json`` files (lists
+    of runs as dicts, in file order; returns them); None when it is to run."""
+    if args.table_only or args.readme:
+        report.show_blocks(args, benchmark, block)
+        return []
+    if args.table_from:
+        loaded = [run_type(**r) for f in args.table_from for r in json.loads(Path(f).read_text())]
+        print(show(loaded))
+        return loaded
+    return None
 
 
 def result_name(

@@ -1,9 +1,11 @@
-"""The command-line options every benchmark with a target or a README table shares, and the
-exit status of ``--check``."""
+"""The command-line options every benchmark with a target or a README table shares, the
+exit status of ``--check``, and the start of a measuring run."""
 
 from __future__ import annotations
 
 import argparse
+import functools
+import logging
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -63,6 +65,27 @@ def per_result(
     """A generated section of one block per kept result (``render(record)``), then the
     results' :func:`~benchmarks._lib.results.provenance_line`."""
     return "\n\n".join([*map(render, records), results.provenance_line(records)])
+
+
+def show_blocks(
+    args: argparse.Namespace,
+    benchmark: str,
+    render: Callable[[Mapping[str, Any]], str],
+    missed_targets: Callable[[list[dict[str, Any]]], list[str]] | None = None,
+) -> int:
+    """:func:`show_kept` of a benchmark whose section is one block per kept result
+    (:func:`per_result` with ``render``)."""
+    return show_kept(args, benchmark, functools.partial(per_result, render=render), missed_targets)
+
+
+def start_run(threads: int) -> results.LoadMonitor:
+    """The start of a measuring run in this process: warnings-only logging, ``threads``
+    torch threads, and the machine's load monitored from now on."""
+    import torch
+
+    logging.basicConfig(level=logging.WARNING)
+    torch.set_num_threads(threads)
+    return results.LoadMonitor().start()
 
 
 def kept_section(benchmark: str, render: Callable[[Mapping[str, Any]], str]) -> str:
