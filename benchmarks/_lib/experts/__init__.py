@@ -1,4 +1,4 @@
-"""Caching and the command line shared by the expert-data gatherers
+"""Caching, seeding and the command line shared by the expert-data gatherers
 (:mod:`.cartpole`, :mod:`.pendulum`)."""
 
 from __future__ import annotations
@@ -10,13 +10,33 @@ import random
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from filelock import FileLock
 
+if TYPE_CHECKING:
+    from tianshou.env import DummyVectorEnv
+
 Gather = Callable[[Path], Path]
+
+
+def seeded_envs(task: str, seed: int, num: int = 10) -> tuple[DummyVectorEnv, DummyVectorEnv]:
+    r"""``num`` training and ``num`` test environments of ``task`` (Tianshou
+    ``DummyVectorEnv``\ s), after seeding numpy's and torch's global generators with
+    ``seed``; the training environments are seeded with ``seed``, the test ones with
+    ``seed + 100``."""
+    import gymnasium as gym
+    from tianshou.env import DummyVectorEnv
+
+    train_envs = DummyVectorEnv([lambda: gym.make(task) for _ in range(num)])
+    test_envs = DummyVectorEnv([lambda: gym.make(task) for _ in range(num)])
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    train_envs.seed(seed)
+    test_envs.seed(seed + 100)
+    return train_envs, test_envs
 
 
 def cached_file(directory: str | os.PathLike[str], file_name: str, gather: Gather) -> Path:
@@ -39,6 +59,18 @@ def cached_file(directory: str | os.PathLike[str], file_name: str, gather: Gathe
             with global_generators_kept():
                 gather(path)
     return path
+
+
+def cached_getter(file_name: str, gather: Gather) -> Callable[[str | os.PathLike[str]], Path]:
+    """A gatherer's ``cached_expert_file(directory)``: :func:`cached_file` of ``file_name``,
+    gathered with ``gather`` when it does not exist yet."""
+
+    def cached_expert_file(directory: str | os.PathLike[str]) -> Path:
+        """The expert file in ``directory`` (or in ``$TIANSHOU_OFFLINE_EXPERT_CACHE`` when
+        set), gathered first if it does not exist yet."""
+        return cached_file(directory, file_name, gather)
+
+    return cached_expert_file
 
 
 @contextlib.contextmanager

@@ -19,16 +19,19 @@ import time
 from pathlib import Path
 
 import gymnasium as gym
-import numpy as np
-import torch
 from tianshou.algorithm.modelfree.qrdqn import QRDQN, QRDQNPolicy
 from tianshou.algorithm.optim import AdamOptimizerFactory
 from tianshou.data import Collector, CollectStats, VectorReplayBuffer
-from tianshou.env import DummyVectorEnv
 from tianshou.trainer import OffPolicyTrainerParams
 from tianshou.utils.net.common import Net
 
-from benchmarks._lib.experts import cached_file, check_expert, save_expert, script_main
+from benchmarks._lib.experts import (
+    cached_getter,
+    check_expert,
+    save_expert,
+    script_main,
+    seeded_envs,
+)
 
 log = logging.getLogger(__name__)
 
@@ -53,12 +56,7 @@ def gather(path: str | os.PathLike[str], *, seed: int = 1, num_steps: int = NUM_
     t0 = time.perf_counter()
     env = gym.make(TASK)
     assert isinstance(env.action_space, gym.spaces.Discrete)
-    train_envs = DummyVectorEnv([lambda: gym.make(TASK) for _ in range(10)])
-    test_envs = DummyVectorEnv([lambda: gym.make(TASK) for _ in range(10)])
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    train_envs.seed(seed)
-    test_envs.seed(seed + 100)
+    train_envs, test_envs = seeded_envs(TASK, seed)
 
     num_quantiles = 200
     net = Net(
@@ -143,10 +141,7 @@ def gather(path: str | os.PathLike[str], *, seed: int = 1, num_steps: int = NUM_
     return out
 
 
-def cached_expert_file(directory: str | os.PathLike[str]) -> Path:
-    """The expert file in ``directory`` (or in ``$TIANSHOU_OFFLINE_EXPERT_CACHE`` when set),
-    gathered first if it does not exist yet."""
-    return cached_file(directory, FILE_NAME, gather)
+cached_expert_file = cached_getter(FILE_NAME, gather)
 
 
 if __name__ == "__main__":

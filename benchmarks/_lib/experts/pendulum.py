@@ -19,17 +19,21 @@ from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
-import torch
 from tianshou.algorithm.modelfree.sac import SAC, AutoAlpha, SACPolicy, SACTrainingStats
 from tianshou.algorithm.optim import AdamOptimizerFactory
 from tianshou.data import Collector, CollectStats, VectorReplayBuffer
-from tianshou.env import DummyVectorEnv
 from tianshou.trainer import OffPolicyTrainerParams
 from tianshou.utils.net.common import Net
 from tianshou.utils.net.continuous import ContinuousActorProbabilistic, ContinuousCritic
 from tianshou.utils.torch_utils import policy_within_training_step
 
-from benchmarks._lib.experts import cached_file, check_expert, save_expert, script_main
+from benchmarks._lib.experts import (
+    cached_getter,
+    check_expert,
+    save_expert,
+    script_main,
+    seeded_envs,
+)
 
 log = logging.getLogger(__name__)
 
@@ -50,12 +54,7 @@ def gather(path: str | os.PathLike[str], *, seed: int = 0, num_steps: int = NUM_
     assert isinstance(env.action_space, gym.spaces.Box)
     obs_shape = env.observation_space.shape or (3,)
     act_shape = env.action_space.shape or (1,)
-    train_envs = DummyVectorEnv([lambda: gym.make(TASK) for _ in range(10)])
-    test_envs = DummyVectorEnv([lambda: gym.make(TASK) for _ in range(10)])
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    train_envs.seed(seed)
-    test_envs.seed(seed + 100)
+    train_envs, test_envs = seeded_envs(TASK, seed)
 
     hidden = [128, 128]
     actor = ContinuousActorProbabilistic(
@@ -142,10 +141,7 @@ def gather(path: str | os.PathLike[str], *, seed: int = 0, num_steps: int = NUM_
     return out
 
 
-def cached_expert_file(directory: str | os.PathLike[str]) -> Path:
-    """The expert file in ``directory`` (or in ``$TIANSHOU_OFFLINE_EXPERT_CACHE`` when set),
-    gathered first if it does not exist yet."""
-    return cached_file(directory, FILE_NAME, gather)
+cached_expert_file = cached_getter(FILE_NAME, gather)
 
 
 if __name__ == "__main__":
