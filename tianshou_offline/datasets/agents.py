@@ -104,10 +104,18 @@ class OnlineAgent(ABC):
     start_steps: int
     updates_per_step: float
 
-    def __init__(self, observation_space: gym.spaces.Box, action_space: gym.Space[Any]) -> None:
+    def __init__(
+        self,
+        observation_space: gym.spaces.Box,
+        action_space: gym.Space[Any],
+        params: SACParams | DQNParams,
+    ) -> None:
         self.observation_space = observation_space
         self.action_space = action_space
         self.obs_shape = tuple(int(x) for x in observation_space.shape)
+        self.batch_size = params.batch_size
+        self.start_steps = params.start_steps
+        self.updates_per_step = params.updates_per_step
 
     @abstractmethod
     def random_action(self, rng: np.random.Generator) -> tuple[np.ndarray, Any]:
@@ -179,11 +187,8 @@ class SACAgent(OnlineAgent):
     def __init__(
         self, observation_space: gym.spaces.Box, action_space: gym.spaces.Box, params: SACParams
     ) -> None:
-        super().__init__(observation_space, action_space)
+        super().__init__(observation_space, action_space, params)
         self.hp = params
-        self.batch_size = params.batch_size
-        self.start_steps = params.start_steps
-        self.updates_per_step = params.updates_per_step
         obs_dim = int(np.prod(self.obs_shape))
         act_dim = int(np.prod(action_space.shape))
         hidden = list(params.hidden_sizes)
@@ -300,11 +305,8 @@ class DQNAgent(OnlineAgent):
         params: DQNParams,
         budget: int,
     ) -> None:
-        super().__init__(observation_space, action_space)
+        super().__init__(observation_space, action_space, params)
         self.hp = params
-        self.batch_size = params.batch_size
-        self.start_steps = params.start_steps
-        self.updates_per_step = params.updates_per_step
         self.num_actions = int(action_space.n)
         self.start = int(action_space.start)
         self.decay_steps = max(1, int(params.eps_decay_fraction * budget))
