@@ -44,7 +44,12 @@ from tianshou.algorithm.optim import OptimizerFactory
 from tianshou.data.types import RolloutBatchProtocol
 from typing_extensions import TypeVar
 
-from tianshou_offline.algorithms.config import DiscreteTDConfig, adam, discrete_actions
+from tianshou_offline.algorithms.config import (
+    DiscreteTDConfig,
+    adam,
+    discrete_actions,
+    param_default,
+)
 from tianshou_offline.algorithms.deferred import OfflineTrainingStats
 from tianshou_offline.algorithms.discrete.base import DiscreteOfflineAlgorithm
 from tianshou_offline.algorithms.discrete.dataset import DiscreteTransitions
@@ -186,7 +191,7 @@ class DiscreteCQLConfig(DiscreteTDConfig):
 
     name: ClassVar[str] = "cql"
 
-    num_quantiles: int = 200
+    num_quantiles: int = param_default(QuantileQNet, "num_quantiles")
     """N, quantiles of the QR-DQN head"""
     min_q_weight: float = 10.0
     """w, the weight of the conservative term"""
