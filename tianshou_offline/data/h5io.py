@@ -113,7 +113,7 @@ def _preallocate(f: h5py.File, nbytes: int) -> bool:
 
     ``fallocate(FALLOC_FL_KEEP_SIZE)``: the file's size does not change (libhdf5 sees
     nothing), but the buffered writes that follow find their blocks allocated instead of
-    reserving them page by page (ext4 delayed allocation: ~15% of the cost of writing).
+    reserving them page by page (ext4's delayed allocation, a share of the cost of writing).
     Best effort: returns False where unsupported (other systems, file systems, drivers).
     Blocks left unused past the end are released by truncating the closed file to its size.
     """

@@ -92,7 +92,7 @@ class AtariTrunk(Trunk):
         examples default to unscaled inputs (``--scale-obs 0``); both work, scaled inputs are
         the better-conditioned choice and our examples' default.
     :param channels_last: run the convolutions in ``channels_last`` memory format (the same
-        function; ~20% faster forward and backward with oneDNN on CPU).
+        function; a faster forward and backward with oneDNN on CPU).
     """
 
     def __init__(

@@ -18,13 +18,13 @@ exactly. The loss, the backward pass through the stacked parameters, the per-see
 the AdamW step are batched. Seed k's trajectory is its single run's to float tolerance
 (``tests/algorithms/test_seed_batch.py``).
 
-**Speed** (measured, small preset: 64 units, 2 blocks, context 20, batch 64; one thread;
-seed-steps per CPU-second, K = 4): the batch is level with separate runs (0.98×) — a step is
-dominated by the transformer's matrix products, which batching seeds does not shrink. A
-``vmap`` forward (possible without dropout) was slower still (0.83×: PyTorch has no batching
-rule for the CPU attention kernel and runs it seed by seed), so it is not used. What the seed
-batch gives the Decision Transformer is one process, one program and one checkpoint for K
-seeds (grid seed groups, the quality table), not throughput.
+**Speed.** A step is dominated by the transformer's matrix products, which batching seeds
+does not shrink, so the batch is about level with separate runs (the Decision Transformer row
+of ``benchmarks/seed_batch.py``'s kept results, in the README). A ``vmap`` forward (possible
+without dropout) is not used: PyTorch has no batching rule for the CPU attention kernel and
+runs it seed by seed, which made it slower than the per-seed forward. What the seed batch
+gives the Decision Transformer is one process, one program and one checkpoint for K seeds
+(grid seed groups, the quality table), not throughput.
 """
 
 from __future__ import annotations
