@@ -60,6 +60,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import operator
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -292,6 +293,9 @@ def train_one(
 
 LABELS = {"il": "IL (BC)", "bcq": "BCQ", "cql": "CQL", "td3bc": "TD3+BC", "crr": "CRR"}
 
+STREAM = operator.attrgetter("batch_digest")
+"""The digest of the mini-batches a run trained on (both sides of a pair: the same)."""
+
 
 def format_table(runs: Sequence[Run]) -> str:
     """The final policy, the mean of the last three epochs' returns and the best epoch, each
@@ -306,17 +310,6 @@ COLUMNS: list[parity.Column] = [
 ]
 
 
-def _stream(run: Run) -> str | None:
-    """The digest of the mini-batches ``run`` trained on (both sides of a pair: the same)."""
-    return run.batch_digest
-
-
-def summary(runs: Sequence[Run]) -> str:
-    """The table, then in how many (algorithm, seed) pairs both sides trained on the same
-    mini-batches."""
-    return parity.summary(runs, format_table, _stream)
-
-
 def _block(record: Mapping[str, Any]) -> str:
     """One kept result's table and what it ran."""
     runs = [Run(**r) for r in record["figures"]["runs"]]
@@ -326,7 +319,7 @@ def _block(record: Mapping[str, Any]) -> str:
         f"{format_table(runs)}\n\n_Pendulum-v1 SAC expert, hidden {st['hidden']}, batch 256, "
         f"{st['epochs']} × {st['steps']} gradient steps, final return over "
         f"{st['eval_episodes']} episodes; seeds {', '.join(map(str, record['seeds']))}{bcq}; "
-        f"{parity.pairing_summary(runs, _stream)}; {results.conditions(record)}._"
+        f"{parity.pairing_summary(runs, STREAM)}; {results.conditions(record)}._"
     )
 
 
@@ -363,7 +356,7 @@ def main(argv: list[str] | None = None) -> list[Run]:
     )
     report.add_arguments(parser, table=True)
     args = parser.parse_args(argv)
-    if (shown := parity.shown(args, BENCHMARK, _block, Run, summary)) is not None:
+    if (shown := parity.shown(args, BENCHMARK, _block, Run, format_table, STREAM)) is not None:
         return shown
     torch.set_num_threads(args.threads)
     load = results.LoadMonitor().start()
@@ -423,7 +416,7 @@ def main(argv: list[str] | None = None) -> list[Run]:
                 if args.json:
                     args.json.write_text(json.dumps([asdict(x) for x in runs], indent=2))
     print()
-    print(summary(runs))
+    print(parity.summary(runs, format_table, STREAM))
     load.stop()
     variants = ["bcq-net"] if args.tianshou_bcq_net else []
     settings = {k: v for k, v in vars(args).items() if k in SETTINGS}

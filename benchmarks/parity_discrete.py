@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import operator
 import statistics
 import sys
 import time
@@ -80,6 +81,9 @@ LABELS = {
     "cql": ("DiscreteCQL", "DiscreteCQL"),
     "crr": ("DiscreteCRR", "DiscreteCRR"),
 }
+
+STREAM = operator.attrgetter("rng_check")
+"""A draw of torch's generator after a run's training (both sides of a pair: the same)."""
 
 
 SAMPLING_SEED_OFFSET = 10_000
@@ -233,17 +237,6 @@ COLUMNS: list[parity.Column] = [
 ]
 
 
-def _stream(run: Run) -> int | None:
-    """A draw of torch's generator after ``run``'s training (both sides of a pair: the same)."""
-    return run.rng_check
-
-
-def summary(runs: Sequence[Run]) -> str:
-    """The table, then in how many (algorithm, seed) pairs both sides trained on the same
-    mini-batches."""
-    return parity.summary(runs, format_table, _stream)
-
-
 def _block(record: Mapping[str, Any]) -> str:
     """One kept result's table and what it ran."""
     runs = [Run(**r) for r in record["figures"]["runs"]]
@@ -254,7 +247,7 @@ def _block(record: Mapping[str, Any]) -> str:
         f"{format_table(runs)}\n\n_CartPole-v1 QR-DQN expert{target}; {st['epochs']} × "
         f"{st['updates']} gradient steps, {st['episodes']} test episodes per epoch, final "
         f"return over {st['final_episodes']} episodes; seeds "
-        f"{', '.join(map(str, record['seeds']))}; {parity.pairing_summary(runs, _stream)}; "
+        f"{', '.join(map(str, record['seeds']))}; {parity.pairing_summary(runs, STREAM)}; "
         f"{results.conditions(record)}._"
     )
 
@@ -309,7 +302,7 @@ def main(argv: Sequence[str] | None = None) -> list[Run]:
     )
     report.add_arguments(p, table=True)
     args = p.parse_args(argv)
-    if (shown := parity.shown(args, BENCHMARK, _block, Run, summary)) is not None:
+    if (shown := parity.shown(args, BENCHMARK, _block, Run, format_table, STREAM)) is not None:
         return shown
     if len(args.seeds) < 3:
         p.error("use at least 3 seeds")
@@ -350,7 +343,7 @@ def main(argv: Sequence[str] | None = None) -> list[Run]:
                     flush=True,
                 )
     print()
-    print(summary(runs))
+    print(parity.summary(runs, format_table, STREAM))
     if args.json:
         with open(args.json, "w") as f:
             json.dump([asdict(r) for r in runs], f, indent=2)

@@ -87,11 +87,10 @@ def format_table(
 
 
 def summary(
-    runs: Sequence[Any],
-    table: Callable[[Sequence[Any]], str],
-    stream_id: Callable[[Any], object],
+    runs: Sequence[T], table: Callable[[Sequence[T]], str], stream_id: Callable[[T], object]
 ) -> str:
-    """``table(runs)``, then the :func:`pairing_summary` line."""
+    """``table(runs)``, then the :func:`pairing_summary` line (in how many (algorithm, seed)
+    pairs both sides trained on the same mini-batches)."""
     return f"{table(runs)}\n{pairing_summary(runs, stream_id)}"
 
 
@@ -100,18 +99,19 @@ def shown(
     benchmark: str,
     block: Callable[[Mapping[str, Any]], str],
     run_type: Callable[..., T],
-    show: Callable[[Sequence[T]], str],
+    table: Callable[[Sequence[T]], str],
+    stream_id: Callable[[T], object],
 ) -> list[T] | None:
     """What a parity benchmark prints instead of running: with ``--table-only``/``--readme``
     its kept results (:func:`~benchmarks._lib.report.show_blocks` of ``block``; returns no
-    runs), with ``--table-from`` ``show`` of the runs of those earlier ``--json`` files (lists
-    of runs as dicts, in file order; returns them); None when it is to run."""
+    runs), with ``--table-from`` the :func:`summary` of the runs of those earlier ``--json``
+    files (lists of runs as dicts, in file order; returns them); None when it is to run."""
     if args.table_only or args.readme:
         report.show_blocks(args, benchmark, block)
         return []
     if args.table_from:
         loaded = [run_type(**r) for f in args.table_from for r in json.loads(Path(f).read_text())]
-        print(show(loaded))
+        print(summary(loaded, table, stream_id))
         return loaded
     return None
 
