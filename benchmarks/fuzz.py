@@ -61,6 +61,12 @@ def main(argv: list[str] | None = None) -> int:
                    "(large_writer, large_frames; 0: none)")  # fmt: skip
     p.add_argument("--large-mutants", type=int, default=40,
                    help="mutants of the large seeds (each a copy of MB megabytes)")  # fmt: skip
+    p.add_argument("--only", nargs="+", metavar="MUTANT", type=_mutant_number,
+                   help="replay these mutants of the run (numbers, or as a result names them: "
+                   "writer_dict#397); a partial run, not kept")  # fmt: skip
+    p.add_argument("--entries", nargs="+", choices=_fuzz.ENTRY_POINTS, metavar="ENTRY",
+                   help="run only these entry points (seeds and mutants); a partial run, not "
+                   "kept")  # fmt: skip
     p.add_argument("--json", metavar="OUT", help="also write the counts and failures as JSON")
     p.add_argument("--failures", type=int, default=40, help="failure groups to print")
     p.add_argument("--progress-every", type=int, default=5000, help="runs between tables")
@@ -97,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
         sizes = {s.name: _size(s.path) for s in seeds}
         print("seeds (bytes):", ", ".join(f"{k} {v}" for k, v in sizes.items()))
         pool = _fuzz.Pool(args.workers, args.time_limit, int(args.memory_limit * 2**30))
-        seed_runs = list(pool.run(_fuzz.seed_jobs(seeds, time_limit=args.seed_time_limit)))
+        seed_runs = list(pool.run(_fuzz.seed_jobs(seeds, time_limit=args.seed_time_limit,
+                                                  entries=args.entries)))  # fmt: skip
         bad_seeds = [r for r in seed_runs if r.outcome != "ok"]
         for r in bad_seeds:
             print(f"seed {r.job.seed} fails {r.job.entry}: {r.outcome} {r.detail}")
@@ -116,11 +123,14 @@ def main(argv: list[str] | None = None) -> int:
             work,
             entries_per_mutant=args.entries_per_mutant,
             time_limits=limits,
+            only=_only(args.only, small, 0, args.mutants),
+            entries=args.entries,
         )
         if large:  # after the small ones, numbered on, from a seed of their own
             jobs = itertools.chain(jobs, _fuzz.jobs_for(
                 large, args.large_mutants, args.seed + 10**6, work, first=args.mutants,
-                time_limits=limits))  # fmt: skip
+                time_limits=limits, only=_only(args.only, large, args.mutants, args.large_mutants),
+                entries=args.entries))  # fmt: skip
         for i, result in enumerate(pool.run(jobs)):
             summary.add(result)
             if (i + 1) % args.progress_every == 0:
@@ -190,6 +200,9 @@ def main(argv: list[str] | None = None) -> int:
             "entries_per_mutant", "large_seeds", "large_mutants")}  # fmt: skip
         name = f"{args.mutants}-seed{args.seed}" + (
             f"-large{args.large_seeds}mb" if args.large_seeds else "")  # fmt: skip
+        if args.only or args.entries:
+            print("not kept: a partial run (--only, --entries)")
+            return report.finish(missed, args.check)
         return report.keep(BENCHMARK, name, settings=settings,
                            figures=doc, code=CODE, load=load, missed=missed, check=args.check,
                            seeds=[args.seed])  # fmt: skip
@@ -278,6 +291,33 @@ def table(records: list[dict[str, Any]]) -> str:
 def readme_section() -> str:
     """The documentation's section: :func:`table` of the kept results."""
     return table(results.read_results(BENCHMARK))
+
+
+def _mutant_number(text: str) -> tuple[str | None, int]:
+    """``--only``'s ``writer_dict#397`` (or ``397``): the seed's name (None) and the number."""
+    kind, _, number = text.rpartition("#")
+    try:
+        return kind or None, int(number)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected NUMBER or SEED#NUMBER") from None
+
+
+def _only(
+    wanted: list[tuple[str | None, int]] | None, seeds: list[_fuzz.Seed], first: int, n: int
+) -> set[int] | None:
+    """The mutant numbers of ``wanted`` among the ``n`` mutants of ``seeds`` (numbered from
+    ``first``, the seeds in turn), each checked to be of the seed it names."""
+    if wanted is None:
+        return None
+    out = set()
+    for kind, m in wanted:
+        if not first <= m < first + n or not seeds:
+            continue
+        name = seeds[(m - first) % len(seeds)].name
+        if kind is not None and kind != name:
+            raise SystemExit(f"error: mutant {m} is a mutant of {name}, not of {kind}")
+        out.add(m)
+    return out
 
 
 def _size(path: Path) -> int:

@@ -395,3 +395,38 @@ def test_the_issues_findings_are_mutations_the_harness_makes(
         for entry, variant in (("inspect", plot), ("convert_tianshou", 0)):
             outcome, detail = _fuzz.run_entry(entry, path, work, variant)
             assert outcome in ("ok", "typed"), (what, entry, outcome, detail)
+
+
+def test_a_run_is_replayed_in_part(seeds: list[_fuzz.Seed], tmp_path: Path) -> None:
+    """``python -m benchmarks.fuzz --only writer_dict#13 --entries ...`` replays part of a
+    run: ``jobs_for`` with ``only`` and ``entries`` gives exactly the jobs of the whole run
+    for those mutants and entry points (the same mutation, byte for byte, and option set),
+    and ``--only`` checks that a number is a mutant of the seed it names."""
+    import hashlib
+
+    import benchmarks.fuzz as cli
+
+    def jobs(workdir: Path, **kw: Any) -> list[tuple[int, str, str, int, str]]:
+        workdir.mkdir()
+        out = []
+        for job, done in _fuzz.jobs_for(seeds, 30, 4, workdir, **kw):
+            p = Path(job.path)
+            data = p.read_bytes() if p.is_file() else (p / "main_data.hdf5").read_bytes()
+            out.append((job.mutant, job.entry, job.description, job.variant,
+                        hashlib.sha256(data).hexdigest()))  # fmt: skip
+            assert done is not None
+            done()
+        return out
+
+    entries = {"export_minari", "load_buffer", "convert_minari"}
+    full = jobs(tmp_path / "full")
+    part = jobs(tmp_path / "part", only={13, 23, 25}, entries=entries)
+    want = [j for j in full if j[0] in {13, 23, 25} and j[1] in entries]
+    assert part == want and {j[0] for j in part} == {13, 23, 25}
+    assert list((tmp_path / "part").iterdir()) == []  # each mutant deleted after its jobs
+    names = [s.name for s in seeds]
+    assert names[13 % len(seeds)] == "writer_dict"
+    assert cli._only([cli._mutant_number("writer_dict#13"), (None, 25)], seeds, 0, 30) == {13, 25}
+    assert cli._only([(None, 40)], seeds, 0, 30) == set()  # a large seed's mutant
+    with pytest.raises(SystemExit, match="mutant 13 is a mutant of writer_dict, not of writer"):
+        cli._only([cli._mutant_number("writer#13")], seeds, 0, 30)

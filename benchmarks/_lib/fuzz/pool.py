@@ -17,7 +17,7 @@ import tempfile
 import time
 import traceback
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -336,16 +336,24 @@ def jobs_for(
     entries_per_mutant: int | None = None,
     first: int = 0,
     time_limits: Mapping[tuple[str, str, int], float] | None = None,
+    only: Collection[int] | None = None,
+    entries: Collection[str] | None = None,
 ) -> Iterator[tuple[Job, Callable[[], None] | None]]:
     """Mutants of the seeds in turn, each with a job per entry point that reads it (or, with
     ``entries_per_mutant``, that many of them drawn at random); the mutant is deleted once its
     last job is done. Deterministic for a given ``seed``; mutants are numbered from
     ``first``. ``time_limits``: seconds for the runs of ``(seed kind, entry point, option
-    set)`` (:func:`relative_time_limits`; others get the pool's limit)."""
+    set)`` (:func:`relative_time_limits`; others get the pool's limit). ``only`` (mutant
+    numbers) and ``entries`` (entry points) replay part of a run: the jobs left are those
+    of the whole run, mutations and option sets alike."""
     rng = random.Random(seed)
     for m in range(first, first + n_mutants):
         s = seeds[(m - first) % len(seeds)]
         mrng = random.Random(rng.getrandbits(64))
+        if only is not None and m not in only:
+            continue
+        if entries is not None and not set(SEED_ENTRY_POINTS[s.name]) & set(entries):
+            continue  # none of its jobs would be left
         path = workdir / f"m{m}-{s.path.name}"
         if s.name == "tfrecord":
             path = workdir / f"Pong-{m}" / s.path.name
@@ -356,10 +364,12 @@ def jobs_for(
             desc = f"(mutation failed: {type(e).__name__}; bytes instead) " + _byte_mutant(
                 s, path, mrng
             )
-        entries = SEED_ENTRY_POINTS[s.name]
-        if entries_per_mutant is not None and entries_per_mutant < len(entries):
-            entries = tuple(mrng.sample(entries, entries_per_mutant))
-        left = [len(entries)]
+        names = SEED_ENTRY_POINTS[s.name]
+        if entries_per_mutant is not None and entries_per_mutant < len(names):
+            names = tuple(mrng.sample(names, entries_per_mutant))
+        runs = [(entry, mrng.randrange(1 << 16)) for entry in names]
+        runs = [(e, v) for e, v in runs if entries is None or e in entries]
+        left = [len(runs)]
 
         def done(path: Path = path, left: list[int] = left) -> None:
             left[0] -= 1
@@ -370,21 +380,29 @@ def jobs_for(
                 else:
                     target.unlink(missing_ok=True)
 
-        for entry in entries:
-            v = mrng.randrange(1 << 16)
+        if not runs:
+            left[0] = 1
+            done()
+        for entry, v in runs:
             limit = (time_limits or {}).get((s.name, entry, v % len(OPTIONS[entry])))
             yield Job(entry, str(path), m, s.name, desc, variant=v, time_limit=limit), done
 
 
 def seed_jobs(
-    seeds: Sequence[Seed], variants: int | None = None, time_limit: float | None = None
+    seeds: Sequence[Seed],
+    variants: int | None = None,
+    time_limit: float | None = None,
+    entries: Collection[str] | None = None,
 ) -> Iterator[tuple[Job, Callable[[], None] | None]]:
-    """Every entry point on every unmutated seed, in every option set (with ``variants``,
-    that many sets each, rotating over the seeds so that together they run every set; those
-    of :data:`SEED_REFUSES` are left out), each under ``time_limit`` seconds (None: the
-    pool's): all must be ``ok``. A job's ``variant`` is its option set's index."""
+    """Every entry point (of ``entries``, default all) on every unmutated seed, in every
+    option set (with ``variants``, that many sets each, rotating over the seeds so that
+    together they run every set; those of :data:`SEED_REFUSES` are left out), each under
+    ``time_limit`` seconds (None: the pool's): all must be ``ok``. A job's ``variant`` is
+    its option set's index."""
     for i, s in enumerate(seeds):
         for e in SEED_ENTRY_POINTS[s.name]:
+            if entries is not None and e not in entries:
+                continue
             n = len(OPTIONS[e])
             sets = (
                 range(n) if variants is None else [(i * variants + k) % n for k in range(variants)]
