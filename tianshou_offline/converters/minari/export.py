@@ -14,7 +14,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import h5py
 import numpy as np
 
 from tianshou_offline.converters.minari.source import (
@@ -24,6 +23,7 @@ from tianshou_offline.converters.minari.source import (
     minari_datasets_root,
 )
 from tianshou_offline.converters.minari.spaces import (
+    _ARRAY_SPACES,
     _batch_tree,
     _infer_space,
     _tree_leaves,
@@ -37,6 +37,7 @@ from tianshou_offline.data.atomic import (
     write_errors,
 )
 from tianshou_offline.errors import (
+    DatasetFormatError,
     DataValidationError,
     OutputExistsError,
 )
@@ -72,25 +73,38 @@ def _env_spec_object(text: str | None) -> Any:
             return None
 
 
-def _read_episode_metadata(path: Path) -> dict[str, np.ndarray]:
-    from tianshou_offline.data.format import (
-        EPISODES_GROUP,
-        committed_counts,
-        detect_layout,
-        open_h5,
-    )
+def _stored_episodes(src: Path, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None] | None:
+    """``(starts, ends, seeds)`` of the episodes a tianshou-offline file's episode table
+    stores (read and checked by :func:`~tianshou_offline.data.stats.episode_table`, as
+    ``inspect`` reads it), ``seeds`` its ``seed`` metadata column or None; None for other
+    layouts (their episodes come from ``done``).
 
-    with open_h5(path) as f:
+    :raises DatasetFormatError: the table is malformed (a metadata column that is not one
+        value per episode included) or ends elsewhere than the ``n`` rows the buffer loads.
+    :raises DataValidationError: seeds that are no integers.
+    """
+    from tianshou_offline.data.format import detect_layout, open_h5
+    from tianshou_offline.data.stats import episode_table
+
+    with open_h5(src) as f:
         if detect_layout(f) != "tianshou_offline":
-            return {}
-        _, n_ep = committed_counts(f)
-        eps = f[EPISODES_GROUP]
-        out = {"start": np.asarray(eps["start"][:n_ep]), "length": np.asarray(eps["length"][:n_ep])}
-        md = eps.get("metadata")
-        if isinstance(md, h5py.Group):
-            for k in md.keys():
-                out[f"metadata/{k}"] = np.asarray(md[k][:n_ep])
-        return out
+            return None
+    table = episode_table(src)
+    starts = table.starts.astype(np.int64)
+    ends = starts + table.lengths.astype(np.int64)
+    stored = int(ends[-1]) if ends.size else 0
+    if stored != n:
+        raise DatasetFormatError(
+            f"{src}: its episode table covers {stored} rows, but the buffer loads {n}; "
+            "expected the episodes to cover every row"
+        )
+    seeds = table.metadata.get("seed")
+    if seeds is not None and seeds.dtype.kind not in "iu":
+        raise DataValidationError(
+            f"{src}: episode metadata 'seed' has dtype {seeds.dtype}; expected integers (each "
+            "episode's reset seed, -1 for none), which Minari stores as the episode's seed"
+        )
+    return starts, ends, seeds
 
 
 def _restore_infos(info: Any, s: int, e: int) -> dict[str, Any] | None:
@@ -159,6 +173,104 @@ def _obs_next_like_obs(src: Path, obs_tree: Any, next_tree: Any) -> Any:
         return np.asarray(b).astype(np.asarray(a).dtype, copy=False)
 
     return cast(obs_tree, next_tree)
+
+
+def _describe(node: Any) -> str:
+    """What a value of a column tree is, for messages."""
+    if isinstance(node, Mapping):
+        return f"the keys {sorted(map(str, node))}"
+    if isinstance(node, tuple):
+        return f"a tuple of {len(node)}"
+    a = np.asarray(node)
+    return f"rows of shape {a.shape[1:]} and dtype {a.dtype}"
+
+
+def _check_leaves(src: Path, what: str, tree: Any) -> None:
+    """Before a space is inferred from the column ``what`` (the file stores none): every
+    array of ``tree`` has one row per step of numbers or bools, which is what a space can be
+    inferred from (:func:`_infer_space`).
+
+    :raises DataValidationError: naming the array, its shape and dtype.
+    """
+    for key, leaf in _tree_leaves(tree):
+        a = np.asarray(leaf)
+        if a.ndim == 0 or a.dtype.kind not in "biuf":
+            where = f"{what}/{key}" if key else what
+            raise DataValidationError(
+                f"{src}: {where} has shape {a.shape} and dtype {a.dtype}; expected rows of "
+                "numbers or bools (the file stores no space, so Minari's is inferred from them)"
+            )
+
+
+def _fit_space(src: Path, what: str, tree: Any, space: Any, data_format: str) -> Any:
+    """``tree`` (the column ``what`` as Minari's structure, :func:`_batch_tree`) checked
+    against ``space``, the space the dataset will declare: Minari stores and decodes each
+    value through its space, so the keys of a ``Dict``, the items of a ``Tuple`` and the row
+    shape of every array space must be the space's (a buffer file's stored space may
+    disagree with its data), every array holds numbers or bools and no row has a
+    zero-length dimension (the buffer format cannot store it, so the export would not
+    convert back). Arrow and Parquet storage encode each value with the space's dtype: a
+    leaf of another dtype is cast to it where that keeps every value, and refused where
+    not. Other spaces (Text, Graph, …) pass as they are. Returns the (cast) tree.
+
+    :raises DataValidationError: naming the column, what it holds and what the space
+        expects.
+    """
+    import gymnasium as gym
+
+    kind = {"obs": "observation", "act": "action"}.get(what, what)
+
+    def fail(where: str, node: Any, expected: str) -> DataValidationError:
+        return DataValidationError(
+            f"{src}: {where} holds {_describe(node)}; the {kind} space {space} expects "
+            f"{expected}, so Minari could not store it as it is"
+        )
+
+    def fit(where: str, node: Any, sp: Any) -> Any:
+        if isinstance(sp, gym.spaces.Dict):
+            if not isinstance(node, Mapping) or set(map(str, node)) != set(sp.spaces):
+                raise fail(where, node, f"the keys {sorted(sp.spaces)} at {where}")
+            return {k: fit(f"{where}/{k}", node[k], sub) for k, sub in sp.spaces.items()}
+        if isinstance(sp, gym.spaces.Tuple):
+            if not isinstance(node, tuple) or len(node) != len(sp.spaces):
+                raise fail(where, node, f"a tuple of {len(sp.spaces)} at {where}")
+            return tuple(
+                fit(f"{where}/{i}", x, sub)
+                for i, (x, sub) in enumerate(zip(node, sp.spaces, strict=True))
+            )
+        if not isinstance(sp, _ARRAY_SPACES):
+            return node
+        shape = () if isinstance(sp, gym.spaces.Discrete) else tuple(sp.shape)
+        if isinstance(node, Mapping | tuple):
+            raise fail(where, node, f"one array of rows of shape {shape} at {where}")
+        a = np.asarray(node)
+        if a.ndim == 0 or a.shape[1:] != shape or a.dtype.kind not in "biuf":
+            raise fail(where, a, f"rows of shape {shape} holding numbers at {where}")
+        if 0 in shape:
+            raise DataValidationError(
+                f"{src}: {where} has rows of shape {shape}; expected every dimension of a row "
+                "to be at least 1 (the buffer format cannot store a zero-length dimension, so "
+                "the export would not convert back)"
+            )
+        want = np.dtype(sp.dtype)
+        if data_format == "hdf5" or a.dtype == want:
+            return a
+        with np.errstate(invalid="ignore", over="ignore"):
+            cast = a.astype(want)
+            same = cast.astype(a.dtype) == a
+        if a.dtype.kind == "f" and want.kind == "f":
+            same |= np.isnan(a)
+        if not bool(np.all(same)):
+            i = int(np.flatnonzero(~same.reshape(len(a), -1).all(axis=1))[0])
+            raise DataValidationError(
+                f"{src}: {where} has dtype {a.dtype} and row {i} changes when cast to {want}, "
+                f"the dtype of the {kind} space {space} that Minari's {data_format} storage "
+                "encodes with; export with data_format='hdf5' (CLI: --data-format hdf5), which "
+                "stores the values as they are"
+            )
+        return cast
+
+    return fit(what, tree, space)
 
 
 def export_target(dataset_id: str) -> Path:
@@ -232,16 +344,15 @@ def export_minari(
     n = len(buf)
     if n == 0:
         raise DataValidationError(f"{src}: the buffer is empty; nothing to export")
-    table = _read_episode_metadata(src)
-    if table:
-        starts = table["start"].astype(np.int64)
-        ends = starts + table["length"].astype(np.int64)
+    stored = _stored_episodes(src, n)
+    seeds: np.ndarray | None = None
+    if stored is not None:
+        starts, ends, seeds = stored
     else:
         done = np.asarray(buf.done, dtype=bool).copy()
         done[-1] = True
         ends = np.flatnonzero(done) + 1
         starts = np.concatenate([[0], ends[:-1]])
-    seeds = table.get("metadata/seed")
 
     obs_space = md.observation_space
     act_space = md.action_space
@@ -249,11 +360,15 @@ def export_minari(
     meta_keys = set(buf._meta.get_keys())
     has_next = "obs_next" in meta_keys
     next_tree = _batch_tree(buf.obs_next, obs_space) if has_next else None
-    act = np.asarray(buf.act)
+    act: Any = np.asarray(buf.act)
     if obs_space is None:
+        _check_leaves(src, "obs", obs_tree)
         obs_space = _infer_space(obs_tree)
     if act_space is None:
+        _check_leaves(src, "act", act)
         act_space = _infer_space(act)
+    obs_tree = _fit_space(src, "obs", obs_tree, obs_space, data_format)
+    act = _fit_space(src, "act", act, act_space, data_format)
     if not has_next:
         log.warning(
             "%s stores no obs_next: each episode's final observation is repeated from its last obs",

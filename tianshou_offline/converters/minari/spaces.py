@@ -129,17 +129,23 @@ def _has_text(space: gym.Space[Any]) -> bool:
 
 
 def _batch_tree(value: Any, space: gym.Space[Any] | None) -> Any:
-    """A Tianshou Batch column as the structure Minari expects for ``space``."""
+    """A Tianshou Batch column as the structure Minari expects for ``space``: a tuple for a
+    ``Tuple`` space whose keys are its indices, a dict (the space's keys first) otherwise.
+    Nothing is dropped: keys the space lacks stay, so that a check against the space
+    (``export._fit_space``) sees them."""
     from tianshou.data import Batch
 
     if isinstance(value, Batch):
         keys = list(value.get_keys())
-        if isinstance(space, gym.spaces.Tuple):
+        if isinstance(space, gym.spaces.Tuple) and sorted(keys) == sorted(
+            str(i) for i in range(len(space.spaces))
+        ):
             return tuple(_batch_tree(value[str(i)], sub) for i, sub in enumerate(space.spaces))
         if isinstance(space, gym.spaces.Dict):
-            return {
-                k: _batch_tree(value[k], space.spaces.get(k)) for k in space.spaces if k in keys
-            }
+            order = [k for k in space.spaces if k in keys] + [
+                k for k in keys if k not in space.spaces
+            ]
+            return {k: _batch_tree(value[k], space.spaces.get(k)) for k in order}
         return {k: _batch_tree(value[k], None) for k in keys}
     return np.asarray(value)
 
