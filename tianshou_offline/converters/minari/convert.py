@@ -143,6 +143,12 @@ def convert_minari(
     act_ok = _leaves(act_space, jpeg) is not None
     block_iter: Iterator[_Block]
     block_rows = _block_rows(obs_space, act_space)
+    total = metadata.get("total_steps")
+    if isinstance(total, int) and total > 0:
+        # no block needs more rows than the dataset has steps (the columns of a block are
+        # allocated whole: 32 MiB for 17 steps before); an episode longer than the metadata
+        # says still gets a block of its own length (_in_blocks)
+        block_rows = min(block_rows, total)
     if reader == "auto" and not with_infos and obs_leaves is not None and act_ok and fmt == "hdf5":
         used = "fast-hdf5"
         block_iter = _HDF5FastReader(data_path, obs_leaves, obs_space, block_rows).blocks(ids)

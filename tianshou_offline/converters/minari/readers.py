@@ -403,6 +403,20 @@ class _ArrowFastReader:
         return column
 
     @staticmethod
+    def _field(node: Any, key: str, where: str) -> Any:
+        """The field ``key`` of a struct array (a ``Dict`` or ``Tuple`` space's value),
+        checked: the dataset's observations must have the fields of its space."""
+        import pyarrow as pa
+
+        if not isinstance(node, pa.StructArray) or node.type.get_field_index(key) < 0:
+            fields = [f.name for f in node.type] if isinstance(node, pa.StructArray) else None
+            raise DatasetFormatError(
+                f"{where} is missing: the observation space has the field {key!r}, the stored "
+                + (f"observations have {fields}" if fields is not None else f"value is {node.type}")
+            )
+        return node.field(key)
+
+    @staticmethod
     def _numpy(space: gym.Space[Any], arr: Any) -> np.ndarray:
         """A leaf's values (one row per observation) as a numpy view where possible."""
         if isinstance(space, gym.spaces.Discrete):
@@ -452,7 +466,7 @@ class _ArrowFastReader:
         for leaf in self.obs_leaves:
             node = obs
             for k in leaf.key:
-                node = node.field(k)
+                node = self._field(node, k, f"{where}: observations{leaf.hdf5}")
             full = self._numpy(leaf.space, node)
             buf.put(f"observations{leaf.hdf5}", full[:t], f"{where}: observations{leaf.hdf5}")
             buf.put(f"obs_next{leaf.hdf5}", full[1:], f"{where}: observations{leaf.hdf5}")
