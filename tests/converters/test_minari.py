@@ -705,6 +705,72 @@ def test_arrow_reader_refuses_observations_without_a_field_of_the_space(
         convert_minari(data, tmp_path / "back.hdf5", progress=False)
 
 
+@pytest.mark.parametrize("fmt", ["arrow", "parquet"])
+def test_export_writes_arrow_with_one_thread_per_pool(
+    minari_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fmt: str
+) -> None:
+    """Minari's Arrow and Parquet writes (``pyarrow.dataset.write_dataset``, one small table
+    per episode) run with Arrow's CPU and I/O pools at one thread each, restored after: each
+    thread costs a stack and a 64 MiB malloc arena of address space, and the default pools
+    (a CPU thread per core or OMP_NUM_THREADS, up to 8 I/O threads started as tasks queue
+    up) made the export fail with Arrow's 'Failed to launch worker thread' under the fuzz
+    harness's 1 GiB address-space limit (the unmutated writer seed and writer_dict#1225 of
+    the kept seed-4 run). The pool sizes are recorded in the writing process at each write.
+    Before: 1 and 8 in this suite (OMP_NUM_THREADS=1; checked to fail so)."""
+    import pyarrow as pa
+    from minari.dataset._storages import arrow_storage
+
+    sizes = tmp_path / "sizes.txt"
+    write = arrow_storage.ds.write_dataset
+
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        with sizes.open("a") as fh:
+            fh.write(f"{pa.cpu_count()} {pa.io_thread_count()}\n")
+        return write(*args, **kwargs)
+
+    monkeypatch.setattr(arrow_storage.ds, "write_dataset", recording)
+    before = (pa.cpu_count(), pa.io_thread_count())
+    export_minari(_dict_obs_file(tmp_path / "b.hdf5"), f"threads/{fmt}-v0", data_format=fmt,
+                  include_infos=False, progress=False)  # fmt: skip
+    assert sizes.read_text().split("\n")[:-1] == ["1 1"] * 3  # one write per episode
+    assert (pa.cpu_count(), pa.io_thread_count()) == before
+
+
+def test_export_reports_a_thread_arrow_cannot_start_as_memory_error(
+    minari_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Arrow's 'Failed to launch worker thread: Resource temporarily unavailable' (EAGAIN
+    from pthread_create: no address space left for the thread's stack, or the thread limit
+    reached) is a MemoryError, a resource failure like a refused allocation, and nothing is
+    left at the target; any other Arrow error passes as it is. Before: RuntimeError
+    ('ArrowException: ...') from the writing process (checked to fail so)."""
+    import pyarrow as pa
+    from minari.dataset._storages import arrow_storage
+
+    raised: list[Exception] = [
+        pa.ArrowException(
+            "Unknown error: Failed to launch worker thread: Resource temporarily unavailable"
+        ),
+        pa.ArrowInvalid("Could not convert"),
+    ]
+
+    def failing(*args: Any, **kwargs: Any) -> None:
+        raise raised[0]
+
+    monkeypatch.setattr(arrow_storage.ds, "write_dataset", failing)
+    path = _dict_obs_file(tmp_path / "b.hdf5")
+    with pytest.raises(
+        MemoryError, match="Arrow could not start a thread to write threads/eagain-v0"
+    ):
+        export_minari(path, "threads/eagain-v0", data_format="arrow", include_infos=False,
+                      progress=False)  # fmt: skip
+    assert not (minari_root / "threads" / "eagain-v0").exists()
+    raised.pop(0)
+    with pytest.raises(RuntimeError, match="ArrowInvalid: Could not convert"):
+        export_minari(path, "threads/eagain-v0", data_format="arrow", include_infos=False,
+                      progress=False)  # fmt: skip
+
+
 def test_export_refuses_existing_dataset(
     datasets: dict[tuple[str, str], str], minari_root: Path, tmp_path: Path
 ) -> None:

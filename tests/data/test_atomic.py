@@ -705,3 +705,27 @@ def test_file_sha256_reads_every_block(tmp_path: Path) -> None:
     assert atomic.file_sha256(tmp_path / "f.bin") == hashlib.sha256(data).hexdigest()
     (tmp_path / "empty").write_bytes(b"")
     assert atomic.file_sha256(tmp_path / "empty") == hashlib.sha256(b"").hexdigest()
+
+
+def test_in_child_process_raises_a_failed_allocation_as_memory_error() -> None:
+    """A MemoryError in the child (numpy's; pyarrow's ArrowMemoryError subclasses it) comes
+    back as MemoryError, a resource failure, not as the RuntimeError of a bug; other
+    exceptions stay RuntimeError. Before: RuntimeError('MemoryError: ...') (checked to
+    fail so)."""
+
+    def allocate() -> None:
+        raise MemoryError("Unable to allocate 9.14 MiB")
+
+    class ArrowLikeMemoryError(MemoryError):
+        pass
+
+    def allocate_in_a_library() -> None:
+        raise ArrowLikeMemoryError("malloc of size 64 failed")
+
+    with pytest.raises(MemoryError, match=r"^Unable to allocate 9\.14 MiB$"):
+        atomic.in_child_process(allocate)
+    with pytest.raises(MemoryError, match=r"^ArrowLikeMemoryError: malloc of size 64 failed$"):
+        atomic.in_child_process(allocate_in_a_library)
+    empty: dict[str, int] = {}
+    with pytest.raises(RuntimeError, match=r"^KeyError: 'k'$"):
+        atomic.in_child_process(lambda: empty["k"])

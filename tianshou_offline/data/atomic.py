@@ -657,7 +657,9 @@ def in_child_process(fn: Callable[[], object]) -> None:
     :func:`detach_files`). The child shares this process's memory as it was (copy on write)
     and ends with ``os._exit`` (no clean-up of libraries at exit); an exception comes back
     as its type's name, message and ``errno``: a write the system refused is raised as
-    ``OSError``, an error of this package as its type, anything else as ``RuntimeError``.
+    ``OSError``, an error of this package as its type, a failed allocation (``MemoryError``
+    and its subclasses, such as pyarrow's ``ArrowMemoryError``) as ``MemoryError``, anything
+    else as ``RuntimeError``.
     Where ``os.fork`` does not exist, ``fn`` runs in this process.
     """
     if not hasattr(os, "fork"):  # pragma: no cover - Windows
@@ -695,6 +697,7 @@ def in_child_process(fn: Callable[[], object]) -> None:
                 "message": str(e),
                 "errno": failure_errno(e) if is_write_failure(e) else None,
                 "write": is_write_failure(e),
+                "memory": isinstance(e, MemoryError),
             }
             code = 1
         report["printed"] = {name: buf.getvalue() for name, buf in captured.items()}
@@ -725,6 +728,8 @@ def in_child_process(fn: Callable[[], object]) -> None:
         raise kind(message)
     if name == "KeyboardInterrupt":
         raise KeyboardInterrupt
+    if report.get("memory"):  # a resource failure, not a bug: it stays one
+        raise MemoryError(message if name == "MemoryError" else f"{name}: {message}")
     raise RuntimeError(f"{name}: {message}")
 
 

@@ -462,6 +462,26 @@ def export_minari(
         target.parent.mkdir(parents=True, exist_ok=True)
 
     def write_storage(tmp: Path) -> None:
+        if data_format == "hdf5":
+            _write_storage(tmp)
+            return
+        import pyarrow as pa
+
+        with _arrow_threads_at_one():
+            try:
+                _write_storage(tmp)
+            except pa.ArrowException as e:
+                # pthread_create refused (EAGAIN): the thread's stack could not be mapped
+                # under an address-space limit, or the thread limit is reached; a resource
+                # failure like a refused allocation, not a fault of the data
+                if "Failed to launch worker thread" not in str(e):
+                    raise
+                raise MemoryError(
+                    f"Arrow could not start a thread to write {dataset_id} ({e}): the "
+                    "process's address space or thread limit is exhausted"
+                ) from e
+
+    def _write_storage(tmp: Path) -> None:
         data_path = tmp / "data"
         tmp.mkdir()
         storage = MinariStorage.new(
@@ -556,6 +576,31 @@ def _nothing_made_again(target: Path) -> Iterator[None]:
     finally:
         for fd in fds.values():
             os.close(fd)
+
+
+@contextmanager
+def _arrow_threads_at_one() -> Iterator[None]:
+    """Arrow's CPU and I/O thread pools at one thread each while the block runs (their
+    sizes restored after). Minari's Arrow and Parquet storage writes one small table per
+    episode (``pyarrow.dataset.write_dataset``): more threads speed nothing up there, and
+    each costs its stack and, with glibc, a malloc arena of 64 MiB of address space. With
+    the default pools (a CPU thread per core, or ``OMP_NUM_THREADS``; up to 8 I/O threads,
+    started as tasks queue up, so more on a loaded machine) the export's writing process
+    grew by 300 MB of address space writing 4 episodes on an idle machine, 225 MB with one
+    thread each; under a 1 GiB address-space limit (``RLIMIT_AS``, the fuzz harness's) on a
+    loaded machine it failed with Arrow's 'Failed to launch worker thread: Resource
+    temporarily unavailable' (fuzz mutant writer_dict#1225 and the unmutated ``writer``
+    seed of the kept seed-4 run)."""
+    import pyarrow as pa
+
+    cpu, io = pa.cpu_count(), pa.io_thread_count()
+    pa.set_cpu_count(1)
+    pa.set_io_thread_count(1)
+    try:
+        yield
+    finally:
+        pa.set_cpu_count(cpu)
+        pa.set_io_thread_count(io)
 
 
 @contextmanager

@@ -374,7 +374,9 @@ class _ArrowFastReader:
         if self.fmt != "arrow":
             import pyarrow.parquet as pq
 
-            tables = [pq.read_table(fn) for fn in files]
+            # one small file per episode: Arrow's thread pools speed nothing up here, and
+            # each of their threads costs address space (see export._arrow_threads_at_one)
+            tables = [pq.read_table(fn, use_threads=False, pre_buffer=False) for fn in files]
             return tables[0] if len(tables) == 1 else pa.concat_tables(tables)
         import pyarrow.ipc as ipc
 
