@@ -18,7 +18,7 @@ import os
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import gymnasium as gym
 import h5py
@@ -30,7 +30,9 @@ from tianshou_offline.data.reading import (
     attr_bool,
     attr_int,
     attr_str,
+    check_extent,
     check_global_heaps,
+    check_rows,
     dataset,
     open_swmr_read,
     read_errors,
@@ -702,3 +704,94 @@ def read_space(group: h5py.Group, name: str) -> gym.Space[Any] | None:
             f"{group.file.filename}: attribute '{group.name}@{name}' does not describe a "
             f"gymnasium space: {e}"
         ) from e
+
+
+ColumnSpec = dict[str, tuple[tuple[int, ...], "np.dtype[Any]"]]
+"""Each column's row shape and dtype (what every shard of one buffer must share)."""
+
+
+def shard_columns(
+    path: str | os.PathLike[str],
+    meta: h5py.Group,
+    n: int,
+    *,
+    include_info: bool,
+    expected: str,
+) -> tuple[ColumnSpec, dict[str, h5py.Dataset]]:
+    """The numeric columns of one shard's ``/_meta`` group, each checked to hold ``n`` rows
+    within the file's extent: their row shapes and dtypes, and the datasets by name.
+
+    :param expected: what a file missing ``obs``, ``act`` or ``rew`` was expected to be (for
+        the error message).
+    :raises DatasetFormatError: a non-numeric or 0-d column, a missing required column, or
+        per-transition scalars (``rew``, flags) with rows of another shape.
+    """
+    cols: ColumnSpec = {}
+    datasets: dict[str, h5py.Dataset] = {}
+    for name, ds in iter_datasets(meta):
+        if not include_info and (name == "info" or name.startswith("info/")):
+            continue
+        if ds.shape is None or ds.ndim == 0 or ds.dtype.kind not in "biuf":
+            raise DatasetFormatError(
+                f"{path}: column '{META_GROUP}/{name}' has shape {ds.shape} and dtype "
+                f"{ds.dtype}; expected rows of numbers or bools"
+            )
+        check_rows(ds, n)
+        check_extent(ds, n)
+        cols[name] = (tuple(ds.shape[1:]), ds.dtype)
+        datasets[name] = ds
+    for col in ("obs", "act", "rew"):
+        if col not in cols:
+            raise DatasetFormatError(
+                f"{path}: '{META_GROUP}/{col}' is missing or not an array; expected {expected}"
+            )
+    for col in ("rew", "terminated", "truncated", "done"):
+        if col in cols and cols[col][0] != ():
+            raise DatasetFormatError(
+                f"{path}: column '{META_GROUP}/{col}' has rows of shape {cols[col][0]}; "
+                "expected one value per transition"
+            )
+    return cols, datasets
+
+
+class DiskShard(NamedTuple):
+    """What :func:`check_disk_shard` found in one file of a disk-backed buffer."""
+
+    rows: int
+    """transitions committed (the episode table's)."""
+    starts: np.ndarray
+    lengths: np.ndarray
+    settings: tuple[int, bool, bool]
+    """``(stack_num, save_only_last_obs, sample_avail)``."""
+    columns: ColumnSpec
+    datasets: dict[str, h5py.Dataset]
+
+
+def check_disk_shard(f: h5py.File, path: str, *, include_info: bool) -> DiskShard:
+    """The checks a file passes before the disk-backed loader
+    (:func:`~tianshou_offline.data.ondisk.load_disk_files`) maps or reads any of its columns:
+    the tianshou-offline layout and a known version, frame-stacking settings, the episode
+    table and the columns (:func:`shard_columns`).
+
+    :raises DatasetFormatError: another layout, a malformed setting, episode table or column.
+    :raises SchemaVersionError: an unknown format version.
+    """
+    if detect_layout(f) != "tianshou_offline":
+        raise DatasetFormatError(
+            f"{path}: not a tianshou-offline buffer file; a disk-backed buffer reads "
+            "the tianshou-offline format (convert the file, or load it with memory='ram')"
+        )
+    check_version(f)
+    s = attr_int(f, "stack_num", 1, lo=1, hi=MAX_STACK_NUM)
+    settings = (
+        s,
+        attr_bool(f, "_save_only_last_obs", False),
+        attr_bool(f, "_sample_avail", False),
+    )
+    starts, lengths = episode_bounds(f)
+    n = int(starts[-1] + lengths[-1]) if len(starts) else 0
+    cols, datasets = shard_columns(
+        path, group_at(f, META_GROUP), n, include_info=include_info,
+        expected="obs, act, rew, terminated, truncated",
+    )  # fmt: skip
+    return DiskShard(n, starts, lengths, settings, cols, datasets)

@@ -48,14 +48,13 @@ from tianshou_offline.data.format import (
     detect_layout,
     episode_bounds,
     group_at,
-    iter_datasets,
     open_h5,
+    shard_columns,
 )
 from tianshou_offline.data.reading import (
     attr_bool,
     attr_int,
     check_extent,
-    check_rows,
     dataset,
     read_index,
     rows,
@@ -410,54 +409,6 @@ def wrap_with_patches(f: h5py.File, buffer: ReplayBuffer) -> FrameStackReplayBuf
     )
     verify_buffer(buf, f.filename)
     return buf
-
-
-ColumnSpec = dict[str, tuple[tuple[int, ...], "np.dtype[Any]"]]
-"""Each column's row shape and dtype (what every shard of one buffer must share)."""
-
-
-def shard_columns(
-    path: str | os.PathLike[str],
-    meta: h5py.Group,
-    n: int,
-    *,
-    include_info: bool,
-    expected: str,
-) -> tuple[ColumnSpec, dict[str, h5py.Dataset]]:
-    """The numeric columns of one shard's ``/_meta`` group, each checked to hold ``n`` rows
-    within the file's extent: their row shapes and dtypes, and the datasets by name.
-
-    :param expected: what a file missing ``obs``, ``act`` or ``rew`` was expected to be (for
-        the error message).
-    :raises DatasetFormatError: a non-numeric or 0-d column, a missing required column, or
-        per-transition scalars (``rew``, flags) with rows of another shape.
-    """
-    cols: ColumnSpec = {}
-    datasets: dict[str, h5py.Dataset] = {}
-    for name, ds in iter_datasets(meta):
-        if not include_info and (name == "info" or name.startswith("info/")):
-            continue
-        if ds.shape is None or ds.ndim == 0 or ds.dtype.kind not in "biuf":
-            raise DatasetFormatError(
-                f"{path}: column '{META_GROUP}/{name}' has shape {ds.shape} and dtype "
-                f"{ds.dtype}; expected rows of numbers or bools"
-            )
-        check_rows(ds, n)
-        check_extent(ds, n)
-        cols[name] = (tuple(ds.shape[1:]), ds.dtype)
-        datasets[name] = ds
-    for col in ("obs", "act", "rew"):
-        if col not in cols:
-            raise DatasetFormatError(
-                f"{path}: '{META_GROUP}/{col}' is missing or not an array; expected {expected}"
-            )
-    for col in ("rew", "terminated", "truncated", "done"):
-        if col in cols and cols[col][0] != ():
-            raise DatasetFormatError(
-                f"{path}: column '{META_GROUP}/{col}' has rows of shape {cols[col][0]}; "
-                "expected one value per transition"
-            )
-    return cols, datasets
 
 
 def load_framestack_files(

@@ -45,7 +45,7 @@ import h5py
 import numpy as np
 from tianshou.data import Batch, ReplayBuffer
 
-from tianshou_offline.data.framestack import FrameStackReplayBuffer, shard_columns
+from tianshou_offline.data.framestack import FrameStackReplayBuffer
 from tianshou_offline.data.mapped import available_memory as available_memory
 from tianshou_offline.data.mapped import file_offset, mappable_fd
 from tianshou_offline.errors import DatasetFormatError
@@ -429,15 +429,7 @@ def load_disk_files(
         that cannot be mapped (the message names ``tianshou-offline repack``).
     """
     from tianshou_offline.data.columns import nest_columns, verify_buffer
-    from tianshou_offline.data.format import (
-        MAX_STACK_NUM,
-        META_GROUP,
-        check_version,
-        detect_layout,
-        episode_bounds,
-        group_at,
-        open_h5,
-    )
+    from tianshou_offline.data.format import MAX_STACK_NUM, META_GROUP, check_disk_shard, open_h5
     from tianshou_offline.data.framestack import (
         _check_file_episodes,
         _join_files,
@@ -445,7 +437,6 @@ def load_disk_files(
         check_patch_stack_num,
         read_patches,
     )
-    from tianshou_offline.data.reading import attr_bool, attr_int
 
     if not paths:
         raise ValueError("load_disk_files(): no files given")
@@ -457,24 +448,9 @@ def load_disk_files(
     for p in paths:
         with open_h5(p) as f:
             fname = str(p)
-            if detect_layout(f) != "tianshou_offline":
-                raise DatasetFormatError(
-                    f"{fname}: not a tianshou-offline buffer file; a disk-backed buffer reads "
-                    "the tianshou-offline format (convert the file, or load it with memory='ram')"
-                )
-            check_version(f)
-            s = attr_int(f, "stack_num", 1, lo=1, hi=MAX_STACK_NUM)
-            this = (
-                s,
-                attr_bool(f, "_save_only_last_obs", False),
-                attr_bool(f, "_sample_avail", False),
-            )
-            starts, lengths = episode_bounds(f)
-            n = int(starts[-1] + lengths[-1]) if len(starts) else 0
-            cols, datasets = shard_columns(
-                fname, group_at(f, META_GROUP), n, include_info=include_info,
-                expected="obs, act, rew, terminated, truncated",
-            )  # fmt: skip
+            shard = check_disk_shard(f, fname, include_info=include_info)
+            n, starts, lengths = shard.rows, shard.starts, shard.lengths
+            cols, datasets, this = shard.columns, shard.datasets, shard.settings
             parts = {
                 name: map_column(fname, ds, n, name)
                 for name, ds in datasets.items()
