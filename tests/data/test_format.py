@@ -501,6 +501,114 @@ def test_vlen_dataset_element_claiming_gigabytes_is_refused_before_it_is_read(
         episode_table(path)
 
 
+_READ_ISOLATED = r"""
+import sys
+from tianshou_offline.data import byte_guards
+from tianshou_offline.errors import TianshouOfflineError
+
+what, path, window = sys.argv[1], sys.argv[2], int(sys.argv[3])
+if window:  # scan only the first and last `window` bytes, as for a file over 64 MiB
+    byte_guards.GCOL_FULL_SCAN_BYTES, byte_guards.GCOL_WINDOW_BYTES = 0, window
+try:
+    if what == "load_buffer":
+        from tianshou_offline import load_buffer
+        load_buffer(path)
+    elif what == "episode_table":
+        from tianshou_offline.data.stats import episode_table
+        episode_table(path)
+    else:  # attr_str on a file libhdf5 opened without the package's scan
+        import h5py
+        from tianshou_offline.data.reading import attr_str
+        with h5py.File(path, "r") as f:
+            attr_str(f[what], "__data_type__")
+    print("ok")
+except TianshouOfflineError as e:
+    print(f"typed {type(e).__name__}: {e}")
+"""
+
+
+def _read_isolated(what: str, path: Path, window: int = 0) -> str:
+    """Run a reader on ``path`` in a child process (libhdf5 may crash the interpreter): its
+    one-line answer; the child must exit normally (a SIGSEGV is ``returncode -11``)."""
+    import os
+    import subprocess
+    import sys
+
+    repo = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([repo, os.environ.get("PYTHONPATH", "")])}
+    res = subprocess.run([sys.executable, "-c", _READ_ISOLATED, what, str(path), str(window)],
+                         capture_output=True, text=True, timeout=120, env=env)  # fmt: skip
+    assert res.returncode == 0, f"the reader died (exit {res.returncode}): {res.stderr[-2000:]}"
+    return res.stdout.strip().splitlines()[-1]
+
+
+def _corrupt_vlen_kind(path: Path, obj: str, name: bytes) -> int:
+    """Turn the variable-length string type of ``obj``'s attribute ``name`` (``obj`` itself,
+    a string dataset, for ``name=b""``) into kind 3 (one bit: 1 → 3), as the fuzz harness's
+    bit flips did (mutant contiguous#1214, seed 4); returns the datatype's offset."""
+    with h5py.File(path, "r") as f:
+        header = h5py.h5o.get_info(f[obj].id).addr
+    data = bytearray(path.read_bytes())
+    at = data.find(name + b"\0", header) if name else header
+    q = data.find(bytes([0x19, 0x01, 0x01, 0x00, 0x10, 0, 0, 0]), at)
+    assert 0 < q - at < 64, (at, q)
+    data[q + 1] ^= 0x02
+    path.write_bytes(bytes(data))
+    return q
+
+
+def test_string_attribute_of_unknown_vlen_kind_is_refused_not_a_crash(good_file: Path) -> None:
+    """An attribute's variable-length string type whose kind (1: string) a flipped bit made
+    3: libhdf5 decodes it and then crashes converting its value (SIGSEGV in ``H5Aread`` →
+    ``H5T__conv_vlen`` → ``H5VL_blob_put``), which killed the fuzz harness's worker in
+    ``load_buffer`` (contiguous#1214, seed 4). The file is refused when it is opened; where
+    the scan does not reach (a large file's middle), the attribute reader refuses the type
+    before reading the value. Run in a child process: the old code crashed it."""
+    q = _corrupt_vlen_kind(good_file, "_meta/terminated", b"__data_type__")
+    out = _read_isolated("load_buffer", good_file)
+    assert out.startswith("typed DatasetFormatError"), out
+    assert f"variable-length datatype of an attribute at byte {q} has kind 3" in out
+    window = min(q, good_file.stat().st_size - q) // 2
+    out = _read_isolated("load_buffer", good_file, window)  # outside the scanned windows
+    assert out.startswith("typed DatasetFormatError"), out
+    assert "'/_meta/terminated@__data_type__' is stored as a variable-length sequence" in out
+    out = _read_isolated("_meta/terminated", good_file)  # libhdf5 opened it: no scan at all
+    assert "is stored as a variable-length sequence; expected text" in out, out
+    assert _read_isolated("_meta/rew", good_file) == "ok"
+
+
+def test_string_column_of_unknown_vlen_kind_is_refused_not_a_crash(tmp_path: Path) -> None:
+    """The same corruption in a dataset's own type (a string column: episode labels):
+    reading it crashes libhdf5 in ``H5Dread``; refused when the file is opened (``inspect``'s
+    episode table, in a child process: the old code crashed it)."""
+    rng = np.random.default_rng(3)
+    path = tmp_path / "labels.hdf5"
+    with BufferWriter(path) as w:
+        for n in (5, 6):
+            w.add_episode(**_episode(rng, n), metadata={"label": "expert-run"})
+    assert _read_isolated("episode_table", path) == "ok"
+    q = _corrupt_vlen_kind(path, "tianshou_offline/episodes/metadata/label", b"")
+    out = _read_isolated("episode_table", path)
+    assert out.startswith("typed DatasetFormatError"), out
+    assert f"variable-length datatype of an object at byte {q} has kind 3" in out
+
+
+def test_attribute_holding_a_vlen_sequence_is_not_text(tmp_path: Path) -> None:
+    """A (valid) variable-length sequence where the format has a string attribute is refused
+    by its type, before its value is read, rather than shown as text."""
+    from tianshou_offline.data.reading import attr_str
+
+    path = tmp_path / "seq.hdf5"
+    value = np.empty(1, dtype=object)
+    value[0] = np.arange(3, dtype=np.int32)
+    with h5py.File(path, "w") as f:
+        f.attrs.create("format", value, dtype=h5py.vlen_dtype(np.int32))
+    with h5py.File(path, "r") as f:
+        with pytest.raises(DatasetFormatError, match=r"attribute '/@format' is stored as a "
+                           "variable-length sequence; expected text"):  # fmt: skip
+            attr_str(f, "format")
+
+
 def test_interrupted_attribute_scan_keeps_its_exception(
     good_file: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -44,7 +44,7 @@ def check_global_heaps(path: str | os.PathLike[str], base: int = 0) -> None:
     chance, and walked as libhdf5 walks them.
 
     The same pass checks the descriptors of variable-length attributes
-    (:func:`_check_vlen_attributes`): libhdf5 allocates (and zeroes) the length a descriptor
+    (:func:`_check_vlen_types`): libhdf5 allocates (and zeroes) the length a descriptor
     claims before it looks the object up in its heap.
 
     :param base: where the superblock is (a user block before it shifts every address).
@@ -76,7 +76,7 @@ def check_global_heaps(path: str | os.PathLike[str], base: int = 0) -> None:
                 pos = mm.find(_GCOL, pos + 4, hi)
         offsets = _size_of_offsets(mm, base)
         if offsets is not None:
-            _check_vlen_attributes(mm, ranges, size, offsets, os.fspath(path))
+            _check_vlen_types(mm, ranges, size, offsets, os.fspath(path))
 
 
 class _FileView:
@@ -165,13 +165,20 @@ def _size_of_offsets(mm: Any, base: int) -> int | None:
 _VLEN_CLASS_BITS = (0x00, 0x01, 0x10, 0x11, 0x20, 0x21)
 """The second byte of a variable-length datatype message: a sequence or a string, and its
 padding."""
+_VLEN_KINDS = (0, 1)
+"""The kinds of variable-length type libhdf5 knows (the low 4 bits of that byte): 0, a
+sequence; 1, a string. libhdf5 1.14 decodes any other kind without complaint and then
+dereferences a NULL callback when it converts a value of it: ``H5Aread``/``H5Dread`` →
+``H5T__conv_vlen`` → ``H5T__vlen_disk_write`` → ``H5VL_blob_put``, SIGSEGV (fuzz mutant
+contiguous#1214, seed 4: one bit turned an attribute's kind 1 into 3)."""
 
 
 def _vlen_type_candidates(mm: Any, lo: int, hi: int, want: bytes) -> list[int]:
     """Offsets in ``[lo, hi)`` where a variable-length datatype message of size ``want``
-    (4 bytes) may start: class 9 in versions 1-5, a sequence or string, a character set of
-    0 or 1. Vectorized over copies of 8 MiB blocks: no array views ``mm``, so an exception
-    raised meanwhile (a signal, ``KeyboardInterrupt``) does not keep it from closing."""
+    (4 bytes) may start: class 9 in versions 1-5, a character set of 0 or 1; the second byte
+    (kind and padding) may be anything, so that a corrupt kind is found too. Vectorized over
+    copies of 8 MiB blocks: no array views ``mm``, so an exception raised meanwhile (a
+    signal, ``KeyboardInterrupt``) does not keep it from closing."""
     out: list[int] = []
     step = 8 << 20
     for start in range(lo, hi, step):
@@ -183,24 +190,34 @@ def _vlen_type_candidates(mm: Any, lo: int, hi: int, want: bytes) -> list[int]:
             idx = idx[x[idx + 4 + k] == want[k]]
         v = x[idx]
         ok = ((v & 0xF) == 9) & (v >= 0x19) & (v <= 0x59)
-        ok &= np.isin(x[idx + 1], _VLEN_CLASS_BITS) & (x[idx + 2] <= 1) & (x[idx + 3] == 0)
+        ok &= np.isin(x[idx + 2], (0, 1)) & (x[idx + 3] == 0)
         out.extend(int(i) + start for i in idx[ok])
     return out
 
 
-def _check_vlen_attributes(
+def _check_vlen_types(
     mm: Any, ranges: list[tuple[int, int]], size: int, offsets: int, fname: str
 ) -> None:
-    """Refuse an attribute of a variable-length type (a string, as h5py stores ``str``
-    attributes) whose stored descriptors claim more bytes than the file holds.
+    """Refuse a variable-length datatype (a string, as h5py stores ``str`` attributes and
+    string columns, or a sequence) that libhdf5 would crash on or blow up for, before it
+    reads any value of it:
 
-    An element of such an attribute is a descriptor (a ``uint32`` length, the address of a
-    global heap collection and an ``uint32`` object index). libhdf5 allocates and zeroes
-    ``length`` times the base type's size for it before it looks the object up, so a
-    corrupted length (up to 4 GiB) is a blow-up. Attribute messages are found wherever they
-    are stored (object header chunks, or a fractal heap for dense attribute storage) by their
-    datatype message; a candidate is checked only when the bytes around it parse as a whole
-    attribute message (version, name, datatype, dataspace sizes consistent).
+    - a kind other than sequence or string (:data:`_VLEN_KINDS`), in an attribute message or
+      in the datatype message of an object header (a dataset's type): libhdf5 dereferences
+      a NULL pointer converting its values;
+    - an attribute whose stored descriptors claim more bytes than the file holds. An element
+      of such an attribute is a descriptor (a ``uint32`` length, the address of a global heap
+      collection and an ``uint32`` object index). libhdf5 allocates and zeroes ``length``
+      times the base type's size for it before it looks the object up, so a corrupted length
+      (up to 4 GiB) is a blow-up.
+
+    Attribute messages are found wherever they are stored (object header chunks, or a
+    fractal heap for dense attribute storage) by their datatype message; a candidate is
+    checked only when the bytes around it parse as a whole attribute message (version, name,
+    datatype, dataspace sizes consistent) or, for a dataset's type, as an object header
+    message of type 3 (the datatype), so that array data that happens to hold such bytes is
+    never refused. A variable-length type nested in a compound or an array type is not
+    checked.
     """
     dt_size = 4 + offsets + 4
     want = dt_size.to_bytes(4, "little")
@@ -209,7 +226,15 @@ def _check_vlen_attributes(
             if q + 16 > size:
                 continue
             data = _attribute_data(mm, q, size)
-            if data is None:
+            kind = mm[q + 1] & 0xF
+            if kind not in _VLEN_KINDS and (data is not None or _is_datatype_message(mm, q)):
+                raise DatasetFormatError(
+                    f"{fname}: the variable-length datatype of "
+                    f"{'an attribute' if data is not None else 'an object'} at byte {q} has "
+                    f"kind {kind}; expected 0 (a sequence) or 1 (a string): libhdf5 crashes "
+                    "reading its values; the file is damaged"
+                )
+            if data is None or mm[q + 1] not in _VLEN_CLASS_BITS:
                 continue
             at, n = data
             base_size = int.from_bytes(mm[q + 12 : q + 16], "little") if mm[q + 1] & 0xF == 0 else 1
@@ -226,6 +251,27 @@ def _check_vlen_attributes(
                     f"claims {int(lengths[k])} bytes, more than the whole file ({size} bytes); "
                     "the file is damaged"
                 )
+
+
+_DATATYPE_MESSAGE = 0x0003
+"""The object header message type of a datatype (a dataset's, or a committed datatype's)."""
+
+
+def _is_datatype_message(mm: Any, q: int) -> bool:
+    """Whether the bytes before ``q`` are the header of an object header message of type
+    :data:`_DATATYPE_MESSAGE` large enough for a variable-length type (16 bytes or more): in
+    a version 1 object header 2 bytes of type, 2 of size, a flags byte and 3 reserved zero
+    bytes; in a version 2 one 1 byte of type, 2 of size, a flags byte and, where the header
+    tracks creation order, 2 bytes of it."""
+    if q >= 8 and mm[q - 3 : q] == b"\0\0\0":
+        if int.from_bytes(mm[q - 8 : q - 6], "little") == _DATATYPE_MESSAGE:
+            return int.from_bytes(mm[q - 6 : q - 4], "little") >= 16
+    for head in (4, 6):  # version 2, without and with a creation order
+        h = q - head
+        if h >= 0 and mm[h] == _DATATYPE_MESSAGE:
+            if int.from_bytes(mm[h + 1 : h + 3], "little") >= 16:
+                return True
+    return False
 
 
 def _attribute_data(mm: Any, q: int, size: int) -> tuple[int, int] | None:

@@ -29,7 +29,12 @@ killed recorder left open), its metadata retries sleeping ever longer
 variable-length value's stored descriptor claims (up to 4 GiB) before it looks the value up
 in its heap; descriptors are checked against the file's size, those of attributes when the
 file is opened (:func:`check_global_heaps`), those of datasets by :func:`check_extent`
-(:func:`check_vlen_descriptors`).
+(:func:`check_vlen_descriptors`). A fourth crashes it: a variable-length type whose kind (4
+bits) is neither sequence nor string decodes, and converting a value of it dereferences a
+NULL pointer (SIGSEGV in ``H5Aread``/``H5Dread``); such types, of attributes and of
+datasets, are refused when the file is opened (the same scan), and :func:`attr_str`,
+:func:`attr_int` and :func:`attr_bool` refuse an attribute whose type holds a
+variable-length sequence before reading its value.
 
 This module owns the boundary and opening files in SWMR-read mode; the checked accessors live
 in :mod:`~tianshou_offline.data.validators` and the byte-level guards in

@@ -64,7 +64,7 @@ def attr_int(
     """
     if name not in obj.attrs:
         return default
-    raw = obj.attrs[name]
+    raw = _attr_value(obj, name, "an integer")
     value: int | None = None
     arr = np.asarray(raw) if not isinstance(raw, bytes | str) else None
     if arr is not None and arr.shape == () and arr.dtype.kind in "biu":
@@ -90,7 +90,7 @@ def attr_bool(obj: h5py.HLObject, name: str, default: bool) -> bool:
     """Attribute ``name`` as a bool (a bool or the integers 0/1; ``default`` when absent)."""
     if name not in obj.attrs:
         return default
-    raw = obj.attrs[name]
+    raw = _attr_value(obj, name, "a bool")
     arr = np.asarray(raw) if not isinstance(raw, bytes | str) else None
     if arr is not None and arr.shape == () and arr.dtype.kind in "biu" and int(arr) in (0, 1):
         return bool(arr)
@@ -103,7 +103,21 @@ def attr_str(obj: h5py.HLObject, name: str, default: str = "") -> str:
     """Attribute ``name`` as text (bytes decoded as UTF-8, undecodable bytes replaced)."""
     if name not in obj.attrs:
         return default
-    return as_text(obj.attrs[name])
+    return as_text(_attr_value(obj, name, "text"))
+
+
+def _attr_value(obj: h5py.HLObject, name: str, expected: str) -> Any:
+    """``obj.attrs[name]``, read only after its stored type is checked: a type that holds a
+    variable-length sequence (which no attribute of any layout read here has) is refused
+    before libhdf5 converts its values. A corrupted string's kind reads as such a sequence,
+    and converting it crashes libhdf5 (SIGSEGV; see ``byte_guards._VLEN_KINDS``, which finds
+    it in the file's bytes when the file is opened, within the windows it scans)."""
+    if obj.attrs.get_id(name).get_type().detect_class(h5py.h5t.VLEN):
+        raise DatasetFormatError(
+            f"{obj.file.filename}: attribute '{_where(obj)}@{name}' is stored as a "
+            f"variable-length sequence; expected {expected}"
+        )
+    return obj.attrs[name]
 
 
 def as_text(v: Any) -> str:
