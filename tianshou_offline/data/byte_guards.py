@@ -10,6 +10,7 @@ variable-length datasets (:func:`check_vlen_descriptors`, run by
 from __future__ import annotations
 
 import os
+import struct
 from typing import Any
 
 import h5py
@@ -342,11 +343,20 @@ def _looping_object(mm: Any, pos: int, file_size: int, lengths: int) -> int | No
     end = pos + size
     obj_head = 8 + lengths  # index (2), references (2), reserved (4), size
     p = pos + head
+    at, buf = p, b""  # the bytes from `at` on, read _WALK_BYTES at a time
+    header = _OBJECT_HEADERS.get(lengths)
+    unpack = header.unpack_from if header is not None else None
     while p < end:
         if p + obj_head > end:
             return None  # a tail too small for an object header: free space
-        idx = int.from_bytes(mm[p : p + 2], "little")
-        obj = int.from_bytes(mm[p + 8 : p + obj_head], "little")
+        if p < at or p + obj_head > at + len(buf):
+            at, buf = p, mm[p : min(end, p + _WALK_BYTES)]
+        o = p - at
+        if unpack is not None:
+            idx, obj = unpack(buf, o)
+        else:
+            idx = int.from_bytes(buf[o : o + 2], "little")
+            obj = int.from_bytes(buf[o + 8 : o + obj_head], "little")
         # libhdf5's size_t arithmetic: the padded size of an object of nearly 2**64 bytes
         # wraps to a few bytes, and a step of 2**63 or more moves the walk backwards
         need = obj if idx == 0 else obj_head + (obj + 7) % _WORD // 8 * 8
@@ -359,6 +369,13 @@ def _looping_object(mm: Any, pos: int, file_size: int, lengths: int) -> int | No
 
 _WORD = 1 << 64
 """libhdf5's ``size_t`` wraps at this value."""
+_OBJECT_HEADERS = {n: struct.Struct(f"<H6x{c}") for n, c in ((2, "H"), (4, "I"), (8, "Q"))}
+"""A global heap object's index and size, by the file's size of lengths."""
+_WALK_BYTES = 1 << 20
+"""Bytes of a collection :func:`_looping_object` reads at a time: it walks them as a local
+``bytes`` object (a collection holds an object per string, a few dozen bytes each; reading
+each header through the file view took 21 s for the 129 collections in the scanned windows
+of a 1.6 GB file of strings, fuzz mutant large_writer#1538, seed 4)."""
 
 
 _VLEN_FILTERS = {h5py.h5z.FILTER_DEFLATE, h5py.h5z.FILTER_SHUFFLE, h5py.h5z.FILTER_FLETCHER32}
