@@ -21,7 +21,7 @@ import h5py
 import numpy as np
 
 from tianshou_offline.data.atomic import atomic_output, check_new_output, h5_output
-from tianshou_offline.data.format import WRITE_LIBVER, open_h5
+from tianshou_offline.data.format import WRITE_LIBVER, check_disk_shard, detect_layout, open_h5
 from tianshou_offline.data.validators import check_extent
 from tianshou_offline.errors import DatasetFormatError, OutputExistsError, SourceNotFoundError
 from tianshou_offline.progress import progress as progress_bar
@@ -131,9 +131,32 @@ def _array_bytes(f: h5py.File) -> int:
     return total
 
 
+def check_source(f: h5py.File, path: str) -> None:
+    """Refuse, before anything is written, a source whose copy the loaders would refuse: a
+    file of no layout :func:`~tianshou_offline.data.buffer.load_buffer` reads, and a
+    tianshou-offline file that fails the disk-backed loader's own checks
+    (:func:`~tianshou_offline.data.format.check_disk_shard`, every column, ``info`` included:
+    a repacked file is written for ``memory="disk"``). Tianshou's and D4RL's layouts, which
+    the disk-backed loader does not read, are copied as they are.
+
+    :raises DatasetFormatError: naming the file and what the loader would refuse (a string
+        column, a column of too few rows, a malformed episode table, ...).
+    """
+    if detect_layout(f) != "tianshou_offline":
+        return
+    try:
+        check_disk_shard(f, path, include_info=True)
+    except DatasetFormatError as e:
+        raise type(e)(f"{e}; not repacked: load_buffer(memory='disk') would refuse the copy") from e
+
+
 def repack_file(src: Path, tmp: Path, *, progress: bool | None = None) -> None:
-    """Write the repacked copy of ``src`` to ``tmp`` (which must not exist); no rename."""
+    """Write the repacked copy of ``src`` to ``tmp`` (which must not exist); no rename.
+
+    :raises DatasetFormatError: the source fails :func:`check_source` (nothing is written).
+    """
     with open_h5(src) as f:
+        check_source(f, str(src))
         total = _array_bytes(f)
         show = progress if progress is not None else total >= (1 << 30)
         with (
@@ -160,7 +183,8 @@ def repack(
     :returns: the output path.
     :raises SourceNotFoundError: no such source, or no output directory.
     :raises OutputExistsError: ``output`` exists and ``overwrite`` is False, or it is ``source``.
-    :raises DatasetFormatError: the source is not an HDF5 file.
+    :raises DatasetFormatError: the source is not an HDF5 file, or one whose copy the
+        loaders would refuse (:func:`check_source`: checked before anything is written).
     """
     src = Path(source)
     out = Path(output)
