@@ -619,6 +619,17 @@ def test_string_column_of_unknown_vlen_kind_is_refused_not_a_crash(tmp_path: Pat
     assert f"variable-length datatype of an object at byte {q} has kind 3" in out
 
 
+def test_array_data_that_reads_like_a_vlen_type_of_unknown_kind_opens(tmp_path: Path) -> None:
+    """int32 values 4099, 793, 16 are the bytes of a version 2 object header message of type
+    3 (datatype) followed by a variable-length type of kind 3: in array data they are no
+    datatype, and the file opens (the scan takes such a message only at a message boundary
+    of an object header chunk it walks)."""
+    path = tmp_path / "ints.hdf5"
+    with h5py.File(path, "w", libver="latest") as f:
+        f["d"] = np.tile(np.array([4099, 0x0319, 16, 0], np.int32), 1000)
+    open_h5(path).close()
+
+
 def test_attribute_holding_a_vlen_sequence_is_not_text(tmp_path: Path) -> None:
     """A (valid) variable-length sequence where the format has a string attribute is refused
     by its type, before its value is read, rather than shown as text."""

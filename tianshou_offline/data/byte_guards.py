@@ -263,15 +263,47 @@ def _is_datatype_message(mm: Any, q: int) -> bool:
     :data:`_DATATYPE_MESSAGE` large enough for a variable-length type (16 bytes or more): in
     a version 1 object header 2 bytes of type, 2 of size, a flags byte and 3 reserved zero
     bytes; in a version 2 one 1 byte of type, 2 of size, a flags byte and, where the header
-    tracks creation order, 2 bytes of it."""
+    tracks creation order, 2 bytes of it, at a message boundary of the chunk it is in
+    (:func:`_v2_message_at`: those few bytes alone occur in array data)."""
     if q >= 8 and mm[q - 3 : q] == b"\0\0\0":
         if int.from_bytes(mm[q - 8 : q - 6], "little") == _DATATYPE_MESSAGE:
             return int.from_bytes(mm[q - 6 : q - 4], "little") >= 16
     for head in (4, 6):  # version 2, without and with a creation order
         h = q - head
-        if h >= 0 and mm[h] == _DATATYPE_MESSAGE:
+        if h >= 0 and mm[h] == _DATATYPE_MESSAGE and mm[h + 3] & 0x02 == 0:  # not shared
             if int.from_bytes(mm[h + 1 : h + 3], "little") >= 16:
+                if _v2_message_at(mm, h, creation_order=head == 6):
+                    return True
+    return False
+
+
+_V2_CHUNK_SEARCH = 1 << 16
+"""How far before a message :func:`_v2_message_at` looks for the start of its chunk."""
+
+
+def _v2_message_at(mm: Any, h: int, *, creation_order: bool) -> bool:
+    """Whether a message starts at ``h`` in a version 2 object header chunk: walking the
+    messages of the nearest chunk that starts before it (``OHDR``, or a continuation chunk
+    ``OCHK``) by their sizes lands on ``h``."""
+    lo = max(0, h - _V2_CHUNK_SEARCH)
+    msg_head = 6 if creation_order else 4
+    starts: list[tuple[int, int]] = []  # (first message, end of the chunk's messages)
+    o = mm.rfind(b"OHDR", lo, h)
+    if o >= 0 and o + 6 <= h and mm[o + 4] == 2:
+        flags = mm[o + 5]
+        if bool(flags & 0x04) == creation_order:
+            p = o + 6 + (16 if flags & 0x20 else 0) + (4 if flags & 0x10 else 0)
+            width = 1 << (flags & 0x03)
+            size = int.from_bytes(mm[p : p + width], "little")
+            starts.append((p + width, p + width + size))
+    c = mm.rfind(b"OCHK", lo, h)
+    if c >= 0:
+        starts.append((c + 4, h + 1))
+    for p, end in starts:
+        while p < min(end, h + 1):
+            if p == h:
                 return True
+            p += msg_head + int.from_bytes(mm[p + 1 : p + 3], "little")
     return False
 
 
