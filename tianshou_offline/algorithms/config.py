@@ -36,7 +36,7 @@ import gymnasium as gym
 import numpy as np
 from tianshou.algorithm.optim import AdamOptimizerFactory
 
-from tianshou_offline.algorithms.continuous.nets import ConvEncoder
+from tianshou_offline.algorithms.continuous.nets import ConvEncoder, CriticEnsemble
 from tianshou_offline.algorithms.discrete.nets import AtariTrunk, MLPTrunk, Trunk
 from tianshou_offline.errors import DataValidationError, UnknownHyperparameterError
 
@@ -371,7 +371,7 @@ class ContinuousTDConfig(ContinuousConfig):
     """Polyak factor of the target networks"""
     n_step_return_horizon: int = 1
     """n of the n-step TD target"""
-    num_critics: int = 2
+    num_critics: int = param_default(CriticEnsemble, "num_critics")
     """members of the critic ensemble"""
 
     renamed: ClassVar[Mapping[str, str | tuple[str, ...]]] = {
