@@ -583,14 +583,9 @@ def _arrow_threads_at_one() -> Iterator[None]:
     """Arrow's CPU and I/O thread pools at one thread each while the block runs (their
     sizes restored after). Minari's Arrow and Parquet storage writes one small table per
     episode (``pyarrow.dataset.write_dataset``): more threads speed nothing up there, and
-    each costs its stack and, with glibc, a malloc arena of 64 MiB of address space. With
-    the default pools (a CPU thread per core, or ``OMP_NUM_THREADS``; up to 8 I/O threads,
-    started as tasks queue up, so more on a loaded machine) the export's writing process
-    grew by 300 MB of address space writing 4 episodes on an idle machine, 225 MB with one
-    thread each; under a 1 GiB address-space limit (``RLIMIT_AS``, the fuzz harness's) on a
-    loaded machine it failed with Arrow's 'Failed to launch worker thread: Resource
-    temporarily unavailable' (fuzz mutant writer_dict#1225 and the unmutated ``writer``
-    seed of the kept seed-4 run)."""
+    each costs its stack and, with glibc, a malloc arena of 64 MiB of address space, so the
+    default pools (a CPU thread per core; up to 8 I/O threads, started as tasks queue up)
+    can exhaust an address-space limit (``RLIMIT_AS``) that the export itself fits in."""
     import pyarrow as pa
 
     cpu, io = pa.cpu_count(), pa.io_thread_count()
