@@ -148,6 +148,7 @@ class DecisionTransformerNet(nn.Module):
         self.heads = int(heads)
         self.context = int(context)
         self.max_timestep = int(max_timestep)
+        self.init_std = None if init_std is None else float(init_std)
         self.embed_state = state_encoder
         self.embed_return = nn.Linear(1, hidden)
         self.embed_action: nn.Module = (
