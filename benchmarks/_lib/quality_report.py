@@ -4,6 +4,7 @@ the rows' data, the sides' differences and the README's section."""
 
 from __future__ import annotations
 
+import json
 import statistics
 from collections.abc import Sequence
 from pathlib import Path
@@ -156,6 +157,33 @@ def coverage(runs: Sequence[dict[str, Any]], rows: Sequence[RowSpec], seeds: int
     )
 
 
+_UNRECORDED = "not recorded"
+
+
+def settings_changed(runs: Sequence[dict[str, Any]], rows: Sequence[RowSpec], scale: Scale) -> str:
+    """Our cells whose kept results were trained with settings other than those the preset
+    builds now (the config's fields, with the row's overrides; a field a result does not
+    record counts as changed): the table shows each cell's newest kept results whatever code
+    they came from, and names these rather than passing them off as the preset's."""
+    labels = {r.key: r.label for r in rows}
+    found: dict[str, dict[str, str]] = {}
+    for run in runs:
+        st = run["record"]["settings"]
+        if run["side"] != "ours" or run["row"] not in labels:
+            continue
+        config = our_config(scale, st["suite"], st["algo"], **st.get("overrides", {}))
+        now = json.loads(json.dumps(config.hyperparameters()))  # as a result records it
+        kept: dict[str, Any] = st.get("hp", {})
+        cell = f"{labels[run['row']]} {LINES[st['suite']][run['line']].label}"
+        for field in sorted(now.keys() | kept.keys()):
+            was, is_ = kept.get(field, _UNRECORDED), now.get(field, _UNRECORDED)
+            if was != is_:
+                found.setdefault(cell, {}).setdefault(field, f"{field}: {was} → {is_}")
+    return "Ours kept at settings other than the preset's now (shown until rerun): " + (
+        "; ".join(f"{cell} ({', '.join(d.values())})" for cell, d in found.items()) or "none"
+    )
+
+
 def notes(scale: Scale) -> list[str]:
     """What the sides still do differently: :data:`NOTES` and the field map's differences."""
     found = [*NOTES]
@@ -237,6 +265,8 @@ def report(
         *(describe_rows(runs, rows) or ["- (no kept results)"]),
         "",
         coverage(runs, rows, seeds),
+        "",
+        settings_changed(runs, rows, scale),
         "",
         "Below behaviour cloning (medium/expert; t-tests, Holm-corrected): "
         + ("; ".join(bc_check(runs, rows)) or "none"),

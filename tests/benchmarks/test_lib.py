@@ -507,6 +507,36 @@ def test_quality_table_names_the_cells_it_lacks() -> None:
     )
 
 
+def test_quality_table_names_our_cells_kept_at_other_settings() -> None:
+    """A kept run of ours whose settings are not the preset's now (a changed default, or a
+    field it does not record: the Decision Transformer's results from before ``init_std``)
+    is named with the field, what it recorded and what the preset builds; d3rlpy's runs and
+    runs at today's settings are not."""
+    from benchmarks._lib import quality_report, quality_specs
+
+    scale = quality_specs.SCALES["small"]
+    cartpole, hopper = quality_specs.ROWS["cartpole-medium"], quality_specs.ROWS["hopper-medium"]
+
+    def run(row: str, suite: str, algo: str, side: str = "ours", **hp: Any) -> dict[str, Any]:
+        overrides = {"target_return": 500.0} if algo == "dt" else {}
+        now = quality_specs.our_config(scale, suite, algo, **overrides).hyperparameters()
+        kept = {k: v for k, v in {**now, **hp}.items() if v != "drop"}
+        settings = {"suite": suite, "algo": algo, "hp": kept, "overrides": overrides}
+        return {"row": row, "line": algo, "side": side, "record": {"settings": settings}}
+
+    runs = [run("cartpole-medium", "discrete", "dt", init_std="drop"),
+            run("cartpole-medium", "discrete", "dt", init_std="drop"),  # another seed
+            run("cartpole-medium", "discrete", "cql", side="d3rlpy", lr=1.0),
+            run("hopper-medium", "continuous", "iql"),
+            run("hopper-medium", "continuous", "td3bc", alpha=9.0, tau=1.0)]  # fmt: skip
+    text = quality_report.settings_changed(runs, [cartpole, hopper], scale)
+    init_std = quality_specs.our_config(scale, "discrete", "dt").hyperparameters()["init_std"]
+    assert text.endswith(f": CartPole-v1 medium Decision Transformer (init_std: not recorded → "
+                         f"{init_std}); Hopper-v5 medium TD3+BC (alpha: 9.0 → 2.5, tau: 1.0 → "
+                         "0.005)")  # fmt: skip
+    assert quality_report.settings_changed(runs[2:4], [cartpole, hopper], scale).endswith(": none")
+
+
 def test_d3rlpy_dt_context_follows_its_stateful_wrappers_rule() -> None:
     """d3rlpy's acting rule re-stated for the exported step (checked against d3rlpy's own
     StatefulTransformerWrapper in its process): the last K steps left-padded and masked, the
