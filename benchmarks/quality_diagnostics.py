@@ -17,8 +17,10 @@ changes: same job, same data, same seeds, same evaluation as the table's d3rlpy 
   returns-to-go unscaled (the preset's ``rtg_scale`` 1: CartPole's reach 500) either one
   bounds the return token, and a LayerNorm keeps only the direction of ``w · R̂ + b``;
 - ``dt-default-init-cartpole``: the discrete Decision Transformer's layers initialised as
-  PyTorch initialises them (ours with ``init_std=None``: the timestep embedding N(0, 1),
-  linear layers uniform in ±1/√fan-in) instead of GPT-2's N(0, 0.02) weights and zero biases.
+  PyTorch initialises them (the timestep embedding N(0, 1), linear layers uniform in
+  ±1/√fan-in: ours with ``init_std=None``, its default when this ran) instead of GPT-2's
+  N(0, 0.02) weights and zero biases; what it found is why ``DiscreteDTConfig`` now
+  initialises as GPT-2 (``init_std=0.02``).
 
 Each run keeps one result file (:func:`benchmarks._lib.results.write_result`) under
 ``benchmarks/results/quality_diagnostics/``; :func:`summary` reads them for the table's notes.
@@ -92,7 +94,7 @@ def _patch(variant: str) -> None:
         init_dt = transformers.DiscreteDecisionTransformer.__init__
 
         def default_init(self: Any, *args: Any, **kwargs: Any) -> None:
-            init_dt(self, *args, **kwargs)  # its N(0, 0.02), then PyTorch's (ours: init_std=None)
+            init_dt(self, *args, **kwargs)  # its N(0, 0.02), then PyTorch's (init_std=None)
             for part in (self._position_encoding, self._gpt2, self._output, self._action_embed):
                 for m in part.modules():
                     if isinstance(m, torch.nn.Linear | torch.nn.Embedding | torch.nn.LayerNorm):

@@ -164,6 +164,8 @@ def _expected(config: AlgorithmConfig) -> list[tuple[str, Any, str]]:
             out.append(("max_grad_norm", None, "gradient clipping only for CQL's critic here"))
     elif not isinstance(config, DiscreteDTConfig):
         out.append(("max_grad_norm", None, "no gradient clipping in the benchmarks' builder"))
+    if isinstance(config, DiscreteDTConfig):  # the continuous one's is a listed difference
+        out.append(("init_std", 0.02, "its GPT-2 initialisation is N(0, 0.02)"))
     if isinstance(config, ImitationConfig):
         out.append(("actor", "deterministic", "the benchmarks build its deterministic BC"))
     elif isinstance(config, BCQConfig):
@@ -248,7 +250,9 @@ def d3rlpy_differences(config: AlgorithmConfig) -> tuple[str, ...]:
             "acts as it trained); its attention masks padding with −10⁴ (ours −10⁹), its "
             "blocks are its own GPT-2 ones (ours PyTorch's TransformerEncoderLayer; both "
             "pre-LayerNorm, GELU), its blocks and timestep embedding initialised N(0, 0.02) "
-            "(ours init_std=None, PyTorch's defaults: the timestep embedding N(0, 1))",
+            "(GPT-2's, as the authors' gym code; ours init_std=None, PyTorch's defaults: linear "
+            "layers uniform in ±1/√fan-in, the timestep embedding N(0, 1) — ours on purpose: "
+            "ContinuousDTConfig's docstring says why)",
         )
     if isinstance(config, DiscreteDTConfig):
         return (
@@ -262,10 +266,12 @@ def d3rlpy_differences(config: AlgorithmConfig) -> tuple[str, ...]:
             "(warmup_steps × batch × K; padded segments make it a little longer), its first "
             "step at the full rate; ours over gradient steps",
             "Discrete Decision Transformer's segments and timesteps: as the continuous one's",
-            "Discrete Decision Transformer's initialisation: d3rlpy's blocks, output layer, "
-            "action and timestep embeddings N(0, 0.02) (GPT-2's), its biases 0; ours "
-            "init_std=None, PyTorch's defaults (embeddings N(0, 1), linear layers uniform in "
-            "±1/√fan-in) — measured: most of CartPole medium's gap (below)",
+            "Discrete Decision Transformer's initialisation: both sides' blocks, output layer "
+            "and action embedding N(0, 0.02) (GPT-2's, as the authors' Atari code), biases 0; "
+            "d3rlpy's timestep embedding N(0, 0.02), ours 0 (the authors' Atari code). Ours "
+            "initialised with PyTorch's defaults before (init_std=None: embeddings N(0, 1), "
+            "linear layers uniform in ±1/√fan-in) — measured: most of CartPole medium's gap "
+            "then (below)",
         )
     if isinstance(config, AWACConfig):
         return (

@@ -20,10 +20,12 @@ computations without padding, the return-conditioned policy's context, and a lea
 - Initialisation: GPT-2's N(0, 0.02²) weights, zero biases and unit LayerNorms where the
   authors' code applies them (the blocks; for discrete actions also the output layer and the
   action embedding, the timestep embedding at 0), statistics over matrices of at least 16,384 draws;
-  the configs' ``init_std`` reaches the network, ``None`` keeps PyTorch's initialisation.
+  the configs' ``init_std`` reaches the network, ``None`` keeps PyTorch's initialisation; by
+  default the discrete config initialises as GPT-2 (the authors' Atari code), the continuous
+  one as PyTorch (a deliberate difference from their gym code).
 - Learning: Pendulum-v1 from the session's expert data; a no-op optimizer stays at the
   untrained policy's return (about −1200). Discrete actions: CartPole-v1 from the session's
-  expert data (the discrete algorithms' tests' file); a no-op optimizer scores about 29.
+  expert data (the discrete algorithms' tests' file); a no-op optimizer scores about 15.
 """
 
 from __future__ import annotations
@@ -385,13 +387,12 @@ def test_initialisation_is_the_authors_gpt2_one(discrete: bool) -> None:
 
 
 def test_init_std_is_the_configs_and_none_keeps_pytorchs_defaults() -> None:
-    """The configs' ``init_std`` reaches the network; ``None``, the default, keeps PyTorch's
-    initialisation (each block a copy of the first: ``nn.TransformerEncoder`` clones its
-    layer); a non-positive one is refused."""
+    """The configs' ``init_std`` reaches the network; ``None``, the network's default, keeps
+    PyTorch's initialisation (each block a copy of the first: ``nn.TransformerEncoder``
+    clones its layer); a non-positive one is refused."""
     from tianshou_offline.algorithms import ContinuousDTConfig, DiscreteDTConfig
     from tianshou_offline.errors import DataValidationError
 
-    assert ContinuousDTConfig().init_std is None and DiscreteDTConfig().init_std is None
     config = DiscreteDTConfig(embed_dim=WIDE, n_layers=2, n_heads=1, init_std=0.05)
     built = config.build(OBS_SPACE, gym.spaces.Discrete(3))
     for block in built.policy.model.blocks.layers:
@@ -406,6 +407,39 @@ def test_init_std_is_the_configs_and_none_keeps_pytorchs_defaults() -> None:
         wide_net(False, init_std=0.0)
     with pytest.raises(DataValidationError, match="init_std=-1"):
         ContinuousDTConfig(init_std=-1.0)
+
+
+@pytest.mark.parametrize("discrete", [False, True], ids=["continuous", "discrete"])
+def test_each_configs_default_initialisation(discrete: bool) -> None:
+    """Built with its config's defaults (wide enough for the statistics), the discrete
+    Decision Transformer starts from GPT-2's initialisation, as the authors' Atari code and
+    d3rlpy: every block's linear weights N(0, 0.02²), their biases 0, each block drawn on its
+    own; the continuous one from PyTorch's (``ContinuousDTConfig``'s docstring says why):
+    linear weights uniform in ±1/√fan-in, biases not 0, every block a copy of the first.
+    Either default reverted (``DiscreteDTConfig.init_std`` None, ``ContinuousDTConfig``'s
+    0.02) fails here."""
+    from tianshou_offline.algorithms import ContinuousDTConfig, DiscreteDTConfig
+
+    torch.manual_seed(0)
+    sizes: dict[str, Any] = {"embed_dim": WIDE, "n_layers": 2, "n_heads": 1, "context": K}
+    if discrete:
+        algorithm: Any = DiscreteDTConfig(**sizes).build(OBS_SPACE, gym.spaces.Discrete(WIDE))
+    else:
+        algorithm = ContinuousDTConfig(**sizes).build(OBS_SPACE, ACT_SPACE)
+    blocks = list(algorithm.policy.model.blocks.layers)
+    for i, block in enumerate(blocks):
+        for name in ("linear1", "linear2"):
+            weight, bias = getattr(block, name).weight.detach(), getattr(block, name).bias
+            if discrete:
+                assert_normal(weight, 0.02, f"block {i} {name}")
+                assert torch.count_nonzero(bias) == 0, f"block {i} {name}: a bias is not 0"
+            else:
+                bound = 1 / weight.shape[1] ** 0.5
+                assert weight.abs().max().item() <= bound, f"block {i} {name}"
+                assert weight.std().item() == pytest.approx(bound / 3**0.5, rel=0.05)
+                assert torch.count_nonzero(bias) > 0, f"block {i} {name}: biases all 0"
+    copies = torch.equal(blocks[0].linear1.weight, blocks[1].linear1.weight)
+    assert copies is not discrete
 
 
 # --------------------------------------------------------------------------- policy
@@ -482,11 +516,12 @@ def test_dt_learns_pendulum_from_expert_data(expert_data_dir: Path) -> None:
     """A small Decision Transformer (64 units, 1 block of 1 head, context 5, no dropout)
     trained for 1,000 steps of 64 segments, conditioned on the expert's return, reaches a mean
     return of −400 over 20 fresh episodes (untrained, or trained with a no-op optimizer:
-    about −1200). The network's default initialisation (PyTorch's) reaches −170 at seed 0
-    (worst episode −370), −194 and −264 at seeds 1 and 2; GPT-2's (``init_std=0.02``) −357,
-    −219 and −688, too close to the threshold for this test; −1329 with a no-op optimizer;
-    9 s of CPU to train, 4 s to evaluate."""
+    about −1200). Initialised as ``ContinuousDTConfig`` does by default (PyTorch's) it reaches
+    −170 at seed 0 (worst episode −370), −194 and −264 at seeds 1 and 2; with GPT-2's
+    (``init_std=0.02``, the authors' gym code) −349, −236 and −695, too close to the threshold
+    for this test; −1329 with a no-op optimizer; 9 s of CPU to train, 4 s to evaluate."""
     from tianshou_offline import load_buffer
+    from tianshou_offline.algorithms import ContinuousDTConfig
 
     torch.manual_seed(0)
     np.random.seed(0)
@@ -501,6 +536,7 @@ def test_dt_learns_pendulum_from_expert_data(expert_data_dir: Path) -> None:
         context=5,
         max_timestep=200,
         dropout=0.0,
+        init_std=ContinuousDTConfig.init_std,
     )
     policy = ContinuousDTPolicy(
         model=model,
@@ -521,11 +557,13 @@ def test_discrete_dt_learns_cartpole_from_expert_data(expert_data_dir: Path) -> 
     """A small discrete Decision Transformer (64 units, 1 block of 1 head, context 5, no
     dropout) trained for 500 steps of 64 segments on the CartPole-v1 expert data (QR-DQN at
     ε = 0.2: 107 episodes, mean return 187, best 356), conditioned on a return of 350,
-    reaches a mean return of 120 over 20 fresh episodes: with the network's default
-    initialisation (PyTorch's) 211, 164 and 173 at seeds 0–2 (worst episodes 114 to 127),
-    with GPT-2's (``init_std=0.02``) 218, 201 and 215; 29 with a no-op optimizer (a uniformly random policy: about 22); 5 s of CPU to train,
-    5 s to evaluate."""
+    reaches a mean return of 120 over 20 fresh episodes. Initialised as ``DiscreteDTConfig``
+    does by default (GPT-2's, ``init_std=0.02``) it reaches 224, 215 and 225 at seeds 0–2;
+    with PyTorch's (``init_std=None``) 211, 164 and 173 (worst episodes 114 to 127); 15 with
+    a no-op optimizer (29 at PyTorch's initialisation; a uniformly random policy: about 22);
+    5 s of CPU to train, 5 s to evaluate."""
     from tianshou_offline import load_buffer
+    from tianshou_offline.algorithms import DiscreteDTConfig
 
     torch.manual_seed(0)
     np.random.seed(0)
@@ -541,6 +579,7 @@ def test_discrete_dt_learns_cartpole_from_expert_data(expert_data_dir: Path) -> 
         context=5,
         max_timestep=500,
         dropout=0.0,
+        init_std=DiscreteDTConfig.init_std,
     )
     policy = DiscreteDTPolicy(
         model=model,

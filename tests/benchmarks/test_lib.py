@@ -302,6 +302,7 @@ def test_field_map_refuses_what_d3rlpy_cannot_express() -> None:
         ("crr", "continuous", {"target_update_freq": 10}, "tau"),
         ("cql", "discrete", {}, "num_quantiles"),  # QR-DQN: no d3rlpy form
         ("td3bc", "continuous", {"n_step_return_horizon": 3}, "n_step_return_horizon"),
+        ("dt", "discrete", {"init_std": None}, "init_std"),  # d3rlpy's: GPT-2's N(0, 0.02)
     ]
     for name, suite, changes, field in cases:
         with pytest.raises(NotExpressible, match=field):

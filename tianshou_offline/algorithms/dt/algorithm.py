@@ -35,7 +35,9 @@ steps only (the authors' MuJoCo code; CORL averages the masked squared error ove
 slots, which down-weights short segments); weight decay applies to every parameter (the
 authors' MuJoCo setting; their Atari code exempts biases, LayerNorm and embeddings); a
 segment may start at any stored step (the authors' sampler), and timesteps beyond the
-network's ``max_timestep`` are clamped.
+network's ``max_timestep`` are clamped; :class:`ContinuousDTConfig` initialises the network
+with PyTorch's defaults, not with GPT-2's rule as the authors' gym code (its docstring says
+why; :class:`DiscreteDTConfig` initialises as their Atari code).
 """
 
 from __future__ import annotations
@@ -199,7 +201,14 @@ class ContinuousDTConfig(_DTConfig):
     """The Decision Transformer's MuJoCo settings (the authors' ``gym/experiment.py``, CORL):
     K = 20, 3 blocks of 128 units, 1 head, AdamW 1e-4 with weight decay 1e-4 and a
     10,000-step warm-up, clip 0.25, returns-to-go / 1000, normalised observations; train
-    with 64 segments per step."""
+    with 64 segments per step.
+
+    Initialisation: PyTorch's defaults (``init_std`` None, the network's default), a
+    deliberate difference from the authors' gym code (GPT-2's N(0, 0.02²) in the blocks,
+    ``init_std=0.02``): with GPT-2's the Pendulum learning test's returns were worse at each
+    of three seeds and spread wider (``tests/algorithms/test_dt.py`` states both), and with
+    PyTorch's the quality table's Hopper medium cell is level with d3rlpy's, which
+    initialises as the authors do."""
 
     action_kind: ClassVar[ActionKind] = "continuous"
 
@@ -233,8 +242,9 @@ class ContinuousDTConfig(_DTConfig):
 class DiscreteDTConfig(_DTConfig):
     """The Decision Transformer's Atari settings (the authors' ``atari/run_dt_atari.py``):
     K = 30, 6 blocks of 128 units, 8 heads, AdamW 6e-4 with weight decay 0.1, clip 1.0,
-    returns-to-go unscaled, actions sampled at evaluation; train with 128 segments per step.
-    Frames ``(C, H, W)`` get the Nature-DQN encoder, flat observations a linear one."""
+    returns-to-go unscaled, actions sampled at evaluation, GPT-2's initialisation N(0, 0.02²);
+    train with 128 segments per step. Frames ``(C, H, W)`` get the Nature-DQN encoder, flat
+    observations a linear one."""
 
     action_kind: ClassVar[ActionKind] = "discrete"
 
@@ -252,6 +262,12 @@ class DiscreteDTConfig(_DTConfig):
     """transformer blocks"""
     n_heads: int = 8
     """attention heads"""
+    init_std: float | None = 0.02
+    """std of GPT-2's N(0, std²) initialisation (None: PyTorch's defaults); 0.02 as the
+    authors' Atari code (minGPT's rule) and d3rlpy: with PyTorch's defaults d3rlpy's discrete
+    Decision Transformer lost most of its lead over ours on the quality table's CartPole
+    medium row (``python -m benchmarks.quality_diagnostics --variants
+    dt-default-init-cartpole``)"""
     max_timestep: int = 10_000
     """timesteps are embedded up to this value"""
     target_return: float = 20.0

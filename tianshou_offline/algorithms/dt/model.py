@@ -29,9 +29,11 @@ the output layer and the action embedding get it too, and the timestep embedding
 script, whose embeddings and output layer lie outside its ``GPT2Model``) the timestep
 embedding keeps PyTorch's N(0, 1) and the return, action and state embeddings and the output
 layer PyTorch's defaults. The state encoder keeps PyTorch's defaults in both (in both
-scripts). ``init_std=None``, the default, keeps PyTorch's defaults everywhere (a difference
-from the authors' code: linear layers uniform in ±1/√fan-in, embeddings N(0, 1)) — and then
-every block starts as a copy of the first (``nn.TransformerEncoder`` clones its layer).
+scripts). ``init_std=None``, this network's default, keeps PyTorch's defaults everywhere
+(linear layers uniform in ±1/√fan-in, embeddings N(0, 1)) — and then every block starts as a
+copy of the first (``nn.TransformerEncoder`` clones its layer). The configs choose:
+``DiscreteDTConfig`` 0.02, as the authors' Atari code; ``ContinuousDTConfig`` None, a
+deliberate difference from their gym code (its docstring says why).
 
 Differences from the authors' code and CORL, deliberate: the transformer is PyTorch's
 ``TransformerEncoder`` (pre-norm, the same block as GPT-2, without GPT-2's own learned
@@ -115,7 +117,8 @@ class DecisionTransformerNet(nn.Module):
         it − 1; 1000 for MuJoCo).
     :param dropout: dropout of the embeddings, attention and feed-forward layers (0.1).
     :param init_std: GPT-2's initialisation with this standard deviation where the authors'
-        code applies it (see the module docstring; theirs: 0.02); None: PyTorch's defaults.
+        code applies it (see the module docstring; theirs: 0.02); None: PyTorch's defaults
+        (the default here and in ``ContinuousDTConfig``; ``DiscreteDTConfig``: 0.02).
     """
 
     def __init__(
