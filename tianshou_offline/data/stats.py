@@ -70,7 +70,7 @@ def episode_table(path: str | os.PathLike[str]) -> EpisodeTable:
     p = Path(path)
     with open_h5(p) as f:
         if detect_layout(f) == "tianshou_offline":
-            return _stored_table(f)
+            return stored_episode_table(f)
     from tianshou_offline.data.buffer import load_buffer
 
     buf = load_buffer(p, include_info=False)
@@ -102,8 +102,9 @@ def _column(group: h5py.Group, key: str, n: int, *, kinds: str = "biuf") -> np.n
     return np.asarray(ds[:n])
 
 
-def _stored_table(f: h5py.File) -> EpisodeTable:
-    """The episode table of a tianshou-offline file, checked against its data columns."""
+def stored_episode_table(f: h5py.File) -> EpisodeTable:
+    """The episode table of an open tianshou-offline file (its layout already known),
+    checked against its data columns."""
     check_version(f)
     starts, lengths = episode_bounds(f)
     n_ep = len(starts)

@@ -75,7 +75,7 @@ def _env_spec_object(text: str | None) -> Any:
 
 def _stored_episodes(src: Path, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None] | None:
     """``(starts, ends, seeds)`` of the episodes a tianshou-offline file's episode table
-    stores (read and checked by :func:`~tianshou_offline.data.stats.episode_table`, as
+    stores (read and checked by :func:`~tianshou_offline.data.stats.stored_episode_table`, as
     ``inspect`` reads it), ``seeds`` its ``seed`` metadata column or None; None for other
     layouts (their episodes come from ``done``).
 
@@ -84,12 +84,12 @@ def _stored_episodes(src: Path, n: int) -> tuple[np.ndarray, np.ndarray, np.ndar
     :raises DataValidationError: seeds that are no integers.
     """
     from tianshou_offline.data.format import detect_layout, open_h5
-    from tianshou_offline.data.stats import episode_table
+    from tianshou_offline.data.stats import stored_episode_table
 
-    with open_h5(src) as f:
+    with open_h5(src) as f:  # opened once: opening scans the file's bytes (byte_guards)
         if detect_layout(f) != "tianshou_offline":
             return None
-    table = episode_table(src)
+        table = stored_episode_table(f)
     starts = table.starts.astype(np.int64)
     ends = starts + table.lengths.astype(np.int64)
     stored = int(ends[-1]) if ends.size else 0
